@@ -1,0 +1,1 @@
+//! The ledger: accounts, meter registers, payments, two-phase authorizations. (issue 3)
