@@ -2,8 +2,16 @@
 //!
 //! See ARCHITECTURE.md for the map of modules and the invariants they keep.
 
+pub mod counter;
+pub mod demo;
+pub mod faultproxy;
+pub mod identity;
 pub mod indicium;
 pub mod ledger;
 pub mod link;
 pub mod money;
 pub mod printer;
+pub mod secret;
+pub mod tls;
+pub mod vendor;
+pub mod wire;

@@ -1,6 +1,13 @@
 //! The `frank` binary: CLI definition and glue. The work lives in the library.
 
-use clap::{Parser, Subcommand};
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use frank::counter::headless::{self, HeadlessOptions};
+use frank::vendor::directory::Directory;
+use frank::vendor::server::VendorServer;
+use frank::vendor::{DB_FILE, DataDir, now_ms};
+use std::net::SocketAddr;
+use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -15,17 +22,298 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run everything on this machine: a vendor, a fault proxy and a counter.
+    Demo(DemoArgs),
+    /// The vendor server and its administration.
+    #[command(subcommand)]
+    Vendor(VendorCommand),
+    /// The counter (headless until the terminal UI lands).
+    Counter(CounterArgs),
     /// Printers: list ports, manage profiles, emulate, probe.
     #[command(subcommand)]
     Printer(frank::printer::cli::PrinterCommand),
     /// Check a printed indicium independently.
     Verify(frank::indicium::cli::VerifyArgs),
+    /// A loopback UDP relay that injects faults; commands are read from standard input.
+    Faultproxy(FaultproxyArgs),
+}
+
+#[derive(Debug, Args)]
+struct DemoArgs {
+    /// Stop after this many seconds (default: run until Ctrl-C).
+    #[arg(long)]
+    duration_s: Option<u64>,
+    /// Do not cut the link on a schedule.
+    #[arg(long)]
+    no_faults: bool,
+}
+
+#[derive(Debug, Args)]
+struct DataArg {
+    /// The vendor's data directory.
+    #[arg(long, value_name = "DIR")]
+    data: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+enum VendorCommand {
+    /// Create the vendor identity, TLS certificate, database and config; print the fingerprint.
+    Init(DataArg),
+    /// Serve counters over QUIC.
+    Serve {
+        #[command(flatten)]
+        data: DataArg,
+        /// Address to listen on (default: `listen` in vendor.toml).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Print the fingerprint counters must pin.
+    Fingerprint(DataArg),
+    /// Accounts.
+    #[command(subcommand)]
+    Account(AccountCommand),
+    /// Clerks.
+    #[command(subcommand)]
+    Clerk(ClerkCommand),
+    /// Enrolled terminals.
+    Terminals(DataArg),
+}
+
+#[derive(Debug, Subcommand)]
+enum AccountCommand {
+    /// Create an account; prints its id and the enrollment code terminals need.
+    Add {
+        #[command(flatten)]
+        data: DataArg,
+        #[arg(long)]
+        name: String,
+    },
+    List(DataArg),
+}
+
+#[derive(Debug, Subcommand)]
+enum ClerkCommand {
+    /// Add a clerk; the password comes from FRANK_PASSWORD or a prompt.
+    Add {
+        #[command(flatten)]
+        data: DataArg,
+        #[arg(long)]
+        account: u64,
+        #[arg(long)]
+        username: String,
+        /// May approve refunds and see the admin monitor.
+        #[arg(long)]
+        supervisor: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+struct CounterArgs {
+    /// Vendor address, e.g. 127.0.0.1:4433.
+    #[arg(long)]
+    vendor: SocketAddr,
+    /// The vendor key fingerprint to pin (64 hex characters, from `frank vendor init`).
+    #[arg(long)]
+    pin: String,
+    /// This terminal's data directory (device key, enrollment).
+    #[arg(long, value_name = "DIR")]
+    data: PathBuf,
+    /// The account's enrollment code (first run only).
+    #[arg(long)]
+    enroll_code: Option<String>,
+    /// The terminal's name, shown to supervisors.
+    #[arg(long, default_value = "counter")]
+    name: String,
+    /// Clerk to sign in; the password comes from FRANK_PASSWORD or a prompt.
+    #[arg(long)]
+    clerk: String,
+}
+
+#[derive(Debug, Args)]
+struct FaultproxyArgs {
+    #[arg(long, default_value = "127.0.0.1:4434")]
+    listen: SocketAddr,
+    #[arg(long, default_value = "127.0.0.1:4433")]
+    upstream: SocketAddr,
+}
+
+fn init_logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Demo(a) => {
+            init_logging("warn");
+            runtime()?.block_on(frank::demo::run(frank::demo::DemoOptions {
+                duration_s: a.duration_s,
+                faults: !a.no_faults,
+            }))
+        }
+        Command::Vendor(cmd) => {
+            init_logging("info");
+            vendor(cmd)
+        }
+        Command::Counter(a) => {
+            init_logging("warn");
+            counter(a)
+        }
         Command::Printer(cmd) => frank::printer::cli::run(cmd),
         Command::Verify(args) => frank::indicium::cli::run(args),
+        Command::Faultproxy(a) => {
+            init_logging("info");
+            runtime()?.block_on(faultproxy(a))
+        }
     }
+}
+
+fn open_directory(data: &DataArg) -> anyhow::Result<Directory> {
+    let dir = DataDir::new(&data.data);
+    dir.load()?;
+    Directory::open(&dir.file(DB_FILE))
+}
+
+fn vendor(cmd: VendorCommand) -> anyhow::Result<()> {
+    match cmd {
+        VendorCommand::Init(d) => {
+            let fp = DataDir::new(&d.data).init()?;
+            println!("vendor initialised in {}", d.data.display());
+            println!("fingerprint (pin this on every counter): {fp}");
+        }
+        VendorCommand::Serve { data, listen } => {
+            let dir = DataDir::new(&data.data);
+            runtime()?.block_on(async {
+                let server = VendorServer::start(&dir, listen).await?;
+                println!(
+                    "vendor listening on {} — fingerprint {}",
+                    server.local_addr()?,
+                    server.fingerprint()
+                );
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate() => {}
+                }
+                server.shutdown().await;
+                anyhow::Ok(())
+            })?;
+        }
+        VendorCommand::Fingerprint(d) => {
+            let files = DataDir::new(&d.data).load()?;
+            println!(
+                "{}",
+                frank::identity::fingerprint(&files.key.verifying_key())
+            );
+        }
+        VendorCommand::Account(AccountCommand::Add { data, name }) => {
+            let mut dir = open_directory(&data)?;
+            let (acct, code) = dir.add_account(&name, now_ms())?;
+            println!("account {} created: {}", acct.id, acct.name);
+            println!("enrollment code (give it to the account's terminals): {code}");
+        }
+        VendorCommand::Account(AccountCommand::List(data)) => {
+            for a in open_directory(&data)?.accounts()? {
+                println!("{:>6}  {}", a.id, a.name);
+            }
+        }
+        VendorCommand::Clerk(ClerkCommand::Add {
+            data,
+            account,
+            username,
+            supervisor,
+        }) => {
+            let mut dir = open_directory(&data)?;
+            let password = frank::secret::read_password(&format!("password for {username}: "))?;
+            let c = dir.add_clerk(account, &username, &password, supervisor, now_ms())?;
+            println!(
+                "clerk {} ({}) added to account {}",
+                c.username, c.role, c.account_id
+            );
+        }
+        VendorCommand::Terminals(data) => {
+            for t in open_directory(&data)?.terminals()? {
+                println!(
+                    "{:>6}  account {:>6}  {}  key {}",
+                    t.id,
+                    t.account_id,
+                    t.name,
+                    hex::encode(t.device_key)
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn terminate() {
+    #[cfg(unix)]
+    {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+            return;
+        }
+    }
+    std::future::pending::<()>().await
+}
+
+fn counter(a: CounterArgs) -> anyhow::Result<()> {
+    let pinned = frank::identity::parse_fingerprint(&a.pin).context("--pin")?;
+    let password = frank::secret::read_password(&format!("password for {}: ", a.clerk))?;
+    let opts = HeadlessOptions {
+        vendor: a.vendor,
+        pinned,
+        data_dir: a.data,
+        enroll_code: a.enroll_code,
+        terminal_name: a.name,
+        clerk: a.clerk,
+        report_interval_ms: 1_000,
+    };
+    runtime()?.block_on(async {
+        let (sup, session) = headless::start(&opts, &password).await?;
+        drop(password);
+        println!(
+            "signed in as {} on terminal {} (session {:016x})",
+            session.clerk, session.terminal_id, session.session_id
+        );
+        let end = headless::report(&sup, opts.report_interval_ms, async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await;
+        sup.stop();
+        println!("{}", headless::describe(&end));
+        anyhow::Ok(())
+    })
+}
+
+async fn faultproxy(a: FaultproxyArgs) -> anyhow::Result<()> {
+    use tokio::io::AsyncBufReadExt;
+    let proxy = frank::faultproxy::FaultProxy::start(a.listen, a.upstream).await?;
+    println!(
+        "relaying {} → {}; commands: cut, heal, drop RATE, delay MS, duplicate RATE, reorder RATE MS, corrupt RATE",
+        proxy.local_addr(),
+        a.upstream
+    );
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    while let Some(line) = lines.next_line().await? {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match proxy.handle.command(&line) {
+            Ok(f) => println!("now: {f:?}"),
+            Err(e) => println!("error: {e}"),
+        }
+    }
+    Ok(())
 }

@@ -1,0 +1,326 @@
+//! The counter's side of the connection: connect with the pinned vendor key, enroll, log in,
+//! resume, and send requests (one per bidirectional stream).
+
+use crate::identity;
+use crate::link::driver::{self, LinkHandle};
+use crate::link::guard::GuardConfig;
+use crate::link::keepalive::KeepaliveEndpoint;
+use crate::link::keys::{self, Exporter, SessionKeys};
+use crate::tls::PinnedVendor;
+use crate::vendor::server::transport_config;
+use crate::wire::reqmac::MacInput;
+use crate::wire::{self, Request, ResponseError};
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use serde::de::DeserializeOwned;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Default QUIC idle timeout on the counter (the backstop behind the keepalive watchdog).
+pub const IDLE_TIMEOUT_MS: u32 = 2_000;
+/// How long one request may take before the counter gives up on it.
+pub const REQUEST_TIMEOUT_MS: u64 = 10_000;
+/// How long the handshake may take.
+pub const CONNECT_TIMEOUT_MS: u64 = 5_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(
+        "vendor at {addr} presented key {presented}, but this terminal pins {pinned}; refusing to talk to it"
+    )]
+    WrongVendorKey {
+        addr: SocketAddr,
+        presented: String,
+        pinned: String,
+    },
+    #[error("cannot reach the vendor at {addr}: {reason}")]
+    Unreachable { addr: SocketAddr, reason: String },
+    #[error("vendor's enrollment answer does not verify with the pinned key; refusing it")]
+    BadEnrollmentSignature,
+    #[error("request timed out after {REQUEST_TIMEOUT_MS} ms")]
+    Timeout,
+    #[error("connection lost: {0}")]
+    ConnectionLost(String),
+    #[error(transparent)]
+    Response(#[from] ResponseError),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl ClientError {
+    /// The vendor's typed error, if this is one.
+    pub fn code(&self) -> Option<wire::ErrorCode> {
+        match self {
+            ClientError::Response(ResponseError::Refused(b)) => Some(b.code),
+            _ => None,
+        }
+    }
+}
+
+/// A QUIC client endpoint bound to an ephemeral loopback-or-any port.
+pub fn client_endpoint(bind: SocketAddr) -> anyhow::Result<quinn::Endpoint> {
+    Ok(quinn::Endpoint::client(bind)?)
+}
+
+/// An established, pinned connection to the vendor.
+#[derive(Debug, Clone)]
+pub struct VendorConn {
+    pub conn: quinn::Connection,
+    pub exporter: Exporter,
+    pub addr: SocketAddr,
+}
+
+/// Connects and checks the vendor's key against `pinned`.
+pub async fn connect(
+    endpoint: &quinn::Endpoint,
+    addr: SocketAddr,
+    pinned: VerifyingKey,
+) -> Result<VendorConn, ClientError> {
+    let verifier = PinnedVendor::new(pinned);
+    let mut config = crate::tls::client_config(verifier.clone())
+        .map_err(|e| ClientError::Other(e.to_string()))?;
+    config.transport_config(Arc::new(transport_config(IDLE_TIMEOUT_MS)));
+    let unreachable = |reason: String| ClientError::Unreachable { addr, reason };
+    let connecting = endpoint
+        .connect_with(config, addr, crate::tls::VENDOR_CERT_NAME)
+        .map_err(|e| unreachable(e.to_string()))?;
+    let result = tokio::time::timeout(Duration::from_millis(CONNECT_TIMEOUT_MS), connecting).await;
+    let conn = match result {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(e)) => {
+            if let Some(presented) = verifier.presented_mismatch() {
+                return Err(ClientError::WrongVendorKey {
+                    addr,
+                    presented,
+                    pinned: identity::fingerprint(&pinned),
+                });
+            }
+            return Err(unreachable(e.to_string()));
+        }
+        Err(_) => {
+            return Err(unreachable(format!(
+                "no answer within {CONNECT_TIMEOUT_MS} ms"
+            )));
+        }
+    };
+    let mut out = [0u8; keys::EXPORTER_BYTES];
+    conn.export_keying_material(&mut out, keys::EXPORTER_LABEL, keys::EXPORTER_CONTEXT)
+        .map_err(|_| ClientError::Other("TLS exporter unavailable".into()))?;
+    Ok(VendorConn {
+        conn,
+        exporter: Exporter(out),
+        addr,
+    })
+}
+
+/// What enrollment yields; stored in the terminal's data directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enrollment {
+    pub terminal_id: u64,
+    pub account_id: u64,
+    pub vendor_time_ms: u64,
+}
+
+impl VendorConn {
+    /// Sends raw bytes as one request and returns the raw response. For tests of bad input.
+    pub async fn request_raw(&self, bytes: &[u8]) -> Result<Vec<u8>, ClientError> {
+        let fut = async {
+            let (mut send, mut recv) = self
+                .conn
+                .open_bi()
+                .await
+                .map_err(|e| ClientError::ConnectionLost(e.to_string()))?;
+            send.write_all(bytes)
+                .await
+                .map_err(|e| ClientError::ConnectionLost(e.to_string()))?;
+            let _ = send.finish();
+            recv.read_to_end(wire::RESPONSE_BYTES_MAX)
+                .await
+                .map_err(|e| ClientError::ConnectionLost(e.to_string()))
+        };
+        tokio::time::timeout(Duration::from_millis(REQUEST_TIMEOUT_MS), fut)
+            .await
+            .map_err(|_| ClientError::Timeout)?
+    }
+
+    pub async fn request<T: DeserializeOwned>(&self, request: &Request) -> Result<T, ClientError> {
+        let bytes = self.request_raw(&wire::encode_request(request)).await?;
+        Ok(wire::decode_response(&bytes)?)
+    }
+
+    /// Enrolls this terminal's device key, verifying the vendor's signed answer.
+    pub async fn enroll(
+        &self,
+        code: &str,
+        name: &str,
+        device_key: &SigningKey,
+        pinned: &VerifyingKey,
+    ) -> Result<Enrollment, ClientError> {
+        let challenge: [u8; 8] = rand::random();
+        let answer: wire::Enrolled = self
+            .request(&Request::Enroll(wire::Enroll {
+                code: code.to_string(),
+                name: name.to_string(),
+                device_key: device_key.verifying_key().as_bytes().to_vec(),
+                challenge: challenge.to_vec(),
+            }))
+            .await?;
+        let sig = Signature::from_slice(&answer.signature)
+            .map_err(|_| ClientError::BadEnrollmentSignature)?;
+        let transcript = keys::enroll_transcript(&challenge, &self.exporter, answer.vendor_time_ms);
+        pinned
+            .verify(&transcript, &sig)
+            .map_err(|_| ClientError::BadEnrollmentSignature)?;
+        Ok(Enrollment {
+            terminal_id: answer.terminal_id,
+            account_id: answer.account_id,
+            vendor_time_ms: answer.vendor_time_ms,
+        })
+    }
+
+    fn proof(&self, device_key: &SigningKey, terminal_id: u64, clerk: &str) -> Vec<u8> {
+        device_key
+            .sign(&keys::login_transcript(&self.exporter, terminal_id, clerk))
+            .to_bytes()
+            .to_vec()
+    }
+
+    /// Logs a clerk in; the session is bound to this connection.
+    pub async fn login(
+        &self,
+        terminal_id: u64,
+        device_key: &SigningKey,
+        clerk: &str,
+        password: &str,
+    ) -> Result<Session, ClientError> {
+        let answer: wire::LoggedIn = self
+            .request(&Request::Login(wire::Login {
+                terminal_id,
+                clerk: clerk.to_string(),
+                password: password.to_string(),
+                proof: self.proof(device_key, terminal_id, clerk),
+            }))
+            .await?;
+        let keys = keys::derive_session_keys(
+            &self.exporter,
+            answer.session_id,
+            terminal_id,
+            &answer.clerk,
+        );
+        Ok(Session::new(self.clone(), terminal_id, answer, keys))
+    }
+
+    /// Resumes `previous` on this (new) connection with a fresh device proof.
+    pub async fn resume(
+        &self,
+        previous: &Session,
+        device_key: &SigningKey,
+    ) -> Result<Session, ClientError> {
+        let answer: wire::LoggedIn = self
+            .request(&Request::Resume(wire::Resume {
+                session_id: previous.session_id,
+                terminal_id: previous.terminal_id,
+                proof: self.proof(device_key, previous.terminal_id, &previous.clerk),
+                resume_mac: keys::resume_mac(&previous.keys.resume, &self.exporter).to_vec(),
+            }))
+            .await?;
+        let mut keys = keys::derive_session_keys(
+            &self.exporter,
+            answer.session_id,
+            previous.terminal_id,
+            &answer.clerk,
+        );
+        keys.resume = previous.keys.resume.clone();
+        Ok(Session::new(
+            self.clone(),
+            previous.terminal_id,
+            answer,
+            keys,
+        ))
+    }
+}
+
+/// A logged-in session on one connection.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub conn: VendorConn,
+    pub terminal_id: u64,
+    pub session_id: u64,
+    pub account_id: u64,
+    pub clerk: String,
+    pub guard: GuardConfig,
+    pub request_clock_skew_ms_max: u64,
+    /// Session keys. Exposed for diagnostics and protocol tests; never log them.
+    pub keys: SessionKeys,
+}
+
+impl Session {
+    fn new(
+        conn: VendorConn,
+        terminal_id: u64,
+        answer: wire::LoggedIn,
+        keys: SessionKeys,
+    ) -> Session {
+        Session {
+            conn,
+            terminal_id,
+            session_id: answer.session_id,
+            account_id: answer.account_id,
+            clerk: answer.clerk,
+            guard: GuardConfig {
+                keepalive_interval_ms: answer.keepalive_interval_ms,
+                detect_multiplier: answer.detect_multiplier,
+                up_after_keepalives: answer.up_after_keepalives,
+            },
+            request_clock_skew_ms_max: answer.request_clock_skew_ms_max,
+            keys,
+        }
+    }
+
+    /// Starts the keepalive link on this session's connection.
+    pub fn start_link(&self) -> Result<LinkHandle, ClientError> {
+        self.guard.validate().map_err(ClientError::Other)?;
+        let endpoint = KeepaliveEndpoint::new(
+            self.session_id,
+            self.keys.keepalive_counter_to_vendor.clone(),
+            self.keys.keepalive_vendor_to_counter.clone(),
+            Instant::now(),
+            self.guard.detect_window(),
+        );
+        Ok(driver::spawn(
+            self.conn.conn.clone(),
+            endpoint,
+            self.guard,
+            self.session_id,
+        ))
+    }
+
+    /// A MAC'd `clock_check`: proves keys and clock agree with the vendor's.
+    pub async fn clock_check(
+        &self,
+        client_time_ms: u64,
+    ) -> Result<wire::ClockChecked, ClientError> {
+        let request_id: [u8; 16] = rand::random();
+        let mac = MacInput {
+            operation: "clock_check",
+            request_id,
+            amount_cents: 0,
+            client_time_ms,
+            clerk: &self.clerk,
+            destination: "",
+        }
+        .sign(&self.keys.request_mac)
+        .map_err(|e| ClientError::Other(e.to_string()))?;
+        self.conn
+            .request(&Request::ClockCheck(wire::ClockCheck {
+                request_id: request_id.to_vec(),
+                client_time_ms,
+                mac: mac.to_vec(),
+            }))
+            .await
+    }
+
+    pub async fn ping(&self) -> Result<wire::Pong, ClientError> {
+        self.conn.request(&Request::Ping(wire::Ping {})).await
+    }
+}

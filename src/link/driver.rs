@@ -1,0 +1,176 @@
+//! The tokio shell around the keepalive endpoint and the LinkGuard, used by both ends of a
+//! logged-in connection: sends a datagram every `keepalive_interval_ms`, judges incoming ones,
+//! runs the guard's timer, and publishes [`LinkStatus`] on a `watch`.
+
+use super::guard::{GuardConfig, LinkGuard, LinkState};
+use super::keepalive::{KeepaliveCounters, KeepaliveEndpoint};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// What a subscriber (printer streamer, status bar, admin monitor) sees of a link.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinkStatus {
+    pub state: LinkState,
+    pub session_id: u64,
+    /// Smoothed round-trip time from keepalive echoes.
+    pub rtt: Option<Duration>,
+    /// Share of the peer's keepalives that never arrived valid.
+    pub loss_pct: f64,
+    pub counters: KeepaliveCounters,
+    /// Highest keepalive sequence number received from the peer.
+    pub peer_highest_seq: u64,
+    /// When the last fresh keepalive arrived.
+    pub last_fresh: Option<Instant>,
+    pub lapses: u64,
+    /// When the state last changed.
+    pub since: Instant,
+}
+
+impl LinkStatus {
+    pub fn down(session_id: u64, now: Instant) -> Self {
+        LinkStatus {
+            state: LinkState::Down,
+            session_id,
+            rtt: None,
+            loss_pct: 0.0,
+            counters: KeepaliveCounters::default(),
+            peer_highest_seq: 0,
+            last_fresh: None,
+            lapses: 0,
+            since: now,
+        }
+    }
+}
+
+/// Handle on a running driver.
+#[derive(Debug, Clone)]
+pub struct LinkHandle {
+    pub status: watch::Receiver<LinkStatus>,
+    /// Just the state, for subscribers that only gate on it (the printer streamer).
+    pub state: watch::Receiver<LinkState>,
+    mute: Arc<AtomicBool>,
+}
+
+impl LinkHandle {
+    /// Stops (or resumes) sending keepalives while receiving continues. A diagnostic for
+    /// technicians and tests: the peer's guard must lapse while this one stays fed.
+    pub fn set_muted(&self, muted: bool) {
+        self.mute.store(muted, Ordering::Relaxed);
+    }
+}
+
+/// Spawns the driver for `conn`. It ends when the connection closes.
+pub fn spawn(
+    conn: quinn::Connection,
+    endpoint: KeepaliveEndpoint,
+    config: GuardConfig,
+    session_id: u64,
+) -> LinkHandle {
+    let now = Instant::now();
+    let (status_tx, status_rx) = watch::channel(LinkStatus::down(session_id, now));
+    let (state_tx, state_rx) = watch::channel(LinkState::Down);
+    let mute = Arc::new(AtomicBool::new(false));
+    let driver = Driver {
+        conn,
+        endpoint,
+        guard: LinkGuard::new(config),
+        status_tx,
+        state_tx,
+        mute: mute.clone(),
+        session_id,
+        since: now,
+    };
+    tokio::spawn(driver.run());
+    LinkHandle {
+        status: status_rx,
+        state: state_rx,
+        mute,
+    }
+}
+
+struct Driver {
+    conn: quinn::Connection,
+    endpoint: KeepaliveEndpoint,
+    guard: LinkGuard,
+    status_tx: watch::Sender<LinkStatus>,
+    state_tx: watch::Sender<LinkState>,
+    mute: Arc<AtomicBool>,
+    session_id: u64,
+    since: Instant,
+}
+
+impl Driver {
+    async fn run(mut self) {
+        let mut tick = tokio::time::interval(self.guard.config().keepalive_interval());
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let deadline = self.guard.deadline();
+            let sleep = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                _ = self.conn.closed() => break,
+                datagram = self.conn.read_datagram() => match datagram {
+                    Ok(bytes) => self.on_datagram(&bytes),
+                    Err(_) => break,
+                },
+                _ = sleep => {
+                    let now = Instant::now();
+                    if let Some(s) = self.guard.poll(now) {
+                        self.publish(Some(s), now);
+                    }
+                }
+                _ = tick.tick() => {
+                    if !self.mute.load(Ordering::Relaxed) {
+                        let d = self.endpoint.build(Instant::now());
+                        if self.conn.send_datagram(bytes::Bytes::copy_from_slice(&d)).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        let now = Instant::now();
+        let change = self.guard.on_closed();
+        self.publish(change, now);
+    }
+
+    fn on_datagram(&mut self, bytes: &[u8]) {
+        let now = Instant::now();
+        let change = match self.endpoint.receive(bytes, now) {
+            Ok(acc) if acc.fresh => self.guard.on_fresh_keepalive(now),
+            Ok(_) => None,
+            Err(reject) => {
+                tracing::debug!(session = self.session_id, ?reject, "keepalive dropped");
+                None
+            }
+        };
+        self.publish(change, now);
+    }
+
+    fn publish(&mut self, change: Option<LinkState>, now: Instant) {
+        if let Some(state) = change {
+            self.since = now;
+            tracing::info!(session = self.session_id, %state, "link state");
+            self.state_tx.send_replace(state);
+        }
+        let status = LinkStatus {
+            state: self.guard.state(),
+            session_id: self.session_id,
+            rtt: self.endpoint.rtt(),
+            loss_pct: self.endpoint.loss_pct(),
+            counters: self.endpoint.counters(),
+            peer_highest_seq: self.endpoint.peer_highest_seq(),
+            last_fresh: self.guard.last_fresh(),
+            lapses: self.guard.lapses(),
+            since: self.since,
+        };
+        self.status_tx.send_replace(status);
+    }
+}

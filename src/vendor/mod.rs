@@ -1,0 +1,197 @@
+//! The vendor server: identity, data directory, directory database, and the QUIC front.
+
+pub mod directory;
+pub mod lockout;
+pub mod server;
+
+use crate::identity;
+use crate::link::guard::GuardConfig;
+use anyhow::{Context, bail};
+use ed25519_dalek::SigningKey;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+pub const KEY_FILE: &str = "vendor-key.pem";
+pub const CERT_FILE: &str = "vendor-cert.der";
+pub const DB_FILE: &str = "vendor.db";
+pub const CONFIG_FILE: &str = "vendor.toml";
+
+/// `vendor.toml`. Every field has a default; units are in the names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VendorConfig {
+    pub listen: String,
+    pub keepalive_interval_ms: u32,
+    pub detect_multiplier: u32,
+    pub up_after_keepalives: u32,
+    /// QUIC idle timeout: only the backstop behind the keepalive watchdog.
+    pub idle_timeout_ms: u32,
+    pub request_clock_skew_ms_max: u64,
+    pub connections_max: usize,
+    pub sessions_max: usize,
+    /// How long a session may be resumed on a new connection after its last one ended.
+    pub session_resume_ms_max: u64,
+}
+
+impl Default for VendorConfig {
+    fn default() -> Self {
+        let g = GuardConfig::default();
+        VendorConfig {
+            listen: "127.0.0.1:4433".into(),
+            keepalive_interval_ms: g.keepalive_interval_ms,
+            detect_multiplier: g.detect_multiplier,
+            up_after_keepalives: g.up_after_keepalives,
+            idle_timeout_ms: 2_000,
+            request_clock_skew_ms_max: crate::wire::reqmac::REQUEST_CLOCK_SKEW_MS_MAX,
+            connections_max: 10_000,
+            sessions_max: 10_000,
+            session_resume_ms_max: 10 * 60 * 1000,
+        }
+    }
+}
+
+impl VendorConfig {
+    pub fn guard(&self) -> GuardConfig {
+        GuardConfig {
+            keepalive_interval_ms: self.keepalive_interval_ms,
+            detect_multiplier: self.detect_multiplier,
+            up_after_keepalives: self.up_after_keepalives,
+        }
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        self.guard().validate().map_err(anyhow::Error::msg)?;
+        let detect_ms = u64::from(self.keepalive_interval_ms) * u64::from(self.detect_multiplier);
+        if u64::from(self.idle_timeout_ms) <= detect_ms {
+            bail!(
+                "idle_timeout_ms ({}) must exceed the keepalive detection window ({detect_ms} ms): it is only the backstop",
+                self.idle_timeout_ms
+            );
+        }
+        if self.connections_max == 0 || self.sessions_max == 0 {
+            bail!("connections_max and sessions_max must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// The files of a vendor data directory.
+#[derive(Debug, Clone)]
+pub struct DataDir {
+    pub path: PathBuf,
+}
+
+/// Everything `vendor serve` loads from the data directory.
+pub struct VendorFiles {
+    pub key: SigningKey,
+    pub cert_der: Vec<u8>,
+    pub config: VendorConfig,
+    pub db_path: PathBuf,
+}
+
+impl DataDir {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        DataDir { path: path.into() }
+    }
+
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    /// `frank vendor init`: creates key (0600), certificate, database and config. Refuses to
+    /// touch a directory that already holds a vendor key. Returns the fingerprint to pin.
+    pub fn init(&self) -> anyhow::Result<String> {
+        std::fs::create_dir_all(&self.path)
+            .with_context(|| format!("creating {}", self.path.display()))?;
+        if self.file(KEY_FILE).exists() {
+            bail!(
+                "{} already holds a vendor key; refusing to overwrite it",
+                self.path.display()
+            );
+        }
+        let key = identity::create_key_file(&self.file(KEY_FILE))?;
+        let cert = crate::tls::make_vendor_certificate(&key)?;
+        std::fs::write(self.file(CERT_FILE), cert)?;
+        directory::Directory::open(&self.file(DB_FILE))?;
+        let config = toml::to_string_pretty(&VendorConfig::default())?;
+        std::fs::write(
+            self.file(CONFIG_FILE),
+            format!("# Frank vendor configuration. Units are in the names.\n{config}"),
+        )?;
+        Ok(identity::fingerprint(&key.verifying_key()))
+    }
+
+    pub fn load(&self) -> anyhow::Result<VendorFiles> {
+        if !self.file(KEY_FILE).exists() {
+            bail!(
+                "{} is not a vendor data directory (no {KEY_FILE}); run `frank vendor init --data {}` first",
+                self.path.display(),
+                self.path.display()
+            );
+        }
+        let key = identity::load_key_file(&self.file(KEY_FILE))?;
+        let cert_der =
+            std::fs::read(self.file(CERT_FILE)).with_context(|| format!("reading {CERT_FILE}"))?;
+        let presented = crate::tls::ed25519_key_of(&cert_der).map_err(anyhow::Error::msg)?;
+        if presented != *key.verifying_key().as_bytes() {
+            bail!(
+                "{CERT_FILE} does not carry the key in {KEY_FILE}; the data directory is inconsistent"
+            );
+        }
+        let config = load_config(&self.file(CONFIG_FILE))?;
+        Ok(VendorFiles {
+            key,
+            cert_der,
+            config,
+            db_path: self.file(DB_FILE),
+        })
+    }
+}
+
+fn load_config(path: &Path) -> anyhow::Result<VendorConfig> {
+    let config: VendorConfig = match std::fs::read_to_string(path) {
+        Ok(text) => toml::from_str(&text).with_context(|| format!("in {}", path.display()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => VendorConfig::default(),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    config
+        .validate()
+        .with_context(|| format!("in {}", path.display()))?;
+    Ok(config)
+}
+
+/// Milliseconds since the Unix epoch (the vendor's wall clock, for the wire and records).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn init_then_load() {
+        let t = tempfile::tempdir().unwrap();
+        let d = DataDir::new(t.path().join("v"));
+        let fp = d.init().unwrap();
+        let files = d.load().unwrap();
+        assert_eq!(identity::fingerprint(&files.key.verifying_key()), fp);
+        assert_eq!(files.config, VendorConfig::default());
+        assert!(d.init().unwrap_err().to_string().contains("refusing"));
+    }
+
+    #[test]
+    fn config_errors_name_the_field() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("c.toml");
+        std::fs::write(&p, "keepalive_interval_ms = 1\n").unwrap();
+        assert!(format!("{:#}", load_config(&p).unwrap_err()).contains("keepalive_interval_ms"));
+        std::fs::write(&p, "idle_timeout_ms = 100\n").unwrap();
+        assert!(format!("{:#}", load_config(&p).unwrap_err()).contains("idle_timeout_ms"));
+        std::fs::write(&p, "bogus = 1\n").unwrap();
+        assert!(format!("{:#}", load_config(&p).unwrap_err()).contains("bogus"));
+    }
+}

@@ -1,0 +1,674 @@
+//! The vendor's QUIC front: accepts connections, answers requests (one per bidirectional
+//! stream), and after login runs a link driver per terminal. It holds no database connection:
+//! the directory is behind [`DirectoryHandle`].
+
+use super::directory::{self, Directory, DirectoryHandle, EnrollOutcome, LockState};
+use super::{DataDir, VendorConfig, now_ms};
+use crate::link::driver::{self, LinkHandle};
+use crate::link::keepalive::KeepaliveEndpoint;
+use crate::link::keys::{self, Exporter, MacKey, SessionKeys};
+use crate::wire::reqmac::MacInput;
+use crate::wire::{self, ErrorBody, ErrorCode, Request};
+use anyhow::Context;
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use subtle::ConstantTimeEq;
+
+/// Application close codes on the QUIC connection.
+pub const CLOSE_SUPERSEDED: u32 = 1;
+pub const CLOSE_SHUTDOWN: u32 = 2;
+
+struct SessionRecord {
+    terminal_id: u64,
+    account_id: u64,
+    clerk: String,
+    resume_key: MacKey,
+    /// Set when the session's connection ended; resumable until then + session_resume_ms_max.
+    detached_at: Option<Instant>,
+}
+
+/// A terminal's live link as the vendor sees it.
+#[derive(Debug, Clone)]
+pub struct TerminalLink {
+    pub terminal_id: u64,
+    pub session_id: u64,
+    pub clerk: String,
+    pub link: LinkHandle,
+    conn: quinn::Connection,
+}
+
+struct Shared {
+    config: VendorConfig,
+    key: SigningKey,
+    directory: DirectoryHandle,
+    dummy_hash: String,
+    sessions: Mutex<HashMap<u64, SessionRecord>>,
+    links: Mutex<HashMap<u64, TerminalLink>>,
+}
+
+/// A running vendor server.
+pub struct VendorServer {
+    endpoint: quinn::Endpoint,
+    shared: Arc<Shared>,
+    accept_task: tokio::task::JoinHandle<()>,
+}
+
+/// The QUIC transport settings both ends use.
+pub fn transport_config(idle_timeout_ms: u32) -> quinn::TransportConfig {
+    let mut t = quinn::TransportConfig::default();
+    t.max_idle_timeout(Some(quinn::VarInt::from_u32(idle_timeout_ms).into()));
+    t.keep_alive_interval(None);
+    t.max_concurrent_bidi_streams(quinn::VarInt::from_u32(STREAMS_PER_CONNECTION_MAX));
+    t.max_concurrent_uni_streams(quinn::VarInt::from_u32(0));
+    t.datagram_receive_buffer_size(Some(DATAGRAM_RECEIVE_BUFFER_BYTES_MAX));
+    t.datagram_send_buffer_size(DATAGRAM_SEND_BUFFER_BYTES_MAX);
+    t
+}
+
+pub const STREAMS_PER_CONNECTION_MAX: u32 = 16;
+pub const DATAGRAM_RECEIVE_BUFFER_BYTES_MAX: usize = 64 * 1024;
+pub const DATAGRAM_SEND_BUFFER_BYTES_MAX: usize = 64 * 1024;
+
+impl VendorServer {
+    /// Loads the data directory and listens on `listen` (or the config's address).
+    pub async fn start(data: &DataDir, listen: Option<SocketAddr>) -> anyhow::Result<VendorServer> {
+        let files = data.load()?;
+        let listen = match listen {
+            Some(a) => a,
+            None => files.config.listen.parse().with_context(|| {
+                format!("listen address {:?} in vendor.toml", files.config.listen)
+            })?,
+        };
+        let directory = DirectoryHandle::spawn(Directory::open(&files.db_path)?)?;
+        let mut server_config = crate::tls::server_config(files.cert_der.clone(), &files.key)?;
+        server_config.transport_config(Arc::new(transport_config(files.config.idle_timeout_ms)));
+        let endpoint = quinn::Endpoint::server(server_config, listen)
+            .with_context(|| format!("listening on {listen}"))?;
+        // A hash to verify against when the clerk does not exist, so timing does not tell.
+        let dummy_hash =
+            tokio::task::spawn_blocking(|| directory::hash_password("not a real password"))
+                .await??;
+        let shared = Arc::new(Shared {
+            config: files.config,
+            key: files.key,
+            directory,
+            dummy_hash,
+            sessions: Mutex::new(HashMap::new()),
+            links: Mutex::new(HashMap::new()),
+        });
+        let accept_task = tokio::spawn(accept_loop(endpoint.clone(), shared.clone()));
+        tracing::info!(%listen, fingerprint = %crate::identity::fingerprint(&shared.key.verifying_key()), "vendor serving");
+        Ok(VendorServer {
+            endpoint,
+            shared,
+            accept_task,
+        })
+    }
+
+    pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {
+        Ok(self.endpoint.local_addr()?)
+    }
+
+    pub fn fingerprint(&self) -> String {
+        crate::identity::fingerprint(&self.shared.key.verifying_key())
+    }
+
+    pub fn public_key(&self) -> VerifyingKey {
+        self.shared.key.verifying_key()
+    }
+
+    /// The live link of a terminal, as the vendor sees it.
+    pub fn terminal_link(&self, terminal_id: u64) -> Option<TerminalLink> {
+        lock(&self.shared.links).get(&terminal_id).cloned()
+    }
+
+    /// All live terminal links.
+    pub fn terminal_links(&self) -> Vec<TerminalLink> {
+        let mut v: Vec<_> = lock(&self.shared.links).values().cloned().collect();
+        v.sort_by_key(|t| t.terminal_id);
+        v
+    }
+
+    /// Closes every connection and stops listening.
+    pub async fn shutdown(self) {
+        self.endpoint.close(
+            quinn::VarInt::from_u32(CLOSE_SHUTDOWN),
+            b"vendor shutting down",
+        );
+        self.accept_task.abort();
+        self.endpoint.wait_idle().await;
+    }
+
+    /// Serves until the endpoint closes.
+    pub async fn wait(self) {
+        let _ = self.accept_task.await;
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding these maps leaves plain data behind; keep serving.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
+    while let Some(incoming) = endpoint.accept().await {
+        if endpoint.open_connections() >= shared.config.connections_max {
+            tracing::warn!(
+                limit = shared.config.connections_max,
+                "refusing connection: connections_max reached"
+            );
+            incoming.refuse();
+            continue;
+        }
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let remote = incoming.remote_address();
+            // Await the full handshake: nothing is read before it completes (no 0-RTT).
+            match incoming.accept() {
+                Ok(connecting) => match connecting.await {
+                    Ok(conn) => serve_connection(conn, shared).await,
+                    Err(e) => tracing::info!(%remote, error = %e, "handshake failed"),
+                },
+                Err(e) => tracing::info!(%remote, error = %e, "could not accept"),
+            }
+        });
+    }
+}
+
+/// Per-connection state shared by its request streams.
+struct ConnState {
+    shared: Arc<Shared>,
+    conn: quinn::Connection,
+    exporter: Exporter,
+    session: Mutex<Option<ActiveSession>>,
+}
+
+#[derive(Clone)]
+struct ActiveSession {
+    session_id: u64,
+    terminal_id: u64,
+    clerk: String,
+    keys: SessionKeys,
+}
+
+fn exporter_of(conn: &quinn::Connection) -> anyhow::Result<Exporter> {
+    let mut out = [0u8; keys::EXPORTER_BYTES];
+    conn.export_keying_material(&mut out, keys::EXPORTER_LABEL, keys::EXPORTER_CONTEXT)
+        .map_err(|_| anyhow::anyhow!("TLS exporter unavailable"))?;
+    Ok(Exporter(out))
+}
+
+async fn serve_connection(conn: quinn::Connection, shared: Arc<Shared>) {
+    let exporter = match exporter_of(&conn) {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::warn!(error = %e, "closing connection");
+            conn.close(quinn::VarInt::from_u32(0), b"exporter unavailable");
+            return;
+        }
+    };
+    let state = Arc::new(ConnState {
+        shared,
+        conn: conn.clone(),
+        exporter,
+        session: Mutex::new(None),
+    });
+    loop {
+        match conn.accept_bi().await {
+            Ok((send, recv)) => {
+                let state = state.clone();
+                tokio::spawn(async move { serve_stream(state, send, recv).await });
+            }
+            Err(_) => break,
+        }
+    }
+    detach(&state);
+}
+
+/// The connection ended: the session becomes resumable for a while, the link view goes away.
+fn detach(state: &ConnState) {
+    let Some(active) = lock(&state.session).clone() else {
+        return;
+    };
+    if let Some(rec) = lock(&state.shared.sessions).get_mut(&active.session_id) {
+        rec.detached_at = Some(Instant::now());
+    }
+    let mut links = lock(&state.shared.links);
+    if links.get(&active.terminal_id).is_some_and(|l| {
+        l.session_id == active.session_id && l.conn.stable_id() == state.conn.stable_id()
+    }) {
+        links.remove(&active.terminal_id);
+    }
+}
+
+async fn serve_stream(
+    state: Arc<ConnState>,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+) {
+    let response = match recv.read_to_end(wire::REQUEST_BYTES_MAX).await {
+        Ok(bytes) => match wire::decode_request(&bytes) {
+            Ok(request) => {
+                let kind = request.kind();
+                match handle(&state, request).await {
+                    Ok(body) => body,
+                    Err(err) => {
+                        tracing::info!(request = kind, code = ?err.code, message = %err.message, "request refused");
+                        wire::encode_error(&err)
+                    }
+                }
+            }
+            Err(err) => {
+                tracing::info!(code = ?err.code, message = %err.message, "bad request");
+                wire::encode_error(&err)
+            }
+        },
+        Err(quinn::ReadToEndError::TooLong) => {
+            wire::encode_error(&wire::oversized(wire::REQUEST_BYTES_MAX + 1))
+        }
+        Err(_) => return,
+    };
+    let _ = send.write_all(&response).await;
+    let _ = send.finish();
+}
+
+fn internal(e: impl std::fmt::Display) -> ErrorBody {
+    tracing::error!(error = %e, "internal error");
+    ErrorBody::new(ErrorCode::Internal, "internal vendor error; try again")
+}
+
+fn directory_error(e: directory::DirectoryError) -> ErrorBody {
+    match e {
+        directory::DirectoryError::Busy => {
+            ErrorBody::new(ErrorCode::Busy, e.to_string()).with_retry_after_ms(100)
+        }
+        other => internal(other),
+    }
+}
+
+async fn handle(state: &Arc<ConnState>, request: Request) -> Result<Vec<u8>, ErrorBody> {
+    match request {
+        Request::Enroll(r) => enroll(state, r).await,
+        Request::Login(r) => login(state, r).await,
+        Request::Resume(r) => resume(state, r).await,
+        Request::Ping(_) => {
+            require_session(state)?;
+            Ok(wire::encode_ok(&wire::Pong {
+                vendor_time_ms: now_ms(),
+            }))
+        }
+        Request::ClockCheck(r) => clock_check(state, r),
+    }
+}
+
+fn require_session(state: &ConnState) -> Result<ActiveSession, ErrorBody> {
+    lock(&state.session).clone().ok_or_else(|| {
+        ErrorBody::new(
+            ErrorCode::NotLoggedIn,
+            "log in (or resume) on this connection first",
+        )
+    })
+}
+
+async fn enroll(state: &Arc<ConnState>, r: wire::Enroll) -> Result<Vec<u8>, ErrorBody> {
+    let mut device_key = [0u8; 32];
+    device_key.copy_from_slice(&r.device_key);
+    VerifyingKey::from_bytes(&device_key)
+        .map_err(|_| ErrorBody::malformed("enroll.device_key is not an Ed25519 public key"))?;
+    let mut challenge = [0u8; 8];
+    challenge.copy_from_slice(&r.challenge);
+    let name = r.name.clone();
+    let outcome = state
+        .shared
+        .directory
+        .call(move |d| d.enroll(&r.code, &r.name, device_key, now_ms()))
+        .await
+        .map_err(directory_error)?;
+    let terminal = match outcome {
+        EnrollOutcome::Enrolled(t) => t,
+        EnrollOutcome::BadCode => {
+            tracing::warn!(name = %name, "enrollment refused: bad enrollment code");
+            return Err(ErrorBody::new(
+                ErrorCode::BadEnrollmentCode,
+                "enrollment code is not valid; ask the vendor for the account's code",
+            ));
+        }
+    };
+    let vendor_time_ms = now_ms();
+    let transcript = keys::enroll_transcript(&challenge, &state.exporter, vendor_time_ms);
+    let signature = state.shared.key.sign(&transcript);
+    tracing::info!(terminal = terminal.id, account = terminal.account_id, name = %terminal.name, "terminal enrolled");
+    Ok(wire::encode_ok(&wire::Enrolled {
+        terminal_id: terminal.id,
+        account_id: terminal.account_id,
+        vendor_time_ms,
+        signature: signature.to_bytes().to_vec(),
+    }))
+}
+
+fn verify_device_proof(
+    device_key: &[u8; 32],
+    exporter: &Exporter,
+    terminal_id: u64,
+    clerk: &str,
+    proof: &[u8],
+) -> Result<(), ErrorBody> {
+    let bad = || {
+        ErrorBody::new(
+            ErrorCode::BadDeviceSignature,
+            "device proof does not verify for this terminal and connection",
+        )
+    };
+    let key = VerifyingKey::from_bytes(device_key).map_err(|_| bad())?;
+    let sig = Signature::from_slice(proof).map_err(|_| bad())?;
+    key.verify(&keys::login_transcript(exporter, terminal_id, clerk), &sig)
+        .map_err(|_| bad())
+}
+
+async fn login(state: &Arc<ConnState>, r: wire::Login) -> Result<Vec<u8>, ErrorBody> {
+    if lock(&state.session).is_some() {
+        return Err(ErrorBody::new(
+            ErrorCode::AlreadyLoggedIn,
+            "this connection already has a session",
+        ));
+    }
+    let shared = &state.shared;
+    let terminal_id = r.terminal_id;
+    let terminal = shared
+        .directory
+        .call(move |d| d.terminal(terminal_id))
+        .await
+        .map_err(directory_error)?
+        .ok_or_else(|| {
+            tracing::warn!(terminal = terminal_id, "login from unknown terminal");
+            ErrorBody::new(
+                ErrorCode::UnknownTerminal,
+                format!("terminal {terminal_id} is not enrolled; enroll it again"),
+            )
+        })?;
+    verify_device_proof(
+        &terminal.device_key,
+        &state.exporter,
+        terminal.id,
+        &r.clerk,
+        &r.proof,
+    )?;
+    let clerk_name = r.clerk.clone();
+    let lock_state = shared
+        .directory
+        .call(move |d| d.lock_state(&clerk_name, terminal_id, now_ms()))
+        .await
+        .map_err(directory_error)?;
+    if let LockState::LockedFor { retry_after_ms } = lock_state {
+        tracing::warn!(clerk = %r.clerk, terminal = terminal_id, retry_after_ms, "login refused: locked out");
+        return Err(locked_out(retry_after_ms));
+    }
+    let clerk_name = r.clerk.clone();
+    let clerk = shared
+        .directory
+        .call(move |d| d.clerk(&clerk_name))
+        .await
+        .map_err(directory_error)?
+        .filter(|c| c.account_id == terminal.account_id);
+    let hash = clerk
+        .as_ref()
+        .map(|c| c.password_hash.clone())
+        .unwrap_or_else(|| shared.dummy_hash.clone());
+    let password = r.password.clone();
+    let password_ok =
+        tokio::task::spawn_blocking(move || directory::verify_password(&password, &hash))
+            .await
+            .map_err(internal)?;
+    let Some(clerk) = clerk.filter(|_| password_ok) else {
+        let clerk_name = r.clerk.clone();
+        let (failures, lock_state) = shared
+            .directory
+            .call(move |d| d.record_failure(&clerk_name, terminal_id, now_ms()))
+            .await
+            .map_err(directory_error)?;
+        tracing::warn!(clerk = %r.clerk, terminal = terminal_id, failures, "login failed: bad credentials");
+        return Err(match lock_state {
+            LockState::LockedFor { retry_after_ms } => locked_out(retry_after_ms),
+            LockState::Open => {
+                ErrorBody::new(ErrorCode::BadCredentials, "clerk name or password is wrong")
+            }
+        });
+    };
+    let clerk_name = clerk.username.clone();
+    shared
+        .directory
+        .call(move |d| d.clear_failures(&clerk_name, terminal_id))
+        .await
+        .map_err(directory_error)?;
+    let session_id = new_session_id();
+    let keys = keys::derive_session_keys(&state.exporter, session_id, terminal.id, &clerk.username);
+    {
+        let mut sessions = lock(&shared.sessions);
+        prune_sessions(&mut sessions, &shared.config);
+        if sessions.len() >= shared.config.sessions_max {
+            return Err(ErrorBody::new(
+                ErrorCode::Busy,
+                format!(
+                    "vendor holds sessions_max = {} sessions",
+                    shared.config.sessions_max
+                ),
+            )
+            .with_retry_after_ms(1000));
+        }
+        sessions.insert(
+            session_id,
+            SessionRecord {
+                terminal_id: terminal.id,
+                account_id: terminal.account_id,
+                clerk: clerk.username.clone(),
+                resume_key: keys.resume.clone(),
+                detached_at: None,
+            },
+        );
+    }
+    tracing::info!(clerk = %clerk.username, terminal = terminal.id, session = session_id, "clerk logged in");
+    let reply = logged_in(
+        &shared.config,
+        session_id,
+        terminal.account_id,
+        &clerk.username,
+    );
+    activate(
+        state,
+        ActiveSession {
+            session_id,
+            terminal_id: terminal.id,
+            clerk: clerk.username,
+            keys,
+        },
+    );
+    Ok(reply)
+}
+
+async fn resume(state: &Arc<ConnState>, r: wire::Resume) -> Result<Vec<u8>, ErrorBody> {
+    if lock(&state.session).is_some() {
+        return Err(ErrorBody::new(
+            ErrorCode::AlreadyLoggedIn,
+            "this connection already has a session",
+        ));
+    }
+    let shared = &state.shared;
+    let unknown = || {
+        ErrorBody::new(
+            ErrorCode::UnknownSession,
+            "no resumable session with that id; log in again",
+        )
+    };
+    let (clerk, account_id, resume_key) = {
+        let mut sessions = lock(&shared.sessions);
+        prune_sessions(&mut sessions, &shared.config);
+        let rec = sessions.get(&r.session_id).ok_or_else(unknown)?;
+        if rec.terminal_id != r.terminal_id {
+            return Err(unknown());
+        }
+        (rec.clerk.clone(), rec.account_id, rec.resume_key.clone())
+    };
+    let terminal_id = r.terminal_id;
+    let terminal = shared
+        .directory
+        .call(move |d| d.terminal(terminal_id))
+        .await
+        .map_err(directory_error)?
+        .ok_or_else(|| {
+            ErrorBody::new(
+                ErrorCode::UnknownTerminal,
+                format!("terminal {terminal_id} is not enrolled"),
+            )
+        })?;
+    verify_device_proof(
+        &terminal.device_key,
+        &state.exporter,
+        terminal.id,
+        &clerk,
+        &r.proof,
+    )?;
+    let expected = keys::resume_mac(&resume_key, &state.exporter);
+    if !bool::from(expected.ct_eq(r.resume_mac.as_slice())) {
+        tracing::warn!(
+            terminal = terminal_id,
+            session = r.session_id,
+            "resume refused: bad resume MAC"
+        );
+        return Err(ErrorBody::new(
+            ErrorCode::BadMac,
+            "resume MAC does not verify",
+        ));
+    }
+    if let Some(rec) = lock(&shared.sessions).get_mut(&r.session_id) {
+        rec.detached_at = None;
+    }
+    let mut keys = keys::derive_session_keys(&state.exporter, r.session_id, terminal.id, &clerk);
+    // The resume key stays the one from the original login.
+    keys.resume = resume_key;
+    tracing::info!(clerk = %clerk, terminal = terminal.id, session = r.session_id, "session resumed");
+    let reply = logged_in(&shared.config, r.session_id, account_id, &clerk);
+    activate(
+        state,
+        ActiveSession {
+            session_id: r.session_id,
+            terminal_id: terminal.id,
+            clerk,
+            keys,
+        },
+    );
+    Ok(reply)
+}
+
+fn locked_out(retry_after_ms: u64) -> ErrorBody {
+    ErrorBody::new(
+        ErrorCode::LockedOut,
+        format!(
+            "too many wrong passwords; try again in {} s",
+            retry_after_ms.div_ceil(1000)
+        ),
+    )
+    .with_retry_after_ms(retry_after_ms)
+}
+
+fn logged_in(config: &VendorConfig, session_id: u64, account_id: u64, clerk: &str) -> Vec<u8> {
+    wire::encode_ok(&wire::LoggedIn {
+        session_id,
+        account_id,
+        clerk: clerk.to_string(),
+        keepalive_interval_ms: config.keepalive_interval_ms,
+        detect_multiplier: config.detect_multiplier,
+        up_after_keepalives: config.up_after_keepalives,
+        request_clock_skew_ms_max: config.request_clock_skew_ms_max,
+        vendor_time_ms: now_ms(),
+    })
+}
+
+fn new_session_id() -> u64 {
+    loop {
+        let id = rand::random::<u64>();
+        if id != 0 {
+            return id;
+        }
+    }
+}
+
+/// Drops sessions detached for longer than `session_resume_ms_max`.
+fn prune_sessions(sessions: &mut HashMap<u64, SessionRecord>, config: &VendorConfig) {
+    let max = Duration::from_millis(config.session_resume_ms_max);
+    sessions.retain(|_, s| s.detached_at.is_none_or(|t| t.elapsed() < max));
+}
+
+/// Binds the session to this connection, supersedes the terminal's previous connection, and
+/// starts the keepalive link.
+fn activate(state: &Arc<ConnState>, active: ActiveSession) {
+    let shared = &state.shared;
+    let guard = shared.config.guard();
+    let endpoint = KeepaliveEndpoint::new(
+        active.session_id,
+        active.keys.keepalive_vendor_to_counter.clone(),
+        active.keys.keepalive_counter_to_vendor.clone(),
+        Instant::now(),
+        guard.detect_window(),
+    );
+    let link = driver::spawn(state.conn.clone(), endpoint, guard, active.session_id);
+    let entry = TerminalLink {
+        terminal_id: active.terminal_id,
+        session_id: active.session_id,
+        clerk: active.clerk.clone(),
+        link,
+        conn: state.conn.clone(),
+    };
+    *lock(&state.session) = Some(active.clone());
+    if let Some(old) = lock(&shared.links).insert(active.terminal_id, entry) {
+        if old.conn.stable_id() != state.conn.stable_id() {
+            tracing::info!(
+                terminal = active.terminal_id,
+                "closing the terminal's previous connection"
+            );
+            old.conn.close(
+                quinn::VarInt::from_u32(CLOSE_SUPERSEDED),
+                b"superseded by a newer connection",
+            );
+        }
+    }
+}
+
+fn clock_check(state: &Arc<ConnState>, r: wire::ClockCheck) -> Result<Vec<u8>, ErrorBody> {
+    let active = require_session(state)?;
+    let mut request_id = [0u8; 16];
+    request_id.copy_from_slice(&r.request_id);
+    let input = MacInput {
+        operation: "clock_check",
+        request_id,
+        amount_cents: 0,
+        client_time_ms: r.client_time_ms,
+        clerk: &active.clerk,
+        destination: "",
+    };
+    let vendor_time_ms = now_ms();
+    input
+        .verify(
+            &active.keys.request_mac,
+            &r.mac,
+            vendor_time_ms,
+            state.shared.config.request_clock_skew_ms_max,
+        )
+        .map_err(|e| match e {
+            crate::wire::reqmac::RequestMacError::ClockSkew { limit_ms, .. } => {
+                ErrorBody::new(ErrorCode::ClockSkew, e.to_string()).with_limit(limit_ms)
+            }
+            crate::wire::reqmac::RequestMacError::BadMac => {
+                ErrorBody::new(ErrorCode::BadMac, e.to_string())
+            }
+            other => ErrorBody::malformed(other.to_string()),
+        })?;
+    let skew_ms =
+        i64::try_from(r.client_time_ms as i128 - vendor_time_ms as i128).unwrap_or(i64::MAX);
+    Ok(wire::encode_ok(&wire::ClockChecked {
+        vendor_time_ms,
+        skew_ms,
+    }))
+}

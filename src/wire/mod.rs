@@ -1,0 +1,536 @@
+//! The request/response codec (sans-I/O). One request per QUIC bidirectional stream: the client
+//! writes one CBOR envelope and finishes its side; the vendor answers with one CBOR envelope.
+//! docs/PROTOCOL.md §Requests is the specification; this module is its implementation.
+
+pub mod reqmac;
+
+use ciborium::Value;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// The protocol version every envelope carries.
+pub const PROTOCOL_VERSION: u16 = 1;
+/// ALPN identifier of the QUIC connection.
+pub const ALPN: &[u8] = b"frank/1";
+/// Largest request envelope the vendor reads; larger ones get `oversized`.
+pub const REQUEST_BYTES_MAX: usize = 64 * 1024;
+/// Largest response envelope a client reads.
+pub const RESPONSE_BYTES_MAX: usize = 1024 * 1024;
+
+pub const NAME_BYTES_MAX: usize = 64;
+pub const PASSWORD_BYTES_MAX: usize = 256;
+pub const ENROLLMENT_CODE_BYTES_MAX: usize = 64;
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RequestEnvelope {
+    v: u16,
+    #[serde(rename = "type")]
+    kind: String,
+    body: Value,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResponseEnvelope {
+    v: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ok: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    error: Option<ErrorBody>,
+}
+
+/// Every request the vendor understands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Request {
+    Enroll(Enroll),
+    Login(Login),
+    Resume(Resume),
+    Ping(Ping),
+    ClockCheck(ClockCheck),
+}
+
+impl Request {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Request::Enroll(_) => "enroll",
+            Request::Login(_) => "login",
+            Request::Resume(_) => "resume",
+            Request::Ping(_) => "ping",
+            Request::ClockCheck(_) => "clock_check",
+        }
+    }
+}
+
+/// `enroll`: a new terminal presents its device key and a 64-bit challenge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Enroll {
+    /// The account's enrollment code (from `frank vendor account add`).
+    pub code: String,
+    /// A name for the terminal, shown to supervisors.
+    pub name: String,
+    /// Ed25519 public key of the terminal (32 bytes).
+    #[serde(with = "serde_bytes")]
+    pub device_key: Vec<u8>,
+    /// 64-bit random challenge (8 bytes).
+    #[serde(with = "serde_bytes")]
+    pub challenge: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Enrolled {
+    pub terminal_id: u64,
+    pub account_id: u64,
+    pub vendor_time_ms: u64,
+    /// Ed25519 signature by the vendor key over `enroll_transcript` (64 bytes).
+    #[serde(with = "serde_bytes")]
+    pub signature: Vec<u8>,
+}
+
+/// `login`: a clerk signs in on an enrolled terminal.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Login {
+    pub terminal_id: u64,
+    pub clerk: String,
+    pub password: String,
+    /// Ed25519 signature by the device key over `login_transcript` (64 bytes).
+    #[serde(with = "serde_bytes")]
+    pub proof: Vec<u8>,
+}
+
+impl std::fmt::Debug for Login {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Login")
+            .field("terminal_id", &self.terminal_id)
+            .field("clerk", &self.clerk)
+            .field("password", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+/// `resume`: continue a logged-in session on a new connection (after a lapse or loss)
+/// without the clerk's password: a fresh device proof over the new exporter plus a MAC with
+/// the session's resume key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resume {
+    pub session_id: u64,
+    pub terminal_id: u64,
+    /// Ed25519 signature by the device key over `login_transcript` on the new connection.
+    #[serde(with = "serde_bytes")]
+    pub proof: Vec<u8>,
+    /// `resume_mac(resume key, new exporter)` (32 bytes).
+    #[serde(with = "serde_bytes")]
+    pub resume_mac: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoggedIn {
+    pub session_id: u64,
+    pub account_id: u64,
+    pub clerk: String,
+    pub keepalive_interval_ms: u32,
+    pub detect_multiplier: u32,
+    pub up_after_keepalives: u32,
+    pub request_clock_skew_ms_max: u64,
+    pub vendor_time_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Ping {}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pong {
+    pub vendor_time_ms: u64,
+}
+
+/// `clock_check`: proves the request-MAC key and the clock agree before money moves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClockCheck {
+    #[serde(with = "serde_bytes")]
+    pub request_id: Vec<u8>,
+    pub client_time_ms: u64,
+    #[serde(with = "serde_bytes")]
+    pub mac: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClockChecked {
+    pub vendor_time_ms: u64,
+    pub skew_ms: i64,
+}
+
+/// Typed error codes. Unknown codes from a newer peer decode as `Unknown`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorCode {
+    Malformed,
+    Oversized,
+    UnsupportedVersion,
+    UnknownType,
+    NotLoggedIn,
+    AlreadyLoggedIn,
+    BadEnrollmentCode,
+    UnknownTerminal,
+    UnknownSession,
+    BadDeviceSignature,
+    BadCredentials,
+    LockedOut,
+    BadMac,
+    ClockSkew,
+    LinkLapsed,
+    Busy,
+    Internal,
+    #[serde(other)]
+    Unknown,
+}
+
+/// The error half of a response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{code:?}: {message}")]
+pub struct ErrorBody {
+    pub code: ErrorCode,
+    /// Human-readable, says what to do next; never contains secrets.
+    pub message: String,
+    /// For `locked_out` and `busy`: when to try again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
+    /// For `oversized`, `clock_skew`, `unsupported_version`: the limit or supported value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
+}
+
+impl ErrorBody {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ErrorBody {
+            code,
+            message: message.into(),
+            retry_after_ms: None,
+            limit: None,
+        }
+    }
+
+    pub fn with_limit(mut self, limit: u64) -> Self {
+        self.limit = Some(limit);
+        self
+    }
+
+    pub fn with_retry_after_ms(mut self, ms: u64) -> Self {
+        self.retry_after_ms = Some(ms);
+        self
+    }
+
+    pub fn malformed(message: impl Into<String>) -> Self {
+        ErrorBody::new(ErrorCode::Malformed, message)
+    }
+}
+
+fn to_cbor<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut out = Vec::new();
+    // Writing CBOR into a Vec cannot fail for our plain structs (no maps with non-string keys,
+    // no I/O errors from a Vec).
+    ciborium::into_writer(value, &mut out).expect("CBOR encoding into a Vec");
+    out
+}
+
+fn to_value<T: Serialize>(value: &T) -> Value {
+    // Same reasoning as `to_cbor`: our types always serialize.
+    Value::serialized(value).expect("CBOR value of a plain struct")
+}
+
+pub fn encode_request(request: &Request) -> Vec<u8> {
+    let body = match request {
+        Request::Enroll(b) => to_value(b),
+        Request::Login(b) => to_value(b),
+        Request::Resume(b) => to_value(b),
+        Request::Ping(b) => to_value(b),
+        Request::ClockCheck(b) => to_value(b),
+    };
+    to_cbor(&RequestEnvelope {
+        v: PROTOCOL_VERSION,
+        kind: request.kind().to_string(),
+        body,
+    })
+}
+
+/// Decodes a request envelope. Every failure is a typed error the vendor sends back as is.
+pub fn decode_request(bytes: &[u8]) -> Result<Request, ErrorBody> {
+    if bytes.len() > REQUEST_BYTES_MAX {
+        return Err(oversized(bytes.len()));
+    }
+    let env: RequestEnvelope = ciborium::from_reader(bytes)
+        .map_err(|e| ErrorBody::malformed(format!("request envelope is not valid: {e}")))?;
+    if env.v != PROTOCOL_VERSION {
+        return Err(ErrorBody::new(
+            ErrorCode::UnsupportedVersion,
+            format!(
+                "protocol version {} is not supported; this vendor speaks {PROTOCOL_VERSION}",
+                env.v
+            ),
+        )
+        .with_limit(u64::from(PROTOCOL_VERSION)));
+    }
+    let body = env.body;
+    let request = match env.kind.as_str() {
+        "enroll" => Request::Enroll(body_as(body, "enroll")?),
+        "login" => Request::Login(body_as(body, "login")?),
+        "resume" => Request::Resume(body_as(body, "resume")?),
+        "ping" => Request::Ping(body_as(body, "ping")?),
+        "clock_check" => Request::ClockCheck(body_as(body, "clock_check")?),
+        other => {
+            let shown: String = other.chars().take(NAME_BYTES_MAX).collect();
+            return Err(ErrorBody::new(
+                ErrorCode::UnknownType,
+                format!("unknown request type {shown:?}"),
+            ));
+        }
+    };
+    validate(&request)?;
+    Ok(request)
+}
+
+pub fn oversized(len: usize) -> ErrorBody {
+    ErrorBody::new(
+        ErrorCode::Oversized,
+        format!("request is {len} bytes or more; the limit is {REQUEST_BYTES_MAX} bytes"),
+    )
+    .with_limit(REQUEST_BYTES_MAX as u64)
+}
+
+fn body_as<T: DeserializeOwned>(body: Value, kind: &str) -> Result<T, ErrorBody> {
+    body.deserialized()
+        .map_err(|e| ErrorBody::malformed(format!("{kind} body is not valid: {e}")))
+}
+
+fn field_len(field: &str, got: usize, want: usize) -> Result<(), ErrorBody> {
+    if got != want {
+        return Err(ErrorBody::malformed(format!(
+            "{field} must be {want} bytes, got {got}"
+        )));
+    }
+    Ok(())
+}
+
+fn text_len(field: &str, text: &str, max: usize) -> Result<(), ErrorBody> {
+    if text.is_empty() || text.len() > max {
+        return Err(ErrorBody::malformed(format!(
+            "{field} must be 1..={max} bytes, got {}",
+            text.len()
+        )));
+    }
+    Ok(())
+}
+
+fn validate(request: &Request) -> Result<(), ErrorBody> {
+    match request {
+        Request::Enroll(e) => {
+            text_len("enroll.code", &e.code, ENROLLMENT_CODE_BYTES_MAX)?;
+            text_len("enroll.name", &e.name, NAME_BYTES_MAX)?;
+            field_len("enroll.device_key", e.device_key.len(), 32)?;
+            field_len("enroll.challenge", e.challenge.len(), 8)
+        }
+        Request::Login(l) => {
+            text_len("login.clerk", &l.clerk, NAME_BYTES_MAX)?;
+            text_len("login.password", &l.password, PASSWORD_BYTES_MAX)?;
+            field_len("login.proof", l.proof.len(), 64)
+        }
+        Request::Resume(r) => {
+            field_len("resume.proof", r.proof.len(), 64)?;
+            field_len("resume.resume_mac", r.resume_mac.len(), 32)
+        }
+        Request::Ping(_) => Ok(()),
+        Request::ClockCheck(c) => {
+            field_len("clock_check.request_id", c.request_id.len(), 16)?;
+            field_len("clock_check.mac", c.mac.len(), reqmac::REQUEST_MAC_BYTES)
+        }
+    }
+}
+
+pub fn encode_ok<T: Serialize>(body: &T) -> Vec<u8> {
+    to_cbor(&ResponseEnvelope {
+        v: PROTOCOL_VERSION,
+        ok: Some(to_value(body)),
+        error: None,
+    })
+}
+
+pub fn encode_error(error: &ErrorBody) -> Vec<u8> {
+    to_cbor(&ResponseEnvelope {
+        v: PROTOCOL_VERSION,
+        ok: None,
+        error: Some(error.clone()),
+    })
+}
+
+/// Why a response could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResponseError {
+    #[error("vendor refused: {0}")]
+    Refused(ErrorBody),
+    #[error("vendor response is not valid: {0}")]
+    Malformed(String),
+}
+
+/// Decodes a response into the expected body type.
+pub fn decode_response<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ResponseError> {
+    if bytes.len() > RESPONSE_BYTES_MAX {
+        return Err(ResponseError::Malformed(format!(
+            "response of {} bytes exceeds {RESPONSE_BYTES_MAX}",
+            bytes.len()
+        )));
+    }
+    let env: ResponseEnvelope =
+        ciborium::from_reader(bytes).map_err(|e| ResponseError::Malformed(e.to_string()))?;
+    if env.v != PROTOCOL_VERSION {
+        return Err(ResponseError::Malformed(format!(
+            "response version {} (expected {PROTOCOL_VERSION})",
+            env.v
+        )));
+    }
+    match (env.ok, env.error) {
+        (Some(ok), None) => ok
+            .deserialized()
+            .map_err(|e| ResponseError::Malformed(e.to_string())),
+        (None, Some(err)) => Err(ResponseError::Refused(err)),
+        _ => Err(ResponseError::Malformed(
+            "response must carry exactly one of ok, error".into(),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(v: u16, kind: &str, body: Value) -> Vec<u8> {
+        to_cbor(&RequestEnvelope {
+            v,
+            kind: kind.into(),
+            body,
+        })
+    }
+
+    #[test]
+    fn round_trips() {
+        let reqs = [
+            Request::Ping(Ping {}),
+            Request::Enroll(Enroll {
+                code: "c".into(),
+                name: "t1".into(),
+                device_key: vec![1; 32],
+                challenge: vec![2; 8],
+            }),
+            Request::Login(Login {
+                terminal_id: 7,
+                clerk: "alice".into(),
+                password: "pw".into(),
+                proof: vec![3; 64],
+            }),
+            Request::Resume(Resume {
+                session_id: 1,
+                terminal_id: 2,
+                proof: vec![3; 64],
+                resume_mac: vec![4; 32],
+            }),
+            Request::ClockCheck(ClockCheck {
+                request_id: vec![4; 16],
+                client_time_ms: 5,
+                mac: vec![6; 32],
+            }),
+        ];
+        for r in reqs {
+            assert_eq!(decode_request(&encode_request(&r)).unwrap(), r);
+        }
+    }
+
+    /// Data-driven bad input: each case names the error code it must produce.
+    #[test]
+    fn bad_requests_get_typed_errors() {
+        let ping = Value::Map(vec![]);
+        let cases: Vec<(&str, Vec<u8>, ErrorCode)> = vec![
+            ("garbage", vec![0xff, 0x00, 0x13], ErrorCode::Malformed),
+            ("empty", vec![], ErrorCode::Malformed),
+            ("not a map", to_cbor(&42u32), ErrorCode::Malformed),
+            (
+                "wrong version",
+                raw(2, "ping", ping.clone()),
+                ErrorCode::UnsupportedVersion,
+            ),
+            (
+                "unknown type",
+                raw(1, "teleport", ping.clone()),
+                ErrorCode::UnknownType,
+            ),
+            (
+                "extra field",
+                raw(
+                    1,
+                    "ping",
+                    Value::Map(vec![(Value::Text("x".into()), Value::Integer(1.into()))]),
+                ),
+                ErrorCode::Malformed,
+            ),
+            (
+                "body wrong type",
+                raw(1, "login", Value::Integer(3.into())),
+                ErrorCode::Malformed,
+            ),
+            (
+                "oversized",
+                vec![0u8; REQUEST_BYTES_MAX + 1],
+                ErrorCode::Oversized,
+            ),
+        ];
+        for (name, bytes, code) in cases {
+            assert_eq!(decode_request(&bytes).unwrap_err().code, code, "{name}");
+        }
+        let short_key = Request::Enroll(Enroll {
+            code: "c".into(),
+            name: "t".into(),
+            device_key: vec![1; 31],
+            challenge: vec![2; 8],
+        });
+        let err = decode_request(&encode_request(&short_key)).unwrap_err();
+        assert_eq!(err.code, ErrorCode::Malformed);
+        assert!(err.message.contains("enroll.device_key"), "{}", err.message);
+    }
+
+    #[test]
+    fn responses_round_trip_and_errors_surface() {
+        let ok = encode_ok(&Pong { vendor_time_ms: 9 });
+        assert_eq!(
+            decode_response::<Pong>(&ok).unwrap(),
+            Pong { vendor_time_ms: 9 }
+        );
+        let err =
+            encode_error(&ErrorBody::new(ErrorCode::LockedOut, "wait").with_retry_after_ms(5));
+        match decode_response::<Pong>(&err) {
+            Err(ResponseError::Refused(b)) => {
+                assert_eq!(b.code, ErrorCode::LockedOut);
+                assert_eq!(b.retry_after_ms, Some(5));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn login_debug_hides_the_password() {
+        let l = Login {
+            terminal_id: 1,
+            clerk: "a".into(),
+            password: "hunter2".into(),
+            proof: vec![],
+        };
+        assert!(!format!("{l:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,118 @@
+//! Shared fixtures for integration tests: a real vendor on loopback with a real data directory.
+#![allow(dead_code)]
+
+use frank::counter::client::{self, Session, VendorConn};
+use frank::vendor::directory::Directory;
+use frank::vendor::server::VendorServer;
+use frank::vendor::{DB_FILE, DataDir};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::sync::watch;
+
+pub const CLERK: &str = "alice";
+pub const PASSWORD: &str = "correct horse battery";
+
+pub struct Vendor {
+    pub dir: tempfile::TempDir,
+    pub server: VendorServer,
+    pub code: String,
+    pub account_id: u64,
+    pub addr: SocketAddr,
+    pub key: ed25519_dalek::VerifyingKey,
+}
+
+/// A vendor with one account and one clerk, listening on 127.0.0.1.
+pub async fn vendor() -> Vendor {
+    let dir = tempfile::tempdir().unwrap();
+    let data = DataDir::new(dir.path().join("vendor"));
+    data.init().unwrap();
+    let (account_id, code) = {
+        let mut d = Directory::open(&data.file(DB_FILE)).unwrap();
+        let (acct, code) = d.add_account("Test Post Office", 1).unwrap();
+        d.add_clerk(acct.id, CLERK, PASSWORD, false, 1).unwrap();
+        (acct.id, code)
+    };
+    let server = VendorServer::start(&data, Some("127.0.0.1:0".parse().unwrap()))
+        .await
+        .unwrap();
+    let addr = server.local_addr().unwrap();
+    let key = server.public_key();
+    Vendor {
+        dir,
+        server,
+        code,
+        account_id,
+        addr,
+        key,
+    }
+}
+
+pub fn endpoint() -> quinn::Endpoint {
+    client::client_endpoint("127.0.0.1:0".parse().unwrap()).unwrap()
+}
+
+pub struct Counter {
+    pub endpoint: quinn::Endpoint,
+    pub device_key: ed25519_dalek::SigningKey,
+    pub terminal_id: u64,
+    pub conn: VendorConn,
+}
+
+/// Enrolls a fresh terminal through `addr` (the vendor or a proxy in front of it).
+pub async fn enrolled_counter(v: &Vendor, addr: SocketAddr) -> Counter {
+    let endpoint = endpoint();
+    let conn = client::connect(&endpoint, addr, v.key).await.unwrap();
+    let device_key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+    let e = conn
+        .enroll(&v.code, "counter-1", &device_key, &v.key)
+        .await
+        .unwrap();
+    Counter {
+        endpoint,
+        device_key,
+        terminal_id: e.terminal_id,
+        conn,
+    }
+}
+
+pub async fn logged_in(v: &Vendor, addr: SocketAddr) -> (Counter, Session) {
+    let c = enrolled_counter(v, addr).await;
+    let s = c
+        .conn
+        .login(c.terminal_id, &c.device_key, CLERK, PASSWORD)
+        .await
+        .unwrap();
+    (c, s)
+}
+
+/// Waits until `pred` holds for the watched value, or fails after `limit`.
+pub async fn wait_for<T: Clone + std::fmt::Debug>(
+    rx: &mut watch::Receiver<T>,
+    limit: Duration,
+    what: &str,
+    pred: impl Fn(&T) -> bool,
+) -> T {
+    let r = tokio::time::timeout(limit, async {
+        loop {
+            let v = rx.borrow_and_update().clone();
+            if pred(&v) {
+                return v;
+            }
+            if rx.changed().await.is_err() {
+                let v = rx.borrow().clone();
+                if pred(&v) {
+                    return v;
+                }
+                panic!("watch closed while waiting for {what}; last {v:?}");
+            }
+        }
+    })
+    .await;
+    match r {
+        Ok(v) => v,
+        Err(_) => panic!(
+            "timed out after {limit:?} waiting for {what}; last {:?}",
+            rx.borrow()
+        ),
+    }
+}
