@@ -1,0 +1,130 @@
+//! The `frank` binary end to end: vendor admin commands, a `vendor serve` child process, and
+//! a headless counter against it.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn frank() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_frank"))
+}
+
+fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn after<'a>(text: &'a str, marker: &str) -> &'a str {
+    let i = text.find(marker).unwrap_or_else(|| panic!("{marker:?} not in {text:?}"));
+    text[i + marker.len()..].split_whitespace().next().unwrap()
+}
+
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn vendor_admin_serve_and_a_counter_process() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("vendor");
+    let d = data.to_str().unwrap();
+
+    let init = run_ok(frank().args(["vendor", "init", "--data", d]));
+    let fingerprint = after(&init, "fingerprint (pin this on every counter): ").to_string();
+    assert_eq!(fingerprint.len(), 64);
+    let mode = std::fs::metadata(data.join("vendor-key.pem")).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert_eq!(run_ok(frank().args(["vendor", "fingerprint", "--data", d])).trim(), fingerprint);
+    let again = frank().args(["vendor", "init", "--data", d]).output().unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("refusing to overwrite"));
+
+    let acct = run_ok(frank().args(["vendor", "account", "add", "--data", d, "--name", "Main St"]));
+    let code = after(&acct, "enrollment code (give it to the account's terminals): ").to_string();
+    let clerk = run_ok(
+        frank()
+            .args(["vendor", "clerk", "add", "--data", d, "--account", "1", "--username", "alice"])
+            .env("FRANK_PASSWORD", support::PASSWORD),
+    );
+    assert!(clerk.contains("clerk alice (clerk) added to account 1"), "{clerk}");
+    let short = frank()
+        .args(["vendor", "clerk", "add", "--data", d, "--account", "1", "--username", "bob"])
+        .env("FRANK_PASSWORD", "short")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&short.stderr).contains("at least 8"));
+
+    // A vendor process on a free loopback port.
+    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut vendor = Child(
+        frank()
+            .args(["vendor", "serve", "--data", d, "--listen", &listen])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    BufReader::new(vendor.0.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert!(line.contains(&fingerprint), "{line}");
+
+    // A headless counter process enrolls, signs in and reports the link up.
+    let term = tmp.path().join("terminal");
+    let mut counter = Child(
+        frank()
+            .args(["counter", "--vendor", &listen, "--pin", &fingerprint, "--data", term.to_str().unwrap()])
+            .args(["--enroll-code", &code, "--clerk", "alice"])
+            .env("FRANK_PASSWORD", support::PASSWORD)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let out = BufReader::new(counter.0.stdout.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in out.lines().map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let up = loop {
+        match rx.recv_timeout(Duration::from_secs(15)) {
+            Ok(l) if l.contains("** link up") => break true,
+            Ok(l) => seen.push(l),
+            Err(_) => break false,
+        }
+    };
+    assert!(up, "counter never reported the link up: {seen:?}");
+    assert!(seen.iter().any(|l| l.contains("signed in as alice")), "{seen:?}");
+    drop(counter);
+
+    // The counter stored its enrollment: a wrong pin for that directory is refused clearly.
+    let wrong = frank()
+        .args(["counter", "--vendor", &listen, "--pin", &"ab".repeat(32), "--data", term.to_str().unwrap()])
+        .args(["--clerk", "alice"])
+        .env("FRANK_PASSWORD", support::PASSWORD)
+        .output()
+        .unwrap();
+    assert!(!wrong.status.success());
+    let err = String::from_utf8_lossy(&wrong.stderr);
+    assert!(err.contains("pins") || err.contains("not a valid Ed25519"), "{err}");
+    assert_eq!(run_ok(frank().args(["vendor", "terminals", "--data", d])).lines().count(), 1);
+}
