@@ -272,3 +272,20 @@ mod tests {
         assert!(matches!(render_symbol(b"x", 50), Err(RenderError::Dpi(50))));
     }
 }
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+    use crate::indicium::layout::{BODY_BYTES_ITEM, BODY_BYTES_POSTAGE, SIGNATURE_BYTES};
+
+    #[test]
+    fn payloads_fit_the_documented_symbol_sizes() {
+        for (len, side) in [
+            (BODY_BYTES_POSTAGE + SIGNATURE_BYTES, 44),
+            (BODY_BYTES_ITEM + SIGNATURE_BYTES, 52),
+        ] {
+            let (_, w, h) = symbol_modules(&vec![0xA5; len]).unwrap();
+            assert_eq!((w, h), (side, side), "{len} bytes");
+        }
+    }
+}
