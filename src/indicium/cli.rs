@@ -74,7 +74,7 @@ pub fn payload_from_input(input: &str) -> anyhow::Result<Vec<u8>> {
 
 fn payload_from_text(text: &str) -> anyhow::Result<Vec<u8>> {
     let t: String = text.chars().filter(|c| !c.is_whitespace()).collect();
-    if t.len() % 2 == 0 && t.chars().all(|c| c.is_ascii_hexdigit()) {
+    if t.len().is_multiple_of(2) && t.chars().all(|c| c.is_ascii_hexdigit()) {
         return Ok(hex::decode(&t)?);
     }
     base64::engine::general_purpose::STANDARD

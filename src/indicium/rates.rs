@@ -225,13 +225,14 @@ fn validate_rows(class: &str, rows: &[RowFile]) -> Result<Vec<Row>, RateError> {
             i + 1,
             r.weight_oz_max
         );
-        if let Some(prev) = out.last() {
-            if r.weight_oz_max <= prev.weight_oz_max {
-                return Err(table_err(
-                    place,
-                    "weight_oz_max must increase from row to row",
-                ));
-            }
+        if out
+            .last()
+            .is_some_and(|prev| r.weight_oz_max <= prev.weight_oz_max)
+        {
+            return Err(table_err(
+                place,
+                "weight_oz_max must increase from row to row",
+            ));
         }
         if r.weight_oz_max == 0 {
             return Err(table_err(place, "weight_oz_max must be 1 or more"));
@@ -343,7 +344,7 @@ mod tests {
         let nine = "[1,2,3,4,5,6,7,8,9]";
         for (rows, needle) in [
             (
-                format!("{{ weight_oz_max = 1, zones_cents = [1,2] }}"),
+                "{ weight_oz_max = 1, zones_cents = [1,2] }".to_string(),
                 "zones_cents needs 9",
             ),
             (
@@ -353,7 +354,7 @@ mod tests {
                 "row 2",
             ),
             (
-                format!("{{ weight_oz_max = 1, zones_cents = [0,2,3,4,5,6,7,8,9] }}"),
+                "{ weight_oz_max = 1, zones_cents = [0,2,3,4,5,6,7,8,9] }".to_string(),
                 "zone 1 price is 0",
             ),
         ] {

@@ -234,17 +234,17 @@ pub enum BuildError {
 /// Checks the facts agree with each other: the amount equals the item's face value (if it has
 /// one), and the ascending register already includes the amount.
 pub fn check_facts(facts: &PieceFacts) -> Result<(), FieldError> {
-    if let Some(face) = facts.item.face_value() {
-        if face != facts.amount {
-            return Err(FieldError::new(
-                "amount",
-                format!(
-                    "{} differs from the {}'s face value {face}",
-                    facts.amount,
-                    facts.item.kind()
-                ),
-            ));
-        }
+    if let Some(face) = facts.item.face_value()
+        && face != facts.amount
+    {
+        return Err(FieldError::new(
+            "amount",
+            format!(
+                "{} differs from the {}'s face value {face}",
+                facts.amount,
+                facts.item.kind()
+            ),
+        ));
     }
     if facts.ascending_after < facts.amount {
         return Err(FieldError::new(

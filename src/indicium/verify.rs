@@ -156,10 +156,9 @@ pub fn payload_from_luma(luma: Vec<u8>, width: u32, height: u32) -> Result<Vec<u
     if let Some(RXingResultMetadataValue::ByteSegments(segments)) = result
         .getRXingResultMetadata()
         .get(&RXingResultMetadataType::BYTE_SEGMENTS)
+        && let [only] = segments.as_slice()
     {
-        if segments.len() == 1 {
-            return Ok(segments[0].clone());
-        }
+        return Ok(only.clone());
     }
     // Otherwise the text is the Latin-1 reading of the bytes.
     result
