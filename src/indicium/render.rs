@@ -65,7 +65,7 @@ impl MonoImage {
         }
     }
 
-    /// PNG, 8-bit grayscale (dark = black).
+    /// PNG, 8-bit grayscale (dark = black). Empty for a 0-pixel image.
     pub fn to_png(&self) -> Vec<u8> {
         use image::ImageEncoder;
         let mut gray = Vec::with_capacity(self.width as usize * self.height as usize);
@@ -76,8 +76,9 @@ impl MonoImage {
         }
         let mut out = Vec::new();
         let encoder = image::codecs::png::PngEncoder::new(&mut out);
-        // Writing into a Vec cannot fail for I/O reasons, and the buffer length matches
-        // width * height by construction; an error here would be a bug, so return what we have.
+        // Writing into a Vec cannot fail for I/O reasons and the buffer length is
+        // width * height by construction; the encoder still refuses a 0-pixel image, for which
+        // this returns an empty Vec.
         if encoder
             .write_image(&gray, self.width, self.height, image::ExtendedColorType::L8)
             .is_err()
