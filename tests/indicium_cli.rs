@@ -131,3 +131,34 @@ fn failures_exit_non_zero_naming_the_check() {
         "{t}"
     );
 }
+
+#[test]
+fn unreadable_inputs_say_what_is_wrong() {
+    let fp = hex::encode(KeySigner::from_seed(&TEST_SEED).public_key());
+    let dir = tempfile::tempdir().unwrap();
+    let blank = dir.path().join("blank.png");
+    let white = frank::indicium::render::MonoImage::new(120, 120);
+    std::fs::write(&blank, white.to_png()).unwrap();
+    for (input, needle) in [
+        (blank.to_str().unwrap().to_string(), "no Data Matrix found"),
+        (
+            dir.path().join("missing.png").to_str().unwrap().to_string(),
+            "no such file",
+        ),
+        (
+            "not*hex*or*base64".to_string(),
+            "not a PNG file, hex or base64",
+        ),
+    ] {
+        let out = frank(&["verify", &input, "--vendor-key", &fp]);
+        let t = text(&out);
+        assert!(!out.status.success(), "{t}");
+        assert!(t.contains(needle), "{needle} missing in\n{t}");
+    }
+    let out = frank(&["verify", "00", "--vendor-key", "abcd"]);
+    assert!(
+        text(&out).contains("expected 64 hex characters"),
+        "{}",
+        text(&out)
+    );
+}

@@ -69,6 +69,9 @@ pub fn payload_from_input(input: &str) -> anyhow::Result<Vec<u8>> {
             .with_context(|| format!("{input}: neither a PNG nor a hex/base64 text file"))?;
         return payload_from_text(&text);
     }
+    if input.to_ascii_lowercase().ends_with(".png") {
+        anyhow::bail!("{input}: no such file");
+    }
     payload_from_text(input)
 }
 
