@@ -1,13 +1,152 @@
-//! `frank verify`: checks a printed indicium independently.
+//! `frank verify`: checks a printed indicium independently, offline.
 
+use super::layout::{Indicium, Subject};
+use super::verify::{VendorKeys, payload_from_png, verify_payload};
+use anyhow::Context;
+use base64::Engine;
 use clap::Args;
+use std::path::Path;
+
+/// Largest input file read, in bytes (a label PNG is far smaller).
+pub const INPUT_FILE_BYTES_MAX: u64 = 32 << 20;
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// A PNG of the label, or the payload as hex or base64.
+    /// A PNG of the label (path), or the payload as hex or base64.
     pub input: String,
+    /// Vendor key: the 64-hex fingerprint (raw Ed25519 public key), or a file holding it or a
+    /// PEM public key. Repeat for several keys.
+    #[arg(
+        long = "vendor-key",
+        value_name = "FINGERPRINT_OR_FILE",
+        required = true
+    )]
+    pub vendor_key: Vec<String>,
+    /// Also ask this vendor for the piece's state (printed / voided / refunded).
+    #[arg(long, value_name = "ADDR")]
+    pub vendor: Option<String>,
+}
+
+fn read_capped(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let len = std::fs::metadata(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .len();
+    if len > INPUT_FILE_BYTES_MAX {
+        anyhow::bail!(
+            "{} is {len} bytes; the limit is {INPUT_FILE_BYTES_MAX} bytes",
+            path.display()
+        );
+    }
+    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// Reads `--vendor-key` values: a fingerprint, or a file with a fingerprint or PEM key.
+pub fn load_vendor_keys(values: &[String]) -> anyhow::Result<VendorKeys> {
+    let mut keys = VendorKeys::new();
+    for v in values {
+        let path = Path::new(v);
+        let text = if path.is_file() {
+            String::from_utf8(read_capped(path)?)
+                .with_context(|| format!("{}: not a text key file", path.display()))?
+        } else {
+            v.clone()
+        };
+        keys.add_text(&text)
+            .with_context(|| format!("--vendor-key {v}"))?;
+    }
+    Ok(keys)
+}
+
+/// Turns the input into payload bytes: a PNG file, or hex, or base64.
+pub fn payload_from_input(input: &str) -> anyhow::Result<Vec<u8>> {
+    let path = Path::new(input);
+    if path.is_file() {
+        let bytes = read_capped(path)?;
+        if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+            return Ok(payload_from_png(&bytes)?);
+        }
+        let text = String::from_utf8(bytes)
+            .with_context(|| format!("{input}: neither a PNG nor a hex/base64 text file"))?;
+        return payload_from_text(&text);
+    }
+    if input.to_ascii_lowercase().ends_with(".png") {
+        anyhow::bail!("{input}: no such file");
+    }
+    payload_from_text(input)
+}
+
+fn payload_from_text(text: &str) -> anyhow::Result<Vec<u8>> {
+    let t: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    if t.len().is_multiple_of(2) && t.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Ok(hex::decode(&t)?);
+    }
+    base64::engine::general_purpose::STANDARD
+        .decode(&t)
+        .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&t))
+        .context("input is not a PNG file, hex or base64")
+}
+
+/// Every decoded field, one `name: value` line each.
+pub fn describe(ind: &Indicium) -> Vec<String> {
+    let b = &ind.body;
+    let mut out = vec![
+        format!("version: {}", super::layout::VERSION),
+        "algorithm: 1 (Ed25519)".to_string(),
+        format!("vendor_key_id: {}", b.key_id),
+        format!("meter_serial: {}", b.meter_serial),
+        format!("license_id: {}", b.license_id),
+        format!("piece_serial: {}", b.piece_serial),
+        format!("ascending_register: {}", b.ascending),
+        format!("descending_register: {}", b.descending),
+        format!("amount: {}", b.amount),
+        format!("date: {}", b.date),
+        format!("origin_zip: {}", b.origin),
+    ];
+    match &b.subject {
+        Subject::Postage { class, destination } => {
+            out.push(format!("destination: {destination}"));
+            out.push(format!("mail_class: {class}"));
+            out.push(format!("software_id: {}", b.software_id));
+            out.push("item_kind: postage".to_string());
+        }
+        Subject::Item(d) => {
+            out.push("destination: none".to_string());
+            out.push("mail_class: none".to_string());
+            out.push(format!("software_id: {}", b.software_id));
+            out.push(format!("item_kind: {}", d.kind()));
+            out.push(format!("kind_digest: {}", hex::encode(d.digest())));
+        }
+    }
+    out.push(format!("signature: {}", hex::encode(ind.signature)));
+    out
 }
 
 pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
-    anyhow::bail!("verify is not built yet (issue 4): {}", args.input)
+    if let Some(addr) = &args.vendor {
+        anyhow::bail!(
+            "--vendor {addr}: online check not available in this build; run without --vendor for the offline check"
+        );
+    }
+    let keys = load_vendor_keys(&args.vendor_key)?;
+    let payload = payload_from_input(&args.input)?;
+    match verify_payload(&payload, &keys) {
+        Ok(v) => {
+            for line in describe(&v.indicium) {
+                println!("{line}");
+            }
+            println!("vendor_key: {}", hex::encode(v.public_key));
+            println!("result: VALID");
+            Ok(())
+        }
+        Err(e) => {
+            // Print what could be decoded, so the verifier sees what was claimed.
+            if let Ok(ind) = Indicium::decode(&payload) {
+                for line in describe(&ind) {
+                    println!("{line}");
+                }
+            }
+            println!("result: INVALID ({})", e.check());
+            Err(anyhow::anyhow!("verification failed: {e}"))
+        }
+    }
 }
