@@ -1,3 +1,14 @@
 //! Printing: profiles, ESC/POS job compiler, serial streamer, virtual printer, probe. (issue 5)
+//!
+//! Codemap (docs/PRINTING.md has the details):
+//! - [`profile`]: printer profiles (TOML), `inherits`, validation; the shipped set.
+//! - [`import`]: escpos-printer-db capabilities.json → Frank profiles.
+//! - [`bitmap`]: the 1-bit image type shared with the indicium renderer.
+//! - [`compiler`]: sans-I/O label → ESC/POS bytes, chunks and indicium markers.
+//!
+//! Invariant: the streamer never writes a job byte while the link guard does not allow printing.
 
+pub mod bitmap;
 pub mod cli;
+pub mod import;
+pub mod profile;
