@@ -10,5 +10,6 @@
 
 pub mod bitmap;
 pub mod cli;
+pub mod compiler;
 pub mod import;
 pub mod profile;
