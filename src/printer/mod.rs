@@ -5,11 +5,15 @@
 //! - [`import`]: escpos-printer-db capabilities.json → Frank profiles.
 //! - [`bitmap`]: the 1-bit image type shared with the indicium renderer.
 //! - [`compiler`]: sans-I/O label → ESC/POS bytes, chunks and indicium markers.
+//! - [`realtime`]: spotting real-time commands (DLE EOT, DLE DC4) in a byte stream.
+//! - [`emulator`]: the virtual printer on a pty (parser, renderer, fault injection).
 //!
 //! Invariant: the streamer never writes a job byte while the link guard does not allow printing.
 
 pub mod bitmap;
 pub mod cli;
 pub mod compiler;
+pub mod emulator;
 pub mod import;
 pub mod profile;
+pub mod realtime;
