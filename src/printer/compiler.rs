@@ -329,7 +329,10 @@ pub fn compile(
     if label.cut {
         e.raw(&cut_bytes(profile));
     }
-    let chunks = chunk(&e.bytes, &e.boundaries, chunk_bytes_max);
+    // Chunks never straddle the indicium's edges, so a stop between chunks is clearly before,
+    // inside or after it.
+    let edges: Vec<usize> = indicium.iter().flat_map(|r| [r.start, r.end]).collect();
+    let chunks = chunk(&e.bytes, &e.boundaries, &edges, chunk_bytes_max);
     Ok(Job {
         bytes: e.bytes,
         boundaries: e.boundaries,
@@ -572,12 +575,16 @@ pub fn void_bytes(profile: &Profile) -> Vec<u8> {
     v
 }
 
-/// Split into chunks of at most `max` bytes, ending at command boundaries when one fits.
-fn chunk(bytes: &[u8], boundaries: &[usize], max: usize) -> Vec<Chunk> {
+/// Split into chunks of at most `max` bytes, ending at command boundaries when one fits and
+/// never crossing an offset in `edges`.
+fn chunk(bytes: &[u8], boundaries: &[usize], edges: &[usize], max: usize) -> Vec<Chunk> {
     let mut out = Vec::new();
     let mut start = 0;
     while start < bytes.len() {
-        let limit = (start + max).min(bytes.len());
+        let mut limit = (start + max).min(bytes.len());
+        if let Some(&e) = edges.iter().filter(|&&e| e > start && e < limit).min() {
+            limit = e;
+        }
         let best = if limit == bytes.len() {
             Some(limit)
         } else {
@@ -657,6 +664,8 @@ mod tests {
             assert_eq!(at, job.bytes.len());
             let r = job.indicium.clone().unwrap();
             assert!(job.is_boundary(r.start) && job.is_boundary(r.end));
+            assert!(job.chunks.iter().any(|c| c.end == r.end));
+            assert!(job.chunks.iter().any(|c| c.start == r.start));
             assert!(!job.indicium_complete(r.end - 1) && job.indicium_complete(r.end));
             assert_eq!(job.indicium_native, p.native_2d.data_matrix_cn.is_some());
         }

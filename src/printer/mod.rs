@@ -7,6 +7,7 @@
 //! - [`compiler`]: sans-I/O label → ESC/POS bytes, chunks and indicium markers.
 //! - [`realtime`]: spotting real-time commands (DLE EOT, DLE DC4) in a byte stream.
 //! - [`emulator`]: the virtual printer on a pty (parser, renderer, fault injection).
+//! - [`streamer`]: writes a job to a serial port under the link guard; pacing, status, abort.
 //!
 //! Invariant: the streamer never writes a job byte while the link guard does not allow printing.
 
@@ -17,3 +18,4 @@ pub mod emulator;
 pub mod import;
 pub mod profile;
 pub mod realtime;
+pub mod streamer;

@@ -165,10 +165,11 @@ impl Renderer {
     }
 
     fn set(&mut self, x: u32, y: usize, black: bool) {
-        if x < self.width_px && black {
-            if let Some(row) = self.rows.get_mut(y) {
-                row[x as usize / 8] |= 0x80 >> (x % 8);
-            }
+        if x < self.width_px
+            && black
+            && let Some(row) = self.rows.get_mut(y)
+        {
+            row[x as usize / 8] |= 0x80 >> (x % 8);
         }
     }
 
@@ -320,7 +321,7 @@ impl Renderer {
             self.set(x0, y, true);
             self.set(x1.saturating_sub(1), y, true);
         }
-        let saved = std::mem::replace(&mut self.line, Vec::new());
+        let saved = std::mem::take(&mut self.line);
         let mut st = Style::reset();
         st.justify = 1;
         self.line = text.bytes().map(|b| (b, st)).collect();
