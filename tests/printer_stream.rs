@@ -124,6 +124,13 @@ fn full_print_renders_label() {
     assert_eq!(emu.pngs().len(), 1);
     let png = std::fs::read(&emu.pngs()[0]).unwrap();
     assert_eq!(&png[1..4], b"PNG");
+    // The Data Matrix drawn in the PNG decodes back to the payload.
+    let decoded = rxing::helpers::detect_in_file(
+        &emu.pngs()[0].to_string_lossy(),
+        Some(rxing::BarcodeFormat::DATA_MATRIX),
+    )
+    .unwrap();
+    assert_eq!(decoded.getText(), "FRANK-IBI-0001");
     // The printer got exactly the job (plus status polls).
     assert_eq!(strip_polls(&emu.received_bytes(), &job), job.bytes);
     assert_eq!(emu.stats().overrun_bytes, 0);
@@ -133,7 +140,13 @@ fn full_print_renders_label() {
 fn lapse_at(p: &Profile, job: &Job, target: usize) -> (JobOutcome, usize, EmulatorHandle) {
     let emu = spawn_emulator(p, None);
     let port = PrinterPort::open(emu.device_path(), p, None).unwrap();
-    let (tx, link) = watch::channel(LinkState::Up);
+    // target 0: the link is already lapsed when the job starts.
+    let first = if target == 0 {
+        LinkState::Lapsed
+    } else {
+        LinkState::Up
+    };
+    let (tx, link) = watch::channel(first);
     let (h, progress) = spawn_job(port, job.clone(), link, StreamConfig::default());
     let t0 = Instant::now();
     while progress.borrow().bytes_sent < target && !h.is_finished() {
@@ -203,7 +216,10 @@ fn lapse_at_random_offsets_stops_within_one_chunk() {
 
 #[test]
 fn lapse_at_both_edges_of_the_indicium() {
-    let p = profile();
+    // 115200 baud: a chunk takes ~22 ms, so the lapse lands before the next chunk even on a
+    // busy machine.
+    let mut p = profile();
+    p.serial.baud = 115_200;
     let job = compile(&raster_label(), &p, 256).unwrap();
     let r = job.indicium.clone().unwrap();
     let last_inside = job.chunks.iter().find(|c| c.end == r.end).unwrap().start;

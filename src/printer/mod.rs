@@ -8,6 +8,8 @@
 //! - [`realtime`]: spotting real-time commands (DLE EOT, DLE DC4) in a byte stream.
 //! - [`emulator`]: the virtual printer on a pty (parser, renderer, fault injection).
 //! - [`streamer`]: writes a job to a serial port under the link guard; pacing, status, abort.
+//! - [`probe`]: the technician's probe (baud, status, calibration page, throughput, draft).
+//! - [`cli`]: `frank printer ...`.
 //!
 //! Invariant: the streamer never writes a job byte while the link guard does not allow printing.
 
@@ -16,6 +18,7 @@ pub mod cli;
 pub mod compiler;
 pub mod emulator;
 pub mod import;
+pub mod probe;
 pub mod profile;
 pub mod realtime;
 pub mod streamer;

@@ -318,7 +318,11 @@ impl PrinterPort {
     }
 
     /// Write everything or fail; returns bytes written before a failure too.
-    fn write_counted(&mut self, bytes: &[u8], timeout: Duration) -> (usize, Option<PrinterFault>) {
+    pub(crate) fn write_counted(
+        &mut self,
+        bytes: &[u8],
+        timeout: Duration,
+    ) -> (usize, Option<PrinterFault>) {
         let mut done = 0;
         let mut last_progress = Instant::now();
         while done < bytes.len() {
@@ -344,7 +348,11 @@ impl PrinterPort {
     }
 
     /// Read until `want` bytes arrived or the deadline passed.
-    fn read_until(&mut self, want: usize, deadline: Instant) -> Result<Vec<u8>, PrinterFault> {
+    pub(crate) fn read_until(
+        &mut self,
+        want: usize,
+        deadline: Instant,
+    ) -> Result<Vec<u8>, PrinterFault> {
         let mut out = Vec::new();
         let mut buf = [0u8; 64];
         while out.len() < want && Instant::now() < deadline {
@@ -362,7 +370,11 @@ impl PrinterPort {
     }
 
     /// Read until `pattern` appears (other bytes are stray status replies) or the deadline.
-    fn read_pattern(&mut self, pattern: &[u8], deadline: Instant) -> Result<bool, PrinterFault> {
+    pub(crate) fn read_pattern(
+        &mut self,
+        pattern: &[u8],
+        deadline: Instant,
+    ) -> Result<bool, PrinterFault> {
         let mut seen: Vec<u8> = Vec::new();
         loop {
             let got = self.read_until(1, deadline)?;
