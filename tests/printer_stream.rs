@@ -101,6 +101,10 @@ fn full_print_renders_label() {
         data: b"FRANK-IBI-0001".to_vec(),
         module_px: 4,
     });
+    label.elements.push(Element::Barcode {
+        data: "9400100000000000000001".into(),
+        height_dots: 80,
+    });
     let job = compile(&label, &p, 256).unwrap();
     assert!(job.indicium_native);
     let port = PrinterPort::open(emu.device_path(), &p, None).unwrap();
@@ -131,6 +135,13 @@ fn full_print_renders_label() {
     )
     .unwrap();
     assert_eq!(decoded.getText(), "FRANK-IBI-0001");
+    assert_eq!(page.barcodes, vec!["9400100000000000000001"]);
+    let bars = rxing::helpers::detect_in_file(
+        &emu.pngs()[0].to_string_lossy(),
+        Some(rxing::BarcodeFormat::CODE_128),
+    )
+    .unwrap();
+    assert_eq!(bars.getText(), "9400100000000000000001");
     // The printer got exactly the job (plus status polls).
     assert_eq!(strip_polls(&emu.received_bytes(), &job), job.bytes);
     assert_eq!(emu.stats().overrun_bytes, 0);

@@ -665,6 +665,21 @@ pub fn spawn_job(
     (handle, rx)
 }
 
+/// [`stream_job`] for async callers: runs on tokio's blocking pool; progress goes to `progress`.
+pub async fn stream_job_async(
+    mut port: PrinterPort,
+    job: Job,
+    link: watch::Receiver<LinkState>,
+    progress: watch::Sender<Progress>,
+    cfg: StreamConfig,
+) -> Result<(PrinterPort, JobOutcome), tokio::task::JoinError> {
+    tokio::task::spawn_blocking(move || {
+        let outcome = stream_job(&mut port, &job, &link, &progress, &cfg);
+        (port, outcome)
+    })
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -31,9 +31,9 @@ pub struct RenderedJob {
     pub text: Vec<String>,
     /// Payloads of native Data Matrix symbols drawn on this page.
     pub data_matrix: Vec<Vec<u8>>,
-    /// Payloads of native 2-D symbols with a `cn` this emulator does not draw (e.g. QR).
+    /// Payloads of other native 2-D symbols by `cn` (QR is drawn; others are only recorded).
     pub other_2d: Vec<(u8, Vec<u8>)>,
-    /// 1-D barcode payloads (drawn as a box with the text under it, not as bars).
+    /// CODE128 payloads (drawn as bars with the text under them).
     pub barcodes: Vec<String>,
     /// Raster bands received.
     pub raster_bands: usize,
@@ -63,6 +63,7 @@ impl Style {
 pub struct Renderer {
     width_px: u32,
     data_matrix_cn: Option<u8>,
+    qr_cn: Option<u8>,
     rows: Vec<Vec<u8>>,
     line: Vec<(u8, Style)>,
     style: Style,
@@ -87,6 +88,7 @@ impl Renderer {
         Renderer {
             width_px: profile.media_width_px,
             data_matrix_cn: profile.native_2d.data_matrix_cn,
+            qr_cn: profile.native_2d.qr_cn,
             rows: Vec::new(),
             line: Vec::new(),
             style: Style::reset(),
@@ -293,6 +295,14 @@ impl Renderer {
                     }
                     self.job.data_matrix.push(data);
                 } else {
+                    if Some(cn) == self.qr_cn {
+                        let text = String::from_utf8_lossy(&data).to_string();
+                        let m = u32::from(self.module_px);
+                        if let Some(bmp) = encode_rxing(&text, rxing::BarcodeFormat::QR_CODE, m, m)
+                        {
+                            self.place(&bmp);
+                        }
+                    }
                     self.job.other_2d.push((cn, data));
                 }
             }
@@ -309,17 +319,14 @@ impl Renderer {
             .map(|b| char::from(*b))
             .collect();
         let h = self.barcode_height;
-        let top = self.rows.len();
-        self.feed_px(h);
-        let (x0, x1) = (16, self.width_px.saturating_sub(16));
-        for y in [top, top + h as usize - 1] {
-            for x in x0..x1 {
-                self.set(x, y, true);
+        match encode_rxing(&text, rxing::BarcodeFormat::CODE_128, BARCODE_MODULE_PX, h) {
+            Some(bars) => {
+                let saved = self.style.justify;
+                self.style.justify = 1;
+                self.place(&bars);
+                self.style.justify = saved;
             }
-        }
-        for y in top..top + h as usize {
-            self.set(x0, y, true);
-            self.set(x1.saturating_sub(1), y, true);
+            None => self.feed_px(h),
         }
         let saved = std::mem::take(&mut self.line);
         let mut st = Style::reset();
@@ -349,6 +356,31 @@ impl Renderer {
             cut: kind,
         });
     }
+}
+
+/// Dots per CODE128 module (the compiler sends GS w 2).
+const BARCODE_MODULE_PX: u32 = 2;
+
+/// Draw a symbol with rxing's writers: each module `sx` × `sy` dots (for 1-D, `sy` is the height).
+fn encode_rxing(text: &str, format: rxing::BarcodeFormat, sx: u32, sy: u32) -> Option<Bitmap> {
+    use rxing::Writer;
+    let m: rxing::common::BitMatrix = match format {
+        rxing::BarcodeFormat::QR_CODE => rxing::qrcode::QRCodeWriter.encode(text, &format, 0, 0),
+        _ => rxing::oned::Code128Writer.encode(text, &format, 0, 1),
+    }
+    .ok()?;
+    let one_d = format != rxing::BarcodeFormat::QR_CODE;
+    let (w, h) = (m.getWidth(), if one_d { 1 } else { m.getHeight() });
+    let mut out = Bitmap::new(w * sx, if one_d { sy } else { h * sy });
+    for y in 0..h {
+        for x in 0..w {
+            if m.get(x, y) {
+                let (py, ph) = if one_d { (0, sy) } else { (y * sy, sy) };
+                out.fill_rect(x * sx, py, sx, ph, true);
+            }
+        }
+    }
+    Some(out)
 }
 
 /// Encode a bitmap as PNG (black dots on white).
