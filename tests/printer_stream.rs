@@ -351,3 +351,80 @@ fn second_open_fails_while_a_job_runs() {
     // Once the job is done and the port closed, it opens again.
     assert!(PrinterPort::open(emu.device_path(), &p, None).is_ok());
 }
+
+#[test]
+fn nul_init_profile_finishes_the_command_then_resets() {
+    let mut p = shipped("generic-80mm").unwrap();
+    p.serial.baud = 115_200;
+    let job = compile(&raster_label(), &p, 256).unwrap();
+    let r = job.indicium.clone().unwrap();
+    // Lapse inside the raster indicium: the cancel must NUL-finish the band, then ESC @.
+    let (outcome, _, emu) = lapse_at(&p, &job, r.start + 1000);
+    let JobOutcome::Aborted {
+        bytes_sent,
+        indicium_complete,
+        cancel_confirmed,
+        void_printed,
+    } = outcome
+    else {
+        panic!("expected Aborted, got {outcome:?}");
+    };
+    assert!(!indicium_complete && cancel_confirmed && void_printed);
+    let pad = job.remaining_in_command(bytes_sent);
+    wait_for("the VOID page", || {
+        emu.jobs()
+            .iter()
+            .any(|j| j.text.iter().any(|t| t == "VOID"))
+    });
+    let got = strip_polls(&emu.received_bytes(), &job);
+    assert_eq!(&got[..bytes_sent], &job.bytes[..bytes_sent]);
+    assert!(got[bytes_sent..bytes_sent + pad].iter().all(|b| *b == 0));
+    assert_eq!(&got[bytes_sent + pad..bytes_sent + pad + 2], &[0x1b, 0x40]);
+}
+
+#[test]
+fn dtr_dsr_profile_refuses_a_port_without_modem_lines() {
+    let p = shipped("epson-tm-t88v").unwrap();
+    let emu = spawn_emulator(&profile(), None);
+    let r = PrinterPort::open(emu.device_path(), &p, None);
+    assert!(matches!(r, Err(OpenError::NoModemLines { .. })), "{r:?}");
+}
+
+#[test]
+fn cover_open_over_the_control_socket() {
+    use std::io::{BufRead, BufReader, Write};
+    let p = profile();
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("ctl.sock");
+    let emu = Emulator::spawn(
+        &p,
+        EmulatorOptions {
+            control_socket: Some(sock.clone()),
+            ..EmulatorOptions::default()
+        },
+    )
+    .unwrap();
+    let mut s = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    s.write_all(b"cover_open\nbogus\n").unwrap();
+    let mut lines = BufReader::new(s.try_clone().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ok");
+    assert!(lines.next().unwrap().unwrap().starts_with("error"));
+    let job = compile(&raster_label(), &p, 256).unwrap();
+    let port = PrinterPort::open(emu.device_path(), &p, None).unwrap();
+    let (_tx, link) = watch::channel(LinkState::Up);
+    let (h, _) = spawn_job(port, job, link, StreamConfig::default());
+    let (_port, outcome) = h.join().unwrap();
+    assert!(
+        matches!(
+            outcome,
+            JobOutcome::Faulted {
+                fault: PrinterFault::CoverOpen,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+    s.write_all(b"status\n").unwrap();
+    let status = lines.next().unwrap().unwrap();
+    assert!(status.contains("cover_open=true"), "{status}");
+}

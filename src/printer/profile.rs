@@ -650,6 +650,7 @@ impl Profile {
             "void_on_abort".into(),
             toml::Value::Boolean(self.void_on_abort),
         );
+        // Serialising a table of strings, numbers, booleans and tables cannot fail.
         toml::to_string_pretty(&t).unwrap_or_default()
     }
 }

@@ -449,6 +449,9 @@ pub fn stream_job(
     run.publish();
     let mut since_poll = 0usize;
     for chunk in &job.chunks {
+        if !link.borrow().allows_printing() {
+            return run.abort();
+        }
         // Status between commands only (DOMAIN.md §5: never inside another command).
         if profile.status.dle_eot
             && since_poll >= cfg.status_poll_interval_bytes
