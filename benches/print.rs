@@ -1,1 +1,214 @@
-fn main() {}
+//! Printing benchmark: label sizes native vs raster, print time against the line limit, and
+//! how fast and how cleanly a link lapse stops a job. Runs the real streamer against the
+//! virtual printer on ptys. `-- --quick` keeps it under two minutes.
+//!
+//! Final stdout line is JSON: native_label_bytes, raster_label_bytes, time_vs_limit_ratio,
+//! lapse_stop_p99_ms, bytes_after_lapse_max (goals: ≤ 2048, -, ≤ 1.1, -, ≤ 256).
+
+use std::time::{Duration, Instant};
+
+use frank::link::LinkState;
+use frank::printer::bitmap::Bitmap;
+use frank::printer::compiler::{Align, Element, Indicium, Job, Label, TextLine, compile};
+use frank::printer::emulator::parser::Parser;
+use frank::printer::emulator::render::Renderer;
+use frank::printer::emulator::{Emulator, EmulatorOptions};
+use frank::printer::profile::{Profile, shipped};
+use frank::printer::streamer::{JobOutcome, PrinterPort, StreamConfig, spawn_job};
+use tokio::sync::watch;
+
+const BAUD: u32 = 115_200;
+/// 4 × 6 in at 203 dpi.
+const LABEL_W_PX: u32 = 812;
+const LABEL_H_PX: u32 = 1218;
+
+fn text(s: &str, w: u8, h: u8, bold: bool, align: Align) -> Element {
+    Element::Text(TextLine {
+        text: s.into(),
+        bold,
+        width_mul: w,
+        height_mul: h,
+        align,
+    })
+}
+
+/// A 4 × 6 in postage label with a Data Matrix indicium of a realistic payload size.
+fn postage_label() -> Label {
+    let payload: Vec<u8> = (0..120u32).map(|i| (i * 37 % 251) as u8).collect();
+    Label {
+        elements: vec![
+            text("P", 4, 4, true, Align::Left),
+            text("USPS PRIORITY MAIL", 2, 2, true, Align::Center),
+            Element::Indicium(Indicium::DataMatrix {
+                data: payload,
+                module_px: 6,
+            }),
+            text(
+                "$9.85  US POSTAGE  FRANK COUNTER 7",
+                1,
+                1,
+                false,
+                Align::Left,
+            ),
+            text(
+                "03/14/2026  FROM 20001  2 LB 4 OZ",
+                1,
+                1,
+                false,
+                Align::Left,
+            ),
+            Element::Feed(1),
+            Element::Address {
+                heading: Some("FRANK POST OFFICE".into()),
+                lines: vec!["12 POST RD".into(), "WASHINGTON DC 20001-0001".into()],
+            },
+            Element::Feed(2),
+            text("SHIP TO:", 1, 1, true, Align::Left),
+            text("JANE DOE", 2, 2, false, Align::Left),
+            text("1 MAIN ST APT 4", 2, 2, false, Align::Left),
+            text("SPRINGFIELD IL 62701-1234", 2, 2, false, Align::Left),
+            Element::Feed(2),
+            text("USPS TRACKING # EP", 1, 1, true, Align::Center),
+            Element::Barcode {
+                data: "9405511899223197428490".into(),
+                height_dots: 120,
+            },
+            Element::Feed(1),
+        ],
+        cut: true,
+    }
+}
+
+/// The same label as one raster image: render the native job and rasterise the 4 × 6 page.
+fn raster_version(native: &Job, p: &Profile) -> Label {
+    let mut parser = Parser::new();
+    let mut r = Renderer::new(p);
+    for b in &native.bytes {
+        if let Some(c) = parser.push(*b) {
+            r.apply(c);
+        }
+    }
+    let page = r.take_jobs().remove(0).image;
+    let mut img = Bitmap::new(LABEL_W_PX, LABEL_H_PX);
+    for y in 0..LABEL_H_PX.min(page.height_px()) {
+        for x in 0..LABEL_W_PX {
+            if page.get(x + (page.width_px() - LABEL_W_PX) / 2, y) {
+                img.set(x, y, true);
+            }
+        }
+    }
+    Label {
+        elements: vec![Element::Indicium(Indicium::Image(img))],
+        cut: true,
+    }
+}
+
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        self.0 >> 33
+    }
+}
+
+fn print_time(p: &Profile, job: &Job) -> Duration {
+    let emu = Emulator::spawn(p, EmulatorOptions::default()).expect("emulator");
+    let port = PrinterPort::open(emu.device_path(), p, None).expect("open");
+    let (_tx, link) = watch::channel(LinkState::Up);
+    let t0 = Instant::now();
+    let (h, _) = spawn_job(port, job.clone(), link, StreamConfig::default());
+    let (_, outcome) = h.join().expect("streamer thread");
+    let dt = t0.elapsed();
+    assert!(
+        matches!(outcome, JobOutcome::Completed { .. }),
+        "{outcome:?}"
+    );
+    dt
+}
+
+/// One lapse: returns (ms from lapse to the streamer returning, job bytes completed after).
+fn lapse_trial(p: &Profile, job: &Job, target: usize) -> (f64, usize) {
+    let emu = Emulator::spawn(p, EmulatorOptions::default()).expect("emulator");
+    let port = PrinterPort::open(emu.device_path(), p, None).expect("open");
+    let (tx, link) = watch::channel(LinkState::Up);
+    let (h, progress) = spawn_job(port, job.clone(), link, StreamConfig::default());
+    while progress.borrow().bytes_sent < target && !h.is_finished() {
+        std::thread::sleep(Duration::from_micros(50));
+    }
+    let t0 = Instant::now();
+    tx.send_replace(LinkState::Lapsed);
+    let at_lapse = progress.borrow().bytes_sent;
+    let (_, outcome) = h.join().expect("streamer thread");
+    let ms = t0.elapsed().as_secs_f64() * 1000.0;
+    (ms, outcome.bytes_sent().saturating_sub(at_lapse))
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let mut p = shipped("virtual").expect("virtual profile");
+    p.serial.baud = BAUD;
+
+    let native = compile(&postage_label(), &p, 256).expect("native label");
+    assert!(native.indicium_native);
+    let raster = compile(&raster_version(&native, &p), &p, 256).expect("raster label");
+    eprintln!(
+        "native label {} bytes, raster label {} bytes",
+        native.bytes.len(),
+        raster.bytes.len()
+    );
+
+    // Print time through the emulator at 115200 baud vs the line's own limit.
+    let timed = if quick {
+        // A third of the raster label keeps --quick short.
+        let mut j = raster.clone();
+        let cut = j.chunks.len() / 3;
+        let end = j.chunks[cut].end;
+        j.chunks.truncate(cut + 1);
+        j.bytes.truncate(end);
+        j
+    } else {
+        raster.clone()
+    };
+    let dt = print_time(&p, &timed);
+    let limit = timed.bytes.len() as f64 * 10.0 / f64::from(BAUD);
+    let ratio = dt.as_secs_f64() / limit;
+    eprintln!(
+        "printed {} bytes in {:.3} s; line limit {:.3} s",
+        timed.bytes.len(),
+        dt.as_secs_f64(),
+        limit
+    );
+
+    // Lapses at random offsets of a job with a raster indicium.
+    let trials = if quick { 200 } else { 400 };
+    let span = 4096.min(raster.bytes.len() - 1);
+    let mut rng = Lcg(0xf4a2_c0de);
+    let mut stops = Vec::with_capacity(trials);
+    let mut after_max = 0;
+    for _ in 0..trials {
+        let target = rng.next() as usize % span;
+        let (ms, after) = lapse_trial(&p, &raster, target);
+        stops.push(ms);
+        after_max = after_max.max(after);
+    }
+    stops.sort_by(f64::total_cmp);
+    let p99 = stops[(stops.len() * 99).div_ceil(100).saturating_sub(1)];
+    eprintln!(
+        "{trials} lapses: stop p50 {:.1} ms, p99 {p99:.1} ms, max {after_max} bytes after",
+        stops[stops.len() / 2]
+    );
+    println!(
+        "{{\"native_label_bytes\":{},\"raster_label_bytes\":{},\"time_vs_limit_ratio\":{:.4},\"lapse_stop_p99_ms\":{:.2},\"bytes_after_lapse_max\":{},\"lapse_trials\":{},\"baud\":{},\"quick\":{}}}",
+        native.bytes.len(),
+        raster.bytes.len(),
+        ratio,
+        p99,
+        after_max,
+        trials,
+        BAUD,
+        quick
+    );
+}

@@ -1,3 +1,24 @@
 //! Printing: profiles, ESC/POS job compiler, serial streamer, virtual printer, probe. (issue 5)
+//!
+//! Codemap (docs/PRINTING.md has the details):
+//! - [`profile`]: printer profiles (TOML), `inherits`, validation; the shipped set.
+//! - [`import`]: escpos-printer-db capabilities.json → Frank profiles.
+//! - [`bitmap`]: the 1-bit image type shared with the indicium renderer.
+//! - [`compiler`]: sans-I/O label → ESC/POS bytes, chunks and indicium markers.
+//! - [`realtime`]: spotting real-time commands (DLE EOT, DLE DC4) in a byte stream.
+//! - [`emulator`]: the virtual printer on a pty (parser, renderer, fault injection).
+//! - [`streamer`]: writes a job to a serial port under the link guard; pacing, status, abort.
+//! - [`probe`]: the technician's probe (baud, status, calibration page, throughput, draft).
+//! - [`cli`]: `frank printer ...`.
+//!
+//! Invariant: the streamer never writes a job byte while the link guard does not allow printing.
 
+pub mod bitmap;
 pub mod cli;
+pub mod compiler;
+pub mod emulator;
+pub mod import;
+pub mod probe;
+pub mod profile;
+pub mod realtime;
+pub mod streamer;

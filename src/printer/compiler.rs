@@ -1,0 +1,735 @@
+//! The job compiler: a [`Label`] and a [`Profile`] in, ESC/POS bytes out. No I/O.
+//!
+//! Output is a [`Job`]: the bytes, the offsets where each command starts (the streamer may only
+//! put a `DLE EOT` status query at a command boundary), chunks of at most `chunk_bytes_max`, and
+//! the byte range of the indicium so an aborted job can say whether the indicium got through.
+//!
+//! Text styling, init and line feeds are encoded by the `escpos` crate through a capture driver;
+//! cuts, raster bands, native 2-D codes and 1-D barcodes are Frank's own bytes (escpos 0.20's
+//! `partial_cut` sends `GS V 'A'`, which is feed + *full* cut; see DOMAIN.md §5).
+
+use std::cell::RefCell;
+use std::ops::Range;
+use std::rc::Rc;
+
+use escpos::driver::Driver;
+use escpos::printer::Printer;
+use escpos::utils::{JustifyMode, Protocol};
+
+use super::bitmap::Bitmap;
+use super::profile::{ClearBuffer, CutCommand, Profile};
+
+/// Default largest chunk the streamer writes between link checks.
+pub const CHUNK_BYTES_MAX_DEFAULT: usize = 256;
+/// Smallest chunk allowed (a command header must fit).
+pub const CHUNK_BYTES_MIN: usize = 16;
+/// Longest text line accepted, in characters, before the per-profile column check.
+pub const TEXT_LINE_CHARS_MAX: usize = 400;
+/// Largest native 2-D payload (GS ( k store takes pL pH, minus 3 header bytes).
+pub const NATIVE_2D_DATA_BYTES_MAX: usize = 65_532;
+/// Most elements in one label.
+pub const LABEL_ELEMENTS_MAX: usize = 256;
+
+/// DLE DC4 fn 8: clear the receive and print buffers (real-time). Replies 37 25 00.
+pub const CLEAR_BUFFERS: [u8; 10] = [0x10, 0x14, 0x08, 0x01, 0x03, 0x14, 0x01, 0x06, 0x02, 0x08];
+/// The reply to [`CLEAR_BUFFERS`].
+pub const CLEAR_BUFFERS_REPLY: [u8; 3] = [0x37, 0x25, 0x00];
+/// ESC @: initialise the printer.
+pub const INIT: [u8; 2] = [0x1b, 0x40];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Align {
+    #[default]
+    Left,
+    Center,
+    Right,
+}
+
+/// One styled line of text (printable ASCII; anything else prints as `?`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TextLine {
+    pub text: String,
+    pub bold: bool,
+    /// Character width multiplier 1..=8.
+    pub width_mul: u8,
+    /// Character height multiplier 1..=8.
+    pub height_mul: u8,
+    pub align: Align,
+}
+
+impl TextLine {
+    pub fn plain(text: &str) -> Self {
+        TextLine {
+            text: text.to_string(),
+            bold: false,
+            width_mul: 1,
+            height_mul: 1,
+            align: Align::Left,
+        }
+    }
+}
+
+/// The indicium: a ready 1-bit image, or Data Matrix data for the printer to draw natively
+/// (rasterised by Frank when the profile has no native Data Matrix).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Indicium {
+    Image(Bitmap),
+    DataMatrix {
+        data: Vec<u8>,
+        /// Dots per module, 1..=16.
+        module_px: u8,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Element {
+    Text(TextLine),
+    /// An address: optional bold heading, then plain lines.
+    Address {
+        heading: Option<String>,
+        lines: Vec<String>,
+    },
+    /// The indicium. At most one per label.
+    Indicium(Indicium),
+    /// A CODE128 barcode (code set B) with human-readable text below.
+    Barcode {
+        data: String,
+        height_dots: u8,
+    },
+    /// Feed n lines.
+    Feed(u8),
+}
+
+/// What to print on one label.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Label {
+    pub elements: Vec<Element>,
+    /// Cut after the label (with the profile's cut command).
+    pub cut: bool,
+}
+
+/// A run of job bytes the streamer writes in one go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Chunk {
+    pub start: usize,
+    pub end: usize,
+    /// The chunk ends where a command ends, so a status query may follow it.
+    pub at_command_boundary: bool,
+}
+
+/// A compiled label.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    pub bytes: Vec<u8>,
+    /// Start offsets of every command, ascending, beginning with 0.
+    pub boundaries: Vec<usize>,
+    pub chunks: Vec<Chunk>,
+    /// Where the indicium's bytes are; `None` when the label has none.
+    pub indicium: Option<Range<usize>>,
+    /// Whether the indicium went out as a native 2-D command (else raster).
+    pub indicium_native: bool,
+}
+
+impl Job {
+    /// Whether `bytes_sent` bytes include the whole indicium.
+    pub fn indicium_complete(&self, bytes_sent: usize) -> bool {
+        self.indicium.as_ref().is_some_and(|r| bytes_sent >= r.end)
+    }
+
+    /// Whether `offset` is where a command starts (or the end of the job).
+    pub fn is_boundary(&self, offset: usize) -> bool {
+        offset == self.bytes.len() || self.boundaries.binary_search(&offset).is_ok()
+    }
+
+    /// Bytes left of the command that `offset` falls inside (0 at a boundary).
+    pub fn remaining_in_command(&self, offset: usize) -> usize {
+        if self.is_boundary(offset) {
+            return 0;
+        }
+        let next = match self.boundaries.binary_search(&offset) {
+            Ok(i) | Err(i) => self.boundaries.get(i).copied().unwrap_or(self.bytes.len()),
+        };
+        next.saturating_sub(offset)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CompileError {
+    #[error("label has {0} elements, more than {LABEL_ELEMENTS_MAX}")]
+    TooManyElements(usize),
+    #[error("label has more than one indicium")]
+    TwoIndicia,
+    #[error(
+        "text line {line}: {chars} characters, the {profile} fits {limit} at width x{width_mul}"
+    )]
+    LineTooLong {
+        line: usize,
+        chars: usize,
+        limit: usize,
+        width_mul: u8,
+        profile: String,
+    },
+    #[error("text line {line}: size multipliers must be 1..=8, got {width_mul}x{height_mul}")]
+    BadTextSize {
+        line: usize,
+        width_mul: u8,
+        height_mul: u8,
+    },
+    #[error("indicium image is {width_px} px wide; {profile} prints at most {limit_px} px")]
+    ImageTooWide {
+        width_px: u32,
+        limit_px: u32,
+        profile: String,
+    },
+    #[error("Data Matrix: {0}")]
+    DataMatrix(String),
+    #[error("Data Matrix module size {0} is outside 1..=16 dots")]
+    BadModuleSize(u8),
+    #[error("barcode: {0}")]
+    Barcode(String),
+    #[error("{profile} cannot print {what}")]
+    Unsupported { profile: String, what: &'static str },
+    #[error("chunk_bytes_max {0} is below the minimum {CHUNK_BYTES_MIN}")]
+    ChunkTooSmall(usize),
+    #[error("escpos encoder: {0}")]
+    Encoder(String),
+}
+
+/// Collects bytes from the escpos crate's `Printer::print()`.
+#[derive(Clone, Default)]
+struct Capture(Rc<RefCell<Vec<u8>>>);
+
+impl Driver for Capture {
+    fn name(&self) -> String {
+        "frank-capture".into()
+    }
+    fn write(&self, data: &[u8]) -> escpos::errors::Result<()> {
+        self.0.borrow_mut().extend_from_slice(data);
+        Ok(())
+    }
+    fn read(&self, _buf: &mut [u8]) -> escpos::errors::Result<usize> {
+        Ok(0)
+    }
+    fn flush(&self) -> escpos::errors::Result<()> {
+        Ok(())
+    }
+}
+
+/// Accumulates commands, recording where each starts.
+struct Enc {
+    bytes: Vec<u8>,
+    boundaries: Vec<usize>,
+    capture: Capture,
+    esc: Printer<Capture>,
+}
+
+type EscResult<'a> = escpos::errors::Result<&'a mut Printer<Capture>>;
+
+impl Enc {
+    fn new() -> Self {
+        let capture = Capture::default();
+        let esc = Printer::new(capture.clone(), Protocol::default(), None);
+        Enc {
+            bytes: Vec::new(),
+            boundaries: Vec::new(),
+            capture,
+            esc,
+        }
+    }
+
+    /// One command from Frank's own bytes.
+    fn raw(&mut self, cmd: &[u8]) {
+        if !cmd.is_empty() {
+            self.boundaries.push(self.bytes.len());
+            self.bytes.extend_from_slice(cmd);
+        }
+    }
+
+    /// One command encoded by the escpos crate.
+    fn esc(
+        &mut self,
+        f: impl FnOnce(&mut Printer<Capture>) -> EscResult<'_>,
+    ) -> Result<(), CompileError> {
+        f(&mut self.esc)
+            .and_then(|p| p.print())
+            .map_err(|e| CompileError::Encoder(e.to_string()))?;
+        let out = std::mem::take(&mut *self.capture.0.borrow_mut());
+        self.raw(&out);
+        Ok(())
+    }
+
+    fn offset(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
+fn justify(a: Align) -> JustifyMode {
+    match a {
+        Align::Left => JustifyMode::LEFT,
+        Align::Center => JustifyMode::CENTER,
+        Align::Right => JustifyMode::RIGHT,
+    }
+}
+
+/// Printable ASCII only: the printer's code page is not Unicode.
+fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| if (' '..='~').contains(&c) { c } else { '?' })
+        .collect()
+}
+
+/// Compile a label for a profile.
+pub fn compile(
+    label: &Label,
+    profile: &Profile,
+    chunk_bytes_max: usize,
+) -> Result<Job, CompileError> {
+    if chunk_bytes_max < CHUNK_BYTES_MIN {
+        return Err(CompileError::ChunkTooSmall(chunk_bytes_max));
+    }
+    if label.elements.len() > LABEL_ELEMENTS_MAX {
+        return Err(CompileError::TooManyElements(label.elements.len()));
+    }
+    let mut e = Enc::new();
+    let mut indicium = None;
+    let mut indicium_native = false;
+    e.esc(|p| p.init())?;
+    let mut line_no = 0;
+    for el in &label.elements {
+        match el {
+            Element::Text(t) => {
+                line_no += 1;
+                text_line(&mut e, profile, t, line_no)?;
+            }
+            Element::Address { heading, lines } => {
+                if let Some(h) = heading {
+                    line_no += 1;
+                    let mut t = TextLine::plain(h);
+                    t.bold = true;
+                    text_line(&mut e, profile, &t, line_no)?;
+                }
+                for l in lines {
+                    line_no += 1;
+                    text_line(&mut e, profile, &TextLine::plain(l), line_no)?;
+                }
+            }
+            Element::Indicium(ind) => {
+                if indicium.is_some() {
+                    return Err(CompileError::TwoIndicia);
+                }
+                let start = e.offset();
+                indicium_native = emit_indicium(&mut e, profile, ind)?;
+                indicium = Some(start..e.offset());
+            }
+            Element::Barcode { data, height_dots } => barcode(&mut e, profile, data, *height_dots)?,
+            Element::Feed(n) => e.esc(|p| p.feeds(*n))?,
+        }
+    }
+    if label.cut {
+        e.raw(&cut_bytes(profile));
+    }
+    // Chunks never straddle the indicium's edges, so a stop between chunks is clearly before,
+    // inside or after it.
+    let edges: Vec<usize> = indicium.iter().flat_map(|r| [r.start, r.end]).collect();
+    let chunks = chunk(&e.bytes, &e.boundaries, &edges, chunk_bytes_max);
+    Ok(Job {
+        bytes: e.bytes,
+        boundaries: e.boundaries,
+        chunks,
+        indicium,
+        indicium_native,
+    })
+}
+
+fn text_line(
+    e: &mut Enc,
+    profile: &Profile,
+    t: &TextLine,
+    line: usize,
+) -> Result<(), CompileError> {
+    if !(1..=8).contains(&t.width_mul) || !(1..=8).contains(&t.height_mul) {
+        return Err(CompileError::BadTextSize {
+            line,
+            width_mul: t.width_mul,
+            height_mul: t.height_mul,
+        });
+    }
+    let text = printable(&t.text);
+    let columns = profile.fonts.get(&0).map_or(32, |f| f.columns) as usize;
+    let limit = (columns / usize::from(t.width_mul)).min(TEXT_LINE_CHARS_MAX);
+    let chars = text.chars().count();
+    if chars > limit {
+        return Err(CompileError::LineTooLong {
+            line,
+            chars,
+            limit,
+            width_mul: t.width_mul,
+            profile: profile.name.clone(),
+        });
+    }
+    let styled = t.align != Align::Left || t.bold || (t.width_mul, t.height_mul) != (1, 1);
+    if t.align != Align::Left {
+        e.esc(|p| p.justify(justify(t.align)))?;
+    }
+    if t.bold {
+        e.esc(|p| p.bold(true))?;
+    }
+    if (t.width_mul, t.height_mul) != (1, 1) {
+        e.esc(|p| p.size(t.width_mul, t.height_mul))?;
+    }
+    if !text.is_empty() {
+        e.esc(|p| p.write(&text))?;
+    }
+    e.esc(|p| p.feed())?;
+    if styled {
+        if t.align != Align::Left {
+            e.esc(|p| p.justify(JustifyMode::LEFT))?;
+        }
+        if t.bold {
+            e.esc(|p| p.bold(false))?;
+        }
+        if (t.width_mul, t.height_mul) != (1, 1) {
+            e.esc(|p| p.reset_size())?;
+        }
+    }
+    Ok(())
+}
+
+/// Emits the indicium; returns whether it went native.
+fn emit_indicium(e: &mut Enc, profile: &Profile, ind: &Indicium) -> Result<bool, CompileError> {
+    match ind {
+        Indicium::DataMatrix { data, module_px } => {
+            if !(1..=16).contains(module_px) {
+                return Err(CompileError::BadModuleSize(*module_px));
+            }
+            if let Some(cn) = profile.native_2d.data_matrix_cn {
+                for cmd in data_matrix_native(cn, data, *module_px)? {
+                    e.raw(&cmd);
+                }
+                return Ok(true);
+            }
+            let bmp = render_data_matrix(data, u32::from(*module_px))?;
+            raster(e, profile, &bmp)?;
+            Ok(false)
+        }
+        Indicium::Image(bmp) => {
+            raster(e, profile, bmp)?;
+            Ok(false)
+        }
+    }
+}
+
+/// Encode Data Matrix data as a symbol bitmap, `module_px` dots per module, with a 1-module
+/// quiet zone on each side.
+pub fn render_data_matrix(data: &[u8], module_px: u32) -> Result<Bitmap, CompileError> {
+    let dm = datamatrix::DataMatrix::encode(data, datamatrix::SymbolList::default())
+        .map_err(|e| CompileError::DataMatrix(format!("{e:?}")))?;
+    let bits = dm.bitmap();
+    let m = module_px.max(1);
+    let w = (bits.width() as u32 + 2) * m;
+    let h = (bits.height() as u32 + 2) * m;
+    let mut out = Bitmap::new(w, h);
+    for (x, y) in bits.pixels() {
+        out.fill_rect((x as u32 + 1) * m, (y as u32 + 1) * m, m, m, true);
+    }
+    Ok(out)
+}
+
+/// `GS ( k` for Data Matrix with the profile's `cn`: select type (square, auto size), module
+/// size, store data, print.
+pub fn data_matrix_native(
+    cn: u8,
+    data: &[u8],
+    module_px: u8,
+) -> Result<Vec<Vec<u8>>, CompileError> {
+    if data.is_empty() || data.len() > NATIVE_2D_DATA_BYTES_MAX {
+        return Err(CompileError::DataMatrix(format!(
+            "{} bytes of data; native 2-D takes 1..={NATIVE_2D_DATA_BYTES_MAX}",
+            data.len()
+        )));
+    }
+    let gs_k = |body: &[u8]| {
+        let len = body.len() as u16; // body ≤ NATIVE_2D_DATA_BYTES_MAX + 3, checked above
+        let mut c = vec![0x1d, 0x28, 0x6b, len as u8, (len >> 8) as u8];
+        c.extend_from_slice(body);
+        c
+    };
+    let mut store = vec![cn, 80, 48];
+    store.extend_from_slice(data);
+    Ok(vec![
+        gs_k(&[cn, 65, 0, 0, 0]),
+        gs_k(&[cn, 67, module_px]),
+        gs_k(&store),
+        gs_k(&[cn, 81, 48]),
+    ])
+}
+
+/// Raster bands height limited by the profile, and by the receive buffer (some printers garble
+/// images larger than their buffer).
+pub fn band_height_px(profile: &Profile, stride: usize) -> u32 {
+    let by_buffer = (profile.receive_buffer_bytes as usize / stride.max(1)).max(1);
+    (profile.raster_band_height_px_max as usize).min(by_buffer) as u32
+}
+
+fn raster(e: &mut Enc, profile: &Profile, bmp: &Bitmap) -> Result<(), CompileError> {
+    if !profile.features.bit_image_raster {
+        return Err(CompileError::Unsupported {
+            profile: profile.name.clone(),
+            what: "raster images (GS v 0)",
+        });
+    }
+    if bmp.width_px() > profile.media_width_px {
+        return Err(CompileError::ImageTooWide {
+            width_px: bmp.width_px(),
+            limit_px: profile.media_width_px,
+            profile: profile.name.clone(),
+        });
+    }
+    // Centre by whole bytes of left padding.
+    let pad_bytes = (profile.media_width_px - bmp.width_px()) / 2 / 8;
+    let stride = pad_bytes as usize + bmp.stride();
+    let band_h = band_height_px(profile, stride);
+    let mut y = 0;
+    while y < bmp.height_px() {
+        let h = band_h.min(bmp.height_px() - y);
+        let mut cmd = vec![
+            0x1d,
+            0x76,
+            0x30,
+            0,
+            stride as u8,
+            (stride >> 8) as u8,
+            h as u8,
+            (h >> 8) as u8,
+        ];
+        for row in y..y + h {
+            cmd.extend(std::iter::repeat_n(0u8, pad_bytes as usize));
+            let s = row as usize * bmp.stride();
+            cmd.extend_from_slice(&bmp.rows()[s..s + bmp.stride()]);
+        }
+        e.raw(&cmd);
+        y += h;
+    }
+    Ok(())
+}
+
+fn barcode(
+    e: &mut Enc,
+    profile: &Profile,
+    data: &str,
+    height_dots: u8,
+) -> Result<(), CompileError> {
+    if !profile.features.barcode_b {
+        return Err(CompileError::Unsupported {
+            profile: profile.name.clone(),
+            what: "CODE128 barcodes (GS k m=73)",
+        });
+    }
+    if data.is_empty() || data.len() > 60 || !data.chars().all(|c| (' '..='~').contains(&c)) {
+        return Err(CompileError::Barcode(
+            "CODE128-B takes 1..=60 printable ASCII characters".into(),
+        ));
+    }
+    e.raw(&[0x1d, 0x68, height_dots.max(1)]); // GS h: height
+    e.raw(&[0x1d, 0x77, 2]); // GS w: module width
+    e.raw(&[0x1d, 0x48, 2]); // GS H: HRI below
+    let mut cmd = vec![0x1d, 0x6b, 73, (data.len() + 2) as u8, b'{', b'B'];
+    cmd.extend_from_slice(data.as_bytes());
+    e.raw(&cmd);
+    Ok(())
+}
+
+/// The profile's cut, with its feed (GS V m; DOMAIN.md §5).
+pub fn cut_bytes(profile: &Profile) -> Vec<u8> {
+    let n = profile.cut_feed_lines;
+    match profile.cut {
+        CutCommand::None => vec![0x1b, 0x64, n],
+        CutCommand::Full => vec![0x1b, 0x64, n, 0x1d, 0x56, 0],
+        CutCommand::Partial => vec![0x1b, 0x64, n, 0x1d, 0x56, 1],
+        CutCommand::FeedFull => vec![0x1d, 0x56, 65, n],
+        CutCommand::FeedPartial => vec![0x1d, 0x56, 66, n],
+    }
+}
+
+/// What to send after the last job byte when a job is aborted at `bytes_sent` to throw away
+/// what the printer holds. With `DleDc4` the caller waits for [`CLEAR_BUFFERS_REPLY`].
+pub fn cancel_bytes(profile: &Profile, job: &Job, bytes_sent: usize) -> Vec<u8> {
+    match profile.clear_buffer {
+        ClearBuffer::DleDc4 => CLEAR_BUFFERS.to_vec(),
+        ClearBuffer::NulInit => {
+            let mut v = vec![0u8; job.remaining_in_command(bytes_sent)];
+            v.extend_from_slice(&INIT);
+            v
+        }
+    }
+}
+
+/// Feed, a large "VOID" and the cut: printed after an abort when the profile allows.
+pub fn void_bytes(profile: &Profile) -> Vec<u8> {
+    let mut v = INIT.to_vec();
+    v.extend_from_slice(&[0x1b, 0x64, 2, 0x1b, 0x61, 1, 0x1d, 0x21, 0x33]);
+    v.extend_from_slice(b"VOID\n");
+    v.extend_from_slice(&[0x1d, 0x21, 0x00, 0x1b, 0x61, 0]);
+    v.extend_from_slice(&cut_bytes(profile));
+    v
+}
+
+/// Split into chunks of at most `max` bytes, ending at command boundaries when one fits and
+/// never crossing an offset in `edges`.
+fn chunk(bytes: &[u8], boundaries: &[usize], edges: &[usize], max: usize) -> Vec<Chunk> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < bytes.len() {
+        let mut limit = (start + max).min(bytes.len());
+        if let Some(&e) = edges.iter().filter(|&&e| e > start && e < limit).min() {
+            limit = e;
+        }
+        let best = if limit == bytes.len() {
+            Some(limit)
+        } else {
+            // Farthest command start in (start, limit].
+            let i = boundaries.partition_point(|&b| b <= limit);
+            boundaries[..i].last().copied().filter(|&b| b > start)
+        };
+        let (end, at_command_boundary) = match best {
+            Some(b) => (b, true),
+            None => (limit, boundaries.binary_search(&limit).is_ok()),
+        };
+        out.push(Chunk {
+            start,
+            end,
+            at_command_boundary,
+        });
+        start = end;
+    }
+    out
+}
+
+/// Render bytes as hex, 32 per line with offsets (for golden snapshots).
+pub fn hex_dump(bytes: &[u8]) -> String {
+    let mut s = String::new();
+    for (i, line) in bytes.chunks(32).enumerate() {
+        s.push_str(&format!("{:06x} {}\n", i * 32, hex::encode(line)));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::printer::profile::shipped;
+
+    fn label() -> Label {
+        Label {
+            elements: vec![
+                Element::Text(TextLine {
+                    text: "PRIORITY".into(),
+                    bold: true,
+                    width_mul: 2,
+                    height_mul: 2,
+                    align: Align::Center,
+                }),
+                Element::Indicium(Indicium::DataMatrix {
+                    data: b"FRANK-TEST-0001".to_vec(),
+                    module_px: 4,
+                }),
+                Element::Address {
+                    heading: Some("TO:".into()),
+                    lines: vec!["JANE DOE".into(), "1 MAIN ST".into()],
+                },
+            ],
+            cut: true,
+        }
+    }
+
+    #[test]
+    fn partial_cut_is_feed_partial_not_escpos_full() {
+        let p = shipped("virtual").unwrap();
+        assert_eq!(cut_bytes(&p), vec![0x1d, 0x56, 66, 3]);
+    }
+
+    #[test]
+    fn chunks_cover_job_and_respect_max() {
+        for id in crate::printer::profile::shipped_ids() {
+            let p = shipped(id).unwrap();
+            let job = compile(&label(), &p, 64).unwrap();
+            let mut at = 0;
+            for c in &job.chunks {
+                assert_eq!(c.start, at);
+                assert!(c.end - c.start <= 64 && c.end > c.start);
+                assert_eq!(c.at_command_boundary, job.is_boundary(c.end), "{id}");
+                at = c.end;
+            }
+            assert_eq!(at, job.bytes.len());
+            let r = job.indicium.clone().unwrap();
+            assert!(job.is_boundary(r.start) && job.is_boundary(r.end));
+            assert!(job.chunks.iter().any(|c| c.end == r.end));
+            assert!(job.chunks.iter().any(|c| c.start == r.start));
+            assert!(!job.indicium_complete(r.end - 1) && job.indicium_complete(r.end));
+            assert_eq!(job.indicium_native, p.native_2d.data_matrix_cn.is_some());
+        }
+    }
+
+    #[test]
+    fn native_data_matrix_uses_profile_cn() {
+        let p = shipped("bixolon-srp-350iii").unwrap();
+        let job = compile(&label(), &p, 256).unwrap();
+        let r = job.indicium.unwrap();
+        assert_eq!(
+            &job.bytes[r.start..r.start + 6],
+            &[0x1d, 0x28, 0x6b, 5, 0, 51]
+        );
+    }
+
+    #[test]
+    fn raster_bands_within_limits() {
+        let p = shipped("generic-80mm").unwrap();
+        let big = Bitmap::new(576, 300);
+        let l = Label {
+            elements: vec![Element::Indicium(Indicium::Image(big))],
+            cut: false,
+        };
+        let job = compile(&l, &p, 256).unwrap();
+        let r = job.indicium.unwrap();
+        let mut at = r.start;
+        let mut rows = 0;
+        while at < r.end {
+            let b = &job.bytes[at..];
+            assert_eq!(&b[..4], &[0x1d, 0x76, 0x30, 0]);
+            let x = usize::from(b[4]) | usize::from(b[5]) << 8;
+            let y = usize::from(b[6]) | usize::from(b[7]) << 8;
+            assert!(
+                y as u32 <= p.raster_band_height_px_max && x * y <= p.receive_buffer_bytes as usize
+            );
+            rows += y;
+            at += 8 + x * y;
+        }
+        assert_eq!(rows, 300);
+    }
+
+    #[test]
+    fn too_long_line_names_the_limit() {
+        let p = shipped("generic-58mm").unwrap();
+        let l = Label {
+            elements: vec![Element::Text(TextLine::plain(&"x".repeat(40)))],
+            cut: false,
+        };
+        let err = compile(&l, &p, 256).unwrap_err();
+        assert!(
+            matches!(err, CompileError::LineTooLong { limit: 32, .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn nul_init_cancel_finishes_the_command() {
+        let p = shipped("generic-80mm").unwrap();
+        let job = compile(&label(), &p, 256).unwrap();
+        let r = job.indicium.clone().unwrap();
+        let c = cancel_bytes(&p, &job, r.start + 20);
+        assert_eq!(c.len(), job.remaining_in_command(r.start + 20) + 2);
+        assert!(c.len() > 2);
+        assert_eq!(&c[c.len() - 2..], &INIT);
+    }
+}

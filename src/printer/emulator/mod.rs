@@ -1,0 +1,561 @@
+//! The virtual printer: a pty pair that behaves like an ESC/POS printer.
+//!
+//! The emulator reads from the pty master only as fast as the baud rate allows, into a finite
+//! receive buffer; its print engine drains that buffer at the profile's throughput through the
+//! [`parser`] into the [`render`]er, which cuts pages into PNGs. Real-time commands are answered
+//! at receive time with Epson's reply bytes. Faults are injected in-process
+//! ([`EmulatorHandle::inject`]) or over a Unix control socket with one-line text commands
+//! (docs/PRINTING.md §Emulator control protocol).
+
+pub mod parser;
+pub mod render;
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use nix::sys::termios::{SetArg, cfmakeraw, tcgetattr, tcsetattr};
+
+use self::parser::Parser;
+use self::render::{RenderedJob, Renderer, png_bytes};
+use crate::printer::compiler::CLEAR_BUFFERS_REPLY;
+use crate::printer::profile::{FlowControl, Profile};
+use crate::printer::realtime::{Realtime, RealtimeMatcher};
+
+/// Bytes of received data kept for inspection; later bytes are counted, not kept.
+pub const RECEIVED_BYTES_MAX: usize = 64 << 20;
+/// Rendered jobs kept for inspection.
+pub const JOBS_MAX: usize = 4096;
+/// How long the I/O loop sleeps when idle.
+pub const TICK_MS: u64 = 1;
+/// Longest control-socket line.
+pub const CONTROL_LINE_BYTES_MAX: usize = 256;
+/// Most bytes read from the pty in one go.
+const READ_BYTES_MAX: usize = 4096;
+
+/// Emulator settings beyond the profile.
+#[derive(Debug, Clone, Default)]
+pub struct EmulatorOptions {
+    /// Line speed; defaults to the profile's baud.
+    pub baud: Option<u32>,
+    /// Where to write `job-NNNN.png` for each cut page.
+    pub out_dir: Option<PathBuf>,
+    /// Path of the Unix control socket; none if unset.
+    pub control_socket: Option<PathBuf>,
+}
+
+/// A fault to inject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Fault {
+    /// Paper runs out once this many bytes have been received in total.
+    PaperOutAfter(u64),
+    PaperOut,
+    PaperIn,
+    CoverOpen,
+    CoverClosed,
+    /// Stop reading and answering (a hung printer).
+    Silent,
+    /// Undo `Silent`.
+    Resume,
+    /// Close the pty: the device disappears.
+    Vanish,
+}
+
+impl Fault {
+    /// Parse a control-socket line.
+    pub fn parse(line: &str) -> Option<Fault> {
+        let mut it = line.split_whitespace();
+        let f = match (it.next()?, it.next()) {
+            ("paper_out_after", Some(n)) => Fault::PaperOutAfter(n.parse().ok()?),
+            ("paper_out", None) => Fault::PaperOut,
+            ("paper_in", None) => Fault::PaperIn,
+            ("cover_open", None) => Fault::CoverOpen,
+            ("cover_closed", None) => Fault::CoverClosed,
+            ("silent", None) => Fault::Silent,
+            ("resume", None) => Fault::Resume,
+            ("vanish", None) => Fault::Vanish,
+            _ => return None,
+        };
+        it.next().is_none().then_some(f)
+    }
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    received: Vec<u8>,
+    received_total: u64,
+    jobs: Vec<RenderedJob>,
+    pngs: Vec<PathBuf>,
+    paper_out_after: Option<u64>,
+    paper_out: bool,
+    cover_open: bool,
+    silent: bool,
+    vanish: bool,
+    vanished: bool,
+    overrun_bytes: u64,
+    status_queries: u64,
+    clears: u64,
+    rx_high_water_bytes: usize,
+    error: Option<String>,
+}
+
+/// A snapshot of the emulator's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EmulatorStats {
+    pub received_total: u64,
+    pub status_queries: u64,
+    pub clears: u64,
+    /// Bytes dropped because the receive buffer was full (flow control none).
+    pub overrun_bytes: u64,
+    pub rx_high_water_bytes: usize,
+    pub paper_out: bool,
+    pub vanished: bool,
+}
+
+/// A running virtual printer.
+pub struct EmulatorHandle {
+    shared: Arc<Mutex<Shared>>,
+    stop: Arc<AtomicBool>,
+    device: PathBuf,
+    control: Option<PathBuf>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+fn lock(m: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
+    // A panic in the I/O thread poisons the lock; the data is still the best we have.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub struct Emulator;
+
+impl Emulator {
+    /// Open a pty pair and start emulating `profile` on it.
+    pub fn spawn(profile: &Profile, opts: EmulatorOptions) -> std::io::Result<EmulatorHandle> {
+        let pty = nix::pty::openpty(None, None)?;
+        for fd in [pty.master.as_fd(), pty.slave.as_fd()] {
+            let mut t = tcgetattr(fd)?;
+            cfmakeraw(&mut t);
+            tcsetattr(fd, SetArg::TCSANOW, &t)?;
+        }
+        let flags = OFlag::from_bits_truncate(fcntl(pty.master.as_raw_fd(), FcntlArg::F_GETFL)?);
+        fcntl(
+            pty.master.as_raw_fd(),
+            FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK),
+        )?;
+        let device = nix::unistd::ttyname(pty.slave.as_fd())?;
+        if let Some(dir) = &opts.out_dir {
+            std::fs::create_dir_all(dir)?;
+        }
+        let shared = Arc::new(Mutex::new(Shared::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::new();
+        let control = match &opts.control_socket {
+            Some(path) => {
+                let _ = std::fs::remove_file(path);
+                let listener = UnixListener::bind(path)?;
+                listener.set_nonblocking(true)?;
+                let (sh, st) = (shared.clone(), stop.clone());
+                threads.push(std::thread::spawn(move || control_loop(listener, sh, st)));
+                Some(path.clone())
+            }
+            None => None,
+        };
+        let engine = Engine {
+            profile: profile.clone(),
+            baud: opts.baud.unwrap_or(profile.serial.baud),
+            out_dir: opts.out_dir.clone(),
+            master: Some(File::from(pty.master)),
+            slave: Some(pty.slave),
+            shared: shared.clone(),
+            stop: stop.clone(),
+        };
+        threads.push(std::thread::spawn(move || engine.run()));
+        Ok(EmulatorHandle {
+            shared,
+            stop,
+            device,
+            control,
+            threads,
+        })
+    }
+}
+
+impl EmulatorHandle {
+    /// The slave side: what a streamer opens.
+    pub fn device_path(&self) -> &Path {
+        &self.device
+    }
+
+    pub fn control_socket(&self) -> Option<&Path> {
+        self.control.as_deref()
+    }
+
+    /// Every byte received so far (up to [`RECEIVED_BYTES_MAX`]).
+    pub fn received_bytes(&self) -> Vec<u8> {
+        lock(&self.shared).received.clone()
+    }
+
+    /// Pages cut so far.
+    pub fn jobs(&self) -> Vec<RenderedJob> {
+        lock(&self.shared).jobs.clone()
+    }
+
+    /// PNG files written so far.
+    pub fn pngs(&self) -> Vec<PathBuf> {
+        lock(&self.shared).pngs.clone()
+    }
+
+    pub fn stats(&self) -> EmulatorStats {
+        let s = lock(&self.shared);
+        EmulatorStats {
+            received_total: s.received_total,
+            status_queries: s.status_queries,
+            clears: s.clears,
+            overrun_bytes: s.overrun_bytes,
+            rx_high_water_bytes: s.rx_high_water_bytes,
+            paper_out: s.paper_out,
+            vanished: s.vanished,
+        }
+    }
+
+    /// An I/O error that stopped the emulator, if any.
+    pub fn error(&self) -> Option<String> {
+        lock(&self.shared).error.clone()
+    }
+
+    pub fn inject(&self, fault: Fault) {
+        apply_fault(&mut lock(&self.shared), fault);
+    }
+
+    /// Whether the emulator has stopped (vanished or failed).
+    pub fn is_finished(&self) -> bool {
+        self.threads.iter().all(|t| t.is_finished())
+    }
+
+    /// Stop the threads, close the pty and remove the control socket.
+    pub fn shutdown(mut self) {
+        self.stop_now();
+    }
+
+    fn stop_now(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        if let Some(p) = &self.control {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+impl Drop for EmulatorHandle {
+    fn drop(&mut self) {
+        self.stop_now();
+    }
+}
+
+fn apply_fault(s: &mut Shared, f: Fault) {
+    match f {
+        Fault::PaperOutAfter(n) => s.paper_out_after = Some(n),
+        Fault::PaperOut => s.paper_out = true,
+        Fault::PaperIn => {
+            s.paper_out = false;
+            s.paper_out_after = None;
+        }
+        Fault::CoverOpen => s.cover_open = true,
+        Fault::CoverClosed => s.cover_open = false,
+        Fault::Silent => s.silent = true,
+        Fault::Resume => s.silent = false,
+        Fault::Vanish => s.vanish = true,
+    }
+}
+
+/// Epson real-time status replies (DOMAIN.md §5): one byte shaped 0xx1xx10.
+pub fn status_reply(n: u8, paper_out: bool, cover_open: bool) -> u8 {
+    let base = 0x12;
+    match n {
+        1 if paper_out || cover_open => base | 0x08,
+        2 => {
+            base | if cover_open { 0x04 } else { 0 }
+                | if paper_out { 0x20 } else { 0 }
+                | if paper_out || cover_open { 0x40 } else { 0 }
+        }
+        4 if paper_out => base | 0x60,
+        _ => base,
+    }
+}
+
+struct Engine {
+    profile: Profile,
+    baud: u32,
+    out_dir: Option<PathBuf>,
+    master: Option<File>,
+    slave: Option<OwnedFd>,
+    shared: Arc<Mutex<Shared>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Engine {
+    fn run(mut self) {
+        if let Err(e) = self.pump() {
+            lock(&self.shared).error = Some(e.to_string());
+        }
+        // Closing both ends makes the device vanish for anyone holding it.
+        self.master = None;
+        self.slave = None;
+    }
+
+    fn pump(&mut self) -> std::io::Result<()> {
+        let line_bytes_per_s = f64::from(self.baud) / 10.0;
+        let print_bytes_per_s = f64::from(self.profile.throughput_bytes_per_s);
+        let rx_cap = self.profile.receive_buffer_bytes as usize;
+        let flow_none = self.profile.serial.flow_control == FlowControl::None;
+        // Credit never banks more than a few ms of line time: an idle line does not store speed.
+        let credit_max = (line_bytes_per_s * 0.004).max(16.0);
+        let print_credit_max = (print_bytes_per_s * 0.004).max(16.0);
+        let mut rx: VecDeque<u8> = VecDeque::with_capacity(rx_cap);
+        let mut realtime = RealtimeMatcher::default();
+        let mut parser = Parser::new();
+        let mut renderer = Renderer::new(&self.profile);
+        let (mut credit, mut print_credit) = (0.0f64, 0.0f64);
+        let mut last = Instant::now();
+        let mut buf = vec![0u8; READ_BYTES_MAX];
+        let mut page_no = 0usize;
+        while !self.stop.load(Ordering::SeqCst) {
+            let now = Instant::now();
+            let dt = now.duration_since(last).as_secs_f64();
+            last = now;
+            credit = (credit + dt * line_bytes_per_s).min(credit_max);
+            print_credit = (print_credit + dt * print_bytes_per_s).min(print_credit_max);
+            let (silent, vanish, halted) = {
+                let s = lock(&self.shared);
+                (s.silent, s.vanish, s.paper_out || s.cover_open)
+            };
+            if vanish {
+                lock(&self.shared).vanished = true;
+                return Ok(());
+            }
+            let mut want = credit.floor() as usize;
+            if !flow_none {
+                // Busy: with handshaking the host stops when the buffer is full.
+                want = want.min(rx_cap.saturating_sub(rx.len()));
+            }
+            let n = if silent || want == 0 {
+                0
+            } else {
+                self.read_master(&mut buf[..want.min(READ_BYTES_MAX)])?
+            };
+            credit -= n as f64;
+            for &b in &buf[..n] {
+                self.receive(
+                    b,
+                    &mut realtime,
+                    &mut rx,
+                    &mut parser,
+                    &mut renderer,
+                    rx_cap,
+                )?;
+            }
+            let mut printed = 0;
+            if !halted {
+                while print_credit >= 1.0 {
+                    let Some(b) = rx.pop_front() else { break };
+                    print_credit -= 1.0;
+                    printed += 1;
+                    if let Some(cmd) = parser.push(b) {
+                        renderer.apply(cmd);
+                    }
+                }
+            }
+            for job in renderer.take_jobs() {
+                page_no += 1;
+                self.finish_page(job, page_no)?;
+            }
+            if n == 0 && printed == 0 {
+                std::thread::sleep(Duration::from_millis(TICK_MS));
+            }
+        }
+        Ok(())
+    }
+
+    fn read_master(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let Some(m) = self.master.as_mut() else {
+            return Ok(0);
+        };
+        match m.read(buf) {
+            Ok(n) => Ok(n),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(0),
+            Err(e) if e.raw_os_error() == Some(nix::libc::EIO) => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn reply(&mut self, bytes: &[u8]) {
+        if let Some(m) = self.master.as_mut() {
+            // Replies are a few bytes; a full pty output buffer means nobody is listening.
+            let _ = m.write_all(bytes);
+        }
+    }
+
+    fn receive(
+        &mut self,
+        b: u8,
+        realtime: &mut RealtimeMatcher,
+        rx: &mut VecDeque<u8>,
+        parser: &mut Parser,
+        renderer: &mut Renderer,
+        rx_cap: usize,
+    ) -> std::io::Result<()> {
+        let hit = realtime.push(b);
+        let (paper_out, cover_open) = {
+            let mut s = lock(&self.shared);
+            s.received_total += 1;
+            if s.received.len() < RECEIVED_BYTES_MAX {
+                s.received.push(b);
+            }
+            if s.paper_out_after.is_some_and(|n| s.received_total > n) {
+                s.paper_out = true;
+            }
+            match hit {
+                Some(Realtime::Status(_)) => s.status_queries += 1,
+                Some(Realtime::ClearBuffers) => s.clears += 1,
+                None => {}
+            }
+            (s.paper_out, s.cover_open)
+        };
+        match hit {
+            Some(Realtime::Status(n)) => {
+                self.reply(&[status_reply(n, paper_out, cover_open)]);
+            }
+            Some(Realtime::ClearBuffers) => {
+                rx.clear();
+                parser.reset();
+                renderer.clear_buffer();
+                self.reply(&CLEAR_BUFFERS_REPLY);
+                return Ok(());
+            }
+            None => {}
+        }
+        if rx.len() >= rx_cap {
+            lock(&self.shared).overrun_bytes += 1;
+        } else {
+            rx.push_back(b);
+            let mut s = lock(&self.shared);
+            s.rx_high_water_bytes = s.rx_high_water_bytes.max(rx.len());
+        }
+        Ok(())
+    }
+
+    fn finish_page(&mut self, job: RenderedJob, page_no: usize) -> std::io::Result<()> {
+        let png = match &self.out_dir {
+            Some(dir) => {
+                let path = dir.join(format!("job-{page_no:04}.png"));
+                let bytes = png_bytes(&job.image).map_err(std::io::Error::other)?;
+                std::fs::write(&path, bytes)?;
+                Some(path)
+            }
+            None => None,
+        };
+        let mut s = lock(&self.shared);
+        if s.jobs.len() < JOBS_MAX {
+            s.jobs.push(job);
+        }
+        if let Some(p) = png {
+            s.pngs.push(p);
+        }
+        Ok(())
+    }
+}
+
+fn control_loop(listener: UnixListener, shared: Arc<Mutex<Shared>>, stop: Arc<AtomicBool>) {
+    while !stop.load(Ordering::SeqCst) {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                let _ = stream.set_nonblocking(false);
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut out = match stream.try_clone() {
+                    Ok(s) => s,
+                    Err(_) => continue,
+                };
+                let mut reader = BufReader::new(stream).take(CONTROL_LINE_BYTES_MAX as u64 * 64);
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+                    let answer = control_command(&shared, line.trim());
+                    if out.write_all(answer.as_bytes()).is_err() {
+                        break;
+                    }
+                    line.clear();
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+}
+
+/// One control-socket command → one reply line.
+fn control_command(shared: &Mutex<Shared>, line: &str) -> String {
+    if line.len() > CONTROL_LINE_BYTES_MAX {
+        return format!("error line longer than {CONTROL_LINE_BYTES_MAX} bytes\n");
+    }
+    if line == "status" {
+        let s = lock(shared);
+        return format!(
+            "ok received={} jobs={} paper_out={} cover_open={} silent={} status_queries={} clears={} overrun_bytes={}\n",
+            s.received_total,
+            s.jobs.len(),
+            s.paper_out,
+            s.cover_open,
+            s.silent,
+            s.status_queries,
+            s.clears,
+            s.overrun_bytes
+        );
+    }
+    match Fault::parse(line) {
+        Some(f) => {
+            apply_fault(&mut lock(shared), f);
+            "ok\n".into()
+        }
+        None => "error unknown command (paper_out_after N | paper_out | paper_in | cover_open | cover_closed | silent | resume | vanish | status)\n".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_bytes_have_epson_shape() {
+        for n in 1..=4 {
+            for (p, c) in [(false, false), (true, false), (false, true)] {
+                assert_eq!(status_reply(n, p, c) & 0x93, 0x12);
+            }
+        }
+        assert_eq!(status_reply(4, true, false), 0x72);
+        assert_eq!(status_reply(1, false, false), 0x12);
+        assert_eq!(status_reply(2, false, true) & 0x04, 0x04);
+    }
+
+    #[test]
+    fn control_lines() {
+        assert_eq!(
+            Fault::parse("paper_out_after 100"),
+            Some(Fault::PaperOutAfter(100))
+        );
+        assert_eq!(Fault::parse("vanish"), Some(Fault::Vanish));
+        assert_eq!(Fault::parse("vanish now"), None);
+        assert_eq!(Fault::parse("paper_out_after x"), None);
+    }
+}

@@ -1,0 +1,432 @@
+//! Turns parsed commands into paper: a growing 1-bit page, cut into [`RenderedJob`]s. No I/O.
+
+use font8x8::UnicodeFonts;
+
+use super::parser::Command;
+use crate::printer::bitmap::{BITMAP_SIDE_PX_MAX, Bitmap};
+use crate::printer::compiler::render_data_matrix;
+use crate::printer::profile::Profile;
+
+/// Character cell of font A, in dots (Epson: 12 × 24).
+pub const CELL_WIDTH_PX: u32 = 12;
+pub const CELL_HEIGHT_PX: u32 = 24;
+/// Line spacing added below each text line (Epson default 1/6 in ≈ 30 dots at 180 dpi).
+pub const LINE_GAP_PX: u32 = 6;
+/// Longest page before it is cut by force (a job without cut never ends otherwise).
+pub const PAGE_HEIGHT_PX_MAX: u32 = BITMAP_SIDE_PX_MAX;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CutKind {
+    Full,
+    Partial,
+    /// The page reached [`PAGE_HEIGHT_PX_MAX`] without a cut.
+    Forced,
+}
+
+/// One piece of paper between cuts.
+#[derive(Debug, Clone)]
+pub struct RenderedJob {
+    pub image: Bitmap,
+    /// Text lines as printed.
+    pub text: Vec<String>,
+    /// Payloads of native Data Matrix symbols drawn on this page.
+    pub data_matrix: Vec<Vec<u8>>,
+    /// Payloads of other native 2-D symbols by `cn` (QR is drawn; others are only recorded).
+    pub other_2d: Vec<(u8, Vec<u8>)>,
+    /// CODE128 payloads (drawn as bars with the text under them).
+    pub barcodes: Vec<String>,
+    /// Raster bands received.
+    pub raster_bands: usize,
+    pub cut: CutKind,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Style {
+    justify: u8,
+    bold: bool,
+    width_mul: u32,
+    height_mul: u32,
+}
+
+impl Style {
+    fn reset() -> Self {
+        Style {
+            justify: 0,
+            bold: false,
+            width_mul: 1,
+            height_mul: 1,
+        }
+    }
+}
+
+/// The print engine of the emulator.
+pub struct Renderer {
+    width_px: u32,
+    data_matrix_cn: Option<u8>,
+    qr_cn: Option<u8>,
+    rows: Vec<Vec<u8>>,
+    line: Vec<(u8, Style)>,
+    style: Style,
+    module_px: u8,
+    store: Vec<(u8, Vec<u8>)>,
+    barcode_height: u32,
+    job: JobNotes,
+    done: Vec<RenderedJob>,
+}
+
+#[derive(Default)]
+struct JobNotes {
+    text: Vec<String>,
+    data_matrix: Vec<Vec<u8>>,
+    other_2d: Vec<(u8, Vec<u8>)>,
+    barcodes: Vec<String>,
+    raster_bands: usize,
+}
+
+impl Renderer {
+    pub fn new(profile: &Profile) -> Self {
+        Renderer {
+            width_px: profile.media_width_px,
+            data_matrix_cn: profile.native_2d.data_matrix_cn,
+            qr_cn: profile.native_2d.qr_cn,
+            rows: Vec::new(),
+            line: Vec::new(),
+            style: Style::reset(),
+            module_px: 3,
+            store: Vec::new(),
+            barcode_height: 162,
+            job: JobNotes::default(),
+            done: Vec::new(),
+        }
+    }
+
+    /// Finished pages since the last call.
+    pub fn take_jobs(&mut self) -> Vec<RenderedJob> {
+        std::mem::take(&mut self.done)
+    }
+
+    /// DLE DC4 fn 8: the print buffer (the unprinted line) is thrown away.
+    pub fn clear_buffer(&mut self) {
+        self.line.clear();
+    }
+
+    /// Whether anything is on the current page.
+    pub fn page_is_empty(&self) -> bool {
+        self.rows.is_empty() && self.line.is_empty()
+    }
+
+    pub fn apply(&mut self, cmd: Command) {
+        match cmd {
+            Command::Text(b) => self.line.push((b, self.style)),
+            Command::LineFeed => self.print_line(1),
+            Command::FeedLines(n) => self.print_line(u32::from(n)),
+            Command::Init => {
+                self.style = Style::reset();
+                self.line.clear();
+            }
+            Command::Justify(j) => self.style.justify = j.min(2),
+            Command::Bold(b) => self.style.bold = b,
+            Command::Size(n) => {
+                self.style.width_mul = u32::from(n >> 4) + 1;
+                self.style.height_mul = u32::from(n & 7) + 1;
+            }
+            Command::Raster {
+                width_bytes,
+                height,
+                data,
+            } => self.raster(width_bytes, height, &data),
+            Command::Symbol2d { cn, func, params } => self.symbol(cn, func, params),
+            Command::BarcodeHeight(h) => self.barcode_height = u32::from(h.max(1)),
+            Command::Barcode { data, .. } => self.barcode(&data),
+            Command::Cut { mode, feed } => {
+                self.print_line(0);
+                self.feed_px(u32::from(feed) * (CELL_HEIGHT_PX + LINE_GAP_PX));
+                let kind = if matches!(mode, 1 | 49 | 66) {
+                    CutKind::Partial
+                } else {
+                    CutKind::Full
+                };
+                self.cut(kind);
+            }
+            Command::StatusQuery(_) | Command::ClearBuffers | Command::Other(_) => {}
+        }
+        if self.rows.len() as u32 >= PAGE_HEIGHT_PX_MAX {
+            self.cut(CutKind::Forced);
+        }
+    }
+
+    fn blank_row(&self) -> Vec<u8> {
+        vec![0; self.width_px.div_ceil(8) as usize]
+    }
+
+    fn feed_px(&mut self, px: u32) {
+        for _ in 0..px {
+            let r = self.blank_row();
+            self.rows.push(r);
+        }
+    }
+
+    fn set(&mut self, x: u32, y: usize, black: bool) {
+        if x < self.width_px
+            && black
+            && let Some(row) = self.rows.get_mut(y)
+        {
+            row[x as usize / 8] |= 0x80 >> (x % 8);
+        }
+    }
+
+    /// Print the pending line (if any) and feed `lines` lines in total.
+    fn print_line(&mut self, lines: u32) {
+        let text: String = self.line.iter().map(|(b, _)| char::from(*b)).collect();
+        let height_mul = self
+            .line
+            .iter()
+            .map(|(_, s)| s.height_mul)
+            .max()
+            .unwrap_or(1);
+        if !self.line.is_empty() {
+            let width: u32 = self
+                .line
+                .iter()
+                .map(|(_, s)| CELL_WIDTH_PX * s.width_mul)
+                .sum();
+            let justify = self.line[0].1.justify;
+            let mut x = match justify {
+                1 => self.width_px.saturating_sub(width) / 2,
+                2 => self.width_px.saturating_sub(width),
+                _ => 0,
+            };
+            let top = self.rows.len();
+            self.feed_px(CELL_HEIGHT_PX * height_mul);
+            let line = std::mem::take(&mut self.line);
+            for (b, s) in &line {
+                self.glyph(
+                    *b,
+                    *s,
+                    x,
+                    top + ((height_mul - s.height_mul) * CELL_HEIGHT_PX) as usize,
+                );
+                x += CELL_WIDTH_PX * s.width_mul;
+            }
+            self.feed_px(LINE_GAP_PX);
+        }
+        let fed = u32::from(!text.is_empty());
+        if !text.is_empty() {
+            self.job.text.push(text);
+        }
+        let more = lines.saturating_sub(fed);
+        self.feed_px(more * (CELL_HEIGHT_PX + LINE_GAP_PX));
+    }
+
+    fn glyph(&mut self, b: u8, s: Style, x0: u32, top: usize) {
+        let Some(g) = font8x8::BASIC_FONTS.get(char::from(b)) else {
+            return;
+        };
+        let (sx, sy) = (s.width_mul, 3 * s.height_mul);
+        for (gy, bits) in g.iter().enumerate() {
+            for gx in 0..8u32 {
+                if bits & (1 << gx) == 0 {
+                    continue;
+                }
+                for dy in 0..sy {
+                    for dx in 0..sx + u32::from(s.bold) {
+                        let x = x0 + 2 * s.width_mul + gx * sx + dx;
+                        self.set(x, top + (gy as u32 * sy + dy) as usize, true);
+                    }
+                }
+            }
+        }
+    }
+
+    fn raster(&mut self, width_bytes: usize, height: usize, data: &[u8]) {
+        self.print_line(0);
+        self.job.raster_bands += 1;
+        let row_bytes = self.width_px.div_ceil(8) as usize;
+        for r in 0..height {
+            let mut row = self.blank_row();
+            let src = data
+                .get(r * width_bytes..(r + 1) * width_bytes)
+                .unwrap_or(&[]);
+            let n = src.len().min(row_bytes);
+            row[..n].copy_from_slice(&src[..n]);
+            self.rows.push(row);
+        }
+    }
+
+    fn place(&mut self, bmp: &Bitmap) {
+        let x0 = match self.style.justify {
+            1 => self.width_px.saturating_sub(bmp.width_px()) / 2,
+            2 => self.width_px.saturating_sub(bmp.width_px()),
+            _ => 0,
+        };
+        let top = self.rows.len();
+        self.feed_px(bmp.height_px());
+        for y in 0..bmp.height_px() {
+            for x in 0..bmp.width_px() {
+                if bmp.get(x, y) {
+                    self.set(x0 + x, top + y as usize, true);
+                }
+            }
+        }
+    }
+
+    fn symbol(&mut self, cn: u8, func: u8, params: Vec<u8>) {
+        match func {
+            67 => self.module_px = params.first().copied().unwrap_or(3).clamp(1, 16),
+            80 => {
+                // m = 48 then the data.
+                let data = params.get(1..).unwrap_or_default().to_vec();
+                self.store.retain(|(c, _)| *c != cn);
+                self.store.push((cn, data));
+            }
+            81 => {
+                self.print_line(0);
+                let Some(data) = self
+                    .store
+                    .iter()
+                    .find(|(c, _)| *c == cn)
+                    .map(|(_, d)| d.clone())
+                else {
+                    return;
+                };
+                if Some(cn) == self.data_matrix_cn {
+                    if let Ok(bmp) = render_data_matrix(&data, u32::from(self.module_px)) {
+                        self.place(&bmp);
+                    }
+                    self.job.data_matrix.push(data);
+                } else {
+                    if Some(cn) == self.qr_cn {
+                        let text = String::from_utf8_lossy(&data).to_string();
+                        let m = u32::from(self.module_px);
+                        if let Some(bmp) = encode_rxing(&text, rxing::BarcodeFormat::QR_CODE, m, m)
+                        {
+                            self.place(&bmp);
+                        }
+                    }
+                    self.job.other_2d.push((cn, data));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn barcode(&mut self, data: &[u8]) {
+        self.print_line(0);
+        let text: String = data
+            .strip_prefix(b"{B")
+            .unwrap_or(data)
+            .iter()
+            .map(|b| char::from(*b))
+            .collect();
+        let h = self.barcode_height;
+        match encode_rxing(&text, rxing::BarcodeFormat::CODE_128, BARCODE_MODULE_PX, h) {
+            Some(bars) => {
+                let saved = self.style.justify;
+                self.style.justify = 1;
+                self.place(&bars);
+                self.style.justify = saved;
+            }
+            None => self.feed_px(h),
+        }
+        let saved = std::mem::take(&mut self.line);
+        let mut st = Style::reset();
+        st.justify = 1;
+        self.line = text.bytes().map(|b| (b, st)).collect();
+        self.print_line(1);
+        self.line = saved;
+        if let Some(last) = self.job.text.pop() {
+            self.job.barcodes.push(last);
+        }
+    }
+
+    fn cut(&mut self, kind: CutKind) {
+        self.print_line(0);
+        let h = self.rows.len() as u32;
+        let rows: Vec<u8> = std::mem::take(&mut self.rows).concat();
+        let image = Bitmap::from_rows(self.width_px, h, rows)
+            .unwrap_or_else(|| Bitmap::new(self.width_px, 0));
+        let notes = std::mem::take(&mut self.job);
+        self.done.push(RenderedJob {
+            image,
+            text: notes.text,
+            data_matrix: notes.data_matrix,
+            other_2d: notes.other_2d,
+            barcodes: notes.barcodes,
+            raster_bands: notes.raster_bands,
+            cut: kind,
+        });
+    }
+}
+
+/// Dots per CODE128 module (the compiler sends GS w 2).
+const BARCODE_MODULE_PX: u32 = 2;
+
+/// Draw a symbol with rxing's writers: each module `sx` × `sy` dots (for 1-D, `sy` is the height).
+fn encode_rxing(text: &str, format: rxing::BarcodeFormat, sx: u32, sy: u32) -> Option<Bitmap> {
+    use rxing::Writer;
+    let m: rxing::common::BitMatrix = match format {
+        rxing::BarcodeFormat::QR_CODE => rxing::qrcode::QRCodeWriter.encode(text, &format, 0, 0),
+        _ => rxing::oned::Code128Writer.encode(text, &format, 0, 1),
+    }
+    .ok()?;
+    let one_d = format != rxing::BarcodeFormat::QR_CODE;
+    let (w, h) = (m.getWidth(), if one_d { 1 } else { m.getHeight() });
+    let mut out = Bitmap::new(w * sx, if one_d { sy } else { h * sy });
+    for y in 0..h {
+        for x in 0..w {
+            if m.get(x, y) {
+                let (py, ph) = if one_d { (0, sy) } else { (y * sy, sy) };
+                out.fill_rect(x * sx, py, sx, ph, true);
+            }
+        }
+    }
+    Some(out)
+}
+
+/// Encode a bitmap as PNG (black dots on white).
+pub fn png_bytes(b: &Bitmap) -> Result<Vec<u8>, image::ImageError> {
+    let mut img = image::GrayImage::new(b.width_px().max(1), b.height_px().max(1));
+    for (x, y, p) in img.enumerate_pixels_mut() {
+        *p = image::Luma([if b.get(x, y) { 0 } else { 255 }]);
+    }
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png)?;
+    Ok(out.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::printer::compiler::{Element, Indicium, Label, TextLine, compile};
+    use crate::printer::emulator::parser::Parser;
+    use crate::printer::profile::shipped;
+
+    #[test]
+    fn renders_text_datamatrix_and_cut() {
+        let p = shipped("virtual").unwrap();
+        let label = Label {
+            elements: vec![
+                Element::Text(TextLine::plain("HELLO")),
+                Element::Indicium(Indicium::DataMatrix {
+                    data: b"ABC123".to_vec(),
+                    module_px: 4,
+                }),
+            ],
+            cut: true,
+        };
+        let job = compile(&label, &p, 256).unwrap();
+        let mut parser = Parser::new();
+        let mut r = Renderer::new(&p);
+        for b in &job.bytes {
+            if let Some(c) = parser.push(*b) {
+                r.apply(c);
+            }
+        }
+        let jobs = r.take_jobs();
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(jobs[0].text, vec!["HELLO".to_string()]);
+        assert_eq!(jobs[0].data_matrix, vec![b"ABC123".to_vec()]);
+        assert_eq!(jobs[0].cut, CutKind::Partial);
+        assert!(jobs[0].image.black_count() > 100);
+    }
+}
