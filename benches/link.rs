@@ -210,10 +210,10 @@ async fn quinn_idle_baseline(data: &DataDir, cuts: usize) -> anyhow::Result<(usi
         async move {
             while let Some(inc) = server.accept().await {
                 tokio::spawn(async move {
-                    if let Ok(connecting) = inc.accept() {
-                        if let Ok(c) = connecting.await {
-                            let _ = c.closed().await;
-                        }
+                    if let Ok(connecting) = inc.accept()
+                        && let Ok(c) = connecting.await
+                    {
+                        let _ = c.closed().await;
                     }
                 });
             }

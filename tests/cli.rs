@@ -24,7 +24,9 @@ fn run_ok(cmd: &mut Command) -> String {
 }
 
 fn after<'a>(text: &'a str, marker: &str) -> &'a str {
-    let i = text.find(marker).unwrap_or_else(|| panic!("{marker:?} not in {text:?}"));
+    let i = text
+        .find(marker)
+        .unwrap_or_else(|| panic!("{marker:?} not in {text:?}"));
     text[i + marker.len()..].split_whitespace().next().unwrap()
 }
 
@@ -46,30 +48,71 @@ fn vendor_admin_serve_and_a_counter_process() {
     let init = run_ok(frank().args(["vendor", "init", "--data", d]));
     let fingerprint = after(&init, "fingerprint (pin this on every counter): ").to_string();
     assert_eq!(fingerprint.len(), 64);
-    let mode = std::fs::metadata(data.join("vendor-key.pem")).unwrap().permissions().mode() & 0o777;
+    let mode = std::fs::metadata(data.join("vendor-key.pem"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(mode, 0o600);
-    assert_eq!(run_ok(frank().args(["vendor", "fingerprint", "--data", d])).trim(), fingerprint);
-    let again = frank().args(["vendor", "init", "--data", d]).output().unwrap();
+    assert_eq!(
+        run_ok(frank().args(["vendor", "fingerprint", "--data", d])).trim(),
+        fingerprint
+    );
+    let again = frank()
+        .args(["vendor", "init", "--data", d])
+        .output()
+        .unwrap();
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("refusing to overwrite"));
 
     let acct = run_ok(frank().args(["vendor", "account", "add", "--data", d, "--name", "Main St"]));
-    let code = after(&acct, "enrollment code (give it to the account's terminals): ").to_string();
+    let code = after(
+        &acct,
+        "enrollment code (give it to the account's terminals): ",
+    )
+    .to_string();
     let clerk = run_ok(
         frank()
-            .args(["vendor", "clerk", "add", "--data", d, "--account", "1", "--username", "alice"])
+            .args([
+                "vendor",
+                "clerk",
+                "add",
+                "--data",
+                d,
+                "--account",
+                "1",
+                "--username",
+                "alice",
+            ])
             .env("FRANK_PASSWORD", support::PASSWORD),
     );
-    assert!(clerk.contains("clerk alice (clerk) added to account 1"), "{clerk}");
+    assert!(
+        clerk.contains("clerk alice (clerk) added to account 1"),
+        "{clerk}"
+    );
     let short = frank()
-        .args(["vendor", "clerk", "add", "--data", d, "--account", "1", "--username", "bob"])
+        .args([
+            "vendor",
+            "clerk",
+            "add",
+            "--data",
+            d,
+            "--account",
+            "1",
+            "--username",
+            "bob",
+        ])
         .env("FRANK_PASSWORD", "short")
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&short.stderr).contains("at least 8"));
 
     // A vendor process on a free loopback port.
-    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let listen = format!("127.0.0.1:{port}");
     let mut vendor = Child(
         frank()
@@ -80,14 +123,24 @@ fn vendor_admin_serve_and_a_counter_process() {
             .unwrap(),
     );
     let mut line = String::new();
-    BufReader::new(vendor.0.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(vendor.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     assert!(line.contains(&fingerprint), "{line}");
 
     // A headless counter process enrolls, signs in and reports the link up.
     let term = tmp.path().join("terminal");
     let mut counter = Child(
         frank()
-            .args(["counter", "--vendor", &listen, "--pin", &fingerprint, "--data", term.to_str().unwrap()])
+            .args([
+                "counter",
+                "--vendor",
+                &listen,
+                "--pin",
+                &fingerprint,
+                "--data",
+                term.to_str().unwrap(),
+            ])
             .args(["--enroll-code", &code, "--clerk", "alice"])
             .env("FRANK_PASSWORD", support::PASSWORD)
             .stdout(Stdio::piped())
@@ -113,18 +166,37 @@ fn vendor_admin_serve_and_a_counter_process() {
         }
     };
     assert!(up, "counter never reported the link up: {seen:?}");
-    assert!(seen.iter().any(|l| l.contains("signed in as alice")), "{seen:?}");
+    assert!(
+        seen.iter().any(|l| l.contains("signed in as alice")),
+        "{seen:?}"
+    );
     drop(counter);
 
     // The counter stored its enrollment: a wrong pin for that directory is refused clearly.
     let wrong = frank()
-        .args(["counter", "--vendor", &listen, "--pin", &"ab".repeat(32), "--data", term.to_str().unwrap()])
+        .args([
+            "counter",
+            "--vendor",
+            &listen,
+            "--pin",
+            &"ab".repeat(32),
+            "--data",
+            term.to_str().unwrap(),
+        ])
         .args(["--clerk", "alice"])
         .env("FRANK_PASSWORD", support::PASSWORD)
         .output()
         .unwrap();
     assert!(!wrong.status.success());
     let err = String::from_utf8_lossy(&wrong.stderr);
-    assert!(err.contains("pins") || err.contains("not a valid Ed25519"), "{err}");
-    assert_eq!(run_ok(frank().args(["vendor", "terminals", "--data", d])).lines().count(), 1);
+    assert!(
+        err.contains("pins") || err.contains("not a valid Ed25519"),
+        "{err}"
+    );
+    assert_eq!(
+        run_ok(frank().args(["vendor", "terminals", "--data", d]))
+            .lines()
+            .count(),
+        1
+    );
 }

@@ -33,7 +33,7 @@ fn verifies_a_png_label_and_prints_every_field() {
     let ind = build_and_sign(&facts(item, amount, 77), &signer).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let png = dir.path().join("label.png");
-    std::fs::write(&png, render_label(&ind, 203).unwrap().to_png()).unwrap();
+    std::fs::write(&png, render_label(&ind, 203).unwrap().to_png().unwrap()).unwrap();
     let fp = hex::encode(signer.public_key());
     let out = frank(&["verify", png.to_str().unwrap(), "--vendor-key", &fp]);
     let t = text(&out);
@@ -138,7 +138,7 @@ fn unreadable_inputs_say_what_is_wrong() {
     let dir = tempfile::tempdir().unwrap();
     let blank = dir.path().join("blank.png");
     let white = frank::indicium::render::MonoImage::new(120, 120);
-    std::fs::write(&blank, white.to_png()).unwrap();
+    std::fs::write(&blank, white.to_png().unwrap()).unwrap();
     for (input, needle) in [
         (blank.to_str().unwrap().to_string(), "no Data Matrix found"),
         (

@@ -23,7 +23,7 @@ fn every_kind_round_trips_through_a_png() {
         let kind = item.kind();
         let facts = facts(item.clone(), amount, 40 + i as u64);
         let indicium = build_and_sign(&facts, &signer).unwrap();
-        let png = render_label(&indicium, 203).unwrap().to_png();
+        let png = render_label(&indicium, 203).unwrap().to_png().unwrap();
         let payload = payload_from_png(&png).unwrap();
         assert_eq!(payload, native_payload(&indicium), "{kind}");
         let verified = verify_payload(&payload, &keys).unwrap();
@@ -44,7 +44,7 @@ fn higher_dpi_still_scans() {
     let signer = KeySigner::from_seed(&TEST_SEED);
     let (item, amount) = every_kind().remove(2);
     let indicium = build_and_sign(&facts(item, amount, 9), &signer).unwrap();
-    let png = render_label(&indicium, 300).unwrap().to_png();
+    let png = render_label(&indicium, 300).unwrap().to_png().unwrap();
     let payload = payload_from_png(&png).unwrap();
     verify_payload(&payload, &keys_for(&signer)).unwrap();
 }

@@ -8,7 +8,8 @@ use frank::wire::reqmac::MacInput;
 use std::collections::HashMap;
 
 fn vectors() -> HashMap<String, String> {
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/PROTOCOL.md")).unwrap();
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/PROTOCOL.md")).unwrap();
     let mut out = HashMap::new();
     let mut inside = false;
     for line in doc.lines() {
@@ -20,20 +21,30 @@ fn vectors() -> HashMap<String, String> {
             inside = false;
             continue;
         }
-        if inside {
-            if let Some((k, v)) = line.split_once('=') {
-                let prev = out.insert(k.trim().to_string(), v.trim().to_string());
-                assert!(prev.is_none(), "vector {} appears twice", k.trim());
-            }
+        if let Some((k, v)) = line.split_once('=').filter(|_| inside) {
+            let prev = out.insert(k.trim().to_string(), v.trim().to_string());
+            assert!(prev.is_none(), "vector {} appears twice", k.trim());
         }
     }
-    assert!(!out.is_empty(), "no ```vectors blocks found in docs/PROTOCOL.md");
+    assert!(
+        !out.is_empty(),
+        "no ```vectors blocks found in docs/PROTOCOL.md"
+    );
     out
 }
 
 fn check(v: &HashMap<String, String>, name: &str, computed: &[u8]) {
-    let expected = v.get(name).unwrap_or_else(|| panic!("docs/PROTOCOL.md lacks vector {name}; computed {}", hex::encode(computed)));
-    assert_eq!(expected, &hex::encode(computed), "vector {name} differs from the implementation");
+    let expected = v.get(name).unwrap_or_else(|| {
+        panic!(
+            "docs/PROTOCOL.md lacks vector {name}; computed {}",
+            hex::encode(computed)
+        )
+    });
+    assert_eq!(
+        expected,
+        &hex::encode(computed),
+        "vector {name} differs from the implementation"
+    );
 }
 
 fn arr<const N: usize>(v: &HashMap<String, String>, name: &str) -> [u8; N] {
@@ -50,14 +61,39 @@ fn num(v: &HashMap<String, String>, name: &str) -> u64 {
 fn key_derivation_vectors() {
     let v = vectors();
     let exporter = Exporter(arr(&v, "kdf.exporter"));
-    let k = keys::derive_session_keys(&exporter, num(&v, "kdf.session_id"), num(&v, "kdf.terminal_id"), &v["kdf.clerk"]);
-    check(&v, "kdf.salt", &keys::login_salt(num(&v, "kdf.session_id"), num(&v, "kdf.terminal_id"), &v["kdf.clerk"]));
-    check(&v, "kdf.keepalive_counter_to_vendor", &k.keepalive_counter_to_vendor.0);
-    check(&v, "kdf.keepalive_vendor_to_counter", &k.keepalive_vendor_to_counter.0);
+    let k = keys::derive_session_keys(
+        &exporter,
+        num(&v, "kdf.session_id"),
+        num(&v, "kdf.terminal_id"),
+        &v["kdf.clerk"],
+    );
+    check(
+        &v,
+        "kdf.salt",
+        &keys::login_salt(
+            num(&v, "kdf.session_id"),
+            num(&v, "kdf.terminal_id"),
+            &v["kdf.clerk"],
+        ),
+    );
+    check(
+        &v,
+        "kdf.keepalive_counter_to_vendor",
+        &k.keepalive_counter_to_vendor.0,
+    );
+    check(
+        &v,
+        "kdf.keepalive_vendor_to_counter",
+        &k.keepalive_vendor_to_counter.0,
+    );
     check(&v, "kdf.request_mac", &k.request_mac.0);
     check(&v, "kdf.resume", &k.resume.0);
     let new_exporter = Exporter(arr(&v, "resume.new_exporter"));
-    check(&v, "resume.mac", &keys::resume_mac(&k.resume, &new_exporter));
+    check(
+        &v,
+        "resume.mac",
+        &keys::resume_mac(&k.resume, &new_exporter),
+    );
 }
 
 #[test]
@@ -88,21 +124,37 @@ fn request_mac_vectors() {
         destination: &v["reqmac.destination"],
     };
     check(&v, "reqmac.canonical", &input.canonical().unwrap());
-    check(&v, "reqmac.mac", &input.sign(&MacKey(arr(&v, "reqmac.key"))).unwrap());
+    check(
+        &v,
+        "reqmac.mac",
+        &input.sign(&MacKey(arr(&v, "reqmac.key"))).unwrap(),
+    );
 }
 
 #[test]
 fn enrollment_and_login_signature_vectors() {
     let v = vectors();
     let vendor = SigningKey::from_bytes(&arr(&v, "enroll.vendor_seed"));
-    check(&v, "enroll.vendor_public_key", vendor.verifying_key().as_bytes());
+    check(
+        &v,
+        "enroll.vendor_public_key",
+        vendor.verifying_key().as_bytes(),
+    );
     let exporter = Exporter(arr(&v, "enroll.exporter"));
-    let t = keys::enroll_transcript(&arr(&v, "enroll.challenge"), &exporter, num(&v, "enroll.vendor_time_ms"));
+    let t = keys::enroll_transcript(
+        &arr(&v, "enroll.challenge"),
+        &exporter,
+        num(&v, "enroll.vendor_time_ms"),
+    );
     check(&v, "enroll.transcript", &t);
     check(&v, "enroll.signature", &vendor.sign(&t).to_bytes());
 
     let device = SigningKey::from_bytes(&arr(&v, "login.device_seed"));
-    check(&v, "login.device_public_key", device.verifying_key().as_bytes());
+    check(
+        &v,
+        "login.device_public_key",
+        device.verifying_key().as_bytes(),
+    );
     let t = keys::login_transcript(&exporter, num(&v, "login.terminal_id"), &v["login.clerk"]);
     check(&v, "login.transcript", &t);
     check(&v, "login.proof", &device.sign(&t).to_bytes());
@@ -111,7 +163,16 @@ fn enrollment_and_login_signature_vectors() {
 #[test]
 fn cbor_envelope_vectors() {
     let v = vectors();
-    check(&v, "cbor.ping", &frank::wire::encode_request(&frank::wire::Request::Ping(frank::wire::Ping {})));
-    let err = frank::wire::ErrorBody::new(frank::wire::ErrorCode::LockedOut, "wait").with_retry_after_ms(30000);
-    check(&v, "cbor.error_locked_out", &frank::wire::encode_error(&err));
+    check(
+        &v,
+        "cbor.ping",
+        &frank::wire::encode_request(&frank::wire::Request::Ping(frank::wire::Ping {})),
+    );
+    let err = frank::wire::ErrorBody::new(frank::wire::ErrorCode::LockedOut, "wait")
+        .with_retry_after_ms(30000);
+    check(
+        &v,
+        "cbor.error_locked_out",
+        &frank::wire::encode_error(&err),
+    );
 }

@@ -15,79 +15,8 @@ pub const DPI_MAX: u32 = 1200;
 /// Human-readable lines at most this many characters (longer lines are cut).
 pub const TEXT_CHARS_MAX: usize = 32;
 
-/// A 1-bit image: rows packed MSB-first, row stride `ceil(width / 8)` bytes, dark = 1.
-#[derive(Clone, PartialEq, Eq)]
-pub struct MonoImage {
-    pub width: u32,
-    pub height: u32,
-    pub rows: Vec<u8>,
-}
-
-impl std::fmt::Debug for MonoImage {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "MonoImage({}x{})", self.width, self.height)
-    }
-}
-
-impl MonoImage {
-    /// A white image.
-    pub fn new(width: u32, height: u32) -> MonoImage {
-        let stride = width.div_ceil(8) as usize;
-        MonoImage {
-            width,
-            height,
-            rows: vec![0; stride * height as usize],
-        }
-    }
-
-    pub fn stride_bytes(&self) -> usize {
-        self.width.div_ceil(8) as usize
-    }
-
-    pub fn get(&self, x: u32, y: u32) -> bool {
-        if x >= self.width || y >= self.height {
-            return false;
-        }
-        let i = y as usize * self.stride_bytes() + (x / 8) as usize;
-        self.rows[i] & (0x80 >> (x % 8)) != 0
-    }
-
-    /// Darkens the rectangle, clipped to the image.
-    pub fn fill_rect(&mut self, x: u32, y: u32, w: u32, h: u32) {
-        let stride = self.stride_bytes();
-        let x_end = x.saturating_add(w).min(self.width);
-        let y_end = y.saturating_add(h).min(self.height);
-        for row in y..y_end {
-            let base = row as usize * stride;
-            for col in x..x_end {
-                self.rows[base + (col / 8) as usize] |= 0x80 >> (col % 8);
-            }
-        }
-    }
-
-    /// PNG, 8-bit grayscale (dark = black). Empty for a 0-pixel image.
-    pub fn to_png(&self) -> Vec<u8> {
-        use image::ImageEncoder;
-        let mut gray = Vec::with_capacity(self.width as usize * self.height as usize);
-        for y in 0..self.height {
-            for x in 0..self.width {
-                gray.push(if self.get(x, y) { 0 } else { 255 });
-            }
-        }
-        let mut out = Vec::new();
-        let encoder = image::codecs::png::PngEncoder::new(&mut out);
-        // Writing into a Vec cannot fail for I/O reasons and the buffer length is
-        // width * height by construction; the encoder still refuses a 0-pixel image, for which
-        // this returns an empty Vec.
-        if encoder
-            .write_image(&gray, self.width, self.height, image::ExtendedColorType::L8)
-            .is_err()
-        {
-            out.clear();
-        }
-        out
-    }
-}
+/// The 1-bit image type shared with the printer (rows packed MSB-first, dark = 1).
+pub use crate::printer::bitmap::Bitmap as MonoImage;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -149,7 +78,7 @@ fn draw_modules(img: &mut MonoImage, bits: &[bool], w: u32, m: u32, x0: u32, y0:
     for (i, &dark) in bits.iter().enumerate() {
         if dark {
             let i = i as u32;
-            img.fill_rect(x0 + (i % w) * m, y0 + (i / w) * m, m, m);
+            img.fill_rect(x0 + (i % w) * m, y0 + (i / w) * m, m, m, true);
         }
     }
 }
@@ -200,7 +129,13 @@ fn draw_text(img: &mut MonoImage, text: &str, x0: u32, y0: u32, scale: u32) {
             for col in 0..8u32 {
                 // font8x8: bit 0 is the leftmost pixel.
                 if bits & (1 << col) != 0 {
-                    img.fill_rect(cx + col * scale, y0 + row as u32 * scale, scale, scale);
+                    img.fill_rect(
+                        cx + col * scale,
+                        y0 + row as u32 * scale,
+                        scale,
+                        scale,
+                        true,
+                    );
                 }
             }
         }
@@ -250,10 +185,10 @@ mod tests {
     #[test]
     fn image_packing_is_msb_first() {
         let mut img = MonoImage::new(10, 2);
-        img.fill_rect(0, 0, 1, 1);
-        img.fill_rect(9, 1, 1, 1);
-        assert_eq!(img.stride_bytes(), 2);
-        assert_eq!(img.rows, vec![0x80, 0x00, 0x00, 0x40]);
+        img.fill_rect(0, 0, 1, 1, true);
+        img.fill_rect(9, 1, 1, 1, true);
+        assert_eq!(img.stride(), 2);
+        assert_eq!(img.rows(), vec![0x80, 0x00, 0x00, 0x40]);
         assert!(img.get(9, 1) && !img.get(8, 1));
     }
 
@@ -261,13 +196,13 @@ mod tests {
     fn symbol_has_quiet_zone_and_finder() {
         let img = render_symbol(b"hello", 203).unwrap();
         let q = QUIET_MODULES * 3;
-        for x in 0..img.width {
+        for x in 0..img.width_px() {
             for y in 0..q {
                 assert!(!img.get(x, y), "quiet zone dark at {x},{y}");
             }
         }
         // Left edge of the L finder pattern is solid.
-        for y in q..img.height - q {
+        for y in q..img.height_px() - q {
             assert!(img.get(q, y));
         }
         assert!(matches!(render_symbol(b"x", 50), Err(RenderError::Dpi(50))));

@@ -324,7 +324,7 @@ mod tests {
         let t0 = Instant::now();
         let (mut c, mut v) = pair(t0);
         let d = c.build(t0);
-        assert_eq!(v.receive(&d, t0 + ms(5)).unwrap().fresh, true);
+        assert!(v.receive(&d, t0 + ms(5)).unwrap().fresh);
         // vendor answers 20 ms later; echo delay 20 ms is subtracted; one-way 5 ms back
         let back = v.build(t0 + ms(25));
         let acc = c.receive(&back, t0 + ms(30)).unwrap();
@@ -337,7 +337,8 @@ mod tests {
     #[test]
     fn rejections_are_named_and_counted() {
         let t0 = Instant::now();
-        let cases: Vec<(&str, Box<dyn Fn(&mut Vec<u8>)>, Reject)> = vec![
+        type Mutate = Box<dyn Fn(&mut Vec<u8>)>;
+        let cases: Vec<(&str, Mutate, Reject)> = vec![
             (
                 "short",
                 Box::new(|b| b.truncate(55)),
@@ -391,7 +392,7 @@ mod tests {
         assert_eq!(v.receive(&d1, t0), Err(Reject::Replayed));
         assert!(v.receive(&d3, t0 + ms(100)).unwrap().fresh);
         // d2 arrives after d3: verified, not fresh, does not feed liveness
-        assert_eq!(v.receive(&d2, t0 + ms(101)).unwrap().fresh, false);
+        assert!(!v.receive(&d2, t0 + ms(101)).unwrap().fresh);
         assert_eq!(v.receive(&d2, t0 + ms(102)), Err(Reject::Replayed));
         let k = v.counters();
         assert_eq!((k.fresh, k.late, k.replayed), (2, 1, 2));

@@ -19,6 +19,17 @@ impl std::fmt::Debug for Bitmap {
 }
 
 impl Bitmap {
+    /// PNG, 8-bit grayscale, black dots on white. A 0-pixel image becomes 1×1 white.
+    pub fn to_png(&self) -> Result<Vec<u8>, image::ImageError> {
+        let mut img = image::GrayImage::new(self.width_px().max(1), self.height_px().max(1));
+        for (x, y, p) in img.enumerate_pixels_mut() {
+            *p = image::Luma([if self.get(x, y) { 0 } else { 255 }]);
+        }
+        let mut out = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut out, image::ImageFormat::Png)?;
+        Ok(out.into_inner())
+    }
+
     /// An all-white bitmap. Sides are clamped to [`BITMAP_SIDE_PX_MAX`].
     pub fn new(width_px: u32, height_px: u32) -> Self {
         let width_px = width_px.min(BITMAP_SIDE_PX_MAX);

@@ -216,14 +216,9 @@ async fn serve_connection(conn: quinn::Connection, shared: Arc<Shared>) {
         exporter,
         session: Mutex::new(None),
     });
-    loop {
-        match conn.accept_bi().await {
-            Ok((send, recv)) => {
-                let state = state.clone();
-                tokio::spawn(async move { serve_stream(state, send, recv).await });
-            }
-            Err(_) => break,
-        }
+    while let Ok((send, recv)) = conn.accept_bi().await {
+        let state = state.clone();
+        tokio::spawn(async move { serve_stream(state, send, recv).await });
     }
     detach(&state);
 }
@@ -622,17 +617,16 @@ fn activate(state: &Arc<ConnState>, active: ActiveSession) {
         conn: state.conn.clone(),
     };
     *lock(&state.session) = Some(active.clone());
-    if let Some(old) = lock(&shared.links).insert(active.terminal_id, entry) {
-        if old.conn.stable_id() != state.conn.stable_id() {
-            tracing::info!(
-                terminal = active.terminal_id,
-                "closing the terminal's previous connection"
-            );
-            old.conn.close(
-                quinn::VarInt::from_u32(CLOSE_SUPERSEDED),
-                b"superseded by a newer connection",
-            );
-        }
+    let previous = lock(&shared.links).insert(active.terminal_id, entry);
+    if let Some(old) = previous.filter(|old| old.conn.stable_id() != state.conn.stable_id()) {
+        tracing::info!(
+            terminal = active.terminal_id,
+            "closing the terminal's previous connection"
+        );
+        old.conn.close(
+            quinn::VarInt::from_u32(CLOSE_SUPERSEDED),
+            b"superseded by a newer connection",
+        );
     }
 }
 

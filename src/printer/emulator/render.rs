@@ -385,13 +385,7 @@ fn encode_rxing(text: &str, format: rxing::BarcodeFormat, sx: u32, sy: u32) -> O
 
 /// Encode a bitmap as PNG (black dots on white).
 pub fn png_bytes(b: &Bitmap) -> Result<Vec<u8>, image::ImageError> {
-    let mut img = image::GrayImage::new(b.width_px().max(1), b.height_px().max(1));
-    for (x, y, p) in img.enumerate_pixels_mut() {
-        *p = image::Luma([if b.get(x, y) { 0 } else { 255 }]);
-    }
-    let mut out = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut out, image::ImageFormat::Png)?;
-    Ok(out.into_inner())
+    b.to_png()
 }
 
 #[cfg(test)]
