@@ -1,1 +1,23 @@
 //! The ledger: accounts, meter registers, payments, two-phase authorizations. (issue 3)
+//!
+//! - [`model`]: plain data — ids, registers, accounts, pieces, outcomes, errors.
+//! - [`ops`]: the request body ([`ops::Op`]) and the pure transition function [`ops::decide`].
+//! - [`audit`]: the per-account hash-chained audit log and its verifier.
+//! - [`payment`], [`licensing`]: the outside parties, with deterministic embedded defaults.
+//! - [`store`]: the [`store::LedgerStore`] interface; [`sqlite`] and [`postgres`] implement it.
+//! - [`service`]: the bounded-channel front ([`service::LedgerHandle`]) owning the store.
+//!
+//! Invariant: after every operation and every committed batch, for every account,
+//! `ascending + pending + descending == control`, and no register is negative.
+
+pub mod audit;
+pub mod licensing;
+pub mod model;
+pub mod ops;
+pub mod payment;
+pub mod sqlite;
+pub mod store;
+
+pub use model::*;
+pub use ops::{External, Op, Request};
+pub use store::{LedgerStore, StoreError, verify_audit};
