@@ -15,9 +15,12 @@ pub mod licensing;
 pub mod model;
 pub mod ops;
 pub mod payment;
+pub mod postgres;
+pub mod service;
 pub mod sqlite;
 pub mod store;
 
 pub use model::*;
 pub use ops::{External, Op, Request};
+pub use service::{CallError, LedgerConfig, LedgerHandle};
 pub use store::{LedgerStore, StoreError, verify_audit};
