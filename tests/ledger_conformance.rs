@@ -851,3 +851,34 @@ async fn postgres_audit_verify_detects_a_tampered_row() {
     assert_eq!(brk.row_id, row);
     assert_eq!(brk.kind, BreakKind::HashMismatch);
 }
+
+#[test]
+fn cli_audit_verify_reports_a_tampered_row() {
+    use frank::ledger::cli::{AuditCommand, DatabaseArg, LedgerCommand, run};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = SqliteStore::open(
+            &path,
+            SqliteConfig::default(),
+            signer(),
+            LedgerLimits::default(),
+        )
+        .unwrap();
+        activity_for_tamper(&store).await;
+    });
+    let verify = || {
+        run(LedgerCommand::Audit(AuditCommand::Verify {
+            db: DatabaseArg {
+                database: path.to_string_lossy().into_owned(),
+            },
+        }))
+    };
+    verify().expect("a clean log verifies");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute("UPDATE audit SET hash = zeroblob(32) WHERE id = 3", [])
+        .unwrap();
+    let err = verify().unwrap_err().to_string();
+    assert!(err.contains("row 3"), "{err}");
+}

@@ -22,20 +22,51 @@ const TOP_UP_MIN: u64 = 500;
 
 #[derive(Clone, Debug)]
 enum Step {
-    Fund { a: usize, amount: u64 },
-    Authorize { a: usize, amount: u64 },
-    Commit { a: usize, s: u64 },
-    Void { a: usize, s: u64, reached: bool },
+    Fund {
+        a: usize,
+        amount: u64,
+    },
+    Authorize {
+        a: usize,
+        amount: u64,
+    },
+    Commit {
+        a: usize,
+        s: u64,
+    },
+    Void {
+        a: usize,
+        s: u64,
+        reached: bool,
+    },
     Expire,
-    Advance { ms: u64 },
-    RequestRefund { a: usize, s: u64 },
-    DecideRefund { a: usize, s: u64, approve: bool },
-    Scan { a: usize, s: u64 },
-    Lock { a: usize },
+    Advance {
+        ms: u64,
+    },
+    RequestRefund {
+        a: usize,
+        s: u64,
+    },
+    DecideRefund {
+        a: usize,
+        s: u64,
+        approve: bool,
+    },
+    Scan {
+        a: usize,
+        s: u64,
+    },
+    Lock {
+        a: usize,
+    },
     /// Re-send an earlier request (same id, same body): its first reply again.
-    Retry { back: usize },
+    Retry {
+        back: usize,
+    },
     /// Re-use an earlier request id with another body: a conflict.
-    Conflict { back: usize },
+    Conflict {
+        back: usize,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -97,7 +128,10 @@ fn aid(a: usize) -> AccountId {
 }
 
 fn pid(a: usize, s: u64) -> PieceId {
-    PieceId { account: aid(a), serial: PieceSerial(s) }
+    PieceId {
+        account: aid(a),
+        serial: PieceSerial(s),
+    }
 }
 
 impl Model {
@@ -108,14 +142,21 @@ impl Model {
     /// The piece checks shared by commit and void.
     fn reservation(&self, a: usize, s: u64) -> Result<RefPiece, LedgerError> {
         let id = pid(a, s);
-        let p = self.pieces.get(&(a, s)).ok_or(LedgerError::UnknownPiece(id))?;
+        let p = self
+            .pieces
+            .get(&(a, s))
+            .ok_or(LedgerError::UnknownPiece(id))?;
         match p.state {
             St::Printed => Err(LedgerError::AlreadyCommitted(id)),
             St::Voided => Err(LedgerError::AlreadyVoided(id)),
-            St::Expired => Err(LedgerError::AuthorizationExpired { id, expired_at_ms: p.expires }),
-            St::Reserved if self.now >= p.expires => {
-                Err(LedgerError::AuthorizationExpired { id, expired_at_ms: p.expires })
-            }
+            St::Expired => Err(LedgerError::AuthorizationExpired {
+                id,
+                expired_at_ms: p.expires,
+            }),
+            St::Reserved if self.now >= p.expires => Err(LedgerError::AuthorizationExpired {
+                id,
+                expired_at_ms: p.expires,
+            }),
             St::Reserved => Ok(p.clone()),
         }
     }
@@ -129,11 +170,19 @@ impl Model {
                 return;
             }
             Step::Retry { back } => {
-                self.expect = if self.requests == 0 { Expect::Nothing } else { Expect::Replay(back) };
+                self.expect = if self.requests == 0 {
+                    Expect::Nothing
+                } else {
+                    Expect::Replay(back)
+                };
                 return;
             }
             Step::Conflict { back } => {
-                self.expect = if self.requests == 0 { Expect::Nothing } else { Expect::Conflict(back) };
+                self.expect = if self.requests == 0 {
+                    Expect::Nothing
+                } else {
+                    Expect::Conflict(back)
+                };
                 return;
             }
             _ => {}
@@ -150,7 +199,10 @@ impl Model {
                     return self.err(LedgerError::ZeroAmount);
                 }
                 if amount < TOP_UP_MIN {
-                    return self.err(LedgerError::TopUpBelowMinimum { amount: c(amount), min: c(TOP_UP_MIN) });
+                    return self.err(LedgerError::TopUpBelowMinimum {
+                        amount: c(amount),
+                        min: c(TOP_UP_MIN),
+                    });
                 }
                 let acct = &mut self.accounts[a];
                 acct.desc += amount;
@@ -166,13 +218,23 @@ impl Model {
                 }
                 if acct.desc < amount {
                     let available = c(acct.desc);
-                    return self.err(LedgerError::InsufficientFunds { available, requested: c(amount) });
+                    return self.err(LedgerError::InsufficientFunds {
+                        available,
+                        requested: c(amount),
+                    });
                 }
                 let acct = &mut self.accounts[a];
                 acct.desc -= amount;
                 acct.pend += amount;
                 acct.last += 1;
-                let p = RefPiece { amount, state: St::Reserved, expires: now + EXPIRY_MS, printed_at: 0, refund: None, scanned: false };
+                let p = RefPiece {
+                    amount,
+                    state: St::Reserved,
+                    expires: now + EXPIRY_MS,
+                    printed_at: 0,
+                    refund: None,
+                    scanned: false,
+                };
                 self.pieces.insert((a, acct.last), p);
             }
             Step::Commit { a, s } => {
@@ -229,7 +291,10 @@ impl Model {
                     return self.err(LedgerError::PieceScanned(id));
                 }
                 if now > p.printed_at + WINDOW_MS {
-                    return self.err(LedgerError::RefundWindowClosed { id, deadline_ms: p.printed_at + WINDOW_MS });
+                    return self.err(LedgerError::RefundWindowClosed {
+                        id,
+                        deadline_ms: p.printed_at + WINDOW_MS,
+                    });
                 }
                 self.pieces.get_mut(&(a, s)).unwrap().refund = Some(Rf::Submitted);
             }
@@ -333,8 +398,9 @@ struct Sut {
 
 impl Sut {
     fn run(&mut self, req: Request) -> Reply {
-        let reply = self.rt.block_on(self.store.execute(req.clone(), self.now)).expect("store works");
-        reply
+        self.rt
+            .block_on(self.store.execute(req, self.now))
+            .expect("store works")
     }
     fn pick(&self, back: usize) -> (Request, Reply) {
         let n = self.history.len();
@@ -345,21 +411,55 @@ impl Sut {
 fn to_op(step: &Step) -> (Op, External) {
     match *step {
         Step::Fund { a, amount } => (
-            Op::Fund { account: aid(a), amount: c(amount), method: card_summary() },
-            External::Payment(Ok(PaymentReceipt { id: PaymentId(format!("p{}", rid().0)), amount: c(amount) })),
+            Op::Fund {
+                account: aid(a),
+                amount: c(amount),
+                method: card_summary(),
+            },
+            External::Payment(Ok(PaymentReceipt {
+                id: PaymentId(format!("p{}", rid().0)),
+                amount: c(amount),
+            })),
         ),
-        Step::Authorize { a, amount } => {
-            (Op::Authorize { account: aid(a), kind: 1, amount: c(amount), item: vec![1; 16] }, External::None)
-        }
-        Step::Commit { a, s } => (Op::Commit { authorization: pid(a, s) }, External::None),
-        Step::Void { a, s, reached } => {
-            (Op::Void { authorization: pid(a, s), reached_printer: reached }, External::None)
-        }
+        Step::Authorize { a, amount } => (
+            Op::Authorize {
+                account: aid(a),
+                kind: 1,
+                amount: c(amount),
+                item: vec![1; 16],
+            },
+            External::None,
+        ),
+        Step::Commit { a, s } => (
+            Op::Commit {
+                authorization: pid(a, s),
+            },
+            External::None,
+        ),
+        Step::Void { a, s, reached } => (
+            Op::Void {
+                authorization: pid(a, s),
+                reached_printer: reached,
+            },
+            External::None,
+        ),
         Step::Expire => (Op::ExpireDue { max: 256 }, External::None),
         Step::RequestRefund { a, s } => (Op::RequestRefund { piece: pid(a, s) }, External::None),
-        Step::DecideRefund { a, s, approve } => (Op::DecideRefund { piece: pid(a, s), approve }, External::None),
+        Step::DecideRefund { a, s, approve } => (
+            Op::DecideRefund {
+                piece: pid(a, s),
+                approve,
+            },
+            External::None,
+        ),
         Step::Scan { a, s } => (Op::RecordScan { piece: pid(a, s) }, External::None),
-        Step::Lock { a } => (Op::PaymentReturned { account: aid(a), payment: PaymentId("ach".into()) }, External::None),
+        Step::Lock { a } => (
+            Op::PaymentReturned {
+                account: aid(a),
+                payment: PaymentId("ach".into()),
+            },
+            External::None,
+        ),
         Step::Advance { .. } | Step::Retry { .. } | Step::Conflict { .. } => unreachable!(),
     }
 }
@@ -370,16 +470,37 @@ impl StateMachineTest for Sut {
 
     fn init_test(_: &Model) -> Sut {
         let dir = tempfile::tempdir().unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         let store = Arc::new(
-            SqliteStore::open(&dir.path().join("l.db"), SqliteConfig::default(), signer(), LedgerLimits::default())
-                .unwrap(),
+            SqliteStore::open(
+                &dir.path().join("l.db"),
+                SqliteConfig::default(),
+                signer(),
+                LedgerLimits::default(),
+            )
+            .unwrap(),
         );
-        let mut sut = Sut { rt, store, now: T0, history: Vec::new(), _dir: dir };
+        let mut sut = Sut {
+            rt,
+            store,
+            now: T0,
+            history: Vec::new(),
+            _dir: dir,
+        };
         for i in 0..ACCOUNTS {
-            let req = Request { id: rid(), op: Op::OpenAccount, external: External::License(Ok(LicenseId(i as u64 + 1))) };
+            let req = Request {
+                id: rid(),
+                op: Op::OpenAccount,
+                external: External::License(Ok(LicenseId(i as u64 + 1))),
+            };
             let r = sut.run(req);
-            assert!(matches!(r, Ok(Outcome::Opened { account, .. }) if account == aid(i)), "{r:?}");
+            assert!(
+                matches!(r, Ok(Outcome::Opened { account, .. }) if account == aid(i)),
+                "{r:?}"
+            );
         }
         sut
     }
@@ -395,15 +516,27 @@ impl StateMachineTest for Sut {
             (Expect::Conflict(back), _) => {
                 let (req, _) = sut.pick(*back);
                 let id = req.id;
-                let changed = Request { op: Op::ExpireDue { max: 7 }, ..req };
-                assert_eq!(sut.run(changed), Err(LedgerError::IdempotencyConflict { request: id }));
+                let changed = Request {
+                    op: Op::ExpireDue { max: 7 },
+                    ..req
+                };
+                assert_eq!(
+                    sut.run(changed),
+                    Err(LedgerError::IdempotencyConflict { request: id })
+                );
             }
             (expect, step) => {
                 let (op, external) = to_op(step);
-                let req = Request { id: rid(), op, external };
+                let req = Request {
+                    id: rid(),
+                    op,
+                    external,
+                };
                 let reply = sut.run(req.clone());
                 match expect {
-                    Expect::Ok => assert!(reply.is_ok(), "{step:?}: expected success, got {reply:?}"),
+                    Expect::Ok => {
+                        assert!(reply.is_ok(), "{step:?}: expected success, got {reply:?}")
+                    }
                     Expect::Err(e) => assert_eq!(reply.as_ref().err(), Some(e), "{step:?}"),
                     _ => unreachable!(),
                 }
@@ -419,14 +552,21 @@ impl StateMachineTest for Sut {
             let r = got.registers;
             r.check().expect("control sum");
             assert_eq!(
-                (r.descending.get(), r.pending.get(), r.ascending.get(), r.control.get()),
+                (
+                    r.descending.get(),
+                    r.pending.get(),
+                    r.ascending.get(),
+                    r.control.get()
+                ),
                 (want.desc, want.pend, want.asc, want.control),
                 "registers of account {i}"
             );
             assert_eq!(got.last_piece.0, want.last);
             assert_eq!(got.status == AccountStatus::Locked, want.locked);
         }
-        sut.rt.block_on(verify_audit(&*sut.store)).expect("audit verifies");
+        sut.rt
+            .block_on(verify_audit(&*sut.store))
+            .expect("audit verifies");
     }
 }
 

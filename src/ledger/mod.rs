@@ -11,6 +11,7 @@
 //! `ascending + pending + descending == control`, and no register is negative.
 
 pub mod audit;
+pub mod cli;
 pub mod licensing;
 pub mod model;
 pub mod ops;
@@ -24,3 +25,30 @@ pub use model::*;
 pub use ops::{External, Op, Request};
 pub use service::{CallError, LedgerConfig, LedgerHandle};
 pub use store::{LedgerStore, StoreError, verify_audit};
+
+/// Opens the store named by `--database`: `postgres://…` / `postgresql://…` selects
+/// PostgreSQL, anything else is a SQLite file path (created if missing). Default tuning.
+pub async fn open_store(
+    database: &str,
+    signer: std::sync::Arc<dyn ItemSigner>,
+    limits: LedgerLimits,
+) -> Result<std::sync::Arc<dyn LedgerStore>, StoreError> {
+    if database.starts_with("postgres://") || database.starts_with("postgresql://") {
+        let store = postgres::PostgresStore::connect(
+            database,
+            postgres::PostgresConfig::default(),
+            signer,
+            limits,
+        )
+        .await?;
+        Ok(std::sync::Arc::new(store))
+    } else {
+        let store = sqlite::SqliteStore::open(
+            std::path::Path::new(database),
+            sqlite::SqliteConfig::default(),
+            signer,
+            limits,
+        )?;
+        Ok(std::sync::Arc::new(store))
+    }
+}

@@ -312,6 +312,7 @@ pub struct Piece {
     pub refund_submitted_at_ms: Option<u64>,
     pub scanned: bool,
     /// The signed item bytes the [`crate::ledger::ItemSigner`] returned at authorization.
+    #[serde(with = "hex_bytes")]
     pub signed: Vec<u8>,
 }
 
@@ -529,6 +530,7 @@ pub struct Authorization {
     pub expires_at_ms: u64,
     pub registers: Registers,
     /// The item signed inside the reserving transaction.
+    #[serde(with = "hex_bytes")]
     pub signed: Vec<u8>,
 }
 
@@ -599,4 +601,18 @@ pub struct Statement {
     pub voided: Cents,
     pub refunded: Cents,
     pub ending: Cents,
+}
+
+/// Byte strings as lowercase hex in JSON (compact and fast, unlike an array of numbers).
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        hex::decode(text).map_err(serde::de::Error::custom)
+    }
 }

@@ -115,7 +115,17 @@ pub fn decode_reply(text: &str) -> Result<Reply, String> {
 /// Step 1: `Some(reply)` when the request was seen before (its first reply, or a conflict).
 pub fn replay(existing: Option<IdempotencyRecord>, request: &Request) -> Option<Reply> {
     let record = existing?;
-    if record.fingerprint == fingerprint(&request.op) {
+    replay_with(Some(record), request, &fingerprint(&request.op))
+}
+
+/// [`replay`] with the body's fingerprint already computed.
+pub fn replay_with(
+    existing: Option<IdempotencyRecord>,
+    request: &Request,
+    fingerprint: &[u8; 32],
+) -> Option<Reply> {
+    let record = existing?;
+    if record.fingerprint == *fingerprint {
         Some(record.reply)
     } else {
         Some(Err(LedgerError::IdempotencyConflict {

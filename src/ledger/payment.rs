@@ -67,7 +67,7 @@ pub fn luhn_valid(number: &str) -> bool {
         }
         sum += d;
     }
-    !number.is_empty() && sum % 10 == 0
+    !number.is_empty() && sum.is_multiple_of(10)
 }
 
 /// ABA routing number checksum: 3(d1+d4+d7) + 7(d2+d5+d8) + (d3+d6+d9) ≡ 0 (mod 10).
@@ -80,7 +80,7 @@ pub fn aba_valid(routing: &str) -> bool {
         return false;
     }
     let sum = 3 * (d[0] + d[3] + d[6]) + 7 * (d[1] + d[4] + d[7]) + (d[2] + d[5] + d[8]);
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// A card number that passed the Luhn check. Debug shows only the last 4 digits.

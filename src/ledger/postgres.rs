@@ -1,11 +1,14 @@
 //! The PostgreSQL backend (tokio-postgres), chosen by `--database postgres://...`.
 //!
-//! Each request runs in its own SERIALIZABLE transaction that locks the rows it reads
-//! (`SELECT ... FOR UPDATE`), decides with the same pure [`ops::decide`] as SQLite, writes the
-//! effect, the audit records and the idempotency record, and commits. Concurrent updates of one
-//! account serialize on its row lock; a transaction that loses a race (SQLSTATE 40001, 40P01, or
-//! a duplicate request id / account id, 23505) is rolled back and retried, up to
-//! `serialization_retries_max` times, and then re-reads the winner's effect — including the
+//! Each request runs in its own READ COMMITTED transaction that first locks the rows it will
+//! change (`SELECT ... FOR UPDATE`: accounts in id order, then pieces), then reads its
+//! idempotency record, decides with the same pure [`ops::decide`] as SQLite, and writes the
+//! effect, the audit records and the idempotency record before committing. Concurrent updates of
+//! one account serialize on its row lock and each reads the other's committed result (the safe
+//! READ COMMITTED pattern); the account UPDATE is additionally conditional on the version read
+//! (`WHERE audit_seq = $old`). A transaction that loses a race (0 rows updated, SQLSTATE 40001,
+//! 40P01, or a duplicate request id / account id, 23505) is rolled back and retried, up to
+//! `serialization_retries_max` times, and then reads the winner's effect — including the
 //! winner's idempotency record, so a duplicated request replays instead of applying twice.
 
 use super::audit::{AuditRecord, StoredAuditRecord};
@@ -107,7 +110,8 @@ struct Stmts {
     piece_lock: Statement,
     due: Statement,
     next_account: Statement,
-    account_put: Statement,
+    account_insert: Statement,
+    account_update: Statement,
     piece_put: Statement,
     audit_put: Statement,
 }
@@ -149,14 +153,17 @@ async fn connect(url: &str) -> Result<Conn, StoreError> {
         ))
         .await?,
         next_account: p("SELECT COALESCE(MAX(id), 0) + 1 FROM accounts".into()).await?,
-        account_put: p(format!(
-            "INSERT INTO accounts ({ACCOUNT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-             ON CONFLICT (id) DO UPDATE SET license = EXCLUDED.license, status = EXCLUDED.status, \
-             descending = EXCLUDED.descending, pending = EXCLUDED.pending, \
-             ascending = EXCLUDED.ascending, control = EXCLUDED.control, \
-             last_piece = EXCLUDED.last_piece, audit_seq = EXCLUDED.audit_seq, \
-             audit_head = EXCLUDED.audit_head"
+        account_insert: p(format!(
+            "INSERT INTO accounts ({ACCOUNT_COLS}) \
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 WHERE $11::BIGINT = 0"
         ))
+        .await?,
+        account_update: p(
+            "UPDATE accounts SET license = $2, status = $3, descending = $4, pending = $5, \
+             ascending = $6, control = $7, last_piece = $8, audit_seq = $9, audit_head = $10 \
+             WHERE id = $1 AND audit_seq = $11"
+                .into(),
+        )
         .await?,
         piece_put: p(format!(
             "INSERT INTO pieces ({PIECE_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
@@ -340,9 +347,45 @@ impl PostgresStore {
         let tx = conn
             .client
             .build_transaction()
-            .isolation_level(IsolationLevel::Serializable)
+            .isolation_level(IsolationLevel::ReadCommitted)
             .start()
             .await?;
+        // 1. Lock what the operation touches: accounts first (in id order, so concurrent
+        //    multi-account transactions cannot deadlock), then pieces. Under READ COMMITTED
+        //    each statement sees the latest committed rows, so after waiting for a lock we read
+        //    the winner's effect.
+        let keys = request.op.keys();
+        let mut snap = Snapshot::default();
+        if keys.next_account {
+            let next: i64 = tx.query_one(&s.next_account, &[]).await?.get(0);
+            snap.next_account = AccountId(store::uint(next)?);
+        }
+        let mut due = Vec::new();
+        if let Some(max) = keys.due_max {
+            for row in tx.query(&s.due, &[&int(now_ms)?, &i64::from(max)]).await? {
+                due.push(piece_row(&row).into_piece()?);
+            }
+        }
+        let mut accounts = keys.accounts.clone();
+        accounts.extend(due.iter().map(|p| p.id.account));
+        accounts.sort();
+        accounts.dedup();
+        for id in accounts {
+            if let Some(row) = tx.query_opt(&s.account_lock, &[&int(id.0)?]).await? {
+                snap.accounts.insert(id, account_row(&row).into_account()?);
+            }
+        }
+        for p in due {
+            snap.pieces.insert(p.id, p);
+        }
+        for id in keys.pieces {
+            let args = [int(id.account.0)?, int(id.serial.0)?];
+            if let Some(row) = tx.query_opt(&s.piece_lock, &[&args[0], &args[1]]).await? {
+                snap.pieces.insert(id, piece_row(&row).into_piece()?);
+            }
+        }
+        // 2. Seen before? (Read after the locks: a duplicate that waited sees the winner's
+        //    record. Duplicates with no account to lock meet on the primary key: 23505, retry.)
         let key = request.id.to_bytes();
         let existing = match tx.query_opt(&s.idem_get, &[&&key[..]]).await? {
             Some(row) => {
@@ -359,35 +402,8 @@ impl PostgresStore {
             tx.commit().await?;
             return Ok(reply);
         }
-        // Load (and lock) what the operation touches.
-        let keys = request.op.keys();
-        let mut snap = Snapshot::default();
-        if keys.next_account {
-            let next: i64 = tx.query_one(&s.next_account, &[]).await?.get(0);
-            snap.next_account = AccountId(store::uint(next)?);
-        }
-        let mut accounts = keys.accounts.clone();
-        if let Some(max) = keys.due_max {
-            for row in tx.query(&s.due, &[&int(now_ms)?, &i64::from(max)]).await? {
-                let p = piece_row(&row).into_piece()?;
-                accounts.push(p.id.account);
-                snap.pieces.insert(p.id, p);
-            }
-        }
-        accounts.sort();
-        accounts.dedup();
-        // Lock accounts in id order so concurrent multi-account transactions cannot deadlock.
-        for id in accounts {
-            if let Some(row) = tx.query_opt(&s.account_lock, &[&int(id.0)?]).await? {
-                snap.accounts.insert(id, account_row(&row).into_account()?);
-            }
-        }
-        for id in keys.pieces {
-            let args = [int(id.account.0)?, int(id.serial.0)?];
-            if let Some(row) = tx.query_opt(&s.piece_lock, &[&args[0], &args[1]]).await? {
-                snap.pieces.insert(id, piece_row(&row).into_piece()?);
-            }
-        }
+        // 3. Decide and write. Account updates are conditional on the version read (the audit
+        //    sequence number, which every change advances): a lost race retries.
         let reply = match ops::decide(&snap, request, now_ms, &self.limits, &*self.signer) {
             Ok((outcome, changes)) => {
                 for a in &changes.accounts {
@@ -395,22 +411,31 @@ impl PostgresStore {
                         .check()
                         .map_err(|e| StoreError::InvariantBroken(e.to_string()))?;
                     let r = AccountRow::from_account(a)?;
-                    tx.execute(
-                        &s.account_put,
-                        &[
-                            &r.id,
-                            &r.license,
-                            &r.status,
-                            &r.descending,
-                            &r.pending,
-                            &r.ascending,
-                            &r.control,
-                            &r.last_piece,
-                            &r.audit_seq,
-                            &r.audit_head,
-                        ],
-                    )
-                    .await?;
+                    let (stmt, version) = match snap.accounts.get(&a.id) {
+                        Some(before) => (&s.account_update, int(before.audit_seq)?),
+                        None => (&s.account_insert, 0),
+                    };
+                    let n = tx
+                        .execute(
+                            stmt,
+                            &[
+                                &r.id,
+                                &r.license,
+                                &r.status,
+                                &r.descending,
+                                &r.pending,
+                                &r.ascending,
+                                &r.control,
+                                &r.last_piece,
+                                &r.audit_seq,
+                                &r.audit_head,
+                                &version,
+                            ],
+                        )
+                        .await?;
+                    if n != 1 {
+                        return Err(TxError::Retry);
+                    }
                 }
                 for p in &changes.pieces {
                     let r = PieceRow::from_piece(p)?;
@@ -530,9 +555,7 @@ impl LedgerStore for PostgresStore {
         }))
     }
 
-    fn audit_snapshot(
-        &self,
-    ) -> BoxFuture<'_, Result<(Vec<Account>, Vec<StoredAuditRecord>), StoreError>> {
+    fn audit_snapshot(&self) -> BoxFuture<'_, Result<store::AuditSnapshot, StoreError>> {
         Box::pin(self.with_conn(async |c| {
             let tx = c
                 .client

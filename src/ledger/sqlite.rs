@@ -95,6 +95,8 @@ fn db(e: rusqlite::Error) -> StoreError {
 
 struct Job {
     request: Request,
+    /// The body's fingerprint, computed by the caller (off the writer thread).
+    fingerprint: [u8; 32],
     now_ms: u64,
     reply: oneshot::Sender<Result<Reply, StoreError>>,
 }
@@ -231,7 +233,15 @@ impl Writer {
     }
 
     fn commit_group(&mut self, batch: &mut Vec<Job>) {
-        let results = match self.run_group(batch) {
+        let t0 = Instant::now();
+        let n = batch.len();
+        let r = self.run_group(batch);
+        tracing::trace!(
+            requests = n,
+            took_us = t0.elapsed().as_micros() as u64,
+            "ledger group committed"
+        );
+        let results = match r {
             Ok(results) => results,
             Err(e) => {
                 for job in batch.drain(..) {
@@ -260,6 +270,7 @@ impl Writer {
                     let r = execute_one(
                         &mut sp,
                         &job.request,
+                        &job.fingerprint,
                         job.now_ms,
                         &self.limits,
                         &*self.signer,
@@ -285,9 +296,11 @@ impl Writer {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn execute_one(
     tx: &mut rusqlite::Savepoint<'_>,
     request: &Request,
+    fingerprint: &[u8; 32],
     now_ms: u64,
     limits: &LedgerLimits,
     signer: &dyn ItemSigner,
@@ -309,7 +322,7 @@ fn execute_one(
         }),
         None => None,
     };
-    if let Some(reply) = ops::replay(existing, request) {
+    if let Some(reply) = ops::replay_with(existing, request, fingerprint) {
         return Ok(reply);
     }
     let snap = load(tx, &request.op, now_ms)?;
@@ -330,7 +343,7 @@ fn execute_one(
         .map_err(db)?
         .execute(params![
             &request_key[..],
-            &ops::fingerprint(&request.op)[..],
+            &fingerprint[..],
             ops::encode_reply(&reply),
             int(now_ms)?
         ])
@@ -533,7 +546,9 @@ fn to_record(row: (i64, i64, i64, i64, String, Vec<u8>)) -> Result<StoredAuditRe
 impl LedgerStore for SqliteStore {
     fn execute(&self, request: Request, now_ms: u64) -> BoxFuture<'_, Result<Reply, StoreError>> {
         let (tx, rx) = oneshot::channel();
+        let fingerprint = ops::fingerprint(&request.op);
         let sent = self.jobs.try_send(Job {
+            fingerprint,
             request,
             now_ms,
             reply: tx,
@@ -570,9 +585,7 @@ impl LedgerStore for SqliteStore {
         }))
     }
 
-    fn audit_snapshot(
-        &self,
-    ) -> BoxFuture<'_, Result<(Vec<Account>, Vec<StoredAuditRecord>), StoreError>> {
+    fn audit_snapshot(&self) -> BoxFuture<'_, Result<store::AuditSnapshot, StoreError>> {
         Box::pin(self.read(|c| {
             let tx = c.transaction().map_err(db)?;
             let accounts = {

@@ -25,6 +25,9 @@ pub enum StoreError {
     Contention { attempts: u32 },
 }
 
+/// All accounts and the whole audit log, read together.
+pub type AuditSnapshot = (Vec<Account>, Vec<StoredAuditRecord>);
+
 /// Durable ledger storage. `execute` runs one request in a transaction that also writes its
 /// idempotency record and audit records, and resolves only after that transaction committed.
 pub trait LedgerStore: Send + Sync + 'static {
@@ -34,9 +37,7 @@ pub trait LedgerStore: Send + Sync + 'static {
     /// One account's audit records in chain order (for statements).
     fn account_audit(&self, id: AccountId) -> BoxFuture<'_, Result<Vec<AuditRecord>, StoreError>>;
     /// All accounts and the whole audit log (row-id order), read in one consistent snapshot.
-    fn audit_snapshot(
-        &self,
-    ) -> BoxFuture<'_, Result<(Vec<Account>, Vec<StoredAuditRecord>), StoreError>>;
+    fn audit_snapshot(&self) -> BoxFuture<'_, Result<AuditSnapshot, StoreError>>;
     /// The largest license id recorded (to restart sequential licensing).
     fn max_license(&self) -> BoxFuture<'_, Result<u64, StoreError>>;
 }
