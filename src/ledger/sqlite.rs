@@ -29,6 +29,9 @@ pub struct SqliteConfig {
     pub group_wait_us_max: u64,
     /// Most requests waiting for the writer; more are refused with `StoreError::Busy`.
     pub queue_requests_max: usize,
+    /// How often a background thread checkpoints the WAL into the database file (the writer
+    /// itself never checkpoints, so commits pay only for the WAL fsync).
+    pub checkpoint_interval_ms: u64,
 }
 
 impl Default for SqliteConfig {
@@ -37,6 +40,7 @@ impl Default for SqliteConfig {
             group_requests_max: 512,
             group_wait_us_max: 1000,
             queue_requests_max: 16_384,
+            checkpoint_interval_ms: 200,
         }
     }
 }
@@ -104,6 +108,8 @@ struct Job {
 /// The SQLite ledger store.
 pub struct SqliteStore {
     jobs: SyncSender<Job>,
+    /// Dropping this stops the checkpointer thread.
+    _checkpointer: SyncSender<()>,
     reader: Arc<Mutex<Connection>>,
     queue_requests_max: usize,
     path: PathBuf,
@@ -155,8 +161,32 @@ impl SqliteStore {
         let mut writer = Connection::open(path).map_err(db)?;
         configure(&writer)?;
         migrate(&mut writer)?;
+        // Checkpoints move to a background thread (below).
+        writer
+            .pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(db)?;
         let reader = Connection::open(path).map_err(db)?;
         configure(&reader)?;
+        let checkpointer = Connection::open(path).map_err(db)?;
+        configure(&checkpointer)?;
+        let (stop_checkpoints, stopped) = std::sync::mpsc::sync_channel::<()>(1);
+        let interval = Duration::from_millis(config.checkpoint_interval_ms.max(1));
+        std::thread::Builder::new()
+            .name("ledger-sqlite-checkpoint".into())
+            .spawn(move || {
+                // Runs until the store is dropped (the channel disconnects).
+                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
+                    let r =
+                        checkpointer.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                    if let Err(e) = r {
+                        tracing::warn!(error = %e, "ledger WAL checkpoint failed; will retry");
+                    }
+                }
+                let _ = checkpointer.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+            })
+            .map_err(|e| {
+                StoreError::Database(format!("cannot start the checkpoint thread: {e}"))
+            })?;
         let (jobs, rx) = std::sync::mpsc::sync_channel(config.queue_requests_max.max(1));
         let queue_requests_max = config.queue_requests_max;
         std::thread::Builder::new()
@@ -173,6 +203,7 @@ impl SqliteStore {
             .map_err(|e| StoreError::Database(format!("cannot start the writer thread: {e}")))?;
         Ok(SqliteStore {
             jobs,
+            _checkpointer: stop_checkpoints,
             reader: Arc::new(Mutex::new(reader)),
             queue_requests_max,
             path: path.to_path_buf(),
@@ -481,8 +512,11 @@ fn write_changes(conn: &Connection, changes: &ops::Changes) -> Result<(), StoreE
     for p in &changes.pieces {
         let r = PieceRow::from_piece(p)?;
         conn.prepare_cached(&format!(
-            "INSERT OR REPLACE INTO pieces ({PIECE_COLS}) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+            "INSERT INTO pieces ({PIECE_COLS}) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
+             ON CONFLICT(account, serial) DO UPDATE SET state = excluded.state, \
+             printed_at_ms = excluded.printed_at_ms, refund = excluded.refund, \
+             refund_submitted_at_ms = excluded.refund_submitted_at_ms, scanned = excluded.scanned"
         ))
         .map_err(db)?
         .execute(params![
