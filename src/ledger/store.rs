@@ -67,10 +67,15 @@ pub async fn statement(
     Ok(Ok(audit::statement(account, &records, from_ms, to_ms)))
 }
 
-/// Whether a refusal is transient and must not be remembered under its request id
-/// (a processor timeout: the charge may be retried with the same key).
+/// Whether a reply is remembered under its request id. Not remembered: a processor timeout
+/// (the charge may be retried with the same key) and a reaper pass that expired nothing (the
+/// reaper runs every second; its empty passes would only grow the table).
 pub fn remember(reply: &Reply) -> bool {
-    !matches!(reply, Err(LedgerError::Payment(PaymentError::Timeout)))
+    match reply {
+        Err(LedgerError::Payment(PaymentError::Timeout)) => false,
+        Ok(Outcome::Expired { ids }) => !ids.is_empty(),
+        _ => true,
+    }
 }
 
 pub(crate) fn corrupt(what: impl std::fmt::Display) -> StoreError {
