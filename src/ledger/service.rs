@@ -267,7 +267,7 @@ impl LedgerHandle {
         self.call(Command::Reap).await
     }
 
-    /// Recomputes the audit chain and registers. `Err(None)` when the service is gone.
+    /// Recomputes the audit chain and registers (`Ok(Err(break))` names the first break).
     pub async fn verify_audit(&self) -> Result<Result<AuditReport, AuditBreak>, CallError> {
         let (tx, rx) = oneshot::channel();
         self.tx
