@@ -1,0 +1,618 @@
+//! The ledger's data: accounts, meter registers, pieces (authorizations / items), ids, limits,
+//! outcomes and errors. Plain values only; no I/O.
+
+use crate::money::Cents;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// An account number. One account holds exactly one meter (PSD).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
+#[serde(transparent)]
+pub struct AccountId(pub u64);
+
+impl fmt::Display for AccountId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "account {}", self.0)
+    }
+}
+
+/// The first meter serial; account `n` holds meter `METER_SERIAL_BASE + n`.
+pub const METER_SERIAL_BASE: u64 = 10_000_000;
+
+/// A meter (PSD) serial number. Derived one-to-one from the account id, so an indicium's meter
+/// serial names its account without a lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct MeterSerial(u64);
+
+impl MeterSerial {
+    pub fn for_account(account: AccountId) -> MeterSerial {
+        MeterSerial(METER_SERIAL_BASE.saturating_add(account.0))
+    }
+    /// The account holding this meter, or `None` for a number that is not a meter serial.
+    pub fn from_number(number: u64) -> Option<MeterSerial> {
+        (number > METER_SERIAL_BASE).then_some(MeterSerial(number))
+    }
+    pub fn account(self) -> AccountId {
+        AccountId(self.0 - METER_SERIAL_BASE)
+    }
+    pub fn number(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for MeterSerial {
+    /// `FRK10000001`
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FRK{:08}", self.0)
+    }
+}
+
+/// A meter license issued by a [`crate::ledger::licensing::LicensingAuthority`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct LicenseId(pub u64);
+
+/// The piece counter of one meter: 1, 2, 3, ... with no gaps and no reuse.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
+#[serde(transparent)]
+pub struct PieceSerial(pub u64);
+
+/// One piece (one value-bearing item): the meter's account plus its piece serial. It is also the
+/// authorization id and the refund id — each piece has at most one of each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct PieceId {
+    pub account: AccountId,
+    pub serial: PieceSerial,
+}
+
+impl fmt::Display for PieceId {
+    /// `7-42` (account 7, piece 42)
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.account.0, self.serial.0)
+    }
+}
+
+/// The id of an authorization is the id of its piece.
+pub type AuthorizationId = PieceId;
+
+/// A client-chosen 128-bit request id; retrying with the same id never repeats an effect.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RequestId(pub u128);
+
+impl RequestId {
+    pub fn to_bytes(self) -> [u8; 16] {
+        self.0.to_be_bytes()
+    }
+    pub fn from_bytes(bytes: [u8; 16]) -> RequestId {
+        RequestId(u128::from_be_bytes(bytes))
+    }
+    /// A fresh random id (for callers that do not retry, like the reaper).
+    pub fn random() -> RequestId {
+        RequestId(rand::random())
+    }
+    /// A stable id derived from another one (e.g. the licensing step of an account opening).
+    pub fn derive(self, purpose: &str) -> RequestId {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(purpose.as_bytes());
+        h.update(self.to_bytes());
+        let d = h.finalize();
+        let mut b = [0u8; 16];
+        b.copy_from_slice(&d[..16]);
+        RequestId::from_bytes(b)
+    }
+}
+
+impl fmt::Debug for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RequestId({:032x})", self.0)
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum AccountStatus {
+    /// Opened, no meter license yet: cannot fund or print.
+    Pending,
+    Active,
+    /// Locked (e.g. a returned ACH payment): nothing moves until an operator unlocks it.
+    Locked,
+}
+
+impl AccountStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountStatus::Pending => "pending",
+            AccountStatus::Active => "active",
+            AccountStatus::Locked => "locked",
+        }
+    }
+    pub fn parse(text: &str) -> Option<AccountStatus> {
+        match text {
+            "pending" => Some(AccountStatus::Pending),
+            "active" => Some(AccountStatus::Active),
+            "locked" => Some(AccountStatus::Locked),
+            _ => None,
+        }
+    }
+}
+
+/// Which register an error is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Register {
+    Descending,
+    Pending,
+    Ascending,
+    Control,
+}
+
+/// A meter's registers. Invariant: `ascending + pending + descending == control`.
+///
+/// - descending: funds available to print;
+/// - pending: reserved by open authorizations;
+/// - ascending: value ever printed (never decreases);
+/// - control: value ever loaded (refills plus approved refunds; never decreases).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Registers {
+    pub descending: Cents,
+    pub pending: Cents,
+    pub ascending: Cents,
+    pub control: Cents,
+}
+
+impl Registers {
+    /// Checks the control sum.
+    pub fn check(&self) -> Result<(), LedgerError> {
+        let sum = self
+            .ascending
+            .get()
+            .checked_add(self.pending.get())
+            .and_then(|s| s.checked_add(self.descending.get()));
+        if sum == Some(self.control.get()) {
+            Ok(())
+        } else {
+            Err(LedgerError::InvariantBroken { registers: *self })
+        }
+    }
+
+    /// Spendable-or-reserved balance used by statements: control − ascending.
+    pub fn balance(&self) -> Cents {
+        Cents::new(self.descending.get().saturating_add(self.pending.get())).unwrap_or(Cents::ZERO)
+    }
+}
+
+/// An account with its meter and registers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    pub id: AccountId,
+    pub meter: MeterSerial,
+    pub license: Option<LicenseId>,
+    pub status: AccountStatus,
+    pub registers: Registers,
+    /// The last piece serial issued (0 before the first piece).
+    pub last_piece: PieceSerial,
+    /// Number of audit records in this account's chain.
+    pub audit_seq: u64,
+    /// Hash of the last audit record of this account's chain (zeros before the first).
+    pub audit_head: [u8; 32],
+}
+
+impl Account {
+    pub fn new(id: AccountId) -> Account {
+        Account {
+            id,
+            meter: MeterSerial::for_account(id),
+            license: None,
+            status: AccountStatus::Pending,
+            registers: Registers::default(),
+            last_piece: PieceSerial(0),
+            audit_seq: 0,
+            audit_head: [0; 32],
+        }
+    }
+}
+
+/// Where a piece's reservation stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum PieceState {
+    /// Reserved (pending register), not yet committed.
+    Reserved,
+    /// Committed: the item printed (its value is in the ascending register).
+    Printed,
+    /// Voided by the client (never reached the printer).
+    Voided,
+    /// Voided by the reaper after its expiry.
+    Expired,
+}
+
+impl PieceState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PieceState::Reserved => "reserved",
+            PieceState::Printed => "printed",
+            PieceState::Voided => "voided",
+            PieceState::Expired => "expired",
+        }
+    }
+    pub fn parse(text: &str) -> Option<PieceState> {
+        match text {
+            "reserved" => Some(PieceState::Reserved),
+            "printed" => Some(PieceState::Printed),
+            "voided" => Some(PieceState::Voided),
+            "expired" => Some(PieceState::Expired),
+            _ => None,
+        }
+    }
+}
+
+/// A refund request's state (only printed pieces have one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum RefundState {
+    Submitted,
+    Approved,
+    Rejected,
+}
+
+impl RefundState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefundState::Submitted => "submitted",
+            RefundState::Approved => "approved",
+            RefundState::Rejected => "rejected",
+        }
+    }
+    pub fn parse(text: &str) -> Option<RefundState> {
+        match text {
+            "submitted" => Some(RefundState::Submitted),
+            "approved" => Some(RefundState::Approved),
+            "rejected" => Some(RefundState::Rejected),
+            _ => None,
+        }
+    }
+}
+
+/// What an issued item is, as staff and customers see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum ItemState {
+    Reserved,
+    Printed,
+    Voided,
+    RefundRequested,
+    Refunded,
+    RefundRejected,
+}
+
+/// One issued piece: its authorization, its item record and its refund request in one row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Piece {
+    pub id: PieceId,
+    pub kind: u8,
+    pub amount: Cents,
+    pub state: PieceState,
+    pub authorized_at_ms: u64,
+    pub expires_at_ms: u64,
+    pub printed_at_ms: Option<u64>,
+    pub refund: Option<RefundState>,
+    pub refund_submitted_at_ms: Option<u64>,
+    pub scanned: bool,
+    /// The signed item bytes the [`crate::ledger::ItemSigner`] returned at authorization.
+    #[serde(with = "hex_bytes")]
+    pub signed: Vec<u8>,
+}
+
+impl Piece {
+    pub fn item_state(&self) -> ItemState {
+        match (self.state, self.refund) {
+            (PieceState::Reserved, _) => ItemState::Reserved,
+            (PieceState::Voided | PieceState::Expired, _) => ItemState::Voided,
+            (PieceState::Printed, None) => ItemState::Printed,
+            (PieceState::Printed, Some(RefundState::Submitted)) => ItemState::RefundRequested,
+            (PieceState::Printed, Some(RefundState::Approved)) => ItemState::Refunded,
+            (PieceState::Printed, Some(RefundState::Rejected)) => ItemState::RefundRejected,
+        }
+    }
+}
+
+/// Facts about a piece handed to the [`crate::ledger::ItemSigner`] inside the reserving
+/// transaction (registers as they will be after the reservation).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PieceFacts {
+    pub account: AccountId,
+    pub meter: MeterSerial,
+    pub license: LicenseId,
+    pub piece: PieceSerial,
+    pub amount: Cents,
+    pub kind: u8,
+    pub ascending_after: Cents,
+    pub descending_after: Cents,
+}
+
+/// Signs an item inside the transaction that reserves its value, so signature, piece serial and
+/// registers are one atomic step. Must be fast and must not block on I/O.
+pub trait ItemSigner: Send + Sync {
+    fn sign(&self, facts: &PieceFacts, item: &[u8]) -> Result<Vec<u8>, String>;
+}
+
+/// Policy limits of the ledger.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerLimits {
+    /// How long an authorization holds its reservation.
+    pub authorization_expiry_ms: u64,
+    /// How long after printing a refund may be requested (28 days).
+    pub refund_window_ms: u64,
+    /// Largest item description accepted by `authorize`.
+    pub item_bytes_max: usize,
+    /// Smallest and largest single top-up.
+    pub top_up_min: Cents,
+    pub top_up_max: Cents,
+    /// Largest single item value.
+    pub authorize_max: Cents,
+    /// Most reservations one reaper pass expires.
+    pub expire_batch_max: u32,
+}
+
+impl Default for LedgerLimits {
+    fn default() -> Self {
+        LedgerLimits {
+            authorization_expiry_ms: 120_000,
+            refund_window_ms: 28 * 24 * 3600 * 1000,
+            item_bytes_max: 4096,
+            top_up_min: Cents::new(500).unwrap_or(Cents::ZERO),
+            top_up_max: Cents::new(1_000_000).unwrap_or(Cents::ZERO),
+            authorize_max: Cents::new(100_000).unwrap_or(Cents::ZERO),
+            expire_batch_max: 256,
+        }
+    }
+}
+
+/// A redacted description of how a top-up was paid (never a full card or account number).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum MethodSummary {
+    Card {
+        last4: String,
+        exp_month: u8,
+        exp_year: u16,
+    },
+    Ach {
+        routing: String,
+        last4: String,
+    },
+}
+
+/// The processor's id for a settled payment.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PaymentId(pub String);
+
+/// A payment the processor approved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentReceipt {
+    pub id: PaymentId,
+    pub amount: Cents,
+}
+
+/// A payment field that failed validation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum PaymentField {
+    CardNumber,
+    Expiry,
+    Cvc,
+    RoutingNumber,
+    AccountNumber,
+}
+
+impl fmt::Display for PaymentField {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PaymentField::CardNumber => "card number",
+            PaymentField::Expiry => "expiry",
+            PaymentField::Cvc => "CVC",
+            PaymentField::RoutingNumber => "routing number",
+            PaymentField::AccountNumber => "account number",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{field}: {problem}")]
+pub struct FieldError {
+    pub field: PaymentField,
+    pub problem: String,
+}
+
+/// Why a payment did not go through.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[non_exhaustive]
+pub enum PaymentError {
+    #[error("payment details invalid: {}", list_fields(.0))]
+    Invalid(Vec<FieldError>),
+    #[error("payment declined by the issuer; use another card or account")]
+    Declined,
+    #[error("payment declined: insufficient funds at the bank")]
+    InsufficientFunds,
+    #[error("the payment processor did not answer in time; retry with the same request id")]
+    Timeout,
+}
+
+fn list_fields(errors: &[FieldError]) -> String {
+    errors
+        .iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Every way a ledger operation can be refused. A refused operation changes nothing (except
+/// that its result is remembered under its request id).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[non_exhaustive]
+pub enum LedgerError {
+    #[error("request id {request} was already used with a different body; use a new request id")]
+    IdempotencyConflict { request: RequestId },
+    #[error("no such account: {0}")]
+    UnknownAccount(AccountId),
+    #[error("no such authorization/piece: {0}")]
+    UnknownPiece(PieceId),
+    #[error("{account} is locked; contact the vendor")]
+    AccountLocked { account: AccountId },
+    #[error("{account} has no meter license yet (status pending)")]
+    AccountPending { account: AccountId },
+    #[error("{account} already holds license {license:?}")]
+    AlreadyLicensed {
+        account: AccountId,
+        license: LicenseId,
+    },
+    #[error("the amount must be more than zero")]
+    ZeroAmount,
+    #[error("amount {amount} is above the limit of {max}")]
+    AmountTooLarge { amount: Cents, max: Cents },
+    #[error("top-up {amount} is below the minimum of {min}")]
+    TopUpBelowMinimum { amount: Cents, min: Cents },
+    #[error("top-up {amount} is above the maximum of {max}")]
+    TopUpAboveMaximum { amount: Cents, max: Cents },
+    #[error("the {register:?} register would overflow")]
+    RegisterOverflow { register: Register },
+    #[error("insufficient funds: {requested} requested, {available} available")]
+    InsufficientFunds { available: Cents, requested: Cents },
+    #[error("item description is {bytes} bytes; the limit is {max} bytes")]
+    ItemTooLarge { bytes: usize, max: usize },
+    #[error("authorization {0} was already committed")]
+    AlreadyCommitted(PieceId),
+    #[error("authorization {0} was already voided")]
+    AlreadyVoided(PieceId),
+    #[error("authorization {id} expired at {expired_at_ms} ms")]
+    AuthorizationExpired { id: PieceId, expired_at_ms: u64 },
+    #[error("piece {0} was never printed, so it cannot be refunded")]
+    NotPrinted(PieceId),
+    #[error("refunds for piece {id} closed at {deadline_ms} ms (28 days after printing)")]
+    RefundWindowClosed { id: PieceId, deadline_ms: u64 },
+    #[error("a refund for piece {0} was already requested")]
+    RefundAlreadyRequested(PieceId),
+    #[error("piece {0} has no refund request awaiting a decision")]
+    NoRefundPending(PieceId),
+    #[error("piece {0} was scanned in the mail stream, so it cannot be refunded")]
+    PieceScanned(PieceId),
+    #[error("payment failed: {0}")]
+    Payment(PaymentError),
+    #[error("the licensing authority refused a meter license: {reason}")]
+    LicenseRefused { reason: String },
+    #[error("signing the item failed: {reason}")]
+    SignerFailed { reason: String },
+    #[error("ledger invariant broken: registers {registers:?} (nothing was written)")]
+    InvariantBroken { registers: Registers },
+}
+
+/// An authorization as returned to the client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Authorization {
+    pub id: AuthorizationId,
+    pub meter: MeterSerial,
+    pub amount: Cents,
+    pub kind: u8,
+    pub expires_at_ms: u64,
+    pub registers: Registers,
+    /// The item signed inside the reserving transaction.
+    #[serde(with = "hex_bytes")]
+    pub signed: Vec<u8>,
+}
+
+/// The result of a successful operation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Outcome {
+    Opened {
+        account: AccountId,
+        meter: MeterSerial,
+        status: AccountStatus,
+    },
+    Licensed {
+        account: AccountId,
+        license: LicenseId,
+    },
+    Funded {
+        account: AccountId,
+        payment: PaymentId,
+        registers: Registers,
+    },
+    Locked {
+        account: AccountId,
+    },
+    Authorized(Authorization),
+    Committed {
+        id: PieceId,
+        registers: Registers,
+    },
+    Voided {
+        id: PieceId,
+        registers: Registers,
+    },
+    /// A void for an item that reached the printer: it is committed and a refund is requested.
+    RefundRequested {
+        id: PieceId,
+        registers: Registers,
+    },
+    Expired {
+        ids: Vec<PieceId>,
+    },
+    RefundDecided {
+        id: PieceId,
+        approved: bool,
+        registers: Registers,
+    },
+    ScanRecorded {
+        id: PieceId,
+        refund_rejected: bool,
+    },
+}
+
+/// What every operation answers: the outcome or the typed refusal.
+pub type Reply = Result<Outcome, LedgerError>;
+
+/// A statement of one account for a period `[from_ms, to_ms)`. Balances are
+/// `control − ascending` (available plus reserved), so
+/// `ending = beginning + credits + refunded − printed`. `voided` is the value of reservations
+/// released back (it does not change the balance).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Statement {
+    pub account: AccountId,
+    pub from_ms: u64,
+    pub to_ms: u64,
+    pub beginning: Cents,
+    pub credits: Cents,
+    pub printed: Cents,
+    pub voided: Cents,
+    pub refunded: Cents,
+    pub ending: Cents,
+}
+
+/// Byte strings as lowercase hex in JSON (compact and fast, unlike an array of numbers).
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        hex::decode(text).map_err(serde::de::Error::custom)
+    }
+}

@@ -1,0 +1,604 @@
+//! The PostgreSQL backend (tokio-postgres), chosen by `--database postgres://...`.
+//!
+//! Each request runs in its own READ COMMITTED transaction that first locks the rows it will
+//! change (`SELECT ... FOR UPDATE`: accounts in id order, then pieces), then reads its
+//! idempotency record, decides with the same pure [`ops::decide`] as SQLite, and writes the
+//! effect, the audit records and the idempotency record before committing. Concurrent updates of
+//! one account serialize on its row lock and each reads the other's committed result (the safe
+//! READ COMMITTED pattern); the account UPDATE is additionally conditional on the version read
+//! (`WHERE audit_seq = $old`). A transaction that loses a race (0 rows updated, SQLSTATE 40001,
+//! 40P01, or a duplicate request id / account id, 23505) is rolled back and retried, up to
+//! `serialization_retries_max` times, and then reads the winner's effect — including the
+//! winner's idempotency record, so a duplicated request replays instead of applying twice.
+
+use super::audit::{AuditRecord, StoredAuditRecord};
+use super::model::*;
+use super::ops::{self, IdempotencyRecord, Request, Snapshot};
+use super::payment::BoxFuture;
+use super::store::{self, AccountRow, LedgerStore, PieceRow, StoreError, corrupt, int};
+use std::sync::Arc;
+use tokio::sync::{Mutex, Semaphore};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, IsolationLevel, NoTls, Statement};
+
+/// Tuning of the PostgreSQL backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostgresConfig {
+    /// Connections kept open (and so, transactions in flight).
+    pub connections_max: usize,
+    /// Most attempts of one request when it loses serialization races.
+    pub serialization_retries_max: u32,
+}
+
+impl Default for PostgresConfig {
+    fn default() -> Self {
+        PostgresConfig {
+            connections_max: 16,
+            serialization_retries_max: 64,
+        }
+    }
+}
+
+const MIGRATIONS: &[&str] = &[
+    // 1: accounts, pieces, idempotency, audit
+    "CREATE TABLE accounts (
+        id BIGINT PRIMARY KEY,
+        license BIGINT,
+        status TEXT NOT NULL,
+        descending BIGINT NOT NULL CHECK (descending >= 0),
+        pending BIGINT NOT NULL CHECK (pending >= 0),
+        ascending BIGINT NOT NULL CHECK (ascending >= 0),
+        control BIGINT NOT NULL CHECK (control = descending + pending + ascending),
+        last_piece BIGINT NOT NULL,
+        audit_seq BIGINT NOT NULL,
+        audit_head BYTEA NOT NULL
+    );
+    CREATE TABLE pieces (
+        account BIGINT NOT NULL REFERENCES accounts(id),
+        serial BIGINT NOT NULL,
+        kind BIGINT NOT NULL,
+        amount BIGINT NOT NULL CHECK (amount > 0),
+        state TEXT NOT NULL,
+        authorized_at_ms BIGINT NOT NULL,
+        expires_at_ms BIGINT NOT NULL,
+        printed_at_ms BIGINT,
+        refund TEXT,
+        refund_submitted_at_ms BIGINT,
+        scanned BOOLEAN NOT NULL,
+        signed BYTEA NOT NULL,
+        PRIMARY KEY (account, serial)
+    );
+    CREATE INDEX pieces_due ON pieces(expires_at_ms) WHERE state = 'reserved';
+    CREATE TABLE idempotency (
+        request_id BYTEA PRIMARY KEY,
+        fingerprint BYTEA NOT NULL,
+        reply TEXT NOT NULL,
+        at_ms BIGINT NOT NULL
+    );
+    CREATE TABLE audit (
+        id BIGSERIAL PRIMARY KEY,
+        account BIGINT NOT NULL,
+        seq BIGINT NOT NULL,
+        at_ms BIGINT NOT NULL,
+        body TEXT NOT NULL,
+        hash BYTEA NOT NULL,
+        UNIQUE (account, seq)
+    );",
+];
+
+const ACCOUNT_COLS: &str = "id, license, status, descending, pending, ascending, control, last_piece, audit_seq, audit_head";
+const PIECE_COLS: &str = "account, serial, kind, amount, state, authorized_at_ms, expires_at_ms, printed_at_ms, refund, refund_submitted_at_ms, scanned, signed";
+
+fn db(e: tokio_postgres::Error) -> StoreError {
+    StoreError::Database(e.to_string())
+}
+
+fn retryable(e: &tokio_postgres::Error) -> bool {
+    matches!(
+        e.code(),
+        Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE
+            || *c == SqlState::T_R_DEADLOCK_DETECTED
+            || *c == SqlState::UNIQUE_VIOLATION
+    )
+}
+
+/// Prepared statements of one connection.
+struct Stmts {
+    idem_get: Statement,
+    idem_put: Statement,
+    account_lock: Statement,
+    piece_lock: Statement,
+    due: Statement,
+    next_account: Statement,
+    account_insert: Statement,
+    account_update: Statement,
+    piece_put: Statement,
+    audit_put: Statement,
+}
+
+struct Conn {
+    client: Client,
+    stmts: Stmts,
+}
+
+async fn connect(url: &str) -> Result<Conn, StoreError> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await.map_err(db)?;
+    tokio::spawn(async move {
+        // Ends when the client is dropped or the server goes away; errors surface on the client.
+        let _ = connection.await;
+    });
+    let p = |sql: String| {
+        let client = &client;
+        async move { client.prepare(&sql).await.map_err(db) }
+    };
+    let stmts = Stmts {
+        idem_get: p("SELECT fingerprint, reply FROM idempotency WHERE request_id = $1".into())
+            .await?,
+        idem_put: p(
+            "INSERT INTO idempotency (request_id, fingerprint, reply, at_ms) VALUES ($1, $2, $3, $4)"
+                .into(),
+        )
+        .await?,
+        account_lock: p(format!(
+            "SELECT {ACCOUNT_COLS} FROM accounts WHERE id = $1 FOR UPDATE"
+        ))
+        .await?,
+        piece_lock: p(format!(
+            "SELECT {PIECE_COLS} FROM pieces WHERE account = $1 AND serial = $2 FOR UPDATE"
+        ))
+        .await?,
+        due: p(format!(
+            "SELECT {PIECE_COLS} FROM pieces WHERE state = 'reserved' AND expires_at_ms <= $1 \
+             ORDER BY expires_at_ms LIMIT $2 FOR UPDATE"
+        ))
+        .await?,
+        next_account: p("SELECT COALESCE(MAX(id), 0) + 1 FROM accounts".into()).await?,
+        account_insert: p(format!(
+            "INSERT INTO accounts ({ACCOUNT_COLS}) \
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 WHERE $11::BIGINT = 0"
+        ))
+        .await?,
+        account_update: p(
+            "UPDATE accounts SET license = $2, status = $3, descending = $4, pending = $5, \
+             ascending = $6, control = $7, last_piece = $8, audit_seq = $9, audit_head = $10 \
+             WHERE id = $1 AND audit_seq = $11"
+                .into(),
+        )
+        .await?,
+        piece_put: p(format!(
+            "INSERT INTO pieces ({PIECE_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+             ON CONFLICT (account, serial) DO UPDATE SET state = EXCLUDED.state, \
+             printed_at_ms = EXCLUDED.printed_at_ms, refund = EXCLUDED.refund, \
+             refund_submitted_at_ms = EXCLUDED.refund_submitted_at_ms, scanned = EXCLUDED.scanned"
+        ))
+        .await?,
+        audit_put: p(
+            "INSERT INTO audit (account, seq, at_ms, body, hash) VALUES ($1, $2, $3, $4, $5)"
+                .into(),
+        )
+        .await?,
+    };
+    Ok(Conn { client, stmts })
+}
+
+async fn migrate(url: &str) -> Result<(), StoreError> {
+    let (mut client, connection) = tokio_postgres::connect(url, NoTls).await.map_err(db)?;
+    let task = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    client
+        .batch_execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
+        .await
+        .map_err(db)?;
+    let tx = client.transaction().await.map_err(db)?;
+    // Serializes concurrent migrators (the key is arbitrary but fixed for Frank's ledger).
+    tx.execute("SELECT pg_advisory_xact_lock(7346528)", &[])
+        .await
+        .map_err(db)?;
+    let version: i64 = tx
+        .query_one("SELECT COALESCE(MAX(version), 0) FROM schema_version", &[])
+        .await
+        .map_err(db)?
+        .get(0);
+    for (i, sql) in MIGRATIONS.iter().enumerate() {
+        let v = i as i64 + 1;
+        if v > version {
+            tx.batch_execute(sql).await.map_err(db)?;
+            tx.execute("INSERT INTO schema_version (version) VALUES ($1)", &[&v])
+                .await
+                .map_err(db)?;
+        }
+    }
+    tx.commit().await.map_err(db)?;
+    drop(client);
+    let _ = task.await;
+    Ok(())
+}
+
+/// The PostgreSQL ledger store: a fixed pool of connections.
+pub struct PostgresStore {
+    url: String,
+    pool: Mutex<Vec<Conn>>,
+    permits: Semaphore,
+    config: PostgresConfig,
+    signer: Arc<dyn ItemSigner>,
+    limits: LedgerLimits,
+}
+
+/// A transaction's failure: retry, or give up with this error.
+enum TxError {
+    Retry,
+    Fail(StoreError),
+}
+
+impl From<tokio_postgres::Error> for TxError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        if retryable(&e) {
+            TxError::Retry
+        } else {
+            TxError::Fail(db(e))
+        }
+    }
+}
+
+impl From<StoreError> for TxError {
+    fn from(e: StoreError) -> Self {
+        TxError::Fail(e)
+    }
+}
+
+fn account_row(r: &tokio_postgres::Row) -> AccountRow {
+    AccountRow {
+        id: r.get(0),
+        license: r.get(1),
+        status: r.get(2),
+        descending: r.get(3),
+        pending: r.get(4),
+        ascending: r.get(5),
+        control: r.get(6),
+        last_piece: r.get(7),
+        audit_seq: r.get(8),
+        audit_head: r.get(9),
+    }
+}
+
+fn piece_row(r: &tokio_postgres::Row) -> PieceRow {
+    PieceRow {
+        account: r.get(0),
+        serial: r.get(1),
+        kind: r.get(2),
+        amount: r.get(3),
+        state: r.get(4),
+        authorized_at_ms: r.get(5),
+        expires_at_ms: r.get(6),
+        printed_at_ms: r.get(7),
+        refund: r.get(8),
+        refund_submitted_at_ms: r.get(9),
+        scanned: r.get(10),
+        signed: r.get(11),
+    }
+}
+
+fn audit_record(r: &tokio_postgres::Row) -> Result<StoredAuditRecord, StoreError> {
+    let hash: Vec<u8> = r.get(5);
+    Ok(StoredAuditRecord {
+        row_id: store::uint(r.get(0))?,
+        record: AuditRecord {
+            account: AccountId(store::uint(r.get(1))?),
+            seq: store::uint(r.get(2))?,
+            at_ms: store::uint(r.get(3))?,
+            body: r.get(4),
+            hash: store::hash32(&hash)?,
+        },
+    })
+}
+
+impl PostgresStore {
+    /// Connects to `url` (e.g. `postgres://user@127.0.0.1:5432/frank`), migrates the schema and
+    /// opens `connections_max` connections.
+    pub async fn connect(
+        url: &str,
+        config: PostgresConfig,
+        signer: Arc<dyn ItemSigner>,
+        limits: LedgerLimits,
+    ) -> Result<PostgresStore, StoreError> {
+        migrate(url).await?;
+        let n = config.connections_max.max(1);
+        let mut conns = Vec::with_capacity(n);
+        for _ in 0..n {
+            conns.push(connect(url).await?);
+        }
+        Ok(PostgresStore {
+            url: url.to_string(),
+            pool: Mutex::new(conns),
+            permits: Semaphore::new(n),
+            config,
+            signer,
+            limits,
+        })
+    }
+
+    async fn with_conn<T>(
+        &self,
+        f: impl AsyncFnOnce(&mut Conn) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        let conn = self.pool.lock().await.pop();
+        let mut conn = match conn {
+            Some(c) if !c.client.is_closed() => c,
+            _ => connect(&self.url).await?,
+        };
+        let r = f(&mut conn).await;
+        self.pool.lock().await.push(conn);
+        r
+    }
+
+    async fn attempt(
+        &self,
+        conn: &mut Conn,
+        request: &Request,
+        now_ms: u64,
+    ) -> Result<Reply, TxError> {
+        let s = &conn.stmts;
+        let tx = conn
+            .client
+            .build_transaction()
+            .isolation_level(IsolationLevel::ReadCommitted)
+            .start()
+            .await?;
+        // 1. Lock what the operation touches: accounts first (in id order, so concurrent
+        //    multi-account transactions cannot deadlock), then pieces. Under READ COMMITTED
+        //    each statement sees the latest committed rows, so after waiting for a lock we read
+        //    the winner's effect.
+        let keys = request.op.keys();
+        let mut snap = Snapshot::default();
+        if keys.next_account {
+            let next: i64 = tx.query_one(&s.next_account, &[]).await?.get(0);
+            snap.next_account = AccountId(store::uint(next)?);
+        }
+        let mut due = Vec::new();
+        if let Some(max) = keys.due_max {
+            for row in tx.query(&s.due, &[&int(now_ms)?, &i64::from(max)]).await? {
+                due.push(piece_row(&row).into_piece()?);
+            }
+        }
+        let mut accounts = keys.accounts.clone();
+        accounts.extend(due.iter().map(|p| p.id.account));
+        accounts.sort();
+        accounts.dedup();
+        for id in accounts {
+            if let Some(row) = tx.query_opt(&s.account_lock, &[&int(id.0)?]).await? {
+                snap.accounts.insert(id, account_row(&row).into_account()?);
+            }
+        }
+        for p in due {
+            snap.pieces.insert(p.id, p);
+        }
+        for id in keys.pieces {
+            let args = [int(id.account.0)?, int(id.serial.0)?];
+            if let Some(row) = tx.query_opt(&s.piece_lock, &[&args[0], &args[1]]).await? {
+                snap.pieces.insert(id, piece_row(&row).into_piece()?);
+            }
+        }
+        // 2. Seen before? (Read after the locks: a duplicate that waited sees the winner's
+        //    record. Duplicates with no account to lock meet on the primary key: 23505, retry.)
+        let key = request.id.to_bytes();
+        let existing = match tx.query_opt(&s.idem_get, &[&&key[..]]).await? {
+            Some(row) => {
+                let fp: Vec<u8> = row.get(0);
+                let reply: String = row.get(1);
+                Some(IdempotencyRecord {
+                    fingerprint: store::hash32(&fp)?,
+                    reply: ops::decode_reply(&reply).map_err(corrupt)?,
+                })
+            }
+            None => None,
+        };
+        if let Some(reply) = ops::replay(existing, request) {
+            tx.commit().await?;
+            return Ok(reply);
+        }
+        // 3. Decide and write. Account updates are conditional on the version read (the audit
+        //    sequence number, which every change advances): a lost race retries.
+        let reply = match ops::decide(&snap, request, now_ms, &self.limits, &*self.signer) {
+            Ok((outcome, changes)) => {
+                for a in &changes.accounts {
+                    a.registers
+                        .check()
+                        .map_err(|e| StoreError::InvariantBroken(e.to_string()))?;
+                    let r = AccountRow::from_account(a)?;
+                    let (stmt, version) = match snap.accounts.get(&a.id) {
+                        Some(before) => (&s.account_update, int(before.audit_seq)?),
+                        None => (&s.account_insert, 0),
+                    };
+                    let n = tx
+                        .execute(
+                            stmt,
+                            &[
+                                &r.id,
+                                &r.license,
+                                &r.status,
+                                &r.descending,
+                                &r.pending,
+                                &r.ascending,
+                                &r.control,
+                                &r.last_piece,
+                                &r.audit_seq,
+                                &r.audit_head,
+                                &version,
+                            ],
+                        )
+                        .await?;
+                    if n != 1 {
+                        return Err(TxError::Retry);
+                    }
+                }
+                for p in &changes.pieces {
+                    let r = PieceRow::from_piece(p)?;
+                    tx.execute(
+                        &s.piece_put,
+                        &[
+                            &r.account,
+                            &r.serial,
+                            &r.kind,
+                            &r.amount,
+                            &r.state,
+                            &r.authorized_at_ms,
+                            &r.expires_at_ms,
+                            &r.printed_at_ms,
+                            &r.refund,
+                            &r.refund_submitted_at_ms,
+                            &r.scanned,
+                            &r.signed,
+                        ],
+                    )
+                    .await?;
+                }
+                for rec in &changes.audit {
+                    tx.execute(
+                        &s.audit_put,
+                        &[
+                            &int(rec.account.0)?,
+                            &int(rec.seq)?,
+                            &int(rec.at_ms)?,
+                            &rec.body,
+                            &&rec.hash[..],
+                        ],
+                    )
+                    .await?;
+                }
+                Ok(outcome)
+            }
+            Err(e) => Err(e),
+        };
+        if store::remember(&reply) {
+            let fp = ops::fingerprint(&request.op);
+            tx.execute(
+                &s.idem_put,
+                &[
+                    &&key[..],
+                    &&fp[..],
+                    &ops::encode_reply(&reply),
+                    &int(now_ms)?,
+                ],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(reply)
+    }
+}
+
+impl LedgerStore for PostgresStore {
+    fn execute(&self, request: Request, now_ms: u64) -> BoxFuture<'_, Result<Reply, StoreError>> {
+        Box::pin(async move {
+            let attempts = self.config.serialization_retries_max.max(1);
+            self.with_conn(async |conn| {
+                for attempt in 0..attempts {
+                    match self.attempt(conn, &request, now_ms).await {
+                        Ok(reply) => return Ok(reply),
+                        Err(TxError::Fail(e)) => return Err(e),
+                        Err(TxError::Retry) => {
+                            // Back off a little, more each time, so racers spread out.
+                            let us = 50u64 << attempt.min(10);
+                            tokio::time::sleep(std::time::Duration::from_micros(us)).await;
+                        }
+                    }
+                }
+                Err(StoreError::Contention { attempts })
+            })
+            .await
+        })
+    }
+
+    fn account(&self, id: AccountId) -> BoxFuture<'_, Result<Option<Account>, StoreError>> {
+        Box::pin(self.with_conn(async move |c| {
+            let sql = format!("SELECT {ACCOUNT_COLS} FROM accounts WHERE id = $1");
+            c.client
+                .query_opt(&sql, &[&int(id.0)?])
+                .await
+                .map_err(db)?
+                .map(|r| account_row(&r).into_account())
+                .transpose()
+        }))
+    }
+
+    fn piece(&self, id: PieceId) -> BoxFuture<'_, Result<Option<Piece>, StoreError>> {
+        Box::pin(self.with_conn(async move |c| {
+            let sql = format!("SELECT {PIECE_COLS} FROM pieces WHERE account = $1 AND serial = $2");
+            c.client
+                .query_opt(&sql, &[&int(id.account.0)?, &int(id.serial.0)?])
+                .await
+                .map_err(db)?
+                .map(|r| piece_row(&r).into_piece())
+                .transpose()
+        }))
+    }
+
+    fn account_audit(&self, id: AccountId) -> BoxFuture<'_, Result<Vec<AuditRecord>, StoreError>> {
+        Box::pin(self.with_conn(async move |c| {
+            let rows = c
+                .client
+                .query(
+                    "SELECT id, account, seq, at_ms, body, hash FROM audit WHERE account = $1 ORDER BY seq",
+                    &[&int(id.0)?],
+                )
+                .await
+                .map_err(db)?;
+            rows.iter()
+                .map(|r| audit_record(r).map(|s| s.record))
+                .collect()
+        }))
+    }
+
+    fn audit_snapshot(&self) -> BoxFuture<'_, Result<store::AuditSnapshot, StoreError>> {
+        Box::pin(self.with_conn(async |c| {
+            let tx = c
+                .client
+                .build_transaction()
+                .isolation_level(IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .await
+                .map_err(db)?;
+            let accounts = tx
+                .query(
+                    &format!("SELECT {ACCOUNT_COLS} FROM accounts ORDER BY id"),
+                    &[],
+                )
+                .await
+                .map_err(db)?
+                .iter()
+                .map(|r| account_row(r).into_account())
+                .collect::<Result<Vec<_>, _>>()?;
+            let records = tx
+                .query(
+                    "SELECT id, account, seq, at_ms, body, hash FROM audit ORDER BY id",
+                    &[],
+                )
+                .await
+                .map_err(db)?
+                .iter()
+                .map(audit_record)
+                .collect::<Result<Vec<_>, _>>()?;
+            tx.commit().await.map_err(db)?;
+            Ok((accounts, records))
+        }))
+    }
+
+    fn max_license(&self) -> BoxFuture<'_, Result<u64, StoreError>> {
+        Box::pin(self.with_conn(async |c| {
+            let v: i64 = c
+                .client
+                .query_one("SELECT COALESCE(MAX(license), 0) FROM accounts", &[])
+                .await
+                .map_err(db)?
+                .get(0);
+            store::uint(v)
+        }))
+    }
+}

@@ -1,0 +1,494 @@
+//! The ledger service: owns the store, the payment processor and the licensing authority, and
+//! answers typed commands arriving over a bounded channel. The QUIC front holds only a
+//! [`LedgerHandle`]; it never touches the database, so the ledger could run as its own process
+//! behind the same interface.
+//!
+//! The service reads the clock (the shell); every operation below it gets `now_ms` passed in.
+
+use super::audit::{AuditBreak, AuditReport};
+use super::licensing::LicensingAuthority;
+use super::model::*;
+use super::ops::{self, External, Op, Request};
+use super::payment::{PaymentMethod, PaymentProcessor};
+use super::store::{self, LedgerStore, StoreError};
+use crate::money::Cents;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+/// Where the service gets the time from.
+pub trait Clock: Send + Sync {
+    fn now_ms(&self) -> u64;
+}
+
+/// Wall-clock time.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or(0)
+    }
+}
+
+/// A clock that moves only when told (tests, simulations, replays).
+pub struct ManualClock(AtomicU64);
+
+impl ManualClock {
+    pub fn new(now_ms: u64) -> ManualClock {
+        ManualClock(AtomicU64::new(now_ms))
+    }
+    pub fn set(&self, now_ms: u64) {
+        self.0.store(now_ms, Ordering::SeqCst);
+    }
+    pub fn advance(&self, ms: u64) {
+        self.0.fetch_add(ms, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Bounds and policy of the service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerConfig {
+    /// Capacity of the command channel from the front.
+    pub ledger_requests_max: usize,
+    /// Most commands being worked on at once (each waits on the store).
+    pub ledger_inflight_max: usize,
+    /// How often the reaper expires reservations and polls returned payments (0 = never).
+    pub reaper_interval_ms: u64,
+    pub limits: LedgerLimits,
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        LedgerConfig {
+            ledger_requests_max: 4096,
+            ledger_inflight_max: 2048,
+            reaper_interval_ms: 1000,
+            limits: LedgerLimits::default(),
+        }
+    }
+}
+
+/// Why a call through the handle did not produce an outcome.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CallError {
+    /// The ledger refused the operation (remembered under the request id).
+    #[error(transparent)]
+    Refused(#[from] LedgerError),
+    /// The ledger could not be reached or could not store; retry with the same request id.
+    #[error("ledger unavailable: {0}")]
+    Unavailable(#[from] StoreError),
+}
+
+type Answer<T> = oneshot::Sender<Result<T, CallError>>;
+
+enum Command {
+    Execute(Request, Answer<Outcome>),
+    Open(RequestId, Answer<Outcome>),
+    Fund {
+        id: RequestId,
+        account: AccountId,
+        amount: Cents,
+        method: PaymentMethod,
+        answer: Answer<Outcome>,
+    },
+    Account(AccountId, Answer<Account>),
+    Piece(PieceId, Answer<Piece>),
+    Statement(AccountId, u64, u64, Answer<Statement>),
+    Verify(oneshot::Sender<Result<AuditReport, AuditBreak>>),
+    Reap(Answer<Vec<PieceId>>),
+}
+
+/// The front's typed, cloneable connection to the ledger service.
+#[derive(Clone)]
+pub struct LedgerHandle {
+    tx: mpsc::Sender<Command>,
+}
+
+fn unexpected(o: Outcome) -> CallError {
+    CallError::Unavailable(StoreError::Corrupt(format!("unexpected outcome {o:?}")))
+}
+
+impl LedgerHandle {
+    async fn call<T>(&self, make: impl FnOnce(Answer<T>) -> Command) -> Result<T, CallError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(make(tx))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Runs any operation that needs no outside party (authorize, commit, void, refunds,
+    /// scans, ...). For `Fund` and `OpenAccount` use [`Self::fund`] / [`Self::open_account`].
+    pub async fn execute(&self, id: RequestId, op: Op) -> Result<Outcome, CallError> {
+        self.call(|a| Command::Execute(Request::new(id, op), a))
+            .await
+    }
+
+    /// Opens an account and asks the licensing authority for its meter license. A refused
+    /// license leaves the account pending (`Outcome::Opened { status: Pending, .. }`); retry
+    /// with [`Self::license`].
+    pub async fn open_account(&self, id: RequestId) -> Result<Outcome, CallError> {
+        self.call(|a| Command::Open(id, a)).await
+    }
+
+    /// Asks the licensing authority again for a pending account.
+    pub async fn license(&self, id: RequestId, account: AccountId) -> Result<LicenseId, CallError> {
+        match self.execute(id, Op::License { account }).await? {
+            Outcome::Licensed { license, .. } => Ok(license),
+            o => Err(unexpected(o)),
+        }
+    }
+
+    /// Charges `method` and credits the account. Validation errors, declines and limits are
+    /// refusals; a processor timeout is not remembered, so retry with the same id.
+    pub async fn fund(
+        &self,
+        id: RequestId,
+        account: AccountId,
+        amount: Cents,
+        method: PaymentMethod,
+    ) -> Result<Registers, CallError> {
+        let o = self
+            .call(|answer| Command::Fund {
+                id,
+                account,
+                amount,
+                method,
+                answer,
+            })
+            .await?;
+        match o {
+            Outcome::Funded { registers, .. } => Ok(registers),
+            o => Err(unexpected(o)),
+        }
+    }
+
+    pub async fn authorize(
+        &self,
+        id: RequestId,
+        account: AccountId,
+        kind: u8,
+        amount: Cents,
+        item: Vec<u8>,
+    ) -> Result<Authorization, CallError> {
+        let op = Op::Authorize {
+            account,
+            kind,
+            amount,
+            item,
+        };
+        match self.execute(id, op).await? {
+            Outcome::Authorized(a) => Ok(a),
+            o => Err(unexpected(o)),
+        }
+    }
+
+    pub async fn commit(
+        &self,
+        id: RequestId,
+        authorization: AuthorizationId,
+    ) -> Result<Registers, CallError> {
+        match self.execute(id, Op::Commit { authorization }).await? {
+            Outcome::Committed { registers, .. } => Ok(registers),
+            o => Err(unexpected(o)),
+        }
+    }
+
+    /// Ends an aborted print: `Outcome::Voided` if it never fully reached the printer,
+    /// otherwise `Outcome::RefundRequested`.
+    pub async fn void(
+        &self,
+        id: RequestId,
+        authorization: AuthorizationId,
+        reached_printer: bool,
+    ) -> Result<Outcome, CallError> {
+        let op = Op::Void {
+            authorization,
+            reached_printer,
+        };
+        self.execute(id, op).await
+    }
+
+    pub async fn request_refund(
+        &self,
+        id: RequestId,
+        piece: PieceId,
+    ) -> Result<Outcome, CallError> {
+        self.execute(id, Op::RequestRefund { piece }).await
+    }
+
+    /// A supervisor's decision.
+    pub async fn decide_refund(
+        &self,
+        id: RequestId,
+        piece: PieceId,
+        approve: bool,
+    ) -> Result<Outcome, CallError> {
+        self.execute(id, Op::DecideRefund { piece, approve }).await
+    }
+
+    /// A verifier saw the piece in the mail stream.
+    pub async fn record_scan(&self, id: RequestId, piece: PieceId) -> Result<Outcome, CallError> {
+        self.execute(id, Op::RecordScan { piece }).await
+    }
+
+    pub async fn account(&self, account: AccountId) -> Result<Account, CallError> {
+        self.call(|a| Command::Account(account, a)).await
+    }
+
+    /// An issued piece (authorization, item state, refund state, signed bytes).
+    pub async fn piece(&self, piece: PieceId) -> Result<Piece, CallError> {
+        self.call(|a| Command::Piece(piece, a)).await
+    }
+
+    pub async fn statement(
+        &self,
+        account: AccountId,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> Result<Statement, CallError> {
+        self.call(|a| Command::Statement(account, from_ms, to_ms, a))
+            .await
+    }
+
+    /// Runs the reaper now (expires due reservations, applies returned payments).
+    pub async fn reap(&self) -> Result<Vec<PieceId>, CallError> {
+        self.call(Command::Reap).await
+    }
+
+    /// Recomputes the audit chain and registers (`Ok(Err(break))` names the first break).
+    pub async fn verify_audit(&self) -> Result<Result<AuditReport, AuditBreak>, CallError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Verify(tx))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        Ok(rx.await.map_err(|_| StoreError::Closed)?)
+    }
+}
+
+/// Everything the service owns.
+struct Service {
+    store: Arc<dyn LedgerStore>,
+    payments: Arc<dyn PaymentProcessor>,
+    licensing: Arc<dyn LicensingAuthority>,
+    clock: Arc<dyn Clock>,
+    config: LedgerConfig,
+}
+
+fn outcome(r: Result<Reply, StoreError>) -> Result<Outcome, CallError> {
+    Ok(r??)
+}
+
+impl Service {
+    async fn execute(&self, request: Request) -> Result<Outcome, CallError> {
+        let now = self.clock.now_ms();
+        outcome(self.store.execute(request, now).await)
+    }
+
+    async fn open(&self, id: RequestId) -> Result<Outcome, CallError> {
+        let opened = self.execute(Request::new(id, Op::OpenAccount)).await?;
+        let Outcome::Opened {
+            account,
+            meter,
+            status: AccountStatus::Pending,
+        } = opened
+        else {
+            return Ok(opened);
+        };
+        let answer = self.licensing.issue(meter).await;
+        let request = Request {
+            id: id.derive("license"),
+            op: Op::License { account },
+            external: External::License(answer),
+        };
+        let status = match self.execute(request).await {
+            Ok(_) | Err(CallError::Refused(LedgerError::AlreadyLicensed { .. })) => {
+                AccountStatus::Active
+            }
+            Err(CallError::Refused(_)) => AccountStatus::Pending,
+            Err(e) => return Err(e),
+        };
+        Ok(Outcome::Opened {
+            account,
+            meter,
+            status,
+        })
+    }
+
+    async fn license(&self, request: Request) -> Result<Outcome, CallError> {
+        let Op::License { account } = request.op else {
+            return self.execute(request).await;
+        };
+        let meter = MeterSerial::for_account(account);
+        let answer = self.licensing.issue(meter).await;
+        self.execute(Request {
+            external: External::License(answer),
+            ..request
+        })
+        .await
+    }
+
+    async fn fund(
+        &self,
+        id: RequestId,
+        account: AccountId,
+        amount: Cents,
+        method: PaymentMethod,
+    ) -> Result<Outcome, CallError> {
+        let op = Op::Fund {
+            account,
+            amount,
+            method: method.summary(),
+        };
+        // Check status and limits before charging. If they fail, nothing is charged and the
+        // transaction refuses the top-up for the same reason (it checks them again). A replay
+        // answers the first result whatever is passed here; a replayed charge is idempotent at
+        // the processor (same key).
+        let precheck = match self.store.account(account).await? {
+            None => Err(LedgerError::UnknownAccount(account)),
+            Some(a) => ops::check_fund(&a, amount, &self.config.limits),
+        };
+        let external = match precheck {
+            Ok(()) => External::Payment(self.payments.charge(id, account, &method, amount).await),
+            Err(_) => External::None,
+        };
+        self.execute(Request { id, op, external }).await
+    }
+
+    async fn reap(&self) -> Result<Vec<PieceId>, CallError> {
+        for r in self.payments.returns().await {
+            let op = Op::PaymentReturned {
+                account: r.account,
+                payment: r.payment.clone(),
+            };
+            let id =
+                RequestId::from_bytes(ops::fingerprint(&op)[..16].try_into().unwrap_or([0; 16]));
+            self.execute(Request::new(id, op)).await?;
+        }
+        let op = Op::ExpireDue {
+            max: self.config.limits.expire_batch_max,
+        };
+        match self.execute(Request::new(RequestId::random(), op)).await? {
+            Outcome::Expired { ids } => Ok(ids),
+            o => Err(unexpected(o)),
+        }
+    }
+
+    async fn handle(&self, cmd: Command) {
+        match cmd {
+            Command::Execute(request, a) => {
+                let r = if matches!(request.op, Op::License { .. }) {
+                    self.license(request).await
+                } else {
+                    self.execute(request).await
+                };
+                let _ = a.send(r);
+            }
+            Command::Open(id, a) => {
+                let _ = a.send(self.open(id).await);
+            }
+            Command::Fund {
+                id,
+                account,
+                amount,
+                method,
+                answer,
+            } => {
+                let _ = answer.send(self.fund(id, account, amount, method).await);
+            }
+            Command::Account(id, a) => {
+                let r = match self.store.account(id).await {
+                    Ok(Some(acct)) => Ok(acct),
+                    Ok(None) => Err(LedgerError::UnknownAccount(id).into()),
+                    Err(e) => Err(e.into()),
+                };
+                let _ = a.send(r);
+            }
+            Command::Piece(id, a) => {
+                let r = match self.store.piece(id).await {
+                    Ok(Some(p)) => Ok(p),
+                    Ok(None) => Err(LedgerError::UnknownPiece(id).into()),
+                    Err(e) => Err(e.into()),
+                };
+                let _ = a.send(r);
+            }
+            Command::Statement(id, from, to, a) => {
+                let r = store::statement(&*self.store, id, from, to).await;
+                let _ = a.send(match r {
+                    Ok(Ok(s)) => Ok(s),
+                    Ok(Err(e)) => Err(e.into()),
+                    Err(e) => Err(e.into()),
+                });
+            }
+            Command::Verify(a) => {
+                let _ = a.send(store::verify_audit(&*self.store).await);
+            }
+            Command::Reap(a) => {
+                let _ = a.send(self.reap().await);
+            }
+        }
+    }
+}
+
+/// Starts the ledger service on the current tokio runtime and returns its handle. The service
+/// ends when every handle is dropped.
+pub fn spawn(
+    store: Arc<dyn LedgerStore>,
+    payments: Arc<dyn PaymentProcessor>,
+    licensing: Arc<dyn LicensingAuthority>,
+    clock: Arc<dyn Clock>,
+    config: LedgerConfig,
+) -> LedgerHandle {
+    let (tx, mut rx) = mpsc::channel::<Command>(config.ledger_requests_max.max(1));
+    let reaper_interval_ms = config.reaper_interval_ms;
+    let permits = Arc::new(Semaphore::new(config.ledger_inflight_max.max(1)));
+    let service = Arc::new(Service {
+        store,
+        payments,
+        licensing,
+        clock,
+        config,
+    });
+    if reaper_interval_ms > 0 {
+        let weak = tx.downgrade();
+        tokio::spawn(async move {
+            let mut tick =
+                tokio::time::interval(std::time::Duration::from_millis(reaper_interval_ms));
+            loop {
+                tick.tick().await;
+                let Some(tx) = weak.upgrade() else { break };
+                let (a, rx) = oneshot::channel();
+                if tx.send(Command::Reap(a)).await.is_err() {
+                    break;
+                }
+                drop(tx);
+                let _ = rx.await;
+            }
+        });
+    }
+    tokio::spawn(async move {
+        while let Some(cmd) = rx.recv().await {
+            let Ok(permit) = permits.clone().acquire_owned().await else {
+                break;
+            };
+            let service = service.clone();
+            tokio::spawn(async move {
+                service.handle(cmd).await;
+                drop(permit);
+            });
+        }
+    });
+    LedgerHandle { tx }
+}

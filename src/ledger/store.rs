@@ -1,0 +1,207 @@
+//! The storage interface every backend implements, and helpers they share.
+
+use super::audit::{self, AuditBreak, AuditRecord, AuditReport, BreakKind, StoredAuditRecord};
+use super::model::*;
+use super::ops::Request;
+use super::payment::BoxFuture;
+use crate::money::Cents;
+
+/// A storage failure. Unlike a [`LedgerError`], nothing is remembered under the request id:
+/// the client may retry with the same id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("the ledger queue is full ({queue_requests_max} requests); retry shortly")]
+    Busy { queue_requests_max: usize },
+    #[error("the ledger store is shut down")]
+    Closed,
+    #[error("database error: {0}")]
+    Database(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("a batch would break the register invariant; it was rolled back: {0}")]
+    InvariantBroken(String),
+    #[error("gave up after {attempts} attempts on conflicting concurrent updates")]
+    Contention { attempts: u32 },
+}
+
+/// All accounts and the whole audit log, read together.
+pub type AuditSnapshot = (Vec<Account>, Vec<StoredAuditRecord>);
+
+/// Durable ledger storage. `execute` runs one request in a transaction that also writes its
+/// idempotency record and audit records, and resolves only after that transaction committed.
+pub trait LedgerStore: Send + Sync + 'static {
+    fn execute(&self, request: Request, now_ms: u64) -> BoxFuture<'_, Result<Reply, StoreError>>;
+    fn account(&self, id: AccountId) -> BoxFuture<'_, Result<Option<Account>, StoreError>>;
+    fn piece(&self, id: PieceId) -> BoxFuture<'_, Result<Option<Piece>, StoreError>>;
+    /// One account's audit records in chain order (for statements).
+    fn account_audit(&self, id: AccountId) -> BoxFuture<'_, Result<Vec<AuditRecord>, StoreError>>;
+    /// All accounts and the whole audit log (row-id order), read in one consistent snapshot.
+    fn audit_snapshot(&self) -> BoxFuture<'_, Result<AuditSnapshot, StoreError>>;
+    /// The largest license id recorded (to restart sequential licensing).
+    fn max_license(&self) -> BoxFuture<'_, Result<u64, StoreError>>;
+}
+
+/// Recomputes the hash chains and registers from the log and compares with the accounts.
+/// A store that cannot be read is reported as a break at row 0.
+pub async fn verify_audit(store: &dyn LedgerStore) -> Result<AuditReport, AuditBreak> {
+    let (accounts, records) = store.audit_snapshot().await.map_err(|e| AuditBreak {
+        row_id: 0,
+        account: AccountId(0),
+        kind: BreakKind::BadBody(format!("store unreadable: {e}")),
+    })?;
+    audit::verify_records(&records, &accounts)
+}
+
+/// A statement for `[from_ms, to_ms)`.
+pub async fn statement(
+    store: &dyn LedgerStore,
+    account: AccountId,
+    from_ms: u64,
+    to_ms: u64,
+) -> Result<Result<Statement, LedgerError>, StoreError> {
+    if store.account(account).await?.is_none() {
+        return Ok(Err(LedgerError::UnknownAccount(account)));
+    }
+    let records = store.account_audit(account).await?;
+    Ok(Ok(audit::statement(account, &records, from_ms, to_ms)))
+}
+
+/// Whether a reply is remembered under its request id. Not remembered: a processor timeout
+/// (the charge may be retried with the same key) and a reaper pass that expired nothing (the
+/// reaper runs every second; its empty passes would only grow the table).
+pub fn remember(reply: &Reply) -> bool {
+    match reply {
+        Err(LedgerError::Payment(PaymentError::Timeout)) => false,
+        Ok(Outcome::Expired { ids }) => !ids.is_empty(),
+        _ => true,
+    }
+}
+
+pub(crate) fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}
+
+pub(crate) fn cents(v: i64) -> Result<Cents, StoreError> {
+    u64::try_from(v)
+        .ok()
+        .and_then(|v| Cents::new(v).ok())
+        .ok_or_else(|| corrupt(format!("amount {v} out of range")))
+}
+
+pub(crate) fn int(v: u64) -> Result<i64, StoreError> {
+    i64::try_from(v).map_err(|_| corrupt(format!("value {v} does not fit BIGINT")))
+}
+
+pub(crate) fn uint(v: i64) -> Result<u64, StoreError> {
+    u64::try_from(v).map_err(|_| corrupt(format!("negative value {v}")))
+}
+
+pub(crate) fn hash32(v: &[u8]) -> Result<[u8; 32], StoreError> {
+    v.try_into().map_err(|_| corrupt("hash is not 32 bytes"))
+}
+
+/// An account row as plain integers (shared by the SQL backends).
+pub(crate) struct AccountRow {
+    pub id: i64,
+    pub license: Option<i64>,
+    pub status: String,
+    pub descending: i64,
+    pub pending: i64,
+    pub ascending: i64,
+    pub control: i64,
+    pub last_piece: i64,
+    pub audit_seq: i64,
+    pub audit_head: Vec<u8>,
+}
+
+impl AccountRow {
+    pub fn from_account(a: &Account) -> Result<AccountRow, StoreError> {
+        Ok(AccountRow {
+            id: int(a.id.0)?,
+            license: a.license.map(|l| int(l.0)).transpose()?,
+            status: a.status.as_str().to_string(),
+            descending: int(a.registers.descending.get())?,
+            pending: int(a.registers.pending.get())?,
+            ascending: int(a.registers.ascending.get())?,
+            control: int(a.registers.control.get())?,
+            last_piece: int(a.last_piece.0)?,
+            audit_seq: int(a.audit_seq)?,
+            audit_head: a.audit_head.to_vec(),
+        })
+    }
+    pub fn into_account(self) -> Result<Account, StoreError> {
+        let id = AccountId(uint(self.id)?);
+        let mut a = Account::new(id);
+        a.license = self.license.map(|l| uint(l).map(LicenseId)).transpose()?;
+        a.status = AccountStatus::parse(&self.status)
+            .ok_or_else(|| corrupt(format!("account status {:?}", self.status)))?;
+        a.registers = Registers {
+            descending: cents(self.descending)?,
+            pending: cents(self.pending)?,
+            ascending: cents(self.ascending)?,
+            control: cents(self.control)?,
+        };
+        a.last_piece = PieceSerial(uint(self.last_piece)?);
+        a.audit_seq = uint(self.audit_seq)?;
+        a.audit_head = hash32(&self.audit_head)?;
+        Ok(a)
+    }
+}
+
+/// A piece row as plain integers (shared by the SQL backends).
+pub(crate) struct PieceRow {
+    pub account: i64,
+    pub serial: i64,
+    pub kind: i64,
+    pub amount: i64,
+    pub state: String,
+    pub authorized_at_ms: i64,
+    pub expires_at_ms: i64,
+    pub printed_at_ms: Option<i64>,
+    pub refund: Option<String>,
+    pub refund_submitted_at_ms: Option<i64>,
+    pub scanned: bool,
+    pub signed: Vec<u8>,
+}
+
+impl PieceRow {
+    pub fn from_piece(p: &Piece) -> Result<PieceRow, StoreError> {
+        Ok(PieceRow {
+            account: int(p.id.account.0)?,
+            serial: int(p.id.serial.0)?,
+            kind: i64::from(p.kind),
+            amount: int(p.amount.get())?,
+            state: p.state.as_str().to_string(),
+            authorized_at_ms: int(p.authorized_at_ms)?,
+            expires_at_ms: int(p.expires_at_ms)?,
+            printed_at_ms: p.printed_at_ms.map(int).transpose()?,
+            refund: p.refund.map(|r| r.as_str().to_string()),
+            refund_submitted_at_ms: p.refund_submitted_at_ms.map(int).transpose()?,
+            scanned: p.scanned,
+            signed: p.signed.clone(),
+        })
+    }
+    pub fn into_piece(self) -> Result<Piece, StoreError> {
+        Ok(Piece {
+            id: PieceId {
+                account: AccountId(uint(self.account)?),
+                serial: PieceSerial(uint(self.serial)?),
+            },
+            kind: u8::try_from(self.kind).map_err(|_| corrupt("piece kind"))?,
+            amount: cents(self.amount)?,
+            state: PieceState::parse(&self.state)
+                .ok_or_else(|| corrupt(format!("piece state {:?}", self.state)))?,
+            authorized_at_ms: uint(self.authorized_at_ms)?,
+            expires_at_ms: uint(self.expires_at_ms)?,
+            printed_at_ms: self.printed_at_ms.map(uint).transpose()?,
+            refund: self
+                .refund
+                .map(|r| RefundState::parse(&r).ok_or_else(|| corrupt("refund state")))
+                .transpose()?,
+            refund_submitted_at_ms: self.refund_submitted_at_ms.map(uint).transpose()?,
+            scanned: self.scanned,
+            signed: self.signed,
+        })
+    }
+}

@@ -1,0 +1,884 @@
+//! One conformance suite, run on the SQLite and the PostgreSQL store, plus the reliability
+//! tests: duplicate retries, double spend, audit tampering.
+
+#[path = "support/postgres.rs"]
+mod pg;
+#[path = "support/ledger.rs"]
+mod support;
+
+use frank::ledger::audit::BreakKind;
+use frank::ledger::ops::{External, Op, Request};
+use frank::ledger::postgres::{PostgresConfig, PostgresStore};
+use frank::ledger::sqlite::{SqliteConfig, SqliteStore};
+use frank::ledger::*;
+use std::sync::Arc;
+use support::*;
+
+const T0: u64 = 1_780_000_000_000;
+const DAY_MS: u64 = 24 * 3600 * 1000;
+
+fn sqlite_store(dir: &tempfile::TempDir) -> Arc<dyn LedgerStore> {
+    Arc::new(
+        SqliteStore::open(
+            &dir.path().join("ledger.db"),
+            SqliteConfig::default(),
+            signer(),
+            LedgerLimits::default(),
+        )
+        .unwrap(),
+    )
+}
+
+async fn postgres_store() -> (Arc<dyn LedgerStore>, String) {
+    let url = pg::database().await;
+    let store = PostgresStore::connect(
+        &url,
+        PostgresConfig::default(),
+        signer(),
+        LedgerLimits::default(),
+    )
+    .await
+    .unwrap();
+    (Arc::new(store), url)
+}
+
+/// Asserts that `reply` is the error `want` and that the account's registers did not move.
+async fn refused(store: &dyn LedgerStore, account: AccountId, reply: Reply, want: LedgerError) {
+    let before = registers(store, account).await;
+    assert_eq!(reply, Err(want));
+    assert_eq!(registers(store, account).await, before);
+}
+
+async fn suite(store: Arc<dyn LedgerStore>) {
+    let s = &*store;
+    accounts_and_licensing(s).await;
+    funding_rules(s).await;
+    authorize_commit_void(s).await;
+    expiry(s).await;
+    refunds(s).await;
+    idempotency(s).await;
+    locked_accounts(s).await;
+    statements(s).await;
+    let report = verify_audit(s).await.expect("audit verifies");
+    assert!(report.records > 10);
+}
+
+async fn accounts_and_licensing(s: &dyn LedgerStore) {
+    let a = open_active(s, 100, T0).await;
+    let acct = s.account(a).await.unwrap().unwrap();
+    assert_eq!(acct.license, Some(LicenseId(100)));
+    assert_eq!(acct.meter, MeterSerial::for_account(a));
+    // No license: pending, cannot fund or print.
+    let pending = match exec(s, Op::OpenAccount, T0).await {
+        Ok(Outcome::Opened {
+            account,
+            status: AccountStatus::Pending,
+            ..
+        }) => account,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        s.execute(fund_request(pending, 1000, "x"), T0)
+            .await
+            .unwrap(),
+        Err(LedgerError::AccountPending { account: pending })
+    );
+    let refusal = Request {
+        id: rid(),
+        op: Op::License { account: pending },
+        external: External::License(Err("not approved".into())),
+    };
+    assert_eq!(
+        s.execute(refusal, T0).await.unwrap(),
+        Err(LedgerError::LicenseRefused {
+            reason: "not approved".into()
+        })
+    );
+    assert_eq!(
+        s.account(pending).await.unwrap().unwrap().status,
+        AccountStatus::Pending
+    );
+    let grant = Request {
+        id: rid(),
+        op: Op::License { account: pending },
+        external: External::License(Ok(LicenseId(101))),
+    };
+    assert!(matches!(
+        s.execute(grant, T0).await.unwrap(),
+        Ok(Outcome::Licensed { .. })
+    ));
+    assert_eq!(
+        s.account(pending).await.unwrap().unwrap().status,
+        AccountStatus::Active
+    );
+    assert_eq!(s.max_license().await.unwrap(), 101);
+}
+
+async fn funding_rules(s: &dyn LedgerStore) {
+    let a = open_active(s, 200, T0).await;
+    let limits = LedgerLimits::default();
+    let mut req = fund_request(a, 0, "z");
+    let r = s.execute(req.clone(), T0).await.unwrap();
+    refused(s, a, r, LedgerError::ZeroAmount).await;
+    req = fund_request(a, 100, "small");
+    let r = s.execute(req, T0).await.unwrap();
+    refused(
+        s,
+        a,
+        r,
+        LedgerError::TopUpBelowMinimum {
+            amount: c(100),
+            min: limits.top_up_min,
+        },
+    )
+    .await;
+    let r = s
+        .execute(fund_request(a, 2_000_000, "big"), T0)
+        .await
+        .unwrap();
+    refused(
+        s,
+        a,
+        r,
+        LedgerError::TopUpAboveMaximum {
+            amount: c(2_000_000),
+            max: limits.top_up_max,
+        },
+    )
+    .await;
+    let declined = Request {
+        external: External::Payment(Err(PaymentError::Declined)),
+        ..fund_request(a, 1000, "d")
+    };
+    let r = s.execute(declined, T0).await.unwrap();
+    refused(s, a, r, LedgerError::Payment(PaymentError::Declined)).await;
+    let regs = fund(s, a, 5000, T0).await;
+    assert_eq!(
+        regs,
+        Registers {
+            descending: c(5000),
+            pending: c(0),
+            ascending: c(0),
+            control: c(5000)
+        }
+    );
+    let r = s
+        .execute(fund_request(AccountId(999_999), 1000, "u"), T0)
+        .await
+        .unwrap();
+    assert_eq!(r, Err(LedgerError::UnknownAccount(AccountId(999_999))));
+}
+
+async fn authorize_commit_void(s: &dyn LedgerStore) {
+    let key = Ed25519Signer::new(7).verifying_key();
+    let a = open_active(s, 300, T0).await;
+    let r = authorize(s, a, 500, T0).await;
+    refused(
+        s,
+        a,
+        r,
+        LedgerError::InsufficientFunds {
+            available: c(0),
+            requested: c(500),
+        },
+    )
+    .await;
+    fund(s, a, 1000, T0).await;
+    let r = authorize(s, a, 0, T0).await;
+    refused(s, a, r, LedgerError::ZeroAmount).await;
+    let r = authorize(s, a, 100_001, T0).await;
+    refused(
+        s,
+        a,
+        r,
+        LedgerError::AmountTooLarge {
+            amount: c(100_001),
+            max: c(100_000),
+        },
+    )
+    .await;
+    let r = authorize(s, a, 1001, T0).await;
+    refused(
+        s,
+        a,
+        r,
+        LedgerError::InsufficientFunds {
+            available: c(1000),
+            requested: c(1001),
+        },
+    )
+    .await;
+
+    let first = authorization(authorize(s, a, 300, T0).await);
+    assert_eq!(
+        first.id,
+        PieceId {
+            account: a,
+            serial: PieceSerial(1)
+        }
+    );
+    assert_eq!(first.expires_at_ms, T0 + 120_000);
+    assert_eq!(
+        first.registers,
+        Registers {
+            descending: c(700),
+            pending: c(300),
+            ascending: c(0),
+            control: c(1000)
+        }
+    );
+    let facts = verify_signed(&key, &first.signed);
+    assert_eq!(facts.piece, PieceSerial(1));
+    assert_eq!(facts.amount, c(300));
+    assert_eq!(facts.descending_after, c(700));
+    assert_eq!(facts.license, LicenseId(300));
+    let stored = s.piece(first.id).await.unwrap().unwrap();
+    assert_eq!(stored.signed, first.signed);
+    assert_eq!(stored.item_state(), ItemState::Reserved);
+
+    let second = authorization(authorize(s, a, 200, T0).await);
+    assert_eq!(second.id.serial, PieceSerial(2));
+
+    let r = exec(
+        s,
+        Op::Commit {
+            authorization: first.id,
+        },
+        T0 + 1,
+    )
+    .await;
+    assert!(matches!(r, Ok(Outcome::Committed { registers, .. }) if registers.ascending == c(300)));
+    let r = exec(
+        s,
+        Op::Commit {
+            authorization: first.id,
+        },
+        T0 + 2,
+    )
+    .await;
+    refused(s, a, r, LedgerError::AlreadyCommitted(first.id)).await;
+    let r = exec(
+        s,
+        Op::Void {
+            authorization: first.id,
+            reached_printer: false,
+        },
+        T0 + 2,
+    )
+    .await;
+    refused(s, a, r, LedgerError::AlreadyCommitted(first.id)).await;
+    assert_eq!(
+        s.piece(first.id).await.unwrap().unwrap().item_state(),
+        ItemState::Printed
+    );
+
+    let r = exec(
+        s,
+        Op::Void {
+            authorization: second.id,
+            reached_printer: false,
+        },
+        T0 + 3,
+    )
+    .await;
+    assert!(matches!(r, Ok(Outcome::Voided { .. })), "{r:?}");
+    let r = exec(
+        s,
+        Op::Commit {
+            authorization: second.id,
+        },
+        T0 + 4,
+    )
+    .await;
+    refused(s, a, r, LedgerError::AlreadyVoided(second.id)).await;
+    assert_eq!(
+        registers(s, a).await,
+        Registers {
+            descending: c(700),
+            pending: c(0),
+            ascending: c(300),
+            control: c(1000)
+        }
+    );
+    let ghost = PieceId {
+        account: a,
+        serial: PieceSerial(99),
+    };
+    let r = exec(
+        s,
+        Op::Commit {
+            authorization: ghost,
+        },
+        T0,
+    )
+    .await;
+    refused(s, a, r, LedgerError::UnknownPiece(ghost)).await;
+    // The piece counter never reuses a serial, even after a void.
+    assert_eq!(
+        authorization(authorize(s, a, 100, T0).await).id.serial,
+        PieceSerial(3)
+    );
+}
+
+async fn expiry(s: &dyn LedgerStore) {
+    let a = open_active(s, 400, T0).await;
+    fund(s, a, 1000, T0).await;
+    let auth = authorization(authorize(s, a, 400, T0).await);
+    let late = auth.expires_at_ms;
+    let r = exec(
+        s,
+        Op::Commit {
+            authorization: auth.id,
+        },
+        late,
+    )
+    .await;
+    refused(
+        s,
+        a,
+        r,
+        LedgerError::AuthorizationExpired {
+            id: auth.id,
+            expired_at_ms: late,
+        },
+    )
+    .await;
+    // Not yet due: the reaper leaves it.
+    match exec(s, Op::ExpireDue { max: 1000 }, late - 1).await {
+        Ok(Outcome::Expired { ids }) => assert!(!ids.contains(&auth.id)),
+        other => panic!("{other:?}"),
+    }
+    match exec(s, Op::ExpireDue { max: 1000 }, late).await {
+        Ok(Outcome::Expired { ids }) => assert!(ids.contains(&auth.id)),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(registers(s, a).await.descending, c(1000));
+    assert_eq!(registers(s, a).await.pending, c(0));
+    assert_eq!(
+        s.piece(auth.id).await.unwrap().unwrap().state,
+        PieceState::Expired
+    );
+    let r = exec(
+        s,
+        Op::Commit {
+            authorization: auth.id,
+        },
+        late,
+    )
+    .await;
+    refused(
+        s,
+        a,
+        r,
+        LedgerError::AuthorizationExpired {
+            id: auth.id,
+            expired_at_ms: late,
+        },
+    )
+    .await;
+}
+
+async fn refunds(s: &dyn LedgerStore) {
+    let a = open_active(s, 500, T0).await;
+    fund(s, a, 2000, T0).await;
+    // A void after the item reached the printer becomes a refund request.
+    let p1 = authorization(authorize(s, a, 300, T0).await).id;
+    let r = exec(
+        s,
+        Op::Void {
+            authorization: p1,
+            reached_printer: true,
+        },
+        T0 + 1,
+    )
+    .await;
+    assert!(matches!(r, Ok(Outcome::RefundRequested { .. })), "{r:?}");
+    assert_eq!(
+        s.piece(p1).await.unwrap().unwrap().item_state(),
+        ItemState::RefundRequested
+    );
+    assert_eq!(registers(s, a).await.ascending, c(300));
+    let r = exec(s, Op::RequestRefund { piece: p1 }, T0 + 2).await;
+    refused(s, a, r, LedgerError::RefundAlreadyRequested(p1)).await;
+    // Approval credits descending and the control total; ascending never falls.
+    let r = exec(
+        s,
+        Op::DecideRefund {
+            piece: p1,
+            approve: true,
+        },
+        T0 + 3,
+    )
+    .await;
+    assert!(
+        matches!(r, Ok(Outcome::RefundDecided { approved: true, .. })),
+        "{r:?}"
+    );
+    assert_eq!(
+        registers(s, a).await,
+        Registers {
+            descending: c(2000),
+            pending: c(0),
+            ascending: c(300),
+            control: c(2300)
+        }
+    );
+    assert_eq!(
+        s.piece(p1).await.unwrap().unwrap().item_state(),
+        ItemState::Refunded
+    );
+    let r = exec(
+        s,
+        Op::DecideRefund {
+            piece: p1,
+            approve: true,
+        },
+        T0 + 4,
+    )
+    .await;
+    refused(s, a, r, LedgerError::NoRefundPending(p1)).await;
+
+    // Window: 28 days after printing.
+    let p2 = authorization(authorize(s, a, 200, T0).await).id;
+    exec(s, Op::Commit { authorization: p2 }, T0).await.unwrap();
+    let deadline = T0 + 28 * DAY_MS;
+    let r = exec(s, Op::RequestRefund { piece: p2 }, deadline + 1).await;
+    refused(
+        s,
+        a,
+        r,
+        LedgerError::RefundWindowClosed {
+            id: p2,
+            deadline_ms: deadline,
+        },
+    )
+    .await;
+    // A refund on an unprinted piece.
+    let p3 = authorization(authorize(s, a, 100, T0).await).id;
+    let r = exec(s, Op::RequestRefund { piece: p3 }, T0).await;
+    refused(s, a, r, LedgerError::NotPrinted(p3)).await;
+    exec(s, Op::Commit { authorization: p3 }, T0).await.unwrap();
+    // A scan rejects a pending refund.
+    let r = exec(s, Op::RequestRefund { piece: p3 }, T0 + DAY_MS).await;
+    assert!(r.is_ok(), "{r:?}");
+    let r = exec(s, Op::RecordScan { piece: p3 }, T0 + DAY_MS).await;
+    assert_eq!(
+        r,
+        Ok(Outcome::ScanRecorded {
+            id: p3,
+            refund_rejected: true
+        })
+    );
+    assert_eq!(
+        s.piece(p3).await.unwrap().unwrap().item_state(),
+        ItemState::RefundRejected
+    );
+    let r = exec(
+        s,
+        Op::DecideRefund {
+            piece: p3,
+            approve: true,
+        },
+        T0 + DAY_MS,
+    )
+    .await;
+    refused(s, a, r, LedgerError::NoRefundPending(p3)).await;
+    // A scanned piece cannot be refunded later.
+    let r = exec(s, Op::RequestRefund { piece: p2 }, T0 + 1).await;
+    assert!(r.is_ok());
+    exec(
+        s,
+        Op::DecideRefund {
+            piece: p2,
+            approve: false,
+        },
+        T0 + 2,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.piece(p2).await.unwrap().unwrap().item_state(),
+        ItemState::RefundRejected
+    );
+}
+
+async fn idempotency(s: &dyn LedgerStore) {
+    let a = open_active(s, 600, T0).await;
+    // The first result is replayed, even an error, even after the state changed.
+    let auth = Request::new(
+        rid(),
+        Op::Authorize {
+            account: a,
+            kind: 2,
+            amount: c(700),
+            item: b"parcel".to_vec(),
+        },
+    );
+    let first = s.execute(auth.clone(), T0).await.unwrap();
+    assert_eq!(
+        first,
+        Err(LedgerError::InsufficientFunds {
+            available: c(0),
+            requested: c(700)
+        })
+    );
+    fund(s, a, 1000, T0).await;
+    assert_eq!(s.execute(auth.clone(), T0).await.unwrap(), first);
+    // Same id, different body.
+    let other = Request {
+        op: Op::Authorize {
+            account: a,
+            kind: 2,
+            amount: c(701),
+            item: b"parcel".to_vec(),
+        },
+        ..auth.clone()
+    };
+    assert_eq!(
+        s.execute(other, T0).await.unwrap(),
+        Err(LedgerError::IdempotencyConflict { request: auth.id })
+    );
+    // A success replays the same authorization (same serial, same signature) with no new effect.
+    let ok = Request::new(
+        rid(),
+        Op::Authorize {
+            account: a,
+            kind: 2,
+            amount: c(400),
+            item: b"x".to_vec(),
+        },
+    );
+    let r1 = s.execute(ok.clone(), T0).await.unwrap();
+    let after = registers(s, a).await;
+    let r2 = s.execute(ok.clone(), T0 + 5).await.unwrap();
+    assert_eq!(r1, r2);
+    assert_eq!(registers(s, a).await, after);
+    let fund_req = fund_request(a, 1000, "once");
+    let f1 = s.execute(fund_req.clone(), T0).await.unwrap();
+    let f2 = s.execute(fund_req, T0).await.unwrap();
+    assert_eq!(f1, f2);
+    assert_eq!(registers(s, a).await.control, c(2000));
+}
+
+async fn locked_accounts(s: &dyn LedgerStore) {
+    let a = open_active(s, 700, T0).await;
+    fund(s, a, 1000, T0).await;
+    let p = authorization(authorize(s, a, 100, T0).await).id;
+    let r = exec(
+        s,
+        Op::PaymentReturned {
+            account: a,
+            payment: PaymentId("ach-1".into()),
+        },
+        T0,
+    )
+    .await;
+    assert_eq!(r, Ok(Outcome::Locked { account: a }));
+    let r = authorize(s, a, 100, T0).await;
+    refused(s, a, r, LedgerError::AccountLocked { account: a }).await;
+    let r = s.execute(fund_request(a, 1000, "l"), T0).await.unwrap();
+    refused(s, a, r, LedgerError::AccountLocked { account: a }).await;
+    let r = exec(s, Op::Commit { authorization: p }, T0).await;
+    refused(s, a, r, LedgerError::AccountLocked { account: a }).await;
+    // The reservation can still be released (no value leaves a locked account).
+    let r = exec(
+        s,
+        Op::Void {
+            authorization: p,
+            reached_printer: false,
+        },
+        T0,
+    )
+    .await;
+    assert!(r.is_ok(), "{r:?}");
+}
+
+async fn statements(s: &dyn LedgerStore) {
+    let a = open_active(s, 800, T0).await;
+    fund(s, a, 5000, T0).await;
+    let p1 = authorization(authorize(s, a, 1000, T0 + 10).await).id;
+    exec(s, Op::Commit { authorization: p1 }, T0 + 11)
+        .await
+        .unwrap();
+    // period starts here
+    fund(s, a, 2000, T0 + 100).await;
+    let p2 = authorization(authorize(s, a, 300, T0 + 101).await).id;
+    exec(s, Op::Commit { authorization: p2 }, T0 + 102)
+        .await
+        .unwrap();
+    let p3 = authorization(authorize(s, a, 200, T0 + 103).await).id;
+    exec(
+        s,
+        Op::Void {
+            authorization: p3,
+            reached_printer: false,
+        },
+        T0 + 104,
+    )
+    .await
+    .unwrap();
+    exec(s, Op::RequestRefund { piece: p1 }, T0 + 105)
+        .await
+        .unwrap();
+    exec(
+        s,
+        Op::DecideRefund {
+            piece: p1,
+            approve: true,
+        },
+        T0 + 106,
+    )
+    .await
+    .unwrap();
+    let _open = authorization(authorize(s, a, 50, T0 + 107).await);
+    // after the period
+    fund(s, a, 500, T0 + 200).await;
+    let records = s.account_audit(a).await.unwrap();
+    let st = frank::ledger::audit::statement(a, &records, T0 + 100, T0 + 200);
+    assert_eq!(st.beginning, c(4000));
+    assert_eq!(st.credits, c(2000));
+    assert_eq!(st.printed, c(300));
+    assert_eq!(st.voided, c(200));
+    assert_eq!(st.refunded, c(1000));
+    assert_eq!(st.ending, c(6700));
+    assert_eq!(
+        st.ending.get(),
+        st.beginning.get() + st.credits.get() + st.refunded.get() - st.printed.get()
+    );
+    let via_store = frank::ledger::store::statement(s, a, T0 + 100, T0 + 200)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(via_store, st);
+}
+
+/// Each of `n` authorize→commit pairs is sent 1–5 times concurrently: exactly one effect each.
+async fn duplicate_retries(s: Arc<dyn LedgerStore>) {
+    let a = open_active(&*s, 900, T0).await;
+    fund(&*s, a, 100_000, T0).await;
+    let n = 40u64;
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let copies = 1 + (i % 5);
+        let req = Request::new(
+            rid(),
+            Op::Authorize {
+                account: a,
+                kind: 1,
+                amount: c(100 + i),
+                item: vec![i as u8; 10],
+            },
+        );
+        for _ in 0..copies {
+            let s = s.clone();
+            let req = req.clone();
+            tasks.push(tokio::spawn(async move {
+                (req.id, s.execute(req, T0).await.unwrap())
+            }));
+        }
+    }
+    let mut by_request: std::collections::HashMap<RequestId, Vec<Reply>> = Default::default();
+    for t in tasks {
+        let (id, r) = t.await.unwrap();
+        by_request.entry(id).or_default().push(r);
+    }
+    let mut pieces = Vec::new();
+    for replies in by_request.values() {
+        assert!(
+            replies.windows(2).all(|w| w[0] == w[1]),
+            "copies disagree: {replies:?}"
+        );
+        pieces.push(authorization(replies[0].clone()).id);
+    }
+    pieces.sort();
+    pieces.dedup();
+    assert_eq!(pieces.len() as u64, n);
+    let acct = s.account(a).await.unwrap().unwrap();
+    assert_eq!(acct.last_piece, PieceSerial(n));
+    let reserved: u64 = (0..n).map(|i| 100 + i).sum();
+    assert_eq!(acct.registers.pending, c(reserved));
+    // Commit each 1–5 times concurrently.
+    let mut tasks = Vec::new();
+    for (i, p) in pieces.iter().enumerate() {
+        let req = Request::new(rid(), Op::Commit { authorization: *p });
+        for _ in 0..(1 + i % 5) {
+            let s = s.clone();
+            let req = req.clone();
+            tasks.push(tokio::spawn(async move {
+                s.execute(req, T0 + 1).await.unwrap()
+            }));
+        }
+    }
+    for t in tasks {
+        assert!(matches!(t.await.unwrap(), Ok(Outcome::Committed { .. })));
+    }
+    let r = registers(&*s, a).await;
+    assert_eq!(r.ascending, c(reserved));
+    assert_eq!(r.pending, c(0));
+    assert_eq!(r.descending, c(100_000 - reserved));
+    verify_audit(&*s).await.expect("audit verifies");
+}
+
+/// Two terminals of one account race for more than its balance: exactly one wins, each round.
+async fn double_spend(s: Arc<dyn LedgerStore>) {
+    for round in 0..20u64 {
+        let a = open_active(&*s, 1000 + round, T0).await;
+        fund(&*s, a, 1000, T0).await;
+        let mut tasks = Vec::new();
+        for _ in 0..2 {
+            let s = s.clone();
+            tasks.push(tokio::spawn(
+                async move { authorize(&*s, a, 600, T0).await },
+            ));
+        }
+        let mut wins = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(Outcome::Authorized(_)) => wins += 1,
+                Err(LedgerError::InsufficientFunds {
+                    available,
+                    requested,
+                }) => {
+                    assert_eq!((available, requested), (c(400), c(600)));
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(wins, 1, "round {round}");
+        let r = registers(&*s, a).await;
+        assert_eq!((r.descending, r.pending), (c(400), c(600)));
+    }
+}
+
+/// Some activity, then the caller tampers with the row id returned; verify must name it.
+async fn activity_for_tamper(s: &dyn LedgerStore) -> u64 {
+    let a = open_active(s, 2000, T0).await;
+    fund(s, a, 5000, T0).await;
+    for _ in 0..5 {
+        let p = authorization(authorize(s, a, 100, T0).await).id;
+        exec(s, Op::Commit { authorization: p }, T0).await.unwrap();
+    }
+    verify_audit(s).await.expect("verifies before tampering");
+    let (_, records) = s.audit_snapshot().await.unwrap();
+    // A committed event in the middle of the chain.
+    records[records.len() / 2].row_id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_conformance() {
+    let dir = tempfile::tempdir().unwrap();
+    suite(sqlite_store(&dir)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_conformance() {
+    let (store, _) = postgres_store().await;
+    suite(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_duplicate_retries_have_one_effect() {
+    let dir = tempfile::tempdir().unwrap();
+    duplicate_retries(sqlite_store(&dir)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_duplicate_retries_have_one_effect() {
+    duplicate_retries(postgres_store().await.0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_double_spend_has_one_winner() {
+    let dir = tempfile::tempdir().unwrap();
+    double_spend(sqlite_store(&dir)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_double_spend_has_one_winner() {
+    double_spend(postgres_store().await.0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_audit_verify_detects_a_tampered_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = sqlite_store(&dir);
+    let row = activity_for_tamper(&*store).await;
+    let conn = rusqlite::Connection::open(dir.path().join("ledger.db")).unwrap();
+    conn.execute(
+        "UPDATE audit SET body = replace(body, '\"amount\":100', '\"amount\":1') WHERE id = ?1",
+        [row as i64],
+    )
+    .unwrap();
+    let brk = verify_audit(&*store).await.unwrap_err();
+    assert_eq!(brk.row_id, row);
+    assert_eq!(brk.kind, BreakKind::HashMismatch);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_audit_verify_detects_a_truncated_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = sqlite_store(&dir);
+    activity_for_tamper(&*store).await;
+    let conn = rusqlite::Connection::open(dir.path().join("ledger.db")).unwrap();
+    conn.execute(
+        "DELETE FROM audit WHERE id = (SELECT MAX(id) FROM audit)",
+        [],
+    )
+    .unwrap();
+    let brk = verify_audit(&*store).await.unwrap_err();
+    assert!(
+        matches!(brk.kind, BreakKind::HeadMismatch { .. }),
+        "{brk:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_audit_verify_detects_a_tampered_row() {
+    let (store, url) = postgres_store().await;
+    let row = activity_for_tamper(&*store).await;
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+        .execute(
+            "UPDATE audit SET body = replace(body, '\"amount\":100', '\"amount\":1') WHERE id = $1",
+            &[&(row as i64)],
+        )
+        .await
+        .unwrap();
+    let brk = verify_audit(&*store).await.unwrap_err();
+    assert_eq!(brk.row_id, row);
+    assert_eq!(brk.kind, BreakKind::HashMismatch);
+}
+
+#[test]
+fn cli_audit_verify_reports_a_tampered_row() {
+    use frank::ledger::cli::{AuditCommand, DatabaseArg, LedgerCommand, run};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = SqliteStore::open(
+            &path,
+            SqliteConfig::default(),
+            signer(),
+            LedgerLimits::default(),
+        )
+        .unwrap();
+        activity_for_tamper(&store).await;
+    });
+    let verify = || {
+        run(LedgerCommand::Audit(AuditCommand::Verify {
+            db: DatabaseArg {
+                database: path.to_string_lossy().into_owned(),
+            },
+        }))
+    };
+    verify().expect("a clean log verifies");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute("UPDATE audit SET hash = zeroblob(32) WHERE id = 3", [])
+        .unwrap();
+    let err = verify().unwrap_err().to_string();
+    assert!(err.contains("row 3"), "{err}");
+}

@@ -1,0 +1,232 @@
+//! The ledger service through its handle: licensing, payments through the simulator, ACH
+//! returns, the reaper, statements and audit verification.
+
+#[path = "support/ledger.rs"]
+mod support;
+
+use frank::ledger::licensing::EmbeddedLicensing;
+use frank::ledger::payment::{BankAccount, Card, PaymentMethod, SimulatedProcessor};
+use frank::ledger::service::{self, ManualClock};
+use frank::ledger::sqlite::{SqliteConfig, SqliteStore};
+use frank::ledger::*;
+use std::sync::Arc;
+use support::*;
+
+const T0: u64 = 1_780_000_000_000;
+
+struct Rig {
+    handle: LedgerHandle,
+    clock: Arc<ManualClock>,
+    licensing: Arc<EmbeddedLicensing>,
+    _dir: tempfile::TempDir,
+}
+
+fn rig() -> Rig {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(
+        &dir.path().join("ledger.db"),
+        SqliteConfig::default(),
+        signer(),
+        LedgerLimits::default(),
+    )
+    .unwrap();
+    let clock = Arc::new(ManualClock::new(T0));
+    let licensing = Arc::new(EmbeddedLicensing::new(0, 1000));
+    let handle = service::spawn(
+        Arc::new(store),
+        Arc::new(SimulatedProcessor::new()),
+        licensing.clone(),
+        clock.clone(),
+        LedgerConfig {
+            reaper_interval_ms: 0, // reaped explicitly below
+            ..LedgerConfig::default()
+        },
+    );
+    Rig {
+        handle,
+        clock,
+        licensing,
+        _dir: dir,
+    }
+}
+
+fn card(number: &str) -> PaymentMethod {
+    PaymentMethod::Card(Card::parse(number, 12, 2030, "123", T0).unwrap())
+}
+
+async fn active(r: &Rig) -> AccountId {
+    match r.handle.open_account(rid()).await.unwrap() {
+        Outcome::Opened {
+            account,
+            status: AccountStatus::Active,
+            ..
+        } => account,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn licensing_refusal_leaves_the_account_pending() {
+    let r = rig();
+    let first = active(&r).await;
+    assert_eq!(
+        r.handle.account(first).await.unwrap().license,
+        Some(LicenseId(1))
+    );
+    let next = AccountId(first.0 + 1);
+    r.licensing.refuse(MeterSerial::for_account(next));
+    let open_id = rid();
+    match r.handle.open_account(open_id).await.unwrap() {
+        Outcome::Opened {
+            account, status, ..
+        } => {
+            assert_eq!((account, status), (next, AccountStatus::Pending))
+        }
+        other => panic!("{other:?}"),
+    }
+    let err = r
+        .handle
+        .fund(rid(), next, c(1000), card("4242424242424242"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        CallError::Refused(LedgerError::AccountPending { account: next })
+    );
+    r.licensing.allow(MeterSerial::for_account(next));
+    assert_eq!(r.handle.license(rid(), next).await.unwrap(), LicenseId(2));
+    assert_eq!(
+        r.handle.account(next).await.unwrap().status,
+        AccountStatus::Active
+    );
+    assert_eq!(r.licensing.issued().len(), 2);
+}
+
+#[tokio::test]
+async fn payments_through_the_simulator() {
+    let r = rig();
+    let a = active(&r).await;
+    let h = &r.handle;
+    let regs = h
+        .fund(rid(), a, c(2500), card("4242424242424242"))
+        .await
+        .unwrap();
+    assert_eq!(regs.descending, c(2500));
+    for (number, want) in [
+        ("4000000000000002", PaymentError::Declined),
+        ("4000000000009995", PaymentError::InsufficientFunds),
+        ("4000000000000119", PaymentError::Timeout),
+    ] {
+        let err = h.fund(rid(), a, c(1000), card(number)).await.unwrap_err();
+        assert_eq!(
+            err,
+            CallError::Refused(LedgerError::Payment(want)),
+            "{number}"
+        );
+    }
+    let err = h
+        .fund(rid(), a, c(1), card("4242424242424242"))
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        CallError::Refused(LedgerError::TopUpBelowMinimum { .. })
+    ));
+    // A retried top-up (same request id) charges and credits once.
+    let id = rid();
+    h.fund(id, a, c(1000), card("4242424242424242"))
+        .await
+        .unwrap();
+    h.fund(id, a, c(1000), card("4242424242424242"))
+        .await
+        .unwrap();
+    assert_eq!(h.account(a).await.unwrap().registers.control, c(3500));
+    let bank = PaymentMethod::Ach(BankAccount::parse("110000000", "000123456789").unwrap());
+    h.fund(rid(), a, c(500), bank).await.unwrap();
+    assert_eq!(h.account(a).await.unwrap().registers.control, c(4000));
+}
+
+#[tokio::test]
+async fn a_returned_ach_payment_locks_the_account() {
+    let r = rig();
+    let a = active(&r).await;
+    let bank = PaymentMethod::Ach(BankAccount::parse("110000000", "000111111113").unwrap());
+    r.handle.fund(rid(), a, c(5000), bank).await.unwrap();
+    r.handle.reap().await.unwrap();
+    assert_eq!(
+        r.handle.account(a).await.unwrap().status,
+        AccountStatus::Locked
+    );
+    let err = r
+        .handle
+        .authorize(rid(), a, 1, c(100), vec![])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        CallError::Refused(LedgerError::AccountLocked { account: a })
+    );
+}
+
+#[tokio::test]
+async fn the_reaper_expires_reservations_durably() {
+    let r = rig();
+    let a = active(&r).await;
+    r.handle
+        .fund(rid(), a, c(1000), card("4242424242424242"))
+        .await
+        .unwrap();
+    let auth = r
+        .handle
+        .authorize(rid(), a, 1, c(300), b"label".to_vec())
+        .await
+        .unwrap();
+    assert!(r.handle.reap().await.unwrap().is_empty());
+    r.clock.advance(120_000);
+    assert_eq!(r.handle.reap().await.unwrap(), vec![auth.id]);
+    let p = r.handle.piece(auth.id).await.unwrap();
+    assert_eq!(p.state, PieceState::Expired);
+    let regs = r.handle.account(a).await.unwrap().registers;
+    assert_eq!((regs.descending, regs.pending), (c(1000), c(0)));
+    let err = r.handle.commit(rid(), auth.id).await.unwrap_err();
+    assert!(matches!(
+        err,
+        CallError::Refused(LedgerError::AuthorizationExpired { .. })
+    ));
+}
+
+#[tokio::test]
+async fn statement_and_audit_through_the_handle() {
+    let r = rig();
+    let a = active(&r).await;
+    let h = &r.handle;
+    h.fund(rid(), a, c(1000), card("4242424242424242"))
+        .await
+        .unwrap();
+    let auth = h
+        .authorize(rid(), a, 3, c(250), b"letter".to_vec())
+        .await
+        .unwrap();
+    r.clock.advance(10);
+    h.commit(rid(), auth.id).await.unwrap();
+    let v = h
+        .authorize(rid(), a, 3, c(100), b"letter".to_vec())
+        .await
+        .unwrap();
+    assert!(matches!(
+        h.void(rid(), v.id, false).await.unwrap(),
+        Outcome::Voided { .. }
+    ));
+    let st = h.statement(a, T0, T0 + 1000).await.unwrap();
+    assert_eq!(
+        (st.beginning, st.credits, st.printed, st.voided, st.ending),
+        (c(0), c(1000), c(250), c(100), c(750))
+    );
+    let report = h.verify_audit().await.unwrap().unwrap();
+    assert_eq!(report.control_total, c(1000));
+    let err = h.statement(AccountId(77), T0, T0 + 1).await.unwrap_err();
+    assert_eq!(
+        err,
+        CallError::Refused(LedgerError::UnknownAccount(AccountId(77)))
+    );
+}
