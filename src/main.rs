@@ -77,6 +77,8 @@ enum VendorCommand {
     Clerk(ClerkCommand),
     /// Enrolled terminals.
     Terminals(DataArg),
+    #[command(flatten)]
+    Ledger(frank::ledger::cli::LedgerCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -241,6 +243,7 @@ fn vendor(cmd: VendorCommand) -> anyhow::Result<()> {
                 c.username, c.role, c.account_id
             );
         }
+        VendorCommand::Ledger(cmd) => frank::ledger::cli::run(cmd)?,
         VendorCommand::Terminals(data) => {
             for t in open_directory(&data)?.terminals()? {
                 println!(

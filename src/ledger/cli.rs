@@ -36,6 +36,7 @@ pub enum LedgerCommand {
         db: DatabaseArg,
     },
     /// An account's status and registers.
+    #[command(name = "registers")]
     Account {
         account: u64,
         #[command(flatten)]
