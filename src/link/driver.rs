@@ -90,6 +90,35 @@ pub fn spawn(
     }
 }
 
+/// The gap before the next keepalive: 75–100 % of the interval, drawn per datagram
+/// (RFC 5880 §6.8.7). Without it, two lost keepalives put the third exactly at the edge of the
+/// detection window and timer jitter decides between alive and lapsed; with it, the third
+/// arrives well inside, so only three losses in a row lapse a healthy link.
+/// `unit` is a random number in `[0, 1)`.
+pub fn jittered(interval: Duration, unit: f64) -> Duration {
+    interval.mul_f64(1.0 - KEEPALIVE_JITTER_FRACTION_MAX * unit.clamp(0.0, 1.0))
+}
+
+/// Largest share of the interval a keepalive may come early by.
+pub const KEEPALIVE_JITTER_FRACTION_MAX: f64 = 0.25;
+
+/// How early the coarse timer wakes before a lapse deadline; the rest is waited by yielding.
+pub const LAPSE_TIMER_EARLY_US: u64 = 2_000;
+
+/// Resolves at `deadline`, not up to a tick late: tokio's timer has 1 ms granularity and fires
+/// on the tick after the deadline, so it sleeps until shortly before and yields the last
+/// stretch. This runs only when a lapse is imminent (no fresh keepalive for almost the whole
+/// detection window); while keepalives flow the deadline keeps moving away.
+async fn lapse_timer(deadline: Instant) {
+    let early = deadline
+        .checked_sub(Duration::from_micros(LAPSE_TIMER_EARLY_US))
+        .unwrap_or(deadline);
+    tokio::time::sleep_until(early.into()).await;
+    while Instant::now() < deadline {
+        tokio::task::yield_now().await;
+    }
+}
+
 struct Driver {
     conn: quinn::Connection,
     endpoint: KeepaliveEndpoint,
@@ -103,13 +132,13 @@ struct Driver {
 
 impl Driver {
     async fn run(mut self) {
-        let mut tick = tokio::time::interval(self.guard.config().keepalive_interval());
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let interval = self.guard.config().keepalive_interval();
+        let mut next_send = tokio::time::Instant::now();
         loop {
             let deadline = self.guard.deadline();
             let sleep = async {
                 match deadline {
-                    Some(d) => tokio::time::sleep_until(d.into()).await,
+                    Some(d) => lapse_timer(d).await,
                     None => std::future::pending().await,
                 }
             };
@@ -126,7 +155,8 @@ impl Driver {
                         self.publish(Some(s), now);
                     }
                 }
-                _ = tick.tick() => {
+                _ = tokio::time::sleep_until(next_send) => {
+                    next_send = tokio::time::Instant::now() + jittered(interval, rand::random::<f64>());
                     if !self.mute.load(Ordering::Relaxed) {
                         let d = self.endpoint.build(Instant::now());
                         if self.conn.send_datagram(bytes::Bytes::copy_from_slice(&d)).is_err() {
@@ -172,5 +202,19 @@ impl Driver {
             since: self.since,
         };
         self.status_tx.send_replace(status);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_within_75_to_100_percent() {
+        let i = Duration::from_millis(50);
+        assert_eq!(jittered(i, 0.0), i);
+        assert_eq!(jittered(i, 0.5), Duration::from_micros(43_750));
+        assert!(jittered(i, 0.999_999) > Duration::from_micros(37_499));
+        assert_eq!(jittered(i, 7.0), Duration::from_micros(37_500));
     }
 }
