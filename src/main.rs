@@ -57,7 +57,8 @@ struct DataArg {
 
 #[derive(Debug, Subcommand)]
 enum VendorCommand {
-    /// Create the vendor identity, TLS certificate, database and config; print the fingerprint.
+    /// Create the vendor identity, TLS certificate, directory and ledger databases and config;
+    /// print the fingerprint.
     Init(DataArg),
     /// Serve counters over QUIC.
     Serve {
@@ -66,6 +67,10 @@ enum VendorCommand {
         /// Address to listen on (default: `listen` in vendor.toml).
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// The ledger database: postgres://user@host:port/db or a SQLite path
+        /// (default: ledger.db in the data directory).
+        #[arg(long, env = "FRANK_DATABASE")]
+        database: Option<String>,
     },
     /// Print the fingerprint counters must pin.
     Fingerprint(DataArg),
@@ -83,12 +88,16 @@ enum VendorCommand {
 
 #[derive(Debug, Subcommand)]
 enum AccountCommand {
-    /// Create an account; prints its id and the enrollment code terminals need.
+    /// Create an account and its licensed ledger account (meter); prints its id, meter and
+    /// the enrollment code terminals need.
     Add {
         #[command(flatten)]
         data: DataArg,
         #[arg(long)]
         name: String,
+        /// The ledger database (default: ledger.db in the data directory).
+        #[arg(long, env = "FRANK_DATABASE")]
+        database: Option<String>,
     },
     List(DataArg),
 }
@@ -194,10 +203,18 @@ fn vendor(cmd: VendorCommand) -> anyhow::Result<()> {
             println!("vendor initialised in {}", d.data.display());
             println!("fingerprint (pin this on every counter): {fp}");
         }
-        VendorCommand::Serve { data, listen } => {
+        VendorCommand::Serve {
+            data,
+            listen,
+            database,
+        } => {
             let dir = DataDir::new(&data.data);
             runtime()?.block_on(async {
-                let server = VendorServer::start(&dir, listen).await?;
+                let options = frank::vendor::server::VendorOptions {
+                    database,
+                    ..Default::default()
+                };
+                let server = VendorServer::start_with(&dir, listen, options).await?;
                 println!(
                     "vendor listening on {} — fingerprint {}",
                     server.local_addr()?,
@@ -218,10 +235,42 @@ fn vendor(cmd: VendorCommand) -> anyhow::Result<()> {
                 frank::identity::fingerprint(&files.key.verifying_key())
             );
         }
-        VendorCommand::Account(AccountCommand::Add { data, name }) => {
+        VendorCommand::Account(AccountCommand::Add {
+            data,
+            name,
+            database,
+        }) => {
             let mut dir = open_directory(&data)?;
             let (acct, code) = dir.add_account(&name, now_ms())?;
             println!("account {} created: {}", acct.id, acct.name);
+            let files = DataDir::new(&data.data).load()?;
+            let database =
+                database.unwrap_or_else(|| files.ledger_path.to_string_lossy().into_owned());
+            let ledger_line = runtime()?.block_on(async {
+                let ledger = frank::vendor::server::spawn_ledger(
+                    &database,
+                    &files.key,
+                    frank::ledger::LedgerConfig {
+                        reaper_interval_ms: 0,
+                        ..Default::default()
+                    },
+                )
+                .await?;
+                let id = frank::vendor::money::ledger_account_of(&ledger, acct.id)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("opening the ledger account: {e}"))?;
+                let a = ledger
+                    .account(id)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("reading the ledger account: {e}"))?;
+                anyhow::Ok(format!(
+                    "ledger account {} meter {} ({})",
+                    a.id.0,
+                    a.meter,
+                    a.status.as_str()
+                ))
+            })?;
+            println!("{ledger_line}");
             println!("enrollment code (give it to the account's terminals): {code}");
         }
         VendorCommand::Account(AccountCommand::List(data)) => {
