@@ -524,8 +524,11 @@ impl Session {
         from_ms: u64,
         to_ms: u64,
     ) -> Result<wire::StatementBody, ClientError> {
-        self.send(&Request::Statement(wire::StatementRequest { from_ms, to_ms }))
-            .await
+        self.send(&Request::Statement(wire::StatementRequest {
+            from_ms,
+            to_ms,
+        }))
+        .await
     }
 
     /// One piece of the account (state, refund status).

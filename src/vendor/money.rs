@@ -218,10 +218,7 @@ pub fn required_amount(
     }
 }
 
-pub fn quote(
-    rates: &RateTable,
-    q: &wire::QuoteRequest,
-) -> Result<wire::Quoted, ErrorBody> {
+pub fn quote(rates: &RateTable, q: &wire::QuoteRequest) -> Result<wire::Quoted, ErrorBody> {
     let item = wire::WireItem::Postage(q.item.clone())
         .to_item()
         .map_err(|e| ErrorBody::malformed(format!("quote.item.{}: {}", e.field, e.reason)))?;

@@ -109,7 +109,9 @@ impl VendorServer {
         let rates = RateTable::load_or_sample(&data.path)
             .map_err(|e| anyhow::anyhow!("rate table in {}: {e}", data.path.display()))?;
         if rates.is_sample() {
-            tracing::warn!("no rates.toml in the data directory: quoting from the SAMPLE rate table");
+            tracing::warn!(
+                "no rates.toml in the data directory: quoting from the SAMPLE rate table"
+            );
         }
         let database = options
             .database
@@ -205,10 +207,14 @@ pub async fn spawn_ledger(
     config: LedgerConfig,
 ) -> anyhow::Result<LedgerHandle> {
     let signer = Arc::new(VendorItemSigner::new(key));
-    let store: Arc<dyn LedgerStore> = crate::ledger::open_store(database, signer, config.limits.clone())
+    let store: Arc<dyn LedgerStore> =
+        crate::ledger::open_store(database, signer, config.limits.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let last_license = store
+        .max_license()
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let last_license = store.max_license().await.map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(service::spawn(
         store,
         Arc::new(SimulatedProcessor::new()),
@@ -841,7 +847,14 @@ async fn authorize(state: &Arc<ConnState>, r: wire::Authorize) -> Result<Vec<u8>
         .to_item()
         .map_err(|e| ErrorBody::malformed(format!("authorize.item.{}: {}", e.field, e.reason)))?;
     let destination = wire::Authorize::destination(&item, &r.origin_zip);
-    let id = check_money(state, &active, "authorize", &r, r.amount_cents, &destination)?;
+    let id = check_money(
+        state,
+        &active,
+        "authorize",
+        &r,
+        r.amount_cents,
+        &destination,
+    )?;
     let origin = wire::origin_zip(&r.origin_zip)
         .map_err(|e| ErrorBody::malformed(format!("authorize.{}: {}", e.field, e.reason)))?;
     let required = front::required_amount(&state.shared.rates, &item, origin)?;

@@ -98,7 +98,11 @@ impl WireItem {
                 payee: Text::new("payee", &c.payee)?,
                 amount: cents("amount_cents", c.amount_cents)?,
                 number: kinds::CheckNumber::new(c.number)?,
-                memo: c.memo.as_deref().map(|m| Text::new("memo", m)).transpose()?,
+                memo: c
+                    .memo
+                    .as_deref()
+                    .map(|m| Text::new("memo", m))
+                    .transpose()?,
             }),
             WireItem::Coupon(v) => Item::Coupon(kinds::Coupon {
                 offer: Text::new("text", &v.text)?,

@@ -451,9 +451,9 @@ fn validate(request: &Request) -> Result<(), ErrorBody> {
             money_fields("authorize", a)?;
             positive("authorize.amount_cents", a.amount_cents)?;
             validate_item_field("authorize.item", &a.item)?;
-            origin_zip(&a.origin_zip).map(|_| ()).map_err(|e| {
-                ErrorBody::malformed(format!("authorize.{}: {}", e.field, e.reason))
-            })
+            origin_zip(&a.origin_zip)
+                .map(|_| ())
+                .map_err(|e| ErrorBody::malformed(format!("authorize.{}: {}", e.field, e.reason)))
         }
         Request::Commit(c) => money_fields("commit", c),
         Request::Void(v) => money_fields("void", v),
@@ -479,7 +479,11 @@ fn positive(field: &str, v: u64) -> Result<(), ErrorBody> {
 
 fn money_fields(kind: &str, r: &impl MoneyRequest) -> Result<(), ErrorBody> {
     field_len(&format!("{kind}.request_id"), r.request_id().len(), 16)?;
-    field_len(&format!("{kind}.mac"), r.mac().len(), reqmac::REQUEST_MAC_BYTES)
+    field_len(
+        &format!("{kind}.mac"),
+        r.mac().len(),
+        reqmac::REQUEST_MAC_BYTES,
+    )
 }
 
 pub fn encode_ok<T: Serialize>(body: &T) -> Vec<u8> {
