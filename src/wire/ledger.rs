@@ -415,3 +415,164 @@ pub fn day_of_ms(ms: u64) -> Result<Day, FieldError> {
 pub fn origin_zip(text: &str) -> Result<indicium::address::Zip5, FieldError> {
     parse_zip("origin_zip", text).map(|(z, _)| z)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{ErrorCode, Request, decode_request, encode_request};
+    use super::*;
+
+    fn card() -> FundMethod {
+        FundMethod::Card {
+            number: "4242424242424242".into(),
+            exp_month: 12,
+            exp_year: 2040,
+            cvc: "987".into(),
+        }
+    }
+
+    fn authorize(item: WireItem, zip: &str) -> Request {
+        Request::Authorize(Authorize {
+            request_id: vec![1; 16],
+            client_time_ms: 5,
+            amount_cents: 73,
+            item,
+            origin_zip: zip.into(),
+            mac: vec![2; 32],
+        })
+    }
+
+    fn postage() -> WireItem {
+        WireItem::Postage(PostageItem {
+            class: "priority".into(),
+            weight_oz: 3,
+            zip: "20500".into(),
+        })
+    }
+
+    #[test]
+    fn ledger_requests_round_trip() {
+        let reqs = [
+            Request::Balance(BalanceRequest {}),
+            Request::Quote(QuoteRequest {
+                item: PostageItem {
+                    class: "media".into(),
+                    weight_oz: 16,
+                    zip: "20500-0003".into(),
+                },
+                origin_zip: "10001".into(),
+            }),
+            Request::Fund(Fund {
+                request_id: vec![1; 16],
+                client_time_ms: 5,
+                amount_cents: 500,
+                method: card(),
+                mac: vec![2; 32],
+            }),
+            authorize(postage(), "10001"),
+            authorize(
+                WireItem::Check(CheckItem {
+                    payee: "Acme".into(),
+                    amount_cents: 73,
+                    number: 9,
+                    memo: None,
+                }),
+                "10001",
+            ),
+            Request::Commit(Commit {
+                request_id: vec![1; 16],
+                client_time_ms: 5,
+                piece_serial: 3,
+                mac: vec![2; 32],
+            }),
+            Request::Void(Void {
+                request_id: vec![1; 16],
+                client_time_ms: 5,
+                piece_serial: 3,
+                reached_printer: true,
+                mac: vec![2; 32],
+            }),
+            Request::RefundRequest(RefundRequest {
+                request_id: vec![1; 16],
+                client_time_ms: 5,
+                piece_serial: 3,
+                mac: vec![2; 32],
+            }),
+            Request::Statement(StatementRequest {
+                from_ms: 0,
+                to_ms: 10,
+            }),
+            Request::Piece(PieceRequest { piece_serial: 1 }),
+        ];
+        for r in reqs {
+            assert_eq!(decode_request(&encode_request(&r)).unwrap(), r);
+        }
+    }
+
+    #[test]
+    fn bad_ledger_requests_name_the_field() {
+        let cases: Vec<(Request, &str)> = vec![
+            (authorize(postage(), "1234"), "authorize.origin_zip"),
+            (
+                authorize(
+                    WireItem::Postage(PostageItem {
+                        class: "carrier-pigeon".into(),
+                        weight_oz: 1,
+                        zip: "20500".into(),
+                    }),
+                    "10001",
+                ),
+                "authorize.item.class",
+            ),
+            (
+                Request::Fund(Fund {
+                    request_id: vec![1; 15],
+                    client_time_ms: 5,
+                    amount_cents: 500,
+                    method: card(),
+                    mac: vec![2; 32],
+                }),
+                "fund.request_id",
+            ),
+            (
+                Request::Fund(Fund {
+                    request_id: vec![1; 16],
+                    client_time_ms: 5,
+                    amount_cents: 0,
+                    method: card(),
+                    mac: vec![2; 32],
+                }),
+                "fund.amount_cents",
+            ),
+            (
+                Request::Commit(Commit {
+                    request_id: vec![1; 16],
+                    client_time_ms: 5,
+                    piece_serial: 3,
+                    mac: vec![2; 31],
+                }),
+                "commit.mac",
+            ),
+        ];
+        for (r, field) in cases {
+            let e = decode_request(&encode_request(&r)).unwrap_err();
+            assert_eq!(e.code, ErrorCode::Malformed, "{field}");
+            assert!(e.message.contains(field), "{field}: {}", e.message);
+        }
+    }
+
+    #[test]
+    fn fund_debug_hides_card_data() {
+        let f = format!("{:?}", card());
+        assert!(!f.contains("4242424242424242") && !f.contains("987"), "{f}");
+        assert!(f.contains("4242"));
+        let a = format!(
+            "{:?}",
+            FundMethod::Ach {
+                routing: "011000015".into(),
+                account: "000123456789".into()
+            }
+        );
+        assert!(!a.contains("000123456789"), "{a}");
+        assert_eq!(card().destination(), "card:4242");
+    }
+}
