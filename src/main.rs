@@ -36,6 +36,31 @@ enum Command {
     Verify(frank::indicium::cli::VerifyArgs),
     /// A loopback UDP relay that injects faults; commands are read from standard input.
     Faultproxy(FaultproxyArgs),
+    /// Capacity planning: N simulated terminals drive authorize→commit over real QUIC.
+    Loadgen(LoadgenArgs),
+}
+
+#[derive(Debug, Args)]
+struct LoadgenArgs {
+    /// Vendor address, e.g. 127.0.0.1:4433.
+    #[arg(long)]
+    vendor: SocketAddr,
+    /// The vendor key fingerprint to pin.
+    #[arg(long)]
+    pin: String,
+    /// The account's enrollment code (each simulated terminal enrolls with it).
+    #[arg(long)]
+    code: String,
+    /// A clerk of that account.
+    #[arg(long, default_value = "loadgen")]
+    clerk: String,
+    #[arg(long, default_value_t = 16)]
+    terminals: usize,
+    #[arg(long, default_value_t = 10)]
+    duration_s: u64,
+    /// Void every n-th piece instead of committing it (0: never).
+    #[arg(long, default_value_t = 10)]
+    void_every: u64,
 }
 
 #[derive(Debug, Args)]
@@ -180,6 +205,32 @@ fn main() -> anyhow::Result<()> {
         Command::Counter(a) => {
             init_logging("warn");
             counter(a)
+        }
+        Command::Loadgen(a) => {
+            init_logging("warn");
+            let password =
+                frank::secret::read_password(&format!("password for clerk {}: ", a.clerk))?;
+            let cfg = frank::counter::loadgen::LoadgenConfig {
+                vendor: a.vendor,
+                pinned: frank::identity::parse_fingerprint(&a.pin)?,
+                code: a.code,
+                clerk: a.clerk,
+                password,
+                terminals: a.terminals,
+                duration_s: a.duration_s,
+                void_every: a.void_every,
+            };
+            let r = runtime()?.block_on(frank::counter::loadgen::run(cfg))?;
+            println!(
+                "{} terminals, {:.1} s: {} authorize+commit pairs ({:.0}/s), {} voids, {} top-ups, {} errors",
+                r.terminals, r.duration_s, r.pairs, r.pairs_per_s, r.voids, r.funds, r.errors
+            );
+            println!(
+                "pair latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
+                r.pair_p50_ms, r.pair_p90_ms, r.pair_p99_ms, r.pair_max_ms
+            );
+            println!("{}", serde_json::to_string(&r)?);
+            Ok(())
         }
         Command::Printer(cmd) => frank::printer::cli::run(cmd),
         Command::Verify(args) => frank::indicium::cli::run(args),
