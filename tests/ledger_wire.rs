@@ -363,3 +363,32 @@ async fn bad_fields_are_named_and_payment_problems_are_typed() {
     assert_eq!(code(&e), ErrorCode::Malformed);
     assert!(refused(&e).message.contains("origin_zip"), "{e}");
 }
+
+#[tokio::test]
+async fn loadgen_drives_pairs_and_the_registers_add_up() {
+    let v = vendor().await;
+    let cfg = frank::counter::loadgen::LoadgenConfig {
+        vendor: v.addr,
+        pinned: v.key,
+        code: v.code.clone(),
+        clerk: CLERK.into(),
+        password: PASSWORD.into(),
+        terminals: 2,
+        duration_s: 1,
+        void_every: 5,
+    };
+    let r = frank::counter::loadgen::run(cfg).await.unwrap();
+    assert!(r.pairs > 0, "{r:?}");
+    assert_eq!(r.errors, 0, "{r:?}");
+    assert!(r.pair_p50_ms <= r.pair_p99_ms);
+    let ledger = v.server.ledger();
+    let account = frank::vendor::money::ledger_account_of(&ledger, v.account_id)
+        .await
+        .unwrap();
+    let a = ledger.account(account).await.unwrap();
+    assert_eq!(a.registers.ascending.get(), 100 * r.pairs);
+    assert_eq!(a.registers.pending.get(), 0);
+    assert_eq!(a.registers.control.get(), 1_000_000 * r.funds);
+    let audit = ledger.verify_audit().await.unwrap().unwrap();
+    assert_eq!(audit.control_total.get(), 1_000_000 * r.funds);
+}

@@ -30,6 +30,8 @@ pub struct LoadgenReport {
     pub voids: u64,
     pub funds: u64,
     pub errors: u64,
+    /// Requests refused as `link_lapsed`/`busy` and retried.
+    pub retries: u64,
     pub pairs_per_s: f64,
     pub pair_p50_ms: f64,
     pub pair_p90_ms: f64,
@@ -44,6 +46,13 @@ pub const DURATION_S_MAX: u64 = 24 * 3600;
 /// Each top-up (the ledger's default maximum).
 const TOP_UP_CENTS: u64 = 1_000_000;
 const PIECE_CENTS: u64 = 100;
+/// Retries of one commit refused as `link_lapsed` or `busy`, and the pause between them.
+const RETRIES_MAX: u32 = 100;
+const RETRY_PAUSE_MS: u64 = 20;
+
+fn retryable(e: &ClientError) -> bool {
+    matches!(e.code(), Some(ErrorCode::LinkLapsed | ErrorCode::Busy))
+}
 
 fn card() -> FundMethod {
     FundMethod::Card {
@@ -67,6 +76,7 @@ struct Tally {
     voids: u64,
     funds: u64,
     errors: u64,
+    retries: u64,
 }
 
 async fn start_terminal(
@@ -111,15 +121,24 @@ async fn drive(s: Session, until: Instant, void_every: u64) -> Tally {
         voids: 0,
         funds: 0,
         errors: 0,
+        retries: 0,
     };
     let mut n: u64 = 0;
     while Instant::now() < until {
         n += 1;
         let started = Instant::now();
-        let a = match s.authorize(rand::random(), PIECE_CENTS, item(), "10001").await {
+        let a = match s
+            .authorize(rand::random(), PIECE_CENTS, item(), "10001")
+            .await
+        {
             Ok(a) => a,
             Err(e) if e.code() == Some(ErrorCode::InsufficientFunds) => {
                 fund(&s, &mut t).await;
+                continue;
+            }
+            Err(e) if retryable(&e) => {
+                t.retries += 1;
+                tokio::time::sleep(Duration::from_millis(RETRY_PAUSE_MS)).await;
                 continue;
             }
             Err(ClientError::ConnectionLost(_)) => {
@@ -138,7 +157,20 @@ async fn drive(s: Session, until: Instant, void_every: u64) -> Tally {
             }
             continue;
         }
-        match s.commit(rand::random(), a.piece_serial).await {
+        let commit_id: [u8; 16] = rand::random();
+        let mut committed = s.commit(commit_id, a.piece_serial).await;
+        for _ in 0..RETRIES_MAX {
+            match &committed {
+                Err(e) if retryable(e) => {
+                    t.retries += 1;
+                    tokio::time::sleep(Duration::from_millis(RETRY_PAUSE_MS)).await;
+                    // Same request id: the ledger applies it at most once.
+                    committed = s.commit(commit_id, a.piece_serial).await;
+                }
+                _ => break,
+            }
+        }
+        match committed {
             Ok(_) => {
                 let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
                 t.latencies_us.push(us);
@@ -174,6 +206,7 @@ pub async fn run(cfg: LoadgenConfig) -> anyhow::Result<LoadgenReport> {
         voids: 0,
         funds: 0,
         errors: 0,
+        retries: 0,
     };
     fund(&terms[0].1, &mut seed).await;
     let started = Instant::now();
@@ -189,10 +222,13 @@ pub async fn run(cfg: LoadgenConfig) -> anyhow::Result<LoadgenReport> {
         all.voids += t.voids;
         all.funds += t.funds;
         all.errors += t.errors;
+        all.retries += t.retries;
     }
     let elapsed = started.elapsed().as_secs_f64();
     for (endpoint, s, _link) in &terms {
-        s.conn.conn.close(quinn::VarInt::from_u32(0), b"loadgen done");
+        s.conn
+            .conn
+            .close(quinn::VarInt::from_u32(0), b"loadgen done");
         endpoint.wait_idle().await;
     }
     all.latencies_us.sort_unstable();
@@ -204,6 +240,7 @@ pub async fn run(cfg: LoadgenConfig) -> anyhow::Result<LoadgenReport> {
         voids: all.voids,
         funds: all.funds,
         errors: all.errors,
+        retries: all.retries,
         pairs_per_s: if elapsed > 0.0 {
             pairs as f64 / elapsed
         } else {
