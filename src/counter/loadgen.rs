@@ -150,7 +150,7 @@ async fn drive(s: Session, until: Instant, void_every: u64) -> Tally {
                 continue;
             }
         };
-        if void_every > 0 && n % void_every == 0 {
+        if void_every > 0 && n.is_multiple_of(void_every) {
             match s.void(rand::random(), a.piece_serial, false).await {
                 Ok(_) => t.voids += 1,
                 Err(_) => t.errors += 1,
