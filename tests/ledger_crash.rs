@@ -261,7 +261,7 @@ async fn sigkilled_vendor_loses_nothing_and_repeats_nothing() {
 
     // Every worker's outstanding step was either never applied or is retried above; a step
     // still outstanding now (the final round ends after a completed step) is none.
-    let acked = acked.lock().unwrap();
+    let acked = std::mem::take(&mut *acked.lock().unwrap());
     let account = ledger_account.unwrap();
     let store = SqliteStore::open(
         &data.file(LEDGER_FILE),
