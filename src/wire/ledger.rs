@@ -193,6 +193,20 @@ impl FundMethod {
     }
 }
 
+impl Drop for FundMethod {
+    /// Wipes card numbers, CVCs and bank account numbers from memory.
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        match self {
+            FundMethod::Card { number, cvc, .. } => {
+                number.zeroize();
+                cvc.zeroize();
+            }
+            FundMethod::Ach { account, .. } => account.zeroize(),
+        }
+    }
+}
+
 impl std::fmt::Debug for FundMethod {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
