@@ -154,6 +154,21 @@ async fn fund_quote_authorize_commit_with_registers_and_a_verifying_indicium() {
     assert_eq!(st.credits_cents, 5_000);
     assert_eq!(st.printed_cents, q.amount_cents);
     assert_eq!(st.ending_cents, 5_000 - q.amount_cents);
+
+    // A void whose item fully reached the printer counts as printed and files a refund request.
+    let a3 =
+        t.s.authorize(rid(), 250, coupon(250), ORIGIN)
+            .await
+            .unwrap();
+    let v3 = t.s.void(rid(), a3.piece_serial, true).await.unwrap();
+    assert_eq!(v3.result, "refund_requested");
+    assert_eq!(v3.registers.ascending_cents, q.amount_cents + 250);
+    assert_eq!(
+        t.s.piece(a3.piece_serial).await.unwrap().item_state,
+        "refund_requested"
+    );
+    let e = t.s.commit(rid(), a3.piece_serial).await.unwrap_err();
+    assert_eq!(code(&e), ErrorCode::AlreadyCommitted);
     drop(t.link);
 }
 

@@ -194,6 +194,10 @@ mod tests {
         let fp = d.init().unwrap();
         let files = d.load().unwrap();
         assert_eq!(identity::fingerprint(&files.key.verifying_key()), fp);
+        assert!(
+            files.ledger_path.exists(),
+            "init creates the ledger database"
+        );
         assert_eq!(files.config, VendorConfig::default());
         assert!(d.init().unwrap_err().to_string().contains("refusing"));
     }
