@@ -1,6 +1,8 @@
 //! The ledger over the real QUIC link on loopback: fund, quote, authorize (signed indicium),
 //! commit, void, idempotency, refusals before the ledger, races between terminals.
 
+#[path = "support/postgres.rs"]
+mod pg;
 mod support;
 
 use frank::counter::client::{ClientError, Session, wall_ms};
@@ -406,4 +408,44 @@ async fn loadgen_drives_pairs_and_the_registers_add_up() {
     assert_eq!(a.registers.control.get(), 1_000_000 * r.funds);
     let audit = ledger.verify_audit().await.unwrap().unwrap();
     assert_eq!(audit.control_total.get(), 1_000_000 * r.funds);
+}
+
+#[tokio::test]
+async fn the_vendor_runs_its_ledger_on_postgres_too() {
+    let url = pg::database().await;
+    let v = vendor_with(frank::vendor::server::VendorOptions {
+        database: Some(url),
+        ..Default::default()
+    })
+    .await;
+    let t1 = terminal(&v).await;
+    let t2 = terminal(&v).await;
+    let fund = t1.s.fund_request(rid(), wall_ms(), 1_000, card()).unwrap();
+    let f1: wire::Funded = t1.s.send(&fund).await.unwrap();
+    let f2: wire::Funded = t1.s.send(&fund).await.unwrap();
+    assert_eq!(f1, f2);
+    let (a, b) = tokio::join!(
+        t1.s.authorize(rid(), 600, coupon(600), ORIGIN),
+        t2.s.authorize(rid(), 600, coupon(600), ORIGIN)
+    );
+    let results = [a, b];
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        1,
+        "{results:?}"
+    );
+    let won = results.iter().find_map(|r| r.as_ref().ok()).unwrap();
+    let mut keys = VendorKeys::new();
+    keys.add(v.key.as_bytes()).unwrap();
+    verify_payload(&won.indicium, &keys).unwrap();
+    let done = t2.s.commit(rid(), won.piece_serial).await.unwrap();
+    assert_eq!(
+        done.registers,
+        wire::WireRegisters {
+            descending_cents: 400,
+            pending_cents: 0,
+            ascending_cents: 600,
+            control_cents: 1_000,
+        }
+    );
 }
