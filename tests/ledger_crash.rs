@@ -72,8 +72,11 @@ enum Sent {
     Lost,
 }
 
+/// Retries of one step refused as `link_lapsed`, `busy` or `internal` (20 ms apart).
+const STEP_RETRIES_MAX: u32 = 500;
+
 async fn do_step(s: &Session, w: &mut Worker, acked: &std::sync::Mutex<Acked>) -> Sent {
-    loop {
+    for _ in 0..STEP_RETRIES_MAX {
         let r: Result<(), ClientError> = match w.step {
             Step::Fund(id) => s.fund(id, FUND_CENTS, card()).await.map(|_| {
                 acked.lock().unwrap().funds.insert(id);
@@ -100,13 +103,22 @@ async fn do_step(s: &Session, w: &mut Worker, acked: &std::sync::Mutex<Acked>) -
         };
         match r {
             Ok(()) => return Sent::Done,
-            Err(e) if matches!(e.code(), Some(ErrorCode::LinkLapsed | ErrorCode::Busy)) => {
+            Err(e)
+                if matches!(
+                    e.code(),
+                    Some(ErrorCode::LinkLapsed | ErrorCode::Busy | ErrorCode::Internal)
+                ) =>
+            {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             Err(e) if e.code().is_some() => panic!("unexpected refusal in {:?}: {e}", w.step),
             Err(_) => return Sent::Lost,
         }
     }
+    panic!(
+        "step {:?} still refused after {STEP_RETRIES_MAX} retries",
+        w.step
+    );
 }
 
 struct Child {

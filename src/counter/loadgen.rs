@@ -30,7 +30,7 @@ pub struct LoadgenReport {
     pub voids: u64,
     pub funds: u64,
     pub errors: u64,
-    /// Requests refused as `link_lapsed`/`busy` and retried.
+    /// Requests refused as `link_lapsed`/`busy`/`internal` and retried.
     pub retries: u64,
     pub pairs_per_s: f64,
     pub pair_p50_ms: f64,
@@ -46,12 +46,15 @@ pub const DURATION_S_MAX: u64 = 24 * 3600;
 /// Each top-up (the ledger's default maximum).
 const TOP_UP_CENTS: u64 = 1_000_000;
 const PIECE_CENTS: u64 = 100;
-/// Retries of one commit refused as `link_lapsed` or `busy`, and the pause between them.
+/// Retries of one commit refused as `link_lapsed`, `busy` or `internal`, and the pause between them.
 const RETRIES_MAX: u32 = 100;
 const RETRY_PAUSE_MS: u64 = 20;
 
 fn retryable(e: &ClientError) -> bool {
-    matches!(e.code(), Some(ErrorCode::LinkLapsed | ErrorCode::Busy))
+    matches!(
+        e.code(),
+        Some(ErrorCode::LinkLapsed | ErrorCode::Busy | ErrorCode::Internal)
+    )
 }
 
 fn card() -> FundMethod {
