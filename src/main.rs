@@ -36,6 +36,31 @@ enum Command {
     Verify(frank::indicium::cli::VerifyArgs),
     /// A loopback UDP relay that injects faults; commands are read from standard input.
     Faultproxy(FaultproxyArgs),
+    /// Capacity planning: N simulated terminals drive authorize→commit over real QUIC.
+    Loadgen(LoadgenArgs),
+}
+
+#[derive(Debug, Args)]
+struct LoadgenArgs {
+    /// Vendor address, e.g. 127.0.0.1:4433.
+    #[arg(long)]
+    vendor: SocketAddr,
+    /// The vendor key fingerprint to pin.
+    #[arg(long)]
+    pin: String,
+    /// The account's enrollment code (each simulated terminal enrolls with it).
+    #[arg(long)]
+    code: String,
+    /// A clerk of that account.
+    #[arg(long, default_value = "loadgen")]
+    clerk: String,
+    #[arg(long, default_value_t = 16)]
+    terminals: usize,
+    #[arg(long, default_value_t = 10)]
+    duration_s: u64,
+    /// Void every n-th piece instead of committing it (0: never).
+    #[arg(long, default_value_t = 10)]
+    void_every: u64,
 }
 
 #[derive(Debug, Args)]
@@ -57,7 +82,8 @@ struct DataArg {
 
 #[derive(Debug, Subcommand)]
 enum VendorCommand {
-    /// Create the vendor identity, TLS certificate, database and config; print the fingerprint.
+    /// Create the vendor identity, TLS certificate, directory and ledger databases and config;
+    /// print the fingerprint.
     Init(DataArg),
     /// Serve counters over QUIC.
     Serve {
@@ -66,6 +92,10 @@ enum VendorCommand {
         /// Address to listen on (default: `listen` in vendor.toml).
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// The ledger database: postgres://user@host:port/db or a SQLite path
+        /// (default: ledger.db in the data directory).
+        #[arg(long, env = "FRANK_DATABASE")]
+        database: Option<String>,
     },
     /// Print the fingerprint counters must pin.
     Fingerprint(DataArg),
@@ -83,12 +113,16 @@ enum VendorCommand {
 
 #[derive(Debug, Subcommand)]
 enum AccountCommand {
-    /// Create an account; prints its id and the enrollment code terminals need.
+    /// Create an account and its licensed ledger account (meter); prints its id, meter and
+    /// the enrollment code terminals need.
     Add {
         #[command(flatten)]
         data: DataArg,
         #[arg(long)]
         name: String,
+        /// The ledger database (default: ledger.db in the data directory).
+        #[arg(long, env = "FRANK_DATABASE")]
+        database: Option<String>,
     },
     List(DataArg),
 }
@@ -172,6 +206,32 @@ fn main() -> anyhow::Result<()> {
             init_logging("warn");
             counter(a)
         }
+        Command::Loadgen(a) => {
+            init_logging("warn");
+            let password =
+                frank::secret::read_password(&format!("password for clerk {}: ", a.clerk))?;
+            let cfg = frank::counter::loadgen::LoadgenConfig {
+                vendor: a.vendor,
+                pinned: frank::identity::parse_fingerprint(&a.pin)?,
+                code: a.code,
+                clerk: a.clerk,
+                password,
+                terminals: a.terminals,
+                duration_s: a.duration_s,
+                void_every: a.void_every,
+            };
+            let r = runtime()?.block_on(frank::counter::loadgen::run(cfg))?;
+            println!(
+                "{} terminals, {:.1} s: {} authorize+commit pairs ({:.0}/s), {} voids, {} top-ups, {} errors",
+                r.terminals, r.duration_s, r.pairs, r.pairs_per_s, r.voids, r.funds, r.errors
+            );
+            println!(
+                "pair latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
+                r.pair_p50_ms, r.pair_p90_ms, r.pair_p99_ms, r.pair_max_ms
+            );
+            println!("{}", serde_json::to_string(&r)?);
+            Ok(())
+        }
         Command::Printer(cmd) => frank::printer::cli::run(cmd),
         Command::Verify(args) => frank::indicium::cli::run(args),
         Command::Faultproxy(a) => {
@@ -194,10 +254,18 @@ fn vendor(cmd: VendorCommand) -> anyhow::Result<()> {
             println!("vendor initialised in {}", d.data.display());
             println!("fingerprint (pin this on every counter): {fp}");
         }
-        VendorCommand::Serve { data, listen } => {
+        VendorCommand::Serve {
+            data,
+            listen,
+            database,
+        } => {
             let dir = DataDir::new(&data.data);
             runtime()?.block_on(async {
-                let server = VendorServer::start(&dir, listen).await?;
+                let options = frank::vendor::server::VendorOptions {
+                    database,
+                    ..Default::default()
+                };
+                let server = VendorServer::start_with(&dir, listen, options).await?;
                 println!(
                     "vendor listening on {} — fingerprint {}",
                     server.local_addr()?,
@@ -218,10 +286,42 @@ fn vendor(cmd: VendorCommand) -> anyhow::Result<()> {
                 frank::identity::fingerprint(&files.key.verifying_key())
             );
         }
-        VendorCommand::Account(AccountCommand::Add { data, name }) => {
+        VendorCommand::Account(AccountCommand::Add {
+            data,
+            name,
+            database,
+        }) => {
             let mut dir = open_directory(&data)?;
             let (acct, code) = dir.add_account(&name, now_ms())?;
             println!("account {} created: {}", acct.id, acct.name);
+            let files = DataDir::new(&data.data).load()?;
+            let database =
+                database.unwrap_or_else(|| files.ledger_path.to_string_lossy().into_owned());
+            let ledger_line = runtime()?.block_on(async {
+                let ledger = frank::vendor::server::spawn_ledger(
+                    &database,
+                    &files.key,
+                    frank::ledger::LedgerConfig {
+                        reaper_interval_ms: 0,
+                        ..Default::default()
+                    },
+                )
+                .await?;
+                let id = frank::vendor::money::ledger_account_of(&ledger, acct.id)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("opening the ledger account: {e}"))?;
+                let a = ledger
+                    .account(id)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("reading the ledger account: {e}"))?;
+                anyhow::Ok(format!(
+                    "ledger account {} meter {} ({})",
+                    a.id.0,
+                    a.meter,
+                    a.status.as_str()
+                ))
+            })?;
+            println!("{ledger_line}");
             println!("enrollment code (give it to the account's terminals): {code}");
         }
         VendorCommand::Account(AccountCommand::List(data)) => {

@@ -871,7 +871,8 @@ fn cli_audit_verify_reports_a_tampered_row() {
     let verify = || {
         run(LedgerCommand::Audit(AuditCommand::Verify {
             db: DatabaseArg {
-                database: path.to_string_lossy().into_owned(),
+                data: None,
+                database: Some(path.to_string_lossy().into_owned()),
             },
         }))
     };

@@ -320,7 +320,229 @@ impl Session {
             .await
     }
 
+    fn mac(
+        &self,
+        operation: &str,
+        request_id: [u8; 16],
+        amount_cents: u64,
+        client_time_ms: u64,
+        destination: &str,
+    ) -> Result<Vec<u8>, ClientError> {
+        MacInput {
+            operation,
+            request_id,
+            amount_cents,
+            client_time_ms,
+            clerk: &self.clerk,
+            destination,
+        }
+        .sign(&self.keys.request_mac)
+        .map(|m| m.to_vec())
+        .map_err(|e| ClientError::Other(e.to_string()))
+    }
+
+    /// A signed `fund` request (see [`Self::send`]).
+    pub fn fund_request(
+        &self,
+        request_id: [u8; 16],
+        client_time_ms: u64,
+        amount_cents: u64,
+        method: wire::FundMethod,
+    ) -> Result<Request, ClientError> {
+        let mac = self.mac(
+            "fund",
+            request_id,
+            amount_cents,
+            client_time_ms,
+            &method.destination(),
+        )?;
+        Ok(Request::Fund(wire::Fund {
+            request_id: request_id.to_vec(),
+            client_time_ms,
+            amount_cents,
+            method,
+            mac,
+        }))
+    }
+
+    /// A signed `authorize` request.
+    pub fn authorize_request(
+        &self,
+        request_id: [u8; 16],
+        client_time_ms: u64,
+        amount_cents: u64,
+        item: wire::WireItem,
+        origin_zip: &str,
+    ) -> Result<Request, ClientError> {
+        let typed = item
+            .to_item()
+            .map_err(|e| ClientError::Other(e.to_string()))?;
+        let destination = wire::Authorize::destination(&typed, origin_zip);
+        let mac = self.mac(
+            "authorize",
+            request_id,
+            amount_cents,
+            client_time_ms,
+            &destination,
+        )?;
+        Ok(Request::Authorize(wire::Authorize {
+            request_id: request_id.to_vec(),
+            client_time_ms,
+            amount_cents,
+            item,
+            origin_zip: origin_zip.to_string(),
+            mac,
+        }))
+    }
+
+    /// A signed `commit` request.
+    pub fn commit_request(
+        &self,
+        request_id: [u8; 16],
+        client_time_ms: u64,
+        piece_serial: u64,
+    ) -> Result<Request, ClientError> {
+        let dest = wire::piece_destination(piece_serial);
+        let mac = self.mac("commit", request_id, 0, client_time_ms, &dest)?;
+        Ok(Request::Commit(wire::Commit {
+            request_id: request_id.to_vec(),
+            client_time_ms,
+            piece_serial,
+            mac,
+        }))
+    }
+
+    /// A signed `void` request.
+    pub fn void_request(
+        &self,
+        request_id: [u8; 16],
+        client_time_ms: u64,
+        piece_serial: u64,
+        reached_printer: bool,
+    ) -> Result<Request, ClientError> {
+        let dest = wire::void_destination(piece_serial, reached_printer);
+        let mac = self.mac("void", request_id, 0, client_time_ms, &dest)?;
+        Ok(Request::Void(wire::Void {
+            request_id: request_id.to_vec(),
+            client_time_ms,
+            piece_serial,
+            reached_printer,
+            mac,
+        }))
+    }
+
+    /// A signed `refund_request` request.
+    pub fn refund_request(
+        &self,
+        request_id: [u8; 16],
+        client_time_ms: u64,
+        piece_serial: u64,
+    ) -> Result<Request, ClientError> {
+        let dest = wire::piece_destination(piece_serial);
+        let mac = self.mac("refund_request", request_id, 0, client_time_ms, &dest)?;
+        Ok(Request::RefundRequest(wire::RefundRequest {
+            request_id: request_id.to_vec(),
+            client_time_ms,
+            piece_serial,
+            mac,
+        }))
+    }
+
+    /// Sends any request on this session's connection. Retrying a money request means sending
+    /// the same `Request` again: the ledger answers the first result.
+    pub async fn send<T: DeserializeOwned>(&self, request: &Request) -> Result<T, ClientError> {
+        self.conn.request(request).await
+    }
+
+    pub async fn fund(
+        &self,
+        request_id: [u8; 16],
+        amount_cents: u64,
+        method: wire::FundMethod,
+    ) -> Result<wire::Funded, ClientError> {
+        let r = self.fund_request(request_id, wall_ms(), amount_cents, method)?;
+        self.send(&r).await
+    }
+
+    pub async fn authorize(
+        &self,
+        request_id: [u8; 16],
+        amount_cents: u64,
+        item: wire::WireItem,
+        origin_zip: &str,
+    ) -> Result<wire::Authorized, ClientError> {
+        let r = self.authorize_request(request_id, wall_ms(), amount_cents, item, origin_zip)?;
+        self.send(&r).await
+    }
+
+    pub async fn commit(
+        &self,
+        request_id: [u8; 16],
+        piece_serial: u64,
+    ) -> Result<wire::PieceDone, ClientError> {
+        let r = self.commit_request(request_id, wall_ms(), piece_serial)?;
+        self.send(&r).await
+    }
+
+    pub async fn void(
+        &self,
+        request_id: [u8; 16],
+        piece_serial: u64,
+        reached_printer: bool,
+    ) -> Result<wire::PieceDone, ClientError> {
+        let r = self.void_request(request_id, wall_ms(), piece_serial, reached_printer)?;
+        self.send(&r).await
+    }
+
+    pub async fn request_refund(
+        &self,
+        request_id: [u8; 16],
+        piece_serial: u64,
+    ) -> Result<wire::PieceDone, ClientError> {
+        let r = self.refund_request(request_id, wall_ms(), piece_serial)?;
+        self.send(&r).await
+    }
+
+    pub async fn balance(&self) -> Result<wire::Balance, ClientError> {
+        self.send(&Request::Balance(wire::BalanceRequest {})).await
+    }
+
+    pub async fn quote(
+        &self,
+        item: wire::PostageItem,
+        origin_zip: &str,
+    ) -> Result<wire::Quoted, ClientError> {
+        self.send(&Request::Quote(wire::QuoteRequest {
+            item,
+            origin_zip: origin_zip.to_string(),
+        }))
+        .await
+    }
+
+    pub async fn statement(
+        &self,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> Result<wire::StatementBody, ClientError> {
+        self.send(&Request::Statement(wire::StatementRequest {
+            from_ms,
+            to_ms,
+        }))
+        .await
+    }
+
+    /// One piece of the account (state, refund status).
+    pub async fn piece(&self, piece_serial: u64) -> Result<wire::PieceInfo, ClientError> {
+        self.send(&Request::Piece(wire::PieceRequest { piece_serial }))
+            .await
+    }
+
     pub async fn ping(&self) -> Result<wire::Pong, ClientError> {
         self.conn.request(&Request::Ping(wire::Ping {})).await
     }
+}
+
+/// The terminal's wall clock in ms since the epoch (the `client_time_ms` of requests).
+pub fn wall_ms() -> u64 {
+    crate::vendor::now_ms()
 }

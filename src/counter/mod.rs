@@ -4,5 +4,6 @@
 pub mod backoff;
 pub mod client;
 pub mod headless;
+pub mod loadgen;
 pub mod supervisor;
 pub mod terminal;

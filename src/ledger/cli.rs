@@ -11,8 +11,28 @@ use std::sync::Arc;
 #[derive(Debug, Args)]
 pub struct DatabaseArg {
     /// The ledger database: a SQLite file path, or postgres://user@host:port/db
-    #[arg(long, default_value = "frank-ledger.db", env = "FRANK_DATABASE")]
-    pub database: String,
+    /// (default: `ledger.db` in the vendor data directory given by --data).
+    #[arg(long, env = "FRANK_DATABASE")]
+    pub database: Option<String>,
+    /// The vendor data directory whose `ledger.db` to use when --database is not given.
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<std::path::PathBuf>,
+}
+
+impl DatabaseArg {
+    /// `--database`, else `<--data>/ledger.db`.
+    pub fn resolve(&self) -> anyhow::Result<String> {
+        match (&self.database, &self.data) {
+            (Some(d), _) => Ok(d.clone()),
+            (None, Some(dir)) => Ok(dir
+                .join(crate::vendor::LEDGER_FILE)
+                .to_string_lossy()
+                .into_owned()),
+            (None, None) => bail!(
+                "name the ledger: --data DIR (the vendor data directory) or --database URL/PATH"
+            ),
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -96,9 +116,14 @@ pub fn parse_piece(text: &str) -> anyhow::Result<PieceId> {
 }
 
 async fn open(db: &DatabaseArg) -> anyhow::Result<Arc<dyn LedgerStore>> {
-    super::open_store(&db.database, Arc::new(NoSigning), LedgerLimits::default())
-        .await
-        .with_context(|| format!("opening the ledger database {}", db.database))
+    let database = db.resolve()?;
+    if database.starts_with("postgres") || std::path::Path::new(&database).exists() {
+        super::open_store(&database, Arc::new(NoSigning), LedgerLimits::default())
+            .await
+            .with_context(|| format!("opening the ledger database {database}"))
+    } else {
+        bail!("no ledger database at {database}; run `frank vendor init` or pass --database")
+    }
 }
 
 fn now_ms() -> u64 {

@@ -174,6 +174,31 @@ impl LedgerHandle {
         }
     }
 
+    /// [`Self::fund`], also returning the processor's payment id.
+    pub async fn fund_receipt(
+        &self,
+        id: RequestId,
+        account: AccountId,
+        amount: Cents,
+        method: PaymentMethod,
+    ) -> Result<(PaymentId, Registers), CallError> {
+        let o = self
+            .call(|answer| Command::Fund {
+                id,
+                account,
+                amount,
+                method,
+                answer,
+            })
+            .await?;
+        match o {
+            Outcome::Funded {
+                payment, registers, ..
+            } => Ok((payment, registers)),
+            o => Err(unexpected(o)),
+        }
+    }
+
     pub async fn authorize(
         &self,
         id: RequestId,

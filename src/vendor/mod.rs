@@ -2,7 +2,9 @@
 
 pub mod directory;
 pub mod lockout;
+pub mod money;
 pub mod server;
+pub mod signing;
 
 use crate::identity;
 use crate::link::guard::GuardConfig;
@@ -15,6 +17,8 @@ pub const KEY_FILE: &str = "vendor-key.pem";
 pub const CERT_FILE: &str = "vendor-cert.der";
 pub const DB_FILE: &str = "vendor.db";
 pub const CONFIG_FILE: &str = "vendor.toml";
+/// The ledger's SQLite database (the default; `--database postgres://…` replaces it).
+pub const LEDGER_FILE: &str = "ledger.db";
 
 /// `vendor.toml`. Every field has a default; units are in the names.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,6 +91,8 @@ pub struct VendorFiles {
     pub cert_der: Vec<u8>,
     pub config: VendorConfig,
     pub db_path: PathBuf,
+    /// The data directory's SQLite ledger.
+    pub ledger_path: PathBuf,
 }
 
 impl DataDir {
@@ -113,6 +119,14 @@ impl DataDir {
         let cert = crate::tls::make_vendor_certificate(&key)?;
         std::fs::write(self.file(CERT_FILE), cert)?;
         directory::Directory::open(&self.file(DB_FILE))?;
+        // Create and migrate the ledger database; its writer thread ends when it is dropped.
+        crate::ledger::sqlite::SqliteStore::open(
+            &self.file(LEDGER_FILE),
+            crate::ledger::sqlite::SqliteConfig::default(),
+            std::sync::Arc::new(crate::ledger::cli::NoSigning),
+            crate::ledger::LedgerLimits::default(),
+        )
+        .map_err(|e| anyhow::anyhow!("creating the ledger {LEDGER_FILE}: {e}"))?;
         let config = toml::to_string_pretty(&VendorConfig::default())?;
         std::fs::write(
             self.file(CONFIG_FILE),
@@ -144,6 +158,7 @@ impl DataDir {
             cert_der,
             config,
             db_path: self.file(DB_FILE),
+            ledger_path: self.file(LEDGER_FILE),
         })
     }
 }
@@ -179,6 +194,10 @@ mod tests {
         let fp = d.init().unwrap();
         let files = d.load().unwrap();
         assert_eq!(identity::fingerprint(&files.key.verifying_key()), fp);
+        assert!(
+            files.ledger_path.exists(),
+            "init creates the ledger database"
+        );
         assert_eq!(files.config, VendorConfig::default());
         assert!(d.init().unwrap_err().to_string().contains("refusing"));
     }

@@ -1,10 +1,18 @@
 //! The vendor's QUIC front: accepts connections, answers requests (one per bidirectional
 //! stream), and after login runs a link driver per terminal. It holds no database connection:
-//! the directory is behind [`DirectoryHandle`].
+//! the directory is behind [`DirectoryHandle`], the ledger behind [`LedgerHandle`].
 
 use super::directory::{self, Directory, DirectoryHandle, EnrollOutcome, LockState};
+use super::money::{self as front, Caller};
+use super::signing::{SignItem, VendorItemSigner};
 use super::{DataDir, VendorConfig, now_ms};
+use crate::indicium::rates::RateTable;
+use crate::ledger::licensing::EmbeddedLicensing;
+use crate::ledger::payment::SimulatedProcessor;
+use crate::ledger::service::{self, SystemClock};
+use crate::ledger::{AccountId, LedgerConfig, LedgerHandle, LedgerStore, Outcome};
 use crate::link::driver::{self, LinkHandle};
+use crate::link::guard::LinkState;
 use crate::link::keepalive::KeepaliveEndpoint;
 use crate::link::keys::{self, Exporter, MacKey, SessionKeys};
 use crate::wire::reqmac::MacInput;
@@ -25,6 +33,7 @@ struct SessionRecord {
     terminal_id: u64,
     account_id: u64,
     clerk: String,
+    ledger_account: AccountId,
     resume_key: MacKey,
     /// Set when the session's connection ended; resumable until then + session_resume_ms_max.
     detached_at: Option<Instant>,
@@ -44,6 +53,8 @@ struct Shared {
     config: VendorConfig,
     key: SigningKey,
     directory: DirectoryHandle,
+    ledger: LedgerHandle,
+    rates: RateTable,
     dummy_hash: String,
     sessions: Mutex<HashMap<u64, SessionRecord>>,
     links: Mutex<HashMap<u64, TerminalLink>>,
@@ -72,10 +83,43 @@ pub const STREAMS_PER_CONNECTION_MAX: u32 = 16;
 pub const DATAGRAM_RECEIVE_BUFFER_BYTES_MAX: usize = 64 * 1024;
 pub const DATAGRAM_SEND_BUFFER_BYTES_MAX: usize = 64 * 1024;
 
+/// How `vendor serve` runs beyond the data directory.
+#[derive(Debug, Clone, Default)]
+pub struct VendorOptions {
+    /// The ledger database (`postgres://…` or a SQLite path); `None`: the data directory's
+    /// `ledger.db`.
+    pub database: Option<String>,
+    pub ledger: LedgerConfig,
+}
+
 impl VendorServer {
-    /// Loads the data directory and listens on `listen` (or the config's address).
+    /// Loads the data directory and listens on `listen` (or the config's address), with the
+    /// data directory's SQLite ledger.
     pub async fn start(data: &DataDir, listen: Option<SocketAddr>) -> anyhow::Result<VendorServer> {
+        VendorServer::start_with(data, listen, VendorOptions::default()).await
+    }
+
+    /// [`Self::start`] with a chosen ledger database and ledger tuning.
+    pub async fn start_with(
+        data: &DataDir,
+        listen: Option<SocketAddr>,
+        options: VendorOptions,
+    ) -> anyhow::Result<VendorServer> {
         let files = data.load()?;
+        let rates = RateTable::load_or_sample(&data.path)
+            .map_err(|e| anyhow::anyhow!("rate table in {}: {e}", data.path.display()))?;
+        if rates.is_sample() {
+            tracing::warn!(
+                "no rates.toml in the data directory: quoting from the SAMPLE rate table"
+            );
+        }
+        let database = options
+            .database
+            .clone()
+            .unwrap_or_else(|| files.ledger_path.to_string_lossy().into_owned());
+        let ledger = spawn_ledger(&database, &files.key, options.ledger.clone())
+            .await
+            .with_context(|| format!("opening the ledger {database}"))?;
         let listen = match listen {
             Some(a) => a,
             None => files.config.listen.parse().with_context(|| {
@@ -95,6 +139,8 @@ impl VendorServer {
             config: files.config,
             key: files.key,
             directory,
+            ledger,
+            rates,
             dummy_hash,
             sessions: Mutex::new(HashMap::new()),
             links: Mutex::new(HashMap::new()),
@@ -118,6 +164,11 @@ impl VendorServer {
 
     pub fn public_key(&self) -> VerifyingKey {
         self.shared.key.verifying_key()
+    }
+
+    /// The ledger service the front talks to.
+    pub fn ledger(&self) -> LedgerHandle {
+        self.shared.ledger.clone()
     }
 
     /// The live link of a terminal, as the vendor sees it.
@@ -146,6 +197,31 @@ impl VendorServer {
     pub async fn wait(self) {
         let _ = self.accept_task.await;
     }
+}
+
+/// Opens the ledger store with the vendor key as its item signer and starts the ledger service
+/// (simulated payment processor, embedded licensing continuing after the largest license held).
+pub async fn spawn_ledger(
+    database: &str,
+    key: &SigningKey,
+    config: LedgerConfig,
+) -> anyhow::Result<LedgerHandle> {
+    let signer = Arc::new(VendorItemSigner::new(key));
+    let store: Arc<dyn LedgerStore> =
+        crate::ledger::open_store(database, signer, config.limits.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let last_license = store
+        .max_license()
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(service::spawn(
+        store,
+        Arc::new(SimulatedProcessor::new()),
+        Arc::new(EmbeddedLicensing::new(last_license, u64::from(u32::MAX))),
+        Arc::new(SystemClock),
+        config,
+    ))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -191,6 +267,7 @@ struct ActiveSession {
     session_id: u64,
     terminal_id: u64,
     clerk: String,
+    ledger_account: AccountId,
     keys: SessionKeys,
 }
 
@@ -296,6 +373,18 @@ async fn handle(state: &Arc<ConnState>, request: Request) -> Result<Vec<u8>, Err
             }))
         }
         Request::ClockCheck(r) => clock_check(state, r),
+        Request::Balance(_) => balance(state).await,
+        Request::Quote(q) => {
+            require_session(state)?;
+            Ok(wire::encode_ok(&front::quote(&state.shared.rates, &q)?))
+        }
+        Request::Fund(r) => fund(state, r).await,
+        Request::Authorize(r) => authorize(state, r).await,
+        Request::Commit(r) => commit(state, r).await,
+        Request::Void(r) => void(state, r).await,
+        Request::RefundRequest(r) => refund_request(state, r).await,
+        Request::Statement(r) => statement(state, r).await,
+        Request::Piece(r) => piece(state, r).await,
     }
 }
 
@@ -438,6 +527,9 @@ async fn login(state: &Arc<ConnState>, r: wire::Login) -> Result<Vec<u8>, ErrorB
         .call(move |d| d.clear_failures(&clerk_name, terminal_id))
         .await
         .map_err(directory_error)?;
+    let ledger_account = front::ledger_account_of(&shared.ledger, terminal.account_id)
+        .await
+        .map_err(front::call_error)?;
     let session_id = new_session_id();
     let keys = keys::derive_session_keys(&state.exporter, session_id, terminal.id, &clerk.username);
     {
@@ -459,6 +551,7 @@ async fn login(state: &Arc<ConnState>, r: wire::Login) -> Result<Vec<u8>, ErrorB
                 terminal_id: terminal.id,
                 account_id: terminal.account_id,
                 clerk: clerk.username.clone(),
+                ledger_account,
                 resume_key: keys.resume.clone(),
                 detached_at: None,
             },
@@ -477,6 +570,7 @@ async fn login(state: &Arc<ConnState>, r: wire::Login) -> Result<Vec<u8>, ErrorB
             session_id,
             terminal_id: terminal.id,
             clerk: clerk.username,
+            ledger_account,
             keys,
         },
     );
@@ -497,14 +591,19 @@ async fn resume(state: &Arc<ConnState>, r: wire::Resume) -> Result<Vec<u8>, Erro
             "no resumable session with that id; log in again",
         )
     };
-    let (clerk, account_id, resume_key) = {
+    let (clerk, account_id, ledger_account, resume_key) = {
         let mut sessions = lock(&shared.sessions);
         prune_sessions(&mut sessions, &shared.config);
         let rec = sessions.get(&r.session_id).ok_or_else(unknown)?;
         if rec.terminal_id != r.terminal_id {
             return Err(unknown());
         }
-        (rec.clerk.clone(), rec.account_id, rec.resume_key.clone())
+        (
+            rec.clerk.clone(),
+            rec.account_id,
+            rec.ledger_account,
+            rec.resume_key.clone(),
+        )
     };
     let terminal_id = r.terminal_id;
     let terminal = shared
@@ -551,6 +650,7 @@ async fn resume(state: &Arc<ConnState>, r: wire::Resume) -> Result<Vec<u8>, Erro
             session_id: r.session_id,
             terminal_id: terminal.id,
             clerk,
+            ledger_account,
             keys,
         },
     );
@@ -664,5 +764,250 @@ fn clock_check(state: &Arc<ConnState>, r: wire::ClockCheck) -> Result<Vec<u8>, E
     Ok(wire::encode_ok(&wire::ClockChecked {
         vendor_time_ms,
         skew_ms,
+    }))
+}
+
+/// The MAC/clock/link facts of the session on this connection.
+fn caller_link(state: &ConnState, active: &ActiveSession) -> Option<LinkState> {
+    lock(&state.shared.links)
+        .get(&active.terminal_id)
+        .filter(|l| {
+            l.session_id == active.session_id && l.conn.stable_id() == state.conn.stable_id()
+        })
+        .map(|l| *l.link.state.borrow())
+}
+
+fn check_money(
+    state: &ConnState,
+    active: &ActiveSession,
+    operation: &str,
+    request: &impl wire::MoneyRequest,
+    amount_cents: u64,
+    destination: &str,
+) -> Result<crate::ledger::RequestId, ErrorBody> {
+    let caller = Caller {
+        clerk: &active.clerk,
+        mac_key: &active.keys.request_mac,
+        link_state: caller_link(state, active),
+        vendor_time_ms: now_ms(),
+        skew_ms_max: state.shared.config.request_clock_skew_ms_max,
+    };
+    let r = front::check_money_request(&caller, operation, request, amount_cents, destination);
+    if let Err(e) = &r {
+        tracing::warn!(terminal = active.terminal_id, clerk = %active.clerk, operation, code = ?e.code, "money request refused before the ledger");
+    }
+    r
+}
+
+async fn balance(state: &Arc<ConnState>) -> Result<Vec<u8>, ErrorBody> {
+    let active = require_session(state)?;
+    let a = state
+        .shared
+        .ledger
+        .account(active.ledger_account)
+        .await
+        .map_err(front::call_error)?;
+    Ok(wire::encode_ok(&wire::Balance {
+        ledger_account: a.id.0,
+        meter: a.meter.to_string(),
+        status: a.status.as_str().to_string(),
+        registers: front::registers(&a.registers),
+    }))
+}
+
+async fn fund(state: &Arc<ConnState>, r: wire::Fund) -> Result<Vec<u8>, ErrorBody> {
+    let active = require_session(state)?;
+    let id = check_money(
+        state,
+        &active,
+        "fund",
+        &r,
+        r.amount_cents,
+        &r.method.destination(),
+    )?;
+    let method = front::payment_method(&r.method, now_ms())?;
+    let amount = crate::money::Cents::new(r.amount_cents)
+        .map_err(|e| ErrorBody::malformed(format!("fund.amount_cents: {e}")))?;
+    let (payment, registers) = state
+        .shared
+        .ledger
+        .fund_receipt(id, active.ledger_account, amount, method)
+        .await
+        .map_err(front::call_error)?;
+    Ok(wire::encode_ok(&wire::Funded {
+        payment_id: payment.0,
+        registers: front::registers(&registers),
+    }))
+}
+
+async fn authorize(state: &Arc<ConnState>, r: wire::Authorize) -> Result<Vec<u8>, ErrorBody> {
+    let active = require_session(state)?;
+    let item = r
+        .item
+        .to_item()
+        .map_err(|e| ErrorBody::malformed(format!("authorize.item.{}: {}", e.field, e.reason)))?;
+    let destination = wire::Authorize::destination(&item, &r.origin_zip);
+    let id = check_money(
+        state,
+        &active,
+        "authorize",
+        &r,
+        r.amount_cents,
+        &destination,
+    )?;
+    let origin = wire::origin_zip(&r.origin_zip)
+        .map_err(|e| ErrorBody::malformed(format!("authorize.{}: {}", e.field, e.reason)))?;
+    let required = front::required_amount(&state.shared.rates, &item, origin)?;
+    if required.get() != r.amount_cents {
+        return Err(ErrorBody::new(
+            ErrorCode::QuoteMismatch,
+            format!(
+                "authorize.amount_cents is {} but the vendor's price for this {} is {required}; authorize {}",
+                r.amount_cents,
+                item.kind(),
+                required.get()
+            ),
+        )
+        .with_amount_cents(required.get()));
+    }
+    let day = wire::day_of_ms(now_ms())
+        .map_err(|e| ErrorBody::new(ErrorCode::Internal, e.to_string()))?;
+    let description = SignItem {
+        item: r.item.clone(),
+        origin_zip: r.origin_zip.clone(),
+        day: day.days(),
+    }
+    .to_bytes();
+    let a = state
+        .shared
+        .ledger
+        .authorize(
+            id,
+            active.ledger_account,
+            item.kind().code(),
+            required,
+            description,
+        )
+        .await
+        .map_err(front::call_error)?;
+    Ok(wire::encode_ok(&wire::Authorized {
+        piece_serial: a.id.serial.0,
+        meter: a.meter.to_string(),
+        amount_cents: a.amount.get(),
+        expires_at_ms: a.expires_at_ms,
+        registers: front::registers(&a.registers),
+        indicium: a.signed,
+    }))
+}
+
+fn piece_done(outcome: Outcome) -> Result<Vec<u8>, ErrorBody> {
+    let (id, result, registers) = match outcome {
+        Outcome::Committed { id, registers } => (id, "printed", registers),
+        Outcome::Voided { id, registers } => (id, "voided", registers),
+        Outcome::RefundRequested { id, registers } => (id, "refund_requested", registers),
+        other => return Err(internal(format!("unexpected ledger outcome {other:?}"))),
+    };
+    Ok(wire::encode_ok(&wire::PieceDone {
+        piece_serial: id.serial.0,
+        result: result.to_string(),
+        registers: front::registers(&registers),
+    }))
+}
+
+async fn commit(state: &Arc<ConnState>, r: wire::Commit) -> Result<Vec<u8>, ErrorBody> {
+    let active = require_session(state)?;
+    let dest = wire::piece_destination(r.piece_serial);
+    let id = check_money(state, &active, "commit", &r, 0, &dest)?;
+    let piece = front::piece_id(active.ledger_account, r.piece_serial);
+    let registers = state
+        .shared
+        .ledger
+        .commit(id, piece)
+        .await
+        .map_err(front::call_error)?;
+    piece_done(Outcome::Committed {
+        id: piece,
+        registers,
+    })
+}
+
+async fn void(state: &Arc<ConnState>, r: wire::Void) -> Result<Vec<u8>, ErrorBody> {
+    let active = require_session(state)?;
+    let dest = wire::void_destination(r.piece_serial, r.reached_printer);
+    let id = check_money(state, &active, "void", &r, 0, &dest)?;
+    let piece = front::piece_id(active.ledger_account, r.piece_serial);
+    let o = state
+        .shared
+        .ledger
+        .void(id, piece, r.reached_printer)
+        .await
+        .map_err(front::call_error)?;
+    piece_done(o)
+}
+
+async fn refund_request(
+    state: &Arc<ConnState>,
+    r: wire::RefundRequest,
+) -> Result<Vec<u8>, ErrorBody> {
+    let active = require_session(state)?;
+    let dest = wire::piece_destination(r.piece_serial);
+    let id = check_money(state, &active, "refund_request", &r, 0, &dest)?;
+    let piece = front::piece_id(active.ledger_account, r.piece_serial);
+    let o = state
+        .shared
+        .ledger
+        .request_refund(id, piece)
+        .await
+        .map_err(front::call_error)?;
+    piece_done(o)
+}
+
+async fn statement(
+    state: &Arc<ConnState>,
+    r: wire::StatementRequest,
+) -> Result<Vec<u8>, ErrorBody> {
+    let active = require_session(state)?;
+    let s = state
+        .shared
+        .ledger
+        .statement(active.ledger_account, r.from_ms, r.to_ms)
+        .await
+        .map_err(front::call_error)?;
+    Ok(wire::encode_ok(&wire::StatementBody {
+        from_ms: s.from_ms,
+        to_ms: s.to_ms,
+        beginning_cents: s.beginning.get(),
+        credits_cents: s.credits.get(),
+        printed_cents: s.printed.get(),
+        voided_cents: s.voided.get(),
+        refunded_cents: s.refunded.get(),
+        ending_cents: s.ending.get(),
+    }))
+}
+
+async fn piece(state: &Arc<ConnState>, r: wire::PieceRequest) -> Result<Vec<u8>, ErrorBody> {
+    let active = require_session(state)?;
+    let p = state
+        .shared
+        .ledger
+        .piece(front::piece_id(active.ledger_account, r.piece_serial))
+        .await
+        .map_err(front::call_error)?;
+    let item_state = match p.item_state() {
+        crate::ledger::ItemState::Reserved => "reserved",
+        crate::ledger::ItemState::Printed => "printed",
+        crate::ledger::ItemState::Voided => "voided",
+        crate::ledger::ItemState::RefundRequested => "refund_requested",
+        crate::ledger::ItemState::Refunded => "refunded",
+        crate::ledger::ItemState::RefundRejected => "refund_rejected",
+    };
+    Ok(wire::encode_ok(&wire::PieceInfo {
+        piece_serial: p.id.serial.0,
+        kind: p.kind,
+        amount_cents: p.amount.get(),
+        item_state: item_state.to_string(),
+        authorized_at_ms: p.authorized_at_ms,
+        expires_at_ms: p.expires_at_ms,
+        printed_at_ms: p.printed_at_ms,
     }))
 }

@@ -2,7 +2,10 @@
 //! writes one CBOR envelope and finishes its side; the vendor answers with one CBOR envelope.
 //! docs/PROTOCOL.md §Requests is the specification; this module is its implementation.
 
+pub mod ledger;
 pub mod reqmac;
+
+pub use ledger::*;
 
 use ciborium::Value;
 use serde::de::DeserializeOwned;
@@ -49,6 +52,15 @@ pub enum Request {
     Resume(Resume),
     Ping(Ping),
     ClockCheck(ClockCheck),
+    Balance(BalanceRequest),
+    Quote(QuoteRequest),
+    Fund(Fund),
+    Authorize(Authorize),
+    Commit(Commit),
+    Void(Void),
+    Statement(StatementRequest),
+    RefundRequest(RefundRequest),
+    Piece(PieceRequest),
 }
 
 impl Request {
@@ -59,6 +71,15 @@ impl Request {
             Request::Resume(_) => "resume",
             Request::Ping(_) => "ping",
             Request::ClockCheck(_) => "clock_check",
+            Request::Balance(_) => "balance",
+            Request::Quote(_) => "quote",
+            Request::Fund(_) => "fund",
+            Request::Authorize(_) => "authorize",
+            Request::Commit(_) => "commit",
+            Request::Void(_) => "void",
+            Request::Statement(_) => "statement",
+            Request::RefundRequest(_) => "refund_request",
+            Request::Piece(_) => "piece",
         }
     }
 }
@@ -189,6 +210,27 @@ pub enum ErrorCode {
     BadMac,
     ClockSkew,
     LinkLapsed,
+    // Ledger (docs/PROTOCOL.md §Ledger errors)
+    IdempotencyConflict,
+    InsufficientFunds,
+    QuoteMismatch,
+    InvalidItem,
+    AmountOutOfRange,
+    TopUpOutOfRange,
+    PaymentInvalid,
+    PaymentDeclined,
+    PaymentTimeout,
+    AccountLocked,
+    AccountPending,
+    UnknownPiece,
+    AlreadyCommitted,
+    AlreadyVoided,
+    AuthorizationExpired,
+    NotPrinted,
+    RefundAlreadyRequested,
+    RefundWindowClosed,
+    PieceScanned,
+    SignerFailed,
     Busy,
     Internal,
     #[serde(other)]
@@ -208,6 +250,10 @@ pub struct ErrorBody {
     /// For `oversized`, `clock_skew`, `unsupported_version`: the limit or supported value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<u64>,
+    /// For `insufficient_funds`: the available balance; for `quote_mismatch`: the vendor's
+    /// quote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount_cents: Option<u64>,
 }
 
 impl ErrorBody {
@@ -217,7 +263,13 @@ impl ErrorBody {
             message: message.into(),
             retry_after_ms: None,
             limit: None,
+            amount_cents: None,
         }
+    }
+
+    pub fn with_amount_cents(mut self, cents: u64) -> Self {
+        self.amount_cents = Some(cents);
+        self
     }
 
     pub fn with_limit(mut self, limit: u64) -> Self {
@@ -255,6 +307,15 @@ pub fn encode_request(request: &Request) -> Vec<u8> {
         Request::Resume(b) => to_value(b),
         Request::Ping(b) => to_value(b),
         Request::ClockCheck(b) => to_value(b),
+        Request::Balance(b) => to_value(b),
+        Request::Quote(b) => to_value(b),
+        Request::Fund(b) => to_value(b),
+        Request::Authorize(b) => to_value(b),
+        Request::Commit(b) => to_value(b),
+        Request::Void(b) => to_value(b),
+        Request::Statement(b) => to_value(b),
+        Request::RefundRequest(b) => to_value(b),
+        Request::Piece(b) => to_value(b),
     };
     to_cbor(&RequestEnvelope {
         v: PROTOCOL_VERSION,
@@ -287,6 +348,15 @@ pub fn decode_request(bytes: &[u8]) -> Result<Request, ErrorBody> {
         "resume" => Request::Resume(body_as(body, "resume")?),
         "ping" => Request::Ping(body_as(body, "ping")?),
         "clock_check" => Request::ClockCheck(body_as(body, "clock_check")?),
+        "balance" => Request::Balance(body_as(body, "balance")?),
+        "quote" => Request::Quote(body_as(body, "quote")?),
+        "fund" => Request::Fund(body_as(body, "fund")?),
+        "authorize" => Request::Authorize(body_as(body, "authorize")?),
+        "commit" => Request::Commit(body_as(body, "commit")?),
+        "void" => Request::Void(body_as(body, "void")?),
+        "statement" => Request::Statement(body_as(body, "statement")?),
+        "refund_request" => Request::RefundRequest(body_as(body, "refund_request")?),
+        "piece" => Request::Piece(body_as(body, "piece")?),
         other => {
             let shown: String = other.chars().take(NAME_BYTES_MAX).collect();
             return Err(ErrorBody::new(
@@ -353,7 +423,67 @@ fn validate(request: &Request) -> Result<(), ErrorBody> {
             field_len("clock_check.request_id", c.request_id.len(), 16)?;
             field_len("clock_check.mac", c.mac.len(), reqmac::REQUEST_MAC_BYTES)
         }
+        Request::Balance(_) | Request::Statement(_) | Request::Piece(_) => Ok(()),
+        Request::Quote(q) => {
+            validate_item_field("quote.item", &WireItem::Postage(q.item.clone()))?;
+            origin_zip(&q.origin_zip)
+                .map(|_| ())
+                .map_err(|e| ErrorBody::malformed(format!("quote.{}: {}", e.field, e.reason)))
+        }
+        Request::Fund(f) => {
+            money_fields("fund", f)?;
+            positive("fund.amount_cents", f.amount_cents)?;
+            let (a, b) = match &f.method {
+                FundMethod::Card { number, cvc, .. } => (number, cvc),
+                FundMethod::Ach { routing, account } => (routing, account),
+            };
+            for (name, v) in [("fund.method", a), ("fund.method", b)] {
+                if v.len() > PAYMENT_FIELD_BYTES_MAX {
+                    return Err(ErrorBody::malformed(format!(
+                        "{name} field is {} bytes; the limit is {PAYMENT_FIELD_BYTES_MAX}",
+                        v.len()
+                    )));
+                }
+            }
+            Ok(())
+        }
+        Request::Authorize(a) => {
+            money_fields("authorize", a)?;
+            positive("authorize.amount_cents", a.amount_cents)?;
+            validate_item_field("authorize.item", &a.item)?;
+            origin_zip(&a.origin_zip)
+                .map(|_| ())
+                .map_err(|e| ErrorBody::malformed(format!("authorize.{}: {}", e.field, e.reason)))
+        }
+        Request::Commit(c) => money_fields("commit", c),
+        Request::Void(v) => money_fields("void", v),
+        Request::RefundRequest(r) => money_fields("refund_request", r),
     }
+}
+
+fn validate_item_field(field: &str, item: &WireItem) -> Result<(), ErrorBody> {
+    ledger::validate_item(field, item)
+        .map(|_| ())
+        .map_err(ErrorBody::malformed)
+}
+
+fn positive(field: &str, v: u64) -> Result<(), ErrorBody> {
+    if v == 0 || v > crate::money::CENTS_MAX {
+        return Err(ErrorBody::malformed(format!(
+            "{field} must be 1..={}, got {v}",
+            crate::money::CENTS_MAX
+        )));
+    }
+    Ok(())
+}
+
+fn money_fields(kind: &str, r: &impl MoneyRequest) -> Result<(), ErrorBody> {
+    field_len(&format!("{kind}.request_id"), r.request_id().len(), 16)?;
+    field_len(
+        &format!("{kind}.mac"),
+        r.mac().len(),
+        reqmac::REQUEST_MAC_BYTES,
+    )
 }
 
 pub fn encode_ok<T: Serialize>(body: &T) -> Vec<u8> {

@@ -3,7 +3,7 @@
 
 use frank::counter::client::{self, Session, VendorConn};
 use frank::vendor::directory::Directory;
-use frank::vendor::server::VendorServer;
+use frank::vendor::server::{VendorOptions, VendorServer};
 use frank::vendor::{DB_FILE, DataDir};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -21,8 +21,13 @@ pub struct Vendor {
     pub key: ed25519_dalek::VerifyingKey,
 }
 
-/// A vendor with one account and one clerk, listening on 127.0.0.1.
+/// A vendor with one account and one clerk, listening on 127.0.0.1 (data-dir SQLite ledger).
 pub async fn vendor() -> Vendor {
+    vendor_with(VendorOptions::default()).await
+}
+
+/// [`vendor`] with a chosen ledger database and tuning.
+pub async fn vendor_with(options: VendorOptions) -> Vendor {
     let dir = tempfile::tempdir().unwrap();
     let data = DataDir::new(dir.path().join("vendor"));
     data.init().unwrap();
@@ -32,7 +37,7 @@ pub async fn vendor() -> Vendor {
         d.add_clerk(acct.id, CLERK, PASSWORD, false, 1).unwrap();
         (acct.id, code)
     };
-    let server = VendorServer::start(&data, Some("127.0.0.1:0".parse().unwrap()))
+    let server = VendorServer::start_with(&data, Some("127.0.0.1:0".parse().unwrap()), options)
         .await
         .unwrap();
     let addr = server.local_addr().unwrap();

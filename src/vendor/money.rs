@@ -1,0 +1,245 @@
+//! The front's ledger requests: checks that need no database (session, request MAC, clock,
+//! the vendor's own view of the terminal's link, quote) and then one typed call through the
+//! [`LedgerHandle`]. Nothing here opens a database.
+//!
+//! **Directory account → ledger account.** Each directory account owns the ledger account
+//! opened under the request id [`ledger_open_request`]`(directory account id)`. The ledger's
+//! idempotency makes that mapping stable without storing it: `frank vendor account add` opens
+//! (and licenses) it eagerly, and every login repeats the call, which only replays the first
+//! result.
+
+use crate::indicium::kinds::Item;
+use crate::indicium::rates::{self, RateTable};
+use crate::ledger::payment::{BankAccount, Card, PaymentMethod};
+use crate::ledger::{
+    AccountId, CallError, LedgerError, LedgerHandle, Outcome, PaymentError, PieceId, PieceSerial,
+    Registers, RequestId, StoreError,
+};
+use crate::link::guard::LinkState;
+use crate::link::keys::MacKey;
+use crate::money::Cents;
+use crate::wire::reqmac::{MacInput, RequestMacError};
+use crate::wire::{self, ErrorBody, ErrorCode, MoneyRequest};
+use sha2::{Digest, Sha256};
+
+/// The ledger request id that opens the ledger account of directory account `id`.
+pub fn ledger_open_request(directory_account: u64) -> RequestId {
+    let mut h = Sha256::new();
+    h.update(b"frank directory account");
+    h.update(directory_account.to_be_bytes());
+    let d = h.finalize();
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&d[..16]);
+    RequestId::from_bytes(b)
+}
+
+/// Opens (or finds again) the ledger account of a directory account.
+pub async fn ledger_account_of(
+    ledger: &LedgerHandle,
+    directory_account: u64,
+) -> Result<AccountId, CallError> {
+    match ledger
+        .open_account(ledger_open_request(directory_account))
+        .await?
+    {
+        Outcome::Opened { account, .. } => Ok(account),
+        other => Err(CallError::Unavailable(StoreError::Corrupt(format!(
+            "opening an account answered {other:?}"
+        )))),
+    }
+}
+
+pub fn registers(r: &Registers) -> wire::WireRegisters {
+    wire::WireRegisters {
+        descending_cents: r.descending.get(),
+        pending_cents: r.pending.get(),
+        ascending_cents: r.ascending.get(),
+        control_cents: r.control.get(),
+    }
+}
+
+/// The session facts a money request is checked against.
+pub struct Caller<'a> {
+    pub clerk: &'a str,
+    pub mac_key: &'a MacKey,
+    pub link_state: Option<LinkState>,
+    pub vendor_time_ms: u64,
+    pub skew_ms_max: u64,
+}
+
+/// MAC, then clock, then link — all before the ledger is touched.
+pub fn check_money_request(
+    caller: &Caller<'_>,
+    operation: &str,
+    request: &impl MoneyRequest,
+    amount_cents: u64,
+    destination: &str,
+) -> Result<RequestId, ErrorBody> {
+    let mut request_id = [0u8; 16];
+    request_id.copy_from_slice(request.request_id());
+    MacInput {
+        operation,
+        request_id,
+        amount_cents,
+        client_time_ms: request.client_time_ms(),
+        clerk: caller.clerk,
+        destination,
+    }
+    .verify(
+        caller.mac_key,
+        request.mac(),
+        caller.vendor_time_ms,
+        caller.skew_ms_max,
+    )
+    .map_err(mac_error)?;
+    match caller.link_state {
+        Some(LinkState::Up) => Ok(RequestId::from_bytes(request_id)),
+        state => Err(ErrorBody::new(
+            ErrorCode::LinkLapsed,
+            format!(
+                "the vendor sees this terminal's link as {}; wait for it to come back up and retry with the same request id",
+                state.map_or("absent".to_string(), |s| format!("{s:?}"))
+            ),
+        )),
+    }
+}
+
+pub fn mac_error(e: RequestMacError) -> ErrorBody {
+    match e {
+        RequestMacError::ClockSkew { limit_ms, .. } => {
+            ErrorBody::new(ErrorCode::ClockSkew, e.to_string()).with_limit(limit_ms)
+        }
+        RequestMacError::BadMac => ErrorBody::new(ErrorCode::BadMac, e.to_string()),
+        other => ErrorBody::malformed(other.to_string()),
+    }
+}
+
+/// Maps a ledger call's failure to a typed wire error.
+pub fn call_error(e: CallError) -> ErrorBody {
+    match e {
+        CallError::Refused(l) => ledger_error(l),
+        CallError::Unavailable(StoreError::Busy { .. } | StoreError::Contention { .. }) => {
+            ErrorBody::new(
+                ErrorCode::Busy,
+                format!("{e}; retry with the same request id"),
+            )
+            .with_retry_after_ms(100)
+        }
+        CallError::Unavailable(s) => {
+            tracing::error!(error = %s, "ledger unavailable");
+            ErrorBody::new(
+                ErrorCode::Internal,
+                "the ledger is unavailable; retry with the same request id",
+            )
+        }
+    }
+}
+
+pub fn ledger_error(e: LedgerError) -> ErrorBody {
+    let msg = e.to_string();
+    let b = |code| ErrorBody::new(code, msg.clone());
+    match &e {
+        LedgerError::IdempotencyConflict { .. } => b(ErrorCode::IdempotencyConflict),
+        LedgerError::UnknownPiece(_) => b(ErrorCode::UnknownPiece),
+        LedgerError::AccountLocked { .. } => b(ErrorCode::AccountLocked),
+        LedgerError::AccountPending { .. } | LedgerError::LicenseRefused { .. } => {
+            b(ErrorCode::AccountPending)
+        }
+        LedgerError::ZeroAmount | LedgerError::RegisterOverflow { .. } => {
+            b(ErrorCode::AmountOutOfRange)
+        }
+        LedgerError::AmountTooLarge { max, .. } => {
+            b(ErrorCode::AmountOutOfRange).with_limit(max.get())
+        }
+        LedgerError::TopUpBelowMinimum { min, .. } => {
+            b(ErrorCode::TopUpOutOfRange).with_limit(min.get())
+        }
+        LedgerError::TopUpAboveMaximum { max, .. } => {
+            b(ErrorCode::TopUpOutOfRange).with_limit(max.get())
+        }
+        LedgerError::InsufficientFunds { available, .. } => {
+            b(ErrorCode::InsufficientFunds).with_amount_cents(available.get())
+        }
+        LedgerError::ItemTooLarge { max, .. } => b(ErrorCode::InvalidItem).with_limit(*max as u64),
+        LedgerError::AlreadyCommitted(_) => b(ErrorCode::AlreadyCommitted),
+        LedgerError::AlreadyVoided(_) => b(ErrorCode::AlreadyVoided),
+        LedgerError::AuthorizationExpired { .. } => b(ErrorCode::AuthorizationExpired),
+        LedgerError::NotPrinted(_) => b(ErrorCode::NotPrinted),
+        LedgerError::RefundWindowClosed { .. } => b(ErrorCode::RefundWindowClosed),
+        LedgerError::RefundAlreadyRequested(_) | LedgerError::NoRefundPending(_) => {
+            b(ErrorCode::RefundAlreadyRequested)
+        }
+        LedgerError::PieceScanned(_) => b(ErrorCode::PieceScanned),
+        LedgerError::Payment(PaymentError::Invalid(_)) => b(ErrorCode::PaymentInvalid),
+        LedgerError::Payment(PaymentError::Timeout) => {
+            b(ErrorCode::PaymentTimeout).with_retry_after_ms(1000)
+        }
+        LedgerError::Payment(_) => b(ErrorCode::PaymentDeclined),
+        LedgerError::SignerFailed { .. } => b(ErrorCode::SignerFailed),
+        LedgerError::UnknownAccount(_)
+        | LedgerError::AlreadyLicensed { .. }
+        | LedgerError::InvariantBroken { .. } => {
+            tracing::error!(error = %e, "unexpected ledger refusal");
+            b(ErrorCode::Internal)
+        }
+    }
+}
+
+/// Validates the card or bank fields (never logged) into a payment method.
+pub fn payment_method(m: &wire::FundMethod, now_ms: u64) -> Result<PaymentMethod, ErrorBody> {
+    let r = match m {
+        wire::FundMethod::Card {
+            number,
+            exp_month,
+            exp_year,
+            cvc,
+        } => Card::parse(number, *exp_month, *exp_year, cvc, now_ms).map(PaymentMethod::Card),
+        wire::FundMethod::Ach { routing, account } => {
+            BankAccount::parse(routing, account).map(PaymentMethod::Ach)
+        }
+    };
+    r.map_err(|e| ErrorBody::new(ErrorCode::PaymentInvalid, format!("fund.method: {e}")))
+}
+
+/// The amount an authorization must carry: postage → the vendor's quote; other kinds → the
+/// item's face value.
+pub fn required_amount(
+    rates: &RateTable,
+    item: &Item,
+    origin: crate::indicium::address::Zip5,
+) -> Result<Cents, ErrorBody> {
+    match item {
+        Item::Postage(p) => rates
+            .quote(p.class, p.weight, origin, p.destination.zip5())
+            .map_err(|e| ErrorBody::new(ErrorCode::InvalidItem, format!("authorize.item: {e}"))),
+        other => other.face_value().ok_or_else(|| {
+            ErrorBody::new(ErrorCode::InvalidItem, "authorize.item has no face value")
+        }),
+    }
+}
+
+pub fn quote(rates: &RateTable, q: &wire::QuoteRequest) -> Result<wire::Quoted, ErrorBody> {
+    let item = wire::WireItem::Postage(q.item.clone())
+        .to_item()
+        .map_err(|e| ErrorBody::malformed(format!("quote.item.{}: {}", e.field, e.reason)))?;
+    let origin = wire::origin_zip(&q.origin_zip)
+        .map_err(|e| ErrorBody::malformed(format!("quote.{}: {}", e.field, e.reason)))?;
+    let Item::Postage(p) = &item else {
+        return Err(ErrorBody::malformed("quote.item must be postage"));
+    };
+    let amount = required_amount(rates, &item, origin)?;
+    Ok(wire::Quoted {
+        amount_cents: amount.get(),
+        zone: rates::zone(origin, p.destination.zip5()).get(),
+        rate_table: rates.label().to_string(),
+        sample: rates.is_sample(),
+    })
+}
+
+/// The piece of the session's account with this serial.
+pub fn piece_id(account: AccountId, serial: u64) -> PieceId {
+    PieceId {
+        account,
+        serial: PieceSerial(serial),
+    }
+}

@@ -1,0 +1,592 @@
+//! Ledger messages on the wire (sans-I/O): balance, quote, fund, authorize, commit, void,
+//! statement, refund_request, piece. docs/PROTOCOL.md §Ledger requests is the specification.
+//!
+//! Money-moving requests (`fund`, `authorize`, `commit`, `void`, `refund_request`) carry a
+//! 16-byte `request_id`, the client's `client_time_ms` and the per-request MAC
+//! ([`super::reqmac`]) over `(operation = request type, request_id, amount_cents,
+//! client_time_ms, clerk, destination)`; [`MoneyRequest::mac_fields`] gives the amount and the
+//! destination of each type.
+
+use crate::indicium::address::parse_zip;
+use crate::indicium::kinds::{self, Day, Item, MailClass, Text, WeightOz};
+use crate::indicium::{self, FieldError};
+use crate::money::Cents;
+use serde::{Deserialize, Serialize};
+
+/// Largest card/account/routing text accepted (validation happens in the ledger's payment
+/// code; this only bounds what the codec holds).
+pub const PAYMENT_FIELD_BYTES_MAX: usize = 32;
+
+/// A postage piece: class, weight, destination ZIP (ZIP or ZIP+4) and the counter's ZIP.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostageItem {
+    /// `first-class`, `priority`, `priority-express`, `ground-advantage`, `media`.
+    pub class: String,
+    pub weight_oz: u16,
+    /// `12345` or `12345-6789`.
+    pub zip: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TicketItem {
+    pub event: String,
+    pub venue: String,
+    pub seat: String,
+    /// `YYYY-MM-DD`.
+    pub event_day: String,
+    pub price_cents: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckItem {
+    pub payee: String,
+    pub amount_cents: u64,
+    pub number: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memo: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValueItem {
+    /// Coupon: the offer; gift certificate: the recipient.
+    pub text: String,
+    pub value_cents: u64,
+    /// `YYYY-MM-DD`.
+    pub expiry: String,
+}
+
+/// The item an authorization is for: a one-key map naming the kind.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum WireItem {
+    Postage(PostageItem),
+    Ticket(TicketItem),
+    Check(CheckItem),
+    Coupon(ValueItem),
+    GiftCertificate(ValueItem),
+}
+
+fn cents(field: &'static str, v: u64) -> Result<Cents, FieldError> {
+    Cents::new(v).map_err(|e| FieldError::new(field, e.to_string()))
+}
+
+impl WireItem {
+    /// The typed item (every field validated; errors name the field).
+    pub fn to_item(&self) -> Result<Item, FieldError> {
+        Ok(match self {
+            WireItem::Postage(p) => {
+                let (zip5, zip4) = parse_zip("zip", &p.zip)?;
+                Item::Postage(kinds::Postage {
+                    class: MailClass::parse(&p.class)?,
+                    weight: WeightOz::new(p.weight_oz)?,
+                    destination: kinds::Destination::new(zip5, zip4, None)?,
+                })
+            }
+            WireItem::Ticket(t) => Item::Ticket(kinds::Ticket {
+                event: Text::new("event", &t.event)?,
+                venue: Text::new("venue", &t.venue)?,
+                seat: Text::new("seat", &t.seat)?,
+                event_day: Day::parse("event_day", &t.event_day)?,
+                price: cents("price_cents", t.price_cents)?,
+            }),
+            WireItem::Check(c) => Item::Check(kinds::Check {
+                payee: Text::new("payee", &c.payee)?,
+                amount: cents("amount_cents", c.amount_cents)?,
+                number: kinds::CheckNumber::new(c.number)?,
+                memo: c
+                    .memo
+                    .as_deref()
+                    .map(|m| Text::new("memo", m))
+                    .transpose()?,
+            }),
+            WireItem::Coupon(v) => Item::Coupon(kinds::Coupon {
+                offer: Text::new("text", &v.text)?,
+                value: cents("value_cents", v.value_cents)?,
+                expiry: Day::parse("expiry", &v.expiry)?,
+            }),
+            WireItem::GiftCertificate(v) => Item::GiftCertificate(kinds::GiftCertificate {
+                recipient: Text::new("text", &v.text)?,
+                value: cents("value_cents", v.value_cents)?,
+                expiry: Day::parse("expiry", &v.expiry)?,
+            }),
+        })
+    }
+}
+
+/// Registers in cents (see docs/LEDGER.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct WireRegisters {
+    pub descending_cents: u64,
+    pub pending_cents: u64,
+    pub ascending_cents: u64,
+    pub control_cents: u64,
+}
+
+/// `balance`: the session's account and registers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct BalanceRequest {}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Balance {
+    pub ledger_account: u64,
+    pub meter: String,
+    /// `pending`, `active` or `locked`.
+    pub status: String,
+    pub registers: WireRegisters,
+}
+
+/// `quote`: the vendor's price for a postage piece.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuoteRequest {
+    pub item: PostageItem,
+    pub origin_zip: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quoted {
+    pub amount_cents: u64,
+    pub zone: u8,
+    pub rate_table: String,
+    /// The vendor runs on the SAMPLE rate table (not real prices).
+    pub sample: bool,
+}
+
+/// How a top-up is paid. Debug never shows the card number, CVC or bank account number.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum FundMethod {
+    Card {
+        number: String,
+        exp_month: u8,
+        exp_year: u16,
+        cvc: String,
+    },
+    Ach {
+        routing: String,
+        account: String,
+    },
+}
+
+fn last4(s: &str) -> String {
+    let digits: Vec<char> = s.chars().filter(|c| c.is_ascii_digit()).collect();
+    digits[digits.len().saturating_sub(4)..].iter().collect()
+}
+
+impl FundMethod {
+    /// The MAC destination of a `fund`: `card:LAST4` or `ach:ROUTING:LAST4`.
+    pub fn destination(&self) -> String {
+        match self {
+            FundMethod::Card { number, .. } => format!("card:{}", last4(number)),
+            FundMethod::Ach { routing, account } => format!("ach:{routing}:{}", last4(account)),
+        }
+    }
+}
+
+impl Drop for FundMethod {
+    /// Wipes card numbers, CVCs and bank account numbers from memory.
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        match self {
+            FundMethod::Card { number, cvc, .. } => {
+                number.zeroize();
+                cvc.zeroize();
+            }
+            FundMethod::Ach { account, .. } => account.zeroize(),
+        }
+    }
+}
+
+impl std::fmt::Debug for FundMethod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FundMethod::Card {
+                number,
+                exp_month,
+                exp_year,
+                ..
+            } => f
+                .debug_struct("Card")
+                .field("last4", &last4(number))
+                .field("exp_month", exp_month)
+                .field("exp_year", exp_year)
+                .field("cvc", &"<redacted>")
+                .finish(),
+            FundMethod::Ach { routing, account } => f
+                .debug_struct("Ach")
+                .field("routing", routing)
+                .field("last4", &last4(account))
+                .finish(),
+        }
+    }
+}
+
+/// `fund`: top up the account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fund {
+    #[serde(with = "serde_bytes")]
+    pub request_id: Vec<u8>,
+    pub client_time_ms: u64,
+    pub amount_cents: u64,
+    pub method: FundMethod,
+    #[serde(with = "serde_bytes")]
+    pub mac: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Funded {
+    pub payment_id: String,
+    pub registers: WireRegisters,
+}
+
+/// `authorize`: reserve the item's value and get its signed indicium.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Authorize {
+    #[serde(with = "serde_bytes")]
+    pub request_id: Vec<u8>,
+    pub client_time_ms: u64,
+    pub amount_cents: u64,
+    pub item: WireItem,
+    /// The counter's ZIP (origin of a mail piece; printed in every indicium).
+    pub origin_zip: String,
+    #[serde(with = "serde_bytes")]
+    pub mac: Vec<u8>,
+}
+
+impl Authorize {
+    /// The MAC destination of an `authorize`: lowercase hex of the item's digest
+    /// (SHA-256 of its canonical bytes, docs/INDICIUM.md), then `@` and the origin ZIP.
+    pub fn destination(item: &Item, origin_zip: &str) -> String {
+        format!("{}@{origin_zip}", hex::encode(item.digest()))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Authorized {
+    pub piece_serial: u64,
+    pub meter: String,
+    pub amount_cents: u64,
+    pub expires_at_ms: u64,
+    pub registers: WireRegisters,
+    /// The signed indicium (layout v1, docs/INDICIUM.md).
+    #[serde(with = "serde_bytes")]
+    pub indicium: Vec<u8>,
+}
+
+/// `commit`: the item printed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Commit {
+    #[serde(with = "serde_bytes")]
+    pub request_id: Vec<u8>,
+    pub client_time_ms: u64,
+    pub piece_serial: u64,
+    #[serde(with = "serde_bytes")]
+    pub mac: Vec<u8>,
+}
+
+/// `void`: the print was aborted. `reached_printer`: did every byte of the item reach the
+/// printer (indicium complete)? If not, the reservation is released; if so the piece counts as
+/// printed and a refund request is filed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Void {
+    #[serde(with = "serde_bytes")]
+    pub request_id: Vec<u8>,
+    pub client_time_ms: u64,
+    pub piece_serial: u64,
+    pub reached_printer: bool,
+    #[serde(with = "serde_bytes")]
+    pub mac: Vec<u8>,
+}
+
+/// `refund_request`: ask for a refund of a printed piece.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefundRequest {
+    #[serde(with = "serde_bytes")]
+    pub request_id: Vec<u8>,
+    pub client_time_ms: u64,
+    pub piece_serial: u64,
+    #[serde(with = "serde_bytes")]
+    pub mac: Vec<u8>,
+}
+
+/// The answer to `commit`, `void` and `refund_request`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PieceDone {
+    pub piece_serial: u64,
+    /// `printed`, `voided` or `refund_requested`.
+    pub result: String,
+    pub registers: WireRegisters,
+}
+
+/// `statement` for `[from_ms, to_ms)`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatementRequest {
+    pub from_ms: u64,
+    pub to_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatementBody {
+    pub from_ms: u64,
+    pub to_ms: u64,
+    pub beginning_cents: u64,
+    pub credits_cents: u64,
+    pub printed_cents: u64,
+    pub voided_cents: u64,
+    pub refunded_cents: u64,
+    pub ending_cents: u64,
+}
+
+/// `piece`: one piece of the session's account (also the refund status).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PieceRequest {
+    pub piece_serial: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PieceInfo {
+    pub piece_serial: u64,
+    pub kind: u8,
+    pub amount_cents: u64,
+    /// `reserved`, `printed`, `voided`, `refund_requested`, `refunded`, `refund_rejected`.
+    pub item_state: String,
+    pub authorized_at_ms: u64,
+    pub expires_at_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub printed_at_ms: Option<u64>,
+}
+
+/// The MAC'd fields every money-moving request shares.
+pub trait MoneyRequest {
+    fn request_id(&self) -> &[u8];
+    fn client_time_ms(&self) -> u64;
+    fn mac(&self) -> &[u8];
+}
+
+macro_rules! money_request {
+    ($($t:ty),*) => {$(
+        impl MoneyRequest for $t {
+            fn request_id(&self) -> &[u8] { &self.request_id }
+            fn client_time_ms(&self) -> u64 { self.client_time_ms }
+            fn mac(&self) -> &[u8] { &self.mac }
+        }
+    )*};
+}
+money_request!(Fund, Authorize, Commit, Void, RefundRequest);
+
+/// The MAC destination of `commit` and `refund_request`: the piece serial in decimal.
+pub fn piece_destination(piece_serial: u64) -> String {
+    piece_serial.to_string()
+}
+
+/// The MAC destination of `void`: `SERIAL:reached` or `SERIAL:not_reached`.
+pub fn void_destination(piece_serial: u64, reached_printer: bool) -> String {
+    let r = if reached_printer {
+        "reached"
+    } else {
+        "not_reached"
+    };
+    format!("{piece_serial}:{r}")
+}
+
+/// Checks the item's fields and kind (used by `decode_request`'s validation).
+pub(crate) fn validate_item(field: &str, item: &WireItem) -> Result<Item, String> {
+    item.to_item()
+        .map_err(|e| format!("{field}.{}: {}", e.field, e.reason))
+}
+
+/// Day number of `ms` since the epoch (UTC) for an indicium date.
+pub fn day_of_ms(ms: u64) -> Result<Day, FieldError> {
+    let days = ms / 86_400_000;
+    u16::try_from(days)
+        .map(Day::from_days)
+        .map_err(|_| FieldError::new("date", "beyond the indicium date range"))
+}
+
+/// Parses the origin ZIP (5 digits or ZIP+4; the indicium holds the 5-digit ZIP).
+pub fn origin_zip(text: &str) -> Result<indicium::address::Zip5, FieldError> {
+    parse_zip("origin_zip", text).map(|(z, _)| z)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{ErrorCode, Request, decode_request, encode_request};
+    use super::*;
+
+    fn card() -> FundMethod {
+        FundMethod::Card {
+            number: "4242424242424242".into(),
+            exp_month: 12,
+            exp_year: 2040,
+            cvc: "987".into(),
+        }
+    }
+
+    fn authorize(item: WireItem, zip: &str) -> Request {
+        Request::Authorize(Authorize {
+            request_id: vec![1; 16],
+            client_time_ms: 5,
+            amount_cents: 73,
+            item,
+            origin_zip: zip.into(),
+            mac: vec![2; 32],
+        })
+    }
+
+    fn postage() -> WireItem {
+        WireItem::Postage(PostageItem {
+            class: "priority".into(),
+            weight_oz: 3,
+            zip: "20500".into(),
+        })
+    }
+
+    #[test]
+    fn ledger_requests_round_trip() {
+        let reqs = [
+            Request::Balance(BalanceRequest {}),
+            Request::Quote(QuoteRequest {
+                item: PostageItem {
+                    class: "media".into(),
+                    weight_oz: 16,
+                    zip: "20500-0003".into(),
+                },
+                origin_zip: "10001".into(),
+            }),
+            Request::Fund(Fund {
+                request_id: vec![1; 16],
+                client_time_ms: 5,
+                amount_cents: 500,
+                method: card(),
+                mac: vec![2; 32],
+            }),
+            authorize(postage(), "10001"),
+            authorize(
+                WireItem::Check(CheckItem {
+                    payee: "Acme".into(),
+                    amount_cents: 73,
+                    number: 9,
+                    memo: None,
+                }),
+                "10001",
+            ),
+            Request::Commit(Commit {
+                request_id: vec![1; 16],
+                client_time_ms: 5,
+                piece_serial: 3,
+                mac: vec![2; 32],
+            }),
+            Request::Void(Void {
+                request_id: vec![1; 16],
+                client_time_ms: 5,
+                piece_serial: 3,
+                reached_printer: true,
+                mac: vec![2; 32],
+            }),
+            Request::RefundRequest(RefundRequest {
+                request_id: vec![1; 16],
+                client_time_ms: 5,
+                piece_serial: 3,
+                mac: vec![2; 32],
+            }),
+            Request::Statement(StatementRequest {
+                from_ms: 0,
+                to_ms: 10,
+            }),
+            Request::Piece(PieceRequest { piece_serial: 1 }),
+        ];
+        for r in reqs {
+            assert_eq!(decode_request(&encode_request(&r)).unwrap(), r);
+        }
+    }
+
+    #[test]
+    fn bad_ledger_requests_name_the_field() {
+        let cases: Vec<(Request, &str)> = vec![
+            (authorize(postage(), "1234"), "authorize.origin_zip"),
+            (
+                authorize(
+                    WireItem::Postage(PostageItem {
+                        class: "carrier-pigeon".into(),
+                        weight_oz: 1,
+                        zip: "20500".into(),
+                    }),
+                    "10001",
+                ),
+                "authorize.item.class",
+            ),
+            (
+                Request::Fund(Fund {
+                    request_id: vec![1; 15],
+                    client_time_ms: 5,
+                    amount_cents: 500,
+                    method: card(),
+                    mac: vec![2; 32],
+                }),
+                "fund.request_id",
+            ),
+            (
+                Request::Fund(Fund {
+                    request_id: vec![1; 16],
+                    client_time_ms: 5,
+                    amount_cents: 0,
+                    method: card(),
+                    mac: vec![2; 32],
+                }),
+                "fund.amount_cents",
+            ),
+            (
+                Request::Commit(Commit {
+                    request_id: vec![1; 16],
+                    client_time_ms: 5,
+                    piece_serial: 3,
+                    mac: vec![2; 31],
+                }),
+                "commit.mac",
+            ),
+        ];
+        for (r, field) in cases {
+            let e = decode_request(&encode_request(&r)).unwrap_err();
+            assert_eq!(e.code, ErrorCode::Malformed, "{field}");
+            assert!(e.message.contains(field), "{field}: {}", e.message);
+        }
+    }
+
+    #[test]
+    fn fund_debug_hides_card_data() {
+        let f = format!("{:?}", card());
+        assert!(!f.contains("4242424242424242") && !f.contains("987"), "{f}");
+        assert!(f.contains("4242"));
+        let a = format!(
+            "{:?}",
+            FundMethod::Ach {
+                routing: "011000015".into(),
+                account: "000123456789".into()
+            }
+        );
+        assert!(!a.contains("000123456789"), "{a}");
+        assert_eq!(card().destination(), "card:4242");
+    }
+}

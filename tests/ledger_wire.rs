@@ -1,0 +1,451 @@
+//! The ledger over the real QUIC link on loopback: fund, quote, authorize (signed indicium),
+//! commit, void, idempotency, refusals before the ledger, races between terminals.
+
+#[path = "support/postgres.rs"]
+mod pg;
+mod support;
+
+use frank::counter::client::{ClientError, Session, wall_ms};
+use frank::indicium::{VendorKeys, verify_payload};
+use frank::link::driver::LinkHandle;
+use frank::link::guard::LinkState;
+use frank::wire::{self, ErrorCode, FundMethod, PostageItem, Request, WireItem};
+use std::collections::BTreeSet;
+use std::time::Duration;
+use support::*;
+
+const LONG: Duration = Duration::from_secs(10);
+const ORIGIN: &str = "10001";
+
+fn card() -> FundMethod {
+    FundMethod::Card {
+        number: "4242424242424242".into(),
+        exp_month: 12,
+        exp_year: 2040,
+        cvc: "123".into(),
+    }
+}
+
+fn postage() -> PostageItem {
+    PostageItem {
+        class: "first-class".into(),
+        weight_oz: 2,
+        zip: "20500-0003".into(),
+    }
+}
+
+fn coupon(cents: u64) -> WireItem {
+    WireItem::Coupon(wire::ValueItem {
+        text: "10% off".into(),
+        value_cents: cents,
+        expiry: "2040-01-31".into(),
+    })
+}
+
+fn rid() -> [u8; 16] {
+    rand::random()
+}
+
+fn code(e: &ClientError) -> ErrorCode {
+    e.code()
+        .unwrap_or_else(|| panic!("expected a typed refusal, got {e}"))
+}
+
+fn refused(e: &ClientError) -> &wire::ErrorBody {
+    match e {
+        ClientError::Response(wire::ResponseError::Refused(b)) => b,
+        other => panic!("expected a refusal, got {other}"),
+    }
+}
+
+/// A logged-in counter whose link the vendor sees as Up.
+struct Terminal {
+    c: Counter,
+    s: Session,
+    link: LinkHandle,
+}
+
+async fn terminal(v: &Vendor) -> Terminal {
+    let (c, s) = logged_in(v, v.addr).await;
+    let link = s.start_link().unwrap();
+    let mut mine = link.state.clone();
+    wait_for(&mut mine, LONG, "counter up", |s| *s == LinkState::Up).await;
+    let view = v.server.terminal_link(c.terminal_id).unwrap();
+    let mut theirs = view.link.state.clone();
+    wait_for(&mut theirs, LONG, "vendor up", |s| *s == LinkState::Up).await;
+    Terminal { c, s, link }
+}
+
+#[tokio::test]
+async fn fund_quote_authorize_commit_with_registers_and_a_verifying_indicium() {
+    let v = vendor().await;
+    let t = terminal(&v).await;
+    let b = t.s.balance().await.unwrap();
+    assert_eq!(b.status, "active");
+    assert_eq!(b.registers, wire::WireRegisters::default());
+
+    let funded = t.s.fund(rid(), 5_000, card()).await.unwrap();
+    assert_eq!(funded.registers.descending_cents, 5_000);
+    assert_eq!(funded.registers.control_cents, 5_000);
+
+    let q = t.s.quote(postage(), ORIGIN).await.unwrap();
+    assert!(q.amount_cents > 0);
+    assert!(q.sample);
+
+    // A wrong amount is refused with the vendor's quote, and nothing is reserved.
+    let e =
+        t.s.authorize(
+            rid(),
+            q.amount_cents + 1,
+            WireItem::Postage(postage()),
+            ORIGIN,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), ErrorCode::QuoteMismatch);
+    assert_eq!(refused(&e).amount_cents, Some(q.amount_cents));
+    assert_eq!(t.s.balance().await.unwrap().registers.pending_cents, 0);
+
+    let a =
+        t.s.authorize(rid(), q.amount_cents, WireItem::Postage(postage()), ORIGIN)
+            .await
+            .unwrap();
+    assert_eq!(a.piece_serial, 1);
+    assert_eq!(a.registers.pending_cents, q.amount_cents);
+    assert_eq!(a.registers.descending_cents, 5_000 - q.amount_cents);
+
+    let mut keys = VendorKeys::new();
+    keys.add(v.key.as_bytes()).unwrap();
+    let verified = verify_payload(&a.indicium, &keys).unwrap();
+    assert_eq!(verified.indicium.body.amount.get(), q.amount_cents);
+    assert_eq!(verified.indicium.body.piece_serial.get(), 1);
+    assert_eq!(verified.indicium.body.meter_serial.as_str(), a.meter);
+
+    let done = t.s.commit(rid(), a.piece_serial).await.unwrap();
+    assert_eq!(done.result, "printed");
+    assert_eq!(
+        done.registers,
+        wire::WireRegisters {
+            descending_cents: 5_000 - q.amount_cents,
+            pending_cents: 0,
+            ascending_cents: q.amount_cents,
+            control_cents: 5_000,
+        }
+    );
+    let p = t.s.piece(a.piece_serial).await.unwrap();
+    assert_eq!(p.item_state, "printed");
+
+    // A second commit is a typed error; a void that never reached the printer releases.
+    let e = t.s.commit(rid(), a.piece_serial).await.unwrap_err();
+    assert_eq!(code(&e), ErrorCode::AlreadyCommitted);
+    let a2 =
+        t.s.authorize(rid(), 250, coupon(250), ORIGIN)
+            .await
+            .unwrap();
+    let v2 = t.s.void(rid(), a2.piece_serial, false).await.unwrap();
+    assert_eq!(v2.result, "voided");
+    assert_eq!(v2.registers.descending_cents, 5_000 - q.amount_cents);
+
+    // A printed piece can be refunded once.
+    let r = t.s.request_refund(rid(), a.piece_serial).await.unwrap();
+    assert_eq!(r.result, "refund_requested");
+    let e = t.s.request_refund(rid(), a.piece_serial).await.unwrap_err();
+    assert_eq!(code(&e), ErrorCode::RefundAlreadyRequested);
+
+    let st = t.s.statement(0, u64::MAX).await.unwrap();
+    assert_eq!(st.credits_cents, 5_000);
+    assert_eq!(st.printed_cents, q.amount_cents);
+    assert_eq!(st.ending_cents, 5_000 - q.amount_cents);
+
+    // A void whose item fully reached the printer counts as printed and files a refund request.
+    let a3 =
+        t.s.authorize(rid(), 250, coupon(250), ORIGIN)
+            .await
+            .unwrap();
+    let v3 = t.s.void(rid(), a3.piece_serial, true).await.unwrap();
+    assert_eq!(v3.result, "refund_requested");
+    assert_eq!(v3.registers.ascending_cents, q.amount_cents + 250);
+    assert_eq!(
+        t.s.piece(a3.piece_serial).await.unwrap().item_state,
+        "refund_requested"
+    );
+    let e = t.s.commit(rid(), a3.piece_serial).await.unwrap_err();
+    assert_eq!(code(&e), ErrorCode::AlreadyCommitted);
+    drop(t.link);
+}
+
+#[tokio::test]
+async fn retries_return_the_first_result_and_a_changed_body_conflicts() {
+    let v = vendor().await;
+    let t = terminal(&v).await;
+    let fund = t.s.fund_request(rid(), wall_ms(), 2_000, card()).unwrap();
+    let first: wire::Funded = t.s.send(&fund).await.unwrap();
+    let again: wire::Funded = t.s.send(&fund).await.unwrap();
+    assert_eq!(first, again);
+    assert_eq!(t.s.balance().await.unwrap().registers.control_cents, 2_000);
+
+    let id = rid();
+    let auth =
+        t.s.authorize_request(id, wall_ms(), 300, coupon(300), ORIGIN)
+            .unwrap();
+    let (x, y, z) = tokio::join!(
+        t.s.send::<wire::Authorized>(&auth),
+        t.s.send::<wire::Authorized>(&auth),
+        t.s.send::<wire::Authorized>(&auth)
+    );
+    let (x, y, z) = (x.unwrap(), y.unwrap(), z.unwrap());
+    assert_eq!(x, y);
+    assert_eq!(y, z);
+    let b = t.s.balance().await.unwrap();
+    assert_eq!(b.registers.pending_cents, 300);
+
+    // Same id, different body.
+    let other =
+        t.s.authorize_request(id, wall_ms(), 400, coupon(400), ORIGIN)
+            .unwrap();
+    let e = t.s.send::<wire::Authorized>(&other).await.unwrap_err();
+    assert_eq!(code(&e), ErrorCode::IdempotencyConflict);
+    assert_eq!(t.s.balance().await.unwrap(), b);
+
+    // A refusal is remembered too: the same commit id after a void answers the first result.
+    let commit =
+        t.s.commit_request(rid(), wall_ms(), x.piece_serial)
+            .unwrap();
+    let c1: wire::PieceDone = t.s.send(&commit).await.unwrap();
+    let c2: wire::PieceDone = t.s.send(&commit).await.unwrap();
+    assert_eq!(c1, c2);
+    assert_eq!(t.s.balance().await.unwrap().registers.ascending_cents, 300);
+}
+
+#[tokio::test]
+async fn bad_mac_skewed_clock_and_lapsed_link_change_nothing() {
+    let v = vendor().await;
+    let t = terminal(&v).await;
+    t.s.fund(rid(), 1_000, card()).await.unwrap();
+    let before = t.s.balance().await.unwrap();
+
+    // Bad MAC.
+    let Request::Fund(mut f) = t.s.fund_request(rid(), wall_ms(), 1_000, card()).unwrap() else {
+        unreachable!()
+    };
+    f.mac[0] ^= 1;
+    let e =
+        t.s.send::<wire::Funded>(&Request::Fund(f.clone()))
+            .await
+            .unwrap_err();
+    assert_eq!(code(&e), ErrorCode::BadMac);
+    // The amount is covered by the MAC.
+    f.mac[0] ^= 1;
+    f.amount_cents = 9_000;
+    let e =
+        t.s.send::<wire::Funded>(&Request::Fund(f))
+            .await
+            .unwrap_err();
+    assert_eq!(code(&e), ErrorCode::BadMac);
+
+    // Skewed clock.
+    let stale = wall_ms() - t.s.request_clock_skew_ms_max - 5_000;
+    let r =
+        t.s.authorize_request(rid(), stale, 100, coupon(100), ORIGIN)
+            .unwrap();
+    let e = t.s.send::<wire::Authorized>(&r).await.unwrap_err();
+    assert_eq!(code(&e), ErrorCode::ClockSkew);
+    assert_eq!(refused(&e).limit, Some(t.s.request_clock_skew_ms_max));
+    assert_eq!(t.s.balance().await.unwrap(), before);
+
+    // The vendor sees the link lapse (the counter stops sending keepalives).
+    t.link.set_muted(true);
+    let view = v.server.terminal_link(t.c.terminal_id).unwrap();
+    let mut theirs = view.link.state.clone();
+    wait_for(&mut theirs, LONG, "vendor sees a lapse", |s| {
+        *s != LinkState::Up
+    })
+    .await;
+    let id = rid();
+    let e = t.s.fund(id, 1_000, card()).await.unwrap_err();
+    assert_eq!(code(&e), ErrorCode::LinkLapsed);
+    let e =
+        t.s.authorize(rid(), 100, coupon(100), ORIGIN)
+            .await
+            .unwrap_err();
+    assert_eq!(code(&e), ErrorCode::LinkLapsed);
+    assert_eq!(t.s.balance().await.unwrap(), before);
+
+    // Back up: the refused request id was never used, so it works now.
+    t.link.set_muted(false);
+    wait_for(&mut theirs, LONG, "vendor sees up", |s| *s == LinkState::Up).await;
+    let ok = t.s.fund(id, 1_000, card()).await.unwrap();
+    assert_eq!(ok.registers.control_cents, 2_000);
+}
+
+#[tokio::test]
+async fn two_terminals_race_for_more_than_the_balance_and_exactly_one_wins() {
+    let v = vendor().await;
+    let t1 = terminal(&v).await;
+    let t2 = terminal(&v).await;
+    t1.s.fund(rid(), 1_000, card()).await.unwrap();
+    let (a, b) = tokio::join!(
+        t1.s.authorize(rid(), 600, coupon(600), ORIGIN),
+        t2.s.authorize(rid(), 600, coupon(600), ORIGIN)
+    );
+    let results = [a, b];
+    let wins = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(wins, 1, "{results:?}");
+    let loser = results.iter().find_map(|r| r.as_ref().err()).unwrap();
+    assert_eq!(code(loser), ErrorCode::InsufficientFunds);
+    assert_eq!(refused(loser).amount_cents, Some(400));
+    let bal = t2.s.balance().await.unwrap().registers;
+    assert_eq!(bal.pending_cents, 600);
+    assert_eq!(bal.descending_cents, 400);
+}
+
+#[tokio::test]
+async fn concurrent_authorizations_never_repeat_a_piece_serial() {
+    let v = vendor().await;
+    let t1 = terminal(&v).await;
+    let t2 = terminal(&v).await;
+    t1.s.fund(rid(), 10_000, card()).await.unwrap();
+    let per_terminal = 12;
+    let run = |s: Session| async move {
+        let mut tasks = Vec::new();
+        for _ in 0..per_terminal {
+            let s = s.clone();
+            tasks.push(tokio::spawn(async move {
+                s.authorize(rid(), 100, coupon(100), ORIGIN).await.unwrap()
+            }));
+        }
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.unwrap());
+        }
+        out
+    };
+    let (a, b) = tokio::join!(run(t1.s.clone()), run(t2.s.clone()));
+    let serials: BTreeSet<u64> = a.iter().chain(b.iter()).map(|x| x.piece_serial).collect();
+    assert_eq!(serials.len(), 2 * per_terminal);
+    assert_eq!(
+        serials,
+        (1..=2 * per_terminal as u64).collect::<BTreeSet<_>>()
+    );
+    let mut keys = VendorKeys::new();
+    keys.add(v.key.as_bytes()).unwrap();
+    for x in a.iter().chain(b.iter()) {
+        let ind = verify_payload(&x.indicium, &keys).unwrap();
+        assert_eq!(ind.indicium.body.piece_serial.get(), x.piece_serial);
+    }
+    let bal = t1.s.balance().await.unwrap().registers;
+    assert_eq!(bal.pending_cents, 2_400);
+}
+
+#[tokio::test]
+async fn bad_fields_are_named_and_payment_problems_are_typed() {
+    let v = vendor().await;
+    let t = terminal(&v).await;
+    let e =
+        t.s.fund(
+            rid(),
+            1_000,
+            FundMethod::Card {
+                number: "4242424242424241".into(),
+                exp_month: 12,
+                exp_year: 2040,
+                cvc: "123".into(),
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), ErrorCode::PaymentInvalid);
+    assert!(!e.to_string().contains("4242424242424241"), "{e}");
+    let declined = FundMethod::Card {
+        number: "4000000000000002".into(),
+        exp_month: 12,
+        exp_year: 2040,
+        cvc: "123".into(),
+    };
+    let e = t.s.fund(rid(), 1_000, declined).await.unwrap_err();
+    assert_eq!(code(&e), ErrorCode::PaymentDeclined);
+    let e = t.s.fund(rid(), 100, card()).await.unwrap_err();
+    assert_eq!(code(&e), ErrorCode::TopUpOutOfRange);
+    let e =
+        t.s.authorize(rid(), 100, coupon(100), ORIGIN)
+            .await
+            .unwrap_err();
+    assert_eq!(code(&e), ErrorCode::InsufficientFunds);
+    assert_eq!(refused(&e).amount_cents, Some(0));
+    // A bad ZIP is refused by the codec, naming the field.
+    let r =
+        t.s.authorize_request(rid(), wall_ms(), 100, coupon(100), "1234")
+            .unwrap();
+    let e = t.s.send::<wire::Authorized>(&r).await.unwrap_err();
+    assert_eq!(code(&e), ErrorCode::Malformed);
+    assert!(refused(&e).message.contains("origin_zip"), "{e}");
+}
+
+#[tokio::test]
+async fn loadgen_drives_pairs_and_the_registers_add_up() {
+    let v = vendor().await;
+    let cfg = frank::counter::loadgen::LoadgenConfig {
+        vendor: v.addr,
+        pinned: v.key,
+        code: v.code.clone(),
+        clerk: CLERK.into(),
+        password: PASSWORD.into(),
+        terminals: 2,
+        duration_s: 1,
+        void_every: 5,
+    };
+    let r = frank::counter::loadgen::run(cfg).await.unwrap();
+    assert!(r.pairs > 0, "{r:?}");
+    assert_eq!(r.errors, 0, "{r:?}");
+    assert!(r.pair_p50_ms <= r.pair_p99_ms);
+    let ledger = v.server.ledger();
+    let account = frank::vendor::money::ledger_account_of(&ledger, v.account_id)
+        .await
+        .unwrap();
+    let a = ledger.account(account).await.unwrap();
+    assert_eq!(a.registers.ascending.get(), 100 * r.pairs);
+    assert_eq!(a.registers.pending.get(), 0);
+    assert_eq!(a.registers.control.get(), 1_000_000 * r.funds);
+    let audit = ledger.verify_audit().await.unwrap().unwrap();
+    assert_eq!(audit.control_total.get(), 1_000_000 * r.funds);
+}
+
+#[tokio::test]
+async fn the_vendor_runs_its_ledger_on_postgres_too() {
+    let url = pg::database().await;
+    let v = vendor_with(frank::vendor::server::VendorOptions {
+        database: Some(url),
+        ..Default::default()
+    })
+    .await;
+    let t1 = terminal(&v).await;
+    let t2 = terminal(&v).await;
+    let fund = t1.s.fund_request(rid(), wall_ms(), 1_000, card()).unwrap();
+    let f1: wire::Funded = t1.s.send(&fund).await.unwrap();
+    let f2: wire::Funded = t1.s.send(&fund).await.unwrap();
+    assert_eq!(f1, f2);
+    let (a, b) = tokio::join!(
+        t1.s.authorize(rid(), 600, coupon(600), ORIGIN),
+        t2.s.authorize(rid(), 600, coupon(600), ORIGIN)
+    );
+    let results = [a, b];
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        1,
+        "{results:?}"
+    );
+    let won = results.iter().find_map(|r| r.as_ref().ok()).unwrap();
+    let mut keys = VendorKeys::new();
+    keys.add(v.key.as_bytes()).unwrap();
+    verify_payload(&won.indicium, &keys).unwrap();
+    let done = t2.s.commit(rid(), won.piece_serial).await.unwrap();
+    assert_eq!(
+        done.registers,
+        wire::WireRegisters {
+            descending_cents: 400,
+            pending_cents: 0,
+            ascending_cents: 600,
+            control_cents: 1_000,
+        }
+    );
+}
