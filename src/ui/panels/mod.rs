@@ -1,0 +1,8 @@
+//! Panels drawn around and over the screens.
+
+pub mod form;
+pub mod help;
+pub mod hints;
+pub mod notice;
+pub mod pin;
+pub mod status_bar;

@@ -1,0 +1,37 @@
+//! The notice line above the key hints: the last thing the person needs to know.
+
+use crate::ui::App;
+use crate::ui::app::Severity;
+use crate::ui::theme::Role;
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::text::Span;
+
+pub fn role_of(s: Severity) -> Role {
+    match s {
+        Severity::Info => Role::Text,
+        Severity::Ok => Role::Ok,
+        Severity::Warn => Role::AlertWarn,
+        Severity::Error => Role::AlertError,
+    }
+}
+
+pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
+    let Some(n) = &app.notice else {
+        return;
+    };
+    let mark = match n.severity {
+        Severity::Info => "i ",
+        Severity::Ok => "✓ ",
+        Severity::Warn => "! ",
+        Severity::Error => "✗ ",
+    };
+    let text = crate::ui::text::fit(&format!("{mark}{}", n.text), area.width as usize);
+    frame.render_widget(
+        crate::ui::line_widget(Span::styled(
+            text,
+            app.config.theme.style(role_of(n.severity)),
+        )),
+        area,
+    );
+}
