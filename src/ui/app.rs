@@ -402,6 +402,21 @@ impl App {
         None
     }
 
+    /// The focused field of the current screen's form, if it has one.
+    pub fn focused_field(&self) -> Option<&Field> {
+        if let Some(p) = &self.pin_prompt {
+            return Some(p);
+        }
+        match self.screen {
+            Screen::SignIn => self.sign_in.focused(),
+            Screen::Postage => self.postage.focused(),
+            Screen::ItemForm(_) => self.item_form.focused(),
+            Screen::History => self.history_filter.focused(),
+            Screen::Funds => self.funds.focused(),
+            _ => None,
+        }
+    }
+
     /// History rows that pass the search, date and kind filters.
     pub fn filtered_history(&self) -> Vec<&HistoryEntry> {
         let q = self.history_filter.text("search").to_lowercase();

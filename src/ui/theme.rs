@@ -214,11 +214,13 @@ impl Theme {
 }
 
 impl Default for Theme {
+    /// The built-in dark theme. Its embedded file is checked by the tests; should it ever fail
+    /// to parse, an unstyled theme is used rather than panicking.
     fn default() -> Self {
-        Theme {
+        Theme::builtin("dark", false).unwrap_or_else(|_| Theme {
             name: "dark".into(),
             styles: BTreeMap::new(),
             no_color: false,
-        }
+        })
     }
 }

@@ -28,7 +28,14 @@ pub fn draw(
         .unwrap_or(0)
         .min(14);
     let total = area.width as usize;
-    let value_cols = (total.saturating_sub(label_cols + 4) * 3 / 5).max(4);
+    let longest = indices
+        .iter()
+        .filter_map(|i| form.fields.get(*i))
+        .map(|f| f.chars_max + 1)
+        .max()
+        .unwrap_or(8)
+        .max(14);
+    let value_cols = longest.min(total.saturating_sub(label_cols + 4) / 2).max(4);
     let visible: Vec<usize> = indices
         .iter()
         .copied()

@@ -34,7 +34,7 @@ fn actions(app: &App) -> Vec<(Action, &'static str)> {
     };
     if app.config.kiosk {
         v.retain(|(a, _)| !matches!(a, Action::RequestRefund));
-    } else {
+    } else if app.clerk.is_some() {
         v.push((Action::Home, "home"));
     }
     v.push((Action::Help, "help"));

@@ -18,6 +18,14 @@ pub fn role_of(s: Severity) -> Role {
 
 pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let Some(n) = &app.notice else {
+        // Otherwise the focused field's error, in full (the form row may cut it).
+        if let Some(f) = app.focused_field()
+            && let Some(e) = f.shown_error()
+        {
+            let text = crate::ui::text::fit(&format!("✗ {}: {e}", f.label), area.width as usize);
+            let style = app.config.theme.style(Role::AlertError);
+            frame.render_widget(crate::ui::line_widget(Span::styled(text, style)), area);
+        }
         return;
     };
     let mark = match n.severity {

@@ -29,10 +29,26 @@ pub fn printer_label(status: PrinterStatus) -> (String, Role) {
 }
 
 pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
+    let full = spans(app, false);
+    let width: usize = full
+        .iter()
+        .map(|s| crate::ui::text::width(&s.content))
+        .sum();
+    let spans = if width > area.width as usize {
+        spans(app, true)
+    } else {
+        full
+    };
+    let bar = app.config.theme.style(Role::StatusBar);
+    frame.render_widget(Paragraph::new(Line::from(spans)).style(bar), area);
+}
+
+/// The bar's pieces; `compact` drops the words that only label the values.
+fn spans(app: &App, compact: bool) -> Vec<Span<'static>> {
     let theme = &app.config.theme;
     let bar = theme.style(Role::StatusBar);
     let (link, link_role) = link_label(app.link_state());
-    let sep = Span::styled(" │ ", bar);
+    let sep = Span::styled(if compact { "│" } else { " │ " }, bar);
     let mut spans = vec![
         Span::styled(" ", bar),
         Span::styled(link, theme.style(link_role)),
@@ -42,6 +58,11 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
             .rtt
             .map(|d| format!("RTT {} ms", d.as_millis()))
             .unwrap_or_else(|| "RTT –".into());
+        let rtt = if compact {
+            rtt.replace(" ms", "ms")
+        } else {
+            rtt
+        };
         spans.push(sep.clone());
         spans.push(Span::styled(rtt, bar));
         spans.push(sep.clone());
@@ -60,18 +81,28 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     spans.push(Span::styled(printer, theme.style(printer_role)));
     spans.push(sep.clone());
     spans.push(Span::styled(
-        format!("clerk {}", app.clerk.as_deref().unwrap_or("–")),
+        format!(
+            "{}{}",
+            if compact { "" } else { "clerk " },
+            app.clerk.as_deref().unwrap_or("–")
+        ),
         bar,
     ));
     spans.push(sep);
     spans.push(Span::styled(
         app.balance
-            .map(|b| format!("balance {b}"))
+            .map(|b| {
+                if compact {
+                    b.to_string()
+                } else {
+                    format!("balance {b}")
+                }
+            })
             .unwrap_or_else(|| "balance –".into()),
         bar,
     ));
     if app.config.kiosk {
         spans.push(Span::styled("  KIOSK", bar));
     }
-    frame.render_widget(Paragraph::new(Line::from(spans)).style(bar), area);
+    spans
 }

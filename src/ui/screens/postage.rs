@@ -14,13 +14,15 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let inner = framed(frame, area, app, "Postage label");
     let theme = &app.config.theme;
     let f = &app.postage;
-    let [addr, _, rest] = Layout::vertical([
-        Constraint::Min(0),
+    let wide = inner.width >= 100;
+    let addr_rows = if wide { 7 } else { 14 };
+    let [addr, _, rest, _] = Layout::vertical([
+        Constraint::Max(addr_rows),
         Constraint::Length(1),
         Constraint::Length(3),
+        Constraint::Min(0),
     ])
     .areas(inner);
-    let wide = addr.width >= 100;
     let (from_area, to_area) = if wide {
         let [a, b] = Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)])
             .areas(addr);
