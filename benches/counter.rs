@@ -6,7 +6,6 @@
 //! this process's resident set after driving the UI core through one print.
 
 #[path = "../tests/ui_support/mod.rs"]
-#[allow(dead_code)]
 mod ui_support;
 
 use crossterm::event::KeyCode;

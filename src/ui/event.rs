@@ -60,11 +60,13 @@ impl Secret {
         self.0.pop();
     }
     pub(crate) fn clear(&mut self) {
-        // Overwrite before dropping the bytes.
-        let n = self.0.len();
-        self.0.clear();
-        self.0.extend(std::iter::repeat_n('\0', n));
-        self.0.clear();
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
     }
 }
 

@@ -4,6 +4,7 @@
 //! terminal runner ([`run`]) is the thin I/O shell.
 
 pub mod app;
+pub mod config;
 pub mod event;
 pub mod form;
 pub mod keys;

@@ -58,3 +58,20 @@ pub fn pad(s: &str, cols: usize) -> String {
     let w = width(&f);
     f + &" ".repeat(cols.saturating_sub(w))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fitting_counts_display_columns() {
+        assert_eq!(width("山田"), 4);
+        assert_eq!(fit("山田太郎", 5), "山田…");
+        assert_eq!(width(&fit("山田太郎", 5)), 5);
+        assert_eq!(fit_tail("4242424242", 5), "…4242");
+        assert_eq!(pad("ab", 4), "ab  ");
+        assert_eq!(pad("山田太郎", 3), "山…");
+        assert_eq!(pad("山田太郎", 4), "山… ");
+        assert_eq!(fit("abc", 0), "");
+    }
+}
