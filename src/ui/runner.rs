@@ -8,7 +8,7 @@ use super::event::{Backend, COMMANDS_QUEUE_MAX, Command, EVENTS_QUEUE_MAX, Event
 use super::{App, draw};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// Interval of [`Event::Tick`]s, in milliseconds.
@@ -54,38 +54,63 @@ fn spawn_reader(tx: mpsc::Sender<Event>, stop: Arc<AtomicBool>) -> std::thread::
 /// (channels bounded by [`EVENTS_QUEUE_MAX`] and [`COMMANDS_QUEUE_MAX`] — create them with
 /// those bounds). Never blocks on the backend: a full command queue is reported on screen.
 pub async fn run(
-    mut app: App,
-    mut backend: mpsc::Receiver<Backend>,
+    app: App,
+    backend: mpsc::Receiver<Backend>,
     commands: mpsc::Sender<Command>,
 ) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term_sig = signal(SignalKind::terminate())?;
     let mut hup_sig = signal(SignalKind::hangup())?;
-    let mut terminal = ratatui::init();
+    let terminal = ratatui::init();
     let _restore = Restore;
-    let (key_tx, mut keys) = mpsc::channel(EVENTS_QUEUE_MAX);
+    let (key_tx, keys) = mpsc::channel(EVENTS_QUEUE_MAX);
     let stop = Arc::new(AtomicBool::new(false));
     let reader = spawn_reader(key_tx, stop.clone());
+    let signalled = async move {
+        tokio::select! {
+            _ = term_sig.recv() => {}
+            _ = hup_sig.recv() => {}
+        }
+    };
+    let result = drive(terminal, app, keys, backend, commands, signalled).await;
+    stop.store(true, Ordering::Relaxed);
+    let _ = reader.join();
+    result.map(|_| ())
+}
+
+/// The loop of [`run`] over any ratatui backend and any source of terminal events, so tests
+/// can drive it with a `TestBackend`. Ends when the app quits, `stop` completes, or the
+/// backend channel closes; returns the final app state.
+pub async fn drive<B: ratatui::backend::Backend>(
+    mut terminal: ratatui::Terminal<B>,
+    mut app: App,
+    mut keys: mpsc::Receiver<Event>,
+    mut backend: mpsc::Receiver<Backend>,
+    commands: mpsc::Sender<Command>,
+    stop: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<App> {
     let mut tick = tokio::time::interval(Duration::from_millis(TICK_INTERVAL_MS));
-    let mut last_tick = Instant::now();
+    let mut last_tick = tokio::time::Instant::now();
     let size = terminal.size()?;
     app.handle(Event::Resize(size.width, size.height));
-    let result = loop {
+    tokio::pin!(stop);
+    loop {
         terminal.draw(|f| draw(f, &app))?;
+        // Biased: keys first, then reports, then time, then stop — a deterministic order.
         let first = tokio::select! {
+            biased;
             Some(ev) = keys.recv() => ev,
             b = backend.recv() => match b {
                 Some(b) => Event::Backend(b),
-                None => break Ok(()),
+                None => break,
             },
             _ = tick.tick() => {
-                let now = Instant::now();
+                let now = tokio::time::Instant::now();
                 let elapsed_ms = now.duration_since(last_tick).as_millis() as u64;
                 last_tick = now;
                 Event::Tick { elapsed_ms }
             }
-            _ = term_sig.recv() => break Ok(()),
-            _ = hup_sig.recv() => break Ok(()),
+            _ = &mut stop => break,
         };
         let mut batch = vec![first];
         // Coalesce: take what is already queued (bounded) before redrawing.
@@ -109,11 +134,9 @@ pub async fn run(
             }
         }
         if app.quit {
-            break Ok(());
+            break;
         }
-    };
-    stop.store(true, Ordering::Relaxed);
-    drop(keys);
-    let _ = reader.join();
-    result
+    }
+    terminal.draw(|f| draw(f, &app))?;
+    Ok(app)
 }
