@@ -617,3 +617,32 @@ fn item_forms_build_items_with_face_value() {
     let cmds = press(&mut app, KeyCode::Enter);
     assert!(matches!(&cmds[..], [Command::Authorize { amount, .. }] if *amount == cents(1250)));
 }
+
+#[test]
+fn no_navigation_away_while_an_item_prints() {
+    let mut app = quoted();
+    let job = authorize(&mut app);
+    backend(&mut app, Backend::Authorized { job });
+    for code in [KeyCode::F(2), KeyCode::F(3), KeyCode::F(4), KeyCode::F(5)] {
+        press(&mut app, code);
+        assert_eq!(app.screen, Screen::Printing);
+    }
+    assert!(ctrl(&mut app, 'q').is_empty(), "no quitting mid-print");
+    assert!(!app.quit);
+    backend(
+        &mut app,
+        Backend::PrintOutcome {
+            job,
+            outcome: JobOutcome::Completed { bytes_sent: 1 },
+        },
+    );
+    press(&mut app, KeyCode::F(3));
+    assert_eq!(app.screen, Screen::History);
+}
+
+#[test]
+fn supervisor_pin_hash_is_not_in_debug() {
+    let app = kiosk_app();
+    let dbg = format!("{:?}", app.config);
+    assert!(dbg.contains("PinHash(<redacted>)"), "{dbg}");
+}

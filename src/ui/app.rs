@@ -35,7 +35,7 @@ pub struct AppConfig {
     /// Kiosk only: idle time after which all input is cleared and the welcome screen returns.
     pub idle_timeout_ms: u64,
     /// SHA-256 of the supervisor PIN; without it a kiosk cannot be quit from the keyboard.
-    pub supervisor_pin_sha256: Option<[u8; 32]>,
+    pub supervisor_pin_sha256: Option<PinHash>,
     pub keys: KeyBindings,
     pub theme: Theme,
     /// Device or name of the printer, for the settings screen.
@@ -55,9 +55,19 @@ impl Default for AppConfig {
     }
 }
 
-/// SHA-256 of a PIN, for [`AppConfig::supervisor_pin_sha256`].
-pub fn pin_hash(pin: &str) -> [u8; 32] {
-    Sha256::digest(pin.as_bytes()).into()
+/// SHA-256 of the supervisor PIN. `Debug` hides it: a short PIN's hash is easy to reverse.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct PinHash(pub [u8; 32]);
+
+impl std::fmt::Debug for PinHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PinHash(<redacted>)")
+    }
+}
+
+/// The hash of a PIN, for [`AppConfig::supervisor_pin_sha256`].
+pub fn pin_hash(pin: &str) -> PinHash {
+    PinHash(Sha256::digest(pin.as_bytes()).into())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -560,7 +570,7 @@ impl App {
             Some(Action::Submit) => {
                 let entered = field.secret_value().map(|s| pin_hash(s.expose()));
                 let ok = match (entered, self.config.supervisor_pin_sha256) {
-                    (Some(a), Some(b)) => subtle::ConstantTimeEq::ct_eq(&a[..], &b[..]).into(),
+                    (Some(a), Some(b)) => subtle::ConstantTimeEq::ct_eq(&a.0[..], &b.0[..]).into(),
                     _ => false,
                 };
                 field.clear();
@@ -593,9 +603,24 @@ impl App {
         }
     }
 
+    /// Whether an item is being authorized or printed right now.
+    pub fn job_in_flight(&self) -> bool {
+        matches!(
+            self.job.as_ref().map(|j| &j.phase),
+            Some(JobPhase::Authorizing | JobPhase::Printing(_))
+        )
+    }
+
     fn go(&mut self, screen: Screen, out: &mut Vec<Command>) {
         if self.config.kiosk {
             return; // kiosk: no free navigation
+        }
+        if self.job_in_flight() {
+            self.notice(
+                Severity::Warn,
+                "An item is printing; wait for its outcome on this screen.",
+            );
+            return;
         }
         if self.clerk.is_none() {
             self.notice(Severity::Warn, "Sign in first.");
@@ -1053,7 +1078,8 @@ impl App {
                     let amount = self.draft.as_ref().map(|d| d.amount).unwrap_or(Cents::ZERO);
                     self.funds = funds_form(true);
                     if let Some(f) = self.funds.get_mut("amount") {
-                        for c in format!("{:.2}", amount.get() as f64 / 100.0).chars() {
+                        let text = format!("{}.{:02}", amount.get() / 100, amount.get() % 100);
+                        for c in text.chars() {
                             f.type_char(c);
                         }
                     }
