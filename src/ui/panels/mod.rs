@@ -1,5 +1,6 @@
 //! Panels drawn around and over the screens.
 
+pub mod banner;
 pub mod form;
 pub mod help;
 pub mod hints;

@@ -1,6 +1,7 @@
 //! Kiosk welcome: large, plain prompts.
 
 use super::framed;
+use crate::ui::panels::banner;
 use crate::ui::theme::Role;
 use crate::ui::{App, centered};
 use ratatui::Frame;
@@ -12,8 +13,20 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let inner = framed(frame, area, app, "Welcome");
     let theme = &app.config.theme;
     let enter = app.config.keys.hint(crate::ui::keys::Action::Submit);
-    let mut lines = vec![
-        Line::from(Span::styled("BUY POSTAGE HERE", theme.style(Role::Title))),
+    let mut lines = Vec::new();
+    match banner::lines("POSTAGE", inner.width as usize) {
+        Some(big) if inner.height >= 14 => {
+            lines.extend(
+                big.into_iter()
+                    .map(|l| Line::from(Span::styled(l, theme.style(Role::Title)))),
+            );
+        }
+        _ => lines.push(Line::from(Span::styled(
+            "BUY POSTAGE HERE",
+            theme.style(Role::Title),
+        ))),
+    }
+    lines.extend([
         Line::raw(""),
         Line::from(Span::styled(
             format!("Press {enter} to start"),
@@ -21,7 +34,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         )),
         Line::raw(""),
         Line::from(Span::styled("Card payment only", theme.style(Role::Muted))),
-    ];
+    ]);
     if let Some(reason) = app.print_block_reason() {
         lines.push(Line::raw(""));
         lines.push(Line::from(Span::styled(
