@@ -13,5 +13,6 @@ pub mod money;
 pub mod printer;
 pub mod secret;
 pub mod tls;
+pub mod ui;
 pub mod vendor;
 pub mod wire;

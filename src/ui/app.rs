@@ -1,0 +1,1559 @@
+//! The counter app's state machine: sans-I/O. [`App::handle`] takes one [`Event`] and returns
+//! the [`Command`]s to send; drawing reads the state (see [`super::draw`]).
+
+use super::event::{
+    Backend, Command, Event, FundMethod, HistoryEntry, ItemState, JobId, PrinterStatus,
+    RefundState, Secret,
+};
+use super::form::{Field, Form};
+use super::keys::{Action, KeyBindings};
+use super::theme::{BUILTIN, Theme};
+use crate::indicium::address::{AddressInput, AddressValidator, FormatValidator};
+use crate::indicium::kinds::{
+    Check, CheckNumber, Coupon, Day, Destination, GiftCertificate, Postage, Text, Ticket, WeightOz,
+};
+use crate::indicium::{Item, ItemKind, MailClass};
+use crate::link::LinkState;
+use crate::link::driver::LinkStatus;
+use crate::money::Cents;
+use crate::printer::streamer::{JobOutcome, Progress};
+use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use sha2::{Digest, Sha256};
+
+/// Most history rows kept in memory.
+pub const HISTORY_ROWS_MAX: usize = 1000;
+/// Wrong supervisor PINs before the prompt locks until the idle timeout.
+pub const PIN_ATTEMPTS_MAX: u32 = 5;
+/// Default kiosk idle timeout.
+pub const IDLE_TIMEOUT_MS_DEFAULT: u64 = 120_000;
+
+/// How the app is set up; everything from outside is passed in here.
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    /// Guided public flow: welcome → postage → review → card → print; no other screens.
+    pub kiosk: bool,
+    /// Kiosk only: idle time after which all input is cleared and the welcome screen returns.
+    pub idle_timeout_ms: u64,
+    /// SHA-256 of the supervisor PIN; without it a kiosk cannot be quit from the keyboard.
+    pub supervisor_pin_sha256: Option<PinHash>,
+    pub keys: KeyBindings,
+    pub theme: Theme,
+    /// Device or name of the printer, for the settings screen.
+    pub printer_name: String,
+}
+
+impl Default for AppConfig {
+    fn default() -> Self {
+        AppConfig {
+            kiosk: false,
+            idle_timeout_ms: IDLE_TIMEOUT_MS_DEFAULT,
+            supervisor_pin_sha256: None,
+            keys: KeyBindings::default(),
+            theme: Theme::default(),
+            printer_name: "(none)".into(),
+        }
+    }
+}
+
+/// SHA-256 of the supervisor PIN. `Debug` hides it: a short PIN's hash is easy to reverse.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct PinHash(pub [u8; 32]);
+
+impl std::fmt::Debug for PinHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PinHash(<redacted>)")
+    }
+}
+
+/// The hash of a PIN, for [`AppConfig::supervisor_pin_sha256`].
+pub fn pin_hash(pin: &str) -> PinHash {
+    PinHash(Sha256::digest(pin.as_bytes()).into())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Screen {
+    /// Kiosk start.
+    Welcome,
+    SignIn,
+    Home,
+    Postage,
+    /// Ticket, check, coupon or gift-certificate form.
+    ItemForm(ItemKind),
+    Review,
+    Printing,
+    History,
+    Funds,
+    Settings,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Info,
+    Ok,
+    Warn,
+    Error,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notice {
+    pub severity: Severity,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum QuoteState {
+    /// Not all of class, weight and both ZIPs are valid yet.
+    Incomplete,
+    Pending {
+        request: u64,
+    },
+    Ready {
+        request: u64,
+        amount: Cents,
+    },
+    Failed {
+        reason: String,
+    },
+}
+
+/// An item ready for review.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Draft {
+    pub item: Item,
+    pub amount: Cents,
+    /// Lines for the review screen.
+    pub summary: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobPhase {
+    /// Authorize sent; waiting for the vendor.
+    Authorizing,
+    Printing(Progress),
+    Done {
+        severity: Severity,
+        message: String,
+    },
+}
+
+/// The one item in flight (or just finished).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    pub id: JobId,
+    pub kind: ItemKind,
+    pub title: String,
+    pub amount: Cents,
+    pub phase: JobPhase,
+}
+
+/// Home menu rows.
+pub const HOME_MENU: [(&str, Screen); 9] = [
+    ("Postage label", Screen::Postage),
+    ("Ticket", Screen::ItemForm(ItemKind::Ticket)),
+    ("Check", Screen::ItemForm(ItemKind::Check)),
+    ("Coupon", Screen::ItemForm(ItemKind::Coupon)),
+    (
+        "Gift certificate",
+        Screen::ItemForm(ItemKind::GiftCertificate),
+    ),
+    ("History", Screen::History),
+    ("Add funds", Screen::Funds),
+    ("Settings", Screen::Settings),
+    ("Sign out", Screen::SignIn),
+];
+
+/// The whole UI state.
+#[derive(Debug, Clone)]
+pub struct App {
+    pub config: AppConfig,
+    pub screen: Screen,
+    pub show_help: bool,
+    pub notice: Option<Notice>,
+    pub link: Option<LinkStatus>,
+    pub printer: PrinterStatus,
+    pub clerk: Option<String>,
+    pub balance: Option<Cents>,
+    pub size: (u16, u16),
+
+    pub sign_in: Form,
+    pub signing_in: bool,
+    pub home_selected: usize,
+    pub postage: Form,
+    pub quote: QuoteState,
+    quote_inputs: Option<(MailClass, u16, String, String)>,
+    pub item_form: Form,
+    pub draft: Option<Draft>,
+    /// Where review's Back returns to.
+    pub draft_from: Screen,
+    pub job: Option<Job>,
+    pub history: Vec<HistoryEntry>,
+    pub history_filter: Form,
+    pub history_selected: usize,
+    pub funds: Form,
+    /// Kiosk card payment for the draft (amount fixed).
+    pub paying: bool,
+    pub settings_selected: usize,
+    pub theme_index: usize,
+    pub pin_prompt: Option<Field>,
+    pin_attempts: u32,
+    pub idle_ms: u64,
+    pub quit: bool,
+    next_job: u64,
+    next_request: u64,
+    /// Jobs for which Print was ever sent: never again.
+    printed: Vec<JobId>,
+}
+
+fn postage_form() -> Form {
+    let mut fields = Vec::new();
+    for (p, who) in [("s_", "From"), ("r_", "To")] {
+        let _ = who;
+        let k = |s: &'static str| -> &'static str {
+            match (p, s) {
+                ("s_", "name") => "s_name",
+                ("s_", "line1") => "s_line1",
+                ("s_", "line2") => "s_line2",
+                ("s_", "city") => "s_city",
+                ("s_", "state") => "s_state",
+                ("s_", "zip") => "s_zip",
+                ("r_", "name") => "r_name",
+                ("r_", "line1") => "r_line1",
+                ("r_", "line2") => "r_line2",
+                ("r_", "city") => "r_city",
+                ("r_", "state") => "r_state",
+                _ => "r_zip",
+            }
+        };
+        fields.push(Field::text(k("name"), "Name", 40));
+        fields.push(Field::text(k("line1"), "Street", 40));
+        fields.push(Field::text(k("line2"), "Line 2", 40));
+        fields.push(Field::text(k("city"), "City", 28));
+        fields.push(Field::text(k("state"), "State", 2));
+        fields.push(Field::text(k("zip"), "ZIP", 10));
+    }
+    fields.push(Field::text("weight", "Weight oz", 5));
+    fields.push(Field::choice(
+        "class",
+        "Class",
+        MailClass::ALL.iter().map(|c| c.name()).collect(),
+    ));
+    Form::new(fields)
+}
+
+fn item_form(kind: ItemKind) -> Form {
+    let f = Field::text;
+    Form::new(match kind {
+        ItemKind::Ticket => vec![
+            f("event", "Event", 64),
+            f("venue", "Venue", 64),
+            f("seat", "Seat", 64),
+            f("event_day", "Date", 10),
+            f("price", "Price $", 12),
+        ],
+        ItemKind::Check => vec![
+            f("payee", "Payee", 64),
+            f("amount", "Amount $", 12),
+            f("number", "Check no.", 9),
+            f("memo", "Memo", 64),
+        ],
+        ItemKind::Coupon => vec![
+            f("offer", "Offer", 64),
+            f("value", "Value $", 12),
+            f("expiry", "Expires", 10),
+        ],
+        _ => vec![
+            f("recipient", "Recipient", 64),
+            f("value", "Value $", 12),
+            f("expiry", "Expires", 10),
+        ],
+    })
+}
+
+fn funds_form(kiosk: bool) -> Form {
+    let methods = if kiosk {
+        vec!["card"]
+    } else {
+        vec!["card", "eft"]
+    };
+    let mut form = Form::new(vec![
+        Field::choice("method", "Method", methods),
+        Field::text("amount", "Amount $", 12),
+        Field::secret("card", "Card number", 19, 4),
+        Field::text("expiry", "Expiry MM/YY", 5),
+        Field::secret("cvc", "CVC", 4, 0),
+        Field::secret("routing", "Routing no.", 9, 4),
+        Field::secret("account", "Account no.", 17, 4),
+    ]);
+    set_funds_visibility(&mut form);
+    form
+}
+
+fn set_funds_visibility(form: &mut Form) {
+    let card = form.text("method") == "card";
+    for f in &mut form.fields {
+        f.hidden = match f.key {
+            "card" | "expiry" | "cvc" => !card,
+            "routing" | "account" => card,
+            _ => false,
+        };
+    }
+}
+
+fn kind_filter_options() -> Vec<&'static str> {
+    let mut v = vec!["all"];
+    v.extend(ItemKind::ALL.iter().map(|k| k.name()));
+    v
+}
+
+fn luhn_ok(digits: &str) -> bool {
+    let mut sum = 0u32;
+    for (i, c) in digits.chars().rev().enumerate() {
+        let Some(mut d) = c.to_digit(10) else {
+            return false;
+        };
+        if i % 2 == 1 {
+            d *= 2;
+            if d > 9 {
+                d -= 9;
+            }
+        }
+        sum += d;
+    }
+    sum.is_multiple_of(10)
+}
+
+fn title_of(kind: ItemKind) -> &'static str {
+    match kind {
+        ItemKind::Postage => "Postage label",
+        ItemKind::Ticket => "Ticket",
+        ItemKind::Check => "Check",
+        ItemKind::Coupon => "Coupon",
+        _ => "Gift certificate",
+    }
+}
+
+impl App {
+    pub fn new(config: AppConfig) -> App {
+        let theme_index = BUILTIN
+            .iter()
+            .position(|n| *n == config.theme.name)
+            .unwrap_or(0);
+        let kiosk = config.kiosk;
+        App {
+            screen: if kiosk {
+                Screen::Welcome
+            } else {
+                Screen::SignIn
+            },
+            show_help: false,
+            notice: None,
+            link: None,
+            printer: PrinterStatus::Unknown,
+            clerk: None,
+            balance: None,
+            size: (0, 0),
+            sign_in: Form::new(vec![
+                Field::text("clerk", "Clerk", 32),
+                Field::secret("password", "Password", 64, 0),
+            ]),
+            signing_in: false,
+            home_selected: 0,
+            postage: postage_form(),
+            quote: QuoteState::Incomplete,
+            quote_inputs: None,
+            item_form: item_form(ItemKind::Ticket),
+            draft: None,
+            draft_from: Screen::Home,
+            job: None,
+            history: Vec::new(),
+            history_filter: Form::new(vec![
+                Field::text("search", "Search", 32),
+                Field::text("date", "Date (prefix)", 10),
+                Field::choice("kind", "Kind", kind_filter_options()),
+            ]),
+            history_selected: 0,
+            funds: funds_form(kiosk),
+            paying: false,
+            settings_selected: 0,
+            theme_index,
+            pin_prompt: None,
+            pin_attempts: 0,
+            idle_ms: 0,
+            quit: false,
+            next_job: 1,
+            next_request: 1,
+            printed: Vec::new(),
+            config,
+        }
+    }
+
+    pub fn link_state(&self) -> LinkState {
+        self.link
+            .as_ref()
+            .map(|l| l.state)
+            .unwrap_or(LinkState::Down)
+    }
+
+    /// Why printing is not possible right now, in words for the screen; `None` when it is.
+    pub fn print_block_reason(&self) -> Option<String> {
+        let state = self.link_state();
+        if !state.allows_printing() {
+            return Some(match state {
+                LinkState::Lapsed => "Printing disabled: the link to the vendor lapsed (no keepalives). Wait for it to come back up.".into(),
+                LinkState::Closed => "Printing disabled: the connection to the vendor closed. Reconnecting…".into(),
+                _ => "Printing disabled: the link to the vendor is not up yet.".into(),
+            });
+        }
+        if let PrinterStatus::Fault(f) = self.printer {
+            return Some(format!(
+                "Printing disabled: {f}. Fix the printer, then confirm again."
+            ));
+        }
+        None
+    }
+
+    /// The focused field of the current screen's form, if it has one.
+    pub fn focused_field(&self) -> Option<&Field> {
+        if let Some(p) = &self.pin_prompt {
+            return Some(p);
+        }
+        match self.screen {
+            Screen::SignIn => self.sign_in.focused(),
+            Screen::Postage => self.postage.focused(),
+            Screen::ItemForm(_) => self.item_form.focused(),
+            Screen::History => self.history_filter.focused(),
+            Screen::Funds => self.funds.focused(),
+            _ => None,
+        }
+    }
+
+    /// History rows that pass the search, date and kind filters.
+    pub fn filtered_history(&self) -> Vec<&HistoryEntry> {
+        let q = self.history_filter.text("search").to_lowercase();
+        let date = self.history_filter.text("date").trim().to_string();
+        let kind = self.history_filter.text("kind");
+        self.history
+            .iter()
+            .filter(|e| q.is_empty() || e.summary.to_lowercase().contains(&q))
+            .filter(|e| e.date.starts_with(&date))
+            .filter(|e| kind == "all" || e.kind.name() == kind)
+            .collect()
+    }
+
+    fn notice(&mut self, severity: Severity, text: impl Into<String>) {
+        self.notice = Some(Notice {
+            severity,
+            text: text.into(),
+        });
+    }
+
+    /// Handles one event and returns the commands to send, in order.
+    pub fn handle(&mut self, event: Event) -> Vec<Command> {
+        let mut out = Vec::new();
+        match event {
+            Event::Key(key) => {
+                if key.kind == KeyEventKind::Press {
+                    self.idle_ms = 0;
+                    self.on_key(key, &mut out);
+                }
+            }
+            Event::Resize(w, h) => self.size = (w, h),
+            Event::Tick { elapsed_ms } => self.on_tick(elapsed_ms),
+            Event::Backend(b) => self.on_backend(b, &mut out),
+        }
+        out
+    }
+
+    fn on_tick(&mut self, elapsed_ms: u64) {
+        self.idle_ms = self.idle_ms.saturating_add(elapsed_ms);
+        if !self.config.kiosk || self.idle_ms < self.config.idle_timeout_ms {
+            return;
+        }
+        let printing = matches!(
+            self.job.as_ref().map(|j| &j.phase),
+            Some(JobPhase::Authorizing | JobPhase::Printing(_))
+        );
+        if printing || (self.screen == Screen::Welcome && self.is_clear()) {
+            return;
+        }
+        self.reset_kiosk();
+        self.notice(
+            Severity::Info,
+            "Timed out — everything entered was cleared.",
+        );
+    }
+
+    fn is_clear(&self) -> bool {
+        self.postage.fields.iter().all(|f| !f.touched)
+            && self.draft.is_none()
+            && self.pin_prompt.is_none()
+            && self.funds.fields.iter().all(|f| !f.touched)
+    }
+
+    /// Kiosk: clear every input and return to the welcome screen.
+    pub fn reset_kiosk(&mut self) {
+        self.postage.clear();
+        self.quote = QuoteState::Incomplete;
+        self.quote_inputs = None;
+        self.item_form.clear();
+        self.draft = None;
+        self.funds.clear();
+        set_funds_visibility(&mut self.funds);
+        self.paying = false;
+        self.pin_prompt = None;
+        self.show_help = false;
+        self.notice = None;
+        if self
+            .job
+            .as_ref()
+            .is_some_and(|j| matches!(j.phase, JobPhase::Done { .. }))
+        {
+            self.job = None;
+        }
+        self.screen = Screen::Welcome;
+        self.idle_ms = 0;
+    }
+
+    fn on_key(&mut self, key: KeyEvent, out: &mut Vec<Command>) {
+        if self.pin_prompt.is_some() {
+            self.on_pin_key(key, out);
+            return;
+        }
+        let action = self.config.keys.action(&key);
+        if self.show_help {
+            if matches!(action, Some(Action::Help | Action::Back)) {
+                self.show_help = false;
+            }
+            return;
+        }
+        match action {
+            Some(Action::Help) => self.show_help = true,
+            Some(Action::Quit) => self.on_quit(out),
+            Some(a) => self.on_action(a, out),
+            None => self.on_text_key(key, out),
+        }
+    }
+
+    fn on_quit(&mut self, out: &mut Vec<Command>) {
+        if self.config.kiosk {
+            if self.pin_attempts >= PIN_ATTEMPTS_MAX {
+                self.notice(
+                    Severity::Error,
+                    "Too many wrong PINs; try again after the idle timeout.",
+                );
+                return;
+            }
+            self.pin_prompt = Some(Field::secret("pin", "Supervisor PIN", 12, 0));
+            return;
+        }
+        if matches!(
+            self.job.as_ref().map(|j| &j.phase),
+            Some(JobPhase::Authorizing | JobPhase::Printing(_))
+        ) {
+            self.notice(
+                Severity::Warn,
+                "An item is printing; wait for its outcome before quitting.",
+            );
+            return;
+        }
+        self.quit = true;
+        out.push(Command::Quit);
+    }
+
+    fn on_pin_key(&mut self, key: KeyEvent, out: &mut Vec<Command>) {
+        let action = self.config.keys.action(&key);
+        let Some(field) = self.pin_prompt.as_mut() else {
+            return;
+        };
+        match action {
+            Some(Action::Back) => self.pin_prompt = None,
+            Some(Action::Submit) => {
+                let entered = field.secret_value().map(|s| pin_hash(s.expose()));
+                let ok = match (entered, self.config.supervisor_pin_sha256) {
+                    (Some(a), Some(b)) => subtle::ConstantTimeEq::ct_eq(&a.0[..], &b.0[..]).into(),
+                    _ => false,
+                };
+                field.clear();
+                if ok {
+                    self.pin_prompt = None;
+                    self.quit = true;
+                    out.push(Command::Quit);
+                } else {
+                    self.pin_attempts += 1;
+                    field.error = Some(format!(
+                        "wrong PIN ({} of {PIN_ATTEMPTS_MAX} attempts)",
+                        self.pin_attempts
+                    ));
+                    field.touched = true;
+                    if self.pin_attempts >= PIN_ATTEMPTS_MAX {
+                        self.pin_prompt = None;
+                        self.notice(Severity::Error, "Too many wrong PINs; quitting is locked.");
+                    }
+                }
+            }
+            _ => {
+                if let KeyCode::Char(c) = key.code {
+                    if c.is_ascii_digit() && !key.modifiers.contains(KeyModifiers::CONTROL) {
+                        field.type_char(c);
+                    }
+                } else if key.code == KeyCode::Backspace {
+                    field.backspace();
+                }
+            }
+        }
+    }
+
+    /// Whether an item is being authorized or printed right now.
+    pub fn job_in_flight(&self) -> bool {
+        matches!(
+            self.job.as_ref().map(|j| &j.phase),
+            Some(JobPhase::Authorizing | JobPhase::Printing(_))
+        )
+    }
+
+    fn go(&mut self, screen: Screen, out: &mut Vec<Command>) {
+        if self.config.kiosk {
+            return; // kiosk: no free navigation
+        }
+        if self.job_in_flight() {
+            self.notice(
+                Severity::Warn,
+                "An item is printing; wait for its outcome on this screen.",
+            );
+            return;
+        }
+        if self.clerk.is_none() {
+            self.notice(Severity::Warn, "Sign in first.");
+            return;
+        }
+        self.notice = None;
+        match screen {
+            Screen::ItemForm(kind) => {
+                self.item_form = item_form(kind);
+                self.validate_item_form(kind);
+            }
+            Screen::History => out.push(Command::LoadHistory),
+            Screen::Funds => {
+                self.funds = funds_form(false);
+                self.paying = false;
+            }
+            Screen::SignIn => {
+                self.clerk = None;
+                self.balance = None;
+                self.sign_in.clear();
+                out.push(Command::SignOut);
+            }
+            _ => {}
+        }
+        self.screen = screen;
+    }
+
+    fn on_action(&mut self, action: Action, out: &mut Vec<Command>) {
+        match action {
+            Action::Home => return self.go(Screen::Home, out),
+            Action::History => return self.go(Screen::History, out),
+            Action::Funds => return self.go(Screen::Funds, out),
+            Action::Settings => return self.go(Screen::Settings, out),
+            Action::SignOut => return self.go(Screen::SignIn, out),
+            _ => {}
+        }
+        match self.screen {
+            Screen::Welcome => {
+                if action == Action::Submit {
+                    self.notice = None;
+                    self.screen = Screen::Postage;
+                }
+            }
+            Screen::SignIn => self.on_sign_in(action, out),
+            Screen::Home => self.on_home(action, out),
+            Screen::Postage => self.on_postage(action, out),
+            Screen::ItemForm(kind) => self.on_item_form(kind, action),
+            Screen::Review => self.on_review(action, out),
+            Screen::Printing => self.on_printing(action, out),
+            Screen::History => self.on_history(action, out),
+            Screen::Funds => self.on_funds(action, out),
+            Screen::Settings => self.on_settings(action, out),
+        }
+    }
+
+    fn on_text_key(&mut self, key: KeyEvent, out: &mut Vec<Command>) {
+        if key
+            .modifiers
+            .intersects(KeyModifiers::CONTROL | KeyModifiers::ALT)
+        {
+            return; // unbound chords (kiosk: Ctrl-Z, Ctrl-\) are swallowed
+        }
+        let screen = self.screen;
+        if screen == Screen::Funds
+            && self.paying
+            && self.funds.focused().is_some_and(|f| f.key == "amount")
+        {
+            return; // the price of the item being paid for is not editable
+        }
+        let form = match screen {
+            Screen::SignIn => &mut self.sign_in,
+            Screen::Postage => &mut self.postage,
+            Screen::ItemForm(_) => &mut self.item_form,
+            Screen::History => &mut self.history_filter,
+            Screen::Funds => &mut self.funds,
+            _ => return,
+        };
+        let Some(field) = form.focused_mut() else {
+            return;
+        };
+        let changed = match key.code {
+            KeyCode::Char(c) => field.type_char(c),
+            KeyCode::Backspace => field.backspace(),
+            _ => false,
+        };
+        if changed {
+            self.after_edit(screen, out);
+        }
+    }
+
+    fn after_edit(&mut self, screen: Screen, out: &mut Vec<Command>) {
+        match screen {
+            Screen::Postage => {
+                self.validate_postage();
+                self.maybe_quote(out);
+            }
+            Screen::ItemForm(kind) => self.validate_item_form(kind),
+            Screen::History => self.history_selected = 0,
+            Screen::Funds => {
+                set_funds_visibility(&mut self.funds);
+                self.validate_funds();
+            }
+            _ => {}
+        }
+    }
+
+    fn form_nav(form: &mut Form, action: Action) -> bool {
+        match action {
+            Action::NextField | Action::RowDown => form.next(),
+            Action::PrevField | Action::RowUp => form.prev(),
+            Action::ChoiceNext | Action::ChoicePrev => {
+                return form
+                    .focused_mut()
+                    .is_some_and(|f| f.cycle(action == Action::ChoiceNext));
+            }
+            _ => {}
+        }
+        false
+    }
+
+    fn on_sign_in(&mut self, action: Action, out: &mut Vec<Command>) {
+        Self::form_nav(&mut self.sign_in, action);
+        if action != Action::Submit || self.signing_in {
+            return;
+        }
+        let clerk = self.sign_in.text("clerk").trim().to_string();
+        let password = self
+            .sign_in
+            .get("password")
+            .and_then(Field::secret_value)
+            .cloned()
+            .unwrap_or_default();
+        if clerk.is_empty() || password.is_empty() {
+            self.notice(
+                Severity::Warn,
+                "Enter the clerk name and password, then Enter.",
+            );
+            return;
+        }
+        self.signing_in = true;
+        self.notice(Severity::Info, format!("Signing in as {clerk}…"));
+        out.push(Command::SignIn { clerk, password });
+        if let Some(p) = self.sign_in.get_mut("password") {
+            p.clear();
+        }
+    }
+
+    fn on_home(&mut self, action: Action, out: &mut Vec<Command>) {
+        let n = HOME_MENU.len();
+        match action {
+            Action::RowDown | Action::NextField => {
+                self.home_selected = (self.home_selected + 1) % n
+            }
+            Action::RowUp | Action::PrevField => {
+                self.home_selected = (self.home_selected + n - 1) % n
+            }
+            Action::Submit => {
+                let (_, screen) = HOME_MENU[self.home_selected % n];
+                self.go(screen, out);
+            }
+            Action::NewItem => self.go(Screen::Postage, out),
+            _ => {}
+        }
+    }
+
+    fn back_to_start(&mut self) {
+        self.notice = None;
+        self.screen = if self.config.kiosk {
+            Screen::Welcome
+        } else {
+            Screen::Home
+        };
+    }
+
+    fn on_postage(&mut self, action: Action, out: &mut Vec<Command>) {
+        if Self::form_nav(&mut self.postage, action) {
+            self.validate_postage();
+            self.maybe_quote(out);
+        }
+        match action {
+            Action::Back => {
+                if self.config.kiosk {
+                    self.reset_kiosk();
+                } else {
+                    self.back_to_start();
+                }
+            }
+            Action::Submit => self.submit_postage(),
+            _ => {}
+        }
+    }
+
+    fn address(&self, p: &str) -> AddressInput {
+        let g = |k: &str| self.postage.text(&format!("{p}{k}")).to_string();
+        AddressInput {
+            name: g("name"),
+            line1: g("line1"),
+            line2: g("line2"),
+            city: g("city"),
+            state: g("state"),
+            zip: g("zip"),
+        }
+    }
+
+    /// Per-field validation of the postage form; returns the recipient's valid ZIP etc.
+    fn validate_postage(&mut self) {
+        for p in ["s_", "r_"] {
+            let errors = FormatValidator.validate(&self.address(p)).err();
+            for k in ["name", "line1", "line2", "city", "state", "zip"] {
+                let e = errors
+                    .as_ref()
+                    .and_then(|es| es.field(k))
+                    .map(|e| e.reason.clone());
+                let key = format!("{p}{k}");
+                self.postage.set_error(&key, e);
+            }
+        }
+        let w = self.postage.text("weight").trim().to_string();
+        let e = match w.parse::<u16>() {
+            Ok(oz) => WeightOz::new(oz).err().map(|e| e.reason),
+            Err(_) if w.is_empty() => Some("is required".into()),
+            Err(_) => Some(format!("{w:?} is not whole ounces (e.g. 3)")),
+        };
+        self.postage.set_error("weight", e);
+    }
+
+    fn postage_class(&self) -> MailClass {
+        MailClass::ALL
+            .get(
+                self.postage
+                    .get("class")
+                    .map(Field::choice_index)
+                    .unwrap_or(0),
+            )
+            .copied()
+            .unwrap_or(MailClass::FirstClass)
+    }
+
+    fn maybe_quote(&mut self, out: &mut Vec<Command>) {
+        let ok = |k: &str| self.postage.get(k).is_some_and(|f| f.error.is_none());
+        if !(ok("weight") && ok("s_zip") && ok("r_zip")) {
+            self.quote = QuoteState::Incomplete;
+            self.quote_inputs = None;
+            return;
+        }
+        let Ok(weight) = self.postage.text("weight").trim().parse::<u16>() else {
+            return;
+        };
+        let inputs = (
+            self.postage_class(),
+            weight,
+            self.postage.text("s_zip").trim().to_string(),
+            self.postage.text("r_zip").trim().to_string(),
+        );
+        if self.quote_inputs.as_ref() == Some(&inputs) {
+            return;
+        }
+        let request = self.next_request;
+        self.next_request += 1;
+        out.push(Command::RequestQuote {
+            request,
+            class: inputs.0,
+            weight_oz: inputs.1,
+            from_zip: inputs.2.clone(),
+            to_zip: inputs.3.clone(),
+        });
+        self.quote_inputs = Some(inputs);
+        self.quote = QuoteState::Pending { request };
+    }
+
+    fn submit_postage(&mut self) {
+        self.validate_postage();
+        self.postage.touch_all();
+        if let Some(f) = self.postage.first_error() {
+            let text = format!(
+                "Fix {}: {}",
+                f.key.replace("s_", "from ").replace("r_", "to "),
+                f.error.clone().unwrap_or_default()
+            );
+            self.notice(Severity::Error, text);
+            return;
+        }
+        let QuoteState::Ready { amount, .. } = self.quote else {
+            self.notice(
+                Severity::Warn,
+                "Waiting for the vendor's quote; Enter again when it shows.",
+            );
+            return;
+        };
+        let Ok(to) = FormatValidator.validate(&self.address("r_")) else {
+            return;
+        };
+        let Ok(from) = FormatValidator.validate(&self.address("s_")) else {
+            return;
+        };
+        let Ok(weight) = self
+            .postage
+            .text("weight")
+            .trim()
+            .parse::<u16>()
+            .map_err(|_| ())
+            .and_then(|w| WeightOz::new(w).map_err(|_| ()))
+        else {
+            return;
+        };
+        let Ok(destination) = Destination::new(to.zip5, to.zip4, None) else {
+            return;
+        };
+        let class = self.postage_class();
+        let summary = vec![
+            (
+                "From".into(),
+                format!("{}, {}, {} {}", from.name, from.city, from.state, from.zip5),
+            ),
+            (
+                "To".into(),
+                format!("{}, {}, {} {}", to.name, to.city, to.state, destination),
+            ),
+            ("Class".into(), class.name().to_string()),
+            ("Weight".into(), format!("{} oz", weight.get())),
+            ("Postage".into(), amount.to_string()),
+        ];
+        self.draft = Some(Draft {
+            item: Item::Postage(Postage {
+                class,
+                weight,
+                destination,
+            }),
+            amount,
+            summary,
+        });
+        self.draft_from = Screen::Postage;
+        self.notice = None;
+        self.screen = Screen::Review;
+    }
+
+    fn validate_item_form(&mut self, kind: ItemKind) {
+        let keys: Vec<&'static str> = self.item_form.fields.iter().map(|f| f.key).collect();
+        for key in keys {
+            let v = self.item_form.text(key).to_string();
+            let e = match key {
+                "event" | "venue" | "seat" | "payee" | "offer" | "recipient" => {
+                    Text::new(key, &v).err().map(|e| e.reason)
+                }
+                "memo" if v.trim().is_empty() => None,
+                "memo" => Text::new(key, &v).err().map(|e| e.reason),
+                "price" | "amount" | "value" => match Cents::parse_dollars(&v) {
+                    Ok(c) if c.is_zero() => Some("must be more than $0.00".into()),
+                    Ok(_) => None,
+                    Err(e) => Some(e.to_string()),
+                },
+                "number" => match v.trim().parse::<u32>() {
+                    Ok(n) => CheckNumber::new(n).err().map(|e| e.reason),
+                    Err(_) => Some("is a whole number".into()),
+                },
+                "event_day" | "expiry" => Day::parse(key, &v).err().map(|e| e.reason),
+                _ => None,
+            };
+            self.item_form.set_error(key, e);
+        }
+        let _ = kind;
+    }
+
+    fn build_item(&self, kind: ItemKind) -> Option<Item> {
+        let f = &self.item_form;
+        let text = |k: &'static str| Text::new(k, f.text(k)).ok();
+        let cents = |k: &str| Cents::parse_dollars(f.text(k)).ok();
+        let day = |k: &'static str| Day::parse(k, f.text(k)).ok();
+        Some(match kind {
+            ItemKind::Ticket => Item::Ticket(Ticket {
+                event: text("event")?,
+                venue: text("venue")?,
+                seat: text("seat")?,
+                event_day: day("event_day")?,
+                price: cents("price")?,
+            }),
+            ItemKind::Check => Item::Check(Check {
+                payee: text("payee")?,
+                amount: cents("amount")?,
+                number: CheckNumber::new(f.text("number").trim().parse().ok()?).ok()?,
+                memo: if f.text("memo").trim().is_empty() {
+                    None
+                } else {
+                    Some(text("memo")?)
+                },
+            }),
+            ItemKind::Coupon => Item::Coupon(Coupon {
+                offer: text("offer")?,
+                value: cents("value")?,
+                expiry: day("expiry")?,
+            }),
+            ItemKind::GiftCertificate => Item::GiftCertificate(GiftCertificate {
+                recipient: text("recipient")?,
+                value: cents("value")?,
+                expiry: day("expiry")?,
+            }),
+            _ => return None,
+        })
+    }
+
+    fn on_item_form(&mut self, kind: ItemKind, action: Action) {
+        Self::form_nav(&mut self.item_form, action);
+        match action {
+            Action::Back => self.back_to_start(),
+            Action::Submit => {
+                self.validate_item_form(kind);
+                self.item_form.touch_all();
+                if let Some(f) = self.item_form.first_error() {
+                    let text = format!("Fix {}: {}", f.label, f.error.clone().unwrap_or_default());
+                    self.notice(Severity::Error, text);
+                    return;
+                }
+                let Some(item) = self.build_item(kind) else {
+                    return;
+                };
+                let amount = item.face_value().unwrap_or(Cents::ZERO);
+                let summary = self
+                    .item_form
+                    .fields
+                    .iter()
+                    .filter(|f| !f.text_value().trim().is_empty())
+                    .map(|f| {
+                        (
+                            f.label.trim_end_matches(" $").to_string(),
+                            f.text_value().trim().to_string(),
+                        )
+                    })
+                    .collect();
+                self.draft = Some(Draft {
+                    item,
+                    amount,
+                    summary,
+                });
+                self.draft_from = Screen::ItemForm(kind);
+                self.notice = None;
+                self.screen = Screen::Review;
+            }
+            _ => {}
+        }
+    }
+
+    fn on_review(&mut self, action: Action, out: &mut Vec<Command>) {
+        match action {
+            Action::Back => {
+                self.notice = None;
+                self.screen = self.draft_from;
+            }
+            Action::Submit => {
+                if let Some(reason) = self.print_block_reason() {
+                    self.notice(Severity::Error, reason);
+                    return;
+                }
+                if self.config.kiosk {
+                    // Kiosk pays by card for exactly this item first.
+                    let amount = self.draft.as_ref().map(|d| d.amount).unwrap_or(Cents::ZERO);
+                    self.funds = funds_form(true);
+                    if let Some(f) = self.funds.get_mut("amount") {
+                        let text = format!("{}.{:02}", amount.get() / 100, amount.get() % 100);
+                        for c in text.chars() {
+                            f.type_char(c);
+                        }
+                    }
+                    self.validate_funds();
+                    self.funds.focus = 2;
+                    self.paying = true;
+                    self.notice = None;
+                    self.screen = Screen::Funds;
+                    return;
+                }
+                self.authorize(out);
+            }
+            _ => {}
+        }
+    }
+
+    /// Sends Authorize for the draft, consuming it: the same draft can never be issued twice.
+    fn authorize(&mut self, out: &mut Vec<Command>) {
+        let Some(draft) = self.draft.take() else {
+            return;
+        };
+        let id = JobId(self.next_job);
+        self.next_job += 1;
+        let kind = draft.item.kind();
+        self.job = Some(Job {
+            id,
+            kind,
+            title: title_of(kind).to_string(),
+            amount: draft.amount,
+            phase: JobPhase::Authorizing,
+        });
+        out.push(Command::Authorize {
+            job: id,
+            item: Box::new(draft.item),
+            amount: draft.amount,
+        });
+        // The form that made it is spent.
+        match self.draft_from {
+            Screen::Postage => {
+                self.postage.clear();
+                self.quote = QuoteState::Incomplete;
+                self.quote_inputs = None;
+            }
+            _ => self.item_form.clear(),
+        }
+        self.notice = None;
+        self.screen = Screen::Printing;
+    }
+
+    fn on_printing(&mut self, action: Action, out: &mut Vec<Command>) {
+        let Some(job) = &self.job else {
+            return;
+        };
+        let done = matches!(job.phase, JobPhase::Done { .. });
+        let id = job.id;
+        if !done {
+            return; // nothing to do while the item prints
+        }
+        match action {
+            Action::RequestRefund if !self.config.kiosk => {
+                let state = self.history.iter().find(|e| e.job == id).map(|e| e.state);
+                if matches!(state, Some(ItemState::Printed)) {
+                    out.push(Command::RequestRefund { job: id });
+                    self.set_item_state(id, ItemState::Refund(RefundState::Requested));
+                    self.notice(Severity::Info, format!("Refund requested for {id}."));
+                } else {
+                    self.notice(Severity::Warn, "No refund to request for this item.");
+                }
+            }
+            Action::NewItem | Action::Submit | Action::Back => {
+                if self.config.kiosk {
+                    self.job = None;
+                    self.reset_kiosk();
+                } else if action == Action::NewItem {
+                    self.notice = None;
+                    self.screen = Screen::Postage;
+                } else {
+                    self.back_to_start();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_history(&mut self, action: Action, out: &mut Vec<Command>) {
+        let rows = self.filtered_history().len();
+        match action {
+            Action::RowDown if rows > 0 => {
+                self.history_selected = (self.history_selected + 1) % rows
+            }
+            Action::RowUp if rows > 0 => {
+                self.history_selected = (self.history_selected + rows - 1) % rows
+            }
+            Action::NextField | Action::PrevField | Action::ChoiceNext | Action::ChoicePrev => {
+                let changed = Self::form_nav(&mut self.history_filter, action);
+                if changed {
+                    self.history_selected = 0;
+                }
+            }
+            Action::RequestRefund => {
+                let Some(e) = self
+                    .filtered_history()
+                    .get(self.history_selected)
+                    .map(|e| (e.job, e.state))
+                else {
+                    return;
+                };
+                match e.1 {
+                    ItemState::Printed => {
+                        out.push(Command::RequestRefund { job: e.0 });
+                        self.set_item_state(e.0, ItemState::Refund(RefundState::Requested));
+                        self.notice(Severity::Info, format!("Refund requested for {}.", e.0));
+                    }
+                    s => self.notice(
+                        Severity::Warn,
+                        format!("{} is {}: no refund to request.", e.0, s.label()),
+                    ),
+                }
+            }
+            Action::Back => self.back_to_start(),
+            _ => {}
+        }
+    }
+
+    fn set_item_state(&mut self, job: JobId, state: ItemState) {
+        if let Some(e) = self.history.iter_mut().find(|e| e.job == job) {
+            e.state = state;
+        }
+    }
+
+    fn validate_funds(&mut self) {
+        let card = self.funds.text("method") == "card";
+        let amount = self.funds.text("amount").to_string();
+        let e = match Cents::parse_dollars(&amount) {
+            Ok(c) if c.is_zero() => Some("must be more than $0.00".into()),
+            Ok(_) => None,
+            Err(e) => Some(e.to_string()),
+        };
+        self.funds.set_error("amount", e);
+        let digits = |k: &str, f: &Form| -> String {
+            f.get(k)
+                .and_then(Field::secret_value)
+                .map(|s| s.expose().to_string())
+                .unwrap_or_default()
+        };
+        let num = digits("card", &self.funds);
+        let e = if !card {
+            None
+        } else if !num.chars().all(|c| c.is_ascii_digit()) {
+            Some("digits only".into())
+        } else if !(13..=19).contains(&num.len()) {
+            Some(format!("has {} digits; cards have 13 to 19", num.len()))
+        } else if !luhn_ok(&num) {
+            Some("check digit does not match; retype the number".into())
+        } else {
+            None
+        };
+        self.funds.set_error("card", e);
+        let exp = self.funds.text("expiry").to_string();
+        let valid_exp = exp.len() == 5
+            && exp.as_bytes()[2] == b'/'
+            && exp[..2].parse::<u8>().is_ok_and(|m| (1..=12).contains(&m))
+            && exp[3..].chars().all(|c| c.is_ascii_digit());
+        self.funds.set_error(
+            "expiry",
+            (card && !valid_exp).then(|| "use MM/YY, e.g. 04/29".into()),
+        );
+        let cvc = digits("cvc", &self.funds);
+        let ok = (3..=4).contains(&cvc.len()) && cvc.chars().all(|c| c.is_ascii_digit());
+        self.funds.set_error(
+            "cvc",
+            (card && !ok).then(|| "3 or 4 digits from the card's back".into()),
+        );
+        let routing = digits("routing", &self.funds);
+        let ok = routing.len() == 9 && routing.chars().all(|c| c.is_ascii_digit());
+        self.funds
+            .set_error("routing", (!card && !ok).then(|| "9 digits".into()));
+        let account = digits("account", &self.funds);
+        let ok = (4..=17).contains(&account.len()) && account.chars().all(|c| c.is_ascii_digit());
+        self.funds
+            .set_error("account", (!card && !ok).then(|| "4 to 17 digits".into()));
+    }
+
+    fn on_funds(&mut self, action: Action, out: &mut Vec<Command>) {
+        if Self::form_nav(&mut self.funds, action) {
+            set_funds_visibility(&mut self.funds);
+            self.validate_funds();
+        }
+        match action {
+            Action::Back => {
+                self.funds.clear();
+                set_funds_visibility(&mut self.funds);
+                if self.paying {
+                    self.paying = false;
+                    self.screen = Screen::Review;
+                } else {
+                    self.back_to_start();
+                }
+            }
+            Action::Submit => {
+                self.validate_funds();
+                self.funds.touch_all();
+                if let Some(f) = self.funds.first_error() {
+                    let text = format!("Fix {}: {}", f.label, f.error.clone().unwrap_or_default());
+                    self.notice(Severity::Error, text);
+                    return;
+                }
+                let Ok(amount) = Cents::parse_dollars(self.funds.text("amount")) else {
+                    return;
+                };
+                let secret = |k: &str| {
+                    self.funds
+                        .get(k)
+                        .and_then(Field::secret_value)
+                        .cloned()
+                        .unwrap_or_default()
+                };
+                let method = if self.funds.text("method") == "card" {
+                    FundMethod::Card {
+                        number: secret("card"),
+                        expiry: self.funds.text("expiry").to_string(),
+                        cvc: secret("cvc"),
+                    }
+                } else {
+                    FundMethod::Eft {
+                        routing: secret("routing").expose().to_string(),
+                        account: secret("account"),
+                    }
+                };
+                out.push(Command::Fund { method, amount });
+                self.funds.clear();
+                set_funds_visibility(&mut self.funds);
+                if self.paying {
+                    self.paying = false;
+                    self.authorize(out);
+                } else {
+                    self.notice(Severity::Info, format!("Adding {amount}…"));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_settings(&mut self, action: Action, out: &mut Vec<Command>) {
+        match action {
+            Action::RowDown | Action::NextField | Action::RowUp | Action::PrevField => {
+                self.settings_selected = 1 - self.settings_selected.min(1);
+            }
+            Action::ChoiceNext | Action::ChoicePrev if self.settings_selected == 0 => {
+                let n = BUILTIN.len();
+                self.theme_index = if action == Action::ChoiceNext {
+                    (self.theme_index + 1) % n
+                } else {
+                    (self.theme_index + n - 1) % n
+                };
+                let no_color = self.config.theme.no_color;
+                match Theme::builtin(BUILTIN[self.theme_index], no_color) {
+                    Ok(t) => self.config.theme = t,
+                    Err(e) => self.notice(Severity::Error, e),
+                }
+            }
+            Action::Submit if self.settings_selected == 1 => {
+                out.push(Command::ProbePrinter);
+                self.notice(Severity::Info, "Asking the printer for its status…");
+            }
+            Action::Back => self.back_to_start(),
+            _ => {}
+        }
+    }
+
+    fn on_backend(&mut self, b: Backend, out: &mut Vec<Command>) {
+        match b {
+            Backend::LinkChanged(status) => self.link = Some(status),
+            Backend::PrinterStatus(s) => self.printer = s,
+            Backend::SignedIn { clerk, balance } => {
+                self.signing_in = false;
+                self.clerk = Some(clerk);
+                self.balance = Some(balance);
+                self.notice = None;
+                self.sign_in.clear();
+                if !self.config.kiosk && self.screen == Screen::SignIn {
+                    self.screen = Screen::Home;
+                }
+            }
+            Backend::SignInFailed { reason } => {
+                self.signing_in = false;
+                self.notice(Severity::Error, format!("Sign-in failed: {reason}"));
+            }
+            Backend::Quote { request, amount } => {
+                if self.quote == (QuoteState::Pending { request }) {
+                    self.quote = QuoteState::Ready { request, amount };
+                }
+            }
+            Backend::QuoteFailed { request, reason } => {
+                if self.quote == (QuoteState::Pending { request }) {
+                    self.quote = QuoteState::Failed { reason };
+                }
+            }
+            Backend::Balance(c) => self.balance = Some(c),
+            Backend::Authorized { job } => self.on_authorized(job, out),
+            Backend::AuthorizeFailed { job, reason } => {
+                if let Some(j) = self.job.as_mut().filter(|j| j.id == job) {
+                    j.phase = JobPhase::Done {
+                        severity: Severity::Error,
+                        message: format!("Not issued: {reason}. Nothing was charged."),
+                    };
+                }
+            }
+            Backend::PrintProgress { job, progress } => {
+                if let Some(j) = self
+                    .job
+                    .as_mut()
+                    .filter(|j| j.id == job && matches!(j.phase, JobPhase::Printing(_)))
+                {
+                    j.phase = JobPhase::Printing(progress);
+                }
+            }
+            Backend::PrintOutcome { job, outcome } => self.on_outcome(job, outcome, out),
+            Backend::Voided { job, amount } => {
+                self.set_item_state(job, ItemState::Voided);
+                self.notice(
+                    Severity::Info,
+                    format!("{job} voided; {amount} returned to balance."),
+                );
+            }
+            Backend::History(mut rows) => {
+                rows.truncate(HISTORY_ROWS_MAX);
+                // Keep local rows the vendor does not know yet.
+                for local in &self.history {
+                    if rows.len() < HISTORY_ROWS_MAX && !rows.iter().any(|r| r.job == local.job) {
+                        rows.push(local.clone());
+                    }
+                }
+                self.history = rows;
+                self.history_selected = 0;
+            }
+            Backend::RefundChanged { job, state } => {
+                self.set_item_state(job, ItemState::Refund(state));
+            }
+            Backend::FundResult { ok, message } => {
+                self.notice(if ok { Severity::Ok } else { Severity::Error }, message)
+            }
+            Backend::Error(e) => self.notice(Severity::Error, e),
+        }
+    }
+
+    fn on_authorized(&mut self, job: JobId, out: &mut Vec<Command>) {
+        let Some(j) = self.job.as_mut().filter(|j| j.id == job) else {
+            return;
+        };
+        // One-time rule: Print is sent at most once per job, whatever the backend repeats.
+        if self.printed.contains(&job) || j.phase != JobPhase::Authorizing {
+            return;
+        }
+        let entry = HistoryEntry {
+            job,
+            kind: j.kind,
+            date: String::new(),
+            summary: j.title.clone(),
+            amount: j.amount,
+            state: ItemState::Printing,
+        };
+        if !self
+            .link
+            .as_ref()
+            .is_some_and(|l| l.state.allows_printing())
+        {
+            j.phase = JobPhase::Done {
+                severity: Severity::Warn,
+                message: format!(
+                    "Link lost before printing — label voided, {} returned to balance",
+                    j.amount
+                ),
+            };
+            out.push(Command::Void { job });
+            self.push_history(HistoryEntry {
+                state: ItemState::Voided,
+                ..entry
+            });
+            return;
+        }
+        j.phase = JobPhase::Printing(Progress::default());
+        self.printed.push(job);
+        out.push(Command::Print { job });
+        self.push_history(entry);
+    }
+
+    fn push_history(&mut self, e: HistoryEntry) {
+        if self.history.len() >= HISTORY_ROWS_MAX {
+            self.history.remove(0);
+        }
+        self.history.push(e);
+    }
+
+    fn on_outcome(&mut self, job: JobId, outcome: JobOutcome, out: &mut Vec<Command>) {
+        let Some(j) = self.job.as_mut().filter(|j| j.id == job) else {
+            return;
+        };
+        let amount = j.amount;
+        let (severity, message, state) = match outcome {
+            JobOutcome::Completed { .. } => (
+                Severity::Ok,
+                format!(
+                    "Printed {} {job} — {amount} charged.",
+                    j.title.to_lowercase()
+                ),
+                ItemState::Printed,
+            ),
+            JobOutcome::Aborted {
+                indicium_complete: false,
+                ..
+            } => {
+                out.push(Command::Void { job });
+                (
+                    Severity::Warn,
+                    format!("Link lost — label voided, {amount} returned to balance"),
+                    ItemState::Voided,
+                )
+            }
+            JobOutcome::Aborted {
+                indicium_complete: true,
+                ..
+            } => {
+                out.push(Command::RequestRefund { job });
+                (
+                    Severity::Warn,
+                    "Link lost after the indicium printed — refund requested".to_string(),
+                    ItemState::Refund(RefundState::Requested),
+                )
+            }
+            JobOutcome::Faulted {
+                fault,
+                indicium_complete: false,
+                ..
+            } => {
+                out.push(Command::Void { job });
+                (
+                    Severity::Error,
+                    format!("Printer: {fault} — label voided, {amount} returned to balance"),
+                    ItemState::Voided,
+                )
+            }
+            JobOutcome::Faulted { fault, .. } => {
+                out.push(Command::RequestRefund { job });
+                (
+                    Severity::Error,
+                    format!("Printer: {fault} after the indicium printed — refund requested"),
+                    ItemState::Refund(RefundState::Requested),
+                )
+            }
+            // JobOutcome is non_exhaustive: treat anything new as needing a person.
+            #[allow(unreachable_patterns)]
+            _ => (
+                Severity::Error,
+                "Print ended in an unknown way — check the label and history".to_string(),
+                ItemState::Printed,
+            ),
+        };
+        j.phase = JobPhase::Done { severity, message };
+        self.set_item_state(job, state);
+    }
+
+    /// The item's state in history, for tests and the printing screen.
+    pub fn item_state(&self, job: JobId) -> Option<ItemState> {
+        self.history.iter().find(|e| e.job == job).map(|e| e.state)
+    }
+
+    /// How many Print commands were ever sent for `job` (0 or 1).
+    pub fn print_count(&self, job: JobId) -> usize {
+        self.printed.iter().filter(|j| **j == job).count()
+    }
+
+    /// Convenience for the runner and tests: a `Secret` built from typed text.
+    pub fn secret(text: &str) -> Secret {
+        Secret::new(text)
+    }
+}

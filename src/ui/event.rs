@@ -1,0 +1,288 @@
+//! The closed set of messages between the counter UI and the outside world.
+//!
+//! [`Event`]s flow in (keys, resize, ticks and [`Backend`] reports); [`Command`]s flow out. The
+//! UI core never touches a socket, serial port or clock: the runner (or a test) feeds events and
+//! carries commands to the vendor link and printer tasks over bounded channels.
+
+use crate::indicium::{Item, ItemKind, MailClass};
+use crate::link::driver::LinkStatus;
+use crate::money::Cents;
+use crate::printer::streamer::{JobOutcome, PrinterFault, Progress};
+use crossterm::event::KeyEvent;
+use std::fmt;
+
+/// Bound of the event channel into the UI, in events.
+pub const EVENTS_QUEUE_MAX: usize = 256;
+/// Bound of the command channel out of the UI, in commands.
+pub const COMMANDS_QUEUE_MAX: usize = 64;
+
+/// Identifies one item from authorization to outcome; issued by the UI, unique per app run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct JobId(pub u64);
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// A secret typed by a person (password, card number, CVC, PIN, account number).
+///
+/// `Debug` never shows it; [`Secret::masked`] shows at most the last four characters.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(text: impl Into<String>) -> Secret {
+        Secret(text.into())
+    }
+    /// The secret itself, for the one place that must send it (the vendor request).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn len_chars(&self) -> usize {
+        self.0.chars().count()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    /// `•` for every character but the last `shown` (use 0 for passwords and CVCs).
+    pub fn masked(&self, shown: usize) -> String {
+        let n = self.len_chars();
+        let keep = shown.min(n);
+        let tail: String = self.0.chars().skip(n - keep).collect();
+        "•".repeat(n - keep) + &tail
+    }
+    pub(crate) fn push(&mut self, c: char) {
+        self.0.push(c);
+    }
+    pub(crate) fn pop(&mut self) {
+        self.0.pop();
+    }
+    pub(crate) fn clear(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Secret(<{} chars redacted>)", self.len_chars())
+    }
+}
+
+/// Everything that can happen to the UI.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Event {
+    /// A key; only `KeyEventKind::Press` is acted upon.
+    Key(KeyEvent),
+    /// The terminal changed size (columns, rows).
+    Resize(u16, u16),
+    /// Time passed: the runner sends one per tick with the milliseconds since the previous tick.
+    Tick { elapsed_ms: u64 },
+    /// A report from the vendor link or the printer.
+    Backend(Backend),
+}
+
+/// What the printer last reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum PrinterStatus {
+    /// No report yet.
+    #[default]
+    Unknown,
+    Ready,
+    /// A fault such as paper out, cover open or offline.
+    Fault(PrinterFault),
+}
+
+/// Refund state of an issued item, as the vendor reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RefundState {
+    Requested,
+    Approved,
+    Denied,
+    /// The amount was returned to the balance.
+    Refunded,
+}
+
+impl RefundState {
+    pub fn label(self) -> &'static str {
+        match self {
+            RefundState::Requested => "refund requested",
+            RefundState::Approved => "refund approved",
+            RefundState::Denied => "refund denied",
+            RefundState::Refunded => "refunded",
+        }
+    }
+}
+
+/// Where an issued item is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ItemState {
+    /// Authorized, printing.
+    Printing,
+    Printed,
+    /// Voided before the indicium completed; amount returned.
+    Voided,
+    Refund(RefundState),
+}
+
+impl ItemState {
+    pub fn label(self) -> &'static str {
+        match self {
+            ItemState::Printing => "printing",
+            ItemState::Printed => "printed",
+            ItemState::Voided => "voided",
+            ItemState::Refund(r) => r.label(),
+        }
+    }
+}
+
+/// One row of the history screen.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryEntry {
+    pub job: JobId,
+    pub kind: ItemKind,
+    /// `YYYY-MM-DD`, as the vendor recorded it.
+    pub date: String,
+    pub summary: String,
+    pub amount: Cents,
+    pub state: ItemState,
+}
+
+/// Reports from the backend tasks (vendor link, printer streamer).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Backend {
+    LinkChanged(LinkStatus),
+    PrinterStatus(PrinterStatus),
+    SignedIn {
+        clerk: String,
+        balance: Cents,
+    },
+    SignInFailed {
+        reason: String,
+    },
+    /// Answer to [`Command::RequestQuote`] with the same `request`.
+    Quote {
+        request: u64,
+        amount: Cents,
+    },
+    QuoteFailed {
+        request: u64,
+        reason: String,
+    },
+    Balance(Cents),
+    /// The vendor debited the balance and signed the item; the UI may now print it once.
+    Authorized {
+        job: JobId,
+    },
+    AuthorizeFailed {
+        job: JobId,
+        reason: String,
+    },
+    PrintProgress {
+        job: JobId,
+        progress: Progress,
+    },
+    PrintOutcome {
+        job: JobId,
+        outcome: JobOutcome,
+    },
+    /// The vendor voided an item that never printed its indicium; the amount went back.
+    Voided {
+        job: JobId,
+        amount: Cents,
+    },
+    History(Vec<HistoryEntry>),
+    RefundChanged {
+        job: JobId,
+        state: RefundState,
+    },
+    FundResult {
+        ok: bool,
+        message: String,
+    },
+    /// Anything else worth telling the person, in words they can act on.
+    Error(String),
+}
+
+/// How funds are added.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FundMethod {
+    Card {
+        number: Secret,
+        /// `MM/YY`
+        expiry: String,
+        cvc: Secret,
+    },
+    Eft {
+        routing: String,
+        account: Secret,
+    },
+}
+
+impl fmt::Debug for FundMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FundMethod::Card { number, .. } => {
+                write!(f, "Card(ending {})", number.masked(4).replace('•', ""))
+            }
+            FundMethod::Eft { .. } => f.write_str("Eft(<redacted>)"),
+        }
+    }
+}
+
+/// What the UI asks the backend to do.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Command {
+    SignIn {
+        clerk: String,
+        password: Secret,
+    },
+    SignOut,
+    RequestQuote {
+        request: u64,
+        class: MailClass,
+        weight_oz: u16,
+        from_zip: String,
+        to_zip: String,
+    },
+    /// Debit the balance and sign the item. Sent once per [`JobId`].
+    Authorize {
+        job: JobId,
+        item: Box<Item>,
+        amount: Cents,
+    },
+    /// Print an authorized item. Sent at most once per [`JobId`]: an issued item is never
+    /// printed again.
+    Print {
+        job: JobId,
+    },
+    /// Ask the vendor to void an authorized item that never started printing.
+    Void {
+        job: JobId,
+    },
+    Fund {
+        method: FundMethod,
+        amount: Cents,
+    },
+    RequestRefund {
+        job: JobId,
+    },
+    LoadHistory,
+    ProbePrinter,
+    /// The person left (quit confirmed); the runner restores the terminal and exits.
+    Quit,
+}

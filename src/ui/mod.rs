@@ -1,0 +1,79 @@
+//! The counter's terminal UI: a sans-I/O app state machine ([`app`]), pure drawing
+//! ([`draw`], [`screens`], [`panels`]), key bindings ([`keys`]) and themes ([`theme`]). The app
+//! talks to the outside only through [`event::Event`] in and [`event::Command`] out; the
+//! terminal runner ([`run`]) is the thin I/O shell.
+
+pub mod app;
+pub mod config;
+pub mod event;
+pub mod form;
+pub mod keys;
+pub mod panels;
+pub mod runner;
+pub mod screens;
+pub mod text;
+pub mod theme;
+
+pub use app::{App, AppConfig, Screen};
+pub use event::{Backend, Command, Event};
+pub use runner::run;
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::Line;
+use ratatui::widgets::{Paragraph, Wrap};
+use theme::Role;
+
+/// Smallest terminal the counter draws into; below it only a notice is shown.
+pub const MIN_COLS: u16 = 40;
+pub const MIN_ROWS: u16 = 12;
+
+/// Draws the whole UI from the app state. Pure: reads `app`, writes the frame.
+pub fn draw(frame: &mut Frame, app: &App) {
+    let area = frame.area();
+    if area.width < MIN_COLS || area.height < MIN_ROWS {
+        let text = format!(
+            "Enlarge the terminal to at least {MIN_COLS}×{MIN_ROWS} (now {}×{}).",
+            area.width, area.height
+        );
+        let p = Paragraph::new(text)
+            .style(app.config.theme.style(Role::AlertWarn))
+            .wrap(Wrap { trim: true });
+        frame.render_widget(p, area);
+        return;
+    }
+    let [status, body, notice, hints] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Min(1),
+        Constraint::Length(1),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+    panels::status_bar::draw(frame, status, app);
+    screens::draw(frame, body, app);
+    panels::notice::draw(frame, notice, app);
+    panels::hints::draw(frame, hints, app);
+    if app.show_help {
+        panels::help::draw(frame, body, app);
+    }
+    if app.pin_prompt.is_some() {
+        panels::pin::draw(frame, body, app);
+    }
+}
+
+/// A rectangle of at most `w`×`h` centred in `area`.
+pub fn centered(area: Rect, w: u16, h: u16) -> Rect {
+    let w = w.min(area.width);
+    let h = h.min(area.height);
+    Rect {
+        x: area.x + (area.width - w) / 2,
+        y: area.y + (area.height - h) / 2,
+        width: w,
+        height: h,
+    }
+}
+
+/// A one-line paragraph.
+pub(crate) fn line_widget<'a>(line: impl Into<Line<'a>>) -> Paragraph<'a> {
+    Paragraph::new(line.into())
+}

@@ -1,0 +1,142 @@
+//! The terminal shell around [`App`]: raw mode and the alternate screen via `ratatui::init()`
+//! (whose panic hook restores the terminal), a reader thread for crossterm events, a tick
+//! timer, SIGTERM/SIGHUP handling, and coalesced redraws. Raw mode turns Ctrl-C, Ctrl-Z and
+//! Ctrl-\ into key events, so they reach the app (which traps them in kiosk mode) instead of
+//! signalling the process.
+
+use super::event::{Backend, COMMANDS_QUEUE_MAX, Command, EVENTS_QUEUE_MAX, Event};
+use super::{App, draw};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Interval of [`Event::Tick`]s, in milliseconds.
+pub const TICK_INTERVAL_MS: u64 = 250;
+/// How long the reader thread waits for a key before checking whether to stop, in ms.
+const READER_POLL_MS: u64 = 100;
+/// Most events handled before a redraw, so a flood cannot starve the screen.
+const EVENTS_PER_FRAME_MAX: usize = 64;
+
+/// Restores the terminal however `run` ends (return, error, or unwinding panic).
+struct Restore;
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        ratatui::restore();
+    }
+}
+
+fn spawn_reader(tx: mpsc::Sender<Event>, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        use crossterm::event as ct;
+        while !stop.load(Ordering::Relaxed) {
+            match ct::poll(Duration::from_millis(READER_POLL_MS)) {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(_) => return,
+            }
+            let ev = match ct::read() {
+                Ok(ct::Event::Key(k)) => Event::Key(k),
+                Ok(ct::Event::Resize(w, h)) => Event::Resize(w, h),
+                Ok(_) => continue,
+                Err(_) => return,
+            };
+            if tx.blocking_send(ev).is_err() {
+                return;
+            }
+        }
+    })
+}
+
+/// Runs the counter UI until the app quits, a termination signal arrives, or the backend
+/// channel closes. `backend` carries reports in; `commands` carries the app's commands out
+/// (channels bounded by [`EVENTS_QUEUE_MAX`] and [`COMMANDS_QUEUE_MAX`] — create them with
+/// those bounds). Never blocks on the backend: a full command queue is reported on screen.
+pub async fn run(
+    app: App,
+    backend: mpsc::Receiver<Backend>,
+    commands: mpsc::Sender<Command>,
+) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term_sig = signal(SignalKind::terminate())?;
+    let mut hup_sig = signal(SignalKind::hangup())?;
+    let terminal = ratatui::init();
+    let _restore = Restore;
+    let (key_tx, keys) = mpsc::channel(EVENTS_QUEUE_MAX);
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = spawn_reader(key_tx, stop.clone());
+    let signalled = async move {
+        tokio::select! {
+            _ = term_sig.recv() => {}
+            _ = hup_sig.recv() => {}
+        }
+    };
+    let result = drive(terminal, app, keys, backend, commands, signalled).await;
+    stop.store(true, Ordering::Relaxed);
+    let _ = reader.join();
+    result.map(|_| ())
+}
+
+/// The loop of [`run`] over any ratatui backend and any source of terminal events, so tests
+/// can drive it with a `TestBackend`. Ends when the app quits, `stop` completes, or the
+/// backend channel closes; returns the final app state.
+pub async fn drive<B: ratatui::backend::Backend>(
+    mut terminal: ratatui::Terminal<B>,
+    mut app: App,
+    mut keys: mpsc::Receiver<Event>,
+    mut backend: mpsc::Receiver<Backend>,
+    commands: mpsc::Sender<Command>,
+    stop: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<App> {
+    let mut tick = tokio::time::interval(Duration::from_millis(TICK_INTERVAL_MS));
+    let mut last_tick = tokio::time::Instant::now();
+    let size = terminal.size()?;
+    app.handle(Event::Resize(size.width, size.height));
+    tokio::pin!(stop);
+    loop {
+        terminal.draw(|f| draw(f, &app))?;
+        // Biased: keys first, then reports, then time, then stop — a deterministic order.
+        let first = tokio::select! {
+            biased;
+            Some(ev) = keys.recv() => ev,
+            b = backend.recv() => match b {
+                Some(b) => Event::Backend(b),
+                None => break,
+            },
+            _ = tick.tick() => {
+                let now = tokio::time::Instant::now();
+                let elapsed_ms = now.duration_since(last_tick).as_millis() as u64;
+                last_tick = now;
+                Event::Tick { elapsed_ms }
+            }
+            _ = &mut stop => break,
+        };
+        let mut batch = vec![first];
+        // Coalesce: take what is already queued (bounded) before redrawing.
+        while batch.len() < EVENTS_PER_FRAME_MAX {
+            match keys.try_recv() {
+                Ok(ev) => batch.push(ev),
+                Err(_) => break,
+            }
+        }
+        for ev in batch {
+            for cmd in app.handle(ev) {
+                if let Err(e) = commands.try_send(cmd) {
+                    let what = match e {
+                        mpsc::error::TrySendError::Full(_) => "the backend is busy",
+                        mpsc::error::TrySendError::Closed(_) => "the backend stopped",
+                    };
+                    app.handle(Event::Backend(Backend::Error(format!(
+                        "Not sent: {what} (queue of {COMMANDS_QUEUE_MAX}); try again."
+                    ))));
+                }
+            }
+        }
+        if app.quit {
+            break;
+        }
+    }
+    terminal.draw(|f| draw(f, &app))?;
+    Ok(app)
+}

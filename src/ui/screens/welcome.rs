@@ -1,0 +1,53 @@
+//! Kiosk welcome: large, plain prompts.
+
+use super::framed;
+use crate::ui::panels::banner;
+use crate::ui::theme::Role;
+use crate::ui::{App, centered};
+use ratatui::Frame;
+use ratatui::layout::{Alignment, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Paragraph, Wrap};
+
+pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
+    let inner = framed(frame, area, app, "Welcome");
+    let theme = &app.config.theme;
+    let enter = app.config.keys.hint(crate::ui::keys::Action::Submit);
+    let mut lines = Vec::new();
+    match banner::lines("POSTAGE", inner.width as usize) {
+        Some(big) if inner.height >= 14 => {
+            lines.extend(
+                big.into_iter()
+                    .map(|l| Line::from(Span::styled(l, theme.style(Role::Title)))),
+            );
+        }
+        _ => lines.push(Line::from(Span::styled(
+            "BUY POSTAGE HERE",
+            theme.style(Role::Title),
+        ))),
+    }
+    lines.extend([
+        Line::raw(""),
+        Line::from(Span::styled(
+            format!("Press {enter} to start"),
+            theme.style(Role::InputFocus),
+        )),
+        Line::raw(""),
+        Line::from(Span::styled("Card payment only", theme.style(Role::Muted))),
+    ]);
+    if let Some(reason) = app.print_block_reason() {
+        lines.push(Line::raw(""));
+        lines.push(Line::from(Span::styled(
+            "Printing is paused — please wait",
+            theme.style(Role::AlertError),
+        )));
+        lines.push(Line::from(Span::styled(reason, theme.style(Role::Muted))));
+    }
+    let rect = centered(inner, inner.width, lines.len() as u16 + 2);
+    frame.render_widget(
+        Paragraph::new(lines)
+            .alignment(Alignment::Center)
+            .wrap(Wrap { trim: true }),
+        rect,
+    );
+}

@@ -1,0 +1,648 @@
+//! Flow tests of the counter app state machine (sans-I/O: events in, commands out).
+
+mod ui_support;
+
+use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyEventState, KeyModifiers};
+use frank::indicium::{Item, MailClass};
+use frank::link::LinkState;
+use frank::printer::streamer::{JobOutcome, PrinterFault, Progress};
+use frank::ui::app::{JobPhase, QuoteState, Screen};
+use frank::ui::event::{
+    Backend, Command, Event, FundMethod, HistoryEntry, ItemState, JobId, RefundState,
+};
+use frank::ui::keys::{Action, KeyBindings};
+use frank::ui::theme::{Role, Theme};
+use ratatui::style::{Color, Modifier};
+use ui_support::*;
+
+/// Signed in, on a filled postage form with a $5.40 quote in.
+fn quoted() -> frank::ui::App {
+    let mut app = signed_in();
+    ctrl(&mut app, 'n');
+    assert_eq!(app.screen, Screen::Postage);
+    let cmds = fill_postage(&mut app);
+    let request =
+        quote_request(&cmds).expect("a quote is requested once weight and ZIPs are valid");
+    backend(
+        &mut app,
+        Backend::Quote {
+            request,
+            amount: cents(540),
+        },
+    );
+    assert_eq!(
+        app.quote,
+        QuoteState::Ready {
+            request,
+            amount: cents(540)
+        }
+    );
+    app
+}
+
+/// Quote → review → confirm; returns the job id from the Authorize command.
+fn authorize(app: &mut frank::ui::App) -> JobId {
+    press(app, KeyCode::Enter);
+    assert_eq!(app.screen, Screen::Review, "notice: {:?}", app.notice);
+    let cmds = press(app, KeyCode::Enter);
+    match &cmds[..] {
+        [Command::Authorize { job, item, amount }] => {
+            assert_eq!(*amount, cents(540));
+            assert!(
+                matches!(**item, Item::Postage(ref p) if p.class == MailClass::FirstClass && p.weight.get() == 3)
+            );
+            *job
+        }
+        other => panic!("expected one Authorize, got {other:?}"),
+    }
+}
+
+#[test]
+fn sign_in_postage_quote_review_print_emits_one_print() {
+    let mut app = quoted();
+    let job = authorize(&mut app);
+    assert_eq!(app.screen, Screen::Printing);
+    let cmds = backend(&mut app, Backend::Authorized { job });
+    assert_eq!(cmds, vec![Command::Print { job }]);
+    backend(
+        &mut app,
+        Backend::PrintProgress {
+            job,
+            progress: Progress {
+                bytes_sent: 512,
+                bytes_total: 2048,
+            },
+        },
+    );
+    let phase = &app.job.as_ref().unwrap().phase;
+    assert_eq!(
+        *phase,
+        JobPhase::Printing(Progress {
+            bytes_sent: 512,
+            bytes_total: 2048
+        })
+    );
+    let text = screen_text(&render(&app, 80, 24));
+    assert!(text.contains("512 / 2048 bytes  25%"), "{text}");
+    backend(
+        &mut app,
+        Backend::PrintOutcome {
+            job,
+            outcome: JobOutcome::Completed { bytes_sent: 2048 },
+        },
+    );
+    assert_eq!(app.item_state(job), Some(ItemState::Printed));
+}
+
+#[test]
+fn quote_request_carries_the_form_and_stale_answers_are_dropped() {
+    let mut app = signed_in();
+    ctrl(&mut app, 'n');
+    let cmds = fill_postage(&mut app);
+    let (request, from, to) = cmds
+        .iter()
+        .find_map(|c| match c {
+            Command::RequestQuote {
+                request,
+                from_zip,
+                to_zip,
+                weight_oz: 3,
+                class: MailClass::FirstClass,
+            } => Some((*request, from_zip.clone(), to_zip.clone())),
+            _ => None,
+        })
+        .expect("quote requested");
+    assert_eq!((from.as_str(), to.as_str()), ("94105", "02108-1234"));
+    // Change the class: a new request; the old answer no longer applies.
+    let cmds = press(&mut app, KeyCode::Right);
+    let newer = quote_request(&cmds).expect("class change asks again");
+    assert!(newer > request);
+    backend(
+        &mut app,
+        Backend::Quote {
+            request,
+            amount: cents(1),
+        },
+    );
+    assert_eq!(app.quote, QuoteState::Pending { request: newer });
+    backend(
+        &mut app,
+        Backend::Quote {
+            request: newer,
+            amount: cents(995),
+        },
+    );
+    assert_eq!(
+        app.quote,
+        QuoteState::Ready {
+            request: newer,
+            amount: cents(995)
+        }
+    );
+}
+
+#[test]
+fn address_fields_are_validated_per_field_as_you_type() {
+    let mut app = signed_in();
+    ctrl(&mut app, 'n');
+    for _ in 0..4 {
+        press(&mut app, KeyCode::Tab);
+    }
+    typ(&mut app, "C1");
+    let state = app.postage.get("s_state").unwrap();
+    assert!(
+        state.shown_error().is_some(),
+        "bad state flagged while typing"
+    );
+    press(&mut app, KeyCode::Tab);
+    typ(&mut app, "9410");
+    assert!(app.postage.get("s_zip").unwrap().shown_error().is_some());
+    typ(&mut app, "5");
+    assert_eq!(app.postage.get("s_zip").unwrap().shown_error(), None);
+    // Untouched fields are not flagged yet.
+    assert_eq!(app.postage.get("r_name").unwrap().shown_error(), None);
+    // Submitting names the first bad field.
+    press(&mut app, KeyCode::Enter);
+    assert_eq!(app.screen, Screen::Postage);
+    let notice = app.notice.clone().unwrap().text;
+    assert!(notice.contains("from name"), "{notice}");
+}
+
+#[test]
+fn lapse_during_printing_voids_and_says_how_much_returned() {
+    let mut app = quoted();
+    let job = authorize(&mut app);
+    backend(&mut app, Backend::Authorized { job });
+    link(&mut app, LinkState::Lapsed);
+    let cmds = backend(
+        &mut app,
+        Backend::PrintOutcome {
+            job,
+            outcome: JobOutcome::Aborted {
+                bytes_sent: 100,
+                indicium_complete: false,
+                cancel_confirmed: true,
+                void_printed: true,
+            },
+        },
+    );
+    assert_eq!(cmds, vec![Command::Void { job }]);
+    let text = screen_text(&render(&app, 80, 24));
+    assert!(
+        text.contains("Link lost — label voided, $5.40 returned to balance"),
+        "{text}"
+    );
+    assert_eq!(app.item_state(job), Some(ItemState::Voided));
+}
+
+#[test]
+fn lapse_after_indicium_complete_requests_refund() {
+    let mut app = quoted();
+    let job = authorize(&mut app);
+    backend(&mut app, Backend::Authorized { job });
+    let cmds = backend(
+        &mut app,
+        Backend::PrintOutcome {
+            job,
+            outcome: JobOutcome::Aborted {
+                bytes_sent: 1900,
+                indicium_complete: true,
+                cancel_confirmed: false,
+                void_printed: false,
+            },
+        },
+    );
+    assert_eq!(cmds, vec![Command::RequestRefund { job }]);
+    let text = screen_text(&render(&app, 120, 40));
+    assert!(
+        text.contains("Link lost after the indicium printed — refund requested"),
+        "{text}"
+    );
+    assert_eq!(
+        app.item_state(job),
+        Some(ItemState::Refund(RefundState::Requested))
+    );
+}
+
+#[test]
+fn printer_fault_before_indicium_voids() {
+    let mut app = quoted();
+    let job = authorize(&mut app);
+    backend(&mut app, Backend::Authorized { job });
+    let cmds = backend(
+        &mut app,
+        Backend::PrintOutcome {
+            job,
+            outcome: JobOutcome::Faulted {
+                fault: PrinterFault::PaperOut,
+                bytes_sent: 10,
+                indicium_complete: false,
+            },
+        },
+    );
+    assert_eq!(cmds, vec![Command::Void { job }]);
+    let msg = match &app.job.as_ref().unwrap().phase {
+        JobPhase::Done { message, .. } => message.clone(),
+        p => panic!("{p:?}"),
+    };
+    assert!(
+        msg.contains("paper out") && msg.contains("$5.40 returned"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn printing_is_disabled_while_link_is_not_up_with_reason_on_screen() {
+    let mut app = quoted();
+    press(&mut app, KeyCode::Enter);
+    assert_eq!(app.screen, Screen::Review);
+    link(&mut app, LinkState::Lapsed);
+    let cmds = press(&mut app, KeyCode::Enter);
+    assert!(cmds.is_empty(), "no Authorize while lapsed: {cmds:?}");
+    assert_eq!(app.screen, Screen::Review);
+    let text = screen_text(&render(&app, 80, 24));
+    assert!(
+        text.contains("Printing disabled: the link to the vendor lapsed"),
+        "{text}"
+    );
+    // Back up: confirm works again.
+    link(&mut app, LinkState::Up);
+    let cmds = press(&mut app, KeyCode::Enter);
+    assert!(matches!(&cmds[..], [Command::Authorize { .. }]));
+}
+
+#[test]
+fn authorized_while_link_down_voids_instead_of_printing() {
+    let mut app = quoted();
+    let job = authorize(&mut app);
+    link(&mut app, LinkState::Closed);
+    let cmds = backend(&mut app, Backend::Authorized { job });
+    assert_eq!(cmds, vec![Command::Void { job }]);
+    assert_eq!(app.print_count(job), 0);
+}
+
+#[test]
+fn an_issued_item_is_never_printed_again() {
+    let mut app = quoted();
+    let job = authorize(&mut app);
+    assert_eq!(
+        backend(&mut app, Backend::Authorized { job }),
+        vec![Command::Print { job }]
+    );
+    // A repeated authorization does not print twice.
+    assert!(backend(&mut app, Backend::Authorized { job }).is_empty());
+    backend(
+        &mut app,
+        Backend::PrintOutcome {
+            job,
+            outcome: JobOutcome::Completed { bytes_sent: 10 },
+        },
+    );
+    assert!(backend(&mut app, Backend::Authorized { job }).is_empty());
+    // The draft was consumed: the review has nothing to confirm, and no key on the outcome
+    // screen prints.
+    assert!(app.draft.is_none());
+    for code in [
+        KeyCode::Enter,
+        KeyCode::Char('p'),
+        KeyCode::F(1),
+        KeyCode::Esc,
+    ] {
+        let cmds = press(&mut app, code);
+        assert!(
+            !cmds
+                .iter()
+                .any(|c| matches!(c, Command::Print { .. } | Command::Authorize { .. })),
+            "{cmds:?}"
+        );
+    }
+    assert_eq!(app.print_count(job), 1);
+    // Only a refund can follow, from history.
+    press(&mut app, KeyCode::F(3));
+    assert_eq!(app.screen, Screen::History);
+    let cmds = ctrl(&mut app, 'r');
+    assert_eq!(cmds, vec![Command::RequestRefund { job }]);
+    assert_eq!(
+        app.item_state(job),
+        Some(ItemState::Refund(RefundState::Requested))
+    );
+    // Asking twice does nothing more.
+    assert!(ctrl(&mut app, 'r').is_empty());
+    backend(
+        &mut app,
+        Backend::RefundChanged {
+            job,
+            state: RefundState::Refunded,
+        },
+    );
+    assert_eq!(
+        app.item_state(job),
+        Some(ItemState::Refund(RefundState::Refunded))
+    );
+}
+
+fn entry(job: u64, kind: frank::indicium::ItemKind, date: &str, summary: &str) -> HistoryEntry {
+    HistoryEntry {
+        job: JobId(job),
+        kind,
+        date: date.into(),
+        summary: summary.into(),
+        amount: cents(100 * job),
+        state: ItemState::Printed,
+    }
+}
+
+#[test]
+fn history_filters_by_search_date_and_kind() {
+    use frank::indicium::ItemKind as K;
+    let mut app = signed_in();
+    let cmds = press(&mut app, KeyCode::F(3));
+    assert_eq!(cmds, vec![Command::LoadHistory]);
+    backend(
+        &mut app,
+        Backend::History(vec![
+            entry(1, K::Postage, "2026-11-01", "to Boston"),
+            entry(2, K::Ticket, "2026-11-20", "Opera"),
+            entry(3, K::Postage, "2026-10-05", "to Austin"),
+        ]),
+    );
+    assert_eq!(app.filtered_history().len(), 3);
+    typ(&mut app, "boston");
+    let jobs: Vec<u64> = app.filtered_history().iter().map(|e| e.job.0).collect();
+    assert_eq!(jobs, vec![1]);
+    for _ in 0..6 {
+        press(&mut app, KeyCode::Backspace);
+    }
+    press(&mut app, KeyCode::Tab);
+    typ(&mut app, "2026-11");
+    assert_eq!(app.filtered_history().len(), 2);
+    press(&mut app, KeyCode::Tab);
+    press(&mut app, KeyCode::Right); // kind: postage
+    let jobs: Vec<u64> = app.filtered_history().iter().map(|e| e.job.0).collect();
+    assert_eq!(jobs, vec![1]);
+}
+
+#[test]
+fn kiosk_idle_timeout_clears_input_and_returns_to_welcome() {
+    let mut app = kiosk_app();
+    link(&mut app, LinkState::Up);
+    assert_eq!(app.screen, Screen::Welcome);
+    press(&mut app, KeyCode::Enter);
+    assert_eq!(app.screen, Screen::Postage);
+    typ(&mut app, "Ada");
+    app.handle(Event::Tick { elapsed_ms: 30_000 });
+    assert_eq!(app.screen, Screen::Postage, "not idle long enough yet");
+    typ(&mut app, " L"); // a key resets the idle clock
+    app.handle(Event::Tick { elapsed_ms: 59_000 });
+    assert_eq!(app.screen, Screen::Postage);
+    app.handle(Event::Tick { elapsed_ms: 2_000 });
+    assert_eq!(app.screen, Screen::Welcome);
+    assert!(
+        app.postage
+            .fields
+            .iter()
+            .all(|f| f.text_value().is_empty() || f.key == "class")
+    );
+    assert!(app.draft.is_none());
+}
+
+#[test]
+fn kiosk_has_no_other_screens_and_quits_only_with_the_pin() {
+    let mut app = kiosk_app();
+    for code in [KeyCode::F(2), KeyCode::F(3), KeyCode::F(4), KeyCode::F(5)] {
+        press(&mut app, code);
+        assert_eq!(app.screen, Screen::Welcome);
+    }
+    for c in ['z', '\\'] {
+        assert!(ctrl(&mut app, c).is_empty());
+        assert!(!app.quit);
+    }
+    assert!(
+        ctrl(&mut app, 'c').is_empty(),
+        "Ctrl-C only opens the PIN prompt"
+    );
+    assert!(app.pin_prompt.is_some());
+    typ(&mut app, "1111");
+    assert!(press(&mut app, KeyCode::Enter).is_empty());
+    assert!(!app.quit);
+    typ(&mut app, "2468");
+    assert_eq!(press(&mut app, KeyCode::Enter), vec![Command::Quit]);
+    assert!(app.quit);
+}
+
+#[test]
+fn kiosk_pays_by_card_then_authorizes() {
+    let mut app = kiosk_app();
+    link(&mut app, LinkState::Up);
+    press(&mut app, KeyCode::Enter);
+    let cmds = fill_postage(&mut app);
+    let request = quote_request(&cmds).unwrap();
+    backend(
+        &mut app,
+        Backend::Quote {
+            request,
+            amount: cents(540),
+        },
+    );
+    press(&mut app, KeyCode::Enter);
+    assert_eq!(app.screen, Screen::Review);
+    press(&mut app, KeyCode::Enter);
+    assert_eq!(app.screen, Screen::Funds);
+    assert_eq!(app.funds.text("method"), "card");
+    assert_eq!(app.funds.text("amount"), "5.40");
+    assert_eq!(app.funds.focused().unwrap().key, "card");
+    press(&mut app, KeyCode::BackTab);
+    typ(&mut app, "9"); // the item's price is not editable
+    assert_eq!(app.funds.text("amount"), "5.40");
+    press(&mut app, KeyCode::Tab);
+    typ(&mut app, "4242424242424241"); // wrong check digit
+    press(&mut app, KeyCode::Tab);
+    typ(&mut app, "04/29");
+    press(&mut app, KeyCode::Tab);
+    typ(&mut app, "123");
+    assert!(
+        press(&mut app, KeyCode::Enter).is_empty(),
+        "bad card number is refused"
+    );
+    assert!(app.notice.as_ref().unwrap().text.contains("Card number"));
+    press(&mut app, KeyCode::BackTab);
+    press(&mut app, KeyCode::BackTab);
+    press(&mut app, KeyCode::Backspace);
+    typ(&mut app, "2");
+    let cmds = press(&mut app, KeyCode::Enter);
+    match &cmds[..] {
+        [
+            Command::Fund {
+                method: FundMethod::Card { .. },
+                amount,
+            },
+            Command::Authorize { amount: a2, .. },
+        ] => {
+            assert_eq!((*amount, *a2), (cents(540), cents(540)));
+        }
+        other => panic!("expected Fund then Authorize, got {other:?}"),
+    }
+    assert_eq!(app.screen, Screen::Printing);
+}
+
+#[test]
+fn card_number_is_masked_and_never_in_debug() {
+    let mut app = signed_in();
+    press(&mut app, KeyCode::F(4));
+    assert_eq!(app.screen, Screen::Funds);
+    press(&mut app, KeyCode::Tab);
+    typ(&mut app, "25.00");
+    press(&mut app, KeyCode::Tab);
+    typ(&mut app, "4242424242424242");
+    let text = screen_text(&render(&app, 80, 24));
+    assert!(!text.contains("424242424242"), "{text}");
+    assert!(text.contains("4242"));
+    assert!(!format!("{app:?}").contains("4242424242424242"));
+    press(&mut app, KeyCode::Tab);
+    typ(&mut app, "04/29");
+    press(&mut app, KeyCode::Tab);
+    typ(&mut app, "123");
+    let cmds = press(&mut app, KeyCode::Enter);
+    let [Command::Fund { method, amount }] = &cmds[..] else {
+        panic!("{cmds:?}")
+    };
+    assert_eq!(*amount, cents(2500));
+    let dbg = format!("{cmds:?}");
+    assert!(
+        !dbg.contains("4242424242424242") && !dbg.contains("123,"),
+        "{dbg}"
+    );
+    assert!(dbg.contains("ending 4242"), "{dbg}");
+    let _ = method;
+    // The form forgets the number once sent.
+    assert!(!format!("{app:?}").contains("4242424242424242"));
+}
+
+#[test]
+fn password_never_in_debug_of_sign_in_command() {
+    let mut app = clerk_app();
+    typ(&mut app, "bob");
+    press(&mut app, KeyCode::Tab);
+    typ(&mut app, "hunter2");
+    assert!(!format!("{app:?}").contains("hunter2"));
+    let cmds = press(&mut app, KeyCode::Enter);
+    assert!(!format!("{cmds:?}").contains("hunter2"));
+    let [Command::SignIn { password, .. }] = &cmds[..] else {
+        panic!()
+    };
+    assert_eq!(password.expose(), "hunter2");
+}
+
+#[test]
+fn only_key_presses_act() {
+    let mut app = clerk_app();
+    for kind in [KeyEventKind::Release, KeyEventKind::Repeat] {
+        app.handle(Event::Key(KeyEvent {
+            code: KeyCode::Char('x'),
+            modifiers: KeyModifiers::NONE,
+            kind,
+            state: KeyEventState::NONE,
+        }));
+    }
+    assert_eq!(app.sign_in.text("clerk"), "");
+}
+
+#[test]
+fn key_bindings_override_from_toml_and_help_follows() {
+    let kb = KeyBindings::with_overrides("help = [\"f9\"]\nquit = [\"ctrl-x\"]").unwrap();
+    let f9 = KeyEvent::new(KeyCode::F(9), KeyModifiers::NONE);
+    assert_eq!(kb.action(&f9), Some(Action::Help));
+    assert_eq!(
+        kb.action(&KeyEvent::new(KeyCode::F(1), KeyModifiers::NONE)),
+        None
+    );
+    assert_eq!(
+        kb.action(&KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)),
+        Some(Action::Submit)
+    );
+    let rows = kb.help_rows();
+    assert!(rows.iter().any(|(k, d)| k == "F9" && d.contains("help")));
+    assert!(
+        rows.iter()
+            .any(|(k, d)| k == "Ctrl-X" && d.contains("quit"))
+    );
+    let err = KeyBindings::with_overrides("jump = [\"f2\"]").unwrap_err();
+    assert!(err.contains("unknown action \"jump\""), "{err}");
+    let err = KeyBindings::with_overrides("help = [\"q\"]").unwrap_err();
+    assert!(err.contains("bare letters"), "{err}");
+}
+
+#[test]
+fn theme_user_file_overrides_only_its_keys_and_no_color_strips_colour() {
+    let base = Theme::builtin("dark", false).unwrap();
+    let t = Theme::with_overrides("dark", Some("title = \"bold magenta\""), false).unwrap();
+    assert_eq!(t.style(Role::Title).fg, Some(Color::Magenta));
+    assert_eq!(t.style(Role::Muted), base.style(Role::Muted));
+    let nc = Theme::builtin("dark", true).unwrap();
+    for role in Role::ALL {
+        assert_eq!(nc.style(role).fg, None, "{role:?}");
+        assert_eq!(nc.style(role).bg, None, "{role:?}");
+    }
+    assert!(
+        nc.style(Role::Selection)
+            .add_modifier
+            .contains(Modifier::REVERSED)
+    );
+    for name in frank::ui::theme::BUILTIN {
+        Theme::builtin(name, false).unwrap();
+    }
+    let err = Theme::with_overrides("dark", Some("danger = \"red\""), false).unwrap_err();
+    assert!(err.contains("unknown key \"danger\""), "{err}");
+    let err = Theme::with_overrides("dark", Some("title = \"sparkly\""), false).unwrap_err();
+    assert!(err.contains("title") && err.contains("sparkly"), "{err}");
+}
+
+#[test]
+fn item_forms_build_items_with_face_value() {
+    let mut app = signed_in();
+    press(&mut app, KeyCode::Down); // Ticket
+    press(&mut app, KeyCode::Down); // Check
+    press(&mut app, KeyCode::Enter);
+    assert_eq!(
+        app.screen,
+        Screen::ItemForm(frank::indicium::ItemKind::Check)
+    );
+    for v in ["ACME Corp", "12.50", "1001", ""] {
+        typ(&mut app, v);
+        press(&mut app, KeyCode::Tab);
+    }
+    press(&mut app, KeyCode::Enter);
+    assert_eq!(app.screen, Screen::Review, "{:?}", app.notice);
+    assert_eq!(app.draft.as_ref().unwrap().amount, cents(1250));
+    let cmds = press(&mut app, KeyCode::Enter);
+    assert!(matches!(&cmds[..], [Command::Authorize { amount, .. }] if *amount == cents(1250)));
+}
+
+#[test]
+fn no_navigation_away_while_an_item_prints() {
+    let mut app = quoted();
+    let job = authorize(&mut app);
+    backend(&mut app, Backend::Authorized { job });
+    for code in [KeyCode::F(2), KeyCode::F(3), KeyCode::F(4), KeyCode::F(5)] {
+        press(&mut app, code);
+        assert_eq!(app.screen, Screen::Printing);
+    }
+    assert!(ctrl(&mut app, 'q').is_empty(), "no quitting mid-print");
+    assert!(!app.quit);
+    backend(
+        &mut app,
+        Backend::PrintOutcome {
+            job,
+            outcome: JobOutcome::Completed { bytes_sent: 1 },
+        },
+    );
+    press(&mut app, KeyCode::F(3));
+    assert_eq!(app.screen, Screen::History);
+}
+
+#[test]
+fn supervisor_pin_hash_is_not_in_debug() {
+    let app = kiosk_app();
+    let dbg = format!("{:?}", app.config);
+    assert!(dbg.contains("PinHash(<redacted>)"), "{dbg}");
+}
