@@ -28,15 +28,6 @@ const ORIGIN: &str = "10001";
 /// Longest wait for a restarted vendor to listen.
 const START_MS_MAX: u64 = 20_000;
 
-fn card() -> FundMethod {
-    FundMethod::Card {
-        number: "4242424242424242".into(),
-        exp_month: 12,
-        exp_year: 2040,
-        cvc: "123".into(),
-    }
-}
-
 fn item() -> WireItem {
     WireItem::Coupon(wire::ValueItem {
         text: "crash".into(),
@@ -78,10 +69,13 @@ const STEP_RETRIES_MAX: u32 = 500;
 async fn do_step(s: &Session, w: &mut Worker, acked: &std::sync::Mutex<Acked>) -> Sent {
     for _ in 0..STEP_RETRIES_MAX {
         let r: Result<(), ClientError> = match w.step {
-            Step::Fund(id) => s.fund(id, FUND_CENTS, card()).await.map(|_| {
-                acked.lock().unwrap().funds.insert(id);
-                w.step = Step::Authorize(rand::random());
-            }),
+            Step::Fund(id) => s
+                .fund(id, FUND_CENTS, FundMethod::simulator_test_card())
+                .await
+                .map(|_| {
+                    acked.lock().unwrap().funds.insert(id);
+                    w.step = Step::Authorize(rand::random());
+                }),
             Step::Authorize(id) => match s.authorize(id, PIECE_CENTS, item(), ORIGIN).await {
                 Ok(a) => {
                     let prev = acked.lock().unwrap().authorized.insert(id, a.piece_serial);

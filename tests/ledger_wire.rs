@@ -17,15 +17,6 @@ use support::*;
 const LONG: Duration = Duration::from_secs(10);
 const ORIGIN: &str = "10001";
 
-fn card() -> FundMethod {
-    FundMethod::Card {
-        number: "4242424242424242".into(),
-        exp_month: 12,
-        exp_year: 2040,
-        cvc: "123".into(),
-    }
-}
-
 fn postage() -> PostageItem {
     PostageItem {
         class: "first-class".into(),
@@ -84,7 +75,10 @@ async fn fund_quote_authorize_commit_with_registers_and_a_verifying_indicium() {
     assert_eq!(b.status, "active");
     assert_eq!(b.registers, wire::WireRegisters::default());
 
-    let funded = t.s.fund(rid(), 5_000, card()).await.unwrap();
+    let funded =
+        t.s.fund(rid(), 5_000, FundMethod::simulator_test_card())
+            .await
+            .unwrap();
     assert_eq!(funded.registers.descending_cents, 5_000);
     assert_eq!(funded.registers.control_cents, 5_000);
 
@@ -178,7 +172,9 @@ async fn fund_quote_authorize_commit_with_registers_and_a_verifying_indicium() {
 async fn retries_return_the_first_result_and_a_changed_body_conflicts() {
     let v = vendor().await;
     let t = terminal(&v).await;
-    let fund = t.s.fund_request(rid(), wall_ms(), 2_000, card()).unwrap();
+    let fund =
+        t.s.fund_request(rid(), wall_ms(), 2_000, FundMethod::simulator_test_card())
+            .unwrap();
     let first: wire::Funded = t.s.send(&fund).await.unwrap();
     let again: wire::Funded = t.s.send(&fund).await.unwrap();
     assert_eq!(first, again);
@@ -221,11 +217,16 @@ async fn retries_return_the_first_result_and_a_changed_body_conflicts() {
 async fn bad_mac_skewed_clock_and_lapsed_link_change_nothing() {
     let v = vendor().await;
     let t = terminal(&v).await;
-    t.s.fund(rid(), 1_000, card()).await.unwrap();
+    t.s.fund(rid(), 1_000, FundMethod::simulator_test_card())
+        .await
+        .unwrap();
     let before = t.s.balance().await.unwrap();
 
     // Bad MAC.
-    let Request::Fund(mut f) = t.s.fund_request(rid(), wall_ms(), 1_000, card()).unwrap() else {
+    let Request::Fund(mut f) =
+        t.s.fund_request(rid(), wall_ms(), 1_000, FundMethod::simulator_test_card())
+            .unwrap()
+    else {
         unreachable!()
     };
     f.mac[0] ^= 1;
@@ -262,7 +263,10 @@ async fn bad_mac_skewed_clock_and_lapsed_link_change_nothing() {
     })
     .await;
     let id = rid();
-    let e = t.s.fund(id, 1_000, card()).await.unwrap_err();
+    let e =
+        t.s.fund(id, 1_000, FundMethod::simulator_test_card())
+            .await
+            .unwrap_err();
     assert_eq!(code(&e), ErrorCode::LinkLapsed);
     let e =
         t.s.authorize(rid(), 100, coupon(100), ORIGIN)
@@ -274,7 +278,10 @@ async fn bad_mac_skewed_clock_and_lapsed_link_change_nothing() {
     // Back up: the refused request id was never used, so it works now.
     t.link.set_muted(false);
     wait_for(&mut theirs, LONG, "vendor sees up", |s| *s == LinkState::Up).await;
-    let ok = t.s.fund(id, 1_000, card()).await.unwrap();
+    let ok =
+        t.s.fund(id, 1_000, FundMethod::simulator_test_card())
+            .await
+            .unwrap();
     assert_eq!(ok.registers.control_cents, 2_000);
 }
 
@@ -283,7 +290,9 @@ async fn two_terminals_race_for_more_than_the_balance_and_exactly_one_wins() {
     let v = vendor().await;
     let t1 = terminal(&v).await;
     let t2 = terminal(&v).await;
-    t1.s.fund(rid(), 1_000, card()).await.unwrap();
+    t1.s.fund(rid(), 1_000, FundMethod::simulator_test_card())
+        .await
+        .unwrap();
     let (a, b) = tokio::join!(
         t1.s.authorize(rid(), 600, coupon(600), ORIGIN),
         t2.s.authorize(rid(), 600, coupon(600), ORIGIN)
@@ -304,7 +313,9 @@ async fn concurrent_authorizations_never_repeat_a_piece_serial() {
     let v = vendor().await;
     let t1 = terminal(&v).await;
     let t2 = terminal(&v).await;
-    t1.s.fund(rid(), 10_000, card()).await.unwrap();
+    t1.s.fund(rid(), 10_000, FundMethod::simulator_test_card())
+        .await
+        .unwrap();
     let per_terminal = 12;
     let run = |s: Session| async move {
         let mut tasks = Vec::new();
@@ -364,7 +375,10 @@ async fn bad_fields_are_named_and_payment_problems_are_typed() {
     };
     let e = t.s.fund(rid(), 1_000, declined).await.unwrap_err();
     assert_eq!(code(&e), ErrorCode::PaymentDeclined);
-    let e = t.s.fund(rid(), 100, card()).await.unwrap_err();
+    let e =
+        t.s.fund(rid(), 100, FundMethod::simulator_test_card())
+            .await
+            .unwrap_err();
     assert_eq!(code(&e), ErrorCode::TopUpOutOfRange);
     let e =
         t.s.authorize(rid(), 100, coupon(100), ORIGIN)
@@ -420,7 +434,9 @@ async fn the_vendor_runs_its_ledger_on_postgres_too() {
     .await;
     let t1 = terminal(&v).await;
     let t2 = terminal(&v).await;
-    let fund = t1.s.fund_request(rid(), wall_ms(), 1_000, card()).unwrap();
+    let fund =
+        t1.s.fund_request(rid(), wall_ms(), 1_000, FundMethod::simulator_test_card())
+            .unwrap();
     let f1: wire::Funded = t1.s.send(&fund).await.unwrap();
     let f2: wire::Funded = t1.s.send(&fund).await.unwrap();
     assert_eq!(f1, f2);

@@ -57,15 +57,6 @@ fn retryable(e: &ClientError) -> bool {
     )
 }
 
-fn card() -> FundMethod {
-    FundMethod::Card {
-        number: "4242424242424242".into(),
-        exp_month: 12,
-        exp_year: 2040,
-        cvc: "123".into(),
-    }
-}
-
 fn item() -> WireItem {
     WireItem::Coupon(wire::ValueItem {
         text: "loadgen".into(),
@@ -112,7 +103,14 @@ async fn start_terminal(
 }
 
 async fn fund(s: &Session, t: &mut Tally) {
-    match s.fund(rand::random(), TOP_UP_CENTS, card()).await {
+    match s
+        .fund(
+            rand::random(),
+            TOP_UP_CENTS,
+            FundMethod::simulator_test_card(),
+        )
+        .await
+    {
         Ok(_) => t.funds += 1,
         Err(_) => t.errors += 1,
     }

@@ -26,6 +26,9 @@
 //! | 000111111113   | approved, then returned (reported by `returns()`)  |
 //! | any other      | approved                                            |
 
+/// The simulator's always-approved test card (see the table above).
+pub const SIMULATOR_CARD_APPROVED: &str = "4242424242424242";
+
 use super::model::{
     AccountId, FieldError, MethodSummary, PaymentError, PaymentField, PaymentId, PaymentReceipt,
     RequestId,

@@ -178,6 +178,19 @@ pub enum FundMethod {
     },
 }
 
+impl FundMethod {
+    /// The payment simulator's always-approved test card, expiring in 2040. For load
+    /// generation and tests against the embedded simulator; a real processor declines it.
+    pub fn simulator_test_card() -> FundMethod {
+        FundMethod::Card {
+            number: crate::ledger::payment::SIMULATOR_CARD_APPROVED.into(),
+            exp_month: 12,
+            exp_year: 2040,
+            cvc: "123".into(),
+        }
+    }
+}
+
 fn last4(s: &str) -> String {
     let digits: Vec<char> = s.chars().filter(|c| c.is_ascii_digit()).collect();
     digits[digits.len().saturating_sub(4)..].iter().collect()
