@@ -1,9 +1,14 @@
-//! `frank demo`: an embedded vendor (temporary data directory, a demo account and clerk), a
-//! fault proxy in front of it, and a headless counter that shows its link state while the
-//! proxy cuts the link now and then — a short cut the link rides out, a long one that forces
-//! a reconnect and a session resume.
+//! `frank demo`: an embedded vendor (temporary data directory, a demo account funded with
+//! test money, a demo clerk), a fault proxy in front of it, a virtual printer on a pty that
+//! saves every label as a PNG, and the counter UI pointed at them.
+//!
+//! `--headless` instead runs a screenless counter and has the proxy cut the link now and then
+//! — a short cut the link rides out, a long one that forces a reconnect and a session resume.
 
+use crate::counter::backend::{BackendConfig, PrinterSetup};
 use crate::counter::headless::{self, HeadlessOptions};
+use crate::counter::{client, tui};
+use crate::printer::emulator::{Emulator, EmulatorOptions};
 use crate::faultproxy::FaultProxy;
 use crate::vendor::directory::Directory;
 use crate::vendor::server::VendorServer;
@@ -12,16 +17,181 @@ use std::time::Duration;
 
 pub const DEMO_CLERK: &str = "demo";
 pub const DEMO_PASSWORD: &str = "demo-password";
+/// Test money loaded onto the demo account with the payment simulator's test card.
+pub const DEMO_FUNDS_CENTS: u64 = 100_00;
+/// The demo counter's ZIP.
+pub const DEMO_ORIGIN_ZIP: &str = "20500";
 
 #[derive(Debug, Clone)]
 pub struct DemoOptions {
     /// Stop after this many seconds (None: until Ctrl-C).
     pub duration_s: Option<u64>,
-    /// Cut the link on a schedule to show detection and recovery.
+    /// Cut the link on a schedule to show detection and recovery (headless only).
     pub faults: bool,
+    /// No screen: the link-status demo.
+    pub headless: bool,
+    /// Where labels are saved (default: a new folder in the temp dir, kept after the demo).
+    pub labels_dir: Option<std::path::PathBuf>,
 }
 
 pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
+    if opts.headless {
+        return run_headless(opts).await;
+    }
+    run_tui(opts).await
+}
+
+/// The counter UI against an embedded vendor and a virtual printer.
+async fn run_tui(opts: DemoOptions) -> anyhow::Result<()> {
+    let tmp = tempfile::Builder::new().prefix("frank-demo-").tempdir()?;
+    let labels = match opts.labels_dir.clone() {
+        Some(d) => d,
+        None => std::env::temp_dir().join(format!(
+            "frank-demo-labels-{}",
+            time::OffsetDateTime::now_utc().unix_timestamp()
+        )),
+    };
+    std::fs::create_dir_all(&labels)?;
+    let _log = tui::init_file_logging(&tmp.path().join("logs"), "demo")?;
+    let data = DataDir::new(tmp.path().join("vendor"));
+    data.init()?;
+    let code = {
+        let mut d = Directory::open(&data.file(DB_FILE))?;
+        let (acct, code) = d.add_account("Demo Post Office", now_ms())?;
+        d.add_clerk(acct.id, DEMO_CLERK, DEMO_PASSWORD, true, now_ms())?;
+        code
+    };
+    let server = VendorServer::start(&data, Some("127.0.0.1:0".parse()?)).await?;
+    let proxy = FaultProxy::start("127.0.0.1:0".parse()?, server.local_addr()?).await?;
+    let profile = crate::printer::profile::shipped("virtual")?;
+    let printer = Emulator::spawn(
+        &profile,
+        EmulatorOptions {
+            baud: None,
+            out_dir: Some(labels.clone()),
+            control_socket: Some(tmp.path().join("printer.sock")),
+        },
+    )?;
+    let mut backend = BackendConfig::new(
+        proxy.local_addr(),
+        server.public_key(),
+        tmp.path().join("terminal"),
+    );
+    backend.terminal_name = "demo-counter".into();
+    backend.enroll_code = Some(code);
+    backend.origin_zip = DEMO_ORIGIN_ZIP.into();
+    backend.printer = Some(PrinterSetup {
+        device: printer.device_path().to_path_buf(),
+        profile: profile.clone(),
+    });
+    tui::ensure_enrolled(&backend, || anyhow::bail!("no code")).await?;
+    fund_demo_account(&backend).await?;
+    let settings = tui::CounterSettings {
+        app: crate::ui::AppConfig {
+            printer_name: format!("virtual printer {}", printer.device_path().display()),
+            info_lines: vec![
+                format!("Demo clerk: {DEMO_CLERK}   password: {DEMO_PASSWORD}"),
+                format!("Labels are saved as PNGs in {}", labels.display()),
+                format!(
+                    "Verify one: frank verify --vendor-key {} FILE.png",
+                    crate::identity::fingerprint(&server.public_key())
+                ),
+            ],
+            ..demo_app_config()?
+        },
+        backend,
+        log_dir: None,
+        kiosk_clerk: None,
+    };
+    let ui = tui::run(settings, None);
+    let result = match opts.duration_s {
+        Some(s) => tokio::time::timeout(Duration::from_secs(s), ui)
+            .await
+            .unwrap_or(Ok(())),
+        None => ui.await,
+    };
+    drop(printer);
+    server.shutdown().await;
+    println!("Frank demo ended. Labels printed: {}", labels.display());
+    result
+}
+
+/// The theme and keys from the user's config file, if any (NO_COLOR honoured).
+fn demo_app_config() -> anyhow::Result<crate::ui::AppConfig> {
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let text = tui::default_config_path()
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .unwrap_or_default();
+    let (theme, keys) = crate::ui::config::load(&text, no_color).unwrap_or_else(|_| {
+        (
+            crate::ui::theme::Theme::default(),
+            crate::ui::keys::KeyBindings::default(),
+        )
+    });
+    Ok(crate::ui::AppConfig {
+        theme,
+        keys,
+        ..crate::ui::AppConfig::default()
+    })
+}
+
+/// Loads test money with the payment simulator's approved test card.
+async fn fund_demo_account(cfg: &BackendConfig) -> anyhow::Result<()> {
+    let endpoint = client::client_endpoint("127.0.0.1:0".parse()?)?;
+    let conn = client::connect(&endpoint, cfg.vendor, cfg.pinned).await?;
+    let dir = crate::counter::terminal::TerminalDir::new(&cfg.terminal_dir);
+    let enrollment = dir
+        .enrollment(&cfg.pinned)?
+        .ok_or_else(|| anyhow::anyhow!("demo terminal not enrolled"))?;
+    let session = conn
+        .login(
+            enrollment.terminal_id,
+            &dir.device_key()?,
+            DEMO_CLERK,
+            DEMO_PASSWORD,
+        )
+        .await?;
+    let link = session.start_link()?;
+    // Money moves only while the vendor sees the link up.
+    let mut state = link.state.clone();
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        state.wait_for(|s| *s == crate::link::LinkState::Up),
+    )
+    .await
+    .map_err(|_| anyhow::anyhow!("demo link did not come up"))??;
+    let mut last = None;
+    for _ in 0..20 {
+        match session
+            .fund(
+                rand::random(),
+                DEMO_FUNDS_CENTS,
+                crate::wire::FundMethod::simulator_test_card(),
+            )
+            .await
+        {
+            Ok(_) => {
+                last = None;
+                break;
+            }
+            Err(e) => {
+                last = Some(e);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    session
+        .conn
+        .conn
+        .close(quinn::VarInt::from_u32(0), b"demo funded");
+    endpoint.wait_idle().await;
+    match last {
+        Some(e) => Err(anyhow::anyhow!("funding the demo account: {e}")),
+        None => Ok(()),
+    }
+}
+
+async fn run_headless(opts: DemoOptions) -> anyhow::Result<()> {
     let tmp = tempfile::Builder::new().prefix("frank-demo-").tempdir()?;
     let data = DataDir::new(tmp.path().join("vendor"));
     let fingerprint = data.init()?;

@@ -27,7 +27,7 @@ enum Command {
     /// The vendor server and its administration.
     #[command(subcommand)]
     Vendor(VendorCommand),
-    /// The counter (headless until the terminal UI lands).
+    /// The counter: the clerk or kiosk terminal UI (or `--headless`).
     Counter(CounterArgs),
     /// Printers: list ports, manage profiles, emulate, probe.
     #[command(subcommand)]
@@ -68,9 +68,15 @@ struct DemoArgs {
     /// Stop after this many seconds (default: run until Ctrl-C).
     #[arg(long)]
     duration_s: Option<u64>,
-    /// Do not cut the link on a schedule.
+    /// No screen: a headless counter prints its link state while the link is cut now and then.
+    #[arg(long)]
+    headless: bool,
+    /// Headless: do not cut the link on a schedule.
     #[arg(long)]
     no_faults: bool,
+    /// Where printed labels are saved as PNGs (default: a new folder in the temp dir).
+    #[arg(long, value_name = "DIR")]
+    labels: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -145,24 +151,49 @@ enum ClerkCommand {
 
 #[derive(Debug, Args)]
 struct CounterArgs {
+    /// Config file (default: $XDG_CONFIG_HOME/frank/counter.toml).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Vendor address, e.g. 127.0.0.1:4433.
     #[arg(long)]
-    vendor: SocketAddr,
+    vendor: Option<SocketAddr>,
     /// The vendor key fingerprint to pin (64 hex characters, from `frank vendor init`).
     #[arg(long)]
-    pin: String,
-    /// This terminal's data directory (device key, enrollment).
+    pin: Option<String>,
+    /// This terminal's data directory (device key, enrollment);
+    /// default $XDG_DATA_HOME/frank/terminal.
     #[arg(long, value_name = "DIR")]
-    data: PathBuf,
-    /// The account's enrollment code (first run only).
+    data: Option<PathBuf>,
+    /// The account's enrollment code (first run only; asked for when missing).
     #[arg(long)]
     enroll_code: Option<String>,
     /// The terminal's name, shown to supervisors.
-    #[arg(long, default_value = "counter")]
-    name: String,
-    /// Clerk to sign in; the password comes from FRANK_PASSWORD or a prompt.
     #[arg(long)]
-    clerk: String,
+    name: Option<String>,
+    /// The counter's ZIP code (origin of items whose form has none).
+    #[arg(long)]
+    origin_zip: Option<String>,
+    /// The printer's serial device, e.g. /dev/ttyUSB0 or a virtual printer's pty.
+    #[arg(long, value_name = "DEVICE")]
+    printer: Option<PathBuf>,
+    /// Printer profile: a shipped id (`frank printer profiles list`) or a file.
+    #[arg(long)]
+    profile: Option<String>,
+    /// Theme: dark, light, high-contrast, monochrome.
+    #[arg(long)]
+    theme: Option<String>,
+    /// Guided full-screen kiosk for the public (needs --kiosk-clerk or `kiosk_clerk`).
+    #[arg(long)]
+    kiosk: bool,
+    /// Kiosk: the clerk account it signs in as (password from FRANK_PASSWORD or a prompt).
+    #[arg(long)]
+    kiosk_clerk: Option<String>,
+    /// No screen: sign `--clerk` in and print link status lines (for scripts and servers).
+    #[arg(long)]
+    headless: bool,
+    /// Headless: the clerk to sign in; the password comes from FRANK_PASSWORD or a prompt.
+    #[arg(long, required_if_eq("headless", "true"))]
+    clerk: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -192,10 +223,14 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Demo(a) => {
-            init_logging("warn");
+            if a.headless {
+                init_logging("warn");
+            }
             runtime()?.block_on(frank::demo::run(frank::demo::DemoOptions {
                 duration_s: a.duration_s,
                 faults: !a.no_faults,
+                headless: a.headless,
+                labels_dir: a.labels,
             }))
         }
         Command::Vendor(cmd) => {
@@ -372,32 +407,70 @@ async fn terminate() {
 }
 
 fn counter(a: CounterArgs) -> anyhow::Result<()> {
-    let pinned = frank::identity::parse_fingerprint(&a.pin).context("--pin")?;
-    let password = frank::secret::read_password(&format!("password for {}: ", a.clerk))?;
-    let opts = HeadlessOptions {
+    use frank::counter::tui;
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let o = tui::Overrides {
+        config: a.config,
         vendor: a.vendor,
-        pinned,
-        data_dir: a.data,
+        pin: a.pin,
+        data: a.data,
+        name: a.name,
         enroll_code: a.enroll_code,
-        terminal_name: a.name,
-        clerk: a.clerk,
-        report_interval_ms: 1_000,
+        origin_zip: a.origin_zip,
+        printer: a.printer,
+        profile: a.profile,
+        theme: a.theme,
+        kiosk: a.kiosk,
+        kiosk_clerk: a.kiosk_clerk,
     };
-    runtime()?.block_on(async {
-        let (sup, session) = headless::start(&opts, &password).await?;
-        drop(password);
-        println!(
-            "signed in as {} on terminal {} (session {:016x})",
-            session.clerk, session.terminal_id, session.session_id
-        );
-        let end = headless::report(&sup, opts.report_interval_ms, async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await;
-        sup.stop();
-        println!("{}", headless::describe(&end));
-        anyhow::Ok(())
-    })
+    let settings = tui::resolve(&o, no_color)?;
+    if a.headless {
+        init_logging("warn");
+        let clerk = a.clerk.context("--headless needs --clerk")?;
+        let password = frank::secret::read_password(&format!("password for {clerk}: "))?;
+        let b = &settings.backend;
+        let opts = HeadlessOptions {
+            vendor: b.vendor,
+            pinned: b.pinned,
+            data_dir: b.terminal_dir.clone(),
+            enroll_code: b.enroll_code.clone(),
+            terminal_name: b.terminal_name.clone(),
+            clerk,
+            report_interval_ms: 1_000,
+        };
+        return runtime()?.block_on(async {
+            let (sup, session) = headless::start(&opts, &password).await?;
+            drop(password);
+            println!(
+                "signed in as {} on terminal {} (session {:016x})",
+                session.clerk, session.terminal_id, session.session_id
+            );
+            let end = headless::report(&sup, opts.report_interval_ms, async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await;
+            sup.stop();
+            println!("{}", headless::describe(&end));
+            anyhow::Ok(())
+        });
+    }
+    let _log = match &settings.log_dir {
+        Some(dir) => Some(tui::init_file_logging(dir, "counter")?),
+        None => None,
+    };
+    let rt = runtime()?;
+    if let Some(id) = rt.block_on(tui::ensure_enrolled(&settings.backend, || {
+        frank::secret::read_line("first run: the account's enrollment code: ")
+    }))? {
+        eprintln!("enrolled as terminal {id}");
+    }
+    let kiosk_password = match (&settings.app.kiosk, &settings.kiosk_clerk) {
+        (true, Some(c)) => Some(frank::ui::event::Secret::new(
+            frank::secret::read_password(&format!("password for kiosk clerk {c}: "))?,
+        )),
+        _ => None,
+    };
+    rt.block_on(tui::run(settings, kiosk_password))
 }
 
 async fn faultproxy(a: FaultproxyArgs) -> anyhow::Result<()> {

@@ -32,6 +32,19 @@ pub fn read_password(prompt: &str) -> anyhow::Result<String> {
     Ok(line.trim_end_matches(['\r', '\n']).to_string())
 }
 
+/// One line from standard input (echoed), after `prompt` on stderr.
+pub fn read_line(prompt: &str) -> anyhow::Result<String> {
+    eprint!("{prompt}");
+    std::io::stderr().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    let line = line.trim().to_string();
+    if line.is_empty() {
+        anyhow::bail!("nothing entered");
+    }
+    Ok(line)
+}
+
 fn echo_off() -> Option<nix::sys::termios::Termios> {
     use nix::sys::termios::{LocalFlags, SetArg, tcgetattr, tcsetattr};
     let saved = tcgetattr(std::io::stdin()).ok()?;

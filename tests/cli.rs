@@ -141,7 +141,7 @@ fn vendor_admin_serve_and_a_counter_process() {
                 "--data",
                 term.to_str().unwrap(),
             ])
-            .args(["--enroll-code", &code, "--clerk", "alice"])
+            .args(["--headless", "--enroll-code", &code, "--clerk", "alice"])
             .env("FRANK_PASSWORD", support::PASSWORD)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -183,7 +183,7 @@ fn vendor_admin_serve_and_a_counter_process() {
             "--data",
             term.to_str().unwrap(),
         ])
-        .args(["--clerk", "alice"])
+        .args(["--headless", "--clerk", "alice"])
         .env("FRANK_PASSWORD", support::PASSWORD)
         .output()
         .unwrap();

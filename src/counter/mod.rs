@@ -1,9 +1,12 @@
 //! The counter: connection to the vendor, enrollment, login, the supervised link.
-//! (The ratatui app arrives with issue 6; until then `frank counter` runs headless.)
+//! `tui` is the ratatui app (`frank counter`); `backend` carries its commands to the vendor
+//! and the printer; `headless` is the screenless variant.
 
+pub mod backend;
 pub mod backoff;
 pub mod client;
 pub mod headless;
 pub mod loadgen;
 pub mod supervisor;
 pub mod terminal;
+pub mod tui;

@@ -317,6 +317,37 @@ impl PrinterPort {
         self.port.as_raw_fd()
     }
 
+    /// Asks an idle printer how it is (`DLE EOT 1`, then `2` and `4`). `Ok(true)`: ready;
+    /// `Ok(false)`: the profile has no real-time status, so nothing is known; `Err`: the fault.
+    /// Call only between jobs: replies are read straight off the port.
+    pub fn status_now(&mut self, reply_timeout: Duration) -> Result<bool, PrinterFault> {
+        if !self.profile.status.dle_eot {
+            return Ok(false);
+        }
+        let _ = self.port.clear(serialport::ClearBuffer::Input);
+        // Ask all three, then report the most specific cause: cover/paper before "offline".
+        let mut faults = Vec::with_capacity(3);
+        for n in [2u8, 4, 1] {
+            let (_, fault) = self.write_counted(&[0x10, 0x04, n], reply_timeout);
+            if let Some(f) = fault {
+                return Err(f);
+            }
+            let got = self.read_until(1, Instant::now() + reply_timeout)?;
+            let Some(&reply) = got.first() else {
+                return Err(PrinterFault::StatusTimeout);
+            };
+            match decode_status(n, reply) {
+                Some(None) => {}
+                Some(Some(f)) => faults.push(f),
+                None => return Err(PrinterFault::StatusTimeout),
+            }
+        }
+        match faults.first() {
+            Some(f) => Err(*f),
+            None => Ok(true),
+        }
+    }
+
     /// Write everything or fail; returns bytes written before a failure too.
     pub(crate) fn write_counted(
         &mut self,

@@ -2,8 +2,8 @@
 //! the [`Command`]s to send; drawing reads the state (see [`super::draw`]).
 
 use super::event::{
-    Backend, Command, Event, FundMethod, HistoryEntry, ItemState, JobId, PrinterStatus,
-    RefundState, Secret,
+    Backend, Command, Event, FundMethod, HistoryEntry, ItemState, JobId, LabelText,
+    PrinterStatus, RefundState, Secret,
 };
 use super::form::{Field, Form};
 use super::keys::{Action, KeyBindings};
@@ -40,6 +40,8 @@ pub struct AppConfig {
     pub theme: Theme,
     /// Device or name of the printer, for the settings screen.
     pub printer_name: String,
+    /// Lines shown under the sign-in form (e.g. the demo's credentials and label folder).
+    pub info_lines: Vec<String>,
 }
 
 impl Default for AppConfig {
@@ -51,6 +53,7 @@ impl Default for AppConfig {
             keys: KeyBindings::default(),
             theme: Theme::default(),
             printer_name: "(none)".into(),
+            info_lines: Vec::new(),
         }
     }
 }
@@ -121,6 +124,8 @@ pub enum QuoteState {
 pub struct Draft {
     pub item: Item,
     pub amount: Cents,
+    /// Address blocks and origin ZIP for the label.
+    pub label: LabelText,
     /// Lines for the review screen.
     pub summary: Vec<(String, String)>,
 }
@@ -943,6 +948,19 @@ impl App {
             ("Weight".into(), format!("{} oz", weight.get())),
             ("Postage".into(), amount.to_string()),
         ];
+        let block = |a: &crate::indicium::address::Address, zip: String| {
+            let mut lines = vec![a.name.clone(), a.line1.clone()];
+            if !a.line2.is_empty() {
+                lines.push(a.line2.clone());
+            }
+            lines.push(format!("{} {} {}", a.city, a.state, zip));
+            lines
+        };
+        let label = LabelText {
+            origin_zip: Some(from.zip5.to_string()),
+            from: block(&from, from.zip5.to_string()),
+            to: block(&to, destination.to_string()),
+        };
         self.draft = Some(Draft {
             item: Item::Postage(Postage {
                 class,
@@ -950,6 +968,7 @@ impl App {
                 destination,
             }),
             amount,
+            label,
             summary,
         });
         self.draft_from = Screen::Postage;
@@ -1052,6 +1071,7 @@ impl App {
                 self.draft = Some(Draft {
                     item,
                     amount,
+                    label: LabelText::default(),
                     summary,
                 });
                 self.draft_from = Screen::ItemForm(kind);
@@ -1115,6 +1135,7 @@ impl App {
             job: id,
             item: Box::new(draft.item),
             amount: draft.amount,
+            label: Box::new(draft.label),
         });
         // The form that made it is spent.
         match self.draft_from {

@@ -216,6 +216,15 @@ pub enum Backend {
     Error(String),
 }
 
+/// The printed text around an indicium: sender and recipient blocks (postage) and the ZIP the
+/// piece is mailed from (the vendor prices postage from it; `None`: the counter's own ZIP).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LabelText {
+    pub origin_zip: Option<String>,
+    pub from: Vec<String>,
+    pub to: Vec<String>,
+}
+
 /// How funds are added.
 #[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -264,6 +273,8 @@ pub enum Command {
         job: JobId,
         item: Box<Item>,
         amount: Cents,
+        /// What the label shows besides the indicium, and the origin ZIP the quote used.
+        label: Box<LabelText>,
     },
     /// Print an authorized item. Sent at most once per [`JobId`]: an issued item is never
     /// printed again.

@@ -76,6 +76,43 @@ fn cents(field: &'static str, v: u64) -> Result<Cents, FieldError> {
 }
 
 impl WireItem {
+    /// The wire form of a typed item (the inverse of [`Self::to_item`]).
+    pub fn from_item(item: &Item) -> WireItem {
+        match item {
+            Item::Postage(p) => WireItem::Postage(PostageItem {
+                class: p.class.name().to_string(),
+                weight_oz: p.weight.get(),
+                zip: match p.destination.zip4() {
+                    Some(z4) => format!("{}-{}", p.destination.zip5(), z4),
+                    None => p.destination.zip5().to_string(),
+                },
+            }),
+            Item::Ticket(t) => WireItem::Ticket(TicketItem {
+                event: t.event.as_str().to_string(),
+                venue: t.venue.as_str().to_string(),
+                seat: t.seat.as_str().to_string(),
+                event_day: t.event_day.to_string(),
+                price_cents: t.price.get(),
+            }),
+            Item::Check(c) => WireItem::Check(CheckItem {
+                payee: c.payee.as_str().to_string(),
+                amount_cents: c.amount.get(),
+                number: c.number.get(),
+                memo: c.memo.as_ref().map(|m| m.as_str().to_string()),
+            }),
+            Item::Coupon(c) => WireItem::Coupon(ValueItem {
+                text: c.offer.as_str().to_string(),
+                value_cents: c.value.get(),
+                expiry: c.expiry.to_string(),
+            }),
+            Item::GiftCertificate(g) => WireItem::GiftCertificate(ValueItem {
+                text: g.recipient.as_str().to_string(),
+                value_cents: g.value.get(),
+                expiry: g.expiry.to_string(),
+            }),
+        }
+    }
+
     /// The typed item (every field validated; errors name the field).
     pub fn to_item(&self) -> Result<Item, FieldError> {
         Ok(match self {

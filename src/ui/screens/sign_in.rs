@@ -11,7 +11,8 @@ use ratatui::text::Span;
 pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let inner = framed(frame, area, app, "Sign in");
     let theme = &app.config.theme;
-    let rect = centered(inner, 60, 5);
+    let info = app.config.info_lines.len() as u16;
+    let rect = centered(inner, 60, 5 + if info > 0 { info + 1 } else { 0 });
     let [head, _, fields] = ratatui::layout::Layout::vertical([
         ratatui::layout::Constraint::Length(1),
         ratatui::layout::Constraint::Length(1),
@@ -27,5 +28,21 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         line_widget(Span::styled(msg, theme.style(Role::Muted))),
         head,
     );
+    let [fields, info_area] = ratatui::layout::Layout::vertical([
+        ratatui::layout::Constraint::Length(3),
+        ratatui::layout::Constraint::Min(0),
+    ])
+    .areas(fields);
     form::draw(frame, fields, &app.sign_in, &[0, 1], theme, true);
+    if info > 0 {
+        let lines: Vec<ratatui::text::Line> = std::iter::once(ratatui::text::Line::raw(""))
+            .chain(app.config.info_lines.iter().map(|l| {
+                ratatui::text::Line::from(Span::styled(
+                    crate::ui::text::fit(l, info_area.width as usize),
+                    theme.style(Role::Muted),
+                ))
+            }))
+            .collect();
+        frame.render_widget(ratatui::widgets::Paragraph::new(lines), info_area);
+    }
 }

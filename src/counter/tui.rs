@@ -1,0 +1,283 @@
+//! `frank counter`: the clerk's (or kiosk's) terminal UI wired to the vendor and the printer.
+//!
+//! Settings come from a TOML file (default `$XDG_CONFIG_HOME/frank/counter.toml`) and flags
+//! (flags win). The file also carries the UI's `theme`, `[colors]` and `[keys]` sections
+//! (see [`crate::ui::config`]):
+//!
+//! ```toml
+//! vendor = "127.0.0.1:4433"
+//! pin = "…64 hex…"              # the vendor key fingerprint from `frank vendor init`
+//! data = "/var/lib/frank/terminal"  # default: $XDG_DATA_HOME/frank/terminal
+//! name = "counter-1"
+//! origin_zip = "20500"
+//! kiosk = false
+//! idle_timeout_s = 90
+//! supervisor_pin_sha256 = "…64 hex…"  # kiosk: SHA-256 of the PIN that may quit
+//! theme = "dark"
+//! [printer]
+//! device = "/dev/ttyUSB0"
+//! profile = "epson-tm-t88vi"    # a shipped id or a profile file
+//! ```
+//!
+//! The first run enrolls the terminal (the enrollment code comes from `--enroll-code`, the
+//! file's `enroll_code`, or a prompt); then the UI opens on the clerk sign-in. Logs go to a
+//! daily-rotated file in `$XDG_STATE_HOME/frank/` (seven kept), never to the screen.
+
+use super::backend::{self, BackendConfig, PrinterSetup};
+use super::client;
+use super::terminal::TerminalDir;
+use crate::printer::cli::load_profile;
+use crate::ui::event::{COMMANDS_QUEUE_MAX, EVENTS_QUEUE_MAX};
+use crate::ui::{App, AppConfig};
+use anyhow::{Context, bail};
+use ed25519_dalek::VerifyingKey;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use tokio::sync::mpsc;
+
+/// Log files kept in the state directory.
+pub const LOG_FILES_MAX: usize = 7;
+
+/// The non-UI part of the config file. Unknown keys are refused so typos show.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSettings {
+    pub vendor: Option<SocketAddr>,
+    pub pin: Option<String>,
+    pub data: Option<PathBuf>,
+    pub name: Option<String>,
+    pub enroll_code: Option<String>,
+    pub origin_zip: Option<String>,
+    pub kiosk: Option<bool>,
+    pub idle_timeout_s: Option<u64>,
+    pub supervisor_pin_sha256: Option<String>,
+    /// Kiosk: the clerk account the kiosk signs in as (password: FRANK_PASSWORD or a prompt
+    /// before the screen opens).
+    pub kiosk_clerk: Option<String>,
+    pub printer: Option<PrinterFile>,
+    // UI sections, parsed by `ui::config::load`.
+    pub theme: Option<String>,
+    pub colors: Option<toml::Table>,
+    pub keys: Option<toml::Table>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrinterFile {
+    pub device: Option<PathBuf>,
+    pub profile: Option<String>,
+}
+
+/// What flags may override.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub config: Option<PathBuf>,
+    pub vendor: Option<SocketAddr>,
+    pub pin: Option<String>,
+    pub data: Option<PathBuf>,
+    pub name: Option<String>,
+    pub enroll_code: Option<String>,
+    pub origin_zip: Option<String>,
+    pub printer: Option<PathBuf>,
+    pub profile: Option<String>,
+    pub theme: Option<String>,
+    pub kiosk: bool,
+    pub kiosk_clerk: Option<String>,
+}
+
+/// Everything `frank counter` needs, resolved.
+#[derive(Debug, Clone)]
+pub struct CounterSettings {
+    pub backend: BackendConfig,
+    pub app: AppConfig,
+    pub log_dir: Option<PathBuf>,
+    /// Kiosk: the clerk it signs in as by itself.
+    pub kiosk_clerk: Option<String>,
+}
+
+fn dirs() -> Option<directories::ProjectDirs> {
+    directories::ProjectDirs::from("", "", "frank")
+}
+
+/// `$XDG_CONFIG_HOME/frank/counter.toml`.
+pub fn default_config_path() -> Option<PathBuf> {
+    dirs().map(|d| d.config_dir().join("counter.toml"))
+}
+
+/// `$XDG_STATE_HOME/frank` (falls back to the data dir where there is no state dir).
+pub fn default_state_dir() -> Option<PathBuf> {
+    dirs().map(|d| {
+        d.state_dir()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| d.data_local_dir().to_path_buf())
+    })
+}
+
+fn parse_hash(hex_text: &str) -> anyhow::Result<crate::ui::app::PinHash> {
+    let bytes = hex::decode(hex_text.trim()).context("supervisor_pin_sha256 must be hex")?;
+    let arr: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("supervisor_pin_sha256 must be 32 bytes (64 hex digits)"))?;
+    Ok(crate::ui::app::PinHash(arr))
+}
+
+/// Reads the config file (if any) and applies the flags.
+pub fn resolve(o: &Overrides, no_color: bool) -> anyhow::Result<CounterSettings> {
+    let path = o.config.clone().or_else(default_config_path);
+    let text = match &path {
+        Some(p) if p.exists() => {
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?
+        }
+        Some(p) if o.config.is_some() => bail!("config file {} does not exist", p.display()),
+        _ => String::new(),
+    };
+    let file: FileSettings = toml::from_str(&text).with_context(|| match &path {
+        Some(p) => format!("in {}", p.display()),
+        None => "in the config".into(),
+    })?;
+    let (mut theme, keys) = crate::ui::config::load(&text, no_color)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if let Some(t) = &o.theme {
+        theme = crate::ui::theme::Theme::with_overrides(t, None, no_color)
+            .map_err(|e| anyhow::anyhow!("--theme: {e}"))?;
+    }
+    let vendor = o
+        .vendor
+        .or(file.vendor)
+        .context("no vendor address: pass --vendor or set `vendor` in the config file")?;
+    let pin = o
+        .pin
+        .clone()
+        .or(file.pin)
+        .context("no vendor fingerprint: pass --pin or set `pin` in the config file")?;
+    let pinned: VerifyingKey = crate::identity::parse_fingerprint(&pin).context("pin")?;
+    let data = o
+        .data
+        .clone()
+        .or(file.data)
+        .or_else(|| dirs().map(|d| d.data_dir().join("terminal")))
+        .context("no terminal data directory: pass --data")?;
+    let mut backend = BackendConfig::new(vendor, pinned, data);
+    backend.terminal_name = o.name.clone().or(file.name).unwrap_or("counter".into());
+    backend.enroll_code = o.enroll_code.clone().or(file.enroll_code);
+    if let Some(z) = o.origin_zip.clone().or(file.origin_zip) {
+        crate::wire::origin_zip(&z).map_err(|e| anyhow::anyhow!("origin_zip: {e}"))?;
+        backend.origin_zip = z;
+    }
+    let pf = file.printer.unwrap_or_default();
+    let device = o.printer.clone().or(pf.device);
+    let profile_name = o.profile.clone().or(pf.profile);
+    let mut printer_name = "(none)".to_string();
+    if let Some(device) = device {
+        let profile = load_profile(profile_name.as_deref().unwrap_or("generic-80mm"))?;
+        printer_name = format!("{} ({})", device.display(), profile.name);
+        backend.printer = Some(PrinterSetup { device, profile });
+    }
+    let mut app = AppConfig {
+        kiosk: o.kiosk || file.kiosk.unwrap_or(false),
+        keys,
+        theme,
+        printer_name,
+        ..AppConfig::default()
+    };
+    if let Some(s) = file.idle_timeout_s {
+        app.idle_timeout_ms = s.saturating_mul(1000);
+    }
+    if let Some(h) = &file.supervisor_pin_sha256 {
+        app.supervisor_pin_sha256 = Some(parse_hash(h)?);
+    }
+    let kiosk_clerk = o.kiosk_clerk.clone().or(file.kiosk_clerk);
+    if app.kiosk && kiosk_clerk.is_none() {
+        bail!("kiosk mode needs the clerk account it signs in as: --kiosk-clerk or `kiosk_clerk`");
+    }
+    Ok(CounterSettings {
+        backend,
+        app,
+        log_dir: default_state_dir(),
+        kiosk_clerk,
+    })
+}
+
+/// Logs to a daily-rotated file in `dir` (never the terminal the UI draws on). Returns the
+/// guard that flushes the writer; keep it alive for the run.
+pub fn init_file_logging(
+    dir: &Path,
+    prefix: &str,
+) -> anyhow::Result<tracing_appender::non_blocking::WorkerGuard> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let appender = tracing_appender::rolling::RollingFileAppender::builder()
+        .rotation(tracing_appender::rolling::Rotation::DAILY)
+        .filename_prefix(prefix)
+        .filename_suffix("log")
+        .max_log_files(LOG_FILES_MAX)
+        .build(dir)
+        .context("opening the log file")?;
+    let (writer, guard) = tracing_appender::non_blocking(appender);
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,quinn=warn,rustls=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_writer(writer)
+        .try_init();
+    Ok(guard)
+}
+
+/// First run: enrolls the terminal before the UI opens. `ask_code` is asked for the
+/// enrollment code when none was configured.
+pub async fn ensure_enrolled(
+    cfg: &BackendConfig,
+    ask_code: impl FnOnce() -> anyhow::Result<String>,
+) -> anyhow::Result<Option<u64>> {
+    let dir = TerminalDir::new(&cfg.terminal_dir);
+    if dir.enrollment(&cfg.pinned)?.is_some() {
+        return Ok(None);
+    }
+    let code = match &cfg.enroll_code {
+        Some(c) => c.clone(),
+        None => ask_code()?,
+    };
+    let endpoint = client::client_endpoint(if cfg.vendor.ip().is_loopback() {
+        if cfg.vendor.is_ipv6() {
+            "[::1]:0".parse()?
+        } else {
+            "127.0.0.1:0".parse()?
+        }
+    } else if cfg.vendor.is_ipv6() {
+        "[::]:0".parse()?
+    } else {
+        "0.0.0.0:0".parse()?
+    })?;
+    let conn = client::connect(&endpoint, cfg.vendor, cfg.pinned).await?;
+    let e = dir
+        .ensure_enrolled(&conn, &cfg.pinned, Some(&code), &cfg.terminal_name)
+        .await?;
+    conn.conn.close(quinn::VarInt::from_u32(0), b"enrolled");
+    endpoint.wait_idle().await;
+    Ok(Some(e.terminal_id))
+}
+
+/// Runs the UI and its backend until the person quits. A kiosk signs in as its clerk with
+/// `kiosk_password` before the first frame.
+pub async fn run(
+    settings: CounterSettings,
+    kiosk_password: Option<crate::ui::event::Secret>,
+) -> anyhow::Result<()> {
+    let (cmd_tx, cmd_rx) = mpsc::channel(COMMANDS_QUEUE_MAX);
+    let (ev_tx, ev_rx) = mpsc::channel(EVENTS_QUEUE_MAX);
+    let backend = backend::spawn(settings.backend, cmd_rx, ev_tx);
+    if let (true, Some(clerk), Some(password)) =
+        (settings.app.kiosk, settings.kiosk_clerk, kiosk_password)
+    {
+        cmd_tx
+            .send(crate::ui::Command::SignIn { clerk, password })
+            .await
+            .map_err(|_| anyhow::anyhow!("the backend stopped before sign-in"))?;
+    }
+    let app = App::new(settings.app);
+    let result = crate::ui::run(app, ev_rx, cmd_tx).await;
+    // The UI dropped its command sender: the backend signs out and ends.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), backend).await;
+    result
+}
