@@ -59,6 +59,7 @@ async fn suite(store: Arc<dyn LedgerStore>) {
     idempotency(s).await;
     locked_accounts(s).await;
     statements(s).await;
+    listing(s).await;
     let report = verify_audit(s).await.expect("audit verifies");
     assert!(report.records > 10);
 }
@@ -500,6 +501,59 @@ async fn refunds(s: &dyn LedgerStore) {
         s.piece(p2).await.unwrap().unwrap().item_state(),
         ItemState::RefundRejected
     );
+}
+
+/// `pieces`: one account's pieces newest first, paged by serial, each with its stored item
+/// description; other accounts' pieces never show.
+async fn listing(s: &dyn LedgerStore) {
+    let a = open_active(s, 800, T0).await;
+    let other = open_active(s, 801, T0).await;
+    assert_eq!(s.pieces(a, None, 10).await.unwrap(), vec![]);
+    fund(s, a, 5000, T0).await;
+    fund(s, other, 5000, T0).await;
+    let mut ids = Vec::new();
+    for i in 0..5u8 {
+        let r = exec(
+            s,
+            Op::Authorize {
+                account: a,
+                kind: 2,
+                amount: c(100 + u64::from(i)),
+                item: vec![i; 3 + usize::from(i)],
+            },
+            T0 + u64::from(i),
+        )
+        .await;
+        ids.push(authorization(r).id);
+        authorization(authorize(s, other, 50, T0).await);
+    }
+    exec(
+        s,
+        Op::Commit {
+            authorization: ids[1],
+        },
+        T0 + 10,
+    )
+    .await
+    .unwrap();
+    let all = s.pieces(a, None, 10).await.unwrap();
+    let serials: Vec<u64> = all.iter().map(|p| p.id.serial.0).collect();
+    assert_eq!(serials, vec![5, 4, 3, 2, 1]);
+    for p in &all {
+        assert_eq!(p.id.account, a);
+        let i = (p.id.serial.0 - 1) as u8;
+        assert_eq!(p.item, vec![i; 3 + usize::from(i)], "item of {}", p.id);
+        assert_eq!(p.amount, c(100 + u64::from(i)));
+        assert_eq!(Some(p), s.piece(p.id).await.unwrap().as_ref());
+    }
+    assert_eq!(all[3].state, PieceState::Printed);
+    let page1 = s.pieces(a, None, 2).await.unwrap();
+    assert_eq!(page1, all[..2].to_vec());
+    let page2 = s.pieces(a, Some(page1[1].id.serial), 2).await.unwrap();
+    assert_eq!(page2, all[2..4].to_vec());
+    let page3 = s.pieces(a, Some(page2[1].id.serial), 2).await.unwrap();
+    assert_eq!(page3, all[4..].to_vec());
+    assert_eq!(s.pieces(a, Some(PieceSerial(1)), 2).await.unwrap(), vec![]);
 }
 
 async fn idempotency(s: &dyn LedgerStore) {

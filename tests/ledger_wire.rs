@@ -465,3 +465,115 @@ async fn the_vendor_runs_its_ledger_on_postgres_too() {
         }
     );
 }
+
+#[tokio::test]
+async fn pieces_lists_the_accounts_history_newest_first_with_states_and_summaries() {
+    let v = vendor().await;
+    // Not before login.
+    let c = enrolled_counter(&v, v.addr).await;
+    let e = c
+        .conn
+        .request::<wire::PieceList>(&Request::Pieces(wire::PiecesRequest {
+            limit: 10,
+            before_serial: None,
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), ErrorCode::NotLoggedIn);
+
+    let t = terminal(&v).await;
+    assert_eq!(t.s.pieces(10, None).await.unwrap().pieces, vec![]);
+    t.s.fund(rid(), 10_000, FundMethod::simulator_test_card())
+        .await
+        .unwrap();
+    let postage3 = PostageItem {
+        class: "first-class".into(),
+        weight_oz: 3,
+        zip: "20500".into(),
+    };
+    let q = t.s.quote(postage3.clone(), ORIGIN).await.unwrap();
+    let p1 =
+        t.s.authorize(rid(), q.amount_cents, WireItem::Postage(postage3), ORIGIN)
+            .await
+            .unwrap();
+    t.s.commit(rid(), p1.piece_serial).await.unwrap();
+    let ticket = WireItem::Ticket(wire::TicketItem {
+        event: "Opera".into(),
+        venue: "Met".into(),
+        seat: "12A".into(),
+        event_day: "2040-05-01".into(),
+        price_cents: 4_500,
+    });
+    let p2 = t.s.authorize(rid(), 4_500, ticket, ORIGIN).await.unwrap();
+    t.s.void(rid(), p2.piece_serial, false).await.unwrap();
+    let p3 =
+        t.s.authorize(rid(), 250, coupon(250), ORIGIN)
+            .await
+            .unwrap();
+    t.s.commit(rid(), p3.piece_serial).await.unwrap();
+    t.s.request_refund(rid(), p3.piece_serial).await.unwrap();
+    let check = WireItem::Check(wire::CheckItem {
+        payee: "Acme".into(),
+        amount_cents: 999,
+        number: 7,
+        memo: None,
+    });
+    let p4 = t.s.authorize(rid(), 999, check, ORIGIN).await.unwrap();
+
+    let all = t.s.pieces(10, None).await.unwrap().pieces;
+    let got: Vec<(u64, &str, Option<&str>, &str)> = all
+        .iter()
+        .map(|p| {
+            (
+                p.piece_serial,
+                p.item_state.as_str(),
+                p.refund_state.as_deref(),
+                p.summary.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (p4.piece_serial, "reserved", None, "Check #7 to Acme"),
+            (
+                p3.piece_serial,
+                "refund_requested",
+                Some("requested"),
+                "Coupon: 10% off"
+            ),
+            (p2.piece_serial, "voided", None, "Ticket: Opera, seat 12A"),
+            (p1.piece_serial, "printed", None, "First-Class 3 oz → 20500"),
+        ]
+    );
+    assert_eq!(all[3].amount_cents, q.amount_cents);
+    assert!(all[3].printed_at_ms.is_some());
+    // Each entry is what `piece` answers for that serial.
+    for p in &all {
+        assert_eq!(&t.s.piece(p.piece_serial).await.unwrap(), p);
+    }
+
+    // Pages: two, then the rest below the last serial seen.
+    let page1 = t.s.pieces(2, None).await.unwrap().pieces;
+    assert_eq!(page1, all[..2].to_vec());
+    let page2 =
+        t.s.pieces(2, Some(page1[1].piece_serial))
+            .await
+            .unwrap()
+            .pieces;
+    assert_eq!(page2, all[2..].to_vec());
+    assert_eq!(
+        t.s.pieces(2, Some(p1.piece_serial)).await.unwrap().pieces,
+        vec![]
+    );
+
+    // A limit over PIECES_LIST_MAX (or zero) is refused, naming the field and the limit.
+    for limit in [0, wire::PIECES_LIST_MAX + 1] {
+        let e = t.s.pieces(limit, None).await.unwrap_err();
+        assert_eq!(code(&e), ErrorCode::Malformed);
+        assert!(refused(&e).message.contains("pieces.limit"), "{e}");
+        assert_eq!(refused(&e).limit, Some(u64::from(wire::PIECES_LIST_MAX)));
+    }
+    let most = t.s.pieces(wire::PIECES_LIST_MAX, None).await.unwrap();
+    assert_eq!(most.pieces.len(), 4);
+}

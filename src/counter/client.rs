@@ -537,6 +537,21 @@ impl Session {
             .await
     }
 
+    /// The account's recent pieces, newest first (the history screen). `limit` is
+    /// 1..=[`wire::PIECES_LIST_MAX`]; for the next page pass the lowest serial received as
+    /// `before_serial`.
+    pub async fn pieces(
+        &self,
+        limit: u32,
+        before_serial: Option<u64>,
+    ) -> Result<wire::PieceList, ClientError> {
+        self.send(&Request::Pieces(wire::PiecesRequest {
+            limit,
+            before_serial,
+        }))
+        .await
+    }
+
     pub async fn ping(&self) -> Result<wire::Pong, ClientError> {
         self.conn.request(&Request::Ping(wire::Ping {})).await
     }

@@ -314,6 +314,10 @@ pub struct Piece {
     /// The signed item bytes the [`crate::ledger::ItemSigner`] returned at authorization.
     #[serde(with = "hex_bytes")]
     pub signed: Vec<u8>,
+    /// The item description the authorization carried (opaque to the ledger; the vendor's
+    /// `SignItem`), kept for listings. Empty for pieces stored before it was recorded.
+    #[serde(with = "hex_bytes", default)]
+    pub item: Vec<u8>,
 }
 
 impl Piece {

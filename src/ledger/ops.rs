@@ -518,6 +518,7 @@ fn authorize(
         refund_submitted_at_ms: None,
         scanned: false,
         signed: signed.clone(),
+        item: item.to_vec(),
     });
     w.emit(
         a,

@@ -84,10 +84,13 @@ const MIGRATIONS: &[&str] = &[
         hash BYTEA NOT NULL,
         UNIQUE (account, seq)
     );",
+    // 2: the item description of each piece (for listings); the primary key (account,
+    //    serial) already lists one account's pieces in order.
+    "ALTER TABLE pieces ADD COLUMN item BYTEA NOT NULL DEFAULT ''::bytea;",
 ];
 
 const ACCOUNT_COLS: &str = "id, license, status, descending, pending, ascending, control, last_piece, audit_seq, audit_head";
-const PIECE_COLS: &str = "account, serial, kind, amount, state, authorized_at_ms, expires_at_ms, printed_at_ms, refund, refund_submitted_at_ms, scanned, signed";
+const PIECE_COLS: &str = "account, serial, kind, amount, state, authorized_at_ms, expires_at_ms, printed_at_ms, refund, refund_submitted_at_ms, scanned, signed, item";
 
 fn db(e: tokio_postgres::Error) -> StoreError {
     StoreError::Database(e.to_string())
@@ -166,7 +169,7 @@ async fn connect(url: &str) -> Result<Conn, StoreError> {
         )
         .await?,
         piece_put: p(format!(
-            "INSERT INTO pieces ({PIECE_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+            "INSERT INTO pieces ({PIECE_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
              ON CONFLICT (account, serial) DO UPDATE SET state = EXCLUDED.state, \
              printed_at_ms = EXCLUDED.printed_at_ms, refund = EXCLUDED.refund, \
              refund_submitted_at_ms = EXCLUDED.refund_submitted_at_ms, scanned = EXCLUDED.scanned"
@@ -276,6 +279,7 @@ fn piece_row(r: &tokio_postgres::Row) -> PieceRow {
         refund_submitted_at_ms: r.get(9),
         scanned: r.get(10),
         signed: r.get(11),
+        item: r.get(12),
     }
 }
 
@@ -454,6 +458,7 @@ impl PostgresStore {
                             &r.refund_submitted_at_ms,
                             &r.scanned,
                             &r.signed,
+                            &r.item,
                         ],
                     )
                     .await?;
@@ -536,6 +541,31 @@ impl LedgerStore for PostgresStore {
                 .map_err(db)?
                 .map(|r| piece_row(&r).into_piece())
                 .transpose()
+        }))
+    }
+
+    fn pieces(
+        &self,
+        account: AccountId,
+        before: Option<PieceSerial>,
+        limit: u32,
+    ) -> BoxFuture<'_, Result<Vec<Piece>, StoreError>> {
+        Box::pin(self.with_conn(async move |c| {
+            let before = match before {
+                Some(s) => int(s.0)?,
+                None => i64::MAX,
+            };
+            let sql = format!(
+                "SELECT {PIECE_COLS} FROM pieces WHERE account = $1 AND serial < $2 \
+                 ORDER BY serial DESC LIMIT $3"
+            );
+            c.client
+                .query(&sql, &[&int(account.0)?, &before, &i64::from(limit)])
+                .await
+                .map_err(db)?
+                .iter()
+                .map(|r| piece_row(r).into_piece())
+                .collect()
         }))
     }
 

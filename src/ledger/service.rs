@@ -103,6 +103,7 @@ enum Command {
     },
     Account(AccountId, Answer<Account>),
     Piece(PieceId, Answer<Piece>),
+    Pieces(AccountId, Option<PieceSerial>, u32, Answer<Vec<Piece>>),
     Statement(AccountId, u64, u64, Answer<Statement>),
     Verify(oneshot::Sender<Result<AuditReport, AuditBreak>>),
     Reap(Answer<Vec<PieceId>>),
@@ -277,6 +278,18 @@ impl LedgerHandle {
         self.call(|a| Command::Piece(piece, a)).await
     }
 
+    /// Up to `limit` pieces of `account` with a serial below `before` (all when `None`),
+    /// newest first. The caller bounds `limit`.
+    pub async fn pieces(
+        &self,
+        account: AccountId,
+        before: Option<PieceSerial>,
+        limit: u32,
+    ) -> Result<Vec<Piece>, CallError> {
+        self.call(|a| Command::Pieces(account, before, limit, a))
+            .await
+    }
+
     pub async fn statement(
         &self,
         account: AccountId,
@@ -445,6 +458,18 @@ impl Service {
                 let r = match self.store.piece(id).await {
                     Ok(Some(p)) => Ok(p),
                     Ok(None) => Err(LedgerError::UnknownPiece(id).into()),
+                    Err(e) => Err(e.into()),
+                };
+                let _ = a.send(r);
+            }
+            Command::Pieces(account, before, limit, a) => {
+                let r = match self.store.account(account).await {
+                    Ok(Some(_)) => self
+                        .store
+                        .pieces(account, before, limit)
+                        .await
+                        .map_err(CallError::from),
+                    Ok(None) => Err(LedgerError::UnknownAccount(account).into()),
                     Err(e) => Err(e.into()),
                 };
                 let _ = a.send(r);

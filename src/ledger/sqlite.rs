@@ -93,6 +93,10 @@ const MIGRATIONS: &[&str] = &[
         hash BLOB NOT NULL,
         UNIQUE (account, seq)
     );",
+    // 2: the item description of each piece (for listings) and an index to list one
+    //    account's pieces newest first.
+    "ALTER TABLE pieces ADD COLUMN item BLOB NOT NULL DEFAULT x'';
+    CREATE INDEX pieces_account ON pieces(account, serial);",
 ];
 
 fn db(e: rusqlite::Error) -> StoreError {
@@ -389,7 +393,7 @@ fn execute_one(
 }
 
 const ACCOUNT_COLS: &str = "id, license, status, descending, pending, ascending, control, last_piece, audit_seq, audit_head";
-const PIECE_COLS: &str = "account, serial, kind, amount, state, authorized_at_ms, expires_at_ms, printed_at_ms, refund, refund_submitted_at_ms, scanned, signed";
+const PIECE_COLS: &str = "account, serial, kind, amount, state, authorized_at_ms, expires_at_ms, printed_at_ms, refund, refund_submitted_at_ms, scanned, signed, item";
 
 fn account_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AccountRow> {
     Ok(AccountRow {
@@ -420,6 +424,7 @@ fn piece_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PieceRow> {
         refund_submitted_at_ms: r.get(9)?,
         scanned: r.get(10)?,
         signed: r.get(11)?,
+        item: r.get(12)?,
     })
 }
 
@@ -518,7 +523,7 @@ fn write_changes(conn: &Connection, changes: &ops::Changes) -> Result<(), StoreE
         let r = PieceRow::from_piece(p)?;
         conn.prepare_cached(&format!(
             "INSERT INTO pieces ({PIECE_COLS}) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
              ON CONFLICT(account, serial) DO UPDATE SET state = excluded.state, \
              printed_at_ms = excluded.printed_at_ms, refund = excluded.refund, \
              refund_submitted_at_ms = excluded.refund_submitted_at_ms, scanned = excluded.scanned"
@@ -536,7 +541,8 @@ fn write_changes(conn: &Connection, changes: &ops::Changes) -> Result<(), StoreE
             r.refund,
             r.refund_submitted_at_ms,
             r.scanned,
-            r.signed
+            r.signed,
+            r.item
         ])
         .map_err(db)?;
     }
@@ -611,6 +617,33 @@ impl LedgerStore for SqliteStore {
         Box::pin(self.read(move |c| get_piece(c, id)))
     }
 
+    fn pieces(
+        &self,
+        account: AccountId,
+        before: Option<PieceSerial>,
+        limit: u32,
+    ) -> BoxFuture<'_, Result<Vec<Piece>, StoreError>> {
+        Box::pin(self.read(move |c| {
+            let before = match before {
+                Some(s) => int(s.0)?,
+                None => i64::MAX,
+            };
+            let mut stmt = c
+                .prepare_cached(&format!(
+                    "SELECT {PIECE_COLS} FROM pieces INDEXED BY pieces_account \
+                     WHERE account = ?1 AND serial < ?2 ORDER BY serial DESC LIMIT ?3"
+                ))
+                .map_err(db)?;
+            let rows = stmt
+                .query_map(
+                    params![int(account.0)?, before, i64::from(limit)],
+                    piece_row,
+                )
+                .map_err(db)?;
+            rows.map(|r| r.map_err(db)?.into_piece()).collect()
+        }))
+    }
+
     fn account_audit(&self, id: AccountId) -> BoxFuture<'_, Result<Vec<AuditRecord>, StoreError>> {
         Box::pin(self.read(move |c| {
             let mut stmt = c
@@ -657,5 +690,52 @@ impl LedgerStore for SqliteStore {
                 .map_err(db)?;
             store::uint(v)
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct NoSigner;
+    impl ItemSigner for NoSigner {
+        fn sign(&self, _: &PieceFacts, _: &[u8]) -> Result<Vec<u8>, String> {
+            Ok(vec![1])
+        }
+    }
+
+    /// A ledger written by schema version 1 opens under the current one: its pieces read
+    /// with an empty item description and list newest first.
+    #[tokio::test]
+    async fn a_version_1_database_migrates_and_keeps_its_pieces() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE schema_version (version INTEGER NOT NULL);
+                 INSERT INTO schema_version (version) VALUES (1);",
+            )
+            .unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.execute_batch(
+                "INSERT INTO accounts VALUES (1, 5, 'active', 900, 0, 100, 1000, 2, 0, x'00');
+                 INSERT INTO pieces VALUES (1, 1, 2, 60, 'printed', 10, 20, 15, NULL, NULL, 0, x'aa');
+                 INSERT INTO pieces VALUES (1, 2, 2, 40, 'printed', 11, 21, 16, NULL, NULL, 0, x'bb');",
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(
+            &path,
+            SqliteConfig::default(),
+            Arc::new(NoSigner),
+            LedgerLimits::default(),
+        )
+        .unwrap();
+        let list = store.pieces(AccountId(1), None, 10).await.unwrap();
+        let serials: Vec<u64> = list.iter().map(|p| p.id.serial.0).collect();
+        assert_eq!(serials, vec![2, 1]);
+        assert!(list.iter().all(|p| p.item.is_empty()));
+        assert_eq!(list[1].signed, vec![0xaa]);
     }
 }

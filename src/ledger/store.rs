@@ -34,6 +34,14 @@ pub trait LedgerStore: Send + Sync + 'static {
     fn execute(&self, request: Request, now_ms: u64) -> BoxFuture<'_, Result<Reply, StoreError>>;
     fn account(&self, id: AccountId) -> BoxFuture<'_, Result<Option<Account>, StoreError>>;
     fn piece(&self, id: PieceId) -> BoxFuture<'_, Result<Option<Piece>, StoreError>>;
+    /// Up to `limit` pieces of `account` with a serial below `before` (all when `None`),
+    /// newest (highest serial) first.
+    fn pieces(
+        &self,
+        account: AccountId,
+        before: Option<PieceSerial>,
+        limit: u32,
+    ) -> BoxFuture<'_, Result<Vec<Piece>, StoreError>>;
     /// One account's audit records in chain order (for statements).
     fn account_audit(&self, id: AccountId) -> BoxFuture<'_, Result<Vec<AuditRecord>, StoreError>>;
     /// All accounts and the whole audit log (row-id order), read in one consistent snapshot.
@@ -163,6 +171,7 @@ pub(crate) struct PieceRow {
     pub refund_submitted_at_ms: Option<i64>,
     pub scanned: bool,
     pub signed: Vec<u8>,
+    pub item: Vec<u8>,
 }
 
 impl PieceRow {
@@ -180,6 +189,7 @@ impl PieceRow {
             refund_submitted_at_ms: p.refund_submitted_at_ms.map(int).transpose()?,
             scanned: p.scanned,
             signed: p.signed.clone(),
+            item: p.item.clone(),
         })
     }
     pub fn into_piece(self) -> Result<Piece, StoreError> {
@@ -202,6 +212,7 @@ impl PieceRow {
             refund_submitted_at_ms: self.refund_submitted_at_ms.map(uint).transpose()?,
             scanned: self.scanned,
             signed: self.signed,
+            item: self.item,
         })
     }
 }

@@ -243,3 +243,51 @@ pub fn piece_id(account: AccountId, serial: u64) -> PieceId {
         serial: PieceSerial(serial),
     }
 }
+
+/// The wire name of a piece's item state.
+pub fn item_state_name(state: crate::ledger::ItemState) -> &'static str {
+    use crate::ledger::ItemState;
+    match state {
+        ItemState::Reserved => "reserved",
+        ItemState::Printed => "printed",
+        ItemState::Voided => "voided",
+        ItemState::RefundRequested => "refund_requested",
+        ItemState::Refunded => "refunded",
+        ItemState::RefundRejected => "refund_rejected",
+    }
+}
+
+/// The short human text of a piece: from its stored item description, or (for a piece
+/// stored without one) its kind.
+pub fn piece_summary(p: &crate::ledger::Piece) -> String {
+    match super::signing::SignItem::from_bytes(&p.item) {
+        Ok(s) if !p.item.is_empty() => s.item.summary(),
+        _ => {
+            let kind = crate::indicium::ItemKind::from_code(p.kind).map_or("item", |k| k.name());
+            format!("{kind} {}", p.amount)
+        }
+    }
+}
+
+/// A ledger piece as the wire shows it.
+pub fn piece_info(p: &crate::ledger::Piece) -> wire::PieceInfo {
+    use crate::ledger::RefundState;
+    wire::PieceInfo {
+        piece_serial: p.id.serial.0,
+        kind: p.kind,
+        amount_cents: p.amount.get(),
+        item_state: item_state_name(p.item_state()).to_string(),
+        authorized_at_ms: p.authorized_at_ms,
+        expires_at_ms: p.expires_at_ms,
+        printed_at_ms: p.printed_at_ms,
+        refund_state: p.refund.map(|r| {
+            match r {
+                RefundState::Submitted => "requested",
+                RefundState::Approved => "refunded",
+                RefundState::Rejected => "rejected",
+            }
+            .to_string()
+        }),
+        summary: piece_summary(p),
+    }
+}

@@ -385,6 +385,7 @@ async fn handle(state: &Arc<ConnState>, request: Request) -> Result<Vec<u8>, Err
         Request::RefundRequest(r) => refund_request(state, r).await,
         Request::Statement(r) => statement(state, r).await,
         Request::Piece(r) => piece(state, r).await,
+        Request::Pieces(r) => pieces(state, r).await,
     }
 }
 
@@ -993,21 +994,24 @@ async fn piece(state: &Arc<ConnState>, r: wire::PieceRequest) -> Result<Vec<u8>,
         .piece(front::piece_id(active.ledger_account, r.piece_serial))
         .await
         .map_err(front::call_error)?;
-    let item_state = match p.item_state() {
-        crate::ledger::ItemState::Reserved => "reserved",
-        crate::ledger::ItemState::Printed => "printed",
-        crate::ledger::ItemState::Voided => "voided",
-        crate::ledger::ItemState::RefundRequested => "refund_requested",
-        crate::ledger::ItemState::Refunded => "refunded",
-        crate::ledger::ItemState::RefundRejected => "refund_rejected",
-    };
-    Ok(wire::encode_ok(&wire::PieceInfo {
-        piece_serial: p.id.serial.0,
-        kind: p.kind,
-        amount_cents: p.amount.get(),
-        item_state: item_state.to_string(),
-        authorized_at_ms: p.authorized_at_ms,
-        expires_at_ms: p.expires_at_ms,
-        printed_at_ms: p.printed_at_ms,
+    Ok(wire::encode_ok(&front::piece_info(&p)))
+}
+
+async fn pieces(state: &Arc<ConnState>, r: wire::PiecesRequest) -> Result<Vec<u8>, ErrorBody> {
+    let active = require_session(state)?;
+    // The codec bounds the limit; clamp again so the ledger never reads more.
+    let limit = r.limit.clamp(1, wire::PIECES_LIST_MAX);
+    let pieces = state
+        .shared
+        .ledger
+        .pieces(
+            active.ledger_account,
+            r.before_serial.map(crate::ledger::PieceSerial),
+            limit,
+        )
+        .await
+        .map_err(front::call_error)?;
+    Ok(wire::encode_ok(&wire::PieceList {
+        pieces: pieces.iter().map(front::piece_info).collect(),
     }))
 }

@@ -1,5 +1,5 @@
 //! Ledger messages on the wire (sans-I/O): balance, quote, fund, authorize, commit, void,
-//! statement, refund_request, piece. docs/PROTOCOL.md §Ledger requests is the specification.
+//! statement, refund_request, piece, pieces. docs/PROTOCOL.md §Ledger requests is the specification.
 //!
 //! Money-moving requests (`fund`, `authorize`, `commit`, `void`, `refund_request`) carry a
 //! 16-byte `request_id`, the client's `client_time_ms` and the per-request MAC
@@ -152,6 +152,37 @@ impl WireItem {
                 expiry: Day::parse("expiry", &v.expiry)?,
             }),
         })
+    }
+}
+
+fn class_title(class: MailClass) -> &'static str {
+    match class {
+        MailClass::FirstClass => "First-Class",
+        MailClass::Priority => "Priority",
+        MailClass::PriorityExpress => "Priority Express",
+        MailClass::GroundAdvantage => "Ground Advantage",
+        MailClass::Media => "Media Mail",
+    }
+}
+
+impl WireItem {
+    /// A short human text of the item for lists and receipts: `First-Class 3 oz → 20500`,
+    /// `Ticket: Opera, seat 12A`, `Check #9 to Acme`, `Coupon: 10% off`,
+    /// `Gift certificate: Jane Doe`. Fields are shown as given (an unknown mail class as its
+    /// wire name).
+    pub fn summary(&self) -> String {
+        match self {
+            WireItem::Postage(p) => {
+                let class = MailClass::parse(&p.class)
+                    .map(class_title)
+                    .unwrap_or(p.class.as_str());
+                format!("{class} {} oz → {}", p.weight_oz, p.zip)
+            }
+            WireItem::Ticket(t) => format!("Ticket: {}, seat {}", t.event, t.seat),
+            WireItem::Check(c) => format!("Check #{} to {}", c.number, c.payee),
+            WireItem::Coupon(v) => format!("Coupon: {}", v.text),
+            WireItem::GiftCertificate(v) => format!("Gift certificate: {}", v.text),
+        }
     }
 }
 
@@ -426,6 +457,37 @@ pub struct PieceInfo {
     pub expires_at_ms: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub printed_at_ms: Option<u64>,
+    /// The refund request's state, when one was filed: `requested` (awaiting a supervisor),
+    /// `rejected`, `refunded` (approved and credited to the account). `approved` is reserved
+    /// for a vendor whose approval and credit are separate steps; treat it like `refunded`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refund_state: Option<String>,
+    /// A short human text of the item, e.g. `First-Class 3 oz → 20500` or
+    /// `Ticket: Opera, seat 12A` (see [`WireItem::summary`]).
+    pub summary: String,
+}
+
+/// Most pieces one `pieces` request may ask for.
+pub const PIECES_LIST_MAX: u32 = 200;
+
+/// `pieces`: the session account's pieces, newest first, for the history screen. Page with
+/// `before_serial` = the last (lowest) serial of the previous page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PiecesRequest {
+    /// 1..=[`PIECES_LIST_MAX`].
+    pub limit: u32,
+    /// Only pieces with a serial below this one; `None`: from the newest.
+    #[serde(default)]
+    pub before_serial: Option<u64>,
+}
+
+/// The answer to `pieces`: newest (highest serial) first; fewer than `limit` when the
+/// account has no more.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PieceList {
+    pub pieces: Vec<PieceInfo>,
 }
 
 /// The MAC'd fields every money-moving request shares.
@@ -566,6 +628,14 @@ mod tests {
                 to_ms: 10,
             }),
             Request::Piece(PieceRequest { piece_serial: 1 }),
+            Request::Pieces(PiecesRequest {
+                limit: 50,
+                before_serial: None,
+            }),
+            Request::Pieces(PiecesRequest {
+                limit: PIECES_LIST_MAX,
+                before_serial: Some(7),
+            }),
         ];
         for r in reqs {
             assert_eq!(decode_request(&encode_request(&r)).unwrap(), r);
@@ -617,11 +687,52 @@ mod tests {
                 "commit.mac",
             ),
         ];
+        for limit in [0, PIECES_LIST_MAX + 1] {
+            let r = Request::Pieces(PiecesRequest {
+                limit,
+                before_serial: None,
+            });
+            let e = decode_request(&encode_request(&r)).unwrap_err();
+            assert_eq!(e.code, ErrorCode::Malformed);
+            assert!(e.message.contains("pieces.limit"), "{}", e.message);
+            assert_eq!(e.limit, Some(u64::from(PIECES_LIST_MAX)));
+        }
         for (r, field) in cases {
             let e = decode_request(&encode_request(&r)).unwrap_err();
             assert_eq!(e.code, ErrorCode::Malformed, "{field}");
             assert!(e.message.contains(field), "{field}: {}", e.message);
         }
+    }
+
+    #[test]
+    fn summaries_are_short_human_texts() {
+        let p = WireItem::Postage(PostageItem {
+            class: "first-class".into(),
+            weight_oz: 3,
+            zip: "20500".into(),
+        });
+        assert_eq!(p.summary(), "First-Class 3 oz → 20500");
+        let t = WireItem::Ticket(TicketItem {
+            event: "Opera".into(),
+            venue: "Met".into(),
+            seat: "12A".into(),
+            event_day: "2040-01-01".into(),
+            price_cents: 100,
+        });
+        assert_eq!(t.summary(), "Ticket: Opera, seat 12A");
+        let c = WireItem::Check(CheckItem {
+            payee: "Acme".into(),
+            amount_cents: 73,
+            number: 9,
+            memo: None,
+        });
+        assert_eq!(c.summary(), "Check #9 to Acme");
+        let g = WireItem::GiftCertificate(ValueItem {
+            text: "Jane Doe".into(),
+            value_cents: 500,
+            expiry: "2040-01-01".into(),
+        });
+        assert_eq!(g.summary(), "Gift certificate: Jane Doe");
     }
 
     #[test]

@@ -61,6 +61,7 @@ pub enum Request {
     Statement(StatementRequest),
     RefundRequest(RefundRequest),
     Piece(PieceRequest),
+    Pieces(PiecesRequest),
 }
 
 impl Request {
@@ -80,6 +81,7 @@ impl Request {
             Request::Statement(_) => "statement",
             Request::RefundRequest(_) => "refund_request",
             Request::Piece(_) => "piece",
+            Request::Pieces(_) => "pieces",
         }
     }
 }
@@ -316,6 +318,7 @@ pub fn encode_request(request: &Request) -> Vec<u8> {
         Request::Statement(b) => to_value(b),
         Request::RefundRequest(b) => to_value(b),
         Request::Piece(b) => to_value(b),
+        Request::Pieces(b) => to_value(b),
     };
     to_cbor(&RequestEnvelope {
         v: PROTOCOL_VERSION,
@@ -357,6 +360,7 @@ pub fn decode_request(bytes: &[u8]) -> Result<Request, ErrorBody> {
         "statement" => Request::Statement(body_as(body, "statement")?),
         "refund_request" => Request::RefundRequest(body_as(body, "refund_request")?),
         "piece" => Request::Piece(body_as(body, "piece")?),
+        "pieces" => Request::Pieces(body_as(body, "pieces")?),
         other => {
             let shown: String = other.chars().take(NAME_BYTES_MAX).collect();
             return Err(ErrorBody::new(
@@ -424,6 +428,16 @@ fn validate(request: &Request) -> Result<(), ErrorBody> {
             field_len("clock_check.mac", c.mac.len(), reqmac::REQUEST_MAC_BYTES)
         }
         Request::Balance(_) | Request::Statement(_) | Request::Piece(_) => Ok(()),
+        Request::Pieces(p) => {
+            if p.limit == 0 || p.limit > PIECES_LIST_MAX {
+                return Err(ErrorBody::malformed(format!(
+                    "pieces.limit must be 1..={PIECES_LIST_MAX}, got {}",
+                    p.limit
+                ))
+                .with_limit(u64::from(PIECES_LIST_MAX)));
+            }
+            Ok(())
+        }
         Request::Quote(q) => {
             validate_item_field("quote.item", &WireItem::Postage(q.item.clone()))?;
             origin_zip(&q.origin_zip)
