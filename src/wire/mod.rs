@@ -3,9 +3,13 @@
 //! docs/PROTOCOL.md §Requests is the specification; this module is its implementation.
 
 pub mod ledger;
+pub mod monitor;
 pub mod reqmac;
 
 pub use ledger::*;
+pub use monitor::{
+    MonitorFrame, PrinterRecorded, PrinterReport, PrinterState, SubscribeTerminals, TerminalRow,
+};
 
 use ciborium::Value;
 use serde::de::DeserializeOwned;
@@ -61,6 +65,8 @@ pub enum Request {
     Statement(StatementRequest),
     RefundRequest(RefundRequest),
     Piece(PieceRequest),
+    PrinterStatus(PrinterReport),
+    SubscribeTerminals(SubscribeTerminals),
 }
 
 impl Request {
@@ -80,6 +86,8 @@ impl Request {
             Request::Statement(_) => "statement",
             Request::RefundRequest(_) => "refund_request",
             Request::Piece(_) => "piece",
+            Request::PrinterStatus(_) => "printer_status",
+            Request::SubscribeTerminals(_) => "subscribe_terminals",
         }
     }
 }
@@ -231,6 +239,8 @@ pub enum ErrorCode {
     RefundWindowClosed,
     PieceScanned,
     SignerFailed,
+    // Admin monitor (docs/PROTOCOL.md §4.7)
+    Forbidden,
     Busy,
     Internal,
     #[serde(other)]
@@ -316,6 +326,8 @@ pub fn encode_request(request: &Request) -> Vec<u8> {
         Request::Statement(b) => to_value(b),
         Request::RefundRequest(b) => to_value(b),
         Request::Piece(b) => to_value(b),
+        Request::PrinterStatus(b) => to_value(b),
+        Request::SubscribeTerminals(b) => to_value(b),
     };
     to_cbor(&RequestEnvelope {
         v: PROTOCOL_VERSION,
@@ -357,6 +369,8 @@ pub fn decode_request(bytes: &[u8]) -> Result<Request, ErrorBody> {
         "statement" => Request::Statement(body_as(body, "statement")?),
         "refund_request" => Request::RefundRequest(body_as(body, "refund_request")?),
         "piece" => Request::Piece(body_as(body, "piece")?),
+        "printer_status" => Request::PrinterStatus(body_as(body, "printer_status")?),
+        "subscribe_terminals" => Request::SubscribeTerminals(body_as(body, "subscribe_terminals")?),
         other => {
             let shown: String = other.chars().take(NAME_BYTES_MAX).collect();
             return Err(ErrorBody::new(
@@ -458,6 +472,8 @@ fn validate(request: &Request) -> Result<(), ErrorBody> {
         Request::Commit(c) => money_fields("commit", c),
         Request::Void(v) => money_fields("void", v),
         Request::RefundRequest(r) => money_fields("refund_request", r),
+        Request::PrinterStatus(p) => p.validate().map(|_| ()),
+        Request::SubscribeTerminals(_) => Ok(()),
     }
 }
 
