@@ -38,6 +38,38 @@ enum Command {
     Faultproxy(FaultproxyArgs),
     /// Capacity planning: N simulated terminals drive authorize→commit over real QUIC.
     Loadgen(LoadgenArgs),
+    /// The supervisor's live monitor of the account's terminals, pushed by the vendor.
+    Admin(AdminArgs),
+}
+
+#[derive(Debug, Args)]
+struct AdminArgs {
+    /// Vendor address, e.g. 127.0.0.1:4433.
+    #[arg(long)]
+    vendor: SocketAddr,
+    /// The vendor key fingerprint to pin (64 hex characters).
+    #[arg(long)]
+    fingerprint: String,
+    /// Data directory of an enrolled terminal to sign in on (its other connection is
+    /// superseded while the monitor runs).
+    #[arg(long, value_name = "DIR")]
+    data: PathBuf,
+    /// A supervisor clerk of the terminal's account; the password comes from FRANK_PASSWORD
+    /// or a prompt without echo.
+    #[arg(long)]
+    clerk: String,
+    /// Colour theme: dark, light, high-contrast, monochrome (NO_COLOR is honoured).
+    #[arg(long, default_value = "dark")]
+    theme: String,
+    /// Print the snapshot as one JSON line and exit.
+    #[arg(long, conflicts_with = "json")]
+    once: bool,
+    /// Print frames as JSON lines instead of the screen (until Ctrl-C, or --frames).
+    #[arg(long)]
+    json: bool,
+    /// With --json: exit after this many frames (the snapshot counts).
+    #[arg(long, requires = "json")]
+    frames: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -266,6 +298,32 @@ fn main() -> anyhow::Result<()> {
             );
             println!("{}", serde_json::to_string(&r)?);
             Ok(())
+        }
+        Command::Admin(a) => {
+            // Logs to stderr would tear the full screen; only the JSON modes log.
+            if a.once || a.json {
+                init_logging("warn");
+            }
+            let pinned =
+                frank::identity::parse_fingerprint(&a.fingerprint).context("--fingerprint")?;
+            let password =
+                frank::secret::read_password(&format!("password for supervisor {}: ", a.clerk))?;
+            let json_frames = if a.once {
+                Some(1)
+            } else if a.json {
+                Some(a.frames.unwrap_or(0))
+            } else {
+                None
+            };
+            let opts = frank::admin::AdminOptions {
+                vendor: a.vendor,
+                pinned,
+                data_dir: a.data,
+                clerk: a.clerk,
+                theme: a.theme,
+                json_frames,
+            };
+            runtime()?.block_on(frank::admin::run::run(opts, password))
         }
         Command::Printer(cmd) => frank::printer::cli::run(cmd),
         Command::Verify(args) => frank::indicium::cli::run(args),

@@ -555,6 +555,100 @@ impl Session {
     pub async fn ping(&self) -> Result<wire::Pong, ClientError> {
         self.conn.request(&Request::Ping(wire::Ping {})).await
     }
+
+    /// Reports this terminal's printer to the vendor (`printer_status`), which shows it to
+    /// supervisors watching the account. Send it on every change and after each (re)login.
+    pub async fn report_printer_status(
+        &self,
+        report: wire::PrinterReport,
+    ) -> Result<(), ClientError> {
+        report
+            .validate()
+            .map_err(|e| ClientError::Response(ResponseError::Refused(e)))?;
+        let _: wire::PrinterRecorded = self.send(&Request::PrinterStatus(report)).await?;
+        Ok(())
+    }
+
+    /// Subscribes to the account's terminals (`subscribe_terminals`; the clerk must be a
+    /// supervisor). Returns once the snapshot arrived; read updates with
+    /// [`MonitorStream::next`]. A refusal (`forbidden`, `busy`) is the vendor's typed error.
+    pub async fn subscribe_terminals(
+        &self,
+    ) -> Result<(MonitorStream, wire::MonitorFrame), ClientError> {
+        let fut = async {
+            let (mut send, recv) = self
+                .conn
+                .conn
+                .open_bi()
+                .await
+                .map_err(|e| ClientError::ConnectionLost(e.to_string()))?;
+            send.write_all(&wire::encode_request(&Request::SubscribeTerminals(
+                wire::SubscribeTerminals {},
+            )))
+            .await
+            .map_err(|e| ClientError::ConnectionLost(e.to_string()))?;
+            let _ = send.finish();
+            let mut stream = MonitorStream {
+                recv,
+                reader: wire::monitor::FrameReader::new(),
+                _send: send,
+            };
+            match stream.next().await? {
+                Some(f) if f.is_snapshot() => Ok((stream, f)),
+                Some(f) => Err(ClientError::Response(ResponseError::Malformed(format!(
+                    "first monitor frame is {:?}, not a snapshot",
+                    f.kind
+                )))),
+                None => Err(ClientError::ConnectionLost(
+                    "the vendor ended the subscription before its snapshot".into(),
+                )),
+            }
+        };
+        tokio::time::timeout(Duration::from_millis(REQUEST_TIMEOUT_MS), fut)
+            .await
+            .map_err(|_| ClientError::Timeout)?
+    }
+}
+
+/// Bytes read from a monitor stream per call.
+const MONITOR_READ_BYTES_MAX: usize = 64 * 1024;
+
+/// A live `subscribe_terminals` stream.
+#[derive(Debug)]
+pub struct MonitorStream {
+    recv: quinn::RecvStream,
+    reader: wire::monitor::FrameReader,
+    /// Kept so the stream is not reset while the subscription lives.
+    _send: quinn::SendStream,
+}
+
+impl MonitorStream {
+    /// The next frame as pushed by the vendor; `Ok(None)` when the vendor ended the stream.
+    /// Waits as long as it takes: the vendor pushes at least every `monitor_push_interval_ms`
+    /// while a terminal is connected, and the caller bounds the wait if it needs to.
+    pub async fn next(&mut self) -> Result<Option<wire::MonitorFrame>, ClientError> {
+        let framing = |e: wire::monitor::FrameError| match e {
+            wire::monitor::FrameError::Response(r) => ClientError::Response(r),
+            other => ClientError::Response(ResponseError::Malformed(other.to_string())),
+        };
+        loop {
+            if let Some(f) = self.reader.next_frame().map_err(framing)? {
+                return Ok(Some(f));
+            }
+            match self
+                .recv
+                .read_chunk(MONITOR_READ_BYTES_MAX, true)
+                .await
+                .map_err(|e| ClientError::ConnectionLost(e.to_string()))?
+            {
+                Some(chunk) => self.reader.push(&chunk.bytes).map_err(framing)?,
+                None => {
+                    self.reader.finish().map_err(framing)?;
+                    return Ok(None);
+                }
+            }
+        }
+    }
 }
 
 /// The terminal's wall clock in ms since the epoch (the `client_time_ms` of requests).

@@ -309,6 +309,7 @@ pub fn statement(
         voided: Cents::ZERO,
         refunded: Cents::ZERO,
         ending: Cents::ZERO,
+        printed_count: 0,
     };
     let add = |a: Cents, b: Cents| a.checked_add(b).unwrap_or(a);
     for r in records {
@@ -325,7 +326,10 @@ pub fn statement(
         }
         match body.event {
             AuditEvent::Funded { amount, .. } => s.credits = add(s.credits, amount),
-            AuditEvent::Committed { amount, .. } => s.printed = add(s.printed, amount),
+            AuditEvent::Committed { amount, .. } => {
+                s.printed = add(s.printed, amount);
+                s.printed_count = s.printed_count.saturating_add(1);
+            }
             AuditEvent::Voided { amount, .. } => s.voided = add(s.voided, amount),
             AuditEvent::RefundApproved { amount, .. } => s.refunded = add(s.refunded, amount),
             _ => {}

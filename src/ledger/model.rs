@@ -605,6 +605,9 @@ pub struct Statement {
     pub voided: Cents,
     pub refunded: Cents,
     pub ending: Cents,
+    /// How many authorizations were committed (items printed) in the period.
+    #[serde(default)]
+    pub printed_count: u64,
 }
 
 /// Byte strings as lowercase hex in JSON (compact and fast, unlike an array of numbers).

@@ -3,6 +3,7 @@
 pub mod directory;
 pub mod lockout;
 pub mod money;
+pub mod monitor;
 pub mod server;
 pub mod signing;
 
@@ -20,6 +21,12 @@ pub const CONFIG_FILE: &str = "vendor.toml";
 /// The ledger's SQLite database (the default; `--database postgres://…` replaces it).
 pub const LEDGER_FILE: &str = "ledger.db";
 
+/// Bounds of the admin monitor's settings in `vendor.toml`.
+pub const MONITOR_PUSH_INTERVAL_MS_MIN: u64 = 50;
+pub const MONITOR_PUSH_INTERVAL_MS_MAX: u64 = 60_000;
+pub const MONITOR_QUEUE_MAX_LIMIT: usize = 4096;
+pub const MONITOR_SUBSCRIBERS_MAX_LIMIT: usize = 1024;
+
 /// `vendor.toml`. Every field has a default; units are in the names.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -35,6 +42,13 @@ pub struct VendorConfig {
     pub sessions_max: usize,
     /// How long a session may be resumed on a new connection after its last one ended.
     pub session_resume_ms_max: u64,
+    /// Admin monitor: the longest a subscriber waits for fresh RTT and keepalive ages; state
+    /// changes are pushed at once.
+    pub monitor_push_interval_ms: u64,
+    /// Admin monitor: frames queued per subscriber before further changes are coalesced.
+    pub monitor_queue_max: usize,
+    /// Admin monitor: concurrent subscriptions per vendor.
+    pub monitor_subscribers_max: usize,
 }
 
 impl Default for VendorConfig {
@@ -50,6 +64,9 @@ impl Default for VendorConfig {
             connections_max: 10_000,
             sessions_max: 10_000,
             session_resume_ms_max: 10 * 60 * 1000,
+            monitor_push_interval_ms: 500,
+            monitor_queue_max: 64,
+            monitor_subscribers_max: 32,
         }
     }
 }
@@ -74,6 +91,26 @@ impl VendorConfig {
         }
         if self.connections_max == 0 || self.sessions_max == 0 {
             bail!("connections_max and sessions_max must be at least 1");
+        }
+        if !(MONITOR_PUSH_INTERVAL_MS_MIN..=MONITOR_PUSH_INTERVAL_MS_MAX)
+            .contains(&self.monitor_push_interval_ms)
+        {
+            bail!(
+                "monitor_push_interval_ms must be {MONITOR_PUSH_INTERVAL_MS_MIN}..={MONITOR_PUSH_INTERVAL_MS_MAX}, got {}",
+                self.monitor_push_interval_ms
+            );
+        }
+        if self.monitor_queue_max == 0 || self.monitor_queue_max > MONITOR_QUEUE_MAX_LIMIT {
+            bail!(
+                "monitor_queue_max must be 1..={MONITOR_QUEUE_MAX_LIMIT}, got {}",
+                self.monitor_queue_max
+            );
+        }
+        if self.monitor_subscribers_max > MONITOR_SUBSCRIBERS_MAX_LIMIT {
+            bail!(
+                "monitor_subscribers_max must be 0..={MONITOR_SUBSCRIBERS_MAX_LIMIT} (0 turns the monitor off), got {}",
+                self.monitor_subscribers_max
+            );
         }
         Ok(())
     }

@@ -4,6 +4,7 @@
 
 use super::directory::{self, Directory, DirectoryHandle, EnrollOutcome, LockState};
 use super::money::{self as front, Caller};
+use super::monitor::{self, MonitorHub, PrinterView};
 use super::signing::{SignItem, VendorItemSigner};
 use super::{DataDir, VendorConfig, now_ms};
 use crate::indicium::rates::RateTable;
@@ -58,6 +59,7 @@ struct Shared {
     dummy_hash: String,
     sessions: Mutex<HashMap<u64, SessionRecord>>,
     links: Mutex<HashMap<u64, TerminalLink>>,
+    monitor: Arc<MonitorHub>,
 }
 
 /// A running vendor server.
@@ -144,6 +146,7 @@ impl VendorServer {
             dummy_hash,
             sessions: Mutex::new(HashMap::new()),
             links: Mutex::new(HashMap::new()),
+            monitor: Arc::new(MonitorHub::default()),
         });
         let accept_task = tokio::spawn(accept_loop(endpoint.clone(), shared.clone()));
         tracing::info!(%listen, fingerprint = %crate::identity::fingerprint(&shared.key.verifying_key()), "vendor serving");
@@ -181,6 +184,16 @@ impl VendorServer {
         let mut v: Vec<_> = lock(&self.shared.links).values().cloned().collect();
         v.sort_by_key(|t| t.terminal_id);
         v
+    }
+
+    /// The last printer report of a terminal (`printer_status`).
+    pub fn printer_report(&self, terminal_id: u64) -> Option<PrinterView> {
+        self.shared.monitor.printer(terminal_id)
+    }
+
+    /// Live admin monitor subscriptions.
+    pub fn monitor_subscribers(&self) -> usize {
+        self.shared.monitor.subscribers()
     }
 
     /// Closes every connection and stops listening.
@@ -266,6 +279,8 @@ struct ConnState {
 struct ActiveSession {
     session_id: u64,
     terminal_id: u64,
+    /// The directory account of the terminal.
+    account_id: u64,
     clerk: String,
     ledger_account: AccountId,
     keys: SessionKeys,
@@ -314,6 +329,8 @@ fn detach(state: &ConnState) {
     }) {
         links.remove(&active.terminal_id);
     }
+    drop(links);
+    state.shared.monitor.touch();
 }
 
 async fn serve_stream(
@@ -323,6 +340,10 @@ async fn serve_stream(
 ) {
     let response = match recv.read_to_end(wire::REQUEST_BYTES_MAX).await {
         Ok(bytes) => match wire::decode_request(&bytes) {
+            Ok(Request::SubscribeTerminals(_)) => {
+                subscribe(&state, send).await;
+                return;
+            }
             Ok(request) => {
                 let kind = request.kind();
                 match handle(&state, request).await {
@@ -362,6 +383,24 @@ fn directory_error(e: directory::DirectoryError) -> ErrorBody {
 }
 
 async fn handle(state: &Arc<ConnState>, request: Request) -> Result<Vec<u8>, ErrorBody> {
+    let moves_money = matches!(
+        request,
+        Request::Fund(_)
+            | Request::Authorize(_)
+            | Request::Commit(_)
+            | Request::Void(_)
+            | Request::RefundRequest(_)
+    );
+    let answer = dispatch(state, request).await;
+    if moves_money && answer.is_ok() {
+        if let Ok(active) = require_session(state) {
+            state.shared.monitor.ledger_changed(active.account_id);
+        }
+    }
+    answer
+}
+
+async fn dispatch(state: &Arc<ConnState>, request: Request) -> Result<Vec<u8>, ErrorBody> {
     match request {
         Request::Enroll(r) => enroll(state, r).await,
         Request::Login(r) => login(state, r).await,
@@ -386,7 +425,85 @@ async fn handle(state: &Arc<ConnState>, request: Request) -> Result<Vec<u8>, Err
         Request::Statement(r) => statement(state, r).await,
         Request::Piece(r) => piece(state, r).await,
         Request::Pieces(r) => pieces(state, r).await,
+        Request::PrinterStatus(r) => printer_status(state, r),
+        Request::SubscribeTerminals(_) => Err(ErrorBody::malformed(
+            "subscribe_terminals is answered with a frame stream, not here",
+        )),
     }
+}
+
+/// `printer_status`: keep the counter's printer report with its terminal's live view.
+fn printer_status(state: &Arc<ConnState>, r: wire::PrinterReport) -> Result<Vec<u8>, ErrorBody> {
+    let active = require_session(state)?;
+    let printer = r.validate()?;
+    tracing::debug!(terminal = active.terminal_id, %printer, "printer status");
+    state.shared.monitor.set_printer(
+        active.terminal_id,
+        PrinterView {
+            state: printer,
+            detail: r.detail,
+        },
+    );
+    Ok(wire::encode_ok(&wire::PrinterRecorded {
+        vendor_time_ms: now_ms(),
+    }))
+}
+
+/// `subscribe_terminals`: checks the session is a supervisor's, then streams frames on this
+/// stream until the subscriber or the connection goes away. Refusals are one framed error.
+async fn subscribe(state: &Arc<ConnState>, mut send: quinn::SendStream) {
+    match admit_subscriber(state).await {
+        Ok(ctx) => monitor::run_subscription(ctx, send).await,
+        Err(err) => {
+            tracing::info!(request = "subscribe_terminals", code = ?err.code, message = %err.message, "request refused");
+            let frame = wire::monitor::encode_frame(&wire::encode_error(&err));
+            let _ = send.write_all(&frame).await;
+            let _ = send.finish();
+        }
+    }
+}
+
+async fn admit_subscriber(state: &Arc<ConnState>) -> Result<monitor::SubscriptionCtx, ErrorBody> {
+    let active = require_session(state)?;
+    let shared = &state.shared;
+    let name = active.clerk.clone();
+    let clerk = shared
+        .directory
+        .call(move |d| d.clerk(&name))
+        .await
+        .map_err(directory_error)?;
+    let supervisor = clerk
+        .as_ref()
+        .is_some_and(|c| c.role == "supervisor" && c.account_id == active.account_id);
+    if !supervisor {
+        tracing::warn!(clerk = %active.clerk, terminal = active.terminal_id, "monitor refused: not a supervisor");
+        return Err(ErrorBody::new(
+            ErrorCode::Forbidden,
+            "only a supervisor of this account may watch its terminals; sign in as one",
+        ));
+    }
+    let permit = shared
+        .monitor
+        .admit(shared.config.monitor_subscribers_max)?;
+    tracing::info!(clerk = %active.clerk, account = active.account_id, "monitor subscription started");
+    let links = shared.clone();
+    Ok(monitor::SubscriptionCtx {
+        hub: shared.monitor.clone(),
+        directory: shared.directory.clone(),
+        ledger: shared.ledger.clone(),
+        account_id: active.account_id,
+        ledger_account: active.ledger_account,
+        live: Box::new(move |ids| {
+            let map = lock(&links.links);
+            ids.iter()
+                .filter_map(|id| map.get(id).map(|l| (*id, l.clone())))
+                .collect()
+        }),
+        push_interval: Duration::from_millis(shared.config.monitor_push_interval_ms),
+        queue_max: shared.config.monitor_queue_max,
+        conn: state.conn.clone(),
+        permit,
+    })
 }
 
 fn require_session(state: &ConnState) -> Result<ActiveSession, ErrorBody> {
@@ -426,6 +543,7 @@ async fn enroll(state: &Arc<ConnState>, r: wire::Enroll) -> Result<Vec<u8>, Erro
     let transcript = keys::enroll_transcript(&challenge, &state.exporter, vendor_time_ms);
     let signature = state.shared.key.sign(&transcript);
     tracing::info!(terminal = terminal.id, account = terminal.account_id, name = %terminal.name, "terminal enrolled");
+    state.shared.monitor.terminals_changed(terminal.account_id);
     Ok(wire::encode_ok(&wire::Enrolled {
         terminal_id: terminal.id,
         account_id: terminal.account_id,
@@ -570,6 +688,7 @@ async fn login(state: &Arc<ConnState>, r: wire::Login) -> Result<Vec<u8>, ErrorB
         ActiveSession {
             session_id,
             terminal_id: terminal.id,
+            account_id: terminal.account_id,
             clerk: clerk.username,
             ledger_account,
             keys,
@@ -650,6 +769,7 @@ async fn resume(state: &Arc<ConnState>, r: wire::Resume) -> Result<Vec<u8>, Erro
         ActiveSession {
             session_id: r.session_id,
             terminal_id: terminal.id,
+            account_id,
             clerk,
             ledger_account,
             keys,
@@ -710,6 +830,15 @@ fn activate(state: &Arc<ConnState>, active: ActiveSession) {
         guard.detect_window(),
     );
     let link = driver::spawn(state.conn.clone(), endpoint, guard, active.session_id);
+    // Push every link state change to monitor subscribers; ends with the driver.
+    let mut link_state = link.state.clone();
+    let hub = shared.monitor.clone();
+    tokio::spawn(async move {
+        while link_state.changed().await.is_ok() {
+            hub.touch();
+        }
+        hub.touch();
+    });
     let entry = TerminalLink {
         terminal_id: active.terminal_id,
         session_id: active.session_id,
@@ -719,6 +848,7 @@ fn activate(state: &Arc<ConnState>, active: ActiveSession) {
     };
     *lock(&state.session) = Some(active.clone());
     let previous = lock(&shared.links).insert(active.terminal_id, entry);
+    shared.monitor.touch();
     if let Some(old) = previous.filter(|old| old.conn.stable_id() != state.conn.stable_id()) {
         tracing::info!(
             terminal = active.terminal_id,

@@ -3,9 +3,13 @@
 //! docs/PROTOCOL.md §Requests is the specification; this module is its implementation.
 
 pub mod ledger;
+pub mod monitor;
 pub mod reqmac;
 
 pub use ledger::*;
+pub use monitor::{
+    MonitorFrame, PrinterRecorded, PrinterReport, PrinterState, SubscribeTerminals, TerminalRow,
+};
 
 use ciborium::Value;
 use serde::de::DeserializeOwned;
@@ -62,6 +66,8 @@ pub enum Request {
     RefundRequest(RefundRequest),
     Piece(PieceRequest),
     Pieces(PiecesRequest),
+    PrinterStatus(PrinterReport),
+    SubscribeTerminals(SubscribeTerminals),
 }
 
 impl Request {
@@ -82,6 +88,8 @@ impl Request {
             Request::RefundRequest(_) => "refund_request",
             Request::Piece(_) => "piece",
             Request::Pieces(_) => "pieces",
+            Request::PrinterStatus(_) => "printer_status",
+            Request::SubscribeTerminals(_) => "subscribe_terminals",
         }
     }
 }
@@ -233,6 +241,8 @@ pub enum ErrorCode {
     RefundWindowClosed,
     PieceScanned,
     SignerFailed,
+    // Admin monitor (docs/PROTOCOL.md §4.7)
+    Forbidden,
     Busy,
     Internal,
     #[serde(other)]
@@ -319,6 +329,8 @@ pub fn encode_request(request: &Request) -> Vec<u8> {
         Request::RefundRequest(b) => to_value(b),
         Request::Piece(b) => to_value(b),
         Request::Pieces(b) => to_value(b),
+        Request::PrinterStatus(b) => to_value(b),
+        Request::SubscribeTerminals(b) => to_value(b),
     };
     to_cbor(&RequestEnvelope {
         v: PROTOCOL_VERSION,
@@ -361,6 +373,8 @@ pub fn decode_request(bytes: &[u8]) -> Result<Request, ErrorBody> {
         "refund_request" => Request::RefundRequest(body_as(body, "refund_request")?),
         "piece" => Request::Piece(body_as(body, "piece")?),
         "pieces" => Request::Pieces(body_as(body, "pieces")?),
+        "printer_status" => Request::PrinterStatus(body_as(body, "printer_status")?),
+        "subscribe_terminals" => Request::SubscribeTerminals(body_as(body, "subscribe_terminals")?),
         other => {
             let shown: String = other.chars().take(NAME_BYTES_MAX).collect();
             return Err(ErrorBody::new(
@@ -472,6 +486,8 @@ fn validate(request: &Request) -> Result<(), ErrorBody> {
         Request::Commit(c) => money_fields("commit", c),
         Request::Void(v) => money_fields("void", v),
         Request::RefundRequest(r) => money_fields("refund_request", r),
+        Request::PrinterStatus(p) => p.validate().map(|_| ()),
+        Request::SubscribeTerminals(_) => Ok(()),
     }
 }
 
