@@ -8,8 +8,8 @@
 use crate::counter::backend::{BackendConfig, PrinterSetup};
 use crate::counter::headless::{self, HeadlessOptions};
 use crate::counter::{client, tui};
-use crate::printer::emulator::{Emulator, EmulatorOptions};
 use crate::faultproxy::FaultProxy;
+use crate::printer::emulator::{Emulator, EmulatorOptions};
 use crate::vendor::directory::Directory;
 use crate::vendor::server::VendorServer;
 use crate::vendor::{DB_FILE, DataDir, now_ms};
@@ -18,7 +18,7 @@ use std::time::Duration;
 pub const DEMO_CLERK: &str = "demo";
 pub const DEMO_PASSWORD: &str = "demo-password";
 /// Test money loaded onto the demo account with the payment simulator's test card.
-pub const DEMO_FUNDS_CENTS: u64 = 100_00;
+pub const DEMO_FUNDS_CENTS: u64 = 10_000;
 /// The demo counter's ZIP.
 pub const DEMO_ORIGIN_ZIP: &str = "20500";
 

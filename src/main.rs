@@ -523,9 +523,9 @@ fn counter(a: CounterArgs) -> anyhow::Result<()> {
         eprintln!("enrolled as terminal {id}");
     }
     let kiosk_password = match (&settings.app.kiosk, &settings.kiosk_clerk) {
-        (true, Some(c)) => Some(frank::ui::event::Secret::new(
-            frank::secret::read_password(&format!("password for kiosk clerk {c}: "))?,
-        )),
+        (true, Some(c)) => Some(frank::ui::event::Secret::new(frank::secret::read_password(
+            &format!("password for kiosk clerk {c}: "),
+        )?)),
         _ => None,
     };
     rt.block_on(tui::run(settings, kiosk_password))

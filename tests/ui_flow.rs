@@ -46,9 +46,11 @@ fn authorize(app: &mut frank::ui::App) -> JobId {
     assert_eq!(app.screen, Screen::Review, "notice: {:?}", app.notice);
     let cmds = press(app, KeyCode::Enter);
     match &cmds[..] {
-        [Command::Authorize {
-            job, item, amount, ..
-        }] => {
+        [
+            Command::Authorize {
+                job, item, amount, ..
+            },
+        ] => {
             assert_eq!(*amount, cents(540));
             assert!(
                 matches!(**item, Item::Postage(ref p) if p.class == MailClass::FirstClass && p.weight.get() == 3)

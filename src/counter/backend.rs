@@ -23,7 +23,9 @@ use crate::link::guard::LinkState;
 use crate::money::Cents;
 use crate::printer::compiler::{self, Element, Indicium, Label, TextLine};
 use crate::printer::profile::Profile;
-use crate::printer::streamer::{self, JobOutcome, PrinterFault, PrinterPort, Progress, StreamConfig};
+use crate::printer::streamer::{
+    self, JobOutcome, PrinterFault, PrinterPort, Progress, StreamConfig,
+};
 use crate::ui::event::{
     Backend, Command, FundMethod, HistoryEntry, ItemState, JobId, LabelText, PrinterStatus,
     RefundState,
@@ -326,7 +328,8 @@ impl Actor {
                 Ok(port) => self.port = Some(port),
                 Err(e) => {
                     self.emit(Backend::Error(format!("Printer: {e}"))).await;
-                    self.set_printer(PrinterStatus::Fault(PrinterFault::Offline)).await;
+                    self.set_printer(PrinterStatus::Fault(PrinterFault::Offline))
+                        .await;
                 }
             }
         }
@@ -352,17 +355,17 @@ impl Actor {
             self.printer_status = s;
             self.emit(Backend::PrinterStatus(s)).await;
         }
-        if self.reported_printer != Some(s) {
-            if let Some(sessions) = self.sessions() {
-                self.reported_printer = Some(s);
-                let report = printer_report(s);
-                tokio::spawn(async move {
-                    let session = sessions.borrow().clone();
-                    if let Err(e) = session.report_printer_status(report).await {
-                        tracing::debug!(error = %e, "printer status not reported");
-                    }
-                });
-            }
+        if self.reported_printer != Some(s)
+            && let Some(sessions) = self.sessions()
+        {
+            self.reported_printer = Some(s);
+            let report = printer_report(s);
+            tokio::spawn(async move {
+                let session = sessions.borrow().clone();
+                if let Err(e) = session.report_printer_status(report).await {
+                    tracing::debug!(error = %e, "printer status not reported");
+                }
+            });
         }
     }
 
@@ -430,7 +433,8 @@ impl Actor {
                             "127.0.0.1:0"
                         };
                         let bind: SocketAddr = if cfg.vendor.ip().is_loopback() {
-                            bind.parse().unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)))
+                            bind.parse()
+                                .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)))
                         } else if cfg.vendor.is_ipv6() {
                             SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0))
                         } else {
@@ -453,7 +457,9 @@ impl Actor {
                 };
                 tokio::spawn(async move {
                     let r = sign_in(&cfg, endpoint, &clerk, password.expose()).await;
-                    let _ = tx.send(Done::SignedIn(r.map_err(|e| format!("{e:#}")))).await;
+                    let _ = tx
+                        .send(Done::SignedIn(r.map_err(|e| format!("{e:#}"))))
+                        .await;
                 });
             }
             Command::SignOut => self.sign_out(),
@@ -590,7 +596,11 @@ impl Actor {
                     return;
                 };
                 wire::FundMethod::Card {
-                    number: number.expose().chars().filter(|c| !c.is_whitespace()).collect(),
+                    number: number
+                        .expose()
+                        .chars()
+                        .filter(|c| !c.is_whitespace())
+                        .collect(),
                     exp_month: m,
                     exp_year: if y < 100 { 2000 + y } else { y },
                     cvc: cvc.expose().to_string(),
@@ -609,7 +619,12 @@ impl Actor {
         let retry = self.cfg.authorize_retry_ms_max;
         tokio::spawn(async move {
             let r: Result<wire::Funded, String> = send_retrying(sessions, retry, |s| {
-                s.fund_request(request_id, client::wall_ms(), amount.get(), wire_method.clone())
+                s.fund_request(
+                    request_id,
+                    client::wall_ms(),
+                    amount.get(),
+                    wire_method.clone(),
+                )
             })
             .await;
             let msgs = match r {
@@ -618,7 +633,9 @@ impl Actor {
                         ok: true,
                         message: format!("Added {amount} (payment {}).", f.payment_id),
                     },
-                    Backend::Balance(Cents::new(f.registers.descending_cents).unwrap_or(Cents::ZERO)),
+                    Backend::Balance(
+                        Cents::new(f.registers.descending_cents).unwrap_or(Cents::ZERO),
+                    ),
                 ],
                 Err(e) => vec![Backend::FundResult {
                     ok: false,
@@ -669,7 +686,10 @@ impl Actor {
                 }
                 Err(e) => {
                     let _ = events
-                        .send(Backend::Error(format!("History not loaded: {}", reason(&e))))
+                        .send(Backend::Error(format!(
+                            "History not loaded: {}",
+                            reason(&e)
+                        )))
                         .await;
                 }
             }
@@ -678,8 +698,10 @@ impl Actor {
 
     async fn print(&mut self, job: JobId) {
         let Some(rec) = self.jobs.get_mut(&job) else {
-            self.emit(Backend::Error(format!("{job} is not authorized; nothing printed.")))
-                .await;
+            self.emit(Backend::Error(format!(
+                "{job} is not authorized; nothing printed."
+            )))
+            .await;
             return;
         };
         if rec.printed || rec.finished.is_some() {
@@ -691,7 +713,8 @@ impl Actor {
             return;
         }
         let Some(setup) = self.cfg.printer.clone() else {
-            self.emit(Backend::Error("No printer is configured.".into())).await;
+            self.emit(Backend::Error("No printer is configured.".into()))
+                .await;
             return;
         };
         if self.port_busy {
@@ -724,23 +747,25 @@ impl Actor {
             Ok(ind) => label_for(&ind, &rec.label, &setup.profile),
             Err(e) => {
                 self.port = Some(port);
-                self.emit(Backend::Error(format!("Vendor's indicium is malformed: {e}")))
-                    .await;
+                self.emit(Backend::Error(format!(
+                    "Vendor's indicium is malformed: {e}"
+                )))
+                .await;
                 self.finish(job, Finish::Void).await;
                 return;
             }
         };
-        let compiled = match compiler::compile(&label, &setup.profile, self.cfg.stream.chunk_bytes_max)
-        {
-            Ok(j) => j,
-            Err(e) => {
-                self.port = Some(port);
-                self.emit(Backend::Error(format!("Label does not compile: {e}")))
-                    .await;
-                self.finish(job, Finish::Void).await;
-                return;
-            }
-        };
+        let compiled =
+            match compiler::compile(&label, &setup.profile, self.cfg.stream.chunk_bytes_max) {
+                Ok(j) => j,
+                Err(e) => {
+                    self.port = Some(port);
+                    self.emit(Backend::Error(format!("Label does not compile: {e}")))
+                        .await;
+                    self.finish(job, Finish::Void).await;
+                    return;
+                }
+            };
         let Some(sup) = &self.sup else {
             self.port = Some(port);
             return;
@@ -785,7 +810,8 @@ impl Actor {
     /// Sends the money step that ends `job`, once; later different asks are refused.
     async fn finish(&mut self, job: JobId, want: Finish) {
         let Some(sessions) = self.sessions() else {
-            self.emit(Backend::Error("Not signed in; nothing sent.".into())).await;
+            self.emit(Backend::Error("Not signed in; nothing sent.".into()))
+                .await;
             return;
         };
         let serial = if job.0 & VENDOR_JOB_BIT != 0 && !self.jobs.contains_key(&job) {
@@ -796,8 +822,10 @@ impl Actor {
             job.0 & !VENDOR_JOB_BIT
         } else {
             let Some(rec) = self.jobs.get_mut(&job) else {
-                self.emit(Backend::Error(format!("{job} is unknown here; nothing sent.")))
-                    .await;
+                self.emit(Backend::Error(format!(
+                    "{job} is unknown here; nothing sent."
+                )))
+                .await;
                 return;
             };
             match rec.finished {
@@ -926,7 +954,12 @@ impl Actor {
         }
     }
 
-    async fn on_money(&mut self, job: JobId, finish: Finish, result: Result<wire::PieceDone, String>) {
+    async fn on_money(
+        &mut self,
+        job: JobId,
+        finish: Finish,
+        result: Result<wire::PieceDone, String>,
+    ) {
         let amount = self.jobs.get(&job).map(|r| r.amount);
         match result {
             Ok(done) => {
@@ -966,7 +999,6 @@ impl Actor {
         }
     }
 }
-
 
 fn day_of(ms: u64) -> String {
     wire::day_of_ms(ms)

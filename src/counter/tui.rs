@@ -136,8 +136,8 @@ pub fn resolve(o: &Overrides, no_color: bool) -> anyhow::Result<CounterSettings>
         Some(p) => format!("in {}", p.display()),
         None => "in the config".into(),
     })?;
-    let (mut theme, keys) = crate::ui::config::load(&text, no_color)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (mut theme, keys) =
+        crate::ui::config::load(&text, no_color).map_err(|e| anyhow::anyhow!("{e}"))?;
     if let Some(t) = &o.theme {
         theme = crate::ui::theme::Theme::with_overrides(t, None, no_color)
             .map_err(|e| anyhow::anyhow!("--theme: {e}"))?;

@@ -422,16 +422,21 @@ fn emit_indicium(e: &mut Enc, profile: &Profile, ind: &Indicium) -> Result<bool,
 
 /// Encode Data Matrix data as a symbol bitmap, `module_px` dots per module, with a 1-module
 /// quiet zone on each side.
+///
+/// The data is one Base 256 segment in a square symbol (as the indicium renderer does), so a
+/// decoder returns binary payloads byte for byte.
 pub fn render_data_matrix(data: &[u8], module_px: u32) -> Result<Bitmap, CompileError> {
-    let dm = datamatrix::DataMatrix::encode(data, datamatrix::SymbolList::default())
-        .map_err(|e| CompileError::DataMatrix(format!("{e:?}")))?;
-    let bits = dm.bitmap();
+    let (bits, w, h) = crate::indicium::render::symbol_modules(data)
+        .map_err(|e| CompileError::DataMatrix(e.to_string()))?;
     let m = module_px.max(1);
-    let w = (bits.width() as u32 + 2) * m;
-    let h = (bits.height() as u32 + 2) * m;
-    let mut out = Bitmap::new(w, h);
-    for (x, y) in bits.pixels() {
-        out.fill_rect((x as u32 + 1) * m, (y as u32 + 1) * m, m, m, true);
+    // Symbols are at most 144 modules a side.
+    let (w, h) = (w as u32, h as u32);
+    let mut out = Bitmap::new((w + 2) * m, (h + 2) * m);
+    for (i, &dark) in bits.iter().enumerate() {
+        if dark {
+            let i = i as u32;
+            out.fill_rect((i % w + 1) * m, (i / w + 1) * m, m, m, true);
+        }
     }
     Ok(out)
 }

@@ -2,8 +2,8 @@
 //! the [`Command`]s to send; drawing reads the state (see [`super::draw`]).
 
 use super::event::{
-    Backend, Command, Event, FundMethod, HistoryEntry, ItemState, JobId, LabelText,
-    PrinterStatus, RefundState, Secret,
+    Backend, Command, Event, FundMethod, HistoryEntry, ItemState, JobId, LabelText, PrinterStatus,
+    RefundState, Secret,
 };
 use super::form::{Field, Form};
 use super::keys::{Action, KeyBindings};
