@@ -35,6 +35,8 @@ pub struct VendorConfig {
     pub sessions_max: usize,
     /// How long a session may be resumed on a new connection after its last one ended.
     pub session_resume_ms_max: u64,
+    /// Most `scan` requests (postal verifiers' lookups) one connection may make, valid or not.
+    pub scans_per_connection_max: u32,
 }
 
 impl Default for VendorConfig {
@@ -50,6 +52,7 @@ impl Default for VendorConfig {
             connections_max: 10_000,
             sessions_max: 10_000,
             session_resume_ms_max: 10 * 60 * 1000,
+            scans_per_connection_max: 64,
         }
     }
 }
@@ -74,6 +77,9 @@ impl VendorConfig {
         }
         if self.connections_max == 0 || self.sessions_max == 0 {
             bail!("connections_max and sessions_max must be at least 1");
+        }
+        if self.scans_per_connection_max == 0 {
+            bail!("scans_per_connection_max must be at least 1");
         }
         Ok(())
     }

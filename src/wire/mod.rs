@@ -62,6 +62,7 @@ pub enum Request {
     RefundRequest(RefundRequest),
     Piece(PieceRequest),
     Pieces(PiecesRequest),
+    Scan(ScanRequest),
 }
 
 impl Request {
@@ -82,6 +83,7 @@ impl Request {
             Request::RefundRequest(_) => "refund_request",
             Request::Piece(_) => "piece",
             Request::Pieces(_) => "pieces",
+            Request::Scan(_) => "scan",
         }
     }
 }
@@ -233,6 +235,11 @@ pub enum ErrorCode {
     RefundWindowClosed,
     PieceScanned,
     SignerFailed,
+    /// `scan` of a payload that is not an indicium signed by this vendor's key; the message
+    /// names the failing check first (`malformed layout`, `unknown key`, `bad signature`, ...).
+    InvalidIndicium,
+    /// `scan` beyond the connection's `scans_per_connection_max`; `limit`.
+    ScanLimit,
     Busy,
     Internal,
     #[serde(other)]
@@ -319,6 +326,7 @@ pub fn encode_request(request: &Request) -> Vec<u8> {
         Request::RefundRequest(b) => to_value(b),
         Request::Piece(b) => to_value(b),
         Request::Pieces(b) => to_value(b),
+        Request::Scan(b) => to_value(b),
     };
     to_cbor(&RequestEnvelope {
         v: PROTOCOL_VERSION,
@@ -361,6 +369,7 @@ pub fn decode_request(bytes: &[u8]) -> Result<Request, ErrorBody> {
         "refund_request" => Request::RefundRequest(body_as(body, "refund_request")?),
         "piece" => Request::Piece(body_as(body, "piece")?),
         "pieces" => Request::Pieces(body_as(body, "pieces")?),
+        "scan" => Request::Scan(body_as(body, "scan")?),
         other => {
             let shown: String = other.chars().take(NAME_BYTES_MAX).collect();
             return Err(ErrorBody::new(
@@ -443,6 +452,16 @@ fn validate(request: &Request) -> Result<(), ErrorBody> {
             origin_zip(&q.origin_zip)
                 .map(|_| ())
                 .map_err(|e| ErrorBody::malformed(format!("quote.{}: {}", e.field, e.reason)))
+        }
+        Request::Scan(s) => {
+            if s.payload.is_empty() || s.payload.len() > SCAN_PAYLOAD_BYTES_MAX {
+                return Err(ErrorBody::malformed(format!(
+                    "scan.payload must be 1..={SCAN_PAYLOAD_BYTES_MAX} bytes, got {}",
+                    s.payload.len()
+                ))
+                .with_limit(SCAN_PAYLOAD_BYTES_MAX as u64));
+            }
+            Ok(())
         }
         Request::Fund(f) => {
             money_fields("fund", f)?;
