@@ -148,6 +148,15 @@ impl VendorConn {
         Ok(wire::decode_response(&bytes)?)
     }
 
+    /// `scan` (no session needed): asks the vendor for the state of the piece this indicium
+    /// payload names, and records the sighting. For postal verifiers (`frank verify --vendor`).
+    pub async fn scan(&self, payload: &[u8]) -> Result<wire::Scanned, ClientError> {
+        self.request(&Request::Scan(wire::ScanRequest {
+            payload: payload.to_vec(),
+        }))
+        .await
+    }
+
     /// Enrolls this terminal's device key, verifying the vendor's signed answer.
     pub async fn enroll(
         &self,

@@ -1,7 +1,10 @@
-//! `frank verify`: checks a printed indicium independently, offline.
+//! `frank verify`: checks a printed indicium independently, offline; with `--vendor`, also
+//! asks the vendor (pinned to the key that signed it) for the piece's state (`scan`).
 
 use super::layout::{Indicium, Subject};
 use super::verify::{VendorKeys, payload_from_png, verify_payload};
+use crate::counter::client;
+use crate::wire::Scanned;
 use anyhow::Context;
 use base64::Engine;
 use clap::Args;
@@ -22,7 +25,9 @@ pub struct VerifyArgs {
         required = true
     )]
     pub vendor_key: Vec<String>,
-    /// Also ask this vendor for the piece's state (printed / voided / refunded).
+    /// Also ask this vendor (HOST:PORT; its key pinned to the one that signed the indicium)
+    /// for the piece's state, recording the scan: exits non-zero on fraud (a voided or
+    /// refunded piece) or a piece the vendor does not know.
     #[arg(long, value_name = "ADDR")]
     pub vendor: Option<String>,
 }
@@ -121,12 +126,77 @@ pub fn describe(ind: &Indicium) -> Vec<String> {
     out
 }
 
-pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
-    if let Some(addr) = &args.vendor {
-        anyhow::bail!(
-            "--vendor {addr}: online check not available in this build; run without --vendor for the offline check"
-        );
+/// Longest the online check may take (connect + one request), in milliseconds.
+pub const ONLINE_CHECK_MS_MAX: u64 = 15_000;
+
+/// Asks the vendor at `addr`, pinned to `pinned`, for the piece's state (`scan`).
+pub fn scan_online(addr: &str, pinned: &[u8; 32], payload: &[u8]) -> anyhow::Result<Scanned> {
+    let key = ed25519_dalek::VerifyingKey::from_bytes(pinned)
+        .map_err(|_| anyhow::anyhow!("the vendor key is not a valid Ed25519 public key"))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let sock = tokio::net::lookup_host(addr)
+            .await
+            .with_context(|| format!("--vendor {addr}: not a reachable HOST:PORT"))?
+            .next()
+            .ok_or_else(|| anyhow::anyhow!("--vendor {addr}: the name has no address"))?;
+        let bind: std::net::SocketAddr = if sock.is_ipv4() {
+            "0.0.0.0:0".parse()?
+        } else {
+            "[::]:0".parse()?
+        };
+        let endpoint = client::client_endpoint(bind)?;
+        let work = async {
+            let conn = client::connect(&endpoint, sock, key).await?;
+            let r = conn.scan(payload).await;
+            conn.conn.close(quinn::VarInt::from_u32(0), b"verified");
+            r
+        };
+        let r = tokio::time::timeout(std::time::Duration::from_millis(ONLINE_CHECK_MS_MAX), work)
+            .await
+            .map_err(|_| {
+                anyhow::anyhow!("--vendor {addr}: no answer within {ONLINE_CHECK_MS_MAX} ms")
+            })?;
+        endpoint.close(quinn::VarInt::from_u32(0), b"done");
+        r.with_context(|| format!("--vendor {addr}"))
+    })
+}
+
+/// The online lines, and the failure when the piece must not be accepted: fraud (voided,
+/// refunded, not as issued) or a piece the vendor does not know.
+pub fn describe_scan(s: &Scanned) -> (Vec<String>, Option<String>) {
+    let yes = |b: bool| if b { "yes" } else { "no" };
+    let mut out = vec![
+        format!("vendor_state: {}", s.state),
+        format!("scanned_before: {}", yes(s.scanned_before)),
+    ];
+    if s.refund_rejected {
+        out.push("refund_request: rejected by this scan".to_string());
     }
+    out.push(format!("fraud: {}", yes(s.fraud)));
+    let n = s.piece_serial;
+    let failure = if s.fraud {
+        let what = match s.state.as_str() {
+            "voided" => "was voided".to_string(),
+            "refunded" => "was refunded".to_string(),
+            "not_as_issued" => "is not what the vendor issued under that serial".to_string(),
+            other => format!("is {other}"),
+        };
+        Some(format!("fraud: piece {n} {what}"))
+    } else if s.state == "unknown" {
+        Some(format!(
+            "unknown piece: the vendor holds no piece {n} of meter {}",
+            s.meter
+        ))
+    } else {
+        None
+    };
+    (out, failure)
+}
+
+pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
     let keys = load_vendor_keys(&args.vendor_key)?;
     let payload = payload_from_input(&args.input)?;
     match verify_payload(&payload, &keys) {
@@ -135,11 +205,24 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
                 println!("{line}");
             }
             println!("vendor_key: {}", hex::encode(v.public_key));
+            if let Some(addr) = &args.vendor {
+                // Pin the key that signed the indicium: only its vendor can answer for it.
+                let scanned = scan_online(addr, &v.public_key, &payload)?;
+                let (lines, failure) = describe_scan(&scanned);
+                for line in lines {
+                    println!("{line}");
+                }
+                if let Some(f) = failure {
+                    println!("result: INVALID ({f})");
+                    anyhow::bail!("{f}");
+                }
+            }
             println!("result: VALID");
             Ok(())
         }
         Err(e) => {
-            // Print what could be decoded, so the verifier sees what was claimed.
+            // Print what could be decoded, so the verifier sees what was claimed. A payload
+            // that fails offline is never sent to a vendor.
             if let Ok(ind) = Indicium::decode(&payload) {
                 for line in describe(&ind) {
                     println!("{line}");

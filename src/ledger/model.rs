@@ -38,6 +38,14 @@ impl MeterSerial {
     pub fn account(self) -> AccountId {
         AccountId(self.0 - METER_SERIAL_BASE)
     }
+    /// Parses the printed form `FRK` + 8 or more digits (the [`fmt::Display`] form).
+    pub fn parse(text: &str) -> Option<MeterSerial> {
+        let digits = text.strip_prefix("FRK")?;
+        if digits.len() < 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        MeterSerial::from_number(digits.parse().ok()?)
+    }
     pub fn number(self) -> u64 {
         self.0
     }
@@ -621,5 +629,31 @@ mod hex_bytes {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
         let text = String::deserialize(d)?;
         hex::decode(text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meter_serials_print_and_parse_back() {
+        let m = MeterSerial::for_account(AccountId(7));
+        assert_eq!(m.to_string(), "FRK10000007");
+        assert_eq!(MeterSerial::parse("FRK10000007"), Some(m));
+        assert_eq!(
+            MeterSerial::parse("FRK10000007").unwrap().account(),
+            AccountId(7)
+        );
+        for bad in [
+            "",
+            "FRK",
+            "FRK1000000",
+            "XYZ10000007",
+            "FRK1000000A",
+            "FRK10000000",
+        ] {
+            assert_eq!(MeterSerial::parse(bad), None, "{bad}");
+        }
     }
 }

@@ -49,6 +49,8 @@ pub struct VendorConfig {
     pub monitor_queue_max: usize,
     /// Admin monitor: concurrent subscriptions per vendor.
     pub monitor_subscribers_max: usize,
+    /// Most `scan` requests (postal verifiers' lookups) one connection may make, valid or not.
+    pub scans_per_connection_max: u32,
 }
 
 impl Default for VendorConfig {
@@ -67,6 +69,7 @@ impl Default for VendorConfig {
             monitor_push_interval_ms: 500,
             monitor_queue_max: 64,
             monitor_subscribers_max: 32,
+            scans_per_connection_max: 64,
         }
     }
 }
@@ -111,6 +114,9 @@ impl VendorConfig {
                 "monitor_subscribers_max must be 0..={MONITOR_SUBSCRIBERS_MAX_LIMIT} (0 turns the monitor off), got {}",
                 self.monitor_subscribers_max
             );
+        }
+        if self.scans_per_connection_max == 0 {
+            bail!("scans_per_connection_max must be at least 1");
         }
         Ok(())
     }

@@ -8,6 +8,7 @@ use super::monitor::{self, MonitorHub, PrinterView};
 use super::signing::{SignItem, VendorItemSigner};
 use super::{DataDir, VendorConfig, now_ms};
 use crate::indicium::rates::RateTable;
+use crate::indicium::{VendorKeys, verify_payload};
 use crate::ledger::licensing::EmbeddedLicensing;
 use crate::ledger::payment::SimulatedProcessor;
 use crate::ledger::service::{self, SystemClock};
@@ -22,6 +23,7 @@ use anyhow::Context;
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use subtle::ConstantTimeEq;
@@ -56,6 +58,8 @@ struct Shared {
     directory: DirectoryHandle,
     ledger: LedgerHandle,
     rates: RateTable,
+    /// The vendor's own key as the only key `scan` accepts indicia from.
+    own_keys: VendorKeys,
     dummy_hash: String,
     sessions: Mutex<HashMap<u64, SessionRecord>>,
     links: Mutex<HashMap<u64, TerminalLink>>,
@@ -137,7 +141,12 @@ impl VendorServer {
         let dummy_hash =
             tokio::task::spawn_blocking(|| directory::hash_password("not a real password"))
                 .await??;
+        let mut own_keys = VendorKeys::new();
+        own_keys
+            .add(files.key.verifying_key().as_bytes())
+            .map_err(|e| anyhow::anyhow!("the vendor key: {e}"))?;
         let shared = Arc::new(Shared {
+            own_keys,
             config: files.config,
             key: files.key,
             directory,
@@ -273,6 +282,8 @@ struct ConnState {
     conn: quinn::Connection,
     exporter: Exporter,
     session: Mutex<Option<ActiveSession>>,
+    /// `scan` requests made on this connection (bounded by `scans_per_connection_max`).
+    scans: AtomicU32,
 }
 
 #[derive(Clone)]
@@ -307,6 +318,7 @@ async fn serve_connection(conn: quinn::Connection, shared: Arc<Shared>) {
         conn: conn.clone(),
         exporter,
         session: Mutex::new(None),
+        scans: AtomicU32::new(0),
     });
     while let Ok((send, recv)) = conn.accept_bi().await {
         let state = state.clone();
@@ -429,6 +441,7 @@ async fn dispatch(state: &Arc<ConnState>, request: Request) -> Result<Vec<u8>, E
         Request::SubscribeTerminals(_) => Err(ErrorBody::malformed(
             "subscribe_terminals is answered with a frame stream, not here",
         )),
+        Request::Scan(r) => scan(state, r).await,
     }
 }
 
@@ -1144,4 +1157,75 @@ async fn pieces(state: &Arc<ConnState>, r: wire::PiecesRequest) -> Result<Vec<u8
     Ok(wire::encode_ok(&wire::PieceList {
         pieces: pieces.iter().map(front::piece_info).collect(),
     }))
+}
+
+/// `scan`: a postal verifier presents an indicium. Order: the connection's scan budget, then
+/// the signature with the vendor's own key (a forged or foreign payload is refused before any
+/// lookup, so serials cannot be enumerated), then the piece, then the ledger records the scan
+/// (which rejects a pending refund request for it).
+async fn scan(state: &Arc<ConnState>, r: wire::ScanRequest) -> Result<Vec<u8>, ErrorBody> {
+    let limit = state.shared.config.scans_per_connection_max;
+    let n = state
+        .scans
+        .fetch_add(1, Ordering::Relaxed)
+        .saturating_add(1);
+    if n > limit {
+        return Err(ErrorBody::new(
+            ErrorCode::ScanLimit,
+            format!("this connection made {limit} scans, the most one connection may make"),
+        )
+        .with_limit(u64::from(limit)));
+    }
+    let verified = verify_payload(&r.payload, &state.shared.own_keys)
+        .map_err(|e| ErrorBody::new(ErrorCode::InvalidIndicium, e.to_string()))?;
+    let body = verified.indicium.body;
+    let meter = body.meter_serial.to_string();
+    let piece_serial = body.piece_serial.get();
+    let answer = |state: &str, fraud: bool, refund_rejected: bool, scanned_before: bool| {
+        wire::encode_ok(&wire::Scanned {
+            meter: meter.clone(),
+            piece_serial,
+            state: state.to_string(),
+            fraud,
+            refund_rejected,
+            scanned_before,
+        })
+    };
+    // The vendor signed it, so the meter is one of its own; a serial it never issued is
+    // still answered (as unknown) rather than trusted.
+    let Some(m) = crate::ledger::MeterSerial::parse(&meter) else {
+        return Ok(answer("unknown", false, false, false));
+    };
+    let id = front::piece_id(m.account(), piece_serial);
+    let ledger = &state.shared.ledger;
+    let piece = match ledger.piece(id).await {
+        Ok(p) => p,
+        Err(crate::ledger::CallError::Refused(crate::ledger::LedgerError::UnknownPiece(_))) => {
+            return Ok(answer("unknown", false, false, false));
+        }
+        Err(e) => return Err(front::call_error(e)),
+    };
+    let outcome = ledger
+        .record_scan(crate::ledger::RequestId::random(), id)
+        .await
+        .map_err(front::call_error)?;
+    let refund_rejected = matches!(
+        outcome,
+        Outcome::ScanRecorded {
+            refund_rejected: true,
+            ..
+        }
+    );
+    let item_state = piece.item_state();
+    let (name, fraud) = if piece.signed != r.payload {
+        ("not_as_issued", true)
+    } else {
+        use crate::ledger::ItemState;
+        let fraud = matches!(item_state, ItemState::Voided | ItemState::Refunded);
+        (front::item_state_name(item_state), fraud)
+    };
+    if fraud {
+        tracing::warn!(meter = %meter, piece = piece_serial, state = name, "scan of a piece that must not be in the mail stream");
+    }
+    Ok(answer(name, fraud, refund_rejected, piece.scanned))
 }

@@ -490,6 +490,40 @@ pub struct PieceList {
     pub pieces: Vec<PieceInfo>,
 }
 
+/// Largest `scan.payload`: the longest indicium (layout v1, docs/INDICIUM.md).
+pub const SCAN_PAYLOAD_BYTES_MAX: usize = crate::indicium::layout::PAYLOAD_BYTES_MAX;
+
+/// `scan` (no session needed): a verifier presents a printed indicium. The vendor checks the
+/// signature with its own key before looking anything up, records the scan in the ledger (a
+/// pending refund request for the piece is then rejected) and answers the piece's state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScanRequest {
+    /// The whole indicium payload, 1..=[`SCAN_PAYLOAD_BYTES_MAX`] bytes.
+    #[serde(with = "serde_bytes")]
+    pub payload: Vec<u8>,
+}
+
+/// The answer to `scan`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scanned {
+    /// The indicium's meter serial and piece serial.
+    pub meter: String,
+    pub piece_serial: u64,
+    /// The piece's state when scanned: an `item_state` of [`PieceInfo`] (`reserved`,
+    /// `printed`, `voided`, `refund_requested`, `refunded`, `refund_rejected`), or `unknown`
+    /// (the vendor holds no such piece), or `not_as_issued` (signed with the vendor's key but
+    /// not the bytes the vendor issued for that serial).
+    pub state: String,
+    /// The piece must not be in the mail stream: it was voided, refunded, or is not as issued.
+    pub fraud: bool,
+    /// This scan rejected the piece's pending refund request.
+    pub refund_rejected: bool,
+    /// The piece had been scanned before (a second sighting of one indicium).
+    pub scanned_before: bool,
+}
+
 /// The MAC'd fields every money-moving request shares.
 pub trait MoneyRequest {
     fn request_id(&self) -> &[u8];
@@ -636,6 +670,9 @@ mod tests {
                 limit: PIECES_LIST_MAX,
                 before_serial: Some(7),
             }),
+            Request::Scan(ScanRequest {
+                payload: vec![1; SCAN_PAYLOAD_BYTES_MAX],
+            }),
         ];
         for r in reqs {
             assert_eq!(decode_request(&encode_request(&r)).unwrap(), r);
@@ -696,6 +733,15 @@ mod tests {
             assert_eq!(e.code, ErrorCode::Malformed);
             assert!(e.message.contains("pieces.limit"), "{}", e.message);
             assert_eq!(e.limit, Some(u64::from(PIECES_LIST_MAX)));
+        }
+        for len in [0, SCAN_PAYLOAD_BYTES_MAX + 1] {
+            let r = Request::Scan(ScanRequest {
+                payload: vec![1; len],
+            });
+            let e = decode_request(&encode_request(&r)).unwrap_err();
+            assert_eq!(e.code, ErrorCode::Malformed);
+            assert!(e.message.contains("scan.payload"), "{}", e.message);
+            assert_eq!(e.limit, Some(SCAN_PAYLOAD_BYTES_MAX as u64));
         }
         for (r, field) in cases {
             let e = decode_request(&encode_request(&r)).unwrap_err();

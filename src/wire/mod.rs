@@ -68,6 +68,7 @@ pub enum Request {
     Pieces(PiecesRequest),
     PrinterStatus(PrinterReport),
     SubscribeTerminals(SubscribeTerminals),
+    Scan(ScanRequest),
 }
 
 impl Request {
@@ -90,6 +91,7 @@ impl Request {
             Request::Pieces(_) => "pieces",
             Request::PrinterStatus(_) => "printer_status",
             Request::SubscribeTerminals(_) => "subscribe_terminals",
+            Request::Scan(_) => "scan",
         }
     }
 }
@@ -243,6 +245,11 @@ pub enum ErrorCode {
     SignerFailed,
     // Admin monitor (docs/PROTOCOL.md §4.7)
     Forbidden,
+    /// `scan` of a payload that is not an indicium signed by this vendor's key; the message
+    /// names the failing check first (`malformed layout`, `unknown key`, `bad signature`, ...).
+    InvalidIndicium,
+    /// `scan` beyond the connection's `scans_per_connection_max`; `limit`.
+    ScanLimit,
     Busy,
     Internal,
     #[serde(other)]
@@ -331,6 +338,7 @@ pub fn encode_request(request: &Request) -> Vec<u8> {
         Request::Pieces(b) => to_value(b),
         Request::PrinterStatus(b) => to_value(b),
         Request::SubscribeTerminals(b) => to_value(b),
+        Request::Scan(b) => to_value(b),
     };
     to_cbor(&RequestEnvelope {
         v: PROTOCOL_VERSION,
@@ -375,6 +383,7 @@ pub fn decode_request(bytes: &[u8]) -> Result<Request, ErrorBody> {
         "pieces" => Request::Pieces(body_as(body, "pieces")?),
         "printer_status" => Request::PrinterStatus(body_as(body, "printer_status")?),
         "subscribe_terminals" => Request::SubscribeTerminals(body_as(body, "subscribe_terminals")?),
+        "scan" => Request::Scan(body_as(body, "scan")?),
         other => {
             let shown: String = other.chars().take(NAME_BYTES_MAX).collect();
             return Err(ErrorBody::new(
@@ -457,6 +466,16 @@ fn validate(request: &Request) -> Result<(), ErrorBody> {
             origin_zip(&q.origin_zip)
                 .map(|_| ())
                 .map_err(|e| ErrorBody::malformed(format!("quote.{}: {}", e.field, e.reason)))
+        }
+        Request::Scan(s) => {
+            if s.payload.is_empty() || s.payload.len() > SCAN_PAYLOAD_BYTES_MAX {
+                return Err(ErrorBody::malformed(format!(
+                    "scan.payload must be 1..={SCAN_PAYLOAD_BYTES_MAX} bytes, got {}",
+                    s.payload.len()
+                ))
+                .with_limit(SCAN_PAYLOAD_BYTES_MAX as u64));
+            }
+            Ok(())
         }
         Request::Fund(f) => {
             money_fields("fund", f)?;
