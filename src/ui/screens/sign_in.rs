@@ -12,7 +12,18 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let inner = framed(frame, area, app, "Sign in");
     let theme = &app.config.theme;
     let info = app.config.info_lines.len() as u16;
-    let rect = centered(inner, 60, 5 + if info > 0 { info + 1 } else { 0 });
+    let info_cols = app
+        .config
+        .info_lines
+        .iter()
+        .map(|l| crate::ui::text::width(l) as u16)
+        .max()
+        .unwrap_or(0);
+    let rect = centered(
+        inner,
+        info_cols.max(60),
+        5 + if info > 0 { info + 1 } else { 0 },
+    );
     let [head, _, fields] = ratatui::layout::Layout::vertical([
         ratatui::layout::Constraint::Length(1),
         ratatui::layout::Constraint::Length(1),

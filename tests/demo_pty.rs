@@ -1,0 +1,108 @@
+//! `frank demo` in a real pseudo-terminal: the screen names the demo clerk's credentials and
+//! the label folder; signing in with them and printing a postage label leaves a PNG there
+//! whose indicium verifies with the fingerprint the screen shows.
+//!
+//! Set `FRANK_SCREEN_CAPTURE=FILE` to also write the screens as text (README's capture).
+
+#[path = "support/pty.rs"]
+mod pty;
+
+use frank::indicium::verify::{VendorKeys, payload_from_png, verify_payload};
+use pty::{SCREEN_WAIT, Screen};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// The word after `label` on the screen line that has it.
+fn after<'a>(screen: &'a str, label: &str) -> &'a str {
+    let i = screen
+        .find(label)
+        .unwrap_or_else(|| panic!("{label:?} not on screen:\n{screen}"));
+    screen[i + label.len()..]
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+}
+
+#[test]
+fn demo_shows_credentials_prints_a_label_and_the_png_verifies() {
+    let home = tempfile::tempdir().unwrap();
+    let labels = home.path().join("labels");
+    let args: Vec<String> = vec![
+        "demo".into(),
+        "--labels".into(),
+        labels.display().to_string(),
+        "--duration-s".into(),
+        "120".into(),
+    ];
+    let mut s = Screen::spawn(&args, home.path(), &[]);
+    let first = s.wait_for("Demo clerk:");
+    let clerk = after(&first, "Demo clerk:").to_string();
+    let password = after(&first, "password:").to_string();
+    let fingerprint = after(&first, "--vendor-key").to_string();
+    assert!(first.contains(&labels.display().to_string()), "{first}");
+    let mut captures = vec![first.clone()];
+    s.typ(&clerk);
+    s.send("\t");
+    s.typ(&password);
+    s.send("\r");
+    let home_screen = s.wait("home with the demo funds", |t| {
+        t.contains("Recent items") && t.contains("balance $100.00") && t.contains("LINK UP")
+    });
+    captures.push(home_screen);
+    s.send("\x0e"); // Ctrl-N: a postage label
+    s.wait_for("Weight");
+    for v in [
+        "Ada Lovelace",
+        "12 Analytical Way",
+        "",
+        "Washington",
+        "DC",
+        "20500",
+        "Charles Babbage",
+        "1 Difference Rd",
+        "Apt 2",
+        "Boston",
+        "MA",
+        "02108-1234",
+        "3",
+    ] {
+        s.typ(v);
+        s.send("\t");
+    }
+    captures.push(s.wait_for("Quote: $"));
+    s.send("\r");
+    s.wait_for("Review");
+    s.send("\r");
+    let done = s.wait("the print outcome", |t| t.contains("Printed postage"));
+    captures.push(done);
+    let deadline = Instant::now() + SCREEN_WAIT;
+    let png: PathBuf = loop {
+        let found = std::fs::read_dir(&labels)
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.path())
+                    .find(|p| p.extension().is_some_and(|x| x == "png"))
+            })
+            .ok()
+            .flatten();
+        if let Some(p) = found {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "no PNG in {}", labels.display());
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut keys = VendorKeys::new();
+    keys.add_text(&fingerprint).unwrap();
+    let payload = payload_from_png(&std::fs::read(&png).unwrap()).unwrap();
+    verify_payload(&payload, &keys).expect("the demo's label verifies with the shown key");
+    if let Ok(path) = std::env::var("FRANK_SCREEN_CAPTURE") {
+        std::fs::write(path, captures.join("\n----\n")).unwrap();
+    }
+    // Quit (Ctrl-Q): the demo ends and restores the terminal.
+    s.send("\x11");
+    assert_eq!(
+        s.wait_exit(Duration::from_secs(10)),
+        Some(true),
+        "demo did not exit cleanly"
+    );
+}
