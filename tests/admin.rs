@@ -464,3 +464,60 @@ fn the_admin_screen_never_panics_at_any_size() {
         }
     }
 }
+
+#[tokio::test]
+async fn the_screen_loop_applies_the_feed_and_quits_on_q() {
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    use frank::admin::{Feed, Phase};
+    let theme = Theme::builtin("dark", false).unwrap();
+    let terminal = Terminal::new(TestBackend::new(120, 40)).unwrap();
+    let (key_tx, keys) = tokio::sync::mpsc::channel(8);
+    let (feed_tx, feed) = tokio::sync::mpsc::channel(8);
+    let frame = fixed_monitor().rows.into_values().collect::<Vec<_>>();
+    feed_tx
+        .send(Feed::Frame(MonitorFrame {
+            kind: "snapshot".into(),
+            seq: 0,
+            vendor_time_ms: 1,
+            account_id: 1,
+            coalesced_frames: 0,
+            truncated: false,
+            rows: frame,
+        }))
+        .await
+        .unwrap();
+    feed_tx
+        .send(Feed::Lost("connection lost".into()))
+        .await
+        .unwrap();
+    let run = tokio::spawn(async move {
+        frank::admin::run::drive(
+            terminal,
+            Monitor::new("v", "boss"),
+            &theme,
+            keys,
+            feed,
+            std::future::pending(),
+        )
+        .await
+        .unwrap()
+    });
+    // Let the loop take both feed events, then quit.
+    while feed_tx.capacity() < 8 {
+        tokio::task::yield_now().await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    key_tx
+        .send(KeyEvent::new(KeyCode::Char('q'), KeyModifiers::NONE))
+        .await
+        .unwrap();
+    let m = tokio::time::timeout(LONG, run).await.unwrap().unwrap();
+    assert!(m.quit);
+    assert_eq!(m.rows.len(), 4);
+    assert_eq!(
+        m.phase,
+        Phase::Lost {
+            reason: "connection lost".into()
+        }
+    );
+}
