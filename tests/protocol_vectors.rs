@@ -176,3 +176,55 @@ fn cbor_envelope_vectors() {
         &frank::wire::encode_error(&err),
     );
 }
+
+#[test]
+fn monitor_vectors() {
+    use frank::wire::{self, MonitorFrame, PrinterReport, PrinterState, Request, TerminalRow};
+    let v = vectors();
+    check(
+        &v,
+        "cbor.printer_status",
+        &wire::encode_request(&Request::PrinterStatus(PrinterReport::new(
+            PrinterState::PaperOut,
+            Some("roll empty".into()),
+        ))),
+    );
+    check(
+        &v,
+        "cbor.subscribe_terminals",
+        &wire::encode_request(&Request::SubscribeTerminals(wire::SubscribeTerminals {})),
+    );
+    let frame = MonitorFrame {
+        kind: "update".into(),
+        seq: 3,
+        vendor_time_ms: 1_700_000_000_000,
+        account_id: 1,
+        coalesced_frames: 0,
+        truncated: false,
+        rows: vec![TerminalRow {
+            terminal_id: 2,
+            name: "kiosk".into(),
+            link: "lapsed".into(),
+            connected: true,
+            clerk: Some("alice".into()),
+            rtt_ms: Some(1),
+            keepalive_age_ms: Some(160),
+            keepalive_loss_bp: 250,
+            printer: "paper_out".into(),
+            printer_detail: None,
+            items_today: 4,
+            balance_cents: 9750,
+        }],
+    };
+    let bytes = wire::monitor::encode_monitor_frame(&frame);
+    check(&v, "monitor.frame", &bytes);
+    let mut r = wire::monitor::FrameReader::new();
+    r.push(&bytes).unwrap();
+    assert_eq!(r.next_frame().unwrap(), Some(frame));
+    let forbidden = wire::ErrorBody::new(wire::ErrorCode::Forbidden, "supervisors only");
+    check(
+        &v,
+        "monitor.frame_forbidden",
+        &wire::monitor::encode_frame(&wire::encode_error(&forbidden)),
+    );
+}

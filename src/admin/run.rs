@@ -33,6 +33,8 @@ pub enum Feed {
 pub const FEED_QUEUE_MAX: usize = 256;
 /// Wait before subscribing again when the session itself did not change.
 pub const RESUBSCRIBE_DELAY_MS: u64 = 500;
+/// Longest wait before subscribing again, whatever the vendor's `retry_after_ms` says.
+pub const RESUBSCRIBE_DELAY_MS_MAX: u64 = 30_000;
 /// Screen refresh when nothing arrives (ages in the title stay honest).
 pub const ADMIN_TICK_MS: u64 = 250;
 const READER_POLL_MS: u64 = 100;
@@ -95,6 +97,7 @@ pub async fn follow(sup: SupervisorHandle, feed: mpsc::Sender<Feed>) {
     let mut phase = sup.phase.clone();
     loop {
         let session = sessions.borrow_and_update().clone();
+        let mut pause_ms = RESUBSCRIBE_DELAY_MS;
         let reason = match session.subscribe_terminals().await {
             Ok((mut stream, snapshot)) => {
                 if feed.send(Feed::Frame(snapshot)).await.is_err() {
@@ -116,7 +119,16 @@ pub async fn follow(sup: SupervisorHandle, feed: mpsc::Sender<Feed>) {
                 let _ = feed.send(Feed::Refused(e.to_string())).await;
                 return;
             }
-            Err(e) => e.to_string(),
+            Err(e) => {
+                // `busy` (every subscription slot taken) says when to try again.
+                if let ClientError::Response(crate::wire::ResponseError::Refused(b)) = &e {
+                    pause_ms = b
+                        .retry_after_ms
+                        .unwrap_or(pause_ms)
+                        .min(RESUBSCRIBE_DELAY_MS_MAX);
+                }
+                e.to_string()
+            }
         };
         if feed.send(Feed::Lost(reason)).await.is_err() {
             return;
@@ -144,7 +156,7 @@ pub async fn follow(sup: SupervisorHandle, feed: mpsc::Sender<Feed>) {
                         return;
                     }
                 }
-                _ = tokio::time::sleep(Duration::from_millis(RESUBSCRIBE_DELAY_MS)) => {
+                _ = tokio::time::sleep(Duration::from_millis(pause_ms)) => {
                     if matches!(*phase.borrow(), SupPhase::Connected { .. }) {
                         break;
                     }

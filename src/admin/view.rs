@@ -19,7 +19,7 @@ pub const HELP: &str = "q quit  s sort column  r reverse  ↑↓ PgUp PgDn scrol
 const HEADERS: [&str; 10] = [
     "ID", "Name", "Link", "RTT", "Age", "Loss", "Printer", "Clerk", "Today", "Balance",
 ];
-const WIDTHS: [u16; 10] = [6, 16, 7, 7, 8, 7, 11, 10, 6, 12];
+const WIDTHS: [u16; 10] = [6, 16, 7, 7, 8, 7, 24, 10, 6, 12];
 
 fn link_style(theme: &Theme, link: &str) -> Style {
     match link {
@@ -63,7 +63,7 @@ fn table_row<'a>(r: &'a TerminalRow, theme: &Theme, stale: bool) -> Row<'a> {
         (link_style(theme, &r.link), printer_style(theme, &r.printer))
     };
     let printer = match &r.printer_detail {
-        Some(d) => format!("{} ({d})", r.printer),
+        Some(d) => format!("{}: {d}", r.printer),
         None => r.printer.clone(),
     };
     Row::new(vec![
@@ -72,8 +72,13 @@ fn table_row<'a>(r: &'a TerminalRow, theme: &Theme, stale: bool) -> Row<'a> {
         Cell::from(r.link.clone()).style(ls),
         Cell::from(ms(r.rtt_ms)).style(text),
         Cell::from(ms(r.keepalive_age_ms)).style(text),
-        Cell::from(loss(r.keepalive_loss_bp)).style(text),
-        Cell::from(printer).style(ps),
+        Cell::from(if r.connected {
+            loss(r.keepalive_loss_bp)
+        } else {
+            "—".into()
+        })
+        .style(text),
+        Cell::from(fit(&printer, WIDTHS[6] as usize)).style(ps),
         Cell::from(r.clerk.clone().unwrap_or_else(|| "—".into())).style(text),
         Cell::from(r.items_today.to_string()).style(text),
         Cell::from(money(r.balance_cents)).style(text),

@@ -292,6 +292,9 @@ impl Coalescer {
     }
 }
 
+/// Looks up the vendor's live links of the given terminals.
+pub type LiveLinks = Box<dyn Fn(&[u64]) -> HashMap<u64, TerminalLink> + Send + Sync>;
+
 /// Everything a subscription reads.
 pub struct SubscriptionCtx {
     pub hub: std::sync::Arc<MonitorHub>,
@@ -300,7 +303,7 @@ pub struct SubscriptionCtx {
     pub account_id: u64,
     pub ledger_account: AccountId,
     /// The vendor's live links of this account's terminals.
-    pub live: Box<dyn Fn(&[u64]) -> HashMap<u64, TerminalLink> + Send + Sync>,
+    pub live: LiveLinks,
     pub push_interval: Duration,
     pub queue_max: usize,
     pub conn: quinn::Connection,

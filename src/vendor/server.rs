@@ -404,10 +404,8 @@ async fn handle(state: &Arc<ConnState>, request: Request) -> Result<Vec<u8>, Err
             | Request::RefundRequest(_)
     );
     let answer = dispatch(state, request).await;
-    if moves_money && answer.is_ok() {
-        if let Ok(active) = require_session(state) {
-            state.shared.monitor.ledger_changed(active.account_id);
-        }
+    if let (true, Ok(_), Ok(active)) = (moves_money, &answer, require_session(state)) {
+        state.shared.monitor.ledger_changed(active.account_id);
     }
     answer
 }

@@ -1,5 +1,6 @@
 //! The request/response codec (sans-I/O). One request per QUIC bidirectional stream: the client
-//! writes one CBOR envelope and finishes its side; the vendor answers with one CBOR envelope.
+//! writes one CBOR envelope and finishes its side; the vendor answers with one CBOR envelope —
+//! except `subscribe_terminals`, answered with a stream of frames ([`monitor`]).
 //! docs/PROTOCOL.md §Requests is the specification; this module is its implementation.
 
 pub mod ledger;
@@ -243,7 +244,7 @@ pub enum ErrorCode {
     RefundWindowClosed,
     PieceScanned,
     SignerFailed,
-    // Admin monitor (docs/PROTOCOL.md §4.7)
+    // Admin monitor (docs/PROTOCOL.md §4.8)
     Forbidden,
     /// `scan` of a payload that is not an indicium signed by this vendor's key; the message
     /// names the failing check first (`malformed layout`, `unknown key`, `bad signature`, ...).

@@ -1,6 +1,6 @@
 //! The admin monitor's messages (sans-I/O): a counter's printer report (`printer_status`) and a
 //! supervisor's live subscription to the account's terminals (`subscribe_terminals`), whose
-//! answer is a stream of length-prefixed CBOR frames. docs/PROTOCOL.md §4.7 is the
+//! answer is a stream of length-prefixed CBOR frames. docs/PROTOCOL.md §4.8 is the
 //! specification.
 
 use super::{ErrorBody, ResponseError};
@@ -12,7 +12,7 @@ pub const PRINTER_DETAIL_BYTES_MAX: usize = 128;
 pub const MONITOR_FRAME_BYTES_MAX: usize = 1024 * 1024;
 /// Most rows one frame carries; an account with more terminals shows its first ones by id
 /// and the snapshot says `truncated`.
-pub const MONITOR_ROWS_MAX: usize = 2048;
+pub const MONITOR_ROWS_MAX: usize = 1024;
 /// Bytes of the length prefix in front of every frame.
 pub const FRAME_PREFIX_BYTES: usize = 4;
 
@@ -169,8 +169,7 @@ pub struct MonitorFrame {
     /// `snapshot` (the first frame: every terminal of the account) or `update` (only the
     /// rows that changed since the previous frame).
     pub kind: String,
-    /// 0 for the snapshot, then +1 per frame the vendor queued (a gap means frames were
-    /// coalesced away for a slow reader; the next rows are still current).
+    /// 0 for the snapshot, then +1 per frame sent.
     pub seq: u64,
     pub vendor_time_ms: u64,
     pub account_id: u64,
