@@ -538,6 +538,9 @@ impl Actor {
         }
         if let Some(s) = self.sup.take() {
             s.stop();
+            // The status bar must not go on showing the old session's link as up.
+            let down = crate::link::driver::LinkStatus::down(0, Instant::now());
+            let _ = self.events.try_send(Backend::LinkChanged(down));
         }
         self.reported_printer = None;
     }
