@@ -883,3 +883,91 @@ fn cli_audit_verify_reports_a_tampered_row() {
     let err = verify().unwrap_err().to_string();
     assert!(err.contains("row 3"), "{err}");
 }
+
+/// Refuses to sign items that start with `0xFF`; signs the rest like [`Ed25519Signer`].
+struct PickySigner(Ed25519Signer);
+
+impl ItemSigner for PickySigner {
+    fn sign(&self, facts: &PieceFacts, item: &[u8]) -> Result<Vec<u8>, String> {
+        if item.first() == Some(&0xFF) {
+            return Err("item refused".into());
+        }
+        self.0.sign(facts, item)
+    }
+}
+
+/// One group-commit batch of authorizations on one account, some refused by the signer: the
+/// refused ones change nothing, the others get consecutive serials, and each signature covers
+/// exactly the serial and registers its reservation left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_batch_signs_after_deciding_and_a_refused_signature_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let picky = PickySigner(Ed25519Signer::new(7));
+    let key = picky.0.verifying_key();
+    let s: Arc<dyn LedgerStore> = Arc::new(
+        SqliteStore::open(
+            &dir.path().join("ledger.db"),
+            SqliteConfig {
+                // Wide window: the requests below land in one or a few batches.
+                group_wait_us_max: 200_000,
+                ..SqliteConfig::default()
+            },
+            Arc::new(picky),
+            LedgerLimits::default(),
+        )
+        .unwrap(),
+    );
+    for refuse_some in [false, true] {
+        let a = open_active(&*s, 3000 + u64::from(refuse_some), T0).await;
+        fund(&*s, a, 100_000, T0).await;
+        let mut tasks = Vec::new();
+        for i in 0..64u8 {
+            let s = s.clone();
+            let first = if refuse_some && i % 7 == 3 { 0xFF } else { i };
+            tasks.push(tokio::spawn(async move {
+                let op = Op::Authorize {
+                    account: a,
+                    kind: 1,
+                    amount: c(100 + u64::from(i)),
+                    item: vec![first, i, 0xAB],
+                };
+                (first, s.execute(Request::new(rid(), op), T0).await.unwrap())
+            }));
+        }
+        let mut granted = Vec::new();
+        for t in tasks {
+            match t.await.unwrap() {
+                (0xFF, reply) => assert!(
+                    matches!(reply, Err(LedgerError::SignerFailed { .. })),
+                    "{reply:?}"
+                ),
+                (_, reply) => granted.push(authorization(reply)),
+            }
+        }
+        let expect = if refuse_some { 64 - 9 } else { 64 };
+        assert_eq!(granted.len(), expect);
+        let acct = s.account(a).await.unwrap().unwrap();
+        assert_eq!(acct.last_piece, PieceSerial(expect as u64));
+        let reserved: u64 = granted.iter().map(|g| g.amount.get()).sum();
+        assert_eq!(acct.registers.pending, c(reserved));
+        granted.sort_by_key(|g| g.id.serial);
+        for (n, g) in granted.iter().enumerate() {
+            assert_eq!(g.id.serial, PieceSerial(n as u64 + 1));
+            let facts = verify_signed(&key, &g.signed);
+            assert_eq!(facts.piece, g.id.serial);
+            assert_eq!(facts.descending_after, g.registers.descending);
+            let stored = s.piece(g.id).await.unwrap().unwrap();
+            assert_eq!(
+                stored.signed, g.signed,
+                "stored piece carries the signature"
+            );
+        }
+        // Serials were taken in order, so the registers the signatures carry only fall.
+        assert!(
+            granted
+                .windows(2)
+                .all(|w| w[1].registers.descending < w[0].registers.descending)
+        );
+    }
+    verify_audit(&*s).await.expect("audit verifies");
+}
