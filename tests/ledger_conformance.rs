@@ -59,8 +59,61 @@ async fn suite(store: Arc<dyn LedgerStore>) {
     idempotency(s).await;
     locked_accounts(s).await;
     statements(s).await;
+    idempotency_pruning(s).await;
     let report = verify_audit(s).await.expect("audit verifies");
     assert!(report.records > 10);
+}
+
+/// Records older than the cut-off are deleted (at most `max` per call); account openings stay.
+/// Runs last: it prunes what the earlier parts of the suite left.
+async fn idempotency_pruning(s: &dyn LedgerStore) {
+    let later = T0 + 30 * DAY_MS;
+    let open = Request {
+        id: rid(),
+        op: Op::OpenAccount,
+        external: External::License(Ok(LicenseId(700))),
+    };
+    let opened = s.execute(open.clone(), later).await.unwrap();
+    let Ok(Outcome::Opened { account: a, .. }) = opened else {
+        panic!("{opened:?}")
+    };
+    fund(s, a, 1000, later).await;
+    let auth = |amount| Request {
+        op: Op::Authorize {
+            account: a,
+            kind: 1,
+            amount: c(amount),
+            item: b"old".to_vec(),
+        },
+        ..Request::new(RequestId(0xD1CE), Op::OpenAccount)
+    };
+    let first = s.execute(auth(100), later).await.unwrap();
+    assert!(matches!(first, Ok(Outcome::Authorized(_))));
+    // Everything older than `later` goes (the earlier suite left plenty), in rounds of 5.
+    let mut pruned = 0;
+    loop {
+        let n = s.prune_idempotency(later, 5).await.unwrap();
+        assert!(n <= 5);
+        pruned += n;
+        if n == 0 {
+            break;
+        }
+    }
+    assert!(pruned > 20, "pruned only {pruned}");
+    // Not older than the cut-off: still remembered.
+    assert_eq!(s.execute(auth(100), later + 1).await.unwrap(), first);
+    assert_eq!(
+        s.execute(auth(200), later + 1).await.unwrap(),
+        Err(LedgerError::IdempotencyConflict {
+            request: RequestId(0xD1CE)
+        })
+    );
+    assert_eq!(s.prune_idempotency(later + 1, 100).await.unwrap(), 2); // the fund, the authorize
+    // Forgotten: the same id now runs as a new request.
+    let again = authorization(s.execute(auth(200), later + 2).await.unwrap());
+    assert_eq!(again.id.serial, PieceSerial(2));
+    // The opening is permanent: replaying it still names the same account.
+    assert_eq!(s.execute(open, later + 3).await.unwrap(), opened);
 }
 
 async fn accounts_and_licensing(s: &dyn LedgerStore) {

@@ -230,3 +230,42 @@ async fn statement_and_audit_through_the_handle() {
         CallError::Refused(LedgerError::UnknownAccount(AccountId(77)))
     );
 }
+
+/// The reaper forgets request ids after 24 h (the clock is injected): before that a retry
+/// replays, after it the same id runs as a new request. Account openings are never forgotten.
+#[tokio::test]
+async fn the_reaper_prunes_idempotency_records_after_24_hours() {
+    const DAY_MS: u64 = 24 * 3600 * 1000;
+    let r = rig();
+    let h = &r.handle;
+    let open_id = rid();
+    let Outcome::Opened { account: a, .. } = h.open_account(open_id).await.unwrap() else {
+        panic!("open")
+    };
+    h.fund(rid(), a, c(1000), card("4242424242424242"))
+        .await
+        .unwrap();
+    let id = rid();
+    let first = h.authorize(id, a, 1, c(100), b"x".to_vec()).await.unwrap();
+    r.clock.advance(DAY_MS - 1);
+    h.reap().await.unwrap();
+    // Still within 24 h: the retry replays the same authorization, nothing new reserved.
+    assert_eq!(
+        h.authorize(id, a, 1, c(100), b"x".to_vec()).await.unwrap(),
+        first
+    );
+    assert_eq!(h.account(a).await.unwrap().last_piece, PieceSerial(1));
+    r.clock.advance(2);
+    h.reap().await.unwrap();
+    // Forgotten: the same id is a new request (a second piece).
+    let again = h.authorize(id, a, 1, c(100), b"x".to_vec()).await.unwrap();
+    assert_eq!(again.id.serial, PieceSerial(2));
+    // The opening replays for good.
+    r.clock.advance(30 * DAY_MS);
+    h.reap().await.unwrap();
+    match h.open_account(open_id).await.unwrap() {
+        Outcome::Opened { account, .. } => assert_eq!(account, a),
+        o => panic!("{o:?}"),
+    }
+    assert!(h.verify_audit().await.unwrap().is_ok());
+}

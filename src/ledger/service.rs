@@ -61,8 +61,14 @@ pub struct LedgerConfig {
     pub ledger_requests_max: usize,
     /// Most commands being worked on at once (each waits on the store).
     pub ledger_inflight_max: usize,
-    /// How often the reaper expires reservations and polls returned payments (0 = never).
+    /// How often the reaper expires reservations, polls returned payments and prunes old
+    /// idempotency records (0 = never).
     pub reaper_interval_ms: u64,
+    /// How long a request id is remembered (default 24 h). A retry with the same id must come
+    /// sooner; after this it runs as a new request. Account openings are kept for good.
+    pub idempotency_retention_ms: u64,
+    /// Most idempotency records one reaper pass deletes.
+    pub idempotency_prune_max: u32,
     pub limits: LedgerLimits,
 }
 
@@ -72,6 +78,8 @@ impl Default for LedgerConfig {
             ledger_requests_max: 4096,
             ledger_inflight_max: 2048,
             reaper_interval_ms: 1000,
+            idempotency_retention_ms: 24 * 3600 * 1000,
+            idempotency_prune_max: 10_000,
             limits: LedgerLimits::default(),
         }
     }
@@ -405,10 +413,22 @@ impl Service {
         let op = Op::ExpireDue {
             max: self.config.limits.expire_batch_max,
         };
-        match self.execute(Request::new(RequestId::random(), op)).await? {
-            Outcome::Expired { ids } => Ok(ids),
-            o => Err(unexpected(o)),
+        let ids = match self.execute(Request::new(RequestId::random(), op)).await? {
+            Outcome::Expired { ids } => ids,
+            o => return Err(unexpected(o)),
+        };
+        let before_ms = self
+            .clock
+            .now_ms()
+            .saturating_sub(self.config.idempotency_retention_ms);
+        let pruned = self
+            .store
+            .prune_idempotency(before_ms, self.config.idempotency_prune_max)
+            .await?;
+        if pruned > 0 {
+            tracing::debug!(pruned, "pruned old idempotency records");
         }
+        Ok(ids)
     }
 
     async fn handle(&self, cmd: Command) {

@@ -105,6 +105,10 @@ const MIGRATIONS: &[&str] = &[
         hash BLOB NOT NULL,
         UNIQUE (account, seq)
     );",
+    // 2: idempotency records are pruned after a retention period, except account openings
+    "ALTER TABLE idempotency ADD COLUMN permanent INTEGER NOT NULL DEFAULT 0;
+    UPDATE idempotency SET permanent = 1 WHERE reply LIKE '{\"Ok\":{\"Opened\":%';
+    CREATE INDEX idempotency_age ON idempotency(at_ms) WHERE permanent = 0;",
 ];
 
 fn db(e: rusqlite::Error) -> StoreError {
@@ -119,9 +123,20 @@ struct Job {
     reply: oneshot::Sender<Result<Reply, StoreError>>,
 }
 
+/// What the writer thread is asked to do.
+enum Task {
+    Request(Job),
+    /// Delete old idempotency records (between batches, in a transaction of its own).
+    Prune {
+        before_ms: u64,
+        max: u32,
+        reply: oneshot::Sender<Result<u64, StoreError>>,
+    },
+}
+
 /// The SQLite ledger store.
 pub struct SqliteStore {
-    jobs: SyncSender<Job>,
+    jobs: SyncSender<Task>,
     /// Dropping this stops the checkpointer thread.
     _checkpointer: SyncSender<()>,
     reader: Arc<Mutex<Connection>>,
@@ -386,31 +401,59 @@ impl Overlay {
 }
 
 impl Writer {
-    fn run(mut self, rx: Receiver<Job>) {
+    fn run(mut self, rx: Receiver<Task>) {
         let group_max = self.config.group_requests_max.max(1);
         let wait = Duration::from_micros(self.config.group_wait_us_max);
         let mut batch: Vec<Job> = Vec::with_capacity(group_max);
         while let Ok(first) = rx.recv() {
-            batch.push(first);
+            let mut prune = None;
+            match first {
+                Task::Request(job) => batch.push(job),
+                other => prune = Some(other),
+            }
             let deadline = Instant::now() + wait;
-            while batch.len() < group_max {
-                match rx.try_recv() {
-                    Ok(job) => batch.push(job),
+            while prune.is_none() && !batch.is_empty() && batch.len() < group_max {
+                let next = match rx.try_recv() {
+                    Ok(task) => task,
                     Err(_) => {
                         let left = deadline.saturating_duration_since(Instant::now());
                         if left.is_zero() {
                             break;
                         }
                         match rx.recv_timeout(left) {
-                            Ok(job) => batch.push(job),
+                            Ok(task) => task,
                             Err(RecvTimeoutError::Timeout) => break,
                             Err(RecvTimeoutError::Disconnected) => break,
                         }
                     }
+                };
+                match next {
+                    Task::Request(job) => batch.push(job),
+                    other => prune = Some(other),
                 }
             }
-            self.commit_group(&mut batch);
+            if !batch.is_empty() {
+                self.commit_group(&mut batch);
+            }
+            if let Some(Task::Prune {
+                before_ms,
+                max,
+                reply,
+            }) = prune
+            {
+                let _ = reply.send(self.prune(before_ms, max));
+            }
         }
+    }
+
+    fn prune(&mut self, before_ms: u64, max: u32) -> Result<u64, StoreError> {
+        let n = self
+            .conn
+            .prepare_cached(IDEMPOTENCY_PRUNE_SQL)
+            .map_err(db)?
+            .execute(params![int(before_ms)?, i64::from(max)])
+            .map_err(db)?;
+        Ok(n as u64)
     }
 
     fn commit_group(&mut self, batch: &mut Vec<Job>) {
@@ -760,8 +803,10 @@ const PIECE_UPSERT_SQL: &str = "INSERT INTO pieces (account, serial, kind, amoun
     refund_submitted_at_ms = excluded.refund_submitted_at_ms, scanned = excluded.scanned";
 const AUDIT_INSERT_SQL: &str =
     "INSERT INTO audit (account, seq, at_ms, body, hash) VALUES (?1, ?2, ?3, ?4, ?5)";
-const IDEMPOTENCY_INSERT_SQL: &str =
-    "INSERT INTO idempotency (request_id, fingerprint, reply, at_ms) VALUES (?1, ?2, ?3, ?4)";
+const IDEMPOTENCY_INSERT_SQL: &str = "INSERT INTO idempotency \
+    (request_id, fingerprint, reply, at_ms, permanent) VALUES (?1, ?2, ?3, ?4, ?5)";
+const IDEMPOTENCY_PRUNE_SQL: &str = "DELETE FROM idempotency WHERE request_id IN \
+    (SELECT request_id FROM idempotency WHERE permanent = 0 AND at_ms < ?1 LIMIT ?2)";
 
 /// Writes every row the batch changed (each once, in its final state), the audit records in
 /// order, and the idempotency records.
@@ -840,7 +885,8 @@ fn write_overlay(
                 &id.to_bytes()[..],
                 &job.fingerprint[..],
                 ops::encode_reply(reply),
-                int(job.now_ms)?
+                int(job.now_ms)?,
+                store::permanent(&job.request.op)
             ])
             .map_err(db)?;
         }
@@ -877,12 +923,12 @@ impl LedgerStore for SqliteStore {
     fn execute(&self, request: Request, now_ms: u64) -> BoxFuture<'_, Result<Reply, StoreError>> {
         let (tx, rx) = oneshot::channel();
         let fingerprint = ops::fingerprint(&request.op);
-        let sent = self.jobs.try_send(Job {
+        let sent = self.jobs.try_send(Task::Request(Job {
             fingerprint,
             request,
             now_ms,
             reply: tx,
-        });
+        }));
         let queue_requests_max = self.queue_requests_max;
         Box::pin(async move {
             match sent {
@@ -939,6 +985,28 @@ impl LedgerStore for SqliteStore {
         }))
     }
 
+    fn prune_idempotency(
+        &self,
+        before_ms: u64,
+        max: u32,
+    ) -> BoxFuture<'_, Result<u64, StoreError>> {
+        let (tx, rx) = oneshot::channel();
+        let sent = self.jobs.try_send(Task::Prune {
+            before_ms,
+            max,
+            reply: tx,
+        });
+        let queue_requests_max = self.queue_requests_max;
+        Box::pin(async move {
+            match sent {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) => return Err(StoreError::Busy { queue_requests_max }),
+                Err(TrySendError::Disconnected(_)) => return Err(StoreError::Closed),
+            }
+            rx.await.map_err(|_| StoreError::Closed)?
+        })
+    }
+
     fn max_license(&self) -> BoxFuture<'_, Result<u64, StoreError>> {
         Box::pin(self.read(|c| {
             let v: i64 = c
@@ -948,5 +1016,47 @@ impl LedgerStore for SqliteStore {
                 .map_err(db)?;
             store::uint(v)
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Migration 2 marks the account openings of an existing database permanent (they map
+    /// directory accounts to ledger accounts) and leaves every other record prunable.
+    #[test]
+    fn migration_2_keeps_existing_account_openings() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = Connection::open(dir.path().join("ledger.db")).unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE schema_version (version INTEGER NOT NULL);
+             INSERT INTO schema_version (version) VALUES (1);",
+        )
+        .unwrap();
+        let opened: Reply = Ok(Outcome::Opened {
+            account: AccountId(1),
+            meter: MeterSerial::for_account(AccountId(1)),
+            status: AccountStatus::Active,
+        });
+        let refused: Reply = Err(LedgerError::ZeroAmount);
+        for (id, reply) in [(1u8, &opened), (2, &refused)] {
+            conn.execute(
+                "INSERT INTO idempotency (request_id, fingerprint, reply, at_ms) \
+                 VALUES (?1, ?2, ?3, 0)",
+                params![vec![id; 16], vec![0u8; 32], ops::encode_reply(reply)],
+            )
+            .unwrap();
+        }
+        migrate(&mut conn).unwrap();
+        let flags: Vec<(Vec<u8>, i64)> = conn
+            .prepare("SELECT request_id, permanent FROM idempotency ORDER BY request_id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(flags, vec![(vec![1u8; 16], 1), (vec![2u8; 16], 0)]);
     }
 }
