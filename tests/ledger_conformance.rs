@@ -644,6 +644,45 @@ async fn locked_accounts(s: &dyn LedgerStore) {
     )
     .await;
     assert!(r.is_ok(), "{r:?}");
+    // A supervisor unlocks it (audited); then it works again. Unlocking twice is refused.
+    let unlock = |who: &str| Op::Unlock {
+        account: a,
+        supervisor: who.into(),
+    };
+    assert_eq!(
+        exec(s, unlock("sam"), T0 + 1).await,
+        Ok(Outcome::Unlocked { account: a })
+    );
+    let r = exec(s, unlock("sam"), T0 + 2).await;
+    refused(s, a, r, LedgerError::NotLocked { account: a }).await;
+    let b = open_active(s, 701, T0).await;
+    let r2 = exec(
+        s,
+        Op::Unlock {
+            account: b,
+            supervisor: "sam".into(),
+        },
+        T0,
+    )
+    .await;
+    refused(s, b, r2, LedgerError::NotLocked { account: b }).await;
+    assert_eq!(
+        s.account(a).await.unwrap().unwrap().status,
+        AccountStatus::Active
+    );
+    fund(s, a, 1000, T0 + 3).await;
+    let p = authorization(authorize(s, a, 100, T0 + 3).await).id;
+    exec(s, Op::Commit { authorization: p }, T0 + 3)
+        .await
+        .unwrap();
+    let unlocked = s
+        .account_audit(a)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.body.contains("\"unlocked\"") && r.body.contains("\"sam\""))
+        .count();
+    assert_eq!(unlocked, 1, "one audited unlock");
 }
 
 async fn statements(s: &dyn LedgerStore) {
@@ -935,6 +974,61 @@ fn cli_audit_verify_reports_a_tampered_row() {
         .unwrap();
     let err = verify().unwrap_err().to_string();
     assert!(err.contains("row 3"), "{err}");
+}
+
+/// `frank vendor unlock ACCOUNT --supervisor NAME`: unlocks a locked account, names the
+/// supervisor in the audit log, refuses an account that is not locked and an empty name.
+#[test]
+fn cli_unlock_unlocks_a_locked_account() {
+    use frank::ledger::cli::{DatabaseArg, LedgerCommand, run};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let a = rt.block_on(async {
+        let store = SqliteStore::open(
+            &path,
+            SqliteConfig::default(),
+            signer(),
+            LedgerLimits::default(),
+        )
+        .unwrap();
+        let a = open_active(&store, 5000, T0).await;
+        let op = Op::PaymentReturned {
+            account: a,
+            payment: PaymentId("ach-9".into()),
+        };
+        exec(&store, op, T0).await.unwrap();
+        a
+    });
+    let unlock = |who: &str| {
+        run(LedgerCommand::Unlock {
+            account: a.0,
+            supervisor: who.into(),
+            db: DatabaseArg {
+                data: None,
+                database: Some(path.to_string_lossy().into_owned()),
+            },
+        })
+    };
+    let err = unlock(" ").unwrap_err().to_string();
+    assert!(err.contains("--supervisor"), "{err}");
+    unlock("Pat Supervisor").expect("unlocks");
+    let err = unlock("Pat Supervisor").unwrap_err().to_string();
+    assert!(err.contains("is not locked"), "{err}");
+    rt.block_on(async {
+        let store = SqliteStore::open(
+            &path,
+            SqliteConfig::default(),
+            signer(),
+            LedgerLimits::default(),
+        )
+        .unwrap();
+        let acct = store.account(a).await.unwrap().unwrap();
+        assert_eq!(acct.status, AccountStatus::Active);
+        let last = store.account_audit(a).await.unwrap().pop().unwrap();
+        assert!(last.body.contains("Pat Supervisor"), "{}", last.body);
+        verify_audit(&store).await.expect("audit verifies");
+    });
 }
 
 /// Refuses to sign items that start with `0xFF`; signs the rest like [`Ed25519Signer`].

@@ -271,6 +271,20 @@ impl LedgerHandle {
         self.execute(id, Op::DecideRefund { piece, approve }).await
     }
 
+    /// A supervisor unlocks a locked account (`NotLocked` otherwise); the audit log names them.
+    pub async fn unlock(
+        &self,
+        id: RequestId,
+        account: AccountId,
+        supervisor: &str,
+    ) -> Result<Outcome, CallError> {
+        let op = Op::Unlock {
+            account,
+            supervisor: supervisor.to_string(),
+        };
+        self.execute(id, op).await
+    }
+
     /// A verifier saw the piece in the mail stream.
     pub async fn record_scan(&self, id: RequestId, piece: PieceId) -> Result<Outcome, CallError> {
         self.execute(id, Op::RecordScan { piece }).await
@@ -397,7 +411,73 @@ impl Service {
             Ok(()) => External::Payment(self.payments.charge(id, account, &method, amount).await),
             Err(_) => External::None,
         };
-        self.execute(Request { id, op, external }).await
+        let charged = match &external {
+            External::Payment(Ok(receipt)) => Some(receipt.clone()),
+            _ => None,
+        };
+        let result = self.execute(Request { id, op, external }).await;
+        match (charged, result) {
+            // The processor took the money but the ledger refused to credit it: the account
+            // changed between the check above and the transaction (locked by a returned
+            // payment, say). Give the money back and record that; the client gets the refusal.
+            (Some(receipt), Err(CallError::Refused(refusal))) => {
+                self.reverse(id, account, receipt, &refusal).await?;
+                Err(CallError::Refused(refusal))
+            }
+            (_, result) => result,
+        }
+    }
+
+    /// Reverses an approved charge the ledger refused, then records the reversal in the
+    /// account's audit chain (idempotent: derived request id; the processor's reversal is
+    /// idempotent by payment). The processor is asked up to `REVERSE_ATTEMPTS_MAX` times; if
+    /// it still refuses, the payment id is logged at error level for the operator and the
+    /// caller gets `Unavailable`.
+    async fn reverse(
+        &self,
+        id: RequestId,
+        account: AccountId,
+        receipt: PaymentReceipt,
+        refusal: &LedgerError,
+    ) -> Result<(), CallError> {
+        const REVERSE_ATTEMPTS_MAX: u32 = 3;
+        const REVERSE_BACKOFF_MS: u64 = 100;
+        let mut attempt = 0;
+        while let Err(e) = self.payments.reverse(&receipt.id, receipt.amount).await {
+            attempt += 1;
+            if attempt >= REVERSE_ATTEMPTS_MAX {
+                tracing::error!(
+                    %account, payment = %receipt.id.0, error = %e,
+                    "could not reverse a charge the ledger refused; reverse it by hand"
+                );
+                return Err(StoreError::Database(format!(
+                    "payment {} must be reversed but the processor answered: {e}",
+                    receipt.id.0
+                ))
+                .into());
+            }
+            let ms = REVERSE_BACKOFF_MS << attempt;
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+        }
+        let op = Op::PaymentReversed {
+            account,
+            payment: receipt.id.clone(),
+            amount: receipt.amount,
+            reason: refusal.to_string(),
+        };
+        match self.execute(Request::new(id.derive("reverse"), op)).await {
+            Ok(_) => {
+                tracing::warn!(%account, payment = %receipt.id.0, reason = %refusal,
+                    "reversed a charge the ledger refused");
+                Ok(())
+            }
+            // The account vanished? Nothing to attach the record to; the money is back.
+            Err(CallError::Refused(e)) => {
+                tracing::error!(%account, error = %e, "reversal not recorded");
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
     }
 
     async fn reap(&self) -> Result<Vec<PieceId>, CallError> {
