@@ -155,8 +155,27 @@ fn sqlite(dir: &tempfile::TempDir, name: &str, config: SqliteConfig) -> Arc<dyn 
     )
 }
 
+fn skipped_result(r: &Result_) -> Result_ {
+    Result_ {
+        per_s: r.per_s,
+        p99_ms: r.p99_ms,
+    }
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
+    // `--only group|naive|postgres` runs one backend (for profiling); the JSON then reports 0
+    // for the others.
+    let args: Vec<String> = std::env::args().collect();
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1).cloned());
+    let wanted = |name: &str| only.as_deref().is_none_or(|o| o == name);
+    let skipped = Result_ {
+        per_s: 0.0,
+        p99_ms: 0.0,
+    };
     let seconds = if quick { 4 } else { 15 };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -167,7 +186,11 @@ fn main() {
     std::fs::create_dir_all(&base).unwrap();
     let dir = tempfile::tempdir_in(&base).unwrap();
     rt.block_on(async {
-        let group = run(sqlite(&dir, "group.db", SqliteConfig::default()), seconds).await;
+        let group = if wanted("group") {
+            run(sqlite(&dir, "group.db", SqliteConfig::default()), seconds).await
+        } else {
+            skipped_result(&skipped)
+        };
         eprintln!(
             "sqlite group commit: {:.0} pairs/s, p99 {:.2} ms",
             group.per_s, group.p99_ms
@@ -177,24 +200,32 @@ fn main() {
             group_wait_us_max: 0,
             ..SqliteConfig::default()
         };
-        let naive = run(sqlite(&dir, "naive.db", naive_cfg), seconds).await;
+        let naive = if wanted("naive") {
+            run(sqlite(&dir, "naive.db", naive_cfg), seconds).await
+        } else {
+            skipped_result(&skipped)
+        };
         eprintln!(
             "sqlite one tx/request: {:.0} pairs/s, p99 {:.2} ms",
             naive.per_s, naive.p99_ms
         );
-        let url = pg::database().await;
-        let pg_store = PostgresStore::connect(
-            &url,
-            PostgresConfig {
-                connections_max: 32,
-                ..PostgresConfig::default()
-            },
-            signer(),
-            LedgerLimits::default(),
-        )
-        .await
-        .unwrap();
-        let postgres = run(Arc::new(pg_store), seconds).await;
+        let postgres = if wanted("postgres") {
+            let url = pg::database().await;
+            let pg_store = PostgresStore::connect(
+                &url,
+                PostgresConfig {
+                    connections_max: 32,
+                    ..PostgresConfig::default()
+                },
+                signer(),
+                LedgerLimits::default(),
+            )
+            .await
+            .unwrap();
+            run(Arc::new(pg_store), seconds).await
+        } else {
+            skipped_result(&skipped)
+        };
         eprintln!(
             "postgres: {:.0} pairs/s, p99 {:.2} ms",
             postgres.per_s, postgres.p99_ms

@@ -60,8 +60,61 @@ async fn suite(store: Arc<dyn LedgerStore>) {
     locked_accounts(s).await;
     statements(s).await;
     listing(s).await;
+    idempotency_pruning(s).await;
     let report = verify_audit(s).await.expect("audit verifies");
     assert!(report.records > 10);
+}
+
+/// Records older than the cut-off are deleted (at most `max` per call); account openings stay.
+/// Runs last: it prunes what the earlier parts of the suite left.
+async fn idempotency_pruning(s: &dyn LedgerStore) {
+    let later = T0 + 30 * DAY_MS;
+    let open = Request {
+        id: rid(),
+        op: Op::OpenAccount,
+        external: External::License(Ok(LicenseId(700))),
+    };
+    let opened = s.execute(open.clone(), later).await.unwrap();
+    let Ok(Outcome::Opened { account: a, .. }) = opened else {
+        panic!("{opened:?}")
+    };
+    fund(s, a, 1000, later).await;
+    let auth = |amount| Request {
+        op: Op::Authorize {
+            account: a,
+            kind: 1,
+            amount: c(amount),
+            item: b"old".to_vec(),
+        },
+        ..Request::new(RequestId(0xD1CE), Op::OpenAccount)
+    };
+    let first = s.execute(auth(100), later).await.unwrap();
+    assert!(matches!(first, Ok(Outcome::Authorized(_))));
+    // Everything older than `later` goes (the earlier suite left plenty), in rounds of 5.
+    let mut pruned = 0;
+    loop {
+        let n = s.prune_idempotency(later, 5).await.unwrap();
+        assert!(n <= 5);
+        pruned += n;
+        if n == 0 {
+            break;
+        }
+    }
+    assert!(pruned > 20, "pruned only {pruned}");
+    // Not older than the cut-off: still remembered.
+    assert_eq!(s.execute(auth(100), later + 1).await.unwrap(), first);
+    assert_eq!(
+        s.execute(auth(200), later + 1).await.unwrap(),
+        Err(LedgerError::IdempotencyConflict {
+            request: RequestId(0xD1CE)
+        })
+    );
+    assert_eq!(s.prune_idempotency(later + 1, 100).await.unwrap(), 2); // the fund, the authorize
+    // Forgotten: the same id now runs as a new request.
+    let again = authorization(s.execute(auth(200), later + 2).await.unwrap());
+    assert_eq!(again.id.serial, PieceSerial(2));
+    // The opening is permanent: replaying it still names the same account.
+    assert_eq!(s.execute(open, later + 3).await.unwrap(), opened);
 }
 
 async fn accounts_and_licensing(s: &dyn LedgerStore) {
@@ -645,6 +698,45 @@ async fn locked_accounts(s: &dyn LedgerStore) {
     )
     .await;
     assert!(r.is_ok(), "{r:?}");
+    // A supervisor unlocks it (audited); then it works again. Unlocking twice is refused.
+    let unlock = |who: &str| Op::Unlock {
+        account: a,
+        supervisor: who.into(),
+    };
+    assert_eq!(
+        exec(s, unlock("sam"), T0 + 1).await,
+        Ok(Outcome::Unlocked { account: a })
+    );
+    let r = exec(s, unlock("sam"), T0 + 2).await;
+    refused(s, a, r, LedgerError::NotLocked { account: a }).await;
+    let b = open_active(s, 701, T0).await;
+    let r2 = exec(
+        s,
+        Op::Unlock {
+            account: b,
+            supervisor: "sam".into(),
+        },
+        T0,
+    )
+    .await;
+    refused(s, b, r2, LedgerError::NotLocked { account: b }).await;
+    assert_eq!(
+        s.account(a).await.unwrap().unwrap().status,
+        AccountStatus::Active
+    );
+    fund(s, a, 1000, T0 + 3).await;
+    let p = authorization(authorize(s, a, 100, T0 + 3).await).id;
+    exec(s, Op::Commit { authorization: p }, T0 + 3)
+        .await
+        .unwrap();
+    let unlocked = s
+        .account_audit(a)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.body.contains("\"unlocked\"") && r.body.contains("\"sam\""))
+        .count();
+    assert_eq!(unlocked, 1, "one audited unlock");
 }
 
 async fn statements(s: &dyn LedgerStore) {
@@ -936,4 +1028,147 @@ fn cli_audit_verify_reports_a_tampered_row() {
         .unwrap();
     let err = verify().unwrap_err().to_string();
     assert!(err.contains("row 3"), "{err}");
+}
+
+/// `frank vendor unlock ACCOUNT --supervisor NAME`: unlocks a locked account, names the
+/// supervisor in the audit log, refuses an account that is not locked and an empty name.
+#[test]
+fn cli_unlock_unlocks_a_locked_account() {
+    use frank::ledger::cli::{DatabaseArg, LedgerCommand, run};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let a = rt.block_on(async {
+        let store = SqliteStore::open(
+            &path,
+            SqliteConfig::default(),
+            signer(),
+            LedgerLimits::default(),
+        )
+        .unwrap();
+        let a = open_active(&store, 5000, T0).await;
+        let op = Op::PaymentReturned {
+            account: a,
+            payment: PaymentId("ach-9".into()),
+        };
+        exec(&store, op, T0).await.unwrap();
+        a
+    });
+    let unlock = |who: &str| {
+        run(LedgerCommand::Unlock {
+            account: a.0,
+            supervisor: who.into(),
+            db: DatabaseArg {
+                data: None,
+                database: Some(path.to_string_lossy().into_owned()),
+            },
+        })
+    };
+    let err = unlock(" ").unwrap_err().to_string();
+    assert!(err.contains("--supervisor"), "{err}");
+    unlock("Pat Supervisor").expect("unlocks");
+    let err = unlock("Pat Supervisor").unwrap_err().to_string();
+    assert!(err.contains("is not locked"), "{err}");
+    rt.block_on(async {
+        let store = SqliteStore::open(
+            &path,
+            SqliteConfig::default(),
+            signer(),
+            LedgerLimits::default(),
+        )
+        .unwrap();
+        let acct = store.account(a).await.unwrap().unwrap();
+        assert_eq!(acct.status, AccountStatus::Active);
+        let last = store.account_audit(a).await.unwrap().pop().unwrap();
+        assert!(last.body.contains("Pat Supervisor"), "{}", last.body);
+        verify_audit(&store).await.expect("audit verifies");
+    });
+}
+
+/// Refuses to sign items that start with `0xFF`; signs the rest like [`Ed25519Signer`].
+struct PickySigner(Ed25519Signer);
+
+impl ItemSigner for PickySigner {
+    fn sign(&self, facts: &PieceFacts, item: &[u8]) -> Result<Vec<u8>, String> {
+        if item.first() == Some(&0xFF) {
+            return Err("item refused".into());
+        }
+        self.0.sign(facts, item)
+    }
+}
+
+/// One group-commit batch of authorizations on one account, some refused by the signer: the
+/// refused ones change nothing, the others get consecutive serials, and each signature covers
+/// exactly the serial and registers its reservation left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_batch_signs_after_deciding_and_a_refused_signature_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let picky = PickySigner(Ed25519Signer::new(7));
+    let key = picky.0.verifying_key();
+    let s: Arc<dyn LedgerStore> = Arc::new(
+        SqliteStore::open(
+            &dir.path().join("ledger.db"),
+            SqliteConfig {
+                // Wide window: the requests below land in one or a few batches.
+                group_wait_us_max: 200_000,
+                ..SqliteConfig::default()
+            },
+            Arc::new(picky),
+            LedgerLimits::default(),
+        )
+        .unwrap(),
+    );
+    for refuse_some in [false, true] {
+        let a = open_active(&*s, 3000 + u64::from(refuse_some), T0).await;
+        fund(&*s, a, 100_000, T0).await;
+        let mut tasks = Vec::new();
+        for i in 0..64u8 {
+            let s = s.clone();
+            let first = if refuse_some && i % 7 == 3 { 0xFF } else { i };
+            tasks.push(tokio::spawn(async move {
+                let op = Op::Authorize {
+                    account: a,
+                    kind: 1,
+                    amount: c(100 + u64::from(i)),
+                    item: vec![first, i, 0xAB],
+                };
+                (first, s.execute(Request::new(rid(), op), T0).await.unwrap())
+            }));
+        }
+        let mut granted = Vec::new();
+        for t in tasks {
+            match t.await.unwrap() {
+                (0xFF, reply) => assert!(
+                    matches!(reply, Err(LedgerError::SignerFailed { .. })),
+                    "{reply:?}"
+                ),
+                (_, reply) => granted.push(authorization(reply)),
+            }
+        }
+        let expect = if refuse_some { 64 - 9 } else { 64 };
+        assert_eq!(granted.len(), expect);
+        let acct = s.account(a).await.unwrap().unwrap();
+        assert_eq!(acct.last_piece, PieceSerial(expect as u64));
+        let reserved: u64 = granted.iter().map(|g| g.amount.get()).sum();
+        assert_eq!(acct.registers.pending, c(reserved));
+        granted.sort_by_key(|g| g.id.serial);
+        for (n, g) in granted.iter().enumerate() {
+            assert_eq!(g.id.serial, PieceSerial(n as u64 + 1));
+            let facts = verify_signed(&key, &g.signed);
+            assert_eq!(facts.piece, g.id.serial);
+            assert_eq!(facts.descending_after, g.registers.descending);
+            let stored = s.piece(g.id).await.unwrap().unwrap();
+            assert_eq!(
+                stored.signed, g.signed,
+                "stored piece carries the signature"
+            );
+        }
+        // Serials were taken in order, so the registers the signatures carry only fall.
+        assert!(
+            granted
+                .windows(2)
+                .all(|w| w[1].registers.descending < w[0].registers.descending)
+        );
+    }
+    verify_audit(&*s).await.expect("audit verifies");
 }

@@ -2,11 +2,17 @@
 //! SIGKILL at random moments and restarted, `FRANK_CRASH_CYCLES` times (default 20). Requests
 //! in flight at a kill are retried after the restart with the same request id. Then: every
 //! acknowledged operation is present, none applied twice, the registers equal the audit log's
-//! sums and the control total holds. `scripts/crash-soak.sh CYCLES` runs it longer.
+//! sums and the control total holds. It runs against both ledger backends: the embedded SQLite
+//! database and PostgreSQL (`frank vendor serve --database postgres://…` on the throwaway server
+//! the tests start; fewer operations per cycle there). `scripts/crash-soak.sh CYCLES` runs it
+//! longer.
 
+#[path = "support/postgres.rs"]
+mod pg;
 mod support;
 
 use frank::counter::client::{self, ClientError, Session};
+use frank::ledger::postgres::{PostgresConfig, PostgresStore};
 use frank::ledger::sqlite::{SqliteConfig, SqliteStore};
 use frank::ledger::{
     AccountId, LedgerLimits, LedgerStore, PieceId, PieceSerial, PieceState, verify_audit,
@@ -119,11 +125,33 @@ struct Child {
     child: tokio::process::Child,
 }
 
-async fn start_vendor(data: &std::path::Path, addr: SocketAddr) -> Child {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_frank"))
-        .args(["vendor", "serve", "--data"])
+/// Which ledger the vendor runs on.
+#[derive(Clone)]
+enum Backend {
+    /// `ledger.db` in the data directory (the default).
+    Sqlite,
+    /// `--database URL`.
+    Postgres(String),
+}
+
+impl Backend {
+    fn name(&self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+}
+
+async fn start_vendor(data: &std::path::Path, addr: SocketAddr, backend: &Backend) -> Child {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_frank"));
+    cmd.args(["vendor", "serve", "--data"])
         .arg(data)
-        .args(["--listen", &addr.to_string()])
+        .args(["--listen", &addr.to_string()]);
+    if let Backend::Postgres(url) = backend {
+        cmd.args(["--database", url]);
+    }
+    let mut child = cmd
         .env("RUST_LOG", "error")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
@@ -170,12 +198,28 @@ async fn login(
     (endpoint, s, link)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkilled_vendor_loses_nothing_and_repeats_nothing() {
-    let cycles: usize = std::env::var("FRANK_CRASH_CYCLES")
+fn cycles() -> usize {
+    std::env::var("FRANK_CRASH_CYCLES")
         .ok()
         .and_then(|c| c.parse().ok())
-        .unwrap_or(20);
+        .unwrap_or(20)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkilled_vendor_on_sqlite_loses_nothing_and_repeats_nothing() {
+    // 100–500 ms of load per cycle.
+    crash_cycles(Backend::Sqlite, cycles(), 100, 400).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkilled_vendor_on_postgres_loses_nothing_and_repeats_nothing() {
+    // Shorter cycles (50–250 ms of load) keep the suite's time in bounds; still every cycle
+    // kills the vendor with requests in flight.
+    let url = pg::database().await;
+    crash_cycles(Backend::Postgres(url), cycles(), 50, 200).await;
+}
+
+async fn crash_cycles(backend: Backend, cycles: usize, run_ms_min: u64, run_ms_spread: u64) {
     let dir = tempfile::tempdir().unwrap();
     let data = DataDir::new(dir.path().join("vendor"));
     data.init().unwrap();
@@ -194,7 +238,7 @@ async fn sigkilled_vendor_loses_nothing_and_repeats_nothing() {
     let addr: SocketAddr = port;
 
     // Enroll the terminals once.
-    let mut vendor = start_vendor(&data.path, addr).await;
+    let mut vendor = start_vendor(&data.path, addr, &backend).await;
     let mut workers = Vec::new();
     for n in 0..TERMINALS {
         let endpoint = support::endpoint();
@@ -215,7 +259,7 @@ async fn sigkilled_vendor_loses_nothing_and_repeats_nothing() {
 
     for cycle in 0..=cycles {
         if cycle > 0 {
-            vendor = start_vendor(&data.path, addr).await;
+            vendor = start_vendor(&data.path, addr, &backend).await;
         }
         let mut sessions = Vec::new();
         for w in &workers {
@@ -226,7 +270,7 @@ async fn sigkilled_vendor_loses_nothing_and_repeats_nothing() {
             ledger_account = Some(AccountId(b.ledger_account));
         }
         let last = cycle == cycles;
-        let run_ms = 100 + rand::random::<u64>() % 400;
+        let run_ms = run_ms_min + rand::random::<u64>() % run_ms_spread.max(1);
         let until = Instant::now() + Duration::from_millis(run_ms);
         let mut tasks = Vec::new();
         for (mut w, (_, s, _)) in std::mem::take(&mut workers).into_iter().zip(&sessions) {
@@ -269,13 +313,28 @@ async fn sigkilled_vendor_loses_nothing_and_repeats_nothing() {
     // still outstanding now (the final round ends after a completed step) is none.
     let acked = std::mem::take(&mut *acked.lock().unwrap());
     let account = ledger_account.unwrap();
-    let store = SqliteStore::open(
-        &data.file(LEDGER_FILE),
-        SqliteConfig::default(),
-        Arc::new(frank::ledger::cli::NoSigning),
-        LedgerLimits::default(),
-    )
-    .unwrap();
+    let store: Box<dyn LedgerStore> = match &backend {
+        Backend::Sqlite => Box::new(
+            SqliteStore::open(
+                &data.file(LEDGER_FILE),
+                SqliteConfig::default(),
+                Arc::new(frank::ledger::cli::NoSigning),
+                LedgerLimits::default(),
+            )
+            .unwrap(),
+        ),
+        Backend::Postgres(url) => Box::new(
+            PostgresStore::connect(
+                url,
+                PostgresConfig::default(),
+                Arc::new(frank::ledger::cli::NoSigning),
+                LedgerLimits::default(),
+            )
+            .await
+            .unwrap(),
+        ),
+    };
+    let store = &*store;
     let a = store.account(account).await.unwrap().unwrap();
     let mut lost = 0u64;
     let serials: BTreeSet<u64> = acked.authorized.values().copied().collect();
@@ -325,7 +384,7 @@ async fn sigkilled_vendor_loses_nothing_and_repeats_nothing() {
         + a.last_piece.0.saturating_sub(acked.authorized.len() as u64)
         + printed.saturating_sub(acked.committed.len() as u64);
     let control_expected = FUND_CENTS * acked.funds.len() as u64;
-    let report = verify_audit(&store).await;
+    let report = verify_audit(store).await;
     let control_total_ok = a.registers.check().is_ok()
         && a.registers.control.get() == control_expected
         && a.registers.ascending.get() == PIECE_CENTS * printed
@@ -334,7 +393,8 @@ async fn sigkilled_vendor_loses_nothing_and_repeats_nothing() {
             .is_ok_and(|r| r.control_total.get() == control_expected);
     let acknowledged = acked.funds.len() + acked.authorized.len() + acked.committed.len();
     println!(
-        "cycles={cycles} acknowledged={acknowledged} lost={lost} duplicated={duplicated} control_total_ok={control_total_ok}"
+        "cycles={cycles} acknowledged={acknowledged} lost={lost} duplicated={duplicated} control_total_ok={control_total_ok} backend={}",
+        backend.name()
     );
     assert!(report.is_ok(), "{report:?}");
     assert_eq!(lost, 0);

@@ -5,7 +5,8 @@
 mod support;
 
 use frank::ledger::licensing::EmbeddedLicensing;
-use frank::ledger::payment::{BankAccount, Card, PaymentMethod, SimulatedProcessor};
+use frank::ledger::ops;
+use frank::ledger::payment::{self, BankAccount, Card, PaymentMethod, SimulatedProcessor};
 use frank::ledger::service::{self, ManualClock};
 use frank::ledger::sqlite::{SqliteConfig, SqliteStore};
 use frank::ledger::*;
@@ -229,4 +230,148 @@ async fn statement_and_audit_through_the_handle() {
         err,
         CallError::Refused(LedgerError::UnknownAccount(AccountId(77)))
     );
+}
+
+/// The reaper forgets request ids after 24 h (the clock is injected): before that a retry
+/// replays, after it the same id runs as a new request. Account openings are never forgotten.
+#[tokio::test]
+async fn the_reaper_prunes_idempotency_records_after_24_hours() {
+    const DAY_MS: u64 = 24 * 3600 * 1000;
+    let r = rig();
+    let h = &r.handle;
+    let open_id = rid();
+    let Outcome::Opened { account: a, .. } = h.open_account(open_id).await.unwrap() else {
+        panic!("open")
+    };
+    h.fund(rid(), a, c(1000), card("4242424242424242"))
+        .await
+        .unwrap();
+    let id = rid();
+    let first = h.authorize(id, a, 1, c(100), b"x".to_vec()).await.unwrap();
+    r.clock.advance(DAY_MS - 1);
+    h.reap().await.unwrap();
+    // Still within 24 h: the retry replays the same authorization, nothing new reserved.
+    assert_eq!(
+        h.authorize(id, a, 1, c(100), b"x".to_vec()).await.unwrap(),
+        first
+    );
+    assert_eq!(h.account(a).await.unwrap().last_piece, PieceSerial(1));
+    r.clock.advance(2);
+    h.reap().await.unwrap();
+    // Forgotten: the same id is a new request (a second piece).
+    let again = h.authorize(id, a, 1, c(100), b"x".to_vec()).await.unwrap();
+    assert_eq!(again.id.serial, PieceSerial(2));
+    // The opening replays for good.
+    r.clock.advance(30 * DAY_MS);
+    h.reap().await.unwrap();
+    match h.open_account(open_id).await.unwrap() {
+        Outcome::Opened { account, .. } => assert_eq!(account, a),
+        o => panic!("{o:?}"),
+    }
+    assert!(h.verify_audit().await.unwrap().is_ok());
+}
+
+/// A processor that approves like the simulator, but while the charge is in flight the
+/// account gets locked (a returned ACH payment lands between the service's check and the
+/// ledger transaction).
+struct LockDuringCharge {
+    inner: SimulatedProcessor,
+    store: Arc<dyn LedgerStore>,
+}
+
+impl payment::PaymentProcessor for LockDuringCharge {
+    fn charge<'a>(
+        &'a self,
+        key: RequestId,
+        account: AccountId,
+        method: &'a PaymentMethod,
+        amount: frank::money::Cents,
+    ) -> payment::BoxFuture<'a, Result<PaymentReceipt, PaymentError>> {
+        Box::pin(async move {
+            let lock = ops::Request::new(
+                rid(),
+                ops::Op::PaymentReturned {
+                    account,
+                    payment: PaymentId("ach-returned".into()),
+                },
+            );
+            self.store.execute(lock, T0).await.unwrap().unwrap();
+            self.inner.charge(key, account, method, amount).await
+        })
+    }
+    fn returns(&self) -> payment::BoxFuture<'_, Vec<payment::PaymentReturn>> {
+        self.inner.returns()
+    }
+    fn reverse<'a>(
+        &'a self,
+        payment: &'a PaymentId,
+        amount: frank::money::Cents,
+    ) -> payment::BoxFuture<'a, Result<(), PaymentError>> {
+        self.inner.reverse(payment, amount)
+    }
+}
+
+/// An approved charge the ledger then refuses (the account locked in between) is reversed at
+/// the processor and the reversal is audited; the client gets `AccountLocked`; a retry with the
+/// same id changes nothing more. A supervisor can then unlock the account.
+#[tokio::test]
+async fn a_charge_refused_by_a_lock_in_between_is_reversed_and_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn LedgerStore> = Arc::new(
+        SqliteStore::open(
+            &dir.path().join("ledger.db"),
+            SqliteConfig::default(),
+            signer(),
+            LedgerLimits::default(),
+        )
+        .unwrap(),
+    );
+    let processor = Arc::new(LockDuringCharge {
+        inner: SimulatedProcessor::new(),
+        store: store.clone(),
+    });
+    let h = service::spawn(
+        store.clone(),
+        processor.clone(),
+        Arc::new(EmbeddedLicensing::new(0, 1000)),
+        Arc::new(ManualClock::new(T0)),
+        LedgerConfig {
+            reaper_interval_ms: 0,
+            ..LedgerConfig::default()
+        },
+    );
+    let Outcome::Opened { account: a, .. } = h.open_account(rid()).await.unwrap() else {
+        panic!("open")
+    };
+    let id = rid();
+    let err = h
+        .fund(id, a, c(1000), card("4242424242424242"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        CallError::Refused(LedgerError::AccountLocked { account: a })
+    );
+    let reversed = processor.inner.reversed();
+    assert_eq!(reversed.len(), 1, "the charge was reversed");
+    let acct = h.account(a).await.unwrap();
+    assert_eq!(acct.status, AccountStatus::Locked);
+    assert_eq!(acct.registers.control, c(0), "nothing credited");
+    let audit = store.account_audit(a).await.unwrap();
+    let last = &audit.last().unwrap().body;
+    assert!(
+        last.contains("payment_reversed") && last.contains(&reversed[0].0),
+        "{last}"
+    );
+    // The retry replays the refusal; no second charge, no second reversal record.
+    let again = h
+        .fund(id, a, c(1000), card("4242424242424242"))
+        .await
+        .unwrap_err();
+    assert_eq!(again, err);
+    assert_eq!(processor.inner.reversed(), reversed);
+    assert_eq!(store.account_audit(a).await.unwrap().len(), audit.len());
+    h.unlock(rid(), a, "supervisor").await.unwrap();
+    assert_eq!(h.account(a).await.unwrap().status, AccountStatus::Active);
+    assert!(h.verify_audit().await.unwrap().is_ok());
 }

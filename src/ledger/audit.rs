@@ -64,6 +64,18 @@ pub enum AuditEvent {
     Scanned {
         piece: PieceSerial,
     },
+    /// A supervisor unlocked the (locked) account.
+    Unlocked {
+        supervisor: String,
+    },
+    /// A charge the processor approved but the ledger refused to credit (the account changed
+    /// between the check and the transaction) was reversed. Registers do not move: the money
+    /// never entered them.
+    PaymentReversed {
+        payment: PaymentId,
+        amount: Cents,
+        reason: String,
+    },
 }
 
 impl AuditEvent {
@@ -92,7 +104,9 @@ impl AuditEvent {
             | AuditEvent::PaymentReturned { .. }
             | AuditEvent::RefundRequested { .. }
             | AuditEvent::RefundRejected { .. }
-            | AuditEvent::Scanned { .. } => {}
+            | AuditEvent::Scanned { .. }
+            | AuditEvent::Unlocked { .. }
+            | AuditEvent::PaymentReversed { .. } => {}
         }
         Some(r)
     }

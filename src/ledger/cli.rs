@@ -55,6 +55,17 @@ pub enum LedgerCommand {
         #[command(flatten)]
         db: DatabaseArg,
     },
+    /// Unlock a locked ledger account (e.g. after a returned ACH payment was settled). The
+    /// supervisor's name is recorded in the account's audit chain.
+    Unlock {
+        /// The ledger account id (as `registers` shows it).
+        account: u64,
+        /// Who decided (recorded in the audit log).
+        #[arg(long)]
+        supervisor: String,
+        #[command(flatten)]
+        db: DatabaseArg,
+    },
     /// An account's status and registers.
     #[command(name = "registers")]
     Account {
@@ -196,6 +207,31 @@ async fn run_async(cmd: LedgerCommand) -> anyhow::Result<()> {
                         "account {}  beginning {}  credits {}  printed {}  voided {}  refunded {}  ending {}",
                         account, s.beginning, s.credits, s.printed, s.voided, s.refunded, s.ending
                     );
+                    Ok(())
+                }
+                Err(e) => bail!("{e}"),
+            }
+        }
+        LedgerCommand::Unlock {
+            account,
+            supervisor,
+            db,
+        } => {
+            let name = supervisor.trim();
+            if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
+                bail!("--supervisor must be a name of 1 to 64 printable characters");
+            }
+            let store = open(&db).await?;
+            let request = super::ops::Request::new(
+                RequestId::random(),
+                Op::Unlock {
+                    account: AccountId(account),
+                    supervisor: name.to_string(),
+                },
+            );
+            match store.execute(request, now_ms()).await? {
+                Ok(_) => {
+                    println!("account {account} unlocked by {name}");
                     Ok(())
                 }
                 Err(e) => bail!("{e}"),

@@ -487,6 +487,8 @@ pub enum LedgerError {
     AccountLocked { account: AccountId },
     #[error("{account} has no meter license yet (status pending)")]
     AccountPending { account: AccountId },
+    #[error("{account} is not locked")]
+    NotLocked { account: AccountId },
     #[error("{account} already holds license {license:?}")]
     AlreadyLicensed {
         account: AccountId,
@@ -592,6 +594,15 @@ pub enum Outcome {
     ScanRecorded {
         id: PieceId,
         refund_rejected: bool,
+    },
+    /// A supervisor unlocked the account.
+    Unlocked {
+        account: AccountId,
+    },
+    /// A charge the ledger did not credit was reversed at the processor (recorded).
+    PaymentReversed {
+        account: AccountId,
+        payment: PaymentId,
     },
 }
 

@@ -57,6 +57,19 @@ pub enum Op {
     DecideRefund { piece: PieceId, approve: bool },
     /// The piece was seen in the mail stream; a pending refund for it is rejected.
     RecordScan { piece: PieceId },
+    /// A supervisor unlocks a locked account (named in the audit log).
+    Unlock {
+        account: AccountId,
+        supervisor: String,
+    },
+    /// Records that an approved charge the ledger refused to credit was reversed at the
+    /// processor (`reason`: the refusal). Changes no register; allowed on any account status.
+    PaymentReversed {
+        account: AccountId,
+        payment: PaymentId,
+        amount: Cents,
+        reason: String,
+    },
 }
 
 /// The answer of an outside party, obtained by the service before the ledger transaction.
@@ -153,6 +166,8 @@ impl Op {
             Op::License { account }
             | Op::Fund { account, .. }
             | Op::PaymentReturned { account, .. }
+            | Op::Unlock { account, .. }
+            | Op::PaymentReversed { account, .. }
             | Op::Authorize { account, .. } => k.accounts.push(*account),
             Op::Commit { authorization: p }
             | Op::Void {
@@ -183,6 +198,8 @@ impl Op {
             Op::RequestRefund { .. } => "request_refund",
             Op::DecideRefund { .. } => "decide_refund",
             Op::RecordScan { .. } => "record_scan",
+            Op::Unlock { .. } => "unlock",
+            Op::PaymentReversed { .. } => "payment_reversed",
         }
     }
 }
@@ -323,6 +340,43 @@ pub fn decide(
         Op::RequestRefund { piece } => request_refund(&mut w, *piece, limits)?,
         Op::DecideRefund { piece, approve } => decide_refund(&mut w, *piece, *approve)?,
         Op::RecordScan { piece } => record_scan(&mut w, *piece)?,
+        Op::Unlock {
+            account,
+            supervisor,
+        } => {
+            let mut a = w.account(*account)?;
+            if a.status != AccountStatus::Locked {
+                return Err(LedgerError::NotLocked { account: *account });
+            }
+            a.status = AccountStatus::Active;
+            w.emit(
+                a,
+                AuditEvent::Unlocked {
+                    supervisor: supervisor.clone(),
+                },
+            );
+            Outcome::Unlocked { account: *account }
+        }
+        Op::PaymentReversed {
+            account,
+            payment,
+            amount,
+            reason,
+        } => {
+            let a = w.account(*account)?;
+            w.emit(
+                a,
+                AuditEvent::PaymentReversed {
+                    payment: payment.clone(),
+                    amount: *amount,
+                    reason: reason.clone(),
+                },
+            );
+            Outcome::PaymentReversed {
+                account: *account,
+                payment: payment.clone(),
+            }
+        }
     };
     Ok((outcome, w.finish()?))
 }

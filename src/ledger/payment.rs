@@ -310,6 +310,14 @@ pub trait PaymentProcessor: Send + Sync {
 
     /// Payments returned since the last call (ACH returns arrive days later).
     fn returns(&self) -> BoxFuture<'_, Vec<PaymentReturn>>;
+
+    /// Reverses (refunds in full) an approved charge the ledger did not credit. Idempotent by
+    /// `payment`: reversing it again answers `Ok` and moves no money.
+    fn reverse<'a>(
+        &'a self,
+        payment: &'a PaymentId,
+        amount: Cents,
+    ) -> BoxFuture<'a, Result<(), PaymentError>>;
 }
 
 /// Deterministic simulator with the test numbers in the module docs.
@@ -321,6 +329,8 @@ struct SimState {
     answers: HashMap<RequestId, Result<PaymentReceipt, PaymentError>>,
     order: VecDeque<RequestId>,
     returns: Vec<PaymentReturn>,
+    /// Approved charges by payment id, and whether each was reversed.
+    charged: HashMap<PaymentId, (Cents, bool)>,
     next: u64,
 }
 
@@ -336,6 +346,7 @@ impl SimulatedProcessor {
                 answers: HashMap::new(),
                 order: VecDeque::new(),
                 returns: Vec::new(),
+                charged: HashMap::new(),
                 next: 1,
             }),
         }
@@ -386,17 +397,46 @@ impl SimulatedProcessor {
                         payment: id.clone(),
                     });
                 }
+                s.charged.insert(id.clone(), (amount, false));
                 Ok(PaymentReceipt { id, amount })
             }
         };
         if s.order.len() >= Self::ANSWERS_REMEMBERED_MAX
             && let Some(old) = s.order.pop_front()
+            && let Some(Ok(receipt)) = s.answers.remove(&old)
         {
-            s.answers.remove(&old);
+            s.charged.remove(&receipt.id);
         }
         s.order.push_back(key);
         s.answers.insert(key, answer.clone());
         answer
+    }
+}
+
+impl SimulatedProcessor {
+    /// The payments reversed so far (for tests and the demo).
+    pub fn reversed(&self) -> Vec<PaymentId> {
+        let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut v: Vec<PaymentId> = s
+            .charged
+            .iter()
+            .filter(|(_, (_, reversed))| *reversed)
+            .map(|(id, _)| id.clone())
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    fn reverse_now(&self, payment: &PaymentId, amount: Cents) -> Result<(), PaymentError> {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        match s.charged.get_mut(payment) {
+            // Only a charge it approved, in full.
+            Some((charged, reversed)) if *charged == amount => {
+                *reversed = true;
+                Ok(())
+            }
+            _ => Err(PaymentError::Declined),
+        }
     }
 }
 
@@ -423,6 +463,15 @@ impl PaymentProcessor for SimulatedProcessor {
         let r = std::mem::take(&mut s.returns);
         Box::pin(async move { r })
     }
+
+    fn reverse<'a>(
+        &'a self,
+        payment: &'a PaymentId,
+        amount: Cents,
+    ) -> BoxFuture<'a, Result<(), PaymentError>> {
+        let answer = self.reverse_now(payment, amount);
+        Box::pin(async move { answer })
+    }
 }
 
 #[cfg(test)]
@@ -430,6 +479,30 @@ mod tests {
     use super::*;
 
     const NOW_MS: u64 = 1_780_000_000_000; // 2026-05-28
+
+    #[test]
+    fn simulator_reverses_only_its_own_approved_charges_once() {
+        let sim = SimulatedProcessor::new();
+        let card =
+            PaymentMethod::Card(Card::parse("4242424242424242", 12, 2030, "123", NOW_MS).unwrap());
+        let amount = Cents::new(1000).unwrap();
+        let receipt = sim
+            .charge_now(RequestId(1), AccountId(1), &card, amount)
+            .unwrap();
+        assert_eq!(
+            sim.reverse_now(&receipt.id, Cents::new(999).unwrap()),
+            Err(PaymentError::Declined),
+            "only in full"
+        );
+        assert_eq!(
+            sim.reverse_now(&PaymentId("sim-404".into()), amount),
+            Err(PaymentError::Declined),
+            "unknown payment"
+        );
+        assert_eq!(sim.reverse_now(&receipt.id, amount), Ok(()));
+        assert_eq!(sim.reverse_now(&receipt.id, amount), Ok(()), "idempotent");
+        assert_eq!(sim.reversed(), vec![receipt.id]);
+    }
 
     #[test]
     fn test_numbers_pass_their_checksums() {

@@ -87,6 +87,10 @@ const MIGRATIONS: &[&str] = &[
     // 2: the item description of each piece (for listings); the primary key (account,
     //    serial) already lists one account's pieces in order.
     "ALTER TABLE pieces ADD COLUMN item BYTEA NOT NULL DEFAULT ''::bytea;",
+    // 3: idempotency records are pruned after a retention period, except account openings
+    "ALTER TABLE idempotency ADD COLUMN permanent BOOLEAN NOT NULL DEFAULT false;
+    UPDATE idempotency SET permanent = true WHERE reply LIKE '{\"Ok\":{\"Opened\":%';
+    CREATE INDEX idempotency_age ON idempotency(at_ms) WHERE NOT permanent;",
 ];
 
 const ACCOUNT_COLS: &str = "id, license, status, descending, pending, ascending, control, last_piece, audit_seq, audit_head";
@@ -138,7 +142,8 @@ async fn connect(url: &str) -> Result<Conn, StoreError> {
         idem_get: p("SELECT fingerprint, reply FROM idempotency WHERE request_id = $1".into())
             .await?,
         idem_put: p(
-            "INSERT INTO idempotency (request_id, fingerprint, reply, at_ms) VALUES ($1, $2, $3, $4)"
+            "INSERT INTO idempotency (request_id, fingerprint, reply, at_ms, permanent) \
+             VALUES ($1, $2, $3, $4, $5)"
                 .into(),
         )
         .await?,
@@ -489,6 +494,7 @@ impl PostgresStore {
                     &&fp[..],
                     &ops::encode_reply(&reply),
                     &int(now_ms)?,
+                    &store::permanent(&request.op),
                 ],
             )
             .await?;
@@ -617,6 +623,26 @@ impl LedgerStore for PostgresStore {
                 .collect::<Result<Vec<_>, _>>()?;
             tx.commit().await.map_err(db)?;
             Ok((accounts, records))
+        }))
+    }
+
+    fn prune_idempotency(
+        &self,
+        before_ms: u64,
+        max: u32,
+    ) -> BoxFuture<'_, Result<u64, StoreError>> {
+        Box::pin(self.with_conn(async move |c| {
+            let n = c
+                .client
+                .execute(
+                    "DELETE FROM idempotency WHERE request_id IN \
+                     (SELECT request_id FROM idempotency WHERE NOT permanent AND at_ms < $1 \
+                     LIMIT $2)",
+                    &[&int(before_ms)?, &i64::from(max)],
+                )
+                .await
+                .map_err(db)?;
+            Ok(n)
         }))
     }
 

@@ -61,8 +61,14 @@ pub struct LedgerConfig {
     pub ledger_requests_max: usize,
     /// Most commands being worked on at once (each waits on the store).
     pub ledger_inflight_max: usize,
-    /// How often the reaper expires reservations and polls returned payments (0 = never).
+    /// How often the reaper expires reservations, polls returned payments and prunes old
+    /// idempotency records (0 = never).
     pub reaper_interval_ms: u64,
+    /// How long a request id is remembered (default 24 h). A retry with the same id must come
+    /// sooner; after this it runs as a new request. Account openings are kept for good.
+    pub idempotency_retention_ms: u64,
+    /// Most idempotency records one reaper pass deletes.
+    pub idempotency_prune_max: u32,
     pub limits: LedgerLimits,
 }
 
@@ -72,6 +78,8 @@ impl Default for LedgerConfig {
             ledger_requests_max: 4096,
             ledger_inflight_max: 2048,
             reaper_interval_ms: 1000,
+            idempotency_retention_ms: 24 * 3600 * 1000,
+            idempotency_prune_max: 10_000,
             limits: LedgerLimits::default(),
         }
     }
@@ -264,6 +272,20 @@ impl LedgerHandle {
         self.execute(id, Op::DecideRefund { piece, approve }).await
     }
 
+    /// A supervisor unlocks a locked account (`NotLocked` otherwise); the audit log names them.
+    pub async fn unlock(
+        &self,
+        id: RequestId,
+        account: AccountId,
+        supervisor: &str,
+    ) -> Result<Outcome, CallError> {
+        let op = Op::Unlock {
+            account,
+            supervisor: supervisor.to_string(),
+        };
+        self.execute(id, op).await
+    }
+
     /// A verifier saw the piece in the mail stream.
     pub async fn record_scan(&self, id: RequestId, piece: PieceId) -> Result<Outcome, CallError> {
         self.execute(id, Op::RecordScan { piece }).await
@@ -402,7 +424,73 @@ impl Service {
             Ok(()) => External::Payment(self.payments.charge(id, account, &method, amount).await),
             Err(_) => External::None,
         };
-        self.execute(Request { id, op, external }).await
+        let charged = match &external {
+            External::Payment(Ok(receipt)) => Some(receipt.clone()),
+            _ => None,
+        };
+        let result = self.execute(Request { id, op, external }).await;
+        match (charged, result) {
+            // The processor took the money but the ledger refused to credit it: the account
+            // changed between the check above and the transaction (locked by a returned
+            // payment, say). Give the money back and record that; the client gets the refusal.
+            (Some(receipt), Err(CallError::Refused(refusal))) => {
+                self.reverse(id, account, receipt, &refusal).await?;
+                Err(CallError::Refused(refusal))
+            }
+            (_, result) => result,
+        }
+    }
+
+    /// Reverses an approved charge the ledger refused, then records the reversal in the
+    /// account's audit chain (idempotent: derived request id; the processor's reversal is
+    /// idempotent by payment). The processor is asked up to `REVERSE_ATTEMPTS_MAX` times; if
+    /// it still refuses, the payment id is logged at error level for the operator and the
+    /// caller gets `Unavailable`.
+    async fn reverse(
+        &self,
+        id: RequestId,
+        account: AccountId,
+        receipt: PaymentReceipt,
+        refusal: &LedgerError,
+    ) -> Result<(), CallError> {
+        const REVERSE_ATTEMPTS_MAX: u32 = 3;
+        const REVERSE_BACKOFF_MS: u64 = 100;
+        let mut attempt = 0;
+        while let Err(e) = self.payments.reverse(&receipt.id, receipt.amount).await {
+            attempt += 1;
+            if attempt >= REVERSE_ATTEMPTS_MAX {
+                tracing::error!(
+                    %account, payment = %receipt.id.0, error = %e,
+                    "could not reverse a charge the ledger refused; reverse it by hand"
+                );
+                return Err(StoreError::Database(format!(
+                    "payment {} must be reversed but the processor answered: {e}",
+                    receipt.id.0
+                ))
+                .into());
+            }
+            let ms = REVERSE_BACKOFF_MS << attempt;
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+        }
+        let op = Op::PaymentReversed {
+            account,
+            payment: receipt.id.clone(),
+            amount: receipt.amount,
+            reason: refusal.to_string(),
+        };
+        match self.execute(Request::new(id.derive("reverse"), op)).await {
+            Ok(_) => {
+                tracing::warn!(%account, payment = %receipt.id.0, reason = %refusal,
+                    "reversed a charge the ledger refused");
+                Ok(())
+            }
+            // The account vanished? Nothing to attach the record to; the money is back.
+            Err(CallError::Refused(e)) => {
+                tracing::error!(%account, error = %e, "reversal not recorded");
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
     }
 
     async fn reap(&self) -> Result<Vec<PieceId>, CallError> {
@@ -418,10 +506,22 @@ impl Service {
         let op = Op::ExpireDue {
             max: self.config.limits.expire_batch_max,
         };
-        match self.execute(Request::new(RequestId::random(), op)).await? {
-            Outcome::Expired { ids } => Ok(ids),
-            o => Err(unexpected(o)),
+        let ids = match self.execute(Request::new(RequestId::random(), op)).await? {
+            Outcome::Expired { ids } => ids,
+            o => return Err(unexpected(o)),
+        };
+        let before_ms = self
+            .clock
+            .now_ms()
+            .saturating_sub(self.config.idempotency_retention_ms);
+        let pruned = self
+            .store
+            .prune_idempotency(before_ms, self.config.idempotency_prune_max)
+            .await?;
+        if pruned > 0 {
+            tracing::debug!(pruned, "pruned old idempotency records");
         }
+        Ok(ids)
     }
 
     async fn handle(&self, cmd: Command) {

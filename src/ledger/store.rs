@@ -2,7 +2,7 @@
 
 use super::audit::{self, AuditBreak, AuditRecord, AuditReport, BreakKind, StoredAuditRecord};
 use super::model::*;
-use super::ops::Request;
+use super::ops::{Op, Request};
 use super::payment::BoxFuture;
 use crate::money::Cents;
 
@@ -48,6 +48,18 @@ pub trait LedgerStore: Send + Sync + 'static {
     fn audit_snapshot(&self) -> BoxFuture<'_, Result<AuditSnapshot, StoreError>>;
     /// The largest license id recorded (to restart sequential licensing).
     fn max_license(&self) -> BoxFuture<'_, Result<u64, StoreError>>;
+    /// Deletes up to `max` idempotency records stored before `before_ms`, except permanent
+    /// ones (see [`permanent`]); returns how many it deleted. A request retried after its
+    /// record was pruned runs again as a new request.
+    fn prune_idempotency(&self, before_ms: u64, max: u32)
+    -> BoxFuture<'_, Result<u64, StoreError>>;
+}
+
+/// Idempotency records that are never pruned: account openings. The vendor maps a directory
+/// account to its ledger account by replaying the opening under a derived request id, so that
+/// record is the mapping (one per account).
+pub fn permanent(op: &Op) -> bool {
+    matches!(op, Op::OpenAccount)
 }
 
 /// Recomputes the hash chains and registers from the log and compares with the accounts.

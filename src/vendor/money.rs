@@ -176,7 +176,9 @@ pub fn ledger_error(e: LedgerError) -> ErrorBody {
         }
         LedgerError::Payment(_) => b(ErrorCode::PaymentDeclined),
         LedgerError::SignerFailed { .. } => b(ErrorCode::SignerFailed),
+        // Terminals cannot unlock accounts, so `NotLocked` never answers one.
         LedgerError::UnknownAccount(_)
+        | LedgerError::NotLocked { .. }
         | LedgerError::AlreadyLicensed { .. }
         | LedgerError::InvariantBroken { .. } => {
             tracing::error!(error = %e, "unexpected ledger refusal");
