@@ -4,6 +4,7 @@
 //! 1. sign in, buy a postage label, print it, decode the saved PNG's Data Matrix, verify it;
 //! 2. cut the link mid-print: the screen says the label was voided and the balance returns.
 
+mod pty_support;
 mod support;
 
 use frank::faultproxy::FaultProxy;
@@ -11,109 +12,11 @@ use frank::indicium::verify::{VendorKeys, payload_from_png, verify_payload};
 use frank::link::LinkState;
 use frank::printer::emulator::{Emulator, EmulatorHandle, EmulatorOptions};
 use frank::wire::FundMethod;
-use portable_pty::{CommandBuilder, PtySize, native_pty_system};
-use std::io::{Read, Write};
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+use pty_support::*;
 use std::time::{Duration, Instant};
 use support::*;
 
-const ROWS: u16 = 40;
-const COLS: u16 = 120;
-const LONG: Duration = Duration::from_secs(30);
 const FUNDS_CENTS: u64 = 5_000;
-
-/// The counter process in a pty, its screen parsed by vt100.
-struct Screen {
-    parser: Arc<Mutex<vt100::Parser>>,
-    writer: Box<dyn Write + Send>,
-    child: Box<dyn portable_pty::Child + Send + Sync>,
-}
-
-impl Screen {
-    fn spawn(args: &[String], home: &Path) -> Screen {
-        let pair = native_pty_system()
-            .openpty(PtySize {
-                rows: ROWS,
-                cols: COLS,
-                pixel_width: 0,
-                pixel_height: 0,
-            })
-            .unwrap();
-        let mut cmd = CommandBuilder::new(env!("CARGO_BIN_EXE_frank"));
-        cmd.args(args);
-        cmd.env("HOME", home);
-        cmd.env("XDG_CONFIG_HOME", home.join("config"));
-        cmd.env("XDG_STATE_HOME", home.join("state"));
-        cmd.env("XDG_DATA_HOME", home.join("data"));
-        cmd.env("TERM", "xterm-256color");
-        cmd.env("RUST_LOG", "info");
-        let child = pair.slave.spawn_command(cmd).unwrap();
-        drop(pair.slave);
-        let mut reader = pair.master.try_clone_reader().unwrap();
-        let writer = pair.master.take_writer().unwrap();
-        let parser = Arc::new(Mutex::new(vt100::Parser::new(ROWS, COLS, 0)));
-        let p = parser.clone();
-        std::thread::spawn(move || {
-            let _keep_master = pair.master;
-            let mut buf = [0u8; 8192];
-            while let Ok(n) = reader.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                p.lock().unwrap().process(&buf[..n]);
-            }
-        });
-        Screen {
-            parser,
-            writer,
-            child,
-        }
-    }
-
-    fn text(&self) -> String {
-        self.parser.lock().unwrap().screen().contents()
-    }
-
-    fn send(&mut self, bytes: &str) {
-        self.writer.write_all(bytes.as_bytes()).unwrap();
-        self.writer.flush().unwrap();
-        // Let the UI take keys one burst at a time, as a person would type them.
-        std::thread::sleep(Duration::from_millis(30));
-    }
-
-    fn typ(&mut self, text: &str) {
-        for c in text.chars() {
-            self.send(&c.to_string());
-        }
-    }
-
-    /// Waits until the screen satisfies `pred`; on timeout fails with the screen.
-    fn wait(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + LONG;
-        loop {
-            let t = self.text();
-            if pred(&t) {
-                return t;
-            }
-            if Instant::now() > deadline {
-                panic!("timed out waiting for {what}; screen:\n{t}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn wait_for(&self, needle: &str) -> String {
-        self.wait(needle, |t| t.contains(needle))
-    }
-}
-
-impl Drop for Screen {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 struct Rig {
     _home: tempfile::TempDir,
@@ -220,34 +123,6 @@ async fn rig(profile_toml: Option<&str>) -> Rig {
         _watcher_link: watcher_link,
         screen,
     }
-}
-
-/// Ctrl-N, the postage form filled, the live quote awaited; returns the quote text.
-fn postage_to_review(s: &mut Screen) {
-    s.send("\x0e"); // Ctrl-N: new item (postage)
-    s.wait_for("Weight");
-    for v in [
-        "Ada Lovelace",
-        "12 Analytical Way",
-        "",
-        "San Francisco",
-        "CA",
-        "94105",
-        "Charles Babbage",
-        "1 Difference Rd",
-        "Apt 2",
-        "Boston",
-        "MA",
-        "02108-1234",
-        "3",
-    ] {
-        s.typ(v);
-        s.send("\t");
-    }
-    // The vendor's live quote for first-class, 3 oz.
-    s.wait("a quote", |t| t.contains("Quote: $"));
-    s.send("\r");
-    s.wait_for("Review");
 }
 
 fn balance_cents(w: &frank::counter::client::Session) -> u64 {
