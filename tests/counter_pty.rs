@@ -2,7 +2,13 @@
 //! pty read back through a vt100 parser, against a real vendor on loopback (behind a fault
 //! proxy) and the virtual printer on another pty.
 //! 1. sign in, buy a postage label, print it, decode the saved PNG's Data Matrix, verify it;
-//! 2. cut the link mid-print: the screen says the label was voided and the balance returns.
+//! 2. cut the link mid-print: the screen says the label was voided and the balance returns;
+//! 3. add funds by card (approved and declined simulator cards), the number masked throughout;
+//! 4. history lists the printed piece from the vendor; Ctrl-R files a refund request there;
+//! 5. paper out: the status bar shows it, printing is refused, and paper running out mid-label
+//!    voids the label and restores the balance;
+//! 6. kiosk: the welcome screen, Ctrl-C/Ctrl-Z/Ctrl-\ trapped, the idle timeout clears the
+//!    form, only the supervisor PIN quits.
 
 mod pty_support;
 mod support;
@@ -10,7 +16,7 @@ mod support;
 use frank::faultproxy::FaultProxy;
 use frank::indicium::verify::{VendorKeys, payload_from_png, verify_payload};
 use frank::link::LinkState;
-use frank::printer::emulator::{Emulator, EmulatorHandle, EmulatorOptions};
+use frank::printer::emulator::{Emulator, EmulatorHandle, EmulatorOptions, Fault};
 use frank::wire::FundMethod;
 use pty_support::*;
 use std::time::{Duration, Instant};
@@ -19,7 +25,7 @@ use support::*;
 const FUNDS_CENTS: u64 = 5_000;
 
 struct Rig {
-    _home: tempfile::TempDir,
+    home: tempfile::TempDir,
     labels: tempfile::TempDir,
     vendor: Vendor,
     proxy: FaultProxy,
@@ -33,6 +39,11 @@ struct Rig {
 /// A vendor with a funded account, a proxy, a virtual printer with `profile_toml`, and the
 /// counter UI signed in and on its home screen with the link up.
 async fn rig(profile_toml: Option<&str>) -> Rig {
+    rig_with(profile_toml, &[]).await
+}
+
+/// [`rig`] with extra environment for the counter process.
+async fn rig_with(profile_toml: Option<&str>, env: &[(&str, &str)]) -> Rig {
     let vendor = vendor().await;
     let proxy = FaultProxy::start("127.0.0.1:0".parse().unwrap(), vendor.addr)
         .await
@@ -104,7 +115,7 @@ async fn rig(profile_toml: Option<&str>) -> Rig {
         "--origin-zip".into(),
         "94105".into(),
     ];
-    let mut screen = Screen::spawn(&args, home.path());
+    let mut screen = Screen::spawn_env(&args, home.path(), env);
     screen.wait_for("Sign in");
     screen.typ(CLERK);
     screen.send("\t");
@@ -114,7 +125,7 @@ async fn rig(profile_toml: Option<&str>) -> Rig {
     screen.wait_for("LINK UP");
     screen.wait_for("printer ready");
     Rig {
-        _home: home,
+        home,
         labels,
         vendor,
         proxy,
@@ -233,4 +244,282 @@ async fn a_link_cut_mid_print_voids_the_label_and_restores_the_balance() {
     // The printer was told to drop what it held, and no label completed.
     let stats = r.printer.stats();
     assert!(stats.clears >= 1, "{stats:?}");
+}
+
+const F3: &str = "\x1bOR";
+const F4: &str = "\x1bOS";
+
+fn status_balance(cents: u64) -> String {
+    format!("balance {}", frank::money::Cents::new(cents).unwrap())
+}
+
+/// Every log line the counter wrote so far (its state dir under the rig's home).
+fn counter_logs(home: &std::path::Path) -> String {
+    let dir = home.join("state").join("frank");
+    let mut all = String::new();
+    for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        if let Ok(t) = std::fs::read_to_string(e.path()) {
+            all.push_str(&t);
+        }
+    }
+    all
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// F4, then the card form filled with `number` for `dollars`, then Enter. Checks after every
+/// step that the number is never on screen in full.
+fn fund_by_card(s: &mut Screen, dollars: &str, number: &str) {
+    s.send(F4);
+    s.wait_for("Add funds");
+    s.send("\t"); // method (card) → amount
+    s.typ(dollars);
+    s.send("\t");
+    s.typ(number);
+    let masked = format!(
+        "{}{}",
+        "•".repeat(number.len() - 4),
+        &number[number.len() - 4..]
+    );
+    let t = s.wait_for(&masked);
+    assert!(!t.contains(&number[..12]), "card number shown:\n{t}");
+    s.send("\t");
+    s.typ("12/30");
+    s.send("\t");
+    s.typ("123");
+    let t = s.wait_for("•••");
+    assert!(!t.contains(&number[..12]), "card number shown:\n{t}");
+    s.send("\r");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_funds_by_card_masks_the_number_and_shows_a_decline() {
+    // Debug logging, so the check below sees everything the counter might log.
+    let mut r = rig_with(None, &[("RUST_LOG", "debug")]).await;
+    r.screen.wait_for(&status_balance(FUNDS_CENTS));
+    let approved = frank::ledger::payment::SIMULATOR_CARD_APPROVED;
+    fund_by_card(&mut r.screen, "25.00", approved);
+    let t = r.screen.wait_for("Added $25.00");
+    assert!(!t.contains(&approved[..12]), "{t}");
+    r.screen.wait_for(&status_balance(FUNDS_CENTS + 2_500));
+    assert_eq!(balance_cents(&r.watcher), FUNDS_CENTS + 2_500);
+
+    // The simulator's declining card: the decline is shown and nothing is added.
+    let declined = "4000000000000002";
+    fund_by_card(&mut r.screen, "10.00", declined);
+    let t = r.screen.wait_for("Not added");
+    assert!(t.to_lowercase().contains("declined"), "{t}");
+    assert!(!t.contains(&declined[..12]), "{t}");
+    assert!(
+        t.contains(&status_balance(FUNDS_CENTS + 2_500)),
+        "balance changed after a decline:\n{t}"
+    );
+    assert_eq!(balance_cents(&r.watcher), FUNDS_CENTS + 2_500);
+
+    // Nor are the numbers in the counter's log.
+    let logs = counter_logs(r.home.path());
+    assert!(
+        !logs.is_empty(),
+        "the counter wrote no log: {:?}",
+        walk(r.home.path())
+    );
+    for n in [approved, declined] {
+        assert!(!logs.contains(n), "card number in the log");
+    }
+}
+
+/// Prints one postage label from the home screen; returns the outcome screen.
+fn print_one(s: &mut Screen) -> String {
+    postage_to_review(s);
+    s.send("\r");
+    s.wait("the outcome", |t| {
+        t.contains("Printed postage") || t.contains("voided") || t.contains("Not issued")
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_lists_the_printed_item_and_requests_its_refund() {
+    let mut r = rig(None).await;
+    let done = print_one(&mut r.screen);
+    assert!(done.contains("charged"), "{done}");
+    let pieces = {
+        let rt = tokio::runtime::Handle::current();
+        tokio::task::block_in_place(|| rt.block_on(r.watcher.pieces(10, None))).unwrap()
+    };
+    assert_eq!(pieces.pieces.len(), 1, "{pieces:?}");
+    let serial = pieces.pieces[0].piece_serial;
+    let piece_state = |w: &frank::counter::client::Session| {
+        let rt = tokio::runtime::Handle::current();
+        tokio::task::block_in_place(|| rt.block_on(w.piece(serial)))
+            .unwrap()
+            .item_state
+    };
+    // The printed state is committed by the backend right after the outcome.
+    let deadline = Instant::now() + LONG;
+    while piece_state(&r.watcher) != "printed" {
+        assert!(Instant::now() < deadline, "{}", piece_state(&r.watcher));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    r.screen.send("\x1b"); // back home
+    r.screen.send(F3);
+    // The row comes from the vendor's `pieces` answer: its summary names weight and ZIP.
+    let t = r.screen.wait("the vendor's row", |t| {
+        t.contains("3 oz →") && t.contains("printed")
+    });
+    assert!(t.contains("History"), "{t}");
+    r.screen.send("\x12"); // Ctrl-R: request a refund for the selected row
+    r.screen.wait_for("Refund requested for");
+    r.screen.wait_for("refund requested");
+    let deadline = Instant::now() + LONG;
+    loop {
+        let s = piece_state(&r.watcher);
+        if s == "refund_requested" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "vendor says {s}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Reloading the history shows the vendor's state, and a second ask is refused.
+    r.screen.send("\x1b");
+    r.screen.send(F3);
+    r.screen.wait("reloaded row", |t| {
+        t.contains("3 oz →") && t.contains("refund requested")
+    });
+    r.screen.send("\x12");
+    r.screen.wait_for("no refund to request");
+}
+
+/// The virtual printer without native Data Matrix: the indicium goes as a few KB of raster,
+/// so a paper-out early in the label is found by a status poll before the indicium is done.
+fn raster_profile() -> String {
+    let base = frank::printer::profile::shipped_source("virtual").unwrap();
+    base.lines()
+        .filter(|l| !l.starts_with("data_matrix_cn"))
+        .map(|l| {
+            if l.starts_with("name") {
+                "name = \"Raster test printer\"".to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paper_out_shows_blocks_printing_and_a_mid_label_paper_out_voids_it() {
+    let mut r = rig(Some(&raster_profile())).await;
+    // Idle paper out: the status poll puts it on the status bar.
+    r.printer.inject(Fault::PaperOut);
+    r.screen.wait_for("✗ paper out");
+    postage_to_review(&mut r.screen);
+    r.screen.send("\r");
+    let t = r.screen.wait_for("Printing disabled: paper out");
+    assert!(t.contains("Review"), "{t}");
+    assert_eq!(balance_cents(&r.watcher), FUNDS_CENTS);
+    // Paper back in: ready again.
+    r.printer.inject(Fault::PaperIn);
+    r.screen.wait_for("printer ready");
+    // The paper runs out a few bytes into the label.
+    let at = r.printer.stats().received_total + 64;
+    r.printer.inject(Fault::PaperOutAfter(at));
+    r.screen.send("\r");
+    let t = r.screen.wait_for("label voided");
+    assert!(t.contains("Printer: paper out"), "{t}");
+    assert!(t.contains("returned to balance"), "{t}");
+    r.screen.wait_for("✗ paper out");
+    let deadline = Instant::now() + LONG;
+    while balance_cents(&r.watcher) != FUNDS_CENTS {
+        assert!(
+            Instant::now() < deadline,
+            "balance not restored: {}",
+            balance_cents(&r.watcher)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    r.screen.wait_for(&status_balance(FUNDS_CENTS));
+    assert!(r.printer.pngs().is_empty(), "a label was cut");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kiosk_traps_quit_keys_times_out_and_quits_only_with_the_pin() {
+    let vendor = vendor().await;
+    let home = tempfile::tempdir().unwrap();
+    let config = home.path().join("config").join("frank");
+    std::fs::create_dir_all(&config).unwrap();
+    let pin_sha = hex::encode(frank::ui::app::pin_hash("2468").0);
+    std::fs::write(
+        config.join("counter.toml"),
+        format!("supervisor_pin_sha256 = \"{pin_sha}\"\nidle_timeout_s = 2\n"),
+    )
+    .unwrap();
+    let args: Vec<String> = vec![
+        "counter".into(),
+        "--vendor".into(),
+        vendor.addr.to_string(),
+        "--pin".into(),
+        frank::identity::fingerprint(&vendor.key),
+        "--data".into(),
+        home.path().join("terminal").display().to_string(),
+        "--enroll-code".into(),
+        vendor.code.clone(),
+        "--origin-zip".into(),
+        "94105".into(),
+        "--kiosk".into(),
+        "--kiosk-clerk".into(),
+        CLERK.into(),
+    ];
+    let mut s = Screen::spawn_env(&args, home.path(), &[("FRANK_PASSWORD", PASSWORD)]);
+    s.wait_for("Press Enter to start");
+    s.wait_for("LINK UP"); // signed in by itself as the kiosk clerk
+    // Ctrl-C asks for the PIN instead of quitting; Esc closes the prompt.
+    s.send("\x03");
+    s.wait_for("Supervisor PIN");
+    assert!(s.alive());
+    s.send("\x1b");
+    s.wait("the prompt closed", |t| !t.contains("Supervisor PIN"));
+    // Ctrl-Z and Ctrl-\ do nothing.
+    s.send("\x1a");
+    s.send("\x1c");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(s.alive(), "a trapped key ended the kiosk");
+    assert!(s.text().contains("Press Enter to start"));
+    // Idle: what was typed is cleared and the welcome screen comes back.
+    s.send("\r");
+    s.wait_for("Weight");
+    s.typ("Grace Hopper");
+    s.wait_for("Grace Hopper");
+    let t = s.wait_for("Timed out");
+    assert!(t.contains("Press Enter to start"), "{t}");
+    s.send("\r");
+    let t = s.wait_for("Weight");
+    assert!(!t.contains("Grace Hopper"), "the form kept its input:\n{t}");
+    s.send("\x1b");
+    s.wait_for("Press Enter to start");
+    // A wrong PIN does not quit; the right one does.
+    s.send("\x03");
+    s.wait_for("Supervisor PIN");
+    s.typ("1111");
+    s.send("\r");
+    s.wait_for("wrong PIN (1 of");
+    assert!(s.alive());
+    s.typ("2468");
+    s.send("\r");
+    assert_eq!(
+        s.exited_within(Duration::from_secs(10)),
+        Some(true),
+        "the kiosk did not quit with the supervisor PIN"
+    );
 }
