@@ -523,3 +523,117 @@ async fn kiosk_traps_quit_keys_times_out_and_quits_only_with_the_pin() {
         "the kiosk did not quit with the supervisor PIN"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kiosk_issues_a_label_only_after_the_card_is_approved() {
+    // The kiosk charges the card exactly the item's price: a vendor selling through kiosks must
+    // accept top-ups that small (its default minimum is $5.00).
+    let mut options = frank::vendor::server::VendorOptions::default();
+    options.ledger.limits.top_up_min = frank::money::Cents::new(1).unwrap();
+    let vendor = vendor_with(options).await;
+    // The kiosk's account has money from before: a declined card must still issue nothing.
+    let (_c, watcher) = logged_in(&vendor, vendor.addr).await;
+    let watcher_link = watcher.start_link().unwrap();
+    let mut up = watcher_link.state.clone();
+    wait_for(&mut up, LONG, "watcher up", |s| *s == LinkState::Up).await;
+    let mut funded = false;
+    for _ in 0..50 {
+        if watcher
+            .fund(rand::random(), 1_000, FundMethod::simulator_test_card())
+            .await
+            .is_ok()
+        {
+            funded = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(funded);
+    let home = tempfile::tempdir().unwrap();
+    let labels = tempfile::tempdir().unwrap();
+    let printer = Emulator::spawn(
+        &frank::printer::profile::shipped("virtual").unwrap(),
+        EmulatorOptions {
+            baud: None,
+            out_dir: Some(labels.path().to_path_buf()),
+            control_socket: None,
+        },
+    )
+    .unwrap();
+    let config = home.path().join("kiosk.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "kiosk = true\nkiosk_clerk = \"{CLERK}\"\nsupervisor_pin_sha256 = \"{}\"\n",
+            hex::encode(frank::ui::app::pin_hash("2468").0)
+        ),
+    )
+    .unwrap();
+    let args: Vec<String> = vec![
+        "counter".into(),
+        "--config".into(),
+        config.display().to_string(),
+        "--vendor".into(),
+        vendor.addr.to_string(),
+        "--pin".into(),
+        frank::identity::fingerprint(&vendor.key),
+        "--data".into(),
+        home.path().join("terminal").display().to_string(),
+        "--enroll-code".into(),
+        vendor.code.clone(),
+        "--origin-zip".into(),
+        "94105".into(),
+        "--printer".into(),
+        printer.device_path().display().to_string(),
+        "--profile".into(),
+        "virtual".into(),
+    ];
+    let mut s = Screen::spawn_env(&args, home.path(), &[("FRANK_PASSWORD", PASSWORD)]);
+    s.wait_for("Press Enter to start");
+    s.wait_for("LINK UP");
+    s.wait_for("printer ready");
+    s.send("\r");
+    fill_postage_to_review(&mut s);
+    s.send("\r"); // confirm: pay by card first
+    s.wait_for("Pay by card");
+    let pay = |s: &mut Screen, number: &str| {
+        s.typ(number);
+        s.send("\t");
+        s.typ("12/30");
+        s.send("\t");
+        s.typ("123");
+        s.send("\r");
+    };
+    pay(&mut s, "4000000000000002");
+    let t = s.wait_for("Not added");
+    assert!(t.to_lowercase().contains("declined"), "{t}");
+    assert!(t.contains("Pay by card"), "{t}");
+    let pieces = |w: &frank::counter::client::Session| {
+        let rt = tokio::runtime::Handle::current();
+        tokio::task::block_in_place(|| rt.block_on(w.pieces(10, None)))
+            .unwrap()
+            .pieces
+            .len()
+    };
+    assert_eq!(pieces(&watcher), 0, "a declined card issued an item");
+    assert_eq!(balance_cents(&watcher), 1_000);
+    // Another card: approved, then the label is authorized and printed.
+    pay(&mut s, frank::ledger::payment::SIMULATOR_CARD_APPROVED);
+    let done = s.wait("the outcome", |t| {
+        t.contains("Printed postage") || t.contains("voided") || t.contains("Not issued")
+    });
+    assert!(done.contains("charged"), "{done}");
+    assert_eq!(pieces(&watcher), 1);
+    // The card paid exactly the label: the account is where it was.
+    let deadline = Instant::now() + LONG;
+    while balance_cents(&watcher) != 1_000 {
+        assert!(Instant::now() < deadline, "{}", balance_cents(&watcher));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let deadline = Instant::now() + LONG;
+    while printer.pngs().is_empty() {
+        assert!(Instant::now() < deadline, "no label printed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(watcher_link);
+}

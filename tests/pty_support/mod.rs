@@ -181,6 +181,11 @@ pub fn rss_mb(pid: u32) -> Option<f64> {
 /// the review screen.
 pub fn postage_to_review(s: &mut Screen) {
     s.send("\x0e"); // Ctrl-N: new item (postage)
+    fill_postage_to_review(s);
+}
+
+/// On the postage form: fills it, waits for the vendor's live quote, then Enter: the review.
+pub fn fill_postage_to_review(s: &mut Screen) {
     s.wait_for("Weight");
     for v in [
         "Ada Lovelace",
