@@ -573,6 +573,28 @@ mod tests {
     }
 
     #[test]
+    fn arrival_times_are_logged_per_read() {
+        let profile = crate::printer::profile::shipped("virtual").unwrap();
+        let h = Emulator::spawn(&profile, EmulatorOptions::default()).unwrap();
+        assert_eq!(h.received_at(0), None);
+        let before = Instant::now();
+        let mut dev = std::fs::OpenOptions::new()
+            .write(true)
+            .open(h.device_path())
+            .unwrap();
+        dev.write_all(b"\x1b@ab").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while h.stats().received_total < 4 {
+            assert!(Instant::now() < deadline, "bytes not received");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let first = h.received_at(0).unwrap();
+        assert!(first >= before);
+        assert!(h.received_at(3).unwrap() >= first);
+        assert_eq!(h.received_at(4), None);
+    }
+
+    #[test]
     fn control_lines() {
         assert_eq!(
             Fault::parse("paper_out_after 100"),
