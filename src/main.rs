@@ -269,10 +269,9 @@ fn main() -> anyhow::Result<()> {
             init_logging("info");
             vendor(cmd)
         }
-        Command::Counter(a) => {
-            init_logging("warn");
-            counter(a)
-        }
+        // The TUI logs to a file (`counter` sets that up; `--headless` logs to stderr): a
+        // stderr subscriber installed here would take the global slot and draw over the UI.
+        Command::Counter(a) => counter(a),
         Command::Loadgen(a) => {
             init_logging("warn");
             let password =

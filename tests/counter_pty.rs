@@ -2,121 +2,30 @@
 //! pty read back through a vt100 parser, against a real vendor on loopback (behind a fault
 //! proxy) and the virtual printer on another pty.
 //! 1. sign in, buy a postage label, print it, decode the saved PNG's Data Matrix, verify it;
-//! 2. cut the link mid-print: the screen says the label was voided and the balance returns.
+//! 2. cut the link mid-print: the screen says the label was voided and the balance returns;
+//! 3. add funds by card (approved and declined simulator cards), the number masked throughout;
+//! 4. history lists the printed piece from the vendor; Ctrl-R files a refund request there;
+//! 5. paper out: the status bar shows it, printing is refused, and paper running out mid-label
+//!    voids the label and restores the balance;
+//! 6. kiosk: the welcome screen, Ctrl-C/Ctrl-Z/Ctrl-\ trapped, the idle timeout clears the
+//!    form, only the supervisor PIN quits.
 
+mod pty_support;
 mod support;
 
 use frank::faultproxy::FaultProxy;
 use frank::indicium::verify::{VendorKeys, payload_from_png, verify_payload};
 use frank::link::LinkState;
-use frank::printer::emulator::{Emulator, EmulatorHandle, EmulatorOptions};
+use frank::printer::emulator::{Emulator, EmulatorHandle, EmulatorOptions, Fault};
 use frank::wire::FundMethod;
-use portable_pty::{CommandBuilder, PtySize, native_pty_system};
-use std::io::{Read, Write};
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+use pty_support::*;
 use std::time::{Duration, Instant};
 use support::*;
 
-const ROWS: u16 = 40;
-const COLS: u16 = 120;
-const LONG: Duration = Duration::from_secs(30);
 const FUNDS_CENTS: u64 = 5_000;
 
-/// The counter process in a pty, its screen parsed by vt100.
-struct Screen {
-    parser: Arc<Mutex<vt100::Parser>>,
-    writer: Box<dyn Write + Send>,
-    child: Box<dyn portable_pty::Child + Send + Sync>,
-}
-
-impl Screen {
-    fn spawn(args: &[String], home: &Path) -> Screen {
-        let pair = native_pty_system()
-            .openpty(PtySize {
-                rows: ROWS,
-                cols: COLS,
-                pixel_width: 0,
-                pixel_height: 0,
-            })
-            .unwrap();
-        let mut cmd = CommandBuilder::new(env!("CARGO_BIN_EXE_frank"));
-        cmd.args(args);
-        cmd.env("HOME", home);
-        cmd.env("XDG_CONFIG_HOME", home.join("config"));
-        cmd.env("XDG_STATE_HOME", home.join("state"));
-        cmd.env("XDG_DATA_HOME", home.join("data"));
-        cmd.env("TERM", "xterm-256color");
-        cmd.env("RUST_LOG", "info");
-        let child = pair.slave.spawn_command(cmd).unwrap();
-        drop(pair.slave);
-        let mut reader = pair.master.try_clone_reader().unwrap();
-        let writer = pair.master.take_writer().unwrap();
-        let parser = Arc::new(Mutex::new(vt100::Parser::new(ROWS, COLS, 0)));
-        let p = parser.clone();
-        std::thread::spawn(move || {
-            let _keep_master = pair.master;
-            let mut buf = [0u8; 8192];
-            while let Ok(n) = reader.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                p.lock().unwrap().process(&buf[..n]);
-            }
-        });
-        Screen {
-            parser,
-            writer,
-            child,
-        }
-    }
-
-    fn text(&self) -> String {
-        self.parser.lock().unwrap().screen().contents()
-    }
-
-    fn send(&mut self, bytes: &str) {
-        self.writer.write_all(bytes.as_bytes()).unwrap();
-        self.writer.flush().unwrap();
-        // Let the UI take keys one burst at a time, as a person would type them.
-        std::thread::sleep(Duration::from_millis(30));
-    }
-
-    fn typ(&mut self, text: &str) {
-        for c in text.chars() {
-            self.send(&c.to_string());
-        }
-    }
-
-    /// Waits until the screen satisfies `pred`; on timeout fails with the screen.
-    fn wait(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + LONG;
-        loop {
-            let t = self.text();
-            if pred(&t) {
-                return t;
-            }
-            if Instant::now() > deadline {
-                panic!("timed out waiting for {what}; screen:\n{t}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn wait_for(&self, needle: &str) -> String {
-        self.wait(needle, |t| t.contains(needle))
-    }
-}
-
-impl Drop for Screen {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 struct Rig {
-    _home: tempfile::TempDir,
+    home: tempfile::TempDir,
     labels: tempfile::TempDir,
     vendor: Vendor,
     proxy: FaultProxy,
@@ -130,6 +39,11 @@ struct Rig {
 /// A vendor with a funded account, a proxy, a virtual printer with `profile_toml`, and the
 /// counter UI signed in and on its home screen with the link up.
 async fn rig(profile_toml: Option<&str>) -> Rig {
+    rig_with(profile_toml, &[]).await
+}
+
+/// [`rig`] with extra environment for the counter process.
+async fn rig_with(profile_toml: Option<&str>, env: &[(&str, &str)]) -> Rig {
     let vendor = vendor().await;
     let proxy = FaultProxy::start("127.0.0.1:0".parse().unwrap(), vendor.addr)
         .await
@@ -201,7 +115,7 @@ async fn rig(profile_toml: Option<&str>) -> Rig {
         "--origin-zip".into(),
         "94105".into(),
     ];
-    let mut screen = Screen::spawn(&args, home.path());
+    let mut screen = Screen::spawn_env(&args, home.path(), env);
     screen.wait_for("Sign in");
     screen.typ(CLERK);
     screen.send("\t");
@@ -211,7 +125,7 @@ async fn rig(profile_toml: Option<&str>) -> Rig {
     screen.wait_for("LINK UP");
     screen.wait_for("printer ready");
     Rig {
-        _home: home,
+        home,
         labels,
         vendor,
         proxy,
@@ -220,34 +134,6 @@ async fn rig(profile_toml: Option<&str>) -> Rig {
         _watcher_link: watcher_link,
         screen,
     }
-}
-
-/// Ctrl-N, the postage form filled, the live quote awaited; returns the quote text.
-fn postage_to_review(s: &mut Screen) {
-    s.send("\x0e"); // Ctrl-N: new item (postage)
-    s.wait_for("Weight");
-    for v in [
-        "Ada Lovelace",
-        "12 Analytical Way",
-        "",
-        "San Francisco",
-        "CA",
-        "94105",
-        "Charles Babbage",
-        "1 Difference Rd",
-        "Apt 2",
-        "Boston",
-        "MA",
-        "02108-1234",
-        "3",
-    ] {
-        s.typ(v);
-        s.send("\t");
-    }
-    // The vendor's live quote for first-class, 3 oz.
-    s.wait("a quote", |t| t.contains("Quote: $"));
-    s.send("\r");
-    s.wait_for("Review");
 }
 
 fn balance_cents(w: &frank::counter::client::Session) -> u64 {
@@ -358,4 +244,396 @@ async fn a_link_cut_mid_print_voids_the_label_and_restores_the_balance() {
     // The printer was told to drop what it held, and no label completed.
     let stats = r.printer.stats();
     assert!(stats.clears >= 1, "{stats:?}");
+}
+
+const F3: &str = "\x1bOR";
+const F4: &str = "\x1bOS";
+
+fn status_balance(cents: u64) -> String {
+    format!("balance {}", frank::money::Cents::new(cents).unwrap())
+}
+
+/// Every log line the counter wrote so far (its state dir under the rig's home).
+fn counter_logs(home: &std::path::Path) -> String {
+    let dir = home.join("state").join("frank");
+    let mut all = String::new();
+    for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        if let Ok(t) = std::fs::read_to_string(e.path()) {
+            all.push_str(&t);
+        }
+    }
+    all
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// F4, then the card form filled with `number` for `dollars`, then Enter. Checks after every
+/// step that the number is never on screen in full.
+fn fund_by_card(s: &mut Screen, dollars: &str, number: &str) {
+    s.send(F4);
+    s.wait_for("Add funds");
+    s.send("\t"); // method (card) → amount
+    s.typ(dollars);
+    s.send("\t");
+    s.typ(number);
+    let masked = format!(
+        "{}{}",
+        "•".repeat(number.len() - 4),
+        &number[number.len() - 4..]
+    );
+    let t = s.wait_for(&masked);
+    assert!(!t.contains(&number[..12]), "card number shown:\n{t}");
+    s.send("\t");
+    s.typ("12/30");
+    s.send("\t");
+    s.typ("123");
+    let t = s.wait_for("•••");
+    assert!(!t.contains(&number[..12]), "card number shown:\n{t}");
+    s.send("\r");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_funds_by_card_masks_the_number_and_shows_a_decline() {
+    // Debug logging, so the check below sees everything the counter might log.
+    let mut r = rig_with(None, &[("RUST_LOG", "debug")]).await;
+    r.screen.wait_for(&status_balance(FUNDS_CENTS));
+    let approved = frank::ledger::payment::SIMULATOR_CARD_APPROVED;
+    fund_by_card(&mut r.screen, "25.00", approved);
+    let t = r.screen.wait_for("Added $25.00");
+    assert!(!t.contains(&approved[..12]), "{t}");
+    r.screen.wait_for(&status_balance(FUNDS_CENTS + 2_500));
+    assert_eq!(balance_cents(&r.watcher), FUNDS_CENTS + 2_500);
+
+    // The simulator's declining card: the decline is shown and nothing is added.
+    let declined = "4000000000000002";
+    fund_by_card(&mut r.screen, "10.00", declined);
+    let t = r.screen.wait_for("Not added");
+    assert!(t.to_lowercase().contains("declined"), "{t}");
+    assert!(!t.contains(&declined[..12]), "{t}");
+    assert!(
+        t.contains(&status_balance(FUNDS_CENTS + 2_500)),
+        "balance changed after a decline:\n{t}"
+    );
+    assert_eq!(balance_cents(&r.watcher), FUNDS_CENTS + 2_500);
+
+    // Nor are the numbers in the counter's log.
+    let logs = counter_logs(r.home.path());
+    assert!(
+        !logs.is_empty(),
+        "the counter wrote no log: {:?}",
+        walk(r.home.path())
+    );
+    for n in [approved, declined] {
+        assert!(!logs.contains(n), "card number in the log");
+    }
+}
+
+/// Prints one postage label from the home screen; returns the outcome screen.
+fn print_one(s: &mut Screen) -> String {
+    postage_to_review(s);
+    s.send("\r");
+    s.wait("the outcome", |t| {
+        t.contains("Printed postage") || t.contains("voided") || t.contains("Not issued")
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_lists_the_printed_item_and_requests_its_refund() {
+    let mut r = rig(None).await;
+    let done = print_one(&mut r.screen);
+    assert!(done.contains("charged"), "{done}");
+    let pieces = {
+        let rt = tokio::runtime::Handle::current();
+        tokio::task::block_in_place(|| rt.block_on(r.watcher.pieces(10, None))).unwrap()
+    };
+    assert_eq!(pieces.pieces.len(), 1, "{pieces:?}");
+    let serial = pieces.pieces[0].piece_serial;
+    let piece_state = |w: &frank::counter::client::Session| {
+        let rt = tokio::runtime::Handle::current();
+        tokio::task::block_in_place(|| rt.block_on(w.piece(serial)))
+            .unwrap()
+            .item_state
+    };
+    // The printed state is committed by the backend right after the outcome.
+    let deadline = Instant::now() + LONG;
+    while piece_state(&r.watcher) != "printed" {
+        assert!(Instant::now() < deadline, "{}", piece_state(&r.watcher));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    r.screen.send("\x1b"); // back home
+    r.screen.send(F3);
+    // The row comes from the vendor's `pieces` answer: its summary names weight and ZIP.
+    let t = r.screen.wait("the vendor's row", |t| {
+        t.contains("3 oz →") && t.contains("printed")
+    });
+    assert!(t.contains("History"), "{t}");
+    r.screen.send("\x12"); // Ctrl-R: request a refund for the selected row
+    r.screen.wait_for("Refund requested for");
+    r.screen.wait_for("refund requested");
+    let deadline = Instant::now() + LONG;
+    loop {
+        let s = piece_state(&r.watcher);
+        if s == "refund_requested" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "vendor says {s}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Reloading the history shows the vendor's state, and a second ask is refused.
+    r.screen.send("\x1b");
+    r.screen.send(F3);
+    r.screen.wait("reloaded row", |t| {
+        t.contains("3 oz →") && t.contains("refund requested")
+    });
+    r.screen.send("\x12");
+    r.screen.wait_for("no refund to request");
+}
+
+/// The virtual printer without native Data Matrix: the indicium goes as a few KB of raster,
+/// so a paper-out early in the label is found by a status poll before the indicium is done.
+fn raster_profile() -> String {
+    let base = frank::printer::profile::shipped_source("virtual").unwrap();
+    base.lines()
+        .filter(|l| !l.starts_with("data_matrix_cn"))
+        .map(|l| {
+            if l.starts_with("name") {
+                "name = \"Raster test printer\"".to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paper_out_shows_blocks_printing_and_a_mid_label_paper_out_voids_it() {
+    let mut r = rig(Some(&raster_profile())).await;
+    // Idle paper out: the status poll puts it on the status bar.
+    r.printer.inject(Fault::PaperOut);
+    r.screen.wait_for("✗ paper out");
+    postage_to_review(&mut r.screen);
+    r.screen.send("\r");
+    let t = r.screen.wait_for("Printing disabled: paper out");
+    assert!(t.contains("Review"), "{t}");
+    assert_eq!(balance_cents(&r.watcher), FUNDS_CENTS);
+    // Paper back in: ready again.
+    r.printer.inject(Fault::PaperIn);
+    r.screen.wait_for("printer ready");
+    // The paper runs out a few bytes into the label.
+    let at = r.printer.stats().received_total + 64;
+    r.printer.inject(Fault::PaperOutAfter(at));
+    r.screen.send("\r");
+    let t = r.screen.wait_for("label voided");
+    assert!(t.contains("Printer: paper out"), "{t}");
+    assert!(t.contains("returned to balance"), "{t}");
+    r.screen.wait_for("✗ paper out");
+    let deadline = Instant::now() + LONG;
+    while balance_cents(&r.watcher) != FUNDS_CENTS {
+        assert!(
+            Instant::now() < deadline,
+            "balance not restored: {}",
+            balance_cents(&r.watcher)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    r.screen.wait_for(&status_balance(FUNDS_CENTS));
+    assert!(r.printer.pngs().is_empty(), "a label was cut");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kiosk_traps_quit_keys_times_out_and_quits_only_with_the_pin() {
+    let vendor = vendor().await;
+    let home = tempfile::tempdir().unwrap();
+    let config = home.path().join("config").join("frank");
+    std::fs::create_dir_all(&config).unwrap();
+    let pin_sha = hex::encode(frank::ui::app::pin_hash("2468").0);
+    std::fs::write(
+        config.join("counter.toml"),
+        format!("supervisor_pin_sha256 = \"{pin_sha}\"\nidle_timeout_s = 2\n"),
+    )
+    .unwrap();
+    let args: Vec<String> = vec![
+        "counter".into(),
+        "--vendor".into(),
+        vendor.addr.to_string(),
+        "--pin".into(),
+        frank::identity::fingerprint(&vendor.key),
+        "--data".into(),
+        home.path().join("terminal").display().to_string(),
+        "--enroll-code".into(),
+        vendor.code.clone(),
+        "--origin-zip".into(),
+        "94105".into(),
+        "--kiosk".into(),
+        "--kiosk-clerk".into(),
+        CLERK.into(),
+    ];
+    let mut s = Screen::spawn_env(&args, home.path(), &[("FRANK_PASSWORD", PASSWORD)]);
+    s.wait_for("Press Enter to start");
+    s.wait_for("LINK UP"); // signed in by itself as the kiosk clerk
+    // Ctrl-C asks for the PIN instead of quitting; Esc closes the prompt.
+    s.send("\x03");
+    s.wait_for("Supervisor PIN");
+    assert!(s.alive());
+    s.send("\x1b");
+    s.wait("the prompt closed", |t| !t.contains("Supervisor PIN"));
+    // Ctrl-Z and Ctrl-\ do nothing.
+    s.send("\x1a");
+    s.send("\x1c");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(s.alive(), "a trapped key ended the kiosk");
+    assert!(s.text().contains("Press Enter to start"));
+    // Idle: what was typed is cleared and the welcome screen comes back.
+    s.send("\r");
+    s.wait_for("Weight");
+    s.typ("Grace Hopper");
+    s.wait_for("Grace Hopper");
+    let t = s.wait_for("Timed out");
+    assert!(t.contains("Press Enter to start"), "{t}");
+    s.send("\r");
+    let t = s.wait_for("Weight");
+    assert!(!t.contains("Grace Hopper"), "the form kept its input:\n{t}");
+    s.send("\x1b");
+    s.wait_for("Press Enter to start");
+    // A wrong PIN does not quit; the right one does.
+    s.send("\x03");
+    s.wait_for("Supervisor PIN");
+    s.typ("1111");
+    s.send("\r");
+    s.wait_for("wrong PIN (1 of");
+    assert!(s.alive());
+    s.typ("2468");
+    s.send("\r");
+    assert_eq!(
+        s.exited_within(Duration::from_secs(10)),
+        Some(true),
+        "the kiosk did not quit with the supervisor PIN"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kiosk_issues_a_label_only_after_the_card_is_approved() {
+    // The kiosk charges the card exactly the item's price: a vendor selling through kiosks must
+    // accept top-ups that small (its default minimum is $5.00).
+    let mut options = frank::vendor::server::VendorOptions::default();
+    options.ledger.limits.top_up_min = frank::money::Cents::new(1).unwrap();
+    let vendor = vendor_with(options).await;
+    // The kiosk's account has money from before: a declined card must still issue nothing.
+    let (_c, watcher) = logged_in(&vendor, vendor.addr).await;
+    let watcher_link = watcher.start_link().unwrap();
+    let mut up = watcher_link.state.clone();
+    wait_for(&mut up, LONG, "watcher up", |s| *s == LinkState::Up).await;
+    let mut funded = false;
+    for _ in 0..50 {
+        if watcher
+            .fund(rand::random(), 1_000, FundMethod::simulator_test_card())
+            .await
+            .is_ok()
+        {
+            funded = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(funded);
+    let home = tempfile::tempdir().unwrap();
+    let labels = tempfile::tempdir().unwrap();
+    let printer = Emulator::spawn(
+        &frank::printer::profile::shipped("virtual").unwrap(),
+        EmulatorOptions {
+            baud: None,
+            out_dir: Some(labels.path().to_path_buf()),
+            control_socket: None,
+        },
+    )
+    .unwrap();
+    let config = home.path().join("kiosk.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "kiosk = true\nkiosk_clerk = \"{CLERK}\"\nsupervisor_pin_sha256 = \"{}\"\n",
+            hex::encode(frank::ui::app::pin_hash("2468").0)
+        ),
+    )
+    .unwrap();
+    let args: Vec<String> = vec![
+        "counter".into(),
+        "--config".into(),
+        config.display().to_string(),
+        "--vendor".into(),
+        vendor.addr.to_string(),
+        "--pin".into(),
+        frank::identity::fingerprint(&vendor.key),
+        "--data".into(),
+        home.path().join("terminal").display().to_string(),
+        "--enroll-code".into(),
+        vendor.code.clone(),
+        "--origin-zip".into(),
+        "94105".into(),
+        "--printer".into(),
+        printer.device_path().display().to_string(),
+        "--profile".into(),
+        "virtual".into(),
+    ];
+    let mut s = Screen::spawn_env(&args, home.path(), &[("FRANK_PASSWORD", PASSWORD)]);
+    s.wait_for("Press Enter to start");
+    s.wait_for("LINK UP");
+    s.wait_for("printer ready");
+    s.send("\r");
+    fill_postage_to_review(&mut s);
+    s.send("\r"); // confirm: pay by card first
+    s.wait_for("Pay by card");
+    let pay = |s: &mut Screen, number: &str| {
+        s.typ(number);
+        s.send("\t");
+        s.typ("12/30");
+        s.send("\t");
+        s.typ("123");
+        s.send("\r");
+    };
+    pay(&mut s, "4000000000000002");
+    let t = s.wait_for("Not added");
+    assert!(t.to_lowercase().contains("declined"), "{t}");
+    assert!(t.contains("Pay by card"), "{t}");
+    let pieces = |w: &frank::counter::client::Session| {
+        let rt = tokio::runtime::Handle::current();
+        tokio::task::block_in_place(|| rt.block_on(w.pieces(10, None)))
+            .unwrap()
+            .pieces
+            .len()
+    };
+    assert_eq!(pieces(&watcher), 0, "a declined card issued an item");
+    assert_eq!(balance_cents(&watcher), 1_000);
+    // Another card: approved, then the label is authorized and printed.
+    pay(&mut s, frank::ledger::payment::SIMULATOR_CARD_APPROVED);
+    let done = s.wait("the outcome", |t| {
+        t.contains("Printed postage") || t.contains("voided") || t.contains("Not issued")
+    });
+    assert!(done.contains("charged"), "{done}");
+    assert_eq!(pieces(&watcher), 1);
+    // The card paid exactly the label: the account is where it was.
+    let deadline = Instant::now() + LONG;
+    while balance_cents(&watcher) != 1_000 {
+        assert!(Instant::now() < deadline, "{}", balance_cents(&watcher));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let deadline = Instant::now() + LONG;
+    while printer.pngs().is_empty() {
+        assert!(Instant::now() < deadline, "no label printed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(watcher_link);
 }

@@ -4,11 +4,10 @@
 //!
 //! Set `FRANK_SCREEN_CAPTURE=FILE` to also write the screens as text (README's capture).
 
-#[path = "support/pty.rs"]
-mod pty;
+mod pty_support;
 
 use frank::indicium::verify::{VendorKeys, payload_from_png, verify_payload};
-use pty::{SCREEN_WAIT, Screen};
+use pty_support::{LONG as SCREEN_WAIT, Screen};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -34,7 +33,7 @@ fn demo_shows_credentials_prints_a_label_and_the_png_verifies() {
         "--duration-s".into(),
         "120".into(),
     ];
-    let mut s = Screen::spawn(&args, home.path(), &[]);
+    let mut s = Screen::spawn(&args, home.path());
     let first = s.wait_for("Demo clerk:");
     let clerk = after(&first, "Demo clerk:").to_string();
     let password = after(&first, "password:").to_string();
@@ -101,7 +100,7 @@ fn demo_shows_credentials_prints_a_label_and_the_png_verifies() {
     // Quit (Ctrl-Q): the demo ends and restores the terminal.
     s.send("\x11");
     assert_eq!(
-        s.wait_exit(Duration::from_secs(10)),
+        s.exited_within(Duration::from_secs(10)),
         Some(true),
         "demo did not exit cleanly"
     );

@@ -473,6 +473,7 @@ fn kiosk_pays_by_card_then_authorizes() {
     press(&mut app, KeyCode::BackTab);
     press(&mut app, KeyCode::Backspace);
     typ(&mut app, "2");
+    // The card is charged first; nothing is authorized until the payment is approved.
     let cmds = press(&mut app, KeyCode::Enter);
     match &cmds[..] {
         [
@@ -480,13 +481,49 @@ fn kiosk_pays_by_card_then_authorizes() {
                 method: FundMethod::Card { .. },
                 amount,
             },
-            Command::Authorize { amount: a2, .. },
-        ] => {
-            assert_eq!((*amount, *a2), (cents(540), cents(540)));
-        }
-        other => panic!("expected Fund then Authorize, got {other:?}"),
+        ] => assert_eq!(*amount, cents(540)),
+        other => panic!("expected Fund alone, got {other:?}"),
+    }
+    assert!(app.pay_pending);
+    assert_eq!(app.screen, Screen::Funds);
+    assert!(
+        press(&mut app, KeyCode::Enter).is_empty(),
+        "no second charge"
+    );
+    // Declined: no item; the form stays for another card, the price still fixed.
+    let cmds = backend(
+        &mut app,
+        Backend::FundResult {
+            ok: false,
+            message: "Not added: payment declined by the issuer".into(),
+        },
+    );
+    assert!(cmds.is_empty(), "a declined card issued {cmds:?}");
+    assert_eq!(app.screen, Screen::Funds);
+    assert!(app.notice.as_ref().unwrap().text.contains("declined"));
+    assert_eq!(app.funds.text("amount"), "5.40");
+    assert_eq!(app.funds.focused().unwrap().key, "card");
+    typ(&mut app, "4242424242424242");
+    press(&mut app, KeyCode::Tab);
+    typ(&mut app, "04/29");
+    press(&mut app, KeyCode::Tab);
+    typ(&mut app, "123");
+    let cmds = press(&mut app, KeyCode::Enter);
+    assert!(matches!(&cmds[..], [Command::Fund { .. }]), "{cmds:?}");
+    // Approved: now the item is authorized, once.
+    let cmds = backend(
+        &mut app,
+        Backend::FundResult {
+            ok: true,
+            message: "Added $5.40 (payment 7).".into(),
+        },
+    );
+    match &cmds[..] {
+        [Command::Authorize { amount, .. }] => assert_eq!(*amount, cents(540)),
+        other => panic!("expected Authorize, got {other:?}"),
     }
     assert_eq!(app.screen, Screen::Printing);
+    assert!(!app.pay_pending);
 }
 
 #[test]

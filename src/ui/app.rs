@@ -197,6 +197,8 @@ pub struct App {
     pub funds: Form,
     /// Kiosk card payment for the draft (amount fixed).
     pub paying: bool,
+    /// Kiosk: the card payment was sent; the item is authorized only once it is approved.
+    pub pay_pending: bool,
     pub settings_selected: usize,
     pub theme_index: usize,
     pub pin_prompt: Option<Field>,
@@ -379,6 +381,7 @@ impl App {
             history_selected: 0,
             funds: funds_form(kiosk),
             paying: false,
+            pay_pending: false,
             settings_selected: 0,
             theme_index,
             pin_prompt: None,
@@ -478,7 +481,7 @@ impl App {
             self.job.as_ref().map(|j| &j.phase),
             Some(JobPhase::Authorizing | JobPhase::Printing(_))
         );
-        if printing || (self.screen == Screen::Welcome && self.is_clear()) {
+        if printing || self.pay_pending || (self.screen == Screen::Welcome && self.is_clear()) {
             return;
         }
         self.reset_kiosk();
@@ -1285,6 +1288,9 @@ impl App {
     }
 
     fn on_funds(&mut self, action: Action, out: &mut Vec<Command>) {
+        if self.pay_pending {
+            return; // the card is being charged: wait for the answer
+        }
         if Self::form_nav(&mut self.funds, action) {
             set_funds_visibility(&mut self.funds);
             self.validate_funds();
@@ -1331,12 +1337,19 @@ impl App {
                     }
                 };
                 out.push(Command::Fund { method, amount });
-                self.funds.clear();
-                set_funds_visibility(&mut self.funds);
                 if self.paying {
-                    self.paying = false;
-                    self.authorize(out);
+                    // The item is authorized only once the payment is approved (FundResult):
+                    // a declined card must not issue it from the account's balance.
+                    self.pay_pending = true;
+                    self.notice(Severity::Info, format!("Charging {amount} to the card…"));
+                    for key in ["card", "expiry", "cvc"] {
+                        if let Some(f) = self.funds.get_mut(key) {
+                            f.clear();
+                        }
+                    }
                 } else {
+                    self.funds.clear();
+                    set_funds_visibility(&mut self.funds);
                     self.notice(Severity::Info, format!("Adding {amount}…"));
                 }
             }
@@ -1405,7 +1418,14 @@ impl App {
                 if let Some(j) = self.job.as_mut().filter(|j| j.id == job) {
                     j.phase = JobPhase::Done {
                         severity: Severity::Error,
-                        message: format!("Not issued: {reason}. Nothing was charged."),
+                        message: if self.config.kiosk {
+                            // The card payment came first and stays on the account.
+                            format!(
+                                "Not issued: {reason}. Your payment is kept on this kiosk's account; please ask staff for a refund."
+                            )
+                        } else {
+                            format!("Not issued: {reason}. Nothing was charged.")
+                        },
                     };
                 }
             }
@@ -1441,6 +1461,18 @@ impl App {
                 self.set_item_state(job, ItemState::Refund(state));
             }
             Backend::FundResult { ok, message } => {
+                if self.pay_pending {
+                    self.pay_pending = false;
+                    if ok && self.paying && self.screen == Screen::Funds {
+                        self.paying = false;
+                        self.funds.clear();
+                        set_funds_visibility(&mut self.funds);
+                        self.authorize(out);
+                        return;
+                    }
+                    // Declined or failed: the card form stays up for another card.
+                    self.funds.focus = 2;
+                }
                 self.notice(if ok { Severity::Ok } else { Severity::Error }, message)
             }
             Backend::Error(e) => self.notice(Severity::Error, e),

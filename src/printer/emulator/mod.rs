@@ -36,6 +36,8 @@ pub const RECEIVED_BYTES_MAX: usize = 64 << 20;
 pub const JOBS_MAX: usize = 4096;
 /// How long the I/O loop sleeps when idle.
 pub const TICK_MS: u64 = 1;
+/// Read chunks whose arrival time is kept (for [`EmulatorHandle::received_at`]).
+pub const ARRIVALS_MAX: usize = 65_536;
 /// Longest control-socket line.
 pub const CONTROL_LINE_BYTES_MAX: usize = 256;
 /// Most bytes read from the pty in one go.
@@ -93,6 +95,8 @@ impl Fault {
 struct Shared {
     received: Vec<u8>,
     received_total: u64,
+    /// (offset of the chunk's first byte, when it was read), oldest first.
+    arrivals: VecDeque<(u64, Instant)>,
     jobs: Vec<RenderedJob>,
     pngs: Vec<PathBuf>,
     paper_out_after: Option<u64>,
@@ -202,6 +206,18 @@ impl EmulatorHandle {
     /// Every byte received so far (up to [`RECEIVED_BYTES_MAX`]).
     pub fn received_bytes(&self) -> Vec<u8> {
         lock(&self.shared).received.clone()
+    }
+
+    /// When the byte at `offset` (counting every byte received, from 0) was read off the line,
+    /// to within the emulator's tick; `None` if it has not arrived or its chunk has left the
+    /// arrival log ([`ARRIVALS_MAX`] chunks).
+    pub fn received_at(&self, offset: u64) -> Option<Instant> {
+        let s = lock(&self.shared);
+        if offset >= s.received_total {
+            return None;
+        }
+        let i = s.arrivals.partition_point(|(start, _)| *start <= offset);
+        (i > 0).then(|| s.arrivals[i - 1].1)
     }
 
     /// Pages cut so far.
@@ -355,6 +371,14 @@ impl Engine {
                 self.read_master(&mut buf[..want.min(READ_BYTES_MAX)])?
             };
             credit -= n as f64;
+            if n > 0 {
+                let mut s = lock(&self.shared);
+                if s.arrivals.len() >= ARRIVALS_MAX {
+                    s.arrivals.pop_front();
+                }
+                let start = s.received_total;
+                s.arrivals.push_back((start, Instant::now()));
+            }
             for &b in &buf[..n] {
                 self.receive(
                     b,
@@ -546,6 +570,28 @@ mod tests {
         assert_eq!(status_reply(4, true, false), 0x72);
         assert_eq!(status_reply(1, false, false), 0x12);
         assert_eq!(status_reply(2, false, true) & 0x04, 0x04);
+    }
+
+    #[test]
+    fn arrival_times_are_logged_per_read() {
+        let profile = crate::printer::profile::shipped("virtual").unwrap();
+        let h = Emulator::spawn(&profile, EmulatorOptions::default()).unwrap();
+        assert_eq!(h.received_at(0), None);
+        let before = Instant::now();
+        let mut dev = std::fs::OpenOptions::new()
+            .write(true)
+            .open(h.device_path())
+            .unwrap();
+        dev.write_all(b"\x1b@ab").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while h.stats().received_total < 4 {
+            assert!(Instant::now() < deadline, "bytes not received");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let first = h.received_at(0).unwrap();
+        assert!(first >= before);
+        assert!(h.received_at(3).unwrap() >= first);
+        assert_eq!(h.received_at(4), None);
     }
 
     #[test]
