@@ -51,6 +51,13 @@ pub struct VendorConfig {
     pub monitor_subscribers_max: usize,
     /// Most `scan` requests (postal verifiers' lookups) one connection may make, valid or not.
     pub scans_per_connection_max: u32,
+    /// Smallest single top-up in cents (default: the ledger's $5.00). A vendor selling through
+    /// kiosks, which charge the card exactly the item's price, sets this to 1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub top_up_min_cents: Option<u64>,
+    /// Largest single top-up in cents (default: the ledger's $10,000.00).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub top_up_max_cents: Option<u64>,
 }
 
 impl Default for VendorConfig {
@@ -70,6 +77,8 @@ impl Default for VendorConfig {
             monitor_queue_max: 64,
             monitor_subscribers_max: 32,
             scans_per_connection_max: 64,
+            top_up_min_cents: None,
+            top_up_max_cents: None,
         }
     }
 }
@@ -117,6 +126,22 @@ impl VendorConfig {
         }
         if self.scans_per_connection_max == 0 {
             bail!("scans_per_connection_max must be at least 1");
+        }
+        for (name, v) in [
+            ("top_up_min_cents", self.top_up_min_cents),
+            ("top_up_max_cents", self.top_up_max_cents),
+        ] {
+            if let Some(v) = v {
+                crate::money::Cents::new(v).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+                if v == 0 {
+                    bail!("{name} must be at least 1");
+                }
+            }
+        }
+        if let (Some(min), Some(max)) = (self.top_up_min_cents, self.top_up_max_cents)
+            && min > max
+        {
+            bail!("top_up_min_cents ({min}) is above top_up_max_cents ({max})");
         }
         Ok(())
     }
@@ -255,5 +280,11 @@ mod tests {
         assert!(format!("{:#}", load_config(&p).unwrap_err()).contains("idle_timeout_ms"));
         std::fs::write(&p, "bogus = 1\n").unwrap();
         assert!(format!("{:#}", load_config(&p).unwrap_err()).contains("bogus"));
+        std::fs::write(&p, "top_up_min_cents = 0\n").unwrap();
+        assert!(format!("{:#}", load_config(&p).unwrap_err()).contains("top_up_min_cents"));
+        std::fs::write(&p, "top_up_min_cents = 900\ntop_up_max_cents = 800\n").unwrap();
+        assert!(format!("{:#}", load_config(&p).unwrap_err()).contains("above"));
+        std::fs::write(&p, "top_up_min_cents = 1\n").unwrap();
+        assert_eq!(load_config(&p).unwrap().top_up_min_cents, Some(1));
     }
 }

@@ -123,7 +123,15 @@ impl VendorServer {
             .database
             .clone()
             .unwrap_or_else(|| files.ledger_path.to_string_lossy().into_owned());
-        let ledger = spawn_ledger(&database, &files.key, options.ledger.clone())
+        let mut ledger_config = options.ledger.clone();
+        // vendor.toml's top-up limits, where set, are the operator's word.
+        if let Some(v) = files.config.top_up_min_cents {
+            ledger_config.limits.top_up_min = crate::money::Cents::new(v)?;
+        }
+        if let Some(v) = files.config.top_up_max_cents {
+            ledger_config.limits.top_up_max = crate::money::Cents::new(v)?;
+        }
+        let ledger = spawn_ledger(&database, &files.key, ledger_config)
             .await
             .with_context(|| format!("opening the ledger {database}"))?;
         let listen = match listen {
