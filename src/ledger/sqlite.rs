@@ -1103,19 +1103,17 @@ fn overlay_account<'o>(
     overlay: &'o mut Overlay,
     id: AccountId,
 ) -> Result<Option<&'o Account>, StoreError> {
-    if !overlay.accounts.contains_key(&id) {
-        let found = match pending.accounts.get(&id) {
-            Some((_, a)) => Some(a.clone()),
-            None => get_account(conn, id)?,
-        };
-        match found {
-            Some(a) => {
-                overlay.accounts.insert(id, a);
-            }
-            None => return Ok(None),
+    use std::collections::hash_map::Entry;
+    match overlay.accounts.entry(id) {
+        Entry::Occupied(e) => Ok(Some(e.into_mut())),
+        Entry::Vacant(e) => {
+            let found = match pending.accounts.get(&id) {
+                Some((_, a)) => Some(a.clone()),
+                None => get_account(conn, id)?,
+            };
+            Ok(found.map(|a| &*e.insert(a)))
         }
     }
-    Ok(overlay.accounts.get(&id))
 }
 
 fn overlay_piece<'o>(
@@ -1124,19 +1122,17 @@ fn overlay_piece<'o>(
     overlay: &'o mut Overlay,
     id: PieceId,
 ) -> Result<Option<&'o Piece>, StoreError> {
-    if !overlay.pieces.contains_key(&id) {
-        let found = match pending.pieces.get(&id) {
-            Some((_, p)) => Some(p.clone()),
-            None => get_piece(conn, id)?,
-        };
-        match found {
-            Some(p) => {
-                overlay.pieces.insert(id, p);
-            }
-            None => return Ok(None),
+    use std::collections::hash_map::Entry;
+    match overlay.pieces.entry(id) {
+        Entry::Occupied(e) => Ok(Some(e.into_mut())),
+        Entry::Vacant(e) => {
+            let found = match pending.pieces.get(&id) {
+                Some((_, p)) => Some(p.clone()),
+                None => get_piece(conn, id)?,
+            };
+            Ok(found.map(|p| &*e.insert(p)))
         }
     }
-    Ok(overlay.pieces.get(&id))
 }
 
 const DUE_SQL: &str = "SELECT account, serial, kind, amount, state, authorized_at_ms, \
