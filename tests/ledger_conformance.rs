@@ -1168,3 +1168,39 @@ async fn sqlite_another_writer_on_the_same_file_loses_no_update() {
     assert_eq!(acct.registers.pending, c(0));
     verify_audit(&*serving).await.expect("audit verifies");
 }
+
+/// SQLite keeps an authorization's signed item once (in its piece): the idempotency record
+/// leaves it out and a replay puts it back, byte for byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_replayed_authorization_carries_its_signature_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = sqlite_store(&dir);
+    let a = open_active(&*s, 6000, T0).await;
+    fund(&*s, a, 10_000, T0).await;
+    let req = Request::new(
+        rid(),
+        Op::Authorize {
+            account: a,
+            kind: 1,
+            amount: c(250),
+            item: b"replay me".to_vec(),
+        },
+    );
+    let first = authorization(s.execute(req.clone(), T0).await.unwrap());
+    assert!(!first.signed.is_empty());
+    let again = authorization(s.execute(req.clone(), T0 + 5).await.unwrap());
+    assert_eq!(again, first);
+    let conn = rusqlite::Connection::open(dir.path().join("ledger.db")).unwrap();
+    let stored: String = conn
+        .query_row(
+            "SELECT reply FROM idempotency WHERE request_id = ?1",
+            [&req.id.to_bytes()[..]],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let sig_hex = hex::encode(&first.signed[first.signed.len() - 64..]);
+    assert!(
+        !stored.contains(&sig_hex),
+        "signature stored twice: {stored}"
+    );
+}

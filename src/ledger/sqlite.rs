@@ -272,7 +272,7 @@ impl SqliteStore {
         };
         // One batch waits while another commits: a bounded two-stage pipeline.
         let (to_commit, sealed) = std::sync::mpsc::sync_channel(1);
-        std::thread::Builder::new()
+        let committer = std::thread::Builder::new()
             .name("ledger-commit".into())
             .spawn(move || committer.run(sealed))
             .map_err(|e| StoreError::Database(format!("cannot start the commit thread: {e}")))?;
@@ -292,6 +292,7 @@ impl SqliteStore {
                     next_seq: 1,
                     epoch: 0,
                     to_commit,
+                    committer,
                 }
                 .run(rx)
             })
@@ -339,6 +340,8 @@ struct Decider {
     /// Batches decided since the last commit failure; see [`Shared::failed_epoch`].
     epoch: u64,
     to_commit: SyncSender<ToCommit>,
+    /// To tell a committer that is gone (nothing commits then) from a slow one.
+    committer: std::thread::JoinHandle<()>,
 }
 
 /// State the committer publishes to the decider.
@@ -631,7 +634,9 @@ impl Decider {
             // another process wrote meanwhile). Let the committer finish every batch already
             // sent — it fails or re-decides them — then start over from the database alone.
             let sent = self.next_seq - 1;
-            while self.shared.finished_seq.load(Ordering::Acquire) < sent {
+            while self.shared.finished_seq.load(Ordering::Acquire) < sent
+                && !self.committer.is_finished()
+            {
                 std::thread::sleep(Duration::from_micros(200));
             }
             self.pending = Pending::default();
@@ -738,7 +743,7 @@ fn build_rows(overlay: &Overlay, batch: &[Job], replies: &[Reply]) -> Result<Row
         rows.idempotency.push(IdempotencyRow {
             key: id.to_bytes(),
             fingerprint: job.fingerprint,
-            reply: ops::encode_reply(reply),
+            reply: encode_stored_reply(reply),
             at_ms: int(job.now_ms)?,
             permanent: store::permanent(&job.request.op),
         });
@@ -893,7 +898,13 @@ fn decide_one(
                 fingerprint: *fp,
                 reply: reply.clone(),
             }),
-            None => read_idempotency(conn, request.id)?,
+            None => match read_idempotency(conn, request.id)? {
+                Some(mut record) => {
+                    restore_signature(conn, pending, overlay, &mut record.reply)?;
+                    Some(record)
+                }
+                None => None,
+            },
         },
     };
     if let Some(reply) = ops::replay_with(existing, request, &job.fingerprint) {
@@ -914,6 +925,45 @@ fn decide_one(
         overlay.remember.push((request.id, index));
     }
     Ok(reply)
+}
+
+/// The reply as the idempotency table stores it. An authorization's signed item is already in
+/// its piece row, so the stored reply leaves it out (`signed` empty); a replay puts it back
+/// ([`restore_signature`]). Replies stored before this carry it and are used as they are.
+fn encode_stored_reply(reply: &Reply) -> String {
+    match reply {
+        Ok(Outcome::Authorized(a)) => {
+            let without = Authorization {
+                signed: Vec::new(),
+                ..a.clone()
+            };
+            ops::encode_reply(&Ok(Outcome::Authorized(without)))
+        }
+        other => ops::encode_reply(other),
+    }
+}
+
+/// Puts an authorization's signed item back into a stored reply from its piece.
+fn restore_signature(
+    conn: &Connection,
+    pending: &Pending,
+    overlay: &mut Overlay,
+    reply: &mut Reply,
+) -> Result<(), StoreError> {
+    if let Ok(Outcome::Authorized(a)) = reply
+        && a.signed.is_empty()
+    {
+        match overlay_piece(conn, pending, overlay, a.id)? {
+            Some(p) => a.signed = p.signed.clone(),
+            None => {
+                return Err(corrupt(format!(
+                    "stored authorization {} has no piece",
+                    a.id
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn read_idempotency(
