@@ -1,12 +1,14 @@
 //! Ledger benchmark: durable authorize+commit pairs, each authorization signing a 100-byte item
-//! with Ed25519 inside its transaction, from 256 concurrent clients through the ledger service.
+//! with Ed25519 before its transaction commits, from 256 concurrent clients through the ledger
+//! service.
 //!
 //! Three runs: SQLite with group commit, SQLite with one transaction per request (the naive
 //! baseline, same run), and PostgreSQL (a throwaway local server, fsync on). The last stdout
 //! line is JSON: group_per_s, naive_per_s, group_vs_naive, group_p99_ms, postgres_per_s,
 //! postgres_p99_ms. Pair latency is authorize-sent → commit-acknowledged.
 //!
-//! `cargo bench --bench ledger -- --quick` runs 4 s per backend (well under 2 minutes).
+//! `cargo bench --bench ledger -- --quick` runs 4 s per backend (well under 2 minutes);
+//! `--only group|naive|postgres` runs one backend (the others report 0).
 
 #[path = "../tests/support/postgres.rs"]
 mod pg;
@@ -59,6 +61,7 @@ fn rid() -> RequestId {
     RequestId(u128::from(NEXT.fetch_add(1, Ordering::Relaxed)) | (1u128 << 100))
 }
 
+#[derive(Clone, Copy)]
 struct Result_ {
     per_s: f64,
     p99_ms: f64,
@@ -155,13 +158,6 @@ fn sqlite(dir: &tempfile::TempDir, name: &str, config: SqliteConfig) -> Arc<dyn 
     )
 }
 
-fn skipped_result(r: &Result_) -> Result_ {
-    Result_ {
-        per_s: r.per_s,
-        p99_ms: r.p99_ms,
-    }
-}
-
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     // `--only group|naive|postgres` runs one backend (for profiling); the JSON then reports 0
@@ -189,7 +185,7 @@ fn main() {
         let group = if wanted("group") {
             run(sqlite(&dir, "group.db", SqliteConfig::default()), seconds).await
         } else {
-            skipped_result(&skipped)
+            skipped
         };
         eprintln!(
             "sqlite group commit: {:.0} pairs/s, p99 {:.2} ms",
@@ -203,7 +199,7 @@ fn main() {
         let naive = if wanted("naive") {
             run(sqlite(&dir, "naive.db", naive_cfg), seconds).await
         } else {
-            skipped_result(&skipped)
+            skipped
         };
         eprintln!(
             "sqlite one tx/request: {:.0} pairs/s, p99 {:.2} ms",
@@ -224,7 +220,7 @@ fn main() {
             .unwrap();
             run(Arc::new(pg_store), seconds).await
         } else {
-            skipped_result(&skipped)
+            skipped
         };
         eprintln!(
             "postgres: {:.0} pairs/s, p99 {:.2} ms",

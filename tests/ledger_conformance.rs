@@ -1172,3 +1172,89 @@ async fn sqlite_batch_signs_after_deciding_and_a_refused_signature_changes_nothi
     }
     verify_audit(&*s).await.expect("audit verifies");
 }
+
+/// Two stores on one SQLite file (a supervisor tool writing while the vendor serves): the
+/// serving store's pipeline notices the other writer and decides its affected batches again,
+/// so no update is lost and every request succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_another_writer_on_the_same_file_loses_no_update() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = || -> Arc<dyn LedgerStore> {
+        Arc::new(
+            SqliteStore::open(
+                &dir.path().join("ledger.db"),
+                SqliteConfig::default(),
+                signer(),
+                LedgerLimits::default(),
+            )
+            .unwrap(),
+        )
+    };
+    let serving = open();
+    let other = open();
+    let a = open_active(&*serving, 4000, T0).await;
+    fund(&*serving, a, 1_000_000, T0).await;
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let s = serving.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..30 {
+                let p = authorization(authorize(&*s, a, 100, T0).await).id;
+                let r = exec(&*s, Op::Commit { authorization: p }, T0).await;
+                assert!(matches!(r, Ok(Outcome::Committed { .. })), "{r:?}");
+            }
+        }));
+    }
+    let o = other.clone();
+    tasks.push(tokio::spawn(async move {
+        for _ in 0..20 {
+            fund(&*o, a, 1000, T0).await;
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+    }));
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let acct = serving.account(a).await.unwrap().unwrap();
+    assert_eq!(acct.last_piece, PieceSerial(240));
+    assert_eq!(acct.registers.control, c(1_000_000 + 20 * 1000));
+    assert_eq!(acct.registers.ascending, c(240 * 100));
+    assert_eq!(acct.registers.pending, c(0));
+    verify_audit(&*serving).await.expect("audit verifies");
+}
+
+/// SQLite keeps an authorization's signed item once (in its piece): the idempotency record
+/// leaves it out and a replay puts it back, byte for byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_replayed_authorization_carries_its_signature_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = sqlite_store(&dir);
+    let a = open_active(&*s, 6000, T0).await;
+    fund(&*s, a, 10_000, T0).await;
+    let req = Request::new(
+        rid(),
+        Op::Authorize {
+            account: a,
+            kind: 1,
+            amount: c(250),
+            item: b"replay me".to_vec(),
+        },
+    );
+    let first = authorization(s.execute(req.clone(), T0).await.unwrap());
+    assert!(!first.signed.is_empty());
+    let again = authorization(s.execute(req.clone(), T0 + 5).await.unwrap());
+    assert_eq!(again, first);
+    let conn = rusqlite::Connection::open(dir.path().join("ledger.db")).unwrap();
+    let stored: String = conn
+        .query_row(
+            "SELECT reply FROM idempotency WHERE request_id = ?1",
+            [&req.id.to_bytes()[..]],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let sig_hex = hex::encode(&first.signed[first.signed.len() - 64..]);
+    assert!(
+        !stored.contains(&sig_hex),
+        "signature stored twice: {stored}"
+    );
+}

@@ -1,5 +1,5 @@
-//! `frank vendor` ledger subcommands: audit verification, supervisor refund decisions,
-//! statements and account lookups, run directly against the ledger database.
+//! `frank vendor` ledger subcommands: audit verification, supervisor refund decisions and
+//! unlocks, statements and account lookups, run directly against the ledger database.
 
 use super::model::*;
 use super::ops::Op;

@@ -1,20 +1,30 @@
-//! The embedded SQLite backend: WAL, `synchronous=FULL`, one writer thread doing group commit.
+//! The embedded SQLite backend: WAL, `synchronous=FULL`, group commit through a two-stage
+//! pipeline.
 //!
-//! Requests queue (bounded by `queue_requests_max`) to a single writer thread. It takes the first
-//! request, then gathers more until it holds `group_requests_max` or `group_wait_us_max` µs
-//! passed, and runs them all in one `BEGIN IMMEDIATE` transaction:
-//! 1. decide every request in order against the batch's in-memory overlay (rows read once,
-//!    each request seeing the effects of those before it; new authorizations get their serial
-//!    and registers but are not signed yet);
-//! 2. sign the batch's authorizations at once on a small pool of signing threads;
-//! 3. write every changed row once in its final state, the audit records and the idempotency
-//!    records; check the register invariant of every touched account;
-//! 4. commit (one fsync of the WAL), and only then answer each request.
+//! Requests queue (bounded by `queue_requests_max`) to the **decider** thread. It takes the
+//! first request, gathers more until it holds `group_requests_max` or `group_wait_us_max` µs
+//! passed, and then, on its own read connection:
+//! 1. decides every request in order against the batch's in-memory overlay (each row read once;
+//!    each request sees the effects of those before it and of the batches still being
+//!    committed; new authorizations get their serial and registers but no signature yet);
+//! 2. signs the batch's authorizations at once on a small pool of signing threads
+//!    (`sign_threads_max`);
+//! 3. checks the register invariant of every touched account and seals the write set: each
+//!    changed row once in its final state, the audit records, the idempotency records.
 //!
-//! A database error fails the whole batch (nothing is written; each request may be retried with
-//! its id). A refused signature makes the batch decide again with each authorization signed as
-//! it is decided, so the refused request changes nothing. Reads use a second connection (WAL
-//! lets it read while the writer writes).
+//! The **committer** thread owns the writing connection. For each sealed batch, in order, it
+//! runs one `BEGIN IMMEDIATE` transaction, writes the rows, commits (one fsync of the WAL) and
+//! only then answers the batch's requests. While it commits batch n, the decider works on
+//! batch n+1 (one sealed batch may wait between them: a bounded pipeline).
+//!
+//! A database error fails the batch and every later batch decided on top of it (nothing of
+//! them is written; each request may be retried with its id); the decider waits for the
+//! committer to finish those, forgets its pending rows and starts again from the database.
+//! If another process committed to the file meanwhile (`PRAGMA data_version` moved), the
+//! committer decides the affected batches again itself, under the write lock, from the
+//! database alone. A refused signature makes the decider decide its batch again with each
+//! authorization signed as it is decided, so the refused request changes nothing. Reads for
+//! the store's other methods use a third connection.
 
 use super::audit::{AuditRecord, StoredAuditRecord};
 use super::model::*;
@@ -24,6 +34,7 @@ use super::store::{self, AccountRow, LedgerStore, PieceRow, StoreError, corrupt,
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -39,7 +50,10 @@ pub struct SqliteConfig {
     /// Most requests waiting for the writer; more are refused with `StoreError::Busy`.
     pub queue_requests_max: usize,
     /// How often a background thread checkpoints the WAL into the database file (the writer
-    /// itself never checkpoints, so commits pay only for the WAL fsync).
+    /// itself never checkpoints, so commits pay only for the WAL fsync). A checkpoint's own
+    /// writes and fsync slow the commits running beside it (measured: 70–270 ms stalls every
+    /// 200 ms under load), so checkpoints are few and large; the WAL grows meanwhile (about
+    /// 1 KB per authorize+commit pair) and is reused after each checkpoint.
     pub checkpoint_interval_ms: u64,
     /// Threads that sign a batch's authorizations (the writer itself is one of them).
     pub sign_threads_max: usize,
@@ -51,7 +65,7 @@ impl Default for SqliteConfig {
             group_requests_max: 512,
             group_wait_us_max: 1000,
             queue_requests_max: 16_384,
-            checkpoint_interval_ms: 200,
+            checkpoint_interval_ms: 5_000,
             sign_threads_max: 2,
         }
     }
@@ -113,6 +127,27 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE idempotency ADD COLUMN permanent INTEGER NOT NULL DEFAULT 0;
     UPDATE idempotency SET permanent = 1 WHERE reply LIKE '{\"Ok\":{\"Opened\":%';
     CREATE INDEX idempotency_age ON idempotency(at_ms) WHERE permanent = 0;",
+    // 4: the audit log drops its (account, seq) index, which made every batch dirty one index
+    //    page per busy account. Each record points to the account's previous record instead,
+    //    and the account row to its last one; a statement walks that chain.
+    "ALTER TABLE accounts ADD COLUMN audit_last INTEGER;
+    UPDATE accounts SET audit_last =
+        (SELECT id FROM audit WHERE audit.account = accounts.id AND audit.seq = accounts.audit_seq);
+    CREATE TABLE audit_chained (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        account INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        at_ms INTEGER NOT NULL,
+        body TEXT NOT NULL,
+        hash BLOB NOT NULL,
+        prev INTEGER
+    );
+    INSERT INTO audit_chained (id, account, seq, at_ms, body, hash, prev)
+        SELECT a.id, a.account, a.seq, a.at_ms, a.body, a.hash,
+            (SELECT p.id FROM audit p WHERE p.account = a.account AND p.seq = a.seq - 1)
+        FROM audit a ORDER BY a.id;
+    DROP TABLE audit;
+    ALTER TABLE audit_chained RENAME TO audit;",
 ];
 
 fn db(e: rusqlite::Error) -> StoreError {
@@ -223,22 +258,49 @@ impl SqliteStore {
             .map_err(|e| {
                 StoreError::Database(format!("cannot start the checkpoint thread: {e}"))
             })?;
+        let decider = Connection::open(path).map_err(db)?;
+        configure(&decider)?;
         let pool = SignPool::start(config.sign_threads_max, &signer)?;
+        let shared = Arc::new(Shared {
+            committed_seq: AtomicU64::new(0),
+            finished_seq: AtomicU64::new(0),
+            failed_epoch: AtomicU64::new(u64::MAX),
+        });
+        let committer = Committer {
+            data_version: Committer::data_version(&writer)?,
+            conn: writer,
+            shared: shared.clone(),
+            signer: signer.clone(),
+            limits: limits.clone(),
+            stale_epoch: None,
+        };
+        // One batch waits while another commits: a bounded two-stage pipeline.
+        let (to_commit, sealed) = std::sync::mpsc::sync_channel(1);
+        let committer = std::thread::Builder::new()
+            .name("ledger-commit".into())
+            .spawn(move || committer.run(sealed))
+            .map_err(|e| StoreError::Database(format!("cannot start the commit thread: {e}")))?;
         let (jobs, rx) = std::sync::mpsc::sync_channel(config.queue_requests_max.max(1));
         let queue_requests_max = config.queue_requests_max;
         std::thread::Builder::new()
-            .name("ledger-sqlite-writer".into())
+            .name("ledger-decide".into())
             .spawn(move || {
-                Writer {
-                    conn: writer,
+                Decider {
+                    conn: decider,
                     config,
                     signer,
                     limits,
                     pool,
+                    shared,
+                    pending: Pending::default(),
+                    next_seq: 1,
+                    epoch: 0,
+                    to_commit,
+                    committer,
                 }
                 .run(rx)
             })
-            .map_err(|e| StoreError::Database(format!("cannot start the writer thread: {e}")))?;
+            .map_err(|e| StoreError::Database(format!("cannot start the decide thread: {e}")))?;
         Ok(SqliteStore {
             jobs,
             _checkpointer: stop_checkpoints,
@@ -266,12 +328,104 @@ impl SqliteStore {
     }
 }
 
-struct Writer {
+/// The decider: gathers a batch, decides it on top of the committed database plus the rows of
+/// batches still being committed, signs it, and hands the sealed write set to the committer.
+struct Decider {
+    /// A read connection (the committer holds the writing one).
     conn: Connection,
     config: SqliteConfig,
     signer: Arc<dyn ItemSigner>,
     limits: LedgerLimits,
     pool: SignPool,
+    shared: Arc<Shared>,
+    pending: Pending,
+    /// Sequence number of the next batch (1, 2, ...).
+    next_seq: u64,
+    /// Batches decided since the last commit failure; see [`Shared::failed_epoch`].
+    epoch: u64,
+    to_commit: SyncSender<ToCommit>,
+    /// To tell a committer that is gone (nothing commits then) from a slow one.
+    committer: std::thread::JoinHandle<()>,
+}
+
+/// State the committer publishes to the decider.
+struct Shared {
+    /// Sequence number of the last batch committed (0: none yet).
+    committed_seq: AtomicU64,
+    /// Sequence number of the last batch the committer is done with, committed or failed.
+    finished_seq: AtomicU64,
+    /// Epoch of the last batch that failed to commit (`u64::MAX`: none). Later batches of that
+    /// epoch were decided on top of it, so the committer fails them too; the decider then
+    /// forgets its pending rows and starts a new epoch.
+    failed_epoch: AtomicU64,
+}
+
+/// Rows written by batches handed to the committer and perhaps not committed yet, each with
+/// the sequence number of the last batch that wrote it. The decider reads them before the
+/// database; once their batch committed, the database has them and they are dropped.
+#[derive(Default)]
+struct Pending {
+    accounts: HashMap<AccountId, (u64, Account)>,
+    pieces: HashMap<PieceId, (u64, Piece)>,
+    seen: HashMap<RequestId, (u64, [u8; 32], Reply)>,
+}
+
+impl Pending {
+    fn forget_committed(&mut self, committed_seq: u64) {
+        self.accounts.retain(|_, (seq, _)| *seq > committed_seq);
+        self.pieces.retain(|_, (seq, _)| *seq > committed_seq);
+        self.seen.retain(|_, (seq, _, _)| *seq > committed_seq);
+    }
+}
+
+/// One idempotency record to insert.
+struct IdempotencyRow {
+    key: [u8; 16],
+    fingerprint: [u8; 32],
+    reply: String,
+    at_ms: i64,
+    permanent: bool,
+}
+
+/// Everything one batch's transaction writes.
+struct Rows {
+    accounts: Vec<AccountRow>,
+    pieces: Vec<PieceRow>,
+    audit: Vec<AuditRecord>,
+    idempotency: Vec<IdempotencyRow>,
+}
+
+/// A decided, signed batch: its rows, its requests and the replies to send after the commit.
+struct Sealed {
+    seq: u64,
+    epoch: u64,
+    rows: Rows,
+    jobs: Vec<Job>,
+    replies: Vec<Reply>,
+}
+
+enum ToCommit {
+    Batch(Sealed),
+    Prune {
+        before_ms: u64,
+        max: u32,
+        reply: oneshot::Sender<Result<u64, StoreError>>,
+    },
+}
+
+/// The committer: owns the writing connection; writes each sealed batch in one
+/// `BEGIN IMMEDIATE` transaction, commits, then answers its requests.
+struct Committer {
+    conn: Connection,
+    shared: Arc<Shared>,
+    /// For deciding a batch again when another process wrote meanwhile.
+    signer: Arc<dyn ItemSigner>,
+    limits: LedgerLimits,
+    /// `PRAGMA data_version` after our last transaction: it changes only when another
+    /// connection (another process) commits, and then the decider's view may be stale.
+    data_version: i64,
+    /// The epoch found stale: its remaining batches are decided again here.
+    stale_epoch: Option<u64>,
 }
 
 /// One authorization's signature, computed after the batch decided and before it is written.
@@ -404,7 +558,7 @@ impl Overlay {
     }
 }
 
-impl Writer {
+impl Decider {
     fn run(mut self, rx: Receiver<Task>) {
         let group_max = self.config.group_requests_max.max(1);
         let wait = Duration::from_micros(self.config.group_wait_us_max);
@@ -437,7 +591,7 @@ impl Writer {
                 }
             }
             if !batch.is_empty() {
-                self.commit_group(&mut batch);
+                self.seal_and_send(&mut batch);
             }
             if let Some(Task::Prune {
                 before_ms,
@@ -445,9 +599,258 @@ impl Writer {
                 reply,
             }) = prune
             {
-                let _ = reply.send(self.prune(before_ms, max));
+                let _ = self.to_commit.send(ToCommit::Prune {
+                    before_ms,
+                    max,
+                    reply,
+                });
             }
         }
+    }
+
+    fn seal_and_send(&mut self, batch: &mut Vec<Job>) {
+        match self.seal(batch) {
+            Ok(sealed) => {
+                // Blocks while the committer is one batch behind (bounded pipeline).
+                if let Err(std::sync::mpsc::SendError(ToCommit::Batch(sealed))) =
+                    self.to_commit.send(ToCommit::Batch(sealed))
+                {
+                    for job in sealed.jobs {
+                        let _ = job.reply.send(Err(StoreError::Closed));
+                    }
+                }
+            }
+            Err(e) => {
+                for job in batch.drain(..) {
+                    let _ = job.reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+
+    /// Decides every request of the batch in order, each seeing the effects of those before
+    /// it (and of the batches still being committed), signs the new authorizations at once,
+    /// checks the control sum of every touched account and seals the write set. Drains
+    /// `batch` on success.
+    fn seal(&mut self, batch: &mut Vec<Job>) -> Result<Sealed, StoreError> {
+        if self.shared.failed_epoch.load(Ordering::Acquire) == self.epoch {
+            // A batch this view was built on did not commit as decided (a database error, or
+            // another process wrote meanwhile). Let the committer finish every batch already
+            // sent — it fails or re-decides them — then start over from the database alone.
+            let sent = self.next_seq - 1;
+            while self.shared.finished_seq.load(Ordering::Acquire) < sent
+                && !self.committer.is_finished()
+            {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            self.pending = Pending::default();
+            self.epoch += 1;
+        }
+        // Read the committed sequence number before the database snapshot is taken, so every
+        // batch forgotten here is in that snapshot.
+        self.pending
+            .forget_committed(self.shared.committed_seq.load(Ordering::Acquire));
+        let tx = self.conn.transaction().map_err(db)?;
+        let deferred = DeferredSigner::default();
+        let (mut overlay, mut replies) =
+            decide_batch(&tx, &self.pending, batch, &self.limits, &deferred)?;
+        let tasks = std::mem::take(&mut *deferred.0.lock().unwrap_or_else(|p| p.into_inner()));
+        if !tasks.is_empty() {
+            let signed = self.pool.sign(&*self.signer, tasks);
+            if signed.iter().any(|(_, r)| r.is_err()) {
+                // A refused signature must leave its request without effect, and later
+                // requests of the batch may have decided on top of it: decide the batch
+                // again, signing each authorization as it is decided (nothing was written).
+                let (o, r) = decide_batch(&tx, &self.pending, batch, &self.limits, &*self.signer)?;
+                overlay = o;
+                replies = r;
+            } else {
+                let signed: HashMap<PieceId, Vec<u8>> = signed
+                    .into_iter()
+                    .filter_map(|(id, r)| r.ok().map(|s| (id, s)))
+                    .collect();
+                patch_signatures(&mut overlay, &mut replies, &signed);
+            }
+        }
+        // The read transaction only pinned a snapshot.
+        drop(tx);
+        check_invariant(&overlay)?;
+        let seq = self.next_seq;
+        let rows = build_rows(&overlay, batch, &replies)?;
+        for (id, index) in &overlay.remember {
+            if let (Some(job), Some(reply)) = (batch.get(*index), replies.get(*index)) {
+                self.pending
+                    .seen
+                    .insert(*id, (seq, job.fingerprint, reply.clone()));
+            }
+        }
+        // Later batches see this one's rows until it is committed.
+        for id in overlay.dirty_accounts {
+            if let Some(a) = overlay.accounts.remove(&id) {
+                self.pending.accounts.insert(id, (seq, a));
+            }
+        }
+        for id in overlay.dirty_pieces {
+            if let Some(p) = overlay.pieces.remove(&id) {
+                self.pending.pieces.insert(id, (seq, p));
+            }
+        }
+        self.next_seq += 1;
+        Ok(Sealed {
+            seq,
+            epoch: self.epoch,
+            rows,
+            jobs: std::mem::take(batch),
+            replies,
+        })
+    }
+}
+
+/// The control sum of every account the batch touched, before anything is written.
+fn check_invariant(overlay: &Overlay) -> Result<(), StoreError> {
+    for id in &overlay.dirty_accounts {
+        if let Some(a) = overlay.accounts.get(id)
+            && a.registers.check().is_err()
+        {
+            return Err(StoreError::InvariantBroken(format!(
+                "{id}: {:?}",
+                a.registers
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The rows a decided batch writes: each changed row once in its final state, the audit
+/// records in order, the idempotency records.
+fn build_rows(overlay: &Overlay, batch: &[Job], replies: &[Reply]) -> Result<Rows, StoreError> {
+    let mut rows = Rows {
+        accounts: Vec::with_capacity(overlay.dirty_accounts.len()),
+        pieces: Vec::with_capacity(overlay.dirty_pieces.len()),
+        audit: overlay.audit.clone(),
+        idempotency: Vec::with_capacity(overlay.remember.len()),
+    };
+    for id in &overlay.dirty_accounts {
+        if let Some(a) = overlay.accounts.get(id) {
+            rows.accounts.push(AccountRow::from_account(a)?);
+        }
+    }
+    for id in &overlay.dirty_pieces {
+        if let Some(p) = overlay.pieces.get(id) {
+            rows.pieces.push(PieceRow::from_piece(p)?);
+        }
+    }
+    for (id, index) in &overlay.remember {
+        let (Some(job), Some(reply)) = (batch.get(*index), replies.get(*index)) else {
+            continue;
+        };
+        rows.idempotency.push(IdempotencyRow {
+            key: id.to_bytes(),
+            fingerprint: job.fingerprint,
+            reply: encode_stored_reply(reply),
+            at_ms: int(job.now_ms)?,
+            permanent: store::permanent(&job.request.op),
+        });
+    }
+    Ok(rows)
+}
+
+impl Committer {
+    fn run(mut self, rx: Receiver<ToCommit>) {
+        let mut bad_epoch = None;
+        while let Ok(item) = rx.recv() {
+            match item {
+                ToCommit::Batch(b) => {
+                    let t0 = Instant::now();
+                    let n = b.jobs.len();
+                    let r = if bad_epoch == Some(b.epoch) {
+                        Err(StoreError::Database(
+                            "an earlier batch this one depends on failed; retry".into(),
+                        ))
+                    } else {
+                        self.commit(b.epoch, &b.rows, &b.jobs)
+                    };
+                    tracing::trace!(
+                        requests = n,
+                        took_us = t0.elapsed().as_micros() as u64,
+                        "ledger group committed"
+                    );
+                    let done =
+                        |shared: &Shared| shared.finished_seq.store(b.seq, Ordering::Release);
+                    match r {
+                        Ok(None) => {
+                            self.shared.committed_seq.store(b.seq, Ordering::Release);
+                            // The client may have gone away; its effect is durable either way.
+                            done(&self.shared);
+                            for (job, reply) in b.jobs.into_iter().zip(b.replies) {
+                                let _ = job.reply.send(Ok(reply));
+                            }
+                        }
+                        Ok(Some(redone)) => {
+                            self.shared.committed_seq.store(b.seq, Ordering::Release);
+                            done(&self.shared);
+                            for (job, reply) in b.jobs.into_iter().zip(redone) {
+                                let _ = job.reply.send(Ok(reply));
+                            }
+                        }
+                        Err(e) => {
+                            bad_epoch = Some(b.epoch);
+                            self.shared.failed_epoch.store(b.epoch, Ordering::Release);
+                            done(&self.shared);
+                            for job in b.jobs {
+                                let _ = job.reply.send(Err(e.clone()));
+                            }
+                        }
+                    }
+                }
+                ToCommit::Prune {
+                    before_ms,
+                    max,
+                    reply,
+                } => {
+                    let _ = reply.send(self.prune(before_ms, max));
+                }
+            }
+        }
+    }
+
+    fn data_version(conn: &Connection) -> Result<i64, StoreError> {
+        conn.query_row("PRAGMA data_version", [], |r| r.get(0))
+            .map_err(db)
+    }
+
+    /// One transaction: every row of the batch, then commit (one fsync of the WAL).
+    ///
+    /// If another process committed since our last transaction, the decider may have decided
+    /// on rows that changed: the batch is decided again here, under the write lock, from the
+    /// database alone (signing inline), and `Some(replies)` replaces the decider's. Later
+    /// batches of the same epoch come here too until the decider has dropped its pending rows.
+    fn commit(
+        &mut self,
+        epoch: u64,
+        rows: &Rows,
+        jobs: &[Job],
+    ) -> Result<Option<Vec<Reply>>, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(db)?;
+        let version = Self::data_version(&tx)?;
+        let stale = version != self.data_version || self.stale_epoch == Some(epoch);
+        self.data_version = version;
+        if !stale {
+            write_rows(&tx, rows)?;
+            tx.commit().map_err(db)?;
+            return Ok(None);
+        }
+        self.stale_epoch = Some(epoch);
+        self.shared.failed_epoch.store(epoch, Ordering::Release);
+        let (overlay, replies) =
+            decide_batch(&tx, &Pending::default(), jobs, &self.limits, &*self.signer)?;
+        check_invariant(&overlay)?;
+        write_rows(&tx, &build_rows(&overlay, jobs, &replies)?)?;
+        tx.commit().map_err(db)?;
+        Ok(Some(replies))
     }
 
     fn prune(&mut self, before_ms: u64, max: u32) -> Result<u64, StoreError> {
@@ -459,81 +862,12 @@ impl Writer {
             .map_err(db)?;
         Ok(n as u64)
     }
-
-    fn commit_group(&mut self, batch: &mut Vec<Job>) {
-        let t0 = Instant::now();
-        let n = batch.len();
-        let r = self.run_group(batch);
-
-        tracing::trace!(
-            requests = n,
-            took_us = t0.elapsed().as_micros() as u64,
-            "ledger group committed"
-        );
-        let results = match r {
-            Ok(results) => results,
-            Err(e) => {
-                for job in batch.drain(..) {
-                    let _ = job.reply.send(Err(e.clone()));
-                }
-                return;
-            }
-        };
-        for (job, result) in batch.drain(..).zip(results) {
-            // The client may have gone away; its effect is durable either way.
-            let _ = job.reply.send(Ok(result));
-        }
-    }
-
-    /// One batch, one transaction: decide every request against the batch's overlay, sign
-    /// the new authorizations (in parallel), write every changed row once, check the control
-    /// sum of every touched account, commit — and only then answer. A database error fails
-    /// the whole batch (nothing is written; every request may be retried with its id).
-    fn run_group(&mut self, batch: &[Job]) -> Result<Vec<Reply>, StoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(db)?;
-        let deferred = DeferredSigner::default();
-        let (mut overlay, mut replies) = decide_batch(&tx, batch, &self.limits, &deferred)?;
-        let tasks = std::mem::take(&mut *deferred.0.lock().unwrap_or_else(|p| p.into_inner()));
-        if !tasks.is_empty() {
-            let signed = self.pool.sign(&*self.signer, tasks);
-            if signed.iter().any(|(_, r)| r.is_err()) {
-                // A refused signature must leave its request without effect, and later
-                // requests of the batch may have decided on top of it: decide the batch
-                // again, signing each authorization as it is decided (nothing was written).
-                let (o, r) = decide_batch(&tx, batch, &self.limits, &*self.signer)?;
-                overlay = o;
-                replies = r;
-            } else {
-                let signed: HashMap<PieceId, Vec<u8>> = signed
-                    .into_iter()
-                    .filter_map(|(id, r)| r.ok().map(|s| (id, s)))
-                    .collect();
-                patch_signatures(&mut overlay, &mut replies, &signed);
-            }
-        }
-        write_overlay(&tx, &overlay, batch, &replies)?;
-        // The control sum of every account this batch touched, before anything is durable.
-        for id in &overlay.dirty_accounts {
-            if let Some(a) = overlay.accounts.get(id)
-                && a.registers.check().is_err()
-            {
-                return Err(StoreError::InvariantBroken(format!(
-                    "{id}: {:?}",
-                    a.registers
-                )));
-            }
-        }
-        tx.commit().map_err(db)?;
-        Ok(replies)
-    }
 }
 
 /// Decides every request of the batch in order, each seeing the effects of those before it.
 fn decide_batch(
     conn: &Connection,
+    pending: &Pending,
     batch: &[Job],
     limits: &LedgerLimits,
     signer: &dyn ItemSigner,
@@ -541,14 +875,16 @@ fn decide_batch(
     let mut overlay = Overlay::default();
     let mut replies = Vec::with_capacity(batch.len());
     for (i, job) in batch.iter().enumerate() {
-        let reply = decide_one(conn, &mut overlay, job, i, limits, signer)?;
+        let reply = decide_one(conn, pending, &mut overlay, job, i, limits, signer)?;
         replies.push(reply);
     }
     Ok((overlay, replies))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn decide_one(
     conn: &Connection,
+    pending: &Pending,
     overlay: &mut Overlay,
     job: &Job,
     index: usize,
@@ -561,12 +897,24 @@ fn decide_one(
             fingerprint: **fp,
             reply: reply.clone(),
         }),
-        None => read_idempotency(conn, request.id)?,
+        None => match pending.seen.get(&request.id) {
+            Some((_, fp, reply)) => Some(IdempotencyRecord {
+                fingerprint: *fp,
+                reply: reply.clone(),
+            }),
+            None => match read_idempotency(conn, request.id)? {
+                Some(mut record) => {
+                    restore_signature(conn, pending, overlay, &mut record.reply)?;
+                    Some(record)
+                }
+                None => None,
+            },
+        },
     };
     if let Some(reply) = ops::replay_with(existing, request, &job.fingerprint) {
         return Ok(reply);
     }
-    let snap = load(conn, overlay, &request.op, job.now_ms)?;
+    let snap = load(conn, pending, overlay, &request.op, job.now_ms)?;
     let reply = match ops::decide(&snap, request, job.now_ms, limits, signer) {
         Ok((outcome, changes)) => {
             overlay.apply(changes);
@@ -581,6 +929,45 @@ fn decide_one(
         overlay.remember.push((request.id, index));
     }
     Ok(reply)
+}
+
+/// The reply as the idempotency table stores it. An authorization's signed item is already in
+/// its piece row, so the stored reply leaves it out (`signed` empty); a replay puts it back
+/// ([`restore_signature`]). Replies stored before this carry it and are used as they are.
+fn encode_stored_reply(reply: &Reply) -> String {
+    match reply {
+        Ok(Outcome::Authorized(a)) => {
+            let without = Authorization {
+                signed: Vec::new(),
+                ..a.clone()
+            };
+            ops::encode_reply(&Ok(Outcome::Authorized(without)))
+        }
+        other => ops::encode_reply(other),
+    }
+}
+
+/// Puts an authorization's signed item back into a stored reply from its piece.
+fn restore_signature(
+    conn: &Connection,
+    pending: &Pending,
+    overlay: &mut Overlay,
+    reply: &mut Reply,
+) -> Result<(), StoreError> {
+    if let Ok(Outcome::Authorized(a)) = reply
+        && a.signed.is_empty()
+    {
+        match overlay_piece(conn, pending, overlay, a.id)? {
+            Some(p) => a.signed = p.signed.clone(),
+            None => {
+                return Err(corrupt(format!(
+                    "stored authorization {} has no piece",
+                    a.id
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn read_idempotency(
@@ -690,6 +1077,7 @@ fn get_piece(conn: &Connection, id: PieceId) -> Result<Option<Piece>, StoreError
 /// otherwise the database's (then kept in the overlay for the rest of the batch).
 fn load(
     conn: &Connection,
+    pending: &Pending,
     overlay: &mut Overlay,
     op: &ops::Op,
     now_ms: u64,
@@ -703,7 +1091,8 @@ fn load(
             })
             .map_err(db)?;
         let mut next = AccountId(store::uint(next)?);
-        if let Some(max) = overlay.accounts.keys().max()
+        let newest = overlay.accounts.keys().chain(pending.accounts.keys()).max();
+        if let Some(max) = newest
             && max.0 >= next.0
         {
             next = AccountId(max.0 + 1);
@@ -712,7 +1101,7 @@ fn load(
     }
     let mut accounts = keys.accounts;
     for id in keys.pieces {
-        if let Some(p) = overlay_piece(conn, overlay, id)? {
+        if let Some(p) = overlay_piece(conn, pending, overlay, id)? {
             snap.pieces.insert(id, p.clone());
         }
     }
@@ -725,15 +1114,22 @@ fn load(
                 .map_err(db)?;
             for row in rows {
                 let p = row.map_err(db)?.into_piece()?;
-                // The batch may already have ended this reservation.
+                // This batch or one being committed may already have ended it.
                 match overlay.pieces.get(&p.id) {
                     Some(mine) => due.push(mine.clone()),
-                    None => due.push(p),
+                    None => match pending.pieces.get(&p.id) {
+                        Some((_, theirs)) => due.push(theirs.clone()),
+                        None => due.push(p),
+                    },
                 }
             }
         }
-        // Reservations made earlier in this batch are not in the database yet.
-        for p in overlay.pieces.values() {
+        // Reservations made by this batch or one being committed are not in the database yet.
+        for p in overlay
+            .pieces
+            .values()
+            .chain(pending.pieces.values().map(|(_, p)| p))
+        {
             if !due.iter().any(|d| d.id == p.id) {
                 due.push(p.clone());
             }
@@ -748,7 +1144,7 @@ fn load(
         }
     }
     for id in accounts {
-        if let Some(a) = overlay_account(conn, overlay, id)? {
+        if let Some(a) = overlay_account(conn, pending, overlay, id)? {
             snap.accounts.insert(id, a.clone());
         }
     }
@@ -757,34 +1153,40 @@ fn load(
 
 fn overlay_account<'o>(
     conn: &Connection,
+    pending: &Pending,
     overlay: &'o mut Overlay,
     id: AccountId,
 ) -> Result<Option<&'o Account>, StoreError> {
-    if !overlay.accounts.contains_key(&id) {
-        match get_account(conn, id)? {
-            Some(a) => {
-                overlay.accounts.insert(id, a);
-            }
-            None => return Ok(None),
+    use std::collections::hash_map::Entry;
+    match overlay.accounts.entry(id) {
+        Entry::Occupied(e) => Ok(Some(e.into_mut())),
+        Entry::Vacant(e) => {
+            let found = match pending.accounts.get(&id) {
+                Some((_, a)) => Some(a.clone()),
+                None => get_account(conn, id)?,
+            };
+            Ok(found.map(|a| &*e.insert(a)))
         }
     }
-    Ok(overlay.accounts.get(&id))
 }
 
 fn overlay_piece<'o>(
     conn: &Connection,
+    pending: &Pending,
     overlay: &'o mut Overlay,
     id: PieceId,
 ) -> Result<Option<&'o Piece>, StoreError> {
-    if !overlay.pieces.contains_key(&id) {
-        match get_piece(conn, id)? {
-            Some(p) => {
-                overlay.pieces.insert(id, p);
-            }
-            None => return Ok(None),
+    use std::collections::hash_map::Entry;
+    match overlay.pieces.entry(id) {
+        Entry::Occupied(e) => Ok(Some(e.into_mut())),
+        Entry::Vacant(e) => {
+            let found = match pending.pieces.get(&id) {
+                Some((_, p)) => Some(p.clone()),
+                None => get_piece(conn, id)?,
+            };
+            Ok(found.map(|p| &*e.insert(p)))
         }
     }
-    Ok(overlay.pieces.get(&id))
 }
 
 const DUE_SQL: &str = "SELECT account, serial, kind, amount, state, authorized_at_ms, \
@@ -792,13 +1194,15 @@ const DUE_SQL: &str = "SELECT account, serial, kind, amount, state, authorized_a
     FROM pieces WHERE state = 'reserved' AND expires_at_ms <= ?1 \
     ORDER BY expires_at_ms LIMIT ?2";
 const ACCOUNT_UPSERT_SQL: &str = "INSERT INTO accounts (id, license, status, descending, \
-    pending, ascending, control, last_piece, audit_seq, audit_head) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+    pending, ascending, control, last_piece, audit_seq, audit_head, audit_last) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
     ON CONFLICT(id) DO UPDATE SET license = excluded.license, status = excluded.status, \
     descending = excluded.descending, pending = excluded.pending, \
     ascending = excluded.ascending, control = excluded.control, \
     last_piece = excluded.last_piece, audit_seq = excluded.audit_seq, \
-    audit_head = excluded.audit_head";
+    audit_head = excluded.audit_head, \
+    audit_last = COALESCE(excluded.audit_last, accounts.audit_last)";
+const AUDIT_LAST_SQL: &str = "SELECT audit_last FROM accounts WHERE id = ?1";
 const PIECE_UPSERT_SQL: &str = "INSERT INTO pieces (account, serial, kind, amount, state, \
     authorized_at_ms, expires_at_ms, printed_at_ms, refund, refund_submitted_at_ms, scanned, \
     signed, item) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
@@ -806,7 +1210,15 @@ const PIECE_UPSERT_SQL: &str = "INSERT INTO pieces (account, serial, kind, amoun
     printed_at_ms = excluded.printed_at_ms, refund = excluded.refund, \
     refund_submitted_at_ms = excluded.refund_submitted_at_ms, scanned = excluded.scanned";
 const AUDIT_INSERT_SQL: &str =
-    "INSERT INTO audit (account, seq, at_ms, body, hash) VALUES (?1, ?2, ?3, ?4, ?5)";
+    "INSERT INTO audit (account, seq, at_ms, body, hash, prev) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+/// One account's audit records, walking back from its last one.
+const ACCOUNT_AUDIT_SQL: &str = "WITH RECURSIVE chain(id) AS ( \
+        SELECT audit_last FROM accounts WHERE id = ?1 AND audit_last IS NOT NULL \
+        UNION ALL \
+        SELECT audit.prev FROM audit JOIN chain ON audit.id = chain.id \
+        WHERE audit.prev IS NOT NULL) \
+    SELECT audit.id, account, seq, at_ms, body, hash FROM audit JOIN chain \
+    ON audit.id = chain.id ORDER BY seq";
 const IDEMPOTENCY_INSERT_SQL: &str = "INSERT INTO idempotency \
     (request_id, fingerprint, reply, at_ms, permanent) VALUES (?1, ?2, ?3, ?4, ?5)";
 const IDEMPOTENCY_PRUNE_SQL: &str = "DELETE FROM idempotency WHERE request_id IN \
@@ -814,19 +1226,38 @@ const IDEMPOTENCY_PRUNE_SQL: &str = "DELETE FROM idempotency WHERE request_id IN
 
 /// Writes every row the batch changed (each once, in its final state), the audit records in
 /// order, and the idempotency records.
-fn write_overlay(
-    conn: &Connection,
-    overlay: &Overlay,
-    batch: &[Job],
-    replies: &[Reply],
-) -> Result<(), StoreError> {
+fn write_rows(conn: &Connection, b: &Rows) -> Result<(), StoreError> {
+    // Audit records first: each points to its account's previous record, and the account
+    // row below records the last one.
+    let mut last: HashMap<AccountId, Option<i64>> = HashMap::new();
+    {
+        let mut head = conn.prepare_cached(AUDIT_LAST_SQL).map_err(db)?;
+        let mut stmt = conn.prepare_cached(AUDIT_INSERT_SQL).map_err(db)?;
+        for rec in &b.audit {
+            let prev = match last.get(&rec.account) {
+                Some(prev) => *prev,
+                None => head
+                    .query_row([int(rec.account.0)?], |r| r.get::<_, Option<i64>>(0))
+                    .optional()
+                    .map_err(db)?
+                    .flatten(),
+            };
+            stmt.execute(params![
+                int(rec.account.0)?,
+                int(rec.seq)?,
+                int(rec.at_ms)?,
+                rec.body,
+                &rec.hash[..],
+                prev
+            ])
+            .map_err(db)?;
+            last.insert(rec.account, Some(conn.last_insert_rowid()));
+        }
+    }
     {
         let mut stmt = conn.prepare_cached(ACCOUNT_UPSERT_SQL).map_err(db)?;
-        for id in &overlay.dirty_accounts {
-            let Some(a) = overlay.accounts.get(id) else {
-                continue;
-            };
-            let r = AccountRow::from_account(a)?;
+        for r in &b.accounts {
+            let audit_last = AccountId(store::uint(r.id)?);
             stmt.execute(params![
                 r.id,
                 r.license,
@@ -837,18 +1268,15 @@ fn write_overlay(
                 r.control,
                 r.last_piece,
                 r.audit_seq,
-                r.audit_head
+                r.audit_head,
+                last.get(&audit_last).copied().flatten()
             ])
             .map_err(db)?;
         }
     }
     {
         let mut stmt = conn.prepare_cached(PIECE_UPSERT_SQL).map_err(db)?;
-        for id in &overlay.dirty_pieces {
-            let Some(p) = overlay.pieces.get(id) else {
-                continue;
-            };
-            let r = PieceRow::from_piece(p)?;
+        for r in &b.pieces {
             stmt.execute(params![
                 r.account,
                 r.serial,
@@ -868,30 +1296,14 @@ fn write_overlay(
         }
     }
     {
-        let mut stmt = conn.prepare_cached(AUDIT_INSERT_SQL).map_err(db)?;
-        for rec in &overlay.audit {
-            stmt.execute(params![
-                int(rec.account.0)?,
-                int(rec.seq)?,
-                int(rec.at_ms)?,
-                rec.body,
-                &rec.hash[..]
-            ])
-            .map_err(db)?;
-        }
-    }
-    {
         let mut stmt = conn.prepare_cached(IDEMPOTENCY_INSERT_SQL).map_err(db)?;
-        for (id, index) in &overlay.remember {
-            let (Some(job), Some(reply)) = (batch.get(*index), replies.get(*index)) else {
-                continue;
-            };
+        for r in &b.idempotency {
             stmt.execute(params![
-                &id.to_bytes()[..],
-                &job.fingerprint[..],
-                ops::encode_reply(reply),
-                int(job.now_ms)?,
-                store::permanent(&job.request.op)
+                &r.key[..],
+                &r.fingerprint[..],
+                r.reply,
+                r.at_ms,
+                r.permanent
             ])
             .map_err(db)?;
         }
@@ -982,11 +1394,7 @@ impl LedgerStore for SqliteStore {
 
     fn account_audit(&self, id: AccountId) -> BoxFuture<'_, Result<Vec<AuditRecord>, StoreError>> {
         Box::pin(self.read(move |c| {
-            let mut stmt = c
-                .prepare_cached(
-                    "SELECT id, account, seq, at_ms, body, hash FROM audit WHERE account = ?1 ORDER BY seq",
-                )
-                .map_err(db)?;
+            let mut stmt = c.prepare_cached(ACCOUNT_AUDIT_SQL).map_err(db)?;
             let rows = stmt.query_map([int(id.0)?], audit_row).map_err(db)?;
             rows.map(|r| to_record(r.map_err(db)?).map(|s| s.record))
                 .collect()
@@ -1132,5 +1540,55 @@ mod tests {
             .collect::<Result<_, _>>()
             .unwrap();
         assert_eq!(flags, vec![(vec![1u8; 16], 1), (vec![2u8; 16], 0)]);
+    }
+}
+
+#[cfg(test)]
+mod migration_4_tests {
+    use super::*;
+
+    /// Migration 4 links each existing audit record to its account's previous one and each
+    /// account to its last record, keeping row ids.
+    #[test]
+    fn migration_4_chains_existing_audit_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = Connection::open(dir.path().join("ledger.db")).unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.execute_batch(MIGRATIONS[1]).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE schema_version (version INTEGER NOT NULL);
+             INSERT INTO schema_version (version) VALUES (2);
+             INSERT INTO accounts VALUES (1, NULL, 'pending', 0, 0, 0, 0, 0, 2, x'00');
+             INSERT INTO accounts VALUES (2, NULL, 'pending', 0, 0, 0, 0, 0, 1, x'00');
+             INSERT INTO audit (account, seq, at_ms, body, hash) VALUES (1, 1, 0, 'a', x'00');
+             INSERT INTO audit (account, seq, at_ms, body, hash) VALUES (2, 1, 0, 'b', x'00');
+             INSERT INTO audit (account, seq, at_ms, body, hash) VALUES (1, 2, 0, 'c', x'00');",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let rows: Vec<(i64, Option<i64>)> = conn
+            .prepare("SELECT id, prev FROM audit ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(rows, vec![(1, None), (2, None), (3, Some(1))]);
+        let last: Vec<Option<i64>> = conn
+            .prepare("SELECT audit_last FROM accounts ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(last, vec![Some(3), Some(2)]);
+        let chain: Vec<String> = conn
+            .prepare(ACCOUNT_AUDIT_SQL)
+            .unwrap()
+            .query_map([1], |r| r.get(4))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(chain, vec!["a", "c"]);
     }
 }
