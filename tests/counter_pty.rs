@@ -19,6 +19,7 @@ use frank::link::LinkState;
 use frank::printer::emulator::{Emulator, EmulatorHandle, EmulatorOptions, Fault};
 use frank::wire::FundMethod;
 use pty_support::*;
+use std::path::Path;
 use std::time::{Duration, Instant};
 use support::*;
 
@@ -153,28 +154,10 @@ async fn sign_in_buy_print_and_verify_a_postage_label() {
         t.contains("Printed postage") || t.contains("voided") || t.contains("Not issued")
     });
     assert!(done.contains("charged"), "{done}");
-    // The label went to the virtual printer and was saved as a PNG.
-    let deadline = Instant::now() + LONG;
-    let png = loop {
-        let found: Vec<_> = std::fs::read_dir(r.labels.path())
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "png"))
-            .collect();
-        if let Some(p) = found.first() {
-            break p.clone();
-        }
-        assert!(Instant::now() < deadline, "no label PNG was saved");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let payload =
-        payload_from_png(&std::fs::read(&png).unwrap()).expect("the PNG's Data Matrix decodes");
-    let mut keys = VendorKeys::new();
-    keys.add(&r.vendor.key.to_bytes()).unwrap();
-    let ind = verify_payload(&payload, &keys).expect("the printed indicium verifies");
+    // The label went to the virtual printer, was saved as a PNG, and verifies.
+    let ind = printed_indicium(r.labels.path(), &r.vendor.key);
     assert_eq!(
-        ind.indicium.body.amount.get() + balance_cents(&r.watcher),
+        ind.body.amount.get() + balance_cents(&r.watcher),
         FUNDS_CENTS
     );
     // The one-time rule on screen: no way to print it again.
@@ -636,4 +619,57 @@ async fn kiosk_issues_a_label_only_after_the_card_is_approved() {
         std::thread::sleep(Duration::from_millis(50));
     }
     drop(watcher_link);
+}
+
+/// The first label PNG the virtual printer saved in `dir`, decoded and verified.
+fn printed_indicium(dir: &Path, key: &ed25519_dalek::VerifyingKey) -> frank::indicium::Indicium {
+    let deadline = Instant::now() + LONG;
+    let png = loop {
+        let found = std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "png"));
+        if let Some(p) = found {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "no label PNG was saved");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let payload =
+        payload_from_png(&std::fs::read(&png).unwrap()).expect("the PNG's Data Matrix decodes");
+    let mut keys = VendorKeys::new();
+    keys.add(&key.to_bytes()).unwrap();
+    verify_payload(&payload, &keys)
+        .expect("the printed item verifies")
+        .indicium
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gift_certificate_from_the_home_menu_prints_and_verifies() {
+    let mut r = rig(None).await;
+    // Home menu: postage, ticket, check, coupon, gift certificate.
+    for _ in 0..4 {
+        r.screen.send("\x1b[B");
+    }
+    r.screen.send("\r");
+    r.screen.wait_for("Recipient");
+    for v in ["Grace Hopper", "25.00", "2027-12-31"] {
+        r.screen.typ(v);
+        r.screen.send("\t");
+    }
+    r.screen.send("\r");
+    r.screen.wait_for("Review");
+    r.screen.send("\r");
+    let done = r.screen.wait("the outcome", |t| {
+        t.contains("Printed gift") || t.contains("voided") || t.contains("Not issued")
+    });
+    assert!(done.contains("$25.00 charged"), "{done}");
+    let ind = printed_indicium(r.labels.path(), &r.vendor.key);
+    assert_eq!(
+        ind.body.subject.kind(),
+        frank::indicium::ItemKind::GiftCertificate
+    );
+    assert_eq!(ind.body.amount.get(), 2_500);
+    assert_eq!(balance_cents(&r.watcher), FUNDS_CENTS - 2_500);
 }
