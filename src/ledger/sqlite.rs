@@ -45,7 +45,11 @@ use tokio::sync::oneshot;
 pub struct SqliteConfig {
     /// Most requests in one transaction (1 = one transaction per request).
     pub group_requests_max: usize,
-    /// Longest the writer waits for more requests before committing a group.
+    /// Longest the decider waits for more requests before deciding a group. Short: while
+    /// the committer commits, the batch it decides waits for the committer anyway, and the
+    /// clients answered by the last commit send their next requests within a few hundred µs
+    /// (measured with 256 clients: 1000 µs made the decider late and cost ~10% throughput
+    /// and ~2 ms of p99 against 200 µs; 2000 µs cost 25%).
     pub group_wait_us_max: u64,
     /// Most requests waiting for the writer; more are refused with `StoreError::Busy`.
     pub queue_requests_max: usize,
@@ -63,13 +67,16 @@ impl Default for SqliteConfig {
     fn default() -> Self {
         SqliteConfig {
             group_requests_max: 512,
-            group_wait_us_max: 1000,
+            group_wait_us_max: 200,
             queue_requests_max: 16_384,
             checkpoint_interval_ms: 5_000,
             sign_threads_max: 2,
         }
     }
 }
+
+/// The writer's page cache, in KiB as SQLite's negative `cache_size` (16 MiB).
+const WRITER_CACHE_KIB_NEG: i64 = -16_384;
 
 /// Versioned migrations; `schema_version` holds the number applied.
 const MIGRATIONS: &[&str] = &[
@@ -235,6 +242,14 @@ impl SqliteStore {
         // Checkpoints move to a background thread (below).
         writer
             .pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(db)?;
+        // A smaller page cache for the writer: at every commit SQLite scans the whole page
+        // cache of the writing connection (`pcache1TruncateUnsafe` in `pager_end_transaction`),
+        // which with 64 MiB took ~11% of the commit thread's CPU, on the path between the WAL
+        // fsync and the replies. The writer touches mostly the tails of the tables; its misses
+        // are served by the OS page cache.
+        writer
+            .pragma_update(None, "cache_size", WRITER_CACHE_KIB_NEG)
             .map_err(db)?;
         let reader = Connection::open(path).map_err(db)?;
         configure(&reader)?;
