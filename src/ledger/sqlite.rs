@@ -1,21 +1,28 @@
 //! The embedded SQLite backend: WAL, `synchronous=FULL`, group commit through a two-stage
 //! pipeline.
 //!
-//! Requests queue (bounded by `queue_requests_max`) to the **decider** thread. It takes the
-//! first request, gathers more until it holds `group_requests_max` or `group_wait_us_max` µs
-//! passed, and then, on its own read connection:
-//! 1. decides every request in order against the batch's in-memory overlay (each row read once;
-//!    each request sees the effects of those before it and of the batches still being
+//! Requests queue (bounded by `queue_requests_max`) to the **decider** thread. It keeps one
+//! *open* batch. When nothing is open it takes the first request and gathers more until it holds
+//! `group_requests_max` or `group_wait_us_max` µs passed; then, on its own read connection, it
+//! 1. decides the new requests in order onto the open batch's in-memory overlay (each row read
+//!    once; each request sees the effects of those before it and of the batches still being
 //!    committed; new authorizations get their serial and registers but no signature yet);
-//! 2. signs the batch's authorizations at once on a small pool of signing threads
-//!    (`sign_threads_max`);
-//! 3. checks the register invariant of every touched account and seals the write set: each
-//!    changed row once in its final state, the audit records, the idempotency records.
+//! 2. signs their authorizations at once on a small pool of signing threads
+//!    (`sign_threads_max`).
+//!
+//! The batch stays open while the committer is busy: requests arriving meanwhile are decided
+//! and signed onto it in the same way. It is handed over — the register invariant of every
+//! touched account checked and the write set sealed (each changed row once in its final state,
+//! the audit records, the idempotency records) — as soon as the committer has begun the WAL
+//! fsync of the last batch handed to it (or is idle), or when it is full (`group_requests_max`
+//! requests or `OPEN_ITEM_BYTES_MAX` bytes of items). So a request that arrives while batch n
+//! commits lands in batch n+1, not n+2.
 //!
 //! The **committer** thread owns the writing connection. For each sealed batch, in order, it
 //! runs one `BEGIN IMMEDIATE` transaction, writes the rows, commits (one fsync of the WAL) and
-//! only then answers the batch's requests. While it commits batch n, the decider works on
-//! batch n+1 (one sealed batch may wait between them: a bounded pipeline).
+//! only then answers the batch's requests. At most one sealed batch waits for it (a bounded
+//! pipeline; with `group_requests_max = 1` every batch is full at once, so that is the plain
+//! one-transaction-per-request path with deciding overlapped).
 //!
 //! A database error fails the batch and every later batch decided on top of it (nothing of
 //! them is written; each request may be retried with its id); the decider waits for the
@@ -23,8 +30,9 @@
 //! If another process committed to the file meanwhile (`PRAGMA data_version` moved), the
 //! committer decides the affected batches again itself, under the write lock, from the
 //! database alone. A refused signature makes the decider decide its batch again with each
-//! authorization signed as it is decided, so the refused request changes nothing. Reads for
-//! the store's other methods use a third connection.
+//! authorization signed as it is decided, so the refused request changes nothing (for the open
+//! batch: every request decided onto it so far is decided again; nothing of it was written).
+//! Reads for the store's other methods use a third connection.
 
 use super::audit::{AuditRecord, StoredAuditRecord};
 use super::model::*;
@@ -45,8 +53,8 @@ use tokio::sync::oneshot;
 pub struct SqliteConfig {
     /// Most requests in one transaction (1 = one transaction per request).
     pub group_requests_max: usize,
-    /// Longest the decider waits for more requests before deciding a group. Short: while
-    /// the committer commits, the batch it decides waits for the committer anyway, and the
+    /// Longest the decider waits for more requests before deciding a new batch's first
+    /// requests (the batch then stays open for more while the committer is busy). Short: the
     /// clients answered by the last commit send their next requests within a few hundred µs
     /// (measured with 256 clients: 1000 µs made the decider late and cost ~10% throughput
     /// and ~2 ms of p99 against 200 µs; 2000 µs cost 25%).
@@ -279,6 +287,7 @@ impl SqliteStore {
         let shared = Arc::new(Shared {
             committed_seq: AtomicU64::new(0),
             finished_seq: AtomicU64::new(0),
+            syncing_seq: AtomicU64::new(0),
             failed_epoch: AtomicU64::new(u64::MAX),
         });
         let committer = Committer {
@@ -369,6 +378,9 @@ struct Shared {
     committed_seq: AtomicU64,
     /// Sequence number of the last batch the committer is done with, committed or failed.
     finished_seq: AtomicU64,
+    /// Sequence number of the last batch whose rows are written and whose commit (the WAL
+    /// fsync) has begun: the committer will be free once that fsync returns.
+    syncing_seq: AtomicU64,
     /// Epoch of the last batch that failed to commit (`u64::MAX`: none). Later batches of that
     /// epoch were decided on top of it, so the committer fails them too; the decider then
     /// forgets its pending rows and starts a new epoch.
@@ -573,46 +585,102 @@ impl Overlay {
     }
 }
 
+/// The batch the decider is building: requests decided (and signed) on its overlay, not yet
+/// handed to the committer.
+#[derive(Default)]
+struct Open {
+    jobs: Vec<Job>,
+    overlay: Overlay,
+    replies: Vec<Reply>,
+    /// Bytes of the requests' item descriptions, bounded by [`OPEN_ITEM_BYTES_MAX`].
+    item_bytes: usize,
+}
+
+/// Most bytes of item descriptions one batch carries (besides `group_requests_max`): the
+/// batch's signed items are written and kept in memory until it commits.
+const OPEN_ITEM_BYTES_MAX: usize = 4 << 20;
+
+/// How long the decider sleeps between looks at the committer while it holds an open batch
+/// and no request arrives.
+const COMMITTER_POLL_US: u64 = 50;
+
+fn item_bytes(job: &Job) -> usize {
+    match &job.request.op {
+        ops::Op::Authorize { item, .. } => item.len(),
+        _ => 0,
+    }
+}
+
 impl Decider {
     fn run(mut self, rx: Receiver<Task>) {
         let group_max = self.config.group_requests_max.max(1);
         let wait = Duration::from_micros(self.config.group_wait_us_max);
-        let mut batch: Vec<Job> = Vec::with_capacity(group_max);
-        while let Ok(first) = rx.recv() {
-            let mut prune = None;
-            match first {
-                Task::Request(job) => batch.push(job),
-                other => prune = Some(other),
-            }
-            let deadline = Instant::now() + wait;
-            while prune.is_none() && !batch.is_empty() && batch.len() < group_max {
-                let next = match rx.try_recv() {
-                    Ok(task) => task,
-                    Err(_) => {
-                        let left = deadline.saturating_duration_since(Instant::now());
-                        if left.is_zero() {
-                            break;
-                        }
-                        match rx.recv_timeout(left) {
+        let poll = Duration::from_micros(COMMITTER_POLL_US);
+        let mut open = Open::default();
+        let mut arrived: Vec<Job> = Vec::with_capacity(group_max);
+        let mut prune: Option<Task> = None;
+        let mut connected = true;
+        loop {
+            if open.jobs.is_empty() && arrived.is_empty() && prune.is_none() {
+                if !connected {
+                    break;
+                }
+                // A new batch: wait for its first request, then gather more for at most
+                // `group_wait_us_max` (as long as nothing else is open, the committer is idle).
+                match rx.recv() {
+                    Ok(Task::Request(job)) => arrived.push(job),
+                    Ok(other) => prune = Some(other),
+                    Err(_) => break,
+                }
+                let deadline = Instant::now() + wait;
+                while prune.is_none() && arrived.len() < group_max {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    let next = match rx.try_recv() {
+                        Ok(task) => task,
+                        Err(_) if left.is_zero() => break,
+                        Err(_) => match rx.recv_timeout(left) {
                             Ok(task) => task,
                             Err(RecvTimeoutError::Timeout) => break,
-                            Err(RecvTimeoutError::Disconnected) => break,
-                        }
+                            Err(RecvTimeoutError::Disconnected) => {
+                                connected = false;
+                                break;
+                            }
+                        },
+                    };
+                    match next {
+                        Task::Request(job) => arrived.push(job),
+                        other => prune = Some(other),
                     }
-                };
-                match next {
-                    Task::Request(job) => batch.push(job),
-                    other => prune = Some(other),
                 }
             }
-            if !batch.is_empty() {
-                self.seal_and_send(&mut batch);
+            // Take whatever else is queued, up to the batch's bound.
+            while connected && prune.is_none() && !self.full(&open, &arrived, group_max) {
+                match rx.try_recv() {
+                    Ok(Task::Request(job)) => arrived.push(job),
+                    Ok(other) => prune = Some(other),
+                    Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                    Err(std::sync::mpsc::TryRecvError::Disconnected) => connected = false,
+                }
             }
-            if let Some(Task::Prune {
-                before_ms,
-                max,
-                reply,
-            }) = prune
+            if !arrived.is_empty() {
+                self.extend(&mut open, &mut arrived);
+            }
+            // Hand the batch over once the committer is free to take it (or it is full, or a
+            // prune or shutdown must go after it); until then it stays open for more.
+            if !open.jobs.is_empty()
+                && (prune.is_some()
+                    || !connected
+                    || self.full(&open, &arrived, group_max)
+                    || self.committer_free())
+            {
+                self.hand_over(&mut open);
+            }
+            if open.jobs.is_empty()
+                && let Some(Task::Prune {
+                    before_ms,
+                    max,
+                    reply,
+                }) = prune.take()
             {
                 let _ = self.to_commit.send(ToCommit::Prune {
                     before_ms,
@@ -620,104 +688,183 @@ impl Decider {
                     reply,
                 });
             }
-        }
-    }
-
-    fn seal_and_send(&mut self, batch: &mut Vec<Job>) {
-        match self.seal(batch) {
-            Ok(sealed) => {
-                // Blocks while the committer is one batch behind (bounded pipeline).
-                if let Err(std::sync::mpsc::SendError(ToCommit::Batch(sealed))) =
-                    self.to_commit.send(ToCommit::Batch(sealed))
-                {
-                    for job in sealed.jobs {
-                        let _ = job.reply.send(Err(StoreError::Closed));
-                    }
-                }
-            }
-            Err(e) => {
-                for job in batch.drain(..) {
-                    let _ = job.reply.send(Err(e.clone()));
+            if !open.jobs.is_empty() && connected {
+                // The committer is busy: wait for a request to add, or look at it again soon.
+                match rx.recv_timeout(poll) {
+                    Ok(Task::Request(job)) => arrived.push(job),
+                    Ok(other) => prune = Some(other),
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => connected = false,
                 }
             }
         }
     }
 
-    /// Decides every request of the batch in order, each seeing the effects of those before
-    /// it (and of the batches still being committed), signs the new authorizations at once,
-    /// checks the control sum of every touched account and seals the write set. Drains
-    /// `batch` on success.
-    fn seal(&mut self, batch: &mut Vec<Job>) -> Result<Sealed, StoreError> {
-        if self.shared.failed_epoch.load(Ordering::Acquire) == self.epoch {
-            // A batch this view was built on did not commit as decided (a database error, or
-            // another process wrote meanwhile). Let the committer finish every batch already
-            // sent — it fails or re-decides them — then start over from the database alone.
-            let sent = self.next_seq - 1;
-            while self.shared.finished_seq.load(Ordering::Acquire) < sent
-                && !self.committer.is_finished()
-            {
-                std::thread::sleep(Duration::from_micros(200));
-            }
-            self.pending = Pending::default();
-            self.epoch += 1;
+    fn full(&self, open: &Open, arrived: &[Job], group_max: usize) -> bool {
+        open.jobs.len() + arrived.len() >= group_max
+            || open.item_bytes + arrived.iter().map(item_bytes).sum::<usize>()
+                >= OPEN_ITEM_BYTES_MAX
+    }
+
+    /// Every batch handed over is done (or the committer is gone: the hand-over then fails
+    /// the batch's requests with `Closed`).
+    fn committer_free(&self) -> bool {
+        self.shared.syncing_seq.load(Ordering::Acquire) + 1 >= self.next_seq
+            || self.shared.finished_seq.load(Ordering::Acquire) + 1 >= self.next_seq
+            || self.committer.is_finished()
+    }
+
+    /// If a batch this view was built on did not commit as decided (a database error, or
+    /// another process wrote meanwhile), lets the committer finish every batch already sent —
+    /// it fails or re-decides them — then starts over from the database alone. Returns whether
+    /// it started over.
+    fn start_over_if_failed(&mut self) -> bool {
+        if self.shared.failed_epoch.load(Ordering::Acquire) != self.epoch {
+            return false;
         }
+        let sent = self.next_seq - 1;
+        while self.shared.finished_seq.load(Ordering::Acquire) < sent
+            && !self.committer.is_finished()
+        {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        self.pending = Pending::default();
+        self.epoch += 1;
+        true
+    }
+
+    /// Decides the `arrived` requests in order onto the open batch's overlay (each seeing the
+    /// effects of the batch's earlier requests and of the batches still being committed) and
+    /// signs their new authorizations at once. If the open batch's view went stale, or a
+    /// signature was refused, the whole open batch is decided again (nothing of it was written
+    /// or answered). A database error fails every request of the open batch.
+    fn extend(&mut self, open: &mut Open, arrived: &mut Vec<Job>) {
+        let redo_all = self.start_over_if_failed();
         // Read the committed sequence number before the database snapshot is taken, so every
         // batch forgotten here is in that snapshot.
         self.pending
             .forget_committed(self.shared.committed_seq.load(Ordering::Acquire));
-        let tx = self.conn.transaction().map_err(db)?;
-        let deferred = DeferredSigner::default();
-        let (mut overlay, mut replies) =
-            decide_batch(&tx, &self.pending, batch, &self.limits, &deferred)?;
-        let tasks = std::mem::take(&mut *deferred.0.lock().unwrap_or_else(|p| p.into_inner()));
-        if !tasks.is_empty() {
-            let signed = self.pool.sign(&*self.signer, tasks);
-            if signed.iter().any(|(_, r)| r.is_err()) {
+        open.item_bytes += arrived.iter().map(item_bytes).sum::<usize>();
+        let mut start = open.jobs.len();
+        open.jobs.append(arrived);
+        let r = (|| -> Result<(), StoreError> {
+            let tx = self.conn.transaction().map_err(db)?;
+            if redo_all {
+                open.overlay = Overlay::default();
+                open.replies.clear();
+                start = 0;
+            }
+            let deferred = DeferredSigner::default();
+            let mut refused = false;
+            for i in start..open.jobs.len() {
+                let reply = decide_one(
+                    &tx,
+                    &self.pending,
+                    &mut open.overlay,
+                    &open.jobs[i],
+                    i,
+                    &self.limits,
+                    &deferred,
+                )?;
+                open.replies.push(reply);
+            }
+            let tasks = std::mem::take(&mut *deferred.0.lock().unwrap_or_else(|p| p.into_inner()));
+            if !tasks.is_empty() {
+                let signed = self.pool.sign(&*self.signer, tasks);
+                if signed.iter().any(|(_, r)| r.is_err()) {
+                    refused = true;
+                } else {
+                    let signed: HashMap<PieceId, Vec<u8>> = signed
+                        .into_iter()
+                        .filter_map(|(id, r)| r.ok().map(|s| (id, s)))
+                        .collect();
+                    patch_signatures(&mut open.overlay, &mut open.replies[start..], &signed);
+                }
+            }
+            if refused {
                 // A refused signature must leave its request without effect, and later
-                // requests of the batch may have decided on top of it: decide the batch
-                // again, signing each authorization as it is decided (nothing was written).
-                let (o, r) = decide_batch(&tx, &self.pending, batch, &self.limits, &*self.signer)?;
-                overlay = o;
-                replies = r;
-            } else {
-                let signed: HashMap<PieceId, Vec<u8>> = signed
-                    .into_iter()
-                    .filter_map(|(id, r)| r.ok().map(|s| (id, s)))
-                    .collect();
-                patch_signatures(&mut overlay, &mut replies, &signed);
+                // requests may have decided on top of it: decide the open batch again,
+                // signing each authorization as it is decided (nothing was written).
+                let (o, r) =
+                    decide_batch(&tx, &self.pending, &open.jobs, &self.limits, &*self.signer)?;
+                open.overlay = o;
+                open.replies = r;
+            }
+            // The read transaction only pinned a snapshot.
+            drop(tx);
+            Ok(())
+        })();
+        if let Err(e) = r {
+            for job in std::mem::take(open).jobs {
+                let _ = job.reply.send(Err(e.clone()));
             }
         }
-        // The read transaction only pinned a snapshot.
-        drop(tx);
-        check_invariant(&overlay)?;
+    }
+
+    /// Checks the control sum of every account the open batch touched, seals its write set
+    /// and hands it to the committer (blocking while one sealed batch already waits).
+    fn hand_over(&mut self, open: &mut Open) {
+        if self.start_over_if_failed() {
+            // Decide the whole open batch again on the fresh view.
+            let mut jobs = std::mem::take(&mut open.jobs);
+            *open = Open::default();
+            self.extend(open, &mut jobs);
+            if open.jobs.is_empty() {
+                return;
+            }
+        }
+        let Open {
+            jobs,
+            overlay,
+            replies,
+            ..
+        } = std::mem::take(open);
+        let rows = check_invariant(&overlay).and_then(|()| build_rows(&overlay, &jobs, &replies));
+        let rows = match rows {
+            Ok(rows) => rows,
+            Err(e) => {
+                for job in jobs {
+                    let _ = job.reply.send(Err(e.clone()));
+                }
+                return;
+            }
+        };
         let seq = self.next_seq;
-        let rows = build_rows(&overlay, batch, &replies)?;
         for (id, index) in &overlay.remember {
-            if let (Some(job), Some(reply)) = (batch.get(*index), replies.get(*index)) {
+            if let (Some(job), Some(reply)) = (jobs.get(*index), replies.get(*index)) {
                 self.pending
                     .seen
                     .insert(*id, (seq, job.fingerprint, reply.clone()));
             }
         }
         // Later batches see this one's rows until it is committed.
-        for id in overlay.dirty_accounts {
+        let mut overlay = overlay;
+        for id in std::mem::take(&mut overlay.dirty_accounts) {
             if let Some(a) = overlay.accounts.remove(&id) {
                 self.pending.accounts.insert(id, (seq, a));
             }
         }
-        for id in overlay.dirty_pieces {
+        for id in std::mem::take(&mut overlay.dirty_pieces) {
             if let Some(p) = overlay.pieces.remove(&id) {
                 self.pending.pieces.insert(id, (seq, p));
             }
         }
         self.next_seq += 1;
-        Ok(Sealed {
+        let sealed = Sealed {
             seq,
             epoch: self.epoch,
             rows,
-            jobs: std::mem::take(batch),
+            jobs,
             replies,
-        })
+        };
+        // Blocks while a full batch already waits for the committer (bounded pipeline).
+        if let Err(std::sync::mpsc::SendError(ToCommit::Batch(sealed))) =
+            self.to_commit.send(ToCommit::Batch(sealed))
+        {
+            for job in sealed.jobs {
+                let _ = job.reply.send(Err(StoreError::Closed));
+            }
+        }
     }
 }
 
@@ -783,7 +930,7 @@ impl Committer {
                             "an earlier batch this one depends on failed; retry".into(),
                         ))
                     } else {
-                        self.commit(b.epoch, &b.rows, &b.jobs)
+                        self.commit(b.seq, b.epoch, &b.rows, &b.jobs)
                     };
                     tracing::trace!(
                         requests = n,
@@ -842,6 +989,7 @@ impl Committer {
     /// batches of the same epoch come here too until the decider has dropped its pending rows.
     fn commit(
         &mut self,
+        seq: u64,
         epoch: u64,
         rows: &Rows,
         jobs: &[Job],
@@ -855,6 +1003,7 @@ impl Committer {
         self.data_version = version;
         if !stale {
             write_rows(&tx, rows)?;
+            self.shared.syncing_seq.store(seq, Ordering::Release);
             tx.commit().map_err(db)?;
             return Ok(None);
         }
