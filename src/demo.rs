@@ -137,7 +137,7 @@ fn demo_app_config() -> anyhow::Result<crate::ui::AppConfig> {
 
 /// Loads test money with the payment simulator's approved test card.
 async fn fund_demo_account(cfg: &BackendConfig) -> anyhow::Result<()> {
-    let endpoint = client::client_endpoint("127.0.0.1:0".parse()?)?;
+    let endpoint = client::endpoint_for(cfg.vendor)?;
     let conn = client::connect(&endpoint, cfg.vendor, cfg.pinned).await?;
     let dir = crate::counter::terminal::TerminalDir::new(&cfg.terminal_dir);
     let enrollment = dir

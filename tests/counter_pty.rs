@@ -169,22 +169,20 @@ async fn sign_in_buy_print_and_verify_a_postage_label() {
     drop(r.printer);
 }
 
-/// The virtual printer without native Data Matrix (the indicium goes as a raster image) at
-/// 4800 baud, so a label takes seconds to print and the link can be cut in the middle.
-fn slow_raster_profile() -> String {
+/// The virtual printer without native Data Matrix (the indicium goes as a raster image of a
+/// few KB), named `name`; with `baud`, also that slow (pacing at a tenth of it in bytes/s), so
+/// a label takes seconds and the link can be cut in the middle.
+fn raster_profile(name: &str, baud: Option<u32>) -> String {
     let base = frank::printer::profile::shipped_source("virtual").unwrap();
     base.lines()
         .filter(|l| !l.starts_with("data_matrix_cn"))
-        .map(|l| {
-            if l.starts_with("baud") {
-                "baud = 4800".to_string()
-            } else if l.starts_with("throughput_bytes_per_s") {
-                "throughput_bytes_per_s = 480".to_string()
-            } else if l.starts_with("name") {
-                "name = \"Slow raster test printer\"".to_string()
-            } else {
-                l.to_string()
+        .map(|l| match baud {
+            _ if l.starts_with("name") => format!("name = \"{name}\""),
+            Some(b) if l.starts_with("baud") => format!("baud = {b}"),
+            Some(b) if l.starts_with("throughput_bytes_per_s") => {
+                format!("throughput_bytes_per_s = {}", b / 10)
             }
+            _ => l.to_string(),
         })
         .collect::<Vec<_>>()
         .join("\n")
@@ -192,7 +190,11 @@ fn slow_raster_profile() -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_link_cut_mid_print_voids_the_label_and_restores_the_balance() {
-    let mut r = rig(Some(&slow_raster_profile())).await;
+    let mut r = rig(Some(&raster_profile(
+        "Slow raster test printer",
+        Some(4800),
+    )))
+    .await;
     postage_to_review(&mut r.screen);
     r.screen.send("\r");
     // Cut once the gauge shows the label is under way but the raster indicium is not done.
@@ -384,26 +386,10 @@ async fn history_lists_the_printed_item_and_requests_its_refund() {
     r.screen.wait_for("no refund to request");
 }
 
-/// The virtual printer without native Data Matrix: the indicium goes as a few KB of raster,
-/// so a paper-out early in the label is found by a status poll before the indicium is done.
-fn raster_profile() -> String {
-    let base = frank::printer::profile::shipped_source("virtual").unwrap();
-    base.lines()
-        .filter(|l| !l.starts_with("data_matrix_cn"))
-        .map(|l| {
-            if l.starts_with("name") {
-                "name = \"Raster test printer\"".to_string()
-            } else {
-                l.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paper_out_shows_blocks_printing_and_a_mid_label_paper_out_voids_it() {
-    let mut r = rig(Some(&raster_profile())).await;
+    // Raster: a paper-out early in the label is found by a status poll before the indicium is done.
+    let mut r = rig(Some(&raster_profile("Raster test printer", None))).await;
     // Idle paper out: the status poll puts it on the status bar.
     r.printer.inject(Fault::PaperOut);
     r.screen.wait_for("✗ paper out");
@@ -623,19 +609,7 @@ async fn kiosk_issues_a_label_only_after_the_card_is_approved() {
 
 /// The first label PNG the virtual printer saved in `dir`, decoded and verified.
 fn printed_indicium(dir: &Path, key: &ed25519_dalek::VerifyingKey) -> frank::indicium::Indicium {
-    let deadline = Instant::now() + LONG;
-    let png = loop {
-        let found = std::fs::read_dir(dir)
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .map(|e| e.path())
-            .find(|p| p.extension().is_some_and(|x| x == "png"));
-        if let Some(p) = found {
-            break p;
-        }
-        assert!(Instant::now() < deadline, "no label PNG was saved");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let png = wait_for_png(dir);
     let payload =
         payload_from_png(&std::fs::read(&png).unwrap()).expect("the PNG's Data Matrix decodes");
     let mut keys = VendorKeys::new();

@@ -7,9 +7,8 @@
 mod pty_support;
 
 use frank::indicium::verify::{VendorKeys, payload_from_png, verify_payload};
-use pty_support::{LONG as SCREEN_WAIT, Screen};
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use pty_support::{Screen, fill_postage, wait_for_png};
+use std::time::Duration;
 
 /// The word after `label` on the screen line that has it.
 fn after<'a>(screen: &'a str, label: &str) -> &'a str {
@@ -49,47 +48,13 @@ fn demo_shows_credentials_prints_a_label_and_the_png_verifies() {
     });
     captures.push(home_screen);
     s.send("\x0e"); // Ctrl-N: a postage label
-    s.wait_for("Weight");
-    for v in [
-        "Ada Lovelace",
-        "12 Analytical Way",
-        "",
-        "Washington",
-        "DC",
-        "20500",
-        "Charles Babbage",
-        "1 Difference Rd",
-        "Apt 2",
-        "Boston",
-        "MA",
-        "02108-1234",
-        "3",
-    ] {
-        s.typ(v);
-        s.send("\t");
-    }
-    captures.push(s.wait_for("Quote: $"));
+    captures.push(fill_postage(&mut s));
     s.send("\r");
     s.wait_for("Review");
     s.send("\r");
     let done = s.wait("the print outcome", |t| t.contains("Printed postage"));
     captures.push(done);
-    let deadline = Instant::now() + SCREEN_WAIT;
-    let png: PathBuf = loop {
-        let found = std::fs::read_dir(&labels)
-            .map(|d| {
-                d.filter_map(|e| e.ok())
-                    .map(|e| e.path())
-                    .find(|p| p.extension().is_some_and(|x| x == "png"))
-            })
-            .ok()
-            .flatten();
-        if let Some(p) = found {
-            break p;
-        }
-        assert!(Instant::now() < deadline, "no PNG in {}", labels.display());
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let png = wait_for_png(&labels);
     let mut keys = VendorKeys::new();
     keys.add_text(&fingerprint).unwrap();
     let payload = payload_from_png(&std::fs::read(&png).unwrap()).unwrap();

@@ -64,11 +64,7 @@ pub async fn sign_in(
         )
     })?;
     let device_key = dir.device_key()?;
-    let endpoint = client::client_endpoint(if opts.vendor.is_ipv4() {
-        "0.0.0.0:0".parse()?
-    } else {
-        "[::]:0".parse()?
-    })?;
+    let endpoint = client::endpoint_for(opts.vendor)?;
     let conn = client::connect(&endpoint, opts.vendor, opts.pinned).await?;
     let session = conn
         .login(enrollment.terminal_id, &device_key, &opts.clerk, password)

@@ -14,8 +14,8 @@
 //! - Card numbers, CVCs and passwords are passed through, never logged.
 
 use super::client::{self, ClientError, Session};
-use super::supervisor::{self, Phase, SupervisorConfig, SupervisorHandle};
-use super::terminal::TerminalDir;
+use super::headless::{self, HeadlessOptions};
+use super::supervisor::{Phase, SupervisorHandle};
 use crate::indicium::layout::Indicium as SignedIndicium;
 use crate::indicium::render::{human_lines, module_dots, native_payload};
 use crate::indicium::{ItemKind, MailClass};
@@ -379,7 +379,12 @@ impl Actor {
         let tx = self.done_tx.clone();
         tokio::task::spawn_blocking(move || {
             let timeout = Duration::from_millis(PRINTER_STATUS_REPLY_MS);
+            // Reopen a printer that was gone or busy.
+            let port = port.or_else(|| {
+                setup.and_then(|s| PrinterPort::open(&s.device, &s.profile, None).ok())
+            });
             let (port, status) = match port {
+                None => (None, PrinterStatus::Fault(PrinterFault::Offline)),
                 Some(mut p) => match p.status_now(timeout) {
                     Ok(true) => (Some(p), PrinterStatus::Ready),
                     Ok(false) => (Some(p), PrinterStatus::Unknown),
@@ -387,15 +392,6 @@ impl Actor {
                         (None, PrinterStatus::Fault(PrinterFault::PortVanished))
                     }
                     Err(f) => (Some(p), PrinterStatus::Fault(f)),
-                },
-                // Reopen a printer that was gone or busy.
-                None => match setup.map(|s| PrinterPort::open(&s.device, &s.profile, None)) {
-                    Some(Ok(mut p)) => match p.status_now(timeout) {
-                        Ok(true) => (Some(p), PrinterStatus::Ready),
-                        Ok(false) => (Some(p), PrinterStatus::Unknown),
-                        Err(f) => (Some(p), PrinterStatus::Fault(f)),
-                    },
-                    _ => (None, PrinterStatus::Fault(PrinterFault::Offline)),
                 },
             };
             let _ = tx.blocking_send(Done::Polled { port, status });
@@ -426,34 +422,19 @@ impl Actor {
                 let tx = self.done_tx.clone();
                 let endpoint = match self.endpoint.clone() {
                     Some(e) => e,
-                    None => {
-                        let bind = if cfg.vendor.is_ipv6() {
-                            "[::1]:0"
-                        } else {
-                            "127.0.0.1:0"
-                        };
-                        let bind: SocketAddr = if cfg.vendor.ip().is_loopback() {
-                            bind.parse()
-                                .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)))
-                        } else if cfg.vendor.is_ipv6() {
-                            SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0))
-                        } else {
-                            SocketAddr::from(([0, 0, 0, 0], 0))
-                        };
-                        match client::client_endpoint(bind) {
-                            Ok(e) => {
-                                self.endpoint = Some(e.clone());
-                                e
-                            }
-                            Err(e) => {
-                                self.emit(Backend::SignInFailed {
-                                    reason: format!("cannot open a network endpoint: {e}"),
-                                })
-                                .await;
-                                return;
-                            }
+                    None => match client::endpoint_for(cfg.vendor) {
+                        Ok(e) => {
+                            self.endpoint = Some(e.clone());
+                            e
                         }
-                    }
+                        Err(e) => {
+                            self.emit(Backend::SignInFailed {
+                                reason: format!("cannot open a network endpoint: {e}"),
+                            })
+                            .await;
+                            return;
+                        }
+                    },
                 };
                 tokio::spawn(async move {
                     let r = sign_in(&cfg, endpoint, &clerk, password.expose()).await;
@@ -526,9 +507,8 @@ impl Actor {
             Command::Fund { method, amount } => self.fund(method, amount).await,
             Command::LoadHistory => self.history(),
             Command::ProbePrinter => self.poll_printer(),
+            // `run` ends the loop on Quit before it gets here.
             Command::Quit => {}
-            #[allow(unreachable_patterns)]
-            other => tracing::warn!(?other, "command not handled"),
         }
     }
 
@@ -613,8 +593,6 @@ impl Actor {
                 routing: routing.trim().to_string(),
                 account: account.expose().trim().to_string(),
             },
-            #[allow(unreachable_patterns)]
-            _ => return,
         };
         drop(method);
         let request_id: [u8; 16] = rand::random();
@@ -1015,32 +993,21 @@ async fn sign_in(
     clerk: &str,
     password: &str,
 ) -> anyhow::Result<(SupervisorHandle, Session, Cents)> {
-    let conn = client::connect(&endpoint, cfg.vendor, cfg.pinned).await?;
-    let dir = TerminalDir::new(&cfg.terminal_dir);
-    let device_key = dir.device_key()?;
-    let enrollment = dir
-        .ensure_enrolled(
-            &conn,
-            &cfg.pinned,
-            cfg.enroll_code.as_deref(),
-            &cfg.terminal_name,
-        )
-        .await?;
-    let session = conn
-        .login(enrollment.terminal_id, &device_key, clerk, password)
-        .await
-        .map_err(|e| anyhow::anyhow!(reason(&e)))?;
+    let opts = HeadlessOptions {
+        vendor: cfg.vendor,
+        pinned: cfg.pinned,
+        data_dir: cfg.terminal_dir.clone(),
+        enroll_code: cfg.enroll_code.clone(),
+        terminal_name: cfg.terminal_name.clone(),
+        clerk: clerk.to_string(),
+        report_interval_ms: 0,
+    };
+    let (sup, session) = headless::sign_in(endpoint, &opts, password).await?;
     let balance = session
         .balance()
         .await
         .map(|b| Cents::new(b.registers.descending_cents).unwrap_or(Cents::ZERO))
         .unwrap_or(Cents::ZERO);
-    let sup = supervisor::spawn(
-        SupervisorConfig::new(cfg.vendor, cfg.pinned),
-        endpoint,
-        device_key,
-        session.clone(),
-    );
     Ok((sup, session, balance))
 }
 

@@ -62,6 +62,19 @@ pub fn client_endpoint(bind: SocketAddr) -> anyhow::Result<quinn::Endpoint> {
     Ok(quinn::Endpoint::client(bind)?)
 }
 
+/// A client endpoint for talking to `vendor`: an ephemeral port on the loopback address of the
+/// same family when the vendor is on loopback, otherwise on the unspecified address.
+pub fn endpoint_for(vendor: SocketAddr) -> anyhow::Result<quinn::Endpoint> {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let ip = match (vendor.is_ipv6(), vendor.ip().is_loopback()) {
+        (false, true) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        (false, false) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        (true, true) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        (true, false) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    };
+    client_endpoint(SocketAddr::new(ip, 0))
+}
+
 /// An established, pinned connection to the vendor.
 #[derive(Debug, Clone)]
 pub struct VendorConn {

@@ -29,11 +29,16 @@ pub async fn start(
     opts: &HeadlessOptions,
     password: &str,
 ) -> anyhow::Result<(SupervisorHandle, Session)> {
-    let endpoint = client::client_endpoint(if opts.vendor.is_ipv6() {
-        "[::]:0".parse()?
-    } else {
-        "0.0.0.0:0".parse()?
-    })?;
+    sign_in(client::endpoint_for(opts.vendor)?, opts, password).await
+}
+
+/// [`start`] on a given endpoint (the counter UI's backend keeps one across sign-ins).
+/// `report_interval_ms` is not used here. A refused login reads as the vendor's message.
+pub async fn sign_in(
+    endpoint: quinn::Endpoint,
+    opts: &HeadlessOptions,
+    password: &str,
+) -> anyhow::Result<(SupervisorHandle, Session)> {
     let conn = client::connect(&endpoint, opts.vendor, opts.pinned).await?;
     let dir = TerminalDir::new(&opts.data_dir);
     let device_key = dir.device_key()?;
@@ -47,7 +52,13 @@ pub async fn start(
         .await?;
     let session = conn
         .login(enrollment.terminal_id, &device_key, &opts.clerk, password)
-        .await?;
+        .await
+        .map_err(|e| match e {
+            client::ClientError::Response(crate::wire::ResponseError::Refused(b)) => {
+                anyhow::anyhow!("{}", b.message)
+            }
+            other => anyhow::Error::new(other),
+        })?;
     let sup = supervisor::spawn(
         SupervisorConfig::new(opts.vendor, opts.pinned),
         endpoint,

@@ -77,7 +77,7 @@ async fn start_terminal(
     cfg: &LoadgenConfig,
     n: usize,
 ) -> anyhow::Result<(quinn::Endpoint, Session, crate::link::driver::LinkHandle)> {
-    let endpoint = client::client_endpoint("0.0.0.0:0".parse()?)?;
+    let endpoint = client::endpoint_for(cfg.vendor)?;
     let conn = client::connect(&endpoint, cfg.vendor, cfg.pinned).await?;
     let device_key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
     let e = conn

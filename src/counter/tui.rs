@@ -238,17 +238,7 @@ pub async fn ensure_enrolled(
         Some(c) => c.clone(),
         None => ask_code()?,
     };
-    let endpoint = client::client_endpoint(if cfg.vendor.ip().is_loopback() {
-        if cfg.vendor.is_ipv6() {
-            "[::1]:0".parse()?
-        } else {
-            "127.0.0.1:0".parse()?
-        }
-    } else if cfg.vendor.is_ipv6() {
-        "[::]:0".parse()?
-    } else {
-        "0.0.0.0:0".parse()?
-    })?;
+    let endpoint = client::endpoint_for(cfg.vendor)?;
     let conn = client::connect(&endpoint, cfg.vendor, cfg.pinned).await?;
     let e = dir
         .ensure_enrolled(&conn, &cfg.pinned, Some(&code), &cfg.terminal_name)

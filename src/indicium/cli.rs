@@ -142,12 +142,7 @@ pub fn scan_online(addr: &str, pinned: &[u8; 32], payload: &[u8]) -> anyhow::Res
             .with_context(|| format!("--vendor {addr}: not a reachable HOST:PORT"))?
             .next()
             .ok_or_else(|| anyhow::anyhow!("--vendor {addr}: the name has no address"))?;
-        let bind: std::net::SocketAddr = if sock.is_ipv4() {
-            "0.0.0.0:0".parse()?
-        } else {
-            "[::]:0".parse()?
-        };
-        let endpoint = client::client_endpoint(bind)?;
+        let endpoint = client::endpoint_for(sock)?;
         let work = async {
             let conn = client::connect(&endpoint, sock, key).await?;
             let r = conn.scan(payload).await;

@@ -186,6 +186,34 @@ pub fn postage_to_review(s: &mut Screen) {
 
 /// On the postage form: fills it, waits for the vendor's live quote, then Enter: the review.
 pub fn fill_postage_to_review(s: &mut Screen) {
+    fill_postage(s);
+    s.send("\r");
+    s.wait_for("Review");
+}
+
+/// The first `*.png` the virtual printer saved in `dir` (waits up to [`LONG`]).
+pub fn wait_for_png(dir: &Path) -> std::path::PathBuf {
+    let deadline = Instant::now() + LONG;
+    loop {
+        let found = std::fs::read_dir(dir).ok().and_then(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .find(|p| p.extension().is_some_and(|x| x == "png"))
+        });
+        if let Some(p) = found {
+            return p;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no label PNG in {}",
+            dir.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// On the postage form: fills it and waits for the vendor's live quote; returns that screen.
+pub fn fill_postage(s: &mut Screen) -> String {
     s.wait_for("Weight");
     for v in [
         "Ada Lovelace",
@@ -206,7 +234,5 @@ pub fn fill_postage_to_review(s: &mut Screen) {
         s.send("\t");
     }
     // The vendor's live quote for first-class, 3 oz.
-    s.wait("a quote", |t| t.contains("Quote: $"));
-    s.send("\r");
-    s.wait_for("Review");
+    s.wait("a quote", |t| t.contains("Quote: $"))
 }
