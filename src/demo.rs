@@ -53,16 +53,12 @@ async fn run_tui(opts: DemoOptions) -> anyhow::Result<()> {
     };
     std::fs::create_dir_all(&labels)?;
     let _log = tui::init_file_logging(&tmp.path().join("logs"), "demo")?;
-    let data = DataDir::new(tmp.path().join("vendor"));
-    data.init()?;
-    let code = {
-        let mut d = Directory::open(&data.file(DB_FILE))?;
-        let (acct, code) = d.add_account("Demo Post Office", now_ms())?;
-        d.add_clerk(acct.id, DEMO_CLERK, DEMO_PASSWORD, true, now_ms())?;
-        code
-    };
-    let server = VendorServer::start(&data, Some("127.0.0.1:0".parse()?)).await?;
-    let proxy = FaultProxy::start("127.0.0.1:0".parse()?, server.local_addr()?).await?;
+    let DemoVendor {
+        code,
+        server,
+        proxy,
+        ..
+    } = start_vendor(tmp.path()).await?;
     let profile = crate::printer::profile::shipped("virtual")?;
     let printer = Emulator::spawn(
         &profile,
@@ -191,9 +187,19 @@ async fn fund_demo_account(cfg: &BackendConfig) -> anyhow::Result<()> {
     }
 }
 
-async fn run_headless(opts: DemoOptions) -> anyhow::Result<()> {
-    let tmp = tempfile::Builder::new().prefix("frank-demo-").tempdir()?;
-    let data = DataDir::new(tmp.path().join("vendor"));
+/// The demo's vendor: a data directory under `dir`, the demo account and supervisor clerk,
+/// the server on loopback and a fault proxy in front of it.
+struct DemoVendor {
+    data: DataDir,
+    fingerprint: String,
+    /// The account's enrollment code.
+    code: String,
+    server: VendorServer,
+    proxy: FaultProxy,
+}
+
+async fn start_vendor(dir: &std::path::Path) -> anyhow::Result<DemoVendor> {
+    let data = DataDir::new(dir.join("vendor"));
     let fingerprint = data.init()?;
     let code = {
         let mut d = Directory::open(&data.file(DB_FILE))?;
@@ -203,6 +209,24 @@ async fn run_headless(opts: DemoOptions) -> anyhow::Result<()> {
     };
     let server = VendorServer::start(&data, Some("127.0.0.1:0".parse()?)).await?;
     let proxy = FaultProxy::start("127.0.0.1:0".parse()?, server.local_addr()?).await?;
+    Ok(DemoVendor {
+        data,
+        fingerprint,
+        code,
+        server,
+        proxy,
+    })
+}
+
+async fn run_headless(opts: DemoOptions) -> anyhow::Result<()> {
+    let tmp = tempfile::Builder::new().prefix("frank-demo-").tempdir()?;
+    let DemoVendor {
+        data,
+        fingerprint,
+        code,
+        server,
+        proxy,
+    } = start_vendor(tmp.path()).await?;
 
     println!("Frank demo — everything runs on this machine (loopback only).");
     println!(
