@@ -398,20 +398,23 @@ impl Actor {
         });
     }
 
-    fn remember(&mut self, job: JobId, rec: JobRec) {
+    /// Keeps `rec` for `job`. At [`JOBS_MAX`] the oldest settled job makes room; when none is
+    /// settled the job is refused (returns false) rather than growing without bound.
+    fn remember(&mut self, job: JobId, rec: JobRec) -> bool {
         if self.jobs.len() >= JOBS_MAX {
-            // Drop the oldest job whose money step is settled.
-            if let Some(pos) = self
+            let Some(pos) = self
                 .job_order
                 .iter()
                 .position(|j| self.jobs.get(j).is_some_and(|r| r.finished.is_some()))
-            {
-                let old = self.job_order.remove(pos);
-                self.jobs.remove(&old);
-            }
+            else {
+                return false;
+            };
+            let old = self.job_order.remove(pos);
+            self.jobs.remove(&old);
         }
         self.job_order.push(job);
         self.jobs.insert(job, rec);
+        true
     }
 
     async fn on_command(&mut self, c: Command) {
@@ -484,7 +487,16 @@ impl Actor {
                     finished: None,
                 };
                 rec.request_ids.insert("authorize", request_id);
-                self.remember(job, rec);
+                if !self.remember(job, rec) {
+                    self.emit(Backend::AuthorizeFailed {
+                        job,
+                        reason: format!(
+                            "{JOBS_MAX} items are still waiting for the vendor to settle them"
+                        ),
+                    })
+                    .await;
+                    return;
+                }
                 let tx = self.done_tx.clone();
                 let retry = self.cfg.authorize_retry_ms_max;
                 tokio::spawn(async move {
