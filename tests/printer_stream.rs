@@ -129,18 +129,20 @@ fn full_print_renders_label() {
     let png = std::fs::read(&emu.pngs()[0]).unwrap();
     assert_eq!(&png[1..4], b"PNG");
     // The Data Matrix drawn in the PNG decodes back to the payload.
-    let decoded = rxing::helpers::detect_in_file(
-        &emu.pngs()[0].to_string_lossy(),
+    let luma = image::open(&emu.pngs()[0]).unwrap().into_luma8();
+    let (w, h) = luma.dimensions();
+    let pixels = luma.into_raw();
+    let decoded = rxing::helpers::detect_in_luma(
+        pixels.clone(),
+        w,
+        h,
         Some(rxing::BarcodeFormat::DATA_MATRIX),
     )
     .unwrap();
     assert_eq!(decoded.getText(), "FRANK-IBI-0001");
     assert_eq!(page.barcodes, vec!["9400100000000000000001"]);
-    let bars = rxing::helpers::detect_in_file(
-        &emu.pngs()[0].to_string_lossy(),
-        Some(rxing::BarcodeFormat::CODE_128),
-    )
-    .unwrap();
+    let bars =
+        rxing::helpers::detect_in_luma(pixels, w, h, Some(rxing::BarcodeFormat::CODE_128)).unwrap();
     assert_eq!(bars.getText(), "9400100000000000000001");
     // The printer got exactly the job (plus status polls).
     assert_eq!(strip_polls(&emu.received_bytes(), &job), job.bytes);
