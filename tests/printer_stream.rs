@@ -132,17 +132,20 @@ fn full_print_renders_label() {
     let luma = image::open(&emu.pngs()[0]).unwrap().into_luma8();
     let (w, h) = luma.dimensions();
     let pixels = luma.into_raw();
-    let decoded = rxing::helpers::detect_in_luma(
-        pixels.clone(),
-        w,
-        h,
-        Some(rxing::BarcodeFormat::DATA_MATRIX),
-    )
-    .unwrap();
+    // `detect_in_luma` swaps width and height (rxing 0.7.1); the `_with_hints` form does not.
+    let detect = |format| {
+        rxing::helpers::detect_in_luma_with_hints(
+            pixels.clone(),
+            w,
+            h,
+            Some(format),
+            &mut rxing::DecodeHints::default(),
+        )
+    };
+    let decoded = detect(rxing::BarcodeFormat::DATA_MATRIX).unwrap();
     assert_eq!(decoded.getText(), "FRANK-IBI-0001");
     assert_eq!(page.barcodes, vec!["9400100000000000000001"]);
-    let bars =
-        rxing::helpers::detect_in_luma(pixels, w, h, Some(rxing::BarcodeFormat::CODE_128)).unwrap();
+    let bars = detect(rxing::BarcodeFormat::CODE_128).unwrap();
     assert_eq!(bars.getText(), "9400100000000000000001");
     // The printer got exactly the job (plus status polls).
     assert_eq!(strip_polls(&emu.received_bytes(), &job), job.bytes);
