@@ -167,6 +167,45 @@ const MIGRATIONS: &[&str] = &[
     //    account per batch). An account's serials run 1..=last_piece without gaps, so its
     //    pieces, newest first, are primary-key lookups counting down from last_piece.
     "DROP INDEX pieces_account;",
+    // 6: a piece's signed item and description (about 350 bytes, written once) move to
+    //    piece_data, appended in issue order; the pieces rows left are ~60 bytes, so the
+    //    inserts and state changes of one batch (one piece per busy meter, keyed by serial)
+    //    dirty a few pages instead of one page per piece.
+    "CREATE TABLE piece_data (
+        id INTEGER PRIMARY KEY,
+        signed BLOB NOT NULL,
+        item BLOB NOT NULL
+    );
+    CREATE TEMP TABLE piece_ids AS
+        SELECT account, serial,
+            row_number() OVER (ORDER BY authorized_at_ms, account, serial) AS id
+        FROM pieces;
+    INSERT INTO piece_data (id, signed, item)
+        SELECT i.id, p.signed, p.item FROM pieces p JOIN temp.piece_ids i USING (account, serial)
+        ORDER BY i.id;
+    CREATE TABLE pieces_slim (
+        account INTEGER NOT NULL REFERENCES accounts(id),
+        serial INTEGER NOT NULL,
+        kind INTEGER NOT NULL,
+        amount INTEGER NOT NULL CHECK (amount > 0),
+        state TEXT NOT NULL,
+        authorized_at_ms INTEGER NOT NULL,
+        expires_at_ms INTEGER NOT NULL,
+        printed_at_ms INTEGER,
+        refund TEXT,
+        refund_submitted_at_ms INTEGER,
+        scanned INTEGER NOT NULL,
+        data INTEGER NOT NULL,
+        PRIMARY KEY (serial, account)
+    ) WITHOUT ROWID;
+    INSERT INTO pieces_slim
+        SELECT p.account, p.serial, p.kind, p.amount, p.state, p.authorized_at_ms,
+            p.expires_at_ms, p.printed_at_ms, p.refund, p.refund_submitted_at_ms, p.scanned, i.id
+        FROM pieces p JOIN temp.piece_ids i USING (account, serial);
+    DROP TABLE temp.piece_ids;
+    DROP TABLE pieces;
+    ALTER TABLE pieces_slim RENAME TO pieces;
+    CREATE INDEX pieces_due ON pieces(expires_at_ms) WHERE state = 'reserved';",
 ];
 
 fn db(e: rusqlite::Error) -> StoreError {
@@ -263,6 +302,8 @@ impl SqliteStore {
         writer
             .pragma_update(None, "cache_size", WRITER_CACHE_KIB_NEG)
             .map_err(db)?;
+        // Up to 7 multi-row statement shapes per written table, besides the single ones.
+        writer.set_prepared_statement_cache_capacity(64);
         let reader = Connection::open(path).map_err(db)?;
         configure(&reader)?;
         let checkpointer = Connection::open(path).map_err(db)?;
@@ -301,6 +342,7 @@ impl SqliteStore {
             signer: signer.clone(),
             limits: limits.clone(),
             stale_epoch: None,
+            audit: None,
         };
         // One batch waits while another commits: a bounded two-stage pipeline.
         let (to_commit, sealed) = std::sync::mpsc::sync_channel(1);
@@ -421,7 +463,10 @@ struct IdempotencyRow {
 /// Everything one batch's transaction writes.
 struct Rows {
     accounts: Vec<AccountRow>,
-    pieces: Vec<PieceRow>,
+    /// Pieces to insert (with their piece_data row).
+    new_pieces: Vec<PieceRow>,
+    /// Pieces whose state changed.
+    changed_pieces: Vec<PieceRow>,
     audit: Vec<AuditRecord>,
     idempotency: Vec<IdempotencyRow>,
 }
@@ -457,6 +502,8 @@ struct Committer {
     data_version: i64,
     /// The epoch found stale: its remaining batches are decided again here.
     stale_epoch: Option<u64>,
+    /// Where the audit chain stands after our last commit (`None`: read it again).
+    audit: Option<AuditCursor>,
 }
 
 /// One authorization's signature, computed after the batch decided and before it is written.
@@ -566,6 +613,8 @@ struct Overlay {
     seen: HashMap<RequestId, (Arc<[u8; 32]>, Reply)>,
     dirty_accounts: Vec<AccountId>,
     dirty_pieces: Vec<PieceId>,
+    /// Pieces this batch created (not in the database nor in a batch being committed).
+    fresh_pieces: std::collections::HashSet<PieceId>,
     audit: Vec<AuditRecord>,
     /// Replies to remember: (request, index of the job in the batch).
     remember: Vec<(RequestId, usize)>,
@@ -582,6 +631,10 @@ impl Overlay {
         for p in changes.pieces {
             if !self.dirty_pieces.contains(&p.id) {
                 self.dirty_pieces.push(p.id);
+            }
+            // A piece the batch did not load (pieces are loaded before they change) is new.
+            if !self.pieces.contains_key(&p.id) {
+                self.fresh_pieces.insert(p.id);
             }
             self.pieces.insert(p.id, p);
         }
@@ -892,7 +945,8 @@ fn check_invariant(overlay: &Overlay) -> Result<(), StoreError> {
 fn build_rows(overlay: &Overlay, batch: &[Job], replies: &[Reply]) -> Result<Rows, StoreError> {
     let mut rows = Rows {
         accounts: Vec::with_capacity(overlay.dirty_accounts.len()),
-        pieces: Vec::with_capacity(overlay.dirty_pieces.len()),
+        new_pieces: Vec::with_capacity(overlay.fresh_pieces.len()),
+        changed_pieces: Vec::with_capacity(overlay.dirty_pieces.len()),
         audit: overlay.audit.clone(),
         idempotency: Vec::with_capacity(overlay.remember.len()),
     };
@@ -903,7 +957,12 @@ fn build_rows(overlay: &Overlay, batch: &[Job], replies: &[Reply]) -> Result<Row
     }
     for id in &overlay.dirty_pieces {
         if let Some(p) = overlay.pieces.get(id) {
-            rows.pieces.push(PieceRow::from_piece(p)?);
+            let row = PieceRow::from_piece(p)?;
+            if overlay.fresh_pieces.contains(id) {
+                rows.new_pieces.push(row);
+            } else {
+                rows.changed_pieces.push(row);
+            }
         }
     }
     for (id, index) in &overlay.remember {
@@ -944,18 +1003,13 @@ impl Committer {
                     let done =
                         |shared: &Shared| shared.finished_seq.store(b.seq, Ordering::Release);
                     match r {
-                        Ok(None) => {
+                        Ok(redone) => {
+                            // Committed: readers (the decider among them) see it now.
                             self.shared.committed_seq.store(b.seq, Ordering::Release);
+                            done(&self.shared);
                             // The client may have gone away; its effect is durable either way.
-                            done(&self.shared);
-                            for (job, reply) in b.jobs.into_iter().zip(b.replies) {
-                                let _ = job.reply.send(Ok(reply));
-                            }
-                        }
-                        Ok(Some(redone)) => {
-                            self.shared.committed_seq.store(b.seq, Ordering::Release);
-                            done(&self.shared);
-                            for (job, reply) in b.jobs.into_iter().zip(redone) {
+                            let replies = redone.unwrap_or(b.replies);
+                            for (job, reply) in b.jobs.into_iter().zip(replies) {
                                 let _ = job.reply.send(Ok(reply));
                             }
                         }
@@ -1003,12 +1057,19 @@ impl Committer {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(db)?;
         let version = Self::data_version(&tx)?;
-        let stale = version != self.data_version || self.stale_epoch == Some(epoch);
+        let moved = version != self.data_version;
+        let stale = moved || self.stale_epoch == Some(epoch);
         self.data_version = version;
+        // Kept only across transactions that commit; another process's writes move it too.
+        let mut cursor = match self.audit.take() {
+            Some(c) if !moved => c,
+            _ => AuditCursor::load(&tx)?,
+        };
         if !stale {
-            write_rows(&tx, rows)?;
+            write_rows(&tx, &mut cursor, rows)?;
             self.shared.syncing_seq.store(seq, Ordering::Release);
             tx.commit().map_err(db)?;
+            self.audit = Some(cursor);
             return Ok(None);
         }
         self.stale_epoch = Some(epoch);
@@ -1016,8 +1077,9 @@ impl Committer {
         let (overlay, replies) =
             decide_batch(&tx, &Pending::default(), jobs, &self.limits, &*self.signer)?;
         check_invariant(&overlay)?;
-        write_rows(&tx, &build_rows(&overlay, jobs, &replies)?)?;
+        write_rows(&tx, &mut cursor, &build_rows(&overlay, jobs, &replies)?)?;
         tx.commit().map_err(db)?;
+        self.audit = Some(cursor);
         Ok(Some(replies))
     }
 
@@ -1181,7 +1243,10 @@ fn patch_signatures(
 }
 
 const ACCOUNT_COLS: &str = "id, license, status, descending, pending, ascending, control, last_piece, audit_seq, audit_head";
-const PIECE_COLS: &str = "account, serial, kind, amount, state, authorized_at_ms, expires_at_ms, printed_at_ms, refund, refund_submitted_at_ms, scanned, signed, item";
+/// A piece with its signed item and description, for [`piece_row`].
+const PIECE_SELECT: &str = "SELECT p.account, p.serial, p.kind, p.amount, p.state, \
+    p.authorized_at_ms, p.expires_at_ms, p.printed_at_ms, p.refund, p.refund_submitted_at_ms, \
+    p.scanned, d.signed, d.item FROM pieces p JOIN piece_data d ON d.id = p.data";
 
 fn account_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AccountRow> {
     Ok(AccountRow {
@@ -1231,7 +1296,7 @@ fn get_account(conn: &Connection, id: AccountId) -> Result<Option<Account>, Stor
 
 fn get_piece(conn: &Connection, id: PieceId) -> Result<Option<Piece>, StoreError> {
     conn.prepare_cached(&format!(
-        "SELECT {PIECE_COLS} FROM pieces WHERE account = ?1 AND serial = ?2"
+        "{PIECE_SELECT} WHERE p.account = ?1 AND p.serial = ?2"
     ))
     .map_err(db)?
     .query_row([int(id.account.0)?, int(id.serial.0)?], piece_row)
@@ -1276,7 +1341,9 @@ fn load(
     if let Some(max) = keys.due_max {
         let mut due: Vec<Piece> = Vec::new();
         {
-            let mut stmt = conn.prepare_cached(DUE_SQL).map_err(db)?;
+            let mut stmt = conn
+                .prepare_cached(&format!("{PIECE_SELECT} {DUE_SQL}"))
+                .map_err(db)?;
             let rows = stmt
                 .query_map(params![int(now_ms)?, i64::from(max)], piece_row)
                 .map_err(db)?;
@@ -1357,28 +1424,31 @@ fn overlay_piece<'o>(
     }
 }
 
-const DUE_SQL: &str = "SELECT account, serial, kind, amount, state, authorized_at_ms, \
-    expires_at_ms, printed_at_ms, refund, refund_submitted_at_ms, scanned, signed, item \
-    FROM pieces WHERE state = 'reserved' AND expires_at_ms <= ?1 \
-    ORDER BY expires_at_ms LIMIT ?2";
-const ACCOUNT_UPSERT_SQL: &str = "INSERT INTO accounts (id, license, status, descending, \
-    pending, ascending, control, last_piece, audit_seq, audit_head, audit_last) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
-    ON CONFLICT(id) DO UPDATE SET license = excluded.license, status = excluded.status, \
-    descending = excluded.descending, pending = excluded.pending, \
+const DUE_SQL: &str = "WHERE p.state = 'reserved' AND p.expires_at_ms <= ?1 \
+    ORDER BY p.expires_at_ms LIMIT ?2";
+const ACCOUNT_UPSERT_HEAD: &str = "INSERT INTO accounts (id, license, status, descending, \
+    pending, ascending, control, last_piece, audit_seq, audit_head, audit_last) VALUES ";
+const ACCOUNT_UPSERT_TAIL: &str = " ON CONFLICT(id) DO UPDATE SET license = excluded.license, \
+    status = excluded.status, descending = excluded.descending, pending = excluded.pending, \
     ascending = excluded.ascending, control = excluded.control, \
     last_piece = excluded.last_piece, audit_seq = excluded.audit_seq, \
     audit_head = excluded.audit_head, \
     audit_last = COALESCE(excluded.audit_last, accounts.audit_last)";
 const AUDIT_LAST_SQL: &str = "SELECT audit_last FROM accounts WHERE id = ?1";
-const PIECE_UPSERT_SQL: &str = "INSERT INTO pieces (account, serial, kind, amount, state, \
+/// The next audit row id: above every id ever used (AUTOINCREMENT keeps the largest in
+/// sqlite_sequence) and every id present.
+const AUDIT_NEXT_SQL: &str = "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence \
+    WHERE name = 'audit'), 0), COALESCE((SELECT MAX(id) FROM audit), 0)) + 1";
+const PIECE_INSERT_HEAD: &str = "INSERT INTO pieces (account, serial, kind, amount, state, \
     authorized_at_ms, expires_at_ms, printed_at_ms, refund, refund_submitted_at_ms, scanned, \
-    signed, item) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
-    ON CONFLICT(account, serial) DO UPDATE SET state = excluded.state, \
-    printed_at_ms = excluded.printed_at_ms, refund = excluded.refund, \
-    refund_submitted_at_ms = excluded.refund_submitted_at_ms, scanned = excluded.scanned";
-const AUDIT_INSERT_SQL: &str =
-    "INSERT INTO audit (account, seq, at_ms, body, hash, prev) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+    data) VALUES ";
+const PIECE_DATA_INSERT_HEAD: &str = "INSERT INTO piece_data (id, signed, item) VALUES ";
+const PIECE_UPDATE_SQL: &str = "UPDATE pieces SET state = ?3, printed_at_ms = ?4, refund = ?5, \
+    refund_submitted_at_ms = ?6, scanned = ?7 WHERE serial = ?2 AND account = ?1";
+/// The next piece_data id.
+const PIECE_DATA_NEXT_SQL: &str = "SELECT COALESCE(MAX(id), 0) + 1 FROM piece_data";
+const AUDIT_INSERT_HEAD: &str =
+    "INSERT INTO audit (id, account, seq, at_ms, body, hash, prev) VALUES ";
 /// One account's audit records, walking back from its last one.
 const ACCOUNT_AUDIT_SQL: &str = "WITH RECURSIVE chain(id) AS ( \
         SELECT audit_last FROM accounts WHERE id = ?1 AND audit_last IS NOT NULL \
@@ -1387,95 +1457,251 @@ const ACCOUNT_AUDIT_SQL: &str = "WITH RECURSIVE chain(id) AS ( \
         WHERE audit.prev IS NOT NULL) \
     SELECT audit.id, account, seq, at_ms, body, hash FROM audit JOIN chain \
     ON audit.id = chain.id ORDER BY seq";
-const IDEMPOTENCY_INSERT_SQL: &str = "INSERT INTO idempotency \
-    (request_id, fingerprint, reply, at_ms, permanent) VALUES (?1, ?2, ?3, ?4, ?5)";
+const IDEMPOTENCY_INSERT_HEAD: &str = "INSERT INTO idempotency \
+    (request_id, fingerprint, reply, at_ms, permanent) VALUES ";
 const IDEMPOTENCY_PRUNE_SQL: &str = "DELETE FROM idempotency WHERE request_id IN \
     (SELECT request_id FROM idempotency WHERE permanent = 0 AND at_ms < ?1 LIMIT ?2)";
 
+/// Where the committer's audit chain stands: the id the next record gets and each account's
+/// last record. Only the committer writes, so it keeps this in memory between batches; it is
+/// dropped (and read again) after a failed transaction or when another process wrote.
+struct AuditCursor {
+    next_id: i64,
+    last: HashMap<AccountId, Option<i64>>,
+    /// The id the next piece_data row gets.
+    next_data_id: i64,
+}
+
+impl AuditCursor {
+    fn load(conn: &Connection) -> Result<AuditCursor, StoreError> {
+        Ok(AuditCursor {
+            next_id: conn
+                .query_row(AUDIT_NEXT_SQL, [], |r| r.get(0))
+                .map_err(db)?,
+            last: HashMap::new(),
+            next_data_id: conn
+                .query_row(PIECE_DATA_NEXT_SQL, [], |r| r.get(0))
+                .map_err(db)?,
+        })
+    }
+
+    /// The id for the account's next record, and the id of its previous one.
+    fn take(
+        &mut self,
+        conn: &Connection,
+        account: AccountId,
+    ) -> Result<(i64, Option<i64>), StoreError> {
+        let prev = match self.last.get(&account) {
+            Some(prev) => *prev,
+            None => conn
+                .prepare_cached(AUDIT_LAST_SQL)
+                .map_err(db)?
+                .query_row([int(account.0)?], |r| r.get::<_, Option<i64>>(0))
+                .optional()
+                .map_err(db)?
+                .flatten(),
+        };
+        let id = self.next_id;
+        self.next_id = id
+            .checked_add(1)
+            .ok_or_else(|| corrupt("audit row ids exhausted"))?;
+        self.last.insert(account, Some(id));
+        Ok((id, prev))
+    }
+}
+
+/// Rows per multi-row INSERT (the last statements of a batch take the powers of two below it,
+/// so each table has at most 7 statement shapes in the statement cache).
+const ROWS_PER_STATEMENT_MAX: usize = 64;
+
+/// Inserts `rows` with as few statements as it can: `head` + `(?, …), (?, …)` + `tail`, each
+/// row binding `width` values through `bind`.
+fn insert_many<T>(
+    conn: &Connection,
+    head: &str,
+    tail: &str,
+    width: usize,
+    rows: &[T],
+    bind: impl for<'r> Fn(&'r T, &mut Vec<&'r dyn rusqlite::ToSql>),
+) -> Result<(), StoreError> {
+    let mut rest = rows;
+    let mut values: Vec<&dyn rusqlite::ToSql> = Vec::new();
+    while !rest.is_empty() {
+        // The largest power of two not above what is left (and the bound).
+        let n = 1usize << rest.len().min(ROWS_PER_STATEMENT_MAX).ilog2();
+        let (now, later) = rest.split_at(n);
+        let mut sql = String::with_capacity(head.len() + tail.len() + n * (width * 2 + 3));
+        sql.push_str(head);
+        for i in 0..n {
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push('(');
+            for j in 0..width {
+                sql.push_str(if j == 0 { "?" } else { ",?" });
+            }
+            sql.push(')');
+        }
+        sql.push_str(tail);
+        values.clear();
+        for row in now {
+            bind(row, &mut values);
+        }
+        conn.prepare_cached(&sql)
+            .map_err(db)?
+            .execute(rusqlite::params_from_iter(values.iter()))
+            .map_err(db)?;
+        rest = later;
+    }
+    Ok(())
+}
+
+/// One audit record as the committer inserts it: its id and its account's previous record
+/// assigned.
+struct AuditInsert<'a> {
+    id: i64,
+    account: i64,
+    seq: i64,
+    at_ms: i64,
+    body: &'a str,
+    hash: &'a [u8],
+    prev: Option<i64>,
+}
+
 /// Writes every row the batch changed (each once, in its final state), the audit records in
-/// order, and the idempotency records.
-fn write_rows(conn: &Connection, b: &Rows) -> Result<(), StoreError> {
+/// order, and the idempotency records, a few multi-row statements per table.
+fn write_rows(conn: &Connection, cursor: &mut AuditCursor, b: &Rows) -> Result<(), StoreError> {
     // Audit records first: each points to its account's previous record, and the account
     // row below records the last one.
-    let mut last: HashMap<AccountId, Option<i64>> = HashMap::new();
-    {
-        let mut head = conn.prepare_cached(AUDIT_LAST_SQL).map_err(db)?;
-        let mut stmt = conn.prepare_cached(AUDIT_INSERT_SQL).map_err(db)?;
-        for rec in &b.audit {
-            let prev = match last.get(&rec.account) {
-                Some(prev) => *prev,
-                None => head
-                    .query_row([int(rec.account.0)?], |r| r.get::<_, Option<i64>>(0))
-                    .optional()
-                    .map_err(db)?
-                    .flatten(),
-            };
-            stmt.execute(params![
-                int(rec.account.0)?,
-                int(rec.seq)?,
-                int(rec.at_ms)?,
-                rec.body,
-                &rec.hash[..],
-                prev
+    let mut audit = Vec::with_capacity(b.audit.len());
+    for rec in &b.audit {
+        let (id, prev) = cursor.take(conn, rec.account)?;
+        audit.push(AuditInsert {
+            id,
+            account: int(rec.account.0)?,
+            seq: int(rec.seq)?,
+            at_ms: int(rec.at_ms)?,
+            body: &rec.body,
+            hash: &rec.hash[..],
+            prev,
+        });
+    }
+    insert_many(conn, AUDIT_INSERT_HEAD, "", 7, &audit, |r, v| {
+        v.extend([
+            &r.id as &dyn rusqlite::ToSql,
+            &r.account,
+            &r.seq,
+            &r.at_ms,
+            &r.body,
+            &r.hash,
+            &r.prev,
+        ])
+    })?;
+    // (Inserting explicit ids keeps sqlite_sequence at the largest, as AUTOINCREMENT does.)
+    let mut accounts = Vec::with_capacity(b.accounts.len());
+    for r in &b.accounts {
+        let id = AccountId(store::uint(r.id)?);
+        accounts.push((r, cursor.last.get(&id).copied().flatten()));
+    }
+    insert_many(
+        conn,
+        ACCOUNT_UPSERT_HEAD,
+        ACCOUNT_UPSERT_TAIL,
+        11,
+        &accounts,
+        |(r, last), v| {
+            v.extend([
+                &r.id as &dyn rusqlite::ToSql,
+                &r.license,
+                &r.status,
+                &r.descending,
+                &r.pending,
+                &r.ascending,
+                &r.control,
+                &r.last_piece,
+                &r.audit_seq,
+                &r.audit_head,
+                last,
             ])
-            .map_err(db)?;
-            last.insert(rec.account, Some(conn.last_insert_rowid()));
+        },
+    )?;
+    let mut new_pieces: Vec<(&PieceRow, i64)> = Vec::with_capacity(b.new_pieces.len());
+    for r in &b.new_pieces {
+        new_pieces.push((r, cursor.next_data_id));
+        cursor.next_data_id = cursor
+            .next_data_id
+            .checked_add(1)
+            .ok_or_else(|| corrupt("piece data ids exhausted"))?;
+    }
+    insert_many(
+        conn,
+        PIECE_DATA_INSERT_HEAD,
+        "",
+        3,
+        &new_pieces,
+        |(r, id), v| v.extend([id as &dyn rusqlite::ToSql, &r.signed, &r.item]),
+    )?;
+    insert_many(
+        conn,
+        PIECE_INSERT_HEAD,
+        "",
+        12,
+        &new_pieces,
+        |(r, id), v| {
+            v.extend([
+                &r.account as &dyn rusqlite::ToSql,
+                &r.serial,
+                &r.kind,
+                &r.amount,
+                &r.state,
+                &r.authorized_at_ms,
+                &r.expires_at_ms,
+                &r.printed_at_ms,
+                &r.refund,
+                &r.refund_submitted_at_ms,
+                &r.scanned,
+                id,
+            ])
+        },
+    )?;
+    {
+        let mut stmt = conn.prepare_cached(PIECE_UPDATE_SQL).map_err(db)?;
+        for r in &b.changed_pieces {
+            let n = stmt
+                .execute(params![
+                    r.account,
+                    r.serial,
+                    r.state,
+                    r.printed_at_ms,
+                    r.refund,
+                    r.refund_submitted_at_ms,
+                    r.scanned
+                ])
+                .map_err(db)?;
+            if n != 1 {
+                return Err(corrupt(format!(
+                    "piece {}/{} to update is missing",
+                    r.account, r.serial
+                )));
+            }
         }
     }
-    {
-        let mut stmt = conn.prepare_cached(ACCOUNT_UPSERT_SQL).map_err(db)?;
-        for r in &b.accounts {
-            let audit_last = AccountId(store::uint(r.id)?);
-            stmt.execute(params![
-                r.id,
-                r.license,
-                r.status,
-                r.descending,
-                r.pending,
-                r.ascending,
-                r.control,
-                r.last_piece,
-                r.audit_seq,
-                r.audit_head,
-                last.get(&audit_last).copied().flatten()
+    insert_many(
+        conn,
+        IDEMPOTENCY_INSERT_HEAD,
+        "",
+        5,
+        &b.idempotency,
+        |r, v| {
+            v.extend([
+                &r.key as &dyn rusqlite::ToSql,
+                &r.fingerprint,
+                &r.reply,
+                &r.at_ms,
+                &r.permanent,
             ])
-            .map_err(db)?;
-        }
-    }
-    {
-        let mut stmt = conn.prepare_cached(PIECE_UPSERT_SQL).map_err(db)?;
-        for r in &b.pieces {
-            stmt.execute(params![
-                r.account,
-                r.serial,
-                r.kind,
-                r.amount,
-                r.state,
-                r.authorized_at_ms,
-                r.expires_at_ms,
-                r.printed_at_ms,
-                r.refund,
-                r.refund_submitted_at_ms,
-                r.scanned,
-                r.signed,
-                r.item
-            ])
-            .map_err(db)?;
-        }
-    }
-    {
-        let mut stmt = conn.prepare_cached(IDEMPOTENCY_INSERT_SQL).map_err(db)?;
-        for r in &b.idempotency {
-            stmt.execute(params![
-                &r.key[..],
-                &r.fingerprint[..],
-                r.reply,
-                r.at_ms,
-                r.permanent
-            ])
-            .map_err(db)?;
-        }
-    }
+        },
+    )?;
     Ok(())
 }
 
