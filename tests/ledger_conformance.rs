@@ -1258,3 +1258,38 @@ async fn sqlite_replayed_authorization_carries_its_signature_stored_once() {
         "signature stored twice: {stored}"
     );
 }
+
+/// Two stores on one SQLite file (two vendor processes, say). Each decider keeps the rows it
+/// wrote as a cache; when the other store spends the balance meanwhile, the committer sees
+/// the file changed and decides again from the database: the second reservation is refused
+/// with the real balance, and registers and audit chains stay exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_two_stores_on_one_file_never_spend_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let a_store = sqlite_store(&dir);
+    let b_store = sqlite_store(&dir);
+    let a = open_active(&*a_store, 7100, T0).await;
+    fund(&*a_store, a, 1000, T0).await;
+    // A reserves 100: its decider now holds the account (descending 900) in its cache.
+    authorization(authorize(&*a_store, a, 100, T0 + 1).await);
+    // B, knowing nothing of A's cache, reserves 800 (descending 100).
+    authorization(authorize(&*b_store, a, 800, T0 + 2).await);
+    // A's cached row says 900; the database says 100.
+    assert_eq!(
+        authorize(&*a_store, a, 200, T0 + 3).await,
+        Err(LedgerError::InsufficientFunds {
+            available: c(100),
+            requested: c(200),
+        })
+    );
+    // And what A does next starts from the database's row.
+    let third = authorization(authorize(&*a_store, a, 50, T0 + 4).await);
+    assert_eq!(third.registers.descending, c(50));
+    for s in [&a_store, &b_store] {
+        let r = registers(&**s, a).await;
+        assert_eq!(r.descending, c(50));
+        assert_eq!(r.pending, c(950));
+        assert_eq!(r.control, c(1000));
+        verify_audit(&**s).await.expect("audit verifies");
+    }
+}

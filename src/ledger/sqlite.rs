@@ -433,9 +433,14 @@ struct Shared {
     failed_epoch: AtomicU64,
 }
 
-/// Rows written by batches handed to the committer and perhaps not committed yet, each with
-/// the sequence number of the last batch that wrote it. The decider reads them before the
-/// database; once their batch committed, the database has them and they are dropped.
+/// Rows written by batches handed to the committer, each with the sequence number of the last
+/// batch that wrote it. The decider reads them before the database. Until their batch commits
+/// they exist only here; after that they equal the database's rows (the committer is the only
+/// writer; another process's commit makes the committer decide again and the decider start
+/// over with nothing pending), so the decider keeps accounts and pieces as a cache of hot rows
+/// — every commit by another connection empties its SQLite page cache — until a map grows past
+/// its bound, when the committed ones are dropped. Idempotency replies are dropped once
+/// committed (pruning forgets them in the database).
 #[derive(Default)]
 struct Pending {
     accounts: HashMap<AccountId, (u64, Account)>,
@@ -445,11 +450,21 @@ struct Pending {
 
 impl Pending {
     fn forget_committed(&mut self, committed_seq: u64) {
-        self.accounts.retain(|_, (seq, _)| *seq > committed_seq);
-        self.pieces.retain(|_, (seq, _)| *seq > committed_seq);
+        if self.accounts.len() > PENDING_ACCOUNTS_MAX {
+            self.accounts.retain(|_, (seq, _)| *seq > committed_seq);
+        }
+        if self.pieces.len() > PENDING_PIECES_MAX {
+            self.pieces.retain(|_, (seq, _)| *seq > committed_seq);
+        }
+        // Replies are not kept once committed: pruning must be able to forget them.
         self.seen.retain(|_, (seq, _, _)| *seq > committed_seq);
     }
 }
+
+/// Most accounts and pieces the decider keeps in [`Pending`] (committed ones are dropped
+/// beyond these; rows not committed yet always stay).
+const PENDING_ACCOUNTS_MAX: usize = 65_536;
+const PENDING_PIECES_MAX: usize = 16_384;
 
 /// One idempotency record to insert.
 struct IdempotencyRow {
@@ -657,6 +672,11 @@ struct Open {
 /// batch's signed items are written and kept in memory until it commits.
 const OPEN_ITEM_BYTES_MAX: usize = 4 << 20;
 
+/// Most requests the decider adds to an open batch between two looks at the committer
+/// (deciding and signing 32 takes ~0.3 ms; a whole wave of replies at once took long enough
+/// that the committer sat idle waiting for the hand-over).
+const EXTEND_REQUESTS_MAX: usize = 32;
+
 /// How long the decider sleeps between looks at the committer while it holds an open batch
 /// and no request arrives.
 const COMMITTER_POLL_US: u64 = 50;
@@ -710,8 +730,14 @@ impl Decider {
                     }
                 }
             }
-            // Take whatever else is queued, up to the batch's bound.
-            while connected && prune.is_none() && !self.full(&open, &arrived, group_max) {
+            // Take whatever else is queued, up to the batch's bound — and while a batch is
+            // open, at most EXTEND_REQUESTS_MAX at a time, so the decider looks at the
+            // committer between chunks and hands the batch over as soon as it may.
+            while connected
+                && prune.is_none()
+                && !self.full(&open, &arrived, group_max)
+                && (open.jobs.is_empty() || arrived.len() < EXTEND_REQUESTS_MAX)
+            {
                 match rx.try_recv() {
                     Ok(Task::Request(job)) => arrived.push(job),
                     Ok(other) => prune = Some(other),
@@ -1364,6 +1390,7 @@ fn load(
             .pieces
             .values()
             .chain(pending.pieces.values().map(|(_, p)| p))
+            .filter(|p| p.state == PieceState::Reserved && p.expires_at_ms <= now_ms)
         {
             if !due.iter().any(|d| d.id == p.id) {
                 due.push(p.clone());
