@@ -1259,7 +1259,10 @@ fn patch_signatures(
             p.signed = sig.clone();
         }
     }
-    for reply in replies.iter_mut() {
+    // The remembered replies too: a retry decided onto the same open batch in a later chunk
+    // replays the remembered reply, which must carry the signed item.
+    let remembered = overlay.seen.values_mut().map(|(_, reply)| reply);
+    for reply in replies.iter_mut().chain(remembered) {
         if let Ok(Outcome::Authorized(a)) = reply
             && let Some(sig) = signed.get(&a.id)
         {
@@ -1892,6 +1895,39 @@ mod tests {
     impl ItemSigner for NoSigner {
         fn sign(&self, _: &PieceFacts, _: &[u8]) -> Result<Vec<u8>, String> {
             Ok(vec![1])
+        }
+    }
+
+    /// A retry decided onto the open batch after its original's chunk was signed replays the
+    /// remembered reply: that reply carries the signed item too.
+    #[test]
+    fn remembered_authorizations_get_their_signature() {
+        let piece = PieceId {
+            account: AccountId(1),
+            serial: PieceSerial(1),
+        };
+        let auth = Authorization {
+            id: piece,
+            meter: MeterSerial::for_account(AccountId(1)),
+            amount: crate::money::Cents::new(5).unwrap(),
+            kind: 1,
+            expires_at_ms: 10,
+            registers: Registers::default(),
+            signed: Vec::new(),
+        };
+        let mut overlay = Overlay::default();
+        overlay.seen.insert(
+            RequestId(7),
+            (Arc::new([0; 32]), Ok(Outcome::Authorized(auth.clone()))),
+        );
+        let mut replies = vec![Ok(Outcome::Authorized(auth))];
+        let signed = HashMap::from([(piece, vec![1, 2, 3])]);
+        patch_signatures(&mut overlay, &mut replies, &signed);
+        for reply in replies.iter().chain(overlay.seen.values().map(|(_, r)| r)) {
+            let Ok(Outcome::Authorized(a)) = reply else {
+                panic!("{reply:?}")
+            };
+            assert_eq!(a.signed, vec![1, 2, 3]);
         }
     }
 
