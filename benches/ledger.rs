@@ -22,7 +22,7 @@ use frank::ledger::sqlite::{SqliteConfig, SqliteStore};
 use frank::ledger::*;
 use frank::money::Cents;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 const CLIENTS: usize = 256;
@@ -56,9 +56,13 @@ fn signer() -> Arc<dyn ItemSigner> {
     Arc::new(BenchSigner(SigningKey::from_bytes(&[9; 32])))
 }
 
-static NEXT: AtomicU64 = AtomicU64::new(1);
+static RANDOM_IDS: AtomicBool = AtomicBool::new(false);
 fn rid() -> RequestId {
-    RequestId(u128::from(NEXT.fetch_add(1, Ordering::Relaxed)) | (1u128 << 100))
+    // Made the way the counters make theirs (time-ordered); `--random-ids` for purely random.
+    if RANDOM_IDS.load(Ordering::Relaxed) {
+        return RequestId(rand::random());
+    }
+    RequestId::fresh()
 }
 
 #[derive(Clone, Copy)]
@@ -160,6 +164,10 @@ fn sqlite(dir: &tempfile::TempDir, name: &str, config: SqliteConfig) -> Arc<dyn 
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
+    RANDOM_IDS.store(
+        std::env::args().any(|a| a == "--random-ids"),
+        Ordering::Relaxed,
+    );
     // `--only group|naive|postgres` runs one backend (for profiling); the JSON then reports 0
     // for the others.
     let args: Vec<String> = std::env::args().collect();

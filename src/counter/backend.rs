@@ -471,7 +471,7 @@ impl Actor {
                     .await;
                     return;
                 };
-                let request_id: [u8; 16] = rand::random();
+                let request_id = crate::ledger::RequestId::fresh().to_bytes();
                 let origin = label
                     .origin_zip
                     .clone()
@@ -607,7 +607,7 @@ impl Actor {
             },
         };
         drop(method);
-        let request_id: [u8; 16] = rand::random();
+        let request_id = crate::ledger::RequestId::fresh().to_bytes();
         let events = self.events.clone();
         let retry = self.cfg.authorize_retry_ms_max;
         tokio::spawn(async move {

@@ -322,7 +322,7 @@ impl Session {
         &self,
         client_time_ms: u64,
     ) -> Result<wire::ClockChecked, ClientError> {
-        let request_id: [u8; 16] = rand::random();
+        let request_id = crate::ledger::RequestId::fresh().to_bytes();
         let mac = MacInput {
             operation: "clock_check",
             request_id,

@@ -105,7 +105,7 @@ async fn start_terminal(
 async fn fund(s: &Session, t: &mut Tally) {
     match s
         .fund(
-            rand::random(),
+            crate::ledger::RequestId::fresh().to_bytes(),
             TOP_UP_CENTS,
             FundMethod::simulator_test_card(),
         )
@@ -129,7 +129,12 @@ async fn drive(s: Session, until: Instant, void_every: u64) -> Tally {
         n += 1;
         let started = Instant::now();
         let a = match s
-            .authorize(rand::random(), PIECE_CENTS, item(), "10001")
+            .authorize(
+                crate::ledger::RequestId::fresh().to_bytes(),
+                PIECE_CENTS,
+                item(),
+                "10001",
+            )
             .await
         {
             Ok(a) => a,
@@ -152,13 +157,20 @@ async fn drive(s: Session, until: Instant, void_every: u64) -> Tally {
             }
         };
         if void_every > 0 && n.is_multiple_of(void_every) {
-            match s.void(rand::random(), a.piece_serial, false).await {
+            match s
+                .void(
+                    crate::ledger::RequestId::fresh().to_bytes(),
+                    a.piece_serial,
+                    false,
+                )
+                .await
+            {
                 Ok(_) => t.voids += 1,
                 Err(_) => t.errors += 1,
             }
             continue;
         }
-        let commit_id: [u8; 16] = rand::random();
+        let commit_id = crate::ledger::RequestId::fresh().to_bytes();
         let mut committed = s.commit(commit_id, a.piece_serial).await;
         for _ in 0..RETRIES_MAX {
             match &committed {

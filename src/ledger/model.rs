@@ -104,6 +104,19 @@ impl RequestId {
     pub fn random() -> RequestId {
         RequestId(rand::random())
     }
+    /// A fresh id for a client request: the first 48 bits are the Unix time in milliseconds,
+    /// the other 80 random. Ids made close in time sort close together, so the vendor's
+    /// idempotency index takes new ids near its end instead of on a random page each (with
+    /// purely random ids the SQLite ledger measured 8–13k pairs/s instead of 22k). Uniqueness
+    /// rests on the 80 random bits; the vendor accepts any 128-bit id.
+    pub fn fresh() -> RequestId {
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        let random: u128 = rand::random();
+        RequestId(((ms & 0xFFFF_FFFF_FFFF) << 80) | (random >> 48))
+    }
     /// A stable id derived from another one (e.g. the licensing step of an account opening).
     pub fn derive(self, purpose: &str) -> RequestId {
         use sha2::Digest;
@@ -646,6 +659,28 @@ mod hex_bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Fresh request ids carry the time in their first 48 bits, so later ids sort after
+    /// earlier ones, and differ even when made in the same millisecond.
+    #[test]
+    fn fresh_request_ids_sort_by_time_and_do_not_repeat() {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis();
+        let first = RequestId::fresh();
+        let stamp = first.0 >> 80;
+        assert!(
+            stamp + 1000 >= now_ms && stamp <= now_ms + 1000,
+            "{stamp} vs {now_ms}"
+        );
+        let same_ms: std::collections::HashSet<RequestId> =
+            (0..1000).map(|_| RequestId::fresh()).collect();
+        assert_eq!(same_ms.len(), 1000);
+        std::thread::sleep(std::time::Duration::from_millis(3));
+        let later = RequestId::fresh();
+        assert!(later.to_bytes() > first.to_bytes());
+    }
 
     #[test]
     fn meter_serials_print_and_parse_back() {

@@ -206,6 +206,23 @@ const MIGRATIONS: &[&str] = &[
     DROP TABLE pieces;
     ALTER TABLE pieces_slim RENAME TO pieces;
     CREATE INDEX pieces_due ON pieces(expires_at_ms) WHERE state = 'reserved';",
+    // 7: idempotency records become a log appended in commit order (the committer assigns the
+    //    ids) with a unique index on the request id: the rows no longer land wherever their
+    //    request id sorts, and the age index goes (pruning walks the log from its oldest end).
+    "CREATE TABLE idempotency_log (
+        id INTEGER PRIMARY KEY,
+        request_id BLOB NOT NULL,
+        fingerprint BLOB NOT NULL,
+        reply TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        permanent INTEGER NOT NULL DEFAULT 0
+    );
+    INSERT INTO idempotency_log (request_id, fingerprint, reply, at_ms, permanent)
+        SELECT request_id, fingerprint, reply, at_ms, permanent FROM idempotency
+        ORDER BY at_ms, request_id;
+    DROP TABLE idempotency;
+    ALTER TABLE idempotency_log RENAME TO idempotency;
+    CREATE UNIQUE INDEX idempotency_request ON idempotency(request_id);",
 ];
 
 fn db(e: rusqlite::Error) -> StoreError {
@@ -343,6 +360,7 @@ impl SqliteStore {
             limits: limits.clone(),
             stale_epoch: None,
             audit: None,
+            prune_from: 0,
         };
         // One batch waits while another commits: a bounded two-stage pipeline.
         let (to_commit, sealed) = std::sync::mpsc::sync_channel(1);
@@ -519,6 +537,8 @@ struct Committer {
     stale_epoch: Option<u64>,
     /// Where the audit chain stands after our last commit (`None`: read it again).
     audit: Option<AuditCursor>,
+    /// Every idempotency record at or below this id is permanent (see [`Self::prune`]).
+    prune_from: i64,
 }
 
 /// One authorization's signature, computed after the batch decided and before it is written.
@@ -1109,14 +1129,49 @@ impl Committer {
         Ok(Some(replies))
     }
 
+    /// Deletes up to `max` records older than `before_ms`, walking the log from its oldest
+    /// end (commit order) and stopping at the first younger record; account openings
+    /// (`permanent`) stay. Records left below `prune_from` are all permanent.
     fn prune(&mut self, before_ms: u64, max: u32) -> Result<u64, StoreError> {
-        let n = self
+        /// Records read per step of the walk.
+        const PRUNE_SCAN_ROWS: i64 = 256;
+        let before = int(before_ms)?;
+        let tx = self
             .conn
-            .prepare_cached(IDEMPOTENCY_PRUNE_SQL)
-            .map_err(db)?
-            .execute(params![int(before_ms)?, i64::from(max)])
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(db)?;
-        Ok(n as u64)
+        let mut deleted = 0u64;
+        let mut last = self.prune_from;
+        'walk: loop {
+            let rows: Vec<(i64, i64, bool)> = tx
+                .prepare_cached(IDEMPOTENCY_OLDEST_SQL)
+                .map_err(db)?
+                .query_map(params![last, PRUNE_SCAN_ROWS], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .map_err(db)?
+                .collect::<Result<_, _>>()
+                .map_err(db)?;
+            if rows.is_empty() {
+                break;
+            }
+            for (id, at_ms, permanent) in rows {
+                if deleted >= u64::from(max) || at_ms >= before {
+                    break 'walk;
+                }
+                last = id;
+                if !permanent {
+                    tx.prepare_cached(IDEMPOTENCY_DELETE_SQL)
+                        .map_err(db)?
+                        .execute([id])
+                        .map_err(db)?;
+                    deleted += 1;
+                }
+            }
+        }
+        tx.commit().map_err(db)?;
+        self.prune_from = last;
+        Ok(deleted)
     }
 }
 
@@ -1488,9 +1543,13 @@ const ACCOUNT_AUDIT_SQL: &str = "WITH RECURSIVE chain(id) AS ( \
     SELECT audit.id, account, seq, at_ms, body, hash FROM audit JOIN chain \
     ON audit.id = chain.id ORDER BY seq";
 const IDEMPOTENCY_INSERT_HEAD: &str = "INSERT INTO idempotency \
-    (request_id, fingerprint, reply, at_ms, permanent) VALUES ";
-const IDEMPOTENCY_PRUNE_SQL: &str = "DELETE FROM idempotency WHERE request_id IN \
-    (SELECT request_id FROM idempotency WHERE permanent = 0 AND at_ms < ?1 LIMIT ?2)";
+    (id, request_id, fingerprint, reply, at_ms, permanent) VALUES ";
+/// The next idempotency log id.
+const IDEMPOTENCY_NEXT_SQL: &str = "SELECT COALESCE(MAX(id), 0) + 1 FROM idempotency";
+/// The log's oldest end: ids, ages and permanence, oldest first.
+const IDEMPOTENCY_OLDEST_SQL: &str =
+    "SELECT id, at_ms, permanent FROM idempotency WHERE id > ?1 ORDER BY id LIMIT ?2";
+const IDEMPOTENCY_DELETE_SQL: &str = "DELETE FROM idempotency WHERE id = ?1";
 
 /// Where the committer's audit chain stands: the id the next record gets and each account's
 /// last record. Only the committer writes, so it keeps this in memory between batches; it is
@@ -1500,6 +1559,8 @@ struct AuditCursor {
     last: HashMap<AccountId, Option<i64>>,
     /// The id the next piece_data row gets.
     next_data_id: i64,
+    /// The id the next idempotency record gets.
+    next_reply_id: i64,
 }
 
 impl AuditCursor {
@@ -1511,6 +1572,9 @@ impl AuditCursor {
             last: HashMap::new(),
             next_data_id: conn
                 .query_row(PIECE_DATA_NEXT_SQL, [], |r| r.get(0))
+                .map_err(db)?,
+            next_reply_id: conn
+                .query_row(IDEMPOTENCY_NEXT_SQL, [], |r| r.get(0))
                 .map_err(db)?,
         })
     }
@@ -1716,15 +1780,24 @@ fn write_rows(conn: &Connection, cursor: &mut AuditCursor, b: &Rows) -> Result<(
             }
         }
     }
+    let mut replies: Vec<(&IdempotencyRow, i64)> = Vec::with_capacity(b.idempotency.len());
+    for r in &b.idempotency {
+        replies.push((r, cursor.next_reply_id));
+        cursor.next_reply_id = cursor
+            .next_reply_id
+            .checked_add(1)
+            .ok_or_else(|| corrupt("idempotency ids exhausted"))?;
+    }
     insert_many(
         conn,
         IDEMPOTENCY_INSERT_HEAD,
         "",
-        5,
-        &b.idempotency,
-        |r, v| {
+        6,
+        &replies,
+        |(r, id), v| {
             v.extend([
-                &r.key as &dyn rusqlite::ToSql,
+                id as &dyn rusqlite::ToSql,
+                &r.key,
                 &r.fingerprint,
                 &r.reply,
                 &r.at_ms,
