@@ -13,9 +13,8 @@ use frank::faultproxy::FaultProxy;
 use frank::link::driver::LinkHandle;
 use frank::link::guard::LinkState;
 use frank::ui::theme::{Role, Theme};
-use frank::vendor::directory::Directory;
-use frank::vendor::server::VendorServer;
-use frank::vendor::{CONFIG_FILE, DB_FILE, DataDir, VendorConfig};
+use frank::vendor::server::VendorOptions;
+use frank::vendor::{CONFIG_FILE, VendorConfig};
 use frank::wire::{
     self, ErrorCode, FundMethod, MonitorFrame, PrinterReport, PrinterState, Request, TerminalRow,
     WireItem,
@@ -32,32 +31,13 @@ const BOSS_PASSWORD: &str = "supervisor password 1";
 
 /// A vendor on 127.0.0.1 with `config`, one account, clerk `alice` and supervisor `boss`.
 async fn vendor_with_supervisor(config: Option<VendorConfig>) -> Vendor {
-    let dir = tempfile::tempdir().unwrap();
-    let data = DataDir::new(dir.path().join("vendor"));
-    data.init().unwrap();
-    if let Some(c) = config {
-        std::fs::write(data.file(CONFIG_FILE), toml::to_string(&c).unwrap()).unwrap();
-    }
-    let (account_id, code) = {
-        let mut d = Directory::open(&data.file(DB_FILE)).unwrap();
-        let (acct, code) = d.add_account("Test Post Office", 1).unwrap();
-        d.add_clerk(acct.id, CLERK, PASSWORD, false, 1).unwrap();
-        d.add_clerk(acct.id, BOSS, BOSS_PASSWORD, true, 1).unwrap();
-        (acct.id, code)
-    };
-    let server = VendorServer::start(&data, Some("127.0.0.1:0".parse().unwrap()))
-        .await
-        .unwrap();
-    let addr = server.local_addr().unwrap();
-    let key = server.public_key();
-    Vendor {
-        dir,
-        server,
-        code,
-        account_id,
-        addr,
-        key,
-    }
+    vendor_setup(VendorOptions::default(), |data, d, account| {
+        if let Some(c) = config {
+            std::fs::write(data.file(CONFIG_FILE), toml::to_string(&c).unwrap()).unwrap();
+        }
+        d.add_clerk(account, BOSS, BOSS_PASSWORD, true, 1).unwrap();
+    })
+    .await
 }
 
 struct Term {

@@ -96,26 +96,20 @@ async fn rig_with(profile_toml: Option<&str>, env: &[(&str, &str)]) -> Rig {
         },
     )
     .unwrap();
-    let fingerprint = frank::identity::fingerprint(&vendor.key);
-    let args: Vec<String> = vec![
-        "counter".into(),
-        "--vendor".into(),
+    let device = printer.device_path().display().to_string();
+    let args = counter_args(
+        &vendor,
         proxy.local_addr().to_string(),
-        "--pin".into(),
-        fingerprint,
-        "--data".into(),
-        home.path().join("terminal").display().to_string(),
-        "--enroll-code".into(),
-        vendor.code.clone(),
-        "--name".into(),
-        "pty-counter".into(),
-        "--printer".into(),
-        printer.device_path().display().to_string(),
-        "--profile".into(),
-        profile_arg,
-        "--origin-zip".into(),
-        "94105".into(),
-    ];
+        home.path(),
+        &[
+            "--name",
+            "pty-counter",
+            "--printer",
+            &device,
+            "--profile",
+            &profile_arg,
+        ],
+    );
     let mut screen = Screen::spawn_env(&args, home.path(), env);
     screen.wait_for("Sign in");
     screen.typ(CLERK);
@@ -135,6 +129,26 @@ async fn rig_with(profile_toml: Option<&str>, env: &[(&str, &str)]) -> Rig {
         _watcher_link: watcher_link,
         screen,
     }
+}
+
+/// `frank counter` arguments for a first run: the vendor at `addr` pinned to `vendor`'s key,
+/// enrolling with its code, the terminal's files under `home`, origin ZIP 94105, then `extra`.
+fn counter_args(vendor: &Vendor, addr: String, home: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        "counter".into(),
+        "--vendor".into(),
+        addr,
+        "--pin".into(),
+        frank::identity::fingerprint(&vendor.key),
+        "--data".into(),
+        home.join("terminal").display().to_string(),
+        "--enroll-code".into(),
+        vendor.code.clone(),
+        "--origin-zip".into(),
+        "94105".into(),
+    ];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args
 }
 
 fn balance_cents(w: &frank::counter::client::Session) -> u64 {
@@ -434,22 +448,12 @@ async fn kiosk_traps_quit_keys_times_out_and_quits_only_with_the_pin() {
         format!("supervisor_pin_sha256 = \"{pin_sha}\"\nidle_timeout_s = 2\n"),
     )
     .unwrap();
-    let args: Vec<String> = vec![
-        "counter".into(),
-        "--vendor".into(),
+    let args = counter_args(
+        &vendor,
         vendor.addr.to_string(),
-        "--pin".into(),
-        frank::identity::fingerprint(&vendor.key),
-        "--data".into(),
-        home.path().join("terminal").display().to_string(),
-        "--enroll-code".into(),
-        vendor.code.clone(),
-        "--origin-zip".into(),
-        "94105".into(),
-        "--kiosk".into(),
-        "--kiosk-clerk".into(),
-        CLERK.into(),
-    ];
+        home.path(),
+        &["--kiosk", "--kiosk-clerk", CLERK],
+    );
     let mut s = Screen::spawn_env(&args, home.path(), &[("FRANK_PASSWORD", PASSWORD)]);
     s.wait_for("Press Enter to start");
     s.wait_for("LINK UP"); // signed in by itself as the kiosk clerk
@@ -538,25 +542,23 @@ async fn kiosk_issues_a_label_only_after_the_card_is_approved() {
         ),
     )
     .unwrap();
-    let args: Vec<String> = vec![
-        "counter".into(),
-        "--config".into(),
+    let (config_arg, device) = (
         config.display().to_string(),
-        "--vendor".into(),
-        vendor.addr.to_string(),
-        "--pin".into(),
-        frank::identity::fingerprint(&vendor.key),
-        "--data".into(),
-        home.path().join("terminal").display().to_string(),
-        "--enroll-code".into(),
-        vendor.code.clone(),
-        "--origin-zip".into(),
-        "94105".into(),
-        "--printer".into(),
         printer.device_path().display().to_string(),
-        "--profile".into(),
-        "virtual".into(),
-    ];
+    );
+    let args = counter_args(
+        &vendor,
+        vendor.addr.to_string(),
+        home.path(),
+        &[
+            "--config",
+            &config_arg,
+            "--printer",
+            &device,
+            "--profile",
+            "virtual",
+        ],
+    );
     let mut s = Screen::spawn_env(&args, home.path(), &[("FRANK_PASSWORD", PASSWORD)]);
     s.wait_for("Press Enter to start");
     s.wait_for("LINK UP");

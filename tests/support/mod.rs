@@ -28,6 +28,15 @@ pub async fn vendor() -> Vendor {
 
 /// [`vendor`] with a chosen ledger database and tuning.
 pub async fn vendor_with(options: VendorOptions) -> Vendor {
+    vendor_setup(options, |_, _, _| {}).await
+}
+
+/// [`vendor_with`], with `setup` run on the data directory, its directory database and the
+/// account id before the server starts (more clerks, a vendor.toml, ...).
+pub async fn vendor_setup(
+    options: VendorOptions,
+    setup: impl FnOnce(&DataDir, &mut Directory, u64),
+) -> Vendor {
     let dir = tempfile::tempdir().unwrap();
     let data = DataDir::new(dir.path().join("vendor"));
     data.init().unwrap();
@@ -35,6 +44,7 @@ pub async fn vendor_with(options: VendorOptions) -> Vendor {
         let mut d = Directory::open(&data.file(DB_FILE)).unwrap();
         let (acct, code) = d.add_account("Test Post Office", 1).unwrap();
         d.add_clerk(acct.id, CLERK, PASSWORD, false, 1).unwrap();
+        setup(&data, &mut d, acct.id);
         (acct.id, code)
     };
     let server = VendorServer::start_with(&data, Some("127.0.0.1:0".parse().unwrap()), options)
