@@ -359,7 +359,7 @@ impl SqliteStore {
             signer: signer.clone(),
             limits: limits.clone(),
             stale_epoch: None,
-            audit: None,
+            cursor: None,
             prune_from: 0,
         };
         // One batch waits while another commits: a bounded two-stage pipeline.
@@ -535,8 +535,8 @@ struct Committer {
     data_version: i64,
     /// The epoch found stale: its remaining batches are decided again here.
     stale_epoch: Option<u64>,
-    /// Where the audit chain stands after our last commit (`None`: read it again).
-    audit: Option<AuditCursor>,
+    /// The ids of the rows appended next, after our last commit (`None`: read them again).
+    cursor: Option<WriteCursor>,
     /// Every idempotency record at or below this id is permanent (see [`Self::prune`]).
     prune_from: i64,
 }
@@ -1107,15 +1107,15 @@ impl Committer {
         let stale = moved || self.stale_epoch == Some(epoch);
         self.data_version = version;
         // Kept only across transactions that commit; another process's writes move it too.
-        let mut cursor = match self.audit.take() {
+        let mut cursor = match self.cursor.take() {
             Some(c) if !moved => c,
-            _ => AuditCursor::load(&tx)?,
+            _ => WriteCursor::load(&tx)?,
         };
         if !stale {
             write_rows(&tx, &mut cursor, rows)?;
             self.shared.syncing_seq.store(seq, Ordering::Release);
             tx.commit().map_err(db)?;
-            self.audit = Some(cursor);
+            self.cursor = Some(cursor);
             return Ok(None);
         }
         self.stale_epoch = Some(epoch);
@@ -1125,7 +1125,7 @@ impl Committer {
         check_invariant(&overlay)?;
         write_rows(&tx, &mut cursor, &build_rows(&overlay, jobs, &replies)?)?;
         tx.commit().map_err(db)?;
-        self.audit = Some(cursor);
+        self.cursor = Some(cursor);
         Ok(Some(replies))
     }
 
@@ -1551,11 +1551,12 @@ const IDEMPOTENCY_OLDEST_SQL: &str =
     "SELECT id, at_ms, permanent FROM idempotency WHERE id > ?1 ORDER BY id LIMIT ?2";
 const IDEMPOTENCY_DELETE_SQL: &str = "DELETE FROM idempotency WHERE id = ?1";
 
-/// Where the committer's audit chain stands: the id the next record gets and each account's
-/// last record. Only the committer writes, so it keeps this in memory between batches; it is
-/// dropped (and read again) after a failed transaction or when another process wrote.
-struct AuditCursor {
-    next_id: i64,
+/// The ids the committer gives the rows it appends — audit records, piece data, idempotency
+/// records — and each account's last audit record. Only the committer writes, so it keeps
+/// this in memory between batches; it is dropped (and read again) after a failed transaction
+/// or when another process wrote.
+struct WriteCursor {
+    next_audit_id: i64,
     last: HashMap<AccountId, Option<i64>>,
     /// The id the next piece_data row gets.
     next_data_id: i64,
@@ -1563,10 +1564,19 @@ struct AuditCursor {
     next_reply_id: i64,
 }
 
-impl AuditCursor {
-    fn load(conn: &Connection) -> Result<AuditCursor, StoreError> {
-        Ok(AuditCursor {
-            next_id: conn
+/// Takes the id `next` holds and moves it on.
+fn take_id(next: &mut i64, what: &str) -> Result<i64, StoreError> {
+    let id = *next;
+    *next = id
+        .checked_add(1)
+        .ok_or_else(|| corrupt(format!("{what} ids exhausted")))?;
+    Ok(id)
+}
+
+impl WriteCursor {
+    fn load(conn: &Connection) -> Result<WriteCursor, StoreError> {
+        Ok(WriteCursor {
+            next_audit_id: conn
                 .query_row(AUDIT_NEXT_SQL, [], |r| r.get(0))
                 .map_err(db)?,
             last: HashMap::new(),
@@ -1595,10 +1605,7 @@ impl AuditCursor {
                 .map_err(db)?
                 .flatten(),
         };
-        let id = self.next_id;
-        self.next_id = id
-            .checked_add(1)
-            .ok_or_else(|| corrupt("audit row ids exhausted"))?;
+        let id = take_id(&mut self.next_audit_id, "audit record")?;
         self.last.insert(account, Some(id));
         Ok((id, prev))
     }
@@ -1664,7 +1671,7 @@ struct AuditInsert<'a> {
 
 /// Writes every row the batch changed (each once, in its final state), the audit records in
 /// order, and the idempotency records, a few multi-row statements per table.
-fn write_rows(conn: &Connection, cursor: &mut AuditCursor, b: &Rows) -> Result<(), StoreError> {
+fn write_rows(conn: &Connection, cursor: &mut WriteCursor, b: &Rows) -> Result<(), StoreError> {
     // Audit records first: each points to its account's previous record, and the account
     // row below records the last one.
     let mut audit = Vec::with_capacity(b.audit.len());
@@ -1721,11 +1728,7 @@ fn write_rows(conn: &Connection, cursor: &mut AuditCursor, b: &Rows) -> Result<(
     )?;
     let mut new_pieces: Vec<(&PieceRow, i64)> = Vec::with_capacity(b.new_pieces.len());
     for r in &b.new_pieces {
-        new_pieces.push((r, cursor.next_data_id));
-        cursor.next_data_id = cursor
-            .next_data_id
-            .checked_add(1)
-            .ok_or_else(|| corrupt("piece data ids exhausted"))?;
+        new_pieces.push((r, take_id(&mut cursor.next_data_id, "piece data")?));
     }
     insert_many(
         conn,
@@ -1782,11 +1785,7 @@ fn write_rows(conn: &Connection, cursor: &mut AuditCursor, b: &Rows) -> Result<(
     }
     let mut replies: Vec<(&IdempotencyRow, i64)> = Vec::with_capacity(b.idempotency.len());
     for r in &b.idempotency {
-        replies.push((r, cursor.next_reply_id));
-        cursor.next_reply_id = cursor
-            .next_reply_id
-            .checked_add(1)
-            .ok_or_else(|| corrupt("idempotency ids exhausted"))?;
+        replies.push((r, take_id(&mut cursor.next_reply_id, "idempotency")?));
     }
     insert_many(
         conn,
