@@ -7,14 +7,13 @@ use super::view;
 use crate::counter::client::{self, ClientError, Session};
 use crate::counter::supervisor::{self, Phase as SupPhase, SupervisorConfig, SupervisorHandle};
 use crate::counter::terminal::TerminalDir;
+use crate::ui::runner::FullScreen;
 use crate::ui::theme::Theme;
 use crate::wire::{ErrorCode, MonitorFrame};
 use anyhow::Context;
 use ed25519_dalek::VerifyingKey;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -37,7 +36,6 @@ pub const RESUBSCRIBE_DELAY_MS: u64 = 500;
 pub const RESUBSCRIBE_DELAY_MS_MAX: u64 = 30_000;
 /// Screen refresh when nothing arrives (ages in the title stay honest).
 pub const ADMIN_TICK_MS: u64 = 250;
-const READER_POLL_MS: u64 = 100;
 
 #[derive(Debug, Clone)]
 pub struct AdminOptions {
@@ -208,59 +206,22 @@ pub async fn json_lines(mut rx: mpsc::Receiver<Feed>, n: u64) -> anyhow::Result<
     }
 }
 
-struct Restore;
+/// Keys waiting for the monitor's screen loop.
+const KEYS_QUEUE_MAX: usize = 64;
 
-impl Drop for Restore {
-    fn drop(&mut self) {
-        ratatui::restore();
+fn key_event(ev: crossterm::event::Event) -> Option<crossterm::event::KeyEvent> {
+    match ev {
+        crossterm::event::Event::Key(k) => Some(k),
+        _ => None,
     }
 }
 
-fn spawn_reader(
-    tx: mpsc::Sender<crossterm::event::KeyEvent>,
-    stop: Arc<AtomicBool>,
-) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
-        use crossterm::event as ct;
-        while !stop.load(Ordering::Relaxed) {
-            match ct::poll(Duration::from_millis(READER_POLL_MS)) {
-                Ok(true) => {}
-                Ok(false) => continue,
-                Err(_) => return,
-            }
-            match ct::read() {
-                Ok(ct::Event::Key(k)) => {
-                    if tx.blocking_send(k).is_err() {
-                        return;
-                    }
-                }
-                Ok(_) => continue,
-                Err(_) => return,
-            }
-        }
-    })
-}
-
 /// The full-screen monitor; the terminal is restored however it ends (ratatui's panic hook
-/// covers panics, [`Restore`] returns and errors, SIGTERM/SIGHUP end the loop).
+/// covers panics, [`FullScreen`] returns and errors, SIGTERM/SIGHUP end the loop).
 async fn screen(monitor: Monitor, theme: Theme, rx: mpsc::Receiver<Feed>) -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term_sig = signal(SignalKind::terminate())?;
-    let mut hup_sig = signal(SignalKind::hangup())?;
-    let terminal = ratatui::init();
-    let _restore = Restore;
-    let (key_tx, keys) = mpsc::channel(64);
-    let stop = Arc::new(AtomicBool::new(false));
-    let reader = spawn_reader(key_tx, stop.clone());
-    let signalled = async move {
-        tokio::select! {
-            _ = term_sig.recv() => {}
-            _ = hup_sig.recv() => {}
-        }
-    };
+    let (screen, terminal, keys, signalled) = FullScreen::enter(KEYS_QUEUE_MAX, key_event)?;
     let result = drive(terminal, monitor, &theme, keys, rx, signalled).await;
-    stop.store(true, Ordering::Relaxed);
-    let _ = reader.join();
+    drop(screen);
     result.map(|_| ())
 }
 

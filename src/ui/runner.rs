@@ -18,16 +18,63 @@ const READER_POLL_MS: u64 = 100;
 /// Most events handled before a redraw, so a flood cannot starve the screen.
 const EVENTS_PER_FRAME_MAX: usize = 64;
 
-/// Restores the terminal however `run` ends (return, error, or unwinding panic).
-struct Restore;
+/// A full-screen session, shared by the counter and the admin monitor: the terminal in
+/// ratatui's raw alternate screen (restored when this drops, and by ratatui's panic hook on a
+/// panic) and a reader thread turning terminal events into `T`s on a bounded channel. Dropping
+/// it stops and joins the reader, then restores the terminal.
+pub(crate) struct FullScreen {
+    stop: Arc<AtomicBool>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
 
-impl Drop for Restore {
+impl FullScreen {
+    /// Enters the screen. Returns the terminal, the events `pick` keeps (queue of
+    /// `events_queue_max`) and a future that completes on SIGTERM or SIGHUP.
+    pub(crate) fn enter<T: Send + 'static>(
+        events_queue_max: usize,
+        pick: fn(crossterm::event::Event) -> Option<T>,
+    ) -> std::io::Result<(
+        FullScreen,
+        ratatui::DefaultTerminal,
+        mpsc::Receiver<T>,
+        impl Future<Output = ()>,
+    )> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term_sig = signal(SignalKind::terminate())?;
+        let mut hup_sig = signal(SignalKind::hangup())?;
+        let terminal = ratatui::init();
+        let (tx, events) = mpsc::channel(events_queue_max.max(1));
+        let stop = Arc::new(AtomicBool::new(false));
+        let reader = spawn_reader(tx, stop.clone(), pick);
+        let signalled = async move {
+            tokio::select! {
+                _ = term_sig.recv() => {}
+                _ = hup_sig.recv() => {}
+            }
+        };
+        let screen = FullScreen {
+            stop,
+            reader: Some(reader),
+        };
+        Ok((screen, terminal, events, signalled))
+    }
+}
+
+impl Drop for FullScreen {
     fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
         ratatui::restore();
     }
 }
 
-fn spawn_reader(tx: mpsc::Sender<Event>, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+fn spawn_reader<T: Send + 'static>(
+    tx: mpsc::Sender<T>,
+    stop: Arc<AtomicBool>,
+    pick: fn(crossterm::event::Event) -> Option<T>,
+) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         use crossterm::event as ct;
         while !stop.load(Ordering::Relaxed) {
@@ -37,9 +84,10 @@ fn spawn_reader(tx: mpsc::Sender<Event>, stop: Arc<AtomicBool>) -> std::thread::
                 Err(_) => return,
             }
             let ev = match ct::read() {
-                Ok(ct::Event::Key(k)) => Event::Key(k),
-                Ok(ct::Event::Resize(w, h)) => Event::Resize(w, h),
-                Ok(_) => continue,
+                Ok(ev) => match pick(ev) {
+                    Some(ev) => ev,
+                    None => continue,
+                },
                 Err(_) => return,
             };
             if tx.blocking_send(ev).is_err() {
@@ -47,6 +95,15 @@ fn spawn_reader(tx: mpsc::Sender<Event>, stop: Arc<AtomicBool>) -> std::thread::
             }
         }
     })
+}
+
+/// The terminal events the counter handles.
+fn counter_event(ev: crossterm::event::Event) -> Option<Event> {
+    match ev {
+        crossterm::event::Event::Key(k) => Some(Event::Key(k)),
+        crossterm::event::Event::Resize(w, h) => Some(Event::Resize(w, h)),
+        _ => None,
+    }
 }
 
 /// Runs the counter UI until the app quits, a termination signal arrives, or the backend
@@ -58,23 +115,9 @@ pub async fn run(
     backend: mpsc::Receiver<Backend>,
     commands: mpsc::Sender<Command>,
 ) -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term_sig = signal(SignalKind::terminate())?;
-    let mut hup_sig = signal(SignalKind::hangup())?;
-    let terminal = ratatui::init();
-    let _restore = Restore;
-    let (key_tx, keys) = mpsc::channel(EVENTS_QUEUE_MAX);
-    let stop = Arc::new(AtomicBool::new(false));
-    let reader = spawn_reader(key_tx, stop.clone());
-    let signalled = async move {
-        tokio::select! {
-            _ = term_sig.recv() => {}
-            _ = hup_sig.recv() => {}
-        }
-    };
+    let (screen, terminal, keys, signalled) = FullScreen::enter(EVENTS_QUEUE_MAX, counter_event)?;
     let result = drive(terminal, app, keys, backend, commands, signalled).await;
-    stop.store(true, Ordering::Relaxed);
-    let _ = reader.join();
+    drop(screen);
     result.map(|_| ())
 }
 
