@@ -61,6 +61,7 @@ async fn suite(store: Arc<dyn LedgerStore>) {
     statements(s).await;
     listing(s).await;
     idempotency_pruning(s).await;
+    payment_intents(s).await;
     let report = verify_audit(s).await.expect("audit verifies");
     assert!(report.records > 10);
 }
@@ -115,6 +116,68 @@ async fn idempotency_pruning(s: &dyn LedgerStore) {
     assert_eq!(again.id.serial, PieceSerial(2));
     // The opening is permanent: replaying it still names the same account.
     assert_eq!(s.execute(open, later + 3).await.unwrap(), opened);
+}
+
+/// Payment intents: recorded once, listed while open and old enough, resolved once; pruning
+/// keeps the idempotency record of a top-up whose intent is open (the reaper replays it).
+/// Runs after `idempotency_pruning`, at later times.
+async fn payment_intents(s: &dyn LedgerStore) {
+    let t = T0 + 40 * DAY_MS;
+    let a = open_active(s, 710, t).await;
+    let top_up = fund_request(a, 500, "pay-intent-1");
+    let intent = PaymentIntent {
+        request: top_up.id,
+        account: a,
+        amount: c(500),
+        method: card_summary(),
+        started_at_ms: t,
+    };
+    s.record_intent(intent.clone()).await.unwrap();
+    // Recording it again keeps the first record.
+    s.record_intent(PaymentIntent {
+        amount: c(999),
+        started_at_ms: t + 5,
+        ..intent.clone()
+    })
+    .await
+    .unwrap();
+    assert_eq!(s.open_intents(t, 10).await.unwrap(), vec![]);
+    assert_eq!(
+        s.open_intents(t + 1, 10).await.unwrap(),
+        vec![intent.clone()]
+    );
+    let credited = s.execute(top_up.clone(), t).await.unwrap();
+    assert!(
+        matches!(credited, Ok(Outcome::Funded { .. })),
+        "{credited:?}"
+    );
+    // A resolved intent is not listed.
+    let declined = PaymentIntent {
+        request: rid(),
+        ..intent.clone()
+    };
+    s.record_intent(declined.clone()).await.unwrap();
+    s.resolve_intent(declined.request, IntentResolution::NotCharged, t + 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.open_intents(t + 10, 10).await.unwrap(),
+        vec![intent.clone()]
+    );
+    // Pruning keeps the top-up's record while its intent is open: replaying it answers the
+    // first result and credits nothing more.
+    s.prune_idempotency(t + 100, 10_000).await.unwrap();
+    assert_eq!(s.execute(top_up.clone(), t + 101).await.unwrap(), credited);
+    assert_eq!(registers(s, a).await.control, c(500));
+    s.resolve_intent(intent.request, IntentResolution::Credited, t + 102)
+        .await
+        .unwrap();
+    s.resolve_intent(intent.request, IntentResolution::Reversed, t + 103)
+        .await
+        .unwrap();
+    assert_eq!(s.open_intents(t + 1000, 10).await.unwrap(), vec![]);
+    // Resolved: its record can go now.
+    assert_eq!(s.prune_idempotency(t + 200, 10_000).await.unwrap(), 1);
 }
 
 async fn accounts_and_licensing(s: &dyn LedgerStore) {

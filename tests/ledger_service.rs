@@ -277,6 +277,8 @@ async fn the_reaper_prunes_idempotency_records_after_24_hours() {
 struct LockDuringCharge {
     inner: SimulatedProcessor,
     store: Arc<dyn LedgerStore>,
+    /// Reversals refused before the processor accepts them.
+    reversals_refused: std::sync::atomic::AtomicU32,
 }
 
 impl payment::PaymentProcessor for LockDuringCharge {
@@ -307,7 +309,21 @@ impl payment::PaymentProcessor for LockDuringCharge {
         payment: &'a PaymentId,
         amount: frank::money::Cents,
     ) -> payment::BoxFuture<'a, Result<(), PaymentError>> {
+        use std::sync::atomic::Ordering;
+        let refuse = self
+            .reversals_refused
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if refuse {
+            return Box::pin(async { Err(PaymentError::Timeout) });
+        }
         self.inner.reverse(payment, amount)
+    }
+    fn charged(
+        &self,
+        key: RequestId,
+    ) -> payment::BoxFuture<'_, Result<Option<PaymentReceipt>, PaymentError>> {
+        self.inner.charged(key)
     }
 }
 
@@ -329,6 +345,7 @@ async fn a_charge_refused_by_a_lock_in_between_is_reversed_and_audited() {
     let processor = Arc::new(LockDuringCharge {
         inner: SimulatedProcessor::new(),
         store: store.clone(),
+        reversals_refused: 0.into(),
     });
     let h = service::spawn(
         store.clone(),
@@ -373,5 +390,162 @@ async fn a_charge_refused_by_a_lock_in_between_is_reversed_and_audited() {
     assert_eq!(store.account_audit(a).await.unwrap().len(), audit.len());
     h.unlock(rid(), a, "supervisor").await.unwrap();
     assert_eq!(h.account(a).await.unwrap().status, AccountStatus::Active);
+    assert!(h.verify_audit().await.unwrap().is_ok());
+}
+
+/// A reversal the processor keeps refusing leaves the payment intent open; once past its grace
+/// period the reaper asks the processor again, reverses the charge and records it — money the
+/// ledger refused is never kept.
+#[tokio::test]
+async fn a_reversal_the_processor_refuses_is_retried_by_the_reaper() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn LedgerStore> = Arc::new(
+        SqliteStore::open(
+            &dir.path().join("ledger.db"),
+            SqliteConfig::default(),
+            signer(),
+            LedgerLimits::default(),
+        )
+        .unwrap(),
+    );
+    let processor = Arc::new(LockDuringCharge {
+        inner: SimulatedProcessor::new(),
+        store: store.clone(),
+        // All of the top-up's own attempts.
+        reversals_refused: 3.into(),
+    });
+    let clock = Arc::new(ManualClock::new(T0));
+    let config = LedgerConfig {
+        reaper_interval_ms: 0,
+        ..LedgerConfig::default()
+    };
+    let grace_ms = config.payment_intent_grace_ms;
+    let h = service::spawn(
+        store.clone(),
+        processor.clone(),
+        Arc::new(EmbeddedLicensing::new(0, 1000)),
+        clock.clone(),
+        config,
+    );
+    let Outcome::Opened { account: a, .. } = h.open_account(rid()).await.unwrap() else {
+        panic!("open")
+    };
+    let err = h
+        .fund(rid(), a, c(1000), card("4242424242424242"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, CallError::Unavailable(e) if e.to_string().contains("must be reversed")),
+        "{err:?}"
+    );
+    assert!(processor.inner.reversed().is_empty(), "not reversed yet");
+    assert_eq!(store.open_intents(u64::MAX, 10).await.unwrap().len(), 1);
+    // Within the grace period the reaper leaves it alone.
+    h.reap().await.unwrap();
+    assert!(processor.inner.reversed().is_empty());
+    clock.advance(grace_ms + 1);
+    h.reap().await.unwrap();
+    let reversed = processor.inner.reversed();
+    assert_eq!(reversed.len(), 1, "the reaper reversed the charge");
+    assert_eq!(store.open_intents(u64::MAX, 10).await.unwrap(), vec![]);
+    let acct = h.account(a).await.unwrap();
+    assert_eq!(acct.registers.control, c(0), "nothing credited");
+    let audit = store.account_audit(a).await.unwrap();
+    let last = &audit.last().unwrap().body;
+    assert!(
+        last.contains("payment_reversed") && last.contains(&reversed[0].0),
+        "{last}"
+    );
+    // Settled: later passes change nothing.
+    clock.advance(grace_ms);
+    h.reap().await.unwrap();
+    assert_eq!(store.account_audit(a).await.unwrap().len(), audit.len());
+    assert!(h.verify_audit().await.unwrap().is_ok());
+}
+
+/// The vendor stopped after the processor approved a top-up's charge and before the ledger
+/// credited it (the client never retried). The intent recorded before the charge lets the
+/// reaper find the charge and credit it, once; a completed top-up leaves no open intent.
+#[tokio::test]
+async fn a_charge_a_stopped_vendor_left_uncredited_is_credited_by_the_reaper() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn LedgerStore> = Arc::new(
+        SqliteStore::open(
+            &dir.path().join("ledger.db"),
+            SqliteConfig::default(),
+            signer(),
+            LedgerLimits::default(),
+        )
+        .unwrap(),
+    );
+    let processor = Arc::new(SimulatedProcessor::new());
+    let clock = Arc::new(ManualClock::new(T0));
+    let config = LedgerConfig {
+        reaper_interval_ms: 0,
+        ..LedgerConfig::default()
+    };
+    let grace_ms = config.payment_intent_grace_ms;
+    let h = service::spawn(
+        store.clone(),
+        processor.clone(),
+        Arc::new(EmbeddedLicensing::new(0, 1000)),
+        clock.clone(),
+        config,
+    );
+    let open = |h: LedgerHandle| async move {
+        match h.open_account(rid()).await.unwrap() {
+            Outcome::Opened { account, .. } => account,
+            other => panic!("{other:?}"),
+        }
+    };
+    let (a, b) = (open(h.clone()).await, open(h.clone()).await);
+    // A top-up that completes resolves its intent.
+    h.fund(rid(), b, c(700), card("4242424242424242"))
+        .await
+        .unwrap();
+    // What the stopped vendor had done for `a`: the intent, then the approved charge.
+    let id = rid();
+    let method = card("4242424242424242");
+    store
+        .record_intent(PaymentIntent {
+            request: id,
+            account: a,
+            amount: c(1000),
+            method: method.summary(),
+            started_at_ms: T0,
+        })
+        .await
+        .unwrap();
+    let receipt = payment::PaymentProcessor::charge(&*processor, id, a, &method, c(1000))
+        .await
+        .unwrap();
+    h.reap().await.unwrap();
+    assert_eq!(
+        h.account(a).await.unwrap().registers.control,
+        c(0),
+        "in grace"
+    );
+    clock.advance(grace_ms + 1);
+    h.reap().await.unwrap();
+    let acct = h.account(a).await.unwrap();
+    assert_eq!(acct.registers.descending, c(1000), "credited");
+    assert_eq!(acct.registers.control, c(1000));
+    assert_eq!(store.open_intents(u64::MAX, 10).await.unwrap(), vec![]);
+    let audit = store.account_audit(a).await.unwrap();
+    assert!(
+        audit.iter().any(|r| r.body.contains(&receipt.id.0)),
+        "the credit names the payment"
+    );
+    // Once: another pass, and the client's late retry (a replay), credit nothing more.
+    clock.advance(grace_ms);
+    h.reap().await.unwrap();
+    let again = h.fund(id, a, c(1000), method).await.unwrap();
+    assert_eq!(
+        again, acct.registers,
+        "the replay answers the reaper's credit"
+    );
+    assert_eq!(h.account(a).await.unwrap().registers.control, c(1000));
+    assert_eq!(store.account_audit(a).await.unwrap().len(), audit.len());
+    assert_eq!(h.account(b).await.unwrap().registers.control, c(700));
     assert!(h.verify_audit().await.unwrap().is_ok());
 }

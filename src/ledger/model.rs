@@ -433,6 +433,41 @@ pub struct PaymentReceipt {
     pub amount: Cents,
 }
 
+/// A top-up whose charge may reach the payment processor, recorded durably before the
+/// processor is asked. Until it is resolved the reaper reconciles it with the processor, so a
+/// charge is never left uncredited and unreversed (a vendor that stopped between the charge
+/// and the credit, a reversal the processor refused).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentIntent {
+    /// The top-up's request id: also the processor's idempotency key for the charge.
+    pub request: RequestId,
+    pub account: AccountId,
+    pub amount: Cents,
+    pub method: MethodSummary,
+    pub started_at_ms: u64,
+}
+
+/// How a payment intent ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IntentResolution {
+    /// The charge was approved and credited to the account.
+    Credited,
+    /// The charge was approved, the ledger refused the credit, and the charge was reversed.
+    Reversed,
+    /// No money moved: the processor declined, or holds no charge under the request id.
+    NotCharged,
+}
+
+impl IntentResolution {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IntentResolution::Credited => "credited",
+            IntentResolution::Reversed => "reversed",
+            IntentResolution::NotCharged => "not_charged",
+        }
+    }
+}
+
 /// A payment field that failed validation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]

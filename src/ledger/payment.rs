@@ -318,6 +318,15 @@ pub trait PaymentProcessor: Send + Sync {
         payment: &'a PaymentId,
         amount: Cents,
     ) -> BoxFuture<'a, Result<(), PaymentError>>;
+
+    /// What became of the charge asked for under `key` (for reconciling a payment intent):
+    /// `Ok(Some(receipt))` approved (reversed since or not), `Ok(None)` no charge under that key
+    /// (never asked, declined, or timed out without charging), `Err` the processor cannot tell
+    /// now (ask again later).
+    fn charged(
+        &self,
+        key: RequestId,
+    ) -> BoxFuture<'_, Result<Option<PaymentReceipt>, PaymentError>>;
 }
 
 /// Deterministic simulator with the test numbers in the module docs.
@@ -427,6 +436,14 @@ impl SimulatedProcessor {
         v
     }
 
+    fn charged_now(&self, key: RequestId) -> Option<PaymentReceipt> {
+        let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        match s.answers.get(&key) {
+            Some(Ok(receipt)) => Some(receipt.clone()),
+            _ => None,
+        }
+    }
+
     fn reverse_now(&self, payment: &PaymentId, amount: Cents) -> Result<(), PaymentError> {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         match s.charged.get_mut(payment) {
@@ -471,6 +488,14 @@ impl PaymentProcessor for SimulatedProcessor {
     ) -> BoxFuture<'a, Result<(), PaymentError>> {
         let answer = self.reverse_now(payment, amount);
         Box::pin(async move { answer })
+    }
+
+    fn charged(
+        &self,
+        key: RequestId,
+    ) -> BoxFuture<'_, Result<Option<PaymentReceipt>, PaymentError>> {
+        let answer = self.charged_now(key);
+        Box::pin(async move { Ok(answer) })
     }
 }
 

@@ -91,6 +91,19 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE idempotency ADD COLUMN permanent BOOLEAN NOT NULL DEFAULT false;
     UPDATE idempotency SET permanent = true WHERE reply LIKE '{\"Ok\":{\"Opened\":%';
     CREATE INDEX idempotency_age ON idempotency(at_ms) WHERE NOT permanent;",
+    // 4: payment intents: a top-up is recorded before its charge and resolved after it, so
+    //    the reaper can reconcile a charge that was never credited nor reversed.
+    "CREATE TABLE payment_intents (
+        request_id BYTEA PRIMARY KEY,
+        account BIGINT NOT NULL,
+        amount BIGINT NOT NULL CHECK (amount > 0),
+        method TEXT NOT NULL,
+        started_at_ms BIGINT NOT NULL,
+        resolved_at_ms BIGINT,
+        resolution TEXT
+    );
+    CREATE INDEX payment_intents_open ON payment_intents(started_at_ms)
+        WHERE resolved_at_ms IS NULL;",
 ];
 
 const ACCOUNT_COLS: &str = "id, license, status, descending, pending, ascending, control, last_piece, audit_seq, audit_head";
@@ -636,13 +649,93 @@ impl LedgerStore for PostgresStore {
                 .client
                 .execute(
                     "DELETE FROM idempotency WHERE request_id IN \
-                     (SELECT request_id FROM idempotency WHERE NOT permanent AND at_ms < $1 \
+                     (SELECT i.request_id FROM idempotency i WHERE NOT i.permanent \
+                     AND i.at_ms < $1 AND NOT EXISTS (SELECT 1 FROM payment_intents p \
+                     WHERE p.request_id = i.request_id AND p.resolved_at_ms IS NULL) \
                      LIMIT $2)",
                     &[&int(before_ms)?, &i64::from(max)],
                 )
                 .await
                 .map_err(db)?;
             Ok(n)
+        }))
+    }
+
+    fn record_intent(&self, intent: PaymentIntent) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(self.with_conn(async move |c| {
+            c.client
+                .execute(
+                    "INSERT INTO payment_intents \
+                     (request_id, account, amount, method, started_at_ms) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (request_id) DO NOTHING",
+                    &[
+                        &intent.request.to_bytes().as_slice(),
+                        &int(intent.account.0)?,
+                        &int(intent.amount.get())?,
+                        &store::encode_method(&intent.method),
+                        &int(intent.started_at_ms)?,
+                    ],
+                )
+                .await
+                .map_err(db)?;
+            Ok(())
+        }))
+    }
+
+    fn resolve_intent(
+        &self,
+        request: RequestId,
+        resolution: IntentResolution,
+        now_ms: u64,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(self.with_conn(async move |c| {
+            c.client
+                .execute(
+                    "UPDATE payment_intents SET resolved_at_ms = $2, resolution = $3 \
+                     WHERE request_id = $1 AND resolved_at_ms IS NULL",
+                    &[
+                        &request.to_bytes().as_slice(),
+                        &int(now_ms)?,
+                        &resolution.as_str(),
+                    ],
+                )
+                .await
+                .map_err(db)?;
+            Ok(())
+        }))
+    }
+
+    fn open_intents(
+        &self,
+        before_ms: u64,
+        max: u32,
+    ) -> BoxFuture<'_, Result<Vec<PaymentIntent>, StoreError>> {
+        Box::pin(self.with_conn(async move |c| {
+            let rows = c
+                .client
+                .query(
+                    "SELECT request_id, account, amount, method, started_at_ms \
+                     FROM payment_intents WHERE resolved_at_ms IS NULL AND started_at_ms < $1 \
+                     ORDER BY started_at_ms LIMIT $2",
+                    &[&store::cutoff(before_ms), &i64::from(max)],
+                )
+                .await
+                .map_err(db)?;
+            rows.iter()
+                .map(|r| {
+                    let request: &[u8] = r.get(0);
+                    let request: [u8; 16] = request
+                        .try_into()
+                        .map_err(|_| corrupt("payment intent request id"))?;
+                    Ok(PaymentIntent {
+                        request: RequestId::from_bytes(request),
+                        account: AccountId(store::uint(r.get(1))?),
+                        amount: store::cents(r.get(2))?,
+                        method: store::decode_method(r.get(3))?,
+                        started_at_ms: store::uint(r.get(4))?,
+                    })
+                })
+                .collect()
         }))
     }
 

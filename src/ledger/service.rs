@@ -61,14 +61,21 @@ pub struct LedgerConfig {
     pub ledger_requests_max: usize,
     /// Most commands being worked on at once (each waits on the store).
     pub ledger_inflight_max: usize,
-    /// How often the reaper expires reservations, polls returned payments and prunes old
-    /// idempotency records (0 = never).
+    /// How often the reaper expires reservations, polls returned payments, prunes old
+    /// idempotency records and reconciles open payment intents (0 = never).
     pub reaper_interval_ms: u64,
     /// How long a request id is remembered (default 24 h). A retry with the same id must come
     /// sooner; after this it runs as a new request. Account openings are kept for good.
     pub idempotency_retention_ms: u64,
     /// Most idempotency records one reaper pass deletes.
     pub idempotency_prune_max: u32,
+    /// How old an unresolved payment intent must be before the reaper reconciles it with the
+    /// processor (default 5 min: far longer than a top-up takes, so the reaper never races
+    /// one still running). Must stay well below `idempotency_retention_ms`; records of open
+    /// intents are not pruned meanwhile.
+    pub payment_intent_grace_ms: u64,
+    /// Most payment intents one reaper pass reconciles.
+    pub payment_intents_reconcile_max: u32,
     pub limits: LedgerLimits,
 }
 
@@ -80,6 +87,8 @@ impl Default for LedgerConfig {
             reaper_interval_ms: 1000,
             idempotency_retention_ms: 24 * 3600 * 1000,
             idempotency_prune_max: 10_000,
+            payment_intent_grace_ms: 5 * 60 * 1000,
+            payment_intents_reconcile_max: 64,
             limits: LedgerLimits::default(),
         }
     }
@@ -421,13 +430,30 @@ impl Service {
             Some(a) => ops::check_fund(&a, amount, &self.config.limits),
         };
         let external = match precheck {
-            Ok(()) => External::Payment(self.payments.charge(id, account, &method, amount).await),
+            Ok(()) => {
+                // Durable before the processor is asked: if this process stops between the
+                // charge and the credit, the reaper finds the charge and settles it.
+                self.store
+                    .record_intent(PaymentIntent {
+                        request: id,
+                        account,
+                        amount,
+                        method: method.summary(),
+                        started_at_ms: self.clock.now_ms(),
+                    })
+                    .await?;
+                External::Payment(self.payments.charge(id, account, &method, amount).await)
+            }
             Err(_) => External::None,
         };
         let charged = match &external {
             External::Payment(Ok(receipt)) => Some(receipt.clone()),
             _ => None,
         };
+        // A timeout may or may not have charged: the intent stays open for the reaper (or
+        // the client's retry under the same id) to settle.
+        let declined =
+            matches!(&external, External::Payment(Err(e)) if *e != PaymentError::Timeout);
         let result = self.execute(Request { id, op, external }).await;
         match (charged, result) {
             // The processor took the money but the ledger refused to credit it: the account
@@ -435,17 +461,98 @@ impl Service {
             // payment, say). Give the money back and record that; the client gets the refusal.
             (Some(receipt), Err(CallError::Refused(refusal))) => {
                 self.reverse(id, account, receipt, &refusal).await?;
+                self.resolve(id, IntentResolution::Reversed).await;
                 Err(CallError::Refused(refusal))
             }
-            (_, result) => result,
+            (Some(_), Ok(outcome)) => {
+                self.resolve(id, IntentResolution::Credited).await;
+                Ok(outcome)
+            }
+            (None, result) => {
+                if declined {
+                    self.resolve(id, IntentResolution::NotCharged).await;
+                }
+                result
+            }
+            // Charged, but the ledger could not be reached: the intent stays open.
+            (Some(_), result) => result,
         }
+    }
+
+    /// Marks a payment intent resolved. If that fails the intent stays open and the reaper
+    /// settles it again later (replaying the same request id changes nothing more).
+    async fn resolve(&self, id: RequestId, resolution: IntentResolution) {
+        let now = self.clock.now_ms();
+        if let Err(e) = self.store.resolve_intent(id, resolution, now).await {
+            tracing::warn!(error = %e, "could not mark a payment intent resolved; the reaper will");
+        }
+    }
+
+    /// Settles payment intents left open past the grace period: asks the processor what
+    /// became of each charge; credits an approved one under its original request id (a
+    /// replay if it was credited already), reverses it if the ledger refuses, and closes an
+    /// intent the processor holds no charge for. One that cannot be settled now stays open.
+    async fn reconcile_intents(&self) -> Result<(), CallError> {
+        let before_ms = self
+            .clock
+            .now_ms()
+            .saturating_sub(self.config.payment_intent_grace_ms);
+        let open = self
+            .store
+            .open_intents(before_ms, self.config.payment_intents_reconcile_max)
+            .await?;
+        for intent in open {
+            let receipt = match self.payments.charged(intent.request).await {
+                Ok(Some(receipt)) => receipt,
+                Ok(None) => {
+                    self.resolve(intent.request, IntentResolution::NotCharged)
+                        .await;
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(request = %intent.request, error = %e,
+                        "payment processor cannot tell about an open payment intent yet");
+                    continue;
+                }
+            };
+            let op = Op::Fund {
+                account: intent.account,
+                amount: intent.amount,
+                method: intent.method.clone(),
+            };
+            let request = Request {
+                id: intent.request,
+                op,
+                external: External::Payment(Ok(receipt.clone())),
+            };
+            match self.execute(request).await {
+                Ok(_) => {
+                    tracing::warn!(account = %intent.account, payment = %receipt.id.0,
+                        "credited a charge its top-up had left unsettled");
+                    self.resolve(intent.request, IntentResolution::Credited)
+                        .await;
+                }
+                Err(CallError::Refused(refusal)) => {
+                    if self
+                        .reverse(intent.request, intent.account, receipt, &refusal)
+                        .await
+                        .is_ok()
+                    {
+                        self.resolve(intent.request, IntentResolution::Reversed)
+                            .await;
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
     /// Reverses an approved charge the ledger refused, then records the reversal in the
     /// account's audit chain (idempotent: derived request id; the processor's reversal is
     /// idempotent by payment). The processor is asked up to `REVERSE_ATTEMPTS_MAX` times; if
-    /// it still refuses, the payment id is logged at error level for the operator and the
-    /// caller gets `Unavailable`.
+    /// it still refuses, the caller gets `Unavailable` and the payment intent stays open: the
+    /// reaper tries again (see [`Self::reconcile_intents`]).
     async fn reverse(
         &self,
         id: RequestId,
@@ -461,7 +568,7 @@ impl Service {
             if attempt >= REVERSE_ATTEMPTS_MAX {
                 tracing::error!(
                     %account, payment = %receipt.id.0, error = %e,
-                    "could not reverse a charge the ledger refused; reverse it by hand"
+                    "could not reverse a charge the ledger refused; the reaper will try again"
                 );
                 return Err(StoreError::Database(format!(
                     "payment {} must be reversed but the processor answered: {e}",
@@ -521,6 +628,7 @@ impl Service {
         if pruned > 0 {
             tracing::debug!(pruned, "pruned old idempotency records");
         }
+        self.reconcile_intents().await?;
         Ok(ids)
     }
 

@@ -233,6 +233,19 @@ const MIGRATIONS: &[&str] = &[
     DROP TABLE idempotency;
     ALTER TABLE idempotency_log RENAME TO idempotency;
     CREATE UNIQUE INDEX idempotency_request ON idempotency(request_id);",
+    // 8: payment intents: a top-up is recorded before its charge and resolved after it, so
+    //    the reaper can reconcile a charge that was never credited nor reversed.
+    "CREATE TABLE payment_intents (
+        request_id BLOB PRIMARY KEY,
+        account INTEGER NOT NULL,
+        amount INTEGER NOT NULL CHECK (amount > 0),
+        method TEXT NOT NULL,
+        started_at_ms INTEGER NOT NULL,
+        resolved_at_ms INTEGER,
+        resolution TEXT
+    ) WITHOUT ROWID;
+    CREATE INDEX payment_intents_open ON payment_intents(started_at_ms)
+        WHERE resolved_at_ms IS NULL;",
 ];
 
 fn db(e: rusqlite::Error) -> StoreError {
@@ -255,6 +268,18 @@ enum Task {
         before_ms: u64,
         max: u32,
         reply: oneshot::Sender<Result<u64, StoreError>>,
+    },
+    /// Record or resolve a payment intent (between batches, in a transaction of its own).
+    Intent(IntentWrite, oneshot::Sender<Result<(), StoreError>>),
+}
+
+/// A write to the payment intents.
+enum IntentWrite {
+    Record(PaymentIntent),
+    Resolve {
+        request: RequestId,
+        resolution: IntentResolution,
+        at_ms: u64,
     },
 }
 
@@ -432,6 +457,21 @@ impl SqliteStore {
         &self.path
     }
 
+    /// Sends a payment-intent write to the committer and waits for its commit.
+    fn write_intent(&self, write: IntentWrite) -> BoxFuture<'_, Result<(), StoreError>> {
+        let (tx, rx) = oneshot::channel();
+        let sent = self.jobs.try_send(Task::Intent(write, tx));
+        let queue_requests_max = self.queue_requests_max;
+        Box::pin(async move {
+            match sent {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) => return Err(StoreError::Busy { queue_requests_max }),
+                Err(TrySendError::Disconnected(_)) => return Err(StoreError::Closed),
+            }
+            rx.await.map_err(|_| StoreError::Closed)?
+        })
+    }
+
     async fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
@@ -553,6 +593,7 @@ enum ToCommit {
         max: u32,
         reply: oneshot::Sender<Result<u64, StoreError>>,
     },
+    Intent(IntentWrite, oneshot::Sender<Result<(), StoreError>>),
 }
 
 /// The committer: owns the writing connection; writes each sealed batch in one
@@ -748,10 +789,11 @@ impl Decider {
         let poll = Duration::from_micros(COMMITTER_POLL_US);
         let mut open = Open::default();
         let mut arrived: Vec<Job> = Vec::with_capacity(group_max);
-        let mut prune: Option<Task> = None;
+        // A prune or intent write, sent to the committer after the open batch.
+        let mut side: Option<Task> = None;
         let mut connected = true;
         loop {
-            if open.jobs.is_empty() && arrived.is_empty() && prune.is_none() {
+            if open.jobs.is_empty() && arrived.is_empty() && side.is_none() {
                 if !connected {
                     break;
                 }
@@ -759,11 +801,11 @@ impl Decider {
                 // `group_wait_us_max` (as long as nothing else is open, the committer is idle).
                 match rx.recv() {
                     Ok(Task::Request(job)) => arrived.push(job),
-                    Ok(other) => prune = Some(other),
+                    Ok(other) => side = Some(other),
                     Err(_) => break,
                 }
                 let deadline = Instant::now() + wait;
-                while prune.is_none() && arrived.len() < group_max {
+                while side.is_none() && arrived.len() < group_max {
                     let left = deadline.saturating_duration_since(Instant::now());
                     let next = match rx.try_recv() {
                         Ok(task) => task,
@@ -779,7 +821,7 @@ impl Decider {
                     };
                     match next {
                         Task::Request(job) => arrived.push(job),
-                        other => prune = Some(other),
+                        other => side = Some(other),
                     }
                 }
             }
@@ -787,13 +829,13 @@ impl Decider {
             // open, at most EXTEND_REQUESTS_MAX at a time, so the decider looks at the
             // committer between chunks and hands the batch over as soon as it may.
             while connected
-                && prune.is_none()
+                && side.is_none()
                 && !self.full(&open, &arrived, group_max)
                 && (open.jobs.is_empty() || arrived.len() < EXTEND_REQUESTS_MAX)
             {
                 match rx.try_recv() {
                     Ok(Task::Request(job)) => arrived.push(job),
-                    Ok(other) => prune = Some(other),
+                    Ok(other) => side = Some(other),
                     Err(std::sync::mpsc::TryRecvError::Empty) => break,
                     Err(std::sync::mpsc::TryRecvError::Disconnected) => connected = false,
                 }
@@ -802,9 +844,9 @@ impl Decider {
                 self.extend(&mut open, &mut arrived);
             }
             // Hand the batch over once the committer is free to take it (or it is full, or a
-            // prune or shutdown must go after it); until then it stays open for more.
+            // prune, an intent write or shutdown must go after it); until then it stays open for more.
             if !open.jobs.is_empty()
-                && (prune.is_some()
+                && (side.is_some()
                     || !connected
                     || self.full(&open, &arrived, group_max)
                     || self.committer_free())
@@ -812,23 +854,32 @@ impl Decider {
                 self.hand_over(&mut open);
             }
             if open.jobs.is_empty()
-                && let Some(Task::Prune {
-                    before_ms,
-                    max,
-                    reply,
-                }) = prune.take()
+                && let Some(task) = side.take()
             {
-                let _ = self.to_commit.send(ToCommit::Prune {
-                    before_ms,
-                    max,
-                    reply,
-                });
+                let sent = match task {
+                    Task::Prune {
+                        before_ms,
+                        max,
+                        reply,
+                    } => ToCommit::Prune {
+                        before_ms,
+                        max,
+                        reply,
+                    },
+                    Task::Intent(write, reply) => ToCommit::Intent(write, reply),
+                    // Requests never land here (they go to `arrived`).
+                    Task::Request(job) => {
+                        arrived.push(job);
+                        continue;
+                    }
+                };
+                let _ = self.to_commit.send(sent);
             }
             if !open.jobs.is_empty() && connected {
                 // The committer is busy: wait for a request to add, or look at it again soon.
                 match rx.recv_timeout(poll) {
                     Ok(Task::Request(job)) => arrived.push(job),
-                    Ok(other) => prune = Some(other),
+                    Ok(other) => side = Some(other),
                     Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => connected = false,
                 }
@@ -1126,6 +1177,9 @@ impl Committer {
                 } => {
                     let _ = reply.send(self.prune(before_ms, max));
                 }
+                ToCommit::Intent(write, reply) => {
+                    let _ = reply.send(self.write_intent(&write));
+                }
             }
         }
     }
@@ -1196,9 +1250,48 @@ impl Committer {
         Ok(Some(replies))
     }
 
+    /// Records or resolves a payment intent in a transaction of its own (committed, so durable,
+    /// before the answer).
+    fn write_intent(&mut self, write: &IntentWrite) -> Result<(), StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(db)?;
+        match write {
+            IntentWrite::Record(i) => {
+                tx.prepare_cached(INTENT_INSERT_SQL)
+                    .map_err(db)?
+                    .execute(params![
+                        i.request.to_bytes().as_slice(),
+                        int(i.account.0)?,
+                        int(i.amount.get())?,
+                        store::encode_method(&i.method),
+                        int(i.started_at_ms)?,
+                    ])
+                    .map_err(db)?;
+            }
+            IntentWrite::Resolve {
+                request,
+                resolution,
+                at_ms,
+            } => {
+                tx.prepare_cached(INTENT_RESOLVE_SQL)
+                    .map_err(db)?
+                    .execute(params![
+                        request.to_bytes().as_slice(),
+                        int(*at_ms)?,
+                        resolution.as_str(),
+                    ])
+                    .map_err(db)?;
+            }
+        }
+        tx.commit().map_err(db)
+    }
+
     /// Deletes up to `max` records older than `before_ms`, walking the log from its oldest
     /// end (commit order) and stopping at the first younger record; account openings
-    /// (`permanent`) stay. Records left below `prune_from` are all permanent.
+    /// (`permanent`) and the records of top-ups whose payment intent is open stay. Records
+    /// left below `prune_from` are all permanent.
     fn prune(&mut self, before_ms: u64, max: u32) -> Result<u64, StoreError> {
         /// Records read per step of the walk.
         const PRUNE_SCAN_ROWS: i64 = 256;
@@ -1208,13 +1301,17 @@ impl Committer {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(db)?;
         let mut deleted = 0u64;
+        // The walk's position, and how far every record left is permanent (the next walk's
+        // start): a record kept for an open intent holds that point back.
+        let mut walked = self.prune_from;
         let mut last = self.prune_from;
+        let mut held = false;
         'walk: loop {
-            let rows: Vec<(i64, i64, bool)> = tx
+            let rows: Vec<(i64, i64, bool, bool)> = tx
                 .prepare_cached(IDEMPOTENCY_OLDEST_SQL)
                 .map_err(db)?
-                .query_map(params![last, PRUNE_SCAN_ROWS], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                .query_map(params![walked, PRUNE_SCAN_ROWS], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
                 })
                 .map_err(db)?
                 .collect::<Result<_, _>>()
@@ -1222,11 +1319,18 @@ impl Committer {
             if rows.is_empty() {
                 break;
             }
-            for (id, at_ms, permanent) in rows {
+            for (id, at_ms, permanent, intent_open) in rows {
                 if deleted >= u64::from(max) || at_ms >= before {
                     break 'walk;
                 }
-                last = id;
+                walked = id;
+                if intent_open {
+                    held = true;
+                    continue;
+                }
+                if !held {
+                    last = id;
+                }
                 if !permanent {
                     tx.prepare_cached(IDEMPOTENCY_DELETE_SQL)
                         .map_err(db)?
@@ -1614,8 +1718,17 @@ const IDEMPOTENCY_INSERT_HEAD: &str = "INSERT INTO idempotency \
 /// The next idempotency log id.
 const IDEMPOTENCY_NEXT_SQL: &str = "SELECT COALESCE(MAX(id), 0) + 1 FROM idempotency";
 /// The log's oldest end: ids, ages and permanence, oldest first.
-const IDEMPOTENCY_OLDEST_SQL: &str =
-    "SELECT id, at_ms, permanent FROM idempotency WHERE id > ?1 ORDER BY id LIMIT ?2";
+const IDEMPOTENCY_OLDEST_SQL: &str = "SELECT i.id, i.at_ms, i.permanent, \
+    EXISTS (SELECT 1 FROM payment_intents p WHERE p.request_id = i.request_id \
+    AND p.resolved_at_ms IS NULL) FROM idempotency i WHERE i.id > ?1 ORDER BY i.id LIMIT ?2";
+const INTENT_INSERT_SQL: &str = "INSERT INTO payment_intents \
+    (request_id, account, amount, method, started_at_ms) VALUES (?1, ?2, ?3, ?4, ?5) \
+    ON CONFLICT (request_id) DO NOTHING";
+const INTENT_RESOLVE_SQL: &str = "UPDATE payment_intents SET resolved_at_ms = ?2, \
+    resolution = ?3 WHERE request_id = ?1 AND resolved_at_ms IS NULL";
+const INTENT_OPEN_SQL: &str = "SELECT request_id, account, amount, method, started_at_ms \
+    FROM payment_intents WHERE resolved_at_ms IS NULL AND started_at_ms < ?1 \
+    ORDER BY started_at_ms LIMIT ?2";
 const IDEMPOTENCY_DELETE_SQL: &str = "DELETE FROM idempotency WHERE id = ?1";
 
 /// The ids the committer gives the rows it appends — audit records, piece data, idempotency
@@ -2012,6 +2125,55 @@ impl LedgerStore for SqliteStore {
             }
             rx.await.map_err(|_| StoreError::Closed)?
         })
+    }
+
+    fn record_intent(&self, intent: PaymentIntent) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.write_intent(IntentWrite::Record(intent))
+    }
+
+    fn resolve_intent(
+        &self,
+        request: RequestId,
+        resolution: IntentResolution,
+        now_ms: u64,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.write_intent(IntentWrite::Resolve {
+            request,
+            resolution,
+            at_ms: now_ms,
+        })
+    }
+
+    fn open_intents(
+        &self,
+        before_ms: u64,
+        max: u32,
+    ) -> BoxFuture<'_, Result<Vec<PaymentIntent>, StoreError>> {
+        Box::pin(self.read(move |c| {
+            let rows: Vec<(Vec<u8>, i64, i64, String, i64)> = c
+                .prepare_cached(INTENT_OPEN_SQL)
+                .map_err(db)?
+                .query_map(params![store::cutoff(before_ms), i64::from(max)], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })
+                .map_err(db)?
+                .collect::<Result<_, _>>()
+                .map_err(db)?;
+            rows.into_iter()
+                .map(|(request, account, amount, method, started)| {
+                    let request: [u8; 16] = request
+                        .try_into()
+                        .map_err(|_| corrupt("payment intent request id"))?;
+                    Ok(PaymentIntent {
+                        request: RequestId::from_bytes(request),
+                        account: AccountId(store::uint(account)?),
+                        amount: store::cents(amount)?,
+                        method: store::decode_method(&method)?,
+                        started_at_ms: store::uint(started)?,
+                    })
+                })
+                .collect()
+        }))
     }
 
     fn max_license(&self) -> BoxFuture<'_, Result<u64, StoreError>> {

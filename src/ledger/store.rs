@@ -48,11 +48,39 @@ pub trait LedgerStore: Send + Sync + 'static {
     fn audit_snapshot(&self) -> BoxFuture<'_, Result<AuditSnapshot, StoreError>>;
     /// The largest license id recorded (to restart sequential licensing).
     fn max_license(&self) -> BoxFuture<'_, Result<u64, StoreError>>;
-    /// Deletes up to `max` idempotency records stored before `before_ms`, except permanent
-    /// ones (see [`permanent`]); returns how many it deleted. A request retried after its
-    /// record was pruned runs again as a new request.
+    /// Deletes up to `max` idempotency records stored before `before_ms` (a request retried
+    /// after its record was pruned runs again as a new request), except permanent ones (see
+    /// [`permanent`]) and those of top-ups whose payment intent is still open (the
+    /// reconciliation replays them under the same id); returns how many it deleted.
     fn prune_idempotency(&self, before_ms: u64, max: u32)
     -> BoxFuture<'_, Result<u64, StoreError>>;
+    /// Records a payment intent before its charge (durably). Recording the same request again
+    /// keeps the first record.
+    fn record_intent(&self, intent: PaymentIntent) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// Resolves the payment intent of `request` (the first resolution stays; an unknown
+    /// request changes nothing).
+    fn resolve_intent(
+        &self,
+        request: RequestId,
+        resolution: IntentResolution,
+        now_ms: u64,
+    ) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// Up to `max` unresolved payment intents started before `before_ms`, oldest first.
+    fn open_intents(
+        &self,
+        before_ms: u64,
+        max: u32,
+    ) -> BoxFuture<'_, Result<Vec<PaymentIntent>, StoreError>>;
+}
+
+/// A stored payment method summary (JSON; it holds no secret).
+pub(crate) fn encode_method(method: &MethodSummary) -> String {
+    // A plain enum of strings and integers; serializing it cannot fail.
+    serde_json::to_string(method).unwrap_or_default()
+}
+
+pub(crate) fn decode_method(text: &str) -> Result<MethodSummary, StoreError> {
+    serde_json::from_str(text).map_err(|e| corrupt(format!("payment intent method: {e}")))
 }
 
 /// Idempotency records that are never pruned: account openings. The vendor maps a directory
@@ -111,6 +139,11 @@ pub(crate) fn cents(v: i64) -> Result<Cents, StoreError> {
 
 pub(crate) fn int(v: u64) -> Result<i64, StoreError> {
     i64::try_from(v).map_err(|_| corrupt(format!("value {v} does not fit BIGINT")))
+}
+
+/// A time bound as a column value: bounds past the column's range mean "any time".
+pub(crate) fn cutoff(ms: u64) -> i64 {
+    i64::try_from(ms).unwrap_or(i64::MAX)
 }
 
 pub(crate) fn uint(v: i64) -> Result<u64, StoreError> {
