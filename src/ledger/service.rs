@@ -10,7 +10,7 @@ use super::licensing::LicensingAuthority;
 use super::model::*;
 use super::ops::{self, External, Op, Request};
 use super::payment::{PaymentMethod, PaymentProcessor};
-use super::store::{self, LedgerStore, StoreError};
+use super::store::{self, LedgerStore, ReplySender, StoreError};
 use crate::money::Cents;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -59,7 +59,10 @@ impl Clock for ManualClock {
 pub struct LedgerConfig {
     /// Capacity of the command channel from the front.
     pub ledger_requests_max: usize,
-    /// Most commands being worked on at once (each waits on the store).
+    /// Most commands being worked on at once, each on a task of its own that waits on the
+    /// store (reads, top-ups, licensing; and every command when the store cannot take
+    /// submissions). Ledger operations a store takes by `LedgerStore::submit` (SQLite) need
+    /// no task: its bounded queue holds them.
     pub ledger_inflight_max: usize,
     /// How often the reaper expires reservations, polls returned payments, prunes old
     /// idempotency records and reconciles open payment intents (0 = never).
@@ -109,6 +112,9 @@ pub enum CallError {
 type Answer<T> = oneshot::Sender<Result<T, CallError>>;
 
 enum Command {
+    /// A ledger operation the store answers itself (see [`LedgerStore::submit`]).
+    Submit(Request, ReplySender),
+    /// A licensing answer to fetch, then record.
     Execute(Request, Answer<Outcome>),
     Open(RequestId, Answer<Outcome>),
     Fund {
@@ -149,8 +155,17 @@ impl LedgerHandle {
     /// Runs any operation that needs no outside party (authorize, commit, void, refunds,
     /// scans, ...). For `Fund` and `OpenAccount` use [`Self::fund`] / [`Self::open_account`].
     pub async fn execute(&self, id: RequestId, op: Op) -> Result<Outcome, CallError> {
-        self.call(|a| Command::Execute(Request::new(id, op), a))
+        if matches!(op, Op::License { .. }) {
+            return self
+                .call(|a| Command::Execute(Request::new(id, op), a))
+                .await;
+        }
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Submit(Request::new(id, op), tx))
             .await
+            .map_err(|_| StoreError::Closed)?;
+        outcome(rx.await.map_err(|_| StoreError::Closed)?)
     }
 
     /// Opens an account and asks the licensing authority for its meter license. A refused
@@ -634,6 +649,10 @@ impl Service {
 
     async fn handle(&self, cmd: Command) {
         match cmd {
+            Command::Submit(request, reply) => {
+                let now = self.clock.now_ms();
+                let _ = reply.send(self.store.execute(request, now).await);
+            }
             Command::Execute(request, a) => {
                 let r = if matches!(request.op, Op::License { .. }) {
                     self.license(request).await
@@ -738,6 +757,18 @@ pub fn spawn(
     }
     tokio::spawn(async move {
         while let Some(cmd) = rx.recv().await {
+            // Ledger operations go straight to a store that answers them itself: no task per
+            // request (the store's own queue bounds them).
+            let cmd = match cmd {
+                Command::Submit(request, reply) => {
+                    let now = service.clock.now_ms();
+                    match service.store.submit(request, now, reply) {
+                        Ok(()) => continue,
+                        Err(back) => Command::Submit(back.0, back.1),
+                    }
+                }
+                other => other,
+            };
             let Ok(permit) = permits.clone().acquire_owned().await else {
                 break;
             };

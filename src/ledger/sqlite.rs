@@ -369,6 +369,7 @@ impl SqliteStore {
             syncing_seq: AtomicU64::new(0),
             failed_epoch: AtomicU64::new(u64::MAX),
             wal_restart_wanted: AtomicBool::new(false),
+            read_gate: Mutex::new(()),
         });
         let (stop_checkpoints, stopped) = std::sync::mpsc::sync_channel::<()>(1);
         let interval = Duration::from_millis(config.checkpoint_interval_ms.max(1));
@@ -416,6 +417,7 @@ impl SqliteStore {
             stale_epoch: None,
             cursor: None,
             prune_from: 0,
+            restart_next: false,
         };
         // One batch waits while another commits: a bounded two-stage pipeline.
         let (to_commit, sealed) = std::sync::mpsc::sync_channel(1);
@@ -522,6 +524,11 @@ struct Shared {
     /// Set by the checkpoint thread when the WAL holds `wal_frames_max` frames or more: the
     /// committer checkpoints the rest itself after its next commit, so the WAL starts over.
     wal_restart_wanted: AtomicBool,
+    /// Held by the decider while its read snapshot is open, and by the committer through the
+    /// one transaction that should start the WAL over: SQLite starts it over only if no
+    /// reader holds a snapshot older than the checkpoint, and the decider, reading almost
+    /// all the time under load, usually did (the WAL then grew on until a later try).
+    read_gate: Mutex<()>,
 }
 
 /// Rows written by batches handed to the committer, each with the sequence number of the last
@@ -613,6 +620,8 @@ struct Committer {
     cursor: Option<WriteCursor>,
     /// Every idempotency record at or below this id is permanent (see [`Self::prune`]).
     prune_from: i64,
+    /// The WAL is fully checkpointed: the next transaction should start it over.
+    restart_next: bool,
 }
 
 /// One authorization's signature, computed after the batch decided and before it is written.
@@ -934,6 +943,9 @@ impl Decider {
         open.item_bytes += arrived.iter().map(item_bytes).sum::<usize>();
         let mut start = open.jobs.len();
         open.jobs.append(arrived);
+        // Our read snapshot lives only while we hold the gate (see `Shared::read_gate`).
+        let shared = self.shared.clone();
+        let _gate = shared.read_gate.lock().unwrap_or_else(|p| p.into_inner());
         let r = (|| -> Result<(), StoreError> {
             let tx = self.conn.transaction().map_err(db)?;
             if redo_all {
@@ -1192,7 +1204,9 @@ impl Committer {
         if !self.shared.wal_restart_wanted.swap(false, Ordering::AcqRel) {
             return;
         }
-        if checkpoint(&self.conn).is_err() {
+        if checkpoint(&self.conn).is_ok() {
+            self.restart_next = true;
+        } else {
             // Another checkpoint was running (SQLite lets one run at a time): try again after
             // the next batch.
             self.shared
@@ -1219,6 +1233,11 @@ impl Committer {
         rows: &Rows,
         jobs: &[Job],
     ) -> Result<Option<Vec<Reply>>, StoreError> {
+        // Starting the WAL over: no decider snapshot may be open meanwhile (the decider waits
+        // at most this one transaction).
+        let shared = self.shared.clone();
+        let _gate = std::mem::take(&mut self.restart_next)
+            .then(|| shared.read_gate.lock().unwrap_or_else(|p| p.into_inner()));
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -2015,22 +2034,39 @@ fn to_record(row: (i64, i64, i64, i64, String, Vec<u8>)) -> Result<StoredAuditRe
 impl LedgerStore for SqliteStore {
     fn execute(&self, request: Request, now_ms: u64) -> BoxFuture<'_, Result<Reply, StoreError>> {
         let (tx, rx) = oneshot::channel();
+        let _ = self.submit(request, now_ms, tx);
+        Box::pin(async move { rx.await.map_err(|_| StoreError::Closed)? })
+    }
+
+    /// Queues the request for the decider; the committer answers `reply` after the commit.
+    /// A full queue or a store shut down is answered at once.
+    fn submit(
+        &self,
+        request: Request,
+        now_ms: u64,
+        reply: store::ReplySender,
+    ) -> Result<(), store::Unsubmitted> {
         let fingerprint = ops::fingerprint(&request.op);
         let sent = self.jobs.try_send(Task::Request(Job {
             fingerprint,
             request,
             now_ms,
-            reply: tx,
+            reply,
         }));
-        let queue_requests_max = self.queue_requests_max;
-        Box::pin(async move {
-            match sent {
-                Ok(()) => {}
-                Err(TrySendError::Full(_)) => return Err(StoreError::Busy { queue_requests_max }),
-                Err(TrySendError::Disconnected(_)) => return Err(StoreError::Closed),
-            }
-            rx.await.map_err(|_| StoreError::Closed)?
-        })
+        let (task, error) = match sent {
+            Ok(()) => return Ok(()),
+            Err(TrySendError::Full(task)) => (
+                task,
+                StoreError::Busy {
+                    queue_requests_max: self.queue_requests_max,
+                },
+            ),
+            Err(TrySendError::Disconnected(task)) => (task, StoreError::Closed),
+        };
+        if let Task::Request(job) = task {
+            let _ = job.reply.send(Err(error));
+        }
+        Ok(())
     }
 
     fn account(&self, id: AccountId) -> BoxFuture<'_, Result<Option<Account>, StoreError>> {

@@ -25,6 +25,11 @@ pub enum StoreError {
     Contention { attempts: u32 },
 }
 
+/// Where a store sends the answer to a submitted request.
+pub type ReplySender = tokio::sync::oneshot::Sender<Result<Reply, StoreError>>;
+/// A request a store cannot take by [`LedgerStore::submit`], given back.
+pub type Unsubmitted = Box<(Request, ReplySender)>;
+
 /// All accounts and the whole audit log, read together.
 pub type AuditSnapshot = (Vec<Account>, Vec<StoredAuditRecord>);
 
@@ -32,6 +37,13 @@ pub type AuditSnapshot = (Vec<Account>, Vec<StoredAuditRecord>);
 /// idempotency record and audit records, and resolves only after that transaction committed.
 pub trait LedgerStore: Send + Sync + 'static {
     fn execute(&self, request: Request, now_ms: u64) -> BoxFuture<'_, Result<Reply, StoreError>>;
+    /// Like `execute`, but the store sends the answer to `reply` itself once the transaction
+    /// committed (or fails), so no task of the caller's waits for it. A store without such a
+    /// path gives both back (the default) and the caller runs `execute` on a task instead.
+    fn submit(&self, request: Request, now_ms: u64, reply: ReplySender) -> Result<(), Unsubmitted> {
+        let _ = now_ms;
+        Err(Box::new((request, reply)))
+    }
     fn account(&self, id: AccountId) -> BoxFuture<'_, Result<Option<Account>, StoreError>>;
     fn piece(&self, id: PieceId) -> BoxFuture<'_, Result<Option<Piece>, StoreError>>;
     /// Up to `limit` pieces of `account` with a serial below `before` (all when `None`),
