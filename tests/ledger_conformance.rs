@@ -1445,3 +1445,77 @@ async fn sqlite_wal_stays_bounded_under_sustained_load() {
         "WAL file reached {largest} bytes (bound {WAL_FILE_BYTES_MAX}); database {db_bytes} bytes"
     );
 }
+
+/// `frank vendor payments open` lists what the reaper has yet to settle, with the request id
+/// the processor knows the charge by, and nothing once it is settled.
+#[test]
+fn cli_lists_open_payment_intents() {
+    use frank::ledger::cli::{
+        DatabaseArg, LedgerCommand, PaymentsCommand, open_intents_report, run,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let list = || {
+        run(LedgerCommand::Payments(PaymentsCommand::Open {
+            limit: 10,
+            db: DatabaseArg {
+                data: None,
+                database: Some(path.to_string_lossy().into_owned()),
+            },
+        }))
+    };
+    let intent = rt.block_on(async {
+        let store = SqliteStore::open(
+            &path,
+            SqliteConfig::default(),
+            signer(),
+            LedgerLimits::default(),
+        )
+        .unwrap();
+        let a = open_active(&store, 5100, T0).await;
+        let intent = PaymentIntent {
+            request: RequestId(0xFEED),
+            account: a,
+            amount: c(2_500),
+            method: card_summary(),
+            started_at_ms: T0,
+        };
+        store.record_intent(intent.clone()).await.unwrap();
+        let open = store.open_intents(u64::MAX, 10).await.unwrap();
+        assert_eq!(open, vec![intent.clone()]);
+        let lines = open_intents_report(&open, T0 + 90_000);
+        assert_eq!(lines.len(), 1);
+        let line = &lines[0];
+        for want in [
+            "request 0000000000000000000000000000feed",
+            &format!("account {}", a.0),
+            "$25.00",
+            "card ending 4242",
+            "open for 90 s",
+        ] {
+            assert!(line.contains(want), "{want:?} missing from {line:?}");
+        }
+        intent
+    });
+    list().expect("lists");
+    rt.block_on(async {
+        let store = SqliteStore::open(
+            &path,
+            SqliteConfig::default(),
+            signer(),
+            LedgerLimits::default(),
+        )
+        .unwrap();
+        store
+            .resolve_intent(intent.request, IntentResolution::NotCharged, T0 + 1)
+            .await
+            .unwrap();
+        let open = store.open_intents(u64::MAX, 10).await.unwrap();
+        assert_eq!(
+            open_intents_report(&open, T0),
+            vec!["no open payment intents"]
+        );
+    });
+    list().expect("lists");
+}

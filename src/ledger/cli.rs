@@ -1,5 +1,6 @@
 //! `frank vendor` ledger subcommands: audit verification, supervisor refund decisions and
-//! unlocks, statements and account lookups, run directly against the ledger database.
+//! unlocks, statements, account lookups and open payment intents, run directly against the
+//! ledger database.
 
 use super::model::*;
 use super::ops::Op;
@@ -66,6 +67,10 @@ pub enum LedgerCommand {
         #[command(flatten)]
         db: DatabaseArg,
     },
+    /// Top-up payments the processor may have charged that are not settled yet (credited,
+    /// reversed or found uncharged); the reaper settles each after its grace period.
+    #[command(subcommand)]
+    Payments(PaymentsCommand),
     /// An account's status and registers.
     #[command(name = "registers")]
     Account {
@@ -82,6 +87,40 @@ pub enum AuditCommand {
         #[command(flatten)]
         db: DatabaseArg,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PaymentsCommand {
+    /// List the open payment intents, oldest first.
+    Open {
+        /// Most intents to list.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[command(flatten)]
+        db: DatabaseArg,
+    },
+}
+
+/// One line per open payment intent, for an operator: its request id (the processor's
+/// idempotency key), account, amount, redacted method and age.
+pub fn open_intents_report(intents: &[PaymentIntent], now_ms: u64) -> Vec<String> {
+    if intents.is_empty() {
+        return vec!["no open payment intents".into()];
+    }
+    intents
+        .iter()
+        .map(|i| {
+            let method = match &i.method {
+                MethodSummary::Card { last4, .. } => format!("card ending {last4}"),
+                MethodSummary::Ach { last4, .. } => format!("ACH account ending {last4}"),
+            };
+            let age_s = now_ms.saturating_sub(i.started_at_ms) / 1000;
+            format!(
+                "request {}  account {}  {}  {}  open for {} s",
+                i.request, i.account.0, i.amount, method, age_s
+            )
+        })
+        .collect()
 }
 
 #[derive(Debug, Subcommand)]
@@ -236,6 +275,14 @@ async fn run_async(cmd: LedgerCommand) -> anyhow::Result<()> {
                 }
                 Err(e) => bail!("{e}"),
             }
+        }
+        LedgerCommand::Payments(PaymentsCommand::Open { limit, db }) => {
+            let store = open(&db).await?;
+            let intents = store.open_intents(u64::MAX, limit).await?;
+            for line in open_intents_report(&intents, now_ms()) {
+                println!("{line}");
+            }
+            Ok(())
         }
         LedgerCommand::Account { account, db } => {
             let store = open(&db).await?;
