@@ -5,7 +5,8 @@
 //! Three runs: SQLite with group commit, SQLite with one transaction per request (the naive
 //! baseline, same run), and PostgreSQL (a throwaway local server, fsync on). The last stdout
 //! line is JSON: group_per_s, naive_per_s, group_vs_naive, group_p99_ms, postgres_per_s,
-//! postgres_p99_ms. Pair latency is authorize-sent → commit-acknowledged.
+//! postgres_p99_ms, and fsync_4k_ms (what one durable commit costs this disk at least, which
+//! bounds the baseline). Pair latency is authorize-sent → commit-acknowledged.
 //!
 //! `cargo bench --bench ledger -- --quick` runs 4 s per backend (well under 2 minutes);
 //! `--only group|naive|postgres` runs one backend (the others report 0).
@@ -162,6 +163,33 @@ fn sqlite(dir: &tempfile::TempDir, name: &str, config: SqliteConfig) -> Arc<dyn 
     )
 }
 
+/// What one durable commit costs this disk at least: the median of rewriting 4 KiB of an
+/// existing file and `fdatasync`, as the baseline's commit does to the reused WAL. The
+/// baseline's rate follows it; group commit amortises it (reported beside the ratio).
+fn fsync_4k_ms(dir: &tempfile::TempDir) -> f64 {
+    use std::io::{Seek, Write};
+    const ROUNDS: usize = 200;
+    let path = dir.path().join("fsync-probe");
+    let mut f = std::fs::File::create(&path).unwrap();
+    let block = [0x5Au8; 4096];
+    for _ in 0..ROUNDS {
+        f.write_all(&block).unwrap();
+    }
+    f.sync_all().unwrap();
+    let mut took = Vec::with_capacity(ROUNDS);
+    for i in 0..ROUNDS {
+        f.seek(std::io::SeekFrom::Start((i * block.len()) as u64))
+            .unwrap();
+        f.write_all(&block).unwrap();
+        let t = Instant::now();
+        f.sync_data().unwrap();
+        took.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    std::fs::remove_file(&path).unwrap();
+    took.sort_by(f64::total_cmp);
+    took[ROUNDS / 2]
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     RANDOM_IDS.store(
@@ -189,6 +217,8 @@ fn main() {
     let base = std::env::var("CARGO_TARGET_TMPDIR").unwrap_or_else(|_| "target".into());
     std::fs::create_dir_all(&base).unwrap();
     let dir = tempfile::tempdir_in(&base).unwrap();
+    let fsync_ms = fsync_4k_ms(&dir);
+    eprintln!("this disk: rewriting 4 KiB + fdatasync, median {fsync_ms:.3} ms");
     rt.block_on(async {
         let group = if wanted("group") {
             run(sqlite(&dir, "group.db", SqliteConfig::default()), seconds).await
@@ -245,6 +275,7 @@ fn main() {
                 "postgres_p99_ms": (postgres.p99_ms * 100.0).round() / 100.0,
                 "clients": CLIENTS,
                 "seconds_per_run": seconds,
+                "fsync_4k_ms": (fsync_ms * 1000.0).round() / 1000.0,
             })
         );
     });
