@@ -114,7 +114,8 @@ type Answer<T> = oneshot::Sender<Result<T, CallError>>;
 enum Command {
     /// A ledger operation the store answers itself (see [`LedgerStore::submit`]).
     Submit(Request, ReplySender),
-    /// A licensing answer to fetch, then record.
+    /// An operation run on a task of its own (`License`: the authority's answer is fetched
+    /// first, then recorded).
     Execute(Request, Answer<Outcome>),
     Open(RequestId, Answer<Outcome>),
     Fund {
