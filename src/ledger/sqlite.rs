@@ -394,7 +394,7 @@ impl SqliteStore {
                         Ok(frames)
                     });
                     match r {
-                        Ok(frames) if frames >= wal_frames_max => {
+                        Ok(Some(frames)) if frames >= wal_frames_max => {
                             asks.wal_restart_wanted.store(true, Ordering::Release);
                         }
                         Ok(_) => {}
@@ -853,7 +853,8 @@ impl Decider {
                 self.extend(&mut open, &mut arrived);
             }
             // Hand the batch over once the committer is free to take it (or it is full, or a
-            // prune, an intent write or shutdown must go after it); until then it stays open for more.
+            // prune, an intent write or shutdown must go after it); until then it stays open
+            // for more.
             if !open.jobs.is_empty()
                 && (side.is_some()
                     || !connected
@@ -1067,20 +1068,15 @@ impl Decider {
     }
 }
 
-/// One PASSIVE checkpoint; returns the number of frames in the WAL. An error when another
-/// checkpoint was running.
-fn checkpoint(conn: &Connection) -> Result<u64, StoreError> {
+/// One PASSIVE checkpoint; returns the number of frames in the WAL, or `None` when another
+/// checkpoint was running (SQLite runs one at a time; try again later).
+fn checkpoint(conn: &Connection) -> Result<Option<u64>, StoreError> {
     let (busy, log): (i64, i64) = conn
         .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })
         .map_err(db)?;
-    if busy != 0 {
-        return Err(StoreError::Database(
-            "another WAL checkpoint is running".into(),
-        ));
-    }
-    Ok(u64::try_from(log).unwrap_or(0))
+    Ok((busy == 0).then(|| u64::try_from(log).unwrap_or(0)))
 }
 
 /// The control sum of every account the batch touched, before anything is written.
@@ -1198,20 +1194,27 @@ impl Committer {
 
     /// If the checkpoint thread found the WAL long, copies what it has not yet copied (the
     /// batches committed since its last pass) so that every frame is in the database file;
-    /// the next transaction then writes the WAL from its start. Answers wait for this, but it
-    /// runs once per `wal_frames_max` frames and copies only a short tail.
+    /// the next transaction then writes the WAL from its start. Runs after the batch's
+    /// answers; the next batch waits for it, but it comes once per `wal_frames_max` frames
+    /// and copies only a short tail.
     fn restart_wal_if_wanted(&mut self) {
         if !self.shared.wal_restart_wanted.swap(false, Ordering::AcqRel) {
             return;
         }
-        if checkpoint(&self.conn).is_ok() {
-            self.restart_next = true;
-        } else {
-            // Another checkpoint was running (SQLite lets one run at a time): try again after
-            // the next batch.
-            self.shared
-                .wal_restart_wanted
-                .store(true, Ordering::Release);
+        match checkpoint(&self.conn) {
+            Ok(Some(_)) => self.restart_next = true,
+            Ok(None) => {
+                // The checkpoint thread's pass was running: try again after the next batch.
+                self.shared
+                    .wal_restart_wanted
+                    .store(true, Ordering::Release);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "ledger WAL checkpoint failed; will retry");
+                self.shared
+                    .wal_restart_wanted
+                    .store(true, Ordering::Release);
+            }
         }
     }
 
