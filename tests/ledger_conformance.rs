@@ -1068,13 +1068,7 @@ fn cli_audit_verify_reports_a_tampered_row() {
     let path = dir.path().join("ledger.db");
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let store = SqliteStore::open(
-            &path,
-            SqliteConfig::default(),
-            signer(),
-            LedgerLimits::default(),
-        )
-        .unwrap();
+        let store = sqlite_at(&path);
         activity_for_tamper(&store).await;
     });
     let verify = || {
@@ -1102,13 +1096,7 @@ fn cli_unlock_unlocks_a_locked_account() {
     let path = dir.path().join("ledger.db");
     let rt = tokio::runtime::Runtime::new().unwrap();
     let a = rt.block_on(async {
-        let store = SqliteStore::open(
-            &path,
-            SqliteConfig::default(),
-            signer(),
-            LedgerLimits::default(),
-        )
-        .unwrap();
+        let store = sqlite_at(&path);
         let a = open_active(&store, 5000, T0).await;
         let op = Op::PaymentReturned {
             account: a,
@@ -1133,13 +1121,7 @@ fn cli_unlock_unlocks_a_locked_account() {
     let err = unlock("Pat Supervisor").unwrap_err().to_string();
     assert!(err.contains("is not locked"), "{err}");
     rt.block_on(async {
-        let store = SqliteStore::open(
-            &path,
-            SqliteConfig::default(),
-            signer(),
-            LedgerLimits::default(),
-        )
-        .unwrap();
+        let store = sqlite_at(&path);
         let acct = store.account(a).await.unwrap().unwrap();
         assert_eq!(acct.status, AccountStatus::Active);
         let last = store.account_audit(a).await.unwrap().pop().unwrap();
@@ -1466,13 +1448,7 @@ fn cli_lists_open_payment_intents() {
         }))
     };
     let intent = rt.block_on(async {
-        let store = SqliteStore::open(
-            &path,
-            SqliteConfig::default(),
-            signer(),
-            LedgerLimits::default(),
-        )
-        .unwrap();
+        let store = sqlite_at(&path);
         let a = open_active(&store, 5100, T0).await;
         let intent = PaymentIntent {
             request: RequestId(0xFEED),
@@ -1500,13 +1476,7 @@ fn cli_lists_open_payment_intents() {
     });
     list().expect("lists");
     rt.block_on(async {
-        let store = SqliteStore::open(
-            &path,
-            SqliteConfig::default(),
-            signer(),
-            LedgerLimits::default(),
-        )
-        .unwrap();
+        let store = sqlite_at(&path);
         store
             .resolve_intent(intent.request, IntentResolution::NotCharged, T0 + 1)
             .await

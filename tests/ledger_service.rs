@@ -8,7 +8,6 @@ use frank::ledger::licensing::EmbeddedLicensing;
 use frank::ledger::ops;
 use frank::ledger::payment::{self, BankAccount, Card, PaymentMethod, SimulatedProcessor};
 use frank::ledger::service::{self, ManualClock};
-use frank::ledger::sqlite::{SqliteConfig, SqliteStore};
 use frank::ledger::*;
 use std::sync::Arc;
 use support::*;
@@ -24,13 +23,7 @@ struct Rig {
 
 fn rig() -> Rig {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(
-        &dir.path().join("ledger.db"),
-        SqliteConfig::default(),
-        signer(),
-        LedgerLimits::default(),
-    )
-    .unwrap();
+    let store = sqlite_at(&dir.path().join("ledger.db"));
     let clock = Arc::new(ManualClock::new(T0));
     let licensing = Arc::new(EmbeddedLicensing::new(0, 1000));
     let handle = service::spawn(
@@ -281,6 +274,16 @@ struct LockDuringCharge {
     reversals_refused: std::sync::atomic::AtomicU32,
 }
 
+impl LockDuringCharge {
+    fn new(store: Arc<dyn LedgerStore>, reversals_refused: u32) -> Arc<LockDuringCharge> {
+        Arc::new(LockDuringCharge {
+            inner: SimulatedProcessor::new(),
+            store,
+            reversals_refused: reversals_refused.into(),
+        })
+    }
+}
+
 impl payment::PaymentProcessor for LockDuringCharge {
     fn charge<'a>(
         &'a self,
@@ -333,30 +336,9 @@ impl payment::PaymentProcessor for LockDuringCharge {
 #[tokio::test]
 async fn a_charge_refused_by_a_lock_in_between_is_reversed_and_audited() {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn LedgerStore> = Arc::new(
-        SqliteStore::open(
-            &dir.path().join("ledger.db"),
-            SqliteConfig::default(),
-            signer(),
-            LedgerLimits::default(),
-        )
-        .unwrap(),
-    );
-    let processor = Arc::new(LockDuringCharge {
-        inner: SimulatedProcessor::new(),
-        store: store.clone(),
-        reversals_refused: 0.into(),
-    });
-    let h = service::spawn(
-        store.clone(),
-        processor.clone(),
-        Arc::new(EmbeddedLicensing::new(0, 1000)),
-        Arc::new(ManualClock::new(T0)),
-        LedgerConfig {
-            reaper_interval_ms: 0,
-            ..LedgerConfig::default()
-        },
-    );
+    let store: Arc<dyn LedgerStore> = Arc::new(sqlite_at(&dir.path().join("ledger.db")));
+    let processor = LockDuringCharge::new(store.clone(), 0);
+    let (h, _clock) = reaped_by_hand(store.clone(), processor.clone());
     let Outcome::Opened { account: a, .. } = h.open_account(rid()).await.unwrap() else {
         panic!("open")
     };
@@ -393,40 +375,37 @@ async fn a_charge_refused_by_a_lock_in_between_is_reversed_and_audited() {
     assert!(h.verify_audit().await.unwrap().is_ok());
 }
 
+/// A ledger service on `store` and `processor` with a manual clock at `T0` whose reaper runs
+/// only when asked.
+fn reaped_by_hand(
+    store: Arc<dyn LedgerStore>,
+    processor: Arc<dyn payment::PaymentProcessor>,
+) -> (LedgerHandle, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new(T0));
+    let h = service::spawn(
+        store,
+        processor,
+        Arc::new(EmbeddedLicensing::new(0, 1000)),
+        clock.clone(),
+        LedgerConfig {
+            reaper_interval_ms: 0,
+            ..LedgerConfig::default()
+        },
+    );
+    (h, clock)
+}
+
 /// A reversal the processor keeps refusing leaves the payment intent open; once past its grace
 /// period the reaper asks the processor again, reverses the charge and records it — money the
 /// ledger refused is never kept.
 #[tokio::test]
 async fn a_reversal_the_processor_refuses_is_retried_by_the_reaper() {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn LedgerStore> = Arc::new(
-        SqliteStore::open(
-            &dir.path().join("ledger.db"),
-            SqliteConfig::default(),
-            signer(),
-            LedgerLimits::default(),
-        )
-        .unwrap(),
-    );
-    let processor = Arc::new(LockDuringCharge {
-        inner: SimulatedProcessor::new(),
-        store: store.clone(),
-        // All of the top-up's own attempts.
-        reversals_refused: 3.into(),
-    });
-    let clock = Arc::new(ManualClock::new(T0));
-    let config = LedgerConfig {
-        reaper_interval_ms: 0,
-        ..LedgerConfig::default()
-    };
-    let grace_ms = config.payment_intent_grace_ms;
-    let h = service::spawn(
-        store.clone(),
-        processor.clone(),
-        Arc::new(EmbeddedLicensing::new(0, 1000)),
-        clock.clone(),
-        config,
-    );
+    let store: Arc<dyn LedgerStore> = Arc::new(sqlite_at(&dir.path().join("ledger.db")));
+    // All of the top-up's own attempts.
+    let processor = LockDuringCharge::new(store.clone(), 3);
+    let (h, clock) = reaped_by_hand(store.clone(), processor.clone());
+    let grace_ms = LedgerConfig::default().payment_intent_grace_ms;
     let Outcome::Opened { account: a, .. } = h.open_account(rid()).await.unwrap() else {
         panic!("open")
     };
@@ -469,29 +448,10 @@ async fn a_reversal_the_processor_refuses_is_retried_by_the_reaper() {
 #[tokio::test]
 async fn a_charge_a_stopped_vendor_left_uncredited_is_credited_by_the_reaper() {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn LedgerStore> = Arc::new(
-        SqliteStore::open(
-            &dir.path().join("ledger.db"),
-            SqliteConfig::default(),
-            signer(),
-            LedgerLimits::default(),
-        )
-        .unwrap(),
-    );
+    let store: Arc<dyn LedgerStore> = Arc::new(sqlite_at(&dir.path().join("ledger.db")));
     let processor = Arc::new(SimulatedProcessor::new());
-    let clock = Arc::new(ManualClock::new(T0));
-    let config = LedgerConfig {
-        reaper_interval_ms: 0,
-        ..LedgerConfig::default()
-    };
-    let grace_ms = config.payment_intent_grace_ms;
-    let h = service::spawn(
-        store.clone(),
-        processor.clone(),
-        Arc::new(EmbeddedLicensing::new(0, 1000)),
-        clock.clone(),
-        config,
-    );
+    let (h, clock) = reaped_by_hand(store.clone(), processor.clone());
+    let grace_ms = LedgerConfig::default().payment_intent_grace_ms;
     let open = |h: LedgerHandle| async move {
         match h.open_account(rid()).await.unwrap() {
             Outcome::Opened { account, .. } => account,

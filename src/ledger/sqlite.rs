@@ -461,8 +461,16 @@ impl SqliteStore {
 
     /// Sends a payment-intent write to the committer and waits for its commit.
     fn write_intent(&self, write: IntentWrite) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.ask(|reply| Task::Intent(write, reply))
+    }
+
+    /// Queues a task that answers on a channel of its own (a full queue: `Busy`), and waits.
+    fn ask<T: Send + 'static>(
+        &self,
+        task: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Task,
+    ) -> BoxFuture<'_, Result<T, StoreError>> {
         let (tx, rx) = oneshot::channel();
-        let sent = self.jobs.try_send(Task::Intent(write, tx));
+        let sent = self.jobs.try_send(task(tx));
         let queue_requests_max = self.queue_requests_max;
         Box::pin(async move {
             match sent {
@@ -2149,20 +2157,10 @@ impl LedgerStore for SqliteStore {
         before_ms: u64,
         max: u32,
     ) -> BoxFuture<'_, Result<u64, StoreError>> {
-        let (tx, rx) = oneshot::channel();
-        let sent = self.jobs.try_send(Task::Prune {
+        self.ask(|reply| Task::Prune {
             before_ms,
             max,
-            reply: tx,
-        });
-        let queue_requests_max = self.queue_requests_max;
-        Box::pin(async move {
-            match sent {
-                Ok(()) => {}
-                Err(TrySendError::Full(_)) => return Err(StoreError::Busy { queue_requests_max }),
-                Err(TrySendError::Disconnected(_)) => return Err(StoreError::Closed),
-            }
-            rx.await.map_err(|_| StoreError::Closed)?
+            reply,
         })
     }
 

@@ -57,6 +57,17 @@ pub fn signer() -> Arc<dyn ItemSigner> {
 
 static NEXT: AtomicU64 = AtomicU64::new(1);
 
+/// A SQLite store at `path` with the default configuration, signing with [`signer`].
+pub fn sqlite_at(path: &std::path::Path) -> frank::ledger::sqlite::SqliteStore {
+    frank::ledger::sqlite::SqliteStore::open(
+        path,
+        frank::ledger::sqlite::SqliteConfig::default(),
+        signer(),
+        LedgerLimits::default(),
+    )
+    .unwrap()
+}
+
 /// A fresh request id (unique within the process).
 pub fn rid() -> RequestId {
     RequestId(
