@@ -509,3 +509,111 @@ async fn a_charge_a_stopped_vendor_left_uncredited_is_credited_by_the_reaper() {
     assert_eq!(h.account(b).await.unwrap().registers.control, c(700));
     assert!(h.verify_audit().await.unwrap().is_ok());
 }
+
+/// A processor that stops answering (until told otherwise) while staying well-formed.
+struct Hanging {
+    inner: SimulatedProcessor,
+    hang: std::sync::atomic::AtomicBool,
+}
+
+impl Hanging {
+    fn hangs(&self) -> bool {
+        self.hang.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl payment::PaymentProcessor for Hanging {
+    fn charge<'a>(
+        &'a self,
+        key: RequestId,
+        account: AccountId,
+        method: &'a PaymentMethod,
+        amount: frank::money::Cents,
+    ) -> payment::BoxFuture<'a, Result<PaymentReceipt, PaymentError>> {
+        if self.hangs() {
+            return Box::pin(std::future::pending());
+        }
+        self.inner.charge(key, account, method, amount)
+    }
+    fn returns(&self) -> payment::BoxFuture<'_, Vec<payment::PaymentReturn>> {
+        if self.hangs() {
+            return Box::pin(std::future::pending());
+        }
+        self.inner.returns()
+    }
+    fn reverse<'a>(
+        &'a self,
+        payment: &'a PaymentId,
+        amount: frank::money::Cents,
+    ) -> payment::BoxFuture<'a, Result<(), PaymentError>> {
+        if self.hangs() {
+            return Box::pin(std::future::pending());
+        }
+        self.inner.reverse(payment, amount)
+    }
+    fn charged(
+        &self,
+        key: RequestId,
+    ) -> payment::BoxFuture<'_, Result<Option<PaymentReceipt>, PaymentError>> {
+        if self.hangs() {
+            return Box::pin(std::future::pending());
+        }
+        self.inner.charged(key)
+    }
+}
+
+/// Every call to the payment processor is bounded: a charge that hangs answers `Timeout` and
+/// leaves its intent open, and a processor that hangs cannot stall the reaper (which also
+/// expires reservations); once it answers again, the intent is settled.
+#[tokio::test]
+async fn a_hanging_processor_times_out_and_does_not_stall_the_reaper() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn LedgerStore> = Arc::new(sqlite_at(&dir.path().join("ledger.db")));
+    let processor = Arc::new(Hanging {
+        inner: SimulatedProcessor::new(),
+        hang: true.into(),
+    });
+    let clock = Arc::new(ManualClock::new(T0));
+    let config = LedgerConfig {
+        reaper_interval_ms: 0,
+        payment_call_timeout_ms: 100,
+        ..LedgerConfig::default()
+    };
+    let grace_ms = config.payment_intent_grace_ms;
+    let h = service::spawn(
+        store.clone(),
+        processor.clone(),
+        Arc::new(EmbeddedLicensing::new(0, 1000)),
+        clock.clone(),
+        config,
+    );
+    let Outcome::Opened { account: a, .. } = h.open_account(rid()).await.unwrap() else {
+        panic!("open")
+    };
+    let bounded = std::time::Duration::from_secs(10);
+    let err = tokio::time::timeout(bounded, h.fund(rid(), a, c(1000), card("4242424242424242")))
+        .await
+        .expect("the top-up answers although the processor hangs")
+        .unwrap_err();
+    assert_eq!(
+        err,
+        CallError::Refused(LedgerError::Payment(PaymentError::Timeout))
+    );
+    assert_eq!(store.open_intents(u64::MAX, 10).await.unwrap().len(), 1);
+    clock.advance(grace_ms + 1);
+    tokio::time::timeout(bounded, h.reap())
+        .await
+        .expect("the reaper finishes its pass although the processor hangs")
+        .unwrap();
+    assert_eq!(
+        store.open_intents(u64::MAX, 10).await.unwrap().len(),
+        1,
+        "cannot tell yet: still open"
+    );
+    processor
+        .hang
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    h.reap().await.unwrap();
+    assert_eq!(store.open_intents(u64::MAX, 10).await.unwrap(), vec![]);
+    assert_eq!(h.account(a).await.unwrap().registers.control, c(0));
+}

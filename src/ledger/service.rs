@@ -79,6 +79,11 @@ pub struct LedgerConfig {
     pub payment_intent_grace_ms: u64,
     /// Most payment intents one reaper pass reconciles.
     pub payment_intents_reconcile_max: u32,
+    /// Longest the service waits for one call to the payment processor (charge, reversal,
+    /// lookup). A charge that takes longer counts as `PaymentError::Timeout` (it may still
+    /// have gone through: its payment intent stays open and the reaper settles it), and a
+    /// processor that hangs cannot stall the reaper.
+    pub payment_call_timeout_ms: u64,
     pub limits: LedgerLimits,
 }
 
@@ -92,6 +97,7 @@ impl Default for LedgerConfig {
             idempotency_prune_max: 10_000,
             payment_intent_grace_ms: 5 * 60 * 1000,
             payment_intents_reconcile_max: 64,
+            payment_call_timeout_ms: 30_000,
             limits: LedgerLimits::default(),
         }
     }
@@ -458,7 +464,8 @@ impl Service {
                         started_at_ms: self.clock.now_ms(),
                     })
                     .await?;
-                External::Payment(self.payments.charge(id, account, &method, amount).await)
+                let charge = self.payments.charge(id, account, &method, amount);
+                External::Payment(self.bounded(charge).await)
             }
             Err(_) => External::None,
         };
@@ -495,6 +502,20 @@ impl Service {
         }
     }
 
+    fn payment_call_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.config.payment_call_timeout_ms)
+    }
+
+    /// One processor call, bounded by `payment_call_timeout_ms` (then `Timeout`).
+    async fn bounded<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, PaymentError>>,
+    ) -> Result<T, PaymentError> {
+        tokio::time::timeout(self.payment_call_timeout(), call)
+            .await
+            .unwrap_or(Err(PaymentError::Timeout))
+    }
+
     /// Marks a payment intent resolved. If that fails the intent stays open and the reaper
     /// settles it again later (replaying the same request id changes nothing more).
     async fn resolve(&self, id: RequestId, resolution: IntentResolution) {
@@ -518,7 +539,7 @@ impl Service {
             .open_intents(before_ms, self.config.payment_intents_reconcile_max)
             .await?;
         for intent in open {
-            let receipt = match self.payments.charged(intent.request).await {
+            let receipt = match self.bounded(self.payments.charged(intent.request)).await {
                 Ok(Some(receipt)) => receipt,
                 Ok(None) => {
                     self.resolve(intent.request, IntentResolution::NotCharged)
@@ -579,7 +600,10 @@ impl Service {
         const REVERSE_ATTEMPTS_MAX: u32 = 3;
         const REVERSE_BACKOFF_MS: u64 = 100;
         let mut attempt = 0;
-        while let Err(e) = self.payments.reverse(&receipt.id, receipt.amount).await {
+        while let Err(e) = self
+            .bounded(self.payments.reverse(&receipt.id, receipt.amount))
+            .await
+        {
             attempt += 1;
             if attempt >= REVERSE_ATTEMPTS_MAX {
                 tracing::error!(
@@ -617,7 +641,9 @@ impl Service {
     }
 
     async fn reap(&self) -> Result<Vec<PieceId>, CallError> {
-        for r in self.payments.returns().await {
+        let returns = tokio::time::timeout(self.payment_call_timeout(), self.payments.returns());
+        // A processor that does not answer in time: its returns come on a later pass.
+        for r in returns.await.unwrap_or_default() {
             let op = Op::PaymentReturned {
                 account: r.account,
                 payment: r.payment.clone(),
