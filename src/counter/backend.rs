@@ -207,6 +207,8 @@ fn retryable(e: &ClientError) -> bool {
                     | ErrorCode::Internal
                     | ErrorCode::NotLoggedIn
                     | ErrorCode::UnknownSession
+                    // The processor charges at most once per request id.
+                    | ErrorCode::PaymentTimeout
             )
         ),
     }
@@ -214,6 +216,13 @@ fn retryable(e: &ClientError) -> bool {
 
 /// Words for a person, from a failed request.
 fn reason(e: &ClientError) -> String {
+    if e.code() == Some(ErrorCode::PaymentTimeout) {
+        // Trying again by hand would be a new top-up: the first may yet go through.
+        return "the card or bank processor did not answer. If the payment went through, the \
+                vendor adds it to the balance within a few minutes; check the balance before \
+                trying again"
+            .into();
+    }
     match e {
         ClientError::Response(wire::ResponseError::Refused(b)) => b.message.clone(),
         other => other.to_string(),
@@ -1059,4 +1068,30 @@ fn spawn_link_reports(sup: SupervisorHandle, events: mpsc::Sender<Backend>) -> J
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(code: ErrorCode) -> ClientError {
+        ClientError::Response(wire::ResponseError::Refused(wire::ErrorBody::new(
+            code,
+            "vendor words",
+        )))
+    }
+
+    /// A processor timeout is retried under the same request id (charged at most once); once
+    /// the retries run out the clerk is told not to top up again blindly.
+    #[test]
+    fn a_payment_timeout_is_retried_and_then_explained() {
+        assert!(retryable(&refused(ErrorCode::PaymentTimeout)));
+        assert!(!retryable(&refused(ErrorCode::PaymentDeclined)));
+        let words = reason(&refused(ErrorCode::PaymentTimeout));
+        assert!(
+            words.contains("check the balance before trying again"),
+            "{words}"
+        );
+        assert_eq!(reason(&refused(ErrorCode::PaymentDeclined)), "vendor words");
+    }
 }
