@@ -723,17 +723,7 @@ impl LedgerStore for PostgresStore {
                 .map_err(db)?;
             rows.iter()
                 .map(|r| {
-                    let request: &[u8] = r.get(0);
-                    let request: [u8; 16] = request
-                        .try_into()
-                        .map_err(|_| corrupt("payment intent request id"))?;
-                    Ok(PaymentIntent {
-                        request: RequestId::from_bytes(request),
-                        account: AccountId(store::uint(r.get(1))?),
-                        amount: store::cents(r.get(2))?,
-                        method: store::decode_method(r.get(3))?,
-                        started_at_ms: store::uint(r.get(4))?,
-                    })
+                    store::intent_from_columns(r.get(0), r.get(1), r.get(2), r.get(3), r.get(4))
                 })
                 .collect()
         }))

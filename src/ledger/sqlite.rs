@@ -273,6 +273,27 @@ enum Task {
     Intent(IntentWrite, oneshot::Sender<Result<(), StoreError>>),
 }
 
+impl Task {
+    /// A ledger request, its body's fingerprint computed here (off the decider's thread).
+    fn request(request: Request, now_ms: u64, reply: store::ReplySender) -> Task {
+        Task::Request(Job {
+            fingerprint: ops::fingerprint(&request.op),
+            request,
+            now_ms,
+            reply,
+        })
+    }
+
+    /// Answers the task with `error` instead of doing it (the caller may have gone away).
+    fn fail(self, error: StoreError) {
+        match self {
+            Task::Request(job) => drop(job.reply.send(Err(error))),
+            Task::Prune { reply, .. } => drop(reply.send(Err(error))),
+            Task::Intent(_, reply) => drop(reply.send(Err(error))),
+        }
+    }
+}
+
 /// A write to the payment intents.
 enum IntentWrite {
     Record(PaymentIntent),
@@ -388,9 +409,12 @@ impl SqliteStore {
                 // Runs until the store is dropped (the channel disconnects).
                 while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
                     let r = checkpoint(&checkpointer).and_then(|frames| {
-                        db_file.sync_data().map_err(|e| {
-                            StoreError::Database(format!("cannot sync the database file: {e}"))
-                        })?;
+                        // A pass that met the committer's checkpoint copied nothing.
+                        if frames.is_some() {
+                            db_file.sync_data().map_err(|e| {
+                                StoreError::Database(format!("cannot sync the database file: {e}"))
+                            })?;
+                        }
                         Ok(frames)
                     });
                     match r {
@@ -464,22 +488,26 @@ impl SqliteStore {
         self.ask(|reply| Task::Intent(write, reply))
     }
 
-    /// Queues a task that answers on a channel of its own (a full queue: `Busy`), and waits.
+    /// Queues a task for the decider. A full queue (`Busy`) or a store shut down (`Closed`)
+    /// answers the task at once.
+    fn queue(&self, task: Task) {
+        match self.jobs.try_send(task) {
+            Ok(()) => {}
+            Err(TrySendError::Full(task)) => task.fail(StoreError::Busy {
+                queue_requests_max: self.queue_requests_max,
+            }),
+            Err(TrySendError::Disconnected(task)) => task.fail(StoreError::Closed),
+        }
+    }
+
+    /// Queues a task that answers on a channel of its own, and waits for the answer.
     fn ask<T: Send + 'static>(
         &self,
         task: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Task,
     ) -> BoxFuture<'_, Result<T, StoreError>> {
         let (tx, rx) = oneshot::channel();
-        let sent = self.jobs.try_send(task(tx));
-        let queue_requests_max = self.queue_requests_max;
-        Box::pin(async move {
-            match sent {
-                Ok(()) => {}
-                Err(TrySendError::Full(_)) => return Err(StoreError::Busy { queue_requests_max }),
-                Err(TrySendError::Disconnected(_)) => return Err(StoreError::Closed),
-            }
-            rx.await.map_err(|_| StoreError::Closed)?
-        })
+        self.queue(task(tx));
+        Box::pin(async move { rx.await.map_err(|_| StoreError::Closed)? })
     }
 
     async fn read<T: Send + 'static>(
@@ -1528,10 +1556,21 @@ fn patch_signatures(
 }
 
 const ACCOUNT_COLS: &str = "id, license, status, descending, pending, ascending, control, last_piece, audit_seq, audit_head";
-/// A piece with its signed item and description, for [`piece_row`].
-const PIECE_SELECT: &str = "SELECT p.account, p.serial, p.kind, p.amount, p.state, \
-    p.authorized_at_ms, p.expires_at_ms, p.printed_at_ms, p.refund, p.refund_submitted_at_ms, \
-    p.scanned, d.signed, d.item FROM pieces p JOIN piece_data d ON d.id = p.data";
+/// Selects a piece with its signed item and description, for [`piece_row`] (a macro so the
+/// statements below are whole literals, not strings built on every lookup).
+macro_rules! piece_select {
+    () => {
+        "SELECT p.account, p.serial, p.kind, p.amount, p.state, p.authorized_at_ms, \
+         p.expires_at_ms, p.printed_at_ms, p.refund, p.refund_submitted_at_ms, p.scanned, \
+         d.signed, d.item FROM pieces p JOIN piece_data d ON d.id = p.data "
+    };
+}
+const PIECE_BY_ID_SQL: &str = concat!(piece_select!(), "WHERE p.account = ?1 AND p.serial = ?2");
+/// Reservations past their expiry, oldest first.
+const DUE_SQL: &str = concat!(
+    piece_select!(),
+    "WHERE p.state = 'reserved' AND p.expires_at_ms <= ?1 ORDER BY p.expires_at_ms LIMIT ?2"
+);
 
 fn account_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AccountRow> {
     Ok(AccountRow {
@@ -1580,15 +1619,13 @@ fn get_account(conn: &Connection, id: AccountId) -> Result<Option<Account>, Stor
 }
 
 fn get_piece(conn: &Connection, id: PieceId) -> Result<Option<Piece>, StoreError> {
-    conn.prepare_cached(&format!(
-        "{PIECE_SELECT} WHERE p.account = ?1 AND p.serial = ?2"
-    ))
-    .map_err(db)?
-    .query_row([int(id.account.0)?, int(id.serial.0)?], piece_row)
-    .optional()
-    .map_err(db)?
-    .map(PieceRow::into_piece)
-    .transpose()
+    conn.prepare_cached(PIECE_BY_ID_SQL)
+        .map_err(db)?
+        .query_row([int(id.account.0)?, int(id.serial.0)?], piece_row)
+        .optional()
+        .map_err(db)?
+        .map(PieceRow::into_piece)
+        .transpose()
 }
 
 /// Loads the rows `op` names into a snapshot: the batch's version of a row if it has one,
@@ -1626,9 +1663,7 @@ fn load(
     if let Some(max) = keys.due_max {
         let mut due: Vec<Piece> = Vec::new();
         {
-            let mut stmt = conn
-                .prepare_cached(&format!("{PIECE_SELECT} {DUE_SQL}"))
-                .map_err(db)?;
+            let mut stmt = conn.prepare_cached(DUE_SQL).map_err(db)?;
             let rows = stmt
                 .query_map(params![int(now_ms)?, i64::from(max)], piece_row)
                 .map_err(db)?;
@@ -1710,8 +1745,6 @@ fn overlay_piece<'o>(
     }
 }
 
-const DUE_SQL: &str = "WHERE p.state = 'reserved' AND p.expires_at_ms <= ?1 \
-    ORDER BY p.expires_at_ms LIMIT ?2";
 const ACCOUNT_UPSERT_HEAD: &str = "INSERT INTO accounts (id, license, status, descending, \
     pending, ascending, control, last_piece, audit_seq, audit_head, audit_last) VALUES ";
 const ACCOUNT_UPSERT_TAIL: &str = " ON CONFLICT(id) DO UPDATE SET license = excluded.license, \
@@ -1767,12 +1800,18 @@ const IDEMPOTENCY_DELETE_SQL: &str = "DELETE FROM idempotency WHERE id = ?1";
 /// or when another process wrote.
 struct WriteCursor {
     next_audit_id: i64,
+    /// Each account's last audit record, as committed (or written by the batch being
+    /// written); at most [`AUDIT_LAST_CACHED_MAX`] between batches, read again from
+    /// `accounts.audit_last` when missing.
     last: HashMap<AccountId, Option<i64>>,
     /// The id the next piece_data row gets.
     next_data_id: i64,
     /// The id the next idempotency record gets.
     next_reply_id: i64,
 }
+
+/// Most accounts whose last audit record the committer keeps between batches.
+const AUDIT_LAST_CACHED_MAX: usize = 65_536;
 
 /// Takes the id `next` holds and moves it on.
 fn take_id(next: &mut i64, what: &str) -> Result<i64, StoreError> {
@@ -1883,7 +1922,11 @@ struct AuditInsert<'a> {
 /// order, and the idempotency records, a few multi-row statements per table.
 fn write_rows(conn: &Connection, cursor: &mut WriteCursor, b: &Rows) -> Result<(), StoreError> {
     // Audit records first: each points to its account's previous record, and the account
-    // row below records the last one.
+    // row below records the last one. (What the cursor forgets here is committed in
+    // `accounts.audit_last`.)
+    if cursor.last.len() > AUDIT_LAST_CACHED_MAX {
+        cursor.last.clear();
+    }
     let mut audit = Vec::with_capacity(b.audit.len());
     for rec in &b.audit {
         let (id, prev) = cursor.take(conn, rec.account)?;
@@ -2044,9 +2087,7 @@ fn to_record(row: (i64, i64, i64, i64, String, Vec<u8>)) -> Result<StoredAuditRe
 
 impl LedgerStore for SqliteStore {
     fn execute(&self, request: Request, now_ms: u64) -> BoxFuture<'_, Result<Reply, StoreError>> {
-        let (tx, rx) = oneshot::channel();
-        let _ = self.submit(request, now_ms, tx);
-        Box::pin(async move { rx.await.map_err(|_| StoreError::Closed)? })
+        self.ask(|reply| Task::request(request, now_ms, reply))
     }
 
     /// Queues the request for the decider; the committer answers `reply` after the commit.
@@ -2057,26 +2098,7 @@ impl LedgerStore for SqliteStore {
         now_ms: u64,
         reply: store::ReplySender,
     ) -> Result<(), store::Unsubmitted> {
-        let fingerprint = ops::fingerprint(&request.op);
-        let sent = self.jobs.try_send(Task::Request(Job {
-            fingerprint,
-            request,
-            now_ms,
-            reply,
-        }));
-        let (task, error) = match sent {
-            Ok(()) => return Ok(()),
-            Err(TrySendError::Full(task)) => (
-                task,
-                StoreError::Busy {
-                    queue_requests_max: self.queue_requests_max,
-                },
-            ),
-            Err(TrySendError::Disconnected(task)) => (task, StoreError::Closed),
-        };
-        if let Task::Request(job) = task {
-            let _ = job.reply.send(Err(error));
-        }
+        self.queue(Task::request(request, now_ms, reply));
         Ok(())
     }
 
@@ -2198,16 +2220,7 @@ impl LedgerStore for SqliteStore {
                 .map_err(db)?;
             rows.into_iter()
                 .map(|(request, account, amount, method, started)| {
-                    let request: [u8; 16] = request
-                        .try_into()
-                        .map_err(|_| corrupt("payment intent request id"))?;
-                    Ok(PaymentIntent {
-                        request: RequestId::from_bytes(request),
-                        account: AccountId(store::uint(account)?),
-                        amount: store::cents(amount)?,
-                        method: store::decode_method(&method)?,
-                        started_at_ms: store::uint(started)?,
-                    })
+                    store::intent_from_columns(&request, account, amount, &method, started)
                 })
                 .collect()
         }))
@@ -2234,6 +2247,34 @@ mod tests {
         fn sign(&self, _: &PieceFacts, _: &[u8]) -> Result<Vec<u8>, String> {
             Ok(vec![1])
         }
+    }
+
+    /// A task the queue cannot take is answered with the reason on its own channel, whatever
+    /// its kind (a full queue must read `Busy` to the caller, not a vanished store).
+    #[test]
+    fn a_task_not_queued_is_answered_with_the_reason() {
+        let busy = StoreError::Busy {
+            queue_requests_max: 3,
+        };
+        let (tx, mut rx) = oneshot::channel();
+        Task::request(Request::new(RequestId(1), ops::Op::OpenAccount), 0, tx).fail(busy.clone());
+        assert_eq!(rx.try_recv().unwrap(), Err(busy.clone()));
+        let (tx, mut rx) = oneshot::channel();
+        Task::Prune {
+            before_ms: 0,
+            max: 1,
+            reply: tx,
+        }
+        .fail(StoreError::Closed);
+        assert_eq!(rx.try_recv().unwrap(), Err(StoreError::Closed));
+        let (tx, mut rx) = oneshot::channel();
+        let write = IntentWrite::Resolve {
+            request: RequestId(2),
+            resolution: IntentResolution::NotCharged,
+            at_ms: 0,
+        };
+        Task::Intent(write, tx).fail(busy.clone());
+        assert_eq!(rx.try_recv().unwrap(), Err(busy));
     }
 
     /// A retry decided onto the open batch after its original's chunk was signed replays the

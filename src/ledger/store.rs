@@ -91,8 +91,28 @@ pub(crate) fn encode_method(method: &MethodSummary) -> String {
     serde_json::to_string(method).unwrap_or_default()
 }
 
-pub(crate) fn decode_method(text: &str) -> Result<MethodSummary, StoreError> {
+fn decode_method(text: &str) -> Result<MethodSummary, StoreError> {
     serde_json::from_str(text).map_err(|e| corrupt(format!("payment intent method: {e}")))
+}
+
+/// A payment intent from its stored columns (both stores keep the same ones).
+pub(crate) fn intent_from_columns(
+    request: &[u8],
+    account: i64,
+    amount: i64,
+    method: &str,
+    started_at_ms: i64,
+) -> Result<PaymentIntent, StoreError> {
+    let request: [u8; 16] = request
+        .try_into()
+        .map_err(|_| corrupt("payment intent request id"))?;
+    Ok(PaymentIntent {
+        request: RequestId::from_bytes(request),
+        account: AccountId(uint(account)?),
+        amount: cents(amount)?,
+        method: decode_method(method)?,
+        started_at_ms: uint(started_at_ms)?,
+    })
 }
 
 /// Idempotency records that are never pruned: account openings. The vendor maps a directory
