@@ -8,6 +8,12 @@
 //! postgres_p99_ms, and fsync_4k_ms (what one durable commit costs this disk at least, which
 //! bounds the baseline). Pair latency is authorize-sent → commit-acknowledged.
 //!
+//! Beside them, what explains the ratio: `*_requests_per_commit` (requests sharing one WAL
+//! fsync), `*_cpu_us_per_pair` (the whole process's CPU time per pair, the in-process clients
+//! included), `cores`, and `group_cpu_ceiling_per_s` = cores × 10⁶ / group_cpu_us_per_pair —
+//! the most pairs per second this CPU allows group commit if every core worked on pairs all
+//! the time — with `ceiling_vs_naive`, the highest ratio this machine could show.
+//!
 //! `cargo bench --bench ledger -- --quick` runs 4 s per backend (well under 2 minutes);
 //! `--only group|naive|postgres` runs one backend (the others report 0).
 
@@ -70,9 +76,21 @@ fn rid() -> RequestId {
 struct Result_ {
     per_s: f64,
     p99_ms: f64,
+    /// CPU time of the whole process (ledger threads and the in-process clients) per pair.
+    cpu_us_per_pair: f64,
+    /// Requests each SQLite transaction (one WAL fsync) carried, on average.
+    requests_per_commit: f64,
 }
 
-async fn run(store: Arc<dyn LedgerStore>, seconds: u64) -> Result_ {
+/// CPU time (user + system) this process has used so far, in µs.
+fn process_cpu_us() -> f64 {
+    use nix::sys::resource::{UsageWho, getrusage};
+    let u = getrusage(UsageWho::RUSAGE_SELF).expect("getrusage");
+    let us = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 * 1e6 + t.tv_usec() as f64;
+    us(u.user_time()) + us(u.system_time())
+}
+
+async fn run(store: Arc<dyn LedgerStore>, counts: Option<&SqliteStore>, seconds: u64) -> Result_ {
     let handle = service::spawn(
         store,
         Arc::new(SimulatedProcessor::new()),
@@ -102,6 +120,8 @@ async fn run(store: Arc<dyn LedgerStore>, seconds: u64) -> Result_ {
         accounts.push(account);
     }
     let stop = Arc::new(AtomicBool::new(false));
+    let counts_before = counts.map(SqliteStore::commit_counts);
+    let cpu_before = process_cpu_us();
     let started = Instant::now();
     let mut tasks = Vec::new();
     for account in accounts {
@@ -129,6 +149,13 @@ async fn run(store: Arc<dyn LedgerStore>, seconds: u64) -> Result_ {
         all.extend(t.await.unwrap());
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let cpu_us = process_cpu_us() - cpu_before;
+    let requests_per_commit = match (counts_before, counts.map(SqliteStore::commit_counts)) {
+        (Some(a), Some(b)) if b.batches > a.batches => {
+            (b.requests - a.requests) as f64 / (b.batches - a.batches) as f64
+        }
+        _ => 0.0,
+    };
     all.sort_unstable();
     let p99 = all
         .get((all.len() * 99 / 100).min(all.len().saturating_sub(1)))
@@ -142,6 +169,8 @@ async fn run(store: Arc<dyn LedgerStore>, seconds: u64) -> Result_ {
     Result_ {
         per_s: all.len() as f64 / elapsed,
         p99_ms: p99 as f64 / 1000.0,
+        cpu_us_per_pair: cpu_us / (all.len().max(1) as f64),
+        requests_per_commit,
     }
 }
 
@@ -151,7 +180,7 @@ fn SystemClock_now() -> u64 {
     SystemClock.now_ms()
 }
 
-fn sqlite(dir: &tempfile::TempDir, name: &str, config: SqliteConfig) -> Arc<dyn LedgerStore> {
+fn sqlite(dir: &tempfile::TempDir, name: &str, config: SqliteConfig) -> Arc<SqliteStore> {
     Arc::new(
         SqliteStore::open(
             &dir.path().join(name),
@@ -161,6 +190,11 @@ fn sqlite(dir: &tempfile::TempDir, name: &str, config: SqliteConfig) -> Arc<dyn 
         )
         .unwrap(),
     )
+}
+
+async fn run_sqlite(store: Arc<SqliteStore>, seconds: u64) -> Result_ {
+    let counted = store.clone();
+    run(store, Some(&counted), seconds).await
 }
 
 /// What one durable commit costs this disk at least: the median of rewriting 4 KiB of an
@@ -207,6 +241,8 @@ fn main() {
     let skipped = Result_ {
         per_s: 0.0,
         p99_ms: 0.0,
+        cpu_us_per_pair: 0.0,
+        requests_per_commit: 0.0,
     };
     let seconds = if quick { 4 } else { 15 };
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -221,13 +257,13 @@ fn main() {
     eprintln!("this disk: rewriting 4 KiB + fdatasync, median {fsync_ms:.3} ms");
     rt.block_on(async {
         let group = if wanted("group") {
-            run(sqlite(&dir, "group.db", SqliteConfig::default()), seconds).await
+            run_sqlite(sqlite(&dir, "group.db", SqliteConfig::default()), seconds).await
         } else {
             skipped
         };
         eprintln!(
-            "sqlite group commit: {:.0} pairs/s, p99 {:.2} ms",
-            group.per_s, group.p99_ms
+            "sqlite group commit: {:.0} pairs/s, p99 {:.2} ms, {:.1} µs CPU/pair, {:.1} requests/commit",
+            group.per_s, group.p99_ms, group.cpu_us_per_pair, group.requests_per_commit
         );
         let naive_cfg = SqliteConfig {
             group_requests_max: 1,
@@ -235,13 +271,13 @@ fn main() {
             ..SqliteConfig::default()
         };
         let naive = if wanted("naive") {
-            run(sqlite(&dir, "naive.db", naive_cfg), seconds).await
+            run_sqlite(sqlite(&dir, "naive.db", naive_cfg), seconds).await
         } else {
             skipped
         };
         eprintln!(
-            "sqlite one tx/request: {:.0} pairs/s, p99 {:.2} ms",
-            naive.per_s, naive.p99_ms
+            "sqlite one tx/request: {:.0} pairs/s, p99 {:.2} ms, {:.1} µs CPU/pair, {:.1} requests/commit",
+            naive.per_s, naive.p99_ms, naive.cpu_us_per_pair, naive.requests_per_commit
         );
         let postgres = if wanted("postgres") {
             let url = pg::database().await;
@@ -256,26 +292,44 @@ fn main() {
             )
             .await
             .unwrap();
-            run(Arc::new(pg_store), seconds).await
+            run(Arc::new(pg_store), None, seconds).await
         } else {
             skipped
         };
         eprintln!(
-            "postgres: {:.0} pairs/s, p99 {:.2} ms",
-            postgres.per_s, postgres.p99_ms
+            "postgres: {:.0} pairs/s, p99 {:.2} ms, {:.1} µs CPU/pair, {:.1} requests/commit",
+            postgres.per_s, postgres.p99_ms, postgres.cpu_us_per_pair, postgres.requests_per_commit
         );
+        let round1 = |x: f64| (x * 10.0).round() / 10.0;
+        // Ratios need both sides run (`--only` leaves one out: they read 0).
+        let ratio = |a: f64, b: f64| if a > 0.0 && b > 0.0 { round1(a / b) } else { 0.0 };
+        // What the process's CPU allows at most if every core were busy with pairs all the
+        // time: group commit's ceiling on this machine, whatever the disk.
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let ceiling = if group.cpu_us_per_pair > 0.0 {
+            (cores as f64 * 1e6 / group.cpu_us_per_pair).round()
+        } else {
+            0.0
+        };
         println!(
             "{}",
             serde_json::json!({
                 "group_per_s": group.per_s.round(),
                 "naive_per_s": naive.per_s.round(),
-                "group_vs_naive": (group.per_s / naive.per_s.max(1e-9) * 10.0).round() / 10.0,
+                "group_vs_naive": ratio(group.per_s, naive.per_s),
                 "group_p99_ms": (group.p99_ms * 100.0).round() / 100.0,
                 "postgres_per_s": postgres.per_s.round(),
                 "postgres_p99_ms": (postgres.p99_ms * 100.0).round() / 100.0,
                 "clients": CLIENTS,
                 "seconds_per_run": seconds,
                 "fsync_4k_ms": (fsync_ms * 1000.0).round() / 1000.0,
+                "group_requests_per_commit": round1(group.requests_per_commit),
+                "naive_requests_per_commit": round1(naive.requests_per_commit),
+                "group_cpu_us_per_pair": round1(group.cpu_us_per_pair),
+                "naive_cpu_us_per_pair": round1(naive.cpu_us_per_pair),
+                "cores": cores,
+                "group_cpu_ceiling_per_s": ceiling,
+                "ceiling_vs_naive": ratio(ceiling, naive.per_s),
             })
         );
     });

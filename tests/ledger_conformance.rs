@@ -1428,6 +1428,81 @@ async fn sqlite_wal_stays_bounded_under_sustained_load() {
     );
 }
 
+/// Group commit groups: concurrent requests share transactions (one WAL fsync each), and every
+/// one of them is acknowledged by exactly one; `group_requests_max = 1` gives each request a
+/// transaction of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_group_commit_shares_each_transaction() {
+    const CLIENTS: u64 = 64;
+    const PAIRS_PER_CLIENT: u64 = 20;
+    for group_requests_max in [512, 1] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(
+            SqliteStore::open(
+                &dir.path().join("ledger.db"),
+                SqliteConfig {
+                    group_requests_max,
+                    ..SqliteConfig::default()
+                },
+                signer(),
+                LedgerLimits::default(),
+            )
+            .unwrap(),
+        );
+        let s: Arc<dyn LedgerStore> = store.clone();
+        let mut accounts = Vec::new();
+        for i in 0..CLIENTS {
+            let a = open_active(&*s, 9000 + i, T0).await;
+            fund(&*s, a, 100_000, T0).await;
+            accounts.push(a);
+        }
+        let before = store.commit_counts();
+        let mut tasks = Vec::new();
+        for a in accounts {
+            let s = s.clone();
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..PAIRS_PER_CLIENT {
+                    let auth = authorization(authorize(&*s, a, 1, T0).await);
+                    let reply = exec(
+                        &*s,
+                        Op::Commit {
+                            authorization: auth.id,
+                        },
+                        T0,
+                    )
+                    .await;
+                    assert!(matches!(reply, Ok(Outcome::Committed { .. })), "{reply:?}");
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let after = store.commit_counts();
+        let requests = after.requests - before.requests;
+        let batches = after.batches - before.batches;
+        eprintln!(
+            "group_requests_max {group_requests_max}: {requests} requests in {batches} transactions"
+        );
+        assert_eq!(
+            requests,
+            CLIENTS * PAIRS_PER_CLIENT * 2,
+            "each request committed once"
+        );
+        if group_requests_max == 1 {
+            assert_eq!(batches, requests, "one transaction per request");
+        } else {
+            // 64 requests are outstanding all the time; a pipeline that commits them one by
+            // one (or nearly) is not grouping.
+            assert!(
+                batches * 4 <= requests,
+                "{requests} requests in {batches} transactions: group commit did not group"
+            );
+        }
+        verify_audit(&*s).await.expect("audit verifies");
+    }
+}
+
 /// `frank vendor payments open` lists what the reaper has yet to settle, with the request id
 /// the processor knows the charge by, and nothing once it is settled.
 #[test]

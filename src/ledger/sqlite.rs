@@ -312,6 +312,17 @@ pub struct SqliteStore {
     reader: Arc<Mutex<Connection>>,
     queue_requests_max: usize,
     path: PathBuf,
+    shared: Arc<Shared>,
+}
+
+/// What the committer has committed since the store opened: how well group commit groups
+/// (`requests / batches` requests share each WAL fsync).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CommitCounts {
+    /// Transactions of requests committed (one WAL fsync each).
+    pub batches: u64,
+    /// Requests acknowledged by those transactions.
+    pub requests: u64,
 }
 
 fn configure(conn: &Connection) -> Result<(), StoreError> {
@@ -391,6 +402,8 @@ impl SqliteStore {
             failed_epoch: AtomicU64::new(u64::MAX),
             wal_restart_wanted: AtomicBool::new(false),
             read_gate: Mutex::new(()),
+            batches_committed: AtomicU64::new(0),
+            requests_committed: AtomicU64::new(0),
         });
         let (stop_checkpoints, stopped) = std::sync::mpsc::sync_channel::<()>(1);
         let interval = Duration::from_millis(config.checkpoint_interval_ms.max(1));
@@ -451,6 +464,7 @@ impl SqliteStore {
             .map_err(|e| StoreError::Database(format!("cannot start the commit thread: {e}")))?;
         let (jobs, rx) = std::sync::mpsc::sync_channel(config.queue_requests_max.max(1));
         let queue_requests_max = config.queue_requests_max;
+        let decider_shared = shared.clone();
         std::thread::Builder::new()
             .name("ledger-decide".into())
             .spawn(move || {
@@ -460,7 +474,7 @@ impl SqliteStore {
                     signer,
                     limits,
                     pool,
-                    shared,
+                    shared: decider_shared,
                     pending: Pending::default(),
                     next_seq: 1,
                     epoch: 0,
@@ -476,11 +490,20 @@ impl SqliteStore {
             reader: Arc::new(Mutex::new(reader)),
             queue_requests_max,
             path: path.to_path_buf(),
+            shared,
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Batches and requests committed since the store opened.
+    pub fn commit_counts(&self) -> CommitCounts {
+        CommitCounts {
+            batches: self.shared.batches_committed.load(Ordering::Acquire),
+            requests: self.shared.requests_committed.load(Ordering::Acquire),
+        }
     }
 
     /// Sends a payment-intent write to the committer and waits for its commit.
@@ -565,6 +588,9 @@ struct Shared {
     /// reader holds a snapshot older than the checkpoint, and the decider, reading almost
     /// all the time under load, usually did (the WAL then grew on until a later try).
     read_gate: Mutex<()>,
+    /// Counted after each batch's commit, for [`SqliteStore::commit_counts`].
+    batches_committed: AtomicU64,
+    requests_committed: AtomicU64,
 }
 
 /// Rows written by batches handed to the committer, each with the sequence number of the last
@@ -1196,6 +1222,10 @@ impl Committer {
                         Ok(redone) => {
                             // Committed: readers (the decider among them) see it now.
                             self.shared.committed_seq.store(b.seq, Ordering::Release);
+                            self.shared.batches_committed.fetch_add(1, Ordering::AcqRel);
+                            self.shared
+                                .requests_committed
+                                .fetch_add(n as u64, Ordering::AcqRel);
                             done(&self.shared);
                             // The client may have gone away; its effect is durable either way.
                             let replies = redone.unwrap_or(b.replies);
