@@ -200,3 +200,28 @@ fn vendor_admin_serve_and_a_counter_process() {
         1
     );
 }
+
+/// Started without a terminal (from a script, a pipe or a service manager), the full-screen
+/// commands say they need one and exit non-zero, instead of panicking while drawing; the
+/// demo says so before it starts anything and names the screenless demo.
+#[test]
+fn full_screen_commands_without_a_terminal_say_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = frank()
+        .args(["demo", "--duration-s", "5"])
+        .env("TMPDIR", tmp.path())
+        .env_remove("RUST_BACKTRACE")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "demo without a terminal must fail");
+    assert!(
+        stderr.contains("needs a terminal") && stderr.contains("frank demo --headless"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    // Nothing was started: no demo vendor data and no labels folder.
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+    assert!(left.is_empty(), "the demo left {left:?}");
+}

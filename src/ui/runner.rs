@@ -27,6 +27,19 @@ pub(crate) struct FullScreen {
     reader: Option<std::thread::JoinHandle<()>>,
 }
 
+/// A full-screen program needs its standard input and output on a terminal: started from a
+/// pipe, a service manager or a script, it says so instead of failing to draw.
+pub fn require_terminal() -> std::io::Result<()> {
+    use std::io::IsTerminal;
+    if std::io::stdin().is_terminal() && std::io::stdout().is_terminal() {
+        return Ok(());
+    }
+    Err(std::io::Error::other(
+        "this screen needs a terminal: standard input and output must both be a terminal \
+         (run it in a terminal window, or use --headless where the command has it)",
+    ))
+}
+
 impl FullScreen {
     /// Enters the screen. Returns the terminal, the events `pick` keeps (queue of
     /// `events_queue_max`) and a future that completes on SIGTERM or SIGHUP.
@@ -40,9 +53,10 @@ impl FullScreen {
         impl Future<Output = ()>,
     )> {
         use tokio::signal::unix::{SignalKind, signal};
+        require_terminal()?;
         let mut term_sig = signal(SignalKind::terminate())?;
         let mut hup_sig = signal(SignalKind::hangup())?;
-        let terminal = ratatui::init();
+        let terminal = ratatui::try_init()?;
         let (tx, events) = mpsc::channel(events_queue_max.max(1));
         let stop = Arc::new(AtomicBool::new(false));
         let reader = spawn_reader(tx, stop.clone(), pick);
