@@ -224,4 +224,31 @@ fn full_screen_commands_without_a_terminal_say_so() {
     // Nothing was started: no demo vendor data and no labels folder.
     let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
     assert!(left.is_empty(), "the demo left {left:?}");
+
+    // The counter says so before it asks for an enrollment code.
+    let pin = hex::encode(
+        ed25519_dalek::SigningKey::from_bytes(&[7; 32])
+            .verifying_key()
+            .as_bytes(),
+    );
+    let out = frank()
+        .args(["counter", "--vendor", "127.0.0.1:9", "--pin", &pin])
+        .arg("--data")
+        .arg(tmp.path().join("terminal"))
+        .env_remove("RUST_BACKTRACE")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !out.status.success(),
+        "counter without a terminal must fail"
+    );
+    assert!(
+        stderr.contains("needs a terminal") && stderr.contains("--headless"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("enrollment code") && !stdout.contains("enrollment code"));
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }
