@@ -44,15 +44,21 @@ pub enum LedgerCommand {
     /// Refund requests (supervisor decisions).
     #[command(subcommand)]
     Refunds(RefundCommand),
-    /// An account's statement for a period.
+    /// An account's statement for a period (all of its history unless a period is given).
     Statement {
         account: u64,
-        /// Start of the period, ms since the epoch (inclusive).
-        #[arg(long, default_value_t = 0)]
-        from_ms: u64,
-        /// End of the period, ms since the epoch (exclusive).
-        #[arg(long, default_value_t = u64::MAX)]
-        to_ms: u64,
+        /// First day of the period, YYYY-MM-DD (UTC, from its start).
+        #[arg(long, value_name = "YYYY-MM-DD", conflicts_with = "from_ms")]
+        from: Option<String>,
+        /// Last day of the period, YYYY-MM-DD (UTC, through its end).
+        #[arg(long, value_name = "YYYY-MM-DD", conflicts_with = "to_ms")]
+        to: Option<String>,
+        /// Start of the period, ms since the epoch (inclusive), instead of --from.
+        #[arg(long)]
+        from_ms: Option<u64>,
+        /// End of the period, ms since the epoch (exclusive), instead of --to.
+        #[arg(long)]
+        to_ms: Option<u64>,
         #[command(flatten)]
         db: DatabaseArg,
     },
@@ -121,6 +127,105 @@ pub fn open_intents_report(intents: &[PaymentIntent], now_ms: u64) -> Vec<String
             )
         })
         .collect()
+}
+
+const DAY_MS: u64 = 86_400_000;
+
+/// Milliseconds since the epoch at the start (UTC) of a `YYYY-MM-DD` day.
+fn day_start_ms(flag: &str, text: &str) -> anyhow::Result<u64> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    let date = time::Date::parse(text.trim(), format).map_err(|_| {
+        anyhow::anyhow!("{flag} {text:?} is not a date: use YYYY-MM-DD, e.g. 2026-11-01")
+    })?;
+    let days = (date - time::macros::date!(1970 - 01 - 01)).whole_days();
+    u64::try_from(days)
+        .ok()
+        .and_then(|d| d.checked_mul(DAY_MS))
+        .with_context(|| format!("{flag} {text}: the ledger keeps nothing before 1970-01-01"))
+}
+
+/// The statement's period `[from, to)` in ms from `--from`/`--to` (whole UTC days, `--to`
+/// through its end) or `--from-ms`/`--to-ms`; open ends cover all history.
+pub fn statement_period(
+    from: Option<&str>,
+    to: Option<&str>,
+    from_ms: Option<u64>,
+    to_ms: Option<u64>,
+) -> anyhow::Result<(u64, u64)> {
+    let start = match (from, from_ms) {
+        (Some(d), _) => day_start_ms("--from", d)?,
+        (None, Some(ms)) => ms,
+        (None, None) => 0,
+    };
+    let end = match (to, to_ms) {
+        (Some(d), _) => day_start_ms("--to", d)?.saturating_add(DAY_MS),
+        (None, Some(ms)) => ms,
+        (None, None) => u64::MAX,
+    };
+    if start >= end {
+        bail!("the period is empty: it must start before it ends");
+    }
+    Ok((start, end))
+}
+
+/// One instant as a supervisor reads it: `YYYY-MM-DD HH:MM UTC`.
+fn instant(ms: u64) -> String {
+    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
+    i64::try_from(ms / 1000)
+        .ok()
+        .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
+        .and_then(|t| t.format(format).ok())
+        .unwrap_or_else(|| format!("{ms} ms"))
+}
+
+/// An account's statement as a supervisor reads it.
+pub fn statement_report(s: &Statement) -> Vec<String> {
+    let period = match (s.from_ms, s.to_ms) {
+        (0, u64::MAX) => "all history".to_string(),
+        (0, to) => format!("until {}", instant(to)),
+        (from, u64::MAX) => format!("from {}", instant(from)),
+        (from, to) => format!("{} to {}", instant(from), instant(to)),
+    };
+    let items = if s.printed_count == 1 {
+        "item"
+    } else {
+        "items"
+    };
+    vec![
+        format!("account {} statement, {period}", s.account.0),
+        format!("  beginning balance  {:>14}", s.beginning.to_string()),
+        format!("  credits          + {:>14}", s.credits.to_string()),
+        format!(
+            "  printed          − {:>14}  ({} {items})",
+            s.printed.to_string(),
+            s.printed_count
+        ),
+        format!("  refunded         + {:>14}", s.refunded.to_string()),
+        format!("  ending balance     {:>14}", s.ending.to_string()),
+        format!(
+            "  voided             {:>14}  (reserved, then released: not in the balance)",
+            s.voided.to_string()
+        ),
+    ]
+}
+
+/// An account's status and registers as a supervisor reads them.
+pub fn registers_report(a: &Account) -> String {
+    let r = &a.registers;
+    let license = match a.license {
+        Some(l) => format!("license {}", l.0),
+        None => "no license yet".to_string(),
+    };
+    format!(
+        "account {} meter {} {license} {}  descending {} pending {} ascending {} control {}",
+        a.id.0,
+        a.meter,
+        a.status.as_str(),
+        r.descending,
+        r.pending,
+        r.ascending,
+        r.control
+    )
 }
 
 #[derive(Debug, Subcommand)]
@@ -235,17 +340,20 @@ async fn run_async(cmd: LedgerCommand) -> anyhow::Result<()> {
         }
         LedgerCommand::Statement {
             account,
+            from,
+            to,
             from_ms,
             to_ms,
             db,
         } => {
+            let (from_ms, to_ms) =
+                statement_period(from.as_deref(), to.as_deref(), from_ms, to_ms)?;
             let store = open(&db).await?;
             match store::statement(&*store, AccountId(account), from_ms, to_ms).await? {
                 Ok(s) => {
-                    println!(
-                        "account {}  beginning {}  credits {}  printed {}  voided {}  refunded {}  ending {}",
-                        account, s.beginning, s.credits, s.printed, s.voided, s.refunded, s.ending
-                    );
+                    for line in statement_report(&s) {
+                        println!("{line}");
+                    }
                     Ok(())
                 }
                 Err(e) => bail!("{e}"),
@@ -288,22 +396,113 @@ async fn run_async(cmd: LedgerCommand) -> anyhow::Result<()> {
             let store = open(&db).await?;
             match store.account(AccountId(account)).await? {
                 Some(a) => {
-                    let r = a.registers;
-                    println!(
-                        "account {} meter {} license {:?} {}  descending {} pending {} ascending {} control {}",
-                        a.id.0,
-                        a.meter,
-                        a.license.map(|l| l.0),
-                        a.status.as_str(),
-                        r.descending,
-                        r.pending,
-                        r.ascending,
-                        r.control
-                    );
+                    println!("{}", registers_report(&a));
                     Ok(())
                 }
                 None => bail!("no such account {account}"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::money::Cents;
+
+    const NOV_1_MS: u64 = 1_793_491_200_000; // 2026-11-01T00:00:00Z
+
+    #[test]
+    fn statement_period_from_whole_days_or_ms() {
+        assert_eq!(
+            statement_period(None, None, None, None).unwrap(),
+            (0, u64::MAX)
+        );
+        assert_eq!(
+            statement_period(Some("2026-11-01"), Some("2026-11-30"), None, None).unwrap(),
+            (NOV_1_MS, NOV_1_MS + 30 * DAY_MS),
+            "--to runs through the end of its day"
+        );
+        assert_eq!(
+            statement_period(Some("2026-11-01"), Some("2026-11-01"), None, None).unwrap(),
+            (NOV_1_MS, NOV_1_MS + DAY_MS)
+        );
+        assert_eq!(
+            statement_period(None, None, Some(5), Some(9)).unwrap(),
+            (5, 9)
+        );
+        for (from, to, want) in [
+            (
+                Some("2026-11-31"),
+                None,
+                "--from \"2026-11-31\" is not a date",
+            ),
+            (
+                None,
+                Some("11/30/2026"),
+                "--to \"11/30/2026\" is not a date",
+            ),
+            (
+                Some("2026-12-01"),
+                Some("2026-11-30"),
+                "the period is empty",
+            ),
+        ] {
+            let e = statement_period(from, to, None, None)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(want), "{e}");
+        }
+        assert!(statement_period(None, None, Some(9), Some(9)).is_err());
+    }
+
+    #[test]
+    fn statement_report_reads_as_a_statement() {
+        let c = |n| Cents::new(n).unwrap();
+        let s = Statement {
+            account: AccountId(7),
+            from_ms: NOV_1_MS,
+            to_ms: NOV_1_MS + 30 * DAY_MS,
+            beginning: c(1_000),
+            credits: c(5_000),
+            printed: c(129),
+            voided: c(258),
+            refunded: c(0),
+            ending: c(5_871),
+            printed_count: 1,
+        };
+        let lines = statement_report(&s);
+        assert_eq!(
+            lines[0],
+            "account 7 statement, 2026-11-01 00:00 UTC to 2026-12-01 00:00 UTC"
+        );
+        let text = lines.join("\n");
+        for want in [
+            "beginning balance          $10.00",
+            "printed          −          $1.29  (1 item)",
+            "ending balance             $58.71",
+            "voided                      $2.58  (reserved, then released",
+        ] {
+            assert!(text.contains(want), "{want:?} not in\n{text}");
+        }
+        let all = Statement {
+            from_ms: 0,
+            to_ms: u64::MAX,
+            printed_count: 2,
+            ..s
+        };
+        let lines = statement_report(&all);
+        assert_eq!(lines[0], "account 7 statement, all history");
+        assert!(lines[3].ends_with("(2 items)"), "{}", lines[3]);
+    }
+
+    #[test]
+    fn registers_report_names_the_license_plainly() {
+        let mut a = Account::new(AccountId(3));
+        assert!(registers_report(&a).contains(" no license yet pending "));
+        a.license = Some(LicenseId(42));
+        let line = registers_report(&a);
+        assert!(line.contains(" license 42 "), "{line}");
+        assert!(!line.contains("Some("), "{line}");
     }
 }
