@@ -1503,6 +1503,100 @@ async fn sqlite_group_commit_shares_each_transaction() {
     }
 }
 
+/// A supervisor decides refund requests with the `frank vendor` binary: `refunds show` tells
+/// the state, `approve` credits the account once (a second decision is refused and changes
+/// nothing), `reject` leaves the registers alone; `registers` and `statement` show the result.
+#[test]
+fn cli_supervisor_decides_refunds() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (a, p1, p2) = rt.block_on(async {
+        let store = sqlite_at(&path);
+        let a = open_active(&store, 5200, T0).await;
+        fund(&store, a, 2000, T0).await;
+        let mut pieces = Vec::new();
+        for _ in 0..2 {
+            let p = authorization(authorize(&store, a, 300, T0).await).id;
+            let r = exec(
+                &store,
+                Op::Void {
+                    authorization: p,
+                    reached_printer: true,
+                },
+                T0 + 1,
+            )
+            .await;
+            assert!(matches!(r, Ok(Outcome::RefundRequested { .. })), "{r:?}");
+            pieces.push(p);
+        }
+        (a, pieces[0], pieces[1])
+    });
+    let frank = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_frank"))
+            .arg("vendor")
+            .args(args)
+            .arg("--database")
+            .arg(&path)
+            .env_remove("RUST_BACKTRACE")
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (p1s, p2s) = (p1.to_string(), p2.to_string());
+    let (ok, out, _) = frank(&["refunds", "show", &p1s]);
+    assert!(
+        ok && out.contains("$3.00") && out.contains("awaiting a decision"),
+        "{out}"
+    );
+    let (ok, out, err) = frank(&["refunds", "approve", &p1s]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains(&format!("refund for piece {p1s} approved")),
+        "{out}"
+    );
+    assert!(out.contains("available $17.00"), "{out}");
+    assert!(out.contains("approved: refunded"), "{out}");
+    // Decided once: a second approval is refused and credits nothing.
+    let (ok, _, err) = frank(&["refunds", "approve", &p1s]);
+    assert!(!ok, "a second decision must be refused");
+    assert!(err.contains(&p1s), "{err}");
+    let (ok, out, err) = frank(&["refunds", "reject", &p2s]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("rejected") && out.contains("available $17.00"),
+        "{out}"
+    );
+    let (ok, out, _) = frank(&["registers", &a.0.to_string()]);
+    assert!(ok, "{out}");
+    for want in [
+        "descending $17.00",
+        "ascending $6.00",
+        "control $23.00",
+        "license ",
+    ] {
+        assert!(out.contains(want), "{want:?} not in {out}");
+    }
+    assert!(!out.contains("Some("), "{out}");
+    let (ok, out, _) = frank(&["statement", &a.0.to_string()]);
+    assert!(ok, "{out}");
+    for want in [
+        "all history",
+        "printed          −          $6.00  (2 items)",
+        "refunded         +          $3.00",
+    ] {
+        assert!(out.contains(want), "{want:?} not in\n{out}");
+    }
+    rt.block_on(async {
+        let store = sqlite_at(&path);
+        verify_audit(&store).await.expect("audit verifies");
+    });
+}
+
 /// `frank vendor payments open` lists what the reaper has yet to settle, with the request id
 /// the processor knows the charge by, and nothing once it is settled.
 #[test]

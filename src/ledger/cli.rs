@@ -209,6 +209,34 @@ pub fn statement_report(s: &Statement) -> Vec<String> {
     ]
 }
 
+/// A piece as a supervisor reads it: amount, item state and when each step happened.
+pub fn piece_report(p: &Piece) -> String {
+    let printed = match p.printed_at_ms {
+        Some(at) => format!("printed {}", instant(at)),
+        None => "printed".to_string(),
+    };
+    let asked = match p.refund_submitted_at_ms {
+        Some(at) => format!("refund requested {}", instant(at)),
+        None => "refund requested".to_string(),
+    };
+    let state = match p.item_state() {
+        ItemState::Reserved => format!(
+            "reserved (not printed yet), authorized {}, expires {}",
+            instant(p.authorized_at_ms),
+            instant(p.expires_at_ms)
+        ),
+        ItemState::Printed => printed,
+        ItemState::Voided => format!(
+            "voided (the amount went back to the account), authorized {}",
+            instant(p.authorized_at_ms)
+        ),
+        ItemState::RefundRequested => format!("{printed}, {asked} (awaiting a decision)"),
+        ItemState::Refunded => format!("{printed}, {asked}, approved: refunded"),
+        ItemState::RefundRejected => format!("{printed}, {asked}, rejected"),
+    };
+    format!("piece {}: {}, {state}", p.id, p.amount)
+}
+
 /// An account's status and registers as a supervisor reads them.
 pub fn registers_report(a: &Account) -> String {
     let r = &a.registers;
@@ -322,18 +350,22 @@ async fn run_async(cmd: LedgerCommand) -> anyhow::Result<()> {
                     Op::DecideRefund { piece: id, approve },
                 );
                 match store.execute(request, now_ms()).await? {
-                    Ok(o) => println!("{o:?}"),
+                    Ok(Outcome::RefundDecided {
+                        id,
+                        approved,
+                        registers,
+                    }) => println!(
+                        "refund for piece {id} {}; account {} available {}",
+                        if approved { "approved" } else { "rejected" },
+                        id.account.0,
+                        registers.descending
+                    ),
+                    Ok(other) => bail!("unexpected answer to a refund decision: {other:?}"),
                     Err(e) => bail!("{e}"),
                 }
             }
             match store.piece(id).await? {
-                Some(p) => println!(
-                    "piece {}: {} amount {} item state {:?}",
-                    p.id,
-                    p.state.as_str(),
-                    p.amount,
-                    p.item_state()
-                ),
+                Some(p) => println!("{}", piece_report(&p)),
                 None => bail!("no such piece {id}"),
             }
             Ok(())
@@ -494,6 +526,71 @@ mod tests {
         let lines = statement_report(&all);
         assert_eq!(lines[0], "account 7 statement, all history");
         assert!(lines[3].ends_with("(2 items)"), "{}", lines[3]);
+    }
+
+    #[test]
+    fn piece_report_tells_each_state_with_its_times() {
+        let base = Piece {
+            id: PieceId {
+                account: AccountId(1),
+                serial: PieceSerial(5),
+            },
+            kind: 0,
+            amount: Cents::new(129).unwrap(),
+            state: PieceState::Printed,
+            authorized_at_ms: NOV_1_MS,
+            expires_at_ms: NOV_1_MS + 120_000,
+            printed_at_ms: Some(NOV_1_MS + 60_000),
+            refund: None,
+            refund_submitted_at_ms: None,
+            scanned: false,
+            signed: Vec::new(),
+            item: Vec::new(),
+        };
+        let asked = Piece {
+            refund: Some(RefundState::Submitted),
+            refund_submitted_at_ms: Some(NOV_1_MS + DAY_MS),
+            ..base.clone()
+        };
+        for (piece, want) in [
+            (
+                base.clone(),
+                "piece 1-5: $1.29, printed 2026-11-01 00:01 UTC",
+            ),
+            (
+                asked.clone(),
+                "piece 1-5: $1.29, printed 2026-11-01 00:01 UTC, refund requested \
+                 2026-11-02 00:00 UTC (awaiting a decision)",
+            ),
+            (
+                Piece {
+                    refund: Some(RefundState::Approved),
+                    ..asked.clone()
+                },
+                "piece 1-5: $1.29, printed 2026-11-01 00:01 UTC, refund requested \
+                 2026-11-02 00:00 UTC, approved: refunded",
+            ),
+            (
+                Piece {
+                    state: PieceState::Reserved,
+                    printed_at_ms: None,
+                    ..base.clone()
+                },
+                "piece 1-5: $1.29, reserved (not printed yet), authorized 2026-11-01 00:00 UTC, \
+                 expires 2026-11-01 00:02 UTC",
+            ),
+            (
+                Piece {
+                    state: PieceState::Voided,
+                    printed_at_ms: None,
+                    ..base.clone()
+                },
+                "piece 1-5: $1.29, voided (the amount went back to the account), authorized \
+                 2026-11-01 00:00 UTC",
+            ),
+        ] {
+            assert_eq!(piece_report(&piece), want);
+        }
     }
 
     #[test]
