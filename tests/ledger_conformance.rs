@@ -515,6 +515,32 @@ async fn refunds(s: &dyn LedgerStore) {
         ItemState::RefundRequested
     );
     assert_eq!(registers(s, a).await.ascending, c(300));
+    // The supervisor's list: this account's requests, oldest first, until each is decided.
+    let p0 = authorization(authorize(s, a, 50, T0).await).id;
+    exec(s, Op::Commit { authorization: p0 }, T0).await.unwrap();
+    let r = exec(s, Op::RequestRefund { piece: p0 }, T0 + 5).await;
+    assert!(matches!(r, Ok(Outcome::RefundRequested { .. })), "{r:?}");
+    let awaiting_here = async || -> Vec<PieceId> {
+        let all = s.refunds_awaiting(1_000).await.unwrap();
+        assert!(
+            all.windows(2)
+                .all(|w| w[0].refund_submitted_at_ms <= w[1].refund_submitted_at_ms),
+            "oldest first: {all:?}"
+        );
+        assert!(
+            all.iter()
+                .all(|p| p.item_state() == ItemState::RefundRequested)
+        );
+        all.into_iter()
+            .filter(|p| p.id.account == a)
+            .map(|p| p.id)
+            .collect()
+    };
+    assert_eq!(awaiting_here().await, vec![p1, p0]);
+    assert!(
+        s.refunds_awaiting(1).await.unwrap().len() == 1,
+        "the limit holds"
+    );
     let r = exec(s, Op::RequestRefund { piece: p1 }, T0 + 2).await;
     refused(s, a, r, LedgerError::RefundAlreadyRequested(p1)).await;
     // Approval credits descending and the control total; ascending never falls.
@@ -534,9 +560,10 @@ async fn refunds(s: &dyn LedgerStore) {
     assert_eq!(
         registers(s, a).await,
         Registers {
-            descending: c(2000),
+            // 2000 funded − 300 (p1) − 50 (p0) + 300 refunded
+            descending: c(1950),
             pending: c(0),
-            ascending: c(300),
+            ascending: c(350),
             control: c(2300)
         }
     );
@@ -554,6 +581,31 @@ async fn refunds(s: &dyn LedgerStore) {
     )
     .await;
     refused(s, a, r, LedgerError::NoRefundPending(p1)).await;
+    assert_eq!(
+        awaiting_here().await,
+        vec![p0],
+        "a decided request leaves the list"
+    );
+    let r = exec(
+        s,
+        Op::DecideRefund {
+            piece: p0,
+            approve: false,
+        },
+        T0 + 6,
+    )
+    .await;
+    assert!(
+        matches!(
+            r,
+            Ok(Outcome::RefundDecided {
+                approved: false,
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+    assert_eq!(awaiting_here().await, Vec::<PieceId>::new());
 
     // Window: 28 days after printing.
     let p2 = authorization(authorize(s, a, 200, T0).await).id;
@@ -1503,8 +1555,8 @@ async fn sqlite_group_commit_shares_each_transaction() {
     }
 }
 
-/// A supervisor decides refund requests with the `frank vendor` binary: `refunds show` tells
-/// the state, `approve` credits the account once (a second decision is refused and changes
+/// A supervisor decides refund requests with the `frank vendor` binary: `refunds pending`
+/// lists what awaits a decision (oldest first), `refunds show` tells the state, `approve` credits the account once (a second decision is refused and changes
 /// nothing), `reject` leaves the registers alone; `registers` and `statement` show the result.
 #[test]
 fn cli_supervisor_decides_refunds() {
@@ -1548,6 +1600,21 @@ fn cli_supervisor_decides_refunds() {
         )
     };
     let (p1s, p2s) = (p1.to_string(), p2.to_string());
+    let (ok, out, err) = frank(&["refunds", "pending"]);
+    assert!(ok, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(
+        lines[0].starts_with(&format!("piece {p1s}: $3.00")),
+        "{out}"
+    );
+    assert!(
+        lines[1].starts_with(&format!("piece {p2s}: $3.00")),
+        "{out}"
+    );
+    let (ok, out, _) = frank(&["refunds", "pending", "--limit", "1"]);
+    assert!(ok && out.lines().count() == 2, "{out}");
+    assert!(out.contains("the 1 oldest shown"), "{out}");
     let (ok, out, _) = frank(&["refunds", "show", &p1s]);
     assert!(
         ok && out.contains("$3.00") && out.contains("awaiting a decision"),
@@ -1571,6 +1638,9 @@ fn cli_supervisor_decides_refunds() {
         out.contains("rejected") && out.contains("available $17.00"),
         "{out}"
     );
+    let (ok, out, _) = frank(&["refunds", "pending"]);
+    assert!(ok, "{out}");
+    assert_eq!(out.trim(), "no refund requests awaiting a decision");
     let (ok, out, _) = frank(&["registers", &a.0.to_string()]);
     assert!(ok, "{out}");
     for want in [

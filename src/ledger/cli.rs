@@ -237,6 +237,21 @@ pub fn piece_report(p: &Piece) -> String {
     format!("piece {}: {}, {state}", p.id, p.amount)
 }
 
+/// The refund requests awaiting a decision, one line each (the piece id is what `approve`
+/// and `reject` take), and a last line when `limit` cut the list.
+pub fn refunds_awaiting_report(pieces: &[Piece], limit: u32) -> Vec<String> {
+    if pieces.is_empty() {
+        return vec!["no refund requests awaiting a decision".into()];
+    }
+    let mut lines: Vec<String> = pieces.iter().map(piece_report).collect();
+    if pieces.len() >= limit as usize {
+        lines.push(format!(
+            "(the {limit} oldest shown; decide them or pass a larger --limit for more)"
+        ));
+    }
+    lines
+}
+
 /// An account's status and registers as a supervisor reads them.
 pub fn registers_report(a: &Account) -> String {
     let r = &a.registers;
@@ -258,6 +273,14 @@ pub fn registers_report(a: &Account) -> String {
 
 #[derive(Debug, Subcommand)]
 pub enum RefundCommand {
+    /// List the refund requests awaiting a decision, oldest first.
+    Pending {
+        /// Most requests to list.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[command(flatten)]
+        db: DatabaseArg,
+    },
     /// Show a piece and its refund state. PIECE is ACCOUNT-SERIAL, e.g. 7-42.
     Show {
         piece: String,
@@ -338,6 +361,14 @@ async fn run_async(cmd: LedgerCommand) -> anyhow::Result<()> {
         }
         LedgerCommand::Refunds(cmd) => {
             let (piece, db, decision) = match cmd {
+                RefundCommand::Pending { limit, db } => {
+                    let store = open(&db).await?;
+                    let awaiting = store.refunds_awaiting(limit).await?;
+                    for line in refunds_awaiting_report(&awaiting, limit) {
+                        println!("{line}");
+                    }
+                    return Ok(());
+                }
                 RefundCommand::Show { piece, db } => (piece, db, None),
                 RefundCommand::Approve { piece, db } => (piece, db, Some(true)),
                 RefundCommand::Reject { piece, db } => (piece, db, Some(false)),

@@ -104,6 +104,9 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX payment_intents_open ON payment_intents(started_at_ms)
         WHERE resolved_at_ms IS NULL;",
+    // 5: the refund requests awaiting a supervisor's decision, oldest first.
+    "CREATE INDEX pieces_refunds_awaiting ON pieces(refund_submitted_at_ms)
+        WHERE refund = 'submitted';",
 ];
 
 const ACCOUNT_COLS: &str = "id, license, status, descending, pending, ascending, control, last_piece, audit_seq, audit_head";
@@ -580,6 +583,22 @@ impl LedgerStore for PostgresStore {
             );
             c.client
                 .query(&sql, &[&int(account.0)?, &before, &i64::from(limit)])
+                .await
+                .map_err(db)?
+                .iter()
+                .map(|r| piece_row(r).into_piece())
+                .collect()
+        }))
+    }
+
+    fn refunds_awaiting(&self, limit: u32) -> BoxFuture<'_, Result<Vec<Piece>, StoreError>> {
+        Box::pin(self.with_conn(async move |c| {
+            let sql = format!(
+                "SELECT {PIECE_COLS} FROM pieces WHERE refund = 'submitted' \
+                 ORDER BY refund_submitted_at_ms, account, serial LIMIT $1"
+            );
+            c.client
+                .query(&sql, &[&i64::from(limit)])
                 .await
                 .map_err(db)?
                 .iter()

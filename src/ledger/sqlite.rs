@@ -246,6 +246,10 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX payment_intents_open ON payment_intents(started_at_ms)
         WHERE resolved_at_ms IS NULL;",
+    // 9: the refund requests awaiting a supervisor's decision, oldest first, without reading
+    //    every piece (the index holds only the few pieces whose refund is submitted).
+    "CREATE INDEX pieces_refunds_awaiting ON pieces(refund_submitted_at_ms)
+        WHERE refund = 'submitted';",
 ];
 
 fn db(e: rusqlite::Error) -> StoreError {
@@ -1596,6 +1600,11 @@ macro_rules! piece_select {
     };
 }
 const PIECE_BY_ID_SQL: &str = concat!(piece_select!(), "WHERE p.account = ?1 AND p.serial = ?2");
+/// Refund requests awaiting a decision, oldest first (the order of `pieces_refunds_awaiting`).
+const REFUNDS_AWAITING_SQL: &str = concat!(
+    piece_select!(),
+    "WHERE p.refund = 'submitted' ORDER BY p.refund_submitted_at_ms, p.serial, p.account LIMIT ?1"
+);
 /// Reservations past their expiry, oldest first.
 const DUE_SQL: &str = concat!(
     piece_select!(),
@@ -2168,6 +2177,14 @@ impl LedgerStore for SqliteStore {
                 }
             }
             Ok(out)
+        }))
+    }
+
+    fn refunds_awaiting(&self, limit: u32) -> BoxFuture<'_, Result<Vec<Piece>, StoreError>> {
+        Box::pin(self.read(move |c| {
+            let mut stmt = c.prepare_cached(REFUNDS_AWAITING_SQL).map_err(db)?;
+            let rows = stmt.query_map([i64::from(limit)], piece_row).map_err(db)?;
+            rows.map(|r| r.map_err(db)?.into_piece()).collect()
         }))
     }
 

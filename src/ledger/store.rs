@@ -54,6 +54,9 @@ pub trait LedgerStore: Send + Sync + 'static {
         before: Option<PieceSerial>,
         limit: u32,
     ) -> BoxFuture<'_, Result<Vec<Piece>, StoreError>>;
+    /// Up to `limit` refund requests awaiting a supervisor's decision (pieces whose refund is
+    /// submitted), oldest request first.
+    fn refunds_awaiting(&self, limit: u32) -> BoxFuture<'_, Result<Vec<Piece>, StoreError>>;
     /// One account's audit records in chain order (for statements).
     fn account_audit(&self, id: AccountId) -> BoxFuture<'_, Result<Vec<AuditRecord>, StoreError>>;
     /// All accounts and the whole audit log (row-id order), read in one consistent snapshot.
