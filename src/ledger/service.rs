@@ -120,9 +120,13 @@ type Answer<T> = oneshot::Sender<Result<T, CallError>>;
 enum Command {
     /// A ledger operation the store answers itself (see [`LedgerStore::submit`]).
     Submit(Request, ReplySender),
-    /// An operation run on a task of its own (`License`: the authority's answer is fetched
-    /// first, then recorded).
-    Execute(Request, Answer<Outcome>),
+    /// A meter license for a pending account: the authority's answer is fetched first (on a
+    /// task of its own), then recorded under request `id`.
+    License {
+        id: RequestId,
+        account: AccountId,
+        answer: Answer<Outcome>,
+    },
     Open(RequestId, Answer<Outcome>),
     Fund {
         id: RequestId,
@@ -162,9 +166,13 @@ impl LedgerHandle {
     /// Runs any operation that needs no outside party (authorize, commit, void, refunds,
     /// scans, ...). For `Fund` and `OpenAccount` use [`Self::fund`] / [`Self::open_account`].
     pub async fn execute(&self, id: RequestId, op: Op) -> Result<Outcome, CallError> {
-        if matches!(op, Op::License { .. }) {
+        if let Op::License { account } = op {
             return self
-                .call(|a| Command::Execute(Request::new(id, op), a))
+                .call(|answer| Command::License {
+                    id,
+                    account,
+                    answer,
+                })
                 .await;
         }
         let (tx, rx) = oneshot::channel();
@@ -398,13 +406,7 @@ impl Service {
         else {
             return Ok(opened);
         };
-        let answer = self.licensing.issue(meter).await;
-        let request = Request {
-            id: id.derive("license"),
-            op: Op::License { account },
-            external: External::License(answer),
-        };
-        let status = match self.execute(request).await {
+        let status = match self.license(id.derive("license"), account).await {
             Ok(_) | Err(CallError::Refused(LedgerError::AlreadyLicensed { .. })) => {
                 AccountStatus::Active
             }
@@ -418,15 +420,16 @@ impl Service {
         })
     }
 
-    async fn license(&self, request: Request) -> Result<Outcome, CallError> {
-        let Op::License { account } = request.op else {
-            return self.execute(request).await;
-        };
-        let meter = MeterSerial::for_account(account);
-        let answer = self.licensing.issue(meter).await;
+    /// Asks the licensing authority for `account`'s meter license and records its answer.
+    async fn license(&self, id: RequestId, account: AccountId) -> Result<Outcome, CallError> {
+        let answer = self
+            .licensing
+            .issue(MeterSerial::for_account(account))
+            .await;
         self.execute(Request {
+            id,
+            op: Op::License { account },
             external: External::License(answer),
-            ..request
         })
         .await
     }
@@ -680,13 +683,12 @@ impl Service {
                 let now = self.clock.now_ms();
                 let _ = reply.send(self.store.execute(request, now).await);
             }
-            Command::Execute(request, a) => {
-                let r = if matches!(request.op, Op::License { .. }) {
-                    self.license(request).await
-                } else {
-                    self.execute(request).await
-                };
-                let _ = a.send(r);
+            Command::License {
+                id,
+                account,
+                answer,
+            } => {
+                let _ = answer.send(self.license(id, account).await);
             }
             Command::Open(id, a) => {
                 let _ = a.send(self.open(id).await);

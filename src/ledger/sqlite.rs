@@ -267,13 +267,19 @@ struct Job {
 /// What the writer thread is asked to do.
 enum Task {
     Request(Job),
-    /// Delete old idempotency records (between batches, in a transaction of its own).
+    /// A write the committer runs between batches; the decider passes it on as it is.
+    Side(Side),
+}
+
+/// A write between batches, in a transaction of its own.
+enum Side {
+    /// Delete old idempotency records.
     Prune {
         before_ms: u64,
         max: u32,
         reply: oneshot::Sender<Result<u64, StoreError>>,
     },
-    /// Record or resolve a payment intent (between batches, in a transaction of its own).
+    /// Record or resolve a payment intent.
     Intent(IntentWrite, oneshot::Sender<Result<(), StoreError>>),
 }
 
@@ -292,8 +298,8 @@ impl Task {
     fn fail(self, error: StoreError) {
         match self {
             Task::Request(job) => drop(job.reply.send(Err(error))),
-            Task::Prune { reply, .. } => drop(reply.send(Err(error))),
-            Task::Intent(_, reply) => drop(reply.send(Err(error))),
+            Task::Side(Side::Prune { reply, .. }) => drop(reply.send(Err(error))),
+            Task::Side(Side::Intent(_, reply)) => drop(reply.send(Err(error))),
         }
     }
 }
@@ -512,7 +518,7 @@ impl SqliteStore {
 
     /// Sends a payment-intent write to the committer and waits for its commit.
     fn write_intent(&self, write: IntentWrite) -> BoxFuture<'_, Result<(), StoreError>> {
-        self.ask(|reply| Task::Intent(write, reply))
+        self.ask(|reply| Task::Side(Side::Intent(write, reply)))
     }
 
     /// Queues a task for the decider. A full queue (`Busy`) or a store shut down (`Closed`)
@@ -661,12 +667,7 @@ struct Sealed {
 
 enum ToCommit {
     Batch(Sealed),
-    Prune {
-        before_ms: u64,
-        max: u32,
-        reply: oneshot::Sender<Result<u64, StoreError>>,
-    },
-    Intent(IntentWrite, oneshot::Sender<Result<(), StoreError>>),
+    Side(Side),
 }
 
 /// The committer: owns the writing connection; writes each sealed batch in one
@@ -865,7 +866,7 @@ impl Decider {
         let mut open = Open::default();
         let mut arrived: Vec<Job> = Vec::with_capacity(group_max);
         // A prune or intent write, sent to the committer after the open batch.
-        let mut side: Option<Task> = None;
+        let mut side: Option<Side> = None;
         let mut connected = true;
         loop {
             if open.jobs.is_empty() && arrived.is_empty() && side.is_none() {
@@ -876,7 +877,7 @@ impl Decider {
                 // `group_wait_us_max` (as long as nothing else is open, the committer is idle).
                 match rx.recv() {
                     Ok(Task::Request(job)) => arrived.push(job),
-                    Ok(other) => side = Some(other),
+                    Ok(Task::Side(write)) => side = Some(write),
                     Err(_) => break,
                 }
                 let deadline = Instant::now() + wait;
@@ -896,7 +897,7 @@ impl Decider {
                     };
                     match next {
                         Task::Request(job) => arrived.push(job),
-                        other => side = Some(other),
+                        Task::Side(write) => side = Some(write),
                     }
                 }
             }
@@ -910,7 +911,7 @@ impl Decider {
             {
                 match rx.try_recv() {
                     Ok(Task::Request(job)) => arrived.push(job),
-                    Ok(other) => side = Some(other),
+                    Ok(Task::Side(write)) => side = Some(write),
                     Err(std::sync::mpsc::TryRecvError::Empty) => break,
                     Err(std::sync::mpsc::TryRecvError::Disconnected) => connected = false,
                 }
@@ -930,32 +931,15 @@ impl Decider {
                 self.hand_over(&mut open);
             }
             if open.jobs.is_empty()
-                && let Some(task) = side.take()
+                && let Some(write) = side.take()
             {
-                let sent = match task {
-                    Task::Prune {
-                        before_ms,
-                        max,
-                        reply,
-                    } => ToCommit::Prune {
-                        before_ms,
-                        max,
-                        reply,
-                    },
-                    Task::Intent(write, reply) => ToCommit::Intent(write, reply),
-                    // Requests never land here (they go to `arrived`).
-                    Task::Request(job) => {
-                        arrived.push(job);
-                        continue;
-                    }
-                };
-                let _ = self.to_commit.send(sent);
+                let _ = self.to_commit.send(ToCommit::Side(write));
             }
             if !open.jobs.is_empty() && connected {
                 // The committer is busy: wait for a request to add, or look at it again soon.
                 match rx.recv_timeout(poll) {
                     Ok(Task::Request(job)) => arrived.push(job),
-                    Ok(other) => side = Some(other),
+                    Ok(Task::Side(write)) => side = Some(write),
                     Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => connected = false,
                 }
@@ -1248,14 +1232,14 @@ impl Committer {
                         }
                     }
                 }
-                ToCommit::Prune {
+                ToCommit::Side(Side::Prune {
                     before_ms,
                     max,
                     reply,
-                } => {
+                }) => {
                     let _ = reply.send(self.prune(before_ms, max));
                 }
-                ToCommit::Intent(write, reply) => {
+                ToCommit::Side(Side::Intent(write, reply)) => {
                     let _ = reply.send(self.write_intent(&write));
                 }
             }
@@ -1273,14 +1257,12 @@ impl Committer {
         }
         match checkpoint(&self.conn) {
             Ok(Some(_)) => self.restart_next = true,
-            Ok(None) => {
-                // The checkpoint thread's pass was running: try again after the next batch.
-                self.shared
-                    .wal_restart_wanted
-                    .store(true, Ordering::Release);
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "ledger WAL checkpoint failed; will retry");
+            // The checkpoint thread's pass was running, or this one failed: try again after
+            // the next batch.
+            other => {
+                if let Err(e) = other {
+                    tracing::warn!(error = %e, "ledger WAL checkpoint failed; will retry");
+                }
                 self.shared
                     .wal_restart_wanted
                     .store(true, Ordering::Release);
@@ -1600,10 +1582,11 @@ macro_rules! piece_select {
     };
 }
 const PIECE_BY_ID_SQL: &str = concat!(piece_select!(), "WHERE p.account = ?1 AND p.serial = ?2");
-/// Refund requests awaiting a decision, oldest first (the order of `pieces_refunds_awaiting`).
+/// Refund requests awaiting a decision, oldest first (ties by piece, as PostgreSQL orders them;
+/// found through `pieces_refunds_awaiting`).
 const REFUNDS_AWAITING_SQL: &str = concat!(
     piece_select!(),
-    "WHERE p.refund = 'submitted' ORDER BY p.refund_submitted_at_ms, p.serial, p.account LIMIT ?1"
+    "WHERE p.refund = 'submitted' ORDER BY p.refund_submitted_at_ms, p.account, p.serial LIMIT ?1"
 );
 /// Reservations past their expiry, oldest first.
 const DUE_SQL: &str = concat!(
@@ -2226,10 +2209,12 @@ impl LedgerStore for SqliteStore {
         before_ms: u64,
         max: u32,
     ) -> BoxFuture<'_, Result<u64, StoreError>> {
-        self.ask(|reply| Task::Prune {
-            before_ms,
-            max,
-            reply,
+        self.ask(|reply| {
+            Task::Side(Side::Prune {
+                before_ms,
+                max,
+                reply,
+            })
         })
     }
 
@@ -2307,11 +2292,11 @@ mod tests {
         Task::request(Request::new(RequestId(1), ops::Op::OpenAccount), 0, tx).fail(busy.clone());
         assert_eq!(rx.try_recv().unwrap(), Err(busy.clone()));
         let (tx, mut rx) = oneshot::channel();
-        Task::Prune {
+        Task::Side(Side::Prune {
             before_ms: 0,
             max: 1,
             reply: tx,
-        }
+        })
         .fail(StoreError::Closed);
         assert_eq!(rx.try_recv().unwrap(), Err(StoreError::Closed));
         let (tx, mut rx) = oneshot::channel();
@@ -2320,7 +2305,7 @@ mod tests {
             resolution: IntentResolution::NotCharged,
             at_ms: 0,
         };
-        Task::Intent(write, tx).fail(busy.clone());
+        Task::Side(Side::Intent(write, tx)).fail(busy.clone());
         assert_eq!(rx.try_recv().unwrap(), Err(busy));
     }
 
