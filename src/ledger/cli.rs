@@ -132,16 +132,10 @@ pub fn open_intents_report(intents: &[PaymentIntent], now_ms: u64) -> Vec<String
 const DAY_MS: u64 = 86_400_000;
 
 /// Milliseconds since the epoch at the start (UTC) of a `YYYY-MM-DD` day.
-fn day_start_ms(flag: &str, text: &str) -> anyhow::Result<u64> {
-    let format = time::macros::format_description!("[year]-[month]-[day]");
-    let date = time::Date::parse(text.trim(), format).map_err(|_| {
-        anyhow::anyhow!("{flag} {text:?} is not a date: use YYYY-MM-DD, e.g. 2026-11-01")
-    })?;
-    let days = (date - time::macros::date!(1970 - 01 - 01)).whole_days();
-    u64::try_from(days)
-        .ok()
-        .and_then(|d| d.checked_mul(DAY_MS))
-        .with_context(|| format!("{flag} {text}: the ledger keeps nothing before 1970-01-01"))
+fn day_start_ms(flag: &'static str, text: &str) -> anyhow::Result<u64> {
+    let day = crate::indicium::kinds::Day::parse(flag, text)
+        .map_err(|e| anyhow::anyhow!("{flag}: {}", e.reason))?;
+    Ok(u64::from(day.days()) * DAY_MS)
 }
 
 /// The statement's period `[from, to)` in ms from `--from`/`--to` (whole UTC days, `--to`
@@ -495,15 +489,11 @@ mod tests {
             (5, 9)
         );
         for (from, to, want) in [
-            (
-                Some("2026-11-31"),
-                None,
-                "--from \"2026-11-31\" is not a date",
-            ),
+            (Some("2026-11-31"), None, "--from: not a date"),
             (
                 None,
                 Some("11/30/2026"),
-                "--to \"11/30/2026\" is not a date",
+                "--to: expected YYYY-MM-DD, got \"11/30/2026\"",
             ),
             (
                 Some("2026-12-01"),
