@@ -44,12 +44,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
 /// The counter UI against an embedded vendor and a virtual printer.
 async fn run_tui(opts: DemoOptions) -> anyhow::Result<()> {
     // Before anything starts: without a terminal there is nothing to show the counter on.
-    crate::ui::runner::require_terminal().map_err(|_| {
-        anyhow::anyhow!(
-            "frank demo shows the counter screen and needs a terminal (standard input and \
-             output are not one here); `frank demo --headless` runs the screenless demo"
-        )
-    })?;
+    crate::ui::runner::require_terminal_for("frank demo", "frank demo --headless")?;
     let tmp = tempfile::Builder::new().prefix("frank-demo-").tempdir()?;
     let labels = match opts.labels_dir.clone() {
         Some(d) => d,

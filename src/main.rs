@@ -512,12 +512,10 @@ fn counter(a: CounterArgs) -> anyhow::Result<()> {
         });
     }
     // The screen needs a terminal: say so before asking for an enrollment code or a password.
-    frank::ui::runner::require_terminal().map_err(|_| {
-        anyhow::anyhow!(
-            "frank counter shows the counter screen and needs a terminal (standard input and \
-             output are not one here); --headless --clerk NAME runs without a screen"
-        )
-    })?;
+    frank::ui::runner::require_terminal_for(
+        "frank counter",
+        "frank counter --headless --clerk NAME",
+    )?;
     let _log = match &settings.log_dir {
         Some(dir) => Some(tui::init_file_logging(dir, "counter")?),
         None => None,

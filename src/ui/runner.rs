@@ -40,6 +40,17 @@ pub fn require_terminal() -> std::io::Result<()> {
     ))
 }
 
+/// [`require_terminal`] for a command that shows the counter screen, checked before it starts
+/// anything: the error names the command and the way to run it without a screen.
+pub fn require_terminal_for(command: &str, without_screen: &str) -> anyhow::Result<()> {
+    require_terminal().map_err(|_| {
+        anyhow::anyhow!(
+            "{command} shows the counter screen and needs a terminal (standard input and \
+             output are not one here); `{without_screen}` runs without a screen"
+        )
+    })
+}
+
 impl FullScreen {
     /// Enters the screen. Returns the terminal, the events `pick` keeps (queue of
     /// `events_queue_max`) and a future that completes on SIGTERM or SIGHUP.
