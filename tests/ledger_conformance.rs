@@ -516,8 +516,7 @@ async fn refunds(s: &dyn LedgerStore) {
     );
     assert_eq!(registers(s, a).await.ascending, c(300));
     // The supervisor's list: this account's requests, oldest first, until each is decided.
-    let p0 = authorization(authorize(s, a, 50, T0).await).id;
-    exec(s, Op::Commit { authorization: p0 }, T0).await.unwrap();
+    let p0 = authorize_and_commit(s, a, 50, T0).await;
     let r = exec(s, Op::RequestRefund { piece: p0 }, T0 + 5).await;
     assert!(matches!(r, Ok(Outcome::RefundRequested { .. })), "{r:?}");
     let awaiting_here = async || -> Vec<PieceId> {
@@ -1406,19 +1405,14 @@ async fn sqlite_wal_stays_bounded_under_sustained_load() {
     const WAL_FILE_BYTES_MAX: u64 = 8 << 20;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ledger.db");
-    let s: Arc<dyn LedgerStore> = Arc::new(
-        SqliteStore::open(
-            &path,
-            SqliteConfig {
-                checkpoint_interval_ms: 10,
-                wal_frames_max: WAL_FRAMES_MAX,
-                ..SqliteConfig::default()
-            },
-            signer(),
-            LedgerLimits::default(),
-        )
-        .unwrap(),
-    );
+    let s: Arc<dyn LedgerStore> = Arc::new(sqlite_with(
+        &path,
+        SqliteConfig {
+            checkpoint_interval_ms: 10,
+            wal_frames_max: WAL_FRAMES_MAX,
+            ..SqliteConfig::default()
+        },
+    ));
     let wal = dir.path().join("ledger.db-wal");
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let sampler = {
@@ -1440,16 +1434,7 @@ async fn sqlite_wal_stays_bounded_under_sustained_load() {
             let a = open_active(&*s, 8000 + i, T0).await;
             fund(&*s, a, 100_000, T0).await;
             for _ in 0..PAIRS_PER_CLIENT {
-                let auth = authorization(authorize(&*s, a, 1, T0).await);
-                let reply = exec(
-                    &*s,
-                    Op::Commit {
-                        authorization: auth.id,
-                    },
-                    T0,
-                )
-                .await;
-                assert!(matches!(reply, Ok(Outcome::Committed { .. })), "{reply:?}");
+                authorize_and_commit(&*s, a, 1, T0).await;
             }
             a
         }));
@@ -1489,18 +1474,13 @@ async fn sqlite_group_commit_shares_each_transaction() {
     const PAIRS_PER_CLIENT: u64 = 20;
     for group_requests_max in [512, 1] {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(
-            SqliteStore::open(
-                &dir.path().join("ledger.db"),
-                SqliteConfig {
-                    group_requests_max,
-                    ..SqliteConfig::default()
-                },
-                signer(),
-                LedgerLimits::default(),
-            )
-            .unwrap(),
-        );
+        let store = Arc::new(sqlite_with(
+            &dir.path().join("ledger.db"),
+            SqliteConfig {
+                group_requests_max,
+                ..SqliteConfig::default()
+            },
+        ));
         let s: Arc<dyn LedgerStore> = store.clone();
         let mut accounts = Vec::new();
         for i in 0..CLIENTS {
@@ -1514,16 +1494,7 @@ async fn sqlite_group_commit_shares_each_transaction() {
             let s = s.clone();
             tasks.push(tokio::spawn(async move {
                 for _ in 0..PAIRS_PER_CLIENT {
-                    let auth = authorization(authorize(&*s, a, 1, T0).await);
-                    let reply = exec(
-                        &*s,
-                        Op::Commit {
-                            authorization: auth.id,
-                        },
-                        T0,
-                    )
-                    .await;
-                    assert!(matches!(reply, Ok(Outcome::Committed { .. })), "{reply:?}");
+                    authorize_and_commit(&*s, a, 1, T0).await;
                 }
             }));
         }

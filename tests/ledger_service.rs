@@ -338,7 +338,7 @@ async fn a_charge_refused_by_a_lock_in_between_is_reversed_and_audited() {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn LedgerStore> = Arc::new(sqlite_at(&dir.path().join("ledger.db")));
     let processor = LockDuringCharge::new(store.clone(), 0);
-    let (h, _clock) = reaped_by_hand(store.clone(), processor.clone());
+    let (h, _clock) = reaped_by_hand(store.clone(), processor.clone(), LedgerConfig::default());
     let Outcome::Opened { account: a, .. } = h.open_account(rid()).await.unwrap() else {
         panic!("open")
     };
@@ -375,11 +375,12 @@ async fn a_charge_refused_by_a_lock_in_between_is_reversed_and_audited() {
     assert!(h.verify_audit().await.unwrap().is_ok());
 }
 
-/// A ledger service on `store` and `processor` with a manual clock at `T0` whose reaper runs
-/// only when asked.
+/// A ledger service on `store` and `processor` with `config` and a manual clock at `T0`,
+/// whose reaper runs only when asked.
 fn reaped_by_hand(
     store: Arc<dyn LedgerStore>,
     processor: Arc<dyn payment::PaymentProcessor>,
+    config: LedgerConfig,
 ) -> (LedgerHandle, Arc<ManualClock>) {
     let clock = Arc::new(ManualClock::new(T0));
     let h = service::spawn(
@@ -389,7 +390,7 @@ fn reaped_by_hand(
         clock.clone(),
         LedgerConfig {
             reaper_interval_ms: 0,
-            ..LedgerConfig::default()
+            ..config
         },
     );
     (h, clock)
@@ -404,7 +405,7 @@ async fn a_reversal_the_processor_refuses_is_retried_by_the_reaper() {
     let store: Arc<dyn LedgerStore> = Arc::new(sqlite_at(&dir.path().join("ledger.db")));
     // All of the top-up's own attempts.
     let processor = LockDuringCharge::new(store.clone(), 3);
-    let (h, clock) = reaped_by_hand(store.clone(), processor.clone());
+    let (h, clock) = reaped_by_hand(store.clone(), processor.clone(), LedgerConfig::default());
     let grace_ms = LedgerConfig::default().payment_intent_grace_ms;
     let Outcome::Opened { account: a, .. } = h.open_account(rid()).await.unwrap() else {
         panic!("open")
@@ -450,7 +451,7 @@ async fn a_charge_a_stopped_vendor_left_uncredited_is_credited_by_the_reaper() {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn LedgerStore> = Arc::new(sqlite_at(&dir.path().join("ledger.db")));
     let processor = Arc::new(SimulatedProcessor::new());
-    let (h, clock) = reaped_by_hand(store.clone(), processor.clone());
+    let (h, clock) = reaped_by_hand(store.clone(), processor.clone(), LedgerConfig::default());
     let grace_ms = LedgerConfig::default().payment_intent_grace_ms;
     let open = |h: LedgerHandle| async move {
         match h.open_account(rid()).await.unwrap() {
@@ -573,20 +574,12 @@ async fn a_hanging_processor_times_out_and_does_not_stall_the_reaper() {
         inner: SimulatedProcessor::new(),
         hang: true.into(),
     });
-    let clock = Arc::new(ManualClock::new(T0));
     let config = LedgerConfig {
-        reaper_interval_ms: 0,
         payment_call_timeout_ms: 100,
         ..LedgerConfig::default()
     };
     let grace_ms = config.payment_intent_grace_ms;
-    let h = service::spawn(
-        store.clone(),
-        processor.clone(),
-        Arc::new(EmbeddedLicensing::new(0, 1000)),
-        clock.clone(),
-        config,
-    );
+    let (h, clock) = reaped_by_hand(store.clone(), processor.clone(), config);
     let Outcome::Opened { account: a, .. } = h.open_account(rid()).await.unwrap() else {
         panic!("open")
     };

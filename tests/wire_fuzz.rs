@@ -5,7 +5,7 @@
 
 use ciborium::Value;
 use frank::indicium::layout::Indicium;
-use frank::link::keepalive::Keepalive;
+use frank::link::keepalive::{KEEPALIVE_BYTES, KEEPALIVE_KIND, KEEPALIVE_VERSION, Keepalive};
 use frank::wire::{self, ErrorCode, ledger};
 use proptest::prelude::*;
 
@@ -228,8 +228,23 @@ proptest! {
 
     #[test]
     fn any_keepalive_sized_datagram_parses_or_fails_typed(
-        bytes in prop::collection::vec(any::<u8>(), 40..=40),
+        version in prop::sample::select(vec![KEEPALIVE_VERSION, 0, 2, 0xFF]),
+        kind in prop::sample::select(vec![KEEPALIVE_KIND, 0, 0x4C]),
+        flags in prop::sample::select(vec![[0u8, 0], [0, 1], [0x80, 0]]),
+        rest in prop::collection::vec(any::<u8>(), KEEPALIVE_BYTES - 4..=KEEPALIVE_BYTES - 4),
     ) {
-        let _ = Keepalive::parse(&bytes);
+        let mut bytes = vec![version, kind, flags[0], flags[1]];
+        bytes.extend(rest);
+        let well_formed = version == KEEPALIVE_VERSION && kind == KEEPALIVE_KIND && flags == [0, 0];
+        match Keepalive::parse(&bytes) {
+            Ok(k) => {
+                prop_assert!(well_formed);
+                let u64_at = |o: usize| u64::from_be_bytes(bytes[o..o + 8].try_into().unwrap());
+                prop_assert_eq!(k.session_id, u64_at(4));
+                prop_assert_eq!(k.seq, u64_at(12));
+                prop_assert_eq!(k.echo_seq, u64_at(28));
+            }
+            Err(_) => prop_assert!(!well_formed),
+        }
     }
 }

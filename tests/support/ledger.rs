@@ -59,13 +59,16 @@ static NEXT: AtomicU64 = AtomicU64::new(1);
 
 /// A SQLite store at `path` with the default configuration, signing with [`signer`].
 pub fn sqlite_at(path: &std::path::Path) -> frank::ledger::sqlite::SqliteStore {
-    frank::ledger::sqlite::SqliteStore::open(
-        path,
-        frank::ledger::sqlite::SqliteConfig::default(),
-        signer(),
-        LedgerLimits::default(),
-    )
-    .unwrap()
+    sqlite_with(path, frank::ledger::sqlite::SqliteConfig::default())
+}
+
+/// A SQLite store at `path` with `config`, signing with [`signer`].
+pub fn sqlite_with(
+    path: &std::path::Path,
+    config: frank::ledger::sqlite::SqliteConfig,
+) -> frank::ledger::sqlite::SqliteStore {
+    frank::ledger::sqlite::SqliteStore::open(path, config, signer(), LedgerLimits::default())
+        .unwrap()
 }
 
 /// A fresh request id (unique within the process).
@@ -163,6 +166,19 @@ pub async fn authorize(
         now_ms,
     )
     .await
+}
+
+/// Authorizes `amount` on `account` and commits it (the item printed); returns the piece.
+pub async fn authorize_and_commit(
+    store: &dyn LedgerStore,
+    account: AccountId,
+    amount: u64,
+    now_ms: u64,
+) -> PieceId {
+    let id = authorization(authorize(store, account, amount, now_ms).await).id;
+    let reply = exec(store, Op::Commit { authorization: id }, now_ms).await;
+    assert!(matches!(reply, Ok(Outcome::Committed { .. })), "{reply:?}");
+    id
 }
 
 pub fn authorization(reply: Reply) -> Authorization {
