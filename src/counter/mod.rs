@@ -6,6 +6,8 @@ pub mod backend;
 pub mod backoff;
 pub mod client;
 pub mod headless;
+pub mod jobbook;
+pub mod journal;
 pub mod loadgen;
 pub mod supervisor;
 pub mod terminal;

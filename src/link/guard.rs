@@ -154,6 +154,10 @@ impl LinkGuard {
     }
 
     /// A fresh, verified keepalive arrived at `now`. Returns the new state if it changed.
+    ///
+    /// Every transition is reported: a keepalive that arrives after the detection window ran
+    /// out reports `Lapsed` (and counts as the first of a new streak), never a silent
+    /// Lapsed → Up, whatever `up_after_keepalives` is.
     pub fn on_fresh_keepalive(&mut self, now: Instant) -> Option<LinkState> {
         if self.state == LinkState::Closed {
             return None;
@@ -169,6 +173,11 @@ impl LinkGuard {
             1
         };
         self.last_fresh = Some(now);
+        if lapsed.is_some() {
+            // This keepalive revealed a lapse: report it. It starts the next streak but cannot
+            // raise the link in the same step, or subscribers would never see the lapse.
+            return lapsed;
+        }
         if self.state != LinkState::Up && self.fresh_streak >= self.config.up_after_keepalives {
             self.state = LinkState::Up;
             return Some(LinkState::Up);
@@ -272,6 +281,26 @@ mod tests {
             Some(LinkState::Lapsed)
         );
         assert_eq!(g.state(), LinkState::Lapsed);
+    }
+
+    #[test]
+    fn a_late_keepalive_reports_the_lapse_even_with_a_streak_of_one() {
+        let t0 = Instant::now();
+        let cfg = GuardConfig {
+            up_after_keepalives: 1,
+            ..GuardConfig::default()
+        };
+        assert!(cfg.validate().is_ok());
+        let mut g = LinkGuard::new(cfg);
+        assert_eq!(g.on_fresh_keepalive(t0), Some(LinkState::Up));
+        // The next keepalive comes after the 150 ms window with no poll in between.
+        let late = t0 + ms(400);
+        assert_eq!(g.on_fresh_keepalive(late), Some(LinkState::Lapsed));
+        assert_eq!(g.state(), LinkState::Lapsed);
+        assert_eq!(g.lapses(), 1);
+        // It started a streak: the next timely keepalive raises the link, and says so.
+        assert_eq!(g.on_fresh_keepalive(late + ms(50)), Some(LinkState::Up));
+        assert_eq!(g.lapses(), 1);
     }
 
     #[test]

@@ -1,0 +1,1054 @@
+//! The job book: the one place that decides what state a counter's job is in and how its money
+//! is settled. A **core**: events and records in, records and decisions out — no clock, no
+//! file, no socket.
+//!
+//! Every job is a fold over its [`Record`]s. The shell ([`super::journal`]) appends each record
+//! to the terminal's journal and fsyncs it *before* the effect the record announces (before the
+//! authorize request, before the first printer byte, before the indicium's first byte, before
+//! each settlement request), then [`JobBook::apply`]s it. A counter that restarts folds the
+//! journal again and finishes every job the last run left unsettled, with the job's original
+//! request ids, before it allows a new print (docs/PRINTING.md §Settlement journal).
+//!
+//! The settlement rule (docs/LEDGER.md, docs/PRINTING.md):
+//! - the indicium is on paper and the job printed to its end → `commit`;
+//! - the indicium is on paper but the rest was lost → `void` with `reached_printer`, which
+//!   the vendor records as printed with a refund request;
+//! - the indicium is not on paper → `void` (the amount goes back).
+//!
+//! "On paper" is the printer's word where it answers process IDs (the indicium's ID came
+//! back); otherwise, and whenever the printer cannot say, indicium bytes the port accepted
+//! count as on paper. A job the last run left between the indicium's first and last byte is
+//! counted as on paper: the conservative side, settled through a refund request.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A job's identity in the journal: its authorize request id (random, 128 bits), so jobs of
+/// different runs never collide. The UI's `JobId` lives only in memory.
+pub type JobKey = [u8; 16];
+
+/// How a job's money ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Settlement {
+    /// The item printed: the reservation becomes printed value.
+    Commit,
+    /// The indicium is not on paper: the amount goes back.
+    Void,
+    /// The indicium is on paper but the job did not finish: charged, refund requested.
+    VoidReachedPrinter,
+}
+
+impl Settlement {
+    /// Which request id of the job this settlement uses.
+    fn request_id(self, ids: &RequestIds) -> [u8; 16] {
+        match self {
+            Settlement::Commit => ids.commit,
+            Settlement::Void | Settlement::VoidReachedPrinter => ids.void,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Settlement::Commit => "commit",
+            Settlement::Void => "void",
+            Settlement::VoidReachedPrinter => "void_reached_printer",
+        }
+    }
+}
+
+/// Request ids chosen when the job is created, so every retry — in this run or the next —
+/// sends the same id and the vendor applies each step once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestIds {
+    #[serde(with = "hex_16")]
+    pub authorize: [u8; 16],
+    #[serde(with = "hex_16")]
+    pub commit: [u8; 16],
+    #[serde(with = "hex_16")]
+    pub void: [u8; 16],
+}
+
+/// What the printer said about the indicium when a print ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaperVerdict {
+    /// On paper, by the printer's own word (its process ID came back).
+    Printed,
+    /// Counted as on paper: its bytes were accepted and the printer cannot say otherwise.
+    AssumedPrinted,
+    /// Not on paper: no byte of it was sent, or it was sent and the printer confirmed it
+    /// cleared the data before printing it.
+    NotOnPaper,
+}
+
+impl PaperVerdict {
+    pub fn on_paper(self) -> bool {
+        !matches!(self, PaperVerdict::NotOnPaper)
+    }
+}
+
+/// One line of the journal. Each announces a step *before* the step's effect.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "r", rename_all = "snake_case")]
+pub enum Record {
+    /// About to send `authorize`. `body` is the request body (CBOR, hex), kept so that a
+    /// restarted counter can send the very same request again and learn the piece.
+    Authorizing {
+        #[serde(with = "hex_16")]
+        job: JobKey,
+        amount_cents: u64,
+        ids: RequestIds,
+        body: String,
+    },
+    /// The vendor reserved the amount and signed the indicium.
+    Authorized {
+        #[serde(with = "hex_16")]
+        job: JobKey,
+        piece_serial: u64,
+        /// SHA-256 of the signed indicium, hex: what would be on paper.
+        indicium_sha256: String,
+    },
+    /// `authorize` got no answer before its retries ran out: the vendor may have reserved the
+    /// amount. The job will never print; the request is sent again when the vendor can be
+    /// reached, and the piece it names is voided.
+    AuthorizeAbandoned {
+        #[serde(with = "hex_16")]
+        job: JobKey,
+    },
+    /// The vendor refused to authorize: no money moved, nothing to settle.
+    AuthorizeRefused {
+        #[serde(with = "hex_16")]
+        job: JobKey,
+    },
+    /// About to write the job's first printer byte.
+    PrintStarting {
+        #[serde(with = "hex_16")]
+        job: JobKey,
+    },
+    /// About to write the indicium's first byte.
+    IndiciumSending {
+        #[serde(with = "hex_16")]
+        job: JobKey,
+    },
+    /// The port accepted the indicium's last byte.
+    IndiciumSent {
+        #[serde(with = "hex_16")]
+        job: JobKey,
+    },
+    /// The printer's process ID after the indicium came back: it is on paper.
+    IndiciumPrinted {
+        #[serde(with = "hex_16")]
+        job: JobKey,
+    },
+    /// The printer's process ID at the job's end came back: the whole job is on paper.
+    EndPrinted {
+        #[serde(with = "hex_16")]
+        job: JobKey,
+    },
+    /// The print ended; what is on paper, and so how the money is settled.
+    Outcome {
+        #[serde(with = "hex_16")]
+        job: JobKey,
+        paper: PaperVerdict,
+        complete: bool,
+        settlement: Settlement,
+    },
+    /// The vendor acknowledged the settlement (or refused it for good: `refused`).
+    Settled {
+        #[serde(with = "hex_16")]
+        job: JobKey,
+        settlement: Settlement,
+        /// The vendor's result word (`committed`, `voided`, `refund_requested`, …) or the
+        /// refusal's code.
+        result: String,
+        refused: bool,
+    },
+}
+
+impl Record {
+    pub fn job(&self) -> JobKey {
+        match self {
+            Record::Authorizing { job, .. }
+            | Record::Authorized { job, .. }
+            | Record::AuthorizeRefused { job }
+            | Record::AuthorizeAbandoned { job }
+            | Record::PrintStarting { job }
+            | Record::IndiciumSending { job }
+            | Record::IndiciumSent { job }
+            | Record::IndiciumPrinted { job }
+            | Record::EndPrinted { job }
+            | Record::Outcome { job, .. }
+            | Record::Settled { job, .. } => *job,
+        }
+    }
+}
+
+/// Where a job stands. Every state a job can be in; docs/PRINTING.md lists them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// `authorize` sent (or about to be); no answer yet.
+    Authorizing,
+    /// Reserved and signed; not printing yet.
+    Authorized,
+    /// Printer bytes are going out; the indicium's are not yet.
+    Printing,
+    /// The indicium's bytes are going out (the port has not accepted its last byte).
+    IndiciumSending,
+    /// The port accepted all of the indicium; the printer has not said it printed.
+    IndiciumSent,
+    /// The printer said the indicium printed; the job's end has not.
+    IndiciumPrinted,
+    /// The printer said the whole job printed; the streamer has not ended yet.
+    EndPrinted,
+    /// The print ended and the settlement is decided; the vendor has not acknowledged it.
+    Settling(Settlement),
+    /// The vendor acknowledged the settlement (or refused it for good).
+    Settled {
+        settlement: Settlement,
+        refused: bool,
+    },
+    /// The vendor refused the authorization: nothing was reserved.
+    NotIssued,
+}
+
+impl Stage {
+    /// Whether the job still needs something from the vendor.
+    pub fn open(self) -> bool {
+        !matches!(self, Stage::Settled { .. } | Stage::NotIssued)
+    }
+}
+
+/// One job as the book knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub key: JobKey,
+    pub amount_cents: u64,
+    pub ids: RequestIds,
+    /// The authorize request body (CBOR, hex) for a replay after a restart.
+    pub authorize_body: String,
+    pub piece_serial: Option<u64>,
+    pub indicium_sha256: Option<String>,
+    pub stage: Stage,
+    /// The vendor's last word on the settlement.
+    pub result: Option<String>,
+    /// The job came from the journal of an earlier run.
+    pub from_last_run: bool,
+    /// Its `authorize` went unanswered: it will never print (replayed, then voided).
+    pub abandoned: bool,
+}
+
+/// A request the shell must (re)send for a job, with the job's own request id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Send {
+    /// Replay `authorize` (a job the last run left before its answer) to learn the piece.
+    Authorize {
+        job: JobKey,
+        request_id: [u8; 16],
+        body: String,
+    },
+    Settle {
+        job: JobKey,
+        settlement: Settlement,
+        request_id: [u8; 16],
+        piece_serial: u64,
+    },
+}
+
+/// What the vendor answered a settlement or authorization, as the book needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// Done; `result` is the vendor's word for it.
+    Ok { result: String },
+    /// Refused for good: retrying with the same id would get the same answer.
+    Refused { code: String },
+}
+
+/// Why the book will not take an event. The words are for a person.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("this item is already known; it is issued once")]
+    Duplicate,
+    #[error("this item is unknown on this counter")]
+    Unknown,
+    #[error("this item was already sent to the printer; an issued item never prints twice")]
+    AlreadyPrinted,
+    #[error("this item is not authorized yet")]
+    NotAuthorized,
+    #[error(
+        "{0} item(s) from the last run are still being settled with the vendor; new items can be printed once they are"
+    )]
+    SettlingLastRun(usize),
+    #[error("{0} items are waiting to be settled with the vendor; reconnect before printing more")]
+    TooManyOpen(usize),
+    #[error("that step does not fit this item's state ({0})")]
+    OutOfOrder(&'static str),
+}
+
+/// What a restarted counter learned from resyncing its printer, for a job the last run left
+/// while printing (docs/PRINTING.md §Resync).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resync {
+    /// The printer answered process IDs and confirmed that everything buffered has printed.
+    pub drained: bool,
+    /// The job's indicium process ID arrived during the resync.
+    pub indicium_id_seen: bool,
+    /// The job's end process ID arrived during the resync.
+    pub end_id_seen: bool,
+}
+
+/// The book. Bounded: at most `open_jobs_max` jobs awaiting the vendor, and at most
+/// `settled_kept_max` settled ones remembered (for the one-time print rule within a run).
+#[derive(Debug, Clone)]
+pub struct JobBook {
+    entries: BTreeMap<JobKey, Entry>,
+    /// Settled keys, oldest first, for trimming.
+    settled_order: std::collections::VecDeque<JobKey>,
+    open_jobs_max: usize,
+    settled_kept_max: usize,
+}
+
+/// Jobs awaiting the vendor before new authorizations are refused.
+pub const OPEN_JOBS_MAX: usize = 64;
+/// Settled jobs remembered in memory.
+pub const SETTLED_KEPT_MAX: usize = 1024;
+
+impl Default for JobBook {
+    fn default() -> Self {
+        JobBook::new(OPEN_JOBS_MAX, SETTLED_KEPT_MAX)
+    }
+}
+
+impl JobBook {
+    pub fn new(open_jobs_max: usize, settled_kept_max: usize) -> Self {
+        JobBook {
+            entries: BTreeMap::new(),
+            settled_order: std::collections::VecDeque::new(),
+            open_jobs_max: open_jobs_max.max(1),
+            settled_kept_max,
+        }
+    }
+
+    /// Folds the records of an earlier run. Jobs it leaves open are marked `from_last_run`:
+    /// they are settled before any new print.
+    pub fn recover<'a>(records: impl IntoIterator<Item = &'a Record>) -> JobBook {
+        let mut book = JobBook::default();
+        for r in records {
+            book.apply(r);
+        }
+        for e in book.entries.values_mut() {
+            e.from_last_run = true;
+        }
+        book
+    }
+
+    pub fn get(&self, job: &JobKey) -> Option<&Entry> {
+        self.entries.get(job)
+    }
+
+    /// Jobs still needing the vendor, oldest key order.
+    pub fn open(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.values().filter(|e| e.stage.open())
+    }
+
+    pub fn open_count(&self) -> usize {
+        self.open().count()
+    }
+
+    /// Open jobs of the last run: until this is 0 no new item is authorized.
+    pub fn last_run_open(&self) -> usize {
+        self.open().filter(|e| e.from_last_run).count()
+    }
+
+    /// The records that keep every open job alive: what a compacted journal holds.
+    pub fn snapshot(&self) -> Vec<Record> {
+        let mut out = Vec::new();
+        for e in self.open() {
+            out.push(Record::Authorizing {
+                job: e.key,
+                amount_cents: e.amount_cents,
+                ids: e.ids,
+                body: e.authorize_body.clone(),
+            });
+            if let (Some(piece_serial), Some(sha)) = (e.piece_serial, &e.indicium_sha256) {
+                out.push(Record::Authorized {
+                    job: e.key,
+                    piece_serial,
+                    indicium_sha256: sha.clone(),
+                });
+            }
+            let job = e.key;
+            if e.abandoned {
+                out.push(Record::AuthorizeAbandoned { job });
+            }
+            match e.stage {
+                Stage::Authorizing | Stage::Authorized => {}
+                Stage::Printing => out.push(Record::PrintStarting { job }),
+                Stage::IndiciumSending => out.extend([
+                    Record::PrintStarting { job },
+                    Record::IndiciumSending { job },
+                ]),
+                Stage::IndiciumSent => out.extend([
+                    Record::PrintStarting { job },
+                    Record::IndiciumSending { job },
+                    Record::IndiciumSent { job },
+                ]),
+                Stage::IndiciumPrinted => out.extend([
+                    Record::PrintStarting { job },
+                    Record::IndiciumSending { job },
+                    Record::IndiciumSent { job },
+                    Record::IndiciumPrinted { job },
+                ]),
+                Stage::EndPrinted => out.extend([
+                    Record::PrintStarting { job },
+                    Record::IndiciumSending { job },
+                    Record::IndiciumSent { job },
+                    Record::IndiciumPrinted { job },
+                    Record::EndPrinted { job },
+                ]),
+                Stage::Settling(settlement) => out.push(Record::Outcome {
+                    job,
+                    paper: if settlement == Settlement::Void {
+                        PaperVerdict::NotOnPaper
+                    } else {
+                        PaperVerdict::AssumedPrinted
+                    },
+                    complete: settlement == Settlement::Commit,
+                    settlement,
+                }),
+                Stage::Settled { .. } | Stage::NotIssued => {}
+            }
+        }
+        out
+    }
+
+    /// Applies one record (from the journal, or just appended to it). Records for unknown jobs
+    /// or out of order are ignored: the journal is only ever written through [`Self::decide_*`].
+    pub fn apply(&mut self, r: &Record) {
+        let key = r.job();
+        if let Record::Authorizing {
+            amount_cents,
+            ids,
+            body,
+            ..
+        } = r
+        {
+            self.entries.entry(key).or_insert_with(|| Entry {
+                key,
+                amount_cents: *amount_cents,
+                ids: *ids,
+                authorize_body: body.clone(),
+                piece_serial: None,
+                indicium_sha256: None,
+                stage: Stage::Authorizing,
+                result: None,
+                from_last_run: false,
+                abandoned: false,
+            });
+            return;
+        }
+        let Some(e) = self.entries.get_mut(&key) else {
+            return;
+        };
+        match r {
+            Record::Authorizing { .. } => {}
+            Record::Authorized {
+                piece_serial,
+                indicium_sha256,
+                ..
+            } => {
+                e.piece_serial = Some(*piece_serial);
+                e.indicium_sha256 = Some(indicium_sha256.clone());
+                if e.stage == Stage::Authorizing {
+                    e.stage = Stage::Authorized;
+                }
+            }
+            Record::AuthorizeRefused { .. } => e.stage = Stage::NotIssued,
+            Record::AuthorizeAbandoned { .. } => e.abandoned = true,
+            Record::PrintStarting { .. } => e.stage = Stage::Printing,
+            Record::IndiciumSending { .. } => e.stage = Stage::IndiciumSending,
+            Record::IndiciumSent { .. } => e.stage = Stage::IndiciumSent,
+            Record::IndiciumPrinted { .. } => e.stage = Stage::IndiciumPrinted,
+            Record::EndPrinted { .. } => e.stage = Stage::EndPrinted,
+            Record::Outcome { settlement, .. } => e.stage = Stage::Settling(*settlement),
+            Record::Settled {
+                settlement,
+                result,
+                refused,
+                ..
+            } => {
+                e.stage = Stage::Settled {
+                    settlement: *settlement,
+                    refused: *refused,
+                };
+                e.result = Some(result.clone());
+            }
+        }
+        if !e.stage.open() {
+            self.settled_order.push_back(key);
+            while self.settled_order.len() > self.settled_kept_max {
+                if let Some(old) = self.settled_order.pop_front() {
+                    self.entries.remove(&old);
+                }
+            }
+        }
+    }
+
+    /// A new item: announce the authorize request before it is sent.
+    pub fn decide_authorize(
+        &self,
+        job: JobKey,
+        amount_cents: u64,
+        ids: RequestIds,
+        body: String,
+    ) -> Result<Vec<Record>, Refusal> {
+        if self.entries.contains_key(&job) {
+            return Err(Refusal::Duplicate);
+        }
+        let last = self.last_run_open();
+        if last > 0 {
+            return Err(Refusal::SettlingLastRun(last));
+        }
+        let open = self.open_count();
+        if open >= self.open_jobs_max {
+            return Err(Refusal::TooManyOpen(open));
+        }
+        Ok(vec![Record::Authorizing {
+            job,
+            amount_cents,
+            ids,
+            body,
+        }])
+    }
+
+    /// The vendor answered `authorize`. A job replayed after a restart never printed in this
+    /// run (its print had not started, or `PrintStarting` would be in the journal), so it is
+    /// voided at once.
+    pub fn decide_authorized(
+        &self,
+        job: JobKey,
+        answer: Result<(u64, String), Answer>,
+    ) -> Result<Vec<Record>, Refusal> {
+        let e = self.entries.get(&job).ok_or(Refusal::Unknown)?;
+        if e.stage != Stage::Authorizing {
+            return Ok(Vec::new()); // a late duplicate answer
+        }
+        Ok(match answer {
+            Ok((piece_serial, indicium_sha256)) => {
+                let mut out = vec![Record::Authorized {
+                    job,
+                    piece_serial,
+                    indicium_sha256,
+                }];
+                if e.from_last_run || e.abandoned {
+                    out.push(outcome(job, PaperVerdict::NotOnPaper, false));
+                }
+                out
+            }
+            Err(_) => vec![Record::AuthorizeRefused { job }],
+        })
+    }
+
+    /// `authorize` went unanswered until its retries ran out: never print this job; replay the
+    /// request when the vendor can be reached and void what it reserved.
+    pub fn decide_authorize_abandoned(&self, job: JobKey) -> Result<Vec<Record>, Refusal> {
+        let e = self.entries.get(&job).ok_or(Refusal::Unknown)?;
+        if e.stage != Stage::Authorizing || e.abandoned {
+            return Ok(Vec::new());
+        }
+        Ok(vec![Record::AuthorizeAbandoned { job }])
+    }
+
+    /// The one-time rule: a job prints once, only after its authorization, only in this run.
+    pub fn decide_print(&self, job: JobKey) -> Result<Vec<Record>, Refusal> {
+        let e = self.entries.get(&job).ok_or(Refusal::Unknown)?;
+        match e.stage {
+            Stage::Authorized if !e.from_last_run && !e.abandoned => {
+                Ok(vec![Record::PrintStarting { job }])
+            }
+            Stage::Authorizing | Stage::NotIssued => Err(Refusal::NotAuthorized),
+            _ => Err(Refusal::AlreadyPrinted),
+        }
+    }
+
+    /// A job that will never print (no printer, it does not compile, the clerk gave up):
+    /// nothing reached the printer, so the amount goes back.
+    pub fn decide_abandon(&self, job: JobKey) -> Result<Vec<Record>, Refusal> {
+        let e = self.entries.get(&job).ok_or(Refusal::Unknown)?;
+        match e.stage {
+            Stage::Authorized => Ok(vec![outcome(job, PaperVerdict::NotOnPaper, false)]),
+            Stage::Authorizing => Err(Refusal::NotAuthorized),
+            Stage::NotIssued | Stage::Settling(_) | Stage::Settled { .. } => Ok(Vec::new()),
+            _ => Err(Refusal::OutOfOrder("printing")),
+        }
+    }
+
+    /// A streamer milestone (before its effect for `IndiciumSending`).
+    pub fn decide_milestone(&self, job: JobKey, m: Milestone) -> Result<Vec<Record>, Refusal> {
+        let e = self.entries.get(&job).ok_or(Refusal::Unknown)?;
+        let (want, rec): (&[Stage], Record) = match m {
+            Milestone::IndiciumSending => (&[Stage::Printing], Record::IndiciumSending { job }),
+            Milestone::IndiciumSent => (&[Stage::IndiciumSending], Record::IndiciumSent { job }),
+            Milestone::IndiciumPrinted => (
+                &[Stage::IndiciumSent, Stage::IndiciumSending],
+                Record::IndiciumPrinted { job },
+            ),
+            Milestone::EndPrinted => (
+                &[Stage::IndiciumPrinted, Stage::IndiciumSent, Stage::Printing],
+                Record::EndPrinted { job },
+            ),
+        };
+        if want.contains(&e.stage) {
+            Ok(vec![rec])
+        } else {
+            Err(Refusal::OutOfOrder(m.as_str()))
+        }
+    }
+
+    /// The print ended in this run: `paper` is the streamer's verdict on the indicium,
+    /// `complete` whether the whole job printed.
+    pub fn decide_ended(
+        &self,
+        job: JobKey,
+        paper: PaperVerdict,
+        complete: bool,
+    ) -> Result<Vec<Record>, Refusal> {
+        let e = self.entries.get(&job).ok_or(Refusal::Unknown)?;
+        match e.stage {
+            Stage::Printing
+            | Stage::IndiciumSending
+            | Stage::IndiciumSent
+            | Stage::IndiciumPrinted
+            | Stage::EndPrinted => {}
+            Stage::Settling(_) | Stage::Settled { .. } => return Ok(Vec::new()),
+            _ => return Err(Refusal::OutOfOrder("not printing")),
+        }
+        // What the journal already knows outranks a weaker verdict: an indicium whose ID came
+        // back is on paper whatever the streamer concluded after.
+        let paper = match (e.stage, paper) {
+            (Stage::IndiciumPrinted | Stage::EndPrinted, _) => PaperVerdict::Printed,
+            (_, p) => p,
+        };
+        Ok(vec![outcome(job, paper, complete && paper.on_paper())])
+    }
+
+    /// A restarted counter resynced its printer; settle a job the last run left mid-print.
+    pub fn decide_recovered(&self, job: JobKey, resync: Resync) -> Result<Vec<Record>, Refusal> {
+        let e = self.entries.get(&job).ok_or(Refusal::Unknown)?;
+        let (paper, complete) = match e.stage {
+            // No indicium byte ever went out.
+            Stage::Printing => (PaperVerdict::NotOnPaper, false),
+            // The port had the whole indicium; the resync let the buffer print, so it is on
+            // paper now if it was not already.
+            Stage::IndiciumSent if resync.drained || resync.indicium_id_seen => {
+                (PaperVerdict::Printed, resync.end_id_seen)
+            }
+            Stage::IndiciumSent => (PaperVerdict::AssumedPrinted, false),
+            // Cut while its bytes went out: part of it may be on paper. Conservative.
+            Stage::IndiciumSending if resync.indicium_id_seen => {
+                (PaperVerdict::Printed, resync.end_id_seen)
+            }
+            Stage::IndiciumSending => (PaperVerdict::AssumedPrinted, false),
+            Stage::IndiciumPrinted => (PaperVerdict::Printed, resync.end_id_seen),
+            Stage::EndPrinted => (PaperVerdict::Printed, true),
+            _ => return Ok(Vec::new()),
+        };
+        Ok(vec![outcome(job, paper, complete)])
+    }
+
+    /// The vendor answered a settlement.
+    pub fn decide_settled(&self, job: JobKey, answer: Answer) -> Result<Vec<Record>, Refusal> {
+        let e = self.entries.get(&job).ok_or(Refusal::Unknown)?;
+        let Stage::Settling(settlement) = e.stage else {
+            return Ok(Vec::new());
+        };
+        let (result, refused) = match answer {
+            Answer::Ok { result } => (result, false),
+            Answer::Refused { code } => (code, true),
+        };
+        Ok(vec![Record::Settled {
+            job,
+            settlement,
+            result,
+            refused,
+        }])
+    }
+
+    /// Every request that must go (again) to the vendor.
+    pub fn sends(&self) -> Vec<Send> {
+        self.open().filter_map(send_for).collect()
+    }
+
+    /// The request that must go (again) for one job, if any.
+    pub fn send_for(&self, job: &JobKey) -> Option<Send> {
+        self.entries.get(job).and_then(send_for)
+    }
+}
+
+fn send_for(e: &Entry) -> Option<Send> {
+    match e.stage {
+        Stage::Authorizing if e.from_last_run || e.abandoned => Some(Send::Authorize {
+            job: e.key,
+            request_id: e.ids.authorize,
+            body: e.authorize_body.clone(),
+        }),
+        Stage::Settling(settlement) => Some(Send::Settle {
+            job: e.key,
+            settlement,
+            request_id: settlement.request_id(&e.ids),
+            piece_serial: e.piece_serial?,
+        }),
+        _ => None,
+    }
+}
+
+fn outcome(job: JobKey, paper: PaperVerdict, complete: bool) -> Record {
+    let settlement = match (paper.on_paper(), complete) {
+        (true, true) => Settlement::Commit,
+        (true, false) => Settlement::VoidReachedPrinter,
+        (false, _) => Settlement::Void,
+    };
+    Record::Outcome {
+        job,
+        paper,
+        complete,
+        settlement,
+    }
+}
+
+/// A streamer milestone, as the book sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Milestone {
+    IndiciumSending,
+    IndiciumSent,
+    IndiciumPrinted,
+    EndPrinted,
+}
+
+impl Milestone {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Milestone::IndiciumSending => "indicium_sending",
+            Milestone::IndiciumSent => "indicium_sent",
+            Milestone::IndiciumPrinted => "indicium_printed",
+            Milestone::EndPrinted => "end_printed",
+        }
+    }
+}
+
+mod hex_16 {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(v: &[u8; 16], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(v))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 16], D::Error> {
+        let s = String::deserialize(d)?;
+        let v = hex::decode(&s).map_err(D::Error::custom)?;
+        v.try_into()
+            .map_err(|_| D::Error::custom("expected 16 bytes of hex"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(n: u8) -> RequestIds {
+        RequestIds {
+            authorize: [n; 16],
+            commit: [n.wrapping_add(100); 16],
+            void: [n.wrapping_add(200); 16],
+        }
+    }
+
+    /// Decides and applies, as the shell does after its journal append.
+    macro_rules! step {
+        ($book:expr, $method:ident($($arg:expr),* $(,)?) $(,)?) => {{
+            let recs = $book.$method($($arg),*).expect("accepted");
+            for rec in &recs {
+                $book.apply(rec);
+            }
+            recs
+        }};
+    }
+
+    fn authorized(book: &mut JobBook, n: u8) -> JobKey {
+        let k = [n; 16];
+        step!(book, decide_authorize(k, 129, ids(n), "a0".into()));
+        step!(book, decide_authorized(k, Ok((u64::from(n), "ab".into()))));
+        k
+    }
+
+    fn settlement_of(book: &JobBook, k: JobKey) -> Settlement {
+        match book.get(&k).map(|e| e.stage) {
+            Some(Stage::Settling(s)) => s,
+            other => panic!("not settling: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_whole_print_commits_once_with_the_commit_id() {
+        let mut b = JobBook::default();
+        let k = authorized(&mut b, 1);
+        step!(b, decide_print(k));
+        assert_eq!(b.decide_print(k), Err(Refusal::AlreadyPrinted));
+        for m in [
+            Milestone::IndiciumSending,
+            Milestone::IndiciumSent,
+            Milestone::IndiciumPrinted,
+            Milestone::EndPrinted,
+        ] {
+            step!(b, decide_milestone(k, m));
+        }
+        step!(b, decide_ended(k, PaperVerdict::Printed, true));
+        assert_eq!(settlement_of(&b, k), Settlement::Commit);
+        assert_eq!(
+            b.sends(),
+            vec![Send::Settle {
+                job: k,
+                settlement: Settlement::Commit,
+                request_id: ids(1).commit,
+                piece_serial: 1
+            }]
+        );
+        step!(
+            b,
+            decide_settled(
+                k,
+                Answer::Ok {
+                    result: "committed".into(),
+                },
+            ),
+        );
+        assert!(b.sends().is_empty());
+        assert_eq!(b.open_count(), 0);
+        assert_eq!(b.decide_print(k), Err(Refusal::AlreadyPrinted));
+    }
+
+    #[test]
+    fn the_paper_decides_the_settlement() {
+        let cases = [
+            (PaperVerdict::NotOnPaper, false, Settlement::Void),
+            (PaperVerdict::NotOnPaper, true, Settlement::Void),
+            (
+                PaperVerdict::AssumedPrinted,
+                false,
+                Settlement::VoidReachedPrinter,
+            ),
+            (PaperVerdict::Printed, false, Settlement::VoidReachedPrinter),
+            (PaperVerdict::Printed, true, Settlement::Commit),
+        ];
+        for (i, (paper, complete, want)) in cases.into_iter().enumerate() {
+            let mut b = JobBook::default();
+            let k = authorized(&mut b, i as u8 + 1);
+            step!(b, decide_print(k));
+            step!(b, decide_ended(k, paper, complete));
+            assert_eq!(settlement_of(&b, k), want, "{paper:?} {complete}");
+        }
+    }
+
+    #[test]
+    fn an_indicium_the_printer_confirmed_is_on_paper_whatever_comes_after() {
+        let mut b = JobBook::default();
+        let k = authorized(&mut b, 1);
+        step!(b, decide_print(k));
+        step!(b, decide_milestone(k, Milestone::IndiciumSending));
+        step!(b, decide_milestone(k, Milestone::IndiciumSent));
+        step!(b, decide_milestone(k, Milestone::IndiciumPrinted));
+        // The streamer then reports a cleared buffer: the indicium was already out.
+        step!(b, decide_ended(k, PaperVerdict::NotOnPaper, false));
+        assert_eq!(settlement_of(&b, k), Settlement::VoidReachedPrinter);
+    }
+
+    #[test]
+    fn a_restart_settles_what_the_last_run_left_before_new_items() {
+        let mut b = JobBook::default();
+        let mut journal = Vec::new();
+        // 1: authorize sent, no answer. 2: authorized, never printed. 3: cut before the
+        // indicium. 4: indicium sent, not confirmed. 5: indicium confirmed, end not.
+        // 6: settling a commit. 7: settled.
+        let k1 = [1; 16];
+        journal.extend(step!(b, decide_authorize(k1, 100, ids(1), "b1".into())));
+        let mk = |b: &mut JobBook, journal: &mut Vec<Record>, n: u8| {
+            let k = [n; 16];
+            journal.extend(step!(b, decide_authorize(k, 100, ids(n), "bn".into())));
+            journal.extend(step!(
+                b,
+                decide_authorized(k, Ok((u64::from(n), "s".into())))
+            ));
+            k
+        };
+        let k2 = mk(&mut b, &mut journal, 2);
+        let k3 = mk(&mut b, &mut journal, 3);
+        journal.extend(step!(b, decide_print(k3)));
+        let k4 = mk(&mut b, &mut journal, 4);
+        journal.extend(step!(b, decide_print(k4)));
+        journal.extend(step!(b, decide_milestone(k4, Milestone::IndiciumSending)));
+        journal.extend(step!(b, decide_milestone(k4, Milestone::IndiciumSent)));
+        let k5 = mk(&mut b, &mut journal, 5);
+        journal.extend(step!(b, decide_print(k5)));
+        journal.extend(step!(b, decide_milestone(k5, Milestone::IndiciumSending)));
+        journal.extend(step!(b, decide_milestone(k5, Milestone::IndiciumSent)));
+        journal.extend(step!(b, decide_milestone(k5, Milestone::IndiciumPrinted)));
+        let k6 = mk(&mut b, &mut journal, 6);
+        journal.extend(step!(b, decide_print(k6)));
+        journal.extend(step!(b, decide_ended(k6, PaperVerdict::Printed, true)));
+        let k7 = mk(&mut b, &mut journal, 7);
+        journal.extend(step!(b, decide_print(k7)));
+        journal.extend(step!(b, decide_ended(k7, PaperVerdict::NotOnPaper, false)));
+        journal.extend(step!(
+            b,
+            decide_settled(
+                k7,
+                Answer::Ok {
+                    result: "voided".into(),
+                },
+            ),
+        ));
+
+        for records in [journal.clone(), b.snapshot()] {
+            let mut r = JobBook::recover(records.iter());
+            assert_eq!(r.last_run_open(), 6);
+            assert!(matches!(
+                r.decide_authorize([9; 16], 1, ids(9), "x".into()),
+                Err(Refusal::SettlingLastRun(6))
+            ));
+            assert_eq!(r.decide_print(k2), Err(Refusal::AlreadyPrinted));
+            // The unanswered authorize is replayed with its own id and body.
+            assert!(r.sends().contains(&Send::Authorize {
+                job: k1,
+                request_id: ids(1).authorize,
+                body: "b1".into()
+            }));
+            step!(r, decide_authorized(k1, Ok((1, "s".into()))));
+            assert_eq!(settlement_of(&r, k1), Settlement::Void);
+            step!(r, decide_abandon(k2));
+            assert_eq!(settlement_of(&r, k2), Settlement::Void);
+            let drained = Resync {
+                drained: true,
+                indicium_id_seen: false,
+                end_id_seen: false,
+            };
+            step!(r, decide_recovered(k3, drained));
+            assert_eq!(settlement_of(&r, k3), Settlement::Void);
+            step!(r, decide_recovered(k4, drained));
+            assert_eq!(settlement_of(&r, k4), Settlement::VoidReachedPrinter);
+            step!(
+                r,
+                decide_recovered(
+                    k5,
+                    Resync {
+                        end_id_seen: true,
+                        ..drained
+                    },
+                ),
+            );
+            assert_eq!(settlement_of(&r, k5), Settlement::Commit);
+            assert_eq!(settlement_of(&r, k6), Settlement::Commit);
+            assert!(r.get(&k7).is_none_or(|e| !e.stage.open()));
+            // Every settlement goes with the job's original id.
+            for s in r.sends() {
+                if let Send::Settle {
+                    job,
+                    settlement,
+                    request_id,
+                    ..
+                } = s
+                {
+                    let n = job[0];
+                    assert_eq!(request_id, settlement.request_id(&ids(n)));
+                }
+            }
+            for k in [k1, k2, k3, k4, k5, k6] {
+                step!(
+                    r,
+                    decide_settled(
+                        k,
+                        Answer::Ok {
+                            result: "ok".into(),
+                        },
+                    ),
+                );
+            }
+            assert_eq!(r.last_run_open(), 0);
+            assert!(r.decide_authorize([9; 16], 1, ids(9), "x".into()).is_ok());
+        }
+    }
+
+    #[test]
+    fn records_round_trip_as_json() {
+        let r = Record::Outcome {
+            job: [7; 16],
+            paper: PaperVerdict::AssumedPrinted,
+            complete: false,
+            settlement: Settlement::VoidReachedPrinter,
+        };
+        let s = serde_json::to_string(&r).expect("json");
+        assert!(s.contains("\"r\":\"outcome\""), "{s}");
+        assert_eq!(serde_json::from_str::<Record>(&s).expect("back"), r);
+        let a = Record::Authorizing {
+            job: [1; 16],
+            amount_cents: 5,
+            ids: ids(1),
+            body: "00".into(),
+        };
+        let s = serde_json::to_string(&a).expect("json");
+        assert_eq!(serde_json::from_str::<Record>(&s).expect("back"), a);
+    }
+
+    #[test]
+    fn an_unanswered_authorize_is_replayed_then_voided_never_printed() {
+        let mut b = JobBook::default();
+        let k = [4; 16];
+        step!(b, decide_authorize(k, 129, ids(4), "c4".into()));
+        assert!(b.sends().is_empty(), "the first send is the shell's own");
+        step!(b, decide_authorize_abandoned(k));
+        assert_eq!(
+            b.sends(),
+            vec![Send::Authorize {
+                job: k,
+                request_id: ids(4).authorize,
+                body: "c4".into()
+            }]
+        );
+        let b2 = JobBook::recover(b.snapshot().iter());
+        assert_eq!(b2.sends(), b.sends());
+        step!(b, decide_authorized(k, Ok((4, "s".into()))));
+        assert_eq!(b.decide_print(k), Err(Refusal::AlreadyPrinted));
+        assert_eq!(settlement_of(&b, k), Settlement::Void);
+    }
+
+    #[test]
+    fn open_jobs_are_bounded() {
+        let mut b = JobBook::new(2, 8);
+        authorized(&mut b, 1);
+        authorized(&mut b, 2);
+        assert_eq!(
+            b.decide_authorize([3; 16], 1, ids(3), "x".into()),
+            Err(Refusal::TooManyOpen(2))
+        );
+    }
+
+    #[test]
+    fn settled_jobs_are_forgotten_beyond_the_bound() {
+        let mut b = JobBook::new(4, 2);
+        for n in 1..=5u8 {
+            let k = authorized(&mut b, n);
+            step!(b, decide_abandon(k));
+            step!(
+                b,
+                decide_settled(
+                    k,
+                    Answer::Ok {
+                        result: "voided".into(),
+                    },
+                ),
+            );
+        }
+        assert!(b.get(&[1; 16]).is_none());
+        assert!(b.get(&[5; 16]).is_some());
+        assert!(b.entries.len() <= 2);
+    }
+}
