@@ -2,19 +2,28 @@
 //! session) and to the printer (through the abortable streamer), and reports back as
 //! [`Backend`] events. The UI core never touches a socket or a port; this task does.
 //!
-//! Money rules it enforces on its own, whatever the UI asks:
-//! - An authorized item is printed at most once (`Print` for a job already printed is refused).
-//! - The job's outcome decides the money, here, the moment the streamer returns: completed →
-//!   `commit`; stopped before the indicium was complete → `void` (reached_printer = false, the
-//!   amount goes back); stopped after it → `void` with reached_printer = true, which the vendor
-//!   turns into a refund request. The UI's own `Void`/`RequestRefund` for such a job are then
-//!   no-ops. Each of these requests keeps one request id per job and is retried (with the same
-//!   id, so the vendor applies it once) while the link is down, up to `money_retry_ms_max`;
-//!   after that the vendor's reaper voids the reservation at its expiry.
+//! It is a pump around the job book ([`super::jobbook`]), which alone decides each job's
+//! state and how its money is settled. Every record the book produces is appended to the
+//! settlement journal and fsynced ([`super::journal`]) *before* its effect: before the
+//! authorize request, before the first printer byte, before the indicium's first byte (from
+//! the streaming thread, through [`JournalMilestones`]), before each settlement request.
+//! On start the backend folds the journal, resyncs the printer when the last run stopped in
+//! the middle of a job, and settles every job the last run left, with the job's original
+//! request ids, before it lets a new item be authorized.
+//!
+//! - An authorized item is printed at most once (the book refuses a second `PrintStarting`).
+//! - Settlement requests are retried with the same request id while the link is down (the
+//!   vendor applies each once), in this run for `money_retry_ms_max` at a time and again at the
+//!   next start; the vendor never returns issued value on its own (docs/LEDGER.md).
 //! - Card numbers, CVCs and passwords are passed through, never logged.
 
 use super::client::{self, ClientError, Session};
 use super::headless::{self, HeadlessOptions};
+use super::jobbook::{
+    self, Answer, JobBook, JobKey, PaperVerdict, Record, Refusal, RequestIds, Resync, Send,
+    Settlement, Stage,
+};
+use super::journal::{Journal, JournalError};
 use super::supervisor::{Phase, SupervisorHandle};
 use crate::indicium::layout::Indicium as SignedIndicium;
 use crate::indicium::render::{human_lines, module_dots, native_payload};
@@ -24,24 +33,29 @@ use crate::money::Cents;
 use crate::printer::compiler::{self, Element, Indicium, Label, TextLine};
 use crate::printer::profile::Profile;
 use crate::printer::streamer::{
-    self, JobOutcome, PrinterFault, PrinterPort, Progress, StreamConfig,
+    self, IndiciumPaper, JobOutcome, Milestones, PrinterFault, PrinterPort, Progress,
+    StreamConfig,
 };
 use crate::ui::event::{
     Backend, Command, FundMethod, HistoryEntry, ItemState, JobId, LabelText, PrinterStatus,
-    RefundState,
+    RefundState, SettlePhase,
 };
 use crate::wire::{self, ErrorCode, Request};
 use ed25519_dalek::VerifyingKey;
-use std::collections::HashMap;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 /// Bound of the backend's internal completion queue, in messages.
 const DONE_QUEUE_MAX: usize = 64;
-/// Most jobs remembered (for dedup and refunds) before the oldest finished ones are dropped.
+/// Most jobs of this run remembered for the UI (label text, indicium) before the oldest
+/// settled ones are dropped.
 const JOBS_MAX: usize = 1024;
 /// History rows asked of the vendor.
 const HISTORY_ROWS: u32 = 100;
@@ -52,7 +66,15 @@ const LINK_REPORT_INTERVAL_MS: u64 = 250;
 /// Wait for one printer status reply, in ms.
 const PRINTER_STATUS_REPLY_MS: u64 = 300;
 /// JobIds for pieces the vendor lists that this run did not issue: this bit set + the serial.
-const VENDOR_JOB_BIT: u64 = 1 << 63;
+const VENDOR_JOB_BIT: u64 = 1 << 62;
+/// JobIds for jobs an earlier run left unsettled: this bit set + a counter.
+const LAST_RUN_JOB_BIT: u64 = 1 << 61;
+/// Settlements that ran out of retries are tried again this often while signed in, in ms.
+const SETTLE_RETRY_INTERVAL_MS: u64 = 2_000;
+/// On quit: how long a print in progress may take to stop, in ms.
+const QUIT_PRINT_STOP_MS_MAX: u64 = 10_000;
+/// On quit: how long settlements in flight may take before the journal keeps them, in ms.
+const QUIT_SETTLE_MS_MAX: u64 = 3_000;
 
 /// Where the printer is and how it behaves.
 #[derive(Debug, Clone)]
@@ -65,6 +87,7 @@ pub struct PrinterSetup {
 pub struct BackendConfig {
     pub vendor: SocketAddr,
     pub pinned: VerifyingKey,
+    /// The terminal's data directory: device key, enrollment, settlement journal.
     pub terminal_dir: PathBuf,
     pub terminal_name: String,
     /// Needed once, on the first run, to enroll this terminal.
@@ -77,7 +100,9 @@ pub struct BackendConfig {
     pub printer_poll_interval_ms: u64,
     /// How long authorize keeps retrying while the link is down before it gives up.
     pub authorize_retry_ms_max: u64,
-    /// How long commit / void / refund requests keep retrying while the link is down.
+    /// How long one round of commit / void / refund retries lasts while the link is down;
+    /// a settlement is tried again after it, for as long as the counter runs, and at the
+    /// next start.
     pub money_retry_ms_max: u64,
 }
 
@@ -99,49 +124,144 @@ impl BackendConfig {
     }
 }
 
-/// The money step that ends a job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Finish {
-    Commit,
-    /// The amount goes back (the indicium never completed).
-    Void,
-    /// The indicium printed but the job did not finish: the vendor files a refund request.
-    VoidReachedPrinter,
-    Refund,
+/// The body of an `authorize` request as the journal keeps it (CBOR, hex), so a restarted
+/// counter sends the very same request again.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct AuthorizeBody {
+    amount_cents: u64,
+    item: wire::WireItem,
+    origin_zip: String,
 }
 
+impl AuthorizeBody {
+    fn to_hex(&self) -> String {
+        let mut buf = Vec::new();
+        // CBOR of plain data into a Vec cannot fail.
+        let _ = ciborium::into_writer(self, &mut buf);
+        hex::encode(buf)
+    }
+
+    fn from_hex(s: &str) -> Option<AuthorizeBody> {
+        let bytes = hex::decode(s).ok()?;
+        ciborium::from_reader(bytes.as_slice()).ok()
+    }
+}
+
+/// The job book and its journal. Shared with the streaming thread, which journals the
+/// indicium milestones before their effect.
 #[derive(Debug)]
-struct JobRec {
+struct Books {
+    book: JobBook,
+    journal: Journal,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum BookError {
+    #[error("{0}")]
+    Refused(Refusal),
+    #[error(transparent)]
+    Journal(JournalError),
+}
+
+impl Books {
+    /// Journals what the book decided (durably), then applies it.
+    fn record(&mut self, decided: Result<Vec<Record>, Refusal>) -> Result<Vec<Record>, BookError> {
+        let recs = decided.map_err(BookError::Refused)?;
+        self.journal.append(&recs).map_err(BookError::Journal)?;
+        for r in &recs {
+            self.book.apply(r);
+        }
+        if let Err(e) = self.journal.compact_if_due(&self.book) {
+            tracing::warn!(error = %e, "settlement journal not compacted; it keeps growing");
+        }
+        Ok(recs)
+    }
+}
+
+type SharedBooks = Arc<Mutex<Books>>;
+
+/// The streamer's milestones, journaled through the job book from the streaming thread.
+struct JournalMilestones {
+    books: SharedBooks,
+    key: JobKey,
+}
+
+impl Milestones for JournalMilestones {
+    fn reached(&mut self, m: streamer::Milestone) -> Result<(), String> {
+        let m = match m {
+            streamer::Milestone::IndiciumSending => jobbook::Milestone::IndiciumSending,
+            streamer::Milestone::IndiciumSent => jobbook::Milestone::IndiciumSent,
+            streamer::Milestone::IndiciumPrinted => jobbook::Milestone::IndiciumPrinted,
+            streamer::Milestone::EndPrinted => jobbook::Milestone::EndPrinted,
+        };
+        let mut books = self
+            .books
+            .lock()
+            .map_err(|_| "settlement journal unavailable".to_string())?;
+        let decided = books.book.decide_milestone(self.key, m);
+        match books.record(decided) {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                tracing::error!(error = %e, milestone = m.as_str(), "milestone not journaled");
+                Err(e.to_string())
+            }
+        }
+    }
+}
+
+/// What the streamer's outcome says about the indicium, in the book's words.
+fn verdict(outcome: &JobOutcome) -> (PaperVerdict, bool) {
+    let paper = match outcome.indicium() {
+        IndiciumPaper::NotSent | IndiciumPaper::Cleared => PaperVerdict::NotOnPaper,
+        IndiciumPaper::Printed => PaperVerdict::Printed,
+        IndiciumPaper::AssumedPrinted => PaperVerdict::AssumedPrinted,
+    };
+    (paper, matches!(outcome, JobOutcome::Completed { .. }))
+}
+
+/// What this run knows of a job beyond the book: the UI's id, the label text, the indicium.
+#[derive(Debug)]
+struct UiJob {
+    key: JobKey,
     amount: Cents,
     label: LabelText,
-    piece_serial: Option<u64>,
     indicium: Option<Vec<u8>>,
-    printed: bool,
-    /// One request id per money step, kept for retries.
-    request_ids: HashMap<&'static str, [u8; 16]>,
-    /// Money steps already sent (or done): never send a second, different one.
-    finished: Option<Finish>,
+}
+
+/// A request failed: words for a person, and whether the same request may yet succeed.
+#[derive(Debug, Clone)]
+struct Failure {
+    words: String,
+    retryable: bool,
 }
 
 enum Done {
     SignedIn(Result<(SupervisorHandle, Session, Cents), String>),
     Authorized {
-        job: JobId,
-        result: Result<wire::Authorized, String>,
+        key: JobKey,
+        result: Result<wire::Authorized, Failure>,
     },
     Printed {
         job: JobId,
+        key: JobKey,
         port: Option<PrinterPort>,
         outcome: JobOutcome,
     },
-    Money {
+    Settled {
+        key: JobKey,
+        result: Result<wire::PieceDone, Failure>,
+    },
+    Refund {
         job: JobId,
-        finish: Finish,
-        result: Result<wire::PieceDone, String>,
+        result: Result<wire::PieceDone, Failure>,
     },
     Polled {
         port: Option<PrinterPort>,
         status: PrinterStatus,
+    },
+    Resynced {
+        port: Option<PrinterPort>,
+        report: Option<streamer::ResyncReport>,
     },
 }
 
@@ -152,20 +272,29 @@ pub fn spawn(
     events: mpsc::Sender<Backend>,
 ) -> JoinHandle<()> {
     let (done_tx, done_rx) = mpsc::channel(DONE_QUEUE_MAX);
+    let (quit_tx, _) = watch::channel(false);
     let b = Actor {
         cfg,
         events,
         done_tx,
         sup: None,
         link_task: None,
-        jobs: HashMap::new(),
-        job_order: Vec::new(),
+        books: None,
+        ui: HashMap::new(),
+        ui_order: Vec::new(),
+        by_key: HashMap::new(),
+        in_flight: HashSet::new(),
+        next_last_run_job: 0,
+        print_seq: rand::random::<u32>() % 4096,
+        printing: None,
         port: None,
         port_busy: false,
         queued_print: None,
         printer_status: PrinterStatus::Unknown,
         reported_printer: None,
         endpoint: None,
+        quit: quit_tx,
+        reported_open: None,
     };
     tokio::spawn(b.run(commands, done_rx))
 }
@@ -176,17 +305,30 @@ struct Actor {
     done_tx: mpsc::Sender<Done>,
     sup: Option<SupervisorHandle>,
     link_task: Option<JoinHandle<()>>,
-    jobs: HashMap<JobId, JobRec>,
-    job_order: Vec<JobId>,
+    /// None when the journal cannot be opened: then nothing is authorized.
+    books: Option<SharedBooks>,
+    ui: HashMap<JobId, UiJob>,
+    ui_order: Vec<JobId>,
+    by_key: HashMap<JobKey, JobId>,
+    /// Jobs with a request on its way to the vendor.
+    in_flight: HashSet<JobKey>,
+    next_last_run_job: u64,
+    /// Numbers the printer's process IDs of each job (docs/PRINTING.md).
+    print_seq: u32,
+    /// The job on the printer now.
+    printing: Option<JobKey>,
     /// The open printer, when not lent to a job or a status poll.
     port: Option<PrinterPort>,
-    /// The port is out on a job or a poll.
+    /// The port is out on a job, a poll or a resync.
     port_busy: bool,
     /// A Print that came while the port was out on a status poll.
     queued_print: Option<JobId>,
     printer_status: PrinterStatus,
     reported_printer: Option<PrinterStatus>,
     endpoint: Option<quinn::Endpoint>,
+    /// Set on quit: a print in progress stops as on a lapse.
+    quit: watch::Sender<bool>,
+    reported_open: Option<(usize, usize)>,
 }
 
 fn pause() -> tokio::time::Sleep {
@@ -235,7 +377,7 @@ async fn send_retrying<T, F>(
     sessions: watch::Receiver<Session>,
     retry_ms_max: u64,
     build: F,
-) -> Result<T, String>
+) -> Result<T, Failure>
 where
     T: serde::de::DeserializeOwned,
     F: Fn(&Session) -> Result<Request, ClientError>,
@@ -253,7 +395,12 @@ where
                 tracing::debug!(error = %e, "request not taken yet; retrying with the same id");
                 pause().await;
             }
-            Err(e) => return Err(reason(&e)),
+            Err(e) => {
+                return Err(Failure {
+                    words: reason(&e),
+                    retryable: retryable(&e),
+                });
+            }
         }
     }
 }
@@ -262,6 +409,7 @@ fn history_state(s: &str) -> ItemState {
     match s {
         "reserved" => ItemState::Printing,
         "voided" => ItemState::Voided,
+        "unsettled" => ItemState::Unsettled,
         "refund_requested" => ItemState::Refund(RefundState::Requested),
         "refunded" => ItemState::Refund(RefundState::Refunded),
         "refund_rejected" => ItemState::Refund(RefundState::Denied),
@@ -331,7 +479,197 @@ impl Actor {
         self.sup.as_ref().map(|s| s.session.clone())
     }
 
+    /// Journals what the book decides; refusals and journal failures come back as words.
+    fn record(
+        &self,
+        decide: impl FnOnce(&JobBook) -> Result<Vec<Record>, Refusal>,
+    ) -> Result<Vec<Record>, String> {
+        let Some(books) = &self.books else {
+            return Err(
+                "the settlement journal could not be opened, so nothing can be issued; see the log"
+                    .into(),
+            );
+        };
+        let mut b = books
+            .lock()
+            .map_err(|_| "the settlement journal is unavailable".to_string())?;
+        let decided = decide(&b.book);
+        b.record(decided).map_err(|e| match e {
+            BookError::Refused(r) => r.to_string(),
+            BookError::Journal(e) => {
+                tracing::error!(error = %e, "settlement journal write failed");
+                "the settlement journal cannot be written (disk full or failing?); nothing was sent"
+                    .into()
+            }
+        })
+    }
+
+    fn with_book<T>(&self, f: impl FnOnce(&JobBook) -> T) -> Option<T> {
+        let books = self.books.as_ref()?;
+        let b = books.lock().ok()?;
+        Some(f(&b.book))
+    }
+
+    /// The UI's id for a job, giving one to a job an earlier run left.
+    fn job_id(&mut self, key: JobKey) -> JobId {
+        if let Some(j) = self.by_key.get(&key) {
+            return *j;
+        }
+        self.next_last_run_job += 1;
+        let j = JobId(LAST_RUN_JOB_BIT | self.next_last_run_job);
+        self.by_key.insert(key, j);
+        j
+    }
+
+    fn amount_of(&self, key: &JobKey) -> Cents {
+        self.with_book(|b| b.get(key).map(|e| e.amount_cents))
+            .flatten()
+            .and_then(|c| Cents::new(c).ok())
+            .unwrap_or(Cents::ZERO)
+    }
+
+    /// Tells the UI what the recorded records mean for each job, then sends what is due.
+    async fn after(&mut self, recs: &[Record]) {
+        for r in recs {
+            match r {
+                Record::Outcome {
+                    job: key,
+                    settlement,
+                    ..
+                } => {
+                    let job = self.job_id(*key);
+                    let amount = self.amount_of(key);
+                    self.emit(Backend::Settlement {
+                        job,
+                        amount,
+                        settlement: *settlement,
+                        phase: SettlePhase::Sending,
+                    })
+                    .await;
+                }
+                Record::Settled {
+                    job: key,
+                    settlement,
+                    result,
+                    refused,
+                } => {
+                    let job = self.job_id(*key);
+                    let amount = self.amount_of(key);
+                    let phase = if *refused {
+                        SettlePhase::Refused(result.clone())
+                    } else {
+                        SettlePhase::Done
+                    };
+                    self.emit(Backend::Settlement {
+                        job,
+                        amount,
+                        settlement: *settlement,
+                        phase,
+                    })
+                    .await;
+                }
+                _ => {}
+            }
+        }
+        self.report_open().await;
+        self.kick_sends();
+    }
+
+    async fn report_open(&mut self) {
+        let counts = self
+            .with_book(|b| (b.open_count(), b.last_run_open()))
+            .unwrap_or((0, 0));
+        if self.reported_open != Some(counts) {
+            self.reported_open = Some(counts);
+            self.emit(Backend::OpenJobs {
+                open: counts.0,
+                from_last_run: counts.1,
+            })
+            .await;
+        }
+    }
+
+    /// Sends (again) every request the book says is due and is not already on its way.
+    fn kick_sends(&mut self) {
+        let Some(sessions) = self.sessions() else {
+            return;
+        };
+        let sends = self.with_book(JobBook::sends).unwrap_or_default();
+        for s in sends {
+            let key = match &s {
+                Send::Authorize { job, .. } | Send::Settle { job, .. } => *job,
+            };
+            if !self.in_flight.insert(key) {
+                continue;
+            }
+            let tx = self.done_tx.clone();
+            let sessions = sessions.clone();
+            let retry = self.cfg.money_retry_ms_max;
+            match s {
+                Send::Authorize {
+                    request_id, body, ..
+                } => {
+                    let Some(body) = AuthorizeBody::from_hex(&body) else {
+                        tracing::error!("journaled authorize body does not decode");
+                        continue;
+                    };
+                    tokio::spawn(async move {
+                        let result = send_retrying(sessions, retry, |s| {
+                            s.authorize_request(
+                                request_id,
+                                client::wall_ms(),
+                                body.amount_cents,
+                                body.item.clone(),
+                                &body.origin_zip,
+                            )
+                        })
+                        .await;
+                        let _ = tx.send(Done::Authorized { key, result }).await;
+                    });
+                }
+                Send::Settle {
+                    settlement,
+                    request_id,
+                    piece_serial,
+                    ..
+                } => {
+                    tracing::info!(piece = piece_serial, settlement = settlement.as_str(), "settling");
+                    tokio::spawn(async move {
+                        let result = send_retrying(sessions, retry, |s| {
+                            let now = client::wall_ms();
+                            match settlement {
+                                Settlement::Commit => {
+                                    s.commit_request(request_id, now, piece_serial)
+                                }
+                                Settlement::Void => {
+                                    s.void_request(request_id, now, piece_serial, false)
+                                }
+                                Settlement::VoidReachedPrinter => {
+                                    s.void_request(request_id, now, piece_serial, true)
+                                }
+                            }
+                        })
+                        .await;
+                        let _ = tx.send(Done::Settled { key, result }).await;
+                    });
+                }
+            }
+        }
+    }
+
     async fn run(mut self, mut commands: mpsc::Receiver<Command>, mut done: mpsc::Receiver<Done>) {
+        match Journal::open(&self.cfg.terminal_dir) {
+            Ok((journal, book)) => {
+                self.books = Some(Arc::new(Mutex::new(Books { book, journal })));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "settlement journal cannot be opened");
+                self.emit(Backend::Error(format!(
+                    "This counter's settlement journal cannot be read ({e}). Nothing can be issued until a technician restores it."
+                )))
+                .await;
+            }
+        }
         if let Some(p) = self.cfg.printer.clone() {
             match PrinterPort::open(&p.device, &p.profile, None) {
                 Ok(port) => self.port = Some(port),
@@ -342,10 +680,14 @@ impl Actor {
                 }
             }
         }
+        self.recover().await;
         let mut poll = tokio::time::interval(Duration::from_millis(
             self.cfg.printer_poll_interval_ms.max(100),
         ));
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut settle_retry =
+            tokio::time::interval(Duration::from_millis(SETTLE_RETRY_INTERVAL_MS));
+        settle_retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 c = commands.recv() => match c {
@@ -354,9 +696,151 @@ impl Actor {
                 },
                 Some(d) = done.recv() => self.on_done(d).await,
                 _ = poll.tick() => self.poll_printer(),
+                _ = settle_retry.tick() => self.kick_sends(),
             }
         }
+        self.quit(&mut done).await;
         self.sign_out();
+    }
+
+    /// Settles what the last run left: jobs that never printed are voided at once; a job
+    /// the last run left on the printer waits for the printer's resync.
+    async fn recover(&mut self) {
+        let Some(open) = self.with_book(|b| {
+            b.open()
+                .filter(|e| e.from_last_run)
+                .map(|e| (e.key, e.stage))
+                .collect::<Vec<_>>()
+        }) else {
+            return;
+        };
+        if open.is_empty() {
+            return;
+        }
+        tracing::info!(jobs = open.len(), "settling jobs the last run left");
+        let mut recs = Vec::new();
+        let mut mid_print = false;
+        for (key, stage) in open {
+            match stage {
+                Stage::Authorized => match self.record(|b| b.decide_abandon(key)) {
+                    Ok(r) => recs.extend(r),
+                    Err(e) => tracing::error!(%e, "last run's job not settled"),
+                },
+                Stage::Printing
+                | Stage::IndiciumSending
+                | Stage::IndiciumSent
+                | Stage::IndiciumPrinted
+                | Stage::EndPrinted => mid_print = true,
+                _ => {}
+            }
+        }
+        self.after(&recs).await;
+        if mid_print {
+            self.resync();
+        }
+    }
+
+    /// The last run stopped in the middle of a job: bring the printer back to a command
+    /// boundary and let what it holds print, then settle by what it said.
+    fn resync(&mut self) {
+        let Some(setup) = self.cfg.printer.clone() else {
+            // No printer now: settle by the journal alone (conservative).
+            let tx = self.done_tx.clone();
+            tokio::spawn(async move {
+                let _ = tx
+                    .send(Done::Resynced {
+                        port: None,
+                        report: None,
+                    })
+                    .await;
+            });
+            return;
+        };
+        let port = self.port.take();
+        self.port_busy = true;
+        let tx = self.done_tx.clone();
+        let cfg = self.cfg.stream;
+        tokio::task::spawn_blocking(move || {
+            let port = port.or_else(|| PrinterPort::open(&setup.device, &setup.profile, None).ok());
+            let (port, report) = match port {
+                Some(mut p) => {
+                    let r = streamer::resync(&mut p, &cfg);
+                    match r {
+                        Ok(report) => (Some(p), Some(report)),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "printer resync failed");
+                            (Some(p), None)
+                        }
+                    }
+                }
+                None => (None, None),
+            };
+            let _ = tx.blocking_send(Done::Resynced { port, report });
+        });
+    }
+
+    async fn on_resynced(&mut self, report: Option<streamer::ResyncReport>) {
+        let mid = self
+            .with_book(|b| {
+                b.open()
+                    .filter(|e| e.from_last_run)
+                    .filter(|e| {
+                        matches!(
+                            e.stage,
+                            Stage::Printing
+                                | Stage::IndiciumSending
+                                | Stage::IndiciumSent
+                                | Stage::IndiciumPrinted
+                                | Stage::EndPrinted
+                        )
+                    })
+                    .map(|e| (e.key, e.print_seq))
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        let mut recs = Vec::new();
+        for (key, seq) in mid {
+            let resync = match (&report, seq) {
+                (Some(r), Some(seq)) => {
+                    let (ind, end) = compiler::job_process_ids(seq);
+                    Resync {
+                        indicium_id_seen: r.earlier_ids.contains(&ind),
+                        end_id_seen: r.earlier_ids.contains(&end),
+                    }
+                }
+                _ => Resync::default(),
+            };
+            match self.record(|b| b.decide_recovered(key, resync)) {
+                Ok(r) => recs.extend(r),
+                Err(e) => tracing::error!(%e, "last run's job not settled"),
+            }
+        }
+        self.after(&recs).await;
+    }
+
+    /// Quit: a print in progress stops as on a lapse and is settled by what is on paper;
+    /// settlements get a moment to reach the vendor; whatever is left stays in the journal
+    /// for the next start.
+    async fn quit(&mut self, done: &mut mpsc::Receiver<Done>) {
+        let _ = self.quit.send(true);
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(QUIT_PRINT_STOP_MS_MAX);
+        while self.printing.is_some() {
+            match tokio::time::timeout_at(deadline, done.recv()).await {
+                Ok(Some(d)) => self.on_done(d).await,
+                _ => break,
+            }
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(QUIT_SETTLE_MS_MAX);
+        while !self.in_flight.is_empty() {
+            match tokio::time::timeout_at(deadline, done.recv()).await {
+                Ok(Some(d)) => self.on_done(d).await,
+                _ => break,
+            }
+        }
+        let open = self.with_book(JobBook::open_count).unwrap_or(0);
+        if open > 0 {
+            tracing::info!(open, "quitting with jobs unsettled; the journal keeps them for the next start");
+        }
     }
 
     async fn set_printer(&mut self, s: PrinterStatus) {
@@ -407,22 +891,29 @@ impl Actor {
         });
     }
 
-    /// Keeps `rec` for `job`. At [`JOBS_MAX`] the oldest settled job makes room; when none is
-    /// settled the job is refused (returns false) rather than growing without bound.
-    fn remember(&mut self, job: JobId, rec: JobRec) -> bool {
-        if self.jobs.len() >= JOBS_MAX {
+
+    /// Keeps what the UI needs of a job of this run, bounded: at [`JOBS_MAX`] the oldest job
+    /// the book no longer holds open makes room.
+    fn remember(&mut self, job: JobId, rec: UiJob) -> bool {
+        if self.ui.len() >= JOBS_MAX {
+            let open: HashSet<JobKey> = self
+                .with_book(|b| b.open().map(|e| e.key).collect())
+                .unwrap_or_default();
             let Some(pos) = self
-                .job_order
+                .ui_order
                 .iter()
-                .position(|j| self.jobs.get(j).is_some_and(|r| r.finished.is_some()))
+                .position(|j| self.ui.get(j).is_some_and(|r| !open.contains(&r.key)))
             else {
                 return false;
             };
-            let old = self.job_order.remove(pos);
-            self.jobs.remove(&old);
+            let old = self.ui_order.remove(pos);
+            if let Some(r) = self.ui.remove(&old) {
+                self.by_key.remove(&r.key);
+            }
         }
-        self.job_order.push(job);
-        self.jobs.insert(job, rec);
+        self.by_key.insert(rec.key, job);
+        self.ui_order.push(job);
+        self.ui.insert(job, rec);
         true
     }
 
@@ -468,68 +959,484 @@ impl Actor {
                 item,
                 amount,
                 label,
-            } => {
-                if self.jobs.contains_key(&job) {
-                    return; // sent once per job; a repeat is ignored
-                }
-                let Some(sessions) = self.sessions() else {
-                    self.emit(Backend::AuthorizeFailed {
-                        job,
-                        reason: "not signed in".into(),
-                    })
-                    .await;
-                    return;
-                };
-                let request_id = crate::ledger::RequestId::fresh().to_bytes();
-                let origin = label
-                    .origin_zip
-                    .clone()
-                    .unwrap_or_else(|| self.cfg.origin_zip.clone());
-                let wire_item = wire::WireItem::from_item(&item);
-                let mut rec = JobRec {
-                    amount,
-                    label: *label,
-                    piece_serial: None,
-                    indicium: None,
-                    printed: false,
-                    request_ids: HashMap::new(),
-                    finished: None,
-                };
-                rec.request_ids.insert("authorize", request_id);
-                if !self.remember(job, rec) {
-                    self.emit(Backend::AuthorizeFailed {
-                        job,
-                        reason: format!(
-                            "{JOBS_MAX} items are still waiting for the vendor to settle them"
-                        ),
-                    })
-                    .await;
-                    return;
-                }
-                let tx = self.done_tx.clone();
-                let retry = self.cfg.authorize_retry_ms_max;
-                tokio::spawn(async move {
-                    let result = send_retrying(sessions, retry, |s| {
-                        s.authorize_request(
-                            request_id,
-                            client::wall_ms(),
-                            amount.get(),
-                            wire_item.clone(),
-                            &origin,
-                        )
-                    })
-                    .await;
-                    let _ = tx.send(Done::Authorized { job, result }).await;
-                });
-            }
+            } => self.authorize(job, &item, amount, *label).await,
             Command::Print { job } => self.print(job).await,
-            Command::Void { job } => self.finish(job, Finish::Void).await,
-            Command::RequestRefund { job } => self.finish(job, Finish::Refund).await,
+            Command::Void { job } => self.abandon(job).await,
+            Command::RequestRefund { job } => self.refund(job).await,
             Command::Fund { method, amount } => self.fund(method, amount).await,
             Command::LoadHistory => self.history(),
             Command::ProbePrinter => self.poll_printer(),
             // `run` ends the loop on Quit before it gets here.
             Command::Quit => {}
+        }
+    }
+
+    async fn authorize(
+        &mut self,
+        job: JobId,
+        item: &crate::indicium::Item,
+        amount: Cents,
+        label: LabelText,
+    ) {
+        if self.ui.contains_key(&job) {
+            return; // sent once per job; a repeat is ignored
+        }
+        let Some(sessions) = self.sessions() else {
+            self.emit(Backend::AuthorizeFailed {
+                job,
+                reason: "not signed in".into(),
+            })
+            .await;
+            return;
+        };
+        let ids = RequestIds {
+            authorize: crate::ledger::RequestId::fresh().to_bytes(),
+            commit: crate::ledger::RequestId::fresh().to_bytes(),
+            void: crate::ledger::RequestId::fresh().to_bytes(),
+        };
+        let key = ids.authorize;
+        let body = AuthorizeBody {
+            amount_cents: amount.get(),
+            item: wire::WireItem::from_item(item),
+            origin_zip: label
+                .origin_zip
+                .clone()
+                .unwrap_or_else(|| self.cfg.origin_zip.clone()),
+        };
+        let rec = UiJob {
+            key,
+            amount,
+            label,
+            indicium: None,
+        };
+        if !self.remember(job, rec) {
+            self.emit(Backend::AuthorizeFailed {
+                job,
+                reason: format!("{JOBS_MAX} items are still waiting for the vendor to settle them"),
+            })
+            .await;
+            return;
+        }
+        let hex = body.to_hex();
+        if let Err(reason) = self.record(|b| b.decide_authorize(key, amount.get(), ids, hex)) {
+            self.emit(Backend::AuthorizeFailed { job, reason }).await;
+            return;
+        }
+        self.report_open().await;
+        self.in_flight.insert(key);
+        let tx = self.done_tx.clone();
+        let retry = self.cfg.authorize_retry_ms_max;
+        tokio::spawn(async move {
+            let result = send_retrying(sessions, retry, |s| {
+                s.authorize_request(
+                    ids.authorize,
+                    client::wall_ms(),
+                    body.amount_cents,
+                    body.item.clone(),
+                    &body.origin_zip,
+                )
+            })
+            .await;
+            let _ = tx.send(Done::Authorized { key, result }).await;
+        });
+    }
+
+    async fn on_authorized(&mut self, key: JobKey, result: Result<wire::Authorized, Failure>) {
+        self.in_flight.remove(&key);
+        let job = self.by_key.get(&key).copied();
+        match result {
+            Ok(a) => {
+                let sha = hex::encode(Sha256::digest(&a.indicium));
+                let recs = match self.record(|b| b.decide_authorized(key, Ok((a.piece_serial, sha)))) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::error!(%e, "authorization not journaled");
+                        Vec::new()
+                    }
+                };
+                self.emit(Backend::Balance(
+                    Cents::new(a.registers.descending_cents).unwrap_or(Cents::ZERO),
+                ))
+                .await;
+                let printable = self
+                    .with_book(|b| b.get(&key).map(|e| e.stage == Stage::Authorized))
+                    .flatten()
+                    .unwrap_or(false);
+                if let Some(job) = job
+                    && printable
+                {
+                    if let Some(rec) = self.ui.get_mut(&job) {
+                        rec.indicium = Some(a.indicium);
+                    }
+                    self.emit(Backend::Authorized { job }).await;
+                }
+                self.after(&recs).await;
+            }
+            Err(f) if f.retryable => {
+                // The vendor may have reserved it: never print it; replay and void later.
+                let recs = self
+                    .record(|b| b.decide_authorize_abandoned(key))
+                    .unwrap_or_default();
+                if let Some(job) = job {
+                    self.emit(Backend::AuthorizeFailed {
+                        job,
+                        reason: format!(
+                            "{} — if the vendor reserved the amount, this counter gives it back once the link returns",
+                            f.words
+                        ),
+                    })
+                    .await;
+                }
+                self.after(&recs).await;
+            }
+            Err(f) => {
+                let recs = self
+                    .record(|b| b.decide_authorized(key, Err(Answer::Refused { code: f.words.clone() })))
+                    .unwrap_or_default();
+                if let Some(job) = job {
+                    self.emit(Backend::AuthorizeFailed {
+                        job,
+                        reason: f.words,
+                    })
+                    .await;
+                }
+                self.after(&recs).await;
+            }
+        }
+    }
+
+    /// The UI gives up a job before printing it (the link went down, say): void it.
+    async fn abandon(&mut self, job: JobId) {
+        let Some(key) = self.ui.get(&job).map(|r| r.key) else {
+            return;
+        };
+        match self.record(|b| b.decide_abandon(key)) {
+            Ok(recs) => self.after(&recs).await,
+            Err(e) => tracing::debug!(%job, %e, "abandon refused"),
+        }
+    }
+
+    async fn print(&mut self, job: JobId) {
+        let Some(rec) = self.ui.get(&job) else {
+            self.emit(Backend::Error(format!(
+                "{job} is not authorized; nothing printed."
+            )))
+            .await;
+            return;
+        };
+        let key = rec.key;
+        let Some(setup) = self.cfg.printer.clone() else {
+            self.emit(Backend::Error("No printer is configured.".into()))
+                .await;
+            self.abandon(job).await;
+            return;
+        };
+        if self.port_busy {
+            self.queued_print = Some(job);
+            return;
+        }
+        let Some(bytes) = rec.indicium.clone() else {
+            self.emit(Backend::Error(format!(
+                "{job} is not authorized; nothing printed."
+            )))
+            .await;
+            return;
+        };
+        let label = match SignedIndicium::decode(&bytes) {
+            Ok(ind) => label_for(&ind, &rec.label, &setup.profile),
+            Err(e) => {
+                self.emit(Backend::Error(format!(
+                    "Vendor's indicium is malformed: {e}"
+                )))
+                .await;
+                self.abandon(job).await;
+                return;
+            }
+        };
+        let seq = self.print_seq;
+        self.print_seq = self.print_seq.wrapping_add(1) % compiler::PROCESS_ID_JOBS_MAX;
+        let compiled = match compiler::compile_with(
+            &label,
+            &setup.profile,
+            compiler::CompileOptions::for_job(self.cfg.stream.chunk_bytes_max, seq),
+        ) {
+            Ok(j) => j,
+            Err(e) => {
+                self.emit(Backend::Error(format!("Label does not compile: {e}")))
+                    .await;
+                self.abandon(job).await;
+                return;
+            }
+        };
+        let Some(port) = self.port.take() else {
+            // No printer: nothing reached it, so the amount goes back.
+            self.emit(Backend::PrintOutcome {
+                job,
+                outcome: JobOutcome::Faulted {
+                    fault: PrinterFault::Offline,
+                    bytes_sent: 0,
+                    indicium: IndiciumPaper::NotSent,
+                },
+            })
+            .await;
+            self.abandon(job).await;
+            return;
+        };
+        let Some(sup) = &self.sup else {
+            self.port = Some(port);
+            self.abandon(job).await;
+            return;
+        };
+        // Announced (and durable) before the first printer byte; refused if it ever printed.
+        if let Err(e) = self.record(|b| b.decide_print(key, seq)) {
+            self.port = Some(port);
+            self.emit(Backend::Error(format!("{job}: {e}"))).await;
+            return;
+        }
+        let Some(books) = self.books.clone() else {
+            self.port = Some(port);
+            return;
+        };
+        // The streamer sees the link, or Closed once the counter quits.
+        let (gate_tx, gate) = watch::channel(*sup.state.borrow());
+        let mut link = sup.state.clone();
+        let mut quit = self.quit.subscribe();
+        let gate_task = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    r = link.changed() => {
+                        let s = if r.is_err() { LinkState::Closed } else { *link.borrow_and_update() };
+                        if gate_tx.send(s).is_err() || r.is_err() { return; }
+                    }
+                    r = quit.changed() => {
+                        if r.is_err() || *quit.borrow_and_update() {
+                            let _ = gate_tx.send(LinkState::Closed);
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        self.port_busy = true;
+        self.printing = Some(key);
+        let (ptx, mut prx) = watch::channel(Progress {
+            bytes_sent: 0,
+            bytes_total: compiled.bytes.len(),
+        });
+        let events = self.events.clone();
+        let forward = tokio::spawn(async move {
+            while prx.changed().await.is_ok() {
+                let progress = *prx.borrow_and_update();
+                // Progress is advisory: drop it rather than wait on a busy UI.
+                let _ = events.try_send(Backend::PrintProgress { job, progress });
+            }
+        });
+        let tx = self.done_tx.clone();
+        let cfg = self.cfg.stream;
+        let milestones: Box<dyn Milestones> = Box::new(JournalMilestones { books, key });
+        tokio::spawn(async move {
+            let r = streamer::stream_job_async(port, compiled, gate, ptx, cfg, milestones).await;
+            forward.abort();
+            gate_task.abort();
+            let (port, outcome) = match r {
+                Ok((port, outcome)) => (Some(port), outcome),
+                Err(e) => {
+                    tracing::error!(error = %e, "print task failed");
+                    // The thread died: what reached the printer is unknown; the book keeps
+                    // the strongest thing the journal knows (never less than on paper once
+                    // the indicium's bytes went out).
+                    (
+                        None,
+                        JobOutcome::Faulted {
+                            fault: PrinterFault::PortVanished,
+                            bytes_sent: 0,
+                            indicium: IndiciumPaper::AssumedPrinted,
+                        },
+                    )
+                }
+            };
+            let _ = tx
+                .send(Done::Printed {
+                    job,
+                    key,
+                    port,
+                    outcome,
+                })
+                .await;
+        });
+    }
+
+    async fn on_printed(
+        &mut self,
+        job: JobId,
+        key: JobKey,
+        port: Option<PrinterPort>,
+        outcome: JobOutcome,
+    ) {
+        self.port_busy = false;
+        self.printing = None;
+        self.port = port;
+        tracing::info!(%job, ?outcome, "print ended");
+        self.emit(Backend::PrintOutcome { job, outcome }).await;
+        let (mut paper, complete) = verdict(&outcome);
+        // A job whose thread died before the indicium went out is not on paper.
+        if matches!(
+            self.with_book(|b| b.get(&key).map(|e| e.stage)).flatten(),
+            Some(Stage::Printing)
+        ) && outcome.bytes_sent() == 0
+        {
+            paper = PaperVerdict::NotOnPaper;
+        }
+        match self.record(|b| b.decide_ended(key, paper, complete)) {
+            Ok(recs) => self.after(&recs).await,
+            Err(e) => {
+                self.emit(Backend::Error(format!(
+                    "{job}: the outcome could not be recorded ({e}); it is settled at the next start."
+                )))
+                .await
+            }
+        }
+        let status = match outcome {
+            JobOutcome::Faulted { fault, .. } => PrinterStatus::Fault(fault),
+            _ => PrinterStatus::Ready,
+        };
+        self.set_printer(status).await;
+        if let Some(next) = self.queued_print.take() {
+            Box::pin(self.print(next)).await;
+        }
+    }
+
+    async fn on_settled(&mut self, key: JobKey, result: Result<wire::PieceDone, Failure>) {
+        self.in_flight.remove(&key);
+        let answer = match result {
+            Ok(done) => {
+                tracing::info!(piece = done.piece_serial, result = %done.result, "settled");
+                self.emit(Backend::Balance(
+                    Cents::new(done.registers.descending_cents).unwrap_or(Cents::ZERO),
+                ))
+                .await;
+                Answer::Ok {
+                    result: done.result,
+                }
+            }
+            Err(f) if f.retryable => {
+                // Out of retries for now; the retry timer and the next start try again.
+                tracing::info!(reason = %f.words, "settlement not acknowledged yet; kept");
+                return;
+            }
+            Err(f) => {
+                tracing::warn!(reason = %f.words, "settlement refused");
+                Answer::Refused { code: f.words }
+            }
+        };
+        match self.record(|b| b.decide_settled(key, answer)) {
+            Ok(recs) => self.after(&recs).await,
+            Err(e) => tracing::error!(%e, "settlement not journaled"),
+        }
+    }
+
+    /// A refund request for a printed piece: the clerk's own ask, the vendor decides.
+    async fn refund(&mut self, job: JobId) {
+        let Some(sessions) = self.sessions() else {
+            self.emit(Backend::Error("Not signed in; nothing sent.".into()))
+                .await;
+            return;
+        };
+        let serial = if job.0 & VENDOR_JOB_BIT != 0 {
+            Some(job.0 & !VENDOR_JOB_BIT)
+        } else {
+            self.ui
+                .get(&job)
+                .or_else(|| None)
+                .and_then(|r| {
+                    self.with_book(|b| b.get(&r.key).and_then(|e| e.piece_serial))
+                        .flatten()
+                })
+        };
+        let Some(serial) = serial else {
+            self.emit(Backend::Error(format!(
+                "{job} is unknown here; nothing sent."
+            )))
+            .await;
+            return;
+        };
+        let request_id = crate::ledger::RequestId::fresh().to_bytes();
+        let tx = self.done_tx.clone();
+        let retry = self.cfg.money_retry_ms_max;
+        tokio::spawn(async move {
+            let result = send_retrying(sessions, retry, |s| {
+                s.refund_request(request_id, client::wall_ms(), serial)
+            })
+            .await;
+            let _ = tx.send(Done::Refund { job, result }).await;
+        });
+    }
+
+    async fn on_done(&mut self, d: Done) {
+        match d {
+            Done::SignedIn(Ok((sup, session, balance))) => {
+                self.link_task = Some(spawn_link_reports(sup.clone(), self.events.clone()));
+                self.sup = Some(sup);
+                self.emit(Backend::SignedIn {
+                    clerk: session.clerk.clone(),
+                    balance,
+                })
+                .await;
+                self.reported_printer = None;
+                let s = self.printer_status;
+                self.set_printer(s).await;
+                self.report_open().await;
+                self.kick_sends();
+            }
+            Done::SignedIn(Err(reason)) => self.emit(Backend::SignInFailed { reason }).await,
+            Done::Authorized { key, result } => self.on_authorized(key, result).await,
+            Done::Printed {
+                job,
+                key,
+                port,
+                outcome,
+            } => self.on_printed(job, key, port, outcome).await,
+            Done::Settled { key, result } => self.on_settled(key, result).await,
+            Done::Refund { job, result } => match result {
+                Ok(done) => {
+                    self.emit(Backend::RefundChanged {
+                        job,
+                        state: RefundState::Requested,
+                    })
+                    .await;
+                    self.emit(Backend::Balance(
+                        Cents::new(done.registers.descending_cents).unwrap_or(Cents::ZERO),
+                    ))
+                    .await;
+                }
+                Err(f) => {
+                    self.emit(Backend::Error(format!(
+                        "{job}: requesting the refund failed: {}.",
+                        f.words
+                    )))
+                    .await
+                }
+            },
+            Done::Polled { port, status } => {
+                self.port_busy = false;
+                if self.port.is_none() {
+                    self.port = port;
+                }
+                self.set_printer(status).await;
+                if let Some(next) = self.queued_print.take() {
+                    self.print(next).await;
+                }
+            }
+            Done::Resynced { port, report } => {
+                self.port_busy = false;
+                if self.port.is_none() {
+                    self.port = port;
+                }
+                self.on_resynced(report).await;
+                if let Some(next) = self.queued_print.take() {
+                    self.print(next).await;
+                }
+            }
         }
     }
 
@@ -641,7 +1548,7 @@ impl Actor {
                 ],
                 Err(e) => vec![Backend::FundResult {
                     ok: false,
-                    message: format!("Not added: {e}"),
+                    message: format!("Not added: {}", e.words),
                 }],
             };
             for m in msgs {
@@ -650,15 +1557,20 @@ impl Actor {
         });
     }
 
+
     fn history(&mut self) {
         let Some(sessions) = self.sessions() else {
             return;
         };
         // Pieces this run issued keep the UI's job ids.
         let known: HashMap<u64, JobId> = self
-            .jobs
+            .ui
             .iter()
-            .filter_map(|(j, r)| r.piece_serial.map(|s| (s, *j)))
+            .filter_map(|(j, r)| {
+                self.with_book(|b| b.get(&r.key).and_then(|e| e.piece_serial))
+                    .flatten()
+                    .map(|s| (s, *j))
+            })
             .collect();
         let events = self.events.clone();
         tokio::spawn(async move {
@@ -698,308 +1610,6 @@ impl Actor {
         });
     }
 
-    async fn print(&mut self, job: JobId) {
-        let Some(rec) = self.jobs.get_mut(&job) else {
-            self.emit(Backend::Error(format!(
-                "{job} is not authorized; nothing printed."
-            )))
-            .await;
-            return;
-        };
-        if rec.printed || rec.finished.is_some() {
-            // One-time rule: an issued item never prints twice.
-            self.emit(Backend::Error(format!(
-                "{job} was already issued; it cannot be printed again."
-            )))
-            .await;
-            return;
-        }
-        let Some(setup) = self.cfg.printer.clone() else {
-            self.emit(Backend::Error("No printer is configured.".into()))
-                .await;
-            return;
-        };
-        if self.port_busy {
-            self.queued_print = Some(job);
-            return;
-        }
-        let Some(port) = self.port.take() else {
-            // No printer: nothing reached it, so the amount goes back.
-            self.emit(Backend::PrintOutcome {
-                job,
-                outcome: JobOutcome::Faulted {
-                    fault: PrinterFault::Offline,
-                    bytes_sent: 0,
-                    indicium_complete: false,
-                },
-            })
-            .await;
-            self.finish(job, Finish::Void).await;
-            return;
-        };
-        let Some(rec) = self.jobs.get_mut(&job) else {
-            return;
-        };
-        let Some(bytes) = rec.indicium.clone() else {
-            self.port = Some(port);
-            return;
-        };
-        rec.printed = true;
-        let label = match SignedIndicium::decode(&bytes) {
-            Ok(ind) => label_for(&ind, &rec.label, &setup.profile),
-            Err(e) => {
-                self.port = Some(port);
-                self.emit(Backend::Error(format!(
-                    "Vendor's indicium is malformed: {e}"
-                )))
-                .await;
-                self.finish(job, Finish::Void).await;
-                return;
-            }
-        };
-        let compiled =
-            match compiler::compile(&label, &setup.profile, self.cfg.stream.chunk_bytes_max) {
-                Ok(j) => j,
-                Err(e) => {
-                    self.port = Some(port);
-                    self.emit(Backend::Error(format!("Label does not compile: {e}")))
-                        .await;
-                    self.finish(job, Finish::Void).await;
-                    return;
-                }
-            };
-        let Some(sup) = &self.sup else {
-            self.port = Some(port);
-            return;
-        };
-        let link = sup.state.clone();
-        self.port_busy = true;
-        let (ptx, mut prx) = watch::channel(Progress {
-            bytes_sent: 0,
-            bytes_total: compiled.bytes.len(),
-        });
-        let events = self.events.clone();
-        let forward = tokio::spawn(async move {
-            while prx.changed().await.is_ok() {
-                let progress = *prx.borrow_and_update();
-                // Progress is advisory: drop it rather than wait on a busy UI.
-                let _ = events.try_send(Backend::PrintProgress { job, progress });
-            }
-        });
-        let tx = self.done_tx.clone();
-        let cfg = self.cfg.stream;
-        tokio::spawn(async move {
-            let r = streamer::stream_job_async(port, compiled, link, ptx, cfg).await;
-            forward.abort();
-            let (port, outcome) = match r {
-                Ok((port, outcome)) => (Some(port), outcome),
-                Err(e) => {
-                    tracing::error!(error = %e, "print task failed");
-                    (
-                        None,
-                        JobOutcome::Faulted {
-                            fault: PrinterFault::PortVanished,
-                            bytes_sent: 0,
-                            indicium_complete: false,
-                        },
-                    )
-                }
-            };
-            let _ = tx.send(Done::Printed { job, port, outcome }).await;
-        });
-    }
-
-    /// Sends the money step that ends `job`, once; later different asks are refused.
-    async fn finish(&mut self, job: JobId, want: Finish) {
-        let Some(sessions) = self.sessions() else {
-            self.emit(Backend::Error("Not signed in; nothing sent.".into()))
-                .await;
-            return;
-        };
-        let serial = if job.0 & VENDOR_JOB_BIT != 0 && !self.jobs.contains_key(&job) {
-            // A piece from the vendor's history: only a refund can be asked for it.
-            if want != Finish::Refund {
-                return;
-            }
-            job.0 & !VENDOR_JOB_BIT
-        } else {
-            let Some(rec) = self.jobs.get_mut(&job) else {
-                self.emit(Backend::Error(format!(
-                    "{job} is unknown here; nothing sent."
-                )))
-                .await;
-                return;
-            };
-            match rec.finished {
-                // Already settled (the backend acts on the outcome itself): a no-op.
-                Some(Finish::Commit) if want == Finish::Refund => {}
-                Some(_) => return,
-                None => {}
-            }
-            let Some(serial) = rec.piece_serial else {
-                return; // never authorized: nothing to void
-            };
-            rec.finished = Some(want);
-            serial
-        };
-        let (op, request_id) = {
-            let name = match want {
-                Finish::Commit => "commit",
-                Finish::Void | Finish::VoidReachedPrinter => "void",
-                Finish::Refund => "refund_request",
-            };
-            let id = match self.jobs.get_mut(&job) {
-                Some(r) => *r.request_ids.entry(name).or_insert_with(rand::random),
-                None => rand::random(),
-            };
-            (want, id)
-        };
-        let tx = self.done_tx.clone();
-        let retry = self.cfg.money_retry_ms_max;
-        tokio::spawn(async move {
-            let result = send_retrying(sessions, retry, |s| {
-                let now = client::wall_ms();
-                match op {
-                    Finish::Commit => s.commit_request(request_id, now, serial),
-                    Finish::Void => s.void_request(request_id, now, serial, false),
-                    Finish::VoidReachedPrinter => s.void_request(request_id, now, serial, true),
-                    Finish::Refund => s.refund_request(request_id, now, serial),
-                }
-            })
-            .await;
-            let _ = tx
-                .send(Done::Money {
-                    job,
-                    finish: op,
-                    result,
-                })
-                .await;
-        });
-    }
-
-    async fn on_done(&mut self, d: Done) {
-        match d {
-            Done::SignedIn(Ok((sup, session, balance))) => {
-                self.link_task = Some(spawn_link_reports(sup.clone(), self.events.clone()));
-                self.sup = Some(sup);
-                self.emit(Backend::SignedIn {
-                    clerk: session.clerk.clone(),
-                    balance,
-                })
-                .await;
-                self.reported_printer = None;
-                let s = self.printer_status;
-                self.set_printer(s).await;
-            }
-            Done::SignedIn(Err(reason)) => self.emit(Backend::SignInFailed { reason }).await,
-            Done::Authorized { job, result } => match result {
-                Ok(a) => {
-                    if let Some(rec) = self.jobs.get_mut(&job) {
-                        rec.piece_serial = Some(a.piece_serial);
-                        rec.indicium = Some(a.indicium.clone());
-                    }
-                    self.emit(Backend::Balance(
-                        Cents::new(a.registers.descending_cents).unwrap_or(Cents::ZERO),
-                    ))
-                    .await;
-                    self.emit(Backend::Authorized { job }).await;
-                }
-                Err(reason) => {
-                    if let Some(rec) = self.jobs.get_mut(&job) {
-                        rec.finished = Some(Finish::Void);
-                    }
-                    self.emit(Backend::AuthorizeFailed { job, reason }).await;
-                }
-            },
-            Done::Printed { job, port, outcome } => {
-                self.port_busy = false;
-                self.port = port;
-                tracing::info!(%job, ?outcome, "print ended");
-                self.emit(Backend::PrintOutcome { job, outcome }).await;
-                let finish = match outcome {
-                    JobOutcome::Completed { .. } => Finish::Commit,
-                    JobOutcome::Aborted {
-                        indicium_complete: false,
-                        ..
-                    }
-                    | JobOutcome::Faulted {
-                        indicium_complete: false,
-                        ..
-                    } => Finish::Void,
-                    _ => Finish::VoidReachedPrinter,
-                };
-                self.finish(job, finish).await;
-                let status = match outcome {
-                    JobOutcome::Faulted { fault, .. } => PrinterStatus::Fault(fault),
-                    _ => PrinterStatus::Ready,
-                };
-                self.set_printer(status).await;
-                if let Some(next) = self.queued_print.take() {
-                    Box::pin(self.print(next)).await;
-                }
-            }
-            Done::Money {
-                job,
-                finish,
-                result,
-            } => self.on_money(job, finish, result).await,
-            Done::Polled { port, status } => {
-                self.port_busy = false;
-                if self.port.is_none() {
-                    self.port = port;
-                }
-                self.set_printer(status).await;
-                if let Some(next) = self.queued_print.take() {
-                    self.print(next).await;
-                }
-            }
-        }
-    }
-
-    async fn on_money(
-        &mut self,
-        job: JobId,
-        finish: Finish,
-        result: Result<wire::PieceDone, String>,
-    ) {
-        let amount = self.jobs.get(&job).map(|r| r.amount);
-        match result {
-            Ok(done) => {
-                let balance = Cents::new(done.registers.descending_cents).unwrap_or(Cents::ZERO);
-                tracing::info!(%job, piece = done.piece_serial, result = %done.result, "money step done");
-                match (finish, done.result.as_str()) {
-                    (Finish::Void, _) | (_, "voided") => {
-                        self.emit(Backend::Voided {
-                            job,
-                            amount: amount.unwrap_or(Cents::ZERO),
-                        })
-                        .await
-                    }
-                    (Finish::VoidReachedPrinter | Finish::Refund, _) => {
-                        self.emit(Backend::RefundChanged {
-                            job,
-                            state: RefundState::Requested,
-                        })
-                        .await
-                    }
-                    _ => {}
-                }
-                self.emit(Backend::Balance(balance)).await;
-            }
-            Err(reason) => {
-                tracing::warn!(%job, ?finish, %reason, "money step failed");
-                let what = match finish {
-                    Finish::Commit => "recording the printed item",
-                    Finish::Void | Finish::VoidReachedPrinter => "voiding the item",
-                    Finish::Refund => "requesting the refund",
-                };
-                self.emit(Backend::Error(format!(
-                    "{job}: {what} failed: {reason}. The vendor settles unfinished items when their authorization expires."
-                )))
-                .await;
-            }
-        }
-    }
 }
 
 fn day_of(ms: u64) -> String {

@@ -121,10 +121,12 @@ pub enum Record {
         #[serde(with = "hex_16")]
         job: JobKey,
     },
-    /// About to write the job's first printer byte.
+    /// About to write the job's first printer byte. `print_seq` numbers the job's process
+    /// IDs (`printer::compiler::job_process_ids`), so a restarted counter knows them.
     PrintStarting {
         #[serde(with = "hex_16")]
         job: JobKey,
+        print_seq: u32,
     },
     /// About to write the indicium's first byte.
     IndiciumSending {
@@ -173,7 +175,7 @@ impl Record {
             | Record::Authorized { job, .. }
             | Record::AuthorizeRefused { job }
             | Record::AuthorizeAbandoned { job }
-            | Record::PrintStarting { job }
+            | Record::PrintStarting { job, .. }
             | Record::IndiciumSending { job }
             | Record::IndiciumSent { job }
             | Record::IndiciumPrinted { job }
@@ -232,6 +234,8 @@ pub struct Entry {
     pub stage: Stage,
     /// The vendor's last word on the settlement.
     pub result: Option<String>,
+    /// Numbers the job's printer process IDs, once its print started.
+    pub print_seq: Option<u32>,
     /// The job came from the journal of an earlier run.
     pub from_last_run: bool,
     /// Its `authorize` went unanswered: it will never print (replayed, then voided).
@@ -286,14 +290,14 @@ pub enum Refusal {
 }
 
 /// What a restarted counter learned from resyncing its printer, for a job the last run left
-/// while printing (docs/PRINTING.md §Resync).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// while printing (docs/PRINTING.md §Resync). The resync clears what the printer had not
+/// printed (nothing prints unsupervised); process IDs that come back before its own were
+/// printed before the clear.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Resync {
-    /// The printer answered process IDs and confirmed that everything buffered has printed.
-    pub drained: bool,
-    /// The job's indicium process ID arrived during the resync.
+    /// The job's indicium process ID came back during the resync.
     pub indicium_id_seen: bool,
-    /// The job's end process ID arrived during the resync.
+    /// The job's end process ID came back during the resync.
     pub end_id_seen: bool,
 }
 
@@ -378,29 +382,30 @@ impl JobBook {
                 });
             }
             let job = e.key;
+            let print_seq = e.print_seq.unwrap_or(0);
             if e.abandoned {
                 out.push(Record::AuthorizeAbandoned { job });
             }
             match e.stage {
                 Stage::Authorizing | Stage::Authorized => {}
-                Stage::Printing => out.push(Record::PrintStarting { job }),
+                Stage::Printing => out.push(Record::PrintStarting { job, print_seq }),
                 Stage::IndiciumSending => out.extend([
-                    Record::PrintStarting { job },
+                    Record::PrintStarting { job, print_seq },
                     Record::IndiciumSending { job },
                 ]),
                 Stage::IndiciumSent => out.extend([
-                    Record::PrintStarting { job },
+                    Record::PrintStarting { job, print_seq },
                     Record::IndiciumSending { job },
                     Record::IndiciumSent { job },
                 ]),
                 Stage::IndiciumPrinted => out.extend([
-                    Record::PrintStarting { job },
+                    Record::PrintStarting { job, print_seq },
                     Record::IndiciumSending { job },
                     Record::IndiciumSent { job },
                     Record::IndiciumPrinted { job },
                 ]),
                 Stage::EndPrinted => out.extend([
-                    Record::PrintStarting { job },
+                    Record::PrintStarting { job, print_seq },
                     Record::IndiciumSending { job },
                     Record::IndiciumSent { job },
                     Record::IndiciumPrinted { job },
@@ -442,6 +447,7 @@ impl JobBook {
                 indicium_sha256: None,
                 stage: Stage::Authorizing,
                 result: None,
+                print_seq: None,
                 from_last_run: false,
                 abandoned: false,
             });
@@ -465,7 +471,10 @@ impl JobBook {
             }
             Record::AuthorizeRefused { .. } => e.stage = Stage::NotIssued,
             Record::AuthorizeAbandoned { .. } => e.abandoned = true,
-            Record::PrintStarting { .. } => e.stage = Stage::Printing,
+            Record::PrintStarting { print_seq, .. } => {
+                e.stage = Stage::Printing;
+                e.print_seq = Some(*print_seq);
+            }
             Record::IndiciumSending { .. } => e.stage = Stage::IndiciumSending,
             Record::IndiciumSent { .. } => e.stage = Stage::IndiciumSent,
             Record::IndiciumPrinted { .. } => e.stage = Stage::IndiciumPrinted,
@@ -560,11 +569,11 @@ impl JobBook {
     }
 
     /// The one-time rule: a job prints once, only after its authorization, only in this run.
-    pub fn decide_print(&self, job: JobKey) -> Result<Vec<Record>, Refusal> {
+    pub fn decide_print(&self, job: JobKey, print_seq: u32) -> Result<Vec<Record>, Refusal> {
         let e = self.entries.get(&job).ok_or(Refusal::Unknown)?;
         match e.stage {
             Stage::Authorized if !e.from_last_run && !e.abandoned => {
-                Ok(vec![Record::PrintStarting { job }])
+                Ok(vec![Record::PrintStarting { job, print_seq }])
             }
             Stage::Authorizing | Stage::NotIssued => Err(Refusal::NotAuthorized),
             _ => Err(Refusal::AlreadyPrinted),
@@ -638,18 +647,15 @@ impl JobBook {
         let (paper, complete) = match e.stage {
             // No indicium byte ever went out.
             Stage::Printing => (PaperVerdict::NotOnPaper, false),
-            // The port had the whole indicium; the resync let the buffer print, so it is on
-            // paper now if it was not already.
-            Stage::IndiciumSent if resync.drained || resync.indicium_id_seen => {
+            // Its bytes went out (all or some) and the printer never said it printed: it may
+            // have printed while the counter was down, and its reply was lost. Conservative:
+            // on paper, settled through a refund request that a scan can reject.
+            Stage::IndiciumSending | Stage::IndiciumSent if !resync.indicium_id_seen => {
+                (PaperVerdict::AssumedPrinted, false)
+            }
+            Stage::IndiciumSending | Stage::IndiciumSent | Stage::IndiciumPrinted => {
                 (PaperVerdict::Printed, resync.end_id_seen)
             }
-            Stage::IndiciumSent => (PaperVerdict::AssumedPrinted, false),
-            // Cut while its bytes went out: part of it may be on paper. Conservative.
-            Stage::IndiciumSending if resync.indicium_id_seen => {
-                (PaperVerdict::Printed, resync.end_id_seen)
-            }
-            Stage::IndiciumSending => (PaperVerdict::AssumedPrinted, false),
-            Stage::IndiciumPrinted => (PaperVerdict::Printed, resync.end_id_seen),
             Stage::EndPrinted => (PaperVerdict::Printed, true),
             _ => return Ok(Vec::new()),
         };
@@ -792,8 +798,8 @@ mod tests {
     fn a_whole_print_commits_once_with_the_commit_id() {
         let mut b = JobBook::default();
         let k = authorized(&mut b, 1);
-        step!(b, decide_print(k));
-        assert_eq!(b.decide_print(k), Err(Refusal::AlreadyPrinted));
+        step!(b, decide_print(k, 1));
+        assert_eq!(b.decide_print(k, 1), Err(Refusal::AlreadyPrinted));
         for m in [
             Milestone::IndiciumSending,
             Milestone::IndiciumSent,
@@ -824,7 +830,7 @@ mod tests {
         );
         assert!(b.sends().is_empty());
         assert_eq!(b.open_count(), 0);
-        assert_eq!(b.decide_print(k), Err(Refusal::AlreadyPrinted));
+        assert_eq!(b.decide_print(k, 1), Err(Refusal::AlreadyPrinted));
     }
 
     #[test]
@@ -843,7 +849,7 @@ mod tests {
         for (i, (paper, complete, want)) in cases.into_iter().enumerate() {
             let mut b = JobBook::default();
             let k = authorized(&mut b, i as u8 + 1);
-            step!(b, decide_print(k));
+            step!(b, decide_print(k, 1));
             step!(b, decide_ended(k, paper, complete));
             assert_eq!(settlement_of(&b, k), want, "{paper:?} {complete}");
         }
@@ -853,7 +859,7 @@ mod tests {
     fn an_indicium_the_printer_confirmed_is_on_paper_whatever_comes_after() {
         let mut b = JobBook::default();
         let k = authorized(&mut b, 1);
-        step!(b, decide_print(k));
+        step!(b, decide_print(k, 1));
         step!(b, decide_milestone(k, Milestone::IndiciumSending));
         step!(b, decide_milestone(k, Milestone::IndiciumSent));
         step!(b, decide_milestone(k, Milestone::IndiciumPrinted));
@@ -882,21 +888,21 @@ mod tests {
         };
         let k2 = mk(&mut b, &mut journal, 2);
         let k3 = mk(&mut b, &mut journal, 3);
-        journal.extend(step!(b, decide_print(k3)));
+        journal.extend(step!(b, decide_print(k3, 1)));
         let k4 = mk(&mut b, &mut journal, 4);
-        journal.extend(step!(b, decide_print(k4)));
+        journal.extend(step!(b, decide_print(k4, 1)));
         journal.extend(step!(b, decide_milestone(k4, Milestone::IndiciumSending)));
         journal.extend(step!(b, decide_milestone(k4, Milestone::IndiciumSent)));
         let k5 = mk(&mut b, &mut journal, 5);
-        journal.extend(step!(b, decide_print(k5)));
+        journal.extend(step!(b, decide_print(k5, 1)));
         journal.extend(step!(b, decide_milestone(k5, Milestone::IndiciumSending)));
         journal.extend(step!(b, decide_milestone(k5, Milestone::IndiciumSent)));
         journal.extend(step!(b, decide_milestone(k5, Milestone::IndiciumPrinted)));
         let k6 = mk(&mut b, &mut journal, 6);
-        journal.extend(step!(b, decide_print(k6)));
+        journal.extend(step!(b, decide_print(k6, 1)));
         journal.extend(step!(b, decide_ended(k6, PaperVerdict::Printed, true)));
         let k7 = mk(&mut b, &mut journal, 7);
-        journal.extend(step!(b, decide_print(k7)));
+        journal.extend(step!(b, decide_print(k7, 1)));
         journal.extend(step!(b, decide_ended(k7, PaperVerdict::NotOnPaper, false)));
         journal.extend(step!(
             b,
@@ -915,7 +921,7 @@ mod tests {
                 r.decide_authorize([9; 16], 1, ids(9), "x".into()),
                 Err(Refusal::SettlingLastRun(6))
             ));
-            assert_eq!(r.decide_print(k2), Err(Refusal::AlreadyPrinted));
+            assert_eq!(r.decide_print(k2, 1), Err(Refusal::AlreadyPrinted));
             // The unanswered authorize is replayed with its own id and body.
             assert!(r.sends().contains(&Send::Authorize {
                 job: k1,
@@ -926,11 +932,7 @@ mod tests {
             assert_eq!(settlement_of(&r, k1), Settlement::Void);
             step!(r, decide_abandon(k2));
             assert_eq!(settlement_of(&r, k2), Settlement::Void);
-            let drained = Resync {
-                drained: true,
-                indicium_id_seen: false,
-                end_id_seen: false,
-            };
+            let drained = Resync::default();
             step!(r, decide_recovered(k3, drained));
             assert_eq!(settlement_of(&r, k3), Settlement::Void);
             step!(r, decide_recovered(k4, drained));
@@ -940,8 +942,8 @@ mod tests {
                 decide_recovered(
                     k5,
                     Resync {
+                        indicium_id_seen: false,
                         end_id_seen: true,
-                        ..drained
                     },
                 ),
             );
@@ -1016,7 +1018,7 @@ mod tests {
         let b2 = JobBook::recover(b.snapshot().iter());
         assert_eq!(b2.sends(), b.sends());
         step!(b, decide_authorized(k, Ok((4, "s".into()))));
-        assert_eq!(b.decide_print(k), Err(Refusal::AlreadyPrinted));
+        assert_eq!(b.decide_print(k, 1), Err(Refusal::AlreadyPrinted));
         assert_eq!(settlement_of(&b, k), Settlement::Void);
     }
 

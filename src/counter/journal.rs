@@ -230,7 +230,7 @@ mod tests {
             record_all(&mut j, &mut b, recs);
             let recs = b.decide_authorized(k, Ok((9, "ff".into()))).expect("ok");
             record_all(&mut j, &mut b, recs);
-            let recs = b.decide_print(k).expect("ok");
+            let recs = b.decide_print(k, 1).expect("ok");
             record_all(&mut j, &mut b, recs);
         }
         let (_, b) = Journal::open(dir.path()).expect("reopen");

@@ -3,8 +3,9 @@
 
 use super::event::{
     Backend, Command, Event, FundMethod, HistoryEntry, ItemState, JobId, LabelText, PrinterStatus,
-    RefundState, Secret,
+    RefundState, Secret, SettlePhase,
 };
+use crate::counter::jobbook::Settlement;
 use super::form::{Field, Form};
 use super::keys::{Action, KeyBindings};
 use super::theme::{BUILTIN, Theme};
@@ -149,6 +150,8 @@ pub struct Job {
     pub title: String,
     pub amount: Cents,
     pub phase: JobPhase,
+    /// Why the print stopped, in words (None: it completed).
+    pub cause: Option<String>,
 }
 
 /// Home menu rows.
@@ -209,6 +212,21 @@ pub struct App {
     next_request: u64,
     /// Jobs for which Print was ever sent: never again.
     printed: Vec<JobId>,
+    /// Jobs the backend's job book has not settled with the vendor yet.
+    pub open_jobs: usize,
+    /// Of those, left by an earlier run: no new item until they are settled.
+    pub last_run_jobs: usize,
+    /// Ctrl-Q was pressed once with jobs still open; a second press quits.
+    quit_armed: bool,
+}
+
+/// "1 item" / "3 items".
+fn items_word(n: usize) -> String {
+    if n == 1 {
+        "1 item".into()
+    } else {
+        format!("{n} items")
+    }
 }
 
 fn postage_form() -> Form {
@@ -391,6 +409,9 @@ impl App {
             next_job: 1,
             next_request: 1,
             printed: Vec::new(),
+            open_jobs: 0,
+            last_run_jobs: 0,
+            quit_armed: false,
             config,
         }
     }
@@ -561,6 +582,18 @@ impl App {
             self.notice(
                 Severity::Warn,
                 "An item is printing; wait for its outcome before quitting.",
+            );
+            return;
+        }
+        if self.open_jobs > 0 && !self.quit_armed {
+            self.quit_armed = true;
+            self.notice(
+                Severity::Warn,
+                format!(
+                    "{} still {} being settled with the vendor. This counter keeps them and settles them the next time it starts. Press Ctrl-Q again to quit.",
+                    items_word(self.open_jobs),
+                    if self.open_jobs == 1 { "is" } else { "are" }
+                ),
             );
             return;
         }
@@ -1133,6 +1166,7 @@ impl App {
             title: title_of(kind).to_string(),
             amount: draft.amount,
             phase: JobPhase::Authorizing,
+            cause: None,
         });
         out.push(Command::Authorize {
             job: id,
@@ -1438,13 +1472,36 @@ impl App {
                     j.phase = JobPhase::Printing(progress);
                 }
             }
-            Backend::PrintOutcome { job, outcome } => self.on_outcome(job, outcome, out),
-            Backend::Voided { job, amount } => {
-                self.set_item_state(job, ItemState::Voided);
-                self.notice(
-                    Severity::Info,
-                    format!("{job} voided; {amount} returned to balance."),
-                );
+            Backend::PrintOutcome { job, outcome } => self.on_outcome(job, outcome),
+            Backend::Settlement {
+                job,
+                amount,
+                settlement,
+                phase,
+            } => self.on_settlement(job, amount, settlement, phase),
+            Backend::OpenJobs {
+                open,
+                from_last_run,
+            } => {
+                if from_last_run > 0 && self.last_run_jobs == 0 {
+                    self.notice(
+                        Severity::Info,
+                        format!(
+                            "Settling {} from the last run with the vendor; new items can be printed once they are.",
+                            items_word(from_last_run)
+                        ),
+                    );
+                } else if from_last_run == 0 && self.last_run_jobs > 0 {
+                    self.notice(
+                        Severity::Ok,
+                        "Items from the last run are settled; ready for new items.",
+                    );
+                }
+                self.open_jobs = open;
+                self.last_run_jobs = from_last_run;
+                if open == 0 {
+                    self.quit_armed = false;
+                }
             }
             Backend::History(mut rows) => {
                 rows.truncate(HISTORY_ROWS_MAX);
@@ -1500,16 +1557,15 @@ impl App {
             .as_ref()
             .is_some_and(|l| l.state.allows_printing())
         {
+            // Nothing reaches the printer: the backend's job book voids it.
+            j.cause = Some("Link lost before printing".into());
             j.phase = JobPhase::Done {
                 severity: Severity::Warn,
-                message: format!(
-                    "Link lost before printing — label voided, {} returned to balance",
-                    j.amount
-                ),
+                message: "Link lost before printing — voiding the item…".into(),
             };
             out.push(Command::Void { job });
             self.push_history(HistoryEntry {
-                state: ItemState::Voided,
+                state: ItemState::Settling,
                 ..entry
             });
             return;
@@ -1527,72 +1583,95 @@ impl App {
         self.history.push(e);
     }
 
-    fn on_outcome(&mut self, job: JobId, outcome: JobOutcome, out: &mut Vec<Command>) {
+    /// The print ended. Display only: what it means for the money is the backend's job
+    /// book's decision, which arrives as [`Backend::Settlement`].
+    fn on_outcome(&mut self, job: JobId, outcome: JobOutcome) {
         let Some(j) = self.job.as_mut().filter(|j| j.id == job) else {
             return;
         };
-        let amount = j.amount;
-        let (severity, message, state) = match outcome {
-            JobOutcome::Completed { .. } => (
+        let cause = match outcome {
+            JobOutcome::Completed { .. } => None,
+            JobOutcome::Aborted { .. } => Some("Link lost".to_string()),
+            JobOutcome::Faulted { fault, .. } => Some(format!("Printer: {fault}")),
+            #[allow(unreachable_patterns)]
+            _ => Some("Print stopped".to_string()),
+        };
+        j.cause = cause;
+        if matches!(j.phase, JobPhase::Printing(_)) {
+            j.phase = JobPhase::Done {
+                severity: Severity::Info,
+                message: "Print ended — settling with the vendor…".into(),
+            };
+        }
+        self.set_item_state(job, ItemState::Settling);
+    }
+
+    /// What the job book decided for a job's money, and the vendor's answer.
+    fn on_settlement(
+        &mut self,
+        job: JobId,
+        amount: Cents,
+        settlement: Settlement,
+        phase: SettlePhase,
+    ) {
+        let current = self.job.as_ref().filter(|j| j.id == job);
+        let title = current
+            .map(|j| format!("{} {job}", j.title.to_lowercase()))
+            .unwrap_or_else(|| format!("item {job}"));
+        let cause = current.and_then(|j| j.cause.clone());
+        let lead = cause.clone().unwrap_or_else(|| "Print stopped".into());
+        let (severity, message, state) = match (settlement, &phase) {
+            (Settlement::Commit, SettlePhase::Sending) => (
+                Severity::Info,
+                format!("Printed {title} — settling with the vendor…"),
+                ItemState::Settling,
+            ),
+            (Settlement::Commit, SettlePhase::Done) => (
                 Severity::Ok,
-                format!(
-                    "Printed {} {job} — {amount} charged.",
-                    j.title.to_lowercase()
-                ),
+                format!("Printed {title} — {amount} charged."),
                 ItemState::Printed,
             ),
-            JobOutcome::Aborted {
-                indicium_complete: false,
-                ..
-            } => {
-                out.push(Command::Void { job });
-                (
-                    Severity::Warn,
-                    format!("Link lost — label voided, {amount} returned to balance"),
-                    ItemState::Voided,
-                )
-            }
-            JobOutcome::Aborted {
-                indicium_complete: true,
-                ..
-            } => {
-                out.push(Command::RequestRefund { job });
-                (
-                    Severity::Warn,
-                    "Link lost after the indicium printed — refund requested".to_string(),
-                    ItemState::Refund(RefundState::Requested),
-                )
-            }
-            JobOutcome::Faulted {
-                fault,
-                indicium_complete: false,
-                ..
-            } => {
-                out.push(Command::Void { job });
-                (
-                    Severity::Error,
-                    format!("Printer: {fault} — label voided, {amount} returned to balance"),
-                    ItemState::Voided,
-                )
-            }
-            JobOutcome::Faulted { fault, .. } => {
-                out.push(Command::RequestRefund { job });
-                (
-                    Severity::Error,
-                    format!("Printer: {fault} after the indicium printed — refund requested"),
-                    ItemState::Refund(RefundState::Requested),
-                )
-            }
-            // JobOutcome is non_exhaustive: treat anything new as needing a person.
-            #[allow(unreachable_patterns)]
-            _ => (
+            (Settlement::Void, SettlePhase::Sending) => (
+                Severity::Warn,
+                format!("{lead} — the label did not print its indicium; voiding it…"),
+                ItemState::Settling,
+            ),
+            (Settlement::Void, SettlePhase::Done) => (
+                if cause.as_deref().is_some_and(|c| c.starts_with("Printer")) {
+                    Severity::Error
+                } else {
+                    Severity::Warn
+                },
+                format!("{lead} — label voided, {amount} returned to balance"),
+                ItemState::Voided,
+            ),
+            (Settlement::VoidReachedPrinter, SettlePhase::Sending) => (
+                Severity::Warn,
+                format!("{lead} after the indicium printed — asking the vendor for a refund…"),
+                ItemState::Settling,
+            ),
+            (Settlement::VoidReachedPrinter, SettlePhase::Done) => (
+                Severity::Warn,
+                format!(
+                    "{lead} after the indicium printed — {amount} charged, refund requested"
+                ),
+                ItemState::Refund(RefundState::Requested),
+            ),
+            (_, SettlePhase::Refused(why)) => (
                 Severity::Error,
-                "Print ended in an unknown way — check the label and history".to_string(),
+                format!("{title}: the vendor refused to settle it ({why}). Ask a supervisor to check it in the history."),
                 ItemState::Printed,
             ),
         };
-        j.phase = JobPhase::Done { severity, message };
         self.set_item_state(job, state);
+        match self.job.as_mut().filter(|j| j.id == job) {
+            Some(j) if !matches!(j.phase, JobPhase::Authorizing | JobPhase::Printing(_)) => {
+                j.phase = JobPhase::Done { severity, message };
+            }
+            Some(_) => {}
+            None if phase != SettlePhase::Sending => self.notice(severity, message),
+            None => {}
+        }
     }
 
     /// The item's state in history, for tests and the printing screen.

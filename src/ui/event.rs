@@ -4,6 +4,7 @@
 //! UI core never touches a socket, serial port or clock: the runner (or a test) feeds events and
 //! carries commands to the vendor link and printer tasks over bounded channels.
 
+use crate::counter::jobbook::Settlement;
 use crate::indicium::{Item, ItemKind, MailClass};
 use crate::link::driver::LinkStatus;
 use crate::money::Cents;
@@ -131,7 +132,12 @@ pub enum ItemState {
     /// Authorized, printing.
     Printing,
     Printed,
-    /// Voided before the indicium completed; amount returned.
+    /// The print ended; its settlement is on its way to the vendor (kept in the journal).
+    Settling,
+    /// The vendor committed it at its reservation's expiry without hearing from the counter:
+    /// charged; a refund can be requested.
+    Unsettled,
+    /// Voided: the indicium is not on paper; amount returned.
     Voided,
     Refund(RefundState),
 }
@@ -141,6 +147,8 @@ impl ItemState {
         match self {
             ItemState::Printing => "printing",
             ItemState::Printed => "printed",
+            ItemState::Settling => "settling",
+            ItemState::Unsettled => "unsettled (charged)",
             ItemState::Voided => "voided",
             ItemState::Refund(r) => r.label(),
         }
@@ -198,10 +206,20 @@ pub enum Backend {
         job: JobId,
         outcome: JobOutcome,
     },
-    /// The vendor voided an item that never printed its indicium; the amount went back.
-    Voided {
+    /// The counter's job book decided how a job's money is settled (`Sending`: the request is
+    /// on its way, or waiting for the link; kept in the settlement journal), and later the
+    /// vendor's answer (`Done`, `Refused`). The screen says "charged" only on `Done`.
+    Settlement {
         job: JobId,
         amount: Cents,
+        settlement: Settlement,
+        phase: SettlePhase,
+    },
+    /// Jobs waiting for the vendor to settle them (`from_last_run` of them left by an earlier
+    /// run: no new item is printed until those are settled).
+    OpenJobs {
+        open: usize,
+        from_last_run: usize,
     },
     History(Vec<HistoryEntry>),
     RefundChanged {
@@ -214,6 +232,17 @@ pub enum Backend {
     },
     /// Anything else worth telling the person, in words they can act on.
     Error(String),
+}
+
+/// Where a settlement stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SettlePhase {
+    /// Decided and journaled; the vendor has not acknowledged it yet.
+    Sending,
+    /// The vendor acknowledged it.
+    Done,
+    /// The vendor refused it for good; the words say why.
+    Refused(String),
 }
 
 /// The printed text around an indicium: sender and recipient blocks (postage) and the ZIP the

@@ -79,6 +79,17 @@ fn spans(app: &App, compact: bool) -> Vec<Span<'static>> {
     let (printer, printer_role) = printer_label(app.printer);
     spans.push(sep.clone());
     spans.push(Span::styled(printer, theme.style(printer_role)));
+    if app.open_jobs > 0 {
+        spans.push(sep.clone());
+        spans.push(Span::styled(
+            if compact {
+                format!("⧗{}", app.open_jobs)
+            } else {
+                format!("⧗ {} settling", app.open_jobs)
+            },
+            theme.style(Role::AlertWarn),
+        ));
+    }
     spans.push(sep.clone());
     spans.push(Span::styled(
         format!(
