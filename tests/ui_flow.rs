@@ -5,10 +5,12 @@ mod ui_support;
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyEventState, KeyModifiers};
 use frank::indicium::{Item, MailClass};
 use frank::link::LinkState;
-use frank::printer::streamer::{JobOutcome, PrinterFault, Progress};
+use frank::counter::jobbook::Settlement;
+use frank::printer::streamer::{AbortCause, IndiciumPaper, JobOutcome, PrinterFault, Progress};
+use frank::ui::App;
 use frank::ui::app::{JobPhase, QuoteState, Screen};
 use frank::ui::event::{
-    Backend, Command, Event, FundMethod, HistoryEntry, ItemState, JobId, RefundState,
+    Backend, Command, Event, FundMethod, HistoryEntry, ItemState, JobId, RefundState, SettlePhase,
 };
 use frank::ui::keys::{Action, KeyBindings};
 use frank::ui::theme::{Role, Theme};
@@ -88,14 +90,39 @@ fn sign_in_postage_quote_review_print_emits_one_print() {
     );
     let text = screen_text(&render(&app, 80, 24));
     assert!(text.contains("512 / 2048 bytes  25%"), "{text}");
-    backend(
+    let cmds = backend(
         &mut app,
         Backend::PrintOutcome {
             job,
-            outcome: JobOutcome::Completed { bytes_sent: 2048 },
+            outcome: JobOutcome::Completed {
+                bytes_sent: 2048,
+                indicium: IndiciumPaper::Printed,
+            },
         },
     );
+    assert!(cmds.is_empty(), "the UI sends no money step itself: {cmds:?}");
+    // Not "charged" until the vendor acknowledged the commit.
+    assert_eq!(app.item_state(job), Some(ItemState::Settling));
+    settle(&mut app, job, Settlement::Commit, SettlePhase::Sending);
+    let text = screen_text(&render(&app, 80, 24));
+    assert!(text.contains("settling with the vendor"), "{text}");
+    assert!(!text.contains("charged"), "{text}");
+    settle(&mut app, job, Settlement::Commit, SettlePhase::Done);
+    let text = screen_text(&render(&app, 80, 24));
+    assert!(text.contains("$5.40 charged"), "{text}");
     assert_eq!(app.item_state(job), Some(ItemState::Printed));
+}
+
+fn settle(app: &mut App, job: JobId, settlement: Settlement, phase: SettlePhase) -> Vec<Command> {
+    backend(
+        app,
+        Backend::Settlement {
+            job,
+            amount: cents(540),
+            settlement,
+            phase,
+        },
+    )
 }
 
 #[test]
@@ -184,13 +211,18 @@ fn lapse_during_printing_voids_and_says_how_much_returned() {
             job,
             outcome: JobOutcome::Aborted {
                 bytes_sent: 100,
-                indicium_complete: false,
+                indicium: IndiciumPaper::NotSent,
                 cancel_confirmed: true,
                 void_printed: true,
+                cause: AbortCause::Link,
             },
         },
     );
-    assert_eq!(cmds, vec![Command::Void { job }]);
+    assert!(cmds.is_empty(), "the backend's job book settles: {cmds:?}");
+    settle(&mut app, job, Settlement::Void, SettlePhase::Sending);
+    let text = screen_text(&render(&app, 80, 24));
+    assert!(text.contains("voiding it"), "{text}");
+    settle(&mut app, job, Settlement::Void, SettlePhase::Done);
     let text = screen_text(&render(&app, 80, 24));
     assert!(
         text.contains("Link lost — label voided, $5.40 returned to balance"),
@@ -210,16 +242,18 @@ fn lapse_after_indicium_complete_requests_refund() {
             job,
             outcome: JobOutcome::Aborted {
                 bytes_sent: 1900,
-                indicium_complete: true,
+                indicium: IndiciumPaper::Printed,
                 cancel_confirmed: false,
                 void_printed: false,
+                cause: AbortCause::Link,
             },
         },
     );
-    assert_eq!(cmds, vec![Command::RequestRefund { job }]);
+    assert!(cmds.is_empty(), "{cmds:?}");
+    settle(&mut app, job, Settlement::VoidReachedPrinter, SettlePhase::Done);
     let text = screen_text(&render(&app, 120, 40));
     assert!(
-        text.contains("Link lost after the indicium printed — refund requested"),
+        text.contains("Link lost after the indicium printed — $5.40 charged, refund requested"),
         "{text}"
     );
     assert_eq!(
@@ -240,11 +274,12 @@ fn printer_fault_before_indicium_voids() {
             outcome: JobOutcome::Faulted {
                 fault: PrinterFault::PaperOut,
                 bytes_sent: 10,
-                indicium_complete: false,
+                indicium: IndiciumPaper::NotSent,
             },
         },
     );
-    assert_eq!(cmds, vec![Command::Void { job }]);
+    assert!(cmds.is_empty(), "{cmds:?}");
+    settle(&mut app, job, Settlement::Void, SettlePhase::Done);
     let msg = match &app.job.as_ref().unwrap().phase {
         JobPhase::Done { message, .. } => message.clone(),
         p => panic!("{p:?}"),
@@ -253,6 +288,53 @@ fn printer_fault_before_indicium_voids() {
         msg.contains("paper out") && msg.contains("$5.40 returned"),
         "{msg}"
     );
+}
+
+#[test]
+fn quitting_with_items_still_settling_says_what_happens_and_asks_again() {
+    let mut app = signed_in();
+    backend(
+        &mut app,
+        Backend::OpenJobs {
+            open: 2,
+            from_last_run: 0,
+        },
+    );
+    let cmds = ctrl(&mut app, 'q');
+    assert!(cmds.is_empty(), "{cmds:?}");
+    let notice = app.notice.clone().unwrap().text;
+    assert!(
+        notice.contains("2 items are still being settled")
+            && notice.contains("settles them the next time it starts"),
+        "{notice}"
+    );
+    let text = screen_text(&render(&app, 120, 24));
+    assert!(text.contains("⧗ 2 settling"), "{text}");
+    assert_eq!(ctrl(&mut app, 'q'), vec![Command::Quit]);
+}
+
+#[test]
+fn items_left_by_the_last_run_are_announced_until_settled() {
+    let mut app = signed_in();
+    backend(
+        &mut app,
+        Backend::OpenJobs {
+            open: 1,
+            from_last_run: 1,
+        },
+    );
+    let notice = app.notice.clone().unwrap().text;
+    assert!(notice.contains("Settling 1 item from the last run"), "{notice}");
+    backend(
+        &mut app,
+        Backend::OpenJobs {
+            open: 0,
+            from_last_run: 0,
+        },
+    );
+    let notice = app.notice.clone().unwrap().text;
+    assert!(notice.contains("ready for new items"), "{notice}");
+    assert_eq!(ctrl(&mut app, 'q'), vec![Command::Quit]);
 }
 
 #[test]
@@ -299,9 +381,13 @@ fn an_issued_item_is_never_printed_again() {
         &mut app,
         Backend::PrintOutcome {
             job,
-            outcome: JobOutcome::Completed { bytes_sent: 10 },
+            outcome: JobOutcome::Completed {
+                bytes_sent: 10,
+                indicium: IndiciumPaper::Printed,
+            },
         },
     );
+    settle(&mut app, job, Settlement::Commit, SettlePhase::Done);
     assert!(backend(&mut app, Backend::Authorized { job }).is_empty());
     // The draft was consumed: the review has nothing to confirm, and no key on the outcome
     // screen prints.
@@ -674,7 +760,10 @@ fn no_navigation_away_while_an_item_prints() {
         &mut app,
         Backend::PrintOutcome {
             job,
-            outcome: JobOutcome::Completed { bytes_sent: 1 },
+            outcome: JobOutcome::Completed {
+                bytes_sent: 1,
+                indicium: IndiciumPaper::Printed,
+            },
         },
     );
     press(&mut app, KeyCode::F(3));
