@@ -5,7 +5,7 @@ mod ui_support;
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyEventState, KeyModifiers};
 use frank::indicium::{Item, MailClass};
 use frank::link::LinkState;
-use frank::printer::streamer::{JobOutcome, PrinterFault, Progress};
+use frank::printer::streamer::{AbortCause, IndiciumPaper, JobOutcome, PrinterFault, Progress};
 use frank::ui::app::{JobPhase, QuoteState, Screen};
 use frank::ui::event::{
     Backend, Command, Event, FundMethod, HistoryEntry, ItemState, JobId, RefundState,
@@ -92,7 +92,10 @@ fn sign_in_postage_quote_review_print_emits_one_print() {
         &mut app,
         Backend::PrintOutcome {
             job,
-            outcome: JobOutcome::Completed { bytes_sent: 2048 },
+            outcome: JobOutcome::Completed {
+                bytes_sent: 2048,
+                indicium: IndiciumPaper::Printed,
+            },
         },
     );
     assert_eq!(app.item_state(job), Some(ItemState::Printed));
@@ -184,9 +187,10 @@ fn lapse_during_printing_voids_and_says_how_much_returned() {
             job,
             outcome: JobOutcome::Aborted {
                 bytes_sent: 100,
-                indicium_complete: false,
+                indicium: IndiciumPaper::Cleared,
                 cancel_confirmed: true,
                 void_printed: true,
+                cause: AbortCause::Link,
             },
         },
     );
@@ -210,9 +214,10 @@ fn lapse_after_indicium_complete_requests_refund() {
             job,
             outcome: JobOutcome::Aborted {
                 bytes_sent: 1900,
-                indicium_complete: true,
+                indicium: IndiciumPaper::AssumedPrinted,
                 cancel_confirmed: false,
                 void_printed: false,
+                cause: AbortCause::Link,
             },
         },
     );
@@ -240,7 +245,7 @@ fn printer_fault_before_indicium_voids() {
             outcome: JobOutcome::Faulted {
                 fault: PrinterFault::PaperOut,
                 bytes_sent: 10,
-                indicium_complete: false,
+                indicium: IndiciumPaper::NotSent,
             },
         },
     );
@@ -299,7 +304,10 @@ fn an_issued_item_is_never_printed_again() {
         &mut app,
         Backend::PrintOutcome {
             job,
-            outcome: JobOutcome::Completed { bytes_sent: 10 },
+            outcome: JobOutcome::Completed {
+                bytes_sent: 10,
+                indicium: IndiciumPaper::Printed,
+            },
         },
     );
     assert!(backend(&mut app, Backend::Authorized { job }).is_empty());
@@ -674,7 +682,10 @@ fn no_navigation_away_while_an_item_prints() {
         &mut app,
         Backend::PrintOutcome {
             job,
-            outcome: JobOutcome::Completed { bytes_sent: 1 },
+            outcome: JobOutcome::Completed {
+                bytes_sent: 1,
+                indicium: IndiciumPaper::Printed,
+            },
         },
     );
     press(&mut app, KeyCode::F(3));

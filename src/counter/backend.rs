@@ -24,7 +24,7 @@ use crate::money::Cents;
 use crate::printer::compiler::{self, Element, Indicium, Label, TextLine};
 use crate::printer::profile::Profile;
 use crate::printer::streamer::{
-    self, JobOutcome, PrinterFault, PrinterPort, Progress, StreamConfig,
+    self, IndiciumPaper, JobOutcome, PrinterFault, PrinterPort, Progress, StreamConfig,
 };
 use crate::ui::event::{
     Backend, Command, FundMethod, HistoryEntry, ItemState, JobId, LabelText, PrinterStatus,
@@ -730,7 +730,7 @@ impl Actor {
                 outcome: JobOutcome::Faulted {
                     fault: PrinterFault::Offline,
                     bytes_sent: 0,
-                    indicium_complete: false,
+                    indicium: IndiciumPaper::NotSent,
                 },
             })
             .await;
@@ -789,7 +789,15 @@ impl Actor {
         let tx = self.done_tx.clone();
         let cfg = self.cfg.stream;
         tokio::spawn(async move {
-            let r = streamer::stream_job_async(port, compiled, link, ptx, cfg).await;
+            let r = streamer::stream_job_async(
+                port,
+                compiled,
+                link,
+                ptx,
+                cfg,
+                Box::new(streamer::NoMilestones),
+            )
+            .await;
             forward.abort();
             let (port, outcome) = match r {
                 Ok((port, outcome)) => (Some(port), outcome),
@@ -800,7 +808,7 @@ impl Actor {
                         JobOutcome::Faulted {
                             fault: PrinterFault::PortVanished,
                             bytes_sent: 0,
-                            indicium_complete: false,
+                            indicium: IndiciumPaper::AssumedPrinted,
                         },
                     )
                 }
@@ -918,14 +926,7 @@ impl Actor {
                 self.emit(Backend::PrintOutcome { job, outcome }).await;
                 let finish = match outcome {
                     JobOutcome::Completed { .. } => Finish::Commit,
-                    JobOutcome::Aborted {
-                        indicium_complete: false,
-                        ..
-                    }
-                    | JobOutcome::Faulted {
-                        indicium_complete: false,
-                        ..
-                    } => Finish::Void,
+                    _ if !outcome.indicium().on_paper() => Finish::Void,
                     _ => Finish::VoidReachedPrinter,
                 };
                 self.finish(job, finish).await;

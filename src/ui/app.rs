@@ -1541,10 +1541,7 @@ impl App {
                 ),
                 ItemState::Printed,
             ),
-            JobOutcome::Aborted {
-                indicium_complete: false,
-                ..
-            } => {
+            JobOutcome::Aborted { indicium, .. } if !indicium.on_paper() => {
                 out.push(Command::Void { job });
                 (
                     Severity::Warn,
@@ -1552,10 +1549,7 @@ impl App {
                     ItemState::Voided,
                 )
             }
-            JobOutcome::Aborted {
-                indicium_complete: true,
-                ..
-            } => {
+            JobOutcome::Aborted { .. } => {
                 out.push(Command::RequestRefund { job });
                 (
                     Severity::Warn,
@@ -1564,10 +1558,8 @@ impl App {
                 )
             }
             JobOutcome::Faulted {
-                fault,
-                indicium_complete: false,
-                ..
-            } => {
+                fault, indicium, ..
+            } if !indicium.on_paper() => {
                 out.push(Command::Void { job });
                 (
                     Severity::Error,
