@@ -29,7 +29,7 @@ use frank::counter::client::{self, Session};
 use frank::link::LinkState;
 use frank::printer::compiler::INIT;
 use frank::printer::emulator::{Emulator, EmulatorOptions};
-use frank::printer::streamer::{JobOutcome, Progress};
+use frank::printer::streamer::{IndiciumPaper, JobOutcome, Progress};
 use frank::ui::event::{Backend, Command, HistoryEntry, ItemState, JobId};
 use frank::ui::{App, draw};
 use frank::wire::{self, FundMethod};
@@ -90,7 +90,10 @@ fn scenes() -> Vec<App> {
             &mut app,
             Backend::PrintOutcome {
                 job,
-                outcome: JobOutcome::Completed { bytes_sent: 4096 },
+                outcome: JobOutcome::Completed {
+                    bytes_sent: 4096,
+                    indicium: IndiciumPaper::Printed,
+                },
             },
         );
     }

@@ -14,7 +14,7 @@ use frank::printer::emulator::parser::Parser;
 use frank::printer::emulator::render::Renderer;
 use frank::printer::emulator::{Emulator, EmulatorOptions};
 use frank::printer::profile::{Profile, shipped};
-use frank::printer::streamer::{JobOutcome, PrinterPort, StreamConfig, spawn_job};
+use frank::printer::streamer::{JobOutcome, NoMilestones, PrinterPort, StreamConfig, spawn_job};
 use tokio::sync::watch;
 
 const BAUD: u32 = 115_200;
@@ -119,7 +119,13 @@ fn print_time(p: &Profile, job: &Job) -> Duration {
     let port = PrinterPort::open(emu.device_path(), p, None).expect("open");
     let (_tx, link) = watch::channel(LinkState::Up);
     let t0 = Instant::now();
-    let (h, _) = spawn_job(port, job.clone(), link, StreamConfig::default());
+    let (h, _) = spawn_job(
+        port,
+        job.clone(),
+        link,
+        StreamConfig::default(),
+        Box::new(NoMilestones),
+    );
     let (_, outcome) = h.join().expect("streamer thread");
     let dt = t0.elapsed();
     assert!(
@@ -134,7 +140,13 @@ fn lapse_trial(p: &Profile, job: &Job, target: usize) -> (f64, usize) {
     let emu = Emulator::spawn(p, EmulatorOptions::default()).expect("emulator");
     let port = PrinterPort::open(emu.device_path(), p, None).expect("open");
     let (tx, link) = watch::channel(LinkState::Up);
-    let (h, progress) = spawn_job(port, job.clone(), link, StreamConfig::default());
+    let (h, progress) = spawn_job(
+        port,
+        job.clone(),
+        link,
+        StreamConfig::default(),
+        Box::new(NoMilestones),
+    );
     while progress.borrow().bytes_sent < target && !h.is_finished() {
         std::thread::sleep(Duration::from_micros(50));
     }

@@ -5,7 +5,7 @@ use frank::printer::bitmap::Bitmap;
 use frank::printer::compiler::{Element, Indicium, Label, TextLine, compile};
 use frank::printer::emulator::{Emulator, EmulatorOptions};
 use frank::printer::profile::shipped;
-use frank::printer::streamer::{PrinterPort, StreamConfig, spawn_job};
+use frank::printer::streamer::{NoMilestones, PrinterPort, StreamConfig, spawn_job};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
@@ -38,7 +38,13 @@ fn another_process_cannot_open_the_port_while_a_job_runs() {
     .unwrap();
     let port = PrinterPort::open(emu.device_path(), &p, None).unwrap();
     let (link_tx, link) = watch::channel(LinkState::Up);
-    let (handle, progress) = spawn_job(port, job, link, StreamConfig::default());
+    let (handle, progress) = spawn_job(
+        port,
+        job,
+        link,
+        StreamConfig::default(),
+        Box::new(NoMilestones),
+    );
     let t0 = Instant::now();
     while progress.borrow().bytes_sent == 0 {
         assert!(t0.elapsed() < Duration::from_secs(10), "job never started");

@@ -9,7 +9,8 @@ use frank::printer::compiler::{CLEAR_BUFFERS, Element, Indicium, Job, Label, Tex
 use frank::printer::emulator::{Emulator, EmulatorHandle, EmulatorOptions, Fault};
 use frank::printer::profile::{Profile, shipped};
 use frank::printer::streamer::{
-    JobOutcome, OpenError, PrinterFault, PrinterPort, StreamConfig, spawn_job,
+    IndiciumPaper, JobOutcome, NoMilestones, OpenError, PrinterFault, PrinterPort, StreamConfig,
+    spawn_job,
 };
 use tokio::sync::watch;
 
@@ -109,12 +110,19 @@ fn full_print_renders_label() {
     assert!(job.indicium_native);
     let port = PrinterPort::open(emu.device_path(), &p, None).unwrap();
     let (_tx, link) = watch::channel(LinkState::Up);
-    let (h, progress) = spawn_job(port, job.clone(), link, StreamConfig::default());
+    let (h, progress) = spawn_job(
+        port,
+        job.clone(),
+        link,
+        StreamConfig::default(),
+        Box::new(NoMilestones),
+    );
     let (_port, outcome) = h.join().unwrap();
     assert_eq!(
         outcome,
         JobOutcome::Completed {
-            bytes_sent: job.bytes.len()
+            bytes_sent: job.bytes.len(),
+            indicium: IndiciumPaper::Printed,
         }
     );
     assert_eq!(progress.borrow().percent(), 100);
@@ -163,7 +171,13 @@ fn lapse_at(p: &Profile, job: &Job, target: usize) -> (JobOutcome, usize, Emulat
         LinkState::Up
     };
     let (tx, link) = watch::channel(first);
-    let (h, progress) = spawn_job(port, job.clone(), link, StreamConfig::default());
+    let (h, progress) = spawn_job(
+        port,
+        job.clone(),
+        link,
+        StreamConfig::default(),
+        Box::new(NoMilestones),
+    );
     let t0 = Instant::now();
     while progress.borrow().bytes_sent < target && !h.is_finished() {
         assert!(t0.elapsed() < WAIT_MAX);
@@ -178,9 +192,10 @@ fn lapse_at(p: &Profile, job: &Job, target: usize) -> (JobOutcome, usize, Emulat
 fn check_abort(job: &Job, outcome: JobOutcome, at_flip: usize, emu: &EmulatorHandle) -> usize {
     let JobOutcome::Aborted {
         bytes_sent,
-        indicium_complete,
+        indicium,
         cancel_confirmed,
         void_printed,
+        ..
     } = outcome
     else {
         panic!("expected Aborted, got {outcome:?}");
@@ -191,10 +206,14 @@ fn check_abort(job: &Job, outcome: JobOutcome, at_flip: usize, emu: &EmulatorHan
         "stopped {} bytes after the lapse",
         bytes_sent - at_flip
     );
-    assert_eq!(
-        indicium_complete,
-        bytes_sent >= job.indicium.clone().unwrap().end
-    );
+    if bytes_sent <= job.indicium.clone().unwrap().start {
+        assert_eq!(indicium, IndiciumPaper::NotSent);
+    } else {
+        assert!(
+            matches!(indicium, IndiciumPaper::Printed | IndiciumPaper::Cleared),
+            "{indicium:?}"
+        );
+    }
     assert!(cancel_confirmed && void_printed);
     wait_for("the VOID page", || {
         emu.jobs()
@@ -255,13 +274,7 @@ fn lapse_at_both_edges_of_the_indicium() {
 }
 
 fn outcome_complete(o: JobOutcome) -> bool {
-    matches!(
-        o,
-        JobOutcome::Aborted {
-            indicium_complete: true,
-            ..
-        }
-    )
+    o.indicium().on_paper()
 }
 
 #[test]
@@ -272,7 +285,13 @@ fn paper_out_mid_job_is_reported() {
     emu.inject(Fault::PaperOutAfter(3000));
     let port = PrinterPort::open(emu.device_path(), &p, None).unwrap();
     let (_tx, link) = watch::channel(LinkState::Up);
-    let (h, _) = spawn_job(port, job.clone(), link, StreamConfig::default());
+    let (h, _) = spawn_job(
+        port,
+        job.clone(),
+        link,
+        StreamConfig::default(),
+        Box::new(NoMilestones),
+    );
     let (_port, outcome) = h.join().unwrap();
     let JobOutcome::Faulted {
         fault, bytes_sent, ..
@@ -292,7 +311,13 @@ fn vanishing_device_is_reported() {
     let emu = spawn_emulator(&p, None);
     let port = PrinterPort::open(emu.device_path(), &p, None).unwrap();
     let (_tx, link) = watch::channel(LinkState::Up);
-    let (h, progress) = spawn_job(port, job.clone(), link, StreamConfig::default());
+    let (h, progress) = spawn_job(
+        port,
+        job.clone(),
+        link,
+        StreamConfig::default(),
+        Box::new(NoMilestones),
+    );
     wait_for("progress", || {
         progress.borrow().bytes_sent >= 2000 || h.is_finished()
     });
@@ -326,7 +351,7 @@ fn silent_printer_times_out() {
         write_timeout_ms: 500,
         ..StreamConfig::default()
     };
-    let (h, _) = spawn_job(port, job, link, cfg);
+    let (h, _) = spawn_job(port, job, link, cfg, Box::new(NoMilestones));
     let (_port, outcome) = h.join().unwrap();
     assert!(
         matches!(
@@ -347,7 +372,13 @@ fn second_open_fails_while_a_job_runs() {
     let emu = spawn_emulator(&p, None);
     let port = PrinterPort::open(emu.device_path(), &p, None).unwrap();
     let (tx, link) = watch::channel(LinkState::Up);
-    let (h, progress) = spawn_job(port, job, link, StreamConfig::default());
+    let (h, progress) = spawn_job(
+        port,
+        job,
+        link,
+        StreamConfig::default(),
+        Box::new(NoMilestones),
+    );
     wait_for("progress", || progress.borrow().bytes_sent > 0);
     let second = PrinterPort::open(emu.device_path(), &p, None);
     assert!(matches!(second, Err(OpenError::Busy { .. })), "{second:?}");
@@ -367,14 +398,17 @@ fn nul_init_profile_finishes_the_command_then_resets() {
     let (outcome, _, emu) = lapse_at(&p, &job, r.start + 1000);
     let JobOutcome::Aborted {
         bytes_sent,
-        indicium_complete,
+        indicium,
         cancel_confirmed,
         void_printed,
+        ..
     } = outcome
     else {
         panic!("expected Aborted, got {outcome:?}");
     };
-    assert!(!indicium_complete && cancel_confirmed && void_printed);
+    // No process IDs: indicium bytes accepted by the port count as printed.
+    assert_eq!(indicium, IndiciumPaper::AssumedPrinted);
+    assert!(cancel_confirmed && void_printed);
     let pad = job.remaining_in_command(bytes_sent);
     wait_for("the VOID page", || {
         emu.jobs()
@@ -417,7 +451,13 @@ fn cover_open_over_the_control_socket() {
     let job = compile(&raster_label(), &p, 256).unwrap();
     let port = PrinterPort::open(emu.device_path(), &p, None).unwrap();
     let (_tx, link) = watch::channel(LinkState::Up);
-    let (h, _) = spawn_job(port, job, link, StreamConfig::default());
+    let (h, _) = spawn_job(
+        port,
+        job,
+        link,
+        StreamConfig::default(),
+        Box::new(NoMilestones),
+    );
     let (_port, outcome) = h.join().unwrap();
     assert!(
         matches!(

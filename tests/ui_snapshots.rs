@@ -7,7 +7,7 @@ mod ui_support;
 use crossterm::event::KeyCode;
 use frank::indicium::ItemKind;
 use frank::link::LinkState;
-use frank::printer::streamer::{JobOutcome, PrinterFault, Progress};
+use frank::printer::streamer::{AbortCause, IndiciumPaper, JobOutcome, PrinterFault, Progress};
 use frank::ui::App;
 use frank::ui::event::{Backend, HistoryEntry, ItemState, JobId, PrinterStatus, RefundState};
 use frank::ui::theme::Role;
@@ -195,9 +195,10 @@ fn printing_progress_and_outcomes() {
             job,
             outcome: JobOutcome::Aborted {
                 bytes_sent: 1536,
-                indicium_complete: false,
+                indicium: IndiciumPaper::Cleared,
                 cancel_confirmed: true,
                 void_printed: true,
+                cause: AbortCause::Link,
             },
         },
     );
@@ -209,9 +210,10 @@ fn printing_progress_and_outcomes() {
             job,
             outcome: JobOutcome::Aborted {
                 bytes_sent: 4000,
-                indicium_complete: true,
+                indicium: IndiciumPaper::AssumedPrinted,
                 cancel_confirmed: false,
                 void_printed: false,
+                cause: AbortCause::Link,
             },
         },
     );

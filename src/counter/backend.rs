@@ -223,7 +223,6 @@ fn verdict(outcome: &JobOutcome) -> (PaperVerdict, bool) {
 #[derive(Debug)]
 struct UiJob {
     key: JobKey,
-    amount: Cents,
     label: LabelText,
     indicium: Option<Vec<u8>>,
 }
@@ -441,14 +440,9 @@ fn printer_report(s: PrinterStatus) -> wire::PrinterReport {
 /// The label for a signed item: address blocks, the indicium (native Data Matrix where the
 /// profile has it, else rastered by the compiler), its human-readable lines, a cut.
 pub fn label_for(indicium: &SignedIndicium, text: &LabelText, profile: &Profile) -> Label {
+    // The indicium and its human-readable block at the top (where postage goes), then the
+    // addresses. Printed rotated 180°, the top prints last.
     let mut elements = Vec::new();
-    if !text.from.is_empty() {
-        elements.push(Element::Address {
-            heading: None,
-            lines: text.from.clone(),
-        });
-        elements.push(Element::Feed(1));
-    }
     let module_px = module_dots(profile.dpi).clamp(1, 16) as u8;
     elements.push(Element::Indicium(Indicium::DataMatrix {
         data: native_payload(indicium),
@@ -456,6 +450,13 @@ pub fn label_for(indicium: &SignedIndicium, text: &LabelText, profile: &Profile)
     }));
     for line in human_lines(indicium) {
         elements.push(Element::Text(TextLine::plain(&line)));
+    }
+    if !text.from.is_empty() {
+        elements.push(Element::Feed(1));
+        elements.push(Element::Address {
+            heading: None,
+            lines: text.from.clone(),
+        });
     }
     if !text.to.is_empty() {
         elements.push(Element::Feed(1));
@@ -1005,7 +1006,6 @@ impl Actor {
         };
         let rec = UiJob {
             key,
-            amount,
             label,
             indicium: None,
         };
@@ -1158,7 +1158,13 @@ impl Actor {
         let compiled = match compiler::compile_with(
             &label,
             &setup.profile,
-            compiler::CompileOptions::for_job(self.cfg.stream.chunk_bytes_max, seq),
+            &compiler::CompileOptions {
+                chunk_bytes_max: self.cfg.stream.chunk_bytes_max,
+                job_seq: seq,
+                // The indicium sits at the top of the label and prints last, so a lapse during
+                // most of the print leaves no indicium on paper (docs/PRINTING.md).
+                layout: compiler::Layout::Rotated180,
+            },
         ) {
             Ok(j) => j,
             Err(e) => {
@@ -1527,7 +1533,7 @@ impl Actor {
         let events = self.events.clone();
         let retry = self.cfg.authorize_retry_ms_max;
         tokio::spawn(async move {
-            let r: Result<wire::Funded, String> = send_retrying(sessions, retry, |s| {
+            let r: Result<wire::Funded, Failure> = send_retrying(sessions, retry, |s| {
                 s.fund_request(
                     request_id,
                     client::wall_ms(),

@@ -634,9 +634,11 @@ impl JobBook {
         }
         // What the journal already knows outranks a weaker verdict: an indicium whose ID came
         // back is on paper whatever the streamer concluded after.
-        let paper = match (e.stage, paper) {
-            (Stage::IndiciumPrinted | Stage::EndPrinted, _) => PaperVerdict::Printed,
-            (_, p) => p,
+        // Likewise a job whose end ID came back is complete.
+        let (paper, complete) = match e.stage {
+            Stage::EndPrinted => (PaperVerdict::Printed, true),
+            Stage::IndiciumPrinted => (PaperVerdict::Printed, complete),
+            _ => (paper, complete),
         };
         Ok(vec![outcome(job, paper, complete && paper.on_paper())])
     }
@@ -866,6 +868,23 @@ mod tests {
         // The streamer then reports a cleared buffer: the indicium was already out.
         step!(b, decide_ended(k, PaperVerdict::NotOnPaper, false));
         assert_eq!(settlement_of(&b, k), Settlement::VoidReachedPrinter);
+    }
+
+    #[test]
+    fn a_job_whose_end_id_came_back_is_complete_even_if_the_link_then_lapsed() {
+        let mut b = JobBook::default();
+        let k = authorized(&mut b, 1);
+        step!(b, decide_print(k, 1));
+        for m in [
+            Milestone::IndiciumSending,
+            Milestone::IndiciumSent,
+            Milestone::IndiciumPrinted,
+            Milestone::EndPrinted,
+        ] {
+            step!(b, decide_milestone(k, m));
+        }
+        step!(b, decide_ended(k, PaperVerdict::AssumedPrinted, false));
+        assert_eq!(settlement_of(&b, k), Settlement::Commit);
     }
 
     #[test]

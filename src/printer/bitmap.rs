@@ -126,6 +126,19 @@ impl Bitmap {
         }
     }
 
+    /// The bitmap turned by 180° (last row first, each row mirrored).
+    pub fn rotated_180(&self) -> Bitmap {
+        let mut out = Bitmap::new(self.width_px, self.height_px);
+        for y in 0..self.height_px {
+            for x in 0..self.width_px {
+                if self.get(x, y) {
+                    out.set(self.width_px - 1 - x, self.height_px - 1 - y, true);
+                }
+            }
+        }
+        out
+    }
+
     /// Count of black pixels.
     pub fn black_count(&self) -> u64 {
         self.rows.iter().map(|b| u64::from(b.count_ones())).sum()
@@ -157,5 +170,16 @@ mod tests {
         assert_eq!(band.height_px(), 2);
         assert_eq!(band.rows(), &[0xff, 0]);
         assert!(Bitmap::from_rows(8, 2, vec![0; 3]).is_none());
+    }
+
+    #[test]
+    fn rotation_by_180_maps_corners_and_undoes_itself() {
+        let mut b = Bitmap::new(10, 3);
+        b.set(0, 0, true);
+        b.set(3, 1, true);
+        let r = b.rotated_180();
+        assert!(r.get(9, 2) && r.get(6, 1) && !r.get(0, 0));
+        assert_eq!(r.black_count(), 2);
+        assert_eq!(r.rotated_180(), b);
     }
 }

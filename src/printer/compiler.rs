@@ -36,6 +36,97 @@ pub const CLEAR_BUFFERS: [u8; 10] = [0x10, 0x14, 0x08, 0x01, 0x03, 0x14, 0x01, 0
 pub const CLEAR_BUFFERS_REPLY: [u8; 3] = [0x37, 0x25, 0x00];
 /// ESC @: initialise the printer.
 pub const INIT: [u8; 2] = [0x1b, 0x40];
+/// `GS ( H` fn 48 header: `1D 28 48 06 00 30 30`, then the four ID bytes.
+pub const PROCESS_ID_HEADER: [u8; 7] = [0x1d, 0x28, 0x48, 0x06, 0x00, 0x30, 0x30];
+/// Length of a whole `GS ( H` fn 48 command.
+pub const PROCESS_ID_COMMAND_BYTES: usize = PROCESS_ID_HEADER.len() + 4;
+/// Process IDs a job takes from its sequence number (indicium, end); the IDs of job `seq` are
+/// `2 × (seq mod PROCESS_ID_JOBS_MAX)` and that plus one, so 0..=9997.
+pub const PROCESS_ID_JOBS_MAX: u32 = 4999;
+/// The process ID [`crate::printer::streamer::resync`] uses; no job uses it.
+pub const RESYNC_PROCESS_ID: ProcessId = ProcessId(*b"9999");
+/// ESC { n: upside-down printing on (1) / off (0).
+pub const UPSIDE_DOWN_ON: [u8; 3] = [0x1b, 0x7b, 1];
+pub const UPSIDE_DOWN_OFF: [u8; 3] = [0x1b, 0x7b, 0];
+/// Dot rows a text line takes at height ×1 (Epson font A: 24 dots + 6 dots of line spacing);
+/// used only for the print-time estimate.
+pub const TEXT_LINE_ROWS: u32 = 30;
+
+/// The four ID bytes of a `GS ( H` fn 48 process ID. Frank's IDs are four ASCII digits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ProcessId(pub [u8; 4]);
+
+impl ProcessId {
+    /// Four decimal digits of `n mod 10000`.
+    pub fn from_number(n: u32) -> ProcessId {
+        let n = n % 10_000;
+        ProcessId([
+            b'0' + (n / 1000) as u8,
+            b'0' + (n / 100 % 10) as u8,
+            b'0' + (n / 10 % 10) as u8,
+            b'0' + (n % 10) as u8,
+        ])
+    }
+
+    /// The whole `GS ( H` fn 48 command: `1D 28 48 06 00 30 30 d1 d2 d3 d4`.
+    pub fn command(self) -> [u8; PROCESS_ID_COMMAND_BYTES] {
+        let mut c = [0u8; PROCESS_ID_COMMAND_BYTES];
+        c[..PROCESS_ID_HEADER.len()].copy_from_slice(&PROCESS_ID_HEADER);
+        c[PROCESS_ID_HEADER.len()..].copy_from_slice(&self.0);
+        c
+    }
+
+    /// The printer's answer once the data before the ID printed: `37 22 d1 d2 d3 d4 00`.
+    pub fn reply(self) -> [u8; 7] {
+        [0x37, 0x22, self.0[0], self.0[1], self.0[2], self.0[3], 0x00]
+    }
+}
+
+impl std::fmt::Display for ProcessId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&String::from_utf8_lossy(&self.0))
+    }
+}
+
+/// A process ID placed in a job: where its command starts and its ID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcessIdMark {
+    /// Offset of the `GS ( H` command in [`Job::bytes`].
+    pub offset: usize,
+    pub id: ProcessId,
+}
+
+/// How the label is laid out on paper.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Layout {
+    /// Top of the label first, elements in the given order.
+    #[default]
+    AsGiven,
+    /// The label printed rotated 180° (as label printers commonly do): the elements go out
+    /// last to first under `ESC { 1`, raster images rotated by Frank, so the top of the label,
+    /// where the indicium sits, prints last. Turn the paper round to read it.
+    Rotated180,
+}
+
+/// Options for [`compile_with`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompileOptions {
+    pub chunk_bytes_max: usize,
+    /// Picks this job's process IDs (see [`PROCESS_ID_JOBS_MAX`]); give each job a new one.
+    pub job_seq: u32,
+    pub layout: Layout,
+}
+
+impl Default for CompileOptions {
+    fn default() -> Self {
+        CompileOptions {
+            chunk_bytes_max: CHUNK_BYTES_MAX_DEFAULT,
+            job_seq: 0,
+            layout: Layout::AsGiven,
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Align {
@@ -128,9 +219,23 @@ pub struct Job {
     pub indicium: Option<Range<usize>>,
     /// Whether the indicium went out as a native 2-D command (else raster).
     pub indicium_native: bool,
+    /// The process ID right after the indicium's last row (process-ID profiles with an indicium).
+    pub indicium_pid: Option<ProcessIdMark>,
+    /// The process ID at the job's very end (process-ID profiles): its reply means the whole
+    /// job printed.
+    pub end_pid: Option<ProcessIdMark>,
+    /// Dot rows of paper the job advances, estimated (text lines at [`TEXT_LINE_ROWS`]); the
+    /// streamer bounds its wait for the end ID with it.
+    pub paper_rows_estimate: u32,
+    pub layout: Layout,
 }
 
 impl Job {
+    /// Whether the first `bytes_sent` bytes include any of the indicium's.
+    pub fn indicium_started(&self, bytes_sent: usize) -> bool {
+        self.indicium.as_ref().is_some_and(|r| bytes_sent > r.start)
+    }
+
     /// Whether `bytes_sent` bytes include the whole indicium.
     pub fn indicium_complete(&self, bytes_sent: usize) -> bool {
         self.indicium.as_ref().is_some_and(|r| bytes_sent >= r.end)
@@ -279,67 +384,186 @@ fn printable(s: &str) -> String {
         .collect()
 }
 
-/// Compile a label for a profile.
+/// Compile a label for a profile: layout as given, job sequence 0 (see [`compile_with`]).
 pub fn compile(
     label: &Label,
     profile: &Profile,
     chunk_bytes_max: usize,
 ) -> Result<Job, CompileError> {
-    if chunk_bytes_max < CHUNK_BYTES_MIN {
-        return Err(CompileError::ChunkTooSmall(chunk_bytes_max));
+    compile_with(
+        label,
+        profile,
+        &CompileOptions {
+            chunk_bytes_max,
+            ..CompileOptions::default()
+        },
+    )
+}
+
+/// What the element walk gathers besides bytes.
+#[derive(Default)]
+struct Marks {
+    indicium: Option<Range<usize>>,
+    indicium_native: bool,
+    indicium_pid: Option<ProcessIdMark>,
+    rows: u32,
+}
+
+/// The process IDs of job `seq`: (after the indicium, at the end).
+pub fn job_process_ids(seq: u32) -> (ProcessId, ProcessId) {
+    let base = 2 * (seq % PROCESS_ID_JOBS_MAX);
+    (
+        ProcessId::from_number(base),
+        ProcessId::from_number(base + 1),
+    )
+}
+
+/// Compile a label for a profile.
+///
+/// On profiles with `[status] process_id`, a `GS ( H` fn 48 process ID follows the indicium's
+/// last command and another ends the job (after the cut); [`Job::indicium_pid`] and
+/// [`Job::end_pid`] say where and which.
+pub fn compile_with(
+    label: &Label,
+    profile: &Profile,
+    opts: &CompileOptions,
+) -> Result<Job, CompileError> {
+    if opts.chunk_bytes_max < CHUNK_BYTES_MIN {
+        return Err(CompileError::ChunkTooSmall(opts.chunk_bytes_max));
     }
     if label.elements.len() > LABEL_ELEMENTS_MAX {
         return Err(CompileError::TooManyElements(label.elements.len()));
     }
     let mut e = Enc::new();
-    let mut indicium = None;
-    let mut indicium_native = false;
-    e.esc(|p| p.init())?;
+    let mut m = Marks::default();
+    let (indicium_id, end_id) = job_process_ids(opts.job_seq);
+    let pid = profile.status.process_id.then_some(indicium_id);
+    // Line numbers (for errors) count in the label's own order whatever the layout.
+    let mut first_line = Vec::with_capacity(label.elements.len());
     let mut line_no = 0;
     for el in &label.elements {
-        match el {
-            Element::Text(t) => {
-                line_no += 1;
-                text_line(&mut e, profile, t, line_no)?;
+        first_line.push(line_no);
+        line_no += match el {
+            Element::Text(_) => 1,
+            Element::Address { heading, lines } => usize::from(heading.is_some()) + lines.len(),
+            _ => 0,
+        };
+    }
+    e.esc(|p| p.init())?;
+    match opts.layout {
+        Layout::AsGiven => {
+            for (el, &line) in label.elements.iter().zip(&first_line) {
+                element(&mut e, profile, el, line, false, pid, &mut m)?;
             }
-            Element::Address { heading, lines } => {
-                if let Some(h) = heading {
-                    line_no += 1;
-                    let mut t = TextLine::plain(h);
-                    t.bold = true;
-                    text_line(&mut e, profile, &t, line_no)?;
-                }
-                for l in lines {
-                    line_no += 1;
-                    text_line(&mut e, profile, &TextLine::plain(l), line_no)?;
-                }
+        }
+        Layout::Rotated180 => {
+            e.raw(&UPSIDE_DOWN_ON);
+            for (el, &line) in label.elements.iter().zip(&first_line).rev() {
+                element(&mut e, profile, el, line, true, pid, &mut m)?;
             }
-            Element::Indicium(ind) => {
-                if indicium.is_some() {
-                    return Err(CompileError::TwoIndicia);
-                }
-                let start = e.offset();
-                indicium_native = emit_indicium(&mut e, profile, ind)?;
-                indicium = Some(start..e.offset());
-            }
-            Element::Barcode { data, height_dots } => barcode(&mut e, profile, data, *height_dots)?,
-            Element::Feed(n) => e.esc(|p| p.feeds(*n))?,
+            e.raw(&UPSIDE_DOWN_OFF);
         }
     }
     if label.cut {
         e.raw(&cut_bytes(profile));
+        m.rows += u32::from(profile.cut_feed_lines) * TEXT_LINE_ROWS;
     }
+    let end_pid = profile.status.process_id.then(|| {
+        let mark = ProcessIdMark {
+            offset: e.offset(),
+            id: end_id,
+        };
+        e.raw(&end_id.command());
+        mark
+    });
     // Chunks never straddle the indicium's edges, so a stop between chunks is clearly before,
     // inside or after it.
-    let edges: Vec<usize> = indicium.iter().flat_map(|r| [r.start, r.end]).collect();
-    let chunks = chunk(&e.bytes, &e.boundaries, &edges, chunk_bytes_max);
+    let edges: Vec<usize> = m.indicium.iter().flat_map(|r| [r.start, r.end]).collect();
+    let chunks = chunk(&e.bytes, &e.boundaries, &edges, opts.chunk_bytes_max);
     Ok(Job {
         bytes: e.bytes,
         boundaries: e.boundaries,
         chunks,
-        indicium,
-        indicium_native,
+        indicium: m.indicium,
+        indicium_native: m.indicium_native,
+        indicium_pid: m.indicium_pid,
+        end_pid,
+        paper_rows_estimate: m.rows,
+        layout: opts.layout,
     })
+}
+
+/// Emit one element. `rotated`: the job prints upside down (`ESC { 1` is on), so multi-line
+/// elements go out last line first, raster images turned by 180° and native 2-D symbols
+/// right-aligned (the printer rotates text and barcodes itself; Epson leaves raster images and
+/// 2-D symbols as they are, and a symbol decodes either way).
+fn element(
+    e: &mut Enc,
+    profile: &Profile,
+    el: &Element,
+    first_line: usize,
+    rotated: bool,
+    pid: Option<ProcessId>,
+    m: &mut Marks,
+) -> Result<(), CompileError> {
+    match el {
+        Element::Text(t) => {
+            text_line(e, profile, t, first_line + 1)?;
+            m.rows += TEXT_LINE_ROWS * u32::from(t.height_mul);
+        }
+        Element::Address { heading, lines } => {
+            let mut all: Vec<(usize, TextLine)> = Vec::with_capacity(lines.len() + 1);
+            if let Some(h) = heading {
+                let mut t = TextLine::plain(h);
+                t.bold = true;
+                all.push((first_line + 1, t));
+            }
+            for l in lines {
+                all.push((first_line + all.len() + 1, TextLine::plain(l)));
+            }
+            if rotated {
+                all.reverse();
+            }
+            for (line, t) in &all {
+                text_line(e, profile, t, *line)?;
+                m.rows += TEXT_LINE_ROWS;
+            }
+        }
+        Element::Indicium(ind) => {
+            if m.indicium.is_some() {
+                return Err(CompileError::TwoIndicia);
+            }
+            let right = rotated && matches!(ind, Indicium::DataMatrix { .. });
+            let native = right && profile.native_2d.data_matrix_cn.is_some();
+            if native {
+                e.raw(&[0x1b, 0x61, 2]);
+            }
+            let start = e.offset();
+            let (is_native, rows) = emit_indicium(e, profile, ind, rotated)?;
+            m.indicium_native = is_native;
+            m.indicium = Some(start..e.offset());
+            m.rows += rows;
+            if let Some(id) = pid {
+                m.indicium_pid = Some(ProcessIdMark {
+                    offset: e.offset(),
+                    id,
+                });
+                e.raw(&id.command());
+            }
+            if native {
+                e.raw(&[0x1b, 0x61, 0]);
+            }
+        }
+        Element::Barcode { data, height_dots } => {
+            barcode(e, profile, data, *height_dots)?;
+            m.rows += u32::from(*height_dots) + TEXT_LINE_ROWS;
+        }
+        Element::Feed(n) => {
+            e.esc(|p| p.feeds(*n))?;
+            m.rows += u32::from(*n) * TEXT_LINE_ROWS;
+        }
+    }
+    Ok(())
 }
 
 fn text_line(
@@ -396,26 +620,36 @@ fn text_line(
     Ok(())
 }
 
-/// Emits the indicium; returns whether it went native.
-fn emit_indicium(e: &mut Enc, profile: &Profile, ind: &Indicium) -> Result<bool, CompileError> {
+/// Emits the indicium; returns whether it went native and the dot rows it takes.
+fn emit_indicium(
+    e: &mut Enc,
+    profile: &Profile,
+    ind: &Indicium,
+    rotated: bool,
+) -> Result<(bool, u32), CompileError> {
+    let turn = |b: Bitmap| if rotated { b.rotated_180() } else { b };
     match ind {
         Indicium::DataMatrix { data, module_px } => {
             if !(1..=16).contains(module_px) {
                 return Err(CompileError::BadModuleSize(*module_px));
             }
             if let Some(cn) = profile.native_2d.data_matrix_cn {
+                let (_, _, h) = crate::indicium::render::symbol_modules(data)
+                    .map_err(|e| CompileError::DataMatrix(e.to_string()))?;
                 for cmd in data_matrix_native(cn, data, *module_px)? {
                     e.raw(&cmd);
                 }
-                return Ok(true);
+                // Symbols are at most 144 modules a side; the quiet zone adds one each way.
+                return Ok((true, (h as u32 + 2) * u32::from(*module_px)));
             }
-            let bmp = render_data_matrix(data, u32::from(*module_px))?;
+            let bmp = turn(render_data_matrix(data, u32::from(*module_px))?);
             raster(e, profile, &bmp)?;
-            Ok(false)
+            Ok((false, bmp.height_px()))
         }
         Indicium::Image(bmp) => {
-            raster(e, profile, bmp)?;
-            Ok(false)
+            let bmp = turn(bmp.clone());
+            raster(e, profile, &bmp)?;
+            Ok((false, bmp.height_px()))
         }
     }
 }

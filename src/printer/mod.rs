@@ -6,8 +6,11 @@
 //! - [`bitmap`]: the 1-bit image type shared with the indicium renderer.
 //! - [`compiler`]: sans-I/O label → ESC/POS bytes, chunks and indicium markers.
 //! - [`realtime`]: spotting real-time commands (DLE EOT, DLE DC4) in a byte stream.
+//! - [`replies`]: sans-I/O reader of what the printer sends back (status, process IDs, clear
+//!   confirmations, ASB), one reader that never mistakes one for another.
 //! - [`emulator`]: the virtual printer on a pty (parser, renderer, fault injection).
-//! - [`streamer`]: writes a job to a serial port under the link guard; pacing, status, abort.
+//! - [`streamer`]: writes a job to a serial port under the link guard; pacing, status, abort,
+//!   process IDs (a job is done when the printer says it printed), milestones, resync.
 //! - [`probe`]: the technician's probe (baud, status, calibration page, throughput, draft).
 //! - [`cli`]: `frank printer ...`.
 //!
@@ -21,4 +24,5 @@ pub mod import;
 pub mod probe;
 pub mod profile;
 pub mod realtime;
+pub mod replies;
 pub mod streamer;

@@ -19,6 +19,11 @@ pub const RECEIVE_BUFFER_BYTES_MAX: u32 = 1 << 20;
 /// Largest raster band a profile may claim (GS v 0 takes yL yH, so 65535 is the protocol bound).
 pub const RASTER_BAND_HEIGHT_PX_MAX: u32 = 2400;
 
+/// Engine speed bounds and the default for profiles that do not say (a slow receipt printer).
+pub const ENGINE_SPEED_MM_PER_S_MIN: u32 = 10;
+pub const ENGINE_SPEED_MM_PER_S_MAX: u32 = 1000;
+pub const ENGINE_SPEED_MM_PER_S_DEFAULT: u32 = 50;
+
 /// Profiles shipped inside the binary, by id (the file stem).
 const SHIPPED: &[(&str, &str)] = &[
     (
@@ -323,6 +328,9 @@ pub struct StatusSupport {
     pub dle_eot: bool,
     /// Automatic status back `GS a n`.
     pub asb: bool,
+    /// `GS ( H` fn 48 process ID responses: the printer answers `37 22 d1..d4 00` once the
+    /// data before the ID has printed (Epson TM-L90, TM-L100, TM-T88IV–VII, TM-T20 …).
+    pub process_id: bool,
 }
 
 /// A validated printer profile.
@@ -345,6 +353,8 @@ pub struct Profile {
     pub receive_buffer_bytes: u32,
     pub raster_band_height_px_max: u32,
     pub throughput_bytes_per_s: u32,
+    /// Paper speed of the print engine in mm/s, as the spec sheet gives it (`[engine]`).
+    pub engine_speed_mm_per_s: u32,
     pub status: StatusSupport,
     pub cut: CutCommand,
     pub cut_feed_lines: u8,
@@ -444,7 +454,16 @@ impl Profile {
         let status = StatusSupport {
             dle_eot: v.boolean("status.dle_eot", false).unwrap_or(false),
             asb: v.boolean("status.asb", false).unwrap_or(false),
+            process_id: v.boolean("status.process_id", false).unwrap_or(false),
         };
+        let engine_speed_mm_per_s = v
+            .uint(
+                "engine.speed_mm_per_s",
+                false,
+                ENGINE_SPEED_MM_PER_S_MIN,
+                ENGINE_SPEED_MM_PER_S_MAX,
+            )
+            .unwrap_or(ENGINE_SPEED_MM_PER_S_DEFAULT);
         let cut = v
             .choice(
                 "cut.command",
@@ -504,6 +523,7 @@ impl Profile {
             receive_buffer_bytes,
             raster_band_height_px_max,
             throughput_bytes_per_s,
+            engine_speed_mm_per_s,
             status,
             cut,
             cut_feed_lines,
@@ -526,6 +546,11 @@ impl Profile {
         self.line_bytes_per_s()
             .min(self.throughput_bytes_per_s)
             .max(1)
+    }
+
+    /// Dot rows the engine prints per second: speed × dpi / 25.4.
+    pub fn engine_rows_per_s(&self) -> f64 {
+        f64::from(self.engine_speed_mm_per_s) * f64::from(self.dpi.max(1)) / 25.4
     }
 
     /// Render back as TOML (resolved: no `inherits`).
@@ -622,9 +647,16 @@ impl Profile {
             i(self.throughput_bytes_per_s),
         );
         t.insert("buffer".into(), toml::Value::Table(buf));
+        let mut engine = toml::Table::new();
+        engine.insert("speed_mm_per_s".into(), i(self.engine_speed_mm_per_s));
+        t.insert("engine".into(), toml::Value::Table(engine));
         let mut st = toml::Table::new();
         st.insert("dle_eot".into(), toml::Value::Boolean(self.status.dle_eot));
         st.insert("asb".into(), toml::Value::Boolean(self.status.asb));
+        st.insert(
+            "process_id".into(),
+            toml::Value::Boolean(self.status.process_id),
+        );
         t.insert("status".into(), toml::Value::Table(st));
         let mut cut = toml::Table::new();
         cut.insert(

@@ -22,9 +22,13 @@ use std::time::{Duration, Instant};
 use serialport::{SerialPort, TTYPort};
 use tokio::sync::watch;
 
-use super::compiler::{CLEAR_BUFFERS, CLEAR_BUFFERS_REPLY, Job, cancel_bytes, void_bytes};
+use super::compiler::{
+    CLEAR_BUFFERS, INIT, Job, PROCESS_ID_COMMAND_BYTES, ProcessId, RESYNC_PROCESS_ID,
+    band_height_px, cancel_bytes, void_bytes,
+};
 use super::profile::{ClearBuffer, FlowControl, Parity, Profile};
 use super::realtime::{Realtime, RealtimeMatcher};
+use super::replies::{Reply, ReplyReader};
 use crate::link::LinkState;
 
 /// Streamer limits. Units are in the names.
@@ -45,6 +49,10 @@ pub struct StreamConfig {
     pub lead_bytes_max: usize,
     /// While DSR is low (dtrdsr profiles), wait at most this long.
     pub dsr_wait_ms: u64,
+    /// Wait for a process ID beyond the job's estimated print time (process-ID profiles).
+    pub print_reply_timeout_ms: u64,
+    /// While waiting for the end process ID, poll `DLE EOT` this often (paper out mid-print).
+    pub print_status_poll_ms: u64,
 }
 
 impl Default for StreamConfig {
@@ -57,6 +65,8 @@ impl Default for StreamConfig {
             status_poll_interval_bytes: 2048,
             lead_bytes_max: 512,
             dsr_wait_ms: 5000,
+            print_reply_timeout_ms: 5000,
+            print_status_poll_ms: 250,
         }
     }
 }
@@ -94,6 +104,9 @@ pub enum PrinterFault {
     StatusTimeout,
     /// DSR stayed low (dtrdsr) longer than `dsr_wait_ms`.
     DsrLow,
+    /// A process-ID printer did not report the job printed within its print time plus
+    /// `print_reply_timeout_ms`.
+    PrintTimeout,
 }
 
 impl std::fmt::Display for PrinterFault {
@@ -106,39 +119,129 @@ impl std::fmt::Display for PrinterFault {
             PrinterFault::WriteTimeout => "write to printer timed out",
             PrinterFault::StatusTimeout => "printer did not answer a status query",
             PrinterFault::DsrLow => "printer not ready (DSR low)",
+            PrinterFault::PrintTimeout => "printer did not report the label printed",
         })
     }
+}
+
+/// Whether the indicium is on paper, as far as the printer can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IndiciumPaper {
+    /// No indicium byte reached the port.
+    NotSent,
+    /// The process ID after the indicium's last row came back: it is on paper.
+    Printed,
+    /// Its bytes were accepted but the printer cannot say (no process-ID profile, or the clear
+    /// was not confirmed): counted as on paper.
+    AssumedPrinted,
+    /// Its bytes were sent, its ID never came back and the printer confirmed the clear: not on
+    /// paper.
+    Cleared,
+}
+
+impl IndiciumPaper {
+    /// Whether the indicium counts as printed (the counter charges for it).
+    pub fn on_paper(self) -> bool {
+        matches!(self, IndiciumPaper::Printed | IndiciumPaper::AssumedPrinted)
+    }
+}
+
+/// A point in a job the counter's journal must hear of, in this order (some may be skipped:
+/// a job without indicium has no indicium milestones; a stopped job ends early).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Milestone {
+    /// The first indicium byte is about to be written. An `Err` from the observer stops the
+    /// job before it: the indicium stays [`IndiciumPaper::NotSent`].
+    IndiciumSending,
+    /// The port accepted the indicium's last byte.
+    IndiciumSent,
+    /// The process ID after the indicium came back: it is on paper.
+    IndiciumPrinted,
+    /// The job's end process ID came back: all of it printed.
+    EndPrinted,
+}
+
+/// A synchronous observer, called on the streaming thread; the streamer waits for it. The
+/// counter fsyncs a journal record in it before the indicium's first byte goes out.
+/// An `Err` from any call stops the job as a link lapse does (cancel, then the outcome says
+/// where the indicium is); see [`AbortCause::Milestone`].
+pub trait Milestones: Send {
+    fn reached(&mut self, m: Milestone) -> Result<(), String>;
+}
+
+/// Observes nothing (tests, benches, tools).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoMilestones;
+
+impl Milestones for NoMilestones {
+    fn reached(&mut self, _: Milestone) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// Records every milestone (tests).
+#[derive(Debug, Clone, Default)]
+pub struct RecordMilestones(pub std::sync::Arc<std::sync::Mutex<Vec<Milestone>>>);
+
+impl Milestones for RecordMilestones {
+    fn reached(&mut self, m: Milestone) -> Result<(), String> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(m);
+        Ok(())
+    }
+}
+
+/// Why a job was stopped on purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AbortCause {
+    /// The link stopped allowing printing (lapse, closed, quit).
+    Link,
+    /// The milestone observer returned an error (e.g. the journal could not be written).
+    Milestone,
 }
 
 /// How a job ended. `bytes_sent` is the exact count of job bytes written to the port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum JobOutcome {
+    /// Process-ID profiles: the end ID came back (everything printed). Others: every byte was
+    /// accepted and the last status poll was clean.
     Completed {
         bytes_sent: usize,
+        indicium: IndiciumPaper,
     },
-    /// The link stopped allowing printing.
+    /// Stopped on purpose (link, milestone observer); the cancel was sent.
     Aborted {
         bytes_sent: usize,
-        indicium_complete: bool,
+        indicium: IndiciumPaper,
         /// The printer confirmed its buffers were cleared (37 25 00), or the NUL flush went out.
         cancel_confirmed: bool,
         void_printed: bool,
+        cause: AbortCause,
     },
     /// The printer or port failed.
     Faulted {
         fault: PrinterFault,
         bytes_sent: usize,
-        indicium_complete: bool,
+        indicium: IndiciumPaper,
     },
 }
 
 impl JobOutcome {
     pub fn bytes_sent(&self) -> usize {
         match *self {
-            JobOutcome::Completed { bytes_sent }
+            JobOutcome::Completed { bytes_sent, .. }
             | JobOutcome::Aborted { bytes_sent, .. }
             | JobOutcome::Faulted { bytes_sent, .. } => bytes_sent,
+        }
+    }
+
+    /// Where the indicium is.
+    pub fn indicium(&self) -> IndiciumPaper {
+        match *self {
+            JobOutcome::Completed { indicium, .. }
+            | JobOutcome::Aborted { indicium, .. }
+            | JobOutcome::Faulted { indicium, .. } => indicium,
         }
     }
 }
@@ -400,6 +503,30 @@ impl PrinterPort {
         Ok(out)
     }
 
+    /// Read what has already arrived, without waiting (at most `buf.len()` bytes).
+    pub(crate) fn read_available(&mut self, buf: &mut [u8]) -> Result<usize, PrinterFault> {
+        let ready = match self.port.bytes_to_read() {
+            Ok(n) => n as usize,
+            Err(_) => return Err(PrinterFault::PortVanished),
+        };
+        if ready == 0 {
+            return Ok(0);
+        }
+        let want = ready.min(buf.len());
+        match self.port.read(&mut buf[..want]) {
+            Ok(0) => Err(PrinterFault::PortVanished),
+            Ok(n) => Ok(n),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::TimedOut
+                    || e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::Interrupted =>
+            {
+                Ok(0)
+            }
+            Err(_) => Err(PrinterFault::PortVanished),
+        }
+    }
+
     /// Read until `pattern` appears (other bytes are stray status replies) or the deadline.
     pub(crate) fn read_pattern(
         &mut self,
@@ -423,22 +550,77 @@ impl PrinterPort {
     }
 }
 
-/// Bookkeeping for status queries: how many replies are owed (job data can contain
-/// `DLE EOT n` by accident, and the printer answers those too).
-struct Replies {
+/// Status replies kept until a query takes them; beyond this the oldest are dropped.
+pub const STATUS_REPLIES_KEPT_MAX: usize = 64;
+/// Process IDs remembered per job or resync (ours and strays), in arrival order.
+pub const PROCESS_IDS_KEPT_MAX: usize = 64;
+/// Most bytes read from the port in one pump.
+const READ_BYTES_MAX: usize = 256;
+/// How long a wait sleeps when nothing has arrived; also the link-check period while waiting.
+const IDLE_POLL_MS: u64 = 2;
+
+/// Replies the printer owes for what was sent: job data can contain `DLE EOT n` or the clear
+/// pattern by accident, and the printer answers those too (they are real-time).
+#[derive(Debug, Default)]
+struct Owed {
     matcher: RealtimeMatcher,
-    owed: usize,
+    status: usize,
+    clears: usize,
 }
 
-impl Replies {
+impl Owed {
     fn feed(&mut self, bytes: &[u8]) {
         for &b in bytes {
             match self.matcher.push(b) {
-                Some(Realtime::Status(_)) => self.owed += 1,
-                Some(Realtime::ClearBuffers) => self.owed += CLEAR_BUFFERS_REPLY.len(),
+                Some(Realtime::Status(_)) => self.status += 1,
+                Some(Realtime::ClearBuffers) => self.clears += 1,
                 None => {}
             }
         }
+    }
+}
+
+/// Everything the printer said, sorted by the one [`ReplyReader`].
+#[derive(Debug, Default)]
+struct Inbox {
+    reader: ReplyReader,
+    statuses: std::collections::VecDeque<u8>,
+    clears: usize,
+    ids: Vec<ProcessId>,
+    asb_last: Option<[u8; 4]>,
+    garbled_bytes: u64,
+}
+
+impl Inbox {
+    /// Read what has arrived; returns the process IDs among it, in order.
+    fn pump(&mut self, port: &mut PrinterPort) -> Result<Vec<ProcessId>, PrinterFault> {
+        let mut buf = [0u8; READ_BYTES_MAX];
+        let n = port.read_available(&mut buf)?;
+        let mut replies = Vec::new();
+        self.reader.push_all(&buf[..n], &mut replies);
+        let mut ids = Vec::new();
+        for r in replies {
+            match r {
+                Reply::Status(b) => {
+                    if self.statuses.len() >= STATUS_REPLIES_KEPT_MAX {
+                        self.statuses.pop_front();
+                    }
+                    self.statuses.push_back(b);
+                }
+                Reply::ClearConfirmed => self.clears += 1,
+                Reply::ProcessId(id) => {
+                    if self.ids.len() < PROCESS_IDS_KEPT_MAX {
+                        self.ids.push(id);
+                    }
+                    ids.push(id);
+                }
+                Reply::Asb(a) => self.asb_last = Some(a),
+                Reply::Garbled(_) => self.garbled_bytes += 1,
+                #[allow(unreachable_patterns)]
+                _ => self.garbled_bytes += 1,
+            }
+        }
+        Ok(ids)
     }
 }
 
@@ -447,18 +629,30 @@ struct Run<'a> {
     job: &'a Job,
     cfg: StreamConfig,
     pacer: Pacer,
-    replies: Replies,
+    owed: Owed,
+    inbox: Inbox,
     sent: usize,
     progress: &'a watch::Sender<Progress>,
+    milestones: &'a mut dyn Milestones,
+    /// The indicium's process ID came back (or the end ID did, which implies it).
+    indicium_printed: bool,
+    end_printed: bool,
+    /// The indicium's process ID went out whole (its own command, or the marker sent before a
+    /// cancel), so its absence after a confirmed clear means "not printed".
+    indicium_pid_sent: bool,
+    milestone_failed: bool,
 }
 
 /// Stream `job` to `port`. Blocking; run it on its own thread (see [`spawn_job`]).
+///
+/// `milestones` hears [`Milestone`]s on this thread, synchronously.
 pub fn stream_job(
     port: &mut PrinterPort,
     job: &Job,
     link: &watch::Receiver<LinkState>,
     progress: &watch::Sender<Progress>,
     cfg: &StreamConfig,
+    milestones: &mut dyn Milestones,
 ) -> JobOutcome {
     let profile = port.profile.clone();
     let lead = cfg
@@ -470,18 +664,27 @@ pub fn stream_job(
         port,
         job,
         cfg: *cfg,
-        replies: Replies {
-            matcher: RealtimeMatcher::default(),
-            owed: 0,
-        },
+        owed: Owed::default(),
+        inbox: Inbox::default(),
         sent: 0,
         progress,
+        milestones,
+        indicium_printed: false,
+        end_printed: false,
+        indicium_pid_sent: false,
+        milestone_failed: false,
     };
     run.publish();
     let mut since_poll = 0usize;
     for chunk in &job.chunks {
+        if let Err(f) = run.pump() {
+            return run.fault(f);
+        }
+        if run.milestone_failed {
+            return run.abort(AbortCause::Milestone);
+        }
         if !link.borrow().allows_printing() {
-            return run.abort();
+            return run.abort(AbortCause::Link);
         }
         // Status between commands only (DOMAIN.md §5: never inside another command).
         if profile.status.dle_eot
@@ -493,24 +696,43 @@ pub fn stream_job(
                 return run.fault(fault);
             }
         }
+        // The journal hears of the indicium before its first byte, and may refuse it.
+        if job
+            .indicium
+            .as_ref()
+            .is_some_and(|r| r.start == chunk.start)
+            && let Err(e) = run.milestones.reached(Milestone::IndiciumSending)
+        {
+            tracing::warn!(error = %e, "milestone observer refused the indicium");
+            return run.abort(AbortCause::Milestone);
+        }
         let bytes = &job.bytes[chunk.start..chunk.end];
         debug_assert!(bytes.len() <= cfg.chunk_bytes_max.max(1));
         if let Some(fault) = run.wait_turn(bytes.len(), link) {
             return run.fault(fault);
         }
         if !link.borrow().allows_printing() {
-            return run.abort();
+            return run.abort(AbortCause::Link);
         }
         let (n, fault) = run
             .port
             .write_counted(bytes, Duration::from_millis(cfg.write_timeout_ms));
-        run.replies.feed(&bytes[..n]);
+        run.owed.feed(&bytes[..n]);
         run.pacer.on_sent(Instant::now(), n);
         run.sent += n;
         since_poll += n;
         run.publish();
         if let Some(f) = fault {
             return run.fault(f);
+        }
+        if job.indicium.as_ref().is_some_and(|r| r.end == run.sent) {
+            run.notify(Milestone::IndiciumSent);
+        }
+        if job
+            .indicium_pid
+            .is_some_and(|m| run.sent >= m.offset + PROCESS_ID_COMMAND_BYTES)
+        {
+            run.indicium_pid_sent = true;
         }
     }
     // A last status check so a paper-out at the end is not reported as success.
@@ -519,8 +741,12 @@ pub fn stream_job(
     {
         return run.fault(fault);
     }
+    if job.end_pid.is_some() {
+        return run.await_end(link);
+    }
     JobOutcome::Completed {
         bytes_sent: run.sent,
+        indicium: run.indicium_paper(false),
     }
 }
 
@@ -532,6 +758,123 @@ impl Run<'_> {
         });
     }
 
+    fn notify(&mut self, m: Milestone) {
+        if let Err(e) = self.milestones.reached(m) {
+            tracing::warn!(error = %e, milestone = ?m, "milestone observer failed; stopping the job");
+            self.milestone_failed = true;
+        }
+    }
+
+    /// Read what the printer sent and act on process IDs.
+    fn pump(&mut self) -> Result<(), PrinterFault> {
+        for id in self.inbox.pump(self.port)? {
+            let ind = self.job.indicium_pid.map(|m| m.id);
+            let end = self.job.end_pid.map(|m| m.id);
+            if Some(id) == ind && !self.indicium_printed {
+                self.indicium_printed = true;
+                self.notify(Milestone::IndiciumPrinted);
+            }
+            if Some(id) == end && !self.end_printed {
+                // A printer that could not send keeps only its latest ID: the end implies the
+                // indicium.
+                if ind.is_some() && !self.indicium_printed {
+                    self.indicium_printed = true;
+                    self.notify(Milestone::IndiciumPrinted);
+                }
+                self.end_printed = true;
+                self.notify(Milestone::EndPrinted);
+            }
+        }
+        Ok(())
+    }
+
+    /// Pump until `done` or the deadline; `Ok(done)`.
+    fn wait_replies(
+        &mut self,
+        deadline: Instant,
+        done: impl Fn(&Self) -> bool,
+    ) -> Result<bool, PrinterFault> {
+        loop {
+            self.pump()?;
+            if done(self) {
+                return Ok(true);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(false);
+            }
+            std::thread::sleep((deadline - now).min(Duration::from_millis(IDLE_POLL_MS)));
+        }
+    }
+
+    /// All bytes are out: wait for the end process ID while the printer prints, watching the
+    /// link (a lapse cancels what has not printed) and polling status (paper out mid-print).
+    fn await_end(&mut self, link: &watch::Receiver<LinkState>) -> JobOutcome {
+        let now = Instant::now();
+        let print_s = f64::from(self.job.paper_rows_estimate)
+            / self.port.profile.engine_rows_per_s().max(1.0);
+        let deadline = now
+            + self.pacer.drain_time(now)
+            + Duration::from_secs_f64(print_s * 1.5)
+            + Duration::from_millis(self.cfg.print_reply_timeout_ms);
+        let poll_every = Duration::from_millis(self.cfg.print_status_poll_ms.max(IDLE_POLL_MS));
+        let mut next_poll = now + poll_every;
+        loop {
+            if let Err(f) = self.pump() {
+                return self.fault(f);
+            }
+            if self.end_printed {
+                return JobOutcome::Completed {
+                    bytes_sent: self.sent,
+                    indicium: self.indicium_paper(false),
+                };
+            }
+            if self.milestone_failed {
+                return self.abort(AbortCause::Milestone);
+            }
+            if !link.borrow().allows_printing() {
+                return self.abort(AbortCause::Link);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return self.fault(PrinterFault::PrintTimeout);
+            }
+            if self.port.profile.status.dle_eot && now >= next_poll {
+                next_poll = now + poll_every;
+                if let Some(f) = self.poll_status() {
+                    return self.fault(f);
+                }
+                continue;
+            }
+            std::thread::sleep(Duration::from_millis(IDLE_POLL_MS));
+        }
+    }
+
+    /// Where the indicium is, from what was sent, what came back and whether the printer
+    /// confirmed clearing the rest (`clear_confirmed`: its 37 25 00 arrived).
+    fn indicium_paper(&self, clear_confirmed: bool) -> IndiciumPaper {
+        let Some(r) = &self.job.indicium else {
+            return IndiciumPaper::NotSent;
+        };
+        if self.sent <= r.start {
+            return IndiciumPaper::NotSent;
+        }
+        if self.indicium_printed {
+            return IndiciumPaper::Printed;
+        }
+        if clear_confirmed && self.port.profile.status.process_id {
+            // Its ID went out and never came back: the clear took the indicium with it.
+            if self.indicium_pid_sent {
+                return IndiciumPaper::Cleared;
+            }
+            // A native symbol prints on its last command; without it nothing of it printed.
+            if self.job.indicium_native && self.sent < r.end {
+                return IndiciumPaper::Cleared;
+            }
+        }
+        IndiciumPaper::AssumedPrinted
+    }
+
     /// Sleep until the pacer allows `len` bytes (and DSR is up on dtrdsr profiles), waking
     /// early when the link changes so a lapse is acted on at once.
     fn wait_turn(&mut self, len: usize, link: &watch::Receiver<LinkState>) -> Option<PrinterFault> {
@@ -540,10 +883,13 @@ impl Run<'_> {
             if !link.borrow().allows_printing() {
                 return None;
             }
+            if let Err(f) = self.pump() {
+                return Some(f);
+            }
             let now = Instant::now();
             let at = self.pacer.ready_at(now, len);
             if at > now {
-                std::thread::sleep((at - now).min(Duration::from_millis(2)));
+                std::thread::sleep((at - now).min(Duration::from_millis(IDLE_POLL_MS)));
                 continue;
             }
             if self.port.profile.serial.flow_control != FlowControl::DtrDsr {
@@ -587,62 +933,102 @@ impl Run<'_> {
         if let Some(f) = fault {
             return Err(f);
         }
-        self.replies.feed(&q[..w]);
+        self.owed.feed(&q[..w]);
         let now = Instant::now();
         self.pacer.on_sent(now, w);
         let deadline = now
             + self.pacer.drain_time(now)
             + Duration::from_millis(self.cfg.status_reply_timeout_ms);
-        let owed = std::mem::take(&mut self.replies.owed);
-        let got = self.port.read_until(owed.max(1), deadline)?;
-        match got.last() {
-            Some(&b) if got.len() == owed.max(1) => Ok(b),
-            _ => Err(PrinterFault::StatusTimeout),
+        // Every status reply owed so far, ours last.
+        let want = self.owed.status.max(1);
+        if !self.wait_replies(deadline, |r| r.inbox.statuses.len() >= want)? {
+            return Err(PrinterFault::StatusTimeout);
+        }
+        let answer = self.inbox.statuses[want - 1];
+        self.inbox.statuses.drain(..want);
+        self.owed.status = 0;
+        Ok(answer)
+    }
+
+    /// Before a cancel: if the indicium went (partly) out but its process ID did not, send the
+    /// ID now (only at a command boundary), so its reply — or its absence once the clear is
+    /// confirmed — says whether what was sent printed.
+    fn mark_indicium(&mut self) -> Result<(), PrinterFault> {
+        let (Some(r), Some(mark)) = (self.job.indicium.as_ref(), self.job.indicium_pid) else {
+            return Ok(());
+        };
+        let native_unfinished = self.job.indicium_native && self.sent < r.end;
+        if self.sent <= r.start
+            || self.indicium_pid_sent
+            || native_unfinished
+            || !self.job.is_boundary(self.sent)
+        {
+            return Ok(());
+        }
+        let cmd = mark.id.command();
+        let (n, fault) = self
+            .port
+            .write_counted(&cmd, Duration::from_millis(self.cfg.write_timeout_ms));
+        self.owed.feed(&cmd[..n]);
+        self.pacer.on_sent(Instant::now(), n);
+        match fault {
+            Some(f) => Err(f),
+            None => {
+                self.indicium_pid_sent = true;
+                Ok(())
+            }
         }
     }
 
-    /// Throw away what the printer holds. Returns whether that was confirmed.
-    fn cancel(&mut self) -> Result<bool, PrinterFault> {
+    /// Throw away what the printer holds. `Ok((cancel_done, printer_confirmed))`: the cancel
+    /// went out as the profile says (confirmed, or the NUL flush written), and whether the
+    /// printer itself confirmed the clear (37 25 00).
+    fn cancel(&mut self) -> Result<(bool, bool), PrinterFault> {
         let profile = self.port.profile.clone();
         let timeout = Duration::from_millis(self.cfg.write_timeout_ms);
+        self.mark_indicium()?;
         let bytes = cancel_bytes(&profile, self.job, self.sent);
-        let (_, fault) = self.port.write_counted(&bytes, timeout);
+        let (n, fault) = self.port.write_counted(&bytes, timeout);
+        self.owed.feed(&bytes[..n]);
         if let Some(f) = fault {
             return Err(f);
         }
         self.pacer.on_sent(Instant::now(), bytes.len());
         if profile.clear_buffer != ClearBuffer::DleDc4 {
-            return Ok(true);
+            return Ok((true, false));
         }
-        let wait = |s: &mut Self| {
+        let deadline = |s: &mut Self| {
             let now = Instant::now();
             now + s.pacer.drain_time(now) + Duration::from_millis(s.cfg.clear_reply_timeout_ms)
         };
-        let deadline = wait(self);
-        if self.port.read_pattern(&CLEAR_BUFFERS_REPLY, deadline)? {
-            return Ok(true);
+        let want = self.owed.clears;
+        let d = deadline(self);
+        if self.wait_replies(d, |r| r.inbox.clears >= want)? {
+            return Ok((true, true));
         }
         // Still silent: finish a half-received command with NULs, then ask again (receiptline).
         let mut retry = vec![0u8; self.job.remaining_in_command(self.sent)];
         retry.extend_from_slice(&CLEAR_BUFFERS);
-        let (_, fault) = self.port.write_counted(&retry, timeout);
+        let (n, fault) = self.port.write_counted(&retry, timeout);
+        self.owed.feed(&retry[..n]);
         if let Some(f) = fault {
             return Err(f);
         }
         self.pacer.on_sent(Instant::now(), retry.len());
-        let deadline = wait(self);
-        self.port.read_pattern(&CLEAR_BUFFERS_REPLY, deadline)
+        let want = self.owed.clears;
+        let d = deadline(self);
+        let ok = self.wait_replies(d, |r| r.inbox.clears >= want)?;
+        Ok((ok, ok))
     }
 
-    fn abort(&mut self) -> JobOutcome {
-        let indicium_complete = self.job.indicium_complete(self.sent);
-        let cancel_confirmed = match self.cancel() {
+    fn abort(&mut self, cause: AbortCause) -> JobOutcome {
+        let (cancel_confirmed, printer_confirmed) = match self.cancel() {
             Ok(c) => c,
             Err(fault) => {
                 return JobOutcome::Faulted {
                     fault,
                     bytes_sent: self.sent,
-                    indicium_complete,
+                    indicium: self.indicium_paper(false),
                 };
             }
         };
@@ -654,26 +1040,31 @@ impl Run<'_> {
                 .write_counted(&v, Duration::from_millis(self.cfg.write_timeout_ms));
             void_printed = fault.is_none() && n == v.len();
         }
+        // Replies that were on their way are read before deciding.
+        let _ = self.pump();
         JobOutcome::Aborted {
             bytes_sent: self.sent,
-            indicium_complete,
+            indicium: self.indicium_paper(printer_confirmed),
             cancel_confirmed,
             void_printed,
+            cause,
         }
     }
 
     fn fault(&mut self, fault: PrinterFault) -> JobOutcome {
         // Best effort: a job that resumes when paper is reloaded would print value unsupervised.
+        let mut printer_confirmed = false;
         if !matches!(
             fault,
             PrinterFault::PortVanished | PrinterFault::WriteTimeout
-        ) {
-            let _ = self.cancel();
+        ) && let Ok((_, confirmed)) = self.cancel()
+        {
+            printer_confirmed = confirmed;
         }
         JobOutcome::Faulted {
             fault,
             bytes_sent: self.sent,
-            indicium_complete: self.job.indicium_complete(self.sent),
+            indicium: self.indicium_paper(printer_confirmed),
         }
     }
 }
@@ -684,6 +1075,7 @@ pub fn spawn_job(
     job: Job,
     link: watch::Receiver<LinkState>,
     cfg: StreamConfig,
+    mut milestones: Box<dyn Milestones>,
 ) -> (
     JoinHandle<(PrinterPort, JobOutcome)>,
     watch::Receiver<Progress>,
@@ -693,7 +1085,7 @@ pub fn spawn_job(
         bytes_total: job.bytes.len(),
     });
     let handle = std::thread::spawn(move || {
-        let outcome = stream_job(&mut port, &job, &link, &tx, &cfg);
+        let outcome = stream_job(&mut port, &job, &link, &tx, &cfg, milestones.as_mut());
         (port, outcome)
     });
     (handle, rx)
@@ -706,12 +1098,116 @@ pub async fn stream_job_async(
     link: watch::Receiver<LinkState>,
     progress: watch::Sender<Progress>,
     cfg: StreamConfig,
+    mut milestones: Box<dyn Milestones>,
 ) -> Result<(PrinterPort, JobOutcome), tokio::task::JoinError> {
     tokio::task::spawn_blocking(move || {
-        let outcome = stream_job(&mut port, &job, &link, &progress, &cfg);
+        let outcome = stream_job(&mut port, &job, &link, &progress, &cfg, milestones.as_mut());
         (port, outcome)
     })
     .await
+}
+
+/// What [`resync`] did and saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResyncReport {
+    /// `DLE DC4 fn 8` was confirmed (37 25 00); false on `nul_init` profiles.
+    pub clear_confirmed: bool,
+    /// NULs sent to finish a half-received command.
+    pub nul_bytes: usize,
+    /// Process IDs that came back other than the resync's own, in arrival order: an earlier
+    /// job's IDs whose data printed before the clear (at most [`PROCESS_IDS_KEPT_MAX`]).
+    pub earlier_ids: Vec<ProcessId>,
+    /// Process-ID profiles: the resync's own ID ([`RESYNC_PROCESS_ID`]) came back, so nothing
+    /// sent before it is still waiting to print. Always false on other profiles.
+    pub settled: bool,
+}
+
+/// NULs that finish any command Frank's compiler emits for `profile`: its longest is a raster
+/// band (header + band rows × the widest row) or the native Data Matrix store command, whose
+/// payload Frank keeps under [`RESYNC_NUL_BYTES_MIN`].
+pub fn resync_nul_bytes(profile: &Profile) -> usize {
+    let stride = profile.media_width_px.div_ceil(8) as usize;
+    let band = 8 + band_height_px(profile, stride) as usize * stride;
+    band.max(RESYNC_NUL_BYTES_MIN)
+}
+
+/// Floor of [`resync_nul_bytes`]: covers a `GS ( k` store of an indicium payload (Frank's are a
+/// few hundred bytes) with its header.
+pub const RESYNC_NUL_BYTES_MIN: usize = 1024;
+
+/// Bring a printer left mid-command (a counter that crashed mid-job) back in step, before the
+/// next job: on `dle_dc4` profiles clear its buffers first (what a dead counter left unprinted
+/// must not print unsupervised) and wait for 37 25 00; then NUL-finish any half-received
+/// command ([`resync_nul_bytes`]) and `ESC @`; if the clear was not confirmed, ask for it once
+/// more. On process-ID profiles, then send [`RESYNC_PROCESS_ID`] and wait for it: once it is
+/// back, everything before it has printed or been cleared. IDs of earlier jobs that arrive
+/// meanwhile are reported, so the caller can learn that an old job's indicium or end printed.
+pub fn resync(port: &mut PrinterPort, cfg: &StreamConfig) -> Result<ResyncReport, PrinterFault> {
+    let profile = port.profile.clone();
+    let timeout = Duration::from_millis(cfg.write_timeout_ms);
+    let line_time = |bytes: usize| {
+        Duration::from_secs_f64(bytes as f64 / f64::from(profile.sustained_bytes_per_s()))
+    };
+    let mut inbox = Inbox::default();
+    let wait = |port: &mut PrinterPort,
+                inbox: &mut Inbox,
+                deadline: Instant,
+                done: &dyn Fn(&Inbox) -> bool|
+     -> Result<bool, PrinterFault> {
+        loop {
+            inbox.pump(port)?;
+            if done(inbox) {
+                return Ok(true);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(false);
+            }
+            std::thread::sleep((deadline - now).min(Duration::from_millis(IDLE_POLL_MS)));
+        }
+    };
+    let write = |port: &mut PrinterPort, bytes: &[u8]| match port.write_counted(bytes, timeout) {
+        (_, Some(f)) => Err(f),
+        (_, None) => Ok(()),
+    };
+    let clear_wait = Duration::from_millis(cfg.clear_reply_timeout_ms);
+    let dle_dc4 = profile.clear_buffer == ClearBuffer::DleDc4;
+    let mut clear_confirmed = false;
+    if dle_dc4 {
+        write(port, &CLEAR_BUFFERS)?;
+        let deadline = Instant::now() + line_time(CLEAR_BUFFERS.len()) + clear_wait;
+        clear_confirmed = wait(port, &mut inbox, deadline, &|i| i.clears >= 1)?;
+    }
+    let nul_bytes = resync_nul_bytes(&profile);
+    let mut flush = vec![0u8; nul_bytes];
+    flush.extend_from_slice(&INIT);
+    write(port, &flush)?;
+    if dle_dc4 && !clear_confirmed {
+        write(port, &CLEAR_BUFFERS)?;
+        let deadline = Instant::now() + line_time(flush.len()) + clear_wait;
+        clear_confirmed = wait(port, &mut inbox, deadline, &|i| i.clears >= 1)?;
+    }
+    let mut settled = false;
+    if profile.status.process_id {
+        write(port, &RESYNC_PROCESS_ID.command())?;
+        let deadline = Instant::now()
+            + line_time(flush.len() + PROCESS_ID_COMMAND_BYTES)
+            + Duration::from_millis(cfg.print_reply_timeout_ms);
+        settled = wait(port, &mut inbox, deadline, &|i| {
+            i.ids.contains(&RESYNC_PROCESS_ID)
+        })?;
+    }
+    Ok(ResyncReport {
+        clear_confirmed,
+        nul_bytes,
+        earlier_ids: inbox
+            .ids
+            .iter()
+            .copied()
+            .filter(|id| *id != RESYNC_PROCESS_ID)
+            .collect(),
+        settled,
+    })
 }
 
 #[cfg(test)]
