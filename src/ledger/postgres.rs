@@ -304,6 +304,15 @@ fn piece_row(r: &tokio_postgres::Row) -> PieceRow {
     }
 }
 
+fn idempotency_row(row: &tokio_postgres::Row) -> Result<IdempotencyRecord, StoreError> {
+    let fp: Vec<u8> = row.get(0);
+    let reply: String = row.get(1);
+    Ok(IdempotencyRecord {
+        fingerprint: store::hash32(&fp)?,
+        reply: ops::decode_reply(&reply).map_err(corrupt)?,
+    })
+}
+
 fn audit_record(r: &tokio_postgres::Row) -> Result<StoredAuditRecord, StoreError> {
     let hash: Vec<u8> = r.get(5);
     Ok(StoredAuditRecord {
@@ -413,14 +422,7 @@ impl PostgresStore {
         //    record. Duplicates with no account to lock meet on the primary key: 23505, retry.)
         let key = request.id.to_bytes();
         let existing = match tx.query_opt(&s.idem_get, &[&&key[..]]).await? {
-            Some(row) => {
-                let fp: Vec<u8> = row.get(0);
-                let reply: String = row.get(1);
-                Some(IdempotencyRecord {
-                    fingerprint: store::hash32(&fp)?,
-                    reply: ops::decode_reply(&reply).map_err(corrupt)?,
-                })
-            }
+            Some(row) => Some(idempotency_row(&row)?),
             None => None,
         };
         if let Some(reply) = ops::replay(existing, request) {
@@ -745,6 +747,21 @@ impl LedgerStore for PostgresStore {
                     store::intent_from_columns(r.get(0), r.get(1), r.get(2), r.get(3), r.get(4))
                 })
                 .collect()
+        }))
+    }
+
+    fn idempotency_record(
+        &self,
+        request: RequestId,
+    ) -> BoxFuture<'_, Result<Option<IdempotencyRecord>, StoreError>> {
+        Box::pin(self.with_conn(async move |c| {
+            let key = request.to_bytes();
+            c.client
+                .query_opt(&c.stmts.idem_get, &[&&key[..]])
+                .await
+                .map_err(db)?
+                .map(|row| idempotency_row(&row))
+                .transpose()
         }))
     }
 

@@ -446,10 +446,17 @@ impl Service {
             amount,
             method: method.summary(),
         };
+        // Seen before? A retry gets its first answer and a reused request id with another
+        // body gets `IdempotencyConflict`: neither reaches the processor nor moves money (the
+        // processor is idempotent by key and would hand back the first request's receipt).
+        let seen = self.store.idempotency_record(id).await?;
+        if let Some(reply) = ops::replay(seen, &Request::new(id, op.clone())) {
+            return Ok(reply?);
+        }
         // Check status and limits before charging. If they fail, nothing is charged and the
-        // transaction refuses the top-up for the same reason (it checks them again). A replay
-        // answers the first result whatever is passed here; a replayed charge is idempotent at
-        // the processor (same key).
+        // transaction refuses the top-up for the same reason (it checks them again). A
+        // request racing one under the same id replays its result; its charge is idempotent
+        // at the processor (same key).
         let precheck = match self.store.account(account).await? {
             None => Err(LedgerError::UnknownAccount(account)),
             Some(a) => ops::check_fund(&a, amount, &self.config.limits),
@@ -482,12 +489,21 @@ impl Service {
             matches!(&external, External::Payment(Err(e)) if *e != PaymentError::Timeout);
         let result = self.execute(Request { id, op, external }).await;
         match (charged, result) {
+            // A request with another body under this id committed first (it raced the check
+            // above): the receipt under this key is that request's, and that request settles
+            // it. Nothing moves here.
+            (
+                Some(_),
+                Err(CallError::Refused(conflict @ LedgerError::IdempotencyConflict { .. })),
+            ) => Err(CallError::Refused(conflict)),
             // The processor took the money but the ledger refused to credit it: the account
             // changed between the check above and the transaction (locked by a returned
             // payment, say). Give the money back and record that; the client gets the refusal.
             (Some(receipt), Err(CallError::Refused(refusal))) => {
-                self.reverse(id, account, receipt, &refusal).await?;
-                self.resolve(id, IntentResolution::Reversed).await;
+                let resolution = self
+                    .reverse_uncredited(id, account, receipt, &refusal)
+                    .await?;
+                self.resolve(id, resolution).await;
                 Err(CallError::Refused(refusal))
             }
             (Some(_), Ok(outcome)) => {
@@ -573,19 +589,46 @@ impl Service {
                         .await;
                 }
                 Err(CallError::Refused(refusal)) => {
-                    if self
-                        .reverse(intent.request, intent.account, receipt, &refusal)
-                        .await
-                        .is_ok()
-                    {
-                        self.resolve(intent.request, IntentResolution::Reversed)
-                            .await;
+                    let settled = self
+                        .reverse_uncredited(intent.request, intent.account, receipt, &refusal)
+                        .await;
+                    if let Ok(resolution) = settled {
+                        self.resolve(intent.request, resolution).await;
                     }
                 }
                 Err(e) => return Err(e),
             }
         }
         Ok(())
+    }
+
+    /// Whether the ledger credited `receipt` under request `id` (its idempotency record is a
+    /// `Funded` naming that payment).
+    async fn credited(&self, id: RequestId, receipt: &PaymentReceipt) -> Result<bool, CallError> {
+        let record = self.store.idempotency_record(id).await?;
+        Ok(matches!(
+            record.map(|r| r.reply),
+            Some(Ok(Outcome::Funded { payment, .. })) if payment == receipt.id
+        ))
+    }
+
+    /// Reverses a charge the ledger refused — unless a credited record holds that receipt
+    /// (then the charge stands and the intent is `Credited`). The only way a charge is ever
+    /// reversed: a receipt the ledger credited is never given back.
+    async fn reverse_uncredited(
+        &self,
+        id: RequestId,
+        account: AccountId,
+        receipt: PaymentReceipt,
+        refusal: &LedgerError,
+    ) -> Result<IntentResolution, CallError> {
+        if self.credited(id, &receipt).await? {
+            tracing::warn!(%account, payment = %receipt.id.0, reason = %refusal,
+                "a refused top-up's receipt is credited under its request id; not reversed");
+            return Ok(IntentResolution::Credited);
+        }
+        self.reverse(id, account, receipt, refusal).await?;
+        Ok(IntentResolution::Reversed)
     }
 
     /// Reverses an approved charge the ledger refused, then records the reversal in the

@@ -2258,6 +2258,13 @@ impl LedgerStore for SqliteStore {
         }))
     }
 
+    fn idempotency_record(
+        &self,
+        request: RequestId,
+    ) -> BoxFuture<'_, Result<Option<IdempotencyRecord>, StoreError>> {
+        Box::pin(self.read(move |c| read_idempotency(c, request)))
+    }
+
     fn max_license(&self) -> BoxFuture<'_, Result<u64, StoreError>> {
         Box::pin(self.read(|c| {
             let v: i64 = c

@@ -2,7 +2,7 @@
 
 use super::audit::{self, AuditBreak, AuditRecord, AuditReport, BreakKind, StoredAuditRecord};
 use super::model::*;
-use super::ops::{Op, Request};
+use super::ops::{IdempotencyRecord, Op, Request};
 use super::payment::BoxFuture;
 use crate::money::Cents;
 
@@ -61,6 +61,14 @@ pub trait LedgerStore: Send + Sync + 'static {
     fn account_audit(&self, id: AccountId) -> BoxFuture<'_, Result<Vec<AuditRecord>, StoreError>>;
     /// All accounts and the whole audit log (row-id order), read in one consistent snapshot.
     fn audit_snapshot(&self) -> BoxFuture<'_, Result<AuditSnapshot, StoreError>>;
+    /// The committed idempotency record of `request`, if any (read only; nothing is decided).
+    /// An authorization's reply may come without its signed item (SQLite keeps that in the
+    /// piece). The service reads it before it charges a top-up, so a reused request id never
+    /// reaches the payment processor.
+    fn idempotency_record(
+        &self,
+        request: RequestId,
+    ) -> BoxFuture<'_, Result<Option<IdempotencyRecord>, StoreError>>;
     /// The largest license id recorded (to restart sequential licensing).
     fn max_license(&self) -> BoxFuture<'_, Result<u64, StoreError>>;
     /// Deletes up to `max` idempotency records stored before `before_ms` (a request retried
