@@ -163,31 +163,130 @@ async fn a_returned_ach_payment_locks_the_account() {
     );
 }
 
+/// Issue 12, through the service with its clock injected: the reaper commits a reservation
+/// nobody settled as printed and unsettled (charged, never given back); the terminal's commit
+/// three minutes later settles it as printed; a late void from the authorizing terminal within
+/// `late_void_window_ms` credits it back, after the window it is refused and nothing changes.
 #[tokio::test]
-async fn the_reaper_expires_reservations_durably() {
+async fn the_reaper_commits_unsettled_reservations_and_late_voids_follow_the_window_issue_12() {
     let r = rig();
     let a = active(&r).await;
+    let terminal = Some(TerminalId(9));
     r.handle
         .fund(rid(), a, c(1000), card("4242424242424242"))
         .await
         .unwrap();
-    let auth = r
+    let auth = |amount| {
+        r.handle
+            .authorize_by(terminal, rid(), a, 1, c(amount), b"label".to_vec())
+    };
+    let (p, q, v) = (
+        auth(300).await.unwrap(),
+        auth(200).await.unwrap(),
+        auth(100).await.unwrap(),
+    );
+    assert!(r.handle.reap().await.unwrap().is_empty());
+    r.clock
+        .advance(LedgerLimits::default().authorization_expiry_ms);
+    assert_eq!(r.handle.reap().await.unwrap(), vec![p.id, q.id, v.id]);
+    let regs = r.handle.account(a).await.unwrap().registers;
+    assert_eq!(
+        (regs.descending, regs.pending, regs.ascending),
+        (c(400), c(0), c(600)),
+        "charged, nothing given back"
+    );
+    let listed = r.handle.unsettled(a, 10).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|p| p.id).collect::<Vec<_>>(),
+        vec![p.id, q.id, v.id]
+    );
+    assert!(listed.iter().all(|p| p.state == PieceState::Unsettled));
+    // The honest counter back after three minutes: its commit settles the piece as printed.
+    r.clock.advance(180_000);
+    assert_eq!(r.handle.commit(rid(), p.id).await.unwrap(), regs);
+    assert_eq!(
+        r.handle.piece(p.id).await.unwrap().state,
+        PieceState::Printed
+    );
+    // A late void from the authorizing terminal: voided, credited back like a refund.
+    let back = r
         .handle
+        .void_by(terminal, rid(), q.id, false)
+        .await
+        .unwrap();
+    let Outcome::Voided { registers, .. } = back else {
+        panic!("{back:?}")
+    };
+    assert_eq!(registers.descending, c(600));
+    assert_eq!(registers.control, c(1200));
+    assert_eq!(registers.ascending, c(600), "ascending never decreases");
+    // After the window: refused, nothing changes.
+    r.clock.advance(LedgerLimits::default().late_void_window_ms);
+    let err = r
+        .handle
+        .void_by(terminal, rid(), v.id, false)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            CallError::Refused(LedgerError::VoidWindowClosed { id, .. }) if id == v.id
+        ),
+        "{err:?}"
+    );
+    assert_eq!(r.handle.account(a).await.unwrap().registers, registers);
+    assert_eq!(
+        r.handle.piece(v.id).await.unwrap().state,
+        PieceState::Unsettled
+    );
+    let st = r.handle.statement(a, 0, u64::MAX).await.unwrap();
+    assert_eq!((st.unsettled, st.late_voided), (c(600), c(200)));
+    assert!(r.handle.verify_audit().await.unwrap().is_ok());
+}
+
+/// The reaper's interval can be short (tests and operators): with `reaper_interval_ms = 20` and
+/// a 1 s reservation on the wall clock, an unsettled piece appears on its own.
+#[tokio::test]
+async fn a_short_reaper_interval_and_expiry_commit_unsettled_on_their_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = LedgerLimits {
+        authorization_expiry_ms: 1_000,
+        ..LedgerLimits::default()
+    };
+    let store = frank::ledger::sqlite::SqliteStore::open(
+        &dir.path().join("ledger.db"),
+        frank::ledger::sqlite::SqliteConfig::default(),
+        signer(),
+        limits.clone(),
+    )
+    .unwrap();
+    let h = service::spawn(
+        Arc::new(store),
+        Arc::new(SimulatedProcessor::new()),
+        Arc::new(EmbeddedLicensing::new(0, 1000)),
+        Arc::new(service::SystemClock),
+        LedgerConfig {
+            reaper_interval_ms: 20,
+            limits,
+            ..LedgerConfig::default()
+        },
+    );
+    let Outcome::Opened { account: a, .. } = h.open_account(rid()).await.unwrap() else {
+        panic!("open")
+    };
+    h.fund(rid(), a, c(1000), card("4242424242424242"))
+        .await
+        .unwrap();
+    let p = h
         .authorize(rid(), a, 1, c(300), b"label".to_vec())
         .await
         .unwrap();
-    assert!(r.handle.reap().await.unwrap().is_empty());
-    r.clock.advance(120_000);
-    assert_eq!(r.handle.reap().await.unwrap(), vec![auth.id]);
-    let p = r.handle.piece(auth.id).await.unwrap();
-    assert_eq!(p.state, PieceState::Expired);
-    let regs = r.handle.account(a).await.unwrap().registers;
-    assert_eq!((regs.descending, regs.pending), (c(1000), c(0)));
-    let err = r.handle.commit(rid(), auth.id).await.unwrap_err();
-    assert!(matches!(
-        err,
-        CallError::Refused(LedgerError::AuthorizationExpired { .. })
-    ));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while h.piece(p.id).await.unwrap().state != PieceState::Unsettled {
+        assert!(std::time::Instant::now() < deadline, "never reaped");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(h.account(a).await.unwrap().registers.ascending, c(300));
 }
 
 #[tokio::test]

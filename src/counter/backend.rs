@@ -261,6 +261,7 @@ where
 fn history_state(s: &str) -> ItemState {
     match s {
         "reserved" => ItemState::Printing,
+        "unsettled" => ItemState::Unsettled,
         "voided" => ItemState::Voided,
         "refund_requested" => ItemState::Refund(RefundState::Requested),
         "refunded" => ItemState::Refund(RefundState::Refunded),

@@ -64,8 +64,10 @@ pub struct LedgerConfig {
     /// submissions). Ledger operations a store takes by `LedgerStore::submit` (SQLite) need
     /// no task: its bounded queue holds them.
     pub ledger_inflight_max: usize,
-    /// How often the reaper expires reservations, polls returned payments, prunes old
-    /// idempotency records and reconciles open payment intents (0 = never).
+    /// How often the reaper commits expired reservations as unsettled, polls returned
+    /// payments, prunes old idempotency records and reconciles open payment intents
+    /// (0 = never; `vendor.toml` may set it). The reservation lifetime and the late-void
+    /// window are `limits.authorization_expiry_ms` and `limits.late_void_window_ms`.
     pub reaper_interval_ms: u64,
     /// How long a request id is remembered (default 24 h). A retry with the same id must come
     /// sooner; after this it runs as a new request. Account openings are kept for good.
@@ -138,6 +140,7 @@ enum Command {
     Account(AccountId, Answer<Account>),
     Piece(PieceId, Answer<Piece>),
     Pieces(AccountId, Option<PieceSerial>, u32, Answer<Vec<Piece>>),
+    Unsettled(AccountId, u32, Answer<Vec<Piece>>),
     Statement(AccountId, u64, u64, Answer<Statement>),
     Verify(oneshot::Sender<Result<AuditReport, AuditBreak>>),
     Reap(Answer<Vec<PieceId>>),
@@ -255,11 +258,27 @@ impl LedgerHandle {
         amount: Cents,
         item: Vec<u8>,
     ) -> Result<Authorization, CallError> {
+        self.authorize_by(None, id, account, kind, amount, item)
+            .await
+    }
+
+    /// [`Self::authorize`] for `terminal`, recorded on the piece: only that terminal may void
+    /// the piece once it is unsettled.
+    pub async fn authorize_by(
+        &self,
+        terminal: Option<TerminalId>,
+        id: RequestId,
+        account: AccountId,
+        kind: u8,
+        amount: Cents,
+        item: Vec<u8>,
+    ) -> Result<Authorization, CallError> {
         let op = Op::Authorize {
             account,
             kind,
             amount,
             item,
+            terminal,
         };
         match self.execute(id, op).await? {
             Outcome::Authorized(a) => Ok(a),
@@ -286,11 +305,31 @@ impl LedgerHandle {
         authorization: AuthorizationId,
         reached_printer: bool,
     ) -> Result<Outcome, CallError> {
+        self.void_by(None, id, authorization, reached_printer).await
+    }
+
+    /// [`Self::void`] reported by `terminal`. On an unsettled piece a void that did not reach
+    /// the printer is a late void: only the authorizing terminal, within
+    /// `LedgerLimits::late_void_window_ms` of the expiry (`WrongTerminal`, `VoidWindowClosed`).
+    pub async fn void_by(
+        &self,
+        terminal: Option<TerminalId>,
+        id: RequestId,
+        authorization: AuthorizationId,
+        reached_printer: bool,
+    ) -> Result<Outcome, CallError> {
         let op = Op::Void {
             authorization,
             reached_printer,
+            terminal,
         };
         self.execute(id, op).await
+    }
+
+    /// Up to `limit` unsettled pieces of `account`, oldest first (committed as printed at
+    /// their expiry; charged until a late void).
+    pub async fn unsettled(&self, account: AccountId, limit: u32) -> Result<Vec<Piece>, CallError> {
+        self.call(|a| Command::Unsettled(account, limit, a)).await
     }
 
     pub async fn request_refund(
@@ -361,7 +400,8 @@ impl LedgerHandle {
             .await
     }
 
-    /// Runs the reaper now (expires due reservations, applies returned payments).
+    /// Runs the reaper now (commits due reservations as printed and unsettled — their ids are
+    /// returned —, applies returned payments, prunes, reconciles payment intents).
     pub async fn reap(&self) -> Result<Vec<PieceId>, CallError> {
         self.call(Command::Reap).await
     }
@@ -772,6 +812,10 @@ impl Service {
                     Err(e) => Err(e.into()),
                 };
                 let _ = a.send(r);
+            }
+            Command::Unsettled(account, limit, a) => {
+                let r = self.store.unsettled(account, limit).await;
+                let _ = a.send(r.map_err(CallError::from));
             }
             Command::Statement(id, from, to, a) => {
                 let r = store::statement(&*self.store, id, from, to).await;

@@ -57,6 +57,13 @@ pub trait LedgerStore: Send + Sync + 'static {
     /// Up to `limit` refund requests awaiting a supervisor's decision (pieces whose refund is
     /// submitted), oldest request first.
     fn refunds_awaiting(&self, limit: u32) -> BoxFuture<'_, Result<Vec<Piece>, StoreError>>;
+    /// Up to `limit` unsettled pieces of `account` (committed as printed at their expiry and
+    /// not settled by their terminal since), oldest serial first.
+    fn unsettled(
+        &self,
+        account: AccountId,
+        limit: u32,
+    ) -> BoxFuture<'_, Result<Vec<Piece>, StoreError>>;
     /// One account's audit records in chain order (for statements).
     fn account_audit(&self, id: AccountId) -> BoxFuture<'_, Result<Vec<AuditRecord>, StoreError>>;
     /// All accounts and the whole audit log (row-id order), read in one consistent snapshot.
@@ -260,6 +267,7 @@ pub(crate) struct PieceRow {
     pub scanned: bool,
     pub signed: Vec<u8>,
     pub item: Vec<u8>,
+    pub terminal: Option<i64>,
 }
 
 impl PieceRow {
@@ -278,6 +286,7 @@ impl PieceRow {
             scanned: p.scanned,
             signed: p.signed.clone(),
             item: p.item.clone(),
+            terminal: p.terminal.map(|t| int(t.0)).transpose()?,
         })
     }
     pub fn into_piece(self) -> Result<Piece, StoreError> {
@@ -301,6 +310,7 @@ impl PieceRow {
             scanned: self.scanned,
             signed: self.signed,
             item: self.item,
+            terminal: self.terminal.map(|t| uint(t).map(TerminalId)).transpose()?,
         })
     }
 }

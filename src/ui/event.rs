@@ -131,6 +131,8 @@ pub enum ItemState {
     /// Authorized, printing.
     Printing,
     Printed,
+    /// The vendor committed it as printed at its expiry because no settlement came: charged.
+    Unsettled,
     /// Voided before the indicium completed; amount returned.
     Voided,
     Refund(RefundState),
@@ -141,6 +143,7 @@ impl ItemState {
         match self {
             ItemState::Printing => "printing",
             ItemState::Printed => "printed",
+            ItemState::Unsettled => "unsettled — charged",
             ItemState::Voided => "voided",
             ItemState::Refund(r) => r.label(),
         }
