@@ -86,6 +86,7 @@ async fn idempotency_pruning(s: &dyn LedgerStore) {
             kind: 1,
             amount: c(amount),
             item: b"old".to_vec(),
+            terminal: None,
         },
         ..Request::new(RequestId(0xD1CE), Op::OpenAccount)
     };
@@ -379,6 +380,7 @@ async fn authorize_commit_void(s: &dyn LedgerStore) {
         Op::Void {
             authorization: first.id,
             reached_printer: false,
+            terminal: None,
         },
         T0 + 2,
     )
@@ -394,6 +396,7 @@ async fn authorize_commit_void(s: &dyn LedgerStore) {
         Op::Void {
             authorization: second.id,
             reached_printer: false,
+            terminal: None,
         },
         T0 + 3,
     )
@@ -437,62 +440,242 @@ async fn authorize_commit_void(s: &dyn LedgerStore) {
     );
 }
 
+/// Issue 12: issued value is spent until its terminal shows it unprinted. A reservation nobody
+/// settles by its expiry is committed as printed and marked unsettled (never given back); a
+/// commit afterwards settles it as printed; a late void from the authorizing terminal within
+/// the window turns it voided and credits it back like a refund; after the window, or from
+/// another terminal, the void is refused and nothing changes; a void that reached the printer
+/// is a refund request. Registers keep the control sum at every step.
 async fn expiry(s: &dyn LedgerStore) {
+    let limits = LedgerLimits::default();
+    let (t1, t2) = (Some(TerminalId(1)), Some(TerminalId(2)));
     let a = open_active(s, 400, T0).await;
-    fund(s, a, 1000, T0).await;
-    let auth = authorization(authorize(s, a, 400, T0).await);
-    let late = auth.expires_at_ms;
-    let r = exec(
-        s,
-        Op::Commit {
-            authorization: auth.id,
-        },
-        late,
-    )
-    .await;
-    refused(
-        s,
-        a,
-        r,
-        LedgerError::AuthorizationExpired {
-            id: auth.id,
-            expired_at_ms: late,
-        },
-    )
-    .await;
+    fund(s, a, 10_000, T0).await;
+    let p = authorize_by(s, a, 400, T0, t1).await;
+    let late = p.expires_at_ms;
+    assert_eq!(late, T0 + limits.authorization_expiry_ms);
     // Not yet due: the reaper leaves it.
     match exec(s, Op::ExpireDue { max: 1000 }, late - 1).await {
-        Ok(Outcome::Expired { ids }) => assert!(!ids.contains(&auth.id)),
+        Ok(Outcome::Expired { ids }) => assert!(!ids.contains(&p.id)),
         other => panic!("{other:?}"),
     }
+    assert_eq!(piece(s, p.id).await.state, PieceState::Reserved);
+    // Due: committed as printed and unsettled — pending → ascending, nothing back.
+    let before = registers(s, a).await;
     match exec(s, Op::ExpireDue { max: 1000 }, late).await {
-        Ok(Outcome::Expired { ids }) => assert!(ids.contains(&auth.id)),
+        Ok(Outcome::Expired { ids }) => assert!(ids.contains(&p.id)),
         other => panic!("{other:?}"),
     }
-    assert_eq!(registers(s, a).await.descending, c(1000));
-    assert_eq!(registers(s, a).await.pending, c(0));
+    let after = registers(s, a).await;
+    after.check().unwrap();
     assert_eq!(
-        s.piece(auth.id).await.unwrap().unwrap().state,
-        PieceState::Expired
+        after.descending, before.descending,
+        "expiry gives nothing back"
     );
+    assert_eq!(after.pending, before.pending.checked_sub(c(400)).unwrap());
+    assert_eq!(
+        after.ascending,
+        before.ascending.checked_add(c(400)).unwrap()
+    );
+    assert_eq!(after.control, before.control);
+    let got = piece(s, p.id).await;
+    assert_eq!(got.state, PieceState::Unsettled);
+    assert_eq!(got.item_state(), ItemState::Unsettled);
+    assert_eq!(got.printed_at_ms, Some(late));
+    assert_eq!(got.terminal, t1, "the authorizing terminal is recorded");
+    assert_eq!(s.unsettled(a, 10).await.unwrap(), vec![got.clone()]);
+    // A later pass does not touch it again.
+    match exec(s, Op::ExpireDue { max: 1000 }, late + 1).await {
+        Ok(Outcome::Expired { ids }) => assert!(!ids.contains(&p.id)),
+        other => panic!("{other:?}"),
+    }
+    // The honest terminal's commit three minutes later settles it: printed, no money moves.
+    let commit = Request::new(
+        rid(),
+        Op::Commit {
+            authorization: p.id,
+        },
+    );
+    let first = s.execute(commit.clone(), late + 180_000).await.unwrap();
+    assert_eq!(
+        first,
+        Ok(Outcome::Committed {
+            id: p.id,
+            registers: after
+        })
+    );
+    assert_eq!(registers(s, a).await, after);
+    assert_eq!(piece(s, p.id).await.state, PieceState::Printed);
+    assert_eq!(piece(s, p.id).await.item_state(), ItemState::Printed);
+    assert_eq!(s.unsettled(a, 10).await.unwrap(), vec![]);
+    // Its replay gives the first reply; a new commit is refused.
+    assert_eq!(s.execute(commit, late + 200_000).await.unwrap(), first);
     let r = exec(
         s,
         Op::Commit {
-            authorization: auth.id,
+            authorization: p.id,
         },
-        late,
+        late + 200_000,
     )
     .await;
+    refused(s, a, r, LedgerError::AlreadyCommitted(p.id)).await;
+
+    // A late void from the authorizing terminal, within the window.
+    let q = authorize_by(s, a, 300, T0, t1).await;
+    exec(s, Op::ExpireDue { max: 1000 }, late).await.unwrap();
+    assert_eq!(piece(s, q.id).await.state, PieceState::Unsettled);
+    let when = late + limits.late_void_window_ms - 1;
+    for other in [t2, None] {
+        let r = exec(s, void_op(q.id, false, other), when).await;
+        refused(s, a, r, LedgerError::WrongTerminal { id: q.id }).await;
+        assert_eq!(piece(s, q.id).await.state, PieceState::Unsettled);
+    }
+    let before = registers(s, a).await;
+    let void = Request::new(rid(), void_op(q.id, false, t1));
+    let first = s.execute(void.clone(), when).await.unwrap();
+    let after = registers(s, a).await;
+    assert_eq!(
+        first,
+        Ok(Outcome::Voided {
+            id: q.id,
+            registers: after
+        })
+    );
+    after.check().unwrap();
+    assert_eq!(
+        after.descending,
+        before.descending.checked_add(c(300)).unwrap()
+    );
+    assert_eq!(after.control, before.control.checked_add(c(300)).unwrap());
+    assert_eq!(
+        after.ascending, before.ascending,
+        "ascending never decreases"
+    );
+    assert_eq!(after.pending, before.pending);
+    assert_eq!(piece(s, q.id).await.state, PieceState::Voided);
+    assert_eq!(piece(s, q.id).await.item_state(), ItemState::Voided);
+    let audit = s.account_audit(a).await.unwrap();
+    let last = &audit.last().unwrap().body;
+    assert!(last.contains("\"late_void\""), "{last}");
+    assert_eq!(s.execute(void, when + 5).await.unwrap(), first, "replay");
+    let r = exec(
+        s,
+        Op::Commit {
+            authorization: q.id,
+        },
+        when,
+    )
+    .await;
+    refused(s, a, r, LedgerError::AlreadyVoided(q.id)).await;
+
+    // After the window: refused, nothing changes; it stays charged and refundable.
+    let v = authorize_by(s, a, 200, T0, t1).await;
+    exec(s, Op::ExpireDue { max: 1000 }, late).await.unwrap();
+    let deadline_ms = late + limits.late_void_window_ms;
+    let r = exec(s, void_op(v.id, false, t1), deadline_ms + 1).await;
     refused(
         s,
         a,
         r,
-        LedgerError::AuthorizationExpired {
-            id: auth.id,
-            expired_at_ms: late,
+        LedgerError::VoidWindowClosed {
+            id: v.id,
+            deadline_ms,
         },
     )
     .await;
+    assert_eq!(piece(s, v.id).await.state, PieceState::Unsettled);
+    // The normal refund path, which a scan can reject.
+    let r = exec(s, Op::RequestRefund { piece: v.id }, deadline_ms + 2).await;
+    assert!(matches!(r, Ok(Outcome::RefundRequested { .. })), "{r:?}");
+    assert_eq!(
+        piece(s, v.id).await.item_state(),
+        ItemState::RefundRequested
+    );
+    let r = exec(s, Op::RecordScan { piece: v.id }, deadline_ms + 3).await;
+    assert_eq!(
+        r,
+        Ok(Outcome::ScanRecorded {
+            id: v.id,
+            refund_rejected: true
+        })
+    );
+    assert_eq!(piece(s, v.id).await.item_state(), ItemState::RefundRejected);
+
+    // A void that reached the printer: settled as printed, a refund requested; no money moves.
+    let w = authorize_by(s, a, 100, T0, t1).await;
+    exec(s, Op::ExpireDue { max: 1000 }, late).await.unwrap();
+    let before = registers(s, a).await;
+    let r = exec(s, void_op(w.id, true, t1), late + 10).await;
+    assert_eq!(
+        r,
+        Ok(Outcome::RefundRequested {
+            id: w.id,
+            registers: before
+        })
+    );
+    assert_eq!(registers(s, a).await, before);
+    let got = piece(s, w.id).await;
+    assert_eq!(got.state, PieceState::Printed);
+    assert_eq!(got.item_state(), ItemState::RefundRequested);
+
+    // The statement: everything above was committed unsettled (printed includes it); the
+    // late void is a credit, in `refunded`.
+    let st = store_statement(s, a).await;
+    assert_eq!(st.unsettled, c(400 + 300 + 200 + 100));
+    assert_eq!(st.late_voided, c(300));
+    assert_eq!(st.refunded, c(300));
+    assert_eq!(st.voided, c(0));
+    assert_eq!(st.printed, c(1000));
+    assert_eq!(st.printed_count, 4);
+    assert_eq!(
+        st.ending.get(),
+        st.beginning.get() + st.credits.get() + st.refunded.get() - st.printed.get()
+    );
+
+    // A locked account's reservation is committed unsettled all the same; its late void waits
+    // for an unlock (refused: nothing moves while locked).
+    let b = open_active(s, 401, T0).await;
+    fund(s, b, 1000, T0).await;
+    let x = authorize_by(s, b, 500, T0, t1).await;
+    let lock = Op::PaymentReturned {
+        account: b,
+        payment: PaymentId("ach-back".into()),
+    };
+    exec(s, lock, T0 + 1).await.unwrap();
+    exec(s, Op::ExpireDue { max: 1000 }, late).await.unwrap();
+    assert_eq!(piece(s, x.id).await.state, PieceState::Unsettled);
+    assert_eq!(registers(s, b).await.ascending, c(500));
+    let r = exec(s, void_op(x.id, false, t1), late + 1).await;
+    refused(s, b, r, LedgerError::AccountLocked { account: b }).await;
+    // A commit moves no money, so a lock does not stop it.
+    let r = exec(
+        s,
+        Op::Commit {
+            authorization: x.id,
+        },
+        late + 2,
+    )
+    .await;
+    assert!(matches!(r, Ok(Outcome::Committed { .. })), "{r:?}");
+    assert_eq!(piece(s, x.id).await.state, PieceState::Printed);
+
+    // A reservation past its expiry that the reaper has not reached yet still settles
+    // normally: a void gives it back, a commit prints it.
+    let y = authorize_by(s, a, 50, late, t1).await;
+    let r = exec(s, void_op(y.id, false, t2), y.expires_at_ms + 10).await;
+    assert!(matches!(r, Ok(Outcome::Voided { .. })), "{r:?}");
+    assert_eq!(piece(s, y.id).await.state, PieceState::Voided);
+}
+
+async fn piece(s: &dyn LedgerStore, id: PieceId) -> Piece {
+    s.piece(id).await.unwrap().expect("piece exists")
+}
+
+async fn store_statement(s: &dyn LedgerStore, a: AccountId) -> Statement {
+    frank::ledger::store::statement(s, a, 0, u64::MAX)
+        .await
+        .unwrap()
+        .unwrap()
 }
 
 async fn refunds(s: &dyn LedgerStore) {
@@ -505,6 +688,7 @@ async fn refunds(s: &dyn LedgerStore) {
         Op::Void {
             authorization: p1,
             reached_printer: true,
+            terminal: None,
         },
         T0 + 1,
     )
@@ -687,6 +871,7 @@ async fn listing(s: &dyn LedgerStore) {
                 kind: 2,
                 amount: c(100 + u64::from(i)),
                 item: vec![i; 3 + usize::from(i)],
+                terminal: None,
             },
             T0 + u64::from(i),
         )
@@ -733,6 +918,7 @@ async fn idempotency(s: &dyn LedgerStore) {
             kind: 2,
             amount: c(700),
             item: b"parcel".to_vec(),
+            terminal: None,
         },
     );
     let first = s.execute(auth.clone(), T0).await.unwrap();
@@ -752,6 +938,7 @@ async fn idempotency(s: &dyn LedgerStore) {
             kind: 2,
             amount: c(701),
             item: b"parcel".to_vec(),
+            terminal: None,
         },
         ..auth.clone()
     };
@@ -767,6 +954,7 @@ async fn idempotency(s: &dyn LedgerStore) {
             kind: 2,
             amount: c(400),
             item: b"x".to_vec(),
+            terminal: None,
         },
     );
     let r1 = s.execute(ok.clone(), T0).await.unwrap();
@@ -776,9 +964,20 @@ async fn idempotency(s: &dyn LedgerStore) {
     assert_eq!(registers(s, a).await, after);
     let fund_req = fund_request(a, 1000, "once");
     let f1 = s.execute(fund_req.clone(), T0).await.unwrap();
-    let f2 = s.execute(fund_req, T0).await.unwrap();
+    let f2 = s.execute(fund_req.clone(), T0).await.unwrap();
     assert_eq!(f1, f2);
     assert_eq!(registers(s, a).await.control, c(2000));
+    // The committed record reads back as it is (what the service consults before charging).
+    let record = s.idempotency_record(fund_req.id).await.unwrap().unwrap();
+    assert_eq!(record.reply, f1);
+    assert_eq!(
+        record.fingerprint,
+        frank::ledger::ops::fingerprint(&fund_req.op)
+    );
+    assert_eq!(s.idempotency_record(rid()).await.unwrap(), None);
+    // A body naming no terminal keeps the fingerprint it had before terminals were recorded.
+    let body = serde_json::to_string(&auth.op).unwrap();
+    assert!(!body.contains("terminal"), "{body}");
 }
 
 async fn locked_accounts(s: &dyn LedgerStore) {
@@ -807,6 +1006,7 @@ async fn locked_accounts(s: &dyn LedgerStore) {
         Op::Void {
             authorization: p,
             reached_printer: false,
+            terminal: None,
         },
         T0,
     )
@@ -872,6 +1072,7 @@ async fn statements(s: &dyn LedgerStore) {
         Op::Void {
             authorization: p3,
             reached_printer: false,
+            terminal: None,
         },
         T0 + 104,
     )
@@ -927,6 +1128,7 @@ async fn duplicate_retries(s: Arc<dyn LedgerStore>) {
                 kind: 1,
                 amount: c(100 + i),
                 item: vec![i as u8; 10],
+                terminal: None,
             },
         );
         for _ in 0..copies {
@@ -1227,6 +1429,7 @@ async fn sqlite_batch_signs_after_deciding_and_a_refused_signature_changes_nothi
                     kind: 1,
                     amount: c(100 + u64::from(i)),
                     item: vec![first, i, 0xAB],
+                    terminal: None,
                 };
                 (first, s.execute(Request::new(rid(), op), T0).await.unwrap())
             }));
@@ -1334,6 +1537,7 @@ async fn sqlite_replayed_authorization_carries_its_signature_stored_once() {
             kind: 1,
             amount: c(250),
             item: b"replay me".to_vec(),
+            terminal: None,
         },
     );
     let first = authorization(s.execute(req.clone(), T0).await.unwrap());
@@ -1546,6 +1750,7 @@ fn cli_supervisor_decides_refunds() {
                 Op::Void {
                     authorization: p,
                     reached_printer: true,
+                    terminal: None,
                 },
                 T0 + 1,
             )

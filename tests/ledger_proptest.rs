@@ -18,6 +18,7 @@ const T0: u64 = 1_780_000_000_000;
 const ACCOUNTS: usize = 2;
 const EXPIRY_MS: u64 = 120_000;
 const WINDOW_MS: u64 = 28 * 24 * 3600 * 1000;
+const LATE_VOID_WINDOW_MS: u64 = 24 * 3600 * 1000;
 const TOP_UP_MIN: u64 = 500;
 
 #[derive(Clone, Debug)]
@@ -74,7 +75,8 @@ enum St {
     Reserved,
     Printed,
     Voided,
-    Expired,
+    /// Committed as printed by the reaper at its expiry (issue 12).
+    Unsettled,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -149,16 +151,54 @@ impl Model {
         match p.state {
             St::Printed => Err(LedgerError::AlreadyCommitted(id)),
             St::Voided => Err(LedgerError::AlreadyVoided(id)),
-            St::Expired => Err(LedgerError::AuthorizationExpired {
-                id,
-                expired_at_ms: p.expires,
-            }),
-            St::Reserved if self.now >= p.expires => Err(LedgerError::AuthorizationExpired {
-                id,
-                expired_at_ms: p.expires,
-            }),
-            St::Reserved => Ok(p.clone()),
+            St::Reserved | St::Unsettled => Ok(p.clone()),
         }
+    }
+
+    /// The checks of a refund request (also of a reached-printer void of an unsettled piece).
+    fn refundable(&self, a: usize, s: u64, p: &RefPiece) -> Result<(), LedgerError> {
+        let id = pid(a, s);
+        if self.accounts[a].locked {
+            return Err(LedgerError::AccountLocked { account: aid(a) });
+        }
+        if !matches!(p.state, St::Printed | St::Unsettled) {
+            return Err(LedgerError::NotPrinted(id));
+        }
+        if p.refund.is_some() {
+            return Err(LedgerError::RefundAlreadyRequested(id));
+        }
+        if p.scanned {
+            return Err(LedgerError::PieceScanned(id));
+        }
+        if self.now > p.printed_at + WINDOW_MS {
+            return Err(LedgerError::RefundWindowClosed {
+                id,
+                deadline_ms: p.printed_at + WINDOW_MS,
+            });
+        }
+        Ok(())
+    }
+
+    /// A void (not reached) of an unsettled piece: the late void.
+    fn late_void(&mut self, a: usize, s: u64, p: &RefPiece) -> Result<(), LedgerError> {
+        let id = pid(a, s);
+        let deadline_ms = p.expires + LATE_VOID_WINDOW_MS;
+        if self.now > deadline_ms {
+            return Err(LedgerError::VoidWindowClosed { id, deadline_ms });
+        }
+        if p.refund.is_some() {
+            return Err(LedgerError::RefundAlreadyRequested(id));
+        }
+        if p.scanned {
+            return Err(LedgerError::PieceScanned(id));
+        }
+        if self.accounts[a].locked {
+            return Err(LedgerError::AccountLocked { account: aid(a) });
+        }
+        self.accounts[a].desc += p.amount;
+        self.accounts[a].control += p.amount;
+        self.pieces.get_mut(&(a, s)).unwrap().state = St::Voided;
+        Ok(())
     }
 
     fn step(&mut self, step: &Step) {
@@ -242,6 +282,11 @@ impl Model {
                     Ok(p) => p,
                     Err(e) => return self.err(e),
                 };
+                if p.state == St::Unsettled {
+                    // Settled: printed, no money moves (so a lock does not stop it).
+                    self.pieces.get_mut(&(a, s)).unwrap().state = St::Printed;
+                    return;
+                }
                 if self.accounts[a].locked {
                     return self.err(LedgerError::AccountLocked { account: aid(a) });
                 }
@@ -252,6 +297,21 @@ impl Model {
                     Ok(p) => p,
                     Err(e) => return self.err(e),
                 };
+                if p.state == St::Unsettled {
+                    let r = if reached {
+                        self.refundable(a, s, &p).map(|()| {
+                            let q = self.pieces.get_mut(&(a, s)).unwrap();
+                            q.state = St::Printed;
+                            q.refund = Some(Rf::Submitted);
+                        })
+                    } else {
+                        self.late_void(a, s, &p)
+                    };
+                    if let Err(e) = r {
+                        self.err(e);
+                    }
+                    return;
+                }
                 if reached {
                     if self.accounts[a].locked {
                         return self.err(LedgerError::AccountLocked { account: aid(a) });
@@ -270,7 +330,9 @@ impl Model {
                     .map(|(k, _)| *k)
                     .collect();
                 for (a, s) in due {
-                    self.release(a, s, St::Expired);
+                    let amount = self.pieces[&(a, s)].amount;
+                    self.print(a, s, amount);
+                    self.pieces.get_mut(&(a, s)).unwrap().state = St::Unsettled;
                 }
             }
             Step::RequestRefund { a, s } => {
@@ -278,23 +340,8 @@ impl Model {
                 let Some(p) = self.pieces.get(&(a, s)).cloned() else {
                     return self.err(LedgerError::UnknownPiece(id));
                 };
-                if self.accounts[a].locked {
-                    return self.err(LedgerError::AccountLocked { account: aid(a) });
-                }
-                if p.state != St::Printed {
-                    return self.err(LedgerError::NotPrinted(id));
-                }
-                if p.refund.is_some() {
-                    return self.err(LedgerError::RefundAlreadyRequested(id));
-                }
-                if p.scanned {
-                    return self.err(LedgerError::PieceScanned(id));
-                }
-                if now > p.printed_at + WINDOW_MS {
-                    return self.err(LedgerError::RefundWindowClosed {
-                        id,
-                        deadline_ms: p.printed_at + WINDOW_MS,
-                    });
+                if let Err(e) = self.refundable(a, s, &p) {
+                    return self.err(e);
                 }
                 self.pieces.get_mut(&(a, s)).unwrap().refund = Some(Rf::Submitted);
             }
@@ -427,6 +474,7 @@ fn to_op(step: &Step) -> (Op, External) {
                 kind: 1,
                 amount: c(amount),
                 item: vec![1; 16],
+                terminal: None,
             },
             External::None,
         ),
@@ -440,6 +488,7 @@ fn to_op(step: &Step) -> (Op, External) {
             Op::Void {
                 authorization: pid(a, s),
                 reached_printer: reached,
+                terminal: None,
             },
             External::None,
         ),

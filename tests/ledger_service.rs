@@ -9,6 +9,7 @@ use frank::ledger::ops;
 use frank::ledger::payment::{self, BankAccount, Card, PaymentMethod, SimulatedProcessor};
 use frank::ledger::service::{self, ManualClock};
 use frank::ledger::*;
+use frank::money::Cents;
 use std::sync::Arc;
 use support::*;
 
@@ -162,31 +163,130 @@ async fn a_returned_ach_payment_locks_the_account() {
     );
 }
 
+/// Issue 12, through the service with its clock injected: the reaper commits a reservation
+/// nobody settled as printed and unsettled (charged, never given back); the terminal's commit
+/// three minutes later settles it as printed; a late void from the authorizing terminal within
+/// `late_void_window_ms` credits it back, after the window it is refused and nothing changes.
 #[tokio::test]
-async fn the_reaper_expires_reservations_durably() {
+async fn the_reaper_commits_unsettled_reservations_and_late_voids_follow_the_window_issue_12() {
     let r = rig();
     let a = active(&r).await;
+    let terminal = Some(TerminalId(9));
     r.handle
         .fund(rid(), a, c(1000), card("4242424242424242"))
         .await
         .unwrap();
-    let auth = r
+    let auth = |amount| {
+        r.handle
+            .authorize_by(terminal, rid(), a, 1, c(amount), b"label".to_vec())
+    };
+    let (p, q, v) = (
+        auth(300).await.unwrap(),
+        auth(200).await.unwrap(),
+        auth(100).await.unwrap(),
+    );
+    assert!(r.handle.reap().await.unwrap().is_empty());
+    r.clock
+        .advance(LedgerLimits::default().authorization_expiry_ms);
+    assert_eq!(r.handle.reap().await.unwrap(), vec![p.id, q.id, v.id]);
+    let regs = r.handle.account(a).await.unwrap().registers;
+    assert_eq!(
+        (regs.descending, regs.pending, regs.ascending),
+        (c(400), c(0), c(600)),
+        "charged, nothing given back"
+    );
+    let listed = r.handle.unsettled(a, 10).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|p| p.id).collect::<Vec<_>>(),
+        vec![p.id, q.id, v.id]
+    );
+    assert!(listed.iter().all(|p| p.state == PieceState::Unsettled));
+    // The honest counter back after three minutes: its commit settles the piece as printed.
+    r.clock.advance(180_000);
+    assert_eq!(r.handle.commit(rid(), p.id).await.unwrap(), regs);
+    assert_eq!(
+        r.handle.piece(p.id).await.unwrap().state,
+        PieceState::Printed
+    );
+    // A late void from the authorizing terminal: voided, credited back like a refund.
+    let back = r
         .handle
+        .void_by(terminal, rid(), q.id, false)
+        .await
+        .unwrap();
+    let Outcome::Voided { registers, .. } = back else {
+        panic!("{back:?}")
+    };
+    assert_eq!(registers.descending, c(600));
+    assert_eq!(registers.control, c(1200));
+    assert_eq!(registers.ascending, c(600), "ascending never decreases");
+    // After the window: refused, nothing changes.
+    r.clock.advance(LedgerLimits::default().late_void_window_ms);
+    let err = r
+        .handle
+        .void_by(terminal, rid(), v.id, false)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            CallError::Refused(LedgerError::VoidWindowClosed { id, .. }) if id == v.id
+        ),
+        "{err:?}"
+    );
+    assert_eq!(r.handle.account(a).await.unwrap().registers, registers);
+    assert_eq!(
+        r.handle.piece(v.id).await.unwrap().state,
+        PieceState::Unsettled
+    );
+    let st = r.handle.statement(a, 0, u64::MAX).await.unwrap();
+    assert_eq!((st.unsettled, st.late_voided), (c(600), c(200)));
+    assert!(r.handle.verify_audit().await.unwrap().is_ok());
+}
+
+/// The reaper's interval can be short (tests and operators): with `reaper_interval_ms = 20` and
+/// a 1 s reservation on the wall clock, an unsettled piece appears on its own.
+#[tokio::test]
+async fn a_short_reaper_interval_and_expiry_commit_unsettled_on_their_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = LedgerLimits {
+        authorization_expiry_ms: 1_000,
+        ..LedgerLimits::default()
+    };
+    let store = frank::ledger::sqlite::SqliteStore::open(
+        &dir.path().join("ledger.db"),
+        frank::ledger::sqlite::SqliteConfig::default(),
+        signer(),
+        limits.clone(),
+    )
+    .unwrap();
+    let h = service::spawn(
+        Arc::new(store),
+        Arc::new(SimulatedProcessor::new()),
+        Arc::new(EmbeddedLicensing::new(0, 1000)),
+        Arc::new(service::SystemClock),
+        LedgerConfig {
+            reaper_interval_ms: 20,
+            limits,
+            ..LedgerConfig::default()
+        },
+    );
+    let Outcome::Opened { account: a, .. } = h.open_account(rid()).await.unwrap() else {
+        panic!("open")
+    };
+    h.fund(rid(), a, c(1000), card("4242424242424242"))
+        .await
+        .unwrap();
+    let p = h
         .authorize(rid(), a, 1, c(300), b"label".to_vec())
         .await
         .unwrap();
-    assert!(r.handle.reap().await.unwrap().is_empty());
-    r.clock.advance(120_000);
-    assert_eq!(r.handle.reap().await.unwrap(), vec![auth.id]);
-    let p = r.handle.piece(auth.id).await.unwrap();
-    assert_eq!(p.state, PieceState::Expired);
-    let regs = r.handle.account(a).await.unwrap().registers;
-    assert_eq!((regs.descending, regs.pending), (c(1000), c(0)));
-    let err = r.handle.commit(rid(), auth.id).await.unwrap_err();
-    assert!(matches!(
-        err,
-        CallError::Refused(LedgerError::AuthorizationExpired { .. })
-    ));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while h.piece(p.id).await.unwrap().state != PieceState::Unsettled {
+        assert!(std::time::Instant::now() < deadline, "never reaped");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(h.account(a).await.unwrap().registers.ascending, c(300));
 }
 
 #[tokio::test]
@@ -609,4 +709,163 @@ async fn a_hanging_processor_times_out_and_does_not_stall_the_reaper() {
     h.reap().await.unwrap();
     assert_eq!(store.open_intents(u64::MAX, 10).await.unwrap(), vec![]);
     assert_eq!(h.account(a).await.unwrap().registers.control, c(0));
+}
+
+/// The simulator, counting the charges it is asked for; with `race_amount` set, a charge of
+/// that amount first lets a top-up of `race_with` under the same key be charged and credited
+/// (a request with another body under the same id that committed while this one was between
+/// its check and its transaction).
+struct Counting {
+    inner: SimulatedProcessor,
+    charges: std::sync::atomic::AtomicU32,
+    race: Option<(Arc<dyn LedgerStore>, Cents, Cents)>,
+}
+
+impl Counting {
+    fn new() -> Arc<Counting> {
+        Arc::new(Counting {
+            inner: SimulatedProcessor::new(),
+            charges: 0.into(),
+            race: None,
+        })
+    }
+    fn charges(&self) -> u32 {
+        self.charges.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl payment::PaymentProcessor for Counting {
+    fn charge<'a>(
+        &'a self,
+        key: RequestId,
+        account: AccountId,
+        method: &'a PaymentMethod,
+        amount: Cents,
+    ) -> payment::BoxFuture<'a, Result<PaymentReceipt, PaymentError>> {
+        self.charges
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Box::pin(async move {
+            if let Some((store, race_amount, race_with)) = &self.race
+                && amount == *race_amount
+            {
+                let first = self.inner.charge(key, account, method, *race_with).await;
+                let credit = ops::Request {
+                    id: key,
+                    op: ops::Op::Fund {
+                        account,
+                        amount: *race_with,
+                        method: method.summary(),
+                    },
+                    external: ops::External::Payment(first),
+                };
+                store.execute(credit, T0).await.unwrap().unwrap();
+            }
+            self.inner.charge(key, account, method, amount).await
+        })
+    }
+    fn returns(&self) -> payment::BoxFuture<'_, Vec<payment::PaymentReturn>> {
+        self.inner.returns()
+    }
+    fn reverse<'a>(
+        &'a self,
+        payment: &'a PaymentId,
+        amount: Cents,
+    ) -> payment::BoxFuture<'a, Result<(), PaymentError>> {
+        self.inner.reverse(payment, amount)
+    }
+    fn charged(
+        &self,
+        key: RequestId,
+    ) -> payment::BoxFuture<'_, Result<Option<PaymentReceipt>, PaymentError>> {
+        self.inner.charged(key)
+    }
+}
+
+/// Issue 12 (Build 6), the exact scenario: `fund` with request id X ($1,000) is credited;
+/// `fund` again with X and $999.99 is an `idempotency_conflict` that neither reaches the
+/// processor nor reverses the first, credited charge. Three rounds: $3,000 credited, three
+/// charges standing, none reversed — no credit without a charge. The reaper settles nothing
+/// more afterwards.
+#[tokio::test]
+async fn a_fund_retried_under_its_id_with_another_amount_moves_no_money_issue_12() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn LedgerStore> = Arc::new(sqlite_at(&dir.path().join("ledger.db")));
+    let processor = Counting::new();
+    let (h, clock) = reaped_by_hand(store.clone(), processor.clone(), LedgerConfig::default());
+    let Outcome::Opened { account: a, .. } = h.open_account(rid()).await.unwrap() else {
+        panic!("open")
+    };
+    let visa = || card("4242424242424242");
+    for round in 1..=3u64 {
+        let id = rid();
+        let registers = h.fund(id, a, c(100_000), visa()).await.unwrap();
+        assert_eq!(registers.control, c(100_000 * round));
+        let charges = processor.charges();
+        let err = h.fund(id, a, c(99_999), visa()).await.unwrap_err();
+        assert_eq!(
+            err,
+            CallError::Refused(LedgerError::IdempotencyConflict { request: id })
+        );
+        assert_eq!(processor.charges(), charges, "the processor was not asked");
+        let receipt = payment::PaymentProcessor::charged(&*processor, id)
+            .await
+            .unwrap()
+            .expect("the first charge stands");
+        assert_eq!(receipt.amount, c(100_000));
+        assert_eq!(processor.inner.reversed(), vec![], "no charge reversed");
+        let acct = h.account(a).await.unwrap();
+        assert_eq!(acct.registers.control, c(100_000 * round));
+        assert_eq!(acct.registers.descending, c(100_000 * round));
+        // The honest retry of the first is a replay, also without the processor.
+        assert_eq!(h.fund(id, a, c(100_000), visa()).await.unwrap(), registers);
+        assert_eq!(processor.charges(), charges);
+    }
+    clock.advance(LedgerConfig::default().payment_intent_grace_ms + 1);
+    h.reap().await.unwrap();
+    assert_eq!(processor.inner.reversed(), vec![]);
+    assert_eq!(store.open_intents(u64::MAX, 10).await.unwrap(), vec![]);
+    assert_eq!(h.account(a).await.unwrap().registers.control, c(300_000));
+    let audit = store.account_audit(a).await.unwrap();
+    assert!(!audit.iter().any(|r| r.body.contains("payment_reversed")));
+    assert!(h.verify_audit().await.unwrap().is_ok());
+}
+
+/// The race the up-front check cannot see: a top-up with another body under the same id is
+/// charged and credited while this one is at the processor (which hands back the first
+/// receipt). This one answers `idempotency_conflict` and the credited charge is not reversed.
+#[tokio::test]
+async fn a_conflicting_fund_racing_a_credited_one_does_not_reverse_it_issue_12() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn LedgerStore> = Arc::new(sqlite_at(&dir.path().join("ledger.db")));
+    let processor = Arc::new(Counting {
+        inner: SimulatedProcessor::new(),
+        charges: 0.into(),
+        race: Some((store.clone(), c(99_999), c(100_000))),
+    });
+    let (h, clock) = reaped_by_hand(store.clone(), processor.clone(), LedgerConfig::default());
+    let Outcome::Opened { account: a, .. } = h.open_account(rid()).await.unwrap() else {
+        panic!("open")
+    };
+    let id = rid();
+    let err = h
+        .fund(id, a, c(99_999), card("4242424242424242"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        CallError::Refused(LedgerError::IdempotencyConflict { request: id })
+    );
+    assert_eq!(
+        processor.inner.reversed(),
+        vec![],
+        "the credited charge stands"
+    );
+    assert_eq!(h.account(a).await.unwrap().registers.control, c(100_000));
+    // The intent this request recorded is settled by the reaper as credited, not reversed.
+    clock.advance(LedgerConfig::default().payment_intent_grace_ms + 1);
+    h.reap().await.unwrap();
+    assert_eq!(processor.inner.reversed(), vec![]);
+    assert_eq!(store.open_intents(u64::MAX, 10).await.unwrap(), vec![]);
+    assert_eq!(h.account(a).await.unwrap().registers.control, c(100_000));
+    assert!(h.verify_audit().await.unwrap().is_ok());
 }

@@ -577,3 +577,134 @@ async fn pieces_lists_the_accounts_history_newest_first_with_states_and_summarie
     let most = t.s.pieces(wire::PIECES_LIST_MAX, None).await.unwrap();
     assert_eq!(most.pieces.len(), 4);
 }
+
+/// The piece's item state as the vendor lists it, polled until `want` (the reaper runs on its
+/// own, every `reaper_interval_ms`).
+async fn wait_state(s: &Session, serial: u64, want: &str) {
+    let deadline = std::time::Instant::now() + LONG;
+    loop {
+        let p = s.piece(serial).await.unwrap();
+        if p.item_state == want {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "piece {serial} stayed {} (want {want})",
+            p.item_state
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Issue 12 over QUIC, with a 1.5 s reservation and a 50 ms reaper: authorizations nobody
+/// settles are committed as printed and marked `unsettled` (charged, nothing given back); the
+/// honest counter's commit after the expiry answers `printed` and `scan` does not call the
+/// piece fraud; a late void from the authorizing terminal answers `voided` and credits it
+/// back, from another terminal `wrong_terminal`, after the window `void_window_closed`.
+#[tokio::test]
+async fn a_commit_after_expiry_settles_the_piece_and_scan_is_not_fraud_issue_12() {
+    let mut ledger = frank::ledger::LedgerConfig {
+        reaper_interval_ms: 50,
+        ..Default::default()
+    };
+    ledger.limits.authorization_expiry_ms = 1_500;
+    ledger.limits.late_void_window_ms = 2_000;
+    let v = vendor_with(frank::vendor::server::VendorOptions {
+        ledger,
+        ..Default::default()
+    })
+    .await;
+    let t = terminal(&v).await;
+    let other = terminal(&v).await;
+    t.s.fund(rid(), 5_000, FundMethod::simulator_test_card())
+        .await
+        .unwrap();
+    let mut issued = Vec::new();
+    for cents in [600, 300, 200, 100] {
+        issued.push(
+            t.s.authorize(rid(), cents, coupon(cents), ORIGIN)
+                .await
+                .unwrap(),
+        );
+    }
+    let [a, b, c, d] = &issued[..] else {
+        unreachable!()
+    };
+    for p in &issued {
+        wait_state(&t.s, p.piece_serial, "unsettled").await;
+    }
+    let regs = t.s.balance().await.unwrap().registers;
+    assert_eq!(
+        regs,
+        wire::WireRegisters {
+            descending_cents: 3_800,
+            pending_cents: 0,
+            ascending_cents: 1_200,
+            control_cents: 5_000,
+        },
+        "expiry charged them and gave nothing back"
+    );
+    let listed = t.s.pieces(10, None).await.unwrap();
+    assert!(
+        listed.pieces.iter().all(|p| p.item_state == "unsettled"),
+        "{listed:?}"
+    );
+
+    // The honest counter is back: its commit settles the piece, and replays answer the same.
+    let commit =
+        t.s.commit_request(rid(), wall_ms(), a.piece_serial)
+            .unwrap();
+    let done: wire::PieceDone = t.s.send(&commit).await.unwrap();
+    assert_eq!(done.result, "printed");
+    assert_eq!(done.registers, regs, "no money moves");
+    let again: wire::PieceDone = t.s.send(&commit).await.unwrap();
+    assert_eq!(again, done);
+    assert_eq!(
+        t.s.piece(a.piece_serial).await.unwrap().item_state,
+        "printed"
+    );
+
+    // A postal verifier's scan: neither the settled nor an unsettled piece is fraud.
+    let conn = frank::counter::client::connect(&endpoint(), v.addr, v.key)
+        .await
+        .unwrap();
+    let scanned = conn.scan(&a.indicium).await.unwrap();
+    assert_eq!((scanned.state.as_str(), scanned.fraud), ("printed", false));
+    let scanned = conn.scan(&c.indicium).await.unwrap();
+    assert_eq!(
+        (scanned.state.as_str(), scanned.fraud),
+        ("unsettled", false)
+    );
+
+    // A late void: only from the terminal that authorized it.
+    let e = other
+        .s
+        .void(rid(), b.piece_serial, false)
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), ErrorCode::WrongTerminal);
+    let done = t.s.void(rid(), b.piece_serial, false).await.unwrap();
+    assert_eq!(done.result, "voided");
+    assert_eq!(done.registers.descending_cents, 4_100);
+    assert_eq!(done.registers.control_cents, 5_300);
+    assert_eq!(done.registers.ascending_cents, 1_200);
+    assert_eq!(
+        t.s.piece(b.piece_serial).await.unwrap().item_state,
+        "voided"
+    );
+
+    // After the window: refused, nothing changes.
+    let closes = d.expires_at_ms + 2_000;
+    while wall_ms() <= closes + 50 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let e = t.s.void(rid(), d.piece_serial, false).await.unwrap_err();
+    assert_eq!(code(&e), ErrorCode::VoidWindowClosed);
+    assert_eq!(t.s.balance().await.unwrap().registers, done.registers);
+    assert_eq!(
+        t.s.piece(d.piece_serial).await.unwrap().item_state,
+        "unsettled"
+    );
+    let audit = v.server.ledger().verify_audit().await.unwrap();
+    assert!(audit.is_ok(), "{audit:?}");
+}

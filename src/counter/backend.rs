@@ -407,8 +407,8 @@ where
 fn history_state(s: &str) -> ItemState {
     match s {
         "reserved" => ItemState::Printing,
-        "voided" => ItemState::Voided,
         "unsettled" => ItemState::Unsettled,
+        "voided" => ItemState::Voided,
         "refund_requested" => ItemState::Refund(RefundState::Requested),
         "refunded" => ItemState::Refund(RefundState::Refunded),
         "refund_rejected" => ItemState::Refund(RefundState::Denied),

@@ -48,6 +48,24 @@ pub enum AuditEvent {
         amount: Cents,
         expired: bool,
     },
+    /// The reaper committed a reservation nobody settled by its expiry as printed
+    /// (pending → ascending, like `Committed`); the piece is unsettled.
+    CommittedUnsettled {
+        piece: PieceSerial,
+        amount: Cents,
+    },
+    /// The terminal settled an unsettled piece: it printed (a commit, or a void that reached
+    /// the printer). No register moves: its value is already in ascending.
+    Settled {
+        piece: PieceSerial,
+    },
+    /// The authorizing terminal reported an unsettled piece not on paper within the late-void
+    /// window: voided, and its value credited back like an approved refund (descending +=,
+    /// control +=; ascending never decreases).
+    LateVoid {
+        piece: PieceSerial,
+        amount: Cents,
+    },
     RefundRequested {
         piece: PieceSerial,
         amount: Cents,
@@ -83,7 +101,9 @@ impl AuditEvent {
     pub fn apply(&self, r: Registers) -> Option<Registers> {
         let mut r = r;
         match self {
-            AuditEvent::Funded { amount, .. } | AuditEvent::RefundApproved { amount, .. } => {
+            AuditEvent::Funded { amount, .. }
+            | AuditEvent::RefundApproved { amount, .. }
+            | AuditEvent::LateVoid { amount, .. } => {
                 r.descending = r.descending.checked_add(*amount).ok()?;
                 r.control = r.control.checked_add(*amount).ok()?;
             }
@@ -91,7 +111,8 @@ impl AuditEvent {
                 r.descending = r.descending.checked_sub(*amount).ok()?;
                 r.pending = r.pending.checked_add(*amount).ok()?;
             }
-            AuditEvent::Committed { amount, .. } => {
+            AuditEvent::Committed { amount, .. }
+            | AuditEvent::CommittedUnsettled { amount, .. } => {
                 r.pending = r.pending.checked_sub(*amount).ok()?;
                 r.ascending = r.ascending.checked_add(*amount).ok()?;
             }
@@ -105,6 +126,7 @@ impl AuditEvent {
             | AuditEvent::RefundRequested { .. }
             | AuditEvent::RefundRejected { .. }
             | AuditEvent::Scanned { .. }
+            | AuditEvent::Settled { .. }
             | AuditEvent::Unlocked { .. }
             | AuditEvent::PaymentReversed { .. } => {}
         }
@@ -324,6 +346,8 @@ pub fn statement(
         refunded: Cents::ZERO,
         ending: Cents::ZERO,
         printed_count: 0,
+        unsettled: Cents::ZERO,
+        late_voided: Cents::ZERO,
     };
     let add = |a: Cents, b: Cents| a.checked_add(b).unwrap_or(a);
     for r in records {
@@ -344,8 +368,17 @@ pub fn statement(
                 s.printed = add(s.printed, amount);
                 s.printed_count = s.printed_count.saturating_add(1);
             }
+            AuditEvent::CommittedUnsettled { amount, .. } => {
+                s.printed = add(s.printed, amount);
+                s.printed_count = s.printed_count.saturating_add(1);
+                s.unsettled = add(s.unsettled, amount);
+            }
             AuditEvent::Voided { amount, .. } => s.voided = add(s.voided, amount),
             AuditEvent::RefundApproved { amount, .. } => s.refunded = add(s.refunded, amount),
+            AuditEvent::LateVoid { amount, .. } => {
+                s.refunded = add(s.refunded, amount);
+                s.late_voided = add(s.late_voided, amount);
+            }
             _ => {}
         }
         s.ending = body.after.balance();

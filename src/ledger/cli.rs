@@ -185,7 +185,7 @@ pub fn statement_report(s: &Statement) -> Vec<String> {
     } else {
         "items"
     };
-    vec![
+    let mut lines = vec![
         format!("account {} statement, {period}", s.account.0),
         format!("  beginning balance  {:>14}", s.beginning.to_string()),
         format!("  credits          + {:>14}", s.credits.to_string()),
@@ -200,7 +200,20 @@ pub fn statement_report(s: &Statement) -> Vec<String> {
             "  voided             {:>14}  (reserved, then released: not in the balance)",
             s.voided.to_string()
         ),
-    ]
+    ];
+    if !s.unsettled.is_zero() {
+        lines.push(format!(
+            "  of printed: unsettled {:>7}  (committed at expiry; no settlement came)",
+            s.unsettled.to_string()
+        ));
+    }
+    if !s.late_voided.is_zero() {
+        lines.push(format!(
+            "  of refunded: late voids {:>5}  (unsettled pieces their terminal showed unprinted)",
+            s.late_voided.to_string()
+        ));
+    }
+    lines
 }
 
 /// A piece as a supervisor reads it: amount, item state and when each step happened.
@@ -220,6 +233,9 @@ pub fn piece_report(p: &Piece) -> String {
             instant(p.expires_at_ms)
         ),
         ItemState::Printed => printed,
+        ItemState::Unsettled => format!(
+            "unsettled: charged as {printed} by the reaper at its expiry (its terminal never settled it; refundable)"
+        ),
         ItemState::Voided => format!(
             "voided (the amount went back to the account), authorized {}",
             instant(p.authorized_at_ms)
@@ -244,6 +260,29 @@ pub fn refunds_awaiting_report(pieces: &[Piece], limit: u32) -> Vec<String> {
         ));
     }
     lines
+}
+
+/// Most unsettled pieces `registers` reads to count them.
+pub const UNSETTLED_REPORT_MAX: u32 = 10_000;
+
+/// The unsettled pieces of an account in one line: how many and their value (charged: in the
+/// ascending register), or that there are none.
+pub fn unsettled_report(pieces: &[Piece]) -> String {
+    if pieces.is_empty() {
+        return "unsettled: none".into();
+    }
+    let total = pieces.iter().fold(crate::money::Cents::ZERO, |t, p| {
+        t.checked_add(p.amount).unwrap_or(t)
+    });
+    let more = if pieces.len() >= UNSETTLED_REPORT_MAX as usize {
+        " or more"
+    } else {
+        ""
+    };
+    format!(
+        "unsettled: {}{more} pieces, {total} charged (committed as printed at their expiry; their terminal never settled them)",
+        pieces.len()
+    )
 }
 
 /// An account's status and registers as a supervisor reads them.
@@ -454,6 +493,8 @@ async fn run_async(cmd: LedgerCommand) -> anyhow::Result<()> {
             match store.account(AccountId(account)).await? {
                 Some(a) => {
                     println!("{}", registers_report(&a));
+                    let unsettled = store.unsettled(a.id, UNSETTLED_REPORT_MAX).await?;
+                    println!("{}", unsettled_report(&unsettled));
                     Ok(())
                 }
                 None => bail!("no such account {account}"),
@@ -523,6 +564,8 @@ mod tests {
             refunded: c(0),
             ending: c(5_871),
             printed_count: 1,
+            unsettled: c(0),
+            late_voided: c(0),
         };
         let lines = statement_report(&s);
         assert_eq!(
@@ -547,6 +590,16 @@ mod tests {
         let lines = statement_report(&all);
         assert_eq!(lines[0], "account 7 statement, all history");
         assert!(lines[3].ends_with("(2 items)"), "{}", lines[3]);
+        assert_eq!(lines.len(), 7, "no unsettled lines when there are none");
+        let late = Statement {
+            unsettled: c(129),
+            late_voided: c(129),
+            refunded: c(129),
+            ..all
+        };
+        let text = statement_report(&late).join("\n");
+        assert!(text.contains("of printed: unsettled   $1.29"), "{text}");
+        assert!(text.contains("of refunded: late voids $1.29"), "{text}");
     }
 
     #[test]
@@ -567,6 +620,7 @@ mod tests {
             scanned: false,
             signed: Vec::new(),
             item: Vec::new(),
+            terminal: None,
         };
         let asked = Piece {
             refund: Some(RefundState::Submitted),
@@ -608,6 +662,15 @@ mod tests {
                 },
                 "piece 1-5: $1.29, voided (the amount went back to the account), authorized \
                  2026-11-01 00:00 UTC",
+            ),
+            (
+                Piece {
+                    state: PieceState::Unsettled,
+                    printed_at_ms: Some(NOV_1_MS + 120_000),
+                    ..base.clone()
+                },
+                "piece 1-5: $1.29, unsettled: charged as printed 2026-11-01 00:02 UTC by the \
+                 reaper at its expiry (its terminal never settled it; refundable)",
             ),
         ] {
             assert_eq!(piece_report(&piece), want);

@@ -88,6 +88,18 @@ impl fmt::Display for PieceId {
 /// The id of an authorization is the id of its piece.
 pub type AuthorizationId = PieceId;
 
+/// A vendor terminal (the directory's terminal id). The ledger records which terminal
+/// authorized a piece, so that only that terminal can void it once it is unsettled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TerminalId(pub u64);
+
+impl fmt::Display for TerminalId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "terminal {}", self.0)
+    }
+}
+
 /// A client-chosen 128-bit request id; retrying with the same id never repeats an effect.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -246,7 +258,9 @@ impl Account {
     }
 }
 
-/// Where a piece's reservation stands.
+/// Where a piece's reservation stands. Once its signed item was issued, its value is spent
+/// until the terminal shows it unprinted: a reservation ends printed, voided by its terminal,
+/// or — when nobody settles it by its expiry — unsettled (committed as printed by the reaper).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum PieceState {
@@ -254,10 +268,15 @@ pub enum PieceState {
     Reserved,
     /// Committed: the item printed (its value is in the ascending register).
     Printed,
-    /// Voided by the client (never reached the printer).
+    /// Voided by the client (never reached the printer); its value went back to descending.
     Voided,
-    /// Voided by the reaper after its expiry.
+    /// Released by the reaper at its expiry. Only pieces expired before issue 12 are in this
+    /// state: expiry no longer returns issued value (see [`PieceState::Unsettled`]).
     Expired,
+    /// Nobody settled it by its expiry, so the reaper committed it as printed (its value is in
+    /// the ascending register, charged). The terminal's commit makes it `Printed`; its late
+    /// void within `LedgerLimits::late_void_window_ms` makes it `Voided` (a credit).
+    Unsettled,
 }
 
 impl PieceState {
@@ -267,6 +286,7 @@ impl PieceState {
             PieceState::Printed => "printed",
             PieceState::Voided => "voided",
             PieceState::Expired => "expired",
+            PieceState::Unsettled => "unsettled",
         }
     }
     pub fn parse(text: &str) -> Option<PieceState> {
@@ -275,6 +295,7 @@ impl PieceState {
             "printed" => Some(PieceState::Printed),
             "voided" => Some(PieceState::Voided),
             "expired" => Some(PieceState::Expired),
+            "unsettled" => Some(PieceState::Unsettled),
             _ => None,
         }
     }
@@ -313,6 +334,9 @@ impl RefundState {
 pub enum ItemState {
     Reserved,
     Printed,
+    /// Committed as printed by the reaper at its expiry, not (yet) settled by its terminal:
+    /// charged, refundable.
+    Unsettled,
     Voided,
     RefundRequested,
     Refunded,
@@ -339,6 +363,10 @@ pub struct Piece {
     /// `SignItem`), kept for listings. Empty for pieces stored before it was recorded.
     #[serde(with = "hex_bytes", default)]
     pub item: Vec<u8>,
+    /// The terminal that authorized it, when the caller named one (the vendor front always
+    /// does; pieces stored before it was recorded have none).
+    #[serde(default)]
+    pub terminal: Option<TerminalId>,
 }
 
 impl Piece {
@@ -347,10 +375,22 @@ impl Piece {
             (PieceState::Reserved, _) => ItemState::Reserved,
             (PieceState::Voided | PieceState::Expired, _) => ItemState::Voided,
             (PieceState::Printed, None) => ItemState::Printed,
-            (PieceState::Printed, Some(RefundState::Submitted)) => ItemState::RefundRequested,
-            (PieceState::Printed, Some(RefundState::Approved)) => ItemState::Refunded,
-            (PieceState::Printed, Some(RefundState::Rejected)) => ItemState::RefundRejected,
+            (PieceState::Unsettled, None) => ItemState::Unsettled,
+            (PieceState::Printed | PieceState::Unsettled, Some(RefundState::Submitted)) => {
+                ItemState::RefundRequested
+            }
+            (PieceState::Printed | PieceState::Unsettled, Some(RefundState::Approved)) => {
+                ItemState::Refunded
+            }
+            (PieceState::Printed | PieceState::Unsettled, Some(RefundState::Rejected)) => {
+                ItemState::RefundRejected
+            }
         }
+    }
+
+    /// Whether its value is in the ascending register (printed, or unsettled).
+    pub fn committed(&self) -> bool {
+        matches!(self.state, PieceState::Printed | PieceState::Unsettled)
     }
 }
 
@@ -377,8 +417,12 @@ pub trait ItemSigner: Send + Sync {
 /// Policy limits of the ledger.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LedgerLimits {
-    /// How long an authorization holds its reservation.
+    /// How long an authorization holds its reservation (120 s). A reservation nobody settled
+    /// by then is committed as printed and marked unsettled by the reaper.
     pub authorization_expiry_ms: u64,
+    /// How long after its expiry an unsettled piece may still be voided by the terminal that
+    /// authorized it (24 h): a late void, audited, credited like an approved refund.
+    pub late_void_window_ms: u64,
     /// How long after printing a refund may be requested (28 days).
     pub refund_window_ms: u64,
     /// Largest item description accepted by `authorize`.
@@ -396,6 +440,7 @@ impl Default for LedgerLimits {
     fn default() -> Self {
         LedgerLimits {
             authorization_expiry_ms: 120_000,
+            late_void_window_ms: 24 * 3600 * 1000,
             refund_window_ms: 28 * 24 * 3600 * 1000,
             item_bytes_max: 4096,
             top_up_min: Cents::new(500).unwrap_or(Cents::ZERO),
@@ -562,6 +607,14 @@ pub enum LedgerError {
     AlreadyVoided(PieceId),
     #[error("authorization {id} expired at {expired_at_ms} ms")]
     AuthorizationExpired { id: PieceId, expired_at_ms: u64 },
+    #[error(
+        "piece {id} is unsettled (committed as printed at its expiry) and the window for voiding it closed at {deadline_ms} ms; it stays charged — request a refund instead"
+    )]
+    VoidWindowClosed { id: PieceId, deadline_ms: u64 },
+    #[error(
+        "piece {id} was authorized by another terminal; only that terminal can void it now that it is unsettled"
+    )]
+    WrongTerminal { id: PieceId },
     #[error("piece {0} was never printed, so it cannot be refunded")]
     NotPrinted(PieceId),
     #[error("refunds for piece {id} closed at {deadline_ms} ms (28 days after printing)")]
@@ -660,7 +713,9 @@ pub type Reply = Result<Outcome, LedgerError>;
 /// A statement of one account for a period `[from_ms, to_ms)`. Balances are
 /// `control − ascending` (available plus reserved), so
 /// `ending = beginning + credits + refunded − printed`. `voided` is the value of reservations
-/// released back (it does not change the balance).
+/// released back (it does not change the balance). `unsettled` is the part of `printed` the
+/// reaper committed at expiry; `late_voided` the part of `refunded` that late voids of
+/// unsettled pieces gave back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Statement {
     pub account: AccountId,
@@ -672,6 +727,12 @@ pub struct Statement {
     pub voided: Cents,
     pub refunded: Cents,
     pub ending: Cents,
+    /// Of `printed`: committed unsettled by the reaper in the period.
+    #[serde(default)]
+    pub unsettled: Cents,
+    /// Of `refunded`: credited back by late voids of unsettled pieces in the period.
+    #[serde(default)]
+    pub late_voided: Cents,
     /// How many authorizations were committed (items printed) in the period.
     #[serde(default)]
     pub printed_count: u64,

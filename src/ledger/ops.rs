@@ -40,16 +40,24 @@ pub enum Op {
         amount: Cents,
         #[serde(with = "serde_bytes")]
         item: Vec<u8>,
+        /// The terminal asking, recorded on the piece. Left out of the body when `None`, so a
+        /// request naming none keeps the fingerprint it had before terminals were recorded.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        terminal: Option<TerminalId>,
     },
-    /// The item printed.
+    /// The item printed. On an unsettled piece: it becomes plainly printed (settled).
     Commit { authorization: AuthorizationId },
-    /// The print was aborted. `reached_printer`: did all of the item's bytes reach the printer?
-    /// If not, the reservation is released; if so, the piece is committed and a refund requested.
+    /// The print was aborted. `reached_printer`: did the item reach the paper? If not, the
+    /// reservation is released (an unsettled piece: a late void, see [`decide`]); if so, the
+    /// piece is committed and a refund requested.
     Void {
         authorization: AuthorizationId,
         reached_printer: bool,
+        /// The terminal reporting (a late void must come from the authorizing terminal).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        terminal: Option<TerminalId>,
     },
-    /// Reaper: expire up to `max` reservations past their expiry.
+    /// Reaper: commit up to `max` reservations past their expiry as printed and unsettled.
     ExpireDue { max: u32 },
     /// Ask for a refund of a printed piece (within the refund window, once).
     RequestRefund { piece: PieceId },
@@ -330,12 +338,28 @@ pub fn decide(
             kind,
             amount,
             item,
-        } => authorize(&mut w, *account, *kind, *amount, item, limits, signer)?,
+            terminal,
+        } => {
+            let item = Item {
+                kind: *kind,
+                amount: *amount,
+                bytes: item,
+                terminal: *terminal,
+            };
+            authorize(&mut w, *account, item, limits, signer)?
+        }
         Op::Commit { authorization } => commit(&mut w, *authorization)?,
         Op::Void {
             authorization,
             reached_printer,
-        } => void(&mut w, *authorization, *reached_printer)?,
+            terminal,
+        } => {
+            let report = VoidReport {
+                reached_printer: *reached_printer,
+                terminal: *terminal,
+            };
+            void(&mut w, *authorization, report, limits)?
+        }
         Op::ExpireDue { max } => expire(&mut w, *max)?,
         Op::RequestRefund { piece } => request_refund(&mut w, *piece, limits)?,
         Op::DecideRefund { piece, approve } => decide_refund(&mut w, *piece, *approve)?,
@@ -497,15 +521,27 @@ fn fund(
     })
 }
 
+/// What an authorization asks to issue.
+struct Item<'a> {
+    kind: u8,
+    amount: Cents,
+    bytes: &'a [u8],
+    terminal: Option<TerminalId>,
+}
+
 fn authorize(
     w: &mut Work,
     id: AccountId,
-    kind: u8,
-    amount: Cents,
-    item: &[u8],
+    item: Item<'_>,
     limits: &LedgerLimits,
     signer: &dyn ItemSigner,
 ) -> Result<Outcome, LedgerError> {
+    let Item {
+        kind,
+        amount,
+        bytes: item,
+        terminal,
+    } = item;
     let mut a = w.account(id)?;
     require_active(&a)?;
     if amount.is_zero() {
@@ -573,6 +609,7 @@ fn authorize(
         scanned: false,
         signed: signed.clone(),
         item: item.to_vec(),
+        terminal,
     });
     w.emit(
         a,
@@ -594,8 +631,9 @@ fn authorize(
     }))
 }
 
-/// A reservation that can still end: reserved and not past its expiry.
-fn open_reservation(w: &Work, id: PieceId) -> Result<Piece, LedgerError> {
+/// A piece whose reservation can still be settled: reserved (even past its expiry, until the
+/// reaper got to it) or unsettled.
+fn settleable(w: &Work, id: PieceId) -> Result<Piece, LedgerError> {
     let p = w.piece(id)?;
     match p.state {
         PieceState::Printed => Err(LedgerError::AlreadyCommitted(id)),
@@ -604,13 +642,7 @@ fn open_reservation(w: &Work, id: PieceId) -> Result<Piece, LedgerError> {
             id,
             expired_at_ms: p.expires_at_ms,
         }),
-        PieceState::Reserved if w.now_ms >= p.expires_at_ms => {
-            Err(LedgerError::AuthorizationExpired {
-                id,
-                expired_at_ms: p.expires_at_ms,
-            })
-        }
-        PieceState::Reserved => Ok(p),
+        PieceState::Reserved | PieceState::Unsettled => Ok(p),
     }
 }
 
@@ -636,48 +668,127 @@ fn do_commit(w: &mut Work, mut p: Piece) -> Result<Registers, LedgerError> {
     Ok(registers)
 }
 
+/// The terminal reports an unsettled piece on paper: it becomes plainly printed. No register
+/// moves (its value is in ascending since the reaper committed it), so a locked account does
+/// not stop it.
+fn settle(w: &mut Work, mut p: Piece) -> Result<Registers, LedgerError> {
+    debug_assert_eq!(p.state, PieceState::Unsettled);
+    let a = w.account(p.id.account)?;
+    let registers = a.registers;
+    p.state = PieceState::Printed;
+    w.emit(a, AuditEvent::Settled { piece: p.id.serial });
+    w.put_piece(p);
+    Ok(registers)
+}
+
 fn commit(w: &mut Work, id: PieceId) -> Result<Outcome, LedgerError> {
-    let p = open_reservation(w, id)?;
-    let registers = do_commit(w, p)?;
+    let p = settleable(w, id)?;
+    let registers = match p.state {
+        PieceState::Unsettled => settle(w, p)?,
+        _ => do_commit(w, p)?,
+    };
     Ok(Outcome::Committed { id, registers })
 }
 
-/// Releases a reservation back to descending.
-fn release(w: &mut Work, mut p: Piece, expired: bool) -> Result<Registers, LedgerError> {
+/// Releases a reservation back to descending (a void before the reaper committed it).
+fn release(w: &mut Work, mut p: Piece) -> Result<Registers, LedgerError> {
     let mut a = w.account(p.id.account)?;
     a.registers.pending = sub(a.registers.pending, p.amount, Register::Pending)?;
     a.registers.descending = add(a.registers.descending, p.amount, Register::Descending)?;
     let registers = a.registers;
-    p.state = if expired {
-        PieceState::Expired
-    } else {
-        PieceState::Voided
-    };
+    p.state = PieceState::Voided;
     w.emit(
         a,
         AuditEvent::Voided {
             piece: p.id.serial,
             amount: p.amount,
-            expired,
+            expired: false,
         },
     );
     w.put_piece(p);
     Ok(registers)
 }
 
-fn void(w: &mut Work, id: PieceId, reached_printer: bool) -> Result<Outcome, LedgerError> {
-    let p = open_reservation(w, id)?;
-    if !reached_printer {
-        let registers = release(w, p, false)?;
+/// What a terminal reports when it voids.
+#[derive(Clone, Copy)]
+struct VoidReport {
+    reached_printer: bool,
+    terminal: Option<TerminalId>,
+}
+
+fn void(
+    w: &mut Work,
+    id: PieceId,
+    report: VoidReport,
+    limits: &LedgerLimits,
+) -> Result<Outcome, LedgerError> {
+    let p = settleable(w, id)?;
+    let unsettled = p.state == PieceState::Unsettled;
+    if !report.reached_printer {
+        if unsettled {
+            return late_void(w, p, report.terminal, limits);
+        }
+        let registers = release(w, p)?;
         return Ok(Outcome::Voided { id, registers });
     }
-    do_commit(w, p)?;
+    if unsettled {
+        // On paper after all: settled, and a refund requested as for a printed piece.
+        refundable(w, &p, limits)?;
+        settle(w, p)?;
+    } else {
+        do_commit(w, p)?;
+    }
     let mut p = w.piece(id)?;
     submit_refund(w, &mut p)?;
     let registers = w.account(id.account)?.registers;
     Ok(Outcome::RefundRequested { id, registers })
 }
 
+/// The authorizing terminal reports an unsettled piece not on paper, within
+/// `late_void_window_ms` of its expiry: it becomes voided. Ascending never decreases, so the
+/// value comes back like an approved refund: descending += amount, control += amount.
+fn late_void(
+    w: &mut Work,
+    mut p: Piece,
+    terminal: Option<TerminalId>,
+    limits: &LedgerLimits,
+) -> Result<Outcome, LedgerError> {
+    let id = p.id;
+    if p.terminal.is_some() && p.terminal != terminal {
+        return Err(LedgerError::WrongTerminal { id });
+    }
+    let deadline_ms = p.expires_at_ms.saturating_add(limits.late_void_window_ms);
+    if w.now_ms > deadline_ms {
+        return Err(LedgerError::VoidWindowClosed { id, deadline_ms });
+    }
+    if p.refund.is_some() {
+        return Err(LedgerError::RefundAlreadyRequested(id));
+    }
+    if p.scanned {
+        return Err(LedgerError::PieceScanned(id));
+    }
+    let mut a = w.account(id.account)?;
+    if a.status == AccountStatus::Locked {
+        return Err(LedgerError::AccountLocked { account: a.id });
+    }
+    a.registers.descending = add(a.registers.descending, p.amount, Register::Descending)?;
+    a.registers.control = add(a.registers.control, p.amount, Register::Control)?;
+    let registers = a.registers;
+    p.state = PieceState::Voided;
+    w.emit(
+        a,
+        AuditEvent::LateVoid {
+            piece: id.serial,
+            amount: p.amount,
+        },
+    );
+    w.put_piece(p);
+    Ok(Outcome::Voided { id, registers })
+}
+
+/// The reaper: reservations nobody settled by their expiry are committed as printed and
+/// marked unsettled (pending → ascending). Issued value is never given back by expiry; a
+/// locked account does not stop it (the value left the account when the item was signed).
 fn expire(w: &mut Work, max: u32) -> Result<Outcome, LedgerError> {
     let due: Vec<Piece> = w
         .snap
@@ -688,9 +799,21 @@ fn expire(w: &mut Work, max: u32) -> Result<Outcome, LedgerError> {
         .cloned()
         .collect();
     let mut ids = Vec::with_capacity(due.len());
-    for p in due {
+    for mut p in due {
         ids.push(p.id);
-        release(w, p, true)?;
+        let mut a = w.account(p.id.account)?;
+        a.registers.pending = sub(a.registers.pending, p.amount, Register::Pending)?;
+        a.registers.ascending = add(a.registers.ascending, p.amount, Register::Ascending)?;
+        p.state = PieceState::Unsettled;
+        p.printed_at_ms = Some(w.now_ms);
+        w.emit(
+            a,
+            AuditEvent::CommittedUnsettled {
+                piece: p.id.serial,
+                amount: p.amount,
+            },
+        );
+        w.put_piece(p);
     }
     Ok(Outcome::Expired { ids })
 }
@@ -710,18 +833,16 @@ fn submit_refund(w: &mut Work, p: &mut Piece) -> Result<(), LedgerError> {
     Ok(())
 }
 
-fn request_refund(
-    w: &mut Work,
-    id: PieceId,
-    limits: &LedgerLimits,
-) -> Result<Outcome, LedgerError> {
-    let mut p = w.piece(id)?;
+/// Whether a refund may be requested for `p` now: committed (printed or unsettled), within
+/// the refund window of its print, once, not scanned, account not locked.
+fn refundable(w: &mut Work, p: &Piece, limits: &LedgerLimits) -> Result<(), LedgerError> {
+    let id = p.id;
     let a = w.account(id.account)?;
     if a.status == AccountStatus::Locked {
         return Err(LedgerError::AccountLocked { account: a.id });
     }
-    let printed_at = match (p.state, p.printed_at_ms) {
-        (PieceState::Printed, Some(t)) => t,
+    let printed_at = match (p.committed(), p.printed_at_ms) {
+        (true, Some(t)) => t,
         _ => return Err(LedgerError::NotPrinted(id)),
     };
     if p.refund.is_some() {
@@ -734,11 +855,19 @@ fn request_refund(
     if w.now_ms > deadline_ms {
         return Err(LedgerError::RefundWindowClosed { id, deadline_ms });
     }
+    Ok(())
+}
+
+fn request_refund(
+    w: &mut Work,
+    id: PieceId,
+    limits: &LedgerLimits,
+) -> Result<Outcome, LedgerError> {
+    let mut p = w.piece(id)?;
+    refundable(w, &p, limits)?;
     submit_refund(w, &mut p)?;
-    Ok(Outcome::RefundRequested {
-        id,
-        registers: a.registers,
-    })
+    let registers = w.account(id.account)?.registers;
+    Ok(Outcome::RefundRequested { id, registers })
 }
 
 /// An approved refund is a credit, like a refill: descending and control total both rise by

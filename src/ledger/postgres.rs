@@ -107,10 +107,14 @@ const MIGRATIONS: &[&str] = &[
     // 5: the refund requests awaiting a supervisor's decision, oldest first.
     "CREATE INDEX pieces_refunds_awaiting ON pieces(refund_submitted_at_ms)
         WHERE refund = 'submitted';",
+    // 6: issue 12 — the terminal that authorized a piece (only it may void the piece once
+    //    unsettled), and the unsettled pieces of an account (the index holds only those few).
+    "ALTER TABLE pieces ADD COLUMN terminal BIGINT;
+    CREATE INDEX pieces_unsettled ON pieces(account, serial) WHERE state = 'unsettled';",
 ];
 
 const ACCOUNT_COLS: &str = "id, license, status, descending, pending, ascending, control, last_piece, audit_seq, audit_head";
-const PIECE_COLS: &str = "account, serial, kind, amount, state, authorized_at_ms, expires_at_ms, printed_at_ms, refund, refund_submitted_at_ms, scanned, signed, item";
+const PIECE_COLS: &str = "account, serial, kind, amount, state, authorized_at_ms, expires_at_ms, printed_at_ms, refund, refund_submitted_at_ms, scanned, signed, item, terminal";
 
 fn db(e: tokio_postgres::Error) -> StoreError {
     StoreError::Database(e.to_string())
@@ -190,7 +194,7 @@ async fn connect(url: &str) -> Result<Conn, StoreError> {
         )
         .await?,
         piece_put: p(format!(
-            "INSERT INTO pieces ({PIECE_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+            "INSERT INTO pieces ({PIECE_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
              ON CONFLICT (account, serial) DO UPDATE SET state = EXCLUDED.state, \
              printed_at_ms = EXCLUDED.printed_at_ms, refund = EXCLUDED.refund, \
              refund_submitted_at_ms = EXCLUDED.refund_submitted_at_ms, scanned = EXCLUDED.scanned"
@@ -301,7 +305,17 @@ fn piece_row(r: &tokio_postgres::Row) -> PieceRow {
         scanned: r.get(10),
         signed: r.get(11),
         item: r.get(12),
+        terminal: r.get(13),
     }
+}
+
+fn idempotency_row(row: &tokio_postgres::Row) -> Result<IdempotencyRecord, StoreError> {
+    let fp: Vec<u8> = row.get(0);
+    let reply: String = row.get(1);
+    Ok(IdempotencyRecord {
+        fingerprint: store::hash32(&fp)?,
+        reply: ops::decode_reply(&reply).map_err(corrupt)?,
+    })
 }
 
 fn audit_record(r: &tokio_postgres::Row) -> Result<StoredAuditRecord, StoreError> {
@@ -413,14 +427,7 @@ impl PostgresStore {
         //    record. Duplicates with no account to lock meet on the primary key: 23505, retry.)
         let key = request.id.to_bytes();
         let existing = match tx.query_opt(&s.idem_get, &[&&key[..]]).await? {
-            Some(row) => {
-                let fp: Vec<u8> = row.get(0);
-                let reply: String = row.get(1);
-                Some(IdempotencyRecord {
-                    fingerprint: store::hash32(&fp)?,
-                    reply: ops::decode_reply(&reply).map_err(corrupt)?,
-                })
-            }
+            Some(row) => Some(idempotency_row(&row)?),
             None => None,
         };
         if let Some(reply) = ops::replay(existing, request) {
@@ -480,6 +487,7 @@ impl PostgresStore {
                             &r.scanned,
                             &r.signed,
                             &r.item,
+                            &r.terminal,
                         ],
                     )
                     .await?;
@@ -599,6 +607,26 @@ impl LedgerStore for PostgresStore {
             );
             c.client
                 .query(&sql, &[&i64::from(limit)])
+                .await
+                .map_err(db)?
+                .iter()
+                .map(|r| piece_row(r).into_piece())
+                .collect()
+        }))
+    }
+
+    fn unsettled(
+        &self,
+        account: AccountId,
+        limit: u32,
+    ) -> BoxFuture<'_, Result<Vec<Piece>, StoreError>> {
+        Box::pin(self.with_conn(async move |c| {
+            let sql = format!(
+                "SELECT {PIECE_COLS} FROM pieces WHERE state = 'unsettled' AND account = $1 \
+                 ORDER BY serial LIMIT $2"
+            );
+            c.client
+                .query(&sql, &[&int(account.0)?, &i64::from(limit)])
                 .await
                 .map_err(db)?
                 .iter()
@@ -745,6 +773,21 @@ impl LedgerStore for PostgresStore {
                     store::intent_from_columns(r.get(0), r.get(1), r.get(2), r.get(3), r.get(4))
                 })
                 .collect()
+        }))
+    }
+
+    fn idempotency_record(
+        &self,
+        request: RequestId,
+    ) -> BoxFuture<'_, Result<Option<IdempotencyRecord>, StoreError>> {
+        Box::pin(self.with_conn(async move |c| {
+            let key = request.to_bytes();
+            c.client
+                .query_opt(&c.stmts.idem_get, &[&&key[..]])
+                .await
+                .map_err(db)?
+                .map(|row| idempotency_row(&row))
+                .transpose()
         }))
     }
 

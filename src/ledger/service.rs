@@ -64,8 +64,10 @@ pub struct LedgerConfig {
     /// submissions). Ledger operations a store takes by `LedgerStore::submit` (SQLite) need
     /// no task: its bounded queue holds them.
     pub ledger_inflight_max: usize,
-    /// How often the reaper expires reservations, polls returned payments, prunes old
-    /// idempotency records and reconciles open payment intents (0 = never).
+    /// How often the reaper commits expired reservations as unsettled, polls returned
+    /// payments, prunes old idempotency records and reconciles open payment intents
+    /// (0 = never; `vendor.toml` may set it). The reservation lifetime and the late-void
+    /// window are `limits.authorization_expiry_ms` and `limits.late_void_window_ms`.
     pub reaper_interval_ms: u64,
     /// How long a request id is remembered (default 24 h). A retry with the same id must come
     /// sooner; after this it runs as a new request. Account openings are kept for good.
@@ -138,6 +140,7 @@ enum Command {
     Account(AccountId, Answer<Account>),
     Piece(PieceId, Answer<Piece>),
     Pieces(AccountId, Option<PieceSerial>, u32, Answer<Vec<Piece>>),
+    Unsettled(AccountId, u32, Answer<Vec<Piece>>),
     Statement(AccountId, u64, u64, Answer<Statement>),
     Verify(oneshot::Sender<Result<AuditReport, AuditBreak>>),
     Reap(Answer<Vec<PieceId>>),
@@ -255,11 +258,27 @@ impl LedgerHandle {
         amount: Cents,
         item: Vec<u8>,
     ) -> Result<Authorization, CallError> {
+        self.authorize_by(None, id, account, kind, amount, item)
+            .await
+    }
+
+    /// [`Self::authorize`] for `terminal`, recorded on the piece: only that terminal may void
+    /// the piece once it is unsettled.
+    pub async fn authorize_by(
+        &self,
+        terminal: Option<TerminalId>,
+        id: RequestId,
+        account: AccountId,
+        kind: u8,
+        amount: Cents,
+        item: Vec<u8>,
+    ) -> Result<Authorization, CallError> {
         let op = Op::Authorize {
             account,
             kind,
             amount,
             item,
+            terminal,
         };
         match self.execute(id, op).await? {
             Outcome::Authorized(a) => Ok(a),
@@ -286,11 +305,31 @@ impl LedgerHandle {
         authorization: AuthorizationId,
         reached_printer: bool,
     ) -> Result<Outcome, CallError> {
+        self.void_by(None, id, authorization, reached_printer).await
+    }
+
+    /// [`Self::void`] reported by `terminal`. On an unsettled piece a void that did not reach
+    /// the printer is a late void: only the authorizing terminal, within
+    /// `LedgerLimits::late_void_window_ms` of the expiry (`WrongTerminal`, `VoidWindowClosed`).
+    pub async fn void_by(
+        &self,
+        terminal: Option<TerminalId>,
+        id: RequestId,
+        authorization: AuthorizationId,
+        reached_printer: bool,
+    ) -> Result<Outcome, CallError> {
         let op = Op::Void {
             authorization,
             reached_printer,
+            terminal,
         };
         self.execute(id, op).await
+    }
+
+    /// Up to `limit` unsettled pieces of `account`, oldest first (committed as printed at
+    /// their expiry; charged until a late void).
+    pub async fn unsettled(&self, account: AccountId, limit: u32) -> Result<Vec<Piece>, CallError> {
+        self.call(|a| Command::Unsettled(account, limit, a)).await
     }
 
     pub async fn request_refund(
@@ -361,7 +400,8 @@ impl LedgerHandle {
             .await
     }
 
-    /// Runs the reaper now (expires due reservations, applies returned payments).
+    /// Runs the reaper now (commits due reservations as printed and unsettled — their ids are
+    /// returned —, applies returned payments, prunes, reconciles payment intents).
     pub async fn reap(&self) -> Result<Vec<PieceId>, CallError> {
         self.call(Command::Reap).await
     }
@@ -446,10 +486,17 @@ impl Service {
             amount,
             method: method.summary(),
         };
+        // Seen before? A retry gets its first answer and a reused request id with another
+        // body gets `IdempotencyConflict`: neither reaches the processor nor moves money (the
+        // processor is idempotent by key and would hand back the first request's receipt).
+        let seen = self.store.idempotency_record(id).await?;
+        if let Some(reply) = ops::replay(seen, &Request::new(id, op.clone())) {
+            return Ok(reply?);
+        }
         // Check status and limits before charging. If they fail, nothing is charged and the
-        // transaction refuses the top-up for the same reason (it checks them again). A replay
-        // answers the first result whatever is passed here; a replayed charge is idempotent at
-        // the processor (same key).
+        // transaction refuses the top-up for the same reason (it checks them again). A
+        // request racing one under the same id replays its result; its charge is idempotent
+        // at the processor (same key).
         let precheck = match self.store.account(account).await? {
             None => Err(LedgerError::UnknownAccount(account)),
             Some(a) => ops::check_fund(&a, amount, &self.config.limits),
@@ -482,12 +529,21 @@ impl Service {
             matches!(&external, External::Payment(Err(e)) if *e != PaymentError::Timeout);
         let result = self.execute(Request { id, op, external }).await;
         match (charged, result) {
+            // A request with another body under this id committed first (it raced the check
+            // above): the receipt under this key is that request's, and that request settles
+            // it. Nothing moves here.
+            (
+                Some(_),
+                Err(CallError::Refused(conflict @ LedgerError::IdempotencyConflict { .. })),
+            ) => Err(CallError::Refused(conflict)),
             // The processor took the money but the ledger refused to credit it: the account
             // changed between the check above and the transaction (locked by a returned
             // payment, say). Give the money back and record that; the client gets the refusal.
             (Some(receipt), Err(CallError::Refused(refusal))) => {
-                self.reverse(id, account, receipt, &refusal).await?;
-                self.resolve(id, IntentResolution::Reversed).await;
+                let resolution = self
+                    .reverse_uncredited(id, account, receipt, &refusal)
+                    .await?;
+                self.resolve(id, resolution).await;
                 Err(CallError::Refused(refusal))
             }
             (Some(_), Ok(outcome)) => {
@@ -573,19 +629,46 @@ impl Service {
                         .await;
                 }
                 Err(CallError::Refused(refusal)) => {
-                    if self
-                        .reverse(intent.request, intent.account, receipt, &refusal)
-                        .await
-                        .is_ok()
-                    {
-                        self.resolve(intent.request, IntentResolution::Reversed)
-                            .await;
+                    let settled = self
+                        .reverse_uncredited(intent.request, intent.account, receipt, &refusal)
+                        .await;
+                    if let Ok(resolution) = settled {
+                        self.resolve(intent.request, resolution).await;
                     }
                 }
                 Err(e) => return Err(e),
             }
         }
         Ok(())
+    }
+
+    /// Whether the ledger credited `receipt` under request `id` (its idempotency record is a
+    /// `Funded` naming that payment).
+    async fn credited(&self, id: RequestId, receipt: &PaymentReceipt) -> Result<bool, CallError> {
+        let record = self.store.idempotency_record(id).await?;
+        Ok(matches!(
+            record.map(|r| r.reply),
+            Some(Ok(Outcome::Funded { payment, .. })) if payment == receipt.id
+        ))
+    }
+
+    /// Reverses a charge the ledger refused — unless a credited record holds that receipt
+    /// (then the charge stands and the intent is `Credited`). The only way a charge is ever
+    /// reversed: a receipt the ledger credited is never given back.
+    async fn reverse_uncredited(
+        &self,
+        id: RequestId,
+        account: AccountId,
+        receipt: PaymentReceipt,
+        refusal: &LedgerError,
+    ) -> Result<IntentResolution, CallError> {
+        if self.credited(id, &receipt).await? {
+            tracing::warn!(%account, payment = %receipt.id.0, reason = %refusal,
+                "a refused top-up's receipt is credited under its request id; not reversed");
+            return Ok(IntentResolution::Credited);
+        }
+        self.reverse(id, account, receipt, refusal).await?;
+        Ok(IntentResolution::Reversed)
     }
 
     /// Reverses an approved charge the ledger refused, then records the reversal in the
@@ -729,6 +812,10 @@ impl Service {
                     Err(e) => Err(e.into()),
                 };
                 let _ = a.send(r);
+            }
+            Command::Unsettled(account, limit, a) => {
+                let r = self.store.unsettled(account, limit).await;
+                let _ = a.send(r.map_err(CallError::from));
             }
             Command::Statement(id, from, to, a) => {
                 let r = store::statement(&*self.store, id, from, to).await;

@@ -250,6 +250,11 @@ const MIGRATIONS: &[&str] = &[
     //    every piece (the index holds only the few pieces whose refund is submitted).
     "CREATE INDEX pieces_refunds_awaiting ON pieces(refund_submitted_at_ms)
         WHERE refund = 'submitted';",
+    // 10: issue 12 — the terminal that authorized a piece (only it may void the piece once
+    //     unsettled; written once, with the row), and the unsettled pieces of an account (the
+    //     index holds only those few).
+    "ALTER TABLE pieces ADD COLUMN terminal INTEGER;
+    CREATE INDEX pieces_unsettled ON pieces(account, serial) WHERE state = 'unsettled';",
 ];
 
 fn db(e: rusqlite::Error) -> StoreError {
@@ -1578,7 +1583,7 @@ macro_rules! piece_select {
     () => {
         "SELECT p.account, p.serial, p.kind, p.amount, p.state, p.authorized_at_ms, \
          p.expires_at_ms, p.printed_at_ms, p.refund, p.refund_submitted_at_ms, p.scanned, \
-         d.signed, d.item FROM pieces p JOIN piece_data d ON d.id = p.data "
+         d.signed, d.item, p.terminal FROM pieces p JOIN piece_data d ON d.id = p.data "
     };
 }
 const PIECE_BY_ID_SQL: &str = concat!(piece_select!(), "WHERE p.account = ?1 AND p.serial = ?2");
@@ -1587,6 +1592,11 @@ const PIECE_BY_ID_SQL: &str = concat!(piece_select!(), "WHERE p.account = ?1 AND
 const REFUNDS_AWAITING_SQL: &str = concat!(
     piece_select!(),
     "WHERE p.refund = 'submitted' ORDER BY p.refund_submitted_at_ms, p.account, p.serial LIMIT ?1"
+);
+/// One account's unsettled pieces, oldest first (through `pieces_unsettled`).
+const UNSETTLED_SQL: &str = concat!(
+    piece_select!(),
+    "WHERE p.state = 'unsettled' AND p.account = ?1 ORDER BY p.serial LIMIT ?2"
 );
 /// Reservations past their expiry, oldest first.
 const DUE_SQL: &str = concat!(
@@ -1624,6 +1634,7 @@ fn piece_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PieceRow> {
         scanned: r.get(10)?,
         signed: r.get(11)?,
         item: r.get(12)?,
+        terminal: r.get(13)?,
     })
 }
 
@@ -1782,7 +1793,7 @@ const AUDIT_NEXT_SQL: &str = "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequen
     WHERE name = 'audit'), 0), COALESCE((SELECT MAX(id) FROM audit), 0)) + 1";
 const PIECE_INSERT_HEAD: &str = "INSERT INTO pieces (account, serial, kind, amount, state, \
     authorized_at_ms, expires_at_ms, printed_at_ms, refund, refund_submitted_at_ms, scanned, \
-    data) VALUES ";
+    data, terminal) VALUES ";
 const PIECE_DATA_INSERT_HEAD: &str = "INSERT INTO piece_data (id, signed, item) VALUES ";
 const PIECE_UPDATE_SQL: &str = "UPDATE pieces SET state = ?3, printed_at_ms = ?4, refund = ?5, \
     refund_submitted_at_ms = ?6, scanned = ?7 WHERE serial = ?2 AND account = ?1";
@@ -2017,7 +2028,7 @@ fn write_rows(conn: &Connection, cursor: &mut WriteCursor, b: &Rows) -> Result<(
         conn,
         PIECE_INSERT_HEAD,
         "",
-        12,
+        13,
         &new_pieces,
         |(r, id), v| {
             v.extend([
@@ -2033,6 +2044,7 @@ fn write_rows(conn: &Connection, cursor: &mut WriteCursor, b: &Rows) -> Result<(
                 &r.refund_submitted_at_ms,
                 &r.scanned,
                 id,
+                &r.terminal,
             ])
         },
     )?;
@@ -2171,6 +2183,20 @@ impl LedgerStore for SqliteStore {
         }))
     }
 
+    fn unsettled(
+        &self,
+        account: AccountId,
+        limit: u32,
+    ) -> BoxFuture<'_, Result<Vec<Piece>, StoreError>> {
+        Box::pin(self.read(move |c| {
+            let mut stmt = c.prepare_cached(UNSETTLED_SQL).map_err(db)?;
+            let rows = stmt
+                .query_map(params![int(account.0)?, i64::from(limit)], piece_row)
+                .map_err(db)?;
+            rows.map(|r| r.map_err(db)?.into_piece()).collect()
+        }))
+    }
+
     fn account_audit(&self, id: AccountId) -> BoxFuture<'_, Result<Vec<AuditRecord>, StoreError>> {
         Box::pin(self.read(move |c| {
             let mut stmt = c.prepare_cached(ACCOUNT_AUDIT_SQL).map_err(db)?;
@@ -2256,6 +2282,13 @@ impl LedgerStore for SqliteStore {
                 })
                 .collect()
         }))
+    }
+
+    fn idempotency_record(
+        &self,
+        request: RequestId,
+    ) -> BoxFuture<'_, Result<Option<IdempotencyRecord>, StoreError>> {
+        Box::pin(self.read(move |c| read_idempotency(c, request)))
     }
 
     fn max_license(&self) -> BoxFuture<'_, Result<u64, StoreError>> {

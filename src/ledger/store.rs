@@ -2,7 +2,7 @@
 
 use super::audit::{self, AuditBreak, AuditRecord, AuditReport, BreakKind, StoredAuditRecord};
 use super::model::*;
-use super::ops::{Op, Request};
+use super::ops::{IdempotencyRecord, Op, Request};
 use super::payment::BoxFuture;
 use crate::money::Cents;
 
@@ -57,10 +57,25 @@ pub trait LedgerStore: Send + Sync + 'static {
     /// Up to `limit` refund requests awaiting a supervisor's decision (pieces whose refund is
     /// submitted), oldest request first.
     fn refunds_awaiting(&self, limit: u32) -> BoxFuture<'_, Result<Vec<Piece>, StoreError>>;
+    /// Up to `limit` unsettled pieces of `account` (committed as printed at their expiry and
+    /// not settled by their terminal since), oldest serial first.
+    fn unsettled(
+        &self,
+        account: AccountId,
+        limit: u32,
+    ) -> BoxFuture<'_, Result<Vec<Piece>, StoreError>>;
     /// One account's audit records in chain order (for statements).
     fn account_audit(&self, id: AccountId) -> BoxFuture<'_, Result<Vec<AuditRecord>, StoreError>>;
     /// All accounts and the whole audit log (row-id order), read in one consistent snapshot.
     fn audit_snapshot(&self) -> BoxFuture<'_, Result<AuditSnapshot, StoreError>>;
+    /// The committed idempotency record of `request`, if any (read only; nothing is decided).
+    /// An authorization's reply may come without its signed item (SQLite keeps that in the
+    /// piece). The service reads it before it charges a top-up, so a reused request id never
+    /// reaches the payment processor.
+    fn idempotency_record(
+        &self,
+        request: RequestId,
+    ) -> BoxFuture<'_, Result<Option<IdempotencyRecord>, StoreError>>;
     /// The largest license id recorded (to restart sequential licensing).
     fn max_license(&self) -> BoxFuture<'_, Result<u64, StoreError>>;
     /// Deletes up to `max` idempotency records stored before `before_ms` (a request retried
@@ -252,6 +267,7 @@ pub(crate) struct PieceRow {
     pub scanned: bool,
     pub signed: Vec<u8>,
     pub item: Vec<u8>,
+    pub terminal: Option<i64>,
 }
 
 impl PieceRow {
@@ -270,6 +286,7 @@ impl PieceRow {
             scanned: p.scanned,
             signed: p.signed.clone(),
             item: p.item.clone(),
+            terminal: p.terminal.map(|t| int(t.0)).transpose()?,
         })
     }
     pub fn into_piece(self) -> Result<Piece, StoreError> {
@@ -293,6 +310,7 @@ impl PieceRow {
             scanned: self.scanned,
             signed: self.signed,
             item: self.item,
+            terminal: self.terminal.map(|t| uint(t).map(TerminalId)).transpose()?,
         })
     }
 }

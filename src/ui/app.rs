@@ -1199,7 +1199,7 @@ impl App {
         match action {
             Action::RequestRefund if !self.config.kiosk => {
                 let state = self.history.iter().find(|e| e.job == id).map(|e| e.state);
-                if matches!(state, Some(ItemState::Printed)) {
+                if matches!(state, Some(ItemState::Printed | ItemState::Unsettled)) {
                     out.push(Command::RequestRefund { job: id });
                     self.set_item_state(id, ItemState::Refund(RefundState::Requested));
                     self.notice(Severity::Info, format!("Refund requested for {id}."));
@@ -1246,7 +1246,7 @@ impl App {
                     return;
                 };
                 match e.1 {
-                    ItemState::Printed => {
+                    ItemState::Printed | ItemState::Unsettled => {
                         out.push(Command::RequestRefund { job: e.0 });
                         self.set_item_state(e.0, ItemState::Refund(RefundState::Requested));
                         self.notice(Severity::Info, format!("Refund requested for {}.", e.0));

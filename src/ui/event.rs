@@ -148,7 +148,7 @@ impl ItemState {
             ItemState::Printing => "printing",
             ItemState::Printed => "printed",
             ItemState::Settling => "settling",
-            ItemState::Unsettled => "unsettled (charged)",
+            ItemState::Unsettled => "unsettled — charged",
             ItemState::Voided => "voided",
             ItemState::Refund(r) => r.label(),
         }

@@ -26,6 +26,10 @@ pub const MONITOR_PUSH_INTERVAL_MS_MIN: u64 = 50;
 pub const MONITOR_PUSH_INTERVAL_MS_MAX: u64 = 60_000;
 pub const MONITOR_QUEUE_MAX_LIMIT: usize = 4096;
 pub const MONITOR_SUBSCRIBERS_MAX_LIMIT: usize = 1024;
+/// Bounds of the ledger timings `vendor.toml` may set.
+pub const AUTHORIZATION_EXPIRY_MS_RANGE: std::ops::RangeInclusive<u64> = 1_000..=86_400_000;
+pub const REAPER_INTERVAL_MS_RANGE: std::ops::RangeInclusive<u64> = 10..=60_000;
+pub const LATE_VOID_WINDOW_MS_MAX: u64 = 30 * 24 * 3600 * 1000;
 
 /// `vendor.toml`. Every field has a default; units are in the names.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,6 +62,17 @@ pub struct VendorConfig {
     /// Largest single top-up in cents (default: the ledger's $10,000.00).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub top_up_max_cents: Option<u64>,
+    /// How long an authorization holds its reservation before the reaper commits it as
+    /// printed and unsettled (default: the ledger's 120,000 ms; 1 s ..= 24 h).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authorization_expiry_ms: Option<u64>,
+    /// How long after its expiry the authorizing terminal may still void an unsettled piece
+    /// (default: the ledger's 24 h; at most 30 days).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub late_void_window_ms: Option<u64>,
+    /// How often the ledger's reaper runs (default: 1,000 ms; 10 ..= 60,000).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reaper_interval_ms: Option<u64>,
 }
 
 impl Default for VendorConfig {
@@ -79,6 +94,9 @@ impl Default for VendorConfig {
             scans_per_connection_max: 64,
             top_up_min_cents: None,
             top_up_max_cents: None,
+            authorization_expiry_ms: None,
+            late_void_window_ms: None,
+            reaper_interval_ms: None,
         }
     }
 }
@@ -142,6 +160,58 @@ impl VendorConfig {
             && min > max
         {
             bail!("top_up_min_cents ({min}) is above top_up_max_cents ({max})");
+        }
+        self.validate_ledger_timings()
+    }
+
+    fn validate_ledger_timings(&self) -> anyhow::Result<()> {
+        for (name, v, range) in [
+            (
+                "authorization_expiry_ms",
+                self.authorization_expiry_ms,
+                AUTHORIZATION_EXPIRY_MS_RANGE,
+            ),
+            (
+                "reaper_interval_ms",
+                self.reaper_interval_ms,
+                REAPER_INTERVAL_MS_RANGE,
+            ),
+            (
+                "late_void_window_ms",
+                self.late_void_window_ms,
+                0..=LATE_VOID_WINDOW_MS_MAX,
+            ),
+        ] {
+            if let Some(v) = v
+                && !range.contains(&v)
+            {
+                bail!(
+                    "{name} must be {}..={}, got {v}",
+                    range.start(),
+                    range.end()
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies the ledger settings this file sets (top-up limits, timings) over `config`:
+    /// where set, they are the operator's word.
+    pub fn apply_to(&self, config: &mut crate::ledger::LedgerConfig) -> anyhow::Result<()> {
+        if let Some(v) = self.top_up_min_cents {
+            config.limits.top_up_min = crate::money::Cents::new(v)?;
+        }
+        if let Some(v) = self.top_up_max_cents {
+            config.limits.top_up_max = crate::money::Cents::new(v)?;
+        }
+        if let Some(v) = self.authorization_expiry_ms {
+            config.limits.authorization_expiry_ms = v;
+        }
+        if let Some(v) = self.late_void_window_ms {
+            config.limits.late_void_window_ms = v;
+        }
+        if let Some(v) = self.reaper_interval_ms {
+            config.reaper_interval_ms = v;
         }
         Ok(())
     }
@@ -286,5 +356,27 @@ mod tests {
         assert!(format!("{:#}", load_config(&p).unwrap_err()).contains("above"));
         std::fs::write(&p, "top_up_min_cents = 1\n").unwrap();
         assert_eq!(load_config(&p).unwrap().top_up_min_cents, Some(1));
+        for bad in [
+            "authorization_expiry_ms = 999\n",
+            "reaper_interval_ms = 0\n",
+            "late_void_window_ms = 2592000001\n",
+        ] {
+            std::fs::write(&p, bad).unwrap();
+            let name = bad.split(' ').next().unwrap();
+            assert!(
+                format!("{:#}", load_config(&p).unwrap_err()).contains(name),
+                "{bad}"
+            );
+        }
+        std::fs::write(
+            &p,
+            "authorization_expiry_ms = 3000\nreaper_interval_ms = 100\nlate_void_window_ms = 60000\n",
+        )
+        .unwrap();
+        let mut ledger = crate::ledger::LedgerConfig::default();
+        load_config(&p).unwrap().apply_to(&mut ledger).unwrap();
+        assert_eq!(ledger.limits.authorization_expiry_ms, 3000);
+        assert_eq!(ledger.reaper_interval_ms, 100);
+        assert_eq!(ledger.limits.late_void_window_ms, 60_000);
     }
 }

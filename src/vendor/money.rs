@@ -164,6 +164,8 @@ pub fn ledger_error(e: LedgerError) -> ErrorBody {
         LedgerError::AlreadyCommitted(_) => b(ErrorCode::AlreadyCommitted),
         LedgerError::AlreadyVoided(_) => b(ErrorCode::AlreadyVoided),
         LedgerError::AuthorizationExpired { .. } => b(ErrorCode::AuthorizationExpired),
+        LedgerError::VoidWindowClosed { .. } => b(ErrorCode::VoidWindowClosed),
+        LedgerError::WrongTerminal { .. } => b(ErrorCode::WrongTerminal),
         LedgerError::NotPrinted(_) => b(ErrorCode::NotPrinted),
         LedgerError::RefundWindowClosed { .. } => b(ErrorCode::RefundWindowClosed),
         LedgerError::RefundAlreadyRequested(_) | LedgerError::NoRefundPending(_) => {
@@ -252,6 +254,7 @@ pub fn item_state_name(state: crate::ledger::ItemState) -> &'static str {
     match state {
         ItemState::Reserved => "reserved",
         ItemState::Printed => "printed",
+        ItemState::Unsettled => "unsettled",
         ItemState::Voided => "voided",
         ItemState::RefundRequested => "refund_requested",
         ItemState::Refunded => "refunded",

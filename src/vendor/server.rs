@@ -12,7 +12,7 @@ use crate::indicium::{VendorKeys, verify_payload};
 use crate::ledger::licensing::EmbeddedLicensing;
 use crate::ledger::payment::SimulatedProcessor;
 use crate::ledger::service::{self, SystemClock};
-use crate::ledger::{AccountId, LedgerConfig, LedgerHandle, LedgerStore, Outcome};
+use crate::ledger::{AccountId, LedgerConfig, LedgerHandle, LedgerStore, Outcome, TerminalId};
 use crate::link::driver::{self, LinkHandle};
 use crate::link::guard::LinkState;
 use crate::link::keepalive::KeepaliveEndpoint;
@@ -124,13 +124,8 @@ impl VendorServer {
             .clone()
             .unwrap_or_else(|| files.ledger_path.to_string_lossy().into_owned());
         let mut ledger_config = options.ledger.clone();
-        // vendor.toml's top-up limits, where set, are the operator's word.
-        if let Some(v) = files.config.top_up_min_cents {
-            ledger_config.limits.top_up_min = crate::money::Cents::new(v)?;
-        }
-        if let Some(v) = files.config.top_up_max_cents {
-            ledger_config.limits.top_up_max = crate::money::Cents::new(v)?;
-        }
+        // vendor.toml's ledger settings, where set, are the operator's word.
+        files.config.apply_to(&mut ledger_config)?;
         let ledger = spawn_ledger(&database, &files.key, ledger_config)
             .await
             .with_context(|| format!("opening the ledger {database}"))?;
@@ -1031,7 +1026,8 @@ async fn authorize(state: &Arc<ConnState>, r: wire::Authorize) -> Result<Vec<u8>
     let a = state
         .shared
         .ledger
-        .authorize(
+        .authorize_by(
+            Some(TerminalId(active.terminal_id)),
             id,
             active.ledger_account,
             item.kind().code(),
@@ -1089,7 +1085,12 @@ async fn void(state: &Arc<ConnState>, r: wire::Void) -> Result<Vec<u8>, ErrorBod
     let o = state
         .shared
         .ledger
-        .void(id, piece, r.reached_printer)
+        .void_by(
+            Some(TerminalId(active.terminal_id)),
+            id,
+            piece,
+            r.reached_printer,
+        )
         .await
         .map_err(front::call_error)?;
     piece_done(o)

@@ -412,7 +412,8 @@ pub struct RefundRequest {
 #[serde(deny_unknown_fields)]
 pub struct PieceDone {
     pub piece_serial: u64,
-    /// `printed`, `voided` or `refund_requested`.
+    /// `printed`, `voided` or `refund_requested`. A `commit` of an unsettled piece answers
+    /// `printed` (settled); a late `void` of one answers `voided` (credited back).
     pub result: String,
     pub registers: WireRegisters,
 }
@@ -451,7 +452,11 @@ pub struct PieceInfo {
     pub piece_serial: u64,
     pub kind: u8,
     pub amount_cents: u64,
-    /// `reserved`, `printed`, `voided`, `refund_requested`, `refunded`, `refund_rejected`.
+    /// `reserved`, `printed`, `unsettled`, `voided`, `refund_requested`, `refunded`,
+    /// `refund_rejected`. `unsettled`: no commit or void came by the reservation's expiry, so
+    /// the vendor committed it as printed (charged); the terminal's `commit` makes it
+    /// `printed`, its `void` (not reached) within the late-void window `voided`. A decoder
+    /// must accept state names it does not know.
     pub item_state: String,
     pub authorized_at_ms: u64,
     pub expires_at_ms: u64,
@@ -512,11 +517,13 @@ pub struct Scanned {
     pub meter: String,
     pub piece_serial: u64,
     /// The piece's state when scanned: an `item_state` of [`PieceInfo`] (`reserved`,
-    /// `printed`, `voided`, `refund_requested`, `refunded`, `refund_rejected`), or `unknown`
+    /// `printed`, `unsettled`, `voided`, `refund_requested`, `refunded`, `refund_rejected`),
+    /// or `unknown`
     /// (the vendor holds no such piece), or `not_as_issued` (signed with the vendor's key but
     /// not the bytes the vendor issued for that serial).
     pub state: String,
     /// The piece must not be in the mail stream: it was voided, refunded, or is not as issued.
+    /// An `unsettled` piece is not fraud: it is charged.
     pub fraud: bool,
     /// This scan rejected the piece's pending refund request.
     pub refund_rejected: bool,

@@ -239,6 +239,12 @@ pub enum ErrorCode {
     AlreadyCommitted,
     AlreadyVoided,
     AuthorizationExpired,
+    /// `void` (not reached) of an unsettled piece after its late-void window: nothing changed,
+    /// the piece stays charged; request a refund instead.
+    VoidWindowClosed,
+    /// `void` (not reached) of an unsettled piece from a terminal other than the one that
+    /// authorized it: nothing changed.
+    WrongTerminal,
     NotPrinted,
     RefundAlreadyRequested,
     RefundWindowClosed,

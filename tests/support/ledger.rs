@@ -162,6 +162,7 @@ pub async fn authorize(
             kind: 1,
             amount: c(amount),
             item: vec![0xAB; 100],
+            terminal: None,
         },
         now_ms,
     )
@@ -190,4 +191,31 @@ pub fn authorization(reply: Reply) -> Authorization {
 
 pub async fn registers(store: &dyn LedgerStore, account: AccountId) -> Registers {
     store.account(account).await.unwrap().unwrap().registers
+}
+
+/// Authorizes `amount` on `account` for `terminal` (recorded on the piece).
+pub async fn authorize_by(
+    store: &dyn LedgerStore,
+    account: AccountId,
+    amount: u64,
+    now_ms: u64,
+    terminal: Option<TerminalId>,
+) -> Authorization {
+    let op = Op::Authorize {
+        account,
+        kind: 1,
+        amount: c(amount),
+        item: vec![0xAB; 100],
+        terminal,
+    };
+    authorization(exec(store, op, now_ms).await)
+}
+
+/// A void as `terminal` reports it.
+pub fn void_op(piece: PieceId, reached_printer: bool, terminal: Option<TerminalId>) -> Op {
+    Op::Void {
+        authorization: piece,
+        reached_printer,
+        terminal,
+    }
 }
