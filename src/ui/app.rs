@@ -590,7 +590,7 @@ impl App {
             self.notice(
                 Severity::Warn,
                 format!(
-                    "{} still {} being settled with the vendor. This counter keeps them and settles them the next time it starts. Press Ctrl-Q again to quit.",
+                    "{} {} still being settled with the vendor. This counter keeps them and settles them the next time it starts. Press Ctrl-Q again to quit.",
                     items_word(self.open_jobs),
                     if self.open_jobs == 1 { "is" } else { "are" }
                 ),
