@@ -85,7 +85,7 @@ fn raster_version(native: &Job, p: &Profile) -> Label {
     let mut r = Renderer::new(p);
     for b in &native.bytes {
         if let Some(c) = parser.push(*b) {
-            r.apply(c);
+            r.apply_and_print(c);
         }
     }
     let page = r.take_jobs().remove(0).image;

@@ -5,12 +5,17 @@ use std::time::{Duration, Instant};
 
 use frank::link::LinkState;
 use frank::printer::bitmap::Bitmap;
-use frank::printer::compiler::{CLEAR_BUFFERS, Element, Indicium, Job, Label, TextLine, compile};
+use std::sync::{Arc, Mutex};
+
+use frank::printer::compiler::{
+    CLEAR_BUFFERS, CompileOptions, Element, Indicium, Job, Label, Layout, PROCESS_ID_COMMAND_BYTES,
+    TextLine, compile, compile_with,
+};
 use frank::printer::emulator::{Emulator, EmulatorHandle, EmulatorOptions, Fault};
 use frank::printer::profile::{Profile, shipped};
 use frank::printer::streamer::{
-    IndiciumPaper, JobOutcome, NoMilestones, OpenError, PrinterFault, PrinterPort, StreamConfig,
-    spawn_job,
+    AbortCause, IndiciumPaper, JobOutcome, Milestone, Milestones, NoMilestones, OpenError,
+    PrinterFault, PrinterPort, StreamConfig, resync, resync_nul_bytes, spawn_job,
 };
 use tokio::sync::watch;
 
@@ -226,10 +231,19 @@ fn check_abort(job: &Job, outcome: JobOutcome, at_flip: usize, emu: &EmulatorHan
         &job.bytes[..bytes_sent],
         "bytes_sent is exact"
     );
-    assert_eq!(
-        &got[bytes_sent..bytes_sent + CLEAR_BUFFERS.len()],
-        &CLEAR_BUFFERS
-    );
+    // Inside the indicium, before its process ID went out: NULs finish the command cut off
+    // and the indicium's ID marks what was sent, then the clear.
+    let mut at = bytes_sent;
+    let r = job.indicium.clone().unwrap();
+    let pid = job.indicium_pid.unwrap();
+    if bytes_sent > r.start && bytes_sent < pid.offset + PROCESS_ID_COMMAND_BYTES {
+        let pad = job.remaining_in_command(bytes_sent);
+        assert!(got[at..at + pad].iter().all(|b| *b == 0));
+        at += pad;
+        assert_eq!(&got[at..at + PROCESS_ID_COMMAND_BYTES], &pid.id.command());
+        at += PROCESS_ID_COMMAND_BYTES;
+    }
+    assert_eq!(&got[at..at + CLEAR_BUFFERS.len()], &CLEAR_BUFFERS);
     assert!(emu.stats().clears >= 1);
     bytes_sent
 }
@@ -262,12 +276,14 @@ fn lapse_at_both_edges_of_the_indicium() {
     let (outcome, at_flip, emu) = lapse_at(&p, &job, last_inside);
     let sent = check_abort(&job, outcome, at_flip, &emu);
     assert!(sent == last_inside || sent == r.end, "{sent}");
-    assert_eq!(outcome_complete(outcome), sent == r.end);
-    // Exactly at the end of the indicium: complete.
+    // On paper exactly when the printer answered the indicium's process ID.
+    let pid = job.indicium_pid.unwrap().id;
+    assert_eq!(outcome_complete(outcome), emu.answered_ids().contains(&pid));
+    // At the end of the indicium: all of it sent; on paper iff its ID came back.
     let (outcome, at_flip, emu) = lapse_at(&p, &job, r.end);
     let sent = check_abort(&job, outcome, at_flip, &emu);
     assert!(sent >= r.end);
-    assert!(outcome_complete(outcome));
+    assert_eq!(outcome_complete(outcome), emu.answered_ids().contains(&pid));
     // Lapsed before the job starts: nothing but the cancel reaches the printer.
     let (outcome, at_flip, emu) = lapse_at(&p, &job, 0);
     assert_eq!(check_abort(&job, outcome, at_flip, &emu), 0);
@@ -472,4 +488,343 @@ fn cover_open_over_the_control_socket() {
     s.write_all(b"status\n").unwrap();
     let status = lines.next().unwrap().unwrap();
     assert!(status.contains("cover_open=true"), "{status}");
+}
+
+/// A 4 × 6 in postage-style label: the Data Matrix at the top, text below it.
+fn postage_label(payload: &str) -> Label {
+    let mut elements = vec![
+        Element::Text(TextLine::plain("USPS PRIORITY MAIL")),
+        Element::Indicium(Indicium::DataMatrix {
+            data: payload.as_bytes().to_vec(),
+            module_px: 6,
+        }),
+    ];
+    for i in 0..12 {
+        let mut t = TextLine::plain(&format!("LINE {i} OF THE ADDRESS BLOCK"));
+        t.height_mul = 2;
+        elements.push(Element::Text(t));
+    }
+    Label {
+        elements,
+        cut: true,
+    }
+}
+
+fn rotated_job(p: &Profile, payload: &str) -> Job {
+    compile_with(
+        &postage_label(payload),
+        p,
+        &CompileOptions {
+            chunk_bytes_max: 256,
+            job_seq: 7,
+            layout: Layout::Rotated180,
+        },
+    )
+    .unwrap()
+}
+
+/// The Data Matrix payloads decodable in the emulator's PNGs.
+fn decoded_indicia(emu: &EmulatorHandle) -> Vec<String> {
+    let mut out = Vec::new();
+    for png in emu.pngs() {
+        let luma = image::open(&png).unwrap().into_luma8();
+        let (w, h) = luma.dimensions();
+        if let Ok(r) = rxing::helpers::detect_in_luma_with_hints(
+            luma.into_raw(),
+            w,
+            h,
+            Some(rxing::BarcodeFormat::DATA_MATRIX),
+            &mut rxing::DecodeHints::default(),
+        ) {
+            out.push(r.getText().to_string());
+        }
+    }
+    out
+}
+
+/// Flips the link when a milestone is reached, and records them all.
+struct LapseOn {
+    at: Option<Milestone>,
+    link: watch::Sender<LinkState>,
+    seen: Arc<Mutex<Vec<Milestone>>>,
+    refuse: Option<Milestone>,
+}
+
+impl Milestones for LapseOn {
+    fn reached(&mut self, m: Milestone) -> Result<(), String> {
+        self.seen.lock().unwrap().push(m);
+        if Some(m) == self.at {
+            self.link.send_replace(LinkState::Lapsed);
+        }
+        if Some(m) == self.refuse {
+            return Err("journal full".into());
+        }
+        Ok(())
+    }
+}
+
+/// Run `job` with a lapse at milestone `at` (or a refusal at `refuse`).
+fn run_with(
+    p: &Profile,
+    job: &Job,
+    at: Option<Milestone>,
+    refuse: Option<Milestone>,
+    dir: &std::path::Path,
+) -> (JobOutcome, Vec<Milestone>, EmulatorHandle) {
+    let emu = spawn_emulator(p, Some(dir));
+    let port = PrinterPort::open(emu.device_path(), p, None).unwrap();
+    let (tx, link) = watch::channel(LinkState::Up);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let obs = LapseOn {
+        at,
+        link: tx,
+        seen: seen.clone(),
+        refuse,
+    };
+    let (h, _) = spawn_job(
+        port,
+        job.clone(),
+        link,
+        StreamConfig::default(),
+        Box::new(obs),
+    );
+    let (_port, outcome) = h.join().unwrap();
+    let seen = seen.lock().unwrap().clone();
+    (outcome, seen, emu)
+}
+
+fn wait_pages(emu: &EmulatorHandle, n: usize) {
+    wait_for("the pages", || emu.pngs().len() >= n);
+}
+
+#[test]
+fn completed_only_when_the_end_id_arrives_with_all_milestones() {
+    let mut p = profile();
+    p.serial.baud = 115_200;
+    let dir = tempfile::tempdir().unwrap();
+    let job = rotated_job(&p, "FRANK-IBI-0007");
+    let (outcome, seen, emu) = run_with(&p, &job, None, None, dir.path());
+    assert_eq!(
+        outcome,
+        JobOutcome::Completed {
+            bytes_sent: job.bytes.len(),
+            indicium: IndiciumPaper::Printed
+        }
+    );
+    assert_eq!(
+        seen,
+        vec![
+            Milestone::IndiciumSending,
+            Milestone::IndiciumSent,
+            Milestone::IndiciumPrinted,
+            Milestone::EndPrinted
+        ]
+    );
+    // Completed means printed: the page is already cut.
+    assert_eq!(emu.jobs().len(), 1);
+    assert_eq!(
+        emu.answered_ids(),
+        vec![job.indicium_pid.unwrap().id, job.end_pid.unwrap().id]
+    );
+    wait_pages(&emu, 1);
+    assert_eq!(decoded_indicia(&emu), vec!["FRANK-IBI-0007".to_string()]);
+    // Rotated 180°: the text lines print last line first.
+    let page = &emu.jobs()[0];
+    assert_eq!(page.text.first().unwrap(), "LINE 11 OF THE ADDRESS BLOCK");
+    assert_eq!(page.text.last().unwrap(), "USPS PRIORITY MAIL");
+}
+
+#[test]
+fn lapse_before_the_indicium_id_clears_it_off_the_paper() {
+    let mut p = profile();
+    p.serial.baud = 115_200;
+    let dir = tempfile::tempdir().unwrap();
+    let job = rotated_job(&p, "FRANK-IBI-0008");
+    // All indicium bytes are out, but the engine is still printing the lines before it.
+    let (outcome, seen, emu) = run_with(&p, &job, Some(Milestone::IndiciumSent), None, dir.path());
+    let JobOutcome::Aborted {
+        indicium,
+        cancel_confirmed,
+        cause,
+        ..
+    } = outcome
+    else {
+        panic!("{outcome:?}");
+    };
+    assert_eq!(indicium, IndiciumPaper::Cleared);
+    assert!(!indicium.on_paper() && cancel_confirmed);
+    assert_eq!(cause, AbortCause::Link);
+    assert!(!seen.contains(&Milestone::IndiciumPrinted));
+    wait_pages(&emu, 1);
+    let page = emu.jobs().into_iter().last().unwrap();
+    assert!(page.text.iter().any(|t| t == "VOID"), "{:?}", page.text);
+    assert!(page.data_matrix.is_empty());
+    assert!(decoded_indicia(&emu).is_empty());
+    // The cleared ID is never answered, even later.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!emu.answered_ids().contains(&job.indicium_pid.unwrap().id));
+}
+
+#[test]
+fn lapse_after_the_indicium_id_leaves_it_printed() {
+    let mut p = profile();
+    p.serial.baud = 115_200;
+    let dir = tempfile::tempdir().unwrap();
+    let job = rotated_job(&p, "FRANK-IBI-0009");
+    let (outcome, seen, emu) =
+        run_with(&p, &job, Some(Milestone::IndiciumPrinted), None, dir.path());
+    assert!(
+        matches!(
+            outcome,
+            JobOutcome::Aborted {
+                indicium: IndiciumPaper::Printed,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+    assert!(!seen.contains(&Milestone::EndPrinted));
+    wait_pages(&emu, 1);
+    assert_eq!(decoded_indicia(&emu), vec!["FRANK-IBI-0009".to_string()]);
+}
+
+#[test]
+fn a_refusing_journal_keeps_the_indicium_off_the_line() {
+    let mut p = profile();
+    p.serial.baud = 115_200;
+    let dir = tempfile::tempdir().unwrap();
+    let job = rotated_job(&p, "FRANK-IBI-0010");
+    let (outcome, seen, emu) =
+        run_with(&p, &job, None, Some(Milestone::IndiciumSending), dir.path());
+    let JobOutcome::Aborted {
+        indicium,
+        cause,
+        bytes_sent,
+        ..
+    } = outcome
+    else {
+        panic!("{outcome:?}");
+    };
+    assert_eq!(
+        (indicium, cause),
+        (IndiciumPaper::NotSent, AbortCause::Milestone)
+    );
+    assert_eq!(bytes_sent, job.indicium.clone().unwrap().start);
+    assert_eq!(seen, vec![Milestone::IndiciumSending]);
+    let got = strip_polls(&emu.received_bytes(), &job);
+    assert_eq!(&got[..bytes_sent], &job.bytes[..bytes_sent]);
+    assert!(
+        !got[bytes_sent..]
+            .windows(6)
+            .any(|w| w == &job.bytes[bytes_sent..bytes_sent + 6])
+    );
+}
+
+#[test]
+fn paper_out_mid_print_stops_the_engine_and_clears_the_indicium() {
+    let mut p = profile();
+    p.serial.baud = 115_200;
+    let dir = tempfile::tempdir().unwrap();
+    let job = rotated_job(&p, "FRANK-IBI-0011");
+    let emu = spawn_emulator(&p, Some(dir.path()));
+    // Paper ends once the whole job is received: the engine stops a few lines in.
+    emu.inject(Fault::PaperOutAfter(job.bytes.len() as u64));
+    let port = PrinterPort::open(emu.device_path(), &p, None).unwrap();
+    let (_tx, link) = watch::channel(LinkState::Up);
+    let (h, _) = spawn_job(
+        port,
+        job.clone(),
+        link,
+        StreamConfig::default(),
+        Box::new(NoMilestones),
+    );
+    let (_port, outcome) = h.join().unwrap();
+    assert!(
+        matches!(
+            outcome,
+            JobOutcome::Faulted {
+                fault: PrinterFault::PaperOut,
+                indicium: IndiciumPaper::Cleared,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+    // What printed stays printed, nothing after it: tear it off and look.
+    emu.tear_off();
+    wait_pages(&emu, 1);
+    let page = &emu.jobs()[0];
+    assert!(page.image.height_px() > 0);
+    assert!(page.data_matrix.is_empty());
+    assert!(decoded_indicia(&emu).is_empty());
+    // Reloading paper prints nothing more: the buffer was cleared.
+    emu.inject(Fault::PaperIn);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(emu.answered_ids().is_empty());
+    assert_eq!(emu.jobs().len(), 1);
+}
+
+/// Write the first `n` bytes of `job` straight to the device, as a counter that died would.
+fn abandon(emu: &EmulatorHandle, job: &Job, n: usize) {
+    use std::io::Write;
+    let mut dev = std::fs::OpenOptions::new()
+        .write(true)
+        .open(emu.device_path())
+        .unwrap();
+    dev.write_all(&job.bytes[..n]).unwrap();
+    dev.flush().unwrap();
+    let want = n as u64;
+    wait_for("the abandoned bytes", || emu.stats().received_total >= want);
+}
+
+#[test]
+fn resync_after_a_job_abandoned_mid_raster_band() {
+    for (id, pids) in [("virtual", true), ("generic-80mm", false)] {
+        let mut p = shipped(id).unwrap();
+        p.serial.baud = 115_200;
+        let dir = tempfile::tempdir().unwrap();
+        let emu = spawn_emulator(&p, Some(dir.path()));
+        let old = compile(&raster_label(), &p, 256).unwrap();
+        let r = old.indicium.clone().unwrap();
+        // Cut off inside the indicium's first raster band.
+        abandon(&emu, &old, r.start + 500);
+        let mut port = PrinterPort::open(emu.device_path(), &p, None).unwrap();
+        let report = resync(&mut port, &StreamConfig::default()).unwrap();
+        assert_eq!(report.settled, pids, "{id}: {report:?}");
+        assert_eq!(report.clear_confirmed, pids, "{id}");
+        assert_eq!(report.nul_bytes, resync_nul_bytes(&p));
+        assert!(report.earlier_ids.is_empty(), "{id}: {report:?}");
+        // The next job prints as itself.
+        let mut label = raster_label();
+        label.elements[0] = Element::Text(TextLine::plain("NEXT JOB"));
+        let job = compile_with(
+            &label,
+            &p,
+            &CompileOptions {
+                job_seq: 1,
+                ..CompileOptions::default()
+            },
+        )
+        .unwrap();
+        let (_tx, link) = watch::channel(LinkState::Up);
+        let (h, _) = spawn_job(
+            port,
+            job,
+            link,
+            StreamConfig::default(),
+            Box::new(NoMilestones),
+        );
+        let (_port, outcome) = h.join().unwrap();
+        assert!(
+            matches!(outcome, JobOutcome::Completed { .. }),
+            "{id}: {outcome:?}"
+        );
+        wait_for(&format!("{id}: the page"), || !emu.jobs().is_empty());
+        let page = emu.jobs().into_iter().last().unwrap();
+        // What the dead job had complete may have printed before it (nul_init cannot clear);
+        // the next job's lines come out whole and in order, none swallowed as image data.
+        let want = ["NEXT JOB", "TO:", "JANE DOE", "1 MAIN ST"].map(String::from);
+        assert!(page.text.ends_with(&want), "{id}: {:?}", page.text);
+        assert_eq!(emu.stats().overrun_bytes, 0, "{id}");
+    }
 }

@@ -640,6 +640,8 @@ struct Run<'a> {
     /// The indicium's process ID went out whole (its own command, or the marker sent before a
     /// cancel), so its absence after a confirmed clear means "not printed".
     indicium_pid_sent: bool,
+    /// The command cut off at `sent` was NUL-finished (before the marker).
+    command_finished: bool,
     milestone_failed: bool,
 }
 
@@ -672,6 +674,7 @@ pub fn stream_job(
         indicium_printed: false,
         end_printed: false,
         indicium_pid_sent: false,
+        command_finished: false,
         milestone_failed: false,
     };
     run.publish();
@@ -951,21 +954,20 @@ impl Run<'_> {
     }
 
     /// Before a cancel: if the indicium went (partly) out but its process ID did not, send the
-    /// ID now (only at a command boundary), so its reply — or its absence once the clear is
-    /// confirmed — says whether what was sent printed.
+    /// ID now, so its reply — or its absence once the clear is confirmed — says whether what
+    /// was sent printed. Stopped inside a command (a raster band), NULs finish it first (the
+    /// rest of the band prints white).
     fn mark_indicium(&mut self) -> Result<(), PrinterFault> {
         let (Some(r), Some(mark)) = (self.job.indicium.as_ref(), self.job.indicium_pid) else {
             return Ok(());
         };
         let native_unfinished = self.job.indicium_native && self.sent < r.end;
-        if self.sent <= r.start
-            || self.indicium_pid_sent
-            || native_unfinished
-            || !self.job.is_boundary(self.sent)
-        {
+        if self.sent <= r.start || self.indicium_pid_sent || native_unfinished {
             return Ok(());
         }
-        let cmd = mark.id.command();
+        let mut cmd = vec![0u8; self.job.remaining_in_command(self.sent)];
+        self.command_finished = true;
+        cmd.extend_from_slice(&mark.id.command());
         let (n, fault) = self
             .port
             .write_counted(&cmd, Duration::from_millis(self.cfg.write_timeout_ms));
@@ -1007,7 +1009,12 @@ impl Run<'_> {
             return Ok((true, true));
         }
         // Still silent: finish a half-received command with NULs, then ask again (receiptline).
-        let mut retry = vec![0u8; self.job.remaining_in_command(self.sent)];
+        let nuls = if self.command_finished {
+            0
+        } else {
+            self.job.remaining_in_command(self.sent)
+        };
+        let mut retry = vec![0u8; nuls];
         retry.extend_from_slice(&CLEAR_BUFFERS);
         let (n, fault) = self.port.write_counted(&retry, timeout);
         self.owed.feed(&retry[..n]);
@@ -1166,30 +1173,55 @@ pub fn resync(port: &mut PrinterPort, cfg: &StreamConfig) -> Result<ResyncReport
             std::thread::sleep((deadline - now).min(Duration::from_millis(IDLE_POLL_MS)));
         }
     };
-    let write = |port: &mut PrinterPort, bytes: &[u8]| match port.write_counted(bytes, timeout) {
-        (_, Some(f)) => Err(f),
-        (_, None) => Ok(()),
-    };
+    // Paced like a job: a flush longer than the receive buffer must not overrun it.
+    let lead = cfg
+        .lead_bytes_max
+        .min(profile.receive_buffer_bytes as usize / 2)
+        .max(1);
+    let mut pacer = Pacer::new(profile.sustained_bytes_per_s(), lead, Instant::now());
+    // `settle`: wait until the printer has taken it all in, so the next job's pacer starts
+    // from an empty receive buffer.
+    let mut write =
+        |port: &mut PrinterPort, bytes: &[u8], settle: bool| -> Result<(), PrinterFault> {
+            for piece in bytes.chunks(lead.min(cfg.chunk_bytes_max).max(1)) {
+                loop {
+                    let now = Instant::now();
+                    let at = pacer.ready_at(now, piece.len());
+                    if at <= now {
+                        break;
+                    }
+                    std::thread::sleep((at - now).min(Duration::from_millis(IDLE_POLL_MS)));
+                }
+                if let (_, Some(f)) = port.write_counted(piece, timeout) {
+                    return Err(f);
+                }
+                pacer.on_sent(Instant::now(), piece.len());
+            }
+            if settle {
+                std::thread::sleep(pacer.drain_time(Instant::now()));
+            }
+            Ok(())
+        };
     let clear_wait = Duration::from_millis(cfg.clear_reply_timeout_ms);
     let dle_dc4 = profile.clear_buffer == ClearBuffer::DleDc4;
     let mut clear_confirmed = false;
     if dle_dc4 {
-        write(port, &CLEAR_BUFFERS)?;
+        write(port, &CLEAR_BUFFERS, false)?;
         let deadline = Instant::now() + line_time(CLEAR_BUFFERS.len()) + clear_wait;
         clear_confirmed = wait(port, &mut inbox, deadline, &|i| i.clears >= 1)?;
     }
     let nul_bytes = resync_nul_bytes(&profile);
     let mut flush = vec![0u8; nul_bytes];
     flush.extend_from_slice(&INIT);
-    write(port, &flush)?;
+    write(port, &flush, true)?;
     if dle_dc4 && !clear_confirmed {
-        write(port, &CLEAR_BUFFERS)?;
+        write(port, &CLEAR_BUFFERS, false)?;
         let deadline = Instant::now() + line_time(flush.len()) + clear_wait;
         clear_confirmed = wait(port, &mut inbox, deadline, &|i| i.clears >= 1)?;
     }
     let mut settled = false;
     if profile.status.process_id {
-        write(port, &RESYNC_PROCESS_ID.command())?;
+        write(port, &RESYNC_PROCESS_ID.command(), false)?;
         let deadline = Instant::now()
             + line_time(flush.len() + PROCESS_ID_COMMAND_BYTES)
             + Duration::from_millis(cfg.print_reply_timeout_ms);

@@ -1,9 +1,16 @@
 //! The virtual printer: a pty pair that behaves like an ESC/POS printer.
 //!
 //! The emulator reads from the pty master only as fast as the baud rate allows, into a finite
-//! receive buffer; its print engine drains that buffer at the profile's throughput through the
-//! [`parser`] into the [`render`]er, which cuts pages into PNGs. Real-time commands are answered
-//! at receive time with Epson's reply bytes. Faults are injected in-process
+//! receive buffer. Bytes wait there until the engine takes them: the [`parser`] takes them at the
+//! profile's `throughput_bytes_per_s` while the print buffer (rows developed, not yet printed)
+//! holds fewer than [`PRINT_AHEAD_ROWS_MAX`] rows; a command is developed by the [`render`]er
+//! only once complete (a raster band or a Data Matrix prints only when all its bytes are in),
+//! and its rows print at the engine's speed (`[engine] speed_mm_per_s` × dpi / 25.4 rows/s).
+//! Process IDs (`GS ( H` fn 48) are answered when the print position passes them; a page's PNG
+//! is written when its cut prints and holds exactly what printed. Real-time commands are
+//! answered at receive time with Epson's reply bytes; a clear (DLE DC4 fn 8) drops the receive
+//! buffer and everything not yet printed, so a cleared process ID is never answered. Paper out
+//! or an open cover stops the engine where it is. Faults are injected in-process
 //! ([`EmulatorHandle::inject`]) or over a Unix control socket with one-line text commands
 //! (docs/PRINTING.md §Emulator control protocol).
 
@@ -26,7 +33,7 @@ use nix::sys::termios::{SetArg, cfmakeraw, tcgetattr, tcsetattr};
 
 use self::parser::Parser;
 use self::render::{RenderedJob, Renderer, png_bytes};
-use crate::printer::compiler::CLEAR_BUFFERS_REPLY;
+use crate::printer::compiler::{CLEAR_BUFFERS_REPLY, ProcessId};
 use crate::printer::profile::{FlowControl, Profile};
 use crate::printer::realtime::{Realtime, RealtimeMatcher};
 
@@ -42,6 +49,14 @@ pub const ARRIVALS_MAX: usize = 65_536;
 pub const CONTROL_LINE_BYTES_MAX: usize = 256;
 /// Most bytes read from the pty in one go.
 const READ_BYTES_MAX: usize = 4096;
+/// Most time an engine tick may catch up on after a late wake-up.
+pub const ENGINE_CREDIT_MS: u64 = 50;
+/// The print buffer: the parser takes no more bytes while this many rows wait to print.
+pub const PRINT_AHEAD_ROWS_MAX: usize = 256;
+/// Process IDs held while the emulator is `silent` (then sent on `resume`).
+const HELD_IDS_MAX: usize = 64;
+/// Process IDs answered, kept for inspection.
+pub const ANSWERED_IDS_MAX: usize = 4096;
 
 /// Emulator settings beyond the profile.
 #[derive(Debug, Clone, Default)]
@@ -110,6 +125,9 @@ struct Shared {
     clears: u64,
     rx_high_water_bytes: usize,
     error: Option<String>,
+    /// Process IDs answered, in order (up to [`ANSWERED_IDS_MAX`]).
+    answered: Vec<ProcessId>,
+    tear_off: bool,
 }
 
 /// A snapshot of the emulator's counters.
@@ -123,6 +141,7 @@ pub struct EmulatorStats {
     pub rx_high_water_bytes: usize,
     pub paper_out: bool,
     pub vanished: bool,
+    pub process_ids_answered: usize,
 }
 
 /// A running virtual printer.
@@ -240,7 +259,19 @@ impl EmulatorHandle {
             rx_high_water_bytes: s.rx_high_water_bytes,
             paper_out: s.paper_out,
             vanished: s.vanished,
+            process_ids_answered: s.answered.len(),
         }
+    }
+
+    /// Process IDs answered so far, in order.
+    pub fn answered_ids(&self) -> Vec<ProcessId> {
+        lock(&self.shared).answered.clone()
+    }
+
+    /// Tear off what has printed of the current, uncut page: it becomes a page (and a PNG)
+    /// with [`render::CutKind::Torn`]. Acted on by the engine within a tick.
+    pub fn tear_off(&self) {
+        lock(&self.shared).tear_off = true;
     }
 
     /// An I/O error that stopped the emulator, if any.
@@ -332,17 +363,23 @@ impl Engine {
 
     fn pump(&mut self) -> std::io::Result<()> {
         let line_bytes_per_s = f64::from(self.baud) / 10.0;
-        let print_bytes_per_s = f64::from(self.profile.throughput_bytes_per_s);
+        let process_bytes_per_s = f64::from(self.profile.throughput_bytes_per_s);
+        let rows_per_s = self.profile.engine_rows_per_s();
         let rx_cap = self.profile.receive_buffer_bytes as usize;
         let flow_none = self.profile.serial.flow_control == FlowControl::None;
-        // Credit never banks more than a few ms of line time: an idle line does not store speed.
+        // Line credit never banks more than a few ms: an idle line does not store speed. The
+        // engine's credit banks up to ENGINE_CREDIT_MS so a late tick on a busy machine does
+        // not make it slower than the profile says (the host paces by that speed).
         let credit_max = (line_bytes_per_s * 0.004).max(16.0);
-        let print_credit_max = (print_bytes_per_s * 0.004).max(16.0);
+        let engine_s = ENGINE_CREDIT_MS as f64 / 1000.0;
+        let process_credit_max = (process_bytes_per_s * engine_s).max(16.0);
+        let row_credit_max = (rows_per_s * engine_s).max(1.0);
         let mut rx: VecDeque<u8> = VecDeque::with_capacity(rx_cap);
         let mut realtime = RealtimeMatcher::default();
         let mut parser = Parser::new();
         let mut renderer = Renderer::new(&self.profile);
-        let (mut credit, mut print_credit) = (0.0f64, 0.0f64);
+        let (mut credit, mut process_credit, mut row_credit) = (0.0f64, 0.0f64, 0.0f64);
+        let mut held: Vec<ProcessId> = Vec::new();
         let mut last = Instant::now();
         let mut buf = vec![0u8; READ_BYTES_MAX];
         let mut page_no = 0usize;
@@ -351,10 +388,16 @@ impl Engine {
             let dt = now.duration_since(last).as_secs_f64();
             last = now;
             credit = (credit + dt * line_bytes_per_s).min(credit_max);
-            print_credit = (print_credit + dt * print_bytes_per_s).min(print_credit_max);
-            let (silent, vanish, halted) = {
-                let s = lock(&self.shared);
-                (s.silent, s.vanish, s.paper_out || s.cover_open)
+            process_credit = (process_credit + dt * process_bytes_per_s).min(process_credit_max);
+            row_credit = (row_credit + dt * rows_per_s).min(row_credit_max);
+            let (silent, vanish, halted, tear) = {
+                let mut s = lock(&self.shared);
+                (
+                    s.silent,
+                    s.vanish,
+                    s.paper_out || s.cover_open,
+                    std::mem::take(&mut s.tear_off),
+                )
             };
             if vanish {
                 lock(&self.shared).vanished = true;
@@ -389,22 +432,53 @@ impl Engine {
                     rx_cap,
                 )?;
             }
-            let mut printed = 0;
+            let mut worked = 0;
             if !halted {
-                while print_credit >= 1.0 {
+                // Processing: complete commands are developed while the print buffer has room.
+                while process_credit >= 1.0 && renderer.unprinted_rows() < PRINT_AHEAD_ROWS_MAX {
                     let Some(b) = rx.pop_front() else { break };
-                    print_credit -= 1.0;
-                    printed += 1;
+                    process_credit -= 1.0;
+                    worked += 1;
                     if let Some(cmd) = parser.push(b) {
                         renderer.apply(cmd);
+                        // Zero-row events (a process ID with nothing before it) act at once.
+                        renderer.advance(0);
                     }
                 }
+                // Printing: rows at the engine's speed.
+                let rows = renderer.advance(row_credit.floor() as usize);
+                row_credit -= rows as f64;
+                if renderer.unprinted_rows() == 0 {
+                    row_credit = row_credit.min(1.0);
+                }
+                if rx.is_empty() {
+                    process_credit = process_credit.min(16.0);
+                }
+                worked += rows;
             }
+            if tear {
+                renderer.tear_off();
+            }
+            // Pages first: once a process ID is answered, the paper before it is there to see.
             for job in renderer.take_jobs() {
                 page_no += 1;
                 self.finish_page(job, page_no)?;
             }
-            if n == 0 && printed == 0 {
+            held.extend(renderer.take_process_ids());
+            if !held.is_empty() && !silent {
+                for id in std::mem::take(&mut held) {
+                    self.reply(&id.reply());
+                    let mut s = lock(&self.shared);
+                    if s.answered.len() < ANSWERED_IDS_MAX {
+                        s.answered.push(id);
+                    }
+                }
+            }
+            if held.len() > HELD_IDS_MAX {
+                // Epson: a printer that cannot send keeps only the latest ID.
+                held.drain(..held.len() - 1);
+            }
+            if n == 0 && worked == 0 {
                 std::thread::sleep(Duration::from_millis(TICK_MS));
             }
         }
@@ -463,7 +537,7 @@ impl Engine {
             Some(Realtime::ClearBuffers) => {
                 rx.clear();
                 parser.reset();
-                renderer.clear_buffer();
+                renderer.clear_unprinted();
                 self.reply(&CLEAR_BUFFERS_REPLY);
                 return Ok(());
             }
@@ -533,6 +607,10 @@ fn control_command(shared: &Mutex<Shared>, line: &str) -> String {
     if line.len() > CONTROL_LINE_BYTES_MAX {
         return format!("error line longer than {CONTROL_LINE_BYTES_MAX} bytes\n");
     }
+    if line == "tear_off" {
+        lock(shared).tear_off = true;
+        return "ok\n".into();
+    }
     if line == "status" {
         let s = lock(shared);
         return format!(
@@ -552,7 +630,7 @@ fn control_command(shared: &Mutex<Shared>, line: &str) -> String {
             apply_fault(&mut lock(shared), f);
             "ok\n".into()
         }
-        None => "error unknown command (paper_out_after N | paper_out | paper_in | cover_open | cover_closed | silent | resume | vanish | status)\n".into(),
+        None => "error unknown command (paper_out_after N | paper_out | paper_in | cover_open | cover_closed | silent | resume | vanish | tear_off | status)\n".into(),
     }
 }
 

@@ -51,6 +51,10 @@ pub enum Command {
     StatusQuery(u8),
     /// DLE DC4 fn 8 (also acted on at receive time).
     ClearBuffers,
+    /// GS ( H fn 48: answer `37 22 d1..d4 00` once everything before it has printed.
+    ProcessId([u8; 4]),
+    /// ESC { n: upside-down printing on/off.
+    UpsideDown(bool),
     /// Any other recognised command, whole.
     Other(Vec<u8>),
 }
@@ -269,6 +273,11 @@ fn decode(buf: &[u8]) -> Command {
         },
         (DLE, 0x04) => Command::StatusQuery(p(2)),
         (DLE, 0x14) if p(2) == 8 => Command::ClearBuffers,
+        // GS ( H pL=6 pH=0 fn=48 m=48 d1 d2 d3 d4.
+        (GS, b'(') if p(2) == b'H' && buf.len() == 11 && p(5) == 0x30 && p(6) == 0x30 => {
+            Command::ProcessId([p(7), p(8), p(9), p(10)])
+        }
+        (ESC, b'{') => Command::UpsideDown(p(2) & 1 == 1),
         _ => Command::Other(buf.to_vec()),
     }
 }
@@ -295,6 +304,12 @@ mod tests {
             (&[0x1d, 0x56, 1], Command::Cut { mode: 1, feed: 0 }),
             (&[0x10, 0x04, 4], Command::StatusQuery(4)),
             (&CLEAR_BUFFERS, Command::ClearBuffers),
+            (
+                &[0x1d, 0x28, 0x48, 6, 0, 0x30, 0x30, b'0', b'0', b'4', b'2'],
+                Command::ProcessId(*b"0042"),
+            ),
+            (&[0x1b, 0x7b, 1], Command::UpsideDown(true)),
+            (&[0x1b, 0x7b, 0], Command::UpsideDown(false)),
             (
                 &[0x1d, 0x76, 0x30, 0, 1, 0, 2, 0, 0xaa, 0x55],
                 Command::Raster {

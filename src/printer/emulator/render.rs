@@ -1,10 +1,20 @@
-//! Turns parsed commands into paper: a growing 1-bit page, cut into [`RenderedJob`]s. No I/O.
+//! Turns parsed commands into paper. No I/O, no clock: time comes in as rows to print.
+//!
+//! The renderer has two sides, like a print engine behind its buffer. [`Renderer::apply`]
+//! develops a command into dot rows on a tape (the print buffer); [`Renderer::advance`] prints
+//! rows off the tape at whatever pace the caller gives. Things that happen at a place on the
+//! paper — a cut, a process ID, a symbol or text line finished — are events on the tape and take
+//! effect only when the print position passes them: a process ID is answered once everything
+//! before it printed, a page exists once its cut printed, and a page lists only what printed in
+//! full. [`Renderer::clear_unprinted`] (DLE DC4 fn 8) drops everything not yet printed.
 
 use font8x8::UnicodeFonts;
 
+use std::collections::VecDeque;
+
 use super::parser::Command;
 use crate::printer::bitmap::{BITMAP_SIDE_PX_MAX, Bitmap};
-use crate::printer::compiler::render_data_matrix;
+use crate::printer::compiler::{ProcessId, render_data_matrix};
 use crate::printer::profile::Profile;
 
 /// Character cell of font A, in dots (Epson: 12 × 24).
@@ -21,7 +31,24 @@ pub enum CutKind {
     Partial,
     /// The page reached [`PAGE_HEIGHT_PX_MAX`] without a cut.
     Forced,
+    /// Torn off by hand ([`Renderer::tear_off`]): what printed of an uncut page.
+    Torn,
 }
+
+/// Events on the tape, at the row where they take effect.
+#[derive(Debug, Clone)]
+enum TapeEvent {
+    Cut(CutKind),
+    ProcessId(ProcessId),
+    Text(String),
+    DataMatrix(Vec<u8>),
+    Other2d(u8, Vec<u8>),
+    Barcode(String),
+    RasterBand,
+}
+
+/// Most events waiting on the tape (each command makes at most two).
+pub const TAPE_EVENTS_MAX: usize = 1 << 16;
 
 /// One piece of paper between cuts.
 #[derive(Debug, Clone)]
@@ -64,14 +91,23 @@ pub struct Renderer {
     width_px: u32,
     data_matrix_cn: Option<u8>,
     qr_cn: Option<u8>,
+    /// The tape: rows from the current page's top; `rows[..printed]` are on paper.
     rows: Vec<Vec<u8>>,
+    printed: usize,
+    /// Tape events in row order.
+    events: VecDeque<(usize, TapeEvent)>,
+    /// Row of the last cut developed (for the forced cut of an endless page).
+    last_cut_row: usize,
     line: Vec<(u8, Style)>,
     style: Style,
+    upside_down: bool,
     module_px: u8,
     store: Vec<(u8, Vec<u8>)>,
     barcode_height: u32,
+    /// Notes of what printed on the current page.
     job: JobNotes,
     done: Vec<RenderedJob>,
+    answered: Vec<ProcessId>,
 }
 
 #[derive(Default)]
@@ -90,29 +126,144 @@ impl Renderer {
             data_matrix_cn: profile.native_2d.data_matrix_cn,
             qr_cn: profile.native_2d.qr_cn,
             rows: Vec::new(),
+            printed: 0,
+            events: VecDeque::new(),
+            last_cut_row: 0,
             line: Vec::new(),
             style: Style::reset(),
+            upside_down: false,
             module_px: 3,
             store: Vec::new(),
             barcode_height: 162,
             job: JobNotes::default(),
             done: Vec::new(),
+            answered: Vec::new(),
         }
     }
 
-    /// Finished pages since the last call.
+    /// Finished (cut and printed) pages since the last call.
     pub fn take_jobs(&mut self) -> Vec<RenderedJob> {
         std::mem::take(&mut self.done)
     }
 
-    /// DLE DC4 fn 8: the print buffer (the unprinted line) is thrown away.
-    pub fn clear_buffer(&mut self) {
+    /// Process IDs whose data has printed, in order, since the last call.
+    pub fn take_process_ids(&mut self) -> Vec<ProcessId> {
+        std::mem::take(&mut self.answered)
+    }
+
+    /// DLE DC4 fn 8: everything developed but not printed is thrown away (rows, events — so
+    /// their process IDs are never answered — and the unprinted line).
+    pub fn clear_unprinted(&mut self) {
         self.line.clear();
+        self.rows.truncate(self.printed);
+        while self.events.back().is_some_and(|(r, _)| *r > self.printed) {
+            self.events.pop_back();
+        }
+        // Events at the print position have not been acted on yet only if they were added
+        // after the last advance; they belong to data not printed: drop them too.
+        while self.events.back().is_some_and(|(r, _)| *r == self.printed) {
+            self.events.pop_back();
+        }
+        self.last_cut_row = self.last_cut_row.min(self.printed);
+    }
+
+    /// Rows developed and waiting to print.
+    pub fn unprinted_rows(&self) -> usize {
+        self.rows.len() - self.printed
+    }
+
+    /// Whether nothing waits to print (no rows, no events).
+    pub fn idle(&self) -> bool {
+        self.unprinted_rows() == 0 && self.events.is_empty()
     }
 
     /// Whether anything is on the current page.
     pub fn page_is_empty(&self) -> bool {
         self.rows.is_empty() && self.line.is_empty()
+    }
+
+    /// Print up to `rows` more rows, acting on the events passed (events at the print position
+    /// are acted on even with `rows` = 0). Returns the rows printed.
+    pub fn advance(&mut self, rows: usize) -> usize {
+        let mut left = rows;
+        let mut done = 0;
+        loop {
+            while self.events.front().is_some_and(|(r, _)| *r <= self.printed) {
+                if let Some((_, e)) = self.events.pop_front() {
+                    self.event(e);
+                }
+            }
+            if left == 0 || self.printed >= self.rows.len() {
+                return done;
+            }
+            let next_event = self.events.front().map_or(usize::MAX, |(r, _)| *r);
+            let stop = self
+                .rows
+                .len()
+                .min(next_event)
+                .min(self.printed.saturating_add(left));
+            let step = stop - self.printed;
+            self.printed = stop;
+            left -= step;
+            done += step;
+        }
+    }
+
+    /// Act on an event at the print position.
+    fn event(&mut self, e: TapeEvent) {
+        match e {
+            TapeEvent::Cut(kind) => self.emit_page(kind),
+            TapeEvent::ProcessId(id) => self.answered.push(id),
+            TapeEvent::Text(t) => self.job.text.push(t),
+            TapeEvent::DataMatrix(d) => self.job.data_matrix.push(d),
+            TapeEvent::Other2d(cn, d) => self.job.other_2d.push((cn, d)),
+            TapeEvent::Barcode(b) => self.job.barcodes.push(b),
+            TapeEvent::RasterBand => self.job.raster_bands += 1,
+        }
+    }
+
+    /// The printed rows become a page; the tape and its events move up.
+    fn emit_page(&mut self, kind: CutKind) {
+        let n = self.printed;
+        let h = n as u32;
+        let rows: Vec<u8> = self.rows.drain(..n).flatten().collect();
+        self.printed = 0;
+        for (r, _) in self.events.iter_mut() {
+            *r -= n.min(*r);
+        }
+        self.last_cut_row = self.last_cut_row.saturating_sub(n);
+        let image = Bitmap::from_rows(self.width_px, h, rows)
+            .unwrap_or_else(|| Bitmap::new(self.width_px, 0));
+        let notes = std::mem::take(&mut self.job);
+        self.done.push(RenderedJob {
+            image,
+            text: notes.text,
+            data_matrix: notes.data_matrix,
+            other_2d: notes.other_2d,
+            barcodes: notes.barcodes,
+            raster_bands: notes.raster_bands,
+            cut: kind,
+        });
+    }
+
+    /// Tear off what has printed of the current page (paper out, inspection); what is still
+    /// to print stays on the tape.
+    pub fn tear_off(&mut self) {
+        if self.printed > 0 {
+            self.emit_page(CutKind::Torn);
+        }
+    }
+
+    fn push_event(&mut self, e: TapeEvent) {
+        if self.events.len() < TAPE_EVENTS_MAX {
+            self.events.push_back((self.rows.len(), e));
+        }
+    }
+
+    /// Develop everything with no paper to wait for (tests, benches, tools): apply then print.
+    pub fn apply_and_print(&mut self, cmd: Command) {
+        self.apply(cmd);
+        self.advance(usize::MAX / 2);
     }
 
     pub fn apply(&mut self, cmd: Command) {
@@ -122,7 +273,13 @@ impl Renderer {
             Command::FeedLines(n) => self.print_line(u32::from(n)),
             Command::Init => {
                 self.style = Style::reset();
+                self.upside_down = false;
                 self.line.clear();
+            }
+            Command::UpsideDown(on) => self.upside_down = on,
+            Command::ProcessId(d) => {
+                self.print_line(0);
+                self.push_event(TapeEvent::ProcessId(ProcessId(d)));
             }
             Command::Justify(j) => self.style.justify = j.min(2),
             Command::Bold(b) => self.style.bold = b,
@@ -149,9 +306,23 @@ impl Renderer {
                 self.cut(kind);
             }
             Command::StatusQuery(_) | Command::ClearBuffers | Command::Other(_) => {}
+            #[allow(unreachable_patterns)]
+            _ => {}
         }
-        if self.rows.len() as u32 >= PAGE_HEIGHT_PX_MAX {
+        if (self.rows.len() - self.last_cut_row) as u32 >= PAGE_HEIGHT_PX_MAX {
             self.cut(CutKind::Forced);
+        }
+    }
+
+    /// Turn rows `start..` by 180° (upside-down printing of a line).
+    fn rotate_from(&mut self, start: usize) {
+        let block = &mut self.rows[start..];
+        block.reverse();
+        for row in block.iter_mut() {
+            row.reverse();
+            for b in row.iter_mut() {
+                *b = b.reverse_bits();
+            }
         }
     }
 
@@ -177,6 +348,18 @@ impl Renderer {
 
     /// Print the pending line (if any) and feed `lines` lines in total.
     fn print_line(&mut self, lines: u32) {
+        let start = self.rows.len();
+        let text = self.develop_line(lines);
+        if self.upside_down {
+            self.rotate_from(start);
+        }
+        if !text.is_empty() {
+            self.push_event(TapeEvent::Text(text));
+        }
+    }
+
+    /// Develop the pending line into rows (not rotated, no event); returns its text.
+    fn develop_line(&mut self, lines: u32) -> String {
         let text: String = self.line.iter().map(|(b, _)| char::from(*b)).collect();
         let height_mul = self
             .line
@@ -211,11 +394,9 @@ impl Renderer {
             self.feed_px(LINE_GAP_PX);
         }
         let fed = u32::from(!text.is_empty());
-        if !text.is_empty() {
-            self.job.text.push(text);
-        }
         let more = lines.saturating_sub(fed);
         self.feed_px(more * (CELL_HEIGHT_PX + LINE_GAP_PX));
+        text
     }
 
     fn glyph(&mut self, b: u8, s: Style, x0: u32, top: usize) {
@@ -240,7 +421,6 @@ impl Renderer {
 
     fn raster(&mut self, width_bytes: usize, height: usize, data: &[u8]) {
         self.print_line(0);
-        self.job.raster_bands += 1;
         let row_bytes = self.width_px.div_ceil(8) as usize;
         for r in 0..height {
             let mut row = self.blank_row();
@@ -251,6 +431,7 @@ impl Renderer {
             row[..n].copy_from_slice(&src[..n]);
             self.rows.push(row);
         }
+        self.push_event(TapeEvent::RasterBand);
     }
 
     fn place(&mut self, bmp: &Bitmap) {
@@ -293,7 +474,7 @@ impl Renderer {
                     if let Ok(bmp) = render_data_matrix(&data, u32::from(self.module_px)) {
                         self.place(&bmp);
                     }
-                    self.job.data_matrix.push(data);
+                    self.push_event(TapeEvent::DataMatrix(data));
                 } else {
                     if Some(cn) == self.qr_cn {
                         let text = String::from_utf8_lossy(&data).to_string();
@@ -303,7 +484,7 @@ impl Renderer {
                             self.place(&bmp);
                         }
                     }
-                    self.job.other_2d.push((cn, data));
+                    self.push_event(TapeEvent::Other2d(cn, data));
                 }
             }
             _ => {}
@@ -312,6 +493,7 @@ impl Renderer {
 
     fn barcode(&mut self, data: &[u8]) {
         self.print_line(0);
+        let start = self.rows.len();
         let text: String = data
             .strip_prefix(b"{B")
             .unwrap_or(data)
@@ -332,29 +514,20 @@ impl Renderer {
         let mut st = Style::reset();
         st.justify = 1;
         self.line = text.bytes().map(|b| (b, st)).collect();
-        self.print_line(1);
+        let hri = self.develop_line(1);
         self.line = saved;
-        if let Some(last) = self.job.text.pop() {
-            self.job.barcodes.push(last);
+        // Upside-down printing turns a barcode with its HRI line (Epson: GS k is affected by
+        // upside-down mode only).
+        if self.upside_down {
+            self.rotate_from(start);
         }
+        self.push_event(TapeEvent::Barcode(hri));
     }
 
     fn cut(&mut self, kind: CutKind) {
         self.print_line(0);
-        let h = self.rows.len() as u32;
-        let rows: Vec<u8> = std::mem::take(&mut self.rows).concat();
-        let image = Bitmap::from_rows(self.width_px, h, rows)
-            .unwrap_or_else(|| Bitmap::new(self.width_px, 0));
-        let notes = std::mem::take(&mut self.job);
-        self.done.push(RenderedJob {
-            image,
-            text: notes.text,
-            data_matrix: notes.data_matrix,
-            other_2d: notes.other_2d,
-            barcodes: notes.barcodes,
-            raster_bands: notes.raster_bands,
-            cut: kind,
-        });
+        self.push_event(TapeEvent::Cut(kind));
+        self.last_cut_row = self.rows.len();
     }
 }
 
@@ -413,7 +586,7 @@ mod tests {
         let mut r = Renderer::new(&p);
         for b in &job.bytes {
             if let Some(c) = parser.push(*b) {
-                r.apply(c);
+                r.apply_and_print(c);
             }
         }
         let jobs = r.take_jobs();
