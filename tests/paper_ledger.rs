@@ -408,7 +408,16 @@ async fn run_trials(trials: usize, seed: u64) -> Tally {
 
     // The paper against the vendor's ledger.
     let on_paper = serials_on_paper(r.labels.path(), &r.vendor.key);
-    let pieces = block(r.watcher.pieces(1000, None)).unwrap().pieces;
+    let mut pieces = Vec::new();
+    let mut before = None;
+    loop {
+        let page = block(r.watcher.pieces(200, before)).unwrap().pieces;
+        let Some(last) = page.last().map(|p| p.piece_serial) else {
+            break;
+        };
+        pieces.extend(page);
+        before = Some(last);
+    }
     let mut t = Tally {
         trials,
         ..Tally::default()
@@ -422,6 +431,11 @@ async fn run_trials(trials: usize, seed: u64) -> Tally {
             "printed" | "unsettled" | "refund_requested" | "refunded" | "refund_rejected"
         );
         let paper = on_paper.contains_key(&p.piece_serial);
+        eprintln!(
+            "piece {}: vendor {state}, paper {}",
+            p.piece_serial,
+            if paper { "has it" } else { "has none" }
+        );
         if state == "unsettled" || state == "reserved" {
             t.unsettled += 1;
         }

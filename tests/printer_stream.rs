@@ -15,7 +15,7 @@ use frank::printer::emulator::{Emulator, EmulatorHandle, EmulatorOptions, Fault}
 use frank::printer::profile::{Profile, shipped};
 use frank::printer::streamer::{
     AbortCause, IndiciumPaper, JobOutcome, Milestone, Milestones, NoMilestones, OpenError,
-    PrinterFault, PrinterPort, StreamConfig, resync, resync_nul_bytes, spawn_job,
+    PrinterFault, PrinterPort, ResyncMode, StreamConfig, resync, resync_nul_bytes, spawn_job,
 };
 use tokio::sync::watch;
 
@@ -789,7 +789,7 @@ fn resync_after_a_job_abandoned_mid_raster_band() {
         // Cut off inside the indicium's first raster band.
         abandon(&emu, &old, r.start + 500);
         let mut port = PrinterPort::open(emu.device_path(), &p, None).unwrap();
-        let report = resync(&mut port, &StreamConfig::default()).unwrap();
+        let report = resync(&mut port, &StreamConfig::default(), ResyncMode::Clear).unwrap();
         assert_eq!(report.settled, pids, "{id}: {report:?}");
         assert_eq!(report.clear_confirmed, pids, "{id}");
         assert_eq!(report.nul_bytes, resync_nul_bytes(&p));

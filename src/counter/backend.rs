@@ -293,6 +293,7 @@ pub fn spawn(
         reported_printer: None,
         endpoint: None,
         quit: quit_tx,
+        resync_due: false,
         reported_open: None,
     };
     tokio::spawn(b.run(commands, done_rx))
@@ -327,6 +328,8 @@ struct Actor {
     endpoint: Option<quinn::Endpoint>,
     /// Set on quit: a print in progress stops as on a lapse.
     quit: watch::Sender<bool>,
+    /// The last run stopped mid-print: the printer is resynced once the link is up.
+    resync_due: bool,
     reported_open: Option<(usize, usize)>,
 }
 
@@ -697,7 +700,10 @@ impl Actor {
                 },
                 Some(d) = done.recv() => self.on_done(d).await,
                 _ = poll.tick() => self.poll_printer(),
-                _ = settle_retry.tick() => self.kick_sends(),
+                _ = settle_retry.tick() => {
+                    self.maybe_resync();
+                    self.kick_sends();
+                }
             }
         }
         self.quit(&mut done).await;
@@ -736,13 +742,25 @@ impl Actor {
             }
         }
         self.after(&recs).await;
-        if mid_print {
+        // Its printer is resynced once the link is up again (`maybe_resync`).
+        self.resync_due = mid_print;
+    }
+
+    /// The last run stopped mid-print and the link is up: resync the printer now.
+    fn maybe_resync(&mut self) {
+        let up = self
+            .sup
+            .as_ref()
+            .is_some_and(|s| s.state.borrow().allows_printing());
+        if self.resync_due && up && !self.port_busy {
+            self.resync_due = false;
             self.resync();
         }
     }
 
     /// The last run stopped in the middle of a job: bring the printer back to a command
-    /// boundary and let what it holds print, then settle by what it said.
+    /// boundary and, the link being up, let what it holds print, so the process IDs that come
+    /// back say whether the job's indicium and its end reached paper; settle by that.
     fn resync(&mut self) {
         let Some(setup) = self.cfg.printer.clone() else {
             // No printer now: settle by the journal alone (conservative).
@@ -765,7 +783,7 @@ impl Actor {
             let port = port.or_else(|| PrinterPort::open(&setup.device, &setup.profile, None).ok());
             let (port, report) = match port {
                 Some(mut p) => {
-                    let r = streamer::resync(&mut p, &cfg);
+                    let r = streamer::resync(&mut p, &cfg, streamer::ResyncMode::Finish);
                     match r {
                         Ok(report) => (Some(p), Some(report)),
                         Err(e) => {
@@ -1392,6 +1410,7 @@ impl Actor {
                 let s = self.printer_status;
                 self.set_printer(s).await;
                 self.report_open().await;
+                self.maybe_resync();
                 self.kick_sends();
             }
             Done::SignedIn(Err(reason)) => self.emit(Backend::SignInFailed { reason }).await,

@@ -1142,6 +1142,19 @@ pub fn resync_nul_bytes(profile: &Profile) -> usize {
 /// few hundred bytes) with its header.
 pub const RESYNC_NUL_BYTES_MIN: usize = 1024;
 
+/// What [`resync`] does with what the printer still holds from a counter that stopped mid-job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResyncMode {
+    /// Clear it first (`dle_dc4` profiles): nothing a dead counter left prints unsupervised.
+    /// An indicium that printed while the counter was down is then known only if its process
+    /// ID reply survived in the port's input.
+    Clear,
+    /// Let it print — the counter uses this only while its link to the vendor is up again — so
+    /// every process ID of the old job comes back in order: whether its indicium and its end
+    /// reached paper is then known, not guessed.
+    Finish,
+}
+
 /// Bring a printer left mid-command (a counter that crashed mid-job) back in step, before the
 /// next job: on `dle_dc4` profiles clear its buffers first (what a dead counter left unprinted
 /// must not print unsupervised) and wait for 37 25 00; then NUL-finish any half-received
@@ -1149,7 +1162,13 @@ pub const RESYNC_NUL_BYTES_MIN: usize = 1024;
 /// more. On process-ID profiles, then send [`RESYNC_PROCESS_ID`] and wait for it: once it is
 /// back, everything before it has printed or been cleared. IDs of earlier jobs that arrive
 /// meanwhile are reported, so the caller can learn that an old job's indicium or end printed.
-pub fn resync(port: &mut PrinterPort, cfg: &StreamConfig) -> Result<ResyncReport, PrinterFault> {
+/// [`ResyncMode::Finish`] sends no clear: the held data prints (NUL-finished), and the wait
+/// for the resync's own ID allows for printing a full receive buffer.
+pub fn resync(
+    port: &mut PrinterPort,
+    cfg: &StreamConfig,
+    mode: ResyncMode,
+) -> Result<ResyncReport, PrinterFault> {
     let profile = port.profile.clone();
     let timeout = Duration::from_millis(cfg.write_timeout_ms);
     let line_time = |bytes: usize| {
@@ -1203,7 +1222,7 @@ pub fn resync(port: &mut PrinterPort, cfg: &StreamConfig) -> Result<ResyncReport
             Ok(())
         };
     let clear_wait = Duration::from_millis(cfg.clear_reply_timeout_ms);
-    let dle_dc4 = profile.clear_buffer == ClearBuffer::DleDc4;
+    let dle_dc4 = profile.clear_buffer == ClearBuffer::DleDc4 && mode == ResyncMode::Clear;
     let mut clear_confirmed = false;
     if dle_dc4 {
         write(port, &CLEAR_BUFFERS, false)?;
@@ -1222,8 +1241,12 @@ pub fn resync(port: &mut PrinterPort, cfg: &StreamConfig) -> Result<ResyncReport
     let mut settled = false;
     if profile.status.process_id {
         write(port, &RESYNC_PROCESS_ID.command(), false)?;
+        let held = match mode {
+            ResyncMode::Clear => 0,
+            ResyncMode::Finish => profile.receive_buffer_bytes as usize,
+        };
         let deadline = Instant::now()
-            + line_time(flush.len() + PROCESS_ID_COMMAND_BYTES)
+            + line_time(held + flush.len() + PROCESS_ID_COMMAND_BYTES)
             + Duration::from_millis(cfg.print_reply_timeout_ms);
         settled = wait(port, &mut inbox, deadline, &|i| {
             i.ids.contains(&RESYNC_PROCESS_ID)
