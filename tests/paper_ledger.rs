@@ -495,3 +495,79 @@ async fn the_paper_matches_the_ledger_under_random_faults() {
     assert_eq!(t.mismatches, 0, "seed {seed}: {t:?}");
     assert_eq!(t.unsettled, 0, "seed {seed}: {t:?}");
 }
+
+/// The reservation lives 2 s here (vendor.toml), the reaper runs every 100 ms: the counter
+/// below is cut off from its vendor for 6 s — three times the reservation's life — right after
+/// the label printed whole. The vendor commits the piece as `unsettled` at expiry (never
+/// voided: the value was issued); when the link returns the counter's journaled commit, with
+/// its original request id, settles it as printed. Charged once; `frank verify --vendor` calls
+/// the paper label valid, not fraud.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_honest_counter_cut_off_after_printing_commits_when_the_link_returns() {
+    let mut r = rig("authorization_expiry_ms = 2000\nreaper_interval_ms = 100").await;
+    let before = block(r.watcher.balance()).unwrap().registers;
+    // Every datagram takes 400 ms through the proxy: the commit is still on its way when the
+    // screen says the label printed, and the cut below catches it.
+    r.proxy.handle.update(|f| f.delay_ms = 400);
+    postage_to_review(&mut r.screen);
+    r.screen.send("\r");
+    r.screen
+        .wait_within(SETTLE, "printed, settling", |t| {
+            t.contains("settling with the vendor") && t.contains("Printed postage")
+        });
+    r.proxy.handle.cut();
+    // The label is on paper and verifies offline.
+    let on_paper = serials_on_paper(r.labels.path(), &r.vendor.key);
+    assert_eq!(on_paper.len(), 1, "{on_paper:?}");
+    let (&serial, png) = on_paper.iter().next().unwrap();
+    // The reservation expires while the counter cannot reach the vendor: committed, unsettled.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let state = block(r.watcher.piece(serial)).unwrap().item_state;
+        if state == "unsettled" {
+            break;
+        }
+        assert_ne!(state, "voided", "expiry gave issued value back");
+        assert!(std::time::Instant::now() < deadline, "still {state}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mid = block(r.watcher.balance()).unwrap().registers;
+    assert_eq!(mid.pending_cents, 0);
+    assert!(mid.ascending_cents > before.ascending_cents, "{mid:?}");
+    assert!(
+        !r.screen.text().contains("charged."),
+        "the screen said charged before the vendor acknowledged"
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    r.proxy.handle.update(|f| f.delay_ms = 0);
+    r.proxy.handle.heal();
+    // The counter's commit goes through when the link returns.
+    let t = r.screen.wait_within(SETTLE, "charged", |t| t.contains("charged."));
+    assert!(t.contains("Printed postage"), "{t}");
+    let piece = block(r.watcher.piece(serial)).unwrap();
+    assert_eq!(piece.item_state, "printed");
+    let after = block(r.watcher.balance()).unwrap().registers;
+    assert_eq!(
+        after.descending_cents + piece.amount_cents,
+        before.descending_cents,
+        "charged once: {before:?} → {after:?}"
+    );
+    assert_eq!(after.ascending_cents, mid.ascending_cents);
+    // The postal verifier's online check: valid, not fraud.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_frank"))
+        .args(["verify"])
+        .arg(png)
+        .args([
+            "--vendor-key",
+            &frank::identity::fingerprint(&r.vendor.key),
+            "--vendor",
+            &r.vendor.addr.to_string(),
+        ])
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("result: VALID"), "{text}");
+    assert!(text.contains("fraud: no"), "{text}");
+}
