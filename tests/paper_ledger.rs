@@ -571,3 +571,48 @@ async fn an_honest_counter_cut_off_after_printing_commits_when_the_link_returns(
     assert!(text.contains("result: VALID"), "{text}");
     assert!(text.contains("fraud: no"), "{text}");
 }
+
+/// Ctrl-Q while a printed label's commit cannot reach the vendor: the counter says the item is
+/// kept and settled at the next start, and quits on a second Ctrl-Q. Started again (link back),
+/// it settles that item from its journal before it lets a new one be issued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quitting_with_an_unsettled_item_settles_it_at_the_next_start() {
+    let mut r = rig("").await;
+    r.proxy.handle.update(|f| f.delay_ms = 400);
+    postage_to_review(&mut r.screen);
+    r.screen.send("\r");
+    r.screen.wait_within(SETTLE, "printed, settling", |t| {
+        t.contains("settling with the vendor") && t.contains("Printed postage")
+    });
+    r.proxy.handle.cut();
+    let on_paper = serials_on_paper(r.labels.path(), &r.vendor.key);
+    let (&serial, _) = on_paper.iter().next().expect("the label printed");
+    r.screen.send("\x11"); // Ctrl-Q
+    let t = r.screen.wait_for("Ctrl-Q again quits");
+    assert!(t.contains("1 item not settled with the vendor yet"), "{t}");
+    r.screen.send("\x11");
+    assert_eq!(
+        r.screen.exited_within(Duration::from_secs(15)),
+        Some(true),
+        "the counter did not quit"
+    );
+    assert_eq!(block(r.watcher.piece(serial)).unwrap().item_state, "reserved");
+    r.proxy.handle.update(|f| f.delay_ms = 0);
+    r.proxy.handle.heal();
+    r.screen = start_counter(&r.args, r.home.path());
+    r.screen
+        .wait_within(SETTLE, "settled", |t| !t.contains("⧗"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let state = block(r.watcher.piece(serial)).unwrap().item_state;
+        if state == "printed" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still {state}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A new item prints as usual afterwards.
+    postage_to_review(&mut r.screen);
+    r.screen.send("\r");
+    r.screen.wait_within(SETTLE, "charged", |t| t.contains("charged."));
+}

@@ -304,8 +304,8 @@ fn quitting_with_items_still_settling_says_what_happens_and_asks_again() {
     assert!(cmds.is_empty(), "{cmds:?}");
     let notice = app.notice.clone().unwrap().text;
     assert!(
-        notice.contains("2 items are still being settled")
-            && notice.contains("settles them the next time it starts"),
+        notice.contains("2 items not settled with the vendor yet")
+            && notice.contains("settled at the next start"),
         "{notice}"
     );
     let text = screen_text(&render(&app, 120, 24));

@@ -587,12 +587,12 @@ impl App {
         }
         if self.open_jobs > 0 && !self.quit_armed {
             self.quit_armed = true;
+            let n = self.open_jobs;
             self.notice(
                 Severity::Warn,
                 format!(
-                    "{} {} still being settled with the vendor. This counter keeps them and settles them the next time it starts. Press Ctrl-Q again to quit.",
-                    items_word(self.open_jobs),
-                    if self.open_jobs == 1 { "is" } else { "are" }
+                    "{} not settled with the vendor yet; kept and settled at the next start. Ctrl-Q again quits.",
+                    items_word(n)
                 ),
             );
             return;
