@@ -334,7 +334,9 @@ async fn live(launches: usize, prints: usize) -> Live {
                 eprintln!("print {i}: {polls} status queries before the job's first byte");
             }
             let done = s.wait("the outcome", |t| {
-                t.contains("charged.") || t.contains("returned to balance") || t.contains("Not issued")
+                t.contains("charged.")
+                    || t.contains("returned to balance")
+                    || t.contains("Not issued")
             });
             assert!(done.contains("charged"), "print {i} failed:\n{done}");
             if i == 0 {

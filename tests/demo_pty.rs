@@ -52,7 +52,9 @@ fn demo_shows_credentials_prints_a_label_and_the_png_verifies() {
     s.send("\r");
     s.wait_for("Review");
     s.send("\r");
-    let done = s.wait("the print outcome", |t| t.contains("Printed postage") && t.contains("charged."));
+    let done = s.wait("the print outcome", |t| {
+        t.contains("Printed postage") && t.contains("charged.")
+    });
     captures.push(done);
     let png = wait_for_png(&labels);
     let mut keys = VendorKeys::new();

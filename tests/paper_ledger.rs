@@ -124,7 +124,12 @@ async fn watcher(v: &VendorProc) -> (Session, frank::link::driver::LinkHandle) {
         .await
         .unwrap();
     let s = conn
-        .login(e.terminal_id, &device_key, support::CLERK, support::PASSWORD)
+        .login(
+            e.terminal_id,
+            &device_key,
+            support::CLERK,
+            support::PASSWORD,
+        )
         .await
         .unwrap();
     let link = s.start_link().unwrap();
@@ -401,9 +406,8 @@ async fn run_trials(trials: usize, seed: u64) -> Tally {
             r.printer.inject(Fault::PaperIn);
             r.screen.wait_for("printer ready");
         }
-        r.screen.wait_within(SETTLE, "nothing left to settle", |t| {
-            !t.contains("⧗")
-        });
+        r.screen
+            .wait_within(SETTLE, "nothing left to settle", |t| !t.contains("⧗"));
     }
 
     // The paper against the vendor's ledger.
@@ -511,10 +515,9 @@ async fn an_honest_counter_cut_off_after_printing_commits_when_the_link_returns(
     r.proxy.handle.update(|f| f.delay_ms = 400);
     postage_to_review(&mut r.screen);
     r.screen.send("\r");
-    r.screen
-        .wait_within(SETTLE, "printed, settling", |t| {
-            t.contains("settling with the vendor") && t.contains("Printed postage")
-        });
+    r.screen.wait_within(SETTLE, "printed, settling", |t| {
+        t.contains("settling with the vendor") && t.contains("Printed postage")
+    });
     r.proxy.handle.cut();
     // The label is on paper and verifies offline.
     let on_paper = serials_on_paper(r.labels.path(), &r.vendor.key);
@@ -542,7 +545,9 @@ async fn an_honest_counter_cut_off_after_printing_commits_when_the_link_returns(
     r.proxy.handle.update(|f| f.delay_ms = 0);
     r.proxy.handle.heal();
     // The counter's commit goes through when the link returns.
-    let t = r.screen.wait_within(SETTLE, "charged", |t| t.contains("charged."));
+    let t = r
+        .screen
+        .wait_within(SETTLE, "charged", |t| t.contains("charged."));
     assert!(t.contains("Printed postage"), "{t}");
     let piece = block(r.watcher.piece(serial)).unwrap();
     assert_eq!(piece.item_state, "printed");
@@ -596,7 +601,10 @@ async fn quitting_with_an_unsettled_item_settles_it_at_the_next_start() {
         Some(true),
         "the counter did not quit"
     );
-    assert_eq!(block(r.watcher.piece(serial)).unwrap().item_state, "reserved");
+    assert_eq!(
+        block(r.watcher.piece(serial)).unwrap().item_state,
+        "reserved"
+    );
     r.proxy.handle.update(|f| f.delay_ms = 0);
     r.proxy.handle.heal();
     r.screen = start_counter(&r.args, r.home.path());
@@ -614,5 +622,6 @@ async fn quitting_with_an_unsettled_item_settles_it_at_the_next_start() {
     // A new item prints as usual afterwards.
     postage_to_review(&mut r.screen);
     r.screen.send("\r");
-    r.screen.wait_within(SETTLE, "charged", |t| t.contains("charged."));
+    r.screen
+        .wait_within(SETTLE, "charged", |t| t.contains("charged."));
 }

@@ -3,9 +3,9 @@
 mod ui_support;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyEventState, KeyModifiers};
+use frank::counter::jobbook::Settlement;
 use frank::indicium::{Item, MailClass};
 use frank::link::LinkState;
-use frank::counter::jobbook::Settlement;
 use frank::printer::streamer::{AbortCause, IndiciumPaper, JobOutcome, PrinterFault, Progress};
 use frank::ui::App;
 use frank::ui::app::{JobPhase, QuoteState, Screen};
@@ -100,7 +100,10 @@ fn sign_in_postage_quote_review_print_emits_one_print() {
             },
         },
     );
-    assert!(cmds.is_empty(), "the UI sends no money step itself: {cmds:?}");
+    assert!(
+        cmds.is_empty(),
+        "the UI sends no money step itself: {cmds:?}"
+    );
     // Not "charged" until the vendor acknowledged the commit.
     assert_eq!(app.item_state(job), Some(ItemState::Settling));
     settle(&mut app, job, Settlement::Commit, SettlePhase::Sending);
@@ -250,7 +253,12 @@ fn lapse_after_indicium_complete_requests_refund() {
         },
     );
     assert!(cmds.is_empty(), "{cmds:?}");
-    settle(&mut app, job, Settlement::VoidReachedPrinter, SettlePhase::Done);
+    settle(
+        &mut app,
+        job,
+        Settlement::VoidReachedPrinter,
+        SettlePhase::Done,
+    );
     let text = screen_text(&render(&app, 120, 40));
     assert!(
         text.contains("Link lost after the indicium printed — $5.40 charged, refund requested"),
@@ -324,7 +332,10 @@ fn items_left_by_the_last_run_are_announced_until_settled() {
         },
     );
     let notice = app.notice.clone().unwrap().text;
-    assert!(notice.contains("Settling 1 item from the last run"), "{notice}");
+    assert!(
+        notice.contains("Settling 1 item from the last run"),
+        "{notice}"
+    );
     backend(
         &mut app,
         Backend::OpenJobs {

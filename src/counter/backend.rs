@@ -33,8 +33,7 @@ use crate::money::Cents;
 use crate::printer::compiler::{self, Element, Indicium, Label, TextLine};
 use crate::printer::profile::Profile;
 use crate::printer::streamer::{
-    self, IndiciumPaper, JobOutcome, Milestones, PrinterFault, PrinterPort, Progress,
-    StreamConfig,
+    self, IndiciumPaper, JobOutcome, Milestones, PrinterFault, PrinterPort, Progress, StreamConfig,
 };
 use crate::ui::event::{
     Backend, Command, FundMethod, HistoryEntry, ItemState, JobId, LabelText, PrinterStatus,
@@ -637,7 +636,11 @@ impl Actor {
                     piece_serial,
                     ..
                 } => {
-                    tracing::info!(piece = piece_serial, settlement = settlement.as_str(), "settling");
+                    tracing::info!(
+                        piece = piece_serial,
+                        settlement = settlement.as_str(),
+                        "settling"
+                    );
                     tokio::spawn(async move {
                         let result = send_retrying(sessions, retry, |s| {
                             let now = client::wall_ms();
@@ -858,7 +861,10 @@ impl Actor {
         }
         let open = self.with_book(JobBook::open_count).unwrap_or(0);
         if open > 0 {
-            tracing::info!(open, "quitting with jobs unsettled; the journal keeps them for the next start");
+            tracing::info!(
+                open,
+                "quitting with jobs unsettled; the journal keeps them for the next start"
+            );
         }
     }
 
@@ -909,7 +915,6 @@ impl Actor {
             let _ = tx.blocking_send(Done::Polled { port, status });
         });
     }
-
 
     /// Keeps what the UI needs of a job of this run, bounded: at [`JOBS_MAX`] the oldest job
     /// the book no longer holds open makes room.
@@ -1065,13 +1070,14 @@ impl Actor {
         match result {
             Ok(a) => {
                 let sha = hex::encode(Sha256::digest(&a.indicium));
-                let recs = match self.record(|b| b.decide_authorized(key, Ok((a.piece_serial, sha)))) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        tracing::error!(%e, "authorization not journaled");
-                        Vec::new()
-                    }
-                };
+                let recs =
+                    match self.record(|b| b.decide_authorized(key, Ok((a.piece_serial, sha)))) {
+                        Ok(r) => r,
+                        Err(e) => {
+                            tracing::error!(%e, "authorization not journaled");
+                            Vec::new()
+                        }
+                    };
                 self.emit(Backend::Balance(
                     Cents::new(a.registers.descending_cents).unwrap_or(Cents::ZERO),
                 ))
@@ -1109,7 +1115,14 @@ impl Actor {
             }
             Err(f) => {
                 let recs = self
-                    .record(|b| b.decide_authorized(key, Err(Answer::Refused { code: f.words.clone() })))
+                    .record(|b| {
+                        b.decide_authorized(
+                            key,
+                            Err(Answer::Refused {
+                                code: f.words.clone(),
+                            }),
+                        )
+                    })
                     .unwrap_or_default();
                 if let Some(job) = job {
                     self.emit(Backend::AuthorizeFailed {
@@ -1369,13 +1382,10 @@ impl Actor {
         let serial = if job.0 & VENDOR_JOB_BIT != 0 {
             Some(job.0 & !VENDOR_JOB_BIT)
         } else {
-            self.ui
-                .get(&job)
-                .or_else(|| None)
-                .and_then(|r| {
-                    self.with_book(|b| b.get(&r.key).and_then(|e| e.piece_serial))
-                        .flatten()
-                })
+            self.ui.get(&job).and_then(|r| {
+                self.with_book(|b| b.get(&r.key).and_then(|e| e.piece_serial))
+                    .flatten()
+            })
         };
         let Some(serial) = serial else {
             self.emit(Backend::Error(format!(
@@ -1582,7 +1592,6 @@ impl Actor {
         });
     }
 
-
     fn history(&mut self) {
         let Some(sessions) = self.sessions() else {
             return;
@@ -1634,7 +1643,6 @@ impl Actor {
             }
         });
     }
-
 }
 
 fn day_of(ms: u64) -> String {

@@ -5,10 +5,10 @@ use super::event::{
     Backend, Command, Event, FundMethod, HistoryEntry, ItemState, JobId, LabelText, PrinterStatus,
     RefundState, Secret, SettlePhase,
 };
-use crate::counter::jobbook::Settlement;
 use super::form::{Field, Form};
 use super::keys::{Action, KeyBindings};
 use super::theme::{BUILTIN, Theme};
+use crate::counter::jobbook::Settlement;
 use crate::indicium::address::{AddressInput, AddressValidator, FormatValidator};
 use crate::indicium::kinds::{
     Check, CheckNumber, Coupon, Day, Destination, GiftCertificate, Postage, Text, Ticket, WeightOz,
@@ -1652,14 +1652,14 @@ impl App {
             ),
             (Settlement::VoidReachedPrinter, SettlePhase::Done) => (
                 Severity::Warn,
-                format!(
-                    "{lead} after the indicium printed — {amount} charged, refund requested"
-                ),
+                format!("{lead} after the indicium printed — {amount} charged, refund requested"),
                 ItemState::Refund(RefundState::Requested),
             ),
             (_, SettlePhase::Refused(why)) => (
                 Severity::Error,
-                format!("{title}: the vendor refused to settle it ({why}). Ask a supervisor to check it in the history."),
+                format!(
+                    "{title}: the vendor refused to settle it ({why}). Ask a supervisor to check it in the history."
+                ),
                 ItemState::Printed,
             ),
         };
