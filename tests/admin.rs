@@ -341,6 +341,7 @@ fn fixed_row(
         printer: printer.into(),
         printer_detail: (printer == "paper_out").then(|| "roll empty".to_string()),
         items_today: 17,
+        unsettled: 2,
         balance_cents: 123_456,
     }
 }
@@ -500,4 +501,43 @@ async fn the_screen_loop_applies_the_feed_and_quits_on_q() {
             reason: "connection lost".into()
         }
     );
+}
+
+/// A piece nobody settled by its expiry is charged `unsettled` by the reaper, and the
+/// supervisor's monitor shows the account's unsettled count (and its screen the column).
+#[tokio::test]
+async fn the_monitor_shows_pieces_committed_unsettled_at_expiry() {
+    let config = VendorConfig {
+        authorization_expiry_ms: Some(1_000),
+        reaper_interval_ms: Some(50),
+        ..VendorConfig::default()
+    };
+    let v = vendor_with_supervisor(Some(config)).await;
+    let t1 = term(&v, v.addr, "counter-1", CLERK, PASSWORD).await;
+    let desk = term(&v, v.addr, "desk", BOSS, BOSS_PASSWORD).await;
+    t1.s.fund(rand::random(), 10_000, FundMethod::simulator_test_card())
+        .await
+        .unwrap();
+    let (mut stream, snap) = desk.s.subscribe_terminals().await.unwrap();
+    assert_eq!(row_of(&snap, t1.c.terminal_id).unsettled, 0);
+    // Authorized, never settled.
+    let a =
+        t1.s.authorize(rand::random(), 250, coupon(250), "10001")
+            .await
+            .unwrap();
+    let r = until_row(&mut stream, t1.c.terminal_id, "one unsettled piece", |r| {
+        r.unsettled == 1
+    })
+    .await;
+    assert_eq!(r.balance_cents, 10_000 - 250, "expiry gave no value back");
+    assert_eq!(
+        t1.s.piece(a.piece_serial).await.unwrap().item_state,
+        "unsettled"
+    );
+    // The terminal's late commit settles it: the count goes back to 0.
+    t1.s.commit(rand::random(), a.piece_serial).await.unwrap();
+    until_row(&mut stream, t1.c.terminal_id, "settled", |r| {
+        r.unsettled == 0
+    })
+    .await;
 }

@@ -625,3 +625,83 @@ async fn quitting_with_an_unsettled_item_settles_it_at_the_next_start() {
     r.screen
         .wait_within(SETTLE, "charged", |t| t.contains("charged."));
 }
+
+/// Cuts the link while the label streams, before its indicium (printed last) went out, and
+/// keeps it cut for 4 s — twice the reservation's life here. The job book decides `void`
+/// (not on paper) and keeps it; the vendor commits the piece `unsettled` at expiry; when the
+/// link returns the journaled void arrives late. Returns the piece and its final state.
+async fn cut_before_the_indicium_past_expiry(r: &mut Rig) -> (u64, String) {
+    r.proxy.handle.update(|f| f.delay_ms = 200);
+    postage_to_review(&mut r.screen);
+    r.screen.send("\r");
+    r.screen.wait("the gauge", |t| percent(t).is_some());
+    r.proxy.handle.cut();
+    r.screen
+        .wait_within(SETTLE, "the void decided", |t| t.contains("voiding it"));
+    let pieces = block(r.watcher.pieces(10, None)).unwrap().pieces;
+    let serial = pieces.first().expect("one piece").piece_serial;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let state = block(r.watcher.piece(serial)).unwrap().item_state;
+        if state == "unsettled" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still {state}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    r.proxy.handle.update(|f| f.delay_ms = 0);
+    r.proxy.handle.heal();
+    let t = r.screen.wait_within(SETTLE, "the vendor's answer", |t| {
+        t.contains("returned to balance") || t.contains("refused to settle")
+    });
+    assert!(
+        serials_on_paper(r.labels.path(), &r.vendor.key).is_empty(),
+        "no indicium may be on paper"
+    );
+    let state = block(r.watcher.piece(serial)).unwrap().item_state;
+    eprintln!("{t}");
+    (serial, state)
+}
+
+/// A void from the journal that reaches the vendor after the reservation expired, within the
+/// late-void window, is a late void: the piece is voided and the amount comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_void_from_the_journal_after_expiry_is_a_late_void_within_the_window() {
+    let mut r = rig("authorization_expiry_ms = 2000\nreaper_interval_ms = 100").await;
+    let before = block(r.watcher.balance()).unwrap().registers;
+    let (_, state) = cut_before_the_indicium_past_expiry(&mut r).await;
+    assert_eq!(state, "voided");
+    r.screen.wait_for("label voided");
+    let after = block(r.watcher.balance()).unwrap().registers;
+    assert_eq!(after.descending_cents, before.descending_cents, "{after:?}");
+    assert_eq!(after.pending_cents, 0);
+    // Ascending never falls: the late void comes back as a credit, like an approved refund.
+    assert!(after.ascending_cents > before.ascending_cents, "{after:?}");
+    assert_eq!(
+        after.ascending_cents + after.descending_cents,
+        after.control_cents
+    );
+}
+
+/// After the late-void window the vendor refuses the void with a clear error and nothing
+/// changes: the piece stays charged (`unsettled`), the screen says so and what to do, and the
+/// journal does not send it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_void_from_the_journal_after_the_window_is_refused_and_changes_nothing() {
+    let mut r =
+        rig("authorization_expiry_ms = 2000\nreaper_interval_ms = 100\nlate_void_window_ms = 0")
+            .await;
+    let (serial, state) = cut_before_the_indicium_past_expiry(&mut r).await;
+    assert_eq!(state, "unsettled");
+    let t = r.screen.text();
+    assert!(t.contains("refused to settle"), "{t}");
+    assert!(t.contains("Ask a supervisor"), "{t}");
+    r.screen
+        .wait_within(SETTLE, "nothing left to settle", |t| !t.contains("⧗"));
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        block(r.watcher.piece(serial)).unwrap().item_state,
+        "unsettled"
+    );
+}

@@ -213,6 +213,7 @@ fn monitor_vectors() {
             printer: "paper_out".into(),
             printer_detail: None,
             items_today: 4,
+            unsettled: 0,
             balance_cents: 9750,
         }],
     };

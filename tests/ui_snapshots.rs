@@ -5,11 +5,14 @@
 mod ui_support;
 
 use crossterm::event::KeyCode;
+use frank::counter::jobbook::Settlement;
 use frank::indicium::ItemKind;
 use frank::link::LinkState;
 use frank::printer::streamer::{AbortCause, IndiciumPaper, JobOutcome, PrinterFault, Progress};
 use frank::ui::App;
-use frank::ui::event::{Backend, HistoryEntry, ItemState, JobId, PrinterStatus, RefundState};
+use frank::ui::event::{
+    Backend, HistoryEntry, ItemState, JobId, PrinterStatus, RefundState, SettlePhase,
+};
 use frank::ui::theme::Role;
 use ratatui::style::{Color, Modifier};
 use ui_support::*;
@@ -202,6 +205,10 @@ fn printing_progress_and_outcomes() {
             },
         },
     );
+    // The job book's decision, then the vendor's acknowledgement.
+    settle(&mut app, job, Settlement::Void, SettlePhase::Sending);
+    snap("printing_voiding", &app);
+    settle(&mut app, job, Settlement::Void, SettlePhase::Done);
     snap("printing_voided", &app);
     let (mut app, job) = printing();
     backend(
@@ -217,7 +224,25 @@ fn printing_progress_and_outcomes() {
             },
         },
     );
+    settle(
+        &mut app,
+        job,
+        Settlement::VoidReachedPrinter,
+        SettlePhase::Done,
+    );
     snap("printing_refund_requested", &app);
+}
+
+fn settle(app: &mut App, job: JobId, settlement: Settlement, phase: SettlePhase) {
+    backend(
+        app,
+        Backend::Settlement {
+            job,
+            amount: frank::money::Cents::new(540).unwrap(),
+            settlement,
+            phase,
+        },
+    );
 }
 
 #[test]

@@ -225,6 +225,7 @@ mod tests {
             printer_detail: None,
             items_today: 0,
             balance_cents: 0,
+            unsettled: 0,
         }
     }
 

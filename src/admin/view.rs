@@ -16,10 +16,20 @@ use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, Wrap};
 /// The help line's text.
 pub const HELP: &str = "q quit  s sort column  r reverse  ↑↓ PgUp PgDn scroll";
 
-const HEADERS: [&str; 10] = [
-    "ID", "Name", "Link", "RTT", "Age", "Loss", "Printer", "Clerk", "Today", "Balance",
+const HEADERS: [&str; 11] = [
+    "ID",
+    "Name",
+    "Link",
+    "RTT",
+    "Age",
+    "Loss",
+    "Printer",
+    "Clerk",
+    "Today",
+    "Balance",
+    "Unsettled",
 ];
-const WIDTHS: [u16; 10] = [6, 16, 7, 7, 8, 7, 24, 10, 6, 12];
+const WIDTHS: [u16; 11] = [6, 15, 7, 7, 8, 7, 22, 10, 6, 11, 9];
 
 fn link_style(theme: &Theme, link: &str) -> Style {
     match link {
@@ -82,6 +92,17 @@ fn table_row<'a>(r: &'a TerminalRow, theme: &Theme, stale: bool) -> Row<'a> {
         Cell::from(r.clerk.clone().unwrap_or_else(|| "—".into())).style(text),
         Cell::from(r.items_today.to_string()).style(text),
         Cell::from(money(r.balance_cents)).style(text),
+        // Charged at expiry with no settlement from a terminal: worth a supervisor's look.
+        Cell::from(if r.unsettled == 0 {
+            "—".to_string()
+        } else {
+            r.unsettled.to_string()
+        })
+        .style(if r.unsettled == 0 || stale {
+            text
+        } else {
+            theme.style(Role::AlertWarn)
+        }),
     ])
 }
 
@@ -187,7 +208,7 @@ fn draw_state(frame: &mut Frame, area: Rect, m: &Monitor, theme: &Theme) {
             if m.truncated {
                 s.push_str("; only the first terminals are shown");
             }
-            s.push_str(". \"Today\" and \"Balance\" are the account's.");
+            s.push_str(". \"Today\", \"Balance\" and \"Unsettled\" are the account's.");
             (s, Role::Ok)
         }
         Phase::Lost { reason } => (

@@ -14,7 +14,7 @@ use super::store::{self, LedgerStore, ReplySender, StoreError};
 use crate::money::Cents;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
 /// Where the service gets the time from.
 pub trait Clock: Send + Sync {
@@ -150,6 +150,8 @@ enum Command {
 #[derive(Clone)]
 pub struct LedgerHandle {
     tx: mpsc::Sender<Command>,
+    /// Bumped after each reaper pass that committed reservations as unsettled.
+    expirations: watch::Receiver<u64>,
 }
 
 fn unexpected(o: Outcome) -> CallError {
@@ -157,6 +159,12 @@ fn unexpected(o: Outcome) -> CallError {
 }
 
 impl LedgerHandle {
+    /// Changes after every reaper pass that committed reservations as `unsettled` (so an
+    /// account's figures must be read again: the admin monitor listens).
+    pub fn expirations(&self) -> watch::Receiver<u64> {
+        self.expirations.clone()
+    }
+
     async fn call<T>(&self, make: impl FnOnce(Answer<T>) -> Command) -> Result<T, CallError> {
         let (tx, rx) = oneshot::channel();
         self.tx
@@ -854,6 +862,7 @@ pub fn spawn(
         clock,
         config,
     });
+    let (expired_tx, expirations) = watch::channel(0u64);
     if reaper_interval_ms > 0 {
         let weak = tx.downgrade();
         tokio::spawn(async move {
@@ -867,7 +876,11 @@ pub fn spawn(
                     break;
                 }
                 drop(tx);
-                let _ = rx.await;
+                if let Ok(Ok(ids)) = rx.await
+                    && !ids.is_empty()
+                {
+                    expired_tx.send_modify(|g| *g = g.wrapping_add(1));
+                }
             }
         });
     }
@@ -895,5 +908,5 @@ pub fn spawn(
             });
         }
     });
-    LedgerHandle { tx }
+    LedgerHandle { tx, expirations }
 }

@@ -82,6 +82,17 @@ impl MonitorHub {
         self.touch();
     }
 
+    /// The reaper committed reservations as `unsettled` (it does not say whose): every
+    /// account's figures are read again, at most once per `MONITOR_LEDGER_REFRESH_MS_MIN`.
+    pub fn all_ledgers_changed(&self) {
+        let mut accounts = lock(&self.accounts);
+        for g in accounts.values_mut() {
+            g.ledger = g.ledger.wrapping_add(1);
+        }
+        drop(accounts);
+        self.touch();
+    }
+
     /// A terminal enrolled into a directory account.
     pub fn terminals_changed(&self, account_id: u64) {
         let mut accounts = lock(&self.accounts);
@@ -150,6 +161,8 @@ impl Drop for Permit {
 pub struct AccountFigures {
     pub items_today: u64,
     pub balance_cents: u64,
+    /// Pieces committed `unsettled` at expiry (bounded count).
+    pub unsettled: u64,
 }
 
 /// What the vendor's link view says of a connected terminal.
@@ -200,6 +213,7 @@ pub fn row(
         printer_detail: printer.and_then(|p| p.detail.clone()),
         items_today: figures.items_today,
         balance_cents: figures.balance_cents,
+        unsettled: figures.unsettled,
     }
 }
 
@@ -343,9 +357,19 @@ async fn figures(ctx: &SubscriptionCtx) -> Result<AccountFigures, String> {
         .statement(ctx.ledger_account, day_start_ms(now), now.saturating_add(1))
         .await
         .map_err(|e| e.to_string())?;
+    let unsettled = ctx
+        .ledger
+        .unsettled(
+            ctx.ledger_account,
+            crate::wire::monitor::UNSETTLED_COUNTED_MAX,
+        )
+        .await
+        .map_err(|e| e.to_string())?
+        .len() as u64;
     Ok(AccountFigures {
         items_today: s.printed_count,
         balance_cents: a.registers.descending.get(),
+        unsettled,
     })
 }
 
@@ -483,6 +507,7 @@ mod tests {
         let f = AccountFigures {
             items_today: 4,
             balance_cents: 1_234,
+            unsettled: 2,
         };
         let r = row(&terminal(3), None, None, f, now);
         assert_eq!(
@@ -506,7 +531,7 @@ mod tests {
         assert_eq!(r.keepalive_loss_bp, 123);
         assert_eq!(r.printer, "paper_out");
         assert_eq!(r.printer_detail.as_deref(), Some("roll empty"));
-        assert_eq!((r.items_today, r.balance_cents), (4, 1_234));
+        assert_eq!((r.items_today, r.balance_cents, r.unsettled), (4, 1_234, 2));
     }
 
     #[test]

@@ -160,6 +160,15 @@ impl VendorServer {
             links: Mutex::new(HashMap::new()),
             monitor: Arc::new(MonitorHub::default()),
         });
+        // The reaper's unsettled commits move account figures the monitor shows.
+        let mut expirations = shared.ledger.expirations();
+        let hub = Arc::downgrade(&shared.monitor);
+        tokio::spawn(async move {
+            while expirations.changed().await.is_ok() {
+                let Some(hub) = hub.upgrade() else { break };
+                hub.all_ledgers_changed();
+            }
+        });
         let accept_task = tokio::spawn(accept_loop(endpoint.clone(), shared.clone()));
         tracing::info!(%listen, fingerprint = %crate::identity::fingerprint(&shared.key.verifying_key()), "vendor serving");
         Ok(VendorServer {

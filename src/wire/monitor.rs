@@ -160,6 +160,18 @@ pub struct TerminalRow {
     pub items_today: u64,
     /// The account's descending register (available to print), cents.
     pub balance_cents: u64,
+    /// The **account's** pieces the vendor committed at their reservation's expiry because no
+    /// terminal settled them (`unsettled`: charged, refundable), up to
+    /// [`UNSETTLED_COUNTED_MAX`]. Left out when 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unsettled: u64,
+}
+
+/// Unsettled pieces counted for a monitor row; more show as this many.
+pub const UNSETTLED_COUNTED_MAX: u32 = 1000;
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// One frame of a monitor subscription.
@@ -308,6 +320,7 @@ mod tests {
             printer_detail: None,
             items_today: 3,
             balance_cents: 4_000,
+            unsettled: 0,
         }
     }
 
