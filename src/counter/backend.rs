@@ -757,17 +757,22 @@ impl Actor {
                 return;
             }
         };
-        let compiled =
-            match compiler::compile(&label, &setup.profile, self.cfg.stream.chunk_bytes_max) {
-                Ok(j) => j,
-                Err(e) => {
-                    self.port = Some(port);
-                    self.emit(Backend::Error(format!("Label does not compile: {e}")))
-                        .await;
-                    self.finish(job, Finish::Void).await;
-                    return;
-                }
-            };
+        // Printed rotated 180°: the indicium, at the label's top, prints last (docs/PRINTING.md).
+        let opts = compiler::CompileOptions {
+            chunk_bytes_max: self.cfg.stream.chunk_bytes_max,
+            job_seq: job.0 as u32, // any value works; it only picks the job's process IDs
+            layout: compiler::Layout::Rotated180,
+        };
+        let compiled = match compiler::compile_with(&label, &setup.profile, &opts) {
+            Ok(j) => j,
+            Err(e) => {
+                self.port = Some(port);
+                self.emit(Backend::Error(format!("Label does not compile: {e}")))
+                    .await;
+                self.finish(job, Finish::Void).await;
+                return;
+            }
+        };
         let Some(sup) = &self.sup else {
             self.port = Some(port);
             return;

@@ -955,14 +955,21 @@ impl Run<'_> {
 
     /// Before a cancel: if the indicium went (partly) out but its process ID did not, send the
     /// ID now, so its reply — or its absence once the clear is confirmed — says whether what
-    /// was sent printed. Stopped inside a command (a raster band), NULs finish it first (the
-    /// rest of the band prints white).
+    /// was sent printed. Stopped inside a command (a raster band) with at most
+    /// `chunk_bytes_max` of it left, NULs finish it first (the rest of the band prints white).
     fn mark_indicium(&mut self) -> Result<(), PrinterFault> {
         let (Some(r), Some(mark)) = (self.job.indicium.as_ref(), self.job.indicium_pid) else {
             return Ok(());
         };
         let native_unfinished = self.job.indicium_native && self.sent < r.end;
-        if self.sent <= r.start || self.indicium_pid_sent || native_unfinished {
+        // Finishing a long band would delay the clear while the engine keeps printing: then
+        // clear at once and count the indicium as printed (AssumedPrinted).
+        let rest = self.job.remaining_in_command(self.sent);
+        if self.sent <= r.start
+            || self.indicium_pid_sent
+            || native_unfinished
+            || rest > self.cfg.chunk_bytes_max
+        {
             return Ok(());
         }
         let mut cmd = vec![0u8; self.job.remaining_in_command(self.sent)];
