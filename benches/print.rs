@@ -3,18 +3,29 @@
 //! virtual printer on ptys. `-- --quick` keeps it under two minutes.
 //!
 //! Final stdout line is JSON: native_label_bytes, raster_label_bytes, time_vs_limit_ratio,
-//! lapse_stop_p99_ms, bytes_after_lapse_max (goals: ≤ 2048, -, ≤ 1.1, -, ≤ 256).
+//! lapse_stop_p99_ms, bytes_after_lapse_max (goals: ≤ 2048, -, ≤ 1.1, -, ≤ 256), and for the
+//! 4 × 6 in label on the process-ID virtual printer at 115200 baud: clean_void_pct (lapses at
+//! uniform random moments between the job's first byte and its end ID that end with the
+//! indicium Cleared and no decodable indicium in the PNGs; goal ≥ 80) for the 180° layout,
+//! clean_void_pct_before for the layout as given (indicium near the top, printed early), and
+//! paper_ledger_mismatches over both (a decodable indicium the outcome calls not on paper, or
+//! an indicium counted on paper that no PNG holds; goal 0).
 
 use std::time::{Duration, Instant};
 
 use frank::link::LinkState;
 use frank::printer::bitmap::Bitmap;
-use frank::printer::compiler::{Align, Element, Indicium, Job, Label, TextLine, compile};
+use frank::printer::compiler::{
+    Align, CompileOptions, Element, Indicium, Job, Label, Layout, TextLine, compile, compile_with,
+};
+use frank::printer::emulator::EmulatorHandle;
 use frank::printer::emulator::parser::Parser;
 use frank::printer::emulator::render::Renderer;
 use frank::printer::emulator::{Emulator, EmulatorOptions};
 use frank::printer::profile::{Profile, shipped};
-use frank::printer::streamer::{JobOutcome, NoMilestones, PrinterPort, StreamConfig, spawn_job};
+use frank::printer::streamer::{
+    IndiciumPaper, JobOutcome, NoMilestones, PrinterPort, StreamConfig, spawn_job,
+};
 use tokio::sync::watch;
 
 const BAUD: u32 = 115_200;
@@ -158,6 +169,91 @@ fn lapse_trial(p: &Profile, job: &Job, target: usize) -> (f64, usize) {
     (ms, outcome.bytes_sent().saturating_sub(at_lapse))
 }
 
+/// Time from the first byte to the end ID (Completed), for one print of `job`.
+fn time_to_end(p: &Profile, job: &Job) -> Duration {
+    let t = print_time(p, job);
+    eprintln!(
+        "{:?} layout: first byte to end ID {:.3} s",
+        job.layout,
+        t.as_secs_f64()
+    );
+    t
+}
+
+/// Whether any PNG the emulator wrote holds a Data Matrix decoding to `payload`.
+fn png_holds(emu: &EmulatorHandle, payload: &[u8]) -> bool {
+    emu.pngs().iter().any(|path| {
+        std::fs::read(path)
+            .ok()
+            .and_then(|png| frank::indicium::verify::payload_from_png(&png).ok())
+            .is_some_and(|got| got == payload)
+    })
+}
+
+#[derive(Default)]
+struct VoidStats {
+    trials: usize,
+    clean_voids: usize,
+    mismatches: usize,
+}
+
+/// Lapses at uniform random moments in [0, end): clean voids and paper/ledger mismatches.
+fn clean_void_trials(
+    p: &Profile,
+    job: &Job,
+    payload: &[u8],
+    end: Duration,
+    trials: usize,
+    rng: &mut Lcg,
+) -> VoidStats {
+    let mut st = VoidStats::default();
+    for _ in 0..trials {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let emu = Emulator::spawn(
+            p,
+            EmulatorOptions {
+                out_dir: Some(dir.path().to_path_buf()),
+                ..EmulatorOptions::default()
+            },
+        )
+        .expect("emulator");
+        let port = PrinterPort::open(emu.device_path(), p, None).expect("open");
+        let (tx, link) = watch::channel(LinkState::Up);
+        let at = end.mul_f64((rng.next() % 10_000) as f64 / 10_000.0);
+        let t0 = Instant::now();
+        let (h, _) = spawn_job(
+            port,
+            job.clone(),
+            link,
+            StreamConfig::default(),
+            Box::new(NoMilestones),
+        );
+        while t0.elapsed() < at && !h.is_finished() {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        tx.send_replace(LinkState::Lapsed);
+        let (_, outcome) = h.join().expect("streamer thread");
+        // The VOID page (or the completed label) is cut; wait for its PNG, then let the engine
+        // finish anything still printing.
+        let t1 = Instant::now();
+        while emu.pngs().is_empty() && t1.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        let on_png = png_holds(&emu, payload);
+        let paper = outcome.indicium();
+        st.trials += 1;
+        if paper == IndiciumPaper::Cleared && !on_png {
+            st.clean_voids += 1;
+        }
+        if on_png != paper.on_paper() {
+            st.mismatches += 1;
+            eprintln!("mismatch: lapse at {at:?}: {outcome:?}, PNG holds indicium: {on_png}");
+        }
+    }
+    st
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let mut p = shipped("virtual").expect("virtual profile");
@@ -180,6 +276,9 @@ fn main() {
         let end = j.chunks[cut].end;
         j.chunks.truncate(cut + 1);
         j.bytes.truncate(end);
+        // The cut-off job has no end process ID to wait for.
+        j.end_pid = None;
+        j.indicium_pid = j.indicium_pid.filter(|m| m.offset < end);
         j
     } else {
         raster.clone()
@@ -207,19 +306,55 @@ fn main() {
         after_max = after_max.max(after);
     }
     stops.sort_by(f64::total_cmp);
+
+    // Clean voids: the 4 × 6 label on the process-ID virtual printer, old layout and 180°.
+    assert!(p.status.process_id);
+    let payload: Vec<u8> = match &postage_label().elements[2] {
+        Element::Indicium(Indicium::DataMatrix { data, .. }) => data.clone(),
+        _ => Vec::new(),
+    };
+    let void_trials = if quick { 12 } else { 50 };
+    let mut by_layout = Vec::new();
+    for layout in [Layout::AsGiven, Layout::Rotated180] {
+        let job = compile_with(
+            &postage_label(),
+            &p,
+            &CompileOptions {
+                chunk_bytes_max: 256,
+                job_seq: 1,
+                layout,
+            },
+        )
+        .expect("postage label");
+        let end = time_to_end(&p, &job);
+        let st = clean_void_trials(&p, &job, &payload, end, void_trials, &mut rng);
+        eprintln!(
+            "{layout:?}: {} of {} lapses were clean voids, {} mismatches",
+            st.clean_voids, st.trials, st.mismatches
+        );
+        by_layout.push(st);
+    }
+    let pct = |s: &VoidStats| 100.0 * s.clean_voids as f64 / s.trials.max(1) as f64;
+    let clean_void_pct_before = pct(&by_layout[0]);
+    let clean_void_pct = pct(&by_layout[1]);
+    let mismatches: usize = by_layout.iter().map(|s| s.mismatches).sum();
     let p99 = stops[(stops.len() * 99).div_ceil(100).saturating_sub(1)];
     eprintln!(
         "{trials} lapses: stop p50 {:.1} ms, p99 {p99:.1} ms, max {after_max} bytes after",
         stops[stops.len() / 2]
     );
     println!(
-        "{{\"native_label_bytes\":{},\"raster_label_bytes\":{},\"time_vs_limit_ratio\":{:.4},\"lapse_stop_p99_ms\":{:.2},\"bytes_after_lapse_max\":{},\"lapse_trials\":{},\"baud\":{},\"quick\":{}}}",
+        "{{\"native_label_bytes\":{},\"raster_label_bytes\":{},\"time_vs_limit_ratio\":{:.4},\"lapse_stop_p99_ms\":{:.2},\"bytes_after_lapse_max\":{},\"lapse_trials\":{},\"clean_void_pct\":{:.1},\"clean_void_pct_before\":{:.1},\"paper_ledger_mismatches\":{},\"clean_void_trials\":{},\"baud\":{},\"quick\":{}}}",
         native.bytes.len(),
         raster.bytes.len(),
         ratio,
         p99,
         after_max,
         trials,
+        clean_void_pct,
+        clean_void_pct_before,
+        mismatches,
+        void_trials,
         BAUD,
         quick
     );

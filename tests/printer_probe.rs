@@ -22,6 +22,8 @@ fn probe_finds_status_clear_and_drafts_a_profile() {
     assert_eq!(draft.serial.baud, r.baud);
     assert_eq!(draft.clear_buffer, ClearBuffer::DleDc4);
     assert!(draft.status.dle_eot);
+    // The virtual printer answers process IDs; the draft says so.
+    assert!(r.process_id_answered && draft.status.process_id);
     assert_eq!(draft.media_width_px, like.media_width_px);
     // The calibration page came out, with the Data Matrix test for the emulator's cn drawn
     // and the QR test received.

@@ -220,6 +220,8 @@ pub struct Job {
     /// Whether the indicium went out as a native 2-D command (else raster).
     pub indicium_native: bool,
     /// The process ID right after the indicium's last row (process-ID profiles with an indicium).
+    /// A raster indicium also has the same ID after each of its bands (inside `indicium`), so
+    /// any part of it that prints is answered for.
     pub indicium_pid: Option<ProcessIdMark>,
     /// The process ID at the job's very end (process-ID profiles): its reply means the whole
     /// job printed.
@@ -539,7 +541,7 @@ fn element(
                 e.raw(&[0x1b, 0x61, 2]);
             }
             let start = e.offset();
-            let (is_native, rows) = emit_indicium(e, profile, ind, rotated)?;
+            let (is_native, rows) = emit_indicium(e, profile, ind, rotated, pid)?;
             m.indicium_native = is_native;
             m.indicium = Some(start..e.offset());
             m.rows += rows;
@@ -626,6 +628,7 @@ fn emit_indicium(
     profile: &Profile,
     ind: &Indicium,
     rotated: bool,
+    pid: Option<ProcessId>,
 ) -> Result<(bool, u32), CompileError> {
     let turn = |b: Bitmap| if rotated { b.rotated_180() } else { b };
     match ind {
@@ -643,12 +646,12 @@ fn emit_indicium(
                 return Ok((true, (h as u32 + 2) * u32::from(*module_px)));
             }
             let bmp = turn(render_data_matrix(data, u32::from(*module_px))?);
-            raster(e, profile, &bmp)?;
+            raster_marked(e, profile, &bmp, pid)?;
             Ok((false, bmp.height_px()))
         }
         Indicium::Image(bmp) => {
             let bmp = turn(bmp.clone());
-            raster(e, profile, &bmp)?;
+            raster_marked(e, profile, &bmp, pid)?;
             Ok((false, bmp.height_px()))
         }
     }
@@ -712,6 +715,17 @@ pub fn band_height_px(profile: &Profile, stride: usize) -> u32 {
 }
 
 fn raster(e: &mut Enc, profile: &Profile, bmp: &Bitmap) -> Result<(), CompileError> {
+    raster_marked(e, profile, bmp, None)
+}
+
+/// Raster bands; with `mark`, that process ID follows every band but the last (the caller puts
+/// it after the last), so whatever part of the image prints is covered by an ID.
+fn raster_marked(
+    e: &mut Enc,
+    profile: &Profile,
+    bmp: &Bitmap,
+    mark: Option<ProcessId>,
+) -> Result<(), CompileError> {
     if !profile.features.bit_image_raster {
         return Err(CompileError::Unsupported {
             profile: profile.name.clone(),
@@ -749,6 +763,9 @@ fn raster(e: &mut Enc, profile: &Profile, bmp: &Bitmap) -> Result<(), CompileErr
         }
         e.raw(&cmd);
         y += h;
+        if let Some(id) = mark.filter(|_| y < bmp.height_px()) {
+            e.raw(&id.command());
+        }
     }
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! `frank printer probe PORT`: find out how to talk to an unknown printer.
 //!
 //! Tries common baud rates with `DLE EOT 1`, reports which status queries answer and whether
-//! `DLE DC4 fn 8` is confirmed, prints a calibration page (width rulers, font columns, a raster
+//! `DLE DC4 fn 8` is confirmed and whether `GS ( H` process IDs come back, prints a calibration
+//! page (width rulers, font columns, a raster
 //! band, native QR and Data Matrix tests for each candidate `cn`), measures throughput, and
 //! drafts a profile for the technician to confirm against the printed page.
 
@@ -9,8 +10,11 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::bitmap::Bitmap;
-use super::compiler::{CLEAR_BUFFERS, CLEAR_BUFFERS_REPLY, INIT, cut_bytes, data_matrix_native};
+use super::compiler::{
+    CLEAR_BUFFERS, CLEAR_BUFFERS_REPLY, INIT, RESYNC_PROCESS_ID, cut_bytes, data_matrix_native,
+};
 use super::profile::{ClearBuffer, FlowControl, Profile};
+use super::replies::{Reply, ReplyReader};
 use super::streamer::{OpenError, PrinterPort};
 
 /// Baud rates tried, most common first.
@@ -32,6 +36,8 @@ pub struct ProbeReport {
     pub status_replies: [Option<u8>; 4],
     /// `DLE DC4 fn 8` answered 37 25 00.
     pub clear_buffers_confirmed: bool,
+    /// A `GS ( H` fn 48 process ID came back (`[status] process_id`).
+    pub process_id_answered: bool,
     pub throughput_bytes_per_s: Option<u32>,
     /// The draft profile (TOML).
     pub draft_toml: String,
@@ -69,6 +75,7 @@ pub fn probe(path: &Path, like: &Profile, baud: Option<u32>) -> Result<ProbeRepo
     };
     let status_replies = [1, 2, 3, 4].map(|n| query(&mut port, n));
     let clear_buffers_confirmed = clear_buffers(&mut port);
+    let process_id_answered = process_id(&mut port);
     print_calibration(&mut port, like).map_err(|e| ProbeError::Lost(e.to_string()))?;
     let throughput = measure_throughput(&mut port);
     let mut draft = like.clone();
@@ -81,6 +88,7 @@ pub fn probe(path: &Path, like: &Profile, baud: Option<u32>) -> Result<ProbeRepo
     );
     draft.serial.baud = baud;
     draft.status.dle_eot = status_replies[0].is_some();
+    draft.status.process_id = process_id_answered;
     draft.clear_buffer = if clear_buffers_confirmed {
         ClearBuffer::DleDc4
     } else {
@@ -93,6 +101,7 @@ pub fn probe(path: &Path, like: &Profile, baud: Option<u32>) -> Result<ProbeRepo
         baud,
         status_replies,
         clear_buffers_confirmed,
+        process_id_answered,
         throughput_bytes_per_s: throughput,
         draft_toml: draft.to_toml(),
     })
@@ -115,6 +124,29 @@ fn clear_buffers(port: &mut PrinterPort) -> bool {
         && port
             .read_pattern(&CLEAR_BUFFERS_REPLY, Instant::now() + timeout)
             .unwrap_or(false)
+}
+
+/// Send a process ID with nothing before it and see whether `37 22 d1..d4 00` comes back
+/// (read through the one reply reader, so a stray status byte is not mistaken for it).
+fn process_id(port: &mut PrinterPort) -> bool {
+    let timeout = Duration::from_millis(PROBE_REPLY_TIMEOUT_MS);
+    let (_, fault) = port.write_counted(&RESYNC_PROCESS_ID.command(), timeout);
+    if fault.is_some() {
+        return false;
+    }
+    let deadline = Instant::now() + timeout;
+    let mut reader = ReplyReader::new();
+    let mut out = Vec::new();
+    while Instant::now() < deadline {
+        let Ok(got) = port.read_until(1, deadline) else {
+            return false;
+        };
+        reader.push_all(&got, &mut out);
+        if out.contains(&Reply::ProcessId(RESYNC_PROCESS_ID)) {
+            return true;
+        }
+    }
+    false
 }
 
 /// The calibration page's bytes.

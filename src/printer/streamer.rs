@@ -155,7 +155,8 @@ pub enum Milestone {
     IndiciumSending,
     /// The port accepted the indicium's last byte.
     IndiciumSent,
-    /// The process ID after the indicium came back: it is on paper.
+    /// The process ID after the indicium came back: it is on paper. (A raster indicium has the
+    /// same ID after each band, so this comes once any of it printed: on paper either way.)
     IndiciumPrinted,
     /// The job's end process ID came back: all of it printed.
     EndPrinted,
@@ -642,6 +643,8 @@ struct Run<'a> {
     indicium_pid_sent: bool,
     /// The command cut off at `sent` was NUL-finished (before the marker).
     command_finished: bool,
+    /// At the abort, every printable indicium byte sent was followed by an ID that went out.
+    indicium_covered: bool,
     milestone_failed: bool,
 }
 
@@ -675,6 +678,7 @@ pub fn stream_job(
         end_printed: false,
         indicium_pid_sent: false,
         command_finished: false,
+        indicium_covered: false,
         milestone_failed: false,
     };
     run.publish();
@@ -866,8 +870,9 @@ impl Run<'_> {
             return IndiciumPaper::Printed;
         }
         if clear_confirmed && self.port.profile.status.process_id {
-            // Its ID went out and never came back: the clear took the indicium with it.
-            if self.indicium_pid_sent {
+            // Its ID went out after everything of it that could print, and never came back:
+            // the clear took the indicium with it.
+            if self.indicium_pid_sent || self.indicium_covered {
                 return IndiciumPaper::Cleared;
             }
             // A native symbol prints on its last command; without it nothing of it printed.
@@ -955,14 +960,24 @@ impl Run<'_> {
 
     /// Before a cancel: if the indicium went (partly) out but its process ID did not, send the
     /// ID now, so its reply — or its absence once the clear is confirmed — says whether what
-    /// was sent printed. Stopped inside a command (a raster band), NULs finish it first (the
-    /// rest of the band prints white).
+    /// was sent printed. Stopped inside a command (a raster band) with at most
+    /// `chunk_bytes_max` of it left, NULs finish it first (the rest of the band prints white).
     fn mark_indicium(&mut self) -> Result<(), PrinterFault> {
         let (Some(r), Some(mark)) = (self.job.indicium.as_ref(), self.job.indicium_pid) else {
             return Ok(());
         };
         let native_unfinished = self.job.indicium_native && self.sent < r.end;
-        if self.sent <= r.start || self.indicium_pid_sent || native_unfinished {
+        // Finishing a long band would delay the clear while the engine keeps printing: then
+        // clear at once and count the indicium as printed (AssumedPrinted).
+        let rest = self.job.remaining_in_command(self.sent);
+        if self.sent <= r.start || self.indicium_pid_sent {
+            return Ok(());
+        }
+        if native_unfinished || rest > self.cfg.chunk_bytes_max && self.sent < r.end {
+            // Nothing printable is unmarked: a native symbol prints on its last command; a
+            // raster band cut off never completes, and every complete band before it has the
+            // indicium's ID after it.
+            self.indicium_covered = true;
             return Ok(());
         }
         let mut cmd = vec![0u8; self.job.remaining_in_command(self.sent)];
