@@ -121,6 +121,7 @@ fn settle(app: &mut App, job: JobId, settlement: Settlement, phase: SettlePhase)
         app,
         Backend::Settlement {
             job,
+            piece: Some(1),
             amount: cents(540),
             settlement,
             phase,

@@ -238,6 +238,7 @@ fn settle(app: &mut App, job: JobId, settlement: Settlement, phase: SettlePhase)
         app,
         Backend::Settlement {
             job,
+            piece: Some(1),
             amount: frank::money::Cents::new(540).unwrap(),
             settlement,
             phase,

@@ -531,6 +531,11 @@ impl Actor {
             .unwrap_or(Cents::ZERO)
     }
 
+    fn piece_of(&self, key: &JobKey) -> Option<u64> {
+        self.with_book(|b| b.get(key).and_then(|e| e.piece_serial))
+            .flatten()
+    }
+
     /// Tells the UI what the recorded records mean for each job, then sends what is due.
     async fn after(&mut self, recs: &[Record]) {
         for r in recs {
@@ -542,8 +547,10 @@ impl Actor {
                 } => {
                     let job = self.job_id(*key);
                     let amount = self.amount_of(key);
+                    let piece = self.piece_of(key);
                     self.emit(Backend::Settlement {
                         job,
+                        piece,
                         amount,
                         settlement: *settlement,
                         phase: SettlePhase::Sending,
@@ -558,6 +565,7 @@ impl Actor {
                 } => {
                     let job = self.job_id(*key);
                     let amount = self.amount_of(key);
+                    let piece = self.piece_of(key);
                     let phase = if *refused {
                         SettlePhase::Refused(result.clone())
                     } else {
@@ -565,6 +573,7 @@ impl Actor {
                     };
                     self.emit(Backend::Settlement {
                         job,
+                        piece,
                         amount,
                         settlement: *settlement,
                         phase,
@@ -844,7 +853,7 @@ impl Actor {
     /// settlements get a moment to reach the vendor; whatever is left stays in the journal
     /// for the next start.
     async fn quit(&mut self, done: &mut mpsc::Receiver<Done>) {
-        let _ = self.quit.send(true);
+        self.quit.send_replace(true);
         let deadline = tokio::time::Instant::now() + Duration::from_millis(QUIT_PRINT_STOP_MS_MAX);
         while self.printing.is_some() {
             match tokio::time::timeout_at(deadline, done.recv()).await {
@@ -1315,15 +1324,7 @@ impl Actor {
         self.port = port;
         tracing::info!(%job, ?outcome, "print ended");
         self.emit(Backend::PrintOutcome { job, outcome }).await;
-        let (mut paper, complete) = verdict(&outcome);
-        // A job whose thread died before the indicium went out is not on paper.
-        if matches!(
-            self.with_book(|b| b.get(&key).map(|e| e.stage)).flatten(),
-            Some(Stage::Printing)
-        ) && outcome.bytes_sent() == 0
-        {
-            paper = PaperVerdict::NotOnPaper;
-        }
+        let (paper, complete) = verdict(&outcome);
         match self.record(|b| b.decide_ended(key, paper, complete)) {
             Ok(recs) => self.after(&recs).await,
             Err(e) => {

@@ -634,10 +634,12 @@ impl JobBook {
         }
         // What the journal already knows outranks a weaker verdict: an indicium whose ID came
         // back is on paper whatever the streamer concluded after.
-        // Likewise a job whose end ID came back is complete.
+        // Likewise a job whose end ID came back is complete, and one whose indicium was never
+        // announced (`indicium_sending` is journaled before its first byte) has none on paper.
         let (paper, complete) = match e.stage {
             Stage::EndPrinted => (PaperVerdict::Printed, true),
             Stage::IndiciumPrinted => (PaperVerdict::Printed, complete),
+            Stage::Printing => (PaperVerdict::NotOnPaper, false),
             _ => (paper, complete),
         };
         Ok(vec![outcome(job, paper, complete && paper.on_paper())])
@@ -852,6 +854,8 @@ mod tests {
             let mut b = JobBook::default();
             let k = authorized(&mut b, i as u8 + 1);
             step!(b, decide_print(k, 1));
+            step!(b, decide_milestone(k, Milestone::IndiciumSending));
+            step!(b, decide_milestone(k, Milestone::IndiciumSent));
             step!(b, decide_ended(k, paper, complete));
             assert_eq!(settlement_of(&b, k), want, "{paper:?} {complete}");
         }
@@ -868,6 +872,17 @@ mod tests {
         // The streamer then reports a cleared buffer: the indicium was already out.
         step!(b, decide_ended(k, PaperVerdict::NotOnPaper, false));
         assert_eq!(settlement_of(&b, k), Settlement::VoidReachedPrinter);
+    }
+
+    #[test]
+    fn no_indicium_is_on_paper_before_it_was_announced() {
+        // The streaming thread died and the shell can only guess; the journal knows better:
+        // `indicium_sending` is journaled before the indicium's first byte.
+        let mut b = JobBook::default();
+        let k = authorized(&mut b, 1);
+        step!(b, decide_print(k, 1));
+        step!(b, decide_ended(k, PaperVerdict::AssumedPrinted, false));
+        assert_eq!(settlement_of(&b, k), Settlement::Void);
     }
 
     #[test]
@@ -919,6 +934,8 @@ mod tests {
         journal.extend(step!(b, decide_milestone(k5, Milestone::IndiciumPrinted)));
         let k6 = mk(&mut b, &mut journal, 6);
         journal.extend(step!(b, decide_print(k6, 1)));
+        journal.extend(step!(b, decide_milestone(k6, Milestone::IndiciumSending)));
+        journal.extend(step!(b, decide_milestone(k6, Milestone::IndiciumSent)));
         journal.extend(step!(b, decide_ended(k6, PaperVerdict::Printed, true)));
         let k7 = mk(&mut b, &mut journal, 7);
         journal.extend(step!(b, decide_print(k7, 1)));

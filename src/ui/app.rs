@@ -1475,10 +1475,11 @@ impl App {
             Backend::PrintOutcome { job, outcome } => self.on_outcome(job, outcome),
             Backend::Settlement {
                 job,
+                piece,
                 amount,
                 settlement,
                 phase,
-            } => self.on_settlement(job, amount, settlement, phase),
+            } => self.on_settlement(job, piece, amount, settlement, phase),
             Backend::OpenJobs {
                 open,
                 from_last_run,
@@ -1610,14 +1611,18 @@ impl App {
     fn on_settlement(
         &mut self,
         job: JobId,
+        piece: Option<u64>,
         amount: Cents,
         settlement: Settlement,
         phase: SettlePhase,
     ) {
         let current = self.job.as_ref().filter(|j| j.id == job);
-        let title = current
-            .map(|j| format!("{} {job}", j.title.to_lowercase()))
-            .unwrap_or_else(|| format!("item {job}"));
+        // A job no longer on screen (or left by the last run) is named by its piece.
+        let title = match (current, piece) {
+            (Some(j), _) => format!("{} {job}", j.title.to_lowercase()),
+            (None, Some(p)) => format!("piece {p}"),
+            (None, None) => "an item".to_string(),
+        };
         let cause = current.and_then(|j| j.cause.clone());
         let lead = cause.clone().unwrap_or_else(|| "Print stopped".into());
         let (severity, message, state) = match (settlement, &phase) {

@@ -211,6 +211,8 @@ pub enum Backend {
     /// vendor's answer (`Done`, `Refused`). The screen says "charged" only on `Done`.
     Settlement {
         job: JobId,
+        /// The vendor's piece serial, once known (names a job that is no longer on screen).
+        piece: Option<u64>,
         amount: Cents,
         settlement: Settlement,
         phase: SettlePhase,
