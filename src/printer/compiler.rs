@@ -714,10 +714,6 @@ pub fn band_height_px(profile: &Profile, stride: usize) -> u32 {
     (profile.raster_band_height_px_max as usize).min(by_buffer) as u32
 }
 
-fn raster(e: &mut Enc, profile: &Profile, bmp: &Bitmap) -> Result<(), CompileError> {
-    raster_marked(e, profile, bmp, None)
-}
-
 /// Raster bands; with `mark`, that process ID follows every band but the last (the caller puts
 /// it after the last), so whatever part of the image prints is covered by an ID.
 fn raster_marked(
@@ -976,6 +972,108 @@ mod tests {
             matches!(err, CompileError::LineTooLong { limit: 32, .. }),
             "{err}"
         );
+    }
+
+    #[test]
+    fn process_ids_follow_the_indicium_and_end_the_job() {
+        for id in crate::printer::profile::shipped_ids() {
+            let p = shipped(id).unwrap();
+            let opts = CompileOptions {
+                job_seq: 21,
+                ..CompileOptions::default()
+            };
+            let job = compile_with(&label(), &p, &opts).unwrap();
+            let has = |id: ProcessId| job.bytes.windows(11).any(|w| w == id.command());
+            let (ind_id, end_id) = job_process_ids(21);
+            assert_eq!(
+                (ind_id.to_string(), end_id.to_string()),
+                ("0042".into(), "0043".into())
+            );
+            if !p.status.process_id {
+                assert!(job.indicium_pid.is_none() && job.end_pid.is_none(), "{id}");
+                assert!(
+                    !job.bytes.windows(3).any(|w| w == [0x1d, 0x28, 0x48]),
+                    "{id}"
+                );
+                continue;
+            }
+            let r = job.indicium.clone().unwrap();
+            let ind = job.indicium_pid.unwrap();
+            assert_eq!((ind.offset, ind.id), (r.end, ind_id), "{id}");
+            assert_eq!(&job.bytes[ind.offset..ind.offset + 11], &ind_id.command());
+            let end = job.end_pid.unwrap();
+            assert_eq!(end.id, end_id);
+            assert_eq!(
+                end.offset + PROCESS_ID_COMMAND_BYTES,
+                job.bytes.len(),
+                "{id}"
+            );
+            assert!(job.is_boundary(ind.offset) && job.is_boundary(end.offset));
+            assert!(has(ind_id) && has(end_id));
+            // The end ID comes after the cut.
+            let cut = cut_bytes(&p);
+            assert_eq!(&job.bytes[end.offset - cut.len()..end.offset], &cut[..]);
+        }
+    }
+
+    #[test]
+    fn raster_indicium_has_its_id_after_every_band() {
+        let p = shipped("epson-tm-l90").unwrap(); // process IDs, no native Data Matrix
+        let l = Label {
+            elements: vec![Element::Indicium(Indicium::Image(Bitmap::new(320, 600)))],
+            cut: true,
+        };
+        let job = compile(&l, &p, 256).unwrap();
+        let r = job.indicium.clone().unwrap();
+        let id = job.indicium_pid.unwrap().id;
+        let bands = job.bytes[r.clone()]
+            .windows(4)
+            .filter(|w| *w == [0x1d, 0x76, 0x30, 0])
+            .count();
+        let marks = job.bytes[r.start..r.end + PROCESS_ID_COMMAND_BYTES]
+            .windows(11)
+            .filter(|w| *w == id.command())
+            .count();
+        assert!(bands > 1);
+        assert_eq!(marks, bands);
+    }
+
+    #[test]
+    fn rotated_layout_prints_last_element_first() {
+        let p = shipped("virtual").unwrap();
+        let opts = CompileOptions {
+            layout: Layout::Rotated180,
+            ..CompileOptions::default()
+        };
+        let job = compile_with(&label(), &p, &opts).unwrap();
+        assert_eq!(&job.bytes[..5], &[0x1b, 0x40, 0x1b, 0x7b, 1]);
+        let at = |s: &[u8]| job.bytes.windows(s.len()).position(|w| w == s).unwrap();
+        // Address last line first, then the indicium (right-aligned), then the heading text.
+        assert!(at(b"1 MAIN ST") < at(b"JANE DOE") && at(b"JANE DOE") < at(b"TO:"));
+        let r = job.indicium.clone().unwrap();
+        assert!(at(b"TO:") < r.start && r.end < at(b"PRIORITY"));
+        assert_eq!(&job.bytes[r.start - 3..r.start], &[0x1b, 0x61, 2]);
+        assert_eq!(job.indicium_pid.unwrap().offset, r.end);
+        // A raster indicium is turned by 180°.
+        let img = {
+            let mut b = Bitmap::new(64, 8);
+            b.set(0, 0, true);
+            b
+        };
+        let l = Label {
+            elements: vec![Element::Indicium(Indicium::Image(img))],
+            cut: false,
+        };
+        let g = shipped("generic-80mm").unwrap();
+        let job = compile_with(&l, &g, &opts).unwrap();
+        let r = job.indicium.unwrap();
+        let data = &job.bytes[r.start + 8..r.end];
+        let stride = data.len() / 8;
+        assert_eq!(
+            data[..data.len() - 1].iter().filter(|b| **b != 0).count(),
+            0
+        );
+        assert_eq!(data[data.len() - 1], 0x01, "stride {stride}");
     }
 
     #[test]
