@@ -53,23 +53,7 @@ async fn rig_with(profile_toml: Option<&str>, env: &[(&str, &str)]) -> Rig {
     let watcher_link = watcher.start_link().unwrap();
     let mut up = watcher_link.state.clone();
     wait_for(&mut up, LONG, "watcher up", |s| *s == LinkState::Up).await;
-    let mut funded = false;
-    for _ in 0..50 {
-        if watcher
-            .fund(
-                rand::random(),
-                FUNDS_CENTS,
-                FundMethod::simulator_test_card(),
-            )
-            .await
-            .is_ok()
-        {
-            funded = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(funded, "the account could not be funded");
+    fund_until_ok(&watcher, FUNDS_CENTS).await;
 
     let home = tempfile::tempdir().unwrap();
     let labels = tempfile::tempdir().unwrap();

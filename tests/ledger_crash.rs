@@ -25,14 +25,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::AsyncBufReadExt;
 
 const TERMINALS: usize = 3;
 const PIECE_CENTS: u64 = 100;
 const FUND_CENTS: u64 = 500;
 const ORIGIN: &str = "10001";
-/// Longest wait for a restarted vendor to listen.
-const START_MS_MAX: u64 = 20_000;
 
 fn item() -> WireItem {
     WireItem::Coupon(wire::ValueItem {
@@ -144,33 +141,13 @@ impl Backend {
 }
 
 async fn start_vendor(data: &std::path::Path, addr: SocketAddr, backend: &Backend) -> Child {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_frank"));
-    cmd.args(["vendor", "serve", "--data"])
-        .arg(data)
-        .args(["--listen", &addr.to_string()]);
-    if let Backend::Postgres(url) = backend {
-        cmd.args(["--database", url]);
+    let args: Vec<&str> = match backend {
+        Backend::Postgres(url) => vec!["--database", url],
+        Backend::Sqlite => vec![],
+    };
+    Child {
+        child: support::spawn_vendor_serve(data, addr, &args).await,
     }
-    let mut child = cmd
-        .env("RUST_LOG", "error")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = tokio::io::BufReader::new(stdout).lines();
-    tokio::time::timeout(Duration::from_millis(START_MS_MAX), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if line.contains("vendor listening") {
-                return;
-            }
-        }
-        panic!("vendor exited before listening");
-    })
-    .await
-    .expect("vendor did not start");
-    Child { child }
 }
 
 async fn login(

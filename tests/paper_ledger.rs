@@ -23,18 +23,14 @@ use frank::link::LinkState;
 use frank::printer::emulator::{Emulator, EmulatorHandle, EmulatorOptions, Fault};
 use frank::vendor::directory::Directory;
 use frank::vendor::{DB_FILE, DataDir};
-use frank::wire::FundMethod;
 use pty_support::*;
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use tokio::io::AsyncBufReadExt;
 
 const FUNDS_CENTS: u64 = 50_000;
-/// Longest wait for the vendor child to listen.
-const START_MS_MAX: u64 = 20_000;
 /// Longest wait for a trial's job to be settled with the vendor.
 const SETTLE: Duration = Duration::from_secs(60);
 
@@ -81,30 +77,7 @@ async fn vendor_proc(toml: &str) -> VendorProc {
     }
     let key = data.load().unwrap().key.verifying_key();
     let addr = free_udp_port();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_frank"))
-        .args(["vendor", "serve", "--data"])
-        .arg(dir.path().join("vendor"))
-        .args(["--listen", &addr.to_string()])
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = tokio::io::BufReader::new(stdout).lines();
-    tokio::time::timeout(Duration::from_millis(START_MS_MAX), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if line.contains("vendor listening") {
-                return;
-            }
-        }
-        panic!("vendor exited before listening");
-    })
-    .await
-    .expect("vendor did not start");
-    // Keep draining its stdout so it never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let child = support::spawn_vendor_serve(&dir.path().join("vendor"), addr, &[]).await;
     VendorProc {
         _dir: dir,
         child,
@@ -135,22 +108,7 @@ async fn watcher(v: &VendorProc) -> (Session, frank::link::driver::LinkHandle) {
     let link = s.start_link().unwrap();
     let mut up = link.state.clone();
     support::wait_for(&mut up, LONG, "watcher up", |s| *s == LinkState::Up).await;
-    let mut funded = false;
-    for _ in 0..50 {
-        if s.fund(
-            rand::random(),
-            FUNDS_CENTS,
-            FundMethod::simulator_test_card(),
-        )
-        .await
-        .is_ok()
-        {
-            funded = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(funded, "the account could not be funded");
+    support::fund_until_ok(&s, FUNDS_CENTS).await;
     std::mem::forget(endpoint);
     (s, link)
 }
@@ -302,6 +260,26 @@ fn pick(rng: &mut impl Rng) -> Trial {
         4 | 5 => Trial::Kill(rng.gen_range(1..100)),
         6 | 7 => Trial::PaperOut(rng.gen_range(200..6000)),
         _ => Trial::Clean,
+    }
+}
+
+/// Waits (up to 10 s) until the vendor says piece `serial` is in state `want`; fails at once
+/// if it shows `never` on the way.
+fn wait_piece_state(w: &Session, serial: u64, want: &str, never: Option<&str>) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let state = block(w.piece(serial)).unwrap().item_state;
+        if state == want {
+            return;
+        }
+        if let Some(n) = never {
+            assert_ne!(state, n, "piece {serial} went {n}");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "piece {serial} still {state}, not {want}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -524,16 +502,7 @@ async fn an_honest_counter_cut_off_after_printing_commits_when_the_link_returns(
     assert_eq!(on_paper.len(), 1, "{on_paper:?}");
     let (&serial, png) = on_paper.iter().next().unwrap();
     // The reservation expires while the counter cannot reach the vendor: committed, unsettled.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let state = block(r.watcher.piece(serial)).unwrap().item_state;
-        if state == "unsettled" {
-            break;
-        }
-        assert_ne!(state, "voided", "expiry gave issued value back");
-        assert!(std::time::Instant::now() < deadline, "still {state}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_piece_state(&r.watcher, serial, "unsettled", Some("voided"));
     let mid = block(r.watcher.balance()).unwrap().registers;
     assert_eq!(mid.pending_cents, 0);
     assert!(mid.ascending_cents > before.ascending_cents, "{mid:?}");
@@ -610,15 +579,7 @@ async fn quitting_with_an_unsettled_item_settles_it_at_the_next_start() {
     r.screen = start_counter(&r.args, r.home.path());
     r.screen
         .wait_within(SETTLE, "settled", |t| !t.contains("⧗"));
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let state = block(r.watcher.piece(serial)).unwrap().item_state;
-        if state == "printed" {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "still {state}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_piece_state(&r.watcher, serial, "printed", None);
     // A new item prints as usual afterwards.
     postage_to_review(&mut r.screen);
     r.screen.send("\r");
@@ -640,15 +601,7 @@ async fn cut_before_the_indicium_past_expiry(r: &mut Rig) -> (u64, String) {
         .wait_within(SETTLE, "the void decided", |t| t.contains("voiding it"));
     let pieces = block(r.watcher.pieces(10, None)).unwrap().pieces;
     let serial = pieces.first().expect("one piece").piece_serial;
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let state = block(r.watcher.piece(serial)).unwrap().item_state;
-        if state == "unsettled" {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "still {state}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_piece_state(&r.watcher, serial, "unsettled", None);
     std::thread::sleep(Duration::from_secs(2));
     r.proxy.handle.update(|f| f.delay_ms = 0);
     r.proxy.handle.heal();

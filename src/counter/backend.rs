@@ -146,6 +146,31 @@ impl AuthorizeBody {
     }
 }
 
+/// Sends `authorize` (retried with the same id while the vendor cannot take it) and reports
+/// the answer for job `key`.
+fn spawn_authorize(
+    sessions: watch::Receiver<Session>,
+    retry_ms_max: u64,
+    key: JobKey,
+    request_id: [u8; 16],
+    body: AuthorizeBody,
+    done: mpsc::Sender<Done>,
+) {
+    tokio::spawn(async move {
+        let result = send_retrying(sessions, retry_ms_max, |s| {
+            s.authorize_request(
+                request_id,
+                client::wall_ms(),
+                body.amount_cents,
+                body.item.clone(),
+                &body.origin_zip,
+            )
+        })
+        .await;
+        let _ = done.send(Done::Authorized { key, result }).await;
+    });
+}
+
 /// The job book and its journal. Shared with the streaming thread, which journals the
 /// indicium milestones before their effect.
 #[derive(Debug)]
@@ -625,19 +650,7 @@ impl Actor {
                         tracing::error!("journaled authorize body does not decode");
                         continue;
                     };
-                    tokio::spawn(async move {
-                        let result = send_retrying(sessions, retry, |s| {
-                            s.authorize_request(
-                                request_id,
-                                client::wall_ms(),
-                                body.amount_cents,
-                                body.item.clone(),
-                                &body.origin_zip,
-                            )
-                        })
-                        .await;
-                        let _ = tx.send(Done::Authorized { key, result }).await;
-                    });
+                    spawn_authorize(sessions, retry, key, request_id, body, tx);
                 }
                 Send::Settle {
                     settlement,
@@ -1058,19 +1071,7 @@ impl Actor {
         self.in_flight.insert(key);
         let tx = self.done_tx.clone();
         let retry = self.cfg.authorize_retry_ms_max;
-        tokio::spawn(async move {
-            let result = send_retrying(sessions, retry, |s| {
-                s.authorize_request(
-                    ids.authorize,
-                    client::wall_ms(),
-                    body.amount_cents,
-                    body.item.clone(),
-                    &body.origin_zip,
-                )
-            })
-            .await;
-            let _ = tx.send(Done::Authorized { key, result }).await;
-        });
+        spawn_authorize(sessions, retry, key, ids.authorize, body, tx);
     }
 
     async fn on_authorized(&mut self, key: JobKey, result: Result<wire::Authorized, Failure>) {

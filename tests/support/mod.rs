@@ -131,3 +131,60 @@ pub async fn wait_for<T: Clone + std::fmt::Debug>(
         ),
     }
 }
+
+/// Longest wait for a child `frank vendor serve` to listen, in ms.
+pub const VENDOR_START_MS_MAX: u64 = 20_000;
+
+/// `frank vendor serve --data DATA --listen ADDR ARGS…` as a child process (killed on drop),
+/// returned once it says it listens; its stdout keeps being drained.
+pub async fn spawn_vendor_serve(
+    data: &std::path::Path,
+    addr: SocketAddr,
+    args: &[&str],
+) -> tokio::process::Child {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_frank"))
+        .args(["vendor", "serve", "--data"])
+        .arg(data)
+        .args(["--listen", &addr.to_string()])
+        .args(args)
+        .env("RUST_LOG", "error")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    tokio::time::timeout(Duration::from_millis(VENDOR_START_MS_MAX), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains("vendor listening") {
+                return;
+            }
+        }
+        panic!("vendor exited before listening");
+    })
+    .await
+    .expect("vendor did not start");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    child
+}
+
+/// Funds the session's account with the simulator's test card, retrying while the vendor
+/// cannot take it yet (a link just up, say).
+pub async fn fund_until_ok(s: &Session, cents: u64) {
+    for _ in 0..50 {
+        if s.fund(
+            rand::random(),
+            cents,
+            frank::wire::FundMethod::simulator_test_card(),
+        )
+        .await
+        .is_ok()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the account could not be funded");
+}
