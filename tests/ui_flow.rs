@@ -122,6 +122,7 @@ fn settle(app: &mut App, job: JobId, settlement: Settlement, phase: SettlePhase)
         Backend::Settlement {
             job,
             piece: Some(1),
+            assumed_on_paper: false,
             amount: cents(540),
             settlement,
             phase,
@@ -787,4 +788,42 @@ fn supervisor_pin_hash_is_not_in_debug() {
     let app = kiosk_app();
     let dbg = format!("{:?}", app.config);
     assert!(dbg.contains("PinHash(<redacted>)"), "{dbg}");
+}
+
+#[test]
+fn a_printer_that_cannot_confirm_printing_says_so_on_the_refund() {
+    let mut app = quoted();
+    let job = authorize(&mut app);
+    backend(&mut app, Backend::Authorized { job });
+    backend(
+        &mut app,
+        Backend::PrintOutcome {
+            job,
+            outcome: JobOutcome::Aborted {
+                bytes_sent: 1900,
+                indicium: IndiciumPaper::AssumedPrinted,
+                cancel_confirmed: false,
+                void_printed: false,
+                cause: AbortCause::Link,
+            },
+        },
+    );
+    for phase in [SettlePhase::Sending, SettlePhase::Done] {
+        backend(
+            &mut app,
+            Backend::Settlement {
+                job,
+                piece: Some(1),
+                assumed_on_paper: phase == SettlePhase::Sending,
+                amount: cents(540),
+                settlement: Settlement::VoidReachedPrinter,
+                phase,
+            },
+        );
+    }
+    let text = screen_text(&render(&app, 160, 40));
+    assert!(
+        text.contains("this printer cannot confirm what it printed"),
+        "{text}"
+    );
 }

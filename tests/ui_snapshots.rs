@@ -239,6 +239,7 @@ fn settle(app: &mut App, job: JobId, settlement: Settlement, phase: SettlePhase)
         Backend::Settlement {
             job,
             piece: Some(1),
+            assumed_on_paper: false,
             amount: frank::money::Cents::new(540).unwrap(),
             settlement,
             phase,

@@ -568,6 +568,7 @@ impl Actor {
                 Record::Outcome {
                     job: key,
                     settlement,
+                    paper,
                     ..
                 } => {
                     let job = self.job_id(*key);
@@ -576,6 +577,7 @@ impl Actor {
                     self.emit(Backend::Settlement {
                         job,
                         piece,
+                        assumed_on_paper: *paper == PaperVerdict::AssumedPrinted,
                         amount,
                         settlement: *settlement,
                         phase: SettlePhase::Sending,
@@ -599,6 +601,7 @@ impl Actor {
                     self.emit(Backend::Settlement {
                         job,
                         piece,
+                        assumed_on_paper: false,
                         amount,
                         settlement: *settlement,
                         phase,

@@ -152,6 +152,8 @@ pub struct Job {
     pub phase: JobPhase,
     /// Why the print stopped, in words (None: it completed).
     pub cause: Option<String>,
+    /// The printer could not say whether the indicium printed; it counts as printed.
+    pub assumed_on_paper: bool,
 }
 
 /// Home menu rows.
@@ -1167,6 +1169,7 @@ impl App {
             amount: draft.amount,
             phase: JobPhase::Authorizing,
             cause: None,
+            assumed_on_paper: false,
         });
         out.push(Command::Authorize {
             job: id,
@@ -1476,10 +1479,16 @@ impl App {
             Backend::Settlement {
                 job,
                 piece,
+                assumed_on_paper,
                 amount,
                 settlement,
                 phase,
-            } => self.on_settlement(job, piece, amount, settlement, phase),
+            } => {
+                if assumed_on_paper && let Some(j) = self.job.as_mut().filter(|j| j.id == job) {
+                    j.assumed_on_paper = true;
+                }
+                self.on_settlement(job, piece, amount, settlement, phase)
+            }
             Backend::OpenJobs {
                 open,
                 from_last_run,
@@ -1624,6 +1633,7 @@ impl App {
             (None, None) => "an item".to_string(),
         };
         let cause = current.and_then(|j| j.cause.clone());
+        let assumed = current.is_some_and(|j| j.assumed_on_paper);
         let lead = cause.clone().unwrap_or_else(|| "Print stopped".into());
         let (severity, message, state) = match (settlement, &phase) {
             (Settlement::Commit, SettlePhase::Sending) => (
@@ -1654,6 +1664,13 @@ impl App {
                 Severity::Warn,
                 format!("{lead} after the indicium printed — asking the vendor for a refund…"),
                 ItemState::Settling,
+            ),
+            (Settlement::VoidReachedPrinter, SettlePhase::Done) if assumed => (
+                Severity::Warn,
+                format!(
+                    "{lead} after the indicium was sent — this printer cannot confirm what it printed, so {amount} is charged and a refund requested"
+                ),
+                ItemState::Refund(RefundState::Requested),
             ),
             (Settlement::VoidReachedPrinter, SettlePhase::Done) => (
                 Severity::Warn,

@@ -213,6 +213,9 @@ pub enum Backend {
         job: JobId,
         /// The vendor's piece serial, once known (names a job that is no longer on screen).
         piece: Option<u64>,
+        /// The printer cannot say what it printed (no process IDs, or its clear went
+        /// unconfirmed): the indicium's bytes were accepted, so it counts as on paper.
+        assumed_on_paper: bool,
         amount: Cents,
         settlement: Settlement,
         phase: SettlePhase,
