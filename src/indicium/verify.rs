@@ -142,7 +142,7 @@ pub fn payload_from_png(png: &[u8]) -> Result<Vec<u8>, ScanError> {
 
 /// Finds and decodes the Data Matrix in an 8-bit grayscale image (row-major, `width` per row).
 pub fn payload_from_luma(luma: Vec<u8>, width: u32, height: u32) -> Result<Vec<u8>, ScanError> {
-    use rxing::{BarcodeFormat, DecodeHints, RXingResultMetadataType, RXingResultMetadataValue};
+    use rxing::{BarcodeFormat, DecodeHints};
     let mut hints = DecodeHints::default();
     let result = rxing::helpers::detect_in_luma_with_hints(
         luma,
@@ -152,6 +152,34 @@ pub fn payload_from_luma(luma: Vec<u8>, width: u32, height: u32) -> Result<Vec<u
         &mut hints,
     )
     .map_err(|e| ScanError::NoSymbol(e.to_string()))?;
+    payload_of(&result)
+}
+
+/// Every Data Matrix payload on a PNG holding several items (a strip of labels, a sheet).
+pub fn payloads_from_png(png: &[u8]) -> Result<Vec<Vec<u8>>, ScanError> {
+    use rxing::{BarcodeFormat, DecodeHints};
+    let img = image::load_from_memory_with_format(png, image::ImageFormat::Png)
+        .map_err(|e| ScanError::Image(e.to_string()))?
+        .to_luma8();
+    let (width, height) = img.dimensions();
+    let mut hints = DecodeHints::default();
+    let results = rxing::helpers::detect_multiple_in_luma_with_hints(
+        img.into_raw(),
+        width,
+        height,
+        &mut hints,
+    )
+    .map_err(|e| ScanError::NoSymbol(e.to_string()))?;
+    results
+        .iter()
+        .filter(|r| *r.getBarcodeFormat() == BarcodeFormat::DATA_MATRIX)
+        .map(payload_of)
+        .collect()
+}
+
+/// The payload bytes of one decoded symbol.
+fn payload_of(result: &rxing::RXingResult) -> Result<Vec<u8>, ScanError> {
+    use rxing::{RXingResultMetadataType, RXingResultMetadataValue};
     // Frank encodes the whole payload as one Base 256 segment; rxing reports it verbatim.
     if let Some(RXingResultMetadataValue::ByteSegments(segments)) = result
         .getRXingResultMetadata()

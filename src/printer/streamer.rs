@@ -1247,6 +1247,11 @@ pub fn resync(
     let nul_bytes = resync_nul_bytes(&profile);
     let mut flush = vec![0u8; nul_bytes];
     flush.extend_from_slice(&INIT);
+    if mode == ResyncMode::Finish {
+        // What the dead counter left printed is a partial item: cut it off, so the next job
+        // starts on fresh paper.
+        flush.extend_from_slice(&super::compiler::cut_bytes(&profile));
+    }
     write(port, &flush, true)?;
     if dle_dc4 && !clear_confirmed {
         write(port, &CLEAR_BUFFERS, false)?;
