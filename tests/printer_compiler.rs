@@ -46,12 +46,13 @@ fn golden_bytes_per_profile() {
         let job = compile(&reference_label(), &profile, 256).unwrap();
         let r = job.indicium.clone().unwrap();
         let head = format!(
-            "profile: {id}\nbytes: {}\nchunks: {}\nindicium: {}..{} native={}\n",
+            "profile: {id}\nbytes: {}\nchunks: {}\nindicium: {}..{} native={} marks_at={}\n",
             job.bytes.len(),
             job.chunks.len(),
             r.start,
             r.end,
-            job.indicium_native
+            job.indicium_native,
+            job.indicium_marks_at.unwrap()
         );
         insta::assert_snapshot!(format!("compile_{id}"), head + &hex_dump(&job.bytes));
     }

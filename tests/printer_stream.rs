@@ -712,7 +712,9 @@ fn a_refusing_journal_keeps_the_indicium_off_the_line() {
         (indicium, cause),
         (IndiciumPaper::NotSent, AbortCause::Milestone)
     );
-    assert_eq!(bytes_sent, job.indicium.clone().unwrap().start);
+    // Stopped just before the first indicium command that marks paper (a native symbol's
+    // print command: its store before it prints nothing).
+    assert_eq!(bytes_sent, job.indicium_marks_at.unwrap());
     assert_eq!(seen, vec![Milestone::IndiciumSending]);
     let got = strip_polls(&emu.received_bytes(), &job);
     assert_eq!(&got[..bytes_sent], &job.bytes[..bytes_sent]);

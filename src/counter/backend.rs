@@ -5,8 +5,8 @@
 //! It is a pump around the job book ([`super::jobbook`]), which alone decides each job's
 //! state and how its money is settled. Every record the book produces is appended to the
 //! settlement journal and fsynced ([`super::journal`]) *before* its effect: before the
-//! authorize request, before the first printer byte, before the indicium's first byte (from
-//! the streaming thread, through [`JournalMilestones`]), before each settlement request.
+//! authorize request, before the first printer byte, before the indicium's first byte that can mark paper
+//! (from the streaming thread, through [`JournalMilestones`]), before each settlement request.
 //! On start the backend folds the journal, resyncs the printer when the last run stopped in
 //! the middle of a job, and settles every job the last run left, with the job's original
 //! request ids, before it lets a new item be authorized.

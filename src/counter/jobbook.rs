@@ -4,7 +4,8 @@
 //!
 //! Every job is a fold over its [`Record`]s. The shell ([`super::journal`]) appends each record
 //! to the terminal's journal and fsyncs it *before* the effect the record announces (before the
-//! authorize request, before the first printer byte, before the indicium's first byte, before
+//! authorize request, before the first printer byte, before the indicium's first byte that can mark paper (a
+//! native symbol's print command, a raster indicium's first band), before
 //! each settlement request), then [`JobBook::apply`]s it. A counter that restarts folds the
 //! journal again and finishes every job the last run left unsettled, with the job's original
 //! request ids, before it allows a new print (docs/PRINTING.md §Settlement journal).
@@ -17,8 +18,9 @@
 //!
 //! "On paper" is the printer's word where it answers process IDs (the indicium's ID came
 //! back); otherwise, and whenever the printer cannot say, indicium bytes the port accepted
-//! count as on paper. A job the last run left between the indicium's first and last byte is
-//! counted as on paper: the conservative side, settled through a refund request.
+//! that can mark paper count as on paper. A job the last run left between the indicium's first
+//! such byte and its ID is counted as on paper: the conservative side, settled through a
+//! refund request. A native symbol makes that window one short print command.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -128,7 +130,9 @@ pub enum Record {
         job: JobKey,
         print_seq: u32,
     },
-    /// About to write the indicium's first byte.
+    /// About to write the indicium's first byte that can put marks on paper: a native
+    /// symbol's print command (its store before it prints nothing), a raster indicium's first
+    /// band (`printer::compiler::Job::indicium_marks_at`).
     IndiciumSending {
         #[serde(with = "hex_16")]
         job: JobKey,
@@ -193,9 +197,10 @@ pub enum Stage {
     Authorizing,
     /// Reserved and signed; not printing yet.
     Authorized,
-    /// Printer bytes are going out; the indicium's are not yet.
+    /// Printer bytes are going out; none that can print the indicium yet (a native symbol's
+    /// store may have gone: it prints nothing).
     Printing,
-    /// The indicium's bytes are going out (the port has not accepted its last byte).
+    /// The indicium's printing bytes are going out (the port has not accepted its last byte).
     IndiciumSending,
     /// The port accepted all of the indicium; the printer has not said it printed.
     IndiciumSent,
@@ -635,7 +640,8 @@ impl JobBook {
         // What the journal already knows outranks a weaker verdict: an indicium whose ID came
         // back is on paper whatever the streamer concluded after.
         // Likewise a job whose end ID came back is complete, and one whose indicium was never
-        // announced (`indicium_sending` is journaled before its first byte) has none on paper.
+        // announced (`indicium_sending` is journaled before its first byte that can mark paper) has
+        // none on paper.
         let (paper, complete) = match e.stage {
             Stage::EndPrinted => (PaperVerdict::Printed, true),
             Stage::IndiciumPrinted => (PaperVerdict::Printed, complete),
@@ -649,7 +655,8 @@ impl JobBook {
     pub fn decide_recovered(&self, job: JobKey, resync: Resync) -> Result<Vec<Record>, Refusal> {
         let e = self.entries.get(&job).ok_or(Refusal::Unknown)?;
         let (paper, complete) = match e.stage {
-            // No indicium byte ever went out.
+            // No indicium byte that can mark paper ever went out (a native symbol may have
+            // been stored; its print command was not sent, and resync erased the store).
             Stage::Printing => (PaperVerdict::NotOnPaper, false),
             // Its bytes went out (all or some) and the printer never said it printed: it may
             // have printed while the counter was down, and its reply was lost. Conservative:
@@ -877,7 +884,7 @@ mod tests {
     #[test]
     fn no_indicium_is_on_paper_before_it_was_announced() {
         // The streaming thread died and the shell can only guess; the journal knows better:
-        // `indicium_sending` is journaled before the indicium's first byte.
+        // `indicium_sending` is journaled before the indicium's first byte that can mark paper.
         let mut b = JobBook::default();
         let k = authorized(&mut b, 1);
         step!(b, decide_print(k, 1));

@@ -219,6 +219,12 @@ pub struct Job {
     pub indicium: Option<Range<usize>>,
     /// Whether the indicium went out as a native 2-D command (else raster).
     pub indicium_native: bool,
+    /// Where the first indicium command that can put marks on paper starts (inside
+    /// `indicium`): a native symbol's print command (`GS ( k` fn 81; the commands before it
+    /// only set up and store, and print nothing), a raster indicium's first band (its start).
+    /// A chunk starts here, and [`super::streamer::Milestone::IndiciumSending`] is announced
+    /// just before it, so a journal without that record proves nothing of the indicium printed.
+    pub indicium_marks_at: Option<usize>,
     /// The process ID right after the indicium's last row (process-ID profiles with an indicium).
     /// A raster indicium also has the same ID after each of its bands (inside `indicium`), so
     /// any part of it that prints is answered for.
@@ -233,9 +239,10 @@ pub struct Job {
 }
 
 impl Job {
-    /// Whether the first `bytes_sent` bytes include any of the indicium's.
+    /// Whether the first `bytes_sent` bytes include any of the indicium's that can put marks
+    /// on paper ([`Self::indicium_marks_at`]).
     pub fn indicium_started(&self, bytes_sent: usize) -> bool {
-        self.indicium.as_ref().is_some_and(|r| bytes_sent > r.start)
+        self.indicium_marks_at.is_some_and(|at| bytes_sent > at)
     }
 
     /// Whether `bytes_sent` bytes include the whole indicium.
@@ -407,6 +414,7 @@ pub fn compile(
 struct Marks {
     indicium: Option<Range<usize>>,
     indicium_native: bool,
+    indicium_marks_at: Option<usize>,
     indicium_pid: Option<ProcessIdMark>,
     rows: u32,
 }
@@ -480,7 +488,12 @@ pub fn compile_with(
     });
     // Chunks never straddle the indicium's edges, so a stop between chunks is clearly before,
     // inside or after it.
-    let edges: Vec<usize> = m.indicium.iter().flat_map(|r| [r.start, r.end]).collect();
+    let edges: Vec<usize> = m
+        .indicium
+        .iter()
+        .flat_map(|r| [r.start, r.end])
+        .chain(m.indicium_marks_at)
+        .collect();
     let chunks = chunk(&e.bytes, &e.boundaries, &edges, opts.chunk_bytes_max);
     Ok(Job {
         bytes: e.bytes,
@@ -488,6 +501,7 @@ pub fn compile_with(
         chunks,
         indicium: m.indicium,
         indicium_native: m.indicium_native,
+        indicium_marks_at: m.indicium_marks_at,
         indicium_pid: m.indicium_pid,
         end_pid,
         paper_rows_estimate: m.rows,
@@ -541,9 +555,11 @@ fn element(
                 e.raw(&[0x1b, 0x61, 2]);
             }
             let start = e.offset();
-            let (is_native, rows) = emit_indicium(e, profile, ind, rotated, pid)?;
-            m.indicium_native = is_native;
+            let emitted = emit_indicium(e, profile, ind, rotated, pid)?;
+            m.indicium_native = emitted.native;
+            m.indicium_marks_at = Some(emitted.marks_at);
             m.indicium = Some(start..e.offset());
+            let rows = emitted.rows;
             m.rows += rows;
             if let Some(id) = pid {
                 m.indicium_pid = Some(ProcessIdMark {
@@ -551,6 +567,15 @@ fn element(
                     id,
                 });
                 e.raw(&id.command());
+            }
+            if let Some(cn) = emitted
+                .native
+                .then_some(profile.native_2d.data_matrix_cn)
+                .flatten()
+            {
+                // The signed payload does not stay in the printer's symbol memory, where a
+                // stray print command could print it again.
+                e.raw(&symbol_store_erase(cn));
             }
             if native {
                 e.raw(&[0x1b, 0x61, 0]);
@@ -622,15 +647,26 @@ fn text_line(
     Ok(())
 }
 
-/// Emits the indicium; returns whether it went native and the dot rows it takes.
+/// What [`emit_indicium`] wrote.
+struct Emitted {
+    /// Sent as a native 2-D command (else raster bands).
+    native: bool,
+    /// Where the first command that can put marks on paper starts ([`Job::indicium_marks_at`]).
+    marks_at: usize,
+    /// Dot rows it takes.
+    rows: u32,
+}
+
+/// Emits the indicium.
 fn emit_indicium(
     e: &mut Enc,
     profile: &Profile,
     ind: &Indicium,
     rotated: bool,
     pid: Option<ProcessId>,
-) -> Result<(bool, u32), CompileError> {
+) -> Result<Emitted, CompileError> {
     let turn = |b: Bitmap| if rotated { b.rotated_180() } else { b };
+    let marks_at = e.offset();
     match ind {
         Indicium::DataMatrix { data, module_px } => {
             if !(1..=16).contains(module_px) {
@@ -639,22 +675,48 @@ fn emit_indicium(
             if let Some(cn) = profile.native_2d.data_matrix_cn {
                 let (_, _, h) = crate::indicium::render::symbol_modules(data)
                     .map_err(|e| CompileError::DataMatrix(e.to_string()))?;
-                for cmd in data_matrix_native(cn, data, *module_px)? {
-                    e.raw(&cmd);
+                let cmds = data_matrix_native(cn, data, *module_px)?;
+                let mut marks_at = marks_at;
+                for (i, cmd) in cmds.iter().enumerate() {
+                    // The last command prints; the ones before only set up and store.
+                    if i + 1 == cmds.len() {
+                        marks_at = e.offset();
+                    }
+                    e.raw(cmd);
                 }
-                // Symbols are at most 144 modules a side; the quiet zone adds one each way.
-                return Ok((true, (h as u32 + 2) * u32::from(*module_px)));
+                return Ok(Emitted {
+                    native: true,
+                    marks_at,
+                    // Symbols are at most 144 modules a side; the quiet zone adds one each way.
+                    rows: (h as u32 + 2) * u32::from(*module_px),
+                });
             }
             let bmp = turn(render_data_matrix(data, u32::from(*module_px))?);
             raster_marked(e, profile, &bmp, pid)?;
-            Ok((false, bmp.height_px()))
+            Ok(Emitted {
+                native: false,
+                marks_at,
+                rows: bmp.height_px(),
+            })
         }
         Indicium::Image(bmp) => {
             let bmp = turn(bmp.clone());
             raster_marked(e, profile, &bmp, pid)?;
-            Ok((false, bmp.height_px()))
+            Ok(Emitted {
+                native: false,
+                marks_at,
+                rows: bmp.height_px(),
+            })
         }
     }
+}
+
+/// `GS ( k` fn 80 with no data for symbol `cn`: empties the printer's symbol memory, so a
+/// signed payload stored there cannot be printed by a later print command (a job's own, after
+/// its symbol printed; [`super::streamer::resync`], for a job a crash cut off between store and
+/// print).
+pub fn symbol_store_erase(cn: u8) -> Vec<u8> {
+    vec![0x1d, 0x28, 0x6b, 3, 0, cn, 80, 48]
 }
 
 /// Encode Data Matrix data as a symbol bitmap, `module_px` dots per module, with a 1-module
@@ -892,6 +954,37 @@ mod tests {
                 },
             ],
             cut: true,
+        }
+    }
+
+    #[test]
+    fn only_the_print_command_of_a_native_symbol_marks_paper() {
+        for id in crate::printer::profile::shipped_ids() {
+            let p = shipped(id).unwrap();
+            let job = compile(&label(), &p, 64).unwrap();
+            let r = job.indicium.clone().unwrap();
+            let at = job.indicium_marks_at.unwrap();
+            assert!(
+                job.chunks.iter().any(|c| c.start == at),
+                "{id}: a chunk starts at marks_at"
+            );
+            match p.native_2d.data_matrix_cn {
+                Some(cn) => {
+                    // The 8-byte print command ends the indicium; the store before it prints
+                    // nothing; the symbol memory is emptied after it.
+                    assert_eq!(&job.bytes[at..r.end], &[0x1d, 0x28, 0x6b, 3, 0, cn, 81, 48]);
+                    assert_eq!(r.end - at, 8);
+                    assert!(job.chunks.iter().any(|c| c.start == at && c.end == r.end));
+                    let erase = symbol_store_erase(cn);
+                    let tail = &job.bytes[r.end..];
+                    assert!(
+                        tail.windows(erase.len()).any(|w| w == erase.as_slice()),
+                        "{id}: symbol memory emptied after the print"
+                    );
+                    assert!(!job.indicium_started(at) && job.indicium_started(at + 1));
+                }
+                None => assert_eq!(at, r.start, "{id}: a raster band marks paper at once"),
+            }
         }
     }
 

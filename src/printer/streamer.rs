@@ -150,8 +150,10 @@ impl IndiciumPaper {
 /// a job without indicium has no indicium milestones; a stopped job ends early).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Milestone {
-    /// The first indicium byte is about to be written. An `Err` from the observer stops the
-    /// job before it: the indicium stays [`IndiciumPaper::NotSent`].
+    /// The indicium's first byte that can put marks on paper is about to be written
+    /// ([`super::compiler::Job::indicium_marks_at`]: a native symbol's print command, a raster
+    /// indicium's first band). An `Err` from the observer stops the job before it: the
+    /// indicium stays [`IndiciumPaper::NotSent`].
     IndiciumSending,
     /// The port accepted the indicium's last byte.
     IndiciumSent,
@@ -703,11 +705,9 @@ pub fn stream_job(
                 return run.fault(fault);
             }
         }
-        // The journal hears of the indicium before its first byte, and may refuse it.
-        if job
-            .indicium
-            .as_ref()
-            .is_some_and(|r| r.start == chunk.start)
+        // The journal hears of the indicium before its first byte that can mark paper, and
+        // may refuse it.
+        if job.indicium_marks_at == Some(chunk.start)
             && let Err(e) = run.milestones.reached(Milestone::IndiciumSending)
         {
             tracing::warn!(error = %e, "milestone observer refused the indicium");
@@ -860,10 +860,11 @@ impl Run<'_> {
     /// Where the indicium is, from what was sent, what came back and whether the printer
     /// confirmed clearing the rest (`clear_confirmed`: its 37 25 00 arrived).
     fn indicium_paper(&self, clear_confirmed: bool) -> IndiciumPaper {
-        let Some(r) = &self.job.indicium else {
+        let (Some(r), Some(marks_at)) = (&self.job.indicium, self.job.indicium_marks_at) else {
             return IndiciumPaper::NotSent;
         };
-        if self.sent <= r.start {
+        // Before its printing command nothing of it can be on paper (a native symbol's store).
+        if self.sent <= marks_at {
             return IndiciumPaper::NotSent;
         }
         if self.indicium_printed {
@@ -970,7 +971,7 @@ impl Run<'_> {
         // Finishing a long band would delay the clear while the engine keeps printing: then
         // clear at once and count the indicium as printed (AssumedPrinted).
         let rest = self.job.remaining_in_command(self.sent);
-        if self.sent <= r.start || self.indicium_pid_sent {
+        if self.job.indicium_marks_at.is_none_or(|at| self.sent <= at) || self.indicium_pid_sent {
             return Ok(());
         }
         if native_unfinished || rest > self.cfg.chunk_bytes_max && self.sent < r.end {
@@ -1173,7 +1174,8 @@ pub enum ResyncMode {
 /// Bring a printer left mid-command (a counter that crashed mid-job) back in step, before the
 /// next job: on `dle_dc4` profiles clear its buffers first (what a dead counter left unprinted
 /// must not print unsupervised) and wait for 37 25 00; then NUL-finish any half-received
-/// command ([`resync_nul_bytes`]) and `ESC @`; if the clear was not confirmed, ask for it once
+/// command ([`resync_nul_bytes`]) and `ESC @`, and empty the printer's 2-D symbol memory
+/// ([`super::compiler::symbol_store_erase`]); if the clear was not confirmed, ask for it once
 /// more. On process-ID profiles, then send [`RESYNC_PROCESS_ID`] and wait for it: once it is
 /// back, everything before it has printed or been cleared. IDs of earlier jobs that arrive
 /// meanwhile are reported, so the caller can learn that an old job's indicium or end printed.
@@ -1251,6 +1253,11 @@ pub fn resync(
         // What the dead counter left printed is a partial item: cut it off, so the next job
         // starts on fresh paper.
         flush.extend_from_slice(&super::compiler::cut_bytes(&profile));
+    }
+    if let Some(cn) = profile.native_2d.data_matrix_cn {
+        // A counter stopped between a symbol's store and its print left a signed payload in
+        // the printer's symbol memory: erase it, so nothing can print it later.
+        flush.extend_from_slice(&super::compiler::symbol_store_erase(cn));
     }
     write(port, &flush, true)?;
     if dle_dc4 && !clear_confirmed {

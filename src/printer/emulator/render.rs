@@ -456,9 +456,12 @@ impl Renderer {
             67 => self.module_px = params.first().copied().unwrap_or(3).clamp(1, 16),
             80 => {
                 // m = 48 then the data.
+                // No data empties the symbol's memory: a later print prints nothing.
                 let data = params.get(1..).unwrap_or_default().to_vec();
                 self.store.retain(|(c, _)| *c != cn);
-                self.store.push((cn, data));
+                if !data.is_empty() {
+                    self.store.push((cn, data));
+                }
             }
             81 => {
                 self.print_line(0);
