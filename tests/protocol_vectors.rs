@@ -177,6 +177,68 @@ fn cbor_envelope_vectors() {
     );
 }
 
+/// RFC 8446 §7.1 HKDF-Expand-Label.
+fn expand_label<H>(secret: &[u8], label: &[u8], context: &[u8], len: usize) -> Vec<u8>
+where
+    H: sha2::digest::Digest + sha2::digest::core_api::BlockSizeUser + Clone,
+    hmac::SimpleHmac<H>: hmac::digest::KeyInit + hmac::digest::Update + hmac::digest::FixedOutput,
+{
+    let mut info = Vec::new();
+    info.extend_from_slice(&(len as u16).to_be_bytes());
+    info.push((6 + label.len()) as u8);
+    info.extend_from_slice(b"tls13 ");
+    info.extend_from_slice(label);
+    info.push(context.len() as u8);
+    info.extend_from_slice(context);
+    let hk = hkdf::SimpleHkdf::<H>::from_prk(secret).unwrap();
+    let mut out = vec![0u8; len];
+    hk.expand(&info, &mut out).unwrap();
+    out
+}
+
+/// RFC 8446 §7.5 TLS-Exporter over an exporter master secret.
+fn tls_exporter<H>(secret: &[u8], label: &[u8], context: &[u8], len: usize) -> Vec<u8>
+where
+    H: sha2::digest::Digest + sha2::digest::core_api::BlockSizeUser + Clone,
+    hmac::SimpleHmac<H>: hmac::digest::KeyInit + hmac::digest::Update + hmac::digest::FixedOutput,
+{
+    let empty = H::digest(b"");
+    let derived = expand_label::<H>(
+        secret,
+        label,
+        &empty,
+        <H as sha2::digest::Digest>::output_size(),
+    );
+    expand_label::<H>(&derived, b"exporter", &H::digest(context), len)
+}
+
+#[test]
+fn exporter_vectors() {
+    let v = vectors();
+    let s256 = hex::decode(&v["exporter.secret_sha256"]).unwrap();
+    let s384 = hex::decode(&v["exporter.secret_sha384"]).unwrap();
+    check(
+        &v,
+        "exporter.out_sha256",
+        &tls_exporter::<sha2::Sha256>(
+            &s256,
+            keys::EXPORTER_LABEL,
+            keys::EXPORTER_CONTEXT,
+            keys::EXPORTER_BYTES,
+        ),
+    );
+    check(
+        &v,
+        "exporter.out_sha384",
+        &tls_exporter::<sha2::Sha384>(
+            &s384,
+            keys::EXPORTER_LABEL,
+            keys::EXPORTER_CONTEXT,
+            keys::EXPORTER_BYTES,
+        ),
+    );
+}
+
 #[test]
 fn monitor_vectors() {
     use frank::wire::{self, MonitorFrame, PrinterReport, PrinterState, Request, TerminalRow};
