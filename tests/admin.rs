@@ -258,6 +258,28 @@ async fn subscriptions_are_bounded_and_a_dropped_subscriber_frees_its_slot() {
 }
 
 #[tokio::test]
+async fn one_account_holds_at_most_its_share_of_monitor_slots() {
+    let config = VendorConfig {
+        monitor_subscribers_max: 32,
+        monitor_subscribers_per_account_max: 1,
+        ..VendorConfig::default()
+    };
+    let v = vendor_with_supervisor(Some(config)).await;
+    let desk = term(&v, v.addr, "desk", BOSS, BOSS_PASSWORD).await;
+    let (_first, _) = desk.s.subscribe_terminals().await.unwrap();
+    let e = desk.s.subscribe_terminals().await.unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::Busy), "{e}");
+    match &e {
+        ClientError::Response(wire::ResponseError::Refused(b)) => {
+            assert_eq!(b.limit, Some(1));
+            assert!(b.message.contains("account"), "{}", b.message);
+        }
+        other => panic!("{other}"),
+    }
+    assert_eq!(v.server.monitor_subscribers(), 1);
+}
+
+#[tokio::test]
 async fn frank_admin_once_prints_the_snapshot_as_json() {
     let v = vendor_with_supervisor(None).await;
     let _t = term(&v, v.addr, "counter-1", CLERK, PASSWORD).await;

@@ -1111,6 +1111,39 @@ async fn statements(s: &dyn LedgerStore) {
         .unwrap()
         .unwrap();
     assert_eq!(via_store, st);
+    // A statement reads the period, not the history: the last record before it and what
+    // follows, never the records before that one.
+    let period = s.account_audit_period(a, T0 + 100, T0 + 200).await.unwrap();
+    let before = records.iter().filter(|r| r.at_ms < T0 + 100).count();
+    assert!(before >= 3, "the test needs history before the period");
+    assert_eq!(period.first().map(|r| r.seq), Some(records[before - 1].seq));
+    assert!(
+        period.len() < records.len(),
+        "{} of {}",
+        period.len(),
+        records.len()
+    );
+    // Every period, edges included, agrees with the fold over the whole history.
+    for from in [
+        0,
+        T0,
+        T0 + 10,
+        T0 + 11,
+        T0 + 100,
+        T0 + 104,
+        T0 + 107,
+        T0 + 200,
+        T0 + 300,
+    ] {
+        for to in [T0 + 1, T0 + 100, T0 + 105, T0 + 200, T0 + 201, u64::MAX] {
+            let want = frank::ledger::audit::statement(a, &records, from, to);
+            let got = frank::ledger::store::statement(s, a, from, to)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(got, want, "period [{from}, {to})");
+        }
+    }
 }
 
 /// Each of `n` authorize→commit pairs is sent 1–5 times concurrently: exactly one effect each.

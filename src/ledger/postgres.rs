@@ -111,6 +111,9 @@ const MIGRATIONS: &[&str] = &[
     //    unsettled), and the unsettled pieces of an account (the index holds only those few).
     "ALTER TABLE pieces ADD COLUMN terminal BIGINT;
     CREATE INDEX pieces_unsettled ON pieces(account, serial) WHERE state = 'unsettled';",
+    // 7: issue 13 — statements and the admin monitor read an account's records by time, not
+    //    its whole history.
+    "CREATE INDEX audit_time ON audit(account, at_ms);",
 ];
 
 const ACCOUNT_COLS: &str = "id, license, status, descending, pending, ascending, control, last_piece, audit_seq, audit_head";
@@ -642,6 +645,33 @@ impl LedgerStore for PostgresStore {
                 .query(
                     "SELECT id, account, seq, at_ms, body, hash FROM audit WHERE account = $1 ORDER BY seq",
                     &[&int(id.0)?],
+                )
+                .await
+                .map_err(db)?;
+            rows.iter()
+                .map(|r| audit_record(r).map(|s| s.record))
+                .collect()
+        }))
+    }
+
+    fn account_audit_period(
+        &self,
+        id: AccountId,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> BoxFuture<'_, Result<Vec<AuditRecord>, StoreError>> {
+        Box::pin(self.with_conn(async move |c| {
+            let (account, from, to) = (int(id.0)?, store::cutoff(from_ms), store::cutoff(to_ms));
+            let rows = c
+                .client
+                .query(
+                    "(SELECT id, account, seq, at_ms, body, hash FROM audit \
+                      WHERE account = $1 AND at_ms < $2 ORDER BY at_ms DESC, seq DESC LIMIT 1) \
+                     UNION ALL \
+                     (SELECT id, account, seq, at_ms, body, hash FROM audit \
+                      WHERE account = $1 AND at_ms >= $2 AND at_ms < $3) \
+                     ORDER BY seq",
+                    &[&account, &from, &to],
                 )
                 .await
                 .map_err(db)?;

@@ -1809,6 +1809,16 @@ const ACCOUNT_AUDIT_SQL: &str = "WITH RECURSIVE chain(id) AS ( \
         WHERE audit.prev IS NOT NULL) \
     SELECT audit.id, account, seq, at_ms, body, hash FROM audit JOIN chain \
     ON audit.id = chain.id ORDER BY seq";
+/// A statement's audit records (`LedgerStore::account_audit_period`): walking back from the
+/// account's last record, through the first one before the period start (?2), and no further.
+const ACCOUNT_AUDIT_SINCE_SQL: &str = "WITH RECURSIVE chain(id, at_ms) AS ( \
+        SELECT audit.id, audit.at_ms FROM accounts JOIN audit ON audit.id = accounts.audit_last \
+        WHERE accounts.id = ?1 \
+        UNION ALL \
+        SELECT p.id, p.at_ms FROM chain JOIN audit c ON c.id = chain.id \
+        JOIN audit p ON p.id = c.prev WHERE chain.at_ms >= ?2) \
+    SELECT audit.id, account, seq, audit.at_ms, body, hash FROM audit JOIN chain \
+    ON audit.id = chain.id ORDER BY seq";
 const IDEMPOTENCY_INSERT_HEAD: &str = "INSERT INTO idempotency \
     (id, request_id, fingerprint, reply, at_ms, permanent) VALUES ";
 /// The next idempotency log id.
@@ -2201,6 +2211,22 @@ impl LedgerStore for SqliteStore {
         Box::pin(self.read(move |c| {
             let mut stmt = c.prepare_cached(ACCOUNT_AUDIT_SQL).map_err(db)?;
             let rows = stmt.query_map([int(id.0)?], audit_row).map_err(db)?;
+            rows.map(|r| to_record(r.map_err(db)?).map(|s| s.record))
+                .collect()
+        }))
+    }
+
+    fn account_audit_period(
+        &self,
+        id: AccountId,
+        from_ms: u64,
+        _to_ms: u64,
+    ) -> BoxFuture<'_, Result<Vec<AuditRecord>, StoreError>> {
+        Box::pin(self.read(move |c| {
+            let mut stmt = c.prepare_cached(ACCOUNT_AUDIT_SINCE_SQL).map_err(db)?;
+            let rows = stmt
+                .query_map([int(id.0)?, store::cutoff(from_ms)], audit_row)
+                .map_err(db)?;
             rows.map(|r| to_record(r.map_err(db)?).map(|s| s.record))
                 .collect()
         }))

@@ -53,6 +53,9 @@ pub struct VendorConfig {
     pub monitor_queue_max: usize,
     /// Admin monitor: concurrent subscriptions per vendor.
     pub monitor_subscribers_max: usize,
+    /// Admin monitor: concurrent subscriptions per directory account, so one account's
+    /// supervisors cannot take every slot.
+    pub monitor_subscribers_per_account_max: usize,
     /// Most `scan` requests (postal verifiers' lookups) one connection may make, valid or not.
     pub scans_per_connection_max: u32,
     /// Smallest single top-up in cents (default: the ledger's $5.00). A vendor selling through
@@ -91,6 +94,7 @@ impl Default for VendorConfig {
             monitor_push_interval_ms: 500,
             monitor_queue_max: 64,
             monitor_subscribers_max: 32,
+            monitor_subscribers_per_account_max: 4,
             scans_per_connection_max: 64,
             top_up_min_cents: None,
             top_up_max_cents: None,
@@ -140,6 +144,14 @@ impl VendorConfig {
             bail!(
                 "monitor_subscribers_max must be 0..={MONITOR_SUBSCRIBERS_MAX_LIMIT} (0 turns the monitor off), got {}",
                 self.monitor_subscribers_max
+            );
+        }
+        if self.monitor_subscribers_per_account_max == 0
+            || self.monitor_subscribers_per_account_max > MONITOR_SUBSCRIBERS_MAX_LIMIT
+        {
+            bail!(
+                "monitor_subscribers_per_account_max must be 1..={MONITOR_SUBSCRIBERS_MAX_LIMIT}, got {}",
+                self.monitor_subscribers_per_account_max
             );
         }
         if self.scans_per_connection_max == 0 {

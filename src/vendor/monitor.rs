@@ -43,6 +43,16 @@ pub struct MonitorHub {
     accounts: Mutex<HashMap<u64, AccountGen>>,
     printers: Mutex<HashMap<u64, PrinterView>>,
     subscribers: AtomicUsize,
+    /// Live subscriptions per directory account (entries removed at 0).
+    per_account: Mutex<HashMap<u64, usize>>,
+}
+
+/// How many monitor subscriptions may run: on the whole vendor and per directory account (so
+/// one account's supervisors cannot take every slot).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubscriberLimits {
+    pub subscribers_max: usize,
+    pub subscribers_per_account_max: usize,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -63,6 +73,7 @@ impl Default for MonitorHub {
             accounts: Mutex::new(HashMap::new()),
             printers: Mutex::new(HashMap::new()),
             subscribers: AtomicUsize::new(0),
+            per_account: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -121,8 +132,37 @@ impl MonitorHub {
         lock(&self.printers).get(&terminal_id).cloned()
     }
 
-    /// Takes one of `max` subscription slots, or says why not.
-    pub fn admit(self: &std::sync::Arc<Self>, max: usize) -> Result<Permit, ErrorBody> {
+    /// Takes one of the account's and one of the vendor's subscription slots, or says why not.
+    pub fn admit(
+        self: &std::sync::Arc<Self>,
+        account_id: u64,
+        limits: SubscriberLimits,
+    ) -> Result<Permit, ErrorBody> {
+        let per_account = limits.subscribers_per_account_max;
+        {
+            let mut accounts = lock(&self.per_account);
+            let n = accounts.entry(account_id).or_default();
+            if *n >= per_account {
+                let n = *n;
+                if n == 0 {
+                    accounts.remove(&account_id);
+                }
+                return Err(ErrorBody::new(
+                    ErrorCode::Busy,
+                    format!("this account already runs monitor_subscribers_per_account_max = {per_account} monitor subscriptions; close one or try again later"),
+                )
+                .with_limit(per_account as u64)
+                .with_retry_after_ms(5_000));
+            }
+            *n += 1;
+        }
+        // From here the account slot is held: the permit (or its failure) gives it back.
+        let permit = Permit {
+            hub: self.clone(),
+            account_id,
+            vendor_slot: false,
+        };
+        let max = limits.subscribers_max;
         self.subscribers
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < max).then_some(n + 1)
@@ -135,7 +175,9 @@ impl MonitorHub {
                 .with_limit(max as u64)
                 .with_retry_after_ms(5_000)
             })?;
-        Ok(Permit { hub: self.clone() })
+        let mut permit = permit;
+        permit.vendor_slot = true;
+        Ok(permit)
     }
 
     /// Live subscriptions.
@@ -144,15 +186,26 @@ impl MonitorHub {
     }
 }
 
-/// A subscription slot; released on drop.
+/// A subscription slot (the account's, and the vendor's once `vendor_slot`); released on drop.
 #[derive(Debug)]
 pub struct Permit {
     hub: std::sync::Arc<MonitorHub>,
+    account_id: u64,
+    vendor_slot: bool,
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        self.hub.subscribers.fetch_sub(1, Ordering::AcqRel);
+        if self.vendor_slot {
+            self.hub.subscribers.fetch_sub(1, Ordering::AcqRel);
+        }
+        let mut accounts = lock(&self.hub.per_account);
+        if let Some(n) = accounts.get_mut(&self.account_id) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                accounts.remove(&self.account_id);
+            }
+        }
     }
 }
 
@@ -574,18 +627,44 @@ mod tests {
         assert_eq!(c.frame(&rows(LinkState::Lapsed, 5), false, true, 0), None);
     }
 
+    fn limits(subscribers_max: usize, subscribers_per_account_max: usize) -> SubscriberLimits {
+        SubscriberLimits {
+            subscribers_max,
+            subscribers_per_account_max,
+        }
+    }
+
     #[test]
     fn subscriptions_are_bounded_and_slots_come_back() {
         let hub = std::sync::Arc::new(MonitorHub::default());
-        let a = hub.admit(2).unwrap();
-        let _b = hub.admit(2).unwrap();
-        let e = hub.admit(2).unwrap_err();
+        let a = hub.admit(1, limits(2, 8)).unwrap();
+        let _b = hub.admit(2, limits(2, 8)).unwrap();
+        let e = hub.admit(3, limits(2, 8)).unwrap_err();
         assert_eq!(e.code, ErrorCode::Busy);
         assert_eq!(e.limit, Some(2));
         drop(a);
         assert_eq!(hub.subscribers(), 1);
-        assert!(hub.admit(2).is_ok());
-        assert!(hub.admit(0).is_err());
+        assert!(hub.admit(1, limits(2, 8)).is_ok());
+        assert!(hub.admit(1, limits(0, 8)).is_err());
+        // A refusal by the vendor-wide limit leaves no account slot behind.
+        assert!(lock(&hub.per_account).get(&1).is_none());
+    }
+
+    #[test]
+    fn one_account_cannot_take_every_slot() {
+        let hub = std::sync::Arc::new(MonitorHub::default());
+        let l = limits(4, 2);
+        let a = hub.admit(7, l).unwrap();
+        let _b = hub.admit(7, l).unwrap();
+        let e = hub.admit(7, l).unwrap_err();
+        assert_eq!((e.code, e.limit), (ErrorCode::Busy, Some(2)));
+        assert!(e.message.contains("account"), "{}", e.message);
+        // Other accounts still get slots.
+        let _c = hub.admit(8, l).unwrap();
+        let _d = hub.admit(9, l).unwrap();
+        assert_eq!(hub.subscribers(), 4);
+        drop(a);
+        assert!(hub.admit(7, l).is_ok());
     }
 
     #[test]

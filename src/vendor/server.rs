@@ -505,9 +505,13 @@ async fn admit_subscriber(state: &Arc<ConnState>) -> Result<monitor::Subscriptio
             "only a supervisor of this account may watch its terminals; sign in as one",
         ));
     }
-    let permit = shared
-        .monitor
-        .admit(shared.config.monitor_subscribers_max)?;
+    let permit = shared.monitor.admit(
+        active.account_id,
+        monitor::SubscriberLimits {
+            subscribers_max: shared.config.monitor_subscribers_max,
+            subscribers_per_account_max: shared.config.monitor_subscribers_per_account_max,
+        },
+    )?;
     tracing::info!(clerk = %active.clerk, account = active.account_id, "monitor subscription started");
     let links = shared.clone();
     Ok(monitor::SubscriptionCtx {
