@@ -332,7 +332,11 @@ async fn run_trials(trials: usize, seed: u64) -> Tally {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut kinds = Vec::new();
     for n in 0..trials {
-        let trial = pick(&mut rng);
+        let trial = match std::env::var("FRANK_PAPER_KINDS").as_deref() {
+            // Only crashes, to study them (scripts/paper-soak.sh takes every kind).
+            Ok("kill") => Trial::Kill(rng.gen_range(1..100)),
+            _ => pick(&mut rng),
+        };
         kinds.push(trial);
         eprintln!("trial {n}: {trial:?}");
         // From the home screen: a postage label to review, then confirm.
@@ -460,6 +464,20 @@ async fn run_trials(trials: usize, seed: u64) -> Tally {
     );
     assert_eq!(b.pending_cents, 0, "a reservation is still open: {b:?}");
     eprintln!("trials: {kinds:?}");
+    // FRANK_PAPER_KEEP=DIR keeps the pages, the counter's home (journal, log) and the vendor's
+    // data of a run with a mismatch, to study it.
+    if let Ok(keep) = std::env::var("FRANK_PAPER_KEEP")
+        && t.mismatches > 0
+    {
+        for (from, name) in [(r.labels.path(), "labels"), (r.home.path(), "home")] {
+            let to = Path::new(&keep).join(name);
+            let _ = std::process::Command::new("cp")
+                .arg("-a")
+                .arg(from)
+                .arg(&to)
+                .status();
+        }
+    }
     drop(r.printer);
     t
 }
