@@ -7,7 +7,9 @@
 //! paper **if and only if** the vendor charged that piece, and no piece is left reserved or
 //! unsettled once the (restarted) counter settled.
 //!
-//! `FRANK_PAPER_TRIALS` sets the number of trials (default 8); `FRANK_PAPER_SEED` the seed.
+//! `FRANK_PAPER_TRIALS` sets the number of trials (default 8); `FRANK_PAPER_SEED` the seed;
+//! `FRANK_PAPER_KINDS=kill` makes every trial a crash; `FRANK_PAPER_KEEP=DIR` copies a run
+//! with a mismatch (its pages and the counter's home: journal, log) into DIR.
 //! `scripts/paper-soak.sh N` runs N and prints the summary line.
 //!
 //! Also: an honest counter whose vendor is unreachable for longer than the reservation lives
