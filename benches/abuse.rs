@@ -93,7 +93,21 @@ async fn rig() -> Rig {
     data.init().expect("vendor data dir");
     let code = {
         let mut d = Directory::open(&data.file(DB_FILE)).expect("directory");
-        let (acct, code) = d.add_account("Abuse Bench Post Office", 1).expect("account");
+        let (acct, _) = d
+            .add_account("Abuse Bench Post Office", 1)
+            .expect("account");
+        // Many terminals enroll with it (the first code enrolls one).
+        let code = d
+            .rotate_enrollment_code(
+                acct.id,
+                frank::vendor::directory::CodePolicy {
+                    uses: 10_000,
+                    valid_ms: 24 * 3_600_000,
+                },
+                frank::counter::client::wall_ms(),
+            )
+            .expect("enrollment code")
+            .code;
         d.add_clerk(acct.id, support::CLERK, support::PASSWORD, false, 1)
             .expect("clerk");
         d.add_clerk(acct.id, SUPERVISOR, SUPERVISOR_PASSWORD, true, 1)
@@ -539,7 +553,8 @@ fn main() {
                 })
             };
             let until = Instant::now() + Duration::from_secs(phase_s);
-            let attack_task = tokio::spawn(run_attack(attack, r.clone(), until, scan_payload.clone()));
+            let attack_task =
+                tokio::spawn(run_attack(attack, r.clone(), until, scan_payload.clone()));
             let pairs = loadgen_pairs_per_s(&r, phase_s).await;
             let requests = attack_task.await.unwrap_or(0);
             sampler.abort();

@@ -95,7 +95,18 @@ async fn async_main(mode: Mode, verified_per_s: f64, quick: bool) -> anyhow::Res
     data.init()?;
     let code = {
         let mut d = Directory::open(&data.file(DB_FILE))?;
-        let (acct, code) = d.add_account("bench", 1)?;
+        let (acct, _) = d.add_account("bench", 1)?;
+        // Many terminals enroll with it (the first code enrolls one).
+        let code = d
+            .rotate_enrollment_code(
+                acct.id,
+                frank::vendor::directory::CodePolicy {
+                    uses: 10_000,
+                    valid_ms: 24 * 3_600_000,
+                },
+                frank::counter::client::wall_ms(),
+            )?
+            .code;
         d.add_clerk(acct.id, "bench", "bench-password", false, 1)?;
         code
     };

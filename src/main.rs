@@ -145,6 +145,9 @@ enum VendorCommand {
     Clerk(ClerkCommand),
     /// Enrolled terminals.
     Terminals(DataArg),
+    /// One terminal.
+    #[command(subcommand)]
+    Terminal(TerminalCommand),
     #[command(flatten)]
     Ledger(frank::ledger::cli::LedgerCommand),
 }
@@ -163,6 +166,32 @@ enum AccountCommand {
         database: Option<String>,
     },
     List(DataArg),
+    /// Issue a new enrollment code for an account; every earlier code of the account stops
+    /// working. Default: one terminal, within 72 hours.
+    Code {
+        #[command(flatten)]
+        data: DataArg,
+        /// The account id (`frank vendor account list`).
+        account: u64,
+        /// How many terminals the code may enroll (1..=10000).
+        #[arg(long, default_value_t = frank::vendor::directory::ENROLLMENT_CODE_USES_DEFAULT)]
+        uses: u32,
+        /// How many hours the code works (1..=2160).
+        #[arg(long, default_value_t = 72)]
+        valid_hours: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TerminalCommand {
+    /// Revoke a terminal: its live session ends within a second, and it can no longer log in,
+    /// resume or enroll its device key again.
+    Revoke {
+        #[command(flatten)]
+        data: DataArg,
+        /// The terminal id (`frank vendor terminals`).
+        id: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -178,6 +207,12 @@ enum ClerkCommand {
         /// May approve refunds and see the admin monitor.
         #[arg(long)]
         supervisor: bool,
+    },
+    /// Disable a clerk: their live sessions end within a second, and they can no longer log in.
+    Disable {
+        #[command(flatten)]
+        data: DataArg,
+        username: String,
     },
 }
 
@@ -415,11 +450,55 @@ fn vendor(cmd: VendorCommand) -> anyhow::Result<()> {
             })?;
             println!("{ledger_line}");
             println!("enrollment code (give it to the account's terminals): {code}");
+            println!(
+                "it enrolls one terminal within 72 hours; for more, `frank vendor account code {} --uses N`",
+                acct.id
+            );
         }
         VendorCommand::Account(AccountCommand::List(data)) => {
             for a in open_directory(&data)?.accounts()? {
                 println!("{:>6}  {}", a.id, a.name);
             }
+        }
+        VendorCommand::Account(AccountCommand::Code {
+            data,
+            account,
+            uses,
+            valid_hours,
+        }) => {
+            let policy = frank::vendor::directory::CodePolicy {
+                uses,
+                valid_ms: valid_hours.saturating_mul(3_600_000),
+            };
+            let issued =
+                open_directory(&data)?.rotate_enrollment_code(account, policy, now_ms())?;
+            println!(
+                "enrollment code (give it to the account's terminals): {}",
+                issued.code
+            );
+            println!(
+                "it enrolls {} terminal{} within {valid_hours} hours; the account's earlier codes no longer work",
+                issued.uses,
+                if issued.uses == 1 { "" } else { "s" }
+            );
+        }
+        VendorCommand::Terminal(TerminalCommand::Revoke { data, id }) => {
+            let mut dir = open_directory(&data)?;
+            if !dir.revoke_terminal(id, now_ms())? {
+                anyhow::bail!("no terminal {id}; see `frank vendor terminals`");
+            }
+            println!(
+                "terminal {id} revoked: a running vendor ends its session within a second; it cannot log in or enroll its key again"
+            );
+        }
+        VendorCommand::Clerk(ClerkCommand::Disable { data, username }) => {
+            let mut dir = open_directory(&data)?;
+            if !dir.disable_clerk(&username, now_ms())? {
+                anyhow::bail!("no clerk {username:?}");
+            }
+            println!(
+                "clerk {username} disabled: a running vendor ends their sessions within a second; they cannot log in"
+            );
         }
         VendorCommand::Clerk(ClerkCommand::Add {
             data,
@@ -439,11 +518,16 @@ fn vendor(cmd: VendorCommand) -> anyhow::Result<()> {
         VendorCommand::Terminals(data) => {
             for t in open_directory(&data)?.terminals()? {
                 println!(
-                    "{:>6}  account {:>6}  {}  key {}",
+                    "{:>6}  account {:>6}  {}  key {}{}",
                     t.id,
                     t.account_id,
                     t.name,
-                    hex::encode(t.device_key)
+                    hex::encode(t.device_key),
+                    if t.revoked_ms.is_some() {
+                        "  REVOKED"
+                    } else {
+                        ""
+                    }
                 );
             }
         }

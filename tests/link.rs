@@ -88,7 +88,8 @@ async fn enrollment_and_login_refusals_are_typed() {
         .login(e.terminal_id, &other_key, CLERK, PASSWORD)
         .await
         .unwrap_err();
-    assert_eq!(err.code(), Some(ErrorCode::BadDeviceSignature));
+    // A bad device proof looks exactly like an unknown terminal (ids cannot be enumerated).
+    assert_eq!(err.code(), Some(ErrorCode::UnknownTerminal));
 
     let err = conn
         .login(e.terminal_id, &key, "mallory", PASSWORD)
@@ -432,7 +433,7 @@ async fn resume_needs_the_session_secret_and_a_known_session() {
     assert_eq!(err.code(), Some(ErrorCode::UnknownSession));
     let other_device = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
     let err = conn2.resume(&s, &other_device).await.unwrap_err();
-    assert_eq!(err.code(), Some(ErrorCode::BadDeviceSignature));
+    assert_eq!(err.code(), Some(ErrorCode::UnknownTerminal));
     let resumed = conn2.resume(&s, &c.device_key).await.unwrap();
     assert_eq!(resumed.session_id, s.session_id);
     resumed.ping().await.unwrap();

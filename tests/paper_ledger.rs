@@ -64,7 +64,19 @@ async fn vendor_proc(toml: &str) -> VendorProc {
     data.init().unwrap();
     let code = {
         let mut d = Directory::open(&data.file(DB_FILE)).unwrap();
-        let (acct, code) = d.add_account("Paper Test Post Office", 1).unwrap();
+        let (acct, _) = d.add_account("Paper Test Post Office", 1).unwrap();
+        // Many terminals enroll with it (the first code enrolls one).
+        let code = d
+            .rotate_enrollment_code(
+                acct.id,
+                frank::vendor::directory::CodePolicy {
+                    uses: 10_000,
+                    valid_ms: 24 * 3_600_000,
+                },
+                frank::counter::client::wall_ms(),
+            )
+            .unwrap()
+            .code;
         d.add_clerk(acct.id, support::CLERK, support::PASSWORD, false, 1)
             .unwrap();
         code

@@ -10,7 +10,6 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 use std::path::Path;
-use subtle::ConstantTimeEq;
 use tokio::sync::{mpsc, oneshot};
 
 /// Pending directory calls the front may queue before it gets `busy`.
@@ -50,7 +49,56 @@ const MIGRATIONS: &[&str] = &[
         locked_until_ms INTEGER NOT NULL,
         PRIMARY KEY (username, terminal_id)
     );",
+    // 2: issue 13 — enrollment codes with an expiry and a use count (an account's earlier
+    //    code keeps working for 7 days after the upgrade, at most 100 more terminals; rotate
+    //    it with `frank vendor account code`); revoked terminals and disabled clerks.
+    "CREATE TABLE enrollment_codes (
+        code_sha256 BLOB PRIMARY KEY,
+        account_id INTEGER NOT NULL REFERENCES accounts(id),
+        created_ms INTEGER NOT NULL,
+        expires_ms INTEGER NOT NULL,
+        uses_left INTEGER NOT NULL CHECK (uses_left >= 0)
+    ) WITHOUT ROWID;
+    INSERT INTO enrollment_codes (code_sha256, account_id, created_ms, expires_ms, uses_left)
+        SELECT enrollment_code_sha256, id, created_ms,
+            CAST(strftime('%s', 'now') AS INTEGER) * 1000 + 7 * 86400000, 100
+        FROM accounts;
+    ALTER TABLE terminals ADD COLUMN revoked_ms INTEGER;
+    ALTER TABLE clerks ADD COLUMN disabled_ms INTEGER;",
 ];
+
+/// How long a new enrollment code works (`frank vendor account add`, `account code`).
+pub const ENROLLMENT_CODE_VALID_MS_DEFAULT: u64 = 72 * 3600 * 1000;
+/// Longest validity an operator may give a code.
+pub const ENROLLMENT_CODE_VALID_MS_MAX: u64 = 90 * 24 * 3600 * 1000;
+/// How many terminals a new code enrolls (default: one).
+pub const ENROLLMENT_CODE_USES_DEFAULT: u32 = 1;
+/// Most terminals one code may enroll.
+pub const ENROLLMENT_CODE_USES_MAX: u32 = 10_000;
+
+/// What a new enrollment code allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CodePolicy {
+    pub uses: u32,
+    pub valid_ms: u64,
+}
+
+impl Default for CodePolicy {
+    fn default() -> Self {
+        CodePolicy {
+            uses: ENROLLMENT_CODE_USES_DEFAULT,
+            valid_ms: ENROLLMENT_CODE_VALID_MS_DEFAULT,
+        }
+    }
+}
+
+/// An issued enrollment code (shown once; stored as its SHA-256).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuedCode {
+    pub code: String,
+    pub expires_ms: u64,
+    pub uses: u32,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Account {
@@ -64,6 +112,9 @@ pub struct Terminal {
     pub account_id: u64,
     pub name: String,
     pub device_key: [u8; 32],
+    /// When `frank vendor terminal revoke` revoked it: it can no longer log in, resume or
+    /// enroll its key again.
+    pub revoked_ms: Option<u64>,
 }
 
 #[derive(Clone, PartialEq, Eq)]
@@ -73,6 +124,8 @@ pub struct Clerk {
     pub username: String,
     pub password_hash: String,
     pub role: String,
+    /// When `frank vendor clerk disable` disabled the clerk: no login, no resume.
+    pub disabled_ms: Option<u64>,
 }
 
 impl std::fmt::Debug for Clerk {
@@ -82,6 +135,7 @@ impl std::fmt::Debug for Clerk {
             .field("account_id", &self.account_id)
             .field("username", &self.username)
             .field("role", &self.role)
+            .field("disabled_ms", &self.disabled_ms)
             .finish_non_exhaustive()
     }
 }
@@ -100,9 +154,19 @@ pub enum LockState {
     LockedFor { retry_after_ms: u64 },
 }
 
+/// Terminals revoked and clerks disabled, as of the last look.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Revocations {
+    pub terminals: std::collections::BTreeSet<u64>,
+    pub clerks: std::collections::BTreeSet<String>,
+}
+
 /// Synchronous access to the directory database. Owned by one thread.
 pub struct Directory {
     db: Connection,
+    /// `PRAGMA data_version` at the last [`Directory::revocations_if_changed`]: it moves when
+    /// another connection (the admin CLI) commits.
+    seen_data_version: Option<i64>,
 }
 
 fn i64_of(v: u64) -> i64 {
@@ -115,6 +179,38 @@ fn u64_of(v: i64) -> u64 {
 
 pub fn code_digest(code: &str) -> [u8; 32] {
     Sha256::digest(code.as_bytes()).into()
+}
+
+const TERMINAL_COLS: &str = "id, account_id, name, device_key, revoked_ms";
+
+/// A fresh random code for `account_id`, stored as its SHA-256 (inside the caller's
+/// transaction).
+fn issue_code(
+    tx: &rusqlite::Transaction<'_>,
+    account_id: u64,
+    policy: CodePolicy,
+    now_ms: u64,
+) -> anyhow::Result<IssuedCode> {
+    let mut raw = [0u8; ENROLLMENT_CODE_BYTES];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut raw);
+    let code = hex::encode(raw);
+    let expires_ms = now_ms.saturating_add(policy.valid_ms);
+    tx.execute(
+        "INSERT INTO enrollment_codes (code_sha256, account_id, created_ms, expires_ms, uses_left)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            code_digest(&code).to_vec(),
+            i64_of(account_id),
+            i64_of(now_ms),
+            i64_of(expires_ms),
+            i64::from(policy.uses)
+        ],
+    )?;
+    Ok(IssuedCode {
+        code,
+        expires_ms,
+        uses: policy.uses,
+    })
 }
 
 /// argon2id with the crate's defaults (m = 19 MiB, t = 2, p = 1).
@@ -148,7 +244,10 @@ impl Directory {
         db.pragma_update(None, "synchronous", "FULL")?;
         db.pragma_update(None, "foreign_keys", "ON")?;
         db.busy_timeout(std::time::Duration::from_secs(5))?;
-        let mut d = Directory { db };
+        let mut d = Directory {
+            db,
+            seen_data_version: None,
+        };
         d.migrate()?;
         Ok(d)
     }
@@ -175,27 +274,72 @@ impl Directory {
         Ok(self.db.query_row("PRAGMA user_version", [], |r| r.get(0))?)
     }
 
-    /// Creates an account; returns it and its enrollment code (shown once, stored hashed).
+    /// Creates an account; returns it and its first enrollment code (shown once, stored
+    /// hashed): one terminal, within [`ENROLLMENT_CODE_VALID_MS_DEFAULT`].
     pub fn add_account(&mut self, name: &str, now_ms: u64) -> anyhow::Result<(Account, String)> {
         let name = name.trim();
         if name.is_empty() || name.len() > CLERK_NAME_BYTES_MAX {
             bail!("account name must be 1..={CLERK_NAME_BYTES_MAX} characters");
         }
-        let mut raw = [0u8; ENROLLMENT_CODE_BYTES];
-        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut raw);
-        let code = hex::encode(raw);
-        self.db.execute(
+        if name.chars().any(char::is_control) {
+            bail!("account name must not contain control characters");
+        }
+        let tx = self.db.transaction()?;
+        // The column predates enrollment_codes (migration 2); it holds no usable code.
+        tx.execute(
             "INSERT INTO accounts (name, enrollment_code_sha256, created_ms) VALUES (?1, ?2, ?3)",
-            params![name, code_digest(&code).to_vec(), i64_of(now_ms)],
+            params![name, vec![0u8; 32], i64_of(now_ms)],
         )?;
-        let id = u64_of(self.db.last_insert_rowid());
+        let id = u64_of(tx.last_insert_rowid());
+        let issued = issue_code(&tx, id, CodePolicy::default(), now_ms)?;
+        tx.commit()?;
         Ok((
             Account {
                 id,
                 name: name.to_string(),
             },
-            code,
+            issued.code,
         ))
+    }
+
+    /// Issues a new enrollment code for `account_id` and ends every earlier one (rotation:
+    /// `frank vendor account code`).
+    pub fn rotate_enrollment_code(
+        &mut self,
+        account_id: u64,
+        policy: CodePolicy,
+        now_ms: u64,
+    ) -> anyhow::Result<IssuedCode> {
+        if policy.uses == 0 || policy.uses > ENROLLMENT_CODE_USES_MAX {
+            bail!(
+                "a code enrolls 1..={ENROLLMENT_CODE_USES_MAX} terminals, got {}",
+                policy.uses
+            );
+        }
+        if policy.valid_ms == 0 || policy.valid_ms > ENROLLMENT_CODE_VALID_MS_MAX {
+            bail!(
+                "a code is valid for 1 ms ..= {} days",
+                ENROLLMENT_CODE_VALID_MS_MAX / 86_400_000
+            );
+        }
+        let tx = self.db.transaction()?;
+        let exists: Option<i64> = tx
+            .query_row(
+                "SELECT id FROM accounts WHERE id = ?1",
+                [i64_of(account_id)],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if exists.is_none() {
+            bail!("no account {account_id}; see `frank vendor account list`");
+        }
+        tx.execute(
+            "DELETE FROM enrollment_codes WHERE account_id = ?1",
+            [i64_of(account_id)],
+        )?;
+        let issued = issue_code(&tx, account_id, policy, now_ms)?;
+        tx.commit()?;
+        Ok(issued)
     }
 
     pub fn accounts(&self) -> anyhow::Result<Vec<Account>> {
@@ -263,6 +407,7 @@ impl Directory {
             username: username.to_string(),
             password_hash: hash,
             role: role.to_string(),
+            disabled_ms: None,
         })
     }
 
@@ -270,7 +415,7 @@ impl Directory {
         Ok(self
             .db
             .query_row(
-                "SELECT id, account_id, username, password_hash, role FROM clerks WHERE username = ?1",
+                "SELECT id, account_id, username, password_hash, role, disabled_ms FROM clerks WHERE username = ?1",
                 [username],
                 |r| {
                     Ok(Clerk {
@@ -279,14 +424,19 @@ impl Directory {
                         username: r.get(2)?,
                         password_hash: r.get(3)?,
                         role: r.get(4)?,
+                        disabled_ms: r.get::<_, Option<i64>>(5)?.map(u64_of),
                     })
                 },
             )
             .optional()?)
     }
 
-    /// Enrolls a terminal if `code` is some account's enrollment code (compared in constant
-    /// time against each account's stored digest).
+    /// Enrolls a terminal if `code` is a live enrollment code (not expired, uses left; looked
+    /// up by its SHA-256, so timing says nothing about the code). Enrolling the same device key
+    /// again under the code's account returns its terminal and uses nothing (a retry whose
+    /// answer was lost), even once the code is used up or expired. A key enrolled under
+    /// another account, or revoked, is refused like a bad code: an enrollment never reveals
+    /// another account's ids.
     pub fn enroll(
         &mut self,
         code: &str,
@@ -295,36 +445,94 @@ impl Directory {
         now_ms: u64,
     ) -> anyhow::Result<EnrollOutcome> {
         let digest = code_digest(code);
-        let mut account = None;
-        {
-            let mut st = self
-                .db
-                .prepare("SELECT id, enrollment_code_sha256 FROM accounts")?;
-            let mut rows = st.query([])?;
-            while let Some(r) = rows.next()? {
-                let stored: Vec<u8> = r.get(1)?;
-                if bool::from(stored.ct_eq(&digest)) {
-                    account = Some(u64_of(r.get(0)?));
-                }
-            }
-        }
-        let Some(account_id) = account else {
+        let tx = self.db.transaction()?;
+        let found: Option<(i64, i64, i64)> = tx
+            .query_row(
+                "SELECT account_id, expires_ms, uses_left FROM enrollment_codes WHERE code_sha256 = ?1",
+                [digest.to_vec()],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        let Some((account_id, expires_ms, uses_left)) = found else {
             return Ok(EnrollOutcome::BadCode);
         };
-        if let Some(t) = self.terminal_by_key(&device_key)? {
-            // Re-enrolling the same device key is idempotent.
-            return Ok(EnrollOutcome::Enrolled(t));
+        let account_id = u64_of(account_id);
+        if let Some(t) = Self::terminal_by_key_in(&tx, &device_key)? {
+            if t.account_id == account_id && t.revoked_ms.is_none() {
+                return Ok(EnrollOutcome::Enrolled(t));
+            }
+            return Ok(EnrollOutcome::BadCode);
         }
-        self.db.execute(
+        if u64_of(expires_ms) <= now_ms || uses_left <= 0 {
+            return Ok(EnrollOutcome::BadCode);
+        }
+        tx.execute(
             "INSERT INTO terminals (account_id, name, device_key, enrolled_ms) VALUES (?1, ?2, ?3, ?4)",
             params![i64_of(account_id), name, device_key.to_vec(), i64_of(now_ms)],
         )?;
+        let id = u64_of(tx.last_insert_rowid());
+        tx.execute(
+            "UPDATE enrollment_codes SET uses_left = uses_left - 1 WHERE code_sha256 = ?1",
+            [digest.to_vec()],
+        )?;
+        tx.commit()?;
         Ok(EnrollOutcome::Enrolled(Terminal {
-            id: u64_of(self.db.last_insert_rowid()),
+            id,
             account_id,
             name: name.to_string(),
             device_key,
+            revoked_ms: None,
         }))
+    }
+
+    /// Revokes a terminal: it can no longer log in, resume, or enroll its key again. `false`
+    /// when there is no such terminal; revoking twice keeps the first time.
+    pub fn revoke_terminal(&mut self, id: u64, now_ms: u64) -> anyhow::Result<bool> {
+        let exists = self.terminal(id)?.is_some();
+        self.db.execute(
+            "UPDATE terminals SET revoked_ms = ?2 WHERE id = ?1 AND revoked_ms IS NULL",
+            params![i64_of(id), i64_of(now_ms)],
+        )?;
+        Ok(exists)
+    }
+
+    /// Disables a clerk: no login, no resume. `false` when there is no such clerk.
+    pub fn disable_clerk(&mut self, username: &str, now_ms: u64) -> anyhow::Result<bool> {
+        let exists = self.clerk(username)?.is_some();
+        self.db.execute(
+            "UPDATE clerks SET disabled_ms = ?2 WHERE username = ?1 AND disabled_ms IS NULL",
+            params![username, i64_of(now_ms)],
+        )?;
+        Ok(exists)
+    }
+
+    /// Every revoked terminal and disabled clerk.
+    pub fn revocations(&self) -> anyhow::Result<Revocations> {
+        let mut out = Revocations::default();
+        let mut st = self
+            .db
+            .prepare("SELECT id FROM terminals WHERE revoked_ms IS NOT NULL")?;
+        for id in st.query_map([], |r| r.get::<_, i64>(0))? {
+            out.terminals.insert(u64_of(id?));
+        }
+        let mut st = self
+            .db
+            .prepare("SELECT username FROM clerks WHERE disabled_ms IS NOT NULL")?;
+        for name in st.query_map([], |r| r.get::<_, String>(0))? {
+            out.clerks.insert(name?);
+        }
+        Ok(out)
+    }
+
+    /// [`Self::revocations`], but only when another connection (the admin CLI) committed
+    /// since the last call (`PRAGMA data_version`); the first call always reads.
+    pub fn revocations_if_changed(&mut self) -> anyhow::Result<Option<Revocations>> {
+        let v: i64 = self.db.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+        if self.seen_data_version == Some(v) {
+            return Ok(None);
+        }
+        self.seen_data_version = Some(v);
+        self.revocations().map(Some)
     }
 
     fn terminal_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Terminal> {
@@ -338,14 +546,14 @@ impl Directory {
             account_id: u64_of(r.get(1)?),
             name: r.get(2)?,
             device_key,
+            revoked_ms: r.get::<_, Option<i64>>(4)?.map(u64_of),
         })
     }
 
-    fn terminal_by_key(&self, key: &[u8; 32]) -> anyhow::Result<Option<Terminal>> {
-        Ok(self
-            .db
+    fn terminal_by_key_in(db: &Connection, key: &[u8; 32]) -> anyhow::Result<Option<Terminal>> {
+        Ok(db
             .query_row(
-                "SELECT id, account_id, name, device_key FROM terminals WHERE device_key = ?1",
+                &format!("SELECT {TERMINAL_COLS} FROM terminals WHERE device_key = ?1"),
                 [key.to_vec()],
                 Self::terminal_from_row,
             )
@@ -356,7 +564,7 @@ impl Directory {
         Ok(self
             .db
             .query_row(
-                "SELECT id, account_id, name, device_key FROM terminals WHERE id = ?1",
+                &format!("SELECT {TERMINAL_COLS} FROM terminals WHERE id = ?1"),
                 [i64_of(id)],
                 Self::terminal_from_row,
             )
@@ -364,9 +572,9 @@ impl Directory {
     }
 
     pub fn terminals(&self) -> anyhow::Result<Vec<Terminal>> {
-        let mut st = self
-            .db
-            .prepare("SELECT id, account_id, name, device_key FROM terminals ORDER BY id")?;
+        let mut st = self.db.prepare(&format!(
+            "SELECT {TERMINAL_COLS} FROM terminals ORDER BY id"
+        ))?;
         let rows = st.query_map([], Self::terminal_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -507,7 +715,10 @@ mod tests {
         let d = Directory::open(&p).unwrap();
         assert_eq!(d.schema_version().unwrap(), MIGRATIONS.len() as i64);
         drop(d);
-        assert_eq!(Directory::open(&p).unwrap().schema_version().unwrap(), 1);
+        assert_eq!(
+            Directory::open(&p).unwrap().schema_version().unwrap(),
+            MIGRATIONS.len() as i64
+        );
     }
 
     #[test]
@@ -527,6 +738,119 @@ mod tests {
         };
         assert_eq!(again.id, t1.id);
         assert_eq!(d.terminal(t1.id).unwrap().unwrap().device_key, [1; 32]);
+        // The first code enrolls one terminal.
+        assert_eq!(
+            d.enroll(&code, "t2", [2; 32], 4).unwrap(),
+            EnrollOutcome::BadCode
+        );
+    }
+
+    #[test]
+    fn codes_expire_run_out_and_rotate() {
+        let (_t, mut d) = dir();
+        let (acct, first) = d.add_account("Main St", 1).unwrap();
+        let policy = CodePolicy {
+            uses: 2,
+            valid_ms: 1_000,
+        };
+        let issued = d.rotate_enrollment_code(acct.id, policy, 10).unwrap();
+        assert_eq!((issued.uses, issued.expires_ms), (2, 1_010));
+        // Rotation ends the earlier code.
+        assert_eq!(
+            d.enroll(&first, "a", [1; 32], 11).unwrap(),
+            EnrollOutcome::BadCode
+        );
+        assert!(matches!(
+            d.enroll(&issued.code, "a", [1; 32], 11).unwrap(),
+            EnrollOutcome::Enrolled(_)
+        ));
+        // Expired: no new terminal, but the enrolled key's retry still learns its terminal.
+        assert_eq!(
+            d.enroll(&issued.code, "b", [2; 32], 1_010).unwrap(),
+            EnrollOutcome::BadCode
+        );
+        assert!(matches!(
+            d.enroll(&issued.code, "a", [1; 32], 5_000).unwrap(),
+            EnrollOutcome::Enrolled(_)
+        ));
+        let again = d.rotate_enrollment_code(acct.id, policy, 20).unwrap();
+        assert!(matches!(
+            d.enroll(&again.code, "b", [2; 32], 21).unwrap(),
+            EnrollOutcome::Enrolled(_)
+        ));
+        assert!(matches!(
+            d.enroll(&again.code, "c", [3; 32], 22).unwrap(),
+            EnrollOutcome::Enrolled(_)
+        ));
+        assert_eq!(
+            d.enroll(&again.code, "d", [4; 32], 23).unwrap(),
+            EnrollOutcome::BadCode,
+            "two uses"
+        );
+        assert!(
+            d.rotate_enrollment_code(
+                acct.id,
+                CodePolicy {
+                    uses: 0,
+                    valid_ms: 1
+                },
+                1
+            )
+            .is_err()
+        );
+        assert!(d.rotate_enrollment_code(99, policy, 1).is_err());
+    }
+
+    #[test]
+    fn another_accounts_key_and_revoked_keys_look_like_a_bad_code() {
+        let (_t, mut d) = dir();
+        let (a, code_a) = d.add_account("A", 1).unwrap();
+        let (_b, code_b) = d.add_account("B", 1).unwrap();
+        let EnrollOutcome::Enrolled(t) = d.enroll(&code_a, "t", [7; 32], 2).unwrap() else {
+            panic!()
+        };
+        assert_eq!(t.account_id, a.id);
+        assert_eq!(
+            d.enroll(&code_b, "t", [7; 32], 3).unwrap(),
+            EnrollOutcome::BadCode
+        );
+        assert!(d.revoke_terminal(t.id, 4).unwrap());
+        assert!(!d.revoke_terminal(999, 4).unwrap());
+        assert_eq!(d.terminal(t.id).unwrap().unwrap().revoked_ms, Some(4));
+        let fresh = d
+            .rotate_enrollment_code(a.id, CodePolicy::default(), 5)
+            .unwrap();
+        assert_eq!(
+            d.enroll(&fresh.code, "t", [7; 32], 6).unwrap(),
+            EnrollOutcome::BadCode
+        );
+    }
+
+    #[test]
+    fn revocations_are_seen_when_another_connection_commits() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("v.db");
+        let mut front = Directory::open(&p).unwrap();
+        let (acct, code) = front.add_account("A", 1).unwrap();
+        front
+            .add_clerk(acct.id, "alice", "correct horse", false, 1)
+            .unwrap();
+        let EnrollOutcome::Enrolled(term) = front.enroll(&code, "t", [1; 32], 2).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            front.revocations_if_changed().unwrap(),
+            Some(Revocations::default())
+        );
+        assert_eq!(front.revocations_if_changed().unwrap(), None);
+        let mut cli = Directory::open(&p).unwrap();
+        assert!(cli.revoke_terminal(term.id, 3).unwrap());
+        assert!(cli.disable_clerk("alice", 3).unwrap());
+        assert!(!cli.disable_clerk("nobody", 3).unwrap());
+        let r = front.revocations_if_changed().unwrap().unwrap();
+        assert!(r.terminals.contains(&term.id));
+        assert!(r.clerks.contains("alice"));
+        assert_eq!(front.clerk("alice").unwrap().unwrap().disabled_ms, Some(3));
     }
 
     #[test]

@@ -539,6 +539,7 @@ mod tests {
             account_id: 1,
             name: format!("counter-{id}"),
             device_key: [0; 32],
+            revoked_ms: None,
         }
     }
 

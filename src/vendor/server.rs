@@ -2,7 +2,7 @@
 //! stream), and after login runs a link driver per terminal. It holds no database connection:
 //! the directory is behind [`DirectoryHandle`], the ledger behind [`LedgerHandle`].
 
-use super::directory::{self, Directory, DirectoryHandle, EnrollOutcome, LockState};
+use super::directory::{self, Directory, DirectoryHandle, EnrollOutcome, LockState, Terminal};
 use super::money::{self as front, Caller};
 use super::monitor::{self, MonitorHub, PrinterView};
 use super::signing::{SignItem, VendorItemSigner};
@@ -31,6 +31,12 @@ use subtle::ConstantTimeEq;
 /// Application close codes on the QUIC connection.
 pub const CLOSE_SUPERSEDED: u32 = 1;
 pub const CLOSE_SHUTDOWN: u32 = 2;
+/// The terminal was revoked or the session's clerk disabled (`frank vendor terminal revoke`,
+/// `frank vendor clerk disable`).
+pub const CLOSE_REVOKED: u32 = 3;
+/// How often the vendor looks for terminals revoked and clerks disabled by the admin CLI: a
+/// live session of either ends within this (plus a close's flight).
+pub const REVOCATION_POLL_MS: u64 = 250;
 
 struct SessionRecord {
     terminal_id: u64,
@@ -169,6 +175,7 @@ impl VendorServer {
                 hub.all_ledgers_changed();
             }
         });
+        tokio::spawn(watch_revocations(Arc::downgrade(&shared)));
         let accept_task = tokio::spawn(accept_loop(endpoint.clone(), shared.clone()));
         tracing::info!(%listen, fingerprint = %crate::identity::fingerprint(&shared.key.verifying_key()), "vendor serving");
         Ok(VendorServer {
@@ -579,23 +586,91 @@ async fn enroll(state: &Arc<ConnState>, r: wire::Enroll) -> Result<Vec<u8>, Erro
     }))
 }
 
-fn verify_device_proof(
-    device_key: &[u8; 32],
-    exporter: &Exporter,
+/// The terminal a login or resume names, if it is enrolled, not revoked, and `proof` verifies
+/// with its device key. An unknown terminal, a revoked one and a bad proof answer the same
+/// `unknown_terminal` after the same work (a signature check against a stand-in key), so
+/// terminal ids cannot be enumerated from outside.
+async fn terminal_by_proof(
+    state: &ConnState,
     terminal_id: u64,
     clerk: &str,
     proof: &[u8],
-) -> Result<(), ErrorBody> {
-    let bad = || {
-        ErrorBody::new(
-            ErrorCode::BadDeviceSignature,
-            "device proof does not verify for this terminal and connection",
-        )
-    };
-    let key = VerifyingKey::from_bytes(device_key).map_err(|_| bad())?;
-    let sig = Signature::from_slice(proof).map_err(|_| bad())?;
-    key.verify(&keys::login_transcript(exporter, terminal_id, clerk), &sig)
-        .map_err(|_| bad())
+) -> Result<Terminal, ErrorBody> {
+    let found = state
+        .shared
+        .directory
+        .call(move |d| d.terminal(terminal_id))
+        .await
+        .map_err(directory_error)?
+        .filter(|t| t.revoked_ms.is_none());
+    // A stand-in key (the vendor's own public key) keeps the work the same when there is no
+    // terminal: the proof is checked either way.
+    let device_key = found.as_ref().map_or_else(
+        || state.shared.key.verifying_key().to_bytes(),
+        |t| t.device_key,
+    );
+    let verified = VerifyingKey::from_bytes(&device_key)
+        .ok()
+        .zip(Signature::from_slice(proof).ok())
+        .is_some_and(|(key, sig)| {
+            key.verify(
+                &keys::login_transcript(&state.exporter, terminal_id, clerk),
+                &sig,
+            )
+            .is_ok()
+        });
+    match found {
+        Some(t) if verified => Ok(t),
+        _ => {
+            tracing::warn!(
+                terminal = terminal_id,
+                "device refused: unknown, revoked or bad proof"
+            );
+            Err(ErrorBody::new(
+                ErrorCode::UnknownTerminal,
+                "this terminal is not enrolled with this vendor, was revoked, or its device key does not match; enroll it again",
+            ))
+        }
+    }
+}
+
+/// Ends every live session of a revoked terminal or a disabled clerk, and forgets them so
+/// they cannot be resumed; looks every [`REVOCATION_POLL_MS`] (the directory is read only
+/// when another process committed to it). Stops with the server.
+async fn watch_revocations(shared: std::sync::Weak<Shared>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(REVOCATION_POLL_MS));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let changed = match shared.directory.call(|d| d.revocations_if_changed()).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "revocations not read");
+                continue;
+            }
+        };
+        let Some(r) = changed else { continue };
+        let ended: Vec<TerminalLink> = lock(&shared.links)
+            .values()
+            .filter(|l| r.terminals.contains(&l.terminal_id) || r.clerks.contains(&l.clerk))
+            .cloned()
+            .collect();
+        lock(&shared.sessions)
+            .retain(|_, s| !r.terminals.contains(&s.terminal_id) && !r.clerks.contains(&s.clerk));
+        for l in ended {
+            tracing::info!(
+                terminal = l.terminal_id,
+                "ending a revoked terminal's or disabled clerk's session"
+            );
+            l.conn.close(
+                quinn::VarInt::from_u32(CLOSE_REVOKED),
+                b"terminal revoked or clerk disabled",
+            );
+        }
+    }
 }
 
 async fn login(state: &Arc<ConnState>, r: wire::Login) -> Result<Vec<u8>, ErrorBody> {
@@ -607,25 +682,7 @@ async fn login(state: &Arc<ConnState>, r: wire::Login) -> Result<Vec<u8>, ErrorB
     }
     let shared = &state.shared;
     let terminal_id = r.terminal_id;
-    let terminal = shared
-        .directory
-        .call(move |d| d.terminal(terminal_id))
-        .await
-        .map_err(directory_error)?
-        .ok_or_else(|| {
-            tracing::warn!(terminal = terminal_id, "login from unknown terminal");
-            ErrorBody::new(
-                ErrorCode::UnknownTerminal,
-                format!("terminal {terminal_id} is not enrolled; enroll it again"),
-            )
-        })?;
-    verify_device_proof(
-        &terminal.device_key,
-        &state.exporter,
-        terminal.id,
-        &r.clerk,
-        &r.proof,
-    )?;
+    let terminal = terminal_by_proof(state, terminal_id, &r.clerk, &r.proof).await?;
     let clerk_name = r.clerk.clone();
     let lock_state = shared
         .directory
@@ -673,6 +730,13 @@ async fn login(state: &Arc<ConnState>, r: wire::Login) -> Result<Vec<u8>, ErrorB
         .call(move |d| d.clear_failures(&clerk_name, terminal_id))
         .await
         .map_err(directory_error)?;
+    if clerk.disabled_ms.is_some() {
+        tracing::warn!(clerk = %clerk.username, terminal = terminal_id, "login refused: clerk disabled");
+        return Err(ErrorBody::new(
+            ErrorCode::Forbidden,
+            "this clerk is disabled; ask a supervisor",
+        ));
+    }
     let ledger_account = front::ledger_account_of(&shared.ledger, terminal.account_id)
         .await
         .map_err(front::call_error)?;
@@ -753,24 +817,18 @@ async fn resume(state: &Arc<ConnState>, r: wire::Resume) -> Result<Vec<u8>, Erro
         )
     };
     let terminal_id = r.terminal_id;
-    let terminal = shared
+    let terminal = terminal_by_proof(state, terminal_id, &clerk, &r.proof).await?;
+    let clerk_name = clerk.clone();
+    let disabled = shared
         .directory
-        .call(move |d| d.terminal(terminal_id))
+        .call(move |d| d.clerk(&clerk_name))
         .await
         .map_err(directory_error)?
-        .ok_or_else(|| {
-            ErrorBody::new(
-                ErrorCode::UnknownTerminal,
-                format!("terminal {terminal_id} is not enrolled"),
-            )
-        })?;
-    verify_device_proof(
-        &terminal.device_key,
-        &state.exporter,
-        terminal.id,
-        &clerk,
-        &r.proof,
-    )?;
+        .is_none_or(|c| c.disabled_ms.is_some());
+    if disabled {
+        lock(&shared.sessions).remove(&r.session_id);
+        return Err(unknown());
+    }
     let expected = keys::resume_mac(&resume_key, &state.exporter);
     if !bool::from(expected.ct_eq(r.resume_mac.as_slice())) {
         tracing::warn!(

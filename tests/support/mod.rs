@@ -42,7 +42,19 @@ pub async fn vendor_setup(
     data.init().unwrap();
     let (account_id, code) = {
         let mut d = Directory::open(&data.file(DB_FILE)).unwrap();
-        let (acct, code) = d.add_account("Test Post Office", 1).unwrap();
+        let (acct, _) = d.add_account("Test Post Office", 1).unwrap();
+        // Many terminals enroll with it (the first code enrolls one).
+        let code = d
+            .rotate_enrollment_code(
+                acct.id,
+                frank::vendor::directory::CodePolicy {
+                    uses: 10_000,
+                    valid_ms: 24 * 3_600_000,
+                },
+                frank::counter::client::wall_ms(),
+            )
+            .unwrap()
+            .code;
         d.add_clerk(acct.id, CLERK, PASSWORD, false, 1).unwrap();
         setup(&data, &mut d, acct.id);
         (acct.id, code)
