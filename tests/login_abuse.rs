@@ -104,6 +104,7 @@ async fn issue13_concurrent_wrong_passwords_all_count_and_the_lock_holds() {
         "{checked} passwords checked by argon2"
     );
     let counted = failures(&v, c.terminal_id);
+    eprintln!("63 wrong at once: {counted} counted, {checked} checked, answers {answers:?}");
     assert!(
         counted > FAILURES_FREE_MAX && u64::from(counted) >= checked,
         "{counted} attempts counted, {checked} checked"
@@ -252,6 +253,7 @@ async fn issue13_random_clerk_names_are_throttled_and_argon2_stays_bounded() {
         bad += w;
     }
     let stats = v.server.password_pool_stats();
+    eprintln!("random names: {busy} busy, {bad} checked; pool {stats:?}");
     assert!(
         stats.in_flight_peak <= THREADS,
         "{} argon2 at once",
