@@ -108,11 +108,17 @@ async fn enrollment_and_login_refusals_are_typed() {
         .await
         .unwrap();
     s.ping().await.unwrap();
-    let err = conn
+    // Issue 13: a second login on the connection replaces the first session (one per
+    // connection); the first session's keys no longer verify.
+    let second = conn
         .login(e.terminal_id, &key, CLERK, PASSWORD)
         .await
-        .unwrap_err();
-    assert_eq!(err.code(), Some(ErrorCode::AlreadyLoggedIn));
+        .unwrap();
+    assert_ne!(second.session_id, s.session_id);
+    assert_eq!(v.server.sessions_live(), 1);
+    second.clock_check(frank::vendor::now_ms()).await.unwrap();
+    let err = s.clock_check(frank::vendor::now_ms()).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::BadMac));
 }
 
 #[tokio::test]

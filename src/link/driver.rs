@@ -51,6 +51,7 @@ pub struct LinkHandle {
     /// Just the state, for subscribers that only gate on it (the printer streamer).
     pub state: watch::Receiver<LinkState>,
     mute: Arc<AtomicBool>,
+    stop: Arc<tokio::sync::Notify>,
 }
 
 impl LinkHandle {
@@ -59,9 +60,15 @@ impl LinkHandle {
     pub fn set_muted(&self, muted: bool) {
         self.mute.store(muted, Ordering::Relaxed);
     }
+
+    /// Ends the driver (its guard goes `Closed`) while the connection stays open: the session
+    /// it watched was replaced by another on the same connection.
+    pub fn stop(&self) {
+        self.stop.notify_one();
+    }
 }
 
-/// Spawns the driver for `conn`. It ends when the connection closes.
+/// Spawns the driver for `conn`. It ends when the connection closes or on [`LinkHandle::stop`].
 pub fn spawn(
     conn: quinn::Connection,
     endpoint: KeepaliveEndpoint,
@@ -72,6 +79,7 @@ pub fn spawn(
     let (status_tx, status_rx) = watch::channel(LinkStatus::down(session_id, now));
     let (state_tx, state_rx) = watch::channel(LinkState::Down);
     let mute = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(tokio::sync::Notify::new());
     let driver = Driver {
         conn,
         endpoint,
@@ -79,6 +87,7 @@ pub fn spawn(
         status_tx,
         state_tx,
         mute: mute.clone(),
+        stop: stop.clone(),
         session_id,
         since: now,
     };
@@ -87,6 +96,7 @@ pub fn spawn(
         status: status_rx,
         state: state_rx,
         mute,
+        stop,
     }
 }
 
@@ -126,6 +136,7 @@ struct Driver {
     status_tx: watch::Sender<LinkStatus>,
     state_tx: watch::Sender<LinkState>,
     mute: Arc<AtomicBool>,
+    stop: Arc<tokio::sync::Notify>,
     session_id: u64,
     since: Instant,
 }
@@ -145,6 +156,7 @@ impl Driver {
             tokio::select! {
                 biased;
                 _ = self.conn.closed() => break,
+                _ = self.stop.notified() => break,
                 datagram = self.conn.read_datagram() => match datagram {
                     Ok(bytes) => self.on_datagram(&bytes),
                     Err(_) => break,

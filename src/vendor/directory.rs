@@ -601,40 +601,60 @@ impl Directory {
         })
     }
 
-    /// Records a failed password; returns the failure count and the lock it now causes.
-    pub fn record_failure(
+    /// Starts a login attempt for `username` on `terminal_id` before its password is checked
+    /// ([`lockout::begin`]): refused while the pair is locked, otherwise counted (and the pair
+    /// locked at once when this attempt reaches the lockout count), in one transaction.
+    pub fn begin_attempt(
         &mut self,
         username: &str,
         terminal_id: u64,
         now_ms: u64,
-    ) -> anyhow::Result<(u32, LockState)> {
+    ) -> anyhow::Result<lockout::Attempt> {
         let tx = self.db.transaction()?;
-        let failures: i64 = tx
+        let (failures, until): (i64, i64) = tx
+            .query_row(
+                "SELECT failures, locked_until_ms FROM login_failures
+                 WHERE username = ?1 AND terminal_id = ?2",
+                params![username, i64_of(terminal_id)],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?
+            .unwrap_or((0, 0));
+        let failures = u32::try_from(failures).unwrap_or(u32::MAX);
+        let attempt = lockout::begin(failures, u64_of(until), now_ms);
+        if let lockout::Attempt::Counted {
+            failures,
+            locked_until_ms,
+        } = attempt
+        {
+            tx.execute(
+                "INSERT INTO login_failures (username, terminal_id, failures, locked_until_ms)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (username, terminal_id)
+                 DO UPDATE SET failures = excluded.failures, locked_until_ms = excluded.locked_until_ms",
+                params![
+                    username,
+                    i64_of(terminal_id),
+                    i64::from(failures),
+                    i64_of(locked_until_ms.unwrap_or(0))
+                ],
+            )?;
+        }
+        tx.commit()?;
+        Ok(attempt)
+    }
+
+    /// Attempts counted for the pair since its last success.
+    pub fn failures(&self, username: &str, terminal_id: u64) -> anyhow::Result<u32> {
+        let n: Option<i64> = self
+            .db
             .query_row(
                 "SELECT failures FROM login_failures WHERE username = ?1 AND terminal_id = ?2",
                 params![username, i64_of(terminal_id)],
                 |r| r.get(0),
             )
-            .optional()?
-            .unwrap_or(0);
-        let failures = u32::try_from(failures)
-            .unwrap_or(u32::MAX)
-            .saturating_add(1);
-        let lock_ms = lockout::lock_ms(failures);
-        let until = lock_ms.map(|ms| now_ms.saturating_add(ms)).unwrap_or(0);
-        tx.execute(
-            "INSERT INTO login_failures (username, terminal_id, failures, locked_until_ms)
-             VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (username, terminal_id)
-             DO UPDATE SET failures = excluded.failures, locked_until_ms = excluded.locked_until_ms",
-            params![username, i64_of(terminal_id), i64::from(failures), i64_of(until)],
-        )?;
-        tx.commit()?;
-        let state = match lock_ms {
-            Some(ms) => LockState::LockedFor { retry_after_ms: ms },
-            None => LockState::Open,
-        };
-        Ok((failures, state))
+            .optional()?;
+        Ok(u32::try_from(n.unwrap_or(0)).unwrap_or(u32::MAX))
     }
 
     pub fn clear_failures(&mut self, username: &str, terminal_id: u64) -> anyhow::Result<()> {
@@ -889,17 +909,35 @@ mod tests {
     }
 
     #[test]
-    fn failures_lock_after_five() {
+    fn attempts_count_before_the_check_and_lock_at_the_fifth() {
         let (_t, mut d) = dir();
         for i in 1..=4 {
             assert_eq!(
-                d.record_failure("alice", 1, 1000).unwrap(),
-                (i, LockState::Open)
+                d.begin_attempt("alice", 1, 1000).unwrap(),
+                lockout::Attempt::Counted {
+                    failures: i,
+                    locked_until_ms: None
+                }
             );
         }
-        let (n, lock) = d.record_failure("alice", 1, 1000).unwrap();
-        assert_eq!(n, 5);
-        assert!(matches!(lock, LockState::LockedFor { .. }));
+        let fifth = d.begin_attempt("alice", 1, 1000).unwrap();
+        assert_eq!(
+            fifth,
+            lockout::Attempt::Counted {
+                failures: 5,
+                locked_until_ms: Some(1000 + lockout::LOCK_MS_BASE)
+            }
+        );
+        // Locked from the fifth attempt's start, before its password is known.
+        assert!(matches!(
+            d.begin_attempt("alice", 1, 1001).unwrap(),
+            lockout::Attempt::Locked { .. }
+        ));
+        assert_eq!(
+            d.failures("alice", 1).unwrap(),
+            5,
+            "a locked attempt is not counted"
+        );
         assert!(matches!(
             d.lock_state("alice", 1, 1001).unwrap(),
             LockState::LockedFor { .. }
@@ -911,5 +949,6 @@ mod tests {
         );
         d.clear_failures("alice", 1).unwrap();
         assert_eq!(d.lock_state("alice", 1, 1001).unwrap(), LockState::Open);
+        assert_eq!(d.failures("alice", 1).unwrap(), 0);
     }
 }

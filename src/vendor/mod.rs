@@ -2,9 +2,12 @@
 
 pub mod directory;
 pub mod lockout;
+pub mod login_gate;
 pub mod money;
 pub mod monitor;
+pub mod password_pool;
 pub mod server;
+pub mod sessions;
 pub mod signing;
 
 use crate::identity;
@@ -30,6 +33,10 @@ pub const MONITOR_SUBSCRIBERS_MAX_LIMIT: usize = 1024;
 pub const AUTHORIZATION_EXPIRY_MS_RANGE: std::ops::RangeInclusive<u64> = 1_000..=86_400_000;
 pub const REAPER_INTERVAL_MS_RANGE: std::ops::RangeInclusive<u64> = 10..=60_000;
 pub const LATE_VOID_WINDOW_MS_MAX: u64 = 30 * 24 * 3600 * 1000;
+/// Bounds of the login settings `vendor.toml` may set.
+pub use password_pool::{PASSWORD_HASH_QUEUE_MAX_LIMIT, PASSWORD_HASHES_IN_FLIGHT_MAX_LIMIT};
+pub const TERMINAL_LOGIN_BURST_MAX_LIMIT: u32 = 1000;
+pub const TERMINAL_LOGIN_INTERVAL_MS_RANGE: std::ops::RangeInclusive<u64> = 1..=3_600_000;
 
 /// `vendor.toml`. Every field has a default; units are in the names.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,6 +65,16 @@ pub struct VendorConfig {
     pub monitor_subscribers_per_account_max: usize,
     /// Most `scan` requests (postal verifiers' lookups) one connection may make, valid or not.
     pub scans_per_connection_max: u32,
+    /// Threads checking passwords (argon2id, 19 MiB each) at once; default: the core count.
+    /// The vendor's argon2 memory is at most this × 19 MiB whatever the login rate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_hashes_in_flight_max: Option<usize>,
+    /// Logins waiting for a password thread; beyond this a login answers `busy`.
+    pub password_hash_queue_max: usize,
+    /// Logins one terminal may start back to back before `terminal_login_interval_ms` applies.
+    pub terminal_login_burst_max: u32,
+    /// After its burst, a terminal may start one login per this interval (`busy` otherwise).
+    pub terminal_login_interval_ms: u64,
     /// Smallest single top-up in cents (default: the ledger's $5.00). A vendor selling through
     /// kiosks, which charge the card exactly the item's price, sets this to 1.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -96,6 +113,10 @@ impl Default for VendorConfig {
             monitor_subscribers_max: 32,
             monitor_subscribers_per_account_max: 4,
             scans_per_connection_max: 64,
+            password_hashes_in_flight_max: None,
+            password_hash_queue_max: 32,
+            terminal_login_burst_max: 10,
+            terminal_login_interval_ms: 2_000,
             top_up_min_cents: None,
             top_up_max_cents: None,
             authorization_expiry_ms: None,
@@ -111,6 +132,24 @@ impl VendorConfig {
             keepalive_interval_ms: self.keepalive_interval_ms,
             detect_multiplier: self.detect_multiplier,
             up_after_keepalives: self.up_after_keepalives,
+        }
+    }
+
+    /// `password_hashes_in_flight_max`, or the core count when unset.
+    pub fn password_hashes_in_flight(&self) -> usize {
+        self.password_hashes_in_flight_max.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+                .min(PASSWORD_HASHES_IN_FLIGHT_MAX_LIMIT)
+        })
+    }
+
+    /// The per-terminal login gate's settings.
+    pub fn login_gate(&self) -> login_gate::GateConfig {
+        login_gate::GateConfig {
+            burst_max: self.terminal_login_burst_max,
+            interval: std::time::Duration::from_millis(self.terminal_login_interval_ms),
         }
     }
 
@@ -157,6 +196,7 @@ impl VendorConfig {
         if self.scans_per_connection_max == 0 {
             bail!("scans_per_connection_max must be at least 1");
         }
+        self.validate_logins()?;
         for (name, v) in [
             ("top_up_min_cents", self.top_up_min_cents),
             ("top_up_max_cents", self.top_up_max_cents),
@@ -174,6 +214,37 @@ impl VendorConfig {
             bail!("top_up_min_cents ({min}) is above top_up_max_cents ({max})");
         }
         self.validate_ledger_timings()
+    }
+
+    fn validate_logins(&self) -> anyhow::Result<()> {
+        if let Some(n) = self.password_hashes_in_flight_max
+            && !(1..=PASSWORD_HASHES_IN_FLIGHT_MAX_LIMIT).contains(&n)
+        {
+            bail!(
+                "password_hashes_in_flight_max must be 1..={PASSWORD_HASHES_IN_FLIGHT_MAX_LIMIT}, got {n}"
+            );
+        }
+        if self.password_hash_queue_max > PASSWORD_HASH_QUEUE_MAX_LIMIT {
+            bail!(
+                "password_hash_queue_max must be 0..={PASSWORD_HASH_QUEUE_MAX_LIMIT}, got {}",
+                self.password_hash_queue_max
+            );
+        }
+        if !(1..=TERMINAL_LOGIN_BURST_MAX_LIMIT).contains(&self.terminal_login_burst_max) {
+            bail!(
+                "terminal_login_burst_max must be 1..={TERMINAL_LOGIN_BURST_MAX_LIMIT}, got {}",
+                self.terminal_login_burst_max
+            );
+        }
+        if !TERMINAL_LOGIN_INTERVAL_MS_RANGE.contains(&self.terminal_login_interval_ms) {
+            bail!(
+                "terminal_login_interval_ms must be {}..={}, got {}",
+                TERMINAL_LOGIN_INTERVAL_MS_RANGE.start(),
+                TERMINAL_LOGIN_INTERVAL_MS_RANGE.end(),
+                self.terminal_login_interval_ms
+            );
+        }
+        Ok(())
     }
 
     fn validate_ledger_timings(&self) -> anyhow::Result<()> {
@@ -280,7 +351,11 @@ impl DataDir {
         let config = toml::to_string_pretty(&VendorConfig::default())?;
         std::fs::write(
             self.file(CONFIG_FILE),
-            format!("# Frank vendor configuration. Units are in the names.\n{config}"),
+            format!(
+                "# Frank vendor configuration. Units are in the names.\n\
+                 # password_hashes_in_flight_max = N: argon2 checks at once (default: the core\n\
+                 # count); the vendor's password-checking memory is at most N x 19 MiB.\n{config}"
+            ),
         )?;
         Ok(identity::fingerprint(&key.verifying_key()))
     }
@@ -369,6 +444,11 @@ mod tests {
         std::fs::write(&p, "top_up_min_cents = 1\n").unwrap();
         assert_eq!(load_config(&p).unwrap().top_up_min_cents, Some(1));
         for bad in [
+            "password_hashes_in_flight_max = 0\n",
+            "password_hashes_in_flight_max = 65\n",
+            "password_hash_queue_max = 4097\n",
+            "terminal_login_burst_max = 0\n",
+            "terminal_login_interval_ms = 0\n",
             "authorization_expiry_ms = 999\n",
             "reaper_interval_ms = 0\n",
             "late_void_window_ms = 2592000001\n",

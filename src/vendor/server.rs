@@ -2,9 +2,13 @@
 //! stream), and after login runs a link driver per terminal. It holds no database connection:
 //! the directory is behind [`DirectoryHandle`], the ledger behind [`LedgerHandle`].
 
-use super::directory::{self, Directory, DirectoryHandle, EnrollOutcome, LockState, Terminal};
+use super::directory::{self, Directory, DirectoryHandle, EnrollOutcome, Terminal};
+use super::lockout::Attempt;
+use super::login_gate::{LoginGate, RateVerdict};
 use super::money::{self as front, Caller};
 use super::monitor::{self, MonitorHub, PrinterView};
+use super::password_pool::{PasswordPool, PasswordPoolStats, PoolSlot};
+use super::sessions::{BindError, Binding, SessionRecord, SessionTable};
 use super::signing::{SignItem, VendorItemSigner};
 use super::{DataDir, VendorConfig, now_ms};
 use crate::indicium::rates::RateTable;
@@ -16,7 +20,7 @@ use crate::ledger::{AccountId, LedgerConfig, LedgerHandle, LedgerStore, Outcome,
 use crate::link::driver::{self, LinkHandle};
 use crate::link::guard::LinkState;
 use crate::link::keepalive::KeepaliveEndpoint;
-use crate::link::keys::{self, Exporter, MacKey, SessionKeys};
+use crate::link::keys::{self, Exporter, SessionKeys};
 use crate::wire::reqmac::MacInput;
 use crate::wire::{self, ErrorBody, ErrorCode, Request};
 use anyhow::Context;
@@ -38,16 +42,6 @@ pub const CLOSE_REVOKED: u32 = 3;
 /// live session of either ends within this (plus a close's flight).
 pub const REVOCATION_POLL_MS: u64 = 250;
 
-struct SessionRecord {
-    terminal_id: u64,
-    account_id: u64,
-    clerk: String,
-    ledger_account: AccountId,
-    resume_key: MacKey,
-    /// Set when the session's connection ended; resumable until then + session_resume_ms_max.
-    detached_at: Option<Instant>,
-}
-
 /// A terminal's live link as the vendor sees it.
 #[derive(Debug, Clone)]
 pub struct TerminalLink {
@@ -67,8 +61,13 @@ struct Shared {
     /// The vendor's own key as the only key `scan` accepts indicia from.
     own_keys: VendorKeys,
     dummy_hash: String,
-    sessions: Mutex<HashMap<u64, SessionRecord>>,
+    /// Lock order: a connection's `ConnState::session`, then `sessions`, then `links`.
+    sessions: Mutex<SessionTable>,
     links: Mutex<HashMap<u64, TerminalLink>>,
+    /// Per-terminal login rate and the one password check in flight per terminal.
+    login_gate: Mutex<LoginGate>,
+    /// The argon2 threads and their bounded queue.
+    passwords: PasswordPool,
     monitor: Arc<MonitorHub>,
 }
 
@@ -150,10 +149,25 @@ impl VendorServer {
         let dummy_hash =
             tokio::task::spawn_blocking(|| directory::hash_password("not a real password"))
                 .await??;
+        let passwords = PasswordPool::spawn(
+            files.config.password_hashes_in_flight(),
+            files.config.password_hash_queue_max,
+        )?;
+        tracing::info!(
+            threads = files.config.password_hashes_in_flight(),
+            queue_max = files.config.password_hash_queue_max,
+            argon2_mib_max = passwords.memory_bytes_max() / (1024 * 1024),
+            "password checks bounded"
+        );
         let mut own_keys = VendorKeys::new();
         own_keys
             .add(files.key.verifying_key().as_bytes())
             .map_err(|e| anyhow::anyhow!("the vendor key: {e}"))?;
+        let sessions = SessionTable::new(
+            files.config.sessions_max,
+            Duration::from_millis(files.config.session_resume_ms_max),
+        );
+        let login_gate = LoginGate::new(files.config.login_gate());
         let shared = Arc::new(Shared {
             own_keys,
             config: files.config,
@@ -162,8 +176,10 @@ impl VendorServer {
             ledger,
             rates,
             dummy_hash,
-            sessions: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(sessions),
             links: Mutex::new(HashMap::new()),
+            login_gate: Mutex::new(login_gate),
+            passwords,
             monitor: Arc::new(MonitorHub::default()),
         });
         // The reaper's unsettled commits move account figures the monitor shows.
@@ -222,6 +238,21 @@ impl VendorServer {
     /// Live admin monitor subscriptions.
     pub fn monitor_subscribers(&self) -> usize {
         self.shared.monitor.subscribers()
+    }
+
+    /// Sessions bound to a live connection (what `sessions_max` limits).
+    pub fn sessions_live(&self) -> usize {
+        lock(&self.shared.sessions).live()
+    }
+
+    /// Sessions held, live or resumable (at most one per terminal).
+    pub fn sessions_held(&self) -> usize {
+        lock(&self.shared.sessions).len()
+    }
+
+    /// The password pool's figures: checks running, their peak, totals.
+    pub fn password_pool_stats(&self) -> PasswordPoolStats {
+        self.shared.passwords.stats()
     }
 
     /// Closes every connection and stops listening.
@@ -300,9 +331,17 @@ struct ConnState {
     shared: Arc<Shared>,
     conn: quinn::Connection,
     exporter: Exporter,
-    session: Mutex<Option<ActiveSession>>,
+    session: Mutex<ConnSession>,
     /// `scan` requests made on this connection (bounded by `scans_per_connection_max`).
     scans: AtomicU32,
+}
+
+/// The one session of a connection.
+#[derive(Default)]
+struct ConnSession {
+    active: Option<ActiveSession>,
+    /// The connection ended: nothing binds to it any more.
+    closed: bool,
 }
 
 #[derive(Clone)]
@@ -336,7 +375,7 @@ async fn serve_connection(conn: quinn::Connection, shared: Arc<Shared>) {
         shared,
         conn: conn.clone(),
         exporter,
-        session: Mutex::new(None),
+        session: Mutex::new(ConnSession::default()),
         scans: AtomicU32::new(0),
     });
     while let Ok((send, recv)) = conn.accept_bi().await {
@@ -346,14 +385,16 @@ async fn serve_connection(conn: quinn::Connection, shared: Arc<Shared>) {
     detach(&state);
 }
 
-/// The connection ended: the session becomes resumable for a while, the link view goes away.
+/// The connection ended: its session becomes resumable for a while (and stops counting
+/// against `sessions_max`), the link view goes away, and no login still in flight on it can
+/// bind a session to it.
 fn detach(state: &ConnState) {
-    let Some(active) = lock(&state.session).clone() else {
+    let mut conn_session = lock(&state.session);
+    conn_session.closed = true;
+    lock(&state.shared.sessions).detach(state.conn.stable_id(), Instant::now());
+    let Some(active) = conn_session.active.clone() else {
         return;
     };
-    if let Some(rec) = lock(&state.shared.sessions).get_mut(&active.session_id) {
-        rec.detached_at = Some(Instant::now());
-    }
     let mut links = lock(&state.shared.links);
     if links.get(&active.terminal_id).is_some_and(|l| {
         l.session_id == active.session_id && l.conn.stable_id() == state.conn.stable_id()
@@ -361,6 +402,7 @@ fn detach(state: &ConnState) {
         links.remove(&active.terminal_id);
     }
     drop(links);
+    drop(conn_session);
     state.shared.monitor.touch();
 }
 
@@ -541,7 +583,7 @@ async fn admit_subscriber(state: &Arc<ConnState>) -> Result<monitor::Subscriptio
 }
 
 fn require_session(state: &ConnState) -> Result<ActiveSession, ErrorBody> {
-    lock(&state.session).clone().ok_or_else(|| {
+    lock(&state.session).active.clone().ok_or_else(|| {
         ErrorBody::new(
             ErrorCode::NotLoggedIn,
             "log in (or resume) on this connection first",
@@ -659,7 +701,7 @@ async fn watch_revocations(shared: std::sync::Weak<Shared>) {
             .cloned()
             .collect();
         lock(&shared.sessions)
-            .retain(|_, s| !r.terminals.contains(&s.terminal_id) && !r.clerks.contains(&s.clerk));
+            .forget(|s| r.terminals.contains(&s.terminal_id) || r.clerks.contains(&s.clerk));
         for l in ended {
             tracing::info!(
                 terminal = l.terminal_id,
@@ -673,26 +715,36 @@ async fn watch_revocations(shared: std::sync::Weak<Shared>) {
     }
 }
 
+/// `login`, in the order docs/PROTOCOL.md §4.2 gives: the terminal and its device proof,
+/// the terminal's login rate, a place in the password pool, the attempt counted against the
+/// clerk on this terminal (refused while locked), one password check in flight per terminal,
+/// then argon2 on the pool. Only then a session, replacing this connection's previous one.
 async fn login(state: &Arc<ConnState>, r: wire::Login) -> Result<Vec<u8>, ErrorBody> {
-    if lock(&state.session).is_some() {
-        return Err(ErrorBody::new(
-            ErrorCode::AlreadyLoggedIn,
-            "this connection already has a session",
-        ));
-    }
     let shared = &state.shared;
     let terminal_id = r.terminal_id;
     let terminal = terminal_by_proof(state, terminal_id, &r.clerk, &r.proof).await?;
+    let slot = admit_login(shared, terminal_id)?;
     let clerk_name = r.clerk.clone();
-    let lock_state = shared
+    let attempt = shared
         .directory
-        .call(move |d| d.lock_state(&clerk_name, terminal_id, now_ms()))
+        .call(move |d| d.begin_attempt(&clerk_name, terminal_id, now_ms()))
         .await
         .map_err(directory_error)?;
-    if let LockState::LockedFor { retry_after_ms } = lock_state {
+    if let Attempt::Locked { retry_after_ms } = attempt {
         tracing::warn!(clerk = %r.clerk, terminal = terminal_id, retry_after_ms, "login refused: locked out");
         return Err(locked_out(retry_after_ms));
     }
+    let Some(checking) = PasswordCheck::begin(shared, terminal_id) else {
+        tracing::warn!(clerk = %r.clerk, terminal = terminal_id, "login refused: another login of this terminal is being checked");
+        return Err(match attempt.lock_ms_after_failure(now_ms()) {
+            Some(ms) => locked_out(ms),
+            None => ErrorBody::new(
+                ErrorCode::Busy,
+                "another login of this terminal is being checked; wait for its answer",
+            )
+            .with_retry_after_ms(LOGIN_BUSY_RETRY_AFTER_MS),
+        });
+    };
     let clerk_name = r.clerk.clone();
     let clerk = shared
         .directory
@@ -704,24 +756,20 @@ async fn login(state: &Arc<ConnState>, r: wire::Login) -> Result<Vec<u8>, ErrorB
         .as_ref()
         .map(|c| c.password_hash.clone())
         .unwrap_or_else(|| shared.dummy_hash.clone());
-    let password = r.password.clone();
-    let password_ok =
-        tokio::task::spawn_blocking(move || directory::verify_password(&password, &hash))
-            .await
-            .map_err(internal)?;
+    let password_ok = slot
+        .verify(r.password.clone(), hash)
+        .await
+        .ok_or_else(|| internal("the password pool stopped"))?;
+    drop(checking);
     let Some(clerk) = clerk.filter(|_| password_ok) else {
-        let clerk_name = r.clerk.clone();
-        let (failures, lock_state) = shared
-            .directory
-            .call(move |d| d.record_failure(&clerk_name, terminal_id, now_ms()))
-            .await
-            .map_err(directory_error)?;
+        let failures = match attempt {
+            Attempt::Counted { failures, .. } => failures,
+            Attempt::Locked { .. } => 0,
+        };
         tracing::warn!(clerk = %r.clerk, terminal = terminal_id, failures, "login failed: bad credentials");
-        return Err(match lock_state {
-            LockState::LockedFor { retry_after_ms } => locked_out(retry_after_ms),
-            LockState::Open => {
-                ErrorBody::new(ErrorCode::BadCredentials, "clerk name or password is wrong")
-            }
+        return Err(match attempt.lock_ms_after_failure(now_ms()) {
+            Some(ms) => locked_out(ms),
+            None => ErrorBody::new(ErrorCode::BadCredentials, "clerk name or password is wrong"),
         });
     };
     let clerk_name = clerk.username.clone();
@@ -742,59 +790,97 @@ async fn login(state: &Arc<ConnState>, r: wire::Login) -> Result<Vec<u8>, ErrorB
         .map_err(front::call_error)?;
     let session_id = new_session_id();
     let keys = keys::derive_session_keys(&state.exporter, session_id, terminal.id, &clerk.username);
-    {
-        let mut sessions = lock(&shared.sessions);
-        prune_sessions(&mut sessions, &shared.config);
-        if sessions.len() >= shared.config.sessions_max {
-            return Err(ErrorBody::new(
-                ErrorCode::Busy,
-                format!(
-                    "vendor holds sessions_max = {} sessions",
-                    shared.config.sessions_max
-                ),
-            )
-            .with_retry_after_ms(1000));
-        }
-        sessions.insert(
-            session_id,
-            SessionRecord {
-                terminal_id: terminal.id,
-                account_id: terminal.account_id,
-                clerk: clerk.username.clone(),
-                ledger_account,
-                resume_key: keys.resume.clone(),
-                detached_at: None,
-            },
-        );
-    }
+    let active = ActiveSession {
+        session_id,
+        terminal_id: terminal.id,
+        account_id: terminal.account_id,
+        clerk: clerk.username.clone(),
+        ledger_account,
+        keys,
+    };
+    let record = SessionRecord {
+        terminal_id: terminal.id,
+        account_id: terminal.account_id,
+        clerk: clerk.username.clone(),
+        ledger_account,
+        resume_key: active.keys.resume.clone(),
+        binding: Binding::Live {
+            connection: state.conn.stable_id(),
+        },
+    };
+    bind_session(state, active, Some(record))?;
     tracing::info!(clerk = %clerk.username, terminal = terminal.id, session = session_id, "clerk logged in");
-    let reply = logged_in(
+    Ok(logged_in(
         &shared.config,
         session_id,
         terminal.account_id,
         &clerk.username,
-    );
-    activate(
-        state,
-        ActiveSession {
-            session_id,
-            terminal_id: terminal.id,
-            account_id: terminal.account_id,
-            clerk: clerk.username,
-            ledger_account,
-            keys,
-        },
-    );
-    Ok(reply)
+    ))
+}
+
+/// A login refused for the vendor's load answers `busy` with this wait.
+const LOGIN_BUSY_RETRY_AFTER_MS: u64 = 1000;
+
+/// The terminal's login rate, then a place in the password pool; neither is counted against
+/// the clerk (no password was looked at).
+fn admit_login(shared: &Shared, terminal_id: u64) -> Result<PoolSlot, ErrorBody> {
+    let verdict = lock(&shared.login_gate).admit(terminal_id, Instant::now());
+    if let RateVerdict::Limited { retry_after } = verdict {
+        let ms = u64::try_from(retry_after.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        tracing::warn!(
+            terminal = terminal_id,
+            retry_after_ms = ms,
+            "login refused: terminal_login rate"
+        );
+        return Err(ErrorBody::new(
+            ErrorCode::Busy,
+            format!(
+                "this terminal started more than terminal_login_burst_max = {} logins in a row; one more every {} ms",
+                shared.config.terminal_login_burst_max, shared.config.terminal_login_interval_ms
+            ),
+        )
+        .with_limit(u64::from(shared.config.terminal_login_burst_max))
+        .with_retry_after_ms(ms));
+    }
+    shared.passwords.admit().map_err(|busy| {
+        tracing::warn!(terminal = terminal_id, "login refused: password pool full");
+        ErrorBody::new(ErrorCode::Busy, format!("{busy}; try again shortly"))
+            .with_limit(u64::try_from(busy.in_flight_max + busy.queue_max).unwrap_or(u64::MAX))
+            .with_retry_after_ms(LOGIN_BUSY_RETRY_AFTER_MS)
+    })
+}
+
+/// The one password check of a terminal in flight; ended on drop (also when the login's task
+/// is dropped with its connection).
+struct PasswordCheck<'a> {
+    shared: &'a Shared,
+    terminal_id: u64,
+}
+
+impl<'a> PasswordCheck<'a> {
+    fn begin(shared: &'a Shared, terminal_id: u64) -> Option<Self> {
+        // Not `then_some(PasswordCheck { .. })`: that would build (and, refused, drop) a
+        // check that ends the other login's while the gate's lock is still held.
+        let begun = lock(&shared.login_gate).begin(terminal_id, Instant::now());
+        if !begun {
+            return None;
+        }
+        Some(PasswordCheck {
+            shared,
+            terminal_id,
+        })
+    }
+}
+
+impl Drop for PasswordCheck<'_> {
+    fn drop(&mut self) {
+        lock(&self.shared.login_gate).end(self.terminal_id);
+    }
 }
 
 async fn resume(state: &Arc<ConnState>, r: wire::Resume) -> Result<Vec<u8>, ErrorBody> {
-    if lock(&state.session).is_some() {
-        return Err(ErrorBody::new(
-            ErrorCode::AlreadyLoggedIn,
-            "this connection already has a session",
-        ));
-    }
     let shared = &state.shared;
     let unknown = || {
         ErrorBody::new(
@@ -804,8 +890,8 @@ async fn resume(state: &Arc<ConnState>, r: wire::Resume) -> Result<Vec<u8>, Erro
     };
     let (clerk, account_id, ledger_account, resume_key) = {
         let mut sessions = lock(&shared.sessions);
-        prune_sessions(&mut sessions, &shared.config);
-        let rec = sessions.get(&r.session_id).ok_or_else(unknown)?;
+        sessions.prune(Instant::now());
+        let rec = sessions.get(r.session_id).ok_or_else(unknown)?;
         if rec.terminal_id != r.terminal_id {
             return Err(unknown());
         }
@@ -826,7 +912,7 @@ async fn resume(state: &Arc<ConnState>, r: wire::Resume) -> Result<Vec<u8>, Erro
         .map_err(directory_error)?
         .is_none_or(|c| c.disabled_ms.is_some());
     if disabled {
-        lock(&shared.sessions).remove(&r.session_id);
+        lock(&shared.sessions).remove(r.session_id);
         return Err(unknown());
     }
     let expected = keys::resume_mac(&resume_key, &state.exporter);
@@ -841,26 +927,23 @@ async fn resume(state: &Arc<ConnState>, r: wire::Resume) -> Result<Vec<u8>, Erro
             "resume MAC does not verify",
         ));
     }
-    if let Some(rec) = lock(&shared.sessions).get_mut(&r.session_id) {
-        rec.detached_at = None;
-    }
     let mut keys = keys::derive_session_keys(&state.exporter, r.session_id, terminal.id, &clerk);
     // The resume key stays the one from the original login.
     keys.resume = resume_key;
-    tracing::info!(clerk = %clerk, terminal = terminal.id, session = r.session_id, "session resumed");
-    let reply = logged_in(&shared.config, r.session_id, account_id, &clerk);
-    activate(
+    bind_session(
         state,
         ActiveSession {
             session_id: r.session_id,
             terminal_id: terminal.id,
             account_id,
-            clerk,
+            clerk: clerk.clone(),
             ledger_account,
             keys,
         },
-    );
-    Ok(reply)
+        None,
+    )?;
+    tracing::info!(clerk = %clerk, terminal = terminal.id, session = r.session_id, "session resumed");
+    Ok(logged_in(&shared.config, r.session_id, account_id, &clerk))
 }
 
 fn locked_out(retry_after_ms: u64) -> ErrorBody {
@@ -896,16 +979,69 @@ fn new_session_id() -> u64 {
     }
 }
 
-/// Drops sessions detached for longer than `session_resume_ms_max`.
-fn prune_sessions(sessions: &mut HashMap<u64, SessionRecord>, config: &VendorConfig) {
-    let max = Duration::from_millis(config.session_resume_ms_max);
-    sessions.retain(|_, s| s.detached_at.is_none_or(|t| t.elapsed() < max));
+/// Binds `active` to this connection: a login's new `record`, or (`None`) the resumed session
+/// already in the table. Under the connection's lock, so a connection that ended meanwhile
+/// gets nothing bound and a concurrent login on it cannot leave a second session: the table
+/// drops the session this connection held and the terminal's other sessions, this
+/// connection's previous link stops, and the terminal's previous connection is closed.
+fn bind_session(
+    state: &Arc<ConnState>,
+    active: ActiveSession,
+    record: Option<SessionRecord>,
+) -> Result<(), ErrorBody> {
+    let shared = &state.shared;
+    let connection = state.conn.stable_id();
+    let mut conn_session = lock(&state.session);
+    if conn_session.closed {
+        return Err(ErrorBody::new(
+            ErrorCode::NotLoggedIn,
+            "the connection ended before the session started",
+        ));
+    }
+    {
+        let mut sessions = lock(&shared.sessions);
+        let now = Instant::now();
+        match record {
+            Some(record) => sessions.insert(active.session_id, record, connection, now),
+            None => sessions
+                .resume(active.session_id, active.terminal_id, connection, now)
+                .map(|_| ()),
+        }
+        .map_err(|e| match e {
+            BindError::Full { live_max } => ErrorBody::new(
+                ErrorCode::Busy,
+                format!("the vendor holds sessions_max = {live_max} live sessions"),
+            )
+            .with_limit(u64::try_from(live_max).unwrap_or(u64::MAX))
+            .with_retry_after_ms(1000),
+            BindError::Unknown => ErrorBody::new(
+                ErrorCode::UnknownSession,
+                "no resumable session with that id; log in again",
+            ),
+        })?;
+    }
+    let previous = conn_session.active.replace(active.clone());
+    start_link(state, &active, previous.as_ref());
+    drop(conn_session);
+    shared.monitor.touch();
+    Ok(())
 }
 
-/// Binds the session to this connection, supersedes the terminal's previous connection, and
-/// starts the keepalive link.
-fn activate(state: &Arc<ConnState>, active: ActiveSession) {
+/// Starts the keepalive link of `active` (the caller holds this connection's session lock):
+/// stops the link of the session it replaced on this connection and closes the terminal's
+/// previous connection.
+fn start_link(state: &Arc<ConnState>, active: &ActiveSession, previous: Option<&ActiveSession>) {
     let shared = &state.shared;
+    let this_conn = state.conn.stable_id();
+    let mut links = lock(&shared.links);
+    if let Some(prev) = previous
+        && links
+            .get(&prev.terminal_id)
+            .is_some_and(|l| l.session_id == prev.session_id && l.conn.stable_id() == this_conn)
+        && let Some(old) = links.remove(&prev.terminal_id)
+    {
+        old.link.stop();
+    }
     let guard = shared.config.guard();
     let endpoint = KeepaliveEndpoint::new(
         active.session_id,
@@ -931,18 +1067,21 @@ fn activate(state: &Arc<ConnState>, active: ActiveSession) {
         link,
         conn: state.conn.clone(),
     };
-    *lock(&state.session) = Some(active.clone());
-    let previous = lock(&shared.links).insert(active.terminal_id, entry);
-    shared.monitor.touch();
-    if let Some(old) = previous.filter(|old| old.conn.stable_id() != state.conn.stable_id()) {
-        tracing::info!(
-            terminal = active.terminal_id,
-            "closing the terminal's previous connection"
-        );
-        old.conn.close(
-            quinn::VarInt::from_u32(CLOSE_SUPERSEDED),
-            b"superseded by a newer connection",
-        );
+    let displaced = links.insert(active.terminal_id, entry);
+    drop(links);
+    match displaced {
+        Some(old) if old.conn.stable_id() != this_conn => {
+            tracing::info!(
+                terminal = active.terminal_id,
+                "closing the terminal's previous connection"
+            );
+            old.conn.close(
+                quinn::VarInt::from_u32(CLOSE_SUPERSEDED),
+                b"superseded by a newer connection",
+            );
+        }
+        Some(old) => old.link.stop(),
+        None => {}
     }
 }
 

@@ -213,6 +213,8 @@ pub enum ErrorCode {
     UnsupportedVersion,
     UnknownType,
     NotLoggedIn,
+    /// No longer sent (issue 13): a second login/resume on a connection replaces its session.
+    /// Kept so clients and older vendors still understand each other.
     AlreadyLoggedIn,
     BadEnrollmentCode,
     UnknownTerminal,
