@@ -500,7 +500,7 @@ fn main() {
         let scan_payload = {
             let t = enroll(&r, "label-printer").await;
             let s = login(&r, &t, support::CLERK, support::PASSWORD).await;
-            support::fund_until_ok(&s, 10_000).await;
+            // Money moves only while the link is up (the vendor's own view follows ours).
             let link = s.start_link().expect("link");
             let mut st = link.state.clone();
             let _ = tokio::time::timeout(
@@ -509,6 +509,7 @@ fn main() {
             )
             .await;
             tokio::time::sleep(Duration::from_millis(300)).await;
+            support::fund_until_ok(&s, 10_000).await;
             let a = s
                 .authorize(
                     rand::random(),

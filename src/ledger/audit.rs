@@ -335,32 +335,64 @@ pub fn statement(
     from_ms: u64,
     to_ms: u64,
 ) -> super::model::Statement {
-    let mut s = super::model::Statement {
-        account,
-        from_ms,
-        to_ms,
-        beginning: Cents::ZERO,
-        credits: Cents::ZERO,
-        printed: Cents::ZERO,
-        voided: Cents::ZERO,
-        refunded: Cents::ZERO,
-        ending: Cents::ZERO,
-        printed_count: 0,
-        unsettled: Cents::ZERO,
-        late_voided: Cents::ZERO,
-    };
-    let add = |a: Cents, b: Cents| a.checked_add(b).unwrap_or(a);
+    let mut fold = StatementFold::new(account, from_ms, to_ms);
     for r in records {
+        if !fold.push(r) {
+            break;
+        }
+    }
+    fold.finish()
+}
+
+/// A statement built one record at a time (chain order), so a store can stream an account's
+/// records through it without holding them: memory stays constant whatever the history.
+#[derive(Debug, Clone)]
+pub struct StatementFold {
+    s: super::model::Statement,
+    to_ms: u64,
+    done: bool,
+}
+
+impl StatementFold {
+    pub fn new(account: AccountId, from_ms: u64, to_ms: u64) -> Self {
+        StatementFold {
+            s: super::model::Statement {
+                account,
+                from_ms,
+                to_ms,
+                beginning: Cents::ZERO,
+                credits: Cents::ZERO,
+                printed: Cents::ZERO,
+                voided: Cents::ZERO,
+                refunded: Cents::ZERO,
+                ending: Cents::ZERO,
+                printed_count: 0,
+                unsettled: Cents::ZERO,
+                late_voided: Cents::ZERO,
+            },
+            to_ms,
+            done: false,
+        }
+    }
+
+    /// Takes the next record; `false` once the period is over (later records change nothing).
+    pub fn push(&mut self, r: &AuditRecord) -> bool {
+        if self.done {
+            return false;
+        }
         let Ok(body) = serde_json::from_str::<AuditBody>(&r.body) else {
-            continue;
+            return true;
         };
-        if body.at_ms < from_ms {
+        let s = &mut self.s;
+        let add = |a: Cents, b: Cents| a.checked_add(b).unwrap_or(a);
+        if body.at_ms < s.from_ms {
             s.beginning = body.after.balance();
             s.ending = s.beginning;
-            continue;
+            return true;
         }
-        if body.at_ms >= to_ms {
-            break;
+        if body.at_ms >= self.to_ms {
+            self.done = true;
+            return false;
         }
         match body.event {
             AuditEvent::Funded { amount, .. } => s.credits = add(s.credits, amount),
@@ -382,6 +414,10 @@ pub fn statement(
             _ => {}
         }
         s.ending = body.after.balance();
+        true
     }
-    s
+
+    pub fn finish(self) -> super::model::Statement {
+        self.s
+    }
 }

@@ -654,12 +654,12 @@ impl LedgerStore for PostgresStore {
         }))
     }
 
-    fn account_audit_period(
+    fn account_statement(
         &self,
         id: AccountId,
         from_ms: u64,
         to_ms: u64,
-    ) -> BoxFuture<'_, Result<Vec<AuditRecord>, StoreError>> {
+    ) -> BoxFuture<'_, Result<super::model::Statement, StoreError>> {
         Box::pin(self.with_conn(async move |c| {
             let (account, from, to) = (int(id.0)?, store::cutoff(from_ms), store::cutoff(to_ms));
             let rows = c
@@ -675,9 +675,13 @@ impl LedgerStore for PostgresStore {
                 )
                 .await
                 .map_err(db)?;
-            rows.iter()
-                .map(|r| audit_record(r).map(|s| s.record))
-                .collect()
+            let mut fold = super::audit::StatementFold::new(id, from_ms, to_ms);
+            for r in &rows {
+                if !fold.push(&audit_record(r)?.record) {
+                    break;
+                }
+            }
+            Ok(fold.finish())
         }))
     }
 

@@ -1809,7 +1809,7 @@ const ACCOUNT_AUDIT_SQL: &str = "WITH RECURSIVE chain(id) AS ( \
         WHERE audit.prev IS NOT NULL) \
     SELECT audit.id, account, seq, at_ms, body, hash FROM audit JOIN chain \
     ON audit.id = chain.id ORDER BY seq";
-/// A statement's audit records (`LedgerStore::account_audit_period`): walking back from the
+/// A statement's audit records (`LedgerStore::account_statement`): walking back from the
 /// account's last record, through the first one before the period start (?2), and no further.
 const ACCOUNT_AUDIT_SINCE_SQL: &str = "WITH RECURSIVE chain(id, at_ms) AS ( \
         SELECT audit.id, audit.at_ms FROM accounts JOIN audit ON audit.id = accounts.audit_last \
@@ -2216,19 +2216,24 @@ impl LedgerStore for SqliteStore {
         }))
     }
 
-    fn account_audit_period(
+    fn account_statement(
         &self,
         id: AccountId,
         from_ms: u64,
-        _to_ms: u64,
-    ) -> BoxFuture<'_, Result<Vec<AuditRecord>, StoreError>> {
+        to_ms: u64,
+    ) -> BoxFuture<'_, Result<Statement, StoreError>> {
         Box::pin(self.read(move |c| {
             let mut stmt = c.prepare_cached(ACCOUNT_AUDIT_SINCE_SQL).map_err(db)?;
             let rows = stmt
                 .query_map([int(id.0)?, store::cutoff(from_ms)], audit_row)
                 .map_err(db)?;
-            rows.map(|r| to_record(r.map_err(db)?).map(|s| s.record))
-                .collect()
+            let mut fold = super::audit::StatementFold::new(id, from_ms, to_ms);
+            for r in rows {
+                if !fold.push(&to_record(r.map_err(db)?)?.record) {
+                    break;
+                }
+            }
+            Ok(fold.finish())
         }))
     }
 

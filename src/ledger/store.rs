@@ -66,17 +66,17 @@ pub trait LedgerStore: Send + Sync + 'static {
     ) -> BoxFuture<'_, Result<Vec<Piece>, StoreError>>;
     /// One account's audit records in chain order (audits, tests).
     fn account_audit(&self, id: AccountId) -> BoxFuture<'_, Result<Vec<AuditRecord>, StoreError>>;
-    /// What a statement of `[from_ms, to_ms)` needs of one account's audit records, in chain
-    /// order: the last record before `from_ms` (its balance begins the period), then every
-    /// record of the period; records after `to_ms` may follow. Never the whole history: the
-    /// cost grows with the records since `from_ms` (SQLite walks the account's chain back from
-    /// its newest record and stops there) or in the period (PostgreSQL, an index by time).
-    fn account_audit_period(
+    /// One account's statement of `[from_ms, to_ms)`, folded ([`super::audit::StatementFold`])
+    /// from the last record before `from_ms` (its balance begins the period) and the period's
+    /// records, streamed: memory stays constant. Never the whole history: the cost grows with
+    /// the records since `from_ms` (SQLite walks the account's chain back from its newest
+    /// record and stops there) or in the period (PostgreSQL, an index by time).
+    fn account_statement(
         &self,
         id: AccountId,
         from_ms: u64,
         to_ms: u64,
-    ) -> BoxFuture<'_, Result<Vec<AuditRecord>, StoreError>>;
+    ) -> BoxFuture<'_, Result<Statement, StoreError>>;
     /// All accounts and the whole audit log (row-id order), read in one consistent snapshot.
     fn audit_snapshot(&self) -> BoxFuture<'_, Result<AuditSnapshot, StoreError>>;
     /// The committed idempotency record of `request`, if any (read only; nothing is decided).
@@ -172,8 +172,7 @@ pub async fn statement(
     if store.account(account).await?.is_none() {
         return Ok(Err(LedgerError::UnknownAccount(account)));
     }
-    let records = store.account_audit_period(account, from_ms, to_ms).await?;
-    Ok(Ok(audit::statement(account, &records, from_ms, to_ms)))
+    Ok(Ok(store.account_statement(account, from_ms, to_ms).await?))
 }
 
 /// Whether a reply is remembered under its request id. Not remembered: a processor timeout

@@ -29,6 +29,8 @@ pub const MONITOR_PUSH_INTERVAL_MS_MIN: u64 = 50;
 pub const MONITOR_PUSH_INTERVAL_MS_MAX: u64 = 60_000;
 pub const MONITOR_QUEUE_MAX_LIMIT: usize = 4096;
 pub const MONITOR_SUBSCRIBERS_MAX_LIMIT: usize = 1024;
+/// Largest `statements_in_flight_max`.
+pub const STATEMENTS_IN_FLIGHT_MAX_LIMIT: usize = 64;
 /// Bounds of the ledger timings `vendor.toml` may set.
 pub const AUTHORIZATION_EXPIRY_MS_RANGE: std::ops::RangeInclusive<u64> = 1_000..=86_400_000;
 pub const REAPER_INTERVAL_MS_RANGE: std::ops::RangeInclusive<u64> = 10..=60_000;
@@ -63,6 +65,9 @@ pub struct VendorConfig {
     /// Admin monitor: concurrent subscriptions per directory account, so one account's
     /// supervisors cannot take every slot.
     pub monitor_subscribers_per_account_max: usize,
+    /// `statement` requests the vendor prepares at once (each reads an account's records since
+    /// its period start); beyond them `busy`.
+    pub statements_in_flight_max: usize,
     /// Most `scan` requests (postal verifiers' lookups) one connection may make, valid or not.
     pub scans_per_connection_max: u32,
     /// Threads checking passwords (argon2id, 19 MiB each) at once; default: the core count.
@@ -112,6 +117,7 @@ impl Default for VendorConfig {
             monitor_queue_max: 64,
             monitor_subscribers_max: 32,
             monitor_subscribers_per_account_max: 4,
+            statements_in_flight_max: 2,
             scans_per_connection_max: 64,
             password_hashes_in_flight_max: None,
             password_hash_queue_max: 32,
@@ -191,6 +197,12 @@ impl VendorConfig {
             bail!(
                 "monitor_subscribers_per_account_max must be 1..={MONITOR_SUBSCRIBERS_MAX_LIMIT}, got {}",
                 self.monitor_subscribers_per_account_max
+            );
+        }
+        if !(1..=STATEMENTS_IN_FLIGHT_MAX_LIMIT).contains(&self.statements_in_flight_max) {
+            bail!(
+                "statements_in_flight_max must be 1..={STATEMENTS_IN_FLIGHT_MAX_LIMIT}, got {}",
+                self.statements_in_flight_max
             );
         }
         if self.scans_per_connection_max == 0 {

@@ -69,6 +69,10 @@ struct Shared {
     /// The argon2 threads and their bounded queue.
     passwords: PasswordPool,
     monitor: Arc<MonitorHub>,
+    /// `statement` requests running at once (`statements_in_flight_max`): a statement reads an
+    /// account's records since its period start, so a caller asking for whole-history
+    /// statements in a loop takes at most this many ledger reads.
+    statements: tokio::sync::Semaphore,
 }
 
 /// A running vendor server.
@@ -168,6 +172,7 @@ impl VendorServer {
             Duration::from_millis(files.config.session_resume_ms_max),
         );
         let login_gate = LoginGate::new(files.config.login_gate());
+        let statements = tokio::sync::Semaphore::new(files.config.statements_in_flight_max);
         let shared = Arc::new(Shared {
             own_keys,
             config: files.config,
@@ -181,6 +186,7 @@ impl VendorServer {
             login_gate: Mutex::new(login_gate),
             passwords,
             monitor: Arc::new(MonitorHub::default()),
+            statements,
         });
         // The reaper's unsettled commits move account figures the monitor shows.
         let mut expirations = shared.ledger.expirations();
@@ -1328,6 +1334,15 @@ async fn statement(
     r: wire::StatementRequest,
 ) -> Result<Vec<u8>, ErrorBody> {
     let active = require_session(state)?;
+    let max = state.shared.config.statements_in_flight_max;
+    let _running = state.shared.statements.try_acquire().map_err(|_| {
+        ErrorBody::new(
+            ErrorCode::Busy,
+            format!("the vendor is preparing statements_in_flight_max = {max} statements; try again shortly"),
+        )
+        .with_limit(max as u64)
+        .with_retry_after_ms(1_000)
+    })?;
     let s = state
         .shared
         .ledger
