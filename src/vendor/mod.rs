@@ -1,9 +1,11 @@
 //! The vendor server: identity, data directory, directory database, and the QUIC front.
 
+pub mod admission;
 pub mod directory;
 pub mod lockout;
 pub mod money;
 pub mod monitor;
+pub mod ratelimit;
 pub mod server;
 pub mod signing;
 
@@ -30,6 +32,12 @@ pub const MONITOR_SUBSCRIBERS_MAX_LIMIT: usize = 1024;
 pub const AUTHORIZATION_EXPIRY_MS_RANGE: std::ops::RangeInclusive<u64> = 1_000..=86_400_000;
 pub const REAPER_INTERVAL_MS_RANGE: std::ops::RangeInclusive<u64> = 10..=60_000;
 pub const LATE_VOID_WINDOW_MS_MAX: u64 = 30 * 24 * 3600 * 1000;
+pub const SCAN_RECORD_WINDOW_MS_MAX: u64 = 30 * 24 * 3600 * 1000;
+/// Bounds of the connection limits `vendor.toml` may set.
+pub const LOGIN_DEADLINE_MS_RANGE: std::ops::RangeInclusive<u64> = 100..=600_000;
+pub const REQUEST_READ_TIMEOUT_MS_RANGE: std::ops::RangeInclusive<u64> = 100..=600_000;
+pub const STREAMS_PER_CONNECTION_MAX_RANGE: std::ops::RangeInclusive<u32> = 1..=1024;
+pub const SCANS_PER_MINUTE_RANGE: std::ops::RangeInclusive<u32> = 1..=1_000_000;
 
 /// `vendor.toml`. Every field has a default; units are in the names.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,6 +51,21 @@ pub struct VendorConfig {
     pub idle_timeout_ms: u32,
     pub request_clock_skew_ms_max: u64,
     pub connections_max: usize,
+    /// Connections one source may hold at once (an IPv4 address or an IPv6 /64).
+    pub connections_per_source_max: usize,
+    /// From this many open connections on, a connection attempt from an address QUIC has not
+    /// validated gets a Retry first (0: always). A source already holding a connection always
+    /// does.
+    pub address_validation_above_connections: usize,
+    /// A connection with no session (`login` or `resume`) this long after its handshake is
+    /// closed (application close code 3). Verifiers' `scan` connections included.
+    pub login_deadline_ms: u64,
+    /// A request stream whose request has not fully arrived this long after the stream opened
+    /// is reset (stream error code 1).
+    pub request_read_timeout_ms: u64,
+    /// Concurrent bidirectional streams a client may open on one connection (QUIC
+    /// `initial_max_streams_bidi`); a client opening more waits for one to end.
+    pub streams_per_connection_max: u32,
     pub sessions_max: usize,
     /// How long a session may be resumed on a new connection after its last one ended.
     pub session_resume_ms_max: u64,
@@ -55,6 +78,16 @@ pub struct VendorConfig {
     pub monitor_subscribers_max: usize,
     /// Most `scan` requests (postal verifiers' lookups) one connection may make, valid or not.
     pub scans_per_connection_max: u32,
+    /// `scan` requests one source (any number of connections) may make per minute, valid or
+    /// not; a minute's budget may be spent at once.
+    pub scans_per_source_per_minute: u32,
+    /// `scan` requests of one piece (any source) answered per minute.
+    pub scans_per_piece_per_minute: u32,
+    /// Repeated scans of one piece within this window after a recorded scan only count on the
+    /// piece (`scan_count`); no further audit record (default: the ledger's 3,600,000 ms;
+    /// 0 ..= 30 days).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scan_record_window_ms: Option<u64>,
     /// Smallest single top-up in cents (default: the ledger's $5.00). A vendor selling through
     /// kiosks, which charge the card exactly the item's price, sets this to 1.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -86,12 +119,20 @@ impl Default for VendorConfig {
             idle_timeout_ms: 2_000,
             request_clock_skew_ms_max: crate::wire::reqmac::REQUEST_CLOCK_SKEW_MS_MAX,
             connections_max: 10_000,
+            connections_per_source_max: 64,
+            address_validation_above_connections: 1_000,
+            login_deadline_ms: 10_000,
+            request_read_timeout_ms: 5_000,
+            streams_per_connection_max: 16,
             sessions_max: 10_000,
             session_resume_ms_max: 10 * 60 * 1000,
             monitor_push_interval_ms: 500,
             monitor_queue_max: 64,
             monitor_subscribers_max: 32,
             scans_per_connection_max: 64,
+            scans_per_source_per_minute: 600,
+            scans_per_piece_per_minute: 6,
+            scan_record_window_ms: None,
             top_up_min_cents: None,
             top_up_max_cents: None,
             authorization_expiry_ms: None,
@@ -145,6 +186,7 @@ impl VendorConfig {
         if self.scans_per_connection_max == 0 {
             bail!("scans_per_connection_max must be at least 1");
         }
+        self.validate_connection_limits()?;
         for (name, v) in [
             ("top_up_min_cents", self.top_up_min_cents),
             ("top_up_max_cents", self.top_up_max_cents),
@@ -164,6 +206,80 @@ impl VendorConfig {
         self.validate_ledger_timings()
     }
 
+    /// The per-source, per-connection and per-stream limits (docs/PROTOCOL.md §1).
+    fn validate_connection_limits(&self) -> anyhow::Result<()> {
+        if !(1..=self.connections_max).contains(&self.connections_per_source_max) {
+            bail!(
+                "connections_per_source_max must be 1..=connections_max ({}), got {}",
+                self.connections_max,
+                self.connections_per_source_max
+            );
+        }
+        if self.address_validation_above_connections > self.connections_max {
+            bail!(
+                "address_validation_above_connections must be 0..=connections_max ({}), got {}",
+                self.connections_max,
+                self.address_validation_above_connections
+            );
+        }
+        for (name, v, range) in [
+            (
+                "login_deadline_ms",
+                self.login_deadline_ms,
+                LOGIN_DEADLINE_MS_RANGE,
+            ),
+            (
+                "request_read_timeout_ms",
+                self.request_read_timeout_ms,
+                REQUEST_READ_TIMEOUT_MS_RANGE,
+            ),
+        ] {
+            if !range.contains(&v) {
+                bail!(
+                    "{name} must be {}..={}, got {v}",
+                    range.start(),
+                    range.end()
+                );
+            }
+        }
+        if !STREAMS_PER_CONNECTION_MAX_RANGE.contains(&self.streams_per_connection_max) {
+            bail!(
+                "streams_per_connection_max must be {}..={}, got {}",
+                STREAMS_PER_CONNECTION_MAX_RANGE.start(),
+                STREAMS_PER_CONNECTION_MAX_RANGE.end(),
+                self.streams_per_connection_max
+            );
+        }
+        for (name, v) in [
+            (
+                "scans_per_source_per_minute",
+                self.scans_per_source_per_minute,
+            ),
+            (
+                "scans_per_piece_per_minute",
+                self.scans_per_piece_per_minute,
+            ),
+        ] {
+            if !SCANS_PER_MINUTE_RANGE.contains(&v) {
+                bail!(
+                    "{name} must be {}..={}, got {v}",
+                    SCANS_PER_MINUTE_RANGE.start(),
+                    SCANS_PER_MINUTE_RANGE.end()
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The admission rule's limits ([`admission`]).
+    pub fn admission_limits(&self) -> admission::AdmissionLimits {
+        admission::AdmissionLimits {
+            connections_max: self.connections_max,
+            connections_per_source_max: self.connections_per_source_max,
+            address_validation_above_connections: self.address_validation_above_connections,
+        }
+    }
+
     fn validate_ledger_timings(&self) -> anyhow::Result<()> {
         for (name, v, range) in [
             (
@@ -180,6 +296,11 @@ impl VendorConfig {
                 "late_void_window_ms",
                 self.late_void_window_ms,
                 0..=LATE_VOID_WINDOW_MS_MAX,
+            ),
+            (
+                "scan_record_window_ms",
+                self.scan_record_window_ms,
+                0..=SCAN_RECORD_WINDOW_MS_MAX,
             ),
         ] {
             if let Some(v) = v
@@ -212,6 +333,9 @@ impl VendorConfig {
         }
         if let Some(v) = self.reaper_interval_ms {
             config.reaper_interval_ms = v;
+        }
+        if let Some(v) = self.scan_record_window_ms {
+            config.limits.scan_record_window_ms = v;
         }
         Ok(())
     }
@@ -360,6 +484,15 @@ mod tests {
             "authorization_expiry_ms = 999\n",
             "reaper_interval_ms = 0\n",
             "late_void_window_ms = 2592000001\n",
+            "scan_record_window_ms = 2592000001\n",
+            "connections_per_source_max = 0\n",
+            "connections_per_source_max = 10001\n",
+            "address_validation_above_connections = 10001\n",
+            "login_deadline_ms = 99\n",
+            "request_read_timeout_ms = 600001\n",
+            "streams_per_connection_max = 0\n",
+            "scans_per_source_per_minute = 0\n",
+            "scans_per_piece_per_minute = 0\n",
         ] {
             std::fs::write(&p, bad).unwrap();
             let name = bad.split(' ').next().unwrap();
@@ -370,7 +503,7 @@ mod tests {
         }
         std::fs::write(
             &p,
-            "authorization_expiry_ms = 3000\nreaper_interval_ms = 100\nlate_void_window_ms = 60000\n",
+            "authorization_expiry_ms = 3000\nreaper_interval_ms = 100\nlate_void_window_ms = 60000\nscan_record_window_ms = 5000\n",
         )
         .unwrap();
         let mut ledger = crate::ledger::LedgerConfig::default();
@@ -378,5 +511,6 @@ mod tests {
         assert_eq!(ledger.limits.authorization_expiry_ms, 3000);
         assert_eq!(ledger.reaper_interval_ms, 100);
         assert_eq!(ledger.limits.late_void_window_ms, 60_000);
+        assert_eq!(ledger.limits.scan_record_window_ms, 5_000);
     }
 }

@@ -2,9 +2,11 @@
 //! stream), and after login runs a link driver per terminal. It holds no database connection:
 //! the directory is behind [`DirectoryHandle`], the ledger behind [`LedgerHandle`].
 
+use super::admission::{Admission, Refusal, SourceKey, Verdict};
 use super::directory::{self, Directory, DirectoryHandle, EnrollOutcome, LockState};
 use super::money::{self as front, Caller};
 use super::monitor::{self, MonitorHub, PrinterView};
+use super::ratelimit::{RateLimiter, Take};
 use super::signing::{SignItem, VendorItemSigner};
 use super::{DataDir, VendorConfig, now_ms};
 use crate::indicium::rates::RateTable;
@@ -31,6 +33,16 @@ use subtle::ConstantTimeEq;
 /// Application close codes on the QUIC connection.
 pub const CLOSE_SUPERSEDED: u32 = 1;
 pub const CLOSE_SHUTDOWN: u32 = 2;
+/// No `login` or `resume` succeeded within `login_deadline_ms` of the handshake.
+pub const CLOSE_LOGIN_DEADLINE: u32 = 3;
+/// Application error code of a request stream the vendor stops and resets because its request
+/// did not fully arrive within `request_read_timeout_ms`.
+pub const STREAM_READ_TIMEOUT: u32 = 1;
+/// Sources whose scan budget is tracked at once (a source with an unspent budget is
+/// forgotten first; beyond this a new source's `scan` is `busy`).
+pub const SCAN_SOURCES_TRACKED_MAX: usize = 65_536;
+/// Pieces whose scan budget is tracked at once (likewise).
+pub const SCAN_PIECES_TRACKED_MAX: usize = 65_536;
 
 struct SessionRecord {
     terminal_id: u64,
@@ -64,6 +76,11 @@ struct Shared {
     sessions: Mutex<HashMap<u64, SessionRecord>>,
     links: Mutex<HashMap<u64, TerminalLink>>,
     monitor: Arc<MonitorHub>,
+    /// Connections per source (`connections_per_source_max`) and the Retry rule.
+    admission: Mutex<Admission>,
+    /// `scan` budgets that outlive connections: per source, per piece.
+    scan_sources: Mutex<RateLimiter<SourceKey>>,
+    scan_pieces: Mutex<RateLimiter<crate::ledger::PieceId>>,
 }
 
 /// A running vendor server.
@@ -73,7 +90,8 @@ pub struct VendorServer {
     accept_task: tokio::task::JoinHandle<()>,
 }
 
-/// The QUIC transport settings both ends use.
+/// The QUIC transport settings both ends use (the vendor then sets its own
+/// `streams_per_connection_max`, see [`server_transport_config`]).
 pub fn transport_config(idle_timeout_ms: u32) -> quinn::TransportConfig {
     let mut t = quinn::TransportConfig::default();
     t.max_idle_timeout(Some(quinn::VarInt::from_u32(idle_timeout_ms).into()));
@@ -85,7 +103,17 @@ pub fn transport_config(idle_timeout_ms: u32) -> quinn::TransportConfig {
     t
 }
 
+/// The bidirectional streams a vendor lets its peer open when nothing else is configured
+/// (the vendor's own is `streams_per_connection_max` in vendor.toml).
 pub const STREAMS_PER_CONNECTION_MAX: u32 = 16;
+
+/// The vendor's transport: [`transport_config`] with its clients' concurrent bidirectional
+/// streams capped at `streams_per_connection_max`.
+pub fn server_transport_config(config: &VendorConfig) -> quinn::TransportConfig {
+    let mut t = transport_config(config.idle_timeout_ms);
+    t.max_concurrent_bidi_streams(quinn::VarInt::from_u32(config.streams_per_connection_max));
+    t
+}
 pub const DATAGRAM_RECEIVE_BUFFER_BYTES_MAX: usize = 64 * 1024;
 pub const DATAGRAM_SEND_BUFFER_BYTES_MAX: usize = 64 * 1024;
 
@@ -137,7 +165,7 @@ impl VendorServer {
         };
         let directory = DirectoryHandle::spawn(Directory::open(&files.db_path)?)?;
         let mut server_config = crate::tls::server_config(files.cert_der.clone(), &files.key)?;
-        server_config.transport_config(Arc::new(transport_config(files.config.idle_timeout_ms)));
+        server_config.transport_config(Arc::new(server_transport_config(&files.config)));
         let endpoint = quinn::Endpoint::server(server_config, listen)
             .with_context(|| format!("listening on {listen}"))?;
         // A hash to verify against when the clerk does not exist, so timing does not tell.
@@ -148,6 +176,15 @@ impl VendorServer {
         own_keys
             .add(files.key.verifying_key().as_bytes())
             .map_err(|e| anyhow::anyhow!("the vendor key: {e}"))?;
+        let admission = Admission::new(files.config.admission_limits());
+        let scan_sources = RateLimiter::new(
+            files.config.scans_per_source_per_minute,
+            SCAN_SOURCES_TRACKED_MAX,
+        );
+        let scan_pieces = RateLimiter::new(
+            files.config.scans_per_piece_per_minute,
+            SCAN_PIECES_TRACKED_MAX,
+        );
         let shared = Arc::new(Shared {
             own_keys,
             config: files.config,
@@ -159,6 +196,9 @@ impl VendorServer {
             sessions: Mutex::new(HashMap::new()),
             links: Mutex::new(HashMap::new()),
             monitor: Arc::new(MonitorHub::default()),
+            admission: Mutex::new(admission),
+            scan_sources: Mutex::new(scan_sources),
+            scan_pieces: Mutex::new(scan_pieces),
         });
         // The reaper's unsettled commits move account figures the monitor shows.
         let mut expirations = shared.ledger.expirations();
@@ -263,27 +303,67 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// A source's connection slot, given back when the connection's task ends.
+struct SourceSlot {
+    shared: Arc<Shared>,
+    source: SourceKey,
+}
+
+impl Drop for SourceSlot {
+    fn drop(&mut self) {
+        lock(&self.shared.admission).release(self.source);
+    }
+}
+
 async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
     while let Some(incoming) = endpoint.accept().await {
-        if endpoint.open_connections() >= shared.config.connections_max {
-            tracing::warn!(
-                limit = shared.config.connections_max,
-                "refusing connection: connections_max reached"
-            );
-            incoming.refuse();
-            continue;
+        let source = SourceKey::of(incoming.remote_address().ip());
+        let verdict = lock(&shared.admission).decide(
+            source,
+            incoming.remote_address_validated(),
+            endpoint.open_connections(),
+        );
+        match verdict {
+            Verdict::Accept => {}
+            Verdict::Retry => {
+                tracing::debug!(%source, "validating the address with a Retry");
+                if let Err(e) = incoming.retry() {
+                    e.into_incoming().refuse();
+                }
+                continue;
+            }
+            Verdict::Refuse(why) => {
+                match why {
+                    Refusal::VendorFull => tracing::warn!(
+                        limit = shared.config.connections_max,
+                        "refusing connection: connections_max reached"
+                    ),
+                    Refusal::SourceFull => tracing::debug!(
+                        %source,
+                        limit = shared.config.connections_per_source_max,
+                        "refusing connection: connections_per_source_max reached"
+                    ),
+                }
+                incoming.refuse();
+                continue;
+            }
         }
+        let slot = SourceSlot {
+            shared: shared.clone(),
+            source,
+        };
         let shared = shared.clone();
         tokio::spawn(async move {
             let remote = incoming.remote_address();
             // Await the full handshake: nothing is read before it completes (no 0-RTT).
             match incoming.accept() {
                 Ok(connecting) => match connecting.await {
-                    Ok(conn) => serve_connection(conn, shared).await,
+                    Ok(conn) => serve_connection(conn, shared, source).await,
                     Err(e) => tracing::info!(%remote, error = %e, "handshake failed"),
                 },
                 Err(e) => tracing::info!(%remote, error = %e, "could not accept"),
             }
+            drop(slot);
         });
     }
 }
@@ -296,6 +376,8 @@ struct ConnState {
     session: Mutex<Option<ActiveSession>>,
     /// `scan` requests made on this connection (bounded by `scans_per_connection_max`).
     scans: AtomicU32,
+    /// Where the connection comes from (per-source budgets).
+    source: SourceKey,
 }
 
 #[derive(Clone)]
@@ -316,7 +398,7 @@ fn exporter_of(conn: &quinn::Connection) -> anyhow::Result<Exporter> {
     Ok(Exporter(out))
 }
 
-async fn serve_connection(conn: quinn::Connection, shared: Arc<Shared>) {
+async fn serve_connection(conn: quinn::Connection, shared: Arc<Shared>, source: SourceKey) {
     let exporter = match exporter_of(&conn) {
         Ok(e) => e,
         Err(e) => {
@@ -331,10 +413,29 @@ async fn serve_connection(conn: quinn::Connection, shared: Arc<Shared>) {
         exporter,
         session: Mutex::new(None),
         scans: AtomicU32::new(0),
+        source,
     });
-    while let Ok((send, recv)) = conn.accept_bi().await {
-        let state = state.clone();
-        tokio::spawn(async move { serve_stream(state, send, recv).await });
+    let deadline = tokio::time::sleep(Duration::from_millis(state.shared.config.login_deadline_ms));
+    tokio::pin!(deadline);
+    let mut deadline_armed = true;
+    loop {
+        tokio::select! {
+            accepted = conn.accept_bi() => {
+                let Ok((send, recv)) = accepted else { break };
+                let state = state.clone();
+                tokio::spawn(async move { serve_stream(state, send, recv).await });
+            }
+            () = &mut deadline, if deadline_armed => {
+                deadline_armed = false;
+                if lock(&state.session).is_none() {
+                    tracing::info!(%source, "closing a connection that did not log in in time");
+                    conn.close(
+                        quinn::VarInt::from_u32(CLOSE_LOGIN_DEADLINE),
+                        b"no login before login_deadline_ms",
+                    );
+                }
+            }
+        }
     }
     detach(&state);
 }
@@ -362,7 +463,16 @@ async fn serve_stream(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
 ) {
-    let response = match recv.read_to_end(wire::REQUEST_BYTES_MAX).await {
+    let read_timeout = Duration::from_millis(state.shared.config.request_read_timeout_ms);
+    let read = tokio::time::timeout(read_timeout, recv.read_to_end(wire::REQUEST_BYTES_MAX)).await;
+    let Ok(read) = read else {
+        tracing::debug!(source = %state.source, "resetting a request stream: request_read_timeout_ms passed");
+        let code = quinn::VarInt::from_u32(STREAM_READ_TIMEOUT);
+        let _ = recv.stop(code);
+        let _ = send.reset(code);
+        return;
+    };
+    let response = match read {
         Ok(bytes) => match wire::decode_request(&bytes) {
             Ok(Request::SubscribeTerminals(_)) => {
                 subscribe(&state, send).await;
@@ -1175,10 +1285,34 @@ async fn pieces(state: &Arc<ConnState>, r: wire::PiecesRequest) -> Result<Vec<u8
     }))
 }
 
-/// `scan`: a postal verifier presents an indicium. Order: the connection's scan budget, then
-/// the signature with the vendor's own key (a forged or foreign payload is refused before any
-/// lookup, so serials cannot be enumerated), then the piece, then the ledger records the scan
-/// (which rejects a pending refund request for it).
+/// Takes one token of a scan budget; `what` names it in the refusal.
+fn scan_budget<K: Eq + std::hash::Hash + Copy>(
+    limiter: &Mutex<RateLimiter<K>>,
+    key: K,
+    per_minute: u32,
+    what: &str,
+) -> Result<(), ErrorBody> {
+    match lock(limiter).take(key, Instant::now()) {
+        Take::Allowed => Ok(()),
+        Take::Limited { retry_after_ms } => Err(ErrorBody::new(
+            ErrorCode::ScanLimit,
+            format!("{what} is limited to {per_minute} scans a minute; try again later"),
+        )
+        .with_limit(u64::from(per_minute))
+        .with_retry_after_ms(retry_after_ms)),
+        Take::TableFull => Err(ErrorBody::new(
+            ErrorCode::Busy,
+            "the vendor is tracking too many scan budgets; try again later",
+        )
+        .with_retry_after_ms(1000)),
+    }
+}
+
+/// `scan`: a postal verifier presents an indicium. Order: the connection's scan budget, the
+/// source's (it survives reconnects), then the signature with the vendor's own key (a forged
+/// or foreign payload is refused before any lookup, so serials cannot be enumerated), then the
+/// piece's budget, then the piece, then the ledger records the scan (which rejects a pending
+/// refund request for it; a repeat within `scan_record_window_ms` only counts on the piece).
 async fn scan(state: &Arc<ConnState>, r: wire::ScanRequest) -> Result<Vec<u8>, ErrorBody> {
     let limit = state.shared.config.scans_per_connection_max;
     let n = state
@@ -1192,11 +1326,26 @@ async fn scan(state: &Arc<ConnState>, r: wire::ScanRequest) -> Result<Vec<u8>, E
         )
         .with_limit(u64::from(limit)));
     }
+    let config = &state.shared.config;
+    scan_budget(
+        &state.shared.scan_sources,
+        state.source,
+        config.scans_per_source_per_minute,
+        "this source address",
+    )?;
     let verified = verify_payload(&r.payload, &state.shared.own_keys)
         .map_err(|e| ErrorBody::new(ErrorCode::InvalidIndicium, e.to_string()))?;
     let body = verified.indicium.body;
     let meter = body.meter_serial.to_string();
     let piece_serial = body.piece_serial.get();
+    if let Some(m) = crate::ledger::MeterSerial::parse(&meter) {
+        scan_budget(
+            &state.shared.scan_pieces,
+            front::piece_id(m.account(), piece_serial),
+            config.scans_per_piece_per_minute,
+            "one piece",
+        )?;
+    }
     let answer = |state: &str, fraud: bool, refund_rejected: bool, scanned_before: bool| {
         wire::encode_ok(&wire::Scanned {
             meter: meter.clone(),
