@@ -103,6 +103,10 @@ async fn one_source_beyond_connections_per_source_max_is_refused_and_a_counter_k
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(again.is_some(), "the freed slot is taken again");
+    let counts = v.server.limit_counts();
+    assert_eq!(counts.refused_per_source, 6, "{counts:?}");
+    // The counter's, the other source's and each hostile attempt's address was validated.
+    assert!(counts.retries_sent >= 12, "{counts:?}");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_no_lapse(&v, &c, &link);
 }
@@ -141,6 +145,7 @@ async fn a_connection_that_never_logs_in_is_closed_at_the_login_deadline_issue_1
         "{:?}",
         t0.elapsed()
     );
+    assert_eq!(v.server.limit_counts().closed_at_login_deadline, 2);
     // The counter logged in in time and keeps its connection past the deadline.
     s.balance().await.unwrap();
     assert!(s.conn.conn.close_reason().is_none());
@@ -173,6 +178,7 @@ async fn a_stream_that_stalls_half_way_through_its_request_is_reset_after_the_re
         "{:?}",
         t0.elapsed()
     );
+    assert_eq!(v.server.limit_counts().streams_reset_read_timeout, 1);
     // The vendor stopped reading too: the rest of the request is refused.
     let stopped = tokio::time::timeout(LONG, send.stopped()).await.unwrap();
     assert_eq!(stopped.unwrap(), Some(code));
@@ -320,5 +326,6 @@ async fn a_scan_replayed_over_fresh_connections_is_throttled_and_recorded_once_p
     assert_eq!(audit_after, audit_before + 2, "one scan record per piece");
     let (piece_b, _) = piece_and_audit(&v, b.piece_serial).await;
     assert_eq!(piece_b.scan_count, 1);
+    assert_eq!(v.server.limit_counts().scans_limited, 14);
     assert_no_lapse(&v, &c, &link);
 }

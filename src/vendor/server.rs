@@ -25,7 +25,7 @@ use anyhow::Context;
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use subtle::ConstantTimeEq;
@@ -81,6 +81,52 @@ struct Shared {
     /// `scan` budgets that outlive connections: per source, per piece.
     scan_sources: Mutex<RateLimiter<SourceKey>>,
     scan_pieces: Mutex<RateLimiter<crate::ledger::PieceId>>,
+    limits_hit: LimitCounters,
+}
+
+/// How often each connection or scan limit acted since the vendor started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LimitCounts {
+    /// QUIC Retry packets sent to validate an address.
+    pub retries_sent: u64,
+    /// Connection attempts refused at `connections_max`.
+    pub refused_connections_max: u64,
+    /// Connection attempts refused at `connections_per_source_max`.
+    pub refused_per_source: u64,
+    /// Connections closed at `login_deadline_ms`.
+    pub closed_at_login_deadline: u64,
+    /// Request streams reset at `request_read_timeout_ms`.
+    pub streams_reset_read_timeout: u64,
+    /// `scan` requests refused by a per-source or per-piece budget.
+    pub scans_limited: u64,
+}
+
+#[derive(Debug, Default)]
+struct LimitCounters {
+    retries_sent: AtomicU64,
+    refused_connections_max: AtomicU64,
+    refused_per_source: AtomicU64,
+    closed_at_login_deadline: AtomicU64,
+    streams_reset_read_timeout: AtomicU64,
+    scans_limited: AtomicU64,
+}
+
+impl LimitCounters {
+    fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> LimitCounts {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        LimitCounts {
+            retries_sent: get(&self.retries_sent),
+            refused_connections_max: get(&self.refused_connections_max),
+            refused_per_source: get(&self.refused_per_source),
+            closed_at_login_deadline: get(&self.closed_at_login_deadline),
+            streams_reset_read_timeout: get(&self.streams_reset_read_timeout),
+            scans_limited: get(&self.scans_limited),
+        }
+    }
 }
 
 /// A running vendor server.
@@ -199,6 +245,7 @@ impl VendorServer {
             admission: Mutex::new(admission),
             scan_sources: Mutex::new(scan_sources),
             scan_pieces: Mutex::new(scan_pieces),
+            limits_hit: LimitCounters::default(),
         });
         // The reaper's unsettled commits move account figures the monitor shows.
         let mut expirations = shared.ledger.expirations();
@@ -250,6 +297,11 @@ impl VendorServer {
     /// The last printer report of a terminal (`printer_status`).
     pub fn printer_report(&self, terminal_id: u64) -> Option<PrinterView> {
         self.shared.monitor.printer(terminal_id)
+    }
+
+    /// How often the connection and scan limits acted (docs/PROTOCOL.md §1.1, §4.7).
+    pub fn limit_counts(&self) -> LimitCounts {
+        self.shared.limits_hit.snapshot()
     }
 
     /// Live admin monitor subscriptions.
@@ -327,12 +379,17 @@ async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
             Verdict::Accept => {}
             Verdict::Retry => {
                 tracing::debug!(%source, "validating the address with a Retry");
+                LimitCounters::bump(&shared.limits_hit.retries_sent);
                 if let Err(e) = incoming.retry() {
                     e.into_incoming().refuse();
                 }
                 continue;
             }
             Verdict::Refuse(why) => {
+                LimitCounters::bump(match why {
+                    Refusal::VendorFull => &shared.limits_hit.refused_connections_max,
+                    Refusal::SourceFull => &shared.limits_hit.refused_per_source,
+                });
                 match why {
                     Refusal::VendorFull => tracing::warn!(
                         limit = shared.config.connections_max,
@@ -428,6 +485,7 @@ async fn serve_connection(conn: quinn::Connection, shared: Arc<Shared>, source: 
             () = &mut deadline, if deadline_armed => {
                 deadline_armed = false;
                 if lock(&state.session).is_none() {
+                    LimitCounters::bump(&state.shared.limits_hit.closed_at_login_deadline);
                     tracing::info!(%source, "closing a connection that did not log in in time");
                     conn.close(
                         quinn::VarInt::from_u32(CLOSE_LOGIN_DEADLINE),
@@ -467,6 +525,7 @@ async fn serve_stream(
     let read = tokio::time::timeout(read_timeout, recv.read_to_end(wire::REQUEST_BYTES_MAX)).await;
     let Ok(read) = read else {
         tracing::debug!(source = %state.source, "resetting a request stream: request_read_timeout_ms passed");
+        LimitCounters::bump(&state.shared.limits_hit.streams_reset_read_timeout);
         let code = quinn::VarInt::from_u32(STREAM_READ_TIMEOUT);
         let _ = recv.stop(code);
         let _ = send.reset(code);
@@ -1287,12 +1346,17 @@ async fn pieces(state: &Arc<ConnState>, r: wire::PiecesRequest) -> Result<Vec<u8
 
 /// Takes one token of a scan budget; `what` names it in the refusal.
 fn scan_budget<K: Eq + std::hash::Hash + Copy>(
+    shared: &Shared,
     limiter: &Mutex<RateLimiter<K>>,
     key: K,
     per_minute: u32,
     what: &str,
 ) -> Result<(), ErrorBody> {
-    match lock(limiter).take(key, Instant::now()) {
+    let take = lock(limiter).take(key, Instant::now());
+    if take != Take::Allowed {
+        LimitCounters::bump(&shared.limits_hit.scans_limited);
+    }
+    match take {
         Take::Allowed => Ok(()),
         Take::Limited { retry_after_ms } => Err(ErrorBody::new(
             ErrorCode::ScanLimit,
@@ -1328,6 +1392,7 @@ async fn scan(state: &Arc<ConnState>, r: wire::ScanRequest) -> Result<Vec<u8>, E
     }
     let config = &state.shared.config;
     scan_budget(
+        &state.shared,
         &state.shared.scan_sources,
         state.source,
         config.scans_per_source_per_minute,
@@ -1340,6 +1405,7 @@ async fn scan(state: &Arc<ConnState>, r: wire::ScanRequest) -> Result<Vec<u8>, E
     let piece_serial = body.piece_serial.get();
     if let Some(m) = crate::ledger::MeterSerial::parse(&meter) {
         scan_budget(
+            &state.shared,
             &state.shared.scan_pieces,
             front::piece_id(m.account(), piece_serial),
             config.scans_per_piece_per_minute,
