@@ -33,13 +33,7 @@ fn endpoint_on(ip: &str) -> quinn::Endpoint {
 
 /// The legitimate counter: logged in, its link Up on both ends, its account funded.
 async fn legit_counter(v: &Vendor) -> (Counter, Session, LinkHandle) {
-    let (c, s) = logged_in(v, v.addr).await;
-    let link = s.start_link().unwrap();
-    let mut mine = link.state.clone();
-    wait_for(&mut mine, LONG, "counter up", |s| *s == LinkState::Up).await;
-    let view = v.server.terminal_link(c.terminal_id).unwrap();
-    let mut theirs = view.link.state.clone();
-    wait_for(&mut theirs, LONG, "vendor up", |s| *s == LinkState::Up).await;
+    let (c, s, link) = linked_counter(v).await;
     fund_until_ok(&s, 50_000).await;
     (c, s, link)
 }
