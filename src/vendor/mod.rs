@@ -51,11 +51,12 @@ pub struct VendorConfig {
     pub idle_timeout_ms: u32,
     pub request_clock_skew_ms_max: u64,
     pub connections_max: usize,
-    /// Connections one source may hold at once (an IPv4 address or an IPv6 /64).
+    /// Connections one source may hold at once (an IPv4 address or an IPv6 /64; ≥ 1, at most
+    /// `connections_max` in effect).
     pub connections_per_source_max: usize,
     /// From this many open connections on, a connection attempt from an address QUIC has not
-    /// validated gets a Retry first (0: always). A source already holding a connection always
-    /// does.
+    /// validated gets a Retry first (0: always; from `connections_max` on: never for that
+    /// reason). A source already holding a connection always does.
     pub address_validation_above_connections: usize,
     /// A connection with no session (`login` or `resume`) this long after its handshake is
     /// closed (application close code 3). Verifiers' `scan` connections included.
@@ -208,19 +209,10 @@ impl VendorConfig {
 
     /// The per-source, per-connection and per-stream limits (docs/PROTOCOL.md §1).
     fn validate_connection_limits(&self) -> anyhow::Result<()> {
-        if !(1..=self.connections_max).contains(&self.connections_per_source_max) {
-            bail!(
-                "connections_per_source_max must be 1..=connections_max ({}), got {}",
-                self.connections_max,
-                self.connections_per_source_max
-            );
-        }
-        if self.address_validation_above_connections > self.connections_max {
-            bail!(
-                "address_validation_above_connections must be 0..=connections_max ({}), got {}",
-                self.connections_max,
-                self.address_validation_above_connections
-            );
+        // Above connections_max either one means connections_max: a file that lowers
+        // connections_max alone stays valid.
+        if self.connections_per_source_max == 0 {
+            bail!("connections_per_source_max must be at least 1");
         }
         for (name, v, range) in [
             (
@@ -486,8 +478,6 @@ mod tests {
             "late_void_window_ms = 2592000001\n",
             "scan_record_window_ms = 2592000001\n",
             "connections_per_source_max = 0\n",
-            "connections_per_source_max = 10001\n",
-            "address_validation_above_connections = 10001\n",
             "login_deadline_ms = 99\n",
             "request_read_timeout_ms = 600001\n",
             "streams_per_connection_max = 0\n",
@@ -501,6 +491,10 @@ mod tests {
                 "{bad}"
             );
         }
+        // Lowering connections_max alone keeps the per-source default valid.
+        std::fs::write(&p, "connections_max = 30\n").unwrap();
+        let c = load_config(&p).unwrap();
+        assert_eq!(c.admission_limits().connections_per_source_max, 64);
         std::fs::write(
             &p,
             "authorization_expiry_ms = 3000\nreaper_interval_ms = 100\nlate_void_window_ms = 60000\nscan_record_window_ms = 5000\n",
