@@ -12,13 +12,10 @@ use frank::indicium::render::render_label;
 use frank::indicium::signer::Signer;
 use frank::indicium::verify::payload_from_png;
 use frank::indicium::{VendorKeys, verify_payload};
-use frank::link::guard::LinkState;
 use frank::wire::{self, ErrorCode, FundMethod, Request, WireItem};
 use std::process::Output;
-use std::time::Duration;
 use support::*;
 
-const LONG: Duration = Duration::from_secs(10);
 const ORIGIN: &str = "10001";
 
 fn rid() -> [u8; 16] {
@@ -39,13 +36,7 @@ fn refused(e: &ClientError) -> &wire::ErrorBody {
 
 /// A funded, logged-in counter whose link the vendor sees as Up.
 async fn terminal(v: &Vendor) -> (Counter, Session, frank::link::driver::LinkHandle) {
-    let (c, s) = logged_in(v, v.addr).await;
-    let link = s.start_link().unwrap();
-    let mut mine = link.state.clone();
-    wait_for(&mut mine, LONG, "counter up", |s| *s == LinkState::Up).await;
-    let view = v.server.terminal_link(c.terminal_id).unwrap();
-    let mut theirs = view.link.state.clone();
-    wait_for(&mut theirs, LONG, "vendor up", |s| *s == LinkState::Up).await;
+    let (c, s, link) = linked_counter(v).await;
     s.fund(rid(), 50_000, FundMethod::simulator_test_card())
         .await
         .unwrap();

@@ -60,6 +60,7 @@ async fn suite(store: Arc<dyn LedgerStore>) {
     locked_accounts(s).await;
     statements(s).await;
     listing(s).await;
+    repeated_scans(s).await;
     idempotency_pruning(s).await;
     payment_intents(s).await;
     let report = verify_audit(s).await.expect("audit verifies");
@@ -596,7 +597,8 @@ async fn expiry(s: &dyn LedgerStore) {
         r,
         Ok(Outcome::ScanRecorded {
             id: v.id,
-            refund_rejected: true
+            refund_rejected: true,
+            recorded: true,
         })
     );
     assert_eq!(piece(s, v.id).await.item_state(), ItemState::RefundRejected);
@@ -818,7 +820,8 @@ async fn refunds(s: &dyn LedgerStore) {
         r,
         Ok(Outcome::ScanRecorded {
             id: p3,
-            refund_rejected: true
+            refund_rejected: true,
+            recorded: true,
         })
     );
     assert_eq!(
@@ -852,6 +855,83 @@ async fn refunds(s: &dyn LedgerStore) {
         s.piece(p2).await.unwrap().unwrap().item_state(),
         ItemState::RefundRejected
     );
+}
+
+/// The audit records of one account that record a scan.
+async fn scan_records(s: &dyn LedgerStore, a: AccountId) -> usize {
+    s.account_audit(a)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.body.contains("\"event\":\"scanned\""))
+        .count()
+}
+
+/// Issue 13: a repeated scan within `scan_record_window_ms` of the last recorded one only
+/// counts on the piece — no audit record, no idempotency record; after the window the next
+/// scan is recorded again.
+async fn repeated_scans(s: &dyn LedgerStore) {
+    let window = LedgerLimits::default().scan_record_window_ms;
+    let a = open_active(s, 1300, T0).await;
+    fund(s, a, 1000, T0).await;
+    let p = authorization(authorize(s, a, 100, T0).await).id;
+    exec(s, Op::Commit { authorization: p }, T0).await.unwrap();
+    let scan = |n: u64| async move {
+        let req = Request::new(rid(), Op::RecordScan { piece: p });
+        let id = req.id;
+        let reply = s.execute(req, n).await.expect("store works");
+        (id, reply)
+    };
+    let (first, r) = scan(T0 + 10).await;
+    assert_eq!(
+        r,
+        Ok(Outcome::ScanRecorded {
+            id: p,
+            refund_rejected: false,
+            recorded: true,
+        })
+    );
+    assert!(s.idempotency_record(first).await.unwrap().is_some());
+    assert_eq!(scan_records(s, a).await, 1);
+    let before = s.account(a).await.unwrap().unwrap();
+    for n in 1..=5u64 {
+        let (id, r) = scan(T0 + 10 + n * (window / 10)).await;
+        assert_eq!(
+            r,
+            Ok(Outcome::ScanRecorded {
+                id: p,
+                refund_rejected: false,
+                recorded: false,
+            })
+        );
+        assert_eq!(s.idempotency_record(id).await.unwrap(), None, "not kept");
+    }
+    let got = piece(s, p).await;
+    assert_eq!((got.scanned, got.scan_count), (true, 6));
+    assert_eq!(got.scan_recorded_at_ms, Some(T0 + 10));
+    assert_eq!(
+        scan_records(s, a).await,
+        1,
+        "one audit record in the window"
+    );
+    assert_eq!(
+        s.account(a).await.unwrap().unwrap(),
+        before,
+        "account untouched"
+    );
+    // The window ends: the next scan is recorded again.
+    let (_, r) = scan(T0 + 10 + window).await;
+    assert!(
+        matches!(r, Ok(Outcome::ScanRecorded { recorded: true, .. })),
+        "{r:?}"
+    );
+    let got = piece(s, p).await;
+    assert_eq!(got.scan_count, 7);
+    assert_eq!(got.scan_recorded_at_ms, Some(T0 + 10 + window));
+    assert_eq!(scan_records(s, a).await, 2);
+    // A scanned piece still cannot be refunded.
+    let r = exec(s, Op::RequestRefund { piece: p }, T0 + 20 + window).await;
+    refused(s, a, r, LedgerError::PieceScanned(p)).await;
 }
 
 /// `pieces`: one account's pieces newest first, paged by serial, each with its stored item

@@ -57,13 +57,7 @@ struct Terminal {
 }
 
 async fn terminal(v: &Vendor) -> Terminal {
-    let (c, s) = logged_in(v, v.addr).await;
-    let link = s.start_link().unwrap();
-    let mut mine = link.state.clone();
-    wait_for(&mut mine, LONG, "counter up", |s| *s == LinkState::Up).await;
-    let view = v.server.terminal_link(c.terminal_id).unwrap();
-    let mut theirs = view.link.state.clone();
-    wait_for(&mut theirs, LONG, "vendor up", |s| *s == LinkState::Up).await;
+    let (c, s, link) = linked_counter(v).await;
     Terminal { c, s, link }
 }
 

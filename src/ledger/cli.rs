@@ -618,6 +618,8 @@ mod tests {
             refund: None,
             refund_submitted_at_ms: None,
             scanned: false,
+            scan_count: 0,
+            scan_recorded_at_ms: None,
             signed: Vec::new(),
             item: Vec::new(),
             terminal: None,

@@ -356,6 +356,13 @@ pub struct Piece {
     pub refund: Option<RefundState>,
     pub refund_submitted_at_ms: Option<u64>,
     pub scanned: bool,
+    /// Scans of the piece the ledger was asked to record, recorded or only counted (see
+    /// `LedgerLimits::scan_record_window_ms`).
+    #[serde(default)]
+    pub scan_count: u64,
+    /// When the last scan with an audit record was recorded.
+    #[serde(default)]
+    pub scan_recorded_at_ms: Option<u64>,
     /// The signed item bytes the [`crate::ledger::ItemSigner`] returned at authorization.
     #[serde(with = "hex_bytes")]
     pub signed: Vec<u8>,
@@ -434,6 +441,19 @@ pub struct LedgerLimits {
     pub authorize_max: Cents,
     /// Most reservations one reaper pass expires.
     pub expire_batch_max: u32,
+    /// After a recorded scan of a piece (an audit record), further scans of it for this long
+    /// only count on the piece (`Piece::scan_count`): no audit record, no idempotency record
+    /// (1 h; 0 records every scan).
+    #[serde(default = "default_scan_record_window_ms")]
+    pub scan_record_window_ms: u64,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_scan_record_window_ms() -> u64 {
+    3600 * 1000
 }
 
 impl Default for LedgerLimits {
@@ -447,6 +467,7 @@ impl Default for LedgerLimits {
             top_up_max: Cents::new(1_000_000).unwrap_or(Cents::ZERO),
             authorize_max: Cents::new(100_000).unwrap_or(Cents::ZERO),
             expire_batch_max: 256,
+            scan_record_window_ms: default_scan_record_window_ms(),
         }
     }
 }
@@ -695,6 +716,10 @@ pub enum Outcome {
     ScanRecorded {
         id: PieceId,
         refund_rejected: bool,
+        /// False: a repeat within `scan_record_window_ms` of a recorded scan, only counted on
+        /// the piece (no audit record; the reply is not remembered under its request id).
+        #[serde(default = "yes")]
+        recorded: bool,
     },
     /// A supervisor unlocked the account.
     Unlocked {

@@ -363,7 +363,7 @@ pub fn decide(
         Op::ExpireDue { max } => expire(&mut w, *max)?,
         Op::RequestRefund { piece } => request_refund(&mut w, *piece, limits)?,
         Op::DecideRefund { piece, approve } => decide_refund(&mut w, *piece, *approve)?,
-        Op::RecordScan { piece } => record_scan(&mut w, *piece)?,
+        Op::RecordScan { piece } => record_scan(&mut w, *piece, limits)?,
         Op::Unlock {
             account,
             supervisor,
@@ -607,6 +607,8 @@ fn authorize(
         refund: None,
         refund_submitted_at_ms: None,
         scanned: false,
+        scan_count: 0,
+        scan_recorded_at_ms: None,
         signed: signed.clone(),
         item: item.to_vec(),
         terminal,
@@ -907,12 +909,28 @@ fn decide_refund(w: &mut Work, id: PieceId, approve: bool) -> Result<Outcome, Le
     })
 }
 
-fn record_scan(w: &mut Work, id: PieceId) -> Result<Outcome, LedgerError> {
+/// Records a sighting. Within `scan_record_window_ms` of the last recorded one (and with no
+/// refund pending) it only counts on the piece: one row updated in place, no audit record.
+fn record_scan(w: &mut Work, id: PieceId, limits: &LedgerLimits) -> Result<Outcome, LedgerError> {
     let mut p = w.piece(id)?;
-    let a = w.account(id.account)?;
+    w.account(id.account)?;
     p.scanned = true;
-    w.emit(a, AuditEvent::Scanned { piece: id.serial });
+    p.scan_count = p.scan_count.saturating_add(1);
     let refund_rejected = p.refund == Some(RefundState::Submitted);
+    let within_window = p
+        .scan_recorded_at_ms
+        .is_some_and(|at| w.now_ms < at.saturating_add(limits.scan_record_window_ms));
+    if within_window && !refund_rejected {
+        w.put_piece(p);
+        return Ok(Outcome::ScanRecorded {
+            id,
+            refund_rejected: false,
+            recorded: false,
+        });
+    }
+    p.scan_recorded_at_ms = Some(w.now_ms);
+    let a = w.account(id.account)?;
+    w.emit(a, AuditEvent::Scanned { piece: id.serial });
     if refund_rejected {
         p.refund = Some(RefundState::Rejected);
         let a = w.account(id.account)?;
@@ -929,5 +947,6 @@ fn record_scan(w: &mut Work, id: PieceId) -> Result<Outcome, LedgerError> {
     Ok(Outcome::ScanRecorded {
         id,
         refund_rejected,
+        recorded: true,
     })
 }

@@ -111,13 +111,19 @@ const MIGRATIONS: &[&str] = &[
     //    unsettled), and the unsettled pieces of an account (the index holds only those few).
     "ALTER TABLE pieces ADD COLUMN terminal BIGINT;
     CREATE INDEX pieces_unsettled ON pieces(account, serial) WHERE state = 'unsettled';",
-    // 7: issue 13 — statements and the admin monitor read an account's records by time, not
+    // 7: issue 13 — a repeated scan of a piece within the scan record window only counts on
+    //    the piece (`scan_count`) instead of adding an audit record; the window runs from the
+    //    last recorded scan (`scan_recorded_at_ms`; none for scans recorded before).
+    "ALTER TABLE pieces ADD COLUMN scan_count BIGINT NOT NULL DEFAULT 0;
+    ALTER TABLE pieces ADD COLUMN scan_recorded_at_ms BIGINT;
+    UPDATE pieces SET scan_count = 1 WHERE scanned;",
+    // 8: issue 13 — statements and the admin monitor read an account's records by time, not
     //    its whole history.
     "CREATE INDEX audit_time ON audit(account, at_ms);",
 ];
 
 const ACCOUNT_COLS: &str = "id, license, status, descending, pending, ascending, control, last_piece, audit_seq, audit_head";
-const PIECE_COLS: &str = "account, serial, kind, amount, state, authorized_at_ms, expires_at_ms, printed_at_ms, refund, refund_submitted_at_ms, scanned, signed, item, terminal";
+const PIECE_COLS: &str = "account, serial, kind, amount, state, authorized_at_ms, expires_at_ms, printed_at_ms, refund, refund_submitted_at_ms, scanned, signed, item, terminal, scan_count, scan_recorded_at_ms";
 
 fn db(e: tokio_postgres::Error) -> StoreError {
     StoreError::Database(e.to_string())
@@ -197,10 +203,11 @@ async fn connect(url: &str) -> Result<Conn, StoreError> {
         )
         .await?,
         piece_put: p(format!(
-            "INSERT INTO pieces ({PIECE_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+            "INSERT INTO pieces ({PIECE_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
              ON CONFLICT (account, serial) DO UPDATE SET state = EXCLUDED.state, \
              printed_at_ms = EXCLUDED.printed_at_ms, refund = EXCLUDED.refund, \
-             refund_submitted_at_ms = EXCLUDED.refund_submitted_at_ms, scanned = EXCLUDED.scanned"
+             refund_submitted_at_ms = EXCLUDED.refund_submitted_at_ms, scanned = EXCLUDED.scanned, \
+             scan_count = EXCLUDED.scan_count, scan_recorded_at_ms = EXCLUDED.scan_recorded_at_ms"
         ))
         .await?,
         audit_put: p(
@@ -309,6 +316,8 @@ fn piece_row(r: &tokio_postgres::Row) -> PieceRow {
         signed: r.get(11),
         item: r.get(12),
         terminal: r.get(13),
+        scan_count: r.get(14),
+        scan_recorded_at_ms: r.get(15),
     }
 }
 
@@ -491,6 +500,8 @@ impl PostgresStore {
                             &r.signed,
                             &r.item,
                             &r.terminal,
+                            &r.scan_count,
+                            &r.scan_recorded_at_ms,
                         ],
                     )
                     .await?;

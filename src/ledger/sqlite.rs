@@ -255,6 +255,12 @@ const MIGRATIONS: &[&str] = &[
     //     index holds only those few).
     "ALTER TABLE pieces ADD COLUMN terminal INTEGER;
     CREATE INDEX pieces_unsettled ON pieces(account, serial) WHERE state = 'unsettled';",
+    // 11: issue 13 — a repeated scan of a piece within the scan record window only counts on
+    //     the piece (`scan_count`) instead of adding an audit record; the window runs from the
+    //     last recorded scan (`scan_recorded_at_ms`; none for scans recorded before).
+    "ALTER TABLE pieces ADD COLUMN scan_count INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE pieces ADD COLUMN scan_recorded_at_ms INTEGER;
+    UPDATE pieces SET scan_count = 1 WHERE scanned = 1;",
 ];
 
 fn db(e: rusqlite::Error) -> StoreError {
@@ -1583,7 +1589,8 @@ macro_rules! piece_select {
     () => {
         "SELECT p.account, p.serial, p.kind, p.amount, p.state, p.authorized_at_ms, \
          p.expires_at_ms, p.printed_at_ms, p.refund, p.refund_submitted_at_ms, p.scanned, \
-         d.signed, d.item, p.terminal FROM pieces p JOIN piece_data d ON d.id = p.data "
+         d.signed, d.item, p.terminal, p.scan_count, p.scan_recorded_at_ms \
+         FROM pieces p JOIN piece_data d ON d.id = p.data "
     };
 }
 const PIECE_BY_ID_SQL: &str = concat!(piece_select!(), "WHERE p.account = ?1 AND p.serial = ?2");
@@ -1635,6 +1642,8 @@ fn piece_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PieceRow> {
         signed: r.get(11)?,
         item: r.get(12)?,
         terminal: r.get(13)?,
+        scan_count: r.get(14)?,
+        scan_recorded_at_ms: r.get(15)?,
     })
 }
 
@@ -1793,10 +1802,11 @@ const AUDIT_NEXT_SQL: &str = "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequen
     WHERE name = 'audit'), 0), COALESCE((SELECT MAX(id) FROM audit), 0)) + 1";
 const PIECE_INSERT_HEAD: &str = "INSERT INTO pieces (account, serial, kind, amount, state, \
     authorized_at_ms, expires_at_ms, printed_at_ms, refund, refund_submitted_at_ms, scanned, \
-    data, terminal) VALUES ";
+    data, terminal, scan_count, scan_recorded_at_ms) VALUES ";
 const PIECE_DATA_INSERT_HEAD: &str = "INSERT INTO piece_data (id, signed, item) VALUES ";
 const PIECE_UPDATE_SQL: &str = "UPDATE pieces SET state = ?3, printed_at_ms = ?4, refund = ?5, \
-    refund_submitted_at_ms = ?6, scanned = ?7 WHERE serial = ?2 AND account = ?1";
+    refund_submitted_at_ms = ?6, scanned = ?7, scan_count = ?8, scan_recorded_at_ms = ?9 \
+    WHERE serial = ?2 AND account = ?1";
 /// The next piece_data id.
 const PIECE_DATA_NEXT_SQL: &str = "SELECT COALESCE(MAX(id), 0) + 1 FROM piece_data";
 const AUDIT_INSERT_HEAD: &str =
@@ -2038,7 +2048,7 @@ fn write_rows(conn: &Connection, cursor: &mut WriteCursor, b: &Rows) -> Result<(
         conn,
         PIECE_INSERT_HEAD,
         "",
-        13,
+        15,
         &new_pieces,
         |(r, id), v| {
             v.extend([
@@ -2055,6 +2065,8 @@ fn write_rows(conn: &Connection, cursor: &mut WriteCursor, b: &Rows) -> Result<(
                 &r.scanned,
                 id,
                 &r.terminal,
+                &r.scan_count,
+                &r.scan_recorded_at_ms,
             ])
         },
     )?;
@@ -2069,7 +2081,9 @@ fn write_rows(conn: &Connection, cursor: &mut WriteCursor, b: &Rows) -> Result<(
                     r.printed_at_ms,
                     r.refund,
                     r.refund_submitted_at_ms,
-                    r.scanned
+                    r.scanned,
+                    r.scan_count,
+                    r.scan_recorded_at_ms
                 ])
                 .map_err(db)?;
             if n != 1 {

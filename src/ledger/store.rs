@@ -176,12 +176,14 @@ pub async fn statement(
 }
 
 /// Whether a reply is remembered under its request id. Not remembered: a processor timeout
-/// (the charge may be retried with the same key) and a reaper pass that expired nothing (the
-/// reaper runs every second; its empty passes would only grow the table).
+/// (the charge may be retried with the same key), a reaper pass that expired nothing (the
+/// reaper runs every second; its empty passes would only grow the table), and a scan only
+/// counted on its piece (a repeat within the scan record window: it must not grow a table).
 pub fn remember(reply: &Reply) -> bool {
     match reply {
         Err(LedgerError::Payment(PaymentError::Timeout)) => false,
         Ok(Outcome::Expired { ids }) => !ids.is_empty(),
+        Ok(Outcome::ScanRecorded { recorded, .. }) => *recorded,
         _ => true,
     }
 }
@@ -278,6 +280,8 @@ pub(crate) struct PieceRow {
     pub signed: Vec<u8>,
     pub item: Vec<u8>,
     pub terminal: Option<i64>,
+    pub scan_count: i64,
+    pub scan_recorded_at_ms: Option<i64>,
 }
 
 impl PieceRow {
@@ -297,6 +301,8 @@ impl PieceRow {
             signed: p.signed.clone(),
             item: p.item.clone(),
             terminal: p.terminal.map(|t| int(t.0)).transpose()?,
+            scan_count: int(p.scan_count)?,
+            scan_recorded_at_ms: p.scan_recorded_at_ms.map(int).transpose()?,
         })
     }
     pub fn into_piece(self) -> Result<Piece, StoreError> {
@@ -321,6 +327,8 @@ impl PieceRow {
             signed: self.signed,
             item: self.item,
             terminal: self.terminal.map(|t| uint(t).map(TerminalId)).transpose()?,
+            scan_count: uint(self.scan_count)?,
+            scan_recorded_at_ms: self.scan_recorded_at_ms.map(uint).transpose()?,
         })
     }
 }

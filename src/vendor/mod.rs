@@ -1,11 +1,13 @@
 //! The vendor server: identity, data directory, directory database, and the QUIC front.
 
+pub mod admission;
 pub mod directory;
 pub mod lockout;
 pub mod login_gate;
 pub mod money;
 pub mod monitor;
 pub mod password_pool;
+pub mod ratelimit;
 pub mod server;
 pub mod sessions;
 pub mod signing;
@@ -39,6 +41,12 @@ pub const LATE_VOID_WINDOW_MS_MAX: u64 = 30 * 24 * 3600 * 1000;
 pub use password_pool::{PASSWORD_HASH_QUEUE_MAX_LIMIT, PASSWORD_HASHES_IN_FLIGHT_MAX_LIMIT};
 pub const TERMINAL_LOGIN_BURST_MAX_LIMIT: u32 = 1000;
 pub const TERMINAL_LOGIN_INTERVAL_MS_RANGE: std::ops::RangeInclusive<u64> = 1..=3_600_000;
+pub const SCAN_RECORD_WINDOW_MS_MAX: u64 = 30 * 24 * 3600 * 1000;
+/// Bounds of the connection limits `vendor.toml` may set.
+pub const LOGIN_DEADLINE_MS_RANGE: std::ops::RangeInclusive<u64> = 100..=600_000;
+pub const REQUEST_READ_TIMEOUT_MS_RANGE: std::ops::RangeInclusive<u64> = 100..=600_000;
+pub const STREAMS_PER_CONNECTION_MAX_RANGE: std::ops::RangeInclusive<u32> = 1..=1024;
+pub const SCANS_PER_MINUTE_RANGE: std::ops::RangeInclusive<u32> = 1..=1_000_000;
 
 /// `vendor.toml`. Every field has a default; units are in the names.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,6 +60,22 @@ pub struct VendorConfig {
     pub idle_timeout_ms: u32,
     pub request_clock_skew_ms_max: u64,
     pub connections_max: usize,
+    /// Connections one source may hold at once (an IPv4 address or an IPv6 /64; ≥ 1, at most
+    /// `connections_max` in effect).
+    pub connections_per_source_max: usize,
+    /// From this many open connections on, a connection attempt from an address QUIC has not
+    /// validated gets a Retry first (0: always; from `connections_max` on: never for that
+    /// reason). A source already holding a connection always does.
+    pub address_validation_above_connections: usize,
+    /// A connection with no session (`login` or `resume`) this long after its handshake is
+    /// closed (application close code 3). Verifiers' `scan` connections included.
+    pub login_deadline_ms: u64,
+    /// A request stream whose request has not fully arrived this long after the stream opened
+    /// is reset (stream error code 1).
+    pub request_read_timeout_ms: u64,
+    /// Concurrent bidirectional streams a client may open on one connection (QUIC
+    /// `initial_max_streams_bidi`); a client opening more waits for one to end.
+    pub streams_per_connection_max: u32,
     pub sessions_max: usize,
     /// How long a session may be resumed on a new connection after its last one ended.
     pub session_resume_ms_max: u64,
@@ -80,6 +104,16 @@ pub struct VendorConfig {
     pub terminal_login_burst_max: u32,
     /// After its burst, a terminal may start one login per this interval (`busy` otherwise).
     pub terminal_login_interval_ms: u64,
+    /// `scan` requests one source (any number of connections) may make per minute, valid or
+    /// not; a minute's budget may be spent at once.
+    pub scans_per_source_per_minute: u32,
+    /// `scan` requests of one piece (any source) answered per minute.
+    pub scans_per_piece_per_minute: u32,
+    /// Repeated scans of one piece within this window after a recorded scan only count on the
+    /// piece (`scan_count`); no further audit record (default: the ledger's 3,600,000 ms;
+    /// 0 ..= 30 days).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scan_record_window_ms: Option<u64>,
     /// Smallest single top-up in cents (default: the ledger's $5.00). A vendor selling through
     /// kiosks, which charge the card exactly the item's price, sets this to 1.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -111,6 +145,11 @@ impl Default for VendorConfig {
             idle_timeout_ms: 2_000,
             request_clock_skew_ms_max: crate::wire::reqmac::REQUEST_CLOCK_SKEW_MS_MAX,
             connections_max: 10_000,
+            connections_per_source_max: 64,
+            address_validation_above_connections: 1_000,
+            login_deadline_ms: 10_000,
+            request_read_timeout_ms: 5_000,
+            streams_per_connection_max: 16,
             sessions_max: 10_000,
             session_resume_ms_max: 10 * 60 * 1000,
             monitor_push_interval_ms: 500,
@@ -123,6 +162,9 @@ impl Default for VendorConfig {
             password_hash_queue_max: 32,
             terminal_login_burst_max: 10,
             terminal_login_interval_ms: 2_000,
+            scans_per_source_per_minute: 600,
+            scans_per_piece_per_minute: 6,
+            scan_record_window_ms: None,
             top_up_min_cents: None,
             top_up_max_cents: None,
             authorization_expiry_ms: None,
@@ -209,6 +251,7 @@ impl VendorConfig {
             bail!("scans_per_connection_max must be at least 1");
         }
         self.validate_logins()?;
+        self.validate_connection_limits()?;
         for (name, v) in [
             ("top_up_min_cents", self.top_up_min_cents),
             ("top_up_max_cents", self.top_up_max_cents),
@@ -259,6 +302,71 @@ impl VendorConfig {
         Ok(())
     }
 
+    /// The per-source, per-connection and per-stream limits (docs/PROTOCOL.md §1).
+    fn validate_connection_limits(&self) -> anyhow::Result<()> {
+        // Above connections_max either one means connections_max: a file that lowers
+        // connections_max alone stays valid.
+        if self.connections_per_source_max == 0 {
+            bail!("connections_per_source_max must be at least 1");
+        }
+        for (name, v, range) in [
+            (
+                "login_deadline_ms",
+                self.login_deadline_ms,
+                LOGIN_DEADLINE_MS_RANGE,
+            ),
+            (
+                "request_read_timeout_ms",
+                self.request_read_timeout_ms,
+                REQUEST_READ_TIMEOUT_MS_RANGE,
+            ),
+        ] {
+            if !range.contains(&v) {
+                bail!(
+                    "{name} must be {}..={}, got {v}",
+                    range.start(),
+                    range.end()
+                );
+            }
+        }
+        if !STREAMS_PER_CONNECTION_MAX_RANGE.contains(&self.streams_per_connection_max) {
+            bail!(
+                "streams_per_connection_max must be {}..={}, got {}",
+                STREAMS_PER_CONNECTION_MAX_RANGE.start(),
+                STREAMS_PER_CONNECTION_MAX_RANGE.end(),
+                self.streams_per_connection_max
+            );
+        }
+        for (name, v) in [
+            (
+                "scans_per_source_per_minute",
+                self.scans_per_source_per_minute,
+            ),
+            (
+                "scans_per_piece_per_minute",
+                self.scans_per_piece_per_minute,
+            ),
+        ] {
+            if !SCANS_PER_MINUTE_RANGE.contains(&v) {
+                bail!(
+                    "{name} must be {}..={}, got {v}",
+                    SCANS_PER_MINUTE_RANGE.start(),
+                    SCANS_PER_MINUTE_RANGE.end()
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The admission rule's limits ([`admission`]).
+    pub fn admission_limits(&self) -> admission::AdmissionLimits {
+        admission::AdmissionLimits {
+            connections_max: self.connections_max,
+            connections_per_source_max: self.connections_per_source_max,
+            address_validation_above_connections: self.address_validation_above_connections,
+        }
+    }
+
     fn validate_ledger_timings(&self) -> anyhow::Result<()> {
         for (name, v, range) in [
             (
@@ -275,6 +383,11 @@ impl VendorConfig {
                 "late_void_window_ms",
                 self.late_void_window_ms,
                 0..=LATE_VOID_WINDOW_MS_MAX,
+            ),
+            (
+                "scan_record_window_ms",
+                self.scan_record_window_ms,
+                0..=SCAN_RECORD_WINDOW_MS_MAX,
             ),
         ] {
             if let Some(v) = v
@@ -307,6 +420,9 @@ impl VendorConfig {
         }
         if let Some(v) = self.reaper_interval_ms {
             config.reaper_interval_ms = v;
+        }
+        if let Some(v) = self.scan_record_window_ms {
+            config.limits.scan_record_window_ms = v;
         }
         Ok(())
     }
@@ -464,6 +580,13 @@ mod tests {
             "authorization_expiry_ms = 999\n",
             "reaper_interval_ms = 0\n",
             "late_void_window_ms = 2592000001\n",
+            "scan_record_window_ms = 2592000001\n",
+            "connections_per_source_max = 0\n",
+            "login_deadline_ms = 99\n",
+            "request_read_timeout_ms = 600001\n",
+            "streams_per_connection_max = 0\n",
+            "scans_per_source_per_minute = 0\n",
+            "scans_per_piece_per_minute = 0\n",
         ] {
             std::fs::write(&p, bad).unwrap();
             let name = bad.split(' ').next().unwrap();
@@ -472,9 +595,13 @@ mod tests {
                 "{bad}"
             );
         }
+        // Lowering connections_max alone keeps the per-source default valid.
+        std::fs::write(&p, "connections_max = 30\n").unwrap();
+        let c = load_config(&p).unwrap();
+        assert_eq!(c.admission_limits().connections_per_source_max, 64);
         std::fs::write(
             &p,
-            "authorization_expiry_ms = 3000\nreaper_interval_ms = 100\nlate_void_window_ms = 60000\n",
+            "authorization_expiry_ms = 3000\nreaper_interval_ms = 100\nlate_void_window_ms = 60000\nscan_record_window_ms = 5000\n",
         )
         .unwrap();
         let mut ledger = crate::ledger::LedgerConfig::default();
@@ -482,5 +609,6 @@ mod tests {
         assert_eq!(ledger.limits.authorization_expiry_ms, 3000);
         assert_eq!(ledger.reaper_interval_ms, 100);
         assert_eq!(ledger.limits.late_void_window_ms, 60_000);
+        assert_eq!(ledger.limits.scan_record_window_ms, 5_000);
     }
 }

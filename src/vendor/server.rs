@@ -2,12 +2,14 @@
 //! stream), and after login runs a link driver per terminal. It holds no database connection:
 //! the directory is behind [`DirectoryHandle`], the ledger behind [`LedgerHandle`].
 
+use super::admission::{Admission, Refusal, SourceKey, Verdict};
 use super::directory::{self, Directory, DirectoryHandle, EnrollOutcome, Terminal};
 use super::lockout::Attempt;
 use super::login_gate::{LoginGate, RateVerdict};
 use super::money::{self as front, Caller};
 use super::monitor::{self, MonitorHub, PrinterView};
 use super::password_pool::{PasswordPool, PasswordPoolStats, PoolSlot};
+use super::ratelimit::{RateLimiter, Take};
 use super::sessions::{BindError, Binding, SessionRecord, SessionTable};
 use super::signing::{SignItem, VendorItemSigner};
 use super::{DataDir, VendorConfig, now_ms};
@@ -27,7 +29,7 @@ use anyhow::Context;
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use subtle::ConstantTimeEq;
@@ -35,9 +37,20 @@ use subtle::ConstantTimeEq;
 /// Application close codes on the QUIC connection.
 pub const CLOSE_SUPERSEDED: u32 = 1;
 pub const CLOSE_SHUTDOWN: u32 = 2;
+/// No `login` or `resume` succeeded within `login_deadline_ms` of the handshake.
+pub const CLOSE_LOGIN_DEADLINE: u32 = 3;
+/// Application error code of a request stream the vendor stops and resets because its request
+/// did not fully arrive within `request_read_timeout_ms`.
+pub const STREAM_READ_TIMEOUT: u32 = 1;
+/// Sources whose scan budget is tracked at once (a source with an unspent budget is
+/// forgotten first; beyond this a new source's `scan` is `busy`).
+pub const SCAN_SOURCES_TRACKED_MAX: usize = 65_536;
+/// Pieces whose scan budget is tracked at once (likewise).
+pub const SCAN_PIECES_TRACKED_MAX: usize = 65_536;
+
 /// The terminal was revoked or the session's clerk disabled (`frank vendor terminal revoke`,
 /// `frank vendor clerk disable`).
-pub const CLOSE_REVOKED: u32 = 3;
+pub const CLOSE_REVOKED: u32 = 4;
 /// How often the vendor looks for terminals revoked and clerks disabled by the admin CLI: a
 /// live session of either ends within this (plus a close's flight).
 pub const REVOCATION_POLL_MS: u64 = 250;
@@ -73,6 +86,57 @@ struct Shared {
     /// account's records since its period start, so a caller asking for whole-history
     /// statements in a loop takes at most this many ledger reads.
     statements: tokio::sync::Semaphore,
+    /// Connections per source (`connections_per_source_max`) and the Retry rule.
+    admission: Mutex<Admission>,
+    /// `scan` budgets that outlive connections: per source, per piece.
+    scan_sources: Mutex<RateLimiter<SourceKey>>,
+    scan_pieces: Mutex<RateLimiter<crate::ledger::PieceId>>,
+    limits_hit: LimitCounters,
+}
+
+/// How often each connection or scan limit acted since the vendor started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LimitCounts {
+    /// QUIC Retry packets sent to validate an address.
+    pub retries_sent: u64,
+    /// Connection attempts refused at `connections_max`.
+    pub refused_connections_max: u64,
+    /// Connection attempts refused at `connections_per_source_max`.
+    pub refused_per_source: u64,
+    /// Connections closed at `login_deadline_ms`.
+    pub closed_at_login_deadline: u64,
+    /// Request streams reset at `request_read_timeout_ms`.
+    pub streams_reset_read_timeout: u64,
+    /// `scan` requests refused by a per-source or per-piece budget.
+    pub scans_limited: u64,
+}
+
+#[derive(Debug, Default)]
+struct LimitCounters {
+    retries_sent: AtomicU64,
+    refused_connections_max: AtomicU64,
+    refused_per_source: AtomicU64,
+    closed_at_login_deadline: AtomicU64,
+    streams_reset_read_timeout: AtomicU64,
+    scans_limited: AtomicU64,
+}
+
+impl LimitCounters {
+    fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> LimitCounts {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        LimitCounts {
+            retries_sent: get(&self.retries_sent),
+            refused_connections_max: get(&self.refused_connections_max),
+            refused_per_source: get(&self.refused_per_source),
+            closed_at_login_deadline: get(&self.closed_at_login_deadline),
+            streams_reset_read_timeout: get(&self.streams_reset_read_timeout),
+            scans_limited: get(&self.scans_limited),
+        }
+    }
 }
 
 /// A running vendor server.
@@ -82,7 +146,8 @@ pub struct VendorServer {
     accept_task: tokio::task::JoinHandle<()>,
 }
 
-/// The QUIC transport settings both ends use.
+/// The QUIC transport settings both ends use (the vendor then sets its own
+/// `streams_per_connection_max`, see [`server_transport_config`]).
 pub fn transport_config(idle_timeout_ms: u32) -> quinn::TransportConfig {
     let mut t = quinn::TransportConfig::default();
     t.max_idle_timeout(Some(quinn::VarInt::from_u32(idle_timeout_ms).into()));
@@ -94,7 +159,17 @@ pub fn transport_config(idle_timeout_ms: u32) -> quinn::TransportConfig {
     t
 }
 
+/// The bidirectional streams a vendor lets its peer open when nothing else is configured
+/// (the vendor's own is `streams_per_connection_max` in vendor.toml).
 pub const STREAMS_PER_CONNECTION_MAX: u32 = 16;
+
+/// The vendor's transport: [`transport_config`] with its clients' concurrent bidirectional
+/// streams capped at `streams_per_connection_max`.
+pub fn server_transport_config(config: &VendorConfig) -> quinn::TransportConfig {
+    let mut t = transport_config(config.idle_timeout_ms);
+    t.max_concurrent_bidi_streams(quinn::VarInt::from_u32(config.streams_per_connection_max));
+    t
+}
 pub const DATAGRAM_RECEIVE_BUFFER_BYTES_MAX: usize = 64 * 1024;
 pub const DATAGRAM_SEND_BUFFER_BYTES_MAX: usize = 64 * 1024;
 
@@ -146,7 +221,7 @@ impl VendorServer {
         };
         let directory = DirectoryHandle::spawn(Directory::open(&files.db_path)?)?;
         let mut server_config = crate::tls::server_config(files.cert_der.clone(), &files.key)?;
-        server_config.transport_config(Arc::new(transport_config(files.config.idle_timeout_ms)));
+        server_config.transport_config(Arc::new(server_transport_config(&files.config)));
         let endpoint = quinn::Endpoint::server(server_config, listen)
             .with_context(|| format!("listening on {listen}"))?;
         // A hash to verify against when the clerk does not exist, so timing does not tell.
@@ -173,6 +248,15 @@ impl VendorServer {
         );
         let login_gate = LoginGate::new(files.config.login_gate());
         let statements = tokio::sync::Semaphore::new(files.config.statements_in_flight_max);
+        let admission = Admission::new(files.config.admission_limits());
+        let scan_sources = RateLimiter::new(
+            files.config.scans_per_source_per_minute,
+            SCAN_SOURCES_TRACKED_MAX,
+        );
+        let scan_pieces = RateLimiter::new(
+            files.config.scans_per_piece_per_minute,
+            SCAN_PIECES_TRACKED_MAX,
+        );
         let shared = Arc::new(Shared {
             own_keys,
             config: files.config,
@@ -187,6 +271,10 @@ impl VendorServer {
             passwords,
             monitor: Arc::new(MonitorHub::default()),
             statements,
+            admission: Mutex::new(admission),
+            scan_sources: Mutex::new(scan_sources),
+            scan_pieces: Mutex::new(scan_pieces),
+            limits_hit: LimitCounters::default(),
         });
         // The reaper's unsettled commits move account figures the monitor shows.
         let mut expirations = shared.ledger.expirations();
@@ -239,6 +327,11 @@ impl VendorServer {
     /// The last printer report of a terminal (`printer_status`).
     pub fn printer_report(&self, terminal_id: u64) -> Option<PrinterView> {
         self.shared.monitor.printer(terminal_id)
+    }
+
+    /// How often the connection and scan limits acted (docs/PROTOCOL.md §1.1, §4.7).
+    pub fn limit_counts(&self) -> LimitCounts {
+        self.shared.limits_hit.snapshot()
     }
 
     /// Live admin monitor subscriptions.
@@ -307,27 +400,72 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// A source's connection slot, given back when the connection's task ends.
+struct SourceSlot {
+    shared: Arc<Shared>,
+    source: SourceKey,
+}
+
+impl Drop for SourceSlot {
+    fn drop(&mut self) {
+        lock(&self.shared.admission).release(self.source);
+    }
+}
+
 async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
     while let Some(incoming) = endpoint.accept().await {
-        if endpoint.open_connections() >= shared.config.connections_max {
-            tracing::warn!(
-                limit = shared.config.connections_max,
-                "refusing connection: connections_max reached"
-            );
-            incoming.refuse();
-            continue;
+        let source = SourceKey::of(incoming.remote_address().ip());
+        let verdict = lock(&shared.admission).decide(
+            source,
+            incoming.remote_address_validated(),
+            endpoint.open_connections(),
+        );
+        match verdict {
+            Verdict::Accept => {}
+            Verdict::Retry => {
+                tracing::debug!(%source, "validating the address with a Retry");
+                LimitCounters::bump(&shared.limits_hit.retries_sent);
+                if let Err(e) = incoming.retry() {
+                    e.into_incoming().refuse();
+                }
+                continue;
+            }
+            Verdict::Refuse(why) => {
+                LimitCounters::bump(match why {
+                    Refusal::VendorFull => &shared.limits_hit.refused_connections_max,
+                    Refusal::SourceFull => &shared.limits_hit.refused_per_source,
+                });
+                match why {
+                    Refusal::VendorFull => tracing::warn!(
+                        limit = shared.config.connections_max,
+                        "refusing connection: connections_max reached"
+                    ),
+                    Refusal::SourceFull => tracing::debug!(
+                        %source,
+                        limit = shared.config.connections_per_source_max,
+                        "refusing connection: connections_per_source_max reached"
+                    ),
+                }
+                incoming.refuse();
+                continue;
+            }
         }
+        let slot = SourceSlot {
+            shared: shared.clone(),
+            source,
+        };
         let shared = shared.clone();
         tokio::spawn(async move {
             let remote = incoming.remote_address();
             // Await the full handshake: nothing is read before it completes (no 0-RTT).
             match incoming.accept() {
                 Ok(connecting) => match connecting.await {
-                    Ok(conn) => serve_connection(conn, shared).await,
+                    Ok(conn) => serve_connection(conn, shared, source).await,
                     Err(e) => tracing::info!(%remote, error = %e, "handshake failed"),
                 },
                 Err(e) => tracing::info!(%remote, error = %e, "could not accept"),
             }
+            drop(slot);
         });
     }
 }
@@ -340,6 +478,8 @@ struct ConnState {
     session: Mutex<ConnSession>,
     /// `scan` requests made on this connection (bounded by `scans_per_connection_max`).
     scans: AtomicU32,
+    /// Where the connection comes from (per-source budgets).
+    source: SourceKey,
 }
 
 /// The one session of a connection.
@@ -368,7 +508,7 @@ fn exporter_of(conn: &quinn::Connection) -> anyhow::Result<Exporter> {
     Ok(Exporter(out))
 }
 
-async fn serve_connection(conn: quinn::Connection, shared: Arc<Shared>) {
+async fn serve_connection(conn: quinn::Connection, shared: Arc<Shared>, source: SourceKey) {
     let exporter = match exporter_of(&conn) {
         Ok(e) => e,
         Err(e) => {
@@ -383,10 +523,30 @@ async fn serve_connection(conn: quinn::Connection, shared: Arc<Shared>) {
         exporter,
         session: Mutex::new(ConnSession::default()),
         scans: AtomicU32::new(0),
+        source,
     });
-    while let Ok((send, recv)) = conn.accept_bi().await {
-        let state = state.clone();
-        tokio::spawn(async move { serve_stream(state, send, recv).await });
+    let deadline = tokio::time::sleep(Duration::from_millis(state.shared.config.login_deadline_ms));
+    tokio::pin!(deadline);
+    let mut deadline_armed = true;
+    loop {
+        tokio::select! {
+            accepted = conn.accept_bi() => {
+                let Ok((send, recv)) = accepted else { break };
+                let state = state.clone();
+                tokio::spawn(async move { serve_stream(state, send, recv).await });
+            }
+            () = &mut deadline, if deadline_armed => {
+                deadline_armed = false;
+                if lock(&state.session).active.is_none() {
+                    LimitCounters::bump(&state.shared.limits_hit.closed_at_login_deadline);
+                    tracing::info!(%source, "closing a connection that did not log in in time");
+                    conn.close(
+                        quinn::VarInt::from_u32(CLOSE_LOGIN_DEADLINE),
+                        b"no login before login_deadline_ms",
+                    );
+                }
+            }
+        }
     }
     detach(&state);
 }
@@ -417,7 +577,17 @@ async fn serve_stream(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
 ) {
-    let response = match recv.read_to_end(wire::REQUEST_BYTES_MAX).await {
+    let read_timeout = Duration::from_millis(state.shared.config.request_read_timeout_ms);
+    let read = tokio::time::timeout(read_timeout, recv.read_to_end(wire::REQUEST_BYTES_MAX)).await;
+    let Ok(read) = read else {
+        tracing::debug!(source = %state.source, "resetting a request stream: request_read_timeout_ms passed");
+        LimitCounters::bump(&state.shared.limits_hit.streams_reset_read_timeout);
+        let code = quinn::VarInt::from_u32(STREAM_READ_TIMEOUT);
+        let _ = recv.stop(code);
+        let _ = send.reset(code);
+        return;
+    };
+    let response = match read {
         Ok(bytes) => match wire::decode_request(&bytes) {
             Ok(Request::SubscribeTerminals(_)) => {
                 subscribe(&state, send).await;
@@ -1391,10 +1561,39 @@ async fn pieces(state: &Arc<ConnState>, r: wire::PiecesRequest) -> Result<Vec<u8
     }))
 }
 
-/// `scan`: a postal verifier presents an indicium. Order: the connection's scan budget, then
-/// the signature with the vendor's own key (a forged or foreign payload is refused before any
-/// lookup, so serials cannot be enumerated), then the piece, then the ledger records the scan
-/// (which rejects a pending refund request for it).
+/// Takes one token of a scan budget; `what` names it in the refusal.
+fn scan_budget<K: Eq + std::hash::Hash + Copy>(
+    shared: &Shared,
+    limiter: &Mutex<RateLimiter<K>>,
+    key: K,
+    per_minute: u32,
+    what: &str,
+) -> Result<(), ErrorBody> {
+    let take = lock(limiter).take(key, Instant::now());
+    if take != Take::Allowed {
+        LimitCounters::bump(&shared.limits_hit.scans_limited);
+    }
+    match take {
+        Take::Allowed => Ok(()),
+        Take::Limited { retry_after_ms } => Err(ErrorBody::new(
+            ErrorCode::ScanLimit,
+            format!("{what} is limited to {per_minute} scans a minute; try again later"),
+        )
+        .with_limit(u64::from(per_minute))
+        .with_retry_after_ms(retry_after_ms)),
+        Take::TableFull => Err(ErrorBody::new(
+            ErrorCode::Busy,
+            "the vendor is tracking too many scan budgets; try again later",
+        )
+        .with_retry_after_ms(1000)),
+    }
+}
+
+/// `scan`: a postal verifier presents an indicium. Order: the connection's scan budget, the
+/// source's (it survives reconnects), then the signature with the vendor's own key (a forged
+/// or foreign payload is refused before any lookup, so serials cannot be enumerated), then the
+/// piece's budget, then the piece, then the ledger records the scan (which rejects a pending
+/// refund request for it; a repeat within `scan_record_window_ms` only counts on the piece).
 async fn scan(state: &Arc<ConnState>, r: wire::ScanRequest) -> Result<Vec<u8>, ErrorBody> {
     let limit = state.shared.config.scans_per_connection_max;
     let n = state
@@ -1408,11 +1607,28 @@ async fn scan(state: &Arc<ConnState>, r: wire::ScanRequest) -> Result<Vec<u8>, E
         )
         .with_limit(u64::from(limit)));
     }
+    let config = &state.shared.config;
+    scan_budget(
+        &state.shared,
+        &state.shared.scan_sources,
+        state.source,
+        config.scans_per_source_per_minute,
+        "this source address",
+    )?;
     let verified = verify_payload(&r.payload, &state.shared.own_keys)
         .map_err(|e| ErrorBody::new(ErrorCode::InvalidIndicium, e.to_string()))?;
     let body = verified.indicium.body;
     let meter = body.meter_serial.to_string();
     let piece_serial = body.piece_serial.get();
+    if let Some(m) = crate::ledger::MeterSerial::parse(&meter) {
+        scan_budget(
+            &state.shared,
+            &state.shared.scan_pieces,
+            front::piece_id(m.account(), piece_serial),
+            config.scans_per_piece_per_minute,
+            "one piece",
+        )?;
+    }
     let answer = |state: &str, fraud: bool, refund_rejected: bool, scanned_before: bool| {
         wire::encode_ok(&wire::Scanned {
             meter: meter.clone(),

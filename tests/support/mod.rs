@@ -112,6 +112,23 @@ pub async fn logged_in(v: &Vendor, addr: SocketAddr) -> (Counter, Session) {
     (c, s)
 }
 
+/// Longest wait for a fresh counter's link to come up, in ms.
+pub const LINK_UP_MS_MAX: u64 = 10_000;
+
+/// A logged-in counter whose link is Up on both ends: its own guard and the vendor's view.
+pub async fn linked_counter(v: &Vendor) -> (Counter, Session, frank::link::driver::LinkHandle) {
+    use frank::link::guard::LinkState;
+    let limit = Duration::from_millis(LINK_UP_MS_MAX);
+    let (c, s) = logged_in(v, v.addr).await;
+    let link = s.start_link().unwrap();
+    let mut mine = link.state.clone();
+    wait_for(&mut mine, limit, "counter up", |s| *s == LinkState::Up).await;
+    let view = v.server.terminal_link(c.terminal_id).unwrap();
+    let mut theirs = view.link.state.clone();
+    wait_for(&mut theirs, limit, "vendor up", |s| *s == LinkState::Up).await;
+    (c, s, link)
+}
+
 /// Waits until `pred` holds for the watched value, or fails after `limit`.
 pub async fn wait_for<T: Clone + std::fmt::Debug>(
     rx: &mut watch::Receiver<T>,
