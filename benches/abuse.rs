@@ -8,7 +8,8 @@
 //!   the attack ÷ its pairs/s in a quiet run before the attacks, same run;
 //! - the vendor's VmRSS, sampled every 100 ms (`vendor_rss_mb`: the highest seen).
 //!
-//! Attacks (each bounded in count and time; every one loopback only):
+//! Attacks (each bounded in count and time; every one loopback only, from 127.0.0.2 — another
+//! source than the counter's and the loadgen's 127.0.0.1, as another host would be):
 //! - `concurrent_logins`: one enrolled terminal, 64 wrong-password logins at once, again and
 //!   again (Why 1);
 //! - `session_leak`: 16 concurrent right-password logins on one connection, then close it,
@@ -133,8 +134,20 @@ struct Terminal {
     terminal_id: u64,
 }
 
+/// Where attacks come from: another loopback address than the legitimate counter's and the
+/// loadgen's (127.0.0.1), as an attacker would be another host.
+const ATTACKER_IP: &str = "127.0.0.2";
+
+fn attacker_endpoint() -> quinn::Endpoint {
+    client::client_endpoint(format!("{ATTACKER_IP}:0").parse().expect("an address"))
+        .expect("attacker endpoint")
+}
+
 async fn enroll(r: &Rig, name: &str) -> Terminal {
-    let endpoint = client::endpoint_for(r.addr).expect("endpoint");
+    enroll_from(r, name, client::endpoint_for(r.addr).expect("endpoint")).await
+}
+
+async fn enroll_from(r: &Rig, name: &str, endpoint: quinn::Endpoint) -> Terminal {
     let conn = client::connect(&endpoint, r.addr, r.key)
         .await
         .expect("connect");
@@ -276,7 +289,7 @@ async fn run_attack(attack: Attack, r: Arc<Rig>, until: Instant, scan_payload: V
     let sent = Arc::new(AtomicU64::new(0));
     match attack {
         Attack::ConcurrentLogins => {
-            let t = Arc::new(enroll(&r, "attacker-logins").await);
+            let t = Arc::new(enroll_from(&r, "attacker-logins", attacker_endpoint()).await);
             while Instant::now() < until {
                 let mut tasks = Vec::new();
                 for _ in 0..WRONG_LOGINS_AT_ONCE {
@@ -304,7 +317,7 @@ async fn run_attack(attack: Attack, r: Arc<Rig>, until: Instant, scan_payload: V
             }
         }
         Attack::SessionLeak => {
-            let t = Arc::new(enroll(&r, "attacker-sessions").await);
+            let t = Arc::new(enroll_from(&r, "attacker-sessions", attacker_endpoint()).await);
             while Instant::now() < until {
                 let Some(Ok(conn)) =
                     with_deadline(client::connect(&t.endpoint, r.addr, r.key)).await
@@ -333,7 +346,7 @@ async fn run_attack(attack: Attack, r: Arc<Rig>, until: Instant, scan_payload: V
             }
         }
         Attack::RandomClerks => {
-            let t = Arc::new(enroll(&r, "attacker-clerks").await);
+            let t = Arc::new(enroll_from(&r, "attacker-clerks", attacker_endpoint()).await);
             let stop = Arc::new(AtomicBool::new(false));
             let mut tasks = Vec::new();
             for _ in 0..RANDOM_CLERKS_IN_FLIGHT {
@@ -365,7 +378,7 @@ async fn run_attack(attack: Attack, r: Arc<Rig>, until: Instant, scan_payload: V
             stop.store(true, Ordering::Relaxed);
         }
         Attack::ConnectionFlood => {
-            let endpoint = client::endpoint_for(r.addr).expect("endpoint");
+            let endpoint = attacker_endpoint();
             let mut held = Vec::new();
             let payload = vec![0xa3u8; FLOOD_STREAM_BYTES];
             for _ in 0..FLOOD_CONNECTIONS_MAX {
@@ -402,7 +415,7 @@ async fn run_attack(attack: Attack, r: Arc<Rig>, until: Instant, scan_payload: V
             for _ in 0..SCAN_WORKERS {
                 let (r, sent, payload) = (r.clone(), sent.clone(), scan_payload.clone());
                 tasks.push(tokio::spawn(async move {
-                    let endpoint = client::endpoint_for(r.addr).expect("endpoint");
+                    let endpoint = attacker_endpoint();
                     while Instant::now() < until {
                         let Some(Ok(conn)) =
                             with_deadline(client::connect(&endpoint, r.addr, r.key)).await
@@ -428,7 +441,7 @@ async fn run_attack(attack: Attack, r: Arc<Rig>, until: Instant, scan_payload: V
             }
         }
         Attack::StatementFlood => {
-            let t = enroll(&r, "attacker-statements").await;
+            let t = enroll_from(&r, "attacker-statements", attacker_endpoint()).await;
             let s = login(&r, &t, support::CLERK, support::PASSWORD).await;
             let mut tasks = Vec::new();
             for _ in 0..STATEMENTS_IN_FLIGHT {
@@ -447,7 +460,7 @@ async fn run_attack(attack: Attack, r: Arc<Rig>, until: Instant, scan_payload: V
             }
         }
         Attack::MonitorFlood => {
-            let t = enroll(&r, "attacker-monitor").await;
+            let t = enroll_from(&r, "attacker-monitor", attacker_endpoint()).await;
             let s = login(&r, &t, SUPERVISOR, SUPERVISOR_PASSWORD).await;
             let mut tasks = Vec::new();
             for _ in 0..MONITOR_SUBSCRIPTIONS {

@@ -109,6 +109,10 @@ pub struct VendorConfig {
     pub scans_per_source_per_minute: u32,
     /// `scan` requests of one piece (any source) answered per minute.
     pub scans_per_piece_per_minute: u32,
+    /// New connections (QUIC handshakes) one source may make per minute, a minute's budget at
+    /// once; beyond it the source is asked to prove its address (Retry), then refused. Only
+    /// proven addresses are charged.
+    pub handshakes_per_source_per_minute: u32,
     /// Repeated scans of one piece within this window after a recorded scan only count on the
     /// piece (`scan_count`); no further audit record (default: the ledger's 3,600,000 ms;
     /// 0 ..= 30 days).
@@ -164,6 +168,7 @@ impl Default for VendorConfig {
             terminal_login_interval_ms: 2_000,
             scans_per_source_per_minute: 600,
             scans_per_piece_per_minute: 6,
+            handshakes_per_source_per_minute: 300,
             scan_record_window_ms: None,
             top_up_min_cents: None,
             top_up_max_cents: None,
@@ -345,6 +350,10 @@ impl VendorConfig {
             (
                 "scans_per_piece_per_minute",
                 self.scans_per_piece_per_minute,
+            ),
+            (
+                "handshakes_per_source_per_minute",
+                self.handshakes_per_source_per_minute,
             ),
         ] {
             if !SCANS_PER_MINUTE_RANGE.contains(&v) {

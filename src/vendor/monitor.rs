@@ -22,7 +22,9 @@ use tokio::sync::{mpsc, watch};
 
 /// The soonest the ledger figures (balance, items today) are read again after a change; more
 /// changes inside this window are picked up by the next push interval.
-pub const MONITOR_LEDGER_REFRESH_MS_MIN: u64 = 100;
+/// Shared by every subscription of the account: one read per account per window, however many
+/// supervisors watch it.
+pub const MONITOR_LEDGER_REFRESH_MS_MIN: u64 = 500;
 /// The ledger figures are read at least this often even without a change seen by this
 /// vendor (refund decisions are made by the admin CLI on the data directory).
 pub const MONITOR_LEDGER_REFRESH_MS_MAX: u64 = 10_000;
@@ -45,6 +47,9 @@ pub struct MonitorHub {
     subscribers: AtomicUsize,
     /// Live subscriptions per directory account (entries removed at 0).
     per_account: Mutex<HashMap<u64, usize>>,
+    /// The latest ledger figures read per directory account, and when: subscriptions of one
+    /// account share them (entries go with the account's last subscription).
+    figures: Mutex<HashMap<u64, (Instant, AccountFigures)>>,
 }
 
 /// How many monitor subscriptions may run: on the whole vendor and per directory account (so
@@ -74,6 +79,7 @@ impl Default for MonitorHub {
             printers: Mutex::new(HashMap::new()),
             subscribers: AtomicUsize::new(0),
             per_account: Mutex::new(HashMap::new()),
+            figures: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -204,6 +210,7 @@ impl Drop for Permit {
             *n = n.saturating_sub(1);
             if *n == 0 {
                 accounts.remove(&self.account_id);
+                lock(&self.hub.figures).remove(&self.account_id);
             }
         }
     }
@@ -469,13 +476,29 @@ pub async fn run_subscription(ctx: SubscriptionCtx, mut send: quinn::SendStream)
                     && age >= Duration::from_millis(MONITOR_LEDGER_REFRESH_MS_MIN))
         });
         if figs_due {
-            match figures(&ctx).await {
-                Ok(f) => {
-                    figs = f;
-                    seen.ledger = generation.ledger;
-                    figs_at = Some(Instant::now());
+            // Another subscription of the account read them within the window: share them.
+            let shared = lock(&ctx.hub.figures)
+                .get(&ctx.account_id)
+                .copied()
+                .filter(|(at, _)| {
+                    at.elapsed() < Duration::from_millis(MONITOR_LEDGER_REFRESH_MS_MIN)
+                        && figs_at.is_none_or(|mine| *at > mine)
+                });
+            if let Some((at, f)) = shared {
+                figs = f;
+                seen.ledger = generation.ledger;
+                figs_at = Some(at);
+            } else {
+                match figures(&ctx).await {
+                    Ok(f) => {
+                        let at = Instant::now();
+                        figs = f;
+                        seen.ledger = generation.ledger;
+                        figs_at = Some(at);
+                        lock(&ctx.hub.figures).insert(ctx.account_id, (at, f));
+                    }
+                    Err(e) => tracing::warn!(error = %e, "monitor: reading the ledger failed"),
                 }
-                Err(e) => tracing::warn!(error = %e, "monitor: reading the ledger failed"),
             }
         }
         let shown = &terminals[..terminals.len().min(MONITOR_ROWS_MAX)];

@@ -98,6 +98,13 @@ impl<K: Eq + Hash + Copy> RateLimiter<K> {
         Take::Allowed
     }
 
+    /// Whether `key` has a token at `now`, taking nothing (an unknown key has a full bucket).
+    pub fn has_budget(&self, key: K, now: Instant) -> bool {
+        self.buckets
+            .get(&key)
+            .is_none_or(|b| self.refilled(b, now) >= MINUTE_MS)
+    }
+
     /// Drops every bucket that is full at `now` (indistinguishable from an unknown key).
     fn forget_full(&mut self, now: Instant) {
         let capacity = self.capacity();
@@ -113,6 +120,25 @@ impl<K: Eq + Hash + Copy> RateLimiter<K> {
     /// Keys tracked (at most `keys_max`).
     pub fn keys(&self) -> usize {
         self.buckets.len()
+    }
+}
+
+#[cfg(test)]
+mod budget_tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn has_budget_looks_without_taking() {
+        let t0 = Instant::now();
+        let mut r = RateLimiter::new(2, 8);
+        assert!(r.has_budget(1u8, t0));
+        assert!(r.has_budget(1u8, t0), "looking takes nothing");
+        assert_eq!(r.take(1, t0), Take::Allowed);
+        assert_eq!(r.take(1, t0), Take::Allowed);
+        assert!(!r.has_budget(1, t0));
+        assert!(r.has_budget(2, t0), "per key");
+        assert!(r.has_budget(1, t0 + Duration::from_secs(30)), "refilled");
     }
 }
 

@@ -91,6 +91,9 @@ struct Shared {
     /// `scan` budgets that outlive connections: per source, per piece.
     scan_sources: Mutex<RateLimiter<SourceKey>>,
     scan_pieces: Mutex<RateLimiter<crate::ledger::PieceId>>,
+    /// New connections a source may make (`handshakes_per_source_per_minute`): each handshake
+    /// costs the vendor a signature and a key exchange.
+    handshakes: Mutex<RateLimiter<SourceKey>>,
     limits_hit: LimitCounters,
 }
 
@@ -103,6 +106,8 @@ pub struct LimitCounts {
     pub refused_connections_max: u64,
     /// Connection attempts refused at `connections_per_source_max`.
     pub refused_per_source: u64,
+    /// Connection attempts refused because their source spent `handshakes_per_source_per_minute`.
+    pub refused_handshake_rate: u64,
     /// Connections closed at `login_deadline_ms`.
     pub closed_at_login_deadline: u64,
     /// Request streams reset at `request_read_timeout_ms`.
@@ -116,6 +121,7 @@ struct LimitCounters {
     retries_sent: AtomicU64,
     refused_connections_max: AtomicU64,
     refused_per_source: AtomicU64,
+    refused_handshake_rate: AtomicU64,
     closed_at_login_deadline: AtomicU64,
     streams_reset_read_timeout: AtomicU64,
     scans_limited: AtomicU64,
@@ -132,6 +138,7 @@ impl LimitCounters {
             retries_sent: get(&self.retries_sent),
             refused_connections_max: get(&self.refused_connections_max),
             refused_per_source: get(&self.refused_per_source),
+            refused_handshake_rate: get(&self.refused_handshake_rate),
             closed_at_login_deadline: get(&self.closed_at_login_deadline),
             streams_reset_read_timeout: get(&self.streams_reset_read_timeout),
             scans_limited: get(&self.scans_limited),
@@ -257,6 +264,10 @@ impl VendorServer {
             files.config.scans_per_piece_per_minute,
             SCAN_PIECES_TRACKED_MAX,
         );
+        let handshakes = RateLimiter::new(
+            files.config.handshakes_per_source_per_minute,
+            SCAN_SOURCES_TRACKED_MAX,
+        );
         let shared = Arc::new(Shared {
             own_keys,
             config: files.config,
@@ -274,6 +285,7 @@ impl VendorServer {
             admission: Mutex::new(admission),
             scan_sources: Mutex::new(scan_sources),
             scan_pieces: Mutex::new(scan_pieces),
+            handshakes: Mutex::new(handshakes),
             limits_hit: LimitCounters::default(),
         });
         // The reaper's unsettled commits move account figures the monitor shows.
@@ -421,7 +433,29 @@ async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
             endpoint.open_connections(),
         );
         match verdict {
-            Verdict::Accept => {}
+            Verdict::Accept => {
+                // The source's handshake budget: only an address proven by a Retry is charged
+                // (a spoofed one cannot spend its victim's budget); one whose budget is spent
+                // is asked to prove its address, then refused.
+                let now = Instant::now();
+                let mut budget = lock(&shared.handshakes);
+                if incoming.remote_address_validated() {
+                    if !matches!(budget.take(source, now), Take::Allowed) {
+                        drop(budget);
+                        LimitCounters::bump(&shared.limits_hit.refused_handshake_rate);
+                        tracing::debug!(%source, "refusing connection: handshakes_per_source_per_minute spent");
+                        incoming.refuse();
+                        continue;
+                    }
+                } else if !budget.has_budget(source, now) {
+                    drop(budget);
+                    LimitCounters::bump(&shared.limits_hit.retries_sent);
+                    if let Err(e) = incoming.retry() {
+                        e.into_incoming().refuse();
+                    }
+                    continue;
+                }
+            }
             Verdict::Retry => {
                 tracing::debug!(%source, "validating the address with a Retry");
                 LimitCounters::bump(&shared.limits_hit.retries_sent);
