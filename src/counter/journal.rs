@@ -184,10 +184,24 @@ use std::io::Read as _;
 /// and returns the file opened for appending.
 fn rewrite(path: &Path, records: &[Record]) -> Result<File, JournalError> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(io(path))?;
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(crate::datafiles::DIR_MODE)
+            .create(dir)
+            .map_err(io(path))?;
+    }
     let tmp = path.with_extension("journal.tmp");
     {
-        let mut f = File::create(&tmp).map_err(io(&tmp))?;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(crate::datafiles::FILE_MODE)
+            .open(&tmp)
+            .map_err(io(&tmp))?;
         for r in records {
             f.write_all(line_for(r).as_bytes()).map_err(io(&tmp))?;
         }

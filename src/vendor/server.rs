@@ -17,6 +17,7 @@ use crate::link::driver::{self, LinkHandle};
 use crate::link::guard::LinkState;
 use crate::link::keepalive::KeepaliveEndpoint;
 use crate::link::keys::{self, Exporter, MacKey, SessionKeys};
+use crate::logtext::escaped;
 use crate::wire::reqmac::MacInput;
 use crate::wire::{self, ErrorBody, ErrorCode, Request};
 use anyhow::Context;
@@ -373,13 +374,13 @@ async fn serve_stream(
                 match handle(&state, request).await {
                     Ok(body) => body,
                     Err(err) => {
-                        tracing::info!(request = kind, code = ?err.code, message = %err.message, "request refused");
+                        tracing::info!(request = kind, code = ?err.code, message = %escaped(&err.message), "request refused");
                         wire::encode_error(&err)
                     }
                 }
             }
             Err(err) => {
-                tracing::info!(code = ?err.code, message = %err.message, "bad request");
+                tracing::info!(code = ?err.code, message = %escaped(&err.message), "bad request");
                 wire::encode_error(&err)
             }
         },
@@ -478,7 +479,7 @@ async fn subscribe(state: &Arc<ConnState>, mut send: quinn::SendStream) {
     match admit_subscriber(state).await {
         Ok(ctx) => monitor::run_subscription(ctx, send).await,
         Err(err) => {
-            tracing::info!(request = "subscribe_terminals", code = ?err.code, message = %err.message, "request refused");
+            tracing::info!(request = "subscribe_terminals", code = ?err.code, message = %escaped(&err.message), "request refused");
             let frame = wire::monitor::encode_frame(&wire::encode_error(&err));
             let _ = send.write_all(&frame).await;
             let _ = send.finish();
@@ -499,7 +500,7 @@ async fn admit_subscriber(state: &Arc<ConnState>) -> Result<monitor::Subscriptio
         .as_ref()
         .is_some_and(|c| c.role == "supervisor" && c.account_id == active.account_id);
     if !supervisor {
-        tracing::warn!(clerk = %active.clerk, terminal = active.terminal_id, "monitor refused: not a supervisor");
+        tracing::warn!(clerk = %escaped(&active.clerk), terminal = active.terminal_id, "monitor refused: not a supervisor");
         return Err(ErrorBody::new(
             ErrorCode::Forbidden,
             "only a supervisor of this account may watch its terminals; sign in as one",
@@ -508,7 +509,7 @@ async fn admit_subscriber(state: &Arc<ConnState>) -> Result<monitor::Subscriptio
     let permit = shared
         .monitor
         .admit(shared.config.monitor_subscribers_max)?;
-    tracing::info!(clerk = %active.clerk, account = active.account_id, "monitor subscription started");
+    tracing::info!(clerk = %escaped(&active.clerk), account = active.account_id, "monitor subscription started");
     let links = shared.clone();
     Ok(monitor::SubscriptionCtx {
         hub: shared.monitor.clone(),
@@ -555,7 +556,7 @@ async fn enroll(state: &Arc<ConnState>, r: wire::Enroll) -> Result<Vec<u8>, Erro
     let terminal = match outcome {
         EnrollOutcome::Enrolled(t) => t,
         EnrollOutcome::BadCode => {
-            tracing::warn!(name = %name, "enrollment refused: bad enrollment code");
+            tracing::warn!(name = %escaped(&name), "enrollment refused: bad enrollment code");
             return Err(ErrorBody::new(
                 ErrorCode::BadEnrollmentCode,
                 "enrollment code is not valid; ask the vendor for the account's code",
@@ -565,7 +566,7 @@ async fn enroll(state: &Arc<ConnState>, r: wire::Enroll) -> Result<Vec<u8>, Erro
     let vendor_time_ms = now_ms();
     let transcript = keys::enroll_transcript(&challenge, &state.exporter, vendor_time_ms);
     let signature = state.shared.key.sign(&transcript);
-    tracing::info!(terminal = terminal.id, account = terminal.account_id, name = %terminal.name, "terminal enrolled");
+    tracing::info!(terminal = terminal.id, account = terminal.account_id, name = %escaped(&terminal.name), "terminal enrolled");
     state.shared.monitor.terminals_changed(terminal.account_id);
     Ok(wire::encode_ok(&wire::Enrolled {
         terminal_id: terminal.id,
@@ -629,7 +630,7 @@ async fn login(state: &Arc<ConnState>, r: wire::Login) -> Result<Vec<u8>, ErrorB
         .await
         .map_err(directory_error)?;
     if let LockState::LockedFor { retry_after_ms } = lock_state {
-        tracing::warn!(clerk = %r.clerk, terminal = terminal_id, retry_after_ms, "login refused: locked out");
+        tracing::warn!(clerk = %escaped(&r.clerk), terminal = terminal_id, retry_after_ms, "login refused: locked out");
         return Err(locked_out(retry_after_ms));
     }
     let clerk_name = r.clerk.clone();
@@ -655,7 +656,7 @@ async fn login(state: &Arc<ConnState>, r: wire::Login) -> Result<Vec<u8>, ErrorB
             .call(move |d| d.record_failure(&clerk_name, terminal_id, now_ms()))
             .await
             .map_err(directory_error)?;
-        tracing::warn!(clerk = %r.clerk, terminal = terminal_id, failures, "login failed: bad credentials");
+        tracing::warn!(clerk = %escaped(&r.clerk), terminal = terminal_id, failures, "login failed: bad credentials");
         return Err(match lock_state {
             LockState::LockedFor { retry_after_ms } => locked_out(retry_after_ms),
             LockState::Open => {
@@ -699,7 +700,7 @@ async fn login(state: &Arc<ConnState>, r: wire::Login) -> Result<Vec<u8>, ErrorB
             },
         );
     }
-    tracing::info!(clerk = %clerk.username, terminal = terminal.id, session = session_id, "clerk logged in");
+    tracing::info!(clerk = %escaped(&clerk.username), terminal = terminal.id, session = session_id, "clerk logged in");
     let reply = logged_in(
         &shared.config,
         session_id,
@@ -785,7 +786,7 @@ async fn resume(state: &Arc<ConnState>, r: wire::Resume) -> Result<Vec<u8>, Erro
     let mut keys = keys::derive_session_keys(&state.exporter, r.session_id, terminal.id, &clerk);
     // The resume key stays the one from the original login.
     keys.resume = resume_key;
-    tracing::info!(clerk = %clerk, terminal = terminal.id, session = r.session_id, "session resumed");
+    tracing::info!(clerk = %escaped(&clerk), terminal = terminal.id, session = r.session_id, "session resumed");
     let reply = logged_in(&shared.config, r.session_id, account_id, &clerk);
     activate(
         state,
@@ -948,7 +949,7 @@ fn check_money(
     };
     let r = front::check_money_request(&caller, operation, request, amount_cents, destination);
     if let Err(e) = &r {
-        tracing::warn!(terminal = active.terminal_id, clerk = %active.clerk, operation, code = ?e.code, "money request refused before the ledger");
+        tracing::warn!(terminal = active.terminal_id, clerk = %escaped(&active.clerk), operation, code = ?e.code, "money request refused before the ledger");
     }
     r
 }
