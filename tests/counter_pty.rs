@@ -552,6 +552,12 @@ async fn kiosk_issues_a_label_only_after_the_card_is_approved() {
     );
     let mut s = Screen::spawn_env(&args, home.path(), &[("FRANK_PASSWORD", PASSWORD)]);
     s.wait_for("Press Enter to start");
+    let upgraded = std::fs::read_to_string(&config).unwrap();
+    assert!(
+        upgraded.contains("supervisor_pin_argon2id = \"$argon2id$")
+            && !upgraded.contains("supervisor_pin_sha256"),
+        "issue 13: the old PIN hash is upgraded in the file: {upgraded}"
+    );
     s.wait_for("LINK UP");
     s.wait_for("printer ready");
     s.send("\r");
