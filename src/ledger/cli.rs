@@ -534,7 +534,7 @@ mod tests {
             (
                 None,
                 Some("11/30/2026"),
-                "--to: expected YYYY-MM-DD, got \"11/30/2026\"",
+                "--to: expected YYYY-MM-DD",
             ),
             (
                 Some("2026-12-01"),
