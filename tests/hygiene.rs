@@ -350,3 +350,31 @@ fn verify_refuses_an_oversized_png_fast() {
     );
     assert!(elapsed < Duration::from_secs(2), "took {elapsed:?}");
 }
+
+/// Issue 13 item 10: `frank kiosk-pin` prints a salted argon2id line that the counter reads
+/// and that accepts the PIN; a PIN the kiosk prompt cannot type is refused.
+#[test]
+fn kiosk_pin_prints_a_salted_argon2id_line() {
+    let line = |pin: &str| {
+        frank()
+            .arg("kiosk-pin")
+            .env("FRANK_PASSWORD", pin)
+            .output()
+            .unwrap()
+    };
+    let out = line("2468");
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let phc = text
+        .trim()
+        .strip_prefix("supervisor_pin_argon2id = \"")
+        .and_then(|t| t.strip_suffix('"'))
+        .unwrap_or_else(|| panic!("{text}"));
+    let hash = frank::ui::app::PinHash::parse(phc).unwrap();
+    assert!(hash.verify("2468") && !hash.verify("2469"));
+    let again = String::from_utf8(line("2468").stdout).unwrap();
+    assert_ne!(again, text, "salted: a new hash each time");
+    let refused = line("12ab");
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("digits only"));
+}

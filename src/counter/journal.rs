@@ -254,6 +254,18 @@ mod tests {
         assert!(e.from_last_run);
     }
 
+    /// Issue 13: the journal (and a directory it creates) is readable by its owner only.
+    #[test]
+    fn the_journal_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("dir");
+        let sub = dir.path().join("terminal");
+        drop(Journal::open(&sub).expect("open"));
+        let mode = |p: &Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode(&sub), crate::datafiles::DIR_MODE);
+        assert_eq!(mode(&sub.join(JOURNAL_FILE)), crate::datafiles::FILE_MODE);
+    }
+
     #[test]
     fn a_torn_last_line_is_dropped_and_damage_elsewhere_refused() {
         let dir = tempfile::tempdir().expect("dir");
