@@ -1,11 +1,14 @@
 //! Ed25519 identities on disk: the vendor's key and each terminal's device key.
 //!
-//! Keys are PKCS#8 PEM files created with mode 0600; loading refuses a key file that group or
-//! others can read. The vendor key fingerprint is the lowercase hex of the raw 32-byte public
+//! Keys are PKCS#8 v1 PEM files (`-----BEGIN PRIVATE KEY-----`, RFC 8410: the private key
+//! only, as OpenSSL writes and reads them: `openssl pkey -in vendor-key.pem -noout` accepts
+//! one) created with mode 0600; loading refuses a key file that group or others can read.
+//! Files written before this rule hold a PKCS#8 v2 document (with the public key), which
+//! OpenSSL 3 cannot read: loading still accepts them and rewrites them as v1, atomically. The vendor key fingerprint is the lowercase hex of the raw 32-byte public
 //! key (64 characters): it is what counters pin and what `frank verify --vendor-key` takes.
 
 use anyhow::{Context, bail};
-use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
+use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey, KeypairBytes};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
 use std::fs;
@@ -44,12 +47,20 @@ pub fn parse_fingerprint(text: &str) -> anyhow::Result<VerifyingKey> {
     VerifyingKey::from_bytes(&raw).context("vendor fingerprint is not a valid Ed25519 public key")
 }
 
+/// The standard PEM of a key: PKCS#8 v1, the private key only (what OpenSSL writes).
+fn standard_pem(key: &SigningKey) -> anyhow::Result<zeroize::Zeroizing<String>> {
+    KeypairBytes {
+        secret_key: key.to_bytes(),
+        public_key: None,
+    }
+    .to_pkcs8_pem(Default::default())
+    .context("encoding the key as PKCS#8")
+}
+
 /// Creates a new key file (fails if it exists), mode 0600.
 pub fn create_key_file(path: &Path) -> anyhow::Result<SigningKey> {
     let key = SigningKey::generate(&mut rand::rngs::OsRng);
-    let pem = key
-        .to_pkcs8_pem(Default::default())
-        .context("encoding the key as PKCS#8")?;
+    let pem = standard_pem(&key)?;
     let mut f = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -61,7 +72,9 @@ pub fn create_key_file(path: &Path) -> anyhow::Result<SigningKey> {
     Ok(key)
 }
 
-/// Loads a key file, refusing one that group or others may read.
+/// Loads a key file, refusing one that group or others may read. A file in another PKCS#8
+/// form (v2, from before) is rewritten in the standard form; if that fails the key still loads
+/// and a warning is logged.
 pub fn load_key_file(path: &Path) -> anyhow::Result<SigningKey> {
     let meta =
         fs::metadata(path).with_context(|| format!("reading key file {}", path.display()))?;
@@ -72,13 +85,28 @@ pub fn load_key_file(path: &Path) -> anyhow::Result<SigningKey> {
             path.display()
         );
     }
-    let pem = fs::read_to_string(path)?;
-    SigningKey::from_pkcs8_pem(&pem).map_err(|e| {
+    let pem = zeroize::Zeroizing::new(fs::read_to_string(path)?);
+    let key = SigningKey::from_pkcs8_pem(&pem).map_err(|e| {
         anyhow::anyhow!(
             "key file {} is not an Ed25519 PKCS#8 key: {e}",
             path.display()
         )
-    })
+    })?;
+    let standard = standard_pem(&key)?;
+    if pem.trim_end() != standard.trim_end() {
+        match crate::datafiles::write_private(path, standard.as_bytes()) {
+            Ok(()) => tracing::info!(
+                file = %path.display(),
+                "key file rewritten as standard PKCS#8 (v1)"
+            ),
+            Err(e) => tracing::warn!(
+                file = %path.display(),
+                error = %e,
+                "key file is in an older PKCS#8 form and could not be rewritten"
+            ),
+        }
+    }
+    Ok(key)
 }
 
 /// PKCS#8 DER of a key, for rustls/rcgen.
@@ -108,6 +136,36 @@ mod tests {
         fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
         let err = load_key_file(&p).unwrap_err().to_string();
         assert!(err.contains("chmod 600"), "{err}");
+    }
+
+    /// Issue 13: keys written before were PKCS#8 v2 (with the public key), which OpenSSL 3
+    /// cannot read; they still load, and are rewritten as v1 with the same key and mode.
+    #[test]
+    fn old_v2_key_files_load_and_are_upgraded() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("k.pem");
+        let k = SigningKey::from_bytes(&[9; 32]);
+        let v2 = k.to_pkcs8_pem(Default::default()).unwrap();
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&p)
+            .unwrap();
+        f.write_all(v2.as_bytes()).unwrap();
+        drop(f);
+        assert_eq!(load_key_file(&p).unwrap().to_bytes(), k.to_bytes());
+        let now = fs::read_to_string(&p).unwrap();
+        assert_ne!(now.trim_end(), v2.trim_end(), "rewritten");
+        assert_eq!(now.trim_end(), standard_pem(&k).unwrap().trim_end());
+        let parsed = KeypairBytes::from_pkcs8_pem(&now).unwrap();
+        assert!(parsed.public_key.is_none(), "v1: private key only");
+        assert_eq!(parsed.secret_key, k.to_bytes());
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(load_key_file(&p).unwrap().to_bytes(), k.to_bytes());
     }
 
     #[test]

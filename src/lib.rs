@@ -4,12 +4,14 @@
 
 pub mod admin;
 pub mod counter;
+pub mod datafiles;
 pub mod demo;
 pub mod faultproxy;
 pub mod identity;
 pub mod indicium;
 pub mod ledger;
 pub mod link;
+pub mod logtext;
 pub mod money;
 pub mod printer;
 pub mod secret;

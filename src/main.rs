@@ -40,6 +40,9 @@ enum Command {
     Loadgen(LoadgenArgs),
     /// The supervisor's live monitor of the account's terminals, pushed by the vendor.
     Admin(AdminArgs),
+    /// Print the counter.toml line for a kiosk supervisor PIN (salted argon2id); the PIN comes
+    /// from FRANK_PASSWORD or a prompt.
+    KioskPin,
 }
 
 #[derive(Debug, Args)]
@@ -307,6 +310,17 @@ fn main() -> anyhow::Result<()> {
         // The TUI logs to a file (`counter` sets that up; `--headless` logs to stderr): a
         // stderr subscriber installed here would take the global slot and draw over the UI.
         Command::Counter(a) => counter(a),
+        Command::KioskPin => {
+            let pin = frank::secret::read_password("supervisor PIN: ")?;
+            if pin.is_empty() || !pin.chars().all(|c| c.is_ascii_digit()) {
+                anyhow::bail!(
+                    "a supervisor PIN is digits only (the kiosk's PIN prompt takes digits)"
+                );
+            }
+            let hash = frank::ui::app::pin_hash(&pin).map_err(anyhow::Error::msg)?;
+            println!("supervisor_pin_argon2id = \"{}\"", hash.as_phc());
+            Ok(())
+        }
         Command::Loadgen(a) => {
             init_logging("warn");
             let password =
@@ -387,6 +401,8 @@ fn vendor(cmd: VendorCommand) -> anyhow::Result<()> {
             database,
         } => {
             let dir = DataDir::new(&data.data);
+            // One vendor per data directory, until this process ends.
+            let _lock = dir.lock()?;
             runtime()?.block_on(async {
                 let options = frank::vendor::server::VendorOptions {
                     database,

@@ -429,10 +429,13 @@ async fn kiosk_traps_quit_keys_times_out_and_quits_only_with_the_pin() {
     let home = tempfile::tempdir().unwrap();
     let config = home.path().join("config").join("frank");
     std::fs::create_dir_all(&config).unwrap();
-    let pin_sha = hex::encode(frank::ui::app::pin_hash("2468").0);
+    let pin = frank::ui::app::pin_hash("2468").unwrap();
     std::fs::write(
         config.join("counter.toml"),
-        format!("supervisor_pin_sha256 = \"{pin_sha}\"\nidle_timeout_s = 2\n"),
+        format!(
+            "supervisor_pin_argon2id = \"{}\"\nidle_timeout_s = 2\n",
+            pin.as_phc()
+        ),
     )
     .unwrap();
     let args = counter_args(
@@ -524,8 +527,9 @@ async fn kiosk_issues_a_label_only_after_the_card_is_approved() {
     std::fs::write(
         &config,
         format!(
+            // A PIN hash written before argon2id: read once and upgraded (src/counter/tui.rs).
             "kiosk = true\nkiosk_clerk = \"{CLERK}\"\nsupervisor_pin_sha256 = \"{}\"\n",
-            hex::encode(frank::ui::app::pin_hash("2468").0)
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"2468"))
         ),
     )
     .unwrap();
@@ -548,6 +552,12 @@ async fn kiosk_issues_a_label_only_after_the_card_is_approved() {
     );
     let mut s = Screen::spawn_env(&args, home.path(), &[("FRANK_PASSWORD", PASSWORD)]);
     s.wait_for("Press Enter to start");
+    let upgraded = std::fs::read_to_string(&config).unwrap();
+    assert!(
+        upgraded.contains("supervisor_pin_argon2id = \"$argon2id$")
+            && !upgraded.contains("supervisor_pin_sha256"),
+        "issue 13: the old PIN hash is upgraded in the file: {upgraded}"
+    );
     s.wait_for("LINK UP");
     s.wait_for("printer ready");
     s.send("\r");

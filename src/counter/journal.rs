@@ -184,10 +184,24 @@ use std::io::Read as _;
 /// and returns the file opened for appending.
 fn rewrite(path: &Path, records: &[Record]) -> Result<File, JournalError> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(io(path))?;
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(crate::datafiles::DIR_MODE)
+            .create(dir)
+            .map_err(io(path))?;
+    }
     let tmp = path.with_extension("journal.tmp");
     {
-        let mut f = File::create(&tmp).map_err(io(&tmp))?;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(crate::datafiles::FILE_MODE)
+            .open(&tmp)
+            .map_err(io(&tmp))?;
         for r in records {
             f.write_all(line_for(r).as_bytes()).map_err(io(&tmp))?;
         }
@@ -238,6 +252,18 @@ mod tests {
         assert_eq!(e.stage, Stage::Printing);
         assert_eq!(e.piece_serial, Some(9));
         assert!(e.from_last_run);
+    }
+
+    /// Issue 13: the journal (and a directory it creates) is readable by its owner only.
+    #[test]
+    fn the_journal_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("dir");
+        let sub = dir.path().join("terminal");
+        drop(Journal::open(&sub).expect("open"));
+        let mode = |p: &Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode(&sub), crate::datafiles::DIR_MODE);
+        assert_eq!(mode(&sub.join(JOURNAL_FILE)), crate::datafiles::FILE_MODE);
     }
 
     #[test]

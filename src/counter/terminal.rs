@@ -29,10 +29,9 @@ impl TerminalDir {
         TerminalDir { path: path.into() }
     }
 
-    /// Loads the device key, creating it (0600) on first use.
+    /// Loads the device key, creating it (0600) on first use; the directory is made 0700.
     pub fn device_key(&self) -> anyhow::Result<SigningKey> {
-        std::fs::create_dir_all(&self.path)
-            .with_context(|| format!("creating {}", self.path.display()))?;
+        crate::datafiles::private_dir(&self.path)?;
         let p = self.path.join(DEVICE_KEY_FILE);
         if p.exists() {
             identity::load_key_file(&p)
@@ -74,10 +73,7 @@ impl TerminalDir {
             enrolled_ms: e.vendor_time_ms,
         };
         let p = self.path.join(ENROLLMENT_FILE);
-        let tmp = self.path.join(format!("{ENROLLMENT_FILE}.tmp"));
-        std::fs::write(&tmp, toml::to_string_pretty(&f)?)?;
-        std::fs::rename(&tmp, &p)?;
-        Ok(())
+        crate::datafiles::write_private(&p, toml::to_string_pretty(&f)?.as_bytes())
     }
 
     /// Returns the stored enrollment or enrolls now with `code` (first run).

@@ -12,12 +12,16 @@
 //! origin_zip = "20500"
 //! kiosk = false
 //! idle_timeout_s = 90
-//! supervisor_pin_sha256 = "…64 hex…"  # kiosk: SHA-256 of the PIN that may quit
+//! supervisor_pin_argon2id = "$argon2id$v=19$…"  # kiosk: the PIN that may quit (`frank kiosk-pin`)
 //! theme = "dark"
 //! [printer]
 //! device = "/dev/ttyUSB0"
 //! profile = "epson-tm-t88vi"    # a shipped id or a profile file
 //! ```
+//!
+//! A `supervisor_pin_sha256 = "…64 hex…"` (the unsalted SHA-256 of the PIN, from before) is
+//! still read once: it is replaced in the file by its `supervisor_pin_argon2id` upgrade
+//! (argon2id with a salt over that SHA-256, see [`crate::ui::app::PinHash`]).
 //!
 //! The first run enrolls the terminal (the enrollment code comes from `--enroll-code`, the
 //! file's `enroll_code`, or a prompt); then the UI opens on the clerk sign-in. Logs go to a
@@ -27,6 +31,7 @@ use super::backend::{self, BackendConfig, PrinterSetup};
 use super::client;
 use super::terminal::TerminalDir;
 use crate::printer::cli::load_profile;
+use crate::ui::app::PinHash;
 use crate::ui::event::{COMMANDS_QUEUE_MAX, EVENTS_QUEUE_MAX};
 use crate::ui::{App, AppConfig};
 use anyhow::{Context, bail};
@@ -51,6 +56,9 @@ pub struct FileSettings {
     pub origin_zip: Option<String>,
     pub kiosk: Option<bool>,
     pub idle_timeout_s: Option<u64>,
+    /// The kiosk supervisor PIN: an argon2id PHC string ([`crate::ui::app::PinHash`]).
+    pub supervisor_pin_argon2id: Option<String>,
+    /// The unsalted SHA-256 of the PIN written before argon2id: read once and upgraded.
     pub supervisor_pin_sha256: Option<String>,
     /// Kiosk: the clerk account the kiosk signs in as (password: FRANK_PASSWORD or a prompt
     /// before the screen opens).
@@ -114,12 +122,78 @@ pub fn default_state_dir() -> Option<PathBuf> {
     })
 }
 
-fn parse_hash(hex_text: &str) -> anyhow::Result<crate::ui::app::PinHash> {
+fn parse_sha256(hex_text: &str) -> anyhow::Result<[u8; 32]> {
     let bytes = hex::decode(hex_text.trim()).context("supervisor_pin_sha256 must be hex")?;
-    let arr: [u8; 32] = bytes
+    bytes
         .try_into()
-        .map_err(|_| anyhow::anyhow!("supervisor_pin_sha256 must be 32 bytes (64 hex digits)"))?;
-    Ok(crate::ui::app::PinHash(arr))
+        .map_err(|_| anyhow::anyhow!("supervisor_pin_sha256 must be 32 bytes (64 hex digits)"))
+}
+
+/// The kiosk PIN hash the config file holds. A `supervisor_pin_sha256` from before is upgraded
+/// once: its argon2id replaces it in the file (`path`, whose text is `text`); if the file
+/// cannot be rewritten the upgrade still holds for this run and a warning is logged.
+fn supervisor_pin(
+    file: &FileSettings,
+    path: Option<&Path>,
+    text: &str,
+) -> anyhow::Result<Option<PinHash>> {
+    match (&file.supervisor_pin_argon2id, &file.supervisor_pin_sha256) {
+        (Some(_), Some(_)) => bail!(
+            "the config file sets both supervisor_pin_argon2id and supervisor_pin_sha256; remove supervisor_pin_sha256"
+        ),
+        (Some(phc), None) => PinHash::parse(phc)
+            .map(Some)
+            .map_err(|e| anyhow::anyhow!("supervisor_pin_argon2id {e}")),
+        (None, Some(hex_text)) => {
+            let hash =
+                PinHash::from_sha256(&parse_sha256(hex_text)?).map_err(anyhow::Error::msg)?;
+            if let Some(p) = path {
+                match upgrade_pin_in_file(p, text, &hash) {
+                    Ok(()) => tracing::info!(
+                        file = %p.display(),
+                        "supervisor_pin_sha256 upgraded to supervisor_pin_argon2id"
+                    ),
+                    Err(e) => tracing::warn!(
+                        file = %p.display(),
+                        error = %format!("{e:#}"),
+                        "supervisor_pin_sha256 could not be upgraded in the file"
+                    ),
+                }
+            }
+            Ok(Some(hash))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// `text` with its `supervisor_pin_sha256 = …` line replaced by `supervisor_pin_argon2id`;
+/// `None` if no such line (a key set another way is left alone).
+pub fn pin_upgraded_text(text: &str, hash: &PinHash) -> Option<String> {
+    const OLD_KEY: &str = "supervisor_pin_sha256";
+    let mut found = false;
+    let mut out = String::with_capacity(text.len() + 128);
+    for line in text.lines() {
+        let rest = line.trim_start().strip_prefix(OLD_KEY);
+        if !found && rest.is_some_and(|r| r.trim_start().starts_with('=')) {
+            found = true;
+            out.push_str(&format!("supervisor_pin_argon2id = \"{}\"", hash.as_phc()));
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    found.then_some(out)
+}
+
+fn upgrade_pin_in_file(path: &Path, text: &str, hash: &PinHash) -> anyhow::Result<()> {
+    let new_text = pin_upgraded_text(text, hash).context("no supervisor_pin_sha256 line")?;
+    let check: FileSettings = toml::from_str(&new_text).context("the upgraded file")?;
+    if check.supervisor_pin_sha256.is_some()
+        || check.supervisor_pin_argon2id.as_deref() != Some(hash.as_phc())
+    {
+        bail!("the upgraded file does not read back as intended");
+    }
+    crate::datafiles::write_private(path, new_text.as_bytes())
 }
 
 /// Reads the config file (if any) and applies the flags.
@@ -136,6 +210,7 @@ pub fn resolve(o: &Overrides, no_color: bool) -> anyhow::Result<CounterSettings>
         Some(p) => format!("in {}", p.display()),
         None => "in the config".into(),
     })?;
+    let supervisor_pin = supervisor_pin(&file, path.as_deref(), &text)?;
     let (mut theme, keys) =
         crate::ui::config::load(&text, no_color).map_err(|e| anyhow::anyhow!("{e}"))?;
     if let Some(t) = &o.theme {
@@ -184,9 +259,7 @@ pub fn resolve(o: &Overrides, no_color: bool) -> anyhow::Result<CounterSettings>
     if let Some(s) = file.idle_timeout_s {
         app.idle_timeout_ms = s.saturating_mul(1000);
     }
-    if let Some(h) = &file.supervisor_pin_sha256 {
-        app.supervisor_pin_sha256 = Some(parse_hash(h)?);
-    }
+    app.supervisor_pin = supervisor_pin;
     let kiosk_clerk = o.kiosk_clerk.clone().or(file.kiosk_clerk);
     if app.kiosk && kiosk_clerk.is_none() {
         bail!("kiosk mode needs the clerk account it signs in as: --kiosk-clerk or `kiosk_clerk`");
@@ -205,7 +278,7 @@ pub fn init_file_logging(
     dir: &Path,
     prefix: &str,
 ) -> anyhow::Result<tracing_appender::non_blocking::WorkerGuard> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    crate::datafiles::private_dir(dir)?;
     let appender = tracing_appender::rolling::RollingFileAppender::builder()
         .rotation(tracing_appender::rolling::Rotation::DAILY)
         .filename_prefix(prefix)
@@ -270,4 +343,67 @@ pub async fn run(
     // The UI dropped its command sender: the backend signs out and ends.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), backend).await;
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 13: an unsalted `supervisor_pin_sha256` is read once and replaced in the file by
+    /// a salted argon2id that still accepts the same PIN.
+    #[test]
+    fn an_old_sha256_pin_is_upgraded_in_the_file() {
+        use sha2::Digest;
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("counter.toml");
+        let sha = hex::encode(sha2::Sha256::digest(b"2468"));
+        let text = format!(
+            "kiosk = true\n  supervisor_pin_sha256 = \"{sha}\" # old\nidle_timeout_s = 9\n[printer]\ndevice = \"/dev/null\"\n"
+        );
+        std::fs::write(&p, &text).unwrap();
+        let file: FileSettings = toml::from_str(&text).unwrap();
+        let hash = supervisor_pin(&file, Some(&p), &text).unwrap().unwrap();
+        assert!(hash.verify("2468"));
+        assert!(!hash.verify("1357"));
+
+        let now = std::fs::read_to_string(&p).unwrap();
+        assert!(!now.contains("supervisor_pin_sha256"), "{now}");
+        assert!(!now.contains(&sha), "{now}");
+        assert!(
+            now.contains("supervisor_pin_argon2id = \"$argon2id$"),
+            "{now}"
+        );
+        assert!(
+            now.contains("idle_timeout_s = 9") && now.contains("[printer]"),
+            "{now}"
+        );
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let file: FileSettings = toml::from_str(&now).unwrap();
+        let again = supervisor_pin(&file, Some(&p), &now).unwrap().unwrap();
+        assert_eq!(again, hash, "read as is the second time");
+        assert!(again.verify("2468"));
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), now);
+    }
+
+    #[test]
+    fn pin_settings_are_checked() {
+        let both: FileSettings = toml::from_str(&format!(
+            "supervisor_pin_sha256 = \"{}\"\nsupervisor_pin_argon2id = \"x\"\n",
+            "00".repeat(32)
+        ))
+        .unwrap();
+        assert!(supervisor_pin(&both, None, "").is_err());
+        let bad: FileSettings = toml::from_str(
+            "supervisor_pin_argon2id = \"$argon2i$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA\"\n",
+        )
+        .unwrap();
+        let err = supervisor_pin(&bad, None, "").unwrap_err().to_string();
+        assert!(err.contains("argon2id"), "{err}");
+        let none = FileSettings::default();
+        assert!(supervisor_pin(&none, None, "").unwrap().is_none());
+    }
 }

@@ -13,7 +13,7 @@ fn digits<const N: usize>(field: &'static str, text: &str) -> Result<[u8; N], Fi
     if bytes.len() != N || !bytes.iter().all(u8::is_ascii_digit) {
         return Err(FieldError::new(
             field,
-            format!("must be exactly {N} digits, got {text:?}"),
+            format!("must be exactly {N} digits"),
         ));
     }
     let mut out = [0u8; N];
@@ -102,7 +102,7 @@ pub fn parse_zip(field: &'static str, text: &str) -> Result<(Zip5, Option<Zip4>)
     let bad = || {
         FieldError::new(
             field,
-            format!("must be a ZIP (12345) or ZIP+4 (12345-6789), got {text:?}"),
+            "must be a ZIP (12345) or ZIP+4 (12345-6789)".to_string(),
         )
     };
     let (five, four) = match (t.len(), t.split_once('-')) {

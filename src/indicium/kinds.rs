@@ -44,7 +44,7 @@ impl Day {
 
     /// Parses `YYYY-MM-DD`.
     pub fn parse(field: &'static str, text: &str) -> Result<Day, FieldError> {
-        let bad = || FieldError::new(field, format!("expected YYYY-MM-DD, got {text:?}"));
+        let bad = || FieldError::new(field, "expected YYYY-MM-DD");
         let mut parts = text.trim().splitn(3, '-');
         let (Some(y), Some(m), Some(d)) = (parts.next(), parts.next(), parts.next()) else {
             return Err(bad());
@@ -173,10 +173,7 @@ impl MailClass {
                 let names: Vec<_> = MailClass::ALL.iter().map(|c| c.name()).collect();
                 FieldError::new(
                     "class",
-                    format!(
-                        "{text:?} is not a mail class; use one of {}",
-                        names.join(", ")
-                    ),
+                    format!("is not a mail class; use one of {}", names.join(", ")),
                 )
             })
     }

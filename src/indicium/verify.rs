@@ -120,22 +120,69 @@ pub fn verify_payload(payload: &[u8], keys: &VendorKeys) -> Result<VerifiedIndic
     })
 }
 
+/// Largest image `frank verify` decodes, in pixels (width × height): 16 Mi pixels, e.g.
+/// 576 × 29,127 (a 3.6 m strip of 80 mm labels at 203 dpi) or 4096 × 4096. Checked from the PNG
+/// header before any pixel is decoded; decoding one takes at most 64 MiB (RGBA) plus 16 MiB
+/// (gray).
+pub const PNG_PIXELS_MAX: u64 = 16 * 1024 * 1024;
+/// Longest side `frank verify` decodes, in pixels.
+pub const PNG_SIDE_PIXELS_MAX: u32 = 65_536;
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ScanError {
     #[error("not a readable PNG image: {0}")]
     Image(String),
+    #[error(
+        "the image is {width} × {height} pixels; frank verify reads images of at most {PNG_PIXELS_MAX} pixels and {PNG_SIDE_PIXELS_MAX} per side: crop it to the label"
+    )]
+    TooLarge { width: u32, height: u32 },
     #[error("no Data Matrix found in the image: {0}")]
     NoSymbol(String),
     #[error("the Data Matrix holds text outside Latin-1, not an indicium payload")]
     NotBinary,
 }
 
+/// The width and height a PNG's header (its IHDR chunk) declares, read without decoding.
+pub fn png_dimensions(png: &[u8]) -> Result<(u32, u32), ScanError> {
+    const SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
+    // Signature (8), IHDR length (4) = 13, "IHDR" (4), width (4), height (4).
+    let header = png
+        .get(..24)
+        .ok_or_else(|| ScanError::Image("shorter than a PNG header".into()))?;
+    if &header[..8] != SIGNATURE || header[8..12] != [0, 0, 0, 13] || &header[12..16] != b"IHDR" {
+        return Err(ScanError::Image("no PNG header (IHDR) at its start".into()));
+    }
+    let be = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+    Ok((be(&header[16..20]), be(&header[20..24])))
+}
+
+/// Decodes a PNG to 8-bit gray, refusing before decoding one larger than [`PNG_PIXELS_MAX`].
+fn png_luma(png: &[u8]) -> Result<image::GrayImage, ScanError> {
+    let (width, height) = png_dimensions(png)?;
+    if u64::from(width) * u64::from(height) > PNG_PIXELS_MAX
+        || width > PNG_SIDE_PIXELS_MAX
+        || height > PNG_SIDE_PIXELS_MAX
+    {
+        return Err(ScanError::TooLarge { width, height });
+    }
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(PNG_SIDE_PIXELS_MAX);
+    limits.max_image_height = Some(PNG_SIDE_PIXELS_MAX);
+    // RGBA at 16 bits per channel is the largest decoded form: 8 bytes per pixel.
+    limits.max_alloc = Some(PNG_PIXELS_MAX * 8);
+    let mut reader =
+        image::ImageReader::with_format(std::io::Cursor::new(png), image::ImageFormat::Png);
+    reader.limits(limits);
+    Ok(reader
+        .decode()
+        .map_err(|e| ScanError::Image(e.to_string()))?
+        .to_luma8())
+}
+
 /// Finds and decodes the Data Matrix in a PNG; returns its raw payload bytes.
 pub fn payload_from_png(png: &[u8]) -> Result<Vec<u8>, ScanError> {
-    let img = image::load_from_memory_with_format(png, image::ImageFormat::Png)
-        .map_err(|e| ScanError::Image(e.to_string()))?
-        .to_luma8();
+    let img = png_luma(png)?;
     let (width, height) = img.dimensions();
     payload_from_luma(img.into_raw(), width, height)
 }
@@ -158,9 +205,7 @@ pub fn payload_from_luma(luma: Vec<u8>, width: u32, height: u32) -> Result<Vec<u
 /// Every Data Matrix payload on a PNG holding several items (a strip of labels, a sheet).
 pub fn payloads_from_png(png: &[u8]) -> Result<Vec<Vec<u8>>, ScanError> {
     use rxing::{BarcodeFormat, DecodeHints};
-    let img = image::load_from_memory_with_format(png, image::ImageFormat::Png)
-        .map_err(|e| ScanError::Image(e.to_string()))?
-        .to_luma8();
+    let img = png_luma(png)?;
     let (width, height) = img.dimensions();
     let mut hints = DecodeHints::default();
     let results = rxing::helpers::detect_multiple_in_luma_with_hints(
@@ -194,4 +239,47 @@ fn payload_of(result: &rxing::RXingResult) -> Result<Vec<u8>, ScanError> {
         .chars()
         .map(|c| u8::try_from(u32::from(c)).map_err(|_| ScanError::NotBinary))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(width: u32, height: u32) -> Vec<u8> {
+        let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR".to_vec();
+        png.extend_from_slice(&width.to_be_bytes());
+        png.extend_from_slice(&height.to_be_bytes());
+        png.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0, 0]);
+        png
+    }
+
+    /// Issue 13: an image above the pixel limit is refused from its header, before decoding.
+    #[test]
+    fn oversized_images_are_refused_before_decoding() {
+        assert_eq!(png_dimensions(&header(576, 800)), Ok((576, 800)));
+        for (w, h) in [
+            (100_000, 100_000),
+            (4097, 4097),
+            (PNG_SIDE_PIXELS_MAX + 1, 1),
+        ] {
+            assert_eq!(
+                payload_from_png(&header(w, h)),
+                Err(ScanError::TooLarge {
+                    width: w,
+                    height: h
+                }),
+                "{w}x{h}"
+            );
+            assert!(payloads_from_png(&header(w, h)).is_err());
+        }
+        for bad in [&b"\x89PNG"[..], &b"GIF89a.................."[..]] {
+            assert!(matches!(png_dimensions(bad), Err(ScanError::Image(_))));
+        }
+        let msg = ScanError::TooLarge {
+            width: 9,
+            height: 9,
+        }
+        .to_string();
+        assert!(msg.contains(&PNG_PIXELS_MAX.to_string()), "{msg}");
+    }
 }

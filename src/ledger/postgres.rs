@@ -1,7 +1,8 @@
 //! The PostgreSQL backend (tokio-postgres), chosen by `--database postgres://...`.
 //!
 //! Each request runs in its own READ COMMITTED transaction that first locks the rows it will
-//! change (`SELECT ... FOR UPDATE`: accounts in id order, then pieces), then reads its
+//! change (`SELECT ... FOR UPDATE`: accounts in id order, then pieces — the reaper too: it
+//! finds its due pieces without a lock and locks them after their accounts), then reads its
 //! idempotency record, decides with the same pure [`ops::decide`] as SQLite, and writes the
 //! effect, the audit records and the idempotency record before committing. Concurrent updates of
 //! one account serialize on its row lock and each reads the other's committed result (the safe
@@ -186,7 +187,7 @@ async fn connect(url: &str) -> Result<Conn, StoreError> {
         .await?,
         due: p(format!(
             "SELECT {PIECE_COLS} FROM pieces WHERE state = 'reserved' AND expires_at_ms <= $1 \
-             ORDER BY expires_at_ms LIMIT $2 FOR UPDATE"
+             ORDER BY expires_at_ms LIMIT $2"
         ))
         .await?,
         next_account: p("SELECT COALESCE(MAX(id), 0) + 1 FROM accounts".into()).await?,
@@ -411,14 +412,18 @@ impl PostgresStore {
             let next: i64 = tx.query_one(&s.next_account, &[]).await?.get(0);
             snap.next_account = AccountId(store::uint(next)?);
         }
+        // The reaper finds its due pieces without locking them: it locks their accounts first
+        // and the pieces after, in the one order every request uses (a piece locked before its
+        // account would deadlock against a request on that account). A piece settled while we
+        // waited is read again under its lock below, and `expire` skips it.
         let mut due = Vec::new();
         if let Some(max) = keys.due_max {
             for row in tx.query(&s.due, &[&int(now_ms)?, &i64::from(max)]).await? {
-                due.push(piece_row(&row).into_piece()?);
+                due.push(piece_row(&row).into_piece()?.id);
             }
         }
         let mut accounts = keys.accounts.clone();
-        accounts.extend(due.iter().map(|p| p.id.account));
+        accounts.extend(due.iter().map(|p| p.account));
         accounts.sort();
         accounts.dedup();
         for id in accounts {
@@ -426,10 +431,7 @@ impl PostgresStore {
                 snap.accounts.insert(id, account_row(&row).into_account()?);
             }
         }
-        for p in due {
-            snap.pieces.insert(p.id, p);
-        }
-        for id in keys.pieces {
+        for id in due.into_iter().chain(keys.pieces) {
             let args = [int(id.account.0)?, int(id.serial.0)?];
             if let Some(row) = tx.query_opt(&s.piece_lock, &[&args[0], &args[1]]).await? {
                 snap.pieces.insert(id, piece_row(&row).into_piece()?);

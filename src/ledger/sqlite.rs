@@ -392,6 +392,8 @@ impl SqliteStore {
         signer: Arc<dyn ItemSigner>,
         limits: LedgerLimits,
     ) -> Result<SqliteStore, StoreError> {
+        // Created 0600 before SQLite opens it: its -wal and -shm files take the same mode.
+        crate::datafiles::private_file(path).map_err(|e| StoreError::Database(format!("{e:#}")))?;
         let mut writer = Connection::open(path).map_err(db)?;
         configure(&writer)?;
         migrate(&mut writer)?;

@@ -14,6 +14,8 @@ use std::fmt;
 
 /// Deepest `inherits` chain followed before giving up (a loop or a mistake).
 pub const INHERITS_DEPTH_MAX: usize = 8;
+/// Longest profile id `inherits` may name, in bytes.
+pub const PROFILE_ID_BYTES_MAX: usize = 64;
 /// Largest receive buffer a profile may claim.
 pub const RECEIVE_BUFFER_BYTES_MAX: u32 = 1 << 20;
 /// Largest raster band a profile may claim (GS v 0 takes yL yH, so 65535 is the protocol bound).
@@ -91,6 +93,10 @@ pub enum ProfileError {
     UnknownParent { id: String, parent: String },
     #[error("profile {id}: `inherits` chain deeper than {INHERITS_DEPTH_MAX} (a loop?)")]
     InheritsTooDeep { id: String },
+    #[error(
+        "profile {id}: `inherits` must name a profile id (letters, digits, '-' and '_', at most {PROFILE_ID_BYTES_MAX}, like \"epson-tm-t88v\"), never a path"
+    )]
+    InheritsNotAnId { id: String },
     #[error("{}", FieldErrors(.0))]
     Invalid(Vec<FieldError>),
 }
@@ -136,6 +142,9 @@ impl RawProfile {
         let mut table = parse_table(id, src)?;
         let mut chain = vec![id.to_string()];
         while let Some(parent) = take_inherits(&mut table) {
+            if !is_profile_id(&parent) {
+                return Err(ProfileError::InheritsNotAnId { id: id.to_string() });
+            }
             if chain.len() > INHERITS_DEPTH_MAX || chain.contains(&parent) {
                 return Err(ProfileError::InheritsTooDeep { id: id.to_string() });
             }
@@ -154,6 +163,16 @@ impl RawProfile {
         }
         Ok(RawProfile { table })
     }
+}
+
+/// Whether `text` is a profile id: 1..=[`PROFILE_ID_BYTES_MAX`] ASCII letters, digits, '-' and
+/// '_' (so never `..`, `/` or an absolute path: a lookup by id stays in its directory).
+pub fn is_profile_id(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= PROFILE_ID_BYTES_MAX
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 fn parse_table(id: &str, src: &str) -> Result<toml::Table, ProfileError> {
@@ -996,6 +1015,33 @@ mod tests {
             "buffer.recieve_bytes",
         ] {
             assert!(fields.contains(&f), "{f} missing from {fields:?}");
+        }
+    }
+
+    #[test]
+    fn inherits_names_an_id_never_a_path() {
+        let lookup = |_: &str| Some("name = \"parent\"".to_string());
+        for bad in [
+            "../../x",
+            "/etc/passwd",
+            "..",
+            "sub/dir",
+            "x.toml",
+            "",
+            "a\\b",
+            &"a".repeat(PROFILE_ID_BYTES_MAX + 1),
+        ] {
+            let src = format!("inherits = {}", toml::Value::String(bad.to_string()));
+            let err = RawProfile::parse("mine", &src, &lookup).unwrap_err();
+            assert!(
+                matches!(err, ProfileError::InheritsNotAnId { .. }),
+                "{bad:?}: {err}"
+            );
+            assert!(err.to_string().contains("never a path"), "{err}");
+        }
+        for good in ["epson-tm-t88v", "generic_80mm", "X1"] {
+            let src = format!("inherits = \"{good}\"");
+            assert!(RawProfile::parse("mine", &src, &lookup).is_ok(), "{good}");
         }
     }
 

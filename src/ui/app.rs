@@ -35,8 +35,9 @@ pub struct AppConfig {
     pub kiosk: bool,
     /// Kiosk only: idle time after which all input is cleared and the welcome screen returns.
     pub idle_timeout_ms: u64,
-    /// SHA-256 of the supervisor PIN; without it a kiosk cannot be quit from the keyboard.
-    pub supervisor_pin_sha256: Option<PinHash>,
+    /// The supervisor PIN's salted argon2id hash; without it a kiosk cannot be quit from the
+    /// keyboard.
+    pub supervisor_pin: Option<PinHash>,
     pub keys: KeyBindings,
     pub theme: Theme,
     /// Device or name of the printer, for the settings screen.
@@ -50,7 +51,7 @@ impl Default for AppConfig {
         AppConfig {
             kiosk: false,
             idle_timeout_ms: IDLE_TIMEOUT_MS_DEFAULT,
-            supervisor_pin_sha256: None,
+            supervisor_pin: None,
             keys: KeyBindings::default(),
             theme: Theme::default(),
             printer_name: "(none)".into(),
@@ -59,9 +60,13 @@ impl Default for AppConfig {
     }
 }
 
-/// SHA-256 of the supervisor PIN. `Debug` hides it: a short PIN's hash is easy to reverse.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct PinHash(pub [u8; 32]);
+/// The supervisor PIN's hash: argon2id (the crate's defaults: m = 19 MiB, t = 2, p = 1) with a
+/// random salt, over the PIN's SHA-256, as a PHC string (`$argon2id$v=19$…`). Hashing the
+/// SHA-256 rather than the PIN lets a `supervisor_pin_sha256` from before be upgraded without
+/// knowing the PIN ([`PinHash::from_sha256`]); every guess still costs an argon2id. `Debug`
+/// hides it: a short PIN is found quickly from any hash.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PinHash(String);
 
 impl std::fmt::Debug for PinHash {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -69,9 +74,49 @@ impl std::fmt::Debug for PinHash {
     }
 }
 
-/// The hash of a PIN, for [`AppConfig::supervisor_pin_sha256`].
-pub fn pin_hash(pin: &str) -> PinHash {
-    PinHash(Sha256::digest(pin.as_bytes()).into())
+impl PinHash {
+    /// A stored hash: an argon2id PHC string.
+    pub fn parse(phc: &str) -> Result<PinHash, String> {
+        let parsed = argon2::PasswordHash::new(phc.trim())
+            .map_err(|_| "must be an argon2id hash ($argon2id$v=19$...)".to_string())?;
+        if parsed.algorithm != argon2::Algorithm::Argon2id.ident() {
+            return Err("must be an argon2id hash ($argon2id$v=19$...)".into());
+        }
+        Ok(PinHash(phc.trim().to_string()))
+    }
+
+    /// Upgrades an unsalted SHA-256 of the PIN: argon2id over it with a fresh salt.
+    pub fn from_sha256(digest: &[u8; 32]) -> Result<PinHash, String> {
+        use argon2::password_hash::{PasswordHasher, SaltString};
+        let salt = SaltString::generate(&mut rand::rngs::OsRng);
+        argon2::Argon2::default()
+            .hash_password(digest, &salt)
+            .map(|h| PinHash(h.to_string()))
+            .map_err(|e| format!("hashing the PIN: {e}"))
+    }
+
+    /// The PHC string, for the config file.
+    pub fn as_phc(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether `pin` is the PIN (argon2's constant-time comparison).
+    pub fn verify(&self, pin: &str) -> bool {
+        use argon2::password_hash::PasswordVerifier;
+        let digest: [u8; 32] = Sha256::digest(pin.as_bytes()).into();
+        argon2::PasswordHash::new(&self.0)
+            .map(|h| {
+                argon2::Argon2::default()
+                    .verify_password(&digest, &h)
+                    .is_ok()
+            })
+            .unwrap_or(false)
+    }
+}
+
+/// The hash of a PIN, for [`AppConfig::supervisor_pin`] (and `frank counter` tests).
+pub fn pin_hash(pin: &str) -> Result<PinHash, String> {
+    PinHash::from_sha256(&Sha256::digest(pin.as_bytes()).into())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -611,9 +656,8 @@ impl App {
         match action {
             Some(Action::Back) => self.pin_prompt = None,
             Some(Action::Submit) => {
-                let entered = field.secret_value().map(|s| pin_hash(s.expose()));
-                let ok = match (entered, self.config.supervisor_pin_sha256) {
-                    (Some(a), Some(b)) => subtle::ConstantTimeEq::ct_eq(&a.0[..], &b.0[..]).into(),
+                let ok = match (field.secret_value(), &self.config.supervisor_pin) {
+                    (Some(entered), Some(hash)) => hash.verify(entered.expose()),
                     _ => false,
                 };
                 field.clear();

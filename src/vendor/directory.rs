@@ -239,6 +239,8 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
 impl Directory {
     /// Opens (creating if needed) and migrates the database at `path`.
     pub fn open(path: &Path) -> anyhow::Result<Self> {
+        // Created 0600 before SQLite opens it (password hashes): -wal and -shm take its mode.
+        crate::datafiles::private_file(path)?;
         let db = Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
         db.pragma_update(None, "journal_mode", "WAL")?;
         db.pragma_update(None, "synchronous", "FULL")?;
@@ -281,8 +283,8 @@ impl Directory {
         if name.is_empty() || name.len() > CLERK_NAME_BYTES_MAX {
             bail!("account name must be 1..={CLERK_NAME_BYTES_MAX} characters");
         }
-        if name.chars().any(char::is_control) {
-            bail!("account name must not contain control characters");
+        if crate::logtext::has_control(name) {
+            bail!("account name must not contain control characters (newline, tab, escape codes)");
         }
         let tx = self.db.transaction()?;
         // The column predates enrollment_codes (migration 2); it holds no usable code.

@@ -462,11 +462,11 @@ impl DataDir {
         self.path.join(name)
     }
 
-    /// `frank vendor init`: creates key (0600), certificate, database and config. Refuses to
-    /// touch a directory that already holds a vendor key. Returns the fingerprint to pin.
+    /// `frank vendor init`: creates the directory (0700), key, certificate, databases and
+    /// config (each 0600). Refuses to touch a directory that already holds a vendor key.
+    /// Returns the fingerprint to pin.
     pub fn init(&self) -> anyhow::Result<String> {
-        std::fs::create_dir_all(&self.path)
-            .with_context(|| format!("creating {}", self.path.display()))?;
+        crate::datafiles::private_dir(&self.path)?;
         if self.file(KEY_FILE).exists() {
             bail!(
                 "{} already holds a vendor key; refusing to overwrite it",
@@ -475,8 +475,9 @@ impl DataDir {
         }
         let key = identity::create_key_file(&self.file(KEY_FILE))?;
         let cert = crate::tls::make_vendor_certificate(&key)?;
-        std::fs::write(self.file(CERT_FILE), cert)?;
+        crate::datafiles::write_private(&self.file(CERT_FILE), &cert)?;
         directory::Directory::open(&self.file(DB_FILE))?;
+        crate::datafiles::private_file(&self.file(LEDGER_FILE))?;
         // Create and migrate the ledger database; its writer thread ends when it is dropped.
         crate::ledger::sqlite::SqliteStore::open(
             &self.file(LEDGER_FILE),
@@ -486,13 +487,14 @@ impl DataDir {
         )
         .map_err(|e| anyhow::anyhow!("creating the ledger {LEDGER_FILE}: {e}"))?;
         let config = toml::to_string_pretty(&VendorConfig::default())?;
-        std::fs::write(
-            self.file(CONFIG_FILE),
+        crate::datafiles::write_private(
+            &self.file(CONFIG_FILE),
             format!(
                 "# Frank vendor configuration. Units are in the names.\n\
                  # password_hashes_in_flight_max = N: argon2 checks at once (default: the core\n\
                  # count); the vendor's password-checking memory is at most N x 19 MiB.\n{config}"
-            ),
+            )
+            .as_bytes(),
         )?;
         Ok(identity::fingerprint(&key.verifying_key()))
     }
@@ -505,6 +507,7 @@ impl DataDir {
                 self.path.display()
             );
         }
+        self.make_private()?;
         let key = identity::load_key_file(&self.file(KEY_FILE))?;
         let cert_der =
             std::fs::read(self.file(CERT_FILE)).with_context(|| format!("reading {CERT_FILE}"))?;
@@ -522,6 +525,32 @@ impl DataDir {
             db_path: self.file(DB_FILE),
             ledger_path: self.file(LEDGER_FILE),
         })
+    }
+}
+
+impl DataDir {
+    /// Makes the directory 0700 and its files 0600 (a directory made before that rule had
+    /// 0755 and 0644).
+    fn make_private(&self) -> anyhow::Result<()> {
+        crate::datafiles::private_dir(&self.path)?;
+        let mut files = vec![
+            self.file(KEY_FILE),
+            self.file(CERT_FILE),
+            self.file(CONFIG_FILE),
+            self.file(crate::datafiles::LOCK_FILE),
+        ];
+        for db in [DB_FILE, LEDGER_FILE] {
+            for suffix in ["", "-wal", "-shm", "-journal"] {
+                files.push(self.file(&format!("{db}{suffix}")));
+            }
+        }
+        crate::datafiles::tighten_files(files.iter().map(PathBuf::as_path))
+    }
+
+    /// Locks the directory for one `frank vendor serve`: a second one on the same directory
+    /// is refused with the first one's pid. Held until the returned lock is dropped.
+    pub fn lock(&self) -> anyhow::Result<crate::datafiles::DirLock> {
+        crate::datafiles::DirLock::acquire(&self.path, "`frank vendor serve`")
     }
 }
 
@@ -562,6 +591,31 @@ mod tests {
         );
         assert_eq!(files.config, VendorConfig::default());
         assert!(d.init().unwrap_err().to_string().contains("refusing"));
+    }
+
+    /// Issue 13: the directory is 0700 and every file in it 0600, also for a directory
+    /// created before (0755 / 0644), which loading tightens.
+    #[test]
+    fn data_directory_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let check = |d: &DataDir| {
+            assert_eq!(mode(&d.path), 0o700);
+            for entry in std::fs::read_dir(&d.path).unwrap() {
+                let p = entry.unwrap().path();
+                assert_eq!(mode(&p), 0o600, "{}", p.display());
+            }
+        };
+        let t = tempfile::tempdir().unwrap();
+        let d = DataDir::new(t.path().join("v"));
+        d.init().unwrap();
+        check(&d);
+        std::fs::set_permissions(&d.path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        for name in [DB_FILE, LEDGER_FILE, CONFIG_FILE, CERT_FILE] {
+            std::fs::set_permissions(d.file(name), std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+        d.load().unwrap();
+        check(&d);
     }
 
     #[test]

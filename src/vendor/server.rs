@@ -23,6 +23,7 @@ use crate::link::driver::{self, LinkHandle};
 use crate::link::guard::LinkState;
 use crate::link::keepalive::KeepaliveEndpoint;
 use crate::link::keys::{self, Exporter, SessionKeys};
+use crate::logtext::escaped;
 use crate::wire::reqmac::MacInput;
 use crate::wire::{self, ErrorBody, ErrorCode, Request};
 use anyhow::Context;
@@ -632,13 +633,13 @@ async fn serve_stream(
                 match handle(&state, request).await {
                     Ok(body) => body,
                     Err(err) => {
-                        tracing::info!(request = kind, code = ?err.code, message = %err.message, "request refused");
+                        tracing::info!(request = kind, code = ?err.code, message = %escaped(&err.message), "request refused");
                         wire::encode_error(&err)
                     }
                 }
             }
             Err(err) => {
-                tracing::info!(code = ?err.code, message = %err.message, "bad request");
+                tracing::info!(code = ?err.code, message = %escaped(&err.message), "bad request");
                 wire::encode_error(&err)
             }
         },
@@ -737,7 +738,7 @@ async fn subscribe(state: &Arc<ConnState>, mut send: quinn::SendStream) {
     match admit_subscriber(state).await {
         Ok(ctx) => monitor::run_subscription(ctx, send).await,
         Err(err) => {
-            tracing::info!(request = "subscribe_terminals", code = ?err.code, message = %err.message, "request refused");
+            tracing::info!(request = "subscribe_terminals", code = ?err.code, message = %escaped(&err.message), "request refused");
             let frame = wire::monitor::encode_frame(&wire::encode_error(&err));
             let _ = send.write_all(&frame).await;
             let _ = send.finish();
@@ -758,7 +759,7 @@ async fn admit_subscriber(state: &Arc<ConnState>) -> Result<monitor::Subscriptio
         .as_ref()
         .is_some_and(|c| c.role == "supervisor" && c.account_id == active.account_id);
     if !supervisor {
-        tracing::warn!(clerk = %active.clerk, terminal = active.terminal_id, "monitor refused: not a supervisor");
+        tracing::warn!(clerk = %escaped(&active.clerk), terminal = active.terminal_id, "monitor refused: not a supervisor");
         return Err(ErrorBody::new(
             ErrorCode::Forbidden,
             "only a supervisor of this account may watch its terminals; sign in as one",
@@ -771,7 +772,7 @@ async fn admit_subscriber(state: &Arc<ConnState>) -> Result<monitor::Subscriptio
             subscribers_per_account_max: shared.config.monitor_subscribers_per_account_max,
         },
     )?;
-    tracing::info!(clerk = %active.clerk, account = active.account_id, "monitor subscription started");
+    tracing::info!(clerk = %escaped(&active.clerk), account = active.account_id, "monitor subscription started");
     let links = shared.clone();
     Ok(monitor::SubscriptionCtx {
         hub: shared.monitor.clone(),
@@ -818,7 +819,7 @@ async fn enroll(state: &Arc<ConnState>, r: wire::Enroll) -> Result<Vec<u8>, Erro
     let terminal = match outcome {
         EnrollOutcome::Enrolled(t) => t,
         EnrollOutcome::BadCode => {
-            tracing::warn!(name = %name, "enrollment refused: bad enrollment code");
+            tracing::warn!(name = %escaped(&name), "enrollment refused: bad enrollment code");
             return Err(ErrorBody::new(
                 ErrorCode::BadEnrollmentCode,
                 "enrollment code is not valid; ask the vendor for the account's code",
@@ -828,7 +829,7 @@ async fn enroll(state: &Arc<ConnState>, r: wire::Enroll) -> Result<Vec<u8>, Erro
     let vendor_time_ms = now_ms();
     let transcript = keys::enroll_transcript(&challenge, &state.exporter, vendor_time_ms);
     let signature = state.shared.key.sign(&transcript);
-    tracing::info!(terminal = terminal.id, account = terminal.account_id, name = %terminal.name, "terminal enrolled");
+    tracing::info!(terminal = terminal.id, account = terminal.account_id, name = %escaped(&terminal.name), "terminal enrolled");
     state.shared.monitor.terminals_changed(terminal.account_id);
     Ok(wire::encode_ok(&wire::Enrolled {
         terminal_id: terminal.id,
@@ -941,11 +942,11 @@ async fn login(state: &Arc<ConnState>, r: wire::Login) -> Result<Vec<u8>, ErrorB
         .await
         .map_err(directory_error)?;
     if let Attempt::Locked { retry_after_ms } = attempt {
-        tracing::warn!(clerk = %r.clerk, terminal = terminal_id, retry_after_ms, "login refused: locked out");
+        tracing::warn!(clerk = %escaped(&r.clerk), terminal = terminal_id, retry_after_ms, "login refused: locked out");
         return Err(locked_out(retry_after_ms));
     }
     let Some(checking) = PasswordCheck::begin(shared, terminal_id) else {
-        tracing::warn!(clerk = %r.clerk, terminal = terminal_id, "login refused: another login of this terminal is being checked");
+        tracing::warn!(clerk = %escaped(&r.clerk), terminal = terminal_id, "login refused: another login of this terminal is being checked");
         return Err(match attempt.lock_ms_after_failure(now_ms()) {
             Some(ms) => locked_out(ms),
             None => ErrorBody::new(
@@ -976,7 +977,7 @@ async fn login(state: &Arc<ConnState>, r: wire::Login) -> Result<Vec<u8>, ErrorB
             Attempt::Counted { failures, .. } => failures,
             Attempt::Locked { .. } => 0,
         };
-        tracing::warn!(clerk = %r.clerk, terminal = terminal_id, failures, "login failed: bad credentials");
+        tracing::warn!(clerk = %escaped(&r.clerk), terminal = terminal_id, failures, "login failed: bad credentials");
         return Err(match attempt.lock_ms_after_failure(now_ms()) {
             Some(ms) => locked_out(ms),
             None => ErrorBody::new(ErrorCode::BadCredentials, "clerk name or password is wrong"),
@@ -989,7 +990,7 @@ async fn login(state: &Arc<ConnState>, r: wire::Login) -> Result<Vec<u8>, ErrorB
         .await
         .map_err(directory_error)?;
     if clerk.disabled_ms.is_some() {
-        tracing::warn!(clerk = %clerk.username, terminal = terminal_id, "login refused: clerk disabled");
+        tracing::warn!(clerk = %escaped(&clerk.username), terminal = terminal_id, "login refused: clerk disabled");
         return Err(ErrorBody::new(
             ErrorCode::Forbidden,
             "this clerk is disabled; ask a supervisor",
@@ -1019,7 +1020,7 @@ async fn login(state: &Arc<ConnState>, r: wire::Login) -> Result<Vec<u8>, ErrorB
         },
     };
     bind_session(state, active, Some(record))?;
-    tracing::info!(clerk = %clerk.username, terminal = terminal.id, session = session_id, "clerk logged in");
+    tracing::info!(clerk = %escaped(&clerk.username), terminal = terminal.id, session = session_id, "clerk logged in");
     Ok(logged_in(
         &shared.config,
         session_id,
@@ -1152,7 +1153,7 @@ async fn resume(state: &Arc<ConnState>, r: wire::Resume) -> Result<Vec<u8>, Erro
         },
         None,
     )?;
-    tracing::info!(clerk = %clerk, terminal = terminal.id, session = r.session_id, "session resumed");
+    tracing::info!(clerk = %escaped(&clerk), terminal = terminal.id, session = r.session_id, "session resumed");
     Ok(logged_in(&shared.config, r.session_id, account_id, &clerk))
 }
 
@@ -1359,7 +1360,7 @@ fn check_money(
     };
     let r = front::check_money_request(&caller, operation, request, amount_cents, destination);
     if let Err(e) = &r {
-        tracing::warn!(terminal = active.terminal_id, clerk = %active.clerk, operation, code = ?e.code, "money request refused before the ledger");
+        tracing::warn!(terminal = active.terminal_id, clerk = %escaped(&active.clerk), operation, code = ?e.code, "money request refused before the ledger");
     }
     r
 }

@@ -3,6 +3,7 @@
 //! except `subscribe_terminals`, answered with a stream of frames ([`monitor`]).
 //! docs/PROTOCOL.md §Requests is the specification; this module is its implementation.
 
+mod explain;
 pub mod ledger;
 pub mod monitor;
 pub mod reqmac;
@@ -362,7 +363,7 @@ pub fn decode_request(bytes: &[u8]) -> Result<Request, ErrorBody> {
         return Err(oversized(bytes.len()));
     }
     let env: RequestEnvelope = ciborium::from_reader(bytes)
-        .map_err(|e| ErrorBody::malformed(format!("request envelope is not valid: {e}")))?;
+        .map_err(|_| ErrorBody::malformed(envelope_error::<RequestEnvelope>(bytes, "request")))?;
     if env.v != PROTOCOL_VERSION {
         return Err(ErrorBody::new(
             ErrorCode::UnsupportedVersion,
@@ -393,11 +394,11 @@ pub fn decode_request(bytes: &[u8]) -> Result<Request, ErrorBody> {
         "printer_status" => Request::PrinterStatus(body_as(body, "printer_status")?),
         "subscribe_terminals" => Request::SubscribeTerminals(body_as(body, "subscribe_terminals")?),
         "scan" => Request::Scan(body_as(body, "scan")?),
-        other => {
-            let shown: String = other.chars().take(NAME_BYTES_MAX).collect();
+        _ => {
+            // The unknown name is not repeated: it is client text and this message is logged.
             return Err(ErrorBody::new(
                 ErrorCode::UnknownType,
-                format!("unknown request type {shown:?}"),
+                "unknown request type; see docs/PROTOCOL.md for the types this vendor speaks",
             ));
         }
     };
@@ -413,9 +414,19 @@ pub fn oversized(len: usize) -> ErrorBody {
     .with_limit(REQUEST_BYTES_MAX as u64)
 }
 
+/// Why an envelope did not decode, naming the field, never a value (this text is logged).
+fn envelope_error<T: DeserializeOwned>(bytes: &[u8], what: &str) -> String {
+    match ciborium::from_reader::<Value, _>(bytes) {
+        Err(e) => format!("{what} {}", explain::cbor_error(&e)),
+        Ok(value) => match explain::value_as::<T>(&value, what) {
+            Err(message) => message,
+            Ok(_) => format!("{what} envelope is not valid"),
+        },
+    }
+}
+
 fn body_as<T: DeserializeOwned>(body: Value, kind: &str) -> Result<T, ErrorBody> {
-    body.deserialized()
-        .map_err(|e| ErrorBody::malformed(format!("{kind} body is not valid: {e}")))
+    explain::value_as(&body, kind).map_err(ErrorBody::malformed)
 }
 
 fn field_len(field: &str, got: usize, want: usize) -> Result<(), ErrorBody> {
@@ -437,16 +448,28 @@ fn text_len(field: &str, text: &str, max: usize) -> Result<(), ErrorBody> {
     Ok(())
 }
 
+/// A name people read in lists and logs: [`text_len`] and no control characters (a newline
+/// in a name could forge a log line, an escape code could repaint a terminal).
+fn name_text(field: &str, text: &str, max: usize) -> Result<(), ErrorBody> {
+    text_len(field, text, max)?;
+    if crate::logtext::has_control(text) {
+        return Err(ErrorBody::malformed(format!(
+            "{field} must not contain control characters (newline, tab, escape codes)"
+        )));
+    }
+    Ok(())
+}
+
 fn validate(request: &Request) -> Result<(), ErrorBody> {
     match request {
         Request::Enroll(e) => {
             text_len("enroll.code", &e.code, ENROLLMENT_CODE_BYTES_MAX)?;
-            text_len("enroll.name", &e.name, NAME_BYTES_MAX)?;
+            name_text("enroll.name", &e.name, NAME_BYTES_MAX)?;
             field_len("enroll.device_key", e.device_key.len(), 32)?;
             field_len("enroll.challenge", e.challenge.len(), 8)
         }
         Request::Login(l) => {
-            text_len("login.clerk", &l.clerk, NAME_BYTES_MAX)?;
+            name_text("login.clerk", &l.clerk, NAME_BYTES_MAX)?;
             text_len("login.password", &l.password, PASSWORD_BYTES_MAX)?;
             field_len("login.proof", l.proof.len(), 64)
         }
@@ -463,8 +486,7 @@ fn validate(request: &Request) -> Result<(), ErrorBody> {
         Request::Pieces(p) => {
             if p.limit == 0 || p.limit > PIECES_LIST_MAX {
                 return Err(ErrorBody::malformed(format!(
-                    "pieces.limit must be 1..={PIECES_LIST_MAX}, got {}",
-                    p.limit
+                    "pieces.limit must be 1..={PIECES_LIST_MAX}"
                 ))
                 .with_limit(u64::from(PIECES_LIST_MAX)));
             }
@@ -525,10 +547,12 @@ fn validate_item_field(field: &str, item: &WireItem) -> Result<(), ErrorBody> {
         .map_err(ErrorBody::malformed)
 }
 
+/// The value sent is not repeated (this message is logged, and a client may put anything in
+/// an integer field).
 fn positive(field: &str, v: u64) -> Result<(), ErrorBody> {
     if v == 0 || v > crate::money::CENTS_MAX {
         return Err(ErrorBody::malformed(format!(
-            "{field} must be 1..={}, got {v}",
+            "{field} must be 1..={}",
             crate::money::CENTS_MAX
         )));
     }
@@ -577,8 +601,9 @@ pub fn decode_response<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ResponseE
             bytes.len()
         )));
     }
-    let env: ResponseEnvelope =
-        ciborium::from_reader(bytes).map_err(|e| ResponseError::Malformed(e.to_string()))?;
+    let env: ResponseEnvelope = ciborium::from_reader(bytes).map_err(|_| {
+        ResponseError::Malformed(envelope_error::<ResponseEnvelope>(bytes, "response"))
+    })?;
     if env.v != PROTOCOL_VERSION {
         return Err(ResponseError::Malformed(format!(
             "response version {} (expected {PROTOCOL_VERSION})",
@@ -586,9 +611,7 @@ pub fn decode_response<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ResponseE
         )));
     }
     match (env.ok, env.error) {
-        (Some(ok), None) => ok
-            .deserialized()
-            .map_err(|e| ResponseError::Malformed(e.to_string())),
+        (Some(ok), None) => explain::value_as(&ok, "response").map_err(ResponseError::Malformed),
         (None, Some(err)) => Err(ResponseError::Refused(err)),
         _ => Err(ResponseError::Malformed(
             "response must carry exactly one of ok, error".into(),
@@ -708,6 +731,109 @@ mod tests {
                 assert_eq!(b.retry_after_ms, Some(5));
             }
             other => panic!("{other:?}"),
+        }
+    }
+
+    /// Issue 13: a password, card number or CVC sent with the wrong CBOR type is named, never
+    /// echoed (the message is logged); so is a bad envelope field.
+    #[test]
+    fn decode_errors_name_the_field_not_the_value() {
+        let secret = 987_654_321_987u64;
+        let t = |s: &str| Value::Text(s.into());
+        let login = Value::Map(vec![
+            (t("terminal_id"), Value::Integer(1.into())),
+            (t("clerk"), t("alice")),
+            (t("password"), Value::Integer(secret.into())),
+            (t("proof"), Value::Bytes(vec![0; 64])),
+        ]);
+        let fund = Value::Map(vec![
+            (t("request_id"), Value::Bytes(vec![0; 16])),
+            (t("amount_cents"), Value::Integer(500.into())),
+            (
+                t("method"),
+                Value::Map(vec![(
+                    t("card"),
+                    Value::Map(vec![
+                        (t("number"), Value::Integer(secret.into())),
+                        (t("exp_month"), Value::Integer(1.into())),
+                        (t("exp_year"), Value::Integer(2030.into())),
+                        (t("cvc"), Value::Integer(secret.into())),
+                    ]),
+                )]),
+            ),
+        ]);
+        let bad_kind = to_cbor(&Value::Map(vec![
+            (t("v"), Value::Integer(1.into())),
+            (t("type"), Value::Integer(secret.into())),
+            (t("body"), Value::Map(vec![])),
+        ]));
+        let cases = [
+            (
+                raw(1, "login", login),
+                "login.password must be a text string, got an integer",
+            ),
+            (raw(1, "fund", fund), "fund.method"),
+            (
+                bad_kind,
+                "request.type must be a text string, got an integer",
+            ),
+            (
+                raw(1, &secret.to_string(), Value::Null),
+                "unknown request type",
+            ),
+        ];
+        for (bytes, want) in cases {
+            let err = decode_request(&bytes).unwrap_err();
+            assert!(err.message.contains(want), "{}", err.message);
+            assert!(
+                !err.message.contains(&secret.to_string()),
+                "{}",
+                err.message
+            );
+        }
+        let err = decode_request(&[0xa3, 0x61]).unwrap_err();
+        assert_eq!(err.message, "request ends before its CBOR item does");
+        // A well-typed integer out of range is not repeated either.
+        let huge = u64::MAX - 12_345;
+        let fund = Request::Fund(Fund {
+            request_id: vec![0; 16],
+            client_time_ms: 1,
+            amount_cents: huge,
+            method: FundMethod::simulator_test_card(),
+            mac: vec![0; reqmac::REQUEST_MAC_BYTES],
+        });
+        let err = decode_request(&encode_request(&fund)).unwrap_err();
+        assert!(
+            err.message.starts_with("fund.amount_cents must be 1..="),
+            "{}",
+            err.message
+        );
+        assert!(!err.message.contains(&huge.to_string()), "{}", err.message);
+    }
+
+    #[test]
+    fn names_with_control_characters_are_refused() {
+        let enroll = Request::Enroll(Enroll {
+            code: "c".into(),
+            name: "x\nFAKE INFO clerk logged in clerk=root".into(),
+            device_key: vec![1; 32],
+            challenge: vec![2; 8],
+        });
+        let login = Request::Login(Login {
+            terminal_id: 1,
+            clerk: "root\u{1b}[2K".into(),
+            password: "pw".into(),
+            proof: vec![3; 64],
+        });
+        for (r, field) in [(enroll, "enroll.name"), (login, "login.clerk")] {
+            let err = decode_request(&encode_request(&r)).unwrap_err();
+            assert_eq!(err.code, ErrorCode::Malformed);
+            assert!(err.message.starts_with(field), "{}", err.message);
+            assert!(
+                err.message.contains("control characters"),
+                "{}",
+                err.message
+            );
         }
     }
 

@@ -64,7 +64,7 @@ pub fn kiosk_app() -> App {
     App::new(AppConfig {
         kiosk: true,
         idle_timeout_ms: 60_000,
-        supervisor_pin_sha256: Some(pin_hash("2468")),
+        supervisor_pin: Some(pin_hash("2468").unwrap()),
         printer_name: "/dev/ttyUSB0".into(),
         ..AppConfig::default()
     })
