@@ -48,7 +48,9 @@ fn init_vendor(dir: &Path) -> (DataDir, String) {
     assert!(out.status.success(), "{out:?}");
     let data = DataDir::new(dir);
     let mut d = Directory::open(&data.file(DB_FILE)).unwrap();
-    let (acct, code) = d.add_account("Test Post Office", 1).unwrap();
+    let (acct, code) = d
+        .add_account("Test Post Office", frank::counter::client::wall_ms())
+        .unwrap();
     d.add_clerk(acct.id, support::CLERK, support::PASSWORD, false, 1)
         .unwrap();
     (data, code)
