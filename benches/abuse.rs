@@ -8,8 +8,9 @@
 //!   the attack ÷ its pairs/s in a quiet run before the attacks, same run;
 //! - the vendor's VmRSS, sampled every 100 ms (`vendor_rss_mb`: the highest seen).
 //!
-//! Attacks (each bounded in count and time; every one loopback only, from 127.0.0.2 — another
-//! source than the counter's and the loadgen's 127.0.0.1, as another host would be):
+//! Attacks (each bounded in count and time; every one loopback only, each from its own address
+//! 127.0.0.10, .11, … — another source than the counter's and the loadgen's 127.0.0.1, as
+//! another host would be; an attacker the vendor refuses outright makes 0 `attack_requests`):
 //! - `concurrent_logins`: one enrolled terminal, 64 wrong-password logins at once, again and
 //!   again (Why 1);
 //! - `session_leak`: 16 concurrent right-password logins on one connection, then close it,
@@ -134,17 +135,33 @@ struct Terminal {
     terminal_id: u64,
 }
 
-/// Where attacks come from: another loopback address than the legitimate counter's and the
-/// loadgen's (127.0.0.1), as an attacker would be another host.
-const ATTACKER_IP: &str = "127.0.0.2";
-
-fn attacker_endpoint() -> quinn::Endpoint {
-    client::client_endpoint(format!("{ATTACKER_IP}:0").parse().expect("an address"))
-        .expect("attacker endpoint")
+/// Where an attack comes from: its own loopback address (127.0.0.10, .11, … one per attack),
+/// not the legitimate counter's and the loadgen's 127.0.0.1 — as each attacker would be
+/// another host, with budgets of its own.
+fn attacker_endpoint(attack: Attack) -> quinn::Endpoint {
+    let ip = format!("127.0.0.{}:0", 10 + attack as u8);
+    client::client_endpoint(ip.parse().expect("an address")).expect("attacker endpoint")
 }
 
 async fn enroll(r: &Rig, name: &str) -> Terminal {
     enroll_from(r, name, client::endpoint_for(r.addr).expect("endpoint")).await
+}
+
+/// An attacker's terminal, if the vendor lets the attacker connect and enroll at all.
+async fn try_enroll_from(r: &Rig, name: &str, endpoint: quinn::Endpoint) -> Option<Terminal> {
+    let conn = with_deadline(client::connect(&endpoint, r.addr, r.key))
+        .await?
+        .ok()?;
+    let device_key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+    let e = with_deadline(conn.enroll(&r.code, name, &device_key, &r.key))
+        .await?
+        .ok()?;
+    conn.conn.close(0u32.into(), b"enrolled");
+    Some(Terminal {
+        endpoint,
+        device_key,
+        terminal_id: e.terminal_id,
+    })
 }
 
 async fn enroll_from(r: &Rig, name: &str, endpoint: quinn::Endpoint) -> Terminal {
@@ -289,7 +306,11 @@ async fn run_attack(attack: Attack, r: Arc<Rig>, until: Instant, scan_payload: V
     let sent = Arc::new(AtomicU64::new(0));
     match attack {
         Attack::ConcurrentLogins => {
-            let t = Arc::new(enroll_from(&r, "attacker-logins", attacker_endpoint()).await);
+            let Some(t) = try_enroll_from(&r, "attacker-logins", attacker_endpoint(attack)).await
+            else {
+                return 0;
+            };
+            let t = Arc::new(t);
             while Instant::now() < until {
                 let mut tasks = Vec::new();
                 for _ in 0..WRONG_LOGINS_AT_ONCE {
@@ -317,7 +338,11 @@ async fn run_attack(attack: Attack, r: Arc<Rig>, until: Instant, scan_payload: V
             }
         }
         Attack::SessionLeak => {
-            let t = Arc::new(enroll_from(&r, "attacker-sessions", attacker_endpoint()).await);
+            let Some(t) = try_enroll_from(&r, "attacker-sessions", attacker_endpoint(attack)).await
+            else {
+                return 0;
+            };
+            let t = Arc::new(t);
             while Instant::now() < until {
                 let Some(Ok(conn)) =
                     with_deadline(client::connect(&t.endpoint, r.addr, r.key)).await
@@ -346,7 +371,11 @@ async fn run_attack(attack: Attack, r: Arc<Rig>, until: Instant, scan_payload: V
             }
         }
         Attack::RandomClerks => {
-            let t = Arc::new(enroll_from(&r, "attacker-clerks", attacker_endpoint()).await);
+            let Some(t) = try_enroll_from(&r, "attacker-clerks", attacker_endpoint(attack)).await
+            else {
+                return 0;
+            };
+            let t = Arc::new(t);
             let stop = Arc::new(AtomicBool::new(false));
             let mut tasks = Vec::new();
             for _ in 0..RANDOM_CLERKS_IN_FLIGHT {
@@ -378,7 +407,7 @@ async fn run_attack(attack: Attack, r: Arc<Rig>, until: Instant, scan_payload: V
             stop.store(true, Ordering::Relaxed);
         }
         Attack::ConnectionFlood => {
-            let endpoint = attacker_endpoint();
+            let endpoint = attacker_endpoint(attack);
             let mut held = Vec::new();
             let payload = vec![0xa3u8; FLOOD_STREAM_BYTES];
             for _ in 0..FLOOD_CONNECTIONS_MAX {
@@ -415,7 +444,7 @@ async fn run_attack(attack: Attack, r: Arc<Rig>, until: Instant, scan_payload: V
             for _ in 0..SCAN_WORKERS {
                 let (r, sent, payload) = (r.clone(), sent.clone(), scan_payload.clone());
                 tasks.push(tokio::spawn(async move {
-                    let endpoint = attacker_endpoint();
+                    let endpoint = attacker_endpoint(attack);
                     while Instant::now() < until {
                         let Some(Ok(conn)) =
                             with_deadline(client::connect(&endpoint, r.addr, r.key)).await
@@ -441,8 +470,25 @@ async fn run_attack(attack: Attack, r: Arc<Rig>, until: Instant, scan_payload: V
             }
         }
         Attack::StatementFlood => {
-            let t = enroll_from(&r, "attacker-statements", attacker_endpoint()).await;
-            let s = login(&r, &t, support::CLERK, support::PASSWORD).await;
+            let Some(t) =
+                try_enroll_from(&r, "attacker-statements", attacker_endpoint(attack)).await
+            else {
+                return 0;
+            };
+            let Some(Ok(conn)) = with_deadline(client::connect(&t.endpoint, r.addr, r.key)).await
+            else {
+                return 0;
+            };
+            let Some(Ok(s)) = with_deadline(conn.login(
+                t.terminal_id,
+                &t.device_key,
+                support::CLERK,
+                support::PASSWORD,
+            ))
+            .await
+            else {
+                return 0;
+            };
             let mut tasks = Vec::new();
             for _ in 0..STATEMENTS_IN_FLIGHT {
                 let (s, sent) = (s.clone(), sent.clone());
@@ -460,8 +506,24 @@ async fn run_attack(attack: Attack, r: Arc<Rig>, until: Instant, scan_payload: V
             }
         }
         Attack::MonitorFlood => {
-            let t = enroll_from(&r, "attacker-monitor", attacker_endpoint()).await;
-            let s = login(&r, &t, SUPERVISOR, SUPERVISOR_PASSWORD).await;
+            let Some(t) = try_enroll_from(&r, "attacker-monitor", attacker_endpoint(attack)).await
+            else {
+                return 0;
+            };
+            let Some(Ok(conn)) = with_deadline(client::connect(&t.endpoint, r.addr, r.key)).await
+            else {
+                return 0;
+            };
+            let Some(Ok(s)) = with_deadline(conn.login(
+                t.terminal_id,
+                &t.device_key,
+                SUPERVISOR,
+                SUPERVISOR_PASSWORD,
+            ))
+            .await
+            else {
+                return 0;
+            };
             let mut tasks = Vec::new();
             for _ in 0..MONITOR_SUBSCRIPTIONS {
                 let (s, sent) = (s.clone(), sent.clone());
