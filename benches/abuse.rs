@@ -6,7 +6,9 @@
 //!   (`legit_lapses`) and it pings the vendor every 50 ms (`legit_p99_ms`, the p99 ping time);
 //! - a **4-terminal loadgen** (authorize → commit pairs): `loadgen_ratio` = its pairs/s during
 //!   the attack ÷ its pairs/s in a quiet run before the attacks, same run;
-//! - the vendor's VmRSS, sampled every 100 ms (`vendor_rss_mb`: the highest seen).
+//! - the vendor's VmRSS, sampled every 100 ms (`vendor_rss_mb`: the highest seen; the process
+//!   keeps what it once held, so it only grows from phase to phase; `vendor_rss_mb_after_baseline`
+//!   is what the quiet loadgen run alone left).
 //!
 //! Attacks (each bounded in count and time; every one loopback only, each from its own address
 //! 127.0.0.10, .11, … — another source than the counter's and the loadgen's 127.0.0.1, as
@@ -55,6 +57,14 @@ const STATEMENTS_IN_FLIGHT: usize = 16;
 const MONITOR_SUBSCRIPTIONS: usize = 28;
 /// Each attack task stops by its deadline; one request waits at most this long.
 const REQUEST_WAIT_MS_MAX: u64 = 3_000;
+/// An attack task pauses this long after the vendor refused it, so the attacker — in this
+/// process, on the vendor's machine — does not spin on the cores the vendor and the loadgen
+/// share (an attacker elsewhere would not take them); still hundreds of attempts a second.
+const REFUSED_PAUSE_MS: u64 = 5;
+
+async fn pause_after_refusal() {
+    tokio::time::sleep(Duration::from_millis(REFUSED_PAUSE_MS)).await;
+}
 
 fn free_udp_port() -> SocketAddr {
     let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("a loopback port");
@@ -319,6 +329,7 @@ async fn run_attack(attack: Attack, r: Arc<Rig>, until: Instant, scan_payload: V
                         let Some(Ok(conn)) =
                             with_deadline(client::connect(&t.endpoint, r.addr, r.key)).await
                         else {
+                            pause_after_refusal().await;
                             return;
                         };
                         sent.fetch_add(1, Ordering::Relaxed);
@@ -329,6 +340,7 @@ async fn run_attack(attack: Attack, r: Arc<Rig>, until: Instant, scan_payload: V
                             "not the password",
                         ))
                         .await;
+                        pause_after_refusal().await;
                         conn.conn.close(0u32.into(), b"done");
                     }));
                 }
@@ -347,7 +359,7 @@ async fn run_attack(attack: Attack, r: Arc<Rig>, until: Instant, scan_payload: V
                 let Some(Ok(conn)) =
                     with_deadline(client::connect(&t.endpoint, r.addr, r.key)).await
                 else {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    pause_after_refusal().await;
                     continue;
                 };
                 let mut tasks = Vec::new();
@@ -385,7 +397,7 @@ async fn run_attack(attack: Attack, r: Arc<Rig>, until: Instant, scan_payload: V
                         let Some(Ok(conn)) =
                             with_deadline(client::connect(&t.endpoint, r.addr, r.key)).await
                         else {
-                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            pause_after_refusal().await;
                             continue;
                         };
                         let clerk = format!("c{:016x}", rand::random::<u64>());
@@ -449,7 +461,7 @@ async fn run_attack(attack: Attack, r: Arc<Rig>, until: Instant, scan_payload: V
                         let Some(Ok(conn)) =
                             with_deadline(client::connect(&endpoint, r.addr, r.key)).await
                         else {
-                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            pause_after_refusal().await;
                             continue;
                         };
                         for _ in 0..SCANS_PER_CONNECTION {
@@ -495,8 +507,11 @@ async fn run_attack(attack: Attack, r: Arc<Rig>, until: Instant, scan_payload: V
                 tasks.push(tokio::spawn(async move {
                     while Instant::now() < until {
                         sent.fetch_add(1, Ordering::Relaxed);
-                        if with_deadline(s.statement(0, u64::MAX / 2)).await.is_none() {
-                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        if !matches!(
+                            with_deadline(s.statement(0, u64::MAX / 2)).await,
+                            Some(Ok(_))
+                        ) {
+                            pause_after_refusal().await;
                         }
                     }
                 }));
@@ -602,7 +617,10 @@ fn main() {
         };
         let rss_before = rss_mb(pid);
         let baseline = loadgen_pairs_per_s(&r, phase_s).await;
-        println!("baseline: {baseline:.0} pairs/s, vendor {rss_before:.0} MB");
+        let rss_quiet = rss_mb(pid);
+        println!(
+            "baseline: {baseline:.0} pairs/s, vendor {rss_before:.0} MB before it, {rss_quiet:.0} MB after it"
+        );
         let mut results = serde_json::Map::new();
         let mut worst_ratio = f64::INFINITY;
         let mut max_lapses = 0;
@@ -674,6 +692,7 @@ fn main() {
         let out = serde_json::json!({
             "attacks": results,
             "baseline_pairs_per_s": (baseline * 10.0).round() / 10.0,
+            "vendor_rss_mb_after_baseline": (rss_quiet * 10.0).round() / 10.0,
             "worst_loadgen_ratio": worst_ratio,
             "max_legit_lapses": max_lapses,
             "max_vendor_rss_mb": max_rss,

@@ -109,7 +109,7 @@ pub struct VendorConfig {
     pub scans_per_source_per_minute: u32,
     /// `scan` requests of one piece (any source) answered per minute.
     pub scans_per_piece_per_minute: u32,
-    /// New connections (QUIC handshakes) one source may make per minute, a minute's budget at
+    /// New connections (QUIC handshakes) one source may make per minute, a tenth of it at
     /// once; beyond it the source is asked to prove its address (Retry), then refused. Only
     /// proven addresses are charged.
     pub handshakes_per_source_per_minute: u32,

@@ -1,8 +1,8 @@
 //! **Core**: token buckets per key (a source address, a piece) in a table of bounded size.
 //! Time is passed in as `Instant`s; no clock, no I/O.
 //!
-//! Each key's bucket holds up to `per_minute` tokens (a minute's budget may be spent at once)
-//! and refills at `per_minute` tokens a minute; a request takes one token. A key whose bucket
+//! Each key's bucket holds up to `burst` tokens (by default `per_minute`: a minute's budget may
+//! be spent at once) and refills at `per_minute` tokens a minute; a request takes one token. A key whose bucket
 //! is full again is the same as a key never seen, so it may be forgotten: when the table holds
 //! `keys_max` keys and a new one arrives, the full buckets are dropped; if none is, the new key
 //! is refused ([`Take::TableFull`]) rather than let the table grow.
@@ -38,6 +38,8 @@ struct Bucket {
 #[derive(Debug)]
 pub struct RateLimiter<K> {
     per_minute: u64,
+    /// Tokens a full bucket holds (1..=`per_minute`).
+    burst: u64,
     keys_max: usize,
     buckets: HashMap<K, Bucket>,
 }
@@ -45,15 +47,23 @@ pub struct RateLimiter<K> {
 impl<K: Eq + Hash + Copy> RateLimiter<K> {
     /// `per_minute` ≥ 1 tokens a minute per key; at most `keys_max` ≥ 1 keys tracked.
     pub fn new(per_minute: u32, keys_max: usize) -> RateLimiter<K> {
+        RateLimiter::with_burst(per_minute, per_minute, keys_max)
+    }
+
+    /// [`Self::new`] whose buckets hold only `burst` tokens (clamped to 1..=`per_minute`): at
+    /// most `burst` requests at once, then `per_minute` a minute.
+    pub fn with_burst(per_minute: u32, burst: u32, keys_max: usize) -> RateLimiter<K> {
+        let per_minute = u64::from(per_minute.max(1));
         RateLimiter {
-            per_minute: u64::from(per_minute.max(1)),
+            per_minute,
+            burst: u64::from(burst).clamp(1, per_minute),
             keys_max: keys_max.max(1),
             buckets: HashMap::new(),
         }
     }
 
     fn capacity(&self) -> u64 {
-        self.per_minute * MINUTE_MS
+        self.burst * MINUTE_MS
     }
 
     /// The bucket's units at `now` (refilled since it was last touched).
@@ -127,6 +137,28 @@ impl<K: Eq + Hash + Copy> RateLimiter<K> {
 mod budget_tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn a_burst_then_the_rate() {
+        let t0 = Instant::now();
+        let mut r = RateLimiter::with_burst(60, 3, 8);
+        for _ in 0..3 {
+            assert_eq!(r.take(1u8, t0), Take::Allowed);
+        }
+        assert!(matches!(
+            r.take(1, t0),
+            Take::Limited {
+                retry_after_ms: 1000
+            }
+        ));
+        // One a second after that, never more than three banked.
+        assert_eq!(r.take(1, t0 + Duration::from_secs(1)), Take::Allowed);
+        let later = t0 + Duration::from_secs(600);
+        for _ in 0..3 {
+            assert_eq!(r.take(1, later), Take::Allowed);
+        }
+        assert!(matches!(r.take(1, later), Take::Limited { .. }));
+    }
 
     #[test]
     fn has_budget_looks_without_taking() {

@@ -265,8 +265,10 @@ impl VendorServer {
             files.config.scans_per_piece_per_minute,
             SCAN_PIECES_TRACKED_MAX,
         );
-        let handshakes = RateLimiter::new(
+        // A tenth of the minute's handshakes at once, then the rate.
+        let handshakes = RateLimiter::with_burst(
             files.config.handshakes_per_source_per_minute,
+            files.config.handshakes_per_source_per_minute / 10,
             SCAN_SOURCES_TRACKED_MAX,
         );
         let shared = Arc::new(Shared {
