@@ -353,6 +353,11 @@ impl Model {
                 if p.refund != Some(Rf::Submitted) {
                     return self.err(LedgerError::NoRefundPending(id));
                 }
+                // A piece seen in the mail stream is never refunded (a refund request filed
+                // by a void that reached the printer after the scan can only be rejected).
+                if approve && p.scanned {
+                    return self.err(LedgerError::PieceScanned(id));
+                }
                 if approve {
                     self.accounts[a].desc += p.amount;
                     self.accounts[a].control += p.amount;
