@@ -66,11 +66,6 @@ async fn pause_after_refusal() {
     tokio::time::sleep(Duration::from_millis(REFUSED_PAUSE_MS)).await;
 }
 
-fn free_udp_port() -> SocketAddr {
-    let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("a loopback port");
-    s.local_addr().expect("its address")
-}
-
 fn rss_mb(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -108,18 +103,7 @@ async fn rig() -> Rig {
         let (acct, _) = d
             .add_account("Abuse Bench Post Office", 1)
             .expect("account");
-        // Many terminals enroll with it (the first code enrolls one).
-        let code = d
-            .rotate_enrollment_code(
-                acct.id,
-                frank::vendor::directory::CodePolicy {
-                    uses: 10_000,
-                    valid_ms: 24 * 3_600_000,
-                },
-                frank::counter::client::wall_ms(),
-            )
-            .expect("enrollment code")
-            .code;
+        let code = support::fleet_code(&mut d, acct.id);
         d.add_clerk(acct.id, support::CLERK, support::PASSWORD, false, 1)
             .expect("clerk");
         d.add_clerk(acct.id, SUPERVISOR, SUPERVISOR_PASSWORD, true, 1)
@@ -127,7 +111,7 @@ async fn rig() -> Rig {
         code
     };
     let key = data.load().expect("vendor key").key.verifying_key();
-    let addr = free_udp_port();
+    let addr = support::free_udp_port();
     let child = support::spawn_vendor_serve(&dir.path().join("vendor"), addr, &[]).await;
     Rig {
         _dir: dir,
@@ -172,6 +156,23 @@ async fn try_enroll_from(r: &Rig, name: &str, endpoint: quinn::Endpoint) -> Opti
         device_key,
         terminal_id: e.terminal_id,
     })
+}
+
+/// An attacker's signed-in session on its own enrolled terminal, if the vendor lets it that far.
+async fn attacker_session(
+    r: &Rig,
+    name: &str,
+    attack: Attack,
+    clerk: &str,
+    password: &str,
+) -> Option<Session> {
+    let t = try_enroll_from(r, name, attacker_endpoint(attack)).await?;
+    let conn = with_deadline(client::connect(&t.endpoint, r.addr, r.key))
+        .await?
+        .ok()?;
+    with_deadline(conn.login(t.terminal_id, &t.device_key, clerk, password))
+        .await?
+        .ok()
 }
 
 async fn enroll_from(r: &Rig, name: &str, endpoint: quinn::Endpoint) -> Terminal {
@@ -482,21 +483,13 @@ async fn run_attack(attack: Attack, r: Arc<Rig>, until: Instant, scan_payload: V
             }
         }
         Attack::StatementFlood => {
-            let Some(t) =
-                try_enroll_from(&r, "attacker-statements", attacker_endpoint(attack)).await
-            else {
-                return 0;
-            };
-            let Some(Ok(conn)) = with_deadline(client::connect(&t.endpoint, r.addr, r.key)).await
-            else {
-                return 0;
-            };
-            let Some(Ok(s)) = with_deadline(conn.login(
-                t.terminal_id,
-                &t.device_key,
+            let Some(s) = attacker_session(
+                &r,
+                "attacker-statements",
+                attack,
                 support::CLERK,
                 support::PASSWORD,
-            ))
+            )
             .await
             else {
                 return 0;
@@ -521,20 +514,13 @@ async fn run_attack(attack: Attack, r: Arc<Rig>, until: Instant, scan_payload: V
             }
         }
         Attack::MonitorFlood => {
-            let Some(t) = try_enroll_from(&r, "attacker-monitor", attacker_endpoint(attack)).await
-            else {
-                return 0;
-            };
-            let Some(Ok(conn)) = with_deadline(client::connect(&t.endpoint, r.addr, r.key)).await
-            else {
-                return 0;
-            };
-            let Some(Ok(s)) = with_deadline(conn.login(
-                t.terminal_id,
-                &t.device_key,
+            let Some(s) = attacker_session(
+                &r,
+                "attacker-monitor",
+                attack,
                 SUPERVISOR,
                 SUPERVISOR_PASSWORD,
-            ))
+            )
             .await
             else {
                 return 0;

@@ -203,18 +203,7 @@ async fn crash_cycles(backend: Backend, cycles: usize, run_ms_min: u64, run_ms_s
     let code = {
         let mut d = Directory::open(&data.file(DB_FILE)).unwrap();
         let (acct, _) = d.add_account("Crash Test PO", 1).unwrap();
-        // Many terminals enroll with it (the first code enrolls one).
-        let code = d
-            .rotate_enrollment_code(
-                acct.id,
-                frank::vendor::directory::CodePolicy {
-                    uses: 10_000,
-                    valid_ms: 24 * 3_600_000,
-                },
-                frank::counter::client::wall_ms(),
-            )
-            .unwrap()
-            .code;
+        let code = support::fleet_code(&mut d, acct.id);
         d.add_clerk(acct.id, support::CLERK, support::PASSWORD, false, 1)
             .unwrap();
         code

@@ -51,11 +51,6 @@ impl Drop for VendorProc {
     }
 }
 
-fn free_udp_port() -> SocketAddr {
-    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    s.local_addr().unwrap()
-}
-
 /// A data directory with one account and clerk, `toml` appended to its vendor.toml, served by
 /// a child `frank vendor serve` on loopback.
 async fn vendor_proc(toml: &str) -> VendorProc {
@@ -65,18 +60,7 @@ async fn vendor_proc(toml: &str) -> VendorProc {
     let code = {
         let mut d = Directory::open(&data.file(DB_FILE)).unwrap();
         let (acct, _) = d.add_account("Paper Test Post Office", 1).unwrap();
-        // Many terminals enroll with it (the first code enrolls one).
-        let code = d
-            .rotate_enrollment_code(
-                acct.id,
-                frank::vendor::directory::CodePolicy {
-                    uses: 10_000,
-                    valid_ms: 24 * 3_600_000,
-                },
-                frank::counter::client::wall_ms(),
-            )
-            .unwrap()
-            .code;
+        let code = support::fleet_code(&mut d, acct.id);
         d.add_clerk(acct.id, support::CLERK, support::PASSWORD, false, 1)
             .unwrap();
         code
@@ -90,7 +74,7 @@ async fn vendor_proc(toml: &str) -> VendorProc {
         std::fs::write(&path, text).unwrap();
     }
     let key = data.load().unwrap().key.verifying_key();
-    let addr = free_udp_port();
+    let addr = support::free_udp_port();
     let child = support::spawn_vendor_serve(&dir.path().join("vendor"), addr, &[]).await;
     VendorProc {
         _dir: dir,

@@ -43,18 +43,7 @@ pub async fn vendor_setup(
     let (account_id, code) = {
         let mut d = Directory::open(&data.file(DB_FILE)).unwrap();
         let (acct, _) = d.add_account("Test Post Office", 1).unwrap();
-        // Many terminals enroll with it (the first code enrolls one).
-        let code = d
-            .rotate_enrollment_code(
-                acct.id,
-                frank::vendor::directory::CodePolicy {
-                    uses: 10_000,
-                    valid_ms: 24 * 3_600_000,
-                },
-                frank::counter::client::wall_ms(),
-            )
-            .unwrap()
-            .code;
+        let code = fleet_code(&mut d, acct.id);
         d.add_clerk(acct.id, CLERK, PASSWORD, false, 1).unwrap();
         setup(&data, &mut d, acct.id);
         (acct.id, code)
@@ -72,6 +61,27 @@ pub async fn vendor_setup(
         addr,
         key,
     }
+}
+
+/// A fresh enrollment code of `account` that many terminals may use within a day (the code an
+/// account starts with enrolls one); earlier codes stop working.
+pub fn fleet_code(d: &mut Directory, account: u64) -> String {
+    d.rotate_enrollment_code(
+        account,
+        frank::vendor::directory::CodePolicy {
+            uses: 10_000,
+            valid_ms: 24 * 3_600_000,
+        },
+        frank::counter::client::wall_ms(),
+    )
+    .unwrap()
+    .code
+}
+
+/// A loopback UDP address free a moment ago (for a child vendor to listen on).
+pub fn free_udp_port() -> SocketAddr {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.local_addr().unwrap()
 }
 
 pub fn endpoint() -> quinn::Endpoint {
