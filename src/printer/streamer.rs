@@ -342,6 +342,10 @@ pub struct PrinterPort {
     port: TTYPort,
     profile: Profile,
     path: String,
+    /// Process IDs that arrived outside a job's own reading: held in the port's input while no
+    /// counter had it open (a counter killed mid-job), or late after a job ended. Kept for the
+    /// next [`resync`], at most [`PROCESS_IDS_KEPT_MAX`] (the newest win).
+    heard_ids: Vec<ProcessId>,
 }
 
 impl std::fmt::Debug for PrinterPort {
@@ -407,12 +411,16 @@ impl PrinterPort {
                     message: e.to_string(),
                 })?;
         }
-        let _ = port.clear(serialport::ClearBuffer::Input);
-        Ok(PrinterPort {
+        let mut port = PrinterPort {
             port,
             profile: profile.clone(),
             path: p,
-        })
+            heard_ids: Vec::new(),
+        };
+        // What waited in the input is not thrown away: a process ID among it may be the only
+        // word that a dead counter's indicium printed (docs/PRINTING.md §Resync).
+        let _ = port.keep_stray_replies();
+        Ok(port)
     }
 
     pub fn profile(&self) -> &Profile {
@@ -430,7 +438,7 @@ impl PrinterPort {
         if !self.profile.status.dle_eot {
             return Ok(false);
         }
-        let _ = self.port.clear(serialport::ClearBuffer::Input);
+        self.keep_stray_replies()?;
         // Ask all three, then report the most specific cause: cover/paper before "offline".
         let mut faults = Vec::with_capacity(3);
         for n in [2u8, 4, 1] {
@@ -438,8 +446,7 @@ impl PrinterPort {
             if let Some(f) = fault {
                 return Err(f);
             }
-            let got = self.read_until(1, Instant::now() + reply_timeout)?;
-            let Some(&reply) = got.first() else {
+            let Some(reply) = self.read_status_reply(Instant::now() + reply_timeout)? else {
                 return Err(PrinterFault::StatusTimeout);
             };
             match decode_status(n, reply) {
@@ -452,6 +459,62 @@ impl PrinterPort {
             Some(f) => Err(*f),
             None => Ok(true),
         }
+    }
+
+    /// Read what waits in the input (bounded: [`STRAY_READ_BYTES_MAX`]) and keep the process
+    /// IDs among it; status bytes and anything else there are stale and dropped.
+    fn keep_stray_replies(&mut self) -> Result<(), PrinterFault> {
+        let mut reader = ReplyReader::new();
+        let mut buf = [0u8; READ_BYTES_MAX];
+        let mut read = 0usize;
+        while read < STRAY_READ_BYTES_MAX {
+            let n = self.read_available(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            read += n;
+            let mut replies = Vec::new();
+            reader.push_all(&buf[..n], &mut replies);
+            for r in replies {
+                if let Reply::ProcessId(id) = r {
+                    self.hear_id(id);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn hear_id(&mut self, id: ProcessId) {
+        if self.heard_ids.len() >= PROCESS_IDS_KEPT_MAX {
+            self.heard_ids.remove(0);
+        }
+        self.heard_ids.push(id);
+    }
+
+    /// The next `DLE EOT` reply byte, keeping process IDs that arrive before it; `None` at
+    /// the deadline.
+    fn read_status_reply(&mut self, deadline: Instant) -> Result<Option<u8>, PrinterFault> {
+        let mut reader = ReplyReader::new();
+        loop {
+            let got = self.read_until(1, deadline)?;
+            let Some(&b) = got.first() else {
+                return Ok(None);
+            };
+            let mut replies = Vec::new();
+            reader.push(b, &mut replies);
+            for r in replies {
+                match r {
+                    Reply::Status(s) => return Ok(Some(s)),
+                    Reply::ProcessId(id) => self.hear_id(id),
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// Process IDs heard outside a job since the last call (oldest first).
+    pub fn take_heard_ids(&mut self) -> Vec<ProcessId> {
+        std::mem::take(&mut self.heard_ids)
     }
 
     /// Write everything or fail; returns bytes written before a failure too.
@@ -559,6 +622,8 @@ pub const STATUS_REPLIES_KEPT_MAX: usize = 64;
 pub const PROCESS_IDS_KEPT_MAX: usize = 64;
 /// Most bytes read from the port in one pump.
 const READ_BYTES_MAX: usize = 256;
+/// Most bytes read when looking through what waited in the port's input between jobs.
+const STRAY_READ_BYTES_MAX: usize = 4096;
 /// How long a wait sleeps when nothing has arrived; also the link-check period while waiting.
 const IDLE_POLL_MS: u64 = 2;
 
@@ -705,14 +770,6 @@ pub fn stream_job(
                 return run.fault(fault);
             }
         }
-        // The journal hears of the indicium before its first byte that can mark paper, and
-        // may refuse it.
-        if job.indicium_marks_at == Some(chunk.start)
-            && let Err(e) = run.milestones.reached(Milestone::IndiciumSending)
-        {
-            tracing::warn!(error = %e, "milestone observer refused the indicium");
-            return run.abort(AbortCause::Milestone);
-        }
         let bytes = &job.bytes[chunk.start..chunk.end];
         debug_assert!(bytes.len() <= cfg.chunk_bytes_max.max(1));
         if let Some(fault) = run.wait_turn(bytes.len(), link) {
@@ -720,6 +777,19 @@ pub fn stream_job(
         }
         if !link.borrow().allows_printing() {
             return run.abort(AbortCause::Link);
+        }
+        // The journal hears of the indicium right before its first byte that can mark paper
+        // (after the pacer's wait, so a counter killed while waiting is known to have sent
+        // none of it), and may refuse it.
+        if job.indicium_marks_at == Some(chunk.start) {
+            if let Err(e) = run.milestones.reached(Milestone::IndiciumSending) {
+                tracing::warn!(error = %e, "milestone observer refused the indicium");
+                return run.abort(AbortCause::Milestone);
+            }
+            // The journal's fsync took time: a lapse meanwhile still keeps the indicium back.
+            if !link.borrow().allows_printing() {
+                return run.abort(AbortCause::Link);
+            }
         }
         let (n, fault) = run
             .port
@@ -1192,6 +1262,9 @@ pub fn resync(
         Duration::from_secs_f64(bytes as f64 / f64::from(profile.sustained_bytes_per_s()))
     };
     let mut inbox = Inbox::default();
+    // IDs the port heard before the resync (while the counter was down or polling status)
+    // come first: they printed earlier than anything the resync brings back.
+    inbox.ids = port.take_heard_ids();
     let wait = |port: &mut PrinterPort,
                 inbox: &mut Inbox,
                 deadline: Instant,
