@@ -261,6 +261,10 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE pieces ADD COLUMN scan_count INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE pieces ADD COLUMN scan_recorded_at_ms INTEGER;
     UPDATE pieces SET scan_count = 1 WHERE scanned = 1;",
+    // 12: issue 13 — a statement reads its period through an index by time (and the one
+    //     record before it, for the opening balance) instead of walking the account's chain
+    //     back from its last record: its cost no longer grows with the history since.
+    "CREATE INDEX audit_time ON audit(account, at_ms);",
 ];
 
 fn db(e: rusqlite::Error) -> StoreError {
@@ -1821,16 +1825,16 @@ const ACCOUNT_AUDIT_SQL: &str = "WITH RECURSIVE chain(id) AS ( \
         WHERE audit.prev IS NOT NULL) \
     SELECT audit.id, account, seq, at_ms, body, hash FROM audit JOIN chain \
     ON audit.id = chain.id ORDER BY seq";
-/// A statement's audit records (`LedgerStore::account_statement`): walking back from the
-/// account's last record, through the first one before the period start (?2), and no further.
-const ACCOUNT_AUDIT_SINCE_SQL: &str = "WITH RECURSIVE chain(id, at_ms) AS ( \
-        SELECT audit.id, audit.at_ms FROM accounts JOIN audit ON audit.id = accounts.audit_last \
-        WHERE accounts.id = ?1 \
+/// A statement's audit records (`LedgerStore::account_statement`): the last one before the
+/// period start (?2, for the opening balance) and those of the period (to ?3), through the
+/// `audit_time` index; as the PostgreSQL store reads them.
+const ACCOUNT_AUDIT_PERIOD_SQL: &str = "SELECT id, account, seq, at_ms, body, hash FROM ( \
+        SELECT * FROM (SELECT id, account, seq, at_ms, body, hash FROM audit \
+            WHERE account = ?1 AND at_ms < ?2 ORDER BY at_ms DESC, seq DESC LIMIT 1) \
         UNION ALL \
-        SELECT p.id, p.at_ms FROM chain JOIN audit c ON c.id = chain.id \
-        JOIN audit p ON p.id = c.prev WHERE chain.at_ms >= ?2) \
-    SELECT audit.id, account, seq, audit.at_ms, body, hash FROM audit JOIN chain \
-    ON audit.id = chain.id ORDER BY seq";
+        SELECT id, account, seq, at_ms, body, hash FROM audit \
+            WHERE account = ?1 AND at_ms >= ?2 AND at_ms < ?3) \
+    ORDER BY seq";
 const IDEMPOTENCY_INSERT_HEAD: &str = "INSERT INTO idempotency \
     (id, request_id, fingerprint, reply, at_ms, permanent) VALUES ";
 /// The next idempotency log id.
@@ -2239,9 +2243,12 @@ impl LedgerStore for SqliteStore {
         to_ms: u64,
     ) -> BoxFuture<'_, Result<Statement, StoreError>> {
         Box::pin(self.read(move |c| {
-            let mut stmt = c.prepare_cached(ACCOUNT_AUDIT_SINCE_SQL).map_err(db)?;
+            let mut stmt = c.prepare_cached(ACCOUNT_AUDIT_PERIOD_SQL).map_err(db)?;
             let rows = stmt
-                .query_map([int(id.0)?, store::cutoff(from_ms)], audit_row)
+                .query_map(
+                    [int(id.0)?, store::cutoff(from_ms), store::cutoff(to_ms)],
+                    audit_row,
+                )
                 .map_err(db)?;
             let mut fold = super::audit::StatementFold::new(id, from_ms, to_ms);
             for r in rows {
