@@ -279,6 +279,74 @@ async fn one_account_holds_at_most_its_share_of_monitor_slots() {
     assert_eq!(v.server.monitor_subscribers(), 1);
 }
 
+/// A supervisor whose desk subscribes and then never reads (its stream window a few hundred
+/// bytes) holds its account's one monitor slot only until a frame waits
+/// `response_write_timeout_ms`: the vendor resets the stream, the slot comes back, and another
+/// desk of the account subscribes. Issue 13.
+#[tokio::test]
+async fn a_monitor_subscriber_that_never_reads_loses_its_slot_at_the_write_timeout_issue_13() {
+    let config = VendorConfig {
+        monitor_subscribers_per_account_max: 1,
+        monitor_push_interval_ms: 50,
+        response_write_timeout_ms: 400,
+        ..VendorConfig::default()
+    };
+    let v = vendor_with_supervisor(Some(config)).await;
+    let counter = term(&v, v.addr, "counter-1", CLERK, PASSWORD).await;
+    // The stalled desk: a stream window too small for more than a couple of frames.
+    let endpoint = endpoint();
+    let mut transport =
+        frank::vendor::server::transport_config(frank::counter::client::IDLE_TIMEOUT_MS);
+    transport.stream_receive_window(quinn::VarInt::from_u32(512));
+    let conn = frank::counter::client::connect_with_transport(&endpoint, v.addr, v.key, transport)
+        .await
+        .unwrap();
+    let device_key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+    let e = conn
+        .enroll(&v.code, "stalled-desk", &device_key, &v.key)
+        .await
+        .unwrap();
+    let stalled = conn
+        .login(e.terminal_id, &device_key, BOSS, BOSS_PASSWORD)
+        .await
+        .unwrap();
+    let (_never_read, _) = stalled.subscribe_terminals().await.unwrap();
+    assert_eq!(v.server.monitor_subscribers(), 1);
+    // Rows keep changing (the counter's printer reports), so frames keep coming.
+    let desk = term(&v, v.addr, "desk", BOSS, BOSS_PASSWORD).await;
+    let deadline = std::time::Instant::now() + LONG;
+    let mut flip = false;
+    let (mut stream, _) = loop {
+        flip = !flip;
+        let state = if flip { "offline" } else { "ready" };
+        let _ = counter
+            .s
+            .report_printer_status(PrinterReport {
+                state: state.into(),
+                detail: None,
+            })
+            .await;
+        match desk.s.subscribe_terminals().await {
+            Ok(sub) => break sub,
+            Err(e) => {
+                assert_eq!(e.code(), Some(ErrorCode::Busy), "{e}");
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the slot never came back"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    assert!(v.server.limit_counts().streams_reset_write_timeout >= 1);
+    assert_eq!(v.server.monitor_subscribers(), 1);
+    // The new subscriber is served.
+    tokio::time::timeout(LONG, stream.next())
+        .await
+        .unwrap()
+        .unwrap();
+}
+
 #[tokio::test]
 async fn frank_admin_once_prints_the_snapshot_as_json() {
     let v = vendor_with_supervisor(None).await;

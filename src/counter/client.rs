@@ -89,10 +89,21 @@ pub async fn connect(
     addr: SocketAddr,
     pinned: VerifyingKey,
 ) -> Result<VendorConn, ClientError> {
+    connect_with_transport(endpoint, addr, pinned, transport_config(IDLE_TIMEOUT_MS)).await
+}
+
+/// [`connect`] with the caller's QUIC transport settings (windows, timeouts) instead of the
+/// counter's (`vendor::server::transport_config(IDLE_TIMEOUT_MS)`).
+pub async fn connect_with_transport(
+    endpoint: &quinn::Endpoint,
+    addr: SocketAddr,
+    pinned: VerifyingKey,
+    transport: quinn::TransportConfig,
+) -> Result<VendorConn, ClientError> {
     let verifier = PinnedVendor::new(pinned);
     let mut config = crate::tls::client_config(verifier.clone())
         .map_err(|e| ClientError::Other(e.to_string()))?;
-    config.transport_config(Arc::new(transport_config(IDLE_TIMEOUT_MS)));
+    config.transport_config(Arc::new(transport));
     let unreachable = |reason: String| ClientError::Unreachable { addr, reason };
     let connecting = endpoint
         .connect_with(config, addr, crate::tls::VENDOR_CERT_NAME)

@@ -45,6 +45,7 @@ pub const SCAN_RECORD_WINDOW_MS_MAX: u64 = 30 * 24 * 3600 * 1000;
 /// Bounds of the connection limits `vendor.toml` may set.
 pub const LOGIN_DEADLINE_MS_RANGE: std::ops::RangeInclusive<u64> = 100..=600_000;
 pub const REQUEST_READ_TIMEOUT_MS_RANGE: std::ops::RangeInclusive<u64> = 100..=600_000;
+pub const RESPONSE_WRITE_TIMEOUT_MS_RANGE: std::ops::RangeInclusive<u64> = 100..=600_000;
 pub const STREAMS_PER_CONNECTION_MAX_RANGE: std::ops::RangeInclusive<u32> = 1..=1024;
 pub const SCANS_PER_MINUTE_RANGE: std::ops::RangeInclusive<u32> = 1..=1_000_000;
 
@@ -73,6 +74,9 @@ pub struct VendorConfig {
     /// A request stream whose request has not fully arrived this long after the stream opened
     /// is reset (stream error code 1).
     pub request_read_timeout_ms: u64,
+    /// A response (or monitor frame) the client does not take (QUIC flow control) within
+    /// this resets its stream (stream error code 2); a monitor subscription then ends.
+    pub response_write_timeout_ms: u64,
     /// Concurrent bidirectional streams a client may open on one connection (QUIC
     /// `initial_max_streams_bidi`); a client opening more waits for one to end.
     pub streams_per_connection_max: u32,
@@ -153,6 +157,7 @@ impl Default for VendorConfig {
             address_validation_above_connections: 1_000,
             login_deadline_ms: 10_000,
             request_read_timeout_ms: 5_000,
+            response_write_timeout_ms: 5_000,
             streams_per_connection_max: 16,
             sessions_max: 10_000,
             session_resume_ms_max: 10 * 60 * 1000,
@@ -324,6 +329,11 @@ impl VendorConfig {
                 "request_read_timeout_ms",
                 self.request_read_timeout_ms,
                 REQUEST_READ_TIMEOUT_MS_RANGE,
+            ),
+            (
+                "response_write_timeout_ms",
+                self.response_write_timeout_ms,
+                RESPONSE_WRITE_TIMEOUT_MS_RANGE,
             ),
         ] {
             if !range.contains(&v) {
@@ -653,6 +663,7 @@ mod tests {
             "connections_per_source_max = 0\n",
             "login_deadline_ms = 99\n",
             "request_read_timeout_ms = 600001\n",
+            "response_write_timeout_ms = 99\n",
             "streams_per_connection_max = 0\n",
             "scans_per_source_per_minute = 0\n",
             "scans_per_piece_per_minute = 0\n",

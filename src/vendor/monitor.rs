@@ -380,6 +380,11 @@ pub struct SubscriptionCtx {
     pub live: LiveLinks,
     pub push_interval: Duration,
     pub queue_max: usize,
+    /// A frame the subscriber does not take within this resets the stream and ends the
+    /// subscription (`response_write_timeout_ms`), freeing its slot.
+    pub write_timeout: Duration,
+    /// Counts such a reset (`limit_counts`).
+    pub write_timeouts: std::sync::Arc<dyn Fn() + Send + Sync>,
     pub conn: quinn::Connection,
     pub permit: Permit,
 }
@@ -438,10 +443,19 @@ async fn figures(ctx: &SubscriptionCtx) -> Result<AccountFigures, String> {
 /// `push_interval` for drift.
 pub async fn run_subscription(ctx: SubscriptionCtx, mut send: quinn::SendStream) {
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(ctx.queue_max.max(1));
+    let write_timeout = ctx.write_timeout;
+    let write_timeouts = ctx.write_timeouts.clone();
+    // The writer ends at a stalled or gone subscriber; the loop below sees its queue closed
+    // and ends the subscription, freeing the slot.
     let writer = tokio::spawn(async move {
         while let Some(bytes) = rx.recv().await {
-            if send.write_all(&bytes).await.is_err() {
-                return;
+            match super::server::write_within(&mut send, &bytes, write_timeout).await {
+                Ok(()) => {}
+                Err(super::server::WriteEnd::TimedOut) => {
+                    write_timeouts();
+                    return;
+                }
+                Err(super::server::WriteEnd::Closed) => return,
             }
         }
         let _ = send.finish();

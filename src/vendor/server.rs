@@ -43,6 +43,9 @@ pub const CLOSE_LOGIN_DEADLINE: u32 = 3;
 /// Application error code of a request stream the vendor stops and resets because its request
 /// did not fully arrive within `request_read_timeout_ms`.
 pub const STREAM_READ_TIMEOUT: u32 = 1;
+/// Application error code of a stream reset because the client did not take its response (or
+/// a monitor frame) within `response_write_timeout_ms`.
+pub const STREAM_WRITE_TIMEOUT: u32 = 2;
 /// Sources whose scan budget is tracked at once (a source with an unspent budget is
 /// forgotten first; beyond this a new source's `scan` is `busy`).
 pub const SCAN_SOURCES_TRACKED_MAX: usize = 65_536;
@@ -113,6 +116,8 @@ pub struct LimitCounts {
     pub closed_at_login_deadline: u64,
     /// Request streams reset at `request_read_timeout_ms`.
     pub streams_reset_read_timeout: u64,
+    /// Streams reset at `response_write_timeout_ms` (responses and monitor frames).
+    pub streams_reset_write_timeout: u64,
     /// `scan` requests refused by a per-source or per-piece budget.
     pub scans_limited: u64,
 }
@@ -125,6 +130,7 @@ struct LimitCounters {
     refused_handshake_rate: AtomicU64,
     closed_at_login_deadline: AtomicU64,
     streams_reset_read_timeout: AtomicU64,
+    streams_reset_write_timeout: AtomicU64,
     scans_limited: AtomicU64,
 }
 
@@ -142,6 +148,7 @@ impl LimitCounters {
             refused_handshake_rate: get(&self.refused_handshake_rate),
             closed_at_login_deadline: get(&self.closed_at_login_deadline),
             streams_reset_read_timeout: get(&self.streams_reset_read_timeout),
+            streams_reset_write_timeout: get(&self.streams_reset_write_timeout),
             scans_limited: get(&self.scans_limited),
         }
     }
@@ -650,8 +657,47 @@ async fn serve_stream(
         }
         Err(_) => return,
     };
-    let _ = send.write_all(&response).await;
-    let _ = send.finish();
+    match write_within(&mut send, &response, write_timeout(&state)).await {
+        Ok(()) => {
+            let _ = send.finish();
+        }
+        Err(WriteEnd::TimedOut) => {
+            LimitCounters::bump(&state.shared.limits_hit.streams_reset_write_timeout);
+        }
+        Err(WriteEnd::Closed) => {}
+    }
+}
+
+fn write_timeout(state: &ConnState) -> Duration {
+    Duration::from_millis(state.shared.config.response_write_timeout_ms)
+}
+
+/// Why [`write_within`] did not write everything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WriteEnd {
+    /// The stream or connection went away.
+    Closed,
+    /// The client took nothing for `response_write_timeout_ms`; the stream was reset.
+    TimedOut,
+}
+
+/// Writes `bytes` unless the client stops taking them (QUIC flow control) for `timeout`; then
+/// resets the stream with [`STREAM_WRITE_TIMEOUT`], so a client that never reads holds no
+/// task, buffer or slot.
+pub(crate) async fn write_within(
+    send: &mut quinn::SendStream,
+    bytes: &[u8],
+    timeout: Duration,
+) -> Result<(), WriteEnd> {
+    match tokio::time::timeout(timeout, send.write_all(bytes)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(WriteEnd::Closed),
+        Err(_) => {
+            tracing::debug!("resetting a stream: response_write_timeout_ms passed");
+            let _ = send.reset(quinn::VarInt::from_u32(STREAM_WRITE_TIMEOUT));
+            Err(WriteEnd::TimedOut)
+        }
+    }
 }
 
 fn internal(e: impl std::fmt::Display) -> ErrorBody {
@@ -742,8 +788,15 @@ async fn subscribe(state: &Arc<ConnState>, mut send: quinn::SendStream) {
         Err(err) => {
             tracing::info!(request = "subscribe_terminals", code = ?err.code, message = %escaped(&err.message), "request refused");
             let frame = wire::monitor::encode_frame(&wire::encode_error(&err));
-            let _ = send.write_all(&frame).await;
-            let _ = send.finish();
+            match write_within(&mut send, &frame, write_timeout(state)).await {
+                Ok(()) => {
+                    let _ = send.finish();
+                }
+                Err(WriteEnd::TimedOut) => {
+                    LimitCounters::bump(&state.shared.limits_hit.streams_reset_write_timeout);
+                }
+                Err(WriteEnd::Closed) => {}
+            }
         }
     }
 }
@@ -790,6 +843,11 @@ async fn admit_subscriber(state: &Arc<ConnState>) -> Result<monitor::Subscriptio
         }),
         push_interval: Duration::from_millis(shared.config.monitor_push_interval_ms),
         queue_max: shared.config.monitor_queue_max,
+        write_timeout: write_timeout(state),
+        write_timeouts: Arc::new({
+            let shared = shared.clone();
+            move || LimitCounters::bump(&shared.limits_hit.streams_reset_write_timeout)
+        }),
         conn: state.conn.clone(),
         permit,
     })
