@@ -833,3 +833,31 @@ fn resync_after_a_job_abandoned_mid_raster_band() {
         assert_eq!(emu.stats().overrun_bytes, 0, "{id}");
     }
 }
+
+/// A counter killed after writing a whole job: the printer prints it and answers its process
+/// IDs while no one has the port open. The restarted counter's port keeps those replies — its
+/// open and its status polls read them instead of flushing the input — and its resync reports
+/// them, so the dead job's indicium and end are known to have printed. Issue 12.
+#[test]
+fn process_ids_answered_while_no_one_listened_reach_the_next_resync() {
+    let mut p = shipped("virtual").unwrap();
+    p.serial.baud = 115_200;
+    let dir = tempfile::tempdir().unwrap();
+    let emu = spawn_emulator(&p, Some(dir.path()));
+    let old = compile(&raster_label(), &p, 256).unwrap();
+    let (ind, end) = (old.indicium_pid.unwrap().id, old.end_pid.unwrap().id);
+    abandon(&emu, &old, old.bytes.len());
+    wait_for("both IDs answered", || emu.answered_ids().len() >= 2);
+    let mut port = PrinterPort::open(emu.device_path(), &p, None).unwrap();
+    // A status poll before the resync does not lose them.
+    assert!(port.status_now(Duration::from_millis(500)).unwrap());
+    let report = resync(&mut port, &StreamConfig::default(), ResyncMode::Finish).unwrap();
+    assert!(report.settled, "{report:?}");
+    // Every ID the printer sent while no one listened, in order (a raster indicium's ID
+    // follows each of its bands), the indicium's and the end's among them.
+    let mut sent = emu.answered_ids();
+    sent.retain(|id| *id != frank::printer::compiler::RESYNC_PROCESS_ID);
+    assert_eq!(report.earlier_ids, sent, "{report:?}");
+    assert!(report.earlier_ids.contains(&ind), "{report:?}");
+    assert_eq!(report.earlier_ids.last(), Some(&end), "{report:?}");
+}
