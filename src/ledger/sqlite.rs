@@ -95,6 +95,13 @@ impl Default for SqliteConfig {
 
 /// The writer's page cache, in KiB as SQLite's negative `cache_size` (16 MiB).
 const WRITER_CACHE_KIB_NEG: i64 = -16_384;
+/// The reader's page cache (8 MiB). It serves statements, listings and scans; SQLite also
+/// caps a sort's memory at the cache size before spilling to a temporary file, so a statement
+/// of a long, busy period costs the vendor at most this much heap, not its size.
+const READER_CACHE_KIB_NEG: i64 = -8_192;
+/// The checkpointer's page cache (2 MiB, SQLite's default): a checkpoint copies WAL frames
+/// without going through it.
+const CHECKPOINTER_CACHE_KIB_NEG: i64 = -2_048;
 
 /// Versioned migrations; `schema_version` holds the number applied.
 const MIGRATIONS: &[&str] = &[
@@ -417,8 +424,14 @@ impl SqliteStore {
         writer.set_prepared_statement_cache_capacity(64);
         let reader = Connection::open(path).map_err(db)?;
         configure(&reader)?;
+        reader
+            .pragma_update(None, "cache_size", READER_CACHE_KIB_NEG)
+            .map_err(db)?;
         let checkpointer = Connection::open(path).map_err(db)?;
         configure(&checkpointer)?;
+        checkpointer
+            .pragma_update(None, "cache_size", CHECKPOINTER_CACHE_KIB_NEG)
+            .map_err(db)?;
         let decider = Connection::open(path).map_err(db)?;
         configure(&decider)?;
         let pool = SignPool::start(config.sign_threads_max, &signer)?;
