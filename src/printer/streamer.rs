@@ -1261,10 +1261,12 @@ pub fn resync(
     let line_time = |bytes: usize| {
         Duration::from_secs_f64(bytes as f64 / f64::from(profile.sustained_bytes_per_s()))
     };
-    let mut inbox = Inbox::default();
     // IDs the port heard before the resync (while the counter was down or polling status)
     // come first: they printed earlier than anything the resync brings back.
-    inbox.ids = port.take_heard_ids();
+    let mut inbox = Inbox {
+        ids: port.take_heard_ids(),
+        ..Inbox::default()
+    };
     let wait = |port: &mut PrinterPort,
                 inbox: &mut Inbox,
                 deadline: Instant,
