@@ -146,6 +146,40 @@ async fn a_connection_that_never_logs_in_is_closed_at_the_login_deadline_issue_1
     assert_no_lapse(&v, &c, &link);
 }
 
+/// Address validation only under load: below `address_validation_above_connections` a new
+/// source is let in without a Retry; at the threshold every new unproven address gets one (and
+/// still connects, one round trip later).
+#[tokio::test]
+async fn a_retry_is_asked_only_once_the_vendor_holds_the_threshold_of_connections_issue_13() {
+    let v = vendor_toml("address_validation_above_connections = 3\n").await;
+    // The counter holds one connection.
+    let (c, _s, link) = legit_counter(&v).await;
+    let before = v.server.limit_counts().retries_sent;
+    let mut held = Vec::new();
+    for ip in ["127.0.0.2", "127.0.0.3"] {
+        held.push(
+            client::connect(&endpoint_on(ip), v.addr, v.key)
+                .await
+                .unwrap(),
+        );
+    }
+    assert_eq!(
+        v.server.limit_counts().retries_sent,
+        before,
+        "under the threshold: no Retry"
+    );
+    // Three connections open: the next new source is validated first.
+    for ip in ["127.0.0.4", "127.0.0.5"] {
+        held.push(
+            client::connect(&endpoint_on(ip), v.addr, v.key)
+                .await
+                .unwrap(),
+        );
+    }
+    assert_eq!(v.server.limit_counts().retries_sent, before + 2);
+    assert_no_lapse(&v, &c, &link);
+}
+
 #[tokio::test]
 async fn a_stream_that_stalls_half_way_through_its_request_is_reset_after_the_read_timeout_issue_13()
  {
