@@ -2,11 +2,14 @@
 //! with Ed25519 before its transaction commits, from 256 concurrent clients through the ledger
 //! service.
 //!
-//! Three runs: SQLite with group commit, SQLite with one transaction per request (the naive
-//! baseline, same run), and PostgreSQL (a throwaway local server, fsync on). The last stdout
-//! line is JSON: group_per_s, naive_per_s, group_vs_naive, group_p99_ms, postgres_per_s,
-//! postgres_p99_ms, and fsync_4k_ms (what one durable commit costs this disk at least, which
-//! bounds the baseline). Pair latency is authorize-sent → commit-acknowledged.
+//! Four runs: SQLite with group commit, SQLite with one transaction per request (the naive
+//! baseline, same run), PostgreSQL with its batch writers, and PostgreSQL with one
+//! transaction per request (its baseline) — a throwaway local server, fsync on. The last
+//! stdout line is JSON: group_per_s, naive_per_s, group_vs_naive, group_p99_ms,
+//! postgres_per_s, postgres_p99_ms, postgres_naive_per_s, postgres_vs_sqlite (batched
+//! PostgreSQL ÷ SQLite group commit; goal ≥ 0.5), postgres_vs_naive, and fsync_4k_ms (what
+//! one durable commit costs this disk at least, which bounds the baseline). Pair latency is
+//! authorize-sent → commit-acknowledged.
 //!
 //! Beside them, what explains the ratio: `*_requests_per_commit` (requests sharing one WAL
 //! fsync), `*_cpu_us_per_pair` (the whole process's CPU time per pair, the in-process clients
@@ -15,7 +18,7 @@
 //! the time — with `ceiling_vs_naive`, the highest ratio this machine could show.
 //!
 //! `cargo bench --bench ledger -- --quick` runs 4 s per backend (well under 2 minutes);
-//! `--only group|naive|postgres` runs one backend (the others report 0).
+//! `--only group|naive|postgres|postgres_naive` runs one backend (the others report 0).
 
 #[path = "../tests/support/postgres.rs"]
 mod pg;
@@ -25,7 +28,7 @@ use frank::ledger::licensing::EmbeddedLicensing;
 use frank::ledger::payment::{Card, PaymentMethod, SimulatedProcessor};
 use frank::ledger::postgres::{PostgresConfig, PostgresStore};
 use frank::ledger::service::{self, SystemClock};
-use frank::ledger::sqlite::{SqliteConfig, SqliteStore};
+use frank::ledger::sqlite::{CommitCounts, SqliteConfig, SqliteStore};
 use frank::ledger::*;
 use frank::money::Cents;
 use std::sync::Arc;
@@ -90,7 +93,11 @@ fn process_cpu_us() -> f64 {
     us(u.user_time()) + us(u.system_time())
 }
 
-async fn run(store: Arc<dyn LedgerStore>, counts: Option<&SqliteStore>, seconds: u64) -> Result_ {
+async fn run(
+    store: Arc<dyn LedgerStore>,
+    counts: Option<&(dyn Fn() -> CommitCounts + Sync)>,
+    seconds: u64,
+) -> Result_ {
     let handle = service::spawn(
         store,
         Arc::new(SimulatedProcessor::new()),
@@ -120,7 +127,7 @@ async fn run(store: Arc<dyn LedgerStore>, counts: Option<&SqliteStore>, seconds:
         accounts.push(account);
     }
     let stop = Arc::new(AtomicBool::new(false));
-    let counts_before = counts.map(SqliteStore::commit_counts);
+    let counts_before = counts.map(|c| c());
     let cpu_before = process_cpu_us();
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -150,7 +157,7 @@ async fn run(store: Arc<dyn LedgerStore>, counts: Option<&SqliteStore>, seconds:
     }
     let elapsed = started.elapsed().as_secs_f64();
     let cpu_us = process_cpu_us() - cpu_before;
-    let requests_per_commit = match (counts_before, counts.map(SqliteStore::commit_counts)) {
+    let requests_per_commit = match (counts_before, counts.map(|c| c())) {
         (Some(a), Some(b)) if b.batches > a.batches => {
             (b.requests - a.requests) as f64 / (b.batches - a.batches) as f64
         }
@@ -194,7 +201,7 @@ fn sqlite(dir: &tempfile::TempDir, name: &str, config: SqliteConfig) -> Arc<Sqli
 
 async fn run_sqlite(store: Arc<SqliteStore>, seconds: u64) -> Result_ {
     let counted = store.clone();
-    run(store, Some(&counted), seconds).await
+    run(store, Some(&move || counted.commit_counts()), seconds).await
 }
 
 /// What one durable commit costs this disk at least: the median of rewriting 4 KiB of an
@@ -279,26 +286,44 @@ fn main() {
             "sqlite one tx/request: {:.0} pairs/s, p99 {:.2} ms, {:.1} µs CPU/pair, {:.1} requests/commit",
             naive.per_s, naive.p99_ms, naive.cpu_us_per_pair, naive.requests_per_commit
         );
-        let postgres = if wanted("postgres") {
+        // PostgreSQL: the batch writers, then one transaction per request (the baseline),
+        // each on a fresh database of the same throwaway server.
+        let postgres_run = |batch_writers: usize| async move {
             let url = pg::database().await;
-            let pg_store = PostgresStore::connect(
-                &url,
-                PostgresConfig {
-                    connections_max: 32,
-                    ..PostgresConfig::default()
-                },
-                signer(),
-                LedgerLimits::default(),
-            )
-            .await
-            .unwrap();
-            run(Arc::new(pg_store), None, seconds).await
+            let store = Arc::new(
+                PostgresStore::connect(
+                    &url,
+                    PostgresConfig {
+                        connections_max: 32,
+                        batch_writers,
+                        ..PostgresConfig::default()
+                    },
+                    signer(),
+                    LedgerLimits::default(),
+                )
+                .await
+                .unwrap(),
+            );
+            let counted = store.clone();
+            run(store, Some(&move || counted.commit_counts()), seconds).await
+        };
+        let postgres = if wanted("postgres") {
+            postgres_run(PostgresConfig::default().batch_writers).await
         } else {
             skipped
         };
         eprintln!(
-            "postgres: {:.0} pairs/s, p99 {:.2} ms, {:.1} µs CPU/pair, {:.1} requests/commit",
+            "postgres batched: {:.0} pairs/s, p99 {:.2} ms, {:.1} µs CPU/pair, {:.1} requests/commit",
             postgres.per_s, postgres.p99_ms, postgres.cpu_us_per_pair, postgres.requests_per_commit
+        );
+        let postgres_naive = if wanted("postgres_naive") {
+            postgres_run(0).await
+        } else {
+            skipped
+        };
+        eprintln!(
+            "postgres one tx/request: {:.0} pairs/s, p99 {:.2} ms, {:.1} µs CPU/pair",
+            postgres_naive.per_s, postgres_naive.p99_ms, postgres_naive.cpu_us_per_pair
         );
         let round1 = |x: f64| (x * 10.0).round() / 10.0;
         // Ratios need both sides run (`--only` leaves one out: they read 0).
@@ -320,6 +345,16 @@ fn main() {
                 "group_p99_ms": (group.p99_ms * 100.0).round() / 100.0,
                 "postgres_per_s": postgres.per_s.round(),
                 "postgres_p99_ms": (postgres.p99_ms * 100.0).round() / 100.0,
+                "postgres_naive_per_s": postgres_naive.per_s.round(),
+                "postgres_naive_p99_ms": (postgres_naive.p99_ms * 100.0).round() / 100.0,
+                "postgres_vs_sqlite": if group.per_s > 0.0 && postgres.per_s > 0.0 {
+                    (postgres.per_s / group.per_s * 100.0).round() / 100.0
+                } else {
+                    0.0
+                },
+                "postgres_vs_naive": ratio(postgres.per_s, postgres_naive.per_s),
+                "postgres_requests_per_commit": round1(postgres.requests_per_commit),
+                "postgres_cpu_us_per_pair": round1(postgres.cpu_us_per_pair),
                 "clients": CLIENTS,
                 "seconds_per_run": seconds,
                 "fsync_4k_ms": (fsync_ms * 1000.0).round() / 1000.0,

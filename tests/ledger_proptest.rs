@@ -1,11 +1,15 @@
 //! Random operation sequences against an independent in-memory reference model and the real
-//! SQLite store (proptest-state-machine). After every step: the reply equals the model's, the
-//! registers equal the model's, the control sum holds, and the audit log verifies.
+//! stores — SQLite, and PostgreSQL with its batch writers on a throwaway server
+//! (proptest-state-machine). After every step: the reply equals the model's, the registers
+//! equal the model's, the control sum holds, and the audit log verifies.
 
+#[path = "support/postgres.rs"]
+mod pg;
 #[path = "support/ledger.rs"]
 mod support;
 
 use frank::ledger::ops::{External, Op, Request};
+use frank::ledger::postgres::{PostgresConfig, PostgresStore};
 use frank::ledger::sqlite::{SqliteConfig, SqliteStore};
 use frank::ledger::*;
 use proptest::prelude::*;
@@ -442,7 +446,7 @@ impl ReferenceStateMachine for LedgerMachine {
 
 struct Sut {
     rt: tokio::runtime::Runtime,
-    store: Arc<SqliteStore>,
+    store: Arc<dyn LedgerStore>,
     now: u64,
     history: Vec<(Request, Reply)>,
     _dir: tempfile::TempDir,
@@ -523,20 +527,70 @@ impl StateMachineTest for Sut {
     type Reference = LedgerMachine;
 
     fn init_test(_: &Model) -> Sut {
+        Sut::new(false)
+    }
+
+    fn apply(sut: Sut, model: &Model, step: Step) -> Sut {
+        sut.step(model, step)
+    }
+
+    fn check_invariants(sut: &Sut, model: &Model) {
+        sut.check(model)
+    }
+}
+
+/// The same machine on PostgreSQL (the batch writers; a fresh database per case).
+struct PgSut;
+
+impl StateMachineTest for PgSut {
+    type SystemUnderTest = Sut;
+    type Reference = LedgerMachine;
+
+    fn init_test(_: &Model) -> Sut {
+        Sut::new(true)
+    }
+
+    fn apply(sut: Sut, model: &Model, step: Step) -> Sut {
+        sut.step(model, step)
+    }
+
+    fn check_invariants(sut: &Sut, model: &Model) {
+        sut.check(model)
+    }
+}
+
+impl Sut {
+    fn new(postgres: bool) -> Sut {
         let dir = tempfile::tempdir().unwrap();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
-        let store = Arc::new(
-            SqliteStore::open(
-                &dir.path().join("l.db"),
-                SqliteConfig::default(),
-                signer(),
-                LedgerLimits::default(),
+        let store: Arc<dyn LedgerStore> = if postgres {
+            rt.block_on(async {
+                let url = pg::database().await;
+                Arc::new(
+                    PostgresStore::connect(
+                        &url,
+                        PostgresConfig::default(),
+                        signer(),
+                        LedgerLimits::default(),
+                    )
+                    .await
+                    .unwrap(),
+                )
+            })
+        } else {
+            Arc::new(
+                SqliteStore::open(
+                    &dir.path().join("l.db"),
+                    SqliteConfig::default(),
+                    signer(),
+                    LedgerLimits::default(),
+                )
+                .unwrap(),
             )
-            .unwrap(),
-        );
+        };
         let mut sut = Sut {
             rt,
             store,
@@ -559,7 +613,8 @@ impl StateMachineTest for Sut {
         sut
     }
 
-    fn apply(mut sut: Sut, model: &Model, step: Step) -> Sut {
+    fn step(self, model: &Model, step: Step) -> Sut {
+        let mut sut = self;
         sut.now = model.now;
         match (&model.expect, &step) {
             (Expect::Nothing, _) => {}
@@ -604,7 +659,8 @@ impl StateMachineTest for Sut {
         sut
     }
 
-    fn check_invariants(sut: &Sut, model: &Model) {
+    fn check(&self, model: &Model) {
+        let sut = self;
         for (i, want) in model.accounts.iter().enumerate() {
             let got = sut.rt.block_on(sut.store.account(aid(i))).unwrap().unwrap();
             let r = got.registers;
@@ -632,4 +688,10 @@ prop_state_machine! {
     #![proptest_config(ProptestConfig { cases: 48, max_shrink_iters: 2000, ..ProptestConfig::default() })]
     #[test]
     fn ledger_matches_reference_model(sequential 1..60 => Sut);
+}
+
+prop_state_machine! {
+    #![proptest_config(ProptestConfig { cases: 24, max_shrink_iters: 500, ..ProptestConfig::default() })]
+    #[test]
+    fn postgres_ledger_matches_reference_model(sequential 1..60 => PgSut);
 }

@@ -16,6 +16,7 @@ pub mod licensing;
 pub mod model;
 pub mod ops;
 pub mod payment;
+mod pg_batch;
 pub mod postgres;
 pub mod service;
 pub mod sqlite;

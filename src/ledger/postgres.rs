@@ -1,34 +1,45 @@
 //! The PostgreSQL backend (tokio-postgres), chosen by `--database postgres://...`.
 //!
-//! Each request runs in its own READ COMMITTED transaction that first locks the rows it will
+//! Most requests go through the batch writers ([`super::pg_batch`]): many requests per READ
+//! COMMITTED transaction. Opening an account, expiring due pieces, and every request when
+//! `batch_writers` is 0 run here, one transaction each, which first locks the rows it will
 //! change (`SELECT ... FOR UPDATE`: accounts in id order, then pieces — the reaper too: it
 //! finds its due pieces without a lock and locks them after their accounts), then reads its
 //! idempotency record, decides with the same pure [`ops::decide`] as SQLite, and writes the
-//! effect, the audit records and the idempotency record before committing. Concurrent updates of
-//! one account serialize on its row lock and each reads the other's committed result (the safe
-//! READ COMMITTED pattern); the account UPDATE is additionally conditional on the version read
-//! (`WHERE audit_seq = $old`). A transaction that loses a race (0 rows updated, SQLSTATE 40001,
-//! 40P01, or a duplicate request id / account id, 23505) is rolled back and retried, up to
-//! `serialization_retries_max` times, and then reads the winner's effect — including the
+//! effect, the audit records and the idempotency record before committing. Concurrent updates
+//! of one account serialize on its row lock and each reads the other's committed result (the
+//! safe READ COMMITTED pattern); the account UPDATE is additionally conditional on the version
+//! read (`WHERE audit_seq = $old`). A transaction that loses a race (0 rows updated, SQLSTATE
+//! 40001, 40P01, or a duplicate request id / account id, 23505) is rolled back and retried, up
+//! to `serialization_retries_max` times, and then reads the winner's effect — including the
 //! winner's idempotency record, so a duplicated request replays instead of applying twice.
 
 use super::audit::{AuditRecord, StoredAuditRecord};
 use super::model::*;
 use super::ops::{self, IdempotencyRecord, Request, Snapshot};
 use super::payment::BoxFuture;
+use super::pg_batch;
 use super::store::{self, AccountRow, LedgerStore, PieceRow, StoreError, corrupt, int};
 use std::sync::Arc;
-use tokio::sync::{Mutex, Semaphore};
+use tokio::sync::{Mutex, Semaphore, mpsc};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, IsolationLevel, NoTls, Statement};
 
 /// Tuning of the PostgreSQL backend.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PostgresConfig {
-    /// Connections kept open (and so, transactions in flight).
+    /// Connections kept open for reads and one-transaction requests (opening accounts,
+    /// expiring due pieces, and every request when `batch_writers` is 0).
     pub connections_max: usize,
-    /// Most attempts of one request when it loses serialization races.
+    /// Most attempts of one request (or batch) when it loses serialization races.
     pub serialization_retries_max: u32,
+    /// Writer connections, each applying one batch of requests per transaction
+    /// (`pg_batch`); 0: one transaction per request (the baseline).
+    pub batch_writers: usize,
+    /// Most requests one batch transaction applies.
+    pub batch_requests_max: usize,
+    /// Requests waiting for a writer; a request beyond waits for room.
+    pub batch_queue_requests_max: usize,
 }
 
 impl Default for PostgresConfig {
@@ -36,6 +47,9 @@ impl Default for PostgresConfig {
         PostgresConfig {
             connections_max: 16,
             serialization_retries_max: 64,
+            batch_writers: 4,
+            batch_requests_max: 64,
+            batch_queue_requests_max: 4096,
         }
     }
 }
@@ -153,12 +167,13 @@ struct Stmts {
     audit_put: Statement,
 }
 
-struct Conn {
-    client: Client,
+pub(super) struct Conn {
+    pub(super) client: Client,
     stmts: Stmts,
+    pub(super) batch: pg_batch::BatchStmts,
 }
 
-async fn connect(url: &str) -> Result<Conn, StoreError> {
+pub(super) async fn connect(url: &str) -> Result<Conn, StoreError> {
     let (client, connection) = tokio_postgres::connect(url, NoTls).await.map_err(db)?;
     tokio::spawn(async move {
         // Ends when the client is dropped or the server goes away; errors surface on the client.
@@ -217,7 +232,14 @@ async fn connect(url: &str) -> Result<Conn, StoreError> {
         )
         .await?,
     };
-    Ok(Conn { client, stmts })
+    let batch = pg_batch::BatchStmts::prepare(&client, ACCOUNT_COLS, PIECE_COLS)
+        .await
+        .map_err(db)?;
+    Ok(Conn {
+        client,
+        stmts,
+        batch,
+    })
 }
 
 async fn migrate(url: &str) -> Result<(), StoreError> {
@@ -262,10 +284,13 @@ pub struct PostgresStore {
     config: PostgresConfig,
     signer: Arc<dyn ItemSigner>,
     limits: LedgerLimits,
+    /// The batch writers' queue (`None` when `batch_writers` is 0).
+    batches: Option<mpsc::Sender<pg_batch::Job>>,
+    counts: Arc<pg_batch::Counts>,
 }
 
 /// A transaction's failure: retry, or give up with this error.
-enum TxError {
+pub(super) enum TxError {
     Retry,
     Fail(StoreError),
 }
@@ -286,7 +311,7 @@ impl From<StoreError> for TxError {
     }
 }
 
-fn account_row(r: &tokio_postgres::Row) -> AccountRow {
+pub(super) fn account_row(r: &tokio_postgres::Row) -> AccountRow {
     AccountRow {
         id: r.get(0),
         license: r.get(1),
@@ -301,7 +326,7 @@ fn account_row(r: &tokio_postgres::Row) -> AccountRow {
     }
 }
 
-fn piece_row(r: &tokio_postgres::Row) -> PieceRow {
+pub(super) fn piece_row(r: &tokio_postgres::Row) -> PieceRow {
     PieceRow {
         account: r.get(0),
         serial: r.get(1),
@@ -322,7 +347,7 @@ fn piece_row(r: &tokio_postgres::Row) -> PieceRow {
     }
 }
 
-fn idempotency_row(row: &tokio_postgres::Row) -> Result<IdempotencyRecord, StoreError> {
+pub(super) fn idempotency_row(row: &tokio_postgres::Row) -> Result<IdempotencyRecord, StoreError> {
     let fp: Vec<u8> = row.get(0);
     let reply: String = row.get(1);
     Ok(IdempotencyRecord {
@@ -360,6 +385,25 @@ impl PostgresStore {
         for _ in 0..n {
             conns.push(connect(url).await?);
         }
+        let counts = Arc::new(pg_batch::Counts::default());
+        let batches = if config.batch_writers > 0 {
+            let (tx, rx) = mpsc::channel(config.batch_queue_requests_max.max(1));
+            let ctx = Arc::new(pg_batch::WriterCtx {
+                url: url.to_string(),
+                signer: signer.clone(),
+                limits: limits.clone(),
+                retries_max: config.serialization_retries_max,
+                batch_requests_max: config.batch_requests_max.max(1),
+                counts: counts.clone(),
+                queue: Mutex::new(rx),
+            });
+            for _ in 0..config.batch_writers {
+                tokio::spawn(pg_batch::run_writer(ctx.clone()));
+            }
+            Some(tx)
+        } else {
+            None
+        };
         Ok(PostgresStore {
             url: url.to_string(),
             pool: Mutex::new(conns),
@@ -367,7 +411,23 @@ impl PostgresStore {
             config,
             signer,
             limits,
+            batches,
+            counts,
         })
+    }
+
+    /// Batches and requests the batch writers committed so far.
+    pub fn commit_counts(&self) -> super::sqlite::CommitCounts {
+        super::sqlite::CommitCounts {
+            batches: self
+                .counts
+                .batches
+                .load(std::sync::atomic::Ordering::Relaxed),
+            requests: self
+                .counts
+                .requests
+                .load(std::sync::atomic::Ordering::Relaxed),
+        }
     }
 
     async fn with_conn<T>(
@@ -547,6 +607,22 @@ impl PostgresStore {
 impl LedgerStore for PostgresStore {
     fn execute(&self, request: Request, now_ms: u64) -> BoxFuture<'_, Result<Reply, StoreError>> {
         Box::pin(async move {
+            let keys = request.op.keys();
+            if let Some(queue) = &self.batches
+                && keys.due_max.is_none()
+                && !keys.next_account
+            {
+                let (reply, answer) = tokio::sync::oneshot::channel();
+                queue
+                    .send(pg_batch::Job {
+                        request,
+                        now_ms,
+                        reply,
+                    })
+                    .await
+                    .map_err(|_| StoreError::Closed)?;
+                return answer.await.map_err(|_| StoreError::Closed)?;
+            }
             let attempts = self.config.serialization_retries_max.max(1);
             self.with_conn(async |conn| {
                 for attempt in 0..attempts {
