@@ -16,9 +16,9 @@ use frank::faultproxy::FaultProxy;
 use frank::link::LinkState;
 use frank::link::keepalive::KeepaliveEndpoint;
 use frank::link::keys::MacKey;
-use frank::vendor::directory::Directory;
-use frank::vendor::server::VendorServer;
-use frank::vendor::{DB_FILE, DataDir};
+use frank::vendor_server::directory::Directory;
+use frank::vendor_server::server::VendorServer;
+use frank::vendor_server::{DB_FILE, DataDir};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -100,7 +100,7 @@ async fn async_main(mode: Mode, verified_per_s: f64, quick: bool) -> anyhow::Res
         let code = d
             .rotate_enrollment_code(
                 acct.id,
-                frank::vendor::directory::CodePolicy {
+                frank::vendor_server::directory::CodePolicy {
                     uses: 10_000,
                     valid_ms: 24 * 3_600_000,
                 },

@@ -10,9 +10,9 @@ use crate::counter::headless::{self, HeadlessOptions};
 use crate::counter::{client, tui};
 use crate::faultproxy::FaultProxy;
 use crate::printer::emulator::{Emulator, EmulatorOptions};
-use crate::vendor::directory::Directory;
-use crate::vendor::server::VendorServer;
-use crate::vendor::{DB_FILE, DataDir, now_ms};
+use crate::vendor_server::directory::Directory;
+use crate::vendor_server::server::VendorServer;
+use crate::vendor_server::{DB_FILE, DataDir, now_ms};
 use std::time::Duration;
 
 pub const DEMO_CLERK: &str = "demo";

@@ -17,5 +17,5 @@ pub mod printer;
 pub mod secret;
 pub mod tls;
 pub mod ui;
-pub mod vendor;
+pub mod vendor_server;
 pub mod wire;

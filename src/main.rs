@@ -3,9 +3,9 @@
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use frank::counter::headless::{self, HeadlessOptions};
-use frank::vendor::directory::Directory;
-use frank::vendor::server::VendorServer;
-use frank::vendor::{DB_FILE, DataDir, now_ms};
+use frank::vendor_server::directory::Directory;
+use frank::vendor_server::server::VendorServer;
+use frank::vendor_server::{DB_FILE, DataDir, now_ms};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -177,7 +177,7 @@ enum AccountCommand {
         /// The account id (`frank vendor account list`).
         account: u64,
         /// How many terminals the code may enroll (1..=10000).
-        #[arg(long, default_value_t = frank::vendor::directory::ENROLLMENT_CODE_USES_DEFAULT)]
+        #[arg(long, default_value_t = frank::vendor_server::directory::ENROLLMENT_CODE_USES_DEFAULT)]
         uses: u32,
         /// How many hours the code works (1..=2160).
         #[arg(long, default_value_t = 72)]
@@ -404,7 +404,7 @@ fn vendor(cmd: VendorCommand) -> anyhow::Result<()> {
             // One vendor per data directory, until this process ends.
             let _lock = dir.lock()?;
             runtime()?.block_on(async {
-                let options = frank::vendor::server::VendorOptions {
+                let options = frank::vendor_server::server::VendorOptions {
                     database,
                     ..Default::default()
                 };
@@ -441,7 +441,7 @@ fn vendor(cmd: VendorCommand) -> anyhow::Result<()> {
             let database =
                 database.unwrap_or_else(|| files.ledger_path.to_string_lossy().into_owned());
             let ledger_line = runtime()?.block_on(async {
-                let ledger = frank::vendor::server::spawn_ledger(
+                let ledger = frank::vendor_server::server::spawn_ledger(
                     &database,
                     &files.key,
                     frank::ledger::LedgerConfig {
@@ -450,7 +450,7 @@ fn vendor(cmd: VendorCommand) -> anyhow::Result<()> {
                     },
                 )
                 .await?;
-                let id = frank::vendor::money::ledger_account_of(&ledger, acct.id)
+                let id = frank::vendor_server::money::ledger_account_of(&ledger, acct.id)
                     .await
                     .map_err(|e| anyhow::anyhow!("opening the ledger account: {e}"))?;
                 let a = ledger
@@ -482,7 +482,7 @@ fn vendor(cmd: VendorCommand) -> anyhow::Result<()> {
             uses,
             valid_hours,
         }) => {
-            let policy = frank::vendor::directory::CodePolicy {
+            let policy = frank::vendor_server::directory::CodePolicy {
                 uses,
                 valid_ms: valid_hours.saturating_mul(3_600_000),
             };

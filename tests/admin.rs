@@ -13,8 +13,8 @@ use frank::faultproxy::FaultProxy;
 use frank::link::driver::LinkHandle;
 use frank::link::guard::LinkState;
 use frank::ui::theme::{Role, Theme};
-use frank::vendor::server::VendorOptions;
-use frank::vendor::{CONFIG_FILE, VendorConfig};
+use frank::vendor_server::server::VendorOptions;
+use frank::vendor_server::{CONFIG_FILE, VendorConfig};
 use frank::wire::{
     self, ErrorCode, FundMethod, MonitorFrame, PrinterReport, PrinterState, Request, TerminalRow,
     WireItem,
@@ -296,7 +296,7 @@ async fn a_monitor_subscriber_that_never_reads_loses_its_slot_at_the_write_timeo
     // The stalled desk: a stream window too small for more than a couple of frames.
     let endpoint = endpoint();
     let mut transport =
-        frank::vendor::server::transport_config(frank::counter::client::IDLE_TIMEOUT_MS);
+        frank::vendor_server::server::transport_config(frank::counter::client::IDLE_TIMEOUT_MS);
     transport.stream_receive_window(quinn::VarInt::from_u32(512));
     let conn = frank::counter::client::connect_with_transport(&endpoint, v.addr, v.key, transport)
         .await

@@ -491,7 +491,7 @@ async fn kiosk_traps_quit_keys_times_out_and_quits_only_with_the_pin() {
 async fn kiosk_issues_a_label_only_after_the_card_is_approved() {
     // The kiosk charges the card exactly the item's price: a vendor selling through kiosks must
     // accept top-ups that small (its default minimum is $5.00).
-    let mut options = frank::vendor::server::VendorOptions::default();
+    let mut options = frank::vendor_server::server::VendorOptions::default();
     options.ledger.limits.top_up_min = frank::money::Cents::new(1).unwrap();
     let vendor = vendor_with(options).await;
     // The kiosk's account has money from before: a declined card must still issue nothing.

@@ -5,9 +5,9 @@
 mod support;
 
 use frank::counter::client::{self, ClientError};
-use frank::vendor::directory::{CodePolicy, Directory};
-use frank::vendor::server::CLOSE_REVOKED;
-use frank::vendor::{DB_FILE, DataDir};
+use frank::vendor_server::directory::{CodePolicy, Directory};
+use frank::vendor_server::server::CLOSE_REVOKED;
+use frank::vendor_server::{DB_FILE, DataDir};
 use frank::wire::ErrorCode;
 use std::time::Duration;
 use support::*;

@@ -9,7 +9,7 @@ mod support;
 use frank::counter::client::{self, ClientError, Session, VendorConn};
 use frank::link::driver::LinkHandle;
 use frank::link::guard::LinkState;
-use frank::vendor::server::{CLOSE_LOGIN_DEADLINE, STREAM_READ_TIMEOUT, VendorOptions};
+use frank::vendor_server::server::{CLOSE_LOGIN_DEADLINE, STREAM_READ_TIMEOUT, VendorOptions};
 use frank::wire::{self, ErrorCode, Request, WireItem};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -21,7 +21,7 @@ const ORIGIN: &str = "10001";
 /// A vendor whose vendor.toml holds exactly `toml` (every other setting its default).
 async fn vendor_toml(toml: &'static str) -> Vendor {
     vendor_setup(VendorOptions::default(), move |data, _, _| {
-        std::fs::write(data.file(frank::vendor::CONFIG_FILE), toml).unwrap();
+        std::fs::write(data.file(frank::vendor_server::CONFIG_FILE), toml).unwrap();
     })
     .await
 }
@@ -273,11 +273,11 @@ fn coupon(cents: u64) -> WireItem {
 /// The ledger's view of one of the test account's pieces, and the account's audit count.
 async fn piece_and_audit(v: &Vendor, serial: u64) -> (frank::ledger::Piece, u64) {
     let ledger = v.server.ledger();
-    let account = frank::vendor::money::ledger_account_of(&ledger, v.account_id)
+    let account = frank::vendor_server::money::ledger_account_of(&ledger, v.account_id)
         .await
         .unwrap();
     let piece = ledger
-        .piece(frank::vendor::money::piece_id(account, serial))
+        .piece(frank::vendor_server::money::piece_id(account, serial))
         .await
         .unwrap();
     let a = ledger.account(account).await.unwrap();

@@ -7,8 +7,8 @@ mod support;
 
 use ciborium::Value;
 use frank::counter::client;
-use frank::vendor::directory::Directory;
-use frank::vendor::{DB_FILE, DataDir, KEY_FILE};
+use frank::vendor_server::directory::Directory;
+use frank::vendor_server::{DB_FILE, DataDir, KEY_FILE};
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

@@ -101,11 +101,11 @@ fn label_png(dir: &std::path::Path, indicium: &[u8]) -> String {
 
 async fn scanned(v: &Vendor, serial: u64) -> bool {
     let ledger = v.server.ledger();
-    let account = frank::vendor::money::ledger_account_of(&ledger, v.account_id)
+    let account = frank::vendor_server::money::ledger_account_of(&ledger, v.account_id)
         .await
         .unwrap();
     ledger
-        .piece(frank::vendor::money::piece_id(account, serial))
+        .piece(frank::vendor_server::money::piece_id(account, serial))
         .await
         .unwrap()
         .scanned
@@ -225,10 +225,10 @@ async fn a_scan_rejects_a_pending_refund_and_a_refunded_piece_is_fraud() {
     assert_eq!(p.item_state, "refund_rejected");
     assert_eq!(p.refund_state.as_deref(), Some("rejected"));
     // The supervisor can no longer approve it, and the counter cannot ask again.
-    let account = frank::vendor::money::ledger_account_of(&ledger, v.account_id)
+    let account = frank::vendor_server::money::ledger_account_of(&ledger, v.account_id)
         .await
         .unwrap();
-    let id = frank::vendor::money::piece_id(account, a.piece_serial);
+    let id = frank::vendor_server::money::piece_id(account, a.piece_serial);
     let e = ledger
         .decide_refund(frank::ledger::RequestId::random(), id, true)
         .await
@@ -252,7 +252,7 @@ async fn a_scan_rejects_a_pending_refund_and_a_refunded_piece_is_fraud() {
     let b = s.authorize(rid(), 500, coupon(500), ORIGIN).await.unwrap();
     s.commit(rid(), b.piece_serial).await.unwrap();
     s.request_refund(rid(), b.piece_serial).await.unwrap();
-    let bid = frank::vendor::money::piece_id(account, b.piece_serial);
+    let bid = frank::vendor_server::money::piece_id(account, b.piece_serial);
     ledger
         .decide_refund(frank::ledger::RequestId::random(), bid, true)
         .await
@@ -367,7 +367,7 @@ async fn forged_payloads_are_refused_before_any_lookup_and_scans_are_bounded() {
     assert_eq!(refused(&e).limit, Some(wire::SCAN_PAYLOAD_BYTES_MAX as u64));
 
     // Every scan counts against the connection's budget, valid or not.
-    let max = frank::vendor::VendorConfig::default().scans_per_connection_max;
+    let max = frank::vendor_server::VendorConfig::default().scans_per_connection_max;
     for _ in 3..max {
         assert_eq!(
             code(&conn.scan(&forged).await.unwrap_err()),

@@ -18,8 +18,8 @@ use frank::ledger::{
     AccountId, LedgerLimits, LedgerStore, PieceId, PieceSerial, PieceState, verify_audit,
 };
 use frank::link::guard::LinkState;
-use frank::vendor::directory::Directory;
-use frank::vendor::{DB_FILE, DataDir, LEDGER_FILE};
+use frank::vendor_server::directory::Directory;
+use frank::vendor_server::{DB_FILE, DataDir, LEDGER_FILE};
 use frank::wire::{self, ErrorCode, FundMethod, WireItem};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;

@@ -407,7 +407,7 @@ async fn loadgen_drives_pairs_and_the_registers_add_up() {
     assert_eq!(r.errors, 0, "{r:?}");
     assert!(r.pair_p50_ms <= r.pair_p99_ms);
     let ledger = v.server.ledger();
-    let account = frank::vendor::money::ledger_account_of(&ledger, v.account_id)
+    let account = frank::vendor_server::money::ledger_account_of(&ledger, v.account_id)
         .await
         .unwrap();
     let a = ledger.account(account).await.unwrap();
@@ -421,7 +421,7 @@ async fn loadgen_drives_pairs_and_the_registers_add_up() {
 #[tokio::test]
 async fn the_vendor_runs_its_ledger_on_postgres_too() {
     let url = pg::database().await;
-    let v = vendor_with(frank::vendor::server::VendorOptions {
+    let v = vendor_with(frank::vendor_server::server::VendorOptions {
         database: Some(url),
         ..Default::default()
     })
@@ -603,7 +603,7 @@ async fn a_commit_after_expiry_settles_the_piece_and_scan_is_not_fraud_issue_12(
     };
     ledger.limits.authorization_expiry_ms = 1_500;
     ledger.limits.late_void_window_ms = 2_000;
-    let v = vendor_with(frank::vendor::server::VendorOptions {
+    let v = vendor_with(frank::vendor_server::server::VendorOptions {
         ledger,
         ..Default::default()
     })

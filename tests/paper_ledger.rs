@@ -23,8 +23,8 @@ use frank::faultproxy::FaultProxy;
 use frank::indicium::verify::{VendorKeys, payload_from_png, payloads_from_png, verify_payload};
 use frank::link::LinkState;
 use frank::printer::emulator::{Emulator, EmulatorHandle, EmulatorOptions, Fault};
-use frank::vendor::directory::Directory;
-use frank::vendor::{DB_FILE, DataDir};
+use frank::vendor_server::directory::Directory;
+use frank::vendor_server::{DB_FILE, DataDir};
 use pty_support::*;
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, BTreeSet};
@@ -66,7 +66,7 @@ async fn vendor_proc(toml: &str) -> VendorProc {
         code
     };
     if !toml.is_empty() {
-        let path = data.file(frank::vendor::CONFIG_FILE);
+        let path = data.file(frank::vendor_server::CONFIG_FILE);
         let mut text = std::fs::read_to_string(&path).unwrap_or_default();
         text.push('\n');
         text.push_str(toml);

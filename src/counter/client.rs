@@ -7,7 +7,7 @@ use crate::link::guard::GuardConfig;
 use crate::link::keepalive::KeepaliveEndpoint;
 use crate::link::keys::{self, Exporter, SessionKeys};
 use crate::tls::PinnedVendor;
-use crate::vendor::server::transport_config;
+use crate::vendor_server::server::transport_config;
 use crate::wire::reqmac::MacInput;
 use crate::wire::{self, Request, ResponseError};
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
@@ -93,7 +93,7 @@ pub async fn connect(
 }
 
 /// [`connect`] with the caller's QUIC transport settings (windows, timeouts) instead of the
-/// counter's (`vendor::server::transport_config(IDLE_TIMEOUT_MS)`).
+/// counter's (`vendor_server::server::transport_config(IDLE_TIMEOUT_MS)`).
 pub async fn connect_with_transport(
     endpoint: &quinn::Endpoint,
     addr: SocketAddr,
@@ -686,5 +686,5 @@ impl MonitorStream {
 
 /// The terminal's wall clock in ms since the epoch (the `client_time_ms` of requests).
 pub fn wall_ms() -> u64 {
-    crate::vendor::now_ms()
+    crate::vendor_server::now_ms()
 }

@@ -26,7 +26,7 @@ impl DatabaseArg {
         match (&self.database, &self.data) {
             (Some(d), _) => Ok(d.clone()),
             (None, Some(dir)) => Ok(dir
-                .join(crate::vendor::LEDGER_FILE)
+                .join(crate::vendor_server::LEDGER_FILE)
                 .to_string_lossy()
                 .into_owned()),
             (None, None) => bail!(

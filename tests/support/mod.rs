@@ -2,9 +2,9 @@
 #![allow(dead_code)]
 
 use frank::counter::client::{self, Session, VendorConn};
-use frank::vendor::directory::Directory;
-use frank::vendor::server::{VendorOptions, VendorServer};
-use frank::vendor::{DB_FILE, DataDir};
+use frank::vendor_server::directory::Directory;
+use frank::vendor_server::server::{VendorOptions, VendorServer};
+use frank::vendor_server::{DB_FILE, DataDir};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -68,7 +68,7 @@ pub async fn vendor_setup(
 pub fn fleet_code(d: &mut Directory, account: u64) -> String {
     d.rotate_enrollment_code(
         account,
-        frank::vendor::directory::CodePolicy {
+        frank::vendor_server::directory::CodePolicy {
             uses: 10_000,
             valid_ms: 24 * 3_600_000,
         },

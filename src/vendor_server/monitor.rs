@@ -449,13 +449,13 @@ pub async fn run_subscription(ctx: SubscriptionCtx, mut send: quinn::SendStream)
     // and ends the subscription, freeing the slot.
     let writer = tokio::spawn(async move {
         while let Some(bytes) = rx.recv().await {
-            match super::server::write_within(&mut send, &bytes, write_timeout).await {
+            match super::accept::write_within(&mut send, &bytes, write_timeout).await {
                 Ok(()) => {}
-                Err(super::server::WriteEnd::TimedOut) => {
+                Err(super::accept::WriteEnd::TimedOut) => {
                     write_timeouts();
                     return;
                 }
-                Err(super::server::WriteEnd::Closed) => return,
+                Err(super::accept::WriteEnd::Closed) => return,
             }
         }
         let _ = send.finish();

@@ -12,6 +12,12 @@ pub mod server;
 pub mod sessions;
 pub mod signing;
 
+// The QUIC front beside `server`: connections, sign-in, money and piece requests, scans.
+mod accept;
+mod handlers;
+mod scan;
+mod signin;
+
 use crate::identity;
 use crate::link::guard::GuardConfig;
 use anyhow::{Context, bail};

@@ -1,0 +1,291 @@
+//! Shell: the money and piece requests of a logged-in session — `balance`, `fund`,
+//! `authorize`, `commit`, `void`, `refund_request`, `statement` (at most
+//! `statements_in_flight_max` at once), `piece`, `pieces`. A request that moves money passes
+//! the front's checks first (`money::check_money_request`: request MAC, clock skew, the
+//! vendor's own view of the terminal's link; for `authorize` also the vendor's price), then
+//! makes one `LedgerHandle` call.
+//!
+//! It never moves money before those checks pass, and never opens a database.
+
+use super::accept::{ActiveSession, ConnState, internal, require_session};
+use super::money::{self as front, Caller};
+use super::now_ms;
+use super::server::lock;
+use super::signing::SignItem;
+use crate::ledger::{Outcome, TerminalId};
+use crate::link::guard::LinkState;
+use crate::logtext::escaped;
+use crate::wire::{self, ErrorBody, ErrorCode};
+use std::sync::Arc;
+
+/// The MAC/clock/link facts of the session on this connection.
+fn caller_link(state: &ConnState, active: &ActiveSession) -> Option<LinkState> {
+    lock(&state.shared.links)
+        .get(&active.terminal_id)
+        .filter(|l| {
+            l.session_id == active.session_id && l.conn.stable_id() == state.conn.stable_id()
+        })
+        .map(|l| *l.link.state.borrow())
+}
+
+fn check_money(
+    state: &ConnState,
+    active: &ActiveSession,
+    operation: &str,
+    request: &impl wire::MoneyRequest,
+    amount_cents: u64,
+    destination: &str,
+) -> Result<crate::ledger::RequestId, ErrorBody> {
+    let caller = Caller {
+        clerk: &active.clerk,
+        mac_key: &active.keys.request_mac,
+        link_state: caller_link(state, active),
+        vendor_time_ms: now_ms(),
+        skew_ms_max: state.shared.config.request_clock_skew_ms_max,
+    };
+    let r = front::check_money_request(&caller, operation, request, amount_cents, destination);
+    if let Err(e) = &r {
+        tracing::warn!(terminal = active.terminal_id, clerk = %escaped(&active.clerk), operation, code = ?e.code, "money request refused before the ledger");
+    }
+    r
+}
+
+pub(super) async fn balance(state: &Arc<ConnState>) -> Result<Vec<u8>, ErrorBody> {
+    let active = require_session(state)?;
+    let a = state
+        .shared
+        .ledger
+        .account(active.ledger_account)
+        .await
+        .map_err(front::call_error)?;
+    Ok(wire::encode_ok(&wire::Balance {
+        ledger_account: a.id.0,
+        meter: a.meter.to_string(),
+        status: a.status.as_str().to_string(),
+        registers: front::registers(&a.registers),
+    }))
+}
+
+pub(super) async fn fund(state: &Arc<ConnState>, r: wire::Fund) -> Result<Vec<u8>, ErrorBody> {
+    let active = require_session(state)?;
+    let id = check_money(
+        state,
+        &active,
+        "fund",
+        &r,
+        r.amount_cents,
+        &r.method.destination(),
+    )?;
+    let method = front::payment_method(&r.method, now_ms())?;
+    let amount = crate::money::Cents::new(r.amount_cents)
+        .map_err(|e| ErrorBody::malformed(format!("fund.amount_cents: {e}")))?;
+    let (payment, registers) = state
+        .shared
+        .ledger
+        .fund_receipt(id, active.ledger_account, amount, method)
+        .await
+        .map_err(front::call_error)?;
+    Ok(wire::encode_ok(&wire::Funded {
+        payment_id: payment.0,
+        registers: front::registers(&registers),
+    }))
+}
+
+pub(super) async fn authorize(
+    state: &Arc<ConnState>,
+    r: wire::Authorize,
+) -> Result<Vec<u8>, ErrorBody> {
+    let active = require_session(state)?;
+    let item = r
+        .item
+        .to_item()
+        .map_err(|e| ErrorBody::malformed(format!("authorize.item.{}: {}", e.field, e.reason)))?;
+    let destination = wire::Authorize::destination(&item, &r.origin_zip);
+    let id = check_money(
+        state,
+        &active,
+        "authorize",
+        &r,
+        r.amount_cents,
+        &destination,
+    )?;
+    let origin = wire::origin_zip(&r.origin_zip)
+        .map_err(|e| ErrorBody::malformed(format!("authorize.{}: {}", e.field, e.reason)))?;
+    let required = front::required_amount(&state.shared.rates, &item, origin)?;
+    if required.get() != r.amount_cents {
+        return Err(ErrorBody::new(
+            ErrorCode::QuoteMismatch,
+            format!(
+                "authorize.amount_cents is {} but the vendor's price for this {} is {required}; authorize {}",
+                r.amount_cents,
+                item.kind(),
+                required.get()
+            ),
+        )
+        .with_amount_cents(required.get()));
+    }
+    let day = wire::day_of_ms(now_ms())
+        .map_err(|e| ErrorBody::new(ErrorCode::Internal, e.to_string()))?;
+    let description = SignItem {
+        item: r.item.clone(),
+        origin_zip: r.origin_zip.clone(),
+        day: day.days(),
+    }
+    .to_bytes();
+    let a = state
+        .shared
+        .ledger
+        .authorize_by(
+            Some(TerminalId(active.terminal_id)),
+            id,
+            active.ledger_account,
+            item.kind().code(),
+            required,
+            description,
+        )
+        .await
+        .map_err(front::call_error)?;
+    Ok(wire::encode_ok(&wire::Authorized {
+        piece_serial: a.id.serial.0,
+        meter: a.meter.to_string(),
+        amount_cents: a.amount.get(),
+        expires_at_ms: a.expires_at_ms,
+        registers: front::registers(&a.registers),
+        indicium: a.signed,
+    }))
+}
+
+fn piece_done(outcome: Outcome) -> Result<Vec<u8>, ErrorBody> {
+    let (id, result, registers) = match outcome {
+        Outcome::Committed { id, registers } => (id, "printed", registers),
+        Outcome::Voided { id, registers } => (id, "voided", registers),
+        Outcome::RefundRequested { id, registers } => (id, "refund_requested", registers),
+        other => return Err(internal(format!("unexpected ledger outcome {other:?}"))),
+    };
+    Ok(wire::encode_ok(&wire::PieceDone {
+        piece_serial: id.serial.0,
+        result: result.to_string(),
+        registers: front::registers(&registers),
+    }))
+}
+
+pub(super) async fn commit(state: &Arc<ConnState>, r: wire::Commit) -> Result<Vec<u8>, ErrorBody> {
+    let active = require_session(state)?;
+    let dest = wire::piece_destination(r.piece_serial);
+    let id = check_money(state, &active, "commit", &r, 0, &dest)?;
+    let piece = front::piece_id(active.ledger_account, r.piece_serial);
+    let registers = state
+        .shared
+        .ledger
+        .commit(id, piece)
+        .await
+        .map_err(front::call_error)?;
+    piece_done(Outcome::Committed {
+        id: piece,
+        registers,
+    })
+}
+
+pub(super) async fn void(state: &Arc<ConnState>, r: wire::Void) -> Result<Vec<u8>, ErrorBody> {
+    let active = require_session(state)?;
+    let dest = wire::void_destination(r.piece_serial, r.reached_printer);
+    let id = check_money(state, &active, "void", &r, 0, &dest)?;
+    let piece = front::piece_id(active.ledger_account, r.piece_serial);
+    let o = state
+        .shared
+        .ledger
+        .void_by(
+            Some(TerminalId(active.terminal_id)),
+            id,
+            piece,
+            r.reached_printer,
+        )
+        .await
+        .map_err(front::call_error)?;
+    piece_done(o)
+}
+
+pub(super) async fn refund_request(
+    state: &Arc<ConnState>,
+    r: wire::RefundRequest,
+) -> Result<Vec<u8>, ErrorBody> {
+    let active = require_session(state)?;
+    let dest = wire::piece_destination(r.piece_serial);
+    let id = check_money(state, &active, "refund_request", &r, 0, &dest)?;
+    let piece = front::piece_id(active.ledger_account, r.piece_serial);
+    let o = state
+        .shared
+        .ledger
+        .request_refund(id, piece)
+        .await
+        .map_err(front::call_error)?;
+    piece_done(o)
+}
+
+pub(super) async fn statement(
+    state: &Arc<ConnState>,
+    r: wire::StatementRequest,
+) -> Result<Vec<u8>, ErrorBody> {
+    let active = require_session(state)?;
+    let max = state.shared.config.statements_in_flight_max;
+    let _running = state.shared.statements.try_acquire().map_err(|_| {
+        ErrorBody::new(
+            ErrorCode::Busy,
+            format!("the vendor is preparing statements_in_flight_max = {max} statements; try again shortly"),
+        )
+        .with_limit(max as u64)
+        .with_retry_after_ms(1_000)
+    })?;
+    let s = state
+        .shared
+        .ledger
+        .statement(active.ledger_account, r.from_ms, r.to_ms)
+        .await
+        .map_err(front::call_error)?;
+    Ok(wire::encode_ok(&wire::StatementBody {
+        from_ms: s.from_ms,
+        to_ms: s.to_ms,
+        beginning_cents: s.beginning.get(),
+        credits_cents: s.credits.get(),
+        printed_cents: s.printed.get(),
+        voided_cents: s.voided.get(),
+        refunded_cents: s.refunded.get(),
+        ending_cents: s.ending.get(),
+    }))
+}
+
+pub(super) async fn piece(
+    state: &Arc<ConnState>,
+    r: wire::PieceRequest,
+) -> Result<Vec<u8>, ErrorBody> {
+    let active = require_session(state)?;
+    let p = state
+        .shared
+        .ledger
+        .piece(front::piece_id(active.ledger_account, r.piece_serial))
+        .await
+        .map_err(front::call_error)?;
+    Ok(wire::encode_ok(&front::piece_info(&p)))
+}
+
+pub(super) async fn pieces(
+    state: &Arc<ConnState>,
+    r: wire::PiecesRequest,
+) -> Result<Vec<u8>, ErrorBody> {
+    let active = require_session(state)?;
+    // The codec bounds the limit; clamp again so the ledger never reads more.
+    let limit = r.limit.clamp(1, wire::PIECES_LIST_MAX);
+    let pieces = state
+        .shared
+        .ledger
+        .pieces(
+            active.ledger_account,
+            r.before_serial.map(crate::ledger::PieceSerial),
+            limit,
+        )
+        .await
+        .map_err(front::call_error)?;
+    Ok(wire::encode_ok(&wire::PieceList {
+        pieces: pieces.iter().map(front::piece_info).collect(),
+    }))
+}
