@@ -1212,6 +1212,45 @@ async fn statements(s: &dyn LedgerStore) {
             assert_eq!(got, want, "period [{from}, {to})");
         }
     }
+
+    // Over several UTC days, with a quiet day between (a store may start an old period's walk
+    // at the day after it): every period, day edges included, agrees with the fold.
+    const DAY: u64 = 86_400_000;
+    let d0 = T0 - T0 % DAY;
+    let b = open_active(s, 801, d0 + 5).await;
+    for day in [0u64, 2, 3] {
+        let t = d0 + day * DAY;
+        fund(s, b, 1000 + day, t + 1_000).await;
+        let p = authorization(authorize(s, b, 100 + day, t + 2_000).await).id;
+        exec(s, Op::Commit { authorization: p }, t + 3_000)
+            .await
+            .unwrap();
+        fund(s, b, 700, t + DAY - 1).await;
+    }
+    let records = s.account_audit(b).await.unwrap();
+    let edges = [
+        0,
+        d0,
+        d0 + 1_500,
+        d0 + DAY - 1,
+        d0 + DAY,
+        d0 + 2 * DAY,
+        d0 + 2 * DAY + 2_500,
+        d0 + 3 * DAY,
+        d0 + 3 * DAY + 3_000,
+        d0 + 4 * DAY,
+        u64::MAX,
+    ];
+    for from in edges {
+        for to in edges {
+            let want = frank::ledger::audit::statement(b, &records, from, to);
+            let got = frank::ledger::store::statement(s, b, from, to)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(got, want, "account {b:?}, period [{from}, {to})");
+        }
+    }
 }
 
 /// Each of `n` authorize→commit pairs is sent 1–5 times concurrently: exactly one effect each.

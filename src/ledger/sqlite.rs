@@ -268,10 +268,23 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE pieces ADD COLUMN scan_count INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE pieces ADD COLUMN scan_recorded_at_ms INTEGER;
     UPDATE pieces SET scan_count = 1 WHERE scanned = 1;",
-    // 12: issue 13 — a statement reads its period through an index by time (and the one
-    //     record before it, for the opening balance) instead of walking the account's chain
-    //     back from its last record: its cost no longer grows with the history since.
-    "CREATE INDEX audit_time ON audit(account, at_ms);",
+    // 12: issue 13 — where each account's UTC days begin in its audit chain: the account's
+    //     last record before its first record of the day (NULL: none). A statement of an
+    //     old period starts its walk back there instead of at the account's newest record,
+    //     so its cost no longer grows with the history since. One row per account and active
+    //     day (an index on (account, at_ms) instead dirtied a page per busy account in every
+    //     batch and cost group commit a third of its rate).
+    "CREATE TABLE audit_days (
+        account INTEGER NOT NULL,
+        day INTEGER NOT NULL,
+        last_id_before INTEGER,
+        PRIMARY KEY (account, day)
+    ) WITHOUT ROWID;
+    INSERT OR IGNORE INTO audit_days (account, day, last_id_before)
+        SELECT a.account, a.at_ms / 86400000, a.prev FROM audit a
+        LEFT JOIN audit p ON p.id = a.prev
+        WHERE p.id IS NULL OR p.at_ms / 86400000 < a.at_ms / 86400000
+        ORDER BY a.id;",
 ];
 
 fn db(e: rusqlite::Error) -> StoreError {
@@ -1815,6 +1828,9 @@ const ACCOUNT_UPSERT_TAIL: &str = " ON CONFLICT(id) DO UPDATE SET license = excl
     audit_head = excluded.audit_head, \
     audit_last = COALESCE(excluded.audit_last, accounts.audit_last)";
 const AUDIT_LAST_SQL: &str = "SELECT audit_last FROM accounts WHERE id = ?1";
+/// An account's last audit record and when it was made.
+const AUDIT_LAST_DAY_SQL: &str = "SELECT a.audit_last, r.at_ms FROM accounts a \
+    LEFT JOIN audit r ON r.id = a.audit_last WHERE a.id = ?1";
 /// The next audit row id: above every id ever used (AUTOINCREMENT keeps the largest in
 /// sqlite_sequence) and every id present.
 const AUDIT_NEXT_SQL: &str = "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence \
@@ -1838,16 +1854,25 @@ const ACCOUNT_AUDIT_SQL: &str = "WITH RECURSIVE chain(id) AS ( \
         WHERE audit.prev IS NOT NULL) \
     SELECT audit.id, account, seq, at_ms, body, hash FROM audit JOIN chain \
     ON audit.id = chain.id ORDER BY seq";
-/// A statement's audit records (`LedgerStore::account_statement`): the last one before the
-/// period start (?2, for the opening balance) and those of the period (to ?3), through the
-/// `audit_time` index; as the PostgreSQL store reads them.
-const ACCOUNT_AUDIT_PERIOD_SQL: &str = "SELECT id, account, seq, at_ms, body, hash FROM ( \
-        SELECT * FROM (SELECT id, account, seq, at_ms, body, hash FROM audit \
-            WHERE account = ?1 AND at_ms < ?2 ORDER BY at_ms DESC, seq DESC LIMIT 1) \
+/// Where a statement's walk back starts (`LedgerStore::account_statement`): the account's
+/// last record before its first active day after the day holding the period's last instant
+/// (?2); no row: the account's newest record.
+const STATEMENT_START_SQL: &str = "SELECT last_id_before FROM audit_days \
+    WHERE account = ?1 AND day > ?2 ORDER BY day LIMIT 1";
+/// A statement's audit records: walking back from ?1 through the first one before the period
+/// start (?2, its balance begins the period), and no further.
+const ACCOUNT_AUDIT_FROM_SQL: &str = "WITH RECURSIVE chain(id, at_ms) AS ( \
+        SELECT id, at_ms FROM audit WHERE id = ?1 \
         UNION ALL \
-        SELECT id, account, seq, at_ms, body, hash FROM audit \
-            WHERE account = ?1 AND at_ms >= ?2 AND at_ms < ?3) \
-    ORDER BY seq";
+        SELECT p.id, p.at_ms FROM chain JOIN audit c ON c.id = chain.id \
+        JOIN audit p ON p.id = c.prev WHERE chain.at_ms >= ?2) \
+    SELECT audit.id, account, seq, audit.at_ms, body, hash FROM audit JOIN chain \
+    ON audit.id = chain.id ORDER BY seq";
+/// Marks the first record of an account's UTC day (migration 12).
+const AUDIT_DAY_INSERT_SQL: &str =
+    "INSERT OR IGNORE INTO audit_days (account, day, last_id_before) VALUES (?1, ?2, ?3)";
+/// Milliseconds in a UTC day (the unit of `audit_days.day`).
+const DAY_MS: i64 = 86_400_000;
 const IDEMPOTENCY_INSERT_HEAD: &str = "INSERT INTO idempotency \
     (id, request_id, fingerprint, reply, at_ms, permanent) VALUES ";
 /// The next idempotency log id.
@@ -1872,10 +1897,10 @@ const IDEMPOTENCY_DELETE_SQL: &str = "DELETE FROM idempotency WHERE id = ?1";
 /// or when another process wrote.
 struct WriteCursor {
     next_audit_id: i64,
-    /// Each account's last audit record, as committed (or written by the batch being
-    /// written); at most [`AUDIT_LAST_CACHED_MAX`] between batches, read again from
-    /// `accounts.audit_last` when missing.
-    last: HashMap<AccountId, Option<i64>>,
+    /// Each account's last audit record (id and UTC day), as committed (or written by the
+    /// batch being written); at most [`AUDIT_LAST_CACHED_MAX`] between batches, read again
+    /// from `accounts.audit_last` when missing.
+    last: HashMap<AccountId, Option<(i64, i64)>>,
     /// The id the next piece_data row gets.
     next_data_id: i64,
     /// The id the next idempotency record gets.
@@ -1910,25 +1935,37 @@ impl WriteCursor {
         })
     }
 
-    /// The id for the account's next record, and the id of its previous one.
+    /// The id for the account's next record (made at `at_ms`), the id of its previous one,
+    /// and whether it is the account's first record of a later UTC day than the previous one
+    /// (or its first at all): then `audit_days` marks the day.
     fn take(
         &mut self,
         conn: &Connection,
         account: AccountId,
-    ) -> Result<(i64, Option<i64>), StoreError> {
+        at_ms: i64,
+    ) -> Result<(i64, Option<i64>, bool), StoreError> {
         let prev = match self.last.get(&account) {
             Some(prev) => *prev,
             None => conn
-                .prepare_cached(AUDIT_LAST_SQL)
+                .prepare_cached(AUDIT_LAST_DAY_SQL)
                 .map_err(db)?
-                .query_row([int(account.0)?], |r| r.get::<_, Option<i64>>(0))
+                .query_row([int(account.0)?], |r| {
+                    Ok(
+                        match (r.get::<_, Option<i64>>(0)?, r.get::<_, Option<i64>>(1)?) {
+                            (Some(id), Some(at)) => Some((id, at / DAY_MS)),
+                            _ => None,
+                        },
+                    )
+                })
                 .optional()
                 .map_err(db)?
                 .flatten(),
         };
         let id = take_id(&mut self.next_audit_id, "audit record")?;
-        self.last.insert(account, Some(id));
-        Ok((id, prev))
+        let day = at_ms / DAY_MS;
+        let new_day = prev.is_none_or(|(_, d)| d < day);
+        self.last.insert(account, Some((id, day)));
+        Ok((id, prev.map(|(p, _)| p), new_day))
     }
 }
 
@@ -2000,8 +2037,13 @@ fn write_rows(conn: &Connection, cursor: &mut WriteCursor, b: &Rows) -> Result<(
         cursor.last.clear();
     }
     let mut audit = Vec::with_capacity(b.audit.len());
+    let mut days = Vec::new();
     for rec in &b.audit {
-        let (id, prev) = cursor.take(conn, rec.account)?;
+        let at_ms = int(rec.at_ms)?;
+        let (id, prev, new_day) = cursor.take(conn, rec.account, at_ms)?;
+        if new_day {
+            days.push((int(rec.account.0)?, at_ms / DAY_MS, prev));
+        }
         audit.push(AuditInsert {
             id,
             account: int(rec.account.0)?,
@@ -2023,11 +2065,26 @@ fn write_rows(conn: &Connection, cursor: &mut WriteCursor, b: &Rows) -> Result<(
             &r.prev,
         ])
     })?;
+    if !days.is_empty() {
+        let mut mark = conn.prepare_cached(AUDIT_DAY_INSERT_SQL).map_err(db)?;
+        for (account, day, before) in &days {
+            mark.execute(rusqlite::params![account, day, before])
+                .map_err(db)?;
+        }
+    }
     // (Inserting explicit ids keeps sqlite_sequence at the largest, as AUTOINCREMENT does.)
     let mut accounts = Vec::with_capacity(b.accounts.len());
     for r in &b.accounts {
         let id = AccountId(store::uint(r.id)?);
-        accounts.push((r, cursor.last.get(&id).copied().flatten()));
+        accounts.push((
+            r,
+            cursor
+                .last
+                .get(&id)
+                .copied()
+                .flatten()
+                .map(|(last, _)| last),
+        ));
     }
     insert_many(
         conn,
@@ -2256,14 +2313,34 @@ impl LedgerStore for SqliteStore {
         to_ms: u64,
     ) -> BoxFuture<'_, Result<Statement, StoreError>> {
         Box::pin(self.read(move |c| {
-            let mut stmt = c.prepare_cached(ACCOUNT_AUDIT_PERIOD_SQL).map_err(db)?;
-            let rows = stmt
-                .query_map(
-                    [int(id.0)?, store::cutoff(from_ms), store::cutoff(to_ms)],
-                    audit_row,
-                )
+            let account = int(id.0)?;
+            // The walk must start after the period's last record and after the record that
+            // opens it (a period given backwards opens and ends at `from`).
+            let last_day = store::cutoff(to_ms.max(from_ms).saturating_sub(1)) / DAY_MS;
+            let marked: Option<Option<i64>> = c
+                .prepare_cached(STATEMENT_START_SQL)
+                .map_err(db)?
+                .query_row([account, last_day], |r| r.get(0))
+                .optional()
                 .map_err(db)?;
+            let start = match marked {
+                Some(before) => before,
+                None => c
+                    .prepare_cached(AUDIT_LAST_SQL)
+                    .map_err(db)?
+                    .query_row([account], |r| r.get::<_, Option<i64>>(0))
+                    .optional()
+                    .map_err(db)?
+                    .flatten(),
+            };
             let mut fold = super::audit::StatementFold::new(id, from_ms, to_ms);
+            let Some(start) = start else {
+                return Ok(fold.finish());
+            };
+            let mut stmt = c.prepare_cached(ACCOUNT_AUDIT_FROM_SQL).map_err(db)?;
+            let rows = stmt
+                .query_map([start, store::cutoff(from_ms)], audit_row)
+                .map_err(db)?;
             for r in rows {
                 if !fold.push(&to_record(r.map_err(db)?)?.record) {
                     break;
