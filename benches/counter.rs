@@ -250,7 +250,7 @@ async fn live(launches: usize, prints: usize) -> Live {
     let data = home.path().join("terminal");
     let fingerprint = frank::identity::fingerprint(&vendor.key);
     // Enroll the terminal once, as its first run would.
-    let mut cfg = BackendConfig::new(vendor.addr, vendor.key, data.clone());
+    let mut cfg = BackendConfig::new(vec![vendor.addr], vendor.key, data.clone());
     cfg.enroll_code = Some(vendor.code.clone());
     cfg.terminal_name = "bench-counter".into();
     frank::counter::tui::ensure_enrolled(&cfg, || anyhow::bail!("no code"))

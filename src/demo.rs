@@ -71,7 +71,7 @@ async fn run_tui(opts: DemoOptions) -> anyhow::Result<()> {
         },
     )?;
     let mut backend = BackendConfig::new(
-        proxy.local_addr(),
+        vec![proxy.local_addr()],
         server.public_key(),
         tmp.path().join("terminal"),
     );
@@ -135,8 +135,8 @@ fn demo_app_config() -> anyhow::Result<crate::ui::AppConfig> {
 
 /// Loads test money with the payment simulator's approved test card.
 async fn fund_demo_account(cfg: &BackendConfig) -> anyhow::Result<()> {
-    let endpoint = client::endpoint_for(cfg.vendor)?;
-    let conn = client::connect(&endpoint, cfg.vendor, cfg.pinned).await?;
+    let endpoint = client::endpoint_for(cfg.vendors[0])?;
+    let (conn, _) = client::connect_first(&endpoint, &cfg.vendors, 0, cfg.pinned).await?;
     let dir = crate::counter::terminal::TerminalDir::new(&cfg.terminal_dir);
     let enrollment = dir
         .enrollment(&cfg.pinned)?
@@ -245,7 +245,7 @@ async fn run_headless(opts: DemoOptions) -> anyhow::Result<()> {
     println!();
 
     let opts_h = HeadlessOptions {
-        vendor: proxy.local_addr(),
+        vendors: vec![proxy.local_addr()],
         pinned: server.public_key(),
         data_dir: tmp.path().join("terminal"),
         enroll_code: Some(code),

@@ -224,9 +224,10 @@ struct CounterArgs {
     /// Config file (default: $XDG_CONFIG_HOME/frank/counter.toml).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Vendor address, e.g. 127.0.0.1:4433.
-    #[arg(long)]
-    vendor: Option<SocketAddr>,
+    /// Vendor address, e.g. 127.0.0.1:4433; several fronts of one vendor as a comma-separated
+    /// list (or repeated): the counter fails over between them.
+    #[arg(long, value_delimiter = ',')]
+    vendor: Vec<SocketAddr>,
     /// The vendor key fingerprint to pin (64 hex characters, from `frank vendor init`).
     #[arg(long)]
     pin: Option<String>,
@@ -587,7 +588,7 @@ fn counter(a: CounterArgs) -> anyhow::Result<()> {
         let password = frank::secret::read_password(&format!("password for {clerk}: "))?;
         let b = &settings.backend;
         let opts = HeadlessOptions {
-            vendor: b.vendor,
+            vendors: b.vendors.clone(),
             pinned: b.pinned,
             data_dir: b.terminal_dir.clone(),
             enroll_code: b.enroll_code.clone(),

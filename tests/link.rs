@@ -368,7 +368,7 @@ async fn a_proxy_cut_is_detected_and_the_link_recovers() {
         .unwrap();
     let (c, s) = logged_in(&v, proxy.local_addr()).await;
     let session_id = s.session_id;
-    let mut cfg = SupervisorConfig::new(proxy.local_addr(), v.key);
+    let mut cfg = SupervisorConfig::new(vec![proxy.local_addr()], v.key);
     // Long enough that the short cut below is ridden out on the same connection even on a
     // busy machine; the long cut outlasts it.
     cfg.lapse_reconnect_ms = 2_000;
@@ -424,6 +424,61 @@ async fn a_proxy_cut_is_detected_and_the_link_recovers() {
     let vendor_view = v.server.terminal_link(c.terminal_id).unwrap();
     let mut vview = vendor_view.link.state.clone();
     wait_for(&mut vview, LONG, "vendor up on the new connection", |s| {
+        *s == LinkState::Up
+    })
+    .await;
+    sup.stop();
+}
+
+/// Two fronts (two addresses of the vendor, each behind its own fault proxy): the front the
+/// session is on goes dark for good; the supervisor's next attempts try the other front and
+/// resume the same session there, with the link Up on both ends. Issue 14, item 4.
+#[tokio::test]
+async fn the_supervisor_fails_over_to_the_next_front_and_resumes_the_session_issue_14() {
+    let v = vendor().await;
+    let a = FaultProxy::start("127.0.0.1:0".parse().unwrap(), v.addr)
+        .await
+        .unwrap();
+    let b = FaultProxy::start("127.0.0.1:0".parse().unwrap(), v.addr)
+        .await
+        .unwrap();
+    let (c, s) = logged_in(&v, a.local_addr()).await;
+    let session_id = s.session_id;
+    let mut cfg = SupervisorConfig::new(vec![a.local_addr(), b.local_addr()], v.key);
+    cfg.lapse_reconnect_ms = 300;
+    let sup = supervisor::spawn(cfg, c.endpoint.clone(), c.device_key.clone(), s);
+    let mut state = sup.state.clone();
+    wait_for(&mut state, LONG, "up through front A", |s| {
+        *s == LinkState::Up
+    })
+    .await;
+    // Front A goes dark and stays dark.
+    a.handle.cut();
+    let mut phase = sup.phase.clone();
+    let p = wait_for(
+        &mut phase,
+        Duration::from_secs(30),
+        "resumed on front B",
+        |p| matches!(p, Phase::Connected { connection: 2, .. }),
+    )
+    .await;
+    assert_eq!(
+        p,
+        Phase::Connected {
+            session_id,
+            connection: 2
+        }
+    );
+    wait_for(&mut state, LONG, "up through front B", |s| {
+        *s == LinkState::Up
+    })
+    .await;
+    let resumed = sup.session.borrow().clone();
+    assert_eq!(resumed.conn.addr, b.local_addr());
+    resumed.ping().await.unwrap();
+    let view = v.server.terminal_link(c.terminal_id).unwrap();
+    let mut vview = view.link.state.clone();
+    wait_for(&mut vview, LONG, "vendor up through front B", |s| {
         *s == LinkState::Up
     })
     .await;

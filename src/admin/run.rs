@@ -68,7 +68,7 @@ pub async fn sign_in(
         .login(enrollment.terminal_id, &device_key, &opts.clerk, password)
         .await?;
     let sup = supervisor::spawn(
-        SupervisorConfig::new(opts.vendor, opts.pinned),
+        SupervisorConfig::new(vec![opts.vendor], opts.pinned),
         endpoint,
         device_key,
         session.clone(),

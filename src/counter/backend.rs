@@ -84,7 +84,8 @@ pub struct PrinterSetup {
 
 #[derive(Debug, Clone)]
 pub struct BackendConfig {
-    pub vendor: SocketAddr,
+    /// The vendor's fronts (at least one), tried in order.
+    pub vendors: Vec<SocketAddr>,
     pub pinned: VerifyingKey,
     /// The terminal's data directory: device key, enrollment, settlement journal.
     pub terminal_dir: PathBuf,
@@ -106,9 +107,9 @@ pub struct BackendConfig {
 }
 
 impl BackendConfig {
-    pub fn new(vendor: SocketAddr, pinned: VerifyingKey, terminal_dir: PathBuf) -> Self {
+    pub fn new(vendors: Vec<SocketAddr>, pinned: VerifyingKey, terminal_dir: PathBuf) -> Self {
         BackendConfig {
-            vendor,
+            vendors,
             pinned,
             terminal_dir,
             terminal_name: "counter".into(),
@@ -974,12 +975,19 @@ impl Actor {
                 let tx = self.done_tx.clone();
                 let endpoint = match self.endpoint.clone() {
                     Some(e) => e,
-                    None => match client::endpoint_for(cfg.vendor) {
-                        Ok(e) => {
+                    None => match cfg.vendors.first().map(|v| client::endpoint_for(*v)) {
+                        Some(Ok(e)) => {
                             self.endpoint = Some(e.clone());
                             e
                         }
-                        Err(e) => {
+                        None => {
+                            self.emit(Backend::SignInFailed {
+                                reason: "no vendor address is configured".into(),
+                            })
+                            .await;
+                            return;
+                        }
+                        Some(Err(e)) => {
                             self.emit(Backend::SignInFailed {
                                 reason: format!("cannot open a network endpoint: {e}"),
                             })
@@ -1663,7 +1671,7 @@ async fn sign_in(
     password: &str,
 ) -> anyhow::Result<(SupervisorHandle, Session, Cents)> {
     let opts = HeadlessOptions {
-        vendor: cfg.vendor,
+        vendors: cfg.vendors.clone(),
         pinned: cfg.pinned,
         data_dir: cfg.terminal_dir.clone(),
         enroll_code: cfg.enroll_code.clone(),

@@ -92,6 +92,27 @@ pub async fn connect(
     connect_with_transport(endpoint, addr, pinned, transport_config(IDLE_TIMEOUT_MS)).await
 }
 
+/// Connects to the first of `fronts` (vendor addresses, tried in order from `start`) that
+/// answers; returns the connection and the index of the front it reached. A front that
+/// presents another key than the pinned one ends the search: that is not a fallback.
+pub async fn connect_first(
+    endpoint: &quinn::Endpoint,
+    fronts: &[SocketAddr],
+    start: usize,
+    pinned: VerifyingKey,
+) -> Result<(VendorConn, usize), ClientError> {
+    let mut last = None;
+    for k in 0..fronts.len() {
+        let i = (start + k) % fronts.len();
+        match connect(endpoint, fronts[i], pinned).await {
+            Ok(c) => return Ok((c, i)),
+            Err(e @ ClientError::WrongVendorKey { .. }) => return Err(e),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| ClientError::Other("no vendor address configured".into())))
+}
+
 /// [`connect`] with the caller's QUIC transport settings (windows, timeouts) instead of the
 /// counter's (`vendor_server::server::transport_config(IDLE_TIMEOUT_MS)`).
 pub async fn connect_with_transport(

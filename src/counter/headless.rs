@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone)]
 pub struct HeadlessOptions {
-    pub vendor: SocketAddr,
+    /// The vendor's fronts, tried in order.
+    pub vendors: Vec<SocketAddr>,
     pub pinned: VerifyingKey,
     pub data_dir: PathBuf,
     pub enroll_code: Option<String>,
@@ -29,7 +30,11 @@ pub async fn start(
     opts: &HeadlessOptions,
     password: &str,
 ) -> anyhow::Result<(SupervisorHandle, Session)> {
-    sign_in(client::endpoint_for(opts.vendor)?, opts, password).await
+    let first = *opts
+        .vendors
+        .first()
+        .ok_or_else(|| anyhow::anyhow!("no vendor address"))?;
+    sign_in(client::endpoint_for(first)?, opts, password).await
 }
 
 /// [`start`] on a given endpoint (the counter UI's backend keeps one across sign-ins).
@@ -39,7 +44,7 @@ pub async fn sign_in(
     opts: &HeadlessOptions,
     password: &str,
 ) -> anyhow::Result<(SupervisorHandle, Session)> {
-    let conn = client::connect(&endpoint, opts.vendor, opts.pinned).await?;
+    let (conn, front) = client::connect_first(&endpoint, &opts.vendors, 0, opts.pinned).await?;
     let dir = TerminalDir::new(&opts.data_dir);
     let device_key = dir.device_key()?;
     let enrollment = dir
@@ -60,7 +65,15 @@ pub async fn sign_in(
             other => anyhow::Error::new(other),
         })?;
     let sup = supervisor::spawn(
-        SupervisorConfig::new(opts.vendor, opts.pinned),
+        // The front that answered first, then the others in their order.
+        SupervisorConfig::new(
+            opts.vendors[front..]
+                .iter()
+                .chain(&opts.vendors[..front])
+                .copied()
+                .collect(),
+            opts.pinned,
+        ),
         endpoint,
         device_key,
         session.clone(),

@@ -5,6 +5,10 @@
 //! the session continues only after a fresh proof on the new connection (`resume`: the device
 //! key signs the new exporter and the session's resume key MACs it). If the vendor no longer
 //! knows the session, the clerk must sign in again.
+//!
+//! **Several fronts.** With more than one vendor address, each reconnect attempt tries them in
+//! turn, beginning with the front of the lost connection, and stays on the one that answered:
+//! a front that is down costs one attempt (its connect timeout), not the session.
 
 use super::backoff::{Backoff, BackoffConfig};
 use super::client::{self, ClientError, Session};
@@ -18,7 +22,8 @@ use tokio::sync::watch;
 
 #[derive(Debug, Clone)]
 pub struct SupervisorConfig {
-    pub vendor: SocketAddr,
+    /// The vendor's fronts; the session was made on the first.
+    pub vendors: Vec<SocketAddr>,
     pub pinned: VerifyingKey,
     /// A lapse longer than this drops the connection and reconnects.
     pub lapse_reconnect_ms: u64,
@@ -26,9 +31,9 @@ pub struct SupervisorConfig {
 }
 
 impl SupervisorConfig {
-    pub fn new(vendor: SocketAddr, pinned: VerifyingKey) -> Self {
+    pub fn new(vendors: Vec<SocketAddr>, pinned: VerifyingKey) -> Self {
         SupervisorConfig {
-            vendor,
+            vendors,
             pinned,
             lapse_reconnect_ms: 1_000,
             backoff: BackoffConfig::default(),
@@ -90,6 +95,7 @@ pub fn spawn(
         phase_tx,
         session_tx,
         stop: stop_rx,
+        front: 0,
     };
     tokio::spawn(sup.run(session));
     SupervisorHandle {
@@ -110,6 +116,8 @@ struct Supervisor {
     phase_tx: watch::Sender<Phase>,
     session_tx: watch::Sender<Session>,
     stop: watch::Receiver<bool>,
+    /// Index in `config.vendors` of the front the session is on.
+    front: usize,
 }
 
 enum Ended {
@@ -227,7 +235,7 @@ impl Supervisor {
                 _ = tokio::time::sleep(delay) => {}
                 _ = self.stop.changed() => return Err(Phase::Stopped { reason: "stopped".into() }),
             }
-            match self.try_resume(previous).await {
+            match self.try_resume(previous, backoff.attempt()).await {
                 Ok(s) => {
                     tracing::info!(
                         session = s.session_id,
@@ -261,8 +269,23 @@ impl Supervisor {
         }
     }
 
-    async fn try_resume(&self, previous: &Session) -> Result<Session, ClientError> {
-        let conn = client::connect(&self.endpoint, self.config.vendor, self.config.pinned).await?;
-        conn.resume(previous, &self.device_key).await
+    /// One attempt: the next front in turn (the current one first), resumed there.
+    async fn try_resume(
+        &mut self,
+        previous: &Session,
+        attempt: u32,
+    ) -> Result<Session, ClientError> {
+        let n = self.config.vendors.len().max(1);
+        let i = (self.front + attempt.saturating_sub(1) as usize) % n;
+        let Some(&addr) = self.config.vendors.get(i) else {
+            return Err(ClientError::Other("no vendor address configured".into()));
+        };
+        let conn = client::connect(&self.endpoint, addr, self.config.pinned).await?;
+        let session = conn.resume(previous, &self.device_key).await?;
+        if i != self.front {
+            tracing::info!(front = %addr, "session moved to another vendor front");
+        }
+        self.front = i;
+        Ok(session)
     }
 }

@@ -5,7 +5,7 @@
 //! (see [`crate::ui::config`]):
 //!
 //! ```toml
-//! vendor = "127.0.0.1:4433"
+//! vendor = "127.0.0.1:4433"       # or a list of the vendor's fronts: ["10.0.0.1:4433", "10.0.0.2:4433"]
 //! pin = "…64 hex…"              # the vendor key fingerprint from `frank vendor init`
 //! data = "/var/lib/frank/terminal"  # default: $XDG_DATA_HOME/frank/terminal
 //! name = "counter-1"
@@ -48,7 +48,7 @@ pub const LOG_FILES_MAX: usize = 7;
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileSettings {
-    pub vendor: Option<SocketAddr>,
+    pub vendor: Option<VendorAddrs>,
     pub pin: Option<String>,
     pub data: Option<PathBuf>,
     pub name: Option<String>,
@@ -77,11 +77,29 @@ pub struct PrinterFile {
     pub profile: Option<String>,
 }
 
+/// `vendor` in the config file: one address, or the vendor's fronts in the order to try them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum VendorAddrs {
+    One(SocketAddr),
+    Fronts(Vec<SocketAddr>),
+}
+
+impl VendorAddrs {
+    pub fn into_vec(self) -> Vec<SocketAddr> {
+        match self {
+            VendorAddrs::One(a) => vec![a],
+            VendorAddrs::Fronts(v) => v,
+        }
+    }
+}
+
 /// What flags may override.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
     pub config: Option<PathBuf>,
-    pub vendor: Option<SocketAddr>,
+    /// The vendor's fronts (empty: the file's).
+    pub vendor: Vec<SocketAddr>,
     pub pin: Option<String>,
     pub data: Option<PathBuf>,
     pub name: Option<String>,
@@ -217,10 +235,15 @@ pub fn resolve(o: &Overrides, no_color: bool) -> anyhow::Result<CounterSettings>
         theme = crate::ui::theme::Theme::with_overrides(t, None, no_color)
             .map_err(|e| anyhow::anyhow!("--theme: {e}"))?;
     }
-    let vendor = o
-        .vendor
-        .or(file.vendor)
-        .context("no vendor address: pass --vendor or set `vendor` in the config file")?;
+    let vendors = if o.vendor.is_empty() {
+        file.vendor.map(VendorAddrs::into_vec).unwrap_or_default()
+    } else {
+        o.vendor.clone()
+    };
+    anyhow::ensure!(
+        !vendors.is_empty(),
+        "no vendor address: pass --vendor or set `vendor` in the config file"
+    );
     let pin = o
         .pin
         .clone()
@@ -233,7 +256,7 @@ pub fn resolve(o: &Overrides, no_color: bool) -> anyhow::Result<CounterSettings>
         .or(file.data)
         .or_else(|| dirs().map(|d| d.data_dir().join("terminal")))
         .context("no terminal data directory: pass --data")?;
-    let mut backend = BackendConfig::new(vendor, pinned, data);
+    let mut backend = BackendConfig::new(vendors, pinned, data);
     backend.terminal_name = o.name.clone().or(file.name).unwrap_or("counter".into());
     backend.enroll_code = o.enroll_code.clone().or(file.enroll_code);
     if let Some(z) = o.origin_zip.clone().or(file.origin_zip) {
@@ -311,8 +334,8 @@ pub async fn ensure_enrolled(
         Some(c) => c.clone(),
         None => ask_code()?,
     };
-    let endpoint = client::endpoint_for(cfg.vendor)?;
-    let conn = client::connect(&endpoint, cfg.vendor, cfg.pinned).await?;
+    let endpoint = client::endpoint_for(cfg.vendors[0])?;
+    let (conn, _) = client::connect_first(&endpoint, &cfg.vendors, 0, cfg.pinned).await?;
     let e = dir
         .ensure_enrolled(&conn, &cfg.pinned, Some(&code), &cfg.terminal_name)
         .await?;
@@ -348,6 +371,20 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `vendor` is one address or the vendor's fronts in order; a flag list wins over it.
+    #[test]
+    fn vendor_is_one_address_or_a_list_of_fronts() {
+        let one: FileSettings = toml::from_str("vendor = \"127.0.0.1:4433\"\n").unwrap();
+        let one = one.vendor.unwrap().into_vec();
+        assert_eq!(one, vec!["127.0.0.1:4433".parse::<SocketAddr>().unwrap()]);
+        let many: FileSettings =
+            toml::from_str("vendor = [\"10.0.0.1:4433\", \"10.0.0.2:4433\"]\n").unwrap();
+        let many = many.vendor.unwrap().into_vec();
+        assert_eq!(many.len(), 2);
+        assert_eq!(many[1], "10.0.0.2:4433".parse::<SocketAddr>().unwrap());
+        assert!(toml::from_str::<FileSettings>("vendor = [\"nowhere\"]\n").is_err());
+    }
 
     /// Issue 13: an unsalted `supervisor_pin_sha256` is read once and replaced in the file by
     /// a salted argon2id that still accepts the same PIN.
