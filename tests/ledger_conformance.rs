@@ -2104,3 +2104,82 @@ async fn postgres_reaper_races_voids_in_one_lock_order() {
         .unwrap();
     reaper_races_voids(Arc::new(store)).await;
 }
+
+/// Two vendor fronts on one PostgreSQL license meters at once: every meter gets one license,
+/// whichever front asked and however often, and no two meters share one. Issue 14, item 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_licenses_from_two_fronts_are_distinct_issue_14() {
+    use frank::ledger::licensing::LicensingAuthority;
+    use frank::ledger::postgres::PostgresLicensing;
+    let (_store, url) = postgres_store().await;
+    let a = Arc::new(PostgresLicensing::new(&url, u64::from(u32::MAX)));
+    let b = Arc::new(PostgresLicensing::new(&url, u64::from(u32::MAX)));
+    let mut tasks = Vec::new();
+    for n in 1..=24u64 {
+        for front in [a.clone(), b.clone(), a.clone()] {
+            tasks.push(tokio::spawn(async move {
+                let meter = MeterSerial::for_account(AccountId(n));
+                (n, front.issue(meter).await.unwrap())
+            }));
+        }
+    }
+    let mut by_meter: std::collections::BTreeMap<u64, LicenseId> = Default::default();
+    for t in tasks {
+        let (n, license) = t.await.unwrap();
+        let first = *by_meter.entry(n).or_insert(license);
+        assert_eq!(first, license, "meter {n} got two licenses");
+    }
+    let distinct: std::collections::BTreeSet<LicenseId> = by_meter.values().copied().collect();
+    assert_eq!(distinct.len(), 24, "{by_meter:?}");
+    // A front that starts later continues the one numbering.
+    let c = PostgresLicensing::new(&url, u64::from(u32::MAX));
+    let next = c
+        .issue(MeterSerial::for_account(AccountId(99)))
+        .await
+        .unwrap();
+    assert!(!distinct.contains(&next));
+    // The bound holds.
+    let tight = PostgresLicensing::new(&url, 1);
+    assert!(
+        tight
+            .issue(MeterSerial::for_account(AccountId(100)))
+            .await
+            .is_err()
+    );
+}
+
+/// One reaper at a time on PostgreSQL: while another front's pass holds the reaper lock, a
+/// pass does nothing; once it is free, the due piece expires. Issue 14, item 2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_one_reaper_at_a_time_issue_14() {
+    use frank::ledger::postgres::REAPER_LOCK_KEY;
+    let (store, url) = postgres_store().await;
+    let s = &*store;
+    let a = open_active(s, 402, T0).await;
+    fund(s, a, 10_000, T0).await;
+    let id = authorize_by(s, a, 100, T0, Some(TerminalId(1))).await.id;
+    let late = piece(s, id).await.expires_at_ms + 1;
+    let (other, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    other
+        .execute("SELECT pg_advisory_lock($1)", &[&REAPER_LOCK_KEY])
+        .await
+        .unwrap();
+    let busy = exec(s, Op::ExpireDue { max: 10 }, late).await.unwrap();
+    assert!(
+        matches!(&busy, Outcome::Expired { ids } if ids.is_empty()),
+        "{busy:?}"
+    );
+    assert_eq!(piece(s, id).await.state, PieceState::Reserved);
+    other
+        .execute("SELECT pg_advisory_unlock($1)", &[&REAPER_LOCK_KEY])
+        .await
+        .unwrap();
+    let done = exec(s, Op::ExpireDue { max: 10 }, late).await.unwrap();
+    assert!(
+        matches!(&done, Outcome::Expired { ids } if ids == &vec![id]),
+        "{done:?}"
+    );
+}

@@ -27,6 +27,11 @@ pub use ops::{External, Op, Request};
 pub use service::{CallError, LedgerConfig, LedgerHandle};
 pub use store::{LedgerStore, StoreError, verify_audit};
 
+/// Whether `--database` names a PostgreSQL server (`postgres://…` / `postgresql://…`).
+pub fn is_postgres(database: &str) -> bool {
+    database.starts_with("postgres://") || database.starts_with("postgresql://")
+}
+
 /// Opens the store named by `--database`: `postgres://…` / `postgresql://…` selects
 /// PostgreSQL, anything else is a SQLite file path (created if missing). Default tuning.
 pub async fn open_store(
@@ -34,7 +39,7 @@ pub async fn open_store(
     signer: std::sync::Arc<dyn ItemSigner>,
     limits: LedgerLimits,
 ) -> Result<std::sync::Arc<dyn LedgerStore>, StoreError> {
-    if database.starts_with("postgres://") || database.starts_with("postgresql://") {
+    if is_postgres(database) {
         let store = postgres::PostgresStore::connect(
             database,
             postgres::PostgresConfig::default(),

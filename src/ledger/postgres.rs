@@ -135,7 +135,101 @@ const MIGRATIONS: &[&str] = &[
     // 8: issue 13 — statements and the admin monitor read an account's records by time, not
     //    its whole history.
     "CREATE INDEX audit_time ON audit(account, at_ms);",
+    // 9: issue 14 — meter licenses from the database, so every vendor front on it issues
+    //    distinct ones: a sequence that continues after the largest license the ledger holds,
+    //    and one row per meter (the authority's record; asking again returns it).
+    "CREATE SEQUENCE meter_license_seq;
+    SELECT setval('meter_license_seq', GREATEST(COALESCE(MAX(license), 0), 1),
+        COALESCE(MAX(license), 0) > 0) FROM accounts;
+    CREATE TABLE meter_licenses (
+        meter BIGINT PRIMARY KEY,
+        license BIGINT NOT NULL UNIQUE
+    );",
 ];
+
+/// The transaction-scoped advisory lock a reaper pass holds (`pg_try_advisory_xact_lock`), so
+/// at most one front's reaper works at a time; the key is arbitrary but fixed for Frank.
+pub const REAPER_LOCK_KEY: i64 = 7_346_529;
+
+/// Tries of one license issue that met another front inserting the same meter.
+const LICENSE_TRIES_MAX: usize = 3;
+
+/// Meter licensing on the database (`LicensingAuthority`): every vendor front on one
+/// PostgreSQL issues from one sequence, so no two meters get the same license, and a meter
+/// asked for again gets the license it already has (its row in `meter_licenses`). Migration
+/// 9; the embedded authority's numbering continues where the ledger's largest license left.
+pub struct PostgresLicensing {
+    url: String,
+    conn: Mutex<Option<Client>>,
+    licenses_max: u64,
+}
+
+impl PostgresLicensing {
+    /// For the database at `url` (migrated by [`PostgresStore::connect`]); licenses above
+    /// `licenses_max` are refused.
+    pub fn new(url: &str, licenses_max: u64) -> PostgresLicensing {
+        PostgresLicensing {
+            url: url.to_string(),
+            conn: Mutex::new(None),
+            licenses_max,
+        }
+    }
+
+    async fn issue_now(&self, meter: MeterSerial) -> Result<u64, String> {
+        let mut guard = self.conn.lock().await;
+        if guard.as_ref().is_none_or(|c| c.is_closed()) {
+            let (client, connection) = tokio_postgres::connect(&self.url, NoTls)
+                .await
+                .map_err(|e| format!("licensing database unreachable: {e}"))?;
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            *guard = Some(client);
+        }
+        let Some(client) = guard.as_ref() else {
+            return Err("licensing database unreachable".into());
+        };
+        let meter =
+            i64::try_from(meter.number()).map_err(|_| "meter number out of range".to_string())?;
+        // A front that inserted the meter's row at the same moment wins; its row is not in
+        // this statement's snapshot, so the next try reads it.
+        let mut license: Option<i64> = None;
+        for _ in 0..LICENSE_TRIES_MAX {
+            let row = client
+                .query_opt(
+                    "WITH new AS (INSERT INTO meter_licenses (meter, license) \
+                     SELECT $1, nextval('meter_license_seq') \
+                     WHERE NOT EXISTS (SELECT 1 FROM meter_licenses WHERE meter = $1) \
+                     ON CONFLICT (meter) DO NOTHING RETURNING license) \
+                     SELECT license FROM new UNION ALL \
+                     SELECT license FROM meter_licenses WHERE meter = $1 LIMIT 1",
+                    &[&meter],
+                )
+                .await
+                .map_err(|e| format!("licensing database: {e}"))?;
+            if let Some(row) = row {
+                license = Some(row.get(0));
+                break;
+            }
+        }
+        let license = license
+            .ok_or_else(|| "licensing database: the meter's row did not settle".to_string())?;
+        let license = u64::try_from(license).map_err(|_| "negative license".to_string())?;
+        if license > self.licenses_max {
+            return Err(format!(
+                "all {} licenses of this authority are issued",
+                self.licenses_max
+            ));
+        }
+        Ok(license)
+    }
+}
+
+impl super::licensing::LicensingAuthority for PostgresLicensing {
+    fn issue(&self, meter: MeterSerial) -> BoxFuture<'_, Result<LicenseId, String>> {
+        Box::pin(async move { self.issue_now(meter).await.map(LicenseId) })
+    }
+}
 
 const ACCOUNT_COLS: &str = "id, license, status, descending, pending, ascending, control, last_piece, audit_seq, audit_head";
 const PIECE_COLS: &str = "account, serial, kind, amount, state, authorized_at_ms, expires_at_ms, printed_at_ms, refund, refund_submitted_at_ms, scanned, signed, item, terminal, scan_count, scan_recorded_at_ms";
@@ -467,6 +561,18 @@ impl PostgresStore {
         //    each statement sees the latest committed rows, so after waiting for a lock we read
         //    the winner's effect.
         let keys = request.op.keys();
+        // One reaper at a time on the database, whatever the number of fronts: a pass that
+        // finds another front's pass running does nothing (the next tick tries again).
+        if keys.due_max.is_some() {
+            let mine: bool = tx
+                .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&REAPER_LOCK_KEY])
+                .await?
+                .get(0);
+            if !mine {
+                tx.commit().await?;
+                return Ok(Ok(Outcome::Expired { ids: Vec::new() }));
+            }
+        }
         let mut snap = Snapshot::default();
         if keys.next_account {
             let next: i64 = tx.query_one(&s.next_account, &[]).await?.get(0);

@@ -398,14 +398,25 @@ pub async fn spawn_ledger(
         crate::ledger::open_store(database, signer, config.limits.clone())
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let last_license = store
-        .max_license()
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    // On PostgreSQL every front issues from the database's one sequence; embedded, numbering
+    // continues after the largest license the ledger holds.
+    let licensing: Arc<dyn crate::ledger::licensing::LicensingAuthority> =
+        if crate::ledger::is_postgres(database) {
+            Arc::new(crate::ledger::postgres::PostgresLicensing::new(
+                database,
+                u64::from(u32::MAX),
+            ))
+        } else {
+            let last_license = store
+                .max_license()
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            Arc::new(EmbeddedLicensing::new(last_license, u64::from(u32::MAX)))
+        };
     Ok(service::spawn(
         store,
         Arc::new(SimulatedProcessor::new()),
-        Arc::new(EmbeddedLicensing::new(last_license, u64::from(u32::MAX))),
+        licensing,
         Arc::new(SystemClock),
         config,
     ))
