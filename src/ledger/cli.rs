@@ -357,9 +357,14 @@ pub fn parse_piece(text: &str) -> anyhow::Result<PieceId> {
 async fn open(db: &DatabaseArg) -> anyhow::Result<Arc<dyn LedgerStore>> {
     let database = db.resolve()?;
     if database.starts_with("postgres") || std::path::Path::new(&database).exists() {
-        super::open_store(&database, Arc::new(NoSigning), LedgerLimits::default())
-            .await
-            .with_context(|| format!("opening the ledger database {database}"))
+        super::open_store(
+            &database,
+            Arc::new(NoSigning),
+            LedgerLimits::default(),
+            super::postgres::PostgresConfig::default(),
+        )
+        .await
+        .with_context(|| format!("opening the ledger database {database}"))
     } else {
         bail!("no ledger database at {database}; run `frank vendor init` or pass --database")
     }

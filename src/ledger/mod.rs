@@ -33,20 +33,16 @@ pub fn is_postgres(database: &str) -> bool {
 }
 
 /// Opens the store named by `--database`: `postgres://…` / `postgresql://…` selects
-/// PostgreSQL, anything else is a SQLite file path (created if missing). Default tuning.
+/// PostgreSQL, anything else is a SQLite file path (created if missing); `postgres_config` tunes the former.
 pub async fn open_store(
     database: &str,
     signer: std::sync::Arc<dyn ItemSigner>,
     limits: LedgerLimits,
+    postgres_config: postgres::PostgresConfig,
 ) -> Result<std::sync::Arc<dyn LedgerStore>, StoreError> {
     if is_postgres(database) {
-        let store = postgres::PostgresStore::connect(
-            database,
-            postgres::PostgresConfig::default(),
-            signer,
-            limits,
-        )
-        .await?;
+        let store =
+            postgres::PostgresStore::connect(database, postgres_config, signer, limits).await?;
         Ok(std::sync::Arc::new(store))
     } else {
         let store = sqlite::SqliteStore::open(

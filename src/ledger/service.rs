@@ -87,6 +87,8 @@ pub struct LedgerConfig {
     /// processor that hangs cannot stall the reaper.
     pub payment_call_timeout_ms: u64,
     pub limits: LedgerLimits,
+    /// Pool and batch limits of the PostgreSQL store (unused on SQLite).
+    pub postgres: super::postgres::PostgresConfig,
 }
 
 impl Default for LedgerConfig {
@@ -101,6 +103,7 @@ impl Default for LedgerConfig {
             payment_intents_reconcile_max: 64,
             payment_call_timeout_ms: 30_000,
             limits: LedgerLimits::default(),
+            postgres: super::postgres::PostgresConfig::default(),
         }
     }
 }

@@ -146,6 +146,20 @@ pub struct VendorConfig {
     /// How often the ledger's reaper runs (default: 1,000 ms; 10 ..= 60,000).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reaper_interval_ms: Option<u64>,
+    /// PostgreSQL only (`--database postgres://…`): connections for reads and
+    /// one-transaction requests (default 16; 1 ..= 256).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub postgres_connections_max: Option<usize>,
+    /// PostgreSQL only: writer connections, each applying one batch of requests per
+    /// transaction (default 4; 0 = one transaction per request; at most 64).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub postgres_batch_writers: Option<usize>,
+    /// PostgreSQL only: most requests in one batch transaction (default 64; 1 ..= 1024).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub postgres_batch_requests_max: Option<usize>,
+    /// PostgreSQL only: requests waiting for a writer (default 4096; 1 ..= 65 536).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub postgres_batch_queue_requests_max: Option<usize>,
 }
 
 impl Default for VendorConfig {
@@ -186,6 +200,10 @@ impl Default for VendorConfig {
             authorization_expiry_ms: None,
             late_void_window_ms: None,
             reaper_interval_ms: None,
+            postgres_connections_max: None,
+            postgres_batch_writers: None,
+            postgres_batch_requests_max: None,
+            postgres_batch_queue_requests_max: None,
         }
     }
 }
@@ -425,6 +443,38 @@ impl VendorConfig {
                 );
             }
         }
+        for (name, v, range) in [
+            (
+                "postgres_connections_max",
+                self.postgres_connections_max,
+                1..=256,
+            ),
+            (
+                "postgres_batch_writers",
+                self.postgres_batch_writers,
+                0..=64,
+            ),
+            (
+                "postgres_batch_requests_max",
+                self.postgres_batch_requests_max,
+                1..=1024,
+            ),
+            (
+                "postgres_batch_queue_requests_max",
+                self.postgres_batch_queue_requests_max,
+                1..=65_536,
+            ),
+        ] {
+            if let Some(v) = v
+                && !range.contains(&v)
+            {
+                bail!(
+                    "{name} must be {}..={}, got {v}",
+                    range.start(),
+                    range.end()
+                );
+            }
+        }
         Ok(())
     }
 
@@ -448,6 +498,19 @@ impl VendorConfig {
         }
         if let Some(v) = self.scan_record_window_ms {
             config.limits.scan_record_window_ms = v;
+        }
+        let pg = &mut config.postgres;
+        if let Some(v) = self.postgres_connections_max {
+            pg.connections_max = v;
+        }
+        if let Some(v) = self.postgres_batch_writers {
+            pg.batch_writers = v;
+        }
+        if let Some(v) = self.postgres_batch_requests_max {
+            pg.batch_requests_max = v;
+        }
+        if let Some(v) = self.postgres_batch_queue_requests_max {
+            pg.batch_queue_requests_max = v;
         }
         Ok(())
     }
@@ -670,6 +733,8 @@ mod tests {
             "login_deadline_ms = 99\n",
             "request_read_timeout_ms = 600001\n",
             "response_write_timeout_ms = 99\n",
+            "postgres_batch_writers = 65\n",
+            "postgres_batch_requests_max = 0\n",
             "streams_per_connection_max = 0\n",
             "scans_per_source_per_minute = 0\n",
             "scans_per_piece_per_minute = 0\n",
@@ -696,5 +761,23 @@ mod tests {
         assert_eq!(ledger.reaper_interval_ms, 100);
         assert_eq!(ledger.limits.late_void_window_ms, 60_000);
         assert_eq!(ledger.limits.scan_record_window_ms, 5_000);
+        // PostgreSQL's pool and batch limits.
+        std::fs::write(
+            &p,
+            "postgres_connections_max = 8\npostgres_batch_writers = 0\npostgres_batch_requests_max = 128\npostgres_batch_queue_requests_max = 512\n",
+        )
+        .unwrap();
+        let mut ledger = crate::ledger::LedgerConfig::default();
+        load_config(&p).unwrap().apply_to(&mut ledger).unwrap();
+        let pg = &ledger.postgres;
+        assert_eq!(
+            (
+                pg.connections_max,
+                pg.batch_writers,
+                pg.batch_requests_max,
+                pg.batch_queue_requests_max
+            ),
+            (8, 0, 128, 512)
+        );
     }
 }

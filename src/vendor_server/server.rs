@@ -394,10 +394,14 @@ pub async fn spawn_ledger(
     config: LedgerConfig,
 ) -> anyhow::Result<LedgerHandle> {
     let signer = Arc::new(VendorItemSigner::new(key));
-    let store: Arc<dyn LedgerStore> =
-        crate::ledger::open_store(database, signer, config.limits.clone())
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let store: Arc<dyn LedgerStore> = crate::ledger::open_store(
+        database,
+        signer,
+        config.limits.clone(),
+        config.postgres.clone(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     // On PostgreSQL every front issues from the database's one sequence; embedded, numbering
     // continues after the largest license the ledger holds.
     let licensing: Arc<dyn crate::ledger::licensing::LicensingAuthority> =
