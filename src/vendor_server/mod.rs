@@ -433,15 +433,7 @@ impl VendorConfig {
                 0..=SCAN_RECORD_WINDOW_MS_MAX,
             ),
         ] {
-            if let Some(v) = v
-                && !range.contains(&v)
-            {
-                bail!(
-                    "{name} must be {}..={}, got {v}",
-                    range.start(),
-                    range.end()
-                );
-            }
+            check_range(name, v, &range)?;
         }
         for (name, v, range) in [
             (
@@ -465,15 +457,7 @@ impl VendorConfig {
                 1..=65_536,
             ),
         ] {
-            if let Some(v) = v
-                && !range.contains(&v)
-            {
-                bail!(
-                    "{name} must be {}..={}, got {v}",
-                    range.start(),
-                    range.end()
-                );
-            }
+            check_range(name, v, &range)?;
         }
         Ok(())
     }
@@ -514,6 +498,24 @@ impl VendorConfig {
         }
         Ok(())
     }
+}
+
+/// A setting the file may leave out: when set, it must lie in `range`.
+fn check_range<T: PartialOrd + std::fmt::Display>(
+    name: &str,
+    v: Option<T>,
+    range: &std::ops::RangeInclusive<T>,
+) -> anyhow::Result<()> {
+    if let Some(v) = v
+        && !range.contains(&v)
+    {
+        bail!(
+            "{name} must be {}..={}, got {v}",
+            range.start(),
+            range.end()
+        );
+    }
+    Ok(())
 }
 
 /// The files of a vendor data directory.
