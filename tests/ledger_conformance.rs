@@ -2183,3 +2183,60 @@ async fn postgres_one_reaper_at_a_time_issue_14() {
         "{done:?}"
     );
 }
+
+/// PostgreSQL stores an authorization's reply without its signed item (the piece row holds
+/// it once); a retry, through the batch writers or the one-transaction path, and the
+/// idempotency record both carry it whole. Issue 14 (the batch writers' write volume).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_replayed_authorization_carries_its_signature_stored_once() {
+    let (s, url) = postgres_store().await;
+    let a = open_active(&*s, 6001, T0).await;
+    fund(&*s, a, 10_000, T0).await;
+    let req = Request::new(
+        rid(),
+        Op::Authorize {
+            account: a,
+            kind: 1,
+            amount: c(250),
+            item: b"replay me".to_vec(),
+            terminal: None,
+        },
+    );
+    let first = authorization(s.execute(req.clone(), T0).await.unwrap());
+    assert!(!first.signed.is_empty());
+    let again = authorization(s.execute(req.clone(), T0 + 5).await.unwrap());
+    assert_eq!(again, first);
+    let record = s.idempotency_record(req.id).await.unwrap().unwrap();
+    assert_eq!(authorization(record.reply), first);
+    // The one-transaction path replays it whole too.
+    let naive = PostgresStore::connect(
+        &url,
+        PostgresConfig {
+            batch_writers: 0,
+            ..PostgresConfig::default()
+        },
+        signer(),
+        LedgerLimits::default(),
+    )
+    .await
+    .unwrap();
+    let third = authorization(naive.execute(req.clone(), T0 + 6).await.unwrap());
+    assert_eq!(third, first);
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let stored: String = client
+        .query_one(
+            "SELECT reply FROM idempotency WHERE request_id = $1",
+            &[&&req.id.to_bytes()[..]],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let sig_hex = hex::encode(&first.signed[first.signed.len() - 64..]);
+    assert!(
+        !stored.contains(&sig_hex),
+        "signature stored twice: {stored}"
+    );
+}

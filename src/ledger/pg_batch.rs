@@ -27,7 +27,9 @@
 
 use super::model::*;
 use super::ops::{self, IdempotencyRecord, Request, Snapshot};
-use super::postgres::{TxError, account_row, connect, idempotency_row, piece_row};
+use super::postgres::{
+    TxError, account_row, connect, idempotency_row, piece_row, restore_signature,
+};
 use super::store::{self, AccountRow, PieceRow, StoreError, int};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -303,7 +305,10 @@ async fn decide_and_write(
         let key: [u8; 16] = key
             .try_into()
             .map_err(|_| store::corrupt("an idempotency key is not 16 bytes"))?;
-        seen.insert(key, idempotency_row(row)?);
+        let mut record = idempotency_row(row)?;
+        // A retry of an authorization (rare): its signed item comes from its piece.
+        restore_signature(client, &mut record.reply).await?;
+        seen.insert(key, record);
     }
 
     // 2. Decide, in order, each on the effect of those before it.
@@ -341,7 +346,7 @@ async fn decide_and_write(
             idem.push(
                 key,
                 fp,
-                ops::encode_reply(&reply),
+                store::encode_stored_reply(&reply),
                 int(j.now_ms)?,
                 store::permanent(&j.request.op),
             );

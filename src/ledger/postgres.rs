@@ -441,6 +441,28 @@ pub(super) fn piece_row(r: &tokio_postgres::Row) -> PieceRow {
     }
 }
 
+/// Puts an authorization's signed item back into a stored reply from its piece (the stored
+/// reply leaves it out: `store::encode_stored_reply`).
+pub(super) async fn restore_signature(
+    client: &impl tokio_postgres::GenericClient,
+    reply: &mut Reply,
+) -> Result<(), StoreError> {
+    if let Ok(Outcome::Authorized(a)) = reply
+        && a.signed.is_empty()
+    {
+        let row = client
+            .query_opt(
+                "SELECT signed FROM pieces WHERE account = $1 AND serial = $2",
+                &[&int(a.id.account.0)?, &int(a.id.serial.0)?],
+            )
+            .await
+            .map_err(db)?
+            .ok_or_else(|| corrupt(format!("stored authorization {} has no piece", a.id)))?;
+        a.signed = row.get(0);
+    }
+    Ok(())
+}
+
 pub(super) fn idempotency_row(row: &tokio_postgres::Row) -> Result<IdempotencyRecord, StoreError> {
     let fp: Vec<u8> = row.get(0);
     let reply: String = row.get(1);
@@ -607,7 +629,11 @@ impl PostgresStore {
         //    record. Duplicates with no account to lock meet on the primary key: 23505, retry.)
         let key = request.id.to_bytes();
         let existing = match tx.query_opt(&s.idem_get, &[&&key[..]]).await? {
-            Some(row) => Some(idempotency_row(&row)?),
+            Some(row) => {
+                let mut record = idempotency_row(&row)?;
+                restore_signature(&tx, &mut record.reply).await?;
+                Some(record)
+            }
             None => None,
         };
         if let Some(reply) = ops::replay(existing, request) {
@@ -698,7 +724,7 @@ impl PostgresStore {
                 &[
                     &&key[..],
                     &&fp[..],
-                    &ops::encode_reply(&reply),
+                    &store::encode_stored_reply(&reply),
                     &int(now_ms)?,
                     &store::permanent(&request.op),
                 ],
@@ -1011,12 +1037,17 @@ impl LedgerStore for PostgresStore {
     ) -> BoxFuture<'_, Result<Option<IdempotencyRecord>, StoreError>> {
         Box::pin(self.with_conn(async move |c| {
             let key = request.to_bytes();
-            c.client
+            let row = c
+                .client
                 .query_opt(&c.stmts.idem_get, &[&&key[..]])
                 .await
-                .map_err(db)?
-                .map(|row| idempotency_row(&row))
-                .transpose()
+                .map_err(db)?;
+            let Some(row) = row else {
+                return Ok(None);
+            };
+            let mut record = idempotency_row(&row)?;
+            restore_signature(&c.client, &mut record.reply).await?;
+            Ok(Some(record))
         }))
     }
 

@@ -1219,7 +1219,7 @@ fn build_rows(overlay: &Overlay, batch: &[Job], replies: &[Reply]) -> Result<Row
         rows.idempotency.push(IdempotencyRow {
             key: id.to_bytes(),
             fingerprint: job.fingerprint,
-            reply: encode_stored_reply(reply),
+            reply: store::encode_stored_reply(reply),
             at_ms: int(job.now_ms)?,
             permanent: store::permanent(&job.request.op),
         });
@@ -1528,22 +1528,6 @@ fn decide_one(
         overlay.remember.push((request.id, index));
     }
     Ok(reply)
-}
-
-/// The reply as the idempotency table stores it. An authorization's signed item is already in
-/// its piece row, so the stored reply leaves it out (`signed` empty); a replay puts it back
-/// ([`restore_signature`]). Replies stored before this carry it and are used as they are.
-fn encode_stored_reply(reply: &Reply) -> String {
-    match reply {
-        Ok(Outcome::Authorized(a)) => {
-            let without = Authorization {
-                signed: Vec::new(),
-                ..a.clone()
-            };
-            ops::encode_reply(&Ok(Outcome::Authorized(without)))
-        }
-        other => ops::encode_reply(other),
-    }
 }
 
 /// Puts an authorization's signed item back into a stored reply from its piece.

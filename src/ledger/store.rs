@@ -188,6 +188,22 @@ pub fn remember(reply: &Reply) -> bool {
     }
 }
 
+/// The reply as the idempotency table stores it. An authorization's signed item is already in
+/// its piece row, so the stored reply leaves it out (`signed` empty); a replay puts it back
+/// (each store's `restore_signature`). Replies stored before this carry it and are used as they are.
+pub(crate) fn encode_stored_reply(reply: &Reply) -> String {
+    match reply {
+        Ok(super::model::Outcome::Authorized(a)) => {
+            let without = super::model::Authorization {
+                signed: Vec::new(),
+                ..a.clone()
+            };
+            super::ops::encode_reply(&Ok(super::model::Outcome::Authorized(without)))
+        }
+        other => super::ops::encode_reply(other),
+    }
+}
+
 pub(crate) fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
 }
