@@ -861,3 +861,36 @@ fn process_ids_answered_while_no_one_listened_reach_the_next_resync() {
     assert!(report.earlier_ids.contains(&ind), "{report:?}");
     assert_eq!(report.earlier_ids.last(), Some(&end), "{report:?}");
 }
+
+/// More process IDs waiting than the port keeps (a long-idle port collects late ones): the
+/// resync still hears its own ID come back, and reports the newest heard ones first.
+#[test]
+fn a_resync_settles_however_many_ids_the_port_heard_before_it() {
+    let mut p = shipped("virtual").unwrap();
+    p.serial.baud = 115_200;
+    let emu = spawn_emulator(&p, None);
+    let n = frank::printer::streamer::PROCESS_IDS_KEPT_MAX + 6;
+    let ids: Vec<frank::printer::compiler::ProcessId> = (0..n)
+        .map(|i| {
+            let d = format!("{:04}", 1000 + i);
+            frank::printer::compiler::ProcessId(d.as_bytes().try_into().unwrap())
+        })
+        .collect();
+    {
+        use std::io::Write;
+        let mut dev = std::fs::OpenOptions::new()
+            .write(true)
+            .open(emu.device_path())
+            .unwrap();
+        for id in &ids {
+            dev.write_all(&id.command()).unwrap();
+        }
+        dev.flush().unwrap();
+    }
+    wait_for("every ID answered", || emu.answered_ids().len() >= n);
+    let mut port = PrinterPort::open(emu.device_path(), &p, None).unwrap();
+    let report = resync(&mut port, &StreamConfig::default(), ResyncMode::Finish).unwrap();
+    assert!(report.settled, "{report:?}");
+    let kept = frank::printer::streamer::PROCESS_IDS_KEPT_MAX;
+    assert_eq!(report.earlier_ids, ids[n - kept..], "{report:?}");
+}

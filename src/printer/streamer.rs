@@ -1208,7 +1208,8 @@ pub struct ResyncReport {
     /// NULs sent to finish a half-received command.
     pub nul_bytes: usize,
     /// Process IDs that came back other than the resync's own, in arrival order: an earlier
-    /// job's IDs whose data printed before the clear (at most [`PROCESS_IDS_KEPT_MAX`]).
+    /// job's IDs whose data printed before the clear — first those the port heard before the
+    /// resync, then those read during it (at most [`PROCESS_IDS_KEPT_MAX`] of each).
     pub earlier_ids: Vec<ProcessId>,
     /// Process-ID profiles: the resync's own ID ([`RESYNC_PROCESS_ID`]) came back, so nothing
     /// sent before it is still waiting to print. Always false on other profiles.
@@ -1262,11 +1263,10 @@ pub fn resync(
         Duration::from_secs_f64(bytes as f64 / f64::from(profile.sustained_bytes_per_s()))
     };
     // IDs the port heard before the resync (while the counter was down or polling status)
-    // come first: they printed earlier than anything the resync brings back.
-    let mut inbox = Inbox {
-        ids: port.take_heard_ids(),
-        ..Inbox::default()
-    };
+    // come first in the report: they printed earlier than anything the resync brings back.
+    // Kept apart from the inbox, whose bounded list must have room for the resync's own ID.
+    let heard = port.take_heard_ids();
+    let mut inbox = Inbox::default();
     let wait = |port: &mut PrinterPort,
                 inbox: &mut Inbox,
                 deadline: Instant,
@@ -1357,10 +1357,9 @@ pub fn resync(
     Ok(ResyncReport {
         clear_confirmed,
         nul_bytes,
-        earlier_ids: inbox
-            .ids
-            .iter()
-            .copied()
+        earlier_ids: heard
+            .into_iter()
+            .chain(inbox.ids.iter().copied())
             .filter(|id| *id != RESYNC_PROCESS_ID)
             .collect(),
         settled,
