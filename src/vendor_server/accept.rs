@@ -266,14 +266,22 @@ async fn serve_stream(
         }
         Err(_) => return,
     };
-    match write_within(&mut send, &response, write_timeout(&state)).await {
-        Ok(()) => {
-            let _ = send.finish();
-        }
-        Err(WriteEnd::TimedOut) => {
-            LimitCounters::bump(&state.shared.limits_hit.streams_reset_write_timeout);
-        }
-        Err(WriteEnd::Closed) => {}
+    answer(&state, &mut send, &response).await;
+}
+
+/// Writes a whole answer and finishes the stream; a client that does not take it within
+/// `response_write_timeout_ms` has the stream reset, and that is counted.
+async fn answer(state: &ConnState, send: &mut quinn::SendStream, bytes: &[u8]) {
+    let written = write_within(send, bytes, write_timeout(state)).await;
+    if written.is_ok() {
+        let _ = send.finish();
+    }
+    count_write_timeout(state, written);
+}
+
+fn count_write_timeout(state: &ConnState, written: Result<(), WriteEnd>) {
+    if written == Err(WriteEnd::TimedOut) {
+        LimitCounters::bump(&state.shared.limits_hit.streams_reset_write_timeout);
     }
 }
 
@@ -393,19 +401,11 @@ fn printer_status(state: &Arc<ConnState>, r: wire::PrinterReport) -> Result<Vec<
 /// stream until the subscriber or the connection goes away. Refusals are one framed error.
 async fn subscribe(state: &Arc<ConnState>, mut send: quinn::SendStream) {
     match admit_subscriber(state).await {
-        Ok(ctx) => monitor::run_subscription(ctx, send).await,
+        Ok(ctx) => count_write_timeout(state, monitor::run_subscription(ctx, send).await),
         Err(err) => {
             tracing::info!(request = "subscribe_terminals", code = ?err.code, message = %escaped(&err.message), "request refused");
             let frame = wire::monitor::encode_frame(&wire::encode_error(&err));
-            match write_within(&mut send, &frame, write_timeout(state)).await {
-                Ok(()) => {
-                    let _ = send.finish();
-                }
-                Err(WriteEnd::TimedOut) => {
-                    LimitCounters::bump(&state.shared.limits_hit.streams_reset_write_timeout);
-                }
-                Err(WriteEnd::Closed) => {}
-            }
+            answer(state, &mut send, &frame).await;
         }
     }
 }
@@ -453,10 +453,6 @@ async fn admit_subscriber(state: &Arc<ConnState>) -> Result<monitor::Subscriptio
         push_interval: Duration::from_millis(shared.config.monitor_push_interval_ms),
         queue_max: shared.config.monitor_queue_max,
         write_timeout: write_timeout(state),
-        write_timeouts: Arc::new({
-            let shared = shared.clone();
-            move || LimitCounters::bump(&shared.limits_hit.streams_reset_write_timeout)
-        }),
         conn: state.conn.clone(),
         permit,
     })

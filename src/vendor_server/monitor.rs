@@ -383,8 +383,6 @@ pub struct SubscriptionCtx {
     /// A frame the subscriber does not take within this resets the stream and ends the
     /// subscription (`response_write_timeout_ms`), freeing its slot.
     pub write_timeout: Duration,
-    /// Counts such a reset (`limit_counts`).
-    pub write_timeouts: std::sync::Arc<dyn Fn() + Send + Sync>,
     pub conn: quinn::Connection,
     pub permit: Permit,
 }
@@ -440,25 +438,22 @@ async fn figures(ctx: &SubscriptionCtx) -> Result<AccountFigures, String> {
 
 /// Runs one subscription until the subscriber goes away or the connection closes. The
 /// snapshot goes out first; then a frame whenever a row changes significantly, and every
-/// `push_interval` for drift.
-pub async fn run_subscription(ctx: SubscriptionCtx, mut send: quinn::SendStream) {
+/// `push_interval` for drift. `Err` says why the writer stopped early (a subscriber that did
+/// not take a frame within `write_timeout` had its stream reset).
+pub(crate) async fn run_subscription(
+    ctx: SubscriptionCtx,
+    mut send: quinn::SendStream,
+) -> Result<(), super::accept::WriteEnd> {
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(ctx.queue_max.max(1));
     let write_timeout = ctx.write_timeout;
-    let write_timeouts = ctx.write_timeouts.clone();
     // The writer ends at a stalled or gone subscriber; the loop below sees its queue closed
     // and ends the subscription, freeing the slot.
     let writer = tokio::spawn(async move {
         while let Some(bytes) = rx.recv().await {
-            match super::accept::write_within(&mut send, &bytes, write_timeout).await {
-                Ok(()) => {}
-                Err(super::accept::WriteEnd::TimedOut) => {
-                    write_timeouts();
-                    return;
-                }
-                Err(super::accept::WriteEnd::Closed) => return,
-            }
+            super::accept::write_within(&mut send, &bytes, write_timeout).await?;
         }
         let _ = send.finish();
+        Ok(())
     });
     let mut changes = ctx.hub.changes.subscribe();
     let mut tick = tokio::time::interval(ctx.push_interval);
@@ -557,13 +552,14 @@ pub async fn run_subscription(ctx: SubscriptionCtx, mut send: quinn::SendStream)
         }
     }
     drop(tx);
-    let _ = writer.await;
+    let ended = writer.await.unwrap_or(Err(super::accept::WriteEnd::Closed));
     tracing::info!(
         account = ctx.account_id,
         coalesced = coalescer.coalesced(),
         "monitor subscription ended"
     );
     drop(ctx.permit);
+    ended
 }
 
 #[cfg(test)]
