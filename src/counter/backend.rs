@@ -975,21 +975,14 @@ impl Actor {
                 let tx = self.done_tx.clone();
                 let endpoint = match self.endpoint.clone() {
                     Some(e) => e,
-                    None => match cfg.vendors.first().map(|v| client::endpoint_for(*v)) {
-                        Some(Ok(e)) => {
+                    None => match client::endpoint_for_fronts(&cfg.vendors) {
+                        Ok(e) => {
                             self.endpoint = Some(e.clone());
                             e
                         }
-                        None => {
+                        Err(e) => {
                             self.emit(Backend::SignInFailed {
-                                reason: "no vendor address is configured".into(),
-                            })
-                            .await;
-                            return;
-                        }
-                        Some(Err(e)) => {
-                            self.emit(Backend::SignInFailed {
-                                reason: format!("cannot open a network endpoint: {e}"),
+                                reason: e.to_string(),
                             })
                             .await;
                             return;

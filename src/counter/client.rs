@@ -92,6 +92,15 @@ pub async fn connect(
     connect_with_transport(endpoint, addr, pinned, transport_config(IDLE_TIMEOUT_MS)).await
 }
 
+/// A client endpoint for the vendor's fronts (bound as [`endpoint_for`] the first of them).
+/// The errors are plain words a clerk can read.
+pub fn endpoint_for_fronts(fronts: &[SocketAddr]) -> anyhow::Result<quinn::Endpoint> {
+    let first = fronts
+        .first()
+        .ok_or_else(|| anyhow::anyhow!("no vendor address is configured"))?;
+    endpoint_for(*first).map_err(|e| anyhow::anyhow!("cannot open a network endpoint: {e}"))
+}
+
 /// Connects to the first of `fronts` (vendor addresses, tried in order from `start`) that
 /// answers; returns the connection and the index of the front it reached. A front that
 /// presents another key than the pinned one ends the search: that is not a fallback.

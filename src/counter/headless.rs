@@ -30,11 +30,7 @@ pub async fn start(
     opts: &HeadlessOptions,
     password: &str,
 ) -> anyhow::Result<(SupervisorHandle, Session)> {
-    let first = *opts
-        .vendors
-        .first()
-        .ok_or_else(|| anyhow::anyhow!("no vendor address"))?;
-    sign_in(client::endpoint_for(first)?, opts, password).await
+    sign_in(client::endpoint_for_fronts(&opts.vendors)?, opts, password).await
 }
 
 /// [`start`] on a given endpoint (the counter UI's backend keeps one across sign-ins).
@@ -64,20 +60,9 @@ pub async fn sign_in(
             }
             other => anyhow::Error::new(other),
         })?;
-    let sup = supervisor::spawn(
-        // The front that answered first, then the others in their order.
-        SupervisorConfig::new(
-            opts.vendors[front..]
-                .iter()
-                .chain(&opts.vendors[..front])
-                .copied()
-                .collect(),
-            opts.pinned,
-        ),
-        endpoint,
-        device_key,
-        session.clone(),
-    );
+    let mut config = SupervisorConfig::new(opts.vendors.clone(), opts.pinned);
+    config.first_front = front;
+    let sup = supervisor::spawn(config, endpoint, device_key, session.clone());
     Ok((sup, session))
 }
 

@@ -22,8 +22,10 @@ use tokio::sync::watch;
 
 #[derive(Debug, Clone)]
 pub struct SupervisorConfig {
-    /// The vendor's fronts; the session was made on the first.
+    /// The vendor's fronts, in the order to try them.
     pub vendors: Vec<SocketAddr>,
+    /// Index in `vendors` of the front the session was made on (reconnects try it first).
+    pub first_front: usize,
     pub pinned: VerifyingKey,
     /// A lapse longer than this drops the connection and reconnects.
     pub lapse_reconnect_ms: u64,
@@ -34,6 +36,7 @@ impl SupervisorConfig {
     pub fn new(vendors: Vec<SocketAddr>, pinned: VerifyingKey) -> Self {
         SupervisorConfig {
             vendors,
+            first_front: 0,
             pinned,
             lapse_reconnect_ms: 1_000,
             backoff: BackoffConfig::default(),
@@ -87,7 +90,6 @@ pub fn spawn(
     let (session_tx, session_rx) = watch::channel(session.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
     let sup = Supervisor {
-        config,
         endpoint,
         device_key,
         state_tx,
@@ -95,7 +97,8 @@ pub fn spawn(
         phase_tx,
         session_tx,
         stop: stop_rx,
-        front: 0,
+        front: config.first_front,
+        config,
     };
     tokio::spawn(sup.run(session));
     SupervisorHandle {

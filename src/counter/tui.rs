@@ -334,7 +334,7 @@ pub async fn ensure_enrolled(
         Some(c) => c.clone(),
         None => ask_code()?,
     };
-    let endpoint = client::endpoint_for(cfg.vendors[0])?;
+    let endpoint = client::endpoint_for_fronts(&cfg.vendors)?;
     let (conn, _) = client::connect_first(&endpoint, &cfg.vendors, 0, cfg.pinned).await?;
     let e = dir
         .ensure_enrolled(&conn, &cfg.pinned, Some(&code), &cfg.terminal_name)
