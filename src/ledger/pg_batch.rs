@@ -28,7 +28,7 @@
 use super::model::*;
 use super::ops::{self, IdempotencyRecord, Request, Snapshot};
 use super::postgres::{
-    TxError, account_row, connect, idempotency_row, piece_row, restore_signature,
+    TxError, account_row, connect, idempotency_row, piece_row, race_backoff, restore_signature,
 };
 use super::store::{self, AccountRow, PieceRow, StoreError, int};
 use std::collections::{BTreeSet, HashMap};
@@ -206,11 +206,7 @@ async fn apply(
         match r {
             Ok(replies) => return Ok(replies),
             Err(TxError::Fail(e)) => return Err(e),
-            Err(TxError::Retry) => {
-                // Back off a little, more each time, so racers spread out.
-                let us = 50u64 << attempt.min(10);
-                tokio::time::sleep(std::time::Duration::from_micros(us)).await;
-            }
+            Err(TxError::Retry) => race_backoff(attempt).await,
         }
     }
     Err(StoreError::Contention { attempts })

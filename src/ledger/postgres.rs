@@ -383,6 +383,13 @@ pub struct PostgresStore {
     counts: Arc<pg_batch::Counts>,
 }
 
+/// The pause before retrying a transaction that lost a race: a little, more each time, so
+/// racers spread out (50 µs doubling, at most ~51 ms).
+pub(super) async fn race_backoff(attempt: u32) {
+    let us = 50u64 << attempt.min(10);
+    tokio::time::sleep(std::time::Duration::from_micros(us)).await;
+}
+
 /// A transaction's failure: retry, or give up with this error.
 pub(super) enum TxError {
     Retry,
@@ -533,8 +540,8 @@ impl PostgresStore {
     }
 
     /// Batches and requests the batch writers committed so far.
-    pub fn commit_counts(&self) -> super::sqlite::CommitCounts {
-        super::sqlite::CommitCounts {
+    pub fn commit_counts(&self) -> store::CommitCounts {
+        store::CommitCounts {
             batches: self
                 .counts
                 .batches
@@ -761,11 +768,7 @@ impl LedgerStore for PostgresStore {
                     match self.attempt(conn, &request, now_ms).await {
                         Ok(reply) => return Ok(reply),
                         Err(TxError::Fail(e)) => return Err(e),
-                        Err(TxError::Retry) => {
-                            // Back off a little, more each time, so racers spread out.
-                            let us = 50u64 << attempt.min(10);
-                            tokio::time::sleep(std::time::Duration::from_micros(us)).await;
-                        }
+                        Err(TxError::Retry) => race_backoff(attempt).await,
                     }
                 }
                 Err(StoreError::Contention { attempts })

@@ -38,7 +38,9 @@ use super::audit::{AuditRecord, StoredAuditRecord};
 use super::model::*;
 use super::ops::{self, IdempotencyRecord, Request, Snapshot};
 use super::payment::BoxFuture;
-use super::store::{self, AccountRow, LedgerStore, PieceRow, StoreError, corrupt, int};
+use super::store::{
+    self, AccountRow, CommitCounts, LedgerStore, PieceRow, StoreError, corrupt, int,
+};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -358,16 +360,6 @@ pub struct SqliteStore {
     queue_requests_max: usize,
     path: PathBuf,
     shared: Arc<Shared>,
-}
-
-/// What the committer has committed since the store opened: how well group commit groups
-/// (`requests / batches` requests share each WAL fsync).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct CommitCounts {
-    /// Transactions of requests committed (one WAL fsync each).
-    pub batches: u64,
-    /// Requests acknowledged by those transactions.
-    pub requests: u64,
 }
 
 fn configure(conn: &Connection) -> Result<(), StoreError> {

@@ -204,6 +204,16 @@ pub(crate) fn encode_stored_reply(reply: &Reply) -> String {
     }
 }
 
+/// What a batching store has committed since it opened: how well it groups
+/// (`requests / batches` requests share each commit, one WAL flush each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CommitCounts {
+    /// Transactions of requests committed.
+    pub batches: u64,
+    /// Requests acknowledged by those transactions.
+    pub requests: u64,
+}
+
 pub(crate) fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
 }
