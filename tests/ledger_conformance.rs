@@ -1662,14 +1662,11 @@ async fn sqlite_another_writer_on_the_same_file_loses_no_update() {
     verify_audit(&*serving).await.expect("audit verifies");
 }
 
-/// SQLite keeps an authorization's signed item once (in its piece): the idempotency record
-/// leaves it out and a replay puts it back, byte for byte.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sqlite_replayed_authorization_carries_its_signature_stored_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = sqlite_store(&dir);
-    let a = open_active(&*s, 6000, T0).await;
-    fund(&*s, a, 10_000, T0).await;
+/// Authorizes once and retries the same request: the retry replays the first authorization
+/// byte for byte (signed item included). Returns the request and that authorization.
+async fn authorize_and_replay(s: &dyn LedgerStore, license: u64) -> (Request, Authorization) {
+    let a = open_active(s, license, T0).await;
+    fund(s, a, 10_000, T0).await;
     let req = Request::new(
         rid(),
         Op::Authorize {
@@ -1684,6 +1681,25 @@ async fn sqlite_replayed_authorization_carries_its_signature_stored_once() {
     assert!(!first.signed.is_empty());
     let again = authorization(s.execute(req.clone(), T0 + 5).await.unwrap());
     assert_eq!(again, first);
+    (req, first)
+}
+
+/// The idempotency record as stored does not hold the authorization's signature.
+fn assert_signature_not_in(stored: &str, first: &Authorization) {
+    let sig_hex = hex::encode(&first.signed[first.signed.len() - 64..]);
+    assert!(
+        !stored.contains(&sig_hex),
+        "signature stored twice: {stored}"
+    );
+}
+
+/// SQLite keeps an authorization's signed item once (in its piece): the idempotency record
+/// leaves it out and a replay puts it back, byte for byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_replayed_authorization_carries_its_signature_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = sqlite_store(&dir);
+    let (req, first) = authorize_and_replay(&*s, 6000).await;
     let conn = rusqlite::Connection::open(dir.path().join("ledger.db")).unwrap();
     let stored: String = conn
         .query_row(
@@ -1692,11 +1708,7 @@ async fn sqlite_replayed_authorization_carries_its_signature_stored_once() {
             |r| r.get(0),
         )
         .unwrap();
-    let sig_hex = hex::encode(&first.signed[first.signed.len() - 64..]);
-    assert!(
-        !stored.contains(&sig_hex),
-        "signature stored twice: {stored}"
-    );
+    assert_signature_not_in(&stored, &first);
 }
 
 /// Two stores on one SQLite file (two vendor processes, say). Each decider keeps the rows it
@@ -2190,22 +2202,7 @@ async fn postgres_one_reaper_at_a_time_issue_14() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_replayed_authorization_carries_its_signature_stored_once() {
     let (s, url) = postgres_store().await;
-    let a = open_active(&*s, 6001, T0).await;
-    fund(&*s, a, 10_000, T0).await;
-    let req = Request::new(
-        rid(),
-        Op::Authorize {
-            account: a,
-            kind: 1,
-            amount: c(250),
-            item: b"replay me".to_vec(),
-            terminal: None,
-        },
-    );
-    let first = authorization(s.execute(req.clone(), T0).await.unwrap());
-    assert!(!first.signed.is_empty());
-    let again = authorization(s.execute(req.clone(), T0 + 5).await.unwrap());
-    assert_eq!(again, first);
+    let (req, first) = authorize_and_replay(&*s, 6001).await;
     let record = s.idempotency_record(req.id).await.unwrap().unwrap();
     assert_eq!(authorization(record.reply), first);
     // The one-transaction path replays it whole too.
@@ -2234,9 +2231,5 @@ async fn postgres_replayed_authorization_carries_its_signature_stored_once() {
         .await
         .unwrap()
         .get(0);
-    let sig_hex = hex::encode(&first.signed[first.signed.len() - 64..]);
-    assert!(
-        !stored.contains(&sig_hex),
-        "signature stored twice: {stored}"
-    );
+    assert_signature_not_in(&stored, &first);
 }
