@@ -136,7 +136,7 @@ fn demo_app_config() -> anyhow::Result<crate::ui::AppConfig> {
 /// Loads test money with the payment simulator's approved test card.
 async fn fund_demo_account(cfg: &BackendConfig) -> anyhow::Result<()> {
     let endpoint = client::endpoint_for_fronts(&cfg.vendors)?;
-    let (conn, _) = client::connect_first(&endpoint, &cfg.vendors, 0, cfg.pinned).await?;
+    let (conn, _) = client::connect_first(&endpoint, &cfg.vendors, cfg.pinned).await?;
     let dir = crate::counter::terminal::TerminalDir::new(&cfg.terminal_dir);
     let enrollment = dir
         .enrollment(&cfg.pinned)?

@@ -101,19 +101,17 @@ pub fn endpoint_for_fronts(fronts: &[SocketAddr]) -> anyhow::Result<quinn::Endpo
     endpoint_for(*first).map_err(|e| anyhow::anyhow!("cannot open a network endpoint: {e}"))
 }
 
-/// Connects to the first of `fronts` (vendor addresses, tried in order from `start`) that
-/// answers; returns the connection and the index of the front it reached. A front that
-/// presents another key than the pinned one ends the search: that is not a fallback.
+/// Connects to the first of `fronts` (vendor addresses, tried in order) that answers; returns
+/// the connection and the index of the front it reached. A front that presents another key
+/// than the pinned one ends the search: that is not a fallback.
 pub async fn connect_first(
     endpoint: &quinn::Endpoint,
     fronts: &[SocketAddr],
-    start: usize,
     pinned: VerifyingKey,
 ) -> Result<(VendorConn, usize), ClientError> {
     let mut last = None;
-    for k in 0..fronts.len() {
-        let i = (start + k) % fronts.len();
-        match connect(endpoint, fronts[i], pinned).await {
+    for (i, front) in fronts.iter().enumerate() {
+        match connect(endpoint, *front, pinned).await {
             Ok(c) => return Ok((c, i)),
             Err(e @ ClientError::WrongVendorKey { .. }) => return Err(e),
             Err(e) => last = Some(e),

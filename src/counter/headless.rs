@@ -40,7 +40,7 @@ pub async fn sign_in(
     opts: &HeadlessOptions,
     password: &str,
 ) -> anyhow::Result<(SupervisorHandle, Session)> {
-    let (conn, front) = client::connect_first(&endpoint, &opts.vendors, 0, opts.pinned).await?;
+    let (conn, front) = client::connect_first(&endpoint, &opts.vendors, opts.pinned).await?;
     let dir = TerminalDir::new(&opts.data_dir);
     let device_key = dir.device_key()?;
     let enrollment = dir

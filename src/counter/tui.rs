@@ -335,7 +335,7 @@ pub async fn ensure_enrolled(
         None => ask_code()?,
     };
     let endpoint = client::endpoint_for_fronts(&cfg.vendors)?;
-    let (conn, _) = client::connect_first(&endpoint, &cfg.vendors, 0, cfg.pinned).await?;
+    let (conn, _) = client::connect_first(&endpoint, &cfg.vendors, cfg.pinned).await?;
     let e = dir
         .ensure_enrolled(&conn, &cfg.pinned, Some(&code), &cfg.terminal_name)
         .await?;
