@@ -121,22 +121,31 @@ struct DataArg {
     data: PathBuf,
 }
 
+/// A vendor data directory and the database its directory and ledger live in.
+#[derive(Debug, Args)]
+struct StoreArgs {
+    #[command(flatten)]
+    data: DataArg,
+    /// The database: postgres://user@host:port/db (directory and ledger, shared by every
+    /// vendor front on it) or a SQLite ledger path (default: vendor.db and ledger.db in the
+    /// data directory).
+    #[arg(long, env = "FRANK_DATABASE")]
+    database: Option<String>,
+}
+
 #[derive(Debug, Subcommand)]
 enum VendorCommand {
     /// Create the vendor identity, TLS certificate, directory and ledger databases and config;
-    /// print the fingerprint.
-    Init(DataArg),
+    /// print the fingerprint. With `--database postgres://…` the directory and ledger are
+    /// created there instead of in the data directory.
+    Init(StoreArgs),
     /// Serve counters over QUIC.
     Serve {
         #[command(flatten)]
-        data: DataArg,
+        store: StoreArgs,
         /// Address to listen on (default: `listen` in vendor.toml).
         #[arg(long)]
         listen: Option<SocketAddr>,
-        /// The ledger database: postgres://user@host:port/db or a SQLite path
-        /// (default: ledger.db in the data directory).
-        #[arg(long, env = "FRANK_DATABASE")]
-        database: Option<String>,
     },
     /// Print the fingerprint counters must pin.
     Fingerprint(DataArg),
@@ -147,7 +156,7 @@ enum VendorCommand {
     #[command(subcommand)]
     Clerk(ClerkCommand),
     /// Enrolled terminals.
-    Terminals(DataArg),
+    Terminals(StoreArgs),
     /// One terminal.
     #[command(subcommand)]
     Terminal(TerminalCommand),
@@ -161,19 +170,16 @@ enum AccountCommand {
     /// the enrollment code terminals need.
     Add {
         #[command(flatten)]
-        data: DataArg,
+        store: StoreArgs,
         #[arg(long)]
         name: String,
-        /// The ledger database (default: ledger.db in the data directory).
-        #[arg(long, env = "FRANK_DATABASE")]
-        database: Option<String>,
     },
-    List(DataArg),
+    List(StoreArgs),
     /// Issue a new enrollment code for an account; every earlier code of the account stops
     /// working. Default: one terminal, within 72 hours.
     Code {
         #[command(flatten)]
-        data: DataArg,
+        store: StoreArgs,
         /// The account id (`frank vendor account list`).
         account: u64,
         /// How many terminals the code may enroll (1..=10000).
@@ -191,7 +197,7 @@ enum TerminalCommand {
     /// resume or enroll its device key again.
     Revoke {
         #[command(flatten)]
-        data: DataArg,
+        store: StoreArgs,
         /// The terminal id (`frank vendor terminals`).
         id: u64,
     },
@@ -202,7 +208,7 @@ enum ClerkCommand {
     /// Add a clerk; the password comes from FRANK_PASSWORD or a prompt.
     Add {
         #[command(flatten)]
-        data: DataArg,
+        store: StoreArgs,
         #[arg(long)]
         account: u64,
         #[arg(long)]
@@ -214,7 +220,7 @@ enum ClerkCommand {
     /// Disable a clerk: their live sessions end within a second, and they can no longer log in.
     Disable {
         #[command(flatten)]
-        data: DataArg,
+        store: StoreArgs,
         username: String,
     },
 }
@@ -383,23 +389,31 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-fn open_directory(data: &DataArg) -> anyhow::Result<Directory> {
-    let dir = DataDir::new(&data.data);
-    dir.load()?;
-    Directory::open(&dir.file(DB_FILE))
+/// The database the vendor's directory and ledger are in: `--database` / FRANK_DATABASE, or
+/// the data directory's SQLite ledger.
+fn database_of(store: &StoreArgs) -> anyhow::Result<String> {
+    let files = DataDir::new(&store.data.data).load()?;
+    Ok(store
+        .database
+        .clone()
+        .unwrap_or_else(|| files.ledger_path.to_string_lossy().into_owned()))
+}
+
+fn open_directory(store: &StoreArgs) -> anyhow::Result<Directory> {
+    let database = database_of(store)?;
+    Directory::open_for(&database, &DataDir::new(&store.data.data).file(DB_FILE))
 }
 
 fn vendor(cmd: VendorCommand) -> anyhow::Result<()> {
     match cmd {
-        VendorCommand::Init(d) => {
-            let fp = DataDir::new(&d.data).init()?;
-            println!("vendor initialised in {}", d.data.display());
+        VendorCommand::Init(store) => {
+            let fp = DataDir::new(&store.data.data).init_with(store.database.as_deref())?;
+            println!("vendor initialised in {}", store.data.data.display());
             println!("fingerprint (pin this on every counter): {fp}");
         }
         VendorCommand::Serve {
-            data,
+            store: StoreArgs { data, database },
             listen,
-            database,
         } => {
             let dir = DataDir::new(&data.data);
             // One vendor per data directory, until this process ends.
@@ -430,17 +444,13 @@ fn vendor(cmd: VendorCommand) -> anyhow::Result<()> {
                 frank::identity::fingerprint(&files.key.verifying_key())
             );
         }
-        VendorCommand::Account(AccountCommand::Add {
-            data,
-            name,
-            database,
-        }) => {
-            let mut dir = open_directory(&data)?;
+        VendorCommand::Account(AccountCommand::Add { store, name }) => {
+            let mut dir = open_directory(&store)?;
             let (acct, code) = dir.add_account(&name, now_ms())?;
+            drop(dir);
             println!("account {} created: {}", acct.id, acct.name);
-            let files = DataDir::new(&data.data).load()?;
-            let database =
-                database.unwrap_or_else(|| files.ledger_path.to_string_lossy().into_owned());
+            let files = DataDir::new(&store.data.data).load()?;
+            let database = database_of(&store)?;
             let ledger_line = runtime()?.block_on(async {
                 let ledger = frank::vendor_server::server::spawn_ledger(
                     &database,
@@ -472,13 +482,13 @@ fn vendor(cmd: VendorCommand) -> anyhow::Result<()> {
                 acct.id
             );
         }
-        VendorCommand::Account(AccountCommand::List(data)) => {
-            for a in open_directory(&data)?.accounts()? {
+        VendorCommand::Account(AccountCommand::List(store)) => {
+            for a in open_directory(&store)?.accounts()? {
                 println!("{:>6}  {}", a.id, a.name);
             }
         }
         VendorCommand::Account(AccountCommand::Code {
-            data,
+            store,
             account,
             uses,
             valid_hours,
@@ -488,7 +498,7 @@ fn vendor(cmd: VendorCommand) -> anyhow::Result<()> {
                 valid_ms: valid_hours.saturating_mul(3_600_000),
             };
             let issued =
-                open_directory(&data)?.rotate_enrollment_code(account, policy, now_ms())?;
+                open_directory(&store)?.rotate_enrollment_code(account, policy, now_ms())?;
             println!(
                 "enrollment code (give it to the account's terminals): {}",
                 issued.code
@@ -499,8 +509,8 @@ fn vendor(cmd: VendorCommand) -> anyhow::Result<()> {
                 if issued.uses == 1 { "" } else { "s" }
             );
         }
-        VendorCommand::Terminal(TerminalCommand::Revoke { data, id }) => {
-            let mut dir = open_directory(&data)?;
+        VendorCommand::Terminal(TerminalCommand::Revoke { store, id }) => {
+            let mut dir = open_directory(&store)?;
             if !dir.revoke_terminal(id, now_ms())? {
                 anyhow::bail!("no terminal {id}; see `frank vendor terminals`");
             }
@@ -508,8 +518,8 @@ fn vendor(cmd: VendorCommand) -> anyhow::Result<()> {
                 "terminal {id} revoked: a running vendor ends its session within a second; it cannot log in or enroll its key again"
             );
         }
-        VendorCommand::Clerk(ClerkCommand::Disable { data, username }) => {
-            let mut dir = open_directory(&data)?;
+        VendorCommand::Clerk(ClerkCommand::Disable { store, username }) => {
+            let mut dir = open_directory(&store)?;
             if !dir.disable_clerk(&username, now_ms())? {
                 anyhow::bail!("no clerk {username:?}");
             }
@@ -518,12 +528,12 @@ fn vendor(cmd: VendorCommand) -> anyhow::Result<()> {
             );
         }
         VendorCommand::Clerk(ClerkCommand::Add {
-            data,
+            store,
             account,
             username,
             supervisor,
         }) => {
-            let mut dir = open_directory(&data)?;
+            let mut dir = open_directory(&store)?;
             let password = frank::secret::read_password(&format!("password for {username}: "))?;
             let c = dir.add_clerk(account, &username, &password, supervisor, now_ms())?;
             println!(
@@ -532,8 +542,8 @@ fn vendor(cmd: VendorCommand) -> anyhow::Result<()> {
             );
         }
         VendorCommand::Ledger(cmd) => frank::ledger::cli::run(cmd)?,
-        VendorCommand::Terminals(data) => {
-            for t in open_directory(&data)?.terminals()? {
+        VendorCommand::Terminals(store) => {
+            for t in open_directory(&store)?.terminals()? {
                 println!(
                     "{:>6}  account {:>6}  {}  key {}{}",
                     t.id,

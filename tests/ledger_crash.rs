@@ -199,14 +199,30 @@ async fn sigkilled_vendor_on_postgres_loses_nothing_and_repeats_nothing() {
 async fn crash_cycles(backend: Backend, cycles: usize, run_ms_min: u64, run_ms_spread: u64) {
     let dir = tempfile::tempdir().unwrap();
     let data = DataDir::new(dir.path().join("vendor"));
-    data.init().unwrap();
+    let url = match &backend {
+        Backend::Postgres(url) => Some(url.clone()),
+        Backend::Sqlite => None,
+    };
+    let init = data.clone();
+    tokio::task::spawn_blocking(move || init.init_with(url.as_deref()).unwrap())
+        .await
+        .unwrap();
+    // On PostgreSQL the vendor's directory is in the database too (and blocks: off the runtime).
     let code = {
-        let mut d = Directory::open(&data.file(DB_FILE)).unwrap();
-        let (acct, _) = d.add_account("Crash Test PO", 1).unwrap();
-        let code = support::fleet_code(&mut d, acct.id);
-        d.add_clerk(acct.id, support::CLERK, support::PASSWORD, false, 1)
-            .unwrap();
-        code
+        let (backend, db_file) = (backend.clone(), data.file(DB_FILE));
+        tokio::task::spawn_blocking(move || {
+            let mut d = match &backend {
+                Backend::Sqlite => Directory::open(&db_file).unwrap(),
+                Backend::Postgres(url) => Directory::open_postgres(url).unwrap(),
+            };
+            let (acct, _) = d.add_account("Crash Test PO", 1).unwrap();
+            let code = support::fleet_code(&mut d, acct.id);
+            d.add_clerk(acct.id, support::CLERK, support::PASSWORD, false, 1)
+                .unwrap();
+            code
+        })
+        .await
+        .unwrap()
     };
     let key = data.load().unwrap().key.verifying_key();
     let port = std::net::UdpSocket::bind("127.0.0.1:0")
@@ -382,4 +398,11 @@ async fn crash_cycles(backend: Backend, cycles: usize, run_ms_min: u64, run_ms_s
         "{a:?} expected control {control_expected}"
     );
     assert!(acknowledged > cycles, "too little load: {acknowledged}");
+    // Issue 14: on PostgreSQL everything is in the database; the data directory holds no
+    // SQLite directory or ledger.
+    if let Backend::Postgres(_) = backend {
+        for file in [DB_FILE, LEDGER_FILE] {
+            assert!(!data.file(file).exists(), "{file} in the data directory");
+        }
+    }
 }

@@ -145,6 +145,53 @@ const MIGRATIONS: &[&str] = &[
         meter BIGINT PRIMARY KEY,
         license BIGINT NOT NULL UNIQUE
     );",
+    // 10: issue 14 — the vendor's directory lives here too, so every front on this database
+    //    shares it (`vendor_server::directory_pg`; SQLite keeps it in `vendor.db`). Account
+    //    ids are the database's (the ledger account of directory account N is opened for N);
+    //    `directory_revision` moves with every revocation, so fronts re-read them only then.
+    "CREATE TABLE directory_accounts (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        name TEXT NOT NULL,
+        created_ms BIGINT NOT NULL
+    );
+    CREATE TABLE clerks (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        account_id BIGINT NOT NULL REFERENCES directory_accounts(id),
+        username TEXT NOT NULL UNIQUE,
+        password_hash TEXT NOT NULL,
+        role TEXT NOT NULL CHECK (role IN ('clerk', 'supervisor')),
+        created_ms BIGINT NOT NULL,
+        disabled_ms BIGINT
+    );
+    CREATE TABLE terminals (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        account_id BIGINT NOT NULL REFERENCES directory_accounts(id),
+        name TEXT NOT NULL,
+        device_key BYTEA NOT NULL UNIQUE CHECK (length(device_key) = 32),
+        enrolled_ms BIGINT NOT NULL,
+        revoked_ms BIGINT
+    );
+    CREATE INDEX terminals_account ON terminals(account_id);
+    CREATE TABLE enrollment_codes (
+        code_sha256 BYTEA PRIMARY KEY,
+        account_id BIGINT NOT NULL REFERENCES directory_accounts(id),
+        created_ms BIGINT NOT NULL,
+        expires_ms BIGINT NOT NULL,
+        uses_left BIGINT NOT NULL CHECK (uses_left >= 0)
+    );
+    CREATE INDEX enrollment_codes_account ON enrollment_codes(account_id);
+    CREATE TABLE login_failures (
+        username TEXT NOT NULL,
+        terminal_id BIGINT NOT NULL,
+        failures BIGINT NOT NULL,
+        locked_until_ms BIGINT NOT NULL,
+        PRIMARY KEY (username, terminal_id)
+    );
+    CREATE TABLE directory_revision (
+        one BOOLEAN PRIMARY KEY DEFAULT true CHECK (one),
+        revocations BIGINT NOT NULL
+    );
+    INSERT INTO directory_revision (one, revocations) VALUES (true, 0);",
 ];
 
 /// The transaction-scoped advisory lock a reaper pass holds (`pg_try_advisory_xact_lock`), so
@@ -336,7 +383,8 @@ pub(super) async fn connect(url: &str) -> Result<Conn, StoreError> {
     })
 }
 
-async fn migrate(url: &str) -> Result<(), StoreError> {
+/// Creates and upgrades the schema (ledger and directory); concurrent callers serialize.
+pub(crate) async fn migrate(url: &str) -> Result<(), StoreError> {
     let (mut client, connection) = tokio_postgres::connect(url, NoTls).await.map_err(db)?;
     let task = tokio::spawn(async move {
         let _ = connection.await;

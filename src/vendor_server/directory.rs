@@ -1,4 +1,12 @@
-//! The vendor's directory: accounts, clerks, enrolled terminals and login failures, in SQLite.
+//! The vendor's directory: accounts, clerks, enrolled terminals, enrollment codes and login
+//! failures.
+//!
+//! Two backends behind one [`DirectoryStore`] interface: SQLite (`vendor.db` in the data
+//! directory, the embedded default; [`super::directory_sqlite`]) and PostgreSQL (the ledger's
+//! database and schema when `--database postgres://…` is given, so every vendor front on it
+//! shares one directory; [`super::directory_pg`]). [`Directory`] holds the rules both share —
+//! name checks, password hashing, code issuing, the enrollment decision — and the backends only
+//! store.
 //!
 //! The QUIC front never holds a database connection: it talks to [`DirectoryHandle`], which
 //! forwards each call over a bounded channel to one thread that owns the connection.
@@ -7,7 +15,6 @@ use super::lockout;
 use anyhow::{Context, bail};
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 use std::path::Path;
 use tokio::sync::{mpsc, oneshot};
@@ -17,55 +24,6 @@ pub const DIRECTORY_REQUESTS_MAX: usize = 1024;
 pub const ENROLLMENT_CODE_BYTES: usize = 16;
 pub const CLERK_NAME_BYTES_MAX: usize = 64;
 pub const PASSWORD_BYTES_MIN: usize = 8;
-
-/// Versioned migrations: entry `i` moves `user_version` from `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[
-    // 1: the directory
-    "CREATE TABLE accounts (
-        id INTEGER PRIMARY KEY,
-        name TEXT NOT NULL,
-        enrollment_code_sha256 BLOB NOT NULL,
-        created_ms INTEGER NOT NULL
-    );
-    CREATE TABLE clerks (
-        id INTEGER PRIMARY KEY,
-        account_id INTEGER NOT NULL REFERENCES accounts(id),
-        username TEXT NOT NULL UNIQUE,
-        password_hash TEXT NOT NULL,
-        role TEXT NOT NULL CHECK (role IN ('clerk', 'supervisor')),
-        created_ms INTEGER NOT NULL
-    );
-    CREATE TABLE terminals (
-        id INTEGER PRIMARY KEY,
-        account_id INTEGER NOT NULL REFERENCES accounts(id),
-        name TEXT NOT NULL,
-        device_key BLOB NOT NULL UNIQUE,
-        enrolled_ms INTEGER NOT NULL
-    );
-    CREATE TABLE login_failures (
-        username TEXT NOT NULL,
-        terminal_id INTEGER NOT NULL,
-        failures INTEGER NOT NULL,
-        locked_until_ms INTEGER NOT NULL,
-        PRIMARY KEY (username, terminal_id)
-    );",
-    // 2: issue 13 — enrollment codes with an expiry and a use count (an account's earlier
-    //    code keeps working for 7 days after the upgrade, at most 100 more terminals; rotate
-    //    it with `frank vendor account code`); revoked terminals and disabled clerks.
-    "CREATE TABLE enrollment_codes (
-        code_sha256 BLOB PRIMARY KEY,
-        account_id INTEGER NOT NULL REFERENCES accounts(id),
-        created_ms INTEGER NOT NULL,
-        expires_ms INTEGER NOT NULL,
-        uses_left INTEGER NOT NULL CHECK (uses_left >= 0)
-    ) WITHOUT ROWID;
-    INSERT INTO enrollment_codes (code_sha256, account_id, created_ms, expires_ms, uses_left)
-        SELECT enrollment_code_sha256, id, created_ms,
-            CAST(strftime('%s', 'now') AS INTEGER) * 1000 + 7 * 86400000, 100
-        FROM accounts;
-    ALTER TABLE terminals ADD COLUMN revoked_ms INTEGER;
-    ALTER TABLE clerks ADD COLUMN disabled_ms INTEGER;",
-];
 
 /// How long a new enrollment code works (`frank vendor account add`, `account code`).
 pub const ENROLLMENT_CODE_VALID_MS_DEFAULT: u64 = 72 * 3600 * 1000;
@@ -161,56 +119,18 @@ pub struct Revocations {
     pub clerks: std::collections::BTreeSet<String>,
 }
 
-/// Synchronous access to the directory database. Owned by one thread.
-pub struct Directory {
-    db: Connection,
-    /// `PRAGMA data_version` at the last [`Directory::revocations_if_changed`]: it moves when
-    /// another connection (the admin CLI) commits.
-    seen_data_version: Option<i64>,
-}
-
-fn i64_of(v: u64) -> i64 {
+/// A count or time as the databases store it (they have no unsigned 64-bit integer).
+pub(super) fn i64_of(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-fn u64_of(v: i64) -> u64 {
+/// A stored count or time back (a negative one, which no writer stores, reads as 0).
+pub(super) fn u64_of(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
 pub fn code_digest(code: &str) -> [u8; 32] {
     Sha256::digest(code.as_bytes()).into()
-}
-
-const TERMINAL_COLS: &str = "id, account_id, name, device_key, revoked_ms";
-
-/// A fresh random code for `account_id`, stored as its SHA-256 (inside the caller's
-/// transaction).
-fn issue_code(
-    tx: &rusqlite::Transaction<'_>,
-    account_id: u64,
-    policy: CodePolicy,
-    now_ms: u64,
-) -> anyhow::Result<IssuedCode> {
-    let mut raw = [0u8; ENROLLMENT_CODE_BYTES];
-    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut raw);
-    let code = hex::encode(raw);
-    let expires_ms = now_ms.saturating_add(policy.valid_ms);
-    tx.execute(
-        "INSERT INTO enrollment_codes (code_sha256, account_id, created_ms, expires_ms, uses_left)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![
-            code_digest(&code).to_vec(),
-            i64_of(account_id),
-            i64_of(now_ms),
-            i64_of(expires_ms),
-            i64::from(policy.uses)
-        ],
-    )?;
-    Ok(IssuedCode {
-        code,
-        expires_ms,
-        uses: policy.uses,
-    })
 }
 
 /// argon2id with the crate's defaults (m = 19 MiB, t = 2, p = 1).
@@ -236,44 +156,190 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
         .unwrap_or(false)
 }
 
-impl Directory {
-    /// Opens (creating if needed) and migrates the database at `path`.
-    pub fn open(path: &Path) -> anyhow::Result<Self> {
-        // Created 0600 before SQLite opens it (password hashes): -wal and -shm take its mode.
-        crate::datafiles::private_file(path)?;
-        let db = Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
-        db.pragma_update(None, "journal_mode", "WAL")?;
-        db.pragma_update(None, "synchronous", "FULL")?;
-        db.pragma_update(None, "foreign_keys", "ON")?;
-        db.busy_timeout(std::time::Duration::from_secs(5))?;
-        let mut d = Directory {
-            db,
-            seen_data_version: None,
+
+/// An enrollment code as stored: its SHA-256, never the code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredCode {
+    pub sha256: [u8; 32],
+    pub expires_ms: u64,
+    pub uses: u32,
+}
+
+/// A clerk to add (the password already hashed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewClerk<'a> {
+    pub account_id: u64,
+    pub username: &'a str,
+    pub password_hash: &'a str,
+    pub role: &'a str,
+}
+
+/// What storing a new clerk found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClerkInsert {
+    Added { id: u64 },
+    NoAccount,
+    UsernameTaken,
+}
+
+/// An enrollment code's row, as the enrollment decision reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CodeRow {
+    pub account_id: u64,
+    pub expires_ms: u64,
+    pub uses_left: u64,
+}
+
+/// What an enrollment does, decided from what the store read inside its transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnrollStep {
+    /// No such code, an expired or used-up code, or a key enrolled elsewhere or revoked.
+    Refuse,
+    /// The key is already this account's live terminal: answer it, use nothing.
+    Existing(Terminal),
+    /// Enroll a new terminal under the account and use one of the code's uses.
+    Insert { account_id: u64 },
+}
+
+/// The enrollment rule both backends apply: enrolling the same device key again under the
+/// code's account returns its terminal and uses nothing (a retry whose answer was lost), even
+/// once the code is used up or expired. A key enrolled under another account, or revoked, is
+/// refused like a bad code: an enrollment never reveals another account's ids.
+pub fn enroll_step(code: Option<CodeRow>, by_key: Option<Terminal>, now_ms: u64) -> EnrollStep {
+    let Some(code) = code else {
+        return EnrollStep::Refuse;
+    };
+    if let Some(t) = by_key {
+        return if t.account_id == code.account_id && t.revoked_ms.is_none() {
+            EnrollStep::Existing(t)
+        } else {
+            EnrollStep::Refuse
         };
-        d.migrate()?;
-        Ok(d)
+    }
+    if code.expires_ms <= now_ms || code.uses_left == 0 {
+        return EnrollStep::Refuse;
+    }
+    EnrollStep::Insert {
+        account_id: code.account_id,
+    }
+}
+
+/// What a directory backend stores. Each method is one transaction; the rules live in
+/// [`Directory`] and [`enroll_step`], so both backends behave alike (the conformance suite in
+/// `tests/directory_conformance.rs` runs on both).
+pub trait DirectoryStore: Send {
+    /// The backend's schema version (its migration count).
+    fn schema_version(&mut self) -> anyhow::Result<i64>;
+    /// Stores a new account and its first code; returns the account's database-assigned id.
+    fn insert_account(&mut self, name: &str, code: &StoredCode, now_ms: u64)
+    -> anyhow::Result<u64>;
+    /// Ends every code of the account and stores `code`; `false` when there is no account.
+    fn replace_codes(
+        &mut self,
+        account_id: u64,
+        code: &StoredCode,
+        now_ms: u64,
+    ) -> anyhow::Result<bool>;
+    fn accounts(&mut self) -> anyhow::Result<Vec<Account>>;
+    fn insert_clerk(&mut self, clerk: &NewClerk<'_>, now_ms: u64) -> anyhow::Result<ClerkInsert>;
+    fn clerk(&mut self, username: &str) -> anyhow::Result<Option<Clerk>>;
+    /// Reads the code (by digest) and the key's terminal, applies [`enroll_step`], and on
+    /// `Insert` stores the terminal and uses one of the code's uses — one transaction, so two
+    /// enrollments racing for a code's last use cannot both win.
+    fn enroll(
+        &mut self,
+        code_sha256: &[u8; 32],
+        name: &str,
+        device_key: [u8; 32],
+        now_ms: u64,
+    ) -> anyhow::Result<EnrollOutcome>;
+    /// `false` when there is no such terminal; revoking twice keeps the first time.
+    fn revoke_terminal(&mut self, id: u64, now_ms: u64) -> anyhow::Result<bool>;
+    /// `false` when there is no such clerk; disabling twice keeps the first time.
+    fn disable_clerk(&mut self, username: &str, now_ms: u64) -> anyhow::Result<bool>;
+    fn revocations(&mut self) -> anyhow::Result<Revocations>;
+    /// [`Self::revocations`], but only when they may have changed since the last call (another
+    /// process committed); the first call always reads.
+    fn revocations_if_changed(&mut self) -> anyhow::Result<Option<Revocations>>;
+    fn terminal(&mut self, id: u64) -> anyhow::Result<Option<Terminal>>;
+    /// Every terminal, or one account's, by id.
+    fn terminals(&mut self, account_id: Option<u64>) -> anyhow::Result<Vec<Terminal>>;
+    /// `(failures, locked_until_ms)` of the pair, if it has a record.
+    fn login_record(
+        &mut self,
+        username: &str,
+        terminal_id: u64,
+    ) -> anyhow::Result<Option<(u32, u64)>>;
+    /// Reads the pair's record, applies [`lockout::begin`] and stores a counted attempt — one
+    /// transaction, so two fronts counting at once both count.
+    fn begin_attempt(
+        &mut self,
+        username: &str,
+        terminal_id: u64,
+        now_ms: u64,
+    ) -> anyhow::Result<lockout::Attempt>;
+    fn clear_failures(&mut self, username: &str, terminal_id: u64) -> anyhow::Result<()>;
+}
+
+/// The directory: its rules over one backend. Owned by one thread (see [`DirectoryHandle`]).
+pub struct Directory {
+    store: Box<dyn DirectoryStore>,
+}
+
+/// A fresh random enrollment code: the code to show once and what the store keeps.
+fn new_code(policy: CodePolicy, now_ms: u64) -> (IssuedCode, StoredCode) {
+    let mut raw = [0u8; ENROLLMENT_CODE_BYTES];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut raw);
+    let code = hex::encode(raw);
+    let expires_ms = now_ms.saturating_add(policy.valid_ms);
+    let stored = StoredCode {
+        sha256: code_digest(&code),
+        expires_ms,
+        uses: policy.uses,
+    };
+    (
+        IssuedCode {
+            code,
+            expires_ms,
+            uses: policy.uses,
+        },
+        stored,
+    )
+}
+
+impl Directory {
+    /// Opens (creating if needed) and migrates the SQLite directory at `path`.
+    pub fn open(path: &Path) -> anyhow::Result<Self> {
+        Ok(Self::with_store(Box::new(
+            super::directory_sqlite::SqliteDirectory::open(path)?,
+        )))
     }
 
-    fn migrate(&mut self) -> anyhow::Result<()> {
-        let version: i64 = self.db.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        let version = usize::try_from(version).unwrap_or(usize::MAX);
-        if version > MIGRATIONS.len() {
-            bail!(
-                "database schema version {version} is newer than this frank ({}); upgrade frank",
-                MIGRATIONS.len()
-            );
-        }
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
-            let tx = self.db.transaction()?;
-            tx.execute_batch(sql)?;
-            tx.pragma_update(None, "user_version", i + 1)?;
-            tx.commit()?;
-        }
-        Ok(())
+    /// Connects to and migrates the PostgreSQL directory at `url` (the ledger's database and
+    /// schema). Blocks: call it off any async runtime (the directory thread, a CLI).
+    pub fn open_postgres(url: &str) -> anyhow::Result<Self> {
+        Ok(Self::with_store(Box::new(
+            super::directory_pg::PgDirectory::open(url)?,
+        )))
     }
 
-    pub fn schema_version(&self) -> anyhow::Result<i64> {
-        Ok(self.db.query_row("PRAGMA user_version", [], |r| r.get(0))?)
+    /// The directory that goes with the ledger `database`: PostgreSQL's own when it is a
+    /// `postgres://` URL, otherwise the SQLite file `sqlite_path` (the data directory's
+    /// `vendor.db`).
+    pub fn open_for(database: &str, sqlite_path: &Path) -> anyhow::Result<Self> {
+        if crate::ledger::is_postgres(database) {
+            Self::open_postgres(database)
+        } else {
+            Self::open(sqlite_path)
+        }
+    }
+
+    pub fn with_store(store: Box<dyn DirectoryStore>) -> Self {
+        Directory { store }
+    }
+
+    pub fn schema_version(&mut self) -> anyhow::Result<i64> {
+        self.store.schema_version()
     }
 
     /// Creates an account; returns it and its first enrollment code (shown once, stored
@@ -286,15 +352,8 @@ impl Directory {
         if crate::logtext::has_control(name) {
             bail!("account name must not contain control characters (newline, tab, escape codes)");
         }
-        let tx = self.db.transaction()?;
-        // The column predates enrollment_codes (migration 2); it holds no usable code.
-        tx.execute(
-            "INSERT INTO accounts (name, enrollment_code_sha256, created_ms) VALUES (?1, ?2, ?3)",
-            params![name, vec![0u8; 32], i64_of(now_ms)],
-        )?;
-        let id = u64_of(tx.last_insert_rowid());
-        let issued = issue_code(&tx, id, CodePolicy::default(), now_ms)?;
-        tx.commit()?;
+        let (issued, stored) = new_code(CodePolicy::default(), now_ms);
+        let id = self.store.insert_account(name, &stored, now_ms)?;
         Ok((
             Account {
                 id,
@@ -324,37 +383,15 @@ impl Directory {
                 ENROLLMENT_CODE_VALID_MS_MAX / 86_400_000
             );
         }
-        let tx = self.db.transaction()?;
-        let exists: Option<i64> = tx
-            .query_row(
-                "SELECT id FROM accounts WHERE id = ?1",
-                [i64_of(account_id)],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if exists.is_none() {
+        let (issued, stored) = new_code(policy, now_ms);
+        if !self.store.replace_codes(account_id, &stored, now_ms)? {
             bail!("no account {account_id}; see `frank vendor account list`");
         }
-        tx.execute(
-            "DELETE FROM enrollment_codes WHERE account_id = ?1",
-            [i64_of(account_id)],
-        )?;
-        let issued = issue_code(&tx, account_id, policy, now_ms)?;
-        tx.commit()?;
         Ok(issued)
     }
 
-    pub fn accounts(&self) -> anyhow::Result<Vec<Account>> {
-        let mut st = self
-            .db
-            .prepare("SELECT id, name FROM accounts ORDER BY id")?;
-        let rows = st.query_map([], |r| {
-            Ok(Account {
-                id: u64_of(r.get(0)?),
-                name: r.get(1)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+    pub fn accounts(&mut self) -> anyhow::Result<Vec<Account>> {
+        self.store.accounts()
     }
 
     /// Adds a clerk with an argon2id password hash.
@@ -376,69 +413,36 @@ impl Directory {
                 "clerk username must be 1..={CLERK_NAME_BYTES_MAX} characters of a-z, 0-9, '.', '_', '-'"
             );
         }
-        let exists: Option<i64> = self
-            .db
-            .query_row(
-                "SELECT id FROM accounts WHERE id = ?1",
-                [i64_of(account_id)],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if exists.is_none() {
-            bail!("no account {account_id}; create it with `frank vendor account add`");
-        }
         let hash = hash_password(password)?;
         let role = if supervisor { "supervisor" } else { "clerk" };
-        self.db
-            .execute(
-                "INSERT INTO clerks (account_id, username, password_hash, role, created_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![i64_of(account_id), username, hash, role, i64_of(now_ms)],
-            )
-            .map_err(|e| match e {
-                rusqlite::Error::SqliteFailure(f, _)
-                    if f.code == rusqlite::ErrorCode::ConstraintViolation =>
-                {
-                    anyhow::anyhow!("clerk {username:?} already exists")
-                }
-                other => other.into(),
-            })?;
-        Ok(Clerk {
-            id: u64_of(self.db.last_insert_rowid()),
+        let new = NewClerk {
             account_id,
-            username: username.to_string(),
-            password_hash: hash,
-            role: role.to_string(),
-            disabled_ms: None,
-        })
+            username,
+            password_hash: &hash,
+            role,
+        };
+        match self.store.insert_clerk(&new, now_ms)? {
+            ClerkInsert::Added { id } => Ok(Clerk {
+                id,
+                account_id,
+                username: username.to_string(),
+                password_hash: hash,
+                role: role.to_string(),
+                disabled_ms: None,
+            }),
+            ClerkInsert::NoAccount => {
+                bail!("no account {account_id}; create it with `frank vendor account add`")
+            }
+            ClerkInsert::UsernameTaken => bail!("clerk {username:?} already exists"),
+        }
     }
 
-    pub fn clerk(&self, username: &str) -> anyhow::Result<Option<Clerk>> {
-        Ok(self
-            .db
-            .query_row(
-                "SELECT id, account_id, username, password_hash, role, disabled_ms FROM clerks WHERE username = ?1",
-                [username],
-                |r| {
-                    Ok(Clerk {
-                        id: u64_of(r.get(0)?),
-                        account_id: u64_of(r.get(1)?),
-                        username: r.get(2)?,
-                        password_hash: r.get(3)?,
-                        role: r.get(4)?,
-                        disabled_ms: r.get::<_, Option<i64>>(5)?.map(u64_of),
-                    })
-                },
-            )
-            .optional()?)
+    pub fn clerk(&mut self, username: &str) -> anyhow::Result<Option<Clerk>> {
+        self.store.clerk(username)
     }
 
     /// Enrolls a terminal if `code` is a live enrollment code (not expired, uses left; looked
-    /// up by its SHA-256, so timing says nothing about the code). Enrolling the same device key
-    /// again under the code's account returns its terminal and uses nothing (a retry whose
-    /// answer was lost), even once the code is used up or expired. A key enrolled under
-    /// another account, or revoked, is refused like a bad code: an enrollment never reveals
-    /// another account's ids.
+    /// up by its SHA-256, so timing says nothing about the code); see [`enroll_step`].
     pub fn enroll(
         &mut self,
         code: &str,
@@ -446,158 +450,54 @@ impl Directory {
         device_key: [u8; 32],
         now_ms: u64,
     ) -> anyhow::Result<EnrollOutcome> {
-        let digest = code_digest(code);
-        let tx = self.db.transaction()?;
-        let found: Option<(i64, i64, i64)> = tx
-            .query_row(
-                "SELECT account_id, expires_ms, uses_left FROM enrollment_codes WHERE code_sha256 = ?1",
-                [digest.to_vec()],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()?;
-        let Some((account_id, expires_ms, uses_left)) = found else {
-            return Ok(EnrollOutcome::BadCode);
-        };
-        let account_id = u64_of(account_id);
-        if let Some(t) = Self::terminal_by_key_in(&tx, &device_key)? {
-            if t.account_id == account_id && t.revoked_ms.is_none() {
-                return Ok(EnrollOutcome::Enrolled(t));
-            }
-            return Ok(EnrollOutcome::BadCode);
-        }
-        if u64_of(expires_ms) <= now_ms || uses_left <= 0 {
-            return Ok(EnrollOutcome::BadCode);
-        }
-        tx.execute(
-            "INSERT INTO terminals (account_id, name, device_key, enrolled_ms) VALUES (?1, ?2, ?3, ?4)",
-            params![i64_of(account_id), name, device_key.to_vec(), i64_of(now_ms)],
-        )?;
-        let id = u64_of(tx.last_insert_rowid());
-        tx.execute(
-            "UPDATE enrollment_codes SET uses_left = uses_left - 1 WHERE code_sha256 = ?1",
-            [digest.to_vec()],
-        )?;
-        tx.commit()?;
-        Ok(EnrollOutcome::Enrolled(Terminal {
-            id,
-            account_id,
-            name: name.to_string(),
-            device_key,
-            revoked_ms: None,
-        }))
+        self.store
+            .enroll(&code_digest(code), name, device_key, now_ms)
     }
 
     /// Revokes a terminal: it can no longer log in, resume, or enroll its key again. `false`
     /// when there is no such terminal; revoking twice keeps the first time.
     pub fn revoke_terminal(&mut self, id: u64, now_ms: u64) -> anyhow::Result<bool> {
-        let exists = self.terminal(id)?.is_some();
-        self.db.execute(
-            "UPDATE terminals SET revoked_ms = ?2 WHERE id = ?1 AND revoked_ms IS NULL",
-            params![i64_of(id), i64_of(now_ms)],
-        )?;
-        Ok(exists)
+        self.store.revoke_terminal(id, now_ms)
     }
 
     /// Disables a clerk: no login, no resume. `false` when there is no such clerk.
     pub fn disable_clerk(&mut self, username: &str, now_ms: u64) -> anyhow::Result<bool> {
-        let exists = self.clerk(username)?.is_some();
-        self.db.execute(
-            "UPDATE clerks SET disabled_ms = ?2 WHERE username = ?1 AND disabled_ms IS NULL",
-            params![username, i64_of(now_ms)],
-        )?;
-        Ok(exists)
+        self.store.disable_clerk(username, now_ms)
     }
 
     /// Every revoked terminal and disabled clerk.
-    pub fn revocations(&self) -> anyhow::Result<Revocations> {
-        let mut out = Revocations::default();
-        let mut st = self
-            .db
-            .prepare("SELECT id FROM terminals WHERE revoked_ms IS NOT NULL")?;
-        for id in st.query_map([], |r| r.get::<_, i64>(0))? {
-            out.terminals.insert(u64_of(id?));
-        }
-        let mut st = self
-            .db
-            .prepare("SELECT username FROM clerks WHERE disabled_ms IS NOT NULL")?;
-        for name in st.query_map([], |r| r.get::<_, String>(0))? {
-            out.clerks.insert(name?);
-        }
-        Ok(out)
+    pub fn revocations(&mut self) -> anyhow::Result<Revocations> {
+        self.store.revocations()
     }
 
-    /// [`Self::revocations`], but only when another connection (the admin CLI) committed
-    /// since the last call (`PRAGMA data_version`); the first call always reads.
+    /// [`Self::revocations`], but only when another process (the admin CLI, another front)
+    /// committed a revocation since the last call; the first call always reads.
     pub fn revocations_if_changed(&mut self) -> anyhow::Result<Option<Revocations>> {
-        let v: i64 = self.db.query_row("PRAGMA data_version", [], |r| r.get(0))?;
-        if self.seen_data_version == Some(v) {
-            return Ok(None);
-        }
-        self.seen_data_version = Some(v);
-        self.revocations().map(Some)
+        self.store.revocations_if_changed()
     }
 
-    fn terminal_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Terminal> {
-        let key: Vec<u8> = r.get(3)?;
-        let mut device_key = [0u8; 32];
-        if key.len() == 32 {
-            device_key.copy_from_slice(&key);
-        }
-        Ok(Terminal {
-            id: u64_of(r.get(0)?),
-            account_id: u64_of(r.get(1)?),
-            name: r.get(2)?,
-            device_key,
-            revoked_ms: r.get::<_, Option<i64>>(4)?.map(u64_of),
-        })
+    pub fn terminal(&mut self, id: u64) -> anyhow::Result<Option<Terminal>> {
+        self.store.terminal(id)
     }
 
-    fn terminal_by_key_in(db: &Connection, key: &[u8; 32]) -> anyhow::Result<Option<Terminal>> {
-        Ok(db
-            .query_row(
-                &format!("SELECT {TERMINAL_COLS} FROM terminals WHERE device_key = ?1"),
-                [key.to_vec()],
-                Self::terminal_from_row,
-            )
-            .optional()?)
+    pub fn terminals(&mut self) -> anyhow::Result<Vec<Terminal>> {
+        self.store.terminals(None)
     }
 
-    pub fn terminal(&self, id: u64) -> anyhow::Result<Option<Terminal>> {
-        Ok(self
-            .db
-            .query_row(
-                &format!("SELECT {TERMINAL_COLS} FROM terminals WHERE id = ?1"),
-                [i64_of(id)],
-                Self::terminal_from_row,
-            )
-            .optional()?)
-    }
-
-    pub fn terminals(&self) -> anyhow::Result<Vec<Terminal>> {
-        let mut st = self.db.prepare(&format!(
-            "SELECT {TERMINAL_COLS} FROM terminals ORDER BY id"
-        ))?;
-        let rows = st.query_map([], Self::terminal_from_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+    /// One account's terminals, by id.
+    pub fn account_terminals(&mut self, account_id: u64) -> anyhow::Result<Vec<Terminal>> {
+        self.store.terminals(Some(account_id))
     }
 
     pub fn lock_state(
-        &self,
+        &mut self,
         username: &str,
         terminal_id: u64,
         now_ms: u64,
     ) -> anyhow::Result<LockState> {
-        let until: Option<i64> = self
-            .db
-            .query_row(
-                "SELECT locked_until_ms FROM login_failures WHERE username = ?1 AND terminal_id = ?2",
-                params![username, i64_of(terminal_id)],
-                |r| r.get(0),
-            )
-            .optional()?;
-        Ok(match until.map(u64_of) {
-            Some(u) if u > now_ms => LockState::LockedFor {
-                retry_after_ms: u - now_ms,
+        Ok(match self.store.login_record(username, terminal_id)? {
+            Some((_, until)) if until > now_ms => LockState::LockedFor {
+                retry_after_ms: until - now_ms,
             },
             _ => LockState::Open,
         })
@@ -612,59 +512,19 @@ impl Directory {
         terminal_id: u64,
         now_ms: u64,
     ) -> anyhow::Result<lockout::Attempt> {
-        let tx = self.db.transaction()?;
-        let (failures, until): (i64, i64) = tx
-            .query_row(
-                "SELECT failures, locked_until_ms FROM login_failures
-                 WHERE username = ?1 AND terminal_id = ?2",
-                params![username, i64_of(terminal_id)],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?
-            .unwrap_or((0, 0));
-        let failures = u32::try_from(failures).unwrap_or(u32::MAX);
-        let attempt = lockout::begin(failures, u64_of(until), now_ms);
-        if let lockout::Attempt::Counted {
-            failures,
-            locked_until_ms,
-        } = attempt
-        {
-            tx.execute(
-                "INSERT INTO login_failures (username, terminal_id, failures, locked_until_ms)
-                 VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (username, terminal_id)
-                 DO UPDATE SET failures = excluded.failures, locked_until_ms = excluded.locked_until_ms",
-                params![
-                    username,
-                    i64_of(terminal_id),
-                    i64::from(failures),
-                    i64_of(locked_until_ms.unwrap_or(0))
-                ],
-            )?;
-        }
-        tx.commit()?;
-        Ok(attempt)
+        self.store.begin_attempt(username, terminal_id, now_ms)
     }
 
     /// Attempts counted for the pair since its last success.
-    pub fn failures(&self, username: &str, terminal_id: u64) -> anyhow::Result<u32> {
-        let n: Option<i64> = self
-            .db
-            .query_row(
-                "SELECT failures FROM login_failures WHERE username = ?1 AND terminal_id = ?2",
-                params![username, i64_of(terminal_id)],
-                |r| r.get(0),
-            )
-            .optional()?;
-        Ok(u32::try_from(n.unwrap_or(0)).unwrap_or(u32::MAX))
+    pub fn failures(&mut self, username: &str, terminal_id: u64) -> anyhow::Result<u32> {
+        Ok(self
+            .store
+            .login_record(username, terminal_id)?
+            .map_or(0, |(n, _)| n))
     }
 
     pub fn clear_failures(&mut self, username: &str, terminal_id: u64) -> anyhow::Result<()> {
-        self.db.execute(
-            "DELETE FROM login_failures WHERE username = ?1 AND terminal_id = ?2",
-            params![username, i64_of(terminal_id)],
-        )?;
-        Ok(())
+        self.store.clear_failures(username, terminal_id)
     }
 }
 
@@ -688,18 +548,35 @@ pub enum DirectoryError {
 }
 
 impl DirectoryHandle {
-    /// Starts the directory thread on `dir`.
-    pub fn spawn(dir: Directory) -> anyhow::Result<DirectoryHandle> {
+    /// Starts the directory thread and opens the directory on it with `open` (a PostgreSQL
+    /// directory blocks while it connects, so it must not open on an async runtime); answers
+    /// once it is open, with `open`'s error if it failed.
+    pub async fn start(
+        open: impl FnOnce() -> anyhow::Result<Directory> + Send + 'static,
+    ) -> anyhow::Result<DirectoryHandle> {
         let (tx, mut rx) = mpsc::channel::<Job>(DIRECTORY_REQUESTS_MAX);
+        let (opened_tx, opened_rx) = oneshot::channel();
         std::thread::Builder::new()
             .name("frank-directory".into())
             .spawn(move || {
-                let mut dir = dir;
+                let mut dir = match open() {
+                    Ok(d) => {
+                        let _ = opened_tx.send(Ok(()));
+                        d
+                    }
+                    Err(e) => {
+                        let _ = opened_tx.send(Err(e));
+                        return;
+                    }
+                };
                 while let Some(job) = rx.blocking_recv() {
                     job(&mut dir);
                 }
             })
             .context("starting the directory thread")?;
+        opened_rx
+            .await
+            .map_err(|_| anyhow::anyhow!("the directory thread ended while opening"))??;
         Ok(DirectoryHandle { tx })
     }
 
@@ -720,237 +597,3 @@ impl DirectoryHandle {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn dir() -> (tempfile::TempDir, Directory) {
-        let t = tempfile::tempdir().unwrap();
-        let d = Directory::open(&t.path().join("v.db")).unwrap();
-        (t, d)
-    }
-
-    #[test]
-    fn migrations_are_versioned_and_idempotent() {
-        let t = tempfile::tempdir().unwrap();
-        let p = t.path().join("v.db");
-        let d = Directory::open(&p).unwrap();
-        assert_eq!(d.schema_version().unwrap(), MIGRATIONS.len() as i64);
-        drop(d);
-        assert_eq!(
-            Directory::open(&p).unwrap().schema_version().unwrap(),
-            MIGRATIONS.len() as i64
-        );
-    }
-
-    #[test]
-    fn enrollment_needs_the_code_and_is_idempotent_per_key() {
-        let (_t, mut d) = dir();
-        let (acct, code) = d.add_account("Main St", 1).unwrap();
-        assert_eq!(
-            d.enroll("nope", "t", [1; 32], 2).unwrap(),
-            EnrollOutcome::BadCode
-        );
-        let EnrollOutcome::Enrolled(t1) = d.enroll(&code, "t", [1; 32], 2).unwrap() else {
-            panic!()
-        };
-        assert_eq!(t1.account_id, acct.id);
-        let EnrollOutcome::Enrolled(again) = d.enroll(&code, "t", [1; 32], 3).unwrap() else {
-            panic!()
-        };
-        assert_eq!(again.id, t1.id);
-        assert_eq!(d.terminal(t1.id).unwrap().unwrap().device_key, [1; 32]);
-        // The first code enrolls one terminal.
-        assert_eq!(
-            d.enroll(&code, "t2", [2; 32], 4).unwrap(),
-            EnrollOutcome::BadCode
-        );
-    }
-
-    #[test]
-    fn codes_expire_run_out_and_rotate() {
-        let (_t, mut d) = dir();
-        let (acct, first) = d.add_account("Main St", 1).unwrap();
-        let policy = CodePolicy {
-            uses: 2,
-            valid_ms: 1_000,
-        };
-        let issued = d.rotate_enrollment_code(acct.id, policy, 10).unwrap();
-        assert_eq!((issued.uses, issued.expires_ms), (2, 1_010));
-        // Rotation ends the earlier code.
-        assert_eq!(
-            d.enroll(&first, "a", [1; 32], 11).unwrap(),
-            EnrollOutcome::BadCode
-        );
-        assert!(matches!(
-            d.enroll(&issued.code, "a", [1; 32], 11).unwrap(),
-            EnrollOutcome::Enrolled(_)
-        ));
-        // Expired: no new terminal, but the enrolled key's retry still learns its terminal.
-        assert_eq!(
-            d.enroll(&issued.code, "b", [2; 32], 1_010).unwrap(),
-            EnrollOutcome::BadCode
-        );
-        assert!(matches!(
-            d.enroll(&issued.code, "a", [1; 32], 5_000).unwrap(),
-            EnrollOutcome::Enrolled(_)
-        ));
-        let again = d.rotate_enrollment_code(acct.id, policy, 20).unwrap();
-        assert!(matches!(
-            d.enroll(&again.code, "b", [2; 32], 21).unwrap(),
-            EnrollOutcome::Enrolled(_)
-        ));
-        assert!(matches!(
-            d.enroll(&again.code, "c", [3; 32], 22).unwrap(),
-            EnrollOutcome::Enrolled(_)
-        ));
-        assert_eq!(
-            d.enroll(&again.code, "d", [4; 32], 23).unwrap(),
-            EnrollOutcome::BadCode,
-            "two uses"
-        );
-        assert!(
-            d.rotate_enrollment_code(
-                acct.id,
-                CodePolicy {
-                    uses: 0,
-                    valid_ms: 1
-                },
-                1
-            )
-            .is_err()
-        );
-        assert!(d.rotate_enrollment_code(99, policy, 1).is_err());
-    }
-
-    #[test]
-    fn another_accounts_key_and_revoked_keys_look_like_a_bad_code() {
-        let (_t, mut d) = dir();
-        let (a, code_a) = d.add_account("A", 1).unwrap();
-        let (_b, code_b) = d.add_account("B", 1).unwrap();
-        let EnrollOutcome::Enrolled(t) = d.enroll(&code_a, "t", [7; 32], 2).unwrap() else {
-            panic!()
-        };
-        assert_eq!(t.account_id, a.id);
-        assert_eq!(
-            d.enroll(&code_b, "t", [7; 32], 3).unwrap(),
-            EnrollOutcome::BadCode
-        );
-        assert!(d.revoke_terminal(t.id, 4).unwrap());
-        assert!(!d.revoke_terminal(999, 4).unwrap());
-        assert_eq!(d.terminal(t.id).unwrap().unwrap().revoked_ms, Some(4));
-        let fresh = d
-            .rotate_enrollment_code(a.id, CodePolicy::default(), 5)
-            .unwrap();
-        assert_eq!(
-            d.enroll(&fresh.code, "t", [7; 32], 6).unwrap(),
-            EnrollOutcome::BadCode
-        );
-    }
-
-    #[test]
-    fn revocations_are_seen_when_another_connection_commits() {
-        let t = tempfile::tempdir().unwrap();
-        let p = t.path().join("v.db");
-        let mut front = Directory::open(&p).unwrap();
-        let (acct, code) = front.add_account("A", 1).unwrap();
-        front
-            .add_clerk(acct.id, "alice", "correct horse", false, 1)
-            .unwrap();
-        let EnrollOutcome::Enrolled(term) = front.enroll(&code, "t", [1; 32], 2).unwrap() else {
-            panic!()
-        };
-        assert_eq!(
-            front.revocations_if_changed().unwrap(),
-            Some(Revocations::default())
-        );
-        assert_eq!(front.revocations_if_changed().unwrap(), None);
-        let mut cli = Directory::open(&p).unwrap();
-        assert!(cli.revoke_terminal(term.id, 3).unwrap());
-        assert!(cli.disable_clerk("alice", 3).unwrap());
-        assert!(!cli.disable_clerk("nobody", 3).unwrap());
-        let r = front.revocations_if_changed().unwrap().unwrap();
-        assert!(r.terminals.contains(&term.id));
-        assert!(r.clerks.contains("alice"));
-        assert_eq!(front.clerk("alice").unwrap().unwrap().disabled_ms, Some(3));
-    }
-
-    #[test]
-    fn clerks_hash_passwords_and_reject_bad_names() {
-        let (_t, mut d) = dir();
-        let (acct, _) = d.add_account("A", 1).unwrap();
-        let c = d
-            .add_clerk(acct.id, "alice", "correct horse", false, 1)
-            .unwrap();
-        assert!(c.password_hash.starts_with("$argon2id$"));
-        assert!(!format!("{c:?}").contains("argon2"));
-        assert!(verify_password("correct horse", &c.password_hash));
-        assert!(!verify_password("wrong horse", &c.password_hash));
-        assert!(
-            d.add_clerk(acct.id, "alice", "correct horse", false, 1)
-                .unwrap_err()
-                .to_string()
-                .contains("already exists")
-        );
-        assert!(
-            d.add_clerk(acct.id, "bad name", "correct horse", false, 1)
-                .is_err()
-        );
-        assert!(
-            d.add_clerk(acct.id, "bob", "short", false, 1)
-                .unwrap_err()
-                .to_string()
-                .contains("at least")
-        );
-        assert!(
-            d.add_clerk(99, "carol", "correct horse", false, 1)
-                .unwrap_err()
-                .to_string()
-                .contains("no account")
-        );
-    }
-
-    #[test]
-    fn attempts_count_before_the_check_and_lock_at_the_fifth() {
-        let (_t, mut d) = dir();
-        for i in 1..=4 {
-            assert_eq!(
-                d.begin_attempt("alice", 1, 1000).unwrap(),
-                lockout::Attempt::Counted {
-                    failures: i,
-                    locked_until_ms: None
-                }
-            );
-        }
-        let fifth = d.begin_attempt("alice", 1, 1000).unwrap();
-        assert_eq!(
-            fifth,
-            lockout::Attempt::Counted {
-                failures: 5,
-                locked_until_ms: Some(1000 + lockout::LOCK_MS_BASE)
-            }
-        );
-        // Locked from the fifth attempt's start, before its password is known.
-        assert!(matches!(
-            d.begin_attempt("alice", 1, 1001).unwrap(),
-            lockout::Attempt::Locked { .. }
-        ));
-        assert_eq!(
-            d.failures("alice", 1).unwrap(),
-            5,
-            "a locked attempt is not counted"
-        );
-        assert!(matches!(
-            d.lock_state("alice", 1, 1001).unwrap(),
-            LockState::LockedFor { .. }
-        ));
-        assert_eq!(
-            d.lock_state("alice", 2, 1001).unwrap(),
-            LockState::Open,
-            "per terminal"
-        );
-        d.clear_failures("alice", 1).unwrap();
-        assert_eq!(d.lock_state("alice", 1, 1001).unwrap(), LockState::Open);
-        assert_eq!(d.failures("alice", 1).unwrap(), 0);
-    }
-}

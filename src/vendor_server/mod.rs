@@ -2,6 +2,8 @@
 
 pub mod admission;
 pub mod directory;
+pub mod directory_pg;
+pub mod directory_sqlite;
 pub mod lockout;
 pub mod login_gate;
 pub mod money;
@@ -547,6 +549,12 @@ impl DataDir {
     /// config (each 0600). Refuses to touch a directory that already holds a vendor key.
     /// Returns the fingerprint to pin.
     pub fn init(&self) -> anyhow::Result<String> {
+        self.init_with(None)
+    }
+
+    /// [`Self::init`] with the directory and ledger in `database` when it is a PostgreSQL URL
+    /// (migrated there; no `vendor.db` or `ledger.db` in the data directory).
+    pub fn init_with(&self, database: Option<&str>) -> anyhow::Result<String> {
         crate::datafiles::private_dir(&self.path)?;
         if self.file(KEY_FILE).exists() {
             bail!(
@@ -557,16 +565,11 @@ impl DataDir {
         let key = identity::create_key_file(&self.file(KEY_FILE))?;
         let cert = crate::tls::make_vendor_certificate(&key)?;
         crate::datafiles::write_private(&self.file(CERT_FILE), &cert)?;
-        directory::Directory::open(&self.file(DB_FILE))?;
-        crate::datafiles::private_file(&self.file(LEDGER_FILE))?;
-        // Create and migrate the ledger database; its writer thread ends when it is dropped.
-        crate::ledger::sqlite::SqliteStore::open(
-            &self.file(LEDGER_FILE),
-            crate::ledger::sqlite::SqliteConfig::default(),
-            std::sync::Arc::new(crate::ledger::cli::NoSigning),
-            crate::ledger::LedgerLimits::default(),
-        )
-        .map_err(|e| anyhow::anyhow!("creating the ledger {LEDGER_FILE}: {e}"))?;
+        match database.filter(|d| crate::ledger::is_postgres(d)) {
+            // Migrates the one schema the directory and the ledger share.
+            Some(url) => drop(directory::Directory::open_postgres(url)?),
+            None => self.create_sqlite_databases(database)?,
+        }
         let config = toml::to_string_pretty(&VendorConfig::default())?;
         crate::datafiles::write_private(
             &self.file(CONFIG_FILE),
@@ -578,6 +581,23 @@ impl DataDir {
             .as_bytes(),
         )?;
         Ok(identity::fingerprint(&key.verifying_key()))
+    }
+
+    /// The embedded default: the directory in `vendor.db`, the ledger in `ledger.db` (or the
+    /// SQLite path given).
+    fn create_sqlite_databases(&self, ledger: Option<&str>) -> anyhow::Result<()> {
+        directory::Directory::open(&self.file(DB_FILE))?;
+        let ledger = ledger.map_or_else(|| self.file(LEDGER_FILE), PathBuf::from);
+        crate::datafiles::private_file(&ledger)?;
+        // Create and migrate the ledger database; its writer thread ends when it is dropped.
+        crate::ledger::sqlite::SqliteStore::open(
+            &ledger,
+            crate::ledger::sqlite::SqliteConfig::default(),
+            std::sync::Arc::new(crate::ledger::cli::NoSigning),
+            crate::ledger::LedgerLimits::default(),
+        )
+        .map_err(|e| anyhow::anyhow!("creating the ledger {}: {e}", ledger.display()))?;
+        Ok(())
     }
 
     pub fn load(&self) -> anyhow::Result<VendorFiles> {

@@ -395,15 +395,7 @@ pub fn day_start_ms(now_ms: u64) -> u64 {
 async fn account_terminals(ctx: &SubscriptionCtx) -> Result<Vec<Terminal>, String> {
     let account = ctx.account_id;
     ctx.directory
-        .call(move |d| {
-            let mut v: Vec<Terminal> = d
-                .terminals()?
-                .into_iter()
-                .filter(|t| t.account_id == account)
-                .collect();
-            v.sort_by_key(|t| t.id);
-            Ok(v)
-        })
+        .call(move |d| d.account_terminals(account))
         .await
         .map_err(|e| e.to_string())
 }

@@ -228,7 +228,13 @@ impl VendorServer {
                 format!("listen address {:?} in vendor.toml", files.config.listen)
             })?,
         };
-        let directory = DirectoryHandle::spawn(Directory::open(&files.db_path)?)?;
+        // With a PostgreSQL ledger the directory is in the same database (no vendor.db).
+        let directory = {
+            let (database, db_path) = (database.clone(), files.db_path.clone());
+            DirectoryHandle::start(move || Directory::open_for(&database, &db_path))
+                .await
+                .context("opening the directory")?
+        };
         let mut server_config = crate::tls::server_config(files.cert_der.clone(), &files.key)?;
         server_config.transport_config(Arc::new(server_transport_config(&files.config)));
         let endpoint = quinn::Endpoint::server(server_config, listen)
