@@ -64,7 +64,11 @@ on_both!(
 fn migrations_are_versioned_and_idempotent(b: &Backend) {
     let v = b.open().schema_version().unwrap();
     assert!(v > 0);
-    assert_eq!(b.open().schema_version().unwrap(), v, "reopening migrates nothing");
+    assert_eq!(
+        b.open().schema_version().unwrap(),
+        v,
+        "reopening migrates nothing"
+    );
 }
 
 fn enrollment_needs_the_code_and_is_idempotent_per_key(b: &Backend) {
@@ -305,7 +309,14 @@ fn two_fronts_racing_for_a_codes_last_use_enroll_one_terminal_issue_14(b: &Backe
     const FRONTS: usize = 4;
     for round in 0..4u8 {
         let code = setup
-            .rotate_enrollment_code(acct.id, CodePolicy { uses: 1, valid_ms: 60_000 }, 1)
+            .rotate_enrollment_code(
+                acct.id,
+                CodePolicy {
+                    uses: 1,
+                    valid_ms: 60_000,
+                },
+                1,
+            )
             .unwrap()
             .code;
         let barrier = Arc::new(Barrier::new(FRONTS));

@@ -192,6 +192,22 @@ const MIGRATIONS: &[&str] = &[
         revocations BIGINT NOT NULL
     );
     INSERT INTO directory_revision (one, revocations) VALUES (true, 0);",
+    // 11: issue 14 — sessions every front can resume (`vendor_server::fronts`): one row per
+    //    terminal, the front holding it live and the epoch of its latest bind; the resume key
+    //    sealed under a key derived from the vendor key.
+    "CREATE SEQUENCE session_epoch_seq;
+    CREATE TABLE sessions (
+        session_id BIGINT PRIMARY KEY,
+        terminal_id BIGINT NOT NULL UNIQUE,
+        account_id BIGINT NOT NULL,
+        clerk TEXT NOT NULL,
+        ledger_account BIGINT NOT NULL,
+        resume_sealed BYTEA NOT NULL CHECK (length(resume_sealed) = 32),
+        front BIGINT NOT NULL,
+        epoch BIGINT NOT NULL,
+        detached_at_ms BIGINT
+    );
+    CREATE INDEX sessions_detached ON sessions(detached_at_ms) WHERE detached_at_ms IS NOT NULL;",
 ];
 
 /// The transaction-scoped advisory lock a reaper pass holds (`pg_try_advisory_xact_lock`), so

@@ -33,6 +33,13 @@ impl LinkState {
         self == LinkState::Up
     }
 
+    pub const ALL: [LinkState; 4] = [
+        LinkState::Down,
+        LinkState::Up,
+        LinkState::Lapsed,
+        LinkState::Closed,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             LinkState::Down => "down",
@@ -40,6 +47,11 @@ impl LinkState {
             LinkState::Lapsed => "lapsed",
             LinkState::Closed => "closed",
         }
+    }
+
+    /// The state [`Self::as_str`] names.
+    pub fn parse(text: &str) -> Option<LinkState> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
     }
 }
 

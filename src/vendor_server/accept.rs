@@ -152,6 +152,8 @@ pub(super) struct ActiveSession {
     pub(super) clerk: String,
     pub(super) ledger_account: AccountId,
     pub(super) keys: SessionKeys,
+    /// The bind epoch across fronts (0 with one front).
+    pub(super) epoch: u64,
 }
 
 fn exporter_of(conn: &quinn::Connection) -> anyhow::Result<Exporter> {
@@ -214,6 +216,10 @@ fn detach(state: &ConnState) {
     let Some(active) = conn_session.active.clone() else {
         return;
     };
+    // Resumable on any front now (a bind elsewhere since has a higher epoch and stays).
+    if let Some(fronts) = &state.shared.fronts {
+        fronts.detach(active.session_id, active.epoch, super::now_ms());
+    }
     let mut links = lock(&state.shared.links);
     if links.get(&active.terminal_id).is_some_and(|l| {
         l.session_id == active.session_id && l.conn.stable_id() == state.conn.stable_id()

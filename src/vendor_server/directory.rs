@@ -156,7 +156,6 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
         .unwrap_or(false)
 }
 
-
 /// An enrollment code as stored: its SHA-256, never the code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoredCode {
@@ -596,4 +595,3 @@ impl DirectoryHandle {
         Ok(reply_rx.await.map_err(|_| DirectoryError::Stopped)??)
     }
 }
-

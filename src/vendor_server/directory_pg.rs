@@ -192,9 +192,11 @@ impl PgDirectory {
 impl DirectoryStore for PgDirectory {
     fn schema_version(&mut self) -> anyhow::Result<i64> {
         self.run(async |c| {
-            Ok(c.query_one("SELECT COALESCE(MAX(version), 0) FROM schema_version", &[])
-                .await?
-                .get(0))
+            Ok(
+                c.query_one("SELECT COALESCE(MAX(version), 0) FROM schema_version", &[])
+                    .await?
+                    .get(0),
+            )
         })
     }
 
@@ -244,14 +246,16 @@ impl DirectoryStore for PgDirectory {
 
     fn accounts(&mut self) -> anyhow::Result<Vec<Account>> {
         self.run(async |c| {
-            Ok(c.query("SELECT id, name FROM directory_accounts ORDER BY id", &[])
-                .await?
-                .iter()
-                .map(|r| Account {
-                    id: u64_of(r.get(0)),
-                    name: r.get(1),
-                })
-                .collect())
+            Ok(
+                c.query("SELECT id, name FROM directory_accounts ORDER BY id", &[])
+                    .await?
+                    .iter()
+                    .map(|r| Account {
+                        id: u64_of(r.get(0)),
+                        name: r.get(1),
+                    })
+                    .collect(),
+            )
         })
     }
 
@@ -437,9 +441,11 @@ impl DirectoryStore for PgDirectory {
 
     fn revocations_if_changed(&mut self) -> anyhow::Result<Option<Revocations>> {
         let now: i64 = self.run(async |c| {
-            Ok(c.query_one("SELECT revocations FROM directory_revision", &[])
-                .await?
-                .get(0))
+            Ok(
+                c.query_one("SELECT revocations FROM directory_revision", &[])
+                    .await?
+                    .get(0),
+            )
         })?;
         if self.seen_revision == Some(now) {
             return Ok(None);

@@ -131,11 +131,9 @@ impl SqliteDirectory {
 
     fn account_exists(db: &Connection, id: u64) -> anyhow::Result<bool> {
         Ok(db
-            .query_row(
-                "SELECT 1 FROM accounts WHERE id = ?1",
-                [i64_of(id)],
-                |r| r.get::<_, i64>(0),
-            )
+            .query_row("SELECT 1 FROM accounts WHERE id = ?1", [i64_of(id)], |r| {
+                r.get::<_, i64>(0)
+            })
             .optional()?
             .is_some())
     }

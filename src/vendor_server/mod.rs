@@ -4,6 +4,7 @@ pub mod admission;
 pub mod directory;
 pub mod directory_pg;
 pub mod directory_sqlite;
+pub mod fronts;
 pub mod lockout;
 pub mod login_gate;
 pub mod money;
@@ -16,6 +17,7 @@ pub mod signing;
 
 // The QUIC front beside `server`: connections, sign-in, money and piece requests, scans.
 mod accept;
+mod cluster;
 mod handlers;
 mod scan;
 mod signin;

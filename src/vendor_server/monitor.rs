@@ -8,6 +8,7 @@
 //! changed rows stay pending and go out, current, in a later frame (coalesced).
 
 use super::directory::{DirectoryHandle, Terminal};
+use super::fronts::{RemoteViews, ViewsMessage};
 use super::server::TerminalLink;
 use crate::ledger::{AccountId, LedgerHandle};
 use crate::link::driver::LinkStatus;
@@ -50,6 +51,8 @@ pub struct MonitorHub {
     /// The latest ledger figures read per directory account, and when: subscriptions of one
     /// account share them (entries go with the account's last subscription).
     figures: Mutex<HashMap<u64, (Instant, AccountFigures)>>,
+    /// Terminals live on other fronts of the same database (`fronts`; empty on one front).
+    remote: Mutex<RemoteViews>,
 }
 
 /// How many monitor subscriptions may run: on the whole vendor and per directory account (so
@@ -80,6 +83,7 @@ impl Default for MonitorHub {
             subscribers: AtomicUsize::new(0),
             per_account: Mutex::new(HashMap::new()),
             figures: Mutex::new(HashMap::new()),
+            remote: Mutex::new(RemoteViews::default()),
         }
     }
 }
@@ -132,6 +136,49 @@ impl MonitorHub {
         if changed {
             self.touch();
         }
+    }
+
+    /// Another front's views: wakes subscribers if one changed.
+    pub fn apply_remote(&self, msg: &ViewsMessage, now: Instant) {
+        if lock(&self.remote).apply(msg, now) {
+            self.touch();
+        }
+    }
+
+    /// Drops the views of fronts gone silent.
+    pub fn expire_remote(&self, now: Instant) {
+        if lock(&self.remote).expire(now) {
+            self.touch();
+        }
+    }
+
+    /// A terminal's view on another front, as the row of a live link.
+    fn remote(&self, terminal_id: u64) -> Option<(LiveView, PrinterView)> {
+        let r = lock(&self.remote).get(terminal_id)?;
+        let v = r.view;
+        let mut status = LinkStatus::down(0, r.received);
+        status.state = LinkState::parse(&v.link)?;
+        status.rtt = v.rtt_ms.map(Duration::from_millis);
+        status.last_fresh = v
+            .keepalive_age_ms
+            .and_then(|age| r.received.checked_sub(Duration::from_millis(age)));
+        status.loss_pct = f64::from(v.loss_bp) / 100.0;
+        let printer = PrinterView {
+            state: PrinterState::parse(&v.printer).unwrap_or(PrinterState::Unknown),
+            detail: v.printer_detail,
+        };
+        Some((
+            LiveView {
+                clerk: v.clerk,
+                status,
+            },
+            printer,
+        ))
+    }
+
+    /// The change counter subscribers and the view publisher wait on.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     pub fn printer(&self, terminal_id: u64) -> Option<PrinterView> {
@@ -509,11 +556,20 @@ pub(crate) async fn run_subscription(
         let rows: Vec<TerminalRow> = shown
             .iter()
             .map(|t| {
-                let view = live.get(&t.id).map(|l| LiveView {
-                    clerk: l.clerk.clone(),
-                    status: l.link.status.borrow().clone(),
-                });
-                let printer = ctx.hub.printer(t.id);
+                // Live here, else live on another front, else down (last printer known here).
+                let (view, printer) = match live.get(&t.id) {
+                    Some(l) => (
+                        Some(LiveView {
+                            clerk: l.clerk.clone(),
+                            status: l.link.status.borrow().clone(),
+                        }),
+                        ctx.hub.printer(t.id),
+                    ),
+                    None => match ctx.hub.remote(t.id) {
+                        Some((v, p)) => (Some(v), Some(p)),
+                        None => (None, ctx.hub.printer(t.id)),
+                    },
+                };
                 row(t, view.as_ref(), printer.as_ref(), figs, now)
             })
             .collect();

@@ -57,7 +57,12 @@ pub const REVOCATION_POLL_MS: u64 = 250;
 #[derive(Debug, Clone)]
 pub struct TerminalLink {
     pub terminal_id: u64,
+    /// The terminal's directory account.
+    pub account_id: u64,
     pub session_id: u64,
+    /// The session's bind epoch across fronts (`fronts::Fronts::bind`; 0 with one front):
+    /// another front's bind of the terminal with a higher epoch supersedes this link.
+    pub epoch: u64,
     pub clerk: String,
     pub link: LinkHandle,
     pub(super) conn: quinn::Connection,
@@ -80,6 +85,8 @@ pub(super) struct Shared {
     /// The argon2 threads and their bounded queue.
     pub(super) passwords: PasswordPool,
     pub(super) monitor: Arc<MonitorHub>,
+    /// The other fronts on the same PostgreSQL database (`None` on SQLite: one front).
+    pub(super) fronts: Option<super::fronts::Fronts>,
     /// `statement` requests running at once (`statements_in_flight_max`): a statement reads an
     /// account's records since its period start, so a caller asking for whole-history
     /// statements in a loop takes at most this many ledger reads.
@@ -235,6 +242,14 @@ impl VendorServer {
                 .await
                 .context("opening the directory")?
         };
+        // Fronts sharing one PostgreSQL database share sessions, links and monitor views.
+        let (front_events_tx, front_events) =
+            tokio::sync::mpsc::channel(super::fronts::FRONTS_REQUESTS_MAX);
+        let fronts = if crate::ledger::is_postgres(&database) {
+            Some(super::fronts::Fronts::start(&database, &files.key, front_events_tx).await?)
+        } else {
+            None
+        };
         let mut server_config = crate::tls::server_config(files.cert_der.clone(), &files.key)?;
         server_config.transport_config(Arc::new(server_transport_config(&files.config)));
         let endpoint = quinn::Endpoint::server(server_config, listen)
@@ -291,6 +306,7 @@ impl VendorServer {
             login_gate: Mutex::new(login_gate),
             passwords,
             monitor: Arc::new(MonitorHub::default()),
+            fronts,
             statements,
             admission: Mutex::new(admission),
             scan_sources: Mutex::new(scan_sources),
@@ -308,6 +324,9 @@ impl VendorServer {
             }
         });
         tokio::spawn(signin::watch_revocations(Arc::downgrade(&shared)));
+        if shared.fronts.is_some() {
+            super::cluster::spawn(&shared, front_events);
+        }
         let accept_task = tokio::spawn(accept::accept_loop(endpoint.clone(), shared.clone()));
         tracing::info!(%listen, fingerprint = %crate::identity::fingerprint(&shared.key.verifying_key()), "vendor serving");
         Ok(VendorServer {

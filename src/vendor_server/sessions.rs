@@ -154,6 +154,16 @@ impl SessionTable {
         before - self.records.len()
     }
 
+    /// Takes in a session another front bound (`fronts`), detached as of `now`, unless this
+    /// table already holds it; a resume then binds it here as usual.
+    pub fn adopt(&mut self, session_id: u64, record: SessionRecord, now: Instant) {
+        self.prune(now);
+        self.records.entry(session_id).or_insert(SessionRecord {
+            binding: Binding::Detached { at: now },
+            ..record
+        });
+    }
+
     /// Forgets one session.
     pub fn remove(&mut self, session_id: u64) {
         self.records.remove(&session_id);

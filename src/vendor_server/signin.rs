@@ -11,6 +11,7 @@
 
 use super::accept::{ActiveSession, ConnState, directory_error, internal, require_session};
 use super::directory::{EnrollOutcome, Terminal};
+use super::fronts::SharedSession;
 use super::lockout::Attempt;
 use super::login_gate::RateVerdict;
 use super::money as front;
@@ -142,6 +143,7 @@ pub(super) async fn watch_revocations(shared: std::sync::Weak<Shared>) {
             .collect();
         lock(&shared.sessions)
             .forget(|s| r.terminals.contains(&s.terminal_id) || r.clerks.contains(&s.clerk));
+        super::cluster::forget_revoked(&shared, &r);
         for l in ended {
             tracing::info!(
                 terminal = l.terminal_id,
@@ -230,6 +232,18 @@ pub(super) async fn login(state: &Arc<ConnState>, r: wire::Login) -> Result<Vec<
         .map_err(front::call_error)?;
     let session_id = new_session_id();
     let keys = keys::derive_session_keys(&state.exporter, session_id, terminal.id, &clerk.username);
+    let epoch = super::cluster::bind(
+        shared,
+        SharedSession {
+            session_id,
+            terminal_id: terminal.id,
+            account_id: terminal.account_id,
+            clerk: clerk.username.clone(),
+            ledger_account,
+            resume_key: keys.resume.clone(),
+        },
+    )
+    .await?;
     let active = ActiveSession {
         session_id,
         terminal_id: terminal.id,
@@ -237,6 +251,7 @@ pub(super) async fn login(state: &Arc<ConnState>, r: wire::Login) -> Result<Vec<
         clerk: clerk.username.clone(),
         ledger_account,
         keys,
+        epoch,
     };
     let record = SessionRecord {
         terminal_id: terminal.id,
@@ -248,7 +263,11 @@ pub(super) async fn login(state: &Arc<ConnState>, r: wire::Login) -> Result<Vec<
             connection: state.conn.stable_id(),
         },
     };
-    bind_session(state, active, Some(record))?;
+    super::cluster::bound_or_release(
+        shared,
+        &active,
+        bind_session(state, active.clone(), Some(record)),
+    )?;
     tracing::info!(clerk = %escaped(&clerk.username), terminal = terminal.id, session = session_id, "clerk logged in");
     Ok(logged_in(
         &shared.config,
@@ -328,6 +347,8 @@ pub(super) async fn resume(state: &Arc<ConnState>, r: wire::Resume) -> Result<Ve
             "no resumable session with that id; log in again",
         )
     };
+    // A session bound on another front is brought into this front's table first.
+    super::cluster::adopt(shared, r.session_id, r.terminal_id).await?;
     let (clerk, account_id, ledger_account, resume_key) = {
         let mut sessions = lock(&shared.sessions);
         sessions.prune(Instant::now());
@@ -370,18 +391,28 @@ pub(super) async fn resume(state: &Arc<ConnState>, r: wire::Resume) -> Result<Ve
     let mut keys = keys::derive_session_keys(&state.exporter, r.session_id, terminal.id, &clerk);
     // The resume key stays the one from the original login.
     keys.resume = resume_key;
-    bind_session(
-        state,
-        ActiveSession {
+    let epoch = super::cluster::bind(
+        shared,
+        SharedSession {
             session_id: r.session_id,
             terminal_id: terminal.id,
             account_id,
             clerk: clerk.clone(),
             ledger_account,
-            keys,
+            resume_key: keys.resume.clone(),
         },
-        None,
-    )?;
+    )
+    .await?;
+    let active = ActiveSession {
+        session_id: r.session_id,
+        terminal_id: terminal.id,
+        account_id,
+        clerk: clerk.clone(),
+        ledger_account,
+        keys,
+        epoch,
+    };
+    super::cluster::bound_or_release(shared, &active, bind_session(state, active.clone(), None))?;
     tracing::info!(clerk = %escaped(&clerk), terminal = terminal.id, session = r.session_id, "session resumed");
     Ok(logged_in(&shared.config, r.session_id, account_id, &clerk))
 }
@@ -502,7 +533,9 @@ fn start_link(state: &Arc<ConnState>, active: &ActiveSession, previous: Option<&
     });
     let entry = TerminalLink {
         terminal_id: active.terminal_id,
+        account_id: active.account_id,
         session_id: active.session_id,
+        epoch: active.epoch,
         clerk: active.clerk.clone(),
         link,
         conn: state.conn.clone(),

@@ -35,19 +35,28 @@ pub async fn vendor_with(options: VendorOptions) -> Vendor {
 /// account id before the server starts (more clerks, a vendor.toml, ...).
 pub async fn vendor_setup(
     options: VendorOptions,
-    setup: impl FnOnce(&DataDir, &mut Directory, u64),
+    setup: impl FnOnce(&DataDir, &mut Directory, u64) + Send,
 ) -> Vendor {
     let dir = tempfile::tempdir().unwrap();
     let data = DataDir::new(dir.path().join("vendor"));
-    data.init().unwrap();
-    let (account_id, code) = {
-        let mut d = Directory::open(&data.file(DB_FILE)).unwrap();
-        let (acct, _) = d.add_account("Test Post Office", 1).unwrap();
-        let code = fleet_code(&mut d, acct.id);
-        d.add_clerk(acct.id, CLERK, PASSWORD, false, 1).unwrap();
-        setup(&data, &mut d, acct.id);
-        (acct.id, code)
-    };
+    // On PostgreSQL the directory is in the database, and its calls block: set up on a thread
+    // of its own, off the test's runtime.
+    let database = options.database.clone();
+    let (account_id, code) = std::thread::scope(|s| {
+        s.spawn(|| {
+            data.init_with(database.as_deref()).unwrap();
+            let mut d =
+                Directory::open_for(database.as_deref().unwrap_or_default(), &data.file(DB_FILE))
+                    .unwrap();
+            let (acct, _) = d.add_account("Test Post Office", 1).unwrap();
+            let code = fleet_code(&mut d, acct.id);
+            d.add_clerk(acct.id, CLERK, PASSWORD, false, 1).unwrap();
+            setup(&data, &mut d, acct.id);
+            (acct.id, code)
+        })
+        .join()
+        .unwrap()
+    });
     let server = VendorServer::start_with(&data, Some("127.0.0.1:0".parse().unwrap()), options)
         .await
         .unwrap();
