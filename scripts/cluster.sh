@@ -85,7 +85,7 @@ start_front() { # N PORT
         --database "$(url)" >"$state/front$n.log" 2>&1 &
     echo $! >"$state/front$n.pid"
     for _ in $(seq "$wait_ready_tenths"); do
-        grep -q "vendor listening" "$state/front$n.log" && return 0
+        grep -qs "vendor listening" "$state/front$n.log" && return 0
         alive "$state/front$n.pid" || break
         sleep 0.1
     done
