@@ -256,7 +256,7 @@ async fn legit(r: &Rig) -> Legit {
 
 async fn loadgen_pairs_per_s(r: &Rig, seconds: u64) -> f64 {
     loadgen::run(LoadgenConfig {
-        vendor: r.addr,
+        vendors: vec![r.addr],
         pinned: r.key,
         code: r.code.clone(),
         clerk: support::CLERK.into(),
@@ -264,6 +264,7 @@ async fn loadgen_pairs_per_s(r: &Rig, seconds: u64) -> f64 {
         terminals: 4,
         duration_s: seconds,
         void_every: 10,
+        acks: None,
     })
     .await
     .map_or(0.0, |rep| rep.pairs_per_s)

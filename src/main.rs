@@ -77,9 +77,10 @@ struct AdminArgs {
 
 #[derive(Debug, Args)]
 struct LoadgenArgs {
-    /// Vendor address, e.g. 127.0.0.1:4433.
-    #[arg(long)]
-    vendor: SocketAddr,
+    /// Vendor address, e.g. 127.0.0.1:4433; several fronts of one vendor as a comma-separated
+    /// list (or repeated): terminal n talks to front n % count.
+    #[arg(long, value_delimiter = ',', required = true)]
+    vendor: Vec<SocketAddr>,
     /// The vendor key fingerprint to pin.
     #[arg(long)]
     pin: String,
@@ -96,6 +97,11 @@ struct LoadgenArgs {
     /// Void every n-th piece instead of committing it (0: never).
     #[arg(long, default_value_t = 10)]
     void_every: u64,
+    /// Append one JSON line per finished request to FILE, as it is answered (what was
+    /// acknowledged: funded, authorized, committed, voided); `frank vendor check-acks` checks
+    /// it against the ledger.
+    #[arg(long, value_name = "FILE")]
+    acks: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -333,7 +339,7 @@ fn main() -> anyhow::Result<()> {
             let password =
                 frank::secret::read_password(&format!("password for clerk {}: ", a.clerk))?;
             let cfg = frank::counter::loadgen::LoadgenConfig {
-                vendor: a.vendor,
+                vendors: a.vendor,
                 pinned: frank::identity::parse_fingerprint(&a.pin)?,
                 code: a.code,
                 clerk: a.clerk,
@@ -341,6 +347,7 @@ fn main() -> anyhow::Result<()> {
                 terminals: a.terminals,
                 duration_s: a.duration_s,
                 void_every: a.void_every,
+                acks: a.acks,
             };
             let r = runtime()?.block_on(frank::counter::loadgen::run(cfg))?;
             println!(
@@ -351,6 +358,15 @@ fn main() -> anyhow::Result<()> {
                 "pair latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
                 r.pair_p50_ms, r.pair_p90_ms, r.pair_p99_ms, r.pair_max_ms
             );
+            if r.pairs_per_front.len() > 1 {
+                let per: Vec<String> = r
+                    .pairs_per_front
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| format!("front {i}: {n}"))
+                    .collect();
+                println!("pairs per front: {}", per.join("  "));
+            }
             println!("{}", serde_json::to_string(&r)?);
             Ok(())
         }

@@ -13,8 +13,9 @@ mod support;
 
 use frank::counter::client::{self, Session, VendorConn};
 use frank::counter::loadgen::{self, LoadgenConfig};
+use frank::ledger::acks;
 use frank::ledger::postgres::{PostgresConfig, PostgresStore};
-use frank::ledger::{LedgerLimits, verify_audit};
+use frank::ledger::{LedgerLimits, LedgerStore, verify_audit};
 use frank::link::guard::LinkState;
 use frank::vendor_server::directory::Directory;
 use frank::vendor_server::server::CLOSE_SUPERSEDED;
@@ -244,21 +245,27 @@ async fn a_terminal_moves_between_fronts_and_is_live_on_one_only_issue_14() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn loadgen_on_both_fronts_keeps_one_ledger_whole_issue_14() {
     let f = two_fronts().await;
-    let config = |vendor| LoadgenConfig {
-        vendor,
+    let acks_file = f._dir.path().join("acks.jsonl");
+    let r = loadgen::run(LoadgenConfig {
+        vendors: vec![f.a, f.b],
         pinned: f.key,
         code: f.code.clone(),
         clerk: support::CLERK.into(),
         password: support::PASSWORD.into(),
-        terminals: 3,
+        terminals: 6,
         duration_s: 2,
         void_every: 5,
-    };
-    let (ra, rb) = tokio::join!(loadgen::run(config(f.a)), loadgen::run(config(f.b)));
-    let (ra, rb) = (ra.unwrap(), rb.unwrap());
-    println!("front_a={ra:?}\nfront_b={rb:?}");
-    assert_eq!((ra.errors, rb.errors), (0, 0));
-    assert!(ra.pairs > 0 && rb.pairs > 0, "both fronts carried load");
+        acks: Some(acks_file.clone()),
+    })
+    .await
+    .unwrap();
+    println!("{r:?}");
+    assert_eq!(r.errors, 0);
+    assert!(
+        r.pairs_per_front.iter().all(|&n| n > 0),
+        "both fronts carried load: {:?}",
+        r.pairs_per_front
+    );
     let store = PostgresStore::connect(
         &f.url,
         PostgresConfig::default(),
@@ -267,6 +274,15 @@ async fn loadgen_on_both_fronts_keeps_one_ledger_whole_issue_14() {
     )
     .await
     .unwrap();
+    // Every acknowledged request is in the ledger once, nothing else is, the audit verifies.
+    let log = acks::read(&acks_file).unwrap();
+    let check = acks::check(&store as &dyn LedgerStore, &log, None)
+        .await
+        .unwrap();
+    println!("{check}");
+    assert!(check.problems.is_empty(), "{:#?}", check.problems);
+    assert_eq!((check.lost, check.duplicated), (0, 0), "{check}");
+    assert!(check.ok(), "{check}");
     let report = verify_audit(&store)
         .await
         .expect("the audit chain verifies");
@@ -295,19 +311,18 @@ async fn loadgen_on_both_fronts_keeps_one_ledger_whole_issue_14() {
         }
     };
     let (printed, voided) = (count("printed").await, count("voided").await);
-    let (pairs, voids, funds) = (
-        ra.pairs + rb.pairs,
-        ra.voids + rb.voids,
-        ra.funds + rb.funds,
-    );
     // Every acknowledged commit and void is there once; no serial beyond them.
-    assert_eq!(printed, pairs);
-    assert_eq!(voided, voids);
-    assert_eq!(last_piece as u64, pairs + voids, "no piece issued twice");
+    assert_eq!(printed, r.pairs);
+    assert_eq!(voided, r.voids);
+    assert_eq!(
+        last_piece as u64,
+        r.pairs + r.voids,
+        "no piece issued twice"
+    );
     // Money conserved: every top-up is in the control total, spent as the printed pieces.
     assert_eq!(pending, 0);
     assert_eq!(ascending as u64, 100 * printed);
     assert_eq!(control, descending + pending + ascending);
-    assert_eq!(control as u64, 1_000_000 * funds);
+    assert_eq!(control as u64, 1_000_000 * r.funds);
     assert_eq!(report.control_total.get(), control as u64);
 }

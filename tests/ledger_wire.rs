@@ -393,7 +393,7 @@ async fn bad_fields_are_named_and_payment_problems_are_typed() {
 async fn loadgen_drives_pairs_and_the_registers_add_up() {
     let v = vendor().await;
     let cfg = frank::counter::loadgen::LoadgenConfig {
-        vendor: v.addr,
+        vendors: vec![v.addr],
         pinned: v.key,
         code: v.code.clone(),
         clerk: CLERK.into(),
@@ -401,6 +401,7 @@ async fn loadgen_drives_pairs_and_the_registers_add_up() {
         terminals: 2,
         duration_s: 1,
         void_every: 5,
+        acks: None,
     };
     let r = frank::counter::loadgen::run(cfg).await.unwrap();
     assert!(r.pairs > 0, "{r:?}");

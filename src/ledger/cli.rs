@@ -77,6 +77,24 @@ pub enum LedgerCommand {
     /// reversed or found uncharged); the reaper settles each after its grace period.
     #[command(subcommand)]
     Payments(PaymentsCommand),
+    /// Check a load generator's acknowledgement log (`frank loadgen --acks FILE`) against the
+    /// ledger: every acknowledged top-up, authorization, commit and void present once, nothing
+    /// applied twice, the audit log verifying. Prints `acknowledged=N lost=0 duplicated=0
+    /// audit_ok=true failover_s=X`; exits non-zero when anything is lost or duplicated or the
+    /// audit fails.
+    CheckAcks {
+        /// The acknowledgement log.
+        #[arg(long, value_name = "FILE")]
+        acks: std::path::PathBuf,
+        /// When the database's primary was told to stop, ms since the epoch (for failover_s).
+        #[arg(long, requires = "stopped_ms")]
+        stop_ms: Option<u64>,
+        /// When that stop had completed, ms since the epoch.
+        #[arg(long, requires = "stop_ms")]
+        stopped_ms: Option<u64>,
+        #[command(flatten)]
+        db: DatabaseArg,
+    },
     /// An account's status and registers.
     #[command(name = "registers")]
     Account {
@@ -490,6 +508,31 @@ async fn run_async(cmd: LedgerCommand) -> anyhow::Result<()> {
             let intents = store.open_intents(u64::MAX, limit).await?;
             for line in open_intents_report(&intents, now_ms()) {
                 println!("{line}");
+            }
+            Ok(())
+        }
+        LedgerCommand::CheckAcks {
+            acks,
+            stop_ms,
+            stopped_ms,
+            db,
+        } => {
+            let log = super::acks::read(&acks)?;
+            let store = open(&db).await?;
+            let failover = match (stop_ms, stopped_ms) {
+                (Some(stop_ms), Some(stopped_ms)) => Some(super::acks::FailoverTimes {
+                    stop_ms,
+                    stopped_ms,
+                }),
+                _ => None,
+            };
+            let report = super::acks::check(&*store, &log, failover).await?;
+            for p in &report.problems {
+                eprintln!("{p}");
+            }
+            println!("{report}");
+            if !report.ok() {
+                bail!("the ledger does not match the acknowledgement log");
             }
             Ok(())
         }

@@ -10,6 +10,7 @@
 //! Invariant: after every operation and every committed batch, for every account,
 //! `ascending + pending + descending == control`, and no register is negative.
 
+pub mod acks;
 pub mod audit;
 pub mod cli;
 pub mod licensing;
@@ -17,6 +18,7 @@ pub mod model;
 pub mod ops;
 pub mod payment;
 mod pg_batch;
+pub mod pg_conn;
 pub mod postgres;
 pub mod service;
 pub mod sqlite;

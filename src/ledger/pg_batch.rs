@@ -139,7 +139,8 @@ impl BatchStmts {
 
 /// What every writer shares.
 pub(super) struct WriterCtx {
-    pub url: String,
+    pub target: super::pg_conn::Target,
+    pub reconnect: Arc<super::pg_conn::Reconnect>,
     pub signer: Arc<dyn ItemSigner>,
     pub limits: LedgerLimits,
     pub retries_max: u32,
@@ -187,7 +188,9 @@ pub(super) async fn run_writer(ctx: Arc<WriterCtx>) {
     }
 }
 
-/// Applies one batch, retrying lost races; reconnects a connection that went away.
+/// Applies one batch, retrying lost races. A connection that went away is opened again
+/// (through the store's reconnect gate); one that failed the batch and no longer serves writes
+/// (its server went away or became a standby) is dropped, so the next batch opens a new one.
 async fn apply(
     ctx: &WriterCtx,
     conn: &mut Option<super::postgres::Conn>,
@@ -197,10 +200,14 @@ async fn apply(
     for attempt in 0..attempts {
         let c = match conn.take() {
             Some(c) if !c.client.is_closed() => c,
-            _ => connect(&ctx.url).await?,
+            _ => connect(&ctx.target, &ctx.reconnect).await?,
         };
         let r = attempt_batch(ctx, &c.client, &c.batch, jobs).await;
-        if !c.client.is_closed() {
+        let keep = match &r {
+            Err(TxError::Fail(_)) => super::pg_conn::usable(&c.client).await,
+            _ => !c.client.is_closed(),
+        };
+        if keep {
             *conn = Some(c);
         }
         match r {

@@ -19,11 +19,12 @@ use super::model::*;
 use super::ops::{self, IdempotencyRecord, Request, Snapshot};
 use super::payment::BoxFuture;
 use super::pg_batch;
+use super::pg_conn::{self, Reconnect, Target};
 use super::store::{self, AccountRow, LedgerStore, PieceRow, StoreError, corrupt, int};
 use std::sync::Arc;
 use tokio::sync::{Mutex, Semaphore, mpsc};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, IsolationLevel, NoTls, Statement};
+use tokio_postgres::{Client, IsolationLevel, Statement};
 
 /// Tuning of the PostgreSQL backend.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -224,6 +225,7 @@ const LICENSE_TRIES_MAX: usize = 3;
 pub struct PostgresLicensing {
     url: String,
     conn: Mutex<Option<Client>>,
+    reconnect: Reconnect,
     licenses_max: u64,
 }
 
@@ -234,24 +236,41 @@ impl PostgresLicensing {
         PostgresLicensing {
             url: url.to_string(),
             conn: Mutex::new(None),
+            reconnect: Reconnect::default(),
             licenses_max,
         }
     }
 
+    /// Issues on the connection kept for licensing (opened again, through the reconnect gate,
+    /// when it is gone); a connection on which the issue failed and that no longer serves
+    /// writes (its server went away or became a standby) is dropped.
     async fn issue_now(&self, meter: MeterSerial) -> Result<u64, String> {
         let mut guard = self.conn.lock().await;
         if guard.as_ref().is_none_or(|c| c.is_closed()) {
-            let (client, connection) = tokio_postgres::connect(&self.url, NoTls)
+            *guard = None;
+            let target = Target::parse(&self.url).map_err(|e| e.to_string())?;
+            let client = self
+                .reconnect
+                .attempt(target.open())
                 .await
                 .map_err(|e| format!("licensing database unreachable: {e}"))?;
-            tokio::spawn(async move {
-                let _ = connection.await;
-            });
             *guard = Some(client);
         }
         let Some(client) = guard.as_ref() else {
             return Err("licensing database unreachable".into());
         };
+        let r = Self::issue_on(client, meter, self.licenses_max).await;
+        if r.is_err() && !pg_conn::usable(client).await {
+            *guard = None;
+        }
+        r
+    }
+
+    async fn issue_on(
+        client: &Client,
+        meter: MeterSerial,
+        licenses_max: u64,
+    ) -> Result<u64, String> {
         let meter =
             i64::try_from(meter.number()).map_err(|_| "meter number out of range".to_string())?;
         // A front that inserted the meter's row at the same moment wins; its row is not in
@@ -278,10 +297,9 @@ impl PostgresLicensing {
         let license = license
             .ok_or_else(|| "licensing database: the meter's row did not settle".to_string())?;
         let license = u64::try_from(license).map_err(|_| "negative license".to_string())?;
-        if license > self.licenses_max {
+        if license > licenses_max {
             return Err(format!(
-                "all {} licenses of this authority are issued",
-                self.licenses_max
+                "all {licenses_max} licenses of this authority are issued"
             ));
         }
         Ok(license)
@@ -330,12 +348,14 @@ pub(super) struct Conn {
     pub(super) batch: pg_batch::BatchStmts,
 }
 
-pub(super) async fn connect(url: &str) -> Result<Conn, StoreError> {
-    let (client, connection) = tokio_postgres::connect(url, NoTls).await.map_err(db)?;
-    tokio::spawn(async move {
-        // Ends when the client is dropped or the server goes away; errors surface on the client.
-        let _ = connection.await;
-    });
+/// A new connection with its prepared statements, opened through `reconnect` (which spaces
+/// out attempts while the database is unreachable).
+pub(super) async fn connect(target: &Target, reconnect: &Reconnect) -> Result<Conn, StoreError> {
+    reconnect.attempt(open_conn(target)).await
+}
+
+async fn open_conn(target: &Target) -> Result<Conn, StoreError> {
+    let client = target.open().await?;
     let p = |sql: String| {
         let client = &client;
         async move { client.prepare(&sql).await.map_err(db) }
@@ -399,12 +419,14 @@ pub(super) async fn connect(url: &str) -> Result<Conn, StoreError> {
     })
 }
 
-/// Creates and upgrades the schema (ledger and directory); concurrent callers serialize.
-pub(crate) async fn migrate(url: &str) -> Result<(), StoreError> {
-    let (mut client, connection) = tokio_postgres::connect(url, NoTls).await.map_err(db)?;
-    let task = tokio::spawn(async move {
-        let _ = connection.await;
-    });
+/// Creates and upgrades the schema (ledger, directory, sessions) at `url`; concurrent callers
+/// serialize. The directory (`vendor_server::directory_pg`) calls it when it opens.
+pub(crate) async fn migrate_url(url: &str) -> Result<(), StoreError> {
+    migrate(&Target::parse(url)?).await
+}
+
+async fn migrate(target: &Target) -> Result<(), StoreError> {
+    let mut client = target.open().await?;
     client
         .batch_execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
         .await
@@ -429,14 +451,15 @@ pub(crate) async fn migrate(url: &str) -> Result<(), StoreError> {
         }
     }
     tx.commit().await.map_err(db)?;
-    drop(client);
-    let _ = task.await;
     Ok(())
 }
 
 /// The PostgreSQL ledger store: a fixed pool of connections.
 pub struct PostgresStore {
-    url: String,
+    target: Target,
+    /// Spaces out connection attempts while the database is unreachable; shared with the
+    /// batch writers.
+    reconnect: Arc<Reconnect>,
     pool: Mutex<Vec<Conn>>,
     permits: Semaphore,
     config: PostgresConfig,
@@ -566,17 +589,20 @@ impl PostgresStore {
         signer: Arc<dyn ItemSigner>,
         limits: LedgerLimits,
     ) -> Result<PostgresStore, StoreError> {
-        migrate(url).await?;
+        let target = Target::parse(url)?;
+        migrate(&target).await?;
+        let reconnect = Arc::new(Reconnect::default());
         let n = config.connections_max.max(1);
         let mut conns = Vec::with_capacity(n);
         for _ in 0..n {
-            conns.push(connect(url).await?);
+            conns.push(connect(&target, &reconnect).await?);
         }
         let counts = Arc::new(pg_batch::Counts::default());
         let batches = if config.batch_writers > 0 {
             let (tx, rx) = mpsc::channel(config.batch_queue_requests_max.max(1));
             let ctx = Arc::new(pg_batch::WriterCtx {
-                url: url.to_string(),
+                target: target.clone(),
+                reconnect: reconnect.clone(),
                 signer: signer.clone(),
                 limits: limits.clone(),
                 retries_max: config.serialization_retries_max,
@@ -592,7 +618,8 @@ impl PostgresStore {
             None
         };
         Ok(PostgresStore {
-            url: url.to_string(),
+            target,
+            reconnect,
             pool: Mutex::new(conns),
             permits: Semaphore::new(n),
             config,
@@ -629,10 +656,16 @@ impl PostgresStore {
         let conn = self.pool.lock().await.pop();
         let mut conn = match conn {
             Some(c) if !c.client.is_closed() => c,
-            _ => connect(&self.url).await?,
+            // Gone (its server went away) or never opened: a new one, through the gate.
+            _ => connect(&self.target, &self.reconnect).await?,
         };
         let r = f(&mut conn).await;
-        self.pool.lock().await.push(conn);
+        // A connection that failed a statement goes back only if it still serves writes;
+        // otherwise it is dropped here and the next use opens a new one (after a failover, on
+        // the promoted server).
+        if r.is_ok() || pg_conn::usable(&conn.client).await {
+            self.pool.lock().await.push(conn);
+        }
         r
     }
 

@@ -16,12 +16,9 @@ use super::directory::{
 };
 use super::lockout;
 use anyhow::Context;
-use std::time::Duration;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, GenericClient, NoTls, Row};
+use tokio_postgres::{Client, GenericClient, Row};
 
-/// How long connecting (and migrating) may take before the call fails.
-pub const CONNECT_TIMEOUT_MS: u64 = 10_000;
 /// Most attempts of one transaction that lost a uniqueness or serialization race.
 const RACE_ATTEMPTS_MAX: u32 = 3;
 
@@ -36,20 +33,14 @@ pub struct PgDirectory {
     seen_revision: Option<i64>,
 }
 
+/// A session as the ledger's connections get it: bounded connect time, `synchronous_commit`
+/// at least `on`, several hosts (`target_session_attrs=read-write` picks the primary).
 async fn connect(url: &str) -> anyhow::Result<Client> {
-    let (client, connection) = tokio::time::timeout(
-        Duration::from_millis(CONNECT_TIMEOUT_MS),
-        tokio_postgres::connect(url, NoTls),
-    )
-    .await
-    .map_err(|_| anyhow::anyhow!("connecting to the directory database timed out"))?
-    .context("connecting to the directory database")?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::warn!(error = %e, "directory database connection ended");
-        }
-    });
-    Ok(client)
+    crate::ledger::pg_conn::Target::parse(url)
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .open()
+        .await
+        .map_err(|e| anyhow::anyhow!("connecting to the directory database: {e}"))
 }
 
 /// A race another front won: retry the transaction.
@@ -142,7 +133,7 @@ impl PgDirectory {
             client: None,
             seen_revision: None,
         };
-        d.rt.block_on(crate::ledger::postgres::migrate(url))
+        d.rt.block_on(crate::ledger::postgres::migrate_url(url))
             .map_err(|e| anyhow::anyhow!("migrating the database: {e}"))?;
         d.run(async |_| Ok(()))?;
         Ok(d)

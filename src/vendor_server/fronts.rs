@@ -369,18 +369,14 @@ pub struct Fronts {
     tx: mpsc::Sender<Call>,
 }
 
-/// Connects with a timeout; the connection is driven by a task that ends with it.
+/// A session as the ledger's connections get it (bounded connect, `synchronous_commit` at
+/// least `on`, the primary among several hosts).
 async fn connect(url: &str) -> anyhow::Result<Client> {
-    let (client, connection) = tokio::time::timeout(
-        Duration::from_millis(CALL_TIMEOUT_MS),
-        tokio_postgres::connect(url, NoTls),
-    )
-    .await
-    .map_err(|_| anyhow::anyhow!("connecting timed out"))??;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    Ok(client)
+    crate::ledger::pg_conn::Target::parse(url)
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .open()
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 impl Fronts {
@@ -684,9 +680,10 @@ async fn listen(url: String, me: u64, events: mpsc::Sender<FrontEvent>) {
 
 /// `Ok` when the front is gone; `Err` when the connection broke.
 async fn listen_once(url: &str, me: u64, events: &mpsc::Sender<FrontEvent>) -> anyhow::Result<()> {
+    let target = crate::ledger::pg_conn::Target::parse(url).map_err(|e| anyhow::anyhow!("{e}"))?;
     let (client, mut connection) = tokio::time::timeout(
         Duration::from_millis(CALL_TIMEOUT_MS),
-        tokio_postgres::connect(url, NoTls),
+        target.config().connect(NoTls),
     )
     .await
     .map_err(|_| anyhow::anyhow!("connecting timed out"))??;
