@@ -34,10 +34,7 @@ mod support;
 use frank::counter::client::{self, Session};
 use frank::counter::loadgen::{self, LoadgenConfig};
 use frank::link::LinkState;
-use frank::vendor_server::directory::Directory;
-use frank::vendor_server::{DB_FILE, DataDir};
 use frank::wire::{self, WireItem};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -86,40 +83,14 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-struct Rig {
-    _dir: tempfile::TempDir,
-    child: tokio::process::Child,
-    addr: SocketAddr,
-    key: ed25519_dalek::VerifyingKey,
-    code: String,
-}
+type Rig = support::ChildVendor;
 
 async fn rig() -> Rig {
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let data = DataDir::new(dir.path().join("vendor"));
-    data.init().expect("vendor data dir");
-    let code = {
-        let mut d = Directory::open(&data.file(DB_FILE)).expect("directory");
-        let (acct, _) = d
-            .add_account("Abuse Bench Post Office", 1)
-            .expect("account");
-        let code = support::fleet_code(&mut d, acct.id);
-        d.add_clerk(acct.id, support::CLERK, support::PASSWORD, false, 1)
-            .expect("clerk");
-        d.add_clerk(acct.id, SUPERVISOR, SUPERVISOR_PASSWORD, true, 1)
+    support::child_vendor("Abuse Bench Post Office", |d, account| {
+        d.add_clerk(account, SUPERVISOR, SUPERVISOR_PASSWORD, true, 1)
             .expect("supervisor");
-        code
-    };
-    let key = data.load().expect("vendor key").key.verifying_key();
-    let addr = support::free_udp_port();
-    let child = support::spawn_vendor_serve(&dir.path().join("vendor"), addr, &[]).await;
-    Rig {
-        _dir: dir,
-        child,
-        addr,
-        key,
-        code,
-    }
+    })
+    .await
 }
 
 /// An enrolled terminal: its own endpoint (its own source port), device key and id.

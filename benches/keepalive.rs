@@ -32,8 +32,6 @@ mod support;
 use frank::counter::client::{self, Session};
 use frank::link::LinkState;
 use frank::link::driver::LinkHandle;
-use frank::vendor_server::directory::Directory;
-use frank::vendor_server::{DB_FILE, DataDir};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -103,38 +101,10 @@ fn slope(points: &[(f64, f64)]) -> f64 {
     if sxx == 0.0 { 0.0 } else { sxy / sxx }
 }
 
-struct Rig {
-    _dir: tempfile::TempDir,
-    child: tokio::process::Child,
-    addr: SocketAddr,
-    key: ed25519_dalek::VerifyingKey,
-    code: String,
-}
+type Rig = support::ChildVendor;
 
 async fn rig() -> Rig {
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let data = DataDir::new(dir.path().join("vendor"));
-    data.init().expect("vendor data dir");
-    let code = {
-        let mut d = Directory::open(&data.file(DB_FILE)).expect("directory");
-        let (acct, _) = d
-            .add_account("Keepalive Bench Post Office", 1)
-            .expect("account");
-        let code = support::fleet_code(&mut d, acct.id);
-        d.add_clerk(acct.id, support::CLERK, support::PASSWORD, false, 1)
-            .expect("clerk");
-        code
-    };
-    let key = data.load().expect("vendor key").key.verifying_key();
-    let addr = support::free_udp_port();
-    let child = support::spawn_vendor_serve(&dir.path().join("vendor"), addr, &[]).await;
-    Rig {
-        _dir: dir,
-        child,
-        addr,
-        key,
-        code,
-    }
+    support::child_vendor("Keepalive Bench Post Office", |_, _| {}).await
 }
 
 /// Enrolls terminal `i` from its own address, logs in on the same connection, starts its link

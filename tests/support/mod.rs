@@ -218,6 +218,43 @@ pub async fn spawn_vendor_serve(
     child
 }
 
+/// A child `frank vendor serve` (killed on drop) on a fresh data directory with one account,
+/// its clerk [`CLERK`] and a code many terminals may use.
+pub struct ChildVendor {
+    pub dir: tempfile::TempDir,
+    pub child: tokio::process::Child,
+    pub addr: SocketAddr,
+    pub key: ed25519_dalek::VerifyingKey,
+    pub code: String,
+}
+
+/// Starts a [`ChildVendor`] whose account is named `account`; `setup` adds what else the
+/// caller needs to the directory (a supervisor, say) before the vendor starts.
+pub async fn child_vendor(account: &str, setup: impl FnOnce(&mut Directory, u64)) -> ChildVendor {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let data = DataDir::new(dir.path().join("vendor"));
+    data.init().expect("vendor data dir");
+    let code = {
+        let mut d = Directory::open(&data.file(DB_FILE)).expect("directory");
+        let (acct, _) = d.add_account(account, 1).expect("account");
+        let code = fleet_code(&mut d, acct.id);
+        d.add_clerk(acct.id, CLERK, PASSWORD, false, 1)
+            .expect("clerk");
+        setup(&mut d, acct.id);
+        code
+    };
+    let key = data.load().expect("vendor key").key.verifying_key();
+    let addr = free_udp_port();
+    let child = spawn_vendor_serve(&data.path, addr, &[]).await;
+    ChildVendor {
+        dir,
+        child,
+        addr,
+        key,
+        code,
+    }
+}
+
 /// Funds the session's account with the simulator's test card, retrying while the vendor
 /// cannot take it yet (a link just up, say).
 pub async fn fund_until_ok(s: &Session, cents: u64) {
