@@ -6,10 +6,13 @@
 //! One batch, two pipelined round trips (tokio-postgres sends every statement of a phase
 //! before it reads any answer; the server runs them in order):
 //! 1. `BEGIN`; lock the batch's accounts (`WHERE id = ANY(..) ORDER BY id FOR UPDATE`: the one
-//!    lock order of every transaction on this database, the reaper's included); lock its pieces
-//!    (after their accounts, one primary-key statement each); read the idempotency records of its request ids. Each statement
-//!    runs after the one before, so the records are read after the locks were won and show
-//!    any racer's committed effect.
+//!    lock order of every transaction on this database, the reaper's included); read its pieces
+//!    (one primary-key statement each) and the idempotency records of its request ids. Each
+//!    statement runs after the one before, so the rows are read after the locks were won and
+//!    show any racer's committed effect. Pieces are read, not locked: every transaction that
+//!    writes a piece holds its account's row lock first (`Op::keys` names the piece's account;
+//!    the reaper locks the accounts of its due pieces), so the account lock covers the piece —
+//!    and a piece lock would cost a WAL record and a dirtied page per piece for nothing.
 //! 2. Decide every request in order with the pure [`ops::decide`] on one snapshot that each
 //!    decision updates (a later request in the batch sees an earlier one's effect; a request id
 //!    seen earlier in the batch replays its reply); then, in one pipeline: the accounts'
@@ -57,10 +60,11 @@ pub(super) struct Counts {
 /// The multi-row statements of one connection.
 pub(super) struct BatchStmts {
     lock_accounts: Statement,
-    /// One piece by its primary key. A statement per piece (pipelined) rather than one join
-    /// with `unnest`: the join's plan follows the table's statistics, which lag a table that
-    /// grows fast, and a hash join over the whole table took 3.7 ms a batch in the bench.
-    lock_piece: Statement,
+    /// One piece by its primary key, read under its account's lock. A statement per piece
+    /// (pipelined) rather than one join with `unnest`: the join's plan follows the table's
+    /// statistics, which lag a table that grows fast, and a hash join over the whole table took
+    /// 3.7 ms a batch in the bench.
+    read_piece: Statement,
     idem_get: Statement,
     accounts_update: Statement,
     pieces_put: Statement,
@@ -81,10 +85,9 @@ impl BatchStmts {
                      ORDER BY id FOR UPDATE"
                 ))
                 .await?,
-            lock_piece: client
+            read_piece: client
                 .prepare(&format!(
-                    "SELECT {piece_cols} FROM pieces WHERE account = $1 AND serial = $2 \
-                     FOR UPDATE"
+                    "SELECT {piece_cols} FROM pieces WHERE account = $1 AND serial = $2"
                 ))
                 .await?,
             idem_get: client
@@ -277,15 +280,15 @@ async fn decide_and_write(
         .iter()
         .map(|[a, sn]| [a as &Param, sn as &Param])
         .collect();
-    let lock_pieces = futures_util::future::try_join_all(
+    let read_pieces = futures_util::future::try_join_all(
         piece_params
             .iter()
-            .map(|p| client.query_opt(&s.lock_piece, p)),
+            .map(|p| client.query_opt(&s.read_piece, p)),
     );
     let (_, account_rows, piece_rows, idem_rows) = tokio::try_join!(
         client.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED"),
         client.query(&s.lock_accounts, &lock_accounts),
-        lock_pieces,
+        read_pieces,
         client.query(&s.idem_get, &idem_get),
     )
     .map_err(batch_error)?;
