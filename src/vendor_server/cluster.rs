@@ -42,16 +42,21 @@ pub(super) async fn bind(shared: &Shared, s: SharedSession) -> Result<u64, Error
     }
 }
 
-/// The local bind of a session bound across fronts failed: let it go there too.
+/// After the local bind of a session bound across fronts: if it failed, let it go there too;
+/// if another front bound the terminal since (its notice came before this link existed), this
+/// front's new connection is superseded at once.
 pub(super) fn bound_or_release(
     shared: &Shared,
     active: &ActiveSession,
     local: Result<(), ErrorBody>,
 ) -> Result<(), ErrorBody> {
-    if local.is_err()
-        && let Some(f) = &shared.fronts
-    {
+    let Some(f) = &shared.fronts else {
+        return local;
+    };
+    if local.is_err() {
         f.detach(active.session_id, active.epoch, super::now_ms());
+    } else if f.bound_elsewhere_since(active.terminal_id, active.epoch) {
+        close_older(shared, active.terminal_id, u64::MAX);
     }
     local
 }
@@ -111,20 +116,29 @@ pub(super) fn forget_revoked(shared: &Shared, r: &Revocations) {
 /// this front forgets the terminal's sessions (the table is the authority; a resume here reads
 /// it again).
 fn supersede(shared: &Shared, h: Holder) {
+    if let Some(f) = &shared.fronts {
+        f.note_bind(h);
+    }
+    close_older(shared, h.terminal_id, h.epoch);
+}
+
+/// Closes this front's connection of `terminal_id` if its epoch is below `epoch`, and forgets
+/// the terminal's sessions here unless a newer link of it stays.
+fn close_older(shared: &Shared, terminal_id: u64, epoch: u64) {
     let mut links = lock(&shared.links);
-    let older = links.get(&h.terminal_id).is_some_and(|l| l.epoch < h.epoch);
+    let older = links.get(&terminal_id).is_some_and(|l| l.epoch < epoch);
     let ended = if older {
-        links.remove(&h.terminal_id)
+        links.remove(&terminal_id)
     } else {
         None
     };
     drop(links);
-    if older || !lock(&shared.links).contains_key(&h.terminal_id) {
-        lock(&shared.sessions).forget(|r| r.terminal_id == h.terminal_id);
+    if older || !lock(&shared.links).contains_key(&terminal_id) {
+        lock(&shared.sessions).forget(|r| r.terminal_id == terminal_id);
     }
     if let Some(l) = ended {
         tracing::info!(
-            terminal = h.terminal_id,
+            terminal = terminal_id,
             "closing the terminal's connection: another front bound it"
         );
         l.link.stop();

@@ -323,6 +323,42 @@ fn chunk(front: u64, views: Vec<PublishedView>, gone: Vec<u64>) -> Vec<ViewsMess
     out
 }
 
+/// Other fronts' recent binds (sans-I/O core): a bind that arrives while this front's own bind
+/// of the same terminal is still on its way to the connection must not be missed, so it is
+/// remembered for [`RECENT_BIND_MS`] and checked once the local bind is done.
+#[derive(Debug, Default)]
+pub struct RecentBinds {
+    binds: HashMap<u64, (u64, Instant)>,
+}
+
+/// How long another front's bind is remembered.
+pub const RECENT_BIND_MS: u64 = 10_000;
+/// Most binds remembered; beyond, the oldest are forgotten (the reconcile still finds them).
+pub const RECENT_BINDS_MAX: usize = 65_536;
+
+impl RecentBinds {
+    pub fn note(&mut self, h: Holder, now: Instant) {
+        let keep = Duration::from_millis(RECENT_BIND_MS);
+        if self.binds.len() >= RECENT_BINDS_MAX {
+            self.binds
+                .retain(|_, (_, at)| now.saturating_duration_since(*at) < keep);
+        }
+        if self.binds.len() < RECENT_BINDS_MAX {
+            let e = self.binds.entry(h.terminal_id).or_insert((h.epoch, now));
+            if h.epoch >= e.0 {
+                *e = (h.epoch, now);
+            }
+        }
+    }
+
+    /// Whether another front bound `terminal_id` with a higher epoch than `epoch` lately.
+    pub fn newer(&self, terminal_id: u64, epoch: u64, now: Instant) -> bool {
+        self.binds.get(&terminal_id).is_some_and(|(e, at)| {
+            *e > epoch && now.saturating_duration_since(*at) < Duration::from_millis(RECENT_BIND_MS)
+        })
+    }
+}
+
 /// Reads a `frank_sessions` payload: `terminal epoch front`.
 pub fn parse_holder(payload: &str) -> Option<Holder> {
     let mut it = payload.split(' ').map(str::parse::<u64>);
@@ -367,6 +403,7 @@ pub struct Fronts {
     front: u64,
     seal: ResumeSeal,
     tx: mpsc::Sender<Call>,
+    recent: std::sync::Arc<std::sync::Mutex<RecentBinds>>,
 }
 
 /// A session as the ledger's connections get it (bounded connect, `synchronous_commit` at
@@ -427,7 +464,25 @@ impl Fronts {
             front,
             seal: ResumeSeal::new(vendor_key),
             tx,
+            recent: Default::default(),
         })
+    }
+
+    /// Remembers another front's bind (see [`RecentBinds`]).
+    pub fn note_bind(&self, h: Holder) {
+        self.recent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .note(h, Instant::now());
+    }
+
+    /// Whether another front bound `terminal_id` after this front's bind at `epoch`.
+    pub fn bound_elsewhere_since(&self, terminal_id: u64, epoch: u64) -> bool {
+        self.recent.lock().unwrap_or_else(|p| p.into_inner()).newer(
+            terminal_id,
+            epoch,
+            Instant::now(),
+        )
     }
 
     /// This front's id (random per process).
@@ -761,6 +816,24 @@ mod tests {
         assert_eq!(ResumeSeal::new(&k).apply(99, &sealed), secret);
         assert_ne!(ResumeSeal::new(&other).apply(99, &sealed), secret);
         assert_ne!(ResumeSeal::new(&k).apply(98, &sealed), secret);
+    }
+
+    #[test]
+    fn a_recent_bind_elsewhere_is_remembered_for_a_while() {
+        let t0 = Instant::now();
+        let mut r = RecentBinds::default();
+        let h = |epoch| Holder {
+            terminal_id: 5,
+            epoch,
+            front: 2,
+        };
+        r.note(h(10), t0);
+        assert!(r.newer(5, 9, t0));
+        assert!(!r.newer(5, 10, t0), "not newer than our own epoch");
+        assert!(!r.newer(6, 1, t0), "another terminal");
+        r.note(h(7), t0);
+        assert!(r.newer(5, 9, t0), "an older bind does not hide a newer one");
+        assert!(!r.newer(5, 9, t0 + Duration::from_millis(RECENT_BIND_MS)));
     }
 
     #[test]
