@@ -326,3 +326,55 @@ async fn loadgen_on_both_fronts_keeps_one_ledger_whole_issue_14() {
     assert_eq!(control as u64, 1_000_000 * r.funds);
     assert_eq!(report.control_total.get(), control as u64);
 }
+
+/// Accounts opened at once through both fronts' data directories (`frank vendor account add`
+/// as separate processes) get distinct directory ids, distinct meters and distinct licenses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounts_opened_at_once_on_two_fronts_get_distinct_licenses_issue_14() {
+    let f = two_fronts().await;
+    const EACH: usize = 3;
+    let adds: Vec<_> = ["a", "b"]
+        .into_iter()
+        .flat_map(|front| (0..EACH).map(move |i| (front, i)))
+        .map(|(front, i)| {
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_frank"))
+                .args(["vendor", "account", "add", "--data"])
+                .arg(f._dir.path().join(front))
+                .args(["--database", &f.url, "--name", &format!("PO {front}{i}")])
+                .env("RUST_LOG", "error")
+                .output()
+        })
+        .collect();
+    for out in futures_util::future::join_all(adds).await {
+        let out = out.unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let (client, conn) = tokio_postgres::connect(&f.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let count = |sql: &'static str| {
+        let client = &client;
+        async move {
+            let n: i64 = client.query_one(sql, &[]).await.unwrap().get(0);
+            n
+        }
+    };
+    // The setup's account has no ledger account yet (it opens at the first sign-in).
+    let opened = 2 * EACH as i64;
+    assert_eq!(
+        count("SELECT count(DISTINCT id) FROM directory_accounts").await,
+        1 + opened
+    );
+    assert_eq!(count("SELECT count(*) FROM accounts").await, opened);
+    assert_eq!(
+        count("SELECT count(DISTINCT license) FROM accounts WHERE license IS NOT NULL").await,
+        opened,
+        "every account licensed, no license twice"
+    );
+    assert_eq!(count("SELECT count(*) FROM meter_licenses").await, opened);
+}
