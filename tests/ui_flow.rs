@@ -347,6 +347,7 @@ fn items_left_by_the_last_run_are_announced_until_settled() {
     );
     let notice = app.notice.clone().unwrap().text;
     assert!(notice.contains("ready for new items"), "{notice}");
+    assert!(ctrl(&mut app, 'q').is_empty(), "quitting is asked first");
     assert_eq!(ctrl(&mut app, 'q'), vec![Command::Quit]);
 }
 
@@ -423,7 +424,8 @@ fn an_issued_item_is_never_printed_again() {
     // Only a refund can follow, from history.
     press(&mut app, KeyCode::F(3));
     assert_eq!(app.screen, Screen::History);
-    let cmds = ctrl(&mut app, 'r');
+    assert!(ctrl(&mut app, 'r').is_empty(), "a refund is asked first");
+    let cmds = press(&mut app, KeyCode::Char('y'));
     assert_eq!(cmds, vec![Command::RequestRefund { job }]);
     assert_eq!(
         app.item_state(job),
@@ -826,4 +828,267 @@ fn a_printer_that_cannot_confirm_printing_says_so_on_the_refund() {
         text.contains("this printer cannot confirm what it printed"),
         "{text}"
     );
+}
+
+#[test]
+fn keys_do_not_act_on_a_screen_hidden_by_the_enlarge_message() {
+    let mut app = quoted();
+    press(&mut app, KeyCode::Enter);
+    assert_eq!(app.screen, Screen::Review);
+    app.handle(Event::Resize(39, 11));
+    let text = screen_text(&render(&app, 39, 11));
+    assert!(text.contains("Enlarge"), "{text}");
+    for code in [
+        KeyCode::Enter,
+        KeyCode::Esc,
+        KeyCode::Char('x'),
+        KeyCode::F(3),
+    ] {
+        let cmds = press(&mut app, code);
+        assert!(
+            cmds.is_empty(),
+            "{code:?} acted on the hidden review: {cmds:?}"
+        );
+        assert_eq!(app.screen, Screen::Review);
+    }
+    assert!(app.draft.is_some(), "the hidden draft was spent");
+    // Help still opens and closes.
+    press(&mut app, KeyCode::F(1));
+    assert!(app.show_help);
+    press(&mut app, KeyCode::F(1));
+    assert!(!app.show_help);
+    // Large enough again: Enter confirms.
+    app.handle(Event::Resize(80, 24));
+    let cmds = press(&mut app, KeyCode::Enter);
+    assert!(matches!(&cmds[..], [Command::Authorize { .. }]), "{cmds:?}");
+}
+
+#[test]
+fn quit_still_works_while_the_terminal_is_too_small() {
+    let mut app = signed_in();
+    app.handle(Event::Resize(30, 8));
+    ctrl(&mut app, 'q');
+    let cmds = ctrl(&mut app, 'q');
+    assert_eq!(cmds, vec![Command::Quit]);
+}
+
+#[test]
+fn quit_asks_first_and_any_other_key_stays() {
+    let mut app = signed_in();
+    assert!(ctrl(&mut app, 'q').is_empty(), "Ctrl-Q alone must not quit");
+    assert!(!app.quit);
+    let notice = app.notice.clone().unwrap().text;
+    assert!(
+        notice.contains("Quit the counter?") && notice.contains("Ctrl-Q again quits"),
+        "{notice}"
+    );
+    // n (or any key) answers no, and is not typed anywhere.
+    assert!(press(&mut app, KeyCode::Char('n')).is_empty());
+    assert!(!app.quit);
+    assert_eq!(app.screen, Screen::Home);
+    assert!(ctrl(&mut app, 'q').is_empty());
+    assert_eq!(press(&mut app, KeyCode::Char('y')), vec![Command::Quit]);
+    assert!(app.quit);
+}
+
+#[test]
+fn quit_while_printing_says_so_and_does_not_ask() {
+    let mut app = quoted();
+    let job = authorize(&mut app);
+    backend(&mut app, Backend::Authorized { job });
+    assert!(ctrl(&mut app, 'q').is_empty());
+    assert!(app.confirm.is_none());
+    let notice = app.notice.clone().unwrap().text;
+    assert!(notice.contains("An item is printing"), "{notice}");
+    assert!(ctrl(&mut app, 'q').is_empty(), "no quitting mid-print");
+}
+
+#[test]
+fn a_refund_is_sent_only_after_it_is_confirmed() {
+    let mut app = quoted();
+    let job = authorize(&mut app);
+    backend(&mut app, Backend::Authorized { job });
+    backend(
+        &mut app,
+        Backend::PrintOutcome {
+            job,
+            outcome: JobOutcome::Completed {
+                bytes_sent: 10,
+                indicium: IndiciumPaper::Printed,
+            },
+        },
+    );
+    settle(&mut app, job, Settlement::Commit, SettlePhase::Done);
+    // On the outcome screen: Ctrl-R asks; Esc answers no and nothing is sent.
+    assert!(ctrl(&mut app, 'r').is_empty());
+    let notice = app.notice.clone().unwrap().text;
+    assert!(notice.contains("Request a refund for #1"), "{notice}");
+    assert!(press(&mut app, KeyCode::Esc).is_empty());
+    assert_eq!(app.item_state(job), Some(ItemState::Printed));
+    assert_eq!(
+        app.screen,
+        Screen::Printing,
+        "the answer did not act as Back"
+    );
+    // In history: Ctrl-R asks, Ctrl-R again sends.
+    press(&mut app, KeyCode::F(3));
+    assert!(ctrl(&mut app, 'r').is_empty());
+    assert_eq!(ctrl(&mut app, 'r'), vec![Command::RequestRefund { job }]);
+    assert_eq!(
+        app.item_state(job),
+        Some(ItemState::Refund(RefundState::Requested))
+    );
+}
+
+#[test]
+fn history_and_recent_items_list_newest_first() {
+    use frank::indicium::ItemKind as K;
+    let mut app = quoted();
+    let job = authorize(&mut app);
+    backend(&mut app, Backend::Authorized { job });
+    // The vendor lists its rows newest first and does not know this run's item yet.
+    backend(
+        &mut app,
+        Backend::History(vec![
+            entry(103, K::Postage, "2026-11-03", "to Chicago"),
+            entry(102, K::Ticket, "2026-11-02", "Opera"),
+            entry(101, K::Postage, "2026-11-01", "to Boston"),
+        ]),
+    );
+    let jobs: Vec<u64> = app.filtered_history().iter().map(|e| e.job.0).collect();
+    assert_eq!(jobs, vec![job.0, 103, 102, 101]);
+    press(&mut app, KeyCode::Esc); // nothing: the item prints
+    backend(
+        &mut app,
+        Backend::PrintOutcome {
+            job,
+            outcome: JobOutcome::Completed {
+                bytes_sent: 10,
+                indicium: IndiciumPaper::Printed,
+            },
+        },
+    );
+    settle(&mut app, job, Settlement::Commit, SettlePhase::Done);
+    press(&mut app, KeyCode::Esc);
+    assert_eq!(app.screen, Screen::Home);
+    let text = screen_text(&render(&app, 120, 40));
+    let at = |needle: &str| {
+        text.find(needle)
+            .unwrap_or_else(|| panic!("{needle}: {text}"))
+    };
+    assert!(
+        at("to Chicago") < at("Opera") && at("Opera") < at("to Boston"),
+        "{text}"
+    );
+    assert!(at(&format!("{job} ")) < at("to Chicago"), "{text}");
+    press(&mut app, KeyCode::F(3));
+    let text = screen_text(&render(&app, 120, 40));
+    let at = |needle: &str| {
+        text.find(needle)
+            .unwrap_or_else(|| panic!("{needle}: {text}"))
+    };
+    assert!(
+        at("to Chicago") < at("Opera") && at("Opera") < at("to Boston"),
+        "{text}"
+    );
+}
+
+#[test]
+fn kiosk_shows_no_office_data_to_the_public() {
+    let mut app = kiosk_app();
+    link(&mut app, LinkState::Up);
+    backend(
+        &mut app,
+        Backend::SignedIn {
+            clerk: "kiosk-clerk".into(),
+            balance: cents(123_456),
+        },
+    );
+    backend(&mut app, Backend::Balance(cents(654_321)));
+    for (w, h) in [(120, 40), (80, 24), (40, 12)] {
+        let text = screen_text(&render(&app, w, h));
+        for office in [
+            "kiosk-clerk",
+            "$1,234.56",
+            "$1234.56",
+            "$6,543.21",
+            "$6543.21",
+            "balance",
+            "clerk",
+        ] {
+            assert!(!text.contains(office), "{office} at {w}x{h}:\n{text}");
+        }
+        assert!(text.contains("LINK UP"), "{text}");
+    }
+}
+
+#[test]
+fn kiosk_counts_down_before_the_idle_timeout_and_a_key_keeps_the_form() {
+    let mut app = kiosk_app(); // idle timeout 60 s
+    link(&mut app, LinkState::Up);
+    assert_eq!(
+        app.idle_countdown_s(),
+        None,
+        "nothing to clear on the welcome screen"
+    );
+    press(&mut app, KeyCode::Enter);
+    typ(&mut app, "Ada");
+    app.handle(Event::Tick { elapsed_ms: 44_000 });
+    assert_eq!(app.idle_countdown_s(), None, "16 s left: no countdown yet");
+    let text = screen_text(&render(&app, 80, 24));
+    assert!(!text.contains("Still there?"), "{text}");
+    app.handle(Event::Tick { elapsed_ms: 3_000 });
+    assert_eq!(app.idle_countdown_s(), Some(13));
+    let text = screen_text(&render(&app, 80, 24));
+    assert!(
+        text.contains("Still there? The form clears in 13 s"),
+        "{text}"
+    );
+    // A key keeps the form: the countdown goes, and the key does nothing else.
+    let cmds = press(&mut app, KeyCode::Esc);
+    assert!(cmds.is_empty());
+    assert_eq!(app.screen, Screen::Postage, "the key acted on the form");
+    assert_eq!(app.postage.text("s_name"), "Ada");
+    assert_eq!(app.idle_countdown_s(), None);
+    let text = screen_text(&render(&app, 80, 24));
+    assert!(!text.contains("Still there?"), "{text}");
+    // Left alone: the countdown runs out and the form is cleared.
+    app.handle(Event::Tick { elapsed_ms: 50_000 });
+    assert_eq!(app.idle_countdown_s(), Some(10));
+    app.handle(Event::Tick { elapsed_ms: 10_000 });
+    assert_eq!(app.screen, Screen::Welcome);
+    assert_eq!(app.postage.text("s_name"), "");
+}
+
+#[test]
+fn kiosk_pin_lock_lifts_after_its_stated_time() {
+    let mut app = kiosk_app();
+    for _ in 0..5 {
+        ctrl(&mut app, 'c');
+        typ(&mut app, "1111");
+        press(&mut app, KeyCode::Enter);
+    }
+    assert!(app.pin_prompt.is_none());
+    let notice = app.notice.clone().unwrap().text;
+    assert!(notice.contains("locked for 5 min"), "{notice}");
+    // Locked: Ctrl-C says how long is left instead of opening the prompt.
+    app.handle(Event::Tick { elapsed_ms: 48_000 });
+    ctrl(&mut app, 'c');
+    assert!(app.pin_prompt.is_none());
+    let notice = app.notice.clone().unwrap().text;
+    assert!(notice.contains("try again in 4 min 12 s"), "{notice}");
+    // The right PIN cannot be tried while locked.
+    typ(&mut app, "2468");
+    assert!(press(&mut app, KeyCode::Enter).is_empty());
+    assert!(!app.quit);
+    app.handle(Event::Tick {
+        elapsed_ms: 252_000,
+    });
+    ctrl(&mut app, 'c');
+    assert!(
+        app.pin_prompt.is_some(),
+        "the lock did not lift after 5 min"
+    );
+    typ(&mut app, "2468");
+    assert_eq!(press(&mut app, KeyCode::Enter), vec![Command::Quit]);
 }

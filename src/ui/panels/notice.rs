@@ -17,6 +17,16 @@ pub fn role_of(s: Severity) -> Role {
 }
 
 pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
+    // Kiosk, idle: the countdown before the form is cleared comes first.
+    if let Some(left) = app.idle_countdown_s() {
+        let text = crate::ui::text::fit(
+            &format!("! Still there? The form clears in {left} s — press any key to keep it."),
+            area.width as usize,
+        );
+        let style = app.config.theme.style(Role::AlertWarn);
+        frame.render_widget(crate::ui::line_widget(Span::styled(text, style)), area);
+        return;
+    }
     let Some(n) = &app.notice else {
         // Otherwise the focused field's error, in full (the form row may cut it).
         if let Some(f) = app.focused_field()
