@@ -10,7 +10,8 @@ use frank::printer::streamer::{AbortCause, IndiciumPaper, JobOutcome, PrinterFau
 use frank::ui::App;
 use frank::ui::app::{JobPhase, QuoteState, Screen};
 use frank::ui::event::{
-    Backend, Command, Event, FundMethod, HistoryEntry, ItemState, JobId, RefundState, SettlePhase,
+    Backend, Command, Event, FundMethod, HistoryEntry, ItemState, JobId, PrinterStatus,
+    RefundState, SettlePhase,
 };
 use frank::ui::keys::{Action, KeyBindings};
 use frank::ui::theme::{Role, Theme};
@@ -1091,4 +1092,118 @@ fn kiosk_pin_lock_lifts_after_its_stated_time() {
     );
     typ(&mut app, "2468");
     assert_eq!(press(&mut app, KeyCode::Enter), vec![Command::Quit]);
+}
+
+/// Kiosk: postage filled, quoted at $5.40 and on the card payment screen.
+fn kiosk_paying() -> App {
+    let mut app = kiosk_app();
+    link(&mut app, LinkState::Up);
+    backend(&mut app, Backend::PrinterStatus(PrinterStatus::Ready));
+    press(&mut app, KeyCode::Enter);
+    let cmds = fill_postage(&mut app);
+    let request = quote_request(&cmds).unwrap();
+    backend(
+        &mut app,
+        Backend::Quote {
+            request,
+            amount: cents(540),
+        },
+    );
+    press(&mut app, KeyCode::Enter);
+    assert_eq!(app.screen, Screen::Review);
+    press(&mut app, KeyCode::Enter);
+    assert_eq!(app.screen, Screen::Funds);
+    typ(&mut app, "4242424242424242");
+    press(&mut app, KeyCode::Tab);
+    typ(&mut app, "04/29");
+    press(&mut app, KeyCode::Tab);
+    typ(&mut app, "123");
+    let cmds = press(&mut app, KeyCode::Enter);
+    assert!(matches!(&cmds[..], [Command::Fund { .. }]), "{cmds:?}");
+    app
+}
+
+#[test]
+fn kiosk_tells_customers_what_to_do_in_their_words() {
+    let office = [
+        "top-up",
+        "minimum",
+        "Not added",
+        "Fix the printer",
+        "available",
+        "insufficient",
+        "register",
+    ];
+    let shown = |app: &App| {
+        let text = screen_text(&render(app, 120, 40));
+        for w in office {
+            assert!(
+                !text.contains(w),
+                "office words {w:?} on the kiosk:\n{text}"
+            );
+        }
+        text
+    };
+    // A payment the vendor's limits refuse.
+    let mut app = kiosk_paying();
+    backend(
+        &mut app,
+        Backend::FundResult {
+            ok: false,
+            message: "Not added: top-up $5.40 is below the minimum of $10.00".into(),
+        },
+    );
+    let text = shown(&app);
+    assert!(
+        text.contains("This kiosk cannot take that payment; please ask at the counter."),
+        "{text}"
+    );
+    // A declined card: another card may do.
+    let mut app = kiosk_paying();
+    backend(
+        &mut app,
+        Backend::FundResult {
+            ok: false,
+            message: "Not added: payment declined by the issuer; use another card or account"
+                .into(),
+        },
+    );
+    let text = shown(&app);
+    assert!(
+        text.contains("Your card was declined. Please try another card."),
+        "{text}"
+    );
+    // Paid, then the vendor refuses the item with the account's figures in its reason.
+    let mut app = kiosk_paying();
+    let cmds = backend(
+        &mut app,
+        Backend::FundResult {
+            ok: true,
+            message: "Added $5.40 (payment 7).".into(),
+        },
+    );
+    let [Command::Authorize { job, .. }] = &cmds[..] else {
+        panic!("{cmds:?}");
+    };
+    backend(
+        &mut app,
+        Backend::AuthorizeFailed {
+            job: *job,
+            reason: "insufficient funds: $5.40 requested, $1.00 available".into(),
+        },
+    );
+    let text = shown(&app);
+    assert!(text.contains("please ask staff for a refund"), "{text}");
+    // The printer fails: printing is refused in customer words.
+    let mut app = kiosk_app();
+    link(&mut app, LinkState::Up);
+    backend(
+        &mut app,
+        Backend::PrinterStatus(PrinterStatus::Fault(PrinterFault::PaperOut)),
+    );
+    let text = shown(&app);
+    assert!(
+        text.contains("The printer needs attention; please ask staff."),
+        "{text}"
+    );
 }

@@ -295,6 +295,17 @@ fn duration_words(ms: u64) -> String {
     }
 }
 
+/// Kiosk: what a customer is told when a card payment did not go through. The backend's
+/// words are for the office (limits, registers); the customer needs only what to do. A decline
+/// (the payment processor's words say "declined") can be fixed with another card.
+fn kiosk_payment_words(office_words: &str) -> &'static str {
+    if office_words.to_lowercase().contains("declined") {
+        "Your card was declined. Please try another card."
+    } else {
+        "This kiosk cannot take that payment; please ask at the counter."
+    }
+}
+
 /// "1 item" / "3 items".
 fn items_word(n: usize) -> String {
     if n == 1 {
@@ -502,6 +513,18 @@ impl App {
     /// Why printing is not possible right now, in words for the screen; `None` when it is.
     pub fn print_block_reason(&self) -> Option<String> {
         let state = self.link_state();
+        if self.config.kiosk {
+            // A customer is told what to do, not why in office words.
+            if !state.allows_printing() {
+                return Some(
+                    "Printing is paused while the kiosk reconnects; please wait a moment.".into(),
+                );
+            }
+            if let PrinterStatus::Fault(_) = self.printer {
+                return Some("The printer needs attention; please ask staff.".into());
+            }
+            return None;
+        }
         if !state.allows_printing() {
             return Some(match state {
                 LinkState::Lapsed => "Printing disabled: the link to the vendor lapsed (no keepalives). Wait for it to come back up.".into(),
@@ -1638,10 +1661,9 @@ impl App {
                     j.phase = JobPhase::Done {
                         severity: Severity::Error,
                         message: if self.config.kiosk {
-                            // The card payment came first and stays on the account.
-                            format!(
-                                "Not issued: {reason}. Your payment is kept on this kiosk's account; please ask staff for a refund."
-                            )
+                            // The card payment came first and stays on the account. The
+                            // vendor's reason is office data (e.g. the account's balance).
+                            "Your item could not be issued. Your payment is kept; please ask staff for a refund.".to_string()
                         } else {
                             format!("Not issued: {reason}. Nothing was charged.")
                         },
@@ -1722,6 +1744,11 @@ impl App {
                     // Declined or failed: the card form stays up for another card.
                     self.funds.focus = 2;
                 }
+                let message = if self.config.kiosk && !ok {
+                    kiosk_payment_words(&message).to_string()
+                } else {
+                    message
+                };
                 self.notice(if ok { Severity::Ok } else { Severity::Error }, message)
             }
             Backend::Error(e) => self.notice(Severity::Error, e),
