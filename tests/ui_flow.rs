@@ -202,7 +202,7 @@ fn address_fields_are_validated_per_field_as_you_type() {
     press(&mut app, KeyCode::Enter);
     assert_eq!(app.screen, Screen::Postage);
     let notice = app.notice.clone().unwrap().text;
-    assert!(notice.contains("from name"), "{notice}");
+    assert!(notice.contains("Fix the sender's Name"), "{notice}");
 }
 
 #[test]
@@ -1206,4 +1206,52 @@ fn kiosk_tells_customers_what_to_do_in_their_words() {
         text.contains("The printer needs attention; please ask staff."),
         "{text}"
     );
+}
+
+#[test]
+fn a_long_message_wraps_instead_of_being_cut() {
+    let mut app = signed_in();
+    let long = "The vendor refused the request because the terminal's clock is more than five \
+                minutes off; set the clock of this computer to the right time, then sign in \
+                again and try once more.";
+    backend(&mut app, Backend::Error(long.into()));
+    let text = screen_text(&render(&app, 120, 40));
+    let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        flat.contains("then sign in again and try once more."),
+        "{text}"
+    );
+    assert!(!text.contains('…'), "{text}");
+}
+
+#[test]
+fn a_fix_notice_goes_once_its_field_is_valid_and_names_it_in_words() {
+    let mut app = signed_in();
+    ctrl(&mut app, 'n');
+    fill_postage(&mut app);
+    // Make the recipient's ZIP wrong, then try to review.
+    for _ in 0..2 {
+        press(&mut app, KeyCode::BackTab);
+    }
+    assert_eq!(app.postage.focused().unwrap().key, "r_zip");
+    for _ in 0..10 {
+        press(&mut app, KeyCode::Backspace);
+    }
+    typ(&mut app, "021");
+    press(&mut app, KeyCode::Enter);
+    let notice = app.notice.clone().expect("a fix notice").text;
+    assert!(notice.starts_with("Fix the recipient's ZIP:"), "{notice}");
+    assert!(
+        !notice.contains("r_zip") && !notice.contains("to zip"),
+        "{notice}"
+    );
+    // Still wrong: the notice stays.
+    typ(&mut app, "0");
+    assert!(app.notice.is_some());
+    // Valid: the old error leaves the bottom line.
+    typ(&mut app, "8");
+    assert_eq!(app.postage.text("r_zip"), "02108");
+    assert!(app.notice.is_none(), "{:?}", app.notice);
+    let text = screen_text(&render(&app, 120, 40));
+    assert!(!text.contains("Fix the recipient"), "{text}");
 }

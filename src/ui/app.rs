@@ -283,6 +283,8 @@ pub struct App {
     pub last_run_jobs: usize,
     /// The question waiting for an answer (quit, refund), if any.
     pub confirm: Option<Confirm>,
+    /// The form field the notice asks to fix ("Fix …"): once it is valid the notice goes.
+    fix_field: Option<(Screen, &'static str)>,
 }
 
 /// A time span for the screen, rounded up to whole seconds: "5 min", "4 min 12 s", "12 s".
@@ -499,6 +501,7 @@ impl App {
             open_jobs: 0,
             last_run_jobs: 0,
             confirm: None,
+            fix_field: None,
             config,
         }
     }
@@ -569,10 +572,43 @@ impl App {
     }
 
     fn notice(&mut self, severity: Severity, text: impl Into<String>) {
+        self.fix_field = None;
         self.notice = Some(Notice {
             severity,
             text: text.into(),
         });
+    }
+
+    /// "Fix …" for the first field of `screen`'s form with an error; the notice goes once that
+    /// field is valid ([`App::drop_fixed_notice`]).
+    fn fix_notice(&mut self, screen: Screen, field: &Field) {
+        let name = match field.key.split_at_checked(2) {
+            Some(("s_", _)) => format!("the sender's {}", field.label),
+            Some(("r_", _)) => format!("the recipient's {}", field.label),
+            _ => field.label.trim_end_matches(" $").to_string(),
+        };
+        let text = format!("Fix {name}: {}", field.error.clone().unwrap_or_default());
+        let key = field.key;
+        self.notice(Severity::Error, text);
+        self.fix_field = Some((screen, key));
+    }
+
+    /// Drops a "Fix …" notice whose field has become valid.
+    fn drop_fixed_notice(&mut self) {
+        let Some((screen, key)) = self.fix_field else {
+            return;
+        };
+        let form = match screen {
+            Screen::Postage => &self.postage,
+            Screen::ItemForm(_) => &self.item_form,
+            Screen::Funds => &self.funds,
+            _ => return,
+        };
+        let fixed = form.get(key).is_none_or(|f| f.error.is_none());
+        if fixed || self.screen != screen {
+            self.notice = None;
+            self.fix_field = None;
+        }
     }
 
     /// Handles one event and returns the commands to send, in order.
@@ -705,6 +741,7 @@ impl App {
             Some(a) => self.on_action(a, out),
             None => self.on_text_key(key, out),
         }
+        self.drop_fixed_notice();
     }
 
     fn on_quit(&mut self) {
@@ -1149,13 +1186,8 @@ impl App {
     fn submit_postage(&mut self) {
         self.validate_postage();
         self.postage.touch_all();
-        if let Some(f) = self.postage.first_error() {
-            let text = format!(
-                "Fix {}: {}",
-                f.key.replace("s_", "from ").replace("r_", "to "),
-                f.error.clone().unwrap_or_default()
-            );
-            self.notice(Severity::Error, text);
+        if let Some(f) = self.postage.first_error().cloned() {
+            self.fix_notice(Screen::Postage, &f);
             return;
         }
         let QuoteState::Ready { amount, .. } = self.quote else {
@@ -1297,9 +1329,8 @@ impl App {
             Action::Submit => {
                 self.validate_item_form(kind);
                 self.item_form.touch_all();
-                if let Some(f) = self.item_form.first_error() {
-                    let text = format!("Fix {}: {}", f.label, f.error.clone().unwrap_or_default());
-                    self.notice(Severity::Error, text);
+                if let Some(f) = self.item_form.first_error().cloned() {
+                    self.fix_notice(Screen::ItemForm(kind), &f);
                     return;
                 }
                 let Some(item) = self.build_item(kind) else {
@@ -1551,9 +1582,8 @@ impl App {
             Action::Submit => {
                 self.validate_funds();
                 self.funds.touch_all();
-                if let Some(f) = self.funds.first_error() {
-                    let text = format!("Fix {}: {}", f.label, f.error.clone().unwrap_or_default());
-                    self.notice(Severity::Error, text);
+                if let Some(f) = self.funds.first_error().cloned() {
+                    self.fix_notice(Screen::Funds, &f);
                     return;
                 }
                 let Ok(amount) = Cents::parse_dollars(self.funds.text("amount")) else {

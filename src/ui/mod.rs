@@ -53,10 +53,12 @@ pub fn draw(frame: &mut Frame, app: &App) {
         frame.render_widget(p, area);
         return;
     }
+    // A long notice wraps onto up to three rows instead of being cut.
+    let notice_rows = panels::notice::lines(app, area.width as usize).len().max(1) as u16;
     let [status, body, notice, hints] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Min(1),
-        Constraint::Length(1),
+        Constraint::Length(notice_rows),
         Constraint::Length(1),
     ])
     .areas(area);
