@@ -64,7 +64,9 @@ fn demo_shows_credentials_prints_a_label_and_the_png_verifies() {
     if let Ok(path) = std::env::var("FRANK_SCREEN_CAPTURE") {
         std::fs::write(path, captures.join("\n----\n")).unwrap();
     }
-    // Quit (Ctrl-Q): the demo ends and restores the terminal.
+    // Quit (Ctrl-Q, asked, then Ctrl-Q again): the demo ends and restores the terminal.
+    s.send("\x11");
+    s.wait_for("Quit the counter?");
     s.send("\x11");
     assert_eq!(
         s.exited_within(Duration::from_secs(10)),

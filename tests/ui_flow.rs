@@ -10,7 +10,8 @@ use frank::printer::streamer::{AbortCause, IndiciumPaper, JobOutcome, PrinterFau
 use frank::ui::App;
 use frank::ui::app::{JobPhase, QuoteState, Screen};
 use frank::ui::event::{
-    Backend, Command, Event, FundMethod, HistoryEntry, ItemState, JobId, RefundState, SettlePhase,
+    Backend, Command, Event, FundMethod, HistoryEntry, ItemState, JobId, PrinterStatus,
+    RefundState, SettlePhase,
 };
 use frank::ui::keys::{Action, KeyBindings};
 use frank::ui::theme::{Role, Theme};
@@ -201,7 +202,7 @@ fn address_fields_are_validated_per_field_as_you_type() {
     press(&mut app, KeyCode::Enter);
     assert_eq!(app.screen, Screen::Postage);
     let notice = app.notice.clone().unwrap().text;
-    assert!(notice.contains("from name"), "{notice}");
+    assert!(notice.contains("Fix the sender's Name"), "{notice}");
 }
 
 #[test]
@@ -347,6 +348,7 @@ fn items_left_by_the_last_run_are_announced_until_settled() {
     );
     let notice = app.notice.clone().unwrap().text;
     assert!(notice.contains("ready for new items"), "{notice}");
+    assert!(ctrl(&mut app, 'q').is_empty(), "quitting is asked first");
     assert_eq!(ctrl(&mut app, 'q'), vec![Command::Quit]);
 }
 
@@ -423,7 +425,8 @@ fn an_issued_item_is_never_printed_again() {
     // Only a refund can follow, from history.
     press(&mut app, KeyCode::F(3));
     assert_eq!(app.screen, Screen::History);
-    let cmds = ctrl(&mut app, 'r');
+    assert!(ctrl(&mut app, 'r').is_empty(), "a refund is asked first");
+    let cmds = press(&mut app, KeyCode::Char('y'));
     assert_eq!(cmds, vec![Command::RequestRefund { job }]);
     assert_eq!(
         app.item_state(job),
@@ -826,4 +829,429 @@ fn a_printer_that_cannot_confirm_printing_says_so_on_the_refund() {
         text.contains("this printer cannot confirm what it printed"),
         "{text}"
     );
+}
+
+#[test]
+fn keys_do_not_act_on_a_screen_hidden_by_the_enlarge_message() {
+    let mut app = quoted();
+    press(&mut app, KeyCode::Enter);
+    assert_eq!(app.screen, Screen::Review);
+    app.handle(Event::Resize(39, 11));
+    let text = screen_text(&render(&app, 39, 11));
+    assert!(text.contains("Enlarge"), "{text}");
+    for code in [
+        KeyCode::Enter,
+        KeyCode::Esc,
+        KeyCode::Char('x'),
+        KeyCode::F(3),
+    ] {
+        let cmds = press(&mut app, code);
+        assert!(
+            cmds.is_empty(),
+            "{code:?} acted on the hidden review: {cmds:?}"
+        );
+        assert_eq!(app.screen, Screen::Review);
+    }
+    assert!(app.draft.is_some(), "the hidden draft was spent");
+    // Help still opens and closes.
+    press(&mut app, KeyCode::F(1));
+    assert!(app.show_help);
+    press(&mut app, KeyCode::F(1));
+    assert!(!app.show_help);
+    // Large enough again: Enter confirms.
+    app.handle(Event::Resize(80, 24));
+    let cmds = press(&mut app, KeyCode::Enter);
+    assert!(matches!(&cmds[..], [Command::Authorize { .. }]), "{cmds:?}");
+}
+
+#[test]
+fn quit_still_works_while_the_terminal_is_too_small() {
+    let mut app = signed_in();
+    app.handle(Event::Resize(30, 8));
+    ctrl(&mut app, 'q');
+    let cmds = ctrl(&mut app, 'q');
+    assert_eq!(cmds, vec![Command::Quit]);
+}
+
+#[test]
+fn quit_asks_first_and_any_other_key_stays() {
+    let mut app = signed_in();
+    assert!(ctrl(&mut app, 'q').is_empty(), "Ctrl-Q alone must not quit");
+    assert!(!app.quit);
+    let notice = app.notice.clone().unwrap().text;
+    assert!(
+        notice.contains("Quit the counter?") && notice.contains("Ctrl-Q again quits"),
+        "{notice}"
+    );
+    // n (or any key) answers no, and is not typed anywhere.
+    assert!(press(&mut app, KeyCode::Char('n')).is_empty());
+    assert!(!app.quit);
+    assert_eq!(app.screen, Screen::Home);
+    assert!(ctrl(&mut app, 'q').is_empty());
+    assert_eq!(press(&mut app, KeyCode::Char('y')), vec![Command::Quit]);
+    assert!(app.quit);
+}
+
+#[test]
+fn quit_while_printing_says_so_and_does_not_ask() {
+    let mut app = quoted();
+    let job = authorize(&mut app);
+    backend(&mut app, Backend::Authorized { job });
+    assert!(ctrl(&mut app, 'q').is_empty());
+    assert!(app.confirm.is_none());
+    let notice = app.notice.clone().unwrap().text;
+    assert!(notice.contains("An item is printing"), "{notice}");
+    assert!(ctrl(&mut app, 'q').is_empty(), "no quitting mid-print");
+}
+
+#[test]
+fn a_refund_is_sent_only_after_it_is_confirmed() {
+    let mut app = quoted();
+    let job = authorize(&mut app);
+    backend(&mut app, Backend::Authorized { job });
+    backend(
+        &mut app,
+        Backend::PrintOutcome {
+            job,
+            outcome: JobOutcome::Completed {
+                bytes_sent: 10,
+                indicium: IndiciumPaper::Printed,
+            },
+        },
+    );
+    settle(&mut app, job, Settlement::Commit, SettlePhase::Done);
+    // On the outcome screen: Ctrl-R asks; Esc answers no and nothing is sent.
+    assert!(ctrl(&mut app, 'r').is_empty());
+    let notice = app.notice.clone().unwrap().text;
+    assert!(notice.contains("Request a refund for #1"), "{notice}");
+    assert!(press(&mut app, KeyCode::Esc).is_empty());
+    assert_eq!(app.item_state(job), Some(ItemState::Printed));
+    assert_eq!(
+        app.screen,
+        Screen::Printing,
+        "the answer did not act as Back"
+    );
+    // In history: Ctrl-R asks, Ctrl-R again sends.
+    press(&mut app, KeyCode::F(3));
+    assert!(ctrl(&mut app, 'r').is_empty());
+    assert_eq!(ctrl(&mut app, 'r'), vec![Command::RequestRefund { job }]);
+    assert_eq!(
+        app.item_state(job),
+        Some(ItemState::Refund(RefundState::Requested))
+    );
+}
+
+#[test]
+fn history_and_recent_items_list_newest_first() {
+    use frank::indicium::ItemKind as K;
+    let mut app = quoted();
+    let job = authorize(&mut app);
+    backend(&mut app, Backend::Authorized { job });
+    // The vendor lists its rows newest first and does not know this run's item yet.
+    backend(
+        &mut app,
+        Backend::History(vec![
+            entry(103, K::Postage, "2026-11-03", "to Chicago"),
+            entry(102, K::Ticket, "2026-11-02", "Opera"),
+            entry(101, K::Postage, "2026-11-01", "to Boston"),
+        ]),
+    );
+    let jobs: Vec<u64> = app.filtered_history().iter().map(|e| e.job.0).collect();
+    assert_eq!(jobs, vec![job.0, 103, 102, 101]);
+    press(&mut app, KeyCode::Esc); // nothing: the item prints
+    backend(
+        &mut app,
+        Backend::PrintOutcome {
+            job,
+            outcome: JobOutcome::Completed {
+                bytes_sent: 10,
+                indicium: IndiciumPaper::Printed,
+            },
+        },
+    );
+    settle(&mut app, job, Settlement::Commit, SettlePhase::Done);
+    press(&mut app, KeyCode::Esc);
+    assert_eq!(app.screen, Screen::Home);
+    let text = screen_text(&render(&app, 120, 40));
+    let at = |needle: &str| {
+        text.find(needle)
+            .unwrap_or_else(|| panic!("{needle}: {text}"))
+    };
+    assert!(
+        at("to Chicago") < at("Opera") && at("Opera") < at("to Boston"),
+        "{text}"
+    );
+    assert!(at(&format!("{job} ")) < at("to Chicago"), "{text}");
+    press(&mut app, KeyCode::F(3));
+    let text = screen_text(&render(&app, 120, 40));
+    let at = |needle: &str| {
+        text.find(needle)
+            .unwrap_or_else(|| panic!("{needle}: {text}"))
+    };
+    assert!(
+        at("to Chicago") < at("Opera") && at("Opera") < at("to Boston"),
+        "{text}"
+    );
+}
+
+#[test]
+fn kiosk_shows_no_office_data_to_the_public() {
+    let mut app = kiosk_app();
+    link(&mut app, LinkState::Up);
+    backend(
+        &mut app,
+        Backend::SignedIn {
+            clerk: "kiosk-clerk".into(),
+            balance: cents(123_456),
+        },
+    );
+    backend(&mut app, Backend::Balance(cents(654_321)));
+    for (w, h) in [(120, 40), (80, 24), (40, 12)] {
+        let text = screen_text(&render(&app, w, h));
+        for office in [
+            "kiosk-clerk",
+            "$1,234.56",
+            "$1234.56",
+            "$6,543.21",
+            "$6543.21",
+            "balance",
+            "clerk",
+        ] {
+            assert!(!text.contains(office), "{office} at {w}x{h}:\n{text}");
+        }
+        assert!(text.contains("LINK UP"), "{text}");
+    }
+}
+
+#[test]
+fn kiosk_counts_down_before_the_idle_timeout_and_a_key_keeps_the_form() {
+    let mut app = kiosk_app(); // idle timeout 60 s
+    link(&mut app, LinkState::Up);
+    assert_eq!(
+        app.idle_countdown_s(),
+        None,
+        "nothing to clear on the welcome screen"
+    );
+    press(&mut app, KeyCode::Enter);
+    typ(&mut app, "Ada");
+    app.handle(Event::Tick { elapsed_ms: 44_000 });
+    assert_eq!(app.idle_countdown_s(), None, "16 s left: no countdown yet");
+    let text = screen_text(&render(&app, 80, 24));
+    assert!(!text.contains("Still there?"), "{text}");
+    app.handle(Event::Tick { elapsed_ms: 3_000 });
+    assert_eq!(app.idle_countdown_s(), Some(13));
+    let text = screen_text(&render(&app, 80, 24));
+    assert!(
+        text.contains("Still there? The form clears in 13 s"),
+        "{text}"
+    );
+    // A key keeps the form: the countdown goes, and the key does nothing else.
+    let cmds = press(&mut app, KeyCode::Esc);
+    assert!(cmds.is_empty());
+    assert_eq!(app.screen, Screen::Postage, "the key acted on the form");
+    assert_eq!(app.postage.text("s_name"), "Ada");
+    assert_eq!(app.idle_countdown_s(), None);
+    let text = screen_text(&render(&app, 80, 24));
+    assert!(!text.contains("Still there?"), "{text}");
+    // Left alone: the countdown runs out and the form is cleared.
+    app.handle(Event::Tick { elapsed_ms: 50_000 });
+    assert_eq!(app.idle_countdown_s(), Some(10));
+    app.handle(Event::Tick { elapsed_ms: 10_000 });
+    assert_eq!(app.screen, Screen::Welcome);
+    assert_eq!(app.postage.text("s_name"), "");
+}
+
+#[test]
+fn kiosk_pin_lock_lifts_after_its_stated_time() {
+    let mut app = kiosk_app();
+    for _ in 0..5 {
+        ctrl(&mut app, 'c');
+        typ(&mut app, "1111");
+        press(&mut app, KeyCode::Enter);
+    }
+    assert!(app.pin_prompt.is_none());
+    let notice = app.notice.clone().unwrap().text;
+    assert!(notice.contains("locked for 5 min"), "{notice}");
+    // Locked: Ctrl-C says how long is left instead of opening the prompt.
+    app.handle(Event::Tick { elapsed_ms: 48_000 });
+    ctrl(&mut app, 'c');
+    assert!(app.pin_prompt.is_none());
+    let notice = app.notice.clone().unwrap().text;
+    assert!(notice.contains("try again in 4 min 12 s"), "{notice}");
+    // The right PIN cannot be tried while locked.
+    typ(&mut app, "2468");
+    assert!(press(&mut app, KeyCode::Enter).is_empty());
+    assert!(!app.quit);
+    app.handle(Event::Tick {
+        elapsed_ms: 252_000,
+    });
+    ctrl(&mut app, 'c');
+    assert!(
+        app.pin_prompt.is_some(),
+        "the lock did not lift after 5 min"
+    );
+    typ(&mut app, "2468");
+    assert_eq!(press(&mut app, KeyCode::Enter), vec![Command::Quit]);
+}
+
+/// Kiosk: postage filled, quoted at $5.40 and on the card payment screen.
+fn kiosk_paying() -> App {
+    let mut app = kiosk_app();
+    link(&mut app, LinkState::Up);
+    backend(&mut app, Backend::PrinterStatus(PrinterStatus::Ready));
+    press(&mut app, KeyCode::Enter);
+    let cmds = fill_postage(&mut app);
+    let request = quote_request(&cmds).unwrap();
+    backend(
+        &mut app,
+        Backend::Quote {
+            request,
+            amount: cents(540),
+        },
+    );
+    press(&mut app, KeyCode::Enter);
+    assert_eq!(app.screen, Screen::Review);
+    press(&mut app, KeyCode::Enter);
+    assert_eq!(app.screen, Screen::Funds);
+    typ(&mut app, "4242424242424242");
+    press(&mut app, KeyCode::Tab);
+    typ(&mut app, "04/29");
+    press(&mut app, KeyCode::Tab);
+    typ(&mut app, "123");
+    let cmds = press(&mut app, KeyCode::Enter);
+    assert!(matches!(&cmds[..], [Command::Fund { .. }]), "{cmds:?}");
+    app
+}
+
+#[test]
+fn kiosk_tells_customers_what_to_do_in_their_words() {
+    let office = [
+        "top-up",
+        "minimum",
+        "Not added",
+        "Fix the printer",
+        "available",
+        "insufficient",
+        "register",
+    ];
+    let shown = |app: &App| {
+        let text = screen_text(&render(app, 120, 40));
+        for w in office {
+            assert!(
+                !text.contains(w),
+                "office words {w:?} on the kiosk:\n{text}"
+            );
+        }
+        text
+    };
+    // A payment the vendor's limits refuse.
+    let mut app = kiosk_paying();
+    backend(
+        &mut app,
+        Backend::FundResult {
+            ok: false,
+            message: "Not added: top-up $5.40 is below the minimum of $10.00".into(),
+        },
+    );
+    let text = shown(&app);
+    assert!(
+        text.contains("This kiosk cannot take that payment; please ask at the counter."),
+        "{text}"
+    );
+    // A declined card: another card may do.
+    let mut app = kiosk_paying();
+    backend(
+        &mut app,
+        Backend::FundResult {
+            ok: false,
+            message: "Not added: payment declined by the issuer; use another card or account"
+                .into(),
+        },
+    );
+    let text = shown(&app);
+    assert!(
+        text.contains("Your card was declined. Please try another card."),
+        "{text}"
+    );
+    // Paid, then the vendor refuses the item with the account's figures in its reason.
+    let mut app = kiosk_paying();
+    let cmds = backend(
+        &mut app,
+        Backend::FundResult {
+            ok: true,
+            message: "Added $5.40 (payment 7).".into(),
+        },
+    );
+    let [Command::Authorize { job, .. }] = &cmds[..] else {
+        panic!("{cmds:?}");
+    };
+    backend(
+        &mut app,
+        Backend::AuthorizeFailed {
+            job: *job,
+            reason: "insufficient funds: $5.40 requested, $1.00 available".into(),
+        },
+    );
+    let text = shown(&app);
+    assert!(text.contains("please ask staff for a refund"), "{text}");
+    // The printer fails: printing is refused in customer words.
+    let mut app = kiosk_app();
+    link(&mut app, LinkState::Up);
+    backend(
+        &mut app,
+        Backend::PrinterStatus(PrinterStatus::Fault(PrinterFault::PaperOut)),
+    );
+    let text = shown(&app);
+    assert!(
+        text.contains("The printer needs attention; please ask staff."),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_long_message_wraps_instead_of_being_cut() {
+    let mut app = signed_in();
+    let long = "The vendor refused the request because the terminal's clock is more than five \
+                minutes off; set the clock of this computer to the right time, then sign in \
+                again and try once more.";
+    backend(&mut app, Backend::Error(long.into()));
+    let text = screen_text(&render(&app, 120, 40));
+    let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        flat.contains("then sign in again and try once more."),
+        "{text}"
+    );
+    assert!(!text.contains('…'), "{text}");
+}
+
+#[test]
+fn a_fix_notice_goes_once_its_field_is_valid_and_names_it_in_words() {
+    let mut app = signed_in();
+    ctrl(&mut app, 'n');
+    fill_postage(&mut app);
+    // Make the recipient's ZIP wrong, then try to review.
+    for _ in 0..2 {
+        press(&mut app, KeyCode::BackTab);
+    }
+    assert_eq!(app.postage.focused().unwrap().key, "r_zip");
+    for _ in 0..10 {
+        press(&mut app, KeyCode::Backspace);
+    }
+    typ(&mut app, "021");
+    press(&mut app, KeyCode::Enter);
+    let notice = app.notice.clone().expect("a fix notice").text;
+    assert!(notice.starts_with("Fix the recipient's ZIP:"), "{notice}");
+    assert!(
+        !notice.contains("r_zip") && !notice.contains("to zip"),
+        "{notice}"
+    );
+    // Still wrong: the notice stays.
+    typ(&mut app, "0");
+    assert!(app.notice.is_some());
+    // Valid: the old error leaves the bottom line.
+    typ(&mut app, "8");
+    assert_eq!(app.postage.text("r_zip"), "02108");
+    assert!(app.notice.is_none(), "{:?}", app.notice);
+    let text = screen_text(&render(&app, 120, 40));
+    assert!(!text.contains("Fix the recipient"), "{text}");
 }

@@ -69,10 +69,13 @@ async fn runner_quits_on_the_quit_key() {
     let (key_tx, keys) = mpsc::channel(EVENTS_QUEUE_MAX);
     let (_be_tx, be_rx) = mpsc::channel::<Backend>(EVENTS_QUEUE_MAX);
     let (cmd_tx, mut cmds) = mpsc::channel(COMMANDS_QUEUE_MAX);
-    key_tx
-        .send(key_ev(KeyCode::Char('q'), KeyModifiers::CONTROL))
-        .await
-        .unwrap();
+    // Ctrl-Q asks; a second Ctrl-Q quits.
+    for _ in 0..2 {
+        key_tx
+            .send(key_ev(KeyCode::Char('q'), KeyModifiers::CONTROL))
+            .await
+            .unwrap();
+    }
     let app = drive(
         term(),
         signed_in(),

@@ -74,22 +74,15 @@ fn with_history(app: &mut App) {
     };
     backend(
         app,
+        // As the vendor lists them: newest first.
         Backend::History(vec![
             e(
-                11,
+                14,
                 ItemKind::Postage,
-                "2026-11-20",
-                "to Boston MA 02108",
-                540,
-                ItemState::Printed,
-            ),
-            e(
-                12,
-                ItemKind::Ticket,
-                "2026-11-21",
-                "Tosca, row F seat 12",
-                8500,
-                ItemState::Refund(RefundState::Requested),
+                "2026-11-23",
+                "to Austin TX 78701",
+                995,
+                ItemState::Refund(RefundState::Refunded),
             ),
             e(
                 13,
@@ -100,12 +93,20 @@ fn with_history(app: &mut App) {
                 ItemState::Voided,
             ),
             e(
-                14,
+                12,
+                ItemKind::Ticket,
+                "2026-11-21",
+                "Tosca, row F seat 12",
+                8500,
+                ItemState::Refund(RefundState::Requested),
+            ),
+            e(
+                11,
                 ItemKind::Postage,
-                "2026-11-23",
-                "to Austin TX 78701",
-                995,
-                ItemState::Refund(RefundState::Refunded),
+                "2026-11-20",
+                "to Boston MA 02108",
+                540,
+                ItemState::Printed,
             ),
         ]),
     );

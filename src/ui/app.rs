@@ -23,8 +23,13 @@ use sha2::{Digest, Sha256};
 
 /// Most history rows kept in memory.
 pub const HISTORY_ROWS_MAX: usize = 1000;
-/// Wrong supervisor PINs before the prompt locks until the idle timeout.
+/// Wrong supervisor PINs before quitting a kiosk locks for [`PIN_LOCK_MS`].
 pub const PIN_ATTEMPTS_MAX: u32 = 5;
+/// How long quitting a kiosk stays locked after [`PIN_ATTEMPTS_MAX`] wrong PINs; then the
+/// count starts again.
+pub const PIN_LOCK_MS: u64 = 300_000;
+/// Kiosk: the last part of the idle timeout, during which a countdown is on screen.
+pub const IDLE_WARNING_MS: u64 = 15_000;
 /// Default kiosk idle timeout.
 pub const IDLE_TIMEOUT_MS_DEFAULT: u64 = 120_000;
 
@@ -201,6 +206,16 @@ pub struct Job {
     pub assumed_on_paper: bool,
 }
 
+/// A question on the notice line waiting for the next key: `y` (or the same key again)
+/// answers yes, any other key no.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Confirm {
+    /// Quit the counter.
+    Quit,
+    /// Send a refund request for this item.
+    Refund(JobId),
+}
+
 /// Home menu rows.
 pub const HOME_MENU: [(&str, Screen); 9] = [
     ("Postage label", Screen::Postage),
@@ -241,6 +256,7 @@ pub struct App {
     /// Where review's Back returns to.
     pub draft_from: Screen,
     pub job: Option<Job>,
+    /// Newest first.
     pub history: Vec<HistoryEntry>,
     pub history_filter: Form,
     pub history_selected: usize,
@@ -253,6 +269,8 @@ pub struct App {
     pub theme_index: usize,
     pub pin_prompt: Option<Field>,
     pin_attempts: u32,
+    /// Time left before quitting unlocks after too many wrong PINs (0: not locked).
+    pin_lock_ms: u64,
     pub idle_ms: u64,
     pub quit: bool,
     next_job: u64,
@@ -263,8 +281,31 @@ pub struct App {
     pub open_jobs: usize,
     /// Of those, left by an earlier run: no new item until they are settled.
     pub last_run_jobs: usize,
-    /// Ctrl-Q was pressed once with jobs still open; a second press quits.
-    quit_armed: bool,
+    /// The question waiting for an answer (quit, refund), if any.
+    pub confirm: Option<Confirm>,
+    /// The form field the notice asks to fix ("Fix …"): once it is valid the notice goes.
+    fix_field: Option<(Screen, &'static str)>,
+}
+
+/// A time span for the screen, rounded up to whole seconds: "5 min", "4 min 12 s", "12 s".
+fn duration_words(ms: u64) -> String {
+    let s = ms.div_ceil(1000);
+    match (s / 60, s % 60) {
+        (0, sec) => format!("{sec} s"),
+        (min, 0) => format!("{min} min"),
+        (min, sec) => format!("{min} min {sec} s"),
+    }
+}
+
+/// Kiosk: what a customer is told when a card payment did not go through. The backend's
+/// words are for the office (limits, registers); the customer needs only what to do. A decline
+/// (the payment processor's words say "declined") can be fixed with another card.
+fn kiosk_payment_words(office_words: &str) -> &'static str {
+    if office_words.to_lowercase().contains("declined") {
+        "Your card was declined. Please try another card."
+    } else {
+        "This kiosk cannot take that payment; please ask at the counter."
+    }
 }
 
 /// "1 item" / "3 items".
@@ -451,6 +492,7 @@ impl App {
             theme_index,
             pin_prompt: None,
             pin_attempts: 0,
+            pin_lock_ms: 0,
             idle_ms: 0,
             quit: false,
             next_job: 1,
@@ -458,7 +500,8 @@ impl App {
             printed: Vec::new(),
             open_jobs: 0,
             last_run_jobs: 0,
-            quit_armed: false,
+            confirm: None,
+            fix_field: None,
             config,
         }
     }
@@ -473,6 +516,18 @@ impl App {
     /// Why printing is not possible right now, in words for the screen; `None` when it is.
     pub fn print_block_reason(&self) -> Option<String> {
         let state = self.link_state();
+        if self.config.kiosk {
+            // A customer is told what to do, not why in office words.
+            if !state.allows_printing() {
+                return Some(
+                    "Printing is paused while the kiosk reconnects; please wait a moment.".into(),
+                );
+            }
+            if let PrinterStatus::Fault(_) = self.printer {
+                return Some("The printer needs attention; please ask staff.".into());
+            }
+            return None;
+        }
         if !state.allows_printing() {
             return Some(match state {
                 LinkState::Lapsed => "Printing disabled: the link to the vendor lapsed (no keepalives). Wait for it to come back up.".into(),
@@ -517,10 +572,43 @@ impl App {
     }
 
     fn notice(&mut self, severity: Severity, text: impl Into<String>) {
+        self.fix_field = None;
         self.notice = Some(Notice {
             severity,
             text: text.into(),
         });
+    }
+
+    /// "Fix …" for the first field of `screen`'s form with an error; the notice goes once that
+    /// field is valid ([`App::drop_fixed_notice`]).
+    fn fix_notice(&mut self, screen: Screen, field: &Field) {
+        let name = match field.key.split_at_checked(2) {
+            Some(("s_", _)) => format!("the sender's {}", field.label),
+            Some(("r_", _)) => format!("the recipient's {}", field.label),
+            _ => field.label.trim_end_matches(" $").to_string(),
+        };
+        let text = format!("Fix {name}: {}", field.error.clone().unwrap_or_default());
+        let key = field.key;
+        self.notice(Severity::Error, text);
+        self.fix_field = Some((screen, key));
+    }
+
+    /// Drops a "Fix …" notice whose field has become valid.
+    fn drop_fixed_notice(&mut self) {
+        let Some((screen, key)) = self.fix_field else {
+            return;
+        };
+        let form = match screen {
+            Screen::Postage => &self.postage,
+            Screen::ItemForm(_) => &self.item_form,
+            Screen::Funds => &self.funds,
+            _ => return,
+        };
+        let fixed = form.get(key).is_none_or(|f| f.error.is_none());
+        if fixed || self.screen != screen {
+            self.notice = None;
+            self.fix_field = None;
+        }
     }
 
     /// Handles one event and returns the commands to send, in order.
@@ -529,7 +617,14 @@ impl App {
         match event {
             Event::Key(key) => {
                 if key.kind == KeyEventKind::Press {
+                    let warned = self.idle_countdown_s().is_some();
                     self.idle_ms = 0;
+                    if warned {
+                        return out; // "press any key": this key only keeps the form
+                    }
+                    if self.terminal_too_small() && !self.acts_while_too_small(&key) {
+                        return out; // the screen it would act on is not shown
+                    }
                     self.on_key(key, &mut out);
                 }
             }
@@ -540,16 +635,31 @@ impl App {
         out
     }
 
+    /// Whether the terminal is known to be too small to draw the screens: only the "enlarge
+    /// the terminal" message is on it. Before the first [`Event::Resize`] the size is unknown.
+    pub fn terminal_too_small(&self) -> bool {
+        self.size != (0, 0) && super::too_small(self.size.0, self.size.1)
+    }
+
+    /// Keys that still act while the terminal is too small: quit and help (not inside the
+    /// hidden PIN prompt).
+    fn acts_while_too_small(&self, key: &KeyEvent) -> bool {
+        self.pin_prompt.is_none()
+            && matches!(
+                self.config.keys.action(key),
+                Some(Action::Quit | Action::Help)
+            )
+    }
+
     fn on_tick(&mut self, elapsed_ms: u64) {
-        self.idle_ms = self.idle_ms.saturating_add(elapsed_ms);
-        if !self.config.kiosk || self.idle_ms < self.config.idle_timeout_ms {
-            return;
+        if self.pin_lock_ms > 0 {
+            self.pin_lock_ms = self.pin_lock_ms.saturating_sub(elapsed_ms);
+            if self.pin_lock_ms == 0 {
+                self.pin_attempts = 0;
+            }
         }
-        let printing = matches!(
-            self.job.as_ref().map(|j| &j.phase),
-            Some(JobPhase::Authorizing | JobPhase::Printing(_))
-        );
-        if printing || self.pay_pending || (self.screen == Screen::Welcome && self.is_clear()) {
+        self.idle_ms = self.idle_ms.saturating_add(elapsed_ms);
+        if !self.idle_reset_applies() || self.idle_ms < self.config.idle_timeout_ms {
             return;
         }
         self.reset_kiosk();
@@ -557,6 +667,25 @@ impl App {
             Severity::Info,
             "Timed out — everything entered was cleared.",
         );
+    }
+
+    /// Kiosk: whether being idle would clear anything now (not while an item prints or a
+    /// card is charged, nor on a clear welcome screen).
+    fn idle_reset_applies(&self) -> bool {
+        let welcome_clear = self.screen == Screen::Welcome && self.is_clear();
+        self.config.kiosk && !self.job_in_flight() && !self.pay_pending && !welcome_clear
+    }
+
+    /// Kiosk: whole seconds left before the idle timeout clears the form, during its last
+    /// [`IDLE_WARNING_MS`] (its second half when it is shorter); `None` otherwise.
+    pub fn idle_countdown_s(&self) -> Option<u64> {
+        if !self.idle_reset_applies() {
+            return None;
+        }
+        let timeout = self.config.idle_timeout_ms;
+        let left = timeout.saturating_sub(self.idle_ms);
+        let window = IDLE_WARNING_MS.min(timeout / 2);
+        (left > 0 && left <= window).then(|| left.div_ceil(1000))
     }
 
     fn is_clear(&self) -> bool {
@@ -596,6 +725,10 @@ impl App {
             return;
         }
         let action = self.config.keys.action(&key);
+        if let Some(question) = self.confirm.take() {
+            self.on_confirm_key(question, &key, action, out);
+            return;
+        }
         if self.show_help {
             if matches!(action, Some(Action::Help | Action::Back)) {
                 self.show_help = false;
@@ -604,18 +737,22 @@ impl App {
         }
         match action {
             Some(Action::Help) => self.show_help = true,
-            Some(Action::Quit) => self.on_quit(out),
+            Some(Action::Quit) => self.on_quit(),
             Some(a) => self.on_action(a, out),
             None => self.on_text_key(key, out),
         }
+        self.drop_fixed_notice();
     }
 
-    fn on_quit(&mut self, out: &mut Vec<Command>) {
+    fn on_quit(&mut self) {
         if self.config.kiosk {
-            if self.pin_attempts >= PIN_ATTEMPTS_MAX {
+            if self.pin_lock_ms > 0 {
                 self.notice(
                     Severity::Error,
-                    "Too many wrong PINs; try again after the idle timeout.",
+                    format!(
+                        "Quitting is locked after too many wrong PINs; try again in {}.",
+                        duration_words(self.pin_lock_ms)
+                    ),
                 );
                 return;
             }
@@ -632,20 +769,81 @@ impl App {
             );
             return;
         }
-        if self.open_jobs > 0 && !self.quit_armed {
-            self.quit_armed = true;
+        let again = self.config.keys.hint(Action::Quit);
+        let ask = format!("{again} again quits (or y); any other key stays.");
+        self.confirm = Some(Confirm::Quit);
+        if self.open_jobs > 0 {
             let n = self.open_jobs;
             self.notice(
                 Severity::Warn,
                 format!(
-                    "{} not settled with the vendor yet; kept and settled at the next start. Ctrl-Q again quits.",
+                    "{} not settled with the vendor yet; kept and settled at the next start. {ask}",
                     items_word(n)
                 ),
             );
+        } else {
+            self.notice(Severity::Warn, format!("Quit the counter? {ask}"));
+        }
+    }
+
+    /// The key after a question: `y` or the question's own key again is yes, anything else no.
+    fn on_confirm_key(
+        &mut self,
+        question: Confirm,
+        key: &KeyEvent,
+        action: Option<Action>,
+        out: &mut Vec<Command>,
+    ) {
+        let plain = !key
+            .modifiers
+            .intersects(KeyModifiers::CONTROL | KeyModifiers::ALT);
+        let yes = (plain && matches!(key.code, KeyCode::Char('y' | 'Y')))
+            || match question {
+                Confirm::Quit => action == Some(Action::Quit),
+                Confirm::Refund(_) => action == Some(Action::RequestRefund),
+            };
+        match (question, yes) {
+            (Confirm::Quit, true) => {
+                self.quit = true;
+                out.push(Command::Quit);
+            }
+            (Confirm::Quit, false) => self.notice(Severity::Info, "Not quitting."),
+            (Confirm::Refund(job), true) => self.send_refund(job, out),
+            (Confirm::Refund(job), false) => {
+                self.notice(Severity::Info, format!("No refund requested for {job}."))
+            }
+        }
+    }
+
+    /// Whether a refund can be requested for `job` (printed, or unsettled and so charged).
+    fn refundable(&self, job: JobId) -> bool {
+        matches!(
+            self.item_state(job),
+            Some(ItemState::Printed | ItemState::Unsettled)
+        )
+    }
+
+    /// Asks before a refund request: it cannot be taken back.
+    fn ask_refund(&mut self, job: JobId) {
+        let Some(e) = self.history.iter().find(|e| e.job == job) else {
+            return;
+        };
+        let text = format!(
+            "Request a refund for {job} ({}, {})? y sends the request; any other key keeps the item.",
+            e.summary, e.amount
+        );
+        self.confirm = Some(Confirm::Refund(job));
+        self.notice(Severity::Warn, text);
+    }
+
+    fn send_refund(&mut self, job: JobId, out: &mut Vec<Command>) {
+        if !self.refundable(job) {
+            self.notice(Severity::Warn, format!("{job}: no refund to request."));
             return;
         }
-        self.quit = true;
-        out.push(Command::Quit);
+        out.push(Command::RequestRefund { job });
+        self.set_item_state(job, ItemState::Refund(RefundState::Requested));
+        self.notice(Severity::Info, format!("Refund requested for {job}."));
     }
 
     fn on_pin_key(&mut self, key: KeyEvent, out: &mut Vec<Command>) {
@@ -674,7 +872,14 @@ impl App {
                     field.touched = true;
                     if self.pin_attempts >= PIN_ATTEMPTS_MAX {
                         self.pin_prompt = None;
-                        self.notice(Severity::Error, "Too many wrong PINs; quitting is locked.");
+                        self.pin_lock_ms = PIN_LOCK_MS;
+                        self.notice(
+                            Severity::Error,
+                            format!(
+                                "Too many wrong PINs: quitting is locked for {}.",
+                                duration_words(PIN_LOCK_MS)
+                            ),
+                        );
                     }
                 }
             }
@@ -756,8 +961,8 @@ impl App {
             Screen::Postage => self.on_postage(action, out),
             Screen::ItemForm(kind) => self.on_item_form(kind, action),
             Screen::Review => self.on_review(action, out),
-            Screen::Printing => self.on_printing(action, out),
-            Screen::History => self.on_history(action, out),
+            Screen::Printing => self.on_printing(action),
+            Screen::History => self.on_history(action),
             Screen::Funds => self.on_funds(action, out),
             Screen::Settings => self.on_settings(action, out),
         }
@@ -981,13 +1186,8 @@ impl App {
     fn submit_postage(&mut self) {
         self.validate_postage();
         self.postage.touch_all();
-        if let Some(f) = self.postage.first_error() {
-            let text = format!(
-                "Fix {}: {}",
-                f.key.replace("s_", "from ").replace("r_", "to "),
-                f.error.clone().unwrap_or_default()
-            );
-            self.notice(Severity::Error, text);
+        if let Some(f) = self.postage.first_error().cloned() {
+            self.fix_notice(Screen::Postage, &f);
             return;
         }
         let QuoteState::Ready { amount, .. } = self.quote else {
@@ -1129,9 +1329,8 @@ impl App {
             Action::Submit => {
                 self.validate_item_form(kind);
                 self.item_form.touch_all();
-                if let Some(f) = self.item_form.first_error() {
-                    let text = format!("Fix {}: {}", f.label, f.error.clone().unwrap_or_default());
-                    self.notice(Severity::Error, text);
+                if let Some(f) = self.item_form.first_error().cloned() {
+                    self.fix_notice(Screen::ItemForm(kind), &f);
                     return;
                 }
                 let Some(item) = self.build_item(kind) else {
@@ -1234,7 +1433,7 @@ impl App {
         self.screen = Screen::Printing;
     }
 
-    fn on_printing(&mut self, action: Action, out: &mut Vec<Command>) {
+    fn on_printing(&mut self, action: Action) {
         let Some(job) = &self.job else {
             return;
         };
@@ -1245,11 +1444,8 @@ impl App {
         }
         match action {
             Action::RequestRefund if !self.config.kiosk => {
-                let state = self.history.iter().find(|e| e.job == id).map(|e| e.state);
-                if matches!(state, Some(ItemState::Printed | ItemState::Unsettled)) {
-                    out.push(Command::RequestRefund { job: id });
-                    self.set_item_state(id, ItemState::Refund(RefundState::Requested));
-                    self.notice(Severity::Info, format!("Refund requested for {id}."));
+                if self.refundable(id) {
+                    self.ask_refund(id);
                 } else {
                     self.notice(Severity::Warn, "No refund to request for this item.");
                 }
@@ -1269,7 +1465,7 @@ impl App {
         }
     }
 
-    fn on_history(&mut self, action: Action, out: &mut Vec<Command>) {
+    fn on_history(&mut self, action: Action) {
         let rows = self.filtered_history().len();
         match action {
             Action::RowDown if rows > 0 => {
@@ -1293,11 +1489,7 @@ impl App {
                     return;
                 };
                 match e.1 {
-                    ItemState::Printed | ItemState::Unsettled => {
-                        out.push(Command::RequestRefund { job: e.0 });
-                        self.set_item_state(e.0, ItemState::Refund(RefundState::Requested));
-                        self.notice(Severity::Info, format!("Refund requested for {}.", e.0));
-                    }
+                    ItemState::Printed | ItemState::Unsettled => self.ask_refund(e.0),
                     s => self.notice(
                         Severity::Warn,
                         format!("{} is {}: no refund to request.", e.0, s.label()),
@@ -1390,9 +1582,8 @@ impl App {
             Action::Submit => {
                 self.validate_funds();
                 self.funds.touch_all();
-                if let Some(f) = self.funds.first_error() {
-                    let text = format!("Fix {}: {}", f.label, f.error.clone().unwrap_or_default());
-                    self.notice(Severity::Error, text);
+                if let Some(f) = self.funds.first_error().cloned() {
+                    self.fix_notice(Screen::Funds, &f);
                     return;
                 }
                 let Ok(amount) = Cents::parse_dollars(self.funds.text("amount")) else {
@@ -1500,10 +1691,9 @@ impl App {
                     j.phase = JobPhase::Done {
                         severity: Severity::Error,
                         message: if self.config.kiosk {
-                            // The card payment came first and stays on the account.
-                            format!(
-                                "Not issued: {reason}. Your payment is kept on this kiosk's account; please ask staff for a refund."
-                            )
+                            // The card payment came first and stays on the account. The
+                            // vendor's reason is office data (e.g. the account's balance).
+                            "Your item could not be issued. Your payment is kept; please ask staff for a refund.".to_string()
                         } else {
                             format!("Not issued: {reason}. Nothing was charged.")
                         },
@@ -1537,7 +1727,7 @@ impl App {
                 open,
                 from_last_run,
             } => {
-                if from_last_run > 0 && self.last_run_jobs == 0 {
+                if from_last_run > 0 && self.last_run_jobs == 0 && self.confirm.is_none() {
                     self.notice(
                         Severity::Info,
                         format!(
@@ -1545,7 +1735,7 @@ impl App {
                             items_word(from_last_run)
                         ),
                     );
-                } else if from_last_run == 0 && self.last_run_jobs > 0 {
+                } else if from_last_run == 0 && self.last_run_jobs > 0 && self.confirm.is_none() {
                     self.notice(
                         Severity::Ok,
                         "Items from the last run are settled; ready for new items.",
@@ -1553,19 +1743,19 @@ impl App {
                 }
                 self.open_jobs = open;
                 self.last_run_jobs = from_last_run;
-                if open == 0 {
-                    self.quit_armed = false;
-                }
             }
-            Backend::History(mut rows) => {
-                rows.truncate(HISTORY_ROWS_MAX);
-                // Keep local rows the vendor does not know yet.
-                for local in &self.history {
-                    if rows.len() < HISTORY_ROWS_MAX && !rows.iter().any(|r| r.job == local.job) {
-                        rows.push(local.clone());
-                    }
-                }
-                self.history = rows;
+            Backend::History(rows) => {
+                // The vendor lists newest first. Local rows it does not know yet are newer
+                // than any it lists: they go in front, still newest first.
+                let mut merged: Vec<HistoryEntry> = self
+                    .history
+                    .iter()
+                    .filter(|local| !rows.iter().any(|r| r.job == local.job))
+                    .cloned()
+                    .collect();
+                merged.extend(rows);
+                merged.truncate(HISTORY_ROWS_MAX);
+                self.history = merged;
                 self.history_selected = 0;
             }
             Backend::RefundChanged { job, state } => {
@@ -1584,6 +1774,11 @@ impl App {
                     // Declined or failed: the card form stays up for another card.
                     self.funds.focus = 2;
                 }
+                let message = if self.config.kiosk && !ok {
+                    kiosk_payment_words(&message).to_string()
+                } else {
+                    message
+                };
                 self.notice(if ok { Severity::Ok } else { Severity::Error }, message)
             }
             Backend::Error(e) => self.notice(Severity::Error, e),
@@ -1630,11 +1825,10 @@ impl App {
         self.push_history(entry);
     }
 
+    /// A new item goes first: the history is kept newest first.
     fn push_history(&mut self, e: HistoryEntry) {
-        if self.history.len() >= HISTORY_ROWS_MAX {
-            self.history.remove(0);
-        }
-        self.history.push(e);
+        self.history.truncate(HISTORY_ROWS_MAX - 1);
+        self.history.insert(0, e);
     }
 
     /// The print ended. Display only: what it means for the money is the backend's job

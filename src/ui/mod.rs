@@ -28,24 +28,37 @@ use theme::Role;
 pub const MIN_COLS: u16 = 40;
 pub const MIN_ROWS: u16 = 12;
 
+/// Whether a terminal of `cols`×`rows` is below the smallest the counter draws into.
+pub fn too_small(cols: u16, rows: u16) -> bool {
+    cols < MIN_COLS || rows < MIN_ROWS
+}
+
 /// Draws the whole UI from the app state. Pure: reads `app`, writes the frame.
 pub fn draw(frame: &mut Frame, app: &App) {
     let area = frame.area();
-    if area.width < MIN_COLS || area.height < MIN_ROWS {
-        let text = format!(
+    if too_small(area.width, area.height) {
+        let mut text = format!(
             "Enlarge the terminal to at least {MIN_COLS}×{MIN_ROWS} (now {}×{}).",
             area.width, area.height
         );
+        // Keys other than quit and help wait for a larger terminal (App::handle); what they
+        // answered (e.g. a quit question) is still shown.
+        if let Some(n) = &app.notice {
+            text.push(' ');
+            text.push_str(&n.text);
+        }
         let p = Paragraph::new(text)
             .style(app.config.theme.style(Role::AlertWarn))
             .wrap(Wrap { trim: true });
         frame.render_widget(p, area);
         return;
     }
+    // A long notice wraps onto up to three rows instead of being cut.
+    let notice_rows = panels::notice::lines(app, area.width as usize).len().max(1) as u16;
     let [status, body, notice, hints] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Min(1),
-        Constraint::Length(1),
+        Constraint::Length(notice_rows),
         Constraint::Length(1),
     ])
     .areas(area);

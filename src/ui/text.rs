@@ -59,6 +59,42 @@ pub fn pad(s: &str, cols: usize) -> String {
     f + &" ".repeat(cols.saturating_sub(w))
 }
 
+/// `s` broken into lines of at most `cols` columns, at spaces where it can; a word longer than
+/// a line is cut across lines. Always at least one line.
+pub fn wrap(s: &str, cols: usize) -> Vec<String> {
+    let cols = cols.max(1);
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in s.split(' ') {
+        if !line.is_empty() && width(&line) + 1 + width(word) > cols {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+        while width(&line) > cols {
+            let mut head = String::new();
+            let mut used = 0;
+            for c in line.chars() {
+                let w = c.width().unwrap_or(0);
+                // At least one character per line, so a character wider than `cols` still moves on.
+                if used + w > cols && !head.is_empty() {
+                    break;
+                }
+                head.push(c);
+                used += w;
+            }
+            line = line[head.len()..].to_string();
+            lines.push(head);
+        }
+    }
+    if !line.is_empty() || lines.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,5 +109,19 @@ mod tests {
         assert_eq!(pad("山田太郎", 3), "山…");
         assert_eq!(pad("山田太郎", 4), "山… ");
         assert_eq!(fit("abc", 0), "");
+    }
+
+    #[test]
+    fn wrapping_breaks_at_spaces_and_keeps_every_word() {
+        assert_eq!(
+            wrap("fix the ZIP code now", 8),
+            vec!["fix the", "ZIP code", "now"]
+        );
+        assert_eq!(wrap("abcdefghij", 4), vec!["abcd", "efgh", "ij"]);
+        assert_eq!(wrap("山田太郎", 3), vec!["山", "田", "太", "郎"]);
+        assert_eq!(wrap("", 5), vec![""]);
+        for line in wrap("a much longer line of words than fits", 7) {
+            assert!(width(&line) <= 7, "{line}");
+        }
     }
 }

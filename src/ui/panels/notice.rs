@@ -5,7 +5,8 @@ use crate::ui::app::Severity;
 use crate::ui::theme::Role;
 use ratatui::Frame;
 use ratatui::layout::Rect;
-use ratatui::text::Span;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
 
 pub fn role_of(s: Severity) -> Role {
     match s {
@@ -16,17 +17,22 @@ pub fn role_of(s: Severity) -> Role {
     }
 }
 
-pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
+/// Most rows the notice takes; a longer text ends with `…` on the last one.
+pub const NOTICE_ROWS_MAX: usize = 3;
+
+/// What the notice line says now and in which role: the kiosk's idle countdown first, then
+/// the notice, then the focused field's error in full (the form row may cut it).
+fn message(app: &App) -> Option<(String, Role)> {
+    if let Some(left) = app.idle_countdown_s() {
+        return Some((
+            format!("! Still there? The form clears in {left} s — press any key to keep it."),
+            Role::AlertWarn,
+        ));
+    }
     let Some(n) = &app.notice else {
-        // Otherwise the focused field's error, in full (the form row may cut it).
-        if let Some(f) = app.focused_field()
-            && let Some(e) = f.shown_error()
-        {
-            let text = crate::ui::text::fit(&format!("✗ {}: {e}", f.label), area.width as usize);
-            let style = app.config.theme.style(Role::AlertError);
-            frame.render_widget(crate::ui::line_widget(Span::styled(text, style)), area);
-        }
-        return;
+        let f = app.focused_field()?;
+        let e = f.shown_error()?;
+        return Some((format!("✗ {}: {e}", f.label), Role::AlertError));
     };
     let mark = match n.severity {
         Severity::Info => "i ",
@@ -34,12 +40,31 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         Severity::Warn => "! ",
         Severity::Error => "✗ ",
     };
-    let text = crate::ui::text::fit(&format!("{mark}{}", n.text), area.width as usize);
-    frame.render_widget(
-        crate::ui::line_widget(Span::styled(
-            text,
-            app.config.theme.style(role_of(n.severity)),
-        )),
-        area,
-    );
+    Some((format!("{mark}{}", n.text), role_of(n.severity)))
+}
+
+/// The notice wrapped to `cols` columns, at most [`NOTICE_ROWS_MAX`] lines (none when there is
+/// nothing to say).
+pub fn lines(app: &App, cols: usize) -> Vec<String> {
+    let Some((text, _)) = message(app) else {
+        return Vec::new();
+    };
+    let mut lines = crate::ui::text::wrap(&text, cols);
+    if lines.len() > NOTICE_ROWS_MAX {
+        let rest = lines.split_off(NOTICE_ROWS_MAX - 1).join(" ");
+        lines.push(crate::ui::text::fit(&rest, cols));
+    }
+    lines
+}
+
+pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
+    let Some((_, role)) = message(app) else {
+        return;
+    };
+    let style = app.config.theme.style(role);
+    let text: Vec<Line> = lines(app, area.width as usize)
+        .into_iter()
+        .map(|l| Line::from(Span::styled(l, style)))
+        .collect();
+    frame.render_widget(Paragraph::new(text), area);
 }

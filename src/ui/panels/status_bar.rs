@@ -1,5 +1,5 @@
 //! The status bar, always on the top row: link state, RTT, keepalive loss, printer, clerk,
-//! balance. Meaning is carried by words and symbols as well as style.
+//! balance (a kiosk shows no clerk and no balance to the public). Meaning is carried by words and symbols as well as style.
 
 use crate::link::LinkState;
 use crate::ui::App;
@@ -90,6 +90,11 @@ fn spans(app: &App, compact: bool) -> Vec<Span<'static>> {
             theme.style(Role::AlertWarn),
         ));
     }
+    if app.config.kiosk {
+        // The public sees no office data: no clerk, no balance.
+        spans.push(Span::styled("  KIOSK", bar));
+        return spans;
+    }
     spans.push(sep.clone());
     spans.push(Span::styled(
         format!(
@@ -112,8 +117,5 @@ fn spans(app: &App, compact: bool) -> Vec<Span<'static>> {
             .unwrap_or_else(|| "balance –".into()),
         bar,
     ));
-    if app.config.kiosk {
-        spans.push(Span::styled("  KIOSK", bar));
-    }
     spans
 }

@@ -53,7 +53,8 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         )));
     }
     let w = recent_area.width as usize;
-    for e in app.history.iter().rev().take(RECENT_ROWS_MAX) {
+    // The history is kept newest first.
+    for e in app.history.iter().take(RECENT_ROWS_MAX) {
         let row = format!("{} {} {} {}", e.job, e.summary, e.amount, e.state.label());
         recent.push(Line::from(Span::styled(
             text::fit(&row, w),
