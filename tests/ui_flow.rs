@@ -1255,3 +1255,319 @@ fn a_fix_notice_goes_once_its_field_is_valid_and_names_it_in_words() {
     let text = screen_text(&render(&app, 120, 40));
     assert!(!text.contains("Fix the recipient"), "{text}");
 }
+
+// ---- issue 15: input as people type it ----
+
+/// On the funds form with the amount typed; focus on the card number.
+fn funds_card(app: &mut App) {
+    press(app, KeyCode::F(4));
+    assert_eq!(app.screen, Screen::Funds);
+    press(app, KeyCode::Tab);
+    typ(app, "25.00");
+    press(app, KeyCode::Tab);
+}
+
+#[test]
+fn a_card_number_typed_in_groups_is_accepted_and_sent_as_digits() {
+    for typed in ["4242 4242 4242 4242", "4242-4242-4242-4242"] {
+        let mut app = signed_in();
+        funds_card(&mut app);
+        typ(&mut app, typed);
+        assert_eq!(
+            app.funds.get("card").unwrap().error,
+            None,
+            "{typed:?} refused"
+        );
+        press(&mut app, KeyCode::Tab);
+        typ(&mut app, "04/29");
+        press(&mut app, KeyCode::Tab);
+        typ(&mut app, "123");
+        let cmds = press(&mut app, KeyCode::Enter);
+        let [Command::Fund { method, .. }] = &cmds[..] else {
+            panic!("{typed:?}: {cmds:?} {:?}", app.notice)
+        };
+        let FundMethod::Card { number, .. } = method else {
+            panic!("{method:?}")
+        };
+        assert_eq!(number.expose(), "4242424242424242", "{typed:?}");
+    }
+    // The check digit is still checked, and letters are still refused.
+    let mut app = signed_in();
+    funds_card(&mut app);
+    typ(&mut app, "4242 4242 4242 4241");
+    let e = app.funds.get("card").unwrap().error.clone().unwrap();
+    assert!(e.contains("check digit"), "{e}");
+    let mut app = signed_in();
+    funds_card(&mut app);
+    typ(&mut app, "4242 4242 4242 424x");
+    let e = app.funds.get("card").unwrap().error.clone().unwrap();
+    assert!(e.contains("spaces and dashes are fine"), "{e}");
+}
+
+/// Signed in, on the postage form filled, focus back on the weight with it emptied.
+fn postage_at_weight(app: &mut App) -> Vec<Command> {
+    ctrl(app, 'n');
+    let mut cmds = fill_postage(app);
+    press(app, KeyCode::BackTab);
+    assert_eq!(app.postage.focused().unwrap().key, "weight");
+    for _ in 0..5 {
+        cmds.extend(press(app, KeyCode::Backspace));
+    }
+    cmds
+}
+
+fn last_quote_weight(cmds: &[Command]) -> Option<u16> {
+    cmds.iter().rev().find_map(|c| match c {
+        Command::RequestQuote { weight_oz, .. } => Some(*weight_oz),
+        _ => None,
+    })
+}
+
+#[test]
+fn a_weight_with_decimals_or_pounds_is_rounded_up_and_shown() {
+    let mut app = signed_in();
+    postage_at_weight(&mut app);
+    let cmds = typ(&mut app, "3.5");
+    assert_eq!(app.postage.get("weight").unwrap().error, None);
+    assert_eq!(last_quote_weight(&cmds), Some(4), "quoted for 4 oz");
+    let text = screen_text(&render(&app, 120, 40));
+    assert!(text.contains("rounded up to 4 oz"), "{text}");
+    let request = quote_request(&cmds).unwrap();
+    backend(
+        &mut app,
+        Backend::Quote {
+            request,
+            amount: cents(540),
+        },
+    );
+    press(&mut app, KeyCode::Enter);
+    assert_eq!(app.screen, Screen::Review, "{:?}", app.notice);
+    let text = screen_text(&render(&app, 120, 40));
+    assert!(text.contains("4 oz (rounded up from 3.5)"), "{text}");
+    let cmds = press(&mut app, KeyCode::Enter);
+    let [Command::Authorize { item, .. }] = &cmds[..] else {
+        panic!("{cmds:?}")
+    };
+    assert!(matches!(**item, Item::Postage(ref p) if p.weight.get() == 4));
+
+    let mut app = signed_in();
+    postage_at_weight(&mut app);
+    let cmds = typ(&mut app, "1 lb 4 oz");
+    assert_eq!(last_quote_weight(&cmds), Some(20));
+    let text = screen_text(&render(&app, 120, 40));
+    assert!(text.contains("= 20 oz"), "{text}");
+}
+
+#[test]
+fn mail_classes_are_shown_in_words() {
+    let mut app = quoted();
+    // The class is the field after the weight.
+    press(&mut app, KeyCode::Right);
+    press(&mut app, KeyCode::Right);
+    let text = screen_text(&render(&app, 120, 40));
+    assert!(text.contains("Priority Mail Express"), "{text}");
+    assert!(!text.contains("priority-express"), "{text}");
+}
+
+fn day(y: i32, m: u8, d: u8) -> frank::indicium::kinds::Day {
+    frank::indicium::kinds::Day::from_ymd("today", y, m, d).unwrap()
+}
+
+/// Signed in, on the coupon form with today set to 2026-04-10.
+fn coupon_form() -> App {
+    let mut app = signed_in();
+    app.handle(Event::Today(day(2026, 4, 10)));
+    for _ in 0..3 {
+        press(&mut app, KeyCode::Down);
+    }
+    press(&mut app, KeyCode::Enter);
+    assert_eq!(
+        app.screen,
+        Screen::ItemForm(frank::indicium::ItemKind::Coupon)
+    );
+    typ(&mut app, "Free coffee");
+    press(&mut app, KeyCode::Tab);
+    typ(&mut app, "5.00");
+    press(&mut app, KeyCode::Tab);
+    app
+}
+
+#[test]
+fn dates_are_read_in_common_forms_and_shown_as_read() {
+    for (typed, iso) in [
+        ("2026-05-03", "2026-05-03"),
+        ("05/03/2026", "2026-05-03"),
+        ("5/3/2026", "2026-05-03"),
+        ("03.05.2026", "2026-05-03"),
+    ] {
+        let mut app = coupon_form();
+        typ(&mut app, typed);
+        assert_eq!(app.item_form.get("expiry").unwrap().error, None, "{typed}");
+        let text = screen_text(&render(&app, 80, 24));
+        assert!(text.contains("Sun 3 May 2026"), "{typed}: {text}");
+        press(&mut app, KeyCode::Enter);
+        assert_eq!(app.screen, Screen::Review, "{typed}: {:?}", app.notice);
+        let text = screen_text(&render(&app, 120, 40));
+        assert!(text.contains(iso), "{typed}: {text}");
+        let cmds = press(&mut app, KeyCode::Enter);
+        let [Command::Authorize { item, .. }] = &cmds[..] else {
+            panic!("{cmds:?}")
+        };
+        assert!(
+            matches!(**item, Item::Coupon(ref c) if c.expiry == day(2026, 5, 3)),
+            "{typed}"
+        );
+    }
+}
+
+#[test]
+fn past_event_dates_and_expiries_are_refused_before_review() {
+    let mut app = coupon_form();
+    typ(&mut app, "04/09/2026");
+    let e = app.item_form.get("expiry").unwrap().error.clone();
+    assert!(
+        e.as_deref().is_some_and(|e| e.contains("in the past")),
+        "{e:?}"
+    );
+    press(&mut app, KeyCode::Enter);
+    assert_ne!(app.screen, Screen::Review);
+    let notice = app.notice.clone().unwrap().text;
+    assert!(notice.contains("today or later"), "{notice}");
+    // Today itself is fine.
+    for _ in 0..10 {
+        press(&mut app, KeyCode::Backspace);
+    }
+    typ(&mut app, "04/10/2026");
+    assert_eq!(app.item_form.get("expiry").unwrap().error, None);
+    // A date that passes while the form is open is refused from then on.
+    app.handle(Event::Today(day(2026, 4, 11)));
+    assert!(app.item_form.get("expiry").unwrap().error.is_some());
+
+    // A ticket for an event that is over.
+    let mut app = signed_in();
+    app.handle(Event::Today(day(2026, 4, 10)));
+    press(&mut app, KeyCode::Down);
+    press(&mut app, KeyCode::Enter);
+    for v in ["Opera", "Hall", "A1", "2026-04-01", "20.00"] {
+        typ(&mut app, v);
+        press(&mut app, KeyCode::Tab);
+    }
+    press(&mut app, KeyCode::Enter);
+    assert_ne!(app.screen, Screen::Review);
+    let e = app.item_form.get("event_day").unwrap().error.clone();
+    assert!(
+        e.as_deref().is_some_and(|e| e.contains("in the past")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn the_item_value_limit_is_checked_as_the_amount_is_typed() {
+    let mut app = signed_in();
+    press(&mut app, KeyCode::Down); // Ticket
+    press(&mut app, KeyCode::Down); // Check
+    press(&mut app, KeyCode::Enter);
+    typ(&mut app, "ACME Corp");
+    press(&mut app, KeyCode::Tab);
+    typ(&mut app, "1000.01");
+    let e = app.item_form.get("amount").unwrap().error.clone();
+    assert!(
+        e.as_deref().is_some_and(|e| e.contains("$1000.00")),
+        "{e:?}"
+    );
+    let text = screen_text(&render(&app, 80, 24));
+    assert!(text.contains("is over $1000.00"), "{text}");
+    press(&mut app, KeyCode::Tab);
+    typ(&mut app, "1001");
+    let cmds = press(&mut app, KeyCode::Enter);
+    assert!(cmds.is_empty(), "{cmds:?}");
+    assert_ne!(app.screen, Screen::Review, "refused before review");
+    // The limit itself is allowed.
+    press(&mut app, KeyCode::BackTab);
+    assert_eq!(app.item_form.focused().unwrap().key, "amount");
+    for _ in 0..7 {
+        press(&mut app, KeyCode::Backspace);
+    }
+    typ(&mut app, "1000.00");
+    press(&mut app, KeyCode::Enter);
+    assert_eq!(app.screen, Screen::Review, "{:?}", app.notice);
+}
+
+#[test]
+fn a_quote_while_the_link_is_down_says_so_and_comes_when_it_is_back() {
+    let mut app = signed_in();
+    ctrl(&mut app, 'n');
+    link(&mut app, LinkState::Lapsed);
+    let cmds = fill_postage(&mut app);
+    let first = quote_request(&cmds).unwrap();
+    backend(
+        &mut app,
+        Backend::QuoteFailed {
+            request: first,
+            reason: "link lapsed".into(),
+        },
+    );
+    let text = screen_text(&render(&app, 120, 40));
+    assert!(
+        text.contains("The link to the vendor is down; the quote will come when it is back."),
+        "{text}"
+    );
+    assert!(!text.contains("Waiting for the vendor"), "{text}");
+    press(&mut app, KeyCode::Enter);
+    let notice = app.notice.clone().unwrap().text;
+    assert!(notice.contains("link to the vendor is down"), "{notice}");
+    // Back up: the quote is asked again by itself.
+    let up = frank::link::driver::LinkStatus {
+        state: LinkState::Up,
+        ..app.link.clone().unwrap()
+    };
+    let cmds = backend(&mut app, Backend::LinkChanged(up));
+    let again = quote_request(&cmds).expect("the quote is asked again when the link is up");
+    assert_ne!(again, first);
+    assert_eq!(app.quote, QuoteState::Pending { request: again });
+}
+
+#[test]
+fn the_chosen_theme_is_handed_to_the_shell_to_save() {
+    let mut app = signed_in();
+    assert_eq!(app.take_theme_to_save(), None);
+    press(&mut app, KeyCode::F(5));
+    assert_eq!(app.screen, Screen::Settings);
+    press(&mut app, KeyCode::Right);
+    assert_eq!(app.config.theme.name, "light");
+    assert_eq!(app.take_theme_to_save().as_deref(), Some("light"));
+    assert_eq!(app.take_theme_to_save(), None, "handed over once");
+}
+
+#[test]
+fn the_light_theme_paints_its_own_background() {
+    let mut app = quoted();
+    with_theme(&mut app, "light", false);
+    let t = render(&app, 80, 24);
+    let buf = t.backend().buffer();
+    for y in 0..buf.area.height {
+        for x in 0..buf.area.width {
+            let c = &buf[(x, y)];
+            assert_ne!(
+                c.bg,
+                Color::Reset,
+                "cell {x},{y} {:?} shows the terminal's background",
+                c.symbol()
+            );
+            if c.symbol().trim().is_empty() {
+                continue;
+            }
+            let (text, back) = if c.modifier.contains(Modifier::REVERSED) {
+                (c.bg, c.fg)
+            } else {
+                (c.fg, c.bg)
+            };
+            let pale = matches!(text, Color::Reset | Color::White | Color::Gray);
+            assert!(
+                text != back && !(pale && back == Color::White),
+                "cell {x},{y} {:?}: {text:?} text on {back:?}",
+                c.symbol()
+            );
+        }
+    }
+}

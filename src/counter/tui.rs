@@ -362,7 +362,7 @@ pub async fn run(
             .map_err(|_| anyhow::anyhow!("the backend stopped before sign-in"))?;
     }
     let app = App::new(settings.app);
-    let result = crate::ui::run(app, ev_rx, cmd_tx).await;
+    let result = crate::ui::run(app, ev_rx, cmd_tx, None).await;
     // The UI dropped its command sender: the backend signs out and ends.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), backend).await;
     result

@@ -285,6 +285,19 @@ pub struct App {
     pub confirm: Option<Confirm>,
     /// The form field the notice asks to fix ("Fix …"): once it is valid the notice goes.
     fix_field: Option<(Screen, &'static str)>,
+    /// Today's date, from [`Event::Today`] (the runner reads the clock, the app never does);
+    /// event dates and expiries before it are refused. `None` until the first one.
+    pub today: Option<Day>,
+    /// The theme chosen on the settings screen, for the shell to save in the config file
+    /// ([`App::take_theme_to_save`]).
+    theme_to_save: Option<String>,
+}
+
+/// The most one item may be worth: the vendor's limit (`LedgerLimits::authorize_max`, which
+/// it refuses above at authorize), checked here as the amount is typed so a clerk learns it
+/// before confirming.
+pub fn item_value_max() -> Cents {
+    crate::ledger::LedgerLimits::default().authorize_max
 }
 
 /// A time span for the screen, rounded up to whole seconds: "5 min", "4 min 12 s", "12 s".
@@ -344,11 +357,15 @@ fn postage_form() -> Form {
         fields.push(Field::text(k("state"), "State", 2));
         fields.push(Field::text(k("zip"), "ZIP", 10));
     }
-    fields.push(Field::text("weight", "Weight oz", 5));
+    // Ounces with decimals, or pounds and ounces ("1 lb 4 oz"): see `input::weight_oz`.
+    fields.push(Field::text("weight", "Weight oz", 12));
     fields.push(Field::choice(
         "class",
         "Class",
-        MailClass::ALL.iter().map(|c| c.name()).collect(),
+        MailClass::ALL
+            .iter()
+            .map(|c| super::input::class_words(*c))
+            .collect(),
     ));
     Form::new(fields)
 }
@@ -391,7 +408,8 @@ fn funds_form(kiosk: bool) -> Form {
     let mut form = Form::new(vec![
         Field::choice("method", "Method", methods),
         Field::text("amount", "Amount $", 12),
-        Field::secret("card", "Card number", 19, 4),
+        // 19 digits in groups of four with spaces or dashes.
+        Field::secret("card", "Card number", 23, 4),
         Field::text("expiry", "Expiry MM/YY", 5),
         Field::secret("cvc", "CVC", 4, 0),
         Field::secret("routing", "Routing no.", 9, 4),
@@ -502,6 +520,8 @@ impl App {
             last_run_jobs: 0,
             confirm: None,
             fix_field: None,
+            today: None,
+            theme_to_save: None,
             config,
         }
     }
@@ -630,6 +650,12 @@ impl App {
             }
             Event::Resize(w, h) => self.size = (w, h),
             Event::Tick { elapsed_ms } => self.on_tick(elapsed_ms),
+            Event::Today(day) => {
+                self.today = Some(day);
+                if let Screen::ItemForm(kind) = self.screen {
+                    self.validate_item_form(kind);
+                }
+            }
             Event::Backend(b) => self.on_backend(b, &mut out),
         }
         out
@@ -1131,12 +1157,31 @@ impl App {
             }
         }
         let w = self.postage.text("weight").trim().to_string();
-        let e = match w.parse::<u16>() {
-            Ok(oz) => WeightOz::new(oz).err().map(|e| e.reason),
-            Err(_) if w.is_empty() => Some("is required".into()),
-            Err(_) => Some(format!("{w:?} is not whole ounces (e.g. 3)")),
+        let (e, note) = match super::input::weight_oz(&w) {
+            Ok((oz, true)) => (None, Some(format!("rounded up to {oz} oz"))),
+            Ok((oz, false)) if w != oz.to_string() => (None, Some(format!("= {oz} oz"))),
+            Ok(_) => (None, None),
+            Err(e) => (Some(e), None),
         };
         self.postage.set_error("weight", e);
+        self.postage.set_note("weight", note);
+    }
+
+    /// While the link is down no quote can come: what to tell the person instead of "waiting
+    /// for the vendor" (the quote is asked again when the link is back).
+    pub fn quote_waiting_for_link(&self) -> Option<&'static str> {
+        let waiting = matches!(
+            self.quote,
+            QuoteState::Pending { .. } | QuoteState::Failed { .. }
+        );
+        if !waiting || self.link_state().allows_printing() {
+            return None;
+        }
+        Some(if self.config.kiosk {
+            "The kiosk is reconnecting; the price will show when it is back."
+        } else {
+            "The link to the vendor is down; the quote will come when it is back."
+        })
     }
 
     fn postage_class(&self) -> MailClass {
@@ -1158,7 +1203,7 @@ impl App {
             self.quote_inputs = None;
             return;
         }
-        let Ok(weight) = self.postage.text("weight").trim().parse::<u16>() else {
+        let Ok((weight, _)) = super::input::weight_oz(self.postage.text("weight")) else {
             return;
         };
         let inputs = (
@@ -1191,10 +1236,11 @@ impl App {
             return;
         }
         let QuoteState::Ready { amount, .. } = self.quote else {
-            self.notice(
-                Severity::Warn,
-                "Waiting for the vendor's quote; Enter again when it shows.",
-            );
+            let text = match self.quote_waiting_for_link() {
+                Some(words) => format!("{words} Enter again when it shows."),
+                None => "Waiting for the vendor's quote; Enter again when it shows.".into(),
+            };
+            self.notice(Severity::Warn, text);
             return;
         };
         let Ok(to) = FormatValidator.validate(&self.address("r_")) else {
@@ -1203,14 +1249,11 @@ impl App {
         let Ok(from) = FormatValidator.validate(&self.address("s_")) else {
             return;
         };
-        let Ok(weight) = self
-            .postage
-            .text("weight")
-            .trim()
-            .parse::<u16>()
-            .map_err(|_| ())
-            .and_then(|w| WeightOz::new(w).map_err(|_| ()))
-        else {
+        let typed_weight = self.postage.text("weight").trim().to_string();
+        let Ok((weight, rounded)) = super::input::weight_oz(&typed_weight) else {
+            return;
+        };
+        let Ok(weight) = WeightOz::new(weight) else {
             return;
         };
         let Ok(destination) = Destination::new(to.zip5, to.zip4, None) else {
@@ -1226,8 +1269,15 @@ impl App {
                 "To".into(),
                 format!("{}, {}, {} {}", to.name, to.city, to.state, destination),
             ),
-            ("Class".into(), class.name().to_string()),
-            ("Weight".into(), format!("{} oz", weight.get())),
+            ("Class".into(), super::input::class_words(class).to_string()),
+            (
+                "Weight".into(),
+                if rounded {
+                    format!("{} oz (rounded up from {typed_weight})", weight.get())
+                } else {
+                    format!("{} oz", weight.get())
+                },
+            ),
             ("Postage".into(), amount.to_string()),
         ];
         let block = |a: &crate::indicium::address::Address, zip: String| {
@@ -1270,6 +1320,10 @@ impl App {
                 "memo" => Text::new(key, &v).err().map(|e| e.reason),
                 "price" | "amount" | "value" => match Cents::parse_dollars(&v) {
                     Ok(c) if c.is_zero() => Some("must be more than $0.00".into()),
+                    Ok(c) if c > item_value_max() => Some(format!(
+                        "is over {}, the most one item may be worth",
+                        item_value_max()
+                    )),
                     Ok(_) => None,
                     Err(e) => Some(e.to_string()),
                 },
@@ -1277,7 +1331,11 @@ impl App {
                     Ok(n) => CheckNumber::new(n).err().map(|e| e.reason),
                     Err(_) => Some("is a whole number".into()),
                 },
-                "event_day" | "expiry" => Day::parse(key, &v).err().map(|e| e.reason),
+                "event_day" | "expiry" => {
+                    let (e, note) = self.check_day(key, &v);
+                    self.item_form.set_note(key, note);
+                    e
+                }
                 _ => None,
             };
             self.item_form.set_error(key, e);
@@ -1285,11 +1343,31 @@ impl App {
         let _ = kind;
     }
 
+    /// A date field: its error (not a date, or before today), and the day in words.
+    fn check_day(&self, key: &'static str, text: &str) -> (Option<String>, Option<String>) {
+        let day = match super::input::date(key, text) {
+            Ok(day) => day,
+            Err(e) => return (Some(e), None),
+        };
+        let words = super::input::day_words(day);
+        match self.today {
+            Some(today) if day < today => {
+                let what = if key == "expiry" {
+                    "an expiry must be today or later"
+                } else {
+                    "the event must be today or later"
+                };
+                (Some(format!("{words} is in the past; {what}")), None)
+            }
+            _ => (None, Some(words)),
+        }
+    }
+
     fn build_item(&self, kind: ItemKind) -> Option<Item> {
         let f = &self.item_form;
         let text = |k: &'static str| Text::new(k, f.text(k)).ok();
         let cents = |k: &str| Cents::parse_dollars(f.text(k)).ok();
-        let day = |k: &'static str| Day::parse(k, f.text(k)).ok();
+        let day = |k: &'static str| super::input::date(k, f.text(k)).ok();
         Some(match kind {
             ItemKind::Ticket => Item::Ticket(Ticket {
                 event: text("event")?,
@@ -1343,10 +1421,15 @@ impl App {
                     .iter()
                     .filter(|f| !f.text_value().trim().is_empty())
                     .map(|f| {
-                        (
-                            f.label.trim_end_matches(" $").to_string(),
-                            f.text_value().trim().to_string(),
-                        )
+                        let typed = f.text_value().trim().to_string();
+                        // Dates as read, in both forms: no day/month order to misread.
+                        let shown = match super::input::date(f.key, &typed) {
+                            Ok(d) if matches!(f.key, "event_day" | "expiry") => {
+                                format!("{d} ({})", super::input::day_words(d))
+                            }
+                            _ => typed,
+                        };
+                        (f.label.trim_end_matches(" $").to_string(), shown)
                     })
                     .collect();
                 self.draft = Some(Draft {
@@ -1370,6 +1453,15 @@ impl App {
                 self.screen = self.draft_from;
             }
             Action::Submit => {
+                if let Some(d) = self.draft.as_ref().filter(|d| d.amount > item_value_max()) {
+                    let text = format!(
+                        "{} is over {}, the most one item may be worth; go back and lower it.",
+                        d.amount,
+                        item_value_max()
+                    );
+                    self.notice(Severity::Error, text);
+                    return;
+                }
                 if let Some(reason) = self.print_block_reason() {
                     self.notice(Severity::Error, reason);
                     return;
@@ -1522,17 +1614,17 @@ impl App {
                 .map(|s| s.expose().to_string())
                 .unwrap_or_default()
         };
-        let num = digits("card", &self.funds);
-        let e = if !card {
-            None
-        } else if !num.chars().all(|c| c.is_ascii_digit()) {
-            Some("digits only".into())
-        } else if !(13..=19).contains(&num.len()) {
-            Some(format!("has {} digits; cards have 13 to 19", num.len()))
-        } else if !luhn_ok(&num) {
-            Some("check digit does not match; retype the number".into())
-        } else {
-            None
+        let num = super::input::card_digits(&digits("card", &self.funds));
+        let e = match &num {
+            _ if !card => None,
+            Err(e) => Some(e.clone()),
+            Ok(num) if !(13..=19).contains(&num.len()) => {
+                Some(format!("has {} digits; cards have 13 to 19", num.len()))
+            }
+            Ok(num) if !luhn_ok(num) => {
+                Some("check digit does not match; retype the number".into())
+            }
+            Ok(_) => None,
         };
         self.funds.set_error("card", e);
         let exp = self.funds.text("expiry").to_string();
@@ -1597,8 +1689,12 @@ impl App {
                         .unwrap_or_default()
                 };
                 let method = if self.funds.text("method") == "card" {
+                    // Spaces and dashes typed between the groups are not part of the number.
+                    let number = super::input::card_digits(secret("card").expose())
+                        .map(Secret::new)
+                        .unwrap_or_default();
                     FundMethod::Card {
-                        number: secret("card"),
+                        number,
                         expiry: self.funds.text("expiry").to_string(),
                         cvc: secret("cvc"),
                     }
@@ -1643,7 +1739,10 @@ impl App {
                 };
                 let no_color = self.config.theme.no_color;
                 match Theme::builtin(BUILTIN[self.theme_index], no_color) {
-                    Ok(t) => self.config.theme = t,
+                    Ok(t) => {
+                        self.theme_to_save = Some(t.name.clone());
+                        self.config.theme = t;
+                    }
                     Err(e) => self.notice(Severity::Error, e),
                 }
             }
@@ -1658,7 +1757,21 @@ impl App {
 
     fn on_backend(&mut self, b: Backend, out: &mut Vec<Command>) {
         match b {
-            Backend::LinkChanged(status) => self.link = Some(status),
+            Backend::LinkChanged(status) => {
+                let was_up = self.link_state().allows_printing();
+                self.link = Some(status);
+                // A quote asked for (or refused) while the link was down is asked again now.
+                if !was_up
+                    && self.link_state().allows_printing()
+                    && matches!(
+                        self.quote,
+                        QuoteState::Pending { .. } | QuoteState::Failed { .. }
+                    )
+                {
+                    self.quote_inputs = None;
+                    self.maybe_quote(out);
+                }
+            }
             Backend::PrinterStatus(s) => self.printer = s,
             Backend::SignedIn { clerk, balance } => {
                 self.signing_in = false;
@@ -1932,6 +2045,12 @@ impl App {
             None if phase != SettlePhase::Sending => self.notice(severity, message),
             None => {}
         }
+    }
+
+    /// The theme chosen since the last call, for the shell to keep in the config file (the app
+    /// writes no file itself).
+    pub fn take_theme_to_save(&mut self) -> Option<String> {
+        self.theme_to_save.take()
     }
 
     /// The item's state in history, for tests and the printing screen.

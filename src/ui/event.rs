@@ -87,6 +87,9 @@ pub enum Event {
     Resize(u16, u16),
     /// Time passed: the runner sends one per tick with the milliseconds since the previous tick.
     Tick { elapsed_ms: u64 },
+    /// Today's date on the counter's clock: the runner sends it at start and when the date
+    /// changes (event dates and expiries before it are refused).
+    Today(crate::indicium::kinds::Day),
     /// A report from the vendor link or the printer.
     Backend(Backend),
 }

@@ -29,6 +29,9 @@ pub struct Field {
     /// Edited or left at least once: only then are its errors shown.
     pub touched: bool,
     pub error: Option<String>,
+    /// What the value was read as, when that differs from what was typed (e.g. a date in
+    /// words, a weight rounded up): shown beside the ✓.
+    pub note: Option<String>,
     pub hidden: bool,
 }
 
@@ -41,6 +44,7 @@ impl Field {
             chars_max: chars_max.min(FIELD_CHARS_MAX),
             touched: false,
             error: None,
+            note: None,
             hidden: false,
         }
     }
@@ -173,6 +177,7 @@ impl Field {
         }
         self.touched = false;
         self.error = None;
+        self.note = None;
     }
 
     /// The error to show now (only for touched fields).
@@ -249,6 +254,12 @@ impl Form {
     pub fn set_error(&mut self, key: &str, error: Option<String>) {
         if let Some(f) = self.get_mut(key) {
             f.error = error;
+        }
+    }
+
+    pub fn set_note(&mut self, key: &str, note: Option<String>) {
+        if let Some(f) = self.get_mut(key) {
+            f.note = note;
         }
     }
 

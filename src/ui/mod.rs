@@ -7,6 +7,7 @@ pub mod app;
 pub mod config;
 pub mod event;
 pub mod form;
+pub mod input;
 pub mod keys;
 pub mod panels;
 pub mod runner;
@@ -36,6 +37,12 @@ pub fn too_small(cols: u16, rows: u16) -> bool {
 /// Draws the whole UI from the app state. Pure: reads `app`, writes the frame.
 pub fn draw(frame: &mut Frame, app: &App) {
     let area = frame.area();
+    // A theme with its own background (light) paints it first, with its text colour, so it
+    // reads the same on a light or a dark terminal; the others keep the terminal's.
+    let base = app.config.theme.style(Role::Text);
+    if base.bg.is_some() {
+        frame.render_widget(ratatui::widgets::Block::default().style(base), area);
+    }
     if too_small(area.width, area.height) {
         let mut text = format!(
             "Enlarge the terminal to at least {MIN_COLS}×{MIN_ROWS} (now {}×{}).",

@@ -122,6 +122,15 @@ fn spawn_reader<T: Send + 'static>(
     })
 }
 
+/// Today's date on this machine's clock, in its time zone (the shell reads the clock; the
+/// app only hears [`Event::Today`]).
+fn local_today() -> Option<crate::indicium::kinds::Day> {
+    use chrono::Datelike;
+    let d = chrono::Local::now().date_naive();
+    let (m, day) = (u8::try_from(d.month()).ok()?, u8::try_from(d.day()).ok()?);
+    crate::indicium::kinds::Day::from_ymd("today", d.year(), m, day).ok()
+}
+
 /// The terminal events the counter handles.
 fn counter_event(ev: crossterm::event::Event) -> Option<Event> {
     match ev {
@@ -131,6 +140,10 @@ fn counter_event(ev: crossterm::event::Event) -> Option<Event> {
     }
 }
 
+/// Keeps the theme chosen on the settings screen (the counter writes it to its config file);
+/// an error is said on screen in words.
+pub type SaveTheme = Box<dyn FnMut(&str) -> Result<(), String> + Send>;
+
 /// Runs the counter UI until the app quits, a termination signal arrives, or the backend
 /// channel closes. `backend` carries reports in; `commands` carries the app's commands out
 /// (channels bounded by [`EVENTS_QUEUE_MAX`] and [`COMMANDS_QUEUE_MAX`] — create them with
@@ -139,9 +152,13 @@ pub async fn run(
     app: App,
     backend: mpsc::Receiver<Backend>,
     commands: mpsc::Sender<Command>,
+    save_theme: Option<SaveTheme>,
 ) -> anyhow::Result<()> {
     let (screen, terminal, keys, signalled) = FullScreen::enter(EVENTS_QUEUE_MAX, counter_event)?;
-    let result = drive(terminal, app, keys, backend, commands, signalled).await;
+    let result = drive_saving(
+        terminal, app, keys, backend, commands, signalled, save_theme,
+    )
+    .await;
     drop(screen);
     result.map(|_| ())
 }
@@ -150,17 +167,34 @@ pub async fn run(
 /// can drive it with a `TestBackend`. Ends when the app quits, `stop` completes, or the
 /// backend channel closes; returns the final app state.
 pub async fn drive<B: ratatui::backend::Backend>(
+    terminal: ratatui::Terminal<B>,
+    app: App,
+    keys: mpsc::Receiver<Event>,
+    backend: mpsc::Receiver<Backend>,
+    commands: mpsc::Sender<Command>,
+    stop: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<App> {
+    drive_saving(terminal, app, keys, backend, commands, stop, None).await
+}
+
+/// [`drive`], with `save_theme` called for each theme chosen on the settings screen.
+pub async fn drive_saving<B: ratatui::backend::Backend>(
     mut terminal: ratatui::Terminal<B>,
     mut app: App,
     mut keys: mpsc::Receiver<Event>,
     mut backend: mpsc::Receiver<Backend>,
     commands: mpsc::Sender<Command>,
     stop: impl std::future::Future<Output = ()>,
+    mut save_theme: Option<SaveTheme>,
 ) -> anyhow::Result<App> {
     let mut tick = tokio::time::interval(Duration::from_millis(TICK_INTERVAL_MS));
     let mut last_tick = tokio::time::Instant::now();
     let size = terminal.size()?;
     app.handle(Event::Resize(size.width, size.height));
+    let mut today = local_today();
+    if let Some(day) = today {
+        app.handle(Event::Today(day));
+    }
     tokio::pin!(stop);
     loop {
         terminal.draw(|f| draw(f, &app))?;
@@ -173,6 +207,11 @@ pub async fn drive<B: ratatui::backend::Backend>(
                 None => break,
             },
             _ = tick.tick() => {
+                let day = local_today();
+                if day != today && let Some(d) = day {
+                    today = day;
+                    app.handle(Event::Today(d));
+                }
                 let now = tokio::time::Instant::now();
                 let elapsed_ms = now.duration_since(last_tick).as_millis() as u64;
                 last_tick = now;
@@ -200,6 +239,13 @@ pub async fn drive<B: ratatui::backend::Backend>(
                     ))));
                 }
             }
+        }
+        if let (Some(name), Some(save)) = (app.take_theme_to_save(), save_theme.as_mut())
+            && let Err(e) = save(&name)
+        {
+            app.handle(Event::Backend(Backend::Error(format!(
+                "The {name} theme is used until the counter quits but could not be saved: {e}"
+            ))));
         }
         if app.quit {
             break;

@@ -70,7 +70,11 @@ pub fn draw(
                 theme.style(Role::AlertError),
             ));
         } else if f.touched && !f.display().is_empty() {
-            spans.push(Span::styled(text::fit(" ✓", rest), theme.style(Role::Ok)));
+            let ok = match &f.note {
+                Some(note) => format!(" ✓ {note}"),
+                None => " ✓".to_string(),
+            };
+            spans.push(Span::styled(text::fit(&ok, rest), theme.style(Role::Ok)));
         }
         lines.push(Line::from(spans));
     }

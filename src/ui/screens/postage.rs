@@ -46,6 +46,10 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let [wc, quote] = Layout::vertical([Constraint::Length(2), Constraint::Length(1)]).areas(rest);
     form::draw(frame, wc, f, &[12, 13], theme, f.focus >= 12);
     let line = match &app.quote {
+        _ if app.quote_waiting_for_link().is_some() => Line::from(Span::styled(
+            app.quote_waiting_for_link().unwrap_or_default(),
+            theme.style(Role::AlertWarn),
+        )),
         QuoteState::Incomplete => Line::from(Span::styled(
             "Quote: fill weight and both ZIPs",
             theme.style(Role::Muted),
