@@ -13,6 +13,7 @@ use crate::printer::emulator::{Emulator, EmulatorOptions};
 use crate::vendor_server::directory::Directory;
 use crate::vendor_server::server::VendorServer;
 use crate::vendor_server::{DB_FILE, DataDir, now_ms};
+use std::path::Path;
 use std::time::Duration;
 
 pub const DEMO_CLERK: &str = "demo";
@@ -83,23 +84,20 @@ async fn run_tui(opts: DemoOptions) -> anyhow::Result<()> {
         profile: profile.clone(),
     });
     tui::ensure_enrolled(&backend, || anyhow::bail!("no code")).await?;
+    // The key beside the labels, so the verify command on screen is short enough to copy.
+    let fingerprint = crate::identity::fingerprint(&server.public_key());
+    std::fs::write(labels.join(VENDOR_KEY_FILE), format!("{fingerprint}\n"))?;
     fund_demo_account(&backend).await?;
     let settings = tui::CounterSettings {
         app: crate::ui::AppConfig {
             printer_name: format!("virtual printer {}", printer.device_path().display()),
-            info_lines: vec![
-                format!("Demo clerk: {DEMO_CLERK}   password: {DEMO_PASSWORD}"),
-                format!("Labels are saved as PNGs in {}", labels.display()),
-                format!(
-                    "Verify one: frank verify --vendor-key {} FILE.png",
-                    crate::identity::fingerprint(&server.public_key())
-                ),
-            ],
+            info_lines: info_lines(&labels, &fingerprint),
             ..demo_app_config()?
         },
         backend,
         log_dir: None,
         kiosk_clerk: None,
+        config_path: None,
     };
     let ui = tui::run(settings, None);
     let result = match opts.duration_s {
@@ -112,6 +110,22 @@ async fn run_tui(opts: DemoOptions) -> anyhow::Result<()> {
     server.shutdown().await;
     println!("Frank demo ended. Labels printed: {}", labels.display());
     result
+}
+
+/// The vendor key's file in the labels folder (`frank verify --vendor-key` reads a file).
+pub const VENDOR_KEY_FILE: &str = "vendor-key.txt";
+
+/// The lines under the demo's sign-in form: credentials, the labels folder, the vendor key,
+/// and the command that verifies a label. The command is short (the key is read from
+/// [`VENDOR_KEY_FILE`] beside the labels) so it fits whole at 80 columns and can be copied.
+pub fn info_lines(labels: &Path, fingerprint: &str) -> Vec<String> {
+    vec![
+        format!("Demo clerk: {DEMO_CLERK}   password: {DEMO_PASSWORD}"),
+        format!("Labels are saved as PNGs in {}", labels.display()),
+        format!("Vendor key: {fingerprint}"),
+        "To verify a label, in that folder run:".into(),
+        format!("  frank verify --vendor-key {VENDOR_KEY_FILE} FILE.png"),
+    ]
 }
 
 /// The theme and keys from the user's config file, if any (NO_COLOR honoured).
@@ -294,4 +308,40 @@ async fn run_headless(opts: DemoOptions) -> anyhow::Result<()> {
     println!("demo ends: {}", headless::describe(&end));
     server.shutdown().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 15: at 80×24 the sign-in screen shows the verify command whole (it was cut in
+    /// the middle of the vendor key), and the key whole on its own line.
+    #[test]
+    fn the_verify_command_fits_whole_at_80_columns() {
+        let fingerprint = "191ec428".repeat(8);
+        let labels = Path::new("/tmp/frank-demo-labels-1795485312");
+        let app = crate::ui::App::new(crate::ui::AppConfig {
+            info_lines: info_lines(labels, &fingerprint),
+            ..crate::ui::AppConfig::default()
+        });
+        let mut t = ratatui::Terminal::new(ratatui::backend::TestBackend::new(80, 24)).unwrap();
+        t.draw(|f| crate::ui::draw(f, &app)).unwrap();
+        let buf = t.backend().buffer();
+        let rows: Vec<String> = (0..buf.area.height)
+            .map(|y| (0..buf.area.width).map(|x| buf[(x, y)].symbol()).collect())
+            .collect();
+        let screen = rows.join("\n");
+        let command = format!("frank verify --vendor-key {VENDOR_KEY_FILE} FILE.png");
+        assert!(
+            rows.iter().any(|r| r.contains(&command)),
+            "the command is not whole on one row:\n{screen}"
+        );
+        assert!(
+            rows.iter()
+                .any(|r| r.contains(&format!("Vendor key: {fingerprint}"))),
+            "{screen}"
+        );
+        assert!(screen.contains(&labels.display().to_string()), "{screen}");
+        assert!(!screen.contains('…'), "something is cut:\n{screen}");
+    }
 }

@@ -36,8 +36,15 @@ fn demo_shows_credentials_prints_a_label_and_the_png_verifies() {
     let first = s.wait_for("Demo clerk:");
     let clerk = after(&first, "Demo clerk:").to_string();
     let password = after(&first, "password:").to_string();
-    let fingerprint = after(&first, "--vendor-key").to_string();
+    let fingerprint = after(&first, "Vendor key:").to_string();
     assert!(first.contains(&labels.display().to_string()), "{first}");
+    // The verify command is short enough to copy whole; its key file is beside the labels.
+    assert!(
+        first.contains("frank verify --vendor-key vendor-key.txt FILE.png"),
+        "{first}"
+    );
+    let key_file = std::fs::read_to_string(labels.join("vendor-key.txt")).unwrap();
+    assert_eq!(key_file.trim(), fingerprint);
     let mut captures = vec![first.clone()];
     s.typ(&clerk);
     s.send("\t");

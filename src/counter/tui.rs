@@ -120,6 +120,9 @@ pub struct CounterSettings {
     pub log_dir: Option<PathBuf>,
     /// Kiosk: the clerk it signs in as by itself.
     pub kiosk_clerk: Option<String>,
+    /// The config file the theme chosen on the settings screen is saved in (`None`: not
+    /// saved, e.g. the demo).
+    pub config_path: Option<PathBuf>,
 }
 
 fn dirs() -> Option<directories::ProjectDirs> {
@@ -214,6 +217,51 @@ fn upgrade_pin_in_file(path: &Path, text: &str, hash: &PinHash) -> anyhow::Resul
     crate::datafiles::write_private(path, new_text.as_bytes())
 }
 
+/// `text` with its top-level `theme = …` line set to `name`; added as the first line when the
+/// file has none. Comments and every other line stay as they are.
+pub fn theme_set_text(text: &str, name: &str) -> String {
+    let line = format!("theme = {}", toml::Value::String(name.to_string()));
+    let mut found = false;
+    let mut in_table = false;
+    let mut out = String::with_capacity(text.len() + line.len() + 1);
+    for l in text.lines() {
+        let t = l.trim_start();
+        in_table |= t.starts_with('[');
+        let is_theme = t
+            .strip_prefix("theme")
+            .is_some_and(|r| r.trim_start().starts_with('='));
+        if !found && !in_table && is_theme {
+            found = true;
+            out.push_str(&line);
+        } else {
+            out.push_str(l);
+        }
+        out.push('\n');
+    }
+    if found { out } else { format!("{line}\n{out}") }
+}
+
+/// Keeps `name` as the theme in the config file at `path` (made, 0600, if there is none),
+/// checking that the file still reads back with every other setting unchanged.
+pub fn save_theme(path: &Path, name: &str) -> anyhow::Result<()> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let new_text = theme_set_text(&text, name);
+    let mut before: toml::Table = toml::from_str(&text).context("the config file")?;
+    let after: toml::Table = toml::from_str(&new_text).context("the config file with the theme")?;
+    before.insert("theme".into(), toml::Value::String(name.to_string()));
+    if before != after {
+        bail!("the config file would not read back as intended; set `theme` by hand");
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    crate::datafiles::write_private(path, new_text.as_bytes())
+}
+
 /// Reads the config file (if any) and applies the flags.
 pub fn resolve(o: &Overrides, no_color: bool) -> anyhow::Result<CounterSettings> {
     let path = o.config.clone().or_else(default_config_path);
@@ -292,6 +340,7 @@ pub fn resolve(o: &Overrides, no_color: bool) -> anyhow::Result<CounterSettings>
         app,
         log_dir: default_state_dir(),
         kiosk_clerk,
+        config_path: path,
     })
 }
 
@@ -362,7 +411,16 @@ pub async fn run(
             .map_err(|_| anyhow::anyhow!("the backend stopped before sign-in"))?;
     }
     let app = App::new(settings.app);
-    let result = crate::ui::run(app, ev_rx, cmd_tx, None).await;
+    let save_theme = settings
+        .config_path
+        .map(|path| -> crate::ui::runner::SaveTheme {
+            Box::new(move |name: &str| {
+                save_theme(&path, name).map_err(|e| format!("{e:#}"))?;
+                tracing::info!(theme = name, file = %path.display(), "theme saved");
+                Ok(())
+            })
+        });
+    let result = crate::ui::run(app, ev_rx, cmd_tx, save_theme).await;
     // The UI dropped its command sender: the backend signs out and ends.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), backend).await;
     result
@@ -424,6 +482,38 @@ mod tests {
         assert_eq!(again, hash, "read as is the second time");
         assert!(again.verify("2468"));
         assert_eq!(std::fs::read_to_string(&p).unwrap(), now);
+    }
+
+    /// Issue 15: the theme chosen on the settings screen is kept in the config file — its
+    /// `theme` line replaced (not one in a table), or added — and read back at the next start.
+    #[test]
+    fn the_chosen_theme_is_saved_in_the_config_file() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("frank").join("counter.toml");
+        save_theme(&p, "light").unwrap();
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert_eq!(
+            crate::ui::config::load(&text, false).unwrap().0.name,
+            "light"
+        );
+
+        let text = "# mine\nvendor = \"127.0.0.1:4433\"\ntheme = \"dark\" # was\n[colors]\ntext = \"white\"\n";
+        std::fs::write(&p, text).unwrap();
+        save_theme(&p, "high-contrast").unwrap();
+        let now = std::fs::read_to_string(&p).unwrap();
+        assert_eq!(
+            now,
+            "# mine\nvendor = \"127.0.0.1:4433\"\ntheme = \"high-contrast\"\n[colors]\ntext = \"white\"\n"
+        );
+        let file: FileSettings = toml::from_str(&now).unwrap();
+        assert_eq!(file.theme.as_deref(), Some("high-contrast"));
+
+        // A `theme` key only inside a table is not the top-level one: a line is added.
+        let odd = "[keys]\ntheme = [\"f5\"]\n";
+        assert_eq!(
+            theme_set_text(odd, "light"),
+            "theme = \"light\"\n[keys]\ntheme = [\"f5\"]\n"
+        );
     }
 
     #[test]
