@@ -9,7 +9,11 @@
 //! 5. paper out: the status bar shows it, printing is refused, and paper running out mid-label
 //!    voids the label and restores the balance;
 //! 6. kiosk: the welcome screen, Ctrl-C/Ctrl-Z/Ctrl-\ trapped, the idle timeout clears the
-//!    form, only the supervisor PIN quits.
+//!    form, only the supervisor PIN quits;
+//! 7. a vendor restarted mid-print (it forgets its sessions): the counter signs in again by
+//!    itself, stays on its screens, and the label cut off is voided on the new session;
+//! 8. paper out during a link cut reaches the vendor once the link is back; a refund approved
+//!    at the vendor shows in the balance when the history is next read.
 
 mod pty_support;
 mod support;
@@ -388,6 +392,79 @@ async fn history_lists_the_printed_item_and_requests_its_refund() {
     });
     r.screen.send("\x12");
     r.screen.wait_for("no refund to request");
+
+    // Issue 15: the vendor approves the refund (nothing tells the counter); the next look at
+    // the history brings the balance up to date with it.
+    let price = FUNDS_CENTS - balance_cents(&r.watcher);
+    assert!(price > 0);
+    r.screen.wait_for(&status_balance(FUNDS_CENTS - price));
+    let ledger = r.vendor.server.ledger();
+    let account = frank::vendor_server::money::ledger_account_of(&ledger, r.vendor.account_id)
+        .await
+        .unwrap();
+    ledger
+        .decide_refund(
+            frank::ledger::RequestId::random(),
+            frank::vendor_server::money::piece_id(account, serial),
+            true,
+        )
+        .await
+        .unwrap();
+    assert_eq!(balance_cents(&r.watcher), FUNDS_CENTS);
+    r.screen.send("\x1b");
+    r.screen.send(F3);
+    let t = r
+        .screen
+        .wait_within(Duration::from_secs(10), "the refund's money back", |t| {
+            t.contains(&status_balance(FUNDS_CENTS))
+        });
+    assert!(t.contains("refunded"), "{t}");
+}
+
+/// Issue 15: the printer ran out of paper while the link was cut; its report could not reach
+/// the vendor then, and used to be never sent again — the supervisor's monitor kept showing
+/// "ready". The counter sends its printer's status again on every new connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paper_out_during_a_link_cut_reaches_the_vendor_once_the_link_is_back() {
+    let r = rig(None).await;
+    let terminal = frank::counter::terminal::TerminalDir::new(r.home.path().join("terminal"))
+        .enrollment(&r.vendor.key)
+        .unwrap()
+        .expect("enrolled")
+        .terminal_id;
+    let vendor_sees = |state: frank::wire::PrinterState| {
+        r.vendor
+            .server
+            .printer_report(terminal)
+            .is_some_and(|v| v.state == state)
+    };
+    let deadline = Instant::now() + LONG;
+    while !vendor_sees(frank::wire::PrinterState::Ready) {
+        assert!(Instant::now() < deadline, "the vendor never heard 'ready'");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    r.proxy.handle.cut();
+    // Long enough for the counter to drop the connection and start reconnecting.
+    r.screen.wait_for("LINK DOWN");
+    r.printer.inject(Fault::PaperOut);
+    r.screen.wait_for("✗ paper out");
+    // The poll after that one tries (and fails) to report it while the link is cut.
+    std::thread::sleep(Duration::from_millis(2_500));
+    assert!(
+        vendor_sees(frank::wire::PrinterState::Ready),
+        "the report went through a cut link?"
+    );
+    r.proxy.handle.heal();
+    r.screen.wait_for("LINK UP");
+    let deadline = Instant::now() + LONG;
+    while !vendor_sees(frank::wire::PrinterState::PaperOut) {
+        assert!(
+            Instant::now() < deadline,
+            "the vendor still has {:?}",
+            r.vendor.server.printer_report(terminal)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -651,4 +728,134 @@ async fn a_gift_certificate_from_the_home_menu_prints_and_verifies() {
     );
     assert_eq!(ind.body.amount.get(), 2_500);
     assert_eq!(balance_cents(&r.watcher), FUNDS_CENTS - 2_500);
+}
+
+/// A session on `addr` for the clerk, on a fresh terminal enrolled with `code` (funds the
+/// account, reads balances); its link is up when this returns.
+async fn watcher_on(
+    addr: std::net::SocketAddr,
+    key: ed25519_dalek::VerifyingKey,
+    code: &str,
+) -> (
+    frank::counter::client::Session,
+    frank::link::driver::LinkHandle,
+) {
+    let endpoint = endpoint();
+    let conn = frank::counter::client::connect(&endpoint, addr, key)
+        .await
+        .unwrap();
+    let device_key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+    let e = conn
+        .enroll(code, "watcher", &device_key, &key)
+        .await
+        .unwrap();
+    let s = conn
+        .login(e.terminal_id, &device_key, CLERK, PASSWORD)
+        .await
+        .unwrap();
+    let link = s.start_link().unwrap();
+    let mut up = link.state.clone();
+    wait_for(&mut up, LONG, "watcher up", |s| *s == LinkState::Up).await;
+    (s, link)
+}
+
+/// Issue 15: a vendor restarted on SQLite forgets every session. The counter used to end on
+/// `UnknownSession` with LINK DOWN for good until the clerk signed out and in. Now it signs in
+/// again by itself with the clerk's credentials, stays where it was, and the label the restart
+/// cut off is voided on the new session by the journal's rules.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_vendor_is_signed_in_again_and_a_cut_label_still_settles() {
+    let mut vendor = child_vendor("Restart Post Office", |_, _| {}).await;
+    {
+        let (watcher, _link) = watcher_on(vendor.addr, vendor.key, &vendor.code).await;
+        fund_until_ok(&watcher, FUNDS_CENTS).await;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let labels = tempfile::tempdir().unwrap();
+    let profile_path = home.path().join("slow-printer.toml");
+    std::fs::write(
+        &profile_path,
+        raster_profile("Slow raster test printer", Some(4800)),
+    )
+    .unwrap();
+    let profile = frank::printer::cli::load_profile(profile_path.to_str().unwrap()).unwrap();
+    let printer = Emulator::spawn(
+        &profile,
+        EmulatorOptions {
+            baud: None,
+            out_dir: Some(labels.path().to_path_buf()),
+            control_socket: None,
+        },
+    )
+    .unwrap();
+    let args: Vec<String> = [
+        "counter",
+        "--vendor",
+        &vendor.addr.to_string(),
+        "--pin",
+        &frank::identity::fingerprint(&vendor.key),
+        "--data",
+        &home.path().join("terminal").display().to_string(),
+        "--enroll-code",
+        &vendor.code,
+        "--origin-zip",
+        "94105",
+        "--name",
+        "pty-counter",
+        "--printer",
+        &printer.device_path().display().to_string(),
+        "--profile",
+        profile_path.to_str().unwrap(),
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    let mut screen = Screen::spawn(&args, home.path());
+    screen.wait_for("Sign in");
+    screen.typ(CLERK);
+    screen.send("\t");
+    screen.typ(PASSWORD);
+    screen.send("\r");
+    screen.wait_for("Recent items");
+    screen.wait_for("LINK UP");
+    screen.wait_for("printer ready");
+    screen.wait_for(&status_balance(FUNDS_CENTS));
+
+    postage_to_review(&mut screen);
+    screen.send("\r");
+    let percent = |t: &str| -> Option<u32> {
+        let i = t.find("bytes  ")?;
+        let rest = &t[i + 7..];
+        let end = rest.find('%')?;
+        rest[..end].trim().parse().ok()
+    };
+    screen.wait("printing under way", |t| {
+        percent(t).is_some_and(|p| (20..60).contains(&p))
+    });
+    // The vendor dies mid-label (SIGKILL) and comes back on the same address and data.
+    vendor.child.kill().await.unwrap();
+    let shown = screen.wait_for("voiding it");
+    assert!(!shown.contains("returned to balance"), "{shown}");
+    screen.wait("the link down", |t| !t.contains("LINK UP"));
+    let data = vendor.dir.path().join("vendor");
+    vendor.child = spawn_vendor_serve(&data, vendor.addr, &[]).await;
+
+    // Signed in again by itself: the link comes back, the clerk stays signed in, and the
+    // journaled void goes out on the new session.
+    let shown = screen.wait_for("label voided");
+    assert!(shown.contains("returned to balance"), "{shown}");
+    let shown = screen.wait_for("LINK UP");
+    assert!(shown.contains("clerk alice"), "{shown}");
+    assert!(!shown.contains("Sign in"), "{shown}");
+    for code_words in ["UnknownSession", "unknown_session", "unknown session"] {
+        assert!(!shown.contains(code_words), "{shown}");
+    }
+    screen.wait_for(&status_balance(FUNDS_CENTS));
+    // Still usable: the vendor quotes a new label on the new session.
+    screen.send("\x1b");
+    postage_to_review(&mut screen);
+    let logs = counter_logs(home.path());
+    assert!(logs.contains("signed in again by itself"), "{logs}");
+    assert!(!logs.contains(PASSWORD), "the password is in the log");
+    drop(printer);
 }

@@ -1571,3 +1571,102 @@ fn the_light_theme_paints_its_own_background() {
         }
     }
 }
+
+/// Issue 15: the vendor forgot the session and the backend's own sign-in did not work. A
+/// counter goes to its sign-in screen saying what to do; it does not stay on a screen that
+/// looks usable with the link down for good.
+#[test]
+fn a_session_the_vendor_ended_sends_the_counter_to_sign_in_with_plain_words() {
+    let mut app = signed_in();
+    ctrl(&mut app, 'n');
+    assert_eq!(app.screen, Screen::Postage);
+    link(&mut app, LinkState::Closed);
+    backend(
+        &mut app,
+        Backend::SessionEnded {
+            reason: "The vendor no longer knows this counter's session, and signing in again did not work. Sign in again; if that fails too, call your supervisor.".into(),
+        },
+    );
+    assert_eq!(app.screen, Screen::SignIn);
+    assert_eq!(app.clerk, None);
+    assert_eq!(app.balance, None);
+    let notice = app.notice.clone().expect("the reason is on screen");
+    assert!(notice.text.contains("Sign in again"), "{notice:?}");
+    // Signing in works from there.
+    typ(&mut app, "alice");
+    press(&mut app, KeyCode::Tab);
+    typ(&mut app, "correct horse");
+    let cmds = press(&mut app, KeyCode::Enter);
+    assert!(matches!(&cmds[..], [Command::SignIn { clerk, .. }] if clerk == "alice"));
+}
+
+/// Issue 15: a kiosk whose session ended (or whose sign-in failed) says it is out of service
+/// instead of "Press Enter to start", and Enter starts nothing; a later sign-in brings the
+/// welcome screen back.
+#[test]
+fn a_kiosk_without_a_session_is_out_of_service_not_welcoming() {
+    let mut app = kiosk_app();
+    backend(
+        &mut app,
+        Backend::SignedIn {
+            clerk: "kiosk".into(),
+            balance: cents(0),
+        },
+    );
+    link(&mut app, LinkState::Up);
+    backend(&mut app, Backend::PrinterStatus(PrinterStatus::Ready));
+    let t = screen_text(&render(&app, 80, 24));
+    assert!(t.contains("to start"), "{t}");
+
+    press(&mut app, KeyCode::Enter);
+    assert_eq!(app.screen, Screen::Postage);
+    typ(&mut app, "Grace Hopper");
+    link(&mut app, LinkState::Closed);
+    backend(
+        &mut app,
+        Backend::SessionEnded {
+            reason: "office words".into(),
+        },
+    );
+    assert!(app.out_of_service);
+    assert_eq!(app.screen, Screen::Welcome);
+    let t = screen_text(&render(&app, 80, 24));
+    assert!(t.contains("out of service"), "{t}");
+    assert!(t.contains("ask staff"), "{t}");
+    assert!(!t.contains("to start"), "{t}");
+    assert!(!t.contains("Grace Hopper"), "{t}");
+    assert!(!t.contains("office words"), "{t}");
+    press(&mut app, KeyCode::Enter);
+    assert_eq!(
+        app.screen,
+        Screen::Welcome,
+        "Enter started a sale out of service"
+    );
+
+    // A kiosk whose own sign-in failed is out of service the same way.
+    let mut fresh = kiosk_app();
+    backend(
+        &mut fresh,
+        Backend::SignInFailed {
+            reason: "wrong clerk name or password".into(),
+        },
+    );
+    let t = screen_text(&render(&fresh, 80, 24));
+    assert!(
+        t.contains("out of service") && !t.contains("to start"),
+        "{t}"
+    );
+    assert!(!t.contains("password"), "{t}");
+
+    // Signed in again (a restarted kiosk): welcome again.
+    backend(
+        &mut app,
+        Backend::SignedIn {
+            clerk: "kiosk".into(),
+            balance: cents(0),
+        },
+    );
+    assert!(!app.out_of_service);
+    let t = screen_text(&render(&app, 80, 24));
+    assert!(t.contains("to start"), "{t}");
+}

@@ -37,7 +37,7 @@ use crate::printer::streamer::{
 };
 use crate::ui::event::{
     Backend, Command, FundMethod, HistoryEntry, ItemState, JobId, LabelText, PrinterStatus,
-    RefundState, SettlePhase,
+    RefundState, Secret, SettlePhase,
 };
 use crate::wire::{self, ErrorCode, Request};
 use ed25519_dalek::VerifyingKey;
@@ -74,6 +74,15 @@ const SETTLE_RETRY_INTERVAL_MS: u64 = 2_000;
 const QUIT_PRINT_STOP_MS_MAX: u64 = 10_000;
 /// On quit: how long settlements in flight may take before the journal keeps them, in ms.
 const QUIT_SETTLE_MS_MAX: u64 = 3_000;
+/// While signed in, the balance is asked of the vendor this often, in ms: refunds are decided
+/// at the vendor (a supervisor, the reaper) and nothing tells the counter, so an idle counter
+/// shows a refund's money back within this time. One small request per terminal every 30 s is
+/// nothing beside its 20 keepalives a second.
+const BALANCE_REFRESH_MS: u64 = 30_000;
+/// What a clerk reads when the vendor no longer knows the session and signing in again by
+/// itself did not work (the technical reason goes to the log).
+const SESSION_ENDED_WORDS: &str = "The vendor no longer knows this counter's session, and \
+     signing in again did not work. Sign in again; if that fails too, call your supervisor.";
 
 /// Where the printer is and how it behaves.
 #[derive(Debug, Clone)]
@@ -259,8 +268,31 @@ struct Failure {
     retryable: bool,
 }
 
+/// The signed-in clerk, kept for the session so that the backend can sign in again by itself,
+/// once, when the vendor no longer knows the session (a vendor restarted on SQLite forgets its
+/// sessions). The password is a [`Secret`]: never logged, redacted in `Debug`, zeroized when
+/// dropped — on sign-out, on a failed sign-in, on quit.
+#[derive(Debug, Clone)]
+struct Credentials {
+    clerk: String,
+    password: Secret,
+}
+
 enum Done {
-    SignedIn(Result<(SupervisorHandle, Session, Cents), String>),
+    /// A sign-in ended: the clerk's (`again` false) or the backend's own after the vendor
+    /// forgot the session (`again` true). `generation` names the sign-in it answers.
+    SignedIn {
+        generation: u64,
+        again: bool,
+        result: Result<(SupervisorHandle, Session, Cents), String>,
+    },
+    /// The supervisor of sign-in `generation` gave up its session: the vendor no longer knows
+    /// it (or the link stopped for good). `reason` is for the log.
+    SessionLost { generation: u64, reason: String },
+    /// The supervisor of sign-in `generation` resumed the session on a new connection.
+    Resumed { generation: u64 },
+    /// A printer status report went to the vendor (`ok`) or was lost.
+    PrinterReported { status: PrinterStatus, ok: bool },
     Authorized {
         key: JobKey,
         result: Result<wire::Authorized, Failure>,
@@ -316,7 +348,11 @@ pub fn spawn(
         queued_print: None,
         printer_status: PrinterStatus::Unknown,
         reported_printer: None,
+        printer_report_in_flight: false,
         endpoint: None,
+        credentials: None,
+        generation: 0,
+        session_tx: None,
         quit: quit_tx,
         resync_due: false,
         reported_open: None,
@@ -349,8 +385,18 @@ struct Actor {
     /// A Print that came while the port was out on a status poll.
     queued_print: Option<JobId>,
     printer_status: PrinterStatus,
+    /// What the vendor was last sent of the printer on this session (None: send it again).
     reported_printer: Option<PrinterStatus>,
+    /// A printer report is on its way: the next waits for its answer.
+    printer_report_in_flight: bool,
     endpoint: Option<quinn::Endpoint>,
+    /// The signed-in clerk (or the one signing in), for the one sign-in of the backend's own.
+    credentials: Option<Credentials>,
+    /// Moves with every sign-in and sign-out: answers and reports of an older one are dropped.
+    generation: u64,
+    /// The current session, for every request in flight: resumes and sign-ins replace it, so
+    /// a settlement retrying across a new sign-in goes out on the new session.
+    session_tx: Option<watch::Sender<Session>>,
     /// Set on quit: a print in progress stops as on a lapse.
     quit: watch::Sender<bool>,
     /// The last run stopped mid-print: the printer is resynced once the link is up.
@@ -504,8 +550,10 @@ impl Actor {
         let _ = self.events.send(b).await;
     }
 
+    /// The current session while signed in; the receiver follows resumes and sign-ins.
     fn sessions(&self) -> Option<watch::Receiver<Session>> {
-        self.sup.as_ref().map(|s| s.session.clone())
+        self.sup.as_ref()?;
+        self.session_tx.as_ref().map(|t| t.subscribe())
     }
 
     /// Journals what the book decides; refusals and journal failures come back as words.
@@ -721,6 +769,8 @@ impl Actor {
         let mut settle_retry =
             tokio::time::interval(Duration::from_millis(SETTLE_RETRY_INTERVAL_MS));
         settle_retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut balance_refresh = tokio::time::interval(Duration::from_millis(BALANCE_REFRESH_MS));
+        balance_refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 c = commands.recv() => match c {
@@ -733,6 +783,7 @@ impl Actor {
                     self.maybe_resync();
                     self.kick_sends();
                 }
+                _ = balance_refresh.tick() => self.refresh_balance(),
             }
         }
         self.quit(&mut done).await;
@@ -899,18 +950,64 @@ impl Actor {
             self.printer_status = s;
             self.emit(Backend::PrinterStatus(s)).await;
         }
-        if self.reported_printer != Some(s)
-            && let Some(sessions) = self.sessions()
-        {
-            self.reported_printer = Some(s);
-            let report = printer_report(s);
-            tokio::spawn(async move {
-                let session = sessions.borrow().clone();
-                if let Err(e) = session.report_printer_status(report).await {
-                    tracing::debug!(error = %e, "printer status not reported");
-                }
-            });
+        self.report_printer();
+    }
+
+    /// Sends the vendor the printer's status unless it already has it on this session. One
+    /// report at a time; a lost one is sent again at the next status poll, resume or sign-in.
+    fn report_printer(&mut self) {
+        let s = self.printer_status;
+        if self.printer_report_in_flight || self.reported_printer == Some(s) {
+            return;
         }
+        let Some(sessions) = self.sessions() else {
+            return;
+        };
+        self.printer_report_in_flight = true;
+        self.reported_printer = Some(s);
+        let report = printer_report(s);
+        let tx = self.done_tx.clone();
+        tokio::spawn(async move {
+            let session = sessions.borrow().clone();
+            let ok = match session.report_printer_status(report).await {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::debug!(error = %e, "printer status not reported; sent again later");
+                    false
+                }
+            };
+            let _ = tx.send(Done::PrinterReported { status: s, ok }).await;
+        });
+    }
+
+    fn on_printer_reported(&mut self, status: PrinterStatus, ok: bool) {
+        self.printer_report_in_flight = false;
+        if !ok && self.reported_printer == Some(status) {
+            // Lost: the next poll, resume or sign-in sends it again (not at once: the link
+            // may be down for a while).
+            self.reported_printer = None;
+            return;
+        }
+        // The status changed, or a new session began, while it was on its way.
+        self.report_printer();
+    }
+
+    /// Asks the vendor for the balance and shows it (a refund decided at the vendor, say).
+    fn refresh_balance(&self) {
+        let Some(sessions) = self.sessions() else {
+            return;
+        };
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            let session = sessions.borrow().clone();
+            match session.balance().await {
+                Ok(b) => {
+                    let cents = Cents::new(b.registers.descending_cents).unwrap_or(Cents::ZERO);
+                    let _ = events.send(Backend::Balance(cents)).await;
+                }
+                Err(e) => tracing::debug!(error = %e, "balance not refreshed"),
+            }
+        });
     }
 
     fn poll_printer(&mut self) {
@@ -971,30 +1068,8 @@ impl Actor {
         match c {
             Command::SignIn { clerk, password } => {
                 self.sign_out();
-                let cfg = self.cfg.clone();
-                let tx = self.done_tx.clone();
-                let endpoint = match self.endpoint.clone() {
-                    Some(e) => e,
-                    None => match client::endpoint_for_fronts(&cfg.vendors) {
-                        Ok(e) => {
-                            self.endpoint = Some(e.clone());
-                            e
-                        }
-                        Err(e) => {
-                            self.emit(Backend::SignInFailed {
-                                reason: e.to_string(),
-                            })
-                            .await;
-                            return;
-                        }
-                    },
-                };
-                tokio::spawn(async move {
-                    let r = sign_in(&cfg, endpoint, &clerk, password.expose()).await;
-                    let _ = tx
-                        .send(Done::SignedIn(r.map_err(|e| format!("{e:#}"))))
-                        .await;
-                });
+                self.credentials = Some(Credentials { clerk, password });
+                self.start_sign_in(false).await;
             }
             Command::SignOut => self.sign_out(),
             Command::RequestQuote {
@@ -1018,6 +1093,131 @@ impl Actor {
             Command::ProbePrinter => self.poll_printer(),
             // `run` ends the loop on Quit before it gets here.
             Command::Quit => {}
+        }
+    }
+
+    /// Signs the kept credentials in (`again`: by itself, after the vendor forgot the session).
+    async fn start_sign_in(&mut self, again: bool) {
+        let Some(creds) = self.credentials.clone() else {
+            return;
+        };
+        let cfg = self.cfg.clone();
+        let tx = self.done_tx.clone();
+        let generation = self.generation;
+        let endpoint = match self.endpoint.clone() {
+            Some(e) => e,
+            None => match client::endpoint_for_fronts(&cfg.vendors) {
+                Ok(e) => {
+                    self.endpoint = Some(e.clone());
+                    e
+                }
+                Err(e) => {
+                    let _ = tx
+                        .send(Done::SignedIn {
+                            generation,
+                            again,
+                            result: Err(e.to_string()),
+                        })
+                        .await;
+                    return;
+                }
+            },
+        };
+        tokio::spawn(async move {
+            let r = sign_in(&cfg, endpoint, &creds.clerk, creds.password.expose()).await;
+            // The copy of the password is zeroized here, whatever the answer.
+            drop(creds);
+            let _ = tx
+                .send(Done::SignedIn {
+                    generation,
+                    again,
+                    result: r.map_err(|e| format!("{e:#}")),
+                })
+                .await;
+        });
+    }
+
+    async fn on_signed_in(
+        &mut self,
+        generation: u64,
+        again: bool,
+        result: Result<(SupervisorHandle, Session, Cents), String>,
+    ) {
+        if generation != self.generation {
+            // Signed out (or in again) meanwhile: this session is not wanted.
+            if let Ok((sup, _, _)) = result {
+                sup.stop();
+            }
+            return;
+        }
+        let (sup, session, balance) = match result {
+            Ok(r) => r,
+            Err(reason) => {
+                self.credentials = None;
+                if again {
+                    tracing::warn!(error = %reason, "signing in again after the vendor forgot the session failed");
+                    self.emit(Backend::SessionEnded {
+                        reason: SESSION_ENDED_WORDS.into(),
+                    })
+                    .await;
+                } else {
+                    self.emit(Backend::SignInFailed { reason }).await;
+                }
+                return;
+            }
+        };
+        if again {
+            tracing::info!("signed in again by itself after the vendor forgot the session");
+        }
+        let current = match &self.session_tx {
+            Some(tx) => {
+                // Requests still retrying on the old session go out on this one.
+                tx.send_replace(session.clone());
+                tx.clone()
+            }
+            None => {
+                let (tx, _) = watch::channel(session.clone());
+                self.session_tx = Some(tx.clone());
+                tx
+            }
+        };
+        self.link_task = Some(spawn_link_reports(
+            sup.clone(),
+            generation,
+            self.events.clone(),
+            self.done_tx.clone(),
+            current,
+        ));
+        self.sup = Some(sup);
+        self.emit(Backend::SignedIn {
+            clerk: session.clerk.clone(),
+            balance,
+        })
+        .await;
+        // A new session: the vendor has no printer report on it yet.
+        self.reported_printer = None;
+        let s = self.printer_status;
+        self.set_printer(s).await;
+        self.report_open().await;
+        self.maybe_resync();
+        self.kick_sends();
+    }
+
+    /// The vendor no longer knows the session: sign in again by itself, once, with the
+    /// clerk's credentials; without them, or if that fails, nobody is signed in any more.
+    async fn on_session_lost(&mut self, generation: u64, reason: String) {
+        if generation != self.generation {
+            return;
+        }
+        tracing::warn!(%reason, "the vendor no longer knows this session; signing in again");
+        self.end_session();
+        if self.credentials.is_some() {
+            self.start_sign_in(true).await;
+        } else {
+            self.emit(Backend::SessionEnded {
+                reason: SESSION_ENDED_WORDS.into(),
+            })
+            .await;
         }
     }
 
@@ -1414,22 +1614,25 @@ impl Actor {
 
     async fn on_done(&mut self, d: Done) {
         match d {
-            Done::SignedIn(Ok((sup, session, balance))) => {
-                self.link_task = Some(spawn_link_reports(sup.clone(), self.events.clone()));
-                self.sup = Some(sup);
-                self.emit(Backend::SignedIn {
-                    clerk: session.clerk.clone(),
-                    balance,
-                })
-                .await;
-                self.reported_printer = None;
-                let s = self.printer_status;
-                self.set_printer(s).await;
-                self.report_open().await;
-                self.maybe_resync();
-                self.kick_sends();
+            Done::SignedIn {
+                generation,
+                again,
+                result,
+            } => self.on_signed_in(generation, again, result).await,
+            Done::SessionLost { generation, reason } => {
+                self.on_session_lost(generation, reason).await
             }
-            Done::SignedIn(Err(reason)) => self.emit(Backend::SignInFailed { reason }).await,
+            Done::Resumed { generation } => {
+                if generation == self.generation {
+                    // A new connection: the vendor may have missed reports while the link was
+                    // cut (a printer that ran out of paper meanwhile), and money may have moved.
+                    self.reported_printer = None;
+                    self.report_printer();
+                    self.refresh_balance();
+                    self.kick_sends();
+                }
+            }
+            Done::PrinterReported { status, ok } => self.on_printer_reported(status, ok),
             Done::Authorized { key, result } => self.on_authorized(key, result).await,
             Done::Printed {
                 job,
@@ -1481,7 +1684,16 @@ impl Actor {
         }
     }
 
+    /// The clerk signs out (or quits): the session ends and the credentials are dropped
+    /// (the password zeroized).
     fn sign_out(&mut self) {
+        self.end_session();
+        self.credentials = None;
+    }
+
+    /// Ends the current session (or a sign-in in progress) and its supervisor.
+    fn end_session(&mut self) {
+        self.generation = self.generation.wrapping_add(1);
         if let Some(t) = self.link_task.take() {
             t.abort();
         }
@@ -1602,6 +1814,8 @@ impl Actor {
         let Some(sessions) = self.sessions() else {
             return;
         };
+        // The clerk reads refund states here: the balance shown goes with them.
+        self.refresh_balance();
         // Pieces this run issued keep the UI's job ids.
         let known: HashMap<u64, JobId> = self
             .ui
@@ -1682,17 +1896,26 @@ async fn sign_in(
 }
 
 /// Forwards the supervisor's link status to the UI: state changes at once, figures at most
-/// every [`LINK_REPORT_INTERVAL_MS`]; a lost session is said in words.
-fn spawn_link_reports(sup: SupervisorHandle, events: mpsc::Sender<Backend>) -> JoinHandle<()> {
+/// every [`LINK_REPORT_INTERVAL_MS`]. A resumed session goes to `current` (for requests in
+/// flight) and to the backend; a session the vendor no longer knows, or a supervisor that
+/// stopped by itself, goes to the backend, which signs in again.
+fn spawn_link_reports(
+    sup: SupervisorHandle,
+    generation: u64,
+    events: mpsc::Sender<Backend>,
+    done: mpsc::Sender<Done>,
+    current: watch::Sender<Session>,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut status = sup.status.clone();
         let mut phase = sup.phase.clone();
+        let mut sessions = sup.session.clone();
         let mut last_state: Option<LinkState> = None;
         let mut last_sent = Instant::now() - Duration::from_secs(1);
         loop {
             tokio::select! {
                 r = status.changed() => {
-                    if r.is_err() { return; }
+                    if r.is_err() { break; }
                     let s = status.borrow_and_update().clone();
                     let due = last_sent.elapsed() >= Duration::from_millis(LINK_REPORT_INTERVAL_MS);
                     if Some(s.state) != last_state || due {
@@ -1701,22 +1924,34 @@ fn spawn_link_reports(sup: SupervisorHandle, events: mpsc::Sender<Backend>) -> J
                         if events.send(Backend::LinkChanged(s)).await.is_err() { return; }
                     }
                 }
+                r = sessions.changed() => {
+                    if r.is_err() { break; }
+                    let s = sessions.borrow_and_update().clone();
+                    current.send_replace(s);
+                    if done.send(Done::Resumed { generation }).await.is_err() { return; }
+                }
                 r = phase.changed() => {
-                    if r.is_err() { return; }
-                    let p = phase.borrow_and_update().clone();
-                    let msg = match p {
-                        Phase::LoginRequired { reason } => Some(format!("The vendor ended this session ({reason}); sign in again.")),
-                        Phase::Stopped { reason } if reason != "stopped" => Some(format!("Link to the vendor stopped: {reason}")),
-                        _ => None,
-                    };
-                    if let Some(m) = msg
-                        && events.send(Backend::Error(m)).await.is_err() {
-                        return;
-                    }
+                    if r.is_err() { break; }
+                    if session_lost(&phase.borrow_and_update()).is_some() { break; }
                 }
             }
         }
+        // The supervisor ended (its channels close when it does, in whatever order the select
+        // sees them): its last phase says whether the session was lost.
+        let last = phase.borrow().clone();
+        if let Some(reason) = session_lost(&last) {
+            let _ = done.send(Done::SessionLost { generation, reason }).await;
+        }
     })
+}
+
+/// Why the supervisor gave its session up by itself, if it did (not when it was stopped).
+fn session_lost(p: &Phase) -> Option<String> {
+    match p {
+        Phase::LoginRequired { reason } => Some(reason.clone()),
+        Phase::Stopped { reason } if reason != "stopped" => Some(reason.clone()),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,8 @@
 //! supervisor drops the connection and reconnects with capped exponential backoff and jitter;
 //! the session continues only after a fresh proof on the new connection (`resume`: the device
 //! key signs the new exporter and the session's resume key MACs it). If the vendor no longer
-//! knows the session, the clerk must sign in again.
+//! knows the session the supervisor ends in [`Phase::LoginRequired`]: the counter's backend
+//! logs in again (once, with the clerk's credentials), else the clerk must.
 //!
 //! **Several fronts.** With more than one vendor address, each reconnect attempt tries them in
 //! turn, beginning with the front of the lost connection, and stays on the one that answered:

@@ -247,6 +247,9 @@ pub struct App {
 
     pub sign_in: Form,
     pub signing_in: bool,
+    /// Kiosk: not signed in (its sign-in failed, or the vendor ended the session and signing
+    /// in again did not work): the kiosk shows it is out of service and starts nothing.
+    pub out_of_service: bool,
     pub home_selected: usize,
     pub postage: Form,
     pub quote: QuoteState,
@@ -488,6 +491,7 @@ impl App {
                 Field::secret("password", "Password", 64, 0),
             ]),
             signing_in: false,
+            out_of_service: false,
             home_selected: 0,
             postage: postage_form(),
             quote: QuoteState::Incomplete,
@@ -538,6 +542,9 @@ impl App {
         let state = self.link_state();
         if self.config.kiosk {
             // A customer is told what to do, not why in office words.
+            if self.out_of_service {
+                return Some("This kiosk is out of service. Please ask staff for help.".into());
+            }
             if !state.allows_printing() {
                 return Some(
                     "Printing is paused while the kiosk reconnects; please wait a moment.".into(),
@@ -977,7 +984,7 @@ impl App {
         }
         match self.screen {
             Screen::Welcome => {
-                if action == Action::Submit {
+                if action == Action::Submit && !self.out_of_service {
                     self.notice = None;
                     self.screen = Screen::Postage;
                 }
@@ -1775,6 +1782,7 @@ impl App {
             Backend::PrinterStatus(s) => self.printer = s,
             Backend::SignedIn { clerk, balance } => {
                 self.signing_in = false;
+                self.out_of_service = false;
                 self.clerk = Some(clerk);
                 self.balance = Some(balance);
                 self.notice = None;
@@ -1785,8 +1793,14 @@ impl App {
             }
             Backend::SignInFailed { reason } => {
                 self.signing_in = false;
-                self.notice(Severity::Error, format!("Sign-in failed: {reason}"));
+                if self.config.kiosk {
+                    // The reason is office data; the public is told the kiosk is out of use.
+                    self.go_out_of_service();
+                } else {
+                    self.notice(Severity::Error, format!("Sign-in failed: {reason}"));
+                }
             }
+            Backend::SessionEnded { reason } => self.on_session_ended(reason),
             Backend::Quote { request, amount } => {
                 if self.quote == (QuoteState::Pending { request }) {
                     self.quote = QuoteState::Ready { request, amount };
@@ -1896,6 +1910,33 @@ impl App {
             }
             Backend::Error(e) => self.notice(Severity::Error, e),
         }
+    }
+
+    /// Nobody is signed in any more: a counter goes to its sign-in screen with the reason; a
+    /// kiosk goes out of service instead of inviting customers it cannot serve.
+    fn on_session_ended(&mut self, reason: String) {
+        self.signing_in = false;
+        self.clerk = None;
+        self.balance = None;
+        self.confirm = None;
+        if self.config.kiosk {
+            self.go_out_of_service();
+            return;
+        }
+        self.sign_in.clear();
+        self.show_help = false;
+        self.screen = Screen::SignIn;
+        self.notice(Severity::Error, reason);
+    }
+
+    /// Kiosk: everything entered is cleared and the screen says the kiosk is out of service.
+    fn go_out_of_service(&mut self) {
+        self.reset_kiosk();
+        self.out_of_service = true;
+        self.notice(
+            Severity::Error,
+            "This kiosk is out of service. Please ask staff for help.",
+        );
     }
 
     fn on_authorized(&mut self, job: JobId, out: &mut Vec<Command>) {

@@ -183,6 +183,12 @@ pub enum Backend {
     SignInFailed {
         reason: String,
     },
+    /// The vendor no longer knows the session (a restarted vendor, say) and the backend's one
+    /// sign-in of its own with the clerk's credentials did not work: nobody is signed in now.
+    /// `reason` is in words a clerk can act on.
+    SessionEnded {
+        reason: String,
+    },
     /// Answer to [`Command::RequestQuote`] with the same `request`.
     Quote {
         request: u64,

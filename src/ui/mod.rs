@@ -70,7 +70,11 @@ pub fn draw(frame: &mut Frame, app: &App) {
     ])
     .areas(area);
     panels::status_bar::draw(frame, status, app);
-    screens::draw(frame, body, app);
+    if app.config.kiosk && app.out_of_service {
+        panels::out_of_service::draw(frame, body, app);
+    } else {
+        screens::draw(frame, body, app);
+    }
     panels::notice::draw(frame, notice, app);
     panels::hints::draw(frame, hints, app);
     if app.show_help {

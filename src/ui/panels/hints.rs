@@ -10,6 +10,8 @@ use ratatui::text::{Line, Span};
 
 fn actions(app: &App) -> Vec<(Action, &'static str)> {
     let mut v = match app.screen {
+        // Out of service: nothing to start.
+        Screen::Welcome if app.out_of_service => vec![],
         Screen::Welcome => vec![(Action::Submit, "start")],
         Screen::SignIn => vec![(Action::Submit, "sign in"), (Action::NextField, "next")],
         Screen::Home => vec![(Action::Submit, "open"), (Action::NewItem, "new postage")],

@@ -5,5 +5,6 @@ pub mod form;
 pub mod help;
 pub mod hints;
 pub mod notice;
+pub mod out_of_service;
 pub mod pin;
 pub mod status_bar;
