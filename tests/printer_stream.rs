@@ -894,3 +894,34 @@ fn a_resync_settles_however_many_ids_the_port_heard_before_it() {
     let kept = frank::printer::streamer::PROCESS_IDS_KEPT_MAX;
     assert_eq!(report.earlier_ids, ids[n - kept..], "{report:?}");
 }
+
+/// A raster indicium prints in bands, and on a process-ID profile each band's ID comes back
+/// once that band is on paper — often before the streamer has sent the indicium's last byte.
+/// "Printed" then already says the indicium is on paper; the streamer must not report "sent"
+/// after it (the journal refuses a milestone out of order and the job would stop with the
+/// label printing fine).
+#[test]
+fn a_banded_indicium_printed_before_its_last_byte_was_sent_stays_in_order() {
+    let p = profile();
+    let job = compile_with(
+        &raster_label(),
+        &p,
+        &CompileOptions {
+            chunk_bytes_max: 256,
+            job_seq: 9,
+            layout: Layout::AsGiven,
+        },
+    )
+    .unwrap();
+    assert!(job.indicium_pid.is_some(), "a process-ID profile");
+    let dir = tempfile::tempdir().unwrap();
+    let (outcome, seen, _emu) = run_with(&p, &job, None, None, dir.path());
+    assert!(outcome_complete(outcome.clone()), "{outcome:?} {seen:?}");
+    let at = |m: Milestone| seen.iter().position(|s| *s == m);
+    let printed = at(Milestone::IndiciumPrinted).expect("the indicium's ID came back");
+    if let Some(sent) = at(Milestone::IndiciumSent) {
+        assert!(sent < printed, "sent after printed: {seen:?}");
+    }
+    assert_eq!(seen.first(), Some(&Milestone::IndiciumSending));
+    assert_eq!(seen.last(), Some(&Milestone::EndPrinted));
+}

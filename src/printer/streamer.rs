@@ -802,7 +802,10 @@ pub fn stream_job(
         if let Some(f) = fault {
             return run.fault(f);
         }
-        if job.indicium.as_ref().is_some_and(|r| r.end == run.sent) {
+        // A banded raster indicium's first bands may be on paper (their process IDs back,
+        // `IndiciumPrinted`) before its last byte is sent: printed already says more than
+        // sent, and the journal takes milestones only in order.
+        if job.indicium.as_ref().is_some_and(|r| r.end == run.sent) && !run.indicium_printed {
             run.notify(Milestone::IndiciumSent);
         }
         if job
