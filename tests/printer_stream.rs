@@ -916,7 +916,7 @@ fn a_banded_indicium_printed_before_its_last_byte_was_sent_stays_in_order() {
     assert!(job.indicium_pid.is_some(), "a process-ID profile");
     let dir = tempfile::tempdir().unwrap();
     let (outcome, seen, _emu) = run_with(&p, &job, None, None, dir.path());
-    assert!(outcome_complete(outcome.clone()), "{outcome:?} {seen:?}");
+    assert!(outcome_complete(outcome), "{outcome:?} {seen:?}");
     let at = |m: Milestone| seen.iter().position(|s| *s == m);
     let printed = at(Milestone::IndiciumPrinted).expect("the indicium's ID came back");
     if let Some(sent) = at(Milestone::IndiciumSent) {
