@@ -501,8 +501,11 @@ fn the_admin_screen_at_120x40() {
     let buf = t.backend().buffer();
     let (x, y) = find(&t, "lapsed");
     assert_eq!(buf[(x, y)].style().fg, theme.style(Role::AlertError).fg);
-    let (x, y) = find(&t, "paper_out");
+    // Issue 15: the printer's state in words, not its wire name.
+    let (x, y) = find(&t, "paper out: roll empty");
     assert_eq!(buf[(x, y)].style().fg, theme.style(Role::AlertWarn).fg);
+    let all: String = buf.content().iter().map(|c| c.symbol()).collect();
+    assert!(!all.contains("paper_out"), "the wire name on screen");
 
     let mut lost = fixed_monitor();
     lost.lost("connection lost: timed out");

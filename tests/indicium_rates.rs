@@ -60,7 +60,14 @@ fn loads_the_data_dir_table_and_falls_back_to_the_sample() {
             zip("10002"),
         )
         .unwrap_err();
-    assert!(heavy.to_string().contains("3 oz limit"), "{heavy}");
+    // In words a clerk acts on: the class by name, its limit, what to do.
+    let words = heavy.to_string();
+    assert!(
+        words.contains("First-Class Mail takes pieces up to 3 oz")
+            && words.contains("choose another class")
+            && !words.contains("first-class"),
+        "{words}"
+    );
 
     // A broken table in the data dir is an error, not a silent fallback.
     std::fs::write(dir.path().join("rates.toml"), "label = 1").unwrap();

@@ -7,6 +7,7 @@ use crate::ui::text::fit;
 use crate::ui::theme::{Role, Theme};
 use crate::ui::{MIN_COLS, MIN_ROWS, centered};
 use crate::wire::TerminalRow;
+use crate::wire::monitor::PrinterState;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
@@ -72,9 +73,14 @@ fn table_row<'a>(r: &'a TerminalRow, theme: &Theme, stale: bool) -> Row<'a> {
     } else {
         (link_style(theme, &r.link), printer_style(theme, &r.printer))
     };
-    let printer = match &r.printer_detail {
-        Some(d) => format!("{}: {d}", r.printer),
+    // In words; the detail only when it says more than the state.
+    let state: String = match PrinterState::parse(&r.printer) {
+        Some(p) => p.words().to_string(),
         None => r.printer.clone(),
+    };
+    let printer = match &r.printer_detail {
+        Some(d) if !d.eq_ignore_ascii_case(&state) => format!("{state}: {d}"),
+        _ => state,
     };
     Row::new(vec![
         Cell::from(r.terminal_id.to_string()).style(text),

@@ -164,6 +164,18 @@ impl MailClass {
         }
     }
 
+    /// The class as people say it ("Priority Mail Express", not `priority-express`): what
+    /// screens and messages show.
+    pub fn title(self) -> &'static str {
+        match self {
+            MailClass::FirstClass => "First-Class Mail",
+            MailClass::Priority => "Priority Mail",
+            MailClass::PriorityExpress => "Priority Mail Express",
+            MailClass::GroundAdvantage => "USPS Ground Advantage",
+            MailClass::Media => "Media Mail",
+        }
+    }
+
     pub fn parse(text: &str) -> Result<MailClass, FieldError> {
         let t = text.trim().to_ascii_lowercase();
         MailClass::ALL
@@ -197,7 +209,10 @@ impl WeightOz {
         if oz == 0 || oz > WEIGHT_OZ_MAX {
             return Err(FieldError::new(
                 "weight_oz",
-                format!("{oz} oz is outside 1..={WEIGHT_OZ_MAX} oz"),
+                format!(
+                    "a piece weighs 1 to {WEIGHT_OZ_MAX} oz ({} lb); this one is {oz} oz",
+                    WEIGHT_OZ_MAX / 16
+                ),
             ));
         }
         Ok(WeightOz(oz))

@@ -63,7 +63,10 @@ pub enum RateError {
     Table { place: String, reason: String },
     #[error("the rate table has no rates for mail class {0}")]
     UnknownClass(MailClass),
-    #[error("{weight_oz} oz is over the {max_oz} oz limit for {class} in the rate table")]
+    #[error(
+        "{} takes pieces up to {max_oz} oz and this one weighs {weight_oz} oz; choose another class or split it",
+        class.title()
+    )]
     TooHeavy {
         class: MailClass,
         weight_oz: u16,

@@ -1591,7 +1591,11 @@ impl App {
                     ItemState::Printed | ItemState::Unsettled => self.ask_refund(e.0),
                     s => self.notice(
                         Severity::Warn,
-                        format!("{} is {}: no refund to request.", e.0, s.label()),
+                        format!(
+                            "{} is {}, so there is no refund to request.",
+                            e.0,
+                            s.label()
+                        ),
                     ),
                 }
             }

@@ -198,13 +198,7 @@ pub fn day_words(day: Day) -> String {
 
 /// A mail class as the counter says it ("Priority Mail Express", not `priority-express`).
 pub fn class_words(class: MailClass) -> &'static str {
-    match class {
-        MailClass::FirstClass => "First-Class Mail",
-        MailClass::Priority => "Priority Mail",
-        MailClass::PriorityExpress => "Priority Mail Express",
-        MailClass::GroundAdvantage => "USPS Ground Advantage",
-        MailClass::Media => "Media Mail",
-    }
+    class.title()
 }
 
 #[cfg(test)]

@@ -202,7 +202,13 @@ pub fn payment_method(m: &wire::FundMethod, now_ms: u64) -> Result<PaymentMethod
             BankAccount::parse(routing, account).map(PaymentMethod::Ach)
         }
     };
-    r.map_err(|e| ErrorBody::new(ErrorCode::PaymentInvalid, format!("fund.method: {e}")))
+    r.map_err(|e| {
+        tracing::info!(field = "fund.method", error = %e, "payment method refused");
+        ErrorBody::new(
+            ErrorCode::PaymentInvalid,
+            format!("{e}; check the details and try again"),
+        )
+    })
 }
 
 /// The amount an authorization must carry: postage → the vendor's quote; other kinds → the
@@ -215,9 +221,15 @@ pub fn required_amount(
     match item {
         Item::Postage(p) => rates
             .quote(p.class, p.weight, origin, p.destination.zip5())
-            .map_err(|e| ErrorBody::new(ErrorCode::InvalidItem, format!("authorize.item: {e}"))),
+            .map_err(|e| {
+                tracing::info!(field = "authorize.item", error = %e, "no price for the item");
+                ErrorBody::new(ErrorCode::InvalidItem, e.to_string())
+            }),
         other => other.face_value().ok_or_else(|| {
-            ErrorBody::new(ErrorCode::InvalidItem, "authorize.item has no face value")
+            ErrorBody::new(
+                ErrorCode::InvalidItem,
+                "this item has no value to charge; enter its amount",
+            )
         }),
     }
 }
@@ -294,5 +306,25 @@ pub fn piece_info(p: &crate::ledger::Piece) -> wire::PieceInfo {
             .to_string()
         }),
         summary: piece_summary(p),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 15: what a clerk reads says what is wrong and what to do, with no field path.
+    #[test]
+    fn refusals_a_clerk_reads_carry_no_field_paths() {
+        let card = wire::FundMethod::Card {
+            number: "4242424242424241".into(),
+            exp_month: 4,
+            exp_year: 2040,
+            cvc: "123".into(),
+        };
+        let e = payment_method(&card, 0).err().expect("a bad check digit");
+        assert!(!e.message.contains("fund."), "{}", e.message);
+        assert!(e.message.contains("card number"), "{}", e.message);
+        assert!(e.message.contains("try again"), "{}", e.message);
     }
 }

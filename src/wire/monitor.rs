@@ -57,6 +57,19 @@ impl PrinterState {
     pub fn parse(text: &str) -> Option<PrinterState> {
         PrinterState::ALL.into_iter().find(|s| s.as_str() == text)
     }
+
+    /// The state in words for a person ("paper out", not `paper_out`).
+    pub fn words(self) -> &'static str {
+        match self {
+            PrinterState::Ready => "ready",
+            PrinterState::PaperOut => "paper out",
+            PrinterState::CoverOpen => "cover open",
+            PrinterState::Offline => "offline",
+            PrinterState::Vanished => "disconnected",
+            PrinterState::Unknown => "not reported",
+            PrinterState::None => "no printer",
+        }
+    }
 }
 
 impl std::fmt::Display for PrinterState {
