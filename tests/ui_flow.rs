@@ -596,6 +596,7 @@ fn kiosk_pays_by_card_then_authorizes() {
     let cmds = backend(
         &mut app,
         Backend::FundResult {
+            declined: true,
             ok: false,
             message: "Not added: payment declined by the issuer".into(),
         },
@@ -616,6 +617,7 @@ fn kiosk_pays_by_card_then_authorizes() {
     let cmds = backend(
         &mut app,
         Backend::FundResult {
+            declined: false,
             ok: true,
             message: "Added $5.40 (payment 7).".into(),
         },
@@ -1149,6 +1151,7 @@ fn kiosk_tells_customers_what_to_do_in_their_words() {
     backend(
         &mut app,
         Backend::FundResult {
+            declined: false,
             ok: false,
             message: "Not added: top-up $5.40 is below the minimum of $10.00".into(),
         },
@@ -1163,6 +1166,7 @@ fn kiosk_tells_customers_what_to_do_in_their_words() {
     backend(
         &mut app,
         Backend::FundResult {
+            declined: true,
             ok: false,
             message: "Not added: payment declined by the issuer; use another card or account"
                 .into(),
@@ -1178,6 +1182,7 @@ fn kiosk_tells_customers_what_to_do_in_their_words() {
     let cmds = backend(
         &mut app,
         Backend::FundResult {
+            declined: false,
             ok: true,
             message: "Added $5.40 (payment 7).".into(),
         },

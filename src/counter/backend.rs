@@ -266,6 +266,8 @@ struct UiJob {
 struct Failure {
     words: String,
     retryable: bool,
+    /// The vendor answered `payment_declined`: another card may do.
+    declined: bool,
 }
 
 /// The signed-in clerk, kept for the session so that the backend can sign in again by itself,
@@ -472,6 +474,7 @@ where
                 return Err(Failure {
                     words: reason(&e),
                     retryable: retryable(&e),
+                    declined: e.code() == Some(ErrorCode::PaymentDeclined),
                 });
             }
         }
@@ -1739,6 +1742,7 @@ impl Actor {
         let Some(sessions) = self.sessions() else {
             self.emit(Backend::FundResult {
                 ok: false,
+                declined: false,
                 message: "Not signed in.".into(),
             })
             .await;
@@ -1754,6 +1758,7 @@ impl Actor {
                 let (Ok(m), Ok(y)) = (m.trim().parse::<u8>(), y.trim().parse::<u16>()) else {
                     self.emit(Backend::FundResult {
                         ok: false,
+                        declined: false,
                         message: "Card expiry must be MM/YY.".into(),
                     })
                     .await;
@@ -1793,6 +1798,7 @@ impl Actor {
                 Ok(f) => vec![
                     Backend::FundResult {
                         ok: true,
+                        declined: false,
                         message: format!("Added {amount} (payment {}).", f.payment_id),
                     },
                     Backend::Balance(
@@ -1801,6 +1807,7 @@ impl Actor {
                 ],
                 Err(e) => vec![Backend::FundResult {
                     ok: false,
+                    declined: e.declined,
                     message: format!("Not added: {}", e.words),
                 }],
             };

@@ -315,9 +315,9 @@ fn duration_words(ms: u64) -> String {
 
 /// Kiosk: what a customer is told when a card payment did not go through. The backend's
 /// words are for the office (limits, registers); the customer needs only what to do. A decline
-/// (the payment processor's words say "declined") can be fixed with another card.
-fn kiosk_payment_words(office_words: &str) -> &'static str {
-    if office_words.to_lowercase().contains("declined") {
+/// (the vendor answered `payment_declined`) can be fixed with another card.
+fn kiosk_payment_words(declined: bool) -> &'static str {
+    if declined {
         "Your card was declined. Please try another card."
     } else {
         "This kiosk cannot take that payment; please ask at the counter."
@@ -1892,7 +1892,11 @@ impl App {
             Backend::RefundChanged { job, state } => {
                 self.set_item_state(job, ItemState::Refund(state));
             }
-            Backend::FundResult { ok, message } => {
+            Backend::FundResult {
+                ok,
+                declined,
+                message,
+            } => {
                 if self.pay_pending {
                     self.pay_pending = false;
                     if ok && self.paying && self.screen == Screen::Funds {
@@ -1906,7 +1910,7 @@ impl App {
                     self.funds.focus = 2;
                 }
                 let message = if self.config.kiosk && !ok {
-                    kiosk_payment_words(&message).to_string()
+                    kiosk_payment_words(declined).to_string()
                 } else {
                     message
                 };

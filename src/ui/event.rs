@@ -242,6 +242,9 @@ pub enum Backend {
     },
     FundResult {
         ok: bool,
+        /// The card or account was declined by its issuer (another may do), as opposed to a
+        /// payment the vendor cannot take at all.
+        declined: bool,
         message: String,
     },
     /// Anything else worth telling the person, in words they can act on.
