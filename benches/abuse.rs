@@ -63,18 +63,6 @@ async fn pause_after_refusal() {
     tokio::time::sleep(Duration::from_millis(REFUSED_PAUSE_MS)).await;
 }
 
-fn rss_mb(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -573,9 +561,9 @@ fn main() {
                 .expect("authorize");
             a.indicium
         };
-        let rss_before = rss_mb(pid);
+        let rss_before = support::rss_mb(pid);
         let baseline = loadgen_pairs_per_s(&r, phase_s).await;
-        let rss_quiet = rss_mb(pid);
+        let rss_quiet = support::rss_mb(pid);
         println!(
             "baseline: {baseline:.0} pairs/s, vendor {rss_before:.0} MB before it, {rss_quiet:.0} MB after it"
         );
@@ -590,12 +578,12 @@ fn main() {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .clear();
-            let peak = Arc::new(std::sync::Mutex::new(rss_mb(pid)));
+            let peak = Arc::new(std::sync::Mutex::new(support::rss_mb(pid)));
             let sampler = {
                 let peak = peak.clone();
                 tokio::spawn(async move {
                     loop {
-                        let now = rss_mb(pid);
+                        let now = support::rss_mb(pid);
                         {
                             let mut p = peak.lock().unwrap_or_else(|e| e.into_inner());
                             *p = p.max(now);

@@ -69,18 +69,6 @@ fn cpu_s(pid: &str, ticks_per_s: f64) -> f64 {
     ticks / ticks_per_s
 }
 
-fn rss_mb(pid: &str) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
 fn clock_ticks_per_s() -> f64 {
     std::process::Command::new("getconf")
         .arg("CLK_TCK")
@@ -265,7 +253,7 @@ async fn run(quick: bool, steps: &[usize], window_s: u64) {
             },
             lapses: after.lapses - before.lapses,
             links_up,
-            vendor_rss_mb: rss_mb(&pid),
+            vendor_rss_mb: support::rss_mb(r.child.id().expect("vendor pid")),
         };
         eprintln!(
             "{:>5} terminals: vendor {:>8.0} µs/s ({:>5.1}% of a core, ×{:.1} idle), {:>6.1} µs/s per terminal, \

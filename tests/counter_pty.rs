@@ -87,7 +87,7 @@ async fn rig_with(profile_toml: Option<&str>, env: &[(&str, &str)]) -> Rig {
     .unwrap();
     let device = printer.device_path().display().to_string();
     let args = counter_args(
-        &vendor,
+        (&vendor.key, &vendor.code),
         proxy.local_addr().to_string(),
         home.path(),
         &[
@@ -122,17 +122,22 @@ async fn rig_with(profile_toml: Option<&str>, env: &[(&str, &str)]) -> Rig {
 
 /// `frank counter` arguments for a first run: the vendor at `addr` pinned to `vendor`'s key,
 /// enrolling with its code, the terminal's files under `home`, origin ZIP 94105, then `extra`.
-fn counter_args(vendor: &Vendor, addr: String, home: &Path, extra: &[&str]) -> Vec<String> {
+fn counter_args(
+    (key, code): (&ed25519_dalek::VerifyingKey, &str),
+    addr: String,
+    home: &Path,
+    extra: &[&str],
+) -> Vec<String> {
     let mut args: Vec<String> = vec![
         "counter".into(),
         "--vendor".into(),
         addr,
         "--pin".into(),
-        frank::identity::fingerprint(&vendor.key),
+        frank::identity::fingerprint(key),
         "--data".into(),
         home.join("terminal").display().to_string(),
         "--enroll-code".into(),
-        vendor.code.clone(),
+        code.to_string(),
         "--origin-zip".into(),
         "94105".into(),
     ];
@@ -201,14 +206,8 @@ async fn a_link_cut_mid_print_voids_the_label_and_restores_the_balance() {
     postage_to_review(&mut r.screen);
     r.screen.send("\r");
     // Cut once the gauge shows the label is under way but the raster indicium is not done.
-    let percent = |t: &str| -> Option<u32> {
-        let i = t.find("bytes  ")?;
-        let rest = &t[i + 7..];
-        let end = rest.find('%')?;
-        rest[..end].trim().parse().ok()
-    };
     r.screen.wait("printing under way", |t| {
-        percent(t).is_some_and(|p| (20..60).contains(&p))
+        gauge_percent(t).is_some_and(|p| (20..60).contains(&p))
     });
     r.proxy.handle.cut();
     // The job book decided: the indicium is not on paper, so the label is voided — but the
@@ -519,7 +518,7 @@ async fn kiosk_traps_quit_keys_times_out_and_quits_only_with_the_pin() {
     )
     .unwrap();
     let args = counter_args(
-        &vendor,
+        (&vendor.key, &vendor.code),
         vendor.addr.to_string(),
         home.path(),
         &["--kiosk", "--kiosk-clerk", CLERK],
@@ -618,7 +617,7 @@ async fn kiosk_issues_a_label_only_after_the_card_is_approved() {
         printer.device_path().display().to_string(),
     );
     let args = counter_args(
-        &vendor,
+        (&vendor.key, &vendor.code),
         vendor.addr.to_string(),
         home.path(),
         &[
@@ -788,28 +787,20 @@ async fn a_restarted_vendor_is_signed_in_again_and_a_cut_label_still_settles() {
         },
     )
     .unwrap();
-    let args: Vec<String> = [
-        "counter",
-        "--vendor",
-        &vendor.addr.to_string(),
-        "--pin",
-        &frank::identity::fingerprint(&vendor.key),
-        "--data",
-        &home.path().join("terminal").display().to_string(),
-        "--enroll-code",
-        &vendor.code,
-        "--origin-zip",
-        "94105",
-        "--name",
-        "pty-counter",
-        "--printer",
-        &printer.device_path().display().to_string(),
-        "--profile",
-        profile_path.to_str().unwrap(),
-    ]
-    .iter()
-    .map(|a| a.to_string())
-    .collect();
+    let device = printer.device_path().display().to_string();
+    let args = counter_args(
+        (&vendor.key, &vendor.code),
+        vendor.addr.to_string(),
+        home.path(),
+        &[
+            "--name",
+            "pty-counter",
+            "--printer",
+            &device,
+            "--profile",
+            profile_path.to_str().unwrap(),
+        ],
+    );
     let mut screen = Screen::spawn(&args, home.path());
     screen.wait_for("Sign in");
     screen.typ(CLERK);
@@ -823,14 +814,8 @@ async fn a_restarted_vendor_is_signed_in_again_and_a_cut_label_still_settles() {
 
     postage_to_review(&mut screen);
     screen.send("\r");
-    let percent = |t: &str| -> Option<u32> {
-        let i = t.find("bytes  ")?;
-        let rest = &t[i + 7..];
-        let end = rest.find('%')?;
-        rest[..end].trim().parse().ok()
-    };
     screen.wait("printing under way", |t| {
-        percent(t).is_some_and(|p| (20..60).contains(&p))
+        gauge_percent(t).is_some_and(|p| (20..60).contains(&p))
     });
     // The vendor dies mid-label (SIGKILL) and comes back on the same address and data.
     vendor.child.kill().await.unwrap();

@@ -22,14 +22,13 @@ use frank::vendor_server::server::CLOSE_SUPERSEDED;
 use frank::vendor_server::{DB_FILE, DataDir, LEDGER_FILE};
 use frank::wire::{MonitorFrame, TerminalRow};
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const SUPERVISOR: &str = "sam";
 
 struct Fronts {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     url: String,
     a: SocketAddr,
     b: SocketAddr,
@@ -44,17 +43,6 @@ fn free_addr() -> SocketAddr {
         .unwrap()
         .local_addr()
         .unwrap()
-}
-
-/// A data directory copied for a second front (everything but the `lock` file).
-fn copy_data_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_name() != "lock" {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
 }
 
 /// Two fronts on a fresh database, one account with clerk `alice`, supervisor `sam` and a
@@ -82,7 +70,7 @@ async fn two_fronts() -> Fronts {
     for f in [DB_FILE, LEDGER_FILE] {
         assert!(!data_a.file(f).exists(), "{f} made in PostgreSQL mode");
     }
-    copy_data_dir(&data_a.path, &data_b.path);
+    support::copy_data_dir(&data_a.path, &data_b.path);
     let (a, b) = (free_addr(), free_addr());
     let args = ["--database", url.as_str()];
     let children = vec![
@@ -91,7 +79,7 @@ async fn two_fronts() -> Fronts {
     ];
     let key = data_a.load().unwrap().key.verifying_key();
     Fronts {
-        _dir: dir,
+        dir,
         url,
         a,
         b,
@@ -245,7 +233,7 @@ async fn a_terminal_moves_between_fronts_and_is_live_on_one_only_issue_14() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn loadgen_on_both_fronts_keeps_one_ledger_whole_issue_14() {
     let f = two_fronts().await;
-    let acks_file = f._dir.path().join("acks.jsonl");
+    let acks_file = f.dir.path().join("acks.jsonl");
     let r = loadgen::run(LoadgenConfig {
         vendors: vec![f.a, f.b],
         pinned: f.key,
@@ -339,7 +327,7 @@ async fn accounts_opened_at_once_on_two_fronts_get_distinct_licenses_issue_14() 
         .map(|(front, i)| {
             tokio::process::Command::new(env!("CARGO_BIN_EXE_frank"))
                 .args(["vendor", "account", "add", "--data"])
-                .arg(f._dir.path().join(front))
+                .arg(f.dir.path().join(front))
                 .args(["--database", &f.url, "--name", &format!("PO {front}{i}")])
                 .env("RUST_LOG", "error")
                 .output()

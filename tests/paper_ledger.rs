@@ -222,13 +222,6 @@ fn start_counter(args: &[String], home: &Path) -> Screen {
 }
 
 /// The progress gauge's percentage, when the printing screen shows one.
-fn percent(t: &str) -> Option<u32> {
-    let i = t.find("bytes  ")?;
-    let rest = &t[i + 7..];
-    let end = rest.find('%')?;
-    rest[..end].trim().parse().ok()
-}
-
 /// The job's final words: the vendor acknowledged its settlement.
 fn settled(t: &str) -> bool {
     t.contains("charged.")
@@ -349,7 +342,7 @@ async fn run_trials(trials: usize, seed: u64) -> Tally {
         match trial {
             Trial::CutWhileSending(p) => {
                 let t = r.screen.wait("the gauge", |t| {
-                    percent(t).is_some_and(|q| q >= p) || settled(t)
+                    gauge_percent(t).is_some_and(|q| q >= p) || settled(t)
                 });
                 r.proxy.handle.cut();
                 if !settled(&t) {
@@ -358,9 +351,9 @@ async fn run_trials(trials: usize, seed: u64) -> Tally {
                 r.proxy.handle.heal();
             }
             Trial::CutWhileDraining => {
-                let t = r
-                    .screen
-                    .wait("all bytes sent", |t| percent(t) == Some(100) || settled(t));
+                let t = r.screen.wait("all bytes sent", |t| {
+                    gauge_percent(t) == Some(100) || settled(t)
+                });
                 r.proxy.handle.cut();
                 if !settled(&t) {
                     std::thread::sleep(Duration::from_millis(1500));
@@ -369,7 +362,7 @@ async fn run_trials(trials: usize, seed: u64) -> Tally {
             }
             Trial::Kill(p) => {
                 r.screen.wait("the gauge", |t| {
-                    percent(t).is_some_and(|q| q >= p) || settled(t)
+                    gauge_percent(t).is_some_and(|q| q >= p) || settled(t)
                 });
                 let pid = r.screen.pid().expect("counter running");
                 nix::sys::signal::kill(
@@ -617,7 +610,7 @@ async fn cut_before_the_indicium_past_expiry(r: &mut Rig) -> (u64, String) {
     r.proxy.handle.update(|f| f.delay_ms = 200);
     postage_to_review(&mut r.screen);
     r.screen.send("\r");
-    r.screen.wait("the gauge", |t| percent(t).is_some());
+    r.screen.wait("the gauge", |t| gauge_percent(t).is_some());
     r.proxy.handle.cut();
     r.screen
         .wait_within(SETTLE, "the void decided", |t| t.contains("voiding it"));

@@ -21,7 +21,6 @@ use frank::ledger::postgres::{PostgresConfig, PostgresStore};
 use frank::ledger::{LedgerLimits, LedgerStore, Op, Request, RequestId};
 use frank::vendor_server::DataDir;
 use frank::vendor_server::directory::Directory;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,21 +29,6 @@ use std::time::Duration;
 const LOAD_BEFORE_STOP_MS: u64 = 2_500;
 const LOAD_S: u64 = 7;
 const TERMINALS: usize = 4;
-
-/// Copies a vendor data directory (key, certificate, vendor.toml) for a second front, without
-/// its `lock` (one front's own); the directory and the ledger are in the database.
-fn copy_data_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_name() == "lock" || !entry.file_type().unwrap().is_file() {
-            continue;
-        }
-        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
-    }
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o700)).unwrap();
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_failover_under_load_loses_nothing_and_repeats_nothing() {
@@ -68,7 +52,7 @@ async fn a_database_failover_under_load_loses_nothing_and_repeats_nothing() {
     .unwrap();
     let key = data.load().unwrap().key.verifying_key();
     let second = dir.path().join("front1");
-    copy_data_dir(&data.path, &second);
+    support::copy_data_dir(&data.path, &second);
     let addrs = [support::free_udp_port(), support::free_udp_port()];
     let args = ["--database", url.as_str()];
     let _fronts = [

@@ -64,6 +64,11 @@ impl Target {
         Ok(Target { config })
     }
 
+    /// [`Self::parse`] then [`Self::open`]: one session at `url`.
+    pub async fn open_url(url: &str) -> Result<Client, StoreError> {
+        Target::parse(url)?.open().await
+    }
+
     /// The parsed URL with its bounds (for a connection whose messages the caller polls
     /// itself, such as a `LISTEN`er).
     pub fn config(&self) -> &tokio_postgres::Config {

@@ -36,9 +36,7 @@ pub struct PgDirectory {
 /// A session as the ledger's connections get it: bounded connect time, `synchronous_commit`
 /// at least `on`, several hosts (`target_session_attrs=read-write` picks the primary).
 async fn connect(url: &str) -> anyhow::Result<Client> {
-    crate::ledger::pg_conn::Target::parse(url)
-        .map_err(|e| anyhow::anyhow!("{e}"))?
-        .open()
+    crate::ledger::pg_conn::Target::open_url(url)
         .await
         .map_err(|e| anyhow::anyhow!("connecting to the directory database: {e}"))
 }

@@ -22,6 +22,7 @@
 //! The front reaches the database only through this module's task (a bounded queue of
 //! [`FRONTS_REQUESTS_MAX`]) and its listening task.
 
+use super::directory::i64_of;
 use crate::ledger::AccountId;
 use crate::link::keys::MacKey;
 use anyhow::Context;
@@ -390,10 +391,6 @@ fn id_of(v: i64) -> u64 {
     u64::from_ne_bytes(v.to_ne_bytes())
 }
 
-fn db_int(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
 type Call = Box<dyn for<'a> FnOnce(&'a mut Client) -> BoxFut<'a> + Send>;
 type BoxFut<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>>;
 
@@ -409,11 +406,9 @@ pub struct Fronts {
 /// A session as the ledger's connections get it (bounded connect, `synchronous_commit` at
 /// least `on`, the primary among several hosts).
 async fn connect(url: &str) -> anyhow::Result<Client> {
-    crate::ledger::pg_conn::Target::parse(url)
-        .map_err(|e| anyhow::anyhow!("{e}"))?
-        .open()
+    crate::ledger::pg_conn::Target::open_url(url)
         .await
-        .map_err(|e| anyhow::anyhow!("{e}"))
+        .map_err(|e| anyhow::anyhow!("connecting to the sessions database: {e}"))
 }
 
 impl Fronts {
@@ -550,7 +545,7 @@ impl Fronts {
         now_ms: u64,
         resume_window: Duration,
     ) -> anyhow::Result<Option<SharedSession>> {
-        let oldest = db_int(
+        let oldest = i64_of(
             now_ms.saturating_sub(u64::try_from(resume_window.as_millis()).unwrap_or(u64::MAX)),
         );
         let row = self
@@ -560,7 +555,7 @@ impl Fronts {
                         "SELECT account_id, clerk, ledger_account, resume_sealed FROM sessions
                          WHERE session_id = $1 AND terminal_id = $2
                            AND (detached_at_ms IS NULL OR detached_at_ms > $3)",
-                        &[&db_id(session_id), &db_int(terminal_id), &oldest],
+                        &[&db_id(session_id), &i64_of(terminal_id), &oldest],
                     )
                     .await?)
                 })
@@ -593,7 +588,7 @@ impl Fronts {
                 c.execute(
                     "UPDATE sessions SET detached_at_ms = $3
                      WHERE session_id = $1 AND epoch = $2 AND detached_at_ms IS NULL",
-                    &[&db_id(session_id), &db_int(epoch), &db_int(now_ms)],
+                    &[&db_id(session_id), &i64_of(epoch), &i64_of(now_ms)],
                 )
                 .await?;
                 Ok(())
@@ -612,13 +607,13 @@ impl Fronts {
         clerks: Vec<String>,
         oldest_ms: u64,
     ) -> anyhow::Result<u64> {
-        let terminals: Vec<i64> = terminals.into_iter().map(db_int).collect();
+        let terminals: Vec<i64> = terminals.into_iter().map(i64_of).collect();
         self.call(move |c| {
             Box::pin(async move {
                 Ok(c.execute(
                     "DELETE FROM sessions WHERE terminal_id = ANY($1) OR clerk = ANY($2)
                         OR detached_at_ms < $3",
-                    &[&terminals, &clerks, &db_int(oldest_ms)],
+                    &[&terminals, &clerks, &i64_of(oldest_ms)],
                 )
                 .await?)
             })
@@ -628,7 +623,7 @@ impl Fronts {
 
     /// Who holds each of `terminals` now.
     pub async fn holders(&self, terminals: Vec<u64>) -> anyhow::Result<Vec<Holder>> {
-        let terminals: Vec<i64> = terminals.into_iter().map(db_int).collect();
+        let terminals: Vec<i64> = terminals.into_iter().map(i64_of).collect();
         self.call(move |c| {
             Box::pin(async move {
                 Ok(c.query(
@@ -683,7 +678,7 @@ async fn bind_once(
     let tx = c.transaction().await?;
     tx.execute(
         "DELETE FROM sessions WHERE terminal_id = $1 AND session_id <> $2",
-        &[&db_int(s.terminal_id), &db_id(s.session_id)],
+        &[&i64_of(s.terminal_id), &db_id(s.session_id)],
     )
     .await?;
     let epoch: i64 = tx
@@ -696,10 +691,10 @@ async fn bind_once(
              RETURNING epoch",
             &[
                 &db_id(s.session_id),
-                &db_int(s.terminal_id),
-                &db_int(s.account_id),
+                &i64_of(s.terminal_id),
+                &i64_of(s.account_id),
                 &s.clerk,
-                &db_int(s.ledger_account.0),
+                &i64_of(s.ledger_account.0),
                 &sealed,
                 &front,
             ],

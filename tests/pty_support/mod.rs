@@ -236,3 +236,11 @@ pub fn fill_postage(s: &mut Screen) -> String {
     // The vendor's live quote for first-class, 3 oz.
     s.wait("a quote", |t| t.contains("Quote: $"))
 }
+
+/// The printing gauge's percentage on screen (`… bytes  NN%`), if the gauge is up.
+pub fn gauge_percent(t: &str) -> Option<u32> {
+    let i = t.find("bytes  ")?;
+    let rest = &t[i + 7..];
+    let end = rest.find('%')?;
+    rest[..end].trim().parse().ok()
+}

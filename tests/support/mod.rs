@@ -87,6 +87,34 @@ pub fn fleet_code(d: &mut Directory, account: u64) -> String {
     .code
 }
 
+/// Copies a vendor data directory (key, certificate, vendor.toml) for a second front on the
+/// same database, without its `lock` (one front's own); the copy is 0700 like the original.
+pub fn copy_data_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_name() == "lock" || !entry.file_type().unwrap().is_file() {
+            continue;
+        }
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o700)).unwrap();
+}
+
+/// A process's resident memory (VmRSS) in MiB, 0 when it cannot be read.
+pub fn rss_mb(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
 /// A loopback UDP address free a moment ago (for a child vendor to listen on).
 pub fn free_udp_port() -> SocketAddr {
     let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();

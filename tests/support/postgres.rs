@@ -201,7 +201,14 @@ pub async fn database() -> String {
         std::process::id(),
         NEXT_DB.fetch_add(1, Ordering::SeqCst)
     );
-    let (client, conn) = tokio_postgres::connect(&server.url("postgres"), tokio_postgres::NoTls)
+    create_database_at(&server.url("postgres"), &name).await;
+    server.url(&name)
+}
+
+/// `CREATE DATABASE name` through the server at `admin_url`; panics (failing the test) if it
+/// cannot.
+async fn create_database_at(admin_url: &str, name: &str) {
+    let (client, conn) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls)
         .await
         .unwrap_or_else(|e| panic!("cannot connect to the test PostgreSQL server: {e}"));
     let task = tokio::spawn(conn);
@@ -211,7 +218,6 @@ pub async fn database() -> String {
         .unwrap_or_else(|e| panic!("CREATE DATABASE {name} failed: {e}"));
     drop(client);
     let _ = task.await;
-    server.url(&name)
 }
 
 /// The `cluster_name` of a [`cluster`]'s standby, which its primary names in
@@ -336,17 +342,7 @@ impl PgCluster {
 
     /// Creates `name` on the primary (replicated to the standby) and returns its URL.
     pub async fn create_database(&self, name: &str) -> String {
-        let (client, conn) =
-            tokio_postgres::connect(&self.primary_url("postgres"), tokio_postgres::NoTls)
-                .await
-                .unwrap_or_else(|e| panic!("cannot connect to the primary: {e}"));
-        let task = tokio::spawn(conn);
-        client
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .unwrap_or_else(|e| panic!("CREATE DATABASE {name} failed: {e}"));
-        drop(client);
-        let _ = task.await;
+        create_database_at(&self.primary_url("postgres"), name).await;
         self.url(name)
     }
 
