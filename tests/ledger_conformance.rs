@@ -1444,7 +1444,7 @@ async fn postgres_audit_verify_detects_a_tampered_row() {
     tokio::spawn(conn);
     client
         .execute(
-            "UPDATE audit SET body = replace(body, '\"amount\":100', '\"amount\":1') WHERE id = $1",
+            "UPDATE audit SET body = replace(body, '\"amount\":100', '\"amount\":1') WHERE seq = $1",
             &[&(row as i64)],
         )
         .await

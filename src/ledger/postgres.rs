@@ -209,6 +209,14 @@ const MIGRATIONS: &[&str] = &[
         detached_at_ms BIGINT
     );
     CREATE INDEX sessions_detached ON sessions(detached_at_ms) WHERE detached_at_ms IS NOT NULL;",
+    // 12: issue 14 — an audit record is keyed by its place in its account's chain
+    //    (account, seq), which every record already had uniquely; the table-wide `id` (a
+    //    sequence and a third index written with every record) goes. Chains are read in
+    //    (account, seq) order.
+    "ALTER TABLE audit DROP CONSTRAINT audit_pkey;
+    ALTER TABLE audit DROP COLUMN id;
+    ALTER TABLE audit DROP CONSTRAINT audit_account_seq_key;
+    ALTER TABLE audit ADD PRIMARY KEY (account, seq);",
 ];
 
 /// The transaction-scoped advisory lock a reaper pass holds (`pg_try_advisory_xact_lock`), so
@@ -315,7 +323,7 @@ impl super::licensing::LicensingAuthority for PostgresLicensing {
 const ACCOUNT_COLS: &str = "id, license, status, descending, pending, ascending, control, last_piece, audit_seq, audit_head";
 const PIECE_COLS: &str = "account, serial, kind, amount, state, authorized_at_ms, expires_at_ms, printed_at_ms, refund, refund_submitted_at_ms, scanned, signed, item, terminal, scan_count, scan_recorded_at_ms";
 
-fn db(e: tokio_postgres::Error) -> StoreError {
+pub(super) fn db(e: tokio_postgres::Error) -> StoreError {
     StoreError::Database(e.to_string())
 }
 
@@ -964,7 +972,7 @@ impl LedgerStore for PostgresStore {
             let rows = c
                 .client
                 .query(
-                    "SELECT id, account, seq, at_ms, body, hash FROM audit WHERE account = $1 ORDER BY seq",
+                    "SELECT seq AS row_id, account, seq, at_ms, body, hash FROM audit WHERE account = $1 ORDER BY seq",
                     &[&int(id.0)?],
                 )
                 .await
@@ -986,10 +994,10 @@ impl LedgerStore for PostgresStore {
             let rows = c
                 .client
                 .query(
-                    "(SELECT id, account, seq, at_ms, body, hash FROM audit \
+                    "(SELECT seq AS row_id, account, seq, at_ms, body, hash FROM audit \
                       WHERE account = $1 AND at_ms < $2 ORDER BY at_ms DESC, seq DESC LIMIT 1) \
                      UNION ALL \
-                     (SELECT id, account, seq, at_ms, body, hash FROM audit \
+                     (SELECT seq AS row_id, account, seq, at_ms, body, hash FROM audit \
                       WHERE account = $1 AND at_ms >= $2 AND at_ms < $3) \
                      ORDER BY seq",
                     &[&account, &from, &to],
@@ -1028,7 +1036,7 @@ impl LedgerStore for PostgresStore {
                 .collect::<Result<Vec<_>, _>>()?;
             let records = tx
                 .query(
-                    "SELECT id, account, seq, at_ms, body, hash FROM audit ORDER BY id",
+                    "SELECT seq AS row_id, account, seq, at_ms, body, hash FROM audit ORDER BY account, seq",
                     &[],
                 )
                 .await

@@ -1,6 +1,8 @@
 //! Shared fixtures for integration tests: a real vendor on loopback with a real data directory.
 #![allow(dead_code)]
 
+pub mod procstat;
+
 use frank::counter::client::{self, Session, VendorConn};
 use frank::vendor_server::directory::Directory;
 use frank::vendor_server::server::{VendorOptions, VendorServer};
