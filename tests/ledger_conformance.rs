@@ -706,7 +706,7 @@ async fn refunds(s: &dyn LedgerStore) {
     let r = exec(s, Op::RequestRefund { piece: p0 }, T0 + 5).await;
     assert!(matches!(r, Ok(Outcome::RefundRequested { .. })), "{r:?}");
     let awaiting_here = async || -> Vec<PieceId> {
-        let all = s.refunds_awaiting(1_000).await.unwrap();
+        let all = s.refunds_awaiting(None, 1_000).await.unwrap();
         assert!(
             all.windows(2)
                 .all(|w| w[0].refund_submitted_at_ms <= w[1].refund_submitted_at_ms),
@@ -723,7 +723,7 @@ async fn refunds(s: &dyn LedgerStore) {
     };
     assert_eq!(awaiting_here().await, vec![p1, p0]);
     assert!(
-        s.refunds_awaiting(1).await.unwrap().len() == 1,
+        s.refunds_awaiting(None, 1).await.unwrap().len() == 1,
         "the limit holds"
     );
     let r = exec(s, Op::RequestRefund { piece: p1 }, T0 + 2).await;

@@ -419,7 +419,7 @@ async fn run_async(cmd: LedgerCommand) -> anyhow::Result<()> {
             let (piece, db, decision) = match cmd {
                 RefundCommand::Pending { limit, db } => {
                     let store = open(&db).await?;
-                    let awaiting = store.refunds_awaiting(limit).await?;
+                    let awaiting = store.refunds_awaiting(None, limit).await?;
                     for line in refunds_awaiting_report(&awaiting, limit) {
                         println!("{line}");
                     }
