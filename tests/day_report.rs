@@ -56,31 +56,13 @@ async fn vendor_with_boss() -> ChildVendor {
     .await
 }
 
-/// A fresh terminal enrolled on `v`, `clerk` signed in, its link up on both ends (money moves
-/// only then: the first money request is retried until the vendor's view is up too).
 async fn signed_in(
     v: &ChildVendor,
     name: &str,
     clerk: &str,
     password: &str,
 ) -> (Session, LinkHandle) {
-    let endpoint = endpoint();
-    let conn = frank::counter::client::connect(&endpoint, v.addr, v.key)
-        .await
-        .unwrap();
-    let device_key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
-    let e = conn
-        .enroll(&v.code, name, &device_key, &v.key)
-        .await
-        .unwrap();
-    let s = conn
-        .login(e.terminal_id, &device_key, clerk, password)
-        .await
-        .unwrap();
-    let link = s.start_link().unwrap();
-    let mut up = link.state.clone();
-    wait_for(&mut up, LONG, "link up", |s| *s == LinkState::Up).await;
-    (s, link)
+    session_on(v.addr, v.key, &v.code, name, clerk, password).await
 }
 
 async fn authorize(s: &Session, cents: u64) -> wire::Authorized {
