@@ -11,6 +11,8 @@
 //!   loads the day and refuses a plain clerk the supervisor's list, and after a restart its
 //!   history comes from the vendor with the items' printed numbers.
 
+#[path = "support/postgres.rs"]
+mod pg;
 mod support;
 
 use frank::counter::backend::{self, BackendConfig};
@@ -588,4 +590,120 @@ async fn the_counter_backend_numbers_items_records_a_basket_and_loads_the_day() 
     );
     assert!(items[2].number.matches(&format!("{meter} #1")));
     let _ = ctx.send(Command::Quit).await;
+}
+
+/// The same requests on a vendor whose ledger and directory are PostgreSQL: a basket stored
+/// once, a supervisor's decision, the clerk's day — and the report from the database equals
+/// the wire's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tender_decision_and_day_on_a_postgres_vendor() {
+    let url = pg::database().await;
+    let v = vendor_setup(
+        frank::vendor_server::server::VendorOptions {
+            database: Some(url.clone()),
+            ..Default::default()
+        },
+        |_, d, account| {
+            d.add_clerk(account, BOSS, BOSS_PASSWORD, true, 1).unwrap();
+        },
+    )
+    .await;
+    let (s, _link) = session_on(v.addr, v.key, &v.code, "pg-window", CLERK, PASSWORD).await;
+    fund_until_ok(&s, 2_000).await;
+    let meter = s.balance().await.unwrap().meter;
+    let a1 = authorize(&s, 400).await;
+    let a2 = authorize(&s, 100).await;
+    s.commit(rid(), a1.piece_serial).await.unwrap();
+    s.commit(rid(), a2.piece_serial).await.unwrap();
+    let basket = rid();
+    let now = frank::counter::client::wall_ms();
+    let r = s
+        .tender_request(basket, now, &meter, &[a1.piece_serial], "cash", 500, 100)
+        .unwrap();
+    let done: wire::TenderDone = s.send(&r).await.unwrap();
+    assert_eq!(done.total_cents, 400);
+    assert_eq!(s.send::<wire::TenderDone>(&r).await.unwrap(), done);
+    let other = s
+        .tender_request(
+            rid(),
+            now,
+            &meter,
+            &[a1.piece_serial, a2.piece_serial],
+            "card",
+            500,
+            0,
+        )
+        .unwrap();
+    let e = s.send::<wire::TenderDone>(&other).await.unwrap_err();
+    assert_eq!(code(&e), ErrorCode::AlreadyTendered);
+    s.request_refund(rid(), a2.piece_serial).await.unwrap();
+    let (boss, _boss_link) =
+        session_on(v.addr, v.key, &v.code, "pg-office", BOSS, BOSS_PASSWORD).await;
+    let listed = boss.refunds_awaiting(10).await.unwrap();
+    assert_eq!(listed.pieces.len(), 1);
+    let decide = boss
+        .refund_decide_request(rid(), now, &meter, a2.piece_serial, false)
+        .unwrap();
+    let mut decided = None;
+    for _ in 0..50 {
+        match boss.send::<wire::RefundDecided>(&decide).await {
+            Ok(d) => {
+                decided = Some(d);
+                break;
+            }
+            Err(e) if code(&e) == ErrorCode::LinkLapsed => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(decided.unwrap().piece.item_state, "refund_rejected");
+    let day = wire::day_of_ms(a1.expires_at_ms - 120_000)
+        .unwrap()
+        .to_string();
+    let report = s.day_report(&day, "clerk").await.unwrap();
+    assert_eq!(
+        report.issued,
+        Totals {
+            count: 2,
+            amount_cents: 500
+        }
+    );
+    assert_eq!(
+        report.refunds_rejected,
+        Totals {
+            count: 1,
+            amount_cents: 100
+        }
+    );
+    assert_eq!(report.cash_expected_cents, 400);
+    assert_eq!(
+        report.untendered_items,
+        Totals {
+            count: 1,
+            amount_cents: 100
+        }
+    );
+    let account = s.balance().await.unwrap().ledger_account.to_string();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_frank"))
+        .args([
+            "vendor",
+            "report",
+            "--database",
+            &url,
+            "--day",
+            &day,
+            "--clerk",
+            CLERK,
+        ])
+        .args(["--account", &account, "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cli: DayReport = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(cli, report);
 }
