@@ -303,12 +303,24 @@ async fn end_of_day_over_the_wire_equals_frank_vendor_report_and_hostile_tenders
     let by_terminal = s.day_report(&day, "terminal").await.unwrap();
     assert_eq!(by_terminal.issued, by_clerk.issued);
     // The supervisor issued nothing: their day is empty.
+    let account = ledger_account.to_string();
     let boss_day = boss.day_report(&day, "clerk").await.unwrap();
     assert_eq!(boss_day.issued, Totals::default());
     assert_eq!(boss_day.cash_expected_cents, 0);
+    // The whole office is the supervisor's to see, not a plain clerk's.
+    let office = boss.day_report(&day, "office").await.unwrap();
+    assert_eq!(office.scope, ReportScope::Office);
+    assert_eq!(office.issued, by_clerk.issued);
+    let e = s.day_report(&day, "office").await.unwrap_err();
+    assert_eq!(code(&e), ErrorCode::Forbidden);
+    let (ok, out, err) = report_cli(&v, &["--day", &day, "--account", &account, "--json"]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        serde_json::from_str::<DayReport>(out.trim()).unwrap(),
+        office
+    );
 
     // The same day from `frank vendor report` equals the wire's, field for field.
-    let account = ledger_account.to_string();
     let (ok, out, err) = report_cli(
         &v,
         &[

@@ -2047,6 +2047,7 @@ impl Actor {
             let scope = match scope {
                 DayScope::Clerk => "clerk",
                 DayScope::Terminal => "terminal",
+                DayScope::Office => "office",
             };
             let b = match session.day_report(&day.to_string(), scope).await {
                 Ok(r) => Backend::DayReport(Box::new(r)),

@@ -400,9 +400,19 @@ pub(super) async fn day_report(
     let scope = match r.scope.as_str() {
         "clerk" => ReportScope::Clerk(active.clerk.clone()),
         "terminal" => ReportScope::Terminal(active.terminal_id),
+        "office" => {
+            require_supervisor(
+                state,
+                &active,
+                "day_report office",
+                "Only a supervisor can see the whole office's day. Ask a supervisor to sign in.",
+            )
+            .await?;
+            ReportScope::Office
+        }
         _ => {
             return Err(ErrorBody::malformed(
-                "day_report.scope must be clerk or terminal",
+                "day_report.scope must be clerk, terminal or office",
             ));
         }
     };

@@ -564,7 +564,8 @@ pub struct TenderDone {
 pub struct DayReportRequest {
     /// `YYYY-MM-DD` (UTC).
     pub day: String,
-    /// `clerk` (the session's clerk) or `terminal` (the session's terminal).
+    /// `clerk` (the session's clerk), `terminal` (the session's terminal) or `office` (every
+    /// clerk and terminal of the account: supervisors only).
     pub scope: String,
 }
 

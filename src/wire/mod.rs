@@ -586,9 +586,9 @@ fn validate(request: &Request) -> Result<(), ErrorBody> {
         Request::DayReport(d) => {
             crate::indicium::kinds::Day::parse("day_report.day", &d.day)
                 .map_err(|e| ErrorBody::malformed(format!("{}: {}", e.field, e.reason)))?;
-            if d.scope != "clerk" && d.scope != "terminal" {
+            if !["clerk", "terminal", "office"].contains(&d.scope.as_str()) {
                 return Err(ErrorBody::malformed(
-                    "day_report.scope must be clerk or terminal",
+                    "day_report.scope must be clerk, terminal or office",
                 ));
             }
             Ok(())
