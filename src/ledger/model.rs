@@ -648,7 +648,7 @@ pub enum LedgerError {
     #[error("authorization {id} expired at {expired_at_ms} ms")]
     AuthorizationExpired { id: PieceId, expired_at_ms: u64 },
     #[error(
-        "piece {id} is unsettled (committed as printed at its expiry) and the window for voiding it closed at {deadline_ms} ms; it stays charged — request a refund instead"
+        "item {id} was charged when its reservation expired, and the time for voiding it has passed; it stays charged — request a refund instead"
     )]
     VoidWindowClosed { id: PieceId, deadline_ms: u64 },
     #[error(

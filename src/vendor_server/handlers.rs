@@ -395,8 +395,10 @@ pub(super) async fn day_report(
     use crate::ledger::report::{ReportScope, day_bounds};
     let active = require_session(state)?;
     let _running = statement_permit(state)?;
-    let day = crate::indicium::kinds::Day::parse("day_report.day", &r.day)
-        .map_err(|e| ErrorBody::malformed(format!("{}: {}", e.field, e.reason)))?;
+    let day = crate::indicium::kinds::Day::parse("day_report.day", &r.day).map_err(|_| {
+        // The value is not repeated (this message is logged).
+        ErrorBody::malformed("day_report.day must be a date YYYY-MM-DD from 1970-01-01 on")
+    })?;
     let scope = match r.scope.as_str() {
         "clerk" => ReportScope::Clerk(active.clerk.clone()),
         "terminal" => ReportScope::Terminal(active.terminal_id),
