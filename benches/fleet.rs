@@ -1,9 +1,10 @@
 //! `cargo bench --bench fleet [-- --quick]`: what a fleet of idle counters costs one vendor
 //! process (issue 17 item 3; it began as issue 14's keepalive bench).
 //!
-//! One `frank vendor serve` child process (the release binary, its own data directory, SQLite
-//! ledger, default `vendor.toml`: keepalives every 50 ms both ways) on loopback, so its CPU is
-//! measured alone. This process simulates the counters: it enrolls and logs in terminals
+//! One `frank vendor serve --worker-threads 1` child process (the release binary, its own data
+//! directory, SQLite ledger, default `vendor.toml`: keepalives every 50 ms both ways) on
+//! loopback, so its CPU is measured alone: one runtime thread, as a front process per core is
+//! deployed (docs/DEPLOY.md §2); `--vendor-threads N` runs it with N. This process simulates the counters: it enrolls and logs in terminals
 //! through the library's client API — each a real QUIC connection on its own endpoint bound to
 //! its own loopback address (127.1.x.y), as each counter is its own host — starts each one's
 //! keepalive link and leaves it idle: no requests, only keepalives both ways and what QUIC sends
@@ -14,7 +15,8 @@
 //! Per step: `vendor_cpu_us_per_s` (CPU µs the vendor used per wall second),
 //! `vendor_cpu_pct_core`, `ratio_vs_idle` (that over the 0-terminal step's, same run),
 //! `cpu_us_per_terminal_per_s` ((step − baseline) ÷ terminals), `vendor_rss_kb_per_terminal`
-//! (VmRSS over the 0-terminal step's, ÷ terminals), `keepalives_per_terminal_per_s` (fresh
+//! (VmRSS over the step before's, ÷ the terminals added; none for the first: the first logins
+//! bring the password pool's memory), `keepalives_per_terminal_per_s` (fresh
 //! vendor keepalives each terminal received: about 22 when the vendor kept its pace),
 //! `false_lapses` (links that lapsed during the window with nothing cut, counted on the
 //! terminals' side: > 0 means the machine could not keep the pace), `keepalive_gap_p99_ms`
@@ -33,7 +35,9 @@
 //! `--quick`: steps 0, 250, 500 with 6 s windows (under two minutes). Full: 0, 250, 500, 1000,
 //! 2000 with 20 s windows. Both ends share this machine's cores and the terminals' side does
 //! about the same work as the vendor's, so the larger steps lapse links on a 2-core machine
-//! whatever the vendor does: their figures are reported, and only clean steps count.
+//! whatever the vendor does: their figures are reported, and only clean steps count. When a
+//! step's terminals cannot all come up (logins time out while the machine keeps the links it
+//! has), the run stops growing and reports the steps it measured with `stopped` saying why.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -150,8 +154,24 @@ fn slope(points: &[(f64, f64)]) -> f64 {
 
 type Rig = support::ChildVendor;
 
+/// Threads of the vendor's runtime (`frank vendor serve --worker-threads`): one, as a front
+/// process per core is deployed (docs/DEPLOY.md §2); `--vendor-threads N` to compare.
+fn vendor_threads() -> String {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == "--vendor-threads")
+        .and_then(|i| args.get(i + 1).cloned())
+        .unwrap_or_else(|| "1".to_string())
+}
+
 async fn rig() -> Rig {
-    support::child_vendor("Fleet Bench Post Office", |_, _| {}).await
+    let threads = vendor_threads();
+    support::child_vendor_with(
+        "Fleet Bench Post Office",
+        &["--worker-threads", &threads],
+        |_, _| {},
+    )
+    .await
 }
 
 /// Enrolls terminal `i` from its own address, logs in on the same connection, starts its link
@@ -186,8 +206,10 @@ async fn terminal(r: &Rig, i: usize) -> anyhow::Result<Held> {
     })
 }
 
-/// Grows `held` to `n` terminals, `LOGINS_IN_FLIGHT_MAX` at a time.
-async fn grow(r: &Arc<Rig>, held: &mut Vec<Held>, n: usize) {
+/// Grows `held` to `n` terminals, `LOGINS_IN_FLIGHT_MAX` at a time. When some cannot come up
+/// (the machine no longer keeps the links it has and also logs in more), says how many failed
+/// and why; the run then ends with the steps it measured.
+async fn grow(r: &Arc<Rig>, held: &mut Vec<Held>, n: usize) -> Result<(), String> {
     let sem = Arc::new(tokio::sync::Semaphore::new(LOGINS_IN_FLIGHT_MAX));
     let mut tasks = Vec::new();
     for i in held.len()..n {
@@ -198,16 +220,30 @@ async fn grow(r: &Arc<Rig>, held: &mut Vec<Held>, n: usize) {
             // A login refused as busy (the password pool full) is tried again.
             for _ in 0..5 {
                 match terminal(&r, i).await {
-                    Ok(h) => return h,
+                    Ok(h) => return Ok(h),
                     Err(e) => last = Some(e),
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
-            panic!("terminal {i}: {:?}", last);
+            Err(format!("{last:?}"))
         }));
     }
+    let (mut failed, mut reason) = (0, String::new());
     for t in tasks {
-        held.push(t.await.expect("terminal task"));
+        match t.await.expect("terminal task") {
+            Ok(h) => held.push(h),
+            Err(e) => {
+                failed += 1;
+                reason = e;
+            }
+        }
+    }
+    if failed == 0 {
+        Ok(())
+    } else {
+        Err(format!(
+            "{failed} terminal(s) could not come up, e.g. {reason}"
+        ))
     }
 }
 
@@ -275,8 +311,13 @@ async fn run(quick: bool, steps: &[usize], window_s: u64) {
     let mut held: Vec<Held> = Vec::new();
     let mut out: Vec<Step> = Vec::new();
     let started = Instant::now();
+    let mut stopped = None;
     for &n in steps {
-        grow(&r, &mut held, n).await;
+        if let Err(e) = grow(&r, &mut held, n).await {
+            eprintln!("{n:>5} terminals: stopped growing — {e}");
+            stopped = Some(format!("at N={n}: {e}"));
+            break;
+        }
         tokio::time::sleep(Duration::from_millis(SETTLE_MS)).await;
         let before = totals(&held);
         let gaps_before = LINK_TOTALS.fresh_gaps();
@@ -291,7 +332,13 @@ async fn run(quick: bool, steps: &[usize], window_s: u64) {
             .map(|(a, b)| a - b)
             .collect();
         let rss_mb = support::rss_mb(r.child.id().expect("vendor pid"));
-        let rss_idle_mb = out.first().map_or(rss_mb, |s| s.vendor_rss_mb);
+        // Against the step before with terminals: the first logins bring the password pool's
+        // argon2 memory, which the process keeps.
+        let rss_before = out
+            .iter()
+            .rev()
+            .find(|s| s.terminals > 0)
+            .map(|s| (s.terminals, s.vendor_rss_mb));
         let wall = (t1 - t0).as_secs_f64();
         let vendor = (v1 - v0) * 1e6 / wall;
         let client = (c1 - c0) * 1e6 / wall;
@@ -325,10 +372,9 @@ async fn run(quick: bool, steps: &[usize], window_s: u64) {
             keepalive_gap_p99_ms: gap_quantile_ms(&gaps, 0.99),
             links_up,
             vendor_rss_mb: rss_mb,
-            vendor_rss_kb_per_terminal: if n == 0 {
-                0.0
-            } else {
-                (rss_mb - rss_idle_mb) * 1024.0 / n as f64
+            vendor_rss_kb_per_terminal: match rss_before {
+                Some((m, mb)) if n > m => (rss_mb - mb) * 1024.0 / (n - m) as f64,
+                _ => f64::NAN,
             },
         };
         eprintln!(
@@ -379,6 +425,7 @@ async fn run(quick: bool, steps: &[usize], window_s: u64) {
     let (max_per_core, basis) = max_terminals_per_core(&out);
     let json = serde_json::json!({
         "bench": "fleet",
+        "vendor_worker_threads": vendor_threads(),
         "quick": quick,
         "cores": std::thread::available_parallelism().map_or(1, |n| n.get()),
         "keepalive_interval_ms": frank::vendor_server::VendorConfig::default().keepalive_interval_ms,
@@ -394,6 +441,7 @@ async fn run(quick: bool, steps: &[usize], window_s: u64) {
         "false_lapses": out.iter().map(|s| s.false_lapses).sum::<u64>(),
         "max_terminals_per_core": max_per_core,
         "max_terminals_per_core_basis": basis,
+        "stopped": stopped,
         "run_s": started.elapsed().as_secs_f64(),
     });
     println!("{json}");
