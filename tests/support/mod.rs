@@ -261,6 +261,15 @@ pub struct ChildVendor {
 /// Starts a [`ChildVendor`] whose account is named `account`; `setup` adds what else the
 /// caller needs to the directory (a supervisor, say) before the vendor starts.
 pub async fn child_vendor(account: &str, setup: impl FnOnce(&mut Directory, u64)) -> ChildVendor {
+    child_vendor_with(account, &[], setup).await
+}
+
+/// [`child_vendor`] with more `frank vendor serve` arguments.
+pub async fn child_vendor_with(
+    account: &str,
+    args: &[&str],
+    setup: impl FnOnce(&mut Directory, u64),
+) -> ChildVendor {
     let dir = tempfile::tempdir().expect("a temp dir");
     let data = DataDir::new(dir.path().join("vendor"));
     data.init().expect("vendor data dir");
@@ -275,7 +284,7 @@ pub async fn child_vendor(account: &str, setup: impl FnOnce(&mut Directory, u64)
     };
     let key = data.load().expect("vendor key").key.verifying_key();
     let addr = free_udp_port();
-    let child = spawn_vendor_serve(&data.path, addr, &[]).await;
+    let child = spawn_vendor_serve(&data.path, addr, args).await;
     ChildVendor {
         dir,
         child,
@@ -302,4 +311,31 @@ pub async fn fund_until_ok(s: &Session, cents: u64) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("the account could not be funded");
+}
+
+/// A fresh terminal named `name` enrolled with `code` on the vendor at `addr` (pinned `key`),
+/// `clerk` signed in and the counter's own link Up (the vendor's view follows within a few
+/// keepalives: money requests answer `link_lapsed` until then).
+pub async fn session_on(
+    addr: SocketAddr,
+    key: ed25519_dalek::VerifyingKey,
+    code: &str,
+    name: &str,
+    clerk: &str,
+    password: &str,
+) -> (Session, frank::link::driver::LinkHandle) {
+    use frank::link::guard::LinkState;
+    let endpoint = endpoint();
+    let conn = client::connect(&endpoint, addr, key).await.unwrap();
+    let device_key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+    let e = conn.enroll(code, name, &device_key, &key).await.unwrap();
+    let s = conn
+        .login(e.terminal_id, &device_key, clerk, password)
+        .await
+        .unwrap();
+    let link = s.start_link().unwrap();
+    let mut up = link.state.clone();
+    let limit = Duration::from_millis(LINK_UP_MS_MAX);
+    wait_for(&mut up, limit, "link up", |s| *s == LinkState::Up).await;
+    (s, link)
 }
