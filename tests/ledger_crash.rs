@@ -224,7 +224,7 @@ async fn crash_cycles(backend: Backend, cycles: usize, run_ms_min: u64, run_ms_s
         .await
         .unwrap()
     };
-    let key = data.load().unwrap().key.verifying_key();
+    let key = data.load().unwrap().public_key;
     let port = std::net::UdpSocket::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -73,7 +73,7 @@ async fn vendor_proc(toml: &str) -> VendorProc {
         text.push('\n');
         std::fs::write(&path, text).unwrap();
     }
-    let key = data.load().unwrap().key.verifying_key();
+    let key = data.load().unwrap().public_key;
     let addr = support::free_udp_port();
     let child = support::spawn_vendor_serve(&dir.path().join("vendor"), addr, &[]).await;
     VendorProc {

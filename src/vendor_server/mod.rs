@@ -5,6 +5,7 @@ pub mod directory;
 pub mod directory_pg;
 pub mod directory_sqlite;
 pub mod fronts;
+pub mod key_cli;
 pub mod lockout;
 pub mod login_gate;
 pub mod money;
@@ -23,11 +24,14 @@ mod scan;
 mod signin;
 
 use crate::identity;
+use crate::indicium::signer::{KeySigner, Signer};
 use crate::link::guard::GuardConfig;
+use crate::pkcs11::{Pkcs11Config, Pkcs11Signer, TokenKey};
 use anyhow::{Context, bail};
-use ed25519_dalek::SigningKey;
+use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub const KEY_FILE: &str = "vendor-key.pem";
 pub const CERT_FILE: &str = "vendor-cert.der";
@@ -164,6 +168,11 @@ pub struct VendorConfig {
     /// PostgreSQL only: requests waiting for a writer (default 4096; 1 ..= 65 536).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub postgres_batch_queue_requests_max: Option<usize>,
+    /// The vendor key in a PKCS#11 token instead of `vendor-key.pem` (`frank vendor init
+    /// --pkcs11`, `frank vendor key import`): module, token and key labels, the pinned
+    /// fingerprint, the PIN's source. Last: a TOML table follows the plain settings.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pkcs11: Option<Pkcs11Config>,
 }
 
 impl Default for VendorConfig {
@@ -208,6 +217,7 @@ impl Default for VendorConfig {
             postgres_batch_writers: None,
             postgres_batch_requests_max: None,
             postgres_batch_queue_requests_max: None,
+            pkcs11: None,
         }
     }
 }
@@ -305,6 +315,9 @@ impl VendorConfig {
             && min > max
         {
             bail!("top_up_min_cents ({min}) is above top_up_max_cents ({max})");
+        }
+        if let Some(p) = &self.pkcs11 {
+            p.validate()?;
         }
         self.validate_ledger_timings()
     }
@@ -528,9 +541,11 @@ pub struct DataDir {
     pub path: PathBuf,
 }
 
-/// Everything `vendor serve` loads from the data directory.
+/// Everything `vendor serve` loads from the data directory. The signing key itself is opened
+/// apart ([`DataDir::open_signer`]): it may be in a token that needs its PIN.
 pub struct VendorFiles {
-    pub key: SigningKey,
+    /// The vendor key counters pin: the key in the certificate.
+    pub public_key: VerifyingKey,
     pub cert_der: Vec<u8>,
     pub config: VendorConfig,
     pub db_path: PathBuf,
@@ -557,22 +572,57 @@ impl DataDir {
     /// [`Self::init`] with the directory and ledger in `database` when it is a PostgreSQL URL
     /// (migrated there; no `vendor.db` or `ledger.db` in the data directory).
     pub fn init_with(&self, database: Option<&str>) -> anyhow::Result<String> {
+        self.refuse_existing()?;
         crate::datafiles::private_dir(&self.path)?;
-        if self.file(KEY_FILE).exists() {
+        let key = identity::create_key_file(&self.file(KEY_FILE))?;
+        self.init_rest(database, Arc::new(KeySigner::from_key(key)), None)
+    }
+
+    /// `frank vendor init --pkcs11`: [`Self::init_with`], the key generated inside the token
+    /// (sensitive, not extractable; a key already there under the label is refused) and
+    /// `[pkcs11]` written to vendor.toml; no key file.
+    pub fn init_in_token(
+        &self,
+        database: Option<&str>,
+        token: &TokenKey,
+        sessions_max: Option<usize>,
+    ) -> anyhow::Result<String> {
+        self.refuse_existing()?;
+        crate::datafiles::private_dir(&self.path)?;
+        let public = token.generate()?;
+        let config = pkcs11_config(token, &public, sessions_max);
+        let signer = Pkcs11Signer::open(&config)?;
+        self.init_rest(database, Arc::new(signer), Some(config))
+    }
+
+    fn refuse_existing(&self) -> anyhow::Result<()> {
+        if self.file(KEY_FILE).exists() || self.file(CERT_FILE).exists() {
             bail!(
                 "{} already holds a vendor key; refusing to overwrite it",
                 self.path.display()
             );
         }
-        let key = identity::create_key_file(&self.file(KEY_FILE))?;
-        let cert = crate::tls::make_vendor_certificate(&key)?;
+        Ok(())
+    }
+
+    /// The certificate, the databases and the config, for the key `signer` holds.
+    fn init_rest(
+        &self,
+        database: Option<&str>,
+        signer: Arc<dyn Signer>,
+        pkcs11: Option<Pkcs11Config>,
+    ) -> anyhow::Result<String> {
+        let cert = crate::tls::make_vendor_certificate(&signer)?;
         crate::datafiles::write_private(&self.file(CERT_FILE), &cert)?;
         match database.filter(|d| crate::ledger::is_postgres(d)) {
             // Migrates the one schema the directory and the ledger share.
             Some(url) => drop(directory::Directory::open_postgres(url)?),
             None => self.create_sqlite_databases(database)?,
         }
-        let config = toml::to_string_pretty(&VendorConfig::default())?;
+        let config = toml::to_string_pretty(&VendorConfig {
+            pkcs11,
+            ..VendorConfig::default()
+        })?;
         crate::datafiles::write_private(
             &self.file(CONFIG_FILE),
             format!(
@@ -582,7 +632,63 @@ impl DataDir {
             )
             .as_bytes(),
         )?;
-        Ok(identity::fingerprint(&key.verifying_key()))
+        Ok(hex::encode(signer.public_key()))
+    }
+
+    /// `frank vendor key import`: moves `vendor-key.pem` into the token once — imported as a
+    /// sensitive, non-extractable key, checked by signing with it, `[pkcs11]` appended to
+    /// vendor.toml (the rest of the file untouched). With `shred` the key file is then
+    /// overwritten and deleted; without, it stays and the vendor warns at every start.
+    /// Returns the fingerprint (unchanged: the same key).
+    pub fn import_key(
+        &self,
+        token: &TokenKey,
+        sessions_max: Option<usize>,
+        shred: bool,
+    ) -> anyhow::Result<String> {
+        let files = self.load()?;
+        if let Some(p) = &files.config.pkcs11 {
+            bail!(
+                "the vendor key is already in token {:?} (key {:?}); it is imported once",
+                p.token,
+                p.key
+            );
+        }
+        let key_path = self.file(KEY_FILE);
+        if !key_path.exists() {
+            bail!("{} holds no {KEY_FILE} to import", self.path.display());
+        }
+        let key = identity::load_key_file(&key_path)?;
+        if key.verifying_key() != files.public_key {
+            bail!("{KEY_FILE} is not the key in {CERT_FILE}; the data directory is inconsistent");
+        }
+        let public = token.import(&key)?;
+        drop(key);
+        let config = pkcs11_config(token, &public, sessions_max);
+        // Opens it as `serve` will: the token signs with it, and it is the pinned key.
+        drop(Pkcs11Signer::open(&config)?);
+        let path = self.file(CONFIG_FILE);
+        let mut text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        #[derive(Serialize)]
+        struct Table<'a> {
+            pkcs11: &'a Pkcs11Config,
+        }
+        if !text.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text.push_str("\n# The vendor key is in this PKCS#11 token (`frank vendor key import`).\n");
+        text.push_str(&toml::to_string(&Table { pkcs11: &config })?);
+        toml::from_str::<VendorConfig>(&text)
+            .with_context(|| format!("{} with [pkcs11] added", path.display()))?;
+        crate::datafiles::write_private(&path, text.as_bytes())?;
+        if shred {
+            crate::datafiles::shred(&key_path)?;
+        }
+        Ok(hex::encode(public))
     }
 
     /// The embedded default: the directory in `vendor.db`, the ledger in `ledger.db` (or the
@@ -603,32 +709,94 @@ impl DataDir {
     }
 
     pub fn load(&self) -> anyhow::Result<VendorFiles> {
-        if !self.file(KEY_FILE).exists() {
+        if !self.file(CERT_FILE).exists() {
             bail!(
-                "{} is not a vendor data directory (no {KEY_FILE}); run `frank vendor init --data {}` first",
+                "{} is not a vendor data directory (no {CERT_FILE}); run `frank vendor init --data {}` first",
                 self.path.display(),
                 self.path.display()
             );
         }
         self.make_private()?;
-        let key = identity::load_key_file(&self.file(KEY_FILE))?;
         let cert_der =
             std::fs::read(self.file(CERT_FILE)).with_context(|| format!("reading {CERT_FILE}"))?;
         let presented = crate::tls::ed25519_key_of(&cert_der).map_err(anyhow::Error::msg)?;
-        if presented != *key.verifying_key().as_bytes() {
-            bail!(
-                "{CERT_FILE} does not carry the key in {KEY_FILE}; the data directory is inconsistent"
-            );
-        }
+        let public_key = VerifyingKey::from_bytes(&presented)
+            .map_err(|_| anyhow::anyhow!("{CERT_FILE} carries no valid Ed25519 key"))?;
         let config = load_config(&self.file(CONFIG_FILE))?;
         Ok(VendorFiles {
-            key,
+            public_key,
             cert_der,
             config,
             db_path: self.file(DB_FILE),
             ledger_path: self.file(LEDGER_FILE),
         })
     }
+
+    /// The vendor's signing key: the token `[pkcs11]` names (PIN read from its source), or
+    /// `vendor-key.pem`. Either must be the key in the certificate (what counters pin). Blocks
+    /// (a token's login): call it off async runtime threads.
+    pub fn open_signer(&self, files: &VendorFiles) -> anyhow::Result<Arc<dyn Signer>> {
+        let signer: Arc<dyn Signer> = match &files.config.pkcs11 {
+            Some(p) => {
+                if p.fingerprint.to_ascii_lowercase() != identity::fingerprint(&files.public_key) {
+                    bail!(
+                        "[pkcs11] fingerprint in {CONFIG_FILE} is not the key in {CERT_FILE}; the data directory is inconsistent"
+                    );
+                }
+                if self.file(KEY_FILE).exists() {
+                    tracing::warn!(
+                        "{KEY_FILE} is still in the data directory though the vendor key is in token {:?}; remove it (`frank vendor key import --shred` does) once the token is backed up",
+                        p.token
+                    );
+                }
+                Arc::new(Pkcs11Signer::open(p)?)
+            }
+            None => Arc::new(KeySigner::from_key(identity::load_key_file(
+                &self.file(KEY_FILE),
+            )?)),
+        };
+        if signer.public_key() != files.public_key.to_bytes() {
+            bail!(
+                "{CERT_FILE} does not carry the vendor's signing key; the data directory is inconsistent"
+            );
+        }
+        Ok(signer)
+    }
+
+    /// The fingerprint counters pin: read from the token when the key is in one, else the
+    /// certificate's key.
+    pub fn fingerprint(&self) -> anyhow::Result<String> {
+        let files = self.load()?;
+        let cert = identity::fingerprint(&files.public_key);
+        let Some(p) = &files.config.pkcs11 else {
+            return Ok(cert);
+        };
+        let token = hex::encode(TokenKey::of(p)?.public_key()?);
+        if token != cert {
+            bail!(
+                "token {:?} holds key {token} under {:?}, but {CERT_FILE} carries {cert}",
+                p.token,
+                p.key
+            );
+        }
+        Ok(token)
+    }
+}
+
+/// `[pkcs11]` for `token`'s key `public`.
+fn pkcs11_config(token: &TokenKey, public: &[u8; 32], sessions_max: Option<usize>) -> Pkcs11Config {
+    let mut c = Pkcs11Config {
+        module: token.module.clone(),
+        token: token.token.clone(),
+        key: token.key.clone(),
+        fingerprint: hex::encode(public),
+        pin_file: None,
+        pin_env: None,
+        pin_credential: None,
+        sessions_max,
+    };
+    c.set_pin_source(token.pin.clone());
+    c
 }
 
 impl DataDir {
@@ -687,7 +855,9 @@ mod tests {
         let d = DataDir::new(t.path().join("v"));
         let fp = d.init().unwrap();
         let files = d.load().unwrap();
-        assert_eq!(identity::fingerprint(&files.key.verifying_key()), fp);
+        assert_eq!(identity::fingerprint(&files.public_key), fp);
+        assert_eq!(d.fingerprint().unwrap(), fp);
+        assert_eq!(hex::encode(d.open_signer(&files).unwrap().public_key()), fp);
         assert!(
             files.ledger_path.exists(),
             "init creates the ledger database"

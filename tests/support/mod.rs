@@ -271,7 +271,7 @@ pub async fn child_vendor(account: &str, setup: impl FnOnce(&mut Directory, u64)
         setup(&mut d, acct.id);
         code
     };
-    let key = data.load().expect("vendor key").key.verifying_key();
+    let key = data.load().expect("vendor key").public_key;
     let addr = free_udp_port();
     let child = spawn_vendor_serve(&data.path, addr, &[]).await;
     ChildVendor {
