@@ -13,7 +13,6 @@ use cryptoki::types::AuthPin;
 use frank::counter::client;
 use frank::indicium::signer::Signer;
 use frank::indicium::{VendorKeys, verify_payload};
-use frank::link::guard::LinkState;
 use frank::pkcs11::{KEY_LABEL_DEFAULT, Pkcs11Signer};
 use frank::vendor_server::directory::Directory;
 use frank::vendor_server::{CONFIG_FILE, DB_FILE, DataDir, KEY_FILE};
@@ -43,23 +42,27 @@ fn path(p: &Path) -> &str {
     p.to_str().expect("UTF-8 temp path")
 }
 
-/// `frank vendor init --pkcs11` on `t` into a fresh data directory; its fingerprint.
-fn init_on_token(t: &softhsm::Token) -> (tempfile::TempDir, PathBuf, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("vendor");
-    let module = softhsm::module();
-    let out = frank(&[
+/// `frank vendor init --data DATA --pkcs11 … --token … --pin-file …` on `t`.
+fn init_in(data: &Path, t: &softhsm::Token) -> Output {
+    frank(&[
         "vendor",
         "init",
         "--data",
-        path(&data),
+        path(data),
         "--pkcs11",
-        path(&module),
+        path(&softhsm::module()),
         "--token",
         &t.label,
         "--pin-file",
         path(&t.pin_file),
-    ]);
+    ])
+}
+
+/// `frank vendor init --pkcs11` on `t` into a fresh data directory; its fingerprint.
+fn init_on_token(t: &softhsm::Token) -> (tempfile::TempDir, PathBuf, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("vendor");
+    let out = init_in(&data, t);
     assert!(out.status.success(), "init: {}", text(&out.stderr));
     let stdout = text(&out.stdout);
     let fp = stdout
@@ -102,32 +105,16 @@ async fn a_vendor_on_a_token_enrolls_logs_in_and_issues_indicia_over_quic() {
     let addr = support::free_udp_port();
     let _vendor = support::spawn_vendor_serve(&data, addr, &[]).await;
 
-    // The handshake is signed in the token and pinned to the fingerprint init printed.
+    // The handshake is signed in the token and pinned to the fingerprint init printed; the
+    // enrollment's challenge signature (made in the token) verifies with the pin.
     let key = frank::identity::parse_fingerprint(&fp).unwrap();
-    let endpoint = support::endpoint();
-    let conn = client::connect(&endpoint, addr, key).await.unwrap();
-    // Enrollment: the vendor's challenge signature (made in the token) verifies with the pin.
-    let device_key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
-    let e = conn
-        .enroll(&code, "counter-1", &device_key, &key)
-        .await
-        .unwrap();
-    let s = conn
-        .login(
-            e.terminal_id,
-            &device_key,
-            support::CLERK,
-            support::PASSWORD,
-        )
-        .await
-        .unwrap();
-    let link = s.start_link().unwrap();
-    let mut state = link.state.clone();
-    support::wait_for(&mut state, Duration::from_secs(10), "link up", |s| {
-        *s == LinkState::Up
-    })
+    let (endpoint, s, _link) = support::funded_terminal(
+        (addr, key, &code),
+        "counter-1",
+        5_000,
+        Duration::from_millis(support::LINK_UP_MS_MAX),
+    )
     .await;
-    support::fund_until_ok(&s, 5_000).await;
     let item = frank::wire::WireItem::Coupon(frank::wire::ValueItem {
         text: "token".into(),
         value_cents: 250,
@@ -412,22 +399,37 @@ fn key_import_moves_the_file_key_into_the_token_once() {
         "{}",
         text(&out.stderr)
     );
-    let out = frank(&[
-        "vendor",
-        "init",
-        "--data",
-        path(&dir.path().join("second")),
-        "--pkcs11",
-        path(&module),
-        "--token",
-        &t.label,
-        "--pin-file",
-        path(&t.pin_file),
-    ]);
+    let out = init_in(&dir.path().join("second"), &t);
     assert!(!out.status.success());
     assert!(
         text(&out.stderr).contains("already holds a key with this label"),
         "{}",
         text(&out.stderr)
+    );
+}
+
+/// An init that fails after generating its key (here: no database at the URL) takes the key
+/// out of the token again, so it can be run again under the same label.
+#[test]
+fn a_failed_init_leaves_the_token_as_it_was() {
+    let t = softhsm::token();
+    let dir = tempfile::tempdir().unwrap();
+    let port = support::free_udp_port().port();
+    let failed = DataDir::new(dir.path().join("failed")).init_in_token(
+        Some(&format!("postgres://frank@127.0.0.1:{port}/nothing")),
+        &t.token_key(),
+        None,
+    );
+    assert!(failed.is_err());
+    let err = t.token_key().public_key().unwrap_err().to_string();
+    assert!(err.contains("holds no Ed25519 public key"), "{err}");
+    let data = DataDir::new(dir.path().join("vendor"));
+    let fp = data.init_in_token(None, &t.token_key(), Some(1)).unwrap();
+    assert_eq!(data.fingerprint().unwrap(), fp);
+    let files = data.load().unwrap();
+    assert_eq!(
+        data.open_signer(&files).unwrap().parallel_signatures_max(),
+        Some(1),
+        "sessions_max = 1"
     );
 }

@@ -591,8 +591,15 @@ impl DataDir {
         crate::datafiles::private_dir(&self.path)?;
         let public = token.generate()?;
         let config = pkcs11_config(token, &public, sessions_max);
-        let signer = Pkcs11Signer::open(&config)?;
-        self.init_rest(database, Arc::new(signer), Some(config))
+        let done = Pkcs11Signer::open(&config)
+            .map_err(anyhow::Error::from)
+            .and_then(|signer| self.init_rest(database, Arc::new(signer), Some(config)));
+        // A key nobody has pinned yet: a failed init takes it out of the token again, so it
+        // can be run again under the same label.
+        if done.is_err() {
+            token.remove_new(&public);
+        }
+        done
     }
 
     fn refuse_existing(&self) -> anyhow::Result<()> {
@@ -664,8 +671,28 @@ impl DataDir {
         }
         let public = token.import(&key)?;
         drop(key);
-        let config = pkcs11_config(token, &public, sessions_max);
-        // Opens it as `serve` will: the token signs with it, and it is the pinned key.
+        // The key file stays until vendor.toml names the token: a failure on the way takes the
+        // copy out of the token again, so the import can be run again.
+        let done = self.name_token(token, &public, sessions_max);
+        if done.is_err() {
+            token.remove_new(&public);
+        }
+        done?;
+        if shred {
+            crate::datafiles::shred(&key_path)?;
+        }
+        Ok(hex::encode(public))
+    }
+
+    /// Opens the imported key as `serve` will (the token signs with it, it is the pinned key)
+    /// and appends `[pkcs11]` to vendor.toml.
+    fn name_token(
+        &self,
+        token: &TokenKey,
+        public: &[u8; 32],
+        sessions_max: Option<usize>,
+    ) -> anyhow::Result<()> {
+        let config = pkcs11_config(token, public, sessions_max);
         drop(Pkcs11Signer::open(&config)?);
         let path = self.file(CONFIG_FILE);
         let mut text = match std::fs::read_to_string(&path) {
@@ -684,11 +711,7 @@ impl DataDir {
         text.push_str(&toml::to_string(&Table { pkcs11: &config })?);
         toml::from_str::<VendorConfig>(&text)
             .with_context(|| format!("{} with [pkcs11] added", path.display()))?;
-        crate::datafiles::write_private(&path, text.as_bytes())?;
-        if shred {
-            crate::datafiles::shred(&key_path)?;
-        }
-        Ok(hex::encode(public))
+        crate::datafiles::write_private(&path, text.as_bytes())
     }
 
     /// The embedded default: the directory in `vendor.db`, the ledger in `ledger.db` (or the
@@ -738,7 +761,7 @@ impl DataDir {
     pub fn open_signer(&self, files: &VendorFiles) -> anyhow::Result<Arc<dyn Signer>> {
         let signer: Arc<dyn Signer> = match &files.config.pkcs11 {
             Some(p) => {
-                if p.fingerprint.to_ascii_lowercase() != identity::fingerprint(&files.public_key) {
+                if identity::parse_fingerprint(&p.fingerprint)? != files.public_key {
                     bail!(
                         "[pkcs11] fingerprint in {CONFIG_FILE} is not the key in {CERT_FILE}; the data directory is inconsistent"
                     );
@@ -763,23 +786,27 @@ impl DataDir {
         Ok(signer)
     }
 
-    /// The fingerprint counters pin: read from the token when the key is in one, else the
-    /// certificate's key.
+    /// The fingerprint counters pin, read from where the key is (the token, or the key file —
+    /// rewritten in the standard form if it is an older one), checked against the certificate.
     pub fn fingerprint(&self) -> anyhow::Result<String> {
         let files = self.load()?;
         let cert = identity::fingerprint(&files.public_key);
-        let Some(p) = &files.config.pkcs11 else {
-            return Ok(cert);
+        let (key, place) = match &files.config.pkcs11 {
+            Some(p) => (
+                hex::encode(TokenKey::of(p)?.public_key()?),
+                format!("token {:?} (key {:?})", p.token, p.key),
+            ),
+            None => (
+                identity::fingerprint(
+                    &identity::load_key_file(&self.file(KEY_FILE))?.verifying_key(),
+                ),
+                KEY_FILE.to_string(),
+            ),
         };
-        let token = hex::encode(TokenKey::of(p)?.public_key()?);
-        if token != cert {
-            bail!(
-                "token {:?} holds key {token} under {:?}, but {CERT_FILE} carries {cert}",
-                p.token,
-                p.key
-            );
+        if key != cert {
+            bail!("{place} holds key {key}, but {CERT_FILE} carries {cert}");
         }
-        Ok(token)
+        Ok(key)
     }
 }
 
