@@ -382,8 +382,10 @@ fn ec_point_of(public: &[u8; 32]) -> Vec<u8> {
     v
 }
 
+/// The token objects (never session objects: a signer's copies) of `class` labelled `key`.
 fn label_template(class: ObjectClass, key: &str) -> Vec<Attribute> {
     vec![
+        Attribute::Token(true),
         Attribute::Class(class),
         Attribute::KeyType(KeyType::EC_EDWARDS),
         Attribute::Label(key.as_bytes().to_vec()),
@@ -678,7 +680,7 @@ impl Pkcs11Signer {
                 pinned: identity::fingerprint(&pinned),
             });
         }
-        let key = session_copy(&first, key, &probe).unwrap_or(key);
+        let key = session_copy(&first, key, &token.key, &probe).unwrap_or(key);
         let info = m.get_token_info(slot).map_err(|e| TokenError::Device {
             token: token.token.clone(),
             detail: format!("reading its limits: {}", rv_text(&e)),
@@ -751,8 +753,21 @@ fn sessions_for(wanted: usize, max: Limit, open_now: Option<u64>) -> usize {
 /// each signature). The copy keeps `CKA_SENSITIVE` and not `CKA_EXTRACTABLE` (a copy may only
 /// tighten them), never leaves the token, and is gone when the signer's sessions close. A
 /// token that refuses the copy (`CKA_COPYABLE` false, say) signs with the original.
-fn session_copy(session: &Session, key: ObjectHandle, probe: &[u8; 64]) -> Option<ObjectHandle> {
-    let copy = match session.copy_object(key, &[Attribute::Token(false)]) {
+fn session_copy(
+    session: &Session,
+    key: ObjectHandle,
+    label: &str,
+    probe: &[u8; 64],
+) -> Option<ObjectHandle> {
+    // Labelled apart, so that no search for the key's label finds a copy.
+    let label = format!("{label} (session copy)");
+    let copy = match session.copy_object(
+        key,
+        &[
+            Attribute::Token(false),
+            Attribute::Label(label.into_bytes()),
+        ],
+    ) {
         Ok(c) => c,
         Err(e) => {
             tracing::debug!(error = %rv_text(&e), "PKCS#11: signing with the token object itself");

@@ -213,6 +213,27 @@ fn the_key_never_leaves_the_token_generated_or_imported() {
         if imported {
             assert_eq!(public, file_key.verifying_key().to_bytes());
         }
+        // The signer's in-token session copy is as sensitive as the original.
+        let copies = session
+            .find_objects(&[Attribute::Label(
+                format!("{KEY_LABEL_DEFAULT} (session copy)").into_bytes(),
+            )])
+            .unwrap();
+        assert!(!copies.is_empty(), "SoftHSM2 copies the key");
+        for copy in copies {
+            let info = session
+                .get_attribute_info(copy, &[AttributeType::Value])
+                .unwrap();
+            assert!(
+                matches!(info.as_slice(), [AttributeInfo::Sensitive]),
+                "{info:?}"
+            );
+            let attrs = session
+                .get_attributes(copy, &[AttributeType::Extractable, AttributeType::Token])
+                .unwrap();
+            assert!(attrs.contains(&Attribute::Extractable(false)), "{attrs:?}");
+            assert!(attrs.contains(&Attribute::Token(false)), "{attrs:?}");
+        }
     }
 }
 
