@@ -158,6 +158,10 @@ enum VendorCommand {
         /// Address to listen on (default: `listen` in vendor.toml).
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464; bind it to
+        /// loopback or a management network). docs/OPERATIONS.md lists them.
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<SocketAddr>,
     },
     /// Print the fingerprint counters must pin (read from the token when the key is in one).
     Fingerprint(DataArg),
@@ -443,6 +447,7 @@ fn vendor(cmd: VendorCommand) -> anyhow::Result<()> {
         VendorCommand::Serve {
             store: StoreArgs { data, database },
             listen,
+            metrics,
         } => {
             let dir = DataDir::new(&data.data);
             // One vendor per data directory, until this process ends.
@@ -450,6 +455,7 @@ fn vendor(cmd: VendorCommand) -> anyhow::Result<()> {
             runtime()?.block_on(async {
                 let options = frank::vendor_server::server::VendorOptions {
                     database,
+                    metrics,
                     ..Default::default()
                 };
                 let server = VendorServer::start_with(&dir, listen, options).await?;
@@ -458,6 +464,9 @@ fn vendor(cmd: VendorCommand) -> anyhow::Result<()> {
                     server.local_addr()?,
                     server.fingerprint()
                 );
+                if let Some(addr) = server.metrics_addr() {
+                    println!("metrics at http://{addr}/metrics");
+                }
                 tokio::select! {
                     _ = tokio::signal::ctrl_c() => {}
                     _ = terminate() => {}

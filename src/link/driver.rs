@@ -3,9 +3,9 @@
 //! runs the guard's timer, and publishes [`LinkStatus`] on a `watch`.
 
 use super::guard::{GuardConfig, LinkGuard, LinkState};
-use super::keepalive::{KeepaliveCounters, KeepaliveEndpoint};
+use super::keepalive::{KeepaliveCounters, KeepaliveEndpoint, Reject};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
@@ -41,6 +41,59 @@ impl LinkStatus {
             lapses: 0,
             since: now,
         }
+    }
+}
+
+/// What every link of this process did, summed (the vendor's metrics, the counter's exit log).
+/// Process-wide: a process runs one vendor or one counter (the demo runs both and sums both).
+#[derive(Debug, Default)]
+pub struct LinkTotals {
+    pub sent: AtomicU64,
+    pub fresh: AtomicU64,
+    pub late: AtomicU64,
+    pub malformed: AtomicU64,
+    pub wrong_session: AtomicU64,
+    pub replayed: AtomicU64,
+    pub stale: AtomicU64,
+    pub bad_mac: AtomicU64,
+    /// Up → Lapsed transitions.
+    pub lapses: AtomicU64,
+}
+
+/// This process's link totals.
+pub static LINK_TOTALS: LinkTotals = LinkTotals {
+    sent: AtomicU64::new(0),
+    fresh: AtomicU64::new(0),
+    late: AtomicU64::new(0),
+    malformed: AtomicU64::new(0),
+    wrong_session: AtomicU64::new(0),
+    replayed: AtomicU64::new(0),
+    stale: AtomicU64::new(0),
+    bad_mac: AtomicU64::new(0),
+    lapses: AtomicU64::new(0),
+};
+
+impl LinkTotals {
+    /// The totals as keepalive counters (`sent`, and each verdict) and the lapses.
+    pub fn snapshot(&self) -> (KeepaliveCounters, u64) {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        (
+            KeepaliveCounters {
+                sent: get(&self.sent),
+                fresh: get(&self.fresh),
+                late: get(&self.late),
+                malformed: get(&self.malformed),
+                wrong_session: get(&self.wrong_session),
+                replayed: get(&self.replayed),
+                stale: get(&self.stale),
+                bad_mac: get(&self.bad_mac),
+            },
+            get(&self.lapses),
+        )
+    }
+
+    fn bump(c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -174,6 +227,7 @@ impl Driver {
                         if self.conn.send_datagram(bytes::Bytes::copy_from_slice(&d)).is_err() {
                             break;
                         }
+                        LinkTotals::bump(&LINK_TOTALS.sent);
                     }
                 }
             }
@@ -185,11 +239,25 @@ impl Driver {
 
     fn on_datagram(&mut self, bytes: &[u8]) {
         let now = Instant::now();
+        let t = &LINK_TOTALS;
         let change = match self.endpoint.receive(bytes, now) {
-            Ok(acc) if acc.fresh => self.guard.on_fresh_keepalive(now),
-            Ok(_) => None,
+            Ok(acc) if acc.fresh => {
+                LinkTotals::bump(&t.fresh);
+                self.guard.on_fresh_keepalive(now)
+            }
+            Ok(_) => {
+                LinkTotals::bump(&t.late);
+                None
+            }
             Err(reject) => {
                 tracing::debug!(session = self.session_id, ?reject, "keepalive dropped");
+                LinkTotals::bump(match reject {
+                    Reject::Malformed(_) => &t.malformed,
+                    Reject::WrongSession => &t.wrong_session,
+                    Reject::Replayed => &t.replayed,
+                    Reject::Stale => &t.stale,
+                    Reject::BadMac => &t.bad_mac,
+                });
                 None
             }
         };
@@ -198,6 +266,9 @@ impl Driver {
 
     fn publish(&mut self, change: Option<LinkState>, now: Instant) {
         if let Some(state) = change {
+            if state == LinkState::Lapsed {
+                LinkTotals::bump(&LINK_TOTALS.lapses);
+            }
             self.since = now;
             tracing::info!(session = self.session_id, %state, "link state");
             self.state_tx.send_replace(state);

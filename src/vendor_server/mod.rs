@@ -8,6 +8,7 @@ pub mod fronts;
 pub mod key_cli;
 pub mod lockout;
 pub mod login_gate;
+pub mod metrics;
 pub mod money;
 pub mod monitor;
 pub mod password_pool;
