@@ -162,6 +162,11 @@ enum VendorCommand {
         /// loopback or a management network). docs/OPERATIONS.md lists them.
         #[arg(long, value_name = "ADDR")]
         metrics: Option<SocketAddr>,
+        /// Threads of the front's async runtime (QUIC, keepalives, request handling; signing,
+        /// password checks and the ledger's writer have threads of their own). Default: one per
+        /// core. With a front process per core (docs/DEPLOY.md §2), 1.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+        worker_threads: Option<u16>,
     },
     /// Print the fingerprint counters must pin (read from the token when the key is in one).
     Fingerprint(DataArg),
@@ -448,11 +453,16 @@ fn vendor(cmd: VendorCommand) -> anyhow::Result<()> {
             store: StoreArgs { data, database },
             listen,
             metrics,
+            worker_threads,
         } => {
             let dir = DataDir::new(&data.data);
             // One vendor per data directory, until this process ends.
             let _lock = dir.lock()?;
-            runtime()?.block_on(async {
+            let mut rt = tokio::runtime::Builder::new_multi_thread();
+            if let Some(n) = worker_threads {
+                rt.worker_threads(usize::from(n));
+            }
+            rt.enable_all().build()?.block_on(async {
                 let options = frank::vendor_server::server::VendorOptions {
                     database,
                     metrics,

@@ -46,7 +46,7 @@ impl LinkStatus {
 
 /// What every link of this process did, summed (the vendor's metrics, the counter's exit log).
 /// Process-wide: a process runs one vendor or one counter (the demo runs both and sums both).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct LinkTotals {
     pub sent: AtomicU64,
     pub fresh: AtomicU64,
@@ -58,7 +58,13 @@ pub struct LinkTotals {
     pub bad_mac: AtomicU64,
     /// Up → Lapsed transitions.
     pub lapses: AtomicU64,
+    /// Gaps between consecutive fresh keepalives of a link, in 1 ms buckets: bucket `i` counts
+    /// gaps of `i` ms (the last one, `FRESH_GAP_BUCKETS - 1` ms and more).
+    pub fresh_gap_ms: [AtomicU64; FRESH_GAP_BUCKETS],
 }
+
+/// Buckets of [`LinkTotals::fresh_gap_ms`]: 0..=999 ms, and 1 s or more.
+pub const FRESH_GAP_BUCKETS: usize = 1001;
 
 /// This process's link totals.
 pub static LINK_TOTALS: LinkTotals = LinkTotals {
@@ -71,6 +77,7 @@ pub static LINK_TOTALS: LinkTotals = LinkTotals {
     stale: AtomicU64::new(0),
     bad_mac: AtomicU64::new(0),
     lapses: AtomicU64::new(0),
+    fresh_gap_ms: [const { AtomicU64::new(0) }; FRESH_GAP_BUCKETS],
 };
 
 impl LinkTotals {
@@ -95,6 +102,32 @@ impl LinkTotals {
     fn bump(c: &AtomicU64) {
         c.fetch_add(1, Ordering::Relaxed);
     }
+
+    /// The fresh-keepalive gap histogram so far (subtract two snapshots for a window).
+    pub fn fresh_gaps(&self) -> Vec<u64> {
+        self.fresh_gap_ms
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect()
+    }
+}
+
+/// The gap (ms) below which `quantile` (0..=1) of the gaps in `histogram` fall; `None` when it
+/// holds none.
+pub fn gap_quantile_ms(histogram: &[u64], quantile: f64) -> Option<u64> {
+    let total: u64 = histogram.iter().sum();
+    if total == 0 {
+        return None;
+    }
+    let rank = ((total as f64) * quantile.clamp(0.0, 1.0)).ceil().max(1.0) as u64;
+    let mut seen = 0;
+    for (ms, n) in histogram.iter().enumerate() {
+        seen += n;
+        if seen >= rank {
+            return Some(ms as u64);
+        }
+    }
+    Some(histogram.len().saturating_sub(1) as u64)
 }
 
 /// Handle on a running driver.
@@ -243,6 +276,13 @@ impl Driver {
         let change = match self.endpoint.receive(bytes, now) {
             Ok(acc) if acc.fresh => {
                 LinkTotals::bump(&t.fresh);
+                if let Some(last) = self.guard.last_fresh() {
+                    let gap_ms = now.saturating_duration_since(last).as_millis();
+                    let bucket = usize::try_from(gap_ms)
+                        .unwrap_or(usize::MAX)
+                        .min(FRESH_GAP_BUCKETS - 1);
+                    LinkTotals::bump(&t.fresh_gap_ms[bucket]);
+                }
                 self.guard.on_fresh_keepalive(now)
             }
             Ok(_) => {
@@ -291,6 +331,18 @@ impl Driver {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gap_quantiles_come_from_the_histogram() {
+        let mut h = vec![0u64; FRESH_GAP_BUCKETS];
+        assert_eq!(gap_quantile_ms(&h, 0.99), None);
+        h[40] = 98;
+        h[50] = 1;
+        h[FRESH_GAP_BUCKETS - 1] = 1;
+        assert_eq!(gap_quantile_ms(&h, 0.5), Some(40));
+        assert_eq!(gap_quantile_ms(&h, 0.99), Some(50));
+        assert_eq!(gap_quantile_ms(&h, 1.0), Some(1000));
+    }
 
     #[test]
     fn jitter_stays_within_75_to_100_percent() {
