@@ -22,13 +22,21 @@
 //! `postgres_server_cpu_us_per_pair` is the server processes' CPU time per pair (from `/proc`),
 //! beside `postgres_cpu_us_per_pair`, this process's.
 //!
+//! `group_pkcs11_per_s` (issue 20): SQLite group commit with the item signer's key in a
+//! throwaway SoftHSM2 token (the same key, imported), the store's signing threads sized to the
+//! token's session pool (`pkcs11_sessions`); goal ≥ 5,000; `group_pkcs11_vs_group` against the
+//! key in memory, same run.
+//!
 //! `cargo bench --bench ledger -- --quick` runs 4 s per backend (well under 2 minutes);
-//! `--only group|naive|postgres|postgres_naive` runs one backend (the others report 0).
+//! `--only group|naive|postgres|postgres_naive|group_pkcs11` runs one backend (the others
+//! report 0).
 
 #[path = "../tests/support/postgres.rs"]
 mod pg;
 #[path = "../tests/support/procstat.rs"]
 mod procstat;
+#[path = "../tests/support/softhsm.rs"]
+mod softhsm;
 
 use ed25519_dalek::{Signer, SigningKey};
 use frank::ledger::licensing::EmbeddedLicensing;
@@ -46,9 +54,26 @@ use std::time::{Duration, Instant};
 const CLIENTS: usize = 256;
 const ITEM_BYTES: usize = 100;
 
-struct BenchSigner(SigningKey);
+/// The bench's item key: in memory, or imported into a SoftHSM2 token.
+enum BenchKey {
+    Memory(SigningKey),
+    /// The token's PIN file lives as long as the signer.
+    Token(
+        frank::pkcs11::Pkcs11Signer,
+        #[allow(dead_code)] softhsm::Token,
+    ),
+}
+
+struct BenchSigner(BenchKey);
 
 impl ItemSigner for BenchSigner {
+    fn parallel_signatures_max(&self) -> Option<usize> {
+        match &self.0 {
+            BenchKey::Memory(_) => None,
+            BenchKey::Token(t, _) => Some(t.sessions()),
+        }
+    }
+
     fn sign(&self, f: &PieceFacts, item: &[u8]) -> Result<Vec<u8>, String> {
         let mut m = Vec::with_capacity(64 + item.len() + 64);
         for v in [
@@ -64,14 +89,34 @@ impl ItemSigner for BenchSigner {
         m.extend_from_slice(&f.ascending_after.get().to_be_bytes());
         m.extend_from_slice(&f.descending_after.get().to_be_bytes());
         m.extend_from_slice(item);
-        let sig = self.0.sign(&m);
-        m.extend_from_slice(&sig.to_bytes());
+        let sig = match &self.0 {
+            BenchKey::Memory(k) => k.sign(&m).to_bytes(),
+            BenchKey::Token(t, _) => {
+                frank::indicium::signer::Signer::sign(t, &m).map_err(|e| e.to_string())?
+            }
+        };
+        m.extend_from_slice(&sig);
         Ok(m)
     }
 }
 
 fn signer() -> Arc<dyn ItemSigner> {
-    Arc::new(BenchSigner(SigningKey::from_bytes(&[9; 32])))
+    Arc::new(BenchSigner(BenchKey::Memory(SigningKey::from_bytes(
+        &[9; 32],
+    ))))
+}
+
+/// [`signer`]'s key in a fresh SoftHSM2 token; its session count.
+fn token_signer() -> (Arc<dyn ItemSigner>, usize) {
+    let token = softhsm::token();
+    let key = SigningKey::from_bytes(&[9; 32]);
+    let public = token
+        .token_key()
+        .import(&key)
+        .expect("import into the token");
+    let t = frank::pkcs11::Pkcs11Signer::open(&token.config(&public)).expect("the token key");
+    let sessions = t.sessions();
+    (Arc::new(BenchSigner(BenchKey::Token(t, token))), sessions)
 }
 
 static RANDOM_IDS: AtomicBool = AtomicBool::new(false);
@@ -213,11 +258,20 @@ fn SystemClock_now() -> u64 {
 }
 
 fn sqlite(dir: &tempfile::TempDir, name: &str, config: SqliteConfig) -> Arc<SqliteStore> {
+    sqlite_signing(dir, name, config, signer())
+}
+
+fn sqlite_signing(
+    dir: &tempfile::TempDir,
+    name: &str,
+    config: SqliteConfig,
+    signer: Arc<dyn ItemSigner>,
+) -> Arc<SqliteStore> {
     Arc::new(
         SqliteStore::open(
             &dir.path().join(name),
             config,
-            signer(),
+            signer,
             LedgerLimits::default(),
         )
         .unwrap(),
@@ -364,6 +418,20 @@ fn main() {
             "postgres one tx/request: {:.0} pairs/s, p99 {:.2} ms, {:.1} µs CPU/pair",
             postgres_naive.per_s, postgres_naive.p99_ms, postgres_naive.cpu_us_per_pair
         );
+        let (group_pkcs11, pkcs11_sessions) = if wanted("group_pkcs11") {
+            let (signer, sessions) = token_signer();
+            let store = sqlite_signing(&dir, "pkcs11.db", SqliteConfig::default(), signer);
+            (run_sqlite(store, seconds).await, sessions)
+        } else {
+            (skipped, 0)
+        };
+        eprintln!(
+            "sqlite group commit, key in SoftHSM2 ({pkcs11_sessions} sessions): {:.0} pairs/s, p99 {:.2} ms, {:.1} µs CPU/pair, {:.1} requests/commit",
+            group_pkcs11.per_s,
+            group_pkcs11.p99_ms,
+            group_pkcs11.cpu_us_per_pair,
+            group_pkcs11.requests_per_commit
+        );
         let round1 = |x: f64| (x * 10.0).round() / 10.0;
         // Ratios need both sides run (`--only` leaves one out: they read 0).
         let ratio = |a: f64, b: f64| if a > 0.0 && b > 0.0 { round1(a / b) } else { 0.0 };
@@ -405,6 +473,15 @@ fn main() {
                 "cores": cores,
                 "group_cpu_ceiling_per_s": ceiling,
                 "ceiling_vs_naive": ratio(ceiling, naive.per_s),
+                "group_pkcs11_per_s": group_pkcs11.per_s.round(),
+                "group_pkcs11_p99_ms": (group_pkcs11.p99_ms * 100.0).round() / 100.0,
+                "group_pkcs11_vs_group": if group.per_s > 0.0 && group_pkcs11.per_s > 0.0 {
+                    (group_pkcs11.per_s / group.per_s * 100.0).round() / 100.0
+                } else {
+                    0.0
+                },
+                "group_pkcs11_cpu_us_per_pair": round1(group_pkcs11.cpu_us_per_pair),
+                "pkcs11_sessions": pkcs11_sessions,
             })
         );
     });
