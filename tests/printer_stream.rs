@@ -324,6 +324,42 @@ fn paper_out_mid_job_is_reported() {
 }
 
 #[test]
+fn paper_out_arrives_by_automatic_status_back_without_polling() {
+    // No DLE EOT at all: only the printer's own GS a blocks can tell the streamer.
+    let mut p = profile();
+    p.status.dle_eot = false;
+    assert!(p.status.asb);
+    let job = compile(&raster_label(), &p, 256).unwrap();
+    assert!(job.bytes.len() > 12_000);
+    let emu = spawn_emulator(&p, None);
+    emu.inject(Fault::PaperOutAfter(3000));
+    let port = PrinterPort::open(emu.device_path(), &p, None).unwrap();
+    let (_tx, link) = watch::channel(LinkState::Up);
+    let cfg = StreamConfig {
+        status_poll_interval_bytes: usize::MAX,
+        ..StreamConfig::default()
+    };
+    let (h, _) = spawn_job(port, job.clone(), link, cfg, Box::new(NoMilestones));
+    let (_port, outcome) = h.join().unwrap();
+    let JobOutcome::Faulted {
+        fault, bytes_sent, ..
+    } = outcome
+    else {
+        panic!("expected Faulted, got {outcome:?}");
+    };
+    assert_eq!(fault, PrinterFault::PaperOut);
+    // Seen within the pacer's lead of the paper end, not at the job's end.
+    let lead = p.receive_buffer_bytes as usize / 2 + 2 * 256;
+    assert!(
+        bytes_sent >= 3000 && bytes_sent <= 3000 + lead,
+        "paper out seen after {bytes_sent} bytes"
+    );
+    assert_eq!(emu.stats().status_queries, 0);
+    // One block when enabled, one when the paper ran out.
+    assert!(emu.stats().asb_blocks >= 2, "{:?}", emu.stats());
+}
+
+#[test]
 fn vanishing_device_is_reported() {
     let p = profile();
     let job = compile(&raster_label(), &p, 256).unwrap();

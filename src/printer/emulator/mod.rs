@@ -128,6 +128,8 @@ struct Shared {
     /// Process IDs answered, in order (up to [`ANSWERED_IDS_MAX`]).
     answered: Vec<ProcessId>,
     tear_off: bool,
+    /// Automatic status back blocks sent.
+    asb_blocks: u64,
 }
 
 /// A snapshot of the emulator's counters.
@@ -142,6 +144,8 @@ pub struct EmulatorStats {
     pub paper_out: bool,
     pub vanished: bool,
     pub process_ids_answered: usize,
+    /// Automatic status back blocks sent (`GS a` on an ASB profile).
+    pub asb_blocks: u64,
 }
 
 /// A running virtual printer.
@@ -260,6 +264,7 @@ impl EmulatorHandle {
             paper_out: s.paper_out,
             vanished: s.vanished,
             process_ids_answered: s.answered.len(),
+            asb_blocks: s.asb_blocks,
         }
     }
 
@@ -341,6 +346,18 @@ pub fn status_reply(n: u8, paper_out: bool, cover_open: bool) -> u8 {
     }
 }
 
+/// The four automatic status back bytes (Epson `GS a`): 1st byte 0x10 fixed, bit 3 offline,
+/// bit 5 cover open; 2nd byte 0; 3rd byte bits 2–3 roll paper end; 4th byte 0.
+pub fn asb_block(paper_out: bool, cover_open: bool) -> [u8; 4] {
+    let offline = paper_out || cover_open;
+    [
+        0x10 | if offline { 0x08 } else { 0 } | if cover_open { 0x20 } else { 0 },
+        0x00,
+        if paper_out { 0x0c } else { 0 },
+        0x00,
+    ]
+}
+
 struct Engine {
     profile: Profile,
     baud: u32,
@@ -383,6 +400,9 @@ impl Engine {
         let mut last = Instant::now();
         let mut buf = vec![0u8; READ_BYTES_MAX];
         let mut page_no = 0usize;
+        // Automatic status back: enabled by GS a, and the (paper out, cover open) last sent.
+        let mut asb_on = false;
+        let mut asb_sent: Option<(bool, bool)> = None;
         while !self.stop.load(Ordering::SeqCst) {
             let now = Instant::now();
             let dt = now.duration_since(last).as_secs_f64();
@@ -432,6 +452,17 @@ impl Engine {
                     rx_cap,
                 )?;
             }
+            if asb_on && !silent {
+                let now_state = {
+                    let s = lock(&self.shared);
+                    (s.paper_out, s.cover_open)
+                };
+                if asb_sent != Some(now_state) {
+                    asb_sent = Some(now_state);
+                    self.reply(&asb_block(now_state.0, now_state.1));
+                    lock(&self.shared).asb_blocks += 1;
+                }
+            }
             let mut worked = 0;
             if !halted {
                 // Processing: complete commands are developed while the print buffer has room.
@@ -440,6 +471,12 @@ impl Engine {
                     process_credit -= 1.0;
                     worked += 1;
                     if let Some(cmd) = parser.push(b) {
+                        if let parser::Command::AutoStatusBack(n) = cmd {
+                            // GS a n: on profiles that claim ASB, the status now and on every
+                            // change; n = 0 turns it off.
+                            asb_on = self.profile.status.asb && n != 0;
+                            asb_sent = None;
+                        }
                         renderer.apply(cmd);
                         // Zero-row events (a process ID with nothing before it) act at once.
                         renderer.advance(0);

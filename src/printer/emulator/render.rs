@@ -101,6 +101,8 @@ pub struct Renderer {
     line: Vec<(u8, Style)>,
     style: Style,
     upside_down: bool,
+    /// GS L, in dots: where raster images start.
+    left_margin_px: u32,
     module_px: u8,
     store: Vec<(u8, Vec<u8>)>,
     barcode_height: u32,
@@ -132,6 +134,7 @@ impl Renderer {
             line: Vec::new(),
             style: Style::reset(),
             upside_down: false,
+            left_margin_px: 0,
             module_px: 3,
             store: Vec::new(),
             barcode_height: 162,
@@ -275,6 +278,7 @@ impl Renderer {
                 self.style = Style::reset();
                 self.upside_down = false;
                 self.line.clear();
+                self.left_margin_px = 0;
             }
             Command::UpsideDown(on) => self.upside_down = on,
             Command::ProcessId(d) => {
@@ -295,9 +299,15 @@ impl Renderer {
             Command::Symbol2d { cn, func, params } => self.symbol(cn, func, params),
             Command::BarcodeHeight(h) => self.barcode_height = u32::from(h.max(1)),
             Command::Barcode { data, .. } => self.barcode(&data),
+            Command::FeedDots(n) => {
+                self.print_line(0);
+                self.feed_px(u32::from(n));
+            }
+            Command::LeftMargin(d) => self.left_margin_px = u32::from(d),
             Command::Cut { mode, feed } => {
                 self.print_line(0);
-                self.feed_px(u32::from(feed) * (CELL_HEIGHT_PX + LINE_GAP_PX));
+                // GS V 65/66 n: feed n vertical motion units (dots), then cut.
+                self.feed_px(u32::from(feed));
                 let kind = if matches!(mode, 1 | 49 | 66) {
                     CutKind::Partial
                 } else {
@@ -421,15 +431,21 @@ impl Renderer {
 
     fn raster(&mut self, width_bytes: usize, height: usize, data: &[u8]) {
         self.print_line(0);
-        let row_bytes = self.width_px.div_ceil(8) as usize;
+        let left = self.left_margin_px.min(self.width_px);
         for r in 0..height {
-            let mut row = self.blank_row();
+            let y = self.rows.len();
+            let row = self.blank_row();
+            self.rows.push(row);
             let src = data
                 .get(r * width_bytes..(r + 1) * width_bytes)
                 .unwrap_or(&[]);
-            let n = src.len().min(row_bytes);
-            row[..n].copy_from_slice(&src[..n]);
-            self.rows.push(row);
+            for (i, byte) in src.iter().enumerate() {
+                for bit in 0..8u32 {
+                    if byte & (0x80 >> bit) != 0 {
+                        self.set(left + i as u32 * 8 + bit, y, true);
+                    }
+                }
+            }
         }
         self.push_event(TapeEvent::RasterBand);
     }
