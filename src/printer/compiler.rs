@@ -6,7 +6,7 @@
 //!
 //! Text styling, init and line feeds are encoded by the `escpos` crate through a capture driver;
 //! cuts, raster bands, native 2-D codes and 1-D barcodes are Frank's own bytes (escpos 0.20's
-//! `partial_cut` sends `GS V 'A'`, which is feed + *full* cut; see DOMAIN.md §5).
+//! `partial_cut` sends `GS V 'A'`, which is feed + *full* cut; docs/PRINTING.md §Limits).
 
 use std::cell::RefCell;
 use std::ops::Range;

@@ -785,7 +785,7 @@ pub fn stream_job(
         if !link.borrow().allows_printing() {
             return run.abort(AbortCause::Link);
         }
-        // Status between commands only (DOMAIN.md §5: never inside another command).
+        // Status between commands only (docs/PRINTING.md §Printer facts: never inside another command).
         if profile.status.dle_eot
             && since_poll >= cfg.status_poll_interval_bytes
             && job.is_boundary(run.sent)

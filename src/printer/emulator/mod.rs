@@ -331,7 +331,7 @@ fn apply_fault(s: &mut Shared, f: Fault) {
     }
 }
 
-/// Epson real-time status replies (DOMAIN.md §5): one byte shaped 0xx1xx10.
+/// Epson real-time status replies (docs/PRINTING.md §Replies Frank reads): one byte shaped 0xx1xx10.
 pub fn status_reply(n: u8, paper_out: bool, cover_open: bool) -> u8 {
     let base = 0x12;
     match n {
