@@ -162,3 +162,57 @@ fn verify_fields_says_whether_the_paper_matches() {
     assert!(stdout.contains("fields: MISMATCH"), "{stdout}");
     assert!(stdout.contains("result: INVALID (fields mismatch)"), "{stdout}");
 }
+
+#[test]
+fn a_postage_label_a_clerk_recognises_on_58mm_and_4_inch_media() {
+    let signer = KeySigner::from_seed(&TEST_SEED);
+    let (item, amount) = every_kind().remove(0);
+    let ind = signed(&item, amount, &signer);
+    let from = vec![
+        "FRANK COUNTER 7".to_string(),
+        "12 POST RD".to_string(),
+        "WASHINGTON DC 20500".to_string(),
+    ];
+    let to = vec![
+        "JANE DOE".to_string(),
+        "1 MARKET STREET SUITE 3100 SOUTH TOWER".to_string(),
+        "SAN FRANCISCO CA 94105-1234".to_string(),
+    ];
+    for id in ["generic-58mm", "virtual", "epson-tm-l90"] {
+        let profile = shipped(id).unwrap();
+        let label = face(
+            &ind,
+            Some(&item),
+            &Addresses {
+                from: &from,
+                to: &to,
+            },
+            &profile,
+        );
+        let (page, text) = print(&label, &profile);
+        let png = page.image.to_png().unwrap();
+        let payload = payload_from_png(&png).unwrap_or_else(|e| panic!("{id}: {e}"));
+        verify_payload(&payload, &keys(&signer)).unwrap();
+        // Reading order: the legend, the indicium's block, FROM, TO.
+        let pos = |s: &str| {
+            text.iter()
+                .position(|l| l.trim() == s)
+                .unwrap_or_else(|| panic!("{id}: {s:?} not in {text:?}"))
+        };
+        let b = &ind.body;
+        let order = [
+            pos("US POSTAGE"),
+            pos(&b.amount.to_string()),
+            pos(&b.date.to_string()),
+            pos(&format!("FROM ZIP {}", b.origin)),
+            pos("FIRST-CLASS MAIL"),
+            pos("1 OZ"),
+            pos(&format!("METER {}", b.meter_serial)),
+            pos(&format!("SERIAL {}", b.piece_serial)),
+            pos("FROM:"),
+            pos("TO:"),
+        ];
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "{id}: {text:?}");
+        assert!(text.iter().any(|l| l.contains("SOUTH TOWER")), "{id}: {text:?}");
+    }
+}
