@@ -76,7 +76,12 @@ fn every_kind_prints_its_fields_and_they_digest_to_the_indicium() {
             let joined = text.join("\n");
             let back = parse_fields(item.kind(), &joined)
                 .unwrap_or_else(|e| panic!("{id} {}: {e}\n{joined}", item.kind()));
-            assert_eq!(&back.digest(), d.digest(), "{id} {}:\n{joined}", item.kind());
+            assert_eq!(
+                &back.digest(),
+                d.digest(),
+                "{id} {}:\n{joined}",
+                item.kind()
+            );
             assert_eq!(back, item);
             // The serial and meter are on the face.
             let serial = format!("SERIAL {}", v.indicium.body.piece_serial);
@@ -114,7 +119,10 @@ fn long_fields_wrap_on_a_58mm_printer_and_read_back() {
         &profile,
     );
     assert!(text.iter().all(|l| l.chars().count() <= 32), "{text:?}");
-    assert!(text.iter().any(|l| l.starts_with("  ")), "wrapped: {text:?}");
+    assert!(
+        text.iter().any(|l| l.starts_with("  ")),
+        "wrapped: {text:?}"
+    );
     let back = parse_fields(ItemKind::Ticket, &text.join("\n")).unwrap();
     assert_eq!(back, item);
 }
@@ -154,13 +162,18 @@ fn verify_fields_says_whether_the_paper_matches() {
     assert!(stdout.contains("fields: MATCH"), "{stdout}");
     assert!(stdout.contains("field PAYEE: Ada Lovelace"), "{stdout}");
     // One cent more on the paper than was signed.
-    let forged = text.join("\n").replace("AMOUNT: $123.45", "AMOUNT: $123.46");
+    let forged = text
+        .join("\n")
+        .replace("AMOUNT: $123.45", "AMOUNT: $123.46");
     std::fs::write(&fields, forged).unwrap();
     let out = run(&fields);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success());
     assert!(stdout.contains("fields: MISMATCH"), "{stdout}");
-    assert!(stdout.contains("result: INVALID (fields mismatch)"), "{stdout}");
+    assert!(
+        stdout.contains("result: INVALID (fields mismatch)"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -213,6 +226,9 @@ fn a_postage_label_a_clerk_recognises_on_58mm_and_4_inch_media() {
             pos("TO:"),
         ];
         assert!(order.windows(2).all(|w| w[0] < w[1]), "{id}: {text:?}");
-        assert!(text.iter().any(|l| l.contains("SOUTH TOWER")), "{id}: {text:?}");
+        assert!(
+            text.iter().any(|l| l.contains("SOUTH TOWER")),
+            "{id}: {text:?}"
+        );
     }
 }

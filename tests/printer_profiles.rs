@@ -109,7 +109,10 @@ fn validate_and_the_counter_refuse_a_star_profile_before_anything_happens() {
         .unwrap();
     assert!(!out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("features.starCommands") && text.contains("ESC/POS only"), "{text}");
+    assert!(
+        text.contains("features.starCommands") && text.contains("ESC/POS only"),
+        "{text}"
+    );
 
     // The counter stops at its settings: no data directory made, no vendor asked.
     let data = tmp.path().join("terminal");
@@ -128,5 +131,8 @@ fn validate_and_the_counter_refuse_a_star_profile_before_anything_happens() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("Star"), "{err}");
-    assert!(!data.exists(), "the counter made its data directory before refusing");
+    assert!(
+        !data.exists(),
+        "the counter made its data directory before refusing"
+    );
 }

@@ -13,7 +13,9 @@
 //! next line continues after one space. [`parse_fields`] joins them back exactly.
 
 use super::FieldError;
-use super::kinds::{Check, CheckNumber, Coupon, Day, GiftCertificate, Item, ItemKind, Text, Ticket};
+use super::kinds::{
+    Check, CheckNumber, Coupon, Day, GiftCertificate, Item, ItemKind, Text, Ticket,
+};
 use super::layout::{Indicium, Subject};
 use super::render::{module_dots, native_payload};
 use crate::money::Cents;
@@ -123,7 +125,10 @@ pub fn parse_fields(kind: ItemKind, text: &str) -> Result<Item, FieldsError> {
             return Err(FieldsError::TooLong);
         }
         let line = line.trim_end_matches('\r');
-        if let Some(cont) = line.strip_prefix(CONTINUATION).filter(|c| !c.trim().is_empty()) {
+        if let Some(cont) = line
+            .strip_prefix(CONTINUATION)
+            .filter(|c| !c.trim().is_empty())
+        {
             if !in_field {
                 // A wrapped line of something that is not a field (the amount in words).
                 continue;
@@ -295,13 +300,24 @@ pub fn amount_words(amount: Cents) -> String {
     if dollars == 0 {
         return format!("ZERO AND {cents:02}/100 DOLLARS");
     }
-    let scales = ["", " THOUSAND", " MILLION", " BILLION", " TRILLION", " QUADRILLION"];
+    let scales = [
+        "",
+        " THOUSAND",
+        " MILLION",
+        " BILLION",
+        " TRILLION",
+        " QUADRILLION",
+    ];
     let mut groups = Vec::new();
     let mut i = 0;
     while dollars > 0 {
         let g = dollars % 1000;
         if g > 0 {
-            groups.push(format!("{}{}", below_thousand(g), scales[i.min(scales.len() - 1)]));
+            groups.push(format!(
+                "{}{}",
+                below_thousand(g),
+                scales[i.min(scales.len() - 1)]
+            ));
         }
         dollars /= 1000;
         i += 1;

@@ -17,7 +17,7 @@ use escpos::printer::Printer;
 use escpos::utils::{JustifyMode, Protocol};
 
 use super::bitmap::Bitmap;
-use super::profile::{ClearBuffer, CutCommand, Profile};
+use super::profile::{ClearBuffer, CutCommand, LabelCommands, Profile};
 
 /// Default largest chunk the streamer writes between link checks.
 pub const CHUNK_BYTES_MAX_DEFAULT: usize = 256;
@@ -145,7 +145,8 @@ pub enum Align {
     Right,
 }
 
-/// One styled line of text (printable ASCII; anything else prints as `?`).
+/// One styled line of text, encoded to the profile's code pages (a character none of them has
+/// is refused: [`CompileError::Unprintable`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TextLine {
     pub text: String,
@@ -313,6 +314,12 @@ pub enum CompileError {
     Barcode(String),
     #[error("{profile} cannot print {what}")]
     Unsupported { profile: String, what: &'static str },
+    #[error("text line {line}: {ch} is in no code page of the {profile}")]
+    Unprintable {
+        line: usize,
+        ch: char,
+        profile: String,
+    },
     #[error("chunk_bytes_max {0} is below the minimum {CHUNK_BYTES_MIN}")]
     ChunkTooSmall(usize),
     #[error("escpos encoder: {0}")]
@@ -341,6 +348,8 @@ impl Driver for Capture {
 
 /// Accumulates commands, recording where each starts.
 struct Enc {
+    /// The `ESC t` table the printer is in (0 after `ESC @`).
+    page: u8,
     bytes: Vec<u8>,
     boundaries: Vec<usize>,
     capture: Capture,
@@ -354,6 +363,7 @@ impl Enc {
         let capture = Capture::default();
         let esc = Printer::new(capture.clone(), Protocol::default(), None);
         Enc {
+            page: 0,
             bytes: Vec::new(),
             boundaries: Vec::new(),
             capture,
@@ -393,13 +403,6 @@ fn justify(a: Align) -> JustifyMode {
         Align::Center => JustifyMode::CENTER,
         Align::Right => JustifyMode::RIGHT,
     }
-}
-
-/// Printable ASCII only: the printer's code page is not Unicode.
-fn printable(s: &str) -> String {
-    s.chars()
-        .map(|c| if (' '..='~').contains(&c) { c } else { '?' })
-        .collect()
 }
 
 /// Compile a label for a profile: layout as given, job sequence 0 (see [`compile_with`]).
@@ -473,6 +476,11 @@ pub fn compile_with(
         // Paper end, cover open and errors are pushed by the printer as they happen.
         e.raw(&ASB_ENABLE);
     }
+    let labels = label_positioning(profile);
+    if labels {
+        // The label starts at a label's top, wherever the last job left the paper.
+        e.raw(&LABEL_TO_PRINT_START);
+    }
     match opts.layout {
         Layout::AsGiven => {
             for (el, &line) in label.elements.iter().zip(&first_line) {
@@ -487,7 +495,14 @@ pub fn compile_with(
             e.raw(&UPSIDE_DOWN_OFF);
         }
     }
-    if label.cut {
+    if labels {
+        // To the cutting position (in the gap after this label), then cut there.
+        e.raw(&LABEL_TO_CUT);
+        if label.cut {
+            e.raw(&cut_here_bytes(profile));
+        }
+        m.rows += profile.label_rows().map_or(0, |(l, g)| l + g);
+    } else if label.cut {
         e.raw(&cut_bytes(profile));
         m.rows += u32::from(profile.cut_feed_lines) * TEXT_LINE_ROWS;
     }
@@ -626,7 +641,14 @@ fn text_line(
             height_mul: t.height_mul,
         });
     }
-    let text = printable(&t.text);
+    let pieces = super::codepage::encode(profile, &t.text, &mut e.page).map_err(|ch| {
+        CompileError::Unprintable {
+            line,
+            ch,
+            profile: profile.name.clone(),
+        }
+    })?;
+    let text = &t.text;
     let columns = profile.fonts.get(&0).map_or(32, |f| f.columns) as usize;
     let limit = (columns / usize::from(t.width_mul)).min(TEXT_LINE_CHARS_MAX);
     let chars = text.chars().count();
@@ -649,8 +671,11 @@ fn text_line(
     if (t.width_mul, t.height_mul) != (1, 1) {
         e.esc(|p| p.size(t.width_mul, t.height_mul))?;
     }
-    if !text.is_empty() {
-        e.esc(|p| p.write(&text))?;
+    for piece in pieces {
+        match piece {
+            super::codepage::Piece::Select(n) => e.raw(&super::codepage::select_bytes(n)),
+            super::codepage::Piece::Bytes(b) => e.raw(&b),
+        }
     }
     e.esc(|p| p.feed())?;
     if styled {
@@ -919,6 +944,26 @@ pub fn cut_bytes(profile: &Profile) -> Vec<u8> {
     }
 }
 
+/// `FS ( L` fn 67, m = 48: feed to the print starting position of the label (Epson, label and
+/// black mark control).
+pub const LABEL_TO_PRINT_START: [u8; 7] = [0x1c, 0x28, 0x4c, 2, 0, 67, 48];
+/// `FS ( L` fn 66, m = 48: feed the label to the cutting position (the gap after it).
+pub const LABEL_TO_CUT: [u8; 7] = [0x1c, 0x28, 0x4c, 2, 0, 66, 48];
+
+/// Whether jobs position labels with `FS ( L` (gap or black-mark media whose profile says so).
+pub fn label_positioning(profile: &Profile) -> bool {
+    profile.label_commands == LabelCommands::EpsonFsL && profile.label_rows().is_some()
+}
+
+/// The cut at the current position, no feed (`GS V 0` / `GS V 1`), after [`LABEL_TO_CUT`].
+pub fn cut_here_bytes(profile: &Profile) -> Vec<u8> {
+    match profile.cut {
+        CutCommand::None => Vec::new(),
+        CutCommand::Full | CutCommand::FeedFull => vec![0x1d, 0x56, 0],
+        CutCommand::Partial | CutCommand::FeedPartial => vec![0x1d, 0x56, 1],
+    }
+}
+
 /// Dots one text line advances at the default line spacing, 1/6 inch (Epson `ESC 2`), with
 /// the vertical motion unit at the printer's dot pitch.
 pub fn line_pitch_dots(dpi: u32) -> u32 {
@@ -1088,8 +1133,12 @@ mod tests {
         );
         for y in 0..b.height_px() {
             for x in 0..b.width_px() {
-                let inside = (6..b.width_px() - 6).contains(&x) && (6..b.height_px() - 6).contains(&y);
-                assert!(inside || !b.get(x, y), "dark dot at {x},{y} in the quiet zone");
+                let inside =
+                    (6..b.width_px() - 6).contains(&x) && (6..b.height_px() - 6).contains(&y);
+                assert!(
+                    inside || !b.get(x, y),
+                    "dark dot at {x},{y} in the quiet zone"
+                );
             }
         }
         // Natively, two modules are fed above and below the symbol.
@@ -1151,6 +1200,20 @@ mod tests {
         assert_eq!(bands, 1);
         // Flush right with GS L, no padding bytes.
         assert_eq!(&job.bytes[r.start..r.start + 4], &left_margin(576 - 168));
+    }
+
+    #[test]
+    fn label_stock_is_positioned_with_fs_l() {
+        let p = shipped("epson-tm-l90").unwrap();
+        assert!(label_positioning(&p));
+        let job = compile(&label(), &p, 256).unwrap();
+        assert_eq!(&job.bytes[5..12], &LABEL_TO_PRINT_START);
+        let at = job.bytes.windows(7).position(|w| w == LABEL_TO_CUT).unwrap();
+        assert_eq!(&job.bytes[at + 7..at + 10], &[0x1d, 0x56, 0]);
+        // Continuous media: no label commands.
+        let v = shipped("virtual").unwrap();
+        let job = compile(&label(), &v, 256).unwrap();
+        assert!(!job.bytes.windows(3).any(|w| w == [0x1c, 0x28, 0x4c]));
     }
 
     #[test]
@@ -1277,8 +1340,13 @@ mod tests {
             );
             assert!(job.is_boundary(ind.offset) && job.is_boundary(end.offset));
             assert!(has(ind_id) && has(end_id));
-            // The end ID comes after the cut.
-            let cut = cut_bytes(&p);
+            // The end ID comes after the cut (on label stock: after FS ( L to the cutting
+            // position and a cut there).
+            let cut = if label_positioning(&p) {
+                [LABEL_TO_CUT.to_vec(), cut_here_bytes(&p)].concat()
+            } else {
+                cut_bytes(&p)
+            };
             assert_eq!(&job.bytes[end.offset - cut.len()..end.offset], &cut[..]);
         }
     }

@@ -213,6 +213,31 @@ pub enum MediaKind {
     BlackMark,
 }
 
+/// Default gap between labels, in mm (die-cut label stock commonly has 2–3 mm).
+pub const GAP_MM_DEFAULT: f64 = 3.0;
+
+/// How a printer is told where labels are (docs/PRINTING.md §Media).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LabelCommands {
+    /// None: the job feeds as on a roll (labels drift on gap and black-mark media).
+    None,
+    /// Epson `FS ( L`: fn 67 feeds to the label's print starting position before the label,
+    /// fn 66 to the cutting position (in the gap) before the cut (TM-L90, TM-L100).
+    EpsonFsL,
+}
+
+impl Profile {
+    /// Dot rows of one label and of the gap after it, on gap or black-mark media.
+    pub fn label_rows(&self) -> Option<(u32, u32)> {
+        if self.media_kind == MediaKind::Continuous {
+            return None;
+        }
+        let rows = |mm: f64| (mm * f64::from(self.dpi) / 25.4).round() as u32;
+        Some((rows(self.label_length_mm?), rows(self.gap_mm).max(1)))
+    }
+}
+
 /// Serial flow control. `DtrDsr` is done by Frank watching DSR itself (serialport lacks it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -364,6 +389,10 @@ pub struct Profile {
     pub dpi: u32,
     pub media_kind: MediaKind,
     pub label_length_mm: Option<f64>,
+    /// Gap (or black mark) between labels, in mm (`media.gap_mm`, default [`GAP_MM_DEFAULT`]).
+    pub gap_mm: f64,
+    /// How labels are positioned on gap and black-mark media (`media.label_commands`).
+    pub label_commands: LabelCommands,
     pub fonts: BTreeMap<u8, Font>,
     pub code_pages: BTreeMap<u8, String>,
     pub features: Features,
@@ -410,6 +439,19 @@ impl Profile {
             )
             .unwrap_or(MediaKind::Continuous);
         let label_length_mm = v.float("media.label_length_mm", false, 5.0, 2000.0);
+        let gap_mm = v
+            .float("media.gap_mm", false, 0.5, 50.0)
+            .unwrap_or(GAP_MM_DEFAULT);
+        let label_commands = v
+            .choice(
+                "media.label_commands",
+                &[
+                    ("none", LabelCommands::None),
+                    ("fs_l", LabelCommands::EpsonFsL),
+                ],
+                Some(LabelCommands::None),
+            )
+            .unwrap_or(LabelCommands::None);
         if media_kind != MediaKind::Continuous && label_length_mm.is_none() {
             v.err(
                 "media.label_length_mm",
@@ -544,6 +586,8 @@ impl Profile {
             dpi,
             media_kind,
             label_length_mm,
+            gap_mm,
+            label_commands,
             fonts,
             code_pages,
             features,
@@ -607,6 +651,14 @@ impl Profile {
         if let Some(l) = self.label_length_mm {
             media.insert("label_length_mm".into(), toml::Value::Float(l));
         }
+        media.insert("gap_mm".into(), toml::Value::Float(self.gap_mm));
+        media.insert(
+            "label_commands".into(),
+            s(match self.label_commands {
+                LabelCommands::None => "none",
+                LabelCommands::EpsonFsL => "fs_l",
+            }),
+        );
         t.insert("media".into(), toml::Value::Table(media));
         let mut fonts = toml::Table::new();
         for (k, f) in &self.fonts {
@@ -764,9 +816,7 @@ fn value_refusals(
     if width_px > 0 && width_px < need_px {
         refuse(
             "media.width_px",
-            format!(
-                "{width_px} px cannot hold the largest indicium ({need_px} px at {dpi} dpi)"
-            ),
+            format!("{width_px} px cannot hold the largest indicium ({need_px} px at {dpi} dpi)"),
         );
     }
     out
@@ -1134,7 +1184,11 @@ mod tests {
         let e = refused(&no_image);
         assert_eq!(e.len(), 1, "{e:?}");
         assert_eq!(e[0].field, "features.bitImageRaster");
-        assert!(e[0].message.contains("cannot print an indicium"), "{}", e[0]);
+        assert!(
+            e[0].message.contains("cannot print an indicium"),
+            "{}",
+            e[0]
+        );
         let column = format!("{base}name = \"Column\"\n[features]\nbitImageRaster = false\n");
         let e = refused(&column);
         assert!(e[0].message.contains("columns (ESC *)"), "{}", e[0]);

@@ -130,6 +130,9 @@ struct Shared {
     tear_off: bool,
     /// Automatic status back blocks sent.
     asb_blocks: u64,
+    /// Pages on label stock that did not start at a label's top, ran past it, or were cut
+    /// outside the gap.
+    misaligned_labels: u64,
 }
 
 /// A snapshot of the emulator's counters.
@@ -146,6 +149,8 @@ pub struct EmulatorStats {
     pub process_ids_answered: usize,
     /// Automatic status back blocks sent (`GS a` on an ASB profile).
     pub asb_blocks: u64,
+    /// Pages on label stock that were misaligned ([`render::LabelFit::misaligned`]).
+    pub misaligned_labels: u64,
 }
 
 /// A running virtual printer.
@@ -265,6 +270,7 @@ impl EmulatorHandle {
             vanished: s.vanished,
             process_ids_answered: s.answered.len(),
             asb_blocks: s.asb_blocks,
+            misaligned_labels: s.misaligned_labels,
         }
     }
 
@@ -601,6 +607,9 @@ impl Engine {
             None => None,
         };
         let mut s = lock(&self.shared);
+        if job.label.is_some_and(|l| l.misaligned) {
+            s.misaligned_labels += 1;
+        }
         if s.jobs.len() < JOBS_MAX {
             s.jobs.push(job);
         }
@@ -651,7 +660,7 @@ fn control_command(shared: &Mutex<Shared>, line: &str) -> String {
     if line == "status" {
         let s = lock(shared);
         return format!(
-            "ok received={} jobs={} paper_out={} cover_open={} silent={} status_queries={} clears={} overrun_bytes={}\n",
+            "ok received={} jobs={} paper_out={} cover_open={} silent={} status_queries={} clears={} overrun_bytes={} asb_blocks={} misaligned_labels={}\n",
             s.received_total,
             s.jobs.len(),
             s.paper_out,
@@ -659,7 +668,9 @@ fn control_command(shared: &Mutex<Shared>, line: &str) -> String {
             s.silent,
             s.status_queries,
             s.clears,
-            s.overrun_bytes
+            s.overrun_bytes,
+            s.asb_blocks,
+            s.misaligned_labels
         );
     }
     match Fault::parse(line) {

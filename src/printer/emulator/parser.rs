@@ -63,8 +63,8 @@ pub enum Command {
     AutoStatusBack(u8),
     /// ESC t n: character code table n.
     CodePage(u8),
-    /// FS ( L pL pH fn m: label positioning (fn 65 feed to the print start of the next
-    /// label, 66 to the cutting position, 67 to the peeling position); `fn` and `m`.
+    /// FS ( L pL pH fn m: label positioning (fn 65 feed to the peeling position, 66 to the
+    /// cutting position, 67 to the print starting position); `fn` and `m`.
     LabelFeed { func: u8, m: u8 },
     /// GS ( E pL pH fn ...: customize settings (fn 5: memory switch values); `fn` and the rest.
     Customize { func: u8, params: Vec<u8> },
