@@ -1208,7 +1208,11 @@ mod tests {
         assert!(label_positioning(&p));
         let job = compile(&label(), &p, 256).unwrap();
         assert_eq!(&job.bytes[5..12], &LABEL_TO_PRINT_START);
-        let at = job.bytes.windows(7).position(|w| w == LABEL_TO_CUT).unwrap();
+        let at = job
+            .bytes
+            .windows(7)
+            .position(|w| w == LABEL_TO_CUT)
+            .unwrap();
         assert_eq!(&job.bytes[at + 7..at + 10], &[0x1d, 0x56, 0]);
         // Continuous media: no label commands.
         let v = shipped("virtual").unwrap();
