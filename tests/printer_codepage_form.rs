@@ -4,32 +4,13 @@
 mod ui_support;
 
 use crossterm::event::KeyCode;
-use frank::link::LinkState;
 use frank::ui::app::Screen;
-use frank::ui::event::{Backend, PrinterStatus};
-use frank::ui::{App, AppConfig};
 use ui_support::*;
 
 #[test]
 fn a_name_the_printer_cannot_print_is_refused_when_typed() {
-    let mut app = App::new(AppConfig {
-        printer_name: "virtual".into(),
-        printer_profile: Some(frank::printer::profile::shipped("virtual").unwrap()),
-        ..AppConfig::default()
-    });
-    typ(&mut app, "alice");
-    press(&mut app, KeyCode::Tab);
-    typ(&mut app, "correct horse");
-    press(&mut app, KeyCode::Enter);
-    backend(
-        &mut app,
-        Backend::SignedIn {
-            clerk: "alice".into(),
-            balance: cents(10_000),
-        },
-    );
-    link(&mut app, LinkState::Up);
-    backend(&mut app, Backend::PrinterStatus(PrinterStatus::Ready));
+    let mut app = signed_in();
+    app.config.printer_profile = Some(frank::printer::profile::shipped("virtual").unwrap());
     ctrl(&mut app, 'n');
     assert_eq!(app.screen, Screen::Postage);
     // The sender's name is the first field.

@@ -37,9 +37,6 @@ pub struct VerifyArgs {
     pub fields: Option<std::path::PathBuf>,
 }
 
-/// Longest fields file read, in bytes.
-pub const FIELDS_FILE_BYTES_MAX: u64 = 64 << 10;
-
 /// The `--fields` lines for an indicium: the digest of the fields read off the paper and
 /// whether it is the indicium's (`Err`: the fields do not make an item of its kind).
 pub fn check_fields(ind: &Indicium, text: &str) -> anyhow::Result<(Vec<String>, bool)> {
@@ -234,17 +231,8 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
             }
             println!("vendor_key: {}", hex::encode(v.public_key));
             if let Some(path) = &args.fields {
-                let len = std::fs::metadata(path)
-                    .with_context(|| format!("reading {}", path.display()))?
-                    .len();
-                if len > FIELDS_FILE_BYTES_MAX {
-                    anyhow::bail!(
-                        "{} is {len} bytes; a fields file is at most {FIELDS_FILE_BYTES_MAX}",
-                        path.display()
-                    );
-                }
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("reading {}", path.display()))?;
+                let text = String::from_utf8(read_capped(path)?)
+                    .with_context(|| format!("{}: not a text file", path.display()))?;
                 let (lines, matches) = check_fields(&v.indicium, &text)?;
                 for line in lines {
                     println!("{line}");
