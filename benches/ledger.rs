@@ -17,11 +17,18 @@
 //! the most pairs per second this CPU allows group commit if every core worked on pairs all
 //! the time — with `ceiling_vs_naive`, the highest ratio this machine could show.
 //!
+//! PostgreSQL is the tests' throwaway server on this host, reached over its Unix-domain
+//! socket as a front beside its database would (`--pg-tcp`: over loopback TCP);
+//! `postgres_server_cpu_us_per_pair` is the server processes' CPU time per pair (from `/proc`),
+//! beside `postgres_cpu_us_per_pair`, this process's.
+//!
 //! `cargo bench --bench ledger -- --quick` runs 4 s per backend (well under 2 minutes);
 //! `--only group|naive|postgres|postgres_naive` runs one backend (the others report 0).
 
 #[path = "../tests/support/postgres.rs"]
 mod pg;
+#[path = "../tests/support/procstat.rs"]
+mod procstat;
 
 use ed25519_dalek::{Signer, SigningKey};
 use frank::ledger::licensing::EmbeddedLicensing;
@@ -84,6 +91,19 @@ struct Result_ {
     cpu_us_per_pair: f64,
     /// Requests each SQLite transaction (one WAL fsync) carried, on average.
     requests_per_commit: f64,
+    /// CPU time of the PostgreSQL server's processes per pair (0 for SQLite).
+    server_cpu_us_per_pair: f64,
+}
+
+/// The throwaway PostgreSQL server's CPU so far (µs), or 0 when none runs.
+fn server_cpu_us(postgres: bool) -> f64 {
+    if !postgres {
+        return 0.0;
+    }
+    match pg::server().postmaster_pid() {
+        Some(pid) => procstat::tree_cpu_s(pid, procstat::clock_ticks_per_s()) * 1e6,
+        None => 0.0,
+    }
 }
 
 /// CPU time (user + system) this process has used so far, in µs.
@@ -98,6 +118,7 @@ async fn run(
     store: Arc<dyn LedgerStore>,
     counts: Option<&(dyn Fn() -> CommitCounts + Sync)>,
     seconds: u64,
+    postgres: bool,
 ) -> Result_ {
     let handle = service::spawn(
         store,
@@ -130,6 +151,7 @@ async fn run(
     let stop = Arc::new(AtomicBool::new(false));
     let counts_before = counts.map(|c| c());
     let cpu_before = process_cpu_us();
+    let server_before = server_cpu_us(postgres);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for account in accounts {
@@ -158,6 +180,7 @@ async fn run(
     }
     let elapsed = started.elapsed().as_secs_f64();
     let cpu_us = process_cpu_us() - cpu_before;
+    let server_us = server_cpu_us(postgres) - server_before;
     let requests_per_commit = match (counts_before, counts.map(|c| c())) {
         (Some(a), Some(b)) if b.batches > a.batches => {
             (b.requests - a.requests) as f64 / (b.batches - a.batches) as f64
@@ -179,6 +202,7 @@ async fn run(
         p99_ms: p99 as f64 / 1000.0,
         cpu_us_per_pair: cpu_us / (all.len().max(1) as f64),
         requests_per_commit,
+        server_cpu_us_per_pair: server_us / (all.len().max(1) as f64),
     }
 }
 
@@ -202,7 +226,13 @@ fn sqlite(dir: &tempfile::TempDir, name: &str, config: SqliteConfig) -> Arc<Sqli
 
 async fn run_sqlite(store: Arc<SqliteStore>, seconds: u64) -> Result_ {
     let counted = store.clone();
-    run(store, Some(&move || counted.commit_counts()), seconds).await
+    run(
+        store,
+        Some(&move || counted.commit_counts()),
+        seconds,
+        false,
+    )
+    .await
 }
 
 /// What one durable commit costs this disk at least: the median of rewriting 4 KiB of an
@@ -251,8 +281,12 @@ fn main() {
         p99_ms: 0.0,
         cpu_us_per_pair: 0.0,
         requests_per_commit: 0.0,
+        server_cpu_us_per_pair: 0.0,
     };
     let seconds = if quick { 4 } else { 15 };
+    // PostgreSQL on this host is reached over its Unix-domain socket, as a front beside its
+    // database would; `--pg-tcp` goes through loopback TCP instead.
+    let tcp = std::env::args().any(|a| a == "--pg-tcp");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -290,7 +324,11 @@ fn main() {
         // PostgreSQL: the batch writers, then one transaction per request (the baseline),
         // each on a fresh database of the same throwaway server.
         let postgres_run = |batch_writers: usize| async move {
-            let url = pg::database().await;
+            let url = if tcp {
+                pg::database().await
+            } else {
+                pg::socket_database().await
+            };
             let store = Arc::new(
                 PostgresStore::connect(
                     &url,
@@ -306,7 +344,7 @@ fn main() {
                 .unwrap(),
             );
             let counted = store.clone();
-            run(store, Some(&move || counted.commit_counts()), seconds).await
+            run(store, Some(&move || counted.commit_counts()), seconds, true).await
         };
         let postgres = if wanted("postgres") {
             postgres_run(PostgresConfig::default().batch_writers).await
@@ -314,8 +352,8 @@ fn main() {
             skipped
         };
         eprintln!(
-            "postgres batched: {:.0} pairs/s, p99 {:.2} ms, {:.1} µs CPU/pair, {:.1} requests/commit",
-            postgres.per_s, postgres.p99_ms, postgres.cpu_us_per_pair, postgres.requests_per_commit
+            "postgres batched: {:.0} pairs/s, p99 {:.2} ms, {:.1} µs CPU/pair, {:.1} µs server CPU/pair, {:.1} requests/commit",
+            postgres.per_s, postgres.p99_ms, postgres.cpu_us_per_pair, postgres.server_cpu_us_per_pair, postgres.requests_per_commit
         );
         let postgres_naive = if wanted("postgres_naive") {
             postgres_run(0).await
@@ -356,6 +394,7 @@ fn main() {
                 "postgres_vs_naive": ratio(postgres.per_s, postgres_naive.per_s),
                 "postgres_requests_per_commit": round1(postgres.requests_per_commit),
                 "postgres_cpu_us_per_pair": round1(postgres.cpu_us_per_pair),
+                "postgres_server_cpu_us_per_pair": round1(postgres.server_cpu_us_per_pair),
                 "clients": CLIENTS,
                 "seconds_per_run": seconds,
                 "fsync_4k_ms": (fsync_ms * 1000.0).round() / 1000.0,

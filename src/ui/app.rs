@@ -1930,6 +1930,18 @@ impl App {
                 self.notice(if ok { Severity::Ok } else { Severity::Error }, message)
             }
             Backend::Error(e) => self.notice(Severity::Error, e),
+            // Issue 15's basket, close-out and supervisor events: the counter screens take
+            // them up (one arm here so the backend can send them meanwhile).
+            Backend::Numbered { .. }
+            | Backend::Items(_)
+            | Backend::TenderRecorded { .. }
+            | Backend::TenderFailed { .. }
+            | Backend::DayReport(_)
+            | Backend::DayReportFailed { .. }
+            | Backend::RefundsAwaiting(_)
+            | Backend::RefundsAwaitingFailed { .. }
+            | Backend::RefundDecided { .. }
+            | Backend::RefundDecisionFailed { .. } => {}
         }
     }
 

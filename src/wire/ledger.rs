@@ -9,6 +9,7 @@
 
 use crate::indicium::address::parse_zip;
 use crate::indicium::kinds::{self, Day, Item, MailClass, Text, WeightOz};
+use crate::indicium::layout::PieceNumber;
 use crate::indicium::{self, FieldError};
 use crate::money::Cents;
 use serde::{Deserialize, Serialize};
@@ -449,6 +450,9 @@ pub struct PieceRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PieceInfo {
+    /// The meter serial of the piece's account; with `piece_serial` the number printed on the
+    /// label (`FRK10000001 #9`, [`PieceInfo::number`]).
+    pub meter: String,
     pub piece_serial: u64,
     pub kind: u8,
     pub amount_cents: u64,
@@ -470,6 +474,19 @@ pub struct PieceInfo {
     /// A short human text of the item, e.g. `First-Class 3 oz → 20500` or
     /// `Ticket: Opera, seat 12A` (see [`WireItem::summary`]).
     pub summary: String,
+    /// The clerk who authorized it, when the vendor recorded one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clerk: Option<String>,
+    /// The terminal that authorized it, when the vendor recorded one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terminal_id: Option<u64>,
+}
+
+impl PieceInfo {
+    /// The piece's one number, as its label prints it.
+    pub fn number(&self) -> PieceNumber {
+        PieceNumber::new(self.meter.clone(), self.piece_serial)
+    }
 }
 
 /// Most pieces one `pieces` request may ask for.
@@ -493,6 +510,107 @@ pub struct PiecesRequest {
 #[serde(deny_unknown_fields)]
 pub struct PieceList {
     pub pieces: Vec<PieceInfo>,
+}
+
+/// `tender`: how the customer paid for one basket of the session account's pieces (money-
+/// adjacent: MAC'd, idempotent by `request_id`, which is the basket's id at the vendor).
+/// The vendor stores it with the pieces (docs/LEDGER.md §Tenders).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenderRequest {
+    #[serde(with = "serde_bytes")]
+    pub request_id: Vec<u8>,
+    pub client_time_ms: u64,
+    /// The session account's meter serial (the pieces' numbers are `meter #serial`).
+    pub meter: String,
+    /// 1..=[`crate::ledger::report::BASKET_PIECES_MAX`] distinct piece serials.
+    pub pieces: Vec<u64>,
+    /// `cash`, `card`, `check` or `other`.
+    pub kind: String,
+    pub amount_tendered_cents: u64,
+    /// Cash only; 0 for other kinds.
+    pub change_cents: u64,
+    #[serde(with = "serde_bytes")]
+    pub mac: Vec<u8>,
+}
+
+impl TenderRequest {
+    /// The MAC destination of a `tender`: `KIND:CHANGE_CENTS:METER:S1,S2,...` (serials in
+    /// the request's order); the MAC's amount is `amount_tendered_cents`.
+    pub fn destination(kind: &str, change_cents: u64, meter: &str, pieces: &[u64]) -> String {
+        let serials: Vec<String> = pieces.iter().map(|s| s.to_string()).collect();
+        format!("{kind}:{change_cents}:{meter}:{}", serials.join(","))
+    }
+}
+
+/// The answer to `tender`: the tender as stored (a retry answers the first one).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenderDone {
+    pub meter: String,
+    pub pieces: Vec<u64>,
+    pub kind: String,
+    pub amount_tendered_cents: u64,
+    pub change_cents: u64,
+    /// Sum of the pieces' amounts (= tendered − change).
+    pub total_cents: u64,
+    pub recorded_at_ms: u64,
+}
+
+/// `day_report`: the end-of-day report of the session's account for one UTC day, for the
+/// signed-in clerk or this terminal. The answer is a [`crate::ledger::report::DayReport`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DayReportRequest {
+    /// `YYYY-MM-DD` (UTC).
+    pub day: String,
+    /// `clerk` (the session's clerk), `terminal` (the session's terminal) or `office` (every
+    /// clerk and terminal of the account: supervisors only).
+    pub scope: String,
+}
+
+/// Most refund requests one `refunds_awaiting` answer lists.
+pub const REFUNDS_AWAITING_MAX: u32 = 200;
+
+/// `refunds_awaiting` (supervisors only): the session account's refund requests awaiting a
+/// decision, oldest first. Answered with a [`PieceList`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefundsAwaitingRequest {
+    /// 1..=[`REFUNDS_AWAITING_MAX`].
+    pub limit: u32,
+}
+
+/// `refund_decide` (supervisors only): approve or reject a refund request of the session
+/// account's piece (money-moving: MAC'd, idempotent by `request_id`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefundDecide {
+    #[serde(with = "serde_bytes")]
+    pub request_id: Vec<u8>,
+    pub client_time_ms: u64,
+    pub meter: String,
+    pub piece_serial: u64,
+    pub approve: bool,
+    #[serde(with = "serde_bytes")]
+    pub mac: Vec<u8>,
+}
+
+impl RefundDecide {
+    /// The MAC destination: `METER:SERIAL:approve` or `METER:SERIAL:reject`; amount 0.
+    pub fn destination(meter: &str, piece_serial: u64, approve: bool) -> String {
+        let d = if approve { "approve" } else { "reject" };
+        format!("{meter}:{piece_serial}:{d}")
+    }
+}
+
+/// The answer to `refund_decide`: the piece after the decision and the account's registers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefundDecided {
+    pub piece: PieceInfo,
+    pub approved: bool,
+    pub registers: WireRegisters,
 }
 
 /// Largest `scan.payload`: the longest indicium (layout v1, docs/INDICIUM.md).
@@ -547,7 +665,15 @@ macro_rules! money_request {
         }
     )*};
 }
-money_request!(Fund, Authorize, Commit, Void, RefundRequest);
+money_request!(
+    Fund,
+    Authorize,
+    Commit,
+    Void,
+    RefundRequest,
+    TenderRequest,
+    RefundDecide
+);
 
 /// The MAC destination of `commit` and `refund_request`: the piece serial in decimal.
 pub fn piece_destination(piece_serial: u64) -> String {
@@ -755,6 +881,101 @@ mod tests {
             assert_eq!(e.code, ErrorCode::Malformed, "{field}");
             assert!(e.message.contains(field), "{field}: {}", e.message);
         }
+    }
+
+    fn tender(pieces: Vec<u64>, kind: &str, meter: &str) -> Request {
+        Request::Tender(TenderRequest {
+            request_id: vec![1; 16],
+            client_time_ms: 5,
+            meter: meter.into(),
+            pieces,
+            kind: kind.into(),
+            amount_tendered_cents: 1000,
+            change_cents: 270,
+            mac: vec![2; 32],
+        })
+    }
+
+    /// Issue 15's requests round-trip, and bad fields are named with their bounds.
+    #[test]
+    fn basket_report_and_refund_requests_round_trip_and_bad_fields_are_named() {
+        let max = crate::ledger::report::BASKET_PIECES_MAX;
+        let good = [
+            tender(vec![1, 2], "cash", "FRK10000001"),
+            tender((1..=max as u64).collect(), "other", "FRK10000001"),
+            Request::DayReport(DayReportRequest {
+                day: "2026-12-05".into(),
+                scope: "terminal".into(),
+            }),
+            Request::RefundsAwaiting(RefundsAwaitingRequest {
+                limit: REFUNDS_AWAITING_MAX,
+            }),
+            Request::RefundDecide(RefundDecide {
+                request_id: vec![1; 16],
+                client_time_ms: 5,
+                meter: "FRK10000001".into(),
+                piece_serial: 9,
+                approve: true,
+                mac: vec![2; 32],
+            }),
+        ];
+        for r in good {
+            assert_eq!(decode_request(&encode_request(&r)).unwrap(), r);
+        }
+        let bad: Vec<(Request, &str, Option<u64>)> = vec![
+            (
+                tender(vec![], "cash", "FRK10000001"),
+                "tender.pieces",
+                Some(max as u64),
+            ),
+            (
+                tender((0..=max as u64).collect(), "cash", "FRK10000001"),
+                "tender.pieces",
+                Some(max as u64),
+            ),
+            (tender(vec![1], "iou", "FRK10000001"), "tender.kind", None),
+            (tender(vec![1], "cash", "frk\n1"), "tender.meter", None),
+            (
+                Request::DayReport(DayReportRequest {
+                    day: "12/05/2026".into(),
+                    scope: "clerk".into(),
+                }),
+                "day_report.day",
+                None,
+            ),
+            (
+                Request::DayReport(DayReportRequest {
+                    day: "2026-12-05".into(),
+                    scope: "everyone".into(),
+                }),
+                "day_report.scope",
+                None,
+            ),
+            (
+                Request::RefundsAwaiting(RefundsAwaitingRequest { limit: 0 }),
+                "refunds_awaiting.limit",
+                Some(u64::from(REFUNDS_AWAITING_MAX)),
+            ),
+        ];
+        for (r, field, limit) in bad {
+            let e = decode_request(&encode_request(&r)).unwrap_err();
+            assert_eq!(e.code, ErrorCode::Malformed, "{field}");
+            assert!(e.message.starts_with(field), "{field}: {}", e.message);
+            assert!(
+                !e.message.contains("frk"),
+                "the value is not repeated: {}",
+                e.message
+            );
+            assert_eq!(e.limit, limit, "{field}");
+        }
+        assert_eq!(
+            TenderRequest::destination("cash", 270, "FRK10000001", &[3, 1]),
+            "cash:270:FRK10000001:3,1"
+        );
+        assert_eq!(
+            RefundDecide::destination("FRK10000001", 9, false),
+            "FRK10000001:9:reject"
+        );
     }
 
     #[test]

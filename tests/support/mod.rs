@@ -1,6 +1,8 @@
 //! Shared fixtures for integration tests: a real vendor on loopback with a real data directory.
 #![allow(dead_code)]
 
+pub mod procstat;
+
 use frank::counter::client::{self, Session, VendorConn};
 use frank::vendor_server::directory::Directory;
 use frank::vendor_server::server::{VendorOptions, VendorServer};
@@ -309,4 +311,31 @@ pub async fn fund_until_ok(s: &Session, cents: u64) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("the account could not be funded");
+}
+
+/// A fresh terminal named `name` enrolled with `code` on the vendor at `addr` (pinned `key`),
+/// `clerk` signed in and the counter's own link Up (the vendor's view follows within a few
+/// keepalives: money requests answer `link_lapsed` until then).
+pub async fn session_on(
+    addr: SocketAddr,
+    key: ed25519_dalek::VerifyingKey,
+    code: &str,
+    name: &str,
+    clerk: &str,
+    password: &str,
+) -> (Session, frank::link::driver::LinkHandle) {
+    use frank::link::guard::LinkState;
+    let endpoint = endpoint();
+    let conn = client::connect(&endpoint, addr, key).await.unwrap();
+    let device_key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+    let e = conn.enroll(code, name, &device_key, &key).await.unwrap();
+    let s = conn
+        .login(e.terminal_id, &device_key, clerk, password)
+        .await
+        .unwrap();
+    let link = s.start_link().unwrap();
+    let mut up = link.state.clone();
+    let limit = Duration::from_millis(LINK_UP_MS_MAX);
+    wait_for(&mut up, limit, "link up", |s| *s == LinkState::Up).await;
+    (s, link)
 }
