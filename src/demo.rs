@@ -92,6 +92,7 @@ async fn run_tui(opts: DemoOptions) -> anyhow::Result<()> {
         app: crate::ui::AppConfig {
             printer_name: format!("virtual printer {}", printer.device_path().display()),
             info_lines: info_lines(&labels, &fingerprint),
+            printer_profile: Some(profile.clone()),
             ..demo_app_config()?
         },
         backend,

@@ -271,7 +271,8 @@ struct CounterArgs {
     /// The terminal's name, shown to supervisors.
     #[arg(long)]
     name: Option<String>,
-    /// The counter's ZIP code (origin of items whose form has none).
+    /// The counter's ZIP code: the origin ZIP of tickets, checks, coupons and gift certificates,
+    /// whose forms have none (postage carries the sender's ZIP from its form).
     #[arg(long)]
     origin_zip: Option<String>,
     /// The printer's serial device, e.g. /dev/ttyUSB0 or a virtual printer's pty.

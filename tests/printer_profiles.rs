@@ -47,3 +47,92 @@ fn not_json_and_no_profiles_are_errors() {
     assert!(import_capabilities("{").is_err());
     assert!(import_capabilities("{\"encodings\":{}}").is_err());
 }
+
+/// escpos-printer-db entries Frank cannot print value with: a customer display, a column-image
+/// printer, a Star printer, a printer with no image command at all; and one it can.
+const REFUSED_SAMPLE: &str = r#"{
+  "profiles": {
+    "OCD-100": {"name": "OCD-100 Customer Display", "vendor": "Aures",
+      "features": {"bitImageRaster": true},
+      "media": {"dpi": 203, "width": {"mm": 80, "pixels": 576}}},
+    "SP2000": {"name": "SP2000 Series", "vendor": "Citizen",
+      "features": {"bitImageColumn": true, "bitImageRaster": false},
+      "media": {"dpi": 203, "width": {"mm": 80, "pixels": 576}}},
+    "TSP600": {"name": "TSP600", "vendor": "Star Micronics",
+      "features": {"bitImageRaster": true, "starCommands": true},
+      "media": {"dpi": 203, "width": {"mm": 80, "pixels": 576}}},
+    "TEXT-ONLY": {"name": "Text only", "vendor": "Generic",
+      "features": {},
+      "media": {"dpi": 203, "width": {"mm": 80, "pixels": 576}}},
+    "GOOD": {"name": "Good", "vendor": "Generic",
+      "features": {"bitImageRaster": true},
+      "media": {"dpi": 203, "width": {"mm": 80, "pixels": 576}}}
+  }
+}"#;
+
+#[test]
+fn import_refuses_printers_that_cannot_print_value_with_the_reason() {
+    let (ok, skipped) = import_capabilities(REFUSED_SAMPLE).unwrap();
+    let ids: Vec<&str> = ok.iter().map(|i| i.id.as_str()).collect();
+    assert_eq!(ids, vec!["good"]);
+    let reason = |key: &str| {
+        skipped
+            .iter()
+            .find(|s| s.db_key == key)
+            .unwrap_or_else(|| panic!("{key} not skipped"))
+            .reasons
+            .join("; ")
+    };
+    assert!(reason("OCD-100").contains("customer display"));
+    assert!(reason("SP2000").contains("columns (ESC *)"));
+    assert!(reason("TSP600").contains("Star"));
+    assert!(reason("TEXT-ONLY").contains("cannot print an indicium"));
+}
+
+fn frank() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_frank"))
+}
+
+#[test]
+fn validate_and_the_counter_refuse_a_star_profile_before_anything_happens() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("star.toml");
+    std::fs::write(
+        &file,
+        "inherits = \"generic-80mm\"\nname = \"TSP100\"\n[features]\nstarCommands = true\n",
+    )
+    .unwrap();
+    let out = frank()
+        .args(["printer", "profiles", "validate"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("features.starCommands") && text.contains("ESC/POS only"),
+        "{text}"
+    );
+
+    // The counter stops at its settings: no data directory made, no vendor asked.
+    let data = tmp.path().join("terminal");
+    let out = frank()
+        .args(["counter", "--vendor", "127.0.0.1:9", "--pin"])
+        .arg("03a107bff3ce10be1d70dd18e74bc09967e4d6309ba50d5f1ddc8664125531b8")
+        .arg("--data")
+        .arg(&data)
+        .args(["--printer", "/dev/null", "--profile"])
+        .arg(&file)
+        .env("XDG_CONFIG_HOME", tmp.path())
+        .env("XDG_STATE_HOME", tmp.path())
+        .env("XDG_DATA_HOME", tmp.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Star"), "{err}");
+    assert!(
+        !data.exists(),
+        "the counter made its data directory before refusing"
+    );
+}

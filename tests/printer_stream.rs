@@ -324,6 +324,106 @@ fn paper_out_mid_job_is_reported() {
 }
 
 #[test]
+fn paper_out_arrives_by_automatic_status_back_without_polling() {
+    // No DLE EOT at all: only the printer's own GS a blocks can tell the streamer.
+    let mut p = profile();
+    p.status.dle_eot = false;
+    assert!(p.status.asb);
+    let job = compile(&raster_label(), &p, 256).unwrap();
+    assert!(job.bytes.len() > 12_000);
+    let emu = spawn_emulator(&p, None);
+    emu.inject(Fault::PaperOutAfter(3000));
+    let port = PrinterPort::open(emu.device_path(), &p, None).unwrap();
+    let (_tx, link) = watch::channel(LinkState::Up);
+    let cfg = StreamConfig {
+        status_poll_interval_bytes: usize::MAX,
+        ..StreamConfig::default()
+    };
+    let (h, _) = spawn_job(port, job.clone(), link, cfg, Box::new(NoMilestones));
+    let (_port, outcome) = h.join().unwrap();
+    let JobOutcome::Faulted {
+        fault, bytes_sent, ..
+    } = outcome
+    else {
+        panic!("expected Faulted, got {outcome:?}");
+    };
+    assert_eq!(fault, PrinterFault::PaperOut);
+    // Seen within the pacer's lead of the paper end, not at the job's end.
+    let lead = p.receive_buffer_bytes as usize / 2 + 2 * 256;
+    assert!(
+        bytes_sent >= 3000 && bytes_sent <= 3000 + lead,
+        "paper out seen after {bytes_sent} bytes"
+    );
+    assert_eq!(emu.stats().status_queries, 0);
+    // One block when enabled, one when the paper ran out.
+    assert!(emu.stats().asb_blocks >= 2, "{:?}", emu.stats());
+}
+
+#[test]
+fn names_in_any_code_page_of_the_profile_round_trip_through_the_printer() {
+    let p = profile();
+    let lines = [
+        "José Müller",
+        "Zoë Ñandú",
+        "Øre 5 € → no",
+        "Straße 12, Café Ø€",
+    ];
+    // The arrow is in none of the virtual printer's pages: refused, never printed as '?'.
+    let refused = Label {
+        elements: vec![Element::Text(TextLine::plain(lines[2]))],
+        cut: true,
+    };
+    assert!(matches!(
+        compile(&refused, &p, 256),
+        Err(frank::printer::compiler::CompileError::Unprintable { ch: '→', .. })
+    ));
+    assert_eq!(frank::printer::codepage::printable(&p, "Łukasz"), Err('Ł'));
+    let printed = [lines[0], lines[1], "Øre 5 €", lines[3]];
+    let label = Label {
+        elements: vec![
+            Element::Address {
+                heading: Some("FROM:".into()),
+                lines: vec![printed[0].into(), printed[2].into()],
+            },
+            Element::Address {
+                heading: Some("TO:".into()),
+                lines: vec![printed[1].into(), printed[3].into()],
+            },
+        ],
+        cut: true,
+    };
+    let job = compile(&label, &p, 256).unwrap();
+    assert!(!job.bytes.contains(&b'?'));
+    // CP437 has é ü ë Ñ ú ß; Ø and € need another table: CP1252 (ESC t 16), the lowest.
+    assert!(job.bytes.windows(3).any(|w| w == [0x1b, 0x74, 16]));
+    let emu = spawn_emulator(&p, None);
+    let port = PrinterPort::open(emu.device_path(), &p, None).unwrap();
+    let (_tx, link) = watch::channel(LinkState::Up);
+    let (h, _) = spawn_job(
+        port,
+        job,
+        link,
+        StreamConfig::default(),
+        Box::new(NoMilestones),
+    );
+    let (_port, outcome) = h.join().unwrap();
+    assert!(
+        matches!(outcome, JobOutcome::Completed { .. }),
+        "{outcome:?}"
+    );
+    wait_for("the page", || !emu.jobs().is_empty());
+    let text = emu.jobs()[0].text.clone();
+    assert_eq!(
+        text,
+        vec![
+            "FROM:", printed[0], printed[2], "TO:", printed[1], printed[3]
+        ]
+    );
+    // Drawn, not blank: every line's glyphs put dots on the page.
+    assert!(emu.jobs()[0].image.black_count() > 600);
+}
+
+#[test]
 fn vanishing_device_is_reported() {
     let p = profile();
     let job = compile(&raster_label(), &p, 256).unwrap();
@@ -924,4 +1024,77 @@ fn a_banded_indicium_printed_before_its_last_byte_was_sent_stays_in_order() {
     }
     assert_eq!(seen.first(), Some(&Milestone::IndiciumSending));
     assert_eq!(seen.last(), Some(&Milestone::EndPrinted));
+}
+
+/// The virtual printer on 120 mm die-cut labels with a 3 mm gap.
+fn gap_profile(commands: frank::printer::profile::LabelCommands) -> Profile {
+    let mut p = profile();
+    p.media_kind = frank::printer::profile::MediaKind::Gap;
+    p.label_length_mm = Some(120.0);
+    p.gap_mm = 3.0;
+    p.label_commands = commands;
+    p
+}
+
+/// Prints `n` labels one after the other on one port; returns the pages.
+fn print_labels(
+    p: &Profile,
+    n: usize,
+) -> (
+    Vec<frank::printer::emulator::render::RenderedJob>,
+    EmulatorHandle,
+) {
+    let emu = spawn_emulator(p, None);
+    let mut port = PrinterPort::open(emu.device_path(), p, None).unwrap();
+    for i in 0..n {
+        let label = postage_label(&format!("FRANK-LABEL-{i:02}"));
+        let opts = CompileOptions {
+            job_seq: i as u32,
+            layout: Layout::Rotated180,
+            ..CompileOptions::default()
+        };
+        let job = compile_with(&label, p, &opts).unwrap();
+        let (_tx, link) = watch::channel(LinkState::Up);
+        let (h, _) = spawn_job(
+            port,
+            job,
+            link,
+            StreamConfig::default(),
+            Box::new(NoMilestones),
+        );
+        let (back, outcome) = h.join().unwrap();
+        assert!(
+            matches!(outcome, JobOutcome::Completed { .. }),
+            "label {i}: {outcome:?}"
+        );
+        port = back;
+    }
+    wait_for("the pages", || emu.jobs().len() >= n);
+    (emu.jobs(), emu)
+}
+
+#[test]
+fn ten_gap_labels_in_a_row_all_start_at_a_label_top_and_are_cut_in_the_gap() {
+    use frank::printer::profile::LabelCommands;
+    let p = gap_profile(LabelCommands::EpsonFsL);
+    let (l, g) = p.label_rows().unwrap();
+    let (pages, emu) = print_labels(&p, 10);
+    assert_eq!(pages.len(), 10);
+    for (i, page) in pages.iter().enumerate() {
+        let fit = page.label.unwrap();
+        assert_eq!(fit.start_offset_rows, 0, "label {i}: {fit:?}");
+        assert!(
+            (l..l + g).contains(&fit.cut_offset_rows),
+            "label {i}: {fit:?}"
+        );
+        assert!(!fit.misaligned, "label {i}: {fit:?}");
+        assert_eq!(page.data_matrix.len(), 1, "label {i}");
+    }
+    assert_eq!(emu.stats().misaligned_labels, 0);
+
+    // Without the label commands the same labels drift: the emulator reports it.
+    let p = gap_profile(LabelCommands::None);
+    let (pages, emu) = print_labels(&p, 10);
+    assert_eq!(pages.len(), 10);
+    assert!(emu.stats().misaligned_labels >= 9, "{:?}", emu.stats());
 }

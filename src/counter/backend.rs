@@ -27,11 +27,10 @@ use super::journal::{Journal, JournalError};
 use super::supervisor::{Phase, SupervisorHandle};
 use crate::indicium::layout::Indicium as SignedIndicium;
 use crate::indicium::layout::PieceNumber;
-use crate::indicium::render::{human_lines, module_dots, native_payload};
 use crate::indicium::{ItemKind, MailClass};
 use crate::link::guard::LinkState;
 use crate::money::Cents;
-use crate::printer::compiler::{self, Element, Indicium, Label, TextLine};
+use crate::printer::compiler::{self, Label};
 use crate::printer::profile::Profile;
 use crate::printer::streamer::{
     self, IndiciumPaper, JobOutcome, Milestones, PrinterFault, PrinterPort, Progress, StreamConfig,
@@ -263,6 +262,8 @@ fn verdict(outcome: &JobOutcome) -> (PaperVerdict, bool) {
 #[derive(Debug)]
 struct UiJob {
     key: JobKey,
+    /// The item authorized, for its printed face.
+    item: crate::indicium::Item,
     label: LabelText,
     indicium: Option<Vec<u8>>,
 }
@@ -530,38 +531,19 @@ fn printer_report(s: PrinterStatus) -> wire::PrinterReport {
     }
 }
 
-/// The label for a signed item: address blocks, the indicium (native Data Matrix where the
-/// profile has it, else rastered by the compiler), its human-readable lines, a cut.
-pub fn label_for(indicium: &SignedIndicium, text: &LabelText, profile: &Profile) -> Label {
-    // The indicium and its human-readable block at the top (where postage goes), then the
-    // addresses. Printed rotated 180°, the top prints last.
-    let mut elements = Vec::new();
-    let module_px = module_dots(profile.dpi).clamp(1, 16) as u8;
-    elements.push(Element::Indicium(Indicium::DataMatrix {
-        data: native_payload(indicium),
-        module_px,
-    }));
-    for line in human_lines(indicium) {
-        elements.push(Element::Text(TextLine::plain(&line)));
-    }
-    if !text.from.is_empty() {
-        elements.push(Element::Feed(1));
-        elements.push(Element::Address {
-            heading: None,
-            lines: text.from.clone(),
-        });
-    }
-    if !text.to.is_empty() {
-        elements.push(Element::Feed(1));
-        elements.push(Element::Address {
-            heading: Some("TO:".into()),
-            lines: text.to.clone(),
-        });
-    }
-    Label {
-        elements,
-        cut: true,
-    }
+/// The label for a signed item: its printed face (`indicium::face`): the indicium with its
+/// human-readable block, the item's fields or the address blocks, a cut.
+pub fn label_for(
+    indicium: &SignedIndicium,
+    item: Option<&crate::indicium::Item>,
+    text: &LabelText,
+    profile: &Profile,
+) -> Label {
+    let addresses = crate::indicium::face::Addresses {
+        from: &text.from,
+        to: &text.to,
+    };
+    crate::indicium::face::face(indicium, item, &addresses, profile)
 }
 
 impl Actor {
@@ -1314,6 +1296,7 @@ impl Actor {
         };
         let rec = UiJob {
             key,
+            item: item.clone(),
             label,
             indicium: None,
         };
@@ -1453,7 +1436,7 @@ impl Actor {
             return;
         };
         let label = match SignedIndicium::decode(&bytes) {
-            Ok(ind) => label_for(&ind, &rec.label, &setup.profile),
+            Ok(ind) => label_for(&ind, Some(&rec.item), &rec.label, &setup.profile),
             Err(e) => {
                 self.emit(Backend::Error(format!(
                     "Vendor's indicium is malformed: {e}"

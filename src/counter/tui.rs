@@ -315,9 +315,11 @@ pub fn resolve(o: &Overrides, no_color: bool) -> anyhow::Result<CounterSettings>
     let device = o.printer.clone().or(pf.device);
     let profile_name = o.profile.clone().or(pf.profile);
     let mut printer_name = "(none)".to_string();
+    let mut printer_profile = None;
     if let Some(device) = device {
         let profile = load_profile(profile_name.as_deref().unwrap_or("generic-80mm"))?;
         printer_name = format!("{} ({})", device.display(), profile.name);
+        printer_profile = Some(profile.clone());
         backend.printer = Some(PrinterSetup { device, profile });
     }
     let mut app = AppConfig {
@@ -325,6 +327,7 @@ pub fn resolve(o: &Overrides, no_color: bool) -> anyhow::Result<CounterSettings>
         keys,
         theme,
         printer_name,
+        printer_profile,
         ..AppConfig::default()
     };
     if let Some(s) = file.idle_timeout_s {

@@ -30,6 +30,36 @@ pub struct VerifyArgs {
     /// refunded piece) or a piece the vendor does not know.
     #[arg(long, value_name = "ADDR")]
     pub vendor: Option<String>,
+    /// A text file of the item's fields as read off the paper (`LABEL: value` lines, as the
+    /// face prints them; docs/INDICIUM.md §Printed faces): their digest is recomputed and
+    /// compared with the indicium's kind digest. Exits non-zero when they differ.
+    #[arg(long, value_name = "FILE")]
+    pub fields: Option<std::path::PathBuf>,
+}
+
+/// The `--fields` lines for an indicium: the digest of the fields read off the paper and
+/// whether it is the indicium's (`Err`: the fields do not make an item of its kind).
+pub fn check_fields(ind: &Indicium, text: &str) -> anyhow::Result<(Vec<String>, bool)> {
+    let Subject::Item(d) = &ind.body.subject else {
+        anyhow::bail!("--fields: {}", super::face::FieldsError::Postage);
+    };
+    let item = super::face::parse_fields(d.kind(), text).context("--fields")?;
+    let digest = item.digest();
+    let matches = &digest == d.digest();
+    let mut lines: Vec<String> = super::face::canonical_fields(&item)
+        .into_iter()
+        .map(|(l, v)| format!("field {l}: {v}"))
+        .collect();
+    lines.push(format!("fields_digest: {}", hex::encode(digest)));
+    lines.push(format!(
+        "fields: {}",
+        if matches {
+            "MATCH (the printed fields are the ones signed)"
+        } else {
+            "MISMATCH (the printed fields are not the ones signed)"
+        }
+    ));
+    Ok((lines, matches))
 }
 
 fn read_capped(path: &Path) -> anyhow::Result<Vec<u8>> {
@@ -200,6 +230,18 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
                 println!("{line}");
             }
             println!("vendor_key: {}", hex::encode(v.public_key));
+            if let Some(path) = &args.fields {
+                let text = String::from_utf8(read_capped(path)?)
+                    .with_context(|| format!("{}: not a text file", path.display()))?;
+                let (lines, matches) = check_fields(&v.indicium, &text)?;
+                for line in lines {
+                    println!("{line}");
+                }
+                if !matches {
+                    println!("result: INVALID (fields mismatch)");
+                    anyhow::bail!("the printed fields do not match the indicium's digest");
+                }
+            }
             if let Some(addr) = &args.vendor {
                 // Pin the key that signed the indicium: only its vendor can answer for it.
                 let scanned = scan_online(addr, &v.public_key, &payload)?;

@@ -7,6 +7,8 @@
 //! - `layout`: indicium layout v1 (docs/INDICIUM.md): encoder and strict decoder.
 //! - `signer`: the `Signer` seam, `FileSigner`, `PieceFacts` and `build_and_sign`.
 //! - `render`: payload -> Data Matrix -> 1-bit `MonoImage` (+ PNG), human-readable block.
+//! - `face`: the printed face of each kind (its digest's fields in a canonical text form read
+//!   back by `frank verify --fields`), the postage label's indicium block.
 //! - `rates`: rate table, zones, `quote`, `enforce_quote`.
 //! - `verify`: `verify_payload`, vendor keys, PNG scanning with rxing.
 //! - `cli`: `frank verify`.
@@ -17,6 +19,7 @@
 
 pub mod address;
 pub mod cli;
+pub mod face;
 pub mod kinds;
 pub mod layout;
 pub mod rates;

@@ -65,8 +65,13 @@ pub fn symbol_modules(payload: &[u8]) -> Result<(Vec<bool>, usize, usize), Rende
 /// The symbol alone with its quiet zone, at `dpi`.
 pub fn render_symbol(payload: &[u8], dpi: u32) -> Result<MonoImage, RenderError> {
     check_dpi(dpi)?;
+    symbol_image(payload, module_dots(dpi))
+}
+
+/// The symbol with its [`QUIET_MODULES`]-module quiet zone, `m` dots a module (at least 1).
+pub fn symbol_image(payload: &[u8], m: u32) -> Result<MonoImage, RenderError> {
     let (bits, w, h) = symbol_modules(payload)?;
-    let m = module_dots(dpi);
+    let m = m.max(1);
     // Symbol sizes are at most 144 modules, so these products stay small.
     let (w, h) = (w as u32, h as u32);
     let mut img = MonoImage::new((w + 2 * QUIET_MODULES) * m, (h + 2 * QUIET_MODULES) * m);

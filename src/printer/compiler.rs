@@ -6,7 +6,7 @@
 //!
 //! Text styling, init and line feeds are encoded by the `escpos` crate through a capture driver;
 //! cuts, raster bands, native 2-D codes and 1-D barcodes are Frank's own bytes (escpos 0.20's
-//! `partial_cut` sends `GS V 'A'`, which is feed + *full* cut; see DOMAIN.md §5).
+//! `partial_cut` sends `GS V 'A'`, which is feed + *full* cut; docs/PRINTING.md §Limits).
 
 use std::cell::RefCell;
 use std::ops::Range;
@@ -17,7 +17,7 @@ use escpos::printer::Printer;
 use escpos::utils::{JustifyMode, Protocol};
 
 use super::bitmap::Bitmap;
-use super::profile::{ClearBuffer, CutCommand, Profile};
+use super::profile::{ClearBuffer, CutCommand, LabelCommands, Profile};
 
 /// Default largest chunk the streamer writes between link checks.
 pub const CHUNK_BYTES_MAX_DEFAULT: usize = 256;
@@ -29,11 +29,20 @@ pub const TEXT_LINE_CHARS_MAX: usize = 400;
 pub const NATIVE_2D_DATA_BYTES_MAX: usize = 65_532;
 /// Most elements in one label.
 pub const LABEL_ELEMENTS_MAX: usize = 256;
+/// Modules of quiet zone on every side of a Data Matrix (docs/INDICIUM.md §Symbol; ISO/IEC
+/// 16022 asks for at least one).
+pub use crate::indicium::render::QUIET_MODULES as QUIET_ZONE_MODULES;
+/// `GS v 0 m xL xH yL yH`: the header before a raster band's data.
+pub const RASTER_HEADER_BYTES: usize = 8;
 
 /// DLE DC4 fn 8: clear the receive and print buffers (real-time). Replies 37 25 00.
 pub const CLEAR_BUFFERS: [u8; 10] = [0x10, 0x14, 0x08, 0x01, 0x03, 0x14, 0x01, 0x06, 0x02, 0x08];
 /// The reply to [`CLEAR_BUFFERS`].
 pub const CLEAR_BUFFERS_REPLY: [u8; 3] = [0x37, 0x25, 0x00];
+/// `GS a n` with n = 0x0E: automatic status back for online/offline (bit 1), errors (bit 2)
+/// and the roll paper sensor (bit 3); the printer then sends four status bytes at once and on
+/// every change (docs/PRINTING.md §Commands).
+pub const ASB_ENABLE: [u8; 3] = [0x1d, 0x61, 0x0e];
 /// ESC @: initialise the printer.
 pub const INIT: [u8; 2] = [0x1b, 0x40];
 /// `GS ( H` fn 48 header: `1D 28 48 06 00 30 30`, then the four ID bytes.
@@ -136,7 +145,8 @@ pub enum Align {
     Right,
 }
 
-/// One styled line of text (printable ASCII; anything else prints as `?`).
+/// One styled line of text, encoded to the profile's code pages (a character none of them has
+/// is refused: [`CompileError::Unprintable`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TextLine {
     pub text: String,
@@ -304,6 +314,12 @@ pub enum CompileError {
     Barcode(String),
     #[error("{profile} cannot print {what}")]
     Unsupported { profile: String, what: &'static str },
+    #[error("text line {line}: {ch} is in no code page of the {profile}")]
+    Unprintable {
+        line: usize,
+        ch: char,
+        profile: String,
+    },
     #[error("chunk_bytes_max {0} is below the minimum {CHUNK_BYTES_MIN}")]
     ChunkTooSmall(usize),
     #[error("escpos encoder: {0}")]
@@ -332,6 +348,8 @@ impl Driver for Capture {
 
 /// Accumulates commands, recording where each starts.
 struct Enc {
+    /// The `ESC t` table the printer is in (0 after `ESC @`).
+    page: u8,
     bytes: Vec<u8>,
     boundaries: Vec<usize>,
     capture: Capture,
@@ -345,6 +363,7 @@ impl Enc {
         let capture = Capture::default();
         let esc = Printer::new(capture.clone(), Protocol::default(), None);
         Enc {
+            page: 0,
             bytes: Vec::new(),
             boundaries: Vec::new(),
             capture,
@@ -384,13 +403,6 @@ fn justify(a: Align) -> JustifyMode {
         Align::Center => JustifyMode::CENTER,
         Align::Right => JustifyMode::RIGHT,
     }
-}
-
-/// Printable ASCII only: the printer's code page is not Unicode.
-fn printable(s: &str) -> String {
-    s.chars()
-        .map(|c| if (' '..='~').contains(&c) { c } else { '?' })
-        .collect()
 }
 
 /// Compile a label for a profile: layout as given, job sequence 0 (see [`compile_with`]).
@@ -460,6 +472,15 @@ pub fn compile_with(
         };
     }
     e.esc(|p| p.init())?;
+    if profile.status.asb {
+        // Paper end, cover open and errors are pushed by the printer as they happen.
+        e.raw(&ASB_ENABLE);
+    }
+    let labels = label_positioning(profile);
+    if labels {
+        // The label starts at a label's top, wherever the last job left the paper.
+        e.raw(&LABEL_TO_PRINT_START);
+    }
     match opts.layout {
         Layout::AsGiven => {
             for (el, &line) in label.elements.iter().zip(&first_line) {
@@ -474,7 +495,14 @@ pub fn compile_with(
             e.raw(&UPSIDE_DOWN_OFF);
         }
     }
-    if label.cut {
+    if labels {
+        // To the cutting position (in the gap after this label), then cut there.
+        e.raw(&LABEL_TO_CUT);
+        if label.cut {
+            e.raw(&cut_here_bytes(profile));
+        }
+        m.rows += profile.label_rows().map_or(0, |(l, g)| l + g);
+    } else if label.cut {
         e.raw(&cut_bytes(profile));
         m.rows += u32::from(profile.cut_feed_lines) * TEXT_LINE_ROWS;
     }
@@ -549,8 +577,12 @@ fn element(
             if m.indicium.is_some() {
                 return Err(CompileError::TwoIndicia);
             }
-            let right = rotated && matches!(ind, Indicium::DataMatrix { .. });
-            let native = right && profile.native_2d.data_matrix_cn.is_some();
+            // The indicium sits at the label's right (top right on a postage label): as given,
+            // right-aligned; rotated 180°, at the print area's left, which is the turned
+            // label's right (the printer turns neither raster images nor 2-D symbols).
+            let native = !rotated
+                && matches!(ind, Indicium::DataMatrix { .. })
+                && profile.native_2d.data_matrix_cn.is_some();
             if native {
                 e.raw(&[0x1b, 0x61, 2]);
             }
@@ -576,6 +608,9 @@ fn element(
                 // The signed payload does not stay in the printer's symbol memory, where a
                 // stray print command could print it again.
                 e.raw(&symbol_store_erase(cn));
+            }
+            if let (true, Indicium::DataMatrix { module_px, .. }) = (emitted.native, ind) {
+                feed_dots_into(e, QUIET_ZONE_MODULES * u32::from(*module_px));
             }
             if native {
                 e.raw(&[0x1b, 0x61, 0]);
@@ -606,7 +641,14 @@ fn text_line(
             height_mul: t.height_mul,
         });
     }
-    let text = printable(&t.text);
+    let pieces = super::codepage::encode(profile, &t.text, &mut e.page).map_err(|ch| {
+        CompileError::Unprintable {
+            line,
+            ch,
+            profile: profile.name.clone(),
+        }
+    })?;
+    let text = &t.text;
     let columns = profile.fonts.get(&0).map_or(32, |f| f.columns) as usize;
     let limit = (columns / usize::from(t.width_mul)).min(TEXT_LINE_CHARS_MAX);
     let chars = text.chars().count();
@@ -629,8 +671,11 @@ fn text_line(
     if (t.width_mul, t.height_mul) != (1, 1) {
         e.esc(|p| p.size(t.width_mul, t.height_mul))?;
     }
-    if !text.is_empty() {
-        e.esc(|p| p.write(&text))?;
+    for piece in pieces {
+        match piece {
+            super::codepage::Piece::Select(n) => e.raw(&super::codepage::select_bytes(n)),
+            super::codepage::Piece::Bytes(b) => e.raw(&b),
+        }
     }
     e.esc(|p| p.feed())?;
     if styled {
@@ -676,7 +721,9 @@ fn emit_indicium(
                 let (_, _, h) = crate::indicium::render::symbol_modules(data)
                     .map_err(|e| CompileError::DataMatrix(e.to_string()))?;
                 let cmds = data_matrix_native(cn, data, *module_px)?;
-                let mut marks_at = marks_at;
+                let quiet_px = QUIET_ZONE_MODULES * u32::from(*module_px);
+                feed_dots_into(e, quiet_px);
+                let mut marks_at = e.offset();
                 for (i, cmd) in cmds.iter().enumerate() {
                     // The last command prints; the ones before only set up and store.
                     if i + 1 == cmds.len() {
@@ -684,15 +731,18 @@ fn emit_indicium(
                     }
                     e.raw(cmd);
                 }
+                // The printer draws the modules only: the quiet zone above and below is fed
+                // (ESC J, dots; the one below by the caller, after the indicium's process ID);
+                // beside it, the symbol stands alone on its rows.
                 return Ok(Emitted {
                     native: true,
                     marks_at,
-                    // Symbols are at most 144 modules a side; the quiet zone adds one each way.
-                    rows: (h as u32 + 2) * u32::from(*module_px),
+                    // Symbols are at most 144 modules a side.
+                    rows: h as u32 * u32::from(*module_px) + 2 * quiet_px,
                 });
             }
             let bmp = turn(render_data_matrix(data, u32::from(*module_px))?);
-            raster_marked(e, profile, &bmp, pid)?;
+            raster_marked(e, profile, &bmp, right_px(profile, &bmp, rotated), pid)?;
             Ok(Emitted {
                 native: false,
                 marks_at,
@@ -701,13 +751,23 @@ fn emit_indicium(
         }
         Indicium::Image(bmp) => {
             let bmp = turn(bmp.clone());
-            raster_marked(e, profile, &bmp, pid)?;
+            raster_marked(e, profile, &bmp, right_px(profile, &bmp, rotated), pid)?;
             Ok(Emitted {
                 native: false,
                 marks_at,
                 rows: bmp.height_px(),
             })
         }
+    }
+}
+
+/// Left margin that puts `bmp` at the label's right: flush right as given, flush left (the
+/// turned label's right) when rotated.
+fn right_px(profile: &Profile, bmp: &Bitmap, rotated: bool) -> u32 {
+    if rotated {
+        0
+    } else {
+        profile.media_width_px.saturating_sub(bmp.width_px())
     }
 }
 
@@ -719,29 +779,18 @@ pub fn symbol_store_erase(cn: u8) -> Vec<u8> {
     vec![0x1d, 0x28, 0x6b, 3, 0, cn, 80, 48]
 }
 
-/// Encode Data Matrix data as a symbol bitmap, `module_px` dots per module, with a 1-module
-/// quiet zone on each side.
+/// Encode Data Matrix data as a symbol bitmap, `module_px` dots per module, with a
+/// [`QUIET_ZONE_MODULES`]-module quiet zone on each side (docs/INDICIUM.md §Symbol).
 ///
 /// The data is one Base 256 segment in a square symbol (as the indicium renderer does), so a
 /// decoder returns binary payloads byte for byte.
 pub fn render_data_matrix(data: &[u8], module_px: u32) -> Result<Bitmap, CompileError> {
-    let (bits, w, h) = crate::indicium::render::symbol_modules(data)
-        .map_err(|e| CompileError::DataMatrix(e.to_string()))?;
-    let m = module_px.max(1);
-    // Symbols are at most 144 modules a side.
-    let (w, h) = (w as u32, h as u32);
-    let mut out = Bitmap::new((w + 2) * m, (h + 2) * m);
-    for (i, &dark) in bits.iter().enumerate() {
-        if dark {
-            let i = i as u32;
-            out.fill_rect((i % w + 1) * m, (i / w + 1) * m, m, m, true);
-        }
-    }
-    Ok(out)
+    crate::indicium::render::symbol_image(data, module_px)
+        .map_err(|e| CompileError::DataMatrix(e.to_string()))
 }
 
-/// `GS ( k` for Data Matrix with the profile's `cn`: select type (square, auto size), module
-/// size, store data, print.
+/// `GS ( k` for Data Matrix with the profile's `cn`: select type (fn 66: square, automatic
+/// size), module size (fn 67), store data (fn 80), print (fn 81). docs/PRINTING.md §Commands.
 pub fn data_matrix_native(
     cn: u8,
     data: &[u8],
@@ -762,26 +811,35 @@ pub fn data_matrix_native(
     let mut store = vec![cn, 80, 48];
     store.extend_from_slice(data);
     Ok(vec![
-        gs_k(&[cn, 65, 0, 0, 0]),
+        // fn 66 (Epson "Function 166"): m = 0 square ECC 200, d1 = d2 = 0 automatic size.
+        gs_k(&[cn, 66, 0, 0, 0]),
         gs_k(&[cn, 67, module_px]),
         gs_k(&store),
         gs_k(&[cn, 81, 48]),
     ])
 }
 
-/// Raster bands height limited by the profile, and by the receive buffer (some printers garble
-/// images larger than their buffer).
+/// Raster bands height limited by the profile, and by the receive buffer: a whole `GS v 0`
+/// command, its 8-byte header included, fits `receive_bytes` (some printers garble images larger
+/// than their buffer).
 pub fn band_height_px(profile: &Profile, stride: usize) -> u32 {
-    let by_buffer = (profile.receive_buffer_bytes as usize / stride.max(1)).max(1);
+    let room = (profile.receive_buffer_bytes as usize).saturating_sub(RASTER_HEADER_BYTES);
+    let by_buffer = (room / stride.max(1)).max(1);
     (profile.raster_band_height_px_max as usize).min(by_buffer) as u32
 }
 
 /// Raster bands; with `mark`, that process ID follows every band but the last (the caller puts
 /// it after the last), so whatever part of the image prints is covered by an ID.
+///
+/// The image goes out as wide as it is (no padding bytes): `left_px` dots from the print
+/// area's left edge are set with `GS L` (left margin, horizontal motion units = dots) and reset
+/// to 0 after. An image that fits the receive buffer (header included) is one command, so the
+/// printer never stops inside it; a taller one goes in bands each filling the buffer.
 fn raster_marked(
     e: &mut Enc,
     profile: &Profile,
     bmp: &Bitmap,
+    left_px: u32,
     mark: Option<ProcessId>,
 ) -> Result<(), CompileError> {
     if !profile.features.bit_image_raster {
@@ -797,9 +855,11 @@ fn raster_marked(
             profile: profile.name.clone(),
         });
     }
-    // Centre by whole bytes of left padding.
-    let pad_bytes = (profile.media_width_px - bmp.width_px()) / 2 / 8;
-    let stride = pad_bytes as usize + bmp.stride();
+    let left_px = left_px.min(profile.media_width_px - bmp.width_px());
+    if left_px > 0 {
+        e.raw(&left_margin(left_px));
+    }
+    let stride = bmp.stride();
     let band_h = band_height_px(profile, stride);
     let mut y = 0;
     while y < bmp.height_px() {
@@ -815,9 +875,8 @@ fn raster_marked(
             (h >> 8) as u8,
         ];
         for row in y..y + h {
-            cmd.extend(std::iter::repeat_n(0u8, pad_bytes as usize));
-            let s = row as usize * bmp.stride();
-            cmd.extend_from_slice(&bmp.rows()[s..s + bmp.stride()]);
+            let s = row as usize * stride;
+            cmd.extend_from_slice(&bmp.rows()[s..s + stride]);
         }
         e.raw(&cmd);
         y += h;
@@ -825,7 +884,23 @@ fn raster_marked(
             e.raw(&id.command());
         }
     }
+    if left_px > 0 {
+        e.raw(&left_margin(0));
+    }
     Ok(())
+}
+
+/// `GS L nL nH`: the left margin, in horizontal motion units (a dot at the default unit).
+pub fn left_margin(dots: u32) -> [u8; 4] {
+    let d = dots.min(0xffff);
+    [0x1d, 0x4c, d as u8, (d >> 8) as u8]
+}
+
+/// [`feed_dots`], one boundary per `ESC J`.
+fn feed_dots_into(e: &mut Enc, dots: u32) {
+    for c in feed_dots(dots).chunks(3) {
+        e.raw(c);
+    }
 }
 
 fn barcode(
@@ -854,16 +929,57 @@ fn barcode(
     Ok(())
 }
 
-/// The profile's cut, with its feed (GS V m; DOMAIN.md §5).
+/// The profile's cut, with its feed of `cut.feed_lines` lines (docs/PRINTING.md §Commands):
+/// `ESC d n` counts lines; `GS V 65 n` / `GS V 66 n` feed n vertical motion units (dots), so
+/// the lines are turned into dots there ([`line_pitch_dots`] each, at most 255).
 pub fn cut_bytes(profile: &Profile) -> Vec<u8> {
     let n = profile.cut_feed_lines;
+    let dots = (u32::from(n) * line_pitch_dots(profile.dpi)).min(255) as u8;
     match profile.cut {
         CutCommand::None => vec![0x1b, 0x64, n],
         CutCommand::Full => vec![0x1b, 0x64, n, 0x1d, 0x56, 0],
         CutCommand::Partial => vec![0x1b, 0x64, n, 0x1d, 0x56, 1],
-        CutCommand::FeedFull => vec![0x1d, 0x56, 65, n],
-        CutCommand::FeedPartial => vec![0x1d, 0x56, 66, n],
+        CutCommand::FeedFull => vec![0x1d, 0x56, 65, dots],
+        CutCommand::FeedPartial => vec![0x1d, 0x56, 66, dots],
     }
+}
+
+/// `FS ( L` fn 67, m = 48: feed to the print starting position of the label (Epson, label and
+/// black mark control).
+pub const LABEL_TO_PRINT_START: [u8; 7] = [0x1c, 0x28, 0x4c, 2, 0, 67, 48];
+/// `FS ( L` fn 66, m = 48: feed the label to the cutting position (the gap after it).
+pub const LABEL_TO_CUT: [u8; 7] = [0x1c, 0x28, 0x4c, 2, 0, 66, 48];
+
+/// Whether jobs position labels with `FS ( L` (gap or black-mark media whose profile says so).
+pub fn label_positioning(profile: &Profile) -> bool {
+    profile.label_commands == LabelCommands::EpsonFsL && profile.label_rows().is_some()
+}
+
+/// The cut at the current position, no feed (`GS V 0` / `GS V 1`), after [`LABEL_TO_CUT`].
+pub fn cut_here_bytes(profile: &Profile) -> Vec<u8> {
+    match profile.cut {
+        CutCommand::None => Vec::new(),
+        CutCommand::Full | CutCommand::FeedFull => vec![0x1d, 0x56, 0],
+        CutCommand::Partial | CutCommand::FeedPartial => vec![0x1d, 0x56, 1],
+    }
+}
+
+/// Dots one text line advances at the default line spacing, 1/6 inch (Epson `ESC 2`), with
+/// the vertical motion unit at the printer's dot pitch.
+pub fn line_pitch_dots(dpi: u32) -> u32 {
+    dpi.div_ceil(6)
+}
+
+/// `ESC J n`: print and feed n dots (vertical motion units), in as many commands as needed.
+pub fn feed_dots(dots: u32) -> Vec<u8> {
+    let mut v = Vec::new();
+    let mut left = dots;
+    while left > 0 {
+        let n = left.min(255);
+        v.extend_from_slice(&[0x1b, 0x4a, n as u8]);
+        left -= n;
+    }
+    v
 }
 
 /// What to send after the last job byte when a job is aborted at `bytes_sent` to throw away
@@ -991,7 +1107,130 @@ mod tests {
     #[test]
     fn partial_cut_is_feed_partial_not_escpos_full() {
         let p = shipped("virtual").unwrap();
-        assert_eq!(cut_bytes(&p), vec![0x1d, 0x56, 66, 3]);
+        // 3 lines at 203 dpi: GS V 66 n feeds n dots, 3 × 34.
+        assert_eq!(cut_bytes(&p), vec![0x1d, 0x56, 66, 102]);
+        let g = shipped("generic-58mm").unwrap();
+        // ESC d n counts lines.
+        assert_eq!(cut_bytes(&g), vec![0x1b, 0x64, 4]);
+    }
+
+    #[test]
+    fn data_matrix_type_is_fn_66() {
+        let cmds = data_matrix_native(54, b"X", 3).unwrap();
+        assert_eq!(cmds[0], vec![0x1d, 0x28, 0x6b, 5, 0, 54, 66, 0, 0, 0]);
+        assert_eq!(cmds[1], vec![0x1d, 0x28, 0x6b, 3, 0, 54, 67, 3]);
+        assert_eq!(&cmds[2][5..8], &[54, 80, 48]);
+        assert_eq!(cmds[3], vec![0x1d, 0x28, 0x6b, 3, 0, 54, 81, 48]);
+    }
+
+    #[test]
+    fn quiet_zone_is_two_modules() {
+        let (_, w, h) = crate::indicium::render::symbol_modules(b"FRANK").unwrap();
+        let b = render_data_matrix(b"FRANK", 3).unwrap();
+        assert_eq!(
+            (b.width_px(), b.height_px()),
+            ((w as u32 + 4) * 3, (h as u32 + 4) * 3)
+        );
+        for y in 0..b.height_px() {
+            for x in 0..b.width_px() {
+                let inside =
+                    (6..b.width_px() - 6).contains(&x) && (6..b.height_px() - 6).contains(&y);
+                assert!(
+                    inside || !b.get(x, y),
+                    "dark dot at {x},{y} in the quiet zone"
+                );
+            }
+        }
+        // Natively, two modules are fed above and below the symbol.
+        let p = shipped("virtual").unwrap();
+        let job = compile(&label(), &p, 256).unwrap();
+        let r = job.indicium.clone().unwrap();
+        assert_eq!(&job.bytes[r.start..r.start + 3], &[0x1b, 0x4a, 8]);
+        let after = job.indicium_pid.unwrap().offset + PROCESS_ID_COMMAND_BYTES + 8;
+        assert_eq!(&job.bytes[after..after + 3], &[0x1b, 0x4a, 8]);
+    }
+
+    #[test]
+    fn no_command_exceeds_the_receive_buffer() {
+        let big = Label {
+            elements: vec![
+                Element::Text(TextLine::plain("X")),
+                Element::Indicium(Indicium::Image(Bitmap::new(576, 900))),
+            ],
+            cut: true,
+        };
+        for id in crate::printer::profile::shipped_ids() {
+            let p = shipped(id).unwrap();
+            let mut l = big.clone();
+            if let Element::Indicium(Indicium::Image(b)) = &mut l.elements[1] {
+                *b = Bitmap::new(p.media_width_px, 900);
+            }
+            for label in [l, label()] {
+                let job = compile(&label, &p, 256).unwrap();
+                let mut ends = job.boundaries.clone();
+                ends.push(job.bytes.len());
+                for w in ends.windows(2) {
+                    assert!(
+                        w[1] - w[0] <= p.receive_buffer_bytes as usize,
+                        "{id}: a {}-byte command",
+                        w[1] - w[0]
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_symbol_that_fits_the_buffer_is_one_raster_command() {
+        // The largest indicium (174 bytes, 52 × 52 modules + quiet zone) at 3 dots a module.
+        let p = shipped("epson-tm-l90").unwrap();
+        let l = Label {
+            elements: vec![Element::Indicium(Indicium::DataMatrix {
+                data: vec![0xa5; 174],
+                module_px: 3,
+            })],
+            cut: false,
+        };
+        let job = compile(&l, &p, 256).unwrap();
+        let r = job.indicium.clone().unwrap();
+        let bands = job.bytes[r.clone()]
+            .windows(4)
+            .filter(|w| *w == [0x1d, 0x76, 0x30, 0])
+            .count();
+        assert_eq!(bands, 1);
+        // Flush right with GS L, no padding bytes.
+        assert_eq!(&job.bytes[r.start..r.start + 4], &left_margin(576 - 168));
+    }
+
+    #[test]
+    fn label_stock_is_positioned_with_fs_l() {
+        let p = shipped("epson-tm-l90").unwrap();
+        assert!(label_positioning(&p));
+        let job = compile(&label(), &p, 256).unwrap();
+        assert_eq!(&job.bytes[5..12], &LABEL_TO_PRINT_START);
+        let at = job
+            .bytes
+            .windows(7)
+            .position(|w| w == LABEL_TO_CUT)
+            .unwrap();
+        assert_eq!(&job.bytes[at + 7..at + 10], &[0x1d, 0x56, 0]);
+        // Continuous media: no label commands.
+        let v = shipped("virtual").unwrap();
+        let job = compile(&label(), &v, 256).unwrap();
+        assert!(!job.bytes.windows(3).any(|w| w == [0x1c, 0x28, 0x4c]));
+    }
+
+    #[test]
+    fn asb_is_enabled_where_the_profile_has_it() {
+        for id in crate::printer::profile::shipped_ids() {
+            let p = shipped(id).unwrap();
+            let job = compile(&label(), &p, 256).unwrap();
+            let has = job.bytes.windows(3).any(|w| w == ASB_ENABLE);
+            assert_eq!(has, p.status.asb, "{id}");
+            if has {
+                assert_eq!(&job.bytes[2..5], &ASB_ENABLE, "{id}: right after ESC @");
+            }
+        }
     }
 
     #[test]
@@ -1021,9 +1260,10 @@ mod tests {
         let p = shipped("bixolon-srp-350iii").unwrap();
         let job = compile(&label(), &p, 256).unwrap();
         let r = job.indicium.unwrap();
+        // The quiet zone's feed (ESC J, 2 modules of 4 dots), then fn 66 with cn 51.
         assert_eq!(
-            &job.bytes[r.start..r.start + 6],
-            &[0x1d, 0x28, 0x6b, 5, 0, 51]
+            &job.bytes[r.start..r.start + 10],
+            &[0x1b, 0x4a, 8, 0x1d, 0x28, 0x6b, 5, 0, 51, 66]
         );
     }
 
@@ -1045,7 +1285,8 @@ mod tests {
             let x = usize::from(b[4]) | usize::from(b[5]) << 8;
             let y = usize::from(b[6]) | usize::from(b[7]) << 8;
             assert!(
-                y as u32 <= p.raster_band_height_px_max && x * y <= p.receive_buffer_bytes as usize
+                y as u32 <= p.raster_band_height_px_max
+                    && 8 + x * y <= p.receive_buffer_bytes as usize
             );
             rows += y;
             at += 8 + x * y;
@@ -1103,8 +1344,13 @@ mod tests {
             );
             assert!(job.is_boundary(ind.offset) && job.is_boundary(end.offset));
             assert!(has(ind_id) && has(end_id));
-            // The end ID comes after the cut.
-            let cut = cut_bytes(&p);
+            // The end ID comes after the cut (on label stock: after FS ( L to the cutting
+            // position and a cut there).
+            let cut = if label_positioning(&p) {
+                [LABEL_TO_CUT.to_vec(), cut_here_bytes(&p)].concat()
+            } else {
+                cut_bytes(&p)
+            };
             assert_eq!(&job.bytes[end.offset - cut.len()..end.offset], &cut[..]);
         }
     }
@@ -1139,13 +1385,16 @@ mod tests {
             ..CompileOptions::default()
         };
         let job = compile_with(&label(), &p, &opts).unwrap();
-        assert_eq!(&job.bytes[..5], &[0x1b, 0x40, 0x1b, 0x7b, 1]);
+        assert_eq!(&job.bytes[..2], &[0x1b, 0x40]);
+        assert_eq!(&job.bytes[5..8], &[0x1b, 0x7b, 1]);
         let at = |s: &[u8]| job.bytes.windows(s.len()).position(|w| w == s).unwrap();
-        // Address last line first, then the indicium (right-aligned), then the heading text.
+        // Address last line first, then the indicium, then the heading text.
         assert!(at(b"1 MAIN ST") < at(b"JANE DOE") && at(b"JANE DOE") < at(b"TO:"));
         let r = job.indicium.clone().unwrap();
         assert!(at(b"TO:") < r.start && r.end < at(b"PRIORITY"));
-        assert_eq!(&job.bytes[r.start - 3..r.start], &[0x1b, 0x61, 2]);
+        // At the print area's left, the turned label's right: no justification.
+        assert_ne!(&job.bytes[r.start - 3..r.start], &[0x1b, 0x61, 2]);
+        assert_eq!(&job.bytes[r.start..r.start + 3], &[0x1b, 0x4a, 8]);
         assert_eq!(job.indicium_pid.unwrap().offset, r.end);
         // A raster indicium is turned by 180°.
         let img = {

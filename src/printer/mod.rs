@@ -5,6 +5,7 @@
 //! - [`import`]: escpos-printer-db capabilities.json → Frank profiles.
 //! - [`bitmap`]: the 1-bit image type shared with the indicium renderer.
 //! - [`compiler`]: sans-I/O label → ESC/POS bytes, chunks and indicium markers.
+//! - [`codepage`]: sans-I/O text → the profile's code pages (`ESC t`), `printable` for forms.
 //! - [`realtime`]: spotting real-time commands (DLE EOT, DLE DC4) in a byte stream.
 //! - [`replies`]: sans-I/O reader of what the printer sends back (status, process IDs, clear
 //!   confirmations, ASB), one reader that never mistakes one for another.
@@ -18,6 +19,7 @@
 
 pub mod bitmap;
 pub mod cli;
+pub mod codepage;
 pub mod compiler;
 pub mod emulator;
 pub mod import;

@@ -213,6 +213,31 @@ pub enum MediaKind {
     BlackMark,
 }
 
+/// Default gap between labels, in mm (die-cut label stock commonly has 2–3 mm).
+pub const GAP_MM_DEFAULT: f64 = 3.0;
+
+/// How a printer is told where labels are (docs/PRINTING.md §Media).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LabelCommands {
+    /// None: the job feeds as on a roll (labels drift on gap and black-mark media).
+    None,
+    /// Epson `FS ( L`: fn 67 feeds to the label's print starting position before the label,
+    /// fn 66 to the cutting position (in the gap) before the cut (TM-L90, TM-L100).
+    EpsonFsL,
+}
+
+impl Profile {
+    /// Dot rows of one label and of the gap after it, on gap or black-mark media.
+    pub fn label_rows(&self) -> Option<(u32, u32)> {
+        if self.media_kind == MediaKind::Continuous {
+            return None;
+        }
+        let rows = |mm: f64| (mm * f64::from(self.dpi) / 25.4).round() as u32;
+        Some((rows(self.label_length_mm?), rows(self.gap_mm).max(1)))
+    }
+}
+
 /// Serial flow control. `DtrDsr` is done by Frank watching DSR itself (serialport lacks it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -364,6 +389,10 @@ pub struct Profile {
     pub dpi: u32,
     pub media_kind: MediaKind,
     pub label_length_mm: Option<f64>,
+    /// Gap (or black mark) between labels, in mm (`media.gap_mm`, default [`GAP_MM_DEFAULT`]).
+    pub gap_mm: f64,
+    /// How labels are positioned on gap and black-mark media (`media.label_commands`).
+    pub label_commands: LabelCommands,
     pub fonts: BTreeMap<u8, Font>,
     pub code_pages: BTreeMap<u8, String>,
     pub features: Features,
@@ -410,6 +439,19 @@ impl Profile {
             )
             .unwrap_or(MediaKind::Continuous);
         let label_length_mm = v.float("media.label_length_mm", false, 5.0, 2000.0);
+        let gap_mm = v
+            .float("media.gap_mm", false, 0.5, 50.0)
+            .unwrap_or(GAP_MM_DEFAULT);
+        let label_commands = v
+            .choice(
+                "media.label_commands",
+                &[
+                    ("none", LabelCommands::None),
+                    ("fs_l", LabelCommands::EpsonFsL),
+                ],
+                Some(LabelCommands::None),
+            )
+            .unwrap_or(LabelCommands::None);
         if media_kind != MediaKind::Continuous && label_length_mm.is_none() {
             v.err(
                 "media.label_length_mm",
@@ -521,6 +563,16 @@ impl Profile {
             }
         }
         v.unknown_keys();
+        if v.errors.is_empty() {
+            v.errors.extend(value_refusals(
+                &name,
+                &notes,
+                &features,
+                &native_2d,
+                media_width_px,
+                dpi,
+            ));
+        }
         if !v.errors.is_empty() {
             return Err(v.errors);
         }
@@ -534,6 +586,8 @@ impl Profile {
             dpi,
             media_kind,
             label_length_mm,
+            gap_mm,
+            label_commands,
             fonts,
             code_pages,
             features,
@@ -597,6 +651,14 @@ impl Profile {
         if let Some(l) = self.label_length_mm {
             media.insert("label_length_mm".into(), toml::Value::Float(l));
         }
+        media.insert("gap_mm".into(), toml::Value::Float(self.gap_mm));
+        media.insert(
+            "label_commands".into(),
+            s(match self.label_commands {
+                LabelCommands::None => "none",
+                LabelCommands::EpsonFsL => "fs_l",
+            }),
+        );
         t.insert("media".into(), toml::Value::Table(media));
         let mut fonts = toml::Table::new();
         for (k, f) in &self.fonts {
@@ -704,6 +766,60 @@ impl Profile {
         // Serialising a table of strings, numbers, booleans and tables cannot fail.
         toml::to_string_pretty(&t).unwrap_or_default()
     }
+}
+
+/// Modules a side of the largest indicium symbol with its quiet zone: 174 bytes fit 52 × 52
+/// (docs/INDICIUM.md §Symbol), plus 2 quiet modules each way.
+pub const INDICIUM_SIDE_MODULES_MAX: u32 = 52 + 2 * crate::indicium::render::QUIET_MODULES;
+
+/// Why a valid profile still cannot print an item of value (empty: it can). Frank refuses such a
+/// profile wherever it is read — `profiles validate`, `profiles import`, the counter's start —
+/// so nothing is reserved or signed for a printer that could not print it.
+fn value_refusals(
+    name: &str,
+    notes: &str,
+    features: &Features,
+    native_2d: &Native2d,
+    width_px: u32,
+    dpi: u32,
+) -> Vec<FieldError> {
+    let mut out = Vec::new();
+    let mut refuse = |field: &str, message: String| {
+        out.push(FieldError {
+            field: field.to_string(),
+            message,
+        })
+    };
+    let lower = |t: &str| t.to_ascii_lowercase();
+    if lower(name).contains("display") || lower(notes).contains("customer display") {
+        refuse(
+            "name",
+            "a customer display, not a printer: it cannot print an item".into(),
+        );
+    }
+    if features.star_commands {
+        refuse(
+            "features.starCommands",
+            "a Star printer (Star Line Mode commands): Frank sends ESC/POS only, so it cannot drive it"
+                .into(),
+        );
+    }
+    if !features.bit_image_raster && native_2d.data_matrix_cn.is_none() {
+        let message = if features.bit_image_column {
+            "prints images only in columns (ESC *): an indicium needs raster images              (features.bitImageRaster, GS v 0) or native Data Matrix (native_2d.data_matrix_cn)"
+        } else {
+            "neither raster images (features.bitImageRaster) nor native Data Matrix              (native_2d.data_matrix_cn): it cannot print an indicium"
+        };
+        refuse("features.bitImageRaster", message.into());
+    }
+    let need_px = INDICIUM_SIDE_MODULES_MAX * crate::indicium::render::module_dots(dpi);
+    if width_px > 0 && width_px < need_px {
+        refuse(
+            "media.width_px",
+            format!("{width_px} px cannot hold the largest indicium ({need_px} px at {dpi} dpi)"),
+        );
+    }
+    out
 }
 
 /// Reads fields out of a table, remembering which keys it saw and every error.
@@ -1050,6 +1166,48 @@ mod tests {
         let looped = r#"inherits = "looped""#;
         let r = RawProfile::parse("looped", looped, &|_| Some(looped.to_string()));
         assert!(matches!(r, Err(ProfileError::InheritsTooDeep { .. })));
+    }
+
+    fn refused(src: &str) -> Vec<FieldError> {
+        match Profile::from_toml("x", src) {
+            Err(ProfileError::Invalid(e)) => e,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn profiles_that_cannot_print_value_are_refused() {
+        let base = "inherits = \"generic-80mm\"\n";
+        let no_image = format!(
+            "{base}name = \"Text only\"\n[features]\nbitImageRaster = false\nbitImageColumn = false\n"
+        );
+        let e = refused(&no_image);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].field, "features.bitImageRaster");
+        assert!(
+            e[0].message.contains("cannot print an indicium"),
+            "{}",
+            e[0]
+        );
+        let column = format!("{base}name = \"Column\"\n[features]\nbitImageRaster = false\n");
+        let e = refused(&column);
+        assert!(e[0].message.contains("columns (ESC *)"), "{}", e[0]);
+        let star = format!("{base}name = \"TSP100\"\n[features]\nstarCommands = true\n");
+        let e = refused(&star);
+        assert_eq!(e[0].field, "features.starCommands");
+        assert!(e[0].message.contains("Star"), "{}", e[0]);
+        let display = format!("{base}name = \"OCD-300 Customer Display\"\n");
+        let e = refused(&display);
+        assert_eq!(e[0].field, "name");
+        assert!(e[0].message.contains("customer display"), "{}", e[0]);
+        let narrow = format!("{base}name = \"Narrow\"\n[media]\nwidth_mm = 25.0\nwidth_px = 160\n");
+        let e = refused(&narrow);
+        assert_eq!(e[0].field, "media.width_px");
+        // Native Data Matrix alone is enough.
+        let native = format!(
+            "{base}name = \"Native\"\n[features]\nbitImageRaster = false\n[native_2d]\ndata_matrix_cn = 54\n"
+        );
+        assert!(Profile::from_toml("n", &native).is_ok());
     }
 
     #[test]

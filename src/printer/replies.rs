@@ -1,6 +1,6 @@
 //! One reader for everything an ESC/POS printer sends back. No I/O: bytes in, [`Reply`]s out.
 //!
-//! What arrives on the line (Epson ESC/POS reference; DOMAIN.md §5), told apart by shape:
+//! What arrives on the line (docs/PRINTING.md §Replies Frank reads), told apart by shape:
 //!
 //! | reply | bytes | first byte |
 //! |---|---|---|

@@ -323,6 +323,23 @@ impl Pacer {
 }
 
 /// What a status reply says, for `DLE EOT n`. `None`: not a status byte (shape 0xx1xx10).
+/// What an automatic status back block (`GS a`, four bytes) says, if it stops printing:
+/// cover open (1st byte bit 5), roll paper end (3rd byte bits 2–3), an unrecoverable error (2nd
+/// byte bit 5). Offline alone (1st byte bit 3: paper fed by the button, an auto-recoverable
+/// error such as a hot head) is not a fault: the printer carries on by itself.
+/// docs/PRINTING.md §Replies.
+pub fn decode_asb(block: [u8; 4]) -> Option<PrinterFault> {
+    if block[0] & 0x20 != 0 {
+        Some(PrinterFault::CoverOpen)
+    } else if block[2] & 0x0c == 0x0c {
+        Some(PrinterFault::PaperOut)
+    } else if block[1] & 0x20 != 0 {
+        Some(PrinterFault::Offline)
+    } else {
+        None
+    }
+}
+
 pub fn decode_status(n: u8, reply: u8) -> Option<Option<PrinterFault>> {
     if reply & 0x93 != 0x12 {
         return None;
@@ -656,6 +673,9 @@ struct Inbox {
     clears: usize,
     ids: Vec<ProcessId>,
     asb_last: Option<[u8; 4]>,
+    /// The first fault an automatic status back block reported (paper end, cover open), noticed
+    /// without a query; the run stops at its next pump.
+    asb_fault: Option<PrinterFault>,
     garbled_bytes: u64,
 }
 
@@ -682,7 +702,12 @@ impl Inbox {
                     }
                     ids.push(id);
                 }
-                Reply::Asb(a) => self.asb_last = Some(a),
+                Reply::Asb(a) => {
+                    self.asb_last = Some(a);
+                    if self.asb_fault.is_none() {
+                        self.asb_fault = decode_asb(a);
+                    }
+                }
                 Reply::Garbled(_) => self.garbled_bytes += 1,
                 #[allow(unreachable_patterns)]
                 _ => self.garbled_bytes += 1,
@@ -760,7 +785,7 @@ pub fn stream_job(
         if !link.borrow().allows_printing() {
             return run.abort(AbortCause::Link);
         }
-        // Status between commands only (DOMAIN.md §5: never inside another command).
+        // Status between commands only (docs/PRINTING.md §Printer facts: never inside another command).
         if profile.status.dle_eot
             && since_poll >= cfg.status_poll_interval_bytes
             && job.is_boundary(run.sent)
@@ -845,8 +870,19 @@ impl Run<'_> {
         }
     }
 
-    /// Read what the printer sent and act on process IDs.
+    /// Read what the printer sent and act on process IDs; a fault pushed by automatic status
+    /// back (paper end, cover open) comes out as an error, as a vanished port does.
     fn pump(&mut self) -> Result<(), PrinterFault> {
+        self.pump_replies()?;
+        match self.inbox.asb_fault {
+            Some(f) => Err(f),
+            None => Ok(()),
+        }
+    }
+
+    /// Read what the printer sent and act on process IDs (the clear and status waits: an ASB
+    /// fault is already being handled there).
+    fn pump_replies(&mut self) -> Result<(), PrinterFault> {
         for id in self.inbox.pump(self.port)? {
             let ind = self.job.indicium_pid.map(|m| m.id);
             let end = self.job.end_pid.map(|m| m.id);
@@ -875,7 +911,7 @@ impl Run<'_> {
         done: impl Fn(&Self) -> bool,
     ) -> Result<bool, PrinterFault> {
         loop {
-            self.pump()?;
+            self.pump_replies()?;
             if done(self) {
                 return Ok(true);
             }

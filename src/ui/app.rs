@@ -49,6 +49,8 @@ pub struct AppConfig {
     pub printer_name: String,
     /// Lines shown under the sign-in form (e.g. the demo's credentials and label folder).
     pub info_lines: Vec<String>,
+    /// The printer's profile: text a form takes must be in its code pages.
+    pub printer_profile: Option<crate::printer::profile::Profile>,
 }
 
 impl Default for AppConfig {
@@ -61,6 +63,7 @@ impl Default for AppConfig {
             theme: Theme::default(),
             printer_name: "(none)".into(),
             info_lines: Vec::new(),
+            printer_profile: None,
         }
     }
 }
@@ -1155,11 +1158,12 @@ impl App {
         for p in ["s_", "r_"] {
             let errors = FormatValidator.validate(&self.address(p)).err();
             for k in ["name", "line1", "line2", "city", "state", "zip"] {
+                let key = format!("{p}{k}");
                 let e = errors
                     .as_ref()
                     .and_then(|es| es.field(k))
-                    .map(|e| e.reason.clone());
-                let key = format!("{p}{k}");
+                    .map(|e| e.reason.clone())
+                    .or_else(|| self.unprintable(self.postage.text(&key)));
                 self.postage.set_error(&key, e);
             }
         }
@@ -1315,6 +1319,14 @@ impl App {
         self.screen = Screen::Review;
     }
 
+    /// Words for the first character of `text` the printer cannot print (its code pages).
+    fn unprintable(&self, text: &str) -> Option<String> {
+        let p = self.config.printer_profile.as_ref()?;
+        crate::printer::codepage::printable(p, text)
+            .err()
+            .map(crate::printer::codepage::refusal)
+    }
+
     fn validate_item_form(&mut self, kind: ItemKind) {
         let keys: Vec<&'static str> = self.item_form.fields.iter().map(|f| f.key).collect();
         for key in keys {
@@ -1345,6 +1357,7 @@ impl App {
                 }
                 _ => None,
             };
+            let e = e.or_else(|| self.unprintable(&v));
             self.item_form.set_error(key, e);
         }
         let _ = kind;

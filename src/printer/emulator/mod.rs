@@ -128,6 +128,11 @@ struct Shared {
     /// Process IDs answered, in order (up to [`ANSWERED_IDS_MAX`]).
     answered: Vec<ProcessId>,
     tear_off: bool,
+    /// Automatic status back blocks sent.
+    asb_blocks: u64,
+    /// Pages on label stock that did not start at a label's top, ran past it, or were cut
+    /// outside the gap.
+    misaligned_labels: u64,
 }
 
 /// A snapshot of the emulator's counters.
@@ -142,6 +147,10 @@ pub struct EmulatorStats {
     pub paper_out: bool,
     pub vanished: bool,
     pub process_ids_answered: usize,
+    /// Automatic status back blocks sent (`GS a` on an ASB profile).
+    pub asb_blocks: u64,
+    /// Pages on label stock that were misaligned ([`render::LabelFit::misaligned`]).
+    pub misaligned_labels: u64,
 }
 
 /// A running virtual printer.
@@ -260,6 +269,8 @@ impl EmulatorHandle {
             paper_out: s.paper_out,
             vanished: s.vanished,
             process_ids_answered: s.answered.len(),
+            asb_blocks: s.asb_blocks,
+            misaligned_labels: s.misaligned_labels,
         }
     }
 
@@ -326,7 +337,7 @@ fn apply_fault(s: &mut Shared, f: Fault) {
     }
 }
 
-/// Epson real-time status replies (DOMAIN.md §5): one byte shaped 0xx1xx10.
+/// Epson real-time status replies (docs/PRINTING.md §Replies Frank reads): one byte shaped 0xx1xx10.
 pub fn status_reply(n: u8, paper_out: bool, cover_open: bool) -> u8 {
     let base = 0x12;
     match n {
@@ -339,6 +350,18 @@ pub fn status_reply(n: u8, paper_out: bool, cover_open: bool) -> u8 {
         4 if paper_out => base | 0x60,
         _ => base,
     }
+}
+
+/// The four automatic status back bytes (Epson `GS a`): 1st byte 0x10 fixed, bit 3 offline,
+/// bit 5 cover open; 2nd byte 0; 3rd byte bits 2–3 roll paper end; 4th byte 0.
+pub fn asb_block(paper_out: bool, cover_open: bool) -> [u8; 4] {
+    let offline = paper_out || cover_open;
+    [
+        0x10 | if offline { 0x08 } else { 0 } | if cover_open { 0x20 } else { 0 },
+        0x00,
+        if paper_out { 0x0c } else { 0 },
+        0x00,
+    ]
 }
 
 struct Engine {
@@ -383,6 +406,9 @@ impl Engine {
         let mut last = Instant::now();
         let mut buf = vec![0u8; READ_BYTES_MAX];
         let mut page_no = 0usize;
+        // Automatic status back: enabled by GS a, and the (paper out, cover open) last sent.
+        let mut asb_on = false;
+        let mut asb_sent: Option<(bool, bool)> = None;
         while !self.stop.load(Ordering::SeqCst) {
             let now = Instant::now();
             let dt = now.duration_since(last).as_secs_f64();
@@ -432,6 +458,17 @@ impl Engine {
                     rx_cap,
                 )?;
             }
+            if asb_on && !silent {
+                let now_state = {
+                    let s = lock(&self.shared);
+                    (s.paper_out, s.cover_open)
+                };
+                if asb_sent != Some(now_state) {
+                    asb_sent = Some(now_state);
+                    self.reply(&asb_block(now_state.0, now_state.1));
+                    lock(&self.shared).asb_blocks += 1;
+                }
+            }
             let mut worked = 0;
             if !halted {
                 // Processing: complete commands are developed while the print buffer has room.
@@ -440,6 +477,12 @@ impl Engine {
                     process_credit -= 1.0;
                     worked += 1;
                     if let Some(cmd) = parser.push(b) {
+                        if let parser::Command::AutoStatusBack(n) = cmd {
+                            // GS a n: on profiles that claim ASB, the status now and on every
+                            // change; n = 0 turns it off.
+                            asb_on = self.profile.status.asb && n != 0;
+                            asb_sent = None;
+                        }
                         renderer.apply(cmd);
                         // Zero-row events (a process ID with nothing before it) act at once.
                         renderer.advance(0);
@@ -564,6 +607,9 @@ impl Engine {
             None => None,
         };
         let mut s = lock(&self.shared);
+        if job.label.is_some_and(|l| l.misaligned) {
+            s.misaligned_labels += 1;
+        }
         if s.jobs.len() < JOBS_MAX {
             s.jobs.push(job);
         }
@@ -614,7 +660,7 @@ fn control_command(shared: &Mutex<Shared>, line: &str) -> String {
     if line == "status" {
         let s = lock(shared);
         return format!(
-            "ok received={} jobs={} paper_out={} cover_open={} silent={} status_queries={} clears={} overrun_bytes={}\n",
+            "ok received={} jobs={} paper_out={} cover_open={} silent={} status_queries={} clears={} overrun_bytes={} asb_blocks={} misaligned_labels={}\n",
             s.received_total,
             s.jobs.len(),
             s.paper_out,
@@ -622,7 +668,9 @@ fn control_command(shared: &Mutex<Shared>, line: &str) -> String {
             s.silent,
             s.status_queries,
             s.clears,
-            s.overrun_bytes
+            s.overrun_bytes,
+            s.asb_blocks,
+            s.misaligned_labels
         );
     }
     match Fault::parse(line) {

@@ -55,6 +55,19 @@ pub enum Command {
     ProcessId([u8; 4]),
     /// ESC { n: upside-down printing on/off.
     UpsideDown(bool),
+    /// ESC J n: print and feed n dots.
+    FeedDots(u8),
+    /// GS L nL nH: left margin in dots.
+    LeftMargin(u16),
+    /// GS a n: automatic status back for the items in n (0: off).
+    AutoStatusBack(u8),
+    /// ESC t n: character code table n.
+    CodePage(u8),
+    /// FS ( L pL pH fn m: label positioning (fn 65 feed to the peeling position, 66 to the
+    /// cutting position, 67 to the print starting position); `fn` and `m`.
+    LabelFeed { func: u8, m: u8 },
+    /// GS ( E pL pH fn ...: customize settings (fn 5: memory switch values); `fn` and the rest.
+    Customize { func: u8, params: Vec<u8> },
     /// Any other recognised command, whole.
     Other(Vec<u8>),
 }
@@ -110,6 +123,7 @@ const TABLE: &[(u8, u8, Shape)] = &[
     (DLE, 0x04, Shape::Fixed(1)),
     (DLE, 0x05, Shape::Fixed(1)),
     (DLE, 0x14, Shape::DleDc4),
+    (FS, b'(', Shape::Len16),
     (FS, b'.', Shape::Fixed(0)),
     (FS, b'&', Shape::Fixed(0)),
 ];
@@ -168,7 +182,8 @@ impl Parser {
                     None
                 }
                 b'\n' => Some(Command::LineFeed),
-                0x20..=0x7e => Some(Command::Text(b)),
+                // 0x80..=0xFF are characters of the selected code page (ESC t).
+                0x20..=0x7e | 0x80..=0xff => Some(Command::Text(b)),
                 _ => None, // NUL, CR and other controls: nothing to print
             },
             State::Prefix(p) => match lookup(p, b) {
@@ -278,6 +293,20 @@ fn decode(buf: &[u8]) -> Command {
             Command::ProcessId([p(7), p(8), p(9), p(10)])
         }
         (ESC, b'{') => Command::UpsideDown(p(2) & 1 == 1),
+        (ESC, b'J') => Command::FeedDots(p(2)),
+        (ESC, b't') => Command::CodePage(p(2)),
+        (GS, b'L') => Command::LeftMargin(u16::from(p(2)) | u16::from(p(3)) << 8),
+        (GS, b'a') => Command::AutoStatusBack(p(2)),
+        // FS ( L pL pH fn m
+        (FS, b'(') if p(2) == b'L' && buf.len() >= 7 => Command::LabelFeed {
+            func: p(5),
+            m: p(6),
+        },
+        // GS ( E pL pH fn ...
+        (GS, b'(') if p(2) == b'E' && buf.len() >= 6 => Command::Customize {
+            func: p(5),
+            params: buf[6..].to_vec(),
+        },
         _ => Command::Other(buf.to_vec()),
     }
 }
@@ -310,6 +339,15 @@ mod tests {
             ),
             (&[0x1b, 0x7b, 1], Command::UpsideDown(true)),
             (&[0x1b, 0x7b, 0], Command::UpsideDown(false)),
+            (&[0x1b, 0x4a, 12], Command::FeedDots(12)),
+            (&[0x1d, 0x4c, 0x98, 0x01], Command::LeftMargin(408)),
+            (&[0x1d, 0x61, 0x0e], Command::AutoStatusBack(0x0e)),
+            (&[0x1b, 0x74, 19], Command::CodePage(19)),
+            (&[0xe9], Command::Text(0xe9)),
+            (
+                &[0x1c, 0x28, 0x4c, 2, 0, 65, 48],
+                Command::LabelFeed { func: 65, m: 48 },
+            ),
             (
                 &[0x1d, 0x76, 0x30, 0, 1, 0, 2, 0, 0xaa, 0x55],
                 Command::Raster {

@@ -38,7 +38,7 @@ pub enum CutKind {
 /// Events on the tape, at the row where they take effect.
 #[derive(Debug, Clone)]
 enum TapeEvent {
-    Cut(CutKind),
+    Cut(CutKind, Option<LabelFit>),
     ProcessId(ProcessId),
     Text(String),
     DataMatrix(Vec<u8>),
@@ -65,6 +65,22 @@ pub struct RenderedJob {
     /// Raster bands received.
     pub raster_bands: usize,
     pub cut: CutKind,
+    /// On gap and black-mark media: where the page sits on the label stock.
+    pub label: Option<LabelFit>,
+}
+
+/// Where a cut page sits on label stock (label length L, gap G, pitch L + G, rows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LabelFit {
+    /// Rows from a label's top to where printing began (0: at a label's top).
+    pub start_offset_rows: u32,
+    /// Rows from a label's top to the cut (in the gap: L ..< L + G).
+    pub cut_offset_rows: u32,
+    /// Rows printed from the start to the end of the content.
+    pub content_rows: u32,
+    /// The label did not start at a label's top, the content ran past its label, or the cut
+    /// missed the gap.
+    pub misaligned: bool,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -98,9 +114,22 @@ pub struct Renderer {
     events: VecDeque<(usize, TapeEvent)>,
     /// Row of the last cut developed (for the forced cut of an endless page).
     last_cut_row: usize,
-    line: Vec<(u8, Style)>,
+    line: Vec<(char, Style)>,
+    /// The profile's code pages by `ESC t` index, and the one selected (0 after `ESC @`).
+    code_pages: Vec<(u8, &'static str)>,
+    code_page: u8,
     style: Style,
     upside_down: bool,
+    /// GS L, in dots: where raster images start.
+    left_margin_px: u32,
+    /// Label stock: (label rows, gap rows), `None` on a roll.
+    label_rows: Option<(u32, u32)>,
+    /// Paper rows (from the roll's start) before the current page's first row.
+    page_start_pos: u64,
+    /// Where this page's label began (after `FS ( L` fn 67), and where its content ended
+    /// (before fn 66).
+    label_start: Option<u64>,
+    content_end: Option<u64>,
     module_px: u8,
     store: Vec<(u8, Vec<u8>)>,
     barcode_height: u32,
@@ -130,8 +159,15 @@ impl Renderer {
             events: VecDeque::new(),
             last_cut_row: 0,
             line: Vec::new(),
+            code_pages: crate::printer::codepage::profile_tables(profile),
+            code_page: 0,
             style: Style::reset(),
             upside_down: false,
+            left_margin_px: 0,
+            label_rows: profile.label_rows(),
+            page_start_pos: 0,
+            label_start: None,
+            content_end: None,
             module_px: 3,
             store: Vec::new(),
             barcode_height: 162,
@@ -212,7 +248,7 @@ impl Renderer {
     /// Act on an event at the print position.
     fn event(&mut self, e: TapeEvent) {
         match e {
-            TapeEvent::Cut(kind) => self.emit_page(kind),
+            TapeEvent::Cut(kind, fit) => self.emit_page(kind, fit),
             TapeEvent::ProcessId(id) => self.answered.push(id),
             TapeEvent::Text(t) => self.job.text.push(t),
             TapeEvent::DataMatrix(d) => self.job.data_matrix.push(d),
@@ -223,8 +259,9 @@ impl Renderer {
     }
 
     /// The printed rows become a page; the tape and its events move up.
-    fn emit_page(&mut self, kind: CutKind) {
+    fn emit_page(&mut self, kind: CutKind, label: Option<LabelFit>) {
         let n = self.printed;
+        self.page_start_pos += n as u64;
         let h = n as u32;
         let rows: Vec<u8> = self.rows.drain(..n).flatten().collect();
         self.printed = 0;
@@ -243,6 +280,7 @@ impl Renderer {
             barcodes: notes.barcodes,
             raster_bands: notes.raster_bands,
             cut: kind,
+            label,
         });
     }
 
@@ -250,7 +288,7 @@ impl Renderer {
     /// to print stays on the tape.
     pub fn tear_off(&mut self) {
         if self.printed > 0 {
-            self.emit_page(CutKind::Torn);
+            self.emit_page(CutKind::Torn, None);
         }
     }
 
@@ -268,13 +306,27 @@ impl Renderer {
 
     pub fn apply(&mut self, cmd: Command) {
         match cmd {
-            Command::Text(b) => self.line.push((b, self.style)),
+            Command::Text(b) => {
+                // A byte of the selected code page; one the emulator has no table for (or an
+                // unassigned one) prints as a blank cell and is recorded as U+FFFD.
+                let c = self
+                    .code_pages
+                    .iter()
+                    .find(|(i, _)| *i == self.code_page)
+                    .and_then(|(_, t)| crate::printer::codepage::char_of(t, b))
+                    .or_else(|| (b < 0x80).then(|| char::from(b)))
+                    .unwrap_or('\u{fffd}');
+                self.line.push((c, self.style));
+            }
+            Command::CodePage(n) => self.code_page = n,
             Command::LineFeed => self.print_line(1),
             Command::FeedLines(n) => self.print_line(u32::from(n)),
             Command::Init => {
                 self.style = Style::reset();
                 self.upside_down = false;
                 self.line.clear();
+                self.left_margin_px = 0;
+                self.code_page = 0;
             }
             Command::UpsideDown(on) => self.upside_down = on,
             Command::ProcessId(d) => {
@@ -295,15 +347,23 @@ impl Renderer {
             Command::Symbol2d { cn, func, params } => self.symbol(cn, func, params),
             Command::BarcodeHeight(h) => self.barcode_height = u32::from(h.max(1)),
             Command::Barcode { data, .. } => self.barcode(&data),
+            Command::FeedDots(n) => {
+                self.print_line(0);
+                self.feed_px(u32::from(n));
+            }
+            Command::LeftMargin(d) => self.left_margin_px = u32::from(d),
+            Command::LabelFeed { func, .. } => self.label_feed(func),
             Command::Cut { mode, feed } => {
                 self.print_line(0);
-                self.feed_px(u32::from(feed) * (CELL_HEIGHT_PX + LINE_GAP_PX));
+                // GS V 65/66 n: feed n vertical motion units (dots), then cut.
+                self.feed_px(u32::from(feed));
                 let kind = if matches!(mode, 1 | 49 | 66) {
                     CutKind::Partial
                 } else {
                     CutKind::Full
                 };
-                self.cut(kind);
+                let fit = self.label_fit();
+                self.cut_with(kind, fit);
             }
             Command::StatusQuery(_) | Command::ClearBuffers | Command::Other(_) => {}
             #[allow(unreachable_patterns)]
@@ -360,7 +420,7 @@ impl Renderer {
 
     /// Develop the pending line into rows (not rotated, no event); returns its text.
     fn develop_line(&mut self, lines: u32) -> String {
-        let text: String = self.line.iter().map(|(b, _)| char::from(*b)).collect();
+        let text: String = self.line.iter().map(|(c, _)| *c).collect();
         let height_mul = self
             .line
             .iter()
@@ -399,8 +459,15 @@ impl Renderer {
         text
     }
 
-    fn glyph(&mut self, b: u8, s: Style, x0: u32, top: usize) {
-        let Some(g) = font8x8::BASIC_FONTS.get(char::from(b)) else {
+    fn glyph(&mut self, c: char, s: Style, x0: u32, top: usize) {
+        let Some(g) = font8x8::BASIC_FONTS
+            .get(c)
+            .or_else(|| font8x8::LATIN_FONTS.get(c))
+            .or_else(|| font8x8::GREEK_FONTS.get(c))
+            .or_else(|| font8x8::BOX_FONTS.get(c))
+            .or_else(|| font8x8::BLOCK_FONTS.get(c))
+            .or_else(|| font8x8::MISC_FONTS.get(c))
+        else {
             return;
         };
         let (sx, sy) = (s.width_mul, 3 * s.height_mul);
@@ -421,15 +488,21 @@ impl Renderer {
 
     fn raster(&mut self, width_bytes: usize, height: usize, data: &[u8]) {
         self.print_line(0);
-        let row_bytes = self.width_px.div_ceil(8) as usize;
+        let left = self.left_margin_px.min(self.width_px);
         for r in 0..height {
-            let mut row = self.blank_row();
+            let y = self.rows.len();
+            let row = self.blank_row();
+            self.rows.push(row);
             let src = data
                 .get(r * width_bytes..(r + 1) * width_bytes)
                 .unwrap_or(&[]);
-            let n = src.len().min(row_bytes);
-            row[..n].copy_from_slice(&src[..n]);
-            self.rows.push(row);
+            for (i, byte) in src.iter().enumerate() {
+                for bit in 0..8u32 {
+                    if byte & (0x80 >> bit) != 0 {
+                        self.set(left + i as u32 * 8 + bit, y, true);
+                    }
+                }
+            }
         }
         self.push_event(TapeEvent::RasterBand);
     }
@@ -516,7 +589,7 @@ impl Renderer {
         let saved = std::mem::take(&mut self.line);
         let mut st = Style::reset();
         st.justify = 1;
-        self.line = text.bytes().map(|b| (b, st)).collect();
+        self.line = text.chars().map(|c| (c, st)).collect();
         let hri = self.develop_line(1);
         self.line = saved;
         // Upside-down printing turns a barcode with its HRI line (Epson: GS k is affected by
@@ -528,9 +601,71 @@ impl Renderer {
     }
 
     fn cut(&mut self, kind: CutKind) {
+        self.cut_with(kind, None);
+    }
+
+    fn cut_with(&mut self, kind: CutKind, fit: Option<LabelFit>) {
         self.print_line(0);
-        self.push_event(TapeEvent::Cut(kind));
+        self.push_event(TapeEvent::Cut(kind, fit));
         self.last_cut_row = self.rows.len();
+        self.label_start = None;
+        self.content_end = None;
+    }
+
+    /// Paper position (rows from the roll's start) of the next row to develop.
+    fn paper_pos(&self) -> u64 {
+        self.page_start_pos + self.rows.len() as u64
+    }
+
+    /// `FS ( L`: fn 67 feeds to the next label's print starting position (its top) unless the
+    /// paper is at one; fn 66 (and 65, peeling, modelled alike) to the cutting position, the
+    /// middle of the gap after the current label. On a roll they do nothing.
+    fn label_feed(&mut self, func: u8) {
+        self.print_line(0);
+        let Some((l, g)) = self.label_rows else {
+            return;
+        };
+        let pitch = u64::from(l + g);
+        let pos = self.paper_pos();
+        match func {
+            67 => {
+                let off = pos % pitch;
+                if off != 0 {
+                    self.feed_px((pitch - off) as u32);
+                }
+                self.label_start = Some(self.paper_pos());
+            }
+            65 | 66 => {
+                self.content_end = Some(pos);
+                let cut_at = u64::from(l) + u64::from(g) / 2;
+                let mut target = pos / pitch * pitch + cut_at;
+                if pos > target {
+                    target += pitch;
+                }
+                self.feed_px((target - pos) as u32);
+            }
+            _ => {}
+        }
+    }
+
+    /// Where a page cut here sits on the label stock.
+    fn label_fit(&self) -> Option<LabelFit> {
+        let (l, g) = self.label_rows?;
+        let pitch = u64::from(l + g);
+        let cut = self.paper_pos();
+        let start = self.label_start.unwrap_or(self.page_start_pos);
+        let end = self.content_end.unwrap_or(cut);
+        let start_offset_rows = (start % pitch) as u32;
+        let cut_offset_rows = (cut % pitch) as u32;
+        let content_rows = end.saturating_sub(start) as u32;
+        let misaligned =
+            start_offset_rows != 0 || content_rows > l || !(l..l + g).contains(&cut_offset_rows);
+        Some(LabelFit {
+            start_offset_rows,
+            cut_offset_rows,
+            content_rows,
+            misaligned,
+        })
     }
 }
 
