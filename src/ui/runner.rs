@@ -5,7 +5,7 @@
 //! signalling the process.
 
 use super::event::{Backend, COMMANDS_QUEUE_MAX, Command, EVENTS_QUEUE_MAX, Event};
-use super::{App, draw};
+use super::{App, draw, draw_with_hits};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -136,6 +136,7 @@ fn counter_event(ev: crossterm::event::Event) -> Option<Event> {
     match ev {
         crossterm::event::Event::Key(k) => Some(Event::Key(k)),
         crossterm::event::Event::Resize(w, h) => Some(Event::Resize(w, h)),
+        crossterm::event::Event::Mouse(m) => Some(Event::Mouse(m)),
         _ => None,
     }
 }
@@ -155,12 +156,35 @@ pub async fn run(
     save_theme: Option<SaveTheme>,
 ) -> anyhow::Result<()> {
     let (screen, terminal, keys, signalled) = FullScreen::enter(EVENTS_QUEUE_MAX, counter_event)?;
+    // Clicks on buttons, rows and fields; released before the screen is restored.
+    let mouse = MouseCapture::enable();
     let result = drive_saving(
         terminal, app, keys, backend, commands, signalled, save_theme,
     )
     .await;
+    drop(mouse);
     drop(screen);
     result.map(|_| ())
+}
+
+/// The terminal reports mouse events while this lives (normal mode only: the plain mode
+/// leaves the mouse to the terminal and its screen reader).
+struct MouseCapture(bool);
+
+impl MouseCapture {
+    fn enable() -> MouseCapture {
+        MouseCapture(
+            crossterm::execute!(std::io::stdout(), crossterm::event::EnableMouseCapture).is_ok(),
+        )
+    }
+}
+
+impl Drop for MouseCapture {
+    fn drop(&mut self) {
+        if self.0 {
+            let _ = crossterm::execute!(std::io::stdout(), crossterm::event::DisableMouseCapture);
+        }
+    }
 }
 
 /// The loop of [`run`] over any ratatui backend and any source of terminal events, so tests
@@ -197,7 +221,11 @@ pub async fn drive_saving<B: ratatui::backend::Backend>(
     }
     tokio::pin!(stop);
     loop {
-        terminal.draw(|f| draw(f, &app))?;
+        let mut hits = None;
+        terminal.draw(|f| hits = Some(draw_with_hits(f, &app)))?;
+        if let Some(h) = hits {
+            app.set_hits(h);
+        }
         // Biased: keys first, then reports, then time, then stop — a deterministic order.
         let first = tokio::select! {
             biased;
