@@ -11,6 +11,7 @@ use frank::ledger::ops::{External, Op, Request};
 use frank::ledger::postgres::{PostgresConfig, PostgresStore};
 use frank::ledger::sqlite::{SqliteConfig, SqliteStore};
 use frank::ledger::*;
+use frank::ledger::report;
 use std::sync::Arc;
 use support::*;
 
@@ -63,8 +64,149 @@ async fn suite(store: Arc<dyn LedgerStore>) {
     repeated_scans(s).await;
     idempotency_pruning(s).await;
     payment_intents(s).await;
+    tenders_and_day_rows(s).await;
     let report = verify_audit(s).await.expect("audit verifies");
     assert!(report.records > 10);
+}
+
+fn tender(
+    basket: u128,
+    account: AccountId,
+    kind: report::TenderKind,
+    tendered: u64,
+    change: u64,
+    pieces: &[PieceId],
+    at_ms: u64,
+) -> report::Tender {
+    report::Tender {
+        basket: RequestId(basket),
+        account,
+        clerk: "alice".into(),
+        terminal: TerminalId(3),
+        kind,
+        tendered: c(tendered),
+        change: c(change),
+        pieces: pieces.iter().map(|p| p.serial).collect(),
+        total: c(0),
+        recorded_at_ms: at_ms,
+    }
+}
+
+/// Issue 15: a basket's tender is stored with its pieces once (a retry answers the first; the
+/// same basket with another body, a piece of another basket, a voided or unknown piece are
+/// refused and store nothing; two baskets racing for one piece: one wins), and a day's rows
+/// are the pieces authorized and the tenders recorded in it.
+async fn tenders_and_day_rows(s: &dyn LedgerStore) {
+    use report::{TenderError, TenderKind};
+    let day = T0 + 100 * DAY_MS;
+    let day_start = day - day % DAY_MS;
+    let a = open_active(s, 900, day).await;
+    let b = open_active(s, 901, day).await;
+    fund(s, a, 5000, day).await;
+    fund(s, b, 5000, day).await;
+    let p1 = authorize_and_commit(s, a, 500, day + 1).await;
+    let p2 = authorization(authorize(s, a, 230, day + 2).await).id;
+    let p3 = authorization(authorize(s, a, 70, day + 3).await).id;
+    exec(s, void_op(p3, false, None), day + 4).await.unwrap();
+    let p4 = authorize_and_commit(s, a, 100, day + 5).await;
+    let q1 = authorize_and_commit(s, b, 300, day + 6).await;
+    let basket = 0x7E4D_E401;
+    let asked = tender(basket, a, TenderKind::Cash, 1000, 270, &[p1, p2], day + 10);
+    let stored = s.record_tender(asked.clone()).await.unwrap().unwrap();
+    assert_eq!(stored.total, c(730));
+    assert_eq!(stored.pieces, vec![p1.serial, p2.serial]);
+    // A retry (later, after a new sign-in) answers the first.
+    let retry = report::Tender {
+        clerk: "bob".into(),
+        recorded_at_ms: day + 99,
+        ..asked.clone()
+    };
+    assert_eq!(s.record_tender(retry).await.unwrap(), Ok(stored.clone()));
+    let other_body = tender(basket, a, TenderKind::Cash, 2000, 1270, &[p1, p2], day + 11);
+    assert_eq!(
+        s.record_tender(other_body).await.unwrap(),
+        Err(TenderError::IdempotencyConflict)
+    );
+    for (t, want) in [
+        (
+            tender(2, a, TenderKind::Card, 500, 0, &[p1], day + 12),
+            TenderError::InOtherBasket(p1.number()),
+        ),
+        (
+            tender(3, a, TenderKind::Card, 70, 0, &[p3], day + 12),
+            TenderError::Voided(p3.number()),
+        ),
+        (
+            tender(
+                4,
+                a,
+                TenderKind::Card,
+                100,
+                0,
+                &[PieceId {
+                    account: a,
+                    serial: PieceSerial(999),
+                }],
+                day + 12,
+            ),
+            TenderError::UnknownPiece(
+                PieceId {
+                    account: a,
+                    serial: PieceSerial(999),
+                }
+                .number(),
+            ),
+        ),
+        (
+            tender(5, a, TenderKind::Card, 99, 0, &[p4], day + 12),
+            TenderError::AmountMismatch {
+                received: c(99),
+                total: c(100),
+            },
+        ),
+    ] {
+        assert_eq!(s.record_tender(t).await.unwrap(), Err(want));
+    }
+    // Two baskets racing for one piece: exactly one records it.
+    let (x, y) = tokio::join!(
+        s.record_tender(tender(6, a, TenderKind::Check, 100, 0, &[p4], day + 13)),
+        s.record_tender(tender(7, a, TenderKind::Other, 100, 0, &[p4], day + 13)),
+    );
+    let (x, y) = (x.unwrap(), y.unwrap());
+    assert!(x.is_ok() != y.is_ok(), "{x:?} {y:?}");
+    assert_eq!(
+        x.clone().err().or(y.clone().err()),
+        Some(TenderError::InOtherBasket(p4.number()))
+    );
+    let rows = s.day_rows(Some(a), day_start, day_start + DAY_MS).await.unwrap();
+    let serials: Vec<u64> = rows.pieces.iter().map(|p| p.id.serial.0).collect();
+    assert_eq!(serials, vec![1, 2, 3, 4]);
+    assert_eq!(rows.tenders.len(), 2, "{:?}", rows.tenders);
+    assert_eq!(rows.tenders[0], stored);
+    let all = s.day_rows(None, day_start, day_start + DAY_MS).await.unwrap();
+    assert!(all.pieces.iter().any(|p| p.id == q1), "b's piece is in the day");
+    let next = s
+        .day_rows(Some(a), day_start + DAY_MS, day_start + 2 * DAY_MS)
+        .await
+        .unwrap();
+    assert!(next.pieces.is_empty() && next.tenders.is_empty());
+    // Refunds awaiting per account.
+    exec(s, Op::RequestRefund { piece: p1 }, day + 20)
+        .await
+        .unwrap();
+    let awaiting = s.refunds_awaiting(Some(a), 10).await.unwrap();
+    assert_eq!(awaiting.iter().map(|p| p.id).collect::<Vec<_>>(), vec![p1]);
+    assert!(s.refunds_awaiting(Some(b), 10).await.unwrap().is_empty());
+    exec(
+        s,
+        Op::DecideRefund {
+            piece: p1,
+            approve: false,
+        },
+        day + 21,
+    )
+    .await
+    .unwrap();
 }
 
 /// Records older than the cut-off are deleted (at most `max` per call); account openings stay.
@@ -706,7 +848,7 @@ async fn refunds(s: &dyn LedgerStore) {
     let r = exec(s, Op::RequestRefund { piece: p0 }, T0 + 5).await;
     assert!(matches!(r, Ok(Outcome::RefundRequested { .. })), "{r:?}");
     let awaiting_here = async || -> Vec<PieceId> {
-        let all = s.refunds_awaiting(1_000).await.unwrap();
+        let all = s.refunds_awaiting(None, 1_000).await.unwrap();
         assert!(
             all.windows(2)
                 .all(|w| w[0].refund_submitted_at_ms <= w[1].refund_submitted_at_ms),
@@ -723,7 +865,7 @@ async fn refunds(s: &dyn LedgerStore) {
     };
     assert_eq!(awaiting_here().await, vec![p1, p0]);
     assert!(
-        s.refunds_awaiting(1).await.unwrap().len() == 1,
+        s.refunds_awaiting(None, 1).await.unwrap().len() == 1,
         "the limit holds"
     );
     let r = exec(s, Op::RequestRefund { piece: p1 }, T0 + 2).await;

@@ -35,9 +35,10 @@ use crate::printer::profile::Profile;
 use crate::printer::streamer::{
     self, IndiciumPaper, JobOutcome, Milestones, PrinterFault, PrinterPort, Progress, StreamConfig,
 };
+use crate::indicium::layout::PieceNumber;
 use crate::ui::event::{
-    Backend, Command, FundMethod, HistoryEntry, ItemState, JobId, LabelText, PrinterStatus,
-    RefundState, Secret, SettlePhase,
+    Backend, BasketId, Command, DayScope, FundMethod, HistoryEntry, IssuedItem, ItemState, JobId,
+    LabelText, PrinterStatus, RefundAwaiting, RefundState, Secret, SettlePhase, Tender,
 };
 use crate::wire::{self, ErrorCode, Request};
 use ed25519_dalek::VerifyingKey;
@@ -58,6 +59,11 @@ const DONE_QUEUE_MAX: usize = 64;
 const JOBS_MAX: usize = 1024;
 /// History rows asked of the vendor.
 const HISTORY_ROWS: u32 = 100;
+/// Baskets whose tender request id is remembered (a repeated `RecordTender` reuses it).
+const BASKETS_REMEMBERED_MAX: usize = 64;
+/// What a clerk reads when the vendor refuses a supervisor's request to a plain clerk.
+const NOT_SUPERVISOR_WORDS: &str =
+    "Only a supervisor can see and decide refund requests. Ask a supervisor to sign in.";
 /// Pause between retries of a request the vendor could not take yet, in ms.
 const RETRY_PAUSE_MS: u64 = 250;
 /// Link status reports to the UI are sent at most this often (state changes go at once).
@@ -286,7 +292,7 @@ enum Done {
     SignedIn {
         generation: u64,
         again: bool,
-        result: Result<(SupervisorHandle, Session, Cents), String>,
+        result: Result<(SupervisorHandle, Session, Cents, Option<String>), String>,
     },
     /// The supervisor of sign-in `generation` gave up its session: the vendor no longer knows
     /// it (or the link stopped for good). `reason` is for the log.
@@ -358,6 +364,8 @@ pub fn spawn(
         quit: quit_tx,
         resync_due: false,
         reported_open: None,
+        meter: None,
+        baskets: Vec::new(),
     };
     tokio::spawn(b.run(commands, done_rx))
 }
@@ -404,6 +412,12 @@ struct Actor {
     /// The last run stopped mid-print: the printer is resynced once the link is up.
     resync_due: bool,
     reported_open: Option<(usize, usize)>,
+    /// The session account's meter serial, once an answer named it (authorize, history):
+    /// with a piece serial, an item's one number.
+    meter: Option<String>,
+    /// The request id of each basket's tender, so a basket recorded again is the same
+    /// request (at most [`BASKETS_REMEMBERED_MAX`], oldest forgotten first).
+    baskets: Vec<(BasketId, [u8; 16])>,
 }
 
 fn pause() -> tokio::time::Sleep {
@@ -626,6 +640,7 @@ impl Actor {
                     let job = self.job_id(*key);
                     let amount = self.amount_of(key);
                     let piece = self.piece_of(key);
+                    self.numbered(job, piece).await;
                     self.emit(Backend::Settlement {
                         job,
                         piece,
@@ -665,6 +680,17 @@ impl Actor {
         }
         self.report_open().await;
         self.kick_sends();
+    }
+
+    /// Tells the UI a job's number, when its piece serial and the meter are known.
+    async fn numbered(&self, job: JobId, piece: Option<u64>) {
+        if let (Some(serial), Some(meter)) = (piece, &self.meter) {
+            self.emit(Backend::Numbered {
+                job,
+                number: PieceNumber::new(meter.clone(), serial),
+            })
+            .await;
+        }
     }
 
     async fn report_open(&mut self) {
@@ -1093,6 +1119,33 @@ impl Actor {
             Command::RequestRefund { job } => self.refund(job).await,
             Command::Fund { method, amount } => self.fund(method, amount).await,
             Command::LoadHistory => self.history(),
+            Command::RecordTender {
+                basket,
+                pieces,
+                tender,
+            } => self.tender(basket, pieces, tender).await,
+            Command::LoadDayReport { day, scope } => self.day_report(day, scope),
+            Command::LoadRefundsAwaiting => self.refunds_awaiting(),
+            Command::DecideRefund { number, approve } => {
+                self.decide_refund(number, approve).await
+            }
+            Command::RequestRefundByNumber { number } => {
+                if let Err(words) = self.own_meter(&number) {
+                    self.emit(Backend::Error(words)).await;
+                    return;
+                }
+                let job = self
+                    .ui
+                    .iter()
+                    .find(|(_, r)| {
+                        self.with_book(|b| b.get(&r.key).and_then(|e| e.piece_serial))
+                            .flatten()
+                            == Some(number.serial)
+                    })
+                    .map(|(j, _)| *j)
+                    .unwrap_or(JobId(VENDOR_JOB_BIT | number.serial));
+                self.refund(job).await
+            }
             Command::ProbePrinter => self.poll_printer(),
             // `run` ends the loop on Quit before it gets here.
             Command::Quit => {}
@@ -1144,16 +1197,16 @@ impl Actor {
         &mut self,
         generation: u64,
         again: bool,
-        result: Result<(SupervisorHandle, Session, Cents), String>,
+        result: Result<(SupervisorHandle, Session, Cents, Option<String>), String>,
     ) {
         if generation != self.generation {
             // Signed out (or in again) meanwhile: this session is not wanted.
-            if let Ok((sup, _, _)) = result {
+            if let Ok((sup, ..)) = result {
                 sup.stop();
             }
             return;
         }
-        let (sup, session, balance) = match result {
+        let (sup, session, balance, meter) = match result {
             Ok(r) => r,
             Err(reason) => {
                 self.credentials = None;
@@ -1171,6 +1224,9 @@ impl Actor {
         };
         if again {
             tracing::info!("signed in again by itself after the vendor forgot the session");
+        }
+        if meter.is_some() {
+            self.meter = meter;
         }
         let current = match &self.session_tx {
             Some(tx) => {
@@ -1286,6 +1342,7 @@ impl Actor {
         let job = self.by_key.get(&key).copied();
         match result {
             Ok(a) => {
+                self.meter = Some(a.meter.clone());
                 let sha = hex::encode(Sha256::digest(&a.indicium));
                 let recs =
                     match self.record(|b| b.decide_authorized(key, Ok((a.piece_serial, sha)))) {
@@ -1309,6 +1366,11 @@ impl Actor {
                     if let Some(rec) = self.ui.get_mut(&job) {
                         rec.indicium = Some(a.indicium);
                     }
+                    self.emit(Backend::Numbered {
+                        job,
+                        number: PieceNumber::new(a.meter.clone(), a.piece_serial),
+                    })
+                    .await;
                     self.emit(Backend::Authorized { job }).await;
                 }
                 self.after(&recs).await;
@@ -1838,6 +1900,20 @@ impl Actor {
             let session = sessions.borrow().clone();
             match session.pieces(HISTORY_ROWS, None).await {
                 Ok(list) => {
+                    let items: Vec<IssuedItem> = list
+                        .pieces
+                        .iter()
+                        .map(|p| IssuedItem {
+                            number: p.number(),
+                            job: known.get(&p.piece_serial).copied(),
+                            kind: ItemKind::from_code(p.kind).unwrap_or(ItemKind::Postage),
+                            date: day_of(p.authorized_at_ms),
+                            authorized_at_ms: p.authorized_at_ms,
+                            summary: p.summary.clone(),
+                            amount: Cents::new(p.amount_cents).unwrap_or(Cents::ZERO),
+                            state: history_state(&p.item_state),
+                        })
+                        .collect();
                     let rows = list
                         .pieces
                         .into_iter()
@@ -1858,6 +1934,7 @@ impl Actor {
                         })
                         .collect();
                     let _ = events.send(Backend::History(rows)).await;
+                    let _ = events.send(Backend::Items(items)).await;
                 }
                 Err(e) => {
                     let _ = events
@@ -1865,6 +1942,205 @@ impl Actor {
                             "History not loaded: {}",
                             reason(&e)
                         )))
+                        .await;
+                }
+            }
+        });
+    }
+
+    /// Words when `number` is not of this account's meter (as far as this run knows it).
+    fn own_meter(&self, number: &PieceNumber) -> Result<(), String> {
+        match &self.meter {
+            Some(m) if *m != number.meter => Err(format!(
+                "{number} was not issued by this office's meter ({m}); nothing was sent."
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Records a basket's tender at the vendor (retried with the basket's own request id).
+    async fn tender(&mut self, basket: BasketId, pieces: Vec<PieceNumber>, tender: Tender) {
+        let Some(sessions) = self.sessions() else {
+            self.emit(Backend::TenderFailed {
+                basket,
+                reason: "Not signed in; the payment was not recorded. Sign in and record it again."
+                    .into(),
+            })
+            .await;
+            return;
+        };
+        let Some(meter) = pieces.first().map(|p| p.meter.clone()) else {
+            self.emit(Backend::TenderFailed {
+                basket,
+                reason: "The basket has no items; there is nothing to pay for.".into(),
+            })
+            .await;
+            return;
+        };
+        if let Some(other) = pieces.iter().find(|p| p.meter != meter) {
+            self.emit(Backend::TenderFailed {
+                basket,
+                reason: format!(
+                    "{other} is from another meter than the rest of the basket; nothing was recorded."
+                ),
+            })
+            .await;
+            return;
+        }
+        let request_id = match self.baskets.iter().find(|(b, _)| *b == basket) {
+            Some((_, id)) => *id,
+            None => {
+                let id = crate::ledger::RequestId::fresh().to_bytes();
+                if self.baskets.len() >= BASKETS_REMEMBERED_MAX {
+                    self.baskets.remove(0);
+                }
+                self.baskets.push((basket, id));
+                id
+            }
+        };
+        let serials: Vec<u64> = pieces.iter().map(|p| p.serial).collect();
+        let events = self.events.clone();
+        let retry = self.cfg.money_retry_ms_max;
+        tokio::spawn(async move {
+            let kind = tender.kind.as_str();
+            let result = send_retrying::<wire::TenderDone, _>(sessions, retry, |s| {
+                s.tender_request(
+                    request_id,
+                    client::wall_ms(),
+                    &meter,
+                    &serials,
+                    kind,
+                    tender.amount_tendered.get(),
+                    tender.change.get(),
+                )
+            })
+            .await;
+            let b = match result {
+                Ok(done) => Backend::TenderRecorded {
+                    basket,
+                    pieces: done
+                        .pieces
+                        .iter()
+                        .map(|s| PieceNumber::new(done.meter.clone(), *s))
+                        .collect(),
+                    tender,
+                    total: Cents::new(done.total_cents).unwrap_or(Cents::ZERO),
+                    recorded_at_ms: done.recorded_at_ms,
+                },
+                Err(f) => Backend::TenderFailed {
+                    basket,
+                    reason: format!("The payment was not recorded: {}", f.words),
+                },
+            };
+            let _ = events.send(b).await;
+        });
+    }
+
+    fn day_report(&mut self, day: crate::indicium::kinds::Day, scope: DayScope) {
+        let events = self.events.clone();
+        let Some(sessions) = self.sessions() else {
+            let _ = events.try_send(Backend::DayReportFailed {
+                reason: "Not signed in; sign in to see the day's report.".into(),
+            });
+            return;
+        };
+        tokio::spawn(async move {
+            let session = sessions.borrow().clone();
+            let scope = match scope {
+                DayScope::Clerk => "clerk",
+                DayScope::Terminal => "terminal",
+            };
+            let b = match session.day_report(&day.to_string(), scope).await {
+                Ok(r) => Backend::DayReport(Box::new(r)),
+                Err(e) => Backend::DayReportFailed {
+                    reason: format!("The day's report did not load: {}", reason(&e)),
+                },
+            };
+            let _ = events.send(b).await;
+        });
+    }
+
+    fn refunds_awaiting(&mut self) {
+        let events = self.events.clone();
+        let Some(sessions) = self.sessions() else {
+            let _ = events.try_send(Backend::RefundsAwaitingFailed {
+                reason: "Not signed in; a supervisor must sign in to see refund requests.".into(),
+            });
+            return;
+        };
+        tokio::spawn(async move {
+            let session = sessions.borrow().clone();
+            let b = match session.refunds_awaiting(wire::REFUNDS_AWAITING_MAX).await {
+                Ok(list) => Backend::RefundsAwaiting(
+                    list.pieces
+                        .into_iter()
+                        .map(|p| RefundAwaiting {
+                            number: p.number(),
+                            kind: ItemKind::from_code(p.kind).unwrap_or(ItemKind::Postage),
+                            amount: Cents::new(p.amount_cents).unwrap_or(Cents::ZERO),
+                            authorized_at_ms: p.authorized_at_ms,
+                            summary: p.summary,
+                            clerk: p.clerk,
+                            terminal: p.terminal_id,
+                        })
+                        .collect(),
+                ),
+                Err(e) if e.code() == Some(ErrorCode::Forbidden) => {
+                    Backend::RefundsAwaitingFailed {
+                        reason: NOT_SUPERVISOR_WORDS.into(),
+                    }
+                }
+                Err(e) => Backend::RefundsAwaitingFailed {
+                    reason: format!("Refund requests did not load: {}", reason(&e)),
+                },
+            };
+            let _ = events.send(b).await;
+        });
+    }
+
+    async fn decide_refund(&mut self, number: PieceNumber, approve: bool) {
+        let Some(sessions) = self.sessions() else {
+            self.emit(Backend::RefundDecisionFailed {
+                number,
+                reason: "Not signed in; nothing was decided.".into(),
+            })
+            .await;
+            return;
+        };
+        let request_id = crate::ledger::RequestId::fresh().to_bytes();
+        let events = self.events.clone();
+        let retry = self.cfg.money_retry_ms_max;
+        tokio::spawn(async move {
+            let result = send_retrying::<wire::RefundDecided, _>(sessions, retry, |s| {
+                s.refund_decide_request(
+                    request_id,
+                    client::wall_ms(),
+                    &number.meter,
+                    number.serial,
+                    approve,
+                )
+            })
+            .await;
+            match result {
+                Ok(d) => {
+                    let _ = events
+                        .send(Backend::RefundDecided {
+                            number,
+                            approved: d.approved,
+                        })
+                        .await;
+                    let _ = events
+                        .send(Backend::Balance(
+                            Cents::new(d.registers.descending_cents).unwrap_or(Cents::ZERO),
+                        ))
+                        .await;
+                }
+                Err(f) => {
+                    let _ = events
+                        .send(Backend::RefundDecisionFailed {
+                            number,
+                            reason: f.words,
+                        })
                         .await;
                 }
             }
@@ -1883,7 +2159,7 @@ async fn sign_in(
     endpoint: quinn::Endpoint,
     clerk: &str,
     password: &str,
-) -> anyhow::Result<(SupervisorHandle, Session, Cents)> {
+) -> anyhow::Result<(SupervisorHandle, Session, Cents, Option<String>)> {
     let opts = HeadlessOptions {
         vendors: cfg.vendors.clone(),
         pinned: cfg.pinned,
@@ -1894,12 +2170,14 @@ async fn sign_in(
         report_interval_ms: 0,
     };
     let (sup, session) = headless::sign_in(endpoint, &opts, password).await?;
-    let balance = session
-        .balance()
-        .await
-        .map(|b| Cents::new(b.registers.descending_cents).unwrap_or(Cents::ZERO))
-        .unwrap_or(Cents::ZERO);
-    Ok((sup, session, balance))
+    let (balance, meter) = match session.balance().await {
+        Ok(b) => (
+            Cents::new(b.registers.descending_cents).unwrap_or(Cents::ZERO),
+            Some(b.meter),
+        ),
+        Err(_) => (Cents::ZERO, None),
+    };
+    Ok((sup, session, balance, meter))
 }
 
 /// Forwards the supervisor's link status to the UI: state changes at once, figures at most

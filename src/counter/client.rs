@@ -509,6 +509,81 @@ impl Session {
         }))
     }
 
+    /// A signed `tender` request: how the customer paid for a basket of pieces of `meter`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn tender_request(
+        &self,
+        request_id: [u8; 16],
+        client_time_ms: u64,
+        meter: &str,
+        pieces: &[u64],
+        kind: &str,
+        amount_tendered_cents: u64,
+        change_cents: u64,
+    ) -> Result<Request, ClientError> {
+        let dest = wire::TenderRequest::destination(kind, change_cents, meter, pieces);
+        let mac = self.mac(
+            "tender",
+            request_id,
+            amount_tendered_cents,
+            client_time_ms,
+            &dest,
+        )?;
+        Ok(Request::Tender(wire::TenderRequest {
+            request_id: request_id.to_vec(),
+            client_time_ms,
+            meter: meter.to_string(),
+            pieces: pieces.to_vec(),
+            kind: kind.to_string(),
+            amount_tendered_cents,
+            change_cents,
+            mac,
+        }))
+    }
+
+    /// A signed `refund_decide` request (supervisors).
+    pub fn refund_decide_request(
+        &self,
+        request_id: [u8; 16],
+        client_time_ms: u64,
+        meter: &str,
+        piece_serial: u64,
+        approve: bool,
+    ) -> Result<Request, ClientError> {
+        let dest = wire::RefundDecide::destination(meter, piece_serial, approve);
+        let mac = self.mac("refund_decide", request_id, 0, client_time_ms, &dest)?;
+        Ok(Request::RefundDecide(wire::RefundDecide {
+            request_id: request_id.to_vec(),
+            client_time_ms,
+            meter: meter.to_string(),
+            piece_serial,
+            approve,
+            mac,
+        }))
+    }
+
+    /// The end-of-day report of `day` (`YYYY-MM-DD`, UTC) for the session's clerk
+    /// (`scope = "clerk"`) or terminal (`"terminal"`).
+    pub async fn day_report(
+        &self,
+        day: &str,
+        scope: &str,
+    ) -> Result<crate::ledger::report::DayReport, ClientError> {
+        self.send(&Request::DayReport(wire::DayReportRequest {
+            day: day.to_string(),
+            scope: scope.to_string(),
+        }))
+        .await
+    }
+
+    /// Supervisors: refund requests awaiting a decision, oldest first.
+    pub async fn refunds_awaiting(&self, limit: u32) -> Result<wire::PieceList, ClientError> {
+        self.send(&Request::RefundsAwaiting(wire::RefundsAwaitingRequest {
+            limit,
+        }))
+        .await
+    }
+
     /// Sends any request on this session's connection. Retrying a money request means sending
     /// the same `Request` again: the ledger answers the first result.
     pub async fn send<T: DeserializeOwned>(&self, request: &Request) -> Result<T, ClientError> {

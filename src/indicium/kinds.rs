@@ -368,6 +368,18 @@ impl ItemKind {
             ItemKind::GiftCertificate => "gift-certificate",
         }
     }
+
+    /// The kind as people say it (`Gift certificate`, not `gift-certificate`): what reports,
+    /// receipts and screens show.
+    pub fn title(self) -> &'static str {
+        match self {
+            ItemKind::Postage => "Postage",
+            ItemKind::Ticket => "Ticket",
+            ItemKind::Check => "Check",
+            ItemKind::Coupon => "Coupon",
+            ItemKind::GiftCertificate => "Gift certificate",
+        }
+    }
 }
 
 impl fmt::Display for ItemKind {

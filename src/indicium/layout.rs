@@ -167,6 +167,67 @@ impl fmt::Display for PieceSerial {
     }
 }
 
+/// The one number of an issued item, as its label prints it under the indicium: the meter
+/// serial, a space, `#` and the piece serial — `FRK10000001 #9` (docs/INDICIUM.md §Symbol and
+/// rendering). Every screen, receipt, report, history search and supervisor command shows and
+/// takes this form; [`fmt::Display`] is the one place that writes it and [`PieceNumber::parse`]
+/// the one place that reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub struct PieceNumber {
+    /// The meter (PSD) serial, `A-Z0-9`, e.g. `FRK10000001`.
+    pub meter: String,
+    /// The piece serial, 1 or more.
+    pub serial: u64,
+}
+
+impl PieceNumber {
+    pub fn new(meter: impl Into<String>, serial: u64) -> PieceNumber {
+        PieceNumber {
+            meter: meter.into(),
+            serial,
+        }
+    }
+
+    /// Reads a number as printed (`FRK10000001 #9`); also without the space or the `#`
+    /// (`FRK10000001#9`, `FRK10000001 9`), in any letter case, as a clerk may type it.
+    /// `None` for anything else.
+    pub fn parse(text: &str) -> Option<PieceNumber> {
+        let text = text.trim();
+        let split = text.find([' ', '#'])?;
+        let (meter, rest) = text.split_at(split);
+        let serial = rest.trim_start_matches([' ', '#']);
+        let meter = meter.to_ascii_uppercase();
+        MeterSerial::new(&meter).ok()?;
+        if serial.is_empty() || !serial.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let serial: u64 = serial.parse().ok()?;
+        PieceSerial::new(serial).ok()?;
+        Some(PieceNumber { meter, serial })
+    }
+
+    /// Whether a search text a clerk typed finds this number: a part of its printed form
+    /// (any letter case), or its piece serial alone.
+    pub fn matches(&self, query: &str) -> bool {
+        let q = query.trim();
+        if q.is_empty() {
+            return true;
+        }
+        if let Some(n) = PieceNumber::parse(q) {
+            return n == *self;
+        }
+        let q = q.trim_start_matches('#');
+        self.to_string().to_ascii_uppercase().contains(&q.to_ascii_uppercase())
+    }
+}
+
+impl fmt::Display for PieceNumber {
+    /// `FRK10000001 #9`
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} #{}", self.meter, self.serial)
+    }
+}
+
 /// Software id: 4 characters of `A-Z 0-9`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SoftwareId([u8; 4]);
@@ -538,6 +599,20 @@ impl Indicium {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn piece_numbers_print_as_the_label_and_parse_back() {
+        let n = PieceNumber::new("FRK10000001", 9);
+        assert_eq!(n.to_string(), "FRK10000001 #9");
+        for typed in ["FRK10000001 #9", "frk10000001#9", " FRK10000001 9 ", "FRK10000001  # 9"] {
+            assert_eq!(PieceNumber::parse(typed), Some(n.clone()), "{typed}");
+        }
+        for bad in ["", "FRK10000001", "#9", "FRK10000001 #0", "FRK10000001 #x", "FRK-1 #2", "1-1"] {
+            assert_eq!(PieceNumber::parse(bad), None, "{bad}");
+        }
+        assert!(n.matches("FRK10000001 #9") && n.matches("#9") && n.matches("10000001"));
+        assert!(!n.matches("FRK10000001 #8"));
+    }
 
     #[test]
     fn meter_serial_rules() {

@@ -111,7 +111,9 @@ pub fn human_lines(indicium: &Indicium) -> Vec<String> {
             lines.push(format!("AT {}", b.origin));
         }
     }
-    lines.push(format!("{} #{}", b.meter_serial, b.piece_serial));
+    lines.push(
+        super::layout::PieceNumber::new(b.meter_serial.as_str(), b.piece_serial.get()).to_string(),
+    );
     lines
 }
 

@@ -95,6 +95,28 @@ pub enum LedgerCommand {
         #[command(flatten)]
         db: DatabaseArg,
     },
+    /// The end-of-day report of one UTC day: items by kind and class, voids, refunds,
+    /// unsettled items, payments by kind and the cash expected in the drawer
+    /// (docs/LEDGER.md §End-of-day report). The same report a counter's close-out screen shows.
+    Report {
+        /// The day, YYYY-MM-DD (a UTC day: 00:00 to 24:00 UTC).
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        day: String,
+        /// Only the items this clerk issued and the payments they recorded.
+        #[arg(long, value_name = "NAME", conflicts_with = "terminal")]
+        clerk: Option<String>,
+        /// Only the items this terminal issued and the payments recorded on it.
+        #[arg(long, value_name = "ID")]
+        terminal: Option<u64>,
+        /// The ledger account (as `registers` shows it); default: every account.
+        #[arg(long)]
+        account: Option<u64>,
+        /// Print the report as one line of JSON (the `day_report` answer's fields).
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DatabaseArg,
+    },
     /// An account's status and registers.
     #[command(name = "registers")]
     Account {
@@ -332,7 +354,8 @@ pub enum RefundCommand {
         #[command(flatten)]
         db: DatabaseArg,
     },
-    /// Show a piece and its refund state. PIECE is ACCOUNT-SERIAL, e.g. 7-42.
+    /// Show a piece and its refund state. PIECE is the number printed on its label, e.g.
+    /// "FRK10000007 #42" (or ACCOUNT-SERIAL, 7-42).
     Show {
         piece: String,
         #[command(flatten)]
@@ -361,11 +384,16 @@ impl ItemSigner for NoSigning {
     }
 }
 
-/// Parses `ACCOUNT-SERIAL`.
+/// Parses a piece as its label prints it (`FRK10000007 #42`), or the older `ACCOUNT-SERIAL`
+/// (`7-42`).
 pub fn parse_piece(text: &str) -> anyhow::Result<PieceId> {
-    let (a, s) = text
-        .split_once('-')
-        .with_context(|| format!("piece {text:?}: use ACCOUNT-SERIAL, e.g. 7-42"))?;
+    if let Some(n) = crate::indicium::layout::PieceNumber::parse(text) {
+        return PieceId::from_number(&n)
+            .with_context(|| format!("{n}: {} is not a meter of this vendor", n.meter));
+    }
+    let (a, s) = text.split_once('-').with_context(|| {
+        format!("piece {text:?}: use the number printed on the label, e.g. \"FRK10000007 #42\"")
+    })?;
     Ok(PieceId {
         account: AccountId(a.parse().with_context(|| format!("account in {text:?}"))?),
         serial: PieceSerial(s.parse().with_context(|| format!("serial in {text:?}"))?),
@@ -419,7 +447,7 @@ async fn run_async(cmd: LedgerCommand) -> anyhow::Result<()> {
             let (piece, db, decision) = match cmd {
                 RefundCommand::Pending { limit, db } => {
                     let store = open(&db).await?;
-                    let awaiting = store.refunds_awaiting(limit).await?;
+                    let awaiting = store.refunds_awaiting(None, limit).await?;
                     for line in refunds_awaiting_report(&awaiting, limit) {
                         println!("{line}");
                     }
@@ -454,6 +482,42 @@ async fn run_async(cmd: LedgerCommand) -> anyhow::Result<()> {
             match store.piece(id).await? {
                 Some(p) => println!("{}", piece_report(&p)),
                 None => bail!("no such piece {id}"),
+            }
+            Ok(())
+        }
+        LedgerCommand::Report {
+            day,
+            clerk,
+            terminal,
+            account,
+            json,
+            db,
+        } => {
+            use super::report::{ReportScope, day_bounds};
+            let day = crate::indicium::kinds::Day::parse("--day", &day)
+                .map_err(|e| anyhow::anyhow!("{}: {}", e.field, e.reason))?;
+            let scope = match (clerk, terminal) {
+                (Some(c), _) => ReportScope::Clerk(c),
+                (None, Some(t)) => ReportScope::Terminal(t),
+                (None, None) => ReportScope::Office,
+            };
+            let store = open(&db).await?;
+            let account = account.map(AccountId);
+            if let Some(a) = account
+                && store.account(a).await?.is_none()
+            {
+                bail!("no such account: {}", a.0);
+            }
+            let (from, to) = day_bounds(day);
+            let rows = store.day_rows(account, from, to).await?;
+            let report =
+                crate::vendor_server::money::build_day_report(day, account, &scope, &rows);
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                for line in report.text_lines() {
+                    println!("{line}");
+                }
             }
             Ok(())
         }
@@ -676,11 +740,11 @@ mod tests {
         for (piece, want) in [
             (
                 base.clone(),
-                "piece 1-5: $1.29, printed 2026-11-01 00:01 UTC",
+                "piece FRK10000001 #5: $1.29, printed 2026-11-01 00:01 UTC",
             ),
             (
                 asked.clone(),
-                "piece 1-5: $1.29, printed 2026-11-01 00:01 UTC, refund requested \
+                "piece FRK10000001 #5: $1.29, printed 2026-11-01 00:01 UTC, refund requested \
                  2026-11-02 00:00 UTC (awaiting a decision)",
             ),
             (
@@ -688,7 +752,7 @@ mod tests {
                     refund: Some(RefundState::Approved),
                     ..asked.clone()
                 },
-                "piece 1-5: $1.29, printed 2026-11-01 00:01 UTC, refund requested \
+                "piece FRK10000001 #5: $1.29, printed 2026-11-01 00:01 UTC, refund requested \
                  2026-11-02 00:00 UTC, approved: refunded",
             ),
             (
@@ -697,7 +761,7 @@ mod tests {
                     printed_at_ms: None,
                     ..base.clone()
                 },
-                "piece 1-5: $1.29, reserved (not printed yet), authorized 2026-11-01 00:00 UTC, \
+                "piece FRK10000001 #5: $1.29, reserved (not printed yet), authorized 2026-11-01 00:00 UTC, \
                  expires 2026-11-01 00:02 UTC",
             ),
             (
@@ -706,7 +770,7 @@ mod tests {
                     printed_at_ms: None,
                     ..base.clone()
                 },
-                "piece 1-5: $1.29, voided (the amount went back to the account), authorized \
+                "piece FRK10000001 #5: $1.29, voided (the amount went back to the account), authorized \
                  2026-11-01 00:00 UTC",
             ),
             (
@@ -715,7 +779,7 @@ mod tests {
                     printed_at_ms: Some(NOV_1_MS + 120_000),
                     ..base.clone()
                 },
-                "piece 1-5: $1.29, unsettled: charged as printed 2026-11-01 00:02 UTC by the \
+                "piece FRK10000001 #5: $1.29, unsettled: charged as printed 2026-11-01 00:02 UTC by the \
                  reaper at its expiry (its terminal never settled it; refundable)",
             ),
         ] {

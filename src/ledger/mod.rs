@@ -20,6 +20,7 @@ pub mod payment;
 mod pg_batch;
 pub mod pg_conn;
 pub mod postgres;
+pub mod report;
 pub mod service;
 pub mod sqlite;
 pub mod store;

@@ -78,10 +78,29 @@ pub struct PieceId {
     pub serial: PieceSerial,
 }
 
+impl PieceId {
+    /// The piece's one number, as its label prints it: `FRK10000007 #42` (account 7's meter,
+    /// piece 42).
+    pub fn number(&self) -> crate::indicium::layout::PieceNumber {
+        crate::indicium::layout::PieceNumber::new(
+            MeterSerial::for_account(self.account).to_string(),
+            self.serial.0,
+        )
+    }
+
+    /// The piece a printed number names (`None`: not a meter serial of this vendor).
+    pub fn from_number(n: &crate::indicium::layout::PieceNumber) -> Option<PieceId> {
+        Some(PieceId {
+            account: MeterSerial::parse(&n.meter)?.account(),
+            serial: PieceSerial(n.serial),
+        })
+    }
+}
+
 impl fmt::Display for PieceId {
-    /// `7-42` (account 7, piece 42)
+    /// As the label prints it: `FRK10000007 #42` (account 7, piece 42).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-{}", self.account.0, self.serial.0)
+        self.number().fmt(f)
     }
 }
 

@@ -20,6 +20,7 @@ use super::ops::{self, IdempotencyRecord, Request, Snapshot};
 use super::payment::BoxFuture;
 use super::pg_batch;
 use super::pg_conn::{self, Reconnect, Target};
+use super::report;
 use super::store::{self, AccountRow, LedgerStore, PieceRow, StoreError, corrupt, int};
 use std::sync::Arc;
 use tokio::sync::{Mutex, Semaphore, mpsc};
@@ -209,7 +210,36 @@ const MIGRATIONS: &[&str] = &[
         detached_at_ms BIGINT
     );
     CREATE INDEX sessions_detached ON sessions(detached_at_ms) WHERE detached_at_ms IS NOT NULL;",
+    // 12: issue 15 — a basket's tender (how the customer paid) with its pieces, each piece in
+    //     at most one basket (the primary key of `tender_pieces`); the day report reads the
+    //     pieces authorized and the tenders recorded in a day by time.
+    "CREATE TABLE tenders (
+        basket BYTEA PRIMARY KEY,
+        account BIGINT NOT NULL,
+        clerk TEXT NOT NULL,
+        terminal BIGINT NOT NULL,
+        kind TEXT NOT NULL,
+        tendered BIGINT NOT NULL CHECK (tendered > 0),
+        change_given BIGINT NOT NULL CHECK (change_given >= 0 AND change_given <= tendered),
+        total BIGINT NOT NULL CHECK (total = tendered - change_given),
+        recorded_at_ms BIGINT NOT NULL
+    );
+    CREATE INDEX tenders_recorded ON tenders(recorded_at_ms);
+    CREATE TABLE tender_pieces (
+        account BIGINT NOT NULL,
+        serial BIGINT NOT NULL,
+        basket BYTEA NOT NULL,
+        position BIGINT NOT NULL,
+        PRIMARY KEY (account, serial)
+    );
+    CREATE INDEX tender_pieces_basket ON tender_pieces(basket, position);
+    CREATE INDEX pieces_authorized ON pieces(authorized_at_ms);",
 ];
+
+/// Tries of one tender that met another transaction recording the same basket or piece.
+const TENDER_TRIES_MAX: usize = 3;
+const TENDER_COLS: &str =
+    "basket, account, clerk, terminal, kind, tendered, change_given, total, recorded_at_ms";
 
 /// The transaction-scoped advisory lock a reaper pass holds (`pg_try_advisory_xact_lock`), so
 /// at most one front's reaper works at a time; the key is arbitrary but fixed for Frank.
@@ -497,6 +527,154 @@ impl From<StoreError> for TxError {
     fn from(e: StoreError) -> Self {
         TxError::Fail(e)
     }
+}
+
+/// A stored tender from a row of [`TENDER_COLS`], with its pieces in order.
+async fn tender_row(
+    client: &impl tokio_postgres::GenericClient,
+    r: &tokio_postgres::Row,
+) -> Result<report::Tender, StoreError> {
+    let basket: Vec<u8> = r.get(0);
+    let pieces: Vec<i64> = client
+        .query(
+            "SELECT serial FROM tender_pieces WHERE basket = $1 ORDER BY position",
+            &[&basket],
+        )
+        .await
+        .map_err(db)?
+        .iter()
+        .map(|p| p.get(0))
+        .collect();
+    store::tender_from_columns(
+        &basket,
+        r.get(1),
+        r.get(2),
+        r.get(3),
+        r.get::<_, String>(4).as_str(),
+        r.get(5),
+        r.get(6),
+        r.get(7),
+        r.get(8),
+        pieces,
+    )
+}
+
+/// One try of a tender: one transaction locking the named pieces (`FOR SHARE`: a void or
+/// refund of one waits until the tender is in), deciding with [`report::decide_tender`] and
+/// writing what it allows. A tender racing another for the same basket or piece fails on a
+/// primary key (`unique_violation`) and is tried again: then it sees the winner's rows.
+async fn tender_attempt(
+    client: &mut Client,
+    asked: &report::Tender,
+) -> Result<Result<store::TenderAnswer, StoreError>, tokio_postgres::Error> {
+    let tx = client
+        .build_transaction()
+        .isolation_level(IsolationLevel::ReadCommitted)
+        .start()
+        .await?;
+    let basket = asked.basket.to_bytes().to_vec();
+    let existing = tx
+        .query_opt(
+            &format!("SELECT {TENDER_COLS} FROM tenders WHERE basket = $1"),
+            &[&basket],
+        )
+        .await?;
+    let existing = match existing {
+        Some(r) => match tender_row(&tx, &r).await {
+            Ok(t) => Some(t),
+            Err(e) => return Ok(Err(e)),
+        },
+        None => None,
+    };
+    let account = match int(asked.account.0) {
+        Ok(a) => a,
+        Err(e) => return Ok(Err(e)),
+    };
+    let mut found = Vec::with_capacity(asked.pieces.len());
+    if existing.is_none() && report::check_shape(asked).is_ok() {
+        let sql = format!(
+            "SELECT {PIECE_COLS} FROM pieces WHERE account = $1 AND serial = $2 FOR SHARE"
+        );
+        for serial in &asked.pieces {
+            let Ok(s) = int(serial.0) else {
+                found.push(report::TenderPiece {
+                    serial: *serial,
+                    piece: None,
+                    basket: None,
+                });
+                continue;
+            };
+            let piece = match tx.query_opt(&sql, &[&account, &s]).await? {
+                Some(r) => match piece_row(&r).into_piece() {
+                    Ok(p) => Some(p),
+                    Err(e) => return Ok(Err(e)),
+                },
+                None => None,
+            };
+            let holder = tx
+                .query_opt(
+                    "SELECT basket FROM tender_pieces WHERE account = $1 AND serial = $2",
+                    &[&account, &s],
+                )
+                .await?
+                .map(|r| r.get::<_, Vec<u8>>(0));
+            let holder = match holder.map(|b| <[u8; 16]>::try_from(b.as_slice())) {
+                None => None,
+                Some(Ok(b)) => Some(RequestId::from_bytes(b)),
+                Some(Err(_)) => return Ok(Err(corrupt("tender piece basket id"))),
+            };
+            found.push(report::TenderPiece {
+                serial: *serial,
+                piece,
+                basket: holder,
+            });
+        }
+    }
+    let stored = match report::decide_tender(asked, existing.as_ref(), &found) {
+        Err(e) => return Ok(Ok(Err(e))),
+        Ok(report::TenderDecision::Replay(t)) => return Ok(Ok(Ok(t))),
+        Ok(report::TenderDecision::Insert(t)) => t,
+    };
+    let cols = (|| -> Result<_, StoreError> {
+        Ok((
+            int(stored.terminal.0)?,
+            int(stored.tendered.get())?,
+            int(stored.change.get())?,
+            int(stored.total.get())?,
+            int(stored.recorded_at_ms)?,
+        ))
+    })();
+    let (terminal, tendered, change, total, at) = match cols {
+        Ok(c) => c,
+        Err(e) => return Ok(Err(e)),
+    };
+    tx.execute(
+        &format!("INSERT INTO tenders ({TENDER_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"),
+        &[
+            &basket,
+            &account,
+            &stored.clerk,
+            &terminal,
+            &stored.kind.as_str(),
+            &tendered,
+            &change,
+            &total,
+            &at,
+        ],
+    )
+    .await?;
+    for (position, serial) in stored.pieces.iter().enumerate() {
+        let (Ok(s), Ok(pos)) = (int(serial.0), i64::try_from(position)) else {
+            return Ok(Err(corrupt("tender piece out of range")));
+        };
+        tx.execute(
+            "INSERT INTO tender_pieces (account, serial, basket, position) VALUES ($1, $2, $3, $4)",
+            &[&account, &s, &basket, &pos],
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(Ok(Ok(stored)))
 }
 
 pub(super) fn account_row(r: &tokio_postgres::Row) -> AccountRow {
@@ -923,19 +1101,104 @@ impl LedgerStore for PostgresStore {
         }))
     }
 
-    fn refunds_awaiting(&self, limit: u32) -> BoxFuture<'_, Result<Vec<Piece>, StoreError>> {
+    fn refunds_awaiting(
+        &self,
+        account: Option<AccountId>,
+        limit: u32,
+    ) -> BoxFuture<'_, Result<Vec<Piece>, StoreError>> {
         Box::pin(self.with_conn(async move |c| {
             let sql = format!(
                 "SELECT {PIECE_COLS} FROM pieces WHERE refund = 'submitted' \
+                 AND ($2::BIGINT IS NULL OR account = $2) \
                  ORDER BY refund_submitted_at_ms, account, serial LIMIT $1"
             );
+            let account = account.map(|a| int(a.0)).transpose()?;
             c.client
-                .query(&sql, &[&i64::from(limit)])
+                .query(&sql, &[&i64::from(limit), &account])
                 .await
                 .map_err(db)?
                 .iter()
                 .map(|r| piece_row(r).into_piece())
                 .collect()
+        }))
+    }
+
+    fn record_tender(
+        &self,
+        tender: report::Tender,
+    ) -> BoxFuture<'_, Result<store::TenderAnswer, StoreError>> {
+        Box::pin(self.with_conn(async move |c| {
+            let mut tries = 0;
+            loop {
+                tries += 1;
+                match tender_attempt(&mut c.client, &tender).await {
+                    Err(e) if retryable(&e) && tries < TENDER_TRIES_MAX => continue,
+                    r => return r.map_err(db)?,
+                }
+            }
+        }))
+    }
+
+    fn day_rows(
+        &self,
+        account: Option<AccountId>,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> BoxFuture<'_, Result<report::DayRows, StoreError>> {
+        Box::pin(self.with_conn(async move |c| {
+            let account = account.map(|a| int(a.0)).transpose()?;
+            let (from, to) = (store::cutoff(from_ms), store::cutoff(to_ms));
+            let tx = c
+                .client
+                .build_transaction()
+                .isolation_level(IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .await
+                .map_err(db)?;
+            let sql = format!(
+                "SELECT {PIECE_COLS} FROM pieces WHERE authorized_at_ms >= $1 \
+                 AND authorized_at_ms < $2 AND ($3::BIGINT IS NULL OR account = $3) \
+                 ORDER BY authorized_at_ms, account, serial LIMIT $4"
+            );
+            let pieces = tx
+                .query(
+                    &sql,
+                    &[
+                        &from,
+                        &to,
+                        &account,
+                        &(i64::from(report::REPORT_PIECES_MAX) + 1),
+                    ],
+                )
+                .await
+                .map_err(db)?
+                .iter()
+                .map(|r| piece_row(r).into_piece())
+                .collect::<Result<Vec<_>, _>>()?;
+            let sql = format!(
+                "SELECT {TENDER_COLS} FROM tenders WHERE recorded_at_ms >= $1 \
+                 AND recorded_at_ms < $2 AND ($3::BIGINT IS NULL OR account = $3) \
+                 ORDER BY recorded_at_ms, basket LIMIT $4"
+            );
+            let rows = tx
+                .query(
+                    &sql,
+                    &[
+                        &from,
+                        &to,
+                        &account,
+                        &(i64::from(report::REPORT_TENDERS_MAX) + 1),
+                    ],
+                )
+                .await
+                .map_err(db)?;
+            let mut tenders = Vec::with_capacity(rows.len());
+            for r in &rows {
+                tenders.push(tender_row(&tx, r).await?);
+            }
+            tx.commit().await.map_err(db)?;
+            Ok(report::DayRows { pieces, tenders })
         }))
     }
 

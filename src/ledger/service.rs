@@ -10,6 +10,7 @@ use super::licensing::LicensingAuthority;
 use super::model::*;
 use super::ops::{self, External, Op, Request};
 use super::payment::{PaymentMethod, PaymentProcessor};
+use super::report::{DayRows, Tender, TenderError};
 use super::store::{self, LedgerStore, ReplySender, StoreError};
 use crate::money::Cents;
 use std::sync::Arc;
@@ -144,6 +145,9 @@ enum Command {
     Piece(PieceId, Answer<Piece>),
     Pieces(AccountId, Option<PieceSerial>, u32, Answer<Vec<Piece>>),
     Unsettled(AccountId, u32, Answer<Vec<Piece>>),
+    RefundsAwaiting(AccountId, u32, Answer<Vec<Piece>>),
+    Tender(Box<Tender>, Answer<Result<Tender, TenderError>>),
+    DayRows(Option<AccountId>, u64, u64, Answer<DayRows>),
     Statement(AccountId, u64, u64, Answer<Statement>),
     Verify(oneshot::Sender<Result<AuditReport, AuditBreak>>),
     Reap(Answer<Vec<PieceId>>),
@@ -341,6 +345,36 @@ impl LedgerHandle {
     /// their expiry; charged until a late void).
     pub async fn unsettled(&self, account: AccountId, limit: u32) -> Result<Vec<Piece>, CallError> {
         self.call(|a| Command::Unsettled(account, limit, a)).await
+    }
+
+    /// Up to `limit` refund requests of `account` awaiting a supervisor, oldest first.
+    pub async fn refunds_awaiting(
+        &self,
+        account: AccountId,
+        limit: u32,
+    ) -> Result<Vec<Piece>, CallError> {
+        self.call(|a| Command::RefundsAwaiting(account, limit, a))
+            .await
+    }
+
+    /// Records a basket's tender (its `recorded_at_ms` is the service's clock): the tender
+    /// as stored (a retry of the same basket answers the first), or why it was refused.
+    pub async fn record_tender(
+        &self,
+        tender: Tender,
+    ) -> Result<Result<Tender, TenderError>, CallError> {
+        self.call(|a| Command::Tender(Box::new(tender), a)).await
+    }
+
+    /// The pieces authorized and tenders recorded in `[from_ms, to_ms)` (for a day report).
+    pub async fn day_rows(
+        &self,
+        account: Option<AccountId>,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> Result<DayRows, CallError> {
+        self.call(|a| Command::DayRows(account, from_ms, to_ms, a))
+            .await
     }
 
     pub async fn request_refund(
@@ -826,6 +860,22 @@ impl Service {
             }
             Command::Unsettled(account, limit, a) => {
                 let r = self.store.unsettled(account, limit).await;
+                let _ = a.send(r.map_err(CallError::from));
+            }
+            Command::RefundsAwaiting(account, limit, a) => {
+                let r = self.store.refunds_awaiting(Some(account), limit).await;
+                let _ = a.send(r.map_err(CallError::from));
+            }
+            Command::Tender(tender, a) => {
+                let at = Tender {
+                    recorded_at_ms: self.clock.now_ms(),
+                    ..*tender
+                };
+                let r = self.store.record_tender(at).await;
+                let _ = a.send(r.map_err(CallError::from));
+            }
+            Command::DayRows(account, from, to, a) => {
+                let r = self.store.day_rows(account, from, to).await;
                 let _ = a.send(r.map_err(CallError::from));
             }
             Command::Statement(id, from, to, a) => {

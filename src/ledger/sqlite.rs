@@ -38,6 +38,7 @@ use super::audit::{AuditRecord, StoredAuditRecord};
 use super::model::*;
 use super::ops::{self, IdempotencyRecord, Request, Snapshot};
 use super::payment::BoxFuture;
+use super::report;
 use super::store::{
     self, AccountRow, CommitCounts, LedgerStore, PieceRow, StoreError, corrupt, int,
 };
@@ -287,6 +288,30 @@ const MIGRATIONS: &[&str] = &[
         LEFT JOIN audit p ON p.id = a.prev
         WHERE p.id IS NULL OR p.at_ms / 86400000 < a.at_ms / 86400000
         ORDER BY a.id;",
+    // 13: issue 15 — a basket's tender (how the customer paid) with its pieces, each piece in
+    //     at most one basket (the primary key of `tender_pieces`); the day report reads the
+    //     pieces authorized and the tenders recorded in a day by time.
+    "CREATE TABLE tenders (
+        basket BLOB PRIMARY KEY,
+        account INTEGER NOT NULL,
+        clerk TEXT NOT NULL,
+        terminal INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        tendered INTEGER NOT NULL CHECK (tendered > 0),
+        change_given INTEGER NOT NULL CHECK (change_given >= 0 AND change_given <= tendered),
+        total INTEGER NOT NULL CHECK (total = tendered - change_given),
+        recorded_at_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX tenders_recorded ON tenders(recorded_at_ms);
+    CREATE TABLE tender_pieces (
+        account INTEGER NOT NULL,
+        serial INTEGER NOT NULL,
+        basket BLOB NOT NULL,
+        position INTEGER NOT NULL,
+        PRIMARY KEY (account, serial)
+    ) WITHOUT ROWID;
+    CREATE INDEX tender_pieces_basket ON tender_pieces(basket, position);
+    CREATE INDEX pieces_authorized ON pieces(authorized_at_ms);",
 ];
 
 fn db(e: rusqlite::Error) -> StoreError {
@@ -318,6 +343,11 @@ enum Side {
     },
     /// Record or resolve a payment intent.
     Intent(IntentWrite, oneshot::Sender<Result<(), StoreError>>),
+    /// Record a basket's tender.
+    Tender(
+        Box<report::Tender>,
+        oneshot::Sender<Result<store::TenderAnswer, StoreError>>,
+    ),
 }
 
 impl Task {
@@ -337,6 +367,7 @@ impl Task {
             Task::Request(job) => drop(job.reply.send(Err(error))),
             Task::Side(Side::Prune { reply, .. }) => drop(reply.send(Err(error))),
             Task::Side(Side::Intent(_, reply)) => drop(reply.send(Err(error))),
+            Task::Side(Side::Tender(_, reply)) => drop(reply.send(Err(error))),
         }
     }
 }
@@ -1277,6 +1308,9 @@ impl Committer {
                 ToCommit::Side(Side::Intent(write, reply)) => {
                     let _ = reply.send(self.write_intent(&write));
                 }
+                ToCommit::Side(Side::Tender(tender, reply)) => {
+                    let _ = reply.send(self.write_tender(&tender));
+                }
             }
         }
     }
@@ -1357,6 +1391,74 @@ impl Committer {
         tx.commit().map_err(db)?;
         self.cursor = Some(cursor);
         Ok(Some(replies))
+    }
+
+    /// Decides and records a tender in a transaction of its own (committed before the answer).
+    fn write_tender(&mut self, asked: &report::Tender) -> Result<store::TenderAnswer, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(db)?;
+        let basket = asked.basket.to_bytes();
+        let existing = read_tender(&tx, &basket)?;
+        let mut found = Vec::with_capacity(asked.pieces.len());
+        if existing.is_none() && report::check_shape(asked).is_ok() {
+            for serial in &asked.pieces {
+                let id = PieceId {
+                    account: asked.account,
+                    serial: *serial,
+                };
+                let holder: Option<Vec<u8>> = tx
+                    .prepare_cached(TENDER_PIECE_SQL)
+                    .map_err(db)?
+                    .query_row(params![int(id.account.0)?, int(serial.0)?], |r| r.get(0))
+                    .optional()
+                    .map_err(db)?;
+                found.push(report::TenderPiece {
+                    serial: *serial,
+                    piece: get_piece(&tx, id)?,
+                    basket: holder
+                        .map(|b| {
+                            <[u8; 16]>::try_from(b.as_slice())
+                                .map(RequestId::from_bytes)
+                                .map_err(|_| corrupt("tender piece basket id"))
+                        })
+                        .transpose()?,
+                });
+            }
+        }
+        let stored = match report::decide_tender(asked, existing.as_ref(), &found) {
+            Err(e) => return Ok(Err(e)),
+            Ok(report::TenderDecision::Replay(t)) => return Ok(Ok(t)),
+            Ok(report::TenderDecision::Insert(t)) => t,
+        };
+        tx.prepare_cached(TENDER_INSERT_SQL)
+            .map_err(db)?
+            .execute(params![
+                basket.as_slice(),
+                int(stored.account.0)?,
+                stored.clerk,
+                int(stored.terminal.0)?,
+                stored.kind.as_str(),
+                int(stored.tendered.get())?,
+                int(stored.change.get())?,
+                int(stored.total.get())?,
+                int(stored.recorded_at_ms)?,
+            ])
+            .map_err(db)?;
+        for (position, serial) in stored.pieces.iter().enumerate() {
+            tx.prepare_cached(TENDER_PIECE_INSERT_SQL)
+                .map_err(db)?
+                .execute(params![
+                    int(stored.account.0)?,
+                    int(serial.0)?,
+                    basket.as_slice(),
+                    position as i64,
+                ])
+                .map_err(db)?;
+        }
+        tx.commit().map_err(db)?;
+        Ok(Ok(stored))
     }
 
     /// Records or resolves a payment intent in a transaction of its own (committed, so durable,
@@ -1608,6 +1710,73 @@ const REFUNDS_AWAITING_SQL: &str = concat!(
     piece_select!(),
     "WHERE p.refund = 'submitted' ORDER BY p.refund_submitted_at_ms, p.account, p.serial LIMIT ?1"
 );
+/// One account's (`?2`) refund requests awaiting a decision, oldest first.
+const ACCOUNT_REFUNDS_AWAITING_SQL: &str = concat!(
+    piece_select!(),
+    "WHERE p.refund = 'submitted' AND p.account = ?2 \
+     ORDER BY p.refund_submitted_at_ms, p.account, p.serial LIMIT ?1"
+);
+/// The pieces authorized in `[?1, ?2)`, in time order (through `pieces_authorized`).
+const DAY_PIECES_SQL: &str = concat!(
+    piece_select!(),
+    "WHERE p.authorized_at_ms >= ?1 AND p.authorized_at_ms < ?2 \
+     AND (?3 IS NULL OR p.account = ?3) \
+     ORDER BY p.authorized_at_ms, p.account, p.serial LIMIT ?4"
+);
+const TENDER_SQL: &str = "SELECT basket, account, clerk, terminal, kind, tendered, \
+     change_given, total, recorded_at_ms FROM tenders WHERE basket = ?1";
+/// The tenders recorded in `[?1, ?2)`, in time order (through `tenders_recorded`).
+const DAY_TENDERS_SQL: &str = "SELECT basket, account, clerk, terminal, kind, tendered, \
+     change_given, total, recorded_at_ms FROM tenders \
+     WHERE recorded_at_ms >= ?1 AND recorded_at_ms < ?2 AND (?3 IS NULL OR account = ?3) \
+     ORDER BY recorded_at_ms, basket LIMIT ?4";
+const TENDER_PIECES_SQL: &str =
+    "SELECT serial FROM tender_pieces WHERE basket = ?1 ORDER BY position";
+const TENDER_PIECE_SQL: &str =
+    "SELECT basket FROM tender_pieces WHERE account = ?1 AND serial = ?2";
+const TENDER_INSERT_SQL: &str = "INSERT INTO tenders (basket, account, clerk, terminal, kind, \
+     tendered, change_given, total, recorded_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+const TENDER_PIECE_INSERT_SQL: &str =
+    "INSERT INTO tender_pieces (account, serial, basket, position) VALUES (?1, ?2, ?3, ?4)";
+
+type TenderCols = (Vec<u8>, i64, String, i64, String, i64, i64, i64, i64);
+
+fn tender_cols(r: &rusqlite::Row<'_>) -> rusqlite::Result<TenderCols> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+        r.get(8)?,
+    ))
+}
+
+/// A stored tender's columns with its pieces, in order.
+fn tender_of(conn: &Connection, c: TenderCols) -> Result<report::Tender, StoreError> {
+    let pieces: Vec<i64> = conn
+        .prepare_cached(TENDER_PIECES_SQL)
+        .map_err(db)?
+        .query_map([c.0.as_slice()], |r| r.get(0))
+        .map_err(db)?
+        .collect::<Result<_, _>>()
+        .map_err(db)?;
+    store::tender_from_columns(&c.0, c.1, c.2, c.3, &c.4, c.5, c.6, c.7, c.8, pieces)
+}
+
+fn read_tender(conn: &Connection, basket: &[u8]) -> Result<Option<report::Tender>, StoreError> {
+    let cols = conn
+        .prepare_cached(TENDER_SQL)
+        .map_err(db)?
+        .query_row([basket], tender_cols)
+        .optional()
+        .map_err(db)?;
+    cols.map(|c| tender_of(conn, c)).transpose()
+}
+
 /// One account's unsettled pieces, oldest first (through `pieces_unsettled`).
 const UNSETTLED_SQL: &str = concat!(
     piece_select!(),
@@ -2251,11 +2420,75 @@ impl LedgerStore for SqliteStore {
         }))
     }
 
-    fn refunds_awaiting(&self, limit: u32) -> BoxFuture<'_, Result<Vec<Piece>, StoreError>> {
+    fn refunds_awaiting(
+        &self,
+        account: Option<AccountId>,
+        limit: u32,
+    ) -> BoxFuture<'_, Result<Vec<Piece>, StoreError>> {
         Box::pin(self.read(move |c| {
-            let mut stmt = c.prepare_cached(REFUNDS_AWAITING_SQL).map_err(db)?;
-            let rows = stmt.query_map([i64::from(limit)], piece_row).map_err(db)?;
-            rows.map(|r| r.map_err(db)?.into_piece()).collect()
+            let rows: Vec<PieceRow> = match account {
+                None => c
+                    .prepare_cached(REFUNDS_AWAITING_SQL)
+                    .map_err(db)?
+                    .query_map([i64::from(limit)], piece_row)
+                    .map_err(db)?
+                    .collect::<Result<_, _>>()
+                    .map_err(db)?,
+                Some(a) => c
+                    .prepare_cached(ACCOUNT_REFUNDS_AWAITING_SQL)
+                    .map_err(db)?
+                    .query_map(params![i64::from(limit), int(a.0)?], piece_row)
+                    .map_err(db)?
+                    .collect::<Result<_, _>>()
+                    .map_err(db)?,
+            };
+            rows.into_iter().map(PieceRow::into_piece).collect()
+        }))
+    }
+
+    fn record_tender(
+        &self,
+        tender: report::Tender,
+    ) -> BoxFuture<'_, Result<store::TenderAnswer, StoreError>> {
+        self.ask(|reply| Task::Side(Side::Tender(Box::new(tender), reply)))
+    }
+
+    fn day_rows(
+        &self,
+        account: Option<AccountId>,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> BoxFuture<'_, Result<report::DayRows, StoreError>> {
+        Box::pin(self.read(move |c| {
+            let tx = c.transaction().map_err(db)?;
+            let account = account.map(|a| int(a.0)).transpose()?;
+            let (from, to) = (store::cutoff(from_ms), store::cutoff(to_ms));
+            let pieces = tx
+                .prepare_cached(DAY_PIECES_SQL)
+                .map_err(db)?
+                .query_map(
+                    params![from, to, account, i64::from(report::REPORT_PIECES_MAX) + 1],
+                    piece_row,
+                )
+                .map_err(db)?
+                .map(|r| r.map_err(db)?.into_piece())
+                .collect::<Result<Vec<_>, _>>()?;
+            let cols: Vec<TenderCols> = tx
+                .prepare_cached(DAY_TENDERS_SQL)
+                .map_err(db)?
+                .query_map(
+                    params![from, to, account, i64::from(report::REPORT_TENDERS_MAX) + 1],
+                    tender_cols,
+                )
+                .map_err(db)?
+                .collect::<Result<_, _>>()
+                .map_err(db)?;
+            let tenders = cols
+                .into_iter()
+                .map(|c| tender_of(&tx, c))
+                .collect::<Result<Vec<_>, _>>()?;
+            tx.commit().map_err(db)?;
+            Ok(report::DayRows { pieces, tenders })
         }))
     }
 

@@ -4,7 +4,43 @@ use super::audit::{self, AuditBreak, AuditRecord, AuditReport, BreakKind, Stored
 use super::model::*;
 use super::ops::{IdempotencyRecord, Op, Request};
 use super::payment::BoxFuture;
+use super::report::{DayRows, Tender, TenderError, TenderKind};
 use crate::money::Cents;
+
+/// What [`LedgerStore::record_tender`] answers: the tender as stored, or why not.
+pub type TenderAnswer = Result<Tender, TenderError>;
+
+/// A tender from its stored columns (both stores keep the same ones); `pieces` in order.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn tender_from_columns(
+    basket: &[u8],
+    account: i64,
+    clerk: String,
+    terminal: i64,
+    kind: &str,
+    tendered: i64,
+    change: i64,
+    total: i64,
+    recorded_at_ms: i64,
+    pieces: Vec<i64>,
+) -> Result<Tender, StoreError> {
+    let basket: [u8; 16] = basket.try_into().map_err(|_| corrupt("tender basket id"))?;
+    Ok(Tender {
+        basket: RequestId::from_bytes(basket),
+        account: AccountId(uint(account)?),
+        clerk,
+        terminal: TerminalId(uint(terminal)?),
+        kind: TenderKind::parse(kind).ok_or_else(|| corrupt(format!("tender kind {kind:?}")))?,
+        tendered: cents(tendered)?,
+        change: cents(change)?,
+        total: cents(total)?,
+        recorded_at_ms: uint(recorded_at_ms)?,
+        pieces: pieces
+            .into_iter()
+            .map(|s| uint(s).map(PieceSerial))
+            .collect::<Result<_, _>>()?,
+    })
+}
 
 /// A storage failure. Unlike a [`LedgerError`], nothing is remembered under the request id:
 /// the client may retry with the same id.
@@ -55,8 +91,26 @@ pub trait LedgerStore: Send + Sync + 'static {
         limit: u32,
     ) -> BoxFuture<'_, Result<Vec<Piece>, StoreError>>;
     /// Up to `limit` refund requests awaiting a supervisor's decision (pieces whose refund is
-    /// submitted), oldest request first.
-    fn refunds_awaiting(&self, limit: u32) -> BoxFuture<'_, Result<Vec<Piece>, StoreError>>;
+    /// submitted) of `account` (every account when `None`), oldest request first.
+    fn refunds_awaiting(
+        &self,
+        account: Option<AccountId>,
+        limit: u32,
+    ) -> BoxFuture<'_, Result<Vec<Piece>, StoreError>>;
+    /// Records a basket's tender (docs/LEDGER.md §Tenders) in one transaction of its own: reads
+    /// the tender stored under its basket id and each named piece with the basket holding it,
+    /// lets [`super::report::decide_tender`] decide, and writes what it allows. Answers the tender as
+    /// stored (a replay answers the first one) or the refusal; a refusal writes nothing.
+    fn record_tender(&self, tender: Tender) -> BoxFuture<'_, Result<TenderAnswer, StoreError>>;
+    /// The pieces authorized and the tenders recorded in `[from_ms, to_ms)`, of `account`
+    /// (every account when `None`), in time order, at most [`super::report::REPORT_PIECES_MAX`] + 1
+    /// and [`super::report::REPORT_TENDERS_MAX`] + 1 (one more tells the report it was cut short).
+    fn day_rows(
+        &self,
+        account: Option<AccountId>,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> BoxFuture<'_, Result<DayRows, StoreError>>;
     /// Up to `limit` unsettled pieces of `account` (committed as printed at their expiry and
     /// not settled by their terminal since), oldest serial first.
     fn unsettled(

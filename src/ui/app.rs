@@ -918,6 +918,18 @@ impl App {
                 message,
             } => self.on_fund_result(ok, declined, message, out),
             Backend::Error(e) => self.notice(Severity::Error, e),
+            // Issue 15's basket, close-out and supervisor events: the counter screens take
+            // them up (one arm here so the backend can send them meanwhile).
+            Backend::Numbered { .. }
+            | Backend::Items(_)
+            | Backend::TenderRecorded { .. }
+            | Backend::TenderFailed { .. }
+            | Backend::DayReport(_)
+            | Backend::DayReportFailed { .. }
+            | Backend::RefundsAwaiting(_)
+            | Backend::RefundsAwaitingFailed { .. }
+            | Backend::RefundDecided { .. }
+            | Backend::RefundDecisionFailed { .. } => {}
         }
     }
 

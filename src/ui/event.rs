@@ -6,6 +6,9 @@
 
 use crate::counter::jobbook::Settlement;
 use crate::indicium::{Item, ItemKind, MailClass};
+pub use crate::indicium::kinds::Day;
+pub use crate::indicium::layout::PieceNumber;
+pub use crate::ledger::report::{DayReport, ReportLine, ReportScope, TenderKind, TenderLine, Totals};
 use crate::link::driver::LinkStatus;
 use crate::money::Cents;
 use crate::printer::streamer::{JobOutcome, PrinterFault, Progress};
@@ -173,6 +176,66 @@ pub struct HistoryEntry {
     pub state: ItemState,
 }
 
+/// Identifies one customer's basket; issued by the UI, unique per app run (like [`JobId`]).
+/// The backend gives each basket's tender its own vendor request id, so recording it again
+/// (a retry) never records it twice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BasketId(pub u64);
+
+/// How the customer paid for a basket. The vendor checks
+/// `amount_tendered − change == the sum of the basket's items` and that only cash gives
+/// change; it refuses anything else with words a clerk can act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tender {
+    pub kind: TenderKind,
+    /// What the customer handed over (cash), or the amount charged (card, check, other).
+    pub amount_tendered: Cents,
+    /// Cash given back; zero for every other kind.
+    pub change: Cents,
+}
+
+/// Whose end of day [`Command::LoadDayReport`] asks for: the signed-in clerk's, or this
+/// terminal's (every clerk who worked on it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DayScope {
+    Clerk,
+    Terminal,
+}
+
+/// One issued item as the vendor reports it (history rows), numbered as its label prints it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IssuedItem {
+    /// The item's one number, `FRK10000001 #9` (show it with `to_string()`; search with
+    /// [`PieceNumber::matches`]).
+    pub number: PieceNumber,
+    /// The UI's job, for an item this run issued (`None`: an earlier run or another terminal;
+    /// use the number, e.g. [`Command::RequestRefundByNumber`]).
+    pub job: Option<JobId>,
+    pub kind: ItemKind,
+    /// `YYYY-MM-DD` (UTC), the day the vendor authorized it.
+    pub date: String,
+    /// When the vendor authorized it, ms since the epoch.
+    pub authorized_at_ms: u64,
+    pub summary: String,
+    pub amount: Cents,
+    pub state: ItemState,
+}
+
+/// A refund request awaiting a supervisor's decision (one row of the supervisor's screen).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefundAwaiting {
+    pub number: PieceNumber,
+    pub kind: ItemKind,
+    pub summary: String,
+    pub amount: Cents,
+    /// When the item was authorized, ms since the epoch.
+    pub authorized_at_ms: u64,
+    /// The clerk who issued the item, when the vendor knows it.
+    pub clerk: Option<String>,
+    /// The terminal that issued it, when the vendor knows it.
+    pub terminal: Option<u64>,
+}
+
 /// Reports from the backend tasks (vendor link, printer streamer).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -252,6 +315,55 @@ pub enum Backend {
     },
     /// Anything else worth telling the person, in words they can act on.
     Error(String),
+    /// The vendor's number of a job this run authorized (sent with [`Backend::Authorized`],
+    /// and for jobs an earlier run left, once known): show it instead of the [`JobId`].
+    Numbered {
+        job: JobId,
+        number: PieceNumber,
+    },
+    /// The answer to [`Command::LoadHistory`]: the vendor's items, newest first, each with
+    /// its number (sent after [`Backend::History`], which carries the same rows without
+    /// numbers and goes away once the screens use this).
+    Items(Vec<IssuedItem>),
+    /// The vendor stored the basket's tender with its items.
+    TenderRecorded {
+        basket: BasketId,
+        /// The basket's items as the vendor stored them.
+        pieces: Vec<PieceNumber>,
+        tender: Tender,
+        /// Sum of the items: `amount_tendered − change`.
+        total: Cents,
+        /// When the vendor recorded it, ms since the epoch.
+        recorded_at_ms: u64,
+    },
+    /// The tender was not recorded; `reason` says why and what to do (a basket already paid,
+    /// an amount that does not match the items, ...).
+    TenderFailed {
+        basket: BasketId,
+        reason: String,
+    },
+    /// The answer to [`Command::LoadDayReport`].
+    DayReport(Box<DayReport>),
+    DayReportFailed {
+        reason: String,
+    },
+    /// The answer to [`Command::LoadRefundsAwaiting`]: oldest request first.
+    RefundsAwaiting(Vec<RefundAwaiting>),
+    /// [`Command::LoadRefundsAwaiting`] failed; a clerk who is not a supervisor reads
+    /// "Only a supervisor ..." here.
+    RefundsAwaitingFailed {
+        reason: String,
+    },
+    /// A supervisor's decision was recorded (a [`Backend::Balance`] follows).
+    RefundDecided {
+        number: PieceNumber,
+        approved: bool,
+    },
+    /// The decision was not recorded (not a supervisor, already decided, unknown item, ...).
+    RefundDecisionFailed {
+        number: PieceNumber,
+        reason: String,
+    },
 }
 
 /// Where a settlement stands.
@@ -342,6 +454,36 @@ pub enum Command {
         job: JobId,
     },
     LoadHistory,
+    /// Record how the customer paid for a basket: its items (numbers from
+    /// [`Backend::Numbered`]) and the tender. Answered by [`Backend::TenderRecorded`] or
+    /// [`Backend::TenderFailed`]. Sending the same basket again is safe (recorded once).
+    RecordTender {
+        basket: BasketId,
+        pieces: Vec<PieceNumber>,
+        tender: Tender,
+    },
+    /// The end-of-day report for `day` (a UTC day). Answered by [`Backend::DayReport`] or
+    /// [`Backend::DayReportFailed`].
+    LoadDayReport {
+        day: Day,
+        scope: DayScope,
+    },
+    /// Supervisors: the refund requests awaiting a decision. Answered by
+    /// [`Backend::RefundsAwaiting`] or [`Backend::RefundsAwaitingFailed`].
+    LoadRefundsAwaiting,
+    /// Supervisors: approve or reject a refund request. Answered by
+    /// [`Backend::RefundDecided`] (then [`Backend::Balance`]) or
+    /// [`Backend::RefundDecisionFailed`].
+    DecideRefund {
+        number: PieceNumber,
+        approve: bool,
+    },
+    /// Ask for a refund of an item known only by its number (history rows of earlier runs).
+    /// Answered like [`Command::RequestRefund`] for a job, with [`Backend::Error`] or
+    /// [`Backend::Items`] reloaded.
+    RequestRefundByNumber {
+        number: PieceNumber,
+    },
     ProbePrinter,
     /// The person left (quit confirmed); the runner restores the terminal and exits.
     Quit,

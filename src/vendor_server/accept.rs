@@ -12,7 +12,8 @@
 use super::admission::{Refusal, SourceKey, Verdict};
 use super::directory;
 use super::handlers::{
-    authorize, balance, commit, fund, piece, pieces, refund_request, statement, void,
+    authorize, balance, commit, day_report, fund, piece, pieces, refund_decide, refund_request,
+    refunds_awaiting, statement, tender, void,
 };
 use super::money as front;
 use super::monitor::{self, PrinterView};
@@ -345,6 +346,7 @@ async fn handle(state: &Arc<ConnState>, request: Request) -> Result<Vec<u8>, Err
             | Request::Commit(_)
             | Request::Void(_)
             | Request::RefundRequest(_)
+            | Request::RefundDecide(_)
     );
     let answer = dispatch(state, request).await;
     if let (true, Ok(_), Ok(active)) = (moves_money, &answer, require_session(state)) {
@@ -383,6 +385,10 @@ async fn dispatch(state: &Arc<ConnState>, request: Request) -> Result<Vec<u8>, E
             "subscribe_terminals is answered with a frame stream, not here",
         )),
         Request::Scan(r) => scan(state, r).await,
+        Request::Tender(r) => tender(state, r).await,
+        Request::DayReport(r) => day_report(state, r).await,
+        Request::RefundsAwaiting(r) => refunds_awaiting(state, r).await,
+        Request::RefundDecide(r) => refund_decide(state, r).await,
     }
 }
 
@@ -416,11 +422,17 @@ async fn subscribe(state: &Arc<ConnState>, mut send: quinn::SendStream) {
     }
 }
 
-async fn admit_subscriber(state: &Arc<ConnState>) -> Result<monitor::SubscriptionCtx, ErrorBody> {
-    let active = require_session(state)?;
-    let shared = &state.shared;
+/// Refuses (`forbidden`, with `refusal` as the words) unless the session's clerk is a
+/// supervisor of the session's account, as the directory says now.
+pub(super) async fn require_supervisor(
+    state: &Arc<ConnState>,
+    active: &ActiveSession,
+    what: &str,
+    refusal: &str,
+) -> Result<(), ErrorBody> {
     let name = active.clerk.clone();
-    let clerk = shared
+    let clerk = state
+        .shared
         .directory
         .call(move |d| d.clerk(&name))
         .await
@@ -429,12 +441,22 @@ async fn admit_subscriber(state: &Arc<ConnState>) -> Result<monitor::Subscriptio
         .as_ref()
         .is_some_and(|c| c.role == "supervisor" && c.account_id == active.account_id);
     if !supervisor {
-        tracing::warn!(clerk = %escaped(&active.clerk), terminal = active.terminal_id, "monitor refused: not a supervisor");
-        return Err(ErrorBody::new(
-            ErrorCode::Forbidden,
-            "only a supervisor of this account may watch its terminals; sign in as one",
-        ));
+        tracing::warn!(clerk = %escaped(&active.clerk), terminal = active.terminal_id, what, "refused: not a supervisor");
+        return Err(ErrorBody::new(ErrorCode::Forbidden, refusal));
     }
+    Ok(())
+}
+
+async fn admit_subscriber(state: &Arc<ConnState>) -> Result<monitor::SubscriptionCtx, ErrorBody> {
+    let active = require_session(state)?;
+    let shared = &state.shared;
+    require_supervisor(
+        state,
+        &active,
+        "monitor",
+        "only a supervisor of this account may watch its terminals; sign in as one",
+    )
+    .await?;
     let permit = shared.monitor.admit(
         active.account_id,
         monitor::SubscriberLimits {

@@ -7,7 +7,7 @@
 //!
 //! It never moves money before those checks pass, and never opens a database.
 
-use super::accept::{ActiveSession, ConnState, internal, require_session};
+use super::accept::{ActiveSession, ConnState, internal, require_session, require_supervisor};
 use super::money::{self as front, Caller};
 use super::now_ms;
 use super::server::lock;
@@ -130,6 +130,7 @@ pub(super) async fn authorize(
         item: r.item.clone(),
         origin_zip: r.origin_zip.clone(),
         day: day.days(),
+        clerk: Some(active.clerk.clone()),
     }
     .to_bytes();
     let a = state
@@ -287,5 +288,179 @@ pub(super) async fn pieces(
         .map_err(front::call_error)?;
     Ok(wire::encode_ok(&wire::PieceList {
         pieces: pieces.iter().map(front::piece_info).collect(),
+    }))
+}
+
+/// What a plain clerk reads when asking for a supervisor's refund requests or decisions.
+const NOT_SUPERVISOR: &str =
+    "Only a supervisor can see and decide refund requests. Ask a supervisor to sign in.";
+
+/// The session account's meter must be the one named: a piece number from another meter is
+/// not this office's (answered like an unknown piece, nothing looked up).
+fn own_meter(active: &ActiveSession, field: &str, meter: &str, serial: u64) -> Result<(), ErrorBody> {
+    let own = front::meter_of(active.ledger_account);
+    if meter != own {
+        tracing::info!(terminal = active.terminal_id, field, "piece of another meter refused");
+        return Err(ErrorBody::new(
+            ErrorCode::UnknownPiece,
+            format!(
+                "{} is not an item of this office (its meter is {own})",
+                crate::indicium::layout::PieceNumber::new(meter, serial)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `tender`: checked like a money request (MAC, clock, link), then stored by the ledger with
+/// its pieces in one transaction (`report::decide_tender` decides).
+pub(super) async fn tender(
+    state: &Arc<ConnState>,
+    r: wire::TenderRequest,
+) -> Result<Vec<u8>, ErrorBody> {
+    use crate::ledger::report::{Tender, TenderKind};
+    let active = require_session(state)?;
+    let dest = wire::TenderRequest::destination(&r.kind, r.change_cents, &r.meter, &r.pieces);
+    let id = check_money(
+        state,
+        &active,
+        "tender",
+        &r,
+        r.amount_tendered_cents,
+        &dest,
+    )?;
+    let first = r.pieces.first().copied().unwrap_or(0);
+    own_meter(&active, "tender.meter", &r.meter, first)?;
+    // The codec checked the kind and both amounts.
+    let kind = TenderKind::parse(&r.kind)
+        .ok_or_else(|| ErrorBody::malformed("tender.kind must be cash, card, check or other"))?;
+    let money = |field: &str, v: u64| {
+        crate::money::Cents::new(v).map_err(|_| ErrorBody::malformed(format!("{field} is out of range")))
+    };
+    let asked = Tender {
+        basket: id,
+        account: active.ledger_account,
+        clerk: active.clerk.clone(),
+        terminal: TerminalId(active.terminal_id),
+        kind,
+        tendered: money("tender.amount_tendered_cents", r.amount_tendered_cents)?,
+        change: money("tender.change_cents", r.change_cents)?,
+        pieces: r.pieces.iter().map(|s| crate::ledger::PieceSerial(*s)).collect(),
+        total: crate::money::Cents::ZERO,
+        recorded_at_ms: 0,
+    };
+    let stored = state
+        .shared
+        .ledger
+        .record_tender(asked)
+        .await
+        .map_err(front::call_error)?
+        .map_err(|e| {
+            tracing::info!(terminal = active.terminal_id, clerk = %escaped(&active.clerk), error = %e, "tender refused");
+            front::tender_error(e)
+        })?;
+    Ok(wire::encode_ok(&wire::TenderDone {
+        meter: stored.meter(),
+        pieces: stored.pieces.iter().map(|s| s.0).collect(),
+        kind: stored.kind.as_str().to_string(),
+        amount_tendered_cents: stored.tendered.get(),
+        change_cents: stored.change.get(),
+        total_cents: stored.total.get(),
+        recorded_at_ms: stored.recorded_at_ms,
+    }))
+}
+
+/// `day_report`: the session account's day for its clerk or its terminal (bounded: at most
+/// `REPORT_PIECES_MAX` pieces and `REPORT_TENDERS_MAX` tenders read; shares the
+/// `statements_in_flight_max` permits with `statement`).
+pub(super) async fn day_report(
+    state: &Arc<ConnState>,
+    r: wire::DayReportRequest,
+) -> Result<Vec<u8>, ErrorBody> {
+    use crate::ledger::report::{ReportScope, day_bounds};
+    let active = require_session(state)?;
+    let max = state.shared.config.statements_in_flight_max;
+    let _running = state.shared.statements.try_acquire().map_err(|_| {
+        ErrorBody::new(
+            ErrorCode::Busy,
+            format!("the vendor is preparing statements_in_flight_max = {max} reports; try again shortly"),
+        )
+        .with_limit(max as u64)
+        .with_retry_after_ms(1_000)
+    })?;
+    let day = crate::indicium::kinds::Day::parse("day_report.day", &r.day)
+        .map_err(|e| ErrorBody::malformed(format!("{}: {}", e.field, e.reason)))?;
+    let scope = match r.scope.as_str() {
+        "clerk" => ReportScope::Clerk(active.clerk.clone()),
+        "terminal" => ReportScope::Terminal(active.terminal_id),
+        _ => return Err(ErrorBody::malformed("day_report.scope must be clerk or terminal")),
+    };
+    let (from, to) = day_bounds(day);
+    let rows = state
+        .shared
+        .ledger
+        .day_rows(Some(active.ledger_account), from, to)
+        .await
+        .map_err(front::call_error)?;
+    let report = front::build_day_report(day, Some(active.ledger_account), &scope, &rows);
+    Ok(wire::encode_ok(&report))
+}
+
+/// `refunds_awaiting`: supervisors of the session's account only.
+pub(super) async fn refunds_awaiting(
+    state: &Arc<ConnState>,
+    r: wire::RefundsAwaitingRequest,
+) -> Result<Vec<u8>, ErrorBody> {
+    let active = require_session(state)?;
+    require_supervisor(state, &active, "refunds_awaiting", NOT_SUPERVISOR).await?;
+    let limit = r.limit.clamp(1, wire::REFUNDS_AWAITING_MAX);
+    let pieces = state
+        .shared
+        .ledger
+        .refunds_awaiting(active.ledger_account, limit)
+        .await
+        .map_err(front::call_error)?;
+    Ok(wire::encode_ok(&wire::PieceList {
+        pieces: pieces.iter().map(front::piece_info).collect(),
+    }))
+}
+
+/// `refund_decide`: a supervisor of the session's account approves or rejects; MAC'd and
+/// idempotent like every money request (the ledger's `decide_refund`).
+pub(super) async fn refund_decide(
+    state: &Arc<ConnState>,
+    r: wire::RefundDecide,
+) -> Result<Vec<u8>, ErrorBody> {
+    let active = require_session(state)?;
+    let dest = wire::RefundDecide::destination(&r.meter, r.piece_serial, r.approve);
+    let id = check_money(state, &active, "refund_decide", &r, 0, &dest)?;
+    require_supervisor(state, &active, "refund_decide", NOT_SUPERVISOR).await?;
+    own_meter(&active, "refund_decide.meter", &r.meter, r.piece_serial)?;
+    let piece = front::piece_id(active.ledger_account, r.piece_serial);
+    let o = state
+        .shared
+        .ledger
+        .decide_refund(id, piece, r.approve)
+        .await
+        .map_err(front::call_error)?;
+    let (approved, registers) = match o {
+        Outcome::RefundDecided {
+            approved,
+            registers,
+            ..
+        } => (approved, registers),
+        other => return Err(internal(format!("unexpected ledger outcome {other:?}"))),
+    };
+    tracing::info!(terminal = active.terminal_id, clerk = %escaped(&active.clerk), piece = %piece, approved, "refund decided");
+    let p = state
+        .shared
+        .ledger
+        .piece(piece)
+        .await
+        .map_err(front::call_error)?;
+    Ok(wire::encode_ok(&wire::RefundDecided {
+        piece: front::piece_info(&p),
+        approved,
+        registers: front::registers(&registers),
     }))
 }

@@ -286,10 +286,58 @@ pub fn piece_summary(p: &crate::ledger::Piece) -> String {
     }
 }
 
+/// The meter serial of a ledger account, as labels print it (`FRK10000001`).
+pub fn meter_of(account: AccountId) -> String {
+    crate::ledger::MeterSerial::for_account(account).to_string()
+}
+
+/// What the day report needs of a piece beyond its row: its clerk, mail class and summary,
+/// from its stored item description.
+pub fn describe_piece(p: &crate::ledger::Piece) -> crate::ledger::report::Described {
+    let stored = super::signing::SignItem::from_bytes(&p.item).ok();
+    let class = match stored.as_ref().map(|s| &s.item) {
+        Some(wire::WireItem::Postage(post)) => crate::indicium::MailClass::parse(&post.class).ok(),
+        _ => None,
+    };
+    crate::ledger::report::Described {
+        clerk: stored.and_then(|s| s.clerk),
+        class,
+        summary: piece_summary(p),
+    }
+}
+
+/// The day report of `scope` from the day's rows: the one fold the vendor's `day_report`
+/// answer and `frank vendor report` share.
+pub fn build_day_report(
+    day: crate::indicium::kinds::Day,
+    account: Option<AccountId>,
+    scope: &crate::ledger::report::ReportScope,
+    rows: &crate::ledger::report::DayRows,
+) -> crate::ledger::report::DayReport {
+    crate::ledger::report::DayReport::build(day, account, scope, rows, describe_piece, meter_of)
+}
+
+/// A refused tender as a typed wire error (the words say what to do; nothing was stored).
+pub fn tender_error(e: crate::ledger::report::TenderError) -> ErrorBody {
+    use crate::ledger::report::TenderError;
+    let code = match &e {
+        TenderError::UnknownPiece(_) => ErrorCode::UnknownPiece,
+        TenderError::InOtherBasket(_) => ErrorCode::AlreadyTendered,
+        TenderError::IdempotencyConflict => ErrorCode::IdempotencyConflict,
+        TenderError::TooManyPieces { max, .. } => {
+            return ErrorBody::new(ErrorCode::InvalidTender, e.to_string()).with_limit(*max as u64);
+        }
+        _ => ErrorCode::InvalidTender,
+    };
+    ErrorBody::new(code, e.to_string())
+}
+
 /// A ledger piece as the wire shows it.
 pub fn piece_info(p: &crate::ledger::Piece) -> wire::PieceInfo {
     use crate::ledger::RefundState;
+    let described = describe_piece(p);
     wire::PieceInfo {
+        meter: meter_of(p.id.account),
         piece_serial: p.id.serial.0,
         kind: p.kind,
         amount_cents: p.amount.get(),
@@ -305,7 +353,9 @@ pub fn piece_info(p: &crate::ledger::Piece) -> wire::PieceInfo {
             }
             .to_string()
         }),
-        summary: piece_summary(p),
+        summary: described.summary,
+        clerk: described.clerk,
+        terminal_id: p.terminal.map(|t| t.0),
     }
 }
 

@@ -5,7 +5,8 @@
 //! counter's origin ZIP and the indicium day (the vendor's UTC day at authorization). The
 //! front builds them after validating the item and the quote; they are part of the ledger's
 //! idempotency fingerprint, so a retry with the same request id on another day is an
-//! `idempotency_conflict` (use a new request id).
+//! `idempotency_conflict` (use a new request id). They also name the clerk who asked (not
+//! signed: the day report per clerk reads it).
 
 use crate::indicium::kinds::Day;
 use crate::indicium::layout::{LicenseId, MeterSerial, PieceSerial, SoftwareId};
@@ -24,6 +25,10 @@ pub struct SignItem {
     pub origin_zip: String,
     /// Days since 1970-01-01 (UTC).
     pub day: u16,
+    /// The signed-in clerk who authorized it (for the day report per clerk; not in the
+    /// indicium). Absent in pieces authorized before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clerk: Option<String>,
 }
 
 impl SignItem {

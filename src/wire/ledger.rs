@@ -9,6 +9,7 @@
 
 use crate::indicium::address::parse_zip;
 use crate::indicium::kinds::{self, Day, Item, MailClass, Text, WeightOz};
+use crate::indicium::layout::PieceNumber;
 use crate::indicium::{self, FieldError};
 use crate::money::Cents;
 use serde::{Deserialize, Serialize};
@@ -449,6 +450,9 @@ pub struct PieceRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PieceInfo {
+    /// The meter serial of the piece's account; with `piece_serial` the number printed on the
+    /// label (`FRK10000001 #9`, [`PieceInfo::number`]).
+    pub meter: String,
     pub piece_serial: u64,
     pub kind: u8,
     pub amount_cents: u64,
@@ -470,6 +474,19 @@ pub struct PieceInfo {
     /// A short human text of the item, e.g. `First-Class 3 oz → 20500` or
     /// `Ticket: Opera, seat 12A` (see [`WireItem::summary`]).
     pub summary: String,
+    /// The clerk who authorized it, when the vendor recorded one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clerk: Option<String>,
+    /// The terminal that authorized it, when the vendor recorded one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terminal_id: Option<u64>,
+}
+
+impl PieceInfo {
+    /// The piece's one number, as its label prints it.
+    pub fn number(&self) -> PieceNumber {
+        PieceNumber::new(self.meter.clone(), self.piece_serial)
+    }
 }
 
 /// Most pieces one `pieces` request may ask for.
@@ -493,6 +510,106 @@ pub struct PiecesRequest {
 #[serde(deny_unknown_fields)]
 pub struct PieceList {
     pub pieces: Vec<PieceInfo>,
+}
+
+/// `tender`: how the customer paid for one basket of the session account's pieces (money-
+/// adjacent: MAC'd, idempotent by `request_id`, which is the basket's id at the vendor).
+/// The vendor stores it with the pieces (docs/LEDGER.md §Tenders).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenderRequest {
+    #[serde(with = "serde_bytes")]
+    pub request_id: Vec<u8>,
+    pub client_time_ms: u64,
+    /// The session account's meter serial (the pieces' numbers are `meter #serial`).
+    pub meter: String,
+    /// 1..=[`crate::ledger::report::BASKET_PIECES_MAX`] distinct piece serials.
+    pub pieces: Vec<u64>,
+    /// `cash`, `card`, `check` or `other`.
+    pub kind: String,
+    pub amount_tendered_cents: u64,
+    /// Cash only; 0 for other kinds.
+    pub change_cents: u64,
+    #[serde(with = "serde_bytes")]
+    pub mac: Vec<u8>,
+}
+
+impl TenderRequest {
+    /// The MAC destination of a `tender`: `KIND:CHANGE_CENTS:METER:S1,S2,...` (serials in
+    /// the request's order); the MAC's amount is `amount_tendered_cents`.
+    pub fn destination(kind: &str, change_cents: u64, meter: &str, pieces: &[u64]) -> String {
+        let serials: Vec<String> = pieces.iter().map(|s| s.to_string()).collect();
+        format!("{kind}:{change_cents}:{meter}:{}", serials.join(","))
+    }
+}
+
+/// The answer to `tender`: the tender as stored (a retry answers the first one).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenderDone {
+    pub meter: String,
+    pub pieces: Vec<u64>,
+    pub kind: String,
+    pub amount_tendered_cents: u64,
+    pub change_cents: u64,
+    /// Sum of the pieces' amounts (= tendered − change).
+    pub total_cents: u64,
+    pub recorded_at_ms: u64,
+}
+
+/// `day_report`: the end-of-day report of the session's account for one UTC day, for the
+/// signed-in clerk or this terminal. The answer is a [`crate::ledger::report::DayReport`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DayReportRequest {
+    /// `YYYY-MM-DD` (UTC).
+    pub day: String,
+    /// `clerk` (the session's clerk) or `terminal` (the session's terminal).
+    pub scope: String,
+}
+
+/// Most refund requests one `refunds_awaiting` answer lists.
+pub const REFUNDS_AWAITING_MAX: u32 = 200;
+
+/// `refunds_awaiting` (supervisors only): the session account's refund requests awaiting a
+/// decision, oldest first. Answered with a [`PieceList`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefundsAwaitingRequest {
+    /// 1..=[`REFUNDS_AWAITING_MAX`].
+    pub limit: u32,
+}
+
+/// `refund_decide` (supervisors only): approve or reject a refund request of the session
+/// account's piece (money-moving: MAC'd, idempotent by `request_id`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefundDecide {
+    #[serde(with = "serde_bytes")]
+    pub request_id: Vec<u8>,
+    pub client_time_ms: u64,
+    pub meter: String,
+    pub piece_serial: u64,
+    pub approve: bool,
+    #[serde(with = "serde_bytes")]
+    pub mac: Vec<u8>,
+}
+
+impl RefundDecide {
+    /// The MAC destination: `METER:SERIAL:approve` or `METER:SERIAL:reject`; amount 0.
+    pub fn destination(meter: &str, piece_serial: u64, approve: bool) -> String {
+        let d = if approve { "approve" } else { "reject" };
+        format!("{meter}:{piece_serial}:{d}")
+    }
+}
+
+/// The answer to `refund_decide`: the piece after the decision and the account's registers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefundDecided {
+    pub piece: PieceInfo,
+    pub approved: bool,
+    pub registers: WireRegisters,
 }
 
 /// Largest `scan.payload`: the longest indicium (layout v1, docs/INDICIUM.md).
@@ -547,7 +664,7 @@ macro_rules! money_request {
         }
     )*};
 }
-money_request!(Fund, Authorize, Commit, Void, RefundRequest);
+money_request!(Fund, Authorize, Commit, Void, RefundRequest, TenderRequest, RefundDecide);
 
 /// The MAC destination of `commit` and `refund_request`: the piece serial in decimal.
 pub fn piece_destination(piece_serial: u64) -> String {

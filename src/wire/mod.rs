@@ -71,6 +71,10 @@ pub enum Request {
     PrinterStatus(PrinterReport),
     SubscribeTerminals(SubscribeTerminals),
     Scan(ScanRequest),
+    Tender(TenderRequest),
+    DayReport(DayReportRequest),
+    RefundsAwaiting(RefundsAwaitingRequest),
+    RefundDecide(RefundDecide),
 }
 
 impl Request {
@@ -94,6 +98,10 @@ impl Request {
             Request::PrinterStatus(_) => "printer_status",
             Request::SubscribeTerminals(_) => "subscribe_terminals",
             Request::Scan(_) => "scan",
+            Request::Tender(_) => "tender",
+            Request::DayReport(_) => "day_report",
+            Request::RefundsAwaiting(_) => "refunds_awaiting",
+            Request::RefundDecide(_) => "refund_decide",
         }
     }
 }
@@ -253,7 +261,13 @@ pub enum ErrorCode {
     RefundWindowClosed,
     PieceScanned,
     SignerFailed,
-    // Admin monitor (docs/PROTOCOL.md §4.8)
+    /// `tender` refused: no items, an amount that does not match the items, change on a
+    /// payment that is not cash, a voided item. The message says which; nothing was stored.
+    InvalidTender,
+    /// `tender` names a piece already paid for in another basket; nothing was stored.
+    AlreadyTendered,
+    // Admin monitor (docs/PROTOCOL.md §4.8); also `refunds_awaiting` and `refund_decide`
+    // from a clerk who is not a supervisor of the account.
     Forbidden,
     /// `scan` of a payload that is not an indicium signed by this vendor's key; the message
     /// names the failing check first (`malformed layout`, `unknown key`, `bad signature`, ...).
@@ -349,6 +363,10 @@ pub fn encode_request(request: &Request) -> Vec<u8> {
         Request::PrinterStatus(b) => to_value(b),
         Request::SubscribeTerminals(b) => to_value(b),
         Request::Scan(b) => to_value(b),
+        Request::Tender(b) => to_value(b),
+        Request::DayReport(b) => to_value(b),
+        Request::RefundsAwaiting(b) => to_value(b),
+        Request::RefundDecide(b) => to_value(b),
     };
     to_cbor(&RequestEnvelope {
         v: PROTOCOL_VERSION,
@@ -394,6 +412,10 @@ pub fn decode_request(bytes: &[u8]) -> Result<Request, ErrorBody> {
         "printer_status" => Request::PrinterStatus(body_as(body, "printer_status")?),
         "subscribe_terminals" => Request::SubscribeTerminals(body_as(body, "subscribe_terminals")?),
         "scan" => Request::Scan(body_as(body, "scan")?),
+        "tender" => Request::Tender(body_as(body, "tender")?),
+        "day_report" => Request::DayReport(body_as(body, "day_report")?),
+        "refunds_awaiting" => Request::RefundsAwaiting(body_as(body, "refunds_awaiting")?),
+        "refund_decide" => Request::RefundDecide(body_as(body, "refund_decide")?),
         _ => {
             // The unknown name is not repeated: it is client text and this message is logged.
             return Err(ErrorBody::new(
@@ -536,9 +558,69 @@ fn validate(request: &Request) -> Result<(), ErrorBody> {
         Request::Commit(c) => money_fields("commit", c),
         Request::Void(v) => money_fields("void", v),
         Request::RefundRequest(r) => money_fields("refund_request", r),
+        Request::Tender(t) => {
+            money_fields("tender", t)?;
+            let max = crate::ledger::report::BASKET_PIECES_MAX;
+            if t.pieces.is_empty() || t.pieces.len() > max {
+                return Err(ErrorBody::malformed(format!(
+                    "tender.pieces must name 1..={max} pieces, got {}",
+                    t.pieces.len()
+                ))
+                .with_limit(max as u64));
+            }
+            if crate::ledger::report::TenderKind::parse(&t.kind).is_none() {
+                return Err(ErrorBody::malformed(
+                    "tender.kind must be cash, card, check or other",
+                ));
+            }
+            meter_text("tender.meter", &t.meter)?;
+            positive("tender.amount_tendered_cents", t.amount_tendered_cents)?;
+            if t.change_cents > crate::money::CENTS_MAX {
+                return Err(ErrorBody::malformed(format!(
+                    "tender.change_cents must be 0..={}",
+                    crate::money::CENTS_MAX
+                )));
+            }
+            Ok(())
+        }
+        Request::DayReport(d) => {
+            crate::indicium::kinds::Day::parse("day_report.day", &d.day)
+                .map_err(|e| ErrorBody::malformed(format!("{}: {}", e.field, e.reason)))?;
+            if d.scope != "clerk" && d.scope != "terminal" {
+                return Err(ErrorBody::malformed(
+                    "day_report.scope must be clerk or terminal",
+                ));
+            }
+            Ok(())
+        }
+        Request::RefundsAwaiting(r) => {
+            if r.limit == 0 || r.limit > REFUNDS_AWAITING_MAX {
+                return Err(ErrorBody::malformed(format!(
+                    "refunds_awaiting.limit must be 1..={REFUNDS_AWAITING_MAX}"
+                ))
+                .with_limit(u64::from(REFUNDS_AWAITING_MAX)));
+            }
+            Ok(())
+        }
+        Request::RefundDecide(r) => {
+            money_fields("refund_decide", r)?;
+            meter_text("refund_decide.meter", &r.meter)
+        }
         Request::PrinterStatus(p) => p.validate().map(|_| ()),
         Request::SubscribeTerminals(_) => Ok(()),
     }
+}
+
+/// A meter serial: 1..=12 characters `A-Z0-9` (docs/INDICIUM.md); the value is not repeated.
+fn meter_text(field: &str, text: &str) -> Result<(), ErrorBody> {
+    crate::indicium::layout::MeterSerial::new(text)
+        .map(|_| ())
+        .map_err(|_| {
+            ErrorBody::malformed(format!(
+                "{field} must be 1..={} characters A-Z and 0-9",
+                crate::indicium::layout::METER_SERIAL_CHARS_MAX
+            ))
+        })
 }
 
 fn validate_item_field(field: &str, item: &WireItem) -> Result<(), ErrorBody> {
