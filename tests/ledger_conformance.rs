@@ -9,9 +9,9 @@ mod support;
 use frank::ledger::audit::BreakKind;
 use frank::ledger::ops::{External, Op, Request};
 use frank::ledger::postgres::{PostgresConfig, PostgresStore};
+use frank::ledger::report;
 use frank::ledger::sqlite::{SqliteConfig, SqliteStore};
 use frank::ledger::*;
-use frank::ledger::report;
 use std::sync::Arc;
 use support::*;
 
@@ -178,13 +178,22 @@ async fn tenders_and_day_rows(s: &dyn LedgerStore) {
         x.clone().err().or(y.clone().err()),
         Some(TenderError::InOtherBasket(p4.number()))
     );
-    let rows = s.day_rows(Some(a), day_start, day_start + DAY_MS).await.unwrap();
+    let rows = s
+        .day_rows(Some(a), day_start, day_start + DAY_MS)
+        .await
+        .unwrap();
     let serials: Vec<u64> = rows.pieces.iter().map(|p| p.id.serial.0).collect();
     assert_eq!(serials, vec![1, 2, 3, 4]);
     assert_eq!(rows.tenders.len(), 2, "{:?}", rows.tenders);
     assert_eq!(rows.tenders[0], stored);
-    let all = s.day_rows(None, day_start, day_start + DAY_MS).await.unwrap();
-    assert!(all.pieces.iter().any(|p| p.id == q1), "b's piece is in the day");
+    let all = s
+        .day_rows(None, day_start, day_start + DAY_MS)
+        .await
+        .unwrap();
+    assert!(
+        all.pieces.iter().any(|p| p.id == q1),
+        "b's piece is in the day"
+    );
     let next = s
         .day_rows(Some(a), day_start + DAY_MS, day_start + 2 * DAY_MS)
         .await

@@ -26,6 +26,7 @@ use super::jobbook::{
 use super::journal::{Journal, JournalError};
 use super::supervisor::{Phase, SupervisorHandle};
 use crate::indicium::layout::Indicium as SignedIndicium;
+use crate::indicium::layout::PieceNumber;
 use crate::indicium::render::{human_lines, module_dots, native_payload};
 use crate::indicium::{ItemKind, MailClass};
 use crate::link::guard::LinkState;
@@ -35,7 +36,6 @@ use crate::printer::profile::Profile;
 use crate::printer::streamer::{
     self, IndiciumPaper, JobOutcome, Milestones, PrinterFault, PrinterPort, Progress, StreamConfig,
 };
-use crate::indicium::layout::PieceNumber;
 use crate::ui::event::{
     Backend, BasketId, Command, DayScope, FundMethod, HistoryEntry, IssuedItem, ItemState, JobId,
     LabelText, PrinterStatus, RefundAwaiting, RefundState, Secret, SettlePhase, Tender,
@@ -1126,9 +1126,7 @@ impl Actor {
             } => self.tender(basket, pieces, tender).await,
             Command::LoadDayReport { day, scope } => self.day_report(day, scope),
             Command::LoadRefundsAwaiting => self.refunds_awaiting(),
-            Command::DecideRefund { number, approve } => {
-                self.decide_refund(number, approve).await
-            }
+            Command::DecideRefund { number, approve } => self.decide_refund(number, approve).await,
             Command::RequestRefundByNumber { number } => {
                 if let Err(words) = self.own_meter(&number) {
                     self.emit(Backend::Error(words)).await;

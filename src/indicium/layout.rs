@@ -172,7 +172,9 @@ impl fmt::Display for PieceSerial {
 /// rendering). Every screen, receipt, report, history search and supervisor command shows and
 /// takes this form; [`fmt::Display`] is the one place that writes it and [`PieceNumber::parse`]
 /// the one place that reads it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct PieceNumber {
     /// The meter (PSD) serial, `A-Z0-9`, e.g. `FRK10000001`.
     pub meter: String,
@@ -217,7 +219,9 @@ impl PieceNumber {
             return n == *self;
         }
         let q = q.trim_start_matches('#');
-        self.to_string().to_ascii_uppercase().contains(&q.to_ascii_uppercase())
+        self.to_string()
+            .to_ascii_uppercase()
+            .contains(&q.to_ascii_uppercase())
     }
 }
 
@@ -604,10 +608,23 @@ mod tests {
     fn piece_numbers_print_as_the_label_and_parse_back() {
         let n = PieceNumber::new("FRK10000001", 9);
         assert_eq!(n.to_string(), "FRK10000001 #9");
-        for typed in ["FRK10000001 #9", "frk10000001#9", " FRK10000001 9 ", "FRK10000001  # 9"] {
+        for typed in [
+            "FRK10000001 #9",
+            "frk10000001#9",
+            " FRK10000001 9 ",
+            "FRK10000001  # 9",
+        ] {
             assert_eq!(PieceNumber::parse(typed), Some(n.clone()), "{typed}");
         }
-        for bad in ["", "FRK10000001", "#9", "FRK10000001 #0", "FRK10000001 #x", "FRK-1 #2", "1-1"] {
+        for bad in [
+            "",
+            "FRK10000001",
+            "#9",
+            "FRK10000001 #0",
+            "FRK10000001 #x",
+            "FRK-1 #2",
+            "1-1",
+        ] {
             assert_eq!(PieceNumber::parse(bad), None, "{bad}");
         }
         assert!(n.matches("FRK10000001 #9") && n.matches("#9") && n.matches("10000001"));

@@ -510,8 +510,7 @@ async fn run_async(cmd: LedgerCommand) -> anyhow::Result<()> {
             }
             let (from, to) = day_bounds(day);
             let rows = store.day_rows(account, from, to).await?;
-            let report =
-                crate::vendor_server::money::build_day_report(day, account, &scope, &rows);
+            let report = crate::vendor_server::money::build_day_report(day, account, &scope, &rows);
             if json {
                 println!("{}", serde_json::to_string(&report)?);
             } else {

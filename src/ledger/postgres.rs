@@ -592,9 +592,8 @@ async fn tender_attempt(
     };
     let mut found = Vec::with_capacity(asked.pieces.len());
     if existing.is_none() && report::check_shape(asked).is_ok() {
-        let sql = format!(
-            "SELECT {PIECE_COLS} FROM pieces WHERE account = $1 AND serial = $2 FOR SHARE"
-        );
+        let sql =
+            format!("SELECT {PIECE_COLS} FROM pieces WHERE account = $1 AND serial = $2 FOR SHARE");
         for serial in &asked.pieces {
             let Ok(s) = int(serial.0) else {
                 found.push(report::TenderPiece {

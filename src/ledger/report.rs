@@ -98,7 +98,9 @@ impl Tender {
 
     /// What stayed in the drawer or was charged: tendered − change.
     pub fn received(&self) -> Cents {
-        self.tendered.checked_sub(self.change).unwrap_or(Cents::ZERO)
+        self.tendered
+            .checked_sub(self.change)
+            .unwrap_or(Cents::ZERO)
     }
 
     /// Whether `other` asks for the same thing (a retry): account, kind, amounts and pieces.
@@ -227,7 +229,10 @@ pub fn check_shape(t: &Tender) -> Result<(), TenderError> {
     let mut seen = std::collections::HashSet::new();
     for s in &t.pieces {
         if !seen.insert(s.0) {
-            return Err(TenderError::DuplicatePiece(PieceNumber::new(t.meter(), s.0)));
+            return Err(TenderError::DuplicatePiece(PieceNumber::new(
+                t.meter(),
+                s.0,
+            )));
         }
     }
     if t.change > t.tendered {
@@ -553,29 +558,52 @@ impl DayReport {
     /// The report as a person reads it (the vendor's CLI and the counter's printout).
     pub fn text_lines(&self) -> Vec<String> {
         let money = |c: u64| Cents::new(c).unwrap_or(Cents::ZERO).to_string();
-        let t = |label: &str, x: &Totals| format!("  {label:<28}{:>6}  {:>12}", x.count, money(x.amount_cents));
-        let mut out = vec![
-            format!("End of day {} ({}), {}", self.day, self.timezone, self.scope),
-        ];
+        let t = |label: &str, x: &Totals| {
+            format!("  {label:<28}{:>6}  {:>12}", x.count, money(x.amount_cents))
+        };
+        let mut out = vec![format!(
+            "End of day {} ({}), {}",
+            self.day, self.timezone, self.scope
+        )];
         if let Some(a) = self.account {
             out[0].push_str(&format!(", account {a}"));
         }
-        out.push(format!("  {:<28}{:>6}  {:>12}", "Items issued", "count", "amount"));
+        out.push(format!(
+            "  {:<28}{:>6}  {:>12}",
+            "Items issued", "count", "amount"
+        ));
         for l in &self.lines {
-            out.push(format!("    {:<26}{:>6}  {:>12}", l.title, l.count, money(l.amount_cents)));
+            out.push(format!(
+                "    {:<26}{:>6}  {:>12}",
+                l.title,
+                l.count,
+                money(l.amount_cents)
+            ));
         }
         out.push(t("Total issued", &self.issued));
         out.push(t("Voided (not charged)", &self.voided));
         out.push(t("Still printing or settling", &self.in_progress));
         out.push(t("Unsettled (charged)", &self.unsettled));
         for i in &self.unsettled_items {
-            out.push(format!("    {}  {}  {}", i.number, i.summary, money(i.amount_cents)));
+            out.push(format!(
+                "    {}  {}  {}",
+                i.number,
+                i.summary,
+                money(i.amount_cents)
+            ));
         }
         out.push(t("Refunds awaiting decision", &self.refunds_awaiting));
         out.push(t("Refunds approved", &self.refunds_approved));
         out.push(t("Refunds rejected", &self.refunds_rejected));
-        out.push(format!("  {:<36}{:>12}", "Net charged", money(self.net_charged_cents)));
-        out.push(format!("  {:<28}{:>6}  {:>12}  {:>10}  {:>12}", "Payments", "count", "tendered", "change", "received"));
+        out.push(format!(
+            "  {:<36}{:>12}",
+            "Net charged",
+            money(self.net_charged_cents)
+        ));
+        out.push(format!(
+            "  {:<28}{:>6}  {:>12}  {:>10}  {:>12}",
+            "Payments", "count", "tendered", "change", "received"
+        ));
         for l in &self.tenders {
             out.push(format!(
                 "    {:<26}{:>6}  {:>12}  {:>10}  {:>12}",
@@ -586,8 +614,16 @@ impl DayReport {
                 money(l.received_cents)
             ));
         }
-        out.push(format!("  {:<36}{:>12}", "Total received", money(self.received_cents)));
-        out.push(format!("  {:<36}{:>12}", "Cash expected in drawer", money(self.cash_expected_cents)));
+        out.push(format!(
+            "  {:<36}{:>12}",
+            "Total received",
+            money(self.received_cents)
+        ));
+        out.push(format!(
+            "  {:<36}{:>12}",
+            "Cash expected in drawer",
+            money(self.cash_expected_cents)
+        ));
         out.push(t("Items paid in a basket", &self.tendered_items));
         out.push(t("Items without a payment", &self.untendered_items));
         if self.truncated {
@@ -631,7 +667,13 @@ mod tests {
         }
     }
 
-    fn tender(basket: u128, kind: TenderKind, tendered: u64, change: u64, pieces: &[u64]) -> Tender {
+    fn tender(
+        basket: u128,
+        kind: TenderKind,
+        tendered: u64,
+        change: u64,
+        pieces: &[u64],
+    ) -> Tender {
         Tender {
             basket: RequestId(basket),
             account: AccountId(1),
@@ -682,7 +724,11 @@ mod tests {
     fn bad_tenders_are_refused_with_the_reason() {
         let p1 = || found(piece(1, 500, PieceState::Printed, 5));
         let cases: Vec<(Tender, Vec<TenderPiece>, TenderError)> = vec![
-            (tender(1, TenderKind::Cash, 0, 0, &[]), vec![], TenderError::Empty),
+            (
+                tender(1, TenderKind::Cash, 0, 0, &[]),
+                vec![],
+                TenderError::Empty,
+            ),
             (
                 tender(1, TenderKind::Cash, 1000, 0, &[1, 1]),
                 vec![],
@@ -743,7 +789,10 @@ mod tests {
                 None,
                 &[found(other_account)]
             ),
-            Err(TenderError::UnknownPiece(PieceNumber::new("FRK10000001", 1)))
+            Err(TenderError::UnknownPiece(PieceNumber::new(
+                "FRK10000001",
+                1
+            )))
         );
         let many: Vec<u64> = (1..=BASKET_PIECES_MAX as u64 + 1).collect();
         assert!(matches!(
@@ -784,20 +833,56 @@ mod tests {
             },
             |_| "FRK10000001".into(),
         );
-        assert_eq!(r.issued, Totals { count: 4, amount_cents: 880 });
+        assert_eq!(
+            r.issued,
+            Totals {
+                count: 4,
+                amount_cents: 880
+            }
+        );
         assert_eq!(r.lines.len(), 1);
         assert_eq!(r.lines[0].title, "Priority Mail");
-        assert_eq!(r.voided, Totals { count: 1, amount_cents: 70 });
-        assert_eq!(r.in_progress, Totals { count: 1, amount_cents: 80 });
-        assert_eq!(r.unsettled, Totals { count: 1, amount_cents: 230 });
+        assert_eq!(
+            r.voided,
+            Totals {
+                count: 1,
+                amount_cents: 70
+            }
+        );
+        assert_eq!(
+            r.in_progress,
+            Totals {
+                count: 1,
+                amount_cents: 80
+            }
+        );
+        assert_eq!(
+            r.unsettled,
+            Totals {
+                count: 1,
+                amount_cents: 230
+            }
+        );
         assert_eq!(r.unsettled_items[0].number.to_string(), "FRK10000001 #2");
         assert_eq!(r.refunds_approved.amount_cents, 100);
         assert_eq!(r.refunds_awaiting.amount_cents, 50);
         assert_eq!(r.net_charged_cents, 780);
         assert_eq!(r.cash_expected_cents, 730);
         assert_eq!(r.received_cents, 730);
-        assert_eq!(r.tendered_items, Totals { count: 2, amount_cents: 730 });
-        assert_eq!(r.untendered_items, Totals { count: 2, amount_cents: 150 });
+        assert_eq!(
+            r.tendered_items,
+            Totals {
+                count: 2,
+                amount_cents: 730
+            }
+        );
+        assert_eq!(
+            r.untendered_items,
+            Totals {
+                count: 2,
+                amount_cents: 150
+            }
+        );
         // Another terminal's view of the same rows is empty.
         let other = DayReport::build(
             day,
@@ -810,7 +895,10 @@ mod tests {
         assert_eq!(other.issued, Totals::default());
         assert_eq!(other.received_cents, 0);
         let text = r.text_lines().join("\n");
-        assert!(text.contains("Cash expected in drawer") && text.contains("$7.30"), "{text}");
+        assert!(
+            text.contains("Cash expected in drawer") && text.contains("$7.30"),
+            "{text}"
+        );
         let json = serde_json::to_string(&r).unwrap();
         assert_eq!(serde_json::from_str::<DayReport>(&json).unwrap(), r);
     }

@@ -5,10 +5,12 @@
 //! carries commands to the vendor link and printer tasks over bounded channels.
 
 use crate::counter::jobbook::Settlement;
-use crate::indicium::{Item, ItemKind, MailClass};
 pub use crate::indicium::kinds::Day;
 pub use crate::indicium::layout::PieceNumber;
-pub use crate::ledger::report::{DayReport, ReportLine, ReportScope, TenderKind, TenderLine, Totals};
+use crate::indicium::{Item, ItemKind, MailClass};
+pub use crate::ledger::report::{
+    DayReport, ReportLine, ReportScope, TenderKind, TenderLine, Totals,
+};
 use crate::link::driver::LinkStatus;
 use crate::money::Cents;
 use crate::printer::streamer::{JobOutcome, PrinterFault, Progress};

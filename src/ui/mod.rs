@@ -11,6 +11,7 @@ pub mod hits;
 pub mod input;
 pub mod keys;
 pub mod panels;
+pub mod plain;
 pub mod runner;
 pub mod screens;
 pub mod text;

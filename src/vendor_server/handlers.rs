@@ -297,10 +297,19 @@ const NOT_SUPERVISOR: &str =
 
 /// The session account's meter must be the one named: a piece number from another meter is
 /// not this office's (answered like an unknown piece, nothing looked up).
-fn own_meter(active: &ActiveSession, field: &str, meter: &str, serial: u64) -> Result<(), ErrorBody> {
+fn own_meter(
+    active: &ActiveSession,
+    field: &str,
+    meter: &str,
+    serial: u64,
+) -> Result<(), ErrorBody> {
     let own = front::meter_of(active.ledger_account);
     if meter != own {
-        tracing::info!(terminal = active.terminal_id, field, "piece of another meter refused");
+        tracing::info!(
+            terminal = active.terminal_id,
+            field,
+            "piece of another meter refused"
+        );
         return Err(ErrorBody::new(
             ErrorCode::UnknownPiece,
             format!(
@@ -321,21 +330,15 @@ pub(super) async fn tender(
     use crate::ledger::report::{Tender, TenderKind};
     let active = require_session(state)?;
     let dest = wire::TenderRequest::destination(&r.kind, r.change_cents, &r.meter, &r.pieces);
-    let id = check_money(
-        state,
-        &active,
-        "tender",
-        &r,
-        r.amount_tendered_cents,
-        &dest,
-    )?;
+    let id = check_money(state, &active, "tender", &r, r.amount_tendered_cents, &dest)?;
     let first = r.pieces.first().copied().unwrap_or(0);
     own_meter(&active, "tender.meter", &r.meter, first)?;
     // The codec checked the kind and both amounts.
     let kind = TenderKind::parse(&r.kind)
         .ok_or_else(|| ErrorBody::malformed("tender.kind must be cash, card, check or other"))?;
     let money = |field: &str, v: u64| {
-        crate::money::Cents::new(v).map_err(|_| ErrorBody::malformed(format!("{field} is out of range")))
+        crate::money::Cents::new(v)
+            .map_err(|_| ErrorBody::malformed(format!("{field} is out of range")))
     };
     let asked = Tender {
         basket: id,
@@ -345,7 +348,11 @@ pub(super) async fn tender(
         kind,
         tendered: money("tender.amount_tendered_cents", r.amount_tendered_cents)?,
         change: money("tender.change_cents", r.change_cents)?,
-        pieces: r.pieces.iter().map(|s| crate::ledger::PieceSerial(*s)).collect(),
+        pieces: r
+            .pieces
+            .iter()
+            .map(|s| crate::ledger::PieceSerial(*s))
+            .collect(),
         total: crate::money::Cents::ZERO,
         recorded_at_ms: 0,
     };
@@ -393,7 +400,11 @@ pub(super) async fn day_report(
     let scope = match r.scope.as_str() {
         "clerk" => ReportScope::Clerk(active.clerk.clone()),
         "terminal" => ReportScope::Terminal(active.terminal_id),
-        _ => return Err(ErrorBody::malformed("day_report.scope must be clerk or terminal")),
+        _ => {
+            return Err(ErrorBody::malformed(
+                "day_report.scope must be clerk or terminal",
+            ));
+        }
     };
     let (from, to) = day_bounds(day);
     let rows = state

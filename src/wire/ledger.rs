@@ -664,7 +664,15 @@ macro_rules! money_request {
         }
     )*};
 }
-money_request!(Fund, Authorize, Commit, Void, RefundRequest, TenderRequest, RefundDecide);
+money_request!(
+    Fund,
+    Authorize,
+    Commit,
+    Void,
+    RefundRequest,
+    TenderRequest,
+    RefundDecide
+);
 
 /// The MAC destination of `commit` and `refund_request`: the piece serial in decimal.
 pub fn piece_destination(piece_serial: u64) -> String {
