@@ -502,7 +502,11 @@ fn history_filters_by_search_date_and_kind() {
     );
     assert_eq!(app.filtered_history().len(), 3);
     typ(&mut app, "boston");
-    let jobs: Vec<u64> = app.filtered_history().iter().map(|e| e.job.0).collect();
+    let jobs: Vec<u64> = app
+        .filtered_history()
+        .iter()
+        .map(|e| e.job.unwrap().0)
+        .collect();
     assert_eq!(jobs, vec![1]);
     for _ in 0..6 {
         press(&mut app, KeyCode::Backspace);
@@ -512,7 +516,11 @@ fn history_filters_by_search_date_and_kind() {
     assert_eq!(app.filtered_history().len(), 2);
     press(&mut app, KeyCode::Tab);
     press(&mut app, KeyCode::Right); // kind: postage
-    let jobs: Vec<u64> = app.filtered_history().iter().map(|e| e.job.0).collect();
+    let jobs: Vec<u64> = app
+        .filtered_history()
+        .iter()
+        .map(|e| e.job.unwrap().0)
+        .collect();
     assert_eq!(jobs, vec![1]);
 }
 
@@ -987,7 +995,11 @@ fn history_and_recent_items_list_newest_first() {
             entry(101, K::Postage, "2026-11-01", "to Boston"),
         ]),
     );
-    let jobs: Vec<u64> = app.filtered_history().iter().map(|e| e.job.0).collect();
+    let jobs: Vec<u64> = app
+        .filtered_history()
+        .iter()
+        .map(|e| e.job.unwrap().0)
+        .collect();
     assert_eq!(jobs, vec![job.0, 103, 102, 101]);
     press(&mut app, KeyCode::Esc); // nothing: the item prints
     backend(

@@ -6,9 +6,7 @@
 //! reports; each screen's own state, key table, handlers and drawing live in its module under
 //! [`super::screens`].
 
-use super::event::{
-    Backend, Command, Event, HistoryEntry, ItemState, JobId, PrinterStatus, Secret,
-};
+use super::event::{Backend, Command, Event, ItemState, JobId, PrinterStatus, Secret};
 use super::form::{AnyForm, Field};
 use super::hits::{Hits, Target};
 use super::keys::{Action, KeyBindings};
@@ -25,7 +23,7 @@ use crossterm::event::{
 use sha2::{Digest, Sha256};
 
 pub use super::screens::funds::{FundsField, FundsScreen};
-pub use super::screens::history::{HistoryField, HistoryScreen};
+pub use super::screens::history::{HistoryField, HistoryRow, HistoryScreen, ItemRef};
 pub use super::screens::home::{HOME_MENU, HomeScreen};
 pub use super::screens::item_form::{ItemField, ItemFormScreen};
 pub use super::screens::postage::{PostageField, PostageScreen, QuoteState};
@@ -169,12 +167,12 @@ pub struct Notice {
 
 /// A question on the notice line waiting for the next key: `y` (or the same key again)
 /// answers yes, any other key no.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Confirm {
     /// Quit the counter.
     Quit,
     /// Send a refund request for this item.
-    Refund(JobId),
+    Refund(ItemRef),
 }
 
 /// The supervisor PIN prompt's one field.
@@ -207,7 +205,7 @@ pub struct App {
     /// The one item in flight (or just finished): the printing screen's.
     pub job: Option<Job>,
     /// Issued items, newest first: the history screen lists them, home shows the first few.
-    pub history: Vec<HistoryEntry>,
+    pub history: Vec<HistoryRow>,
     pub history_view: HistoryScreen,
     pub funds: FundsScreen,
     pub settings: SettingsScreen,
@@ -699,7 +697,7 @@ impl App {
             .modifiers
             .intersects(KeyModifiers::CONTROL | KeyModifiers::ALT);
         let yes = (plain && matches!(key.code, KeyCode::Char('y' | 'Y')))
-            || match question {
+            || match &question {
                 Confirm::Quit => action == Some(Action::Quit),
                 Confirm::Refund(_) => action == Some(Action::RequestRefund),
             };
@@ -709,9 +707,13 @@ impl App {
                 out.push(Command::Quit);
             }
             (Confirm::Quit, false) => self.notice(Severity::Info, "Not quitting."),
-            (Confirm::Refund(job), true) => self.send_refund(job, out),
-            (Confirm::Refund(job), false) => {
-                self.notice(Severity::Info, format!("No refund requested for {job}."))
+            (Confirm::Refund(r), true) => self.send_refund(r, out),
+            (Confirm::Refund(r), false) => {
+                let name = self
+                    .history_row(&r)
+                    .map(HistoryRow::number_text)
+                    .unwrap_or_default();
+                self.notice(Severity::Info, format!("No refund requested for {name}."))
             }
         }
     }
@@ -908,7 +910,13 @@ impl App {
                 self.open_jobs = open;
                 self.last_run_jobs = from_last_run;
             }
-            Backend::History(rows) => self.on_history_rows(rows),
+            Backend::History(rows) => {
+                self.on_history_rows(rows.into_iter().map(HistoryRow::from).collect())
+            }
+            Backend::Items(items) => {
+                self.on_history_rows(items.into_iter().map(HistoryRow::from).collect())
+            }
+            Backend::Numbered { job, number } => self.on_numbered(job, number),
             Backend::RefundChanged { job, state } => {
                 self.set_item_state(job, ItemState::Refund(state));
             }
@@ -920,9 +928,7 @@ impl App {
             Backend::Error(e) => self.notice(Severity::Error, e),
             // Issue 15's basket, close-out and supervisor events: the counter screens take
             // them up (one arm here so the backend can send them meanwhile).
-            Backend::Numbered { .. }
-            | Backend::Items(_)
-            | Backend::TenderRecorded { .. }
+            Backend::TenderRecorded { .. }
             | Backend::TenderFailed { .. }
             | Backend::DayReport(_)
             | Backend::DayReportFailed { .. }
@@ -961,7 +967,7 @@ impl App {
     }
 
     pub(crate) fn set_item_state(&mut self, job: JobId, state: ItemState) {
-        if let Some(e) = self.history.iter_mut().find(|e| e.job == job) {
+        if let Some(e) = self.history.iter_mut().find(|e| e.job == Some(job)) {
             e.state = state;
         }
     }
@@ -974,7 +980,10 @@ impl App {
 
     /// The item's state in history, for tests and the printing screen.
     pub fn item_state(&self, job: JobId) -> Option<ItemState> {
-        self.history.iter().find(|e| e.job == job).map(|e| e.state)
+        self.history
+            .iter()
+            .find(|e| e.job == Some(job))
+            .map(|e| e.state)
     }
 
     /// How many Print commands were ever sent for `job` (0 or 1).

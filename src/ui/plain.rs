@@ -160,7 +160,7 @@ fn body(app: &App) -> String {
         },
         Screen::Printing => match &app.job {
             Some(j) => {
-                let what = format!("{} {}, {}", j.title, j.id, j.amount);
+                let what = format!("{} {}, {}", j.title, j.number_text(), j.amount);
                 lines.push(match &j.phase {
                     JobPhase::Authorizing => format!("{what}: asking the vendor to sign it."),
                     // No progress ticks: one line while it prints.
@@ -179,7 +179,7 @@ fn body(app: &App) -> String {
                     app.history_view.selected + 1,
                     rows.len(),
                     e.kind.name(),
-                    e.job,
+                    e.number_text(),
                     e.summary,
                     e.amount,
                     e.state.label()

@@ -117,7 +117,13 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, hits: &mut Hits) {
     let w = recent_area.width as usize;
     // The history is kept newest first.
     for e in app.history.iter().take(RECENT_ROWS_MAX) {
-        let row = format!("{} {} {} {}", e.job, e.summary, e.amount, e.state.label());
+        let row = format!(
+            "{} {} {} {}",
+            e.number_text(),
+            e.summary,
+            e.amount,
+            e.state.label()
+        );
         recent.push(Line::from(Span::styled(
             text::fit(&row, w),
             theme.style(Role::Text),

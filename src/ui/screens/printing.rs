@@ -7,10 +7,11 @@ use crate::indicium::ItemKind;
 use crate::money::Cents;
 use crate::printer::streamer::{JobOutcome, Progress};
 use crate::ui::app::{App, HISTORY_ROWS_MAX, Screen, Severity};
-use crate::ui::event::{Command, HistoryEntry, ItemState, JobId, RefundState, SettlePhase};
+use crate::ui::event::{Command, ItemState, JobId, PieceNumber, RefundState, SettlePhase};
 use crate::ui::hits::Hits;
 use crate::ui::keys::Action;
 use crate::ui::panels::notice::role_of;
+use crate::ui::screens::history::{HistoryRow, ItemRef};
 use crate::ui::theme::Role;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -40,6 +41,18 @@ pub struct Job {
     pub cause: Option<String>,
     /// The printer could not say whether the indicium printed; it counts as printed.
     pub assumed_on_paper: bool,
+    /// The vendor's number for it, as its label prints it (from `Backend::Numbered`).
+    pub number: Option<PieceNumber>,
+}
+
+impl Job {
+    /// Its number as shown: the label's once known, the job's until then.
+    pub fn number_text(&self) -> String {
+        match &self.number {
+            Some(n) => n.to_string(),
+            None => self.id.to_string(),
+        }
+    }
 }
 
 pub fn title_of(kind: ItemKind) -> &'static str {
@@ -88,8 +101,8 @@ fn refund(app: &mut App, _: Action, _: &mut Vec<Command>) {
     let Some(id) = app.job.as_ref().map(|j| j.id) else {
         return;
     };
-    if app.refundable(id) {
-        app.ask_refund(id);
+    if app.refundable(&ItemRef::Job(id)) {
+        app.ask_refund(ItemRef::Job(id));
     } else {
         app.notice(Severity::Warn, "No refund to request for this item.");
     }
@@ -130,8 +143,9 @@ impl App {
         if self.printed.contains(&job) || j.phase != JobPhase::Authorizing {
             return;
         }
-        let entry = HistoryEntry {
-            job,
+        let entry = HistoryRow {
+            number: j.number.clone(),
+            job: Some(job),
             kind: j.kind,
             date: String::new(),
             summary: j.title.clone(),
@@ -150,7 +164,7 @@ impl App {
                 message: "Link lost before printing — voiding the item…".into(),
             };
             out.push(Command::Void { job });
-            self.push_history(HistoryEntry {
+            self.push_history(HistoryRow {
                 state: ItemState::Settling,
                 ..entry
             });
@@ -163,7 +177,7 @@ impl App {
     }
 
     /// A new item goes first: the history is kept newest first.
-    fn push_history(&mut self, e: HistoryEntry) {
+    fn push_history(&mut self, e: HistoryRow) {
         self.history.truncate(HISTORY_ROWS_MAX - 1);
         self.history.insert(0, e);
     }
@@ -202,10 +216,16 @@ impl App {
     ) {
         let current = self.job.as_ref().filter(|j| j.id == job);
         // A job no longer on screen (or left by the last run) is named by its piece.
-        let title = match (current, piece) {
-            (Some(j), _) => format!("{} {job}", j.title.to_lowercase()),
-            (None, Some(p)) => format!("piece {p}"),
-            (None, None) => "an item".to_string(),
+        let known = self
+            .history
+            .iter()
+            .find(|r| r.job == Some(job))
+            .and_then(|r| r.number.clone());
+        let title = match (current, known, piece) {
+            (Some(j), _, _) => format!("{} {}", j.title.to_lowercase(), j.number_text()),
+            (None, Some(n), _) => n.to_string(),
+            (None, None, Some(p)) => format!("piece {p}"),
+            (None, None, None) => "an item".to_string(),
         };
         let cause = current.and_then(|j| j.cause.clone());
         let assumed = current.is_some_and(|j| j.assumed_on_paper);
@@ -294,7 +314,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, _hits: &mut Hits) {
     .areas(inner);
     frame.render_widget(
         Paragraph::new(Span::styled(
-            format!("{} {} — {}", job.title, job.id, job.amount),
+            format!("{} {} — {}", job.title, job.number_text(), job.amount),
             theme.style(Role::Title),
         )),
         head,

@@ -107,6 +107,7 @@ impl App {
             phase: JobPhase::Authorizing,
             cause: None,
             assumed_on_paper: false,
+            number: None,
         });
         out.push(Command::Authorize {
             job: id,
