@@ -110,7 +110,7 @@ async fn a_postage_label_end_to_end_in_plain_lines() {
         .unwrap();
     let t = out.wait_for("Status: link up, printer ready.").await;
     assert!(
-        t.contains("Screen: Home.\r\nBalance $100.00.\r\nMenu item 1 of 9: Postage label."),
+        t.contains("Screen: Home.\r\nBalance $100.00.\r\nMenu item 1 of 12: Postage label."),
         "{t}"
     );
     send(vec![key_ev(KeyCode::Enter, KeyModifiers::NONE)]).await;
@@ -251,7 +251,7 @@ fn a_change_is_said_once_and_nothing_is_repeated() {
     press(&mut app, KeyCode::Down);
     assert_eq!(
         plain.lines(&app),
-        vec!["Menu item 2 of 9: Ticket.".to_string()]
+        vec!["Menu item 2 of 12: Ticket.".to_string()]
     );
     ctrl(&mut app, 'q');
     let l = plain.lines(&app);

@@ -333,6 +333,10 @@ pub fn resolve(o: &Overrides, no_color: bool) -> anyhow::Result<CounterSettings>
         keys,
         theme,
         printer_name,
+        office: format!(
+            "Frank counter {} (ZIP {})",
+            backend.terminal_name, backend.origin_zip
+        ),
         ..AppConfig::default()
     };
     if let Some(s) = file.idle_timeout_s {

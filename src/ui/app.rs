@@ -6,7 +6,9 @@
 //! reports; each screen's own state, key table, handlers and drawing live in its module under
 //! [`super::screens`].
 
-use super::event::{Backend, Command, Event, ItemState, JobId, PrinterStatus, Secret};
+use super::event::{
+    Backend, BasketId, Command, Event, ItemState, JobId, PieceNumber, PrinterStatus, Secret,
+};
 use super::form::{AnyForm, Field};
 use super::hits::{Hits, Target};
 use super::keys::{Action, KeyBindings};
@@ -22,12 +24,15 @@ use crossterm::event::{
 };
 use sha2::{Digest, Sha256};
 
+pub use super::screens::basket::{BasketItem, BasketPhase, BasketScreen, ItemOutcome, TenderField};
+pub use super::screens::day::DayScreen;
 pub use super::screens::funds::{FundsField, FundsScreen};
 pub use super::screens::history::{HistoryField, HistoryRow, HistoryScreen, ItemRef};
 pub use super::screens::home::{HOME_MENU, HomeScreen};
 pub use super::screens::item_form::{ItemField, ItemFormScreen};
 pub use super::screens::postage::{PostageField, PostageScreen, QuoteState};
 pub use super::screens::printing::{Job, JobPhase};
+pub use super::screens::refunds::RefundsScreen;
 pub use super::screens::review::{Draft, ReviewScreen};
 pub use super::screens::settings::SettingsScreen;
 pub use super::screens::sign_in::{SignInField, SignInScreen};
@@ -60,6 +65,8 @@ pub struct AppConfig {
     pub printer_name: String,
     /// Lines shown under the sign-in form (e.g. the demo's credentials and label folder).
     pub info_lines: Vec<String>,
+    /// The office as its receipts name it (first line of a receipt).
+    pub office: String,
 }
 
 impl Default for AppConfig {
@@ -72,6 +79,7 @@ impl Default for AppConfig {
             theme: Theme::default(),
             printer_name: "(none)".into(),
             info_lines: Vec::new(),
+            office: "Frank counter".into(),
         }
     }
 }
@@ -149,6 +157,12 @@ pub enum Screen {
     History,
     Funds,
     Settings,
+    /// The customer's basket, its payment and receipt.
+    Basket,
+    /// End of day (close-out).
+    Day,
+    /// Refund requests awaiting a supervisor's decision.
+    Refunds,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,6 +187,8 @@ pub enum Confirm {
     Quit,
     /// Send a refund request for this item.
     Refund(ItemRef),
+    /// A supervisor's decision on a refund request.
+    Decide { number: PieceNumber, approve: bool },
 }
 
 /// The supervisor PIN prompt's one field.
@@ -209,6 +225,9 @@ pub struct App {
     pub history_view: HistoryScreen,
     pub funds: FundsScreen,
     pub settings: SettingsScreen,
+    pub basket: BasketScreen,
+    pub day: DayScreen,
+    pub refunds: RefundsScreen,
 
     pub pin_prompt: Option<Field<PinField>>,
     pub(crate) pin_attempts: u32,
@@ -320,6 +339,9 @@ impl App {
             history_view: HistoryScreen::new(),
             funds: FundsScreen::new(kiosk),
             settings: SettingsScreen::new(&config.theme),
+            basket: BasketScreen::new(BasketId(1)),
+            day: DayScreen::default(),
+            refunds: RefundsScreen::default(),
             pin_prompt: None,
             pin_attempts: 0,
             pin_lock_ms: 0,
@@ -387,6 +409,7 @@ impl App {
             Screen::ItemForm(_) => &self.item_form.form,
             Screen::History => &self.history_view.filter,
             Screen::Funds => &self.funds.form,
+            Screen::Basket if self.basket.phase == BasketPhase::Paying => &self.basket.tender,
             _ => return None,
         })
     }
@@ -398,6 +421,7 @@ impl App {
             Screen::ItemForm(_) => &mut self.item_form.form,
             Screen::History => &mut self.history_view.filter,
             Screen::Funds => &mut self.funds.form,
+            Screen::Basket if self.basket.phase == BasketPhase::Paying => &mut self.basket.tender,
             _ => return None,
         })
     }
@@ -700,6 +724,8 @@ impl App {
             || match &question {
                 Confirm::Quit => action == Some(Action::Quit),
                 Confirm::Refund(_) => action == Some(Action::RequestRefund),
+                Confirm::Decide { approve: true, .. } => action == Some(Action::Approve),
+                Confirm::Decide { approve: false, .. } => action == Some(Action::Reject),
             };
         match (question, yes) {
             (Confirm::Quit, true) => {
@@ -715,6 +741,11 @@ impl App {
                     .unwrap_or_default();
                 self.notice(Severity::Info, format!("No refund requested for {name}."))
             }
+            (Confirm::Decide { number, approve }, true) => self.send_decision(number, approve, out),
+            (Confirm::Decide { number, .. }, false) => self.notice(
+                Severity::Info,
+                format!("No decision sent; the refund of {number} is still waiting."),
+            ),
         }
     }
 
@@ -799,6 +830,12 @@ impl App {
             }
             Screen::History => out.push(Command::LoadHistory),
             Screen::Funds => self.funds = FundsScreen::new(false),
+            Screen::Day => {
+                self.day = DayScreen::default();
+                self.screen = screen;
+                self.load_day(out);
+            }
+            Screen::Refunds => self.load_refunds(out),
             Screen::SignIn => {
                 self.clerk = None;
                 self.balance = None;
@@ -833,12 +870,19 @@ impl App {
             Screen::ItemForm(_) => screens::item_form::type_key(self, key.code),
             Screen::History => screens::history::type_key(self, key.code),
             Screen::Funds => screens::funds::type_key(self, key.code),
+            Screen::Basket => screens::basket::type_key(self, key.code),
             _ => false,
         };
         let _ = changed;
     }
 
     fn on_backend(&mut self, b: Backend, out: &mut Vec<Command>) {
+        self.on_report(b, out);
+        // A basket being printed goes on when its current item is over.
+        self.basket_update(out);
+    }
+
+    fn on_report(&mut self, b: Backend, out: &mut Vec<Command>) {
         match b {
             Backend::LinkChanged(status) => {
                 let was_up = self.link_state().allows_printing();
@@ -887,6 +931,7 @@ impl App {
                 if assumed_on_paper && let Some(j) = self.job.as_mut().filter(|j| j.id == job) {
                     j.assumed_on_paper = true;
                 }
+                self.basket_settled(job, settlement);
                 self.on_settlement(job, piece, amount, settlement, phase)
             }
             Backend::OpenJobs {
@@ -916,7 +961,10 @@ impl App {
             Backend::Items(items) => {
                 self.on_history_rows(items.into_iter().map(HistoryRow::from).collect())
             }
-            Backend::Numbered { job, number } => self.on_numbered(job, number),
+            Backend::Numbered { job, number } => {
+                self.basket_numbered(job, &number);
+                self.on_numbered(job, number)
+            }
             Backend::RefundChanged { job, state } => {
                 self.set_item_state(job, ItemState::Refund(state));
             }
@@ -928,14 +976,29 @@ impl App {
             Backend::Error(e) => self.notice(Severity::Error, e),
             // Issue 15's basket, close-out and supervisor events: the counter screens take
             // them up (one arm here so the backend can send them meanwhile).
-            Backend::TenderRecorded { .. }
-            | Backend::TenderFailed { .. }
-            | Backend::DayReport(_)
-            | Backend::DayReportFailed { .. }
-            | Backend::RefundsAwaiting(_)
-            | Backend::RefundsAwaitingFailed { .. }
-            | Backend::RefundDecided { .. }
-            | Backend::RefundDecisionFailed { .. } => {}
+            Backend::TenderRecorded {
+                basket,
+                pieces,
+                tender,
+                total,
+                recorded_at_ms,
+            } => self.on_tender_recorded(basket, pieces, tender, total, recorded_at_ms),
+            Backend::TenderFailed { basket, reason } => self.on_tender_failed(basket, reason),
+            Backend::DayReport(r) => self.on_day_report(r),
+            Backend::DayReportFailed { reason } => {
+                self.day.loading = false;
+                self.notice(Severity::Error, format!("No end-of-day report: {reason}"));
+            }
+            Backend::RefundsAwaiting(rows) => self.on_refunds_awaiting(rows),
+            Backend::RefundsAwaitingFailed { reason } => {
+                self.refunds.loading = false;
+                self.notice(Severity::Error, reason);
+            }
+            Backend::RefundDecided { number, approved } => self.on_refund_decided(number, approved),
+            Backend::RefundDecisionFailed { number, reason } => self.notice(
+                Severity::Error,
+                format!("No decision recorded for {number}: {reason}"),
+            ),
         }
     }
 

@@ -98,6 +98,13 @@ pub fn screen_name(app: &App) -> &'static str {
         Screen::Funds if app.funds.paying => "Pay by card",
         Screen::Funds => "Add funds",
         Screen::Settings => "Settings",
+        Screen::Basket => match app.basket.phase {
+            super::app::BasketPhase::Receipt(_) => "Receipt",
+            super::app::BasketPhase::Paying => "Payment",
+            _ => "Basket",
+        },
+        Screen::Day => "End of day",
+        Screen::Refunds => "Refunds to decide",
     }
 }
 
@@ -183,6 +190,47 @@ fn body(app: &App) -> String {
                     e.summary,
                     e.amount,
                     e.state.label()
+                ));
+            }
+        }
+        Screen::Basket => {
+            let b = &app.basket;
+            if let super::app::BasketPhase::Receipt(r) = &b.phase {
+                lines.extend(r.lines.iter().filter(|l| !l.is_empty()).cloned());
+            } else {
+                for (i, item) in b.items.iter().enumerate() {
+                    let number = item
+                        .number
+                        .as_ref()
+                        .map(ToString::to_string)
+                        .unwrap_or_default();
+                    lines.push(format!(
+                        "Item {} of {}: {} {number} {}, {}: {}.",
+                        i + 1,
+                        b.items.len(),
+                        item.title(),
+                        item.summary(),
+                        item.draft.amount,
+                        item.outcome.words()
+                    ));
+                }
+                lines.push(format!("Total {}.", b.listed_total()));
+            }
+        }
+        Screen::Day => lines.extend(
+            super::screens::day::lines(app)
+                .iter()
+                .map(|l| l.trim().to_string()),
+        ),
+        Screen::Refunds => {
+            lines.push(format!(
+                "{} refund requests waiting.",
+                app.refunds.rows.len()
+            ));
+            if let Some(r) = app.refunds.rows.get(app.refunds.selected) {
+                lines.push(format!(
+                    "Chosen: {}, {}, {}.",
+                    r.number, r.summary, r.amount
                 ));
             }
         }

@@ -17,7 +17,7 @@ use ratatui::widgets::Paragraph;
 pub const RECENT_ROWS_MAX: usize = 8;
 
 /// Home menu rows.
-pub const HOME_MENU: [(&str, Screen); 9] = [
+pub const HOME_MENU: [(&str, Screen); 12] = [
     ("Postage label", Screen::Postage),
     ("Ticket", Screen::ItemForm(ItemKind::Ticket)),
     ("Check", Screen::ItemForm(ItemKind::Check)),
@@ -26,7 +26,10 @@ pub const HOME_MENU: [(&str, Screen); 9] = [
         "Gift certificate",
         Screen::ItemForm(ItemKind::GiftCertificate),
     ),
+    ("Basket", Screen::Basket),
     ("History", Screen::History),
+    ("End of day", Screen::Day),
+    ("Refunds to decide", Screen::Refunds),
     ("Add funds", Screen::Funds),
     ("Settings", Screen::Settings),
     ("Sign out", Screen::SignIn),

@@ -1,12 +1,15 @@
 //! One module per screen, each owning its state, its key table (the handlers and, from the same
 //! rows, the hint line and the plain mode's prompt) and its drawing into the body area.
 
+pub mod basket;
+pub mod day;
 pub mod funds;
 pub mod history;
 pub mod home;
 pub mod item_form;
 pub mod postage;
 pub mod printing;
+pub mod refunds;
 pub mod review;
 pub mod settings;
 pub mod sign_in;
@@ -103,6 +106,9 @@ pub fn keys(app: &App) -> Vec<Binding> {
         Screen::History => history::keys(app),
         Screen::Funds => funds::keys(app),
         Screen::Settings => settings::keys(app),
+        Screen::Basket => basket::keys(app),
+        Screen::Day => day::keys(app),
+        Screen::Refunds => refunds::keys(app),
     }
 }
 
@@ -112,6 +118,8 @@ pub fn click_row(app: &mut App, n: usize, out: &mut Vec<Command>) {
         Screen::Home => home::click_row(app, n, out),
         Screen::History => history::click_row(app, n),
         Screen::Settings => settings::click_row(app, n, out),
+        Screen::Basket => basket::click_row(app, n),
+        Screen::Refunds => refunds::click_row(app, n),
         _ => {}
     }
 }
@@ -128,6 +136,9 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, hits: &mut Hits) {
         Screen::History => history::draw(frame, area, app, hits),
         Screen::Funds => funds::draw(frame, area, app, hits),
         Screen::Settings => settings::draw(frame, area, app, hits),
+        Screen::Basket => basket::draw(frame, area, app, hits),
+        Screen::Day => day::draw(frame, area, app, hits),
+        Screen::Refunds => refunds::draw(frame, area, app, hits),
     }
 }
 

@@ -48,13 +48,17 @@ pub fn keys(app: &App) -> Vec<Binding> {
     } else {
         "confirm & print"
     };
-    vec![
-        key(Action::Submit, confirm, confirm_draft),
-        key(Action::Back, "edit", |app, _, _| {
-            app.notice = None;
-            app.screen = app.review.from;
-        }),
-    ]
+    let mut v = vec![key(Action::Submit, confirm, confirm_draft)];
+    if !app.config.kiosk {
+        v.push(key(Action::AddToBasket, "add to basket", |app, _, _| {
+            app.add_to_basket()
+        }));
+    }
+    v.push(key(Action::Back, "edit", |app, _, _| {
+        app.notice = None;
+        app.screen = app.review.from;
+    }));
+    v
 }
 
 fn confirm_draft(app: &mut App, _: Action, out: &mut Vec<Command>) {
@@ -96,6 +100,22 @@ impl App {
         let Some(draft) = self.review.draft.take() else {
             return;
         };
+        self.issue(draft, out);
+        self.spend_form();
+        self.notice = None;
+        self.screen = Screen::Printing;
+    }
+
+    /// The form that made the draft is spent.
+    pub(crate) fn spend_form(&mut self) {
+        match self.review.from {
+            Screen::Postage => self.postage.clear(),
+            _ => self.item_form.form.clear(),
+        }
+    }
+
+    /// A new job for `draft` and its one Authorize.
+    pub(crate) fn issue(&mut self, draft: Draft, out: &mut Vec<Command>) -> JobId {
         let id = JobId(self.next_job);
         self.next_job += 1;
         let kind = draft.item.kind();
@@ -115,13 +135,7 @@ impl App {
             amount: draft.amount,
             label: Box::new(draft.label),
         });
-        // The form that made it is spent.
-        match self.review.from {
-            Screen::Postage => self.postage.clear(),
-            _ => self.item_form.form.clear(),
-        }
-        self.notice = None;
-        self.screen = Screen::Printing;
+        id
     }
 }
 
