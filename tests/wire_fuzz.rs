@@ -161,6 +161,10 @@ const KINDS: &[&str] = &[
     "printer_status",
     "subscribe_terminals",
     "scan",
+    "tender",
+    "day_report",
+    "refunds_awaiting",
+    "refund_decide",
 ];
 
 proptest! {
@@ -224,6 +228,9 @@ proptest! {
         let _ = wire::decode_response::<ledger::Balance>(&response);
         let _ = wire::decode_response::<ledger::StatementBody>(&response);
         let _ = wire::decode_response::<ledger::PieceList>(&response);
+        let _ = wire::decode_response::<ledger::TenderDone>(&response);
+        let _ = wire::decode_response::<ledger::RefundDecided>(&response);
+        let _ = wire::decode_response::<frank::ledger::report::DayReport>(&response);
     }
 
     #[test]

@@ -317,6 +317,8 @@ enum Done {
     },
     Refund {
         job: JobId,
+        /// The item's printed number, for the words.
+        label: String,
         result: Result<wire::PieceDone, Failure>,
     },
     Polled {
@@ -1657,11 +1659,17 @@ impl Actor {
             })
         };
         let Some(serial) = serial else {
-            self.emit(Backend::Error(format!(
-                "{job} is unknown here; nothing sent."
-            )))
+            self.emit(Backend::Error(
+                "That item is not known here; nothing was sent. Load the history and try again."
+                    .into(),
+            ))
             .await;
             return;
+        };
+        // The clerk reads the item's printed number, never the UI's job id.
+        let label = match &self.meter {
+            Some(m) => PieceNumber::new(m.clone(), serial).to_string(),
+            None => format!("Item #{serial}"),
         };
         let request_id = crate::ledger::RequestId::fresh().to_bytes();
         let tx = self.done_tx.clone();
@@ -1671,7 +1679,7 @@ impl Actor {
                 s.refund_request(request_id, client::wall_ms(), serial)
             })
             .await;
-            let _ = tx.send(Done::Refund { job, result }).await;
+            let _ = tx.send(Done::Refund { job, label, result }).await;
         });
     }
 
@@ -1704,7 +1712,7 @@ impl Actor {
                 outcome,
             } => self.on_printed(job, key, port, outcome).await,
             Done::Settled { key, result } => self.on_settled(key, result).await,
-            Done::Refund { job, result } => match result {
+            Done::Refund { job, label, result } => match result {
                 Ok(done) => {
                     self.emit(Backend::RefundChanged {
                         job,
@@ -1718,7 +1726,7 @@ impl Actor {
                 }
                 Err(f) => {
                     self.emit(Backend::Error(format!(
-                        "{job}: requesting the refund failed: {}.",
+                        "{label}: requesting the refund failed: {}.",
                         f.words
                     )))
                     .await
@@ -2047,6 +2055,7 @@ impl Actor {
             let scope = match scope {
                 DayScope::Clerk => "clerk",
                 DayScope::Terminal => "terminal",
+                DayScope::Office => "office",
             };
             let b = match session.day_report(&day.to_string(), scope).await {
                 Ok(r) => Backend::DayReport(Box::new(r)),

@@ -563,7 +563,8 @@ impl Session {
     }
 
     /// The end-of-day report of `day` (`YYYY-MM-DD`, UTC) for the session's clerk
-    /// (`scope = "clerk"`) or terminal (`"terminal"`).
+    /// (`scope = "clerk"`), terminal (`"terminal"`) or the whole office (`"office"`,
+    /// supervisors only).
     pub async fn day_report(
         &self,
         day: &str,

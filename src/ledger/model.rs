@@ -614,7 +614,7 @@ pub enum LedgerError {
     IdempotencyConflict { request: RequestId },
     #[error("no such account: {0}")]
     UnknownAccount(AccountId),
-    #[error("no such authorization/piece: {0}")]
+    #[error("there is no item {0} in this account")]
     UnknownPiece(PieceId),
     #[error("{account} is locked; contact the vendor")]
     AccountLocked { account: AccountId },
@@ -645,10 +645,10 @@ pub enum LedgerError {
     AlreadyCommitted(PieceId),
     #[error("authorization {0} was already voided")]
     AlreadyVoided(PieceId),
-    #[error("authorization {id} expired at {expired_at_ms} ms")]
+    #[error("item {id}'s reservation was released when it expired; there is nothing to settle")]
     AuthorizationExpired { id: PieceId, expired_at_ms: u64 },
     #[error(
-        "piece {id} is unsettled (committed as printed at its expiry) and the window for voiding it closed at {deadline_ms} ms; it stays charged — request a refund instead"
+        "item {id} was charged when its reservation expired, and the time for voiding it has passed; it stays charged — request a refund instead"
     )]
     VoidWindowClosed { id: PieceId, deadline_ms: u64 },
     #[error(
@@ -657,7 +657,7 @@ pub enum LedgerError {
     WrongTerminal { id: PieceId },
     #[error("piece {0} was never printed, so it cannot be refunded")]
     NotPrinted(PieceId),
-    #[error("refunds for piece {id} closed at {deadline_ms} ms (28 days after printing)")]
+    #[error("refunds for item {id} are closed: they may be asked within 28 days of printing")]
     RefundWindowClosed { id: PieceId, deadline_ms: u64 },
     #[error("a refund for piece {0} was already requested")]
     RefundAlreadyRequested(PieceId),

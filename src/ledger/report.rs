@@ -16,8 +16,9 @@ use crate::money::Cents;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// Most pieces one basket's tender may name.
-pub const BASKET_PIECES_MAX: usize = 50;
+/// Most pieces one basket's tender may name (40 serials of at most 20 digits keep the
+/// request MAC's destination under its 1024 bytes, docs/PROTOCOL.md §7).
+pub const BASKET_PIECES_MAX: usize = 40;
 /// Most pieces one day report reads; a day with more is reported on its first this many
 /// (`DayReport::truncated`).
 pub const REPORT_PIECES_MAX: u32 = 20_000;

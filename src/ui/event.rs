@@ -196,12 +196,14 @@ pub struct Tender {
     pub change: Cents,
 }
 
-/// Whose end of day [`Command::LoadDayReport`] asks for: the signed-in clerk's, or this
-/// terminal's (every clerk who worked on it).
+/// Whose end of day [`Command::LoadDayReport`] asks for: the signed-in clerk's, this
+/// terminal's (every clerk who worked on it), or the whole office's (supervisors only; a plain
+/// clerk gets [`Backend::DayReportFailed`] saying so).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DayScope {
     Clerk,
     Terminal,
+    Office,
 }
 
 /// One issued item as the vendor reports it (history rows), numbered as its label prints it.

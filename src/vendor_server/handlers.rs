@@ -223,20 +223,28 @@ pub(super) async fn refund_request(
     piece_done(o)
 }
 
+/// One of the `statements_in_flight_max` permits statements and day reports share (`busy`
+/// with the limit when all are taken).
+fn statement_permit(state: &ConnState) -> Result<tokio::sync::SemaphorePermit<'_>, ErrorBody> {
+    let max = state.shared.config.statements_in_flight_max;
+    state.shared.statements.try_acquire().map_err(|_| {
+        ErrorBody::new(
+            ErrorCode::Busy,
+            format!(
+                "the vendor is preparing statements_in_flight_max = {max} statements and reports; try again shortly"
+            ),
+        )
+        .with_limit(max as u64)
+        .with_retry_after_ms(1_000)
+    })
+}
+
 pub(super) async fn statement(
     state: &Arc<ConnState>,
     r: wire::StatementRequest,
 ) -> Result<Vec<u8>, ErrorBody> {
     let active = require_session(state)?;
-    let max = state.shared.config.statements_in_flight_max;
-    let _running = state.shared.statements.try_acquire().map_err(|_| {
-        ErrorBody::new(
-            ErrorCode::Busy,
-            format!("the vendor is preparing statements_in_flight_max = {max} statements; try again shortly"),
-        )
-        .with_limit(max as u64)
-        .with_retry_after_ms(1_000)
-    })?;
+    let _running = statement_permit(state)?;
     let s = state
         .shared
         .ledger
@@ -386,23 +394,27 @@ pub(super) async fn day_report(
 ) -> Result<Vec<u8>, ErrorBody> {
     use crate::ledger::report::{ReportScope, day_bounds};
     let active = require_session(state)?;
-    let max = state.shared.config.statements_in_flight_max;
-    let _running = state.shared.statements.try_acquire().map_err(|_| {
-        ErrorBody::new(
-            ErrorCode::Busy,
-            format!("the vendor is preparing statements_in_flight_max = {max} reports; try again shortly"),
-        )
-        .with_limit(max as u64)
-        .with_retry_after_ms(1_000)
+    let _running = statement_permit(state)?;
+    let day = crate::indicium::kinds::Day::parse("day_report.day", &r.day).map_err(|_| {
+        // The value is not repeated (this message is logged).
+        ErrorBody::malformed("day_report.day must be a date YYYY-MM-DD from 1970-01-01 on")
     })?;
-    let day = crate::indicium::kinds::Day::parse("day_report.day", &r.day)
-        .map_err(|e| ErrorBody::malformed(format!("{}: {}", e.field, e.reason)))?;
     let scope = match r.scope.as_str() {
         "clerk" => ReportScope::Clerk(active.clerk.clone()),
         "terminal" => ReportScope::Terminal(active.terminal_id),
+        "office" => {
+            require_supervisor(
+                state,
+                &active,
+                "day_report office",
+                "Only a supervisor can see the whole office's day. Ask a supervisor to sign in.",
+            )
+            .await?;
+            ReportScope::Office
+        }
         _ => {
             return Err(ErrorBody::malformed(
-                "day_report.scope must be clerk or terminal",
+                "day_report.scope must be clerk, terminal or office",
             ));
         }
     };

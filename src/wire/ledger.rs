@@ -564,7 +564,8 @@ pub struct TenderDone {
 pub struct DayReportRequest {
     /// `YYYY-MM-DD` (UTC).
     pub day: String,
-    /// `clerk` (the session's clerk) or `terminal` (the session's terminal).
+    /// `clerk` (the session's clerk), `terminal` (the session's terminal) or `office` (every
+    /// clerk and terminal of the account: supervisors only).
     pub scope: String,
 }
 
@@ -880,6 +881,101 @@ mod tests {
             assert_eq!(e.code, ErrorCode::Malformed, "{field}");
             assert!(e.message.contains(field), "{field}: {}", e.message);
         }
+    }
+
+    fn tender(pieces: Vec<u64>, kind: &str, meter: &str) -> Request {
+        Request::Tender(TenderRequest {
+            request_id: vec![1; 16],
+            client_time_ms: 5,
+            meter: meter.into(),
+            pieces,
+            kind: kind.into(),
+            amount_tendered_cents: 1000,
+            change_cents: 270,
+            mac: vec![2; 32],
+        })
+    }
+
+    /// Issue 15's requests round-trip, and bad fields are named with their bounds.
+    #[test]
+    fn basket_report_and_refund_requests_round_trip_and_bad_fields_are_named() {
+        let max = crate::ledger::report::BASKET_PIECES_MAX;
+        let good = [
+            tender(vec![1, 2], "cash", "FRK10000001"),
+            tender((1..=max as u64).collect(), "other", "FRK10000001"),
+            Request::DayReport(DayReportRequest {
+                day: "2026-12-05".into(),
+                scope: "terminal".into(),
+            }),
+            Request::RefundsAwaiting(RefundsAwaitingRequest {
+                limit: REFUNDS_AWAITING_MAX,
+            }),
+            Request::RefundDecide(RefundDecide {
+                request_id: vec![1; 16],
+                client_time_ms: 5,
+                meter: "FRK10000001".into(),
+                piece_serial: 9,
+                approve: true,
+                mac: vec![2; 32],
+            }),
+        ];
+        for r in good {
+            assert_eq!(decode_request(&encode_request(&r)).unwrap(), r);
+        }
+        let bad: Vec<(Request, &str, Option<u64>)> = vec![
+            (
+                tender(vec![], "cash", "FRK10000001"),
+                "tender.pieces",
+                Some(max as u64),
+            ),
+            (
+                tender((0..=max as u64).collect(), "cash", "FRK10000001"),
+                "tender.pieces",
+                Some(max as u64),
+            ),
+            (tender(vec![1], "iou", "FRK10000001"), "tender.kind", None),
+            (tender(vec![1], "cash", "frk\n1"), "tender.meter", None),
+            (
+                Request::DayReport(DayReportRequest {
+                    day: "12/05/2026".into(),
+                    scope: "clerk".into(),
+                }),
+                "day_report.day",
+                None,
+            ),
+            (
+                Request::DayReport(DayReportRequest {
+                    day: "2026-12-05".into(),
+                    scope: "everyone".into(),
+                }),
+                "day_report.scope",
+                None,
+            ),
+            (
+                Request::RefundsAwaiting(RefundsAwaitingRequest { limit: 0 }),
+                "refunds_awaiting.limit",
+                Some(u64::from(REFUNDS_AWAITING_MAX)),
+            ),
+        ];
+        for (r, field, limit) in bad {
+            let e = decode_request(&encode_request(&r)).unwrap_err();
+            assert_eq!(e.code, ErrorCode::Malformed, "{field}");
+            assert!(e.message.starts_with(field), "{field}: {}", e.message);
+            assert!(
+                !e.message.contains("frk"),
+                "the value is not repeated: {}",
+                e.message
+            );
+            assert_eq!(e.limit, limit, "{field}");
+        }
+        assert_eq!(
+            TenderRequest::destination("cash", 270, "FRK10000001", &[3, 1]),
+            "cash:270:FRK10000001:3,1"
+        );
+        assert_eq!(
+            RefundDecide::destination("FRK10000001", 9, false),
+            "FRK10000001:9:reject"
+        );
     }
 
     #[test]

@@ -584,11 +584,13 @@ fn validate(request: &Request) -> Result<(), ErrorBody> {
             Ok(())
         }
         Request::DayReport(d) => {
-            crate::indicium::kinds::Day::parse("day_report.day", &d.day)
-                .map_err(|e| ErrorBody::malformed(format!("{}: {}", e.field, e.reason)))?;
-            if d.scope != "clerk" && d.scope != "terminal" {
+            crate::indicium::kinds::Day::parse("day_report.day", &d.day).map_err(|_| {
+                // The value is not repeated (this message is logged).
+                ErrorBody::malformed("day_report.day must be a date YYYY-MM-DD from 1970-01-01 on")
+            })?;
+            if !["clerk", "terminal", "office"].contains(&d.scope.as_str()) {
                 return Err(ErrorBody::malformed(
-                    "day_report.scope must be clerk or terminal",
+                    "day_report.scope must be clerk, terminal or office",
                 ));
             }
             Ok(())

@@ -301,3 +301,30 @@ pub async fn fund_until_ok(s: &Session, cents: u64) {
     }
     panic!("the account could not be funded");
 }
+
+/// A fresh terminal named `name` enrolled with `code` on the vendor at `addr` (pinned `key`),
+/// `clerk` signed in and the counter's own link Up (the vendor's view follows within a few
+/// keepalives: money requests answer `link_lapsed` until then).
+pub async fn session_on(
+    addr: SocketAddr,
+    key: ed25519_dalek::VerifyingKey,
+    code: &str,
+    name: &str,
+    clerk: &str,
+    password: &str,
+) -> (Session, frank::link::driver::LinkHandle) {
+    use frank::link::guard::LinkState;
+    let endpoint = endpoint();
+    let conn = client::connect(&endpoint, addr, key).await.unwrap();
+    let device_key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+    let e = conn.enroll(code, name, &device_key, &key).await.unwrap();
+    let s = conn
+        .login(e.terminal_id, &device_key, clerk, password)
+        .await
+        .unwrap();
+    let link = s.start_link().unwrap();
+    let mut up = link.state.clone();
+    let limit = Duration::from_millis(LINK_UP_MS_MAX);
+    wait_for(&mut up, limit, "link up", |s| *s == LinkState::Up).await;
+    (s, link)
+}

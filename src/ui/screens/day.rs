@@ -1,4 +1,5 @@
-//! End of day: the close-out for a chosen day, for the signed-in clerk or for this terminal —
+//! End of day: the close-out for a chosen day, for the signed-in clerk, this terminal or (a
+//! supervisor) the whole office —
 //! items by kind and class, voids, refunds, unsettled items, payments by type against what was
 //! issued, the cash expected in the drawer. The figures are the vendor's [`DayReport`] (the
 //! same as `frank vendor report --day`); the screen only lays them out.
@@ -69,10 +70,12 @@ pub fn keys(_app: &App) -> Vec<Binding> {
     vec![
         key(Action::ChoicePrev, "day before", shift_day),
         key(Action::ChoiceNext, "day after", shift_day),
-        key(Action::NextField, "clerk/terminal", |app, _, out| {
+        key(Action::NextField, "clerk/terminal/office", |app, _, out| {
+            // The whole office is for supervisors; the vendor refuses it in words otherwise.
             app.day.scope = match app.day.scope {
                 DayScope::Clerk => DayScope::Terminal,
-                DayScope::Terminal => DayScope::Clerk,
+                DayScope::Terminal => DayScope::Office,
+                _ => DayScope::Clerk,
             };
             app.load_day(out);
         }),
@@ -121,6 +124,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, _hits: &mut Hits) {
     let who = match app.day.scope {
         DayScope::Clerk => format!("clerk {}", app.clerk.as_deref().unwrap_or("-")),
         DayScope::Terminal => "this terminal".to_string(),
+        _ => "the whole office".to_string(),
     };
     let day = app
         .day
