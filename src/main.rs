@@ -152,6 +152,15 @@ enum VendorCommand {
         /// Address to listen on (default: `listen` in vendor.toml).
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464; bind it to
+        /// loopback or a management network). docs/OPERATIONS.md lists them.
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<SocketAddr>,
+        /// Threads of the front's async runtime (QUIC, keepalives, request handling; signing,
+        /// password checks and the ledger's writer have threads of their own). Default: one per
+        /// core. With a front process per core (docs/DEPLOY.md §2), 1.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+        worker_threads: Option<u16>,
     },
     /// Print the fingerprint counters must pin.
     Fingerprint(DataArg),
@@ -434,13 +443,20 @@ fn vendor(cmd: VendorCommand) -> anyhow::Result<()> {
         VendorCommand::Serve {
             store: StoreArgs { data, database },
             listen,
+            metrics,
+            worker_threads,
         } => {
             let dir = DataDir::new(&data.data);
             // One vendor per data directory, until this process ends.
             let _lock = dir.lock()?;
-            runtime()?.block_on(async {
+            let mut rt = tokio::runtime::Builder::new_multi_thread();
+            if let Some(n) = worker_threads {
+                rt.worker_threads(usize::from(n));
+            }
+            rt.enable_all().build()?.block_on(async {
                 let options = frank::vendor_server::server::VendorOptions {
                     database,
+                    metrics,
                     ..Default::default()
                 };
                 let server = VendorServer::start_with(&dir, listen, options).await?;
@@ -449,6 +465,9 @@ fn vendor(cmd: VendorCommand) -> anyhow::Result<()> {
                     server.local_addr()?,
                     server.fingerprint()
                 );
+                if let Some(addr) = server.metrics_addr() {
+                    println!("metrics at http://{addr}/metrics");
+                }
                 tokio::select! {
                     _ = tokio::signal::ctrl_c() => {}
                     _ = terminate() => {}

@@ -103,6 +103,12 @@ pub struct Monitor {
     pub truncated: bool,
     /// Vendor time of the last frame.
     pub vendor_time_ms: Option<u64>,
+    /// The fleet's lapses as this monitor saw them: rows that went from `up` to `lapsed`
+    /// between frames (a lapse that recovered within one coalesced frame is not seen, so this is
+    /// a lower bound), and the terminal-milliseconds of link up time they happened in (rows up
+    /// at a frame × vendor time to the next frame).
+    pub lapses_seen: u64,
+    pub up_terminal_ms: u64,
     pub quit: bool,
 }
 
@@ -122,22 +128,53 @@ impl Monitor {
             coalesced_frames: 0,
             truncated: false,
             vendor_time_ms: None,
+            lapses_seen: 0,
+            up_terminal_ms: 0,
             quit: false,
         }
     }
 
+    /// Lapses per terminal-hour of link up time seen so far (`None` before a minute of it).
+    pub fn lapse_rate_per_terminal_hour(&self) -> Option<f64> {
+        const MIN_TERMINAL_MS: u64 = 60_000;
+        (self.up_terminal_ms >= MIN_TERMINAL_MS)
+            .then(|| self.lapses_seen as f64 * 3_600_000.0 / self.up_terminal_ms as f64)
+    }
+
     /// A frame from the vendor. A snapshot replaces every row; an update replaces its rows.
     pub fn apply(&mut self, frame: MonitorFrame) {
-        if frame.is_snapshot() {
-            self.rows.clear();
+        let replaced = if frame.is_snapshot() {
             self.truncated = frame.truncated;
-        }
+            std::mem::take(&mut self.rows)
+        } else {
+            BTreeMap::new()
+        };
         self.account_id = Some(frame.account_id);
         self.frames += 1;
         self.last_seq = Some(frame.seq);
         self.coalesced_frames = frame.coalesced_frames;
+        if let Some(before) = self.vendor_time_ms {
+            let up = self
+                .rows
+                .values()
+                .chain(replaced.values())
+                .filter(|r| r.link == "up")
+                .count() as u64;
+            let elapsed = frame.vendor_time_ms.saturating_sub(before);
+            self.up_terminal_ms = self
+                .up_terminal_ms
+                .saturating_add(up.saturating_mul(elapsed));
+        }
         self.vendor_time_ms = Some(frame.vendor_time_ms);
         for r in frame.rows {
+            let was_up = self
+                .rows
+                .get(&r.terminal_id)
+                .or_else(|| replaced.get(&r.terminal_id))
+                .is_some_and(|old| old.link == "up");
+            if was_up && r.link == "lapsed" {
+                self.lapses_seen += 1;
+            }
             self.rows.insert(r.terminal_id, r);
         }
         self.phase = Phase::Live;
@@ -227,6 +264,41 @@ mod tests {
             balance_cents: 0,
             unsettled: 0,
         }
+    }
+
+    #[test]
+    fn lapses_are_counted_per_terminal_hour_of_up_time() {
+        let mut m = Monitor::new("v", "s");
+        let at = |kind: &str, t: u64, rows| {
+            let mut f = frame(kind, rows);
+            f.vendor_time_ms = t;
+            f
+        };
+        m.apply(at(
+            "snapshot",
+            0,
+            vec![row(1, "up", None, "ready"), row(2, "up", None, "ready")],
+        ));
+        assert_eq!(m.lapse_rate_per_terminal_hour(), None);
+        // Two terminals up for 30 minutes, then one lapses.
+        m.apply(at(
+            "update",
+            1_800_000,
+            vec![row(1, "lapsed", None, "ready")],
+        ));
+        assert_eq!(m.lapses_seen, 1);
+        assert_eq!(m.up_terminal_ms, 3_600_000);
+        assert_eq!(m.lapse_rate_per_terminal_hour(), Some(1.0));
+        // Up again, and a snapshot showing it lapsed once more counts too.
+        m.apply(at("update", 1_800_000, vec![row(1, "up", None, "ready")]));
+        m.apply(at(
+            "snapshot",
+            3_600_000,
+            vec![row(1, "lapsed", None, "ready"), row(2, "up", None, "ready")],
+        ));
+        assert_eq!(m.lapses_seen, 2);
+        assert_eq!(m.up_terminal_ms, 7_200_000);
+        assert_eq!(m.lapse_rate_per_terminal_hour(), Some(1.0));
     }
 
     fn frame(kind: &str, rows: Vec<TerminalRow>) -> MonitorFrame {

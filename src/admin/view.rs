@@ -214,6 +214,12 @@ fn draw_state(frame: &mut Frame, area: Rect, m: &Monitor, theme: &Theme) {
             if m.truncated {
                 s.push_str("; only the first terminals are shown");
             }
+            if let Some(rate) = m.lapse_rate_per_terminal_hour() {
+                s.push_str(&format!(
+                    "; lapses seen {} ({rate:.2} per terminal-hour up)",
+                    m.lapses_seen
+                ));
+            }
             s.push_str(". \"Today\", \"Balance\" and \"Unsettled\" are the account's.");
             (s, Role::Ok)
         }

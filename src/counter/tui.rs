@@ -448,7 +448,23 @@ pub async fn run(
     };
     // The UI dropped its command sender: the backend signs out and ends.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), backend).await;
+    log_link_totals();
     result
+}
+
+/// The figures of this run's links, written to the log as the counter exits (what the
+/// vendor's metrics count for all its terminals, here for this one).
+pub fn log_link_totals() {
+    let (k, lapses) = crate::link::driver::LINK_TOTALS.snapshot();
+    tracing::info!(
+        keepalives_sent = k.sent,
+        keepalives_fresh = k.fresh,
+        keepalives_late = k.late,
+        keepalives_rejected = k.rejected(),
+        keepalives_bad_mac = k.bad_mac,
+        lapses,
+        "link figures at exit"
+    );
 }
 
 #[cfg(test)]

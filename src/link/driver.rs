@@ -3,9 +3,9 @@
 //! runs the guard's timer, and publishes [`LinkStatus`] on a `watch`.
 
 use super::guard::{GuardConfig, LinkGuard, LinkState};
-use super::keepalive::{KeepaliveCounters, KeepaliveEndpoint};
+use super::keepalive::{KeepaliveCounters, KeepaliveEndpoint, Reject};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
@@ -42,6 +42,92 @@ impl LinkStatus {
             since: now,
         }
     }
+}
+
+/// What every link of this process did, summed (the vendor's metrics, the counter's exit log).
+/// Process-wide: a process runs one vendor or one counter (the demo runs both and sums both).
+#[derive(Debug)]
+pub struct LinkTotals {
+    pub sent: AtomicU64,
+    pub fresh: AtomicU64,
+    pub late: AtomicU64,
+    pub malformed: AtomicU64,
+    pub wrong_session: AtomicU64,
+    pub replayed: AtomicU64,
+    pub stale: AtomicU64,
+    pub bad_mac: AtomicU64,
+    /// Up → Lapsed transitions.
+    pub lapses: AtomicU64,
+    /// Gaps between consecutive fresh keepalives of a link, in 1 ms buckets: bucket `i` counts
+    /// gaps of `i` ms (the last one, `FRESH_GAP_BUCKETS - 1` ms and more).
+    pub fresh_gap_ms: [AtomicU64; FRESH_GAP_BUCKETS],
+}
+
+/// Buckets of [`LinkTotals::fresh_gap_ms`]: 0..=999 ms, and 1 s or more.
+pub const FRESH_GAP_BUCKETS: usize = 1001;
+
+/// This process's link totals.
+pub static LINK_TOTALS: LinkTotals = LinkTotals {
+    sent: AtomicU64::new(0),
+    fresh: AtomicU64::new(0),
+    late: AtomicU64::new(0),
+    malformed: AtomicU64::new(0),
+    wrong_session: AtomicU64::new(0),
+    replayed: AtomicU64::new(0),
+    stale: AtomicU64::new(0),
+    bad_mac: AtomicU64::new(0),
+    lapses: AtomicU64::new(0),
+    fresh_gap_ms: [const { AtomicU64::new(0) }; FRESH_GAP_BUCKETS],
+};
+
+impl LinkTotals {
+    /// The totals as keepalive counters (`sent`, and each verdict) and the lapses.
+    pub fn snapshot(&self) -> (KeepaliveCounters, u64) {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        (
+            KeepaliveCounters {
+                sent: get(&self.sent),
+                fresh: get(&self.fresh),
+                late: get(&self.late),
+                malformed: get(&self.malformed),
+                wrong_session: get(&self.wrong_session),
+                replayed: get(&self.replayed),
+                stale: get(&self.stale),
+                bad_mac: get(&self.bad_mac),
+            },
+            get(&self.lapses),
+        )
+    }
+
+    fn bump(c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The fresh-keepalive gap histogram so far (subtract two snapshots for a window).
+    pub fn fresh_gaps(&self) -> Vec<u64> {
+        self.fresh_gap_ms
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect()
+    }
+}
+
+/// The gap (ms) below which `quantile` (0..=1) of the gaps in `histogram` fall; `None` when it
+/// holds none.
+pub fn gap_quantile_ms(histogram: &[u64], quantile: f64) -> Option<u64> {
+    let total: u64 = histogram.iter().sum();
+    if total == 0 {
+        return None;
+    }
+    let rank = ((total as f64) * quantile.clamp(0.0, 1.0)).ceil().max(1.0) as u64;
+    let mut seen = 0;
+    for (ms, n) in histogram.iter().enumerate() {
+        seen += n;
+        if seen >= rank {
+            return Some(ms as u64);
+        }
+    }
+    Some(histogram.len().saturating_sub(1) as u64)
 }
 
 /// Handle on a running driver.
@@ -174,6 +260,7 @@ impl Driver {
                         if self.conn.send_datagram(bytes::Bytes::copy_from_slice(&d)).is_err() {
                             break;
                         }
+                        LinkTotals::bump(&LINK_TOTALS.sent);
                     }
                 }
             }
@@ -185,11 +272,32 @@ impl Driver {
 
     fn on_datagram(&mut self, bytes: &[u8]) {
         let now = Instant::now();
+        let t = &LINK_TOTALS;
         let change = match self.endpoint.receive(bytes, now) {
-            Ok(acc) if acc.fresh => self.guard.on_fresh_keepalive(now),
-            Ok(_) => None,
+            Ok(acc) if acc.fresh => {
+                LinkTotals::bump(&t.fresh);
+                if let Some(last) = self.guard.last_fresh() {
+                    let gap_ms = now.saturating_duration_since(last).as_millis();
+                    let bucket = usize::try_from(gap_ms)
+                        .unwrap_or(usize::MAX)
+                        .min(FRESH_GAP_BUCKETS - 1);
+                    LinkTotals::bump(&t.fresh_gap_ms[bucket]);
+                }
+                self.guard.on_fresh_keepalive(now)
+            }
+            Ok(_) => {
+                LinkTotals::bump(&t.late);
+                None
+            }
             Err(reject) => {
                 tracing::debug!(session = self.session_id, ?reject, "keepalive dropped");
+                LinkTotals::bump(match reject {
+                    Reject::Malformed(_) => &t.malformed,
+                    Reject::WrongSession => &t.wrong_session,
+                    Reject::Replayed => &t.replayed,
+                    Reject::Stale => &t.stale,
+                    Reject::BadMac => &t.bad_mac,
+                });
                 None
             }
         };
@@ -198,6 +306,9 @@ impl Driver {
 
     fn publish(&mut self, change: Option<LinkState>, now: Instant) {
         if let Some(state) = change {
+            if state == LinkState::Lapsed {
+                LinkTotals::bump(&LINK_TOTALS.lapses);
+            }
             self.since = now;
             tracing::info!(session = self.session_id, %state, "link state");
             self.state_tx.send_replace(state);
@@ -220,6 +331,18 @@ impl Driver {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gap_quantiles_come_from_the_histogram() {
+        let mut h = vec![0u64; FRESH_GAP_BUCKETS];
+        assert_eq!(gap_quantile_ms(&h, 0.99), None);
+        h[40] = 98;
+        h[50] = 1;
+        h[FRESH_GAP_BUCKETS - 1] = 1;
+        assert_eq!(gap_quantile_ms(&h, 0.5), Some(40));
+        assert_eq!(gap_quantile_ms(&h, 0.99), Some(50));
+        assert_eq!(gap_quantile_ms(&h, 1.0), Some(1000));
+    }
 
     #[test]
     fn jitter_stays_within_75_to_100_percent() {

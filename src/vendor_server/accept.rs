@@ -255,7 +255,14 @@ async fn serve_stream(
             }
             Ok(request) => {
                 let kind = request.kind();
-                match handle(&state, request).await {
+                let started = Instant::now();
+                let answered = handle(&state, request).await;
+                let code = answered.as_ref().err().map(|e| e.code);
+                state
+                    .shared
+                    .request_metrics
+                    .observe(kind, code, started.elapsed());
+                match answered {
                     Ok(body) => body,
                     Err(err) => {
                         tracing::info!(request = kind, code = ?err.code, message = %escaped(&err.message), "request refused");

@@ -7,6 +7,7 @@ pub mod directory_sqlite;
 pub mod fronts;
 pub mod lockout;
 pub mod login_gate;
+pub mod metrics;
 pub mod money;
 pub mod monitor;
 pub mod password_pool;

@@ -100,6 +100,14 @@ pub(super) struct Shared {
     /// costs the vendor a signature and a key exchange.
     pub(super) handshakes: Mutex<RateLimiter<SourceKey>>,
     pub(super) limits_hit: LimitCounters,
+    /// Requests by type and answer code, with their latency (`--metrics`).
+    pub(super) request_metrics: super::metrics::RequestMetrics,
+}
+
+impl Shared {
+    pub(super) fn limits_hit_snapshot(&self) -> LimitCounts {
+        self.limits_hit.snapshot()
+    }
 }
 
 /// How often each connection or scan limit acted since the vendor started.
@@ -160,6 +168,8 @@ pub struct VendorServer {
     endpoint: quinn::Endpoint,
     shared: Arc<Shared>,
     accept_task: tokio::task::JoinHandle<()>,
+    /// The metrics listener's address and task (`VendorOptions::metrics`).
+    metrics: Option<(SocketAddr, tokio::task::JoinHandle<()>)>,
 }
 
 /// The QUIC transport settings both ends use (the vendor then sets its own
@@ -196,6 +206,8 @@ pub struct VendorOptions {
     /// `ledger.db`.
     pub database: Option<String>,
     pub ledger: LedgerConfig,
+    /// Serve Prometheus metrics on this TCP address (`frank vendor serve --metrics`).
+    pub metrics: Option<SocketAddr>,
 }
 
 impl VendorServer {
@@ -313,6 +325,7 @@ impl VendorServer {
             scan_pieces: Mutex::new(scan_pieces),
             handshakes: Mutex::new(handshakes),
             limits_hit: LimitCounters::default(),
+            request_metrics: super::metrics::RequestMetrics::default(),
         });
         // The reaper's unsettled commits move account figures the monitor shows.
         let mut expirations = shared.ledger.expirations();
@@ -327,13 +340,34 @@ impl VendorServer {
         if shared.fronts.is_some() {
             super::cluster::spawn(&shared, front_events);
         }
+        let metrics = match options.metrics {
+            Some(addr) => {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("metrics: listening on {addr}"))?;
+                let bound = listener.local_addr()?;
+                let registry = Arc::new(super::metrics::registry(&shared, endpoint.clone()));
+                tracing::info!(%bound, "metrics served at /metrics");
+                Some((
+                    bound,
+                    tokio::spawn(super::metrics::serve(listener, registry)),
+                ))
+            }
+            None => None,
+        };
         let accept_task = tokio::spawn(accept::accept_loop(endpoint.clone(), shared.clone()));
         tracing::info!(%listen, fingerprint = %crate::identity::fingerprint(&shared.key.verifying_key()), "vendor serving");
         Ok(VendorServer {
             endpoint,
             shared,
             accept_task,
+            metrics,
         })
+    }
+
+    /// Where the metrics are served (`VendorOptions::metrics`), once bound.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|(a, _)| *a)
     }
 
     pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {
@@ -402,6 +436,9 @@ impl VendorServer {
             b"vendor shutting down",
         );
         self.accept_task.abort();
+        if let Some((_, task)) = &self.metrics {
+            task.abort();
+        }
         self.endpoint.wait_idle().await;
     }
 

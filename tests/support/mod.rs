@@ -259,6 +259,15 @@ pub struct ChildVendor {
 /// Starts a [`ChildVendor`] whose account is named `account`; `setup` adds what else the
 /// caller needs to the directory (a supervisor, say) before the vendor starts.
 pub async fn child_vendor(account: &str, setup: impl FnOnce(&mut Directory, u64)) -> ChildVendor {
+    child_vendor_with(account, &[], setup).await
+}
+
+/// [`child_vendor`] with more `frank vendor serve` arguments.
+pub async fn child_vendor_with(
+    account: &str,
+    args: &[&str],
+    setup: impl FnOnce(&mut Directory, u64),
+) -> ChildVendor {
     let dir = tempfile::tempdir().expect("a temp dir");
     let data = DataDir::new(dir.path().join("vendor"));
     data.init().expect("vendor data dir");
@@ -273,7 +282,7 @@ pub async fn child_vendor(account: &str, setup: impl FnOnce(&mut Directory, u64)
     };
     let key = data.load().expect("vendor key").key.verifying_key();
     let addr = free_udp_port();
-    let child = spawn_vendor_serve(&data.path, addr, &[]).await;
+    let child = spawn_vendor_serve(&data.path, addr, args).await;
     ChildVendor {
         dir,
         child,
