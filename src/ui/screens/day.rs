@@ -70,7 +70,7 @@ pub fn keys(_app: &App) -> Vec<Binding> {
     vec![
         key(Action::ChoicePrev, "day before", shift_day),
         key(Action::ChoiceNext, "day after", shift_day),
-        key(Action::NextField, "clerk/terminal/office", |app, _, out| {
+        key(Action::NextField, "whose day", |app, _, out| {
             // The whole office is for supervisors; the vendor refuses it in words otherwise.
             app.day.scope = match app.day.scope {
                 DayScope::Clerk => DayScope::Terminal,
