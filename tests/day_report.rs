@@ -73,6 +73,21 @@ async fn authorize(s: &Session, cents: u64) -> wire::Authorized {
         .unwrap()
 }
 
+/// Sends a supervisor's `refund_decide`, again (same request id) while the vendor's view of
+/// the new terminal's link is not up yet; at most 50 tries 100 ms apart.
+async fn decide_once_up(boss: &Session, decide: &Request) -> wire::RefundDecided {
+    for _ in 0..50 {
+        match boss.send::<wire::RefundDecided>(decide).await {
+            Ok(d) => return d,
+            Err(e) if code(&e) == ErrorCode::LinkLapsed => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    panic!("the vendor never saw the supervisor's link up")
+}
+
 /// `frank vendor report --data DIR ARGS…`: (success, stdout, stderr).
 fn report_cli(v: &ChildVendor, args: &[&str]) -> (bool, String, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_frank"))
@@ -233,20 +248,7 @@ async fn end_of_day_over_the_wire_equals_frank_vendor_report_and_hostile_tenders
     assert_eq!(p.number(), PieceNumber::new(meter.clone(), a4.piece_serial));
     assert_eq!(p.clerk.as_deref(), Some(CLERK));
     let before = s.balance().await.unwrap().registers.descending_cents;
-    let mut decided = None;
-    for _ in 0..50 {
-        match boss.send::<wire::RefundDecided>(&decide(&boss, true)).await {
-            Ok(d) => {
-                decided = Some(d);
-                break;
-            }
-            Err(e) if code(&e) == ErrorCode::LinkLapsed => {
-                tokio::time::sleep(Duration::from_millis(100)).await
-            }
-            Err(e) => panic!("{e}"),
-        }
-    }
-    let decided = decided.expect("the supervisor's decision went through");
+    let decided = decide_once_up(&boss, &decide(&boss, true)).await;
     assert!(decided.approved);
     assert_eq!(decided.piece.item_state, "refunded");
     assert_eq!(decided.registers.descending_cents, before + 125);
@@ -656,20 +658,8 @@ async fn tender_decision_and_day_on_a_postgres_vendor() {
     let decide = boss
         .refund_decide_request(rid(), now, &meter, a2.piece_serial, false)
         .unwrap();
-    let mut decided = None;
-    for _ in 0..50 {
-        match boss.send::<wire::RefundDecided>(&decide).await {
-            Ok(d) => {
-                decided = Some(d);
-                break;
-            }
-            Err(e) if code(&e) == ErrorCode::LinkLapsed => {
-                tokio::time::sleep(Duration::from_millis(100)).await
-            }
-            Err(e) => panic!("{e}"),
-        }
-    }
-    assert_eq!(decided.unwrap().piece.item_state, "refund_rejected");
+    let decided = decide_once_up(&boss, &decide).await;
+    assert_eq!(decided.piece.item_state, "refund_rejected");
     let day = wire::day_of_ms(a1.expires_at_ms - 120_000)
         .unwrap()
         .to_string();
