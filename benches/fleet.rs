@@ -71,26 +71,7 @@ fn source(i: usize) -> SocketAddr {
     SocketAddr::new(IpAddr::V4(ip), 0)
 }
 
-/// CPU seconds (user + system) `pid` used so far, from `/proc/<pid>/stat`.
-fn cpu_s(pid: &str, ticks_per_s: f64) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc stat");
-    // The fields after the command name (in parentheses, which may hold spaces).
-    let rest = &stat[stat.rfind(')').expect("stat format") + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of stat, 12 and 13 after the name and the state.
-    let ticks: f64 = f[11].parse::<f64>().expect("utime") + f[12].parse::<f64>().expect("stime");
-    ticks / ticks_per_s
-}
-
-fn clock_ticks_per_s() -> f64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse::<f64>().ok())
-        .unwrap_or(100.0)
-}
+use support::procstat::{clock_ticks_per_s, cpu_s};
 
 /// One core's worth of CPU time per second, in µs.
 const CORE_US_PER_S: f64 = 1e6;

@@ -17,11 +17,26 @@
 //! the most pairs per second this CPU allows group commit if every core worked on pairs all
 //! the time — with `ceiling_vs_naive`, the highest ratio this machine could show.
 //!
+//! PostgreSQL is the tests' throwaway server on this host, reached over its Unix-domain
+//! socket as a front beside its database would (`--pg-tcp`: over loopback TCP);
+//! `postgres_server_cpu_us_per_pair` is the server processes' CPU time per pair (from `/proc`),
+//! beside `postgres_cpu_us_per_pair`, this process's.
+//!
+//! `group_pkcs11_per_s` (issue 20): SQLite group commit with the item signer's key in a
+//! throwaway SoftHSM2 token (the same key, imported), the store's signing threads sized to the
+//! token's session pool (`pkcs11_sessions`); goal ≥ 5,000; `group_pkcs11_vs_group` against the
+//! key in memory, same run.
+//!
 //! `cargo bench --bench ledger -- --quick` runs 4 s per backend (well under 2 minutes);
-//! `--only group|naive|postgres|postgres_naive` runs one backend (the others report 0).
+//! `--only group|naive|postgres|postgres_naive|group_pkcs11` runs one backend (the others
+//! report 0).
 
 #[path = "../tests/support/postgres.rs"]
 mod pg;
+#[path = "../tests/support/procstat.rs"]
+mod procstat;
+#[path = "../tests/support/softhsm.rs"]
+mod softhsm;
 
 use ed25519_dalek::{Signer, SigningKey};
 use frank::ledger::licensing::EmbeddedLicensing;
@@ -39,9 +54,26 @@ use std::time::{Duration, Instant};
 const CLIENTS: usize = 256;
 const ITEM_BYTES: usize = 100;
 
-struct BenchSigner(SigningKey);
+/// The bench's item key: in memory, or imported into a SoftHSM2 token.
+enum BenchKey {
+    Memory(SigningKey),
+    /// The token's PIN file lives as long as the signer.
+    Token(
+        frank::pkcs11::Pkcs11Signer,
+        #[allow(dead_code)] softhsm::Token,
+    ),
+}
+
+struct BenchSigner(BenchKey);
 
 impl ItemSigner for BenchSigner {
+    fn parallel_signatures_max(&self) -> Option<usize> {
+        match &self.0 {
+            BenchKey::Memory(_) => None,
+            BenchKey::Token(t, _) => Some(t.sessions()),
+        }
+    }
+
     fn sign(&self, f: &PieceFacts, item: &[u8]) -> Result<Vec<u8>, String> {
         let mut m = Vec::with_capacity(64 + item.len() + 64);
         for v in [
@@ -57,14 +89,34 @@ impl ItemSigner for BenchSigner {
         m.extend_from_slice(&f.ascending_after.get().to_be_bytes());
         m.extend_from_slice(&f.descending_after.get().to_be_bytes());
         m.extend_from_slice(item);
-        let sig = self.0.sign(&m);
-        m.extend_from_slice(&sig.to_bytes());
+        let sig = match &self.0 {
+            BenchKey::Memory(k) => k.sign(&m).to_bytes(),
+            BenchKey::Token(t, _) => {
+                frank::indicium::signer::Signer::sign(t, &m).map_err(|e| e.to_string())?
+            }
+        };
+        m.extend_from_slice(&sig);
         Ok(m)
     }
 }
 
 fn signer() -> Arc<dyn ItemSigner> {
-    Arc::new(BenchSigner(SigningKey::from_bytes(&[9; 32])))
+    Arc::new(BenchSigner(BenchKey::Memory(SigningKey::from_bytes(
+        &[9; 32],
+    ))))
+}
+
+/// [`signer`]'s key in a fresh SoftHSM2 token; its session count.
+fn token_signer() -> (Arc<dyn ItemSigner>, usize) {
+    let token = softhsm::token();
+    let key = SigningKey::from_bytes(&[9; 32]);
+    let public = token
+        .token_key()
+        .import(&key)
+        .expect("import into the token");
+    let t = frank::pkcs11::Pkcs11Signer::open(&token.config(&public)).expect("the token key");
+    let sessions = t.sessions();
+    (Arc::new(BenchSigner(BenchKey::Token(t, token))), sessions)
 }
 
 static RANDOM_IDS: AtomicBool = AtomicBool::new(false);
@@ -84,6 +136,19 @@ struct Result_ {
     cpu_us_per_pair: f64,
     /// Requests each SQLite transaction (one WAL fsync) carried, on average.
     requests_per_commit: f64,
+    /// CPU time of the PostgreSQL server's processes per pair (0 for SQLite).
+    server_cpu_us_per_pair: f64,
+}
+
+/// The throwaway PostgreSQL server's CPU so far (µs), or 0 when none runs.
+fn server_cpu_us(postgres: bool) -> f64 {
+    if !postgres {
+        return 0.0;
+    }
+    match pg::server().postmaster_pid() {
+        Some(pid) => procstat::tree_cpu_s(pid, procstat::clock_ticks_per_s()) * 1e6,
+        None => 0.0,
+    }
 }
 
 /// CPU time (user + system) this process has used so far, in µs.
@@ -98,6 +163,7 @@ async fn run(
     store: Arc<dyn LedgerStore>,
     counts: Option<&(dyn Fn() -> CommitCounts + Sync)>,
     seconds: u64,
+    postgres: bool,
 ) -> Result_ {
     let handle = service::spawn(
         store,
@@ -130,6 +196,7 @@ async fn run(
     let stop = Arc::new(AtomicBool::new(false));
     let counts_before = counts.map(|c| c());
     let cpu_before = process_cpu_us();
+    let server_before = server_cpu_us(postgres);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for account in accounts {
@@ -158,6 +225,7 @@ async fn run(
     }
     let elapsed = started.elapsed().as_secs_f64();
     let cpu_us = process_cpu_us() - cpu_before;
+    let server_us = server_cpu_us(postgres) - server_before;
     let requests_per_commit = match (counts_before, counts.map(|c| c())) {
         (Some(a), Some(b)) if b.batches > a.batches => {
             (b.requests - a.requests) as f64 / (b.batches - a.batches) as f64
@@ -179,6 +247,7 @@ async fn run(
         p99_ms: p99 as f64 / 1000.0,
         cpu_us_per_pair: cpu_us / (all.len().max(1) as f64),
         requests_per_commit,
+        server_cpu_us_per_pair: server_us / (all.len().max(1) as f64),
     }
 }
 
@@ -189,11 +258,20 @@ fn SystemClock_now() -> u64 {
 }
 
 fn sqlite(dir: &tempfile::TempDir, name: &str, config: SqliteConfig) -> Arc<SqliteStore> {
+    sqlite_signing(dir, name, config, signer())
+}
+
+fn sqlite_signing(
+    dir: &tempfile::TempDir,
+    name: &str,
+    config: SqliteConfig,
+    signer: Arc<dyn ItemSigner>,
+) -> Arc<SqliteStore> {
     Arc::new(
         SqliteStore::open(
             &dir.path().join(name),
             config,
-            signer(),
+            signer,
             LedgerLimits::default(),
         )
         .unwrap(),
@@ -202,7 +280,13 @@ fn sqlite(dir: &tempfile::TempDir, name: &str, config: SqliteConfig) -> Arc<Sqli
 
 async fn run_sqlite(store: Arc<SqliteStore>, seconds: u64) -> Result_ {
     let counted = store.clone();
-    run(store, Some(&move || counted.commit_counts()), seconds).await
+    run(
+        store,
+        Some(&move || counted.commit_counts()),
+        seconds,
+        false,
+    )
+    .await
 }
 
 /// What one durable commit costs this disk at least: the median of rewriting 4 KiB of an
@@ -251,8 +335,12 @@ fn main() {
         p99_ms: 0.0,
         cpu_us_per_pair: 0.0,
         requests_per_commit: 0.0,
+        server_cpu_us_per_pair: 0.0,
     };
     let seconds = if quick { 4 } else { 15 };
+    // PostgreSQL on this host is reached over its Unix-domain socket, as a front beside its
+    // database would; `--pg-tcp` goes through loopback TCP instead.
+    let tcp = std::env::args().any(|a| a == "--pg-tcp");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -290,7 +378,11 @@ fn main() {
         // PostgreSQL: the batch writers, then one transaction per request (the baseline),
         // each on a fresh database of the same throwaway server.
         let postgres_run = |batch_writers: usize| async move {
-            let url = pg::database().await;
+            let url = if tcp {
+                pg::database().await
+            } else {
+                pg::socket_database().await
+            };
             let store = Arc::new(
                 PostgresStore::connect(
                     &url,
@@ -306,7 +398,7 @@ fn main() {
                 .unwrap(),
             );
             let counted = store.clone();
-            run(store, Some(&move || counted.commit_counts()), seconds).await
+            run(store, Some(&move || counted.commit_counts()), seconds, true).await
         };
         let postgres = if wanted("postgres") {
             postgres_run(PostgresConfig::default().batch_writers).await
@@ -314,8 +406,8 @@ fn main() {
             skipped
         };
         eprintln!(
-            "postgres batched: {:.0} pairs/s, p99 {:.2} ms, {:.1} µs CPU/pair, {:.1} requests/commit",
-            postgres.per_s, postgres.p99_ms, postgres.cpu_us_per_pair, postgres.requests_per_commit
+            "postgres batched: {:.0} pairs/s, p99 {:.2} ms, {:.1} µs CPU/pair, {:.1} µs server CPU/pair, {:.1} requests/commit",
+            postgres.per_s, postgres.p99_ms, postgres.cpu_us_per_pair, postgres.server_cpu_us_per_pair, postgres.requests_per_commit
         );
         let postgres_naive = if wanted("postgres_naive") {
             postgres_run(0).await
@@ -325,6 +417,20 @@ fn main() {
         eprintln!(
             "postgres one tx/request: {:.0} pairs/s, p99 {:.2} ms, {:.1} µs CPU/pair",
             postgres_naive.per_s, postgres_naive.p99_ms, postgres_naive.cpu_us_per_pair
+        );
+        let (group_pkcs11, pkcs11_sessions) = if wanted("group_pkcs11") {
+            let (signer, sessions) = token_signer();
+            let store = sqlite_signing(&dir, "pkcs11.db", SqliteConfig::default(), signer);
+            (run_sqlite(store, seconds).await, sessions)
+        } else {
+            (skipped, 0)
+        };
+        eprintln!(
+            "sqlite group commit, key in SoftHSM2 ({pkcs11_sessions} sessions): {:.0} pairs/s, p99 {:.2} ms, {:.1} µs CPU/pair, {:.1} requests/commit",
+            group_pkcs11.per_s,
+            group_pkcs11.p99_ms,
+            group_pkcs11.cpu_us_per_pair,
+            group_pkcs11.requests_per_commit
         );
         let round1 = |x: f64| (x * 10.0).round() / 10.0;
         // Ratios need both sides run (`--only` leaves one out: they read 0).
@@ -356,6 +462,7 @@ fn main() {
                 "postgres_vs_naive": ratio(postgres.per_s, postgres_naive.per_s),
                 "postgres_requests_per_commit": round1(postgres.requests_per_commit),
                 "postgres_cpu_us_per_pair": round1(postgres.cpu_us_per_pair),
+                "postgres_server_cpu_us_per_pair": round1(postgres.server_cpu_us_per_pair),
                 "clients": CLIENTS,
                 "seconds_per_run": seconds,
                 "fsync_4k_ms": (fsync_ms * 1000.0).round() / 1000.0,
@@ -366,6 +473,15 @@ fn main() {
                 "cores": cores,
                 "group_cpu_ceiling_per_s": ceiling,
                 "ceiling_vs_naive": ratio(ceiling, naive.per_s),
+                "group_pkcs11_per_s": group_pkcs11.per_s.round(),
+                "group_pkcs11_p99_ms": (group_pkcs11.p99_ms * 100.0).round() / 100.0,
+                "group_pkcs11_vs_group": if group.per_s > 0.0 && group_pkcs11.per_s > 0.0 {
+                    (group_pkcs11.per_s / group.per_s * 100.0).round() / 100.0
+                } else {
+                    0.0
+                },
+                "group_pkcs11_cpu_us_per_pair": round1(group_pkcs11.cpu_us_per_pair),
+                "pkcs11_sessions": pkcs11_sessions,
             })
         );
     });

@@ -94,6 +94,33 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Overwrites the file at `path` in place with random bytes, then zeros (each pass synced),
+/// and deletes it (the directory synced). On copy-on-write filesystems, SSDs and with snapshots
+/// or backups older copies may survive: docs/DEPLOY.md says so; a key that ever lay in a file
+/// is only as secret as every copy of it.
+pub fn shred(path: &Path) -> anyhow::Result<()> {
+    use rand::RngCore;
+    let len = usize::try_from(fs::metadata(path)?.len())
+        .with_context(|| format!("{} is too large to overwrite", path.display()))?;
+    let mut f = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .with_context(|| format!("opening {} to overwrite it", path.display()))?;
+    let mut noise = vec![0u8; len];
+    rand::rngs::OsRng.fill_bytes(&mut noise);
+    for pass in [noise, vec![0u8; len]] {
+        f.seek(std::io::SeekFrom::Start(0))?;
+        f.write_all(&pass)?;
+        f.sync_all()?;
+    }
+    drop(f);
+    fs::remove_file(path).with_context(|| format!("deleting {}", path.display()))?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
 /// An exclusive lock on a data directory, held until dropped (or the process ends, even by
 /// SIGKILL: it is an `flock` on [`LOCK_FILE`], which holds the holder's pid for the message a
 /// second process prints).

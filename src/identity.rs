@@ -109,15 +109,6 @@ pub fn load_key_file(path: &Path) -> anyhow::Result<SigningKey> {
     Ok(key)
 }
 
-/// PKCS#8 DER of a key, for rustls/rcgen.
-pub fn pkcs8_der(key: &SigningKey) -> anyhow::Result<Vec<u8>> {
-    Ok(key
-        .to_pkcs8_der()
-        .context("encoding the key as PKCS#8")?
-        .as_bytes()
-        .to_vec())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

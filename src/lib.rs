@@ -13,6 +13,7 @@ pub mod ledger;
 pub mod link;
 pub mod logtext;
 pub mod money;
+pub mod pkcs11;
 pub mod printer;
 pub mod secret;
 pub mod tls;

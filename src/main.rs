@@ -143,8 +143,14 @@ struct StoreArgs {
 enum VendorCommand {
     /// Create the vendor identity, TLS certificate, directory and ledger databases and config;
     /// print the fingerprint. With `--database postgres://…` the directory and ledger are
-    /// created there instead of in the data directory.
-    Init(StoreArgs),
+    /// created there instead of in the data directory. With `--pkcs11 MODULE --token LABEL`
+    /// the key is generated inside that PKCS#11 token (no key file).
+    Init {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(flatten)]
+        token: frank::vendor_server::key_cli::TokenArgs,
+    },
     /// Serve counters over QUIC.
     Serve {
         #[command(flatten)]
@@ -162,8 +168,11 @@ enum VendorCommand {
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
         worker_threads: Option<u16>,
     },
-    /// Print the fingerprint counters must pin.
+    /// Print the fingerprint counters must pin (read from the token when the key is in one).
     Fingerprint(DataArg),
+    /// The vendor key: `import` moves a key file into a PKCS#11 token.
+    #[command(subcommand)]
+    Key(frank::vendor_server::key_cli::KeyCommand),
     /// Accounts.
     #[command(subcommand)]
     Account(AccountCommand),
@@ -435,8 +444,12 @@ fn open_directory(store: &StoreArgs) -> anyhow::Result<Directory> {
 
 fn vendor(cmd: VendorCommand) -> anyhow::Result<()> {
     match cmd {
-        VendorCommand::Init(store) => {
-            let fp = DataDir::new(&store.data.data).init_with(store.database.as_deref())?;
+        VendorCommand::Init { store, token } => {
+            let fp = frank::vendor_server::key_cli::init(
+                &DataDir::new(&store.data.data),
+                store.database.as_deref(),
+                &token,
+            )?;
             println!("vendor initialised in {}", store.data.data.display());
             println!("fingerprint (pin this on every counter): {fp}");
         }
@@ -476,24 +489,19 @@ fn vendor(cmd: VendorCommand) -> anyhow::Result<()> {
                 anyhow::Ok(())
             })?;
         }
-        VendorCommand::Fingerprint(d) => {
-            let files = DataDir::new(&d.data).load()?;
-            println!(
-                "{}",
-                frank::identity::fingerprint(&files.key.verifying_key())
-            );
-        }
+        VendorCommand::Fingerprint(d) => println!("{}", DataDir::new(&d.data).fingerprint()?),
+        VendorCommand::Key(cmd) => frank::vendor_server::key_cli::run(cmd)?,
         VendorCommand::Account(AccountCommand::Add { store, name }) => {
             let mut dir = open_directory(&store)?;
             let (acct, code) = dir.add_account(&name, now_ms())?;
             drop(dir);
             println!("account {} created: {}", acct.id, acct.name);
-            let files = DataDir::new(&store.data.data).load()?;
             let database = database_of(&store)?;
             let ledger_line = runtime()?.block_on(async {
+                // Opening an account signs nothing: the vendor key stays where it is.
                 let ledger = frank::vendor_server::server::spawn_ledger(
                     &database,
-                    &files.key,
+                    std::sync::Arc::new(frank::ledger::cli::NoSigning),
                     frank::ledger::LedgerConfig {
                         reaper_interval_ms: 0,
                         ..Default::default()

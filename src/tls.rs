@@ -1,13 +1,18 @@
 //! TLS 1.3 for the QUIC link: the vendor's server config (no 0-RTT) and the counter's client
 //! config that pins the vendor's Ed25519 key instead of trusting any CA.
+//!
+//! The vendor's certificate and every handshake are signed through the [`Signer`] seam (rcgen's
+//! remote key pair, rustls's `SigningKey`), so a key in a PKCS#11 token signs them inside the
+//! token, and the key counters pin is the one that signs indicia.
 
 use crate::identity;
+use crate::indicium::signer::Signer;
 use crate::wire::ALPN;
 use anyhow::Context;
-use ed25519_dalek::{SigningKey, VerifyingKey};
+use ed25519_dalek::VerifyingKey;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use std::sync::{Arc, Mutex};
 use subtle::ConstantTimeEq;
@@ -19,11 +24,14 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// A self-signed certificate whose key is the vendor identity key itself.
-pub fn make_vendor_certificate(key: &SigningKey) -> anyhow::Result<Vec<u8>> {
-    let der = identity::pkcs8_der(key)?;
-    let key_pair =
-        rcgen::KeyPair::try_from(der.as_slice()).context("loading the vendor key into rcgen")?;
+/// A self-signed certificate whose key is the vendor identity key itself, signed by `signer`
+/// (a key in memory or in a token: rcgen asks the [`Signer`] for the one signature).
+pub fn make_vendor_certificate(signer: &Arc<dyn Signer>) -> anyhow::Result<Vec<u8>> {
+    let key_pair = rcgen::KeyPair::from_remote(Box::new(RemoteVendorKey {
+        public: signer.public_key(),
+        signer: signer.clone(),
+    }))
+    .context("the vendor key for rcgen")?;
     let params = rcgen::CertificateParams::new(vec![VENDOR_CERT_NAME.to_string()])
         .context("certificate parameters")?;
     let cert = params
@@ -32,15 +40,98 @@ pub fn make_vendor_certificate(key: &SigningKey) -> anyhow::Result<Vec<u8>> {
     Ok(cert.der().to_vec())
 }
 
-/// QUIC server config: TLS 1.3 only, ALPN `frank/1`, 0-RTT disabled (`max_early_data_size = 0`).
-pub fn server_config(cert_der: Vec<u8>, key: &SigningKey) -> anyhow::Result<quinn::ServerConfig> {
-    let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(identity::pkcs8_der(key)?));
+/// The vendor key as rcgen's remote key pair.
+struct RemoteVendorKey {
+    public: [u8; 32],
+    signer: Arc<dyn Signer>,
+}
+
+impl rcgen::RemoteKeyPair for RemoteVendorKey {
+    fn public_key(&self) -> &[u8] {
+        &self.public
+    }
+
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
+        self.signer
+            .sign(msg)
+            .map(|s| s.to_vec())
+            .map_err(|_| rcgen::Error::RemoteKeyError)
+    }
+
+    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+        &rcgen::PKCS_ED25519
+    }
+}
+
+/// The vendor key as rustls's handshake signing key: the TLS 1.3 `CertificateVerify` is
+/// signed through the [`Signer`] seam, so with a token the handshake proves possession of the
+/// very key the counters pin and that signs indicia — no second key.
+#[derive(Clone)]
+struct HandshakeKey(Arc<dyn Signer>);
+
+impl std::fmt::Debug for HandshakeKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HandshakeKey")
+            .field("key_id", &self.0.key_id())
+            .finish_non_exhaustive()
+    }
+}
+
+impl rustls::sign::SigningKey for HandshakeKey {
+    fn choose_scheme(&self, offered: &[SignatureScheme]) -> Option<Box<dyn rustls::sign::Signer>> {
+        offered
+            .contains(&SignatureScheme::ED25519)
+            .then(|| Box::new(self.clone()) as Box<dyn rustls::sign::Signer>)
+    }
+
+    fn algorithm(&self) -> rustls::SignatureAlgorithm {
+        rustls::SignatureAlgorithm::ED25519
+    }
+}
+
+impl rustls::sign::Signer for HandshakeKey {
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, rustls::Error> {
+        let sign = || self.0.sign(message);
+        // rustls signs synchronously, on the task driving the connection. A device's
+        // signature may take a while: on a multi-thread runtime the worker hands its other
+        // tasks over first (`block_in_place`); a key in memory signs in microseconds.
+        let on_workers = self.0.parallel_signatures_max().is_some()
+            && tokio::runtime::Handle::try_current()
+                .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        let signature = if on_workers {
+            tokio::task::block_in_place(sign)
+        } else {
+            sign()
+        };
+        signature
+            .map(|s| s.to_vec())
+            .map_err(|e| rustls::Error::General(format!("vendor handshake signature: {e}")))
+    }
+
+    fn scheme(&self) -> SignatureScheme {
+        SignatureScheme::ED25519
+    }
+}
+
+/// QUIC server config: TLS 1.3 only, ALPN `frank/1`, 0-RTT disabled (`max_early_data_size = 0`);
+/// the handshake signed by `signer`, whose key `cert_der` must carry.
+pub fn server_config(
+    cert_der: Vec<u8>,
+    signer: Arc<dyn Signer>,
+) -> anyhow::Result<quinn::ServerConfig> {
+    let presented = ed25519_key_of(&cert_der).map_err(anyhow::Error::msg)?;
+    if presented != signer.public_key() {
+        anyhow::bail!("the vendor certificate does not carry the signing key");
+    }
+    let certified = rustls::sign::CertifiedKey::new(
+        vec![CertificateDer::from(cert_der)],
+        Arc::new(HandshakeKey(signer)),
+    );
     let mut tls = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .context("TLS 1.3")?
         .with_no_client_auth()
-        .with_single_cert(vec![CertificateDer::from(cert_der)], key_der)
-        .context("vendor certificate and key")?;
+        .with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(certified)));
     tls.alpn_protocols = vec![ALPN.to_vec()];
     // No request is ever accepted in 0-RTT: early data is refused outright.
     tls.max_early_data_size = 0;
@@ -182,12 +273,10 @@ mod tests {
 
     #[test]
     fn certificate_carries_the_vendor_key() {
-        let key = SigningKey::from_bytes(&[8; 32]);
+        let key: Arc<dyn Signer> =
+            Arc::new(crate::indicium::signer::KeySigner::from_seed(&[8; 32]));
         let cert = make_vendor_certificate(&key).unwrap();
-        assert_eq!(
-            ed25519_key_of(&cert).unwrap(),
-            *key.verifying_key().as_bytes()
-        );
+        assert_eq!(ed25519_key_of(&cert).unwrap(), key.public_key());
         assert!(ed25519_key_of(b"junk").is_err());
     }
 }

@@ -77,7 +77,7 @@ async fn two_fronts() -> Fronts {
         support::spawn_vendor_serve(&data_a.path, a, &args).await,
         support::spawn_vendor_serve(&data_b.path, b, &args).await,
     ];
-    let key = data_a.load().unwrap().key.verifying_key();
+    let key = data_a.load().unwrap().public_key;
     Fronts {
         dir,
         url,

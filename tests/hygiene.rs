@@ -125,7 +125,7 @@ async fn hostile_values_and_forged_lines_never_reach_the_vendor_log() {
     let log = tmp.path().join("vendor.log");
     let addr = free_addr();
     let mut vendor = serve(&data.path, addr, &log).await;
-    let key = data.load().unwrap().key.verifying_key();
+    let key = data.load().unwrap().public_key;
     let endpoint = support::endpoint();
     let conn = client::connect(&endpoint, addr, key).await.unwrap();
 

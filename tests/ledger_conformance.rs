@@ -3,6 +3,8 @@
 
 #[path = "support/postgres.rs"]
 mod pg;
+#[path = "support/softhsm.rs"]
+mod softhsm;
 #[path = "support/ledger.rs"]
 mod support;
 
@@ -19,11 +21,15 @@ const T0: u64 = 1_780_000_000_000;
 const DAY_MS: u64 = 24 * 3600 * 1000;
 
 fn sqlite_store(dir: &tempfile::TempDir) -> Arc<dyn LedgerStore> {
+    sqlite_store_with(dir, signer())
+}
+
+fn sqlite_store_with(dir: &tempfile::TempDir, signer: Arc<dyn ItemSigner>) -> Arc<dyn LedgerStore> {
     Arc::new(
         SqliteStore::open(
             &dir.path().join("ledger.db"),
             SqliteConfig::default(),
-            signer(),
+            signer,
             LedgerLimits::default(),
         )
         .unwrap(),
@@ -41,6 +47,40 @@ async fn postgres_store() -> (Arc<dyn LedgerStore>, String) {
     .await
     .unwrap();
     (Arc::new(store), url)
+}
+
+/// [`Ed25519Signer`]'s key (seed 7) imported into a throwaway SoftHSM2 token (issue 20): the
+/// same signed bytes (Ed25519 is deterministic), each signature made inside the token through
+/// its session pool, which also sizes the store's signing threads.
+struct TokenItemSigner {
+    signer: frank::pkcs11::Pkcs11Signer,
+    _token: softhsm::Token,
+}
+
+impl ItemSigner for TokenItemSigner {
+    fn sign(&self, facts: &PieceFacts, item: &[u8]) -> Result<Vec<u8>, String> {
+        use frank::indicium::signer::Signer;
+        let mut m = message(facts, item);
+        let sig = self.signer.sign(&m).map_err(|e| e.to_string())?;
+        m.extend_from_slice(&sig);
+        Ok(m)
+    }
+
+    fn parallel_signatures_max(&self) -> Option<usize> {
+        Some(self.signer.sessions())
+    }
+}
+
+fn token_signer() -> Arc<dyn ItemSigner> {
+    let token = softhsm::token();
+    let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+    let public = token.token_key().import(&key).unwrap();
+    assert_eq!(public, Ed25519Signer::new(7).verifying_key().to_bytes());
+    let signer = frank::pkcs11::Pkcs11Signer::open(&token.config(&public)).unwrap();
+    Arc::new(TokenItemSigner {
+        signer,
+        _token: token,
+    })
 }
 
 /// Asserts that `reply` is the error `want` and that the account's registers did not move.
@@ -1524,6 +1564,36 @@ async fn sqlite_conformance() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_conformance_with_the_key_in_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    suite(sqlite_store_with(&dir, token_signer())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_duplicate_retries_and_double_spend_with_the_key_in_a_token() {
+    let signer = token_signer();
+    let dir = tempfile::tempdir().unwrap();
+    duplicate_retries(sqlite_store_with(&dir, signer.clone())).await;
+    let dir = tempfile::tempdir().unwrap();
+    double_spend(sqlite_store_with(&dir, signer)).await;
+}
+
+/// PostgreSQL signs on its batch writers' tasks; with the key in a token too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_conformance_with_the_key_in_a_token() {
+    let url = pg::database().await;
+    let store = PostgresStore::connect(
+        &url,
+        PostgresConfig::default(),
+        token_signer(),
+        LedgerLimits::default(),
+    )
+    .await
+    .unwrap();
+    suite(Arc::new(store)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_conformance() {
     let (store, _) = postgres_store().await;
     suite(store).await;
@@ -1595,7 +1665,7 @@ async fn postgres_audit_verify_detects_a_tampered_row() {
     tokio::spawn(conn);
     client
         .execute(
-            "UPDATE audit SET body = replace(body, '\"amount\":100', '\"amount\":1') WHERE id = $1",
+            "UPDATE audit SET body = replace(body, '\"amount\":100', '\"amount\":1') WHERE seq = $1",
             &[&(row as i64)],
         )
         .await

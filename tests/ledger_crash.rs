@@ -9,6 +9,8 @@
 
 #[path = "support/postgres.rs"]
 mod pg;
+#[path = "support/softhsm.rs"]
+mod softhsm;
 mod support;
 
 use frank::counter::client::{self, ClientError, Session};
@@ -185,7 +187,21 @@ fn cycles() -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkilled_vendor_on_sqlite_loses_nothing_and_repeats_nothing() {
     // 100–500 ms of load per cycle.
-    crash_cycles(Backend::Sqlite, cycles(), 100, 400).await;
+    crash_cycles(Backend::Sqlite, VendorKey::File, cycles(), 100, 400).await;
+}
+
+/// Issue 20: the same with the vendor key in a SoftHSM2 token (every indicium signed there).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkilled_vendor_with_its_key_in_a_token_loses_nothing_and_repeats_nothing() {
+    let token = softhsm::token();
+    crash_cycles(
+        Backend::Sqlite,
+        VendorKey::Token(&token),
+        cycles(),
+        100,
+        400,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -193,10 +209,24 @@ async fn sigkilled_vendor_on_postgres_loses_nothing_and_repeats_nothing() {
     // Shorter cycles (50–250 ms of load) keep the suite's time in bounds; still every cycle
     // kills the vendor with requests in flight.
     let url = pg::database().await;
-    crash_cycles(Backend::Postgres(url), cycles(), 50, 200).await;
+    crash_cycles(Backend::Postgres(url), VendorKey::File, cycles(), 50, 200).await;
 }
 
-async fn crash_cycles(backend: Backend, cycles: usize, run_ms_min: u64, run_ms_spread: u64) {
+/// Where the vendor key is.
+enum VendorKey<'a> {
+    /// `vendor-key.pem` (the default).
+    File,
+    /// Generated in this token (`frank vendor init --pkcs11`).
+    Token(&'a softhsm::Token),
+}
+
+async fn crash_cycles(
+    backend: Backend,
+    key: VendorKey<'_>,
+    cycles: usize,
+    run_ms_min: u64,
+    run_ms_spread: u64,
+) {
     let dir = tempfile::tempdir().unwrap();
     let data = DataDir::new(dir.path().join("vendor"));
     let url = match &backend {
@@ -204,9 +234,16 @@ async fn crash_cycles(backend: Backend, cycles: usize, run_ms_min: u64, run_ms_s
         Backend::Sqlite => None,
     };
     let init = data.clone();
-    tokio::task::spawn_blocking(move || init.init_with(url.as_deref()).unwrap())
-        .await
-        .unwrap();
+    let token = match key {
+        VendorKey::File => None,
+        VendorKey::Token(t) => Some(t.token_key()),
+    };
+    tokio::task::spawn_blocking(move || match token {
+        Some(t) => init.init_in_token(url.as_deref(), &t, None).unwrap(),
+        None => init.init_with(url.as_deref()).unwrap(),
+    })
+    .await
+    .unwrap();
     // On PostgreSQL the vendor's directory is in the database too (and blocks: off the runtime).
     let code = {
         let (backend, db_file) = (backend.clone(), data.file(DB_FILE));
@@ -224,7 +261,7 @@ async fn crash_cycles(backend: Backend, cycles: usize, run_ms_min: u64, run_ms_s
         .await
         .unwrap()
     };
-    let key = data.load().unwrap().key.verifying_key();
+    let key = data.load().unwrap().public_key;
     let port = std::net::UdpSocket::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -18,10 +18,9 @@
 mod pty_support;
 mod support;
 
-use frank::counter::client::{self, Session};
+use frank::counter::client::Session;
 use frank::faultproxy::FaultProxy;
 use frank::indicium::verify::{VendorKeys, payload_from_png, payloads_from_png, verify_payload};
-use frank::link::LinkState;
 use frank::printer::emulator::{Emulator, EmulatorHandle, EmulatorOptions, Fault};
 use frank::vendor_server::directory::Directory;
 use frank::vendor_server::{DB_FILE, DataDir};
@@ -73,7 +72,7 @@ async fn vendor_proc(toml: &str) -> VendorProc {
         text.push('\n');
         std::fs::write(&path, text).unwrap();
     }
-    let key = data.load().unwrap().key.verifying_key();
+    let key = data.load().unwrap().public_key;
     let addr = support::free_udp_port();
     let child = support::spawn_vendor_serve(&dir.path().join("vendor"), addr, &[]).await;
     VendorProc {
@@ -87,26 +86,8 @@ async fn vendor_proc(toml: &str) -> VendorProc {
 
 /// A second terminal of the same account: funds it and reads pieces and balances.
 async fn watcher(v: &VendorProc) -> (Session, frank::link::driver::LinkHandle) {
-    let endpoint = support::endpoint();
-    let conn = client::connect(&endpoint, v.addr, v.key).await.unwrap();
-    let device_key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
-    let e = conn
-        .enroll(&v.code, "watcher", &device_key, &v.key)
-        .await
-        .unwrap();
-    let s = conn
-        .login(
-            e.terminal_id,
-            &device_key,
-            support::CLERK,
-            support::PASSWORD,
-        )
-        .await
-        .unwrap();
-    let link = s.start_link().unwrap();
-    let mut up = link.state.clone();
-    support::wait_for(&mut up, LONG, "watcher up", |s| *s == LinkState::Up).await;
-    support::fund_until_ok(&s, FUNDS_CENTS).await;
+    let (endpoint, s, link) =
+        support::funded_terminal((v.addr, v.key, &v.code), "watcher", FUNDS_CENTS, LONG).await;
     std::mem::forget(endpoint);
     (s, link)
 }

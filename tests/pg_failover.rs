@@ -50,7 +50,7 @@ async fn a_database_failover_under_load_loses_nothing_and_repeats_nothing() {
     })
     .await
     .unwrap();
-    let key = data.load().unwrap().key.verifying_key();
+    let key = data.load().unwrap().public_key;
     let second = dir.path().join("front1");
     support::copy_data_dir(&data.path, &second);
     let addrs = [support::free_udp_port(), support::free_udp_port()];

@@ -3,7 +3,7 @@
 //!
 //! `build_and_sign` is pure apart from the signer call: the ledger calls it inside the
 //! reservation transaction, so the piece serial and registers it signs are exactly the ones it
-//! commits. A PKCS#11 module can replace [`FileSigner`] by implementing [`Signer`].
+//! commits. A key in a PKCS#11 token (`crate::pkcs11::Pkcs11Signer`) is the other [`Signer`].
 
 use super::FieldError;
 use super::address::Zip5;
@@ -33,8 +33,15 @@ pub trait Signer: Send + Sync {
     fn key_id(&self) -> KeyId;
     /// Raw Ed25519 public key.
     fn public_key(&self) -> [u8; 32];
-    /// Ed25519 signature over `msg`.
+    /// Ed25519 signature over `msg`. May block (a hardware token): never call it on an async
+    /// runtime's thread.
     fn sign(&self, msg: &[u8]) -> Result<[u8; 64], SignerError>;
+    /// How many signatures the device makes at once, when it is a device with such a limit (a
+    /// PKCS#11 token's session pool); `None` for a key in memory. The ledger sizes its signing
+    /// pool to it.
+    fn parallel_signatures_max(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// An Ed25519 key held in memory. The building block of [`FileSigner`]; also used for test
@@ -54,7 +61,7 @@ impl KeySigner {
         KeySigner::from_key(SigningKey::generate(&mut rand::rngs::OsRng))
     }
 
-    fn from_key(key: SigningKey) -> KeySigner {
+    pub fn from_key(key: SigningKey) -> KeySigner {
         let public = key.verifying_key().to_bytes();
         KeySigner {
             key,

@@ -159,6 +159,8 @@ pub struct AuditRecord {
 /// A record as read back from a store, with its row id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredAuditRecord {
+    /// Where the store keeps the record: SQLite's row id; on PostgreSQL, whose audit table is
+    /// keyed by (account, seq), the record's `seq` (the break also names the account).
     pub row_id: u64,
     pub record: AuditRecord,
 }

@@ -438,6 +438,11 @@ pub struct PieceFacts {
 /// registers are one atomic step. Must be fast and must not block on I/O.
 pub trait ItemSigner: Send + Sync {
     fn sign(&self, facts: &PieceFacts, item: &[u8]) -> Result<Vec<u8>, String>;
+    /// Signatures the signer makes at once when it is a device with such a limit (a PKCS#11
+    /// token's sessions); the SQLite store's signing pool then has that many threads.
+    fn parallel_signatures_max(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// Policy limits of the ledger.

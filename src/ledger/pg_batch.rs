@@ -43,6 +43,11 @@ use tokio_postgres::{Client, Statement};
 
 type Param = dyn tokio_postgres::types::ToSql + Sync;
 
+/// A batch writer's session settings: key lookups by index, never a scan or a hash or merge
+/// join over a table (the planner still uses them when nothing else can run the statement).
+const WRITER_SESSION: &str =
+    "SET enable_seqscan = off; SET enable_hashjoin = off; SET enable_mergejoin = off";
+
 /// One request waiting for a writer.
 pub(super) struct Job {
     pub request: Request,
@@ -67,7 +72,13 @@ pub(super) struct BatchStmts {
     read_piece: Statement,
     idem_get: Statement,
     accounts_update: Statement,
-    pieces_put: Statement,
+    /// The batch's new pieces (authorizations): a plain multi-row INSERT.
+    pieces_insert: Statement,
+    /// The batch's changed pieces (commits, voids, refunds, scans): a multi-row UPDATE of the
+    /// columns that change after issue, joined on the primary key. Not an upsert: `INSERT … ON
+    /// CONFLICT DO UPDATE` probes the index, locks the row (a WAL record) and then updates it,
+    /// and confirms each speculative insert (another WAL record).
+    pieces_update: Statement,
     audit_put: Statement,
     idem_put: Statement,
 }
@@ -110,18 +121,26 @@ impl BatchStmts {
                      SELECT 1 / (count(*) = $12::BIGINT)::INT FROM u",
                 )
                 .await?,
-            pieces_put: client
+            pieces_insert: client
                 .prepare(&format!(
                     "INSERT INTO pieces ({piece_cols}) SELECT * FROM unnest($1::BIGINT[], \
                      $2::BIGINT[], $3::BIGINT[], $4::BIGINT[], $5::TEXT[], $6::BIGINT[], \
                      $7::BIGINT[], $8::BIGINT[], $9::TEXT[], $10::BIGINT[], $11::BOOL[], \
-                     $12::BYTEA[], $13::BYTEA[], $14::BIGINT[], $15::BIGINT[], $16::BIGINT[]) \
-                     ON CONFLICT (account, serial) DO UPDATE SET state = EXCLUDED.state, \
-                     printed_at_ms = EXCLUDED.printed_at_ms, refund = EXCLUDED.refund, \
-                     refund_submitted_at_ms = EXCLUDED.refund_submitted_at_ms, \
-                     scanned = EXCLUDED.scanned, scan_count = EXCLUDED.scan_count, \
-                     scan_recorded_at_ms = EXCLUDED.scan_recorded_at_ms"
+                     $12::BYTEA[], $13::BYTEA[], $14::BIGINT[], $15::BIGINT[], $16::BIGINT[])"
                 ))
+                .await?,
+            pieces_update: client
+                .prepare(
+                    "UPDATE pieces AS p SET state = v.state, printed_at_ms = v.printed_at_ms, \
+                     refund = v.refund, refund_submitted_at_ms = v.refund_submitted_at_ms, \
+                     scanned = v.scanned, scan_count = v.scan_count, \
+                     scan_recorded_at_ms = v.scan_recorded_at_ms \
+                     FROM unnest($1::BIGINT[], $2::BIGINT[], $3::TEXT[], $4::BIGINT[], \
+                     $5::TEXT[], $6::BIGINT[], $7::BOOL[], $8::BIGINT[], $9::BIGINT[]) \
+                     AS v(account, serial, state, printed_at_ms, refund, refund_submitted_at_ms, \
+                     scanned, scan_count, scan_recorded_at_ms) \
+                     WHERE p.account = v.account AND p.serial = v.serial",
+                )
                 .await?,
             audit_put: client
                 .prepare(
@@ -203,7 +222,17 @@ async fn apply(
     for attempt in 0..attempts {
         let c = match conn.take() {
             Some(c) if !c.client.is_closed() => c,
-            _ => connect(&ctx.target, &ctx.reconnect).await?,
+            _ => {
+                let c = connect(&ctx.target, &ctx.reconnect).await?;
+                // Every statement of a batch finds its rows by primary key; a plan that scans
+                // a whole table (chosen from the statistics of a table that was small when
+                // they were last gathered) would hold the account locks for milliseconds.
+                c.client
+                    .batch_execute(WRITER_SESSION)
+                    .await
+                    .map_err(super::postgres::db)?;
+                c
+            }
         };
         let r = attempt_batch(ctx, &c.client, &c.batch, jobs).await;
         let keep = match &r {
@@ -301,8 +330,12 @@ async fn decide_and_write(
         versions.insert(a.id, version);
         snap.accounts.insert(a.id, a);
     }
+    // The pieces the database holds: a change to one is an UPDATE, a piece the batch issued
+    // an INSERT (with whatever later requests of the batch did to it).
+    let mut stored_pieces = BTreeSet::new();
     for row in piece_rows.iter().flatten() {
         let p = piece_row(row).into_piece()?;
+        stored_pieces.insert(p.id);
         snap.pieces.insert(p.id, p);
     }
     let mut seen: HashMap<[u8; 16], IdempotencyRecord> = HashMap::with_capacity(jobs.len());
@@ -378,9 +411,15 @@ async fn decide_and_write(
         accts.push(AccountRow::from_account(a)?, *version);
     }
     let mut pieces = PieceArrays::default();
+    let mut changed = PieceChanges::default();
     for id in &touched_pieces {
         if let Some(p) = snap.pieces.get(id) {
-            pieces.push(PieceRow::from_piece(p)?);
+            let row = PieceRow::from_piece(p)?;
+            if stored_pieces.contains(id) {
+                changed.push(row);
+            } else {
+                pieces.push(row);
+            }
         }
     }
     let mut rec = AuditArrays::default();
@@ -408,7 +447,7 @@ async fn decide_and_write(
         &a.version,
         &n_accounts,
     ];
-    let pieces_put: [&Param; 16] = [
+    let pieces_insert: [&Param; 16] = [
         &p.account,
         &p.serial,
         &p.kind,
@@ -426,6 +465,18 @@ async fn decide_and_write(
         &p.scan_count,
         &p.scan_recorded_at_ms,
     ];
+    let c = &changed;
+    let pieces_update: [&Param; 9] = [
+        &c.account,
+        &c.serial,
+        &c.state,
+        &c.printed_at_ms,
+        &c.refund,
+        &c.refund_submitted_at_ms,
+        &c.scanned,
+        &c.scan_count,
+        &c.scan_recorded_at_ms,
+    ];
     let audit_put: [&Param; 5] = [&rec.account, &rec.seq, &rec.at_ms, &rec.body, &rec.hash];
     let idem_put: [&Param; 5] = [
         &idem.key,
@@ -436,7 +487,8 @@ async fn decide_and_write(
     ];
     tokio::try_join!(
         client.query_one(&s.accounts_update, &accounts_update),
-        client.execute(&s.pieces_put, &pieces_put),
+        client.execute(&s.pieces_insert, &pieces_insert),
+        client.execute(&s.pieces_update, &pieces_update),
         client.execute(&s.audit_put, &audit_put),
         client.execute(&s.idem_put, &idem_put),
         client.batch_execute("COMMIT"),
@@ -531,6 +583,34 @@ impl PieceArrays {
         self.signed.push(r.signed);
         self.item.push(r.item);
         self.terminal.push(r.terminal);
+        self.scan_count.push(r.scan_count);
+        self.scan_recorded_at_ms.push(r.scan_recorded_at_ms);
+    }
+}
+
+/// The columns of a stored piece that change after issue (`pieces_update`).
+#[derive(Default)]
+struct PieceChanges {
+    account: Vec<i64>,
+    serial: Vec<i64>,
+    state: Vec<String>,
+    printed_at_ms: Vec<Option<i64>>,
+    refund: Vec<Option<String>>,
+    refund_submitted_at_ms: Vec<Option<i64>>,
+    scanned: Vec<bool>,
+    scan_count: Vec<i64>,
+    scan_recorded_at_ms: Vec<Option<i64>>,
+}
+
+impl PieceChanges {
+    fn push(&mut self, r: PieceRow) {
+        self.account.push(r.account);
+        self.serial.push(r.serial);
+        self.state.push(r.state);
+        self.printed_at_ms.push(r.printed_at_ms);
+        self.refund.push(r.refund);
+        self.refund_submitted_at_ms.push(r.refund_submitted_at_ms);
+        self.scanned.push(r.scanned);
         self.scan_count.push(r.scan_count);
         self.scan_recorded_at_ms.push(r.scan_recorded_at_ms);
     }

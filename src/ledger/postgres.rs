@@ -234,6 +234,14 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX tender_pieces_basket ON tender_pieces(basket, position);
     CREATE INDEX pieces_authorized ON pieces(authorized_at_ms);",
+    // 13: issue 14 — an audit record is keyed by its place in its account's chain
+    //    (account, seq), which every record already had uniquely; the table-wide `id` (a
+    //    sequence and a third index written with every record) goes. Chains are read in
+    //    (account, seq) order.
+    "ALTER TABLE audit DROP CONSTRAINT audit_pkey;
+    ALTER TABLE audit DROP COLUMN id;
+    ALTER TABLE audit DROP CONSTRAINT audit_account_seq_key;
+    ALTER TABLE audit ADD PRIMARY KEY (account, seq);",
 ];
 
 /// Tries of one tender that met another transaction recording the same basket or piece.
@@ -345,7 +353,7 @@ impl super::licensing::LicensingAuthority for PostgresLicensing {
 const ACCOUNT_COLS: &str = "id, license, status, descending, pending, ascending, control, last_piece, audit_seq, audit_head";
 const PIECE_COLS: &str = "account, serial, kind, amount, state, authorized_at_ms, expires_at_ms, printed_at_ms, refund, refund_submitted_at_ms, scanned, signed, item, terminal, scan_count, scan_recorded_at_ms";
 
-fn db(e: tokio_postgres::Error) -> StoreError {
+pub(super) fn db(e: tokio_postgres::Error) -> StoreError {
     StoreError::Database(e.to_string())
 }
 
@@ -1226,7 +1234,7 @@ impl LedgerStore for PostgresStore {
             let rows = c
                 .client
                 .query(
-                    "SELECT id, account, seq, at_ms, body, hash FROM audit WHERE account = $1 ORDER BY seq",
+                    "SELECT seq AS row_id, account, seq, at_ms, body, hash FROM audit WHERE account = $1 ORDER BY seq",
                     &[&int(id.0)?],
                 )
                 .await
@@ -1248,10 +1256,10 @@ impl LedgerStore for PostgresStore {
             let rows = c
                 .client
                 .query(
-                    "(SELECT id, account, seq, at_ms, body, hash FROM audit \
+                    "(SELECT seq AS row_id, account, seq, at_ms, body, hash FROM audit \
                       WHERE account = $1 AND at_ms < $2 ORDER BY at_ms DESC, seq DESC LIMIT 1) \
                      UNION ALL \
-                     (SELECT id, account, seq, at_ms, body, hash FROM audit \
+                     (SELECT seq AS row_id, account, seq, at_ms, body, hash FROM audit \
                       WHERE account = $1 AND at_ms >= $2 AND at_ms < $3) \
                      ORDER BY seq",
                     &[&account, &from, &to],
@@ -1290,7 +1298,7 @@ impl LedgerStore for PostgresStore {
                 .collect::<Result<Vec<_>, _>>()?;
             let records = tx
                 .query(
-                    "SELECT id, account, seq, at_ms, body, hash FROM audit ORDER BY id",
+                    "SELECT seq AS row_id, account, seq, at_ms, body, hash FROM audit ORDER BY account, seq",
                     &[],
                 )
                 .await

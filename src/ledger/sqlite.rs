@@ -79,7 +79,8 @@ pub struct SqliteConfig {
     /// commit's fsync cheaper than growing the file (measured on this project's machine for
     /// 128 KiB: 0.22 ms against 0.55 ms).
     pub wal_frames_max: u64,
-    /// Threads that sign a batch's authorizations (the writer itself is one of them).
+    /// Threads that sign a batch's authorizations (the writer itself is one of them), when the
+    /// signer does not say how many signatures it makes at once (a token does: its sessions).
     pub sign_threads_max: usize,
 }
 
@@ -470,7 +471,11 @@ impl SqliteStore {
             .map_err(db)?;
         let decider = Connection::open(path).map_err(db)?;
         configure(&decider)?;
-        let pool = SignPool::start(config.sign_threads_max, &signer)?;
+        // A signing device (a token's session pool) sets the pool's size; else the config.
+        let sign_threads = signer
+            .parallel_signatures_max()
+            .unwrap_or(config.sign_threads_max);
+        let pool = SignPool::start(sign_threads, &signer)?;
         let shared = Arc::new(Shared {
             committed_seq: AtomicU64::new(0),
             finished_seq: AtomicU64::new(0),

@@ -20,6 +20,9 @@ pub const INFO_RESUME: &[u8] = b"frank/1 resume";
 pub const RESUME_TAG: &[u8] = b"frank/1 resume-proof";
 
 pub const ENROLL_TAG: &[u8] = b"frank/1 enroll";
+/// What the vendor key signs (never sent anywhere) to derive the fronts' resume seal key
+/// (`vendor_server::fronts::ResumeSeal`); no transcript, indicium or TLS content starts so.
+pub const RESUME_SEAL_TAG: &[u8] = b"frank/1 resume-seal";
 pub const LOGIN_TAG: &[u8] = b"frank/1 login-proof";
 
 /// The exporter value of one QUIC connection.

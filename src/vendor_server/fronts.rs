@@ -83,14 +83,25 @@ pub struct ResumeSeal {
 }
 
 impl ResumeSeal {
-    /// The seal key of the vendor whose signing key is `vendor_key` (the same on every front).
-    pub fn new(vendor_key: &ed25519_dalek::SigningKey) -> ResumeSeal {
-        let hk = hkdf::Hkdf::<Sha256>::new(Some(b"frank resume seal"), vendor_key.as_bytes());
+    /// The seal key of the vendor whose signing key `signer` holds (the same on every front):
+    /// derived from the key's signature of [`crate::link::keys::RESUME_SEAL_TAG`], which only
+    /// the key's holder can make — the key itself may be in a token nobody reads. Ed25519
+    /// signatures are deterministic (RFC 8032), so every front gets the same seal; a device
+    /// whose two signatures differ is refused. Blocks (a token): call it off async threads.
+    pub fn new(signer: &dyn crate::indicium::signer::Signer) -> anyhow::Result<ResumeSeal> {
+        let tag = crate::link::keys::RESUME_SEAL_TAG;
+        let first = signer.sign(tag)?;
+        if signer.sign(tag)? != first {
+            anyhow::bail!(
+                "the signing device's Ed25519 signatures are not deterministic (RFC 8032); fronts could not share resume keys"
+            );
+        }
+        let hk = hkdf::Hkdf::<Sha256>::new(Some(b"frank resume seal"), &first);
         let mut key = [0u8; 32];
         // 32 bytes is far below HKDF-SHA256's 8160-byte limit.
         hk.expand(b"v1", &mut key)
             .unwrap_or_else(|_| unreachable!("32 bytes of HKDF-SHA256 output"));
-        ResumeSeal { key }
+        Ok(ResumeSeal { key })
     }
 
     fn pad(&self, session_id: u64) -> [u8; 32] {
@@ -417,7 +428,7 @@ impl Fronts {
     /// heartbeat brings them again — and session binds are made good by the reconcile).
     pub async fn start(
         url: &str,
-        vendor_key: &ed25519_dalek::SigningKey,
+        seal: ResumeSeal,
         events: mpsc::Sender<FrontEvent>,
     ) -> anyhow::Result<Fronts> {
         let front = loop {
@@ -457,7 +468,7 @@ impl Fronts {
         tokio::spawn(listen(url.to_string(), front, events));
         Ok(Fronts {
             front,
-            seal: ResumeSeal::new(vendor_key),
+            seal,
             tx,
             recent: Default::default(),
         })
@@ -803,14 +814,14 @@ mod tests {
 
     #[test]
     fn the_seal_opens_with_the_same_vendor_key_only() {
-        let k = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
-        let other = ed25519_dalek::SigningKey::from_bytes(&[8; 32]);
+        use crate::indicium::signer::KeySigner;
+        let seal = |seed| ResumeSeal::new(&KeySigner::from_seed(&[seed; 32])).unwrap();
         let secret = [42u8; 32];
-        let sealed = ResumeSeal::new(&k).apply(99, &secret);
+        let sealed = seal(7).apply(99, &secret);
         assert_ne!(sealed, secret);
-        assert_eq!(ResumeSeal::new(&k).apply(99, &sealed), secret);
-        assert_ne!(ResumeSeal::new(&other).apply(99, &sealed), secret);
-        assert_ne!(ResumeSeal::new(&k).apply(98, &sealed), secret);
+        assert_eq!(seal(7).apply(99, &sealed), secret);
+        assert_ne!(seal(8).apply(99, &sealed), secret);
+        assert_ne!(seal(7).apply(98, &sealed), secret);
     }
 
     #[test]

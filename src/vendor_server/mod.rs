@@ -5,6 +5,7 @@ pub mod directory;
 pub mod directory_pg;
 pub mod directory_sqlite;
 pub mod fronts;
+pub mod key_cli;
 pub mod lockout;
 pub mod login_gate;
 pub mod metrics;
@@ -24,11 +25,14 @@ mod scan;
 mod signin;
 
 use crate::identity;
+use crate::indicium::signer::{KeySigner, Signer};
 use crate::link::guard::GuardConfig;
+use crate::pkcs11::{Pkcs11Config, Pkcs11Signer, TokenKey};
 use anyhow::{Context, bail};
-use ed25519_dalek::SigningKey;
+use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub const KEY_FILE: &str = "vendor-key.pem";
 pub const CERT_FILE: &str = "vendor-cert.der";
@@ -165,6 +169,11 @@ pub struct VendorConfig {
     /// PostgreSQL only: requests waiting for a writer (default 4096; 1 ..= 65 536).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub postgres_batch_queue_requests_max: Option<usize>,
+    /// The vendor key in a PKCS#11 token instead of `vendor-key.pem` (`frank vendor init
+    /// --pkcs11`, `frank vendor key import`): module, token and key labels, the pinned
+    /// fingerprint, the PIN's source. Last: a TOML table follows the plain settings.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pkcs11: Option<Pkcs11Config>,
 }
 
 impl Default for VendorConfig {
@@ -209,6 +218,7 @@ impl Default for VendorConfig {
             postgres_batch_writers: None,
             postgres_batch_requests_max: None,
             postgres_batch_queue_requests_max: None,
+            pkcs11: None,
         }
     }
 }
@@ -306,6 +316,9 @@ impl VendorConfig {
             && min > max
         {
             bail!("top_up_min_cents ({min}) is above top_up_max_cents ({max})");
+        }
+        if let Some(p) = &self.pkcs11 {
+            p.validate()?;
         }
         self.validate_ledger_timings()
     }
@@ -529,9 +542,11 @@ pub struct DataDir {
     pub path: PathBuf,
 }
 
-/// Everything `vendor serve` loads from the data directory.
+/// Everything `vendor serve` loads from the data directory. The signing key itself is opened
+/// apart ([`DataDir::open_signer`]): it may be in a token that needs its PIN.
 pub struct VendorFiles {
-    pub key: SigningKey,
+    /// The vendor key counters pin: the key in the certificate.
+    pub public_key: VerifyingKey,
     pub cert_der: Vec<u8>,
     pub config: VendorConfig,
     pub db_path: PathBuf,
@@ -558,22 +573,64 @@ impl DataDir {
     /// [`Self::init`] with the directory and ledger in `database` when it is a PostgreSQL URL
     /// (migrated there; no `vendor.db` or `ledger.db` in the data directory).
     pub fn init_with(&self, database: Option<&str>) -> anyhow::Result<String> {
+        self.refuse_existing()?;
         crate::datafiles::private_dir(&self.path)?;
-        if self.file(KEY_FILE).exists() {
+        let key = identity::create_key_file(&self.file(KEY_FILE))?;
+        self.init_rest(database, Arc::new(KeySigner::from_key(key)), None)
+    }
+
+    /// `frank vendor init --pkcs11`: [`Self::init_with`], the key generated inside the token
+    /// (sensitive, not extractable; a key already there under the label is refused) and
+    /// `[pkcs11]` written to vendor.toml; no key file.
+    pub fn init_in_token(
+        &self,
+        database: Option<&str>,
+        token: &TokenKey,
+        sessions_max: Option<usize>,
+    ) -> anyhow::Result<String> {
+        self.refuse_existing()?;
+        crate::datafiles::private_dir(&self.path)?;
+        let public = token.generate()?;
+        let config = pkcs11_config(token, &public, sessions_max);
+        let done = Pkcs11Signer::open(&config)
+            .map_err(anyhow::Error::from)
+            .and_then(|signer| self.init_rest(database, Arc::new(signer), Some(config)));
+        // A key nobody has pinned yet: a failed init takes it out of the token again, so it
+        // can be run again under the same label.
+        if done.is_err() {
+            token.remove_new(&public);
+        }
+        done
+    }
+
+    fn refuse_existing(&self) -> anyhow::Result<()> {
+        if self.file(KEY_FILE).exists() || self.file(CERT_FILE).exists() {
             bail!(
                 "{} already holds a vendor key; refusing to overwrite it",
                 self.path.display()
             );
         }
-        let key = identity::create_key_file(&self.file(KEY_FILE))?;
-        let cert = crate::tls::make_vendor_certificate(&key)?;
+        Ok(())
+    }
+
+    /// The certificate, the databases and the config, for the key `signer` holds.
+    fn init_rest(
+        &self,
+        database: Option<&str>,
+        signer: Arc<dyn Signer>,
+        pkcs11: Option<Pkcs11Config>,
+    ) -> anyhow::Result<String> {
+        let cert = crate::tls::make_vendor_certificate(&signer)?;
         crate::datafiles::write_private(&self.file(CERT_FILE), &cert)?;
         match database.filter(|d| crate::ledger::is_postgres(d)) {
             // Migrates the one schema the directory and the ledger share.
             Some(url) => drop(directory::Directory::open_postgres(url)?),
             None => self.create_sqlite_databases(database)?,
         }
-        let config = toml::to_string_pretty(&VendorConfig::default())?;
+        let config = toml::to_string_pretty(&VendorConfig {
+            pkcs11,
+            ..VendorConfig::default()
+        })?;
         crate::datafiles::write_private(
             &self.file(CONFIG_FILE),
             format!(
@@ -583,7 +640,79 @@ impl DataDir {
             )
             .as_bytes(),
         )?;
-        Ok(identity::fingerprint(&key.verifying_key()))
+        Ok(hex::encode(signer.public_key()))
+    }
+
+    /// `frank vendor key import`: moves `vendor-key.pem` into the token once — imported as a
+    /// sensitive, non-extractable key, checked by signing with it, `[pkcs11]` appended to
+    /// vendor.toml (the rest of the file untouched). With `shred` the key file is then
+    /// overwritten and deleted; without, it stays and the vendor warns at every start.
+    /// Returns the fingerprint (unchanged: the same key).
+    pub fn import_key(
+        &self,
+        token: &TokenKey,
+        sessions_max: Option<usize>,
+        shred: bool,
+    ) -> anyhow::Result<String> {
+        let files = self.load()?;
+        if let Some(p) = &files.config.pkcs11 {
+            bail!(
+                "the vendor key is already in token {:?} (key {:?}); it is imported once",
+                p.token,
+                p.key
+            );
+        }
+        let key_path = self.file(KEY_FILE);
+        if !key_path.exists() {
+            bail!("{} holds no {KEY_FILE} to import", self.path.display());
+        }
+        let key = identity::load_key_file(&key_path)?;
+        if key.verifying_key() != files.public_key {
+            bail!("{KEY_FILE} is not the key in {CERT_FILE}; the data directory is inconsistent");
+        }
+        let public = token.import(&key)?;
+        drop(key);
+        // The key file stays until vendor.toml names the token: a failure on the way takes the
+        // copy out of the token again, so the import can be run again.
+        let done = self.name_token(token, &public, sessions_max);
+        if done.is_err() {
+            token.remove_new(&public);
+        }
+        done?;
+        if shred {
+            crate::datafiles::shred(&key_path)?;
+        }
+        Ok(hex::encode(public))
+    }
+
+    /// Opens the imported key as `serve` will (the token signs with it, it is the pinned key)
+    /// and appends `[pkcs11]` to vendor.toml.
+    fn name_token(
+        &self,
+        token: &TokenKey,
+        public: &[u8; 32],
+        sessions_max: Option<usize>,
+    ) -> anyhow::Result<()> {
+        let config = pkcs11_config(token, public, sessions_max);
+        drop(Pkcs11Signer::open(&config)?);
+        let path = self.file(CONFIG_FILE);
+        let mut text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        #[derive(Serialize)]
+        struct Table<'a> {
+            pkcs11: &'a Pkcs11Config,
+        }
+        if !text.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text.push_str("\n# The vendor key is in this PKCS#11 token (`frank vendor key import`).\n");
+        text.push_str(&toml::to_string(&Table { pkcs11: &config })?);
+        toml::from_str::<VendorConfig>(&text)
+            .with_context(|| format!("{} with [pkcs11] added", path.display()))?;
+        crate::datafiles::write_private(&path, text.as_bytes())
     }
 
     /// The embedded default: the directory in `vendor.db`, the ledger in `ledger.db` (or the
@@ -604,32 +733,98 @@ impl DataDir {
     }
 
     pub fn load(&self) -> anyhow::Result<VendorFiles> {
-        if !self.file(KEY_FILE).exists() {
+        if !self.file(CERT_FILE).exists() {
             bail!(
-                "{} is not a vendor data directory (no {KEY_FILE}); run `frank vendor init --data {}` first",
+                "{} is not a vendor data directory (no {CERT_FILE}); run `frank vendor init --data {}` first",
                 self.path.display(),
                 self.path.display()
             );
         }
         self.make_private()?;
-        let key = identity::load_key_file(&self.file(KEY_FILE))?;
         let cert_der =
             std::fs::read(self.file(CERT_FILE)).with_context(|| format!("reading {CERT_FILE}"))?;
         let presented = crate::tls::ed25519_key_of(&cert_der).map_err(anyhow::Error::msg)?;
-        if presented != *key.verifying_key().as_bytes() {
-            bail!(
-                "{CERT_FILE} does not carry the key in {KEY_FILE}; the data directory is inconsistent"
-            );
-        }
+        let public_key = VerifyingKey::from_bytes(&presented)
+            .map_err(|_| anyhow::anyhow!("{CERT_FILE} carries no valid Ed25519 key"))?;
         let config = load_config(&self.file(CONFIG_FILE))?;
         Ok(VendorFiles {
-            key,
+            public_key,
             cert_der,
             config,
             db_path: self.file(DB_FILE),
             ledger_path: self.file(LEDGER_FILE),
         })
     }
+
+    /// The vendor's signing key: the token `[pkcs11]` names (PIN read from its source), or
+    /// `vendor-key.pem`. Either must be the key in the certificate (what counters pin). Blocks
+    /// (a token's login): call it off async runtime threads.
+    pub fn open_signer(&self, files: &VendorFiles) -> anyhow::Result<Arc<dyn Signer>> {
+        let signer: Arc<dyn Signer> = match &files.config.pkcs11 {
+            Some(p) => {
+                if identity::parse_fingerprint(&p.fingerprint)? != files.public_key {
+                    bail!(
+                        "[pkcs11] fingerprint in {CONFIG_FILE} is not the key in {CERT_FILE}; the data directory is inconsistent"
+                    );
+                }
+                if self.file(KEY_FILE).exists() {
+                    tracing::warn!(
+                        "{KEY_FILE} is still in the data directory though the vendor key is in token {:?}; remove it (`frank vendor key import --shred` does) once the token is backed up",
+                        p.token
+                    );
+                }
+                Arc::new(Pkcs11Signer::open(p)?)
+            }
+            None => Arc::new(KeySigner::from_key(identity::load_key_file(
+                &self.file(KEY_FILE),
+            )?)),
+        };
+        if signer.public_key() != files.public_key.to_bytes() {
+            bail!(
+                "{CERT_FILE} does not carry the vendor's signing key; the data directory is inconsistent"
+            );
+        }
+        Ok(signer)
+    }
+
+    /// The fingerprint counters pin, read from where the key is (the token, or the key file —
+    /// rewritten in the standard form if it is an older one), checked against the certificate.
+    pub fn fingerprint(&self) -> anyhow::Result<String> {
+        let files = self.load()?;
+        let cert = identity::fingerprint(&files.public_key);
+        let (key, place) = match &files.config.pkcs11 {
+            Some(p) => (
+                hex::encode(TokenKey::of(p)?.public_key()?),
+                format!("token {:?} (key {:?})", p.token, p.key),
+            ),
+            None => (
+                identity::fingerprint(
+                    &identity::load_key_file(&self.file(KEY_FILE))?.verifying_key(),
+                ),
+                KEY_FILE.to_string(),
+            ),
+        };
+        if key != cert {
+            bail!("{place} holds key {key}, but {CERT_FILE} carries {cert}");
+        }
+        Ok(key)
+    }
+}
+
+/// `[pkcs11]` for `token`'s key `public`.
+fn pkcs11_config(token: &TokenKey, public: &[u8; 32], sessions_max: Option<usize>) -> Pkcs11Config {
+    let mut c = Pkcs11Config {
+        module: token.module.clone(),
+        token: token.token.clone(),
+        key: token.key.clone(),
+        fingerprint: hex::encode(public),
+        pin_file: None,
+        pin_env: None,
+        pin_credential: None,
+        sessions_max,
+    };
+    c.set_pin_source(token.pin.clone());
+    c
 }
 
 impl DataDir {
@@ -688,7 +883,9 @@ mod tests {
         let d = DataDir::new(t.path().join("v"));
         let fp = d.init().unwrap();
         let files = d.load().unwrap();
-        assert_eq!(identity::fingerprint(&files.key.verifying_key()), fp);
+        assert_eq!(identity::fingerprint(&files.public_key), fp);
+        assert_eq!(d.fingerprint().unwrap(), fp);
+        assert_eq!(hex::encode(d.open_signer(&files).unwrap().public_key()), fp);
         assert!(
             files.ledger_path.exists(),
             "init creates the ledger database"

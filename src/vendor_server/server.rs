@@ -19,13 +19,14 @@ use super::signing::VendorItemSigner;
 use super::{DataDir, VendorConfig, accept, signin};
 use crate::indicium::VendorKeys;
 use crate::indicium::rates::RateTable;
+use crate::indicium::signer::Signer;
 use crate::ledger::licensing::EmbeddedLicensing;
 use crate::ledger::payment::SimulatedProcessor;
 use crate::ledger::service::{self, SystemClock};
 use crate::ledger::{LedgerConfig, LedgerHandle, LedgerStore};
 use crate::link::driver::LinkHandle;
 use anyhow::Context;
-use ed25519_dalek::{SigningKey, VerifyingKey};
+use ed25519_dalek::VerifyingKey;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -70,7 +71,10 @@ pub struct TerminalLink {
 
 pub(super) struct Shared {
     pub(super) config: VendorConfig,
-    pub(super) key: SigningKey,
+    /// The vendor key (a file's or a token's): signs enrollment challenges off the runtime.
+    pub(super) signer: Arc<dyn Signer>,
+    /// Its public key, what counters pin.
+    pub(super) public_key: VerifyingKey,
     pub(super) directory: DirectoryHandle,
     pub(super) ledger: LedgerHandle,
     pub(super) rates: RateTable,
@@ -223,7 +227,17 @@ impl VendorServer {
         listen: Option<SocketAddr>,
         options: VendorOptions,
     ) -> anyhow::Result<VendorServer> {
-        let files = data.load()?;
+        // Opening a token logs in and signs a probe: off the runtime's threads.
+        let (files, signer) = {
+            let data = data.clone();
+            tokio::task::spawn_blocking(move || {
+                let files = data.load()?;
+                let signer = data.open_signer(&files)?;
+                anyhow::Ok((files, signer))
+            })
+            .await
+            .context("opening the vendor key")??
+        };
         let rates = RateTable::load_or_sample(&data.path)
             .map_err(|e| anyhow::anyhow!("rate table in {}: {e}", data.path.display()))?;
         if rates.is_sample() {
@@ -238,7 +252,8 @@ impl VendorServer {
         let mut ledger_config = options.ledger.clone();
         // vendor.toml's ledger settings, where set, are the operator's word.
         files.config.apply_to(&mut ledger_config)?;
-        let ledger = spawn_ledger(&database, &files.key, ledger_config)
+        let item_signer = Arc::new(VendorItemSigner::new(signer.clone()));
+        let ledger = spawn_ledger(&database, item_signer, ledger_config)
             .await
             .with_context(|| format!("opening the ledger {database}"))?;
         let listen = match listen {
@@ -258,11 +273,16 @@ impl VendorServer {
         let (front_events_tx, front_events) =
             tokio::sync::mpsc::channel(super::fronts::FRONTS_REQUESTS_MAX);
         let fronts = if crate::ledger::is_postgres(&database) {
-            Some(super::fronts::Fronts::start(&database, &files.key, front_events_tx).await?)
+            let seal_signer = signer.clone();
+            let seal =
+                tokio::task::spawn_blocking(move || super::fronts::ResumeSeal::new(&*seal_signer))
+                    .await
+                    .context("the resume seal")??;
+            Some(super::fronts::Fronts::start(&database, seal, front_events_tx).await?)
         } else {
             None
         };
-        let mut server_config = crate::tls::server_config(files.cert_der.clone(), &files.key)?;
+        let mut server_config = crate::tls::server_config(files.cert_der.clone(), signer.clone())?;
         server_config.transport_config(Arc::new(server_transport_config(&files.config)));
         let endpoint = quinn::Endpoint::server(server_config, listen)
             .with_context(|| format!("listening on {listen}"))?;
@@ -282,7 +302,7 @@ impl VendorServer {
         );
         let mut own_keys = VendorKeys::new();
         own_keys
-            .add(files.key.verifying_key().as_bytes())
+            .add(files.public_key.as_bytes())
             .map_err(|e| anyhow::anyhow!("the vendor key: {e}"))?;
         let sessions = SessionTable::new(
             files.config.sessions_max,
@@ -308,7 +328,8 @@ impl VendorServer {
         let shared = Arc::new(Shared {
             own_keys,
             config: files.config,
-            key: files.key,
+            signer,
+            public_key: files.public_key,
             directory,
             ledger,
             rates,
@@ -356,7 +377,7 @@ impl VendorServer {
             None => None,
         };
         let accept_task = tokio::spawn(accept::accept_loop(endpoint.clone(), shared.clone()));
-        tracing::info!(%listen, fingerprint = %crate::identity::fingerprint(&shared.key.verifying_key()), "vendor serving");
+        tracing::info!(%listen, fingerprint = %crate::identity::fingerprint(&shared.public_key), "vendor serving");
         Ok(VendorServer {
             endpoint,
             shared,
@@ -375,11 +396,11 @@ impl VendorServer {
     }
 
     pub fn fingerprint(&self) -> String {
-        crate::identity::fingerprint(&self.shared.key.verifying_key())
+        crate::identity::fingerprint(&self.shared.public_key)
     }
 
     pub fn public_key(&self) -> VerifyingKey {
-        self.shared.key.verifying_key()
+        self.shared.public_key
     }
 
     /// The ledger service the front talks to.
@@ -448,14 +469,15 @@ impl VendorServer {
     }
 }
 
-/// Opens the ledger store with the vendor key as its item signer and starts the ledger service
-/// (simulated payment processor, embedded licensing continuing after the largest license held).
+/// Opens the ledger store with `signer` as its item signer (the vendor key's
+/// [`VendorItemSigner`]; tools that never authorize pass `ledger::cli::NoSigning`) and starts
+/// the ledger service (simulated payment processor, embedded licensing continuing after the
+/// largest license held).
 pub async fn spawn_ledger(
     database: &str,
-    key: &SigningKey,
+    signer: Arc<dyn crate::ledger::ItemSigner>,
     config: LedgerConfig,
 ) -> anyhow::Result<LedgerHandle> {
-    let signer = Arc::new(VendorItemSigner::new(key));
     let store: Arc<dyn LedgerStore> = crate::ledger::open_store(
         database,
         signer,

@@ -27,7 +27,7 @@ use crate::link::keys;
 use crate::logtext::escaped;
 use crate::wire::reqmac::MacInput;
 use crate::wire::{self, ErrorBody, ErrorCode};
-use ed25519_dalek::{Signature, Signer, Verifier, VerifyingKey};
+use ed25519_dalek::{Signature, Verifier, VerifyingKey};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use subtle::ConstantTimeEq;
@@ -58,14 +58,26 @@ pub(super) async fn enroll(state: &Arc<ConnState>, r: wire::Enroll) -> Result<Ve
     };
     let vendor_time_ms = now_ms();
     let transcript = keys::enroll_transcript(&challenge, &state.exporter, vendor_time_ms);
-    let signature = state.shared.key.sign(&transcript);
+    // The vendor key may be in a token: it signs on a blocking thread, not the runtime's.
+    let signer = state.shared.signer.clone();
+    let signature = tokio::task::spawn_blocking(move || signer.sign(&transcript))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()))
+        .map_err(|e| {
+            tracing::error!(terminal = terminal.id, error = %e, "enrollment: the vendor key did not sign");
+            ErrorBody::new(
+                ErrorCode::Internal,
+                "the vendor could not sign the enrollment; try again in a minute",
+            )
+        })?;
     tracing::info!(terminal = terminal.id, account = terminal.account_id, name = %escaped(&terminal.name), "terminal enrolled");
     state.shared.monitor.terminals_changed(terminal.account_id);
     Ok(wire::encode_ok(&wire::Enrolled {
         terminal_id: terminal.id,
         account_id: terminal.account_id,
         vendor_time_ms,
-        signature: signature.to_bytes().to_vec(),
+        signature: signature.to_vec(),
     }))
 }
 
@@ -88,10 +100,9 @@ async fn terminal_by_proof(
         .filter(|t| t.revoked_ms.is_none());
     // A stand-in key (the vendor's own public key) keeps the work the same when there is no
     // terminal: the proof is checked either way.
-    let device_key = found.as_ref().map_or_else(
-        || state.shared.key.verifying_key().to_bytes(),
-        |t| t.device_key,
-    );
+    let device_key = found
+        .as_ref()
+        .map_or_else(|| state.shared.public_key.to_bytes(), |t| t.device_key);
     let verified = VerifyingKey::from_bytes(&device_key)
         .ok()
         .zip(Signature::from_slice(proof).ok())

@@ -10,12 +10,12 @@
 
 use crate::indicium::kinds::Day;
 use crate::indicium::layout::{LicenseId, MeterSerial, PieceSerial, SoftwareId};
-use crate::indicium::signer::KeySigner;
+use crate::indicium::signer::Signer;
 use crate::indicium::{self, build_and_sign};
 use crate::ledger::{ItemSigner, PieceFacts};
 use crate::wire::WireItem;
-use ed25519_dalek::SigningKey;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// What the ledger stores as an authorization's item description.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,20 +44,22 @@ impl SignItem {
     }
 }
 
-/// Signs indicia with the vendor key.
+/// Signs indicia with the vendor key (in memory or in a token).
 pub struct VendorItemSigner {
-    signer: KeySigner,
+    signer: Arc<dyn Signer>,
 }
 
 impl VendorItemSigner {
-    pub fn new(key: &SigningKey) -> VendorItemSigner {
-        VendorItemSigner {
-            signer: KeySigner::from_seed(&key.to_bytes()),
-        }
+    pub fn new(signer: Arc<dyn Signer>) -> VendorItemSigner {
+        VendorItemSigner { signer }
     }
 }
 
 impl ItemSigner for VendorItemSigner {
+    fn parallel_signatures_max(&self) -> Option<usize> {
+        self.signer.parallel_signatures_max()
+    }
+
     fn sign(&self, facts: &PieceFacts, item: &[u8]) -> Result<Vec<u8>, String> {
         let s = SignItem::from_bytes(item)?;
         let item = s.item.to_item().map_err(|e| e.to_string())?;
@@ -89,7 +91,7 @@ impl ItemSigner for VendorItemSigner {
             software_id: SoftwareId::FRANK,
             item,
         };
-        build_and_sign(&f, &self.signer)
+        build_and_sign(&f, &*self.signer)
             .map(|i| i.to_bytes())
             .map_err(|e| e.to_string())
     }

@@ -1,6 +1,8 @@
 //! Shared fixtures for integration tests: a real vendor on loopback with a real data directory.
 #![allow(dead_code)]
 
+pub mod procstat;
+
 use frank::counter::client::{self, Session, VendorConn};
 use frank::vendor_server::directory::Directory;
 use frank::vendor_server::server::{VendorOptions, VendorServer};
@@ -280,7 +282,7 @@ pub async fn child_vendor_with(
         setup(&mut d, acct.id);
         code
     };
-    let key = data.load().expect("vendor key").key.verifying_key();
+    let key = data.load().expect("vendor key").public_key;
     let addr = free_udp_port();
     let child = spawn_vendor_serve(&data.path, addr, args).await;
     ChildVendor {
@@ -290,6 +292,30 @@ pub async fn child_vendor_with(
         key,
         code,
     }
+}
+
+/// A fresh terminal enrolled at the vendor on `addr` (pinned to `key`) with `code`, signed in
+/// as [`CLERK`], its link Up on its side within `limit`, its account funded with `cents`.
+pub async fn funded_terminal(
+    (addr, key, code): (SocketAddr, ed25519_dalek::VerifyingKey, &str),
+    name: &str,
+    cents: u64,
+    limit: Duration,
+) -> (quinn::Endpoint, Session, frank::link::driver::LinkHandle) {
+    use frank::link::guard::LinkState;
+    let endpoint = endpoint();
+    let conn = client::connect(&endpoint, addr, key).await.unwrap();
+    let device_key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+    let e = conn.enroll(code, name, &device_key, &key).await.unwrap();
+    let s = conn
+        .login(e.terminal_id, &device_key, CLERK, PASSWORD)
+        .await
+        .unwrap();
+    let link = s.start_link().unwrap();
+    let mut up = link.state.clone();
+    wait_for(&mut up, limit, "link up", |s| *s == LinkState::Up).await;
+    fund_until_ok(&s, cents).await;
+    (endpoint, s, link)
 }
 
 /// Funds the session's account with the simulator's test card, retrying while the vendor

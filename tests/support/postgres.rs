@@ -188,9 +188,36 @@ impl PgServer {
     pub fn url(&self, database: &str) -> String {
         format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
     }
+    /// The postmaster's pid (its `postmaster.pid` file), for reading its CPU time.
+    pub fn postmaster_pid(&self) -> Option<u32> {
+        std::fs::read_to_string(self.dir.join("data/postmaster.pid"))
+            .ok()?
+            .lines()
+            .next()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// The same database through the server's Unix-domain socket (in its directory), as a
+    /// front on the database's own host connects.
+    pub fn socket_url(&self, database: &str) -> String {
+        format!(
+            "host={} port={} user=postgres dbname={database}",
+            self.dir.display(),
+            self.port
+        )
+    }
     pub fn data_dir(&self) -> &Path {
         &self.dir
     }
+}
+
+/// Creates a fresh empty database and returns its URL over the server's Unix-domain socket.
+pub async fn socket_database() -> String {
+    let url = database().await;
+    let name = url.rsplit('/').next().unwrap_or_default().to_string();
+    server().socket_url(&name)
 }
 
 /// Creates a fresh empty database and returns its URL.
