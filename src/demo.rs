@@ -99,6 +99,7 @@ async fn run_tui(opts: DemoOptions) -> anyhow::Result<()> {
         log_dir: None,
         kiosk_clerk: None,
         config_path: None,
+        plain: false,
     };
     let ui = tui::run(settings, None);
     let result = match opts.duration_s {

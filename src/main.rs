@@ -290,6 +290,10 @@ struct CounterArgs {
     /// Kiosk: the clerk account it signs in as (password from FRANK_PASSWORD or a prompt).
     #[arg(long)]
     kiosk_clerk: Option<String>,
+    /// Screen-reader-friendly: each change and prompt as one plain line, no drawing
+    /// (also `accessibility = "plain"` in the config file).
+    #[arg(long)]
+    plain: bool,
     /// No screen: sign `--clerk` in and print link status lines (for scripts and servers).
     #[arg(long)]
     headless: bool,
@@ -634,6 +638,7 @@ fn counter(a: CounterArgs) -> anyhow::Result<()> {
         theme: a.theme,
         kiosk: a.kiosk,
         kiosk_clerk: a.kiosk_clerk,
+        plain: a.plain,
     };
     let settings = tui::resolve(&o, no_color)?;
     if a.headless {

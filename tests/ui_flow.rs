@@ -8,12 +8,15 @@ use frank::indicium::{Item, MailClass};
 use frank::link::LinkState;
 use frank::printer::streamer::{AbortCause, IndiciumPaper, JobOutcome, PrinterFault, Progress};
 use frank::ui::App;
-use frank::ui::app::{JobPhase, QuoteState, Screen};
+use frank::ui::app::{
+    FundsField, ItemField, JobPhase, PostageField, QuoteState, Screen, SignInField,
+};
 use frank::ui::event::{
     Backend, Command, Event, FundMethod, HistoryEntry, ItemState, JobId, PrinterStatus,
     RefundState, SettlePhase,
 };
 use frank::ui::keys::{Action, KeyBindings};
+use frank::ui::screens::postage::{AddressPart, Party};
 use frank::ui::theme::{Role, Theme};
 use ratatui::style::{Color, Modifier};
 use ui_support::*;
@@ -34,7 +37,7 @@ fn quoted() -> frank::ui::App {
         },
     );
     assert_eq!(
-        app.quote,
+        app.postage.quote,
         QuoteState::Ready {
             request,
             amount: cents(540)
@@ -161,7 +164,7 @@ fn quote_request_carries_the_form_and_stale_answers_are_dropped() {
             amount: cents(1),
         },
     );
-    assert_eq!(app.quote, QuoteState::Pending { request: newer });
+    assert_eq!(app.postage.quote, QuoteState::Pending { request: newer });
     backend(
         &mut app,
         Backend::Quote {
@@ -170,7 +173,7 @@ fn quote_request_carries_the_form_and_stale_answers_are_dropped() {
         },
     );
     assert_eq!(
-        app.quote,
+        app.postage.quote,
         QuoteState::Ready {
             request: newer,
             amount: cents(995)
@@ -186,18 +189,43 @@ fn address_fields_are_validated_per_field_as_you_type() {
         press(&mut app, KeyCode::Tab);
     }
     typ(&mut app, "C1");
-    let state = app.postage.get("s_state").unwrap();
+    let state = app
+        .postage
+        .form
+        .get(PostageField::Address(Party::Sender, AddressPart::State))
+        .unwrap();
     assert!(
         state.shown_error().is_some(),
         "bad state flagged while typing"
     );
     press(&mut app, KeyCode::Tab);
     typ(&mut app, "9410");
-    assert!(app.postage.get("s_zip").unwrap().shown_error().is_some());
+    assert!(
+        app.postage
+            .form
+            .get(PostageField::Address(Party::Sender, AddressPart::Zip))
+            .unwrap()
+            .shown_error()
+            .is_some()
+    );
     typ(&mut app, "5");
-    assert_eq!(app.postage.get("s_zip").unwrap().shown_error(), None);
+    assert_eq!(
+        app.postage
+            .form
+            .get(PostageField::Address(Party::Sender, AddressPart::Zip))
+            .unwrap()
+            .shown_error(),
+        None
+    );
     // Untouched fields are not flagged yet.
-    assert_eq!(app.postage.get("r_name").unwrap().shown_error(), None);
+    assert_eq!(
+        app.postage
+            .form
+            .get(PostageField::Address(Party::Recipient, AddressPart::Name))
+            .unwrap()
+            .shown_error(),
+        None
+    );
     // Submitting names the first bad field.
     press(&mut app, KeyCode::Enter);
     assert_eq!(app.screen, Screen::Postage);
@@ -406,7 +434,7 @@ fn an_issued_item_is_never_printed_again() {
     assert!(backend(&mut app, Backend::Authorized { job }).is_empty());
     // The draft was consumed: the review has nothing to confirm, and no key on the outcome
     // screen prints.
-    assert!(app.draft.is_none());
+    assert!(app.review.draft.is_none());
     for code in [
         KeyCode::Enter,
         KeyCode::Char('p'),
@@ -474,7 +502,11 @@ fn history_filters_by_search_date_and_kind() {
     );
     assert_eq!(app.filtered_history().len(), 3);
     typ(&mut app, "boston");
-    let jobs: Vec<u64> = app.filtered_history().iter().map(|e| e.job.0).collect();
+    let jobs: Vec<u64> = app
+        .filtered_history()
+        .iter()
+        .map(|e| e.job.unwrap().0)
+        .collect();
     assert_eq!(jobs, vec![1]);
     for _ in 0..6 {
         press(&mut app, KeyCode::Backspace);
@@ -484,7 +516,11 @@ fn history_filters_by_search_date_and_kind() {
     assert_eq!(app.filtered_history().len(), 2);
     press(&mut app, KeyCode::Tab);
     press(&mut app, KeyCode::Right); // kind: postage
-    let jobs: Vec<u64> = app.filtered_history().iter().map(|e| e.job.0).collect();
+    let jobs: Vec<u64> = app
+        .filtered_history()
+        .iter()
+        .map(|e| e.job.unwrap().0)
+        .collect();
     assert_eq!(jobs, vec![1]);
 }
 
@@ -505,11 +541,12 @@ fn kiosk_idle_timeout_clears_input_and_returns_to_welcome() {
     assert_eq!(app.screen, Screen::Welcome);
     assert!(
         app.postage
+            .form
             .fields
             .iter()
-            .all(|f| f.text_value().is_empty() || f.key == "class")
+            .all(|f| f.text_value().is_empty() || f.key == PostageField::Class)
     );
-    assert!(app.draft.is_none());
+    assert!(app.review.draft.is_none());
 }
 
 #[test]
@@ -554,12 +591,12 @@ fn kiosk_pays_by_card_then_authorizes() {
     assert_eq!(app.screen, Screen::Review);
     press(&mut app, KeyCode::Enter);
     assert_eq!(app.screen, Screen::Funds);
-    assert_eq!(app.funds.text("method"), "card");
-    assert_eq!(app.funds.text("amount"), "5.40");
-    assert_eq!(app.funds.focused().unwrap().key, "card");
+    assert_eq!(app.funds.form.text(FundsField::Method), "card");
+    assert_eq!(app.funds.form.text(FundsField::Amount), "5.40");
+    assert_eq!(app.funds.form.focused().unwrap().key, FundsField::Card);
     press(&mut app, KeyCode::BackTab);
     typ(&mut app, "9"); // the item's price is not editable
-    assert_eq!(app.funds.text("amount"), "5.40");
+    assert_eq!(app.funds.form.text(FundsField::Amount), "5.40");
     press(&mut app, KeyCode::Tab);
     typ(&mut app, "4242424242424241"); // wrong check digit
     press(&mut app, KeyCode::Tab);
@@ -586,7 +623,7 @@ fn kiosk_pays_by_card_then_authorizes() {
         ] => assert_eq!(*amount, cents(540)),
         other => panic!("expected Fund alone, got {other:?}"),
     }
-    assert!(app.pay_pending);
+    assert!(app.funds.pay_pending);
     assert_eq!(app.screen, Screen::Funds);
     assert!(
         press(&mut app, KeyCode::Enter).is_empty(),
@@ -604,8 +641,8 @@ fn kiosk_pays_by_card_then_authorizes() {
     assert!(cmds.is_empty(), "a declined card issued {cmds:?}");
     assert_eq!(app.screen, Screen::Funds);
     assert!(app.notice.as_ref().unwrap().text.contains("declined"));
-    assert_eq!(app.funds.text("amount"), "5.40");
-    assert_eq!(app.funds.focused().unwrap().key, "card");
+    assert_eq!(app.funds.form.text(FundsField::Amount), "5.40");
+    assert_eq!(app.funds.form.focused().unwrap().key, FundsField::Card);
     typ(&mut app, "4242424242424242");
     press(&mut app, KeyCode::Tab);
     typ(&mut app, "04/29");
@@ -627,7 +664,7 @@ fn kiosk_pays_by_card_then_authorizes() {
         other => panic!("expected Authorize, got {other:?}"),
     }
     assert_eq!(app.screen, Screen::Printing);
-    assert!(!app.pay_pending);
+    assert!(!app.funds.pay_pending);
 }
 
 #[test]
@@ -689,7 +726,7 @@ fn only_key_presses_act() {
             state: KeyEventState::NONE,
         }));
     }
-    assert_eq!(app.sign_in.text("clerk"), "");
+    assert_eq!(app.sign_in.form.text(SignInField::Clerk), "");
 }
 
 #[test]
@@ -758,7 +795,7 @@ fn item_forms_build_items_with_face_value() {
     }
     press(&mut app, KeyCode::Enter);
     assert_eq!(app.screen, Screen::Review, "{:?}", app.notice);
-    assert_eq!(app.draft.as_ref().unwrap().amount, cents(1250));
+    assert_eq!(app.review.draft.as_ref().unwrap().amount, cents(1250));
     let cmds = press(&mut app, KeyCode::Enter);
     assert!(matches!(&cmds[..], [Command::Authorize { amount, .. }] if *amount == cents(1250)));
 }
@@ -854,7 +891,7 @@ fn keys_do_not_act_on_a_screen_hidden_by_the_enlarge_message() {
         );
         assert_eq!(app.screen, Screen::Review);
     }
-    assert!(app.draft.is_some(), "the hidden draft was spent");
+    assert!(app.review.draft.is_some(), "the hidden draft was spent");
     // Help still opens and closes.
     press(&mut app, KeyCode::F(1));
     assert!(app.show_help);
@@ -958,7 +995,11 @@ fn history_and_recent_items_list_newest_first() {
             entry(101, K::Postage, "2026-11-01", "to Boston"),
         ]),
     );
-    let jobs: Vec<u64> = app.filtered_history().iter().map(|e| e.job.0).collect();
+    let jobs: Vec<u64> = app
+        .filtered_history()
+        .iter()
+        .map(|e| e.job.unwrap().0)
+        .collect();
     assert_eq!(jobs, vec![job.0, 103, 102, 101]);
     press(&mut app, KeyCode::Esc); // nothing: the item prints
     backend(
@@ -1051,7 +1092,12 @@ fn kiosk_counts_down_before_the_idle_timeout_and_a_key_keeps_the_form() {
     let cmds = press(&mut app, KeyCode::Esc);
     assert!(cmds.is_empty());
     assert_eq!(app.screen, Screen::Postage, "the key acted on the form");
-    assert_eq!(app.postage.text("s_name"), "Ada");
+    assert_eq!(
+        app.postage
+            .form
+            .text(PostageField::Address(Party::Sender, AddressPart::Name)),
+        "Ada"
+    );
     assert_eq!(app.idle_countdown_s(), None);
     let text = screen_text(&render(&app, 80, 24));
     assert!(!text.contains("Still there?"), "{text}");
@@ -1060,7 +1106,12 @@ fn kiosk_counts_down_before_the_idle_timeout_and_a_key_keeps_the_form() {
     assert_eq!(app.idle_countdown_s(), Some(10));
     app.handle(Event::Tick { elapsed_ms: 10_000 });
     assert_eq!(app.screen, Screen::Welcome);
-    assert_eq!(app.postage.text("s_name"), "");
+    assert_eq!(
+        app.postage
+            .form
+            .text(PostageField::Address(Party::Sender, AddressPart::Name)),
+        ""
+    );
 }
 
 #[test]
@@ -1238,7 +1289,10 @@ fn a_fix_notice_goes_once_its_field_is_valid_and_names_it_in_words() {
     for _ in 0..2 {
         press(&mut app, KeyCode::BackTab);
     }
-    assert_eq!(app.postage.focused().unwrap().key, "r_zip");
+    assert_eq!(
+        app.postage.form.focused().unwrap().key,
+        PostageField::Address(Party::Recipient, AddressPart::Zip)
+    );
     for _ in 0..10 {
         press(&mut app, KeyCode::Backspace);
     }
@@ -1255,7 +1309,12 @@ fn a_fix_notice_goes_once_its_field_is_valid_and_names_it_in_words() {
     assert!(app.notice.is_some());
     // Valid: the old error leaves the bottom line.
     typ(&mut app, "8");
-    assert_eq!(app.postage.text("r_zip"), "02108");
+    assert_eq!(
+        app.postage
+            .form
+            .text(PostageField::Address(Party::Recipient, AddressPart::Zip)),
+        "02108"
+    );
     assert!(app.notice.is_none(), "{:?}", app.notice);
     let text = screen_text(&render(&app, 120, 40));
     assert!(!text.contains("Fix the recipient"), "{text}");
@@ -1279,7 +1338,7 @@ fn a_card_number_typed_in_groups_is_accepted_and_sent_as_digits() {
         funds_card(&mut app);
         typ(&mut app, typed);
         assert_eq!(
-            app.funds.get("card").unwrap().error,
+            app.funds.form.get(FundsField::Card).unwrap().error,
             None,
             "{typed:?} refused"
         );
@@ -1300,12 +1359,26 @@ fn a_card_number_typed_in_groups_is_accepted_and_sent_as_digits() {
     let mut app = signed_in();
     funds_card(&mut app);
     typ(&mut app, "4242 4242 4242 4241");
-    let e = app.funds.get("card").unwrap().error.clone().unwrap();
+    let e = app
+        .funds
+        .form
+        .get(FundsField::Card)
+        .unwrap()
+        .error
+        .clone()
+        .unwrap();
     assert!(e.contains("check digit"), "{e}");
     let mut app = signed_in();
     funds_card(&mut app);
     typ(&mut app, "4242 4242 4242 424x");
-    let e = app.funds.get("card").unwrap().error.clone().unwrap();
+    let e = app
+        .funds
+        .form
+        .get(FundsField::Card)
+        .unwrap()
+        .error
+        .clone()
+        .unwrap();
     assert!(e.contains("spaces and dashes are fine"), "{e}");
 }
 
@@ -1314,7 +1387,10 @@ fn postage_at_weight(app: &mut App) -> Vec<Command> {
     ctrl(app, 'n');
     let mut cmds = fill_postage(app);
     press(app, KeyCode::BackTab);
-    assert_eq!(app.postage.focused().unwrap().key, "weight");
+    assert_eq!(
+        app.postage.form.focused().unwrap().key,
+        PostageField::Weight
+    );
     for _ in 0..5 {
         cmds.extend(press(app, KeyCode::Backspace));
     }
@@ -1333,7 +1409,10 @@ fn a_weight_with_decimals_or_pounds_is_rounded_up_and_shown() {
     let mut app = signed_in();
     postage_at_weight(&mut app);
     let cmds = typ(&mut app, "3.5");
-    assert_eq!(app.postage.get("weight").unwrap().error, None);
+    assert_eq!(
+        app.postage.form.get(PostageField::Weight).unwrap().error,
+        None
+    );
     assert_eq!(last_quote_weight(&cmds), Some(4), "quoted for 4 oz");
     let text = screen_text(&render(&app, 120, 40));
     assert!(text.contains("rounded up to 4 oz"), "{text}");
@@ -1407,7 +1486,11 @@ fn dates_are_read_in_common_forms_and_shown_as_read() {
     ] {
         let mut app = coupon_form();
         typ(&mut app, typed);
-        assert_eq!(app.item_form.get("expiry").unwrap().error, None, "{typed}");
+        assert_eq!(
+            app.item_form.form.get(ItemField::Expiry).unwrap().error,
+            None,
+            "{typed}"
+        );
         let text = screen_text(&render(&app, 80, 24));
         assert!(text.contains("Sun 3 May 2026"), "{typed}: {text}");
         press(&mut app, KeyCode::Enter);
@@ -1429,7 +1512,13 @@ fn dates_are_read_in_common_forms_and_shown_as_read() {
 fn past_event_dates_and_expiries_are_refused_before_review() {
     let mut app = coupon_form();
     typ(&mut app, "04/09/2026");
-    let e = app.item_form.get("expiry").unwrap().error.clone();
+    let e = app
+        .item_form
+        .form
+        .get(ItemField::Expiry)
+        .unwrap()
+        .error
+        .clone();
     assert!(
         e.as_deref().is_some_and(|e| e.contains("in the past")),
         "{e:?}"
@@ -1443,10 +1532,20 @@ fn past_event_dates_and_expiries_are_refused_before_review() {
         press(&mut app, KeyCode::Backspace);
     }
     typ(&mut app, "04/10/2026");
-    assert_eq!(app.item_form.get("expiry").unwrap().error, None);
+    assert_eq!(
+        app.item_form.form.get(ItemField::Expiry).unwrap().error,
+        None
+    );
     // A date that passes while the form is open is refused from then on.
     app.handle(Event::Today(day(2026, 4, 11)));
-    assert!(app.item_form.get("expiry").unwrap().error.is_some());
+    assert!(
+        app.item_form
+            .form
+            .get(ItemField::Expiry)
+            .unwrap()
+            .error
+            .is_some()
+    );
 
     // A ticket for an event that is over.
     let mut app = signed_in();
@@ -1459,7 +1558,13 @@ fn past_event_dates_and_expiries_are_refused_before_review() {
     }
     press(&mut app, KeyCode::Enter);
     assert_ne!(app.screen, Screen::Review);
-    let e = app.item_form.get("event_day").unwrap().error.clone();
+    let e = app
+        .item_form
+        .form
+        .get(ItemField::EventDay)
+        .unwrap()
+        .error
+        .clone();
     assert!(
         e.as_deref().is_some_and(|e| e.contains("in the past")),
         "{e:?}"
@@ -1475,7 +1580,13 @@ fn the_item_value_limit_is_checked_as_the_amount_is_typed() {
     typ(&mut app, "ACME Corp");
     press(&mut app, KeyCode::Tab);
     typ(&mut app, "1000.01");
-    let e = app.item_form.get("amount").unwrap().error.clone();
+    let e = app
+        .item_form
+        .form
+        .get(ItemField::Amount)
+        .unwrap()
+        .error
+        .clone();
     assert!(
         e.as_deref().is_some_and(|e| e.contains("$1000.00")),
         "{e:?}"
@@ -1489,7 +1600,7 @@ fn the_item_value_limit_is_checked_as_the_amount_is_typed() {
     assert_ne!(app.screen, Screen::Review, "refused before review");
     // The limit itself is allowed.
     press(&mut app, KeyCode::BackTab);
-    assert_eq!(app.item_form.focused().unwrap().key, "amount");
+    assert_eq!(app.item_form.form.focused().unwrap().key, ItemField::Amount);
     for _ in 0..7 {
         press(&mut app, KeyCode::Backspace);
     }
@@ -1529,7 +1640,7 @@ fn a_quote_while_the_link_is_down_says_so_and_comes_when_it_is_back() {
     let cmds = backend(&mut app, Backend::LinkChanged(up));
     let again = quote_request(&cmds).expect("the quote is asked again when the link is up");
     assert_ne!(again, first);
-    assert_eq!(app.quote, QuoteState::Pending { request: again });
+    assert_eq!(app.postage.quote, QuoteState::Pending { request: again });
 }
 
 #[test]

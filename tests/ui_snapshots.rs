@@ -11,7 +11,7 @@ use frank::link::LinkState;
 use frank::printer::streamer::{AbortCause, IndiciumPaper, JobOutcome, PrinterFault, Progress};
 use frank::ui::App;
 use frank::ui::event::{
-    Backend, HistoryEntry, ItemState, JobId, PrinterStatus, RefundState, SettlePhase,
+    Backend, IssuedItem, ItemState, JobId, PieceNumber, PrinterStatus, RefundState, SettlePhase,
 };
 use frank::ui::theme::Role;
 use ratatui::style::{Color, Modifier};
@@ -64,18 +64,20 @@ fn printing() -> (App, JobId) {
 }
 
 fn with_history(app: &mut App) {
-    let e = |job, kind, date: &str, summary: &str, amount, state| HistoryEntry {
-        job: JobId(job),
+    // As the vendor lists them after a restart: newest first, numbered as their labels.
+    let e = |serial, kind, date: &str, summary: &str, amount, state| IssuedItem {
+        number: PieceNumber::new("FRK10000001", serial),
+        job: None,
         kind,
         date: date.into(),
+        authorized_at_ms: 0,
         summary: summary.into(),
         amount: cents(amount),
         state,
     };
     backend(
         app,
-        // As the vendor lists them: newest first.
-        Backend::History(vec![
+        Backend::Items(vec![
             e(
                 14,
                 ItemKind::Postage,

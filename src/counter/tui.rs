@@ -14,6 +14,7 @@
 //! idle_timeout_s = 90
 //! supervisor_pin_argon2id = "$argon2id$v=19$…"  # kiosk: the PIN that may quit (`frank kiosk-pin`)
 //! theme = "dark"
+//! accessibility = "plain"       # one plain line per change for screen readers (or --plain)
 //! [printer]
 //! device = "/dev/ttyUSB0"
 //! profile = "epson-tm-t88vi"    # a shipped id or a profile file
@@ -60,6 +61,9 @@ pub struct FileSettings {
     pub supervisor_pin_argon2id: Option<String>,
     /// The unsalted SHA-256 of the PIN written before argon2id: read once and upgraded.
     pub supervisor_pin_sha256: Option<String>,
+    /// `"plain"`: the screen-reader-friendly mode (see [`crate::ui::plain`]); `"normal"`: the
+    /// full screen (the default).
+    pub accessibility: Option<String>,
     /// Kiosk: the clerk account the kiosk signs in as (password: FRANK_PASSWORD or a prompt
     /// before the screen opens).
     pub kiosk_clerk: Option<String>,
@@ -110,6 +114,8 @@ pub struct Overrides {
     pub theme: Option<String>,
     pub kiosk: bool,
     pub kiosk_clerk: Option<String>,
+    /// `--plain`: the screen-reader-friendly mode whatever the file says.
+    pub plain: bool,
 }
 
 /// Everything `frank counter` needs, resolved.
@@ -123,6 +129,8 @@ pub struct CounterSettings {
     /// The config file the theme chosen on the settings screen is saved in (`None`: not
     /// saved, e.g. the demo).
     pub config_path: Option<PathBuf>,
+    /// One plain line per change instead of the full screen ([`crate::ui::plain`]).
+    pub plain: bool,
 }
 
 fn dirs() -> Option<directories::ProjectDirs> {
@@ -328,6 +336,10 @@ pub fn resolve(o: &Overrides, no_color: bool) -> anyhow::Result<CounterSettings>
         theme,
         printer_name,
         printer_profile,
+        office: format!(
+            "Frank counter {} (ZIP {})",
+            backend.terminal_name, backend.origin_zip
+        ),
         ..AppConfig::default()
     };
     if let Some(s) = file.idle_timeout_s {
@@ -338,12 +350,21 @@ pub fn resolve(o: &Overrides, no_color: bool) -> anyhow::Result<CounterSettings>
     if app.kiosk && kiosk_clerk.is_none() {
         bail!("kiosk mode needs the clerk account it signs in as: --kiosk-clerk or `kiosk_clerk`");
     }
+    let plain = o.plain
+        || match file.accessibility.as_deref() {
+            None | Some("normal") => false,
+            Some("plain") => true,
+            Some(other) => bail!(
+                "accessibility = {other:?} is not known; use \"plain\" (one line per change, for screen readers) or \"normal\""
+            ),
+        };
     Ok(CounterSettings {
         backend,
         app,
         log_dir: default_state_dir(),
         kiosk_clerk,
         config_path: path,
+        plain,
     })
 }
 
@@ -423,7 +444,11 @@ pub async fn run(
                 Ok(())
             })
         });
-    let result = crate::ui::run(app, ev_rx, cmd_tx, save_theme).await;
+    let result = if settings.plain {
+        crate::ui::runner::run_plain(app, ev_rx, cmd_tx, save_theme).await
+    } else {
+        crate::ui::run(app, ev_rx, cmd_tx, save_theme).await
+    };
     // The UI dropped its command sender: the backend signs out and ends.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), backend).await;
     log_link_totals();
@@ -448,6 +473,37 @@ pub fn log_link_totals() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn accessibility_plain_is_read_from_the_file_and_a_typo_is_refused() {
+        let f: FileSettings = toml::from_str("accessibility = \"plain\"\n").unwrap();
+        assert_eq!(f.accessibility.as_deref(), Some("plain"));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("counter.toml");
+        let base = format!(
+            "vendor = \"127.0.0.1:4433\"\npin = \"{}\"\ndata = \"{}\"\n",
+            crate::identity::fingerprint(
+                &ed25519_dalek::SigningKey::from_bytes(&[7; 32]).verifying_key()
+            ),
+            dir.path().display()
+        );
+        let o = Overrides {
+            config: Some(path.clone()),
+            ..Overrides::default()
+        };
+        std::fs::write(&path, format!("{base}accessibility = \"plain\"\n")).unwrap();
+        assert!(resolve(&o, false).unwrap().plain);
+        std::fs::write(&path, &base).unwrap();
+        assert!(!resolve(&o, false).unwrap().plain);
+        let flag = Overrides {
+            plain: true,
+            ..o.clone()
+        };
+        assert!(resolve(&flag, false).unwrap().plain);
+        std::fs::write(&path, format!("{base}accessibility = \"plane\"\n")).unwrap();
+        let e = resolve(&o, false).unwrap_err().to_string();
+        assert!(e.contains("plain"), "{e}");
+    }
 
     /// `vendor` is one address or the vendor's fronts in order; a flag list wins over it.
     #[test]

@@ -1,25 +1,41 @@
 //! The counter app's state machine: sans-I/O. [`App::handle`] takes one [`Event`] and returns
 //! the [`Command`]s to send; drawing reads the state (see [`super::draw`]).
+//!
+//! This module holds what every screen shares (who is signed in, the link and printer, the
+//! notice line, questions, the kiosk's PIN and idle rules) and routes keys, clicks and backend
+//! reports; each screen's own state, key table, handlers and drawing live in its module under
+//! [`super::screens`].
 
 use super::event::{
-    Backend, Command, Event, FundMethod, HistoryEntry, ItemState, JobId, LabelText, PrinterStatus,
-    RefundState, Secret, SettlePhase,
+    Backend, BasketId, Command, Event, ItemState, JobId, PieceNumber, PrinterStatus, Secret,
 };
-use super::form::{Field, Form};
+use super::form::{AnyForm, Field};
+use super::hits::{Hits, Target};
 use super::keys::{Action, KeyBindings};
-use super::theme::{BUILTIN, Theme};
-use crate::counter::jobbook::Settlement;
-use crate::indicium::address::{AddressInput, AddressValidator, FormatValidator};
-use crate::indicium::kinds::{
-    Check, CheckNumber, Coupon, Day, Destination, GiftCertificate, Postage, Text, Ticket, WeightOz,
-};
-use crate::indicium::{Item, ItemKind, MailClass};
+use super::screens::{self, Binding, key, quiet};
+use super::theme::Theme;
+use crate::indicium::ItemKind;
+use crate::indicium::kinds::Day;
 use crate::link::LinkState;
 use crate::link::driver::LinkStatus;
 use crate::money::Cents;
-use crate::printer::streamer::{JobOutcome, Progress};
-use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use crossterm::event::{
+    KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEventKind,
+};
 use sha2::{Digest, Sha256};
+
+pub use super::screens::basket::{BasketItem, BasketPhase, BasketScreen, ItemOutcome, TenderField};
+pub use super::screens::day::DayScreen;
+pub use super::screens::funds::{FundsField, FundsScreen};
+pub use super::screens::history::{HistoryField, HistoryRow, HistoryScreen, ItemRef};
+pub use super::screens::home::{HOME_MENU, HomeScreen};
+pub use super::screens::item_form::{ItemField, ItemFormScreen};
+pub use super::screens::postage::{PostageField, PostageScreen, QuoteState};
+pub use super::screens::printing::{Job, JobPhase};
+pub use super::screens::refunds::RefundsScreen;
+pub use super::screens::review::{Draft, ReviewScreen};
+pub use super::screens::settings::SettingsScreen;
+pub use super::screens::sign_in::{SignInField, SignInScreen};
 
 /// Most history rows kept in memory.
 pub const HISTORY_ROWS_MAX: usize = 1000;
@@ -51,6 +67,19 @@ pub struct AppConfig {
     pub info_lines: Vec<String>,
     /// The printer's profile: text a form takes must be in its code pages.
     pub printer_profile: Option<crate::printer::profile::Profile>,
+    /// The office as its receipts name it (first line of a receipt).
+    pub office: String,
+}
+
+/// Words for the first character of `text` the printer of `profile` cannot print (none of its
+/// code pages has it); `None` when all can be, or with no printer.
+pub(crate) fn unprintable(
+    profile: Option<&crate::printer::profile::Profile>,
+    text: &str,
+) -> Option<String> {
+    crate::printer::codepage::printable(profile?, text)
+        .err()
+        .map(crate::printer::codepage::refusal)
 }
 
 impl Default for AppConfig {
@@ -64,6 +93,7 @@ impl Default for AppConfig {
             printer_name: "(none)".into(),
             info_lines: Vec::new(),
             printer_profile: None,
+            office: "Frank counter".into(),
         }
     }
 }
@@ -141,6 +171,12 @@ pub enum Screen {
     History,
     Funds,
     Settings,
+    /// The customer's basket, its payment and receipt.
+    Basket,
+    /// End of day (close-out).
+    Day,
+    /// Refund requests awaiting a supervisor's decision.
+    Refunds,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,83 +193,23 @@ pub struct Notice {
     pub text: String,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub enum QuoteState {
-    /// Not all of class, weight and both ZIPs are valid yet.
-    Incomplete,
-    Pending {
-        request: u64,
-    },
-    Ready {
-        request: u64,
-        amount: Cents,
-    },
-    Failed {
-        reason: String,
-    },
-}
-
-/// An item ready for review.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Draft {
-    pub item: Item,
-    pub amount: Cents,
-    /// Address blocks and origin ZIP for the label.
-    pub label: LabelText,
-    /// Lines for the review screen.
-    pub summary: Vec<(String, String)>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum JobPhase {
-    /// Authorize sent; waiting for the vendor.
-    Authorizing,
-    Printing(Progress),
-    Done {
-        severity: Severity,
-        message: String,
-    },
-}
-
-/// The one item in flight (or just finished).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Job {
-    pub id: JobId,
-    pub kind: ItemKind,
-    pub title: String,
-    pub amount: Cents,
-    pub phase: JobPhase,
-    /// Why the print stopped, in words (None: it completed).
-    pub cause: Option<String>,
-    /// The printer could not say whether the indicium printed; it counts as printed.
-    pub assumed_on_paper: bool,
-}
-
 /// A question on the notice line waiting for the next key: `y` (or the same key again)
 /// answers yes, any other key no.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Confirm {
     /// Quit the counter.
     Quit,
     /// Send a refund request for this item.
-    Refund(JobId),
+    Refund(ItemRef),
+    /// A supervisor's decision on a refund request.
+    Decide { number: PieceNumber, approve: bool },
 }
 
-/// Home menu rows.
-pub const HOME_MENU: [(&str, Screen); 9] = [
-    ("Postage label", Screen::Postage),
-    ("Ticket", Screen::ItemForm(ItemKind::Ticket)),
-    ("Check", Screen::ItemForm(ItemKind::Check)),
-    ("Coupon", Screen::ItemForm(ItemKind::Coupon)),
-    (
-        "Gift certificate",
-        Screen::ItemForm(ItemKind::GiftCertificate),
-    ),
-    ("History", Screen::History),
-    ("Add funds", Screen::Funds),
-    ("Settings", Screen::Settings),
-    ("Sign out", Screen::SignIn),
-];
+/// The supervisor PIN prompt's one field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PinField {
+    Pin,
+}
 
 /// The whole UI state.
 #[derive(Debug, Clone)]
@@ -247,56 +223,53 @@ pub struct App {
     pub clerk: Option<String>,
     pub balance: Option<Cents>,
     pub size: (u16, u16),
-
-    pub sign_in: Form,
-    pub signing_in: bool,
     /// Kiosk: not signed in (its sign-in failed, or the vendor ended the session and signing
     /// in again did not work): the kiosk shows it is out of service and starts nothing.
     pub out_of_service: bool,
-    pub home_selected: usize,
-    pub postage: Form,
-    pub quote: QuoteState,
-    quote_inputs: Option<(MailClass, u16, String, String)>,
-    pub item_form: Form,
-    pub draft: Option<Draft>,
-    /// Where review's Back returns to.
-    pub draft_from: Screen,
+
+    pub sign_in: SignInScreen,
+    pub home: HomeScreen,
+    pub postage: PostageScreen,
+    pub item_form: ItemFormScreen,
+    pub review: ReviewScreen,
+    /// The one item in flight (or just finished): the printing screen's.
     pub job: Option<Job>,
-    /// Newest first.
-    pub history: Vec<HistoryEntry>,
-    pub history_filter: Form,
-    pub history_selected: usize,
-    pub funds: Form,
-    /// Kiosk card payment for the draft (amount fixed).
-    pub paying: bool,
-    /// Kiosk: the card payment was sent; the item is authorized only once it is approved.
-    pub pay_pending: bool,
-    pub settings_selected: usize,
-    pub theme_index: usize,
-    pub pin_prompt: Option<Field>,
-    pin_attempts: u32,
+    /// Issued items, newest first: the history screen lists them, home shows the first few.
+    pub history: Vec<HistoryRow>,
+    pub history_view: HistoryScreen,
+    pub funds: FundsScreen,
+    pub settings: SettingsScreen,
+    pub basket: BasketScreen,
+    pub day: DayScreen,
+    pub refunds: RefundsScreen,
+
+    pub pin_prompt: Option<Field<PinField>>,
+    pub(crate) pin_attempts: u32,
     /// Time left before quitting unlocks after too many wrong PINs (0: not locked).
-    pin_lock_ms: u64,
+    pub(crate) pin_lock_ms: u64,
     pub idle_ms: u64,
     pub quit: bool,
-    next_job: u64,
-    next_request: u64,
+    pub(crate) next_job: u64,
+    pub(crate) next_request: u64,
     /// Jobs for which Print was ever sent: never again.
-    printed: Vec<JobId>,
+    pub(crate) printed: Vec<JobId>,
     /// Jobs the backend's job book has not settled with the vendor yet.
     pub open_jobs: usize,
     /// Of those, left by an earlier run: no new item until they are settled.
     pub last_run_jobs: usize,
     /// The question waiting for an answer (quit, refund), if any.
     pub confirm: Option<Confirm>,
-    /// The form field the notice asks to fix ("Fix …"): once it is valid the notice goes.
-    fix_field: Option<(Screen, &'static str)>,
+    /// The form field (screen, index) the notice asks to fix ("Fix …"): once it is valid the
+    /// notice goes.
+    fix_field: Option<(Screen, usize)>,
     /// Today's date, from [`Event::Today`] (the runner reads the clock, the app never does);
     /// event dates and expiries before it are refused. `None` until the first one.
     pub today: Option<Day>,
     /// The theme chosen on the settings screen, for the shell to save in the config file
     /// ([`App::take_theme_to_save`]).
-    theme_to_save: Option<String>,
+    pub(crate) theme_to_save: Option<String>,
+    /// What the last frame drew where, for mouse clicks ([`App::set_hits`]).
+    hits: Hits,
 }
 
 /// The most one item may be worth: the vendor's limit (`LedgerLimits::authorize_max`, which
@@ -316,19 +289,8 @@ fn duration_words(ms: u64) -> String {
     }
 }
 
-/// Kiosk: what a customer is told when a card payment did not go through. The backend's
-/// words are for the office (limits, registers); the customer needs only what to do. A decline
-/// (the vendor answered `payment_declined`) can be fixed with another card.
-fn kiosk_payment_words(declined: bool) -> &'static str {
-    if declined {
-        "Your card was declined. Please try another card."
-    } else {
-        "This kiosk cannot take that payment; please ask at the counter."
-    }
-}
-
 /// "1 item" / "3 items".
-fn items_word(n: usize) -> String {
+pub(crate) fn items_word(n: usize) -> String {
     if n == 1 {
         "1 item".into()
     } else {
@@ -336,145 +298,36 @@ fn items_word(n: usize) -> String {
     }
 }
 
-fn postage_form() -> Form {
-    let mut fields = Vec::new();
-    for (p, who) in [("s_", "From"), ("r_", "To")] {
-        let _ = who;
-        let k = |s: &'static str| -> &'static str {
-            match (p, s) {
-                ("s_", "name") => "s_name",
-                ("s_", "line1") => "s_line1",
-                ("s_", "line2") => "s_line2",
-                ("s_", "city") => "s_city",
-                ("s_", "state") => "s_state",
-                ("s_", "zip") => "s_zip",
-                ("r_", "name") => "r_name",
-                ("r_", "line1") => "r_line1",
-                ("r_", "line2") => "r_line2",
-                ("r_", "city") => "r_city",
-                ("r_", "state") => "r_state",
-                _ => "r_zip",
-            }
-        };
-        fields.push(Field::text(k("name"), "Name", 40));
-        fields.push(Field::text(k("line1"), "Street", 40));
-        fields.push(Field::text(k("line2"), "Line 2", 40));
-        fields.push(Field::text(k("city"), "City", 28));
-        fields.push(Field::text(k("state"), "State", 2));
-        fields.push(Field::text(k("zip"), "ZIP", 10));
-    }
-    // Ounces with decimals, or pounds and ounces ("1 lb 4 oz"): see `input::weight_oz`.
-    fields.push(Field::text("weight", "Weight oz", 12));
-    fields.push(Field::choice(
-        "class",
-        "Class",
-        MailClass::ALL
-            .iter()
-            .map(|c| super::input::class_words(*c))
-            .collect(),
-    ));
-    Form::new(fields)
-}
-
-fn item_form(kind: ItemKind) -> Form {
-    let f = Field::text;
-    Form::new(match kind {
-        ItemKind::Ticket => vec![
-            f("event", "Event", 64),
-            f("venue", "Venue", 64),
-            f("seat", "Seat", 64),
-            f("event_day", "Date", 10),
-            f("price", "Price $", 12),
-        ],
-        ItemKind::Check => vec![
-            f("payee", "Payee", 64),
-            f("amount", "Amount $", 12),
-            f("number", "Check no.", 9),
-            f("memo", "Memo", 64),
-        ],
-        ItemKind::Coupon => vec![
-            f("offer", "Offer", 64),
-            f("value", "Value $", 12),
-            f("expiry", "Expires", 10),
-        ],
-        _ => vec![
-            f("recipient", "Recipient", 64),
-            f("value", "Value $", 12),
-            f("expiry", "Expires", 10),
-        ],
-    })
-}
-
-fn funds_form(kiosk: bool) -> Form {
-    let methods = if kiosk {
-        vec!["card"]
-    } else {
-        vec!["card", "eft"]
-    };
-    let mut form = Form::new(vec![
-        Field::choice("method", "Method", methods),
-        Field::text("amount", "Amount $", 12),
-        // 19 digits in groups of four with spaces or dashes.
-        Field::secret("card", "Card number", 23, 4),
-        Field::text("expiry", "Expiry MM/YY", 5),
-        Field::secret("cvc", "CVC", 4, 0),
-        Field::secret("routing", "Routing no.", 9, 4),
-        Field::secret("account", "Account no.", 17, 4),
-    ]);
-    set_funds_visibility(&mut form);
-    form
-}
-
-fn set_funds_visibility(form: &mut Form) {
-    let card = form.text("method") == "card";
-    for f in &mut form.fields {
-        f.hidden = match f.key {
-            "card" | "expiry" | "cvc" => !card,
-            "routing" | "account" => card,
-            _ => false,
-        };
-    }
-}
-
-fn kind_filter_options() -> Vec<&'static str> {
-    let mut v = vec!["all"];
-    v.extend(ItemKind::ALL.iter().map(|k| k.name()));
-    v
-}
-
-fn luhn_ok(digits: &str) -> bool {
-    let mut sum = 0u32;
-    for (i, c) in digits.chars().rev().enumerate() {
-        let Some(mut d) = c.to_digit(10) else {
-            return false;
-        };
-        if i % 2 == 1 {
-            d *= 2;
-            if d > 9 {
-                d -= 9;
-            }
+/// Keys that act on every screen, after the screen's own table: going to the main screens
+/// and help. Quit is asked first ([`App::on_key`]), so it is not here.
+fn global_keys(app: &App) -> Vec<Binding> {
+    let go = |screen: Screen| -> screens::Run {
+        match screen {
+            Screen::Home => |app, _, out| app.go(Screen::Home, out),
+            Screen::History => |app, _, out| app.go(Screen::History, out),
+            Screen::Funds => |app, _, out| app.go(Screen::Funds, out),
+            Screen::Settings => |app, _, out| app.go(Screen::Settings, out),
+            _ => |app, _, out| app.go(Screen::SignIn, out),
         }
-        sum += d;
+    };
+    let mut v = Vec::new();
+    if !app.config.kiosk {
+        v.push(if app.clerk.is_some() {
+            key(Action::Home, "home", go(Screen::Home))
+        } else {
+            quiet(Action::Home, go(Screen::Home))
+        });
+        v.push(quiet(Action::History, go(Screen::History)));
+        v.push(quiet(Action::Funds, go(Screen::Funds)));
+        v.push(quiet(Action::Settings, go(Screen::Settings)));
+        v.push(quiet(Action::SignOut, go(Screen::SignIn)));
     }
-    sum.is_multiple_of(10)
-}
-
-fn title_of(kind: ItemKind) -> &'static str {
-    match kind {
-        ItemKind::Postage => "Postage label",
-        ItemKind::Ticket => "Ticket",
-        ItemKind::Check => "Check",
-        ItemKind::Coupon => "Coupon",
-        _ => "Gift certificate",
-    }
+    v.push(key(Action::Help, "help", |app, _, _| app.show_help = true));
+    v
 }
 
 impl App {
     pub fn new(config: AppConfig) -> App {
-        let theme_index = BUILTIN
-            .iter()
-            .position(|n| *n == config.theme.name)
-            .unwrap_or(0);
         let kiosk = config.kiosk;
         App {
             screen: if kiosk {
@@ -489,32 +342,20 @@ impl App {
             clerk: None,
             balance: None,
             size: (0, 0),
-            sign_in: Form::new(vec![
-                Field::text("clerk", "Clerk", 32),
-                Field::secret("password", "Password", 64, 0),
-            ]),
-            signing_in: false,
             out_of_service: false,
-            home_selected: 0,
-            postage: postage_form(),
-            quote: QuoteState::Incomplete,
-            quote_inputs: None,
-            item_form: item_form(ItemKind::Ticket),
-            draft: None,
-            draft_from: Screen::Home,
+            sign_in: SignInScreen::new(),
+            home: HomeScreen::default(),
+            postage: PostageScreen::new(),
+            item_form: ItemFormScreen::new(ItemKind::Ticket),
+            review: ReviewScreen::default(),
             job: None,
             history: Vec::new(),
-            history_filter: Form::new(vec![
-                Field::text("search", "Search", 32),
-                Field::text("date", "Date (prefix)", 10),
-                Field::choice("kind", "Kind", kind_filter_options()),
-            ]),
-            history_selected: 0,
-            funds: funds_form(kiosk),
-            paying: false,
-            pay_pending: false,
-            settings_selected: 0,
-            theme_index,
+            history_view: HistoryScreen::new(),
+            funds: FundsScreen::new(kiosk),
+            settings: SettingsScreen::new(&config.theme),
+            basket: BasketScreen::new(BasketId(1)),
+            day: DayScreen::default(),
+            refunds: RefundsScreen::default(),
             pin_prompt: None,
             pin_attempts: 0,
             pin_lock_ms: 0,
@@ -529,6 +370,7 @@ impl App {
             fix_field: None,
             today: None,
             theme_to_save: None,
+            hits: Hits::default(),
             config,
         }
     }
@@ -573,35 +415,59 @@ impl App {
         None
     }
 
-    /// The focused field of the current screen's form, if it has one.
-    pub fn focused_field(&self) -> Option<&Field> {
-        if let Some(p) = &self.pin_prompt {
-            return Some(p);
-        }
-        match self.screen {
-            Screen::SignIn => self.sign_in.focused(),
-            Screen::Postage => self.postage.focused(),
-            Screen::ItemForm(_) => self.item_form.focused(),
-            Screen::History => self.history_filter.focused(),
-            Screen::Funds => self.funds.focused(),
-            _ => None,
-        }
+    /// The form of a screen, seen without its field type.
+    pub fn form_of(&self, screen: Screen) -> Option<&dyn AnyForm> {
+        Some(match screen {
+            Screen::SignIn => &self.sign_in.form,
+            Screen::Postage => &self.postage.form,
+            Screen::ItemForm(_) => &self.item_form.form,
+            Screen::History => &self.history_view.filter,
+            Screen::Funds => &self.funds.form,
+            Screen::Basket if self.basket.phase == BasketPhase::Paying => &self.basket.tender,
+            _ => return None,
+        })
     }
 
-    /// History rows that pass the search, date and kind filters.
-    pub fn filtered_history(&self) -> Vec<&HistoryEntry> {
-        let q = self.history_filter.text("search").to_lowercase();
-        let date = self.history_filter.text("date").trim().to_string();
-        let kind = self.history_filter.text("kind");
-        self.history
-            .iter()
-            .filter(|e| q.is_empty() || e.summary.to_lowercase().contains(&q))
-            .filter(|e| e.date.starts_with(&date))
-            .filter(|e| kind == "all" || e.kind.name() == kind)
+    fn form_of_mut(&mut self, screen: Screen) -> Option<&mut dyn AnyForm> {
+        Some(match screen {
+            Screen::SignIn => &mut self.sign_in.form,
+            Screen::Postage => &mut self.postage.form,
+            Screen::ItemForm(_) => &mut self.item_form.form,
+            Screen::History => &mut self.history_view.filter,
+            Screen::Funds => &mut self.funds.form,
+            Screen::Basket if self.basket.phase == BasketPhase::Paying => &mut self.basket.tender,
+            _ => return None,
+        })
+    }
+
+    /// The focused field of what is on screen (the PIN prompt over anything else): its label
+    /// and the error shown for it now.
+    pub fn focused_field(&self) -> Option<(&'static str, Option<&str>)> {
+        if let Some(p) = &self.pin_prompt {
+            return Some((p.label, p.shown_error()));
+        }
+        let form = self.form_of(self.screen)?;
+        let i = form.focus_index();
+        Some((form.label(i)?, form.shown_error(i)))
+    }
+
+    /// The key table in force now: the screen's rows, then the keys every screen has. The
+    /// handlers ([`App::handle`]), the hint line and the plain mode's prompt all read it.
+    pub fn key_table(&self) -> Vec<Binding> {
+        let mut v = screens::keys(self);
+        v.extend(global_keys(self));
+        v
+    }
+
+    /// The hinted rows of [`App::key_table`]: (action, words).
+    pub fn hints(&self) -> Vec<(Action, &'static str)> {
+        self.key_table()
+            .into_iter()
+            .filter_map(|b| b.hint.map(|h| (b.action, h)))
             .collect()
     }
 
-    fn notice(&mut self, severity: Severity, text: impl Into<String>) {
+    pub(crate) fn notice(&mut self, severity: Severity, text: impl Into<String>) {
         self.fix_field = None;
         self.notice = Some(Notice {
             severity,
@@ -609,32 +475,26 @@ impl App {
         });
     }
 
-    /// "Fix …" for the first field of `screen`'s form with an error; the notice goes once that
+    /// "Fix {name}: {error}" for field `index` of `screen`'s form; the notice goes once that
     /// field is valid ([`App::drop_fixed_notice`]).
-    fn fix_notice(&mut self, screen: Screen, field: &Field) {
-        let name = match field.key.split_at_checked(2) {
-            Some(("s_", _)) => format!("the sender's {}", field.label),
-            Some(("r_", _)) => format!("the recipient's {}", field.label),
-            _ => field.label.trim_end_matches(" $").to_string(),
-        };
-        let text = format!("Fix {name}: {}", field.error.clone().unwrap_or_default());
-        let key = field.key;
-        self.notice(Severity::Error, text);
-        self.fix_field = Some((screen, key));
+    pub(crate) fn fix_notice(&mut self, screen: Screen, index: usize, name: &str) {
+        let error = self
+            .form_of(screen)
+            .and_then(|f| f.error(index))
+            .unwrap_or_default()
+            .to_string();
+        self.notice(Severity::Error, format!("Fix {name}: {error}"));
+        self.fix_field = Some((screen, index));
     }
 
     /// Drops a "Fix …" notice whose field has become valid.
     fn drop_fixed_notice(&mut self) {
-        let Some((screen, key)) = self.fix_field else {
+        let Some((screen, index)) = self.fix_field else {
             return;
         };
-        let form = match screen {
-            Screen::Postage => &self.postage,
-            Screen::ItemForm(_) => &self.item_form,
-            Screen::Funds => &self.funds,
-            _ => return,
-        };
-        let fixed = form.get(key).is_none_or(|f| f.error.is_none());
+        let fixed = self
+            .form_of(screen)
+            .is_none_or(|f| f.error(index).is_none());
         if fixed || self.screen != screen {
             self.notice = None;
             self.fix_field = None;
@@ -658,17 +518,56 @@ impl App {
                     self.on_key(key, &mut out);
                 }
             }
+            Event::Mouse(m) => {
+                if let MouseEventKind::Down(MouseButton::Left) = m.kind {
+                    let warned = self.idle_countdown_s().is_some();
+                    self.idle_ms = 0;
+                    if !warned && !self.terminal_too_small() {
+                        self.on_click(m.column, m.row, &mut out);
+                    }
+                }
+            }
             Event::Resize(w, h) => self.size = (w, h),
             Event::Tick { elapsed_ms } => self.on_tick(elapsed_ms),
             Event::Today(day) => {
                 self.today = Some(day);
-                if let Screen::ItemForm(kind) = self.screen {
-                    self.validate_item_form(kind);
+                if self.screen == Screen::ItemForm(self.item_form.kind) {
+                    self.validate_item_form();
                 }
             }
             Event::Backend(b) => self.on_backend(b, &mut out),
         }
         out
+    }
+
+    /// Keeps what the last frame drew where ([`super::draw_with_hits`]), for mouse clicks.
+    pub fn set_hits(&mut self, hits: Hits) {
+        self.hits = hits;
+    }
+
+    /// What the last frame drew where.
+    pub fn hits(&self) -> &Hits {
+        &self.hits
+    }
+
+    /// A left click at a cell: a button runs its key's handler, a row is chosen, a field
+    /// focused. Nothing while a question, the help or the PIN prompt is up (they want a key).
+    fn on_click(&mut self, x: u16, y: u16, out: &mut Vec<Command>) {
+        if self.pin_prompt.is_some() || self.confirm.is_some() || self.show_help {
+            return;
+        }
+        match self.hits.at(x, y) {
+            Some(Target::Key(action)) => self.run_key(action, out),
+            Some(Target::Row(n)) => screens::click_row(self, n, out),
+            Some(Target::Field(n)) => {
+                let screen = self.screen;
+                if let Some(form) = self.form_of_mut(screen) {
+                    form.focus_at(n);
+                }
+            }
+            None => return,
+        }
+        self.drop_fixed_notice();
     }
 
     /// Whether the terminal is known to be too small to draw the screens: only the "enlarge
@@ -709,7 +608,7 @@ impl App {
     /// card is charged, nor on a clear welcome screen).
     fn idle_reset_applies(&self) -> bool {
         let welcome_clear = self.screen == Screen::Welcome && self.is_clear();
-        self.config.kiosk && !self.job_in_flight() && !self.pay_pending && !welcome_clear
+        self.config.kiosk && !self.job_in_flight() && !self.funds.pay_pending && !welcome_clear
     }
 
     /// Kiosk: whole seconds left before the idle timeout clears the form, during its last
@@ -725,22 +624,18 @@ impl App {
     }
 
     fn is_clear(&self) -> bool {
-        self.postage.fields.iter().all(|f| !f.touched)
-            && self.draft.is_none()
+        self.postage.form.fields.iter().all(|f| !f.touched)
+            && self.review.draft.is_none()
             && self.pin_prompt.is_none()
-            && self.funds.fields.iter().all(|f| !f.touched)
+            && self.funds.form.fields.iter().all(|f| !f.touched)
     }
 
     /// Kiosk: clear every input and return to the welcome screen.
     pub fn reset_kiosk(&mut self) {
         self.postage.clear();
-        self.quote = QuoteState::Incomplete;
-        self.quote_inputs = None;
-        self.item_form.clear();
-        self.draft = None;
-        self.funds.clear();
-        set_funds_visibility(&mut self.funds);
-        self.paying = false;
+        self.item_form.form.clear();
+        self.review.draft = None;
+        self.funds.reset();
         self.pin_prompt = None;
         self.show_help = false;
         self.notice = None;
@@ -772,12 +667,21 @@ impl App {
             return;
         }
         match action {
-            Some(Action::Help) => self.show_help = true,
             Some(Action::Quit) => self.on_quit(),
-            Some(a) => self.on_action(a, out),
+            Some(a) => self.run_key(a, out),
             None => self.on_text_key(key, out),
         }
         self.drop_fixed_notice();
+    }
+
+    /// Runs the row of the key table for `action`, if the screen has one.
+    fn run_key(&mut self, action: Action, out: &mut Vec<Command>) {
+        if action == Action::Quit {
+            return self.on_quit();
+        }
+        if let Some(b) = self.key_table().into_iter().find(|b| b.action == action) {
+            (b.run)(self, action, out);
+        }
     }
 
     fn on_quit(&mut self) {
@@ -792,13 +696,10 @@ impl App {
                 );
                 return;
             }
-            self.pin_prompt = Some(Field::secret("pin", "Supervisor PIN", 12, 0));
+            self.pin_prompt = Some(Field::secret(PinField::Pin, "Supervisor PIN", 12, 0));
             return;
         }
-        if matches!(
-            self.job.as_ref().map(|j| &j.phase),
-            Some(JobPhase::Authorizing | JobPhase::Printing(_))
-        ) {
+        if self.job_in_flight() {
             self.notice(
                 Severity::Warn,
                 "An item is printing; wait for its outcome before quitting.",
@@ -834,9 +735,11 @@ impl App {
             .modifiers
             .intersects(KeyModifiers::CONTROL | KeyModifiers::ALT);
         let yes = (plain && matches!(key.code, KeyCode::Char('y' | 'Y')))
-            || match question {
+            || match &question {
                 Confirm::Quit => action == Some(Action::Quit),
                 Confirm::Refund(_) => action == Some(Action::RequestRefund),
+                Confirm::Decide { approve: true, .. } => action == Some(Action::Approve),
+                Confirm::Decide { approve: false, .. } => action == Some(Action::Reject),
             };
         match (question, yes) {
             (Confirm::Quit, true) => {
@@ -844,42 +747,20 @@ impl App {
                 out.push(Command::Quit);
             }
             (Confirm::Quit, false) => self.notice(Severity::Info, "Not quitting."),
-            (Confirm::Refund(job), true) => self.send_refund(job, out),
-            (Confirm::Refund(job), false) => {
-                self.notice(Severity::Info, format!("No refund requested for {job}."))
+            (Confirm::Refund(r), true) => self.send_refund(r, out),
+            (Confirm::Refund(r), false) => {
+                let name = self
+                    .history_row(&r)
+                    .map(HistoryRow::number_text)
+                    .unwrap_or_default();
+                self.notice(Severity::Info, format!("No refund requested for {name}."))
             }
+            (Confirm::Decide { number, approve }, true) => self.send_decision(number, approve, out),
+            (Confirm::Decide { number, .. }, false) => self.notice(
+                Severity::Info,
+                format!("No decision sent; the refund of {number} is still waiting."),
+            ),
         }
-    }
-
-    /// Whether a refund can be requested for `job` (printed, or unsettled and so charged).
-    fn refundable(&self, job: JobId) -> bool {
-        matches!(
-            self.item_state(job),
-            Some(ItemState::Printed | ItemState::Unsettled)
-        )
-    }
-
-    /// Asks before a refund request: it cannot be taken back.
-    fn ask_refund(&mut self, job: JobId) {
-        let Some(e) = self.history.iter().find(|e| e.job == job) else {
-            return;
-        };
-        let text = format!(
-            "Request a refund for {job} ({}, {})? y sends the request; any other key keeps the item.",
-            e.summary, e.amount
-        );
-        self.confirm = Some(Confirm::Refund(job));
-        self.notice(Severity::Warn, text);
-    }
-
-    fn send_refund(&mut self, job: JobId, out: &mut Vec<Command>) {
-        if !self.refundable(job) {
-            self.notice(Severity::Warn, format!("{job}: no refund to request."));
-            return;
-        }
-        out.push(Command::RequestRefund { job });
-        self.set_item_state(job, ItemState::Refund(RefundState::Requested));
-        self.notice(Severity::Info, format!("Refund requested for {job}."));
     }
 
     fn on_pin_key(&mut self, key: KeyEvent, out: &mut Vec<Command>) {
@@ -939,7 +820,7 @@ impl App {
         )
     }
 
-    fn go(&mut self, screen: Screen, out: &mut Vec<Command>) {
+    pub(crate) fn go(&mut self, screen: Screen, out: &mut Vec<Command>) {
         if self.config.kiosk {
             return; // kiosk: no free navigation
         }
@@ -957,18 +838,22 @@ impl App {
         self.notice = None;
         match screen {
             Screen::ItemForm(kind) => {
-                self.item_form = item_form(kind);
-                self.validate_item_form(kind);
+                self.item_form = ItemFormScreen::new(kind);
+                self.screen = screen;
+                self.validate_item_form();
             }
             Screen::History => out.push(Command::LoadHistory),
-            Screen::Funds => {
-                self.funds = funds_form(false);
-                self.paying = false;
+            Screen::Funds => self.funds = FundsScreen::new(false),
+            Screen::Day => {
+                self.day = DayScreen::default();
+                self.screen = screen;
+                self.load_day(out);
             }
+            Screen::Refunds => self.load_refunds(out),
             Screen::SignIn => {
                 self.clerk = None;
                 self.balance = None;
-                self.sign_in.clear();
+                self.sign_in.form.clear();
                 out.push(Command::SignOut);
             }
             _ => {}
@@ -976,32 +861,14 @@ impl App {
         self.screen = screen;
     }
 
-    fn on_action(&mut self, action: Action, out: &mut Vec<Command>) {
-        match action {
-            Action::Home => return self.go(Screen::Home, out),
-            Action::History => return self.go(Screen::History, out),
-            Action::Funds => return self.go(Screen::Funds, out),
-            Action::Settings => return self.go(Screen::Settings, out),
-            Action::SignOut => return self.go(Screen::SignIn, out),
-            _ => {}
-        }
-        match self.screen {
-            Screen::Welcome => {
-                if action == Action::Submit && !self.out_of_service {
-                    self.notice = None;
-                    self.screen = Screen::Postage;
-                }
-            }
-            Screen::SignIn => self.on_sign_in(action, out),
-            Screen::Home => self.on_home(action, out),
-            Screen::Postage => self.on_postage(action, out),
-            Screen::ItemForm(kind) => self.on_item_form(kind, action),
-            Screen::Review => self.on_review(action, out),
-            Screen::Printing => self.on_printing(action),
-            Screen::History => self.on_history(action),
-            Screen::Funds => self.on_funds(action, out),
-            Screen::Settings => self.on_settings(action, out),
-        }
+    /// Where "back" leads from a first screen: home, or a kiosk's welcome.
+    pub(crate) fn back_to_start(&mut self) {
+        self.notice = None;
+        self.screen = if self.config.kiosk {
+            Screen::Welcome
+        } else {
+            Screen::Home
+        };
     }
 
     fn on_text_key(&mut self, key: KeyEvent, out: &mut Vec<Command>) {
@@ -1011,805 +878,47 @@ impl App {
         {
             return; // unbound chords (kiosk: Ctrl-Z, Ctrl-\) are swallowed
         }
-        let screen = self.screen;
-        if screen == Screen::Funds
-            && self.paying
-            && self.funds.focused().is_some_and(|f| f.key == "amount")
-        {
-            return; // the price of the item being paid for is not editable
-        }
-        let form = match screen {
-            Screen::SignIn => &mut self.sign_in,
-            Screen::Postage => &mut self.postage,
-            Screen::ItemForm(_) => &mut self.item_form,
-            Screen::History => &mut self.history_filter,
-            Screen::Funds => &mut self.funds,
-            _ => return,
-        };
-        let Some(field) = form.focused_mut() else {
-            return;
-        };
-        let changed = match key.code {
-            KeyCode::Char(c) => field.type_char(c),
-            KeyCode::Backspace => field.backspace(),
+        let changed = match self.screen {
+            Screen::SignIn => screens::sign_in::type_key(self, key.code),
+            Screen::Postage => screens::postage::type_key(self, key.code, out),
+            Screen::ItemForm(_) => screens::item_form::type_key(self, key.code),
+            Screen::History => screens::history::type_key(self, key.code),
+            Screen::Funds => screens::funds::type_key(self, key.code),
+            Screen::Basket => screens::basket::type_key(self, key.code),
             _ => false,
         };
-        if changed {
-            self.after_edit(screen, out);
-        }
-    }
-
-    fn after_edit(&mut self, screen: Screen, out: &mut Vec<Command>) {
-        match screen {
-            Screen::Postage => {
-                self.validate_postage();
-                self.maybe_quote(out);
-            }
-            Screen::ItemForm(kind) => self.validate_item_form(kind),
-            Screen::History => self.history_selected = 0,
-            Screen::Funds => {
-                set_funds_visibility(&mut self.funds);
-                self.validate_funds();
-            }
-            _ => {}
-        }
-    }
-
-    fn form_nav(form: &mut Form, action: Action) -> bool {
-        match action {
-            Action::NextField | Action::RowDown => form.next(),
-            Action::PrevField | Action::RowUp => form.prev(),
-            Action::ChoiceNext | Action::ChoicePrev => {
-                return form
-                    .focused_mut()
-                    .is_some_and(|f| f.cycle(action == Action::ChoiceNext));
-            }
-            _ => {}
-        }
-        false
-    }
-
-    fn on_sign_in(&mut self, action: Action, out: &mut Vec<Command>) {
-        Self::form_nav(&mut self.sign_in, action);
-        if action != Action::Submit || self.signing_in {
-            return;
-        }
-        let clerk = self.sign_in.text("clerk").trim().to_string();
-        let password = self
-            .sign_in
-            .get("password")
-            .and_then(Field::secret_value)
-            .cloned()
-            .unwrap_or_default();
-        if clerk.is_empty() || password.is_empty() {
-            self.notice(
-                Severity::Warn,
-                "Enter the clerk name and password, then Enter.",
-            );
-            return;
-        }
-        self.signing_in = true;
-        self.notice(Severity::Info, format!("Signing in as {clerk}…"));
-        out.push(Command::SignIn { clerk, password });
-        if let Some(p) = self.sign_in.get_mut("password") {
-            p.clear();
-        }
-    }
-
-    fn on_home(&mut self, action: Action, out: &mut Vec<Command>) {
-        let n = HOME_MENU.len();
-        match action {
-            Action::RowDown | Action::NextField => {
-                self.home_selected = (self.home_selected + 1) % n
-            }
-            Action::RowUp | Action::PrevField => {
-                self.home_selected = (self.home_selected + n - 1) % n
-            }
-            Action::Submit => {
-                let (_, screen) = HOME_MENU[self.home_selected % n];
-                self.go(screen, out);
-            }
-            Action::NewItem => self.go(Screen::Postage, out),
-            _ => {}
-        }
-    }
-
-    fn back_to_start(&mut self) {
-        self.notice = None;
-        self.screen = if self.config.kiosk {
-            Screen::Welcome
-        } else {
-            Screen::Home
-        };
-    }
-
-    fn on_postage(&mut self, action: Action, out: &mut Vec<Command>) {
-        if Self::form_nav(&mut self.postage, action) {
-            self.validate_postage();
-            self.maybe_quote(out);
-        }
-        match action {
-            Action::Back => {
-                if self.config.kiosk {
-                    self.reset_kiosk();
-                } else {
-                    self.back_to_start();
-                }
-            }
-            Action::Submit => self.submit_postage(),
-            _ => {}
-        }
-    }
-
-    fn address(&self, p: &str) -> AddressInput {
-        let g = |k: &str| self.postage.text(&format!("{p}{k}")).to_string();
-        AddressInput {
-            name: g("name"),
-            line1: g("line1"),
-            line2: g("line2"),
-            city: g("city"),
-            state: g("state"),
-            zip: g("zip"),
-        }
-    }
-
-    /// Per-field validation of the postage form; returns the recipient's valid ZIP etc.
-    fn validate_postage(&mut self) {
-        for p in ["s_", "r_"] {
-            let errors = FormatValidator.validate(&self.address(p)).err();
-            for k in ["name", "line1", "line2", "city", "state", "zip"] {
-                let key = format!("{p}{k}");
-                let e = errors
-                    .as_ref()
-                    .and_then(|es| es.field(k))
-                    .map(|e| e.reason.clone())
-                    .or_else(|| self.unprintable(self.postage.text(&key)));
-                self.postage.set_error(&key, e);
-            }
-        }
-        let w = self.postage.text("weight").trim().to_string();
-        let (e, note) = match super::input::weight_oz(&w) {
-            Ok((oz, true)) => (None, Some(format!("rounded up to {oz} oz"))),
-            Ok((oz, false)) if w != oz.to_string() => (None, Some(format!("= {oz} oz"))),
-            Ok(_) => (None, None),
-            Err(e) => (Some(e), None),
-        };
-        self.postage.set_error("weight", e);
-        self.postage.set_note("weight", note);
-    }
-
-    /// While the link is down no quote can come: what to tell the person instead of "waiting
-    /// for the vendor" (the quote is asked again when the link is back).
-    pub fn quote_waiting_for_link(&self) -> Option<&'static str> {
-        let waiting = matches!(
-            self.quote,
-            QuoteState::Pending { .. } | QuoteState::Failed { .. }
-        );
-        if !waiting || self.link_state().allows_printing() {
-            return None;
-        }
-        Some(if self.config.kiosk {
-            "The kiosk is reconnecting; the price will show when it is back."
-        } else {
-            "The link to the vendor is down; the quote will come when it is back."
-        })
-    }
-
-    fn postage_class(&self) -> MailClass {
-        MailClass::ALL
-            .get(
-                self.postage
-                    .get("class")
-                    .map(Field::choice_index)
-                    .unwrap_or(0),
-            )
-            .copied()
-            .unwrap_or(MailClass::FirstClass)
-    }
-
-    fn maybe_quote(&mut self, out: &mut Vec<Command>) {
-        let ok = |k: &str| self.postage.get(k).is_some_and(|f| f.error.is_none());
-        if !(ok("weight") && ok("s_zip") && ok("r_zip")) {
-            self.quote = QuoteState::Incomplete;
-            self.quote_inputs = None;
-            return;
-        }
-        let Ok((weight, _)) = super::input::weight_oz(self.postage.text("weight")) else {
-            return;
-        };
-        let inputs = (
-            self.postage_class(),
-            weight,
-            self.postage.text("s_zip").trim().to_string(),
-            self.postage.text("r_zip").trim().to_string(),
-        );
-        if self.quote_inputs.as_ref() == Some(&inputs) {
-            return;
-        }
-        let request = self.next_request;
-        self.next_request += 1;
-        out.push(Command::RequestQuote {
-            request,
-            class: inputs.0,
-            weight_oz: inputs.1,
-            from_zip: inputs.2.clone(),
-            to_zip: inputs.3.clone(),
-        });
-        self.quote_inputs = Some(inputs);
-        self.quote = QuoteState::Pending { request };
-    }
-
-    fn submit_postage(&mut self) {
-        self.validate_postage();
-        self.postage.touch_all();
-        if let Some(f) = self.postage.first_error().cloned() {
-            self.fix_notice(Screen::Postage, &f);
-            return;
-        }
-        let QuoteState::Ready { amount, .. } = self.quote else {
-            let text = match self.quote_waiting_for_link() {
-                Some(words) => format!("{words} Enter again when it shows."),
-                None => "Waiting for the vendor's quote; Enter again when it shows.".into(),
-            };
-            self.notice(Severity::Warn, text);
-            return;
-        };
-        let Ok(to) = FormatValidator.validate(&self.address("r_")) else {
-            return;
-        };
-        let Ok(from) = FormatValidator.validate(&self.address("s_")) else {
-            return;
-        };
-        let typed_weight = self.postage.text("weight").trim().to_string();
-        let Ok((weight, rounded)) = super::input::weight_oz(&typed_weight) else {
-            return;
-        };
-        let Ok(weight) = WeightOz::new(weight) else {
-            return;
-        };
-        let Ok(destination) = Destination::new(to.zip5, to.zip4, None) else {
-            return;
-        };
-        let class = self.postage_class();
-        let summary = vec![
-            (
-                "From".into(),
-                format!("{}, {}, {} {}", from.name, from.city, from.state, from.zip5),
-            ),
-            (
-                "To".into(),
-                format!("{}, {}, {} {}", to.name, to.city, to.state, destination),
-            ),
-            ("Class".into(), super::input::class_words(class).to_string()),
-            (
-                "Weight".into(),
-                if rounded {
-                    format!("{} oz (rounded up from {typed_weight})", weight.get())
-                } else {
-                    format!("{} oz", weight.get())
-                },
-            ),
-            ("Postage".into(), amount.to_string()),
-        ];
-        let block = |a: &crate::indicium::address::Address, zip: String| {
-            let mut lines = vec![a.name.clone(), a.line1.clone()];
-            if !a.line2.is_empty() {
-                lines.push(a.line2.clone());
-            }
-            lines.push(format!("{} {} {}", a.city, a.state, zip));
-            lines
-        };
-        let label = LabelText {
-            origin_zip: Some(from.zip5.to_string()),
-            from: block(&from, from.zip5.to_string()),
-            to: block(&to, destination.to_string()),
-        };
-        self.draft = Some(Draft {
-            item: Item::Postage(Postage {
-                class,
-                weight,
-                destination,
-            }),
-            amount,
-            label,
-            summary,
-        });
-        self.draft_from = Screen::Postage;
-        self.notice = None;
-        self.screen = Screen::Review;
-    }
-
-    /// Words for the first character of `text` the printer cannot print (its code pages).
-    fn unprintable(&self, text: &str) -> Option<String> {
-        let p = self.config.printer_profile.as_ref()?;
-        crate::printer::codepage::printable(p, text)
-            .err()
-            .map(crate::printer::codepage::refusal)
-    }
-
-    fn validate_item_form(&mut self, kind: ItemKind) {
-        let keys: Vec<&'static str> = self.item_form.fields.iter().map(|f| f.key).collect();
-        for key in keys {
-            let v = self.item_form.text(key).to_string();
-            let e = match key {
-                "event" | "venue" | "seat" | "payee" | "offer" | "recipient" => {
-                    Text::new(key, &v).err().map(|e| e.reason)
-                }
-                "memo" if v.trim().is_empty() => None,
-                "memo" => Text::new(key, &v).err().map(|e| e.reason),
-                "price" | "amount" | "value" => match Cents::parse_dollars(&v) {
-                    Ok(c) if c.is_zero() => Some("must be more than $0.00".into()),
-                    Ok(c) if c > item_value_max() => Some(format!(
-                        "is over {}, the most one item may be worth",
-                        item_value_max()
-                    )),
-                    Ok(_) => None,
-                    Err(e) => Some(e.to_string()),
-                },
-                "number" => match v.trim().parse::<u32>() {
-                    Ok(n) => CheckNumber::new(n).err().map(|e| e.reason),
-                    Err(_) => Some("is a whole number".into()),
-                },
-                "event_day" | "expiry" => {
-                    let (e, note) = self.check_day(key, &v);
-                    self.item_form.set_note(key, note);
-                    e
-                }
-                _ => None,
-            };
-            let e = e.or_else(|| self.unprintable(&v));
-            self.item_form.set_error(key, e);
-        }
-        let _ = kind;
-    }
-
-    /// A date field: its error (not a date, or before today), and the day in words.
-    fn check_day(&self, key: &'static str, text: &str) -> (Option<String>, Option<String>) {
-        let day = match super::input::date(key, text) {
-            Ok(day) => day,
-            Err(e) => return (Some(e), None),
-        };
-        let words = super::input::day_words(day);
-        match self.today {
-            Some(today) if day < today => {
-                let what = if key == "expiry" {
-                    "an expiry must be today or later"
-                } else {
-                    "the event must be today or later"
-                };
-                (Some(format!("{words} is in the past; {what}")), None)
-            }
-            _ => (None, Some(words)),
-        }
-    }
-
-    fn build_item(&self, kind: ItemKind) -> Option<Item> {
-        let f = &self.item_form;
-        let text = |k: &'static str| Text::new(k, f.text(k)).ok();
-        let cents = |k: &str| Cents::parse_dollars(f.text(k)).ok();
-        let day = |k: &'static str| super::input::date(k, f.text(k)).ok();
-        Some(match kind {
-            ItemKind::Ticket => Item::Ticket(Ticket {
-                event: text("event")?,
-                venue: text("venue")?,
-                seat: text("seat")?,
-                event_day: day("event_day")?,
-                price: cents("price")?,
-            }),
-            ItemKind::Check => Item::Check(Check {
-                payee: text("payee")?,
-                amount: cents("amount")?,
-                number: CheckNumber::new(f.text("number").trim().parse().ok()?).ok()?,
-                memo: if f.text("memo").trim().is_empty() {
-                    None
-                } else {
-                    Some(text("memo")?)
-                },
-            }),
-            ItemKind::Coupon => Item::Coupon(Coupon {
-                offer: text("offer")?,
-                value: cents("value")?,
-                expiry: day("expiry")?,
-            }),
-            ItemKind::GiftCertificate => Item::GiftCertificate(GiftCertificate {
-                recipient: text("recipient")?,
-                value: cents("value")?,
-                expiry: day("expiry")?,
-            }),
-            _ => return None,
-        })
-    }
-
-    fn on_item_form(&mut self, kind: ItemKind, action: Action) {
-        Self::form_nav(&mut self.item_form, action);
-        match action {
-            Action::Back => self.back_to_start(),
-            Action::Submit => {
-                self.validate_item_form(kind);
-                self.item_form.touch_all();
-                if let Some(f) = self.item_form.first_error().cloned() {
-                    self.fix_notice(Screen::ItemForm(kind), &f);
-                    return;
-                }
-                let Some(item) = self.build_item(kind) else {
-                    return;
-                };
-                let amount = item.face_value().unwrap_or(Cents::ZERO);
-                let summary = self
-                    .item_form
-                    .fields
-                    .iter()
-                    .filter(|f| !f.text_value().trim().is_empty())
-                    .map(|f| {
-                        let typed = f.text_value().trim().to_string();
-                        // Dates as read, in both forms: no day/month order to misread.
-                        let shown = match super::input::date(f.key, &typed) {
-                            Ok(d) if matches!(f.key, "event_day" | "expiry") => {
-                                format!("{d} ({})", super::input::day_words(d))
-                            }
-                            _ => typed,
-                        };
-                        (f.label.trim_end_matches(" $").to_string(), shown)
-                    })
-                    .collect();
-                self.draft = Some(Draft {
-                    item,
-                    amount,
-                    label: LabelText::default(),
-                    summary,
-                });
-                self.draft_from = Screen::ItemForm(kind);
-                self.notice = None;
-                self.screen = Screen::Review;
-            }
-            _ => {}
-        }
-    }
-
-    fn on_review(&mut self, action: Action, out: &mut Vec<Command>) {
-        match action {
-            Action::Back => {
-                self.notice = None;
-                self.screen = self.draft_from;
-            }
-            Action::Submit => {
-                if let Some(d) = self.draft.as_ref().filter(|d| d.amount > item_value_max()) {
-                    let text = format!(
-                        "{} is over {}, the most one item may be worth; go back and lower it.",
-                        d.amount,
-                        item_value_max()
-                    );
-                    self.notice(Severity::Error, text);
-                    return;
-                }
-                if let Some(reason) = self.print_block_reason() {
-                    self.notice(Severity::Error, reason);
-                    return;
-                }
-                if self.config.kiosk {
-                    // Kiosk pays by card for exactly this item first.
-                    let amount = self.draft.as_ref().map(|d| d.amount).unwrap_or(Cents::ZERO);
-                    self.funds = funds_form(true);
-                    if let Some(f) = self.funds.get_mut("amount") {
-                        let text = format!("{}.{:02}", amount.get() / 100, amount.get() % 100);
-                        for c in text.chars() {
-                            f.type_char(c);
-                        }
-                    }
-                    self.validate_funds();
-                    self.funds.focus = 2;
-                    self.paying = true;
-                    self.notice = None;
-                    self.screen = Screen::Funds;
-                    return;
-                }
-                self.authorize(out);
-            }
-            _ => {}
-        }
-    }
-
-    /// Sends Authorize for the draft, consuming it: the same draft can never be issued twice.
-    fn authorize(&mut self, out: &mut Vec<Command>) {
-        let Some(draft) = self.draft.take() else {
-            return;
-        };
-        let id = JobId(self.next_job);
-        self.next_job += 1;
-        let kind = draft.item.kind();
-        self.job = Some(Job {
-            id,
-            kind,
-            title: title_of(kind).to_string(),
-            amount: draft.amount,
-            phase: JobPhase::Authorizing,
-            cause: None,
-            assumed_on_paper: false,
-        });
-        out.push(Command::Authorize {
-            job: id,
-            item: Box::new(draft.item),
-            amount: draft.amount,
-            label: Box::new(draft.label),
-        });
-        // The form that made it is spent.
-        match self.draft_from {
-            Screen::Postage => {
-                self.postage.clear();
-                self.quote = QuoteState::Incomplete;
-                self.quote_inputs = None;
-            }
-            _ => self.item_form.clear(),
-        }
-        self.notice = None;
-        self.screen = Screen::Printing;
-    }
-
-    fn on_printing(&mut self, action: Action) {
-        let Some(job) = &self.job else {
-            return;
-        };
-        let done = matches!(job.phase, JobPhase::Done { .. });
-        let id = job.id;
-        if !done {
-            return; // nothing to do while the item prints
-        }
-        match action {
-            Action::RequestRefund if !self.config.kiosk => {
-                if self.refundable(id) {
-                    self.ask_refund(id);
-                } else {
-                    self.notice(Severity::Warn, "No refund to request for this item.");
-                }
-            }
-            Action::NewItem | Action::Submit | Action::Back => {
-                if self.config.kiosk {
-                    self.job = None;
-                    self.reset_kiosk();
-                } else if action == Action::NewItem {
-                    self.notice = None;
-                    self.screen = Screen::Postage;
-                } else {
-                    self.back_to_start();
-                }
-            }
-            _ => {}
-        }
-    }
-
-    fn on_history(&mut self, action: Action) {
-        let rows = self.filtered_history().len();
-        match action {
-            Action::RowDown if rows > 0 => {
-                self.history_selected = (self.history_selected + 1) % rows
-            }
-            Action::RowUp if rows > 0 => {
-                self.history_selected = (self.history_selected + rows - 1) % rows
-            }
-            Action::NextField | Action::PrevField | Action::ChoiceNext | Action::ChoicePrev => {
-                let changed = Self::form_nav(&mut self.history_filter, action);
-                if changed {
-                    self.history_selected = 0;
-                }
-            }
-            Action::RequestRefund => {
-                let Some(e) = self
-                    .filtered_history()
-                    .get(self.history_selected)
-                    .map(|e| (e.job, e.state))
-                else {
-                    return;
-                };
-                match e.1 {
-                    ItemState::Printed | ItemState::Unsettled => self.ask_refund(e.0),
-                    s => self.notice(
-                        Severity::Warn,
-                        format!(
-                            "{} is {}, so there is no refund to request.",
-                            e.0,
-                            s.label()
-                        ),
-                    ),
-                }
-            }
-            Action::Back => self.back_to_start(),
-            _ => {}
-        }
-    }
-
-    fn set_item_state(&mut self, job: JobId, state: ItemState) {
-        if let Some(e) = self.history.iter_mut().find(|e| e.job == job) {
-            e.state = state;
-        }
-    }
-
-    fn validate_funds(&mut self) {
-        let card = self.funds.text("method") == "card";
-        let amount = self.funds.text("amount").to_string();
-        let e = match Cents::parse_dollars(&amount) {
-            Ok(c) if c.is_zero() => Some("must be more than $0.00".into()),
-            Ok(_) => None,
-            Err(e) => Some(e.to_string()),
-        };
-        self.funds.set_error("amount", e);
-        let digits = |k: &str, f: &Form| -> String {
-            f.get(k)
-                .and_then(Field::secret_value)
-                .map(|s| s.expose().to_string())
-                .unwrap_or_default()
-        };
-        let num = super::input::card_digits(&digits("card", &self.funds));
-        let e = match &num {
-            _ if !card => None,
-            Err(e) => Some(e.clone()),
-            Ok(num) if !(13..=19).contains(&num.len()) => {
-                Some(format!("has {} digits; cards have 13 to 19", num.len()))
-            }
-            Ok(num) if !luhn_ok(num) => {
-                Some("check digit does not match; retype the number".into())
-            }
-            Ok(_) => None,
-        };
-        self.funds.set_error("card", e);
-        let exp = self.funds.text("expiry").to_string();
-        let valid_exp = exp.len() == 5
-            && exp.as_bytes()[2] == b'/'
-            && exp[..2].parse::<u8>().is_ok_and(|m| (1..=12).contains(&m))
-            && exp[3..].chars().all(|c| c.is_ascii_digit());
-        self.funds.set_error(
-            "expiry",
-            (card && !valid_exp).then(|| "use MM/YY, e.g. 04/29".into()),
-        );
-        let cvc = digits("cvc", &self.funds);
-        let ok = (3..=4).contains(&cvc.len()) && cvc.chars().all(|c| c.is_ascii_digit());
-        self.funds.set_error(
-            "cvc",
-            (card && !ok).then(|| "3 or 4 digits from the card's back".into()),
-        );
-        let routing = digits("routing", &self.funds);
-        let ok = routing.len() == 9 && routing.chars().all(|c| c.is_ascii_digit());
-        self.funds
-            .set_error("routing", (!card && !ok).then(|| "9 digits".into()));
-        let account = digits("account", &self.funds);
-        let ok = (4..=17).contains(&account.len()) && account.chars().all(|c| c.is_ascii_digit());
-        self.funds
-            .set_error("account", (!card && !ok).then(|| "4 to 17 digits".into()));
-    }
-
-    fn on_funds(&mut self, action: Action, out: &mut Vec<Command>) {
-        if self.pay_pending {
-            return; // the card is being charged: wait for the answer
-        }
-        if Self::form_nav(&mut self.funds, action) {
-            set_funds_visibility(&mut self.funds);
-            self.validate_funds();
-        }
-        match action {
-            Action::Back => {
-                self.funds.clear();
-                set_funds_visibility(&mut self.funds);
-                if self.paying {
-                    self.paying = false;
-                    self.screen = Screen::Review;
-                } else {
-                    self.back_to_start();
-                }
-            }
-            Action::Submit => {
-                self.validate_funds();
-                self.funds.touch_all();
-                if let Some(f) = self.funds.first_error().cloned() {
-                    self.fix_notice(Screen::Funds, &f);
-                    return;
-                }
-                let Ok(amount) = Cents::parse_dollars(self.funds.text("amount")) else {
-                    return;
-                };
-                let secret = |k: &str| {
-                    self.funds
-                        .get(k)
-                        .and_then(Field::secret_value)
-                        .cloned()
-                        .unwrap_or_default()
-                };
-                let method = if self.funds.text("method") == "card" {
-                    // Spaces and dashes typed between the groups are not part of the number.
-                    let number = super::input::card_digits(secret("card").expose())
-                        .map(Secret::new)
-                        .unwrap_or_default();
-                    FundMethod::Card {
-                        number,
-                        expiry: self.funds.text("expiry").to_string(),
-                        cvc: secret("cvc"),
-                    }
-                } else {
-                    FundMethod::Eft {
-                        routing: secret("routing").expose().to_string(),
-                        account: secret("account"),
-                    }
-                };
-                out.push(Command::Fund { method, amount });
-                if self.paying {
-                    // The item is authorized only once the payment is approved (FundResult):
-                    // a declined card must not issue it from the account's balance.
-                    self.pay_pending = true;
-                    self.notice(Severity::Info, format!("Charging {amount} to the card…"));
-                    for key in ["card", "expiry", "cvc"] {
-                        if let Some(f) = self.funds.get_mut(key) {
-                            f.clear();
-                        }
-                    }
-                } else {
-                    self.funds.clear();
-                    set_funds_visibility(&mut self.funds);
-                    self.notice(Severity::Info, format!("Adding {amount}…"));
-                }
-            }
-            _ => {}
-        }
-    }
-
-    fn on_settings(&mut self, action: Action, out: &mut Vec<Command>) {
-        match action {
-            Action::RowDown | Action::NextField | Action::RowUp | Action::PrevField => {
-                self.settings_selected = 1 - self.settings_selected.min(1);
-            }
-            Action::ChoiceNext | Action::ChoicePrev if self.settings_selected == 0 => {
-                let n = BUILTIN.len();
-                self.theme_index = if action == Action::ChoiceNext {
-                    (self.theme_index + 1) % n
-                } else {
-                    (self.theme_index + n - 1) % n
-                };
-                let no_color = self.config.theme.no_color;
-                match Theme::builtin(BUILTIN[self.theme_index], no_color) {
-                    Ok(t) => {
-                        self.theme_to_save = Some(t.name.clone());
-                        self.config.theme = t;
-                    }
-                    Err(e) => self.notice(Severity::Error, e),
-                }
-            }
-            Action::Submit if self.settings_selected == 1 => {
-                out.push(Command::ProbePrinter);
-                self.notice(Severity::Info, "Asking the printer for its status…");
-            }
-            Action::Back => self.back_to_start(),
-            _ => {}
-        }
+        let _ = changed;
     }
 
     fn on_backend(&mut self, b: Backend, out: &mut Vec<Command>) {
+        self.on_report(b, out);
+        // A basket being printed goes on when its current item is over.
+        self.basket_update(out);
+    }
+
+    fn on_report(&mut self, b: Backend, out: &mut Vec<Command>) {
         match b {
             Backend::LinkChanged(status) => {
                 let was_up = self.link_state().allows_printing();
                 self.link = Some(status);
-                // A quote asked for (or refused) while the link was down is asked again now.
-                if !was_up
-                    && self.link_state().allows_printing()
-                    && matches!(
-                        self.quote,
-                        QuoteState::Pending { .. } | QuoteState::Failed { .. }
-                    )
-                {
-                    self.quote_inputs = None;
-                    self.maybe_quote(out);
+                if !was_up && self.link_state().allows_printing() {
+                    self.requote_after_link(out);
                 }
             }
             Backend::PrinterStatus(s) => self.printer = s,
             Backend::SignedIn { clerk, balance } => {
-                self.signing_in = false;
+                self.sign_in.busy = false;
                 self.out_of_service = false;
                 self.clerk = Some(clerk);
                 self.balance = Some(balance);
                 self.notice = None;
-                self.sign_in.clear();
+                self.sign_in.form.clear();
                 if !self.config.kiosk && self.screen == Screen::SignIn {
                     self.screen = Screen::Home;
                 }
             }
             Backend::SignInFailed { reason } => {
-                self.signing_in = false;
+                self.sign_in.busy = false;
                 if self.config.kiosk {
                     // The reason is office data; the public is told the kiosk is out of use.
                     self.go_out_of_service();
@@ -1818,41 +927,12 @@ impl App {
                 }
             }
             Backend::SessionEnded { reason } => self.on_session_ended(reason),
-            Backend::Quote { request, amount } => {
-                if self.quote == (QuoteState::Pending { request }) {
-                    self.quote = QuoteState::Ready { request, amount };
-                }
-            }
-            Backend::QuoteFailed { request, reason } => {
-                if self.quote == (QuoteState::Pending { request }) {
-                    self.quote = QuoteState::Failed { reason };
-                }
-            }
+            Backend::Quote { request, amount } => self.postage.on_quote(request, Ok(amount)),
+            Backend::QuoteFailed { request, reason } => self.postage.on_quote(request, Err(reason)),
             Backend::Balance(c) => self.balance = Some(c),
             Backend::Authorized { job } => self.on_authorized(job, out),
-            Backend::AuthorizeFailed { job, reason } => {
-                if let Some(j) = self.job.as_mut().filter(|j| j.id == job) {
-                    j.phase = JobPhase::Done {
-                        severity: Severity::Error,
-                        message: if self.config.kiosk {
-                            // The card payment came first and stays on the account. The
-                            // vendor's reason is office data (e.g. the account's balance).
-                            "Your item could not be issued. Your payment is kept; please ask staff for a refund.".to_string()
-                        } else {
-                            format!("Not issued: {reason}. Nothing was charged.")
-                        },
-                    };
-                }
-            }
-            Backend::PrintProgress { job, progress } => {
-                if let Some(j) = self
-                    .job
-                    .as_mut()
-                    .filter(|j| j.id == job && matches!(j.phase, JobPhase::Printing(_)))
-                {
-                    j.phase = JobPhase::Printing(progress);
-                }
-            }
+            Backend::AuthorizeFailed { job, reason } => self.on_authorize_failed(job, reason),
+            Backend::PrintProgress { job, progress } => self.on_progress(job, progress),
             Backend::PrintOutcome { job, outcome } => self.on_outcome(job, outcome),
             Backend::Settlement {
                 job,
@@ -1865,6 +945,7 @@ impl App {
                 if assumed_on_paper && let Some(j) = self.job.as_mut().filter(|j| j.id == job) {
                     j.assumed_on_paper = true;
                 }
+                self.basket_settled(job, settlement);
                 self.on_settlement(job, piece, amount, settlement, phase)
             }
             Backend::OpenJobs {
@@ -1889,18 +970,14 @@ impl App {
                 self.last_run_jobs = from_last_run;
             }
             Backend::History(rows) => {
-                // The vendor lists newest first. Local rows it does not know yet are newer
-                // than any it lists: they go in front, still newest first.
-                let mut merged: Vec<HistoryEntry> = self
-                    .history
-                    .iter()
-                    .filter(|local| !rows.iter().any(|r| r.job == local.job))
-                    .cloned()
-                    .collect();
-                merged.extend(rows);
-                merged.truncate(HISTORY_ROWS_MAX);
-                self.history = merged;
-                self.history_selected = 0;
+                self.on_history_rows(rows.into_iter().map(HistoryRow::from).collect())
+            }
+            Backend::Items(items) => {
+                self.on_history_rows(items.into_iter().map(HistoryRow::from).collect())
+            }
+            Backend::Numbered { job, number } => {
+                self.basket_numbered(job, &number);
+                self.on_numbered(job, number)
             }
             Backend::RefundChanged { job, state } => {
                 self.set_item_state(job, ItemState::Refund(state));
@@ -1909,46 +986,40 @@ impl App {
                 ok,
                 declined,
                 message,
-            } => {
-                if self.pay_pending {
-                    self.pay_pending = false;
-                    if ok && self.paying && self.screen == Screen::Funds {
-                        self.paying = false;
-                        self.funds.clear();
-                        set_funds_visibility(&mut self.funds);
-                        self.authorize(out);
-                        return;
-                    }
-                    // Declined or failed: the card form stays up for another card.
-                    self.funds.focus = 2;
-                }
-                let message = if self.config.kiosk && !ok {
-                    kiosk_payment_words(declined).to_string()
-                } else {
-                    message
-                };
-                self.notice(if ok { Severity::Ok } else { Severity::Error }, message)
-            }
+            } => self.on_fund_result(ok, declined, message, out),
             Backend::Error(e) => self.notice(Severity::Error, e),
             // Issue 15's basket, close-out and supervisor events: the counter screens take
             // them up (one arm here so the backend can send them meanwhile).
-            Backend::Numbered { .. }
-            | Backend::Items(_)
-            | Backend::TenderRecorded { .. }
-            | Backend::TenderFailed { .. }
-            | Backend::DayReport(_)
-            | Backend::DayReportFailed { .. }
-            | Backend::RefundsAwaiting(_)
-            | Backend::RefundsAwaitingFailed { .. }
-            | Backend::RefundDecided { .. }
-            | Backend::RefundDecisionFailed { .. } => {}
+            Backend::TenderRecorded {
+                basket,
+                pieces,
+                tender,
+                total,
+                recorded_at_ms,
+            } => self.on_tender_recorded(basket, pieces, tender, total, recorded_at_ms),
+            Backend::TenderFailed { basket, reason } => self.on_tender_failed(basket, reason),
+            Backend::DayReport(r) => self.on_day_report(r),
+            Backend::DayReportFailed { reason } => {
+                self.day.loading = false;
+                self.notice(Severity::Error, format!("No end-of-day report: {reason}"));
+            }
+            Backend::RefundsAwaiting(rows) => self.on_refunds_awaiting(rows),
+            Backend::RefundsAwaitingFailed { reason } => {
+                self.refunds.loading = false;
+                self.notice(Severity::Error, reason);
+            }
+            Backend::RefundDecided { number, approved } => self.on_refund_decided(number, approved),
+            Backend::RefundDecisionFailed { number, reason } => self.notice(
+                Severity::Error,
+                format!("No decision recorded for {number}: {reason}"),
+            ),
         }
     }
 
     /// Nobody is signed in any more: a counter goes to its sign-in screen with the reason; a
     /// kiosk goes out of service instead of inviting customers it cannot serve.
     fn on_session_ended(&mut self, reason: String) {
-        self.signing_in = false;
+        self.sign_in.busy = false;
         self.clerk = None;
         self.balance = None;
         self.confirm = None;
@@ -1956,7 +1027,7 @@ impl App {
             self.go_out_of_service();
             return;
         }
-        self.sign_in.clear();
+        self.sign_in.form.clear();
         self.show_help = false;
         self.screen = Screen::SignIn;
         self.notice(Severity::Error, reason);
@@ -1972,152 +1043,9 @@ impl App {
         );
     }
 
-    fn on_authorized(&mut self, job: JobId, out: &mut Vec<Command>) {
-        let Some(j) = self.job.as_mut().filter(|j| j.id == job) else {
-            return;
-        };
-        // One-time rule: Print is sent at most once per job, whatever the backend repeats.
-        if self.printed.contains(&job) || j.phase != JobPhase::Authorizing {
-            return;
-        }
-        let entry = HistoryEntry {
-            job,
-            kind: j.kind,
-            date: String::new(),
-            summary: j.title.clone(),
-            amount: j.amount,
-            state: ItemState::Printing,
-        };
-        if !self
-            .link
-            .as_ref()
-            .is_some_and(|l| l.state.allows_printing())
-        {
-            // Nothing reaches the printer: the backend's job book voids it.
-            j.cause = Some("Link lost before printing".into());
-            j.phase = JobPhase::Done {
-                severity: Severity::Warn,
-                message: "Link lost before printing — voiding the item…".into(),
-            };
-            out.push(Command::Void { job });
-            self.push_history(HistoryEntry {
-                state: ItemState::Settling,
-                ..entry
-            });
-            return;
-        }
-        j.phase = JobPhase::Printing(Progress::default());
-        self.printed.push(job);
-        out.push(Command::Print { job });
-        self.push_history(entry);
-    }
-
-    /// A new item goes first: the history is kept newest first.
-    fn push_history(&mut self, e: HistoryEntry) {
-        self.history.truncate(HISTORY_ROWS_MAX - 1);
-        self.history.insert(0, e);
-    }
-
-    /// The print ended. Display only: what it means for the money is the backend's job
-    /// book's decision, which arrives as [`Backend::Settlement`].
-    fn on_outcome(&mut self, job: JobId, outcome: JobOutcome) {
-        let Some(j) = self.job.as_mut().filter(|j| j.id == job) else {
-            return;
-        };
-        let cause = match outcome {
-            JobOutcome::Completed { .. } => None,
-            JobOutcome::Aborted { .. } => Some("Link lost".to_string()),
-            JobOutcome::Faulted { fault, .. } => Some(format!("Printer: {fault}")),
-            #[allow(unreachable_patterns)]
-            _ => Some("Print stopped".to_string()),
-        };
-        j.cause = cause;
-        if matches!(j.phase, JobPhase::Printing(_)) {
-            j.phase = JobPhase::Done {
-                severity: Severity::Info,
-                message: "Print ended — settling with the vendor…".into(),
-            };
-        }
-        self.set_item_state(job, ItemState::Settling);
-    }
-
-    /// What the job book decided for a job's money, and the vendor's answer.
-    fn on_settlement(
-        &mut self,
-        job: JobId,
-        piece: Option<u64>,
-        amount: Cents,
-        settlement: Settlement,
-        phase: SettlePhase,
-    ) {
-        let current = self.job.as_ref().filter(|j| j.id == job);
-        // A job no longer on screen (or left by the last run) is named by its piece.
-        let title = match (current, piece) {
-            (Some(j), _) => format!("{} {job}", j.title.to_lowercase()),
-            (None, Some(p)) => format!("piece {p}"),
-            (None, None) => "an item".to_string(),
-        };
-        let cause = current.and_then(|j| j.cause.clone());
-        let assumed = current.is_some_and(|j| j.assumed_on_paper);
-        let lead = cause.clone().unwrap_or_else(|| "Print stopped".into());
-        let (severity, message, state) = match (settlement, &phase) {
-            (Settlement::Commit, SettlePhase::Sending) => (
-                Severity::Info,
-                format!("Printed {title} — settling with the vendor…"),
-                ItemState::Settling,
-            ),
-            (Settlement::Commit, SettlePhase::Done) => (
-                Severity::Ok,
-                format!("Printed {title} — {amount} charged."),
-                ItemState::Printed,
-            ),
-            (Settlement::Void, SettlePhase::Sending) => (
-                Severity::Warn,
-                format!("{lead} — the label did not print its indicium; voiding it…"),
-                ItemState::Settling,
-            ),
-            (Settlement::Void, SettlePhase::Done) => (
-                if cause.as_deref().is_some_and(|c| c.starts_with("Printer")) {
-                    Severity::Error
-                } else {
-                    Severity::Warn
-                },
-                format!("{lead} — label voided, {amount} returned to balance"),
-                ItemState::Voided,
-            ),
-            (Settlement::VoidReachedPrinter, SettlePhase::Sending) => (
-                Severity::Warn,
-                format!("{lead} after the indicium printed — asking the vendor for a refund…"),
-                ItemState::Settling,
-            ),
-            (Settlement::VoidReachedPrinter, SettlePhase::Done) if assumed => (
-                Severity::Warn,
-                format!(
-                    "{lead} after the indicium was sent — this printer cannot confirm what it printed, so {amount} is charged and a refund requested"
-                ),
-                ItemState::Refund(RefundState::Requested),
-            ),
-            (Settlement::VoidReachedPrinter, SettlePhase::Done) => (
-                Severity::Warn,
-                format!("{lead} after the indicium printed — {amount} charged, refund requested"),
-                ItemState::Refund(RefundState::Requested),
-            ),
-            (_, SettlePhase::Refused(why)) => (
-                Severity::Error,
-                format!(
-                    "{title}: the vendor refused to settle it ({why}). Ask a supervisor to check it in the history."
-                ),
-                ItemState::Printed,
-            ),
-        };
-        self.set_item_state(job, state);
-        match self.job.as_mut().filter(|j| j.id == job) {
-            Some(j) if !matches!(j.phase, JobPhase::Authorizing | JobPhase::Printing(_)) => {
-                j.phase = JobPhase::Done { severity, message };
-            }
-            Some(_) => {}
-            None if phase != SettlePhase::Sending => self.notice(severity, message),
-            None => {}
+    pub(crate) fn set_item_state(&mut self, job: JobId, state: ItemState) {
+        if let Some(e) = self.history.iter_mut().find(|e| e.job == Some(job)) {
+            e.state = state;
         }
     }
 
@@ -2129,7 +1057,10 @@ impl App {
 
     /// The item's state in history, for tests and the printing screen.
     pub fn item_state(&self, job: JobId) -> Option<ItemState> {
-        self.history.iter().find(|e| e.job == job).map(|e| e.state)
+        self.history
+            .iter()
+            .find(|e| e.job == Some(job))
+            .map(|e| e.state)
     }
 
     /// How many Print commands were ever sent for `job` (0 or 1).

@@ -14,7 +14,7 @@ pub use crate::ledger::report::{
 use crate::link::driver::LinkStatus;
 use crate::money::Cents;
 use crate::printer::streamer::{JobOutcome, PrinterFault, Progress};
-use crossterm::event::KeyEvent;
+use crossterm::event::{KeyEvent, MouseEvent};
 use std::fmt;
 
 /// Bound of the event channel into the UI, in events.
@@ -88,6 +88,9 @@ impl fmt::Debug for Secret {
 pub enum Event {
     /// A key; only `KeyEventKind::Press` is acted upon.
     Key(KeyEvent),
+    /// A mouse event (normal mode captures the mouse): a left click on a button, list row or
+    /// field acts on it, by where the last frame drew it ([`super::App::set_hits`]).
+    Mouse(MouseEvent),
     /// The terminal changed size (columns, rows).
     Resize(u16, u16),
     /// Time passed: the runner sends one per tick with the milliseconds since the previous tick.

@@ -1,6 +1,13 @@
-//! Form fields: plain text, secrets and choices, with per-field errors.
+//! Form fields: plain text, secrets and choices, with per-field errors. A form's fields are
+//! named by a typed id (each screen has its own enum: `PostageField`, `FundsField`, …), never
+//! by strings, so a misspelt field is a compile error.
 
 use super::event::Secret;
+use std::fmt::Debug;
+
+/// What names a field: a screen's own field enum.
+pub trait FieldKey: Copy + Eq + Debug {}
+impl<T: Copy + Eq + Debug> FieldKey for T {}
 
 /// Longest value any field accepts, in characters.
 pub const FIELD_CHARS_MAX: usize = 64;
@@ -21,8 +28,8 @@ pub enum Value {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Field {
-    pub key: &'static str,
+pub struct Field<K> {
+    pub key: K,
     pub label: &'static str,
     pub value: Value,
     pub chars_max: usize,
@@ -35,8 +42,8 @@ pub struct Field {
     pub hidden: bool,
 }
 
-impl Field {
-    pub fn text(key: &'static str, label: &'static str, chars_max: usize) -> Field {
+impl<K: FieldKey> Field<K> {
+    pub fn text(key: K, label: &'static str, chars_max: usize) -> Self {
         Field {
             key,
             label,
@@ -49,12 +56,7 @@ impl Field {
         }
     }
 
-    pub fn secret(
-        key: &'static str,
-        label: &'static str,
-        chars_max: usize,
-        shown_tail_chars: usize,
-    ) -> Field {
+    pub fn secret(key: K, label: &'static str, chars_max: usize, shown_tail_chars: usize) -> Self {
         Field {
             value: Value::Secret {
                 secret: Secret::default(),
@@ -64,7 +66,7 @@ impl Field {
         }
     }
 
-    pub fn choice(key: &'static str, label: &'static str, options: Vec<&'static str>) -> Field {
+    pub fn choice(key: K, label: &'static str, options: Vec<&'static str>) -> Self {
         Field {
             value: Value::Choice { options, index: 0 },
             ..Field::text(key, label, FIELD_CHARS_MAX)
@@ -192,21 +194,21 @@ impl Field {
 
 /// An ordered set of fields with one focused.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Form {
-    pub fields: Vec<Field>,
+pub struct Form<K> {
+    pub fields: Vec<Field<K>>,
     pub focus: usize,
 }
 
-impl Form {
-    pub fn new(fields: Vec<Field>) -> Form {
+impl<K: FieldKey> Form<K> {
+    pub fn new(fields: Vec<Field<K>>) -> Self {
         Form { fields, focus: 0 }
     }
 
-    pub fn focused(&self) -> Option<&Field> {
+    pub fn focused(&self) -> Option<&Field<K>> {
         self.fields.get(self.focus)
     }
 
-    pub fn focused_mut(&mut self) -> Option<&mut Field> {
+    pub fn focused_mut(&mut self) -> Option<&mut Field<K>> {
         self.fields.get_mut(self.focus)
     }
 
@@ -239,25 +241,25 @@ impl Form {
         self.step(false);
     }
 
-    pub fn get(&self, key: &str) -> Option<&Field> {
+    pub fn get(&self, key: K) -> Option<&Field<K>> {
         self.fields.iter().find(|f| f.key == key)
     }
 
-    pub fn get_mut(&mut self, key: &str) -> Option<&mut Field> {
+    pub fn get_mut(&mut self, key: K) -> Option<&mut Field<K>> {
         self.fields.iter_mut().find(|f| f.key == key)
     }
 
-    pub fn text(&self, key: &str) -> &str {
+    pub fn text(&self, key: K) -> &str {
         self.get(key).map(Field::text_value).unwrap_or("")
     }
 
-    pub fn set_error(&mut self, key: &str, error: Option<String>) {
+    pub fn set_error(&mut self, key: K, error: Option<String>) {
         if let Some(f) = self.get_mut(key) {
             f.error = error;
         }
     }
 
-    pub fn set_note(&mut self, key: &str, note: Option<String>) {
+    pub fn set_note(&mut self, key: K, note: Option<String>) {
         if let Some(f) = self.get_mut(key) {
             f.note = note;
         }
@@ -280,8 +282,70 @@ impl Form {
         self.fields.iter().any(|f| !f.hidden && f.error.is_some())
     }
 
+    /// Where field `key` is in the form.
+    pub fn index_of(&self, key: K) -> Option<usize> {
+        self.fields.iter().position(|f| f.key == key)
+    }
+
+    /// Focuses the field `key` (a visible one); returns whether it is there.
+    pub fn focus_on(&mut self, key: K) -> bool {
+        match self.fields.iter().position(|f| f.key == key && !f.hidden) {
+            Some(i) => {
+                if let Some(f) = self.fields.get_mut(self.focus) {
+                    f.touched = true;
+                }
+                self.focus = i;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// First visible field with an error, for the "fix X" notice.
-    pub fn first_error(&self) -> Option<&Field> {
+    pub fn first_error(&self) -> Option<&Field<K>> {
         self.fields.iter().find(|f| !f.hidden && f.error.is_some())
+    }
+}
+
+/// A form seen without its field type: what the notice line, the plain mode, the "Fix …"
+/// notice and mouse clicks need from whichever form a screen has.
+pub trait AnyForm {
+    /// The field at `index`: its label, its value as shown, and its errors.
+    fn label(&self, index: usize) -> Option<&'static str>;
+    fn display(&self, index: usize) -> Option<String>;
+    /// The field's error, shown or not yet.
+    fn error(&self, index: usize) -> Option<&str>;
+    /// The error shown now (touched fields only).
+    fn shown_error(&self, index: usize) -> Option<&str>;
+    fn note(&self, index: usize) -> Option<&str>;
+    fn focus_index(&self) -> usize;
+    /// Focuses a visible field by index; returns whether it could.
+    fn focus_at(&mut self, index: usize) -> bool;
+}
+
+impl<K: FieldKey> AnyForm for Form<K> {
+    fn label(&self, index: usize) -> Option<&'static str> {
+        self.fields.get(index).map(|f| f.label)
+    }
+    fn display(&self, index: usize) -> Option<String> {
+        self.fields.get(index).map(Field::display)
+    }
+    fn error(&self, index: usize) -> Option<&str> {
+        self.fields.get(index)?.error.as_deref()
+    }
+    fn shown_error(&self, index: usize) -> Option<&str> {
+        self.fields.get(index)?.shown_error()
+    }
+    fn note(&self, index: usize) -> Option<&str> {
+        self.fields.get(index)?.note.as_deref()
+    }
+    fn focus_index(&self) -> usize {
+        self.focus
+    }
+    fn focus_at(&mut self, index: usize) -> bool {
+        match self.fields.get(index) {
+            Some(f) if !f.hidden => self.focus_on(f.key),
+            _ => false,
+        }
     }
 }

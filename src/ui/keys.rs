@@ -31,10 +31,14 @@ pub enum Action {
     RequestRefund,
     NewItem,
     SignOut,
+    AddToBasket,
+    RemoveItem,
+    Approve,
+    Reject,
 }
 
 impl Action {
-    pub const ALL: [Action; 17] = [
+    pub const ALL: [Action; 21] = [
         Action::Help,
         Action::Quit,
         Action::Back,
@@ -52,6 +56,10 @@ impl Action {
         Action::RequestRefund,
         Action::NewItem,
         Action::SignOut,
+        Action::AddToBasket,
+        Action::RemoveItem,
+        Action::Approve,
+        Action::Reject,
     ];
 
     /// Name used in TOML (`[keys] quit = ["ctrl-q"]`).
@@ -74,6 +82,10 @@ impl Action {
             Action::RequestRefund => "request_refund",
             Action::NewItem => "new_item",
             Action::SignOut => "sign_out",
+            Action::AddToBasket => "add_to_basket",
+            Action::RemoveItem => "remove_item",
+            Action::Approve => "approve",
+            Action::Reject => "reject",
         }
     }
 
@@ -96,6 +108,10 @@ impl Action {
             Action::RequestRefund => "request a refund for the item",
             Action::NewItem => "start a new item",
             Action::SignOut => "sign out",
+            Action::AddToBasket => "add the reviewed item to the basket",
+            Action::RemoveItem => "remove an item from the basket",
+            Action::Approve => "approve the chosen refund request (supervisor)",
+            Action::Reject => "reject the chosen refund request (supervisor)",
         }
     }
 }
@@ -249,6 +265,10 @@ const DEFAULTS: &[(Action, &[&str])] = &[
     (Action::RequestRefund, &["ctrl-r"]),
     (Action::NewItem, &["ctrl-n"]),
     (Action::SignOut, &["ctrl-o"]),
+    (Action::AddToBasket, &["ctrl-b"]),
+    (Action::RemoveItem, &["ctrl-d"]),
+    (Action::Approve, &["f7"]),
+    (Action::Reject, &["f8"]),
 ];
 
 impl Default for KeyBindings {

@@ -7,9 +7,11 @@ pub mod app;
 pub mod config;
 pub mod event;
 pub mod form;
+pub mod hits;
 pub mod input;
 pub mod keys;
 pub mod panels;
+pub mod plain;
 pub mod runner;
 pub mod screens;
 pub mod text;
@@ -36,6 +38,12 @@ pub fn too_small(cols: u16, rows: u16) -> bool {
 
 /// Draws the whole UI from the app state. Pure: reads `app`, writes the frame.
 pub fn draw(frame: &mut Frame, app: &App) {
+    let _ = draw_with_hits(frame, app);
+}
+
+/// [`draw`], returning where it drew what a click can act on (for [`App::set_hits`]).
+pub fn draw_with_hits(frame: &mut Frame, app: &App) -> hits::Hits {
+    let mut hits = hits::Hits::default();
     let area = frame.area();
     // A theme with its own background (light) paints it first, with its text colour, so it
     // reads the same on a light or a dark terminal; the others keep the terminal's.
@@ -58,7 +66,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
             .style(app.config.theme.style(Role::AlertWarn))
             .wrap(Wrap { trim: true });
         frame.render_widget(p, area);
-        return;
+        return hits;
     }
     // A long notice wraps onto up to three rows instead of being cut.
     let notice_rows = panels::notice::lines(app, area.width as usize).len().max(1) as u16;
@@ -73,16 +81,19 @@ pub fn draw(frame: &mut Frame, app: &App) {
     if app.config.kiosk && app.out_of_service {
         panels::out_of_service::draw(frame, body, app);
     } else {
-        screens::draw(frame, body, app);
+        screens::draw(frame, body, app, &mut hits);
     }
     panels::notice::draw(frame, notice, app);
-    panels::hints::draw(frame, hints, app);
+    panels::hints::draw(frame, hints, app, &mut hits);
     if app.show_help {
+        hits.clear(); // the overlay covers the screen
         panels::help::draw(frame, body, app);
     }
     if app.pin_prompt.is_some() {
+        hits.clear();
         panels::pin::draw(frame, body, app);
     }
+    hits
 }
 
 /// A rectangle of at most `w`×`h` centred in `area`.

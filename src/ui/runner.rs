@@ -5,7 +5,7 @@
 //! signalling the process.
 
 use super::event::{Backend, COMMANDS_QUEUE_MAX, Command, EVENTS_QUEUE_MAX, Event};
-use super::{App, draw};
+use super::{App, draw_with_hits};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -136,6 +136,7 @@ fn counter_event(ev: crossterm::event::Event) -> Option<Event> {
     match ev {
         crossterm::event::Event::Key(k) => Some(Event::Key(k)),
         crossterm::event::Event::Resize(w, h) => Some(Event::Resize(w, h)),
+        crossterm::event::Event::Mouse(m) => Some(Event::Mouse(m)),
         _ => None,
     }
 }
@@ -155,12 +156,35 @@ pub async fn run(
     save_theme: Option<SaveTheme>,
 ) -> anyhow::Result<()> {
     let (screen, terminal, keys, signalled) = FullScreen::enter(EVENTS_QUEUE_MAX, counter_event)?;
+    // Clicks on buttons, rows and fields; released before the screen is restored.
+    let mouse = MouseCapture::enable();
     let result = drive_saving(
         terminal, app, keys, backend, commands, signalled, save_theme,
     )
     .await;
+    drop(mouse);
     drop(screen);
     result.map(|_| ())
+}
+
+/// The terminal reports mouse events while this lives (normal mode only: the plain mode
+/// leaves the mouse to the terminal and its screen reader).
+struct MouseCapture(bool);
+
+impl MouseCapture {
+    fn enable() -> MouseCapture {
+        MouseCapture(
+            crossterm::execute!(std::io::stdout(), crossterm::event::EnableMouseCapture).is_ok(),
+        )
+    }
+}
+
+impl Drop for MouseCapture {
+    fn drop(&mut self) {
+        if self.0 {
+            let _ = crossterm::execute!(std::io::stdout(), crossterm::event::DisableMouseCapture);
+        }
+    }
 }
 
 /// The loop of [`run`] over any ratatui backend and any source of terminal events, so tests
@@ -179,7 +203,169 @@ pub async fn drive<B: ratatui::backend::Backend>(
 
 /// [`drive`], with `save_theme` called for each theme chosen on the settings screen.
 pub async fn drive_saving<B: ratatui::backend::Backend>(
-    mut terminal: ratatui::Terminal<B>,
+    terminal: ratatui::Terminal<B>,
+    app: App,
+    keys: mpsc::Receiver<Event>,
+    backend: mpsc::Receiver<Backend>,
+    commands: mpsc::Sender<Command>,
+    stop: impl std::future::Future<Output = ()>,
+    save_theme: Option<SaveTheme>,
+) -> anyhow::Result<App> {
+    let mut out = Drawn(terminal);
+    let size = out.0.size()?;
+    let mut app = app;
+    app.handle(Event::Resize(size.width, size.height));
+    pump(&mut out, app, keys, backend, commands, stop, save_theme).await
+}
+
+/// Where the pump shows the app: the drawn screen, or the plain mode's lines.
+trait Show {
+    fn show(&mut self, app: &mut App) -> anyhow::Result<()>;
+    /// A key was handled; `before` is the focused field's value as it was (the plain mode
+    /// echoes what was typed).
+    fn keyed(&mut self, _app: &App, _before: Option<String>) {}
+}
+
+/// The full screen: a ratatui terminal, with each frame's clickable areas handed to the app.
+struct Drawn<B: ratatui::backend::Backend>(ratatui::Terminal<B>);
+
+impl<B: ratatui::backend::Backend> Show for Drawn<B> {
+    fn show(&mut self, app: &mut App) -> anyhow::Result<()> {
+        let mut hits = None;
+        self.0.draw(|f| hits = Some(draw_with_hits(f, app)))?;
+        if let Some(h) = hits {
+            app.set_hits(h);
+        }
+        Ok(())
+    }
+}
+
+/// The plain mode: lines to a writer, `\r\n` ended (the terminal is in raw mode for keys).
+struct Lines<W: std::io::Write> {
+    out: W,
+    plain: super::plain::Plain,
+    /// Typed characters were echoed on the current line: the next line starts a new one.
+    mid_line: bool,
+}
+
+/// The focused field's value as shown (secrets masked), for echoing what was typed.
+fn focused_value(app: &App) -> Option<String> {
+    let form = app.form_of(app.screen)?;
+    form.display(form.focus_index())
+}
+
+impl<W: std::io::Write> Show for Lines<W> {
+    fn show(&mut self, app: &mut App) -> anyhow::Result<()> {
+        let lines = self.plain.lines(app);
+        if lines.is_empty() {
+            return Ok(());
+        }
+        if self.mid_line {
+            self.out.write_all(b"\r\n")?;
+            self.mid_line = false;
+        }
+        for l in lines {
+            self.out.write_all(l.as_bytes())?;
+            self.out.write_all(b"\r\n")?;
+        }
+        self.out.flush()?;
+        Ok(())
+    }
+
+    fn keyed(&mut self, app: &App, before: Option<String>) {
+        let (Some(before), Some(after)) = (before, focused_value(app)) else {
+            return;
+        };
+        // One character more: echo it (a secret's mask, never its digit).
+        if after.chars().count() == before.chars().count() + 1
+            && let Some(c) = after.chars().last()
+        {
+            let c = if app.pin_prompt.is_some() { '•' } else { c };
+            let mut buf = [0u8; 4];
+            let _ = self.out.write_all(c.encode_utf8(&mut buf).as_bytes());
+            let _ = self.out.flush();
+            self.mid_line = true;
+        }
+    }
+}
+
+/// The plain mode's loop (see [`super::plain`]) over any writer, so tests can read its lines:
+/// like [`drive`], but each change is written as one plain line and nothing is drawn.
+pub async fn drive_plain<W: std::io::Write>(
+    out: W,
+    app: App,
+    keys: mpsc::Receiver<Event>,
+    backend: mpsc::Receiver<Backend>,
+    commands: mpsc::Sender<Command>,
+    stop: impl std::future::Future<Output = ()>,
+    save_theme: Option<SaveTheme>,
+) -> anyhow::Result<App> {
+    let mut out = Lines {
+        out,
+        plain: super::plain::Plain::new(),
+        mid_line: false,
+    };
+    pump(&mut out, app, keys, backend, commands, stop, save_theme).await
+}
+
+/// The terminal events the plain mode handles: keys only (no mouse, no size: nothing is drawn).
+fn plain_event(ev: crossterm::event::Event) -> Option<Event> {
+    match ev {
+        crossterm::event::Event::Key(k) => Some(Event::Key(k)),
+        _ => None,
+    }
+}
+
+/// Runs the counter in the plain mode: raw mode for keys (restored on the way out), no
+/// alternate screen, no mouse capture; lines on standard output.
+pub async fn run_plain(
+    app: App,
+    backend: mpsc::Receiver<Backend>,
+    commands: mpsc::Sender<Command>,
+    save_theme: Option<SaveTheme>,
+) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    require_terminal()?;
+    let mut term_sig = signal(SignalKind::terminate())?;
+    let mut hup_sig = signal(SignalKind::hangup())?;
+    crossterm::terminal::enable_raw_mode()?;
+    struct Raw;
+    impl Drop for Raw {
+        fn drop(&mut self) {
+            let _ = crossterm::terminal::disable_raw_mode();
+        }
+    }
+    let raw = Raw;
+    let (tx, keys) = mpsc::channel(EVENTS_QUEUE_MAX);
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = spawn_reader(tx, stop.clone(), plain_event);
+    let signalled = async move {
+        tokio::select! {
+            _ = term_sig.recv() => {}
+            _ = hup_sig.recv() => {}
+        }
+    };
+    let result = drive_plain(
+        std::io::stdout(),
+        app,
+        keys,
+        backend,
+        commands,
+        signalled,
+        save_theme,
+    )
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    let _ = reader.join();
+    drop(raw);
+    println!();
+    result.map(|_| ())
+}
+
+/// The loop shared by the screen and the plain mode: events in (keys first, then reports,
+/// then time), commands out without blocking, shown after each batch.
+async fn pump(
+    out: &mut impl Show,
     mut app: App,
     mut keys: mpsc::Receiver<Event>,
     mut backend: mpsc::Receiver<Backend>,
@@ -189,15 +375,13 @@ pub async fn drive_saving<B: ratatui::backend::Backend>(
 ) -> anyhow::Result<App> {
     let mut tick = tokio::time::interval(Duration::from_millis(TICK_INTERVAL_MS));
     let mut last_tick = tokio::time::Instant::now();
-    let size = terminal.size()?;
-    app.handle(Event::Resize(size.width, size.height));
     let mut today = local_today();
     if let Some(day) = today {
         app.handle(Event::Today(day));
     }
     tokio::pin!(stop);
     loop {
-        terminal.draw(|f| draw(f, &app))?;
+        out.show(&mut app)?;
         // Biased: keys first, then reports, then time, then stop — a deterministic order.
         let first = tokio::select! {
             biased;
@@ -220,7 +404,7 @@ pub async fn drive_saving<B: ratatui::backend::Backend>(
             _ = &mut stop => break,
         };
         let mut batch = vec![first];
-        // Coalesce: take what is already queued (bounded) before redrawing.
+        // Coalesce: take what is already queued (bounded) before showing.
         while batch.len() < EVENTS_PER_FRAME_MAX {
             match keys.try_recv() {
                 Ok(ev) => batch.push(ev),
@@ -228,6 +412,8 @@ pub async fn drive_saving<B: ratatui::backend::Backend>(
             }
         }
         for ev in batch {
+            let keyed = matches!(ev, Event::Key(_));
+            let before = if keyed { focused_value(&app) } else { None };
             for cmd in app.handle(ev) {
                 if let Err(e) = commands.try_send(cmd) {
                     let what = match e {
@@ -238,6 +424,9 @@ pub async fn drive_saving<B: ratatui::backend::Backend>(
                         "Not sent: {what} (queue of {COMMANDS_QUEUE_MAX}); try again."
                     ))));
                 }
+            }
+            if keyed {
+                out.keyed(&app, before);
             }
         }
         if let (Some(name), Some(save)) = (app.take_theme_to_save(), save_theme.as_mut())
@@ -251,6 +440,6 @@ pub async fn drive_saving<B: ratatui::backend::Backend>(
             break;
         }
     }
-    terminal.draw(|f| draw(f, &app))?;
+    out.show(&mut app)?;
     Ok(app)
 }

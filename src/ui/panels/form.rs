@@ -2,7 +2,8 @@
 //! The focused row is shown by a `▶` marker and the selection style (reverse video), so it is
 //! visible without colour.
 
-use crate::ui::form::Form;
+use crate::ui::form::{FieldKey, Form};
+use crate::ui::hits::{Hits, Target};
 use crate::ui::text;
 use crate::ui::theme::{Role, Theme};
 use ratatui::Frame;
@@ -11,14 +12,15 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
 /// Draws `fields` (indices into `form.fields`) in `area`; `focused` says whether the form has
-/// focus at all.
-pub fn draw(
+/// focus at all. Each row drawn is recorded in `hits` (a click focuses its field).
+pub fn draw<K: FieldKey>(
     frame: &mut Frame,
     area: Rect,
-    form: &Form,
+    form: &Form<K>,
     indices: &[usize],
     theme: &Theme,
     focused: bool,
+    hits: &mut Hits,
 ) {
     let label_cols = indices
         .iter()
@@ -46,8 +48,16 @@ pub fn draw(
     let focus_pos = visible.iter().position(|i| *i == form.focus).unwrap_or(0);
     let first = focus_pos.saturating_sub(rows.saturating_sub(1));
     let mut lines = Vec::with_capacity(rows);
-    for &i in visible.iter().skip(first).take(rows) {
+    for (row, &i) in visible.iter().skip(first).take(rows).enumerate() {
         let f = &form.fields[i];
+        hits.add(
+            Rect {
+                y: area.y + row as u16,
+                height: 1,
+                ..area
+            },
+            Target::Field(i),
+        );
         let is_focus = focused && i == form.focus;
         let marker = if is_focus { "▶ " } else { "  " };
         let value = text::fit_tail(&f.display(), value_cols);

@@ -1,4 +1,5 @@
-//! The help overlay, generated from the key-binding table.
+//! The help overlay, generated from the key-binding table (only the keys acting on the screen
+//! shown when all do not fit).
 
 use crate::ui::theme::Role;
 use crate::ui::{App, centered, text};
@@ -9,7 +10,17 @@ use ratatui::widgets::{Block, Clear, Paragraph};
 
 pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let theme = &app.config.theme;
-    let rows = app.config.keys.help_rows();
+    let mut rows = app.config.keys.help_rows();
+    if rows.len() + 2 > area.height as usize {
+        // Too many for the terminal: the keys that act on this screen (and quit).
+        let acting: Vec<&'static str> = app
+            .key_table()
+            .iter()
+            .map(|b| b.action.describe())
+            .chain([crate::ui::keys::Action::Quit.describe()])
+            .collect();
+        rows.retain(|(_, d)| acting.contains(d));
+    }
     let keys_cols = rows
         .iter()
         .map(|(k, _)| text::width(k))

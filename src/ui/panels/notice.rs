@@ -30,9 +30,8 @@ fn message(app: &App) -> Option<(String, Role)> {
         ));
     }
     let Some(n) = &app.notice else {
-        let f = app.focused_field()?;
-        let e = f.shown_error()?;
-        return Some((format!("✗ {}: {e}", f.label), Role::AlertError));
+        let (label, e) = app.focused_field()?;
+        return Some((format!("✗ {label}: {}", e?), Role::AlertError));
     };
     let mark = match n.severity {
         Severity::Info => "i ",

@@ -1,15 +1,29 @@
-//! Kiosk welcome: large, plain prompts.
+//! Kiosk welcome: large, plain prompts; Enter starts a postage label.
 
-use super::framed;
+use super::{Binding, framed, key};
+use crate::ui::App;
+use crate::ui::app::Screen;
+use crate::ui::centered;
+use crate::ui::hits::{Hits, Target};
+use crate::ui::keys::Action;
 use crate::ui::panels::banner;
 use crate::ui::theme::Role;
-use crate::ui::{App, centered};
 use ratatui::Frame;
 use ratatui::layout::{Alignment, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Wrap};
 
-pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
+pub fn keys(app: &App) -> Vec<Binding> {
+    if app.out_of_service {
+        return vec![]; // out of service: nothing to start
+    }
+    vec![key(Action::Submit, "start", |app, _, _| {
+        app.notice = None;
+        app.screen = Screen::Postage;
+    })]
+}
+
+pub fn draw(frame: &mut Frame, area: Rect, app: &App, hits: &mut Hits) {
     let inner = framed(frame, area, app, "Welcome");
     let theme = &app.config.theme;
     let enter = app.config.keys.hint(crate::ui::keys::Action::Submit);
@@ -44,6 +58,8 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         lines.push(Line::from(Span::styled(reason, theme.style(Role::Muted))));
     }
     let rect = centered(inner, inner.width, lines.len() as u16 + 2);
+    // The whole welcome text is the start button.
+    hits.add(rect, Target::Key(Action::Submit));
     frame.render_widget(
         Paragraph::new(lines)
             .alignment(Alignment::Center)
