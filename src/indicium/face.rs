@@ -399,8 +399,7 @@ pub fn face(
             if let Some(Item::Postage(p)) = item {
                 e.push(right(&weight_words(p.weight.get())));
             }
-            e.push(right(&format!("METER {}", b.meter_serial)));
-            e.push(right(&format!("SERIAL {}", b.piece_serial)));
+            e.push(right(&b.number().to_string()));
             for (heading, lines) in [("FROM:", addresses.from), ("TO:", addresses.to)] {
                 if lines.is_empty() {
                     continue;
@@ -446,10 +445,7 @@ pub fn face(
                 &mut e,
                 &wrap(&format!("ISSUED {} AT ZIP {}", b.date, b.origin), cols),
             );
-            e.push(Element::Text(TextLine::plain(&format!(
-                "METER {} SERIAL {}",
-                b.meter_serial, b.piece_serial
-            ))));
+            e.push(Element::Text(TextLine::plain(&b.number().to_string())));
         }
     }
     Label {

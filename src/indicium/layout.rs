@@ -225,6 +225,13 @@ impl PieceNumber {
     }
 }
 
+impl IndiciumBody {
+    /// The piece's one number, as every label, screen, receipt and report shows it.
+    pub fn number(&self) -> PieceNumber {
+        PieceNumber::new(self.meter_serial.as_str(), self.piece_serial.get())
+    }
+}
+
 impl fmt::Display for PieceNumber {
     /// `FRK10000001 #9`
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -116,9 +116,7 @@ pub fn human_lines(indicium: &Indicium) -> Vec<String> {
             lines.push(format!("AT {}", b.origin));
         }
     }
-    lines.push(
-        super::layout::PieceNumber::new(b.meter_serial.as_str(), b.piece_serial.get()).to_string(),
-    );
+    lines.push(b.number().to_string());
     lines
 }
 
