@@ -29,15 +29,7 @@ fn key(app: &mut App, code: KeyCode) -> Vec<Command> {
 /// A postage label with a $5.40 quote, reviewed and added to the basket.
 fn add_postage(app: &mut App) {
     ctrl(app, 'n');
-    let cmds = fill_postage(app);
-    let request = quote_request(&cmds).unwrap();
-    backend(
-        app,
-        Backend::Quote {
-            request,
-            amount: cents(540),
-        },
-    );
+    quoted_postage(app, 540);
     press(app, KeyCode::Enter);
     assert_eq!(app.screen, Screen::Review);
     assert!(ctrl(app, 'b').is_empty(), "adding sends nothing");

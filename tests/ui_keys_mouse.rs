@@ -7,7 +7,7 @@ mod ui_support;
 use crossterm::event::{KeyCode, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
 use frank::printer::streamer::{IndiciumPaper, JobOutcome};
 use frank::ui::app::{HOME_MENU, PostageField, Screen};
-use frank::ui::event::{Backend, Command, Event, JobId};
+use frank::ui::event::{Backend, Command, Event};
 use frank::ui::hits::Target;
 use frank::ui::keys::Action;
 use frank::ui::screens::postage::{AddressPart, Party};
@@ -48,30 +48,10 @@ fn hinted(app: &App) -> Vec<Action> {
     app.hints().into_iter().map(|(a, _)| a).collect()
 }
 
-fn printing(app: &mut App) -> JobId {
-    ctrl(app, 'n');
-    let cmds = fill_postage(app);
-    let request = quote_request(&cmds).unwrap();
-    backend(
-        app,
-        Backend::Quote {
-            request,
-            amount: cents(540),
-        },
-    );
-    press(app, KeyCode::Enter);
-    let job = match &press(app, KeyCode::Enter)[..] {
-        [Command::Authorize { job, .. }] => *job,
-        other => panic!("{other:?}"),
-    };
-    backend(app, Backend::Authorized { job });
-    job
-}
-
 #[test]
 fn a_key_acts_only_where_its_hint_is_shown() {
     let mut app = signed_in();
-    let job = printing(&mut app);
+    let job = authorized_postage(&mut app);
     assert_eq!(app.screen, Screen::Printing);
     // While the item prints, no new item and no refund: neither hinted nor acting.
     assert!(
@@ -162,15 +142,7 @@ fn clicking_a_field_focuses_it_and_typing_goes_there() {
 fn clicking_the_review_confirm_line_confirms_once() {
     let mut app = signed_in();
     ctrl(&mut app, 'n');
-    let cmds = fill_postage(&mut app);
-    let request = quote_request(&cmds).unwrap();
-    backend(
-        &mut app,
-        Backend::Quote {
-            request,
-            amount: cents(540),
-        },
-    );
+    quoted_postage(&mut app, 540);
     press(&mut app, KeyCode::Enter);
     assert_eq!(app.screen, Screen::Review);
     let cmds = click(&mut app, Target::Key(Action::Submit));

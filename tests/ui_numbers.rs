@@ -15,22 +15,7 @@ fn n(serial: u64) -> PieceNumber {
 }
 
 fn authorized(app: &mut frank::ui::App) -> JobId {
-    ctrl(app, 'n');
-    let cmds = fill_postage(app);
-    let request = quote_request(&cmds).unwrap();
-    backend(
-        app,
-        Backend::Quote {
-            request,
-            amount: cents(540),
-        },
-    );
-    press(app, KeyCode::Enter);
-    let job = match &press(app, KeyCode::Enter)[..] {
-        [Command::Authorize { job, .. }] => *job,
-        other => panic!("{other:?}"),
-    };
-    backend(app, Backend::Authorized { job });
+    let job = authorized_postage(app);
     backend(app, Backend::Numbered { job, number: n(9) });
     job
 }

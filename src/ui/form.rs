@@ -245,6 +245,13 @@ impl<K: FieldKey> Form<K> {
         self.fields.iter().find(|f| f.key == key)
     }
 
+    /// The entry of `all` a choice field `key` shows (`all` in the field's choice order), or
+    /// `fallback` when there is no such field or entry.
+    pub fn chosen<T: Copy>(&self, key: K, all: &[T], fallback: T) -> T {
+        let index = self.get(key).map(Field::choice_index).unwrap_or(0);
+        all.get(index).copied().unwrap_or(fallback)
+    }
+
     pub fn get_mut(&mut self, key: K) -> Option<&mut Field<K>> {
         self.fields.iter_mut().find(|f| f.key == key)
     }

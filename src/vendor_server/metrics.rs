@@ -217,7 +217,7 @@ impl Collector for FrontCollector {
             "Admin monitor subscriptions open.",
             signed(shared.monitor.subscribers()),
         )?;
-        let l = shared.limits_hit_snapshot();
+        let l = shared.limits_hit.snapshot();
         family(
             &mut e,
             "frank_limits_acted",

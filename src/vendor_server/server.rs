@@ -108,11 +108,6 @@ pub(super) struct Shared {
     pub(super) request_metrics: super::metrics::RequestMetrics,
 }
 
-impl Shared {
-    pub(super) fn limits_hit_snapshot(&self) -> LimitCounts {
-        self.limits_hit.snapshot()
-    }
-}
 
 /// How often each connection or scan limit acted since the vendor started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -152,7 +147,7 @@ impl LimitCounters {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn snapshot(&self) -> LimitCounts {
+    pub(super) fn snapshot(&self) -> LimitCounts {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         LimitCounts {
             retries_sent: get(&self.retries_sent),

@@ -114,6 +114,32 @@ pub fn fill_postage(app: &mut App) -> Vec<Command> {
     out
 }
 
+/// On the postage screen: fills the form and answers its quote with `amount` cents.
+pub fn quoted_postage(app: &mut App, amount: u64) {
+    let cmds = fill_postage(app);
+    let request = quote_request(&cmds).expect("a quote request");
+    backend(
+        app,
+        Backend::Quote {
+            request,
+            amount: cents(amount),
+        },
+    );
+}
+
+/// A new $5.40 postage item through review and confirmation, authorized by the vendor.
+pub fn authorized_postage(app: &mut App) -> frank::ui::event::JobId {
+    ctrl(app, 'n');
+    quoted_postage(app, 540);
+    press(app, KeyCode::Enter);
+    let job = match &press(app, KeyCode::Enter)[..] {
+        [Command::Authorize { job, .. }] => *job,
+        other => panic!("{other:?}"),
+    };
+    backend(app, Backend::Authorized { job });
+    job
+}
+
 pub fn quote_request(cmds: &[Command]) -> Option<u64> {
     cmds.iter().rev().find_map(|c| match c {
         Command::RequestQuote { request, .. } => Some(*request),

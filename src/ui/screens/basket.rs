@@ -176,15 +176,8 @@ impl BasketScreen {
     }
 
     pub fn tender_kind(&self) -> TenderKind {
-        TenderKind::ALL
-            .get(
-                self.tender
-                    .get(TenderField::Kind)
-                    .map(Field::choice_index)
-                    .unwrap_or(0),
-            )
-            .copied()
-            .unwrap_or(TenderKind::Cash)
+        self.tender
+            .chosen(TenderField::Kind, &TenderKind::ALL, TenderKind::Cash)
     }
 
     /// The tender as typed: cash given and the change due, or the total for the other kinds.

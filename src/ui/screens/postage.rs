@@ -206,15 +206,8 @@ impl PostageScreen {
     }
 
     fn class(&self) -> MailClass {
-        MailClass::ALL
-            .get(
-                self.form
-                    .get(PostageField::Class)
-                    .map(Field::choice_index)
-                    .unwrap_or(0),
-            )
-            .copied()
-            .unwrap_or(MailClass::FirstClass)
+        self.form
+            .chosen(PostageField::Class, &MailClass::ALL, MailClass::FirstClass)
     }
 
     /// Asks for a quote when class, weight and both ZIPs are valid and differ from the last
