@@ -108,7 +108,6 @@ pub(super) struct Shared {
     pub(super) request_metrics: super::metrics::RequestMetrics,
 }
 
-
 /// How often each connection or scan limit acted since the vendor started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LimitCounts {
