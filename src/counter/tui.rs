@@ -68,6 +68,13 @@ pub struct FileSettings {
     /// before the screen opens).
     pub kiosk_clerk: Option<String>,
     pub printer: Option<PrinterFile>,
+    /// The release key's fingerprint (`frank vendor release-key init`): with it the counter
+    /// takes signed bundles after each sign-in (issue 17); without it, none.
+    pub release_pin: Option<String>,
+    /// Bundle downloads at most this fast (default 4 MiB/s).
+    pub bundle_download_bytes_per_s: Option<u64>,
+    /// Bundles above this size (all their files) are refused (default 128 MiB).
+    pub bundle_bytes_max: Option<u64>,
     // UI sections, parsed by `ui::config::load`.
     pub theme: Option<String>,
     pub colors: Option<toml::Table>,
@@ -116,6 +123,8 @@ pub struct Overrides {
     pub kiosk_clerk: Option<String>,
     /// `--plain`: the screen-reader-friendly mode whatever the file says.
     pub plain: bool,
+    /// `--release-pin`: the release key's fingerprint.
+    pub release_pin: Option<String>,
 }
 
 /// Everything `frank counter` needs, resolved.
@@ -285,9 +294,15 @@ pub fn resolve(o: &Overrides, no_color: bool) -> anyhow::Result<CounterSettings>
         None => "in the config".into(),
     })?;
     let supervisor_pin = supervisor_pin(&file, path.as_deref(), &text)?;
+    // A theme that is not built in is a theme bundle, applied below once the bundles are known.
+    let builtin = |n: &str| crate::ui::theme::BUILTIN.contains(&n);
+    let load_text = match file.theme.as_deref() {
+        Some(n) if !builtin(n) => theme_set_text(&text, "dark"),
+        _ => text.clone(),
+    };
     let (mut theme, keys) =
-        crate::ui::config::load(&text, no_color).map_err(|e| anyhow::anyhow!("{e}"))?;
-    if let Some(t) = &o.theme {
+        crate::ui::config::load(&load_text, no_color).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if let Some(t) = o.theme.as_deref().filter(|t| builtin(t)) {
         theme = crate::ui::theme::Theme::with_overrides(t, None, no_color)
             .map_err(|e| anyhow::anyhow!("--theme: {e}"))?;
     }
@@ -319,13 +334,56 @@ pub fn resolve(o: &Overrides, no_color: bool) -> anyhow::Result<CounterSettings>
         crate::wire::origin_zip(&z).map_err(|e| anyhow::anyhow!("origin_zip: {e}"))?;
         backend.origin_zip = z;
     }
+    if let Some(pin) = o.release_pin.clone().or(file.release_pin) {
+        let key = crate::identity::parse_fingerprint(&pin).context("release_pin")?;
+        let mut b = super::bundles::BundleConfig::new(key, backend.terminal_dir.clone());
+        if let Some(rate) = file.bundle_download_bytes_per_s {
+            anyhow::ensure!(
+                rate >= 1024,
+                "bundle_download_bytes_per_s must be at least 1024"
+            );
+            b.download_bytes_per_s = rate;
+        }
+        if let Some(max) = file.bundle_bytes_max {
+            b.bundle_bytes_max = max;
+        }
+        backend.bundles = Some(b);
+    }
+    let store = backend
+        .bundles
+        .as_ref()
+        .map(super::bundles::BundleConfig::store);
+    // A theme not built in may be a theme bundle in use (laid over `dark`).
+    let theme_name = o.theme.clone().or(file.theme.clone());
+    if let (Some(name), Some(store)) = (&theme_name, &store) {
+        if !crate::ui::theme::BUILTIN.contains(&name.as_str()) {
+            let text = super::bundles::installed_theme(store, name).with_context(|| {
+                format!("theme {name:?} is neither built in nor a theme bundle in use")
+            })?;
+            theme = crate::ui::theme::Theme::with_overrides("dark", Some(&text), no_color)
+                .map_err(|e| anyhow::anyhow!("theme bundle {name}: {e}"))?;
+            theme.name = name.clone();
+        }
+    }
+    if let Some((label, _)) = store.as_ref().and_then(super::bundles::installed_rates) {
+        tracing::info!(rates = %label, "rates from the signed rates bundle");
+    }
     let pf = file.printer.unwrap_or_default();
     let device = o.printer.clone().or(pf.device);
     let profile_name = o.profile.clone().or(pf.profile);
     let mut printer_name = "(none)".to_string();
     let mut printer_profile = None;
     if let Some(device) = device {
-        let profile = load_profile(profile_name.as_deref().unwrap_or("generic-80mm"))?;
+        let wanted = profile_name.as_deref().unwrap_or("generic-80mm");
+        // A profile of a profiles bundle in use comes before the shipped one of that id.
+        let profile = match store
+            .as_ref()
+            .and_then(|s| super::bundles::installed_profile(s, wanted))
+        {
+            Some(path) => crate::printer::cli::load_file(&path)
+                .map_err(|e| anyhow::anyhow!("profile {wanted} of a bundle: {e}"))?,
+            None => load_profile(wanted)?,
+        };
         printer_name = format!("{} ({})", device.display(), profile.name);
         printer_profile = Some(profile.clone());
         backend.printer = Some(PrinterSetup { device, profile });
