@@ -134,7 +134,8 @@ fn a_bundle_for_a_newer_counter_or_another_target_is_not_taken() {
 #[test]
 fn malformed_manifests_are_refused_before_signing() {
     let k = key(7);
-    let cases: Vec<(Box<dyn Fn(&mut Manifest)>, &str)> = vec![
+    type Change = Box<dyn Fn(&mut Manifest)>;
+    let cases: Vec<(Change, &str)> = vec![
         (Box::new(|m| m.name = "../x".into()), "name"),
         (Box::new(|m| m.name = "Rates".into()), "name"),
         (Box::new(|m| m.kind = "binary".into()), "kind"),

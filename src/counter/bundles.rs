@@ -272,16 +272,17 @@ pub async fn sync(
         };
         let name = verified.name().to_string();
         let installed = store.installed(&name);
-        if let Some(i) = &installed {
-            if i.verified.kind != verified.kind {
-                let reason = format!(
-                    "{name} is a {} bundle here, not {}",
-                    i.verified.kind, verified.kind
-                );
-                tracing::warn!(bundle = %name, %reason, "bundle refused");
-                report.refused.push((name, reason));
-                continue;
-            }
+        if let Some(i) = installed
+            .as_ref()
+            .filter(|i| i.verified.kind != verified.kind)
+        {
+            let reason = format!(
+                "{name} is a {} bundle here, not {}",
+                i.verified.kind, verified.kind
+            );
+            tracing::warn!(bundle = %name, %reason, "bundle refused");
+            report.refused.push((name, reason));
+            continue;
         }
         match bundle::decide(
             &verified,

@@ -355,15 +355,19 @@ pub fn resolve(o: &Overrides, no_color: bool) -> anyhow::Result<CounterSettings>
         .map(super::bundles::BundleConfig::store);
     // A theme not built in may be a theme bundle in use (laid over `dark`).
     let theme_name = o.theme.clone().or(file.theme.clone());
-    if let (Some(name), Some(store)) = (&theme_name, &store) {
-        if !crate::ui::theme::BUILTIN.contains(&name.as_str()) {
-            let text = super::bundles::installed_theme(store, name).with_context(|| {
-                format!("theme {name:?} is neither built in nor a theme bundle in use")
+    if let Some(name) = theme_name.as_ref().filter(|n| !builtin(n)) {
+        let text = store
+            .as_ref()
+            .and_then(|s| super::bundles::installed_theme(s, name))
+            .with_context(|| {
+                format!(
+                    "theme {name:?} is neither built in ({}) nor a theme bundle in use",
+                    crate::ui::theme::BUILTIN.join(", ")
+                )
             })?;
-            theme = crate::ui::theme::Theme::with_overrides("dark", Some(&text), no_color)
-                .map_err(|e| anyhow::anyhow!("theme bundle {name}: {e}"))?;
-            theme.name = name.clone();
-        }
+        theme = crate::ui::theme::Theme::with_overrides("dark", Some(&text), no_color)
+            .map_err(|e| anyhow::anyhow!("theme bundle {name}: {e}"))?;
+        theme.name = name.clone();
     }
     if let Some((label, _)) = store.as_ref().and_then(super::bundles::installed_rates) {
         tracing::info!(rates = %label, "rates from the signed rates bundle");
