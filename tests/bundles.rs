@@ -40,6 +40,7 @@ fn ok(out: std::process::Output) -> String {
 /// A vendor with a release key, and a session to watch what it offers.
 struct Setup {
     v: support::ChildVendor,
+    metrics: std::net::SocketAddr,
     work: tempfile::TempDir,
     release_key: PathBuf,
     release_fp: String,
@@ -49,7 +50,16 @@ struct Setup {
 
 impl Setup {
     async fn new() -> Setup {
-        let v = support::child_vendor("Bundle PO", |_, _| {}).await;
+        let metrics = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let v = support::child_vendor_with(
+            "Bundle PO",
+            &["--metrics", &metrics.to_string()],
+            |_, _| {},
+        )
+        .await;
         let work = tempfile::tempdir().unwrap();
         let release_key = work.path().join("release-key.pem");
         let out = ok(frank(&[
@@ -77,6 +87,7 @@ impl Setup {
         .await;
         Setup {
             v,
+            metrics,
             work,
             release_key,
             release_fp,
@@ -115,6 +126,20 @@ impl Setup {
         }
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         frank(&refs)
+    }
+
+    /// One sample of the vendor's metrics (`name{labels}` as exposed), 0 when absent.
+    fn metric(&self, series: &str) -> f64 {
+        use std::io::{Read, Write};
+        let mut c = std::net::TcpStream::connect(self.metrics).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        c.write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n")
+            .unwrap();
+        let mut text = String::new();
+        c.read_to_string(&mut text).unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0.0)
     }
 
     /// Waits until the vendor offers `name` at `version` (None: does not offer `name`).
@@ -286,6 +311,14 @@ async fn published_bundles_are_downloaded_verified_and_applied_by_a_real_counter
         assert!(run.has(line), "{line}: {:?} {}", run.stdout, run.stderr);
     }
     assert_eq!(good(&home, "rates").as_deref(), Some("2"));
+    // The vendor's metrics count the downloads.
+    assert_eq!(
+        s.metric("frank_bundle_downloads_total{outcome=\"complete\"}"),
+        3.0
+    );
+    let bytes = (rates.len() + profile.len() + "title = \"bold magenta\"\n".len()) as f64;
+    assert_eq!(s.metric("frank_bundle_bytes_sent_total"), bytes);
+    assert!(s.metric("frank_bundle_lists_total") >= 2.0);
     assert_eq!(
         installed_file(&home, "rates", "rates.toml"),
         rates.as_bytes()
