@@ -339,7 +339,9 @@ fn bundle_vectors() {
     let header = frank::wire::encode_ok(&frank::wire::BundleFileHeader {
         bytes: file.len() as u64,
     });
-    let mut framed = (header.len() as u32).to_be_bytes().to_vec();
-    framed.extend_from_slice(&header);
-    check(&v, "bundle.header_frame", &framed);
+    check(
+        &v,
+        "bundle.header_frame",
+        &frank::wire::monitor::encode_frame(&header),
+    );
 }

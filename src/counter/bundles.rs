@@ -19,7 +19,7 @@
 //! with the pinned release key; [`Store::use_file`] the file's hash).
 
 use super::client::{ClientError, REQUEST_TIMEOUT_MS, Session};
-use crate::bundle::{self, BundleError, Kind, Offer, Verified};
+use crate::bundle::{self, BundleError, Kind, Offer, Verified, Version};
 use crate::wire::{self, ErrorCode, Request, ResponseError};
 use anyhow::Context;
 use ed25519_dalek::VerifyingKey;
@@ -117,7 +117,9 @@ impl Store {
     pub fn installed(&self, name: &str) -> Option<Installed> {
         let dir = self.root.join(name);
         let version = std::fs::read_to_string(dir.join(GOOD_FILE)).ok()?;
-        let vdir = dir.join(version.trim());
+        // Only a version names a folder here (never a path).
+        let version = Version::parse(version.trim())?;
+        let vdir = dir.join(version.to_string());
         let bytes = std::fs::read(vdir.join(MANIFEST_FILE)).ok()?;
         let checked =
             bundle::SignedManifest::from_cbor(&bytes).and_then(|s| bundle::verify(&s, &self.key));

@@ -567,6 +567,59 @@ mod tests {
         assert!(e.contains("plain"), "{e}");
     }
 
+    /// `release_pin` turns bundles on with their settings; a theme that is not built in must
+    /// be a theme bundle in use.
+    #[test]
+    fn release_pin_and_bundle_settings_are_read_and_a_theme_must_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("counter.toml");
+        let key = |seed: u8| {
+            crate::identity::fingerprint(
+                &ed25519_dalek::SigningKey::from_bytes(&[seed; 32]).verifying_key(),
+            )
+        };
+        let base = format!(
+            "vendor = \"127.0.0.1:4433\"\npin = \"{}\"\ndata = \"{}\"\n",
+            key(7),
+            dir.path().display()
+        );
+        let o = Overrides {
+            config: Some(path.clone()),
+            ..Overrides::default()
+        };
+        std::fs::write(&path, &base).unwrap();
+        assert!(resolve(&o, false).unwrap().backend.bundles.is_none());
+        std::fs::write(
+            &path,
+            format!(
+                "{base}release_pin = \"{}\"\nbundle_download_bytes_per_s = 65536\nbundle_bytes_max = 1000000\n",
+                key(8)
+            ),
+        )
+        .unwrap();
+        let b = resolve(&o, false).unwrap().backend.bundles.unwrap();
+        assert_eq!(crate::identity::fingerprint(&b.release_key), key(8));
+        assert_eq!(b.download_bytes_per_s, 65_536);
+        assert_eq!(b.bundle_bytes_max, 1_000_000);
+        std::fs::write(
+            &path,
+            format!("{base}release_pin = \"{}\"\ntheme = \"night\"\n", key(8)),
+        )
+        .unwrap();
+        let e = resolve(&o, false).unwrap_err().to_string();
+        assert!(e.contains("neither built in"), "{e}");
+        std::fs::write(
+            &path,
+            format!(
+                "{base}release_pin = \"{}\"\nbundle_download_bytes_per_s = 10\n",
+                key(8)
+            ),
+        )
+        .unwrap();
+        let e = resolve(&o, false).unwrap_err().to_string();
+        assert!(e.contains("bundle_download_bytes_per_s"), "{e}");
+    }
+
     /// `vendor` is one address or the vendor's fronts in order; a flag list wins over it.
     #[test]
     fn vendor_is_one_address_or_a_list_of_fronts() {

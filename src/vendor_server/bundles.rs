@@ -455,14 +455,6 @@ pub(super) fn list_answer(state: &ConnState) -> Result<Vec<u8>, ErrorBody> {
     }))
 }
 
-fn framed(envelope: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(4 + envelope.len());
-    // An envelope is far below 4 GiB (a header or an ErrorBody).
-    out.extend_from_slice(&(envelope.len() as u32).to_be_bytes());
-    out.extend_from_slice(envelope);
-    out
-}
-
 /// `bundle_file`: a header frame, then the file's bytes, then the end of the stream; a
 /// refusal is one framed error.
 pub(super) async fn serve_file(
@@ -474,7 +466,7 @@ pub(super) async fn serve_file(
     let timeout = Duration::from_millis(state.shared.config.response_write_timeout_ms);
     let refuse = |e: ErrorBody| {
         desk.counters.files_refused.fetch_add(1, Ordering::Relaxed);
-        framed(&wire::encode_error(&e))
+        wire::monitor::encode_frame(&wire::encode_error(&e))
     };
     let found = require_session(state).and_then(|_| {
         let shelf = desk.shelf();
@@ -518,7 +510,7 @@ pub(super) async fn serve_file(
         }
         return;
     };
-    let header = framed(&wire::encode_ok(&wire::BundleFileHeader { bytes }));
+    let header = wire::monitor::encode_frame(&wire::encode_ok(&wire::BundleFileHeader { bytes }));
     let sent = async {
         let mut file = tokio::fs::File::open(&path).await.map_err(|_| ())?;
         write_within(&mut send, &header, timeout)
