@@ -501,7 +501,7 @@ async fn bundle_phase(r: &Rig, held: &mut Vec<Held>) -> BundleFigures {
         std::fs::write(&file, bytes).map_err(|e| e.to_string())?;
         let data = r.dir.path().join("vendor");
         // This machine's target, so each counter takes it (staged only: nothing applies it).
-        let target = frank::bundle::this_target();
+        let target = frank::counter::bundles::this_target();
         frank_cli(&[
             "vendor",
             "bundle",

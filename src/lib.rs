@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod bundle;
+pub mod clock;
 pub mod counter;
 pub mod datafiles;
 pub mod demo;

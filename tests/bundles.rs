@@ -522,7 +522,7 @@ async fn a_counter_release_is_staged_applied_at_the_next_start_and_rolled_back_w
     std::fs::copy(env!("CARGO_BIN_EXE_frank"), &bin).unwrap();
     let original = std::fs::read(&bin).unwrap();
     let home = s.work.path().join("counter");
-    let name = format!("frank-{}", frank::bundle::this_target());
+    let name = format!("frank-{}", frank::counter::bundles::this_target());
 
     // A bad release: a binary that exits non-zero at start.
     let bad = b"#!/bin/sh\nexit 3\n";

@@ -78,11 +78,6 @@ impl fmt::Display for Kind {
     }
 }
 
-/// This build's target as release manifests name it: `ARCH-OS` (`x86_64-linux`).
-pub fn this_target() -> String {
-    format!("{}-{}", std::env::consts::ARCH, std::env::consts::OS)
-}
-
 /// This build's version (the crate's), as manifests compare it.
 pub fn this_version() -> Version {
     // The crate version is digits and dots (Cargo.toml); a pre-release suffix is cut off.

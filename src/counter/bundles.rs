@@ -58,6 +58,11 @@ const FILES_DIR: &str = "files";
 const INCOMING_DIR: &str = ".incoming";
 const RELEASES_FILE: &str = "releases.json";
 
+/// This build's target as release manifests name it: `ARCH-OS` (`x86_64-linux`).
+pub fn this_target() -> String {
+    format!("{}-{}", std::env::consts::ARCH, std::env::consts::OS)
+}
+
 /// How a counter takes bundles (`release_pin` and friends in counter.toml).
 #[derive(Debug, Clone)]
 pub struct BundleConfig {
@@ -262,7 +267,7 @@ pub async fn sync(
     let store = cfg.store();
     let mut report = SyncReport::default();
     let counter = bundle::this_version();
-    let target = bundle::this_target();
+    let target = this_target();
     for signed in list.manifests.iter().take(bundle::BUNDLES_OFFERED_MAX) {
         let verified = match bundle::verify(signed, &cfg.release_key) {
             Ok(v) => v,
@@ -590,7 +595,7 @@ pub fn start_release(
     exe: &Path,
 ) -> anyhow::Result<ReleaseStart> {
     let store = Store::new(data_dir, key);
-    let target = bundle::this_target();
+    let target = this_target();
     let running = bundle::this_version();
     let state_path = store.root.join(RELEASES_FILE);
     let mut state: Releases = std::fs::read(&state_path)

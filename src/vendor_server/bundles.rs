@@ -119,7 +119,11 @@ pub fn add(data: &DataDir, a: &AddBundle) -> anyhow::Result<Verified> {
         contents.push((name, bytes));
     }
     let target = match a.kind {
-        Kind::Release => Some(a.target.clone().unwrap_or_else(bundle::this_target)),
+        Kind::Release => Some(
+            a.target
+                .clone()
+                .unwrap_or_else(crate::counter::bundles::this_target),
+        ),
         _ => a.target.clone(),
     };
     let manifest = bundle::Manifest {
@@ -128,7 +132,7 @@ pub fn add(data: &DataDir, a: &AddBundle) -> anyhow::Result<Verified> {
         version: a.version.clone(),
         min_counter_version: a.min_counter_version.clone(),
         target,
-        created_ms: super::now_ms(),
+        created_ms: crate::clock::unix_ms(),
         files: contents
             .iter()
             .map(|(n, b)| bundle::entry_for(n, b))
@@ -282,7 +286,10 @@ pub fn retire(data: &DataDir, name: &str, version: Option<&str>) -> anyhow::Resu
             .join(name)
             .join(l.version.to_string())
             .join(RETIRED_FILE);
-        crate::datafiles::write_private(&path, format!("{}\n", super::now_ms()).as_bytes())?;
+        crate::datafiles::write_private(
+            &path,
+            format!("{}\n", crate::clock::unix_ms()).as_bytes(),
+        )?;
         retired += 1;
     }
     if retired == 0 {
@@ -451,7 +458,7 @@ pub(super) fn list_answer(state: &ConnState) -> Result<Vec<u8>, ErrorBody> {
             .values()
             .map(|o| o.verified.signed.clone())
             .collect(),
-        vendor_time_ms: super::now_ms(),
+        vendor_time_ms: crate::clock::unix_ms(),
     }))
 }
 

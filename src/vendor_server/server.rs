@@ -249,7 +249,7 @@ impl VendorServer {
                 tracing::info!(bundle = %label, "quoting from the current rates bundle");
                 table
             }
-            None => RateTable::load_or_sample(&data.path)
+            None => crate::indicium::rates_file::load_or_sample(&data.path)
                 .map_err(|e| anyhow::anyhow!("rate table in {}: {e}", data.path.display()))?,
         };
         if rates.is_sample() {
