@@ -32,6 +32,13 @@
 //! over the clean steps' slope), or `no clean step`. The goal is 2,000 at 50 ms keepalives. The
 //! last stdout line is JSON.
 //!
+//! Then the bundle phase (issue 17 item 1): the fleet is cut to 100 terminals, a 1 MB release
+//! bundle is published with the real `frank vendor release-key init` and `bundle add`, and all
+//! 100 sync at once through the counter's library side (download at the default rate, verify,
+//! install in a folder each): `bundle_1mb_100_counters_s` (wall time until the last installed
+//! it; goal ≤ 10 s), `bundle_counters_ok`, `bundle_lapses` (lapses among the 100 meanwhile;
+//! goal 0), `bundle_error` when it could not run.
+//!
 //! `--quick`: steps 0, 250, 500 with 6 s windows (under two minutes). Full: 0, 250, 500, 1000,
 //! 2000 with 20 s windows. Both ends share this machine's cores and the terminals' side does
 //! about the same work as the vendor's, so the larger steps lapse links on a 2-core machine

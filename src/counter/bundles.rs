@@ -28,8 +28,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
-/// Default download rate, bytes per second per counter.
-pub const DOWNLOAD_BYTES_PER_S_DEFAULT: u64 = 4 * 1024 * 1024;
+/// Default download rate, bytes per second per counter: a 1 MB bundle in about a second, and
+/// a release of tens of MB in under a minute, without crowding the keepalives.
+pub const DOWNLOAD_BYTES_PER_S_DEFAULT: u64 = 1024 * 1024;
 /// Default largest bundle a counter takes, in bytes (all its files).
 pub const BUNDLE_BYTES_MAX_DEFAULT: u64 = bundle::BUNDLE_BYTES_MAX;
 /// Longest wait for the next bytes of a file.

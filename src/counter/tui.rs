@@ -71,7 +71,7 @@ pub struct FileSettings {
     /// The release key's fingerprint (`frank vendor release-key init`): with it the counter
     /// takes signed bundles after each sign-in (issue 17); without it, none.
     pub release_pin: Option<String>,
-    /// Bundle downloads at most this fast (default 4 MiB/s).
+    /// Bundle downloads at most this fast (default 1 MiB/s).
     pub bundle_download_bytes_per_s: Option<u64>,
     /// Bundles above this size (all their files) are refused (default 128 MiB).
     pub bundle_bytes_max: Option<u64>,

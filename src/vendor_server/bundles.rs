@@ -44,6 +44,10 @@ pub const BUNDLE_RESCAN_MS: u64 = 1_000;
 pub const BUNDLE_DOWNLOADS_IN_FLIGHT_MAX: usize = 256;
 /// Bytes of a file read and written per step of a `bundle_file` answer.
 pub const BUNDLE_CHUNK_BYTES: usize = 64 * 1024;
+/// All bundle bytes this front sends per second, every download together: a rollout to many
+/// counters at once never takes the CPU and the uplink the keepalives need (the counters' own
+/// `bundle_download_bytes_per_s` bounds each one).
+pub const BUNDLE_SEND_BYTES_PER_S_MAX: u64 = 16 * 1024 * 1024;
 /// Versions of one bundle name kept in the data directory (retired ones included).
 pub const VERSIONS_PER_NAME_MAX: usize = 1_000;
 
@@ -401,6 +405,8 @@ pub struct BundleCounters {
 pub struct BundleDesk {
     shelf: Mutex<Arc<Shelf>>,
     pub(super) downloads: tokio::sync::Semaphore,
+    /// When the vendor-wide send budget ([`BUNDLE_SEND_BYTES_PER_S_MAX`]) is next free.
+    send_free_at: Mutex<tokio::time::Instant>,
     pub counters: BundleCounters,
 }
 
@@ -409,12 +415,27 @@ impl BundleDesk {
         BundleDesk {
             shelf: Mutex::new(Arc::new(shelf)),
             downloads: tokio::sync::Semaphore::new(BUNDLE_DOWNLOADS_IN_FLIGHT_MAX),
+            send_free_at: Mutex::new(tokio::time::Instant::now()),
             counters: BundleCounters::default(),
         }
     }
 
     pub fn shelf(&self) -> Arc<Shelf> {
         super::server::lock(&self.shelf).clone()
+    }
+
+    /// Reserves `bytes` of the vendor-wide send budget; returns when they may go (a virtual
+    /// clock: each reservation moves the next free moment on by its share of a second).
+    async fn pace(&self, bytes: usize) {
+        let due = {
+            let mut free = super::server::lock(&self.send_free_at);
+            let now = tokio::time::Instant::now();
+            let start = (*free).max(now);
+            *free =
+                start + Duration::from_secs_f64(bytes as f64 / BUNDLE_SEND_BYTES_PER_S_MAX as f64);
+            start
+        };
+        tokio::time::sleep_until(due).await;
     }
 
     pub fn downloads_in_flight(&self) -> usize {
@@ -535,6 +556,7 @@ pub(super) async fn serve_file(
                 // check refuses what it got.
                 return Err(());
             }
+            desk.pace(n).await;
             write_within(&mut send, &buf[..n], timeout)
                 .await
                 .map_err(|_| ())?;
