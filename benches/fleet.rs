@@ -32,6 +32,13 @@
 //! over the clean steps' slope), or `no clean step`. The goal is 2,000 at 50 ms keepalives. The
 //! last stdout line is JSON.
 //!
+//! Then the bundle phase (issue 17 item 1): the fleet is cut to 100 terminals, a 1 MB release
+//! bundle is published with the real `frank vendor release-key init` and `bundle add`, and all
+//! 100 sync at once through the counter's library side (download at the default rate, verify,
+//! install in a folder each): `bundle_1mb_100_counters_s` (wall time until the last installed
+//! it; goal ≤ 10 s), `bundle_counters_ok`, `bundle_lapses` (lapses among the 100 meanwhile;
+//! goal 0), `bundle_error` when it could not run.
+//!
 //! `--quick`: steps 0, 250, 500 with 6 s windows (under two minutes). Full: 0, 250, 500, 1000,
 //! 2000 with 20 s windows. Both ends share this machine's cores and the terminals' side does
 //! about the same work as the vendor's, so the larger steps lapse links on a 2-core machine
@@ -61,7 +68,7 @@ const TERMINALS_MAX: usize = 2_000;
 /// An idle, linked terminal: kept alive for the whole run.
 struct Held {
     _endpoint: quinn::Endpoint,
-    _session: Session,
+    session: Session,
     link: LinkHandle,
 }
 
@@ -182,7 +189,7 @@ async fn terminal(r: &Rig, i: usize) -> anyhow::Result<Held> {
     .map_err(|_| anyhow::anyhow!("terminal {i}: link not up"))??;
     Ok(Held {
         _endpoint: endpoint,
-        _session: session,
+        session,
         link,
     })
 }
@@ -404,6 +411,7 @@ async fn run(quick: bool, steps: &[usize], window_s: u64) {
         _ => f64::NAN,
     };
     let (max_per_core, basis) = max_terminals_per_core(&out);
+    let bundle = bundle_phase(&r, &mut held).await;
     let json = serde_json::json!({
         "bench": "fleet",
         "vendor_worker_threads": vendor_threads(),
@@ -423,7 +431,172 @@ async fn run(quick: bool, steps: &[usize], window_s: u64) {
         "max_terminals_per_core": max_per_core,
         "max_terminals_per_core_basis": basis,
         "stopped": stopped,
+        "bundle_counters": bundle.counters,
+        "bundle_bytes": BUNDLE_BYTES,
+        "bundle_1mb_100_counters_s": bundle.seconds,
+        "bundle_counters_ok": bundle.ok,
+        "bundle_lapses": bundle.lapses,
+        "bundle_error": bundle.error,
         "run_s": started.elapsed().as_secs_f64(),
     });
     println!("{json}");
+}
+
+/// The bundle the fleet downloads at the end: 1 MB (issue 17's goal: 100 counters in ≤ 10 s
+/// on loopback without a lapse).
+const BUNDLE_BYTES: usize = 1_000_000;
+/// Counters that download it.
+const BUNDLE_COUNTERS: usize = 100;
+/// Longest the bundle phase may take, in s.
+const BUNDLE_PHASE_S_MAX: u64 = 120;
+
+struct BundleFigures {
+    counters: usize,
+    seconds: Option<f64>,
+    ok: usize,
+    lapses: u64,
+    error: Option<String>,
+}
+
+fn frank_cli(args: &[&str]) -> Result<String, String> {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_frank"))
+        .args(args)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The fleet down to [`BUNDLE_COUNTERS`] terminals (links still Up); a 1 MB release bundle
+/// published with the real CLI; every terminal syncs at once through the library's counter
+/// side (download at the default rate, verify, install in its own folder); the wall time until
+/// the last one installed it, and the lapses among them meanwhile.
+async fn bundle_phase(r: &Rig, held: &mut Vec<Held>) -> BundleFigures {
+    held.truncate(BUNDLE_COUNTERS);
+    let mut fig = BundleFigures {
+        counters: held.len(),
+        seconds: None,
+        ok: 0,
+        lapses: 0,
+        error: None,
+    };
+    if held.len() < BUNDLE_COUNTERS {
+        fig.error = Some(format!("only {} terminals up", held.len()));
+        return fig;
+    }
+    tokio::time::sleep(Duration::from_millis(SETTLE_MS)).await;
+    let work = tempfile::tempdir().expect("temp dir");
+    let key = work.path().join("release-key.pem");
+    let published = (|| -> Result<String, String> {
+        let out = frank_cli(&[
+            "vendor",
+            "release-key",
+            "init",
+            "--out",
+            key.to_str().unwrap_or_default(),
+        ])?;
+        let fp = out
+            .rsplit(": ")
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        let file = work.path().join("frank");
+        let bytes: Vec<u8> = (0..BUNDLE_BYTES).map(|i| (i * 7 + i / 251) as u8).collect();
+        std::fs::write(&file, bytes).map_err(|e| e.to_string())?;
+        let data = r.dir.path().join("vendor");
+        // This machine's target, so each counter takes it (staged only: nothing applies it).
+        let target = frank::counter::bundles::this_target();
+        frank_cli(&[
+            "vendor",
+            "bundle",
+            "add",
+            "--data",
+            data.to_str().unwrap_or_default(),
+            "bench-release",
+            "--kind",
+            "release",
+            "--version",
+            "9.0.0",
+            "--target",
+            &target,
+            "--release-key",
+            key.to_str().unwrap_or_default(),
+            file.to_str().unwrap_or_default(),
+        ])?;
+        Ok(fp)
+    })();
+    let fp = match published {
+        Ok(fp) => fp,
+        Err(e) => {
+            fig.error = Some(e);
+            return fig;
+        }
+    };
+    let release_key = match frank::identity::parse_fingerprint(&fp) {
+        Ok(k) => k,
+        Err(e) => {
+            fig.error = Some(e.to_string());
+            return fig;
+        }
+    };
+    // The vendor reloads its shelf within a second: wait until it offers the bundle.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let list: Result<frank::wire::BundleList, _> = held[0]
+            .session
+            .send(&frank::wire::Request::Bundles(
+                frank::wire::BundlesRequest {},
+            ))
+            .await;
+        if list.is_ok_and(|l| !l.manifests.is_empty()) {
+            break;
+        }
+        if Instant::now() > deadline {
+            fig.error = Some("the vendor did not offer the bundle".into());
+            return fig;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let before = totals(held).lapses;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for (i, h) in held.iter().enumerate() {
+        let session = h.session.clone();
+        let dir = work.path().join(format!("counter-{i}"));
+        let mut cfg = frank::counter::bundles::BundleConfig::new(release_key, dir);
+        cfg.bundle_bytes_max = 2 * BUNDLE_BYTES as u64;
+        tasks.push(tokio::spawn(async move {
+            let (_idle, printing) = tokio::sync::watch::channel(false);
+            tokio::time::timeout(
+                Duration::from_secs(BUNDLE_PHASE_S_MAX),
+                frank::counter::bundles::sync(&session, &cfg, printing),
+            )
+            .await
+        }));
+    }
+    let mut errors = Vec::new();
+    for t in tasks {
+        match t.await {
+            Ok(Ok(Ok(report))) if report.taken.len() == 1 => fig.ok += 1,
+            Ok(Ok(Ok(report))) => errors.push(format!("{:?}", report.refused)),
+            Ok(Ok(Err(e))) => errors.push(e.to_string()),
+            Ok(Err(_)) => errors.push("timed out".into()),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    fig.lapses = totals(held).lapses - before;
+    if fig.ok == held.len() {
+        fig.seconds = Some(seconds);
+    } else {
+        fig.error = errors.into_iter().next();
+    }
+    eprintln!(
+        "bundle: {} bytes to {} counters in {:.2} s ({} ok), lapses among them {}",
+        BUNDLE_BYTES, fig.counters, seconds, fig.ok, fig.lapses
+    );
+    fig
 }

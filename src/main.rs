@@ -186,6 +186,63 @@ enum VendorCommand {
     Terminal(TerminalCommand),
     #[command(flatten)]
     Ledger(frank::ledger::cli::LedgerCommand),
+    /// The release key that signs bundles (separate from the vendor key).
+    #[command(subcommand)]
+    ReleaseKey(ReleaseKeyCommand),
+    /// Signed bundles counters download: printer profiles, rate tables, themes, releases.
+    #[command(subcommand)]
+    Bundle(BundleCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ReleaseKeyCommand {
+    /// Create a release key file (0600; kept offline if you like: only `bundle add` needs it)
+    /// and print the fingerprint counters pin as `release_pin`.
+    Init {
+        /// Where to write the key file (it must not exist).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BundleCommand {
+    /// Sign and publish a bundle version; counters take it after their next sign-in.
+    Add {
+        #[command(flatten)]
+        data: DataArg,
+        /// The bundle's name (a-z 0-9 . _ -); one kind per name.
+        name: String,
+        /// profiles, rates, theme or release.
+        #[arg(long)]
+        kind: String,
+        /// Its version (dotted numbers), above every published version of the name. For a
+        /// release: the version the binary says it is (`frank --version`).
+        #[arg(long)]
+        version: String,
+        /// The oldest counter version that may use it.
+        #[arg(long, default_value = "0.1.0")]
+        min_counter_version: String,
+        /// Releases: the target the binary runs on (default: this machine's, like x86_64-linux).
+        #[arg(long)]
+        target: Option<String>,
+        /// The release key file (`frank vendor release-key init`).
+        #[arg(long, value_name = "FILE")]
+        release_key: PathBuf,
+        /// The files: ID.toml profiles, one rates.toml, one theme.toml, or one binary named frank.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Every published version, the current one of each name marked.
+    List(DataArg),
+    /// Stop offering a version (default: every version of the name). Counters keep what they
+    /// have; publish a higher version to replace a bad one.
+    Retire {
+        #[command(flatten)]
+        data: DataArg,
+        name: String,
+        version: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -300,6 +357,9 @@ struct CounterArgs {
     /// Headless: the clerk to sign in; the password comes from FRANK_PASSWORD or a prompt.
     #[arg(long, required_if_eq("headless", "true"))]
     clerk: Option<String>,
+    /// The release key fingerprint (`frank vendor release-key init`): take signed bundles.
+    #[arg(long)]
+    release_pin: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -492,6 +552,12 @@ fn vendor(cmd: VendorCommand) -> anyhow::Result<()> {
         }
         VendorCommand::Fingerprint(d) => println!("{}", DataDir::new(&d.data).fingerprint()?),
         VendorCommand::Key(cmd) => frank::vendor_server::key_cli::run(cmd)?,
+        VendorCommand::ReleaseKey(ReleaseKeyCommand::Init { out }) => {
+            let fp = frank::vendor_server::bundles::release_key_init(&out)?;
+            println!("release key written to {}", out.display());
+            println!("release fingerprint (pin this on every counter as release_pin): {fp}");
+        }
+        VendorCommand::Bundle(cmd) => bundle(cmd)?,
         VendorCommand::Account(AccountCommand::Add { store, name }) => {
             let mut dir = open_directory(&store)?;
             let (acct, code) = dir.add_account(&name, frank::clock::unix_ms())?;
@@ -648,8 +714,12 @@ fn counter(a: CounterArgs) -> anyhow::Result<()> {
         kiosk: a.kiosk,
         kiosk_clerk: a.kiosk_clerk,
         plain: a.plain,
+        release_pin: a.release_pin,
     };
     let settings = tui::resolve(&o, no_color)?;
+    if let Some(b) = &settings.backend.bundles {
+        start_release(b)?;
+    }
     if a.headless {
         init_logging("warn");
         let clerk = a.clerk.context("--headless needs --clerk")?;
@@ -671,6 +741,32 @@ fn counter(a: CounterArgs) -> anyhow::Result<()> {
                 "signed in as {} on terminal {} (session {:016x})",
                 session.clerk, session.terminal_id, session.session_id
             );
+            if let Some(b) = settings.backend.bundles.clone() {
+                for line in frank::counter::bundles::describe_installed(&b.store()) {
+                    println!("{line}");
+                }
+                let session = session.clone();
+                tokio::spawn(async move {
+                    // A headless counter never prints: downloads never wait.
+                    let (_idle, printing) = tokio::sync::watch::channel(false);
+                    if let Some(r) =
+                        frank::counter::bundles::sync_and_log(session, b, printing).await
+                    {
+                        for (name, version) in &r.taken {
+                            println!("** bundle {name} {version} taken");
+                        }
+                        for (name, reason) in &r.refused {
+                            println!("** bundle {name} refused: {reason}");
+                        }
+                        println!(
+                            "** bundles checked: {} taken, {} refused, {} current",
+                            r.taken.len(),
+                            r.refused.len(),
+                            r.current
+                        );
+                    }
+                });
+            }
             let end = headless::report(&sup, opts.report_interval_ms, async {
                 let _ = tokio::signal::ctrl_c().await;
             })
@@ -702,6 +798,105 @@ fn counter(a: CounterArgs) -> anyhow::Result<()> {
         _ => None,
     };
     rt.block_on(tui::run(settings, kiosk_password))
+}
+
+/// A staged counter release is applied before anything else runs: on success this process
+/// becomes the new binary (exec, same arguments); a release that does not start is rolled back
+/// and this binary goes on.
+fn start_release(b: &frank::counter::bundles::BundleConfig) -> anyhow::Result<()> {
+    use frank::counter::bundles::{ReleaseStart, start_release};
+    let exe = std::env::current_exe().context("the running binary's path")?;
+    match start_release(&b.data_dir, b.release_key, &exe)? {
+        ReleaseStart::Nothing => Ok(()),
+        ReleaseStart::Applied { version, exe } => {
+            eprintln!("release {version} applied; starting it");
+            use std::os::unix::process::CommandExt;
+            let err = std::process::Command::new(&exe)
+                .args(std::env::args_os().skip(1))
+                .exec();
+            Err(anyhow::anyhow!("starting release {version}: {err}"))
+        }
+        ReleaseStart::RolledBack { version, reason } => {
+            eprintln!("release {version} refused: {reason}; rolled back to the previous binary");
+            Ok(())
+        }
+        ReleaseStart::Refused { version, reason } => {
+            eprintln!("release {version} refused: {reason}; this binary goes on");
+            Ok(())
+        }
+    }
+}
+
+fn bundle(cmd: BundleCommand) -> anyhow::Result<()> {
+    use frank::vendor_server::bundles;
+    match cmd {
+        BundleCommand::Add {
+            data,
+            name,
+            kind,
+            version,
+            min_counter_version,
+            target,
+            release_key,
+            files,
+        } => {
+            let kind = frank::bundle::Kind::parse(&kind)
+                .context("--kind must be profiles, rates, theme or release")?;
+            let v = bundles::add(
+                &DataDir::new(&data.data),
+                &bundles::AddBundle {
+                    name,
+                    kind,
+                    version,
+                    min_counter_version,
+                    target,
+                    files,
+                    release_key,
+                },
+            )?;
+            println!(
+                "published {} {} ({}, {} files, {} bytes); counters take it after their next sign-in",
+                v.name(),
+                v.version,
+                v.kind,
+                v.manifest.files.len(),
+                v.total_bytes()
+            );
+        }
+        BundleCommand::List(data) => {
+            let listed = bundles::list(&DataDir::new(&data.data))?;
+            if listed.is_empty() {
+                println!("no bundles published");
+            }
+            for l in listed {
+                println!(
+                    "{:<24} {:<10} {:<9} {:>3} files {:>11} bytes  {}{}",
+                    l.name,
+                    l.version.to_string(),
+                    l.kind.as_str(),
+                    l.files,
+                    l.bytes,
+                    if l.retired {
+                        "retired"
+                    } else if l.current {
+                        "current"
+                    } else {
+                        "superseded"
+                    },
+                    l.target.map(|t| format!("  {t}")).unwrap_or_default()
+                );
+            }
+        }
+        BundleCommand::Retire {
+            data,
+            name,
+            version,
+        } => {
+            let n = bundles::retire(&DataDir::new(&data.data), &name, version.as_deref())?;
+            println!("{n} version(s) of {name} retired: no longer offered to counters");
+        }
+    }
+    Ok(())
 }
 
 async fn faultproxy(a: FaultproxyArgs) -> anyhow::Result<()> {

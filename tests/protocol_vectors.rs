@@ -291,3 +291,57 @@ fn monitor_vectors() {
         &wire::monitor::encode_frame(&wire::encode_error(&forbidden)),
     );
 }
+
+/// §4.9: a rates manifest signed by a known release key, its wire form, a `bundle_file`
+/// request and its header frame.
+#[test]
+fn bundle_vectors() {
+    use frank::bundle::{self, Manifest};
+    let v = vectors();
+    let key = SigningKey::from_bytes(&arr::<32>(&v, "bundle.release_seed"));
+    check(
+        &v,
+        "bundle.release_public_key",
+        key.verifying_key().as_bytes(),
+    );
+    let file = v["bundle.file_text"].replace("\\n", "\n");
+    check(&v, "bundle.file_sha256", &bundle::sha256(file.as_bytes()));
+    let manifest = Manifest {
+        name: v["bundle.name"].clone(),
+        kind: v["bundle.kind"].clone(),
+        version: v["bundle.version"].clone(),
+        min_counter_version: v["bundle.min_counter_version"].clone(),
+        target: None,
+        created_ms: num(&v, "bundle.created_ms"),
+        files: vec![bundle::entry_for(&v["bundle.file_name"], file.as_bytes())],
+    };
+    let mut bytes = Vec::new();
+    ciborium::into_writer(&manifest, &mut bytes).unwrap();
+    check(&v, "bundle.manifest", &bytes);
+    let mut input = bundle::MANIFEST_SIGNING_TAG.to_vec();
+    input.extend_from_slice(&bytes);
+    check(&v, "bundle.signing_input", &input);
+    let signed = bundle::sign(&manifest, &key).unwrap();
+    check(&v, "bundle.signature", &signed.signed.signature);
+    check(&v, "bundle.signed_manifest", &signed.signed.to_cbor());
+    // What a counter decodes from those bytes verifies with the public key.
+    let wire_bytes = hex::decode(&v["bundle.signed_manifest"]).unwrap();
+    let back = bundle::SignedManifest::from_cbor(&wire_bytes).unwrap();
+    bundle::verify(&back, &key.verifying_key()).unwrap();
+    let request = frank::wire::encode_request(&frank::wire::Request::BundleFile(
+        frank::wire::BundleFileRequest {
+            name: manifest.name.clone(),
+            version: manifest.version.clone(),
+            file: v["bundle.file_name"].clone(),
+        },
+    ));
+    check(&v, "cbor.bundle_file", &request);
+    let header = frank::wire::encode_ok(&frank::wire::BundleFileHeader {
+        bytes: file.len() as u64,
+    });
+    check(
+        &v,
+        "bundle.header_frame",
+        &frank::wire::monitor::encode_frame(&header),
+    );
+}

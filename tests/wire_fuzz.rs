@@ -44,6 +44,14 @@ const FIELDS: &[&str] = &[
     "routing",
     "account",
     "unknown",
+    "version",
+    "file",
+    "manifests",
+    "manifest",
+    "signature",
+    "files",
+    "sha256",
+    "bytes",
 ];
 
 /// CBOR values shaped like request bodies: maps of known field names to nested values, with
@@ -165,6 +173,8 @@ const KINDS: &[&str] = &[
     "day_report",
     "refunds_awaiting",
     "refund_decide",
+    "bundles",
+    "bundle_file",
 ];
 
 proptest! {
@@ -231,6 +241,21 @@ proptest! {
         let _ = wire::decode_response::<ledger::TenderDone>(&response);
         let _ = wire::decode_response::<ledger::RefundDecided>(&response);
         let _ = wire::decode_response::<frank::ledger::report::DayReport>(&response);
+        let _ = wire::decode_response::<wire::BundleList>(&response);
+        let _ = wire::decode_response::<wire::BundleFileHeader>(&response);
+        // A signed manifest from a hostile vendor: refused before or at its signature.
+        let key = ed25519_dalek::SigningKey::from_bytes(&[3; 32]).verifying_key();
+        if let Ok(signed) = frank::bundle::SignedManifest::from_cbor(&cbor(&body)) {
+            prop_assert!(frank::bundle::verify(&signed, &key).is_err());
+        }
+    }
+
+    #[test]
+    fn any_bytes_as_a_signed_manifest_fail_typed(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[3; 32]).verifying_key();
+        if let Ok(signed) = frank::bundle::SignedManifest::from_cbor(&bytes) {
+            prop_assert!(frank::bundle::verify(&signed, &key).is_err());
+        }
     }
 
     #[test]

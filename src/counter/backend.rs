@@ -118,6 +118,8 @@ pub struct BackendConfig {
     /// a settlement is tried again after it, for as long as the counter runs, and at the
     /// next start.
     pub money_retry_ms_max: u64,
+    /// Signed bundles (issue 17): taken after each sign-in when a release key is pinned.
+    pub bundles: Option<super::bundles::BundleConfig>,
 }
 
 impl BackendConfig {
@@ -134,6 +136,7 @@ impl BackendConfig {
             printer_poll_interval_ms: 2_000,
             authorize_retry_ms_max: 15_000,
             money_retry_ms_max: 110_000,
+            bundles: None,
         }
     }
 }
@@ -354,6 +357,7 @@ pub fn spawn(
         next_last_run_job: 0,
         print_seq: rand::random::<u32>() % 4096,
         printing: None,
+        print_busy: watch::channel(false).0,
         port: None,
         port_busy: false,
         queued_print: None,
@@ -391,6 +395,8 @@ struct Actor {
     print_seq: u32,
     /// The job on the printer now.
     printing: Option<JobKey>,
+    /// True while a job prints: bundle downloads wait for it (issue 17).
+    print_busy: watch::Sender<bool>,
     /// The open printer, when not lent to a job or a status poll.
     port: Option<PrinterPort>,
     /// The port is out on a job, a poll or a resync.
@@ -1230,6 +1236,15 @@ impl Actor {
             current,
         ));
         self.sup = Some(sup);
+        if let Some(b) = &self.cfg.bundles {
+            // Bundles newer than what the counter uses, fetched between prints (issue 17).
+            let printing = self.print_busy.subscribe();
+            tokio::spawn(super::bundles::sync_and_log(
+                session.clone(),
+                b.clone(),
+                printing,
+            ));
+        }
         self.emit(Backend::SignedIn {
             clerk: session.clerk.clone(),
             balance,
@@ -1518,6 +1533,7 @@ impl Actor {
         });
         self.port_busy = true;
         self.printing = Some(key);
+        self.print_busy.send_replace(true);
         let (ptx, mut prx) = watch::channel(Progress {
             bytes_sent: 0,
             bytes_total: compiled.bytes.len(),
@@ -1574,6 +1590,7 @@ impl Actor {
     ) {
         self.port_busy = false;
         self.printing = None;
+        self.print_busy.send_replace(false);
         self.port = port;
         tracing::info!(%job, ?outcome, "print ended");
         self.emit(Backend::PrintOutcome { job, outcome }).await;

@@ -4,6 +4,7 @@
 
 pub mod backend;
 pub mod backoff;
+pub mod bundles;
 pub mod client;
 pub mod headless;
 pub mod jobbook;

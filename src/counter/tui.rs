@@ -68,6 +68,13 @@ pub struct FileSettings {
     /// before the screen opens).
     pub kiosk_clerk: Option<String>,
     pub printer: Option<PrinterFile>,
+    /// The release key's fingerprint (`frank vendor release-key init`): with it the counter
+    /// takes signed bundles after each sign-in (issue 17); without it, none.
+    pub release_pin: Option<String>,
+    /// Bundle downloads at most this fast (default 1 MiB/s).
+    pub bundle_download_bytes_per_s: Option<u64>,
+    /// Bundles above this size (all their files) are refused (default 128 MiB).
+    pub bundle_bytes_max: Option<u64>,
     // UI sections, parsed by `ui::config::load`.
     pub theme: Option<String>,
     pub colors: Option<toml::Table>,
@@ -116,6 +123,8 @@ pub struct Overrides {
     pub kiosk_clerk: Option<String>,
     /// `--plain`: the screen-reader-friendly mode whatever the file says.
     pub plain: bool,
+    /// `--release-pin`: the release key's fingerprint.
+    pub release_pin: Option<String>,
 }
 
 /// Everything `frank counter` needs, resolved.
@@ -290,9 +299,15 @@ pub fn resolve(o: &Overrides, no_color: bool) -> anyhow::Result<CounterSettings>
         None => "in the config".into(),
     })?;
     let supervisor_pin = supervisor_pin(&file, path.as_deref(), &text)?;
+    // A theme that is not built in is a theme bundle, applied below once the bundles are known.
+    let builtin = |n: &str| crate::ui::theme::BUILTIN.contains(&n);
+    let load_text = match file.theme.as_deref() {
+        Some(n) if !builtin(n) => theme_set_text(&text, "dark"),
+        _ => text.clone(),
+    };
     let (mut theme, keys) =
-        crate::ui::config::load(&text, no_color).map_err(|e| anyhow::anyhow!("{e}"))?;
-    if let Some(t) = &o.theme {
+        crate::ui::config::load(&load_text, no_color).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if let Some(t) = o.theme.as_deref().filter(|t| builtin(t)) {
         theme = crate::ui::theme::Theme::with_overrides(t, None, no_color)
             .map_err(|e| anyhow::anyhow!("--theme: {e}"))?;
     }
@@ -324,13 +339,60 @@ pub fn resolve(o: &Overrides, no_color: bool) -> anyhow::Result<CounterSettings>
         crate::wire::origin_zip(&z).map_err(|e| anyhow::anyhow!("origin_zip: {e}"))?;
         backend.origin_zip = z;
     }
+    if let Some(pin) = o.release_pin.clone().or(file.release_pin) {
+        let key = crate::identity::parse_fingerprint(&pin).context("release_pin")?;
+        let mut b = super::bundles::BundleConfig::new(key, backend.terminal_dir.clone());
+        if let Some(rate) = file.bundle_download_bytes_per_s {
+            anyhow::ensure!(
+                rate >= 1024,
+                "bundle_download_bytes_per_s must be at least 1024"
+            );
+            b.download_bytes_per_s = rate;
+        }
+        if let Some(max) = file.bundle_bytes_max {
+            b.bundle_bytes_max = max;
+        }
+        backend.bundles = Some(b);
+    }
+    let store = backend
+        .bundles
+        .as_ref()
+        .map(super::bundles::BundleConfig::store);
+    // A theme not built in may be a theme bundle in use (laid over `dark`).
+    let theme_name = o.theme.clone().or(file.theme.clone());
+    if let Some(name) = theme_name.as_ref().filter(|n| !builtin(n)) {
+        let text = store
+            .as_ref()
+            .and_then(|s| super::bundles::installed_theme(s, name))
+            .with_context(|| {
+                format!(
+                    "theme {name:?} is neither built in ({}) nor a theme bundle in use",
+                    crate::ui::theme::BUILTIN.join(", ")
+                )
+            })?;
+        theme = crate::ui::theme::Theme::with_overrides("dark", Some(&text), no_color)
+            .map_err(|e| anyhow::anyhow!("theme bundle {name}: {e}"))?;
+        theme.name = name.clone();
+    }
+    if let Some((label, _)) = store.as_ref().and_then(super::bundles::installed_rates) {
+        tracing::info!(rates = %label, "rates from the signed rates bundle");
+    }
     let pf = file.printer.unwrap_or_default();
     let device = o.printer.clone().or(pf.device);
     let profile_name = o.profile.clone().or(pf.profile);
     let mut printer_name = "(none)".to_string();
     let mut printer_profile = None;
     if let Some(device) = device {
-        let profile = load_profile(profile_name.as_deref().unwrap_or("generic-80mm"))?;
+        let wanted = profile_name.as_deref().unwrap_or("generic-80mm");
+        // A profile of a profiles bundle in use comes before the shipped one of that id.
+        let profile = match store
+            .as_ref()
+            .and_then(|s| super::bundles::installed_profile(s, wanted))
+        {
+            Some(path) => crate::printer::cli::load_file(&path)
+                .map_err(|e| anyhow::anyhow!("profile {wanted} of a bundle: {e}"))?,
+            None => load_profile(wanted)?,
+        };
         printer_name = format!("{} ({})", device.display(), profile.name);
         printer_profile = Some(profile.clone());
         backend.printer = Some(PrinterSetup { device, profile });
@@ -508,6 +570,59 @@ mod tests {
         std::fs::write(&path, format!("{base}accessibility = \"plane\"\n")).unwrap();
         let e = resolve(&o, false).unwrap_err().to_string();
         assert!(e.contains("plain"), "{e}");
+    }
+
+    /// `release_pin` turns bundles on with their settings; a theme that is not built in must
+    /// be a theme bundle in use.
+    #[test]
+    fn release_pin_and_bundle_settings_are_read_and_a_theme_must_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("counter.toml");
+        let key = |seed: u8| {
+            crate::identity::fingerprint(
+                &ed25519_dalek::SigningKey::from_bytes(&[seed; 32]).verifying_key(),
+            )
+        };
+        let base = format!(
+            "vendor = \"127.0.0.1:4433\"\npin = \"{}\"\ndata = \"{}\"\n",
+            key(7),
+            dir.path().display()
+        );
+        let o = Overrides {
+            config: Some(path.clone()),
+            ..Overrides::default()
+        };
+        std::fs::write(&path, &base).unwrap();
+        assert!(resolve(&o, false).unwrap().backend.bundles.is_none());
+        std::fs::write(
+            &path,
+            format!(
+                "{base}release_pin = \"{}\"\nbundle_download_bytes_per_s = 65536\nbundle_bytes_max = 1000000\n",
+                key(8)
+            ),
+        )
+        .unwrap();
+        let b = resolve(&o, false).unwrap().backend.bundles.unwrap();
+        assert_eq!(crate::identity::fingerprint(&b.release_key), key(8));
+        assert_eq!(b.download_bytes_per_s, 65_536);
+        assert_eq!(b.bundle_bytes_max, 1_000_000);
+        std::fs::write(
+            &path,
+            format!("{base}release_pin = \"{}\"\ntheme = \"night\"\n", key(8)),
+        )
+        .unwrap();
+        let e = resolve(&o, false).unwrap_err().to_string();
+        assert!(e.contains("neither built in"), "{e}");
+        std::fs::write(
+            &path,
+            format!(
+                "{base}release_pin = \"{}\"\nbundle_download_bytes_per_s = 10\n",
+                key(8)
+            ),
+        )
+        .unwrap();
+        let e = resolve(&o, false).unwrap_err().to_string();
+        assert!(e.contains("bundle_download_bytes_per_s"), "{e}");
     }
 
     /// `vendor` is one address or the vendor's fronts in order; a flag list wins over it.

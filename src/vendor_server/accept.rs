@@ -252,6 +252,15 @@ async fn serve_stream(
                 subscribe(&state, send).await;
                 return;
             }
+            Ok(Request::BundleFile(r)) => {
+                let started = Instant::now();
+                super::bundles::serve_file(&state, r, send).await;
+                state
+                    .shared
+                    .request_metrics
+                    .observe("bundle_file", None, started.elapsed());
+                return;
+            }
             Ok(request) => {
                 let kind = request.kind();
                 let started = Instant::now();
@@ -395,6 +404,10 @@ async fn dispatch(state: &Arc<ConnState>, request: Request) -> Result<Vec<u8>, E
         Request::DayReport(r) => day_report(state, r).await,
         Request::RefundsAwaiting(r) => refunds_awaiting(state, r).await,
         Request::RefundDecide(r) => refund_decide(state, r).await,
+        Request::Bundles(_) => super::bundles::list_answer(state),
+        Request::BundleFile(_) => Err(ErrorBody::malformed(
+            "bundle_file is answered with a header frame and the file, not here",
+        )),
     }
 }
 

@@ -252,6 +252,45 @@ impl Collector for FrontCollector {
                 ("scan_budget", ConstCounter::new(l.scans_limited)),
             ],
         )?;
+        let b = &shared.bundles.counters;
+        counter(
+            &mut e,
+            "frank_bundle_lists",
+            "`bundles` answers: counters asking which signed bundles are current.",
+            b.lists.load(std::sync::atomic::Ordering::Relaxed),
+        )?;
+        family(
+            &mut e,
+            "frank_bundle_downloads",
+            "`bundle_file` answers by outcome (complete, refused, cut short).",
+            "outcome",
+            &[
+                (
+                    "complete",
+                    ConstCounter::new(b.files_complete.load(std::sync::atomic::Ordering::Relaxed)),
+                ),
+                (
+                    "refused",
+                    ConstCounter::new(b.files_refused.load(std::sync::atomic::Ordering::Relaxed)),
+                ),
+                (
+                    "cut",
+                    ConstCounter::new(b.files_cut.load(std::sync::atomic::Ordering::Relaxed)),
+                ),
+            ],
+        )?;
+        counter(
+            &mut e,
+            "frank_bundle_bytes_sent",
+            "Bundle file bytes written to counters.",
+            b.bytes_sent.load(std::sync::atomic::Ordering::Relaxed),
+        )?;
+        gauge(
+            &mut e,
+            "frank_bundle_downloads_in_flight",
+            "`bundle_file` answers being written now (at most BUNDLE_DOWNLOADS_IN_FLIGHT_MAX).",
+            signed(shared.bundles.downloads_in_flight()),
+        )?;
         counter(
             &mut e,
             "frank_reaper_expiry_passes",

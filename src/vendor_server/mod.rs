@@ -1,6 +1,7 @@
 //! The vendor server: identity, data directory, directory database, and the QUIC front.
 
 pub mod admission;
+pub mod bundles;
 pub mod directory;
 pub mod directory_pg;
 pub mod directory_sqlite;

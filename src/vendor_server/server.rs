@@ -106,6 +106,8 @@ pub(super) struct Shared {
     pub(super) limits_hit: LimitCounters,
     /// Requests by type and answer code, with their latency (`--metrics`).
     pub(super) request_metrics: super::metrics::RequestMetrics,
+    /// The signed bundles offered to counters and their download slots (issue 17).
+    pub(super) bundles: Arc<super::bundles::BundleDesk>,
 }
 
 /// How often each connection or scan limit acted since the vendor started.
@@ -232,8 +234,24 @@ impl VendorServer {
             .await
             .context("opening the vendor key")??
         };
-        let rates = crate::indicium::rates_file::load_or_sample(&data.path)
-            .map_err(|e| anyhow::anyhow!("rate table in {}: {e}", data.path.display()))?;
+        let shelf = {
+            let data = data.clone();
+            tokio::task::spawn_blocking(move || super::bundles::Shelf::load(&data)).await?
+        };
+        // The rates bundle counters are given is the table the vendor quotes from (as of this
+        // start); without one, `rates.toml` or the SAMPLE table.
+        let rates = match shelf.rates() {
+            Some((label, path)) => {
+                let text = std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                let table = RateTable::from_toml_str(&text)
+                    .map_err(|e| anyhow::anyhow!("rates bundle {label}: {e}"))?;
+                tracing::info!(bundle = %label, "quoting from the current rates bundle");
+                table
+            }
+            None => crate::indicium::rates_file::load_or_sample(&data.path)
+                .map_err(|e| anyhow::anyhow!("rate table in {}: {e}", data.path.display()))?,
+        };
         if rates.is_sample() {
             tracing::warn!(
                 "no rates.toml in the data directory: quoting from the SAMPLE rate table"
@@ -341,7 +359,9 @@ impl VendorServer {
             handshakes: Mutex::new(handshakes),
             limits_hit: LimitCounters::default(),
             request_metrics: super::metrics::RequestMetrics::default(),
+            bundles: Arc::new(super::bundles::BundleDesk::new(shelf)),
         });
+        super::bundles::spawn_rescan(data.clone(), Arc::downgrade(&shared.bundles));
         // The reaper's unsettled commits move account figures the monitor shows.
         let mut expirations = shared.ledger.expirations();
         let hub = Arc::downgrade(&shared.monitor);

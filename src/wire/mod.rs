@@ -3,11 +3,13 @@
 //! except `subscribe_terminals`, answered with a stream of frames ([`monitor`]).
 //! docs/PROTOCOL.md §Requests is the specification; this module is its implementation.
 
+pub mod bundle;
 mod explain;
 pub mod ledger;
 pub mod monitor;
 pub mod reqmac;
 
+pub use bundle::{BundleFileHeader, BundleFileRequest, BundleList, BundlesRequest};
 pub use ledger::*;
 pub use monitor::{
     MonitorFrame, PrinterRecorded, PrinterReport, PrinterState, SubscribeTerminals, TerminalRow,
@@ -75,6 +77,8 @@ pub enum Request {
     DayReport(DayReportRequest),
     RefundsAwaiting(RefundsAwaitingRequest),
     RefundDecide(RefundDecide),
+    Bundles(BundlesRequest),
+    BundleFile(BundleFileRequest),
 }
 
 impl Request {
@@ -102,6 +106,8 @@ impl Request {
             Request::DayReport(_) => "day_report",
             Request::RefundsAwaiting(_) => "refunds_awaiting",
             Request::RefundDecide(_) => "refund_decide",
+            Request::Bundles(_) => "bundles",
+            Request::BundleFile(_) => "bundle_file",
         }
     }
 }
@@ -274,6 +280,8 @@ pub enum ErrorCode {
     InvalidIndicium,
     /// `scan` beyond the connection's `scans_per_connection_max`; `limit`.
     ScanLimit,
+    /// `bundle_file` of a bundle, version or file the vendor does not offer (now).
+    UnknownBundle,
     Busy,
     Internal,
     #[serde(other)]
@@ -367,6 +375,8 @@ pub fn encode_request(request: &Request) -> Vec<u8> {
         Request::DayReport(b) => to_value(b),
         Request::RefundsAwaiting(b) => to_value(b),
         Request::RefundDecide(b) => to_value(b),
+        Request::Bundles(b) => to_value(b),
+        Request::BundleFile(b) => to_value(b),
     };
     to_cbor(&RequestEnvelope {
         v: PROTOCOL_VERSION,
@@ -416,6 +426,8 @@ pub fn decode_request(bytes: &[u8]) -> Result<Request, ErrorBody> {
         "day_report" => Request::DayReport(body_as(body, "day_report")?),
         "refunds_awaiting" => Request::RefundsAwaiting(body_as(body, "refunds_awaiting")?),
         "refund_decide" => Request::RefundDecide(body_as(body, "refund_decide")?),
+        "bundles" => Request::Bundles(body_as(body, "bundles")?),
+        "bundle_file" => Request::BundleFile(body_as(body, "bundle_file")?),
         _ => {
             // The unknown name is not repeated: it is client text and this message is logged.
             return Err(ErrorBody::new(
@@ -610,6 +622,8 @@ fn validate(request: &Request) -> Result<(), ErrorBody> {
         }
         Request::PrinterStatus(p) => p.validate().map(|_| ()),
         Request::SubscribeTerminals(_) => Ok(()),
+        Request::Bundles(_) => Ok(()),
+        Request::BundleFile(b) => b.validate(),
     }
 }
 
