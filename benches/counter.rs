@@ -30,7 +30,7 @@ use frank::link::LinkState;
 use frank::printer::compiler::INIT;
 use frank::printer::emulator::{Emulator, EmulatorOptions};
 use frank::printer::streamer::{IndiciumPaper, JobOutcome, Progress};
-use frank::ui::event::{Backend, Command, HistoryEntry, ItemState, JobId};
+use frank::ui::event::{Backend, Command, IssuedItem, ItemState, JobId, PieceNumber};
 use frank::ui::{App, draw};
 use frank::wire::{self, FundMethod};
 use pty_support::{Screen, postage_to_review};
@@ -46,9 +46,11 @@ const FRAMES_PER_SCENE: usize = 400;
 fn scenes() -> Vec<App> {
     let mut out = Vec::new();
     let mut app = signed_in();
-    let rows: Vec<HistoryEntry> = (1..=200)
-        .map(|i| HistoryEntry {
-            job: JobId(i),
+    let rows: Vec<IssuedItem> = (1..=200)
+        .map(|i| IssuedItem {
+            number: PieceNumber::new("FRK10000001", i),
+            job: Some(JobId(i)),
+            authorized_at_ms: 0,
             kind: frank::indicium::ItemKind::Postage,
             date: format!("2026-11-{:02}", 1 + i % 28),
             summary: format!("to Boston MA 02108 #{i}"),
@@ -56,7 +58,7 @@ fn scenes() -> Vec<App> {
             state: ItemState::Printed,
         })
         .collect();
-    backend(&mut app, Backend::History(rows));
+    backend(&mut app, Backend::Items(rows));
     out.push(app.clone());
     ctrl(&mut app, 'n');
     let cmds = fill_postage(&mut app);

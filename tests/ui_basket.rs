@@ -210,7 +210,7 @@ fn cash_with_change_is_recorded_and_the_receipt_says_everything() {
     );
     assert!(press(&mut app, KeyCode::Enter).is_empty(), "sent once");
     let basket = app.basket.id;
-    backend(
+    let cmds = backend(
         &mut app,
         Backend::TenderRecorded {
             basket,
@@ -223,9 +223,19 @@ fn cash_with_change_is_recorded_and_the_receipt_says_everything() {
     let BasketPhase::Receipt(r) = &app.basket.phase else {
         panic!("{:?}", app.basket.phase);
     };
+    // The receipt prints at once, as shown, kept under the charged items' numbers.
+    assert_eq!(
+        cmds,
+        vec![Command::PrintReceipt {
+            basket,
+            pieces: vec![n(21), n(23)],
+            lines: r.lines.clone(),
+        }]
+    );
     let text = r.lines.join("\n");
+    // The office's name is the vendor's (from the sign-in), not a config guess.
+    assert_eq!(r.lines[0], "Main Street office");
     for want in [
-        "Frank counter",
         "Clerk alice, 2026-",
         "UTC",
         "FRK10000001 #21  Postage label",
