@@ -12,7 +12,7 @@ use frank::ui::app::{
     FundsField, ItemField, JobPhase, PostageField, QuoteState, Screen, SignInField,
 };
 use frank::ui::event::{
-    Backend, Command, Event, FundMethod, IssuedItem, ItemState, PieceNumber, JobId, PrinterStatus,
+    Backend, Command, Event, FundMethod, IssuedItem, ItemState, JobId, PieceNumber, PrinterStatus,
     RefundState, SettlePhase,
 };
 use frank::ui::keys::{Action, KeyBindings};

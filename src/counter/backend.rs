@@ -37,9 +37,8 @@ use crate::printer::streamer::{
     self, IndiciumPaper, JobOutcome, Milestones, PrinterFault, PrinterPort, Progress, StreamConfig,
 };
 use crate::ui::event::{
-    Backend, BasketId, Command, DayScope, FundMethod, IssuedItem, ItemState, JobId,
-    LabelText, PrintoutKind, PrinterStatus, RefundAwaiting, RefundState, Secret, SettlePhase,
-    Tender,
+    Backend, BasketId, Command, DayScope, FundMethod, IssuedItem, ItemState, JobId, LabelText,
+    PrinterStatus, PrintoutKind, RefundAwaiting, RefundState, Secret, SettlePhase, Tender,
 };
 use crate::wire::{self, ErrorCode, Request};
 use ed25519_dalek::VerifyingKey;
@@ -2209,7 +2208,10 @@ impl Actor {
         if self.printouts.len() >= printouts::PRINTOUTS_QUEUED_MAX {
             self.emit(Backend::PrintoutDone {
                 kind,
-                result: Err("the printer is still busy with earlier printouts; print it again in a moment".into()),
+                result: Err(
+                    "the printer is still busy with earlier printouts; print it again in a moment"
+                        .into(),
+                ),
             })
             .await;
             return;
@@ -2259,7 +2261,8 @@ impl Actor {
         };
         let port = if shared { self.port.take() } else { None };
         let seq = self.print_seq;
-        self.print_seq = self.print_seq.wrapping_add(labels.len() as u32) % compiler::PROCESS_ID_JOBS_MAX;
+        self.print_seq =
+            self.print_seq.wrapping_add(labels.len() as u32) % compiler::PROCESS_ID_JOBS_MAX;
         // A printout's only gate is the counter quitting: it is not value, so the link
         // does not hold it back.
         let (gate_tx, gate) = watch::channel(LinkState::Up);

@@ -16,7 +16,9 @@ use crate::datafiles;
 use crate::indicium::layout::PieceNumber;
 use crate::link::guard::LinkState;
 use crate::printer::compiler::{self, CompileOptions, Label, Layout};
-use crate::printer::streamer::{self, JobOutcome, NoMilestones, PrinterPort, Progress, StreamConfig};
+use crate::printer::streamer::{
+    self, JobOutcome, NoMilestones, PrinterPort, Progress, StreamConfig,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -210,6 +212,9 @@ mod tests {
     #[test]
     fn a_copy_says_so_first() {
         let lines = copy_lines(&["Main Street office".to_string()]);
-        assert_eq!(lines, vec![COPY_LINE.to_string(), "Main Street office".into()]);
+        assert_eq!(
+            lines,
+            vec![COPY_LINE.to_string(), "Main Street office".into()]
+        );
     }
 }

@@ -340,8 +340,8 @@ pub fn resolve(o: &Overrides, no_color: bool) -> anyhow::Result<CounterSettings>
     let rf = file.receipt_printer.unwrap_or_default();
     if let Some(device) = o.receipt_printer.clone().or(rf.device) {
         let name = o.receipt_profile.clone().or(rf.profile);
-        let profile = load_profile(name.as_deref().unwrap_or("generic-80mm"))
-            .context("receipt printer")?;
+        let profile =
+            load_profile(name.as_deref().unwrap_or("generic-80mm")).context("receipt printer")?;
         backend.receipt_printer = Some(PrinterSetup { device, profile });
     }
     let mut app = AppConfig {

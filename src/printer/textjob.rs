@@ -115,7 +115,10 @@ mod tests {
 
     #[test]
     fn a_line_that_fits_is_left_alone() {
-        assert_eq!(fit_line("Total        $5.40", 32), vec!["Total        $5.40"]);
+        assert_eq!(
+            fit_line("Total        $5.40", 32),
+            vec!["Total        $5.40"]
+        );
         assert_eq!(fit_line("", 32), vec![""]);
     }
 
@@ -126,13 +129,19 @@ mod tests {
         let fitted = fit_line(&line, 32);
         assert_eq!(fitted.len(), 1, "{fitted:?}");
         assert_eq!(fitted[0].chars().count(), 32);
-        assert!(fitted[0].starts_with("FRK10000001 #9  Postage") || fitted[0].starts_with("FRK10000001 #9 Postage"));
+        assert!(
+            fitted[0].starts_with("FRK10000001 #9  Postage")
+                || fitted[0].starts_with("FRK10000001 #9 Postage")
+        );
         assert!(fitted[0].ends_with("$5.40"));
     }
 
     #[test]
     fn indentation_is_kept_and_words_wrap_when_padding_is_not_enough() {
-        let fitted = fit_line("  and give the item's number (FRK... #N) at any counter", 20);
+        let fitted = fit_line(
+            "  and give the item's number (FRK... #N) at any counter",
+            20,
+        );
         assert!(fitted.iter().all(|l| l.chars().count() <= 20), "{fitted:?}");
         assert!(fitted[0].starts_with("  and"));
         assert_eq!(
@@ -148,12 +157,18 @@ mod tests {
     #[test]
     fn printouts_go_in_labels_of_bounded_lines_cut_once_at_the_end() {
         let profile = crate::printer::profile::shipped("generic-58mm").unwrap();
-        let lines: Vec<String> = (0..LABEL_ELEMENTS_MAX + 10).map(|i| format!("line {i}")).collect();
+        let lines: Vec<String> = (0..LABEL_ELEMENTS_MAX + 10)
+            .map(|i| format!("line {i}"))
+            .collect();
         let labels = labels(&lines, &profile).unwrap();
         assert_eq!(labels.len(), 2);
         assert_eq!(labels[0].elements.len(), LABEL_ELEMENTS_MAX);
         assert!(!labels[0].cut && labels[1].cut);
-        assert!(labels.iter().all(|l| !l.elements.iter().any(|e| matches!(e, Element::Indicium(_)))));
+        assert!(
+            labels
+                .iter()
+                .all(|l| !l.elements.iter().any(|e| matches!(e, Element::Indicium(_))))
+        );
         let too_many: Vec<String> = (0..=PRINTOUT_LINES_MAX).map(|i| i.to_string()).collect();
         assert!(super::labels(&too_many, &profile).is_err());
     }

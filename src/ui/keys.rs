@@ -115,7 +115,9 @@ impl Action {
             Action::RemoveItem => "remove an item from the basket",
             Action::Approve => "approve the chosen refund request (supervisor)",
             Action::Reject => "reject the chosen refund request (supervisor)",
-            Action::Print => "print the receipt or the end-of-day report (history: reprint the item's receipt)",
+            Action::Print => {
+                "print the receipt or the end-of-day report (history: reprint the item's receipt)"
+            }
         }
     }
 }

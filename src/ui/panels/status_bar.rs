@@ -35,11 +35,8 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         .iter()
         .map(|s| crate::ui::text::width(&s.content))
         .sum();
-    let mut spans = if width > area.width as usize {
-        spans(app, true)
-    } else {
-        full
-    };
+    let compact = width > area.width as usize;
+    let mut spans = if compact { spans(app, true) } else { full };
     // The office's name as the vendor knows it, when it fits after everything else (never on
     // a kiosk: the public sees no office data).
     if let Some(office) = app.office.as_deref().filter(|_| !app.config.kiosk) {
@@ -47,12 +44,9 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
             .iter()
             .map(|s| crate::ui::text::width(&s.content))
             .sum();
-        let text = format!(" │ {office}");
+        let text = format!("{}{office}", if compact { "│" } else { " │ " });
         if used + crate::ui::text::width(&text) <= area.width as usize {
-            spans.push(Span::styled(
-                text,
-                app.config.theme.style(Role::StatusBar),
-            ));
+            spans.push(Span::styled(text, app.config.theme.style(Role::StatusBar)));
         }
     }
     let bar = app.config.theme.style(Role::StatusBar);

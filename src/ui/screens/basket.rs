@@ -393,7 +393,9 @@ impl App {
         });
         self.basket.phase = BasketPhase::Receipt(receipt);
         let text = match tender.kind {
-            TenderKind::Cash => format!("Paid. Change due: {}. Printing the receipt…", tender.change),
+            TenderKind::Cash => {
+                format!("Paid. Change due: {}. Printing the receipt…", tender.change)
+            }
             _ => "Paid. Printing the receipt…".to_string(),
         };
         self.notice(Severity::Ok, text);

@@ -126,7 +126,11 @@ fn print(app: &mut App, _: Action, out: &mut Vec<Command>) {
 
 /// What the close-out printout says: the office's name as the vendor knows it, the clerk who
 /// printed it, then the report's own lines (the same as the screen and `frank vendor report`).
-pub fn printout_lines(office: Option<&str>, clerk: Option<&str>, report: &DayReport) -> Vec<String> {
+pub fn printout_lines(
+    office: Option<&str>,
+    clerk: Option<&str>,
+    report: &DayReport,
+) -> Vec<String> {
     let mut lines = vec![
         office.unwrap_or("Post office (name not known)").to_string(),
         format!("Printed by clerk {}", clerk.unwrap_or("-")),

@@ -3,9 +3,7 @@
 use super::{Binding, framed, key, quiet};
 use crate::indicium::ItemKind;
 use crate::ui::app::{App, Confirm, HISTORY_ROWS_MAX, Severity};
-use crate::ui::event::{
-    Command, IssuedItem, ItemState, JobId, PieceNumber, RefundState,
-};
+use crate::ui::event::{Command, IssuedItem, ItemState, JobId, PieceNumber, RefundState};
 use crate::ui::form::{Field, Form};
 use crate::ui::hits::{Hits, Target};
 use crate::ui::keys::Action;
