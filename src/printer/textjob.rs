@@ -50,7 +50,8 @@ pub fn labels(lines: &[String], profile: &Profile) -> Result<Vec<Label>, String>
 
 /// `line` fitted to `columns` characters: as it is when it fits; else its padding narrowed
 /// (the widest run of 2+ spaces loses one space at a time, down to one); then, if still too
-/// long, wrapped at spaces (a word longer than a line is cut). Never an empty result.
+/// long, wrapped at spaces (a word longer than a line is cut), each part indented as the line
+/// was. Never an empty result.
 pub fn fit_line(line: &str, columns: usize) -> Vec<String> {
     let columns = columns.max(1);
     let line = line.trim_end();
@@ -84,7 +85,12 @@ pub fn fit_line(line: &str, columns: usize) -> Vec<String> {
     if chars.len() <= columns {
         return vec![chars.into_iter().collect()];
     }
-    let text: String = chars.into_iter().collect();
+    // Wrapped lines keep the line's indentation (when it leaves room for text).
+    let lead = chars.iter().take_while(|c| **c == ' ').count();
+    let lead = if lead * 2 < columns { lead } else { 0 };
+    let indent = " ".repeat(lead);
+    let text: String = chars.into_iter().skip(lead).collect();
+    let columns = columns - lead;
     let mut out = Vec::new();
     let mut cur = String::new();
     for word in text.split(' ') {
@@ -106,7 +112,7 @@ pub fn fit_line(line: &str, columns: usize) -> Vec<String> {
     if !cur.is_empty() || out.is_empty() {
         out.push(cur);
     }
-    out
+    out.into_iter().map(|l| format!("{indent}{l}")).collect()
 }
 
 #[cfg(test)]
