@@ -859,9 +859,10 @@ async fn a_three_item_basket_paid_in_cash_prints_its_receipt_and_the_day_matches
         s.wait_for(&format!("for {} item", i + 1));
     }
     s.send("\r"); // one confirmation for the three
-    s.wait_within(LONG * 3, "the payment form", |t| {
-        t.contains("All items printed") && t.contains("Cash given")
+    let paying = s.wait_within(LONG * 3, "the payment form", |t| {
+        t.contains("Cash given") && t.contains("To pay $")
     });
+    assert_eq!(paying.matches("[printed]").count(), 3, "{paying}");
     assert_eq!(
         r.printer
             .jobs()
@@ -884,7 +885,8 @@ async fn a_three_item_basket_paid_in_cash_prints_its_receipt_and_the_day_matches
         .filter_map(|l| {
             let i = l.find("FRK")?;
             let n: String = l[i..].split("  ").next()?.trim().to_string();
-            n.contains('#').then_some(n)
+            // `FRK10000001 #9`, not the refund hint's `FRK... #N`.
+            (n.contains(" #") && n[3..].starts_with(|c: char| c.is_ascii_digit())).then_some(n)
         })
         .collect();
     assert_eq!(numbers.len(), 3, "{receipt}");

@@ -720,7 +720,14 @@ async fn the_counter_backend_prints_receipts_and_the_close_out_on_a_receipt_prin
     use frank::printer::emulator::{Emulator, EmulatorOptions};
     use frank::ui::event::PrintoutKind;
     let v = vendor_with_boss().await;
-    let profile = frank::printer::profile::shipped("generic-58mm").unwrap();
+    // A 58 mm receipt printer (32 columns) with a cutter and real-time status.
+    let profile = frank::printer::profile::Profile::from_toml(
+        "receipt-58mm",
+        "inherits = \"generic-58mm\"\nname = \"58 mm receipt printer\"\n\
+         [features]\npaperPartCut = true\n[status]\ndle_eot = true\n\
+         [cut]\ncommand = \"feed_partial\"\nfeed_lines = 4\n",
+    )
+    .unwrap();
     let printer = Emulator::spawn(
         &profile,
         EmulatorOptions {
@@ -807,11 +814,23 @@ async fn the_counter_backend_prints_receipts_and_the_close_out_on_a_receipt_prin
         job.text
     );
     assert_eq!(job.text[0].trim(), "Report Post Office");
+    let item = job
+        .text
+        .iter()
+        .position(|l| l.starts_with("FRK10000001 #7"))
+        .expect("the item's number printed");
+    // Too wide for 32 columns: the amount goes below it, right-aligned at the edge.
+    assert_eq!(
+        job.text[item + 1],
+        format!("{:>32}", "$5.40"),
+        "{:?}",
+        job.text
+    );
     assert!(
         job.text
             .iter()
-            .any(|l| l.starts_with("FRK10000001 #7") && l.trim_end().ends_with("$5.40")),
-        "the amount stays on its item's line: {:?}",
+            .any(|l| l.starts_with("Change") && l.ends_with("$4.60")),
+        "a short line keeps its amount, narrowed: {:?}",
         job.text
     );
 

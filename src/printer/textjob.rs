@@ -50,8 +50,9 @@ pub fn labels(lines: &[String], profile: &Profile) -> Result<Vec<Label>, String>
 
 /// `line` fitted to `columns` characters: as it is when it fits; else its padding narrowed
 /// (the widest run of 2+ spaces loses one space at a time, down to one); then, if still too
-/// long, wrapped at spaces (a word longer than a line is cut), each part indented as the line
-/// was. Never an empty result.
+/// long, what follows its last run of 2+ spaces goes on a line of its own, right-aligned (an
+/// amount stays at the right edge); a line without such a run is wrapped at spaces (a word
+/// longer than a line is cut), each part indented as the line was. Never an empty result.
 pub fn fit_line(line: &str, columns: usize) -> Vec<String> {
     let columns = columns.max(1);
     let line = line.trim_end();
@@ -84,6 +85,20 @@ pub fn fit_line(line: &str, columns: usize) -> Vec<String> {
     }
     if chars.len() <= columns {
         return vec![chars.into_iter().collect()];
+    }
+    // Still too long with single spaces: a "label … amount" line puts its last column on a
+    // line of its own, right-aligned, so amounts still line up at the right edge.
+    let lead = line.chars().take_while(|c| *c == ' ').count();
+    if let Some(at) = line[lead..].rfind("  ").map(|i| i + lead) {
+        let head = line[..at].trim_end();
+        let tail = line[at..].trim_start();
+        let mut out = fit_line(head, columns);
+        if tail.chars().count() <= columns {
+            out.push(format!("{tail:>columns$}"));
+        } else {
+            out.extend(fit_line(tail, columns));
+        }
+        return out;
     }
     // Wrapped lines keep the line's indentation (when it leaves room for text).
     let lead = chars.iter().take_while(|c| **c == ' ').count();
@@ -118,6 +133,20 @@ pub fn fit_line(line: &str, columns: usize) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_amount_that_cannot_stay_on_its_line_goes_right_aligned_below() {
+        let line = format!("{:<30}{:>10}", "FRK10000001 #7  Postage label", "$5.40");
+        let fitted = fit_line(&line, 20);
+        assert_eq!(
+            fitted,
+            vec![
+                "FRK10000001 #7".to_string(),
+                "Postage label".into(),
+                format!("{:>20}", "$5.40")
+            ]
+        );
+    }
 
     #[test]
     fn a_line_that_fits_is_left_alone() {
