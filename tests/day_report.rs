@@ -375,6 +375,20 @@ async fn end_of_day_over_the_wire_equals_frank_vendor_report_and_hostile_tenders
     );
 }
 
+/// The next answer to a printout command: what printed, and whether it did.
+async fn printout_done(
+    rx: &mut tokio::sync::mpsc::Receiver<Backend>,
+) -> (event::PrintoutKind, Result<(), String>) {
+    match next_event(rx, "PrintoutDone", |e| {
+        matches!(e, Backend::PrintoutDone { .. })
+    })
+    .await
+    {
+        Backend::PrintoutDone { kind, result } => (kind, result),
+        _ => unreachable!(),
+    }
+}
+
 async fn next_event(
     rx: &mut tokio::sync::mpsc::Receiver<Backend>,
     what: &str,
@@ -783,14 +797,10 @@ async fn the_counter_backend_prints_receipts_and_the_close_out_on_a_receipt_prin
     })
     .await
     .unwrap();
-    let e = next_event(&mut erx, "PrintoutDone", |e| {
-        matches!(e, Backend::PrintoutDone { .. })
-    })
-    .await;
-    let Backend::PrintoutDone { kind, result } = e else {
-        unreachable!()
-    };
-    assert_eq!((kind, result), (PrintoutKind::Receipt, Ok(())));
+    assert_eq!(
+        printout_done(&mut erx).await,
+        (PrintoutKind::Receipt, Ok(()))
+    );
     let wait_jobs = |count: usize| {
         let deadline = std::time::Instant::now() + LONG;
         loop {
@@ -841,19 +851,9 @@ async fn the_counter_backend_prints_receipts_and_the_close_out_on_a_receipt_prin
     ctx.send(Command::ReprintReceipt { number: n(8) })
         .await
         .unwrap();
-    let e = next_event(&mut erx, "PrintoutDone", |e| {
-        matches!(e, Backend::PrintoutDone { .. })
-    })
-    .await;
-    assert!(
-        matches!(
-            &e,
-            Backend::PrintoutDone {
-                kind: PrintoutKind::ReceiptCopy,
-                result: Ok(())
-            }
-        ),
-        "{e:?}"
+    assert_eq!(
+        printout_done(&mut erx).await,
+        (PrintoutKind::ReceiptCopy, Ok(()))
     );
     let jobs = wait_jobs(2);
     assert_eq!(jobs[1].text[0].trim(), frank::counter::printouts::COPY_LINE);
@@ -861,15 +861,9 @@ async fn the_counter_backend_prints_receipts_and_the_close_out_on_a_receipt_prin
     ctx.send(Command::ReprintReceipt { number: n(99) })
         .await
         .unwrap();
-    let e = next_event(&mut erx, "PrintoutDone", |e| {
-        matches!(e, Backend::PrintoutDone { .. })
-    })
-    .await;
-    let Backend::PrintoutDone {
-        result: Err(why), ..
-    } = e
-    else {
-        panic!("{e:?}")
+    let (_, result) = printout_done(&mut erx).await;
+    let Err(why) = result else {
+        panic!("a copy of an unknown receipt printed")
     };
     assert!(
         why.contains("keeps no receipt with FRK10000001 #99"),
@@ -886,19 +880,9 @@ async fn the_counter_backend_prints_receipts_and_the_close_out_on_a_receipt_prin
     })
     .await
     .unwrap();
-    let e = next_event(&mut erx, "PrintoutDone", |e| {
-        matches!(e, Backend::PrintoutDone { .. })
-    })
-    .await;
-    assert!(
-        matches!(
-            &e,
-            Backend::PrintoutDone {
-                kind: PrintoutKind::DayReport,
-                result: Ok(())
-            }
-        ),
-        "{e:?}"
+    assert_eq!(
+        printout_done(&mut erx).await,
+        (PrintoutKind::DayReport, Ok(()))
     );
     let jobs = wait_jobs(3);
     let day = jobs[2].text.join("\n");

@@ -161,6 +161,21 @@ fn run_with_second_failing() -> App {
     app
 }
 
+/// The vendor's answer to the basket's `RecordTender`: items #21 and #23, $10.80.
+fn tender_recorded(app: &mut App, tender: Tender) -> Vec<Command> {
+    let basket = app.basket.id;
+    backend(
+        app,
+        Backend::TenderRecorded {
+            basket,
+            pieces: vec![n(21), n(23)],
+            tender,
+            total: cents(1080),
+            recorded_at_ms: 1_796_000_000_000,
+        },
+    )
+}
+
 #[test]
 fn a_basket_prints_in_order_and_a_failing_item_is_voided_while_the_rest_go_on() {
     let app = run_with_second_failing();
@@ -210,16 +225,7 @@ fn cash_with_change_is_recorded_and_the_receipt_says_everything() {
     );
     assert!(press(&mut app, KeyCode::Enter).is_empty(), "sent once");
     let basket = app.basket.id;
-    let cmds = backend(
-        &mut app,
-        Backend::TenderRecorded {
-            basket,
-            pieces: vec![n(21), n(23)],
-            tender,
-            total: cents(1080),
-            recorded_at_ms: 1_796_000_000_000,
-        },
-    );
+    let cmds = tender_recorded(&mut app, tender);
     let BasketPhase::Receipt(r) = &app.basket.phase else {
         panic!("{:?}", app.basket.phase);
     };
@@ -523,34 +529,13 @@ fn receipts_and_the_close_out_print_and_their_outcome_is_told() {
         amount_tendered: cents(1080),
         change: cents(0),
     };
-    let cmds = backend(
-        &mut app,
-        Backend::TenderRecorded {
-            basket,
-            pieces: vec![n(21), n(23)],
-            tender,
-            total: cents(1080),
-            recorded_at_ms: 1_796_000_000_000,
-        },
-    );
+    let cmds = tender_recorded(&mut app, tender);
     assert!(
         matches!(&cmds[..], [Command::PrintReceipt { .. }]),
         "{cmds:?}"
     );
     // The same answer again (a retry) neither prints nor changes anything.
-    assert!(
-        backend(
-            &mut app,
-            Backend::TenderRecorded {
-                basket,
-                pieces: vec![n(21), n(23)],
-                tender,
-                total: cents(1080),
-                recorded_at_ms: 1_796_000_000_000,
-            },
-        )
-        .is_empty()
-    );
+    assert!(tender_recorded(&mut app, tender).is_empty());
     // Paper out: the clerk reads why and the key that tries again; the receipt stays on screen.
     backend(
         &mut app,
