@@ -365,7 +365,7 @@ impl Session {
         &self,
         client_time_ms: u64,
     ) -> Result<wire::ClockChecked, ClientError> {
-        let request_id = crate::ledger::RequestId::fresh().to_bytes();
+        let request_id = crate::clock::fresh_request_id().to_bytes();
         let mac = MacInput {
             operation: "clock_check",
             request_id,
@@ -601,7 +601,7 @@ impl Session {
         amount_cents: u64,
         method: wire::FundMethod,
     ) -> Result<wire::Funded, ClientError> {
-        let r = self.fund_request(request_id, wall_ms(), amount_cents, method)?;
+        let r = self.fund_request(request_id, crate::clock::unix_ms(), amount_cents, method)?;
         self.send(&r).await
     }
 
@@ -612,7 +612,13 @@ impl Session {
         item: wire::WireItem,
         origin_zip: &str,
     ) -> Result<wire::Authorized, ClientError> {
-        let r = self.authorize_request(request_id, wall_ms(), amount_cents, item, origin_zip)?;
+        let r = self.authorize_request(
+            request_id,
+            crate::clock::unix_ms(),
+            amount_cents,
+            item,
+            origin_zip,
+        )?;
         self.send(&r).await
     }
 
@@ -621,7 +627,7 @@ impl Session {
         request_id: [u8; 16],
         piece_serial: u64,
     ) -> Result<wire::PieceDone, ClientError> {
-        let r = self.commit_request(request_id, wall_ms(), piece_serial)?;
+        let r = self.commit_request(request_id, crate::clock::unix_ms(), piece_serial)?;
         self.send(&r).await
     }
 
@@ -631,7 +637,12 @@ impl Session {
         piece_serial: u64,
         reached_printer: bool,
     ) -> Result<wire::PieceDone, ClientError> {
-        let r = self.void_request(request_id, wall_ms(), piece_serial, reached_printer)?;
+        let r = self.void_request(
+            request_id,
+            crate::clock::unix_ms(),
+            piece_serial,
+            reached_printer,
+        )?;
         self.send(&r).await
     }
 
@@ -640,7 +651,7 @@ impl Session {
         request_id: [u8; 16],
         piece_serial: u64,
     ) -> Result<wire::PieceDone, ClientError> {
-        let r = self.refund_request(request_id, wall_ms(), piece_serial)?;
+        let r = self.refund_request(request_id, crate::clock::unix_ms(), piece_serial)?;
         self.send(&r).await
     }
 
@@ -790,9 +801,4 @@ impl MonitorStream {
             }
         }
     }
-}
-
-/// The terminal's wall clock in ms since the epoch (the `client_time_ms` of requests).
-pub fn wall_ms() -> u64 {
-    crate::vendor_server::now_ms()
 }
