@@ -908,7 +908,7 @@ async fn a_three_item_basket_paid_in_cash_prints_its_receipt_and_the_day_matches
     }
 
     // The end of day: the vendor's own figures for this clerk and day, on screen and on paper.
-    let day = frank::wire::day_of_ms(frank::counter::client::wall_ms())
+    let day = frank::wire::day_of_ms(frank::clock::unix_ms())
         .unwrap()
         .to_string();
     let report = {
