@@ -523,7 +523,6 @@ fn receipts_and_the_close_out_print_and_their_outcome_is_told() {
     let mut app = run_with_second_failing();
     press(&mut app, KeyCode::Right); // card
     press(&mut app, KeyCode::Enter);
-    let basket = app.basket.id;
     let tender = Tender {
         kind: TenderKind::Card,
         amount_tendered: cents(1080),
