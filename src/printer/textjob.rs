@@ -54,6 +54,12 @@ pub fn labels(lines: &[String], profile: &Profile) -> Result<Vec<Label>, String>
 /// amount stays at the right edge); a line without such a run is wrapped at spaces (a word
 /// longer than a line is cut), each part indented as the line was. Never an empty result.
 pub fn fit_line(line: &str, columns: usize) -> Vec<String> {
+    fit(line, columns, true)
+}
+
+/// [`fit_line`]; `split_last` whether its last column may go on a line of its own (only the
+/// whole line's: the part before it is narrowed and wrapped).
+fn fit(line: &str, columns: usize, split_last: bool) -> Vec<String> {
     let columns = columns.max(1);
     let line = line.trim_end();
     let mut chars: Vec<char> = line.chars().collect();
@@ -89,14 +95,18 @@ pub fn fit_line(line: &str, columns: usize) -> Vec<String> {
     // Still too long with single spaces: a "label … amount" line puts its last column on a
     // line of its own, right-aligned, so amounts still line up at the right edge.
     let lead = line.chars().take_while(|c| *c == ' ').count();
-    if let Some(at) = line[lead..].rfind("  ").map(|i| i + lead) {
+    if let Some(at) = line[lead..]
+        .rfind("  ")
+        .map(|i| i + lead)
+        .filter(|_| split_last)
+    {
         let head = line[..at].trim_end();
         let tail = line[at..].trim_start();
-        let mut out = fit_line(head, columns);
+        let mut out = fit(head, columns, false);
         if tail.chars().count() <= columns {
             out.push(format!("{tail:>columns$}"));
         } else {
-            out.extend(fit_line(tail, columns));
+            out.extend(fit(tail, columns, false));
         }
         return out;
     }
