@@ -338,6 +338,12 @@ struct CounterArgs {
     /// Printer profile: a shipped id (`frank printer profiles list`) or a file.
     #[arg(long)]
     profile: Option<String>,
+    /// A second printer for receipts and close-outs (default: they print on --printer).
+    #[arg(long, value_name = "DEVICE")]
+    receipt_printer: Option<PathBuf>,
+    /// The receipt printer's profile (default: generic-80mm).
+    #[arg(long)]
+    receipt_profile: Option<String>,
     /// Theme: dark, light, high-contrast, monochrome.
     #[arg(long)]
     theme: Option<String>,
@@ -710,6 +716,8 @@ fn counter(a: CounterArgs) -> anyhow::Result<()> {
         origin_zip: a.origin_zip,
         printer: a.printer,
         profile: a.profile,
+        receipt_printer: a.receipt_printer,
+        receipt_profile: a.receipt_profile,
         theme: a.theme,
         kiosk: a.kiosk,
         kiosk_clerk: a.kiosk_clerk,

@@ -844,3 +844,114 @@ async fn a_restarted_vendor_is_signed_in_again_and_a_cut_label_still_settles() {
     assert!(!logs.contains(PASSWORD), "the password is in the log");
     drop(printer);
 }
+
+/// Issue 15 end to end: three postage labels in one basket, one confirmation, paid in cash
+/// with change; the receipt prints on the same (virtual) printer and is read back from it; the
+/// end-of-day screen shows the vendor's figures for the day and prints them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_three_item_basket_paid_in_cash_prints_its_receipt_and_the_day_matches() {
+    let mut r = rig(None).await;
+    let s = &mut r.screen;
+    for i in 0..3 {
+        s.send("\x0e"); // Ctrl-N: postage (from home, then from the basket)
+        fill_postage_to_review(s);
+        s.send("\x02"); // Ctrl-B: into the basket
+        s.wait_for(&format!("for {} item", i + 1));
+    }
+    s.send("\r"); // one confirmation for the three
+    let paying = s.wait_within(LONG * 3, "the payment form", |t| {
+        t.contains("Cash given") && t.contains("To pay $")
+    });
+    assert_eq!(paying.matches("[printed]").count(), 3, "{paying}");
+    assert_eq!(
+        r.printer
+            .jobs()
+            .iter()
+            .filter(|j| !j.data_matrix.is_empty())
+            .count(),
+        3,
+        "three labels, each printed once"
+    );
+    s.send("\t"); // the cash given
+    s.typ("20");
+    s.send("\r");
+    let receipt = s.wait("the receipt", |t| {
+        t.contains("Change due:") && t.contains("Receipt")
+    });
+    s.wait_for("The receipt printed.");
+    // The vendor's three numbers, from the receipt on screen.
+    let numbers: Vec<String> = receipt
+        .lines()
+        .filter_map(|l| {
+            let i = l.find("FRK")?;
+            let n: String = l[i..].split("  ").next()?.trim().to_string();
+            // `FRK10000001 #9`, not the refund hint's `FRK... #N`.
+            (n.contains(" #") && n[3..].starts_with(|c: char| c.is_ascii_digit())).then_some(n)
+        })
+        .collect();
+    assert_eq!(numbers.len(), 3, "{receipt}");
+    // Read back from the printer: a text-only job (no symbol) with everything a receipt says.
+    let jobs = r.printer.jobs();
+    let printed = jobs
+        .iter()
+        .find(|j| j.text.iter().any(|l| l.contains("Paid by cash")))
+        .unwrap_or_else(|| panic!("no receipt among {} printed jobs", jobs.len()));
+    assert!(printed.data_matrix.is_empty() && printed.raster_bands == 0);
+    let text = printed.text.join("\n");
+    assert_eq!(printed.text[0].trim(), "Test Post Office", "{text}");
+    for want in ["Clerk alice", "UTC", "Total", "$20.00", "Change", "refund"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain(numbers.iter().cloned())
+    {
+        assert!(text.contains(&want), "{want:?} not printed:\n{text}");
+    }
+
+    // The end of day: the vendor's own figures for this clerk and day, on screen and on paper.
+    let day = frank::wire::day_of_ms(frank::clock::unix_ms())
+        .unwrap()
+        .to_string();
+    let report = {
+        let w = &r.watcher;
+        let rt = tokio::runtime::Handle::current();
+        tokio::task::block_in_place(|| rt.block_on(w.day_report(&day, "clerk"))).unwrap()
+    };
+    assert_eq!(report.issued.count, 3);
+    let cash = &report.tenders[0];
+    assert_eq!((cash.count, cash.tendered_cents), (1, 2000));
+    assert_eq!(report.cash_expected_cents, report.issued.amount_cents);
+    assert_eq!(report.tendered_items, report.issued);
+    s.send("\r"); // next customer: home
+    s.wait_for("Recent items");
+    for _ in 0..7 {
+        s.send("\x1b[B"); // Down to "End of day"
+    }
+    s.send("\r");
+    let shown = s.wait("the day's report", |t| {
+        t.contains("Cash expected in drawer")
+    });
+    for line in report.text_lines().iter().skip(1) {
+        assert!(
+            shown.contains(line.trim_end()),
+            "{line:?} not on screen:\n{shown}"
+        );
+    }
+    s.send("\x10"); // Ctrl-P: print it
+    s.wait_for("The end-of-day report printed.");
+    let jobs = r.printer.jobs();
+    let paper = jobs
+        .iter()
+        .find(|j| j.text.iter().any(|l| l.contains("Printed by clerk alice")))
+        .expect("the close-out printed")
+        .text
+        .join("\n");
+    let squeeze = |l: &str| l.split_whitespace().collect::<Vec<_>>().join(" ");
+    let paper_words = squeeze(&paper);
+    for line in report.text_lines() {
+        assert!(
+            paper_words.contains(&squeeze(&line)),
+            "{line:?} not printed:\n{paper}"
+        );
+    }
+    drop(r.printer);
+}

@@ -375,6 +375,20 @@ async fn end_of_day_over_the_wire_equals_frank_vendor_report_and_hostile_tenders
     );
 }
 
+/// The next answer to a printout command: what printed, and whether it did.
+async fn printout_done(
+    rx: &mut tokio::sync::mpsc::Receiver<Backend>,
+) -> (event::PrintoutKind, Result<(), String>) {
+    match next_event(rx, "PrintoutDone", |e| {
+        matches!(e, Backend::PrintoutDone { .. })
+    })
+    .await
+    {
+        Backend::PrintoutDone { kind, result } => (kind, result),
+        _ => unreachable!(),
+    }
+}
+
 async fn next_event(
     rx: &mut tokio::sync::mpsc::Receiver<Backend>,
     what: &str,
@@ -708,4 +722,177 @@ async fn tender_decision_and_day_on_a_postgres_vendor() {
     );
     let cli: DayReport = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(cli, report);
+}
+
+/// Issue 15's printouts through the counter's backend on a second, 58 mm receipt printer (the
+/// virtual printer on a pty): the office's name comes from the vendor at sign-in; a receipt
+/// prints as a text-only job (no symbol), fitted to 32 columns; a copy is reprinted by any of
+/// its items' numbers after a restart, headed COPY; a number with no kept receipt is refused in
+/// words; the close-out prints the day's figures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_counter_backend_prints_receipts_and_the_close_out_on_a_receipt_printer() {
+    use frank::printer::emulator::{Emulator, EmulatorOptions};
+    use frank::ui::event::PrintoutKind;
+    let v = vendor_with_boss().await;
+    // A 58 mm receipt printer (32 columns) with a cutter and real-time status.
+    let profile = frank::printer::profile::Profile::from_toml(
+        "receipt-58mm",
+        "inherits = \"generic-58mm\"\nname = \"58 mm receipt printer\"\n\
+         [features]\npaperPartCut = true\n[status]\ndle_eot = true\n\
+         [cut]\ncommand = \"feed_partial\"\nfeed_lines = 4\n",
+    )
+    .unwrap();
+    let printer = Emulator::spawn(
+        &profile,
+        EmulatorOptions {
+            baud: None,
+            out_dir: None,
+            control_socket: None,
+        },
+    )
+    .unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let start = |home: std::path::PathBuf| {
+        let mut cfg = backend_config(&v, &home);
+        cfg.receipt_printer = Some(backend::PrinterSetup {
+            device: printer.device_path().to_path_buf(),
+            profile: profile.clone(),
+        });
+        let (ctx, crx) = tokio::sync::mpsc::channel(event::COMMANDS_QUEUE_MAX);
+        let (etx, erx) = tokio::sync::mpsc::channel(event::EVENTS_QUEUE_MAX);
+        let task = backend::spawn(cfg, crx, etx);
+        (ctx, erx, task)
+    };
+    let (ctx, mut erx, task) = start(home.path().to_path_buf());
+    ctx.send(Command::SignIn {
+        clerk: CLERK.into(),
+        password: event::Secret::new(PASSWORD),
+    })
+    .await
+    .unwrap();
+    let e = next_event(&mut erx, "SignedIn", |e| {
+        matches!(e, Backend::SignedIn { .. })
+    })
+    .await;
+    let Backend::SignedIn { office, .. } = e else {
+        unreachable!()
+    };
+    assert_eq!(
+        office, "Report Post Office",
+        "the vendor's name for the office"
+    );
+
+    let n = |s: u64| PieceNumber::new("FRK10000001", s);
+    let lines: Vec<String> = vec![
+        office.clone(),
+        "Clerk alice, 2026-12-05 10:00 UTC".into(),
+        format!("{:<30}{:>10}", "FRK10000001 #7  Postage label", "$5.40"),
+        format!("{:<30}{:>10}", "Paid by cash", "$10.00"),
+        format!("{:<30}{:>10}", "Change", "$4.60"),
+    ];
+    ctx.send(Command::PrintReceipt {
+        basket: BasketId(1),
+        pieces: vec![n(7), n(8)],
+        lines: lines.clone(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        printout_done(&mut erx).await,
+        (PrintoutKind::Receipt, Ok(()))
+    );
+    let wait_jobs = |count: usize| {
+        let deadline = std::time::Instant::now() + LONG;
+        loop {
+            let jobs = printer.jobs();
+            if jobs.len() >= count || std::time::Instant::now() > deadline {
+                return jobs;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let jobs = wait_jobs(1);
+    assert_eq!(jobs.len(), 1);
+    let job = &jobs[0];
+    assert!(
+        job.data_matrix.is_empty() && job.raster_bands == 0,
+        "no value on a receipt"
+    );
+    assert!(
+        job.text.iter().all(|l| l.chars().count() <= 32),
+        "{:?}",
+        job.text
+    );
+    assert_eq!(job.text[0].trim(), "Report Post Office");
+    let item = job
+        .text
+        .iter()
+        .position(|l| l.starts_with("FRK10000001 #7"))
+        .expect("the item's number printed");
+    // Too wide for 32 columns: the amount goes below it, right-aligned at the edge.
+    assert_eq!(
+        job.text[item + 1],
+        format!("{:>32}", "$5.40"),
+        "{:?}",
+        job.text
+    );
+    assert!(
+        job.text
+            .iter()
+            .any(|l| l.starts_with("Change") && l.ends_with("$4.60")),
+        "a short line keeps its amount, narrowed: {:?}",
+        job.text
+    );
+
+    // After a restart the receipt is reprinted by its second item's number, headed COPY.
+    ctx.send(Command::Quit).await.unwrap();
+    tokio::time::timeout(LONG, task).await.unwrap().unwrap();
+    let (ctx, mut erx, _task) = start(home.path().to_path_buf());
+    ctx.send(Command::ReprintReceipt { number: n(8) })
+        .await
+        .unwrap();
+    assert_eq!(
+        printout_done(&mut erx).await,
+        (PrintoutKind::ReceiptCopy, Ok(()))
+    );
+    let jobs = wait_jobs(2);
+    assert_eq!(jobs[1].text[0].trim(), frank::counter::printouts::COPY_LINE);
+    assert_eq!(jobs[1].text[1..], jobs[0].text[..]);
+    ctx.send(Command::ReprintReceipt { number: n(99) })
+        .await
+        .unwrap();
+    let (_, result) = printout_done(&mut erx).await;
+    let Err(why) = result else {
+        panic!("a copy of an unknown receipt printed")
+    };
+    assert!(
+        why.contains("keeps no receipt with FRK10000001 #99"),
+        "{why}"
+    );
+
+    // The close-out prints (no sign-in needed: it is the report shown on screen).
+    let report_lines = vec![
+        "End of day 2026-12-05 (UTC), clerk alice".to_string(),
+        format!("  {:<36}{:>12}", "Cash expected in drawer", "$10.80"),
+    ];
+    ctx.send(Command::PrintDayReport {
+        lines: report_lines,
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        printout_done(&mut erx).await,
+        (PrintoutKind::DayReport, Ok(()))
+    );
+    let jobs = wait_jobs(3);
+    let day = jobs[2].text.join("\n");
+    assert!(
+        day.contains("Cash expected in drawer") && day.contains("$10.80"),
+        "{day}"
+    );
+    assert!(
+        jobs.iter()
+            .all(|j| j.text.iter().all(|l| l.chars().count() <= 32))
+    );
+    let _ = ctx.send(Command::Quit).await;
 }

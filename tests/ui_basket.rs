@@ -12,8 +12,8 @@ use frank::printer::streamer::{IndiciumPaper, JobOutcome, PrinterFault};
 use frank::ui::App;
 use frank::ui::app::{BasketPhase, ItemOutcome, Screen, TenderField};
 use frank::ui::event::{
-    Backend, BasketId, Command, DayReport, JobId, PieceNumber, RefundAwaiting, ReportScope,
-    SettlePhase, Tender, TenderKind, TenderLine, Totals,
+    Backend, BasketId, Command, DayReport, JobId, PieceNumber, PrintoutKind, RefundAwaiting,
+    ReportScope, SettlePhase, Tender, TenderKind, TenderLine, Totals,
 };
 use frank::ui::theme::Role;
 use ui_support::*;
@@ -161,6 +161,21 @@ fn run_with_second_failing() -> App {
     app
 }
 
+/// The vendor's answer to the basket's `RecordTender`: items #21 and #23, $10.80.
+fn tender_recorded(app: &mut App, tender: Tender) -> Vec<Command> {
+    let basket = app.basket.id;
+    backend(
+        app,
+        Backend::TenderRecorded {
+            basket,
+            pieces: vec![n(21), n(23)],
+            tender,
+            total: cents(1080),
+            recorded_at_ms: 1_796_000_000_000,
+        },
+    )
+}
+
 #[test]
 fn a_basket_prints_in_order_and_a_failing_item_is_voided_while_the_rest_go_on() {
     let app = run_with_second_failing();
@@ -210,22 +225,23 @@ fn cash_with_change_is_recorded_and_the_receipt_says_everything() {
     );
     assert!(press(&mut app, KeyCode::Enter).is_empty(), "sent once");
     let basket = app.basket.id;
-    backend(
-        &mut app,
-        Backend::TenderRecorded {
-            basket,
-            pieces: vec![n(21), n(23)],
-            tender,
-            total: cents(1080),
-            recorded_at_ms: 1_796_000_000_000,
-        },
-    );
+    let cmds = tender_recorded(&mut app, tender);
     let BasketPhase::Receipt(r) = &app.basket.phase else {
         panic!("{:?}", app.basket.phase);
     };
+    // The receipt prints at once, as shown, kept under the charged items' numbers.
+    assert_eq!(
+        cmds,
+        vec![Command::PrintReceipt {
+            basket,
+            pieces: vec![n(21), n(23)],
+            lines: r.lines.clone(),
+        }]
+    );
     let text = r.lines.join("\n");
+    // The office's name is the vendor's (from the sign-in), not a config guess.
+    assert_eq!(r.lines[0], "Main Street office");
     for want in [
-        "Frank counter",
         "Clerk alice, 2026-",
         "UTC",
         "FRK10000001 #21  Postage label",
@@ -497,4 +513,102 @@ fn snap_both(name: &str, app: &App) {
         let t = render(app, w, h);
         insta::assert_snapshot!(format!("ui_{name}_{w}x{h}"), t.backend());
     }
+}
+
+/// Printouts from the screens: the receipt again from its screen, a copy from history by the
+/// item's number, the close-out under the office's and the clerk's names; what the printer
+/// said comes back in words (printed, or why not and which key tries again).
+#[test]
+fn receipts_and_the_close_out_print_and_their_outcome_is_told() {
+    let mut app = run_with_second_failing();
+    press(&mut app, KeyCode::Right); // card
+    press(&mut app, KeyCode::Enter);
+    let tender = Tender {
+        kind: TenderKind::Card,
+        amount_tendered: cents(1080),
+        change: cents(0),
+    };
+    let cmds = tender_recorded(&mut app, tender);
+    assert!(
+        matches!(&cmds[..], [Command::PrintReceipt { .. }]),
+        "{cmds:?}"
+    );
+    // The same answer again (a retry) neither prints nor changes anything.
+    assert!(tender_recorded(&mut app, tender).is_empty());
+    // Paper out: the clerk reads why and the key that tries again; the receipt stays on screen.
+    backend(
+        &mut app,
+        Backend::PrintoutDone {
+            kind: PrintoutKind::Receipt,
+            result: Err("printer: paper out".into()),
+        },
+    );
+    let t = app.notice.clone().unwrap().text;
+    assert_eq!(
+        t,
+        "The receipt did not print: printer: paper out. Press Ctrl-P to try again."
+    );
+    snap_both("receipt_not_printed", &app);
+    // The failure is in the error style (and says so in words with its ✗).
+    let buf = render(&app, 80, 24);
+    let err = app.config.theme.style(Role::AlertError);
+    let cell = &buf.backend().buffer()[(0, 22)];
+    assert_eq!(cell.symbol(), "✗");
+    assert_eq!(Some(cell.fg), err.fg);
+    let again = ctrl(&mut app, 'p');
+    assert_eq!(again, cmds, "the same receipt, printed again");
+    backend(
+        &mut app,
+        Backend::PrintoutDone {
+            kind: PrintoutKind::Receipt,
+            result: Ok(()),
+        },
+    );
+    assert_eq!(app.notice.clone().unwrap().text, "The receipt printed.");
+
+    // History: a copy of the chosen item's receipt, by its number.
+    press(&mut app, KeyCode::Enter); // next customer
+    let cmds = key(&mut app, KeyCode::F(3));
+    assert_eq!(cmds, vec![Command::LoadHistory]);
+    backend(
+        &mut app,
+        Backend::Items(vec![frank::ui::event::IssuedItem {
+            number: n(23),
+            job: None,
+            kind: ItemKind::Postage,
+            date: "2026-12-05".into(),
+            authorized_at_ms: 0,
+            summary: "to Boston".into(),
+            amount: cents(540),
+            state: frank::ui::event::ItemState::Printed,
+        }]),
+    );
+    typ(&mut app, "FRK10000001 #23"); // searched by the number on the label
+    assert_eq!(
+        ctrl(&mut app, 'p'),
+        vec![Command::ReprintReceipt { number: n(23) }]
+    );
+
+    // The close-out: the office's name as the vendor knows it, who printed it, the figures.
+    let today = frank::indicium::kinds::Day::parse("today", "2026-12-05").unwrap();
+    app.handle(frank::ui::Event::Today(today));
+    key(&mut app, KeyCode::F(2));
+    app.home.selected = 0; // the menu remembers the coupon chosen earlier
+    for _ in 0..7 {
+        press(&mut app, KeyCode::Down);
+    }
+    press(&mut app, KeyCode::Enter);
+    assert_eq!(app.screen, Screen::Day, "{:?}", app.notice);
+    assert!(
+        ctrl(&mut app, 'p').is_empty(),
+        "nothing to print before the answer"
+    );
+    backend(&mut app, Backend::DayReport(Box::new(report())));
+    let cmds = ctrl(&mut app, 'p');
+    let [Command::PrintDayReport { lines }] = &cmds[..] else {
+        panic!("{cmds:?}")
+    };
+    assert_eq!(lines[0], "Main Street office");
+    assert_eq!(lines[1], "Printed by clerk alice");
+    assert_eq!(lines[3..], report().text_lines()[..]);
 }

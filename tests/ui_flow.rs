@@ -12,7 +12,7 @@ use frank::ui::app::{
     FundsField, ItemField, JobPhase, PostageField, QuoteState, Screen, SignInField,
 };
 use frank::ui::event::{
-    Backend, Command, Event, FundMethod, HistoryEntry, ItemState, JobId, PrinterStatus,
+    Backend, Command, Event, FundMethod, IssuedItem, ItemState, JobId, PieceNumber, PrinterStatus,
     RefundState, SettlePhase,
 };
 use frank::ui::keys::{Action, KeyBindings};
@@ -475,11 +475,13 @@ fn an_issued_item_is_never_printed_again() {
     );
 }
 
-fn entry(job: u64, kind: frank::indicium::ItemKind, date: &str, summary: &str) -> HistoryEntry {
-    HistoryEntry {
-        job: JobId(job),
+fn entry(job: u64, kind: frank::indicium::ItemKind, date: &str, summary: &str) -> IssuedItem {
+    IssuedItem {
+        number: PieceNumber::new("FRK10000001", job),
+        job: Some(JobId(job)),
         kind,
         date: date.into(),
+        authorized_at_ms: 0,
         summary: summary.into(),
         amount: cents(100 * job),
         state: ItemState::Printed,
@@ -494,7 +496,7 @@ fn history_filters_by_search_date_and_kind() {
     assert_eq!(cmds, vec![Command::LoadHistory]);
     backend(
         &mut app,
-        Backend::History(vec![
+        Backend::Items(vec![
             entry(1, K::Postage, "2026-11-01", "to Boston"),
             entry(2, K::Ticket, "2026-11-20", "Opera"),
             entry(3, K::Postage, "2026-10-05", "to Austin"),
@@ -989,7 +991,7 @@ fn history_and_recent_items_list_newest_first() {
     // The vendor lists its rows newest first and does not know this run's item yet.
     backend(
         &mut app,
-        Backend::History(vec![
+        Backend::Items(vec![
             entry(103, K::Postage, "2026-11-03", "to Chicago"),
             entry(102, K::Ticket, "2026-11-02", "Opera"),
             entry(101, K::Postage, "2026-11-01", "to Boston"),
@@ -1044,6 +1046,7 @@ fn kiosk_shows_no_office_data_to_the_public() {
     backend(
         &mut app,
         Backend::SignedIn {
+            office: "Main Street office".into(),
             clerk: "kiosk-clerk".into(),
             balance: cents(123_456),
         },
@@ -1725,6 +1728,7 @@ fn a_kiosk_without_a_session_is_out_of_service_not_welcoming() {
     backend(
         &mut app,
         Backend::SignedIn {
+            office: "Main Street office".into(),
             clerk: "kiosk".into(),
             balance: cents(0),
         },
@@ -1778,6 +1782,7 @@ fn a_kiosk_without_a_session_is_out_of_service_not_welcoming() {
     backend(
         &mut app,
         Backend::SignedIn {
+            office: "Main Street office".into(),
             clerk: "kiosk".into(),
             balance: cents(0),
         },

@@ -93,6 +93,7 @@ fn kiosk_hints_speak_to_customers() {
     backend(
         &mut app,
         Backend::SignedIn {
+            office: "Main Street office".into(),
             clerk: "kiosk".into(),
             balance: cents(100),
         },

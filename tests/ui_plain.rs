@@ -94,6 +94,7 @@ async fn a_postage_label_end_to_end_in_plain_lines() {
     assert!(!out.text().contains("pw"), "the password is never written");
     be_tx
         .send(Backend::SignedIn {
+            office: "Main Street office".into(),
             clerk: "alice".into(),
             balance: cents(10_000),
         })

@@ -52,6 +52,7 @@ async fn runner_forwards_commands_and_applies_reports() {
     }
     be_tx
         .send(Backend::SignedIn {
+            office: "Main Street office".into(),
             clerk: "carol".into(),
             balance: cents(1234),
         })

@@ -24,6 +24,7 @@ use super::jobbook::{
     Settlement, Stage,
 };
 use super::journal::{Journal, JournalError};
+use super::printouts::{self, KeptReceipt, ReceiptBook};
 use super::supervisor::{Phase, SupervisorHandle};
 use crate::indicium::layout::Indicium as SignedIndicium;
 use crate::indicium::layout::PieceNumber;
@@ -36,8 +37,8 @@ use crate::printer::streamer::{
     self, IndiciumPaper, JobOutcome, Milestones, PrinterFault, PrinterPort, Progress, StreamConfig,
 };
 use crate::ui::event::{
-    Backend, BasketId, Command, DayScope, FundMethod, HistoryEntry, IssuedItem, ItemState, JobId,
-    LabelText, PrinterStatus, RefundAwaiting, RefundState, Secret, SettlePhase, Tender,
+    Backend, BasketId, Command, DayScope, FundMethod, IssuedItem, ItemState, JobId, LabelText,
+    PrinterStatus, PrintoutKind, RefundAwaiting, RefundState, Secret, SettlePhase, Tender,
 };
 use crate::wire::{self, ErrorCode, Request};
 use ed25519_dalek::VerifyingKey;
@@ -109,6 +110,8 @@ pub struct BackendConfig {
     /// The counter's own ZIP: origin of items whose form gives none.
     pub origin_zip: String,
     pub printer: Option<PrinterSetup>,
+    /// A second printer for receipts and close-outs (`None`: they print on `printer`).
+    pub receipt_printer: Option<PrinterSetup>,
     pub stream: StreamConfig,
     /// Idle printer status is asked this often.
     pub printer_poll_interval_ms: u64,
@@ -132,6 +135,7 @@ impl BackendConfig {
             enroll_code: None,
             origin_zip: "00000".into(),
             printer: None,
+            receipt_printer: None,
             stream: StreamConfig::default(),
             printer_poll_interval_ms: 2_000,
             authorize_retry_ms_max: 15_000,
@@ -333,6 +337,13 @@ enum Done {
         port: Option<PrinterPort>,
         report: Option<streamer::ResyncReport>,
     },
+    /// A text printout ended; `port` is the label printer's port when it printed there.
+    Printout {
+        kind: PrintoutKind,
+        shared: bool,
+        port: Option<PrinterPort>,
+        result: Result<(), String>,
+    },
 }
 
 /// Runs the backend until `Quit` or until the UI drops its command sender.
@@ -373,6 +384,9 @@ pub fn spawn(
         reported_open: None,
         meter: None,
         baskets: Vec::new(),
+        receipts: ReceiptBook::in_memory(),
+        printouts: std::collections::VecDeque::new(),
+        printout_running: false,
     };
     tokio::spawn(b.run(commands, done_rx))
 }
@@ -427,6 +441,12 @@ struct Actor {
     /// The request id of each basket's tender, so a basket recorded again is the same
     /// request (at most [`BASKETS_REMEMBERED_MAX`], oldest forgotten first).
     baskets: Vec<(BasketId, [u8; 16])>,
+    /// The receipts this counter printed, for reprinting (issue 15).
+    receipts: ReceiptBook,
+    /// Text printouts waiting for their printer (at most [`printouts::PRINTOUTS_QUEUED_MAX`]).
+    printouts: std::collections::VecDeque<(PrintoutKind, Vec<String>)>,
+    /// A printout is on its printer now (one at a time).
+    printout_running: bool,
 }
 
 fn pause() -> tokio::time::Sleep {
@@ -770,6 +790,7 @@ impl Actor {
                 .await;
             }
         }
+        self.receipts = ReceiptBook::open(&self.cfg.terminal_dir);
         if let Some(p) = self.cfg.printer.clone() {
             match PrinterPort::open(&p.device, &p.profile, None) {
                 Ok(port) => self.port = Some(port),
@@ -1134,6 +1155,37 @@ impl Actor {
                     .unwrap_or(JobId(VENDOR_JOB_BIT | number.serial));
                 self.refund(job).await
             }
+            Command::PrintReceipt {
+                basket,
+                pieces,
+                lines,
+            } => {
+                if let Err(e) = self.receipts.keep(KeptReceipt {
+                    pieces,
+                    lines: lines.clone(),
+                }) {
+                    tracing::warn!(?basket, error = %e, "receipt not kept for reprinting");
+                }
+                self.printout(PrintoutKind::Receipt, lines).await
+            }
+            Command::ReprintReceipt { number } => match self.receipts.find(&number) {
+                Some(r) => {
+                    let lines = printouts::copy_lines(&r.lines);
+                    self.printout(PrintoutKind::ReceiptCopy, lines).await
+                }
+                None => {
+                    self.emit(Backend::PrintoutDone {
+                        kind: PrintoutKind::ReceiptCopy,
+                        result: Err(format!(
+                            "this counter keeps no receipt with {number} (paid on another counter, not in a basket, or one of the oldest)"
+                        )),
+                    })
+                    .await
+                }
+            },
+            Command::PrintDayReport { lines } => {
+                self.printout(PrintoutKind::DayReport, lines).await
+            }
             Command::ProbePrinter => self.poll_printer(),
             // `run` ends the loop on Quit before it gets here.
             Command::Quit => {}
@@ -1247,6 +1299,7 @@ impl Actor {
         }
         self.emit(Backend::SignedIn {
             clerk: session.clerk.clone(),
+            office: session.office.clone(),
             balance,
         })
         .await;
@@ -1612,6 +1665,7 @@ impl Actor {
         if let Some(next) = self.queued_print.take() {
             Box::pin(self.print(next)).await;
         }
+        Box::pin(self.next_printout()).await;
     }
 
     async fn on_settled(&mut self, key: JobKey, result: Result<wire::PieceDone, Failure>) {
@@ -1741,6 +1795,7 @@ impl Actor {
                 if let Some(next) = self.queued_print.take() {
                     self.print(next).await;
                 }
+                self.next_printout().await;
             }
             Done::Resynced { port, report } => {
                 self.port_busy = false;
@@ -1751,6 +1806,30 @@ impl Actor {
                 if let Some(next) = self.queued_print.take() {
                     self.print(next).await;
                 }
+                self.next_printout().await;
+            }
+            Done::Printout {
+                kind,
+                shared,
+                port,
+                result,
+            } => {
+                self.printout_running = false;
+                if shared {
+                    self.port_busy = false;
+                    if self.port.is_none() {
+                        self.port = port;
+                    }
+                }
+                match &result {
+                    Ok(()) => tracing::info!(?kind, "printout printed"),
+                    Err(e) => tracing::warn!(?kind, error = %e, "printout not printed"),
+                }
+                self.emit(Backend::PrintoutDone { kind, result }).await;
+                if shared && let Some(next) = self.queued_print.take() {
+                    self.print(next).await;
+                }
+                self.next_printout().await;
             }
         }
     }
@@ -1915,21 +1994,6 @@ impl Actor {
                             kind: ItemKind::from_code(p.kind).unwrap_or(ItemKind::Postage),
                             date: day_of(p.authorized_at_ms),
                             authorized_at_ms: p.authorized_at_ms,
-                            summary: p.summary.clone(),
-                            amount: Cents::new(p.amount_cents).unwrap_or(Cents::ZERO),
-                            state: history_state(&p.item_state),
-                        })
-                        .collect();
-                    let rows = list
-                        .pieces
-                        .into_iter()
-                        .map(|p| HistoryEntry {
-                            job: known
-                                .get(&p.piece_serial)
-                                .copied()
-                                .unwrap_or(JobId(VENDOR_JOB_BIT | p.piece_serial)),
-                            kind: ItemKind::from_code(p.kind).unwrap_or(ItemKind::Postage),
-                            date: day_of(p.authorized_at_ms),
                             summary: if p.summary.is_empty() {
                                 format!("piece {}", p.piece_serial)
                             } else {
@@ -1939,7 +2003,6 @@ impl Actor {
                             state: history_state(&p.item_state),
                         })
                         .collect();
-                    let _ = events.send(Backend::History(rows)).await;
                     let _ = events.send(Backend::Items(items)).await;
                 }
                 Err(e) => {
@@ -2151,6 +2214,111 @@ impl Actor {
                         .await;
                 }
             }
+        });
+    }
+}
+
+impl Actor {
+    /// Queues a text printout (not value: see [`printouts`]) and starts it when its printer is
+    /// free.
+    async fn printout(&mut self, kind: PrintoutKind, lines: Vec<String>) {
+        if self.printouts.len() >= printouts::PRINTOUTS_QUEUED_MAX {
+            self.emit(Backend::PrintoutDone {
+                kind,
+                result: Err(
+                    "the printer is still busy with earlier printouts; print it again in a moment"
+                        .into(),
+                ),
+            })
+            .await;
+            return;
+        }
+        self.printouts.push_back((kind, lines));
+        self.next_printout().await;
+    }
+
+    /// Starts the next printout: on the receipt printer when there is one, else on the label
+    /// printer once no label is on it or waiting for it (labels go first) and no resync is due.
+    async fn next_printout(&mut self) {
+        if self.printout_running || self.printouts.is_empty() {
+            return;
+        }
+        let shared = self.cfg.receipt_printer.is_none();
+        let Some(setup) = self
+            .cfg
+            .receipt_printer
+            .clone()
+            .or_else(|| self.cfg.printer.clone())
+        else {
+            while let Some((kind, _)) = self.printouts.pop_front() {
+                self.emit(Backend::PrintoutDone {
+                    kind,
+                    result: Err("no printer is configured".into()),
+                })
+                .await;
+            }
+            return;
+        };
+        if shared && (self.port_busy || self.queued_print.is_some() || self.resync_due) {
+            return; // started again when the port comes back
+        }
+        let Some((kind, lines)) = self.printouts.pop_front() else {
+            return;
+        };
+        let labels = match crate::printer::textjob::labels(&lines, &setup.profile) {
+            Ok(l) => l,
+            Err(e) => {
+                self.emit(Backend::PrintoutDone {
+                    kind,
+                    result: Err(e),
+                })
+                .await;
+                return;
+            }
+        };
+        let port = if shared { self.port.take() } else { None };
+        let seq = self.print_seq;
+        self.print_seq =
+            self.print_seq.wrapping_add(labels.len() as u32) % compiler::PROCESS_ID_JOBS_MAX;
+        // A printout's only gate is the counter quitting: it is not value, so the link
+        // does not hold it back.
+        let (gate_tx, gate) = watch::channel(LinkState::Up);
+        let mut quit = self.quit.subscribe();
+        let gate_task = tokio::spawn(async move {
+            while quit.changed().await.is_ok() {
+                if *quit.borrow_and_update() {
+                    break;
+                }
+            }
+            let _ = gate_tx.send(LinkState::Closed);
+        });
+        self.printout_running = true;
+        if shared {
+            self.port_busy = true;
+        }
+        let cfg = self.cfg.stream;
+        let tx = self.done_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let opened = port.map(Ok).unwrap_or_else(|| {
+                PrinterPort::open(&setup.device, &setup.profile, None).map_err(|e| e.to_string())
+            });
+            let (port, result) = match opened {
+                Ok(mut p) => {
+                    let r = printouts::print_labels(&mut p, &labels, seq, &gate, &cfg);
+                    (Some(p), r)
+                }
+                Err(e) => (None, Err(format!("the printer cannot be opened ({e})"))),
+            };
+            gate_task.abort();
+            // The receipt printer's port is closed after each printout; the label printer's
+            // goes back to the backend.
+            let port = if shared { port } else { None };
+            let _ = tx.blocking_send(Done::Printout {
+                kind,
+                shared,
+                port,
+                result,
+            });
         });
     }
 }

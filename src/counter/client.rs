@@ -309,6 +309,9 @@ pub struct Session {
     pub session_id: u64,
     pub account_id: u64,
     pub clerk: String,
+    /// The office's name as the vendor knows it (its account's name), control characters
+    /// dropped: it is shown on screen and printed on receipts.
+    pub office: String,
     pub guard: GuardConfig,
     pub request_clock_skew_ms_max: u64,
     /// Session keys. Exposed for diagnostics and protocol tests; never log them.
@@ -328,6 +331,7 @@ impl Session {
             session_id: answer.session_id,
             account_id: answer.account_id,
             clerk: answer.clerk,
+            office: answer.office.chars().filter(|c| !c.is_control()).collect(),
             guard: GuardConfig {
                 keepalive_interval_ms: answer.keepalive_interval_ms,
                 detect_multiplier: answer.detect_multiplier,

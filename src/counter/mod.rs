@@ -10,6 +10,7 @@ pub mod headless;
 pub mod jobbook;
 pub mod journal;
 pub mod loadgen;
+pub mod printouts;
 pub mod supervisor;
 pub mod terminal;
 pub mod tui;

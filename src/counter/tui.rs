@@ -18,6 +18,9 @@
 //! [printer]
 //! device = "/dev/ttyUSB0"
 //! profile = "epson-tm-t88vi"    # a shipped id or a profile file
+//! [receipt_printer]               # optional: receipts and close-outs print here
+//! device = "/dev/ttyUSB1"
+//! profile = "generic-80mm"
 //! ```
 //!
 //! A `supervisor_pin_sha256 = "…64 hex…"` (the unsalted SHA-256 of the PIN, from before) is
@@ -75,6 +78,8 @@ pub struct FileSettings {
     pub bundle_download_bytes_per_s: Option<u64>,
     /// Bundles above this size (all their files) are refused (default 128 MiB).
     pub bundle_bytes_max: Option<u64>,
+    /// A second printer for receipts and close-outs (text only, never value).
+    pub receipt_printer: Option<PrinterFile>,
     // UI sections, parsed by `ui::config::load`.
     pub theme: Option<String>,
     pub colors: Option<toml::Table>,
@@ -118,6 +123,8 @@ pub struct Overrides {
     pub origin_zip: Option<String>,
     pub printer: Option<PathBuf>,
     pub profile: Option<String>,
+    pub receipt_printer: Option<PathBuf>,
+    pub receipt_profile: Option<String>,
     pub theme: Option<String>,
     pub kiosk: bool,
     pub kiosk_clerk: Option<String>,
@@ -397,16 +404,19 @@ pub fn resolve(o: &Overrides, no_color: bool) -> anyhow::Result<CounterSettings>
         printer_profile = Some(profile.clone());
         backend.printer = Some(PrinterSetup { device, profile });
     }
+    let rf = file.receipt_printer.unwrap_or_default();
+    if let Some(device) = o.receipt_printer.clone().or(rf.device) {
+        let name = o.receipt_profile.clone().or(rf.profile);
+        let profile =
+            load_profile(name.as_deref().unwrap_or("generic-80mm")).context("receipt printer")?;
+        backend.receipt_printer = Some(PrinterSetup { device, profile });
+    }
     let mut app = AppConfig {
         kiosk: o.kiosk || file.kiosk.unwrap_or(false),
         keys,
         theme,
         printer_name,
         printer_profile,
-        office: format!(
-            "Frank counter {} (ZIP {})",
-            backend.terminal_name, backend.origin_zip
-        ),
         ..AppConfig::default()
     };
     if let Some(s) = file.idle_timeout_s {

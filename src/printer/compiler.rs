@@ -537,6 +537,11 @@ pub fn compile_with(
     })
 }
 
+/// Characters of one text line at width ×1 (the profile's font A; 32 when it names none).
+pub fn text_columns(profile: &Profile) -> usize {
+    profile.fonts.get(&0).map_or(32, |f| f.columns) as usize
+}
+
 /// Emit one element. `rotated`: the job prints upside down (`ESC { 1` is on), so multi-line
 /// elements go out last line first, raster images turned by 180° and native 2-D symbols
 /// right-aligned (the printer rotates text and barcodes itself; Epson leaves raster images and
@@ -649,7 +654,7 @@ fn text_line(
         }
     })?;
     let text = &t.text;
-    let columns = profile.fonts.get(&0).map_or(32, |f| f.columns) as usize;
+    let columns = text_columns(profile);
     let limit = (columns / usize::from(t.width_mul)).min(TEXT_LINE_CHARS_MAX);
     let chars = text.chars().count();
     if chars > limit {

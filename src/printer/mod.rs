@@ -5,6 +5,8 @@
 //! - [`import`]: escpos-printer-db capabilities.json → Frank profiles.
 //! - [`bitmap`]: the 1-bit image type shared with the indicium renderer.
 //! - [`compiler`]: sans-I/O label → ESC/POS bytes, chunks and indicium markers.
+//! - [`textjob`]: sans-I/O text-only printouts (receipts, close-outs) → labels of plain lines
+//!   fitted to the paper; no indicium, so nothing of value.
 //! - [`codepage`]: sans-I/O text → the profile's code pages (`ESC t`), `printable` for forms.
 //! - [`realtime`]: spotting real-time commands (DLE EOT, DLE DC4) in a byte stream.
 //! - [`replies`]: sans-I/O reader of what the printer sends back (status, process IDs, clear
@@ -28,3 +30,4 @@ pub mod profile;
 pub mod realtime;
 pub mod replies;
 pub mod streamer;
+pub mod textjob;

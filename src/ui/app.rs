@@ -67,8 +67,6 @@ pub struct AppConfig {
     pub info_lines: Vec<String>,
     /// The printer's profile: text a form takes must be in its code pages.
     pub printer_profile: Option<crate::printer::profile::Profile>,
-    /// The office as its receipts name it (first line of a receipt).
-    pub office: String,
 }
 
 /// Words for the first character of `text` the printer of `profile` cannot print (none of its
@@ -93,7 +91,6 @@ impl Default for AppConfig {
             printer_name: "(none)".into(),
             info_lines: Vec::new(),
             printer_profile: None,
-            office: "Frank counter".into(),
         }
     }
 }
@@ -223,6 +220,9 @@ pub struct App {
     pub link: Option<LinkStatus>,
     pub printer: PrinterStatus,
     pub clerk: Option<String>,
+    /// The office's name as the vendor knows it (from the sign-in; `None` until then, or when
+    /// the vendor has no name for it).
+    pub office: Option<String>,
     pub balance: Option<Cents>,
     pub size: (u16, u16),
     /// Kiosk: not signed in (its sign-in failed, or the vendor ended the session and signing
@@ -342,6 +342,7 @@ impl App {
             link: None,
             printer: PrinterStatus::Unknown,
             clerk: None,
+            office: None,
             balance: None,
             size: (0, 0),
             out_of_service: false,
@@ -854,6 +855,7 @@ impl App {
             Screen::Refunds => self.load_refunds(out),
             Screen::SignIn => {
                 self.clerk = None;
+                self.office = None;
                 self.balance = None;
                 self.sign_in.form.clear();
                 out.push(Command::SignOut);
@@ -908,10 +910,15 @@ impl App {
                 }
             }
             Backend::PrinterStatus(s) => self.printer = s,
-            Backend::SignedIn { clerk, balance } => {
+            Backend::SignedIn {
+                clerk,
+                office,
+                balance,
+            } => {
                 self.sign_in.busy = false;
                 self.out_of_service = false;
                 self.clerk = Some(clerk);
+                self.office = Some(office).filter(|o| !o.trim().is_empty());
                 self.balance = Some(balance);
                 self.notice = None;
                 self.sign_in.form.clear();
@@ -971,9 +978,6 @@ impl App {
                 self.open_jobs = open;
                 self.last_run_jobs = from_last_run;
             }
-            Backend::History(rows) => {
-                self.on_history_rows(rows.into_iter().map(HistoryRow::from).collect())
-            }
             Backend::Items(items) => {
                 self.on_history_rows(items.into_iter().map(HistoryRow::from).collect())
             }
@@ -998,7 +1002,7 @@ impl App {
                 tender,
                 total,
                 recorded_at_ms,
-            } => self.on_tender_recorded(basket, pieces, tender, total, recorded_at_ms),
+            } => self.on_tender_recorded(basket, pieces, tender, total, recorded_at_ms, out),
             Backend::TenderFailed { basket, reason } => self.on_tender_failed(basket, reason),
             Backend::DayReport(r) => self.on_day_report(r),
             Backend::DayReportFailed { reason } => {
@@ -1015,6 +1019,19 @@ impl App {
                 Severity::Error,
                 format!("No decision recorded for {number}: {reason}"),
             ),
+            Backend::PrintoutDone { kind, result } => match result {
+                Ok(()) => self.notice(Severity::Ok, format!("{} printed.", kind.words())),
+                Err(why) => {
+                    let again = self.config.keys.hint(Action::Print);
+                    self.notice(
+                        Severity::Error,
+                        format!(
+                            "{} did not print: {why}. Press {again} to try again.",
+                            kind.words()
+                        ),
+                    )
+                }
+            },
         }
     }
 
@@ -1023,6 +1040,7 @@ impl App {
     fn on_session_ended(&mut self, reason: String) {
         self.sign_in.busy = false;
         self.clerk = None;
+        self.office = None;
         self.balance = None;
         self.confirm = None;
         if self.config.kiosk {

@@ -166,18 +166,6 @@ impl ItemState {
     }
 }
 
-/// One row of the history screen.
-#[derive(Debug, Clone, PartialEq)]
-pub struct HistoryEntry {
-    pub job: JobId,
-    pub kind: ItemKind,
-    /// `YYYY-MM-DD`, as the vendor recorded it.
-    pub date: String,
-    pub summary: String,
-    pub amount: Cents,
-    pub state: ItemState,
-}
-
 /// Identifies one customer's basket; issued by the UI, unique per app run (like [`JobId`]).
 /// The backend gives each basket's tender its own vendor request id, so recording it again
 /// (a retry) never records it twice.
@@ -240,6 +228,28 @@ pub struct RefundAwaiting {
     pub terminal: Option<u64>,
 }
 
+/// A text printout: not value (no indicium; nothing reserved, settled or sent to the vendor).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrintoutKind {
+    /// A basket's receipt, printed after its payment was recorded.
+    Receipt,
+    /// A receipt printed again from history (it says COPY at the top).
+    ReceiptCopy,
+    /// The end-of-day close-out.
+    DayReport,
+}
+
+impl PrintoutKind {
+    /// What a clerk calls it: "The receipt", "The receipt copy", "The end-of-day report".
+    pub fn words(self) -> &'static str {
+        match self {
+            PrintoutKind::Receipt => "The receipt",
+            PrintoutKind::ReceiptCopy => "The receipt copy",
+            PrintoutKind::DayReport => "The end-of-day report",
+        }
+    }
+}
+
 /// Reports from the backend tasks (vendor link, printer streamer).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -248,6 +258,9 @@ pub enum Backend {
     PrinterStatus(PrinterStatus),
     SignedIn {
         clerk: String,
+        /// The office's name as the vendor knows it (its account's name): the receipt's first
+        /// line and the status bar (never on a kiosk's screen).
+        office: String,
         balance: Cents,
     },
     SignInFailed {
@@ -305,7 +318,6 @@ pub enum Backend {
         open: usize,
         from_last_run: usize,
     },
-    History(Vec<HistoryEntry>),
     RefundChanged {
         job: JobId,
         state: RefundState,
@@ -326,8 +338,7 @@ pub enum Backend {
         number: PieceNumber,
     },
     /// The answer to [`Command::LoadHistory`]: the vendor's items, newest first, each with
-    /// its number (sent after [`Backend::History`], which carries the same rows without
-    /// numbers and goes away once the screens use this).
+    /// its number (the history screen's one source of rows).
     Items(Vec<IssuedItem>),
     /// The vendor stored the basket's tender with its items.
     TenderRecorded {
@@ -367,6 +378,13 @@ pub enum Backend {
     RefundDecisionFailed {
         number: PieceNumber,
         reason: String,
+    },
+    /// A printout ([`Command::PrintReceipt`], [`Command::ReprintReceipt`],
+    /// [`Command::PrintDayReport`]) printed (`Ok`: the printer said the whole job printed), or
+    /// did not (`Err`: why, in words a clerk can act on).
+    PrintoutDone {
+        kind: PrintoutKind,
+        result: Result<(), String>,
     },
 }
 
@@ -487,6 +505,23 @@ pub enum Command {
     /// [`Backend::Items`] reloaded.
     RequestRefundByNumber {
         number: PieceNumber,
+    },
+    /// Print a paid basket's receipt (on the receipt printer when the counter has one, else on
+    /// the label printer) and keep it so it can be reprinted by any of `pieces`. Answered by
+    /// [`Backend::PrintoutDone`]. Not value: printing it again is harmless.
+    PrintReceipt {
+        basket: BasketId,
+        pieces: Vec<PieceNumber>,
+        lines: Vec<String>,
+    },
+    /// Print again the kept receipt naming `number` (history). Answered by
+    /// [`Backend::PrintoutDone`] (`Err` when this counter keeps no receipt with it).
+    ReprintReceipt {
+        number: PieceNumber,
+    },
+    /// Print the end-of-day close-out shown on screen. Answered by [`Backend::PrintoutDone`].
+    PrintDayReport {
+        lines: Vec<String>,
     },
     ProbePrinter,
     /// The person left (quit confirmed); the runner restores the terminal and exits.

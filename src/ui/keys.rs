@@ -35,10 +35,11 @@ pub enum Action {
     RemoveItem,
     Approve,
     Reject,
+    Print,
 }
 
 impl Action {
-    pub const ALL: [Action; 21] = [
+    pub const ALL: [Action; 22] = [
         Action::Help,
         Action::Quit,
         Action::Back,
@@ -60,6 +61,7 @@ impl Action {
         Action::RemoveItem,
         Action::Approve,
         Action::Reject,
+        Action::Print,
     ];
 
     /// Name used in TOML (`[keys] quit = ["ctrl-q"]`).
@@ -86,6 +88,7 @@ impl Action {
             Action::RemoveItem => "remove_item",
             Action::Approve => "approve",
             Action::Reject => "reject",
+            Action::Print => "print",
         }
     }
 
@@ -112,6 +115,9 @@ impl Action {
             Action::RemoveItem => "remove an item from the basket",
             Action::Approve => "approve the chosen refund request (supervisor)",
             Action::Reject => "reject the chosen refund request (supervisor)",
+            Action::Print => {
+                "print the receipt or the end-of-day report (history: reprint the item's receipt)"
+            }
         }
     }
 }
@@ -269,6 +275,7 @@ const DEFAULTS: &[(Action, &[&str])] = &[
     (Action::RemoveItem, &["ctrl-d"]),
     (Action::Approve, &["f7"]),
     (Action::Reject, &["f8"]),
+    (Action::Print, &["ctrl-p"]),
 ];
 
 impl Default for KeyBindings {

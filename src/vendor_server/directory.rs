@@ -244,6 +244,8 @@ pub trait DirectoryStore: Send {
         now_ms: u64,
     ) -> anyhow::Result<bool>;
     fn accounts(&mut self) -> anyhow::Result<Vec<Account>>;
+    /// The account's name (the office's name on receipts and reports); `None`: no account.
+    fn account_name(&mut self, account_id: u64) -> anyhow::Result<Option<String>>;
     fn insert_clerk(&mut self, clerk: &NewClerk<'_>, now_ms: u64) -> anyhow::Result<ClerkInsert>;
     fn clerk(&mut self, username: &str) -> anyhow::Result<Option<Clerk>>;
     /// Reads the code (by digest) and the key's terminal, applies [`enroll_step`], and on
@@ -395,6 +397,11 @@ impl Directory {
 
     pub fn accounts(&mut self) -> anyhow::Result<Vec<Account>> {
         self.store.accounts()
+    }
+
+    /// The account's name as `frank vendor account add` stored it (the office's name).
+    pub fn account_name(&mut self, account_id: u64) -> anyhow::Result<Option<String>> {
+        self.store.account_name(account_id)
     }
 
     /// Adds a clerk with an argon2id password hash.

@@ -233,6 +233,17 @@ impl DirectoryStore for PgDirectory {
         })
     }
 
+    fn account_name(&mut self, account_id: u64) -> anyhow::Result<Option<String>> {
+        self.run(async move |c| {
+            Ok(c.query_opt(
+                "SELECT name FROM directory_accounts WHERE id = $1",
+                &[&i64_of(account_id)],
+            )
+            .await?
+            .map(|r| r.get(0)))
+        })
+    }
+
     fn accounts(&mut self) -> anyhow::Result<Vec<Account>> {
         self.run(async |c| {
             Ok(

@@ -210,6 +210,17 @@ impl DirectoryStore for SqliteDirectory {
         Ok(true)
     }
 
+    fn account_name(&mut self, account_id: u64) -> anyhow::Result<Option<String>> {
+        Ok(self
+            .db
+            .query_row(
+                "SELECT name FROM accounts WHERE id = ?1",
+                [i64_of(account_id)],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
     fn accounts(&mut self) -> anyhow::Result<Vec<Account>> {
         let mut st = self
             .db

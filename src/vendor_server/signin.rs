@@ -254,6 +254,7 @@ pub(super) async fn login(state: &Arc<ConnState>, r: wire::Login) -> Result<Vec<
     let ledger_account = front::ledger_account_of(&shared.ledger, terminal.account_id)
         .await
         .map_err(front::call_error)?;
+    let office = office_of(shared, terminal.account_id).await?;
     let session_id = new_session_id();
     let keys = keys::derive_session_keys(&state.exporter, session_id, terminal.id, &clerk.username);
     let epoch = super::cluster::bind(
@@ -298,6 +299,7 @@ pub(super) async fn login(state: &Arc<ConnState>, r: wire::Login) -> Result<Vec<
         session_id,
         terminal.account_id,
         &clerk.username,
+        office,
     ))
 }
 
@@ -412,6 +414,7 @@ pub(super) async fn resume(state: &Arc<ConnState>, r: wire::Resume) -> Result<Ve
             "resume MAC does not verify",
         ));
     }
+    let office = office_of(shared, account_id).await?;
     let mut keys = keys::derive_session_keys(&state.exporter, r.session_id, terminal.id, &clerk);
     // The resume key stays the one from the original login.
     keys.resume = resume_key;
@@ -438,7 +441,13 @@ pub(super) async fn resume(state: &Arc<ConnState>, r: wire::Resume) -> Result<Ve
     };
     super::cluster::bound_or_release(shared, &active, bind_session(state, active.clone(), None))?;
     tracing::info!(clerk = %escaped(&clerk), terminal = terminal.id, session = r.session_id, "session resumed");
-    Ok(logged_in(&shared.config, r.session_id, account_id, &clerk))
+    Ok(logged_in(
+        &shared.config,
+        r.session_id,
+        account_id,
+        &clerk,
+        office,
+    ))
 }
 
 fn locked_out(retry_after_ms: u64) -> ErrorBody {
@@ -452,11 +461,28 @@ fn locked_out(retry_after_ms: u64) -> ErrorBody {
     .with_retry_after_ms(retry_after_ms)
 }
 
-fn logged_in(config: &VendorConfig, session_id: u64, account_id: u64, clerk: &str) -> Vec<u8> {
+/// The account's name for `LoggedIn::office` (empty when the directory has none).
+async fn office_of(shared: &Shared, account_id: u64) -> Result<String, ErrorBody> {
+    Ok(shared
+        .directory
+        .call(move |d| d.account_name(account_id))
+        .await
+        .map_err(directory_error)?
+        .unwrap_or_default())
+}
+
+fn logged_in(
+    config: &VendorConfig,
+    session_id: u64,
+    account_id: u64,
+    clerk: &str,
+    office: String,
+) -> Vec<u8> {
     wire::encode_ok(&wire::LoggedIn {
         session_id,
         account_id,
         clerk: clerk.to_string(),
+        office,
         keepalive_interval_ms: config.keepalive_interval_ms,
         detect_multiplier: config.detect_multiplier,
         up_after_keepalives: config.up_after_keepalives,

@@ -183,6 +183,9 @@ pub struct LoggedIn {
     pub session_id: u64,
     pub account_id: u64,
     pub clerk: String,
+    /// The account's name as the vendor knows it (the office's name on receipts and
+    /// close-outs); empty when the vendor has none.
+    pub office: String,
     pub keepalive_interval_ms: u32,
     pub detect_multiplier: u32,
     pub up_after_keepalives: u32,

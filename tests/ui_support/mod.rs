@@ -84,6 +84,7 @@ pub fn signed_in() -> App {
     backend(
         &mut app,
         Backend::SignedIn {
+            office: "Main Street office".into(),
             clerk: "alice".into(),
             balance: cents(10_000),
         },

@@ -1,5 +1,6 @@
 //! The status bar, always on the top row: link state, RTT, keepalive loss, printer, clerk,
-//! balance (a kiosk shows no clerk and no balance to the public). Meaning is carried by words and symbols as well as style.
+//! balance, the office's name when it fits (a kiosk shows no clerk, balance or office to the
+//! public). Meaning is carried by words and symbols as well as style.
 
 use crate::link::LinkState;
 use crate::ui::App;
@@ -34,11 +35,20 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         .iter()
         .map(|s| crate::ui::text::width(&s.content))
         .sum();
-    let spans = if width > area.width as usize {
-        spans(app, true)
-    } else {
-        full
-    };
+    let compact = width > area.width as usize;
+    let mut spans = if compact { spans(app, true) } else { full };
+    // The office's name as the vendor knows it, when it fits after everything else (never on
+    // a kiosk: the public sees no office data).
+    if let Some(office) = app.office.as_deref().filter(|_| !app.config.kiosk) {
+        let used: usize = spans
+            .iter()
+            .map(|s| crate::ui::text::width(&s.content))
+            .sum();
+        let text = format!("{}{office}", if compact { "│" } else { " │ " });
+        if used + crate::ui::text::width(&text) <= area.width as usize {
+            spans.push(Span::styled(text, app.config.theme.style(Role::StatusBar)));
+        }
+    }
     let bar = app.config.theme.style(Role::StatusBar);
     frame.render_widget(Paragraph::new(Line::from(spans)).style(bar), area);
 }

@@ -107,10 +107,12 @@ impl BasketItem {
     }
 }
 
-/// The receipt of a paid basket: its lines, as shown and as printed.
+/// The receipt of a paid basket: its lines, as shown and as printed, and the numbers of the
+/// items it charged (it is reprinted from history by any of them).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Receipt {
     pub lines: Vec<String>,
+    pub pieces: Vec<PieceNumber>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -368,6 +370,8 @@ impl App {
         }
     }
 
+    /// The vendor stored the payment: the receipt is shown and printed (not value; the
+    /// outcome comes back as `PrintoutDone`).
     pub(crate) fn on_tender_recorded(
         &mut self,
         basket: BasketId,
@@ -375,16 +379,24 @@ impl App {
         tender: Tender,
         total: Cents,
         recorded_at_ms: u64,
+        out: &mut Vec<Command>,
     ) {
-        if basket != self.basket.id {
+        if basket != self.basket.id || !self.basket.recording {
             return;
         }
         self.basket.recording = false;
         let receipt = self.receipt(&pieces, &tender, total, recorded_at_ms);
+        out.push(Command::PrintReceipt {
+            basket,
+            pieces: receipt.pieces.clone(),
+            lines: receipt.lines.clone(),
+        });
         self.basket.phase = BasketPhase::Receipt(receipt);
         let text = match tender.kind {
-            TenderKind::Cash => format!("Paid. Change due: {}.", tender.change),
-            _ => "Paid.".to_string(),
+            TenderKind::Cash => {
+                format!("Paid. Change due: {}. Printing the receipt…", tender.change)
+            }
+            _ => "Paid. Printing the receipt…".to_string(),
         };
         self.notice(Severity::Ok, text);
     }
@@ -417,7 +429,9 @@ impl App {
             )
         };
         let mut lines = vec![
-            self.config.office.clone(),
+            self.office
+                .clone()
+                .unwrap_or_else(|| "Post office (name not known)".into()),
             format!(
                 "Clerk {}, {}",
                 self.clerk.as_deref().unwrap_or("-"),
@@ -453,7 +467,10 @@ impl App {
         lines.push(String::new());
         lines.push("For a refund, bring this receipt to a counter".into());
         lines.push("and give the item's number (FRK... #N).".into());
-        Receipt { lines }
+        Receipt {
+            lines,
+            pieces: pieces.to_vec(),
+        }
     }
 }
 
@@ -492,6 +509,7 @@ pub fn keys(app: &App) -> Vec<Binding> {
         }
         BasketPhase::Receipt(_) => vec![
             key(Action::Submit, "next customer", done),
+            key(Action::Print, "print again", print_again),
             quiet(Action::Back, done),
         ],
     }
@@ -584,6 +602,18 @@ fn pay(app: &mut App, _: Action, out: &mut Vec<Command>) {
         pieces,
         tender,
     });
+}
+
+/// The receipt printed again (a paper jam, a second copy): it is not value.
+fn print_again(app: &mut App, _: Action, out: &mut Vec<Command>) {
+    if let BasketPhase::Receipt(r) = &app.basket.phase {
+        out.push(Command::PrintReceipt {
+            basket: app.basket.id,
+            pieces: r.pieces.clone(),
+            lines: r.lines.clone(),
+        });
+        app.notice(Severity::Info, "Printing the receipt again…");
+    }
 }
 
 fn done(app: &mut App, _: Action, _: &mut Vec<Command>) {

@@ -2,7 +2,8 @@
 //! supervisor) the whole office —
 //! items by kind and class, voids, refunds, unsettled items, payments by type against what was
 //! issued, the cash expected in the drawer. The figures are the vendor's [`DayReport`] (the
-//! same as `frank vendor report --day`); the screen only lays them out.
+//! same as `frank vendor report --day`); the screen only lays them out, and prints them
+//! (Ctrl-P) under the office's name and the clerk's ([`printout_lines`]).
 
 use super::{Binding, framed, key, quiet};
 use crate::indicium::kinds::Day;
@@ -79,6 +80,7 @@ pub fn keys(_app: &App) -> Vec<Binding> {
             };
             app.load_day(out);
         }),
+        key(Action::Print, "print", print),
         key(Action::Back, "back", |app, _, _| app.back_to_start()),
         quiet(Action::Submit, |app, _, out| app.load_day(out)),
         quiet(Action::RowDown, |app, _, _| app.day.scroll += 1),
@@ -106,6 +108,36 @@ fn shift_day(app: &mut App, action: Action, out: &mut Vec<Command>) {
     }
     app.day.day = Some(Day::from_days(d));
     app.load_day(out);
+}
+
+/// The close-out printed: the office and who printed it, then the vendor's report as shown.
+fn print(app: &mut App, _: Action, out: &mut Vec<Command>) {
+    let Some(report) = app.day.report.as_ref().filter(|_| !app.day.loading) else {
+        app.notice(
+            Severity::Warn,
+            "There is no report to print yet; wait for the vendor's answer.",
+        );
+        return;
+    };
+    let lines = printout_lines(app.office.as_deref(), app.clerk.as_deref(), report);
+    app.notice(Severity::Info, "Printing the end-of-day report…");
+    out.push(Command::PrintDayReport { lines });
+}
+
+/// What the close-out printout says: the office's name as the vendor knows it, the clerk who
+/// printed it, then the report's own lines (the same as the screen and `frank vendor report`).
+pub fn printout_lines(
+    office: Option<&str>,
+    clerk: Option<&str>,
+    report: &DayReport,
+) -> Vec<String> {
+    let mut lines = vec![
+        office.unwrap_or("Post office (name not known)").to_string(),
+        format!("Printed by clerk {}", clerk.unwrap_or("-")),
+        String::new(),
+    ];
+    lines.extend(report.text_lines());
+    lines
 }
 
 /// The lines shown (and printed): the vendor's report as text.

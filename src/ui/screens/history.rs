@@ -3,9 +3,7 @@
 use super::{Binding, framed, key, quiet};
 use crate::indicium::ItemKind;
 use crate::ui::app::{App, Confirm, HISTORY_ROWS_MAX, Severity};
-use crate::ui::event::{
-    Command, HistoryEntry, IssuedItem, ItemState, JobId, PieceNumber, RefundState,
-};
+use crate::ui::event::{Command, IssuedItem, ItemState, JobId, PieceNumber, RefundState};
 use crate::ui::form::{Field, Form};
 use crate::ui::hits::{Hits, Target};
 use crate::ui::keys::Action;
@@ -57,20 +55,6 @@ impl HistoryRow {
     fn same_item(&self, other: &HistoryRow) -> bool {
         (self.job.is_some() && self.job == other.job)
             || (self.number.is_some() && self.number == other.number)
-    }
-}
-
-impl From<HistoryEntry> for HistoryRow {
-    fn from(e: HistoryEntry) -> HistoryRow {
-        HistoryRow {
-            number: None,
-            job: Some(e.job),
-            kind: e.kind,
-            date: e.date,
-            summary: e.summary,
-            amount: e.amount,
-            state: e.state,
-        }
     }
 }
 
@@ -240,6 +224,7 @@ impl App {
 pub fn keys(_app: &App) -> Vec<Binding> {
     vec![
         key(Action::RequestRefund, "request refund", refund),
+        key(Action::Print, "reprint receipt", reprint),
         key(Action::NextField, "filter", filter_nav),
         key(Action::Back, "back", |app, _, _| app.back_to_start()),
         quiet(Action::RowDown, rows),
@@ -291,6 +276,27 @@ fn refund(app: &mut App, _: Action, _: &mut Vec<Command>) {
             format!("{name} is {}, so there is no refund to request.", s.label()),
         ),
     }
+}
+
+/// The chosen item's receipt printed again (the counter keeps the receipts it printed; a
+/// receipt is not value, so a copy is harmless).
+fn reprint(app: &mut App, _: Action, out: &mut Vec<Command>) {
+    let Some(number) = app
+        .filtered_history()
+        .get(app.history_view.selected)
+        .and_then(|e| e.number.clone())
+    else {
+        app.notice(
+            Severity::Warn,
+            "Choose an item with its number to reprint the receipt it was paid on.",
+        );
+        return;
+    };
+    app.notice(
+        Severity::Info,
+        format!("Printing a copy of the receipt with {number}…"),
+    );
+    out.push(Command::ReprintReceipt { number });
 }
 
 pub fn type_key(app: &mut App, code: KeyCode) -> bool {
