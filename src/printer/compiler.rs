@@ -44,6 +44,9 @@ pub const RASTER_NORMAL: u8 = 0;
 pub const RASTER_QUADRUPLE: u8 = 3;
 /// Width of each bar crossing a VOID label's symbol, in modules.
 pub const VOID_BAR_MODULES: u32 = 4;
+/// Largest image on a VOID label, in raster bytes (it is written after an abort without
+/// pacing, so it stays far below any receive buffer).
+pub const VOID_IMAGE_BYTES_MAX: u32 = 512;
 /// ESC L: select page mode. FF (in page mode): print the page and return to standard mode.
 pub const PAGE_MODE_ON: [u8; 2] = [0x1b, 0x4c];
 pub const PAGE_PRINT: [u8; 1] = [0x0c];
@@ -1378,10 +1381,21 @@ pub fn void_label(profile: &Profile, label: &Label) -> Vec<u8> {
             })
         }
         Indicium::Image(b) => {
-            let mut b = b.clone();
-            let m = (b.width_px() / 48).max(1);
-            crate::indicium::render::cross_out(&mut b, m, 0, VOID_BAR_MODULES);
-            Some((b, RASTER_NORMAL, 1))
+            // A ready image: every k-th dot, so that it stays small like a symbol's.
+            let k = (1..=64)
+                .find(|k| {
+                    (b.width_px() / k).div_ceil(8) * (b.height_px() / k) <= VOID_IMAGE_BYTES_MAX
+                })
+                .unwrap_or(64);
+            let mut small = Bitmap::new(b.width_px() / k, b.height_px() / k);
+            for y in 0..small.height_px() {
+                for x in 0..small.width_px() {
+                    small.set(x, y, b.get(x * k, y * k));
+                }
+            }
+            let m = (small.width_px() / 48).max(1);
+            crate::indicium::render::cross_out(&mut small, m, 0, VOID_BAR_MODULES);
+            Some((small, RASTER_QUADRUPLE, 2))
         }
     };
     if let Some((b, mode, scale)) = crossed.filter(|_| profile.features.bit_image_raster) {
