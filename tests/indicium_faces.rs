@@ -241,9 +241,8 @@ fn a_postage_label_a_clerk_recognises_on_58mm_and_4_inch_media() {
             std::fs::write(format!("{dir}/postage-{id}.png"), paper.to_png().unwrap()).unwrap();
         }
         let w = paper.width_px();
-        let first_ink = |x0: u32, x1: u32| {
-            (0..paper.height_px()).find(|&y| (x0..x1).any(|x| paper.get(x, y)))
-        };
+        let first_ink =
+            |x0: u32, x1: u32| (0..paper.height_px()).find(|&y| (x0..x1).any(|x| paper.get(x, y)));
         let rows_with_ink = |x0: u32, x1: u32, y0: u32, y1: u32| {
             (y0..y1)
                 .filter(|&y| (x0..x1).any(|x| paper.get(x, y)))
@@ -251,7 +250,11 @@ fn a_postage_label_a_clerk_recognises_on_58mm_and_4_inch_media() {
         };
         // 44 × 44 modules at 3 dots (4 on a 1 KB printer, where the symbol goes as one
         // quadruple-density image), 2 modules of quiet zone each side.
-        let module = if profile.receive_buffer_bytes < 2048 { 4 } else { 3 };
+        let module = if profile.receive_buffer_bytes < 2048 {
+            4
+        } else {
+            3
+        };
         let symbol_px = 44 * module;
         let quiet_px = 2 * module;
         let sym_x0 = w - quiet_px - symbol_px;
@@ -272,7 +275,10 @@ fn a_postage_label_a_clerk_recognises_on_58mm_and_4_inch_media() {
             // Beside it: the block's lines share the symbol's rows.
             assert!(text_top <= sym_top + 6, "{id}: block starts at {text_top}");
             let beside = rows_with_ink(0, sym_x0 - 4, sym_top, sym_top + symbol_px);
-            assert!(beside >= 4 * 24, "{id}: only {beside} rows of text beside the symbol");
+            assert!(
+                beside >= 4 * 24,
+                "{id}: only {beside} rows of text beside the symbol"
+            );
         } else {
             // The fallback stated for printers without page mode: the block under the symbol.
             assert!(text_top >= sym_top + symbol_px, "{id}: text at {text_top}");
@@ -293,7 +299,13 @@ fn a_void_label_shows_a_crossed_symbol_that_does_not_decode() {
     let mut crossed = plain.clone();
     frank::indicium::render::cross_out(&mut crossed, 2, 2, VOID_BAR_MODULES);
     assert!(payload_from_png(&crossed.to_png().unwrap()).is_err());
-    for id in ["virtual", "virtual-58mm", "generic-58mm", "generic-80mm", "epson-tm-t88v"] {
+    for id in [
+        "virtual",
+        "virtual-58mm",
+        "generic-58mm",
+        "generic-80mm",
+        "epson-tm-t88v",
+    ] {
         let profile = shipped(id).unwrap();
         let label = face(&ind, Some(&item), &Addresses::default(), &profile);
         let opts = CompileOptions {
@@ -329,7 +341,11 @@ fn a_void_label_shows_a_crossed_symbol_that_does_not_decode() {
         assert!(err.is_err(), "{id}: the VOID label's symbol decoded");
         assert_eq!(page.text.first().map(String::as_str), Some("VOID"), "{id}");
         let number = ind.body.number().to_string();
-        assert!(page.text.iter().any(|l| l.trim() == number), "{id}: {:?}", page.text);
+        assert!(
+            page.text.iter().any(|l| l.trim() == number),
+            "{id}: {:?}",
+            page.text
+        );
         assert!(!page.text.iter().any(|l| l.contains("US POSTAGE")), "{id}");
     }
 }

@@ -148,7 +148,10 @@ fn no_mid_symbol_stall_at_9600_baud_on_1kb_printers() {
         }
         // Standard mode: the symbol is one raster command within the buffer.
         assert_eq!(band(ind), 1, "{id}: {} raster commands", band(ind));
-        let at = ind.windows(3).position(|w| w == [0x1d, 0x76, 0x30]).unwrap();
+        let at = ind
+            .windows(3)
+            .position(|w| w == [0x1d, 0x76, 0x30])
+            .unwrap();
         let x = usize::from(ind[at + 4]) | usize::from(ind[at + 5]) << 8;
         let y = usize::from(ind[at + 6]) | usize::from(ind[at + 7]) << 8;
         assert!(
@@ -165,6 +168,10 @@ fn no_mid_symbol_stall_at_9600_baud_on_1kb_printers() {
     // The generic profiles are the 1 KB, 9,600-baud ones this is about.
     for id in ["generic-58mm", "generic-80mm"] {
         let p = shipped(id).unwrap();
-        assert_eq!((p.receive_buffer_bytes, p.serial.baud), (1024, 9600), "{id}");
+        assert_eq!(
+            (p.receive_buffer_bytes, p.serial.baud),
+            (1024, 9600),
+            "{id}"
+        );
     }
 }

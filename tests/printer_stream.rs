@@ -1160,13 +1160,7 @@ fn a_page_mode_band_stopped_before_its_ff_leaves_nothing_of_it_on_paper() {
     // The lapse comes right before FF (the journal's `indicium_sending`): the whole band, symbol
     // included, is in the printer's page buffer, unprinted.
     let dir = tempfile::tempdir().unwrap();
-    let (outcome, _, emu) = run_with(
-        &p,
-        &job,
-        Some(Milestone::IndiciumSending),
-        None,
-        dir.path(),
-    );
+    let (outcome, _, emu) = run_with(&p, &job, Some(Milestone::IndiciumSending), None, dir.path());
     let JobOutcome::Aborted {
         bytes_sent,
         indicium,
@@ -1187,7 +1181,11 @@ fn a_page_mode_band_stopped_before_its_ff_leaves_nothing_of_it_on_paper() {
     });
     for page in emu.jobs() {
         assert!(page.data_matrix.is_empty(), "{:?}", page.text);
-        assert!(!page.text.iter().any(|t| t == "US POSTAGE"), "{:?}", page.text);
+        assert!(
+            !page.text.iter().any(|t| t == "US POSTAGE"),
+            "{:?}",
+            page.text
+        );
     }
     // Nothing on paper decodes: not the band (never printed), not the VOID label's symbol.
     for page in emu.jobs() {

@@ -19,9 +19,7 @@ use super::kinds::{
 use super::layout::{Indicium, Subject};
 use super::render::{module_dots, native_payload};
 use crate::money::Cents;
-use crate::printer::compiler::{
-    Element, Indicium as Symbol, Label, TextLine, block_columns,
-};
+use crate::printer::compiler::{Element, Indicium as Symbol, Label, TextLine, block_columns};
 use crate::printer::profile::Profile;
 
 /// Most lines a fields file may hold (a face has at most a few dozen).

@@ -620,7 +620,8 @@ fn element(
         }
         Element::IndiciumBlock { symbol, lines } => {
             // The fallback: the symbol at the right, the block right-aligned under it.
-            let mut parts: Vec<(usize, Element)> = vec![(first_line, Element::Indicium(symbol.clone()))];
+            let mut parts: Vec<(usize, Element)> =
+                vec![(first_line, Element::Indicium(symbol.clone()))];
             for (i, l) in lines.iter().enumerate() {
                 let t = TextLine {
                     align: Align::Right,
@@ -671,27 +672,7 @@ fn indicium_element(
     }
     let start = e.offset();
     let emitted = emit_indicium(e, profile, ind, rotated, pid)?;
-    m.indicium_native = emitted.native;
-    m.indicium_marks_at = Some(emitted.marks_at);
-    m.indicium = Some(start..e.offset());
-    let rows = emitted.rows;
-    m.rows += rows;
-    if let Some(id) = pid {
-        m.indicium_pid = Some(ProcessIdMark {
-            offset: e.offset(),
-            id,
-        });
-        e.raw(&id.command());
-    }
-    if let Some(cn) = emitted
-        .native
-        .then_some(profile.native_2d.data_matrix_cn)
-        .flatten()
-    {
-        // The signed payload does not stay in the printer's symbol memory, where a
-        // stray print command could print it again.
-        e.raw(&symbol_store_erase(cn));
-    }
+    close_indicium(e, profile, m, start, &emitted, pid);
     if let (true, Indicium::DataMatrix { module_px, .. }) = (emitted.native, ind) {
         feed_dots_into(e, QUIET_ZONE_MODULES * u32::from(*module_px));
     }
@@ -807,6 +788,34 @@ fn symbol_size(profile: &Profile, symbol: &Indicium) -> Result<(u32, u32, bool),
             ))
         }
         Indicium::Image(b) => Ok((b.width_px(), b.height_px(), false)),
+    }
+}
+
+/// After the indicium's last command (from `start`): its marks, its process ID, and on a
+/// native symbol the erase of the printer's symbol memory.
+fn close_indicium(
+    e: &mut Enc,
+    profile: &Profile,
+    m: &mut Marks,
+    start: usize,
+    emitted: &Emitted,
+    pid: Option<ProcessId>,
+) {
+    m.indicium_native = emitted.native;
+    m.indicium_marks_at = Some(emitted.marks_at);
+    m.indicium = Some(start..e.offset());
+    m.rows += emitted.rows;
+    if let Some(id) = pid {
+        m.indicium_pid = Some(ProcessIdMark {
+            offset: e.offset(),
+            id,
+        });
+        e.raw(&id.command());
+    }
+    if let Some(cn) = profile.native_2d.data_matrix_cn.filter(|_| emitted.native) {
+        // The signed payload does not stay in the printer's symbol memory, where a stray
+        // print command could print it again.
+        e.raw(&symbol_store_erase(cn));
     }
 }
 
@@ -926,20 +935,12 @@ fn page_band(
     }
     let marks_at = e.offset();
     e.raw(&PAGE_PRINT);
-    m.indicium_native = native;
-    m.indicium_marks_at = Some(marks_at);
-    m.indicium = Some(start..e.offset());
-    m.rows += band_h;
-    if let Some(id) = pid {
-        m.indicium_pid = Some(ProcessIdMark {
-            offset: e.offset(),
-            id,
-        });
-        e.raw(&id.command());
-    }
-    if let Some(cn) = profile.native_2d.data_matrix_cn.filter(|_| native) {
-        e.raw(&symbol_store_erase(cn));
-    }
+    let emitted = Emitted {
+        native,
+        marks_at,
+        rows: band_h,
+    };
+    close_indicium(e, profile, m, start, &emitted, pid);
     if rotated {
         e.raw(&UPSIDE_DOWN_ON);
     }
@@ -955,20 +956,25 @@ fn page_raster(e: &mut Enc, profile: &Profile, bmp: &Bitmap, x: u32) -> Result<(
             what: "raster images (GS v 0)",
         });
     }
-    let band_h = band_height_px(profile, bmp.stride());
-    let mut y = 0;
-    while y < bmp.height_px() {
-        let h = band_h.min(bmp.height_px() - y);
-        e.raw(&position_y(y + h - 1));
+    for (y, band) in bands(profile, bmp) {
+        e.raw(&position_y(y + band.height_px() - 1));
         e.raw(&position_x(x));
-        e.raw(&raster_command(&bmp.band(y, y + h), RASTER_NORMAL));
-        y += h;
+        e.raw(&raster_command(&band, RASTER_NORMAL));
     }
     Ok(())
 }
 
+/// `bmp` cut into raster bands of at most [`band_height_px`] rows, each with its first row.
+fn bands(profile: &Profile, bmp: &Bitmap) -> Vec<(u32, Bitmap)> {
+    let band_h = band_height_px(profile, bmp.stride()).max(1);
+    (0..bmp.height_px())
+        .step_by(band_h as usize)
+        .map(|y| (y, bmp.band(y, y + band_h)))
+        .collect()
+}
+
 /// One `GS v 0 m` command for the whole of `bmp`.
-fn raster_command(bmp: &Bitmap, mode: u8) -> Vec<u8> {
+pub fn raster_command(bmp: &Bitmap, mode: u8) -> Vec<u8> {
     let (stride, h) = (bmp.stride(), bmp.height_px() as usize);
     let mut cmd = Vec::with_capacity(RASTER_HEADER_BYTES + stride * h);
     cmd.extend_from_slice(&[
@@ -1206,28 +1212,9 @@ fn raster_marked(
     if left_px > 0 {
         e.raw(&left_margin(left_px));
     }
-    let stride = bmp.stride();
-    let band_h = band_height_px(profile, stride);
-    let mut y = 0;
-    while y < bmp.height_px() {
-        let h = band_h.min(bmp.height_px() - y);
-        let mut cmd = vec![
-            0x1d,
-            0x76,
-            0x30,
-            0,
-            stride as u8,
-            (stride >> 8) as u8,
-            h as u8,
-            (h >> 8) as u8,
-        ];
-        for row in y..y + h {
-            let s = row as usize * stride;
-            cmd.extend_from_slice(&bmp.rows()[s..s + stride]);
-        }
-        e.raw(&cmd);
-        y += h;
-        if let Some(id) = mark.filter(|_| y < bmp.height_px()) {
+    for (y, band) in bands(profile, bmp) {
+        e.raw(&raster_command(&band, RASTER_NORMAL));
+        if let Some(id) = mark.filter(|_| y + band.height_px() < bmp.height_px()) {
             e.raw(&id.command());
         }
     }
@@ -1374,12 +1361,12 @@ pub fn void_label(profile: &Profile, label: &Label) -> Vec<u8> {
     // Normal size, left-justified: the image is placed by GS L (ESC a would move it too).
     e.raw(&[0x1d, 0x21, 0x00, 0x1b, 0x61, 0]);
     let crossed = match symbol {
-        Indicium::DataMatrix { data, .. } => {
-            crate::indicium::render::symbol_image(data, 1).ok().map(|mut b| {
+        Indicium::DataMatrix { data, .. } => crate::indicium::render::symbol_image(data, 1)
+            .ok()
+            .map(|mut b| {
                 crate::indicium::render::cross_out(&mut b, 1, QUIET_ZONE_MODULES, VOID_BAR_MODULES);
                 (b, RASTER_QUADRUPLE, 2)
-            })
-        }
+            }),
         Indicium::Image(b) => {
             // A ready image: every k-th dot, so that it stays small like a symbol's.
             let k = (1..=64)
@@ -1401,12 +1388,8 @@ pub fn void_label(profile: &Profile, label: &Label) -> Vec<u8> {
     if let Some((b, mode, scale)) = crossed.filter(|_| profile.features.bit_image_raster) {
         let w = b.width_px() * scale;
         e.raw(&left_margin(profile.media_width_px.saturating_sub(w) / 2));
-        let band_h = band_height_px(profile, b.stride());
-        let mut y = 0;
-        while y < b.height_px() {
-            let h = band_h.min(b.height_px() - y);
-            e.raw(&raster_command(&b.band(y, y + h), mode));
-            y += h;
+        for (_, band) in bands(profile, &b) {
+            e.raw(&raster_command(&band, mode));
         }
         e.raw(&left_margin(0));
     }

@@ -77,7 +77,12 @@ pub enum Command {
     /// the page turned by 180°).
     PageDirection(u8),
     /// ESC W xL xH yL yH dxL dxH dyL dyH: the page-mode print area.
-    PageArea { x: u16, y: u16, width: u16, height: u16 },
+    PageArea {
+        x: u16,
+        y: u16,
+        width: u16,
+        height: u16,
+    },
     /// ESC $ nL nH: absolute horizontal print position.
     PositionX(u16),
     /// GS $ nL nH: absolute vertical print position (page mode).

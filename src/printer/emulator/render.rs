@@ -368,15 +368,7 @@ impl Renderer {
         }
         match cmd {
             Command::Text(b) => {
-                // A byte of the selected code page; one the emulator has no table for (or an
-                // unassigned one) prints as a blank cell and is recorded as U+FFFD.
-                let c = self
-                    .code_pages
-                    .iter()
-                    .find(|(i, _)| *i == self.code_page)
-                    .and_then(|(_, t)| crate::printer::codepage::char_of(t, b))
-                    .or_else(|| (b < 0x80).then(|| char::from(b)))
-                    .unwrap_or('\u{fffd}');
+                let c = self.char_of(b);
                 self.line.push((c, self.style));
             }
             Command::CodePage(n) => self.code_page = n,
@@ -526,27 +518,11 @@ impl Renderer {
     }
 
     fn glyph(&mut self, c: char, s: Style, x0: u32, top: usize) {
-        let Some(g) = font8x8::BASIC_FONTS
-            .get(c)
-            .or_else(|| font8x8::LATIN_FONTS.get(c))
-            .or_else(|| font8x8::GREEK_FONTS.get(c))
-            .or_else(|| font8x8::BOX_FONTS.get(c))
-            .or_else(|| font8x8::BLOCK_FONTS.get(c))
-            .or_else(|| font8x8::MISC_FONTS.get(c))
-        else {
-            return;
-        };
-        let (sx, sy) = (s.width_mul, 3 * s.height_mul);
-        for (gy, bits) in g.iter().enumerate() {
-            for gx in 0..8u32 {
-                if bits & (1 << gx) == 0 {
-                    continue;
-                }
-                for dy in 0..sy {
-                    for dx in 0..sx + u32::from(s.bold) {
-                        let x = x0 + 2 * s.width_mul + gx * sx + dx;
-                        self.set(x, top + (gy as u32 * sy + dy) as usize, true);
-                    }
+        let cell = glyph_bitmap(c, s);
+        for y in 0..cell.height_px() {
+            for x in 0..cell.width_px() {
+                if cell.get(x, y) {
+                    self.set(x0 + x, top + y as usize, true);
                 }
             }
         }
@@ -578,18 +554,20 @@ impl Renderer {
     /// A command in page mode: drawn on the page at the print position, printed at `FF`.
     fn apply_page(&mut self, cmd: Command) {
         let style = self.style;
+        let ch = match cmd {
+            Command::Text(b) => Some(self.char_of(b)),
+            _ => None,
+        };
+        let stored = match &cmd {
+            Command::Symbol2d { cn, func: 81, .. } => self.stored(*cn),
+            _ => None,
+        };
         let Some(page) = self.page.as_mut() else {
             return;
         };
         match cmd {
-            Command::Text(b) => {
-                let c = self
-                    .code_pages
-                    .iter()
-                    .find(|(i, _)| *i == self.code_page)
-                    .and_then(|(_, t)| crate::printer::codepage::char_of(t, b))
-                    .or_else(|| (b < 0x80).then(|| char::from(b)))
-                    .unwrap_or('\u{fffd}');
+            Command::Text(_) => {
+                let c = ch.unwrap_or('\u{fffd}');
                 match page.runs.last_mut() {
                     Some((_, _, t)) if page.run_open => t.push(c),
                     _ => page.runs.push((page.y, page.x, c.to_string())),
@@ -636,21 +614,9 @@ impl Renderer {
                 }
             }
             Command::Symbol2d { cn, func, params } => match func {
-                67 => self.module_px = params.first().copied().unwrap_or(3).clamp(1, 16),
-                80 => {
-                    let data = params.get(1..).unwrap_or_default().to_vec();
-                    self.store.retain(|(c, _)| *c != cn);
-                    if !data.is_empty() {
-                        self.store.push((cn, data));
-                    }
-                }
+                67 | 80 => self.symbol_setting(cn, func, &params),
                 81 => {
-                    let Some(data) = self
-                        .store
-                        .iter()
-                        .find(|(c, _)| *c == cn)
-                        .map(|(_, d)| d.clone())
-                    else {
+                    let Some(data) = stored else {
                         return;
                     };
                     if Some(cn) == self.data_matrix_cn {
@@ -741,26 +707,47 @@ impl Renderer {
         }
     }
 
-    fn symbol(&mut self, cn: u8, func: u8, params: Vec<u8>) {
+    /// The character a text byte is in the selected code page; one the emulator has no table
+    /// for (or an unassigned one) prints as a blank cell and is recorded as U+FFFD.
+    fn char_of(&self, b: u8) -> char {
+        self.code_pages
+            .iter()
+            .find(|(i, _)| *i == self.code_page)
+            .and_then(|(_, t)| crate::printer::codepage::char_of(t, b))
+            .or_else(|| (b < 0x80).then(|| char::from(b)))
+            .unwrap_or('\u{fffd}')
+    }
+
+    /// `GS ( k` fn 67 (module size) and fn 80 (store: m = 48 then the data; no data empties
+    /// the symbol's memory, so a later print prints nothing).
+    fn symbol_setting(&mut self, cn: u8, func: u8, params: &[u8]) {
         match func {
             67 => self.module_px = params.first().copied().unwrap_or(3).clamp(1, 16),
             80 => {
-                // m = 48 then the data.
-                // No data empties the symbol's memory: a later print prints nothing.
                 let data = params.get(1..).unwrap_or_default().to_vec();
                 self.store.retain(|(c, _)| *c != cn);
                 if !data.is_empty() {
                     self.store.push((cn, data));
                 }
             }
+            _ => {}
+        }
+    }
+
+    /// The data stored for symbol `cn`, if any.
+    fn stored(&self, cn: u8) -> Option<Vec<u8>> {
+        self.store
+            .iter()
+            .find(|(c, _)| *c == cn)
+            .map(|(_, d)| d.clone())
+    }
+
+    fn symbol(&mut self, cn: u8, func: u8, params: Vec<u8>) {
+        match func {
+            67 | 80 => self.symbol_setting(cn, func, &params),
             81 => {
                 self.print_line(0);
-                let Some(data) = self
-                    .store
-                    .iter()
-                    .find(|(c, _)| *c == cn)
-                    .map(|(_, d)| d.clone())
-                else {
+                let Some(data) = self.stored(cn) else {
                     return;
                 };
                 if Some(cn) == self.data_matrix_cn {
