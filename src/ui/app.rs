@@ -253,8 +253,8 @@ pub struct App {
     pub quit: bool,
     pub(crate) next_job: u64,
     pub(crate) next_request: u64,
-    /// Jobs for which Print was ever sent: never again.
-    pub(crate) printed: Vec<JobId>,
+    /// Jobs for which Print was ever sent: never again (bounded, `PRINTED_JOBS_KEPT_MAX`).
+    pub(crate) printed: super::printed::PrintedJobs,
     /// Jobs the backend's job book has not settled with the vendor yet.
     pub open_jobs: usize,
     /// Of those, left by an earlier run: no new item until they are settled.
@@ -365,7 +365,7 @@ impl App {
             quit: false,
             next_job: 1,
             next_request: 1,
-            printed: Vec::new(),
+            printed: super::printed::PrintedJobs::default(),
             open_jobs: 0,
             last_run_jobs: 0,
             confirm: None,
@@ -1067,7 +1067,7 @@ impl App {
 
     /// How many Print commands were ever sent for `job` (0 or 1).
     pub fn print_count(&self, job: JobId) -> usize {
-        self.printed.iter().filter(|j| **j == job).count()
+        usize::from(self.printed.contains(job))
     }
 
     /// Convenience for the runner and tests: a `Secret` built from typed text.
