@@ -7,9 +7,12 @@
 //! 4 × 6 in label on the process-ID virtual printer at 115200 baud: clean_void_pct (lapses at
 //! uniform random moments between the job's first byte and its end ID that end with the
 //! indicium Cleared and no decodable indicium in the PNGs; goal ≥ 80) for the 180° layout,
-//! clean_void_pct_before for the layout as given (indicium near the top, printed early), and
-//! paper_ledger_mismatches over both (a decodable indicium the outcome calls not on paper, or
-//! an indicium counted on paper that no PNG holds; goal 0).
+//! clean_void_pct_before for the layout as given (indicium near the top, printed early),
+//! clean_void_pct_top_band for the same label with the postage top band (indicium and block
+//! side by side, composed in page mode and printed at its FF; 180° layout), and
+//! paper_ledger_mismatches over all three (a decodable indicium the outcome calls not on paper,
+//! or an indicium counted on paper that no PNG holds; goal 0). A clean void: the indicium ends
+//! Cleared and no PNG holds it (for the top band also NotSent: stopped before its FF).
 
 use std::time::{Duration, Instant};
 
@@ -88,6 +91,39 @@ fn postage_label() -> Label {
         ],
         cut: true,
     }
+}
+
+/// The 4 × 6 in label with a postage top band (docs/PRINTING.md §Top band): the same payload,
+/// the indicium in the top right with its block beside it, composed in page mode.
+fn top_band_label() -> Label {
+    let mut label = postage_label();
+    let payload = match &label.elements[2] {
+        Element::Indicium(Indicium::DataMatrix { data, .. }) => data.clone(),
+        _ => Vec::new(),
+    };
+    let lines = [
+        "US POSTAGE",
+        "$9.85",
+        "2026-03-14",
+        "FROM ZIP 20001",
+        "PRIORITY MAIL",
+        "2 LB 4 OZ",
+        "FRK10000001 #7",
+    ]
+    .into_iter()
+    .map(TextLine::plain)
+    .collect();
+    label.elements.splice(
+        0..3,
+        [Element::IndiciumBlock {
+            symbol: Indicium::DataMatrix {
+                data: payload,
+                module_px: 6,
+            },
+            lines,
+        }],
+    );
+    label
 }
 
 /// The same label as one raster image: render the native job and rasterise the 4 × 6 page.
@@ -194,6 +230,8 @@ fn png_holds(emu: &EmulatorHandle, payload: &[u8]) -> bool {
 struct VoidStats {
     trials: usize,
     clean_voids: usize,
+    /// Lapses before any printable indicium byte went out (not counted in `clean_voids`).
+    not_sent: usize,
     mismatches: usize,
 }
 
@@ -245,6 +283,9 @@ fn clean_void_trials(
         st.trials += 1;
         if paper == IndiciumPaper::Cleared && !on_png {
             st.clean_voids += 1;
+        }
+        if paper == IndiciumPaper::NotSent && !on_png {
+            st.not_sent += 1;
         }
         if on_png != paper.on_paper() {
             st.mismatches += 1;
@@ -334,17 +375,38 @@ fn main() {
         );
         by_layout.push(st);
     }
+    // The top band on the page-mode virtual printer, rotated as the counter prints it.
+    assert!(p.page_mode);
+    let band_job = compile_with(
+        &top_band_label(),
+        &p,
+        &CompileOptions {
+            chunk_bytes_max: 256,
+            job_seq: 2,
+            layout: Layout::Rotated180,
+        },
+    )
+    .expect("top band label");
+    let band_end = time_to_end(&p, &band_job);
+    let band = clean_void_trials(&p, &band_job, &payload, band_end, void_trials, &mut rng);
+    eprintln!(
+        "top band: {} cleared and {} before FF of {} lapses, {} mismatches",
+        band.clean_voids, band.not_sent, band.trials, band.mismatches
+    );
     let pct = |s: &VoidStats| 100.0 * s.clean_voids as f64 / s.trials.max(1) as f64;
+    // Here a lapse before the band's FF is clean too: none of the band was printable.
+    let clean_void_pct_top_band =
+        100.0 * (band.clean_voids + band.not_sent) as f64 / band.trials.max(1) as f64;
     let clean_void_pct_before = pct(&by_layout[0]);
     let clean_void_pct = pct(&by_layout[1]);
-    let mismatches: usize = by_layout.iter().map(|s| s.mismatches).sum();
+    let mismatches: usize = by_layout.iter().map(|s| s.mismatches).sum::<usize>() + band.mismatches;
     let p99 = stops[(stops.len() * 99).div_ceil(100).saturating_sub(1)];
     eprintln!(
         "{trials} lapses: stop p50 {:.1} ms, p99 {p99:.1} ms, max {after_max} bytes after",
         stops[stops.len() / 2]
     );
     println!(
-        "{{\"native_label_bytes\":{},\"raster_label_bytes\":{},\"time_vs_limit_ratio\":{:.4},\"lapse_stop_p99_ms\":{:.2},\"bytes_after_lapse_max\":{},\"lapse_trials\":{},\"clean_void_pct\":{:.1},\"clean_void_pct_before\":{:.1},\"paper_ledger_mismatches\":{},\"clean_void_trials\":{},\"baud\":{},\"quick\":{}}}",
+        "{{\"native_label_bytes\":{},\"raster_label_bytes\":{},\"time_vs_limit_ratio\":{:.4},\"lapse_stop_p99_ms\":{:.2},\"bytes_after_lapse_max\":{},\"lapse_trials\":{},\"clean_void_pct\":{:.1},\"clean_void_pct_before\":{:.1},\"clean_void_pct_top_band\":{:.1},\"paper_ledger_mismatches\":{},\"clean_void_trials\":{},\"baud\":{},\"quick\":{}}}",
         native.bytes.len(),
         raster.bytes.len(),
         ratio,
@@ -353,6 +415,7 @@ fn main() {
         trials,
         clean_void_pct,
         clean_void_pct_before,
+        clean_void_pct_top_band,
         mismatches,
         void_trials,
         BAUD,

@@ -9,7 +9,7 @@ use frank::indicium::layout::{Indicium, Subject};
 use frank::indicium::signer::{KeySigner, Signer, build_and_sign};
 use frank::indicium::verify::{VendorKeys, payload_from_png, verify_payload};
 use frank::indicium::{Item, ItemKind};
-use frank::printer::compiler::{CompileOptions, Label, Layout, compile_with};
+use frank::printer::compiler::{CompileOptions, Label, Layout, VOID_BAR_MODULES, compile_with};
 use frank::printer::emulator::parser::Parser;
 use frank::printer::emulator::render::{RenderedJob, Renderer};
 use frank::printer::profile::{Profile, shipped};
@@ -191,7 +191,13 @@ fn a_postage_label_a_clerk_recognises_on_58mm_and_4_inch_media() {
         "1 MARKET STREET SUITE 3100 SOUTH TOWER".to_string(),
         "SAN FRANCISCO CA 94105-1234".to_string(),
     ];
-    for id in ["generic-58mm", "virtual", "epson-tm-l90"] {
+    for id in [
+        "generic-58mm",
+        "virtual",
+        "virtual-58mm",
+        "epson-tm-l90",
+        "epson-tm-t88vi",
+    ] {
         let profile = shipped(id).unwrap();
         let label = face(
             &ind,
@@ -229,5 +235,117 @@ fn a_postage_label_a_clerk_recognises_on_58mm_and_4_inch_media() {
             text.iter().any(|l| l.contains("SOUTH TOWER")),
             "{id}: {text:?}"
         );
+        // The paper as a person holds it (the counter prints it turned by 180°).
+        let paper = page.image.rotated_180();
+        if let Ok(dir) = std::env::var("FRANK_FACE_PNG_DIR") {
+            std::fs::write(format!("{dir}/postage-{id}.png"), paper.to_png().unwrap()).unwrap();
+        }
+        let w = paper.width_px();
+        let first_ink =
+            |x0: u32, x1: u32| (0..paper.height_px()).find(|&y| (x0..x1).any(|x| paper.get(x, y)));
+        let rows_with_ink = |x0: u32, x1: u32, y0: u32, y1: u32| {
+            (y0..y1)
+                .filter(|&y| (x0..x1).any(|x| paper.get(x, y)))
+                .count() as u32
+        };
+        // 44 × 44 modules at 3 dots (4 on a 1 KB printer, where the symbol goes as one
+        // quadruple-density image), 2 modules of quiet zone each side.
+        let module = if profile.receive_buffer_bytes < 2048 {
+            4
+        } else {
+            3
+        };
+        let symbol_px = 44 * module;
+        let quiet_px = 2 * module;
+        let sym_x0 = w - quiet_px - symbol_px;
+        let top = first_ink(0, w).unwrap();
+        let sym_top = first_ink(sym_x0, w).unwrap();
+        let text_top = first_ink(0, sym_x0 - 4).unwrap();
+        // The symbol is at the top right: nothing is printed above it, and its right edge is
+        // the quiet zone's width from the paper's right edge.
+        assert!(
+            sym_top <= top + quiet_px,
+            "{id}: the symbol starts at row {sym_top}, the label at {top}"
+        );
+        assert!(
+            (sym_top..sym_top + symbol_px).any(|y| paper.get(w - quiet_px - 1, y)),
+            "{id}: symbol not flush with the right quiet zone"
+        );
+        if profile.page_mode {
+            // Beside it: the block's lines share the symbol's rows.
+            assert!(text_top <= sym_top + 6, "{id}: block starts at {text_top}");
+            let beside = rows_with_ink(0, sym_x0 - 4, sym_top, sym_top + symbol_px);
+            assert!(
+                beside >= 4 * 24,
+                "{id}: only {beside} rows of text beside the symbol"
+            );
+        } else {
+            // The fallback stated for printers without page mode: the block under the symbol.
+            assert!(text_top >= sym_top + symbol_px, "{id}: text at {text_top}");
+        }
+    }
+}
+
+#[test]
+fn a_void_label_shows_a_crossed_symbol_that_does_not_decode() {
+    let signer = KeySigner::from_seed(&TEST_SEED);
+    let (item, amount) = every_kind().remove(0);
+    let ind = signed(&item, amount, &signer);
+    let payload = ind.to_bytes();
+    // The control: the symbol at the VOID label's size (2 dots a module) decodes uncrossed,
+    // and does not once crossed, so it is the bars that make it unreadable.
+    let plain = frank::indicium::render::symbol_image(&payload, 2).unwrap();
+    assert_eq!(payload_from_png(&plain.to_png().unwrap()).unwrap(), payload);
+    let mut crossed = plain.clone();
+    frank::indicium::render::cross_out(&mut crossed, 2, 2, VOID_BAR_MODULES);
+    assert!(payload_from_png(&crossed.to_png().unwrap()).is_err());
+    for id in [
+        "virtual",
+        "virtual-58mm",
+        "generic-58mm",
+        "generic-80mm",
+        "epson-tm-t88v",
+    ] {
+        let profile = shipped(id).unwrap();
+        let label = face(&ind, Some(&item), &Addresses::default(), &profile);
+        let opts = CompileOptions {
+            layout: Layout::Rotated180,
+            ..CompileOptions::default()
+        };
+        let job = compile_with(&label, &profile, &opts).unwrap();
+        assert!(
+            job.void_label.len() <= profile.receive_buffer_bytes as usize,
+            "{id}: a {}-byte VOID label",
+            job.void_label.len()
+        );
+        let mut parser = Parser::new();
+        let mut r = Renderer::new(&profile);
+        for b in &job.void_label {
+            if let Some(c) = parser.push(*b) {
+                r.apply_and_print(c);
+            }
+        }
+        let mut pages = r.take_jobs();
+        if pages.is_empty() {
+            r.tear_off();
+            pages = r.take_jobs();
+        }
+        assert_eq!(pages.len(), 1, "{id}");
+        let page = &pages[0];
+        if let Ok(dir) = std::env::var("FRANK_FACE_PNG_DIR") {
+            std::fs::write(format!("{dir}/void-{id}.png"), page.image.to_png().unwrap()).unwrap();
+        }
+        assert_eq!(page.raster_bands, 1, "{id}: the crossed symbol is printed");
+        assert!(page.image.black_count() > 2000, "{id}");
+        let err = payload_from_png(&page.image.to_png().unwrap());
+        assert!(err.is_err(), "{id}: the VOID label's symbol decoded");
+        assert_eq!(page.text.first().map(String::as_str), Some("VOID"), "{id}");
+        let number = ind.body.number().to_string();
+        assert!(
+            page.text.iter().any(|l| l.trim() == number),
+            "{id}: {:?}",
+            page.text
+        );
+        assert!(!page.text.iter().any(|l| l.contains("US POSTAGE")), "{id}");
     }
 }

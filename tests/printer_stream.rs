@@ -1098,3 +1098,98 @@ fn ten_gap_labels_in_a_row_all_start_at_a_label_top_and_are_cut_in_the_gap() {
     assert_eq!(pages.len(), 10);
     assert!(emu.stats().misaligned_labels >= 9, "{:?}", emu.stats());
 }
+
+/// A postage top band ([`Element::IndiciumBlock`]) as the counter prints it (rotated 180°).
+fn top_band_job(p: &Profile, payload: &str) -> Job {
+    let label = Label {
+        elements: vec![
+            Element::IndiciumBlock {
+                symbol: Indicium::DataMatrix {
+                    data: payload.as_bytes().to_vec(),
+                    module_px: 3,
+                },
+                lines: ["US POSTAGE", "$0.73", "2027-03-01", "FRK10000001 #9"]
+                    .into_iter()
+                    .map(TextLine::plain)
+                    .collect(),
+            },
+            Element::Address {
+                heading: Some("TO:".into()),
+                lines: (0..10).map(|i| format!("ADDRESS LINE {i}")).collect(),
+            },
+        ],
+        cut: true,
+    };
+    let opts = CompileOptions {
+        chunk_bytes_max: 256,
+        job_seq: 3,
+        layout: Layout::Rotated180,
+    };
+    compile_with(&label, p, &opts).unwrap()
+}
+
+#[test]
+fn a_page_mode_band_prints_whole_and_decodes() {
+    let mut p = profile();
+    p.serial.baud = 115_200;
+    assert!(p.page_mode);
+    let dir = tempfile::tempdir().unwrap();
+    let job = top_band_job(&p, "FRANK-IBI-0020");
+    let (outcome, seen, emu) = run_with(&p, &job, None, None, dir.path());
+    assert!(outcome_complete(outcome), "{seen:?}");
+    wait_pages(&emu, 1);
+    assert_eq!(decoded_indicia(&emu), vec!["FRANK-IBI-0020".to_string()]);
+    let page = emu.jobs().into_iter().last().unwrap();
+    assert_eq!(page.data_matrix, vec![b"FRANK-IBI-0020".to_vec()]);
+    // Printed turned by 180°: the paper meets the band's last line first.
+    let mut text = page.text.clone();
+    text.reverse();
+    assert_eq!(
+        &text[..4],
+        &["US POSTAGE", "$0.73", "2027-03-01", "FRK10000001 #9"]
+    );
+}
+
+#[test]
+fn a_page_mode_band_stopped_before_its_ff_leaves_nothing_of_it_on_paper() {
+    let mut p = profile();
+    p.serial.baud = 115_200;
+    let job = top_band_job(&p, "FRANK-IBI-0021");
+    let r = job.indicium.clone().unwrap();
+    assert_eq!(job.indicium_marks_at, Some(r.end - 1));
+    // The lapse comes right before FF (the journal's `indicium_sending`): the whole band, symbol
+    // included, is in the printer's page buffer, unprinted.
+    let dir = tempfile::tempdir().unwrap();
+    let (outcome, _, emu) = run_with(&p, &job, Some(Milestone::IndiciumSending), None, dir.path());
+    let JobOutcome::Aborted {
+        bytes_sent,
+        indicium,
+        cancel_confirmed,
+        void_printed,
+        ..
+    } = outcome
+    else {
+        panic!("expected Aborted, got {outcome:?}");
+    };
+    assert_eq!(bytes_sent, r.end - 1, "all of the band but its FF");
+    assert_eq!(indicium, IndiciumPaper::NotSent);
+    assert!(cancel_confirmed && void_printed);
+    wait_for("the VOID page", || {
+        emu.jobs()
+            .iter()
+            .any(|j| j.text.first().is_some_and(|t| t == "VOID"))
+    });
+    for page in emu.jobs() {
+        assert!(page.data_matrix.is_empty(), "{:?}", page.text);
+        assert!(
+            !page.text.iter().any(|t| t == "US POSTAGE"),
+            "{:?}",
+            page.text
+        );
+    }
+    // Nothing on paper decodes: not the band (never printed), not the VOID label's symbol.
+    for page in emu.jobs() {
+        let png = page.image.to_png().unwrap();
+        assert!(frank::indicium::verify::payload_from_png(&png).is_err());
+    }
+}

@@ -19,7 +19,7 @@ use super::kinds::{
 use super::layout::{Indicium, Subject};
 use super::render::{module_dots, native_payload};
 use crate::money::Cents;
-use crate::printer::compiler::{Align, Element, Indicium as Symbol, Label, TextLine};
+use crate::printer::compiler::{Element, Indicium as Symbol, Label, TextLine, block_columns};
 use crate::printer::profile::Profile;
 
 /// Most lines a fields file may hold (a face has at most a few dozen).
@@ -341,13 +341,6 @@ fn columns(profile: &Profile) -> usize {
         .map_or(COLUMNS_DEFAULT, |f| f.columns as usize)
 }
 
-fn right(text: &str) -> Element {
-    Element::Text(TextLine {
-        align: Align::Right,
-        ..TextLine::plain(text)
-    })
-}
-
 fn plain_lines(out: &mut Vec<Element>, lines: &[String]) {
     out.extend(lines.iter().map(|l| Element::Text(TextLine::plain(l))));
 }
@@ -363,9 +356,10 @@ fn weight_words(oz: u16) -> String {
 /// The printed face of an issued item, top of the label first (the counter prints it rotated
 /// 180°, so the top prints last).
 ///
-/// - **Postage**: the "US POSTAGE" legend, the indicium and its human-readable block in the top
-///   right (amount, date, origin ZIP, class, weight, meter, serial), nothing else on those
-///   rows (the clear zone to the left), then the FROM and TO blocks.
+/// - **Postage**: the top band ([`Element::IndiciumBlock`]): the indicium in the top right with
+///   its quiet zone and, beside it, the block — the "US POSTAGE" legend, amount, date, origin
+///   ZIP, class, weight, the piece's number (meter and serial) — each line wrapped to
+///   [`block_columns`]; then the FROM and TO blocks.
 /// - **Other kinds**: the kind's title, the indicium at the right, the canonical field lines
 ///   (the check's amount also in words), and the issue line, meter and serial; a gift
 ///   certificate says where to redeem it.
@@ -379,27 +373,35 @@ pub fn face(
 ) -> Label {
     let b = &indicium.body;
     let cols = columns(profile);
-    let symbol = Element::Indicium(Symbol::DataMatrix {
+    let symbol = Symbol::DataMatrix {
         data: native_payload(indicium),
         module_px: module_dots(profile.dpi).clamp(1, 16) as u8,
-    });
+    };
     let mut e = Vec::new();
     match &b.subject {
         Subject::Postage { class, .. } => {
-            e.push(Element::Text(TextLine {
-                bold: true,
-                align: Align::Right,
-                ..TextLine::plain("US POSTAGE")
-            }));
-            e.push(symbol);
-            e.push(right(&b.amount.to_string()));
-            e.push(right(&b.date.to_string()));
-            e.push(right(&format!("FROM ZIP {}", b.origin)));
-            e.push(right(&class.title().to_ascii_uppercase()));
+            let block_cols = block_columns(profile, &symbol);
+            let mut texts = vec![
+                b.amount.to_string(),
+                b.date.to_string(),
+                format!("FROM ZIP {}", b.origin),
+                class.title().to_ascii_uppercase(),
+            ];
             if let Some(Item::Postage(p)) = item {
-                e.push(right(&weight_words(p.weight.get())));
+                texts.push(weight_words(p.weight.get()));
             }
-            e.push(right(&b.number().to_string()));
+            texts.push(b.number().to_string());
+            let mut lines = vec![TextLine {
+                bold: true,
+                ..TextLine::plain("US POSTAGE")
+            }];
+            lines.extend(
+                texts
+                    .iter()
+                    .flat_map(|t| wrap(t, block_cols))
+                    .map(|l| TextLine::plain(&l)),
+            );
+            e.push(Element::IndiciumBlock { symbol, lines });
             for (heading, lines) in [("FROM:", addresses.from), ("TO:", addresses.to)] {
                 if lines.is_empty() {
                     continue;
@@ -423,7 +425,7 @@ pub fn face(
                 bold: true,
                 ..TextLine::plain(title)
             }));
-            e.push(symbol);
+            e.push(Element::Indicium(symbol));
             if let Some(item) = item.filter(|i| i.kind() == d.kind()) {
                 for (label, value) in canonical_fields(item) {
                     plain_lines(&mut e, &wrap_field(label, &value, cols));

@@ -70,13 +70,40 @@ pub fn render_symbol(payload: &[u8], dpi: u32) -> Result<MonoImage, RenderError>
 
 /// The symbol with its [`QUIET_MODULES`]-module quiet zone, `m` dots a module (at least 1).
 pub fn symbol_image(payload: &[u8], m: u32) -> Result<MonoImage, RenderError> {
+    symbol_image_quiet(payload, m, QUIET_MODULES)
+}
+
+/// The symbol with `quiet` modules of quiet zone (0: the modules only, for a printer that
+/// leaves the quiet zone blank by feeding and margins), `m` dots a module (at least 1).
+pub fn symbol_image_quiet(payload: &[u8], m: u32, quiet: u32) -> Result<MonoImage, RenderError> {
     let (bits, w, h) = symbol_modules(payload)?;
     let m = m.max(1);
     // Symbol sizes are at most 144 modules, so these products stay small.
     let (w, h) = (w as u32, h as u32);
-    let mut img = MonoImage::new((w + 2 * QUIET_MODULES) * m, (h + 2 * QUIET_MODULES) * m);
-    draw_modules(&mut img, &bits, w, m, QUIET_MODULES * m, QUIET_MODULES * m);
+    let mut img = MonoImage::new((w + 2 * quiet) * m, (h + 2 * quiet) * m);
+    draw_modules(&mut img, &bits, w, m, quiet * m, quiet * m);
     Ok(img)
+}
+
+/// Two bars `bar_modules` wide from corner to corner across the symbol of `img` (drawn with
+/// `quiet` modules of quiet zone at `m` dots a module): the crossed symbol of a VOID label.
+/// The bars cover the finder and timing patterns at all four corners and about a quarter of
+/// the modules, more than ECC 200 corrects, so the symbol no longer decodes (tested by
+/// decoding, `tests/indicium_faces.rs`).
+pub fn cross_out(img: &mut MonoImage, m: u32, quiet: u32, bar_modules: u32) {
+    let q = quiet * m;
+    let side = img.width_px().min(img.height_px()).saturating_sub(2 * q);
+    let bar = (bar_modules * m).max(1);
+    for t in 0..side {
+        let (x, y, z) = (q + t, q + t, q + side - 1 - t);
+        let from = |c: u32| c.saturating_sub(bar / 2).max(q);
+        img.fill_rect(x, from(y), 1, bar, true);
+        img.fill_rect(x, from(z), 1, bar, true);
+    }
+    // Keep the bars inside the symbol's square (its quiet zone stays white).
+    let (w, h) = (img.width_px(), img.height_px());
+    img.fill_rect(0, h.saturating_sub(q), w, q, false);
+    img.fill_rect(w.saturating_sub(q), 0, q, h, false);
 }
 
 fn draw_modules(img: &mut MonoImage, bits: &[bool], w: u32, m: u32, x0: u32, y0: u32) {

@@ -34,6 +34,22 @@ pub const LABEL_ELEMENTS_MAX: usize = 256;
 pub use crate::indicium::render::QUIET_MODULES as QUIET_ZONE_MODULES;
 /// `GS v 0 m xL xH yL yH`: the header before a raster band's data.
 pub const RASTER_HEADER_BYTES: usize = 8;
+/// Dots between the text block and the symbol's quiet zone in a top band (about 1 mm).
+pub const BLOCK_GAP_PX: u32 = 8;
+/// Dot rows of a font A character cell (Epson: 12 × 24) and of the space below a text line.
+pub const CELL_HEIGHT_PX: u32 = 24;
+pub const LINE_GAP_PX: u32 = 6;
+/// `GS v 0` m: normal density; quadruple (each image dot printed 2 × 2 dots).
+pub const RASTER_NORMAL: u8 = 0;
+pub const RASTER_QUADRUPLE: u8 = 3;
+/// Width of each bar crossing a VOID label's symbol, in modules.
+pub const VOID_BAR_MODULES: u32 = 4;
+/// Largest image on a VOID label, in raster bytes (it is written after an abort without
+/// pacing, so it stays far below any receive buffer).
+pub const VOID_IMAGE_BYTES_MAX: u32 = 512;
+/// ESC L: select page mode. FF (in page mode): print the page and return to standard mode.
+pub const PAGE_MODE_ON: [u8; 2] = [0x1b, 0x4c];
+pub const PAGE_PRINT: [u8; 1] = [0x0c];
 
 /// DLE DC4 fn 8: clear the receive and print buffers (real-time). Replies 37 25 00.
 pub const CLEAR_BUFFERS: [u8; 10] = [0x10, 0x14, 0x08, 0x01, 0x03, 0x14, 0x01, 0x06, 0x02, 0x08];
@@ -192,6 +208,23 @@ pub enum Element {
     },
     /// The indicium. At most one per label.
     Indicium(Indicium),
+    /// The indicium with its human-readable block beside it: a postage label's top band
+    /// (DMM 604: the indicium in the upper right). Counts as the label's one indicium.
+    ///
+    /// Placement, for any compiler of labels: the symbol at the label's top right with its
+    /// 2-module quiet zone; the `lines` as a block at its left, top-aligned, left-aligned
+    /// with each other, the block's right edge [`BLOCK_GAP_PX`] left of the quiet zone; nothing
+    /// else on the band's rows (the clear zone). The first line is the legend ("US POSTAGE").
+    /// Lines must fit [`block_columns`] characters (the face wraps them).
+    ///
+    /// ESC/POS: on `page_mode` profiles the band is composed in page mode and printed at once
+    /// (`FF`); elsewhere the fallback is the symbol at the right with the lines right-aligned
+    /// under it (docs/PRINTING.md §Top band). The VOID label prints the lines after the legend
+    /// under the crossed symbol.
+    IndiciumBlock {
+        symbol: Indicium,
+        lines: Vec<TextLine>,
+    },
     /// A CODE128 barcode (code set B) with human-readable text below.
     Barcode {
         data: String,
@@ -246,6 +279,11 @@ pub struct Job {
     /// streamer bounds its wait for the end ID with it.
     pub paper_rows_estimate: u32,
     pub layout: Layout,
+    /// What the streamer prints after an abort on `void_on_abort` profiles: a fresh label with
+    /// "VOID", the indicium's symbol crossed by two bars so that it cannot be decoded, and the
+    /// top band's lines after its legend ([`void_label`]). The printer cannot go back over
+    /// paper already printed, so this never touches the aborted label itself.
+    pub void_label: Vec<u8>,
 }
 
 impl Job {
@@ -467,6 +505,7 @@ pub fn compile_with(
         first_line.push(line_no);
         line_no += match el {
             Element::Text(_) => 1,
+            Element::IndiciumBlock { lines, .. } => lines.len(),
             Element::Address { heading, lines } => usize::from(heading.is_some()) + lines.len(),
             _ => 0,
         };
@@ -523,6 +562,7 @@ pub fn compile_with(
         .chain(m.indicium_marks_at)
         .collect();
     let chunks = chunk(&e.bytes, &e.boundaries, &edges, opts.chunk_bytes_max);
+    let void_label = void_label(profile, label);
     Ok(Job {
         bytes: e.bytes,
         boundaries: e.boundaries,
@@ -534,6 +574,7 @@ pub fn compile_with(
         end_pid,
         paper_rows_estimate: m.rows,
         layout: opts.layout,
+        void_label,
     })
 }
 
@@ -578,47 +619,26 @@ fn element(
                 m.rows += TEXT_LINE_ROWS;
             }
         }
-        Element::Indicium(ind) => {
-            if m.indicium.is_some() {
-                return Err(CompileError::TwoIndicia);
+        Element::Indicium(ind) => indicium_element(e, profile, ind, rotated, pid, m)?,
+        Element::IndiciumBlock { symbol, lines } if profile.page_mode => {
+            page_band(e, profile, symbol, lines, first_line, rotated, pid, m)?;
+        }
+        Element::IndiciumBlock { symbol, lines } => {
+            // The fallback: the symbol at the right, the block right-aligned under it.
+            let mut parts: Vec<(usize, Element)> =
+                vec![(first_line, Element::Indicium(symbol.clone()))];
+            for (i, l) in lines.iter().enumerate() {
+                let t = TextLine {
+                    align: Align::Right,
+                    ..l.clone()
+                };
+                parts.push((first_line + i, Element::Text(t)));
             }
-            // The indicium sits at the label's right (top right on a postage label): as given,
-            // right-aligned; rotated 180°, at the print area's left, which is the turned
-            // label's right (the printer turns neither raster images nor 2-D symbols).
-            let native = !rotated
-                && matches!(ind, Indicium::DataMatrix { .. })
-                && profile.native_2d.data_matrix_cn.is_some();
-            if native {
-                e.raw(&[0x1b, 0x61, 2]);
+            if rotated {
+                parts.reverse();
             }
-            let start = e.offset();
-            let emitted = emit_indicium(e, profile, ind, rotated, pid)?;
-            m.indicium_native = emitted.native;
-            m.indicium_marks_at = Some(emitted.marks_at);
-            m.indicium = Some(start..e.offset());
-            let rows = emitted.rows;
-            m.rows += rows;
-            if let Some(id) = pid {
-                m.indicium_pid = Some(ProcessIdMark {
-                    offset: e.offset(),
-                    id,
-                });
-                e.raw(&id.command());
-            }
-            if let Some(cn) = emitted
-                .native
-                .then_some(profile.native_2d.data_matrix_cn)
-                .flatten()
-            {
-                // The signed payload does not stay in the printer's symbol memory, where a
-                // stray print command could print it again.
-                e.raw(&symbol_store_erase(cn));
-            }
-            if let (true, Indicium::DataMatrix { module_px, .. }) = (emitted.native, ind) {
-                feed_dots_into(e, QUIET_ZONE_MODULES * u32::from(*module_px));
-            }
-            if native {
-                e.raw(&[0x1b, 0x61, 0]);
+            for (line, part) in &parts {
+                element(e, profile, part, *line, rotated, pid, m)?;
             }
         }
         Element::Barcode { data, height_dots } => {
@@ -633,11 +653,65 @@ fn element(
     Ok(())
 }
 
+/// The label's one indicium (as given or rotated), its marks and, on a native symbol, the
+/// erase and quiet-zone feed after it.
+fn indicium_element(
+    e: &mut Enc,
+    profile: &Profile,
+    ind: &Indicium,
+    rotated: bool,
+    pid: Option<ProcessId>,
+    m: &mut Marks,
+) -> Result<(), CompileError> {
+    if m.indicium.is_some() {
+        return Err(CompileError::TwoIndicia);
+    }
+    // The indicium sits at the label's right (top right on a postage label): as given,
+    // right-aligned; rotated 180°, at the print area's left, which is the turned
+    // label's right (the printer turns neither raster images nor 2-D symbols).
+    let native = !rotated
+        && matches!(ind, Indicium::DataMatrix { .. })
+        && profile.native_2d.data_matrix_cn.is_some();
+    if native {
+        e.raw(&[0x1b, 0x61, 2]);
+    }
+    let start = e.offset();
+    let emitted = emit_indicium(e, profile, ind, rotated, pid)?;
+    close_indicium(e, profile, m, start, &emitted, pid);
+    if let (true, Indicium::DataMatrix { module_px, .. }) = (emitted.native, ind) {
+        feed_dots_into(e, QUIET_ZONE_MODULES * u32::from(*module_px));
+    }
+    if native {
+        e.raw(&[0x1b, 0x61, 0]);
+    }
+    Ok(())
+}
+
 fn text_line(
     e: &mut Enc,
     profile: &Profile,
     t: &TextLine,
     line: usize,
+) -> Result<(), CompileError> {
+    text_run(e, profile, t, line, text_columns(profile), true)
+}
+
+/// Columns of font A across the print area (the profile's font 0, else 32).
+/// Dots a font A character takes across: the print width over the profile's columns.
+pub fn cell_width_px(profile: &Profile) -> u32 {
+    (profile.media_width_px / text_columns(profile).max(1) as u32).max(1)
+}
+
+/// One text line of at most `columns` characters at width ×1. `standard`: a line in standard
+/// mode (justification, then LF); otherwise a run of characters in page mode at the position
+/// already set (no justification, no feed).
+fn text_run(
+    e: &mut Enc,
+    profile: &Profile,
+    t: &TextLine,
+    line: usize,
+    columns: usize,
+    standard: bool,
 ) -> Result<(), CompileError> {
     if !(1..=8).contains(&t.width_mul) || !(1..=8).contains(&t.height_mul) {
         return Err(CompileError::BadTextSize {
@@ -653,10 +727,8 @@ fn text_line(
             profile: profile.name.clone(),
         }
     })?;
-    let text = &t.text;
-    let columns = text_columns(profile);
     let limit = (columns / usize::from(t.width_mul)).min(TEXT_LINE_CHARS_MAX);
-    let chars = text.chars().count();
+    let chars = t.text.chars().count();
     if chars > limit {
         return Err(CompileError::LineTooLong {
             line,
@@ -666,9 +738,9 @@ fn text_line(
             profile: profile.name.clone(),
         });
     }
-    let styled = t.align != Align::Left || t.bold || (t.width_mul, t.height_mul) != (1, 1);
-    if t.align != Align::Left {
-        e.esc(|p| p.justify(justify(t.align)))?;
+    let align = if standard { t.align } else { Align::Left };
+    if align != Align::Left {
+        e.esc(|p| p.justify(justify(align)))?;
     }
     if t.bold {
         e.esc(|p| p.bold(true))?;
@@ -682,19 +754,242 @@ fn text_line(
             super::codepage::Piece::Bytes(b) => e.raw(&b),
         }
     }
-    e.esc(|p| p.feed())?;
-    if styled {
-        if t.align != Align::Left {
-            e.esc(|p| p.justify(JustifyMode::LEFT))?;
-        }
-        if t.bold {
-            e.esc(|p| p.bold(false))?;
-        }
-        if (t.width_mul, t.height_mul) != (1, 1) {
-            e.esc(|p| p.reset_size())?;
-        }
+    if standard {
+        e.esc(|p| p.feed())?;
+    }
+    if align != Align::Left {
+        e.esc(|p| p.justify(JustifyMode::LEFT))?;
+    }
+    if t.bold {
+        e.esc(|p| p.bold(false))?;
+    }
+    if (t.width_mul, t.height_mul) != (1, 1) {
+        e.esc(|p| p.reset_size())?;
     }
     Ok(())
+}
+
+/// Width and height in dots of `symbol` as printed with its quiet zone, and whether it goes out
+/// natively (`GS ( k`).
+fn symbol_size(profile: &Profile, symbol: &Indicium) -> Result<(u32, u32, bool), CompileError> {
+    match symbol {
+        Indicium::DataMatrix { data, module_px } => {
+            if !(1..=16).contains(module_px) {
+                return Err(CompileError::BadModuleSize(*module_px));
+            }
+            let (_, w, h) = crate::indicium::render::symbol_modules(data)
+                .map_err(|e| CompileError::DataMatrix(e.to_string()))?;
+            let m = u32::from(*module_px);
+            // Symbols are at most 144 modules a side.
+            let (w, h) = (w as u32, h as u32);
+            Ok((
+                (w + 2 * QUIET_ZONE_MODULES) * m,
+                (h + 2 * QUIET_ZONE_MODULES) * m,
+                profile.native_2d.data_matrix_cn.is_some(),
+            ))
+        }
+        Indicium::Image(b) => Ok((b.width_px(), b.height_px(), false)),
+    }
+}
+
+/// After the indicium's last command (from `start`): its marks, its process ID, and on a
+/// native symbol the erase of the printer's symbol memory.
+fn close_indicium(
+    e: &mut Enc,
+    profile: &Profile,
+    m: &mut Marks,
+    start: usize,
+    emitted: &Emitted,
+    pid: Option<ProcessId>,
+) {
+    m.indicium_native = emitted.native;
+    m.indicium_marks_at = Some(emitted.marks_at);
+    m.indicium = Some(start..e.offset());
+    m.rows += emitted.rows;
+    if let Some(id) = pid {
+        m.indicium_pid = Some(ProcessIdMark {
+            offset: e.offset(),
+            id,
+        });
+        e.raw(&id.command());
+    }
+    if let Some(cn) = profile.native_2d.data_matrix_cn.filter(|_| emitted.native) {
+        // The signed payload does not stay in the printer's symbol memory, where a stray
+        // print command could print it again.
+        e.raw(&symbol_store_erase(cn));
+    }
+}
+
+/// Characters a line of an [`Element::IndiciumBlock`] may have on `profile`: beside the symbol
+/// on page-mode profiles, the full width in the fallback layout (lines under the symbol).
+pub fn block_columns(profile: &Profile, symbol: &Indicium) -> usize {
+    if !profile.page_mode {
+        return text_columns(profile);
+    }
+    let Ok((w, _, _)) = symbol_size(profile, symbol) else {
+        return text_columns(profile);
+    };
+    let room = profile.media_width_px.saturating_sub(w + BLOCK_GAP_PX);
+    (room / cell_width_px(profile)) as usize
+}
+
+/// `ESC W`: the page-mode print area, `width` × `height` dots from the paper's top left.
+fn page_area(width: u32, height: u32) -> [u8; 10] {
+    let (w, h) = (width.min(0xffff), height.min(0xffff));
+    [
+        0x1b,
+        0x57,
+        0,
+        0,
+        0,
+        0,
+        w as u8,
+        (w >> 8) as u8,
+        h as u8,
+        (h >> 8) as u8,
+    ]
+}
+
+/// `ESC $ nL nH` / `GS $ nL nH`: the absolute horizontal / vertical print position (page mode:
+/// from the print area's start as `ESC T` sets it), in motion units (a dot).
+fn position_x(dots: u32) -> [u8; 4] {
+    let d = dots.min(0xffff);
+    [0x1b, 0x24, d as u8, (d >> 8) as u8]
+}
+fn position_y(dots: u32) -> [u8; 4] {
+    let d = dots.min(0xffff);
+    [0x1d, 0x24, d as u8, (d >> 8) as u8]
+}
+
+/// A top band in page mode: `ESC L`, `ESC T` (0; 2 — turned by 180° — in a rotated job),
+/// `ESC W` (the full width × the band's height), each line placed by `GS $` (its bottom row)
+/// and `ESC $` (its left), the symbol likewise (native `GS ( k`, or `GS v 0` bands each within
+/// the receive buffer), then `FF`, which prints the band at once: nothing of it reaches paper
+/// before the last byte, so the printer never stops inside the symbol at any baud, and a job
+/// stopped before `FF` leaves none of it on paper once cleared.
+#[allow(clippy::too_many_arguments)]
+fn page_band(
+    e: &mut Enc,
+    profile: &Profile,
+    symbol: &Indicium,
+    lines: &[TextLine],
+    first_line: usize,
+    rotated: bool,
+    pid: Option<ProcessId>,
+    m: &mut Marks,
+) -> Result<(), CompileError> {
+    if m.indicium.is_some() {
+        return Err(CompileError::TwoIndicia);
+    }
+    let width = profile.media_width_px;
+    let (sym_w, sym_h, native) = symbol_size(profile, symbol)?;
+    if sym_w > width {
+        return Err(CompileError::ImageTooWide {
+            width_px: sym_w,
+            limit_px: width,
+            profile: profile.name.clone(),
+        });
+    }
+    let cols = block_columns(profile, symbol);
+    let cell = cell_width_px(profile);
+    let block_w = lines
+        .iter()
+        .map(|l| l.text.chars().count() as u32 * cell * u32::from(l.width_mul.max(1)))
+        .max()
+        .unwrap_or(0);
+    let sym_x = width - sym_w;
+    let block_x = sym_x.saturating_sub(BLOCK_GAP_PX + block_w);
+    let text_h: u32 = lines
+        .iter()
+        .map(|l| CELL_HEIGHT_PX * u32::from(l.height_mul.max(1)) + LINE_GAP_PX)
+        .sum();
+    let band_h = sym_h.max(text_h);
+    if rotated {
+        e.raw(&UPSIDE_DOWN_OFF);
+    }
+    let start = e.offset();
+    e.raw(&PAGE_MODE_ON);
+    e.raw(&[0x1b, 0x54, if rotated { 2 } else { 0 }]);
+    e.raw(&page_area(width, band_h));
+    let mut y = 0;
+    for (i, l) in lines.iter().enumerate() {
+        let h = CELL_HEIGHT_PX * u32::from(l.height_mul.max(1));
+        e.raw(&position_y(y + h - 1));
+        e.raw(&position_x(block_x));
+        text_run(e, profile, l, first_line + i + 1, cols, false)?;
+        y += h + LINE_GAP_PX;
+    }
+    match (symbol, profile.native_2d.data_matrix_cn) {
+        (Indicium::DataMatrix { data, module_px }, Some(cn)) => {
+            let q = QUIET_ZONE_MODULES * u32::from(*module_px);
+            e.raw(&position_y(sym_h - q - 1));
+            e.raw(&position_x(sym_x + q));
+            for cmd in data_matrix_native(cn, data, *module_px)? {
+                e.raw(&cmd);
+            }
+        }
+        (Indicium::DataMatrix { data, module_px }, None) => {
+            let bmp = render_data_matrix(data, u32::from(*module_px))?;
+            page_raster(e, profile, &bmp, sym_x)?;
+        }
+        (Indicium::Image(bmp), _) => page_raster(e, profile, bmp, sym_x)?,
+    }
+    let marks_at = e.offset();
+    e.raw(&PAGE_PRINT);
+    let emitted = Emitted {
+        native,
+        marks_at,
+        rows: band_h,
+    };
+    close_indicium(e, profile, m, start, &emitted, pid);
+    if rotated {
+        e.raw(&UPSIDE_DOWN_ON);
+    }
+    Ok(())
+}
+
+/// A raster image in a page-mode band at `x`, top at the band's top: `GS v 0` bands each
+/// within the receive buffer, each placed by `GS $` (its bottom row) and `ESC $`.
+fn page_raster(e: &mut Enc, profile: &Profile, bmp: &Bitmap, x: u32) -> Result<(), CompileError> {
+    if !profile.features.bit_image_raster {
+        return Err(CompileError::Unsupported {
+            profile: profile.name.clone(),
+            what: "raster images (GS v 0)",
+        });
+    }
+    for (y, band) in bands(profile, bmp) {
+        e.raw(&position_y(y + band.height_px() - 1));
+        e.raw(&position_x(x));
+        e.raw(&raster_command(&band, RASTER_NORMAL));
+    }
+    Ok(())
+}
+
+/// `bmp` cut into raster bands of at most [`band_height_px`] rows, each with its first row.
+fn bands(profile: &Profile, bmp: &Bitmap) -> Vec<(u32, Bitmap)> {
+    let band_h = band_height_px(profile, bmp.stride()).max(1);
+    (0..bmp.height_px())
+        .step_by(band_h as usize)
+        .map(|y| (y, bmp.band(y, y + band_h)))
+        .collect()
+}
+
+/// One `GS v 0 m` command for the whole of `bmp`.
+pub fn raster_command(bmp: &Bitmap, mode: u8) -> Vec<u8> {
+    let (stride, h) = (bmp.stride(), bmp.height_px() as usize);
+    let mut cmd = Vec::with_capacity(RASTER_HEADER_BYTES + stride * h);
+    cmd.extend_from_slice(&[
+        0x1d,
+        0x76,
+        0x30,
+        mode,
+        stride as u8,
+        (stride >> 8) as u8,
+        h as u8,
+        (h >> 8) as u8,
+    ]);
+    cmd.extend_from_slice(bmp.rows());
+    cmd
 }
 
 /// What [`emit_indicium`] wrote.
@@ -747,6 +1042,15 @@ fn emit_indicium(
                 });
             }
             let bmp = turn(render_data_matrix(data, u32::from(*module_px))?);
+            if !fits_one_command(profile, &bmp)
+                && let Some(rows) = quadruple_symbol(e, profile, data, *module_px, rotated)?
+            {
+                return Ok(Emitted {
+                    native: false,
+                    marks_at,
+                    rows,
+                });
+            }
             raster_marked(e, profile, &bmp, right_px(profile, &bmp, rotated), pid)?;
             Ok(Emitted {
                 native: false,
@@ -764,6 +1068,51 @@ fn emit_indicium(
             })
         }
     }
+}
+
+/// Whether `bmp` goes out as one `GS v 0` command within the receive buffer (header included).
+fn fits_one_command(profile: &Profile, bmp: &Bitmap) -> bool {
+    RASTER_HEADER_BYTES + bmp.stride() * bmp.height_px() as usize
+        <= profile.receive_buffer_bytes as usize
+}
+
+/// A raster symbol too big for one command at normal density, sent as one command in
+/// quadruple density (`GS v 0` m = 3: each image dot printed 2 × 2 dots) at
+/// `ceil(module_px / 2)` image dots a module — 4 dots at 203 dpi instead of 3 — when that fits
+/// the receive buffer: the printer then holds all of the symbol before it prints a row of it,
+/// whatever the baud (a 44 × 44 postage symbol is 968 bytes: it fits 1 KB). The quiet zone is
+/// fed (`ESC J`) above and below and left blank beside by `GS L`. `None` when it does not fit
+/// either (nothing emitted; the caller sends bands).
+fn quadruple_symbol(
+    e: &mut Enc,
+    profile: &Profile,
+    data: &[u8],
+    module_px: u8,
+    rotated: bool,
+) -> Result<Option<u32>, CompileError> {
+    let px = u32::from(module_px).div_ceil(2);
+    let bare = crate::indicium::render::symbol_image_quiet(data, px, 0)
+        .map_err(|e| CompileError::DataMatrix(e.to_string()))?;
+    let bare = if rotated { bare.rotated_180() } else { bare };
+    let (w, h) = (2 * bare.width_px(), 2 * bare.height_px());
+    let quiet = QUIET_ZONE_MODULES * 2 * px;
+    if !fits_one_command(profile, &bare)
+        || !profile.features.bit_image_raster
+        || w + 2 * quiet > profile.media_width_px
+    {
+        return Ok(None);
+    }
+    let left = if rotated {
+        quiet
+    } else {
+        profile.media_width_px - w - quiet
+    };
+    feed_dots_into(e, quiet);
+    e.raw(&left_margin(left));
+    e.raw(&raster_command(&bare, RASTER_QUADRUPLE));
+    e.raw(&left_margin(0));
+    feed_dots_into(e, quiet);
+    Ok(Some(h + 2 * quiet))
 }
 
 /// Left margin that puts `bmp` at the label's right: flush right as given, flush left (the
@@ -864,28 +1213,9 @@ fn raster_marked(
     if left_px > 0 {
         e.raw(&left_margin(left_px));
     }
-    let stride = bmp.stride();
-    let band_h = band_height_px(profile, stride);
-    let mut y = 0;
-    while y < bmp.height_px() {
-        let h = band_h.min(bmp.height_px() - y);
-        let mut cmd = vec![
-            0x1d,
-            0x76,
-            0x30,
-            0,
-            stride as u8,
-            (stride >> 8) as u8,
-            h as u8,
-            (h >> 8) as u8,
-        ];
-        for row in y..y + h {
-            let s = row as usize * stride;
-            cmd.extend_from_slice(&bmp.rows()[s..s + stride]);
-        }
-        e.raw(&cmd);
-        y += h;
-        if let Some(id) = mark.filter(|_| y < bmp.height_px()) {
+    for (y, band) in bands(profile, bmp) {
+        e.raw(&raster_command(&band, RASTER_NORMAL));
+        if let Some(id) = mark.filter(|_| y + band.height_px() < bmp.height_px()) {
             e.raw(&id.command());
         }
     }
@@ -1008,6 +1338,72 @@ pub fn void_bytes(profile: &Profile) -> Vec<u8> {
     v.extend_from_slice(&[0x1d, 0x21, 0x00, 0x1b, 0x61, 0]);
     v.extend_from_slice(&cut_bytes(profile));
     v
+}
+
+/// The VOID label for `label` on `profile` ([`Job::void_label`]): `ESC @`, a feed, "VOID" at
+/// 4 × 4 size, centred; the indicium's symbol crossed by two bars [`VOID_BAR_MODULES`] modules
+/// wide (`render::cross_out`), small — one `GS v 0` command in quadruple density at one image
+/// dot a module (2 dots a module), well within any receive buffer — so that it does not decode;
+/// then the top band's lines after its legend (amount, date, class, number: which piece this
+/// was), centred; the profile's cut. A label without an indicium gets [`void_bytes`].
+pub fn void_label(profile: &Profile, label: &Label) -> Vec<u8> {
+    let found = label.elements.iter().find_map(|el| match el {
+        Element::Indicium(i) => Some((i, &[][..])),
+        Element::IndiciumBlock { symbol, lines } => Some((symbol, lines.get(1..).unwrap_or(&[]))),
+        _ => None,
+    });
+    let Some((symbol, lines)) = found else {
+        return void_bytes(profile);
+    };
+    let mut e = Enc::new();
+    e.raw(&INIT);
+    e.raw(&[0x1b, 0x64, 2, 0x1b, 0x61, 1, 0x1d, 0x21, 0x33]);
+    e.raw(b"VOID\n");
+    // Normal size, left-justified: the image is placed by GS L (ESC a would move it too).
+    e.raw(&[0x1d, 0x21, 0x00, 0x1b, 0x61, 0]);
+    let crossed = match symbol {
+        Indicium::DataMatrix { data, .. } => crate::indicium::render::symbol_image(data, 1)
+            .ok()
+            .map(|mut b| {
+                crate::indicium::render::cross_out(&mut b, 1, QUIET_ZONE_MODULES, VOID_BAR_MODULES);
+                (b, RASTER_QUADRUPLE, 2)
+            }),
+        Indicium::Image(b) => {
+            // A ready image: every k-th dot, so that it stays small like a symbol's.
+            let k = (1..=64)
+                .find(|k| {
+                    (b.width_px() / k).div_ceil(8) * (b.height_px() / k) <= VOID_IMAGE_BYTES_MAX
+                })
+                .unwrap_or(64);
+            let mut small = Bitmap::new(b.width_px() / k, b.height_px() / k);
+            for y in 0..small.height_px() {
+                for x in 0..small.width_px() {
+                    small.set(x, y, b.get(x * k, y * k));
+                }
+            }
+            let m = (small.width_px() / 48).max(1);
+            crate::indicium::render::cross_out(&mut small, m, 0, VOID_BAR_MODULES);
+            Some((small, RASTER_QUADRUPLE, 2))
+        }
+    };
+    if let Some((b, mode, scale)) = crossed.filter(|_| profile.features.bit_image_raster) {
+        let w = b.width_px() * scale;
+        e.raw(&left_margin(profile.media_width_px.saturating_sub(w) / 2));
+        for (_, band) in bands(profile, &b) {
+            e.raw(&raster_command(&band, mode));
+        }
+        e.raw(&left_margin(0));
+    }
+    for (i, l) in lines.iter().enumerate() {
+        let t = TextLine {
+            align: Align::Center,
+            ..l.clone()
+        };
+        // Lines the job itself printed; one that cannot be encoded is left out.
+        let _ = text_run(&mut e, profile, &t, i + 1, text_columns(profile), true);
+    }
+    e.raw(&cut_bytes(profile));
+    e.bytes
 }
 
 /// Split into chunks of at most `max` bytes, ending at command boundaries when one fits and

@@ -214,19 +214,10 @@ pub fn calibration_bytes(like: &Profile) -> Vec<u8> {
 }
 
 fn raster_band(v: &mut Vec<u8>, b: &Bitmap) {
-    let s = b.stride();
-    let h = b.height_px();
-    v.extend_from_slice(&[
-        0x1d,
-        0x76,
-        0x30,
-        0,
-        s as u8,
-        (s >> 8) as u8,
-        h as u8,
-        (h >> 8) as u8,
-    ]);
-    v.extend_from_slice(b.rows());
+    v.extend_from_slice(&super::compiler::raster_command(
+        b,
+        super::compiler::RASTER_NORMAL,
+    ));
 }
 
 fn print_calibration(port: &mut PrinterPort, like: &Profile) -> Result<(), String> {

@@ -60,6 +60,10 @@ const SHIPPED: &[(&str, &str)] = &[
         "virtual",
         include_str!("../../printer-profiles/virtual.toml"),
     ),
+    (
+        "virtual-58mm",
+        include_str!("../../printer-profiles/virtual-58mm.toml"),
+    ),
 ];
 
 /// Ids of the shipped profiles, in a stable order.
@@ -407,8 +411,12 @@ pub struct Profile {
     pub cut: CutCommand,
     pub cut_feed_lines: u8,
     pub clear_buffer: ClearBuffer,
-    /// Whether an aborted job ends with a fed, cut "VOID" line.
+    /// Whether an aborted job ends with a VOID label (docs/PRINTING.md §VOID).
     pub void_on_abort: bool,
+    /// Whether the printer has ESC/POS page mode (`ESC L`, `ESC W`, `ESC T`, `ESC $`, `GS $`,
+    /// `FF`): a postage label's top band — the indicium with its human-readable block beside it —
+    /// is composed there and printed at once (docs/PRINTING.md §Top band). Default false.
+    pub page_mode: bool,
 }
 
 impl Profile {
@@ -550,6 +558,7 @@ impl Profile {
             )
             .unwrap_or(ClearBuffer::NulInit);
         let void_on_abort = v.boolean("void_on_abort", false).unwrap_or(false);
+        let page_mode = v.boolean("page_mode", false).unwrap_or(false);
         if !media_width_px.is_multiple_of(8) {
             v.err("media.width_px", "must be a multiple of 8 (raster bytes)");
         }
@@ -602,6 +611,7 @@ impl Profile {
             cut_feed_lines,
             clear_buffer,
             void_on_abort,
+            page_mode,
         })
     }
 
@@ -763,6 +773,7 @@ impl Profile {
             "void_on_abort".into(),
             toml::Value::Boolean(self.void_on_abort),
         );
+        t.insert("page_mode".into(), toml::Value::Boolean(self.page_mode));
         // Serialising a table of strings, numbers, booleans and tables cannot fail.
         toml::to_string_pretty(&t).unwrap_or_default()
     }

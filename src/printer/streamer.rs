@@ -24,7 +24,7 @@ use tokio::sync::watch;
 
 use super::compiler::{
     CLEAR_BUFFERS, INIT, Job, PROCESS_ID_COMMAND_BYTES, ProcessId, RESYNC_PROCESS_ID,
-    band_height_px, cancel_bytes, void_bytes,
+    band_height_px, cancel_bytes,
 };
 use super::profile::{ClearBuffer, FlowControl, Parity, Profile};
 use super::realtime::{Realtime, RealtimeMatcher};
@@ -1166,7 +1166,7 @@ impl Run<'_> {
         };
         let mut void_printed = false;
         if self.port.profile.void_on_abort && cancel_confirmed {
-            let v = void_bytes(&self.port.profile);
+            let v = self.job.void_label.clone();
             let (n, fault) = self
                 .port
                 .write_counted(&v, Duration::from_millis(self.cfg.write_timeout_ms));

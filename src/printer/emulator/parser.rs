@@ -33,8 +33,9 @@ pub enum Command {
     Size(u8),
     /// ESC d n: print and feed n lines.
     FeedLines(u8),
-    /// GS v 0 m xL xH yL yH data.
+    /// GS v 0 m xL xH yL yH data (m: 0 normal, 1 double width, 2 double height, 3 quadruple).
     Raster {
+        mode: u8,
         width_bytes: usize,
         height: usize,
         data: Vec<u8>,
@@ -68,6 +69,28 @@ pub enum Command {
     LabelFeed { func: u8, m: u8 },
     /// GS ( E pL pH fn ...: customize settings (fn 5: memory switch values); `fn` and the rest.
     Customize { func: u8, params: Vec<u8> },
+    /// ESC L: select page mode.
+    PageMode,
+    /// ESC S: select standard mode (page data is discarded).
+    StandardMode,
+    /// ESC T n: print direction in page mode (0 from the top left; 2 from the bottom right,
+    /// the page turned by 180°).
+    PageDirection(u8),
+    /// ESC W xL xH yL yH dxL dxH dyL dyH: the page-mode print area.
+    PageArea {
+        x: u16,
+        y: u16,
+        width: u16,
+        height: u16,
+    },
+    /// ESC $ nL nH: absolute horizontal print position.
+    PositionX(u16),
+    /// GS $ nL nH: absolute vertical print position (page mode).
+    PositionY(u16),
+    /// FF: in page mode, print the page and return to standard mode.
+    FormFeed,
+    /// CAN: in page mode, delete the page's data.
+    Cancel,
     /// Any other recognised command, whole.
     Other(Vec<u8>),
 }
@@ -106,6 +129,12 @@ const TABLE: &[(u8, u8, Shape)] = &[
     (ESC, b'R', Shape::Fixed(1)),
     (ESC, b'{', Shape::Fixed(1)),
     (ESC, b'p', Shape::Fixed(3)),
+    (ESC, b'L', Shape::Fixed(0)),
+    (ESC, b'S', Shape::Fixed(0)),
+    (ESC, b'T', Shape::Fixed(1)),
+    (ESC, b'W', Shape::Fixed(8)),
+    (ESC, b'$', Shape::Fixed(2)),
+    (GS, b'$', Shape::Fixed(2)),
     (GS, b'!', Shape::Fixed(1)),
     (GS, b'B', Shape::Fixed(1)),
     (GS, b'h', Shape::Fixed(1)),
@@ -182,6 +211,8 @@ impl Parser {
                     None
                 }
                 b'\n' => Some(Command::LineFeed),
+                0x0c => Some(Command::FormFeed),
+                0x18 => Some(Command::Cancel),
                 // 0x80..=0xFF are characters of the selected code page (ESC t).
                 0x20..=0x7e | 0x80..=0xff => Some(Command::Text(b)),
                 _ => None, // NUL, CR and other controls: nothing to print
@@ -264,6 +295,7 @@ fn decode(buf: &[u8]) -> Command {
         (GS, b'!') => Command::Size(p(2)),
         (GS, b'h') => Command::BarcodeHeight(p(2)),
         (GS, b'v') if buf.len() >= 8 => Command::Raster {
+            mode: p(3) % 48,
             width_bytes: usize::from(p(4)) | usize::from(p(5)) << 8,
             height: usize::from(p(6)) | usize::from(p(7)) << 8,
             data: buf[8..].to_vec(),
@@ -293,6 +325,20 @@ fn decode(buf: &[u8]) -> Command {
             Command::ProcessId([p(7), p(8), p(9), p(10)])
         }
         (ESC, b'{') => Command::UpsideDown(p(2) & 1 == 1),
+        (ESC, b'L') => Command::PageMode,
+        (ESC, b'S') => Command::StandardMode,
+        (ESC, b'T') => Command::PageDirection(p(2) % 48),
+        (ESC, b'W') => {
+            let w = |i: usize| u16::from(p(i)) | u16::from(p(i + 1)) << 8;
+            Command::PageArea {
+                x: w(2),
+                y: w(4),
+                width: w(6),
+                height: w(8),
+            }
+        }
+        (ESC, b'$') => Command::PositionX(u16::from(p(2)) | u16::from(p(3)) << 8),
+        (GS, b'$') => Command::PositionY(u16::from(p(2)) | u16::from(p(3)) << 8),
         (ESC, b'J') => Command::FeedDots(p(2)),
         (ESC, b't') => Command::CodePage(p(2)),
         (GS, b'L') => Command::LeftMargin(u16::from(p(2)) | u16::from(p(3)) << 8),
@@ -344,6 +390,21 @@ mod tests {
             (&[0x1d, 0x61, 0x0e], Command::AutoStatusBack(0x0e)),
             (&[0x1b, 0x74, 19], Command::CodePage(19)),
             (&[0xe9], Command::Text(0xe9)),
+            (&[0x1b, 0x4c], Command::PageMode),
+            (&[0x1b, 0x54, 2], Command::PageDirection(2)),
+            (
+                &[0x1b, 0x57, 0, 0, 0, 0, 0x80, 1, 200, 0],
+                Command::PageArea {
+                    x: 0,
+                    y: 0,
+                    width: 384,
+                    height: 200,
+                },
+            ),
+            (&[0x1b, 0x24, 0x10, 1], Command::PositionX(272)),
+            (&[0x1d, 0x24, 23, 0], Command::PositionY(23)),
+            (&[0x0c], Command::FormFeed),
+            (&[0x18], Command::Cancel),
             (
                 &[0x1c, 0x28, 0x4c, 2, 0, 65, 48],
                 Command::LabelFeed { func: 65, m: 48 },
@@ -351,6 +412,7 @@ mod tests {
             (
                 &[0x1d, 0x76, 0x30, 0, 1, 0, 2, 0, 0xaa, 0x55],
                 Command::Raster {
+                    mode: 0,
                     width_bytes: 1,
                     height: 2,
                     data: vec![0xaa, 0x55],

@@ -137,6 +137,59 @@ pub struct Renderer {
     job: JobNotes,
     done: Vec<RenderedJob>,
     answered: Vec<ProcessId>,
+    /// Page mode (`ESC L` … `FF`): the page being composed, `None` in standard mode.
+    page: Option<Page>,
+}
+
+/// Default page-mode area height when no `ESC W` came, in dots.
+pub const PAGE_AREA_HEIGHT_PX_DEFAULT: u32 = 512;
+
+/// A page in page mode: a canvas the size of the print area, the print position, and what was
+/// drawn (each text run with where it started, symbols), all printed together at `FF`.
+struct Page {
+    canvas: Bitmap,
+    /// `ESC T`: 0 from the top left; 2 from the bottom right (the page printed turned by 180°).
+    direction: u8,
+    x: u32,
+    /// The bottom row of what is drawn next (characters, images and symbols alike).
+    y: u32,
+    /// (y, x, text) of each run of characters; a position command ends a run.
+    runs: Vec<(u32, u32, String)>,
+    run_open: bool,
+    data_matrix: Vec<Vec<u8>>,
+    other_2d: Vec<(u8, Vec<u8>)>,
+    raster_bands: usize,
+}
+
+impl Page {
+    fn new(width: u32, height: u32, direction: u8) -> Page {
+        Page {
+            canvas: Bitmap::new(width, height),
+            direction,
+            x: 0,
+            y: 0,
+            runs: Vec::new(),
+            run_open: false,
+            data_matrix: Vec::new(),
+            other_2d: Vec::new(),
+            raster_bands: 0,
+        }
+    }
+
+    /// Draw `bmp` with its bottom row at the print position's row and its left at its column
+    /// (`sx` × `sy` dots per image dot).
+    fn draw(&mut self, bmp: &Bitmap, sx: u32, sy: u32) {
+        let h = bmp.height_px() * sy;
+        let top = (self.y + 1).saturating_sub(h);
+        for y in 0..bmp.height_px() {
+            for x in 0..bmp.width_px() {
+                if bmp.get(x, y) {
+                    self.canvas
+                        .fill_rect(self.x + x * sx, top + y * sy, sx, sy, true);
+                }
+            }
+        }
+    }
 }
 
 #[derive(Default)]
@@ -174,6 +227,7 @@ impl Renderer {
             job: JobNotes::default(),
             done: Vec::new(),
             answered: Vec::new(),
+            page: None,
         }
     }
 
@@ -191,6 +245,9 @@ impl Renderer {
     /// their process IDs are never answered — and the unprinted line).
     pub fn clear_unprinted(&mut self) {
         self.line.clear();
+        // A page being composed is data not printed: gone, and the printer back in standard
+        // mode (Frank follows every clear with ESC @ anyway).
+        self.page = None;
         self.rows.truncate(self.printed);
         while self.events.back().is_some_and(|(r, _)| *r > self.printed) {
             self.events.pop_back();
@@ -305,17 +362,13 @@ impl Renderer {
     }
 
     pub fn apply(&mut self, cmd: Command) {
+        if self.page.is_some() {
+            self.apply_page(cmd);
+            return;
+        }
         match cmd {
             Command::Text(b) => {
-                // A byte of the selected code page; one the emulator has no table for (or an
-                // unassigned one) prints as a blank cell and is recorded as U+FFFD.
-                let c = self
-                    .code_pages
-                    .iter()
-                    .find(|(i, _)| *i == self.code_page)
-                    .and_then(|(_, t)| crate::printer::codepage::char_of(t, b))
-                    .or_else(|| (b < 0x80).then(|| char::from(b)))
-                    .unwrap_or('\u{fffd}');
+                let c = self.char_of(b);
                 self.line.push((c, self.style));
             }
             Command::CodePage(n) => self.code_page = n,
@@ -340,10 +393,15 @@ impl Renderer {
                 self.style.height_mul = u32::from(n & 7) + 1;
             }
             Command::Raster {
+                mode,
                 width_bytes,
                 height,
                 data,
-            } => self.raster(width_bytes, height, &data),
+            } => self.raster(mode, width_bytes, height, &data),
+            Command::PageMode => {
+                self.print_line(0);
+                self.page = Some(Page::new(self.width_px, PAGE_AREA_HEIGHT_PX_DEFAULT, 0));
+            }
             Command::Symbol2d { cn, func, params } => self.symbol(cn, func, params),
             Command::BarcodeHeight(h) => self.barcode_height = u32::from(h.max(1)),
             Command::Barcode { data, .. } => self.barcode(&data),
@@ -460,51 +518,176 @@ impl Renderer {
     }
 
     fn glyph(&mut self, c: char, s: Style, x0: u32, top: usize) {
-        let Some(g) = font8x8::BASIC_FONTS
-            .get(c)
-            .or_else(|| font8x8::LATIN_FONTS.get(c))
-            .or_else(|| font8x8::GREEK_FONTS.get(c))
-            .or_else(|| font8x8::BOX_FONTS.get(c))
-            .or_else(|| font8x8::BLOCK_FONTS.get(c))
-            .or_else(|| font8x8::MISC_FONTS.get(c))
-        else {
-            return;
-        };
-        let (sx, sy) = (s.width_mul, 3 * s.height_mul);
-        for (gy, bits) in g.iter().enumerate() {
-            for gx in 0..8u32 {
-                if bits & (1 << gx) == 0 {
-                    continue;
-                }
-                for dy in 0..sy {
-                    for dx in 0..sx + u32::from(s.bold) {
-                        let x = x0 + 2 * s.width_mul + gx * sx + dx;
-                        self.set(x, top + (gy as u32 * sy + dy) as usize, true);
-                    }
+        let cell = glyph_bitmap(c, s);
+        for y in 0..cell.height_px() {
+            for x in 0..cell.width_px() {
+                if cell.get(x, y) {
+                    self.set(x0 + x, top + y as usize, true);
                 }
             }
         }
     }
 
-    fn raster(&mut self, width_bytes: usize, height: usize, data: &[u8]) {
+    fn raster(&mut self, mode: u8, width_bytes: usize, height: usize, data: &[u8]) {
         self.print_line(0);
         let left = self.left_margin_px.min(self.width_px);
-        for r in 0..height {
-            let y = self.rows.len();
-            let row = self.blank_row();
-            self.rows.push(row);
-            let src = data
-                .get(r * width_bytes..(r + 1) * width_bytes)
-                .unwrap_or(&[]);
-            for (i, byte) in src.iter().enumerate() {
-                for bit in 0..8u32 {
-                    if byte & (0x80 >> bit) != 0 {
-                        self.set(left + i as u32 * 8 + bit, y, true);
+        let Some(bmp) = raster_bitmap(width_bytes, height, data) else {
+            return;
+        };
+        let (sx, sy) = raster_scale(mode);
+        let top = self.rows.len();
+        self.feed_px(bmp.height_px() * sy);
+        for y in 0..bmp.height_px() {
+            for x in 0..bmp.width_px() {
+                if bmp.get(x, y) {
+                    for dy in 0..sy {
+                        for dx in 0..sx {
+                            self.set(left + x * sx + dx, top + (y * sy + dy) as usize, true);
+                        }
                     }
                 }
             }
         }
         self.push_event(TapeEvent::RasterBand);
+    }
+
+    /// A command in page mode: drawn on the page at the print position, printed at `FF`.
+    fn apply_page(&mut self, cmd: Command) {
+        let style = self.style;
+        let ch = match cmd {
+            Command::Text(b) => Some(self.char_of(b)),
+            _ => None,
+        };
+        let stored = match &cmd {
+            Command::Symbol2d { cn, func: 81, .. } => self.stored(*cn),
+            _ => None,
+        };
+        let Some(page) = self.page.as_mut() else {
+            return;
+        };
+        match cmd {
+            Command::Text(_) => {
+                let c = ch.unwrap_or('\u{fffd}');
+                match page.runs.last_mut() {
+                    Some((_, _, t)) if page.run_open => t.push(c),
+                    _ => page.runs.push((page.y, page.x, c.to_string())),
+                }
+                page.run_open = true;
+                let cell = glyph_bitmap(c, style);
+                page.draw(&cell, 1, 1);
+                page.x += cell.width_px();
+            }
+            Command::CodePage(n) => self.code_page = n,
+            Command::Bold(b) => self.style.bold = b,
+            Command::Size(n) => {
+                self.style.width_mul = u32::from(n >> 4) + 1;
+                self.style.height_mul = u32::from(n & 7) + 1;
+            }
+            Command::PageDirection(d) => page.direction = d,
+            Command::PageArea { width, height, .. } => {
+                let w = u32::from(width).min(self.width_px);
+                *page = Page::new(w, u32::from(height), page.direction);
+            }
+            Command::PositionX(x) => {
+                page.x = u32::from(x);
+                page.run_open = false;
+            }
+            Command::PositionY(y) => {
+                page.y = u32::from(y);
+                page.run_open = false;
+            }
+            Command::LineFeed => {
+                page.run_open = false;
+                page.x = 0;
+                page.y += CELL_HEIGHT_PX + LINE_GAP_PX;
+            }
+            Command::Raster {
+                mode,
+                width_bytes,
+                height,
+                data,
+            } => {
+                if let Some(b) = raster_bitmap(width_bytes, height, &data) {
+                    let (sx, sy) = raster_scale(mode);
+                    page.draw(&b, sx, sy);
+                    page.raster_bands += 1;
+                }
+            }
+            Command::Symbol2d { cn, func, params } => match func {
+                67 | 80 => self.symbol_setting(cn, func, &params),
+                81 => {
+                    let Some(data) = stored else {
+                        return;
+                    };
+                    if Some(cn) == self.data_matrix_cn {
+                        let m = u32::from(self.module_px);
+                        if let Ok(b) = crate::indicium::render::symbol_image_quiet(&data, m, 0) {
+                            page.draw(&b, 1, 1);
+                        }
+                        page.data_matrix.push(data);
+                    } else {
+                        page.other_2d.push((cn, data));
+                    }
+                }
+                _ => {}
+            },
+            Command::Cancel => {
+                let (w, h, d) = (
+                    page.canvas.width_px(),
+                    page.canvas.height_px(),
+                    page.direction,
+                );
+                *page = Page::new(w, h, d);
+            }
+            Command::FormFeed => self.print_page(),
+            Command::StandardMode => self.page = None,
+            Command::Init => {
+                self.page = None;
+                self.apply(Command::Init);
+            }
+            // Process IDs, cuts, feeds, margins: not used inside a page by Frank; ignored.
+            _ => {}
+        }
+    }
+
+    /// `FF`: the page goes onto the tape (turned by 180° for direction 2) and the printer
+    /// returns to standard mode; what it holds is recorded once it has printed, text runs in
+    /// the order the paper meets them.
+    fn print_page(&mut self) {
+        let Some(page) = self.page.take() else {
+            return;
+        };
+        let canvas = if page.direction == 2 {
+            page.canvas.rotated_180()
+        } else {
+            page.canvas
+        };
+        let top = self.rows.len();
+        self.feed_px(canvas.height_px());
+        for y in 0..canvas.height_px() {
+            for x in 0..canvas.width_px() {
+                if canvas.get(x, y) {
+                    self.set(x, top + y as usize, true);
+                }
+            }
+        }
+        let mut runs = page.runs;
+        runs.sort_by_key(|(y, x, _)| (*y, *x));
+        if page.direction == 2 {
+            runs.reverse();
+        }
+        for (_, _, t) in runs {
+            self.push_event(TapeEvent::Text(t));
+        }
+        for d in page.data_matrix {
+            self.push_event(TapeEvent::DataMatrix(d));
+        }
+        for (cn, d) in page.other_2d {
+            self.push_event(TapeEvent::Other2d(cn, d));
+        }
+        for _ in 0..page.raster_bands {
+            self.push_event(TapeEvent::RasterBand);
+        }
     }
 
     fn place(&mut self, bmp: &Bitmap) {
@@ -524,26 +707,47 @@ impl Renderer {
         }
     }
 
-    fn symbol(&mut self, cn: u8, func: u8, params: Vec<u8>) {
+    /// The character a text byte is in the selected code page; one the emulator has no table
+    /// for (or an unassigned one) prints as a blank cell and is recorded as U+FFFD.
+    fn char_of(&self, b: u8) -> char {
+        self.code_pages
+            .iter()
+            .find(|(i, _)| *i == self.code_page)
+            .and_then(|(_, t)| crate::printer::codepage::char_of(t, b))
+            .or_else(|| (b < 0x80).then(|| char::from(b)))
+            .unwrap_or('\u{fffd}')
+    }
+
+    /// `GS ( k` fn 67 (module size) and fn 80 (store: m = 48 then the data; no data empties
+    /// the symbol's memory, so a later print prints nothing).
+    fn symbol_setting(&mut self, cn: u8, func: u8, params: &[u8]) {
         match func {
             67 => self.module_px = params.first().copied().unwrap_or(3).clamp(1, 16),
             80 => {
-                // m = 48 then the data.
-                // No data empties the symbol's memory: a later print prints nothing.
                 let data = params.get(1..).unwrap_or_default().to_vec();
                 self.store.retain(|(c, _)| *c != cn);
                 if !data.is_empty() {
                     self.store.push((cn, data));
                 }
             }
+            _ => {}
+        }
+    }
+
+    /// The data stored for symbol `cn`, if any.
+    fn stored(&self, cn: u8) -> Option<Vec<u8>> {
+        self.store
+            .iter()
+            .find(|(c, _)| *c == cn)
+            .map(|(_, d)| d.clone())
+    }
+
+    fn symbol(&mut self, cn: u8, func: u8, params: Vec<u8>) {
+        match func {
+            67 | 80 => self.symbol_setting(cn, func, &params),
             81 => {
                 self.print_line(0);
-                let Some(data) = self
-                    .store
-                    .iter()
-                    .find(|(c, _)| *c == cn)
-                    .map(|(_, d)| d.clone())
-                else {
+                let Some(data) = self.stored(cn) else {
                     return;
                 };
                 if Some(cn) == self.data_matrix_cn {
@@ -667,6 +871,57 @@ impl Renderer {
             misaligned,
         })
     }
+}
+
+/// `GS v 0` data as a bitmap (`None` when the data is short or the size absurd).
+fn raster_bitmap(width_bytes: usize, height: usize, data: &[u8]) -> Option<Bitmap> {
+    let w = u32::try_from(width_bytes.checked_mul(8)?).ok()?;
+    let h = u32::try_from(height).ok()?;
+    let need = width_bytes.checked_mul(height)?;
+    let mut rows = data.get(..need.min(data.len()))?.to_vec();
+    rows.resize(need, 0);
+    Bitmap::from_rows(w, h, rows)
+}
+
+/// Dots per image dot across and down for `GS v 0` mode m.
+fn raster_scale(mode: u8) -> (u32, u32) {
+    match mode {
+        1 => (2, 1),
+        2 => (1, 2),
+        3 => (2, 2),
+        _ => (1, 1),
+    }
+}
+
+/// One character cell as a bitmap (font A cell, 12 × 24 dots at ×1), as [`Renderer::glyph`]
+/// draws it in standard mode.
+fn glyph_bitmap(c: char, s: Style) -> Bitmap {
+    let mut cell = Bitmap::new(CELL_WIDTH_PX * s.width_mul, CELL_HEIGHT_PX * s.height_mul);
+    let Some(g) = font8x8::BASIC_FONTS
+        .get(c)
+        .or_else(|| font8x8::LATIN_FONTS.get(c))
+        .or_else(|| font8x8::GREEK_FONTS.get(c))
+        .or_else(|| font8x8::BOX_FONTS.get(c))
+        .or_else(|| font8x8::BLOCK_FONTS.get(c))
+        .or_else(|| font8x8::MISC_FONTS.get(c))
+    else {
+        return cell;
+    };
+    let (sx, sy) = (s.width_mul, 3 * s.height_mul);
+    for (gy, bits) in g.iter().enumerate() {
+        for gx in 0..8u32 {
+            if bits & (1 << gx) != 0 {
+                cell.fill_rect(
+                    2 * s.width_mul + gx * sx,
+                    gy as u32 * sy,
+                    sx + u32::from(s.bold),
+                    sy,
+                    true,
+                );
+            }
+        }
+    }
+    cell
 }
 
 /// Dots per CODE128 module (the compiler sends GS w 2).
