@@ -9,7 +9,9 @@ use clap::Subcommand;
 use super::emulator::{Emulator, EmulatorOptions};
 use super::import::import_capabilities;
 use super::probe::probe;
-use super::profile::{Profile, ProfileError, RawProfile, shipped, shipped_ids, shipped_source};
+use super::profile::{
+    Profile, ProfileError, RawProfile, all_shipped_ids, shipped, shipped_source,
+};
 
 #[derive(Debug, Subcommand)]
 pub enum PrinterCommand {
@@ -147,7 +149,7 @@ pub fn load_profile(name: &str) -> anyhow::Result<Profile> {
     }
     bail!(
         "no profile {name:?}: not a shipped id ({}) nor a file",
-        shipped_ids().collect::<Vec<_>>().join(", ")
+        all_shipped_ids().collect::<Vec<_>>().join(", ")
     )
 }
 
@@ -174,7 +176,7 @@ pub fn load_file(path: &Path) -> Result<Profile, ProfileError> {
 fn profiles(cmd: ProfilesCommand) -> anyhow::Result<()> {
     match cmd {
         ProfilesCommand::List => {
-            for id in shipped_ids() {
+            for id in all_shipped_ids() {
                 let p = shipped(id)?;
                 println!(
                     "{id:<20} {:<24} {} px @ {} dpi, {} baud",

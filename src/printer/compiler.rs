@@ -17,7 +17,7 @@ use escpos::printer::Printer;
 use escpos::utils::{JustifyMode, Protocol};
 
 use super::bitmap::Bitmap;
-use super::profile::{ClearBuffer, CutCommand, LabelCommands, Profile};
+use super::profile::{ClearBuffer, CutCommand, LabelCommands, Language, Profile};
 
 /// Default largest chunk the streamer writes between link checks.
 pub const CHUNK_BYTES_MAX_DEFAULT: usize = 256;
@@ -450,6 +450,9 @@ pub fn compile_with(
     profile: &Profile,
     opts: &CompileOptions,
 ) -> Result<Job, CompileError> {
+    if profile.language == Language::Zpl {
+        return super::zpl::compiler::compile(label, profile, opts);
+    }
     if opts.chunk_bytes_max < CHUNK_BYTES_MIN {
         return Err(CompileError::ChunkTooSmall(opts.chunk_bytes_max));
     }
@@ -1007,7 +1010,12 @@ pub fn void_bytes(profile: &Profile) -> Vec<u8> {
 
 /// Split into chunks of at most `max` bytes, ending at command boundaries when one fits and
 /// never crossing an offset in `edges`.
-fn chunk(bytes: &[u8], boundaries: &[usize], edges: &[usize], max: usize) -> Vec<Chunk> {
+pub(crate) fn chunk(
+    bytes: &[u8],
+    boundaries: &[usize],
+    edges: &[usize],
+    max: usize,
+) -> Vec<Chunk> {
     let mut out = Vec::new();
     let mut start = 0;
     while start < bytes.len() {

@@ -1,4 +1,6 @@
-//! The virtual printer: a pty pair that behaves like an ESC/POS printer.
+//! The virtual printer: a pty pair that behaves like an ESC/POS printer, or — on a profile with
+//! `language = "zpl"` — like a Zebra ZPL printer ([`zpl`]: the same line, buffer, faults, pages
+//! and control socket, a ZPL engine behind them).
 //!
 //! The emulator reads from the pty master only as fast as the baud rate allows, into a finite
 //! receive buffer. Bytes wait there until the engine takes them: the [`parser`] takes them at the
@@ -16,6 +18,7 @@
 
 pub mod parser;
 pub mod render;
+pub mod zpl;
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -34,7 +37,7 @@ use nix::sys::termios::{SetArg, cfmakeraw, tcgetattr, tcsetattr};
 use self::parser::Parser;
 use self::render::{RenderedJob, Renderer, png_bytes};
 use crate::printer::compiler::{CLEAR_BUFFERS_REPLY, ProcessId};
-use crate::printer::profile::{FlowControl, Profile};
+use crate::printer::profile::{FlowControl, Language, Profile};
 use crate::printer::realtime::{Realtime, RealtimeMatcher};
 
 /// Bytes of received data kept for inspection; later bytes are counted, not kept.
@@ -376,7 +379,11 @@ struct Engine {
 
 impl Engine {
     fn run(mut self) {
-        if let Err(e) = self.pump() {
+        let pumped = match self.profile.language {
+            Language::Zpl => self.pump_zpl(),
+            _ => self.pump(),
+        };
+        if let Err(e) = pumped {
             lock(&self.shared).error = Some(e.to_string());
         }
         // Closing both ends makes the device vanish for anyone holding it.
