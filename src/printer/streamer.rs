@@ -849,6 +849,13 @@ pub fn stream_job(
         // (after the pacer's wait, so a counter killed while waiting is known to have sent
         // none of it), and may refuse it.
         if job.indicium_marks_at == Some(chunk.start) {
+            // ZPL: `^XZ` is what prints; a printer out of paper or open would hold the closed
+            // label and print it later, unsupervised. Ask first; a fault cancels the format.
+            if profile.language == Language::Zpl
+                && let Some(fault) = run.poll_status()
+            {
+                return run.fault(fault);
+            }
             if let Err(e) = run.milestones.reached(Milestone::IndiciumSending) {
                 tracing::warn!(error = %e, "milestone observer refused the indicium");
                 return run.abort(AbortCause::Milestone);
