@@ -87,6 +87,19 @@ pub fn run(cmd: PrinterCommand) -> anyhow::Result<()> {
             let like = load_profile(&like)?;
             let r = probe(&port, &like, baud)?;
             println!("baud: {}", r.baud);
+            if let Some(h) = r.host_status {
+                println!(
+                    "language: ZPL (answers ~HS: paper out {}, head open {}, paused {}, formats held {}, label length {} dots)",
+                    h.paper_out, h.head_up, h.paused, h.formats_in_buffer, h.label_length_dots
+                );
+                std::fs::write(&out, &r.draft_toml)
+                    .with_context(|| format!("writing the draft profile to {}", out.display()))?;
+                println!(
+                    "calibration label printed; draft ZPL profile written to {} — check it against the label",
+                    out.display()
+                );
+                return Ok(());
+            }
             for (i, s) in r.status_replies.iter().enumerate() {
                 match s {
                     Some(b) => println!("DLE EOT {}: answers 0x{b:02x}", i + 1),

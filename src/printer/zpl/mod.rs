@@ -7,6 +7,7 @@
 //! parsed here into the same [`PrinterFault`]s as ESC/POS status.
 
 pub mod compiler;
+pub mod probe;
 
 use crate::printer::streamer::PrinterFault;
 
