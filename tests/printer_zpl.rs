@@ -307,7 +307,21 @@ fn paper_out_before_the_xz_keeps_the_label_off_paper() {
     let p = profile();
     let job = compile(&reference_label(), &p, 256).unwrap();
     let emu = spawn(&p, None);
+    // Out of paper before the job: nothing is sent.
     emu.inject(Fault::PaperOut);
+    let (outcome, _) = stream(&emu, &p, &job, usize::MAX);
+    assert_eq!(
+        outcome,
+        JobOutcome::Faulted {
+            fault: PrinterFault::PaperOut,
+            bytes_sent: 0,
+            indicium: IndiciumPaper::NotSent
+        }
+    );
+    emu.inject(Fault::PaperIn);
+    // The paper ends halfway through the job's bytes: the `~HS` asked before `^XZ` sees it.
+    let xz = job.indicium_marks_at.unwrap() as u64;
+    emu.inject(Fault::PaperOutAfter(emu.stats().received_total + 3 + xz / 2));
     let (outcome, _) = stream(&emu, &p, &job, usize::MAX);
     assert_eq!(
         outcome,
@@ -353,9 +367,13 @@ fn head_open_while_printing_is_a_fault_and_the_label_is_the_printers() {
             indicium: IndiciumPaper::AssumedPrinted
         }
     );
-    // Counted as on paper: closing the head lets the closed label finish.
+    // Counted as on paper: closing the head lets the closed label finish — and the next job
+    // (which starts with ~JA) waits for it instead of cancelling it.
     emu.inject(Fault::CoverClosed);
-    wait_pages(&emu, 1);
+    let (outcome, _) = stream(&emu, &p, &job, usize::MAX);
+    assert!(matches!(outcome, JobOutcome::Completed { .. }), "{outcome:?}");
+    wait_pages(&emu, 2);
+    assert!(emu.jobs().iter().all(|j| j.data_matrix.len() == 1));
 }
 
 #[test]

@@ -816,6 +816,16 @@ pub fn stream_job(
         milestone_failed: false,
     };
     run.publish();
+    if profile.language == Language::Zpl
+        && let Some(fault) = run.await_no_label_held()
+    {
+        // Nothing of this job was sent; a label the printer still holds is left alone.
+        return JobOutcome::Faulted {
+            fault,
+            bytes_sent: 0,
+            indicium: IndiciumPaper::NotSent,
+        };
+    }
     let mut since_poll = 0usize;
     for chunk in &job.chunks {
         if let Err(f) = run.pump() {
@@ -1546,6 +1556,38 @@ impl Run<'_> {
             Err(f) => return Err(f),
         };
         Ok((true, confirmed))
+    }
+
+    /// Before a job's first byte (its `~JA` would cancel it): wait while the printer still holds
+    /// a closed label — an earlier job's, left by a fault after its `^XZ` and counted as on
+    /// paper — until it printed; `Some(fault)` if the printer is not fit or the label does not
+    /// print within a label's print time × 1.5 + `print_reply_timeout_ms`. A format only half
+    /// received is not waited for: it never prints, and the job's `~JA` drops it.
+    fn await_no_label_held(&mut self) -> Option<PrinterFault> {
+        let label_s = self.port.profile.label_rows().map_or(2.0, |(l, g)| {
+            f64::from(l + g) / self.port.profile.engine_rows_per_s().max(1.0)
+        });
+        let deadline = Instant::now()
+            + Duration::from_secs_f64(label_s * 1.5)
+            + Duration::from_millis(self.cfg.print_reply_timeout_ms);
+        let poll_every = Duration::from_millis(self.cfg.print_status_poll_ms.max(IDLE_POLL_MS));
+        loop {
+            let status = match self.host_status() {
+                Ok(h) => h,
+                Err(f) => return Some(f),
+            };
+            if let Some(f) = status.fault() {
+                return Some(f);
+            }
+            if status.formats_in_buffer == 0 && status.labels_remaining == 0 {
+                return None;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Some(PrinterFault::PrintTimeout);
+            }
+            std::thread::sleep(poll_every.min(deadline - now));
+        }
     }
 
     /// Every byte is out and the format closed: poll `~HS` every `print_status_poll_ms` until

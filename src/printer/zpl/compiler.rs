@@ -324,8 +324,8 @@ pub fn compile(
     };
     let mut e = Enc::default();
     // A format a stopped job left open (its `~JA` lost) must never be closed by this job's
-    // `^XZ`: cancel everything first. The streamer starts a job only once the printer holds
-    // no earlier label of ours that is still to print.
+    // `^XZ`: cancel everything first. The streamer sends it only once the printer holds no
+    // closed label still to print (`~HS`), so nothing counted as on paper is cancelled.
     e.cmd(super::CANCEL_ALL);
     header(&mut e, profile, label_rows);
     let base = e.bytes.len();
