@@ -358,7 +358,8 @@ fn head_open_while_printing_is_a_fault_and_the_label_is_the_printers() {
         emu.stats().received_total >= job.bytes.len() as u64
     });
     emu.inject(Fault::CoverOpen);
-    let (_port, outcome) = h.join().unwrap();
+    let (port, outcome) = h.join().unwrap();
+    drop(port);
     assert_eq!(
         outcome,
         JobOutcome::Faulted {
