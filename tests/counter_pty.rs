@@ -240,7 +240,10 @@ async fn a_link_cut_mid_print_voids_the_label_and_restores_the_balance() {
 /// and verifies, the money matches.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn buy_print_and_verify_on_a_zpl_printer() {
-    let mut r = rig(Some("inherits = \"zebra-virtual\"\nname = \"ZPL test printer\"\n")).await;
+    let mut r = rig(Some(
+        "inherits = \"zebra-virtual\"\nname = \"ZPL test printer\"\n",
+    ))
+    .await;
     postage_to_review(&mut r.screen);
     r.screen.send("\r");
     let done = r.screen.wait("the outcome", |t| {

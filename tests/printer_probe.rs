@@ -74,5 +74,9 @@ fn probe_recognises_a_zpl_printer_and_drafts_a_zpl_profile() {
     }
     let page = &emu.jobs()[0];
     assert_eq!(page.data_matrix, vec![b"FRANK DM ZPL".to_vec()]);
-    assert!(page.text.iter().any(|t| t == "FRANK PRINTER CALIBRATION (ZPL)"));
+    assert!(
+        page.text
+            .iter()
+            .any(|t| t == "FRANK PRINTER CALIBRATION (ZPL)")
+    );
 }

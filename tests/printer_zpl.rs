@@ -111,7 +111,10 @@ fn graphic_indicium_where_the_profile_says_so() {
     assert!(job.bytes[r].windows(5).any(|w| w == b"^GFA,"));
     let emu = spawn(&p, None);
     let (outcome, _) = stream(&emu, &p, &job, usize::MAX);
-    assert!(matches!(outcome, JobOutcome::Completed { .. }), "{outcome:?}");
+    assert!(
+        matches!(outcome, JobOutcome::Completed { .. }),
+        "{outcome:?}"
+    );
     wait_pages(&emu, 1);
     let png = emu.jobs()[0].image.to_png().unwrap();
     assert_eq!(payload_from_png(&png).unwrap(), b"FRANK-IBI-0001");
@@ -242,7 +245,11 @@ fn every_kind_prints_on_the_zpl_printer_decodes_and_verifies() {
         let v = verify_payload(&payload, &keys(&signer)).unwrap();
         assert_eq!(v.indicium.body.number(), ind.body.number());
         let number = ind.body.number().to_string();
-        assert!(page.text.iter().any(|t| t.contains(&number)), "{:?}", page.text);
+        assert!(
+            page.text.iter().any(|t| t.contains(&number)),
+            "{:?}",
+            page.text
+        );
     }
 }
 
@@ -298,7 +305,11 @@ fn lapses_at_random_offsets_leave_a_label_exactly_when_xz_was_sent() {
             assert!(emu.jobs().is_empty(), "{target}: a label printed");
         }
         // The settlement follows the outcome: on paper (charged) exactly when a label exists.
-        assert_eq!(outcome.indicium().on_paper(), !emu.jobs().is_empty(), "{target}");
+        assert_eq!(
+            outcome.indicium().on_paper(),
+            !emu.jobs().is_empty(),
+            "{target}"
+        );
     }
 }
 
@@ -321,7 +332,9 @@ fn paper_out_before_the_xz_keeps_the_label_off_paper() {
     emu.inject(Fault::PaperIn);
     // The paper ends halfway through the job's bytes: the `~HS` asked before `^XZ` sees it.
     let xz = job.indicium_marks_at.unwrap() as u64;
-    emu.inject(Fault::PaperOutAfter(emu.stats().received_total + 3 + xz / 2));
+    emu.inject(Fault::PaperOutAfter(
+        emu.stats().received_total + 3 + xz / 2,
+    ));
     let (outcome, _) = stream(&emu, &p, &job, usize::MAX);
     assert_eq!(
         outcome,
@@ -353,7 +366,9 @@ fn head_open_while_printing_is_a_fault_and_the_label_is_the_printers() {
         StreamConfig::default(),
         Box::new(NoMilestones),
     );
-    wait_for("all bytes", || progress.borrow().bytes_sent == job.bytes.len());
+    wait_for("all bytes", || {
+        progress.borrow().bytes_sent == job.bytes.len()
+    });
     wait_for("the printer to receive them", || {
         emu.stats().received_total >= job.bytes.len() as u64
     });
@@ -372,7 +387,10 @@ fn head_open_while_printing_is_a_fault_and_the_label_is_the_printers() {
     // (which starts with ~JA) waits for it instead of cancelling it.
     emu.inject(Fault::CoverClosed);
     let (outcome, _) = stream(&emu, &p, &job, usize::MAX);
-    assert!(matches!(outcome, JobOutcome::Completed { .. }), "{outcome:?}");
+    assert!(
+        matches!(outcome, JobOutcome::Completed { .. }),
+        "{outcome:?}"
+    );
     wait_pages(&emu, 2);
     assert!(emu.jobs().iter().all(|j| j.data_matrix.len() == 1));
 }

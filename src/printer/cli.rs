@@ -9,9 +9,7 @@ use clap::Subcommand;
 use super::emulator::{Emulator, EmulatorOptions};
 use super::import::import_capabilities;
 use super::probe::probe;
-use super::profile::{
-    Profile, ProfileError, RawProfile, all_shipped_ids, shipped, shipped_source,
-};
+use super::profile::{Profile, ProfileError, RawProfile, all_shipped_ids, shipped, shipped_source};
 
 #[derive(Debug, Subcommand)]
 pub enum PrinterCommand {

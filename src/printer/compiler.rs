@@ -651,19 +651,7 @@ fn text_line(
             profile: profile.name.clone(),
         }
     })?;
-    let text = &t.text;
-    let columns = profile.fonts.get(&0).map_or(32, |f| f.columns) as usize;
-    let limit = (columns / usize::from(t.width_mul)).min(TEXT_LINE_CHARS_MAX);
-    let chars = text.chars().count();
-    if chars > limit {
-        return Err(CompileError::LineTooLong {
-            line,
-            chars,
-            limit,
-            width_mul: t.width_mul,
-            profile: profile.name.clone(),
-        });
-    }
+    check_line_length(profile, t, line)?;
     let styled = t.align != Align::Left || t.bold || (t.width_mul, t.height_mul) != (1, 1);
     if t.align != Align::Left {
         e.esc(|p| p.justify(justify(t.align)))?;
@@ -691,6 +679,28 @@ fn text_line(
         if (t.width_mul, t.height_mul) != (1, 1) {
             e.esc(|p| p.reset_size())?;
         }
+    }
+    Ok(())
+}
+
+/// A line longer than font 0's `columns` (divided by its width multiplier, at most
+/// [`TEXT_LINE_CHARS_MAX`]) is refused, the same on every printer language.
+pub(crate) fn check_line_length(
+    profile: &Profile,
+    t: &TextLine,
+    line: usize,
+) -> Result<(), CompileError> {
+    let columns = profile.fonts.get(&0).map_or(32, |f| f.columns) as usize;
+    let limit = (columns / usize::from(t.width_mul)).min(TEXT_LINE_CHARS_MAX);
+    let chars = t.text.chars().count();
+    if chars > limit {
+        return Err(CompileError::LineTooLong {
+            line,
+            chars,
+            limit,
+            width_mul: t.width_mul,
+            profile: profile.name.clone(),
+        });
     }
     Ok(())
 }
@@ -1010,12 +1020,7 @@ pub fn void_bytes(profile: &Profile) -> Vec<u8> {
 
 /// Split into chunks of at most `max` bytes, ending at command boundaries when one fits and
 /// never crossing an offset in `edges`.
-pub(crate) fn chunk(
-    bytes: &[u8],
-    boundaries: &[usize],
-    edges: &[usize],
-    max: usize,
-) -> Vec<Chunk> {
+pub(crate) fn chunk(bytes: &[u8], boundaries: &[usize], edges: &[usize], max: usize) -> Vec<Chunk> {
     let mut out = Vec::new();
     let mut start = 0;
     while start < bytes.len() {

@@ -14,10 +14,10 @@ use super::compiler::{
     CLEAR_BUFFERS, CLEAR_BUFFERS_REPLY, INIT, RESYNC_PROCESS_ID, cut_bytes, data_matrix_native,
 };
 use super::profile::{ClearBuffer, FlowControl, Language, Profile};
-use super::zpl::HostStatus;
-use super::zpl::probe as zpl_probe;
 use super::replies::{Reply, ReplyReader};
 use super::streamer::{OpenError, PrinterPort};
+use super::zpl::HostStatus;
+use super::zpl::probe as zpl_probe;
 
 /// Baud rates tried, most common first.
 pub const PROBE_BAUDS: &[u32] = &[9600, 38400, 115200, 19200, 57600];

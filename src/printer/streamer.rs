@@ -27,9 +27,9 @@ use super::compiler::{
     band_height_px, cancel_bytes, void_bytes,
 };
 use super::profile::{ClearBuffer, FlowControl, Language, Parity, Profile};
-use super::zpl::{self, HostStatus, HostStatusReader};
 use super::realtime::{Realtime, RealtimeMatcher};
 use super::replies::{Reply, ReplyReader};
+use super::zpl::{self, HostStatus, HostStatusReader};
 use crate::link::LinkState;
 
 /// Streamer limits. Units are in the names.
@@ -986,9 +986,9 @@ impl Run<'_> {
         }
     }
 
-    /// All bytes are out: wait for the end process ID while the printer prints, watching the
-    /// link (a lapse cancels what has not printed) and polling status (paper out mid-print).
-    fn await_end(&mut self, link: &watch::Receiver<LinkState>) -> JobOutcome {
+    /// (now, the deadline for the job to print — drain time + estimated print time × 1.5 +
+    /// `print_reply_timeout_ms` —, the status poll period) once every byte is out.
+    fn print_deadline(&mut self) -> (Instant, Instant, Duration) {
         let now = Instant::now();
         let print_s = f64::from(self.job.paper_rows_estimate)
             / self.port.profile.engine_rows_per_s().max(1.0);
@@ -997,6 +997,13 @@ impl Run<'_> {
             + Duration::from_secs_f64(print_s * 1.5)
             + Duration::from_millis(self.cfg.print_reply_timeout_ms);
         let poll_every = Duration::from_millis(self.cfg.print_status_poll_ms.max(IDLE_POLL_MS));
+        (now, deadline, poll_every)
+    }
+
+    /// All bytes are out: wait for the end process ID while the printer prints, watching the
+    /// link (a lapse cancels what has not printed) and polling status (paper out mid-print).
+    fn await_end(&mut self, link: &watch::Receiver<LinkState>) -> JobOutcome {
+        let (now, deadline, poll_every) = self.print_deadline();
         let mut next_poll = now + poll_every;
         loop {
             if let Err(f) = self.pump() {
@@ -1595,14 +1602,7 @@ impl Run<'_> {
     /// `print_reply_timeout_ms`. The link is not consulted: nothing is written but `~HS`, and
     /// the closed label prints whatever the link does.
     fn await_format(&mut self) -> JobOutcome {
-        let now = Instant::now();
-        let print_s = f64::from(self.job.paper_rows_estimate)
-            / self.port.profile.engine_rows_per_s().max(1.0);
-        let deadline = now
-            + self.pacer.drain_time(now)
-            + Duration::from_secs_f64(print_s * 1.5)
-            + Duration::from_millis(self.cfg.print_reply_timeout_ms);
-        let poll_every = Duration::from_millis(self.cfg.print_status_poll_ms.max(IDLE_POLL_MS));
+        let (_, deadline, poll_every) = self.print_deadline();
         loop {
             let status = match self.host_status() {
                 Ok(h) => h,
@@ -1653,8 +1653,8 @@ fn resync_zpl(
         let label_s = profile.label_rows().map_or(2.0, |(l, g)| {
             f64::from(l + g) / profile.engine_rows_per_s().max(1.0)
         });
-        let line_s = f64::from(profile.receive_buffer_bytes)
-            / f64::from(profile.sustained_bytes_per_s());
+        let line_s =
+            f64::from(profile.receive_buffer_bytes) / f64::from(profile.sustained_bytes_per_s());
         let deadline = Instant::now()
             + Duration::from_secs_f64(line_s + label_s * 2.0)
             + Duration::from_millis(cfg.print_reply_timeout_ms);

@@ -678,7 +678,12 @@ pub(crate) fn glyph_rows(c: char) -> Option<[u8; 8]> {
 }
 
 /// Draw a symbol with rxing's writers: each module `sx` × `sy` dots (for 1-D, `sy` is the height).
-pub(crate) fn encode_rxing(text: &str, format: rxing::BarcodeFormat, sx: u32, sy: u32) -> Option<Bitmap> {
+pub(crate) fn encode_rxing(
+    text: &str,
+    format: rxing::BarcodeFormat,
+    sx: u32,
+    sy: u32,
+) -> Option<Bitmap> {
     use rxing::Writer;
     let m: rxing::common::BitMatrix = match format {
         rxing::BarcodeFormat::QR_CODE => rxing::qrcode::QRCodeWriter.encode(text, &format, 0, 0),

@@ -16,13 +16,13 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::render::{CutKind, RenderedJob, encode_rxing, glyph_rows};
-use super::{ARRIVALS_MAX, ENGINE_CREDIT_MS, Engine, READ_BYTES_MAX, RECEIVED_BYTES_MAX, TICK_MS, lock};
+use super::{Clock, Engine, READ_BYTES_MAX, TICK_MS, lock};
 use crate::indicium::render::symbol_modules;
 use crate::printer::bitmap::{BITMAP_SIDE_PX_MAX, Bitmap};
-use crate::printer::profile::{CutCommand, FlowControl, Profile};
+use crate::printer::profile::{CutCommand, Profile};
 use crate::printer::zpl::{HostStatus, decode_field_data};
 
 /// Longest command (prefix, code and parameters) the parser keeps; a longer one is dropped.
@@ -104,11 +104,27 @@ impl Tokenizer {
 /// A field's content.
 #[derive(Debug, Clone)]
 enum Content {
-    Text { height: u32, width: u32, block: Option<(u32, u8)>, text: String },
-    DataMatrix { module: u32, payload: Vec<u8> },
+    Text {
+        height: u32,
+        width: u32,
+        block: Option<(u32, u8)>,
+        text: String,
+    },
+    DataMatrix {
+        module: u32,
+        payload: Vec<u8>,
+    },
     Graphic(Bitmap),
-    Box { width: u32, height: u32, thickness: u32 },
-    Code128 { height: u32, module: u32, data: String },
+    Box {
+        width: u32,
+        height: u32,
+        thickness: u32,
+    },
+    Code128 {
+        height: u32,
+        module: u32,
+        data: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -168,8 +184,12 @@ pub const COMMANDS: &[(&[u8; 2], Handler)] = &[
         let j = param(p, 3).and_then(|j| j.first().copied()).unwrap_or(b'L');
         f.pending.block = Some((num(p, 0).unwrap_or(0), j));
     }),
-    (b"FH", |f, p| f.pending.hex = Some(p.first().copied().unwrap_or(b'_'))),
-    (b"BY", |f, p| f.barcode_module = num(p, 0).unwrap_or(2).max(1)),
+    (b"FH", |f, p| {
+        f.pending.hex = Some(p.first().copied().unwrap_or(b'_'))
+    }),
+    (b"BY", |f, p| {
+        f.barcode_module = num(p, 0).unwrap_or(2).max(1)
+    }),
     (b"BX", |f, p| {
         f.pending.symbol = Some(Symbol::DataMatrix {
             module: num(p, 1).unwrap_or(1).max(1),
@@ -216,7 +236,7 @@ fn graphic(p: &[u8]) -> Option<Bitmap> {
     let _ = parts.next()?;
     let stride: usize = std::str::from_utf8(parts.next()?).ok()?.parse().ok()?;
     let data = hex::decode(parts.next()?.trim_ascii()).ok()?;
-    if stride == 0 || data.len() != total || total % stride != 0 {
+    if stride == 0 || data.len() != total || !total.is_multiple_of(stride) {
         return None;
     }
     let rows = (total / stride) as u32;
@@ -289,12 +309,7 @@ impl Format {
             self.width
         }
         .min(BITMAP_SIDE_PX_MAX);
-        let content_end = self
-            .fields
-            .iter()
-            .map(|f| f.y + 64)
-            .max()
-            .unwrap_or(1);
+        let content_end = self.fields.iter().map(|f| f.y + 64).max().unwrap_or(1);
         let length = if self.length == 0 {
             content_end
         } else {
@@ -378,7 +393,14 @@ impl Format {
                     {
                         page.image.blit(&b, f.x, f.y);
                         for (i, c) in data.chars().enumerate() {
-                            draw_glyph(&mut page.image, c, f.x + i as u32 * 12, f.y + height + 2, 12, 24);
+                            draw_glyph(
+                                &mut page.image,
+                                c,
+                                f.x + i as u32 * 12,
+                                f.y + height + 2,
+                                12,
+                                24,
+                            );
                         }
                         page.barcodes.push(data.clone());
                     }
@@ -534,7 +556,13 @@ impl ZplPrinter {
     }
 
     /// The `~HS` answer now.
-    pub fn host_status(&self, paper_out: bool, head_up: bool, buffer_full: bool, cutter: bool) -> Vec<u8> {
+    pub fn host_status(
+        &self,
+        paper_out: bool,
+        head_up: bool,
+        buffer_full: bool,
+        cutter: bool,
+    ) -> Vec<u8> {
         HostStatus {
             paper_out,
             paused: false,
@@ -553,29 +581,15 @@ impl ZplPrinter {
 impl Engine {
     /// The ZPL engine's I/O loop (see the module comment).
     pub(super) fn pump_zpl(&mut self) -> std::io::Result<()> {
-        let line_bytes_per_s = f64::from(self.baud) / 10.0;
-        let process_bytes_per_s = f64::from(self.profile.throughput_bytes_per_s);
-        let rows_per_s = self.profile.engine_rows_per_s();
         let rx_cap = self.profile.receive_buffer_bytes as usize;
-        let flow_none = self.profile.serial.flow_control == FlowControl::None;
         let cutter = self.profile.cut != CutCommand::None;
-        let credit_max = (line_bytes_per_s * 0.004).max(16.0);
-        let engine_s = ENGINE_CREDIT_MS as f64 / 1000.0;
-        let process_credit_max = (process_bytes_per_s * engine_s).max(16.0);
-        let row_credit_max = (rows_per_s * engine_s).max(1.0);
         let mut rx: VecDeque<u8> = VecDeque::with_capacity(rx_cap);
         let mut printer = ZplPrinter::new();
-        let (mut credit, mut process_credit, mut row_credit) = (0.0f64, 0.0f64, 0.0f64);
-        let mut last = Instant::now();
+        let mut clock = Clock::new(&self.profile, self.baud);
         let mut buf = vec![0u8; READ_BYTES_MAX];
         let mut page_no = 0usize;
         while !self.stop.load(Ordering::SeqCst) {
-            let now = Instant::now();
-            let dt = now.duration_since(last).as_secs_f64();
-            last = now;
-            credit = (credit + dt * line_bytes_per_s).min(credit_max);
-            process_credit = (process_credit + dt * process_bytes_per_s).min(process_credit_max);
-            row_credit = (row_credit + dt * rows_per_s).min(row_credit_max);
+            clock.tick();
             let (silent, vanish, halted) = {
                 let s = lock(&self.shared);
                 (s.silent, s.vanish, s.paper_out || s.cover_open)
@@ -584,36 +598,9 @@ impl Engine {
                 lock(&self.shared).vanished = true;
                 return Ok(());
             }
-            let mut want = credit.floor() as usize;
-            if !flow_none {
-                want = want.min(rx_cap.saturating_sub(rx.len()));
-            }
-            let n = if silent || want == 0 {
-                0
-            } else {
-                self.read_master(&mut buf[..want.min(READ_BYTES_MAX)])?
-            };
-            credit -= n as f64;
-            if n > 0 {
-                let mut s = lock(&self.shared);
-                if s.arrivals.len() >= ARRIVALS_MAX {
-                    s.arrivals.pop_front();
-                }
-                let start = s.received_total;
-                s.arrivals.push_back((start, Instant::now()));
-            }
+            let n = self.read_line(&mut clock, silent, rx.len(), &mut buf)?;
             for &b in &buf[..n] {
-                let (paper_out, cover_open) = {
-                    let mut s = lock(&self.shared);
-                    s.received_total += 1;
-                    if s.received.len() < RECEIVED_BYTES_MAX {
-                        s.received.push(b);
-                    }
-                    if s.paper_out_after.is_some_and(|n| s.received_total > n) {
-                        s.paper_out = true;
-                    }
-                    (s.paper_out, s.cover_open)
-                };
+                let (paper_out, cover_open) = self.take_in(b);
                 match printer.receive(b) {
                     Immediate::HostStatus => {
                         // The "~H" before it is not a command the parser should see.
@@ -627,32 +614,24 @@ impl Engine {
                         rx.clear();
                         lock(&self.shared).clears += 1;
                     }
-                    Immediate::Keep => {
-                        if rx.len() >= rx_cap {
-                            lock(&self.shared).overrun_bytes += 1;
-                        } else {
-                            rx.push_back(b);
-                            let mut s = lock(&self.shared);
-                            s.rx_high_water_bytes = s.rx_high_water_bytes.max(rx.len());
-                        }
-                    }
+                    Immediate::Keep => self.keep(b, &mut rx, rx_cap),
                 }
             }
             let mut worked = 0usize;
-            while process_credit >= 1.0 && !printer.busy() {
+            while clock.process_credit >= 1.0 && !printer.busy() {
                 let Some(b) = rx.pop_front() else { break };
-                process_credit -= 1.0;
+                clock.process_credit -= 1.0;
                 worked += 1;
                 printer.parse(b);
             }
             if rx.is_empty() {
-                process_credit = process_credit.min(16.0);
+                clock.process_credit = clock.process_credit.min(16.0);
             }
             if !halted {
-                let (rows, done) = printer.advance(&self.profile, row_credit.floor() as u32);
-                row_credit -= f64::from(rows);
+                let (rows, done) = printer.advance(&self.profile, clock.row_credit.floor() as u32);
+                clock.row_credit -= f64::from(rows);
                 if printer.idle() {
-                    row_credit = row_credit.min(1.0);
+                    clock.row_credit = clock.row_credit.min(1.0);
                 }
                 worked += rows as usize;
                 if let Some(page) = done {

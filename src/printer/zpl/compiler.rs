@@ -15,8 +15,8 @@ use super::{FORMAT_END, FORMAT_START, field_text, symbol_field_data};
 use crate::indicium::render::{QUIET_MODULES, module_dots, symbol_modules};
 use crate::printer::codepage;
 use crate::printer::compiler::{
-    Align, CHUNK_BYTES_MIN, CompileError, CompileOptions, Element, Indicium, Job, LABEL_ELEMENTS_MAX,
-    Label, Layout, TEXT_LINE_CHARS_MAX, TextLine, chunk, render_data_matrix,
+    Align, CHUNK_BYTES_MIN, CompileError, CompileOptions, Element, Indicium, Job,
+    LABEL_ELEMENTS_MAX, Label, Layout, TextLine, check_line_length, chunk, render_data_matrix,
 };
 use crate::printer::profile::{CutCommand, MediaKind, Profile, ZplIndicium};
 
@@ -127,18 +127,7 @@ fn text_field(
         ch,
         profile: profile.name.clone(),
     })?;
-    let columns = profile.fonts.get(&0).map_or(32, |f| f.columns) as usize;
-    let limit = (columns / usize::from(t.width_mul)).min(TEXT_LINE_CHARS_MAX);
-    let chars = t.text.chars().count();
-    if chars > limit {
-        return Err(CompileError::LineTooLong {
-            line,
-            chars,
-            limit,
-            width_mul: t.width_mul,
-            profile: profile.name.clone(),
-        });
-    }
+    check_line_length(profile, t, line)?;
     let h = g.cell_height_dots * u32::from(t.height_mul);
     let w = g.cell_width_dots * u32::from(t.width_mul);
     e.text(format!("^FO0,{y}"));
@@ -186,9 +175,7 @@ fn indicium_field(
 ) -> Result<(u32, bool), CompileError> {
     let pw = profile.media_width_px;
     match ind {
-        Indicium::DataMatrix { data, module_px }
-            if profile.zpl_indicium == ZplIndicium::Native =>
-        {
+        Indicium::DataMatrix { data, module_px } if profile.zpl_indicium == ZplIndicium::Native => {
             // The same ≥ 3 dots-a-module rule as everywhere (module_dots scales it with dpi).
             let m = u32::from(*module_px).max(module_dots(profile.dpi));
             let (_, side, _) =
@@ -203,10 +190,7 @@ fn indicium_field(
             }
             let q = QUIET_MODULES * m;
             e.text(format!("^FO{},{}", pw - full + q, y + q));
-            e.text(format!(
-                "^BXN,{m},{BX_QUALITY},,,,{}",
-                char::from(ESCAPE)
-            ));
+            e.text(format!("^BXN,{m},{BX_QUALITY},,,,{}", char::from(ESCAPE)));
             e.cmd(b"^FH_");
             let mut fd = b"^FD".to_vec();
             fd.extend_from_slice(&symbol_field_data(data));

@@ -36,7 +36,7 @@ pub fn calibration_format(like: &Profile) -> Vec<u8> {
     let w = like.media_width_px;
     let mut v = FORMAT_START.to_vec();
     v.extend_from_slice(format!("^CI28^PW{w}^LH0,0").as_bytes());
-    let mut text = |v: &mut Vec<u8>, y: u32, s: &str| {
+    let text = |v: &mut Vec<u8>, y: u32, s: &str| {
         v.extend_from_slice(
             format!(
                 "^FO0,{y}^A0N,{},{}^FD{s}^FS",
@@ -46,7 +46,11 @@ pub fn calibration_format(like: &Profile) -> Vec<u8> {
         );
     };
     text(&mut v, 10, "FRANK PRINTER CALIBRATION (ZPL)");
-    text(&mut v, 40, &format!("assumed: {w} dots at {} dpi", like.dpi));
+    text(
+        &mut v,
+        40,
+        &format!("assumed: {w} dots at {} dpi", like.dpi),
+    );
     v.extend_from_slice(format!("^FO0,70^GB{w},4,4^FS").as_bytes());
     for x in (0..w).step_by(8) {
         let h = if x % 64 == 0 { 36 } else { 16 };
