@@ -25,7 +25,7 @@ mod ui_support;
 
 use crossterm::event::KeyCode;
 use frank::counter::backend::BackendConfig;
-use frank::counter::client::{self, Session};
+use frank::counter::client::Session;
 use frank::link::LinkState;
 use frank::printer::compiler::INIT;
 use frank::printer::emulator::{Emulator, EmulatorOptions};
@@ -214,7 +214,12 @@ async fn vendor_authorize_ms(w: &Session, n: usize) -> Vec<f64> {
             .expect("authorize");
         ms.push(t.elapsed().as_secs_f64() * 1000.0);
         let void = w
-            .void_request(rand::random(), client::wall_ms(), a.piece_serial, false)
+            .void_request(
+                rand::random(),
+                frank::clock::unix_ms(),
+                a.piece_serial,
+                false,
+            )
             .expect("void request");
         let _: wire::PieceDone = w.send(&void).await.expect("void");
     }

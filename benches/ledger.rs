@@ -125,7 +125,7 @@ fn rid() -> RequestId {
     if RANDOM_IDS.load(Ordering::Relaxed) {
         return RequestId(rand::random());
     }
-    RequestId::fresh()
+    frank::clock::fresh_request_id()
 }
 
 #[derive(Clone, Copy)]

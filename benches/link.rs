@@ -104,7 +104,7 @@ async fn async_main(mode: Mode, verified_per_s: f64, quick: bool) -> anyhow::Res
                     uses: 10_000,
                     valid_ms: 24 * 3_600_000,
                 },
-                frank::counter::client::wall_ms(),
+                frank::clock::unix_ms(),
             )?
             .code;
         d.add_clerk(acct.id, "bench", "bench-password", false, 1)?;

@@ -12,7 +12,7 @@ use crate::faultproxy::FaultProxy;
 use crate::printer::emulator::{Emulator, EmulatorOptions};
 use crate::vendor_server::directory::Directory;
 use crate::vendor_server::server::VendorServer;
-use crate::vendor_server::{DB_FILE, DataDir, now_ms};
+use crate::vendor_server::{DB_FILE, DataDir};
 use std::path::Path;
 use std::time::Duration;
 
@@ -233,8 +233,14 @@ async fn start_vendor(dir: &std::path::Path) -> anyhow::Result<DemoVendor> {
     let fingerprint = data.init()?;
     let code = {
         let mut d = Directory::open(&data.file(DB_FILE))?;
-        let (acct, code) = d.add_account("Demo Post Office", now_ms())?;
-        d.add_clerk(acct.id, DEMO_CLERK, DEMO_PASSWORD, true, now_ms())?;
+        let (acct, code) = d.add_account("Demo Post Office", crate::clock::unix_ms())?;
+        d.add_clerk(
+            acct.id,
+            DEMO_CLERK,
+            DEMO_PASSWORD,
+            true,
+            crate::clock::unix_ms(),
+        )?;
         code
     };
     let server = VendorServer::start(&data, Some("127.0.0.1:0".parse()?)).await?;

@@ -3,6 +3,7 @@
 //! See ARCHITECTURE.md for the map of modules and the invariants they keep.
 
 pub mod admin;
+pub mod clock;
 pub mod counter;
 pub mod datafiles;
 pub mod demo;

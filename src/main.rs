@@ -5,7 +5,7 @@ use clap::{Args, Parser, Subcommand};
 use frank::counter::headless::{self, HeadlessOptions};
 use frank::vendor_server::directory::Directory;
 use frank::vendor_server::server::VendorServer;
-use frank::vendor_server::{DB_FILE, DataDir, now_ms};
+use frank::vendor_server::{DB_FILE, DataDir};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -362,7 +362,7 @@ fn main() -> anyhow::Result<()> {
                     "a supervisor PIN is digits only (the kiosk's PIN prompt takes digits)"
                 );
             }
-            let hash = frank::ui::app::pin_hash(&pin).map_err(anyhow::Error::msg)?;
+            let hash = frank::counter::tui::new_pin_hash(&pin).map_err(anyhow::Error::msg)?;
             println!("supervisor_pin_argon2id = \"{}\"", hash.as_phc());
             Ok(())
         }
@@ -503,7 +503,7 @@ fn vendor(cmd: VendorCommand) -> anyhow::Result<()> {
         VendorCommand::Key(cmd) => frank::vendor_server::key_cli::run(cmd)?,
         VendorCommand::Account(AccountCommand::Add { store, name }) => {
             let mut dir = open_directory(&store)?;
-            let (acct, code) = dir.add_account(&name, now_ms())?;
+            let (acct, code) = dir.add_account(&name, frank::clock::unix_ms())?;
             drop(dir);
             println!("account {} created: {}", acct.id, acct.name);
             let database = database_of(&store)?;
@@ -554,8 +554,11 @@ fn vendor(cmd: VendorCommand) -> anyhow::Result<()> {
                 uses,
                 valid_ms: valid_hours.saturating_mul(3_600_000),
             };
-            let issued =
-                open_directory(&store)?.rotate_enrollment_code(account, policy, now_ms())?;
+            let issued = open_directory(&store)?.rotate_enrollment_code(
+                account,
+                policy,
+                frank::clock::unix_ms(),
+            )?;
             println!(
                 "enrollment code (give it to the account's terminals): {}",
                 issued.code
@@ -568,7 +571,7 @@ fn vendor(cmd: VendorCommand) -> anyhow::Result<()> {
         }
         VendorCommand::Terminal(TerminalCommand::Revoke { store, id }) => {
             let mut dir = open_directory(&store)?;
-            if !dir.revoke_terminal(id, now_ms())? {
+            if !dir.revoke_terminal(id, frank::clock::unix_ms())? {
                 anyhow::bail!("no terminal {id}; see `frank vendor terminals`");
             }
             println!(
@@ -577,7 +580,7 @@ fn vendor(cmd: VendorCommand) -> anyhow::Result<()> {
         }
         VendorCommand::Clerk(ClerkCommand::Disable { store, username }) => {
             let mut dir = open_directory(&store)?;
-            if !dir.disable_clerk(&username, now_ms())? {
+            if !dir.disable_clerk(&username, frank::clock::unix_ms())? {
                 anyhow::bail!("no clerk {username:?}");
             }
             println!(
@@ -592,7 +595,13 @@ fn vendor(cmd: VendorCommand) -> anyhow::Result<()> {
         }) => {
             let mut dir = open_directory(&store)?;
             let password = frank::secret::read_password(&format!("password for {username}: "))?;
-            let c = dir.add_clerk(account, &username, &password, supervisor, now_ms())?;
+            let c = dir.add_clerk(
+                account,
+                &username,
+                &password,
+                supervisor,
+                frank::clock::unix_ms(),
+            )?;
             println!(
                 "clerk {} ({}) added to account {}",
                 c.username, c.role, c.account_id

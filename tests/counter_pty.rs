@@ -457,7 +457,7 @@ async fn history_lists_the_printed_item_and_requests_its_refund() {
         .unwrap();
     ledger
         .decide_refund(
-            frank::ledger::RequestId::random(),
+            frank::clock::random_request_id(),
             frank::vendor_server::money::piece_id(account, serial),
             true,
         )
@@ -562,7 +562,7 @@ async fn kiosk_traps_quit_keys_times_out_and_quits_only_with_the_pin() {
     let home = tempfile::tempdir().unwrap();
     let config = home.path().join("config").join("frank");
     std::fs::create_dir_all(&config).unwrap();
-    let pin = frank::ui::app::pin_hash("2468").unwrap();
+    let pin = frank::counter::tui::new_pin_hash("2468").unwrap();
     std::fs::write(
         config.join("counter.toml"),
         format!(

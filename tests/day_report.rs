@@ -129,7 +129,7 @@ async fn end_of_day_over_the_wire_equals_frank_vendor_report_and_hostile_tenders
     let cash = |id, kind: &str, tendered, change, serials: &[u64]| {
         s.tender_request(
             id,
-            frank::counter::client::wall_ms(),
+            frank::clock::unix_ms(),
             &meter,
             serials,
             kind,
@@ -178,7 +178,7 @@ async fn end_of_day_over_the_wire_equals_frank_vendor_report_and_hostile_tenders
         (
             s.tender_request(
                 rid(),
-                frank::counter::client::wall_ms(),
+                frank::clock::unix_ms(),
                 "FRK10000099",
                 &[a4.piece_serial],
                 "card",
@@ -223,7 +223,7 @@ async fn end_of_day_over_the_wire_equals_frank_vendor_report_and_hostile_tenders
     let decide = |s: &Session, approve| {
         s.refund_decide_request(
             rid(),
-            frank::counter::client::wall_ms(),
+            frank::clock::unix_ms(),
             &meter,
             a4.piece_serial,
             approve,
@@ -537,7 +537,7 @@ async fn the_counter_backend_numbers_items_records_a_basket_and_loads_the_day() 
     // The day per terminal: this terminal voided one item and recorded the card payment.
     let today = Day::parse(
         "day",
-        &wire::day_of_ms(frank::counter::client::wall_ms())
+        &wire::day_of_ms(frank::clock::unix_ms())
             .unwrap()
             .to_string(),
     )
@@ -630,7 +630,7 @@ async fn tender_decision_and_day_on_a_postgres_vendor() {
     s.commit(rid(), a1.piece_serial).await.unwrap();
     s.commit(rid(), a2.piece_serial).await.unwrap();
     let basket = rid();
-    let now = frank::counter::client::wall_ms();
+    let now = frank::clock::unix_ms();
     let r = s
         .tender_request(basket, now, &meter, &[a1.piece_serial], "cash", 500, 100)
         .unwrap();

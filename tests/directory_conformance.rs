@@ -59,6 +59,7 @@ on_both!(
     two_fronts_share_one_directory_issue_14,
     two_fronts_racing_for_a_codes_last_use_enroll_one_terminal_issue_14,
     two_fronts_counting_one_clerks_failures_both_count_issue_14,
+    failures_of_unknown_names_are_bounded_per_terminal_issue_19,
 );
 
 fn migrations_are_versioned_and_idempotent(b: &Backend) {
@@ -276,6 +277,50 @@ fn attempts_count_before_the_check_and_lock_at_the_fifth(b: &Backend) {
 
 /// Issue 14: accounts opened on two fronts get distinct database-assigned ids; a terminal
 /// enrolled on one signs in on the other (its clerk, terminal and lock state are there).
+/// Issue 19: a name sprayer cannot grow `login_failures` without bound, and pruning never
+/// forgets a clerk's failures or a lock.
+fn failures_of_unknown_names_are_bounded_per_terminal_issue_19(b: &Backend) {
+    use frank::vendor_server::directory::UNKNOWN_NAME_FAILURES_PER_TERMINAL_MAX as MAX;
+    let mut d = b.open();
+    let (acct, _) = d.add_account("Spray PO", 1).unwrap();
+    d.add_clerk(acct.id, "alice", "correct horse", false, 1)
+        .unwrap();
+    for _ in 0..4 {
+        d.begin_attempt("alice", 1, 1000).unwrap();
+    }
+    // An unknown name locked on this terminal stays locked through the spray.
+    for _ in 0..5 {
+        d.begin_attempt("mallory-locked", 1, 1000).unwrap();
+    }
+    let sprayed = usize::try_from(MAX).unwrap() * 3;
+    for i in 0..sprayed {
+        d.begin_attempt(&format!("nobody-{i}"), 1, 2000).unwrap();
+    }
+    let kept = (0..sprayed)
+        .filter(|i| d.failures(&format!("nobody-{i}"), 1).unwrap() > 0)
+        .count();
+    assert!(
+        kept <= usize::try_from(MAX).unwrap() + 1,
+        "{kept} records of unknown names kept on one terminal"
+    );
+    assert!(
+        d.failures(&format!("nobody-{}", sprayed - 1), 1).unwrap() == 1,
+        "the newest attempt keeps its record"
+    );
+    assert_eq!(
+        d.failures("alice", 1).unwrap(),
+        4,
+        "a clerk's failures are kept"
+    );
+    assert!(matches!(
+        d.lock_state("mallory-locked", 1, 2000).unwrap(),
+        LockState::LockedFor { .. }
+    ));
+    // Another terminal's records are its own.
+    d.begin_attempt("nobody-elsewhere", 2, 2000).unwrap();
+    assert_eq!(d.failures("nobody-elsewhere", 2).unwrap(), 1);
+}
+
 fn two_fronts_share_one_directory_issue_14(b: &Backend) {
     let (mut a, mut bb) = (b.open(), b.open());
     let (alice_po, code) = a.add_account("Alice PO", 1).unwrap();

@@ -80,7 +80,7 @@ async fn an_enrollment_never_reveals_another_accounts_ids() {
     let other_code = {
         let mut dir = Directory::open(&DataDir::new(data_dir(&v)).file(DB_FILE)).unwrap();
         let (b, _) = dir.add_account("Other Post Office", 1).unwrap();
-        dir.rotate_enrollment_code(b.id, CodePolicy::default(), client::wall_ms())
+        dir.rotate_enrollment_code(b.id, CodePolicy::default(), frank::clock::unix_ms())
             .unwrap()
             .code
     };

@@ -49,7 +49,7 @@ fn init_vendor(dir: &Path) -> (DataDir, String) {
     let data = DataDir::new(dir);
     let mut d = Directory::open(&data.file(DB_FILE)).unwrap();
     let (acct, code) = d
-        .add_account("Test Post Office", frank::counter::client::wall_ms())
+        .add_account("Test Post Office", frank::clock::unix_ms())
         .unwrap();
     d.add_clerk(acct.id, support::CLERK, support::PASSWORD, false, 1)
         .unwrap();

@@ -24,13 +24,13 @@ rows = [
 fn loads_the_data_dir_table_and_falls_back_to_the_sample() {
     let dir = tempfile::tempdir().unwrap();
     // No file: load_dir says which file is missing, load_or_sample uses the SAMPLE table.
-    let err = RateTable::load_dir(dir.path()).unwrap_err();
+    let err = frank::indicium::rates_file::load_dir(dir.path()).unwrap_err();
     assert!(err.to_string().contains("rates.toml"), "{err}");
-    let sample = RateTable::load_or_sample(dir.path()).unwrap();
+    let sample = frank::indicium::rates_file::load_or_sample(dir.path()).unwrap();
     assert!(sample.is_sample());
 
     std::fs::write(dir.path().join("rates.toml"), OWN_TABLE).unwrap();
-    let own = RateTable::load_or_sample(dir.path()).unwrap();
+    let own = frank::indicium::rates_file::load_or_sample(dir.path()).unwrap();
     assert!(!own.is_sample());
     assert_eq!(own.label(), "Test rates");
     assert_eq!(own.effective().to_string(), "2026-07-12");
@@ -71,7 +71,7 @@ fn loads_the_data_dir_table_and_falls_back_to_the_sample() {
 
     // A broken table in the data dir is an error, not a silent fallback.
     std::fs::write(dir.path().join("rates.toml"), "label = 1").unwrap();
-    assert!(RateTable::load_or_sample(dir.path()).is_err());
+    assert!(frank::indicium::rates_file::load_or_sample(dir.path()).is_err());
 }
 
 #[test]

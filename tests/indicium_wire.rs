@@ -230,7 +230,7 @@ async fn a_scan_rejects_a_pending_refund_and_a_refunded_piece_is_fraud() {
         .unwrap();
     let id = frank::vendor_server::money::piece_id(account, a.piece_serial);
     let e = ledger
-        .decide_refund(frank::ledger::RequestId::random(), id, true)
+        .decide_refund(frank::clock::random_request_id(), id, true)
         .await
         .unwrap_err();
     assert!(
@@ -254,7 +254,7 @@ async fn a_scan_rejects_a_pending_refund_and_a_refunded_piece_is_fraud() {
     s.request_refund(rid(), b.piece_serial).await.unwrap();
     let bid = frank::vendor_server::money::piece_id(account, b.piece_serial);
     ledger
-        .decide_refund(frank::ledger::RequestId::random(), bid, true)
+        .decide_refund(frank::clock::random_request_id(), bid, true)
         .await
         .unwrap();
     let (out, t) = verify_online(&v, &hex::encode(&b.indicium)).await;

@@ -5,7 +5,7 @@
 mod pg;
 mod support;
 
-use frank::counter::client::{ClientError, Session, wall_ms};
+use frank::counter::client::{ClientError, Session};
 use frank::indicium::{VendorKeys, verify_payload};
 use frank::link::driver::LinkHandle;
 use frank::link::guard::LinkState;
@@ -167,8 +167,13 @@ async fn retries_return_the_first_result_and_a_changed_body_conflicts() {
     let v = vendor().await;
     let t = terminal(&v).await;
     let fund =
-        t.s.fund_request(rid(), wall_ms(), 2_000, FundMethod::simulator_test_card())
-            .unwrap();
+        t.s.fund_request(
+            rid(),
+            frank::clock::unix_ms(),
+            2_000,
+            FundMethod::simulator_test_card(),
+        )
+        .unwrap();
     let first: wire::Funded = t.s.send(&fund).await.unwrap();
     let again: wire::Funded = t.s.send(&fund).await.unwrap();
     assert_eq!(first, again);
@@ -176,7 +181,7 @@ async fn retries_return_the_first_result_and_a_changed_body_conflicts() {
 
     let id = rid();
     let auth =
-        t.s.authorize_request(id, wall_ms(), 300, coupon(300), ORIGIN)
+        t.s.authorize_request(id, frank::clock::unix_ms(), 300, coupon(300), ORIGIN)
             .unwrap();
     let (x, y, z) = tokio::join!(
         t.s.send::<wire::Authorized>(&auth),
@@ -191,7 +196,7 @@ async fn retries_return_the_first_result_and_a_changed_body_conflicts() {
 
     // Same id, different body.
     let other =
-        t.s.authorize_request(id, wall_ms(), 400, coupon(400), ORIGIN)
+        t.s.authorize_request(id, frank::clock::unix_ms(), 400, coupon(400), ORIGIN)
             .unwrap();
     let e = t.s.send::<wire::Authorized>(&other).await.unwrap_err();
     assert_eq!(code(&e), ErrorCode::IdempotencyConflict);
@@ -199,7 +204,7 @@ async fn retries_return_the_first_result_and_a_changed_body_conflicts() {
 
     // A refusal is remembered too: the same commit id after a void answers the first result.
     let commit =
-        t.s.commit_request(rid(), wall_ms(), x.piece_serial)
+        t.s.commit_request(rid(), frank::clock::unix_ms(), x.piece_serial)
             .unwrap();
     let c1: wire::PieceDone = t.s.send(&commit).await.unwrap();
     let c2: wire::PieceDone = t.s.send(&commit).await.unwrap();
@@ -218,8 +223,13 @@ async fn bad_mac_skewed_clock_and_lapsed_link_change_nothing() {
 
     // Bad MAC.
     let Request::Fund(mut f) =
-        t.s.fund_request(rid(), wall_ms(), 1_000, FundMethod::simulator_test_card())
-            .unwrap()
+        t.s.fund_request(
+            rid(),
+            frank::clock::unix_ms(),
+            1_000,
+            FundMethod::simulator_test_card(),
+        )
+        .unwrap()
     else {
         unreachable!()
     };
@@ -239,7 +249,7 @@ async fn bad_mac_skewed_clock_and_lapsed_link_change_nothing() {
     assert_eq!(code(&e), ErrorCode::BadMac);
 
     // Skewed clock.
-    let stale = wall_ms() - t.s.request_clock_skew_ms_max - 5_000;
+    let stale = frank::clock::unix_ms() - t.s.request_clock_skew_ms_max - 5_000;
     let r =
         t.s.authorize_request(rid(), stale, 100, coupon(100), ORIGIN)
             .unwrap();
@@ -382,7 +392,7 @@ async fn bad_fields_are_named_and_payment_problems_are_typed() {
     assert_eq!(refused(&e).amount_cents, Some(0));
     // A bad ZIP is refused by the codec, naming the field.
     let r =
-        t.s.authorize_request(rid(), wall_ms(), 100, coupon(100), "1234")
+        t.s.authorize_request(rid(), frank::clock::unix_ms(), 100, coupon(100), "1234")
             .unwrap();
     let e = t.s.send::<wire::Authorized>(&r).await.unwrap_err();
     assert_eq!(code(&e), ErrorCode::Malformed);
@@ -430,8 +440,13 @@ async fn the_vendor_runs_its_ledger_on_postgres_too() {
     let t1 = terminal(&v).await;
     let t2 = terminal(&v).await;
     let fund =
-        t1.s.fund_request(rid(), wall_ms(), 1_000, FundMethod::simulator_test_card())
-            .unwrap();
+        t1.s.fund_request(
+            rid(),
+            frank::clock::unix_ms(),
+            1_000,
+            FundMethod::simulator_test_card(),
+        )
+        .unwrap();
     let f1: wire::Funded = t1.s.send(&fund).await.unwrap();
     let f2: wire::Funded = t1.s.send(&fund).await.unwrap();
     assert_eq!(f1, f2);
@@ -647,7 +662,7 @@ async fn a_commit_after_expiry_settles_the_piece_and_scan_is_not_fraud_issue_12(
 
     // The honest counter is back: its commit settles the piece, and replays answer the same.
     let commit =
-        t.s.commit_request(rid(), wall_ms(), a.piece_serial)
+        t.s.commit_request(rid(), frank::clock::unix_ms(), a.piece_serial)
             .unwrap();
     let done: wire::PieceDone = t.s.send(&commit).await.unwrap();
     assert_eq!(done.result, "printed");
@@ -690,7 +705,7 @@ async fn a_commit_after_expiry_settles_the_piece_and_scan_is_not_fraud_issue_12(
 
     // After the window: refused, nothing changes.
     let closes = d.expires_at_ms + 2_000;
-    while wall_ms() <= closes + 50 {
+    while frank::clock::unix_ms() <= closes + 50 {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let e = t.s.void(rid(), d.piece_serial, false).await.unwrap_err();

@@ -42,7 +42,7 @@ async fn enrollment_login_and_keepalives_both_ways() {
 
     // Requests work on the logged-in session; the MAC'd clock check agrees.
     assert!(s.ping().await.unwrap().vendor_time_ms > 0);
-    let checked = s.clock_check(frank::vendor_server::now_ms()).await.unwrap();
+    let checked = s.clock_check(frank::clock::unix_ms()).await.unwrap();
     assert!(checked.skew_ms.abs() < 5_000, "{checked:?}");
 }
 
@@ -116,14 +116,8 @@ async fn enrollment_and_login_refusals_are_typed() {
         .unwrap();
     assert_ne!(second.session_id, s.session_id);
     assert_eq!(v.server.sessions_live(), 1);
-    second
-        .clock_check(frank::vendor_server::now_ms())
-        .await
-        .unwrap();
-    let err = s
-        .clock_check(frank::vendor_server::now_ms())
-        .await
-        .unwrap_err();
+    second.clock_check(frank::clock::unix_ms()).await.unwrap();
+    let err = s.clock_check(frank::clock::unix_ms()).await.unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::BadMac));
 }
 
@@ -243,7 +237,7 @@ async fn malformed_oversized_unknown_and_wrong_version_requests_get_typed_errors
 async fn request_macs_with_skewed_clocks_or_wrong_keys_are_refused() {
     let v = vendor().await;
     let (_c, s) = logged_in(&v, v.addr).await;
-    let now = frank::vendor_server::now_ms();
+    let now = frank::clock::unix_ms();
     let err = s.clock_check(now - 60_000).await.unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::ClockSkew));
     let err = s.clock_check(now + 60_000).await.unwrap_err();
@@ -252,7 +246,7 @@ async fn request_macs_with_skewed_clocks_or_wrong_keys_are_refused() {
     wrong.keys.request_mac = MacKey([0x42; 32]);
     let err = wrong.clock_check(now).await.unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::BadMac));
-    s.clock_check(frank::vendor_server::now_ms()).await.unwrap();
+    s.clock_check(frank::clock::unix_ms()).await.unwrap();
 }
 
 /// Takes over the counter's keepalive sending, then injects forged, corrupted, foreign,

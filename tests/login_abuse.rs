@@ -160,7 +160,7 @@ async fn issue13_one_session_per_connection_and_none_after_it_ends() {
             .await
         {
             assert_eq!(v.server.sessions_live(), 1, "round {round}");
-            s.clock_check(frank::vendor_server::now_ms()).await.unwrap();
+            s.clock_check(frank::clock::unix_ms()).await.unwrap();
         }
         c.conn.conn.close(0u32.into(), b"done");
         wait_no_live_sessions(&v).await;
@@ -276,7 +276,7 @@ async fn issue13_random_clerk_names_are_throttled_and_argon2_stays_bounded() {
     assert_eq!(counter_view.borrow().lapses, 0, "counter-side lapses");
     assert_eq!(vendor_view.borrow().lapses, 0, "vendor-side lapses");
     assert_eq!(*link.state.borrow(), LinkState::Up);
-    s.clock_check(frank::vendor_server::now_ms()).await.unwrap();
+    s.clock_check(frank::clock::unix_ms()).await.unwrap();
     // A fresh legitimate login goes through.
     let (_c2, s2) = logged_in(&v, v.addr).await;
     s2.ping().await.unwrap();

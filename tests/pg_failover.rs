@@ -14,7 +14,6 @@ mod ledger_support;
 mod pg;
 mod support;
 
-use frank::counter::client::wall_ms;
 use frank::counter::loadgen::{self, LoadgenConfig};
 use frank::ledger::acks::{self, Ack, AckAnswer, AckOp, FailoverTimes};
 use frank::ledger::postgres::{PostgresConfig, PostgresStore};
@@ -83,9 +82,9 @@ async fn a_database_failover_under_load_loses_nothing_and_repeats_nothing() {
         tokio::time::sleep(Duration::from_millis(100)).await;
         waited_ms += 100;
     }
-    let stop_ms = wall_ms();
+    let stop_ms = frank::clock::unix_ms();
     cluster.stop_primary().unwrap();
-    let stopped_ms = wall_ms();
+    let stopped_ms = frank::clock::unix_ms();
     cluster.promote_standby().unwrap();
 
     let report = load.await.unwrap().unwrap();
@@ -147,7 +146,7 @@ async fn the_check_counts_what_is_lost_and_what_is_duplicated() {
     let dir = tempfile::tempdir().unwrap();
     let sqlite = sqlite_at(&dir.path().join("ledger.db"));
     let store: &dyn LedgerStore = &sqlite;
-    let now = wall_ms();
+    let now = frank::clock::unix_ms();
     let account = open_active(store, 1, now).await;
     let funding = fund_request(account, 10_000, "pay-1");
     let fund_id = funding.id;

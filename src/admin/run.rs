@@ -32,8 +32,12 @@ pub enum Feed {
 pub const FEED_QUEUE_MAX: usize = 256;
 /// Wait before subscribing again when the session itself did not change.
 pub const RESUBSCRIBE_DELAY_MS: u64 = 500;
-/// Longest wait before subscribing again, whatever the vendor's `retry_after_ms` says.
+/// Longest wait before subscribing again, whatever the vendor's `retry_after_ms` says; the
+/// wait doubles from [`RESUBSCRIBE_DELAY_MS`] after each failed subscription in a row.
 pub const RESUBSCRIBE_DELAY_MS_MAX: u64 = 30_000;
+/// Subscriptions in a row that end without a single frame before the monitor stops and says
+/// so (about 9 minutes of trying at the capped wait).
+pub const RESUBSCRIBE_FAILURES_MAX: u32 = 24;
 /// Screen refresh when nothing arrives (ages in the title stay honest).
 pub const ADMIN_TICK_MS: u64 = 250;
 
@@ -83,17 +87,27 @@ fn final_refusal(e: &ClientError) -> bool {
     ) || matches!(e, ClientError::WrongVendorKey { .. })
 }
 
+/// The wait before subscribing again after `failures` failed subscriptions in a row:
+/// [`RESUBSCRIBE_DELAY_MS`] doubled each time, at most [`RESUBSCRIBE_DELAY_MS_MAX`].
+pub fn resubscribe_pause_ms(failures: u32) -> u64 {
+    RESUBSCRIBE_DELAY_MS
+        .saturating_mul(1u64 << failures.min(16))
+        .min(RESUBSCRIBE_DELAY_MS_MAX)
+}
+
 /// Subscribes on the supervisor's current session and forwards frames; after a loss, waits
 /// for the next session (or a short delay) and subscribes again. Ends when the feed closes
 /// or the vendor refuses for good.
 pub async fn follow(sup: SupervisorHandle, feed: mpsc::Sender<Feed>) {
     let mut sessions = sup.session.clone();
     let mut phase = sup.phase.clone();
+    let mut failures: u32 = 0;
     loop {
         let session = sessions.borrow_and_update().clone();
-        let mut pause_ms = RESUBSCRIBE_DELAY_MS;
+        let mut pause_ms = resubscribe_pause_ms(failures);
         let reason = match session.subscribe_terminals().await {
             Ok((mut stream, snapshot)) => {
+                failures = 0;
                 if feed.send(Feed::Frame(snapshot)).await.is_err() {
                     return;
                 }
@@ -124,6 +138,15 @@ pub async fn follow(sup: SupervisorHandle, feed: mpsc::Sender<Feed>) {
                 e.to_string()
             }
         };
+        failures = failures.saturating_add(1);
+        if failures >= RESUBSCRIBE_FAILURES_MAX {
+            let _ = feed
+                .send(Feed::Refused(format!(
+                    "{reason}; the vendor did not take the subscription {failures} times in a row — start frank admin again"
+                )))
+                .await;
+            return;
+        }
         if feed.send(Feed::Lost(reason)).await.is_err() {
             return;
         }
@@ -261,4 +284,17 @@ pub async fn drive<B: ratatui::backend::Backend>(
     }
     terminal.draw(|f| view::draw(f, &monitor, theme))?;
     Ok(monitor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resubscribing_backs_off_to_its_cap() {
+        assert_eq!(resubscribe_pause_ms(0), RESUBSCRIBE_DELAY_MS);
+        assert_eq!(resubscribe_pause_ms(1), 2 * RESUBSCRIBE_DELAY_MS);
+        assert_eq!(resubscribe_pause_ms(6), RESUBSCRIBE_DELAY_MS_MAX);
+        assert_eq!(resubscribe_pause_ms(u32::MAX), RESUBSCRIBE_DELAY_MS_MAX);
+    }
 }

@@ -175,7 +175,7 @@ fn spawn_authorize(
         let result = send_retrying(sessions, retry_ms_max, |s| {
             s.authorize_request(
                 request_id,
-                client::wall_ms(),
+                crate::clock::unix_ms(),
                 body.amount_cents,
                 body.item.clone(),
                 &body.origin_zip,
@@ -730,7 +730,7 @@ impl Actor {
                     );
                     tokio::spawn(async move {
                         let result = send_retrying(sessions, retry, |s| {
-                            let now = client::wall_ms();
+                            let now = crate::clock::unix_ms();
                             match settlement {
                                 Settlement::Commit => {
                                     s.commit_request(request_id, now, piece_serial)
@@ -1281,9 +1281,9 @@ impl Actor {
             return;
         };
         let ids = RequestIds {
-            authorize: crate::ledger::RequestId::fresh().to_bytes(),
-            commit: crate::ledger::RequestId::fresh().to_bytes(),
-            void: crate::ledger::RequestId::fresh().to_bytes(),
+            authorize: crate::clock::fresh_request_id().to_bytes(),
+            commit: crate::clock::fresh_request_id().to_bytes(),
+            void: crate::clock::fresh_request_id().to_bytes(),
         };
         let key = ids.authorize;
         let body = AuthorizeBody {
@@ -1654,12 +1654,12 @@ impl Actor {
             Some(m) => PieceNumber::new(m.clone(), serial).to_string(),
             None => format!("Item #{serial}"),
         };
-        let request_id = crate::ledger::RequestId::fresh().to_bytes();
+        let request_id = crate::clock::fresh_request_id().to_bytes();
         let tx = self.done_tx.clone();
         let retry = self.cfg.money_retry_ms_max;
         tokio::spawn(async move {
             let result = send_retrying(sessions, retry, |s| {
-                s.refund_request(request_id, client::wall_ms(), serial)
+                s.refund_request(request_id, crate::clock::unix_ms(), serial)
             })
             .await;
             let _ = tx.send(Done::Refund { job, label, result }).await;
@@ -1832,14 +1832,14 @@ impl Actor {
             },
         };
         drop(method);
-        let request_id = crate::ledger::RequestId::fresh().to_bytes();
+        let request_id = crate::clock::fresh_request_id().to_bytes();
         let events = self.events.clone();
         let retry = self.cfg.authorize_retry_ms_max;
         tokio::spawn(async move {
             let r: Result<wire::Funded, Failure> = send_retrying(sessions, retry, |s| {
                 s.fund_request(
                     request_id,
-                    client::wall_ms(),
+                    crate::clock::unix_ms(),
                     amount.get(),
                     wire_method.clone(),
                 )
@@ -1979,7 +1979,7 @@ impl Actor {
         let request_id = match self.baskets.iter().find(|(b, _)| *b == basket) {
             Some((_, id)) => *id,
             None => {
-                let id = crate::ledger::RequestId::fresh().to_bytes();
+                let id = crate::clock::fresh_request_id().to_bytes();
                 if self.baskets.len() >= BASKETS_REMEMBERED_MAX {
                     self.baskets.remove(0);
                 }
@@ -1995,7 +1995,7 @@ impl Actor {
             let result = send_retrying::<wire::TenderDone, _>(sessions, retry, |s| {
                 s.tender_request(
                     request_id,
-                    client::wall_ms(),
+                    crate::clock::unix_ms(),
                     &meter,
                     &serials,
                     kind,
@@ -2097,14 +2097,14 @@ impl Actor {
             .await;
             return;
         };
-        let request_id = crate::ledger::RequestId::fresh().to_bytes();
+        let request_id = crate::clock::fresh_request_id().to_bytes();
         let events = self.events.clone();
         let retry = self.cfg.money_retry_ms_max;
         tokio::spawn(async move {
             let result = send_retrying::<wire::RefundDecided, _>(sessions, retry, |s| {
                 s.refund_decide_request(
                     request_id,
-                    client::wall_ms(),
+                    crate::clock::unix_ms(),
                     &number.meter,
                     number.serial,
                     approve,

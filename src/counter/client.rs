@@ -361,7 +361,7 @@ impl Session {
         &self,
         client_time_ms: u64,
     ) -> Result<wire::ClockChecked, ClientError> {
-        let request_id = crate::ledger::RequestId::fresh().to_bytes();
+        let request_id = crate::clock::fresh_request_id().to_bytes();
         let mac = MacInput {
             operation: "clock_check",
             request_id,
@@ -597,7 +597,7 @@ impl Session {
         amount_cents: u64,
         method: wire::FundMethod,
     ) -> Result<wire::Funded, ClientError> {
-        let r = self.fund_request(request_id, wall_ms(), amount_cents, method)?;
+        let r = self.fund_request(request_id, crate::clock::unix_ms(), amount_cents, method)?;
         self.send(&r).await
     }
 
@@ -608,7 +608,13 @@ impl Session {
         item: wire::WireItem,
         origin_zip: &str,
     ) -> Result<wire::Authorized, ClientError> {
-        let r = self.authorize_request(request_id, wall_ms(), amount_cents, item, origin_zip)?;
+        let r = self.authorize_request(
+            request_id,
+            crate::clock::unix_ms(),
+            amount_cents,
+            item,
+            origin_zip,
+        )?;
         self.send(&r).await
     }
 
@@ -617,7 +623,7 @@ impl Session {
         request_id: [u8; 16],
         piece_serial: u64,
     ) -> Result<wire::PieceDone, ClientError> {
-        let r = self.commit_request(request_id, wall_ms(), piece_serial)?;
+        let r = self.commit_request(request_id, crate::clock::unix_ms(), piece_serial)?;
         self.send(&r).await
     }
 
@@ -627,7 +633,12 @@ impl Session {
         piece_serial: u64,
         reached_printer: bool,
     ) -> Result<wire::PieceDone, ClientError> {
-        let r = self.void_request(request_id, wall_ms(), piece_serial, reached_printer)?;
+        let r = self.void_request(
+            request_id,
+            crate::clock::unix_ms(),
+            piece_serial,
+            reached_printer,
+        )?;
         self.send(&r).await
     }
 
@@ -636,7 +647,7 @@ impl Session {
         request_id: [u8; 16],
         piece_serial: u64,
     ) -> Result<wire::PieceDone, ClientError> {
-        let r = self.refund_request(request_id, wall_ms(), piece_serial)?;
+        let r = self.refund_request(request_id, crate::clock::unix_ms(), piece_serial)?;
         self.send(&r).await
     }
 
@@ -786,9 +797,4 @@ impl MonitorStream {
             }
         }
     }
-}
-
-/// The terminal's wall clock in ms since the epoch (the `client_time_ms` of requests).
-pub fn wall_ms() -> u64 {
-    crate::vendor_server::now_ms()
 }

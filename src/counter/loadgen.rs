@@ -11,7 +11,7 @@
 //! answered: what was acknowledged (funded, authorized, committed, voided), refused, or left
 //! unanswered after every retry.
 
-use super::client::{self, ClientError, Session, wall_ms};
+use super::client::{self, ClientError, Session};
 use crate::ledger::acks::{Ack, AckAnswer, AckLog, AckOp};
 use crate::link::guard::LinkState;
 use crate::wire::{self, ErrorCode, FundMethod, WireItem};
@@ -130,7 +130,7 @@ impl Terminal {
             front: self.front,
             terminal: self.terminal,
             sent_ms,
-            at_ms: wall_ms(),
+            at_ms: crate::clock::unix_ms(),
         })
     }
 }
@@ -148,7 +148,7 @@ async fn send_retrying<T, Fut: Future<Output = Result<T, ClientError>>>(
     mut attempt: impl FnMut() -> Fut,
 ) -> Sent<T> {
     let mut pause_ms = RETRY_PAUSE_MS_MIN;
-    let mut sent_ms = wall_ms();
+    let mut sent_ms = crate::clock::unix_ms();
     let mut result = attempt().await;
     for _ in 0..RETRIES_MAX {
         match &result {
@@ -158,7 +158,7 @@ async fn send_retrying<T, Fut: Future<Output = Result<T, ClientError>>>(
         t.retries += 1;
         tokio::time::sleep(Duration::from_millis(pause_ms)).await;
         pause_ms = (pause_ms * 2).min(RETRY_PAUSE_MS_MAX);
-        sent_ms = wall_ms();
+        sent_ms = crate::clock::unix_ms();
         result = attempt().await;
     }
     Sent { result, sent_ms }
@@ -229,7 +229,7 @@ async fn start_terminal(
 }
 
 async fn fund(s: &Session, me: &Terminal, t: &mut Tally) -> Result<(), Stop> {
-    let id = crate::ledger::RequestId::fresh().to_bytes();
+    let id = crate::clock::fresh_request_id().to_bytes();
     let sent = send_retrying(t, move || {
         s.fund(id, TOP_UP_CENTS, FundMethod::simulator_test_card())
     })
@@ -307,7 +307,7 @@ async fn drive_until(
     while Instant::now() < until {
         n += 1;
         let started = Instant::now();
-        let auth_id = crate::ledger::RequestId::fresh().to_bytes();
+        let auth_id = crate::clock::fresh_request_id().to_bytes();
         let sent = send_retrying(t, move || {
             s.authorize(auth_id, PIECE_CENTS, item(), "10001")
         })
@@ -346,7 +346,7 @@ async fn drive_until(
             }
         };
         let serial = a.piece_serial;
-        let id = crate::ledger::RequestId::fresh().to_bytes();
+        let id = crate::clock::fresh_request_id().to_bytes();
         if void_every > 0 && n.is_multiple_of(void_every) {
             let sent = send_retrying(t, move || s.void(id, serial, false)).await;
             if !settled(me, t, AckOp::Void, id, serial, &sent)? {

@@ -133,6 +133,11 @@ pub struct CounterSettings {
     pub plain: bool,
 }
 
+/// The hash of a supervisor PIN with a fresh random salt (`frank counter pin-hash`, tests).
+pub fn new_pin_hash(pin: &str) -> Result<PinHash, String> {
+    crate::ui::app::pin_hash(pin, &rand::random())
+}
+
 fn dirs() -> Option<directories::ProjectDirs> {
     directories::ProjectDirs::from("", "", "frank")
 }
@@ -174,8 +179,8 @@ fn supervisor_pin(
             .map(Some)
             .map_err(|e| anyhow::anyhow!("supervisor_pin_argon2id {e}")),
         (None, Some(hex_text)) => {
-            let hash =
-                PinHash::from_sha256(&parse_sha256(hex_text)?).map_err(anyhow::Error::msg)?;
+            let hash = PinHash::from_sha256(&parse_sha256(hex_text)?, &rand::random())
+                .map_err(anyhow::Error::msg)?;
             if let Some(p) = path {
                 match upgrade_pin_in_file(p, text, &hash) {
                     Ok(()) => tracing::info!(

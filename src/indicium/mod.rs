@@ -13,7 +13,7 @@
 //! - `verify`: `verify_payload`, vendor keys, PNG scanning with rxing.
 //! - `cli`: `frank verify`.
 //!
-//! Invariants: the cores do no I/O except `FileSigner` (key file), `RateTable::load_dir` and the
+//! Invariants: the cores do no I/O; the shells are `FileSigner` (key file), `rates_file` and the
 //! CLI; an indicium's signature covers every byte before it; the decoder accepts only exact
 //! layout-v1 lengths and valid field values.
 
@@ -23,6 +23,7 @@ pub mod face;
 pub mod kinds;
 pub mod layout;
 pub mod rates;
+pub mod rates_file;
 pub mod render;
 pub mod signer;
 pub mod verify;

@@ -1,8 +1,8 @@
 //! Rate table (mail class x weight in ounces x zone) and quotes.
 //!
-//! The vendor loads `rates.toml` from its data dir ([`RateTable::load_dir`]); Frank ships
+//! The vendor loads `rates.toml` from its data dir ([`super::rates_file::load_dir`]); Frank ships
 //! `rates/sample-rates.toml`, invented SAMPLE rates with an effective date, used when the data
-//! dir has none ([`RateTable::load_or_sample`]). A postage authorization must equal the
+//! dir has none ([`super::rates_file::load_or_sample`]). A postage authorization must equal the
 //! vendor's own quote ([`enforce_quote`]).
 
 use super::address::Zip5;
@@ -10,7 +10,7 @@ use super::kinds::{Day, MailClass, WeightOz};
 use crate::money::Cents;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// The shipped SAMPLE rate table.
 pub const SAMPLE_RATES_TOML: &str = include_str!("../../rates/sample-rates.toml");
@@ -147,32 +147,6 @@ impl RateTable {
             Ok(t) => t,
             // The shipped file is checked by the unit test `sample_table_loads`.
             Err(e) => panic!("shipped sample rate table is invalid: {e}"),
-        }
-    }
-
-    /// Loads `<data_dir>/rates.toml`.
-    pub fn load_dir(data_dir: &Path) -> Result<RateTable, RateError> {
-        let path = data_dir.join(RATES_FILE_NAME);
-        let io = |source| RateError::Io {
-            path: path.clone(),
-            source,
-        };
-        let bytes = std::fs::metadata(&path).map_err(io)?.len();
-        if bytes > RATE_FILE_BYTES_MAX {
-            return Err(RateError::TooBig { path, bytes });
-        }
-        let text = std::fs::read_to_string(&path).map_err(io)?;
-        RateTable::from_toml_str(&text)
-    }
-
-    /// Loads `<data_dir>/rates.toml`, or the SAMPLE table if that file does not exist.
-    /// Check [`RateTable::is_sample`] and warn the operator.
-    pub fn load_or_sample(data_dir: &Path) -> Result<RateTable, RateError> {
-        match RateTable::load_dir(data_dir) {
-            Err(RateError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-                Ok(RateTable::sample())
-            }
-            other => other,
         }
     }
 

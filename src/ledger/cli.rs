@@ -416,11 +416,6 @@ async fn open(db: &DatabaseArg) -> anyhow::Result<Arc<dyn LedgerStore>> {
     }
 }
 
-fn now_ms() -> u64 {
-    use super::service::Clock;
-    super::service::SystemClock.now_ms()
-}
-
 pub fn run(cmd: LedgerCommand) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -461,10 +456,10 @@ async fn run_async(cmd: LedgerCommand) -> anyhow::Result<()> {
             let store = open(&db).await?;
             if let Some(approve) = decision {
                 let request = super::ops::Request::new(
-                    RequestId::random(),
+                    crate::clock::random_request_id(),
                     Op::DecideRefund { piece: id, approve },
                 );
-                match store.execute(request, now_ms()).await? {
+                match store.execute(request, crate::clock::unix_ms()).await? {
                     Ok(Outcome::RefundDecided {
                         id,
                         approved,
@@ -552,13 +547,13 @@ async fn run_async(cmd: LedgerCommand) -> anyhow::Result<()> {
             }
             let store = open(&db).await?;
             let request = super::ops::Request::new(
-                RequestId::random(),
+                crate::clock::random_request_id(),
                 Op::Unlock {
                     account: AccountId(account),
                     supervisor: name.to_string(),
                 },
             );
-            match store.execute(request, now_ms()).await? {
+            match store.execute(request, crate::clock::unix_ms()).await? {
                 Ok(_) => {
                     println!("account {account} unlocked by {name}");
                     Ok(())
@@ -569,7 +564,7 @@ async fn run_async(cmd: LedgerCommand) -> anyhow::Result<()> {
         LedgerCommand::Payments(PaymentsCommand::Open { limit, db }) => {
             let store = open(&db).await?;
             let intents = store.open_intents(u64::MAX, limit).await?;
-            for line in open_intents_report(&intents, now_ms()) {
+            for line in open_intents_report(&intents, crate::clock::unix_ms()) {
                 println!("{line}");
             }
             Ok(())

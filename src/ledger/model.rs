@@ -131,22 +131,14 @@ impl RequestId {
     pub fn from_bytes(bytes: [u8; 16]) -> RequestId {
         RequestId(u128::from_be_bytes(bytes))
     }
-    /// A fresh random id (for callers that do not retry, like the reaper).
-    pub fn random() -> RequestId {
-        RequestId(rand::random())
-    }
-    /// A fresh id for a client request: the first 48 bits are the Unix time in milliseconds,
-    /// the other 80 random. Ids made close in time sort close together, so the vendor's
-    /// idempotency index takes new ids near its end instead of on a random page each (with
-    /// purely random ids the SQLite ledger measured 8–13k pairs/s instead of 22k). Uniqueness
-    /// rests on the 80 random bits; the vendor accepts any 128-bit id.
-    pub fn fresh() -> RequestId {
-        let ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis())
-            .unwrap_or(0);
-        let random: u128 = rand::random();
-        RequestId(((ms & 0xFFFF_FFFF_FFFF) << 80) | (random >> 48))
+    /// A client request's id from the Unix time in milliseconds and 128 random bits (the shell's
+    /// [`crate::clock::fresh_request_id`] gives both): the first 48 bits are the time, the other
+    /// 80 random. Ids made close in time sort close together, so the vendor's idempotency index
+    /// takes new ids near its end instead of on a random page each (with purely random ids the
+    /// SQLite ledger measured 8–13k pairs/s instead of 22k). Uniqueness rests on the 80 random
+    /// bits; the vendor accepts any 128-bit id.
+    pub fn from_time_and_random(unix_ms: u64, random: u128) -> RequestId {
+        RequestId(((u128::from(unix_ms) & 0xFFFF_FFFF_FFFF) << 80) | (random >> 48))
     }
     /// A stable id derived from another one (e.g. the licensing step of an account opening).
     pub fn derive(self, purpose: &str) -> RequestId {
@@ -808,23 +800,16 @@ mod tests {
     /// Fresh request ids carry the time in their first 48 bits, so later ids sort after
     /// earlier ones, and differ even when made in the same millisecond.
     #[test]
-    fn fresh_request_ids_sort_by_time_and_do_not_repeat() {
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis();
-        let first = RequestId::fresh();
-        let stamp = first.0 >> 80;
-        assert!(
-            stamp + 1000 >= now_ms && stamp <= now_ms + 1000,
-            "{stamp} vs {now_ms}"
-        );
-        let same_ms: std::collections::HashSet<RequestId> =
-            (0..1000).map(|_| RequestId::fresh()).collect();
-        assert_eq!(same_ms.len(), 1000);
-        std::thread::sleep(std::time::Duration::from_millis(3));
-        let later = RequestId::fresh();
+    fn request_ids_from_time_sort_by_time_and_keep_80_random_bits() {
+        let ms = 1_764_900_000_000u64;
+        let first = RequestId::from_time_and_random(ms, u128::MAX);
+        assert_eq!(first.0 >> 80, u128::from(ms));
+        assert_eq!(first.0 & ((1u128 << 80) - 1), (1u128 << 80) - 1);
+        let later = RequestId::from_time_and_random(ms + 1, 0);
         assert!(later.to_bytes() > first.to_bytes());
+        let a = RequestId::from_time_and_random(ms, 1u128 << 48);
+        let b = RequestId::from_time_and_random(ms, 2u128 << 48);
+        assert_ne!(a, b);
     }
 
     #[test]

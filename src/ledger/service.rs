@@ -14,46 +14,9 @@ use super::report::{DayRows, Tender, TenderError};
 use super::store::{self, LedgerStore, ReplySender, StoreError};
 use crate::money::Cents;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
-/// Where the service gets the time from.
-pub trait Clock: Send + Sync {
-    fn now_ms(&self) -> u64;
-}
-
-/// Wall-clock time.
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now_ms(&self) -> u64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-            .unwrap_or(0)
-    }
-}
-
-/// A clock that moves only when told (tests, simulations, replays).
-pub struct ManualClock(AtomicU64);
-
-impl ManualClock {
-    pub fn new(now_ms: u64) -> ManualClock {
-        ManualClock(AtomicU64::new(now_ms))
-    }
-    pub fn set(&self, now_ms: u64) {
-        self.0.store(now_ms, Ordering::SeqCst);
-    }
-    pub fn advance(&self, ms: u64) {
-        self.0.fetch_add(ms, Ordering::SeqCst);
-    }
-}
-
-impl Clock for ManualClock {
-    fn now_ms(&self) -> u64 {
-        self.0.load(Ordering::SeqCst)
-    }
-}
+pub use crate::clock::{Clock, ManualClock, SystemClock};
 
 /// Bounds and policy of the service.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -786,7 +749,10 @@ impl Service {
         let op = Op::ExpireDue {
             max: self.config.limits.expire_batch_max,
         };
-        let ids = match self.execute(Request::new(RequestId::random(), op)).await? {
+        let ids = match self
+            .execute(Request::new(crate::clock::random_request_id(), op))
+            .await?
+        {
             Outcome::Expired { ids } => ids,
             o => return Err(unexpected(o)),
         };

@@ -123,10 +123,11 @@ impl PinHash {
         Ok(PinHash(phc.trim().to_string()))
     }
 
-    /// Upgrades an unsalted SHA-256 of the PIN: argon2id over it with a fresh salt.
-    pub fn from_sha256(digest: &[u8; 32]) -> Result<PinHash, String> {
+    /// Upgrades an unsalted SHA-256 of the PIN: argon2id over it with `salt` (fresh random bytes
+    /// from the shell: [`crate::counter::tui::new_pin_hash`]).
+    pub fn from_sha256(digest: &[u8; 32], salt: &[u8; 16]) -> Result<PinHash, String> {
         use argon2::password_hash::{PasswordHasher, SaltString};
-        let salt = SaltString::generate(&mut rand::rngs::OsRng);
+        let salt = SaltString::encode_b64(salt).map_err(|e| format!("salting the PIN: {e}"))?;
         argon2::Argon2::default()
             .hash_password(digest, &salt)
             .map(|h| PinHash(h.to_string()))
@@ -152,9 +153,10 @@ impl PinHash {
     }
 }
 
-/// The hash of a PIN, for [`AppConfig::supervisor_pin`] (and `frank counter` tests).
-pub fn pin_hash(pin: &str) -> Result<PinHash, String> {
-    PinHash::from_sha256(&Sha256::digest(pin.as_bytes()).into())
+/// The hash of a PIN with `salt`, for [`AppConfig::supervisor_pin`] (the shell's
+/// [`crate::counter::tui::new_pin_hash`] gives a fresh salt).
+pub fn pin_hash(pin: &str, salt: &[u8; 16]) -> Result<PinHash, String> {
+    PinHash::from_sha256(&Sha256::digest(pin.as_bytes()).into(), salt)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -251,8 +253,8 @@ pub struct App {
     pub quit: bool,
     pub(crate) next_job: u64,
     pub(crate) next_request: u64,
-    /// Jobs for which Print was ever sent: never again.
-    pub(crate) printed: Vec<JobId>,
+    /// Jobs for which Print was ever sent: never again (bounded, `PRINTED_JOBS_KEPT_MAX`).
+    pub(crate) printed: super::printed::PrintedJobs,
     /// Jobs the backend's job book has not settled with the vendor yet.
     pub open_jobs: usize,
     /// Of those, left by an earlier run: no new item until they are settled.
@@ -363,7 +365,7 @@ impl App {
             quit: false,
             next_job: 1,
             next_request: 1,
-            printed: Vec::new(),
+            printed: super::printed::PrintedJobs::default(),
             open_jobs: 0,
             last_run_jobs: 0,
             confirm: None,
@@ -1065,7 +1067,7 @@ impl App {
 
     /// How many Print commands were ever sent for `job` (0 or 1).
     pub fn print_count(&self, job: JobId) -> usize {
-        self.printed.iter().filter(|j| **j == job).count()
+        usize::from(self.printed.contains(job))
     }
 
     /// Convenience for the runner and tests: a `Secret` built from typed text.

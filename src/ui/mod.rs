@@ -12,6 +12,7 @@ pub mod input;
 pub mod keys;
 pub mod panels;
 pub mod plain;
+pub mod printed;
 pub mod runner;
 pub mod screens;
 pub mod text;

@@ -17,7 +17,6 @@ use super::handlers::{
 };
 use super::money as front;
 use super::monitor::{self, PrinterView};
-use super::now_ms;
 use super::ratelimit::Take;
 use super::scan::scan;
 use super::server::{
@@ -219,7 +218,7 @@ fn detach(state: &ConnState) {
     };
     // Resumable on any front now (a bind elsewhere since has a higher epoch and stays).
     if let Some(fronts) = &state.shared.fronts {
-        fronts.detach(active.session_id, active.epoch, super::now_ms());
+        fronts.detach(active.session_id, active.epoch, crate::clock::unix_ms());
     }
     let mut links = lock(&state.shared.links);
     if links.get(&active.terminal_id).is_some_and(|l| {
@@ -370,7 +369,7 @@ async fn dispatch(state: &Arc<ConnState>, request: Request) -> Result<Vec<u8>, E
         Request::Ping(_) => {
             require_session(state)?;
             Ok(wire::encode_ok(&wire::Pong {
-                vendor_time_ms: now_ms(),
+                vendor_time_ms: crate::clock::unix_ms(),
             }))
         }
         Request::ClockCheck(r) => clock_check(state, r),
@@ -412,7 +411,7 @@ fn printer_status(state: &Arc<ConnState>, r: wire::PrinterReport) -> Result<Vec<
         },
     );
     Ok(wire::encode_ok(&wire::PrinterRecorded {
-        vendor_time_ms: now_ms(),
+        vendor_time_ms: crate::clock::unix_ms(),
     }))
 }
 

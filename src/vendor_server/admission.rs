@@ -14,8 +14,8 @@
 //! Rule 2 means a spoofed source address can hold at most one handshake slot of its victim at
 //! a time: any further attempt from it must answer a Retry, which a spoofer never receives.
 
+use core::net::IpAddr;
 use std::collections::HashMap;
-use std::net::IpAddr;
 
 /// Where connections come from, for per-source limits: an IPv4 address, or the /64 prefix of
 /// an IPv6 address (one subscriber's usual allocation; an IPv4-mapped IPv6 address counts as
@@ -45,11 +45,11 @@ impl SourceKey {
 impl std::fmt::Display for SourceKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            SourceKey::V4(o) => write!(f, "{}", std::net::Ipv4Addr::from(*o)),
+            SourceKey::V4(o) => write!(f, "{}", core::net::Ipv4Addr::from(*o)),
             SourceKey::V6Prefix64(p) => {
                 let mut full = [0u8; 16];
                 full[..8].copy_from_slice(p);
-                write!(f, "{}/64", std::net::Ipv6Addr::from(full))
+                write!(f, "{}/64", core::net::Ipv6Addr::from(full))
             }
         }
     }

@@ -54,7 +54,7 @@ pub(super) fn bound_or_release(
         return local;
     };
     if local.is_err() {
-        f.detach(active.session_id, active.epoch, super::now_ms());
+        f.detach(active.session_id, active.epoch, crate::clock::unix_ms());
     } else if f.bound_elsewhere_since(active.terminal_id, active.epoch) {
         close_older(shared, active.terminal_id, u64::MAX);
     }
@@ -78,7 +78,7 @@ pub(super) async fn adopt(
     }
     let window = Duration::from_millis(shared.config.session_resume_ms_max);
     let found = f
-        .get(session_id, terminal_id, super::now_ms(), window)
+        .get(session_id, terminal_id, crate::clock::unix_ms(), window)
         .await
         .map_err(|e| unreachable_database(&e))?;
     if let Some(s) = found {
@@ -305,7 +305,7 @@ async fn reconcile(shared: &Shared) {
         }
         Err(e) => tracing::warn!(error = %e, "fronts: reconcile failed"),
     }
-    let oldest = super::now_ms().saturating_sub(shared.config.session_resume_ms_max);
+    let oldest = crate::clock::unix_ms().saturating_sub(shared.config.session_resume_ms_max);
     if let Err(e) = fronts.forget(Vec::new(), Vec::new(), oldest).await {
         tracing::warn!(error = %e, "fronts: pruning old sessions failed");
     }

@@ -24,6 +24,10 @@ pub const DIRECTORY_REQUESTS_MAX: usize = 1024;
 pub const ENROLLMENT_CODE_BYTES: usize = 16;
 pub const CLERK_NAME_BYTES_MAX: usize = 64;
 pub const PASSWORD_BYTES_MIN: usize = 8;
+/// Failure records of names that are not clerks kept per terminal: beyond this many, a new one
+/// clears that terminal's unlocked records of unknown names (a name sprayer cannot grow the
+/// table; clerks' records are never pruned this way, so their counts and locks hold).
+pub const UNKNOWN_NAME_FAILURES_PER_TERMINAL_MAX: i64 = 64;
 
 /// How long a new enrollment code works (`frank vendor account add`, `account code`).
 pub const ENROLLMENT_CODE_VALID_MS_DEFAULT: u64 = 72 * 3600 * 1000;

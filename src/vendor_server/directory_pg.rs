@@ -536,6 +536,23 @@ impl DirectoryStore for PgDirectory {
                 )
                 .await?;
             }
+            if failures == 0 {
+                tx.execute(
+                    "DELETE FROM login_failures
+                     WHERE terminal_id = $2 AND username <> $1 AND locked_until_ms <= $3
+                       AND username NOT IN (SELECT username FROM clerks)
+                       AND (SELECT COUNT(*) FROM login_failures
+                            WHERE terminal_id = $2
+                              AND username NOT IN (SELECT username FROM clerks)) > $4",
+                    &[
+                        &username,
+                        &terminal,
+                        &i64_of(now_ms),
+                        &super::directory::UNKNOWN_NAME_FAILURES_PER_TERMINAL_MAX,
+                    ],
+                )
+                .await?;
+            }
             tx.commit().await?;
             Ok(attempt)
         })

@@ -13,6 +13,15 @@ use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
 
 /// Versioned migrations: entry `i` moves `user_version` from `i` to `i + 1`.
+/// A new failure record of a name that is no clerk's: past
+/// [`super::directory::UNKNOWN_NAME_FAILURES_PER_TERMINAL_MAX`] such records on the terminal, its
+/// unlocked ones of unknown names (but this attempt's) go.
+const PRUNE_UNKNOWN_NAME_FAILURES_SQL: &str = "DELETE FROM login_failures
+     WHERE terminal_id = ?2 AND username <> ?1 AND locked_until_ms <= ?3
+       AND username NOT IN (SELECT username FROM clerks)
+       AND (SELECT COUNT(*) FROM login_failures
+            WHERE terminal_id = ?2 AND username NOT IN (SELECT username FROM clerks)) > ?4";
+
 const MIGRATIONS: &[&str] = &[
     // 1: the directory
     "CREATE TABLE accounts (
@@ -424,6 +433,17 @@ impl DirectoryStore for SqliteDirectory {
                     i64_of(terminal_id),
                     i64::from(failures),
                     i64_of(locked_until_ms.unwrap_or(0))
+                ],
+            )?;
+        }
+        if failures == 0 {
+            tx.execute(
+                PRUNE_UNKNOWN_NAME_FAILURES_SQL,
+                params![
+                    username,
+                    i64_of(terminal_id),
+                    i64_of(now_ms),
+                    super::directory::UNKNOWN_NAME_FAILURES_PER_TERMINAL_MAX
                 ],
             )?;
         }

@@ -9,7 +9,6 @@
 
 use super::accept::{ActiveSession, ConnState, internal, require_session, require_supervisor};
 use super::money::{self as front, Caller};
-use super::now_ms;
 use super::server::lock;
 use super::signing::SignItem;
 use crate::ledger::{Outcome, TerminalId};
@@ -40,7 +39,7 @@ fn check_money(
         clerk: &active.clerk,
         mac_key: &active.keys.request_mac,
         link_state: caller_link(state, active),
-        vendor_time_ms: now_ms(),
+        vendor_time_ms: crate::clock::unix_ms(),
         skew_ms_max: state.shared.config.request_clock_skew_ms_max,
     };
     let r = front::check_money_request(&caller, operation, request, amount_cents, destination);
@@ -76,7 +75,7 @@ pub(super) async fn fund(state: &Arc<ConnState>, r: wire::Fund) -> Result<Vec<u8
         r.amount_cents,
         &r.method.destination(),
     )?;
-    let method = front::payment_method(&r.method, now_ms())?;
+    let method = front::payment_method(&r.method, crate::clock::unix_ms())?;
     let amount = crate::money::Cents::new(r.amount_cents)
         .map_err(|e| ErrorBody::malformed(format!("fund.amount_cents: {e}")))?;
     let (payment, registers) = state
@@ -124,7 +123,7 @@ pub(super) async fn authorize(
         )
         .with_amount_cents(required.get()));
     }
-    let day = wire::day_of_ms(now_ms())
+    let day = wire::day_of_ms(crate::clock::unix_ms())
         .map_err(|e| ErrorBody::new(ErrorCode::Internal, e.to_string()))?;
     let description = SignItem {
         item: r.item.clone(),

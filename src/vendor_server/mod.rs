@@ -865,14 +865,6 @@ fn load_config(path: &Path) -> anyhow::Result<VendorConfig> {
     Ok(config)
 }
 
-/// Milliseconds since the Unix epoch (the vendor's wall clock, for the wire and records).
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -448,7 +448,7 @@ async fn account_terminals(ctx: &SubscriptionCtx) -> Result<Vec<Terminal>, Strin
 }
 
 async fn figures(ctx: &SubscriptionCtx) -> Result<AccountFigures, String> {
-    let now = super::now_ms();
+    let now = crate::clock::unix_ms();
     let a = ctx
         .ledger
         .account(ctx.ledger_account)
@@ -577,7 +577,7 @@ pub(crate) async fn run_subscription(
             &rows,
             terminals.len() > MONITOR_ROWS_MAX,
             fresh,
-            super::now_ms(),
+            crate::clock::unix_ms(),
         ) {
             match tx.try_send(wm::encode_monitor_frame(&frame)) {
                 Ok(()) => coalescer.queued(&frame),

@@ -117,7 +117,7 @@ pub(super) async fn scan(
         Err(e) => return Err(front::call_error(e)),
     };
     let outcome = ledger
-        .record_scan(crate::ledger::RequestId::random(), id)
+        .record_scan(crate::clock::random_request_id(), id)
         .await
         .map_err(front::call_error)?;
     let refund_rejected = matches!(

@@ -232,7 +232,7 @@ impl VendorServer {
             .await
             .context("opening the vendor key")??
         };
-        let rates = RateTable::load_or_sample(&data.path)
+        let rates = crate::indicium::rates_file::load_or_sample(&data.path)
             .map_err(|e| anyhow::anyhow!("rate table in {}: {e}", data.path.display()))?;
         if rates.is_sample() {
             tracing::warn!(

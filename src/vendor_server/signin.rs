@@ -9,6 +9,7 @@
 //! from a bad proof (same answer after the same work), and never logs a client string
 //! unescaped.
 
+use super::VendorConfig;
 use super::accept::{ActiveSession, ConnState, directory_error, internal, require_session};
 use super::directory::{EnrollOutcome, Terminal};
 use super::fronts::SharedSession;
@@ -20,7 +21,6 @@ use super::server::{
     CLOSE_REVOKED, CLOSE_SUPERSEDED, REVOCATION_POLL_MS, Shared, TerminalLink, lock,
 };
 use super::sessions::{BindError, Binding, SessionRecord};
-use super::{VendorConfig, now_ms};
 use crate::link::driver;
 use crate::link::keepalive::KeepaliveEndpoint;
 use crate::link::keys;
@@ -43,7 +43,7 @@ pub(super) async fn enroll(state: &Arc<ConnState>, r: wire::Enroll) -> Result<Ve
     let outcome = state
         .shared
         .directory
-        .call(move |d| d.enroll(&r.code, &r.name, device_key, now_ms()))
+        .call(move |d| d.enroll(&r.code, &r.name, device_key, crate::clock::unix_ms()))
         .await
         .map_err(directory_error)?;
     let terminal = match outcome {
@@ -56,7 +56,7 @@ pub(super) async fn enroll(state: &Arc<ConnState>, r: wire::Enroll) -> Result<Ve
             ));
         }
     };
-    let vendor_time_ms = now_ms();
+    let vendor_time_ms = crate::clock::unix_ms();
     let transcript = keys::enroll_transcript(&challenge, &state.exporter, vendor_time_ms);
     // The vendor key may be in a token: it signs on a blocking thread, not the runtime's.
     let signer = state.shared.signer.clone();
@@ -180,7 +180,7 @@ pub(super) async fn login(state: &Arc<ConnState>, r: wire::Login) -> Result<Vec<
     let clerk_name = r.clerk.clone();
     let attempt = shared
         .directory
-        .call(move |d| d.begin_attempt(&clerk_name, terminal_id, now_ms()))
+        .call(move |d| d.begin_attempt(&clerk_name, terminal_id, crate::clock::unix_ms()))
         .await
         .map_err(directory_error)?;
     if let Attempt::Locked { retry_after_ms } = attempt {
@@ -189,14 +189,16 @@ pub(super) async fn login(state: &Arc<ConnState>, r: wire::Login) -> Result<Vec<
     }
     let Some(checking) = PasswordCheck::begin(shared, terminal_id) else {
         tracing::warn!(clerk = %escaped(&r.clerk), terminal = terminal_id, "login refused: another login of this terminal is being checked");
-        return Err(match attempt.lock_ms_after_failure(now_ms()) {
-            Some(ms) => locked_out(ms),
-            None => ErrorBody::new(
-                ErrorCode::Busy,
-                "another login of this terminal is being checked; wait for its answer",
-            )
-            .with_retry_after_ms(LOGIN_BUSY_RETRY_AFTER_MS),
-        });
+        return Err(
+            match attempt.lock_ms_after_failure(crate::clock::unix_ms()) {
+                Some(ms) => locked_out(ms),
+                None => ErrorBody::new(
+                    ErrorCode::Busy,
+                    "another login of this terminal is being checked; wait for its answer",
+                )
+                .with_retry_after_ms(LOGIN_BUSY_RETRY_AFTER_MS),
+            },
+        );
     };
     let clerk_name = r.clerk.clone();
     let clerk = shared
@@ -220,10 +222,14 @@ pub(super) async fn login(state: &Arc<ConnState>, r: wire::Login) -> Result<Vec<
             Attempt::Locked { .. } => 0,
         };
         tracing::warn!(clerk = %escaped(&r.clerk), terminal = terminal_id, failures, "login failed: bad credentials");
-        return Err(match attempt.lock_ms_after_failure(now_ms()) {
-            Some(ms) => locked_out(ms),
-            None => ErrorBody::new(ErrorCode::BadCredentials, "clerk name or password is wrong"),
-        });
+        return Err(
+            match attempt.lock_ms_after_failure(crate::clock::unix_ms()) {
+                Some(ms) => locked_out(ms),
+                None => {
+                    ErrorBody::new(ErrorCode::BadCredentials, "clerk name or password is wrong")
+                }
+            },
+        );
     };
     let clerk_name = clerk.username.clone();
     shared
@@ -448,7 +454,7 @@ fn logged_in(config: &VendorConfig, session_id: u64, account_id: u64, clerk: &st
         detect_multiplier: config.detect_multiplier,
         up_after_keepalives: config.up_after_keepalives,
         request_clock_skew_ms_max: config.request_clock_skew_ms_max,
-        vendor_time_ms: now_ms(),
+        vendor_time_ms: crate::clock::unix_ms(),
     })
 }
 
@@ -584,7 +590,7 @@ pub(super) fn clock_check(
         clerk: &active.clerk,
         destination: "",
     };
-    let vendor_time_ms = now_ms();
+    let vendor_time_ms = crate::clock::unix_ms();
     input
         .verify(
             &active.keys.request_mac,

@@ -83,7 +83,7 @@ pub fn fleet_code(d: &mut Directory, account: u64) -> String {
             uses: 10_000,
             valid_ms: 24 * 3_600_000,
         },
-        frank::counter::client::wall_ms(),
+        frank::clock::unix_ms(),
     )
     .unwrap()
     .code

@@ -6,6 +6,9 @@ use frank::link::LinkState;
 use frank::link::driver::LinkStatus;
 use frank::money::Cents;
 use frank::ui::app::{App, AppConfig, pin_hash};
+
+/// A fixed salt: screens under test are deterministic.
+const PIN_SALT: [u8; 16] = [7; 16];
 use frank::ui::event::{Backend, Command, Event, PrinterStatus};
 use frank::ui::theme::Theme;
 use ratatui::Terminal;
@@ -64,7 +67,7 @@ pub fn kiosk_app() -> App {
     App::new(AppConfig {
         kiosk: true,
         idle_timeout_ms: 60_000,
-        supervisor_pin: Some(pin_hash("2468").unwrap()),
+        supervisor_pin: Some(pin_hash("2468", &PIN_SALT).unwrap()),
         printer_name: "/dev/ttyUSB0".into(),
         ..AppConfig::default()
     })

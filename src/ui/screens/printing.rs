@@ -140,7 +140,7 @@ impl App {
             return;
         };
         // One-time rule: Print is sent at most once per job, whatever the backend repeats.
-        if self.printed.contains(&job) || j.phase != JobPhase::Authorizing {
+        if self.printed.contains(job) || j.phase != JobPhase::Authorizing {
             return;
         }
         let entry = HistoryRow {
@@ -171,7 +171,7 @@ impl App {
             return;
         }
         j.phase = JobPhase::Printing(Progress::default());
-        self.printed.push(job);
+        self.printed.insert(job);
         out.push(Command::Print { job });
         self.push_history(entry);
     }
