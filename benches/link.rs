@@ -226,7 +226,7 @@ async fn quinn_idle_baseline(data: &DataDir, cuts: usize) -> anyhow::Result<(usi
     transport.max_idle_timeout(Some(quinn::IdleTimeout::try_from(detect)?));
     transport.keep_alive_interval(Some(Duration::from_millis(50)));
     let transport = Arc::new(transport);
-    let mut sc = frank::tls::server_config(files.cert_der.clone(), data.open_signer(&files)?)?;
+    let mut sc = frank::tls::server_config(data.open_signer(&files)?)?;
     sc.transport_config(transport.clone());
     let server = quinn::Endpoint::server(sc, "127.0.0.1:0".parse()?)?;
     let server_addr = server.local_addr()?;

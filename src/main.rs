@@ -147,7 +147,7 @@ struct StoreArgs {
 
 #[derive(Debug, Subcommand)]
 enum VendorCommand {
-    /// Create the vendor identity, TLS certificate, directory and ledger databases and config;
+    /// Create the vendor identity, its public key file, directory and ledger databases and config;
     /// print the fingerprint. With `--database postgres://…` the directory and ledger are
     /// created there instead of in the data directory. With `--pkcs11 MODULE --token LABEL`
     /// the key is generated inside that PKCS#11 token (no key file).

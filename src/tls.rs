@@ -1,9 +1,11 @@
 //! TLS 1.3 for the QUIC link: the vendor's server config (no 0-RTT) and the counter's client
 //! config that pins the vendor's Ed25519 key instead of trusting any CA.
 //!
-//! The vendor's certificate and every handshake are signed through the [`Signer`] seam (rcgen's
-//! remote key pair, rustls's `SigningKey`), so a key in a PKCS#11 token signs them inside the
-//! token, and the key counters pin is the one that signs indicia.
+//! The vendor presents its key as an RFC 7250 raw public key (an Ed25519 SubjectPublicKeyInfo,
+//! RFC 8410), not a certificate: the pinned key is the identity, so there is nothing for a
+//! certificate to add. Every handshake is signed through the [`Signer`] seam (rustls's
+//! `SigningKey`), so a key in a PKCS#11 token signs it inside the token, and the key counters
+//! pin is the one that signs indicia (docs/PROTOCOL.md §Transport).
 
 use crate::identity;
 use crate::indicium::signer::Signer;
@@ -12,54 +14,59 @@ use anyhow::Context;
 use ed25519_dalek::VerifyingKey;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, ServerName, SubjectPublicKeyInfoDer, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use std::sync::{Arc, Mutex};
 use subtle::ConstantTimeEq;
 
-/// The name in the vendor certificate. Clients do not check it: the pinned key is the identity.
+/// The server name a counter asks for (SNI). Nothing checks it: the pinned key is the identity.
 pub const VENDOR_CERT_NAME: &str = "frank-vendor";
 
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// A self-signed certificate whose key is the vendor identity key itself, signed by `signer`
-/// (a key in memory or in a token: rcgen asks the [`Signer`] for the one signature).
-pub fn make_vendor_certificate(signer: &Arc<dyn Signer>) -> anyhow::Result<Vec<u8>> {
-    let key_pair = rcgen::KeyPair::from_remote(Box::new(RemoteVendorKey {
-        public: signer.public_key(),
-        signer: signer.clone(),
-    }))
-    .context("the vendor key for rcgen")?;
-    let params = rcgen::CertificateParams::new(vec![VENDOR_CERT_NAME.to_string()])
-        .context("certificate parameters")?;
-    let cert = params
-        .self_signed(&key_pair)
-        .context("signing the vendor certificate")?;
-    Ok(cert.der().to_vec())
+/// DER of an Ed25519 SubjectPublicKeyInfo up to its key (RFC 8410 §4): SEQUENCE { SEQUENCE {
+/// OID 1.3.101.112 }, BIT STRING with 0 unused bits }; the 32-byte key follows.
+pub const ED25519_SPKI_PREFIX: [u8; 12] = [
+    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+];
+/// Length of an Ed25519 SubjectPublicKeyInfo: the prefix and the key.
+pub const ED25519_SPKI_BYTES: usize = ED25519_SPKI_PREFIX.len() + 32;
+
+/// The raw public key the vendor presents: the Ed25519 SubjectPublicKeyInfo of `public`.
+pub fn ed25519_spki(public: &[u8; 32]) -> Vec<u8> {
+    let mut spki = Vec::with_capacity(ED25519_SPKI_BYTES);
+    spki.extend_from_slice(&ED25519_SPKI_PREFIX);
+    spki.extend_from_slice(public);
+    spki
 }
 
-/// The vendor key as rcgen's remote key pair.
-struct RemoteVendorKey {
-    public: [u8; 32],
-    signer: Arc<dyn Signer>,
+/// The Ed25519 key of a SubjectPublicKeyInfo, refused unless it is exactly one.
+pub fn ed25519_key_of(spki: &[u8]) -> Result<[u8; 32], String> {
+    if spki.len() != ED25519_SPKI_BYTES {
+        return Err(format!(
+            "vendor public key is {} bytes, not an Ed25519 SubjectPublicKeyInfo ({ED25519_SPKI_BYTES} bytes)",
+            spki.len()
+        ));
+    }
+    let (prefix, key) = spki.split_at(ED25519_SPKI_PREFIX.len());
+    if prefix != ED25519_SPKI_PREFIX {
+        return Err("vendor public key is not an Ed25519 SubjectPublicKeyInfo".into());
+    }
+    key.try_into()
+        .map_err(|_| "vendor Ed25519 key is not 32 bytes".to_string())
 }
 
-impl rcgen::RemoteKeyPair for RemoteVendorKey {
-    fn public_key(&self) -> &[u8] {
-        &self.public
-    }
-
-    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
-        self.signer
-            .sign(msg)
-            .map(|s| s.to_vec())
-            .map_err(|_| rcgen::Error::RemoteKeyError)
-    }
-
-    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
-        &rcgen::PKCS_ED25519
+/// The key in an X.509 certificate of a data directory from before raw public keys (a
+/// self-signed Ed25519 certificate holds exactly one Ed25519 SubjectPublicKeyInfo).
+pub fn ed25519_key_in_certificate(cert: &[u8]) -> Result<[u8; 32], String> {
+    let mut found = cert
+        .windows(ED25519_SPKI_BYTES)
+        .filter(|w| w.starts_with(&ED25519_SPKI_PREFIX));
+    match (found.next(), found.next()) {
+        (Some(spki), None) => ed25519_key_of(spki),
+        _ => Err("the vendor certificate does not hold exactly one Ed25519 key".into()),
     }
 }
 
@@ -114,24 +121,21 @@ impl rustls::sign::Signer for HandshakeKey {
 }
 
 /// QUIC server config: TLS 1.3 only, ALPN `frank/1`, 0-RTT disabled (`max_early_data_size = 0`);
-/// the handshake signed by `signer`, whose key `cert_der` must carry.
-pub fn server_config(
-    cert_der: Vec<u8>,
-    signer: Arc<dyn Signer>,
-) -> anyhow::Result<quinn::ServerConfig> {
-    let presented = ed25519_key_of(&cert_der).map_err(anyhow::Error::msg)?;
-    if presented != signer.public_key() {
-        anyhow::bail!("the vendor certificate does not carry the signing key");
-    }
+/// the vendor's key presented as a raw public key (RFC 7250) and the handshake signed by
+/// `signer`.
+pub fn server_config(signer: Arc<dyn Signer>) -> anyhow::Result<quinn::ServerConfig> {
+    let spki = ed25519_spki(&signer.public_key());
     let certified = rustls::sign::CertifiedKey::new(
-        vec![CertificateDer::from(cert_der)],
+        vec![CertificateDer::from(spki)],
         Arc::new(HandshakeKey(signer)),
     );
     let mut tls = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .context("TLS 1.3")?
         .with_no_client_auth()
-        .with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(certified)));
+        .with_cert_resolver(Arc::new(
+            rustls::server::AlwaysResolvesServerRawPublicKeys::new(Arc::new(certified)),
+        ));
     tls.alpn_protocols = vec![ALPN.to_vec()];
     // No request is ever accepted in 0-RTT: early data is refused outright.
     tls.max_early_data_size = 0;
@@ -163,22 +167,6 @@ impl PinnedVendor {
     pub fn presented_mismatch(&self) -> Option<String> {
         self.mismatch.lock().ok().and_then(|m| m.clone())
     }
-}
-
-/// The raw Ed25519 public key in a certificate, if that is what it holds.
-pub fn ed25519_key_of(cert: &[u8]) -> Result<[u8; 32], String> {
-    let (_, parsed) = x509_parser::parse_x509_certificate(cert)
-        .map_err(|e| format!("vendor certificate does not parse: {e}"))?;
-    let spki = parsed.public_key();
-    if spki.algorithm.algorithm != x509_parser::oid_registry::OID_SIG_ED25519 {
-        return Err(format!(
-            "vendor certificate key is not Ed25519 (algorithm {})",
-            spki.algorithm.algorithm
-        ));
-    }
-    let raw: &[u8] = &spki.subject_public_key.data;
-    raw.try_into()
-        .map_err(|_| format!("vendor Ed25519 key is {} bytes, not 32", raw.len()))
 }
 
 impl ServerCertVerifier for PinnedVendor {
@@ -228,9 +216,9 @@ impl ServerCertVerifier for PinnedVendor {
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
         // The pinned key must also have made the handshake signature.
-        rustls::crypto::verify_tls13_signature(
+        rustls::crypto::verify_tls13_signature_with_raw_key(
             message,
-            cert,
+            &SubjectPublicKeyInfoDer::from(cert.as_ref()),
             dss,
             &self.provider.signature_verification_algorithms,
         )
@@ -238,6 +226,11 @@ impl ServerCertVerifier for PinnedVendor {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         vec![SignatureScheme::ED25519]
+    }
+
+    /// The vendor presents a raw public key (RFC 7250), never a certificate.
+    fn requires_raw_public_keys(&self) -> bool {
+        true
     }
 }
 
@@ -272,11 +265,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn certificate_carries_the_vendor_key() {
-        let key: Arc<dyn Signer> =
-            Arc::new(crate::indicium::signer::KeySigner::from_seed(&[8; 32]));
-        let cert = make_vendor_certificate(&key).unwrap();
-        assert_eq!(ed25519_key_of(&cert).unwrap(), key.public_key());
+    fn the_raw_public_key_carries_the_vendor_key_and_nothing_else_passes() {
+        let key = crate::indicium::signer::KeySigner::from_seed(&[8; 32]);
+        let public = Signer::public_key(&key);
+        let spki = ed25519_spki(&public);
+        assert_eq!(spki.len(), ED25519_SPKI_BYTES);
+        assert_eq!(ed25519_key_of(&spki).unwrap(), public);
         assert!(ed25519_key_of(b"junk").is_err());
+        let mut other_algorithm = spki.clone();
+        other_algorithm[8] = 0x71; // Ed448's OID
+        assert!(ed25519_key_of(&other_algorithm).is_err());
+        // As found inside an old data directory's certificate.
+        let mut cert = b"certificate before".to_vec();
+        cert.extend_from_slice(&spki);
+        cert.extend_from_slice(b"and after");
+        assert_eq!(ed25519_key_in_certificate(&cert).unwrap(), public);
+        cert.extend_from_slice(&spki);
+        assert!(ed25519_key_in_certificate(&cert).is_err(), "two keys");
     }
 }

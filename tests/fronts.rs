@@ -1,5 +1,5 @@
 //! Issue 14: two `frank vendor serve` processes ("fronts") on one PostgreSQL database, each with
-//! a copy of one data directory (key, certificate, vendor.toml) and nothing else shared: the
+//! a copy of one data directory (key, public key file, vendor.toml) and nothing else shared: the
 //! directory, the sessions and the ledger are all in the database.
 //!
 //! A terminal enrolled on A signs in on B; a session moves from one front to the other by

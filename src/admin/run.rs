@@ -4,13 +4,11 @@
 
 use super::state::Monitor;
 use super::view;
-use crate::counter::client::{self, ClientError, Session};
-use crate::counter::supervisor::{self, Phase as SupPhase, SupervisorConfig, SupervisorHandle};
-use crate::counter::terminal::TerminalDir;
+use crate::counter::client::{ClientError, Session};
+use crate::counter::supervisor::{Phase as SupPhase, SupervisorHandle};
 use crate::ui::runner::FullScreen;
 use crate::ui::theme::Theme;
 use crate::wire::{ErrorCode, MonitorFrame};
-use anyhow::Context;
 use ed25519_dalek::VerifyingKey;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -53,31 +51,22 @@ pub struct AdminOptions {
     pub json_frames: Option<u64>,
 }
 
-/// Signs in on the enrolled terminal of `data_dir` and starts the session supervisor.
+/// Signs in on the enrolled terminal of `data_dir` and starts the session supervisor: the
+/// counter's one sign-in ([`crate::counter::headless::start`]), never enrolling.
 pub async fn sign_in(
     opts: &AdminOptions,
     password: &str,
 ) -> anyhow::Result<(SupervisorHandle, Session)> {
-    let dir = TerminalDir::new(&opts.data_dir);
-    let enrollment = dir.enrollment(&opts.pinned)?.with_context(|| {
-        format!(
-            "{} holds no enrolled terminal; enroll one first (frank counter … --enroll-code CODE)",
-            opts.data_dir.display()
-        )
-    })?;
-    let device_key = dir.device_key()?;
-    let endpoint = client::endpoint_for(opts.vendor)?;
-    let conn = client::connect(&endpoint, opts.vendor, opts.pinned).await?;
-    let session = conn
-        .login(enrollment.terminal_id, &device_key, &opts.clerk, password)
-        .await?;
-    let sup = supervisor::spawn(
-        SupervisorConfig::new(vec![opts.vendor], opts.pinned),
-        endpoint,
-        device_key,
-        session.clone(),
-    );
-    Ok((sup, session))
+    let counter = crate::counter::headless::HeadlessOptions {
+        vendors: vec![opts.vendor],
+        pinned: opts.pinned,
+        data_dir: opts.data_dir.clone(),
+        enroll_code: None,
+        terminal_name: String::new(),
+        clerk: opts.clerk.clone(),
+        report_interval_ms: 0,
+    };
+    crate::counter::headless::start(&counter, password).await
 }
 
 fn final_refusal(e: &ClientError) -> bool {

@@ -89,7 +89,8 @@ impl TerminalDir {
         }
         let Some(code) = code else {
             bail!(
-                "this terminal is not enrolled yet; pass the account's enrollment code (--enroll-code)"
+                "{} holds no enrolled terminal yet; enroll it with the account's enrollment code (frank counter --enroll-code CODE)",
+                self.path.display()
             );
         };
         let key = self.device_key()?;

@@ -146,10 +146,9 @@ impl RequestId {
         let mut h = sha2::Sha256::new();
         h.update(purpose.as_bytes());
         h.update(self.to_bytes());
-        let d = h.finalize();
-        let mut b = [0u8; 16];
-        b.copy_from_slice(&d[..16]);
-        RequestId::from_bytes(b)
+        let d: [u8; 32] = h.finalize().into();
+        let (b, _) = d.split_first_chunk::<16>().unwrap_or((&[0; 16], &[]));
+        RequestId::from_bytes(*b)
     }
 }
 

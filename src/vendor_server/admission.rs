@@ -33,9 +33,8 @@ impl SourceKey {
             IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
                 Some(v4) => SourceKey::V4(v4.octets()),
                 None => {
-                    let mut prefix = [0u8; 8];
-                    prefix.copy_from_slice(&v6.octets()[..8]);
-                    SourceKey::V6Prefix64(prefix)
+                    let o = v6.octets();
+                    SourceKey::V6Prefix64([o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7]])
                 }
             },
         }
@@ -46,11 +45,11 @@ impl std::fmt::Display for SourceKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             SourceKey::V4(o) => write!(f, "{}", core::net::Ipv4Addr::from(*o)),
-            SourceKey::V6Prefix64(p) => {
-                let mut full = [0u8; 16];
-                full[..8].copy_from_slice(p);
-                write!(f, "{}/64", core::net::Ipv6Addr::from(full))
-            }
+            SourceKey::V6Prefix64(p) => write!(
+                f,
+                "{}/64",
+                core::net::Ipv6Addr::from_bits(u128::from(u64::from_be_bytes(*p)) << 64)
+            ),
         }
     }
 }

@@ -35,7 +35,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub const KEY_FILE: &str = "vendor-key.pem";
-pub const CERT_FILE: &str = "vendor-cert.der";
+/// The vendor's public key as the raw public key it presents (an Ed25519 SubjectPublicKeyInfo,
+/// DER): what `serve` loads and counters pin.
+pub const PUBLIC_KEY_FILE: &str = "vendor-public.der";
+/// The self-signed certificate of data directories from before raw public keys; `load`
+/// replaces it by [`PUBLIC_KEY_FILE`].
+pub const LEGACY_CERT_FILE: &str = "vendor-cert.der";
 pub const DB_FILE: &str = "vendor.db";
 pub const CONFIG_FILE: &str = "vendor.toml";
 /// The ledger's SQLite database (the default; `--database postgres://…` replaces it).
@@ -545,9 +550,8 @@ pub struct DataDir {
 /// Everything `vendor serve` loads from the data directory. The signing key itself is opened
 /// apart ([`DataDir::open_signer`]): it may be in a token that needs its PIN.
 pub struct VendorFiles {
-    /// The vendor key counters pin: the key in the certificate.
+    /// The vendor key counters pin: the key in [`PUBLIC_KEY_FILE`].
     pub public_key: VerifyingKey,
-    pub cert_der: Vec<u8>,
     pub config: VendorConfig,
     pub db_path: PathBuf,
     /// The data directory's SQLite ledger.
@@ -563,7 +567,7 @@ impl DataDir {
         self.path.join(name)
     }
 
-    /// `frank vendor init`: creates the directory (0700), key, certificate, databases and
+    /// `frank vendor init`: creates the directory (0700), key, public key file, databases and
     /// config (each 0600). Refuses to touch a directory that already holds a vendor key.
     /// Returns the fingerprint to pin.
     pub fn init(&self) -> anyhow::Result<String> {
@@ -604,7 +608,10 @@ impl DataDir {
     }
 
     fn refuse_existing(&self) -> anyhow::Result<()> {
-        if self.file(KEY_FILE).exists() || self.file(CERT_FILE).exists() {
+        if [KEY_FILE, PUBLIC_KEY_FILE, LEGACY_CERT_FILE]
+            .iter()
+            .any(|f| self.file(f).exists())
+        {
             bail!(
                 "{} already holds a vendor key; refusing to overwrite it",
                 self.path.display()
@@ -613,15 +620,17 @@ impl DataDir {
         Ok(())
     }
 
-    /// The certificate, the databases and the config, for the key `signer` holds.
+    /// The public key file, the databases and the config, for the key `signer` holds.
     fn init_rest(
         &self,
         database: Option<&str>,
         signer: Arc<dyn Signer>,
         pkcs11: Option<Pkcs11Config>,
     ) -> anyhow::Result<String> {
-        let cert = crate::tls::make_vendor_certificate(&signer)?;
-        crate::datafiles::write_private(&self.file(CERT_FILE), &cert)?;
+        crate::datafiles::write_private(
+            &self.file(PUBLIC_KEY_FILE),
+            &crate::tls::ed25519_spki(&signer.public_key()),
+        )?;
         match database.filter(|d| crate::ledger::is_postgres(d)) {
             // Migrates the one schema the directory and the ledger share.
             Some(url) => drop(directory::Directory::open_postgres(url)?),
@@ -668,7 +677,9 @@ impl DataDir {
         }
         let key = identity::load_key_file(&key_path)?;
         if key.verifying_key() != files.public_key {
-            bail!("{KEY_FILE} is not the key in {CERT_FILE}; the data directory is inconsistent");
+            bail!(
+                "{KEY_FILE} is not the key in {PUBLIC_KEY_FILE}; the data directory is inconsistent"
+            );
         }
         let public = token.import(&key)?;
         drop(key);
@@ -733,38 +744,58 @@ impl DataDir {
     }
 
     pub fn load(&self) -> anyhow::Result<VendorFiles> {
-        if !self.file(CERT_FILE).exists() {
+        let public = self.file(PUBLIC_KEY_FILE);
+        if !public.exists() && !self.file(LEGACY_CERT_FILE).exists() {
             bail!(
-                "{} is not a vendor data directory (no {CERT_FILE}); run `frank vendor init --data {}` first",
+                "{} is not a vendor data directory (no {PUBLIC_KEY_FILE}); run `frank vendor init --data {}` first",
                 self.path.display(),
                 self.path.display()
             );
         }
         self.make_private()?;
-        let cert_der =
-            std::fs::read(self.file(CERT_FILE)).with_context(|| format!("reading {CERT_FILE}"))?;
-        let presented = crate::tls::ed25519_key_of(&cert_der).map_err(anyhow::Error::msg)?;
+        if !public.exists() {
+            self.upgrade_certificate()?;
+        }
+        let spki = std::fs::read(&public).with_context(|| format!("reading {PUBLIC_KEY_FILE}"))?;
+        let presented = crate::tls::ed25519_key_of(&spki).map_err(anyhow::Error::msg)?;
         let public_key = VerifyingKey::from_bytes(&presented)
-            .map_err(|_| anyhow::anyhow!("{CERT_FILE} carries no valid Ed25519 key"))?;
+            .map_err(|_| anyhow::anyhow!("{PUBLIC_KEY_FILE} carries no valid Ed25519 key"))?;
         let config = load_config(&self.file(CONFIG_FILE))?;
         Ok(VendorFiles {
             public_key,
-            cert_der,
             config,
             db_path: self.file(DB_FILE),
             ledger_path: self.file(LEDGER_FILE),
         })
     }
 
+    /// A data directory from before raw public keys: its certificate's key becomes
+    /// [`PUBLIC_KEY_FILE`] (written first, then the certificate removed — a crash between the
+    /// two leaves both, and the next start uses the new file).
+    fn upgrade_certificate(&self) -> anyhow::Result<()> {
+        let cert = self.file(LEGACY_CERT_FILE);
+        let der = std::fs::read(&cert).with_context(|| format!("reading {LEGACY_CERT_FILE}"))?;
+        let key = crate::tls::ed25519_key_in_certificate(&der).map_err(anyhow::Error::msg)?;
+        crate::datafiles::write_private(
+            &self.file(PUBLIC_KEY_FILE),
+            &crate::tls::ed25519_spki(&key),
+        )?;
+        std::fs::remove_file(&cert).with_context(|| format!("removing {LEGACY_CERT_FILE}"))?;
+        tracing::info!(
+            "{LEGACY_CERT_FILE} replaced by {PUBLIC_KEY_FILE}: the vendor now presents its key as a raw public key (RFC 7250)"
+        );
+        Ok(())
+    }
+
     /// The vendor's signing key: the token `[pkcs11]` names (PIN read from its source), or
-    /// `vendor-key.pem`. Either must be the key in the certificate (what counters pin). Blocks
+    /// `vendor-key.pem`. Either must be the key in [`PUBLIC_KEY_FILE`] (what counters pin). Blocks
     /// (a token's login): call it off async runtime threads.
     pub fn open_signer(&self, files: &VendorFiles) -> anyhow::Result<Arc<dyn Signer>> {
         let signer: Arc<dyn Signer> = match &files.config.pkcs11 {
             Some(p) => {
                 if identity::parse_fingerprint(&p.fingerprint)? != files.public_key {
                     bail!(
-                        "[pkcs11] fingerprint in {CONFIG_FILE} is not the key in {CERT_FILE}; the data directory is inconsistent"
+                        "[pkcs11] fingerprint in {CONFIG_FILE} is not the key in {PUBLIC_KEY_FILE}; the data directory is inconsistent"
                     );
                 }
                 if self.file(KEY_FILE).exists() {
@@ -781,14 +812,14 @@ impl DataDir {
         };
         if signer.public_key() != files.public_key.to_bytes() {
             bail!(
-                "{CERT_FILE} does not carry the vendor's signing key; the data directory is inconsistent"
+                "{PUBLIC_KEY_FILE} does not carry the vendor's signing key; the data directory is inconsistent"
             );
         }
         Ok(signer)
     }
 
     /// The fingerprint counters pin, read from where the key is (the token, or the key file —
-    /// rewritten in the standard form if it is an older one), checked against the certificate.
+    /// rewritten in the standard form if it is an older one), checked against [`PUBLIC_KEY_FILE`].
     pub fn fingerprint(&self) -> anyhow::Result<String> {
         let files = self.load()?;
         let cert = identity::fingerprint(&files.public_key);
@@ -805,7 +836,7 @@ impl DataDir {
             ),
         };
         if key != cert {
-            bail!("{place} holds key {key}, but {CERT_FILE} carries {cert}");
+            bail!("{place} holds key {key}, but {PUBLIC_KEY_FILE} carries {cert}");
         }
         Ok(key)
     }
@@ -834,7 +865,8 @@ impl DataDir {
         crate::datafiles::private_dir(&self.path)?;
         let mut files = vec![
             self.file(KEY_FILE),
-            self.file(CERT_FILE),
+            self.file(PUBLIC_KEY_FILE),
+            self.file(LEGACY_CERT_FILE),
             self.file(CONFIG_FILE),
             self.file(crate::datafiles::LOCK_FILE),
         ];
@@ -910,11 +942,32 @@ mod tests {
         d.init().unwrap();
         check(&d);
         std::fs::set_permissions(&d.path, std::fs::Permissions::from_mode(0o755)).unwrap();
-        for name in [DB_FILE, LEDGER_FILE, CONFIG_FILE, CERT_FILE] {
+        for name in [DB_FILE, LEDGER_FILE, CONFIG_FILE, PUBLIC_KEY_FILE] {
             std::fs::set_permissions(d.file(name), std::fs::Permissions::from_mode(0o644)).unwrap();
         }
         d.load().unwrap();
         check(&d);
+    }
+
+    #[test]
+    fn an_older_directorys_certificate_becomes_the_public_key_file() {
+        let t = tempfile::tempdir().unwrap();
+        let d = DataDir::new(t.path().join("v"));
+        let fingerprint = d.init().unwrap();
+        let spki = std::fs::read(d.file(PUBLIC_KEY_FILE)).unwrap();
+        // An X.509 certificate holds the SubjectPublicKeyInfo among its other fields.
+        let mut cert = vec![
+            0x30, 0x82, 0x01, 0x10, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70,
+        ];
+        cert.extend_from_slice(&spki);
+        cert.extend_from_slice(&[0xa3, 0x10, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70]);
+        std::fs::write(d.file(LEGACY_CERT_FILE), &cert).unwrap();
+        std::fs::remove_file(d.file(PUBLIC_KEY_FILE)).unwrap();
+        let files = d.load().unwrap();
+        assert_eq!(hex::encode(files.public_key.to_bytes()), fingerprint);
+        assert_eq!(std::fs::read(d.file(PUBLIC_KEY_FILE)).unwrap(), spki);
+        assert!(!d.file(LEGACY_CERT_FILE).exists());
+        assert_eq!(d.fingerprint().unwrap(), fingerprint);
     }
 
     #[test]

@@ -27,10 +27,9 @@ pub fn ledger_open_request(directory_account: u64) -> RequestId {
     let mut h = Sha256::new();
     h.update(b"frank directory account");
     h.update(directory_account.to_be_bytes());
-    let d = h.finalize();
-    let mut b = [0u8; 16];
-    b.copy_from_slice(&d[..16]);
-    RequestId::from_bytes(b)
+    let d: [u8; 32] = h.finalize().into();
+    let (b, _) = d.split_first_chunk::<16>().unwrap_or((&[0; 16], &[]));
+    RequestId::from_bytes(*b)
 }
 
 /// Opens (or finds again) the ledger account of a directory account.
@@ -75,8 +74,11 @@ pub fn check_money_request(
     amount_cents: u64,
     destination: &str,
 ) -> Result<RequestId, ErrorBody> {
-    let mut request_id = [0u8; 16];
-    request_id.copy_from_slice(request.request_id());
+    // The decoder checked the length (`wire::field_len`); a wrong one is refused, never a panic.
+    let request_id: [u8; 16] = request
+        .request_id()
+        .try_into()
+        .map_err(|_| ErrorBody::malformed(format!("{operation}.request_id must be 16 bytes")))?;
     MacInput {
         operation,
         request_id,

@@ -276,7 +276,7 @@ impl VendorServer {
         } else {
             None
         };
-        let mut server_config = crate::tls::server_config(files.cert_der.clone(), signer.clone())?;
+        let mut server_config = crate::tls::server_config(signer.clone())?;
         server_config.transport_config(Arc::new(server_transport_config(&files.config)));
         let endpoint = quinn::Endpoint::server(server_config, listen)
             .with_context(|| format!("listening on {listen}"))?;

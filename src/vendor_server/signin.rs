@@ -33,12 +33,19 @@ use std::time::{Duration, Instant};
 use subtle::ConstantTimeEq;
 
 pub(super) async fn enroll(state: &Arc<ConnState>, r: wire::Enroll) -> Result<Vec<u8>, ErrorBody> {
-    let mut device_key = [0u8; 32];
-    device_key.copy_from_slice(&r.device_key);
+    // The decoder checked both lengths (`wire::field_len`); a wrong one is refused, never a panic.
+    let device_key: [u8; 32] = r
+        .device_key
+        .as_slice()
+        .try_into()
+        .map_err(|_| ErrorBody::malformed("enroll.device_key must be 32 bytes"))?;
     VerifyingKey::from_bytes(&device_key)
         .map_err(|_| ErrorBody::malformed("enroll.device_key is not an Ed25519 public key"))?;
-    let mut challenge = [0u8; 8];
-    challenge.copy_from_slice(&r.challenge);
+    let challenge: [u8; 8] = r
+        .challenge
+        .as_slice()
+        .try_into()
+        .map_err(|_| ErrorBody::malformed("enroll.challenge must be 8 bytes"))?;
     let name = r.name.clone();
     let outcome = state
         .shared
@@ -580,8 +587,11 @@ pub(super) fn clock_check(
     r: wire::ClockCheck,
 ) -> Result<Vec<u8>, ErrorBody> {
     let active = require_session(state)?;
-    let mut request_id = [0u8; 16];
-    request_id.copy_from_slice(&r.request_id);
+    let request_id: [u8; 16] = r
+        .request_id
+        .as_slice()
+        .try_into()
+        .map_err(|_| ErrorBody::malformed("clock_check.request_id must be 16 bytes"))?;
     let input = MacInput {
         operation: "clock_check",
         request_id,

@@ -89,7 +89,7 @@ pub fn fleet_code(d: &mut Directory, account: u64) -> String {
     .code
 }
 
-/// Copies a vendor data directory (key, certificate, vendor.toml) for a second front on the
+/// Copies a vendor data directory (key, public key file, vendor.toml) for a second front on the
 /// same database, without its `lock` (one front's own); the copy is 0700 like the original.
 pub fn copy_data_dir(from: &std::path::Path, to: &std::path::Path) {
     std::fs::create_dir_all(to).unwrap();
