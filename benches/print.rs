@@ -13,6 +13,14 @@
 //! paper_ledger_mismatches over all three (a decodable indicium the outcome calls not on paper,
 //! or an indicium counted on paper that no PNG holds; goal 0). A clean void: the indicium ends
 //! Cleared and no PNG holds it (for the top band also NotSent: stopped before its FF).
+//!
+//! ZPL (issue 18), the same 4 × 6 in label on the virtual Zebra (`zebra-virtual`, 152 mm/s)
+//! at 9600 baud, the Zebras' serial default: zpl_label_bytes (native `^BX`; goal ≤ 2048),
+//! zpl_time_vs_limit_ratio (first byte to `^XZ` accepted against the line's own time for the
+//! job's bytes; goal ≤ 1.1), zpl_clean_void_pct (lapses at uniform random moments between the
+//! first byte and `^XZ` that end with the indicium off paper, no label in the PNGs; goal 100)
+//! and zpl_commit_ms (from `^XZ` accepted to the printer reporting by `~HS` that it holds no
+//! format — the label printed — median).
 
 use std::time::{Duration, Instant};
 
@@ -295,6 +303,96 @@ fn clean_void_trials(
     st
 }
 
+/// ZPL figures: (first byte → `^XZ` accepted, `^XZ` accepted → Completed) for one print.
+fn zpl_print(p: &Profile, job: &Job) -> (Duration, Duration) {
+    let emu = Emulator::spawn(p, EmulatorOptions::default()).expect("emulator");
+    let port = PrinterPort::open(emu.device_path(), p, None).expect("open");
+    let (_tx, link) = watch::channel(LinkState::Up);
+    let t0 = Instant::now();
+    let (h, progress) = spawn_job(
+        port,
+        job.clone(),
+        link,
+        StreamConfig::default(),
+        Box::new(NoMilestones),
+    );
+    while progress.borrow().bytes_sent < job.bytes.len() && !h.is_finished() {
+        std::thread::sleep(Duration::from_micros(100));
+    }
+    let sent = t0.elapsed();
+    let (_, outcome) = h.join().expect("streamer thread");
+    let done = t0.elapsed();
+    assert!(
+        matches!(
+            outcome,
+            JobOutcome::Completed {
+                indicium: IndiciumPaper::Printed,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+    assert_eq!(emu.jobs().len(), 1);
+    (sent, done - sent)
+}
+
+/// ZPL lapses at uniform moments in [0, `xz_at`): (lapses before `^XZ`, of them clean voids,
+/// lapses that landed after `^XZ`, paper/outcome mismatches).
+fn zpl_void_trials(
+    p: &Profile,
+    job: &Job,
+    payload: &[u8],
+    xz_at: Duration,
+    trials: usize,
+    rng: &mut Lcg,
+) -> (usize, usize, usize, usize) {
+    let (mut before, mut clean, mut after, mut mismatches) = (0, 0, 0, 0);
+    for _ in 0..trials {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let emu = Emulator::spawn(
+            p,
+            EmulatorOptions {
+                out_dir: Some(dir.path().to_path_buf()),
+                ..EmulatorOptions::default()
+            },
+        )
+        .expect("emulator");
+        let port = PrinterPort::open(emu.device_path(), p, None).expect("open");
+        let (tx, link) = watch::channel(LinkState::Up);
+        let at = xz_at.mul_f64((rng.next() % 10_000) as f64 / 10_000.0);
+        let t0 = Instant::now();
+        let (h, _) = spawn_job(
+            port,
+            job.clone(),
+            link,
+            StreamConfig::default(),
+            Box::new(NoMilestones),
+        );
+        while t0.elapsed() < at && !h.is_finished() {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        tx.send_replace(LinkState::Lapsed);
+        let (_, outcome) = h.join().expect("streamer thread");
+        // Anything the printer would print has had a label's time to do so.
+        std::thread::sleep(Duration::from_millis(1500));
+        let on_png = png_holds(&emu, payload);
+        let paper = outcome.indicium().on_paper();
+        if outcome.bytes_sent() < job.bytes.len() {
+            before += 1;
+            if !paper && !on_png {
+                clean += 1;
+            }
+        } else {
+            after += 1;
+        }
+        if on_png != paper {
+            mismatches += 1;
+            eprintln!("zpl mismatch: lapse at {at:?}: {outcome:?}, PNG holds indicium: {on_png}");
+        }
+    }
+    (before, clean, after, mismatches)
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let mut p = shipped("virtual").expect("virtual profile");
@@ -405,8 +503,57 @@ fn main() {
         "{trials} lapses: stop p50 {:.1} ms, p99 {p99:.1} ms, max {after_max} bytes after",
         stops[stops.len() / 2]
     );
+    // ZPL: the same label on the virtual Zebra at its serial default.
+    let mut z = shipped("zebra-virtual").expect("zebra-virtual profile");
+    z.serial.baud = 9600;
+    let zjob = compile(&postage_label(), &z, 256).expect("ZPL label");
+    assert!(zjob.indicium_native);
+    let runs = if quick { 3 } else { 7 };
+    let mut sends = Vec::new();
+    let mut commits = Vec::new();
+    for _ in 0..runs {
+        let (sent, commit) = zpl_print(&z, &zjob);
+        sends.push(sent.as_secs_f64());
+        commits.push(commit.as_secs_f64() * 1000.0);
+    }
+    sends.sort_by(f64::total_cmp);
+    commits.sort_by(f64::total_cmp);
+    let zpl_limit = zjob.bytes.len() as f64 * 10.0 / 9600.0;
+    let zpl_ratio = sends[sends.len() / 2] / zpl_limit;
+    let zpl_commit_ms = commits[commits.len() / 2];
+    eprintln!(
+        "ZPL label {} bytes: ^XZ accepted after {:.3} s (line {:.3} s), printed {:.0} ms later",
+        zjob.bytes.len(),
+        sends[sends.len() / 2],
+        zpl_limit,
+        zpl_commit_ms
+    );
+    let zpl_trials = if quick { 12 } else { 40 };
+    let (z_before, z_clean, z_after, z_mismatch) = zpl_void_trials(
+        &z,
+        &zjob,
+        &payload,
+        Duration::from_secs_f64(sends[0]),
+        zpl_trials,
+        &mut rng,
+    );
+    eprintln!(
+        "ZPL: {z_clean} of {z_before} lapses before ^XZ were clean voids; {z_after} landed after ^XZ; {z_mismatch} mismatches"
+    );
+    let zpl_clean_void_pct = 100.0 * z_clean as f64 / z_before.max(1) as f64;
+    let zpl_fields = format!(
+        "\"zpl_label_bytes\":{},\"zpl_time_vs_limit_ratio\":{:.4},\"zpl_clean_void_pct\":{:.1},\"zpl_commit_ms\":{:.0},\"zpl_void_trials_before_xz\":{},\"zpl_lapses_after_xz\":{},\"zpl_paper_ledger_mismatches\":{},\"zpl_baud\":9600,\"zpl_speed_mm_per_s\":{}",
+        zjob.bytes.len(),
+        zpl_ratio,
+        zpl_clean_void_pct,
+        zpl_commit_ms,
+        z_before,
+        z_after,
+        z_mismatch,
+        z.engine_speed_mm_per_s
+    );
     println!(
-        "{{\"native_label_bytes\":{},\"raster_label_bytes\":{},\"time_vs_limit_ratio\":{:.4},\"lapse_stop_p99_ms\":{:.2},\"bytes_after_lapse_max\":{},\"lapse_trials\":{},\"clean_void_pct\":{:.1},\"clean_void_pct_before\":{:.1},\"clean_void_pct_top_band\":{:.1},\"paper_ledger_mismatches\":{},\"clean_void_trials\":{},\"baud\":{},\"quick\":{}}}",
+        "{{\"native_label_bytes\":{},\"raster_label_bytes\":{},\"time_vs_limit_ratio\":{:.4},\"lapse_stop_p99_ms\":{:.2},\"bytes_after_lapse_max\":{},\"lapse_trials\":{},\"clean_void_pct\":{:.1},\"clean_void_pct_before\":{:.1},\"clean_void_pct_top_band\":{:.1},\"paper_ledger_mismatches\":{},\"clean_void_trials\":{},\"baud\":{},\"quick\":{},{}}}",
         native.bytes.len(),
         raster.bytes.len(),
         ratio,
@@ -419,6 +566,7 @@ fn main() {
         mismatches,
         void_trials,
         BAUD,
-        quick
+        quick,
+        zpl_fields
     );
 }

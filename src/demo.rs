@@ -33,6 +33,18 @@ pub struct DemoOptions {
     pub headless: bool,
     /// Where labels are saved (default: a new folder in the temp dir, kept after the demo).
     pub labels_dir: Option<std::path::PathBuf>,
+    /// The virtual printer's profile (a shipped id or a file): `virtual` (ESC/POS) or
+    /// `zebra-virtual` (ZPL) — [`printer_profile_for`].
+    pub printer_profile: String,
+}
+
+/// The demo's virtual printer profile for `--printer-language`: `zpl` → `zebra-virtual`,
+/// anything else → `virtual` (ESC/POS).
+pub fn printer_profile_for(language: &str) -> &'static str {
+    match language {
+        "zpl" => "zebra-virtual",
+        _ => "virtual",
+    }
 }
 
 pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
@@ -62,7 +74,7 @@ async fn run_tui(opts: DemoOptions) -> anyhow::Result<()> {
         proxy,
         ..
     } = start_vendor(tmp.path()).await?;
-    let profile = crate::printer::profile::shipped("virtual")?;
+    let profile = crate::printer::cli::load_profile(&opts.printer_profile)?;
     let printer = Emulator::spawn(
         &profile,
         EmulatorOptions {

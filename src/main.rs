@@ -118,6 +118,12 @@ struct DemoArgs {
     /// Where printed labels are saved as PNGs (default: a new folder in the temp dir).
     #[arg(long, value_name = "DIR")]
     labels: Option<PathBuf>,
+    /// The virtual printer's language: escpos (the `virtual` profile) or zpl (`zebra-virtual`).
+    #[arg(long, value_name = "LANGUAGE", default_value = "escpos", value_parser = ["escpos", "zpl"])]
+    printer_language: String,
+    /// The virtual printer's profile by name (overrides --printer-language).
+    #[arg(long, value_name = "PROFILE")]
+    printer_profile: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -403,6 +409,9 @@ fn main() -> anyhow::Result<()> {
                 faults: !a.no_faults,
                 headless: a.headless,
                 labels_dir: a.labels,
+                printer_profile: a.printer_profile.unwrap_or_else(|| {
+                    frank::demo::printer_profile_for(&a.printer_language).to_string()
+                }),
             }))
         }
         Command::Vendor(cmd) => {

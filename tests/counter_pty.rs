@@ -236,6 +236,60 @@ async fn a_link_cut_mid_print_voids_the_label_and_restores_the_balance() {
     assert!(stats.clears >= 1, "{stats:?}");
 }
 
+/// Issue 18: the counter with a ZPL printer (the virtual Zebra): buy, print, the PNG decodes
+/// and verifies, the money matches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buy_print_and_verify_on_a_zpl_printer() {
+    let mut r = rig(Some(
+        "inherits = \"zebra-virtual\"\nname = \"ZPL test printer\"\n",
+    ))
+    .await;
+    postage_to_review(&mut r.screen);
+    r.screen.send("\r");
+    let done = r.screen.wait("the outcome", |t| {
+        t.contains("charged.") || t.contains("returned to balance") || t.contains("Not issued")
+    });
+    assert!(done.contains("charged"), "{done}");
+    let ind = printed_indicium(r.labels.path(), &r.vendor.key);
+    assert_eq!(
+        ind.body.amount.get() + balance_cents(&r.watcher),
+        FUNDS_CENTS
+    );
+    let stats = r.printer.stats();
+    assert!(stats.status_queries >= 1, "~HS asked: {stats:?}");
+    drop(r.printer);
+}
+
+/// Issue 18: a link cut before the ZPL format's `^XZ` went out: nothing prints, the label is
+/// voided and the balance comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_cut_before_the_xz_voids_the_zpl_label() {
+    // 2400 baud: the ~1.3 KB format takes over 5 s on the line.
+    let mut r = rig(Some(
+        "inherits = \"zebra-virtual\"\nname = \"Slow ZPL test printer\"\n[serial]\nbaud = 2400\n[buffer]\nthroughput_bytes_per_s = 240\n",
+    ))
+    .await;
+    postage_to_review(&mut r.screen);
+    r.screen.send("\r");
+    r.screen.wait("printing under way", |t| {
+        gauge_percent(t).is_some_and(|p| (10..70).contains(&p))
+    });
+    r.proxy.handle.cut();
+    r.screen.wait_for("voiding it");
+    r.proxy.handle.heal();
+    let shown = r.screen.wait_for("label voided");
+    assert!(shown.contains("returned to balance"), "{shown}");
+    let deadline = Instant::now() + LONG;
+    while balance_cents(&r.watcher) != FUNDS_CENTS {
+        assert!(Instant::now() < deadline, "balance not restored");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // ~JA went out and no label printed.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(r.printer.stats().clears >= 2, "{:?}", r.printer.stats());
+    assert!(r.printer.jobs().is_empty());
+}
+
 const F3: &str = "\x1bOR";
 const F4: &str = "\x1bOS";
 

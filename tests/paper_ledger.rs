@@ -99,9 +99,9 @@ fn block<T>(f: impl std::future::Future<Output = T>) -> T {
 
 /// The virtual printer at label speed: a 4 × 6 in label takes a few seconds to print, so
 /// faults land while bytes stream and while the engine drains its buffer.
-fn printer_profile(home: &Path) -> (frank::printer::profile::Profile, String) {
-    let base = frank::printer::profile::shipped_source("virtual").unwrap();
-    let text: String = base
+fn printer_profile(home: &Path, base_id: &str) -> (frank::printer::profile::Profile, String) {
+    let base = frank::printer::profile::shipped_source(base_id).unwrap();
+    let mut text: String = base
         .lines()
         .map(|l| {
             if l.starts_with("name") {
@@ -114,6 +114,10 @@ fn printer_profile(home: &Path) -> (frank::printer::profile::Profile, String) {
         })
         .collect::<Vec<_>>()
         .join("\n");
+    if !text.contains("speed_mm_per_s") {
+        // A profile that inherits its engine (zebra-virtual): slow it down here.
+        text.push_str("\n[engine]\nspeed_mm_per_s = 40\n");
+    }
     let path = home.join("paper-printer.toml");
     std::fs::write(&path, text).unwrap();
     (
@@ -135,6 +139,12 @@ struct Rig {
 }
 
 async fn rig(vendor_toml: &str) -> Rig {
+    rig_on(vendor_toml, "virtual").await
+}
+
+/// [`rig`] with the virtual printer of profile `base_id` (`virtual`: ESC/POS, `zebra-virtual`:
+/// ZPL).
+async fn rig_on(vendor_toml: &str, base_id: &str) -> Rig {
     let vendor = vendor_proc(vendor_toml).await;
     let proxy = FaultProxy::start("127.0.0.1:0".parse().unwrap(), vendor.addr)
         .await
@@ -142,7 +152,7 @@ async fn rig(vendor_toml: &str) -> Rig {
     let (watcher, watcher_link) = watcher(&vendor).await;
     let home = tempfile::tempdir().unwrap();
     let labels = tempfile::tempdir().unwrap();
-    let (profile, profile_arg) = printer_profile(home.path());
+    let (profile, profile_arg) = printer_profile(home.path(), base_id);
     let printer = Emulator::spawn(
         &profile,
         EmulatorOptions {
@@ -299,8 +309,8 @@ struct Tally {
     refund_requested: usize,
 }
 
-async fn run_trials(trials: usize, seed: u64) -> Tally {
-    let mut r = rig("").await;
+async fn run_trials(trials: usize, seed: u64, base_id: &str) -> Tally {
+    let mut r = rig_on("", base_id).await;
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut kinds = Vec::new();
     for n in 0..trials {
@@ -465,9 +475,31 @@ async fn the_paper_matches_the_ledger_under_random_faults() {
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(rand::random);
     eprintln!("seed {seed}");
-    let t = run_trials(trials, seed).await;
+    let t = run_trials(trials, seed, "virtual").await;
     println!(
         "trials={} mismatches={} unsettled={} clean_voids={} refund_requested={}",
+        t.trials, t.mismatches, t.unsettled, t.clean_voids, t.refund_requested
+    );
+    assert_eq!(t.mismatches, 0, "seed {seed}: {t:?}");
+    assert_eq!(t.unsettled, 0, "seed {seed}: {t:?}");
+}
+
+/// The same trials with a ZPL printer (issue 18): a label is on paper exactly when its `^XZ`
+/// went out; the vendor's ledger must say the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_paper_matches_the_ledger_under_random_faults_on_zpl() {
+    let trials: usize = std::env::var("FRANK_PAPER_TRIALS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8);
+    let seed: u64 = std::env::var("FRANK_PAPER_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(rand::random);
+    eprintln!("seed {seed}");
+    let t = run_trials(trials, seed, "zebra-virtual").await;
+    println!(
+        "zpl trials={} mismatches={} unsettled={} clean_voids={} refund_requested={}",
         t.trials, t.mismatches, t.unsettled, t.clean_voids, t.refund_requested
     );
     assert_eq!(t.mismatches, 0, "seed {seed}: {t:?}");

@@ -51,3 +51,32 @@ fn probe_of_a_silent_device_says_what_to_check() {
     let err = probe(emu.device_path(), &p, Some(9600)).unwrap_err();
     assert!(err.to_string().contains("cable"), "{err}");
 }
+
+#[test]
+fn probe_recognises_a_zpl_printer_and_drafts_a_zpl_profile() {
+    let mut p = shipped("zebra-virtual").unwrap();
+    p.serial.baud = 921_600;
+    let emu = Emulator::spawn(&p, EmulatorOptions::default()).unwrap();
+    let like = shipped("generic-80mm").unwrap();
+    let r = probe(emu.device_path(), &like, None).unwrap();
+    assert_eq!(r.language, frank::printer::profile::Language::Zpl);
+    let hs = r.host_status.unwrap();
+    assert!(hs.fault().is_none() && hs.holds_nothing());
+    let draft = Profile::from_toml("draft", &r.draft_toml).unwrap();
+    assert_eq!(draft.language, frank::printer::profile::Language::Zpl);
+    assert_eq!(draft.serial.baud, r.baud);
+    assert_eq!(draft.media_width_px, like.media_width_px);
+    // The ZPL calibration label printed, its ^BX test symbol drawn.
+    let t0 = std::time::Instant::now();
+    while emu.jobs().is_empty() {
+        assert!(t0.elapsed().as_secs() < 10, "no calibration label");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let page = &emu.jobs()[0];
+    assert_eq!(page.data_matrix, vec![b"FRANK DM ZPL".to_vec()]);
+    assert!(
+        page.text
+            .iter()
+            .any(|t| t == "FRANK PRINTER CALIBRATION (ZPL)")
+    );
+}

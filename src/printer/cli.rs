@@ -9,7 +9,7 @@ use clap::Subcommand;
 use super::emulator::{Emulator, EmulatorOptions};
 use super::import::import_capabilities;
 use super::probe::probe;
-use super::profile::{Profile, ProfileError, RawProfile, shipped, shipped_ids, shipped_source};
+use super::profile::{Profile, ProfileError, RawProfile, all_shipped_ids, shipped, shipped_source};
 
 #[derive(Debug, Subcommand)]
 pub enum PrinterCommand {
@@ -85,6 +85,19 @@ pub fn run(cmd: PrinterCommand) -> anyhow::Result<()> {
             let like = load_profile(&like)?;
             let r = probe(&port, &like, baud)?;
             println!("baud: {}", r.baud);
+            if let Some(h) = r.host_status {
+                println!(
+                    "language: ZPL (answers ~HS: paper out {}, head open {}, paused {}, formats held {}, label length {} dots)",
+                    h.paper_out, h.head_up, h.paused, h.formats_in_buffer, h.label_length_dots
+                );
+                std::fs::write(&out, &r.draft_toml)
+                    .with_context(|| format!("writing the draft profile to {}", out.display()))?;
+                println!(
+                    "calibration label printed; draft ZPL profile written to {} — check it against the label",
+                    out.display()
+                );
+                return Ok(());
+            }
             for (i, s) in r.status_replies.iter().enumerate() {
                 match s {
                     Some(b) => println!("DLE EOT {}: answers 0x{b:02x}", i + 1),
@@ -147,7 +160,7 @@ pub fn load_profile(name: &str) -> anyhow::Result<Profile> {
     }
     bail!(
         "no profile {name:?}: not a shipped id ({}) nor a file",
-        shipped_ids().collect::<Vec<_>>().join(", ")
+        all_shipped_ids().collect::<Vec<_>>().join(", ")
     )
 }
 
@@ -174,7 +187,7 @@ pub fn load_file(path: &Path) -> Result<Profile, ProfileError> {
 fn profiles(cmd: ProfilesCommand) -> anyhow::Result<()> {
     match cmd {
         ProfilesCommand::List => {
-            for id in shipped_ids() {
+            for id in all_shipped_ids() {
                 let p = shipped(id)?;
                 println!(
                     "{id:<20} {:<24} {} px @ {} dpi, {} baud",

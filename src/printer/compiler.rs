@@ -17,7 +17,7 @@ use escpos::printer::Printer;
 use escpos::utils::{JustifyMode, Protocol};
 
 use super::bitmap::Bitmap;
-use super::profile::{ClearBuffer, CutCommand, LabelCommands, Profile};
+use super::profile::{ClearBuffer, CutCommand, LabelCommands, Language, Profile};
 
 /// Default largest chunk the streamer writes between link checks.
 pub const CHUNK_BYTES_MAX_DEFAULT: usize = 256;
@@ -488,6 +488,9 @@ pub fn compile_with(
     profile: &Profile,
     opts: &CompileOptions,
 ) -> Result<Job, CompileError> {
+    if profile.language == Language::Zpl {
+        return super::zpl::compiler::compile(label, profile, opts);
+    }
     if opts.chunk_bytes_max < CHUNK_BYTES_MIN {
         return Err(CompileError::ChunkTooSmall(opts.chunk_bytes_max));
     }
@@ -727,17 +730,7 @@ fn text_run(
             profile: profile.name.clone(),
         }
     })?;
-    let limit = (columns / usize::from(t.width_mul)).min(TEXT_LINE_CHARS_MAX);
-    let chars = t.text.chars().count();
-    if chars > limit {
-        return Err(CompileError::LineTooLong {
-            line,
-            chars,
-            limit,
-            width_mul: t.width_mul,
-            profile: profile.name.clone(),
-        });
-    }
+    check_line_length(profile, t, line, columns)?;
     let align = if standard { t.align } else { Align::Left };
     if align != Align::Left {
         e.esc(|p| p.justify(justify(align)))?;
@@ -990,6 +983,29 @@ pub fn raster_command(bmp: &Bitmap, mode: u8) -> Vec<u8> {
     ]);
     cmd.extend_from_slice(bmp.rows());
     cmd
+}
+
+/// A line longer than `columns` (font 0's [`text_columns`], or the room beside a symbol;
+/// divided by its width multiplier, at most [`TEXT_LINE_CHARS_MAX`]) is refused, the same on
+/// every printer language.
+pub(crate) fn check_line_length(
+    profile: &Profile,
+    t: &TextLine,
+    line: usize,
+    columns: usize,
+) -> Result<(), CompileError> {
+    let limit = (columns / usize::from(t.width_mul)).min(TEXT_LINE_CHARS_MAX);
+    let chars = t.text.chars().count();
+    if chars > limit {
+        return Err(CompileError::LineTooLong {
+            line,
+            chars,
+            limit,
+            width_mul: t.width_mul,
+            profile: profile.name.clone(),
+        });
+    }
+    Ok(())
 }
 
 /// What [`emit_indicium`] wrote.
@@ -1408,7 +1424,7 @@ pub fn void_label(profile: &Profile, label: &Label) -> Vec<u8> {
 
 /// Split into chunks of at most `max` bytes, ending at command boundaries when one fits and
 /// never crossing an offset in `edges`.
-fn chunk(bytes: &[u8], boundaries: &[usize], edges: &[usize], max: usize) -> Vec<Chunk> {
+pub(crate) fn chunk(bytes: &[u8], boundaries: &[usize], edges: &[usize], max: usize) -> Vec<Chunk> {
     let mut out = Vec::new();
     let mut start = 0;
     while start < bytes.len() {

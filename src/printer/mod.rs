@@ -15,6 +15,8 @@
 //! - [`streamer`]: writes a job to a serial port under the link guard; pacing, status, abort,
 //!   process IDs (a job is done when the printer says it printed), milestones, resync.
 //! - [`probe`]: the technician's probe (baud, status, calibration page, throughput, draft).
+//! - [`zpl`]: Zebra ZPL II — the sans-I/O compiler (one `^XA … ^XZ` format per label), the
+//!   `~HS` status reader, field-data escaping; chosen by the profile's `language`.
 //! - [`cli`]: `frank printer ...`.
 //!
 //! Invariant: the streamer never writes a job byte while the link guard does not allow printing.
@@ -31,3 +33,4 @@ pub mod realtime;
 pub mod replies;
 pub mod streamer;
 pub mod textjob;
+pub mod zpl;

@@ -13,9 +13,11 @@ use super::bitmap::Bitmap;
 use super::compiler::{
     CLEAR_BUFFERS, CLEAR_BUFFERS_REPLY, INIT, RESYNC_PROCESS_ID, cut_bytes, data_matrix_native,
 };
-use super::profile::{ClearBuffer, FlowControl, Profile};
+use super::profile::{ClearBuffer, FlowControl, Language, Profile};
 use super::replies::{Reply, ReplyReader};
 use super::streamer::{OpenError, PrinterPort};
+use super::zpl::HostStatus;
+use super::zpl::probe as zpl_probe;
 
 /// Baud rates tried, most common first.
 pub const PROBE_BAUDS: &[u32] = &[9600, 38400, 115200, 19200, 57600];
@@ -39,6 +41,10 @@ pub struct ProbeReport {
     /// A `GS ( H` fn 48 process ID came back (`[status] process_id`).
     pub process_id_answered: bool,
     pub throughput_bytes_per_s: Option<u32>,
+    /// The printer's language: ESC/POS (it answered `DLE EOT`) or ZPL (it answered `~HS`).
+    pub language: Language,
+    /// ZPL: its `~HS` answer.
+    pub host_status: Option<HostStatus>,
     /// The draft profile (TOML).
     pub draft_toml: String,
 }
@@ -49,7 +55,7 @@ pub enum ProbeError {
     #[error(transparent)]
     Open(#[from] OpenError),
     #[error(
-        "no answer to DLE EOT at any of {tried:?} baud: check the cable, power, and that the printer is in ESC/POS mode"
+        "no answer to DLE EOT (ESC/POS) or ~HS (ZPL) at any of {tried:?} baud: check the cable, power, and the printer's language setting"
     )]
     NoAnswer { tried: Vec<u32> },
     #[error("printer stopped answering during the probe ({0})")]
@@ -68,6 +74,26 @@ pub fn probe(path: &Path, like: &Profile, baud: Option<u32>) -> Result<ProbeRepo
         if query(&mut port, 1).is_some() {
             found = Some((b, port));
             break;
+        }
+        // No ESC/POS status: a ZPL printer answers `~HS` (docs/PRINTING.md §ZPL).
+        let timeout = Duration::from_millis(PROBE_REPLY_TIMEOUT_MS);
+        if let Some(status) = zpl_probe::host_status(&mut port, timeout) {
+            let (_, fault) =
+                port.write_counted(&zpl_probe::calibration_format(like), Duration::from_secs(5));
+            if let Some(f) = fault {
+                return Err(ProbeError::Lost(f.to_string()));
+            }
+            let draft = zpl_probe::draft(like, b, &status);
+            return Ok(ProbeReport {
+                baud: b,
+                status_replies: [None; 4],
+                clear_buffers_confirmed: false,
+                process_id_answered: false,
+                throughput_bytes_per_s: None,
+                language: Language::Zpl,
+                host_status: Some(status),
+                draft_toml: draft.to_toml(),
+            });
         }
     }
     let Some((baud, mut port)) = found else {
@@ -103,6 +129,8 @@ pub fn probe(path: &Path, like: &Profile, baud: Option<u32>) -> Result<ProbeRepo
         clear_buffers_confirmed,
         process_id_answered,
         throughput_bytes_per_s: throughput,
+        language: Language::EscPos,
+        host_status: None,
         draft_toml: draft.to_toml(),
     })
 }

@@ -66,14 +66,60 @@ const SHIPPED: &[(&str, &str)] = &[
     ),
 ];
 
-/// Ids of the shipped profiles, in a stable order.
+/// Shipped ZPL profiles (`language = "zpl"`), by id (docs/PRINTING.md §ZPL).
+const SHIPPED_ZPL: &[(&str, &str)] = &[
+    (
+        "zebra-zd421-203",
+        include_str!("../../printer-profiles/zebra-zd421-203.toml"),
+    ),
+    (
+        "zebra-zd421-300",
+        include_str!("../../printer-profiles/zebra-zd421-300.toml"),
+    ),
+    (
+        "zebra-zd621-203",
+        include_str!("../../printer-profiles/zebra-zd621-203.toml"),
+    ),
+    (
+        "zebra-zd621-300",
+        include_str!("../../printer-profiles/zebra-zd621-300.toml"),
+    ),
+    (
+        "zebra-gk420d",
+        include_str!("../../printer-profiles/zebra-gk420d.toml"),
+    ),
+    (
+        "zebra-generic-2in",
+        include_str!("../../printer-profiles/zebra-generic-2in.toml"),
+    ),
+    (
+        "zebra-virtual",
+        include_str!("../../printer-profiles/zebra-virtual.toml"),
+    ),
+];
+
+/// Ids of the shipped ESC/POS profiles, in a stable order.
 pub fn shipped_ids() -> impl Iterator<Item = &'static str> {
     SHIPPED.iter().map(|(id, _)| *id)
 }
 
+/// Ids of the shipped ZPL profiles, in a stable order.
+pub fn shipped_zpl_ids() -> impl Iterator<Item = &'static str> {
+    SHIPPED_ZPL.iter().map(|(id, _)| *id)
+}
+
+/// Ids of every shipped profile, ESC/POS first.
+pub fn all_shipped_ids() -> impl Iterator<Item = &'static str> {
+    shipped_ids().chain(shipped_zpl_ids())
+}
+
 /// The TOML text of a shipped profile.
 pub fn shipped_source(id: &str) -> Option<&'static str> {
-    SHIPPED.iter().find(|(i, _)| *i == id).map(|(_, s)| *s)
+    SHIPPED
+        .iter()
+        .chain(SHIPPED_ZPL)
+        .find(|(i, _)| *i == id)
+        .map(|(_, s)| *s)
 }
 
 /// Load and validate a shipped profile by id.
@@ -240,6 +286,30 @@ impl Profile {
         let rows = |mm: f64| (mm * f64::from(self.dpi) / 25.4).round() as u32;
         Some((rows(self.label_length_mm?), rows(self.gap_mm).max(1)))
     }
+}
+
+/// The printer's command language (`language`, default `escpos`): it chooses the compiler,
+/// the status reader, the cancel sequence and the emulator; the job book, the streamer's link
+/// checks and pacing, the abort rules and the outcome are shared (docs/PRINTING.md §ZPL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Language {
+    /// Epson ESC/POS (`compiler`, `DLE EOT`, `DLE DC4 fn 8`).
+    #[default]
+    EscPos,
+    /// Zebra ZPL II (`zpl::compiler`, `~HS`, `~JA`): a label prints only once its `^XZ` arrived.
+    Zpl,
+}
+
+/// How a ZPL profile prints the indicium (`zpl.indicium`, default `native`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ZplIndicium {
+    /// `^BX` Data Matrix, ECC 200, drawn by the printer.
+    #[default]
+    Native,
+    /// `^GF` graphic field: Frank's own rendering of the symbol.
+    Graphic,
 }
 
 /// Serial flow control. `DtrDsr` is done by Frank watching DSR itself (serialport lacks it).
@@ -417,6 +487,10 @@ pub struct Profile {
     /// `FF`): a postage label's top band — the indicium with its human-readable block beside it —
     /// is composed there and printed at once (docs/PRINTING.md §Top band). Default false.
     pub page_mode: bool,
+    /// The command language (`language`).
+    pub language: Language,
+    /// ZPL profiles: native `^BX` or a `^GF` graphic for the indicium (`zpl.indicium`).
+    pub zpl_indicium: ZplIndicium,
 }
 
 impl Profile {
@@ -547,6 +621,23 @@ impl Profile {
             )
             .unwrap_or(CutCommand::None);
         let cut_feed_lines = v.uint("cut.feed_lines", false, 0, 255).unwrap_or(3) as u8;
+        let language = v
+            .choice(
+                "language",
+                &[("escpos", Language::EscPos), ("zpl", Language::Zpl)],
+                Some(Language::EscPos),
+            )
+            .unwrap_or_default();
+        let zpl_indicium = v
+            .choice(
+                "zpl.indicium",
+                &[
+                    ("native", ZplIndicium::Native),
+                    ("graphic", ZplIndicium::Graphic),
+                ],
+                Some(ZplIndicium::Native),
+            )
+            .unwrap_or_default();
         let clear_buffer = v
             .choice(
                 "clear_buffer",
@@ -554,7 +645,8 @@ impl Profile {
                     ("dle_dc4", ClearBuffer::DleDc4),
                     ("nul_init", ClearBuffer::NulInit),
                 ],
-                None,
+                // ZPL cancels with `~JA`; the ESC/POS clear does not apply.
+                (language == Language::Zpl).then_some(ClearBuffer::NulInit),
             )
             .unwrap_or(ClearBuffer::NulInit);
         let void_on_abort = v.boolean("void_on_abort", false).unwrap_or(false);
@@ -580,6 +672,7 @@ impl Profile {
                 &native_2d,
                 media_width_px,
                 dpi,
+                language,
             ));
         }
         if !v.errors.is_empty() {
@@ -612,6 +705,8 @@ impl Profile {
             clear_buffer,
             void_on_abort,
             page_mode,
+            language,
+            zpl_indicium,
         })
     }
 
@@ -774,6 +869,18 @@ impl Profile {
             toml::Value::Boolean(self.void_on_abort),
         );
         t.insert("page_mode".into(), toml::Value::Boolean(self.page_mode));
+        if self.language == Language::Zpl {
+            t.insert("language".into(), s("zpl"));
+            let mut z = toml::Table::new();
+            z.insert(
+                "indicium".into(),
+                s(match self.zpl_indicium {
+                    ZplIndicium::Native => "native",
+                    ZplIndicium::Graphic => "graphic",
+                }),
+            );
+            t.insert("zpl".into(), toml::Value::Table(z));
+        }
         // Serialising a table of strings, numbers, booleans and tables cannot fail.
         toml::to_string_pretty(&t).unwrap_or_default()
     }
@@ -793,6 +900,7 @@ fn value_refusals(
     native_2d: &Native2d,
     width_px: u32,
     dpi: u32,
+    language: Language,
 ) -> Vec<FieldError> {
     let mut out = Vec::new();
     let mut refuse = |field: &str, message: String| {
@@ -815,7 +923,11 @@ fn value_refusals(
                 .into(),
         );
     }
-    if !features.bit_image_raster && native_2d.data_matrix_cn.is_none() {
+    // Every ZPL printer has `^GF` graphics and `^BX` Data Matrix (ZPL II Programming Guide).
+    if language == Language::EscPos
+        && !features.bit_image_raster
+        && native_2d.data_matrix_cn.is_none()
+    {
         let message = if features.bit_image_column {
             "prints images only in columns (ESC *): an indicium needs raster images              (features.bitImageRaster, GS v 0) or native Data Matrix (native_2d.data_matrix_cn)"
         } else {
@@ -1076,7 +1188,7 @@ mod tests {
 
     #[test]
     fn every_shipped_profile_validates() {
-        for id in shipped_ids() {
+        for id in all_shipped_ids() {
             let p = shipped(id).unwrap_or_else(|e| panic!("{id}: {e}"));
             assert_eq!(p.id, id);
             assert!(p.media_width_px > 0);
@@ -1223,7 +1335,7 @@ mod tests {
 
     #[test]
     fn toml_round_trip() {
-        for id in shipped_ids() {
+        for id in all_shipped_ids() {
             let p = shipped(id).unwrap();
             let again = Profile::from_toml(id, &p.to_toml()).unwrap();
             assert_eq!(p, again, "{id}");

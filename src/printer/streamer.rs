@@ -26,9 +26,10 @@ use super::compiler::{
     CLEAR_BUFFERS, INIT, Job, PROCESS_ID_COMMAND_BYTES, ProcessId, RESYNC_PROCESS_ID,
     band_height_px, cancel_bytes,
 };
-use super::profile::{ClearBuffer, FlowControl, Parity, Profile};
+use super::profile::{ClearBuffer, FlowControl, Language, Parity, Profile};
 use super::realtime::{Realtime, RealtimeMatcher};
 use super::replies::{Reply, ReplyReader};
+use super::zpl::{self, HostStatus, HostStatusReader};
 use crate::link::LinkState;
 
 /// Streamer limits. Units are in the names.
@@ -452,6 +453,16 @@ impl PrinterPort {
     /// `Ok(false)`: the profile has no real-time status, so nothing is known; `Err`: the fault.
     /// Call only between jobs: replies are read straight off the port.
     pub fn status_now(&mut self, reply_timeout: Duration) -> Result<bool, PrinterFault> {
+        if self.profile.language == Language::Zpl {
+            let (_, fault) = self.write_counted(zpl::HOST_STATUS, reply_timeout);
+            if let Some(f) = fault {
+                return Err(f);
+            }
+            return match self.read_host_status(Instant::now() + reply_timeout)? {
+                Some(h) => h.fault().map_or(Ok(true), Err),
+                None => Err(PrinterFault::StatusTimeout),
+            };
+        }
         if !self.profile.status.dle_eot {
             return Ok(false);
         }
@@ -525,6 +536,22 @@ impl PrinterPort {
                     Reply::ProcessId(id) => self.hear_id(id),
                     _ => {}
                 }
+            }
+        }
+    }
+
+    /// ZPL: the next whole `~HS` answer; `None` at the deadline.
+    fn read_host_status(&mut self, deadline: Instant) -> Result<Option<HostStatus>, PrinterFault> {
+        let mut reader = HostStatusReader::new();
+        let mut got = Vec::new();
+        loop {
+            let bytes = self.read_until(1, deadline)?;
+            if bytes.is_empty() {
+                return Ok(None);
+            }
+            reader.push_all(&bytes, &mut got);
+            if let Some(h) = got.pop() {
+                return Ok(Some(h));
             }
         }
     }
@@ -677,6 +704,9 @@ struct Inbox {
     /// without a query; the run stops at its next pump.
     asb_fault: Option<PrinterFault>,
     garbled_bytes: u64,
+    /// ZPL: `~HS` answers (oldest first, at most [`STATUS_REPLIES_KEPT_MAX`]).
+    host_reader: HostStatusReader,
+    host_statuses: std::collections::VecDeque<HostStatus>,
 }
 
 impl Inbox {
@@ -684,6 +714,18 @@ impl Inbox {
     fn pump(&mut self, port: &mut PrinterPort) -> Result<Vec<ProcessId>, PrinterFault> {
         let mut buf = [0u8; READ_BYTES_MAX];
         let n = port.read_available(&mut buf)?;
+        if port.profile.language == Language::Zpl {
+            // A ZPL printer answers only `~HS`; nothing it sends is a process ID.
+            let mut got = Vec::new();
+            self.host_reader.push_all(&buf[..n], &mut got);
+            for h in got {
+                if self.host_statuses.len() >= STATUS_REPLIES_KEPT_MAX {
+                    self.host_statuses.pop_front();
+                }
+                self.host_statuses.push_back(h);
+            }
+            return Ok(Vec::new());
+        }
         let mut replies = Vec::new();
         self.reader.push_all(&buf[..n], &mut replies);
         let mut ids = Vec::new();
@@ -774,6 +816,16 @@ pub fn stream_job(
         milestone_failed: false,
     };
     run.publish();
+    if profile.language == Language::Zpl
+        && let Some(fault) = run.await_no_label_held()
+    {
+        // Nothing of this job was sent; a label the printer still holds is left alone.
+        return JobOutcome::Faulted {
+            fault,
+            bytes_sent: 0,
+            indicium: IndiciumPaper::NotSent,
+        };
+    }
     let mut since_poll = 0usize;
     for chunk in &job.chunks {
         if let Err(f) = run.pump() {
@@ -786,7 +838,7 @@ pub fn stream_job(
             return run.abort(AbortCause::Link);
         }
         // Status between commands only (docs/PRINTING.md §Printer facts: never inside another command).
-        if profile.status.dle_eot
+        if has_status_query(&profile)
             && since_poll >= cfg.status_poll_interval_bytes
             && job.is_boundary(run.sent)
         {
@@ -807,6 +859,13 @@ pub fn stream_job(
         // (after the pacer's wait, so a counter killed while waiting is known to have sent
         // none of it), and may refuse it.
         if job.indicium_marks_at == Some(chunk.start) {
+            // ZPL: `^XZ` is what prints; a printer out of paper or open would hold the closed
+            // label and print it later, unsupervised. Ask first; a fault cancels the format.
+            if profile.language == Language::Zpl
+                && let Some(fault) = run.poll_status()
+            {
+                return run.fault(fault);
+            }
             if let Err(e) = run.milestones.reached(Milestone::IndiciumSending) {
                 tracing::warn!(error = %e, "milestone observer refused the indicium");
                 return run.abort(AbortCause::Milestone);
@@ -839,6 +898,10 @@ pub fn stream_job(
         {
             run.indicium_pid_sent = true;
         }
+    }
+    if profile.language == Language::Zpl {
+        // The format is closed: it prints whatever the link does now (docs/PRINTING.md §ZPL).
+        return run.await_format();
     }
     // A last status check so a paper-out at the end is not reported as success.
     if profile.status.dle_eot
@@ -923,9 +986,9 @@ impl Run<'_> {
         }
     }
 
-    /// All bytes are out: wait for the end process ID while the printer prints, watching the
-    /// link (a lapse cancels what has not printed) and polling status (paper out mid-print).
-    fn await_end(&mut self, link: &watch::Receiver<LinkState>) -> JobOutcome {
+    /// (now, the deadline for the job to print — drain time + estimated print time × 1.5 +
+    /// `print_reply_timeout_ms` —, the status poll period) once every byte is out.
+    fn print_deadline(&mut self) -> (Instant, Instant, Duration) {
         let now = Instant::now();
         let print_s = f64::from(self.job.paper_rows_estimate)
             / self.port.profile.engine_rows_per_s().max(1.0);
@@ -934,6 +997,13 @@ impl Run<'_> {
             + Duration::from_secs_f64(print_s * 1.5)
             + Duration::from_millis(self.cfg.print_reply_timeout_ms);
         let poll_every = Duration::from_millis(self.cfg.print_status_poll_ms.max(IDLE_POLL_MS));
+        (now, deadline, poll_every)
+    }
+
+    /// All bytes are out: wait for the end process ID while the printer prints, watching the
+    /// link (a lapse cancels what has not printed) and polling status (paper out mid-print).
+    fn await_end(&mut self, link: &watch::Receiver<LinkState>) -> JobOutcome {
+        let (now, deadline, poll_every) = self.print_deadline();
         let mut next_poll = now + poll_every;
         loop {
             if let Err(f) = self.pump() {
@@ -972,6 +1042,20 @@ impl Run<'_> {
         let (Some(r), Some(marks_at)) = (&self.job.indicium, self.job.indicium_marks_at) else {
             return IndiciumPaper::NotSent;
         };
+        if self.port.profile.language == Language::Zpl {
+            // `marks_at` is the format's `^XZ`: before all of it went out the format is not
+            // closed, and an unclosed format never prints (the next job's `~JA` or the
+            // abort's drops it).
+            return if self.sent <= marks_at {
+                IndiciumPaper::NotSent
+            } else if self.sent < r.end {
+                IndiciumPaper::Cleared
+            } else if self.indicium_printed {
+                IndiciumPaper::Printed
+            } else {
+                IndiciumPaper::AssumedPrinted
+            };
+        }
         // Before its printing command nothing of it can be on paper (a native symbol's store).
         if self.sent <= marks_at {
             return IndiciumPaper::NotSent;
@@ -1024,8 +1108,15 @@ impl Run<'_> {
         }
     }
 
-    /// DLE EOT 1, then 2 when offline. `Some(fault)` if the printer is not fit to go on.
+    /// DLE EOT 1, then 2 when offline (ZPL: `~HS`). `Some(fault)` if the printer is not fit
+    /// to go on.
     fn poll_status(&mut self) -> Option<PrinterFault> {
+        if self.port.profile.language == Language::Zpl {
+            return match self.host_status() {
+                Ok(h) => h.fault(),
+                Err(f) => Some(f),
+            };
+        }
         let first = match self.query(1) {
             Ok(r) => r,
             Err(f) => return Some(f),
@@ -1112,6 +1203,9 @@ impl Run<'_> {
     /// printer itself confirmed the clear (37 25 00).
     fn cancel(&mut self) -> Result<(bool, bool), PrinterFault> {
         let profile = self.port.profile.clone();
+        if profile.language == Language::Zpl {
+            return self.cancel_zpl();
+        }
         let timeout = Duration::from_millis(self.cfg.write_timeout_ms);
         self.mark_indicium()?;
         let bytes = cancel_bytes(&profile, self.job, self.sent);
@@ -1296,6 +1390,9 @@ pub fn resync(
     cfg: &StreamConfig,
     mode: ResyncMode,
 ) -> Result<ResyncReport, PrinterFault> {
+    if port.profile.language == Language::Zpl {
+        return resync_zpl(port, cfg, mode);
+    }
     let profile = port.profile.clone();
     let timeout = Duration::from_millis(cfg.write_timeout_ms);
     let line_time = |bytes: usize| {
@@ -1402,6 +1499,179 @@ pub fn resync(
             .filter(|id| *id != RESYNC_PROCESS_ID)
             .collect(),
         settled,
+    })
+}
+
+/// Whether the profile can be asked how it is mid-job: `DLE EOT` (ESC/POS) or `~HS` (ZPL).
+fn has_status_query(profile: &Profile) -> bool {
+    profile.status.dle_eot || profile.language == Language::Zpl
+}
+
+/// ZPL (docs/PRINTING.md §ZPL): `~HS` for status and for "printed", `~JA` to cancel.
+impl Run<'_> {
+    /// Send `~HS` and wait for its three strings (within the drain time plus
+    /// `status_reply_timeout_ms`).
+    fn host_status(&mut self) -> Result<HostStatus, PrinterFault> {
+        self.inbox.host_statuses.clear();
+        let (w, fault) = self.port.write_counted(
+            zpl::HOST_STATUS,
+            Duration::from_millis(self.cfg.write_timeout_ms),
+        );
+        if let Some(f) = fault {
+            return Err(f);
+        }
+        let now = Instant::now();
+        self.pacer.on_sent(now, w);
+        let deadline = now
+            + self.pacer.drain_time(now)
+            + Duration::from_millis(self.cfg.status_reply_timeout_ms);
+        if !self.wait_replies(deadline, |r| !r.inbox.host_statuses.is_empty())? {
+            return Err(PrinterFault::StatusTimeout);
+        }
+        self.inbox
+            .host_statuses
+            .pop_back()
+            .ok_or(PrinterFault::StatusTimeout)
+    }
+
+    /// Before `^XZ` went out whole: `~JA` drops the open format (and anything else waiting);
+    /// confirmed when `~HS` then says no format is held or half received. After `^XZ` nothing
+    /// is sent: the closed format is the printer's to print (on paper → commit).
+    fn cancel_zpl(&mut self) -> Result<(bool, bool), PrinterFault> {
+        let closed = self
+            .job
+            .indicium
+            .as_ref()
+            .is_some_and(|r| self.sent >= r.end);
+        if closed {
+            return Ok((true, false));
+        }
+        let (n, fault) = self.port.write_counted(
+            zpl::CANCEL_ALL,
+            Duration::from_millis(self.cfg.write_timeout_ms),
+        );
+        self.pacer.on_sent(Instant::now(), n);
+        if let Some(f) = fault {
+            return Err(f);
+        }
+        let confirmed = match self.host_status() {
+            Ok(h) => h.formats_in_buffer == 0 && !h.partial_format,
+            Err(PrinterFault::StatusTimeout) => false,
+            Err(f) => return Err(f),
+        };
+        Ok((true, confirmed))
+    }
+
+    /// Before a job's first byte (its `~JA` would cancel it): wait while the printer still holds
+    /// a closed label — an earlier job's, left by a fault after its `^XZ` and counted as on
+    /// paper — until it printed; `Some(fault)` if the printer is not fit or the label does not
+    /// print within a label's print time × 1.5 + `print_reply_timeout_ms`. A format only half
+    /// received is not waited for: it never prints, and the job's `~JA` drops it.
+    fn await_no_label_held(&mut self) -> Option<PrinterFault> {
+        let label_s = self.port.profile.label_rows().map_or(2.0, |(l, g)| {
+            f64::from(l + g) / self.port.profile.engine_rows_per_s().max(1.0)
+        });
+        let deadline = Instant::now()
+            + Duration::from_secs_f64(label_s * 1.5)
+            + Duration::from_millis(self.cfg.print_reply_timeout_ms);
+        let poll_every = Duration::from_millis(self.cfg.print_status_poll_ms.max(IDLE_POLL_MS));
+        loop {
+            let status = match self.host_status() {
+                Ok(h) => h,
+                Err(f) => return Some(f),
+            };
+            if let Some(f) = status.fault() {
+                return Some(f);
+            }
+            if status.formats_in_buffer == 0 && status.labels_remaining == 0 {
+                return None;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Some(PrinterFault::PrintTimeout);
+            }
+            std::thread::sleep(poll_every.min(deadline - now));
+        }
+    }
+
+    /// Every byte is out and the format closed: poll `~HS` every `print_status_poll_ms` until
+    /// the printer holds no format (printed), a fault, or the print time × 1.5 +
+    /// `print_reply_timeout_ms`. The link is not consulted: nothing is written but `~HS`, and
+    /// the closed label prints whatever the link does.
+    fn await_format(&mut self) -> JobOutcome {
+        let (_, deadline, poll_every) = self.print_deadline();
+        loop {
+            let status = match self.host_status() {
+                Ok(h) => h,
+                Err(f) => return self.fault(f),
+            };
+            if let Some(f) = status.fault() {
+                return self.fault(f);
+            }
+            if status.holds_nothing() {
+                if self.job.indicium.is_some() {
+                    self.indicium_printed = true;
+                    self.notify(Milestone::IndiciumPrinted);
+                }
+                self.end_printed = true;
+                self.notify(Milestone::EndPrinted);
+                return JobOutcome::Completed {
+                    bytes_sent: self.sent,
+                    indicium: self.indicium_paper(false),
+                };
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return self.fault(PrinterFault::PrintTimeout);
+            }
+            std::thread::sleep(poll_every.min(deadline - now));
+        }
+    }
+}
+
+/// [`resync`] on a ZPL printer: `Clear` sends `~JA` at once; `Finish` first lets every closed
+/// format print (polls `~HS` until none is held but a partial one), then `~JA` drops the
+/// partial one — an unclosed format never prints. `settled` and `clear_confirmed`: `~HS` then
+/// says the printer holds nothing.
+fn resync_zpl(
+    port: &mut PrinterPort,
+    cfg: &StreamConfig,
+    mode: ResyncMode,
+) -> Result<ResyncReport, PrinterFault> {
+    let timeout = Duration::from_millis(cfg.write_timeout_ms);
+    let ask = |port: &mut PrinterPort| -> Result<Option<HostStatus>, PrinterFault> {
+        if let (_, Some(f)) = port.write_counted(zpl::HOST_STATUS, timeout) {
+            return Err(f);
+        }
+        port.read_host_status(Instant::now() + Duration::from_millis(cfg.status_reply_timeout_ms))
+    };
+    if mode == ResyncMode::Finish {
+        let profile = port.profile.clone();
+        let label_s = profile.label_rows().map_or(2.0, |(l, g)| {
+            f64::from(l + g) / profile.engine_rows_per_s().max(1.0)
+        });
+        let line_s =
+            f64::from(profile.receive_buffer_bytes) / f64::from(profile.sustained_bytes_per_s());
+        let deadline = Instant::now()
+            + Duration::from_secs_f64(line_s + label_s * 2.0)
+            + Duration::from_millis(cfg.print_reply_timeout_ms);
+        while Instant::now() < deadline {
+            match ask(port)? {
+                Some(h) if h.formats_in_buffer == 0 && h.labels_remaining == 0 => break,
+                Some(h) if h.fault().is_some() => break,
+                _ => std::thread::sleep(Duration::from_millis(cfg.print_status_poll_ms.max(2))),
+            }
+        }
+    }
+    if let (_, Some(f)) = port.write_counted(zpl::CANCEL_ALL, timeout) {
+        return Err(f);
+    }
+    let clear_confirmed = ask(port)?.is_some_and(|h| h.holds_nothing());
+    Ok(ResyncReport {
+        clear_confirmed,
+        nul_bytes: 0,
+        earlier_ids: Vec::new(),
+        settled: clear_confirmed,
     })
 }
 

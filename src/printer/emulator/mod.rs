@@ -1,4 +1,6 @@
-//! The virtual printer: a pty pair that behaves like an ESC/POS printer.
+//! The virtual printer: a pty pair that behaves like an ESC/POS printer, or — on a profile with
+//! `language = "zpl"` — like a Zebra ZPL printer ([`zpl`]: the same line, buffer, faults, pages
+//! and control socket, a ZPL engine behind them).
 //!
 //! The emulator reads from the pty master only as fast as the baud rate allows, into a finite
 //! receive buffer. Bytes wait there until the engine takes them: the [`parser`] takes them at the
@@ -16,6 +18,7 @@
 
 pub mod parser;
 pub mod render;
+pub mod zpl;
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -34,7 +37,7 @@ use nix::sys::termios::{SetArg, cfmakeraw, tcgetattr, tcsetattr};
 use self::parser::Parser;
 use self::render::{RenderedJob, Renderer, png_bytes};
 use crate::printer::compiler::{CLEAR_BUFFERS_REPLY, ProcessId};
-use crate::printer::profile::{FlowControl, Profile};
+use crate::printer::profile::{FlowControl, Language, Profile};
 use crate::printer::realtime::{Realtime, RealtimeMatcher};
 
 /// Bytes of received data kept for inspection; later bytes are counted, not kept.
@@ -364,6 +367,58 @@ pub fn asb_block(paper_out: bool, cover_open: bool) -> [u8; 4] {
     ]
 }
 
+/// The emulator's time budgets, as credits refilled by elapsed time: bytes the line carries
+/// (baud / 10 a second), bytes the parser takes out of the receive buffer
+/// (`throughput_bytes_per_s`), rows the engine prints (`speed_mm_per_s` × dpi / 25.4). Line
+/// credit never banks more than a few ms: an idle line does not store speed. The engine's
+/// credits bank up to [`ENGINE_CREDIT_MS`] so a late tick on a busy machine does not make it
+/// slower than the profile says (the host paces by that speed).
+struct Clock {
+    line_bytes_per_s: f64,
+    process_bytes_per_s: f64,
+    rows_per_s: f64,
+    line_credit_max: f64,
+    process_credit_max: f64,
+    row_credit_max: f64,
+    line_credit: f64,
+    process_credit: f64,
+    row_credit: f64,
+    last: Instant,
+}
+
+impl Clock {
+    fn new(profile: &Profile, baud: u32) -> Self {
+        let line_bytes_per_s = f64::from(baud) / 10.0;
+        let process_bytes_per_s = f64::from(profile.throughput_bytes_per_s);
+        let rows_per_s = profile.engine_rows_per_s();
+        let engine_s = ENGINE_CREDIT_MS as f64 / 1000.0;
+        Clock {
+            line_bytes_per_s,
+            process_bytes_per_s,
+            rows_per_s,
+            line_credit_max: (line_bytes_per_s * 0.004).max(16.0),
+            process_credit_max: (process_bytes_per_s * engine_s).max(16.0),
+            row_credit_max: (rows_per_s * engine_s).max(1.0),
+            line_credit: 0.0,
+            process_credit: 0.0,
+            row_credit: 0.0,
+            last: Instant::now(),
+        }
+    }
+
+    /// Refill the credits for the time since the last tick.
+    fn tick(&mut self) {
+        let now = Instant::now();
+        let dt = now.duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.line_credit =
+            (self.line_credit + dt * self.line_bytes_per_s).min(self.line_credit_max);
+        self.process_credit =
+            (self.process_credit + dt * self.process_bytes_per_s).min(self.process_credit_max);
+        self.row_credit = (self.row_credit + dt * self.rows_per_s).min(self.row_credit_max);
+    }
+}
+
 struct Engine {
     profile: Profile,
     baud: u32,
@@ -376,7 +431,11 @@ struct Engine {
 
 impl Engine {
     fn run(mut self) {
-        if let Err(e) = self.pump() {
+        let pumped = match self.profile.language {
+            Language::Zpl => self.pump_zpl(),
+            _ => self.pump(),
+        };
+        if let Err(e) = pumped {
             lock(&self.shared).error = Some(e.to_string());
         }
         // Closing both ends makes the device vanish for anyone holding it.
@@ -385,37 +444,20 @@ impl Engine {
     }
 
     fn pump(&mut self) -> std::io::Result<()> {
-        let line_bytes_per_s = f64::from(self.baud) / 10.0;
-        let process_bytes_per_s = f64::from(self.profile.throughput_bytes_per_s);
-        let rows_per_s = self.profile.engine_rows_per_s();
         let rx_cap = self.profile.receive_buffer_bytes as usize;
-        let flow_none = self.profile.serial.flow_control == FlowControl::None;
-        // Line credit never banks more than a few ms: an idle line does not store speed. The
-        // engine's credit banks up to ENGINE_CREDIT_MS so a late tick on a busy machine does
-        // not make it slower than the profile says (the host paces by that speed).
-        let credit_max = (line_bytes_per_s * 0.004).max(16.0);
-        let engine_s = ENGINE_CREDIT_MS as f64 / 1000.0;
-        let process_credit_max = (process_bytes_per_s * engine_s).max(16.0);
-        let row_credit_max = (rows_per_s * engine_s).max(1.0);
         let mut rx: VecDeque<u8> = VecDeque::with_capacity(rx_cap);
         let mut realtime = RealtimeMatcher::default();
         let mut parser = Parser::new();
         let mut renderer = Renderer::new(&self.profile);
-        let (mut credit, mut process_credit, mut row_credit) = (0.0f64, 0.0f64, 0.0f64);
+        let mut clock = Clock::new(&self.profile, self.baud);
         let mut held: Vec<ProcessId> = Vec::new();
-        let mut last = Instant::now();
         let mut buf = vec![0u8; READ_BYTES_MAX];
         let mut page_no = 0usize;
         // Automatic status back: enabled by GS a, and the (paper out, cover open) last sent.
         let mut asb_on = false;
         let mut asb_sent: Option<(bool, bool)> = None;
         while !self.stop.load(Ordering::SeqCst) {
-            let now = Instant::now();
-            let dt = now.duration_since(last).as_secs_f64();
-            last = now;
-            credit = (credit + dt * line_bytes_per_s).min(credit_max);
-            process_credit = (process_credit + dt * process_bytes_per_s).min(process_credit_max);
-            row_credit = (row_credit + dt * rows_per_s).min(row_credit_max);
+            clock.tick();
             let (silent, vanish, halted, tear) = {
                 let mut s = lock(&self.shared);
                 (
@@ -429,25 +471,7 @@ impl Engine {
                 lock(&self.shared).vanished = true;
                 return Ok(());
             }
-            let mut want = credit.floor() as usize;
-            if !flow_none {
-                // Busy: with handshaking the host stops when the buffer is full.
-                want = want.min(rx_cap.saturating_sub(rx.len()));
-            }
-            let n = if silent || want == 0 {
-                0
-            } else {
-                self.read_master(&mut buf[..want.min(READ_BYTES_MAX)])?
-            };
-            credit -= n as f64;
-            if n > 0 {
-                let mut s = lock(&self.shared);
-                if s.arrivals.len() >= ARRIVALS_MAX {
-                    s.arrivals.pop_front();
-                }
-                let start = s.received_total;
-                s.arrivals.push_back((start, Instant::now()));
-            }
+            let n = self.read_line(&mut clock, silent, rx.len(), &mut buf)?;
             for &b in &buf[..n] {
                 self.receive(
                     b,
@@ -472,9 +496,11 @@ impl Engine {
             let mut worked = 0;
             if !halted {
                 // Processing: complete commands are developed while the print buffer has room.
-                while process_credit >= 1.0 && renderer.unprinted_rows() < PRINT_AHEAD_ROWS_MAX {
+                while clock.process_credit >= 1.0
+                    && renderer.unprinted_rows() < PRINT_AHEAD_ROWS_MAX
+                {
                     let Some(b) = rx.pop_front() else { break };
-                    process_credit -= 1.0;
+                    clock.process_credit -= 1.0;
                     worked += 1;
                     if let Some(cmd) = parser.push(b) {
                         if let parser::Command::AutoStatusBack(n) = cmd {
@@ -489,13 +515,13 @@ impl Engine {
                     }
                 }
                 // Printing: rows at the engine's speed.
-                let rows = renderer.advance(row_credit.floor() as usize);
-                row_credit -= rows as f64;
+                let rows = renderer.advance(clock.row_credit.floor() as usize);
+                clock.row_credit -= rows as f64;
                 if renderer.unprinted_rows() == 0 {
-                    row_credit = row_credit.min(1.0);
+                    clock.row_credit = clock.row_credit.min(1.0);
                 }
                 if rx.is_empty() {
-                    process_credit = process_credit.min(16.0);
+                    clock.process_credit = clock.process_credit.min(16.0);
                 }
                 worked += rows;
             }
@@ -557,22 +583,12 @@ impl Engine {
         rx_cap: usize,
     ) -> std::io::Result<()> {
         let hit = realtime.push(b);
-        let (paper_out, cover_open) = {
-            let mut s = lock(&self.shared);
-            s.received_total += 1;
-            if s.received.len() < RECEIVED_BYTES_MAX {
-                s.received.push(b);
-            }
-            if s.paper_out_after.is_some_and(|n| s.received_total > n) {
-                s.paper_out = true;
-            }
-            match hit {
-                Some(Realtime::Status(_)) => s.status_queries += 1,
-                Some(Realtime::ClearBuffers) => s.clears += 1,
-                None => {}
-            }
-            (s.paper_out, s.cover_open)
-        };
+        let (paper_out, cover_open) = self.take_in(b);
+        match hit {
+            Some(Realtime::Status(_)) => lock(&self.shared).status_queries += 1,
+            Some(Realtime::ClearBuffers) => lock(&self.shared).clears += 1,
+            None => {}
+        }
         match hit {
             Some(Realtime::Status(n)) => {
                 self.reply(&[status_reply(n, paper_out, cover_open)]);
@@ -586,6 +602,26 @@ impl Engine {
             }
             None => {}
         }
+        self.keep(b, rx, rx_cap);
+        Ok(())
+    }
+
+    /// A byte off the line is counted (and kept for inspection); paper runs out here when
+    /// `paper_out_after` says so. Returns (paper out, cover open) as they now are.
+    fn take_in(&self, b: u8) -> (bool, bool) {
+        let mut s = lock(&self.shared);
+        s.received_total += 1;
+        if s.received.len() < RECEIVED_BYTES_MAX {
+            s.received.push(b);
+        }
+        if s.paper_out_after.is_some_and(|n| s.received_total > n) {
+            s.paper_out = true;
+        }
+        (s.paper_out, s.cover_open)
+    }
+
+    /// Into the receive buffer, or counted as overrun when it is full.
+    fn keep(&self, b: u8, rx: &mut VecDeque<u8>, rx_cap: usize) {
         if rx.len() >= rx_cap {
             lock(&self.shared).overrun_bytes += 1;
         } else {
@@ -593,7 +629,38 @@ impl Engine {
             let mut s = lock(&self.shared);
             s.rx_high_water_bytes = s.rx_high_water_bytes.max(rx.len());
         }
-        Ok(())
+    }
+
+    /// Read what the line's speed allows into `buf` (with handshaking, no more than the
+    /// receive buffer has room for; nothing while `silent`), and log the chunk's arrival.
+    fn read_line(
+        &mut self,
+        clock: &mut Clock,
+        silent: bool,
+        rx_len: usize,
+        buf: &mut [u8],
+    ) -> std::io::Result<usize> {
+        let mut want = clock.line_credit.floor() as usize;
+        if self.profile.serial.flow_control != FlowControl::None {
+            // Busy: with handshaking the host stops when the buffer is full.
+            want = want.min((self.profile.receive_buffer_bytes as usize).saturating_sub(rx_len));
+        }
+        let n = if silent || want == 0 {
+            0
+        } else {
+            let cap = want.min(buf.len());
+            self.read_master(&mut buf[..cap])?
+        };
+        clock.line_credit -= n as f64;
+        if n > 0 {
+            let mut s = lock(&self.shared);
+            if s.arrivals.len() >= ARRIVALS_MAX {
+                s.arrivals.pop_front();
+            }
+            let start = s.received_total;
+            s.arrivals.push_back((start, Instant::now()));
+        }
+        Ok(n)
     }
 
     fn finish_page(&mut self, job: RenderedJob, page_no: usize) -> std::io::Result<()> {

@@ -927,8 +927,25 @@ fn glyph_bitmap(c: char, s: Style) -> Bitmap {
 /// Dots per CODE128 module (the compiler sends GS w 2).
 const BARCODE_MODULE_PX: u32 = 2;
 
+/// The 8 × 8 glyph of `c` (font8x8: Latin, Greek, box, block glyphs), rows top first, bit 0
+/// the leftmost dot; the ESC/POS and the ZPL emulators draw text with it.
+pub(crate) fn glyph_rows(c: char) -> Option<[u8; 8]> {
+    font8x8::BASIC_FONTS
+        .get(c)
+        .or_else(|| font8x8::LATIN_FONTS.get(c))
+        .or_else(|| font8x8::GREEK_FONTS.get(c))
+        .or_else(|| font8x8::BOX_FONTS.get(c))
+        .or_else(|| font8x8::BLOCK_FONTS.get(c))
+        .or_else(|| font8x8::MISC_FONTS.get(c))
+}
+
 /// Draw a symbol with rxing's writers: each module `sx` × `sy` dots (for 1-D, `sy` is the height).
-fn encode_rxing(text: &str, format: rxing::BarcodeFormat, sx: u32, sy: u32) -> Option<Bitmap> {
+pub(crate) fn encode_rxing(
+    text: &str,
+    format: rxing::BarcodeFormat,
+    sx: u32,
+    sy: u32,
+) -> Option<Bitmap> {
     use rxing::Writer;
     let m: rxing::common::BitMatrix = match format {
         rxing::BarcodeFormat::QR_CODE => rxing::qrcode::QRCodeWriter.encode(text, &format, 0, 0),
