@@ -1,46 +1,12 @@
 //! Golden bytes of the job compiler for every shipped profile (insta snapshots of hex).
 
+mod printer_support;
+
 use frank::printer::compiler::{
-    Align, CompileOptions, Element, Indicium, Label, Layout, TextLine, compile, compile_with,
-    hex_dump,
+    CompileOptions, Element, Indicium, Label, Layout, TextLine, compile, compile_with, hex_dump,
 };
 use frank::printer::profile::{shipped, shipped_ids};
-
-fn reference_label() -> Label {
-    Label {
-        elements: vec![
-            Element::Text(TextLine {
-                text: "USPS PRIORITY MAIL".into(),
-                bold: true,
-                width_mul: 1,
-                height_mul: 2,
-                align: Align::Center,
-            }),
-            Element::Address {
-                heading: Some("FROM:".into()),
-                lines: vec!["FRANK COUNTER 7".into(), "12 POST RD".into()],
-            },
-            Element::Indicium(Indicium::DataMatrix {
-                data: b"FRANK-IBI-0001".to_vec(),
-                module_px: 3,
-            }),
-            Element::Address {
-                heading: Some("TO:".into()),
-                lines: vec![
-                    "JANE DOE".into(),
-                    "1 MAIN ST".into(),
-                    "SPRINGFIELD IL 62701".into(),
-                ],
-            },
-            Element::Barcode {
-                data: "9400100000000000000000".into(),
-                height_dots: 80,
-            },
-            Element::Feed(1),
-        ],
-        cut: true,
-    }
-}
+use printer_support::reference_label;
 
 #[test]
 fn golden_bytes_per_profile() {

@@ -1,6 +1,8 @@
 //! The streamer against the virtual printer on real ptys: full print, link lapse at random
 //! offsets, paper out, a vanishing device, a hung printer, exclusive open.
 
+mod printer_support;
+
 use std::time::{Duration, Instant};
 
 use frank::link::LinkState;
@@ -168,29 +170,7 @@ fn full_print_renders_label() {
 /// Start a job, lapse the link once progress reaches `target`, return what happened.
 fn lapse_at(p: &Profile, job: &Job, target: usize) -> (JobOutcome, usize, EmulatorHandle) {
     let emu = spawn_emulator(p, None);
-    let port = PrinterPort::open(emu.device_path(), p, None).unwrap();
-    // target 0: the link is already lapsed when the job starts.
-    let first = if target == 0 {
-        LinkState::Lapsed
-    } else {
-        LinkState::Up
-    };
-    let (tx, link) = watch::channel(first);
-    let (h, progress) = spawn_job(
-        port,
-        job.clone(),
-        link,
-        StreamConfig::default(),
-        Box::new(NoMilestones),
-    );
-    let t0 = Instant::now();
-    while progress.borrow().bytes_sent < target && !h.is_finished() {
-        assert!(t0.elapsed() < WAIT_MAX);
-        std::thread::sleep(Duration::from_micros(50));
-    }
-    tx.send_replace(LinkState::Lapsed);
-    let at_flip = progress.borrow().bytes_sent;
-    let (_port, outcome) = h.join().unwrap();
+    let (outcome, at_flip) = printer_support::stream_until_lapse(&emu, p, job, target);
     (outcome, at_flip, emu)
 }
 

@@ -4,6 +4,7 @@
 //! and head open reported through `~HS`.
 
 mod indicium_support;
+mod printer_support;
 
 use std::time::{Duration, Instant};
 
@@ -11,9 +12,7 @@ use frank::indicium::face::{Addresses, face};
 use frank::indicium::signer::{KeySigner, Signer, build_and_sign};
 use frank::indicium::verify::{VendorKeys, payload_from_png, verify_payload};
 use frank::link::LinkState;
-use frank::printer::compiler::{
-    Align, CompileOptions, Element, Indicium, Job, Label, Layout, TextLine, compile, compile_with,
-};
+use frank::printer::compiler::{CompileOptions, Layout, compile, compile_with};
 use frank::printer::emulator::{Emulator, EmulatorHandle, EmulatorOptions, Fault};
 use frank::printer::profile::{Profile, shipped, shipped_zpl_ids};
 use frank::printer::streamer::{
@@ -21,6 +20,7 @@ use frank::printer::streamer::{
     RecordMilestones, ResyncMode, StreamConfig, resync, spawn_job,
 };
 use indicium_support::*;
+use printer_support::{reference_label, stream_until_lapse as stream};
 use tokio::sync::watch;
 
 const TEST_BAUD: u32 = 230_400;
@@ -30,42 +30,6 @@ fn profile() -> Profile {
     let mut p = shipped("zebra-virtual").unwrap();
     p.serial.baud = TEST_BAUD;
     p
-}
-
-fn reference_label() -> Label {
-    Label {
-        elements: vec![
-            Element::Text(TextLine {
-                text: "USPS PRIORITY MAIL".into(),
-                bold: true,
-                width_mul: 1,
-                height_mul: 2,
-                align: Align::Center,
-            }),
-            Element::Address {
-                heading: Some("FROM:".into()),
-                lines: vec!["FRANK COUNTER 7".into(), "12 POST RD".into()],
-            },
-            Element::Indicium(Indicium::DataMatrix {
-                data: b"FRANK-IBI-0001".to_vec(),
-                module_px: 3,
-            }),
-            Element::Address {
-                heading: Some("TO:".into()),
-                lines: vec![
-                    "JANE DOE".into(),
-                    "1 MAIN ST".into(),
-                    "SPRINGFIELD IL 62701".into(),
-                ],
-            },
-            Element::Barcode {
-                data: "9400100000000000000000".into(),
-                height_dots: 80,
-            },
-            Element::Feed(1),
-        ],
-        cut: true,
-    }
 }
 
 #[test]
@@ -142,33 +106,6 @@ fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
 
 fn wait_pages(emu: &EmulatorHandle, n: usize) {
     wait_for("pages", || emu.jobs().len() >= n);
-}
-
-/// Stream `job`; the link lapses once `lapse_at` bytes were sent (`usize::MAX`: never).
-fn stream(emu: &EmulatorHandle, p: &Profile, job: &Job, lapse_at: usize) -> (JobOutcome, usize) {
-    let port = PrinterPort::open(emu.device_path(), p, None).unwrap();
-    let first = if lapse_at == 0 {
-        LinkState::Lapsed
-    } else {
-        LinkState::Up
-    };
-    let (tx, link) = watch::channel(first);
-    let (h, progress) = spawn_job(
-        port,
-        job.clone(),
-        link,
-        StreamConfig::default(),
-        Box::new(NoMilestones),
-    );
-    let t0 = Instant::now();
-    while progress.borrow().bytes_sent < lapse_at && !h.is_finished() {
-        assert!(t0.elapsed() < WAIT_MAX);
-        std::thread::sleep(Duration::from_micros(50));
-    }
-    tx.send_replace(LinkState::Lapsed);
-    let at_flip = progress.borrow().bytes_sent;
-    let (_port, outcome) = h.join().unwrap();
-    (outcome, at_flip)
 }
 
 fn keys(signer: &KeySigner) -> VendorKeys {
