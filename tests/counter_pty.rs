@@ -556,6 +556,38 @@ async fn paper_out_shows_blocks_printing_and_a_mid_label_paper_out_voids_it() {
     assert!(r.printer.pngs().is_empty(), "a label was cut");
 }
 
+/// Issue 15: keys acted on a screen hidden behind "Enlarge the terminal" — Enter on the
+/// hidden review screen charged $1.01 and printed. In a real terminal shrunk below the
+/// minimum, Enter (and the item keys) do nothing; enlarged again, the same review is there,
+/// nothing was charged or printed, and Enter confirms as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_do_nothing_on_a_screen_hidden_by_enlarge_the_terminal() {
+    let mut r = rig(None).await;
+    r.screen.wait_for(&status_balance(FUNDS_CENTS));
+    postage_to_review(&mut r.screen);
+    r.screen.resize(10, 30);
+    r.screen.wait_for("Enlarge");
+    for k in ["\r", "\r", "\x0e", "y", "\r"] {
+        r.screen.send(k);
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        balance_cents(&r.watcher),
+        FUNDS_CENTS,
+        "charged while hidden"
+    );
+    assert!(r.printer.pngs().is_empty(), "printed while hidden");
+    r.screen.resize(pty_support::ROWS, pty_support::COLS);
+    let t = r.screen.wait("the review again", |t| {
+        t.contains("Review") && !t.contains("Enlarge")
+    });
+    assert!(!t.contains("charged."), "{t}");
+    assert!(t.contains(&status_balance(FUNDS_CENTS)), "{t}");
+    r.screen.send("\r");
+    let done = r.screen.wait("the outcome", |t| t.contains("charged."));
+    assert!(done.contains("Printed postage"), "{done}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kiosk_traps_quit_keys_times_out_and_quits_only_with_the_pin() {
     let vendor = vendor().await;
@@ -897,6 +929,75 @@ async fn a_restarted_vendor_is_signed_in_again_and_a_cut_label_still_settles() {
     assert!(logs.contains("signed in again by itself"), "{logs}");
     assert!(!logs.contains(PASSWORD), "the password is in the log");
     drop(printer);
+}
+
+/// Issue 15: after a vendor restart a kiosk showed `UnknownSession`, then LINK DOWN for good
+/// while its welcome screen still said "Press Enter to start". Now, while its vendor is gone,
+/// the kiosk shows it is out of service (the reason for staff only behind the supervisor PIN),
+/// and once the vendor is back it signs in again by itself and welcomes customers, who get a
+/// live quote on the new session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kiosk_is_out_of_service_while_its_vendor_restarts_then_welcomes_again() {
+    let mut vendor = child_vendor("Kiosk Restart Office", |_, _| {}).await;
+    let home = tempfile::tempdir().unwrap();
+    let config = home.path().join("config").join("frank");
+    std::fs::create_dir_all(&config).unwrap();
+    let pin = frank::counter::tui::new_pin_hash("2468").unwrap();
+    std::fs::write(
+        config.join("counter.toml"),
+        format!("supervisor_pin_argon2id = \"{}\"\n", pin.as_phc()),
+    )
+    .unwrap();
+    let args = counter_args(
+        (&vendor.key, &vendor.code),
+        vendor.addr.to_string(),
+        home.path(),
+        &["--kiosk", "--kiosk-clerk", CLERK],
+    );
+    let mut s = Screen::spawn_env(&args, home.path(), &[("FRANK_PASSWORD", PASSWORD)]);
+    s.wait("welcome with the link up", |t| {
+        t.contains("Press Enter to start") && t.contains("LINK UP")
+    });
+
+    vendor.child.kill().await.unwrap();
+    let t = s.wait_for("OUT OF SERVICE");
+    assert!(!t.contains("Press Enter to start"), "{t}");
+    assert!(!t.contains("For staff"), "{t}");
+    // Enter starts nothing; the supervisor PIN shows staff why.
+    s.send("\r");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        !s.text().contains("Weight"),
+        "a sale started out of service"
+    );
+    s.send("\x03");
+    s.wait_for("Supervisor PIN");
+    s.typ("2468");
+    s.send("\r");
+    let t = s.wait_for("For staff");
+    assert!(t.contains("link") || t.contains("connection"), "{t}");
+    assert!(s.alive(), "the PIN quit an out-of-service kiosk");
+    s.send("\x1b");
+    s.wait("the reason hidden", |t| !t.contains("For staff"));
+
+    let data = vendor.dir.path().join("vendor");
+    vendor.child = spawn_vendor_serve(&data, vendor.addr, &[]).await;
+    let t = s.wait("welcome again with the link up", |t| {
+        t.contains("Press Enter to start") && t.contains("LINK UP")
+    });
+    for code_words in [
+        "UnknownSession",
+        "unknown_session",
+        "unknown session",
+        "OUT OF SERVICE",
+    ] {
+        assert!(!t.contains(code_words), "{t}");
+    }
+    // Usable: a customer's form gets the vendor's live quote on the new session.
+    s.send("\r");
+    fill_postage(&mut s);
+    let logs = counter_logs(home.path());
+    assert!(logs.contains("signed in again by itself"), "{logs}");
 }
 
 /// Issue 15 end to end: three postage labels in one basket, one confirmation, paid in cash

@@ -43,6 +43,27 @@ fn demo_shows_credentials_prints_a_label_and_the_png_verifies() {
         first.contains("frank verify --vendor-key vendor-key.txt FILE.png"),
         "{first}"
     );
+    // Issue 15: at 80×24 the "Verify one:" line cut the vendor key, so the command could not
+    // be copied. In a real 80×24 terminal the command and the key are whole.
+    s.resize(24, 80);
+    // Redrawn for 80 columns: the frame's right border is in the last column.
+    let small = s.wait("the sign-in redrawn at 80x24", |t| {
+        t.lines()
+            .nth(1)
+            .is_some_and(|l| l.trim_end().ends_with('┐'))
+            && t.contains("To verify a label")
+    });
+    for whole in [
+        "frank verify --vendor-key vendor-key.txt FILE.png",
+        fingerprint.as_str(),
+        labels.display().to_string().as_str(),
+    ] {
+        assert!(small.contains(whole), "{whole:?} cut at 80x24:\n{small}");
+    }
+    s.resize(pty_support::ROWS, pty_support::COLS);
+    s.wait("the sign-in redrawn at full size", |t| {
+        t.lines().any(|l| l.chars().count() > 80) || t.contains("Demo clerk:")
+    });
     let key_file = std::fs::read_to_string(labels.join("vendor-key.txt")).unwrap();
     assert_eq!(key_file.trim(), fingerprint);
     let mut captures = vec![first.clone()];

@@ -554,6 +554,7 @@ fn kiosk_idle_timeout_clears_input_and_returns_to_welcome() {
 #[test]
 fn kiosk_has_no_other_screens_and_quits_only_with_the_pin() {
     let mut app = kiosk_app();
+    link(&mut app, LinkState::Up); // in service
     for code in [KeyCode::F(2), KeyCode::F(3), KeyCode::F(4), KeyCode::F(5)] {
         press(&mut app, code);
         assert_eq!(app.screen, Screen::Welcome);
@@ -1120,6 +1121,8 @@ fn kiosk_counts_down_before_the_idle_timeout_and_a_key_keeps_the_form() {
 #[test]
 fn kiosk_pin_lock_lifts_after_its_stated_time() {
     let mut app = kiosk_app();
+    // In service (an out-of-service kiosk shows staff the reason after the PIN instead).
+    link(&mut app, LinkState::Up);
     for _ in 0..5 {
         ctrl(&mut app, 'c');
         typ(&mut app, "1111");
@@ -1260,11 +1263,13 @@ fn kiosk_tells_customers_what_to_do_in_their_words() {
         &mut app,
         Backend::PrinterStatus(PrinterStatus::Fault(PrinterFault::PaperOut)),
     );
+    // The welcome screen is out of service (issue 15 item 6), in customer words.
     let text = shown(&app);
     assert!(
-        text.contains("The printer needs attention; please ask staff."),
+        text.contains("OUT OF SERVICE") && text.contains("ask staff"),
         "{text}"
     );
+    assert!(!text.contains("Fix the printer"), "{text}");
 }
 
 #[test]
@@ -1788,6 +1793,96 @@ fn a_kiosk_without_a_session_is_out_of_service_not_welcoming() {
         },
     );
     assert!(!app.out_of_service);
+    link(&mut app, LinkState::Up);
     let t = screen_text(&render(&app, 80, 24));
     assert!(t.contains("to start"), "{t}");
+}
+
+/// Issue 15 item 6: a kiosk whose link is not up or whose printer is not ready shows the
+/// out-of-service screen (not "Press Enter to start", Enter starts nothing); the reason in
+/// the office's words shows only after the supervisor PIN, from where the quit key quits and
+/// Esc hides it; back in service, the welcome returns and quitting asks the PIN again.
+#[test]
+fn kiosk_is_out_of_service_while_link_or_printer_is_not_ready_and_staff_see_why() {
+    let mut app = kiosk_app();
+    backend(
+        &mut app,
+        Backend::SignedIn {
+            office: "Main Street office".into(),
+            clerk: "kiosk".into(),
+            balance: cents(0),
+        },
+    );
+    link(&mut app, LinkState::Up);
+    backend(&mut app, Backend::PrinterStatus(PrinterStatus::Ready));
+    assert!(!app.kiosk_unavailable());
+    let t = screen_text(&render(&app, 80, 24));
+    assert!(
+        t.contains("to start") && !t.contains("OUT OF SERVICE"),
+        "{t}"
+    );
+
+    for (state, printer, why) in [
+        (LinkState::Lapsed, PrinterStatus::Ready, "no keepalives"),
+        (
+            LinkState::Up,
+            PrinterStatus::Fault(PrinterFault::PaperOut),
+            "Fix the printer",
+        ),
+    ] {
+        link(&mut app, state);
+        backend(&mut app, Backend::PrinterStatus(printer));
+        for (w, h) in [(80, 24), (120, 40)] {
+            let t = screen_text(&render(&app, w, h));
+            assert!(t.contains("OUT OF SERVICE"), "{t}");
+            assert!(!t.contains("to start"), "{t}");
+            assert!(
+                !t.contains(why),
+                "the staff reason shown to the public:\n{t}"
+            );
+        }
+        press(&mut app, KeyCode::Enter);
+        assert_eq!(app.screen, Screen::Welcome, "Enter started a sale");
+
+        // A wrong PIN shows nothing; the right one shows staff why, and does not quit.
+        ctrl(&mut app, 'c');
+        typ(&mut app, "1111");
+        press(&mut app, KeyCode::Enter);
+        ctrl(&mut app, 'c');
+        press(&mut app, KeyCode::Esc);
+        assert!(!screen_text(&render(&app, 80, 24)).contains(why));
+        ctrl(&mut app, 'c');
+        typ(&mut app, "2468");
+        assert!(press(&mut app, KeyCode::Enter).is_empty());
+        assert!(!app.quit);
+        let t = screen_text(&render(&app, 120, 40));
+        assert!(t.contains("For staff") && t.contains(why), "{t}");
+        // Esc hides it again; the next look asks the PIN again.
+        press(&mut app, KeyCode::Esc);
+        assert!(!app.staff_view);
+        assert!(!screen_text(&render(&app, 120, 40)).contains(why));
+    }
+
+    // Behind the PIN, the quit key quits at once.
+    ctrl(&mut app, 'c');
+    typ(&mut app, "2468");
+    press(&mut app, KeyCode::Enter);
+    assert!(app.staff_view);
+    // Back in service: the staff view closes and quitting asks the PIN again.
+    backend(&mut app, Backend::PrinterStatus(PrinterStatus::Ready));
+    app.handle(Event::Tick { elapsed_ms: 100 });
+    assert!(!app.staff_view);
+    let t = screen_text(&render(&app, 80, 24));
+    assert!(t.contains("to start"), "{t}");
+    assert!(ctrl(&mut app, 'c').is_empty());
+    assert!(
+        app.pin_prompt.is_some(),
+        "quit without the PIN after service resumed"
+    );
+    press(&mut app, KeyCode::Esc);
+    link(&mut app, LinkState::Closed);
+    ctrl(&mut app, 'c');
+    typ(&mut app, "2468");
+    press(&mut app, KeyCode::Enter);
+    assert_eq!(ctrl(&mut app, 'c'), vec![Command::Quit]);
 }

@@ -296,6 +296,7 @@ fn help_overlay() {
 #[test]
 fn kiosk_pin_prompt() {
     let mut app = kiosk_app();
+    link(&mut app, LinkState::Up); // in service: the welcome screen under the prompt
     ctrl(&mut app, 'c');
     typ(&mut app, "12");
     snap("pin_prompt", &app);

@@ -228,6 +228,11 @@ pub struct App {
     /// Kiosk: not signed in (its sign-in failed, or the vendor ended the session and signing
     /// in again did not work): the kiosk shows it is out of service and starts nothing.
     pub out_of_service: bool,
+    /// Kiosk: why it is not signed in, in the office's words, for staff behind the PIN.
+    pub(crate) sign_in_trouble: Option<String>,
+    /// Kiosk: the supervisor entered the PIN on the out-of-service screen, which now shows
+    /// staff the reason ([`App::staff_reason`]); the quit key quits, Esc hides it.
+    pub staff_view: bool,
 
     pub sign_in: SignInScreen,
     pub home: HomeScreen,
@@ -346,6 +351,8 @@ impl App {
             balance: None,
             size: (0, 0),
             out_of_service: false,
+            sign_in_trouble: None,
+            staff_view: false,
             sign_in: SignInScreen::new(),
             home: HomeScreen::default(),
             postage: PostageScreen::new(),
@@ -416,6 +423,44 @@ impl App {
             ));
         }
         None
+    }
+
+    /// Kiosk: why it cannot sell right now, in the office's words for staff (shown only
+    /// behind the supervisor PIN): not signed in, the link not up, or the printer at fault.
+    /// `None` when the kiosk is in service (and always on a clerk's counter).
+    pub fn staff_reason(&self) -> Option<String> {
+        if !self.config.kiosk {
+            return None;
+        }
+        if self.out_of_service {
+            let why = self
+                .sign_in_trouble
+                .as_deref()
+                .unwrap_or("the vendor ended its session");
+            return Some(format!(
+                "The kiosk is not signed in: {why}. Check the kiosk clerk's account and the link, then restart the kiosk."
+            ));
+        }
+        let state = self.link_state();
+        if !state.allows_printing() {
+            return Some(match state {
+                LinkState::Lapsed => "The link to the vendor lapsed (no keepalives); it comes back by itself once the network is back.".into(),
+                LinkState::Closed => "The connection to the vendor closed; the kiosk is reconnecting.".into(),
+                _ => "The link to the vendor is not up yet; the kiosk is connecting.".into(),
+            });
+        }
+        if let PrinterStatus::Fault(f) = self.printer {
+            return Some(format!(
+                "The printer reports: {f}. Fix the printer; the kiosk is back in service once it is ready."
+            ));
+        }
+        None
+    }
+
+    /// Kiosk: out of service — the welcome screen says so instead of inviting a customer,
+    /// while it is not signed in, the link is not up or the printer is not ready.
+    pub fn kiosk_unavailable(&self) -> bool {
+        self.staff_reason().is_some()
     }
 
     /// The form of a screen, seen without its field type.
@@ -590,6 +635,9 @@ impl App {
     }
 
     fn on_tick(&mut self, elapsed_ms: u64) {
+        if self.staff_view && !self.kiosk_unavailable() {
+            self.staff_view = false; // back in service: the PIN is asked again
+        }
         if self.pin_lock_ms > 0 {
             self.pin_lock_ms = self.pin_lock_ms.saturating_sub(elapsed_ms);
             if self.pin_lock_ms == 0 {
@@ -630,6 +678,7 @@ impl App {
         self.postage.form.fields.iter().all(|f| !f.touched)
             && self.review.draft.is_none()
             && self.pin_prompt.is_none()
+            && !self.staff_view
             && self.funds.form.fields.iter().all(|f| !f.touched)
     }
 
@@ -640,6 +689,7 @@ impl App {
         self.review.draft = None;
         self.funds.reset();
         self.pin_prompt = None;
+        self.staff_view = false;
         self.show_help = false;
         self.notice = None;
         if self
@@ -670,7 +720,7 @@ impl App {
             return;
         }
         match action {
-            Some(Action::Quit) => self.on_quit(),
+            Some(Action::Quit) => self.on_quit(out),
             Some(a) => self.run_key(a, out),
             None => self.on_text_key(key, out),
         }
@@ -680,15 +730,21 @@ impl App {
     /// Runs the row of the key table for `action`, if the screen has one.
     fn run_key(&mut self, action: Action, out: &mut Vec<Command>) {
         if action == Action::Quit {
-            return self.on_quit();
+            return self.on_quit(out);
         }
         if let Some(b) = self.key_table().into_iter().find(|b| b.action == action) {
             (b.run)(self, action, out);
         }
     }
 
-    fn on_quit(&mut self) {
+    fn on_quit(&mut self, out: &mut Vec<Command>) {
         if self.config.kiosk {
+            if self.staff_view && self.kiosk_unavailable() {
+                // The supervisor already gave the PIN on this screen.
+                self.quit = true;
+                out.push(Command::Quit);
+                return;
+            }
             if self.pin_lock_ms > 0 {
                 self.notice(
                     Severity::Error,
@@ -768,6 +824,7 @@ impl App {
 
     fn on_pin_key(&mut self, key: KeyEvent, out: &mut Vec<Command>) {
         let action = self.config.keys.action(&key);
+        let staff_look = self.screen == Screen::Welcome && self.kiosk_unavailable();
         let Some(field) = self.pin_prompt.as_mut() else {
             return;
         };
@@ -779,7 +836,12 @@ impl App {
                     _ => false,
                 };
                 field.clear();
-                if ok {
+                if ok && staff_look {
+                    // Out of service: the supervisor sees why; quitting is one key away.
+                    self.pin_prompt = None;
+                    self.pin_attempts = 0;
+                    self.staff_view = true;
+                } else if ok {
                     self.pin_prompt = None;
                     self.quit = true;
                     out.push(Command::Quit);
@@ -917,6 +979,7 @@ impl App {
             } => {
                 self.sign_in.busy = false;
                 self.out_of_service = false;
+                self.sign_in_trouble = None;
                 self.clerk = Some(clerk);
                 self.office = Some(office).filter(|o| !o.trim().is_empty());
                 self.balance = Some(balance);
@@ -929,8 +992,9 @@ impl App {
             Backend::SignInFailed { reason } => {
                 self.sign_in.busy = false;
                 if self.config.kiosk {
-                    // The reason is office data; the public is told the kiosk is out of use.
-                    self.go_out_of_service();
+                    // The reason is office data; the public is told the kiosk is out of use,
+                    // staff read it behind the PIN.
+                    self.go_out_of_service(reason);
                 } else {
                     self.notice(Severity::Error, format!("Sign-in failed: {reason}"));
                 }
@@ -1044,7 +1108,7 @@ impl App {
         self.balance = None;
         self.confirm = None;
         if self.config.kiosk {
-            self.go_out_of_service();
+            self.go_out_of_service(reason);
             return;
         }
         self.sign_in.form.clear();
@@ -1054,9 +1118,10 @@ impl App {
     }
 
     /// Kiosk: everything entered is cleared and the screen says the kiosk is out of service.
-    fn go_out_of_service(&mut self) {
+    fn go_out_of_service(&mut self, reason: String) {
         self.reset_kiosk();
         self.out_of_service = true;
+        self.sign_in_trouble = Some(reason);
         self.notice(
             Severity::Error,
             "This kiosk is out of service. Please ask staff for help.",

@@ -79,7 +79,7 @@ pub fn draw_with_hits(frame: &mut Frame, app: &App) -> hits::Hits {
     ])
     .areas(area);
     panels::status_bar::draw(frame, status, app);
-    if app.config.kiosk && app.out_of_service {
+    if app.screen == app::Screen::Welcome && app.kiosk_unavailable() {
         panels::out_of_service::draw(frame, body, app);
     } else {
         screens::draw(frame, body, app, &mut hits);

@@ -86,7 +86,7 @@ impl Plain {
 /// The screen's name, as said.
 pub fn screen_name(app: &App) -> &'static str {
     match app.screen {
-        Screen::Welcome if app.out_of_service => "Out of service",
+        Screen::Welcome if app.kiosk_unavailable() => "Out of service",
         Screen::Welcome => "Welcome",
         Screen::SignIn => "Sign in",
         Screen::Home => "Home",
@@ -139,7 +139,7 @@ fn status(app: &App) -> String {
 fn body(app: &App) -> String {
     let mut lines: Vec<String> = Vec::new();
     match app.screen {
-        Screen::Welcome if !app.out_of_service => {
+        Screen::Welcome if !app.kiosk_unavailable() => {
             lines.push("Buy postage here. Card payment only.".into())
         }
         Screen::Home => {

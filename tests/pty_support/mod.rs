@@ -18,6 +18,8 @@ pub struct Screen {
     parser: Arc<Mutex<vt100::Parser>>,
     writer: Box<dyn Write + Send>,
     child: Box<dyn portable_pty::Child + Send + Sync>,
+    /// The pty's master side, kept to resize the terminal ([`Screen::resize`]).
+    master: Box<dyn portable_pty::MasterPty + Send>,
     /// Pause after each key burst (tests type like a person; the bench faster).
     pub key_pause: Duration,
 }
@@ -55,8 +57,8 @@ impl Screen {
         let writer = pair.master.take_writer().unwrap();
         let parser = Arc::new(Mutex::new(vt100::Parser::new(ROWS, COLS, 0)));
         let p = parser.clone();
+        let master = pair.master;
         std::thread::spawn(move || {
-            let _keep_master = pair.master;
             let mut buf = [0u8; 8192];
             while let Ok(n) = reader.read(&mut buf) {
                 if n == 0 {
@@ -69,8 +71,23 @@ impl Screen {
             parser,
             writer,
             child,
+            master,
             key_pause: Duration::from_millis(30),
         }
+    }
+
+    /// Resizes the terminal to `rows`×`cols` (the process gets SIGWINCH), and the parsed
+    /// screen with it.
+    pub fn resize(&mut self, rows: u16, cols: u16) {
+        self.master
+            .resize(PtySize {
+                rows,
+                cols,
+                pixel_width: 0,
+                pixel_height: 0,
+            })
+            .unwrap();
+        self.parser.lock().unwrap().set_size(rows, cols);
     }
 
     pub fn text(&self) -> String {

@@ -14,8 +14,14 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Wrap};
 
 pub fn keys(app: &App) -> Vec<Binding> {
-    if app.out_of_service {
-        return vec![]; // out of service: nothing to start
+    if app.kiosk_unavailable() {
+        // Out of service: nothing to start; staff who gave the PIN may hide the reason.
+        if app.staff_view {
+            return vec![key(Action::Back, "hide", |app, _, _| {
+                app.staff_view = false
+            })];
+        }
+        return vec![];
     }
     vec![key(Action::Submit, "start", |app, _, _| {
         app.notice = None;
@@ -49,14 +55,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, hits: &mut Hits) {
         Line::raw(""),
         Line::from(Span::styled("Card payment only", theme.style(Role::Muted))),
     ]);
-    if let Some(reason) = app.print_block_reason() {
-        lines.push(Line::raw(""));
-        lines.push(Line::from(Span::styled(
-            "Printing is paused — please wait",
-            theme.style(Role::AlertError),
-        )));
-        lines.push(Line::from(Span::styled(reason, theme.style(Role::Muted))));
-    }
+    // While the kiosk cannot sell, the out-of-service panel is drawn instead (ui::draw).
     let rect = centered(inner, inner.width, lines.len() as u16 + 2);
     // The whole welcome text is the start button.
     hits.add(rect, Target::Key(Action::Submit));
