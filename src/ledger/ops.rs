@@ -191,25 +191,6 @@ impl Op {
         }
         k
     }
-
-    /// A short name for logs and metrics.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Op::OpenAccount => "open_account",
-            Op::License { .. } => "license",
-            Op::Fund { .. } => "fund",
-            Op::PaymentReturned { .. } => "payment_returned",
-            Op::Authorize { .. } => "authorize",
-            Op::Commit { .. } => "commit",
-            Op::Void { .. } => "void",
-            Op::ExpireDue { .. } => "expire_due",
-            Op::RequestRefund { .. } => "request_refund",
-            Op::DecideRefund { .. } => "decide_refund",
-            Op::RecordScan { .. } => "record_scan",
-            Op::Unlock { .. } => "unlock",
-            Op::PaymentReversed { .. } => "payment_reversed",
-        }
-    }
 }
 
 /// The rows loaded for one operation.

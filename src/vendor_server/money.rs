@@ -67,20 +67,18 @@ pub struct Caller<'a> {
 }
 
 /// MAC, then clock, then link — all before the ledger is touched.
-pub fn check_money_request(
+pub fn check_money_request<R: MoneyRequest>(
     caller: &Caller<'_>,
-    operation: &str,
-    request: &impl MoneyRequest,
+    request: &R,
     amount_cents: u64,
     destination: &str,
 ) -> Result<RequestId, ErrorBody> {
     // The decoder checked the length (`wire::field_len`); a wrong one is refused, never a panic.
-    let request_id: [u8; 16] = request
-        .request_id()
-        .try_into()
-        .map_err(|_| ErrorBody::malformed(format!("{operation}.request_id must be 16 bytes")))?;
+    let request_id: [u8; 16] = request.request_id().try_into().map_err(|_| {
+        ErrorBody::malformed(format!("{}.request_id must be 16 bytes", R::OPERATION))
+    })?;
     MacInput {
-        operation,
+        operation: R::OPERATION,
         request_id,
         amount_cents,
         client_time_ms: request.client_time_ms(),

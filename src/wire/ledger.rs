@@ -651,14 +651,17 @@ pub struct Scanned {
 
 /// The MAC'd fields every money-moving request shares.
 pub trait MoneyRequest {
+    /// The request's type: the `operation` its MAC covers.
+    const OPERATION: super::Operation;
     fn request_id(&self) -> &[u8];
     fn client_time_ms(&self) -> u64;
     fn mac(&self) -> &[u8];
 }
 
 macro_rules! money_request {
-    ($($t:ty),*) => {$(
+    ($($t:ty => $op:ident),* $(,)?) => {$(
         impl MoneyRequest for $t {
+            const OPERATION: super::Operation = super::Operation::$op;
             fn request_id(&self) -> &[u8] { &self.request_id }
             fn client_time_ms(&self) -> u64 { self.client_time_ms }
             fn mac(&self) -> &[u8] { &self.mac }
@@ -666,13 +669,13 @@ macro_rules! money_request {
     )*};
 }
 money_request!(
-    Fund,
-    Authorize,
-    Commit,
-    Void,
-    RefundRequest,
-    TenderRequest,
-    RefundDecide
+    Fund => Fund,
+    Authorize => Authorize,
+    Commit => Commit,
+    Void => Void,
+    RefundRequest => RefundRequest,
+    TenderRequest => Tender,
+    RefundDecide => RefundDecide,
 );
 
 /// The MAC destination of `commit` and `refund_request`: the piece serial in decimal.

@@ -7,6 +7,7 @@ pub mod bundle;
 mod explain;
 pub mod ledger;
 pub mod monitor;
+mod operation;
 pub mod reqmac;
 
 pub use bundle::{BundleFileHeader, BundleFileRequest, BundleList, BundlesRequest};
@@ -14,6 +15,7 @@ pub use ledger::*;
 pub use monitor::{
     MonitorFrame, PrinterRecorded, PrinterReport, PrinterState, SubscribeTerminals, TerminalRow,
 };
+pub use operation::Operation;
 
 use ciborium::Value;
 use serde::de::DeserializeOwned;
@@ -82,32 +84,33 @@ pub enum Request {
 }
 
 impl Request {
-    pub fn kind(&self) -> &'static str {
+    /// The request's type (its envelope's `type`).
+    pub fn operation(&self) -> Operation {
         match self {
-            Request::Enroll(_) => "enroll",
-            Request::Login(_) => "login",
-            Request::Resume(_) => "resume",
-            Request::Ping(_) => "ping",
-            Request::ClockCheck(_) => "clock_check",
-            Request::Balance(_) => "balance",
-            Request::Quote(_) => "quote",
-            Request::Fund(_) => "fund",
-            Request::Authorize(_) => "authorize",
-            Request::Commit(_) => "commit",
-            Request::Void(_) => "void",
-            Request::Statement(_) => "statement",
-            Request::RefundRequest(_) => "refund_request",
-            Request::Piece(_) => "piece",
-            Request::Pieces(_) => "pieces",
-            Request::PrinterStatus(_) => "printer_status",
-            Request::SubscribeTerminals(_) => "subscribe_terminals",
-            Request::Scan(_) => "scan",
-            Request::Tender(_) => "tender",
-            Request::DayReport(_) => "day_report",
-            Request::RefundsAwaiting(_) => "refunds_awaiting",
-            Request::RefundDecide(_) => "refund_decide",
-            Request::Bundles(_) => "bundles",
-            Request::BundleFile(_) => "bundle_file",
+            Request::Enroll(_) => Operation::Enroll,
+            Request::Login(_) => Operation::Login,
+            Request::Resume(_) => Operation::Resume,
+            Request::Ping(_) => Operation::Ping,
+            Request::ClockCheck(_) => Operation::ClockCheck,
+            Request::Balance(_) => Operation::Balance,
+            Request::Quote(_) => Operation::Quote,
+            Request::Fund(_) => Operation::Fund,
+            Request::Authorize(_) => Operation::Authorize,
+            Request::Commit(_) => Operation::Commit,
+            Request::Void(_) => Operation::Void,
+            Request::Statement(_) => Operation::Statement,
+            Request::RefundRequest(_) => Operation::RefundRequest,
+            Request::Piece(_) => Operation::Piece,
+            Request::Pieces(_) => Operation::Pieces,
+            Request::PrinterStatus(_) => Operation::PrinterStatus,
+            Request::SubscribeTerminals(_) => Operation::SubscribeTerminals,
+            Request::Scan(_) => Operation::Scan,
+            Request::Tender(_) => Operation::Tender,
+            Request::DayReport(_) => Operation::DayReport,
+            Request::RefundsAwaiting(_) => Operation::RefundsAwaiting,
+            Request::RefundDecide(_) => Operation::RefundDecide,
+            Request::Bundles(_) => Operation::Bundles,
+            Request::BundleFile(_) => Operation::BundleFile,
         }
     }
 }
@@ -383,7 +386,7 @@ pub fn encode_request(request: &Request) -> Vec<u8> {
     };
     to_cbor(&RequestEnvelope {
         v: PROTOCOL_VERSION,
-        kind: request.kind().to_string(),
+        kind: request.operation().as_str().to_string(),
         body,
     })
 }
@@ -406,38 +409,39 @@ pub fn decode_request(bytes: &[u8]) -> Result<Request, ErrorBody> {
         .with_limit(u64::from(PROTOCOL_VERSION)));
     }
     let body = env.body;
-    let request = match env.kind.as_str() {
-        "enroll" => Request::Enroll(body_as(body, "enroll")?),
-        "login" => Request::Login(body_as(body, "login")?),
-        "resume" => Request::Resume(body_as(body, "resume")?),
-        "ping" => Request::Ping(body_as(body, "ping")?),
-        "clock_check" => Request::ClockCheck(body_as(body, "clock_check")?),
-        "balance" => Request::Balance(body_as(body, "balance")?),
-        "quote" => Request::Quote(body_as(body, "quote")?),
-        "fund" => Request::Fund(body_as(body, "fund")?),
-        "authorize" => Request::Authorize(body_as(body, "authorize")?),
-        "commit" => Request::Commit(body_as(body, "commit")?),
-        "void" => Request::Void(body_as(body, "void")?),
-        "statement" => Request::Statement(body_as(body, "statement")?),
-        "refund_request" => Request::RefundRequest(body_as(body, "refund_request")?),
-        "piece" => Request::Piece(body_as(body, "piece")?),
-        "pieces" => Request::Pieces(body_as(body, "pieces")?),
-        "printer_status" => Request::PrinterStatus(body_as(body, "printer_status")?),
-        "subscribe_terminals" => Request::SubscribeTerminals(body_as(body, "subscribe_terminals")?),
-        "scan" => Request::Scan(body_as(body, "scan")?),
-        "tender" => Request::Tender(body_as(body, "tender")?),
-        "day_report" => Request::DayReport(body_as(body, "day_report")?),
-        "refunds_awaiting" => Request::RefundsAwaiting(body_as(body, "refunds_awaiting")?),
-        "refund_decide" => Request::RefundDecide(body_as(body, "refund_decide")?),
-        "bundles" => Request::Bundles(body_as(body, "bundles")?),
-        "bundle_file" => Request::BundleFile(body_as(body, "bundle_file")?),
-        _ => {
-            // The unknown name is not repeated: it is client text and this message is logged.
-            return Err(ErrorBody::new(
-                ErrorCode::UnknownType,
-                "unknown request type; see docs/PROTOCOL.md for the types this vendor speaks",
-            ));
-        }
+    let Some(operation) = Operation::parse(&env.kind) else {
+        // The unknown name is not repeated: it is client text and this message is logged.
+        return Err(ErrorBody::new(
+            ErrorCode::UnknownType,
+            "unknown request type; see docs/PROTOCOL.md for the types this vendor speaks",
+        ));
+    };
+    let name = operation.as_str();
+    let request = match operation {
+        Operation::Enroll => Request::Enroll(body_as(body, name)?),
+        Operation::Login => Request::Login(body_as(body, name)?),
+        Operation::Resume => Request::Resume(body_as(body, name)?),
+        Operation::Ping => Request::Ping(body_as(body, name)?),
+        Operation::ClockCheck => Request::ClockCheck(body_as(body, name)?),
+        Operation::Balance => Request::Balance(body_as(body, name)?),
+        Operation::Quote => Request::Quote(body_as(body, name)?),
+        Operation::Fund => Request::Fund(body_as(body, name)?),
+        Operation::Authorize => Request::Authorize(body_as(body, name)?),
+        Operation::Commit => Request::Commit(body_as(body, name)?),
+        Operation::Void => Request::Void(body_as(body, name)?),
+        Operation::Statement => Request::Statement(body_as(body, name)?),
+        Operation::RefundRequest => Request::RefundRequest(body_as(body, name)?),
+        Operation::Piece => Request::Piece(body_as(body, name)?),
+        Operation::Pieces => Request::Pieces(body_as(body, name)?),
+        Operation::PrinterStatus => Request::PrinterStatus(body_as(body, name)?),
+        Operation::SubscribeTerminals => Request::SubscribeTerminals(body_as(body, name)?),
+        Operation::Scan => Request::Scan(body_as(body, name)?),
+        Operation::Tender => Request::Tender(body_as(body, name)?),
+        Operation::DayReport => Request::DayReport(body_as(body, name)?),
+        Operation::RefundsAwaiting => Request::RefundsAwaiting(body_as(body, name)?),
+        Operation::RefundDecide => Request::RefundDecide(body_as(body, name)?),
+        Operation::Bundles => Request::Bundles(body_as(body, name)?),
+        Operation::BundleFile => Request::BundleFile(body_as(body, name)?),
     };
     validate(&request)?;
     Ok(request)
@@ -546,7 +550,7 @@ fn validate(request: &Request) -> Result<(), ErrorBody> {
             Ok(())
         }
         Request::Fund(f) => {
-            money_fields("fund", f)?;
+            money_fields(f)?;
             positive("fund.amount_cents", f.amount_cents)?;
             let (a, b) = match &f.method {
                 FundMethod::Card { number, cvc, .. } => (number, cvc),
@@ -563,18 +567,18 @@ fn validate(request: &Request) -> Result<(), ErrorBody> {
             Ok(())
         }
         Request::Authorize(a) => {
-            money_fields("authorize", a)?;
+            money_fields(a)?;
             positive("authorize.amount_cents", a.amount_cents)?;
             validate_item_field("authorize.item", &a.item)?;
             origin_zip(&a.origin_zip)
                 .map(|_| ())
                 .map_err(|e| ErrorBody::malformed(format!("authorize.{}: {}", e.field, e.reason)))
         }
-        Request::Commit(c) => money_fields("commit", c),
-        Request::Void(v) => money_fields("void", v),
-        Request::RefundRequest(r) => money_fields("refund_request", r),
+        Request::Commit(c) => money_fields(c),
+        Request::Void(v) => money_fields(v),
+        Request::RefundRequest(r) => money_fields(r),
         Request::Tender(t) => {
-            money_fields("tender", t)?;
+            money_fields(t)?;
             let max = crate::ledger::report::BASKET_PIECES_MAX;
             if t.pieces.is_empty() || t.pieces.len() > max {
                 return Err(ErrorBody::malformed(format!(
@@ -620,7 +624,7 @@ fn validate(request: &Request) -> Result<(), ErrorBody> {
             Ok(())
         }
         Request::RefundDecide(r) => {
-            money_fields("refund_decide", r)?;
+            money_fields(r)?;
             meter_text("refund_decide.meter", &r.meter)
         }
         Request::PrinterStatus(p) => p.validate().map(|_| ()),
@@ -660,7 +664,8 @@ fn positive(field: &str, v: u64) -> Result<(), ErrorBody> {
     Ok(())
 }
 
-fn money_fields(kind: &str, r: &impl MoneyRequest) -> Result<(), ErrorBody> {
+fn money_fields<R: MoneyRequest>(r: &R) -> Result<(), ErrorBody> {
+    let kind = R::OPERATION;
     field_len(&format!("{kind}.request_id"), r.request_id().len(), 16)?;
     field_len(
         &format!("{kind}.mac"),
