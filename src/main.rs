@@ -507,10 +507,17 @@ fn main() -> anyhow::Result<()> {
 /// the data directory's SQLite ledger.
 fn database_of(store: &StoreArgs) -> anyhow::Result<String> {
     let files = DataDir::new(&store.data.data).load()?;
-    Ok(store
-        .database
-        .clone()
+    Ok(database_arg(&store.database)?
         .unwrap_or_else(|| files.ledger_path.to_string_lossy().into_owned()))
+}
+
+/// `--database` checked against this build (a PostgreSQL URL needs the `postgres` feature).
+fn database_arg(database: &Option<String>) -> anyhow::Result<Option<String>> {
+    database
+        .as_deref()
+        .map(frank::ledger::database_arg)
+        .transpose()
+        .map_err(anyhow::Error::msg)
 }
 
 fn open_directory(store: &StoreArgs) -> anyhow::Result<Directory> {
@@ -523,7 +530,7 @@ fn vendor(cmd: VendorCommand) -> anyhow::Result<()> {
         VendorCommand::Init { store, token } => {
             let fp = frank::vendor_server::key_cli::init(
                 &DataDir::new(&store.data.data),
-                store.database.as_deref(),
+                database_arg(&store.database)?.as_deref(),
                 &token,
             )?;
             println!("vendor initialised in {}", store.data.data.display());
@@ -535,6 +542,7 @@ fn vendor(cmd: VendorCommand) -> anyhow::Result<()> {
             metrics,
             worker_threads,
         } => {
+            let database = database_arg(&database)?;
             let dir = DataDir::new(&data.data);
             // One vendor per data directory, until this process ends.
             let _lock = dir.lock()?;

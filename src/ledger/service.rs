@@ -52,6 +52,7 @@ pub struct LedgerConfig {
     pub payment_call_timeout_ms: u64,
     pub limits: LedgerLimits,
     /// Pool and batch limits of the PostgreSQL store (unused on SQLite).
+    #[cfg(feature = "postgres")]
     pub postgres: super::postgres::PostgresConfig,
 }
 
@@ -67,6 +68,7 @@ impl Default for LedgerConfig {
             payment_intents_reconcile_max: 64,
             payment_call_timeout_ms: 30_000,
             limits: LedgerLimits::default(),
+            #[cfg(feature = "postgres")]
             postgres: super::postgres::PostgresConfig::default(),
         }
     }

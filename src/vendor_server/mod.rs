@@ -3,6 +3,7 @@
 pub mod admission;
 pub mod bundles;
 pub mod directory;
+#[cfg(feature = "postgres")]
 pub mod directory_pg;
 pub mod directory_sqlite;
 pub mod fronts;
@@ -507,18 +508,22 @@ impl VendorConfig {
         if let Some(v) = self.scan_record_window_ms {
             config.limits.scan_record_window_ms = v;
         }
-        let pg = &mut config.postgres;
-        if let Some(v) = self.postgres_connections_max {
-            pg.connections_max = v;
-        }
-        if let Some(v) = self.postgres_batch_writers {
-            pg.batch_writers = v;
-        }
-        if let Some(v) = self.postgres_batch_requests_max {
-            pg.batch_requests_max = v;
-        }
-        if let Some(v) = self.postgres_batch_queue_requests_max {
-            pg.batch_queue_requests_max = v;
+        // Without PostgreSQL these settings are checked (above) and have nothing to tune.
+        #[cfg(feature = "postgres")]
+        {
+            let pg = &mut config.postgres;
+            if let Some(v) = self.postgres_connections_max {
+                pg.connections_max = v;
+            }
+            if let Some(v) = self.postgres_batch_writers {
+                pg.batch_writers = v;
+            }
+            if let Some(v) = self.postgres_batch_requests_max {
+                pg.batch_requests_max = v;
+            }
+            if let Some(v) = self.postgres_batch_queue_requests_max {
+                pg.batch_queue_requests_max = v;
+            }
         }
         Ok(())
     }
@@ -1030,22 +1035,25 @@ mod tests {
         assert_eq!(ledger.limits.late_void_window_ms, 60_000);
         assert_eq!(ledger.limits.scan_record_window_ms, 5_000);
         // PostgreSQL's pool and batch limits.
-        std::fs::write(
+        #[cfg(feature = "postgres")]
+        {
+            std::fs::write(
             &p,
             "postgres_connections_max = 8\npostgres_batch_writers = 0\npostgres_batch_requests_max = 128\npostgres_batch_queue_requests_max = 512\n",
         )
         .unwrap();
-        let mut ledger = crate::ledger::LedgerConfig::default();
-        load_config(&p).unwrap().apply_to(&mut ledger).unwrap();
-        let pg = &ledger.postgres;
-        assert_eq!(
-            (
-                pg.connections_max,
-                pg.batch_writers,
-                pg.batch_requests_max,
-                pg.batch_queue_requests_max
-            ),
-            (8, 0, 128, 512)
-        );
+            let mut ledger = crate::ledger::LedgerConfig::default();
+            load_config(&p).unwrap().apply_to(&mut ledger).unwrap();
+            let pg = &ledger.postgres;
+            assert_eq!(
+                (
+                    pg.connections_max,
+                    pg.batch_writers,
+                    pg.batch_requests_max,
+                    pg.batch_queue_requests_max
+                ),
+                (8, 0, 128, 512)
+            );
+        }
     }
 }

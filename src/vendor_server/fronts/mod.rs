@@ -30,7 +30,13 @@ use sha2::Sha256;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+#[cfg(not(feature = "postgres"))]
+mod none;
+#[cfg(feature = "postgres")]
 mod pg;
+#[cfg(not(feature = "postgres"))]
+pub use none::Fronts;
+#[cfg(feature = "postgres")]
 pub use pg::Fronts;
 
 /// Requests queued to the fronts task before a caller gets `busy`.
