@@ -21,7 +21,7 @@ mod support;
 use frank::counter::client::Session;
 use frank::faultproxy::FaultProxy;
 use frank::indicium::verify::{VendorKeys, payload_from_png, payloads_from_png, verify_payload};
-use frank::printer::emulator::{Emulator, EmulatorHandle, EmulatorOptions, Fault};
+use frank::printer::emulator::{EmulatorHandle, Fault};
 use frank::vendor_server::directory::Directory;
 use frank::vendor_server::{DB_FILE, DataDir};
 use pty_support::*;
@@ -153,15 +153,7 @@ async fn rig_on(vendor_toml: &str, base_id: &str) -> Rig {
     let home = tempfile::tempdir().unwrap();
     let labels = tempfile::tempdir().unwrap();
     let (profile, profile_arg) = printer_profile(home.path(), base_id);
-    let printer = Emulator::spawn(
-        &profile,
-        EmulatorOptions {
-            baud: None,
-            out_dir: Some(labels.path().to_path_buf()),
-            control_socket: None,
-        },
-    )
-    .unwrap();
+    let printer = support::virtual_printer(&profile, Some(labels.path()));
     let args: Vec<String> = [
         "counter",
         "--vendor",

@@ -420,16 +420,7 @@ fn an_issued_item_is_never_printed_again() {
     );
     // A repeated authorization does not print twice.
     assert!(backend(&mut app, Backend::Authorized { job }).is_empty());
-    backend(
-        &mut app,
-        Backend::PrintOutcome {
-            job,
-            outcome: JobOutcome::Completed {
-                bytes_sent: 10,
-                indicium: IndiciumPaper::Printed,
-            },
-        },
-    );
+    print_completed(&mut app, job);
     settle(&mut app, job, Settlement::Commit, SettlePhase::Done);
     assert!(backend(&mut app, Backend::Authorized { job }).is_empty());
     // The draft was consumed: the review has nothing to confirm, and no key on the outcome
@@ -580,15 +571,7 @@ fn kiosk_pays_by_card_then_authorizes() {
     let mut app = kiosk_app();
     link(&mut app, LinkState::Up);
     press(&mut app, KeyCode::Enter);
-    let cmds = fill_postage(&mut app);
-    let request = quote_request(&cmds).unwrap();
-    backend(
-        &mut app,
-        Backend::Quote {
-            request,
-            amount: cents(540),
-        },
-    );
+    quoted_postage(&mut app, 540);
     press(&mut app, KeyCode::Enter);
     assert_eq!(app.screen, Screen::Review);
     press(&mut app, KeyCode::Enter);
@@ -645,22 +628,10 @@ fn kiosk_pays_by_card_then_authorizes() {
     assert!(app.notice.as_ref().unwrap().text.contains("declined"));
     assert_eq!(app.funds.form.text(FundsField::Amount), "5.40");
     assert_eq!(app.funds.form.focused().unwrap().key, FundsField::Card);
-    typ(&mut app, "4242424242424242");
-    press(&mut app, KeyCode::Tab);
-    typ(&mut app, "04/29");
-    press(&mut app, KeyCode::Tab);
-    typ(&mut app, "123");
-    let cmds = press(&mut app, KeyCode::Enter);
+    let cmds = pay_by_test_card(&mut app);
     assert!(matches!(&cmds[..], [Command::Fund { .. }]), "{cmds:?}");
     // Approved: now the item is authorized, once.
-    let cmds = backend(
-        &mut app,
-        Backend::FundResult {
-            declined: false,
-            ok: true,
-            message: "Added $5.40 (payment 7).".into(),
-        },
-    );
+    let cmds = funded_540(&mut app);
     match &cmds[..] {
         [Command::Authorize { amount, .. }] => assert_eq!(*amount, cents(540)),
         other => panic!("expected Authorize, got {other:?}"),
@@ -950,16 +921,7 @@ fn a_refund_is_sent_only_after_it_is_confirmed() {
     let mut app = quoted();
     let job = authorize(&mut app);
     backend(&mut app, Backend::Authorized { job });
-    backend(
-        &mut app,
-        Backend::PrintOutcome {
-            job,
-            outcome: JobOutcome::Completed {
-                bytes_sent: 10,
-                indicium: IndiciumPaper::Printed,
-            },
-        },
-    );
+    print_completed(&mut app, job);
     settle(&mut app, job, Settlement::Commit, SettlePhase::Done);
     // On the outcome screen: Ctrl-R asks; Esc answers no and nothing is sent.
     assert!(ctrl(&mut app, 'r').is_empty());
@@ -1004,16 +966,7 @@ fn history_and_recent_items_list_newest_first() {
         .collect();
     assert_eq!(jobs, vec![job.0, 103, 102, 101]);
     press(&mut app, KeyCode::Esc); // nothing: the item prints
-    backend(
-        &mut app,
-        Backend::PrintOutcome {
-            job,
-            outcome: JobOutcome::Completed {
-                bytes_sent: 10,
-                indicium: IndiciumPaper::Printed,
-            },
-        },
-    );
+    print_completed(&mut app, job);
     settle(&mut app, job, Settlement::Commit, SettlePhase::Done);
     press(&mut app, KeyCode::Esc);
     assert_eq!(app.screen, Screen::Home);
@@ -1156,25 +1109,12 @@ fn kiosk_paying() -> App {
     link(&mut app, LinkState::Up);
     backend(&mut app, Backend::PrinterStatus(PrinterStatus::Ready));
     press(&mut app, KeyCode::Enter);
-    let cmds = fill_postage(&mut app);
-    let request = quote_request(&cmds).unwrap();
-    backend(
-        &mut app,
-        Backend::Quote {
-            request,
-            amount: cents(540),
-        },
-    );
+    quoted_postage(&mut app, 540);
     press(&mut app, KeyCode::Enter);
     assert_eq!(app.screen, Screen::Review);
     press(&mut app, KeyCode::Enter);
     assert_eq!(app.screen, Screen::Funds);
-    typ(&mut app, "4242424242424242");
-    press(&mut app, KeyCode::Tab);
-    typ(&mut app, "04/29");
-    press(&mut app, KeyCode::Tab);
-    typ(&mut app, "123");
-    let cmds = press(&mut app, KeyCode::Enter);
+    let cmds = pay_by_test_card(&mut app);
     assert!(matches!(&cmds[..], [Command::Fund { .. }]), "{cmds:?}");
     app
 }
@@ -1233,14 +1173,7 @@ fn kiosk_tells_customers_what_to_do_in_their_words() {
     );
     // Paid, then the vendor refuses the item with the account's figures in its reason.
     let mut app = kiosk_paying();
-    let cmds = backend(
-        &mut app,
-        Backend::FundResult {
-            declined: false,
-            ok: true,
-            message: "Added $5.40 (payment 7).".into(),
-        },
-    );
+    let cmds = funded_540(&mut app);
     let [Command::Authorize { job, .. }] = &cmds[..] else {
         panic!("{cmds:?}");
     };

@@ -18,6 +18,52 @@ use serde::{Deserialize, Serialize};
 /// code; this only bounds what the codec holds).
 pub const PAYMENT_FIELD_BYTES_MAX: usize = 32;
 
+/// The MAC'd fields every money-moving request shares.
+pub trait MoneyRequest {
+    /// The request's type: the `operation` its MAC covers.
+    const OPERATION: super::Operation;
+    fn request_id(&self) -> &[u8];
+    fn client_time_ms(&self) -> u64;
+    fn mac(&self) -> &[u8];
+}
+
+/// Declares a money-moving request, the one shape they share: `request_id` (16 bytes) and
+/// `client_time_ms` first, the type's own fields, the `mac` (32 bytes) last — the wire order
+/// of docs/PROTOCOL.md — and its [`MoneyRequest`] with the operation its MAC covers.
+macro_rules! money_request {
+    (
+        $(#[$meta:meta])*
+        $name:ident => $op:ident {
+            $($(#[$field_meta:meta])* pub $field:ident: $ty:ty,)*
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            #[serde(with = "serde_bytes")]
+            pub request_id: Vec<u8>,
+            pub client_time_ms: u64,
+            $($(#[$field_meta])* pub $field: $ty,)*
+            #[serde(with = "serde_bytes")]
+            pub mac: Vec<u8>,
+        }
+
+        impl MoneyRequest for $name {
+            const OPERATION: super::Operation = super::Operation::$op;
+            fn request_id(&self) -> &[u8] {
+                &self.request_id
+            }
+            fn client_time_ms(&self) -> u64 {
+                self.client_time_ms
+            }
+            fn mac(&self) -> &[u8] {
+                &self.mac
+            }
+        }
+    };
+}
+
 /// A postage piece: class, weight, destination ZIP (ZIP or ZIP+4) and the counter's ZIP.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -313,17 +359,12 @@ impl std::fmt::Debug for FundMethod {
     }
 }
 
-/// `fund`: top up the account.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Fund {
-    #[serde(with = "serde_bytes")]
-    pub request_id: Vec<u8>,
-    pub client_time_ms: u64,
-    pub amount_cents: u64,
-    pub method: FundMethod,
-    #[serde(with = "serde_bytes")]
-    pub mac: Vec<u8>,
+money_request! {
+    /// `fund`: top up the account.
+    Fund => Fund {
+        pub amount_cents: u64,
+        pub method: FundMethod,
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -333,19 +374,14 @@ pub struct Funded {
     pub registers: WireRegisters,
 }
 
-/// `authorize`: reserve the item's value and get its signed indicium.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Authorize {
-    #[serde(with = "serde_bytes")]
-    pub request_id: Vec<u8>,
-    pub client_time_ms: u64,
-    pub amount_cents: u64,
-    pub item: WireItem,
-    /// The counter's ZIP (origin of a mail piece; printed in every indicium).
-    pub origin_zip: String,
-    #[serde(with = "serde_bytes")]
-    pub mac: Vec<u8>,
+money_request! {
+    /// `authorize`: reserve the item's value and get its signed indicium.
+    Authorize => Authorize {
+        pub amount_cents: u64,
+        pub item: WireItem,
+        /// The counter's ZIP (origin of a mail piece; printed in every indicium).
+        pub origin_zip: String,
+    }
 }
 
 impl Authorize {
@@ -369,43 +405,28 @@ pub struct Authorized {
     pub indicium: Vec<u8>,
 }
 
-/// `commit`: the item printed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Commit {
-    #[serde(with = "serde_bytes")]
-    pub request_id: Vec<u8>,
-    pub client_time_ms: u64,
-    pub piece_serial: u64,
-    #[serde(with = "serde_bytes")]
-    pub mac: Vec<u8>,
+money_request! {
+    /// `commit`: the item printed.
+    Commit => Commit {
+        pub piece_serial: u64,
+    }
 }
 
-/// `void`: the print was aborted. `reached_printer`: did every byte of the item reach the
-/// printer (indicium complete)? If not, the reservation is released; if so the piece counts as
-/// printed and a refund request is filed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Void {
-    #[serde(with = "serde_bytes")]
-    pub request_id: Vec<u8>,
-    pub client_time_ms: u64,
-    pub piece_serial: u64,
-    pub reached_printer: bool,
-    #[serde(with = "serde_bytes")]
-    pub mac: Vec<u8>,
+money_request! {
+    /// `void`: the print was aborted. `reached_printer`: did every byte of the item reach the
+    /// printer (indicium complete)? If not, the reservation is released; if so the piece counts
+    /// as printed and a refund request is filed.
+    Void => Void {
+        pub piece_serial: u64,
+        pub reached_printer: bool,
+    }
 }
 
-/// `refund_request`: ask for a refund of a printed piece.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RefundRequest {
-    #[serde(with = "serde_bytes")]
-    pub request_id: Vec<u8>,
-    pub client_time_ms: u64,
-    pub piece_serial: u64,
-    #[serde(with = "serde_bytes")]
-    pub mac: Vec<u8>,
+money_request! {
+    /// `refund_request`: ask for a refund of a printed piece.
+    RefundRequest => RefundRequest {
+        pub piece_serial: u64,
+    }
 }
 
 /// The answer to `commit`, `void` and `refund_request`.
@@ -512,26 +533,21 @@ pub struct PieceList {
     pub pieces: Vec<PieceInfo>,
 }
 
-/// `tender`: how the customer paid for one basket of the session account's pieces (money-
-/// adjacent: MAC'd, idempotent by `request_id`, which is the basket's id at the vendor).
-/// The vendor stores it with the pieces (docs/LEDGER.md §Tenders).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TenderRequest {
-    #[serde(with = "serde_bytes")]
-    pub request_id: Vec<u8>,
-    pub client_time_ms: u64,
-    /// The session account's meter serial (the pieces' numbers are `meter #serial`).
-    pub meter: String,
-    /// 1..=[`crate::ledger::report::BASKET_PIECES_MAX`] distinct piece serials.
-    pub pieces: Vec<u64>,
-    /// `cash`, `card`, `check` or `other`.
-    pub kind: String,
-    pub amount_tendered_cents: u64,
-    /// Cash only; 0 for other kinds.
-    pub change_cents: u64,
-    #[serde(with = "serde_bytes")]
-    pub mac: Vec<u8>,
+money_request! {
+    /// `tender`: how the customer paid for one basket of the session account's pieces (money-
+    /// adjacent: MAC'd, idempotent by `request_id`, which is the basket's id at the vendor).
+    /// The vendor stores it with the pieces (docs/LEDGER.md §Tenders).
+    TenderRequest => Tender {
+        /// The session account's meter serial (the pieces' numbers are `meter #serial`).
+        pub meter: String,
+        /// 1..=[`crate::ledger::report::BASKET_PIECES_MAX`] distinct piece serials.
+        pub pieces: Vec<u64>,
+        /// `cash`, `card`, `check` or `other`.
+        pub kind: String,
+        pub amount_tendered_cents: u64,
+        /// Cash only; 0 for other kinds.
+        pub change_cents: u64,
+    }
 }
 
 impl TenderRequest {
@@ -581,19 +597,14 @@ pub struct RefundsAwaitingRequest {
     pub limit: u32,
 }
 
-/// `refund_decide` (supervisors only): approve or reject a refund request of the session
-/// account's piece (money-moving: MAC'd, idempotent by `request_id`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RefundDecide {
-    #[serde(with = "serde_bytes")]
-    pub request_id: Vec<u8>,
-    pub client_time_ms: u64,
-    pub meter: String,
-    pub piece_serial: u64,
-    pub approve: bool,
-    #[serde(with = "serde_bytes")]
-    pub mac: Vec<u8>,
+money_request! {
+    /// `refund_decide` (supervisors only): approve or reject a refund request of the session
+    /// account's piece (money-moving: MAC'd, idempotent by `request_id`).
+    RefundDecide => RefundDecide {
+        pub meter: String,
+        pub piece_serial: u64,
+        pub approve: bool,
+    }
 }
 
 impl RefundDecide {
@@ -648,35 +659,6 @@ pub struct Scanned {
     /// The piece had been scanned before (a second sighting of one indicium).
     pub scanned_before: bool,
 }
-
-/// The MAC'd fields every money-moving request shares.
-pub trait MoneyRequest {
-    /// The request's type: the `operation` its MAC covers.
-    const OPERATION: super::Operation;
-    fn request_id(&self) -> &[u8];
-    fn client_time_ms(&self) -> u64;
-    fn mac(&self) -> &[u8];
-}
-
-macro_rules! money_request {
-    ($($t:ty => $op:ident),* $(,)?) => {$(
-        impl MoneyRequest for $t {
-            const OPERATION: super::Operation = super::Operation::$op;
-            fn request_id(&self) -> &[u8] { &self.request_id }
-            fn client_time_ms(&self) -> u64 { self.client_time_ms }
-            fn mac(&self) -> &[u8] { &self.mac }
-        }
-    )*};
-}
-money_request!(
-    Fund => Fund,
-    Authorize => Authorize,
-    Commit => Commit,
-    Void => Void,
-    RefundRequest => RefundRequest,
-    TenderRequest => Tender,
-    RefundDecide => RefundDecide,
-);
 
 /// The MAC destination of `commit` and `refund_request`: the piece serial in decimal.
 pub fn piece_destination(piece_serial: u64) -> String {

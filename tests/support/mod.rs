@@ -23,6 +23,38 @@ pub struct Vendor {
     pub key: ed25519_dalek::VerifyingKey,
 }
 
+/// Runs the `frank` binary with `args`; fails the test (with its stderr) unless it succeeded;
+/// returns its stdout.
+pub fn frank_ok(args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_frank"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "frank {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A virtual printer (real pty) with `profile`, writing each label's PNG into `labels` when
+/// given.
+pub fn virtual_printer(
+    profile: &frank::printer::profile::Profile,
+    labels: Option<&std::path::Path>,
+) -> frank::printer::emulator::EmulatorHandle {
+    frank::printer::emulator::Emulator::spawn(
+        profile,
+        frank::printer::emulator::EmulatorOptions {
+            baud: None,
+            out_dir: labels.map(std::path::Path::to_path_buf),
+            control_socket: None,
+        },
+    )
+    .unwrap()
+}
+
 /// A vendor with one account and one clerk, listening on 127.0.0.1 (data-dir SQLite ledger).
 pub async fn vendor() -> Vendor {
     vendor_with(VendorOptions::default()).await
