@@ -1,5 +1,9 @@
 //! The counter's side of the connection: connect with the pinned vendor key, enroll, log in,
 //! resume, and send requests (one per bidirectional stream).
+//!
+//! About 800 lines, one concern: the client end of docs/PROTOCOL.md. Each type is one stage
+//! of a connection (`VendorConn` before sign-in, `Session` after it, `MonitorStream` for the
+//! admin monitor); a `Session`'s request builders sign with its request-MAC key and stay with it.
 
 use crate::identity;
 use crate::link::driver::{self, LinkHandle};
