@@ -156,15 +156,7 @@ async fn a_counter_prints_with_the_last_good_bundle_when_the_vendor_has_none() {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let mut screen = Screen::spawn(&args, home.path());
-    screen.wait_for("Sign in");
-    screen.typ(CLERK);
-    screen.send("\t");
-    screen.typ(PASSWORD);
-    screen.send("\r");
-    screen.wait_for("Recent items");
-    screen.wait_for("LINK UP");
-    screen.wait_for("printer ready");
+    let mut screen = Screen::spawn_signed_in(&args, home.path(), CLERK, PASSWORD);
     postage_to_review(&mut screen);
     screen.send("\r");
     let done = screen.wait("the outcome", |t| {

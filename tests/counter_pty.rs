@@ -92,14 +92,7 @@ async fn rig_with(profile_toml: Option<&str>, env: &[(&str, &str)]) -> Rig {
         ],
     );
     let mut screen = Screen::spawn_env(&args, home.path(), env);
-    screen.wait_for("Sign in");
-    screen.typ(CLERK);
-    screen.send("\t");
-    screen.typ(PASSWORD);
-    screen.send("\r");
-    screen.wait_for("Recent items");
-    screen.wait_for("LINK UP");
-    screen.wait_for("printer ready");
+    screen.sign_in(CLERK, PASSWORD);
     Rig {
         home,
         labels,
@@ -834,15 +827,7 @@ async fn a_restarted_vendor_is_signed_in_again_and_a_cut_label_still_settles() {
             profile_path.to_str().unwrap(),
         ],
     );
-    let mut screen = Screen::spawn(&args, home.path());
-    screen.wait_for("Sign in");
-    screen.typ(CLERK);
-    screen.send("\t");
-    screen.typ(PASSWORD);
-    screen.send("\r");
-    screen.wait_for("Recent items");
-    screen.wait_for("LINK UP");
-    screen.wait_for("printer ready");
+    let mut screen = Screen::spawn_signed_in(&args, home.path(), CLERK, PASSWORD);
     screen.wait_for(&status_balance(FUNDS_CENTS));
 
     postage_to_review(&mut screen);

@@ -192,16 +192,7 @@ async fn rig_on(vendor_toml: &str, base_id: &str) -> Rig {
 
 /// Starts `frank counter`, signs the clerk in, waits for the link and the printer.
 fn start_counter(args: &[String], home: &Path) -> Screen {
-    let mut screen = Screen::spawn(args, home);
-    screen.wait_for("Sign in");
-    screen.typ(support::CLERK);
-    screen.send("\t");
-    screen.typ(support::PASSWORD);
-    screen.send("\r");
-    screen.wait_for("Recent items");
-    screen.wait_for("LINK UP");
-    screen.wait_for("printer ready");
-    screen
+    Screen::spawn_signed_in(args, home, support::CLERK, support::PASSWORD)
 }
 
 /// The progress gauge's percentage, when the printing screen shows one.
