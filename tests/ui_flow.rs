@@ -1292,30 +1292,31 @@ fn a_card_number_typed_in_groups_is_accepted_and_sent_as_digits() {
         assert_eq!(number.expose(), "4242424242424242", "{typed:?}");
     }
     // The check digit is still checked, and letters are still refused.
-    let mut app = signed_in();
-    funds_card(&mut app);
-    typ(&mut app, "4242 4242 4242 4241");
-    let e = app
-        .funds
-        .form
-        .get(FundsField::Card)
-        .unwrap()
-        .error
-        .clone()
-        .unwrap();
-    assert!(e.contains("check digit"), "{e}");
-    let mut app = signed_in();
-    funds_card(&mut app);
-    typ(&mut app, "4242 4242 4242 424x");
-    let e = app
-        .funds
-        .form
-        .get(FundsField::Card)
-        .unwrap()
-        .error
-        .clone()
-        .unwrap();
-    assert!(e.contains("spaces and dashes are fine"), "{e}");
+    for (typed, says) in [
+        ("4242 4242 4242 4241", "check digit"),
+        ("4242 4242 4242 424x", "spaces and dashes are fine"),
+    ] {
+        let mut app = signed_in();
+        funds_card(&mut app);
+        typ(&mut app, typed);
+        let e = app.funds.form.get(FundsField::Card).unwrap().error.clone();
+        assert!(
+            e.as_deref().is_some_and(|e| e.contains(says)),
+            "{typed}: {e:?}"
+        );
+    }
+}
+
+/// The error the item form shows under `field`, if any.
+fn item_error(app: &App, field: ItemField) -> Option<String> {
+    app.item_form.form.get(field).unwrap().error.clone()
+}
+
+fn assert_in_the_past(e: Option<String>) {
+    assert!(
+        e.as_deref().is_some_and(|e| e.contains("in the past")),
+        "{e:?}"
+    );
 }
 
 /// Signed in, on the postage form filled, focus back on the weight with it emptied.
@@ -1448,17 +1449,7 @@ fn dates_are_read_in_common_forms_and_shown_as_read() {
 fn past_event_dates_and_expiries_are_refused_before_review() {
     let mut app = coupon_form();
     typ(&mut app, "04/09/2026");
-    let e = app
-        .item_form
-        .form
-        .get(ItemField::Expiry)
-        .unwrap()
-        .error
-        .clone();
-    assert!(
-        e.as_deref().is_some_and(|e| e.contains("in the past")),
-        "{e:?}"
-    );
+    assert_in_the_past(item_error(&app, ItemField::Expiry));
     press(&mut app, KeyCode::Enter);
     assert_ne!(app.screen, Screen::Review);
     let notice = app.notice.clone().unwrap().text;
@@ -1494,13 +1485,7 @@ fn past_event_dates_and_expiries_are_refused_before_review() {
     }
     press(&mut app, KeyCode::Enter);
     assert_ne!(app.screen, Screen::Review);
-    let e = app
-        .item_form
-        .form
-        .get(ItemField::EventDay)
-        .unwrap()
-        .error
-        .clone();
+    let e = item_error(&app, ItemField::EventDay);
     assert!(
         e.as_deref().is_some_and(|e| e.contains("in the past")),
         "{e:?}"
@@ -1516,13 +1501,7 @@ fn the_item_value_limit_is_checked_as_the_amount_is_typed() {
     typ(&mut app, "ACME Corp");
     press(&mut app, KeyCode::Tab);
     typ(&mut app, "1000.01");
-    let e = app
-        .item_form
-        .form
-        .get(ItemField::Amount)
-        .unwrap()
-        .error
-        .clone();
+    let e = item_error(&app, ItemField::Amount);
     assert!(
         e.as_deref().is_some_and(|e| e.contains("$1000.00")),
         "{e:?}"
