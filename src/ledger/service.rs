@@ -21,6 +21,7 @@ pub use crate::clock::{Clock, ManualClock, SystemClock};
 // The task behind the handle: the commands, the reaper, the payment reconciliation.
 mod task;
 pub use task::spawn;
+use task::outcome;
 
 /// Bounds and policy of the service.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -124,11 +124,11 @@ pub(super) fn fund(
 }
 
 /// What an authorization asks to issue.
-struct Item<'a> {
-    kind: u8,
-    amount: Cents,
-    bytes: &'a [u8],
-    terminal: Option<TerminalId>,
+pub(super) struct Item<'a> {
+    pub(super) kind: u8,
+    pub(super) amount: Cents,
+    pub(super) bytes: &'a [u8],
+    pub(super) terminal: Option<TerminalId>,
 }
 
 pub(super) fn authorize(
@@ -315,9 +315,9 @@ pub(super) fn release(w: &mut Work, mut p: Piece) -> Result<Registers, LedgerErr
 
 /// What a terminal reports when it voids.
 #[derive(Clone, Copy)]
-struct VoidReport {
-    reached_printer: bool,
-    terminal: Option<TerminalId>,
+pub(super) struct VoidReport {
+    pub(super) reached_printer: bool,
+    pub(super) terminal: Option<TerminalId>,
 }
 
 pub(super) fn void(

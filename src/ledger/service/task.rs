@@ -13,7 +13,7 @@ struct Service {
     config: LedgerConfig,
 }
 
-fn outcome(r: Result<Reply, StoreError>) -> Result<Outcome, CallError> {
+pub(super) fn outcome(r: Result<Reply, StoreError>) -> Result<Outcome, CallError> {
     Ok(r??)
 }
 
