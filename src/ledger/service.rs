@@ -20,8 +20,8 @@ pub use crate::clock::{Clock, ManualClock, SystemClock};
 
 // The task behind the handle: the commands, the reaper, the payment reconciliation.
 mod task;
-pub use task::spawn;
 use task::outcome;
+pub use task::spawn;
 
 /// Bounds and policy of the service.
 #[derive(Debug, Clone, PartialEq, Eq)]
