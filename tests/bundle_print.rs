@@ -20,19 +20,6 @@ const FUNDS_CENTS: u64 = 5_000;
 /// counter to take it, in ms.
 const WAIT_MS_MAX: u64 = 60_000;
 
-fn frank(args: &[&str]) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_frank"))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 async fn offers(s: &frank::counter::client::Session) -> usize {
     let l: wire::BundleList = s
         .send(&Request::Bundles(wire::BundlesRequest {}))
@@ -65,7 +52,7 @@ async fn a_counter_prints_with_the_last_good_bundle_when_the_vendor_has_none() {
     // A profile that exists only in a bundle.
     let home = tempfile::tempdir().unwrap();
     let key = home.path().join("release-key.pem");
-    let out = frank(&[
+    let out = frank_ok(&[
         "vendor",
         "release-key",
         "init",
@@ -79,7 +66,7 @@ async fn a_counter_prints_with_the_last_good_bundle_when_the_vendor_has_none() {
         "inherits = \"virtual\"\nname = \"Shop virtual printer\"\n",
     )
     .unwrap();
-    frank(&[
+    frank_ok(&[
         "vendor",
         "bundle",
         "add",
@@ -133,7 +120,7 @@ async fn a_counter_prints_with_the_last_good_bundle_when_the_vendor_has_none() {
     let _ = headless.wait().await;
 
     // The vendor has none any more.
-    frank(&[
+    frank_ok(&[
         "vendor",
         "bundle",
         "retire",

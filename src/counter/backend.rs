@@ -337,6 +337,8 @@ enum Done {
         port: Option<PrinterPort>,
         report: Option<streamer::ResyncReport>,
     },
+    /// A bundle sync after a sign-in took new bundles: the rate table in use may have changed.
+    BundlesTaken,
     /// A text printout ended; `port` is the label printer's port when it printed there.
     Printout {
         kind: PrintoutKind,
@@ -387,6 +389,7 @@ pub fn spawn(
         receipts: ReceiptBook::in_memory(),
         printouts: std::collections::VecDeque::new(),
         printout_running: false,
+        rates: None,
     };
     tokio::spawn(b.run(commands, done_rx))
 }
@@ -447,6 +450,17 @@ struct Actor {
     printouts: std::collections::VecDeque<(PrintoutKind, Vec<String>)>,
     /// A printout is on its printer now (one at a time).
     printout_running: bool,
+    /// The last good signed rate table (issue 17) and its bundle's name and version: the
+    /// live price of a postage piece comes from it; the vendor's quote is still asked, and is
+    /// the price an authorization carries. `None`: no rates bundle received yet.
+    rates: Option<Arc<SignedRates>>,
+}
+
+/// A rates bundle in use: its name and version (`rates 2`) and its table.
+#[derive(Debug)]
+struct SignedRates {
+    label: String,
+    table: crate::indicium::rates::RateTable,
 }
 
 fn pause() -> tokio::time::Sleep {
@@ -791,6 +805,7 @@ impl Actor {
             }
         }
         self.receipts = ReceiptBook::open(&self.cfg.terminal_dir);
+        self.load_rates();
         if let Some(p) = self.cfg.printer.clone() {
             match PrinterPort::open(&p.device, &p.profile, None) {
                 Ok(port) => self.port = Some(port),
@@ -1291,11 +1306,13 @@ impl Actor {
         if let Some(b) = &self.cfg.bundles {
             // Bundles newer than what the counter uses, fetched between prints (issue 17).
             let printing = self.print_busy.subscribe();
-            tokio::spawn(super::bundles::sync_and_log(
-                session.clone(),
-                b.clone(),
-                printing,
-            ));
+            let (session, b, done) = (session.clone(), b.clone(), self.done_tx.clone());
+            tokio::spawn(async move {
+                let report = super::bundles::sync_and_log(session, b, printing).await;
+                if report.is_some_and(|r| !r.taken.is_empty()) {
+                    let _ = done.send(Done::BundlesTaken).await;
+                }
+            });
         }
         self.emit(Backend::SignedIn {
             clerk: session.clerk.clone(),
@@ -1808,6 +1825,7 @@ impl Actor {
                 }
                 self.next_printout().await;
             }
+            Done::BundlesTaken => self.load_rates(),
             Done::Printout {
                 kind,
                 shared,
@@ -1856,21 +1874,82 @@ impl Actor {
         self.reported_printer = None;
     }
 
-    fn quote(&mut self, request: u64, class: MailClass, weight_oz: u16, from: String, to: String) {
-        let Some(sessions) = self.sessions() else {
+    /// The rate table of the rates bundle in use (issue 17), read again (a rates bundle just
+    /// taken is used from the next quote on). Said in the log either way: the counter's prices
+    /// come from the signed table, or — with none received yet — from the vendor's quotes.
+    fn load_rates(&mut self) {
+        let Some(b) = &self.cfg.bundles else {
+            tracing::info!("no release key pinned: prices are the vendor's quotes");
             return;
         };
+        self.rates = super::bundles::installed_rates(&b.store())
+            .map(|(label, table)| Arc::new(SignedRates { label, table }));
+        match &self.rates {
+            Some(r) => tracing::info!(
+                rates = %r.label,
+                "prices from the signed rate table; the vendor's price authorizes"
+            ),
+            None => {
+                tracing::info!("no signed rate table received yet: prices are the vendor's quotes")
+            }
+        }
+    }
+
+    /// Prices a postage piece: the signed rate table's price at once (when there is one), then
+    /// the vendor's own quote — the price the authorization carries, shown in its place. A
+    /// difference is logged and the clerk reads both before confirming (the review says so).
+    fn quote(&mut self, request: u64, class: MailClass, weight_oz: u16, from: String, to: String) {
+        let item = wire::PostageItem {
+            class: class.name().to_string(),
+            weight_oz,
+            zip: to,
+        };
+        let listed = self.rates.as_ref().and_then(|r| {
+            let q = wire::QuoteRequest {
+                item: item.clone(),
+                origin_zip: from.clone(),
+            };
+            match wire::price::quote(&r.table, &q).map(|q| Cents::new(q.amount_cents)) {
+                Ok(Ok(amount)) => Some((amount, r.label.clone())),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, rates = %r.label, "the signed rate table's price is out of range");
+                    None
+                }
+                Err(e) => {
+                    tracing::info!(error = %crate::logtext::escaped(&e.message), rates = %r.label, "no price in the signed rate table; the vendor's quote alone prices");
+                    None
+                }
+            }
+        });
+        let sessions = self.sessions();
         let events = self.events.clone();
         tokio::spawn(async move {
-            let session = sessions.borrow().clone();
-            let item = wire::PostageItem {
-                class: class.name().to_string(),
-                weight_oz,
-                zip: to,
+            if let Some((amount, table)) = listed.clone() {
+                let _ = events
+                    .send(Backend::TablePrice {
+                        request,
+                        amount,
+                        table,
+                    })
+                    .await;
+            }
+            let Some(sessions) = sessions else {
+                return;
             };
+            let session = sessions.borrow().clone();
             let b = match session.quote(item, &from).await {
                 Ok(q) => match Cents::new(q.amount_cents) {
-                    Ok(amount) => Backend::Quote { request, amount },
+                    Ok(amount) => {
+                        if let Some((listed, table)) = listed.filter(|(l, _)| *l != amount) {
+                            tracing::warn!(
+                                rates = %table,
+                                table_price = %listed,
+                                vendor_price = %amount,
+                                "the vendor's price is not the signed rate table's; the vendor's is charged"
+                            );
+                        }
+                        Backend::Quote { request, amount }
+                    }
                     Err(e) => Backend::QuoteFailed {
                         request,
                         reason: e.to_string(),
