@@ -51,22 +51,10 @@ struct Setup {
 
 impl Setup {
     async fn new() -> Setup {
-        let metrics = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
-        let v =
-            child_vendor_with("Rates PO", &["--metrics", &metrics.to_string()], |_, _| {}).await;
+        let (v, metrics) = child_vendor_with_metrics("Rates PO").await;
         let work = tempfile::tempdir().unwrap();
         let release_key = work.path().join("release-key.pem");
-        let out = frank_ok(&[
-            "vendor",
-            "release-key",
-            "init",
-            "--out",
-            release_key.to_str().unwrap(),
-        ]);
-        let fp = out.rsplit(": ").next().unwrap().trim().to_string();
+        let fp = release_key_init(&release_key);
         let (watcher, link) = session_on(v.addr, v.key, &v.code, "watcher", CLERK, PASSWORD).await;
         fund_until_ok(&watcher, 10_000).await;
         Setup {
@@ -187,13 +175,8 @@ fn start(cfg: BackendConfig) -> (Channels, tokio::task::JoinHandle<()>) {
     ((ctx, erx), task)
 }
 
-/// A first-class 1 oz quote: the events answering it, up to the vendor's (`Quote` or
-/// `QuoteFailed`), in order.
-async fn quote(
-    ctx: &tokio::sync::mpsc::Sender<Command>,
-    erx: &mut tokio::sync::mpsc::Receiver<Backend>,
-    request: u64,
-) -> Vec<Backend> {
+/// Asks the backend for the price of a first-class 1 oz piece to 02108.
+async fn request_quote(ctx: &tokio::sync::mpsc::Sender<Command>, request: u64) {
     ctx.send(Command::RequestQuote {
         request,
         class: MailClass::FirstClass,
@@ -203,6 +186,16 @@ async fn quote(
     })
     .await
     .unwrap();
+}
+
+/// A first-class 1 oz quote: the events answering it, up to the vendor's (`Quote` or
+/// `QuoteFailed`), in order.
+async fn quote(
+    ctx: &tokio::sync::mpsc::Sender<Command>,
+    erx: &mut tokio::sync::mpsc::Receiver<Backend>,
+    request: u64,
+) -> Vec<Backend> {
+    request_quote(ctx, request).await;
     let mut got = Vec::new();
     loop {
         let e = next_event(erx, "an answer to the quote", |e| {
@@ -321,15 +314,7 @@ async fn the_counter_prices_from_the_signed_table_and_authorizes_at_the_vendors_
     ctx.send(Command::Quit).await.unwrap();
     let _ = tokio::time::timeout(Duration::from_millis(EVENT_WAIT_MS_MAX), task).await;
     let ((ctx, mut erx), task) = start(s.backend_config(home.path()));
-    ctx.send(Command::RequestQuote {
-        request: 1,
-        class: MailClass::FirstClass,
-        weight_oz: 1,
-        from_zip: ORIGIN.into(),
-        to_zip: "02108".into(),
-    })
-    .await
-    .unwrap();
+    request_quote(&ctx, 1).await;
     let e = next_event(&mut erx, "the table's price", |e| {
         matches!(e, Backend::TablePrice { .. })
     })

@@ -393,3 +393,29 @@ pub fn metric(addr: SocketAddr, series: &str) -> f64 {
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or(0.0)
 }
+
+/// A [`ChildVendor`] serving its metrics (`--metrics`) on a free loopback port: the vendor and
+/// that address.
+pub async fn child_vendor_with_metrics(account: &str) -> (ChildVendor, SocketAddr) {
+    let metrics = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port");
+    let v = child_vendor_with(account, &["--metrics", &metrics.to_string()], |_, _| {}).await;
+    (v, metrics)
+}
+
+/// `frank vendor release-key init --out PATH`: a new release key file; its fingerprint.
+pub fn release_key_init(path: &std::path::Path) -> String {
+    let out = frank_ok(&[
+        "vendor",
+        "release-key",
+        "init",
+        "--out",
+        path.to_str().expect("a UTF-8 path"),
+    ]);
+    out.rsplit(": ")
+        .next()
+        .expect("the fingerprint line")
+        .trim()
+        .to_string()
+}
