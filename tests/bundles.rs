@@ -238,7 +238,29 @@ async fn run_counter(s: &Setup, bin: &Path, home: &Path, release_fp: &str, until
     if let Some(mut e) = child.stderr.take() {
         let _ = e.read_to_string(&mut stderr).await;
     }
-    Run { stdout, stderr }
+    Run {
+        stdout,
+        stderr: plain(&stderr),
+    }
+}
+
+/// `text` without the terminal colour sequences (`ESC [ … m`) the log writer puts around
+/// field names.
+fn plain(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for d in chars.by_ref() {
+                if d == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 const CHECKED: &str = "** bundles checked";
