@@ -360,11 +360,13 @@ async fn a_bundle_download_stops_while_a_job_prints_and_runs_after() {
         big.push_str("# padding: this line makes the bundle big enough to watch it download\n");
     }
     s.publish_rates("2", &big).await;
+    // A slow line (1200 baud, the streamer pacing to it too): a label takes seconds.
+    let mut profile = frank::printer::profile::shipped("virtual").unwrap();
+    profile.serial.baud = 1200;
     let printer = Emulator::spawn(
-        &frank::printer::profile::shipped("virtual").unwrap(),
+        &profile,
         EmulatorOptions {
-            // Slow enough that a label takes seconds.
-            baud: Some(9600),
+            baud: None,
             out_dir: None,
             control_socket: None,
         },
@@ -374,7 +376,7 @@ async fn a_bundle_download_stops_while_a_job_prints_and_runs_after() {
     let mut cfg = s.backend_config(home.path());
     cfg.printer = Some(PrinterSetup {
         device: printer.device_path().to_path_buf(),
-        profile: frank::printer::profile::shipped("virtual").unwrap(),
+        profile,
     });
     if let Some(b) = cfg.bundles.as_mut() {
         b.download_bytes_per_s = 32 * 1024;
