@@ -52,14 +52,7 @@ async fn a_counter_prints_with_the_last_good_bundle_when_the_vendor_has_none() {
     // A profile that exists only in a bundle.
     let home = tempfile::tempdir().unwrap();
     let key = home.path().join("release-key.pem");
-    let out = frank_ok(&[
-        "vendor",
-        "release-key",
-        "init",
-        "--out",
-        key.to_str().unwrap(),
-    ]);
-    let release_fp = out.rsplit(": ").next().unwrap().trim().to_string();
+    let release_fp = release_key_init(&key);
     let profile = home.path().join("shop-virtual.toml");
     std::fs::write(
         &profile,

@@ -254,10 +254,11 @@ async fn serve_stream(
             }
             Ok(Request::BundleFile(r)) => {
                 let started = Instant::now();
-                super::bundles::serve_file(&state, r, send).await;
+                let served = super::bundles::serve_file(&state, r, send).await;
+                // Refusals are counted by their code (`unknown_bundle`, `busy`, ...).
                 state.shared.request_metrics.observe(
                     wire::Operation::BundleFile,
-                    None,
+                    served.code(),
                     started.elapsed(),
                 );
                 return;

@@ -8,6 +8,7 @@ mod explain;
 pub mod ledger;
 pub mod monitor;
 mod operation;
+pub mod price;
 pub mod reqmac;
 
 pub use bundle::{BundleFileHeader, BundleFileRequest, BundleList, BundlesRequest};
