@@ -7,9 +7,9 @@
 //! before it reads any answer; the server runs them in order):
 //! 1. `BEGIN`; lock the batch's accounts (`WHERE id = ANY(..) ORDER BY id FOR UPDATE`: the one
 //!    lock order of every transaction on this database, the reaper's included); read its pieces
-//!    (one join of the keys' arrays with the table) and the idempotency records of its request ids. Each
-//!    statement runs after the one before, so the rows are read after the locks were won and
-//!    show any racer's committed effect. Pieces are read, not locked: every transaction that
+//!    (one join of the keys' arrays with the table) and the idempotency records of its request
+//!    ids. Each statement runs after the one before, so the rows are read after the locks were
+//!    won and show any racer's committed effect. Pieces are read, not locked: every transaction that
 //!    writes a piece holds its account's row lock first (`Op::keys` names the piece's account;
 //!    the reaper locks the accounts of its due pieces), so the account lock covers the piece —
 //!    and a piece lock would cost a WAL record and a dirtied page per piece for nothing.
@@ -27,6 +27,12 @@
 //! record makes a retry of a request whose commit did happen replay, not apply again).
 //! Requests that open accounts or expire due pieces keep the one-transaction path
 //! (`PostgresStore::attempt`).
+//!
+//! A batch costs the server and this process work whatever its size (the commit's WAL write
+//! and flush, the statements' binds and executor starts, the messages and wake-ups): in the
+//! ledger bench the server's CPU per pair fell from ~105 µs at 48 requests per commit to ~75 µs
+//! at 129. So the defaults are two writers taking up to 128 requests each — one batch commits
+//! while the other is read and decided — rather than more writers splitting what waits.
 
 use super::model::*;
 use super::ops::{self, IdempotencyRecord, Request, Snapshot};
