@@ -20,19 +20,6 @@ const FUNDS_CENTS: u64 = 5_000;
 /// counter to take it, in ms.
 const WAIT_MS_MAX: u64 = 60_000;
 
-fn frank(args: &[&str]) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_frank"))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 async fn offers(s: &frank::counter::client::Session) -> usize {
     let l: wire::BundleList = s
         .send(&Request::Bundles(wire::BundlesRequest {}))
@@ -65,21 +52,14 @@ async fn a_counter_prints_with_the_last_good_bundle_when_the_vendor_has_none() {
     // A profile that exists only in a bundle.
     let home = tempfile::tempdir().unwrap();
     let key = home.path().join("release-key.pem");
-    let out = frank(&[
-        "vendor",
-        "release-key",
-        "init",
-        "--out",
-        key.to_str().unwrap(),
-    ]);
-    let release_fp = out.rsplit(": ").next().unwrap().trim().to_string();
+    let release_fp = release_key_init(&key);
     let profile = home.path().join("shop-virtual.toml");
     std::fs::write(
         &profile,
         "inherits = \"virtual\"\nname = \"Shop virtual printer\"\n",
     )
     .unwrap();
-    frank(&[
+    frank_ok(&[
         "vendor",
         "bundle",
         "add",
@@ -133,7 +113,7 @@ async fn a_counter_prints_with_the_last_good_bundle_when_the_vendor_has_none() {
     let _ = headless.wait().await;
 
     // The vendor has none any more.
-    frank(&[
+    frank_ok(&[
         "vendor",
         "bundle",
         "retire",

@@ -14,6 +14,8 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt};
 
 /// Longest wait for a counter process to finish its bundle check, in ms.
 const COUNTER_WAIT_MS_MAX: u64 = 60_000;
+/// Longest wait for a counter to exit after Ctrl-C, in ms.
+const EXIT_WAIT_MS_MAX: u64 = 10_000;
 /// Longest wait for the vendor to offer a newly published version, in ms.
 const OFFER_WAIT_MS_MAX: u64 = 10_000;
 
@@ -130,16 +132,7 @@ impl Setup {
 
     /// One sample of the vendor's metrics (`name{labels}` as exposed), 0 when absent.
     fn metric(&self, series: &str) -> f64 {
-        use std::io::{Read, Write};
-        let mut c = std::net::TcpStream::connect(self.metrics).unwrap();
-        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        c.write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n")
-            .unwrap();
-        let mut text = String::new();
-        c.read_to_string(&mut text).unwrap();
-        text.lines()
-            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or(0.0)
+        support::metric(self.metrics, series)
     }
 
     /// Waits until the vendor offers `name` at `version` (None: does not offer `name`).
@@ -208,7 +201,8 @@ async fn run_counter(s: &Setup, bin: &Path, home: &Path, release_fp: &str, until
         .env("XDG_STATE_HOME", home.join("state"))
         .env("XDG_DATA_HOME", home.join("share"))
         .env("MARKER", home.join("marker"))
-        .env("RUST_LOG", "error")
+        // The bundle module's info lines: what was taken, and the figures at exit.
+        .env("RUST_LOG", "error,frank::counter::bundles=info")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
@@ -226,13 +220,47 @@ async fn run_counter(s: &Setup, bin: &Path, home: &Path, release_fp: &str, until
         }
     })
     .await;
-    let _ = child.start_kill();
-    let _ = child.wait().await;
+    // Ctrl-C, as a person stops it: the counter logs its figures and exits.
+    if let Some(pid) = child.id() {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGINT,
+        );
+    }
+    if tokio::time::timeout(Duration::from_millis(EXIT_WAIT_MS_MAX), child.wait())
+        .await
+        .is_err()
+    {
+        let _ = child.start_kill();
+        let _ = child.wait().await;
+    }
     let mut stderr = String::new();
     if let Some(mut e) = child.stderr.take() {
         let _ = e.read_to_string(&mut stderr).await;
     }
-    Run { stdout, stderr }
+    Run {
+        stdout,
+        stderr: plain(&stderr),
+    }
+}
+
+/// `text` without the terminal colour sequences (`ESC [ … m`) the log writer puts around
+/// field names.
+fn plain(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for d in chars.by_ref() {
+                if d == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 const CHECKED: &str = "** bundles checked";
@@ -311,6 +339,23 @@ async fn published_bundles_are_downloaded_verified_and_applied_by_a_real_counter
         assert!(run.has(line), "{line}: {:?} {}", run.stdout, run.stderr);
     }
     assert_eq!(good(&home, "rates").as_deref(), Some("2"));
+    // Its exit log line has the bundle figures: downloads, bytes, refusals, versions in use.
+    let exit = run
+        .stderr
+        .lines()
+        .find(|l| l.contains("figures at exit"))
+        .unwrap_or_else(|| panic!("no exit figures: {}", run.stderr));
+    let bytes = rates.len() + profile.len() + "title = \"bold magenta\"\n".len();
+    for field in [
+        "bundle_files_downloaded=3".to_string(),
+        format!("bundle_bytes_downloaded={bytes}"),
+        "bundles_taken=3".into(),
+        "bundles_refused=0".into(),
+        "bundles_in_use=night 1, rates 2, shop-profiles 1.0.1".into(),
+        "lapses=0".into(),
+    ] {
+        assert!(exit.contains(&field), "{field}: {exit}");
+    }
     // The vendor's metrics count the downloads.
     assert_eq!(
         s.metric("frank_bundle_downloads_total{outcome=\"complete\"}"),
@@ -423,6 +468,13 @@ async fn tampered_bundles_are_refused_with_the_reason_and_change_nothing() {
         run.stdout
     );
     assert!(run.has("0 taken, 1 refused"), "{:?}", run.stdout);
+    assert!(
+        run.stderr.lines().any(|l| l.contains("figures at exit")
+            && l.contains("bundles_refused=1")
+            && l.contains("bundles_in_use=rates 1")),
+        "the refusal is in the exit figures: {}",
+        run.stderr
+    );
     assert_eq!(snapshot(&home), before, "a refused bundle changed nothing");
 
     // A counter pinning another release key: the manifest does not verify.
@@ -556,6 +608,47 @@ async fn a_counter_release_is_staged_applied_at_the_next_start_and_rolled_back_w
     // It is not tried again.
     let run = run_counter(&s, &bin, &home, &s.release_fp, CHECKED).await;
     assert!(!run.stderr.contains("release 0.2.0"), "{}", run.stderr);
+
+    // A release that passes its --version check but exits non-zero when it really starts.
+    let crashes = b"#!/bin/sh\nif [ \"$1\" = --version ]; then echo \"frank 0.2.1\"; exit 0; fi\necho \"release 0.2.1 ran: $*\" >> \"$MARKER\"\nexit 5\n";
+    ok(s.add(&name, "release", "0.2.1", &[("frank", crashes)]));
+    s.offered(&name, Some("0.2.1")).await;
+    let run = run_counter(&s, &bin, &home, &s.release_fp, CHECKED).await;
+    assert!(
+        run.has(&format!("** bundle {name} 0.2.1 taken")),
+        "{:?} {}",
+        run.stdout,
+        run.stderr
+    );
+    let run = run_counter(&s, &bin, &home, &s.release_fp, CHECKED).await;
+    assert!(
+        run.stderr.contains("release 0.2.1 applied; starting it"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("release 0.2.1 refused: it exited with status 5 at start; rolled back to the previous binary"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        std::fs::read_to_string(home.join("marker"))
+            .unwrap()
+            .contains("release 0.2.1 ran: counter --headless"),
+        "the new binary really ran"
+    );
+    // The previous binary is back and goes on with this start.
+    assert_eq!(std::fs::read(&bin).unwrap(), original);
+    assert!(run.has("** bundles checked"), "{:?}", run.stdout);
+    assert_eq!(
+        frank::counter::bundles::refused_release(&home.join("terminal"), "0.2.1").as_deref(),
+        Some("it exited with status 5 at start")
+    );
+    // Remembered: the next start runs the previous binary without trying it again.
+    let run = run_counter(&s, &bin, &home, &s.release_fp, CHECKED).await;
+    assert!(!run.stderr.contains("release 0.2.1"), "{}", run.stderr);
+    assert!(run.has("** bundles checked"), "{:?}", run.stdout);
+    std::fs::remove_file(home.join("marker")).unwrap();
 
     // A good release: answers --version with its version, then runs with the same arguments.
     let good_bin = b"#!/bin/sh\nif [ \"$1\" = --version ]; then echo \"frank 0.3.0\"; exit 0; fi\necho \"release 0.3.0 started: $*\" > \"$MARKER\"\necho \"** bundles checked: by the new release\"\n";

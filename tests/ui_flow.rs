@@ -1791,3 +1791,149 @@ fn a_kiosk_without_a_session_is_out_of_service_not_welcoming() {
     let t = screen_text(&render(&app, 80, 24));
     assert!(t.contains("to start"), "{t}");
 }
+
+/// Issue 17: with a signed rate table the price shows at once from it; the vendor's own price
+/// (which the authorization carries) replaces it, and when the two differ the clerk reads the
+/// vendor's amount and the table's on the form and in the review before confirming.
+#[test]
+fn the_live_price_comes_from_the_signed_table_and_the_vendors_price_is_confirmed() {
+    let mut app = signed_in();
+    ctrl(&mut app, 'n');
+    let cmds = fill_postage(&mut app);
+    let request = quote_request(&cmds).unwrap();
+    backend(
+        &mut app,
+        Backend::TablePrice {
+            request,
+            amount: cents(530),
+            table: "rates 2".into(),
+        },
+    );
+    assert!(
+        matches!(&app.postage.quote, QuoteState::Table { amount, table, vendor_failed: None, .. }
+            if *amount == cents(530) && table == "rates 2"),
+        "{:?}",
+        app.postage.quote
+    );
+    let text = screen_text(&render(&app, 120, 40));
+    assert!(
+        text.contains("Price: $5.30 (rate table rates 2); asking the vendor to confirm"),
+        "{text}"
+    );
+    // Not reviewable on the table's price alone: the vendor's is the one charged.
+    press(&mut app, KeyCode::Enter);
+    assert_eq!(app.screen, Screen::Postage);
+    assert!(
+        app.notice
+            .as_ref()
+            .is_some_and(|n| n.text.contains("rate table says $5.30")),
+        "{:?}",
+        app.notice
+    );
+    // The vendor's price differs: it replaces the table's, and says so.
+    backend(
+        &mut app,
+        Backend::Quote {
+            request,
+            amount: cents(540),
+        },
+    );
+    assert_eq!(
+        app.postage.quote,
+        QuoteState::Ready {
+            request,
+            amount: cents(540)
+        }
+    );
+    let note = app.postage.price_note.clone().unwrap();
+    assert!(note.differs);
+    let text = screen_text(&render(&app, 160, 40));
+    assert!(
+        text.contains(
+            "Quote: $5.40 — the vendor's price; this counter's rate table (rates 2) says $5.30"
+        ),
+        "{text}"
+    );
+    press(&mut app, KeyCode::Enter);
+    assert_eq!(app.screen, Screen::Review, "notice: {:?}", app.notice);
+    let draft = app.review.draft.clone().unwrap();
+    assert_eq!(draft.amount, cents(540), "the vendor's price is authorized");
+    assert!(
+        draft
+            .summary
+            .iter()
+            .any(|(k, v)| k == "Price" && v.contains("rate table (rates 2) says $5.30")),
+        "{:?}",
+        draft.summary
+    );
+    let cmds = press(&mut app, KeyCode::Enter);
+    assert!(
+        matches!(&cmds[..], [Command::Authorize { amount, .. }] if *amount == cents(540)),
+        "{cmds:?}"
+    );
+}
+
+/// With the same price from both, the note says they agree; a stale table price is dropped;
+/// a vendor that cannot answer leaves the table's price shown with the reason.
+#[test]
+fn a_table_price_agreeing_or_without_the_vendor_is_shown_for_what_it_is() {
+    let mut app = signed_in();
+    ctrl(&mut app, 'n');
+    let cmds = fill_postage(&mut app);
+    let request = quote_request(&cmds).unwrap();
+    backend(
+        &mut app,
+        Backend::TablePrice {
+            request: request + 100,
+            amount: cents(1),
+            table: "rates 2".into(),
+        },
+    );
+    assert_eq!(app.postage.quote, QuoteState::Pending { request });
+    backend(
+        &mut app,
+        Backend::TablePrice {
+            request,
+            amount: cents(540),
+            table: "rates 2".into(),
+        },
+    );
+    backend(
+        &mut app,
+        Backend::QuoteFailed {
+            request,
+            reason: "the vendor is busy".into(),
+        },
+    );
+    assert!(
+        matches!(&app.postage.quote, QuoteState::Table { vendor_failed: Some(r), .. } if r == "the vendor is busy"),
+        "{:?}",
+        app.postage.quote
+    );
+    // Asked again when the link comes back; this time the vendor agrees.
+    link(&mut app, LinkState::Lapsed);
+    let mut up = frank::link::driver::LinkStatus::down(7, std::time::Instant::now());
+    up.state = LinkState::Up;
+    let cmds = backend(&mut app, Backend::LinkChanged(up));
+    let again = quote_request(&cmds).expect("the vendor's price is asked again");
+    backend(
+        &mut app,
+        Backend::TablePrice {
+            request: again,
+            amount: cents(540),
+            table: "rates 2".into(),
+        },
+    );
+    backend(
+        &mut app,
+        Backend::Quote {
+            request: again,
+            amount: cents(540),
+        },
+    );
+    let note = app.postage.price_note.clone().unwrap();
+    assert!(!note.differs, "{note:?}");
+    press(&mut app, KeyCode::Enter);
+    let draft = app.review.draft.clone().unwrap();
+    assert!(!draft.summary.iter().any(|(k, _)| k == "Price"));
+}

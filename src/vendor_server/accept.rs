@@ -254,11 +254,13 @@ async fn serve_stream(
             }
             Ok(Request::BundleFile(r)) => {
                 let started = Instant::now();
-                super::bundles::serve_file(&state, r, send).await;
-                state
-                    .shared
-                    .request_metrics
-                    .observe("bundle_file", None, started.elapsed());
+                let served = super::bundles::serve_file(&state, r, send).await;
+                // Refusals are counted by their code (`unknown_bundle`, `busy`, ...).
+                state.shared.request_metrics.observe(
+                    "bundle_file",
+                    served.code(),
+                    started.elapsed(),
+                );
                 return;
             }
             Ok(request) => {

@@ -7,6 +7,7 @@ pub mod bundle;
 mod explain;
 pub mod ledger;
 pub mod monitor;
+pub mod price;
 pub mod reqmac;
 
 pub use bundle::{BundleFileHeader, BundleFileRequest, BundleList, BundlesRequest};
