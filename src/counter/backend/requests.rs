@@ -65,6 +65,20 @@ pub(super) fn reason(e: &ClientError) -> String {
             .into();
     }
     match e {
+        // The vendor's words name wire fields; the clerk needs what changed and what to do.
+        ClientError::Response(wire::ResponseError::Refused(b))
+            if b.code == ErrorCode::QuoteMismatch =>
+        {
+            let now = b
+                .amount_cents
+                .and_then(|c| crate::money::Cents::new(c).ok())
+                .map(|c| format!(" (now {c})"))
+                .unwrap_or_default();
+            format!(
+                "the vendor's price changed since this item was priced{now}. Nothing was \
+                 charged; go back, check the price and confirm again"
+            )
+        }
         ClientError::Response(wire::ResponseError::Refused(b)) => b.message.clone(),
         other => other.to_string(),
     }
