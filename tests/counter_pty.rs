@@ -430,6 +430,10 @@ async fn history_lists_the_printed_item_and_requests_its_refund() {
     });
     r.screen.send("\x12");
     r.screen.wait_for("no refund to request");
+    // Issue 15: said in a sentence, not `#1 is refund requested: no refund to request`.
+    let said = r.screen.text();
+    assert!(said.contains("so there is no refund to request"), "{said}");
+    assert!(!said.contains("requested: no refund"), "{said}");
 
     // Issue 15: the vendor approves the refund (nothing tells the counter); the next look at
     // the history brings the balance up to date with it.

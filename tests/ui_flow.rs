@@ -93,7 +93,11 @@ fn sign_in_postage_quote_review_print_emits_one_print() {
         })
     );
     let text = screen_text(&render(&app, 80, 24));
-    assert!(text.contains("512 / 2048 bytes  25%"), "{text}");
+    assert!(text.contains("25% sent to the printer"), "{text}");
+    assert!(
+        !text.contains("bytes"),
+        "a clerk reads a percentage: {text}"
+    );
     let cmds = backend(
         &mut app,
         Backend::PrintOutcome {

@@ -274,10 +274,13 @@ pub fn fill_postage(s: &mut Screen) -> String {
     s.wait("a quote", |t| t.contains("Quote: $"))
 }
 
-/// The printing gauge's percentage on screen (`… bytes  NN%`), if the gauge is up.
+/// The printing gauge's percentage on screen (`NN% sent to the printer`), if the gauge is up.
 pub fn gauge_percent(t: &str) -> Option<u32> {
-    let i = t.find("bytes  ")?;
-    let rest = &t[i + 7..];
-    let end = rest.find('%')?;
-    rest[..end].trim().parse().ok()
+    let end = t.find("% sent to the printer")?;
+    let digits = t[..end]
+        .chars()
+        .rev()
+        .take_while(char::is_ascii_digit)
+        .count();
+    t[end - digits..end].parse().ok()
 }

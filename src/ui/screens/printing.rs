@@ -1,4 +1,4 @@
-//! Printing: the progress gauge (bytes and %), then the outcome — the item in flight from
+//! Printing: the progress gauge (% sent to the printer), then the outcome — the item in flight from
 //! Authorized to its settlement (one Print per job, ever), and what may be done after.
 
 use super::{Binding, framed, key, quiet};
@@ -328,12 +328,8 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, _hits: &mut Hits) {
             gauge,
         ),
         JobPhase::Printing(p) => {
-            let label = format!(
-                "{} / {} bytes  {}%",
-                p.bytes_sent,
-                p.bytes_total,
-                p.percent()
-            );
+            // A percentage a clerk can read; bytes mean nothing at the counter.
+            let label = format!("{}% sent to the printer", p.percent());
             frame.render_widget(
                 Gauge::default()
                     .gauge_style(theme.style(Role::Gauge))
