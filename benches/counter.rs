@@ -21,6 +21,8 @@
 //!   a fresh virtual printer, first byte → third end ID — the printer engine's own time in the
 //!   same run; `basket3_vs_engine` is their ratio (goal ≤ 1.2).
 //!
+//! `-- --frames` measures the frames alone (no processes; for profiling the draw code).
+//!
 //! The final stdout line is JSON.
 
 #[path = "../tests/pty_support/mod.rs"]
@@ -492,6 +494,19 @@ fn main() {
     } else {
         frame_rounds(5, FRAMES_PER_SCENE)
     };
+    if std::env::args().any(|a| a == "--frames") {
+        // The frames alone (for profiling the draw code; no processes started).
+        println!(
+            "{{\"bench\":\"counter\",\"mode\":\"frames\",\"size\":\"120x40\",\"frames\":{},\"frame_ms_p50\":{},\"frame_ms_p99\":{},\"frame_ms_p99_worst_round\":{},\"frame_cpu_ms_p99\":{},\"goals\":{{\"frame_ms_p99\":0.5}},\"goals_met\":{}}}",
+            fr.count,
+            num(fr.p50),
+            num(fr.p99),
+            num(frame_worst),
+            num(fr.cpu_p99),
+            fr.p99 <= 0.5
+        );
+        return;
+    }
     let (launches, prints) = if quick { (3, 2) } else { (9, 7) };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

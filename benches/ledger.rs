@@ -29,7 +29,8 @@
 //!
 //! `cargo bench --bench ledger -- --quick` runs 4 s per backend (well under 2 minutes);
 //! `--only group|naive|postgres|postgres_naive|group_pkcs11` runs one backend (the others
-//! report 0).
+//! report 0); `--pg-writers N` and `--pg-batch N` set the PostgreSQL batch writers and their
+//! batch limit (the store's defaults otherwise).
 
 #[path = "../tests/support/postgres.rs"]
 mod pg;
@@ -330,6 +331,16 @@ fn main() {
         .position(|a| a == "--only")
         .and_then(|i| args.get(i + 1).cloned());
     let wanted = |name: &str| only.as_deref().is_none_or(|o| o == name);
+    // `--pg-writers N` and `--pg-batch N` try other batch writer settings than the store's
+    // defaults (what `postgres_per_s` measures without them).
+    let number = |flag: &str, default: usize| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .map_or(default, |v| v.parse().expect("a number after the flag"))
+    };
+    let pg_writers = number("--pg-writers", PostgresConfig::default().batch_writers);
+    let pg_batch = number("--pg-batch", PostgresConfig::default().batch_requests_max);
     let skipped = Result_ {
         per_s: 0.0,
         p99_ms: 0.0,
@@ -377,7 +388,7 @@ fn main() {
         );
         // PostgreSQL: the batch writers, then one transaction per request (the baseline),
         // each on a fresh database of the same throwaway server.
-        let postgres_run = |batch_writers: usize| async move {
+        let postgres_run = move |batch_writers: usize| async move {
             let url = if tcp {
                 pg::database().await
             } else {
@@ -389,6 +400,7 @@ fn main() {
                     PostgresConfig {
                         connections_max: 32,
                         batch_writers,
+                        batch_requests_max: pg_batch,
                         ..PostgresConfig::default()
                     },
                     signer(),
@@ -401,7 +413,7 @@ fn main() {
             run(store, Some(&move || counted.commit_counts()), seconds, true).await
         };
         let postgres = if wanted("postgres") {
-            postgres_run(PostgresConfig::default().batch_writers).await
+            postgres_run(pg_writers).await
         } else {
             skipped
         };

@@ -1,4 +1,9 @@
 //! The `frank` binary: CLI definition and glue. The work lives in the library.
+//!
+//! Over 800 lines on purpose: this is the whole command line as one table — every
+//! subcommand's arguments (clap derive, their help text is the CLI's documentation) and the few
+//! lines handing each to the library. Split by subcommand it would be the same glue in more
+//! files, and `frank --help`'s order would no longer read top to bottom here.
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -507,10 +512,17 @@ fn main() -> anyhow::Result<()> {
 /// the data directory's SQLite ledger.
 fn database_of(store: &StoreArgs) -> anyhow::Result<String> {
     let files = DataDir::new(&store.data.data).load()?;
-    Ok(store
-        .database
-        .clone()
+    Ok(database_arg(&store.database)?
         .unwrap_or_else(|| files.ledger_path.to_string_lossy().into_owned()))
+}
+
+/// `--database` checked against this build (a PostgreSQL URL needs the `postgres` feature).
+fn database_arg(database: &Option<String>) -> anyhow::Result<Option<String>> {
+    database
+        .as_deref()
+        .map(frank::ledger::database_arg)
+        .transpose()
+        .map_err(anyhow::Error::msg)
 }
 
 fn open_directory(store: &StoreArgs) -> anyhow::Result<Directory> {
@@ -523,7 +535,7 @@ fn vendor(cmd: VendorCommand) -> anyhow::Result<()> {
         VendorCommand::Init { store, token } => {
             let fp = frank::vendor_server::key_cli::init(
                 &DataDir::new(&store.data.data),
-                store.database.as_deref(),
+                database_arg(&store.database)?.as_deref(),
                 &token,
             )?;
             println!("vendor initialised in {}", store.data.data.display());
@@ -535,6 +547,7 @@ fn vendor(cmd: VendorCommand) -> anyhow::Result<()> {
             metrics,
             worker_threads,
         } => {
+            let database = database_arg(&database)?;
             let dir = DataDir::new(&data.data);
             // One vendor per data directory, until this process ends.
             let _lock = dir.lock()?;
@@ -790,6 +803,8 @@ fn counter(a: CounterArgs) -> anyhow::Result<()> {
             .await;
             sup.stop();
             println!("{}", headless::describe(&end));
+            let store = settings.backend.bundles.as_ref().map(|b| b.store());
+            frank::counter::bundles::exit_figures(store.as_ref());
             anyhow::Ok(())
         });
     }
@@ -817,21 +832,33 @@ fn counter(a: CounterArgs) -> anyhow::Result<()> {
     rt.block_on(tui::run(settings, kiosk_password))
 }
 
-/// A staged counter release is applied before anything else runs: on success this process
-/// becomes the new binary (exec, same arguments); a release that does not start is rolled back
-/// and this binary goes on.
+/// A staged counter release is applied before anything else runs (no thread, no runtime yet):
+/// the new binary runs with the same arguments as this process's child for its first run, and
+/// this process exits with its status; a release that fails its `--version` check or exits
+/// non-zero at start is rolled back and this binary goes on.
 fn start_release(b: &frank::counter::bundles::BundleConfig) -> anyhow::Result<()> {
     use frank::counter::bundles::{ReleaseStart, start_release};
     let exe = std::env::current_exe().context("the running binary's path")?;
     match start_release(&b.data_dir, b.release_key, &exe)? {
         ReleaseStart::Nothing => Ok(()),
         ReleaseStart::Applied { version, exe } => {
+            use frank::counter::bundles::{TrialEnd, run_release_trial};
             eprintln!("release {version} applied; starting it");
-            use std::os::unix::process::CommandExt;
-            let err = std::process::Command::new(&exe)
-                .args(std::env::args_os().skip(1))
-                .exec();
-            Err(anyhow::anyhow!("starting release {version}: {err}"))
+            let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+            match run_release_trial(&b.data_dir, &exe, &version, &args)? {
+                TrialEnd::Exited { code } => std::process::exit(code),
+                TrialEnd::RolledBack { reason } => {
+                    eprintln!(
+                        "release {version} refused: {reason}; rolled back to the previous binary"
+                    );
+                    // Start afresh as the previous binary (back at `exe`): exec gives it the
+                    // default signal handling the watch replaced; it does not try the release
+                    // again (remembered as refused).
+                    use std::os::unix::process::CommandExt;
+                    let err = std::process::Command::new(&exe).args(&args).exec();
+                    Err(anyhow::anyhow!("starting the previous binary again: {err}"))
+                }
+            }
         }
         ReleaseStart::RolledBack { version, reason } => {
             eprintln!("release {version} refused: {reason}; rolled back to the previous binary");

@@ -9,7 +9,7 @@ mod support;
 
 use frank::indicium::verify::{VendorKeys, payload_from_png, verify_payload};
 use frank::link::LinkState;
-use frank::printer::emulator::{Emulator, EmulatorOptions};
+
 use frank::wire::{self, Request};
 use pty_support::*;
 use std::time::Duration;
@@ -19,19 +19,6 @@ const FUNDS_CENTS: u64 = 5_000;
 /// Longest wait for the vendor to offer (or stop offering) a bundle, and for the headless
 /// counter to take it, in ms.
 const WAIT_MS_MAX: u64 = 60_000;
-
-fn frank(args: &[&str]) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_frank"))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 async fn offers(s: &frank::counter::client::Session) -> usize {
     let l: wire::BundleList = s
@@ -65,21 +52,14 @@ async fn a_counter_prints_with_the_last_good_bundle_when_the_vendor_has_none() {
     // A profile that exists only in a bundle.
     let home = tempfile::tempdir().unwrap();
     let key = home.path().join("release-key.pem");
-    let out = frank(&[
-        "vendor",
-        "release-key",
-        "init",
-        "--out",
-        key.to_str().unwrap(),
-    ]);
-    let release_fp = out.rsplit(": ").next().unwrap().trim().to_string();
+    let release_fp = release_key_init(&key);
     let profile = home.path().join("shop-virtual.toml");
     std::fs::write(
         &profile,
         "inherits = \"virtual\"\nname = \"Shop virtual printer\"\n",
     )
     .unwrap();
-    frank(&[
+    frank_ok(&[
         "vendor",
         "bundle",
         "add",
@@ -133,7 +113,7 @@ async fn a_counter_prints_with_the_last_good_bundle_when_the_vendor_has_none() {
     let _ = headless.wait().await;
 
     // The vendor has none any more.
-    frank(&[
+    frank_ok(&[
         "vendor",
         "bundle",
         "retire",
@@ -145,15 +125,10 @@ async fn a_counter_prints_with_the_last_good_bundle_when_the_vendor_has_none() {
 
     // The counter UI with that profile prints and its label verifies.
     let labels = tempfile::tempdir().unwrap();
-    let printer = Emulator::spawn(
+    let printer = virtual_printer(
         &frank::printer::profile::shipped("virtual").unwrap(),
-        EmulatorOptions {
-            baud: None,
-            out_dir: Some(labels.path().to_path_buf()),
-            control_socket: None,
-        },
-    )
-    .unwrap();
+        Some(labels.path()),
+    );
     let args: Vec<String> = [
         "counter",
         "--vendor",
@@ -174,15 +149,7 @@ async fn a_counter_prints_with_the_last_good_bundle_when_the_vendor_has_none() {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let mut screen = Screen::spawn(&args, home.path());
-    screen.wait_for("Sign in");
-    screen.typ(CLERK);
-    screen.send("\t");
-    screen.typ(PASSWORD);
-    screen.send("\r");
-    screen.wait_for("Recent items");
-    screen.wait_for("LINK UP");
-    screen.wait_for("printer ready");
+    let mut screen = Screen::spawn_signed_in(&args, home.path(), CLERK, PASSWORD);
     postage_to_review(&mut screen);
     screen.send("\r");
     let done = screen.wait("the outcome", |t| {

@@ -14,6 +14,8 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt};
 
 /// Longest wait for a counter process to finish its bundle check, in ms.
 const COUNTER_WAIT_MS_MAX: u64 = 60_000;
+/// Longest wait for a counter to exit after Ctrl-C, in ms.
+const EXIT_WAIT_MS_MAX: u64 = 10_000;
 /// Longest wait for the vendor to offer a newly published version, in ms.
 const OFFER_WAIT_MS_MAX: u64 = 10_000;
 
@@ -130,16 +132,7 @@ impl Setup {
 
     /// One sample of the vendor's metrics (`name{labels}` as exposed), 0 when absent.
     fn metric(&self, series: &str) -> f64 {
-        use std::io::{Read, Write};
-        let mut c = std::net::TcpStream::connect(self.metrics).unwrap();
-        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        c.write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n")
-            .unwrap();
-        let mut text = String::new();
-        c.read_to_string(&mut text).unwrap();
-        text.lines()
-            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or(0.0)
+        support::metric(self.metrics, series)
     }
 
     /// Waits until the vendor offers `name` at `version` (None: does not offer `name`).
@@ -178,6 +171,25 @@ impl Run {
     fn has(&self, text: &str) -> bool {
         self.stdout.iter().any(|l| l.contains(text))
     }
+
+    /// Fails with both outputs unless a stdout line contains `text`.
+    fn expect(&self, text: &str) {
+        assert!(
+            self.has(text),
+            "no line with {text:?}: {:?} {}",
+            self.stdout,
+            self.stderr
+        );
+    }
+
+    /// Fails with stderr unless stderr contains `text`.
+    fn expect_err(&self, text: &str) {
+        assert!(
+            self.stderr.contains(text),
+            "stderr without {text:?}: {}",
+            self.stderr
+        );
+    }
 }
 
 /// Runs `bin counter --headless` on the terminal folder `home` until it printed its bundle
@@ -208,7 +220,8 @@ async fn run_counter(s: &Setup, bin: &Path, home: &Path, release_fp: &str, until
         .env("XDG_STATE_HOME", home.join("state"))
         .env("XDG_DATA_HOME", home.join("share"))
         .env("MARKER", home.join("marker"))
-        .env("RUST_LOG", "error")
+        // The bundle module's info lines: what was taken, and the figures at exit.
+        .env("RUST_LOG", "error,frank::counter::bundles=info")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
@@ -226,13 +239,47 @@ async fn run_counter(s: &Setup, bin: &Path, home: &Path, release_fp: &str, until
         }
     })
     .await;
-    let _ = child.start_kill();
-    let _ = child.wait().await;
+    // Ctrl-C, as a person stops it: the counter logs its figures and exits.
+    if let Some(pid) = child.id() {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGINT,
+        );
+    }
+    if tokio::time::timeout(Duration::from_millis(EXIT_WAIT_MS_MAX), child.wait())
+        .await
+        .is_err()
+    {
+        let _ = child.start_kill();
+        let _ = child.wait().await;
+    }
     let mut stderr = String::new();
     if let Some(mut e) = child.stderr.take() {
         let _ = e.read_to_string(&mut stderr).await;
     }
-    Run { stdout, stderr }
+    Run {
+        stdout,
+        stderr: plain(&stderr),
+    }
+}
+
+/// `text` without the terminal colour sequences (`ESC [ … m`) the log writer puts around
+/// field names.
+fn plain(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for d in chars.by_ref() {
+                if d == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 const CHECKED: &str = "** bundles checked";
@@ -263,13 +310,8 @@ async fn published_bundles_are_downloaded_verified_and_applied_by_a_real_counter
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_frank"));
     let home = s.work.path().join("counter");
     // Before any bundle: the counter checks, takes nothing, and goes on.
-    let run = run_counter(&s, &bin, &home, &s.release_fp, CHECKED).await;
-    assert!(
-        run.has("** bundles checked: 0 taken, 0 refused, 0 current"),
-        "{:?} {}",
-        run.stdout,
-        run.stderr
-    );
+    let run = s.check(&bin, &home).await;
+    run.expect("** bundles checked: 0 taken, 0 refused, 0 current");
 
     let rates = rates_v("Bundle rates 2");
     ok(s.add("rates", "rates", "2", &[("rates.toml", rates.as_bytes())]));
@@ -301,16 +343,33 @@ async fn published_bundles_are_downloaded_verified_and_applied_by_a_real_counter
     s.offered("night", Some("1")).await;
     s.offered("shop-profiles", Some("1.0.1")).await;
 
-    let run = run_counter(&s, &bin, &home, &s.release_fp, CHECKED).await;
+    let run = s.check(&bin, &home).await;
     for line in [
         "** bundle rates 2 taken",
         "** bundle night 1 taken",
         "** bundle shop-profiles 1.0.1 taken",
         "** bundles checked: 3 taken, 0 refused, 0 current",
     ] {
-        assert!(run.has(line), "{line}: {:?} {}", run.stdout, run.stderr);
+        run.expect(line);
     }
     assert_eq!(good(&home, "rates").as_deref(), Some("2"));
+    // Its exit log line has the bundle figures: downloads, bytes, refusals, versions in use.
+    let exit = run
+        .stderr
+        .lines()
+        .find(|l| l.contains("figures at exit"))
+        .unwrap_or_else(|| panic!("no exit figures: {}", run.stderr));
+    let bytes = rates.len() + profile.len() + "title = \"bold magenta\"\n".len();
+    for field in [
+        "bundle_files_downloaded=3".to_string(),
+        format!("bundle_bytes_downloaded={bytes}"),
+        "bundles_taken=3".into(),
+        "bundles_refused=0".into(),
+        "bundles_in_use=night 1, rates 2, shop-profiles 1.0.1".into(),
+        "lapses=0".into(),
+    ] {
+        assert!(exit.contains(&field), "{field}: {exit}");
+    }
     // The vendor's metrics count the downloads.
     assert_eq!(
         s.metric("frank_bundle_downloads_total{outcome=\"complete\"}"),
@@ -340,33 +399,18 @@ async fn published_bundles_are_downloaded_verified_and_applied_by_a_real_counter
     assert!(frank::counter::bundles::installed_profile(&store, "shop-80").is_some());
 
     // The next start: everything current, nothing downloaded again.
-    let run = run_counter(&s, &bin, &home, &s.release_fp, CHECKED).await;
-    assert!(run.has("bundle rates 2 (rates) in use"), "{:?}", run.stdout);
-    assert!(
-        run.has("** bundles checked: 0 taken, 0 refused, 3 current"),
-        "{:?}",
-        run.stdout
-    );
+    let run = s.check(&bin, &home).await;
+    run.expect("bundle rates 2 (rates) in use");
+    run.expect("** bundles checked: 0 taken, 0 refused, 3 current");
 
     // The vendor has none any more: the counter keeps the last good ones.
     for name in ["rates", "night", "shop-profiles"] {
-        ok(frank(&[
-            "vendor",
-            "bundle",
-            "retire",
-            "--data",
-            s.data().to_str().unwrap(),
-            name,
-        ]));
+        s.retire(name, None);
         s.offered(name, None).await;
     }
-    let run = run_counter(&s, &bin, &home, &s.release_fp, CHECKED).await;
-    assert!(
-        run.has("** bundles checked: 0 taken, 0 refused, 0 current"),
-        "{:?}",
-        run.stdout
-    );
-    assert!(run.has("bundle rates 2 (rates) in use"), "{:?}", run.stdout);
+    let run = s.check(&bin, &home).await;
+    run.expect("** bundles checked: 0 taken, 0 refused, 0 current");
+    run.expect("bundle rates 2 (rates) in use");
     assert_eq!(
         installed_file(&home, "rates", "rates.toml"),
         rates.as_bytes()
@@ -399,13 +443,8 @@ async fn tampered_bundles_are_refused_with_the_reason_and_change_nothing() {
     let rates1 = rates_v("Rates one");
     ok(s.add("rates", "rates", "1", &[("rates.toml", rates1.as_bytes())]));
     s.offered("rates", Some("1")).await;
-    let run = run_counter(&s, &bin, &home, &s.release_fp, CHECKED).await;
-    assert!(
-        run.has("** bundle rates 1 taken"),
-        "{:?} {}",
-        run.stdout,
-        run.stderr
-    );
+    let run = s.check(&bin, &home).await;
+    run.expect("** bundle rates 1 taken");
     let before = snapshot(&home);
 
     // One flipped byte in a file, after the vendor checked it (on its disk, on the way).
@@ -416,13 +455,16 @@ async fn tampered_bundles_are_refused_with_the_reason_and_change_nothing() {
     let mut bytes = std::fs::read(&served).unwrap();
     bytes[40] ^= 0x01;
     std::fs::write(&served, &bytes).unwrap();
-    let run = run_counter(&s, &bin, &home, &s.release_fp, CHECKED).await;
+    let run = s.check(&bin, &home).await;
+    run.expect("** bundle rates refused: file rates.toml: its SHA-256 is not the manifest's (the file was changed)");
+    run.expect("0 taken, 1 refused");
     assert!(
-        run.has("** bundle rates refused: file rates.toml: its SHA-256 is not the manifest's (the file was changed)"),
-        "{:?}",
-        run.stdout
+        run.stderr.lines().any(|l| l.contains("figures at exit")
+            && l.contains("bundles_refused=1")
+            && l.contains("bundles_in_use=rates 1")),
+        "the refusal is in the exit figures: {}",
+        run.stderr
     );
-    assert!(run.has("0 taken, 1 refused"), "{:?}", run.stdout);
     assert_eq!(snapshot(&home), before, "a refused bundle changed nothing");
 
     // A counter pinning another release key: the manifest does not verify.
@@ -437,12 +479,8 @@ async fn tampered_bundles_are_refused_with_the_reason_and_change_nothing() {
     let other_fp = out.rsplit(": ").next().unwrap().trim().to_string();
     let home2 = s.work.path().join("counter-2");
     let run = run_counter(&s, &bin, &home2, &other_fp, CHECKED).await;
-    assert!(
-        run.has(
-            "** bundle (unverified) refused: the manifest is not signed by the pinned release key"
-        ),
-        "{:?}",
-        run.stdout
+    run.expect(
+        "** bundle (unverified) refused: the manifest is not signed by the pinned release key",
     );
     assert!(
         snapshot(&home2).is_empty(),
@@ -458,27 +496,15 @@ async fn tampered_bundles_are_refused_with_the_reason_and_change_nothing() {
     let rates3 = rates_v("Rates three");
     ok(s.add("rates", "rates", "3", &[("rates.toml", rates3.as_bytes())]));
     s.offered("rates", Some("3")).await;
-    let run = run_counter(&s, &bin, &home, &s.release_fp, CHECKED).await;
-    assert!(run.has("** bundle rates 3 taken"), "{:?}", run.stdout);
+    let run = s.check(&bin, &home).await;
+    run.expect("** bundle rates 3 taken");
     let before = snapshot(&home);
     for v in ["3", "2"] {
-        ok(frank(&[
-            "vendor",
-            "bundle",
-            "retire",
-            "--data",
-            s.data().to_str().unwrap(),
-            "rates",
-            v,
-        ]));
+        s.retire("rates", Some(v));
     }
     s.offered("rates", Some("1")).await;
-    let run = run_counter(&s, &bin, &home, &s.release_fp, CHECKED).await;
-    assert!(
-        run.has("** bundle rates refused: version 1 of rates is not newer than the version 3 in use (a replayed or older manifest)"),
-        "{:?}",
-        run.stdout
-    );
+    let run = s.check(&bin, &home).await;
+    run.expect("** bundle rates refused: version 1 of rates is not newer than the version 3 in use (a replayed or older manifest)");
     assert_eq!(
         snapshot(&home),
         before,
@@ -491,6 +517,26 @@ async fn tampered_bundles_are_refused_with_the_reason_and_change_nothing() {
 }
 
 impl Setup {
+    /// `frank vendor bundle retire NAME [VERSION]` (fails the test if it fails).
+    fn retire(&self, name: &str, version: Option<&str>) {
+        let data = self.data();
+        let mut args = vec![
+            "vendor",
+            "bundle",
+            "retire",
+            "--data",
+            data.to_str().unwrap(),
+            name,
+        ];
+        args.extend(version);
+        ok(frank(&args));
+    }
+
+    /// A headless counter on `home` run until its bundle check ends, pinning this release key.
+    async fn check(&self, bin: &Path, home: &Path) -> Run {
+        run_counter(self, bin, home, &self.release_fp, CHECKED).await
+    }
+
     fn add_with_key(&self, key: &Path) -> std::process::Output {
         let f = self.work.path().join("rates.toml");
         std::fs::write(&f, RATES).unwrap();
@@ -528,53 +574,64 @@ async fn a_counter_release_is_staged_applied_at_the_next_start_and_rolled_back_w
     let bad = b"#!/bin/sh\nexit 3\n";
     ok(s.add(&name, "release", "0.2.0", &[("frank", bad)]));
     s.offered(&name, Some("0.2.0")).await;
-    let run = run_counter(&s, &bin, &home, &s.release_fp, CHECKED).await;
-    assert!(
-        run.has(&format!("** bundle {name} 0.2.0 taken")),
-        "{:?} {}",
-        run.stdout,
-        run.stderr
-    );
+    let run = s.check(&bin, &home).await;
+    run.expect(&format!("** bundle {name} 0.2.0 taken"));
     assert_eq!(
         std::fs::read(&bin).unwrap(),
         original,
         "staged, not applied while running"
     );
     // The next start applies it, sees it fail, and rolls back; this counter goes on.
-    let run = run_counter(&s, &bin, &home, &s.release_fp, CHECKED).await;
-    assert!(
-        run.stderr.contains("release 0.2.0 refused: it exited with status 3 at start; rolled back to the previous binary"),
-        "{}",
-        run.stderr
-    );
-    assert!(run.has("** bundles checked"), "{:?}", run.stdout);
+    let run = s.check(&bin, &home).await;
+    run.expect_err("release 0.2.0 refused: it exited with status 3 at start; rolled back to the previous binary");
+    run.expect("** bundles checked");
     assert_eq!(
         std::fs::read(&bin).unwrap(),
         original,
         "the previous binary is back"
     );
     // It is not tried again.
-    let run = run_counter(&s, &bin, &home, &s.release_fp, CHECKED).await;
+    let run = s.check(&bin, &home).await;
     assert!(!run.stderr.contains("release 0.2.0"), "{}", run.stderr);
+
+    // A release that passes its --version check but exits non-zero when it really starts.
+    let crashes = b"#!/bin/sh\nif [ \"$1\" = --version ]; then echo \"frank 0.2.1\"; exit 0; fi\necho \"release 0.2.1 ran: $*\" >> \"$MARKER\"\nexit 5\n";
+    ok(s.add(&name, "release", "0.2.1", &[("frank", crashes)]));
+    s.offered(&name, Some("0.2.1")).await;
+    let run = s.check(&bin, &home).await;
+    run.expect(&format!("** bundle {name} 0.2.1 taken"));
+    let run = s.check(&bin, &home).await;
+    run.expect_err("release 0.2.1 applied; starting it");
+    run.expect_err("release 0.2.1 refused: it exited with status 5 at start; rolled back to the previous binary");
+    assert!(
+        std::fs::read_to_string(home.join("marker"))
+            .unwrap()
+            .contains("release 0.2.1 ran: counter --headless"),
+        "the new binary really ran"
+    );
+    // The previous binary is back and goes on with this start.
+    assert_eq!(std::fs::read(&bin).unwrap(), original);
+    run.expect("** bundles checked");
+    assert_eq!(
+        frank::counter::bundles::refused_release(&home.join("terminal"), "0.2.1").as_deref(),
+        Some("it exited with status 5 at start")
+    );
+    // Remembered: the next start runs the previous binary without trying it again.
+    let run = s.check(&bin, &home).await;
+    assert!(!run.stderr.contains("release 0.2.1"), "{}", run.stderr);
+    run.expect("** bundles checked");
+    std::fs::remove_file(home.join("marker")).unwrap();
 
     // A good release: answers --version with its version, then runs with the same arguments.
     let good_bin = b"#!/bin/sh\nif [ \"$1\" = --version ]; then echo \"frank 0.3.0\"; exit 0; fi\necho \"release 0.3.0 started: $*\" > \"$MARKER\"\necho \"** bundles checked: by the new release\"\n";
     ok(s.add(&name, "release", "0.3.0", &[("frank", good_bin)]));
     s.offered(&name, Some("0.3.0")).await;
-    let run = run_counter(&s, &bin, &home, &s.release_fp, CHECKED).await;
-    assert!(
-        run.has(&format!("** bundle {name} 0.3.0 taken")),
-        "{:?}",
-        run.stdout
-    );
+    let run = s.check(&bin, &home).await;
+    run.expect(&format!("** bundle {name} 0.3.0 taken"));
     assert_eq!(std::fs::read(&bin).unwrap(), original);
-    let run = run_counter(&s, &bin, &home, &s.release_fp, CHECKED).await;
-    assert!(
-        run.stderr.contains("release 0.3.0 applied; starting it"),
-        "{}",
-        run.stderr
-    );
-    assert!(run.has("by the new release"), "{:?}", run.stdout);
+    let run = s.check(&bin, &home).await;
+    run.expect_err("release 0.3.0 applied; starting it");
+    run.expect("by the new release");
     assert_eq!(
         std::fs::read(&bin).unwrap(),
         good_bin,

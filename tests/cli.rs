@@ -252,3 +252,34 @@ fn full_screen_commands_without_a_terminal_say_so() {
     assert!(!stderr.contains("enrollment code") && !stdout.contains("enrollment code"));
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// An embedded-only frank (`--no-default-features`) refuses a PostgreSQL database before it
+/// does anything, saying why; with PostgreSQL built in the same URL gets as far as connecting.
+#[test]
+fn a_postgres_database_in_a_build_without_postgres_is_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("vendor");
+    let url = "postgres://frank:secret@127.0.0.1:1/frank";
+    for args in [
+        vec![
+            "vendor",
+            "init",
+            "--data",
+            data.to_str().unwrap(),
+            "--database",
+            url,
+        ],
+        vec!["vendor", "audit", "verify", "--database", url],
+    ] {
+        let out = frank().args(&args).output().unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        if cfg!(feature = "postgres") {
+            assert!(!err.contains("without PostgreSQL support"), "{err}");
+        } else {
+            assert!(err.contains("built without PostgreSQL support"), "{err}");
+            assert!(!err.contains("secret"), "the URL is not repeated: {err}");
+        }
+        assert!(!data.join("vendor.toml").exists(), "nothing written");
+    }
+}

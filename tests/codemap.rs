@@ -3,10 +3,12 @@
 //! - Every file under `src/`, `tests/` and `benches/` is named by a codemap row (by its path, by
 //!   a name relative to the row's first path's folder, or by a folder row ending in `/`), and
 //!   every path a row names exists.
+//! - Every row naming code (`src/`, `tests/`, `benches/`) says what it is: its "owns" cell
+//!   starts with `**core**` or `shell`. Tests and benches are shells.
 //! - Every row whose "owns" cell starts with `**core**` names files that do no I/O: outside
 //!   comments and `#[cfg(test)]` modules they do not name tokio, `std::fs`, `std::net`,
-//!   `SystemTime::now`, `Instant::now`, a thread's sleep or the process's randomness
-//!   (docs: ARCHITECTURE.md §Codemap).
+//!   `SystemTime::now`, `Instant::now`, a thread's sleep or spawn, the process's randomness or
+//!   a database driver (docs: ARCHITECTURE.md §Codemap).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -28,6 +30,9 @@ const FORBIDDEN_IN_CORES: &[&str] = &[
     "OsRng",
     "std::process",
     "std::env",
+    "thread::spawn",
+    "rusqlite",
+    "tokio_postgres",
 ];
 
 /// Folders of the repository's root: a name under one of them is a path from the root.
@@ -43,6 +48,7 @@ struct Row {
     line: usize,
     paths: Vec<String>,
     core: bool,
+    shell: bool,
 }
 
 fn rows() -> Vec<Row> {
@@ -84,6 +90,7 @@ fn rows() -> Vec<Row> {
             line: i + 1,
             paths,
             core: owns.trim_start().starts_with("**core**"),
+            shell: owns.trim_start().starts_with("shell"),
         });
     }
     out
@@ -140,6 +147,40 @@ fn every_file_has_a_row_in_the_codemap() {
     assert!(
         stale.is_empty(),
         "codemap rows naming files that do not exist: {stale:#?}"
+    );
+}
+
+#[test]
+fn every_code_row_is_marked_core_or_shell() {
+    let unmarked: Vec<String> = rows()
+        .iter()
+        .filter(|r| {
+            r.paths.iter().any(|p| {
+                ["src/", "tests/", "benches/"]
+                    .iter()
+                    .any(|t| p.starts_with(t))
+            })
+        })
+        .filter(|r| !r.core && !r.shell)
+        .map(|r| format!("line {}: {}", r.line, r.paths.join(", ")))
+        .collect();
+    assert!(
+        unmarked.is_empty(),
+        "codemap rows whose \"owns\" cell starts with neither **core** nor shell: {unmarked:#?}"
+    );
+    let tests_as_cores: Vec<String> = rows()
+        .iter()
+        .filter(|r| {
+            r.core
+                && r.paths
+                    .iter()
+                    .any(|p| p.starts_with("tests/") || p.starts_with("benches/"))
+        })
+        .map(|r| format!("line {}", r.line))
+        .collect();
+    assert!(
+        tests_as_cores.is_empty(),
+        "tests and benches are shells: {tests_as_cores:?}"
     );
 }
 

@@ -21,7 +21,7 @@ mod support;
 use frank::faultproxy::FaultProxy;
 use frank::indicium::verify::{VendorKeys, payload_from_png, verify_payload};
 use frank::link::LinkState;
-use frank::printer::emulator::{Emulator, EmulatorHandle, EmulatorOptions, Fault};
+use frank::printer::emulator::{EmulatorHandle, Fault};
 use frank::wire::FundMethod;
 use pty_support::*;
 use std::path::Path;
@@ -76,15 +76,7 @@ async fn rig_with(profile_toml: Option<&str>, env: &[(&str, &str)]) -> Rig {
             "virtual".to_string(),
         ),
     };
-    let printer = Emulator::spawn(
-        &profile,
-        EmulatorOptions {
-            baud: None,
-            out_dir: Some(labels.path().to_path_buf()),
-            control_socket: None,
-        },
-    )
-    .unwrap();
+    let printer = virtual_printer(&profile, Some(labels.path()));
     let device = printer.device_path().display().to_string();
     let args = counter_args(
         (&vendor.key, &vendor.code),
@@ -100,14 +92,7 @@ async fn rig_with(profile_toml: Option<&str>, env: &[(&str, &str)]) -> Rig {
         ],
     );
     let mut screen = Screen::spawn_env(&args, home.path(), env);
-    screen.wait_for("Sign in");
-    screen.typ(CLERK);
-    screen.send("\t");
-    screen.typ(PASSWORD);
-    screen.send("\r");
-    screen.wait_for("Recent items");
-    screen.wait_for("LINK UP");
-    screen.wait_for("printer ready");
+    screen.sign_in(CLERK, PASSWORD);
     Rig {
         home,
         labels,
@@ -647,15 +632,10 @@ async fn kiosk_issues_a_label_only_after_the_card_is_approved() {
     assert!(funded);
     let home = tempfile::tempdir().unwrap();
     let labels = tempfile::tempdir().unwrap();
-    let printer = Emulator::spawn(
+    let printer = virtual_printer(
         &frank::printer::profile::shipped("virtual").unwrap(),
-        EmulatorOptions {
-            baud: None,
-            out_dir: Some(labels.path().to_path_buf()),
-            control_socket: None,
-        },
-    )
-    .unwrap();
+        Some(labels.path()),
+    );
     let config = home.path().join("kiosk.toml");
     std::fs::write(
         &config,
@@ -832,15 +812,7 @@ async fn a_restarted_vendor_is_signed_in_again_and_a_cut_label_still_settles() {
     )
     .unwrap();
     let profile = frank::printer::cli::load_profile(profile_path.to_str().unwrap()).unwrap();
-    let printer = Emulator::spawn(
-        &profile,
-        EmulatorOptions {
-            baud: None,
-            out_dir: Some(labels.path().to_path_buf()),
-            control_socket: None,
-        },
-    )
-    .unwrap();
+    let printer = virtual_printer(&profile, Some(labels.path()));
     let device = printer.device_path().display().to_string();
     let args = counter_args(
         (&vendor.key, &vendor.code),
@@ -855,15 +827,7 @@ async fn a_restarted_vendor_is_signed_in_again_and_a_cut_label_still_settles() {
             profile_path.to_str().unwrap(),
         ],
     );
-    let mut screen = Screen::spawn(&args, home.path());
-    screen.wait_for("Sign in");
-    screen.typ(CLERK);
-    screen.send("\t");
-    screen.typ(PASSWORD);
-    screen.send("\r");
-    screen.wait_for("Recent items");
-    screen.wait_for("LINK UP");
-    screen.wait_for("printer ready");
+    let mut screen = Screen::spawn_signed_in(&args, home.path(), CLERK, PASSWORD);
     screen.wait_for(&status_balance(FUNDS_CENTS));
 
     postage_to_review(&mut screen);

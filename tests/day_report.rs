@@ -11,6 +11,7 @@
 //!   loads the day and refuses a plain clerk the supervisor's list, and after a restart its
 //!   history comes from the vendor with the items' printed numbers.
 
+#[cfg(feature = "postgres")]
 #[path = "support/postgres.rs"]
 mod pg;
 mod support;
@@ -623,6 +624,7 @@ async fn the_counter_backend_numbers_items_records_a_basket_and_loads_the_day() 
 /// The same requests on a vendor whose ledger and directory are PostgreSQL: a basket stored
 /// once, a supervisor's decision, the clerk's day — and the report from the database equals
 /// the wire's.
+#[cfg(feature = "postgres")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tender_decision_and_day_on_a_postgres_vendor() {
     let url = pg::database().await;
@@ -731,7 +733,6 @@ async fn tender_decision_and_day_on_a_postgres_vendor() {
 /// words; the close-out prints the day's figures.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_counter_backend_prints_receipts_and_the_close_out_on_a_receipt_printer() {
-    use frank::printer::emulator::{Emulator, EmulatorOptions};
     use frank::ui::event::PrintoutKind;
     let v = vendor_with_boss().await;
     // A 58 mm receipt printer (32 columns) with a cutter and real-time status.
@@ -742,15 +743,7 @@ async fn the_counter_backend_prints_receipts_and_the_close_out_on_a_receipt_prin
          [cut]\ncommand = \"feed_partial\"\nfeed_lines = 4\n",
     )
     .unwrap();
-    let printer = Emulator::spawn(
-        &profile,
-        EmulatorOptions {
-            baud: None,
-            out_dir: None,
-            control_socket: None,
-        },
-    )
-    .unwrap();
+    let printer = virtual_printer(&profile, None);
     let home = tempfile::tempdir().unwrap();
     let start = |home: std::path::PathBuf| {
         let mut cfg = backend_config(&v, &home);

@@ -3,6 +3,7 @@
 //! its connections through [`Backend::open`]; a second `open` is a second process — the admin
 //! CLI, or another vendor front on the same database.
 
+#[cfg(feature = "postgres")]
 #[path = "support/postgres.rs"]
 mod pg;
 
@@ -12,6 +13,7 @@ use std::sync::{Arc, Barrier};
 
 enum Backend {
     Sqlite(tempfile::TempDir),
+    #[cfg(feature = "postgres")]
     Postgres(String),
 }
 
@@ -20,6 +22,7 @@ impl Backend {
         Backend::Sqlite(tempfile::tempdir().unwrap())
     }
 
+    #[cfg(feature = "postgres")]
     fn postgres() -> Backend {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -32,6 +35,7 @@ impl Backend {
     fn open(&self) -> Directory {
         match self {
             Backend::Sqlite(t) => Directory::open(&t.path().join("vendor.db")).unwrap(),
+            #[cfg(feature = "postgres")]
             Backend::Postgres(url) => Directory::open_postgres(url).unwrap(),
         }
     }
@@ -42,6 +46,7 @@ macro_rules! on_both {
         mod sqlite {
             $(#[test] fn $name() { super::$name(&super::Backend::sqlite()) })*
         }
+        #[cfg(feature = "postgres")]
         mod postgres {
             $(#[test] fn $name() { super::$name(&super::Backend::postgres()) })*
         }

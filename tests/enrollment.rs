@@ -18,19 +18,6 @@ fn data_dir(v: &Vendor) -> std::path::PathBuf {
     v.dir.path().join("vendor")
 }
 
-fn frank_cli(args: &[&str]) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_frank"))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn key() -> ed25519_dalek::SigningKey {
     ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng)
 }
@@ -40,7 +27,7 @@ async fn a_code_enrolls_as_many_terminals_as_it_says_and_rotation_ends_it() {
     let v = vendor().await;
     let dir = data_dir(&v);
     let d = dir.to_str().unwrap();
-    let out = frank_cli(&[
+    let out = frank_ok(&[
         "vendor",
         "account",
         "code",
@@ -134,7 +121,7 @@ async fn a_revoked_terminal_is_cut_off_and_stays_out() {
     let (c, s) = logged_in(&v, v.addr).await;
     let _link = s.start_link().unwrap();
     let dir = data_dir(&v);
-    let out = frank_cli(&[
+    let out = frank_ok(&[
         "vendor",
         "terminal",
         "revoke",
@@ -180,7 +167,7 @@ async fn a_disabled_clerk_is_signed_out_and_cannot_sign_in() {
     let v = vendor().await;
     let (c, s) = logged_in(&v, v.addr).await;
     let dir = data_dir(&v);
-    let out = frank_cli(&[
+    let out = frank_ok(&[
         "vendor",
         "clerk",
         "disable",

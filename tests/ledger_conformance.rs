@@ -1,6 +1,7 @@
 //! One conformance suite, run on the SQLite and the PostgreSQL store, plus the reliability
 //! tests: duplicate retries, double spend, audit tampering.
 
+#[cfg(feature = "postgres")]
 #[path = "support/postgres.rs"]
 mod pg;
 #[path = "support/softhsm.rs"]
@@ -10,6 +11,7 @@ mod support;
 
 use frank::ledger::audit::BreakKind;
 use frank::ledger::ops::{External, Op, Request};
+#[cfg(feature = "postgres")]
 use frank::ledger::postgres::{PostgresConfig, PostgresStore};
 use frank::ledger::report;
 use frank::ledger::sqlite::{SqliteConfig, SqliteStore};
@@ -36,6 +38,7 @@ fn sqlite_store_with(dir: &tempfile::TempDir, signer: Arc<dyn ItemSigner>) -> Ar
     )
 }
 
+#[cfg(feature = "postgres")]
 async fn postgres_store() -> (Arc<dyn LedgerStore>, String) {
     let url = pg::database().await;
     let store = PostgresStore::connect(
@@ -1578,6 +1581,7 @@ async fn sqlite_duplicate_retries_and_double_spend_with_the_key_in_a_token() {
     double_spend(sqlite_store_with(&dir, signer)).await;
 }
 
+#[cfg(feature = "postgres")]
 /// PostgreSQL signs on its batch writers' tasks; with the key in a token too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_conformance_with_the_key_in_a_token() {
@@ -1593,6 +1597,7 @@ async fn postgres_conformance_with_the_key_in_a_token() {
     suite(Arc::new(store)).await;
 }
 
+#[cfg(feature = "postgres")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_conformance() {
     let (store, _) = postgres_store().await;
@@ -1605,6 +1610,7 @@ async fn sqlite_duplicate_retries_have_one_effect() {
     duplicate_retries(sqlite_store(&dir)).await;
 }
 
+#[cfg(feature = "postgres")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_duplicate_retries_have_one_effect() {
     duplicate_retries(postgres_store().await.0).await;
@@ -1616,6 +1622,7 @@ async fn sqlite_double_spend_has_one_winner() {
     double_spend(sqlite_store(&dir)).await;
 }
 
+#[cfg(feature = "postgres")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_double_spend_has_one_winner() {
     double_spend(postgres_store().await.0).await;
@@ -1655,6 +1662,7 @@ async fn sqlite_audit_verify_detects_a_truncated_chain() {
     );
 }
 
+#[cfg(feature = "postgres")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_audit_verify_detects_a_tampered_row() {
     let (store, url) = postgres_store().await;
@@ -2323,6 +2331,7 @@ async fn sqlite_reaper_races_voids() {
     reaper_races_voids(sqlite_store(&dir)).await;
 }
 
+#[cfg(feature = "postgres")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_reaper_races_voids_in_one_lock_order() {
     // One attempt per request: with one lock order nothing needs a retry, and a deadlock
@@ -2338,6 +2347,7 @@ async fn postgres_reaper_races_voids_in_one_lock_order() {
     reaper_races_voids(Arc::new(store)).await;
 }
 
+#[cfg(feature = "postgres")]
 /// Two vendor fronts on one PostgreSQL license meters at once: every meter gets one license,
 /// whichever front asked and however often, and no two meters share one. Issue 14, item 1.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -2381,6 +2391,7 @@ async fn postgres_licenses_from_two_fronts_are_distinct_issue_14() {
     );
 }
 
+#[cfg(feature = "postgres")]
 /// One reaper at a time on PostgreSQL: while another front's pass holds the reaper lock, a
 /// pass does nothing; once it is free, the due piece expires. Issue 14, item 2.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -2417,6 +2428,7 @@ async fn postgres_one_reaper_at_a_time_issue_14() {
     );
 }
 
+#[cfg(feature = "postgres")]
 /// PostgreSQL stores an authorization's reply without its signed item (the piece row holds
 /// it once); a retry, through the batch writers or the one-transaction path, and the
 /// idempotency record both carry it whole. Issue 14 (the batch writers' write volume).

@@ -1,6 +1,7 @@
 //! The ledger over the real QUIC link on loopback: fund, quote, authorize (signed indicium),
 //! commit, void, idempotency, refusals before the ledger, races between terminals.
 
+#[cfg(feature = "postgres")]
 #[path = "support/postgres.rs"]
 mod pg;
 mod support;
@@ -429,6 +430,7 @@ async fn loadgen_drives_pairs_and_the_registers_add_up() {
     assert_eq!(audit.control_total.get(), 1_000_000 * r.funds);
 }
 
+#[cfg(feature = "postgres")]
 #[tokio::test]
 async fn the_vendor_runs_its_ledger_on_postgres_too() {
     let url = pg::database().await;

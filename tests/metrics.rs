@@ -6,6 +6,7 @@ mod support;
 
 use frank::counter::client;
 use frank::link::LinkState;
+use frank::wire;
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -86,6 +87,35 @@ async fn scrape_until(addr: SocketAddr, what: &str, pred: impl Fn(&Scrape) -> bo
             "timed out waiting for {what}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// One `bundle_file` request for a bundle nobody published: the vendor's framed refusal code.
+async fn bundle_file_refusal(conn: &quinn::Connection) -> wire::ErrorCode {
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    let request = wire::encode_request(&wire::Request::BundleFile(wire::BundleFileRequest {
+        name: "nothing".into(),
+        version: "1".into(),
+        file: "rates.toml".into(),
+    }));
+    send.write_all(&request).await.unwrap();
+    send.finish().unwrap();
+    let answer = tokio::time::timeout(
+        Duration::from_millis(FIGURE_WAIT_MS_MAX),
+        recv.read_to_end(wire::RESPONSE_BYTES_MAX),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    // A header frame: a 4-byte big-endian length, then the response.
+    let (len, body) = answer.split_at(4);
+    assert_eq!(
+        u32::from_be_bytes(len.try_into().unwrap()) as usize,
+        body.len()
+    );
+    match wire::decode_response::<wire::BundleFileHeader>(body) {
+        Err(wire::ResponseError::Refused(b)) => b.code,
+        other => panic!("expected a refusal, got {other:?}"),
     }
 }
 
@@ -192,6 +222,34 @@ async fn the_metrics_endpoint_is_scraped_parsed_and_moves_with_the_work() {
         0.0
     );
     assert_eq!(during.get("frank_link_lapses_total"), 0.0);
+
+    // Bundle-file refusals are counted by their reason code: a file the vendor does not
+    // offer, and one asked on a connection with no session.
+    assert_eq!(
+        bundle_file_refusal(&session.conn.conn).await,
+        wire::ErrorCode::UnknownBundle
+    );
+    let stranger = client::connect(&endpoint, v.addr, v.key).await.unwrap();
+    assert_eq!(
+        bundle_file_refusal(&stranger.conn).await,
+        wire::ErrorCode::NotLoggedIn
+    );
+    let refusals = scrape_until(metrics, "bundle_file refusals counted", |s| {
+        s.get("frank_requests_total{op=\"bundle_file\",code=\"not_logged_in\"}") == 1.0
+    })
+    .await;
+    assert_eq!(
+        refusals.get("frank_requests_total{op=\"bundle_file\",code=\"unknown_bundle\"}"),
+        1.0
+    );
+    assert_eq!(
+        refusals.get("frank_requests_total{op=\"bundle_file\",code=\"ok\"}"),
+        0.0
+    );
+    assert_eq!(
+        refusals.get("frank_bundle_downloads_total{outcome=\"refused\"}"),
+        2.0
+    );
 
     // Keepalives keep being counted (a counter that moves on its own).
     let fresh = during.get("frank_keepalives_received_total{verdict=\"fresh\"}");

@@ -21,7 +21,7 @@ mod support;
 use frank::counter::client::Session;
 use frank::faultproxy::FaultProxy;
 use frank::indicium::verify::{VendorKeys, payload_from_png, payloads_from_png, verify_payload};
-use frank::printer::emulator::{Emulator, EmulatorHandle, EmulatorOptions, Fault};
+use frank::printer::emulator::{EmulatorHandle, Fault};
 use frank::vendor_server::directory::Directory;
 use frank::vendor_server::{DB_FILE, DataDir};
 use pty_support::*;
@@ -153,15 +153,7 @@ async fn rig_on(vendor_toml: &str, base_id: &str) -> Rig {
     let home = tempfile::tempdir().unwrap();
     let labels = tempfile::tempdir().unwrap();
     let (profile, profile_arg) = printer_profile(home.path(), base_id);
-    let printer = Emulator::spawn(
-        &profile,
-        EmulatorOptions {
-            baud: None,
-            out_dir: Some(labels.path().to_path_buf()),
-            control_socket: None,
-        },
-    )
-    .unwrap();
+    let printer = support::virtual_printer(&profile, Some(labels.path()));
     let args: Vec<String> = [
         "counter",
         "--vendor",
@@ -200,16 +192,7 @@ async fn rig_on(vendor_toml: &str, base_id: &str) -> Rig {
 
 /// Starts `frank counter`, signs the clerk in, waits for the link and the printer.
 fn start_counter(args: &[String], home: &Path) -> Screen {
-    let mut screen = Screen::spawn(args, home);
-    screen.wait_for("Sign in");
-    screen.typ(support::CLERK);
-    screen.send("\t");
-    screen.typ(support::PASSWORD);
-    screen.send("\r");
-    screen.wait_for("Recent items");
-    screen.wait_for("LINK UP");
-    screen.wait_for("printer ready");
-    screen
+    Screen::spawn_signed_in(args, home, support::CLERK, support::PASSWORD)
 }
 
 /// The progress gauge's percentage, when the printing screen shows one.

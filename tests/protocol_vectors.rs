@@ -116,7 +116,8 @@ fn keepalive_vectors() {
 fn request_mac_vectors() {
     let v = vectors();
     let input = MacInput {
-        operation: &v["reqmac.operation"],
+        operation: frank::wire::Operation::parse(&v["reqmac.operation"])
+            .expect("the vector names a protocol operation"),
         request_id: arr(&v, "reqmac.request_id"),
         amount_cents: num(&v, "reqmac.amount_cents"),
         client_time_ms: num(&v, "reqmac.client_time_ms"),

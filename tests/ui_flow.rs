@@ -420,16 +420,7 @@ fn an_issued_item_is_never_printed_again() {
     );
     // A repeated authorization does not print twice.
     assert!(backend(&mut app, Backend::Authorized { job }).is_empty());
-    backend(
-        &mut app,
-        Backend::PrintOutcome {
-            job,
-            outcome: JobOutcome::Completed {
-                bytes_sent: 10,
-                indicium: IndiciumPaper::Printed,
-            },
-        },
-    );
+    print_completed(&mut app, job);
     settle(&mut app, job, Settlement::Commit, SettlePhase::Done);
     assert!(backend(&mut app, Backend::Authorized { job }).is_empty());
     // The draft was consumed: the review has nothing to confirm, and no key on the outcome
@@ -580,15 +571,7 @@ fn kiosk_pays_by_card_then_authorizes() {
     let mut app = kiosk_app();
     link(&mut app, LinkState::Up);
     press(&mut app, KeyCode::Enter);
-    let cmds = fill_postage(&mut app);
-    let request = quote_request(&cmds).unwrap();
-    backend(
-        &mut app,
-        Backend::Quote {
-            request,
-            amount: cents(540),
-        },
-    );
+    quoted_postage(&mut app, 540);
     press(&mut app, KeyCode::Enter);
     assert_eq!(app.screen, Screen::Review);
     press(&mut app, KeyCode::Enter);
@@ -645,22 +628,10 @@ fn kiosk_pays_by_card_then_authorizes() {
     assert!(app.notice.as_ref().unwrap().text.contains("declined"));
     assert_eq!(app.funds.form.text(FundsField::Amount), "5.40");
     assert_eq!(app.funds.form.focused().unwrap().key, FundsField::Card);
-    typ(&mut app, "4242424242424242");
-    press(&mut app, KeyCode::Tab);
-    typ(&mut app, "04/29");
-    press(&mut app, KeyCode::Tab);
-    typ(&mut app, "123");
-    let cmds = press(&mut app, KeyCode::Enter);
+    let cmds = pay_by_test_card(&mut app);
     assert!(matches!(&cmds[..], [Command::Fund { .. }]), "{cmds:?}");
     // Approved: now the item is authorized, once.
-    let cmds = backend(
-        &mut app,
-        Backend::FundResult {
-            declined: false,
-            ok: true,
-            message: "Added $5.40 (payment 7).".into(),
-        },
-    );
+    let cmds = funded_540(&mut app);
     match &cmds[..] {
         [Command::Authorize { amount, .. }] => assert_eq!(*amount, cents(540)),
         other => panic!("expected Authorize, got {other:?}"),
@@ -950,16 +921,7 @@ fn a_refund_is_sent_only_after_it_is_confirmed() {
     let mut app = quoted();
     let job = authorize(&mut app);
     backend(&mut app, Backend::Authorized { job });
-    backend(
-        &mut app,
-        Backend::PrintOutcome {
-            job,
-            outcome: JobOutcome::Completed {
-                bytes_sent: 10,
-                indicium: IndiciumPaper::Printed,
-            },
-        },
-    );
+    print_completed(&mut app, job);
     settle(&mut app, job, Settlement::Commit, SettlePhase::Done);
     // On the outcome screen: Ctrl-R asks; Esc answers no and nothing is sent.
     assert!(ctrl(&mut app, 'r').is_empty());
@@ -1004,16 +966,7 @@ fn history_and_recent_items_list_newest_first() {
         .collect();
     assert_eq!(jobs, vec![job.0, 103, 102, 101]);
     press(&mut app, KeyCode::Esc); // nothing: the item prints
-    backend(
-        &mut app,
-        Backend::PrintOutcome {
-            job,
-            outcome: JobOutcome::Completed {
-                bytes_sent: 10,
-                indicium: IndiciumPaper::Printed,
-            },
-        },
-    );
+    print_completed(&mut app, job);
     settle(&mut app, job, Settlement::Commit, SettlePhase::Done);
     press(&mut app, KeyCode::Esc);
     assert_eq!(app.screen, Screen::Home);
@@ -1156,25 +1109,12 @@ fn kiosk_paying() -> App {
     link(&mut app, LinkState::Up);
     backend(&mut app, Backend::PrinterStatus(PrinterStatus::Ready));
     press(&mut app, KeyCode::Enter);
-    let cmds = fill_postage(&mut app);
-    let request = quote_request(&cmds).unwrap();
-    backend(
-        &mut app,
-        Backend::Quote {
-            request,
-            amount: cents(540),
-        },
-    );
+    quoted_postage(&mut app, 540);
     press(&mut app, KeyCode::Enter);
     assert_eq!(app.screen, Screen::Review);
     press(&mut app, KeyCode::Enter);
     assert_eq!(app.screen, Screen::Funds);
-    typ(&mut app, "4242424242424242");
-    press(&mut app, KeyCode::Tab);
-    typ(&mut app, "04/29");
-    press(&mut app, KeyCode::Tab);
-    typ(&mut app, "123");
-    let cmds = press(&mut app, KeyCode::Enter);
+    let cmds = pay_by_test_card(&mut app);
     assert!(matches!(&cmds[..], [Command::Fund { .. }]), "{cmds:?}");
     app
 }
@@ -1233,14 +1173,7 @@ fn kiosk_tells_customers_what_to_do_in_their_words() {
     );
     // Paid, then the vendor refuses the item with the account's figures in its reason.
     let mut app = kiosk_paying();
-    let cmds = backend(
-        &mut app,
-        Backend::FundResult {
-            declined: false,
-            ok: true,
-            message: "Added $5.40 (payment 7).".into(),
-        },
-    );
+    let cmds = funded_540(&mut app);
     let [Command::Authorize { job, .. }] = &cmds[..] else {
         panic!("{cmds:?}");
     };
@@ -1359,30 +1292,31 @@ fn a_card_number_typed_in_groups_is_accepted_and_sent_as_digits() {
         assert_eq!(number.expose(), "4242424242424242", "{typed:?}");
     }
     // The check digit is still checked, and letters are still refused.
-    let mut app = signed_in();
-    funds_card(&mut app);
-    typ(&mut app, "4242 4242 4242 4241");
-    let e = app
-        .funds
-        .form
-        .get(FundsField::Card)
-        .unwrap()
-        .error
-        .clone()
-        .unwrap();
-    assert!(e.contains("check digit"), "{e}");
-    let mut app = signed_in();
-    funds_card(&mut app);
-    typ(&mut app, "4242 4242 4242 424x");
-    let e = app
-        .funds
-        .form
-        .get(FundsField::Card)
-        .unwrap()
-        .error
-        .clone()
-        .unwrap();
-    assert!(e.contains("spaces and dashes are fine"), "{e}");
+    for (typed, says) in [
+        ("4242 4242 4242 4241", "check digit"),
+        ("4242 4242 4242 424x", "spaces and dashes are fine"),
+    ] {
+        let mut app = signed_in();
+        funds_card(&mut app);
+        typ(&mut app, typed);
+        let e = app.funds.form.get(FundsField::Card).unwrap().error.clone();
+        assert!(
+            e.as_deref().is_some_and(|e| e.contains(says)),
+            "{typed}: {e:?}"
+        );
+    }
+}
+
+/// The error the item form shows under `field`, if any.
+fn item_error(app: &App, field: ItemField) -> Option<String> {
+    app.item_form.form.get(field).unwrap().error.clone()
+}
+
+fn assert_in_the_past(e: Option<String>) {
+    assert!(
+        e.as_deref().is_some_and(|e| e.contains("in the past")),
+        "{e:?}"
+    );
 }
 
 /// Signed in, on the postage form filled, focus back on the weight with it emptied.
@@ -1515,17 +1449,7 @@ fn dates_are_read_in_common_forms_and_shown_as_read() {
 fn past_event_dates_and_expiries_are_refused_before_review() {
     let mut app = coupon_form();
     typ(&mut app, "04/09/2026");
-    let e = app
-        .item_form
-        .form
-        .get(ItemField::Expiry)
-        .unwrap()
-        .error
-        .clone();
-    assert!(
-        e.as_deref().is_some_and(|e| e.contains("in the past")),
-        "{e:?}"
-    );
+    assert_in_the_past(item_error(&app, ItemField::Expiry));
     press(&mut app, KeyCode::Enter);
     assert_ne!(app.screen, Screen::Review);
     let notice = app.notice.clone().unwrap().text;
@@ -1561,13 +1485,7 @@ fn past_event_dates_and_expiries_are_refused_before_review() {
     }
     press(&mut app, KeyCode::Enter);
     assert_ne!(app.screen, Screen::Review);
-    let e = app
-        .item_form
-        .form
-        .get(ItemField::EventDay)
-        .unwrap()
-        .error
-        .clone();
+    let e = item_error(&app, ItemField::EventDay);
     assert!(
         e.as_deref().is_some_and(|e| e.contains("in the past")),
         "{e:?}"
@@ -1583,13 +1501,7 @@ fn the_item_value_limit_is_checked_as_the_amount_is_typed() {
     typ(&mut app, "ACME Corp");
     press(&mut app, KeyCode::Tab);
     typ(&mut app, "1000.01");
-    let e = app
-        .item_form
-        .form
-        .get(ItemField::Amount)
-        .unwrap()
-        .error
-        .clone();
+    let e = item_error(&app, ItemField::Amount);
     assert!(
         e.as_deref().is_some_and(|e| e.contains("$1000.00")),
         "{e:?}"
@@ -1790,4 +1702,150 @@ fn a_kiosk_without_a_session_is_out_of_service_not_welcoming() {
     assert!(!app.out_of_service);
     let t = screen_text(&render(&app, 80, 24));
     assert!(t.contains("to start"), "{t}");
+}
+
+/// Issue 17: with a signed rate table the price shows at once from it; the vendor's own price
+/// (which the authorization carries) replaces it, and when the two differ the clerk reads the
+/// vendor's amount and the table's on the form and in the review before confirming.
+#[test]
+fn the_live_price_comes_from_the_signed_table_and_the_vendors_price_is_confirmed() {
+    let mut app = signed_in();
+    ctrl(&mut app, 'n');
+    let cmds = fill_postage(&mut app);
+    let request = quote_request(&cmds).unwrap();
+    backend(
+        &mut app,
+        Backend::TablePrice {
+            request,
+            amount: cents(530),
+            table: "rates 2".into(),
+        },
+    );
+    assert!(
+        matches!(&app.postage.quote, QuoteState::Table { amount, table, vendor_failed: None, .. }
+            if *amount == cents(530) && table == "rates 2"),
+        "{:?}",
+        app.postage.quote
+    );
+    let text = screen_text(&render(&app, 120, 40));
+    assert!(
+        text.contains("Price: $5.30 (rate table rates 2); asking the vendor to confirm"),
+        "{text}"
+    );
+    // Not reviewable on the table's price alone: the vendor's is the one charged.
+    press(&mut app, KeyCode::Enter);
+    assert_eq!(app.screen, Screen::Postage);
+    assert!(
+        app.notice
+            .as_ref()
+            .is_some_and(|n| n.text.contains("rate table says $5.30")),
+        "{:?}",
+        app.notice
+    );
+    // The vendor's price differs: it replaces the table's, and says so.
+    backend(
+        &mut app,
+        Backend::Quote {
+            request,
+            amount: cents(540),
+        },
+    );
+    assert_eq!(
+        app.postage.quote,
+        QuoteState::Ready {
+            request,
+            amount: cents(540)
+        }
+    );
+    let note = app.postage.price_note.clone().unwrap();
+    assert!(note.differs);
+    let text = screen_text(&render(&app, 160, 40));
+    assert!(
+        text.contains(
+            "Quote: $5.40 — the vendor's price; this counter's rate table (rates 2) says $5.30"
+        ),
+        "{text}"
+    );
+    press(&mut app, KeyCode::Enter);
+    assert_eq!(app.screen, Screen::Review, "notice: {:?}", app.notice);
+    let draft = app.review.draft.clone().unwrap();
+    assert_eq!(draft.amount, cents(540), "the vendor's price is authorized");
+    assert!(
+        draft
+            .summary
+            .iter()
+            .any(|(k, v)| k == "Price" && v.contains("rate table (rates 2) says $5.30")),
+        "{:?}",
+        draft.summary
+    );
+    let cmds = press(&mut app, KeyCode::Enter);
+    assert!(
+        matches!(&cmds[..], [Command::Authorize { amount, .. }] if *amount == cents(540)),
+        "{cmds:?}"
+    );
+}
+
+/// With the same price from both, the note says they agree; a stale table price is dropped;
+/// a vendor that cannot answer leaves the table's price shown with the reason.
+#[test]
+fn a_table_price_agreeing_or_without_the_vendor_is_shown_for_what_it_is() {
+    let mut app = signed_in();
+    ctrl(&mut app, 'n');
+    let cmds = fill_postage(&mut app);
+    let request = quote_request(&cmds).unwrap();
+    backend(
+        &mut app,
+        Backend::TablePrice {
+            request: request + 100,
+            amount: cents(1),
+            table: "rates 2".into(),
+        },
+    );
+    assert_eq!(app.postage.quote, QuoteState::Pending { request });
+    backend(
+        &mut app,
+        Backend::TablePrice {
+            request,
+            amount: cents(540),
+            table: "rates 2".into(),
+        },
+    );
+    backend(
+        &mut app,
+        Backend::QuoteFailed {
+            request,
+            reason: "the vendor is busy".into(),
+        },
+    );
+    assert!(
+        matches!(&app.postage.quote, QuoteState::Table { vendor_failed: Some(r), .. } if r == "the vendor is busy"),
+        "{:?}",
+        app.postage.quote
+    );
+    // Asked again when the link comes back; this time the vendor agrees.
+    link(&mut app, LinkState::Lapsed);
+    let mut up = frank::link::driver::LinkStatus::down(7, std::time::Instant::now());
+    up.state = LinkState::Up;
+    let cmds = backend(&mut app, Backend::LinkChanged(up));
+    let again = quote_request(&cmds).expect("the vendor's price is asked again");
+    backend(
+        &mut app,
+        Backend::TablePrice {
+            request: again,
+            amount: cents(540),
+            table: "rates 2".into(),
+        },
+    );
+    backend(
+        &mut app,
+        Backend::Quote {
+            request: again,
+            amount: cents(540),
+        },
+    );
+    let note = app.postage.price_note.clone().unwrap();
+    assert!(!note.differs, "{note:?}");
+    press(&mut app, KeyCode::Enter);
+    let draft = app.review.draft.clone().unwrap();
+    assert!(!draft.summary.iter().any(|(k, _)| k == "Price"));
 }

@@ -186,7 +186,7 @@ proptest! {
             Ok(r) => {
                 // Whatever decodes encodes back to something that decodes the same.
                 let again = wire::decode_request(&wire::encode_request(&r));
-                prop_assert_eq!(again.map(|a| a.kind()), Ok(r.kind()));
+                prop_assert_eq!(again.map(|a| a.operation()), Ok(r.operation()));
             }
             Err(e) => prop_assert!(!e.message.is_empty()),
         }
@@ -216,7 +216,7 @@ proptest! {
             Ok(r) => {
                 prop_assert_eq!(version, 1);
                 let again = wire::decode_request(&wire::encode_request(&r));
-                prop_assert_eq!(again.map(|a| a.kind()), Ok(r.kind()));
+                prop_assert_eq!(again.map(|a| a.operation()), Ok(r.operation()));
             }
             Err(e) => {
                 prop_assert!(!e.message.is_empty());

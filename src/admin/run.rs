@@ -239,7 +239,7 @@ async fn screen(monitor: Monitor, theme: Theme, rx: mpsc::Receiver<Feed>) -> any
 
 /// The screen loop over any backend (tests use a `TestBackend`): redraw, then wait for a
 /// key, a feed event, a tick or `stop`. Returns the final state.
-pub async fn drive<B: ratatui::backend::Backend>(
+pub async fn drive<B: ratatui::backend::Backend<Error: Send + Sync + 'static>>(
     mut terminal: ratatui::Terminal<B>,
     mut monitor: Monitor,
     theme: &Theme,

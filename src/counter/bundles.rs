@@ -4,7 +4,8 @@
 //! ([`crate::bundle`]: signature, version, lengths, hashes, content) before it is used, and keep
 //! the last good version of each name. A counter release is staged; [`start_release`] applies
 //! it at the next start — the binary replaced atomically, the old one kept as
-//! `frank.previous`, rolled back when the new one does not start.
+//! `frank.previous`, rolled back when the new one fails its `--version` check or exits
+//! non-zero within [`RELEASE_TRIAL_MS`] of its first start ([`run_release_trial`]).
 //!
 //! Layout in the terminal's data directory:
 //!
@@ -25,6 +26,7 @@ use anyhow::Context;
 use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
@@ -51,6 +53,81 @@ const HEADER_BYTES_MAX: usize = 64 * 1024;
 pub const RELEASE_CHECK_MS_MAX: u64 = 10_000;
 /// Refused releases remembered (so one is not applied again).
 pub const RELEASES_REFUSED_MAX: usize = 32;
+/// A newly applied release must not exit non-zero within this long of its first start, in
+/// ms; if it does, the previous binary is put back ([`run_release_trial`]).
+pub const RELEASE_TRIAL_MS: u64 = 5_000;
+/// How often the release's first run is looked at (its exit, signals to pass on), in ms.
+const RELEASE_TRIAL_POLL_MS: u64 = 20;
+
+/// This process's bundle figures, for the counter's exit log line ([`exit_figures`]).
+#[derive(Debug)]
+pub struct BundleTotals {
+    /// Bundle files downloaded whole (a file downloaded again after a print paused it counts
+    /// again).
+    pub files: AtomicU64,
+    /// Their bytes.
+    pub bytes: AtomicU64,
+    /// Bundles taken (a release: staged).
+    pub taken: AtomicU64,
+    /// Bundles refused (bad signature, hash, older version, ...), nothing of them used.
+    pub refused: AtomicU64,
+}
+
+/// This process's bundle totals.
+pub static BUNDLE_TOTALS: BundleTotals = BundleTotals {
+    files: AtomicU64::new(0),
+    bytes: AtomicU64::new(0),
+    taken: AtomicU64::new(0),
+    refused: AtomicU64::new(0),
+};
+
+impl BundleTotals {
+    fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// (files, bytes, taken, refused) so far.
+    pub fn snapshot(&self) -> (u64, u64, u64, u64) {
+        (
+            self.files.load(Ordering::Relaxed),
+            self.bytes.load(Ordering::Relaxed),
+            self.taken.load(Ordering::Relaxed),
+            self.refused.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// The figures of this run the counter writes to its log as it exits: its links' (what the
+/// vendor's metrics count for all its terminals, here for this one) and its bundles'
+/// (downloads, bytes, refusals, the versions in use). `store`: the terminal's bundles, when a
+/// release key is pinned. One log line, for the counter UI and the headless counter alike.
+pub fn exit_figures(store: Option<&Store>) {
+    let (k, lapses) = crate::link::driver::LINK_TOTALS.snapshot();
+    let (files, bytes, taken, refused) = BUNDLE_TOTALS.snapshot();
+    let in_use = store
+        .map(|s| {
+            s.all_installed()
+                .iter()
+                .map(|i| format!("{} {}", i.verified.name(), i.verified.version))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_else(|| "(no release key pinned)".into());
+    tracing::info!(
+        keepalives_sent = k.sent,
+        keepalives_fresh = k.fresh,
+        keepalives_late = k.late,
+        keepalives_rejected = k.rejected(),
+        keepalives_bad_mac = k.bad_mac,
+        lapses,
+        bundle_files_downloaded = files,
+        bundle_bytes_downloaded = bytes,
+        bundles_taken = taken,
+        bundles_refused = refused,
+        bundles_in_use = %crate::logtext::escaped(&in_use),
+        "figures at exit"
+    );
+}
 
 const BUNDLES_DIR: &str = "bundles";
 const GOOD_FILE: &str = "good";
@@ -318,6 +395,8 @@ pub async fn sync(
             },
         }
     }
+    BundleTotals::add(&BUNDLE_TOTALS.taken, report.taken.len() as u64);
+    BundleTotals::add(&BUNDLE_TOTALS.refused, report.refused.len() as u64);
     Ok(report)
 }
 
@@ -517,7 +596,11 @@ async fn fetch_file(
     }
     // Nothing may follow the announced length.
     match tokio::time::timeout(read_timeout, recv.read_chunk(1, true)).await {
-        Ok(Ok(None)) => Ok(out),
+        Ok(Ok(None)) => {
+            BundleTotals::add(&BUNDLE_TOTALS.files, 1);
+            BundleTotals::add(&BUNDLE_TOTALS.bytes, out.len() as u64);
+            Ok(out)
+        }
         Ok(Ok(Some(_))) => Err(Fetch::Refused(format!(
             "file {}: more bytes than the manifest says",
             entry.name
@@ -570,13 +653,42 @@ struct Releases {
     refused: Vec<(String, String)>,
 }
 
+impl Releases {
+    fn path(data_dir: &Path) -> PathBuf {
+        data_dir.join(BUNDLES_DIR).join(RELEASES_FILE)
+    }
+
+    /// The file's state (empty when there is none or it does not read).
+    fn load(data_dir: &Path) -> Releases {
+        std::fs::read(Releases::path(data_dir))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    /// Writes it, the oldest entries beyond [`RELEASES_REFUSED_MAX`] dropped.
+    fn save(&mut self, data_dir: &Path) -> anyhow::Result<()> {
+        let skip = self.refused.len().saturating_sub(RELEASES_REFUSED_MAX);
+        self.refused.drain(..skip);
+        let skip = self.applied.len().saturating_sub(RELEASES_REFUSED_MAX);
+        self.applied.drain(..skip);
+        crate::datafiles::write_private(&Releases::path(data_dir), &serde_json::to_vec(self)?)
+    }
+
+    /// `version` did not start: refused from now on, no longer counted as applied.
+    fn refuse(&mut self, version: &str, reason: &str) {
+        self.applied.retain(|v| v != version);
+        self.refused.push((version.to_string(), reason.to_string()));
+    }
+}
+
 /// What [`start_release`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReleaseStart {
     /// No staged release to apply.
     Nothing,
-    /// The binary at `exe` is now release `version` and answered its check: start it
-    /// (exec) with the same arguments.
+    /// The binary at `exe` is now release `version` and answered its check: start it with
+    /// the same arguments and watch its first run ([`run_release_trial`]).
     Applied { version: String, exe: PathBuf },
     /// Release `version` was applied, did not start, and the previous binary is back.
     RolledBack { version: String, reason: String },
@@ -589,7 +701,8 @@ pub enum ReleaseStart {
 /// (the new file written next to it, the old one linked as `frank.previous`, then renamed
 /// over), and the new binary is run with `--version`: it must exit 0 within
 /// [`RELEASE_CHECK_MS_MAX`] and name the release's version, or the previous binary is renamed
-/// back and the release is remembered as refused (not tried again).
+/// back and the release is remembered as refused (not tried again). Its first real run is
+/// then watched by [`run_release_trial`].
 pub fn start_release(
     data_dir: &Path,
     key: VerifyingKey,
@@ -598,11 +711,7 @@ pub fn start_release(
     let store = Store::new(data_dir, key);
     let target = this_target();
     let running = bundle::this_version();
-    let state_path = store.root.join(RELEASES_FILE);
-    let mut state: Releases = std::fs::read(&state_path)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
+    let mut state = Releases::load(data_dir);
     let Some(staged) = store
         .all_installed()
         .into_iter()
@@ -619,28 +728,20 @@ pub fn start_release(
     if seen || staged.verified.version <= running {
         return Ok(ReleaseStart::Nothing);
     }
-    let save = |state: &mut Releases| -> anyhow::Result<()> {
-        let skip = state.refused.len().saturating_sub(RELEASES_REFUSED_MAX);
-        state.refused.drain(..skip);
-        let skip = state.applied.len().saturating_sub(RELEASES_REFUSED_MAX);
-        state.applied.drain(..skip);
-        crate::datafiles::write_private(&state_path, &serde_json::to_vec(state)?)
-    };
     let bytes = match store.use_file(&staged, bundle::RELEASE_FILE) {
         Ok(b) => b,
         Err(e) => {
-            state.refused.push((version.clone(), e.to_string()));
-            save(&mut state)?;
+            state.refuse(&version, &e.to_string());
+            state.save(data_dir)?;
             return Ok(ReleaseStart::Refused {
                 version,
                 reason: e.to_string(),
             });
         }
     };
-    let dir = exe.parent().context("the running binary has no folder")?;
+    let (dir, previous) = previous_of(exe)?;
     let file = exe.file_name().context("the running binary has no name")?;
     let new = dir.join(format!(".{}.new", file.to_string_lossy()));
-    let previous = dir.join(format!("{}.previous", file.to_string_lossy()));
     {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
@@ -662,7 +763,7 @@ pub fn start_release(
     match check_release(exe, &version) {
         Ok(()) => {
             state.applied.push(version.clone());
-            save(&mut state)?;
+            state.save(data_dir)?;
             Ok(ReleaseStart::Applied {
                 version,
                 exe: exe.to_path_buf(),
@@ -672,11 +773,95 @@ pub fn start_release(
             std::fs::rename(&previous, exe)
                 .with_context(|| format!("rolling back to {}", previous.display()))?;
             std::fs::File::open(dir)?.sync_all()?;
-            state.refused.push((version.clone(), reason.clone()));
-            save(&mut state)?;
+            state.refuse(&version, &reason);
+            state.save(data_dir)?;
             Ok(ReleaseStart::RolledBack { version, reason })
         }
     }
+}
+
+/// How the first run of a newly applied release ended ([`run_release_trial`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrialEnd {
+    /// It ran: it exited 0, or ran past [`RELEASE_TRIAL_MS`] and then exited, or was stopped by
+    /// a signal passed on to it. The watching process exits with `code`.
+    Exited { code: i32 },
+    /// It exited non-zero (or died) within [`RELEASE_TRIAL_MS`] of its start by itself: the
+    /// previous binary is back at `exe`, the version is remembered as refused (never applied
+    /// again), and the watching process — the previous binary — starts afresh (exec) and goes on.
+    RolledBack { reason: String },
+}
+
+/// The first start of a release [`start_release`] applied: the new binary at `exe` runs as a
+/// child of this process (the previous binary, still in memory) with `args` and this
+/// process's terminal and streams. Ctrl-C, SIGTERM, SIGHUP and SIGQUIT that reach this process
+/// are passed on to it. If it exits non-zero within [`RELEASE_TRIAL_MS`] without having been
+/// sent one of them, `frank.previous` is renamed back over `exe` and the release is refused
+/// for good (`bundles/releases.json`); a release that ran longer is the counter from then on
+/// (later starts run it directly). Call it before any thread or runtime starts: signal
+/// handlers are installed for the process (and stay: after a rollback the caller starts the
+/// previous binary afresh with exec, which restores the default handling).
+pub fn run_release_trial(
+    data_dir: &Path,
+    exe: &Path,
+    version: &str,
+    args: &[std::ffi::OsString],
+) -> anyhow::Result<TrialEnd> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP, SIGQUIT])
+        .context("watching signals for the release's first run")?;
+    let started = Instant::now();
+    let mut child = std::process::Command::new(exe)
+        .args(args)
+        .spawn()
+        .with_context(|| format!("starting release {version}"))?;
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
+    let mut passed_on = false;
+    let status = loop {
+        for sig in signals.pending() {
+            if let Ok(s) = nix::sys::signal::Signal::try_from(sig) {
+                let _ = nix::sys::signal::kill(pid, s);
+                passed_on = true;
+            }
+        }
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) => std::thread::sleep(Duration::from_millis(RELEASE_TRIAL_POLL_MS)),
+            Err(e) => return Err(e).context("waiting for the release's first run"),
+        }
+    };
+    signals.handle().close();
+    let in_trial = started.elapsed() < Duration::from_millis(RELEASE_TRIAL_MS);
+    if status.success() || passed_on || !in_trial {
+        use std::os::unix::process::ExitStatusExt;
+        let code = status
+            .code()
+            .or_else(|| status.signal().map(|s| 128 + s))
+            .unwrap_or(1);
+        return Ok(TrialEnd::Exited { code });
+    }
+    let reason = match status.code() {
+        Some(c) => format!("it exited with status {c} at start"),
+        None => "it was killed by a signal at start".into(),
+    };
+    let (dir, previous) = previous_of(exe)?;
+    std::fs::rename(&previous, exe)
+        .with_context(|| format!("rolling back to {}", previous.display()))?;
+    std::fs::File::open(dir)?.sync_all()?;
+    let mut state = Releases::load(data_dir);
+    state.refuse(version, &reason);
+    state.save(data_dir)?;
+    Ok(TrialEnd::RolledBack { reason })
+}
+
+/// The running binary's folder and where its previous version is kept (`NAME.previous`).
+fn previous_of(exe: &Path) -> anyhow::Result<(&Path, PathBuf)> {
+    let dir = exe.parent().context("the running binary has no folder")?;
+    let file = exe.file_name().context("the running binary has no name")?;
+    Ok((
+        dir,
+        dir.join(format!("{}.previous", file.to_string_lossy())),
+    ))
 }
 
 /// Runs `exe --version`: exit 0 within [`RELEASE_CHECK_MS_MAX`], naming `version`.
@@ -769,9 +954,7 @@ pub fn describe_installed(store: &Store) -> Vec<String> {
 
 /// The reason a release was refused at an earlier start, if it was.
 pub fn refused_release(data_dir: &Path, version: &str) -> Option<String> {
-    let bytes = std::fs::read(data_dir.join(BUNDLES_DIR).join(RELEASES_FILE)).ok()?;
-    let state: Releases = serde_json::from_slice(&bytes).ok()?;
-    state
+    Releases::load(data_dir)
         .refused
         .into_iter()
         .find(|(v, _)| v == version)

@@ -1,5 +1,9 @@
 //! The counter's side of the connection: connect with the pinned vendor key, enroll, log in,
 //! resume, and send requests (one per bidirectional stream).
+//!
+//! About 800 lines, one concern: the client end of docs/PROTOCOL.md. Each type is one stage
+//! of a connection (`VendorConn` before sign-in, `Session` after it, `MonitorStream` for the
+//! admin monitor); a `Session`'s request builders sign with its request-MAC key and stay with it.
 
 use crate::identity;
 use crate::link::driver::{self, LinkHandle};
@@ -9,7 +13,7 @@ use crate::link::keys::{self, Exporter, SessionKeys};
 use crate::tls::PinnedVendor;
 use crate::vendor_server::server::transport_config;
 use crate::wire::reqmac::MacInput;
-use crate::wire::{self, Request, ResponseError};
+use crate::wire::{self, Operation, Request, ResponseError};
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use serde::de::DeserializeOwned;
 use std::net::SocketAddr;
@@ -367,7 +371,7 @@ impl Session {
     ) -> Result<wire::ClockChecked, ClientError> {
         let request_id = crate::clock::fresh_request_id().to_bytes();
         let mac = MacInput {
-            operation: "clock_check",
+            operation: Operation::ClockCheck,
             request_id,
             amount_cents: 0,
             client_time_ms,
@@ -387,7 +391,7 @@ impl Session {
 
     fn mac(
         &self,
-        operation: &str,
+        operation: Operation,
         request_id: [u8; 16],
         amount_cents: u64,
         client_time_ms: u64,
@@ -415,7 +419,7 @@ impl Session {
         method: wire::FundMethod,
     ) -> Result<Request, ClientError> {
         let mac = self.mac(
-            "fund",
+            Operation::Fund,
             request_id,
             amount_cents,
             client_time_ms,
@@ -444,7 +448,7 @@ impl Session {
             .map_err(|e| ClientError::Other(e.to_string()))?;
         let destination = wire::Authorize::destination(&typed, origin_zip);
         let mac = self.mac(
-            "authorize",
+            Operation::Authorize,
             request_id,
             amount_cents,
             client_time_ms,
@@ -468,7 +472,7 @@ impl Session {
         piece_serial: u64,
     ) -> Result<Request, ClientError> {
         let dest = wire::piece_destination(piece_serial);
-        let mac = self.mac("commit", request_id, 0, client_time_ms, &dest)?;
+        let mac = self.mac(Operation::Commit, request_id, 0, client_time_ms, &dest)?;
         Ok(Request::Commit(wire::Commit {
             request_id: request_id.to_vec(),
             client_time_ms,
@@ -486,7 +490,7 @@ impl Session {
         reached_printer: bool,
     ) -> Result<Request, ClientError> {
         let dest = wire::void_destination(piece_serial, reached_printer);
-        let mac = self.mac("void", request_id, 0, client_time_ms, &dest)?;
+        let mac = self.mac(Operation::Void, request_id, 0, client_time_ms, &dest)?;
         Ok(Request::Void(wire::Void {
             request_id: request_id.to_vec(),
             client_time_ms,
@@ -504,7 +508,13 @@ impl Session {
         piece_serial: u64,
     ) -> Result<Request, ClientError> {
         let dest = wire::piece_destination(piece_serial);
-        let mac = self.mac("refund_request", request_id, 0, client_time_ms, &dest)?;
+        let mac = self.mac(
+            Operation::RefundRequest,
+            request_id,
+            0,
+            client_time_ms,
+            &dest,
+        )?;
         Ok(Request::RefundRequest(wire::RefundRequest {
             request_id: request_id.to_vec(),
             client_time_ms,
@@ -527,7 +537,7 @@ impl Session {
     ) -> Result<Request, ClientError> {
         let dest = wire::TenderRequest::destination(kind, change_cents, meter, pieces);
         let mac = self.mac(
-            "tender",
+            Operation::Tender,
             request_id,
             amount_tendered_cents,
             client_time_ms,
@@ -555,7 +565,13 @@ impl Session {
         approve: bool,
     ) -> Result<Request, ClientError> {
         let dest = wire::RefundDecide::destination(meter, piece_serial, approve);
-        let mac = self.mac("refund_decide", request_id, 0, client_time_ms, &dest)?;
+        let mac = self.mac(
+            Operation::RefundDecide,
+            request_id,
+            0,
+            client_time_ms,
+            &dest,
+        )?;
         Ok(Request::RefundDecide(wire::RefundDecide {
             request_id: request_id.to_vec(),
             client_time_ms,

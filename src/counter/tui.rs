@@ -502,6 +502,11 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let (cmd_tx, cmd_rx) = mpsc::channel(COMMANDS_QUEUE_MAX);
     let (ev_tx, ev_rx) = mpsc::channel(EVENTS_QUEUE_MAX);
+    let store = settings
+        .backend
+        .bundles
+        .as_ref()
+        .map(super::bundles::BundleConfig::store);
     let backend = backend::spawn(settings.backend, cmd_rx, ev_tx);
     if let (true, Some(clerk), Some(password)) =
         (settings.app.kiosk, settings.kiosk_clerk, kiosk_password)
@@ -528,23 +533,8 @@ pub async fn run(
     };
     // The UI dropped its command sender: the backend signs out and ends.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), backend).await;
-    log_link_totals();
+    super::bundles::exit_figures(store.as_ref());
     result
-}
-
-/// The figures of this run's links, written to the log as the counter exits (what the
-/// vendor's metrics count for all its terminals, here for this one).
-pub fn log_link_totals() {
-    let (k, lapses) = crate::link::driver::LINK_TOTALS.snapshot();
-    tracing::info!(
-        keepalives_sent = k.sent,
-        keepalives_fresh = k.fresh,
-        keepalives_late = k.late,
-        keepalives_rejected = k.rejected(),
-        keepalives_bad_mac = k.bad_mac,
-        lapses,
-        "link figures at exit"
-    );
 }
 
 #[cfg(test)]

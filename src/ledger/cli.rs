@@ -24,7 +24,7 @@ impl DatabaseArg {
     /// `--database`, else `<--data>/ledger.db`.
     pub fn resolve(&self) -> anyhow::Result<String> {
         match (&self.database, &self.data) {
-            (Some(d), _) => Ok(d.clone()),
+            (Some(d), _) => super::database_arg(d).map_err(anyhow::Error::msg),
             (None, Some(dir)) => Ok(dir
                 .join(crate::vendor_server::LEDGER_FILE)
                 .to_string_lossy()
@@ -406,8 +406,7 @@ async fn open(db: &DatabaseArg) -> anyhow::Result<Arc<dyn LedgerStore>> {
         super::open_store(
             &database,
             Arc::new(NoSigning),
-            LedgerLimits::default(),
-            super::postgres::PostgresConfig::default(),
+            &super::LedgerConfig::default(),
         )
         .await
         .with_context(|| format!("opening the ledger database {database}"))

@@ -30,7 +30,7 @@ pub use super::screens::funds::{FundsField, FundsScreen};
 pub use super::screens::history::{HistoryField, HistoryRow, HistoryScreen, ItemRef};
 pub use super::screens::home::{HOME_MENU, HomeScreen};
 pub use super::screens::item_form::{ItemField, ItemFormScreen};
-pub use super::screens::postage::{PostageField, PostageScreen, QuoteState};
+pub use super::screens::postage::{PostageField, PostageScreen, PriceNote, QuoteState};
 pub use super::screens::printing::{Job, JobPhase};
 pub use super::screens::refunds::RefundsScreen;
 pub use super::screens::review::{Draft, ReviewScreen};
@@ -936,6 +936,11 @@ impl App {
                 }
             }
             Backend::SessionEnded { reason } => self.on_session_ended(reason),
+            Backend::TablePrice {
+                request,
+                amount,
+                table,
+            } => self.postage.on_table_price(request, amount, table),
             Backend::Quote { request, amount } => self.postage.on_quote(request, Ok(amount)),
             Backend::QuoteFailed { request, reason } => self.postage.on_quote(request, Err(reason)),
             Backend::Balance(c) => self.balance = Some(c),

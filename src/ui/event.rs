@@ -272,7 +272,17 @@ pub enum Backend {
     SessionEnded {
         reason: String,
     },
-    /// Answer to [`Command::RequestQuote`] with the same `request`.
+    /// The live price of [`Command::RequestQuote`] `request` from this counter's signed rate
+    /// table (the last good rates bundle, issue 17), sent before the vendor's [`Backend::Quote`]
+    /// — which is the price an authorization carries and the one shown once it is in. Not sent
+    /// when the counter has no rate table (then the vendor's quote alone prices).
+    TablePrice {
+        request: u64,
+        amount: Cents,
+        /// The rates bundle's name and version (`rates 2`).
+        table: String,
+    },
+    /// Answer to [`Command::RequestQuote`] with the same `request`: the vendor's own price.
     Quote {
         request: u64,
         amount: Cents,

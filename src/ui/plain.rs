@@ -312,8 +312,24 @@ fn quote(app: &App) -> String {
     match &app.postage.quote {
         QuoteState::Incomplete => String::new(),
         QuoteState::Pending { .. } => "Quote: asking the vendor.".into(),
-        QuoteState::Ready { amount, .. } => format!("Quote: {amount}."),
+        QuoteState::Ready { amount, .. } => match &app.postage.price_note {
+            Some(n) => format!("Quote: {amount}, {}.", n.words.trim_end_matches('.')),
+            None => format!("Quote: {amount}."),
+        },
         QuoteState::Failed { reason } => format!("No quote: {reason}"),
+        QuoteState::Table {
+            amount,
+            table,
+            vendor_failed,
+            ..
+        } => match vendor_failed {
+            None => format!(
+                "Price: {amount} from this counter's rate table ({table}); asking the vendor to confirm."
+            ),
+            Some(r) => format!(
+                "Price: {amount} from this counter's rate table ({table}); the vendor's price is not in: {r}"
+            ),
+        },
     }
 }
 

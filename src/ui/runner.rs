@@ -190,7 +190,7 @@ impl Drop for MouseCapture {
 /// The loop of [`run`] over any ratatui backend and any source of terminal events, so tests
 /// can drive it with a `TestBackend`. Ends when the app quits, `stop` completes, or the
 /// backend channel closes; returns the final app state.
-pub async fn drive<B: ratatui::backend::Backend>(
+pub async fn drive<B: ratatui::backend::Backend<Error: Send + Sync + 'static>>(
     terminal: ratatui::Terminal<B>,
     app: App,
     keys: mpsc::Receiver<Event>,
@@ -202,7 +202,7 @@ pub async fn drive<B: ratatui::backend::Backend>(
 }
 
 /// [`drive`], with `save_theme` called for each theme chosen on the settings screen.
-pub async fn drive_saving<B: ratatui::backend::Backend>(
+pub async fn drive_saving<B: ratatui::backend::Backend<Error: Send + Sync + 'static>>(
     terminal: ratatui::Terminal<B>,
     app: App,
     keys: mpsc::Receiver<Event>,
@@ -227,9 +227,9 @@ trait Show {
 }
 
 /// The full screen: a ratatui terminal, with each frame's clickable areas handed to the app.
-struct Drawn<B: ratatui::backend::Backend>(ratatui::Terminal<B>);
+struct Drawn<B: ratatui::backend::Backend<Error: Send + Sync + 'static>>(ratatui::Terminal<B>);
 
-impl<B: ratatui::backend::Backend> Show for Drawn<B> {
+impl<B: ratatui::backend::Backend<Error: Send + Sync + 'static>> Show for Drawn<B> {
     fn show(&mut self, app: &mut App) -> anyhow::Result<()> {
         let mut hits = None;
         self.0.draw(|f| hits = Some(draw_with_hits(f, app)))?;

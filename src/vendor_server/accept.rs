@@ -254,15 +254,17 @@ async fn serve_stream(
             }
             Ok(Request::BundleFile(r)) => {
                 let started = Instant::now();
-                super::bundles::serve_file(&state, r, send).await;
-                state
-                    .shared
-                    .request_metrics
-                    .observe("bundle_file", None, started.elapsed());
+                let served = super::bundles::serve_file(&state, r, send).await;
+                // Refusals are counted by their code (`unknown_bundle`, `busy`, ...).
+                state.shared.request_metrics.observe(
+                    wire::Operation::BundleFile,
+                    served.code(),
+                    started.elapsed(),
+                );
                 return;
             }
             Ok(request) => {
-                let kind = request.kind();
+                let kind = request.operation();
                 let started = Instant::now();
                 let answered = handle(&state, request).await;
                 let code = answered.as_ref().err().map(|e| e.code);
@@ -273,7 +275,7 @@ async fn serve_stream(
                 match answered {
                     Ok(body) => body,
                     Err(err) => {
-                        tracing::info!(request = kind, code = ?err.code, message = %escaped(&err.message), "request refused");
+                        tracing::info!(request = kind.as_str(), code = ?err.code, message = %escaped(&err.message), "request refused");
                         wire::encode_error(&err)
                     }
                 }
@@ -434,7 +436,7 @@ async fn subscribe(state: &Arc<ConnState>, mut send: quinn::SendStream) {
     match admit_subscriber(state).await {
         Ok(ctx) => count_write_timeout(state, monitor::run_subscription(ctx, send).await),
         Err(err) => {
-            tracing::info!(request = "subscribe_terminals", code = ?err.code, message = %escaped(&err.message), "request refused");
+            tracing::info!(request = wire::Operation::SubscribeTerminals.as_str(), code = ?err.code, message = %escaped(&err.message), "request refused");
             let frame = wire::monitor::encode_frame(&wire::encode_error(&err));
             answer(state, &mut send, &frame).await;
         }
@@ -446,7 +448,7 @@ async fn subscribe(state: &Arc<ConnState>, mut send: quinn::SendStream) {
 pub(super) async fn require_supervisor(
     state: &Arc<ConnState>,
     active: &ActiveSession,
-    what: &str,
+    operation: wire::Operation,
     refusal: &str,
 ) -> Result<(), ErrorBody> {
     let name = active.clerk.clone();
@@ -460,7 +462,7 @@ pub(super) async fn require_supervisor(
         .as_ref()
         .is_some_and(|c| c.role == "supervisor" && c.account_id == active.account_id);
     if !supervisor {
-        tracing::warn!(clerk = %escaped(&active.clerk), terminal = active.terminal_id, what, "refused: not a supervisor");
+        tracing::warn!(clerk = %escaped(&active.clerk), terminal = active.terminal_id, operation = operation.as_str(), "refused: not a supervisor");
         return Err(ErrorBody::new(ErrorCode::Forbidden, refusal));
     }
     Ok(())
@@ -472,7 +474,7 @@ async fn admit_subscriber(state: &Arc<ConnState>) -> Result<monitor::Subscriptio
     require_supervisor(
         state,
         &active,
-        "monitor",
+        wire::Operation::SubscribeTerminals,
         "only a supervisor of this account may watch its terminals; sign in as one",
     )
     .await?;

@@ -483,13 +483,34 @@ pub(super) fn list_answer(state: &ConnState) -> Result<Vec<u8>, ErrorBody> {
     }))
 }
 
+/// How a `bundle_file` answer ended (the request metrics count it under its code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum FileServed {
+    /// The whole file went out.
+    Complete,
+    /// Refused with this code (`not_logged_in`, `unknown_bundle`, `busy`): one framed error.
+    Refused(ErrorCode),
+    /// Cut short: the counter went away or stopped reading (a print started, say).
+    Cut,
+}
+
+impl FileServed {
+    /// The code the request metrics count it under (`None`: `ok`).
+    pub(super) fn code(self) -> Option<ErrorCode> {
+        match self {
+            FileServed::Refused(c) => Some(c),
+            FileServed::Complete | FileServed::Cut => None,
+        }
+    }
+}
+
 /// `bundle_file`: a header frame, then the file's bytes, then the end of the stream; a
 /// refusal is one framed error.
 pub(super) async fn serve_file(
     state: &ConnState,
     r: wire::BundleFileRequest,
     mut send: quinn::SendStream,
-) {
+) -> FileServed {
     let desk = &state.shared.bundles;
     let timeout = Duration::from_millis(state.shared.config.response_write_timeout_ms);
     let refuse = |e: ErrorBody| {
@@ -520,10 +541,11 @@ pub(super) async fn serve_file(
     let (path, bytes) = match found {
         Ok(f) => f,
         Err(e) => {
+            let code = e.code;
             if write_within(&mut send, &refuse(e), timeout).await.is_ok() {
                 let _ = send.finish();
             }
-            return;
+            return FileServed::Refused(code);
         }
     };
     let Ok(_permit) = desk.downloads.try_acquire() else {
@@ -536,7 +558,7 @@ pub(super) async fn serve_file(
         if write_within(&mut send, &refuse(e), timeout).await.is_ok() {
             let _ = send.finish();
         }
-        return;
+        return FileServed::Refused(ErrorCode::Busy);
     };
     let header = wire::monitor::encode_frame(&wire::encode_ok(&wire::BundleFileHeader { bytes }));
     let sent = async {
@@ -570,10 +592,14 @@ pub(super) async fn serve_file(
     }
     .await;
     match sent {
-        Ok(()) => desk.counters.files_complete.fetch_add(1, Ordering::Relaxed),
+        Ok(()) => {
+            desk.counters.files_complete.fetch_add(1, Ordering::Relaxed);
+            FileServed::Complete
+        }
         Err(()) => {
             let _ = send.reset(quinn::VarInt::from_u32(0));
-            desk.counters.files_cut.fetch_add(1, Ordering::Relaxed)
+            desk.counters.files_cut.fetch_add(1, Ordering::Relaxed);
+            FileServed::Cut
         }
-    };
+    }
 }

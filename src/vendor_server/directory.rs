@@ -322,10 +322,17 @@ impl Directory {
 
     /// Connects to and migrates the PostgreSQL directory at `url` (the ledger's database and
     /// schema). Blocks: call it off any async runtime (the directory thread, a CLI).
+    /// In a build without the `postgres` feature it refuses with [`crate::ledger::NO_POSTGRES`].
     pub fn open_postgres(url: &str) -> anyhow::Result<Self> {
-        Ok(Self::with_store(Box::new(
+        #[cfg(feature = "postgres")]
+        return Ok(Self::with_store(Box::new(
             super::directory_pg::PgDirectory::open(url)?,
-        )))
+        )));
+        #[cfg(not(feature = "postgres"))]
+        {
+            let _ = url;
+            anyhow::bail!(crate::ledger::NO_POSTGRES)
+        }
     }
 
     /// The directory that goes with the ledger `database`: PostgreSQL's own when it is a

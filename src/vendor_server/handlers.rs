@@ -27,11 +27,10 @@ fn caller_link(state: &ConnState, active: &ActiveSession) -> Option<LinkState> {
         .map(|l| *l.link.state.borrow())
 }
 
-fn check_money(
+fn check_money<R: wire::MoneyRequest>(
     state: &ConnState,
     active: &ActiveSession,
-    operation: &str,
-    request: &impl wire::MoneyRequest,
+    request: &R,
     amount_cents: u64,
     destination: &str,
 ) -> Result<crate::ledger::RequestId, ErrorBody> {
@@ -42,9 +41,9 @@ fn check_money(
         vendor_time_ms: crate::clock::unix_ms(),
         skew_ms_max: state.shared.config.request_clock_skew_ms_max,
     };
-    let r = front::check_money_request(&caller, operation, request, amount_cents, destination);
+    let r = front::check_money_request(&caller, request, amount_cents, destination);
     if let Err(e) = &r {
-        tracing::warn!(terminal = active.terminal_id, clerk = %escaped(&active.clerk), operation, code = ?e.code, "money request refused before the ledger");
+        tracing::warn!(terminal = active.terminal_id, clerk = %escaped(&active.clerk), operation = R::OPERATION.as_str(), code = ?e.code, "money request refused before the ledger");
     }
     r
 }
@@ -67,14 +66,7 @@ pub(super) async fn balance(state: &Arc<ConnState>) -> Result<Vec<u8>, ErrorBody
 
 pub(super) async fn fund(state: &Arc<ConnState>, r: wire::Fund) -> Result<Vec<u8>, ErrorBody> {
     let active = require_session(state)?;
-    let id = check_money(
-        state,
-        &active,
-        "fund",
-        &r,
-        r.amount_cents,
-        &r.method.destination(),
-    )?;
+    let id = check_money(state, &active, &r, r.amount_cents, &r.method.destination())?;
     let method = front::payment_method(&r.method, crate::clock::unix_ms())?;
     let amount = crate::money::Cents::new(r.amount_cents)
         .map_err(|e| ErrorBody::malformed(format!("fund.amount_cents: {e}")))?;
@@ -100,14 +92,7 @@ pub(super) async fn authorize(
         .to_item()
         .map_err(|e| ErrorBody::malformed(format!("authorize.item.{}: {}", e.field, e.reason)))?;
     let destination = wire::Authorize::destination(&item, &r.origin_zip);
-    let id = check_money(
-        state,
-        &active,
-        "authorize",
-        &r,
-        r.amount_cents,
-        &destination,
-    )?;
+    let id = check_money(state, &active, &r, r.amount_cents, &destination)?;
     let origin = wire::origin_zip(&r.origin_zip)
         .map_err(|e| ErrorBody::malformed(format!("authorize.{}: {}", e.field, e.reason)))?;
     let required = front::required_amount(&state.shared.rates, &item, origin)?;
@@ -172,7 +157,7 @@ fn piece_done(outcome: Outcome) -> Result<Vec<u8>, ErrorBody> {
 pub(super) async fn commit(state: &Arc<ConnState>, r: wire::Commit) -> Result<Vec<u8>, ErrorBody> {
     let active = require_session(state)?;
     let dest = wire::piece_destination(r.piece_serial);
-    let id = check_money(state, &active, "commit", &r, 0, &dest)?;
+    let id = check_money(state, &active, &r, 0, &dest)?;
     let piece = front::piece_id(active.ledger_account, r.piece_serial);
     let registers = state
         .shared
@@ -189,7 +174,7 @@ pub(super) async fn commit(state: &Arc<ConnState>, r: wire::Commit) -> Result<Ve
 pub(super) async fn void(state: &Arc<ConnState>, r: wire::Void) -> Result<Vec<u8>, ErrorBody> {
     let active = require_session(state)?;
     let dest = wire::void_destination(r.piece_serial, r.reached_printer);
-    let id = check_money(state, &active, "void", &r, 0, &dest)?;
+    let id = check_money(state, &active, &r, 0, &dest)?;
     let piece = front::piece_id(active.ledger_account, r.piece_serial);
     let o = state
         .shared
@@ -211,7 +196,7 @@ pub(super) async fn refund_request(
 ) -> Result<Vec<u8>, ErrorBody> {
     let active = require_session(state)?;
     let dest = wire::piece_destination(r.piece_serial);
-    let id = check_money(state, &active, "refund_request", &r, 0, &dest)?;
+    let id = check_money(state, &active, &r, 0, &dest)?;
     let piece = front::piece_id(active.ledger_account, r.piece_serial);
     let o = state
         .shared
@@ -337,7 +322,7 @@ pub(super) async fn tender(
     use crate::ledger::report::{Tender, TenderKind};
     let active = require_session(state)?;
     let dest = wire::TenderRequest::destination(&r.kind, r.change_cents, &r.meter, &r.pieces);
-    let id = check_money(state, &active, "tender", &r, r.amount_tendered_cents, &dest)?;
+    let id = check_money(state, &active, &r, r.amount_tendered_cents, &dest)?;
     let first = r.pieces.first().copied().unwrap_or(0);
     own_meter(&active, "tender.meter", &r.meter, first)?;
     // The codec checked the kind and both amounts.
@@ -405,7 +390,7 @@ pub(super) async fn day_report(
             require_supervisor(
                 state,
                 &active,
-                "day_report office",
+                wire::Operation::DayReport,
                 "Only a supervisor can see the whole office's day. Ask a supervisor to sign in.",
             )
             .await?;
@@ -434,7 +419,13 @@ pub(super) async fn refunds_awaiting(
     r: wire::RefundsAwaitingRequest,
 ) -> Result<Vec<u8>, ErrorBody> {
     let active = require_session(state)?;
-    require_supervisor(state, &active, "refunds_awaiting", NOT_SUPERVISOR).await?;
+    require_supervisor(
+        state,
+        &active,
+        wire::Operation::RefundsAwaiting,
+        NOT_SUPERVISOR,
+    )
+    .await?;
     let limit = r.limit.clamp(1, wire::REFUNDS_AWAITING_MAX);
     let pieces = state
         .shared
@@ -455,8 +446,14 @@ pub(super) async fn refund_decide(
 ) -> Result<Vec<u8>, ErrorBody> {
     let active = require_session(state)?;
     let dest = wire::RefundDecide::destination(&r.meter, r.piece_serial, r.approve);
-    let id = check_money(state, &active, "refund_decide", &r, 0, &dest)?;
-    require_supervisor(state, &active, "refund_decide", NOT_SUPERVISOR).await?;
+    let id = check_money(state, &active, &r, 0, &dest)?;
+    require_supervisor(
+        state,
+        &active,
+        wire::Operation::RefundDecide,
+        NOT_SUPERVISOR,
+    )
+    .await?;
     own_meter(&active, "refund_decide.meter", &r.meter, r.piece_serial)?;
     let piece = front::piece_id(active.ledger_account, r.piece_serial);
     let o = state

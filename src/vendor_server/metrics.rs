@@ -71,7 +71,7 @@ impl RequestMetrics {
     /// One request of type `op` answered with `code` (`None`: success) after `elapsed`.
     pub fn observe(
         &self,
-        op: &'static str,
+        op: crate::wire::Operation,
         code: Option<crate::wire::ErrorCode>,
         elapsed: Duration,
     ) {
@@ -80,10 +80,13 @@ impl RequestMetrics {
             Some(c) => code_name(c),
         };
         self.requests
-            .get_or_create(&RequestLabels { op, code })
+            .get_or_create(&RequestLabels {
+                op: op.as_str(),
+                code,
+            })
             .inc();
         self.latency
-            .get_or_create(&OpLabel { op })
+            .get_or_create(&OpLabel { op: op.as_str() })
             .observe(elapsed.as_secs_f64());
     }
 }
@@ -422,6 +425,7 @@ async fn answer(mut stream: tokio::net::TcpStream, registry: &Registry) -> std::
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::Operation;
 
     #[test]
     fn routes_only_get_metrics() {
@@ -443,9 +447,9 @@ mod tests {
     #[test]
     fn a_request_is_counted_under_its_type_and_code() {
         let m = RequestMetrics::default();
-        m.observe("authorize", None, Duration::from_millis(3));
+        m.observe(Operation::Authorize, None, Duration::from_millis(3));
         m.observe(
-            "authorize",
+            Operation::Authorize,
             Some(crate::wire::ErrorCode::InsufficientFunds),
             Duration::from_millis(1),
         );

@@ -8,8 +8,6 @@
 //! (and licenses) it eagerly, and every login repeats the call, which only replays the first
 //! result.
 
-use crate::indicium::kinds::Item;
-use crate::indicium::rates::{self, RateTable};
 use crate::ledger::payment::{BankAccount, Card, PaymentMethod};
 use crate::ledger::{
     AccountId, CallError, LedgerError, LedgerHandle, Outcome, PaymentError, PieceId, PieceSerial,
@@ -17,7 +15,6 @@ use crate::ledger::{
 };
 use crate::link::guard::LinkState;
 use crate::link::keys::MacKey;
-use crate::money::Cents;
 use crate::wire::reqmac::{MacInput, RequestMacError};
 use crate::wire::{self, ErrorBody, ErrorCode, MoneyRequest};
 use sha2::{Digest, Sha256};
@@ -67,20 +64,18 @@ pub struct Caller<'a> {
 }
 
 /// MAC, then clock, then link — all before the ledger is touched.
-pub fn check_money_request(
+pub fn check_money_request<R: MoneyRequest>(
     caller: &Caller<'_>,
-    operation: &str,
-    request: &impl MoneyRequest,
+    request: &R,
     amount_cents: u64,
     destination: &str,
 ) -> Result<RequestId, ErrorBody> {
     // The decoder checked the length (`wire::field_len`); a wrong one is refused, never a panic.
-    let request_id: [u8; 16] = request
-        .request_id()
-        .try_into()
-        .map_err(|_| ErrorBody::malformed(format!("{operation}.request_id must be 16 bytes")))?;
+    let request_id: [u8; 16] = request.request_id().try_into().map_err(|_| {
+        ErrorBody::malformed(format!("{}.request_id must be 16 bytes", R::OPERATION))
+    })?;
     MacInput {
-        operation,
+        operation: R::OPERATION,
         request_id,
         amount_cents,
         client_time_ms: request.client_time_ms(),
@@ -213,46 +208,9 @@ pub fn payment_method(m: &wire::FundMethod, now_ms: u64) -> Result<PaymentMethod
     })
 }
 
-/// The amount an authorization must carry: postage → the vendor's quote; other kinds → the
-/// item's face value.
-pub fn required_amount(
-    rates: &RateTable,
-    item: &Item,
-    origin: crate::indicium::address::Zip5,
-) -> Result<Cents, ErrorBody> {
-    match item {
-        Item::Postage(p) => rates
-            .quote(p.class, p.weight, origin, p.destination.zip5())
-            .map_err(|e| {
-                tracing::info!(field = "authorize.item", error = %e, "no price for the item");
-                ErrorBody::new(ErrorCode::InvalidItem, e.to_string())
-            }),
-        other => other.face_value().ok_or_else(|| {
-            ErrorBody::new(
-                ErrorCode::InvalidItem,
-                "this item has no value to charge; enter its amount",
-            )
-        }),
-    }
-}
-
-pub fn quote(rates: &RateTable, q: &wire::QuoteRequest) -> Result<wire::Quoted, ErrorBody> {
-    let item = wire::WireItem::Postage(q.item.clone())
-        .to_item()
-        .map_err(|e| ErrorBody::malformed(format!("quote.item.{}: {}", e.field, e.reason)))?;
-    let origin = wire::origin_zip(&q.origin_zip)
-        .map_err(|e| ErrorBody::malformed(format!("quote.{}: {}", e.field, e.reason)))?;
-    let Item::Postage(p) = &item else {
-        return Err(ErrorBody::malformed("quote.item must be postage"));
-    };
-    let amount = required_amount(rates, &item, origin)?;
-    Ok(wire::Quoted {
-        amount_cents: amount.get(),
-        zone: rates::zone(origin, p.destination.zip5()).get(),
-        rate_table: rates.label().to_string(),
-        sample: rates.is_sample(),
-    })
-}
+// The price of an item (the vendor's quote and what an authorization must carry) lives in
+// the core `wire::price`: the counter prices from a signed rate table with the same code.
+pub use crate::wire::price::{quote, required_amount};
 
 /// The piece of the session's account with this serial.
 pub fn piece_id(account: AccountId, serial: u64) -> PieceId {

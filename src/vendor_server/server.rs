@@ -284,6 +284,7 @@ impl VendorServer {
         // Fronts sharing one PostgreSQL database share sessions, links and monitor views.
         let (front_events_tx, front_events) =
             tokio::sync::mpsc::channel(super::fronts::FRONTS_REQUESTS_MAX);
+        #[cfg(feature = "postgres")]
         let fronts = if crate::ledger::is_postgres(&database) {
             let seal_signer = signer.clone();
             let seal =
@@ -292,6 +293,12 @@ impl VendorServer {
                     .context("the resume seal")??;
             Some(super::fronts::Fronts::start(&database, seal, front_events_tx).await?)
         } else {
+            None
+        };
+        // Without PostgreSQL a front is alone (the ledger refused a postgres:// URL already).
+        #[cfg(not(feature = "postgres"))]
+        let fronts: Option<super::fronts::Fronts> = {
+            drop(front_events_tx);
             None
         };
         let mut server_config = crate::tls::server_config(signer.clone())?;
@@ -492,22 +499,23 @@ pub async fn spawn_ledger(
     signer: Arc<dyn crate::ledger::ItemSigner>,
     config: LedgerConfig,
 ) -> anyhow::Result<LedgerHandle> {
-    let store: Arc<dyn LedgerStore> = crate::ledger::open_store(
-        database,
-        signer,
-        config.limits.clone(),
-        config.postgres.clone(),
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let store: Arc<dyn LedgerStore> = crate::ledger::open_store(database, signer, &config)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     // On PostgreSQL every front issues from the database's one sequence; embedded, numbering
     // continues after the largest license the ledger holds.
     let licensing: Arc<dyn crate::ledger::licensing::LicensingAuthority> =
         if crate::ledger::is_postgres(database) {
-            Arc::new(crate::ledger::postgres::PostgresLicensing::new(
-                database,
-                u64::from(u32::MAX),
-            ))
+            #[cfg(feature = "postgres")]
+            {
+                Arc::new(crate::ledger::postgres::PostgresLicensing::new(
+                    database,
+                    u64::from(u32::MAX),
+                ))
+            }
+            // open_store refused the URL already; this arm is never reached.
+            #[cfg(not(feature = "postgres"))]
+            anyhow::bail!(crate::ledger::NO_POSTGRES)
         } else {
             let last_license = store
                 .max_license()

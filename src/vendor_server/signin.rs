@@ -619,7 +619,7 @@ pub(super) fn clock_check(
         .try_into()
         .map_err(|_| ErrorBody::malformed("clock_check.request_id must be 16 bytes"))?;
     let input = MacInput {
-        operation: "clock_check",
+        operation: wire::Operation::ClockCheck,
         request_id,
         amount_cents: 0,
         client_time_ms: r.client_time_ms,

@@ -18,6 +18,52 @@ use serde::{Deserialize, Serialize};
 /// code; this only bounds what the codec holds).
 pub const PAYMENT_FIELD_BYTES_MAX: usize = 32;
 
+/// The MAC'd fields every money-moving request shares.
+pub trait MoneyRequest {
+    /// The request's type: the `operation` its MAC covers.
+    const OPERATION: super::Operation;
+    fn request_id(&self) -> &[u8];
+    fn client_time_ms(&self) -> u64;
+    fn mac(&self) -> &[u8];
+}
+
+/// Declares a money-moving request, the one shape they share: `request_id` (16 bytes) and
+/// `client_time_ms` first, the type's own fields, the `mac` (32 bytes) last — the wire order
+/// of docs/PROTOCOL.md — and its [`MoneyRequest`] with the operation its MAC covers.
+macro_rules! money_request {
+    (
+        $(#[$meta:meta])*
+        $name:ident => $op:ident {
+            $($(#[$field_meta:meta])* pub $field:ident: $ty:ty,)*
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            #[serde(with = "serde_bytes")]
+            pub request_id: Vec<u8>,
+            pub client_time_ms: u64,
+            $($(#[$field_meta])* pub $field: $ty,)*
+            #[serde(with = "serde_bytes")]
+            pub mac: Vec<u8>,
+        }
+
+        impl MoneyRequest for $name {
+            const OPERATION: super::Operation = super::Operation::$op;
+            fn request_id(&self) -> &[u8] {
+                &self.request_id
+            }
+            fn client_time_ms(&self) -> u64 {
+                self.client_time_ms
+            }
+            fn mac(&self) -> &[u8] {
+                &self.mac
+            }
+        }
+    };
+}
+
 /// A postage piece: class, weight, destination ZIP (ZIP or ZIP+4) and the counter's ZIP.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -313,17 +359,12 @@ impl std::fmt::Debug for FundMethod {
     }
 }
 
-/// `fund`: top up the account.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Fund {
-    #[serde(with = "serde_bytes")]
-    pub request_id: Vec<u8>,
-    pub client_time_ms: u64,
-    pub amount_cents: u64,
-    pub method: FundMethod,
-    #[serde(with = "serde_bytes")]
-    pub mac: Vec<u8>,
+money_request! {
+    /// `fund`: top up the account.
+    Fund => Fund {
+        pub amount_cents: u64,
+        pub method: FundMethod,
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -333,19 +374,14 @@ pub struct Funded {
     pub registers: WireRegisters,
 }
 
-/// `authorize`: reserve the item's value and get its signed indicium.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Authorize {
-    #[serde(with = "serde_bytes")]
-    pub request_id: Vec<u8>,
-    pub client_time_ms: u64,
-    pub amount_cents: u64,
-    pub item: WireItem,
-    /// The counter's ZIP (origin of a mail piece; printed in every indicium).
-    pub origin_zip: String,
-    #[serde(with = "serde_bytes")]
-    pub mac: Vec<u8>,
+money_request! {
+    /// `authorize`: reserve the item's value and get its signed indicium.
+    Authorize => Authorize {
+        pub amount_cents: u64,
+        pub item: WireItem,
+        /// The counter's ZIP (origin of a mail piece; printed in every indicium).
+        pub origin_zip: String,
+    }
 }
 
 impl Authorize {
@@ -369,43 +405,28 @@ pub struct Authorized {
     pub indicium: Vec<u8>,
 }
 
-/// `commit`: the item printed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Commit {
-    #[serde(with = "serde_bytes")]
-    pub request_id: Vec<u8>,
-    pub client_time_ms: u64,
-    pub piece_serial: u64,
-    #[serde(with = "serde_bytes")]
-    pub mac: Vec<u8>,
+money_request! {
+    /// `commit`: the item printed.
+    Commit => Commit {
+        pub piece_serial: u64,
+    }
 }
 
-/// `void`: the print was aborted. `reached_printer`: did every byte of the item reach the
-/// printer (indicium complete)? If not, the reservation is released; if so the piece counts as
-/// printed and a refund request is filed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Void {
-    #[serde(with = "serde_bytes")]
-    pub request_id: Vec<u8>,
-    pub client_time_ms: u64,
-    pub piece_serial: u64,
-    pub reached_printer: bool,
-    #[serde(with = "serde_bytes")]
-    pub mac: Vec<u8>,
+money_request! {
+    /// `void`: the print was aborted. `reached_printer`: did every byte of the item reach the
+    /// printer (indicium complete)? If not, the reservation is released; if so the piece counts
+    /// as printed and a refund request is filed.
+    Void => Void {
+        pub piece_serial: u64,
+        pub reached_printer: bool,
+    }
 }
 
-/// `refund_request`: ask for a refund of a printed piece.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RefundRequest {
-    #[serde(with = "serde_bytes")]
-    pub request_id: Vec<u8>,
-    pub client_time_ms: u64,
-    pub piece_serial: u64,
-    #[serde(with = "serde_bytes")]
-    pub mac: Vec<u8>,
+money_request! {
+    /// `refund_request`: ask for a refund of a printed piece.
+    RefundRequest => RefundRequest {
+        pub piece_serial: u64,
+    }
 }
 
 /// The answer to `commit`, `void` and `refund_request`.
@@ -512,26 +533,21 @@ pub struct PieceList {
     pub pieces: Vec<PieceInfo>,
 }
 
-/// `tender`: how the customer paid for one basket of the session account's pieces (money-
-/// adjacent: MAC'd, idempotent by `request_id`, which is the basket's id at the vendor).
-/// The vendor stores it with the pieces (docs/LEDGER.md §Tenders).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TenderRequest {
-    #[serde(with = "serde_bytes")]
-    pub request_id: Vec<u8>,
-    pub client_time_ms: u64,
-    /// The session account's meter serial (the pieces' numbers are `meter #serial`).
-    pub meter: String,
-    /// 1..=[`crate::ledger::report::BASKET_PIECES_MAX`] distinct piece serials.
-    pub pieces: Vec<u64>,
-    /// `cash`, `card`, `check` or `other`.
-    pub kind: String,
-    pub amount_tendered_cents: u64,
-    /// Cash only; 0 for other kinds.
-    pub change_cents: u64,
-    #[serde(with = "serde_bytes")]
-    pub mac: Vec<u8>,
+money_request! {
+    /// `tender`: how the customer paid for one basket of the session account's pieces (money-
+    /// adjacent: MAC'd, idempotent by `request_id`, which is the basket's id at the vendor).
+    /// The vendor stores it with the pieces (docs/LEDGER.md §Tenders).
+    TenderRequest => Tender {
+        /// The session account's meter serial (the pieces' numbers are `meter #serial`).
+        pub meter: String,
+        /// 1..=[`crate::ledger::report::BASKET_PIECES_MAX`] distinct piece serials.
+        pub pieces: Vec<u64>,
+        /// `cash`, `card`, `check` or `other`.
+        pub kind: String,
+        pub amount_tendered_cents: u64,
+        /// Cash only; 0 for other kinds.
+        pub change_cents: u64,
+    }
 }
 
 impl TenderRequest {
@@ -581,19 +597,14 @@ pub struct RefundsAwaitingRequest {
     pub limit: u32,
 }
 
-/// `refund_decide` (supervisors only): approve or reject a refund request of the session
-/// account's piece (money-moving: MAC'd, idempotent by `request_id`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RefundDecide {
-    #[serde(with = "serde_bytes")]
-    pub request_id: Vec<u8>,
-    pub client_time_ms: u64,
-    pub meter: String,
-    pub piece_serial: u64,
-    pub approve: bool,
-    #[serde(with = "serde_bytes")]
-    pub mac: Vec<u8>,
+money_request! {
+    /// `refund_decide` (supervisors only): approve or reject a refund request of the session
+    /// account's piece (money-moving: MAC'd, idempotent by `request_id`).
+    RefundDecide => RefundDecide {
+        pub meter: String,
+        pub piece_serial: u64,
+        pub approve: bool,
+    }
 }
 
 impl RefundDecide {
@@ -649,32 +660,6 @@ pub struct Scanned {
     pub scanned_before: bool,
 }
 
-/// The MAC'd fields every money-moving request shares.
-pub trait MoneyRequest {
-    fn request_id(&self) -> &[u8];
-    fn client_time_ms(&self) -> u64;
-    fn mac(&self) -> &[u8];
-}
-
-macro_rules! money_request {
-    ($($t:ty),*) => {$(
-        impl MoneyRequest for $t {
-            fn request_id(&self) -> &[u8] { &self.request_id }
-            fn client_time_ms(&self) -> u64 { self.client_time_ms }
-            fn mac(&self) -> &[u8] { &self.mac }
-        }
-    )*};
-}
-money_request!(
-    Fund,
-    Authorize,
-    Commit,
-    Void,
-    RefundRequest,
-    TenderRequest,
-    RefundDecide
-);
-
 /// The MAC destination of `commit` and `refund_request`: the piece serial in decimal.
 pub fn piece_destination(piece_serial: u64) -> String {
     piece_serial.to_string()
@@ -710,318 +695,4 @@ pub fn origin_zip(text: &str) -> Result<indicium::address::Zip5, FieldError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::super::{ErrorCode, Request, decode_request, encode_request};
-    use super::*;
-
-    fn card() -> FundMethod {
-        FundMethod::Card {
-            number: "4242424242424242".into(),
-            exp_month: 12,
-            exp_year: 2040,
-            cvc: "987".into(),
-        }
-    }
-
-    fn authorize(item: WireItem, zip: &str) -> Request {
-        Request::Authorize(Authorize {
-            request_id: vec![1; 16],
-            client_time_ms: 5,
-            amount_cents: 73,
-            item,
-            origin_zip: zip.into(),
-            mac: vec![2; 32],
-        })
-    }
-
-    fn postage() -> WireItem {
-        WireItem::Postage(PostageItem {
-            class: "priority".into(),
-            weight_oz: 3,
-            zip: "20500".into(),
-        })
-    }
-
-    #[test]
-    fn ledger_requests_round_trip() {
-        let reqs = [
-            Request::Balance(BalanceRequest {}),
-            Request::Quote(QuoteRequest {
-                item: PostageItem {
-                    class: "media".into(),
-                    weight_oz: 16,
-                    zip: "20500-0003".into(),
-                },
-                origin_zip: "10001".into(),
-            }),
-            Request::Fund(Fund {
-                request_id: vec![1; 16],
-                client_time_ms: 5,
-                amount_cents: 500,
-                method: card(),
-                mac: vec![2; 32],
-            }),
-            authorize(postage(), "10001"),
-            authorize(
-                WireItem::Check(CheckItem {
-                    payee: "Acme".into(),
-                    amount_cents: 73,
-                    number: 9,
-                    memo: None,
-                }),
-                "10001",
-            ),
-            Request::Commit(Commit {
-                request_id: vec![1; 16],
-                client_time_ms: 5,
-                piece_serial: 3,
-                mac: vec![2; 32],
-            }),
-            Request::Void(Void {
-                request_id: vec![1; 16],
-                client_time_ms: 5,
-                piece_serial: 3,
-                reached_printer: true,
-                mac: vec![2; 32],
-            }),
-            Request::RefundRequest(RefundRequest {
-                request_id: vec![1; 16],
-                client_time_ms: 5,
-                piece_serial: 3,
-                mac: vec![2; 32],
-            }),
-            Request::Statement(StatementRequest {
-                from_ms: 0,
-                to_ms: 10,
-            }),
-            Request::Piece(PieceRequest { piece_serial: 1 }),
-            Request::Pieces(PiecesRequest {
-                limit: 50,
-                before_serial: None,
-            }),
-            Request::Pieces(PiecesRequest {
-                limit: PIECES_LIST_MAX,
-                before_serial: Some(7),
-            }),
-            Request::Scan(ScanRequest {
-                payload: vec![1; SCAN_PAYLOAD_BYTES_MAX],
-            }),
-        ];
-        for r in reqs {
-            assert_eq!(decode_request(&encode_request(&r)).unwrap(), r);
-        }
-    }
-
-    #[test]
-    fn bad_ledger_requests_name_the_field() {
-        let cases: Vec<(Request, &str)> = vec![
-            (authorize(postage(), "1234"), "authorize.origin_zip"),
-            (
-                authorize(
-                    WireItem::Postage(PostageItem {
-                        class: "carrier-pigeon".into(),
-                        weight_oz: 1,
-                        zip: "20500".into(),
-                    }),
-                    "10001",
-                ),
-                "authorize.item.class",
-            ),
-            (
-                Request::Fund(Fund {
-                    request_id: vec![1; 15],
-                    client_time_ms: 5,
-                    amount_cents: 500,
-                    method: card(),
-                    mac: vec![2; 32],
-                }),
-                "fund.request_id",
-            ),
-            (
-                Request::Fund(Fund {
-                    request_id: vec![1; 16],
-                    client_time_ms: 5,
-                    amount_cents: 0,
-                    method: card(),
-                    mac: vec![2; 32],
-                }),
-                "fund.amount_cents",
-            ),
-            (
-                Request::Commit(Commit {
-                    request_id: vec![1; 16],
-                    client_time_ms: 5,
-                    piece_serial: 3,
-                    mac: vec![2; 31],
-                }),
-                "commit.mac",
-            ),
-        ];
-        for limit in [0, PIECES_LIST_MAX + 1] {
-            let r = Request::Pieces(PiecesRequest {
-                limit,
-                before_serial: None,
-            });
-            let e = decode_request(&encode_request(&r)).unwrap_err();
-            assert_eq!(e.code, ErrorCode::Malformed);
-            assert!(e.message.contains("pieces.limit"), "{}", e.message);
-            assert_eq!(e.limit, Some(u64::from(PIECES_LIST_MAX)));
-        }
-        for len in [0, SCAN_PAYLOAD_BYTES_MAX + 1] {
-            let r = Request::Scan(ScanRequest {
-                payload: vec![1; len],
-            });
-            let e = decode_request(&encode_request(&r)).unwrap_err();
-            assert_eq!(e.code, ErrorCode::Malformed);
-            assert!(e.message.contains("scan.payload"), "{}", e.message);
-            assert_eq!(e.limit, Some(SCAN_PAYLOAD_BYTES_MAX as u64));
-        }
-        for (r, field) in cases {
-            let e = decode_request(&encode_request(&r)).unwrap_err();
-            assert_eq!(e.code, ErrorCode::Malformed, "{field}");
-            assert!(e.message.contains(field), "{field}: {}", e.message);
-        }
-    }
-
-    fn tender(pieces: Vec<u64>, kind: &str, meter: &str) -> Request {
-        Request::Tender(TenderRequest {
-            request_id: vec![1; 16],
-            client_time_ms: 5,
-            meter: meter.into(),
-            pieces,
-            kind: kind.into(),
-            amount_tendered_cents: 1000,
-            change_cents: 270,
-            mac: vec![2; 32],
-        })
-    }
-
-    /// Issue 15's requests round-trip, and bad fields are named with their bounds.
-    #[test]
-    fn basket_report_and_refund_requests_round_trip_and_bad_fields_are_named() {
-        let max = crate::ledger::report::BASKET_PIECES_MAX;
-        let good = [
-            tender(vec![1, 2], "cash", "FRK10000001"),
-            tender((1..=max as u64).collect(), "other", "FRK10000001"),
-            Request::DayReport(DayReportRequest {
-                day: "2026-12-05".into(),
-                scope: "terminal".into(),
-            }),
-            Request::RefundsAwaiting(RefundsAwaitingRequest {
-                limit: REFUNDS_AWAITING_MAX,
-            }),
-            Request::RefundDecide(RefundDecide {
-                request_id: vec![1; 16],
-                client_time_ms: 5,
-                meter: "FRK10000001".into(),
-                piece_serial: 9,
-                approve: true,
-                mac: vec![2; 32],
-            }),
-        ];
-        for r in good {
-            assert_eq!(decode_request(&encode_request(&r)).unwrap(), r);
-        }
-        let bad: Vec<(Request, &str, Option<u64>)> = vec![
-            (
-                tender(vec![], "cash", "FRK10000001"),
-                "tender.pieces",
-                Some(max as u64),
-            ),
-            (
-                tender((0..=max as u64).collect(), "cash", "FRK10000001"),
-                "tender.pieces",
-                Some(max as u64),
-            ),
-            (tender(vec![1], "iou", "FRK10000001"), "tender.kind", None),
-            (tender(vec![1], "cash", "frk\n1"), "tender.meter", None),
-            (
-                Request::DayReport(DayReportRequest {
-                    day: "12/05/2026".into(),
-                    scope: "clerk".into(),
-                }),
-                "day_report.day",
-                None,
-            ),
-            (
-                Request::DayReport(DayReportRequest {
-                    day: "2026-12-05".into(),
-                    scope: "everyone".into(),
-                }),
-                "day_report.scope",
-                None,
-            ),
-            (
-                Request::RefundsAwaiting(RefundsAwaitingRequest { limit: 0 }),
-                "refunds_awaiting.limit",
-                Some(u64::from(REFUNDS_AWAITING_MAX)),
-            ),
-        ];
-        for (r, field, limit) in bad {
-            let e = decode_request(&encode_request(&r)).unwrap_err();
-            assert_eq!(e.code, ErrorCode::Malformed, "{field}");
-            assert!(e.message.starts_with(field), "{field}: {}", e.message);
-            assert!(
-                !e.message.contains("frk"),
-                "the value is not repeated: {}",
-                e.message
-            );
-            assert_eq!(e.limit, limit, "{field}");
-        }
-        assert_eq!(
-            TenderRequest::destination("cash", 270, "FRK10000001", &[3, 1]),
-            "cash:270:FRK10000001:3,1"
-        );
-        assert_eq!(
-            RefundDecide::destination("FRK10000001", 9, false),
-            "FRK10000001:9:reject"
-        );
-    }
-
-    #[test]
-    fn summaries_are_short_human_texts() {
-        let p = WireItem::Postage(PostageItem {
-            class: "first-class".into(),
-            weight_oz: 3,
-            zip: "20500".into(),
-        });
-        assert_eq!(p.summary(), "First-Class 3 oz → 20500");
-        let t = WireItem::Ticket(TicketItem {
-            event: "Opera".into(),
-            venue: "Met".into(),
-            seat: "12A".into(),
-            event_day: "2040-01-01".into(),
-            price_cents: 100,
-        });
-        assert_eq!(t.summary(), "Ticket: Opera, seat 12A");
-        let c = WireItem::Check(CheckItem {
-            payee: "Acme".into(),
-            amount_cents: 73,
-            number: 9,
-            memo: None,
-        });
-        assert_eq!(c.summary(), "Check #9 to Acme");
-        let g = WireItem::GiftCertificate(ValueItem {
-            text: "Jane Doe".into(),
-            value_cents: 500,
-            expiry: "2040-01-01".into(),
-        });
-        assert_eq!(g.summary(), "Gift certificate: Jane Doe");
-    }
-
-    #[test]
-    fn fund_debug_hides_card_data() {
-        let f = format!("{:?}", card());
-        assert!(!f.contains("4242424242424242") && !f.contains("987"), "{f}");
-        assert!(f.contains("4242"));
-        let a = format!(
-            "{:?}",
-            FundMethod::Ach {
-                routing: "011000015".into(),
-                account: "000123456789".into()
-            }
-        );
-        assert!(!a.contains("000123456789"), "{a}");
-        assert_eq!(card().destination(), "card:4242");
-    }
-}
+mod tests;

@@ -7,6 +7,8 @@ pub mod bundle;
 mod explain;
 pub mod ledger;
 pub mod monitor;
+mod operation;
+pub mod price;
 pub mod reqmac;
 
 pub use bundle::{BundleFileHeader, BundleFileRequest, BundleList, BundlesRequest};
@@ -14,6 +16,7 @@ pub use ledger::*;
 pub use monitor::{
     MonitorFrame, PrinterRecorded, PrinterReport, PrinterState, SubscribeTerminals, TerminalRow,
 };
+pub use operation::Operation;
 
 use ciborium::Value;
 use serde::de::DeserializeOwned;
@@ -82,32 +85,33 @@ pub enum Request {
 }
 
 impl Request {
-    pub fn kind(&self) -> &'static str {
+    /// The request's type (its envelope's `type`).
+    pub fn operation(&self) -> Operation {
         match self {
-            Request::Enroll(_) => "enroll",
-            Request::Login(_) => "login",
-            Request::Resume(_) => "resume",
-            Request::Ping(_) => "ping",
-            Request::ClockCheck(_) => "clock_check",
-            Request::Balance(_) => "balance",
-            Request::Quote(_) => "quote",
-            Request::Fund(_) => "fund",
-            Request::Authorize(_) => "authorize",
-            Request::Commit(_) => "commit",
-            Request::Void(_) => "void",
-            Request::Statement(_) => "statement",
-            Request::RefundRequest(_) => "refund_request",
-            Request::Piece(_) => "piece",
-            Request::Pieces(_) => "pieces",
-            Request::PrinterStatus(_) => "printer_status",
-            Request::SubscribeTerminals(_) => "subscribe_terminals",
-            Request::Scan(_) => "scan",
-            Request::Tender(_) => "tender",
-            Request::DayReport(_) => "day_report",
-            Request::RefundsAwaiting(_) => "refunds_awaiting",
-            Request::RefundDecide(_) => "refund_decide",
-            Request::Bundles(_) => "bundles",
-            Request::BundleFile(_) => "bundle_file",
+            Request::Enroll(_) => Operation::Enroll,
+            Request::Login(_) => Operation::Login,
+            Request::Resume(_) => Operation::Resume,
+            Request::Ping(_) => Operation::Ping,
+            Request::ClockCheck(_) => Operation::ClockCheck,
+            Request::Balance(_) => Operation::Balance,
+            Request::Quote(_) => Operation::Quote,
+            Request::Fund(_) => Operation::Fund,
+            Request::Authorize(_) => Operation::Authorize,
+            Request::Commit(_) => Operation::Commit,
+            Request::Void(_) => Operation::Void,
+            Request::Statement(_) => Operation::Statement,
+            Request::RefundRequest(_) => Operation::RefundRequest,
+            Request::Piece(_) => Operation::Piece,
+            Request::Pieces(_) => Operation::Pieces,
+            Request::PrinterStatus(_) => Operation::PrinterStatus,
+            Request::SubscribeTerminals(_) => Operation::SubscribeTerminals,
+            Request::Scan(_) => Operation::Scan,
+            Request::Tender(_) => Operation::Tender,
+            Request::DayReport(_) => Operation::DayReport,
+            Request::RefundsAwaiting(_) => Operation::RefundsAwaiting,
+            Request::RefundDecide(_) => Operation::RefundDecide,
+            Request::Bundles(_) => Operation::Bundles,
+            Request::BundleFile(_) => Operation::BundleFile,
         }
     }
 }
@@ -383,7 +387,7 @@ pub fn encode_request(request: &Request) -> Vec<u8> {
     };
     to_cbor(&RequestEnvelope {
         v: PROTOCOL_VERSION,
-        kind: request.kind().to_string(),
+        kind: request.operation().as_str().to_string(),
         body,
     })
 }
@@ -406,38 +410,39 @@ pub fn decode_request(bytes: &[u8]) -> Result<Request, ErrorBody> {
         .with_limit(u64::from(PROTOCOL_VERSION)));
     }
     let body = env.body;
-    let request = match env.kind.as_str() {
-        "enroll" => Request::Enroll(body_as(body, "enroll")?),
-        "login" => Request::Login(body_as(body, "login")?),
-        "resume" => Request::Resume(body_as(body, "resume")?),
-        "ping" => Request::Ping(body_as(body, "ping")?),
-        "clock_check" => Request::ClockCheck(body_as(body, "clock_check")?),
-        "balance" => Request::Balance(body_as(body, "balance")?),
-        "quote" => Request::Quote(body_as(body, "quote")?),
-        "fund" => Request::Fund(body_as(body, "fund")?),
-        "authorize" => Request::Authorize(body_as(body, "authorize")?),
-        "commit" => Request::Commit(body_as(body, "commit")?),
-        "void" => Request::Void(body_as(body, "void")?),
-        "statement" => Request::Statement(body_as(body, "statement")?),
-        "refund_request" => Request::RefundRequest(body_as(body, "refund_request")?),
-        "piece" => Request::Piece(body_as(body, "piece")?),
-        "pieces" => Request::Pieces(body_as(body, "pieces")?),
-        "printer_status" => Request::PrinterStatus(body_as(body, "printer_status")?),
-        "subscribe_terminals" => Request::SubscribeTerminals(body_as(body, "subscribe_terminals")?),
-        "scan" => Request::Scan(body_as(body, "scan")?),
-        "tender" => Request::Tender(body_as(body, "tender")?),
-        "day_report" => Request::DayReport(body_as(body, "day_report")?),
-        "refunds_awaiting" => Request::RefundsAwaiting(body_as(body, "refunds_awaiting")?),
-        "refund_decide" => Request::RefundDecide(body_as(body, "refund_decide")?),
-        "bundles" => Request::Bundles(body_as(body, "bundles")?),
-        "bundle_file" => Request::BundleFile(body_as(body, "bundle_file")?),
-        _ => {
-            // The unknown name is not repeated: it is client text and this message is logged.
-            return Err(ErrorBody::new(
-                ErrorCode::UnknownType,
-                "unknown request type; see docs/PROTOCOL.md for the types this vendor speaks",
-            ));
-        }
+    let Some(operation) = Operation::parse(&env.kind) else {
+        // The unknown name is not repeated: it is client text and this message is logged.
+        return Err(ErrorBody::new(
+            ErrorCode::UnknownType,
+            "unknown request type; see docs/PROTOCOL.md for the types this vendor speaks",
+        ));
+    };
+    let name = operation.as_str();
+    let request = match operation {
+        Operation::Enroll => Request::Enroll(body_as(body, name)?),
+        Operation::Login => Request::Login(body_as(body, name)?),
+        Operation::Resume => Request::Resume(body_as(body, name)?),
+        Operation::Ping => Request::Ping(body_as(body, name)?),
+        Operation::ClockCheck => Request::ClockCheck(body_as(body, name)?),
+        Operation::Balance => Request::Balance(body_as(body, name)?),
+        Operation::Quote => Request::Quote(body_as(body, name)?),
+        Operation::Fund => Request::Fund(body_as(body, name)?),
+        Operation::Authorize => Request::Authorize(body_as(body, name)?),
+        Operation::Commit => Request::Commit(body_as(body, name)?),
+        Operation::Void => Request::Void(body_as(body, name)?),
+        Operation::Statement => Request::Statement(body_as(body, name)?),
+        Operation::RefundRequest => Request::RefundRequest(body_as(body, name)?),
+        Operation::Piece => Request::Piece(body_as(body, name)?),
+        Operation::Pieces => Request::Pieces(body_as(body, name)?),
+        Operation::PrinterStatus => Request::PrinterStatus(body_as(body, name)?),
+        Operation::SubscribeTerminals => Request::SubscribeTerminals(body_as(body, name)?),
+        Operation::Scan => Request::Scan(body_as(body, name)?),
+        Operation::Tender => Request::Tender(body_as(body, name)?),
+        Operation::DayReport => Request::DayReport(body_as(body, name)?),
+        Operation::RefundsAwaiting => Request::RefundsAwaiting(body_as(body, name)?),
+        Operation::RefundDecide => Request::RefundDecide(body_as(body, name)?),
+        Operation::Bundles => Request::Bundles(body_as(body, name)?),
+        Operation::BundleFile => Request::BundleFile(body_as(body, name)?),
     };
     validate(&request)?;
     Ok(request)
@@ -546,7 +551,7 @@ fn validate(request: &Request) -> Result<(), ErrorBody> {
             Ok(())
         }
         Request::Fund(f) => {
-            money_fields("fund", f)?;
+            money_fields(f)?;
             positive("fund.amount_cents", f.amount_cents)?;
             let (a, b) = match &f.method {
                 FundMethod::Card { number, cvc, .. } => (number, cvc),
@@ -563,18 +568,18 @@ fn validate(request: &Request) -> Result<(), ErrorBody> {
             Ok(())
         }
         Request::Authorize(a) => {
-            money_fields("authorize", a)?;
+            money_fields(a)?;
             positive("authorize.amount_cents", a.amount_cents)?;
             validate_item_field("authorize.item", &a.item)?;
             origin_zip(&a.origin_zip)
                 .map(|_| ())
                 .map_err(|e| ErrorBody::malformed(format!("authorize.{}: {}", e.field, e.reason)))
         }
-        Request::Commit(c) => money_fields("commit", c),
-        Request::Void(v) => money_fields("void", v),
-        Request::RefundRequest(r) => money_fields("refund_request", r),
+        Request::Commit(c) => money_fields(c),
+        Request::Void(v) => money_fields(v),
+        Request::RefundRequest(r) => money_fields(r),
         Request::Tender(t) => {
-            money_fields("tender", t)?;
+            money_fields(t)?;
             let max = crate::ledger::report::BASKET_PIECES_MAX;
             if t.pieces.is_empty() || t.pieces.len() > max {
                 return Err(ErrorBody::malformed(format!(
@@ -620,7 +625,7 @@ fn validate(request: &Request) -> Result<(), ErrorBody> {
             Ok(())
         }
         Request::RefundDecide(r) => {
-            money_fields("refund_decide", r)?;
+            money_fields(r)?;
             meter_text("refund_decide.meter", &r.meter)
         }
         Request::PrinterStatus(p) => p.validate().map(|_| ()),
@@ -660,7 +665,8 @@ fn positive(field: &str, v: u64) -> Result<(), ErrorBody> {
     Ok(())
 }
 
-fn money_fields(kind: &str, r: &impl MoneyRequest) -> Result<(), ErrorBody> {
+fn money_fields<R: MoneyRequest>(r: &R) -> Result<(), ErrorBody> {
+    let kind = R::OPERATION;
     field_len(&format!("{kind}.request_id"), r.request_id().len(), 16)?;
     field_len(
         &format!("{kind}.mac"),
@@ -721,231 +727,4 @@ pub fn decode_response<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ResponseE
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn raw(v: u16, kind: &str, body: Value) -> Vec<u8> {
-        to_cbor(&RequestEnvelope {
-            v,
-            kind: kind.into(),
-            body,
-        })
-    }
-
-    #[test]
-    fn round_trips() {
-        let reqs = [
-            Request::Ping(Ping {}),
-            Request::Enroll(Enroll {
-                code: "c".into(),
-                name: "t1".into(),
-                device_key: vec![1; 32],
-                challenge: vec![2; 8],
-            }),
-            Request::Login(Login {
-                terminal_id: 7,
-                clerk: "alice".into(),
-                password: "pw".into(),
-                proof: vec![3; 64],
-            }),
-            Request::Resume(Resume {
-                session_id: 1,
-                terminal_id: 2,
-                proof: vec![3; 64],
-                resume_mac: vec![4; 32],
-            }),
-            Request::ClockCheck(ClockCheck {
-                request_id: vec![4; 16],
-                client_time_ms: 5,
-                mac: vec![6; 32],
-            }),
-        ];
-        for r in reqs {
-            assert_eq!(decode_request(&encode_request(&r)).unwrap(), r);
-        }
-    }
-
-    /// Data-driven bad input: each case names the error code it must produce.
-    #[test]
-    fn bad_requests_get_typed_errors() {
-        let ping = Value::Map(vec![]);
-        let cases: Vec<(&str, Vec<u8>, ErrorCode)> = vec![
-            ("garbage", vec![0xff, 0x00, 0x13], ErrorCode::Malformed),
-            ("empty", vec![], ErrorCode::Malformed),
-            ("not a map", to_cbor(&42u32), ErrorCode::Malformed),
-            (
-                "wrong version",
-                raw(2, "ping", ping.clone()),
-                ErrorCode::UnsupportedVersion,
-            ),
-            (
-                "unknown type",
-                raw(1, "teleport", ping.clone()),
-                ErrorCode::UnknownType,
-            ),
-            (
-                "extra field",
-                raw(
-                    1,
-                    "ping",
-                    Value::Map(vec![(Value::Text("x".into()), Value::Integer(1.into()))]),
-                ),
-                ErrorCode::Malformed,
-            ),
-            (
-                "body wrong type",
-                raw(1, "login", Value::Integer(3.into())),
-                ErrorCode::Malformed,
-            ),
-            (
-                "oversized",
-                vec![0u8; REQUEST_BYTES_MAX + 1],
-                ErrorCode::Oversized,
-            ),
-        ];
-        for (name, bytes, code) in cases {
-            assert_eq!(decode_request(&bytes).unwrap_err().code, code, "{name}");
-        }
-        let short_key = Request::Enroll(Enroll {
-            code: "c".into(),
-            name: "t".into(),
-            device_key: vec![1; 31],
-            challenge: vec![2; 8],
-        });
-        let err = decode_request(&encode_request(&short_key)).unwrap_err();
-        assert_eq!(err.code, ErrorCode::Malformed);
-        assert!(err.message.contains("enroll.device_key"), "{}", err.message);
-    }
-
-    #[test]
-    fn responses_round_trip_and_errors_surface() {
-        let ok = encode_ok(&Pong { vendor_time_ms: 9 });
-        assert_eq!(
-            decode_response::<Pong>(&ok).unwrap(),
-            Pong { vendor_time_ms: 9 }
-        );
-        let err =
-            encode_error(&ErrorBody::new(ErrorCode::LockedOut, "wait").with_retry_after_ms(5));
-        match decode_response::<Pong>(&err) {
-            Err(ResponseError::Refused(b)) => {
-                assert_eq!(b.code, ErrorCode::LockedOut);
-                assert_eq!(b.retry_after_ms, Some(5));
-            }
-            other => panic!("{other:?}"),
-        }
-    }
-
-    /// Issue 13: a password, card number or CVC sent with the wrong CBOR type is named, never
-    /// echoed (the message is logged); so is a bad envelope field.
-    #[test]
-    fn decode_errors_name_the_field_not_the_value() {
-        let secret = 987_654_321_987u64;
-        let t = |s: &str| Value::Text(s.into());
-        let login = Value::Map(vec![
-            (t("terminal_id"), Value::Integer(1.into())),
-            (t("clerk"), t("alice")),
-            (t("password"), Value::Integer(secret.into())),
-            (t("proof"), Value::Bytes(vec![0; 64])),
-        ]);
-        let fund = Value::Map(vec![
-            (t("request_id"), Value::Bytes(vec![0; 16])),
-            (t("amount_cents"), Value::Integer(500.into())),
-            (
-                t("method"),
-                Value::Map(vec![(
-                    t("card"),
-                    Value::Map(vec![
-                        (t("number"), Value::Integer(secret.into())),
-                        (t("exp_month"), Value::Integer(1.into())),
-                        (t("exp_year"), Value::Integer(2030.into())),
-                        (t("cvc"), Value::Integer(secret.into())),
-                    ]),
-                )]),
-            ),
-        ]);
-        let bad_kind = to_cbor(&Value::Map(vec![
-            (t("v"), Value::Integer(1.into())),
-            (t("type"), Value::Integer(secret.into())),
-            (t("body"), Value::Map(vec![])),
-        ]));
-        let cases = [
-            (
-                raw(1, "login", login),
-                "login.password must be a text string, got an integer",
-            ),
-            (raw(1, "fund", fund), "fund.method"),
-            (
-                bad_kind,
-                "request.type must be a text string, got an integer",
-            ),
-            (
-                raw(1, &secret.to_string(), Value::Null),
-                "unknown request type",
-            ),
-        ];
-        for (bytes, want) in cases {
-            let err = decode_request(&bytes).unwrap_err();
-            assert!(err.message.contains(want), "{}", err.message);
-            assert!(
-                !err.message.contains(&secret.to_string()),
-                "{}",
-                err.message
-            );
-        }
-        let err = decode_request(&[0xa3, 0x61]).unwrap_err();
-        assert_eq!(err.message, "request ends before its CBOR item does");
-        // A well-typed integer out of range is not repeated either.
-        let huge = u64::MAX - 12_345;
-        let fund = Request::Fund(Fund {
-            request_id: vec![0; 16],
-            client_time_ms: 1,
-            amount_cents: huge,
-            method: FundMethod::simulator_test_card(),
-            mac: vec![0; reqmac::REQUEST_MAC_BYTES],
-        });
-        let err = decode_request(&encode_request(&fund)).unwrap_err();
-        assert!(
-            err.message.starts_with("fund.amount_cents must be 1..="),
-            "{}",
-            err.message
-        );
-        assert!(!err.message.contains(&huge.to_string()), "{}", err.message);
-    }
-
-    #[test]
-    fn names_with_control_characters_are_refused() {
-        let enroll = Request::Enroll(Enroll {
-            code: "c".into(),
-            name: "x\nFAKE INFO clerk logged in clerk=root".into(),
-            device_key: vec![1; 32],
-            challenge: vec![2; 8],
-        });
-        let login = Request::Login(Login {
-            terminal_id: 1,
-            clerk: "root\u{1b}[2K".into(),
-            password: "pw".into(),
-            proof: vec![3; 64],
-        });
-        for (r, field) in [(enroll, "enroll.name"), (login, "login.clerk")] {
-            let err = decode_request(&encode_request(&r)).unwrap_err();
-            assert_eq!(err.code, ErrorCode::Malformed);
-            assert!(err.message.starts_with(field), "{}", err.message);
-            assert!(
-                err.message.contains("control characters"),
-                "{}",
-                err.message
-            );
-        }
-    }
-
-    #[test]
-    fn login_debug_hides_the_password() {
-        let l = Login {
-            terminal_id: 1,
-            clerk: "a".into(),
-            password: "hunter2".into(),
-            proof: vec![],
-        };
-        assert!(!format!("{l:?}").contains("hunter2"));
-    }
-}
+mod tests;

@@ -28,7 +28,8 @@ pub const DESTINATION_BYTES_MAX: usize = 1024;
 /// The fields a request MAC covers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MacInput<'a> {
-    pub operation: &'a str,
+    /// The request's type; its wire name is what the MAC covers.
+    pub operation: super::Operation,
     pub request_id: [u8; 16],
     pub amount_cents: u64,
     pub client_time_ms: u64,
@@ -55,13 +56,14 @@ pub enum RequestMacError {
 impl MacInput<'_> {
     /// The canonical byte string the MAC covers.
     pub fn canonical(&self) -> Result<Vec<u8>, RequestMacError> {
-        check_len("operation", self.operation, OPERATION_BYTES_MAX)?;
+        let operation = self.operation.as_str();
+        check_len("operation", operation, OPERATION_BYTES_MAX)?;
         check_len("clerk", self.clerk, CLERK_BYTES_MAX)?;
         check_len("destination", self.destination, DESTINATION_BYTES_MAX)?;
         let mut m = Vec::with_capacity(
             REQUEST_MAC_TAG.len()
                 + 1
-                + self.operation.len()
+                + operation.len()
                 + 32
                 + 4
                 + self.clerk.len()
@@ -69,8 +71,8 @@ impl MacInput<'_> {
         );
         m.extend_from_slice(REQUEST_MAC_TAG);
         // lengths are bounded by the checks above, so the casts cannot truncate
-        m.push(self.operation.len() as u8);
-        m.extend_from_slice(self.operation.as_bytes());
+        m.push(operation.len() as u8);
+        m.extend_from_slice(operation.as_bytes());
         m.extend_from_slice(&self.request_id);
         m.extend_from_slice(&self.amount_cents.to_be_bytes());
         m.extend_from_slice(&self.client_time_ms.to_be_bytes());
@@ -133,7 +135,7 @@ mod tests {
 
     fn input() -> MacInput<'static> {
         MacInput {
-            operation: "authorize",
+            operation: super::super::Operation::Authorize,
             request_id: [0x11; 16],
             amount_cents: 73,
             client_time_ms: 1_700_000_000_000,
@@ -182,7 +184,7 @@ mod tests {
                 ..input()
             },
             MacInput {
-                operation: "fund",
+                operation: super::super::Operation::Fund,
                 ..input()
             },
             MacInput {

@@ -29,6 +29,26 @@ impl Screen {
     }
 
     /// [`Screen::spawn`] with extra environment variables.
+    /// A counter spawned with `args` and signed in as `clerk`: past the sign-in screen, the link
+    /// up and the printer ready.
+    pub fn spawn_signed_in(args: &[String], home: &Path, clerk: &str, password: &str) -> Screen {
+        let mut screen = Screen::spawn(args, home);
+        screen.sign_in(clerk, password);
+        screen
+    }
+
+    /// Signs in on the sign-in screen; returns once past it, the link up and the printer ready.
+    pub fn sign_in(&mut self, clerk: &str, password: &str) {
+        self.wait_for("Sign in");
+        self.typ(clerk);
+        self.send("\t");
+        self.typ(password);
+        self.send("\r");
+        self.wait_for("Recent items");
+        self.wait_for("LINK UP");
+        self.wait_for("printer ready");
+    }
+
     pub fn spawn_env(args: &[String], home: &Path, env: &[(&str, &str)]) -> Screen {
         let pair = native_pty_system()
             .openpty(PtySize {

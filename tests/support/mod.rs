@@ -23,6 +23,23 @@ pub struct Vendor {
     pub key: ed25519_dalek::VerifyingKey,
 }
 
+/// A virtual printer (real pty) with `profile`, writing each label's PNG into `labels` when
+/// given.
+pub fn virtual_printer(
+    profile: &frank::printer::profile::Profile,
+    labels: Option<&std::path::Path>,
+) -> frank::printer::emulator::EmulatorHandle {
+    frank::printer::emulator::Emulator::spawn(
+        profile,
+        frank::printer::emulator::EmulatorOptions {
+            baud: None,
+            out_dir: labels.map(std::path::Path::to_path_buf),
+            control_socket: None,
+        },
+    )
+    .unwrap()
+}
+
 /// A vendor with one account and one clerk, listening on 127.0.0.1 (data-dir SQLite ledger).
 pub async fn vendor() -> Vendor {
     vendor_with(VendorOptions::default()).await
@@ -362,4 +379,60 @@ pub async fn session_on(
     let limit = Duration::from_millis(LINK_UP_MS_MAX);
     wait_for(&mut up, limit, "link up", |s| *s == LinkState::Up).await;
     (s, link)
+}
+
+/// `frank ARGS…` run to its end: its stdout; fails the test with its stderr if it failed.
+pub fn frank_ok(args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_frank"))
+        .args(args)
+        .env("RUST_LOG", "error")
+        .output()
+        .expect("frank runs");
+    assert!(
+        out.status.success(),
+        "frank {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// One sample of a vendor's metrics at `addr` (`name{labels}` as exposed), 0 when absent.
+pub fn metric(addr: SocketAddr, series: &str) -> f64 {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(addr).expect("the metrics endpoint");
+    c.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .expect("a read timeout");
+    c.write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n")
+        .expect("the request");
+    let mut text = String::new();
+    c.read_to_string(&mut text).expect("the scrape");
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// A [`ChildVendor`] serving its metrics (`--metrics`) on a free loopback port: the vendor and
+/// that address.
+pub async fn child_vendor_with_metrics(account: &str) -> (ChildVendor, SocketAddr) {
+    let metrics = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port");
+    let v = child_vendor_with(account, &["--metrics", &metrics.to_string()], |_, _| {}).await;
+    (v, metrics)
+}
+
+/// `frank vendor release-key init --out PATH`: a new release key file; its fingerprint.
+pub fn release_key_init(path: &std::path::Path) -> String {
+    let out = frank_ok(&[
+        "vendor",
+        "release-key",
+        "init",
+        "--out",
+        path.to_str().expect("a UTF-8 path"),
+    ]);
+    out.rsplit(": ")
+        .next()
+        .expect("the fingerprint line")
+        .trim()
+        .to_string()
 }

@@ -118,8 +118,9 @@ pub fn fill_postage(app: &mut App) -> Vec<Command> {
     out
 }
 
-/// On the postage screen: fills the form and answers its quote with `amount` cents.
-pub fn quoted_postage(app: &mut App, amount: u64) {
+/// On the postage screen: fills the form and answers its quote with `amount` cents; returns
+/// the quote's request id.
+pub fn quoted_postage(app: &mut App, amount: u64) -> u64 {
     let cmds = fill_postage(app);
     let request = quote_request(&cmds).expect("a quote request");
     backend(
@@ -129,6 +130,44 @@ pub fn quoted_postage(app: &mut App, amount: u64) {
             amount: cents(amount),
         },
     );
+    request
+}
+
+/// The printer's report that `job` printed whole (10 bytes, the indicium on paper).
+pub fn print_completed(app: &mut App, job: frank::ui::event::JobId) -> Vec<Command> {
+    backend(
+        app,
+        Backend::PrintOutcome {
+            job,
+            outcome: frank::printer::streamer::JobOutcome::Completed {
+                bytes_sent: 10,
+                indicium: frank::printer::streamer::IndiciumPaper::Printed,
+            },
+        },
+    )
+}
+
+/// On the card payment screen (focus on the card number): the approved test card, its expiry
+/// and CVC typed, then Enter; returns the commands Enter emitted.
+pub fn pay_by_test_card(app: &mut App) -> Vec<Command> {
+    typ(app, "4242424242424242");
+    press(app, KeyCode::Tab);
+    typ(app, "04/29");
+    press(app, KeyCode::Tab);
+    typ(app, "123");
+    press(app, KeyCode::Enter)
+}
+
+/// The vendor's answer that the $5.40 top-up went through.
+pub fn funded_540(app: &mut App) -> Vec<Command> {
+    backend(
+        app,
+        Backend::FundResult {
+            declined: false,
+            ok: true,
+            message: "Added $5.40 (payment 7).".into(),
+        },
+    )
 }
 
 /// A new $5.40 postage item through review and confirmation, authorized by the vendor.

@@ -60,8 +60,8 @@ impl Default for PostgresConfig {
         PostgresConfig {
             connections_max: 16,
             serialization_retries_max: 64,
-            batch_writers: 4,
-            batch_requests_max: 64,
+            batch_writers: 2,
+            batch_requests_max: 128,
             batch_queue_requests_max: 4096,
         }
     }
@@ -135,6 +135,15 @@ impl PostgresStore {
             batches,
             counts,
         })
+    }
+
+    /// The batch writers' queue when they take `request`: every request but opening an account
+    /// and expiring due pieces, when there are writers.
+    fn batch_queue(&self, request: &Request) -> Option<&mpsc::Sender<pg_batch::Job>> {
+        let keys = request.op.keys();
+        self.batches
+            .as_ref()
+            .filter(|_| keys.due_max.is_none() && !keys.next_account)
     }
 
     /// Batches and requests the batch writers committed so far.
@@ -350,11 +359,7 @@ impl PostgresStore {
 impl LedgerStore for PostgresStore {
     fn execute(&self, request: Request, now_ms: u64) -> BoxFuture<'_, Result<Reply, StoreError>> {
         Box::pin(async move {
-            let keys = request.op.keys();
-            if let Some(queue) = &self.batches
-                && keys.due_max.is_none()
-                && !keys.next_account
-            {
+            if let Some(queue) = self.batch_queue(&request) {
                 let (reply, answer) = tokio::sync::oneshot::channel();
                 queue
                     .send(pg_batch::Job {
@@ -379,6 +384,32 @@ impl LedgerStore for PostgresStore {
             })
             .await
         })
+    }
+
+    /// Queues a request the batch writers take for them, which answer `reply` after its batch
+    /// committed (no task of the caller's waits for it). Other requests, and any when the
+    /// queue is full, go back to the caller, who runs `execute` on a task (which waits for room).
+    fn submit(
+        &self,
+        request: Request,
+        now_ms: u64,
+        reply: store::ReplySender,
+    ) -> Result<(), store::Unsubmitted> {
+        let Some(queue) = self.batch_queue(&request) else {
+            return Err(Box::new((request, reply)));
+        };
+        queue
+            .try_send(pg_batch::Job {
+                request,
+                now_ms,
+                reply,
+            })
+            .map_err(|e| {
+                let job = match e {
+                    mpsc::error::TrySendError::Full(j) | mpsc::error::TrySendError::Closed(j) => j,
+                };
+                Box::new((job.request, job.reply))
+            })
     }
 
     fn account(&self, id: AccountId) -> BoxFuture<'_, Result<Option<Account>, StoreError>> {

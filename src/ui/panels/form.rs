@@ -9,7 +9,6 @@ use crate::ui::theme::{Role, Theme};
 use ratatui::Frame;
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::Paragraph;
 
 /// Draws `fields` (indices into `form.fields`) in `area`; `focused` says whether the form has
 /// focus at all. Each row drawn is recorded in `hits` (a click focuses its field).
@@ -88,5 +87,5 @@ pub fn draw<K: FieldKey>(
         }
         lines.push(Line::from(spans));
     }
-    frame.render_widget(Paragraph::new(lines), area);
+    super::rows(frame, area, &lines);
 }

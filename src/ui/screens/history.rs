@@ -14,7 +14,6 @@ use crossterm::event::KeyCode;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::Paragraph;
 
 /// One issued item in the history: numbered as its label prints it once the vendor said the
 /// number ([`Backend::Numbered`](crate::ui::event::Backend::Numbered), [`IssuedItem`]).
@@ -384,5 +383,5 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, hits: &mut Hits) {
             Span::styled(text::fit(&row, w.saturating_sub(2)), style),
         ]));
     }
-    frame.render_widget(Paragraph::new(lines), table);
+    crate::ui::panels::rows(frame, table, &lines);
 }

@@ -11,7 +11,6 @@ use crate::ui::theme::Role;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::Paragraph;
 
 /// Recent items shown on the home screen.
 pub const RECENT_ROWS_MAX: usize = 8;
@@ -106,7 +105,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, hits: &mut Hits) {
             ),
         ]));
     }
-    frame.render_widget(Paragraph::new(menu), menu_area);
+    crate::ui::panels::rows(frame, menu_area, &menu);
     let mut recent = vec![Line::from(Span::styled(
         "Recent items",
         theme.style(Role::Title),
@@ -132,5 +131,5 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, hits: &mut Hits) {
             theme.style(Role::Text),
         )));
     }
-    frame.render_widget(Paragraph::new(recent), recent_area);
+    crate::ui::panels::rows(frame, recent_area, &recent);
 }

@@ -104,6 +104,27 @@ pub enum QuoteState {
     Failed {
         reason: String,
     },
+    /// The live price from this counter's signed rate table (the last good rates bundle,
+    /// issue 17), while the vendor's own price — the one the authorization carries — is asked;
+    /// `vendor_failed`: why it could not be had (asked again when the link is back).
+    Table {
+        request: u64,
+        amount: Cents,
+        /// The rates bundle's name and version (`rates 2`).
+        table: String,
+        vendor_failed: Option<String>,
+    },
+}
+
+/// Where the price shown came from, once the vendor's own price is in and a signed rate table
+/// priced the piece first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PriceNote {
+    /// Words for the clerk, beside the price.
+    pub words: String,
+    /// The vendor's price is not the table's: the vendor's is the one charged, and the
+    /// review says so before the clerk confirms.
+    pub differs: bool,
 }
 
 /// What a quote was asked for: class, ounces, from ZIP, to ZIP.
@@ -114,6 +135,8 @@ pub struct PostageScreen {
     pub form: Form<PostageField>,
     pub quote: QuoteState,
     quote_inputs: Option<QuoteInputs>,
+    /// Set when the vendor's price replaced a signed rate table's ([`QuoteState::Table`]).
+    pub price_note: Option<PriceNote>,
 }
 
 impl PostageScreen {
@@ -142,6 +165,7 @@ impl PostageScreen {
             form: Form::new(fields),
             quote: QuoteState::Incomplete,
             quote_inputs: None,
+            price_note: None,
         }
     }
 
@@ -150,17 +174,68 @@ impl PostageScreen {
         self.form.clear();
         self.quote = QuoteState::Incomplete;
         self.quote_inputs = None;
+        self.price_note = None;
     }
 
-    /// The vendor's answer to quote `request` (a stale answer is dropped).
-    pub fn on_quote(&mut self, request: u64, answer: Result<Cents, String>) {
-        if self.quote != (QuoteState::Pending { request }) {
-            return;
+    /// The signed rate table's price for quote `request`: shown at once, while the vendor's
+    /// own price is on its way (a stale answer is dropped).
+    pub fn on_table_price(&mut self, request: u64, amount: Cents, table: String) {
+        if self.quote == (QuoteState::Pending { request }) {
+            self.quote = QuoteState::Table {
+                request,
+                amount,
+                table,
+                vendor_failed: None,
+            };
         }
-        self.quote = match answer {
-            Ok(amount) => QuoteState::Ready { request, amount },
-            Err(reason) => QuoteState::Failed { reason },
-        };
+    }
+
+    /// The vendor's answer to quote `request` (a stale answer is dropped). After a table's
+    /// price, the vendor's replaces it — it is the one charged — and [`Self::price_note`]
+    /// says whether the two agree.
+    pub fn on_quote(&mut self, request: u64, answer: Result<Cents, String>) {
+        match self.quote.clone() {
+            QuoteState::Pending { request: r } if r == request => {
+                self.quote = match answer {
+                    Ok(amount) => QuoteState::Ready { request, amount },
+                    Err(reason) => QuoteState::Failed { reason },
+                };
+            }
+            QuoteState::Table {
+                request: r,
+                amount: listed,
+                table,
+                ..
+            } if r == request => match answer {
+                Ok(amount) => {
+                    self.price_note = Some(if listed == amount {
+                        PriceNote {
+                            words: format!(
+                                "the vendor's price, as in this counter's rate table ({table})"
+                            ),
+                            differs: false,
+                        }
+                    } else {
+                        PriceNote {
+                            words: format!(
+                                "the vendor's price; this counter's rate table ({table}) says {listed}. The vendor's price is charged."
+                            ),
+                            differs: true,
+                        }
+                    });
+                    self.quote = QuoteState::Ready { request, amount };
+                }
+                Err(reason) => {
+                    self.quote = QuoteState::Table {
+                        request,
+                        amount: listed,
+                        table,
+                        vendor_failed: Some(reason),
+                    };
+                }
+            },
+            _ => {}
+        }
     }
 
     fn address(&self, party: Party) -> AddressInput {
@@ -234,6 +309,7 @@ impl PostageScreen {
         }
         let request = *next_request;
         *next_request += 1;
+        self.price_note = None;
         out.push(Command::RequestQuote {
             request,
             class: inputs.0,
@@ -270,11 +346,12 @@ impl App {
         })
     }
 
-    /// The link came back: a quote asked for (or refused) while it was down is asked again.
+    /// The link came back: a quote asked for (or refused) while it was down is asked again,
+    /// and so is the vendor's price of a piece only the rate table priced.
     pub(crate) fn requote_after_link(&mut self, out: &mut Vec<Command>) {
         if matches!(
             self.postage.quote,
-            QuoteState::Pending { .. } | QuoteState::Failed { .. }
+            QuoteState::Pending { .. } | QuoteState::Failed { .. } | QuoteState::Table { .. }
         ) {
             self.postage.quote_inputs = None;
             self.postage.maybe_quote(&mut self.next_request, out);
@@ -362,9 +439,17 @@ fn submit(app: &mut App, _: Action, _: &mut Vec<Command>) {
         return;
     }
     let QuoteState::Ready { amount, .. } = p.quote else {
-        let text = match app.quote_waiting_for_link() {
-            Some(words) => format!("{words} Enter again when it shows."),
-            None => "Waiting for the vendor's quote; Enter again when it shows.".into(),
+        let listed = match &p.quote {
+            QuoteState::Table { amount, .. } => Some(*amount),
+            _ => None,
+        };
+        let text = match (listed, app.quote_waiting_for_link()) {
+            (_, Some(words)) => format!("{words} Enter again when it shows."),
+            (Some(amount), None) => format!(
+                "This counter's rate table says {amount}; the vendor's own price is charged and \
+                 is not in yet (the link must be up). Enter again when it shows."
+            ),
+            (_, None) => "Waiting for the vendor's quote; Enter again when it shows.".into(),
         };
         app.notice(Severity::Warn, text);
         return;
@@ -386,7 +471,7 @@ fn submit(app: &mut App, _: Action, _: &mut Vec<Command>) {
         return;
     };
     let class = p.class();
-    let summary = vec![
+    let mut summary = vec![
         (
             "From".into(),
             format!("{}, {}, {} {}", from.name, from.city, from.state, from.zip5),
@@ -406,6 +491,10 @@ fn submit(app: &mut App, _: Action, _: &mut Vec<Command>) {
         ),
         ("Postage".into(), amount.to_string()),
     ];
+    if let Some(note) = p.price_note.as_ref().filter(|n| n.differs) {
+        // The clerk confirms the vendor's amount knowing the table said otherwise.
+        summary.push(("Price".into(), note.words.clone()));
+    }
     let label = LabelText {
         origin_zip: Some(from.zip5.to_string()),
         from: block(&from, from.zip5.to_string()),
@@ -474,9 +563,36 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, hits: &mut Hits) {
             "Quote: asking the vendor…",
             theme.style(Role::Muted),
         )),
-        QuoteState::Ready { amount, .. } => Line::from(vec![
-            Span::styled("Quote: ", theme.style(Role::Text)),
+        QuoteState::Ready { amount, .. } => {
+            let mut spans = vec![
+                Span::styled("Quote: ", theme.style(Role::Text)),
+                Span::styled(amount.to_string(), theme.style(Role::Title)),
+            ];
+            if let Some(n) = &app.postage.price_note {
+                let role = if n.differs {
+                    Role::AlertWarn
+                } else {
+                    Role::Muted
+                };
+                spans.push(Span::styled(format!(" — {}", n.words), theme.style(role)));
+            }
+            Line::from(spans)
+        }
+        QuoteState::Table {
+            amount,
+            table,
+            vendor_failed,
+            ..
+        } => Line::from(vec![
+            Span::styled("Price: ", theme.style(Role::Text)),
             Span::styled(amount.to_string(), theme.style(Role::Title)),
+            Span::styled(
+                match vendor_failed {
+                    None => format!(" (rate table {table}); asking the vendor to confirm…"),
+                    Some(r) => format!(" (rate table {table}); the vendor's price is not in: {r}"),
+                },
+                theme.style(Role::Muted),
+            ),
         ]),
         QuoteState::Failed { reason } => Line::from(Span::styled(
             format!("✗ No quote: {reason}"),
