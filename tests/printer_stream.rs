@@ -2,8 +2,9 @@
 //! offsets, paper out, a vanishing device, a hung printer, exclusive open.
 
 mod printer_support;
+use printer_support::{spawn_emulator, wait_until as wait_for};
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use frank::link::LinkState;
 use frank::printer::bitmap::Bitmap;
@@ -23,7 +24,6 @@ use tokio::sync::watch;
 
 /// Fast line so tests stay quick; pacing scales with it.
 const TEST_BAUD: u32 = 921_600;
-const WAIT_MAX: Duration = Duration::from_secs(10);
 
 fn profile() -> Profile {
     let mut p = shipped("virtual").unwrap();
@@ -53,26 +53,6 @@ fn raster_label() -> Label {
             },
         ],
         cut: true,
-    }
-}
-
-fn spawn_emulator(p: &Profile, out: Option<&std::path::Path>) -> EmulatorHandle {
-    Emulator::spawn(
-        p,
-        EmulatorOptions {
-            baud: None,
-            out_dir: out.map(|d| d.to_path_buf()),
-            control_socket: None,
-        },
-    )
-    .unwrap()
-}
-
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let t0 = Instant::now();
-    while !f() {
-        assert!(t0.elapsed() < WAIT_MAX, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(2));
     }
 }
 
@@ -115,15 +95,7 @@ fn full_print_renders_label() {
     });
     let job = compile(&label, &p, 256).unwrap();
     assert!(job.indicium_native);
-    let port = PrinterPort::open(emu.device_path(), &p, None).unwrap();
-    let (_tx, link) = watch::channel(LinkState::Up);
-    let (h, progress) = spawn_job(
-        port,
-        job.clone(),
-        link,
-        StreamConfig::default(),
-        Box::new(NoMilestones),
-    );
+    let (h, progress, _tx) = printer_support::start_job(&emu, &p, &job, StreamConfig::default());
     let (_port, outcome) = h.join().unwrap();
     assert_eq!(
         outcome,
@@ -282,16 +254,7 @@ fn paper_out_mid_job_is_reported() {
     let job = compile(&raster_label(), &p, 256).unwrap();
     let emu = spawn_emulator(&p, None);
     emu.inject(Fault::PaperOutAfter(3000));
-    let port = PrinterPort::open(emu.device_path(), &p, None).unwrap();
-    let (_tx, link) = watch::channel(LinkState::Up);
-    let (h, _) = spawn_job(
-        port,
-        job.clone(),
-        link,
-        StreamConfig::default(),
-        Box::new(NoMilestones),
-    );
-    let (_port, outcome) = h.join().unwrap();
+    let outcome = printer_support::print_job(&emu, &p, &job);
     let JobOutcome::Faulted {
         fault, bytes_sent, ..
     } = outcome
@@ -377,16 +340,7 @@ fn names_in_any_code_page_of_the_profile_round_trip_through_the_printer() {
     // CP437 has é ü ë Ñ ú ß; Ø and € need another table: CP1252 (ESC t 16), the lowest.
     assert!(job.bytes.windows(3).any(|w| w == [0x1b, 0x74, 16]));
     let emu = spawn_emulator(&p, None);
-    let port = PrinterPort::open(emu.device_path(), &p, None).unwrap();
-    let (_tx, link) = watch::channel(LinkState::Up);
-    let (h, _) = spawn_job(
-        port,
-        job,
-        link,
-        StreamConfig::default(),
-        Box::new(NoMilestones),
-    );
-    let (_port, outcome) = h.join().unwrap();
+    let outcome = printer_support::print_job(&emu, &p, &job);
     assert!(
         matches!(outcome, JobOutcome::Completed { .. }),
         "{outcome:?}"
@@ -408,15 +362,7 @@ fn vanishing_device_is_reported() {
     let p = profile();
     let job = compile(&raster_label(), &p, 256).unwrap();
     let emu = spawn_emulator(&p, None);
-    let port = PrinterPort::open(emu.device_path(), &p, None).unwrap();
-    let (_tx, link) = watch::channel(LinkState::Up);
-    let (h, progress) = spawn_job(
-        port,
-        job.clone(),
-        link,
-        StreamConfig::default(),
-        Box::new(NoMilestones),
-    );
+    let (h, progress, _tx) = printer_support::start_job(&emu, &p, &job, StreamConfig::default());
     wait_for("progress", || {
         progress.borrow().bytes_sent >= 2000 || h.is_finished()
     });
@@ -548,16 +494,7 @@ fn cover_open_over_the_control_socket() {
     assert_eq!(lines.next().unwrap().unwrap(), "ok");
     assert!(lines.next().unwrap().unwrap().starts_with("error"));
     let job = compile(&raster_label(), &p, 256).unwrap();
-    let port = PrinterPort::open(emu.device_path(), &p, None).unwrap();
-    let (_tx, link) = watch::channel(LinkState::Up);
-    let (h, _) = spawn_job(
-        port,
-        job,
-        link,
-        StreamConfig::default(),
-        Box::new(NoMilestones),
-    );
-    let (_port, outcome) = h.join().unwrap();
+    let outcome = printer_support::print_job(&emu, &p, &job);
     assert!(
         matches!(
             outcome,
@@ -608,21 +545,10 @@ fn rotated_job(p: &Profile, payload: &str) -> Job {
 
 /// The Data Matrix payloads decodable in the emulator's PNGs.
 fn decoded_indicia(emu: &EmulatorHandle) -> Vec<String> {
-    let mut out = Vec::new();
-    for png in emu.pngs() {
-        let luma = image::open(&png).unwrap().into_luma8();
-        let (w, h) = luma.dimensions();
-        if let Ok(r) = rxing::helpers::detect_in_luma_with_hints(
-            luma.into_raw(),
-            w,
-            h,
-            Some(rxing::BarcodeFormat::DATA_MATRIX),
-            &mut rxing::DecodeHints::default(),
-        ) {
-            out.push(r.getText().to_string());
-        }
-    }
-    out
+    emu.pngs()
+        .iter()
+        .filter_map(|png| printer_support::decode_data_matrix_png(png))
+        .collect()
 }
 
 /// Flips the link when a milestone is reached, and records them all.
@@ -814,16 +740,7 @@ fn paper_out_mid_print_stops_the_engine_and_clears_the_indicium() {
     let emu = spawn_emulator(&p, Some(dir.path()));
     // Paper ends once the whole job is received: the engine stops a few lines in.
     emu.inject(Fault::PaperOutAfter(job.bytes.len() as u64));
-    let port = PrinterPort::open(emu.device_path(), &p, None).unwrap();
-    let (_tx, link) = watch::channel(LinkState::Up);
-    let (h, _) = spawn_job(
-        port,
-        job.clone(),
-        link,
-        StreamConfig::default(),
-        Box::new(NoMilestones),
-    );
-    let (_port, outcome) = h.join().unwrap();
+    let outcome = printer_support::print_job(&emu, &p, &job);
     assert!(
         matches!(
             outcome,
@@ -891,15 +808,7 @@ fn resync_after_a_job_abandoned_mid_raster_band() {
             },
         )
         .unwrap();
-        let (_tx, link) = watch::channel(LinkState::Up);
-        let (h, _) = spawn_job(
-            port,
-            job,
-            link,
-            StreamConfig::default(),
-            Box::new(NoMilestones),
-        );
-        let (_port, outcome) = h.join().unwrap();
+        let (_port, outcome) = printer_support::print_on(port, &job);
         assert!(
             matches!(outcome, JobOutcome::Completed { .. }),
             "{id}: {outcome:?}"
@@ -1034,15 +943,7 @@ fn print_labels(
             ..CompileOptions::default()
         };
         let job = compile_with(&label, p, &opts).unwrap();
-        let (_tx, link) = watch::channel(LinkState::Up);
-        let (h, _) = spawn_job(
-            port,
-            job,
-            link,
-            StreamConfig::default(),
-            Box::new(NoMilestones),
-        );
-        let (back, outcome) = h.join().unwrap();
+        let (back, outcome) = printer_support::print_on(port, &job);
         assert!(
             matches!(outcome, JobOutcome::Completed { .. }),
             "label {i}: {outcome:?}"

@@ -6,25 +6,26 @@
 mod indicium_support;
 mod printer_support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use frank::indicium::face::{Addresses, face};
 use frank::indicium::signer::{KeySigner, Signer, build_and_sign};
 use frank::indicium::verify::{VendorKeys, payload_from_png, verify_payload};
 use frank::link::LinkState;
 use frank::printer::compiler::{CompileOptions, Layout, compile, compile_with};
-use frank::printer::emulator::{Emulator, EmulatorHandle, EmulatorOptions, Fault};
+use frank::printer::emulator::{EmulatorHandle, Fault};
 use frank::printer::profile::{Profile, shipped, shipped_zpl_ids};
 use frank::printer::streamer::{
-    IndiciumPaper, JobOutcome, Milestone, NoMilestones, PrinterFault, PrinterPort,
-    RecordMilestones, ResyncMode, StreamConfig, resync, spawn_job,
+    IndiciumPaper, JobOutcome, Milestone, PrinterFault, PrinterPort, RecordMilestones, ResyncMode,
+    StreamConfig, resync, spawn_job,
 };
 use indicium_support::*;
-use printer_support::{reference_label, stream_until_lapse as stream};
+use printer_support::{
+    reference_label, spawn_emulator as spawn, stream_until_lapse as stream, wait_until as wait_for,
+};
 use tokio::sync::watch;
 
 const TEST_BAUD: u32 = 230_400;
-const WAIT_MAX: Duration = Duration::from_secs(20);
 
 fn profile() -> Profile {
     let mut p = shipped("zebra-virtual").unwrap();
@@ -82,26 +83,6 @@ fn graphic_indicium_where_the_profile_says_so() {
     wait_pages(&emu, 1);
     let png = emu.jobs()[0].image.to_png().unwrap();
     assert_eq!(payload_from_png(&png).unwrap(), b"FRANK-IBI-0001");
-}
-
-fn spawn(p: &Profile, out: Option<&std::path::Path>) -> EmulatorHandle {
-    Emulator::spawn(
-        p,
-        EmulatorOptions {
-            baud: None,
-            out_dir: out.map(|d| d.to_path_buf()),
-            control_socket: None,
-        },
-    )
-    .unwrap()
-}
-
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let t0 = Instant::now();
-    while !f() {
-        assert!(t0.elapsed() < WAIT_MAX, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(2));
-    }
 }
 
 fn wait_pages(emu: &EmulatorHandle, n: usize) {
@@ -294,15 +275,7 @@ fn head_open_while_printing_is_a_fault_and_the_label_is_the_printers() {
     let job = compile(&reference_label(), &p, 256).unwrap();
     let emu = spawn(&p, None);
     // The head opens once every byte is in: the closed format is mid-print.
-    let port = PrinterPort::open(emu.device_path(), &p, None).unwrap();
-    let (_tx, link) = watch::channel(LinkState::Up);
-    let (h, progress) = spawn_job(
-        port,
-        job.clone(),
-        link,
-        StreamConfig::default(),
-        Box::new(NoMilestones),
-    );
+    let (h, progress, _tx) = printer_support::start_job(&emu, &p, &job, StreamConfig::default());
     wait_for("all bytes", || {
         progress.borrow().bytes_sent == job.bytes.len()
     });
@@ -365,4 +338,107 @@ fn resync_drops_a_half_sent_format_and_lets_a_closed_one_print() {
     let report = resync(&mut port, &StreamConfig::default(), ResyncMode::Finish).unwrap();
     assert!(report.settled);
     wait_pages(&emu, 1);
+}
+
+/// Issue 16 on ZPL: the postage top band as on ESC/POS — the indicium at the top right with its
+/// quiet zone, the block ("US POSTAGE", amount, date, origin ZIP, class, weight, meter and
+/// serial) beside it on the same rows, left-aligned, its right edge the block gap left of the
+/// quiet zone, and nothing else on the band's rows. Golden ZPL per profile; printed on the
+/// virtual ZPL printer, the PNG decoded and verified and the placement measured on the paper.
+#[test]
+fn the_postage_top_band_puts_the_block_beside_the_symbol() {
+    use frank::indicium::render::{QUIET_MODULES, module_dots};
+    use frank::printer::zpl::compiler::{TextGeometry, block_gap_dots};
+
+    let signer = KeySigner::from_seed(&TEST_SEED);
+    let (item, amount) = every_kind().remove(0);
+    let ind = build_and_sign(&facts(item.clone(), amount, 77), &signer).unwrap();
+    let from = vec!["FRANK COUNTER 7".to_string(), "12 POST RD".to_string()];
+    let to = vec!["JANE DOE".to_string(), "1 MAIN ST".to_string()];
+    let addresses = Addresses {
+        from: &from,
+        to: &to,
+    };
+    for id in shipped_zpl_ids() {
+        let p = shipped(id).unwrap();
+        let job = compile(&face(&ind, Some(&item), &addresses, &p), &p, 256).unwrap();
+        let text = String::from_utf8(job.bytes.clone())
+            .unwrap()
+            .replace('^', "\n^")
+            .replace('~', "\n~");
+        insta::assert_snapshot!(format!("zpl_top_band_{id}"), text);
+    }
+    let p = profile();
+    let label = face(&ind, Some(&item), &addresses, &p);
+    let job = compile(&label, &p, 256).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let emu = spawn(&p, Some(dir.path()));
+    let (outcome, _) = stream(&emu, &p, &job, usize::MAX);
+    assert!(
+        matches!(outcome, JobOutcome::Completed { .. }),
+        "{outcome:?}"
+    );
+    wait_pages(&emu, 1);
+    let page = emu.jobs().remove(0);
+    let png = std::fs::read(&emu.pngs()[0]).unwrap();
+    let payload = payload_from_png(&png).unwrap();
+    verify_payload(&payload, &keys(&signer)).unwrap();
+    let b = &ind.body;
+    let block = [
+        "US POSTAGE".to_string(),
+        b.amount.to_string(),
+        b.date.to_string(),
+        format!("FROM ZIP {}", b.origin),
+        "FIRST-CLASS MAIL".to_string(),
+        "1 OZ".to_string(),
+        b.number().to_string(),
+    ];
+    for line in &block {
+        assert!(page.text.contains(line), "{line:?} not in {:?}", page.text);
+    }
+    // The paper: a ZPL format prints as laid out (no 180° turn).
+    let paper = &page.image;
+    let w = paper.width_px();
+    let m = module_dots(p.dpi);
+    let (quiet, symbol) = (QUIET_MODULES * m, 44 * m);
+    let sym_x0 = w - quiet - symbol;
+    let ink = |x0: u32, x1: u32, y: u32| (x0..x1).any(|x| paper.get(x, y));
+    let sym_top = (0..paper.height_px()).find(|&y| ink(sym_x0, w, y)).unwrap();
+    let band = sym_top..sym_top + symbol;
+    let label_top = (0..paper.height_px()).find(|&y| ink(0, w, y)).unwrap();
+    assert!(sym_top <= label_top + quiet, "the symbol is at the top");
+    assert!(
+        band.clone().any(|y| paper.get(w - quiet - 1, y)),
+        "the symbol is flush with the right quiet zone"
+    );
+    // Beside it: rows of text on the symbol's rows, left of its quiet zone.
+    let clear_x = sym_x0 - quiet - block_gap_dots(&p);
+    let beside = band.clone().filter(|&y| ink(0, clear_x, y)).count() as u32;
+    let cell_h = TextGeometry::of(&p).cell_height_dots;
+    assert!(
+        beside >= 4 * cell_h,
+        "only {beside} rows of text beside the symbol"
+    );
+    // The clear zone: nothing between the block's right edge and the symbol.
+    assert!(
+        !band.clone().any(|y| ink(clear_x, sym_x0, y)),
+        "ink in the symbol's clear zone"
+    );
+    // The block stands beside the symbol, not at the label's left edge: its left edge is where
+    // its widest line ends at the block gap.
+    let block_left = (0..clear_x)
+        .find(|&x| band.clone().any(|y| paper.get(x, y)))
+        .unwrap();
+    let widest = block
+        .iter()
+        .map(|t| t.chars().count() as u32)
+        .max()
+        .unwrap();
+    let cell_w = TextGeometry::of(&p).cell_width_dots;
+    assert!(
+        block_left + cell_w >= clear_x - widest * cell_w,
+        "block at x = {block_left}, expected near {}",
+        clear_x - widest * cell_w
+    );
+    assert!(block_left > w / 3, "block at the label's left edge");
 }

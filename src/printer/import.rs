@@ -5,7 +5,10 @@
 //! fields (serial settings, buffer, status, cut, clear method) get conservative defaults that a
 //! technician confirms with `frank printer probe`.
 
-use super::profile::{FEATURE_NAMES, FieldError, Profile, merge};
+use super::profile::{
+    ClearBuffer, CutCommand, FEATURE_NAMES, FieldError, FlowControl, MediaKind, Named, Parity,
+    Profile, merge,
+};
 
 /// Most profiles read from one file (the real db has a few hundred).
 pub const IMPORT_PROFILES_MAX: usize = 2000;
@@ -207,7 +210,12 @@ fn convert(key: &str, db: &toml::Table) -> Result<Imported, Vec<String>> {
     );
     t.insert(
         "clear_buffer".into(),
-        s(if epson { "dle_dc4" } else { "nul_init" }),
+        s(if epson {
+            ClearBuffer::DleDc4
+        } else {
+            ClearBuffer::NulInit
+        }
+        .name()),
     );
     t.insert("void_on_abort".into(), toml::Value::Boolean(true));
     let mut media = toml::Table::new();
@@ -216,7 +224,7 @@ fn convert(key: &str, db: &toml::Table) -> Result<Imported, Vec<String>> {
     }
     media.insert("width_px".into(), toml::Value::Integer(i64::from(px)));
     media.insert("dpi".into(), toml::Value::Integer(i64::from(dpi)));
-    media.insert("kind".into(), s("continuous"));
+    media.insert("kind".into(), s(MediaKind::Continuous.name()));
     t.insert("media".into(), toml::Value::Table(media));
     t.insert("fonts".into(), toml::Value::Table(fonts(db, &mut warnings)));
     let cps = db
@@ -250,22 +258,27 @@ fn convert(key: &str, db: &toml::Table) -> Result<Imported, Vec<String>> {
         n2.insert("pdf417_cn".into(), toml::Value::Integer(48));
     }
     let cut = if flag("paperPartCut") {
-        "feed_partial"
+        CutCommand::FeedPartial
     } else if flag("paperFullCut") {
-        "feed_full"
+        CutCommand::FeedFull
     } else {
-        "none"
+        CutCommand::None
     };
     t.insert("features".into(), toml::Value::Table(feats));
     t.insert("native_2d".into(), toml::Value::Table(n2));
     let mut serial = toml::Table::new();
     serial.insert("baud".into(), toml::Value::Integer(9600));
     serial.insert("data_bits".into(), toml::Value::Integer(8));
-    serial.insert("parity".into(), s("none"));
+    serial.insert("parity".into(), s(Parity::None.name()));
     serial.insert("stop_bits".into(), toml::Value::Integer(1));
     serial.insert(
         "flow_control".into(),
-        s(if epson { "dtrdsr" } else { "none" }),
+        s(if epson {
+            FlowControl::DtrDsr
+        } else {
+            FlowControl::None
+        }
+        .name()),
     );
     t.insert("serial".into(), toml::Value::Table(serial));
     let mut buf = toml::Table::new();
@@ -278,7 +291,7 @@ fn convert(key: &str, db: &toml::Table) -> Result<Imported, Vec<String>> {
     st.insert("asb".into(), toml::Value::Boolean(false));
     t.insert("status".into(), toml::Value::Table(st));
     let mut c = toml::Table::new();
-    c.insert("command".into(), s(cut));
+    c.insert("command".into(), s(cut.name()));
     c.insert("feed_lines".into(), toml::Value::Integer(3));
     t.insert("cut".into(), toml::Value::Table(c));
     let toml_text = toml::to_string_pretty(&t).map_err(|e| vec![e.to_string()])?;

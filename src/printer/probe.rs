@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use super::bitmap::Bitmap;
 use super::compiler::{
-    CLEAR_BUFFERS, CLEAR_BUFFERS_REPLY, INIT, RESYNC_PROCESS_ID, cut_bytes, data_matrix_native,
+    CLEAR_BUFFERS, CLEAR_BUFFERS_REPLY, INIT, RASTER_NORMAL, RESYNC_PROCESS_ID, cut_bytes,
+    data_matrix_native, qr_native, raster_command, status_query,
 };
 use super::profile::{ClearBuffer, FlowControl, Language, Profile};
 use super::replies::{Reply, ReplyReader};
@@ -137,7 +138,7 @@ pub fn probe(path: &Path, like: &Profile, baud: Option<u32>) -> Result<ProbeRepo
 
 fn query(port: &mut PrinterPort, n: u8) -> Option<u8> {
     let timeout = Duration::from_millis(PROBE_REPLY_TIMEOUT_MS);
-    let (_, fault) = port.write_counted(&[0x10, 0x04, n], timeout);
+    let (_, fault) = port.write_counted(&status_query(n), timeout);
     if fault.is_some() {
         return None;
     }
@@ -198,29 +199,23 @@ pub fn calibration_bytes(like: &Profile) -> Vec<u8> {
         ruler.fill_rect(x, 4, 1, h, true);
     }
     ruler.fill_rect(w.saturating_sub(2), 0, 2, 40, true);
-    raster_band(&mut v, &ruler);
+    v.extend_from_slice(&raster_command(&ruler, RASTER_NORMAL));
     line(&mut v, "ruler: tick = 8 dots, long tick = 64 dots");
     for f in like.fonts.values() {
         let cols = f.columns as usize;
         let digits: String = (0..cols)
+            // i % 10 < 10: the cast is exact.
             .map(|i| char::from(b'0' + (i % 10) as u8))
             .collect();
         line(&mut v, &format!("{} ({} columns):", f.name, cols));
         line(&mut v, &digits);
     }
     line(&mut v, "QR cn 49:");
-    let qr: &[u8] = b"FRANK QR TEST";
-    let mut store = vec![49, 80, 48];
-    store.extend_from_slice(qr);
-    for body in [
-        vec![49, 65, 50, 0],
-        vec![49, 67, 4],
-        vec![49, 69, 49],
-        store,
-        vec![49, 81, 48],
-    ] {
-        v.extend_from_slice(&[0x1d, 0x28, 0x6b, body.len() as u8, 0]);
-        v.extend_from_slice(&body);
+    // Cannot fail: the payload is short and non-empty.
+    if let Ok(cmds) = qr_native(49, b"FRANK QR TEST", 4) {
+        for c in cmds {
+            v.extend_from_slice(&c);
+        }
     }
     v.push(b'\n');
     for &cn in DATA_MATRIX_CN_CANDIDATES {
@@ -241,13 +236,6 @@ pub fn calibration_bytes(like: &Profile) -> Vec<u8> {
     v
 }
 
-fn raster_band(v: &mut Vec<u8>, b: &Bitmap) {
-    v.extend_from_slice(&super::compiler::raster_command(
-        b,
-        super::compiler::RASTER_NORMAL,
-    ));
-}
-
 fn print_calibration(port: &mut PrinterPort, like: &Profile) -> Result<(), String> {
     let bytes = calibration_bytes(like);
     let (_, fault) = port.write_counted(&bytes, Duration::from_secs(5));
@@ -261,9 +249,9 @@ fn print_calibration(port: &mut PrinterPort, like: &Profile) -> Result<(), Strin
 fn measure_throughput(port: &mut PrinterPort) -> Option<u32> {
     // Let the calibration page drain first.
     query_wait(port, Duration::from_millis(THROUGHPUT_WAIT_MS_MAX))?;
-    let rows = THROUGHPUT_SAMPLE_BYTES / 64;
-    let mut block = vec![0x1d, 0x76, 0x30, 0, 64, 0, rows as u8, (rows >> 8) as u8];
-    block.extend(std::iter::repeat_n(0u8, 64 * rows));
+    // A blank image 512 dots (64 bytes) wide, THROUGHPUT_SAMPLE_BYTES in all.
+    let rows = u32::try_from(THROUGHPUT_SAMPLE_BYTES / 64).unwrap_or(u32::MAX);
+    let block = raster_command(&Bitmap::new(512, rows), RASTER_NORMAL);
     let t0 = Instant::now();
     let (n, fault) = port.write_counted(&block, Duration::from_secs(5));
     if fault.is_some() {
@@ -271,11 +259,12 @@ fn measure_throughput(port: &mut PrinterPort) -> Option<u32> {
     }
     query_wait(port, Duration::from_millis(THROUGHPUT_WAIT_MS_MAX))?;
     let secs = t0.elapsed().as_secs_f64().max(1e-3);
+    // A rate of bytes a second through a serial line, far below u32::MAX (the cast saturates).
     Some((n as f64 / secs) as u32)
 }
 
 fn query_wait(port: &mut PrinterPort, max: Duration) -> Option<u8> {
-    let (_, fault) = port.write_counted(&[0x10, 0x04, 1], Duration::from_secs(5));
+    let (_, fault) = port.write_counted(&status_query(1), Duration::from_secs(5));
     if fault.is_some() {
         return None;
     }

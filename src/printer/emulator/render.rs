@@ -45,6 +45,8 @@ enum TapeEvent {
     Other2d(u8, Vec<u8>),
     Barcode(String),
     RasterBand,
+    /// The engine ran out of rows between two raster bands with nothing between them.
+    RasterStall,
 }
 
 /// Most events waiting on the tape (each command makes at most two).
@@ -64,6 +66,10 @@ pub struct RenderedJob {
     pub barcodes: Vec<String>,
     /// Raster bands received.
     pub raster_bands: usize,
+    /// Stops inside an image: times the engine ran out of rows at the end of a raster band
+    /// while the next band of the same image (nothing developed between them) had not yet
+    /// arrived whole — where a thermal head that stops may leave a faint line.
+    pub raster_stalls: usize,
     pub cut: CutKind,
     /// On gap and black-mark media: where the page sits on the label stock.
     pub label: Option<LabelFit>,
@@ -139,6 +145,10 @@ pub struct Renderer {
     answered: Vec<ProcessId>,
     /// Page mode (`ESC L` … `FF`): the page being composed, `None` in standard mode.
     page: Option<Page>,
+    /// Tape row where the last raster band developed ends, while nothing was developed after it.
+    raster_end_row: Option<usize>,
+    /// Tape row where the engine last ran out of rows to print with time to print more.
+    dry_at_row: Option<usize>,
 }
 
 /// Default page-mode area height when no `ESC W` came, in dots.
@@ -199,6 +209,7 @@ struct JobNotes {
     other_2d: Vec<(u8, Vec<u8>)>,
     barcodes: Vec<String>,
     raster_bands: usize,
+    raster_stalls: usize,
 }
 
 impl Renderer {
@@ -228,6 +239,8 @@ impl Renderer {
             done: Vec::new(),
             answered: Vec::new(),
             page: None,
+            raster_end_row: None,
+            dry_at_row: None,
         }
     }
 
@@ -249,6 +262,8 @@ impl Renderer {
         // mode (Frank follows every clear with ESC @ anyway).
         self.page = None;
         self.rows.truncate(self.printed);
+        self.raster_end_row = None;
+        self.dry_at_row = None;
         while self.events.back().is_some_and(|(r, _)| *r > self.printed) {
             self.events.pop_back();
         }
@@ -287,6 +302,10 @@ impl Renderer {
                 }
             }
             if left == 0 || self.printed >= self.rows.len() {
+                if left > 0 {
+                    // The engine could print more and has nothing: it stops here.
+                    self.dry_at_row = Some(self.printed);
+                }
                 return done;
             }
             let next_event = self.events.front().map_or(usize::MAX, |(r, _)| *r);
@@ -312,6 +331,7 @@ impl Renderer {
             TapeEvent::Other2d(cn, d) => self.job.other_2d.push((cn, d)),
             TapeEvent::Barcode(b) => self.job.barcodes.push(b),
             TapeEvent::RasterBand => self.job.raster_bands += 1,
+            TapeEvent::RasterStall => self.job.raster_stalls += 1,
         }
     }
 
@@ -322,6 +342,8 @@ impl Renderer {
         let h = n as u32;
         let rows: Vec<u8> = self.rows.drain(..n).flatten().collect();
         self.printed = 0;
+        self.raster_end_row = self.raster_end_row.and_then(|r| r.checked_sub(n));
+        self.dry_at_row = self.dry_at_row.and_then(|r| r.checked_sub(n));
         for (r, _) in self.events.iter_mut() {
             *r -= n.min(*r);
         }
@@ -336,6 +358,7 @@ impl Renderer {
             other_2d: notes.other_2d,
             barcodes: notes.barcodes,
             raster_bands: notes.raster_bands,
+            raster_stalls: notes.raster_stalls,
             cut: kind,
             label,
         });
@@ -536,6 +559,10 @@ impl Renderer {
         };
         let (sx, sy) = raster_scale(mode);
         let top = self.rows.len();
+        if self.raster_end_row == Some(top) && self.dry_at_row == Some(top) {
+            // The band above this one printed to its end and the engine waited for this one.
+            self.push_event(TapeEvent::RasterStall);
+        }
         self.feed_px(bmp.height_px() * sy);
         for y in 0..bmp.height_px() {
             for x in 0..bmp.width_px() {
@@ -549,6 +576,7 @@ impl Renderer {
             }
         }
         self.push_event(TapeEvent::RasterBand);
+        self.raster_end_row = Some(self.rows.len());
     }
 
     /// A command in page mode: drawn on the page at the print position, printed at `FF`.

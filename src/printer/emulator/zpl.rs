@@ -323,6 +323,7 @@ impl Format {
             other_2d: Vec::new(),
             barcodes: Vec::new(),
             raster_bands: 0,
+            raster_stalls: 0,
             cut: if self.cutter {
                 CutKind::Full
             } else {

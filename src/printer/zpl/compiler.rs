@@ -15,8 +15,9 @@ use super::{FORMAT_END, FORMAT_START, field_text, symbol_field_data};
 use crate::indicium::render::{QUIET_MODULES, module_dots, symbol_modules};
 use crate::printer::codepage;
 use crate::printer::compiler::{
-    Align, CHUNK_BYTES_MIN, CompileError, CompileOptions, Element, Indicium, Job,
+    Align, BLOCK_GAP_PX, CHUNK_BYTES_MIN, CompileError, CompileOptions, Element, Indicium, Job,
     LABEL_ELEMENTS_MAX, Label, Layout, TextLine, check_line_length, chunk, render_data_matrix,
+    text_columns,
 };
 use crate::printer::profile::{CutCommand, MediaKind, Profile, ZplIndicium};
 
@@ -106,14 +107,51 @@ fn header(e: &mut Enc, profile: &Profile, label_rows: u32) {
     e.cmd(b"^LH0,0");
 }
 
-/// One text field at row `y`.
+/// Width in dots of `ind` as placed, its quiet zone included (its height too: symbols are
+/// square).
+fn symbol_width(profile: &Profile, ind: &Indicium) -> Result<u32, CompileError> {
+    match ind {
+        Indicium::DataMatrix { data, module_px } => {
+            let m = u32::from(*module_px).max(module_dots(profile.dpi));
+            let (_, side, _) =
+                symbol_modules(data).map_err(|err| CompileError::DataMatrix(err.to_string()))?;
+            // Symbols are at most 144 modules a side: the cast is exact.
+            Ok((side as u32 + 2 * QUIET_MODULES) * m)
+        }
+        Indicium::Image(b) => Ok(b.width_px()),
+    }
+}
+
+/// Dots between a top band's block and the symbol's quiet zone: [`BLOCK_GAP_PX`] at 203 dpi,
+/// scaled with the dpi.
+pub fn block_gap_dots(profile: &Profile) -> u32 {
+    (BLOCK_GAP_PX * profile.dpi).div_ceil(203)
+}
+
+/// Characters a line of an [`Element::IndiciumBlock`] may have on a ZPL profile: the font 0
+/// cells left of the symbol's quiet zone and the block gap.
+pub fn block_columns(profile: &Profile, symbol: &Indicium) -> usize {
+    let Ok(w) = symbol_width(profile, symbol) else {
+        return text_columns(profile);
+    };
+    let room = profile
+        .media_width_px
+        .saturating_sub(w + block_gap_dots(profile));
+    // A print width is at most a few thousand dots: the quotient fits any usize.
+    (room / TextGeometry::of(profile).cell_width_dots) as usize
+}
+
+/// One text field at (`x`, `y`), at most `columns` characters at width ×1.
+#[allow(clippy::too_many_arguments)]
 fn text_field(
     e: &mut Enc,
     profile: &Profile,
     g: &TextGeometry,
     t: &TextLine,
     line: usize,
+    x: u32,
     y: u32,
+    columns: usize,
 ) -> Result<u32, CompileError> {
     if !(1..=8).contains(&t.width_mul) || !(1..=8).contains(&t.height_mul) {
         return Err(CompileError::BadTextSize {
@@ -127,15 +165,10 @@ fn text_field(
         ch,
         profile: profile.name.clone(),
     })?;
-    check_line_length(
-        profile,
-        t,
-        line,
-        super::super::compiler::text_columns(profile),
-    )?;
+    check_line_length(profile, t, line, columns)?;
     let h = g.cell_height_dots * u32::from(t.height_mul);
     let w = g.cell_width_dots * u32::from(t.width_mul);
-    e.text(format!("^FO0,{y}"));
+    e.text(format!("^FO{x},{y}"));
     e.text(format!("^A0N,{h},{w}"));
     let just = match t.align {
         Align::Left => None,
@@ -183,9 +216,7 @@ fn indicium_field(
         Indicium::DataMatrix { data, module_px } if profile.zpl_indicium == ZplIndicium::Native => {
             // The same ≥ 3 dots-a-module rule as everywhere (module_dots scales it with dpi).
             let m = u32::from(*module_px).max(module_dots(profile.dpi));
-            let (_, side, _) =
-                symbol_modules(data).map_err(|err| CompileError::DataMatrix(err.to_string()))?;
-            let full = (side as u32 + 2 * QUIET_MODULES) * m;
+            let full = symbol_width(profile, ind)?;
             if full > pw {
                 return Err(CompileError::ImageTooWide {
                     width_px: full,
@@ -248,11 +279,12 @@ pub fn compile(
     let mut symbol: Option<(Indicium, u32)> = None;
     let mut y = g.line_gap_dots;
     let mut line = 0usize;
+    let cols = text_columns(profile);
     for el in &label.elements {
         match el {
             Element::Text(t) => {
                 line += 1;
-                y += text_field(&mut fields, profile, &g, t, line, y)?;
+                y += text_field(&mut fields, profile, &g, t, line, 0, y, cols)?;
             }
             Element::Address { heading, lines } => {
                 let mut all: Vec<TextLine> = Vec::with_capacity(lines.len() + 1);
@@ -265,7 +297,7 @@ pub fn compile(
                 all.extend(lines.iter().map(|l| TextLine::plain(l)));
                 for t in &all {
                     line += 1;
-                    y += text_field(&mut fields, profile, &g, t, line, y)?;
+                    y += text_field(&mut fields, profile, &g, t, line, 0, y, cols)?;
                 }
             }
             Element::Indicium(ind) => {
@@ -282,16 +314,45 @@ pub fn compile(
                 if symbol.is_some() {
                     return Err(CompileError::TwoIndicia);
                 }
-                // The symbol at the top right (emitted last, as above), the block's lines at
-                // the left on the same rows: a ZPL format prints whole, so the band needs no
-                // page mode.
+                // The top band, placed as on ESC/POS (Element::IndiciumBlock): the symbol at
+                // the top right with its quiet zone (emitted last, as above); beside it the
+                // block, top-aligned, its lines left-aligned with each other, its right edge
+                // the block gap left of the quiet zone. A ZPL format prints whole, so the band
+                // needs no page mode.
                 let mut probe = Enc::default();
                 let (rows, _) = indicium_field(&mut probe, profile, ind, y)?;
                 symbol = Some((ind.clone(), y));
+                let block_cols = block_columns(profile, ind);
+                let block_w = lines
+                    .iter()
+                    .map(|l| {
+                        // At most TEXT_LINE_CHARS_MAX characters (checked per line below).
+                        let chars = l.text.chars().count().min(usize::from(u16::MAX)) as u32;
+                        chars * g.cell_width_dots * u32::from(l.width_mul.max(1))
+                    })
+                    .max()
+                    .unwrap_or(0);
+                let sym_x = profile
+                    .media_width_px
+                    .saturating_sub(symbol_width(profile, ind)?);
+                let block_x = sym_x.saturating_sub(block_gap_dots(profile) + block_w);
                 let mut ty = y;
                 for t in lines {
                     line += 1;
-                    ty += text_field(&mut fields, profile, &g, t, line, ty)?;
+                    let left = TextLine {
+                        align: Align::Left,
+                        ..t.clone()
+                    };
+                    ty += text_field(
+                        &mut fields,
+                        profile,
+                        &g,
+                        &left,
+                        line,
+                        block_x,
+                        ty,
+                        block_cols,
+                    )?;
                 }
                 y += rows.max(ty - y);
             }
