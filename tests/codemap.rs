@@ -150,6 +150,36 @@ fn every_file_has_a_row_in_the_codemap() {
     );
 }
 
+/// Issue 19: a file over about 800 lines says at its top why it is one file ("on purpose" or
+/// "about 800 lines" in its module docs), so a long file is a decision, not an accident.
+#[test]
+fn every_file_over_800_lines_says_why_at_its_top() {
+    const LINES_MAX: usize = 800;
+    let mut files = Vec::new();
+    for dir in ["src", "tests", "benches"] {
+        files_under(&root().join(dir), &mut files);
+    }
+    let unexplained: BTreeSet<String> = files
+        .iter()
+        .filter_map(|f| {
+            let text = std::fs::read_to_string(f).unwrap();
+            let lines = text.lines().count();
+            let top: String = text
+                .lines()
+                .take_while(|l| l.starts_with("//!"))
+                .collect::<Vec<_>>()
+                .join(" ")
+                .to_lowercase();
+            let says_why = top.contains("on purpose") || top.contains("about 800 lines");
+            (lines > LINES_MAX && !says_why).then(|| format!("{} ({lines} lines)", relative(f)))
+        })
+        .collect();
+    assert!(
+        unexplained.is_empty(),
+        "files over {LINES_MAX} lines without a reason at their top: {unexplained:#?}"
+    );
+}
+
 #[test]
 fn every_code_row_is_marked_core_or_shell() {
     let unmarked: Vec<String> = rows()

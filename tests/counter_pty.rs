@@ -14,6 +14,8 @@
 //!    itself, stays on its screens, and the label cut off is voided on the new session;
 //! 8. paper out during a link cut reaches the vendor once the link is back; a refund approved
 //!    at the vendor shows in the balance when the history is next read.
+//!
+//! Long on purpose: one end-to-end scenario per test; shared steps live in `tests/pty_support`.
 
 mod pty_support;
 mod support;

@@ -10,6 +10,8 @@
 //! - the counter's backend (`Command`s in, `Backend` events out) records a basket's tender,
 //!   loads the day and refuses a plain clerk the supervisor's list, and after a restart its
 //!   history comes from the vendor with the items' printed numbers.
+//!
+//! Long on purpose: one scenario per test; shared steps live in `tests/support`.
 
 #[cfg(feature = "postgres")]
 #[path = "support/postgres.rs"]

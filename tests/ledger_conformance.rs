@@ -1,5 +1,8 @@
 //! One conformance suite, run on the SQLite and the PostgreSQL store, plus the reliability
 //! tests: duplicate retries, double spend, audit tampering.
+//!
+//! Long on purpose: the one conformance suite both stores must pass; shared steps live in
+//! `tests/support/ledger.rs`.
 
 #[cfg(feature = "postgres")]
 #[path = "support/postgres.rs"]

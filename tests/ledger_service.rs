@@ -1,5 +1,7 @@
 //! The ledger service through its handle: licensing, payments through the simulator, ACH
 //! returns, the reaper, statements and audit verification.
+//!
+//! Long on purpose: one scenario per test; shared steps live in `tests/support/ledger.rs`.
 
 #[path = "support/ledger.rs"]
 mod support;

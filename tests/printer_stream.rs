@@ -1,5 +1,7 @@
 //! The streamer against the virtual printer on real ptys: full print, link lapse at random
 //! offsets, paper out, a vanishing device, a hung printer, exclusive open.
+//!
+//! Long on purpose: one scenario per test; shared steps live in `tests/printer_support`.
 
 mod printer_support;
 use printer_support::{spawn_emulator, wait_until as wait_for};

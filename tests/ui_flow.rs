@@ -1,4 +1,6 @@
 //! Flow tests of the counter app state machine (sans-I/O: events in, commands out).
+//!
+//! Long on purpose: one flow per test; shared steps live in `tests/ui_support`.
 
 mod ui_support;
 

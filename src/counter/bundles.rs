@@ -18,6 +18,11 @@
 //!
 //! What is on disk is checked again before use ([`Store::installed`] re-verifies the signature
 //! with the pinned release key; [`Store::use_file`] the file's hash).
+//!
+//! Over 800 lines on purpose: one concern, the counter's end of docs/PROTOCOL.md §4.9 — sync,
+//! download, check, keep the last good, stage and try a release. The pure checks already live in
+//! `crate::bundle`; the rest is the order of file operations that makes a swap atomic, which
+//! reads best in one place.
 
 use super::client::{ClientError, REQUEST_TIMEOUT_MS, Session};
 use crate::bundle::{self, BundleError, Kind, Offer, Verified, Version};

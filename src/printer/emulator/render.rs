@@ -7,6 +7,10 @@
 //! effect only when the print position passes them: a process ID is answered once everything
 //! before it printed, a page exists once its cut printed, and a page lists only what printed in
 //! full. [`Renderer::clear_unprinted`] (DLE DC4 fn 8) drops everything not yet printed.
+//!
+//! Over 800 lines on purpose: one print engine, the command set of docs/PRINTING.md developed
+//! into dots (text, raster, native 2-D symbols, page mode, cuts and marks) on one tape; the
+//! parser and the fault model already live beside it.
 
 use font8x8::UnicodeFonts;
 
