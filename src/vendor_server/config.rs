@@ -125,10 +125,10 @@ pub struct VendorConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub postgres_connections_max: Option<usize>,
     /// PostgreSQL only: writer connections, each applying one batch of requests per
-    /// transaction (default 2; 0 = one transaction per request; at most 64).
+    /// transaction (default 3; 0 = one transaction per request; at most 64).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub postgres_batch_writers: Option<usize>,
-    /// PostgreSQL only: most requests in one batch transaction (default 128; 1 ..= 1024).
+    /// PostgreSQL only: most requests in one batch transaction (default 96; 1 ..= 1024).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub postgres_batch_requests_max: Option<usize>,
     /// PostgreSQL only: requests waiting for a writer (default 4096; 1 ..= 65 536).

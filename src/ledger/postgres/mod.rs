@@ -60,8 +60,8 @@ impl Default for PostgresConfig {
         PostgresConfig {
             connections_max: 16,
             serialization_retries_max: 64,
-            batch_writers: 2,
-            batch_requests_max: 128,
+            batch_writers: 3,
+            batch_requests_max: 96,
             batch_queue_requests_max: 4096,
         }
     }
