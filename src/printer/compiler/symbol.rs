@@ -78,6 +78,22 @@ pub(super) fn emit_indicium(
 ) -> Result<Emitted, CompileError> {
     let turn = |b: Bitmap| if rotated { b.rotated_180() } else { b };
     let marks_at = e.offset();
+    // The symbol as one raster image at the right edge, in bands the printer never starves on.
+    let raster = |e: &mut _, bmp: &Bitmap| -> Result<Emitted, CompileError> {
+        raster_marked(
+            e,
+            profile,
+            bmp,
+            right_px(profile, bmp, rotated),
+            pid,
+            RASTER_NORMAL,
+        )?;
+        Ok(Emitted {
+            native: false,
+            marks_at,
+            rows: bmp.height_px(),
+        })
+    };
     match ind {
         Indicium::DataMatrix { data, module_px } => {
             if !(1..=16).contains(module_px) {
@@ -117,36 +133,9 @@ pub(super) fn emit_indicium(
                     rows,
                 });
             }
-            raster_marked(
-                e,
-                profile,
-                &bmp,
-                right_px(profile, &bmp, rotated),
-                pid,
-                RASTER_NORMAL,
-            )?;
-            Ok(Emitted {
-                native: false,
-                marks_at,
-                rows: bmp.height_px(),
-            })
+            raster(e, &bmp)
         }
-        Indicium::Image(bmp) => {
-            let bmp = turn(bmp.clone());
-            raster_marked(
-                e,
-                profile,
-                &bmp,
-                right_px(profile, &bmp, rotated),
-                pid,
-                RASTER_NORMAL,
-            )?;
-            Ok(Emitted {
-                native: false,
-                marks_at,
-                rows: bmp.height_px(),
-            })
-        }
+        Indicium::Image(bmp) => raster(e, &turn(bmp.clone())),
     }
 }
 
