@@ -470,20 +470,53 @@ pub fn sha256(bytes: &[u8]) -> [u8; 32] {
 
 /// A file's length and SHA-256 against its manifest entry.
 pub fn check_file(entry: &FileEntry, bytes: &[u8]) -> Result<(), BundleError> {
-    if bytes.len() as u64 != entry.bytes {
-        return Err(BundleError::WrongLength {
-            file: entry.name.clone(),
-            got: bytes.len() as u64,
-            want: entry.bytes,
-        });
+    let mut check = FileCheck::new(entry);
+    check.update(bytes);
+    check.finish()
+}
+
+/// [`check_file`] fed as the bytes arrive: a counter hashes each chunk of a download as it
+/// reads it, so a large file (a release binary) is never hashed in one go after the last
+/// chunk, and a rollout's counters do not all hash at the same moment either.
+#[derive(Debug, Clone)]
+pub struct FileCheck<'a> {
+    entry: &'a FileEntry,
+    bytes: u64,
+    hasher: Sha256,
+}
+
+impl<'a> FileCheck<'a> {
+    pub fn new(entry: &'a FileEntry) -> Self {
+        FileCheck {
+            entry,
+            bytes: 0,
+            hasher: Sha256::new(),
+        }
     }
-    // Not secret: a plain compare is fine.
-    if sha256(bytes).as_slice() != entry.sha256.as_slice() {
-        return Err(BundleError::WrongHash {
-            file: entry.name.clone(),
-        });
+
+    /// The next bytes of the file.
+    pub fn update(&mut self, chunk: &[u8]) {
+        self.bytes = self.bytes.saturating_add(chunk.len() as u64);
+        self.hasher.update(chunk);
     }
-    Ok(())
+
+    /// The file is whole: its length, then its hash, against the entry.
+    pub fn finish(self) -> Result<(), BundleError> {
+        if self.bytes != self.entry.bytes {
+            return Err(BundleError::WrongLength {
+                file: self.entry.name.clone(),
+                got: self.bytes,
+                want: self.entry.bytes,
+            });
+        }
+        // Not secret: a plain compare is fine.
+        if self.hasher.finalize().as_slice() != self.entry.sha256.as_slice() {
+            return Err(BundleError::WrongHash {
+                file: self.entry.name.clone(),
+            });
+        }
+        Ok(())
+    }
 }
 
 /// The entry a file gets in a manifest.

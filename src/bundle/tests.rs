@@ -84,6 +84,40 @@ fn a_flipped_file_byte_is_refused_naming_the_file() {
 }
 
 #[test]
+fn a_file_checked_chunk_by_chunk_is_judged_as_the_whole() {
+    let whole: Vec<u8> = (0..200_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
+    let entry = entry_for("frank", &whole);
+    let in_chunks = |bytes: &[u8], chunk: usize| {
+        let mut c = FileCheck::new(&entry);
+        for part in bytes.chunks(chunk) {
+            c.update(part);
+        }
+        c.finish()
+    };
+    for chunk in [1, 1000, 65_536, whole.len()] {
+        assert_eq!(in_chunks(&whole, chunk), Ok(()), "chunks of {chunk}");
+    }
+    let mut flipped = whole.clone();
+    flipped[150_000] ^= 0x80;
+    assert_eq!(
+        in_chunks(&flipped, 65_536).unwrap_err().code(),
+        "wrong_hash"
+    );
+    assert_eq!(
+        in_chunks(&whole[..whole.len() - 1], 65_536)
+            .unwrap_err()
+            .code(),
+        "wrong_length"
+    );
+    let mut longer = whole.clone();
+    longer.push(0);
+    assert_eq!(
+        in_chunks(&longer, 65_536).unwrap_err().code(),
+        "wrong_length"
+    );
+}
+
+#[test]
 fn an_older_or_equal_manifest_is_not_taken() {
     let k = key(7);
     let counter = Version::parse("0.1.0").unwrap();

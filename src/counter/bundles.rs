@@ -429,8 +429,8 @@ async fn take(
     let mut files = Vec::new();
     let mut bytes = 0;
     for entry in &verified.manifest.files {
+        // Length and hash were checked chunk by chunk as it arrived (`fetch_file`).
         let got = fetch_with_retries(session, cfg, verified, entry, printing.clone()).await?;
-        bundle::check_file(entry, &got).map_err(|e| Taken::Refused(e.to_string()))?;
         bytes += got.len() as u64;
         files.push((entry.name.clone(), got));
     }
@@ -495,7 +495,8 @@ fn lost(e: impl std::fmt::Display) -> Fetch {
 }
 
 /// One `bundle_file` exchange: the header frame, exactly the manifest's length of bytes at
-/// most `download_bytes_per_s`, then the end of the stream.
+/// most `download_bytes_per_s`, then the end of the stream; the bytes are checked against the
+/// manifest entry (length, SHA-256) chunk by chunk as they arrive.
 async fn fetch_file(
     session: &Session,
     cfg: &BundleConfig,
@@ -567,6 +568,7 @@ async fn fetch_file(
     }
     let want = usize::try_from(entry.bytes).map_err(|_| Fetch::Refused("file too large".into()))?;
     let mut out = Vec::with_capacity(want);
+    let mut check = bundle::FileCheck::new(entry);
     let started = Instant::now();
     let rate = cfg.download_bytes_per_s.max(1);
     while out.len() < want {
@@ -592,6 +594,7 @@ async fn fetch_file(
             ));
         };
         out.extend_from_slice(&chunk.bytes);
+        check.update(&chunk.bytes);
         // Pace: never ahead of `download_bytes_per_s`.
         let due = Duration::from_secs_f64(out.len() as f64 / rate as f64);
         let spent = started.elapsed();
@@ -602,6 +605,7 @@ async fn fetch_file(
     // Nothing may follow the announced length.
     match tokio::time::timeout(read_timeout, recv.read_chunk(1, true)).await {
         Ok(Ok(None)) => {
+            check.finish().map_err(|e| Fetch::Refused(e.to_string()))?;
             BundleTotals::add(&BUNDLE_TOTALS.files, 1);
             BundleTotals::add(&BUNDLE_TOTALS.bytes, out.len() as u64);
             Ok(out)
