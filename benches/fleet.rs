@@ -32,12 +32,16 @@
 //! over the clean steps' slope), or `no clean step`. The goal is 2,000 at 50 ms keepalives. The
 //! last stdout line is JSON.
 //!
-//! Then the bundle phase (issue 17 item 1): the fleet is cut to 100 terminals, a 1 MB release
-//! bundle is published with the real `frank vendor release-key init` and `bundle add`, and all
-//! 100 sync at once through the counter's library side (download at the default rate, verify,
-//! install in a folder each): `bundle_1mb_100_counters_s` (wall time until the last installed
-//! it; goal ≤ 10 s), `bundle_counters_ok`, `bundle_lapses` (lapses among the 100 meanwhile;
-//! goal 0), `bundle_error` when it could not run.
+//! Then the bundle phase (issue 17 item 1): the fleet is cut to 100 terminals (the others'
+//! connections closed, so they are gone at the vendor too), a 1 MB release bundle is published
+//! with the real `frank vendor release-key init` and `bundle add`, and all 100 sync at once
+//! through the counter's library side (download at the default rate, verify, install in a
+//! folder each): `bundle_1mb_100_counters_s` (wall time until the last installed it; goal
+//! ≤ 10 s), `bundle_first_done_s`, `bundle_counters_ok`, `bundle_lapses` (lapses among the 100
+//! seen by the terminals meanwhile; goal 0) with `bundle_lapse_times_s` (when, in s from the
+//! phase's start, and how many so far), `bundle_vendor_lapses` (the same seen by the vendor,
+//! from its metrics endpoint), `bundle_tick_gap_ms_max` (the longest this process took to run a
+//! 10 ms timer: the simulated counters' own starvation), `bundle_error` when it could not run.
 //!
 //! `--quick`: steps 0, 250, 500 with 6 s windows (under two minutes). Full: 0, 250, 500, 1000,
 //! 2000 with 20 s windows. Both ends share this machine's cores and the terminals' side does
@@ -140,7 +144,19 @@ fn slope(points: &[(f64, f64)]) -> f64 {
     if sxx == 0.0 { 0.0 } else { sxy / sxx }
 }
 
-type Rig = support::ChildVendor;
+/// The vendor child process and its metrics endpoint (scraped only around the bundle phase,
+/// so the steps' CPU figures hold no scrape).
+struct Rig {
+    vendor: support::ChildVendor,
+    metrics: SocketAddr,
+}
+
+impl std::ops::Deref for Rig {
+    type Target = support::ChildVendor;
+    fn deref(&self) -> &support::ChildVendor {
+        &self.vendor
+    }
+}
 
 /// Threads of the vendor's runtime (`frank vendor serve --worker-threads`): one, as a front
 /// process per core is deployed (docs/DEPLOY.md §2); `--vendor-threads N` to compare.
@@ -154,12 +170,21 @@ fn vendor_threads() -> String {
 
 async fn rig() -> Rig {
     let threads = vendor_threads();
-    support::child_vendor_with(
+    let metrics = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port");
+    let vendor = support::child_vendor_with(
         "Fleet Bench Post Office",
-        &["--worker-threads", &threads],
+        &[
+            "--worker-threads",
+            &threads,
+            "--metrics",
+            &metrics.to_string(),
+        ],
         |_, _| {},
     )
-    .await
+    .await;
+    Rig { vendor, metrics }
 }
 
 /// Enrolls terminal `i` from its own address, logs in on the same connection, starts its link
@@ -436,6 +461,10 @@ async fn run(quick: bool, steps: &[usize], window_s: u64) {
         "bundle_1mb_100_counters_s": bundle.seconds,
         "bundle_counters_ok": bundle.ok,
         "bundle_lapses": bundle.lapses,
+        "bundle_lapse_times_s": bundle.lapse_times_s,
+        "bundle_vendor_lapses": bundle.vendor_lapses,
+        "bundle_tick_gap_ms_max": bundle.tick_gap_ms_max,
+        "bundle_first_done_s": bundle.first_done_s.is_finite().then_some(bundle.first_done_s),
         "bundle_error": bundle.error,
         "run_s": started.elapsed().as_secs_f64(),
     });
@@ -455,6 +484,15 @@ struct BundleFigures {
     seconds: Option<f64>,
     ok: usize,
     lapses: u64,
+    /// (s from the phase's start, lapses so far) at each change, polled every 10 ms.
+    lapse_times_s: Vec<(f64, u64)>,
+    /// The longest this process's runtime took to run a 10 ms timer meanwhile, in ms: a long
+    /// one means the simulated counters themselves were starved.
+    tick_gap_ms_max: f64,
+    /// Links the vendor saw lapse meanwhile (its `frank_link_lapses_total`).
+    vendor_lapses: u64,
+    /// When the first counter had installed it, in s from the phase's start.
+    first_done_s: f64,
     error: Option<String>,
 }
 
@@ -474,12 +512,24 @@ fn frank_cli(args: &[&str]) -> Result<String, String> {
 /// side (download at the default rate, verify, install in its own folder); the wall time until
 /// the last one installed it, and the lapses among them meanwhile.
 async fn bundle_phase(r: &Rig, held: &mut Vec<Held>) -> BundleFigures {
-    held.truncate(BUNDLE_COUNTERS);
+    // Cut for real: a dropped handle leaves its link's driver (which holds the connection)
+    // running, so the other terminals' connections are closed and go away at the vendor too.
+    for h in held.drain(BUNDLE_COUNTERS.min(held.len())..) {
+        h.link.stop();
+        h.session
+            .conn
+            .conn
+            .close(quinn::VarInt::from_u32(0), b"the bench cut the fleet");
+    }
     let mut fig = BundleFigures {
         counters: held.len(),
         seconds: None,
         ok: 0,
         lapses: 0,
+        lapse_times_s: Vec::new(),
+        vendor_lapses: 0,
+        tick_gap_ms_max: 0.0,
+        first_done_s: f64::INFINITY,
         error: None,
     };
     if held.len() < BUNDLE_COUNTERS {
@@ -561,7 +611,30 @@ async fn bundle_phase(r: &Rig, held: &mut Vec<Held>) -> BundleFigures {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let before = totals(held).lapses;
+    let vendor_before = support::metric(r.metrics, "frank_link_lapses_total");
     let started = Instant::now();
+    // When, in the phase, links lapse (s from its start, lapses so far): the lapses' timing
+    // says what starved the keepalives (the downloads themselves, or the checks and installs
+    // at their end).
+    let watch_links: Vec<_> = held.iter().map(|h| h.link.status.clone()).collect();
+    let (phase_over, over) = tokio::sync::watch::channel(false);
+    let lapse_times = tokio::spawn(async move {
+        let mut seen = 0;
+        let mut at = Vec::new();
+        let mut last_tick = Instant::now();
+        let mut tick_gap_max = Duration::ZERO;
+        while !*over.borrow() && started.elapsed() < Duration::from_secs(BUNDLE_PHASE_S_MAX) {
+            tick_gap_max = tick_gap_max.max(last_tick.elapsed());
+            last_tick = Instant::now();
+            let n: u64 = watch_links.iter().map(|l| l.borrow().lapses).sum::<u64>() - before;
+            if n != seen {
+                seen = n;
+                at.push((started.elapsed().as_secs_f64(), n));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        (at, tick_gap_max.as_secs_f64() * 1e3)
+    });
     let mut tasks = Vec::new();
     for (i, h) in held.iter().enumerate() {
         let session = h.session.clone();
@@ -570,33 +643,57 @@ async fn bundle_phase(r: &Rig, held: &mut Vec<Held>) -> BundleFigures {
         cfg.bundle_bytes_max = 2 * BUNDLE_BYTES as u64;
         tasks.push(tokio::spawn(async move {
             let (_idle, printing) = tokio::sync::watch::channel(false);
-            tokio::time::timeout(
+            let r = tokio::time::timeout(
                 Duration::from_secs(BUNDLE_PHASE_S_MAX),
                 frank::counter::bundles::sync(&session, &cfg, printing),
             )
-            .await
+            .await;
+            (r, started.elapsed().as_secs_f64())
         }));
     }
     let mut errors = Vec::new();
     for t in tasks {
-        match t.await {
-            Ok(Ok(Ok(report))) if report.taken.len() == 1 => fig.ok += 1,
-            Ok(Ok(Ok(report))) => errors.push(format!("{:?}", report.refused)),
-            Ok(Ok(Err(e))) => errors.push(e.to_string()),
-            Ok(Err(_)) => errors.push("timed out".into()),
-            Err(e) => errors.push(e.to_string()),
-        }
+        let done_s = match t.await {
+            Ok((r, done_s)) => {
+                match r {
+                    Ok(Ok(report)) if report.taken.len() == 1 => fig.ok += 1,
+                    Ok(Ok(report)) => errors.push(format!("{:?}", report.refused)),
+                    Ok(Err(e)) => errors.push(e.to_string()),
+                    Err(_) => errors.push("timed out".into()),
+                }
+                done_s
+            }
+            Err(e) => {
+                errors.push(e.to_string());
+                continue;
+            }
+        };
+        fig.first_done_s = fig.first_done_s.min(done_s);
     }
     let seconds = started.elapsed().as_secs_f64();
     fig.lapses = totals(held).lapses - before;
+    // Scraped after a second, so a lapse the vendor saw at the end is counted.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    fig.vendor_lapses =
+        (support::metric(r.metrics, "frank_link_lapses_total") - vendor_before) as u64;
+    phase_over.send_replace(true);
+    (fig.lapse_times_s, fig.tick_gap_ms_max) = lapse_times.await.unwrap_or_default();
     if fig.ok == held.len() {
         fig.seconds = Some(seconds);
     } else {
         fig.error = errors.into_iter().next();
     }
     eprintln!(
-        "bundle: {} bytes to {} counters in {:.2} s ({} ok), lapses among them {}",
-        BUNDLE_BYTES, fig.counters, seconds, fig.ok, fig.lapses
+        "bundle: {} bytes to {} counters in {:.2} s ({} ok, the first after {:.2} s), lapses among them {} (s, lapses so far: {:?}), seen by the vendor {}; this process's 10 ms timer ran up to {:.0} ms apart",
+        BUNDLE_BYTES,
+        fig.counters,
+        seconds,
+        fig.ok,
+        fig.first_done_s,
+        fig.lapses,
+        fig.lapse_times_s,
+        fig.vendor_lapses,
+        fig.tick_gap_ms_max
     );
     fig
 }
