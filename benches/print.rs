@@ -24,6 +24,9 @@
 
 use std::time::{Duration, Instant};
 
+#[path = "../tests/printer_support/mod.rs"]
+mod printer_support;
+
 use frank::link::LinkState;
 use frank::printer::bitmap::Bitmap;
 use frank::printer::compiler::{
@@ -192,16 +195,8 @@ fn print_time(p: &Profile, job: &Job) -> Duration {
 
 /// One lapse: returns (ms from lapse to the streamer returning, job bytes completed after).
 fn lapse_trial(p: &Profile, job: &Job, target: usize) -> (f64, usize) {
-    let emu = Emulator::spawn(p, EmulatorOptions::default()).expect("emulator");
-    let port = PrinterPort::open(emu.device_path(), p, None).expect("open");
-    let (tx, link) = watch::channel(LinkState::Up);
-    let (h, progress) = spawn_job(
-        port,
-        job.clone(),
-        link,
-        StreamConfig::default(),
-        Box::new(NoMilestones),
-    );
+    let emu = printer_support::spawn_emulator(p, None);
+    let (h, progress, tx) = printer_support::start_job(&emu, p, job, StreamConfig::default());
     while progress.borrow().bytes_sent < target && !h.is_finished() {
         std::thread::sleep(Duration::from_micros(50));
     }
@@ -243,6 +238,26 @@ struct VoidStats {
     mismatches: usize,
 }
 
+/// A fresh virtual printer (its pages in a temp folder) streaming `job`; the link lapses `at`
+/// after the start, or not at all when the job ends first. The printer, its folder (kept
+/// while the caller reads the pages) and the outcome.
+fn lapse_after(
+    p: &Profile,
+    job: &Job,
+    at: Duration,
+) -> (EmulatorHandle, tempfile::TempDir, JobOutcome) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let emu = printer_support::spawn_emulator(p, Some(dir.path()));
+    let (h, _, tx) = printer_support::start_job(&emu, p, job, StreamConfig::default());
+    let t0 = Instant::now();
+    while t0.elapsed() < at && !h.is_finished() {
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    tx.send_replace(LinkState::Lapsed);
+    let (_, outcome) = h.join().expect("streamer thread");
+    (emu, dir, outcome)
+}
+
 /// Lapses at uniform random moments in [0, end): clean voids and paper/ledger mismatches.
 fn clean_void_trials(
     p: &Profile,
@@ -254,31 +269,8 @@ fn clean_void_trials(
 ) -> VoidStats {
     let mut st = VoidStats::default();
     for _ in 0..trials {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let emu = Emulator::spawn(
-            p,
-            EmulatorOptions {
-                out_dir: Some(dir.path().to_path_buf()),
-                ..EmulatorOptions::default()
-            },
-        )
-        .expect("emulator");
-        let port = PrinterPort::open(emu.device_path(), p, None).expect("open");
-        let (tx, link) = watch::channel(LinkState::Up);
         let at = end.mul_f64((rng.next() % 10_000) as f64 / 10_000.0);
-        let t0 = Instant::now();
-        let (h, _) = spawn_job(
-            port,
-            job.clone(),
-            link,
-            StreamConfig::default(),
-            Box::new(NoMilestones),
-        );
-        while t0.elapsed() < at && !h.is_finished() {
-            std::thread::sleep(Duration::from_micros(200));
-        }
-        tx.send_replace(LinkState::Lapsed);
-        let (_, outcome) = h.join().expect("streamer thread");
+        let (emu, _dir, outcome) = lapse_after(p, job, at);
         // The VOID page (or the completed label) is cut; wait for its PNG, then let the engine
         // finish anything still printing.
         let t1 = Instant::now();
@@ -348,31 +340,8 @@ fn zpl_void_trials(
 ) -> (usize, usize, usize, usize) {
     let (mut before, mut clean, mut after, mut mismatches) = (0, 0, 0, 0);
     for _ in 0..trials {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let emu = Emulator::spawn(
-            p,
-            EmulatorOptions {
-                out_dir: Some(dir.path().to_path_buf()),
-                ..EmulatorOptions::default()
-            },
-        )
-        .expect("emulator");
-        let port = PrinterPort::open(emu.device_path(), p, None).expect("open");
-        let (tx, link) = watch::channel(LinkState::Up);
         let at = xz_at.mul_f64((rng.next() % 10_000) as f64 / 10_000.0);
-        let t0 = Instant::now();
-        let (h, _) = spawn_job(
-            port,
-            job.clone(),
-            link,
-            StreamConfig::default(),
-            Box::new(NoMilestones),
-        );
-        while t0.elapsed() < at && !h.is_finished() {
-            std::thread::sleep(Duration::from_micros(200));
-        }
-        tx.send_replace(LinkState::Lapsed);
-        let (_, outcome) = h.join().expect("streamer thread");
+        let (emu, _dir, outcome) = lapse_after(p, job, at);
         // Anything the printer would print has had a label's time to do so.
         std::thread::sleep(Duration::from_millis(1500));
         let on_png = png_holds(&emu, payload);

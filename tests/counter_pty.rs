@@ -811,23 +811,7 @@ async fn watcher_on(
     frank::counter::client::Session,
     frank::link::driver::LinkHandle,
 ) {
-    let endpoint = endpoint();
-    let conn = frank::counter::client::connect(&endpoint, addr, key)
-        .await
-        .unwrap();
-    let device_key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
-    let e = conn
-        .enroll(code, "watcher", &device_key, &key)
-        .await
-        .unwrap();
-    let s = conn
-        .login(e.terminal_id, &device_key, CLERK, PASSWORD)
-        .await
-        .unwrap();
-    let link = s.start_link().unwrap();
-    let mut up = link.state.clone();
-    wait_for(&mut up, LONG, "watcher up", |s| *s == LinkState::Up).await;
-    (s, link)
+    support::session_on(addr, key, code, "watcher", CLERK, PASSWORD).await
 }
 
 /// Issue 15: a vendor restarted on SQLite forgets every session. The counter used to end on

@@ -19,7 +19,7 @@ mod pg;
 mod support;
 
 use frank::counter::backend::{self, BackendConfig};
-use frank::counter::client::{ClientError, Session};
+use frank::counter::client::Session;
 use frank::indicium::kinds::{self, Day, Text};
 use frank::indicium::layout::PieceNumber;
 use frank::indicium::{Item, ItemKind};
@@ -37,13 +37,10 @@ const BOSS: &str = "boss";
 const BOSS_PASSWORD: &str = "supervisor password 1";
 const ORIGIN: &str = "10001";
 
+use support::refusal_code as code;
+
 fn rid() -> [u8; 16] {
     rand::random()
-}
-
-fn code(e: &ClientError) -> ErrorCode {
-    e.code()
-        .unwrap_or_else(|| panic!("expected a typed refusal, got {e}"))
 }
 
 fn coupon(cents: u64) -> wire::WireItem {

@@ -12,9 +12,8 @@ use frank::vendor_server::{DB_FILE, DataDir, KEY_FILE};
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
-use tokio::io::AsyncBufReadExt;
 
 /// The value a hostile client sends where a password, card number or CVC belongs.
 const SECRET: u64 = 4_111_111_111_111_111;
@@ -54,34 +53,6 @@ fn init_vendor(dir: &Path) -> (DataDir, String) {
     d.add_clerk(acct.id, support::CLERK, support::PASSWORD, false, 1)
         .unwrap();
     (data, code)
-}
-
-/// `frank vendor serve` logging at info to `log`, returned once it listens.
-async fn serve(data: &Path, addr: SocketAddr, log: &Path) -> tokio::process::Child {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_frank"))
-        .args(["vendor", "serve", "--data"])
-        .arg(data)
-        .args(["--listen", &addr.to_string()])
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(log).unwrap())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    tokio::time::timeout(Duration::from_millis(CHILD_MS_MAX), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if line.contains("vendor listening") {
-                return;
-            }
-        }
-        panic!("vendor exited before listening");
-    })
-    .await
-    .expect("vendor did not start");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    child
 }
 
 fn envelope(kind: &str, body: Value) -> Vec<u8> {
@@ -124,7 +95,7 @@ async fn hostile_values_and_forged_lines_never_reach_the_vendor_log() {
     let (data, code) = init_vendor(&tmp.path().join("vendor"));
     let log = tmp.path().join("vendor.log");
     let addr = free_addr();
-    let mut vendor = serve(&data.path, addr, &log).await;
+    let mut vendor = support::spawn_vendor_serve_logging(&data.path, addr, &[], &log).await;
     let key = data.load().unwrap().public_key;
     let endpoint = support::endpoint();
     let conn = client::connect(&endpoint, addr, key).await.unwrap();
@@ -219,7 +190,13 @@ async fn hostile_values_and_forged_lines_never_reach_the_vendor_log() {
 async fn data_directory_is_private_and_serves_one_vendor() {
     let tmp = tempfile::tempdir().unwrap();
     let (data, _) = init_vendor(&tmp.path().join("vendor"));
-    let first = serve(&data.path, free_addr(), &tmp.path().join("first.log")).await;
+    let first = support::spawn_vendor_serve_logging(
+        &data.path,
+        free_addr(),
+        &[],
+        &tmp.path().join("first.log"),
+    )
+    .await;
     assert_eq!(mode(&data.path), 0o700);
     let mut names = Vec::new();
     for entry in std::fs::read_dir(&data.path).unwrap() {

@@ -6,7 +6,7 @@
 
 mod support;
 
-use frank::counter::client::{self, ClientError, Session};
+use frank::counter::client::{self, Session};
 use frank::indicium::layout::{Indicium, Subject};
 use frank::indicium::render::render_label;
 use frank::indicium::signer::Signer;
@@ -18,20 +18,10 @@ use support::*;
 
 const ORIGIN: &str = "10001";
 
+use support::{refusal as refused, refusal_code as code};
+
 fn rid() -> [u8; 16] {
     rand::random()
-}
-
-fn code(e: &ClientError) -> ErrorCode {
-    e.code()
-        .unwrap_or_else(|| panic!("expected a typed refusal, got {e}"))
-}
-
-fn refused(e: &ClientError) -> &wire::ErrorBody {
-    match e {
-        ClientError::Response(wire::ResponseError::Refused(b)) => b,
-        other => panic!("expected a refusal, got {other}"),
-    }
 }
 
 /// A funded, logged-in counter whose link the vendor sees as Up.

@@ -6,7 +6,7 @@
 mod pg;
 mod support;
 
-use frank::counter::client::{ClientError, Session};
+use frank::counter::client::Session;
 use frank::indicium::{VendorKeys, verify_payload};
 use frank::link::driver::LinkHandle;
 use frank::link::guard::LinkState;
@@ -34,20 +34,10 @@ fn coupon(cents: u64) -> WireItem {
     })
 }
 
+use support::{refusal as refused, refusal_code as code};
+
 fn rid() -> [u8; 16] {
     rand::random()
-}
-
-fn code(e: &ClientError) -> ErrorCode {
-    e.code()
-        .unwrap_or_else(|| panic!("expected a typed refusal, got {e}"))
-}
-
-fn refused(e: &ClientError) -> &wire::ErrorBody {
-    match e {
-        ClientError::Response(wire::ResponseError::Refused(b)) => b,
-        other => panic!("expected a refusal, got {other}"),
-    }
 }
 
 /// A logged-in counter whose link the vendor sees as Up.

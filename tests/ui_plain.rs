@@ -141,16 +141,7 @@ async fn a_postage_label_end_to_end_in_plain_lines() {
         key_ev(KeyCode::Tab, KeyModifiers::NONE),
     ])
     .await;
-    for v in [
-        "94105",
-        "Charles Babbage",
-        "1 Difference Rd",
-        "Apt 2",
-        "Boston",
-        "MA",
-        "02108-1234",
-        "3",
-    ] {
+    for v in &ui_support::POSTAGE_FORM_VALUES[5..] {
         send(keys_of(v)).await;
         send(vec![key_ev(KeyCode::Tab, KeyModifiers::NONE)]).await;
     }

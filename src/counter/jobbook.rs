@@ -733,25 +733,8 @@ fn outcome(job: JobKey, paper: PaperVerdict, complete: bool) -> Record {
     }
 }
 
-/// A streamer milestone, as the book sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Milestone {
-    IndiciumSending,
-    IndiciumSent,
-    IndiciumPrinted,
-    EndPrinted,
-}
-
-impl Milestone {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Milestone::IndiciumSending => "indicium_sending",
-            Milestone::IndiciumSent => "indicium_sent",
-            Milestone::IndiciumPrinted => "indicium_printed",
-            Milestone::EndPrinted => "end_printed",
-        }
-    }
-}
+/// A streamer milestone: the book hears of each in the streamer's own terms.
+pub use crate::printer::streamer::Milestone;
 
 mod hex_16 {
     use serde::{Deserialize, Deserializer, Serializer, de::Error};

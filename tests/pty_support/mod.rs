@@ -2,6 +2,12 @@
 //! pty end-to-end tests and the counter benchmark.
 #![allow(dead_code)]
 
+// ui_support has it too: a target that includes both (the counter bench) gets two copies of
+// one constant, which is harmless.
+#[allow(clippy::duplicate_mod)]
+#[path = "../ui_support/postage_values.rs"]
+mod postage_values;
+
 use portable_pty::{CommandBuilder, PtySize, native_pty_system};
 use std::io::{Read, Write};
 use std::path::Path;
@@ -252,21 +258,7 @@ pub fn wait_for_png(dir: &Path) -> std::path::PathBuf {
 /// On the postage form: fills it and waits for the vendor's live quote; returns that screen.
 pub fn fill_postage(s: &mut Screen) -> String {
     s.wait_for("Weight");
-    for v in [
-        "Ada Lovelace",
-        "12 Analytical Way",
-        "",
-        "San Francisco",
-        "CA",
-        "94105",
-        "Charles Babbage",
-        "1 Difference Rd",
-        "Apt 2",
-        "Boston",
-        "MA",
-        "02108-1234",
-        "3",
-    ] {
+    for v in postage_values::POSTAGE_FORM_VALUES {
         s.typ(v);
         s.send("\t");
     }

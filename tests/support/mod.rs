@@ -237,19 +237,41 @@ pub async fn spawn_vendor_serve(
     addr: SocketAddr,
     args: &[&str],
 ) -> tokio::process::Child {
+    vendor_serve_child(data, addr, args, "error", std::process::Stdio::null()).await
+}
+
+/// [`spawn_vendor_serve`] logging at info, without colours, to the file `log`.
+pub async fn spawn_vendor_serve_logging(
+    data: &std::path::Path,
+    addr: SocketAddr,
+    args: &[&str],
+    log: &std::path::Path,
+) -> tokio::process::Child {
+    let file = std::fs::File::create(log).expect("the vendor's log file");
+    vendor_serve_child(data, addr, args, "info", file.into()).await
+}
+
+async fn vendor_serve_child(
+    data: &std::path::Path,
+    addr: SocketAddr,
+    args: &[&str],
+    rust_log: &str,
+    stderr: std::process::Stdio,
+) -> tokio::process::Child {
     use tokio::io::AsyncBufReadExt;
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_frank"))
         .args(["vendor", "serve", "--data"])
         .arg(data)
         .args(["--listen", &addr.to_string()])
         .args(args)
-        .env("RUST_LOG", "error")
+        .env("RUST_LOG", rust_log)
+        .env("NO_COLOR", "1")
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        .stderr(stderr)
         .kill_on_drop(true)
         .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
+        .expect("frank vendor serve starts");
+    let stdout = child.stdout.take().expect("piped stdout");
     let mut lines = tokio::io::BufReader::new(stdout).lines();
     tokio::time::timeout(Duration::from_millis(VENDOR_START_MS_MAX), async {
         while let Some(line) = lines.next_line().await.unwrap() {
@@ -263,6 +285,20 @@ pub async fn spawn_vendor_serve(
     .expect("vendor did not start");
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     child
+}
+
+/// A refusal's typed code; panics (the test fails) on any other error.
+pub fn refusal_code(e: &client::ClientError) -> frank::wire::ErrorCode {
+    e.code()
+        .unwrap_or_else(|| panic!("expected a typed refusal, got {e}"))
+}
+
+/// A refusal's body; panics (the test fails) on any other error.
+pub fn refusal(e: &client::ClientError) -> &frank::wire::ErrorBody {
+    match e {
+        client::ClientError::Response(frank::wire::ResponseError::Refused(b)) => b,
+        other => panic!("expected a refusal, got {other}"),
+    }
 }
 
 /// A child `frank vendor serve` (killed on drop) on a fresh data directory with one account,

@@ -1,6 +1,9 @@
 //! Helpers for the counter UI tests: drive an App with keys and backend reports.
 #![allow(dead_code)]
 
+mod postage_values;
+pub use postage_values::POSTAGE_FORM_VALUES;
+
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyEventState, KeyModifiers};
 use frank::link::LinkState;
 use frank::link::driver::LinkStatus;
@@ -97,21 +100,7 @@ pub fn signed_in() -> App {
 /// Fills the postage form (focus must be on its first field); returns the commands emitted.
 pub fn fill_postage(app: &mut App) -> Vec<Command> {
     let mut out = Vec::new();
-    for v in [
-        "Ada Lovelace",
-        "12 Analytical Way",
-        "",
-        "San Francisco",
-        "CA",
-        "94105",
-        "Charles Babbage",
-        "1 Difference Rd",
-        "Apt 2",
-        "Boston",
-        "MA",
-        "02108-1234",
-        "3",
-    ] {
+    for v in POSTAGE_FORM_VALUES {
         out.extend(typ(app, v));
         out.extend(press(app, KeyCode::Tab));
     }

@@ -73,12 +73,6 @@ pub(super) struct JournalMilestones {
 
 impl Milestones for JournalMilestones {
     fn reached(&mut self, m: streamer::Milestone) -> Result<(), String> {
-        let m = match m {
-            streamer::Milestone::IndiciumSending => jobbook::Milestone::IndiciumSending,
-            streamer::Milestone::IndiciumSent => jobbook::Milestone::IndiciumSent,
-            streamer::Milestone::IndiciumPrinted => jobbook::Milestone::IndiciumPrinted,
-            streamer::Milestone::EndPrinted => jobbook::Milestone::EndPrinted,
-        };
         let mut books = self
             .books
             .lock()

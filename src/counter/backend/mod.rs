@@ -20,8 +20,8 @@
 use super::client::{self, ClientError, Session};
 use super::headless::{self, HeadlessOptions};
 use super::jobbook::{
-    self, Answer, JobBook, JobKey, PaperVerdict, Record, Refusal, RequestIds, Resync, Send,
-    Settlement, Stage,
+    Answer, JobBook, JobKey, PaperVerdict, Record, Refusal, RequestIds, Resync, Send, Settlement,
+    Stage,
 };
 use super::journal::{Journal, JournalError};
 use super::printouts::{self, KeptReceipt, ReceiptBook};

@@ -247,17 +247,9 @@ pub(super) fn overlay_account<'o>(
     overlay: &'o mut Overlay,
     id: AccountId,
 ) -> Result<Option<&'o Account>, StoreError> {
-    use std::collections::hash_map::Entry;
-    match overlay.accounts.entry(id) {
-        Entry::Occupied(e) => Ok(Some(e.into_mut())),
-        Entry::Vacant(e) => {
-            let found = match pending.accounts.get(&id) {
-                Some((_, a)) => Some(a.clone()),
-                None => get_account(conn, id)?,
-            };
-            Ok(found.map(|a| &*e.insert(a)))
-        }
-    }
+    through_overlay(&mut overlay.accounts, &pending.accounts, id, || {
+        get_account(conn, id)
+    })
 }
 
 pub(super) fn overlay_piece<'o>(
@@ -266,15 +258,33 @@ pub(super) fn overlay_piece<'o>(
     overlay: &'o mut Overlay,
     id: PieceId,
 ) -> Result<Option<&'o Piece>, StoreError> {
+    through_overlay(&mut overlay.pieces, &pending.pieces, id, || {
+        get_piece(conn, id)
+    })
+}
+
+/// A row as this batch sees it: the batch's own copy when it has one, else the newest from a
+/// batch being committed (`pending`), else the database's (`load`) — copied into the batch's
+/// overlay either way, so the batch reads and changes one copy.
+fn through_overlay<'o, K, V>(
+    overlay: &'o mut HashMap<K, V>,
+    pending: &HashMap<K, (u64, V)>,
+    id: K,
+    load: impl FnOnce() -> Result<Option<V>, StoreError>,
+) -> Result<Option<&'o V>, StoreError>
+where
+    K: std::hash::Hash + Eq,
+    V: Clone,
+{
     use std::collections::hash_map::Entry;
-    match overlay.pieces.entry(id) {
+    match overlay.entry(id) {
         Entry::Occupied(e) => Ok(Some(e.into_mut())),
         Entry::Vacant(e) => {
-            let found = match pending.pieces.get(&id) {
-                Some((_, p)) => Some(p.clone()),
-                None => get_piece(conn, id)?,
+            let found = match pending.get(e.key()) {
+                Some((_, v)) => Some(v.clone()),
+                None => load()?,
             };
-            Ok(found.map(|p| &*e.insert(p)))
+            Ok(found.map(|v| &*e.insert(v)))
         }
     }
 }

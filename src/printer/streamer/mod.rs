@@ -185,6 +185,18 @@ pub enum Milestone {
     EndPrinted,
 }
 
+impl Milestone {
+    /// Its name in the counter's journal and log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Milestone::IndiciumSending => "indicium_sending",
+            Milestone::IndiciumSent => "indicium_sent",
+            Milestone::IndiciumPrinted => "indicium_printed",
+            Milestone::EndPrinted => "end_printed",
+        }
+    }
+}
+
 /// A synchronous observer, called on the streaming thread; the streamer waits for it. The
 /// counter fsyncs a journal record in it before the indicium's first byte goes out.
 /// An `Err` from any call stops the job as a link lapse does (cancel, then the outcome says

@@ -558,14 +558,7 @@ pub fn type_key(app: &mut App, code: KeyCode) -> bool {
     if app.basket.phase != BasketPhase::Paying || app.basket.recording {
         return false;
     }
-    let Some(field) = app.basket.tender.focused_mut() else {
-        return false;
-    };
-    let changed = match code {
-        KeyCode::Char(c) => field.type_char(c),
-        KeyCode::Backspace => field.backspace(),
-        _ => false,
-    };
+    let changed = super::type_into(&mut app.basket.tender, code);
     if changed {
         app.basket.set_visibility();
     }

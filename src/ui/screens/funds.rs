@@ -244,14 +244,7 @@ pub fn type_key(app: &mut App, code: KeyCode) -> bool {
     {
         return false; // the price of the item being paid for is not editable
     }
-    let Some(field) = f.form.focused_mut() else {
-        return false;
-    };
-    let changed = match code {
-        KeyCode::Char(c) => field.type_char(c),
-        KeyCode::Backspace => field.backspace(),
-        _ => false,
-    };
+    let changed = super::type_into(&mut f.form, code);
     if changed {
         f.changed();
     }

@@ -299,14 +299,7 @@ fn reprint(app: &mut App, _: Action, out: &mut Vec<Command>) {
 }
 
 pub fn type_key(app: &mut App, code: KeyCode) -> bool {
-    let Some(field) = app.history_view.filter.focused_mut() else {
-        return false;
-    };
-    let changed = match code {
-        KeyCode::Char(c) => field.type_char(c),
-        KeyCode::Backspace => field.backspace(),
-        _ => false,
-    };
+    let changed = super::type_into(&mut app.history_view.filter, code);
     if changed {
         app.history_view.selected = 0;
     }

@@ -218,14 +218,7 @@ fn nav(app: &mut App, action: Action, _: &mut Vec<Command>) {
 }
 
 pub fn type_key(app: &mut App, code: KeyCode) -> bool {
-    let Some(field) = app.item_form.form.focused_mut() else {
-        return false;
-    };
-    let changed = match code {
-        KeyCode::Char(c) => field.type_char(c),
-        KeyCode::Backspace => field.backspace(),
-        _ => false,
-    };
+    let changed = super::type_into(&mut app.item_form.form, code);
     if changed {
         app.validate_item_form();
     }

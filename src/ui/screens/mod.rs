@@ -22,6 +22,7 @@ use super::form::{FieldKey, Form};
 use super::hits::Hits;
 use super::keys::Action;
 use super::theme::Role;
+use crossterm::event::KeyCode;
 use ratatui::Frame;
 use ratatui::layout::Rect;
 use ratatui::widgets::Block;
@@ -91,6 +92,19 @@ pub fn nav<K: FieldKey>(form: &mut Form<K>, action: Action) -> bool {
         _ => {}
     }
     false
+}
+
+/// Types a key into the focused field of `form` (a character, or Backspace); returns whether
+/// its value changed. The one place a typed key reaches a form's field.
+pub fn type_into<K: FieldKey>(form: &mut Form<K>, code: KeyCode) -> bool {
+    let Some(field) = form.focused_mut() else {
+        return false;
+    };
+    match code {
+        KeyCode::Char(c) => field.type_char(c),
+        KeyCode::Backspace => field.backspace(),
+        _ => false,
+    }
 }
 
 /// The key table of the screen shown.

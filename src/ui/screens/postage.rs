@@ -390,14 +390,7 @@ fn back(app: &mut App, _: Action, _: &mut Vec<Command>) {
 }
 
 pub fn type_key(app: &mut App, code: KeyCode, out: &mut Vec<Command>) -> bool {
-    let Some(field) = app.postage.form.focused_mut() else {
-        return false;
-    };
-    let changed = match code {
-        KeyCode::Char(c) => field.type_char(c),
-        KeyCode::Backspace => field.backspace(),
-        _ => false,
-    };
+    let changed = super::type_into(&mut app.postage.form, code);
     if changed {
         app.postage_changed(out);
     }

@@ -59,14 +59,7 @@ fn nav(app: &mut App, action: Action, _: &mut Vec<Command>) {
 }
 
 pub fn type_key(app: &mut App, code: KeyCode) -> bool {
-    let Some(field) = app.sign_in.form.focused_mut() else {
-        return false;
-    };
-    match code {
-        KeyCode::Char(c) => field.type_char(c),
-        KeyCode::Backspace => field.backspace(),
-        _ => false,
-    }
+    super::type_into(&mut app.sign_in.form, code)
 }
 
 fn submit(app: &mut App, _: Action, out: &mut Vec<Command>) {
