@@ -57,9 +57,17 @@ fn standard_pem(key: &SigningKey) -> anyhow::Result<zeroize::Zeroizing<String>> 
     .context("encoding the key as PKCS#8")
 }
 
+/// A new Ed25519 signing key: its 32 secret bytes straight from the operating system
+/// ([`crate::clock::fill_from_os`], no userspace generator), the copy of them wiped after use.
+pub fn new_signing_key() -> std::io::Result<SigningKey> {
+    let mut secret = zeroize::Zeroizing::new([0u8; ed25519_dalek::SECRET_KEY_LENGTH]);
+    crate::clock::fill_from_os(&mut secret[..])?;
+    Ok(SigningKey::from_bytes(&secret))
+}
+
 /// Creates a new key file (fails if it exists), mode 0600.
 pub fn create_key_file(path: &Path) -> anyhow::Result<SigningKey> {
-    let key = SigningKey::generate(&mut rand::rngs::OsRng);
+    let key = new_signing_key().context("reading random bytes for a new key")?;
     let pem = standard_pem(&key)?;
     let mut f = fs::OpenOptions::new()
         .write(true)

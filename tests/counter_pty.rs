@@ -815,7 +815,7 @@ async fn watcher_on(
     let conn = frank::counter::client::connect(&endpoint, addr, key)
         .await
         .unwrap();
-    let device_key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+    let device_key = frank::identity::new_signing_key().unwrap();
     let e = conn
         .enroll(code, "watcher", &device_key, &key)
         .await
