@@ -92,4 +92,20 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(3));
         assert!(fresh_request_id().to_bytes() > first.to_bytes());
     }
+
+    #[test]
+    fn os_random_bytes_fill_the_buffer_and_do_not_repeat() {
+        let mut a = [0u8; 32];
+        let mut b = [0u8; 32];
+        fill_from_os(&mut a).unwrap();
+        fill_from_os(&mut b).unwrap();
+        assert_ne!(a, [0u8; 32]);
+        assert_ne!(a, b);
+        let mut long = vec![0u8; 1 << 16];
+        fill_from_os(&mut long).unwrap();
+        assert!(
+            long[long.len() - 32..] != [0u8; 32],
+            "the whole buffer is filled"
+        );
+    }
 }

@@ -168,6 +168,17 @@ mod tests {
     }
 
     #[test]
+    fn new_keys_are_fresh_and_sign() {
+        use ed25519_dalek::{Signer, Verifier};
+        let a = new_signing_key().unwrap();
+        let b = new_signing_key().unwrap();
+        assert_ne!(a.to_bytes(), b.to_bytes());
+        let sig = a.sign(b"postage");
+        assert!(a.verifying_key().verify(b"postage", &sig).is_ok());
+        assert!(b.verifying_key().verify(b"postage", &sig).is_err());
+    }
+
+    #[test]
     fn fingerprints_parse_back() {
         let k = SigningKey::from_bytes(&[5; 32]).verifying_key();
         let fp = fingerprint(&k);
