@@ -105,7 +105,7 @@ async fn try_enroll_from(r: &Rig, name: &str, endpoint: quinn::Endpoint) -> Opti
     let conn = with_deadline(client::connect(&endpoint, r.addr, r.key))
         .await?
         .ok()?;
-    let device_key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+    let device_key = frank::identity::new_signing_key().unwrap();
     let e = with_deadline(conn.enroll(&r.code, name, &device_key, &r.key))
         .await?
         .ok()?;
@@ -138,7 +138,7 @@ async fn enroll_from(r: &Rig, name: &str, endpoint: quinn::Endpoint) -> Terminal
     let conn = client::connect(&endpoint, r.addr, r.key)
         .await
         .expect("connect");
-    let device_key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+    let device_key = frank::identity::new_signing_key().unwrap();
     let e = conn
         .enroll(&r.code, name, &device_key, &r.key)
         .await

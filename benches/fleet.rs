@@ -192,7 +192,7 @@ async fn rig() -> Rig {
 async fn terminal(r: &Rig, i: usize) -> anyhow::Result<Held> {
     let endpoint = client::client_endpoint(source(i))?;
     let conn = client::connect(&endpoint, r.addr, r.key).await?;
-    let device_key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+    let device_key = frank::identity::new_signing_key().unwrap();
     let e = conn
         .enroll(&r.code, &format!("fleet-{i}"), &device_key, &r.key)
         .await?;

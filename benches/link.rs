@@ -114,7 +114,7 @@ async fn async_main(mode: Mode, verified_per_s: f64, quick: bool) -> anyhow::Res
     let proxy = FaultProxy::start("127.0.0.1:0".parse()?, server.local_addr()?).await?;
     let endpoint = client::client_endpoint("127.0.0.1:0".parse()?)?;
     let conn = client::connect(&endpoint, proxy.local_addr(), server.public_key()).await?;
-    let device = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+    let device = frank::identity::new_signing_key().unwrap();
     let e = conn
         .enroll(&code, "bench", &device, &server.public_key())
         .await?;

@@ -4,6 +4,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use rand::TryRng;
+
 use crate::ledger::RequestId;
 
 /// Milliseconds since the Unix epoch (the wire's `*_time_ms`, records, requests). A clock set
@@ -24,6 +26,16 @@ pub fn fresh_request_id() -> RequestId {
 /// A fresh random request id (for callers that do not retry, like the reaper).
 pub fn random_request_id() -> RequestId {
     RequestId(rand::random())
+}
+
+/// Fills `buf` straight from the operating system's random source (`getrandom(2)` on Linux,
+/// through rand's stateless `SysRng`) — for key material, password salts, enrollment codes and
+/// shredding. On purpose not `rand::rng()`: no userspace generator state sits between the
+/// kernel and a secret. A failing source is an error passed on, never bytes made up.
+pub fn fill_from_os(buf: &mut [u8]) -> std::io::Result<()> {
+    rand::rngs::SysRng
+        .try_fill_bytes(buf)
+        .map_err(std::io::Error::from)
 }
 
 /// Where a service gets the time from.
@@ -79,5 +91,21 @@ mod tests {
         assert_eq!(same_ms.len(), 1000);
         std::thread::sleep(std::time::Duration::from_millis(3));
         assert!(fresh_request_id().to_bytes() > first.to_bytes());
+    }
+
+    #[test]
+    fn os_random_bytes_fill_the_buffer_and_do_not_repeat() {
+        let mut a = [0u8; 32];
+        let mut b = [0u8; 32];
+        fill_from_os(&mut a).unwrap();
+        fill_from_os(&mut b).unwrap();
+        assert_ne!(a, [0u8; 32]);
+        assert_ne!(a, b);
+        let mut long = vec![0u8; 1 << 16];
+        fill_from_os(&mut long).unwrap();
+        assert!(
+            long[long.len() - 32..] != [0u8; 32],
+            "the whole buffer is filled"
+        );
     }
 }

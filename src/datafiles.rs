@@ -99,7 +99,6 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 /// or backups older copies may survive: docs/DEPLOY.md says so; a key that ever lay in a file
 /// is only as secret as every copy of it.
 pub fn shred(path: &Path) -> anyhow::Result<()> {
-    use rand::RngCore;
     let len = usize::try_from(fs::metadata(path)?.len())
         .with_context(|| format!("{} is too large to overwrite", path.display()))?;
     let mut f = OpenOptions::new()
@@ -107,7 +106,8 @@ pub fn shred(path: &Path) -> anyhow::Result<()> {
         .open(path)
         .with_context(|| format!("opening {} to overwrite it", path.display()))?;
     let mut noise = vec![0u8; len];
-    rand::rngs::OsRng.fill_bytes(&mut noise);
+    crate::clock::fill_from_os(&mut noise)
+        .with_context(|| format!("reading random bytes to overwrite {}", path.display()))?;
     for pass in [noise, vec![0u8; len]] {
         f.seek(std::io::SeekFrom::Start(0))?;
         f.write_all(&pass)?;

@@ -3,7 +3,7 @@
 //! directions. Each client address gets its own upstream socket.
 
 use anyhow::Context;
-use rand::Rng;
+use rand::RngExt;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -243,18 +243,23 @@ impl Relay {
         let f = self.handle.faults();
         let c = &self.handle.counters;
         let (drop, flip, copies, delay_ms) = {
-            let mut rng = rand::thread_rng();
-            let drop = f.cut || rng.gen_bool(f.drop_rate.clamp(0.0, 1.0));
-            let flip = (!data.is_empty() && rng.gen_bool(f.corrupt_rate.clamp(0.0, 1.0)))
-                .then(|| (rng.gen_range(0..data.len()), 1u8 << rng.gen_range(0..8)));
-            let copies = if rng.gen_bool(f.duplicate_rate.clamp(0.0, 1.0)) {
+            let mut rng = rand::rng();
+            let drop = f.cut || rng.random_bool(f.drop_rate.clamp(0.0, 1.0));
+            let flip =
+                (!data.is_empty() && rng.random_bool(f.corrupt_rate.clamp(0.0, 1.0))).then(|| {
+                    (
+                        rng.random_range(0..data.len()),
+                        1u8 << rng.random_range(0..8),
+                    )
+                });
+            let copies = if rng.random_bool(f.duplicate_rate.clamp(0.0, 1.0)) {
                 2
             } else {
                 1
             };
             let mut delay_ms = f.delay_ms;
-            if f.reorder_ms_max > 0 && rng.gen_bool(f.reorder_rate.clamp(0.0, 1.0)) {
-                delay_ms += rng.gen_range(1..=f.reorder_ms_max);
+            if f.reorder_ms_max > 0 && rng.random_bool(f.reorder_rate.clamp(0.0, 1.0)) {
+                delay_ms += rng.random_range(1..=f.reorder_ms_max);
             }
             (drop, flip, copies, delay_ms)
         };

@@ -57,9 +57,17 @@ fn standard_pem(key: &SigningKey) -> anyhow::Result<zeroize::Zeroizing<String>> 
     .context("encoding the key as PKCS#8")
 }
 
+/// A new Ed25519 signing key: its 32 secret bytes straight from the operating system
+/// ([`crate::clock::fill_from_os`], no userspace generator), the copy of them wiped after use.
+pub fn new_signing_key() -> std::io::Result<SigningKey> {
+    let mut secret = zeroize::Zeroizing::new([0u8; ed25519_dalek::SECRET_KEY_LENGTH]);
+    crate::clock::fill_from_os(&mut secret[..])?;
+    Ok(SigningKey::from_bytes(&secret))
+}
+
 /// Creates a new key file (fails if it exists), mode 0600.
 pub fn create_key_file(path: &Path) -> anyhow::Result<SigningKey> {
-    let key = SigningKey::generate(&mut rand::rngs::OsRng);
+    let key = new_signing_key().context("reading random bytes for a new key")?;
     let pem = standard_pem(&key)?;
     let mut f = fs::OpenOptions::new()
         .write(true)
@@ -157,6 +165,17 @@ mod tests {
             0o600
         );
         assert_eq!(load_key_file(&p).unwrap().to_bytes(), k.to_bytes());
+    }
+
+    #[test]
+    fn new_keys_are_fresh_and_sign() {
+        use ed25519_dalek::{Signer, Verifier};
+        let a = new_signing_key().unwrap();
+        let b = new_signing_key().unwrap();
+        assert_ne!(a.to_bytes(), b.to_bytes());
+        let sig = a.sign(b"postage");
+        assert!(a.verifying_key().verify(b"postage", &sig).is_ok());
+        assert!(b.verifying_key().verify(b"postage", &sig).is_err());
     }
 
     #[test]

@@ -53,7 +53,7 @@ async fn term(v: &Vendor, addr: SocketAddr, name: &str, clerk: &str, password: &
     let conn = frank::counter::client::connect(&endpoint, addr, v.key)
         .await
         .unwrap();
-    let device_key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+    let device_key = frank::identity::new_signing_key().unwrap();
     let e = conn
         .enroll(&v.code, name, &device_key, &v.key)
         .await
@@ -301,7 +301,7 @@ async fn a_monitor_subscriber_that_never_reads_loses_its_slot_at_the_write_timeo
     let conn = frank::counter::client::connect_with_transport(&endpoint, v.addr, v.key, transport)
         .await
         .unwrap();
-    let device_key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+    let device_key = frank::identity::new_signing_key().unwrap();
     let e = conn
         .enroll(&v.code, "stalled-desk", &device_key, &v.key)
         .await

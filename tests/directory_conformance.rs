@@ -213,6 +213,17 @@ fn clerks_hash_passwords_and_reject_bad_names(b: &Backend) {
     assert!(!format!("{c:?}").contains("argon2"));
     assert!(verify_password("correct horse", &c.password_hash));
     assert!(!verify_password("wrong horse", &c.password_hash));
+    // `$argon2id$v=19$m=…,t=…,p=…$SALT$HASH`: a 16-byte salt (22 B64 characters), fresh per hash.
+    let salt = |hash: &str| hash.split('$').nth(4).unwrap().to_string();
+    assert_eq!(salt(&c.password_hash).len(), 22, "{}", c.password_hash);
+    let same_password = d
+        .add_clerk(acct.id, "dave", "correct horse", false, 1)
+        .unwrap();
+    assert_ne!(salt(&same_password.password_hash), salt(&c.password_hash));
+    assert!(verify_password(
+        "correct horse",
+        &same_password.password_hash
+    ));
     assert!(
         d.add_clerk(acct.id, "alice", "correct horse", false, 1)
             .unwrap_err()

@@ -19,7 +19,7 @@ fn data_dir(v: &Vendor) -> std::path::PathBuf {
 }
 
 fn key() -> ed25519_dalek::SigningKey {
-    ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng)
+    frank::identity::new_signing_key().unwrap()
 }
 
 #[tokio::test]

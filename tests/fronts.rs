@@ -98,7 +98,7 @@ async fn connect(f: &Fronts, front: SocketAddr) -> (quinn::Endpoint, VendorConn)
 
 async fn enroll(f: &Fronts, front: SocketAddr, name: &str) -> (u64, ed25519_dalek::SigningKey) {
     let (_e, conn) = connect(f, front).await;
-    let device_key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+    let device_key = frank::identity::new_signing_key().unwrap();
     let e = conn
         .enroll(&f.code, name, &device_key, &f.key)
         .await

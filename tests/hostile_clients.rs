@@ -114,7 +114,7 @@ async fn a_connection_that_never_logs_in_is_closed_at_the_login_deadline_issue_1
     let idle = client::connect(&hostile, v.addr, v.key).await.unwrap();
     // Enrolling is not logging in.
     let enrolled = client::connect(&hostile, v.addr, v.key).await.unwrap();
-    let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+    let key = frank::identity::new_signing_key().unwrap();
     enrolled
         .enroll(&v.code, "never-logs-in", &key, &v.key)
         .await

@@ -274,7 +274,7 @@ async fn crash_cycles(
     for n in 0..TERMINALS {
         let endpoint = support::endpoint();
         let conn = client::connect(&endpoint, addr, key).await.unwrap();
-        let device_key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+        let device_key = frank::identity::new_signing_key().unwrap();
         let e = conn
             .enroll(&code, &format!("crash-{n}"), &device_key, &key)
             .await

@@ -71,7 +71,7 @@ async fn enrollment_and_login_refusals_are_typed() {
     let v = vendor().await;
     let endpoint = endpoint();
     let conn = client::connect(&endpoint, v.addr, v.key).await.unwrap();
-    let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+    let key = frank::identity::new_signing_key().unwrap();
 
     let err = conn
         .enroll("not-the-code", "t", &key, &v.key)
@@ -83,7 +83,7 @@ async fn enrollment_and_login_refusals_are_typed() {
     assert_eq!(err.code(), Some(ErrorCode::UnknownTerminal));
 
     let e = conn.enroll(&v.code, "t", &key, &v.key).await.unwrap();
-    let other_key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+    let other_key = frank::identity::new_signing_key().unwrap();
     let err = conn
         .login(e.terminal_id, &other_key, CLERK, PASSWORD)
         .await
@@ -492,7 +492,7 @@ async fn resume_needs_the_session_secret_and_a_known_session() {
     unknown.session_id ^= 0xffff;
     let err = conn2.resume(&unknown, &c.device_key).await.unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::UnknownSession));
-    let other_device = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+    let other_device = frank::identity::new_signing_key().unwrap();
     let err = conn2.resume(&s, &other_device).await.unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::UnknownTerminal));
     let resumed = conn2.resume(&s, &c.device_key).await.unwrap();

@@ -158,7 +158,7 @@ async fn the_metrics_endpoint_is_scraped_parsed_and_moves_with_the_work() {
     // A terminal enrolls, is refused once, logs in and keeps its link up.
     let endpoint = support::endpoint();
     let conn = client::connect(&endpoint, v.addr, v.key).await.unwrap();
-    let device = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+    let device = frank::identity::new_signing_key().unwrap();
     let enrolled = conn
         .enroll(&v.code, "counter-1", &device, &v.key)
         .await

@@ -198,7 +198,7 @@ async fn start_terminal(
     let vendor = cfg.vendors[front];
     let endpoint = client::endpoint_for(vendor)?;
     let conn = client::connect(&endpoint, vendor, cfg.pinned).await?;
-    let device_key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+    let device_key = crate::identity::new_signing_key()?;
     let e = conn
         .enroll(&cfg.code, &format!("loadgen-{n}"), &device_key, &cfg.pinned)
         .await?;

@@ -57,8 +57,9 @@ impl KeySigner {
         KeySigner::from_key(SigningKey::from_bytes(seed))
     }
 
-    pub fn generate() -> KeySigner {
-        KeySigner::from_key(SigningKey::generate(&mut rand::rngs::OsRng))
+    /// A new key ([`crate::identity::new_signing_key`]: its secret from the operating system).
+    pub fn generate() -> std::io::Result<KeySigner> {
+        Ok(KeySigner::from_key(crate::identity::new_signing_key()?))
     }
 
     pub fn from_key(key: SigningKey) -> KeySigner {
@@ -162,7 +163,7 @@ impl FileSigner {
             path: path.to_path_buf(),
             source,
         };
-        let inner = KeySigner::generate();
+        let inner = KeySigner::generate().map_err(io)?;
         let pem = inner
             .key
             .to_pkcs8_pem(LineEnding::LF)

@@ -14,7 +14,7 @@
 use super::lockout;
 use anyhow::{Context, bail};
 use argon2::Argon2;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt, SaltString};
 use sha2::{Digest, Sha256};
 use std::path::Path;
 use tokio::sync::{mpsc, oneshot};
@@ -142,7 +142,12 @@ pub fn hash_password(password: &str) -> anyhow::Result<String> {
     if password.len() < PASSWORD_BYTES_MIN {
         bail!("password must be at least {PASSWORD_BYTES_MIN} characters");
     }
-    let salt = SaltString::generate(&mut rand::rngs::OsRng);
+    // What `SaltString::generate` does (16 bytes, B64), with the bytes from the operating
+    // system: password-hash 0.5 takes a rand_core 0.6 generator, which rand 0.10 is not.
+    let mut salt_bytes = [0u8; Salt::RECOMMENDED_LENGTH];
+    crate::clock::fill_from_os(&mut salt_bytes).context("reading random bytes for a salt")?;
+    let salt = SaltString::encode_b64(&salt_bytes)
+        .map_err(|e| anyhow::anyhow!("encoding the password's salt: {e}"))?;
     Ok(Argon2::default()
         .hash_password(password.as_bytes(), &salt)
         .map_err(|e| anyhow::anyhow!("hashing password: {e}"))?
@@ -292,9 +297,9 @@ pub struct Directory {
 }
 
 /// A fresh random enrollment code: the code to show once and what the store keeps.
-fn new_code(policy: CodePolicy, now_ms: u64) -> (IssuedCode, StoredCode) {
+fn new_code(policy: CodePolicy, now_ms: u64) -> anyhow::Result<(IssuedCode, StoredCode)> {
     let mut raw = [0u8; ENROLLMENT_CODE_BYTES];
-    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut raw);
+    crate::clock::fill_from_os(&mut raw).context("reading random bytes for an enrollment code")?;
     let code = hex::encode(raw);
     let expires_ms = now_ms.saturating_add(policy.valid_ms);
     let stored = StoredCode {
@@ -302,14 +307,14 @@ fn new_code(policy: CodePolicy, now_ms: u64) -> (IssuedCode, StoredCode) {
         expires_ms,
         uses: policy.uses,
     };
-    (
+    Ok((
         IssuedCode {
             code,
             expires_ms,
             uses: policy.uses,
         },
         stored,
-    )
+    ))
 }
 
 impl Directory {
@@ -364,7 +369,7 @@ impl Directory {
         if crate::logtext::has_control(name) {
             bail!("account name must not contain control characters (newline, tab, escape codes)");
         }
-        let (issued, stored) = new_code(CodePolicy::default(), now_ms);
+        let (issued, stored) = new_code(CodePolicy::default(), now_ms)?;
         let id = self.store.insert_account(name, &stored, now_ms)?;
         Ok((
             Account {
@@ -395,7 +400,7 @@ impl Directory {
                 ENROLLMENT_CODE_VALID_MS_MAX / 86_400_000
             );
         }
-        let (issued, stored) = new_code(policy, now_ms);
+        let (issued, stored) = new_code(policy, now_ms)?;
         if !self.store.replace_codes(account_id, &stored, now_ms)? {
             bail!("no account {account_id}; see `frank vendor account list`");
         }

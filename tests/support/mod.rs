@@ -155,7 +155,7 @@ pub struct Counter {
 pub async fn enrolled_counter(v: &Vendor, addr: SocketAddr) -> Counter {
     let endpoint = endpoint();
     let conn = client::connect(&endpoint, addr, v.key).await.unwrap();
-    let device_key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+    let device_key = frank::identity::new_signing_key().unwrap();
     let e = conn
         .enroll(&v.code, "counter-1", &device_key, &v.key)
         .await
@@ -358,7 +358,7 @@ pub async fn funded_terminal(
     use frank::link::guard::LinkState;
     let endpoint = endpoint();
     let conn = client::connect(&endpoint, addr, key).await.unwrap();
-    let device_key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+    let device_key = frank::identity::new_signing_key().unwrap();
     let e = conn.enroll(code, name, &device_key, &key).await.unwrap();
     let s = conn
         .login(e.terminal_id, &device_key, CLERK, PASSWORD)
@@ -404,7 +404,7 @@ pub async fn session_on(
     use frank::link::guard::LinkState;
     let endpoint = endpoint();
     let conn = client::connect(&endpoint, addr, key).await.unwrap();
-    let device_key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+    let device_key = frank::identity::new_signing_key().unwrap();
     let e = conn.enroll(code, name, &device_key, &key).await.unwrap();
     let s = conn
         .login(e.terminal_id, &device_key, clerk, password)
