@@ -504,3 +504,35 @@ async fn resume_needs_the_session_secret_and_a_known_session() {
         .unwrap();
     assert!(closed.to_string().contains("superseded"), "{closed}");
 }
+
+/// A counter that lets go of its session and link handle closes the connection: the link's
+/// driver ends with its last handle (it held a clone of the connection, and its keepalives
+/// kept a forgotten connection alive at the vendor for good).
+#[tokio::test]
+async fn a_dropped_session_and_link_handle_close_their_connection() {
+    let v = vendor().await;
+    let (s, link) = session_on(v.addr, v.key, &v.code, "let-go", CLERK, PASSWORD).await;
+    let deadline = Instant::now() + LONG;
+    while v.server.sessions_live() != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the vendor never saw the session"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A clone held elsewhere keeps the driver going.
+    let clone = link.clone();
+    drop(link);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(clone.state.borrow().clone(), LinkState::Up);
+    drop(clone);
+    drop(s);
+    let deadline = Instant::now() + LONG;
+    while v.server.sessions_live() != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the connection stayed open after its session and link handle were dropped"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

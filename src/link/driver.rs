@@ -130,7 +130,10 @@ pub fn gap_quantile_ms(histogram: &[u64], quantile: f64) -> Option<u64> {
     Some(histogram.len().saturating_sub(1) as u64)
 }
 
-/// Handle on a running driver.
+/// Handle on a running driver. The driver runs while a clone of its handle is held: when the
+/// last one is dropped it ends as on [`LinkHandle::stop`] (nobody watches the link any more),
+/// and its clone of the connection goes with it — a dropped session and handle close their
+/// connection instead of keeping it alive with keepalives nobody reads.
 #[derive(Debug, Clone)]
 pub struct LinkHandle {
     pub status: watch::Receiver<LinkStatus>,
@@ -138,6 +141,17 @@ pub struct LinkHandle {
     pub state: watch::Receiver<LinkState>,
     mute: Arc<AtomicBool>,
     stop: Arc<tokio::sync::Notify>,
+    _stop_when_dropped: Arc<StopOnDrop>,
+}
+
+/// Stops the driver when the last [`LinkHandle`] clone (the one owner of this) is dropped.
+#[derive(Debug)]
+struct StopOnDrop(Arc<tokio::sync::Notify>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.notify_one();
+    }
 }
 
 impl LinkHandle {
@@ -154,7 +168,8 @@ impl LinkHandle {
     }
 }
 
-/// Spawns the driver for `conn`. It ends when the connection closes or on [`LinkHandle::stop`].
+/// Spawns the driver for `conn`. It ends when the connection closes, on [`LinkHandle::stop`]
+/// or when the last clone of the handle is dropped.
 pub fn spawn(
     conn: quinn::Connection,
     endpoint: KeepaliveEndpoint,
@@ -182,6 +197,7 @@ pub fn spawn(
         status: status_rx,
         state: state_rx,
         mute,
+        _stop_when_dropped: Arc::new(StopOnDrop(stop.clone())),
         stop,
     }
 }
