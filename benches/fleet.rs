@@ -238,7 +238,8 @@ async fn grow(r: &Arc<Rig>, held: &mut Vec<Held>, n: usize) -> Result<(), String
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
-            Err(format!("{last:?}"))
+            // The error's chain in words (Debug would add a backtrace to the JSON).
+            Err(last.map_or_else(|| "no attempt".to_string(), |e| format!("{e:#}")))
         }));
     }
     let (mut failed, mut reason) = (0, String::new());
