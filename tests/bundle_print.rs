@@ -10,7 +10,6 @@ mod support;
 use frank::indicium::verify::{VendorKeys, payload_from_png, verify_payload};
 use frank::link::LinkState;
 
-use frank::wire::{self, Request};
 use pty_support::*;
 use std::time::Duration;
 use support::*;
@@ -19,25 +18,6 @@ const FUNDS_CENTS: u64 = 5_000;
 /// Longest wait for the vendor to offer (or stop offering) a bundle, and for the headless
 /// counter to take it, in ms.
 const WAIT_MS_MAX: u64 = 60_000;
-
-async fn offers(s: &frank::counter::client::Session) -> usize {
-    let l: wire::BundleList = s
-        .send(&Request::Bundles(wire::BundlesRequest {}))
-        .await
-        .unwrap();
-    l.manifests.len()
-}
-
-async fn wait_offers(s: &frank::counter::client::Session, n: usize) {
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(WAIT_MS_MAX);
-    while offers(s).await != n {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "offers never became {n}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_counter_prints_with_the_last_good_bundle_when_the_vendor_has_none() {
@@ -74,7 +54,7 @@ async fn a_counter_prints_with_the_last_good_bundle_when_the_vendor_has_none() {
         key.to_str().unwrap(),
         profile.to_str().unwrap(),
     ]);
-    wait_offers(&watcher, 1).await;
+    wait_offered(&watcher, "shop-profiles", Some("1")).await;
     std::fs::remove_file(&profile).unwrap();
 
     // The counter takes it (the headless run of the same terminal folder).
@@ -121,7 +101,7 @@ async fn a_counter_prints_with_the_last_good_bundle_when_the_vendor_has_none() {
         data.to_str().unwrap(),
         "shop-profiles",
     ]);
-    wait_offers(&watcher, 0).await;
+    wait_offered(&watcher, "shop-profiles", None).await;
 
     // The counter UI with that profile prints and its label verifies.
     let labels = tempfile::tempdir().unwrap();

@@ -19,7 +19,6 @@ use frank::link::guard::LinkState;
 use frank::money::Cents;
 use frank::printer::emulator::{Emulator, EmulatorOptions};
 use frank::ui::event::{self, Backend, Command, JobId};
-use frank::wire::{self, Request};
 use std::path::Path;
 use std::time::Duration;
 use support::*;
@@ -89,19 +88,7 @@ impl Setup {
             self.release_key.to_str().unwrap(),
             file.to_str().unwrap(),
         ]);
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(FIGURE_WAIT_MS_MAX);
-        loop {
-            let list: wire::BundleList = self
-                .watcher
-                .send(&Request::Bundles(wire::BundlesRequest {}))
-                .await
-                .unwrap();
-            if !list.manifests.is_empty() {
-                return;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "never offered");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_offered(&self.watcher, "rates", Some(version)).await;
     }
 
     /// One sample of the vendor's metrics, 0 when absent.

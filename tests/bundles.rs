@@ -7,7 +7,6 @@
 mod support;
 
 use frank::counter::client;
-use frank::wire::{self, Request};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt};
@@ -16,8 +15,6 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt};
 const COUNTER_WAIT_MS_MAX: u64 = 60_000;
 /// Longest wait for a counter to exit after Ctrl-C, in ms.
 const EXIT_WAIT_MS_MAX: u64 = 10_000;
-/// Longest wait for the vendor to offer a newly published version, in ms.
-const OFFER_WAIT_MS_MAX: u64 = 10_000;
 
 const RATES: &str = include_str!("../rates/sample-rates.toml");
 
@@ -137,27 +134,7 @@ impl Setup {
 
     /// Waits until the vendor offers `name` at `version` (None: does not offer `name`).
     async fn offered(&self, name: &str, version: Option<&str>) {
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(OFFER_WAIT_MS_MAX);
-        loop {
-            let list: wire::BundleList = self
-                .watcher
-                .send(&Request::Bundles(wire::BundlesRequest {}))
-                .await
-                .unwrap();
-            let now = list.manifests.iter().find_map(|s| {
-                let m: frank::bundle::Manifest =
-                    ciborium::from_reader(s.manifest.as_slice()).ok()?;
-                (m.name == name).then_some(m.version)
-            });
-            if now.as_deref() == version {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the vendor never offered {name} {version:?} (offers {now:?})"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        support::wait_offered(&self.watcher, name, version).await;
     }
 }
 

@@ -512,14 +512,7 @@ async fn resume_needs_the_session_secret_and_a_known_session() {
 async fn a_dropped_session_and_link_handle_close_their_connection() {
     let v = vendor().await;
     let (s, link) = session_on(v.addr, v.key, &v.code, "let-go", CLERK, PASSWORD).await;
-    let deadline = Instant::now() + LONG;
-    while v.server.sessions_live() != 1 {
-        assert!(
-            Instant::now() < deadline,
-            "the vendor never saw the session"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    sessions_live_become(&v, 1, "the vendor never saw the session").await;
     // A clone held elsewhere keeps the driver going.
     let clone = link.clone();
     drop(link);
@@ -527,12 +520,19 @@ async fn a_dropped_session_and_link_handle_close_their_connection() {
     assert_eq!(clone.state.borrow().clone(), LinkState::Up);
     drop(clone);
     drop(s);
+    sessions_live_become(
+        &v,
+        0,
+        "the connection stayed open after its session and link handle were dropped",
+    )
+    .await;
+}
+
+/// Waits, at most [`LONG`], for the vendor to count `n` live sessions; fails with `why`.
+async fn sessions_live_become(v: &Vendor, n: usize, why: &str) {
     let deadline = Instant::now() + LONG;
-    while v.server.sessions_live() != 0 {
-        assert!(
-            Instant::now() < deadline,
-            "the connection stayed open after its session and link handle were dropped"
-        );
+    while v.server.sessions_live() != n {
+        assert!(Instant::now() < deadline, "{why}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

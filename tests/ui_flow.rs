@@ -28,16 +28,7 @@ fn quoted() -> frank::ui::App {
     let mut app = signed_in();
     ctrl(&mut app, 'n');
     assert_eq!(app.screen, Screen::Postage);
-    let cmds = fill_postage(&mut app);
-    let request =
-        quote_request(&cmds).expect("a quote is requested once weight and ZIPs are valid");
-    backend(
-        &mut app,
-        Backend::Quote {
-            request,
-            amount: cents(540),
-        },
-    );
+    let request = quoted_postage(&mut app, 540);
     assert_eq!(
         app.postage.quote,
         QuoteState::Ready {
@@ -163,21 +154,9 @@ fn quote_request_carries_the_form_and_stale_answers_are_dropped() {
     let cmds = press(&mut app, KeyCode::Right);
     let newer = quote_request(&cmds).expect("class change asks again");
     assert!(newer > request);
-    backend(
-        &mut app,
-        Backend::Quote {
-            request,
-            amount: cents(1),
-        },
-    );
+    answer_quote(&mut app, request, 1);
     assert_eq!(app.postage.quote, QuoteState::Pending { request: newer });
-    backend(
-        &mut app,
-        Backend::Quote {
-            request: newer,
-            amount: cents(995),
-        },
-    );
+    answer_quote(&mut app, newer, 995);
     assert_eq!(
         app.postage.quote,
         QuoteState::Ready {
@@ -1365,13 +1344,7 @@ fn a_weight_with_decimals_or_pounds_is_rounded_up_and_shown() {
     let text = screen_text(&render(&app, 120, 40));
     assert!(text.contains("rounded up to 4 oz"), "{text}");
     let request = quote_request(&cmds).unwrap();
-    backend(
-        &mut app,
-        Backend::Quote {
-            request,
-            amount: cents(540),
-        },
-    );
+    answer_quote(&mut app, request, 540);
     press(&mut app, KeyCode::Enter);
     assert_eq!(app.screen, Screen::Review, "{:?}", app.notice);
     let text = screen_text(&render(&app, 120, 40));
@@ -1844,13 +1817,7 @@ fn the_live_price_comes_from_the_signed_table_and_the_vendors_price_is_confirmed
         app.notice
     );
     // The vendor's price differs: it replaces the table's, and says so.
-    backend(
-        &mut app,
-        Backend::Quote {
-            request,
-            amount: cents(540),
-        },
-    );
+    answer_quote(&mut app, request, 540);
     assert_eq!(
         app.postage.quote,
         QuoteState::Ready {
@@ -1937,13 +1904,7 @@ fn a_table_price_agreeing_or_without_the_vendor_is_shown_for_what_it_is() {
             table: "rates 2".into(),
         },
     );
-    backend(
-        &mut app,
-        Backend::Quote {
-            request: again,
-            amount: cents(540),
-        },
-    );
+    answer_quote(&mut app, again, 540);
     let note = app.postage.price_note.clone().unwrap();
     assert!(!note.differs, "{note:?}");
     press(&mut app, KeyCode::Enter);

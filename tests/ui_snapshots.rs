@@ -29,15 +29,7 @@ fn snap(name: &str, app: &App) {
 fn quoted() -> App {
     let mut app = signed_in();
     ctrl(&mut app, 'n');
-    let cmds = fill_postage(&mut app);
-    let request = quote_request(&cmds).unwrap();
-    backend(
-        &mut app,
-        Backend::Quote {
-            request,
-            amount: cents(540),
-        },
-    );
+    quoted_postage(&mut app, 540);
     app
 }
 

@@ -472,3 +472,34 @@ pub fn release_key_init(path: &std::path::Path) -> String {
         .trim()
         .to_string()
 }
+
+/// Longest wait for the vendor to offer (or stop offering) a bundle it was given, in ms (it
+/// reloads its shelf within a second; CI machines are slower).
+pub const BUNDLE_OFFER_WAIT_MS_MAX: u64 = 60_000;
+
+/// Waits until the vendor offers the bundle `name` at `version` to `s` (`None`: offers no
+/// `name`); fails the test after [`BUNDLE_OFFER_WAIT_MS_MAX`].
+pub async fn wait_offered(s: &Session, name: &str, version: Option<&str>) {
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(BUNDLE_OFFER_WAIT_MS_MAX);
+    loop {
+        let list: frank::wire::BundleList = s
+            .send(&frank::wire::Request::Bundles(
+                frank::wire::BundlesRequest {},
+            ))
+            .await
+            .expect("the bundle list");
+        let now = list.manifests.iter().find_map(|signed| {
+            let m: frank::bundle::Manifest =
+                ciborium::from_reader(signed.manifest.as_slice()).ok()?;
+            (m.name == name).then_some(m.version)
+        });
+        if now.as_deref() == version {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the vendor never offered {name} {version:?} (offers {now:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

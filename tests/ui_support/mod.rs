@@ -112,14 +112,19 @@ pub fn fill_postage(app: &mut App) -> Vec<Command> {
 pub fn quoted_postage(app: &mut App, amount: u64) -> u64 {
     let cmds = fill_postage(app);
     let request = quote_request(&cmds).expect("a quote request");
+    answer_quote(app, request, amount);
+    request
+}
+
+/// The vendor's answer to quote `request`: `amount` cents.
+pub fn answer_quote(app: &mut App, request: u64, amount: u64) -> Vec<Command> {
     backend(
         app,
         Backend::Quote {
             request,
             amount: cents(amount),
         },
-    );
-    request
+    )
 }
 
 /// The printer's report that `job` printed whole (10 bytes, the indicium on paper).
