@@ -18,18 +18,18 @@
 mod pg;
 mod support;
 
-use frank::counter::backend::{self, BackendConfig};
+use frank::counter::backend;
 use frank::counter::client::Session;
 use frank::indicium::kinds::{self, Day, Text};
 use frank::indicium::layout::PieceNumber;
 use frank::indicium::{Item, ItemKind};
 use frank::ledger::report::{BASKET_PIECES_MAX, DayReport, ReportScope, Totals};
 use frank::link::driver::LinkHandle;
-use frank::link::guard::LinkState;
 use frank::money::Cents;
 use frank::ui::event::{self, Backend, BasketId, Command, DayScope, JobId, TenderKind};
 use frank::wire::{self, ErrorCode, Request};
 use std::time::Duration;
+use support::backend::*;
 use support::*;
 
 const LONG: Duration = Duration::from_secs(15);
@@ -389,70 +389,13 @@ async fn printout_done(
     }
 }
 
-async fn next_event(
-    rx: &mut tokio::sync::mpsc::Receiver<Backend>,
-    what: &str,
-    mut pick: impl FnMut(&Backend) -> bool,
-) -> Backend {
-    tokio::time::timeout(LONG, async {
-        loop {
-            let e = rx.recv().await.expect("backend ended");
-            if pick(&e) {
-                return e;
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("no {what} within {LONG:?}"))
-}
-
-fn backend_config(v: &ChildVendor, dir: &std::path::Path) -> BackendConfig {
-    let mut cfg = BackendConfig::new(vec![v.addr], v.key, dir.to_path_buf());
-    cfg.enroll_code = Some(v.code.clone());
-    cfg.terminal_name = "backend-test".into();
-    cfg.origin_zip = ORIGIN.into();
-    cfg.authorize_retry_ms_max = 5_000;
-    cfg.money_retry_ms_max = 5_000;
-    cfg
-}
-
-async fn signed_in_backend(
-    v: &ChildVendor,
-    dir: &std::path::Path,
-) -> (
-    tokio::sync::mpsc::Sender<Command>,
-    tokio::sync::mpsc::Receiver<Backend>,
-    tokio::task::JoinHandle<()>,
-) {
-    let (ctx, crx) = tokio::sync::mpsc::channel(event::COMMANDS_QUEUE_MAX);
-    let (etx, mut erx) = tokio::sync::mpsc::channel(event::EVENTS_QUEUE_MAX);
-    let task = backend::spawn(backend_config(v, dir), crx, etx);
-    ctx.send(Command::SignIn {
-        clerk: CLERK.into(),
-        password: event::Secret::new(PASSWORD),
-    })
-    .await
-    .unwrap();
-    next_event(&mut erx, "SignedIn", |e| {
-        matches!(e, Backend::SignedIn { .. })
-    })
-    .await;
-    next_event(
-        &mut erx,
-        "link up",
-        |e| matches!(e, Backend::LinkChanged(s) if s.state == LinkState::Up),
-    )
-    .await;
-    (ctx, erx, task)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_counter_backend_numbers_items_records_a_basket_and_loads_the_day() {
     let v = vendor_with_boss().await;
     let (s, _link) = signed_in(&v, "window-2", CLERK, PASSWORD).await;
     fund_until_ok(&s, 5_000).await;
     let home = tempfile::tempdir().unwrap();
-    let (ctx, mut erx, task) = signed_in_backend(&v, home.path()).await;
+    let (ctx, mut erx, task) = signed_in_backend(backend_config(&v, home.path(), ORIGIN)).await;
 
     // An item the backend authorizes is numbered as its label prints it.
     let job = JobId(1);
@@ -596,7 +539,7 @@ async fn the_counter_backend_numbers_items_records_a_basket_and_loads_the_day() 
     // After a restart the history comes from the vendor, newest first, with the numbers.
     ctx.send(Command::Quit).await.unwrap();
     tokio::time::timeout(LONG, task).await.unwrap().unwrap();
-    let (ctx, mut erx, _task) = signed_in_backend(&v, home.path()).await;
+    let (ctx, mut erx, _task) = signed_in_backend(backend_config(&v, home.path(), ORIGIN)).await;
     ctx.send(Command::LoadHistory).await.unwrap();
     let e = next_event(&mut erx, "Items", |e| matches!(e, Backend::Items(_))).await;
     let Backend::Items(items) = e else {
@@ -745,7 +688,7 @@ async fn the_counter_backend_prints_receipts_and_the_close_out_on_a_receipt_prin
     let printer = virtual_printer(&profile, None);
     let home = tempfile::tempdir().unwrap();
     let start = |home: std::path::PathBuf| {
-        let mut cfg = backend_config(&v, &home);
+        let mut cfg = backend_config(&v, &home, ORIGIN);
         cfg.receipt_printer = Some(backend::PrinterSetup {
             device: printer.device_path().to_path_buf(),
             profile: profile.clone(),

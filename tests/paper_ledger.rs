@@ -10,7 +10,8 @@
 //! `FRANK_PAPER_TRIALS` sets the number of trials (default 8); `FRANK_PAPER_SEED` the seed (it
 //! picks the same faults only under the same `rand` version: a seed noted before the move to
 //! rand 0.10 picks other ones now);
-//! `FRANK_PAPER_KINDS=kill` makes every trial a crash; `FRANK_PAPER_KEEP=DIR` copies a run
+//! `FRANK_PAPER_KINDS=kill,drain` takes only those kinds in turn (`cut`, `drain`, `kill`,
+//! `paper`, `clean`); `FRANK_PAPER_KEEP=DIR` copies a run
 //! with a mismatch (its pages and the counter's home: journal, log) into DIR.
 //! `scripts/paper-soak.sh N` runs N and prints the summary line.
 //!
@@ -212,7 +213,10 @@ enum Trial {
     CutWhileSending(u32),
     /// Cut the link once every byte is sent: the printer is still printing its buffer.
     CutWhileDraining,
-    /// SIGKILL the counter once the gauge passes this percentage, then start it again.
+    /// SIGKILL the counter once the gauge passes this percentage, then start it again. With
+    /// the virtual printers' labels (a native symbol and text, a few KB) every byte is sent long
+    /// before the printer finishes, so the kill lands while the printer prints (the log says
+    /// at what percentage).
     Kill(u32),
     /// The paper ends this many bytes into the job.
     PaperOut(u64),
@@ -299,10 +303,23 @@ async fn run_trials(trials: usize, seed: u64, base_id: &str) -> Tally {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut kinds = Vec::new();
     for n in 0..trials {
-        let trial = match std::env::var("FRANK_PAPER_KINDS").as_deref() {
-            // Only crashes, to study them (scripts/paper-soak.sh takes every kind).
-            Ok("kill") => Trial::Kill(rng.random_range(1..100)),
-            _ => pick(&mut rng),
+        // FRANK_PAPER_KINDS=kill,drain,… takes only those kinds, in turn, to study them
+        // (scripts/paper-soak.sh takes every kind).
+        let trial = match std::env::var("FRANK_PAPER_KINDS") {
+            Ok(kinds) => {
+                let kinds: Vec<&str> = kinds.split(',').collect();
+                match kinds[n % kinds.len()] {
+                    "cut" => Trial::CutWhileSending(rng.random_range(1..99)),
+                    "drain" => Trial::CutWhileDraining,
+                    "kill" => Trial::Kill(rng.random_range(1..100)),
+                    "paper" => Trial::PaperOut(rng.random_range(200..6000)),
+                    "clean" => Trial::Clean,
+                    other => panic!(
+                        "FRANK_PAPER_KINDS: no kind {other:?} (cut, drain, kill, paper, clean)"
+                    ),
+                }
+            }
+            Err(_) => pick(&mut rng),
         };
         kinds.push(trial);
         eprintln!("trial {n}: {trial:?}");
@@ -337,9 +354,10 @@ async fn run_trials(trials: usize, seed: u64, base_id: &str) -> Tally {
                 r.proxy.handle.heal();
             }
             Trial::Kill(p) => {
-                r.screen.wait("the gauge", |t| {
+                let t = r.screen.wait("the gauge", |t| {
                     gauge_percent(t).is_some_and(|q| q >= p) || settled(t)
                 });
+                eprintln!("  killed at {:?}% sent", gauge_percent(&t));
                 let pid = r.screen.pid().expect("counter running");
                 nix::sys::signal::kill(
                     nix::unistd::Pid::from_raw(pid as i32),
@@ -676,4 +694,106 @@ async fn a_void_from_the_journal_after_the_window_is_refused_and_changes_nothing
         block(r.watcher.piece(serial)).unwrap().item_state,
         "unsettled"
     );
+}
+
+/// A counter that stopped mid-print settles that job at its next start, even when status polls
+/// keep its printer port busy: the resync takes the port before the next poll, never waiting
+/// for a retry timer to find it free. Here the printer answers nothing, so every poll holds
+/// the port for its whole reply timeout, and polls come every 100 ms; the job is settled by
+/// the journal alone (its indicium was sent: assumed on paper, a refund requested). Before
+/// the fix, a restarted counter whose poll timer ticked a millisecond ahead of its retry timer
+/// left the job settling for good (a CI run: "⧗ 1 settling" for 60 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_the_last_run_left_mid_print_is_settled_though_polls_keep_the_port_busy() {
+    use frank::counter::backend::PrinterSetup;
+    use frank::counter::jobbook::Record;
+    use frank::counter::journal::Journal;
+    use frank::money::Cents;
+    use frank::ui::event::{Backend, Command, JobId};
+    use support::backend::*;
+
+    let v = support::child_vendor("Paper Test Post Office", |_, _| {}).await;
+    let (_endpoint, watcher, _watcher_link) =
+        support::funded_terminal((v.addr, v.key, &v.code), "watcher", FUNDS_CENTS, LONG).await;
+    let home = tempfile::tempdir().unwrap();
+
+    // The last run: a coupon authorized, then (as the journal tells it) its indicium sent to
+    // the printer before the counter stopped.
+    let (ctx, mut erx, task) = signed_in_backend(backend_config(&v, home.path(), "94105")).await;
+    let job = JobId(1);
+    let item = frank::indicium::Item::Coupon(frank::indicium::kinds::Coupon {
+        offer: frank::indicium::kinds::Text::new("offer", "Free stamp").unwrap(),
+        value: Cents::new(150).unwrap(),
+        expiry: frank::indicium::kinds::Day::parse("expiry", "2040-01-31").unwrap(),
+    });
+    ctx.send(Command::Authorize {
+        job,
+        item: Box::new(item),
+        amount: Cents::new(150).unwrap(),
+        label: Box::default(),
+    })
+    .await
+    .unwrap();
+    next_event(
+        &mut erx,
+        "Authorized",
+        |e| matches!(e, Backend::Authorized { job: j } if *j == job),
+    )
+    .await;
+    ctx.send(Command::Quit).await.unwrap();
+    task.await.unwrap();
+    {
+        let (mut journal, book) = Journal::open(home.path()).unwrap();
+        let key = book
+            .open()
+            .map(|e| e.key)
+            .next()
+            .expect("the authorized job");
+        journal
+            .append(&[
+                Record::PrintStarting {
+                    job: key,
+                    print_seq: 7,
+                },
+                Record::IndiciumSending { job: key },
+                Record::IndiciumSent { job: key },
+            ])
+            .unwrap();
+    }
+
+    // This run: a printer that answers nothing, polled every 100 ms.
+    let profile = frank::printer::profile::shipped("virtual").unwrap();
+    let printer = support::virtual_printer(&profile, None);
+    printer.inject(Fault::Silent);
+    let mut cfg = backend_config(&v, home.path(), "94105");
+    cfg.printer = Some(PrinterSetup {
+        device: printer.device_path().to_path_buf(),
+        profile,
+    });
+    cfg.printer_poll_interval_ms = 100;
+    let (ctx, mut erx, task) = signed_in_backend(cfg).await;
+    let settled = next_event_within(&mut erx, SETTLE, "the last run's job settled", |e| {
+        matches!(
+            e,
+            Backend::Settlement {
+                phase: frank::ui::event::SettlePhase::Done,
+                ..
+            }
+        )
+    })
+    .await;
+    let Backend::Settlement {
+        piece, settlement, ..
+    } = settled
+    else {
+        unreachable!()
+    };
+    assert_eq!(
+        settlement,
+        frank::counter::jobbook::Settlement::VoidReachedPrinter
+    );
+    let state = watcher.piece(piece.unwrap()).await.unwrap().item_state;
+    assert_eq!(state, "refund_requested");
+    ctx.send(Command::Quit).await.unwrap();
+    task.await.unwrap();
 }

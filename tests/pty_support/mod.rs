@@ -18,6 +18,8 @@ pub const ROWS: u16 = 40;
 pub const COLS: u16 = 120;
 /// Longest wait for something to show on screen.
 pub const LONG: Duration = Duration::from_secs(30);
+/// How much of the process's log a timeout shows.
+const LOG_TAIL_LINES: usize = 80;
 
 /// A `frank` process in a pty, its screen parsed by vt100.
 pub struct Screen {
@@ -28,6 +30,8 @@ pub struct Screen {
     master: Box<dyn portable_pty::MasterPty + Send>,
     /// Pause after each key burst (tests type like a person; the bench faster).
     pub key_pause: Duration,
+    /// Where the process writes its log (`$XDG_STATE_HOME/frank`): a timeout shows its tail.
+    log_dir: std::path::PathBuf,
 }
 
 impl Screen {
@@ -99,6 +103,7 @@ impl Screen {
             child,
             master,
             key_pause: Duration::from_millis(30),
+            log_dir: home.join("state").join("frank"),
         }
     }
 
@@ -151,10 +156,28 @@ impl Screen {
                 return t;
             }
             if Instant::now() > deadline {
-                panic!("timed out waiting for {what}; screen:\n{t}");
+                panic!(
+                    "timed out waiting for {what}; screen:\n{t}\nthe log's last lines:\n{}",
+                    self.log_tail(LOG_TAIL_LINES)
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The last `lines` lines of the process's log files (oldest file first), for a failure
+    /// message: what the screen cannot show of why it is stuck.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let mut files: Vec<_> = std::fs::read_dir(&self.log_dir)
+            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        files.sort();
+        let text: String = files
+            .iter()
+            .filter_map(|f| std::fs::read_to_string(f).ok())
+            .collect();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
     }
 
     pub fn wait_for(&self, needle: &str) -> String {

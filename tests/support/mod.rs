@@ -1,6 +1,7 @@
 //! Shared fixtures for integration tests: a real vendor on loopback with a real data directory.
 #![allow(dead_code)]
 
+pub mod backend;
 pub mod procstat;
 
 use frank::counter::client::{self, Session, VendorConn};

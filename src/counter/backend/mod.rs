@@ -586,26 +586,12 @@ impl Actor {
                 }
             },
             Done::Polled { port, status } => {
-                self.port_busy = false;
-                if self.port.is_none() {
-                    self.port = port;
-                }
                 self.set_printer(status).await;
-                if let Some(next) = self.queued_print.take() {
-                    self.print(next).await;
-                }
-                self.next_printout().await;
+                self.port_freed(port).await;
             }
             Done::Resynced { port, report } => {
-                self.port_busy = false;
-                if self.port.is_none() {
-                    self.port = port;
-                }
                 self.on_resynced(report).await;
-                if let Some(next) = self.queued_print.take() {
-                    self.print(next).await;
-                }
-                self.next_printout().await;
+                self.port_freed(port).await;
             }
             Done::BundlesTaken => self.load_rates(),
             Done::Printout {
@@ -615,21 +601,16 @@ impl Actor {
                 result,
             } => {
                 self.printout_running = false;
-                if shared {
-                    self.port_busy = false;
-                    if self.port.is_none() {
-                        self.port = port;
-                    }
-                }
                 match &result {
                     Ok(()) => tracing::info!(?kind, "printout printed"),
                     Err(e) => tracing::warn!(?kind, error = %e, "printout not printed"),
                 }
                 self.emit(Backend::PrintoutDone { kind, result }).await;
-                if shared && let Some(next) = self.queued_print.take() {
-                    self.print(next).await;
+                if shared {
+                    self.port_freed(port).await;
+                } else {
+                    self.next_printout().await;
                 }
-                self.next_printout().await;
             }
         }
     }

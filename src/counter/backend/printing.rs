@@ -108,12 +108,12 @@ impl Actor {
                                 | Stage::EndPrinted
                         )
                     })
-                    .map(|e| (e.key, e.print_seq))
+                    .map(|e| (e.key, e.print_seq, e.stage))
                     .collect::<Vec<_>>()
             })
             .unwrap_or_default();
         let mut recs = Vec::new();
-        for (key, seq) in mid {
+        for (key, seq, stage) in mid {
             let resync = match (&report, seq) {
                 (Some(r), Some(seq)) => {
                     let (ind, end) = compiler::job_process_ids(seq);
@@ -124,6 +124,14 @@ impl Actor {
                 }
                 _ => Resync::default(),
             };
+            tracing::info!(
+                ?stage,
+                resynced = report.is_some(),
+                printer_settled = report.as_ref().is_some_and(|r| r.settled),
+                indicium_seen = resync.indicium_id_seen,
+                end_seen = resync.end_id_seen,
+                "the last run's job, as its printer tells it"
+            );
             match self.record(|b| b.decide_recovered(key, resync)) {
                 Ok(r) => recs.extend(r),
                 Err(e) => tracing::error!(%e, "last run's job not settled"),
@@ -179,7 +187,26 @@ impl Actor {
         self.report_printer();
     }
 
+    /// The port is free again (`port` is what the task that used it hands back): a due
+    /// resync takes it first, then a print waiting for it, then the next printout. A due
+    /// resync never waits for the retry timer: polls on their own timer would otherwise keep
+    /// taking the port first, for as long as the two timers tick in step.
+    pub(super) async fn port_freed(&mut self, port: Option<PrinterPort>) {
+        self.port_busy = false;
+        if self.port.is_none() {
+            self.port = port;
+        }
+        self.maybe_resync();
+        if let Some(next) = self.queued_print.take() {
+            Box::pin(self.print(next)).await;
+        }
+        Box::pin(self.next_printout()).await;
+    }
+
+    /// A status poll, unless the port is busy — or a resync is due and can run: it reads the
+    /// printer's state anyway, and must not wait behind the polls.
     pub(super) fn poll_printer(&mut self) {
+        self.maybe_resync();
         if self.port_busy || self.cfg.printer.is_none() {
             return;
         }
@@ -372,10 +399,8 @@ impl Actor {
         port: Option<PrinterPort>,
         outcome: JobOutcome,
     ) {
-        self.port_busy = false;
         self.printing = None;
         self.print_busy.send_replace(false);
-        self.port = port;
         tracing::info!(%job, ?outcome, "print ended");
         self.emit(Backend::PrintOutcome { job, outcome }).await;
         let (paper, complete) = verdict(&outcome);
@@ -393,10 +418,7 @@ impl Actor {
             _ => PrinterStatus::Ready,
         };
         self.set_printer(status).await;
-        if let Some(next) = self.queued_print.take() {
-            Box::pin(self.print(next)).await;
-        }
-        Box::pin(self.next_printout()).await;
+        self.port_freed(port).await;
     }
 
     /// Queues a text printout (not value: see [`printouts`]) and starts it when its printer is
