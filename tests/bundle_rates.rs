@@ -123,18 +123,10 @@ fn table_rates() -> String {
 async fn next_event(
     rx: &mut tokio::sync::mpsc::Receiver<Backend>,
     what: &str,
-    mut pick: impl FnMut(&Backend) -> bool,
+    pick: impl FnMut(&Backend) -> bool,
 ) -> Backend {
-    tokio::time::timeout(Duration::from_millis(EVENT_WAIT_MS_MAX), async {
-        loop {
-            let e = rx.recv().await.expect("backend ended");
-            if pick(&e) {
-                return e;
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("no {what} within {EVENT_WAIT_MS_MAX} ms"))
+    support::backend::next_event_within(rx, Duration::from_millis(EVENT_WAIT_MS_MAX), what, pick)
+        .await
 }
 
 type Channels = (

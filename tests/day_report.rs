@@ -20,9 +20,9 @@ mod support;
 
 use frank::counter::backend;
 use frank::counter::client::Session;
-use frank::indicium::kinds::{self, Day, Text};
+use frank::indicium::kinds::Day;
 use frank::indicium::layout::PieceNumber;
-use frank::indicium::{Item, ItemKind};
+use frank::indicium::ItemKind;
 use frank::ledger::report::{BASKET_PIECES_MAX, DayReport, ReportScope, Totals};
 use frank::link::driver::LinkHandle;
 use frank::money::Cents;
@@ -399,19 +399,7 @@ async fn the_counter_backend_numbers_items_records_a_basket_and_loads_the_day() 
 
     // An item the backend authorizes is numbered as its label prints it.
     let job = JobId(1);
-    let item = Item::Coupon(kinds::Coupon {
-        offer: Text::new("offer", "Free stamp").unwrap(),
-        value: Cents::new(150).unwrap(),
-        expiry: Day::parse("expiry", "2040-01-31").unwrap(),
-    });
-    ctx.send(Command::Authorize {
-        job,
-        item: Box::new(item),
-        amount: Cents::new(150).unwrap(),
-        label: Box::default(),
-    })
-    .await
-    .unwrap();
+    authorize_coupon(&ctx, job, 150).await;
     let Backend::Numbered { number, .. } = next_event(
         &mut erx,
         "Numbered",

@@ -708,7 +708,6 @@ async fn a_job_the_last_run_left_mid_print_is_settled_though_polls_keep_the_port
     use frank::counter::backend::PrinterSetup;
     use frank::counter::jobbook::Record;
     use frank::counter::journal::Journal;
-    use frank::money::Cents;
     use frank::ui::event::{Backend, Command, JobId};
     use support::backend::*;
 
@@ -721,19 +720,7 @@ async fn a_job_the_last_run_left_mid_print_is_settled_though_polls_keep_the_port
     // the printer before the counter stopped.
     let (ctx, mut erx, task) = signed_in_backend(backend_config(&v, home.path(), "94105")).await;
     let job = JobId(1);
-    let item = frank::indicium::Item::Coupon(frank::indicium::kinds::Coupon {
-        offer: frank::indicium::kinds::Text::new("offer", "Free stamp").unwrap(),
-        value: Cents::new(150).unwrap(),
-        expiry: frank::indicium::kinds::Day::parse("expiry", "2040-01-31").unwrap(),
-    });
-    ctx.send(Command::Authorize {
-        job,
-        item: Box::new(item),
-        amount: Cents::new(150).unwrap(),
-        label: Box::default(),
-    })
-    .await
-    .unwrap();
+    authorize_coupon(&ctx, job, 150).await;
     next_event(
         &mut erx,
         "Authorized",

@@ -3,8 +3,11 @@
 
 use super::{CLERK, ChildVendor, PASSWORD};
 use frank::counter::backend::{self, BackendConfig};
+use frank::indicium::Item;
+use frank::indicium::kinds::{Coupon, Day, Text};
 use frank::link::guard::LinkState;
-use frank::ui::event::{self, Backend, Command};
+use frank::money::Cents;
+use frank::ui::event::{self, Backend, Command, JobId};
 use std::time::Duration;
 use tokio::sync::mpsc::{Receiver, Sender};
 use tokio::task::JoinHandle;
@@ -76,4 +79,22 @@ pub async fn signed_in_backend(
     )
     .await;
     (ctx, erx, task)
+}
+
+/// Asks the backend to authorize `job`: a coupon "Free stamp" worth `cents`.
+pub async fn authorize_coupon(ctx: &Sender<Command>, job: JobId, cents: u64) {
+    let value = Cents::new(cents).expect("a valid amount");
+    let item = Item::Coupon(Coupon {
+        offer: Text::new("offer", "Free stamp").expect("a valid offer"),
+        value,
+        expiry: Day::parse("expiry", "2040-01-31").expect("a valid day"),
+    });
+    ctx.send(Command::Authorize {
+        job,
+        item: Box::new(item),
+        amount: value,
+        label: Box::default(),
+    })
+    .await
+    .expect("the backend takes commands");
 }
