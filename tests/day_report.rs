@@ -20,9 +20,9 @@ mod support;
 
 use frank::counter::backend;
 use frank::counter::client::Session;
+use frank::indicium::ItemKind;
 use frank::indicium::kinds::Day;
 use frank::indicium::layout::PieceNumber;
-use frank::indicium::ItemKind;
 use frank::ledger::report::{BASKET_PIECES_MAX, DayReport, ReportScope, Totals};
 use frank::link::driver::LinkHandle;
 use frank::money::Cents;
