@@ -26,10 +26,14 @@
 mod pty_support;
 mod support;
 
+use frank::counter::backend::PrinterSetup;
 use frank::counter::client::Session;
+use frank::counter::jobbook::{Record, Settlement};
+use frank::counter::journal::Journal;
 use frank::faultproxy::FaultProxy;
 use frank::indicium::verify::{VendorKeys, payload_from_png, payloads_from_png, verify_payload};
 use frank::printer::emulator::{EmulatorHandle, Fault};
+use frank::ui::event::{Backend, Command, JobId, SettlePhase};
 use frank::vendor_server::directory::Directory;
 use frank::vendor_server::{DB_FILE, DataDir};
 use pty_support::*;
@@ -38,6 +42,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use support::backend::signed_in_backend;
+use support::backend::{authorize_coupon, backend_config, next_event, next_event_within};
 
 const FUNDS_CENTS: u64 = 50_000;
 /// Longest wait for a trial's job to be settled with the vendor.
@@ -720,12 +726,6 @@ async fn a_void_from_the_journal_after_the_window_is_refused_and_changes_nothing
 /// left the job settling for good (a CI run: "⧗ 1 settling" for 60 s).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_the_last_run_left_mid_print_is_settled_though_polls_keep_the_port_busy() {
-    use frank::counter::backend::PrinterSetup;
-    use frank::counter::jobbook::Record;
-    use frank::counter::journal::Journal;
-    use frank::ui::event::{Backend, Command, JobId};
-    use support::backend::*;
-
     let v = support::child_vendor("Paper Test Post Office", |_, _| {}).await;
     let (_endpoint, watcher, _watcher_link) =
         support::funded_terminal((v.addr, v.key, &v.code), "watcher", FUNDS_CENTS, LONG).await;
@@ -778,7 +778,7 @@ async fn a_job_the_last_run_left_mid_print_is_settled_though_polls_keep_the_port
         matches!(
             e,
             Backend::Settlement {
-                phase: frank::ui::event::SettlePhase::Done,
+                phase: SettlePhase::Done,
                 ..
             }
         )
@@ -790,10 +790,7 @@ async fn a_job_the_last_run_left_mid_print_is_settled_though_polls_keep_the_port
     else {
         unreachable!()
     };
-    assert_eq!(
-        settlement,
-        frank::counter::jobbook::Settlement::VoidReachedPrinter
-    );
+    assert_eq!(settlement, Settlement::VoidReachedPrinter);
     let state = watcher.piece(piece.unwrap()).await.unwrap().item_state;
     assert_eq!(state, "refund_requested");
     ctx.send(Command::Quit).await.unwrap();
