@@ -42,8 +42,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use support::backend::signed_in_backend;
-use support::backend::{authorize_coupon, backend_config, next_event, next_event_within};
+use support::backend::*;
 
 const FUNDS_CENTS: u64 = 50_000;
 /// Longest wait for a trial's job to be settled with the vendor.
@@ -377,7 +376,8 @@ async fn run_trials(trials: usize, seed: u64, base_id: &str) -> Tally {
                 let t = r.screen.wait("the gauge", |t| {
                     gauge_percent(t).is_some_and(|q| q >= p) || settled(t)
                 });
-                eprintln!("  killed at {:?}% sent", gauge_percent(&t));
+                let at = gauge_percent(&t).map_or("settled".into(), |q| format!("{q}% sent"));
+                eprintln!("  killed at {at}");
                 let pid = r.screen.pid().expect("counter running");
                 nix::sys::signal::kill(
                     nix::unistd::Pid::from_raw(pid as i32),

@@ -408,11 +408,9 @@ impl Actor {
                     Some(c) => self.on_command(c).await,
                 },
                 Some(d) = done.recv() => self.on_done(d).await,
+                // A due resync starts here too (`poll_printer`), and when the port comes free.
                 _ = poll.tick() => self.poll_printer(),
-                _ = settle_retry.tick() => {
-                    self.maybe_resync();
-                    self.kick_sends();
-                }
+                _ = settle_retry.tick() => self.kick_sends(),
                 _ = balance_refresh.tick() => self.refresh_balance(),
             }
         }

@@ -188,9 +188,9 @@ impl Actor {
     }
 
     /// The port is free again (`port` is what the task that used it hands back): a due
-    /// resync takes it first, then a print waiting for it, then the next printout. A due
-    /// resync never waits for the retry timer: polls on their own timer would otherwise keep
-    /// taking the port first, for as long as the two timers tick in step.
+    /// resync takes it first, then a print waiting for it, then the next printout. (A resync
+    /// that waited for a timer of its own to find the port free could wait for good: the poll
+    /// timer, same period, kept taking the port first while the two ticked in step.)
     pub(super) async fn port_freed(&mut self, port: Option<PrinterPort>) {
         self.port_busy = false;
         if self.port.is_none() {
